@@ -1,0 +1,580 @@
+/**
+ * @file llmkit.h
+ * @brief The stable C ABI of llmkit (C99).
+ *
+ * Everything llmkit can do is reachable through this header. The C++ header
+ * `llmkit.hpp` and the Python package are thin faces over these functions.
+ *
+ * Conventions (the same for every block):
+ * - Every fallible function returns an #llmkit_status: #LLMKIT_OK (0) on
+ *   success, a negative code on failure. On failure, llmkit_last_error_message()
+ *   returns a message for the calling thread that names the problem.
+ * - Nothing ever throws or aborts across this boundary.
+ * - Objects are opaque handles made by `llmkit_<object>_create` and released by
+ *   `llmkit_<object>_free`; freeing NULL does nothing.
+ * - Option structs begin with `uint32_t struct_size`, are initialised with their
+ *   `LLMKIT_*_INIT` macro, only ever grow at the end, and are passed by pointer;
+ *   a NULL options pointer means "all defaults".
+ * - Tensors cross the boundary as #llmkit_tensor, which has the memory layout of
+ *   DLPack's `DLTensor`: a `DLTensor*` can be passed where an
+ *   `const llmkit_tensor*` is expected.
+ * - Memory passed in stays the caller's; llmkit keeps no pointer to it after the
+ *   call returns unless the function says otherwise.
+ */
+#ifndef LLMKIT_H
+#define LLMKIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmkit_export.h"
+#include "llmkit/llmkit_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------- */
+/** @defgroup core Core: versions, status codes, errors
+ *  @{ */
+
+/**
+ * @brief Status code returned by every fallible llmkit function.
+ *
+ * Zero is success; errors are negative. Values are never renumbered: a code
+ * that exists in one release has the same value in every later one.
+ */
+typedef enum llmkit_status {
+    LLMKIT_OK = 0,                        /**< Success. */
+    LLMKIT_ERROR_INVALID_ARGUMENT = -1,   /**< An argument has a value outside its domain (e.g. top_p = 1.5). */
+    LLMKIT_ERROR_NULL_POINTER = -2,       /**< A required pointer or handle was NULL. */
+    LLMKIT_ERROR_SHAPE = -3,              /**< A tensor has the wrong rank or mismatched dimensions. */
+    LLMKIT_ERROR_DTYPE = -4,              /**< A tensor has a data type the function does not accept. */
+    LLMKIT_ERROR_OUT_OF_RANGE = -5,       /**< An index or token id lies outside its valid range. */
+    LLMKIT_ERROR_NON_FINITE = -6,         /**< An input holds NaN or an infinity where a finite value is required. */
+    LLMKIT_ERROR_BUFFER_TOO_SMALL = -7,   /**< A caller-owned buffer is too small; the needed size was reported. */
+    LLMKIT_ERROR_OUT_OF_MEMORY = -8,      /**< An allocation failed. */
+    LLMKIT_ERROR_UNSUPPORTED = -9,        /**< The combination of arguments is valid but not implemented. */
+    LLMKIT_ERROR_NO_DEVICE = -10,         /**< The tensor's device is not available (no GPU, or built without CUDA). */
+    LLMKIT_ERROR_DEVICE = -11,            /**< The device runtime reported a failure. */
+    LLMKIT_ERROR_IO = -12,                /**< A file could not be opened, read or written. */
+    LLMKIT_ERROR_FORMAT = -13,            /**< A file or buffer is malformed, truncated or hostile. */
+    LLMKIT_ERROR_INTERNAL = -14           /**< A bug in llmkit: please report it with the message. */
+} llmkit_status;
+
+/**
+ * @brief The library's version as "MAJOR.MINOR.PATCH".
+ *
+ * Compare with #LLMKIT_VERSION_STRING to detect a header/library mismatch.
+ * @return A static string; never NULL. Thread-safe.
+ */
+LLMKIT_API const char *llmkit_version(void);
+
+/**
+ * @brief The library's version as one integer, MAJOR*10000 + MINOR*100 + PATCH.
+ * @return The same encoding as #LLMKIT_VERSION_NUMBER. Thread-safe.
+ */
+LLMKIT_API uint32_t llmkit_version_number(void);
+
+/**
+ * @brief How this library was built: "cuda=on|off onednn=on|off sanitizers=on|off".
+ * @return A static string; never NULL. Thread-safe.
+ */
+LLMKIT_API const char *llmkit_build_info(void);
+
+/**
+ * @brief A static, human-readable name for a status code ("LLMKIT_ERROR_SHAPE").
+ * @param status Any value; unknown values give "LLMKIT_ERROR_UNKNOWN".
+ * @return A static string; never NULL. Thread-safe.
+ */
+LLMKIT_API const char *llmkit_status_string(llmkit_status status);
+
+/**
+ * @brief The message of the last failed llmkit call on the calling thread.
+ *
+ * Each thread has its own message, so concurrent calls never overwrite each
+ * other's. A successful call does not clear it.
+ * @return A pointer owned by llmkit, valid until the next llmkit call on this
+ *         thread; "" if no call has failed on this thread. Never NULL.
+ */
+LLMKIT_API const char *llmkit_last_error_message(void);
+
+/** @brief Clears the calling thread's last error message. Thread-safe. */
+LLMKIT_API void llmkit_clear_error(void);
+
+/** @} */
+
+/* ------------------------------------------------------------------------- */
+/** @defgroup tensor Tensors and devices (DLPack-compatible)
+ *  @{ */
+
+/** @brief Device types, numbered as DLPack's `DLDeviceType`. */
+typedef enum llmkit_device_type {
+    LLMKIT_DEVICE_CPU = 1,          /**< Host memory. */
+    LLMKIT_DEVICE_CUDA = 2,         /**< CUDA device memory. */
+    LLMKIT_DEVICE_CUDA_HOST = 3,    /**< CUDA pinned host memory (treated as host memory). */
+    LLMKIT_DEVICE_CUDA_MANAGED = 13 /**< CUDA managed memory (treated as device memory). */
+} llmkit_device_type;
+
+/** @brief A device: type and ordinal; the layout of DLPack's `DLDevice`. */
+typedef struct llmkit_device {
+    int32_t device_type; /**< An #llmkit_device_type value. */
+    int32_t device_id;   /**< Device ordinal; 0 for the CPU. */
+} llmkit_device;
+
+/** @brief Type codes, numbered as DLPack's `DLDataTypeCode`. */
+typedef enum llmkit_dtype_code {
+    LLMKIT_DTYPE_INT = 0,    /**< Signed integer. */
+    LLMKIT_DTYPE_UINT = 1,   /**< Unsigned integer. */
+    LLMKIT_DTYPE_FLOAT = 2,  /**< IEEE floating point (16, 32, 64 bits). */
+    LLMKIT_DTYPE_BFLOAT = 4, /**< bfloat16. */
+    LLMKIT_DTYPE_BOOL = 6    /**< Boolean (8 bits). */
+} llmkit_dtype_code;
+
+/** @brief An element type; the layout of DLPack's `DLDataType`. */
+typedef struct llmkit_dtype {
+    uint8_t code;   /**< An #llmkit_dtype_code value. */
+    uint8_t bits;   /**< Bits per lane: 8, 16, 32 or 64. */
+    uint16_t lanes; /**< Vector lanes; llmkit accepts only 1. */
+} llmkit_dtype;
+
+/**
+ * @brief A view of an n-dimensional array; the memory layout of DLPack's `DLTensor`.
+ *
+ * llmkit never owns the memory a tensor points at. `strides` counts elements,
+ * not bytes; NULL means compact row-major. The address of element
+ * (i0, i1, ...) is `(char*)data + byte_offset + (i0*strides[0] + i1*strides[1] + ...) * bits/8`.
+ */
+typedef struct llmkit_tensor {
+    void *data;             /**< Base pointer (host or device memory per `device`). */
+    llmkit_device device;   /**< Where `data` lives. */
+    int32_t ndim;           /**< Number of dimensions, 0..8. */
+    llmkit_dtype dtype;     /**< Element type. */
+    const int64_t *shape;   /**< `ndim` extents. */
+    const int64_t *strides; /**< `ndim` strides in elements, or NULL for compact row-major. */
+    uint64_t byte_offset;   /**< Bytes from `data` to the first element. */
+} llmkit_tensor;
+
+/** @brief The dtype of 32-bit floats, for filling an #llmkit_tensor. */
+#define LLMKIT_DTYPE_F32 {LLMKIT_DTYPE_FLOAT, 32, 1}
+/** @brief The dtype of 16-bit IEEE floats. */
+#define LLMKIT_DTYPE_F16 {LLMKIT_DTYPE_FLOAT, 16, 1}
+/** @brief The dtype of bfloat16. */
+#define LLMKIT_DTYPE_BF16 {LLMKIT_DTYPE_BFLOAT, 16, 1}
+/** @brief The dtype of 32-bit signed integers. */
+#define LLMKIT_DTYPE_I32 {LLMKIT_DTYPE_INT, 32, 1}
+/** @brief The dtype of 64-bit signed integers. */
+#define LLMKIT_DTYPE_I64 {LLMKIT_DTYPE_INT, 64, 1}
+/** @brief The CPU device. */
+#define LLMKIT_DEVICE_HOST {LLMKIT_DEVICE_CPU, 0}
+
+/**
+ * @brief Whether llmkit was built with a backend for `device_type`.
+ * @param device_type An #llmkit_device_type value.
+ * @return 1 if compiled in, 0 if not. Thread-safe.
+ */
+LLMKIT_API int llmkit_backend_compiled(int32_t device_type);
+
+/**
+ * @brief Counts the usable devices of a type on this machine.
+ * @param[out] count Number of devices (1 for the CPU; 0 CUDA devices when no
+ *             GPU or driver is present).
+ * @param device_type An #llmkit_device_type value.
+ * @return #LLMKIT_OK, or #LLMKIT_ERROR_NO_DEVICE when that backend was not
+ *         compiled in (count is then 0). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_device_count(int32_t *count, int32_t device_type);
+
+/**
+ * @brief Sets the default number of worker threads for CPU kernels.
+ * @param n_threads 1 or more; 0 restores the default (all hardware threads).
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT for a negative value.
+ *         Thread-safe; affects calls that start afterwards.
+ */
+LLMKIT_API llmkit_status llmkit_set_num_threads(int32_t n_threads);
+
+/** @brief The current default number of CPU worker threads (always >= 1). Thread-safe. */
+LLMKIT_API int32_t llmkit_get_num_threads(void);
+
+/** @} */
+
+/* ------------------------------------------------------------------------- */
+/** @defgroup sampling Sampling: sampler chains, one-call sampling, speculative verification
+ *
+ * A sampler chain turns a batch of logits, shape [B, V] (fp32, fp16 or bf16),
+ * into one token id per row. Its steps run in the order they were added, like
+ * llama.cpp's `llama_sampler_chain`; the last step picks the token (greedy,
+ * a random draw, or mirostat). A chain that does not end in a picking step
+ * picks with a random draw from the distribution its steps leave.
+ *
+ * Random draws are reproducible: each comes from Philox-4x32-10 keyed by the
+ * chain's seed and counted by (sequence id, the sequence's step number, draw
+ * index), so the same seed gives the same tokens whatever the thread count and
+ * whatever other sequences share the batch.
+ *
+ * Logits may contain -inf (a token that can never be picked); NaN and +inf are
+ * errors (#LLMKIT_ERROR_NON_FINITE), as is a row with no finite logit.
+ *
+ * Thread safety: a chain carries per-sequence state (token history, mirostat's
+ * mu, the step counter), so calls on one chain must not overlap; distinct
+ * chains may be used from different threads at once. Each call may itself use
+ * several worker threads.
+ *  @{ */
+
+/** @brief Opaque handle to a sampler chain. */
+typedef struct llmkit_sampler_chain llmkit_sampler_chain;
+
+/** @brief Options for llmkit_sampler_chain_create(). */
+typedef struct llmkit_sampler_chain_options {
+    uint32_t struct_size; /**< sizeof(llmkit_sampler_chain_options). */
+    uint64_t seed;        /**< Key of every random draw the chain makes. Default 0. */
+} llmkit_sampler_chain_options;
+
+/** @brief Default #llmkit_sampler_chain_options. */
+#define LLMKIT_SAMPLER_CHAIN_OPTIONS_INIT {sizeof(llmkit_sampler_chain_options), 0}
+
+/**
+ * @brief Creates an empty sampler chain.
+ * @param[out] out Receives the new chain; the caller frees it with llmkit_sampler_chain_free().
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER, #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (bad struct_size) or #LLMKIT_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_create(llmkit_sampler_chain **out,
+                                                     const llmkit_sampler_chain_options *options);
+
+/** @brief Frees a chain and all its state; NULL is ignored. Not concurrently with other calls on it. */
+LLMKIT_API void llmkit_sampler_chain_free(llmkit_sampler_chain *chain);
+
+/**
+ * @brief Appends the greedy picker: the token with the largest logit (lowest id on ties).
+ * @param chain The chain. @return #LLMKIT_OK or an error.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_greedy(llmkit_sampler_chain *chain);
+
+/**
+ * @brief Appends the random picker: one Philox draw from softmax of the remaining logits.
+ * @param chain The chain. @return #LLMKIT_OK or an error.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_dist(llmkit_sampler_chain *chain);
+
+/**
+ * @brief Appends temperature scaling: logit / t.
+ * @param chain The chain.
+ * @param t Temperature, >= 0 and finite; 0 keeps only the most likely token(s) (greedy).
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_temperature(llmkit_sampler_chain *chain, float t);
+
+/**
+ * @brief Appends dynamic (entropy-based) temperature, as llama.cpp's `temp_ext`.
+ *
+ * With H the entropy of the current distribution over n candidates, the
+ * temperature is `max(0, t - delta) + 2*delta * (H / log n)^exponent`.
+ * delta <= 0 makes it plain temperature t.
+ * @param chain The chain. @param t Base temperature, >= 0.
+ * @param delta Half-width of the temperature range. @param exponent > 0.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_dynamic_temperature(llmkit_sampler_chain *chain, float t,
+                                                                      float delta, float exponent);
+
+/**
+ * @brief Appends top-k: keeps the k largest logits (lower ids win ties).
+ * @param chain The chain. @param k >= 1; larger than the vocabulary keeps everything.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT for k <= 0.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_top_k(llmkit_sampler_chain *chain, int32_t k);
+
+/**
+ * @brief Appends top-p (nucleus): keeps the smallest most-likely set whose probability is >= p.
+ * @param chain The chain. @param p In (0, 1]. @param min_keep Keep at least this many tokens (0 means 1).
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_top_p(llmkit_sampler_chain *chain, float p, size_t min_keep);
+
+/**
+ * @brief Appends min-p: keeps tokens whose probability is >= p times the largest probability.
+ * @param chain The chain. @param p In [0, 1]. @param min_keep Keep at least this many tokens (0 means 1).
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_min_p(llmkit_sampler_chain *chain, float p, size_t min_keep);
+
+/**
+ * @brief Appends locally typical sampling (Meister et al. 2022).
+ *
+ * Orders tokens by |-log p - H| (H the entropy) and keeps the smallest prefix
+ * of that order whose probability is >= p.
+ * @param chain The chain. @param p In (0, 1]. @param min_keep Keep at least this many (0 means 1).
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_typical(llmkit_sampler_chain *chain, float p, size_t min_keep);
+
+/**
+ * @brief Appends top-n-sigma (Tang et al. 2024): keeps logits >= max - n * stddev(logits).
+ * @param chain The chain. @param n >= 0 and finite.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_top_n_sigma(llmkit_sampler_chain *chain, float n);
+
+/**
+ * @brief Appends XTC, "exclude top choices", as llama.cpp defines it.
+ *
+ * With chance `probability` (one Philox draw), when at least two tokens have
+ * probability >= `threshold`, removes all of them except the least likely one,
+ * unless fewer than `min_keep` tokens would remain.
+ * @param chain The chain. @param probability In [0, 1]. @param threshold In [0, 1];
+ * above 0.5 the step never fires. @param min_keep Minimum tokens left (0 means 1).
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_xtc(llmkit_sampler_chain *chain, float probability,
+                                                      float threshold, size_t min_keep);
+
+/**
+ * @brief Appends repetition, frequency and presence penalties over the sequence's history.
+ *
+ * For each token t seen c > 0 times in the last `last_n` tokens: the repetition
+ * penalty divides a positive logit by `repeat` and multiplies a negative one by
+ * it (CTRL / llama.cpp); then `logit -= c * frequency + presence` (OpenAI).
+ * @param chain The chain. @param last_n Window; -1 means the whole history, 0 disables.
+ * @param repeat > 0; 1 disables. @param frequency Any finite value. @param presence Any finite value.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_penalties(llmkit_sampler_chain *chain, int32_t last_n,
+                                                            float repeat, float frequency, float presence);
+
+/**
+ * @brief Appends DRY ("don't repeat yourself"), as llama.cpp defines it.
+ *
+ * If appending token t would extend a sequence that already occurred in the
+ * history to a repeat of length L >= allowed_length, t's logit is lowered by
+ * `multiplier * base^(L - allowed_length)`. A repeat never extends across a
+ * sequence-breaker token. Breakers are token ids here (llama.cpp takes strings
+ * and tokenizes them; pass the ids of single-token breakers such as "\n").
+ * @param chain The chain. @param multiplier >= 0; 0 disables. @param base >= 1.
+ * @param allowed_length >= 1. @param last_n Window; -1 whole history, 0 disables.
+ * @param breakers Token ids that end a repeat (may be NULL when n_breakers is 0); copied.
+ * @param n_breakers Number of breakers.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_dry(llmkit_sampler_chain *chain, float multiplier, float base,
+                                                      int32_t allowed_length, int32_t last_n,
+                                                      const int32_t *breakers, size_t n_breakers);
+
+/**
+ * @brief Appends a logit bias: logit[ids[i]] += biases[i]. A bias of -INFINITY bans the token.
+ *
+ * Ids are checked against the vocabulary when sampling (#LLMKIT_ERROR_OUT_OF_RANGE).
+ * @param chain The chain. @param ids Token ids (copied). @param biases Finite values or -INFINITY (copied).
+ * @param n Number of entries.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_INVALID_ARGUMENT (negative id, NaN, +inf).
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_logit_bias(llmkit_sampler_chain *chain, const int32_t *ids,
+                                                             const float *biases, size_t n);
+
+/**
+ * @brief Appends a ban: the listed tokens can never be picked.
+ * @param chain The chain. @param ids Token ids (copied). @param n Number of ids.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_banned_tokens(llmkit_sampler_chain *chain, const int32_t *ids,
+                                                                size_t n);
+
+/**
+ * @brief Appends the mirostat v1 picker (Basu et al. 2021), as llama.cpp implements it.
+ *
+ * Estimates the Zipf exponent from the m most likely tokens, chooses k to hit
+ * the target surprise `tau`, samples from the top k and updates the
+ * sequence's mu (initially 2*tau) by `eta * (surprise - tau)`.
+ * @param chain The chain. @param tau Target surprise in bits, > 0. @param eta Learning rate, > 0.
+ * @param m Tokens used for the estimate, >= 2 (100 in the paper).
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_mirostat(llmkit_sampler_chain *chain, float tau, float eta,
+                                                           int32_t m);
+
+/**
+ * @brief Appends the mirostat v2 picker: drops tokens with surprise -log2 p > mu, samples, updates mu.
+ * @param chain The chain. @param tau Target surprise in bits, > 0. @param eta Learning rate, > 0.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_add_mirostat_v2(llmkit_sampler_chain *chain, float tau, float eta);
+
+/**
+ * @brief Number of steps in the chain.
+ * @param chain The chain. @param[out] out Receives the count.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_length(const llmkit_sampler_chain *chain, size_t *out);
+
+/**
+ * @brief Writes a one-line description of the chain ("penalties(...) -> top_k(40) -> dist").
+ * @param chain The chain.
+ * @param buf Caller's buffer, or NULL to ask for the size.
+ * @param capacity Bytes available in buf.
+ * @param[out] needed Bytes needed including the terminating NUL (may be NULL).
+ * @return #LLMKIT_OK, or #LLMKIT_ERROR_BUFFER_TOO_SMALL with `needed` set.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_describe(const llmkit_sampler_chain *chain, char *buf,
+                                                       size_t capacity, size_t *needed);
+
+/**
+ * @brief Appends tokens to a sequence's history (e.g. the prompt) for the penalty and DRY steps.
+ * @param chain The chain. @param seq_id The sequence (any value >= 0).
+ * @param tokens Token ids (>= 0; copied). @param n Number of tokens.
+ * @return #LLMKIT_OK or an error.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_accept(llmkit_sampler_chain *chain, int64_t seq_id,
+                                                     const int32_t *tokens, size_t n);
+
+/**
+ * @brief Forgets one sequence's state (history, mu, step counter), or all with seq_id = -1.
+ * @param chain The chain. @param seq_id The sequence, or -1 for all.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_reset(llmkit_sampler_chain *chain, int64_t seq_id);
+
+/** @brief Which distribution the reported log-probabilities come from. */
+typedef enum llmkit_logprob_source {
+    LLMKIT_LOGPROBS_RAW = 0,      /**< log_softmax of the logits as given (OpenAI's `logprobs`). */
+    LLMKIT_LOGPROBS_PROCESSED = 1 /**< The distribution the picker drew from, after every step. */
+} llmkit_logprob_source;
+
+/**
+ * @brief Per-call options of llmkit_sampler_chain_sample() and llmkit_sampler_chain_apply().
+ *
+ * The optional output tensors are written only when non-NULL; they must be on
+ * the host or on the logits' device.
+ */
+typedef struct llmkit_sample_options {
+    uint32_t struct_size;             /**< sizeof(llmkit_sample_options). */
+    int32_t n_threads;                /**< Worker threads; 0 = llmkit_get_num_threads(). */
+    const int64_t *seq_ids;           /**< Sequence id of each row (B values >= 0, distinct); NULL means row i is sequence i. */
+    size_t n_seq_ids;                 /**< Number of entries in seq_ids (must equal B when seq_ids is set). */
+    llmkit_tensor *chosen_logprobs;   /**< Optional out: float32 [B], log-probability of the chosen token. */
+    llmkit_tensor *top_ids;           /**< Optional out: int32 [B, n], the n most likely token ids, descending. */
+    llmkit_tensor *top_logprobs;      /**< Optional out: float32 [B, n], their log-probabilities. */
+    int32_t logprob_source;           /**< An #llmkit_logprob_source value. */
+    void *stream;                     /**< cudaStream_t for device tensors; NULL = the default stream. */
+} llmkit_sample_options;
+
+/** @brief Default #llmkit_sample_options. */
+#define LLMKIT_SAMPLE_OPTIONS_INIT {sizeof(llmkit_sample_options), 0, NULL, 0, NULL, NULL, NULL, 0, NULL}
+
+/**
+ * @brief Samples one token per row and appends it to that sequence's history.
+ *
+ * @param chain The chain (its per-sequence state advances by one step).
+ * @param logits [B, V] or [V] in fp32, fp16 or bf16, any strides, on the CPU or a CUDA device.
+ * @param tokens Out: int32 or int64, shape [B] (or [] / [1] for 1-D logits).
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK or an error naming the problem; on error no state advances.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_sample(llmkit_sampler_chain *chain, const llmkit_tensor *logits,
+                                                     const llmkit_tensor *tokens,
+                                                     const llmkit_sample_options *options);
+
+/**
+ * @brief Runs every step except the picker and writes the processed logits.
+ *
+ * Removed tokens get -inf. This is what the picker would draw from, as
+ * logits: softmax of the output is the processed distribution. State does not
+ * advance (an XTC draw uses the sequence's current step number).
+ * @param chain The chain. @param logits [B, V] or [V] input.
+ * @param out_logits float32 output with the shape of `logits` (may alias it when it is float32 and compact).
+ * @param options NULL for defaults (the logprob outputs are ignored).
+ * @return #LLMKIT_OK or an error.
+ */
+LLMKIT_API llmkit_status llmkit_sampler_chain_apply(llmkit_sampler_chain *chain, const llmkit_tensor *logits,
+                                                    const llmkit_tensor *out_logits,
+                                                    const llmkit_sample_options *options);
+
+/**
+ * @brief Parameters of the one-call sampler llmkit_sample().
+ *
+ * The steps run as Hugging Face transformers and vLLM order them:
+ * temperature, top-k, top-p, min-p, then a random draw.
+ */
+typedef struct llmkit_sample_params {
+    uint32_t struct_size; /**< sizeof(llmkit_sample_params). */
+    float temperature;    /**< >= 0; 0 means greedy. Default 1. */
+    int32_t top_k;        /**< 0 disables; otherwise >= 1. Default 0. */
+    float top_p;          /**< In (0, 1]; 1 disables. Default 1. */
+    float min_p;          /**< In [0, 1]; 0 disables. Default 0. */
+    uint64_t seed;        /**< Philox key. Default 0. */
+    int32_t n_threads;    /**< 0 = llmkit_get_num_threads(). */
+} llmkit_sample_params;
+
+/** @brief Default #llmkit_sample_params. */
+#define LLMKIT_SAMPLE_PARAMS_INIT {sizeof(llmkit_sample_params), 1.0f, 0, 1.0f, 0.0f, 0, 0}
+
+/**
+ * @brief Samples one token per row with the common settings, without a chain object.
+ *
+ * Equivalent to a fresh chain of the enabled steps; row i is sequence i at step 0.
+ * @param logits [B, V] or [V]. @param tokens Out: int32 or int64 [B].
+ * @param params NULL for defaults. @return #LLMKIT_OK or an error.
+ */
+LLMKIT_API llmkit_status llmkit_sample(const llmkit_tensor *logits, const llmkit_tensor *tokens,
+                                       const llmkit_sample_params *params);
+
+/** @brief Options of llmkit_verify_speculative(). */
+typedef struct llmkit_speculative_options {
+    uint32_t struct_size;   /**< sizeof(llmkit_speculative_options). */
+    uint64_t seed;          /**< Philox key. */
+    uint64_t step;          /**< Decoding step, part of the Philox counter. */
+    const int64_t *seq_ids; /**< Sequence id per row, or NULL for 0..B-1. */
+    size_t n_seq_ids;       /**< Entries in seq_ids. */
+    int32_t n_threads;      /**< 0 = llmkit_get_num_threads(). */
+    void *stream;           /**< cudaStream_t for device tensors. */
+} llmkit_speculative_options;
+
+/** @brief Default #llmkit_speculative_options. */
+#define LLMKIT_SPECULATIVE_OPTIONS_INIT {sizeof(llmkit_speculative_options), 0, 0, NULL, 0, 0, NULL}
+
+/**
+ * @brief Verifies draft tokens by speculative rejection sampling (Leviathan et al. 2023; Chen et al. 2023).
+ *
+ * For i = 0..K-1, draft token x_i is accepted with probability
+ * min(1, q_i(x_i) / p_i(x_i)) where q is the target and p the draft
+ * distribution. At the first rejection a token is drawn from
+ * normalize(max(0, q_i - p_i)) and verification stops; if all K are accepted a
+ * bonus token is drawn from q_K. The emitted tokens are then distributed
+ * exactly as sampling from the target model would be.
+ *
+ * Rows of the probability tensors need not be normalised (each row is divided
+ * by its sum) but must be finite and >= 0 with a positive sum.
+ * @param draft_tokens int32 [B, K], ids in [0, V).
+ * @param draft_probs float32 [B, K, V], the draft model's distributions.
+ * @param target_probs float32 [B, K+1, V], the target model's distributions.
+ * @param out_tokens int32 [B, K+1]: the accepted drafts, then the corrected or bonus token, then -1 padding.
+ * @param out_n_accepted int32 [B]: accepted drafts per row (0..K); the row emits n_accepted + 1 tokens.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK or an error.
+ */
+LLMKIT_API llmkit_status llmkit_verify_speculative(const llmkit_tensor *draft_tokens,
+                                                   const llmkit_tensor *draft_probs,
+                                                   const llmkit_tensor *target_probs,
+                                                   const llmkit_tensor *out_tokens,
+                                                   const llmkit_tensor *out_n_accepted,
+                                                   const llmkit_speculative_options *options);
+
+/**
+ * @brief One block of Philox-4x32-10 output, the generator behind every random draw.
+ *
+ * Exposed so that other implementations (and the GPU path) can be checked
+ * against llmkit's stream. A uniform draw in [0, 1) uses the first two words as
+ * `((out[0] >> 5) * 2^26 + (out[1] >> 6)) * 2^-53` (53 bits, as a double).
+ * @param[out] out Four 32-bit words. @param counter Four 32-bit counter words.
+ * @param key Two 32-bit key words.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t counter[4], const uint32_t key[2]);
+
+/** @} */
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* LLMKIT_H */

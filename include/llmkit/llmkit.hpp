@@ -1,0 +1,269 @@
+/**
+ * @file llmkit.hpp
+ * @brief Header-only C++17 face of llmkit: RAII handles and exceptions over llmkit.h.
+ *
+ * Everything here is inline and calls only the C ABI, so no C++ symbol crosses
+ * the library boundary (the oneDNN `dnnl.hpp` pattern): the C++ face works
+ * with any compiler and standard library the application uses.
+ *
+ * Errors become llmkit::error exceptions carrying the status and the message.
+ */
+#ifndef LLMKIT_HPP
+#define LLMKIT_HPP
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "llmkit.h"
+
+/** @brief The C++ face of llmkit. */
+namespace llmkit {
+
+/** @brief The exception thrown for every failed llmkit call. */
+class error : public std::runtime_error {
+public:
+    /** @brief Wraps a status and its message. @param status The code. @param message The text. */
+    error(llmkit_status status, const std::string &message) : std::runtime_error(message), status_(status) {}
+    /** @brief The C status code of the failure. @return The code. */
+    llmkit_status status() const noexcept { return status_; }
+
+private:
+    llmkit_status status_;
+};
+
+/** @brief Throws llmkit::error with this thread's message unless `status` is #LLMKIT_OK. @param status A C result. */
+inline void check(llmkit_status status) {
+    if (status != LLMKIT_OK) throw error(status, llmkit_last_error_message());
+}
+
+/** @brief The library's version string. @return "MAJOR.MINOR.PATCH". */
+inline std::string version() { return llmkit_version(); }
+
+/**
+ * @brief An #llmkit_tensor together with the storage of its shape and strides.
+ *
+ * It does not own the data it points at. Convert to `const llmkit_tensor*` with get().
+ */
+class tensor_ref {
+public:
+    /**
+     * @brief Describes caller-owned memory.
+     * @param data Base pointer. @param dtype Element type. @param shape Extents.
+     * @param device Where the memory lives (default: host).
+     * @param strides Element strides, empty for compact row-major.
+     */
+    tensor_ref(void *data, llmkit_dtype dtype, std::vector<int64_t> shape,
+               llmkit_device device = llmkit_device{LLMKIT_DEVICE_CPU, 0}, std::vector<int64_t> strides = {})
+        : shape_(std::move(shape)), strides_(std::move(strides)) {
+        t_.data = data;
+        t_.device = device;
+        t_.ndim = int32_t(shape_.size());
+        t_.dtype = dtype;
+        t_.shape = shape_.data();
+        t_.strides = strides_.empty() ? nullptr : strides_.data();
+        t_.byte_offset = 0;
+    }
+    tensor_ref(const tensor_ref &o) : tensor_ref(o.t_.data, o.t_.dtype, o.shape_, o.t_.device, o.strides_) {}
+    tensor_ref &operator=(const tensor_ref &) = delete;
+
+    /** @brief The C descriptor, valid while this object lives. @return A pointer to it. */
+    const llmkit_tensor *get() const { return &t_; }
+    /** @brief Mutable C descriptor, for option structs that take `llmkit_tensor*`. @return A pointer to it. */
+    llmkit_tensor *get() { return &t_; }
+
+private:
+    std::vector<int64_t> shape_, strides_;
+    llmkit_tensor t_{};
+};
+
+/** @brief A host float32 tensor view. @param data Memory. @param shape Extents. @return The view. */
+inline tensor_ref f32(const float *data, std::vector<int64_t> shape) {
+    return tensor_ref(const_cast<float *>(data), llmkit_dtype{LLMKIT_DTYPE_FLOAT, 32, 1}, std::move(shape));
+}
+/** @brief A host int32 tensor view. @param data Memory. @param shape Extents. @return The view. */
+inline tensor_ref i32(const int32_t *data, std::vector<int64_t> shape) {
+    return tensor_ref(const_cast<int32_t *>(data), llmkit_dtype{LLMKIT_DTYPE_INT, 32, 1}, std::move(shape));
+}
+
+/**
+ * @brief RAII owner of an #llmkit_sampler_chain with a fluent builder.
+ *
+ * @code
+ * llmkit::sampler_chain chain(42);
+ * chain.penalties(64, 1.1f, 0.0f, 0.0f).top_k(40).top_p(0.95f).temperature(0.8f).dist();
+ * std::vector<int32_t> ids = chain.sample(logits.data(), batch, vocab);
+ * @endcode
+ * Not thread-safe: use one chain per thread, or serialise calls.
+ */
+class sampler_chain {
+public:
+    /** @brief Creates an empty chain. @param seed Key of every random draw. */
+    explicit sampler_chain(uint64_t seed = 0) {
+        llmkit_sampler_chain_options o = LLMKIT_SAMPLER_CHAIN_OPTIONS_INIT;
+        o.seed = seed;
+        llmkit_sampler_chain *c = nullptr;
+        check(llmkit_sampler_chain_create(&c, &o));
+        chain_.reset(c);
+    }
+
+    /** @brief Appends greedy picking. @return *this. */
+    sampler_chain &greedy() { return ok(llmkit_sampler_chain_add_greedy(get())); }
+    /** @brief Appends a random draw. @return *this. */
+    sampler_chain &dist() { return ok(llmkit_sampler_chain_add_dist(get())); }
+    /** @brief Appends temperature. @param t >= 0. @return *this. */
+    sampler_chain &temperature(float t) { return ok(llmkit_sampler_chain_add_temperature(get(), t)); }
+    /** @brief Appends dynamic temperature. @param t Base. @param delta Range. @param exponent Shape. @return *this. */
+    sampler_chain &dynamic_temperature(float t, float delta, float exponent = 1.0f) {
+        return ok(llmkit_sampler_chain_add_dynamic_temperature(get(), t, delta, exponent));
+    }
+    /** @brief Appends top-k. @param k >= 1. @return *this. */
+    sampler_chain &top_k(int32_t k) { return ok(llmkit_sampler_chain_add_top_k(get(), k)); }
+    /** @brief Appends top-p. @param p In (0,1]. @param min_keep Minimum kept. @return *this. */
+    sampler_chain &top_p(float p, size_t min_keep = 1) { return ok(llmkit_sampler_chain_add_top_p(get(), p, min_keep)); }
+    /** @brief Appends min-p. @param p In [0,1]. @param min_keep Minimum kept. @return *this. */
+    sampler_chain &min_p(float p, size_t min_keep = 1) { return ok(llmkit_sampler_chain_add_min_p(get(), p, min_keep)); }
+    /** @brief Appends typical sampling. @param p In (0,1]. @param min_keep Minimum kept. @return *this. */
+    sampler_chain &typical(float p, size_t min_keep = 1) {
+        return ok(llmkit_sampler_chain_add_typical(get(), p, min_keep));
+    }
+    /** @brief Appends top-n-sigma. @param n >= 0. @return *this. */
+    sampler_chain &top_n_sigma(float n) { return ok(llmkit_sampler_chain_add_top_n_sigma(get(), n)); }
+    /** @brief Appends XTC. @param probability Chance. @param threshold Cut. @param min_keep Minimum kept. @return *this. */
+    sampler_chain &xtc(float probability, float threshold, size_t min_keep = 1) {
+        return ok(llmkit_sampler_chain_add_xtc(get(), probability, threshold, min_keep));
+    }
+    /** @brief Appends penalties. @param last_n Window. @param repeat Repetition. @param frequency Frequency.
+     *  @param presence Presence. @return *this. */
+    sampler_chain &penalties(int32_t last_n, float repeat, float frequency, float presence) {
+        return ok(llmkit_sampler_chain_add_penalties(get(), last_n, repeat, frequency, presence));
+    }
+    /** @brief Appends DRY. @param multiplier Strength. @param base Growth. @param allowed_length Free repeat length.
+     *  @param last_n Window. @param breakers Breaker token ids. @return *this. */
+    sampler_chain &dry(float multiplier, float base, int32_t allowed_length, int32_t last_n,
+                       const std::vector<int32_t> &breakers = {}) {
+        return ok(llmkit_sampler_chain_add_dry(get(), multiplier, base, allowed_length, last_n, breakers.data(),
+                                               breakers.size()));
+    }
+    /** @brief Appends a logit bias. @param ids Tokens. @param biases Values (same length). @return *this. */
+    sampler_chain &logit_bias(const std::vector<int32_t> &ids, const std::vector<float> &biases) {
+        if (ids.size() != biases.size())
+            throw error(LLMKIT_ERROR_SHAPE, "logit_bias: ids and biases differ in length");
+        return ok(llmkit_sampler_chain_add_logit_bias(get(), ids.data(), biases.data(), ids.size()));
+    }
+    /** @brief Appends a ban. @param ids Tokens that can never be picked. @return *this. */
+    sampler_chain &banned_tokens(const std::vector<int32_t> &ids) {
+        return ok(llmkit_sampler_chain_add_banned_tokens(get(), ids.data(), ids.size()));
+    }
+    /** @brief Appends mirostat v1. @param tau Target surprise. @param eta Rate. @param m Estimate size. @return *this. */
+    sampler_chain &mirostat(float tau, float eta, int32_t m = 100) {
+        return ok(llmkit_sampler_chain_add_mirostat(get(), tau, eta, m));
+    }
+    /** @brief Appends mirostat v2. @param tau Target surprise. @param eta Rate. @return *this. */
+    sampler_chain &mirostat_v2(float tau, float eta) { return ok(llmkit_sampler_chain_add_mirostat_v2(get(), tau, eta)); }
+
+    /** @brief Number of steps. @return The count. */
+    size_t size() const {
+        size_t n = 0;
+        check(llmkit_sampler_chain_length(chain_.get(), &n));
+        return n;
+    }
+    /** @brief The chain as text. @return e.g. "top_k(40) -> dist". */
+    std::string describe() const {
+        size_t needed = 0;
+        check(llmkit_sampler_chain_describe(chain_.get(), nullptr, 0, &needed));
+        std::string s(needed, '\0');
+        check(llmkit_sampler_chain_describe(chain_.get(), &s[0], s.size(), &needed));
+        s.resize(needed - 1);
+        return s;
+    }
+    /** @brief Adds tokens to a sequence's history. @param seq_id Sequence. @param tokens Ids. */
+    void accept(int64_t seq_id, const std::vector<int32_t> &tokens) {
+        check(llmkit_sampler_chain_accept(get(), seq_id, tokens.data(), tokens.size()));
+    }
+    /** @brief Forgets a sequence's state, or every sequence's with -1. @param seq_id Sequence. */
+    void reset(int64_t seq_id = -1) { check(llmkit_sampler_chain_reset(get(), seq_id)); }
+
+    /** @brief Samples one token per row. @param logits [B,V] or [V]. @param tokens Out [B].
+     *  @param options NULL for defaults. */
+    void sample(const tensor_ref &logits, const tensor_ref &tokens, const llmkit_sample_options *options = nullptr) {
+        check(llmkit_sampler_chain_sample(get(), logits.get(), tokens.get(), options));
+    }
+    /** @brief Samples from host float32 logits of shape [rows, vocab]. @param logits Data.
+     *  @param rows B. @param vocab V. @return One token per row. */
+    std::vector<int32_t> sample(const float *logits, int64_t rows, int64_t vocab) {
+        std::vector<int32_t> out(size_t(rows));
+        sample(f32(logits, {rows, vocab}), i32(out.data(), {rows}));
+        return out;
+    }
+    /** @brief Writes processed logits (removed tokens = -inf). @param logits Input. @param out float32 output.
+     *  @param options NULL for defaults. */
+    void apply(const tensor_ref &logits, const tensor_ref &out, const llmkit_sample_options *options = nullptr) {
+        check(llmkit_sampler_chain_apply(get(), logits.get(), out.get(), options));
+    }
+
+    /** @brief The C handle. @return Owned by this object. */
+    llmkit_sampler_chain *get() const { return chain_.get(); }
+
+private:
+    sampler_chain &ok(llmkit_status s) {
+        check(s);
+        return *this;
+    }
+    struct deleter {
+        void operator()(llmkit_sampler_chain *c) const { llmkit_sampler_chain_free(c); }
+    };
+    std::unique_ptr<llmkit_sampler_chain, deleter> chain_;
+};
+
+/**
+ * @brief One-call sampling from host float32 logits [rows, vocab].
+ * @param logits Data. @param rows B. @param vocab V. @param params Settings (temperature, top-k, top-p, min-p, seed).
+ * @return One token per row.
+ */
+inline std::vector<int32_t> sample(const float *logits, int64_t rows, int64_t vocab,
+                                   const llmkit_sample_params &params) {
+    std::vector<int32_t> out(size_t(rows));
+    check(llmkit_sample(f32(logits, {rows, vocab}).get(), i32(out.data(), {rows}).get(), &params));
+    return out;
+}
+
+/** @brief The result of verify_speculative() for one row. */
+struct speculative_result {
+    int32_t n_accepted;          /**< Drafts accepted. */
+    std::vector<int32_t> tokens; /**< The n_accepted drafts, then the corrected or bonus token. */
+};
+
+/**
+ * @brief Speculative verification of one sequence on the host.
+ * @param draft_tokens K draft ids. @param draft_probs [K, V] draft distributions.
+ * @param target_probs [K+1, V] target distributions. @param vocab V.
+ * @param seed Philox key. @param step Decoding step. @param seq_id Sequence.
+ * @return The accepted drafts and the final token.
+ */
+inline speculative_result verify_speculative(const std::vector<int32_t> &draft_tokens,
+                                             const std::vector<float> &draft_probs,
+                                             const std::vector<float> &target_probs, int64_t vocab, uint64_t seed,
+                                             uint64_t step = 0, int64_t seq_id = 0) {
+    const int64_t k = int64_t(draft_tokens.size());
+    std::vector<int32_t> out(size_t(k + 1));
+    int32_t n_acc = 0;
+    llmkit_speculative_options o = LLMKIT_SPECULATIVE_OPTIONS_INIT;
+    o.seed = seed;
+    o.step = step;
+    o.seq_ids = &seq_id;
+    o.n_seq_ids = 1;
+    if (int64_t(draft_probs.size()) != k * vocab || int64_t(target_probs.size()) != (k + 1) * vocab)
+        throw error(LLMKIT_ERROR_SHAPE, "verify_speculative: probability sizes do not match K and V");
+    check(llmkit_verify_speculative(i32(draft_tokens.data(), {1, k}).get(), f32(draft_probs.data(), {1, k, vocab}).get(),
+                                    f32(target_probs.data(), {1, k + 1, vocab}).get(), i32(out.data(), {1, k + 1}).get(),
+                                    i32(&n_acc, {1}).get(), &o));
+    out.resize(size_t(n_acc + 1));
+    return {n_acc, out};
+}
+
+}  // namespace llmkit
+
+#endif /* LLMKIT_HPP */
