@@ -1,0 +1,146 @@
+"""Type stubs for the llmkit package (the public Python face of llmkit)."""
+
+from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_SeqIds = Optional[Union[int, Sequence[int], npt.NDArray[np.integer]]]
+
+class LlmkitError(RuntimeError):
+    """An llmkit failure that is not a bad argument (no device, device, unsupported, I/O, format, internal)."""
+
+    status: str
+    """The C status name, e.g. ``"LLMKIT_ERROR_NO_DEVICE"``."""
+    status_code: int
+    """The C status value (negative)."""
+
+def version() -> str:
+    """The C library's version, ``"MAJOR.MINOR.PATCH"``."""
+
+def build_info() -> str:
+    """``"cuda=on|off onednn=on|off sanitizers=on|off"``."""
+
+def set_num_threads(n: int) -> None:
+    """Sets the default number of CPU worker threads (0 restores the default)."""
+
+def get_num_threads() -> int:
+    """The current default number of CPU worker threads (>= 1)."""
+
+def cuda_compiled() -> bool:
+    """Whether llmkit was built with its CUDA backend."""
+
+def cuda_device_count() -> int:
+    """Number of usable CUDA devices; 0 without a GPU or a CUDA build."""
+
+def philox4x32_10(counter: Sequence[int], key: Sequence[int]) -> Tuple[int, int, int, int]:
+    """One block of Philox-4x32-10: four counter words and two key words in, four words out."""
+
+class SampleResult(NamedTuple):
+    """Tokens plus the requested log-probabilities; unrequested fields are None."""
+
+    tokens: Any
+    """int32 (B,), or an int for 1-D logits."""
+    logprobs: Any
+    """float32 (B,) log-probability of each chosen token (a float for 1-D logits), or None."""
+    top_ids: Any
+    """int32 (B, n) most likely token ids, descending, or None."""
+    top_logprobs: Any
+    """float32 (B, n) their log-probabilities, or None."""
+
+class SamplerChain:
+    """An ordered chain of sampling steps with per-sequence state; add methods return the chain."""
+
+    def __init__(self, seed: Optional[int] = 0) -> None: ...
+    @property
+    def seed(self) -> int:
+        """The key of the chain's random draws."""
+    def greedy(self) -> SamplerChain:
+        """Appends the greedy picker."""
+    def dist(self) -> SamplerChain:
+        """Appends the random picker."""
+    def temperature(self, t: float) -> SamplerChain:
+        """Appends temperature scaling."""
+    def dynamic_temperature(self, t: float, delta: float, exponent: float = 1.0) -> SamplerChain:
+        """Appends entropy-based temperature."""
+    def top_k(self, k: int) -> SamplerChain:
+        """Appends top-k."""
+    def top_p(self, p: float, min_keep: int = 1) -> SamplerChain:
+        """Appends top-p (nucleus)."""
+    def min_p(self, p: float, min_keep: int = 1) -> SamplerChain:
+        """Appends min-p."""
+    def typical(self, p: float, min_keep: int = 1) -> SamplerChain:
+        """Appends locally typical sampling."""
+    def top_n_sigma(self, n: float) -> SamplerChain:
+        """Appends top-n-sigma."""
+    def xtc(self, probability: float, threshold: float, min_keep: int = 1) -> SamplerChain:
+        """Appends XTC (exclude top choices)."""
+    def penalties(
+        self, last_n: int = 64, repeat: float = 1.0, frequency: float = 0.0, presence: float = 0.0
+    ) -> SamplerChain:
+        """Appends repetition, frequency and presence penalties."""
+    def dry(
+        self,
+        multiplier: float,
+        base: float = 1.75,
+        allowed_length: int = 2,
+        last_n: int = -1,
+        breakers: Iterable[int] = (),
+    ) -> SamplerChain:
+        """Appends DRY (don't repeat yourself)."""
+    def logit_bias(
+        self, bias: Union[Mapping[int, float], Tuple[Sequence[int], Sequence[float]]]
+    ) -> SamplerChain:
+        """Appends a logit bias ({id: bias} or (ids, biases)); -inf bans."""
+    def ban(self, ids: Iterable[int]) -> SamplerChain:
+        """Appends a ban on the given token ids."""
+    def mirostat(self, tau: float = 5.0, eta: float = 0.1, m: int = 100) -> SamplerChain:
+        """Appends the mirostat v1 picker."""
+    def mirostat_v2(self, tau: float = 5.0, eta: float = 0.1) -> SamplerChain:
+        """Appends the mirostat v2 picker."""
+    def accept(self, tokens: Union[int, Sequence[int], npt.NDArray[np.integer]], seq_id: int = 0) -> None:
+        """Appends tokens to a sequence's history."""
+    def reset(self, seq_id: int = -1) -> None:
+        """Forgets one sequence's state, or all with -1."""
+    def describe(self) -> str:
+        """The chain as one line of text."""
+    def __len__(self) -> int: ...
+    def sample(
+        self,
+        logits: Any,
+        *,
+        seq_ids: _SeqIds = None,
+        num_threads: int = 0,
+        logprobs: bool = False,
+        top_logprobs: int = 0,
+        logprob_source: str = "raw",
+    ) -> Any:
+        """int32 (B,) tokens (an int for 1-D logits), or a SampleResult when log-probabilities are asked for."""
+    def apply(self, logits: Any, *, seq_ids: _SeqIds = None, num_threads: int = 0) -> npt.NDArray[np.float32]:
+        """The processed logits (removed tokens are -inf); no state advances."""
+
+def sample(
+    logits: Any,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    seed: Optional[int] = None,
+    num_threads: int = 0,
+) -> Any:
+    """int32 (B,) tokens, or an int for 1-D logits."""
+
+def verify_speculative(
+    draft_tokens: Any,
+    draft_probs: Any,
+    target_probs: Any,
+    *,
+    seed: int = 0,
+    step: int = 0,
+    seq_ids: _SeqIds = None,
+    num_threads: int = 0,
+) -> Tuple[Any, Any]:
+    """(tokens int32 (B, K+1) padded with -1, n_accepted int32 (B,)); (K+1,) and an int for one sequence."""
