@@ -26,7 +26,7 @@
 #include <vector>
 
 // WORKAROUND (remove once llmkit.hpp is fixed): llmkit.hpp at 0.1.0 writes
-// `std::vector<int32_t> out(size_t(rows));` in sampler_chain::sample(const float*, ...)
+// `std::vector<int32_t> out(static_cast<size_t>(rows));` in sampler_chain::sample(const float*, ...)
 // and llmkit::sample(), which C++ parses as a function declaration (the "most
 // vexing parse"), so the header does not compile. Every header llmkit.hpp uses
 // is included above, so for the span of the include a function-like macro can
@@ -212,7 +212,8 @@ PyObject *exception_type_for(llmkit_status s) {
 void raise_llmkit_error(const llmkit::error &e) {
     PyObject *type = exception_type_for(e.status());
     const char *msg = e.what();
-    py::object text = py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(msg, Py_ssize_t(std::strlen(msg)), "replace"));
+    py::object text =
+        py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(msg, Py_ssize_t(std::strlen(msg)), "replace"));
     if (!text) return;  // a Python error is already set
     py::object inst = py::reinterpret_steal<py::object>(PyObject_CallOneArg(type, text.ptr()));
     if (!inst) return;

@@ -24,6 +24,13 @@ def as_int(x: object, name: str) -> int:
         raise TypeError(f"{name} must be an integer, got {type(x).__name__}") from None
 
 
+def real(x: object, name: str) -> float:
+    """``x`` as a Python float (ints, floats, numpy and 0-d tensor scalars), else TypeError."""
+    if isinstance(x, (str, bytes)) or not hasattr(x, "__float__"):
+        raise TypeError(f"{name} must be a number, got {type(x).__name__}")
+    return float(x)  # type: ignore[arg-type]
+
+
 def int32(x: object, name: str) -> int:
     v = as_int(x, name)
     if not _INT32_MIN <= v <= _INT32_MAX:

@@ -82,7 +82,7 @@ class SamplerChain:
 
     def temperature(self, t: float) -> "SamplerChain":
         """Appends temperature scaling, ``logit / t``; ``t = 0`` keeps only the most likely token."""
-        self._c.temperature(float(t))
+        self._c.temperature(_args.real(t, "t"))
         return self
 
     def dynamic_temperature(self, t: float, delta: float, exponent: float = 1.0) -> "SamplerChain":
@@ -92,7 +92,8 @@ class SamplerChain:
         temperature is ``max(0, t - delta) + 2 * delta * (H / log n) ** exponent``;
         ``delta <= 0`` makes it plain temperature ``t``.
         """
-        self._c.dynamic_temperature(float(t), float(delta), float(exponent))
+        self._c.dynamic_temperature(_args.real(t, "t"), _args.real(delta, "delta"),
+                                    _args.real(exponent, "exponent"))
         return self
 
     def top_k(self, k: int) -> "SamplerChain":
@@ -105,12 +106,12 @@ class SamplerChain:
 
         ``p`` is in (0, 1]; at least ``min_keep`` tokens are kept.
         """
-        self._c.top_p(float(p), _args.count(min_keep, "min_keep"))
+        self._c.top_p(_args.real(p, "p"), _args.count(min_keep, "min_keep"))
         return self
 
     def min_p(self, p: float, min_keep: int = 1) -> "SamplerChain":
         """Appends min-p: keeps tokens with probability >= p times the largest; ``p`` in [0, 1]."""
-        self._c.min_p(float(p), _args.count(min_keep, "min_keep"))
+        self._c.min_p(_args.real(p, "p"), _args.count(min_keep, "min_keep"))
         return self
 
     def typical(self, p: float, min_keep: int = 1) -> "SamplerChain":
@@ -119,12 +120,12 @@ class SamplerChain:
         Orders tokens by ``|-log p - H|`` (H the entropy) and keeps the smallest
         prefix of that order with probability >= p; ``p`` in (0, 1].
         """
-        self._c.typical(float(p), _args.count(min_keep, "min_keep"))
+        self._c.typical(_args.real(p, "p"), _args.count(min_keep, "min_keep"))
         return self
 
     def top_n_sigma(self, n: float) -> "SamplerChain":
         """Appends top-n-sigma (Tang et al. 2024): keeps logits >= max - n * std(logits); ``n >= 0``."""
-        self._c.top_n_sigma(float(n))
+        self._c.top_n_sigma(_args.real(n, "n"))
         return self
 
     def xtc(self, probability: float, threshold: float, min_keep: int = 1) -> "SamplerChain":
@@ -134,7 +135,8 @@ class SamplerChain:
         >= ``threshold``, removes all of them but the least likely, unless fewer
         than ``min_keep`` tokens would remain. A threshold above 0.5 never fires.
         """
-        self._c.xtc(float(probability), float(threshold), _args.count(min_keep, "min_keep"))
+        self._c.xtc(_args.real(probability, "probability"), _args.real(threshold, "threshold"),
+                    _args.count(min_keep, "min_keep"))
         return self
 
     def penalties(
@@ -147,7 +149,8 @@ class SamplerChain:
         ``c * frequency + presence`` is subtracted (OpenAI). ``last_n = -1``
         means the whole history, 0 disables.
         """
-        self._c.penalties(_args.int32(last_n, "last_n"), float(repeat), float(frequency), float(presence))
+        self._c.penalties(_args.int32(last_n, "last_n"), _args.real(repeat, "repeat"),
+                          _args.real(frequency, "frequency"), _args.real(presence, "presence"))
         return self
 
     def dry(
@@ -166,8 +169,8 @@ class SamplerChain:
         never extends across.
         """
         ids = _args.token_ids(list(breakers), "breakers")
-        self._c.dry(float(multiplier), float(base), _args.int32(allowed_length, "allowed_length"),
-                    _args.int32(last_n, "last_n"), ids.tolist())
+        self._c.dry(_args.real(multiplier, "multiplier"), _args.real(base, "base"),
+                    _args.int32(allowed_length, "allowed_length"), _args.int32(last_n, "last_n"), ids.tolist())
         return self
 
     def logit_bias(
@@ -201,12 +204,12 @@ class SamplerChain:
         ``tau`` is the target surprise in bits, ``eta`` the learning rate, ``m``
         the number of tokens used to estimate the Zipf exponent.
         """
-        self._c.mirostat(float(tau), float(eta), _args.int32(m, "m"))
+        self._c.mirostat(_args.real(tau, "tau"), _args.real(eta, "eta"), _args.int32(m, "m"))
         return self
 
     def mirostat_v2(self, tau: float = 5.0, eta: float = 0.1) -> "SamplerChain":
         """Appends the mirostat v2 picker: drops tokens with surprise above mu, samples, updates mu."""
-        self._c.mirostat_v2(float(tau), float(eta))
+        self._c.mirostat_v2(_args.real(tau, "tau"), _args.real(eta, "eta"))
         return self
 
     # -- state --------------------------------------------------------------
@@ -325,10 +328,10 @@ def sample(
     """
     out = _llmkit.sample(
         logits,
-        float(temperature),
+        _args.real(temperature, "temperature"),
         _args.int32(top_k, "top_k"),
-        float(top_p),
-        float(min_p),
+        _args.real(top_p, "top_p"),
+        _args.real(min_p, "min_p"),
         _args.seed(seed),
         _args.count(num_threads, "num_threads"),
     )
