@@ -143,7 +143,18 @@ tensor_arg from_numpy(py::array a, const std::string &name) {
 }
 
 tensor_arg from_dlpack(py::handle obj, const std::string &name) {
-    py::object cap = obj.attr("__dlpack__")();
+    // For a CUDA tensor, tell the producer which stream llmkit reads on: llmkit
+    // is called with stream NULL, the legacy default stream, which DLPack
+    // numbers 1. The producer then orders its pending work before that stream.
+    // Host producers get no stream argument (numpy refuses one).
+    int device_type = LLMKIT_DEVICE_CPU;
+    if (py::hasattr(obj, "__dlpack_device__")) {
+        py::tuple dev = obj.attr("__dlpack_device__")();
+        if (dev.size() >= 1) device_type = py::int_(dev[0]).cast<int>();
+    }
+    py::object cap = (device_type == LLMKIT_DEVICE_CUDA || device_type == LLMKIT_DEVICE_CUDA_MANAGED)
+                         ? obj.attr("__dlpack__")(py::arg("stream") = 1)
+                         : obj.attr("__dlpack__")();
     if (!PyCapsule_IsValid(cap.ptr(), "dltensor")) {
         const char *got = PyCapsule_CheckExact(cap.ptr()) ? PyCapsule_GetName(cap.ptr()) : nullptr;
         throw py::value_error(name + ": " + type_name(obj) +

@@ -153,6 +153,8 @@ class CtypesTensor:
 
     def __init__(self, array, device_type=1, device_id=0, code=2, bits=32, byte_offset=0):
         self.array = array
+        self.device = (device_type, device_id)
+        self.streams = []
         self.shape = (ctypes.c_int64 * array.ndim)(*array.shape)
         self.strides = (ctypes.c_int64 * array.ndim)(*[s // array.itemsize for s in array.strides])
         self.deleted = 0
@@ -173,13 +175,18 @@ class CtypesTensor:
         self.deleted += 1
 
     def __dlpack__(self, stream=None):
+        self.streams.append(stream)
         return _capsule_new(ctypes.addressof(self.managed), _NAME, None)
+
+    def __dlpack_device__(self):
+        return self.device
 
 
 def test_ctypes_capsule_on_the_host_and_its_deleter():
     obj = CtypesTensor(X, byte_offset=16)
     np.testing.assert_array_equal(identity(obj), X)
     assert obj.deleted == 1  # consumed: llmkit called the deleter exactly once
+    assert obj.streams == [None]  # host data: no stream is asked for
     with pytest.raises(ValueError, match="unsupported dtype"):
         identity(CtypesTensor(X, code=5))  # an unknown type code
     gc.collect()
@@ -193,6 +200,7 @@ def test_tensor_claiming_to_be_on_cuda_without_a_gpu():
         llmkit.sample(obj, seed=0)
     assert e.value.status == "LLMKIT_ERROR_NO_DEVICE"
     assert obj.deleted == 1  # released on the error path too
+    assert obj.streams == [1]  # llmkit reads on the legacy default stream, DLPack's stream 1
     with pytest.raises(llmkit.LlmkitError, match="CUDA"):
         llmkit.SamplerChain().apply(CtypesTensor(X, device_type=2))
 
