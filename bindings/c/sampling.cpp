@@ -396,7 +396,10 @@ llmkit_status llmkit_verify_speculative(const llmkit_tensor *draft_tokens, const
         call.step_number = o.step;
         call.n_threads = o.n_threads;
         call.stream = o.stream;
-        if (o.seq_ids) call.seq_ids.assign(o.seq_ids, o.seq_ids + o.n_seq_ids);
+        if (o.seq_ids) {
+            if (o.n_seq_ids == 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.seq_ids is set but n_seq_ids is 0");
+            call.seq_ids.assign(o.seq_ids, o.seq_ids + o.n_seq_ids);
+        }
         sampling::verify_speculative_dispatch(a, p, q, t, n, call);
     });
 }

@@ -25,17 +25,7 @@
 #include <string>
 #include <vector>
 
-// WORKAROUND (remove once llmkit.hpp is fixed): llmkit.hpp at 0.1.0 writes
-// `std::vector<int32_t> out(static_cast<size_t>(rows));` in sampler_chain::sample(const float*, ...)
-// and llmkit::sample(), which C++ parses as a function declaration (the "most
-// vexing parse"), so the header does not compile. Every header llmkit.hpp uses
-// is included above, so for the span of the include a function-like macro can
-// turn `size_t(x)` into a cast; plain `size_t` (not followed by a parenthesis)
-// is untouched.
-#include "llmkit/llmkit.h"
-#define size_t(x) static_cast<std::size_t>(x)
 #include "llmkit/llmkit.hpp"
-#undef size_t
 
 namespace py = pybind11;
 

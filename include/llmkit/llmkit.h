@@ -193,7 +193,10 @@ LLMKIT_API llmkit_status llmkit_device_count(int32_t *count, int32_t device_type
  */
 LLMKIT_API llmkit_status llmkit_set_num_threads(int32_t n_threads);
 
-/** @brief The current default number of CPU worker threads (always >= 1). Thread-safe. */
+/**
+ * @brief The current default number of CPU worker threads. Thread-safe.
+ * @return The count, always >= 1.
+ */
 LLMKIT_API int32_t llmkit_get_num_threads(void);
 
 /** @} */
@@ -207,10 +210,11 @@ LLMKIT_API int32_t llmkit_get_num_threads(void);
  * a random draw, or mirostat). A chain that does not end in a picking step
  * picks with a random draw from the distribution its steps leave.
  *
- * Random draws are reproducible: each comes from Philox-4x32-10 keyed by the
- * chain's seed and counted by (sequence id, the sequence's step number, draw
- * index), so the same seed gives the same tokens whatever the thread count and
- * whatever other sequences share the batch.
+ * Random draws are reproducible: each comes from Philox-4x32-10 with key = the
+ * chain's seed and counter = (draw index, the sequence's step number, sequence id
+ * low word, sequence id high word), so the same seed gives the same tokens
+ * whatever the thread count and whatever other sequences share the batch. The
+ * step number has 32 bits of counter and wraps after 2^32 steps of one sequence.
  *
  * Logits may contain -inf (a token that can never be picked); NaN and +inf are
  * errors (#LLMKIT_ERROR_NON_FINITE), as is a row with no finite logit.
@@ -243,7 +247,10 @@ typedef struct llmkit_sampler_chain_options {
 LLMKIT_API llmkit_status llmkit_sampler_chain_create(llmkit_sampler_chain **out,
                                                      const llmkit_sampler_chain_options *options);
 
-/** @brief Frees a chain and all its state; NULL is ignored. Not concurrently with other calls on it. */
+/**
+ * @brief Frees a chain and all its state. Not concurrently with other calls on it.
+ * @param chain The chain; NULL is ignored.
+ */
 LLMKIT_API void llmkit_sampler_chain_free(llmkit_sampler_chain *chain);
 
 /**
@@ -261,7 +268,8 @@ LLMKIT_API llmkit_status llmkit_sampler_chain_add_dist(llmkit_sampler_chain *cha
 /**
  * @brief Appends temperature scaling: logit / t.
  * @param chain The chain.
- * @param t Temperature, >= 0 and finite; 0 keeps only the most likely token(s) (greedy).
+ * @param t Temperature, >= 0 and finite; 0 keeps only the most likely token (the
+ *          lowest id among ties), i.e. greedy.
  * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
  */
 LLMKIT_API llmkit_status llmkit_sampler_chain_add_temperature(llmkit_sampler_chain *chain, float t);
@@ -269,9 +277,10 @@ LLMKIT_API llmkit_status llmkit_sampler_chain_add_temperature(llmkit_sampler_cha
 /**
  * @brief Appends dynamic (entropy-based) temperature, as llama.cpp's `temp_ext`.
  *
- * With H the entropy of the current distribution over n candidates, the
- * temperature is `max(0, t - delta) + 2*delta * (H / log n)^exponent`.
- * delta <= 0 makes it plain temperature t.
+ * With H the entropy of the current distribution over n candidates,
+ * T_min = max(0, t - delta) and T_max = t + delta, the temperature is
+ * `T_min + (T_max - T_min) * (H / log n)^exponent`. delta <= 0 makes it plain
+ * temperature t; a resulting temperature of 0 keeps only the most likely token.
  * @param chain The chain. @param t Base temperature, >= 0.
  * @param delta Half-width of the temperature range. @param exponent > 0.
  * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT.
@@ -346,9 +355,10 @@ LLMKIT_API llmkit_status llmkit_sampler_chain_add_penalties(llmkit_sampler_chain
 /**
  * @brief Appends DRY ("don't repeat yourself"), as llama.cpp defines it.
  *
- * If appending token t would extend a sequence that already occurred in the
- * history to a repeat of length L >= allowed_length, t's logit is lowered by
- * `multiplier * base^(L - allowed_length)`. A repeat never extends across a
+ * Let L be the length of the longest suffix of the history that also occurred
+ * earlier followed by token t (L counts history tokens, not t itself). If
+ * L >= allowed_length, t's logit is lowered by `multiplier * base^(L - allowed_length)`
+ * (the exponent is capped so that the penalty stays finite). A repeat never extends across a
  * sequence-breaker token. Breakers are token ids here (llama.cpp takes strings
  * and tokenizes them; pass the ids of single-token breakers such as "\n").
  * @param chain The chain. @param multiplier >= 0; 0 disables. @param base >= 1.
@@ -437,7 +447,7 @@ LLMKIT_API llmkit_status llmkit_sampler_chain_reset(llmkit_sampler_chain *chain,
 /** @brief Which distribution the reported log-probabilities come from. */
 typedef enum llmkit_logprob_source {
     LLMKIT_LOGPROBS_RAW = 0,      /**< log_softmax of the logits as given (OpenAI's `logprobs`). */
-    LLMKIT_LOGPROBS_PROCESSED = 1 /**< The distribution the picker drew from, after every step. */
+    LLMKIT_LOGPROBS_PROCESSED = 1 /**< softmax of the logits every filtering step left (for mirostat, after its truncation). */
 } llmkit_logprob_source;
 
 /**
@@ -452,7 +462,7 @@ typedef struct llmkit_sample_options {
     const int64_t *seq_ids;           /**< Sequence id of each row (B values >= 0, distinct); NULL means row i is sequence i. */
     size_t n_seq_ids;                 /**< Number of entries in seq_ids (must equal B when seq_ids is set). */
     llmkit_tensor *chosen_logprobs;   /**< Optional out: float32 [B], log-probability of the chosen token. */
-    llmkit_tensor *top_ids;           /**< Optional out: int32 [B, n], the n most likely token ids, descending. */
+    llmkit_tensor *top_ids;           /**< Optional out: int32 or int64 [B, n], the n most likely token ids, descending (-1 past the last candidate). */
     llmkit_tensor *top_logprobs;      /**< Optional out: float32 [B, n], their log-probabilities. */
     int32_t logprob_source;           /**< An #llmkit_logprob_source value. */
     void *stream;                     /**< cudaStream_t for device tensors; NULL = the default stream. */
@@ -512,6 +522,8 @@ typedef struct llmkit_sample_params {
  * @brief Samples one token per row with the common settings, without a chain object.
  *
  * Equivalent to a fresh chain of the enabled steps; row i is sequence i at step 0.
+ * Because every call is step 0, calling it in a decoding loop with a fixed seed
+ * reuses the same uniform draw each step: use a chain (or vary the seed) there.
  * @param logits [B, V] or [V]. @param tokens Out: int32 or int64 [B].
  * @param params NULL for defaults. @return #LLMKIT_OK or an error.
  */
@@ -544,11 +556,11 @@ typedef struct llmkit_speculative_options {
  *
  * Rows of the probability tensors need not be normalised (each row is divided
  * by its sum) but must be finite and >= 0 with a positive sum.
- * @param draft_tokens int32 [B, K], ids in [0, V).
- * @param draft_probs float32 [B, K, V], the draft model's distributions.
- * @param target_probs float32 [B, K+1, V], the target model's distributions.
- * @param out_tokens int32 [B, K+1]: the accepted drafts, then the corrected or bonus token, then -1 padding.
- * @param out_n_accepted int32 [B]: accepted drafts per row (0..K); the row emits n_accepted + 1 tokens.
+ * @param draft_tokens int32 or int64 [B, K], ids in [0, V).
+ * @param draft_probs [B, K, V] in float32, float16, bfloat16 or float64: the draft model's distributions.
+ * @param target_probs [B, K+1, V], same dtypes: the target model's distributions.
+ * @param out_tokens int32 or int64 [B, K+1]: the accepted drafts, then the corrected or bonus token, then -1 padding.
+ * @param out_n_accepted int32 or int64 [B]: accepted drafts per row (0..K); the row emits n_accepted + 1 tokens.
  * @param options NULL for defaults.
  * @return #LLMKIT_OK or an error.
  */

@@ -66,6 +66,7 @@ public:
         t_.strides = strides_.empty() ? nullptr : strides_.data();
         t_.byte_offset = 0;
     }
+    /** @brief Copies the view: shape and strides are copied, the data is shared. @param o The view to copy. */
     tensor_ref(const tensor_ref &o) : tensor_ref(o.t_.data, o.t_.dtype, o.shape_, o.t_.device, o.strides_) {}
     tensor_ref &operator=(const tensor_ref &) = delete;
 
@@ -194,7 +195,7 @@ public:
     /** @brief Samples from host float32 logits of shape [rows, vocab]. @param logits Data.
      *  @param rows B. @param vocab V. @return One token per row. */
     std::vector<int32_t> sample(const float *logits, int64_t rows, int64_t vocab) {
-        std::vector<int32_t> out(size_t(rows));
+        std::vector<int32_t> out(static_cast<size_t>(rows));
         sample(f32(logits, {rows, vocab}), i32(out.data(), {rows}));
         return out;
     }
@@ -225,7 +226,7 @@ private:
  */
 inline std::vector<int32_t> sample(const float *logits, int64_t rows, int64_t vocab,
                                    const llmkit_sample_params &params) {
-    std::vector<int32_t> out(size_t(rows));
+    std::vector<int32_t> out(static_cast<size_t>(rows));
     check(llmkit_sample(f32(logits, {rows, vocab}).get(), i32(out.data(), {rows}).get(), &params));
     return out;
 }
@@ -248,7 +249,7 @@ inline speculative_result verify_speculative(const std::vector<int32_t> &draft_t
                                              const std::vector<float> &target_probs, int64_t vocab, uint64_t seed,
                                              uint64_t step = 0, int64_t seq_id = 0) {
     const int64_t k = int64_t(draft_tokens.size());
-    std::vector<int32_t> out(size_t(k + 1));
+    std::vector<int32_t> out(static_cast<size_t>(k + 1));
     int32_t n_acc = 0;
     llmkit_speculative_options o = LLMKIT_SPECULATIVE_OPTIONS_INIT;
     o.seed = seed;

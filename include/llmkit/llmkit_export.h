@@ -9,8 +9,14 @@
 #ifndef LLMKIT_EXPORT_H
 #define LLMKIT_EXPORT_H
 
+/**
+ * @def LLMKIT_API
+ * @brief Marks a function as part of the public C ABI.
+ *
+ * Default visibility on ELF platforms, `__declspec(dllexport)`/`dllimport` on
+ * Windows, and nothing when `LLMKIT_STATIC_DEFINE` is defined (static builds).
+ */
 #if defined(LLMKIT_STATIC_DEFINE)
-/** Marks a function as part of the public C ABI (static build: no attribute). */
 #  define LLMKIT_API
 #elif defined(_WIN32)
 #  if defined(LLMKIT_BUILDING_LIBRARY)

@@ -125,7 +125,9 @@ void set_default_num_threads(int n) { g_default_threads.store(n > 0 ? n : 0); }
 void parallel_for(int64_t n, int n_threads, const std::function<void(int64_t)> &fn) {
     if (n <= 0) return;
     if (n_threads <= 0) n_threads = default_num_threads();
-    n_threads = int(std::min<int64_t>(n_threads, n));
+    // More workers than hardware threads only adds switching; the cap also keeps
+    // a huge request from spawning thousands of idle threads.
+    n_threads = int(std::min<int64_t>({int64_t(n_threads), n, int64_t(4 * hardware_threads())}));
     if (n_threads <= 1 || tls_in_worker) {
         for (int64_t i = 0; i < n; ++i) fn(i);
         return;
