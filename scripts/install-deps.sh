@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs what building and testing llmkit needs on a Debian machine:
+# compilers and tools from apt, Python packages from PyPI. Safe to re-run.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+apt_packages=(cmake ninja-build g++ pkg-config catch2 doxygen libdnnl-dev binutils)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if ! command -v python3 >/dev/null; then missing+=(python3 python3-pip python3-dev); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's own python3 is "externally managed" (PEP 668); these are build and
+# test tools, so let pip install them there too.
+export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+python3 -m pip install -q "numpy>=1.22" "pytest>=7" "pybind11>=2.11" "scikit-build-core>=0.8" ninja
+echo "install-deps: done (cmake $(cmake --version | head -1 | awk '{print $3}'), python $(python3 -c 'import sys; print(sys.version.split()[0])'))"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine:
+#   1. dependencies (apt-get, pip);
+#   2. Release build with CUDA (when nvcc exists), Python, docs, examples:
+#      every ctest test (unit, C ABI, exported symbols, pytest, Doxygen with
+#      warnings as errors, doc snippets, examples; GPU tests skip without a GPU);
+#   3. install + a consumer project through find_package and pkg-config;
+#   4. `pip install .` into a scratch folder, imported and smoke-tested;
+#   5. the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Usage: bash scripts/test.sh [data-dir]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_DIR="${1:-${LLMKIT_DATA_DIR:-$PWD/../shared/data}}"
+JOBS="$(nproc)"
+PY="$(command -v python3)"
+
+bash scripts/install-deps.sh
+
+echo "== [1/4] Release build and tests =="
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMKIT_BUILD_PYTHON=ON \
+      -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
+cmake --build build -j "$JOBS"
+ctest --test-dir build -j "$JOBS" --output-on-failure
+
+echo "== [2/4] install, find_package and pkg-config =="
+rm -rf build/install-root build/consumer
+cmake --install build --prefix build/install-root >/dev/null
+cmake -S tests/install -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$PWD/build/install-root" >/dev/null
+cmake --build build/consumer
+LD_LIBRARY_PATH="$PWD/build/install-root/lib" build/consumer/consumer_cmake
+PKG_CONFIG_PATH="$PWD/build/install-root/lib/pkgconfig" \
+  cc -std=c99 -o build/consumer/consumer_pkgconfig tests/install/consumer.c $(PKG_CONFIG_PATH="$PWD/build/install-root/lib/pkgconfig" pkg-config --cflags --libs llmkit)
+LD_LIBRARY_PATH="$PWD/build/install-root/lib" build/consumer/consumer_pkgconfig
+
+echo "== [3/4] pip install . =="
+rm -rf build/pip-target
+PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-deps --target build/pip-target .
+(cd /tmp && PYTHONPATH="$OLDPWD/build/pip-target" python3 -c "
+import llmkit, numpy as np
+assert llmkit.__version__ == llmkit.version(), llmkit.__version__
+ids = llmkit.sample(np.array([[0.0, 3.0, 1.0]], dtype=np.float32), temperature=0.0)
+assert ids.tolist() == [1], ids
+print('pip install .: llmkit', llmkit.__version__, 'imports and samples')")
+
+echo "== [4/4] AddressSanitizer + UndefinedBehaviorSanitizer =="
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMKIT_SANITIZE=ON \
+      -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_BUILD_PYTHON=ON -DLLMKIT_BUILD_DOCS=OFF \
+      -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
+cmake --build build-asan -j "$JOBS"
+ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
+  ctest --test-dir build-asan -j "$JOBS" --output-on-failure
