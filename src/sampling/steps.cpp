@@ -1,6 +1,7 @@
 #include "sampling/steps.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -8,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/philox.hpp"
+#include "sampling/select.hpp"
 
 namespace llmkit::sampling {
 
@@ -27,97 +29,29 @@ float candidates::max_logit() const {
 
 namespace {
 
-// One entry of a selection: `key` orders ascending (ties broken by position,
-// which is token-id order), `mass` is its unnormalised probability.
-struct ranked {
-    float key;
-    uint32_t pos;
-    double mass;
-};
-
-inline bool before(const ranked &a, const ranked &b) {
-    return a.key < b.key || (a.key == b.key && a.pos < b.pos);
-}
-
 // Scratch space reused across calls on the same thread.
-thread_local std::vector<ranked> tls_ranked;
+thread_local std::vector<float> tls_exps;
+thread_local std::vector<uint32_t> tls_keys;
 thread_local std::vector<double> tls_probs;
 
-// Rearranges a[0..n) so that a[0..m) is the shortest prefix of the ordering
-// `before` whose mass is >= target, and returns m (n if the whole set falls
-// short, as rounding can make it when target is the full mass).
-// Expected O(n): a quickselect that recurses into one side, carrying the mass
-// already accepted. The final small range is sorted and walked, so the result
-// equals "sort, cumsum, cut" whenever the float sums agree.
-size_t prefix_by_mass(ranked *a, size_t n, double target) {
-    size_t lo = 0, hi = n;
-    double remaining = target;
-    while (hi - lo > 32) {
-        if (remaining <= 0) return lo;
-        // Median of three as the pivot; deterministic, so results are too.
-        const size_t mid = lo + (hi - lo) / 2;
-        ranked x = a[lo], y = a[mid], z = a[hi - 1];
-        if (before(y, x)) std::swap(x, y);
-        if (before(z, y)) std::swap(y, z);
-        if (before(y, x)) std::swap(x, y);
-        const ranked pivot = y;
-        ranked *m = std::partition(a + lo, a + hi, [&](const ranked &r) { return before(r, pivot); });
-        const size_t im = size_t(m - a);
-        double mass = 0;
-        for (size_t i = lo; i < im; ++i) mass += a[i].mass;
-        if (mass >= remaining) {
-            hi = im;
-            continue;
-        }
-        // Bring the pivot itself to position im: it is the smallest of [im, hi).
-        for (size_t i = im; i < hi; ++i) {
-            if (a[i].pos == pivot.pos) {
-                std::swap(a[i], a[im]);
-                break;
-            }
-        }
-        mass += a[im].mass;
-        if (mass >= remaining) return im + 1;
-        remaining -= mass;
-        lo = im + 1;
-    }
-    std::sort(a + lo, a + hi, before);
-    for (size_t i = lo; i < hi; ++i) {
-        if (remaining <= 0) return i;
-        remaining -= a[i].mass;
-        if (remaining <= 0) return i + 1;
-    }
-    return hi;
-}
-
-// Keeps the candidates whose rank entries are in r[0..m). Stable (id order).
-void keep_ranked(candidates &c, const ranked *r, size_t m) {
-    if (m >= c.size()) return;
-    std::vector<char> keep(c.size(), 0);
-    for (size_t i = 0; i < m; ++i) keep[r[i].pos] = 1;
-    c.compact([&](size_t i) { return keep[i] != 0; });
-}
-
-// Smallest prefix (by key) with mass >= p * total, and at least min_keep.
-void keep_prefix_by_mass(candidates &c, std::vector<ranked> &r, double target, size_t min_keep) {
-    size_t m = prefix_by_mass(r.data(), r.size(), target);
-    if (m < min_keep) {
-        m = std::min(min_keep, r.size());
-        std::nth_element(r.begin(), r.begin() + (m - 1), r.end(), before);
-    }
-    keep_ranked(c, r.data(), std::max<size_t>(m, 1));
-}
-
-// Unnormalised probabilities exp(l - max) and their sum.
-double exps(const candidates &c, std::vector<double> &e) {
-    const float mx = c.max_logit();
+// Unnormalised probabilities exp(l - max) (see select.hpp) and their sum.
+double exps(const candidates &c, std::vector<float> &e) {
     e.resize(c.size());
-    double sum = 0;
-    for (size_t i = 0; i < c.size(); ++i) {
-        e[i] = std::exp(double(c.logits[i]) - double(mx));
-        sum += e[i];
-    }
-    return sum;
+    return exp_shifted(c.logits.data(), c.size(), c.max_logit(), e.data());
+}
+
+// Keeps the candidates inside `cut` (keys[i] belongs to candidate i). Stable.
+void keep_cut(candidates &c, const std::vector<uint32_t> &keys, const prefix_cut &cut) {
+    if (cut.all || cut.count >= c.size()) return;
+    c.compact([&](size_t i) { return cut.contains(keys[i], uint32_t(i)); });
+}
+
+// Keeps the shortest prefix (descending key) with mass >= target, and at least min_keep.
+void keep_prefix_by_mass(candidates &c, const std::vector<uint32_t> &keys, const std::vector<float> &mass,
+                         double target, size_t min_keep) {
+    prefix_cut cut = select_prefix_by_mass(keys.data(), mass.data(), c.size(), target);
+    if (!cut.all && cut.count < min_keep) cut = select_prefix_by_count(keys.data(), c.size(), min_keep);
+    keep_cut(c, keys, cut);
 }
 
 void keep_only_argmax(candidates &c) {
@@ -125,11 +59,21 @@ void keep_only_argmax(candidates &c) {
     c.compact([&](size_t i) { return c.ids[i] == best; });
 }
 
+// Descending-logit keys: larger logit first, ties by position (= token id).
+const std::vector<uint32_t> &logit_keys(const candidates &c) {
+    std::vector<uint32_t> &k = tls_keys;
+    k.resize(c.size());
+    for (size_t i = 0; i < c.size(); ++i) k[i] = order_key(c.logits[i]);
+    return k;
+}
+
 }  // namespace
 
 void softmax(const candidates &c, std::vector<double> &probs) {
-    const double sum = exps(c, probs);
-    for (double &p : probs) p /= sum;
+    std::vector<float> &e = tls_exps;
+    const double sum = exps(c, e);
+    probs.resize(c.size());
+    for (size_t i = 0; i < c.size(); ++i) probs[i] = double(e[i]) / sum;
 }
 
 void step_temperature(candidates &c, float t) {
@@ -164,21 +108,15 @@ void step_dynamic_temperature(candidates &c, float t, float delta, float exponen
 
 void step_top_k(candidates &c, int64_t k) {
     if (k >= int64_t(c.size())) return;
-    std::vector<ranked> &r = tls_ranked;
-    r.resize(c.size());
-    for (size_t i = 0; i < c.size(); ++i) r[i] = {-c.logits[i], uint32_t(i), 0.0};
-    std::nth_element(r.begin(), r.begin() + (k - 1), r.end(), before);
-    keep_ranked(c, r.data(), size_t(k));
+    const auto &keys = logit_keys(c);
+    keep_cut(c, keys, select_prefix_by_count(keys.data(), c.size(), size_t(k)));
 }
 
 void step_top_p(candidates &c, float p, size_t min_keep) {
     if (p >= 1.0f || c.size() <= 1) return;
-    std::vector<double> &e = tls_probs;
+    std::vector<float> &e = tls_exps;
     const double total = exps(c, e);
-    std::vector<ranked> &r = tls_ranked;
-    r.resize(c.size());
-    for (size_t i = 0; i < c.size(); ++i) r[i] = {-c.logits[i], uint32_t(i), e[i]};
-    keep_prefix_by_mass(c, r, double(p) * total, min_keep);
+    keep_prefix_by_mass(c, logit_keys(c), e, double(p) * total, min_keep);
 }
 
 void step_min_p(candidates &c, float p, size_t min_keep) {
@@ -196,23 +134,24 @@ void step_min_p(candidates &c, float p, size_t min_keep) {
 
 void step_typical(candidates &c, float p, size_t min_keep) {
     if (p >= 1.0f || c.size() <= 1) return;
-    std::vector<double> &e = tls_probs;
+    std::vector<float> &e = tls_exps;
     const double total = exps(c, e);
     const double log_total = std::log(total);
     const float mx = c.max_logit();
     // Entropy H = -sum p log p, with log p = (l - max) - log(total).
     double entropy = 0;
     for (size_t i = 0; i < c.size(); ++i) {
-        const double q = e[i] / total;
+        const double q = double(e[i]) / total;
         if (q > 0) entropy -= q * (double(c.logits[i]) - mx - log_total);
     }
-    std::vector<ranked> &r = tls_ranked;
-    r.resize(c.size());
+    // Order by |-log p - H| ascending: invert the key so that smaller comes first.
+    std::vector<uint32_t> &keys = tls_keys;
+    keys.resize(c.size());
     for (size_t i = 0; i < c.size(); ++i) {
         const double neg_log_p = log_total - (double(c.logits[i]) - mx);
-        r[i] = {float(std::fabs(neg_log_p - entropy)), uint32_t(i), e[i]};
+        keys[i] = ~order_key(float(std::fabs(neg_log_p - entropy)));
     }
-    keep_prefix_by_mass(c, r, double(p) * total, min_keep);
+    keep_prefix_by_mass(c, keys, e, double(p) * total, min_keep);
 }
 
 void step_top_n_sigma(candidates &c, float n) {
@@ -230,20 +169,19 @@ void step_top_n_sigma(candidates &c, float n) {
 void step_xtc(candidates &c, float probability, float threshold, size_t min_keep, double coin) {
     if (probability <= 0.0f || threshold > 0.5f || c.size() < 2) return;
     if (coin > double(probability)) return;
-    std::vector<double> &e = tls_probs;
+    std::vector<float> &e = tls_exps;
     const double total = exps(c, e);
     const double cut = double(threshold) * total;
     // Tokens at or above the threshold, most likely first (ties: lower id first).
-    std::vector<ranked> &r = tls_ranked;
-    r.clear();
+    std::vector<std::pair<uint32_t, uint32_t>> above;  // (~key, position): ascending = most likely first
     for (size_t i = 0; i < c.size(); ++i)
-        if (e[i] >= cut) r.push_back({-c.logits[i], uint32_t(i), e[i]});
-    if (r.size() < 2) return;
-    const size_t removed = r.size() - 1;  // all but the least likely of them
+        if (double(e[i]) >= cut) above.push_back({~order_key(c.logits[i]), uint32_t(i)});
+    if (above.size() < 2) return;
+    const size_t removed = above.size() - 1;  // all but the least likely of them
     if (c.size() - removed < std::max<size_t>(min_keep, 1)) return;
-    std::sort(r.begin(), r.end(), before);
+    std::sort(above.begin(), above.end());
     std::vector<char> drop(c.size(), 0);
-    for (size_t i = 0; i < removed; ++i) drop[r[i].pos] = 1;
+    for (size_t i = 0; i < removed; ++i) drop[above[i].second] = 1;
     c.compact([&](size_t i) { return drop[i] == 0; });
 }
 
@@ -344,7 +282,7 @@ int32_t pick_greedy(const candidates &c) {
 }
 
 int32_t pick_dist(const candidates &c, double u) {
-    std::vector<double> &e = tls_probs;
+    std::vector<float> &e = tls_exps;
     const double total = exps(c, e);
     const double target = u * total;
     double cum = 0;
@@ -364,15 +302,13 @@ namespace {
 // pick k so that the expected surprise of top-k sampling is mu.
 int64_t mirostat_k(const candidates &c, int32_t m, float mu) {
     const size_t take = std::min<size_t>(size_t(m), c.size());
-    std::vector<ranked> &r = tls_ranked;
-    r.resize(c.size());
-    for (size_t i = 0; i < c.size(); ++i) r[i] = {-c.logits[i], uint32_t(i), 0.0};
-    std::partial_sort(r.begin(), r.begin() + take, r.end(), before);
+    std::vector<float> top(c.logits);
+    std::partial_sort(top.begin(), top.begin() + take, top.end(), std::greater<float>());
     // log(p_i / p_{i+1}) = l_i - l_{i+1}: the softmax normaliser cancels.
     double sum_ti_bi = 0, sum_ti_sq = 0;
     for (size_t i = 0; i + 1 < take; ++i) {
         const double t_i = std::log(double(i + 2) / double(i + 1));
-        const double b_i = double(-r[i].key) - double(-r[i + 1].key);
+        const double b_i = double(top[i]) - double(top[i + 1]);
         sum_ti_bi += t_i * b_i;
         sum_ti_sq += t_i * t_i;
     }
