@@ -6,7 +6,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
-apt_packages=(cmake ninja-build g++ pkg-config catch2 doxygen libdnnl-dev binutils)
+apt_packages=(cmake ninja-build g++ pkg-config catch2 doxygen libdnnl-dev libpcre2-dev binutils)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

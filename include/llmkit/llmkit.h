@@ -585,6 +585,14 @@ LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t co
 
 /** @} */
 
+/* ------------------------------------------------------------------------- */
+/* BEGIN QUANTIZATION SECTION (issue 5) */
+/* END QUANTIZATION SECTION */
+
+/* ------------------------------------------------------------------------- */
+/* BEGIN TOKENIZER SECTION (issue 3) */
+/* END TOKENIZER SECTION */
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif
