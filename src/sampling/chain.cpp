@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <set>
 
@@ -77,21 +78,37 @@ thread_local candidates tls_cand;
 void load_row(const tensor_view &logits, int64_t b, int64_t vocab, std::vector<float> &row, candidates &c) {
     row.resize(size_t(vocab));
     core::load_floats(row.data(), row_ptr(logits, b), vocab, col_stride(logits), logits.type);
-    c.ids.clear();
-    c.logits.clear();
-    c.vocab_size = int32_t(vocab);
-    c.ids.reserve(size_t(vocab));
-    c.logits.reserve(size_t(vocab));
-    for (int64_t v = 0; v < vocab; ++v) {
-        const float l = row[size_t(v)];
-        if (std::isnan(l) || l == std::numeric_limits<float>::infinity())
-            fail(LLMKIT_ERROR_NON_FINITE, logits.name, ": row ", b, ", token ", v, " is ", l,
-                 " (logits must be finite; -inf marks a token that cannot be picked)");
-        if (l == -std::numeric_limits<float>::infinity()) continue;
-        c.ids.push_back(int32_t(v));
-        c.logits.push_back(l);
+    // One branch-free pass (it vectorises): any NaN or +inf, and how many -inf.
+    const float inf = std::numeric_limits<float>::infinity();
+    int bad = 0;
+    size_t masked = 0;
+    for (size_t v = 0; v < row.size(); ++v) {
+        const float l = row[v];
+        bad |= int(!(l < inf));  // NaN or +inf
+        masked += size_t(l == -inf);
     }
-    if (c.ids.empty()) fail(LLMKIT_ERROR_NON_FINITE, logits.name, ": row ", b, " has no finite logit");
+    if (bad) {
+        for (size_t v = 0; v < row.size(); ++v)
+            if (!(row[v] < inf))
+                fail(LLMKIT_ERROR_NON_FINITE, logits.name, ": row ", b, ", token ", v, " is ", row[v],
+                     " (logits must be finite; -inf marks a token that cannot be picked)");
+    }
+    if (masked == row.size()) fail(LLMKIT_ERROR_NON_FINITE, logits.name, ": row ", b, " has no finite logit");
+    c.vocab_size = int32_t(vocab);
+    c.ids.resize(row.size() - masked);
+    c.logits.resize(row.size() - masked);
+    if (masked == 0) {
+        for (size_t v = 0; v < row.size(); ++v) c.ids[v] = int32_t(v);
+        std::memcpy(c.logits.data(), row.data(), row.size() * sizeof(float));
+        return;
+    }
+    size_t w = 0;
+    for (size_t v = 0; v < row.size(); ++v) {
+        if (row[v] == -inf) continue;
+        c.ids[w] = int32_t(v);
+        c.logits[w] = row[v];
+        ++w;
+    }
 }
 
 // log-softmax denominators and the n best (id, logprob) of a set, descending.
