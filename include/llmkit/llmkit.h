@@ -591,6 +591,152 @@ LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t co
 
 /* ------------------------------------------------------------------------- */
 /* BEGIN TOKENIZER SECTION (issue 3) */
+/** @defgroup tokenizer Tokenizers: byte-level BPE (tiktoken)
+ *
+ * A tokenizer turns UTF-8 text into token ids and ids back into bytes. This
+ * release has byte-level BPE exactly as OpenAI's tiktoken does it: the text is
+ * split into pieces by the encoding's regular expression (PCRE2), and each
+ * piece is merged from single bytes by repeatedly joining the adjacent pair
+ * whose concatenation has the lowest rank (the leftmost on ties); a token's
+ * rank is its id. Long pieces take O(n log n) time, never quadratic.
+ *
+ * Special tokens (`<|endoftext|>` ...) follow tiktoken's rules: where one
+ * occurs in the text it is encoded as its id only when allowed
+ * (#llmkit_encode_options); an occurrence that is not allowed is an error
+ * unless `special_as_text` asks to encode it as ordinary text.
+ *
+ * Thread safety: a loaded tokenizer never changes, so any number of threads may
+ * use one at the same time (each thread keeps its own regex scratch space).
+ *  @{ */
+
+/** @brief Opaque handle to a loaded tokenizer. */
+typedef struct llmkit_tokenizer llmkit_tokenizer;
+
+/**
+ * @brief Loads a tiktoken encoding: a rank file and a named preset.
+ *
+ * The file holds one `base64(token bytes) SPACE rank` line per token (empty
+ * lines are skipped); the preset supplies the pre-tokenizer regex and the
+ * special tokens, which are not in the file:
+ * - `r50k_base` (also `gpt2`): GPT-2's regex, `<|endoftext|>` = 50256;
+ * - `p50k_base`: the same regex and special token;
+ * - `cl100k_base`: `<|endoftext|>` 100257, `<|fim_prefix|>` 100258,
+ *   `<|fim_middle|>` 100259, `<|fim_suffix|>` 100260, `<|endofprompt|>` 100276;
+ * - `o200k_base`: `<|endoftext|>` 199999, `<|endofprompt|>` 200018;
+ * - `llama3` (Llama 3 to 3.3 `tokenizer.model`): 256 special tokens
+ *   128000..128255 as meta-llama/llama-models numbers them
+ *   (`<|begin_of_text|>` 128000, `<|eot_id|>` 128009, ...);
+ * - `qwen2` (`qwen.tiktoken`): Qwen2's regex (single digits),
+ *   `<|endoftext|>` 151643, `<|im_start|>` 151644, `<|im_end|>` 151645.
+ * @param[out] out Receives the tokenizer; free it with llmkit_tokenizer_free().
+ * @param path Path of the rank file (NUL-terminated).
+ * @param encoding_name One of the names above.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_IO when the
+ *         file cannot be read; #LLMKIT_ERROR_FORMAT for a malformed line (the
+ *         message gives `path:line`), a duplicate token or rank, or a file that
+ *         lacks one of the 256 single bytes; #LLMKIT_ERROR_INVALID_ARGUMENT for
+ *         an unknown encoding name; #LLMKIT_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_from_tiktoken(llmkit_tokenizer **out, const char *path,
+                                                        const char *encoding_name);
+
+/**
+ * @brief Frees a tokenizer. No other call may be using it.
+ * @param tokenizer The tokenizer; NULL is ignored.
+ */
+LLMKIT_API void llmkit_tokenizer_free(llmkit_tokenizer *tokenizer);
+
+/**
+ * @brief The number of token ids: the largest id, special tokens included, plus one.
+ *
+ * Where a rank file has gaps, some ids below it name no token;
+ * llmkit_tokenizer_id_to_token() tells.
+ * @param tokenizer The tokenizer. @param[out] out Receives the size.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_vocab_size(const llmkit_tokenizer *tokenizer, int32_t *out);
+
+/** @brief Per-call options of llmkit_tokenizer_encode(): how special tokens in the text are treated. */
+typedef struct llmkit_encode_options {
+    uint32_t struct_size;                 /**< sizeof(llmkit_encode_options). */
+    int32_t allow_all_special;            /**< Nonzero: every special token in the text becomes its id (tiktoken's allowed_special="all"). Default 0. */
+    const char *const *allowed_special;   /**< Special tokens (NUL-terminated texts) that become their id where they occur; may be NULL when n_allowed_special is 0. */
+    size_t n_allowed_special;             /**< Number of entries in allowed_special. */
+    int32_t special_as_text;              /**< Nonzero: special tokens that are not allowed are encoded as ordinary text (tiktoken's disallowed_special=()); 0 (default): finding one is an error. */
+} llmkit_encode_options;
+
+/** @brief Default #llmkit_encode_options: no special token allowed, finding one is an error. */
+#define LLMKIT_ENCODE_OPTIONS_INIT {sizeof(llmkit_encode_options), 0, NULL, 0, 0}
+
+/**
+ * @brief Encodes UTF-8 text into token ids.
+ *
+ * No BOS or EOS is added. The ids never outnumber the bytes of the text, so a
+ * buffer of `len` ids is always large enough.
+ * @param tokenizer The tokenizer.
+ * @param text The text, `len` bytes of valid UTF-8 (need not be NUL-terminated;
+ *        may be NULL when len is 0).
+ * @param len Bytes of text.
+ * @param ids Caller's buffer for the ids, or NULL to ask for the count.
+ * @param capacity Ids that fit in `ids`.
+ * @param[out] n_ids Receives the number of ids (also when the buffer is too small).
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `n_ids` set;
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT for invalid UTF-8 (the message gives
+ *         the byte offset), a special token in the text that is not allowed (the
+ *         message names it), or an `allowed_special` entry that is not a special
+ *         token; #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_encode(const llmkit_tokenizer *tokenizer, const char *text, size_t len,
+                                                 int32_t *ids, size_t capacity, size_t *n_ids,
+                                                 const llmkit_encode_options *options);
+
+/**
+ * @brief Decodes token ids into bytes.
+ *
+ * The output is the tokens' bytes back to back; it is not NUL-terminated, and
+ * a cut inside a multi-byte character (e.g. one id of a longer sequence) gives
+ * bytes that are not valid UTF-8 on their own.
+ * @param tokenizer The tokenizer.
+ * @param ids Token ids (may be NULL when n is 0).
+ * @param n Number of ids.
+ * @param buf Caller's buffer, or NULL to ask for the size.
+ * @param capacity Bytes available in buf.
+ * @param[out] needed Receives the number of bytes (may be NULL).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `needed` set;
+ *         #LLMKIT_ERROR_OUT_OF_RANGE for an id that names no token;
+ *         #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_decode(const llmkit_tokenizer *tokenizer, const int32_t *ids, size_t n,
+                                                 char *buf, size_t capacity, size_t *needed);
+
+/**
+ * @brief Looks up the id of a token from its exact bytes (regular or special).
+ * @param tokenizer The tokenizer.
+ * @param token The token's bytes (need not be NUL-terminated).
+ * @param len Bytes of token.
+ * @param[out] id Receives the id, or -1 when no token has these bytes.
+ * @return #LLMKIT_OK (also when not found) or #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_token_to_id(const llmkit_tokenizer *tokenizer, const char *token, size_t len,
+                                                      int32_t *id);
+
+/**
+ * @brief Writes the bytes of one token.
+ * @param tokenizer The tokenizer.
+ * @param id The token id.
+ * @param buf Caller's buffer, or NULL to ask for the size; not NUL-terminated.
+ * @param capacity Bytes available in buf.
+ * @param[out] needed Receives the token's length in bytes (may be NULL).
+ * @param[out] is_special Receives 1 for a special token, 0 otherwise (may be NULL).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_OUT_OF_RANGE when no token has this id;
+ *         #LLMKIT_ERROR_BUFFER_TOO_SMALL with `needed` set;
+ *         #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_id_to_token(const llmkit_tokenizer *tokenizer, int32_t id, char *buf,
+                                                      size_t capacity, size_t *needed, int32_t *is_special);
+
+/** @} */
 /* END TOKENIZER SECTION */
 
 #ifdef __cplusplus

@@ -265,6 +265,90 @@ inline speculative_result verify_speculative(const std::vector<int32_t> &draft_t
     return {n_acc, out};
 }
 
+/**
+ * @brief A loaded tokenizer (RAII over #llmkit_tokenizer).
+ *
+ * Immutable after loading: one object may be used from many threads at once.
+ */
+class tokenizer {
+public:
+    /**
+     * @brief Loads a tiktoken rank file with a named encoding preset.
+     * @param path The rank file. @param encoding_name r50k_base, p50k_base, cl100k_base, o200k_base, llama3 or qwen2.
+     * @return The tokenizer.
+     */
+    static tokenizer from_tiktoken(const std::string &path, const std::string &encoding_name) {
+        llmkit_tokenizer *t = nullptr;
+        check(llmkit_tokenizer_from_tiktoken(&t, path.c_str(), encoding_name.c_str()));
+        return tokenizer(t);
+    }
+
+    /**
+     * @brief Encodes text; special tokens in it are an error unless allowed.
+     * @param text UTF-8 text. @param allowed_special Special tokens encoded as their id.
+     * @param allow_all_special Every special token is encoded as its id.
+     * @param special_as_text Special tokens that are not allowed are encoded as text instead of failing.
+     * @return The ids.
+     */
+    std::vector<int32_t> encode(const std::string &text, const std::vector<std::string> &allowed_special = {},
+                                bool allow_all_special = false, bool special_as_text = false) const {
+        std::vector<const char *> names;
+        for (const auto &s : allowed_special) names.push_back(s.c_str());
+        llmkit_encode_options o = LLMKIT_ENCODE_OPTIONS_INIT;
+        o.allow_all_special = allow_all_special ? 1 : 0;
+        o.allowed_special = names.data();
+        o.n_allowed_special = names.size();
+        o.special_as_text = special_as_text ? 1 : 0;
+        std::vector<int32_t> ids(text.size());  // never more ids than bytes
+        size_t n = 0;
+        check(llmkit_tokenizer_encode(get(), text.data(), text.size(), ids.data(), ids.size(), &n, &o));
+        ids.resize(n);
+        return ids;
+    }
+
+    /** @brief Decodes ids into bytes. @param ids Token ids. @return The bytes. */
+    std::string decode(const std::vector<int32_t> &ids) const {
+        size_t needed = 0;
+        check(llmkit_tokenizer_decode(get(), ids.data(), ids.size(), nullptr, 0, &needed));
+        std::string s(needed, '\0');
+        check(llmkit_tokenizer_decode(get(), ids.data(), ids.size(), needed ? &s[0] : nullptr, s.size(), &needed));
+        return s;
+    }
+
+    /** @brief Number of ids, special tokens included. @return Max id + 1. */
+    int32_t vocab_size() const {
+        int32_t n = 0;
+        check(llmkit_tokenizer_vocab_size(get(), &n));
+        return n;
+    }
+
+    /** @brief The id of a token's bytes. @param token The bytes. @return The id, or -1 when none. */
+    int32_t token_to_id(const std::string &token) const {
+        int32_t id = -1;
+        check(llmkit_tokenizer_token_to_id(get(), token.data(), token.size(), &id));
+        return id;
+    }
+
+    /** @brief The bytes of a token. @param id A token id. @return Its bytes. */
+    std::string id_to_token(int32_t id) const {
+        size_t needed = 0;
+        check(llmkit_tokenizer_id_to_token(get(), id, nullptr, 0, &needed, nullptr));
+        std::string s(needed, '\0');
+        check(llmkit_tokenizer_id_to_token(get(), id, needed ? &s[0] : nullptr, s.size(), &needed, nullptr));
+        return s;
+    }
+
+    /** @brief The C handle, still owned by this object. @return The handle. */
+    const llmkit_tokenizer *get() const noexcept { return tok_.get(); }
+
+private:
+    explicit tokenizer(llmkit_tokenizer *t) : tok_(t) {}
+    struct deleter {
+        void operator()(llmkit_tokenizer *t) const noexcept { llmkit_tokenizer_free(t); }
+    };
+    std::unique_ptr<llmkit_tokenizer, deleter> tok_;
+};
+
 }  // namespace llmkit
 
 #endif /* LLMKIT_HPP */

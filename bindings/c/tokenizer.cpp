@@ -1,0 +1,117 @@
+// C ABI: tokenizers.
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "guard.hpp"
+#include "llmkit/llmkit.h"
+#include "tokenizer/tokenizer.hpp"
+
+using namespace llmkit;
+using core::fail;
+
+struct llmkit_tokenizer {
+    std::unique_ptr<tok::tokenizer> impl;
+};
+
+namespace {
+
+const llmkit_encode_options k_encode_defaults = LLMKIT_ENCODE_OPTIONS_INIT;
+
+}  // namespace
+
+extern "C" {
+
+llmkit_status llmkit_tokenizer_from_tiktoken(llmkit_tokenizer **out, const char *path, const char *encoding_name) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = nullptr;
+        capi::require_non_null(path, "path");
+        capi::require_non_null(encoding_name, "encoding_name");
+        auto t = std::make_unique<llmkit_tokenizer>();
+        t->impl = tok::load_tiktoken(path, encoding_name);
+        *out = t.release();
+    });
+}
+
+void llmkit_tokenizer_free(llmkit_tokenizer *tokenizer) { delete tokenizer; }
+
+llmkit_status llmkit_tokenizer_vocab_size(const llmkit_tokenizer *tokenizer, int32_t *out) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(out, "out");
+        *out = tokenizer->impl->vocab_size();
+    });
+}
+
+llmkit_status llmkit_tokenizer_encode(const llmkit_tokenizer *tokenizer, const char *text, size_t len, int32_t *ids,
+                                      size_t capacity, size_t *n_ids, const llmkit_encode_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(n_ids, "n_ids");
+        if (len) capi::require_non_null(text, "text");
+        const auto o = capi::read_options(options, k_encode_defaults, "options");
+        tok::encode_options eo;
+        eo.allow_all_special = o.allow_all_special != 0;
+        eo.special_as_text = o.special_as_text != 0;
+        if (o.n_allowed_special) {
+            capi::require_non_null(o.allowed_special, "options.allowed_special");
+            for (size_t i = 0; i < o.n_allowed_special; ++i) {
+                if (!o.allowed_special[i]) fail(LLMKIT_ERROR_NULL_POINTER, "options.allowed_special[", i, "] is NULL");
+                eo.allowed_special.emplace_back(o.allowed_special[i]);
+            }
+        }
+        std::vector<int32_t> out;
+        tokenizer->impl->encode(std::string_view(len ? text : "", len), eo, out);
+        *n_ids = out.size();
+        if (!ids) return;
+        if (capacity < out.size())
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "encode: buffer of ", capacity, " ids, ", out.size(), " needed");
+        if (!out.empty()) std::memcpy(ids, out.data(), out.size() * sizeof(int32_t));
+    });
+}
+
+llmkit_status llmkit_tokenizer_decode(const llmkit_tokenizer *tokenizer, const int32_t *ids, size_t n, char *buf,
+                                      size_t capacity, size_t *needed) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        if (n) capi::require_non_null(ids, "ids");
+        std::string out;
+        tokenizer->impl->decode(ids, n, out);
+        if (needed) *needed = out.size();
+        if (!buf) return;
+        if (capacity < out.size())
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "decode: buffer of ", capacity, " bytes, ", out.size(), " needed");
+        if (!out.empty()) std::memcpy(buf, out.data(), out.size());
+    });
+}
+
+llmkit_status llmkit_tokenizer_token_to_id(const llmkit_tokenizer *tokenizer, const char *token, size_t len,
+                                           int32_t *id) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(id, "id");
+        if (len) capi::require_non_null(token, "token");
+        *id = tokenizer->impl->token_to_id(std::string_view(len ? token : "", len));
+    });
+}
+
+llmkit_status llmkit_tokenizer_id_to_token(const llmkit_tokenizer *tokenizer, int32_t id, char *buf, size_t capacity,
+                                           size_t *needed, int32_t *is_special) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        std::string_view bytes;
+        if (!tokenizer->impl->id_to_token(id, bytes))
+            fail(LLMKIT_ERROR_OUT_OF_RANGE, "id ", id, " is not a token id (vocabulary size ",
+                 tokenizer->impl->vocab_size(), ")");
+        if (needed) *needed = bytes.size();
+        if (is_special) *is_special = tokenizer->impl->is_special(id) ? 1 : 0;
+        if (!buf) return;
+        if (capacity < bytes.size())
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "id_to_token: buffer of ", capacity, " bytes, ", bytes.size(),
+                 " needed");
+        if (!bytes.empty()) std::memcpy(buf, bytes.data(), bytes.size());
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,149 @@
+#include "tokenizer/bpe.hpp"
+
+#include <algorithm>
+#include <functional>
+#include <queue>
+
+#include "core/error.hpp"
+
+namespace llmkit::tok {
+
+rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, const std::string &source) {
+    size_t total = 0;
+    uint32_t max_rank = 0;
+    for (const auto &e : entries) {
+        total += e.first.size();
+        max_rank = std::max(max_rank, e.second);
+    }
+    arena_.reserve(total);
+    by_rank_.assign(entries.empty() ? 0 : size_t(max_rank) + 1, {0u, k_no_rank});
+    for (auto &e : entries) {
+        if (by_rank_[e.second].second != k_no_rank)
+            core::fail(LLMKIT_ERROR_FORMAT, source, ": rank ", e.second, " is given to two tokens");
+        by_rank_[e.second] = {static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(e.first.size())};
+        arena_ += e.first;
+        std::string().swap(e.first);
+    }
+    // arena_ no longer grows, so views into it stay valid.
+    map_.reserve(entries.size());
+    std::fill(std::begin(byte_rank_), std::end(byte_rank_), k_no_rank);
+    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+        const auto [off, len] = by_rank_[r];
+        if (len == k_no_rank) continue;
+        const std::string_view v(arena_.data() + off, len);
+        if (!map_.emplace(v, r).second)
+            core::fail(LLMKIT_ERROR_FORMAT, source, ": the same token bytes have ranks ", map_.at(v), " and ", r);
+        if (len == 1) byte_rank_[static_cast<unsigned char>(v[0])] = r;
+    }
+}
+
+int rank_table::missing_byte() const noexcept {
+    for (int b = 0; b < 256; ++b)
+        if (byte_rank_[b] == k_no_rank) return b;
+    return -1;
+}
+
+void rank_table::encode_piece(std::string_view piece, std::vector<int32_t> &out) const {
+    const uint32_t whole = rank(piece);
+    if (whole != k_no_rank) {
+        out.push_back(static_cast<int32_t>(whole));
+        return;
+    }
+    // The simple scan is quadratic but has the smallest constant; pieces of
+    // ordinary text are short. Long pieces (a megabyte of one letter) go to
+    // the heap, which is O(n log n) and gives the same merges.
+    if (piece.size() <= 128) merge_small(piece, out);
+    else merge_large(piece, out);
+}
+
+// tiktoken's _byte_pair_merge: parts[i] = (start, rank of merging part i with part i+1).
+void rank_table::merge_small(std::string_view piece, std::vector<int32_t> &out) const {
+    struct part {
+        uint32_t start, rank;
+    };
+    part parts_buf[130];
+    const size_t n = piece.size();
+    part *parts = parts_buf;
+    size_t len = n + 1;
+    uint32_t min_rank = k_no_rank;
+    size_t min_i = 0;
+    for (size_t i = 0; i + 1 < n; ++i) {
+        const uint32_t r = rank(piece.substr(i, 2));
+        parts[i] = {uint32_t(i), r};
+        if (r < min_rank) min_rank = r, min_i = i;
+    }
+    parts[n - 1] = {uint32_t(n - 1), k_no_rank};
+    parts[n] = {uint32_t(n), k_no_rank};
+    // Rank of merging part i with part i+1 after part i+1 has absorbed part i+2.
+    auto pair_rank = [&](size_t i) -> uint32_t {
+        if (i + 3 < len) return rank(piece.substr(parts[i].start, parts[i + 3].start - parts[i].start));
+        return k_no_rank;
+    };
+    while (min_rank != k_no_rank) {
+        const size_t i = min_i;
+        if (i > 0) parts[i - 1].rank = pair_rank(i - 1);
+        parts[i].rank = pair_rank(i);
+        std::copy(parts + i + 2, parts + len, parts + i + 1);
+        --len;
+        min_rank = k_no_rank;
+        for (size_t k = 0; k + 1 < len; ++k)
+            if (parts[k].rank < min_rank) min_rank = parts[k].rank, min_i = k;
+    }
+    for (size_t k = 0; k + 1 < len; ++k)
+        out.push_back(static_cast<int32_t>(rank(piece.substr(parts[k].start, parts[k + 1].start - parts[k].start))));
+}
+
+// The same merges with a doubly linked list of parts and a min-heap of
+// candidate pairs keyed (rank, start). A heap entry is current when its left
+// part is alive and still has that pair rank: a rank names one byte string,
+// so the same (rank, start) always means the same pair.
+void rank_table::merge_large(std::string_view piece, std::vector<int32_t> &out) const {
+    const uint32_t n = static_cast<uint32_t>(piece.size());
+    // Parts are indexed by their start byte; next[i] == n marks the last part.
+    std::vector<uint32_t> next(n), prev(n), pair(n);
+    std::vector<uint8_t> alive(n, 1);
+    using entry = std::pair<uint32_t, uint32_t>;  // (rank, start)
+    std::vector<entry> heap;
+    heap.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+        next[i] = i + 1;
+        prev[i] = i == 0 ? n : i - 1;
+        pair[i] = i + 1 < n ? rank(piece.substr(i, 2)) : k_no_rank;
+        if (pair[i] != k_no_rank) heap.emplace_back(pair[i], i);
+    }
+    std::greater<entry> cmp;
+    std::make_heap(heap.begin(), heap.end(), cmp);
+    auto end_of = [&](uint32_t i) { return next[i]; };  // a part ends where the next starts
+    auto pair_rank = [&](uint32_t i) -> uint32_t {
+        const uint32_t j = next[i];
+        if (j >= n) return k_no_rank;
+        return rank(piece.substr(i, end_of(j) - i));
+    };
+    while (!heap.empty()) {
+        std::pop_heap(heap.begin(), heap.end(), cmp);
+        const auto [r, i] = heap.back();
+        heap.pop_back();
+        if (!alive[i] || pair[i] != r) continue;
+        const uint32_t j = next[i];
+        alive[j] = 0;
+        next[i] = next[j];
+        if (next[j] < n) prev[next[j]] = i;
+        pair[i] = pair_rank(i);
+        if (pair[i] != k_no_rank) {
+            heap.emplace_back(pair[i], i);
+            std::push_heap(heap.begin(), heap.end(), cmp);
+        }
+        if (prev[i] < n) {
+            const uint32_t p = prev[i];
+            pair[p] = pair_rank(p);
+            if (pair[p] != k_no_rank) {
+                heap.emplace_back(pair[p], p);
+                std::push_heap(heap.begin(), heap.end(), cmp);
+            }
+        }
+    }
+    for (uint32_t i = 0; i < n; i = next[i])
+        out.push_back(static_cast<int32_t>(rank(piece.substr(i, next[i] - i))));
+}
+
+}  // namespace llmkit::tok

@@ -1,0 +1,116 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "tokenizer/regex.hpp"
+
+#include <pcre2.h>
+
+#include <memory>
+#include <new>
+
+#include "core/error.hpp"
+
+namespace llmkit::tok {
+
+namespace {
+
+std::string pcre2_message(int code) {
+    PCRE2_UCHAR buf[256];
+    const int n = pcre2_get_error_message(code, buf, sizeof buf);
+    return n < 0 ? "PCRE2 error " + std::to_string(code) : std::string(reinterpret_cast<const char *>(buf));
+}
+
+// One per thread: the match data (one pair is enough, the patterns capture
+// nothing we use) and a JIT stack that can grow to 8 MiB for long pieces.
+struct thread_scratch {
+    pcre2_match_data *data = nullptr;
+    pcre2_match_context *context = nullptr;
+    pcre2_jit_stack *stack = nullptr;
+
+    thread_scratch() {
+        data = pcre2_match_data_create(1, nullptr);
+        context = pcre2_match_context_create(nullptr);
+        stack = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, nullptr);
+        if (!data || !context || !stack) {
+            release();
+            throw std::bad_alloc();
+        }
+        pcre2_jit_stack_assign(context, nullptr, stack);
+    }
+    ~thread_scratch() { release(); }
+    void release() noexcept {
+        if (data) pcre2_match_data_free(data);
+        if (context) pcre2_match_context_free(context);
+        if (stack) pcre2_jit_stack_free(stack);
+        data = nullptr;
+        context = nullptr;
+        stack = nullptr;
+    }
+};
+
+thread_scratch &scratch() {
+    thread_local thread_scratch s;
+    return s;
+}
+
+}  // namespace
+
+regex::regex(const std::string &pattern) : pattern_(pattern) {
+    int err = 0;
+    PCRE2_SIZE offset = 0;
+    pcre2_code *code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                     PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
+    if (!code)
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "pre-tokenizer pattern: ", pcre2_message(err), " at offset ", offset,
+                   " of \"", pattern, "\"");
+    code_ = code;
+    // JIT is an optimisation: where it is unavailable the interpreter gives the same matches.
+    jit_ = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+}
+
+regex::~regex() { pcre2_code_free(static_cast<pcre2_code *>(code_)); }
+
+bool regex::next_match(std::string_view text, size_t start, size_t &begin, size_t &end) const {
+    thread_scratch &s = scratch();
+    const auto *code = static_cast<const pcre2_code *>(code_);
+    const auto *subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+    // The whole text was validated once; checking it again on every call would be quadratic.
+    const int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, s.data, s.context)
+                        : pcre2_match(code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, s.data, s.context);
+    if (rc == PCRE2_ERROR_NOMATCH) return false;
+    if (rc < 0) {
+        if (rc == PCRE2_ERROR_NOMEMORY || rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            core::fail(LLMKIT_ERROR_OUT_OF_MEMORY, "pre-tokenizer: ", pcre2_message(rc), " at byte ", start);
+        core::fail(LLMKIT_ERROR_INTERNAL, "pre-tokenizer: ", pcre2_message(rc), " at byte ", start);
+    }
+    const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s.data);
+    begin = ov[0];
+    end = ov[1];
+    return true;
+}
+
+void check_utf8(std::string_view text, const char *what) {
+    const auto *p = reinterpret_cast<const unsigned char *>(text.data());
+    const size_t n = text.size();
+    size_t i = 0;
+    while (i < n) {
+        const unsigned c = p[i];
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        size_t len = 0;
+        uint32_t cp = 0, min = 0;
+        if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
+        else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
+        else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
+        bool ok = len != 0 && i + len <= n;
+        for (size_t k = 1; ok && k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) ok = false;
+            else cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        if (ok && (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
+        if (!ok) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, what, " is not valid UTF-8 at byte ", i);
+        i += len;
+    }
+}
+
+}  // namespace llmkit::tok

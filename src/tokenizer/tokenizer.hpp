@@ -1,0 +1,97 @@
+// The tokenizer interface of the C++ core and the byte-level BPE tokenizer
+// (tiktoken's algorithm). A tokenizer is immutable once built, so one object
+// may serve any number of threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "tokenizer/bpe.hpp"
+#include "tokenizer/regex.hpp"
+
+namespace llmkit::tok {
+
+// How special tokens in the text are treated (tiktoken's allowed_special /
+// disallowed_special).
+struct encode_options {
+    bool allow_all_special = false;                // allowed_special="all"
+    std::vector<std::string_view> allowed_special; // encoded as their id where they occur
+    bool special_as_text = false;                  // disallowed_special=(): other specials are plain text
+};
+
+struct special_token {
+    std::string text;
+    int32_t id;
+};
+
+class tokenizer {
+public:
+    virtual ~tokenizer() = default;
+    // Appends the ids of `text` to `out`.
+    virtual void encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const = 0;
+    // Appends the bytes of ids to `out`; LLMKIT_ERROR_OUT_OF_RANGE for an id that is no token.
+    virtual void decode(const int32_t *ids, size_t n, std::string &out) const = 0;
+    // Max id + 1, special tokens included.
+    virtual int32_t vocab_size() const = 0;
+    // The id of a token's exact bytes (regular or special), or -1.
+    virtual int32_t token_to_id(std::string_view bytes) const = 0;
+    // The bytes of a token; false when no token has this id.
+    virtual bool id_to_token(int32_t id, std::string_view &out) const = 0;
+    // Whether id is a special token.
+    virtual bool is_special(int32_t id) const = 0;
+};
+
+class byte_level_bpe final : public tokenizer {
+public:
+    // ranks: the mergeable tokens (rank = id); pattern: the pre-tokenizer
+    // regex; specials: ids outside the ranks. `source` names the data in errors.
+    byte_level_bpe(std::vector<std::pair<std::string, uint32_t>> ranks, const std::string &pattern,
+                   std::vector<special_token> specials, const std::string &source);
+
+    void encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const override;
+    void decode(const int32_t *ids, size_t n, std::string &out) const override;
+    int32_t vocab_size() const override { return vocab_size_; }
+    int32_t token_to_id(std::string_view bytes) const override;
+    bool id_to_token(int32_t id, std::string_view &out) const override;
+    bool is_special(int32_t id) const override { return special_by_id_.count(id) != 0; }
+
+    // Encodes text with no special-token handling at all (tiktoken's encode_ordinary).
+    void encode_ordinary(std::string_view text, std::vector<int32_t> &out) const;
+
+    const rank_table &ranks() const noexcept { return ranks_; }
+    const regex &pre_tokenizer() const noexcept { return regex_; }
+
+private:
+    // The leftmost (then longest) special token at or after `from`; false if none.
+    bool find_special(std::string_view text, size_t from, size_t &pos, const special_token *&found) const;
+
+    rank_table ranks_;
+    regex regex_;
+    std::vector<special_token> specials_;
+    std::unordered_map<std::string_view, size_t> special_by_text_;  // views into specials_
+    std::unordered_map<int32_t, size_t> special_by_id_;
+    std::vector<size_t> special_lengths_;  // distinct lengths, longest first
+    std::string special_first_bytes_;
+    int32_t vocab_size_ = 0;
+};
+
+// Builds a tiktoken encoding from a rank file (`base64(token) rank` per line)
+// and a preset name: r50k_base (gpt2), p50k_base, cl100k_base, o200k_base,
+// llama3, qwen2.
+std::unique_ptr<byte_level_bpe> load_tiktoken(const std::string &path, const std::string &encoding_name);
+
+// Parses the text of a rank file; `source` names it in errors ("path:line: ...").
+std::vector<std::pair<std::string, uint32_t>> parse_tiktoken_ranks(std::string_view data, const std::string &source);
+
+// The names load_tiktoken accepts, comma-separated.
+const char *tiktoken_encoding_names();
+
+// Rewrites \s and \S with the exact Unicode White_Space set (tiktoken's regex
+// engine uses White_Space; PCRE2's \s also matches U+180E).
+std::string exact_white_space(std::string_view pattern);
+
+}  // namespace llmkit::tok
