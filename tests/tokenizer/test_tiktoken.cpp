@@ -370,4 +370,22 @@ TEST_CASE("a megabyte of one letter encodes in O(n log n)", "[bpe]") {
     WARN("1 MiB of 'x': " << ids.size() << " ids in " << s << " s");
 }
 
+TEST_CASE("long runs of one character class round-trip in bounded time", "[bpe]") {
+    auto tok = llmkit::tokenizer::from_tiktoken(k_data + "/tiktoken/o200k_base.tiktoken", "o200k_base");
+    std::mt19937 rng(3);
+    std::string letters(1 << 18, 'a');
+    for (char &c : letters) c = char('a' + rng() % 26);
+    std::string cjk;
+    while (cjk.size() < (1u << 18)) cjk += "\xe4\xb8\xad";
+    const std::string inputs[] = {std::string(1 << 18, ' '), std::string(1 << 18, '!'), std::string(1 << 18, '\n'),
+                                  std::string(1 << 18, '/'), letters, cjk};
+    for (const auto &text : inputs) {
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto ids = tok.encode(text);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        CHECK(tok.decode(ids) == text);
+        CHECK(s < 2.0);
+    }
+}
+
 #endif  // LLMKIT_TEST_DATA_DIR
