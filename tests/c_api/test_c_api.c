@@ -119,6 +119,34 @@ int main(void) {
     params.struct_size = 1;
     EXPECT(llmkit_sample(&lt, &tt, &params) == LLMKIT_ERROR_INVALID_ARGUMENT);
 
+    /* Tokenizer: errors name the problem; with the data, a round trip. */
+    {
+        llmkit_tokenizer *tok = NULL;
+        EXPECT(llmkit_tokenizer_from_tiktoken(&tok, "/nonexistent/x.tiktoken", "cl100k_base") == LLMKIT_ERROR_IO);
+        EXPECT(tok == NULL && strstr(llmkit_last_error_message(), "/nonexistent/x.tiktoken") != NULL);
+#ifdef LLMKIT_TEST_DATA_DIR
+        EXPECT(llmkit_tokenizer_from_tiktoken(&tok, LLMKIT_TEST_DATA_DIR "/tiktoken/cl100k_base.tiktoken",
+                                              "no_such_preset") == LLMKIT_ERROR_INVALID_ARGUMENT);
+        if (llmkit_tokenizer_from_tiktoken(&tok, LLMKIT_TEST_DATA_DIR "/tiktoken/cl100k_base.tiktoken",
+                                           "cl100k_base") == LLMKIT_OK) {
+            const char *text = "Hello, world! llmkit speaks C99.";
+            int32_t ids[64];
+            char back[128];
+            size_t n_ids = 0, needed = 0;
+            llmkit_encode_options eo = LLMKIT_ENCODE_OPTIONS_INIT;
+            EXPECT(llmkit_tokenizer_encode(tok, text, strlen(text), NULL, 0, &n_ids, &eo) == LLMKIT_OK && n_ids > 0);
+            EXPECT(llmkit_tokenizer_encode(tok, text, strlen(text), ids, 64, &n_ids, &eo) == LLMKIT_OK);
+            EXPECT(ids[0] == 9906); /* "Hello" in cl100k_base */
+            EXPECT(llmkit_tokenizer_decode(tok, ids, n_ids, back, sizeof back, &needed) == LLMKIT_OK);
+            EXPECT(needed == strlen(text) && memcmp(back, text, needed) == 0);
+            llmkit_tokenizer_free(tok);
+        } else {
+            EXPECT(!"cl100k_base did not load");
+        }
+#endif
+        llmkit_tokenizer_free(NULL);
+    }
+
     printf("c_api: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }
