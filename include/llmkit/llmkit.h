@@ -587,6 +587,142 @@ LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t co
 
 /* ------------------------------------------------------------------------- */
 /* BEGIN QUANTIZATION SECTION (issue 5) */
+/** @defgroup quant Quantization: GGUF block formats
+ *
+ * Quantizes float32 rows into the block formats of GGUF files (llama.cpp's
+ * ggml) and decodes them back. The quantizers reproduce ggml's reference
+ * quantizers byte for byte (what `ggml_quantize_chunk` writes when no
+ * importance matrix is given) and the decoders reproduce ggml's `to_float`
+ * bit for bit, so llmkit's output can be written into a GGUF file and read by
+ * llama.cpp, and vice versa.
+ *
+ * A row of n elements is stored as n / block_elements blocks back to back;
+ * rows follow each other with no padding, as GGUF lays out tensor data.
+ *
+ * Non-finite input: ggml's behaviour on NaN or infinity is undefined; llmkit
+ * refuses such input with #LLMKIT_ERROR_NON_FINITE and writes nothing.
+ * Importance matrices (imatrix) are not supported yet.
+ *
+ * Thread safety: every function here is thread-safe; each call may use
+ * several worker threads.
+ *  @{ */
+
+/** @brief Quantization types, numbered exactly as ggml's `ggml_type` (and GGUF's tensor types). */
+typedef enum llmkit_quant_type {
+    LLMKIT_QUANT_F32 = 0,     /**< 32-bit float, 1 element per 4 bytes. */
+    LLMKIT_QUANT_F16 = 1,     /**< IEEE half, round to nearest even. */
+    LLMKIT_QUANT_Q4_0 = 2,    /**< 32 elements in 18 bytes: f16 scale, 4-bit levels (q - 8) * d. */
+    LLMKIT_QUANT_Q4_1 = 3,    /**< 32 elements in 20 bytes: f16 scale and min, 4-bit levels q * d + m. */
+    LLMKIT_QUANT_Q5_0 = 6,    /**< 32 elements in 22 bytes: f16 scale, 5-bit levels (q - 16) * d. */
+    LLMKIT_QUANT_Q5_1 = 7,    /**< 32 elements in 24 bytes: f16 scale and min, 5-bit levels q * d + m. */
+    LLMKIT_QUANT_Q8_0 = 8,    /**< 32 elements in 34 bytes: f16 scale, 8-bit levels q * d. */
+    LLMKIT_QUANT_Q8_1 = 9,    /**< 32 elements in 36 bytes: as Q8_0 plus f16 d * sum(q) (an intermediate format). */
+    LLMKIT_QUANT_Q2_K = 10,   /**< 256 elements in 84 bytes: 16 groups with 4-bit scales and mins, 2-bit levels. */
+    LLMKIT_QUANT_Q3_K = 11,   /**< 256 elements in 110 bytes: 16 groups with 6-bit scales, 3-bit levels. */
+    LLMKIT_QUANT_Q4_K = 12,   /**< 256 elements in 144 bytes: 8 groups with 6-bit scales and mins, 4-bit levels. */
+    LLMKIT_QUANT_Q5_K = 13,   /**< 256 elements in 176 bytes: 8 groups with 6-bit scales and mins, 5-bit levels. */
+    LLMKIT_QUANT_Q6_K = 14,   /**< 256 elements in 210 bytes: 16 groups with 8-bit scales, 6-bit levels. */
+    LLMKIT_QUANT_Q8_K = 15,   /**< 256 elements in 292 bytes: f32 scale, 8-bit levels, group sums (an intermediate format). */
+    LLMKIT_QUANT_IQ4_NL = 20, /**< 32 elements in 18 bytes: f16 scale, 4-bit indices into a fixed non-linear codebook. */
+    LLMKIT_QUANT_IQ4_XS = 23, /**< 256 elements in 136 bytes: 8 groups with 6-bit scales, IQ4_NL's codebook. */
+    LLMKIT_QUANT_BF16 = 30    /**< bfloat16, round to nearest even. */
+} llmkit_quant_type;
+
+/**
+ * @brief Looks a type up by ggml's name ("q4_K", "bf16", "iq4_nl"), ignoring case.
+ * @param[out] out Receives the #llmkit_quant_type value.
+ * @param name NUL-terminated name.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER, or #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         for a name llmkit does not implement (the message names it). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quant_type_from_name(int32_t *out, const char *name);
+
+/**
+ * @brief ggml's name of a type ("q4_K").
+ * @param type An #llmkit_quant_type value.
+ * @return A static string, or NULL when llmkit does not implement the type. Thread-safe.
+ */
+LLMKIT_API const char *llmkit_quant_type_name(int32_t type);
+
+/**
+ * @brief The block of a type: how many elements it holds and how many bytes it takes.
+ * @param[out] elements Elements per block (1 for F32, F16, BF16); may be NULL.
+ * @param[out] bytes Bytes per block; may be NULL.
+ * @param type An #llmkit_quant_type value.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT for an unknown type. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quant_block_size(int64_t *elements, int64_t *bytes, int32_t type);
+
+/**
+ * @brief Bytes of one quantized row of n elements.
+ * @param[out] out Receives n / block elements * block bytes.
+ * @param type An #llmkit_quant_type value.
+ * @param n Elements in the row; a multiple of the block size.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER, #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (unknown type) or #LLMKIT_ERROR_SHAPE (n negative or not a multiple
+ *         of the block size). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quant_row_bytes(size_t *out, int32_t type, int64_t n);
+
+/** @brief Options of llmkit_quantize(). */
+typedef struct llmkit_quantize_options {
+    uint32_t struct_size;  /**< sizeof(llmkit_quantize_options). */
+    int32_t n_threads;     /**< Worker threads; 0 = llmkit_get_num_threads(). */
+    const float *imatrix;  /**< Importance weights per column; must be NULL for now (#LLMKIT_ERROR_UNSUPPORTED otherwise). */
+} llmkit_quantize_options;
+
+/** @brief Default #llmkit_quantize_options. */
+#define LLMKIT_QUANTIZE_OPTIONS_INIT {sizeof(llmkit_quantize_options), 0, NULL}
+
+/**
+ * @brief Quantizes float32 rows into GGUF blocks, byte-exact with ggml's reference quantizer.
+ *
+ * @param[out] written Receives the bytes needed (rows * llmkit_quant_row_bytes()),
+ *             also when dst is NULL or too small; may be NULL.
+ * @param type An #llmkit_quant_type value.
+ * @param src float32 host tensor [rows, n] or [n], any strides; n must be a
+ *            multiple of the type's block size. Read only during the call.
+ * @param dst Caller-owned output, rows back to back; NULL asks for the size.
+ * @param dst_capacity Bytes available at dst.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_INVALID_ARGUMENT (unknown type, bad options);
+ *         #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_DTYPE (src not float32);
+ *         #LLMKIT_ERROR_SHAPE (rank, or n not a multiple of the block size);
+ *         #LLMKIT_ERROR_NO_DEVICE (src not in host memory);
+ *         #LLMKIT_ERROR_BUFFER_TOO_SMALL (written set; also for a NULL dst);
+ *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in src; nothing written);
+ *         #LLMKIT_ERROR_UNSUPPORTED (options->imatrix set). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor *src, void *dst,
+                                         size_t dst_capacity, const llmkit_quantize_options *options);
+
+/** @brief Options of llmkit_dequantize(). */
+typedef struct llmkit_dequantize_options {
+    uint32_t struct_size; /**< sizeof(llmkit_dequantize_options). */
+    int32_t n_threads;    /**< Worker threads; 0 = llmkit_get_num_threads(). */
+} llmkit_dequantize_options;
+
+/** @brief Default #llmkit_dequantize_options. */
+#define LLMKIT_DEQUANTIZE_OPTIONS_INIT {sizeof(llmkit_dequantize_options), 0}
+
+/**
+ * @brief Decodes GGUF blocks into float32 rows, bit-exact with ggml's `to_float`.
+ *
+ * @param type An #llmkit_quant_type value.
+ * @param src The blocks, rows back to back (caller-owned, read only during the call).
+ * @param src_bytes Bytes at src; must equal rows * llmkit_quant_row_bytes(type, n).
+ * @param dst float32 host tensor [rows, n] or [n], any strides; its shape says
+ *            how many rows and elements to decode.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_INVALID_ARGUMENT (unknown type, bad options);
+ *         #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_SHAPE
+ *         (rank, n not a multiple of the block size, or src_bytes not matching
+ *         the shape); #LLMKIT_ERROR_NO_DEVICE (dst not in host memory). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t src_bytes, const llmkit_tensor *dst,
+                                           const llmkit_dequantize_options *options);
+
+/** @} */
 /* END QUANTIZATION SECTION */
 
 /* ------------------------------------------------------------------------- */

@@ -349,6 +349,48 @@ private:
     std::unique_ptr<llmkit_tokenizer, deleter> tok_;
 };
 
+/** @name Quantization (GGUF block formats)
+ *  @{ */
+
+/** @brief The #llmkit_quant_type of ggml's type name ("q4_K"), ignoring case. @param name The name. @return The type. */
+inline int32_t quant_type_from_name(const std::string &name) {
+    int32_t t = 0;
+    check(llmkit_quant_type_from_name(&t, name.c_str()));
+    return t;
+}
+
+/**
+ * @brief Quantizes a compact row-major float32 matrix [rows, n] into GGUF blocks (byte-exact with ggml).
+ * @param type An #llmkit_quant_type value. @param x rows * n floats. @param rows Row count.
+ * @param n Elements per row, a multiple of the block size. @param n_threads 0 = the default.
+ * @return The blocks, rows back to back.
+ */
+inline std::vector<uint8_t> quantize(int32_t type, const float *x, int64_t rows, int64_t n, int32_t n_threads = 0) {
+    size_t row = 0;
+    check(llmkit_quant_row_bytes(&row, type, n));
+    std::vector<uint8_t> out(row * size_t(rows));
+    tensor_ref src(const_cast<float *>(x), llmkit_dtype LLMKIT_DTYPE_F32, {rows, n});
+    llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
+    o.n_threads = n_threads;
+    size_t written = 0;
+    check(llmkit_quantize(&written, type, src.get(), out.data(), out.size(), &o));
+    return out;
+}
+
+/**
+ * @brief Decodes GGUF blocks into a float32 matrix [rows, n] (bit-exact with ggml).
+ * @param type An #llmkit_quant_type value. @param blocks The blocks, rows back to back.
+ * @param rows Row count. @param n Elements per row. @return rows * n floats, row-major.
+ */
+inline std::vector<float> dequantize(int32_t type, const std::vector<uint8_t> &blocks, int64_t rows, int64_t n) {
+    std::vector<float> y(size_t(rows * n));
+    tensor_ref dst(y.data(), llmkit_dtype LLMKIT_DTYPE_F32, {rows, n});
+    check(llmkit_dequantize(type, blocks.data(), blocks.size(), dst.get(), nullptr));
+    return y;
+}
+
+/** @} */
+
 }  // namespace llmkit
 
 #endif /* LLMKIT_HPP */

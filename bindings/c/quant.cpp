@@ -1,0 +1,131 @@
+// C ABI: GGUF block formats (quantize, dequantize, type table).
+#include <cstring>
+
+#include "core/tensor.hpp"
+#include "guard.hpp"
+#include "llmkit/llmkit.h"
+#include "quant/gguf_blocks.hpp"
+#include "quant/quantize.hpp"
+
+using namespace llmkit;
+using core::fail;
+
+namespace {
+
+const llmkit_quantize_options k_quantize_defaults = LLMKIT_QUANTIZE_OPTIONS_INIT;
+const llmkit_dequantize_options k_dequantize_defaults = LLMKIT_DEQUANTIZE_OPTIONS_INIT;
+
+const quant::type_traits &require_type(int32_t type) {
+    const quant::type_traits *t = quant::find_type(type);
+    if (!t)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "quantization type ", type,
+             " is not a llmkit_quant_type that llmkit implements (see llmkit_quant_type_from_name)");
+    return *t;
+}
+
+void require_threads(int32_t n_threads) {
+    if (n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", n_threads);
+}
+
+// A float32 host tensor [rows, n] or [n] as rows and element strides.
+struct matrix {
+    core::tensor_view v;
+    int64_t rows = 1, n = 0, row_stride = 0, col_stride = 1;
+};
+
+matrix host_matrix(const llmkit_tensor *t, const char *name) {
+    matrix m;
+    m.v = core::tensor_view::from(t, name);
+    m.v.require_dtype({core::dtype::f32});
+    m.v.require_ndim(1, 2);
+    if (!m.v.on_host()) fail(LLMKIT_ERROR_NO_DEVICE, name, ": quantization runs on the CPU; pass host memory");
+    if (m.v.ndim == 1) {
+        m.n = m.v.shape[0];
+        m.col_stride = m.v.strides[0];
+    } else {
+        m.rows = m.v.shape[0];
+        m.n = m.v.shape[1];
+        m.row_stride = m.v.strides[0];
+        m.col_stride = m.v.strides[1];
+    }
+    return m;
+}
+
+}  // namespace
+
+extern "C" {
+
+llmkit_status llmkit_quant_type_from_name(int32_t *out, const char *name) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        capi::require_non_null(name, "name");
+        const quant::type_traits *t = quant::find_type(name);
+        if (!t) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "unknown quantization type name \"", name, "\"");
+        *out = t->id;
+    });
+}
+
+const char *llmkit_quant_type_name(int32_t type) {
+    const quant::type_traits *t = quant::find_type(type);
+    return t ? t->name : nullptr;
+}
+
+llmkit_status llmkit_quant_block_size(int64_t *elements, int64_t *bytes, int32_t type) {
+    return capi::guard([&] {
+        const auto &t = require_type(type);
+        if (elements) *elements = t.block_elems;
+        if (bytes) *bytes = t.block_bytes;
+    });
+}
+
+llmkit_status llmkit_quant_row_bytes(size_t *out, int32_t type, int64_t n) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = quant::row_bytes(require_type(type), n);
+    });
+}
+
+llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor *src, void *dst, size_t dst_capacity,
+                              const llmkit_quantize_options *options) {
+    return capi::guard([&] {
+        const auto &t = require_type(type);
+        const auto o = capi::read_options(options, k_quantize_defaults, "options");
+        require_threads(o.n_threads);
+        if (o.imatrix)
+            fail(LLMKIT_ERROR_UNSUPPORTED, "quantize ", t.name,
+                 ": importance matrices (options.imatrix) are not supported yet; pass NULL");
+        const matrix m = host_matrix(src, "src");
+        const size_t rb = quant::row_bytes(t, m.n);
+        const size_t needed = rb * size_t(m.rows);
+        if (written) *written = needed;
+        if (needed > 0 && (!dst || dst_capacity < needed))
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "quantize ", t.name, ": dst needs ", needed, " bytes, capacity is ",
+                 dst ? dst_capacity : 0);
+        quant::f32_rows rows;
+        rows.data = reinterpret_cast<const float *>(m.v.data);
+        rows.rows = m.rows;
+        rows.n = m.n;
+        rows.row_stride = m.row_stride;
+        rows.col_stride = m.col_stride;
+        quant::quantize_rows(t, rows, dst, o.n_threads);
+    });
+}
+
+llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t src_bytes, const llmkit_tensor *dst,
+                                const llmkit_dequantize_options *options) {
+    return capi::guard([&] {
+        const auto &t = require_type(type);
+        const auto o = capi::read_options(options, k_dequantize_defaults, "options");
+        require_threads(o.n_threads);
+        const matrix m = host_matrix(dst, "dst");
+        const size_t needed = quant::row_bytes(t, m.n) * size_t(m.rows);
+        if (src_bytes != needed)
+            fail(LLMKIT_ERROR_SHAPE, "dequantize ", t.name, ": dst [", m.rows, ", ", m.n, "] needs ", needed,
+                 " bytes of blocks, src_bytes is ", src_bytes);
+        if (needed > 0) capi::require_non_null(src, "src");
+        quant::dequantize_rows(t, src, m.rows, m.n, reinterpret_cast<float *>(m.v.data), m.row_stride, m.col_stride,
+                               o.n_threads);
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,964 @@
+// GGUF block formats: reference quantizers and dequantizers, byte-exact with
+// ggml (see gguf_blocks.hpp). Block layouts follow ggml-common.h; every block
+// is read and written through byte offsets, never through packed structs, so
+// the code does not depend on the host's struct padding. Multi-byte fields are
+// little-endian, as GGUF stores them (llmkit supports little-endian hosts only).
+//
+// Each routine mirrors the arithmetic of ggml's reference code step by step
+// (same operand order, float precision throughout), because a different but
+// mathematically equal expression rounds differently and changes the bytes.
+#include "quant/gguf_blocks.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+
+#include "core/tensor.hpp"
+
+namespace llmkit::quant {
+
+int nearest_int(float x) noexcept {
+    // Adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits.
+    const float biased = x + 12582912.0f;
+    int32_t bits;
+    std::memcpy(&bits, &biased, 4);
+    return (bits & 0x007fffff) - 0x00400000;
+}
+
+namespace {
+
+constexpr int qk_k = 256;              // elements of a K-quant super-block
+constexpr float group_max_eps = 1e-15f;  // below this a group counts as all zero
+
+// The IQ4_NL / IQ4_XS codebook, part of the file format.
+constexpr int8_t iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+inline void put_f16(uint8_t *p, float v) {
+    const uint16_t h = core::f32_to_f16(v);
+    std::memcpy(p, &h, 2);
+}
+inline float get_f16(const uint8_t *p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return core::f16_to_f32(h);
+}
+inline uint8_t *out_block(void *dst, int64_t i, int64_t bytes) { return static_cast<uint8_t *>(dst) + i * bytes; }
+inline const uint8_t *in_block(const void *src, int64_t i, int64_t bytes) {
+    return static_cast<const uint8_t *>(src) + i * bytes;
+}
+inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// ---------------------------------------------------------------- F32, F16, BF16
+
+void quantize_f32(const float *x, void *dst, int64_t n) { std::memcpy(dst, x, size_t(n) * 4); }
+void dequantize_f32(const void *src, float *y, int64_t n) { std::memcpy(y, src, size_t(n) * 4); }
+
+void quantize_f16(const float *x, void *dst, int64_t n) {
+    auto *p = static_cast<uint8_t *>(dst);
+    for (int64_t i = 0; i < n; ++i) put_f16(p + 2 * i, x[i]);
+}
+void dequantize_f16(const void *src, float *y, int64_t n) {
+    const auto *p = static_cast<const uint8_t *>(src);
+    for (int64_t i = 0; i < n; ++i) y[i] = get_f16(p + 2 * i);
+}
+
+void quantize_bf16(const float *x, void *dst, int64_t n) {
+    auto *p = static_cast<uint8_t *>(dst);
+    for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = core::f32_to_bf16(x[i]);
+        std::memcpy(p + 2 * i, &h, 2);
+    }
+}
+void dequantize_bf16(const void *src, float *y, int64_t n) {
+    const auto *p = static_cast<const uint8_t *>(src);
+    for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        y[i] = core::bf16_to_f32(h);
+    }
+}
+
+// ---------------------------------------------------------------- 32-element blocks
+
+// The signed value of largest magnitude (the first one on ties), or 0.
+inline float signed_absmax(const float *x, int n) {
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; ++j) {
+        if (std::fabs(x[j]) > amax) {
+            amax = std::fabs(x[j]);
+            max = x[j];
+        }
+    }
+    return max;
+}
+
+inline void min_max(const float *x, int n, float &lo, float &hi) {
+    lo = 3.402823466e+38f;
+    hi = -3.402823466e+38f;
+    for (int j = 0; j < n; ++j) {
+        if (x[j] < lo) lo = x[j];
+        if (x[j] > hi) hi = x[j];
+    }
+}
+
+// Q4_0 {f16 d; u8 qs[16]}: x = (q - 8) * d; the extreme value maps to -8.
+void quantize_q4_0(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        uint8_t *o = out_block(dst, b, 18);
+        const float d = signed_absmax(x, 32) / -8;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        for (int j = 0; j < 16; ++j) {
+            const int lo = std::min(15, int(int8_t(x[j] * id + 8.5f)));
+            const int hi = std::min(15, int(int8_t(x[j + 16] * id + 8.5f)));
+            o[2 + j] = uint8_t(lo | hi << 4);
+        }
+    }
+}
+void dequantize_q4_0(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, y += 32) {
+        const uint8_t *o = in_block(src, b, 18);
+        const float d = get_f16(o);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = float((o[2 + j] & 15) - 8) * d;
+            y[j + 16] = float((o[2 + j] >> 4) - 8) * d;
+        }
+    }
+}
+
+// Q4_1 {f16 d; f16 m; u8 qs[16]}: x = q * d + m.
+void quantize_q4_1(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        uint8_t *o = out_block(dst, b, 20);
+        float lo, hi;
+        min_max(x, 32, lo, hi);
+        const float d = (hi - lo) / 15;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        put_f16(o + 2, lo);
+        for (int j = 0; j < 16; ++j) {
+            const int a = std::min(15, int(int8_t((x[j] - lo) * id + 0.5f)));
+            const int c = std::min(15, int(int8_t((x[j + 16] - lo) * id + 0.5f)));
+            o[4 + j] = uint8_t(a | c << 4);
+        }
+    }
+}
+void dequantize_q4_1(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, y += 32) {
+        const uint8_t *o = in_block(src, b, 20);
+        const float d = get_f16(o), m = get_f16(o + 2);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = float(o[4 + j] & 15) * d + m;
+            y[j + 16] = float(o[4 + j] >> 4) * d + m;
+        }
+    }
+}
+
+// Q5_0 {f16 d; u8 qh[4]; u8 qs[16]}: x = (q - 16) * d, bit 4 of element j in bit j of qh.
+void quantize_q5_0(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        uint8_t *o = out_block(dst, b, 22);
+        const float d = signed_absmax(x, 32) / -16;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            const unsigned a = unsigned(std::min(31, int(int8_t(x[j] * id + 16.5f))));
+            const unsigned c = unsigned(std::min(31, int(int8_t(x[j + 16] * id + 16.5f))));
+            o[6 + j] = uint8_t((a & 15) | (c & 15) << 4);
+            qh |= (a >> 4 & 1u) << j;
+            qh |= (c >> 4 & 1u) << (j + 16);
+        }
+        std::memcpy(o + 2, &qh, 4);
+    }
+}
+void dequantize_q5_0(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, y += 32) {
+        const uint8_t *o = in_block(src, b, 22);
+        const float d = get_f16(o);
+        uint32_t qh;
+        std::memcpy(&qh, o + 2, 4);
+        for (int j = 0; j < 16; ++j) {
+            const int a = int((o[6 + j] & 15) | (qh >> j & 1u) << 4) - 16;
+            const int c = int((o[6 + j] >> 4) | (qh >> (j + 16) & 1u) << 4) - 16;
+            y[j] = float(a) * d;
+            y[j + 16] = float(c) * d;
+        }
+    }
+}
+
+// Q5_1 {f16 d; f16 m; u8 qh[4]; u8 qs[16]}: x = q * d + m.
+void quantize_q5_1(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        uint8_t *o = out_block(dst, b, 24);
+        float lo, hi;
+        min_max(x, 32, lo, hi);
+        const float d = (hi - lo) / 31;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        put_f16(o + 2, lo);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+            const unsigned a = uint8_t((x[j] - lo) * id + 0.5f);
+            const unsigned c = uint8_t((x[j + 16] - lo) * id + 0.5f);
+            o[8 + j] = uint8_t((a & 15) | (c & 15) << 4);
+            qh |= (a >> 4 & 1u) << j;
+            qh |= (c >> 4 & 1u) << (j + 16);
+        }
+        std::memcpy(o + 4, &qh, 4);
+    }
+}
+void dequantize_q5_1(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, y += 32) {
+        const uint8_t *o = in_block(src, b, 24);
+        const float d = get_f16(o), m = get_f16(o + 2);
+        uint32_t qh;
+        std::memcpy(&qh, o + 4, 4);
+        for (int j = 0; j < 16; ++j) {
+            const int a = int((o[8 + j] & 15) | (qh >> j & 1u) << 4);
+            const int c = int((o[8 + j] >> 4) | (qh >> (j + 16) & 1u) << 4);
+            y[j] = float(a) * d + m;
+            y[j + 16] = float(c) * d + m;
+        }
+    }
+}
+
+// Q8_0 {f16 d; i8 qs[32]}: x = q * d with d = absmax / 127.
+void quantize_q8_0(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        uint8_t *o = out_block(dst, b, 34);
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        for (int j = 0; j < 32; ++j) o[2 + j] = uint8_t(int8_t(std::round(x[j] * id)));
+    }
+}
+void dequantize_q8_0(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, y += 32) {
+        const uint8_t *o = in_block(src, b, 34);
+        const float d = get_f16(o);
+        for (int j = 0; j < 32; ++j) y[j] = float(int8_t(o[2 + j])) * d;
+    }
+}
+
+// Q8_1 {f16 d; f16 s; i8 qs[32]}: as Q8_0 plus s = d * sum(q).
+void quantize_q8_1(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        uint8_t *o = out_block(dst, b, 36);
+        float amax = 0.0f;
+        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
+        const float d = amax / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        int sum = 0;
+        for (int j = 0; j < 32; ++j) {
+            const int8_t q = int8_t(std::round(x[j] * id));
+            o[4 + j] = uint8_t(q);
+            sum += q;
+        }
+        put_f16(o + 2, float(sum) * d);
+    }
+}
+void dequantize_q8_1(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, y += 32) {
+        const uint8_t *o = in_block(src, b, 36);
+        const float d = get_f16(o);
+        for (int j = 0; j < 32; ++j) y[j] = float(int8_t(o[4 + j])) * d;
+    }
+}
+
+// ---------------------------------------------------------------- K-quant helpers
+
+// Symmetric fit with levels -nmax..nmax-1 and weights x^2 (ggml's
+// make_qx_quants with rmse_type 1 and no importance weights): tries 19 scales
+// around nmax / max and keeps the one with the best weighted projection.
+// L receives level + nmax; returns the scale.
+float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
+    const float max = signed_absmax(x, n);
+    if (std::fabs(max) < group_max_eps) {
+        std::fill(L, L + n, int8_t(0));
+        return 0.0f;
+    }
+    auto project = [&](float iscale, float &sumlx, float &suml2, bool store) {
+        sumlx = suml2 = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            if (store) L[i] = int8_t(l + nmax);
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * float(l);
+            suml2 += w * float(l) * float(l);
+        }
+    };
+    float sumlx, suml2;
+    project(float(-nmax) / max, sumlx, suml2, true);
+    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0) continue;
+        const float iscale = -(float(nmax) + 0.1f * float(is)) / max;
+        project(iscale, sumlx, suml2, false);
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            project(iscale, sumlx, suml2, true);
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+// Q3_K's group fit (ggml's make_q3_quants with do_rmse): start from the
+// nearest levels, then move single levels while the weighted projection improves.
+float fit_q3_group(int n, int nmax, const float *x, int8_t *L) {
+    const float max = signed_absmax(x, n);
+    if (std::fabs(max) < group_max_eps) {
+        std::fill(L, L + n, int8_t(0));
+        return 0.0f;
+    }
+    const float iscale = float(-nmax) / max;
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = int8_t(l);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * float(l);
+        suml2 += w * float(l) * float(l);
+    }
+    for (int pass = 0; pass < 5; ++pass) {
+        int changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * float(L[i]);
+            if (!(slx > 0)) continue;
+            float sl2 = suml2 - w * float(L[i]) * float(L[i]);
+            const int nl = clampi(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+            if (nl == L[i]) continue;
+            slx += w * x[i] * float(nl);
+            sl2 += w * float(nl) * float(nl);
+            if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                L[i] = int8_t(nl);
+                sumlx = slx;
+                suml2 = sl2;
+                ++changed;
+            }
+        }
+        if (!changed) break;
+    }
+    for (int i = 0; i < n; ++i) L[i] = int8_t(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// Asymmetric fit x ~ scale * L - m with L in 0..nmax (ggml's make_qkx2_quants):
+// a grid of nstep+1 candidate scales, each refined by weighted least squares,
+// keeping the lowest weighted error (absolute or squared). Returns the scale;
+// *neg_min receives m >= 0.
+float fit_asymmetric(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min, float rmin,
+                     float rdelta, int nstep, bool use_mad) {
+    uint8_t Laux[32];
+    float min = x[0], max = x[0];
+    float sum_w = w[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        std::fill(L, L + n, uint8_t(0));
+        *neg_min = -min;
+        return 0.0f;
+    }
+    auto error_of = [&](float d, float m, const uint8_t *levels) {
+        float err = 0.0f;
+        for (int i = 0; i < n; ++i) {
+            float diff = d * float(levels[i]) + m - x[i];
+            diff = use_mad ? std::fabs(diff) : diff * diff;
+            err += w[i] * diff;
+        }
+        return err;
+    };
+    float iscale = float(nmax) / (max - min);
+    float scale = 1 / iscale;
+    for (int i = 0; i < n; ++i) L[i] = uint8_t(clampi(nearest_int(iscale * (x[i] - min)), 0, nmax));
+    float best_error = error_of(scale, min, L);
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * float(is) + float(nmax)) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = clampi(nearest_int(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = uint8_t(l);
+            const float fl = float(l);
+            sum_l += w[i] * fl;
+            sum_l2 += w[i] * fl * fl;
+            sum_xl += w[i] * fl * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(D > 0)) continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+        float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        const float cur = error_of(this_scale, this_min, Laux);
+        if (cur < best_error) {
+            std::copy(Laux, Laux + n, L);
+            best_error = cur;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *neg_min = -min;
+    return scale;
+}
+
+// The 6-bit scale and min of sub-block j from Q4_K / Q5_K's 12 packed bytes.
+inline void unpack_scale_min(int j, const uint8_t *q, uint8_t &d, uint8_t &m) {
+    if (j < 4) {
+        d = q[j] & 63;
+        m = q[j + 4] & 63;
+    } else {
+        d = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+inline void pack_scale_min(int j, uint8_t ls, uint8_t lm, uint8_t *q) {
+    if (j < 4) {
+        q[j] = ls;
+        q[j + 4] = lm;
+    } else {
+        q[j + 4] = uint8_t((ls & 0xF) | ((lm & 0xF) << 4));
+        q[j - 4] = uint8_t(q[j - 4] | ((ls >> 4) << 6));
+        q[j] = uint8_t(q[j] | ((lm >> 4) << 6));
+    }
+}
+
+// ---------------------------------------------------------------- Q2_K
+// {u8 scales[16] (4-bit scale | 4-bit min << 4); u8 qs[64]; f16 d; f16 dmin}
+
+void quantize_q2_k(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
+        uint8_t *o = out_block(dst, b, 84);
+        uint8_t *sc = o, *qs = o + 16;
+        uint8_t L[qk_k];
+        float w[16], mins[16], scales[16];
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < 16; ++j) {
+            for (int l = 0; l < 16; ++l) w[l] = std::fabs(x[16 * j + l]);
+            scales[j] = fit_asymmetric(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        if (max_scale > 0) {
+            const float iscale = 15.f / max_scale;
+            for (int j = 0; j < 16; ++j) sc[j] = uint8_t(nearest_int(iscale * scales[j]));
+            put_f16(o + 80, max_scale / 15.f);
+        } else {
+            std::fill(sc, sc + 16, uint8_t(0));
+            put_f16(o + 80, 0.f);
+        }
+        if (max_min > 0) {
+            const float iscale = 15.f / max_min;
+            for (int j = 0; j < 16; ++j) sc[j] = uint8_t(sc[j] | uint8_t(nearest_int(iscale * mins[j]) << 4));
+            put_f16(o + 82, max_min / 15.f);
+        } else {
+            put_f16(o + 82, 0.f);
+        }
+        const float dd = get_f16(o + 80), dmin = get_f16(o + 82);
+        for (int j = 0; j < 16; ++j) {
+            const float d = dd * float(sc[j] & 0xF);
+            if (d == 0.0f) continue;
+            const float dm = dmin * float(sc[j] >> 4);
+            for (int i = 0; i < 16; ++i) L[16 * j + i] = uint8_t(clampi(nearest_int((x[16 * j + i] + dm) / d), 0, 3));
+        }
+        for (int j = 0; j < qk_k; j += 128)
+            for (int l = 0; l < 32; ++l)
+                qs[j / 4 + l] = uint8_t(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+    }
+}
+void dequantize_q2_k(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b) {
+        const uint8_t *o = in_block(src, b, 84);
+        const uint8_t *sc = o, *q = o + 16;
+        const float d = get_f16(o + 80), min = get_f16(o + 82);
+        int is = 0;
+        for (int half = 0; half < 2; ++half, q += 32) {
+            for (int shift = 0; shift < 8; shift += 2) {
+                for (int part = 0; part < 2; ++part) {
+                    const uint8_t s = sc[is++];
+                    const float dl = d * float(s & 0xF), ml = min * float(s >> 4);
+                    for (int l = 0; l < 16; ++l) *y++ = dl * float((q[l + 16 * part] >> shift) & 3) - ml;
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q3_K
+// {u8 hmask[32]; u8 qs[64]; u8 scales[12] (16 6-bit scales); f16 d}
+
+inline int q3_scale(const uint8_t *s, int j) {
+    const int low = j < 8 ? (s[j] & 0xF) : (s[j - 8] >> 4);
+    return (low | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
+}
+
+void quantize_q3_k(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
+        uint8_t *o = out_block(dst, b, 110);
+        uint8_t *hmask = o, *qs = o + 32, *s = o + 96;
+        int8_t L[qk_k];
+        float scales[16];
+        float max_scale = 0, amax = 0;
+        for (int j = 0; j < 16; ++j) {
+            scales[j] = fit_q3_group(16, 4, x + 16 * j, L + 16 * j);
+            if (std::fabs(scales[j]) > amax) {
+                amax = std::fabs(scales[j]);
+                max_scale = scales[j];
+            }
+        }
+        std::fill(s, s + 12, uint8_t(0));
+        if (max_scale != 0.0f) {
+            const float iscale = -32.f / max_scale;
+            for (int j = 0; j < 16; ++j) {
+                const int l = clampi(int8_t(nearest_int(iscale * scales[j])), -32, 31) + 32;
+                if (j < 8)
+                    s[j] = uint8_t(l & 0xF);
+                else
+                    s[j - 8] = uint8_t(s[j - 8] | (l & 0xF) << 4);
+                s[j % 4 + 8] = uint8_t(s[j % 4 + 8] | (l >> 4) << (2 * (j / 4)));
+            }
+            put_f16(o + 108, 1 / iscale);
+        } else {
+            put_f16(o + 108, 0.f);
+        }
+        const float dd = get_f16(o + 108);
+        for (int j = 0; j < 16; ++j) {
+            const float d = dd * float(int8_t(q3_scale(s, j)));
+            if (d == 0.0f) continue;
+            for (int i = 0; i < 16; ++i) L[16 * j + i] = int8_t(clampi(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
+        }
+        std::fill(hmask, hmask + 32, uint8_t(0));
+        for (int j = 0; j < qk_k; ++j) {
+            if (L[j] > 3) {
+                hmask[j % 32] = uint8_t(hmask[j % 32] | 1u << (j / 32));
+                L[j] = int8_t(L[j] - 4);
+            }
+        }
+        for (int j = 0; j < qk_k; j += 128)
+            for (int l = 0; l < 32; ++l)
+                qs[j / 4 + l] = uint8_t(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+    }
+}
+void dequantize_q3_k(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b) {
+        const uint8_t *o = in_block(src, b, 110);
+        const uint8_t *hm = o, *q = o + 32, *s = o + 96;
+        const float d_all = get_f16(o + 108);
+        int is = 0;
+        unsigned m = 1;
+        for (int half = 0; half < 2; ++half, q += 32) {
+            for (int shift = 0; shift < 8; shift += 2, m <<= 1) {
+                for (int part = 0; part < 2; ++part) {
+                    const float dl = d_all * float(q3_scale(s, is++));
+                    for (int l = 0; l < 16; ++l) {
+                        const int k = 16 * part + l;
+                        const int v = int((q[k] >> shift) & 3) - ((hm[k] & m) ? 0 : 4);
+                        *y++ = dl * float(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q4_K and Q5_K
+// Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}
+// Q5_K {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}
+
+// The shared first half: per-32 asymmetric fits, 6-bit scales and mins, then
+// the final levels (0..nmax) against the stored scales.
+void quantize_k_scales(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *head, uint8_t *L) {
+    float w[32], mins[8], scales[8];
+    float max_scale = 0, max_min = 0;
+    for (int j = 0; j < 8; ++j) {
+        const float *xb = x + 32 * j;
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += xb[l] * xb[l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(xb[l]);
+        scales[j] = fit_asymmetric(32, nmax, xb, w, L + 32 * j, &mins[j], rmin, rdelta, nstep, false);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    uint8_t *packed = head + 4;
+    for (int j = 0; j < 8; ++j) {
+        const uint8_t ls = std::min<uint8_t>(63, uint8_t(nearest_int(inv_scale * scales[j])));
+        const uint8_t lm = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
+        pack_scale_min(j, ls, lm, packed);
+    }
+    put_f16(head, max_scale / 63.f);
+    put_f16(head + 2, max_min / 63.f);
+    const float dd = get_f16(head), dmin = get_f16(head + 2);
+    for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        unpack_scale_min(j, packed, sc, m);
+        const float d = dd * float(sc);
+        if (d == 0.0f) continue;
+        const float dm = dmin * float(m);
+        for (int i = 0; i < 32; ++i) L[32 * j + i] = uint8_t(clampi(nearest_int((x[32 * j + i] + dm) / d), 0, nmax));
+    }
+}
+
+void quantize_q4_k(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
+        uint8_t *o = out_block(dst, b, 144);
+        uint8_t L[qk_k];
+        quantize_k_scales(x, 15, -1.f, 0.1f, 20, o, L);
+        uint8_t *q = o + 16;
+        for (int j = 0; j < qk_k; j += 64, q += 32)
+            for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | L[j + l + 32] << 4);
+    }
+}
+void dequantize_q4_k(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b) {
+        const uint8_t *o = in_block(src, b, 144);
+        const float d = get_f16(o), min = get_f16(o + 2);
+        const uint8_t *q = o + 16;
+        for (int is = 0; is < 8; is += 2, q += 32) {
+            uint8_t sc, m;
+            unpack_scale_min(is, o + 4, sc, m);
+            const float d1 = d * float(sc), m1 = min * float(m);
+            unpack_scale_min(is + 1, o + 4, sc, m);
+            const float d2 = d * float(sc), m2 = min * float(m);
+            for (int l = 0; l < 32; ++l) *y++ = d1 * float(q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = d2 * float(q[l] >> 4) - m2;
+        }
+    }
+}
+
+void quantize_q5_k(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
+        uint8_t *o = out_block(dst, b, 176);
+        uint8_t L[qk_k];
+        quantize_k_scales(x, 31, -0.5f, 0.1f, 15, o, L);
+        uint8_t *qh = o + 16, *ql = o + 48;
+        std::fill(qh, qh + 32, uint8_t(0));
+        unsigned m1 = 1, m2 = 2;
+        for (int j0 = 0; j0 < qk_k; j0 += 64, m1 <<= 2, m2 <<= 2, ql += 32) {
+            for (int j = 0; j < 32; ++j) {
+                int l1 = L[j0 + j], l2 = L[j0 + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    qh[j] = uint8_t(qh[j] | m1);
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    qh[j] = uint8_t(qh[j] | m2);
+                }
+                ql[j] = uint8_t(l1 | l2 << 4);
+            }
+        }
+    }
+}
+void dequantize_q5_k(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b) {
+        const uint8_t *o = in_block(src, b, 176);
+        const float d = get_f16(o), min = get_f16(o + 2);
+        const uint8_t *qh = o + 16, *ql = o + 48;
+        unsigned u1 = 1, u2 = 2;
+        for (int is = 0; is < 8; is += 2, ql += 32, u1 <<= 2, u2 <<= 2) {
+            uint8_t sc, m;
+            unpack_scale_min(is, o + 4, sc, m);
+            const float d1 = d * float(sc), m1 = min * float(m);
+            unpack_scale_min(is + 1, o + 4, sc, m);
+            const float d2 = d * float(sc), m2 = min * float(m);
+            for (int l = 0; l < 32; ++l) *y++ = d1 * float((ql[l] & 0xF) + ((qh[l] & u1) ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = d2 * float((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q6_K
+// {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}
+
+void quantize_q6_k(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
+        uint8_t *o = out_block(dst, b, 210);
+        int8_t L[qk_k];
+        float scales[16];
+        float max_scale = 0, max_abs_scale = 0;
+        for (int ib = 0; ib < 16; ++ib) {
+            scales[ib] = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib);
+            if (std::fabs(scales[ib]) > max_abs_scale) {
+                max_abs_scale = std::fabs(scales[ib]);
+                max_scale = scales[ib];
+            }
+        }
+        if (max_abs_scale < group_max_eps) {
+            std::fill(o, o + 210, uint8_t(0));
+            continue;
+        }
+        auto *sc = reinterpret_cast<int8_t *>(o + 192);
+        const float iscale = -128.f / max_scale;
+        put_f16(o + 208, 1 / iscale);
+        for (int ib = 0; ib < 16; ++ib) sc[ib] = int8_t(std::min(127, nearest_int(iscale * scales[ib])));
+        const float dd = get_f16(o + 208);
+        for (int j = 0; j < 16; ++j) {
+            const float d = dd * float(sc[j]);
+            if (d == 0.0f) continue;
+            for (int i = 0; i < 16; ++i) L[16 * j + i] = int8_t(clampi(nearest_int(x[16 * j + i] / d), -32, 31) + 32);
+        }
+        uint8_t *ql = o, *qh = o + 128;
+        for (int j = 0; j < qk_k; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; ++l) {
+                const int a = L[j + l], c = L[j + l + 32], e = L[j + l + 64], g = L[j + l + 96];
+                ql[l] = uint8_t((a & 0xF) | (e & 0xF) << 4);
+                ql[l + 32] = uint8_t((c & 0xF) | (g & 0xF) << 4);
+                qh[l] = uint8_t((a >> 4) | (c >> 4) << 2 | (e >> 4) << 4 | (g >> 4) << 6);
+            }
+        }
+    }
+}
+void dequantize_q6_k(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b) {
+        const uint8_t *o = in_block(src, b, 210);
+        const float d = get_f16(o + 208);
+        const uint8_t *ql = o, *qh = o + 128;
+        const auto *sc = reinterpret_cast<const int8_t *>(o + 192);
+        for (int half = 0; half < 2; ++half, y += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; ++l) {
+                const int is = l / 16;
+                const int q1 = int((ql[l] & 0xF) | ((qh[l] >> 0) & 3) << 4) - 32;
+                const int q2 = int((ql[l + 32] & 0xF) | ((qh[l] >> 2) & 3) << 4) - 32;
+                const int q3 = int((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32;
+                const int q4 = int((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32;
+                y[l] = d * float(sc[is]) * float(q1);
+                y[l + 32] = d * float(sc[is + 2]) * float(q2);
+                y[l + 64] = d * float(sc[is + 4]) * float(q3);
+                y[l + 96] = d * float(sc[is + 6]) * float(q4);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- Q8_K
+// {f32 d; i8 qs[256]; i16 bsums[16]}: the intermediate format of K-quant dot products.
+
+void quantize_q8_k(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
+        uint8_t *o = out_block(dst, b, 292);
+        const float max = signed_absmax(x, qk_k);
+        if (max == 0.0f) {
+            std::fill(o, o + 292, uint8_t(0));
+            continue;
+        }
+        const float iscale = -127.f / max;
+        auto *qs = reinterpret_cast<int8_t *>(o + 4);
+        for (int j = 0; j < qk_k; ++j) qs[j] = int8_t(std::min(127, nearest_int(iscale * x[j])));
+        for (int j = 0; j < 16; ++j) {
+            int sum = 0;
+            for (int i = 0; i < 16; ++i) sum += qs[16 * j + i];
+            const int16_t s = int16_t(sum);
+            std::memcpy(o + 260 + 2 * j, &s, 2);
+        }
+        const float d = 1 / iscale;
+        std::memcpy(o, &d, 4);
+    }
+}
+void dequantize_q8_k(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, y += qk_k) {
+        const uint8_t *o = in_block(src, b, 292);
+        float d;
+        std::memcpy(&d, o, 4);
+        for (int j = 0; j < qk_k; ++j) y[j] = d * float(int8_t(o[4 + j]));
+    }
+}
+
+// ---------------------------------------------------------------- IQ4_NL and IQ4_XS
+// IQ4_NL {f16 d; u8 qs[16]}: x = d * codebook[q].
+// IQ4_XS {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}: 8 sub-blocks of 32 with 6-bit scales.
+
+// The codebook entry nearest to v (the upper one on an exact tie).
+inline int nearest_code(float v) {
+    const float v2 = v + v;
+    int idx = 0;
+    for (int step = 8; step > 0; step >>= 1) {
+        const int j = idx + step;
+        if (v2 >= float(iq4_values[j - 1] + iq4_values[j])) idx = j;
+    }
+    return idx;
+}
+
+// Fits one sub-block of 32 against the codebook with weights x^2, trying 15
+// scales around max / codebook[0]; returns the best scale (0 for a zero block)
+// and leaves the levels of the first guess in L.
+float fit_codebook(const float *xb, uint8_t *L) {
+    constexpr int ntry = 7;
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; ++j) {
+        if (std::fabs(xb[j]) > amax) {
+            amax = std::fabs(xb[j]);
+            max = xb[j];
+        }
+    }
+    if (amax < group_max_eps) return 0.0f;
+    float d = -max / float(iq4_values[0]);
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < 32; ++j) {
+        const int l = nearest_code(id * xb[j]);
+        L[j] = uint8_t(l);
+        const float q = float(iq4_values[l]);
+        const float w = xb[j] * xb[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+    }
+    d = sumqx / sumq2;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+        id = float(itry + iq4_values[0]) / max;
+        sumqx = sumq2 = 0;
+        for (int j = 0; j < 32; ++j) {
+            const float q = float(iq4_values[nearest_code(id * xb[j])]);
+            const float w = xb[j] * xb[j];
+            sumqx += w * q * xb[j];
+            sumq2 += w * q * q;
+        }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            d = sumqx / sumq2;
+            best = d * sumqx;
+        }
+    }
+    return d;
+}
+
+inline void pack_nibbles16(const uint8_t *L, uint8_t *q) {
+    for (int j = 0; j < 16; ++j) q[j] = uint8_t(L[j] | L[16 + j] << 4);
+}
+
+void quantize_iq4_nl(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        uint8_t *o = out_block(dst, b, 18);
+        uint8_t L[32] = {};
+        const float d = fit_codebook(x, L);
+        put_f16(o, d);
+        const float id = d != 0.0f ? 1 / d : 0;
+        for (int j = 0; j < 32; ++j) L[j] = uint8_t(nearest_code(id * x[j]));
+        pack_nibbles16(L, o + 2);
+    }
+}
+void dequantize_iq4_nl(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / 32; ++b, y += 32) {
+        const uint8_t *o = in_block(src, b, 18);
+        const float d = get_f16(o);
+        for (int j = 0; j < 16; ++j) {
+            y[j] = d * float(iq4_values[o[2 + j] & 0xF]);
+            y[j + 16] = d * float(iq4_values[o[2 + j] >> 4]);
+        }
+    }
+}
+
+void quantize_iq4_xs(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
+        uint8_t *o = out_block(dst, b, 136);
+        uint8_t L[qk_k] = {};
+        float scales[8];
+        float max_scale = 0, amax_scale = 0;
+        for (int ib = 0; ib < 8; ++ib) {
+            scales[ib] = fit_codebook(x + 32 * ib, L + 32 * ib);
+            if (std::fabs(scales[ib]) > amax_scale) {
+                amax_scale = std::fabs(scales[ib]);
+                max_scale = scales[ib];
+            }
+        }
+        const float d = -max_scale / 32;
+        put_f16(o, d);
+        const float id = d != 0.0f ? 1 / d : 0.f;
+        uint16_t scales_h = 0;
+        uint8_t *scales_l = o + 4;
+        std::fill(scales_l, scales_l + 4, uint8_t(0));
+        for (int ib = 0; ib < 8; ++ib) {
+            int l = clampi(nearest_int(id * scales[ib]), -32, 31);
+            const float dl = d * float(l);
+            const float idl = dl != 0.0f ? 1 / dl : 0.f;
+            for (int j = 0; j < 32; ++j) L[32 * ib + j] = uint8_t(nearest_code(idl * x[32 * ib + j]));
+            l += 32;
+            scales_l[ib / 2] = uint8_t(scales_l[ib / 2] | (l & 0xF) << (4 * (ib % 2)));
+            scales_h = uint16_t(scales_h | (l >> 4) << (2 * ib));
+        }
+        std::memcpy(o + 2, &scales_h, 2);
+        for (int ib = 0; ib < 8; ++ib) pack_nibbles16(L + 32 * ib, o + 8 + 16 * ib);
+    }
+}
+void dequantize_iq4_xs(const void *src, float *y, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b) {
+        const uint8_t *o = in_block(src, b, 136);
+        const float d = get_f16(o);
+        uint16_t scales_h;
+        std::memcpy(&scales_h, o + 2, 2);
+        const uint8_t *qs = o + 8;
+        for (int ib = 0; ib < 8; ++ib, qs += 16, y += 32) {
+            const int ls = ((o[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | ((scales_h >> (2 * ib)) & 3) << 4;
+            const float dl = d * float(ls - 32);
+            for (int j = 0; j < 16; ++j) {
+                y[j] = dl * float(iq4_values[qs[j] & 0xF]);
+                y[j + 16] = dl * float(iq4_values[qs[j] >> 4]);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the table
+
+const type_traits k_types[] = {
+    {t_f32, "f32", 1, 4, quantize_f32, dequantize_f32},
+    {t_f16, "f16", 1, 2, quantize_f16, dequantize_f16},
+    {t_q4_0, "q4_0", 32, 18, quantize_q4_0, dequantize_q4_0},
+    {t_q4_1, "q4_1", 32, 20, quantize_q4_1, dequantize_q4_1},
+    {t_q5_0, "q5_0", 32, 22, quantize_q5_0, dequantize_q5_0},
+    {t_q5_1, "q5_1", 32, 24, quantize_q5_1, dequantize_q5_1},
+    {t_q8_0, "q8_0", 32, 34, quantize_q8_0, dequantize_q8_0},
+    {t_q8_1, "q8_1", 32, 36, quantize_q8_1, dequantize_q8_1},
+    {t_q2_k, "q2_K", 256, 84, quantize_q2_k, dequantize_q2_k},
+    {t_q3_k, "q3_K", 256, 110, quantize_q3_k, dequantize_q3_k},
+    {t_q4_k, "q4_K", 256, 144, quantize_q4_k, dequantize_q4_k},
+    {t_q5_k, "q5_K", 256, 176, quantize_q5_k, dequantize_q5_k},
+    {t_q6_k, "q6_K", 256, 210, quantize_q6_k, dequantize_q6_k},
+    {t_q8_k, "q8_K", 256, 292, quantize_q8_k, dequantize_q8_k},
+    {t_iq4_nl, "iq4_nl", 32, 18, quantize_iq4_nl, dequantize_iq4_nl},
+    {t_iq4_xs, "iq4_xs", 256, 136, quantize_iq4_xs, dequantize_iq4_xs},
+    {t_bf16, "bf16", 1, 2, quantize_bf16, dequantize_bf16},
+};
+
+}  // namespace
+
+const type_traits *find_type(int32_t id) noexcept {
+    for (const auto &t : k_types)
+        if (t.id == id) return &t;
+    return nullptr;
+}
+
+const type_traits *find_type(const char *name) noexcept {
+    if (!name) return nullptr;
+    for (const auto &t : k_types) {
+        size_t i = 0;
+        while (t.name[i] && name[i] &&
+               std::tolower(static_cast<unsigned char>(t.name[i])) == std::tolower(static_cast<unsigned char>(name[i])))
+            ++i;
+        if (!t.name[i] && !name[i]) return &t;
+    }
+    return nullptr;
+}
+
+const type_traits *all_types(size_t *count) noexcept {
+    if (count) *count = sizeof(k_types) / sizeof(k_types[0]);
+    return k_types;
+}
+
+}  // namespace llmkit::quant

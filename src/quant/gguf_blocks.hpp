@@ -1,0 +1,64 @@
+// GGUF block formats: a table of type traits (ggml's names, block sizes and
+// bytes per block) with one quantize_row / dequantize_row pair per type.
+//
+// The quantizers reproduce ggml's reference quantizers (quantize_row_<type>_ref,
+// i.e. what ggml_quantize_chunk does without an importance matrix) byte for
+// byte, and the dequantizers reproduce ggml's to_float bit for bit. That needs
+// the same float operations in the same order, no -ffast-math and no FMA
+// contraction (sources.cmake builds these files with -ffp-contract=off).
+//
+// Type ids are ggml's ggml_type values, so GGUF tensor types map directly.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace llmkit::quant {
+
+// ggml_type numbering.
+enum type_id : int32_t {
+    t_f32 = 0,
+    t_f16 = 1,
+    t_q4_0 = 2,
+    t_q4_1 = 3,
+    t_q5_0 = 6,
+    t_q5_1 = 7,
+    t_q8_0 = 8,
+    t_q8_1 = 9,
+    t_q2_k = 10,
+    t_q3_k = 11,
+    t_q4_k = 12,
+    t_q5_k = 13,
+    t_q6_k = 14,
+    t_q8_k = 15,
+    t_iq4_nl = 20,
+    t_iq4_xs = 23,
+    t_bf16 = 30,
+};
+
+// Quantizes n floats (n a multiple of block_elems) into n / block_elems blocks.
+using quantize_fn = void (*)(const float *x, void *dst, int64_t n);
+// Decodes n / block_elems blocks into n floats.
+using dequantize_fn = void (*)(const void *src, float *y, int64_t n);
+
+struct type_traits {
+    int32_t id;
+    const char *name;  // as ggml spells it: "q4_K", "bf16"
+    int64_t block_elems;
+    int64_t block_bytes;
+    quantize_fn quantize_row;
+    dequantize_fn dequantize_row;
+};
+
+// The traits of a type, or nullptr when llmkit does not implement it.
+const type_traits *find_type(int32_t id) noexcept;
+// Case-insensitive lookup by ggml's name; nullptr when unknown.
+const type_traits *find_type(const char *name) noexcept;
+// Every implemented type, in id order.
+const type_traits *all_types(size_t *count) noexcept;
+
+// ggml's nearest_int: round to nearest (ties to even) through the float
+// magic-number trick; valid for |x| <= 4194303.
+int nearest_int(float x) noexcept;
+
+}  // namespace llmkit::quant

@@ -1,0 +1,75 @@
+#include "quant/quantize.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/threads.hpp"
+
+namespace llmkit::quant {
+
+size_t row_bytes(const type_traits &t, int64_t n) {
+    if (n < 0 || n % t.block_elems != 0)
+        core::fail(LLMKIT_ERROR_SHAPE, t.name, ": a row of ", n, " elements is not a multiple of the block size ",
+                   t.block_elems);
+    return size_t(n / t.block_elems) * size_t(t.block_bytes);
+}
+
+void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads) {
+    const size_t rb = row_bytes(t, src.n);
+    if (src.rows == 0 || src.n == 0) return;
+    // Pass 1: refuse non-finite input before any byte is written (ggml's
+    // behaviour on NaN or infinity is undefined).
+    std::atomic<int64_t> bad_row{-1};
+    core::parallel_for(src.rows, n_threads, [&](int64_t r) {
+        const float *row = src.data + r * src.row_stride;
+        for (int64_t j = 0; j < src.n; ++j) {
+            if (!std::isfinite(row[j * src.col_stride])) {
+                // Keep the first bad row, whichever thread finds it.
+                int64_t cur = bad_row.load();
+                while ((cur < 0 || r < cur) && !bad_row.compare_exchange_weak(cur, r)) {
+                }
+                return;
+            }
+        }
+    });
+    if (bad_row.load() >= 0) {
+        const int64_t r = bad_row.load();
+        const float *row = src.data + r * src.row_stride;
+        int64_t j = 0;
+        while (std::isfinite(row[j * src.col_stride])) ++j;
+        core::fail(LLMKIT_ERROR_NON_FINITE, "quantize ", t.name, ": src[", r, ", ", j, "] = ", row[j * src.col_stride],
+                   " is not finite");
+    }
+    // Pass 2: quantize, one row per task.
+    core::parallel_for(src.rows, n_threads, [&](int64_t r) {
+        const float *row = src.data + r * src.row_stride;
+        std::vector<float> tmp;
+        if (src.col_stride != 1) {
+            tmp.resize(size_t(src.n));
+            for (int64_t j = 0; j < src.n; ++j) tmp[size_t(j)] = row[j * src.col_stride];
+            row = tmp.data();
+        }
+        t.quantize_row(row, static_cast<uint8_t *>(dst) + size_t(r) * rb, src.n);
+    });
+}
+
+void dequantize_rows(const type_traits &t, const void *src, int64_t rows, int64_t n, float *dst, int64_t row_stride,
+                     int64_t col_stride, int n_threads) {
+    const size_t rb = row_bytes(t, n);
+    if (rows == 0 || n == 0) return;
+    core::parallel_for(rows, n_threads, [&](int64_t r) {
+        const uint8_t *in = static_cast<const uint8_t *>(src) + size_t(r) * rb;
+        float *out = dst + r * row_stride;
+        if (col_stride == 1) {
+            t.dequantize_row(in, out, n);
+            return;
+        }
+        std::vector<float> tmp(static_cast<size_t>(n));
+        t.dequantize_row(in, tmp.data(), n);
+        for (int64_t j = 0; j < n; ++j) out[j * col_stride] = tmp[size_t(j)];
+    });
+}
+
+}  // namespace llmkit::quant

@@ -1,0 +1,32 @@
+// Row drivers over the GGUF block formats: validate, then quantize or
+// dequantize many rows in parallel. Used by the C layer (bindings/c/quant.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/gguf_blocks.hpp"
+
+namespace llmkit::quant {
+
+// A float32 matrix [rows, n] with element strides (host memory).
+struct f32_rows {
+    const float *data = nullptr;
+    int64_t rows = 0, n = 0;
+    int64_t row_stride = 0, col_stride = 1;  // in elements
+};
+
+// Bytes of one quantized row of n elements; throws SHAPE when n is not a
+// multiple of the block size (or negative).
+size_t row_bytes(const type_traits &t, int64_t n);
+
+// Quantizes every row into dst (rows back to back, row_bytes(t, n) each).
+// Throws NON_FINITE (naming the row and column) before writing anything when
+// an input is NaN or infinite.
+void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads);
+
+// Decodes rows * row_bytes(t, n) bytes into dst [rows, n] (float32, strided).
+void dequantize_rows(const type_traits &t, const void *src, int64_t rows, int64_t n, float *dst, int64_t row_stride,
+                     int64_t col_stride, int n_threads);
+
+}  // namespace llmkit::quant
