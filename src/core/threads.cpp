@@ -13,7 +13,10 @@ namespace llmkit::core {
 namespace {
 
 std::atomic<int> g_default_threads{0};
-thread_local bool tls_in_worker = false;
+// Set while a thread executes pool tasks (a worker, or a caller taking part);
+// parallel_for called from such a thread runs serially instead of re-entering
+// the pool, whose job mutex that thread may already hold.
+thread_local bool tls_in_parallel = false;
 
 int hardware_threads() {
     const unsigned h = std::thread::hardware_concurrency();
@@ -43,7 +46,9 @@ public:
             ++generation_;
         }
         cv_.notify_all();
+        tls_in_parallel = true;
         work();
+        tls_in_parallel = false;
         std::unique_lock<std::mutex> lk(mutex_);
         done_cv_.wait(lk, [&] { return pending_ == 0; });
         fn_ = nullptr;
@@ -82,7 +87,7 @@ private:
     }
 
     void worker_loop(int index) {
-        tls_in_worker = true;
+        tls_in_parallel = true;
         uint64_t seen = 0;
         for (;;) {
             {
@@ -128,7 +133,7 @@ void parallel_for(int64_t n, int n_threads, const std::function<void(int64_t)> &
     // More workers than hardware threads only adds switching; the cap also keeps
     // a huge request from spawning thousands of idle threads.
     n_threads = int(std::min<int64_t>({int64_t(n_threads), n, int64_t(4 * hardware_threads())}));
-    if (n_threads <= 1 || tls_in_worker) {
+    if (n_threads <= 1 || tls_in_parallel) {
         for (int64_t i = 0; i < n; ++i) fn(i);
         return;
     }
