@@ -726,6 +726,156 @@ LLMKIT_API llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t
 /* END QUANTIZATION SECTION */
 
 /* ------------------------------------------------------------------------- */
+/* BEGIN ATTENTION SECTION (issue 4) */
+/** @defgroup attention Attention: scaled-dot-product attention, RoPE, KV-cache sizes
+ *
+ * Tensors use the (batch, sequence, heads, head_dim) layout of FlashAttention
+ * and llama.cpp: q is [B, Sq, Hq, D], k and v are [B, Skv, Hkv, D]. Any strides
+ * are accepted along B, S and H; the D axis must have unit stride. Hq must be a
+ * multiple of Hkv: Hq == Hkv is multi-head attention (MHA), 1 < Hkv < Hq is
+ * grouped-query attention (GQA), Hkv == 1 is multi-query attention (MQA);
+ * query head h reads key/value head h / (Hq / Hkv), without copying K or V.
+ *
+ * When Skv > Sq the queries are the last Sq positions of the Skv keys (chunked
+ * prefill, decoding with a KV cache): query i sits at position
+ * i' = i + Skv - Sq, and "causal" means it sees the keys j <= i'.
+ *
+ * The CPU kernel is a tiled online softmax (FlashAttention-style): it never
+ * materialises the Sq x Skv score matrix, needs O((Sq + Skv) * D) memory, and
+ * accumulates in float32 whatever the input type. It uses AVX-512 where the
+ * CPU has it and portable code elsewhere.
+ *
+ * Not in this release: a paged KV cache, KV append/fork, int8 caches, and
+ * device kernels (CUDA tensors are staged through host memory).
+ *  @{ */
+
+/** @brief Options of llmkit_attention(). */
+typedef struct llmkit_attention_options {
+    uint32_t struct_size;        /**< sizeof(llmkit_attention_options). */
+    int32_t causal;              /**< Nonzero: query i' sees only keys j <= i' (bottom-right aligned). Default 0. */
+    int64_t window;              /**< Sliding window (Mistral): key j is visible iff i' - window < j <= i'; implies causal. 0 = no window. */
+    float softcap;               /**< Logit soft-capping (Gemma 2): s = softcap * tanh(s / softcap), applied to the scaled scores. 0 = none. */
+    float scale;                 /**< Score scale; 0 = 1 / sqrt(D). Must be finite. */
+    const float *alibi_slopes;   /**< ALiBi: Hq slopes, one per query head; adds -slope * (i' - j) to the scores. NULL = none. Read during the call only. */
+    const llmkit_tensor *mask;   /**< Additive float32 mask [Sq, Skv] (any strides, host memory), broadcast over batch and heads; -inf hides a key. NULL = none. */
+    int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
+    void *stream;                /**< CUDA stream for device tensors (a `cudaStream_t`); NULL = the default stream. Ignored for host tensors. */
+} llmkit_attention_options;
+
+/** @brief Default #llmkit_attention_options: bidirectional, no window, no softcap, scale 1/sqrt(D). */
+#define LLMKIT_ATTENTION_OPTIONS_INIT {sizeof(llmkit_attention_options), 0, 0, 0.0f, 0.0f, NULL, NULL, 0, NULL}
+
+/**
+ * @brief Scaled-dot-product attention: out = softmax(scale * q k^T + bias) v.
+ *
+ * For each batch b, query head h and query row i, with g = h / (Hq / Hkv) and
+ * i' = i + Skv - Sq, the score of key j is s = scale * q[b,i,h,:] . k[b,j,g,:],
+ * then s = softcap * tanh(s / softcap) (if softcap), then
+ * s -= alibi_slopes[h] * (i' - j) (if ALiBi), then s += mask[i, j] (if a mask);
+ * keys hidden by causality or the window get -inf. The output row is the
+ * softmax-weighted sum of the visible v rows; a row that sees no key at all
+ * (every score -inf) is written as zeros.
+ *
+ * Softmax and accumulation are float32; bf16 and fp16 inputs are converted
+ * exactly, and the result is rounded to out's type once at the end.
+ * @param q Queries [B, Sq, Hq, D]: float32, bfloat16 or float16; D <= 256.
+ * @param k Keys [B, Skv, Hkv, D], the same dtype as q.
+ * @param v Values [B, Skv, Hkv, D], the same dtype as q.
+ * @param out Output [B, Sq, Hq, D], the same dtype as q; must not overlap the inputs.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
+ *         mismatched B, S, D or head counts, Hq not a multiple of Hkv, D > 256,
+ *         a mask that is not [Sq, Skv]); #LLMKIT_ERROR_DTYPE (mixed dtypes, an
+ *         unsupported dtype, a mask that is not float32);
+ *         #LLMKIT_ERROR_UNSUPPORTED (a D stride other than 1);
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad struct_size, negative window or
+ *         n_threads, non-finite or negative scale or softcap, non-finite slope);
+ *         #LLMKIT_ERROR_NO_DEVICE (CUDA tensors without a usable GPU). Every
+ *         message names the argument. Thread-safe for distinct outputs.
+ */
+LLMKIT_API llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, const llmkit_tensor *v,
+                                          const llmkit_tensor *out, const llmkit_attention_options *options);
+
+/** @brief Which dimensions RoPE rotates together. */
+typedef enum llmkit_rope_layout {
+    LLMKIT_ROPE_NEOX = 0,       /**< Half-split (GPT-NeoX, Hugging Face Llama): pairs (x[k], x[k + n/2]). */
+    LLMKIT_ROPE_INTERLEAVED = 1 /**< Adjacent pairs (GPT-J, Meta's original Llama, llama2.c): (x[2k], x[2k + 1]). */
+} llmkit_rope_layout;
+
+/** @brief How RoPE's frequencies are stretched for contexts longer than the training one. */
+typedef enum llmkit_rope_scaling {
+    LLMKIT_ROPE_SCALING_NONE = 0,   /**< Plain RoPE: inv_freq[k] = theta^(-2k/n). */
+    LLMKIT_ROPE_SCALING_LINEAR = 1, /**< Position interpolation: every frequency divided by `factor`. */
+    LLMKIT_ROPE_SCALING_NTK = 2,    /**< NTK-aware: theta replaced by theta * alpha^(n / (n - 2)). */
+    LLMKIT_ROPE_SCALING_LLAMA3 = 3, /**< Llama 3.1: low frequencies divided by `factor`, high ones kept, a smooth ramp between. */
+    LLMKIT_ROPE_SCALING_YARN = 4    /**< YaRN, as Hugging Face transformers computes it (ramp between beta_fast and beta_slow, cos/sin times the attention factor). */
+} llmkit_rope_scaling;
+
+/** @brief Options of llmkit_rope(). */
+typedef struct llmkit_rope_options {
+    uint32_t struct_size;           /**< sizeof(llmkit_rope_options). */
+    int32_t layout;                 /**< An #llmkit_rope_layout value. Default #LLMKIT_ROPE_NEOX. */
+    double theta;                   /**< Frequency base. Default 10000. */
+    int32_t rotary_dims;            /**< Dimensions rotated (partial rotary: the first n of D, even); 0 = all of D. */
+    int32_t scaling;                /**< An #llmkit_rope_scaling value. Default #LLMKIT_ROPE_SCALING_NONE. */
+    double factor;                  /**< Scaling factor (linear, Llama 3.1, YaRN), >= 1. Default 1. */
+    double alpha;                   /**< NTK-aware alpha, > 0. Default 1. */
+    double low_freq_factor;         /**< Llama 3.1 low_freq_factor. Default 1. */
+    double high_freq_factor;        /**< Llama 3.1 high_freq_factor, > low_freq_factor. Default 4. */
+    double original_max_position;   /**< Training context (Llama 3.1, YaRN): original_max_position_embeddings. Default 8192. */
+    double beta_fast;               /**< YaRN beta_fast. Default 32. */
+    double beta_slow;               /**< YaRN beta_slow. Default 1. */
+    double attention_factor;        /**< YaRN attention factor (mscale) multiplying cos and sin; 0 = 0.1 * ln(factor) + 1 (1 when factor <= 1). */
+    int32_t n_threads;              /**< Worker threads; 0 = llmkit_get_num_threads(). */
+    void *stream;                   /**< CUDA stream for device tensors; NULL = the default stream. */
+} llmkit_rope_options;
+
+/** @brief Default #llmkit_rope_options: NeoX layout, theta 10000, all dims, no scaling. */
+#define LLMKIT_ROPE_OPTIONS_INIT \
+    {sizeof(llmkit_rope_options), LLMKIT_ROPE_NEOX, 10000.0, 0, LLMKIT_ROPE_SCALING_NONE, 1.0, 1.0, 1.0, 4.0, 8192.0, \
+     32.0, 1.0, 0.0, 0, NULL}
+
+/**
+ * @brief Applies rotary position embeddings to q or k, in place.
+ *
+ * For pair k of the rotated dimensions (see #llmkit_rope_layout) at position p,
+ * with angle a = p * inv_freq[k] (inv_freq from `theta` and the scaling), the
+ * pair (x, y) becomes (x cos a - y sin a, x sin a + y cos a) (times the YaRN
+ * attention factor). Angles, cos and sin are computed in double precision.
+ * @param x Tensor [B, S, H, D], float32, bfloat16 or float16, unit stride on D;
+ *          rotated in place.
+ * @param positions int32 or int64 positions, [B, S] or [S] (shared by the
+ *          batch); any strides.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
+ *         positions not matching x, odd or too large rotary_dims);
+ *         #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_UNSUPPORTED (a D stride other
+ *         than 1); #LLMKIT_ERROR_INVALID_ARGUMENT (bad layout, scaling or
+ *         parameters); #LLMKIT_ERROR_NO_DEVICE. Thread-safe for distinct x.
+ */
+LLMKIT_API llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor *positions,
+                                     const llmkit_rope_options *options);
+
+/**
+ * @brief Bytes of a KV cache: 2 * n_layers * n_kv_heads * head_dim * dtype_bytes * context * batch.
+ * @param[out] out Receives the byte count.
+ * @param n_layers Transformer layers, >= 0.
+ * @param n_kv_heads Key/value heads per layer, >= 0.
+ * @param head_dim Dimensions per head, >= 0.
+ * @param dtype_bytes Bytes per element (2 for fp16/bf16), >= 0.
+ * @param context Tokens per sequence, >= 0.
+ * @param batch Sequences, >= 0.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         for a negative argument; #LLMKIT_ERROR_OUT_OF_RANGE when the product
+ *         does not fit in 64 bits. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_bytes(uint64_t *out, int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
+                                               int64_t dtype_bytes, int64_t context, int64_t batch);
+
+/** @} */
+/* END ATTENTION SECTION */
+
+/* ------------------------------------------------------------------------- */
 /* BEGIN TOKENIZER SECTION (issue 3) */
 /** @defgroup tokenizer Tokenizers: byte-level BPE (tiktoken)
  *

@@ -1,3 +1,8 @@
 # Sources of the attention block (src/attention and its C layer), appended to
 # the library by the top-level CMakeLists.txt. Paths relative to the repo root.
-set(LLMKIT_ATTENTION_SOURCES)
+set(LLMKIT_ATTENTION_SOURCES
+  src/attention/attention.cpp
+  src/attention/kernels.cpp
+  src/attention/kernels_avx512.cpp
+  src/attention/rope.cpp
+  bindings/c/attention.cpp)

@@ -1,0 +1,264 @@
+// Scaled-dot-product attention on the CPU: a tiled online softmax
+// (FlashAttention-style). One task is (batch, kv head, query tile); its rows are
+// the tile's queries of every query head that shares the kv head, so each K/V
+// tile is loaded (and, for 16-bit inputs, converted) once for the whole group.
+//
+// Per task, for each tile of up to 64 keys:
+//   S^T[j][r] = q_r . k_j            (gemm with the queries transposed once per
+//                                     task, or dot products for a few rows)
+//   softcap, ALiBi, mask, causal/window -> -inf
+//   m_r, l_r, P = online softmax     (running max and sum per row)
+//   O_r = alpha_r O_r + P^T V        (the rescale is folded into the gemm)
+// and at the end out_r = O_r / l_r. Memory: O(rows * D) per thread.
+#include "attention/attention.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "attention/kernels.hpp"
+#include "core/backend.hpp"
+#include "core/threads.hpp"
+
+namespace llmkit::attention {
+
+using core::dtype;
+using core::fail;
+using core::tensor_view;
+
+namespace {
+
+constexpr int k_tile_keys = 64;
+constexpr int k_tile_rows = 64;
+constexpr int64_t k_max_head_dim = 256;
+
+void check_unit_d_stride(const tensor_view &t) {
+    if (t.shape[3] > 1 && t.strides[3] != 1)
+        fail(LLMKIT_ERROR_UNSUPPORTED, t.name, ": the head_dim axis (3) must have stride 1, got stride ", t.strides[3]);
+}
+
+void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
+              const attention_params &p) {
+    for (const tensor_view *t : {&q, &k, &v, &out})
+        if (t->ndim != 4)
+            fail(LLMKIT_ERROR_SHAPE, t->name, ": expected 4 dimensions [batch, seq, heads, head_dim], got ", t->ndim,
+                 " (shape ", t->shape_string(), ")");
+    if (q.type != dtype::f32 && q.type != dtype::bf16 && q.type != dtype::f16)
+        fail(LLMKIT_ERROR_DTYPE, "q: dtype ", core::dtype_name(q.type), " is not float32, bfloat16 or float16");
+    for (const tensor_view *t : {&k, &v, &out})
+        if (t->type != q.type)
+            fail(LLMKIT_ERROR_DTYPE, t->name, ": dtype ", core::dtype_name(t->type), " differs from q's ",
+                 core::dtype_name(q.type));
+    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    if (k.shape[0] != B || v.shape[0] != B)
+        fail(LLMKIT_ERROR_SHAPE, "batch sizes differ: q ", q.shape_string(), ", k ", k.shape_string(), ", v ",
+             v.shape_string());
+    if (k.shape[3] != D || v.shape[3] != D)
+        fail(LLMKIT_ERROR_SHAPE, "head_dim differs: q has D = ", D, ", k ", k.shape[3], ", v ", v.shape[3]);
+    if (k.shape[1] != v.shape[1] || k.shape[2] != v.shape[2])
+        fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(),
+             " must have the same sequence length and head count");
+    for (int i = 0; i < 4; ++i)
+        if (out.shape[i] != q.shape[i])
+            fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
+    const int64_t Hkv = k.shape[2];
+    if (Hkv == 0 ? Hq != 0 : Hq % Hkv != 0)
+        fail(LLMKIT_ERROR_SHAPE, "the number of query heads (", Hq, ") must be a multiple of the number of key/value heads (",
+             Hkv, ")");
+    if (D > k_max_head_dim) fail(LLMKIT_ERROR_SHAPE, "head_dim D = ", D, " exceeds the supported maximum of ", k_max_head_dim);
+    for (const tensor_view *t : {&q, &k, &v, &out}) check_unit_d_stride(*t);
+    if (p.mask) {
+        const tensor_view &m = *p.mask;
+        if (m.type != dtype::f32) fail(LLMKIT_ERROR_DTYPE, m.name, ": dtype ", core::dtype_name(m.type), " is not float32");
+        if (m.ndim != 2 || m.shape[0] != Sq || m.shape[1] != k.shape[1])
+            fail(LLMKIT_ERROR_SHAPE, m.name, ": shape ", m.shape_string(), " must be [Sq, Skv] = [", Sq, ", ", k.shape[1], "]");
+    }
+}
+
+inline float load_elem(const char *p, dtype t) {
+    if (t == dtype::f32) {
+        float f;
+        std::memcpy(&f, p, 4);
+        return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return t == dtype::bf16 ? core::bf16_to_f32(h) : core::f16_to_f32(h);
+}
+
+inline void store_elem(char *p, dtype t, float f) {
+    if (t == dtype::f32) {
+        std::memcpy(p, &f, 4);
+        return;
+    }
+    const uint16_t h = t == dtype::bf16 ? core::f32_to_bf16(f) : core::f32_to_f16(f);
+    std::memcpy(p, &h, 2);
+}
+
+struct workspace {
+    std::unique_ptr<float[]> data;
+    size_t size = 0;
+    float *get(size_t n) {
+        if (n > size) {
+            data.reset(new float[n]);
+            size = n;
+        }
+        return data.get();
+    }
+};
+
+void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
+             const attention_params &p) {
+    const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
+    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    const int64_t Skv = k.shape[1], Hkv = k.shape[2];
+    if (B == 0 || Sq == 0 || Hq == 0 || D == 0) return;
+    const int64_t G = Hq / Hkv;
+    const int64_t tq = std::min<int64_t>(Sq, std::max<int64_t>(1, k_tile_rows / G));
+    const int64_t nqt = (Sq + tq - 1) / tq;
+    const float scale = p.scale != 0.0f ? p.scale : float(1.0 / std::sqrt(double(D)));
+    const int64_t offset = Skv - Sq;  // query i sits at position i + offset
+    const int64_t window = p.window;
+    const bool causal = p.causal || window > 0;
+    const dtype dt = q.type;
+    const int64_t es = int64_t(q.elem_size);
+    const float ninf = -std::numeric_limits<float>::infinity();
+
+    core::parallel_for(B * Hkv * nqt, p.n_threads, [&](int64_t task) {
+        thread_local workspace ws;
+        const int64_t qt = task % nqt, g = (task / nqt) % Hkv, b = task / (nqt * Hkv);
+        const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
+        const int R = int(G * tl);
+        const bool transposed = R >= 16;  // gemm on Q^T; dot products for a few rows (decode)
+        const size_t need = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 +
+                            (dt == dtype::f32 ? 0 : size_t(k_tile_keys) * D * 2);
+        float *Qb = ws.get(need);
+        float *O = Qb + size_t(R) * D;
+        float *ST = O + size_t(R) * D;
+        float *m = ST + size_t(k_tile_keys) * R;
+        float *l = m + R;
+        float *alpha = l + R;
+        float *Kf = alpha + R;
+        float *Vf = Kf + size_t(k_tile_keys) * D;
+
+        // Queries, scaled, as Q^T [D][R] or Q [R][D]; row r = hh * tl + ii.
+        for (int64_t hh = 0; hh < G; ++hh)
+            for (int64_t ii = 0; ii < tl; ++ii) {
+                const int64_t r = hh * tl + ii;
+                const char *src = q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] + (g * G + hh) * q.strides[2]) * es;
+                for (int64_t d = 0; d < D; ++d) {
+                    const float x = load_elem(src + d * es, dt) * scale;
+                    if (transposed)
+                        Qb[d * R + r] = x;
+                    else
+                        Qb[r * D + d] = x;
+                }
+            }
+        std::fill(O, O + size_t(R) * D, 0.0f);
+        std::fill(m, m + R, ninf);
+        std::fill(l, l + R, 0.0f);
+
+        // Visible keys of query ii: [lo(ii), hi(ii)].
+        auto hi_of = [&](int64_t ii) { return causal ? std::min(Skv - 1, i0 + ii + offset) : Skv - 1; };
+        auto lo_of = [&](int64_t ii) { return window > 0 ? std::max<int64_t>(0, i0 + ii + offset - window + 1) : 0; };
+        int64_t lo = Skv, hi = -1;
+        for (int64_t ii = 0; ii < tl; ++ii)
+            if (lo_of(ii) <= hi_of(ii)) {
+                lo = std::min(lo, lo_of(ii));
+                hi = std::max(hi, hi_of(ii));
+            }
+
+        const char *kbase = k.data + (b * k.strides[0] + g * k.strides[2]) * es;
+        const char *vbase = v.data + (b * v.strides[0] + g * v.strides[2]) * es;
+        for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
+            const int nk = int(std::min<int64_t>(k_tile_keys, hi + 1 - j0));
+            // K and V rows of this tile as float32: in place, or converted.
+            const float *Kp, *Vp;
+            int64_t ldk, ldv;
+            if (dt == dtype::f32) {
+                Kp = reinterpret_cast<const float *>(kbase + j0 * k.strides[1] * es);
+                Vp = reinterpret_cast<const float *>(vbase + j0 * v.strides[1] * es);
+                ldk = k.strides[1];
+                ldv = v.strides[1];
+            } else {
+                for (int j = 0; j < nk; ++j) {
+                    kn.half_to_f32(Kf + j * D, reinterpret_cast<const uint16_t *>(kbase + (j0 + j) * k.strides[1] * es),
+                                   D, dt == dtype::bf16);
+                    kn.half_to_f32(Vf + j * D, reinterpret_cast<const uint16_t *>(vbase + (j0 + j) * v.strides[1] * es),
+                                   D, dt == dtype::bf16);
+                }
+                Kp = Kf;
+                Vp = Vf;
+                ldk = ldv = D;
+            }
+
+            if (transposed)
+                kn.gemm(nk, R, int(D), Kp, ldk, 1, Qb, R, ST, R, false, nullptr);
+            else
+                kn.dots(R, nk, int(D), Qb, D, Kp, ldk, ST);
+
+            for (int64_t hh = 0; hh < G; ++hh)
+                for (int64_t ii = 0; ii < tl; ++ii) {
+                    const int64_t r = hh * tl + ii, i = i0 + ii, ip = i + offset;
+                    float *s = ST + r;  // s[j * R]
+                    if (p.softcap > 0.0f) {
+                        const float c = p.softcap, ic = 1.0f / p.softcap;
+                        for (int j = 0; j < nk; ++j) s[j * R] = c * std::tanh(s[j * R] * ic);
+                    }
+                    if (p.alibi_slopes) {
+                        const float slope = p.alibi_slopes[g * G + hh];
+                        for (int j = 0; j < nk; ++j) s[j * R] -= slope * float(ip - (j0 + j));
+                    }
+                    if (p.mask) {
+                        const tensor_view &mk = *p.mask;
+                        const char *mrow = mk.data + i * mk.strides[0] * 4;
+                        for (int j = 0; j < nk; ++j) {
+                            float x;
+                            std::memcpy(&x, mrow + (j0 + j) * mk.strides[1] * 4, 4);
+                            s[j * R] += x;
+                        }
+                    }
+                    const int64_t lr = lo_of(ii), hr = hi_of(ii), end = j0 + nk;
+                    for (int64_t jj = j0; jj < std::min(lr, end); ++jj) s[(jj - j0) * R] = ninf;
+                    for (int64_t jj = std::max(hr + 1, j0); jj < end; ++jj) s[(jj - j0) * R] = ninf;
+                }
+
+            kn.softmax_tile(ST, nk, R, m, l, alpha);
+            kn.gemm(R, int(D), nk, ST, 1, R, Vp, ldv, O, D, true, alpha);
+        }
+
+        for (int64_t hh = 0; hh < G; ++hh)
+            for (int64_t ii = 0; ii < tl; ++ii) {
+                const int64_t r = hh * tl + ii;
+                const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+                char *dst = out.data + (b * out.strides[0] + (i0 + ii) * out.strides[1] + (g * G + hh) * out.strides[2]) * es;
+                for (int64_t d = 0; d < D; ++d) store_elem(dst + d * es, dt, O[r * D + d] * inv);
+            }
+    });
+}
+
+}  // namespace
+
+void attention(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
+               const attention_params &p) {
+    validate(q, k, v, out, p);
+    const core::dispatch d = core::select_backend({&q, &k, &v, &out, p.mask});
+    if (d.kind == core::backend_kind::cpu) {
+        run_cpu(q, k, v, out, p);
+        return;
+    }
+    // No device kernel yet: stage through host memory and run the CPU path.
+    core::host_stage sq(d, q, true, p.stream), sk(d, k, true, p.stream), sv(d, v, true, p.stream),
+        so(d, out, false, p.stream);
+    std::unique_ptr<core::host_stage> sm;
+    attention_params hp = p;
+    if (p.mask) {
+        sm = std::make_unique<core::host_stage>(d, *p.mask, true, p.stream);
+        hp.mask = &sm->view();
+    }
+    run_cpu(sq.view(), sk.view(), sv.view(), so.view(), hp);
+    so.write_back(p.stream);
+}
+
+}  // namespace llmkit::attention

@@ -1,0 +1,61 @@
+// The attention block's C++ core: scaled-dot-product attention (tiled online
+// softmax), rotary position embeddings and KV-cache arithmetic. The C layer
+// (bindings/c/attention.cpp) validates option structs and builds these calls.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace llmkit::attention {
+
+struct kernels;
+
+struct attention_params {
+    bool causal = false;
+    int64_t window = 0;          // 0 = none; implies causal
+    float softcap = 0.0f;        // 0 = none
+    float scale = 0.0f;          // 0 = 1/sqrt(D)
+    const float *alibi_slopes = nullptr;  // Hq values or null
+    const core::tensor_view *mask = nullptr;  // float32 [Sq, Skv] or null
+    int n_threads = 0;
+    void *stream = nullptr;
+    const kernels *kernel_set = nullptr;  // null = the best for this CPU (tests pick one)
+};
+
+// Validates shapes/dtypes/strides (errors name the tensor) and runs attention.
+void attention(const core::tensor_view &q, const core::tensor_view &k, const core::tensor_view &v,
+               const core::tensor_view &out, const attention_params &p);
+
+enum class rope_layout { neox = 0, interleaved = 1 };
+enum class rope_scaling { none = 0, linear = 1, ntk = 2, llama3 = 3, yarn = 4 };
+
+struct rope_params {
+    rope_layout layout = rope_layout::neox;
+    double theta = 10000.0;
+    int rotary_dims = 0;  // 0 = all of D
+    rope_scaling scaling = rope_scaling::none;
+    double factor = 1.0;
+    double alpha = 1.0;
+    double low_freq_factor = 1.0;
+    double high_freq_factor = 4.0;
+    double original_max_position = 8192.0;
+    double beta_fast = 32.0;
+    double beta_slow = 1.0;
+    double attention_factor = 0.0;  // YaRN; 0 = 0.1 ln(factor) + 1
+    int n_threads = 0;
+    void *stream = nullptr;
+};
+
+// The n/2 inverse frequencies for n rotary dims and the factor multiplying cos
+// and sin (1 except for YaRN). Throws INVALID_ARGUMENT on bad parameters.
+std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_factor);
+
+void rope(const core::tensor_view &x, const core::tensor_view &positions, const rope_params &p);
+
+// 2 * layers * kv_heads * head_dim * bytes * context * batch, with overflow checks.
+uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t dtype_bytes, int64_t context,
+                        int64_t batch);
+
+}  // namespace llmkit::attention

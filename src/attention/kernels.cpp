@@ -1,0 +1,78 @@
+// Portable attention kernels (the reference the AVX-512 set is tested against)
+// and the run-time choice between the two.
+#include "attention/kernels.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include "core/tensor.hpp"
+
+namespace llmkit::attention {
+
+namespace {
+
+void gemm_generic(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb, float *C,
+                  int64_t ldc, bool accumulate, const float *row_scale) {
+    for (int r = 0; r < M; ++r) {
+        float *c = C + r * ldc;
+        const float s = row_scale ? row_scale[r] : 1.0f;
+        for (int n = 0; n < N; ++n) c[n] = accumulate ? c[n] * s : 0.0f;
+        for (int k = 0; k < K; ++k) {
+            const float a = A[r * ars + k * aks];
+            const float *b = B + k * ldb;
+            for (int n = 0; n < N; ++n) c[n] += a * b[n];
+        }
+    }
+}
+
+void dots_generic(int R, int N, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk, float *ST) {
+    for (int j = 0; j < N; ++j)
+        for (int r = 0; r < R; ++r) {
+            const float *q = Q + r * ldq, *k = K + j * ldk;
+            float acc = 0.0f;
+            for (int d = 0; d < D; ++d) acc += q[d] * k[d];
+            ST[j * R + r] = acc;
+        }
+}
+
+void softmax_tile_generic(float *ST, int N, int R, float *m, float *l, float *alpha) {
+    const float ninf = -std::numeric_limits<float>::infinity();
+    for (int r = 0; r < R; ++r) {
+        float mx = m[r];
+        for (int j = 0; j < N; ++j) mx = std::max(mx, ST[j * R + r]);
+        if (mx == ninf) {
+            alpha[r] = 1.0f;
+            for (int j = 0; j < N; ++j) ST[j * R + r] = 0.0f;
+            continue;
+        }
+        alpha[r] = std::exp(m[r] - mx);
+        float sum = 0.0f;
+        for (int j = 0; j < N; ++j) {
+            const float p = std::exp(ST[j * R + r] - mx);
+            ST[j * R + r] = p;
+            sum += p;
+        }
+        l[r] = l[r] * alpha[r] + sum;
+        m[r] = mx;
+    }
+}
+
+void half_to_f32_generic(float *dst, const uint16_t *src, int64_t n, bool is_bf16) {
+    if (is_bf16)
+        for (int64_t i = 0; i < n; ++i) dst[i] = core::bf16_to_f32(src[i]);
+    else
+        for (int64_t i = 0; i < n; ++i) dst[i] = core::f16_to_f32(src[i]);
+}
+
+const kernels k_generic = {"generic", gemm_generic, dots_generic, softmax_tile_generic, half_to_f32_generic};
+
+}  // namespace
+
+const kernels &generic_kernels() { return k_generic; }
+
+const kernels &best_kernels() {
+    static const kernels *best = avx512_kernels();
+    return best ? *best : k_generic;
+}
+
+}  // namespace llmkit::attention

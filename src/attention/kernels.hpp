@@ -1,0 +1,32 @@
+// The inner loops of the attention block, behind one table of function
+// pointers: a portable set (plain loops) and an AVX-512 set chosen at run time
+// when the CPU has AVX-512F. Raw pointers only; no tensor types in here.
+#pragma once
+
+#include <cstdint>
+
+namespace llmkit::attention {
+
+struct kernels {
+    const char *name;
+    // C[r][c] = (accumulate ? row_scale[r] * C[r][c] : 0) + sum_k A[r*ars + k*aks] * B[k*ldb + c]
+    // for r < M, c < N (any N; tails are masked), k < K. row_scale may be null (= 1).
+    void (*gemm)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb, float *C,
+                 int64_t ldc, bool accumulate, const float *row_scale);
+    // ST[j*R + r] = dot(Q[r*ldq .. + D], K[j*ldk .. + D]) for r < R, j < N.
+    void (*dots)(int R, int N, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk, float *ST);
+    // One tile of online softmax over ST[j*R + r] (j < N keys, r < R rows): updates the
+    // running max m[r] and sum l[r], replaces ST by exp(ST - m_new), and writes
+    // alpha[r] = exp(m_old - m_new), the factor that rescales the running output.
+    void (*softmax_tile)(float *ST, int N, int R, float *m, float *l, float *alpha);
+    // dst[i] = float(src[i]) for n 16-bit values: bf16 when is_bf16, else IEEE fp16.
+    void (*half_to_f32)(float *dst, const uint16_t *src, int64_t n, bool is_bf16);
+};
+
+const kernels &generic_kernels();
+// nullptr when the CPU lacks AVX-512F or the compiler could not build them.
+const kernels *avx512_kernels();
+// The best set for this CPU.
+const kernels &best_kernels();
+
+}  // namespace llmkit::attention

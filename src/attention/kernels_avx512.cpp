@@ -1,0 +1,199 @@
+// AVX-512F attention kernels. Everything in this file after the includes is
+// compiled for AVX-512 through function attributes and runs only after
+// __builtin_cpu_supports("avx512f") said yes, so no std:: code is instantiated
+// with AVX-512 instructions (it could be merged with other translation units'
+// copies and run on a CPU without them).
+#include <cstdint>
+#include <limits>
+
+#include "attention/kernels.hpp"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define LLMKIT_AVX512 __attribute__((target("avx512f"))) inline
+#define LLMKIT_HAVE_AVX512_KERNELS 1
+// GCC 12 reports its own intrinsics' deliberately undefined registers.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace llmkit::attention {
+
+#ifdef LLMKIT_HAVE_AVX512_KERNELS
+namespace {
+
+LLMKIT_AVX512 __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
+
+// exp(x) for float32 lanes, Cephes' expf polynomial on x - n ln2, scaled by 2^n
+// with vscalefps; about 1 ulp. Lanes below -87.3 (including -inf) give exactly 0.
+LLMKIT_AVX512 __m512 exp512(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.3762626647949f);
+    const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
+    x = _mm512_min_ps(x, hi);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.33654f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    const __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(__mmask16(~tiny), _mm512_scalef_ps(p, n));
+}
+
+// A block of NR rows x NV vectors of C; the last vector is masked with `last`.
+template <int NR, int NV>
+LLMKIT_AVX512 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb, float *C,
+                              int64_t ldc, bool accumulate, const float *row_scale, __mmask16 last) {
+    __m512 c[NR][NV];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+        const __m512 s = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+            const __mmask16 mk = v == NV - 1 ? last : __mmask16(0xFFFF);
+            c[r][v] = accumulate ? _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, C + r * ldc + 16 * v), s)
+                                 : _mm512_setzero_ps();
+        }
+    }
+    for (int k = 0; k < K; ++k) {
+        __m512 b[NV];
+        const float *bk = B + k * ldb;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+            b[v] = v == NV - 1 ? _mm512_maskz_loadu_ps(last, bk + 16 * v) : _mm512_loadu_ps(bk + 16 * v);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) {
+            const __m512 a = _mm512_set1_ps(A[r * ars + k * aks]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(C + r * ldc + 16 * v, v == NV - 1 ? last : __mmask16(0xFFFF), c[r][v]);
+}
+
+template <int NR>
+LLMKIT_AVX512 void gemm_rows(int N, int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb,
+                             float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+    for (int n0 = 0; n0 < N; n0 += 64) {
+        const int w = N - n0 < 64 ? N - n0 : 64;
+        const int nv = (w + 15) / 16;
+        const __mmask16 last = tail_mask(w - 16 * (nv - 1));
+        switch (nv) {
+        case 1: gemm_block<NR, 1>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, last); break;
+        case 2: gemm_block<NR, 2>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, last); break;
+        case 3: gemm_block<NR, 3>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, last); break;
+        default: gemm_block<NR, 4>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, last); break;
+        }
+    }
+}
+
+__attribute__((target("avx512f"))) void gemm_avx512(int M, int N, int K, const float *A, int64_t ars, int64_t aks,
+                                                    const float *B, int64_t ldb, float *C, int64_t ldc,
+                                                    bool accumulate, const float *row_scale) {
+    int r = 0;
+    for (; r + 4 <= M; r += 4)
+        gemm_rows<4>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate, row_scale ? row_scale + r : nullptr);
+    const int rest = M - r;
+    const float *rs = row_scale ? row_scale + r : nullptr;
+    if (rest == 3) gemm_rows<3>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate, rs);
+    if (rest == 2) gemm_rows<2>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate, rs);
+    if (rest == 1) gemm_rows<1>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate, rs);
+}
+
+template <int NR>
+LLMKIT_AVX512 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk, float *ST) {
+    for (int j = 0; j < N; ++j) {
+        const float *k = K + j * ldk;
+        __m512 acc[NR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) acc[r] = _mm512_setzero_ps();
+        for (int d = 0; d < D; d += 16) {
+            const __mmask16 mk = tail_mask(D - d);
+            const __m512 kv = _mm512_maskz_loadu_ps(mk, k + d);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; ++r) acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, Q + r * ldq + d), kv, acc[r]);
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) ST[j * R + r] = _mm512_reduce_add_ps(acc[r]);
+    }
+}
+
+__attribute__((target("avx512f"))) void dots_avx512(int R, int N, int D, const float *Q, int64_t ldq, const float *K,
+                                                    int64_t ldk, float *ST) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4) dots_rows<4>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r);
+    const int rest = R - r;
+    if (rest == 3) dots_rows<3>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r);
+    if (rest == 2) dots_rows<2>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r);
+    if (rest == 1) dots_rows<1>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r);
+}
+
+__attribute__((target("avx512f"))) void softmax_tile_avx512(float *ST, int N, int R, float *m, float *l,
+                                                            float *alpha) {
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    for (int r = 0; r < R; r += 16) {
+        const __mmask16 mk = tail_mask(R - r);
+        const __m512 m_old = _mm512_maskz_loadu_ps(mk, m + r);
+        __m512 mx = m_old;
+        for (int j = 0; j < N; ++j) mx = _mm512_max_ps(mx, _mm512_maskz_loadu_ps(mk, ST + j * R + r));
+        // Rows that have seen no visible key yet keep m = -inf: subtract 0 instead,
+        // so their p = exp(-inf) = 0 and alpha = 1.
+        const __mmask16 dead = _mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ);
+        const __m512 sub = _mm512_mask_mov_ps(mx, dead, _mm512_setzero_ps());
+        const __m512 a = _mm512_mask_mov_ps(exp512(_mm512_sub_ps(m_old, sub)), dead, _mm512_set1_ps(1.0f));
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < N; ++j) {
+            const __m512 p = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, ST + j * R + r), sub));
+            _mm512_mask_storeu_ps(ST + j * R + r, mk, p);
+            sum = _mm512_add_ps(sum, p);
+        }
+        const __m512 l_new = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, l + r), a, sum);
+        _mm512_mask_storeu_ps(l + r, mk, l_new);
+        _mm512_mask_storeu_ps(m + r, mk, mx);
+        _mm512_mask_storeu_ps(alpha + r, mk, a);
+    }
+}
+
+__attribute__((target("avx512f"))) void half_to_f32_avx512(float *dst, const uint16_t *src, int64_t n, bool is_bf16) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const int w = int(n - i < 16 ? n - i : 16);
+        const __mmask16 mk = tail_mask(w);
+        __m256i h;
+        if (w == 16) {
+            h = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + i));
+        } else {  // a masked 16-bit load needs AVX512BW: copy the tail instead
+            uint16_t tmp[16] = {};
+            for (int t = 0; t < w; ++t) tmp[t] = src[i + t];
+            h = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(tmp));
+        }
+        __m512 f;
+        if (is_bf16)
+            f = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        else
+            f = _mm512_cvtph_ps(h);
+        _mm512_mask_storeu_ps(dst + i, mk, f);
+    }
+}
+
+const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx512, half_to_f32_avx512};
+
+}  // namespace
+
+const kernels *avx512_kernels() {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? &k_avx512 : nullptr;
+}
+#else
+const kernels *avx512_kernels() { return nullptr; }
+#endif
+
+}  // namespace llmkit::attention

@@ -1,0 +1,215 @@
+// Rotary position embeddings (RoPE) in place, the frequency scalings of
+// Hugging Face transformers' modeling_rope_utils, and KV-cache arithmetic.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "attention/attention.hpp"
+#include "core/backend.hpp"
+#include "core/threads.hpp"
+
+namespace llmkit::attention {
+
+using core::dtype;
+using core::fail;
+using core::tensor_view;
+
+namespace {
+
+void require_positive(double x, const char *what) {
+    if (!(x > 0.0) || !std::isfinite(x)) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.", what, " must be finite and > 0, got ", x);
+}
+
+// YaRN helpers, as transformers' _compute_yarn_parameters.
+double yarn_correction_dim(double rotations, int dim, double base, double max_pos) {
+    return (dim * std::log(max_pos / (rotations * 2.0 * M_PI))) / (2.0 * std::log(base));
+}
+
+}  // namespace
+
+std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_factor) {
+    require_positive(p.theta, "theta");
+    const int half = n / 2;
+    std::vector<double> inv(static_cast<size_t>(half));
+    double base = p.theta;
+    *cos_sin_factor = 1.0;
+    if (p.scaling == rope_scaling::ntk) {
+        require_positive(p.alpha, "alpha");
+        if (n <= 2) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "NTK-aware scaling needs more than 2 rotary dims, got ", n);
+        base = p.theta * std::pow(p.alpha, double(n) / double(n - 2));
+    }
+    for (int k = 0; k < half; ++k) inv[size_t(k)] = 1.0 / std::pow(base, double(2 * k) / double(n));
+    switch (p.scaling) {
+    case rope_scaling::none:
+    case rope_scaling::ntk: break;
+    case rope_scaling::linear:
+        require_positive(p.factor, "factor");
+        for (double &f : inv) f /= p.factor;
+        break;
+    case rope_scaling::llama3: {
+        require_positive(p.factor, "factor");
+        require_positive(p.low_freq_factor, "low_freq_factor");
+        require_positive(p.high_freq_factor, "high_freq_factor");
+        require_positive(p.original_max_position, "original_max_position");
+        if (!(p.high_freq_factor > p.low_freq_factor))
+            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.high_freq_factor (", p.high_freq_factor,
+                 ") must be greater than low_freq_factor (", p.low_freq_factor, ")");
+        const double low_wavelen = p.original_max_position / p.low_freq_factor;
+        const double high_wavelen = p.original_max_position / p.high_freq_factor;
+        for (double &f : inv) {
+            const double wavelen = 2.0 * M_PI / f;
+            if (wavelen > low_wavelen) {
+                f /= p.factor;
+            } else if (wavelen >= high_wavelen) {
+                const double smooth = (p.original_max_position / wavelen - p.low_freq_factor) /
+                                      (p.high_freq_factor - p.low_freq_factor);
+                f = (1.0 - smooth) * f / p.factor + smooth * f;
+            }
+        }
+        break;
+    }
+    case rope_scaling::yarn: {
+        require_positive(p.factor, "factor");
+        require_positive(p.original_max_position, "original_max_position");
+        require_positive(p.beta_fast, "beta_fast");
+        require_positive(p.beta_slow, "beta_slow");
+        if (p.attention_factor < 0.0 || !std::isfinite(p.attention_factor))
+            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.attention_factor must be finite and >= 0, got ", p.attention_factor);
+        double low = std::floor(yarn_correction_dim(p.beta_fast, n, base, p.original_max_position));
+        double high = std::ceil(yarn_correction_dim(p.beta_slow, n, base, p.original_max_position));
+        low = std::max(low, 0.0);
+        high = std::min(high, double(n - 1));
+        if (low == high) high += 0.001;
+        for (int k = 0; k < half; ++k) {
+            const double ramp = std::clamp((double(k) - low) / (high - low), 0.0, 1.0);
+            const double extrapolation = 1.0 - ramp;  // weight of the unscaled frequency
+            const double f = inv[size_t(k)];
+            inv[size_t(k)] = (f / p.factor) * (1.0 - extrapolation) + f * extrapolation;
+        }
+        *cos_sin_factor = p.attention_factor > 0.0 ? p.attention_factor
+                          : p.factor <= 1.0        ? 1.0
+                                                   : 0.1 * std::log(p.factor) + 1.0;
+        break;
+    }
+    default: fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.scaling = ", int(p.scaling), " is not a llmkit_rope_scaling");
+    }
+    return inv;
+}
+
+namespace {
+
+void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_params &p, int n) {
+    const int64_t B = x.shape[0], S = x.shape[1], H = x.shape[2];
+    double factor = 1.0;
+    const std::vector<double> inv = rope_inv_freq(p, n, &factor);
+    const int half = n / 2;
+    const bool interleaved = p.layout == rope_layout::interleaved;
+    const int64_t es = int64_t(x.elem_size);
+    const int64_t rows = B * S, chunk = 16;
+    core::parallel_for((rows + chunk - 1) / chunk, p.n_threads, [&](int64_t c) {
+        std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half)), buf(static_cast<size_t>(n));
+        for (int64_t row = c * chunk; row < std::min(rows, (c + 1) * chunk); ++row) {
+            const int64_t b = row / S, s = row % S;
+            const char *pp = pos.ndim == 2 ? pos.data + (b * pos.strides[0] + s * pos.strides[1]) * int64_t(pos.elem_size)
+                                           : pos.data + s * pos.strides[0] * int64_t(pos.elem_size);
+            int64_t position;
+            if (pos.type == dtype::i32) {
+                int32_t v;
+                std::memcpy(&v, pp, 4);
+                position = v;
+            } else {
+                std::memcpy(&position, pp, 8);
+            }
+            for (int k = 0; k < half; ++k) {
+                const double a = double(position) * inv[size_t(k)];
+                cs[size_t(k)] = float(std::cos(a) * factor);
+                sn[size_t(k)] = float(std::sin(a) * factor);
+            }
+            for (int64_t h = 0; h < H; ++h) {
+                char *px = x.data + (b * x.strides[0] + s * x.strides[1] + h * x.strides[2]) * es;
+                if (x.type == dtype::f32) {
+                    std::memcpy(buf.data(), px, size_t(n) * 4);
+                } else {
+                    for (int d = 0; d < n; ++d) {
+                        uint16_t hv;
+                        std::memcpy(&hv, px + d * es, 2);
+                        buf[size_t(d)] = x.type == dtype::bf16 ? core::bf16_to_f32(hv) : core::f16_to_f32(hv);
+                    }
+                }
+                for (int k = 0; k < half; ++k) {
+                    const size_t i0 = interleaved ? size_t(2 * k) : size_t(k);
+                    const size_t i1 = interleaved ? size_t(2 * k + 1) : size_t(k + half);
+                    const float x0 = buf[i0], x1 = buf[i1];
+                    buf[i0] = x0 * cs[size_t(k)] - x1 * sn[size_t(k)];
+                    buf[i1] = x0 * sn[size_t(k)] + x1 * cs[size_t(k)];
+                }
+                if (x.type == dtype::f32) {
+                    std::memcpy(px, buf.data(), size_t(n) * 4);
+                } else {
+                    for (int d = 0; d < n; ++d) {
+                        const uint16_t hv =
+                            x.type == dtype::bf16 ? core::f32_to_bf16(buf[size_t(d)]) : core::f32_to_f16(buf[size_t(d)]);
+                        std::memcpy(px + d * es, &hv, 2);
+                    }
+                }
+            }
+        }
+    });
+}
+
+}  // namespace
+
+void rope(const tensor_view &x, const tensor_view &positions, const rope_params &p) {
+    if (x.ndim != 4)
+        fail(LLMKIT_ERROR_SHAPE, x.name, ": expected 4 dimensions [batch, seq, heads, head_dim], got ", x.ndim, " (shape ",
+             x.shape_string(), ")");
+    if (x.type != dtype::f32 && x.type != dtype::bf16 && x.type != dtype::f16)
+        fail(LLMKIT_ERROR_DTYPE, x.name, ": dtype ", core::dtype_name(x.type), " is not float32, bfloat16 or float16");
+    if (positions.type != dtype::i32 && positions.type != dtype::i64)
+        fail(LLMKIT_ERROR_DTYPE, positions.name, ": dtype ", core::dtype_name(positions.type), " is not int32 or int64");
+    const int64_t B = x.shape[0], S = x.shape[1], D = x.shape[3];
+    const bool shape_ok = (positions.ndim == 2 && positions.shape[0] == B && positions.shape[1] == S) ||
+                          (positions.ndim == 1 && positions.shape[0] == S);
+    if (!shape_ok)
+        fail(LLMKIT_ERROR_SHAPE, positions.name, ": shape ", positions.shape_string(), " must be [B, S] = [", B, ", ", S,
+             "] or [S] = [", S, "]");
+    if (D > 1 && x.strides[3] != 1)
+        fail(LLMKIT_ERROR_UNSUPPORTED, x.name, ": the head_dim axis (3) must have stride 1, got stride ", x.strides[3]);
+    if (p.layout != rope_layout::neox && p.layout != rope_layout::interleaved)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.layout = ", int(p.layout), " is not a llmkit_rope_layout");
+    const int64_t n = p.rotary_dims == 0 ? D : p.rotary_dims;
+    if (p.rotary_dims < 0 || n > D || n % 2 != 0)
+        fail(LLMKIT_ERROR_SHAPE, "options.rotary_dims = ", p.rotary_dims, " must be even and in 0..D (D = ", D,
+             "; 0 means D)");
+    double f;
+    (void)rope_inv_freq(p, int(n), &f);  // validates the scaling parameters even for empty tensors
+    if (x.numel() == 0 || n == 0) return;
+    const core::dispatch d = core::select_backend({&x, &positions});
+    if (d.kind == core::backend_kind::cpu) {
+        rope_cpu(x, positions, p, int(n));
+        return;
+    }
+    core::host_stage sx(d, x, true, p.stream), sp(d, positions, true, p.stream);
+    rope_cpu(sx.view(), sp.view(), p, int(n));
+    sx.write_back(p.stream);
+}
+
+uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t dtype_bytes, int64_t context,
+                        int64_t batch) {
+    const int64_t args[] = {n_layers, n_kv_heads, head_dim, dtype_bytes, context, batch};
+    const char *names[] = {"n_layers", "n_kv_heads", "head_dim", "dtype_bytes", "context", "batch"};
+    for (int i = 0; i < 6; ++i)
+        if (args[i] < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, names[i], " must be >= 0, got ", args[i]);
+    uint64_t total = 2;
+    for (int i = 0; i < 6; ++i) {
+        const uint64_t a = uint64_t(args[i]);
+        if (a != 0 && total > std::numeric_limits<uint64_t>::max() / a)
+            fail(LLMKIT_ERROR_OUT_OF_RANGE, "KV-cache size 2 * ", n_layers, " * ", n_kv_heads, " * ", head_dim, " * ",
+                 dtype_bytes, " * ", context, " * ", batch, " bytes does not fit in 64 bits");
+        total *= a;
+    }
+    return total;
+}
+
+}  // namespace llmkit::attention

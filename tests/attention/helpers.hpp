@@ -1,0 +1,114 @@
+// Shared helpers of the attention tests: strided 4-D tensors of any float
+// dtype whose logical values (after rounding to the dtype) are kept as doubles.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/tensor.hpp"
+#include "llmkit/llmkit.h"
+
+namespace attn_test {
+
+enum class layout { compact, padded, bhsd };
+
+inline llmkit_dtype to_llmkit(llmkit::core::dtype t) {
+    using llmkit::core::dtype;
+    if (t == dtype::bf16) return llmkit_dtype LLMKIT_DTYPE_BF16;
+    if (t == dtype::f16) return llmkit_dtype LLMKIT_DTYPE_F16;
+    return llmkit_dtype LLMKIT_DTYPE_F32;
+}
+
+inline double round_to(llmkit::core::dtype t, double x) {
+    using namespace llmkit::core;
+    if (t == dtype::bf16) return bf16_to_f32(f32_to_bf16(float(x)));
+    if (t == dtype::f16) return f16_to_f32(f32_to_f16(float(x)));
+    return double(float(x));
+}
+
+struct tensor4 {
+    llmkit::core::dtype type = llmkit::core::dtype::f32;
+    int64_t shape[4] = {};
+    int64_t strides[4] = {};
+    std::vector<unsigned char> bytes;
+    std::vector<double> vals;  // logical [B][S][H][D], compact
+    llmkit_tensor t{};
+
+    // The descriptor (rebuilt on each call: a copied tensor4 must not point at the original).
+    llmkit_tensor *c() {
+        t.data = bytes.data();
+        t.device = llmkit_device LLMKIT_DEVICE_HOST;
+        t.ndim = 4;
+        t.dtype = to_llmkit(type);
+        t.shape = shape;
+        t.strides = strides;
+        t.byte_offset = 0;
+        return &t;
+    }
+    size_t es() const { return type == llmkit::core::dtype::f32 ? 4 : 2; }
+    int64_t idx(int64_t b, int64_t s, int64_t h, int64_t d) const {
+        return ((b * shape[1] + s) * shape[2] + h) * shape[3] + d;
+    }
+    int64_t off(int64_t b, int64_t s, int64_t h, int64_t d) const {
+        return b * strides[0] + s * strides[1] + h * strides[2] + d * strides[3];
+    }
+    void set(int64_t b, int64_t s, int64_t h, int64_t d, double x) {
+        using namespace llmkit::core;
+        x = round_to(type, x);
+        vals[size_t(idx(b, s, h, d))] = x;
+        unsigned char *p = bytes.data() + off(b, s, h, d) * int64_t(es());
+        if (type == dtype::f32) {
+            const float f = float(x);
+            std::memcpy(p, &f, 4);
+        } else {
+            const uint16_t u = type == dtype::bf16 ? f32_to_bf16(float(x)) : f32_to_f16(float(x));
+            std::memcpy(p, &u, 2);
+        }
+    }
+    double get(int64_t b, int64_t s, int64_t h, int64_t d) const {
+        using namespace llmkit::core;
+        const unsigned char *p = bytes.data() + off(b, s, h, d) * int64_t(es());
+        if (type == dtype::f32) {
+            float f;
+            std::memcpy(&f, p, 4);
+            return f;
+        }
+        uint16_t u;
+        std::memcpy(&u, p, 2);
+        return type == dtype::bf16 ? bf16_to_f32(u) : f16_to_f32(u);
+    }
+};
+
+// A tensor [B, S, H, D] in the given memory layout, filled with N(0, sigma) values
+// (or zeros when rng is null).
+inline tensor4 make(llmkit::core::dtype type, int64_t B, int64_t S, int64_t H, int64_t D, layout lay, std::mt19937 *rng,
+                    double sigma = 1.0) {
+    tensor4 x;
+    x.type = type;
+    const int64_t sh[4] = {B, S, H, D};
+    std::memcpy(x.shape, sh, sizeof sh);
+    int64_t total = 0;
+    if (lay == layout::compact) {
+        x.strides[3] = 1, x.strides[2] = D, x.strides[1] = H * D, x.strides[0] = S * H * D;
+        total = B * S * H * D;
+    } else if (lay == layout::padded) {  // gaps between heads and rows
+        x.strides[3] = 1, x.strides[2] = D + 8, x.strides[1] = H * (D + 8) + 3, x.strides[0] = S * (H * (D + 8) + 3) + 5;
+        total = B * x.strides[0];
+    } else {  // memory [B, H, S, D], as torch's usual attention layout
+        x.strides[3] = 1, x.strides[1] = D, x.strides[2] = S * D, x.strides[0] = H * S * D;
+        total = B * H * S * D;
+    }
+    x.bytes.assign(size_t(std::max<int64_t>(total, 1)) * x.es(), 0xAB);  // garbage in the gaps
+    x.vals.assign(size_t(B * S * H * D), 0.0);
+    std::normal_distribution<double> nd(0.0, sigma);
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t s = 0; s < S; ++s)
+            for (int64_t h = 0; h < H; ++h)
+                for (int64_t d = 0; d < D; ++d) x.set(b, s, h, d, rng ? nd(*rng) : 0.0);
+    return x;
+}
+
+}  // namespace attn_test

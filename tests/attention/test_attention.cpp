@@ -1,0 +1,427 @@
+// llmkit_attention against a float64 reference that materialises the scores,
+// on random inputs: MHA/GQA/MQA x causal/bidirectional/window/ALiBi/softcap/mask
+// x D in {64, 80, 96, 128, 256} x float32/bfloat16/float16, Sq != Skv, strided
+// layouts, both kernel sets (portable and AVX-512), decode == prefill rows,
+// and the errors.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "attention/attention.hpp"
+#include "attention/kernels.hpp"
+#include "helpers.hpp"
+#include "llmkit/llmkit.h"
+
+using namespace attn_test;
+using llmkit::core::dtype;
+
+namespace {
+
+struct config {
+    bool causal = false;
+    int64_t window = 0;
+    float softcap = 0.0f;
+    float scale = 0.0f;
+    bool alibi = false;
+    bool mask = false;
+};
+
+struct mask_data {
+    std::vector<float> values;  // [Sq][Skv]
+    int64_t shape[2] = {};
+    llmkit_tensor t{};
+};
+
+// Additive mask: random biases, and some -inf (never a whole row).
+mask_data make_mask(int64_t Sq, int64_t Skv, std::mt19937 &rng) {
+    mask_data m;
+    m.shape[0] = Sq, m.shape[1] = Skv;
+    m.values.resize(size_t(Sq * Skv));
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    std::uniform_int_distribution<int> hide(0, 6);
+    for (int64_t i = 0; i < Sq; ++i)
+        for (int64_t j = 0; j < Skv; ++j) m.values[size_t(i * Skv + j)] = (hide(rng) == 0 && j != 0) ? -INFINITY : u(rng);
+    return m;
+}
+
+std::vector<float> alibi_slopes(int64_t H) {
+    // The geometric sequence of Press et al. for H heads: 2^(-8 h / H).
+    std::vector<float> s(static_cast<size_t>(H));
+    for (int64_t h = 0; h < H; ++h) s[size_t(h)] = float(std::pow(2.0, -8.0 * double(h + 1) / double(H)));
+    return s;
+}
+
+// The float64 reference; returns logical [B][Sq][Hq][D].
+std::vector<double> reference(const tensor4 &q, const tensor4 &k, const tensor4 &v, const config &c,
+                              const std::vector<float> &slopes, const mask_data *mask) {
+    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    const int64_t Skv = k.shape[1], Hkv = k.shape[2], G = Hq / Hkv;
+    const double scale = c.scale != 0.0f ? double(c.scale) : 1.0 / std::sqrt(double(D));
+    const bool causal = c.causal || c.window > 0;
+    std::vector<double> out(size_t(B * Sq * Hq * D), 0.0), s(static_cast<size_t>(Skv));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t h = 0; h < Hq; ++h)
+            for (int64_t i = 0; i < Sq; ++i) {
+                const int64_t ip = i + Skv - Sq, g = h / G;
+                double mx = -INFINITY;
+                for (int64_t j = 0; j < Skv; ++j) {
+                    double acc = 0.0;
+                    for (int64_t d = 0; d < D; ++d) acc += q.vals[size_t(q.idx(b, i, h, d))] * k.vals[size_t(k.idx(b, j, g, d))];
+                    acc *= scale;
+                    if (c.softcap > 0.0f) acc = double(c.softcap) * std::tanh(acc / double(c.softcap));
+                    if (c.alibi) acc -= double(slopes[size_t(h)]) * double(ip - j);
+                    if (mask) acc += double(mask->values[size_t(i * Skv + j)]);
+                    if (causal && j > ip) acc = -INFINITY;
+                    if (c.window > 0 && j <= ip - c.window) acc = -INFINITY;
+                    s[size_t(j)] = acc;
+                    mx = std::max(mx, acc);
+                }
+                if (mx == -INFINITY) continue;  // no visible key: zeros
+                double sum = 0.0;
+                for (int64_t j = 0; j < Skv; ++j) sum += (s[size_t(j)] = std::exp(s[size_t(j)] - mx));
+                for (int64_t j = 0; j < Skv; ++j) {
+                    const double p = s[size_t(j)] / sum;
+                    if (p == 0.0) continue;
+                    for (int64_t d = 0; d < D; ++d)
+                        out[size_t(((b * Sq + i) * Hq + h) * D + d)] += p * v.vals[size_t(v.idx(b, j, g, d))];
+                }
+            }
+    return out;
+}
+
+// Tolerance per dtype: |got - ref| <= abs + rel * |ref|. The 16-bit outputs are
+// rounded once at the end, so rel is that rounding (half an ulp) plus slack.
+struct tolerance {
+    double abs, rel;
+};
+tolerance tolerance_for(dtype t) {
+    if (t == dtype::bf16) return {2e-4, 1.0 / 256};   // bf16: 8 significant bits
+    if (t == dtype::f16) return {2e-4, 1.0 / 1024};   // fp16: 11 significant bits
+    return {4e-6, 1e-5};                              // fp32
+}
+
+struct run_result {
+    double max_abs_err = 0.0;
+    bool within = true;
+};
+
+run_result compare(const tensor4 &out, const std::vector<double> &ref, tolerance tol) {
+    run_result r;
+    for (int64_t b = 0; b < out.shape[0]; ++b)
+        for (int64_t s = 0; s < out.shape[1]; ++s)
+            for (int64_t h = 0; h < out.shape[2]; ++h)
+                for (int64_t d = 0; d < out.shape[3]; ++d) {
+                    const double want = ref[size_t(out.idx(b, s, h, d))], got = out.get(b, s, h, d);
+                    const double err = std::fabs(got - want);
+                    if (!(err <= tol.abs + tol.rel * std::fabs(want))) r.within = false;
+                    if (!(err <= r.max_abs_err)) r.max_abs_err = std::isnan(err) ? INFINITY : err;
+                }
+    return r;
+}
+
+// Runs one case through the C ABI (kernel_set null) or the core with a given
+// kernel set, and checks it against the reference.
+void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t Hkv, int64_t D, const config &c,
+                layout lay = layout::compact, const llmkit::attention::kernels *ks = nullptr, uint32_t seed = 1) {
+    std::mt19937 rng(seed + uint32_t(D * 131 + Hq * 7 + Hkv + Sq * 3 + Skv));
+    tensor4 q = make(t, B, Sq, Hq, D, lay, &rng), k = make(t, B, Skv, Hkv, D, lay, &rng),
+            v = make(t, B, Skv, Hkv, D, lay, &rng), out = make(t, B, Sq, Hq, D, lay, nullptr);
+    const std::vector<float> slopes = alibi_slopes(Hq);
+    mask_data mask;
+    if (c.mask) mask = make_mask(Sq, Skv, rng);
+    llmkit_tensor mt{};
+    mt.data = mask.values.data();
+    mt.device = llmkit_device LLMKIT_DEVICE_HOST;
+    mt.ndim = 2;
+    mt.dtype = llmkit_dtype LLMKIT_DTYPE_F32;
+    mt.shape = mask.shape;
+    INFO("dtype " << llmkit::core::dtype_name(t) << " B " << B << " Sq " << Sq << " Skv " << Skv << " Hq " << Hq
+                  << " Hkv " << Hkv << " D " << D << " causal " << c.causal << " window " << c.window << " softcap "
+                  << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " layout " << int(lay) << " kernels "
+                  << (ks ? ks->name : "C ABI"));
+    if (!ks) {
+        llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+        o.causal = c.causal;
+        o.window = c.window;
+        o.softcap = c.softcap;
+        o.scale = c.scale;
+        o.alibi_slopes = c.alibi ? slopes.data() : nullptr;
+        o.mask = c.mask ? &mt : nullptr;
+        const llmkit_status st = llmkit_attention(q.c(), k.c(), v.c(), out.c(), &o);
+        INFO(llmkit_last_error_message());
+        REQUIRE(st == LLMKIT_OK);
+    } else {
+        using llmkit::core::tensor_view;
+        const auto tq = tensor_view::from(q.c(), "q"), tk = tensor_view::from(k.c(), "k"),
+                   tv = tensor_view::from(v.c(), "v"), to = tensor_view::from(out.c(), "out");
+        const auto tm = tensor_view::from(&mt, "mask");
+        llmkit::attention::attention_params p;
+        p.causal = c.causal;
+        p.window = c.window;
+        p.softcap = c.softcap;
+        p.scale = c.scale;
+        p.alibi_slopes = c.alibi ? slopes.data() : nullptr;
+        p.mask = c.mask ? &tm : nullptr;
+        p.kernel_set = ks;
+        llmkit::attention::attention(tq, tk, tv, to, p);
+    }
+    const auto ref = reference(q, k, v, c, slopes, c.mask ? &mask : nullptr);
+    const run_result r = compare(out, ref, tolerance_for(t));
+    INFO("max abs error " << r.max_abs_err);
+    CHECK(r.within);
+}
+
+std::vector<const llmkit::attention::kernels *> kernel_sets() {
+    std::vector<const llmkit::attention::kernels *> v{&llmkit::attention::generic_kernels()};
+    if (llmkit::attention::avx512_kernels()) v.push_back(llmkit::attention::avx512_kernels());
+    return v;
+}
+
+struct heads {
+    int64_t hq, hkv;
+};
+const heads k_heads[] = {{4, 4}, {8, 2}, {4, 1}};  // MHA, GQA, MQA
+const int64_t k_dims[] = {64, 80, 96, 128, 256};
+
+}  // namespace
+
+TEST_CASE("attention float32 matches the float64 reference: MHA/GQA/MQA x D, causal and bidirectional",
+          "[attention]") {
+    for (int64_t D : k_dims)
+        for (const heads &h : k_heads)
+            for (bool causal : {false, true}) {
+                config c;
+                c.causal = causal;
+                check_case(dtype::f32, 2, 70, 70, h.hq, h.hkv, D, c);
+            }
+}
+
+TEST_CASE("attention float32: window, ALiBi, softcap, mask and scale, alone and together", "[attention]") {
+    for (int64_t D : k_dims) {
+        const heads h = k_heads[size_t(D) % 3];
+        config w;
+        w.window = 13;
+        check_case(dtype::f32, 1, 90, 90, h.hq, h.hkv, D, w);
+        config a;
+        a.alibi = true;
+        a.causal = D % 2 == 0;
+        check_case(dtype::f32, 1, 40, 70, h.hq, h.hkv, D, a);
+        config s;
+        s.softcap = 2.0f;  // small, so tanh bends the scores
+        s.causal = true;
+        check_case(dtype::f32, 1, 33, 33, h.hq, h.hkv, D, s);
+        config m;
+        m.mask = true;
+        check_case(dtype::f32, 2, 20, 75, h.hq, h.hkv, D, m);
+        config all;
+        all.window = 30;
+        all.alibi = all.mask = true;
+        all.softcap = 5.0f;
+        all.scale = 0.3f;
+        check_case(dtype::f32, 1, 50, 80, h.hq, h.hkv, D, all);
+    }
+}
+
+TEST_CASE("attention bfloat16 and float16 inputs match the reference on the rounded inputs", "[attention]") {
+    for (dtype t : {dtype::bf16, dtype::f16})
+        for (int64_t D : k_dims)
+            for (const heads &h : k_heads) {
+                config c;
+                c.causal = D != 96;
+                c.alibi = D == 80;
+                c.mask = D == 128;
+                c.window = D == 256 ? 20 : 0;
+                check_case(t, 1, 45, 70, h.hq, h.hkv, D, c);
+            }
+}
+
+TEST_CASE("attention with Sq != Skv: decode (Sq = 1, Skv = 1000) and chunked prefill (Sq = 17, Skv = 100)",
+          "[attention]") {
+    for (const heads &h : k_heads)
+        for (dtype t : {dtype::f32, dtype::bf16}) {
+            config c;
+            c.causal = true;
+            check_case(t, 2, 1, 1000, h.hq, h.hkv, 128, c);
+            check_case(t, 2, 17, 100, h.hq, h.hkv, 128, c);
+            config w;
+            w.window = 40;
+            check_case(t, 1, 17, 100, h.hq, h.hkv, 64, w);
+            check_case(t, 1, 1, 1000, h.hq, h.hkv, 64, w);
+            config bi;  // bidirectional decode, odd head_dim tails
+            check_case(t, 1, 3, 300, h.hq, h.hkv, 72, bi);
+        }
+}
+
+TEST_CASE("attention: more queries than keys leaves the rows that see no key at zero", "[attention]") {
+    config c;
+    c.causal = true;
+    check_case(dtype::f32, 1, 20, 8, 2, 1, 64, c);  // rows 0..11 see nothing
+}
+
+TEST_CASE("attention accepts any strides on B, S and H (padded and [B, H, S, D] memory)", "[attention]") {
+    for (layout lay : {layout::padded, layout::bhsd})
+        for (dtype t : {dtype::f32, dtype::bf16}) {
+            config c;
+            c.causal = true;
+            check_case(t, 2, 37, 37, 8, 2, 64, c, lay);
+            check_case(t, 2, 1, 130, 8, 2, 96, c, lay);
+        }
+}
+
+TEST_CASE("attention: the portable and AVX-512 kernel sets both match the reference", "[attention]") {
+    for (const auto *ks : kernel_sets())
+        for (dtype t : {dtype::f32, dtype::bf16, dtype::f16})
+            for (const heads &h : k_heads) {
+                config c;
+                c.causal = true;
+                c.alibi = h.hkv == 2;
+                c.softcap = h.hkv == 1 ? 3.0f : 0.0f;
+                check_case(t, 1, 70, 70, h.hq, h.hkv, 80, c, layout::compact, ks);
+                check_case(t, 1, 1, 150, h.hq, h.hkv, 48, c, layout::compact, ks);
+                config m;
+                m.mask = true;
+                m.window = 10;
+                check_case(t, 1, 19, 70, h.hq, h.hkv, 40, m, layout::compact, ks);
+            }
+}
+
+TEST_CASE("attention: decoding token t gives row t of the full causal prefill", "[attention]") {
+    for (dtype t : {dtype::f32, dtype::bf16}) {
+        const int64_t S = 150, Hq = 8, Hkv = 2, D = 64;
+        std::mt19937 rng(7);
+        tensor4 q = make(t, 1, S, Hq, D, layout::compact, &rng), k = make(t, 1, S, Hkv, D, layout::compact, &rng),
+                v = make(t, 1, S, Hkv, D, layout::compact, &rng), full = make(t, 1, S, Hq, D, layout::compact, nullptr);
+        llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+        o.causal = 1;
+        REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), full.c(), &o) == LLMKIT_OK);
+        for (int64_t pos : {0, 1, 63, 64, 65, 100, 149}) {
+            // q row pos as [1, 1, Hq, D]; the cache holds keys 0..pos.
+            tensor4 q1 = q, k1 = k, v1 = v, o1 = make(t, 1, 1, Hq, D, layout::compact, nullptr);
+            llmkit_tensor tq = *q1.c(), tk = *k1.c(), tv = *v1.c();
+            const int64_t qshape[4] = {1, 1, Hq, D}, kshape[4] = {1, pos + 1, Hkv, D};
+            tq.shape = qshape;
+            tq.byte_offset = uint64_t(pos * Hq * D) * q.es();
+            tk.shape = tv.shape = kshape;
+            REQUIRE(llmkit_attention(&tq, &tk, &tv, o1.c(), &o) == LLMKIT_OK);
+            double worst = 0.0;
+            for (int64_t h = 0; h < Hq; ++h)
+                for (int64_t d = 0; d < D; ++d) worst = std::max(worst, std::fabs(o1.get(0, 0, h, d) - full.get(0, pos, h, d)));
+            INFO("dtype " << llmkit::core::dtype_name(t) << " position " << pos);
+            // Tiling differs (one row vs a 64-row tile), so sums are ordered differently.
+            CHECK(worst <= (t == dtype::f32 ? 2e-6 : 1.0 / 128));
+        }
+    }
+}
+
+TEST_CASE("attention: n_threads and empty tensors", "[attention]") {
+    std::mt19937 rng(3);
+    tensor4 q = make(dtype::f32, 1, 40, 4, 64, layout::compact, &rng), k = make(dtype::f32, 1, 40, 2, 64, layout::compact, &rng),
+            v = make(dtype::f32, 1, 40, 2, 64, layout::compact, &rng), o1 = make(dtype::f32, 1, 40, 4, 64, layout::compact, nullptr),
+            o2 = o1;
+    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+    o.causal = 1;
+    o.n_threads = 1;
+    REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), o1.c(), &o) == LLMKIT_OK);
+    o.n_threads = 3;
+    REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), o2.c(), &o) == LLMKIT_OK);
+    CHECK(o1.bytes == o2.bytes);  // each row is computed by one task: bit-identical
+    tensor4 e = make(dtype::f32, 1, 0, 4, 64, layout::compact, nullptr), eo = e;
+    CHECK(llmkit_attention(e.c(), k.c(), v.c(), eo.c(), nullptr) == LLMKIT_OK);
+    // No keys at all: zeros.
+    tensor4 k0 = make(dtype::f32, 1, 0, 2, 64, layout::compact, nullptr), v0 = k0;
+    tensor4 o3 = make(dtype::f32, 1, 40, 4, 64, layout::compact, &rng);
+    REQUIRE(llmkit_attention(q.c(), k0.c(), v0.c(), o3.c(), nullptr) == LLMKIT_OK);
+    CHECK(o3.get(0, 5, 1, 7) == 0.0);
+}
+
+TEST_CASE("attention: bad arguments give clear errors that name the problem", "[attention][errors]") {
+    std::mt19937 rng(5);
+    auto mk = [&](dtype t, int64_t S, int64_t H, int64_t D) { return make(t, 1, S, H, D, layout::compact, &rng); };
+    tensor4 q = mk(dtype::f32, 8, 6, 64), k = mk(dtype::f32, 8, 4, 64), v = mk(dtype::f32, 8, 4, 64), o = mk(dtype::f32, 8, 6, 64);
+    auto expect = [](llmkit_status got, llmkit_status want, const std::string &needle) {
+        INFO("message: " << llmkit_last_error_message());
+        CHECK(got == want);
+        CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
+    };
+    expect(llmkit_attention(q.c(), k.c(), v.c(), o.c(), nullptr), LLMKIT_ERROR_SHAPE, "multiple of the number of key/value heads");
+    tensor4 k2 = mk(dtype::f32, 8, 2, 64), v2 = mk(dtype::f32, 8, 2, 64);
+    REQUIRE(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), nullptr) == LLMKIT_OK);
+    tensor4 kd = mk(dtype::f32, 8, 2, 32);
+    expect(llmkit_attention(q.c(), kd.c(), v2.c(), o.c(), nullptr), LLMKIT_ERROR_SHAPE, "head_dim differs");
+    tensor4 kb = mk(dtype::bf16, 8, 2, 64);
+    expect(llmkit_attention(q.c(), kb.c(), v2.c(), o.c(), nullptr), LLMKIT_ERROR_DTYPE, "k: dtype bfloat16 differs");
+    tensor4 vs = mk(dtype::f32, 9, 2, 64);
+    expect(llmkit_attention(q.c(), k2.c(), vs.c(), o.c(), nullptr), LLMKIT_ERROR_SHAPE, "same sequence length");
+    tensor4 os = mk(dtype::f32, 8, 6, 32);
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), os.c(), nullptr), LLMKIT_ERROR_SHAPE, "out: shape");
+    tensor4 big = mk(dtype::f32, 2, 2, 264), bigo = big;
+    expect(llmkit_attention(big.c(), big.c(), big.c(), bigo.c(), nullptr), LLMKIT_ERROR_SHAPE, "exceeds");
+    expect(llmkit_attention(nullptr, k2.c(), v2.c(), o.c(), nullptr), LLMKIT_ERROR_NULL_POINTER, "q");
+    expect(llmkit_attention(q.c(), k2.c(), nullptr, o.c(), nullptr), LLMKIT_ERROR_NULL_POINTER, "v");
+    // A non-unit stride on D.
+    llmkit_tensor kt = *k2.c();
+    const int64_t kst[4] = {8 * 2 * 64, 2 * 64, 64, 2}, ksh[4] = {1, 8, 2, 32};
+    kt.strides = kst;
+    kt.shape = ksh;
+    tensor4 q32 = mk(dtype::f32, 8, 6, 32), v32 = mk(dtype::f32, 8, 2, 32), o32 = q32;
+    expect(llmkit_attention(q32.c(), &kt, v32.c(), o32.c(), nullptr), LLMKIT_ERROR_UNSUPPORTED, "k: the head_dim axis (3) must have stride 1");
+    // Rank.
+    llmkit_tensor q3 = *q.c();
+    q3.ndim = 3;
+    expect(llmkit_attention(&q3, k2.c(), v2.c(), o.c(), nullptr), LLMKIT_ERROR_SHAPE, "q: expected 4 dimensions");
+    // Options.
+    llmkit_attention_options op = LLMKIT_ATTENTION_OPTIONS_INIT;
+    op.scale = NAN;
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_INVALID_ARGUMENT, "options.scale");
+    op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
+    op.softcap = -1.0f;
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_INVALID_ARGUMENT, "options.softcap");
+    op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
+    op.window = -3;
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_INVALID_ARGUMENT, "options.window");
+    op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
+    op.struct_size = sizeof(op) + 8;
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_INVALID_ARGUMENT, "struct_size");
+    op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
+    std::vector<float> slopes(6, 0.5f);
+    slopes[4] = INFINITY;
+    op.alibi_slopes = slopes.data();
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_INVALID_ARGUMENT, "alibi_slopes[4]");
+    op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
+    std::vector<float> mv(8 * 7, 0.0f);
+    const int64_t msh[2] = {8, 7};
+    llmkit_tensor mt{};
+    mt.data = mv.data();
+    mt.device = llmkit_device LLMKIT_DEVICE_HOST;
+    mt.ndim = 2;
+    mt.dtype = llmkit_dtype LLMKIT_DTYPE_F32;
+    mt.shape = msh;
+    op.mask = &mt;
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_SHAPE, "options.mask: shape [8, 7] must be [Sq, Skv] = [8, 8]");
+    // CUDA tensors without a GPU backend: a clear NO_DEVICE (or, with CUDA and a GPU, it runs).
+    llmkit_tensor qc = *q.c();
+    qc.device.device_type = LLMKIT_DEVICE_CUDA;
+    int32_t n = 0;
+    llmkit_device_count(&n, LLMKIT_DEVICE_CUDA);
+    if (n == 0) expect(llmkit_attention(&qc, k2.c(), v2.c(), o.c(), nullptr), LLMKIT_ERROR_NO_DEVICE, "q is a CUDA tensor");
+}
+
+TEST_CASE("llmkit_kv_cache_bytes: published model configs and overflow", "[attention][kv]") {
+    uint64_t b = 0;
+    // Llama 2 7B: 32 layers, 32 kv heads, head_dim 128; fp16, 4096 tokens: 2 GiB.
+    REQUIRE(llmkit_kv_cache_bytes(&b, 32, 32, 128, 2, 4096, 1) == LLMKIT_OK);
+    CHECK(b == 2ull * 1024 * 1024 * 1024);
+    // Llama 3 8B: 32 layers, 8 kv heads: 128 KiB per token.
+    REQUIRE(llmkit_kv_cache_bytes(&b, 32, 8, 128, 2, 1, 1) == LLMKIT_OK);
+    CHECK(b == 131072);
+    CHECK(llmkit_kv_cache_bytes(&b, 80, 8, 128, 2, int64_t(1) << 40, int64_t(1) << 20) == LLMKIT_ERROR_OUT_OF_RANGE);
+    CHECK(std::string(llmkit_last_error_message()).find("64 bits") != std::string::npos);
+    CHECK(llmkit_kv_cache_bytes(&b, -1, 8, 128, 2, 1, 1) == LLMKIT_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(llmkit_last_error_message()).find("n_layers") != std::string::npos);
+    CHECK(llmkit_kv_cache_bytes(nullptr, 1, 8, 128, 2, 1, 1) == LLMKIT_ERROR_NULL_POINTER);
+    REQUIRE(llmkit_kv_cache_bytes(&b, 0, 8, 128, 2, int64_t(1) << 62, int64_t(1) << 62) == LLMKIT_OK);
+    CHECK(b == 0);
+}

@@ -1,0 +1,248 @@
+// llmkit_rope against a float64 reference for both layouts and every scaling,
+// partial rotary, int32/int64 and [S]/[B, S] positions, dtypes, llama2.c's own
+// interleaved rotation, Hugging Face's Llama 3.1 and YaRN frequencies, errors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+
+#include "attention/attention.hpp"
+#include "helpers.hpp"
+#include "llmkit/llmkit.h"
+
+using namespace attn_test;
+using llmkit::core::dtype;
+
+namespace {
+
+// Frequencies written out independently of src/attention/rope.cpp, following
+// transformers' modeling_rope_utils step by step.
+std::vector<double> ref_inv_freq(const llmkit_rope_options &o, int n, double *mscale) {
+    const int half = n / 2;
+    std::vector<double> inv(static_cast<size_t>(half));
+    double base = o.theta;
+    if (o.scaling == LLMKIT_ROPE_SCALING_NTK) base = o.theta * std::pow(o.alpha, double(n) / (n - 2));
+    for (int k = 0; k < half; ++k) inv[size_t(k)] = 1.0 / std::pow(base, (2.0 * k) / n);
+    *mscale = 1.0;
+    if (o.scaling == LLMKIT_ROPE_SCALING_LINEAR)
+        for (auto &f : inv) f /= o.factor;
+    if (o.scaling == LLMKIT_ROPE_SCALING_LLAMA3) {
+        const double lw = o.original_max_position / o.low_freq_factor, hw = o.original_max_position / o.high_freq_factor;
+        for (auto &f : inv) {
+            const double wl = 2 * M_PI / f;
+            const double scaled = wl > lw ? f / o.factor : f;
+            const double smooth = (o.original_max_position / wl - o.low_freq_factor) / (o.high_freq_factor - o.low_freq_factor);
+            const bool medium = !(wl < hw) && !(wl > lw);
+            f = medium ? (1 - smooth) * scaled / o.factor + smooth * scaled : scaled;
+        }
+    }
+    if (o.scaling == LLMKIT_ROPE_SCALING_YARN) {
+        auto corr = [&](double rot) { return (n * std::log(o.original_max_position / (rot * 2 * M_PI))) / (2 * std::log(base)); };
+        double low = std::max(std::floor(corr(o.beta_fast)), 0.0), high = std::min(std::ceil(corr(o.beta_slow)), double(n - 1));
+        if (low == high) high += 0.001;
+        for (int k = 0; k < half; ++k) {
+            const double ramp = std::min(1.0, std::max(0.0, (k - low) / (high - low)));
+            const double extra_factor = 1 - ramp;
+            const double pos_freq = std::pow(base, (2.0 * k) / n);
+            inv[size_t(k)] = (1.0 / (o.factor * pos_freq)) * (1 - extra_factor) + (1.0 / pos_freq) * extra_factor;
+        }
+        *mscale = o.attention_factor > 0 ? o.attention_factor : (o.factor <= 1 ? 1.0 : 0.1 * std::log(o.factor) + 1.0);
+    }
+    return inv;
+}
+
+llmkit_tensor positions_tensor(std::vector<int64_t> &p, const int64_t *shape, int ndim) {
+    llmkit_tensor t{};
+    t.data = p.data();
+    t.device = llmkit_device LLMKIT_DEVICE_HOST;
+    t.ndim = ndim;
+    t.dtype = llmkit_dtype LLMKIT_DTYPE_I64;
+    t.shape = shape;
+    return t;
+}
+
+void check_rope(dtype t, const llmkit_rope_options &o, layout lay, int64_t D, int rotary) {
+    const int64_t B = 2, S = 9, H = 3;
+    std::mt19937 rng(uint32_t(11 + o.scaling * 5 + o.layout + D + rotary));
+    tensor4 x = make(t, B, S, H, D, lay, &rng);
+    const tensor4 orig = x;
+    std::vector<int64_t> pos(size_t(B * S));
+    std::uniform_int_distribution<int64_t> up(0, 40000);
+    for (auto &p : pos) p = up(rng);
+    pos[0] = 0, pos[1] = 1;
+    const int64_t pshape[2] = {B, S};
+    llmkit_tensor pt = positions_tensor(pos, pshape, 2);
+    llmkit_rope_options oo = o;
+    oo.rotary_dims = rotary;
+    const llmkit_status st = llmkit_rope(x.c(), &pt, &oo);
+    INFO(llmkit_last_error_message());
+    REQUIRE(st == LLMKIT_OK);
+    const int n = rotary ? rotary : int(D);
+    double ms = 1.0;
+    const auto inv = ref_inv_freq(o, n, &ms);
+    const double rel = t == dtype::bf16 ? 1.0 / 256 : t == dtype::f16 ? 1.0 / 1024 : 1e-6;
+    double worst = 0.0;
+    bool ok = true;
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t s = 0; s < S; ++s)
+            for (int64_t h = 0; h < H; ++h) {
+                std::vector<double> want(static_cast<size_t>(D));
+                for (int64_t d = 0; d < D; ++d) want[size_t(d)] = orig.vals[size_t(orig.idx(b, s, h, d))];
+                for (int k = 0; k < n / 2; ++k) {
+                    const int i0 = o.layout == LLMKIT_ROPE_INTERLEAVED ? 2 * k : k;
+                    const int i1 = o.layout == LLMKIT_ROPE_INTERLEAVED ? 2 * k + 1 : k + n / 2;
+                    const double a = double(pos[size_t(b * S + s)]) * inv[size_t(k)];
+                    const double x0 = want[size_t(i0)], x1 = want[size_t(i1)];
+                    want[size_t(i0)] = (x0 * std::cos(a) - x1 * std::sin(a)) * ms;
+                    want[size_t(i1)] = (x0 * std::sin(a) + x1 * std::cos(a)) * ms;
+                }
+                for (int64_t d = 0; d < D; ++d) {
+                    const double err = std::fabs(x.get(b, s, h, d) - want[size_t(d)]);
+                    worst = std::max(worst, err);
+                    if (!(err <= 2e-6 + rel * std::fabs(want[size_t(d)]))) ok = false;
+                }
+            }
+    INFO("dtype " << llmkit::core::dtype_name(t) << " layout " << o.layout << " scaling " << o.scaling << " D " << D
+                  << " rotary " << rotary << " max abs error " << worst);
+    CHECK(ok);
+}
+
+}  // namespace
+
+TEST_CASE("rope matches the float64 reference: layouts x scalings x dtypes x partial rotary", "[rope]") {
+    for (int32_t layout_ : {LLMKIT_ROPE_NEOX, LLMKIT_ROPE_INTERLEAVED})
+        for (int32_t scaling : {LLMKIT_ROPE_SCALING_NONE, LLMKIT_ROPE_SCALING_LINEAR, LLMKIT_ROPE_SCALING_NTK,
+                                LLMKIT_ROPE_SCALING_LLAMA3, LLMKIT_ROPE_SCALING_YARN}) {
+            llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+            o.layout = layout_;
+            o.scaling = scaling;
+            o.theta = scaling == LLMKIT_ROPE_SCALING_LLAMA3 ? 500000.0 : 10000.0;
+            o.factor = scaling == LLMKIT_ROPE_SCALING_LLAMA3 ? 8.0 : 4.0;
+            o.alpha = 8.0;
+            o.original_max_position = scaling == LLMKIT_ROPE_SCALING_YARN ? 4096.0 : 8192.0;
+            for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
+                check_rope(t, o, layout::compact, 128, 0);
+                check_rope(t, o, layout::padded, 64, 32);  // partial rotary: the last 32 dims stay
+            }
+        }
+}
+
+TEST_CASE("rope: the interleaved layout rotates exactly as llama2.c", "[rope]") {
+    // stories15M: dim 288, 6 heads of 48; llama2.c rotates q in float with powf/cosf/sinf.
+    const int dim = 288, head_size = 48, n_heads = 6;
+    std::mt19937 rng(42);
+    for (int pos : {0, 1, 7, 100, 255}) {
+        tensor4 x = make(dtype::f32, 1, 1, n_heads, head_size, layout::compact, &rng);
+        std::vector<float> vec(static_cast<size_t>(dim));
+        for (int i = 0; i < dim; ++i) vec[size_t(i)] = float(x.vals[size_t(i)]);
+        for (int i = 0; i < dim; i += 2) {  // llama2.c run.c, forward()
+            const int head_dim = i % head_size;
+            const float freq = 1.0f / powf(10000.0f, head_dim / (float)head_size);
+            const float val = pos * freq;
+            const float fcr = cosf(val), fci = sinf(val);
+            const float v0 = vec[size_t(i)], v1 = vec[size_t(i + 1)];
+            vec[size_t(i)] = v0 * fcr - v1 * fci;
+            vec[size_t(i + 1)] = v0 * fci + v1 * fcr;
+        }
+        std::vector<int32_t> p = {pos};
+        const int64_t pshape[1] = {1};
+        llmkit_tensor pt{};
+        pt.data = p.data();
+        pt.device = llmkit_device LLMKIT_DEVICE_HOST;
+        pt.ndim = 1;
+        pt.dtype = llmkit_dtype LLMKIT_DTYPE_I32;
+        pt.shape = pshape;
+        llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+        o.layout = LLMKIT_ROPE_INTERLEAVED;
+        REQUIRE(llmkit_rope(x.c(), &pt, &o) == LLMKIT_OK);
+        double worst = 0.0;
+        for (int i = 0; i < dim; ++i) worst = std::max(worst, std::fabs(x.get(0, 0, i / head_size, i % head_size) - vec[size_t(i)]));
+        INFO("position " << pos);
+        CHECK(worst <= 1e-4);  // llama2.c's float angle pos * freq is off by up to ~pos ulp
+    }
+}
+
+TEST_CASE("rope: [S] positions are shared by the batch; int32 equals int64", "[rope]") {
+    std::mt19937 rng(9);
+    tensor4 a = make(dtype::f32, 2, 5, 2, 16, layout::compact, &rng);
+    tensor4 b = a;
+    std::vector<int32_t> p32 = {3, 1, 4, 1, 5};
+    std::vector<int64_t> p64 = {3, 1, 4, 1, 5, 3, 1, 4, 1, 5};
+    const int64_t s1[1] = {5}, s2[2] = {2, 5};
+    llmkit_tensor t32{};
+    t32.data = p32.data();
+    t32.device = llmkit_device LLMKIT_DEVICE_HOST;
+    t32.ndim = 1;
+    t32.dtype = llmkit_dtype LLMKIT_DTYPE_I32;
+    t32.shape = s1;
+    llmkit_tensor t64 = positions_tensor(p64, s2, 2);
+    REQUIRE(llmkit_rope(a.c(), &t32, nullptr) == LLMKIT_OK);
+    REQUIRE(llmkit_rope(b.c(), &t64, nullptr) == LLMKIT_OK);
+    CHECK(a.bytes == b.bytes);
+}
+
+TEST_CASE("rope: Llama 3.1 and YaRN frequencies agree with transformers' published values", "[rope]") {
+    // Llama 3.1 8B: theta 500000, factor 8, low 1, high 4, original 8192, head_dim 128.
+    llmkit::attention::rope_params p;
+    p.theta = 500000.0;
+    p.scaling = llmkit::attention::rope_scaling::llama3;
+    p.factor = 8.0;
+    p.low_freq_factor = 1.0;
+    p.high_freq_factor = 4.0;
+    p.original_max_position = 8192.0;
+    double f = 0.0;
+    auto inv = llmkit::attention::rope_inv_freq(p, 128, &f);
+    CHECK(inv[0] == Approx(1.0));                                          // high frequency: kept
+    CHECK(inv[63] == Approx(1.0 / std::pow(500000.0, 126.0 / 128) / 8.0));  // low frequency: divided by 8
+    CHECK(f == 1.0);
+    // YaRN's default attention factor: 0.1 ln(factor) + 1.
+    p.scaling = llmkit::attention::rope_scaling::yarn;
+    p.theta = 10000.0;
+    p.factor = 4.0;
+    p.original_max_position = 4096.0;
+    inv = llmkit::attention::rope_inv_freq(p, 128, &f);
+    CHECK(f == Approx(1.0 + 0.1 * std::log(4.0)));
+    CHECK(inv[0] == Approx(1.0));                                       // below beta_fast's dim: extrapolated
+    CHECK(inv[63] == Approx(1.0 / std::pow(10000.0, 126.0 / 128) / 4.0));  // beyond beta_slow's: interpolated
+}
+
+TEST_CASE("rope: bad arguments give clear errors", "[rope][errors]") {
+    std::mt19937 rng(2);
+    tensor4 x = make(dtype::f32, 1, 4, 2, 16, layout::compact, &rng);
+    std::vector<int64_t> p = {0, 1, 2, 3};
+    const int64_t s1[1] = {4}, s3[1] = {3};
+    llmkit_tensor pt = positions_tensor(p, s1, 1);
+    auto expect = [](llmkit_status got, llmkit_status want, const std::string &needle) {
+        INFO("message: " << llmkit_last_error_message());
+        CHECK(got == want);
+        CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
+    };
+    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    o.rotary_dims = 7;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_SHAPE, "rotary_dims = 7");
+    o.rotary_dims = 18;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_SHAPE, "rotary_dims = 18");
+    o = llmkit_rope_options LLMKIT_ROPE_OPTIONS_INIT;
+    o.layout = 5;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.layout");
+    o = llmkit_rope_options LLMKIT_ROPE_OPTIONS_INIT;
+    o.scaling = 9;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.scaling");
+    o = llmkit_rope_options LLMKIT_ROPE_OPTIONS_INIT;
+    o.scaling = LLMKIT_ROPE_SCALING_LLAMA3;
+    o.low_freq_factor = 4.0;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "high_freq_factor");
+    o = llmkit_rope_options LLMKIT_ROPE_OPTIONS_INIT;
+    o.theta = NAN;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.theta");
+    llmkit_tensor bad = positions_tensor(p, s3, 1);
+    expect(llmkit_rope(x.c(), &bad, nullptr), LLMKIT_ERROR_SHAPE, "positions: shape [3]");
+    llmkit_tensor fpos = pt;
+    fpos.dtype = llmkit_dtype LLMKIT_DTYPE_F32;
+    expect(llmkit_rope(x.c(), &fpos, nullptr), LLMKIT_ERROR_DTYPE, "positions: dtype float32");
+    expect(llmkit_rope(nullptr, &pt, nullptr), LLMKIT_ERROR_NULL_POINTER, "x");
+    llmkit_tensor xs = *x.c();
+    const int64_t st[4] = {4 * 2 * 32, 2 * 32, 32, 2};
+    xs.strides = st;
+    expect(llmkit_rope(&xs, &pt, nullptr), LLMKIT_ERROR_UNSUPPORTED, "x: the head_dim axis (3) must have stride 1");
+}
