@@ -1,8 +1,12 @@
 // C ABI: tokenizers.
+#include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
+#include "core/threads.hpp"
 #include "guard.hpp"
 #include "llmkit/llmkit.h"
 #include "tokenizer/tokenizer.hpp"
@@ -17,6 +21,21 @@ struct llmkit_tokenizer {
 namespace {
 
 const llmkit_encode_options k_encode_defaults = LLMKIT_ENCODE_OPTIONS_INIT;
+
+// The core's encode options from the C struct (views into the caller's strings).
+tok::encode_options to_core_options(const llmkit_encode_options &o) {
+    tok::encode_options eo;
+    eo.allow_all_special = o.allow_all_special != 0;
+    eo.special_as_text = o.special_as_text != 0;
+    if (o.n_allowed_special) {
+        capi::require_non_null(o.allowed_special, "options.allowed_special");
+        for (size_t i = 0; i < o.n_allowed_special; ++i) {
+            if (!o.allowed_special[i]) fail(LLMKIT_ERROR_NULL_POINTER, "options.allowed_special[", i, "] is NULL");
+            eo.allowed_special.emplace_back(o.allowed_special[i]);
+        }
+    }
+    return eo;
+}
 
 }  // namespace
 
@@ -51,16 +70,7 @@ llmkit_status llmkit_tokenizer_encode(const llmkit_tokenizer *tokenizer, const c
         capi::require_non_null(n_ids, "n_ids");
         if (len) capi::require_non_null(text, "text");
         const auto o = capi::read_options(options, k_encode_defaults, "options");
-        tok::encode_options eo;
-        eo.allow_all_special = o.allow_all_special != 0;
-        eo.special_as_text = o.special_as_text != 0;
-        if (o.n_allowed_special) {
-            capi::require_non_null(o.allowed_special, "options.allowed_special");
-            for (size_t i = 0; i < o.n_allowed_special; ++i) {
-                if (!o.allowed_special[i]) fail(LLMKIT_ERROR_NULL_POINTER, "options.allowed_special[", i, "] is NULL");
-                eo.allowed_special.emplace_back(o.allowed_special[i]);
-            }
-        }
+        const tok::encode_options eo = to_core_options(o);
         std::vector<int32_t> out;
         tokenizer->impl->encode(std::string_view(len ? text : "", len), eo, out);
         *n_ids = out.size();
@@ -68,6 +78,63 @@ llmkit_status llmkit_tokenizer_encode(const llmkit_tokenizer *tokenizer, const c
         if (capacity < out.size())
             fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "encode: buffer of ", capacity, " ids, ", out.size(), " needed");
         if (!out.empty()) std::memcpy(ids, out.data(), out.size() * sizeof(int32_t));
+    });
+}
+
+llmkit_status llmkit_tokenizer_encode_batch(const llmkit_tokenizer *tokenizer, const char *const *texts,
+                                            const size_t *lens, size_t n_texts, int32_t *ids, size_t capacity,
+                                            size_t *offsets, const llmkit_encode_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(offsets, "offsets");
+        if (n_texts) {
+            capi::require_non_null(texts, "texts");
+            capi::require_non_null(lens, "lens");
+        }
+        const auto o = capi::read_options(options, k_encode_defaults, "options");
+        if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
+        const tok::encode_options eo = to_core_options(o);
+        for (size_t i = 0; i < n_texts; ++i)
+            if (lens[i] && !texts[i]) fail(LLMKIT_ERROR_NULL_POINTER, "texts[", i, "] is NULL");
+
+        // Each text into its own vector; a failure is kept per text so that the
+        // error reported is the first failing text's whatever the scheduling,
+        // and texts after a known failure are skipped.
+        std::vector<std::vector<int32_t>> out(n_texts);
+        std::vector<std::exception_ptr> errors(n_texts);
+        std::atomic<size_t> first_error{n_texts};
+        core::parallel_for(int64_t(n_texts), o.n_threads, [&](int64_t b) {
+            const auto i = size_t(b);
+            if (i > first_error.load(std::memory_order_relaxed)) return;
+            try {
+                tokenizer->impl->encode(std::string_view(lens[i] ? texts[i] : "", lens[i]), eo, out[i]);
+            } catch (...) {
+                errors[i] = std::current_exception();
+                size_t seen = first_error.load();
+                while (i < seen && !first_error.compare_exchange_weak(seen, i)) {
+                }
+            }
+        });
+        const size_t bad = first_error.load();
+        if (bad < n_texts) {
+            try {
+                std::rethrow_exception(errors[bad]);
+            } catch (const core::error &e) {
+                fail(e.status(), "texts[", bad, "]: ", e.what());
+            }
+        }
+
+        size_t total = 0;
+        for (size_t i = 0; i < n_texts; ++i) {
+            offsets[i] = total;
+            total += out[i].size();
+        }
+        offsets[n_texts] = total;
+        if (!ids) return;
+        if (capacity < total)
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "encode_batch: buffer of ", capacity, " ids, ", total, " needed");
+        for (size_t i = 0; i < n_texts; ++i)
+            if (!out[i].empty()) std::memcpy(ids + offsets[i], out[i].data(), out[i].size() * sizeof(int32_t));
     });
 }
 

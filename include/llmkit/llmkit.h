@@ -949,10 +949,11 @@ typedef struct llmkit_encode_options {
     const char *const *allowed_special;   /**< Special tokens (NUL-terminated texts) that become their id where they occur; may be NULL when n_allowed_special is 0. */
     size_t n_allowed_special;             /**< Number of entries in allowed_special. */
     int32_t special_as_text;              /**< Nonzero: special tokens that are not allowed are encoded as ordinary text (tiktoken's disallowed_special=()); 0 (default): finding one is an error. */
+    int32_t n_threads;                    /**< Worker threads of llmkit_tokenizer_encode_batch(); 0 (default) = llmkit_get_num_threads(). llmkit_tokenizer_encode() runs on the calling thread and ignores it. */
 } llmkit_encode_options;
 
-/** @brief Default #llmkit_encode_options: no special token allowed, finding one is an error. */
-#define LLMKIT_ENCODE_OPTIONS_INIT {sizeof(llmkit_encode_options), 0, NULL, 0, 0}
+/** @brief Default #llmkit_encode_options: no special token allowed, finding one is an error, default thread count. */
+#define LLMKIT_ENCODE_OPTIONS_INIT {sizeof(llmkit_encode_options), 0, NULL, 0, 0, 0}
 
 /**
  * @brief Encodes UTF-8 text into token ids.
@@ -976,6 +977,38 @@ typedef struct llmkit_encode_options {
 LLMKIT_API llmkit_status llmkit_tokenizer_encode(const llmkit_tokenizer *tokenizer, const char *text, size_t len,
                                                  int32_t *ids, size_t capacity, size_t *n_ids,
                                                  const llmkit_encode_options *options);
+
+/**
+ * @brief Encodes many UTF-8 texts at once, spread over worker threads.
+ *
+ * Gives for each text exactly what llmkit_tokenizer_encode() gives, with the
+ * same options (special-token rules apply to every text); `options->n_threads`
+ * sets how many threads share the texts (one text is never split). The ids of
+ * all texts are written back to back: those of text `i` are
+ * `ids[offsets[i]]` .. `ids[offsets[i + 1] - 1]`, and `offsets[n_texts]` is
+ * the total. Ids never outnumber bytes, so a buffer of the texts' total length
+ * in ids is always large enough.
+ * @param tokenizer The tokenizer.
+ * @param texts `n_texts` pointers to UTF-8 texts (need not be NUL-terminated;
+ *        an entry may be NULL when its length is 0). May be NULL when n_texts is 0.
+ * @param lens `n_texts` lengths in bytes. May be NULL when n_texts is 0.
+ * @param n_texts Number of texts.
+ * @param ids Caller's buffer for the ids of all texts, or NULL to ask for the count.
+ * @param capacity Ids that fit in `ids`.
+ * @param[out] offsets Caller's array of `n_texts + 1` entries; receives where
+ *        each text's ids start, then the total (also when `ids` is NULL or too small).
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `offsets` set;
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT as for llmkit_tokenizer_encode(), the
+ *         message beginning with `texts[i]: ` for the first failing text;
+ *         #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_MEMORY. On failure the
+ *         contents of `ids` and `offsets` are unspecified. Thread-safe; calls
+ *         from several threads at once take turns on llmkit's worker pool.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_encode_batch(const llmkit_tokenizer *tokenizer, const char *const *texts,
+                                                       const size_t *lens, size_t n_texts, int32_t *ids,
+                                                       size_t capacity, size_t *offsets,
+                                                       const llmkit_encode_options *options);
 
 /**
  * @brief Decodes token ids into bytes.

@@ -20,6 +20,13 @@ Sampling::
 
     chain = llmkit.SamplerChain(seed=42).penalties(64, 1.1).top_k(40).top_p(0.95).temperature(0.8).dist()
     ids = chain.sample(logits)                                           # advances each sequence
+
+Tokenizing (byte-level BPE, tiktoken's algorithm and rank files)::
+
+    tok = llmkit.Tokenizer.from_tiktoken("cl100k_base.tiktoken", "cl100k_base")
+    ids = tok.encode("hello world")                                      # [15339, 1917]
+    text = tok.decode(ids)
+    batch = tok.encode_batch(texts, num_threads=8)                       # GIL released, threads in C++
 """
 
 from __future__ import annotations
@@ -30,12 +37,14 @@ from . import _llmkit
 from ._llmkit import LlmkitError
 from ._args import int32 as _int32, u32_words as _u32_tuple
 from ._sampling import SampleResult, SamplerChain, sample, verify_speculative
+from ._tokenizer import Tokenizer
 
 __all__ = [
     "__version__",
     "LlmkitError",
     "SampleResult",
     "SamplerChain",
+    "Tokenizer",
     "build_info",
     "cuda_compiled",
     "cuda_device_count",

@@ -1,6 +1,22 @@
 """Type stubs for the llmkit package (the public Python face of llmkit)."""
 
-from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (
+    AbstractSet,
+    Any,
+    Collection,
+    Dict,
+    FrozenSet,
+    Iterable,
+    List,
+    Literal,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+import os
 
 import numpy as np
 import numpy.typing as npt
@@ -8,6 +24,8 @@ import numpy.typing as npt
 __version__: str
 
 _SeqIds = Optional[Union[int, Sequence[int], npt.NDArray[np.integer]]]
+_SpecialSet = Union[Literal["all"], AbstractSet[str], Collection[str]]
+_TokenIds = Union[Sequence[int], npt.NDArray[np.integer]]
 
 class LlmkitError(RuntimeError):
     """An llmkit failure that is not a bad argument (no device, device, unsupported, I/O, format, internal)."""
@@ -144,3 +162,50 @@ def verify_speculative(
     num_threads: int = 0,
 ) -> Tuple[Any, Any]:
     """(tokens int32 (B, K+1) padded with -1, n_accepted int32 (B,)); (K+1,) and an int for one sequence."""
+
+class Tokenizer:
+    """Byte-level BPE (tiktoken's algorithm and rules); load with Tokenizer.from_tiktoken. Thread-safe."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Not callable: raises TypeError (use from_tiktoken)."""
+    @classmethod
+    def from_tiktoken(cls, path: Union[str, os.PathLike[str]], encoding: str) -> Tokenizer:
+        """Loads a tiktoken rank file with a preset: r50k_base (gpt2), p50k_base, cl100k_base, o200k_base, llama3, qwen2."""
+    @property
+    def name(self) -> str:
+        """The preset name it was loaded with."""
+    @property
+    def vocab_size(self) -> int:
+        """Largest id (special tokens included) plus one."""
+    @property
+    def n_vocab(self) -> int:
+        """Alias of vocab_size."""
+    @property
+    def special_tokens(self) -> Dict[str, int]:
+        """The special tokens' texts and ids."""
+    @property
+    def special_tokens_set(self) -> FrozenSet[str]:
+        """The special tokens' texts."""
+    def token_to_id(self, token: Union[str, bytes]) -> Optional[int]:
+        """The id of a token's exact text or bytes (regular or special), or None."""
+    def id_to_token(self, id: int) -> bytes:
+        """The bytes of one token; ValueError for an id that names no token."""
+    def encode(
+        self, text: str, *, allowed_special: _SpecialSet = ..., disallowed_special: _SpecialSet = "all"
+    ) -> List[int]:
+        """Token ids of text, tiktoken's special-token rules; ValueError for a disallowed special token."""
+    def encode_ordinary(self, text: str) -> List[int]:
+        """Token ids with special tokens encoded as ordinary text."""
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        num_threads: int = 0,
+        allowed_special: _SpecialSet = ...,
+        disallowed_special: _SpecialSet = "all",
+    ) -> List[List[int]]:
+        """encode() of each text, on num_threads C++ threads (0: default) with the GIL released."""
+    def decode_bytes(self, ids: _TokenIds) -> bytes:
+        """The tokens' bytes back to back."""
+    def decode(self, ids: _TokenIds, errors: str = "replace") -> str:
+        """The tokens' text; invalid UTF-8 handled by errors (default U+FFFD, like tiktoken)."""

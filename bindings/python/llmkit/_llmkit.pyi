@@ -1,6 +1,6 @@
 """Type stubs for llmkit._llmkit, the private native module (use the llmkit package)."""
 
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -84,3 +84,25 @@ def verify_speculative(
     seq_ids: Optional[npt.NDArray[np.int64]] = None,
     num_threads: int = 0,
 ) -> Tuple[Any, Any]: ...
+
+class Tokenizer:
+    @staticmethod
+    def from_tiktoken(path: str, encoding: str) -> Tokenizer: ...
+    def encode(
+        self, text: str, allowed_special: Sequence[str] = ..., allow_all_special: bool = False,
+        special_as_text: bool = False,
+    ) -> List[int]: ...
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        allowed_special: Sequence[str] = ...,
+        allow_all_special: bool = False,
+        special_as_text: bool = False,
+        num_threads: int = 0,
+    ) -> List[List[int]]: ...
+    def decode_bytes(self, ids: Union[Sequence[int], npt.NDArray[np.int32]]) -> bytes: ...
+    @property
+    def vocab_size(self) -> int: ...
+    def token_to_id(self, token: bytes) -> int: ...
+    def id_to_token(self, id: int) -> bytes: ...
+    def special_tokens(self) -> Dict[str, int]: ...

@@ -1,0 +1,289 @@
+#!/usr/bin/env python3
+"""Tokenizer throughput: llmkit against tiktoken and Hugging Face tokenizers, on the CPU,
+with id agreement checked on every measured input.
+
+    pip install tiktoken tokenizers
+    PYTHONPATH=build-tokpy/python LLMKIT_DATA_DIR=/work/shared/data python3 bench/bench_tokenizer.py
+
+All three load the same vocabularies from local files (no network): tiktoken gets
+the rank file through tiktoken.load.load_tiktoken_bpe and tiktoken.Encoding with
+tiktoken's own pattern and special tokens; HF tokenizers gets
+hf-tokenizers/gpt2/tokenizer.json (same vocabulary and merges as r50k_base).
+See bench/README.md for what is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+# HF tokenizers sizes its Rayon pool from this when it is first used.
+BATCH_THREADS = 2
+os.environ.setdefault("RAYON_NUM_THREADS", str(BATCH_THREADS))
+
+import llmkit  # noqa: E402
+
+CORPORA = {
+    "tinyshakespeare": "tinyshakespeare.txt",
+    "state-of-the-union": "sotu.txt",
+    "udhr-60lang": "udhr-60lang.txt",
+    "mixed-slice": "mixed-slice.txt",
+}
+RANK_FILES = {"r50k_base": "r50k_base.tiktoken", "cl100k_base": "cl100k_base.tiktoken",
+              "o200k_base": "o200k_base.tiktoken"}
+DOC_BYTES = 4096  # batch mode: the corpus cut at line ends into documents of about this size
+
+
+# ---------------------------------------------------------------------------
+# Loading the three tokenizers from local files.
+
+def tiktoken_encoding(data: Path, name: str):
+    import tiktoken
+    import tiktoken_ext.openai_public as openai_public
+    from tiktoken.load import load_tiktoken_bpe
+
+    ranks = load_tiktoken_bpe(str(data / "tiktoken" / RANK_FILES[name]))
+    original = openai_public.load_tiktoken_bpe
+    openai_public.load_tiktoken_bpe = lambda *a, **k: ranks  # take pattern and specials, skip the download
+    try:
+        spec = getattr(openai_public, name)()
+    finally:
+        openai_public.load_tiktoken_bpe = original
+    return tiktoken.Encoding(name, pat_str=spec["pat_str"], mergeable_ranks=ranks,
+                             special_tokens=spec["special_tokens"])
+
+
+def hf_gpt2(data: Path):
+    import tokenizers
+    return tokenizers.Tokenizer.from_file(str(data / "hf-tokenizers" / "gpt2" / "tokenizer.json"))
+
+
+def llmkit_tokenizer(data: Path, name: str):
+    return llmkit.Tokenizer.from_tiktoken(data / "tiktoken" / RANK_FILES[name], name)
+
+
+def split_docs(text: str, size: int = DOC_BYTES) -> List[str]:
+    docs, cur, n = [], [], 0
+    for line in text.splitlines(keepends=True):
+        cur.append(line)
+        n += len(line)
+        if n >= size:
+            docs.append("".join(cur))
+            cur, n = [], 0
+    if cur:
+        docs.append("".join(cur))
+    return docs
+
+
+# ---------------------------------------------------------------------------
+# Timing: the best of `reps` runs (the machine is shared; the minimum is the
+# least disturbed run), after one warm-up run whose result is returned for checks.
+
+def best_time(fn: Callable[[], object], reps: int):
+    result = fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def throughput_table(data: Path, reps: int, corpora: List[str]) -> List[Dict]:
+    rows = []
+    hf = hf_gpt2(data)
+    hf_batch = getattr(hf, "encode_batch_fast", hf.encode_batch)
+    for enc_name in RANK_FILES:
+        tk = tiktoken_encoding(data, enc_name)
+        lk = llmkit_tokenizer(data, enc_name)
+        for corpus in corpora:
+            text = (data / "corpus" / CORPORA[corpus]).read_text(encoding="utf-8")
+            nbytes = len(text.encode("utf-8"))
+            docs = split_docs(text)
+            row = {"encoding": enc_name, "corpus": corpus, "bytes": nbytes, "docs": len(docs)}
+
+            t_l, ids_l = best_time(lambda: lk.encode_ordinary(text), reps)
+            t_t, ids_t = best_time(lambda: tk.encode_ordinary(text), reps)
+            tb_l, b_l = best_time(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, disallowed_special=()), reps)
+            tb_t, b_t = best_time(lambda: tk.encode_ordinary_batch(docs, num_threads=BATCH_THREADS), reps)
+            if ids_l != ids_t or b_l != b_t:
+                raise SystemExit(f"ids differ: llmkit vs tiktoken, {enc_name} on {corpus}")
+            assert sum(b_l, []) != [] and len(b_l) == len(docs)
+            row.update(tokens=len(ids_l), ids_agree=True,
+                       llmkit=nbytes / t_l / 1e6, tiktoken=nbytes / t_t / 1e6,
+                       llmkit_batch=nbytes / tb_l / 1e6, tiktoken_batch=nbytes / tb_t / 1e6)
+            if enc_name == "r50k_base":
+                t_h, enc_h = best_time(lambda: hf.encode(text, add_special_tokens=False), reps)
+                tb_h, benc_h = best_time(lambda: hf_batch(docs, add_special_tokens=False), reps)
+                ids_h = enc_h.ids
+                same = sum(a == b for a, b in zip(ids_h, ids_t)) if len(ids_h) == len(ids_t) else None
+                docs_same = sum(e.ids == b for e, b in zip(benc_h, b_t))
+                row.update(hf=nbytes / t_h / 1e6, hf_batch=nbytes / tb_h / 1e6,
+                           hf_identical=ids_h == ids_t, hf_tokens=len(ids_h),
+                           hf_docs_identical=f"{docs_same}/{len(docs)}",
+                           hf_first_diff=next((i for i, (a, b) in enumerate(zip(ids_h, ids_t)) if a != b), None),
+                           hf_same_positions=same)
+            rows.append(row)
+            print(f"  {enc_name:12s} {corpus:20s} llmkit {row['llmkit']:6.2f} MB/s  tiktoken {row['tiktoken']:6.2f}"
+                  f"  batch {row['llmkit_batch']:6.2f} / {row['tiktoken_batch']:6.2f}", file=sys.stderr)
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Adversarial inputs, each peer in a child process with a time limit (a
+# quadratic merge in native code cannot be interrupted from Python).
+
+CHILD = r"""
+import json, os, random, sys, time
+sys.path[:0] = json.loads(os.environ["BENCH_PATH"])
+lib, enc_name, kind, size, data = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+from pathlib import Path
+import bench_tokenizer as b
+text = b.adversarial_text(kind, size)
+if lib == "llmkit":
+    tok = b.llmkit_tokenizer(Path(data), enc_name); fn = lambda: tok.encode_ordinary(text)
+elif lib == "tiktoken":
+    tok = b.tiktoken_encoding(Path(data), enc_name); fn = lambda: tok.encode_ordinary(text)
+else:
+    tok = b.hf_gpt2(Path(data)); fn = lambda: tok.encode(text, add_special_tokens=False).ids
+t0 = time.perf_counter(); ids = fn(); t = time.perf_counter() - t0
+print(json.dumps({"seconds": t, "tokens": len(ids), "hash": hash(tuple(ids))}))
+"""
+
+
+def adversarial_text(kind: str, size: int) -> str:
+    if kind == "repeat":
+        return "a" * size
+    import random
+    rng = random.Random(1234)
+    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(size))
+
+
+def run_child(lib: str, enc_name: str, kind: str, size: int, data: Path, limit: float) -> Optional[Dict]:
+    env = dict(os.environ, BENCH_PATH=json.dumps([str(Path(__file__).resolve().parent)] + sys.path))
+    try:
+        out = subprocess.run([sys.executable, "-c", CHILD, lib, enc_name, kind, str(size), str(data)],
+                             env=env, capture_output=True, text=True, timeout=limit + 30)
+    except subprocess.TimeoutExpired:
+        return None
+    if out.returncode != 0:
+        raise SystemExit(f"{lib} child failed:\n{out.stderr}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return r if r["seconds"] <= limit else dict(r, over=True)
+
+
+def adversarial(data: Path, limit: float, quick: bool) -> List[Dict]:
+    cases = [("repeat", "1 MB of 'a'", [16_384, 65_536, 262_144, 1_048_576]),
+             ("letters", "100 KB random letters, no spaces", [12_800, 25_600, 51_200, 102_400])]
+    if quick:
+        cases = [(k, d, s[:2]) for k, d, s in cases]
+    rows = []
+    for kind, desc, sizes in cases:
+        for enc_name, libs in (("r50k_base", ("llmkit", "tiktoken", "hf")), ("cl100k_base", ("llmkit", "tiktoken")),
+                               ("o200k_base", ("llmkit", "tiktoken"))):
+            for lib in libs:
+                for size in sizes:
+                    r = run_child(lib, enc_name, kind, size, data, limit)
+                    row = {"case": desc, "encoding": enc_name if lib != "hf" else "gpt2 (HF)", "lib": lib,
+                           "bytes": size, "seconds": None if r is None else r["seconds"],
+                           "tokens": None if r is None else r["tokens"], "hash": None if r is None else r["hash"],
+                           "timed_out": r is None or bool(r.get("over"))}
+                    rows.append(row)
+                    print(f"  {desc:34s} {enc_name:12s} {lib:9s} {size:8d} B: "
+                          f"{'> %.0f s' % limit if row['timed_out'] else '%.4f s' % row['seconds']}", file=sys.stderr)
+                    if row["timed_out"]:
+                        break  # larger inputs would only take longer
+    # llmkit and tiktoken must agree wherever both finished
+    for a in rows:
+        for b in rows:
+            if (a["lib"], b["lib"]) == ("llmkit", "tiktoken") and a["case"] == b["case"] and \
+                    a["encoding"] == b["encoding"] and a["bytes"] == b["bytes"] and b["hash"] is not None:
+                if a["hash"] != b["hash"] or a["tokens"] != b["tokens"]:
+                    raise SystemExit(f"adversarial ids differ: {a['case']} {a['encoding']} {a['bytes']}")
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Report.
+
+def machine() -> str:
+    cpu = platform.processor()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import tiktoken
+    import tokenizers
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; llmkit {llmkit.__version__} "
+            f"({llmkit.build_info()}); tiktoken {tiktoken.__version__}; tokenizers {tokenizers.__version__}; "
+            f"load average {os.getloadavg()[0]:.2f} at start")
+
+
+def print_tables(rows: List[Dict], adv: List[Dict], info: str, limit: float) -> None:
+    print(f"Machine: {info}\n")
+    print("Encode throughput, MB/s of UTF-8 input (best of the repetitions). single = one call on the whole corpus;")
+    print(f"batch = encode_batch over ~{DOC_BYTES // 1024} KB documents with {BATCH_THREADS} threads. "
+          "ratio = llmkit / tiktoken.\n")
+    print("| encoding | corpus | MB | tokens | llmkit single | tiktoken single | ratio | llmkit batch | "
+          "tiktoken batch | ratio | HF single | HF batch | ids llmkit = tiktoken |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for r in rows:
+        hf = f"{r['hf']:.2f}" if "hf" in r else "-"
+        hfb = f"{r['hf_batch']:.2f}" if "hf_batch" in r else "-"
+        print(f"| {r['encoding']} | {r['corpus']} | {r['bytes'] / 1e6:.2f} | {r['tokens']} | {r['llmkit']:.2f} | "
+              f"{r['tiktoken']:.2f} | {r['llmkit'] / r['tiktoken']:.2f}x | {r['llmkit_batch']:.2f} | "
+              f"{r['tiktoken_batch']:.2f} | {r['llmkit_batch'] / r['tiktoken_batch']:.2f}x | {hf} | {hfb} | "
+              f"{'identical' if r['ids_agree'] else 'DIFFER'} |")
+    print("\nHF tokenizers (gpt2 tokenizer.json) against tiktoken/llmkit r50k_base ids:\n")
+    print("| corpus | tokens (tiktoken) | tokens (HF) | whole-corpus ids identical | batch documents identical |")
+    print("|---|---:|---:|---|---|")
+    for r in rows:
+        if "hf" in r:
+            first = "" if r["hf_identical"] else f" (first difference at token {r['hf_first_diff']})"
+            print(f"| {r['corpus']} | {r['tokens']} | {r['hf_tokens']} | "
+                  f"{'yes' if r['hf_identical'] else 'no' + first} | {r['hf_docs_identical']} |")
+    print(f"\nAdversarial inputs (one call, seconds; each run in a child process, limit {limit:.0f} s):\n")
+    print("| input | encoding | library | bytes | seconds | MB/s | time ratio to the previous size |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    prev = {}
+    for r in adv:
+        key = (r["case"], r["encoding"], r["lib"])
+        if r["timed_out"]:
+            sec, mbs, growth = f"> {limit:.0f}", "-", "-"
+        else:
+            sec, mbs = f"{r['seconds']:.4f}", f"{r['bytes'] / r['seconds'] / 1e6:.2f}"
+            growth = f"{r['seconds'] / prev[key][1]:.1f}x for {r['bytes'] // prev[key][0]}x bytes" if key in prev else ""
+            prev[key] = (r["bytes"], r["seconds"])
+        print(f"| {r['case']} | {r['encoding']} | {r['lib']} | {r['bytes']} | {sec} | {mbs} | {growth} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", default=os.environ.get("LLMKIT_DATA_DIR", "/work/shared/data"))
+    ap.add_argument("--reps", type=int, default=3, help="timed repetitions per cell (best is kept)")
+    ap.add_argument("--limit", type=float, default=20.0, help="seconds allowed per adversarial call")
+    ap.add_argument("--quick", action="store_true", help="mixed slice only, smaller adversarial inputs")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    data = Path(args.data)
+    info = machine()
+    corpora = ["mixed-slice"] if args.quick else list(CORPORA)
+    rows = throughput_table(data, 1 if args.quick else args.reps, corpora)
+    adv = adversarial(data, args.limit, args.quick)
+    print_tables(rows, adv, info, args.limit)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": info, "throughput": rows, "adversarial": adv}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

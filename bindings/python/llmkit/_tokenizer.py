@@ -1,0 +1,263 @@
+"""Tokenizers: byte-level BPE with tiktoken's rank files and rules.
+
+Implementation module; import :class:`Tokenizer` from :mod:`llmkit`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List, Literal, Optional, Sequence, Tuple, Union
+
+from . import _args, _llmkit
+
+__all__ = ["Tokenizer"]
+
+_SpecialSet = Union[Literal["all"], AbstractSet[str], Collection[str]]
+
+
+def _repair_surrogates(text: str) -> str:
+    """``text`` with lone surrogates (not encodable as UTF-8) replaced by U+FFFD, as tiktoken does."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+class Tokenizer:
+    """A byte-level BPE tokenizer: OpenAI's tiktoken algorithm over llmkit's C core.
+
+    Load one with :meth:`from_tiktoken`::
+
+        tok = llmkit.Tokenizer.from_tiktoken("cl100k_base.tiktoken", "cl100k_base")
+        ids = tok.encode("hello world")            # [15339, 1917]
+        tok.decode(ids)                            # 'hello world'
+        tok.encode_batch(["a", "b c"], num_threads=4)
+
+    Encoding follows tiktoken exactly, special tokens included: a special token
+    such as ``<|endoftext|>`` found in the text raises :class:`ValueError`
+    unless it is allowed (``allowed_special``), in which case it becomes its
+    id, or unless ``disallowed_special=()`` asks for it to be encoded as
+    ordinary text. No BOS or EOS is added.
+
+    A tokenizer never changes once loaded: any number of Python threads may
+    use one at once, and encoding and decoding release the GIL.
+    """
+
+    __slots__ = ("_native", "_name", "_specials")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("use llmkit.Tokenizer.from_tiktoken(path, encoding) to load a tokenizer")
+
+    @classmethod
+    def from_tiktoken(cls, path: Union[str, "os.PathLike[str]"], encoding: str) -> "Tokenizer":
+        """Loads a tiktoken rank file (``base64(token) rank`` per line) with a named preset.
+
+        Args:
+            path: The rank file, e.g. ``cl100k_base.tiktoken`` or Llama 3's ``tokenizer.model``.
+            encoding: The preset that supplies the pre-tokenizer regex and the
+                special tokens: ``"r50k_base"`` (or ``"gpt2"``), ``"p50k_base"``,
+                ``"cl100k_base"``, ``"o200k_base"``, ``"llama3"`` or ``"qwen2"``.
+
+        Raises:
+            LlmkitError: The file cannot be read (status ``LLMKIT_ERROR_IO``) or is
+                malformed (``LLMKIT_ERROR_FORMAT``, the message gives ``path:line``).
+            ValueError: ``encoding`` is not a known preset (the message lists them).
+        """
+        if not isinstance(encoding, str):
+            raise TypeError(f"encoding must be str, got {type(encoding).__name__}")
+        path_str = os.fsdecode(os.fspath(path))
+        self = object.__new__(cls)
+        self._native = _llmkit.Tokenizer.from_tiktoken(path_str, encoding)
+        self._name = encoding
+        self._specials = None
+        return self
+
+    # ------------------------------------------------------------------ info
+
+    @property
+    def name(self) -> str:
+        """The preset name the tokenizer was loaded with (e.g. ``"cl100k_base"``)."""
+        return self._name
+
+    @property
+    def vocab_size(self) -> int:
+        """The number of token ids: the largest id, special tokens included, plus one.
+
+        Where a rank file has gaps (p50k_base, cl100k_base, o200k_base) some ids
+        below it name no token; :meth:`id_to_token` raises for those.
+        """
+        return self._native.vocab_size
+
+    @property
+    def n_vocab(self) -> int:
+        """Alias of :attr:`vocab_size` (tiktoken's name)."""
+        return self._native.vocab_size
+
+    @property
+    def special_tokens(self) -> Dict[str, int]:
+        """The special tokens and their ids, e.g. ``{"<|endoftext|>": 100257, ...}`` (a new dict)."""
+        if self._specials is None:
+            self._specials = self._native.special_tokens()
+        return dict(self._specials)
+
+    @property
+    def special_tokens_set(self) -> FrozenSet[str]:
+        """The special tokens' texts (tiktoken's name)."""
+        if self._specials is None:
+            self._specials = self._native.special_tokens()
+        return frozenset(self._specials)
+
+    def token_to_id(self, token: Union[str, bytes]) -> Optional[int]:
+        """The id of a token given its exact text (UTF-8) or bytes, regular or special; None if no token has them.
+
+        ``token_to_id(b" world")`` gives 1917 in cl100k_base; ``token_to_id("<|endoftext|>")`` 100257.
+        """
+        if isinstance(token, str):
+            data = token.encode("utf-8", "surrogateescape")
+        elif isinstance(token, (bytes, bytearray, memoryview)):
+            data = bytes(token)
+        else:
+            raise TypeError(f"token must be str or bytes, got {type(token).__name__}")
+        i = self._native.token_to_id(data)
+        return None if i < 0 else i
+
+    def id_to_token(self, id: int) -> bytes:
+        """The bytes of one token (a special token's text in UTF-8).
+
+        Raises :class:`ValueError` for an id that names no token.
+        """
+        return self._native.id_to_token(_args.int32(id, "id"))
+
+    # -------------------------------------------------------------- encoding
+
+    def _special_args(
+        self, allowed_special: _SpecialSet, disallowed_special: _SpecialSet
+    ) -> Tuple[List[str], bool, bool, Optional[List[str]]]:
+        """(allowed names, allow all, special as text, names to refuse in Python) for the native calls."""
+        if isinstance(allowed_special, str):
+            if allowed_special != "all":
+                raise ValueError(f'allowed_special must be "all" or a set of special tokens, got {allowed_special!r}')
+            allow_all, allowed = True, []
+        else:
+            allow_all = False
+            allowed = [_special_name(s, "allowed_special") for s in allowed_special]
+        if isinstance(disallowed_special, str):
+            if disallowed_special != "all":
+                raise ValueError(
+                    f'disallowed_special must be "all" or a collection of special tokens, got {disallowed_special!r}')
+            return allowed, allow_all, False, None
+        # The C library knows "every special token not allowed is an error" and
+        # "every one is text"; an explicit list (tiktoken allows one) is checked
+        # here, as tiktoken does: any occurrence of a listed text is an error.
+        refuse = [_special_name(s, "disallowed_special") for s in disallowed_special]
+        return allowed, allow_all, True, refuse or None
+
+    @staticmethod
+    def _refuse(texts: Iterable[str], refuse: Optional[List[str]]) -> None:
+        if not refuse:
+            return
+        for text in texts:
+            hits = [(text.find(s), s) for s in refuse]
+            hits = [h for h in hits if h[0] >= 0]
+            if hits:
+                pos, token = min(hits, key=lambda h: (h[0], -len(h[1])))
+                raise ValueError(
+                    f"text contains the special token {token} at character {pos}, which is disallowed: "
+                    "allow it to encode it as its id, or leave it out of disallowed_special to encode it as text")
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: _SpecialSet = frozenset(),
+        disallowed_special: _SpecialSet = "all",
+    ) -> List[int]:
+        """Encodes text into token ids, with tiktoken's rules for special tokens.
+
+        Args:
+            text: The text. Lone surrogates (which UTF-8 cannot hold) become
+                U+FFFD first, as in tiktoken.
+            allowed_special: Special tokens that become their id where they occur:
+                a set of their texts, or ``"all"``.
+            disallowed_special: Special tokens whose presence is an error:
+                ``"all"`` (default: every special token not allowed), or a
+                collection of their texts; special tokens neither allowed nor
+                disallowed (with ``()``: all that are not allowed) are encoded as
+                ordinary text.
+
+        Returns:
+            The ids (no BOS/EOS).
+
+        Raises:
+            ValueError: The text contains a disallowed special token (the message
+                names it and its position), or ``allowed_special`` names a text
+                that is not a special token of this tokenizer (tiktoken would
+                ignore it; llmkit refuses it to catch typos).
+        """
+        allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
+        self._refuse((text,), refuse)
+        try:
+            return self._native.encode(text, allowed, allow_all, as_text)
+        except UnicodeEncodeError:
+            return self._native.encode(_repair_surrogates(text), allowed, allow_all, as_text)
+
+    def encode_ordinary(self, text: str) -> List[int]:
+        """Encodes text with special tokens treated as ordinary text (tiktoken's ``encode_ordinary``)."""
+        return self.encode(text, disallowed_special=())
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        num_threads: int = 0,
+        allowed_special: _SpecialSet = frozenset(),
+        disallowed_special: _SpecialSet = "all",
+    ) -> List[List[int]]:
+        """Encodes many texts at once, in parallel in C++ with the GIL released.
+
+        Each result equals ``encode(text, ...)`` with the same special-token
+        arguments. Texts are shared out whole among ``num_threads`` worker
+        threads (0: llmkit's default, :func:`llmkit.get_num_threads`).
+
+        Raises:
+            ValueError: As :meth:`encode`; the message begins ``texts[i]:`` for
+                the first text that fails.
+        """
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of str, not a str (use encode for one text)")
+        texts = list(texts)
+        threads = _args.count(num_threads, "num_threads")
+        allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
+        self._refuse(texts, refuse)
+        try:
+            return self._native.encode_batch(texts, allowed, allow_all, as_text, threads)
+        except UnicodeEncodeError:
+            fixed = [_repair_surrogates(t) if isinstance(t, str) else t for t in texts]
+            return self._native.encode_batch(fixed, allowed, allow_all, as_text, threads)
+
+    # -------------------------------------------------------------- decoding
+
+    def decode_bytes(self, ids: Any) -> bytes:
+        """The tokens' bytes back to back: a list/tuple of ints or an integer array in, bytes out.
+
+        Raises :class:`ValueError` for an id that names no token.
+        """
+        if not isinstance(ids, (list, tuple)):
+            ids = _args.token_ids(ids, "ids")
+        return self._native.decode_bytes(ids)
+
+    def decode(self, ids: Any, errors: str = "replace") -> str:
+        """Decodes ids into text.
+
+        Bytes that are not valid UTF-8 (a multi-byte character cut between
+        tokens) are handled by ``errors`` as in :meth:`bytes.decode`: the
+        default ``"replace"`` puts U+FFFD there, like tiktoken's ``decode``;
+        ``"strict"`` raises :class:`UnicodeDecodeError`.
+        """
+        return self.decode_bytes(ids).decode("utf-8", errors)
+
+    def __repr__(self) -> str:
+        return f"<llmkit.Tokenizer {self._name!r} vocab_size={self.vocab_size}>"
+
+
+def _special_name(s: object, what: str) -> str:
+    if not isinstance(s, str):
+        raise TypeError(f"{what} must hold str, got {type(s).__name__}")
+    return s
