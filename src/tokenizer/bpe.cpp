@@ -24,16 +24,35 @@ rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, co
         arena_ += e.first;
         std::string().swap(e.first);
     }
-    // arena_ no longer grows, so views into it stay valid.
-    map_.reserve(entries.size());
+    size_t cap = 16;
+    while (cap < 2 * entries.size()) cap *= 2;
+    slots_.assign(cap, slot{0, k_no_rank, 0});
+    mask_ = cap - 1;
     std::fill(std::begin(byte_rank_), std::end(byte_rank_), k_no_rank);
+    pair_rank_.assign(65536, k_no_rank);
+    uint32_t empty_rank = k_no_rank;
     for (uint32_t r = 0; r < by_rank_.size(); ++r) {
         const auto [off, len] = by_rank_[r];
         if (len == k_no_rank) continue;
-        const std::string_view v(arena_.data() + off, len);
-        if (!map_.emplace(v, r).second)
-            core::fail(LLMKIT_ERROR_FORMAT, source, ": the same token bytes have ranks ", map_.at(v), " and ", r);
-        if (len == 1) byte_rank_[static_cast<unsigned char>(v[0])] = r;
+        const auto *p = reinterpret_cast<const unsigned char *>(arena_.data() + off);
+        const uint32_t existing = len == 0 ? empty_rank : rank(std::string_view(arena_.data() + off, len));
+        if (existing != k_no_rank)
+            core::fail(LLMKIT_ERROR_FORMAT, source, ": the same token bytes have ranks ", existing, " and ", r);
+        ++count_;
+        if (len == 0) {  // no piece is empty, so an empty token is never looked up
+            empty_rank = r;
+            continue;
+        }
+        if (len == 1) {
+            byte_rank_[p[0]] = r;
+        } else if (len == 2) {
+            pair_rank_[p[0] | unsigned(p[1]) << 8] = r;
+        } else {
+            const uint64_t head = load_head(p, len);
+            size_t i = size_t(hash(p, len, head)) & mask_;
+            while (slots_[i].rank != k_no_rank) i = (i + 1) & mask_;
+            slots_[i] = slot{head, r, len};
+        }
     }
 }
 

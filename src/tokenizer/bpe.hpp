@@ -5,10 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -27,9 +27,11 @@ public:
 
     // The rank of a byte string, or k_no_rank.
     uint32_t rank(std::string_view bytes) const {
-        if (bytes.size() == 1) return byte_rank_[static_cast<unsigned char>(bytes[0])];
-        const auto it = map_.find(bytes);
-        return it == map_.end() ? k_no_rank : it->second;
+        const size_t n = bytes.size();
+        const auto *p = reinterpret_cast<const unsigned char *>(bytes.data());
+        if (n == 1) return byte_rank_[p[0]];
+        if (n == 2) return pair_rank_[p[0] | unsigned(p[1]) << 8];
+        return n == 0 ? k_no_rank : find(p, n);
     }
     // The bytes of a rank; false when no token has that rank.
     bool bytes(uint32_t rank, std::string_view &out) const {
@@ -39,7 +41,7 @@ public:
     }
     // One more than the largest rank.
     uint32_t end_rank() const noexcept { return static_cast<uint32_t>(by_rank_.size()); }
-    size_t size() const noexcept { return map_.size(); }
+    size_t size() const noexcept { return count_; }
     // The first byte value that is not a token of its own, or -1 when every byte is.
     int missing_byte() const noexcept;
 
@@ -53,11 +55,71 @@ public:
     void merge_large(std::string_view piece, std::vector<int32_t> &out) const;
 
 private:
+    // Lookups of 3 bytes and more: an open-addressing table (linear probing,
+    // power-of-two size, load <= 1/2) whose slots hold the first 8 bytes of
+    // the token, so that most probes compare without touching the arena.
+    struct slot {
+        uint64_t head;  // the first min(len, 8) bytes, zero-padded (see load_head)
+        uint32_t rank;  // k_no_rank = empty
+        uint32_t len;
+    };
+    // The first min(n, 8) bytes of p as a number (n >= 1), the rest zero.
+    static uint64_t load_head(const unsigned char *p, size_t n) noexcept {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        uint64_t v = 0;
+        if (n >= 8) {
+            std::memcpy(&v, p, 8);
+        } else if (n >= 4) {  // two overlapping loads; the shared bytes are equal, so OR is exact
+            uint32_t lo, hi;
+            std::memcpy(&lo, p, 4);
+            std::memcpy(&hi, p + n - 4, 4);
+            v = uint64_t(lo) | uint64_t(hi) << (8 * (n - 4));
+        } else if (n >= 2) {
+            uint16_t lo, hi;
+            std::memcpy(&lo, p, 2);
+            std::memcpy(&hi, p + n - 2, 2);
+            v = uint64_t(lo) | uint64_t(hi) << (8 * (n - 2));
+        } else {
+            v = p[0];
+        }
+        return v;
+#else
+        uint64_t v = 0;
+        for (size_t i = 0; i < n && i < 8; ++i) v |= uint64_t(p[i]) << (8 * i);
+        return v;
+#endif
+    }
+    static uint64_t hash(const unsigned char *p, size_t n, uint64_t head) noexcept {
+        uint64_t h = head ^ (uint64_t(n) * 0x9E3779B97F4A7C15ull);
+        for (size_t i = 8; i < n; i += 8) {
+            h = (h ^ (h >> 31)) * 0xBF58476D1CE4E5B9ull;
+            h ^= load_head(p + i, n - i);
+        }
+        h ^= h >> 32;
+        h *= 0xD6E8FEB86659FD93ull;
+        h ^= h >> 32;
+        h *= 0xD6E8FEB86659FD93ull;
+        return h ^ (h >> 32);
+    }
+    uint32_t find(const unsigned char *p, size_t n) const noexcept {
+        const uint64_t head = load_head(p, n);
+        size_t i = size_t(hash(p, n, head)) & mask_;
+        for (;; i = (i + 1) & mask_) {
+            const slot &s = slots_[i];
+            if (s.rank == k_no_rank) return k_no_rank;
+            if (s.len == n && s.head == head &&
+                (n <= 8 || std::memcmp(arena_.data() + by_rank_[s.rank].first + 8, p + 8, n - 8) == 0))
+                return s.rank;
+        }
+    }
 
     std::string arena_;                                   // all token bytes back to back
     std::vector<std::pair<uint32_t, uint32_t>> by_rank_;  // rank -> (offset, length); length k_no_rank = absent
-    std::unordered_map<std::string_view, uint32_t> map_;  // views into arena_
+    std::vector<slot> slots_;                             // tokens of 3 bytes and more
+    size_t mask_ = 0;                                     // slots_.size() - 1
+    size_t count_ = 0;                                    // tokens in the table
     uint32_t byte_rank_[256];
+    std::vector<uint32_t> pair_rank_;                     // 65536: b0 | b1 << 8 -> rank of a 2-byte token
 };
 
 }  // namespace llmkit::tok
