@@ -1,14 +1,43 @@
 #include "tokenizer/bpe.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
+#include <memory>
 #include <queue>
 
 #include "core/error.hpp"
 
 namespace llmkit::tok {
 
-rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, const std::string &source) {
+namespace {
+std::atomic<uint64_t> g_next_table_id{1};
+}  // namespace
+
+// 4096 entries of 128 bytes (512 KiB, within a core's L2), direct-mapped by
+// the piece hash. An entry is valid for the table whose id it holds; ids are
+// never reused, so a destroyed table's entries can only miss.
+struct piece_cache {
+    static constexpr size_t k_entries = 4096;
+    static constexpr size_t k_max_bytes = 64;
+    static constexpr size_t k_max_ids = 13;
+    struct alignas(64) entry {
+        uint64_t owner = 0;  // 0: empty
+        uint8_t len = 0, count = 0;
+        char bytes[k_max_bytes];
+        int32_t ids[k_max_ids];
+    };
+    static_assert(sizeof(entry) == 128, "two cache lines per entry");
+    entry entries[k_entries];
+};
+
+piece_cache &this_thread_piece_cache() {
+    thread_local std::unique_ptr<piece_cache> cache(new piece_cache());
+    return *cache;
+}
+
+rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, const std::string &source)
+    : id_(g_next_table_id.fetch_add(1, std::memory_order_relaxed)) {
     size_t total = 0;
     uint32_t max_rank = 0;
     for (const auto &e : entries) {
@@ -62,10 +91,31 @@ int rank_table::missing_byte() const noexcept {
     return -1;
 }
 
-void rank_table::encode_piece(std::string_view piece, std::vector<int32_t> &out) const {
+void rank_table::encode_piece(std::string_view piece, std::vector<int32_t> &out, piece_cache &cache) const {
     const uint32_t whole = rank(piece);
     if (whole != k_no_rank) {
         out.push_back(static_cast<int32_t>(whole));
+        return;
+    }
+    const size_t n = piece.size();
+    if (n <= piece_cache::k_max_bytes) {
+        const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
+        const uint64_t h = hash(p, n, load_head(p, n));
+        piece_cache::entry &e = cache.entries[(h >> 40) & (piece_cache::k_entries - 1)];
+        if (e.owner == id_ && e.len == n && std::memcmp(e.bytes, p, n) == 0) {
+            out.insert(out.end(), e.ids, e.ids + e.count);
+            return;
+        }
+        const size_t first = out.size();
+        merge_small(piece, out);
+        const size_t count = out.size() - first;
+        if (count <= piece_cache::k_max_ids) {
+            e.owner = id_;
+            e.len = static_cast<uint8_t>(n);
+            e.count = static_cast<uint8_t>(count);
+            std::memcpy(e.bytes, p, n);
+            std::copy(out.begin() + std::ptrdiff_t(first), out.end(), e.ids);
+        }
         return;
     }
     // The simple scan is quadratic but has the smallest constant; pieces of
@@ -77,39 +127,48 @@ void rank_table::encode_piece(std::string_view piece, std::vector<int32_t> &out)
 
 // tiktoken's _byte_pair_merge: parts[i] = (start, rank of merging part i with part i+1).
 void rank_table::merge_small(std::string_view piece, std::vector<int32_t> &out) const {
-    struct part {
-        uint32_t start, rank;
-    };
-    part parts_buf[130];
+    // Structure of arrays: the scan for the lowest pair reads rank[] alone.
+    // tok[i] is the token of part i (the rank that made it), so the parts need
+    // no lookup at the end.
+    uint32_t start[130], rank_of[130], tok[130];
     const size_t n = piece.size();
-    part *parts = parts_buf;
+    const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
     size_t len = n + 1;
-    uint32_t min_rank = k_no_rank;
-    size_t min_i = 0;
     for (size_t i = 0; i + 1 < n; ++i) {
-        const uint32_t r = rank(piece.substr(i, 2));
-        parts[i] = {uint32_t(i), r};
-        if (r < min_rank) min_rank = r, min_i = i;
+        start[i] = uint32_t(i);
+        rank_of[i] = pair_rank_[p[i] | unsigned(p[i + 1]) << 8];
+        tok[i] = byte_rank_[p[i]];
     }
-    parts[n - 1] = {uint32_t(n - 1), k_no_rank};
-    parts[n] = {uint32_t(n), k_no_rank};
+    start[n - 1] = uint32_t(n - 1);
+    rank_of[n - 1] = k_no_rank;
+    tok[n - 1] = byte_rank_[p[n - 1]];
+    start[n] = uint32_t(n);
+    rank_of[n] = k_no_rank;
     // Rank of merging part i with part i+1 after part i+1 has absorbed part i+2.
     auto pair_rank = [&](size_t i) -> uint32_t {
-        if (i + 3 < len) return rank(piece.substr(parts[i].start, parts[i + 3].start - parts[i].start));
+        if (i + 3 < len) return rank(piece.substr(start[i], start[i + 3] - start[i]));
         return k_no_rank;
     };
-    while (min_rank != k_no_rank) {
-        const size_t i = min_i;
-        if (i > 0) parts[i - 1].rank = pair_rank(i - 1);
-        parts[i].rank = pair_rank(i);
-        std::copy(parts + i + 2, parts + len, parts + i + 1);
+    for (;;) {
+        uint32_t min_rank = k_no_rank;
+        for (size_t k = 0; k + 1 < len; ++k) min_rank = std::min(min_rank, rank_of[k]);
+        if (min_rank == k_no_rank) break;
+        size_t i = 0;
+        while (rank_of[i] != min_rank) ++i;  // the leftmost pair of that rank
+        if (i > 0) {
+            const size_t j = i - 1;
+            if (j + 3 < len) prefetch(p + start[j], start[j + 3] - start[j]);
+        }
+        tok[i] = min_rank;
+        const uint32_t right = pair_rank(i);
+        if (i > 0) rank_of[i - 1] = pair_rank(i - 1);
+        rank_of[i] = right;
+        std::copy(start + i + 2, start + len, start + i + 1);
+        std::copy(rank_of + i + 2, rank_of + len, rank_of + i + 1);
+        std::copy(tok + i + 2, tok + len, tok + i + 1);
         --len;
-        min_rank = k_no_rank;
-        for (size_t k = 0; k + 1 < len; ++k)
-            if (parts[k].rank < min_rank) min_rank = parts[k].rank, min_i = k;
     }
-    for (size_t k = 0; k + 1 < len; ++k)
-        out.push_back(static_cast<int32_t>(rank(piece.substr(parts[k].start, parts[k + 1].start - parts[k].start))));
+    for (size_t k = 0; k + 1 < len; ++k) out.push_back(static_cast<int32_t>(tok[k]));
 }
 
 // The same merges with a doubly linked list of parts and a min-heap of

@@ -16,6 +16,10 @@ namespace llmkit::tok {
 
 constexpr uint32_t k_no_rank = std::numeric_limits<uint32_t>::max();
 
+// Each thread's memo of recently merged pieces (see rank_table::encode_piece).
+struct piece_cache;
+piece_cache &this_thread_piece_cache();
+
 class rank_table {
 public:
     // Builds the table from (token bytes, rank) entries. Fails with
@@ -45,8 +49,14 @@ public:
     // The first byte value that is not a token of its own, or -1 when every byte is.
     int missing_byte() const noexcept;
 
-    // Appends the ranks of `piece` (non-empty) to `out`.
-    void encode_piece(std::string_view piece, std::vector<int32_t> &out) const;
+    // Appends the ranks of `piece` (non-empty) to `out`. Short pieces that
+    // need merging are memoised in `cache` (a direct-mapped table keyed by the
+    // exact bytes and this table's process-unique id), so a word that recurs
+    // is merged once per thread; the ids are the same either way.
+    void encode_piece(std::string_view piece, std::vector<int32_t> &out, piece_cache &cache) const;
+    void encode_piece(std::string_view piece, std::vector<int32_t> &out) const {
+        encode_piece(piece, out, this_thread_piece_cache());
+    }
 
     // The two merge loops encode_piece chooses between (public for tests):
     // tiktoken's scan over the parts, for pieces of 2..128 bytes, and the
@@ -101,6 +111,16 @@ private:
         h *= 0xD6E8FEB86659FD93ull;
         return h ^ (h >> 32);
     }
+    // Starts loading the slot where a lookup of p[0, n) begins.
+    void prefetch(const unsigned char *p, size_t n) const noexcept {
+        if (n <= 2) return;
+        const size_t i = size_t(hash(p, n, load_head(p, n))) & mask_;
+#if defined(__GNUC__)
+        __builtin_prefetch(&slots_[i]);
+#else
+        (void)i;
+#endif
+    }
     uint32_t find(const unsigned char *p, size_t n) const noexcept {
         const uint64_t head = load_head(p, n);
         size_t i = size_t(hash(p, n, head)) & mask_;
@@ -120,6 +140,7 @@ private:
     size_t count_ = 0;                                    // tokens in the table
     uint32_t byte_rank_[256];
     std::vector<uint32_t> pair_rank_;                     // 65536: b0 | b1 << 8 -> rank of a 2-byte token
+    uint64_t id_;                                         // never reused in the process: keys piece_cache
 };
 
 }  // namespace llmkit::tok

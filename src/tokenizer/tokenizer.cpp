@@ -35,7 +35,8 @@ byte_level_bpe::byte_level_bpe(std::vector<std::pair<std::string, uint32_t>> ran
 }
 
 void byte_level_bpe::encode_ordinary(std::string_view text, std::vector<int32_t> &out) const {
-    regex_.for_each_match(text, [&](size_t b, size_t e) { ranks_.encode_piece(text.substr(b, e - b), out); });
+    piece_cache &cache = this_thread_piece_cache();
+    regex_.for_each_match(text, [&](size_t b, size_t e) { ranks_.encode_piece(text.substr(b, e - b), out, cache); });
 }
 
 bool byte_level_bpe::find_special(std::string_view text, size_t from, size_t &pos, const special_token *&found) const {

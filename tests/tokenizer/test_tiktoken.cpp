@@ -345,6 +345,42 @@ TEST_CASE("heap merge equals tiktoken's scan on every piece of the mixed slice",
     }
 }
 
+TEST_CASE("the per-thread piece cache never mixes tokenizers", "[bpe]") {
+    // cl100k and o200k alternate on one thread, sentence by sentence, and a
+    // tokenizer is destroyed and rebuilt between rounds: every call must still
+    // give the ids of a fresh encode of the whole text.
+    const std::string text = read_all(k_data + "/corpus/mixed-slice.txt").substr(0, 60000);
+    std::vector<std::string> parts;
+    for (size_t pos = 0; pos < text.size(); pos += 997) parts.push_back(text.substr(pos, 997));
+    for (int round = 0; round < 2; ++round) {
+        auto a = llmkit::tok::load_tiktoken(k_data + "/tiktoken/cl100k_base.tiktoken", "cl100k_base");
+        auto b = llmkit::tok::load_tiktoken(k_data + "/tiktoken/o200k_base.tiktoken", "o200k_base");
+        for (const auto &part : parts) {
+            std::vector<int32_t> ia, ib, ia2, ib2;
+            a->encode_ordinary(part, ia);
+            b->encode_ordinary(part, ib);
+            a->encode_ordinary(part, ia2);
+            b->encode_ordinary(part, ib2);
+            REQUIRE(ia == ia2);
+            REQUIRE(ib == ib2);
+            // Bypass the cache: the merge alone, piece by piece.
+            std::vector<int32_t> ra, rb;
+            a->pre_tokenizer().for_each_match(part, [&](size_t s, size_t e) {
+                const auto piece = std::string_view(part).substr(s, e - s);
+                if (a->ranks().rank(piece) != llmkit::tok::k_no_rank) ra.push_back(int32_t(a->ranks().rank(piece)));
+                else a->ranks().merge_large(piece, ra);
+            });
+            b->pre_tokenizer().for_each_match(part, [&](size_t s, size_t e) {
+                const auto piece = std::string_view(part).substr(s, e - s);
+                if (b->ranks().rank(piece) != llmkit::tok::k_no_rank) rb.push_back(int32_t(b->ranks().rank(piece)));
+                else b->ranks().merge_large(piece, rb);
+            });
+            REQUIRE(ia == ra);
+            REQUIRE(ib == rb);
+        }
+    }
+}
+
 TEST_CASE("one tokenizer serves many threads at once", "[threads]") {
     auto tok = llmkit::tokenizer::from_tiktoken(k_data + "/tiktoken/cl100k_base.tiktoken", "cl100k_base");
     const std::string text = read_all(k_data + "/corpus/mixed-slice.txt").substr(0, 40000);
