@@ -76,26 +76,6 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
     }
 }
 
-inline float load_elem(const char *p, dtype t) {
-    if (t == dtype::f32) {
-        float f;
-        std::memcpy(&f, p, 4);
-        return f;
-    }
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    return t == dtype::bf16 ? core::bf16_to_f32(h) : core::f16_to_f32(h);
-}
-
-inline void store_elem(char *p, dtype t, float f) {
-    if (t == dtype::f32) {
-        std::memcpy(p, &f, 4);
-        return;
-    }
-    const uint16_t h = t == dtype::bf16 ? core::f32_to_bf16(f) : core::f32_to_f16(f);
-    std::memcpy(p, &h, 2);
-}
-
 struct workspace {
     std::unique_ptr<float[]> data;
     size_t size = 0;
@@ -131,7 +111,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
         const int R = int(G * tl);
         const bool transposed = R >= 16;  // gemm on Q^T; dot products for a few rows (decode)
-        const size_t need = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 +
+        const size_t need = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 + size_t(D) +
                             (dt == dtype::f32 ? 0 : size_t(k_tile_keys) * D * 2);
         float *Qb = ws.get(need);
         float *O = Qb + size_t(R) * D;
@@ -139,7 +119,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         float *m = ST + size_t(k_tile_keys) * R;
         float *l = m + R;
         float *alpha = l + R;
-        float *Kf = alpha + R;
+        float *row = alpha + R;
+        float *Kf = row + D;
         float *Vf = Kf + size_t(k_tile_keys) * D;
 
         // Queries, scaled, as Q^T [D][R] or Q [R][D]; row r = hh * tl + ii.
@@ -147,13 +128,14 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii;
                 const char *src = q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] + (g * G + hh) * q.strides[2]) * es;
-                for (int64_t d = 0; d < D; ++d) {
-                    const float x = load_elem(src + d * es, dt) * scale;
-                    if (transposed)
-                        Qb[d * R + r] = x;
-                    else
-                        Qb[r * D + d] = x;
-                }
+                if (dt == dtype::f32)
+                    std::memcpy(row, src, size_t(D) * 4);
+                else
+                    kn.half_to_f32(row, reinterpret_cast<const uint16_t *>(src), D, dt == dtype::bf16);
+                if (transposed)
+                    for (int64_t d = 0; d < D; ++d) Qb[d * R + r] = row[d] * scale;
+                else
+                    for (int64_t d = 0; d < D; ++d) Qb[r * D + d] = row[d] * scale;
             }
         std::fill(O, O + size_t(R) * D, 0.0f);
         std::fill(m, m + R, ninf);
@@ -191,6 +173,21 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 Kp = Kf;
                 Vp = Vf;
                 ldk = ldv = D;
+            }
+
+            // Ask for the next tile's K and V rows now, so they arrive while this
+            // tile computes (rows of one head are far apart in [B, S, H, D]).
+            if (j0 + k_tile_keys <= hi) {
+                const int nn = int(std::min<int64_t>(k_tile_keys, hi + 1 - (j0 + k_tile_keys)));
+                const int64_t row_bytes = D * es;
+                for (int j = 0; j < nn; ++j) {
+                    const char *kr = kbase + (j0 + k_tile_keys + j) * k.strides[1] * es;
+                    const char *vr = vbase + (j0 + k_tile_keys + j) * v.strides[1] * es;
+                    for (int64_t c = 0; c < row_bytes; c += 64) {
+                        __builtin_prefetch(kr + c);
+                        __builtin_prefetch(vr + c);
+                    }
+                }
             }
 
             if (transposed)
@@ -233,7 +230,11 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 const int64_t r = hh * tl + ii;
                 const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
                 char *dst = out.data + (b * out.strides[0] + (i0 + ii) * out.strides[1] + (g * G + hh) * out.strides[2]) * es;
-                for (int64_t d = 0; d < D; ++d) store_elem(dst + d * es, dt, O[r * D + d] * inv);
+                for (int64_t d = 0; d < D; ++d) row[d] = O[r * D + d] * inv;
+                if (dt == dtype::f32)
+                    std::memcpy(dst, row, size_t(D) * 4);
+                else
+                    kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, dt == dtype::bf16);
             }
     });
 }

@@ -64,7 +64,15 @@ void half_to_f32_generic(float *dst, const uint16_t *src, int64_t n, bool is_bf1
         for (int64_t i = 0; i < n; ++i) dst[i] = core::f16_to_f32(src[i]);
 }
 
-const kernels k_generic = {"generic", gemm_generic, dots_generic, softmax_tile_generic, half_to_f32_generic};
+void f32_to_half_generic(uint16_t *dst, const float *src, int64_t n, bool is_bf16) {
+    if (is_bf16)
+        for (int64_t i = 0; i < n; ++i) dst[i] = core::f32_to_bf16(src[i]);
+    else
+        for (int64_t i = 0; i < n; ++i) dst[i] = core::f32_to_f16(src[i]);
+}
+
+const kernels k_generic = {"generic", gemm_generic, dots_generic, softmax_tile_generic, half_to_f32_generic,
+                           f32_to_half_generic};
 
 }  // namespace
 

@@ -21,6 +21,8 @@ struct kernels {
     void (*softmax_tile)(float *ST, int N, int R, float *m, float *l, float *alpha);
     // dst[i] = float(src[i]) for n 16-bit values: bf16 when is_bf16, else IEEE fp16.
     void (*half_to_f32)(float *dst, const uint16_t *src, int64_t n, bool is_bf16);
+    // dst[i] = src[i] rounded to nearest even: bf16 when is_bf16, else IEEE fp16.
+    void (*f32_to_half)(uint16_t *dst, const float *src, int64_t n, bool is_bf16);
 };
 
 const kernels &generic_kernels();

@@ -184,7 +184,35 @@ __attribute__((target("avx512f"))) void half_to_f32_avx512(float *dst, const uin
     }
 }
 
-const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx512, half_to_f32_avx512};
+// Round to nearest even, as core::f32_to_bf16 / f32_to_f16 (NaN stays a quiet NaN).
+__attribute__((target("avx512f"))) void f32_to_half_avx512(uint16_t *dst, const float *src, int64_t n, bool is_bf16) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const int w = int(n - i < 16 ? n - i : 16);
+        const __mmask16 mk = tail_mask(w);
+        const __m512 x = _mm512_maskz_loadu_ps(mk, src + i);
+        __m256i h;
+        if (is_bf16) {
+            const __m512i b = _mm512_castps_si512(x);
+            const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+            __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7FFF)), lsb), 16);
+            const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+            r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(0x40)));
+            h = _mm512_cvtepi32_epi16(r);
+        } else {
+            h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        }
+        if (w == 16) {
+            _mm256_storeu_si256(reinterpret_cast<__m256i *>(dst + i), h);
+        } else {  // a masked 16-bit store needs AVX512BW: store a copy's head instead
+            uint16_t tmp[16];
+            _mm256_storeu_si256(reinterpret_cast<__m256i *>(tmp), h);
+            for (int t = 0; t < w; ++t) dst[i + t] = tmp[t];
+        }
+    }
+}
+
+const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx512, half_to_f32_avx512,
+                          f32_to_half_avx512};
 
 }  // namespace
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -424,4 +425,28 @@ TEST_CASE("llmkit_kv_cache_bytes: published model configs and overflow", "[atten
     CHECK(llmkit_kv_cache_bytes(nullptr, 1, 8, 128, 2, 1, 1) == LLMKIT_ERROR_NULL_POINTER);
     REQUIRE(llmkit_kv_cache_bytes(&b, 0, 8, 128, 2, int64_t(1) << 62, int64_t(1) << 62) == LLMKIT_OK);
     CHECK(b == 0);
+}
+
+TEST_CASE("attention kernels: the AVX-512 16-bit conversions are bit-exact with the core's", "[attention][kernels]") {
+    const auto *avx = llmkit::attention::avx512_kernels();
+    if (!avx) return;  // nothing to compare on this CPU
+    const auto &gen = llmkit::attention::generic_kernels();
+    std::mt19937 rng(17);
+    std::vector<float> f;
+    std::uniform_real_distribution<float> u(-70000.0f, 70000.0f);
+    for (int i = 0; i < 3000; ++i) f.push_back(u(rng));
+    for (int e = -30; e <= 20; ++e) f.push_back(std::ldexp(1.2345f, e));  // fp16 subnormals and overflow
+    for (float x : {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 65504.0f, 65520.0f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256})
+        f.push_back(x);
+    f.push_back(1.0f);  // an odd count: exercises the tail
+    for (bool bf : {true, false}) {
+        std::vector<uint16_t> a(f.size()), b(f.size());
+        avx->f32_to_half(a.data(), f.data(), int64_t(f.size()), bf);
+        gen.f32_to_half(b.data(), f.data(), int64_t(f.size()), bf);
+        CHECK(a == b);
+        std::vector<float> x(f.size()), y(f.size());
+        avx->half_to_f32(x.data(), a.data(), int64_t(a.size()), bf);
+        gen.half_to_f32(y.data(), a.data(), int64_t(a.size()), bf);
+        CHECK(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
+    }
 }
