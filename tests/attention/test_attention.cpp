@@ -450,3 +450,15 @@ TEST_CASE("attention kernels: the AVX-512 16-bit conversions are bit-exact with 
         CHECK(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
     }
 }
+
+TEST_CASE("attention: odd shapes (tiny and odd head_dim, 96 query heads on one kv head)", "[attention]") {
+    for (const auto *ks : kernel_sets()) {
+        config c;
+        c.causal = true;
+        check_case(dtype::f32, 1, 5, 9, 96, 1, 64, c, layout::compact, ks);
+        check_case(dtype::f32, 2, 3, 70, 2, 2, 1, c, layout::padded, ks);
+        check_case(dtype::bf16, 1, 20, 20, 3, 1, 17, c, layout::compact, ks);
+        config bi;
+        check_case(dtype::f16, 1, 65, 129, 2, 1, 8, bi, layout::bhsd, ks);
+    }
+}
