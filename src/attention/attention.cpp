@@ -105,7 +105,18 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();
 
-    core::parallel_for(B * Hkv * nqt, p.n_threads, [&](int64_t task) {
+    auto write_row = [&](int64_t b, int64_t i, int64_t h, const float *row) {
+        char *dst = out.data + (b * out.strides[0] + i * out.strides[1] + h * out.strides[2]) * es;
+        if (dt == dtype::f32)
+            std::memcpy(dst, row, size_t(D) * 4);
+        else
+            kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, dt == dtype::bf16);
+    };
+
+    // One (task, split): the task's rows against the split-th part of their
+    // keys. With part == null (no split) it writes the output; otherwise it
+    // leaves the unnormalised O, the running max m and sum l in part.
+    auto process = [&](int64_t task, int64_t split, int64_t n_splits, float *part) {
         thread_local workspace ws;
         const int64_t qt = task % nqt, g = (task / nqt) % Hkv, b = task / (nqt * Hkv);
         const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
@@ -150,6 +161,14 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 lo = std::min(lo, lo_of(ii));
                 hi = std::max(hi, hi_of(ii));
             }
+
+        if (n_splits > 1 && lo <= hi) {  // this split's share, in whole tiles
+            const int64_t tiles = (hi - lo + k_tile_keys) / k_tile_keys;
+            const int64_t per = (tiles + n_splits - 1) / n_splits * k_tile_keys;
+            const int64_t from = lo + split * per;
+            hi = std::min(hi, from + per - 1);
+            lo = from;
+        }
 
         const char *kbase = k.data + (b * k.strides[0] + g * k.strides[2]) * es;
         const char *vbase = v.data + (b * v.strides[0] + g * v.strides[2]) * es;
@@ -225,17 +244,61 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             kn.gemm(R, int(D), nk, ST, 1, R, Vp, ldv, O, D, true, alpha);
         }
 
+        if (part) {
+            std::memcpy(part, O, size_t(R) * D * 4);
+            std::memcpy(part + size_t(R) * D, m, size_t(R) * 4);
+            std::memcpy(part + size_t(R) * (D + 1), l, size_t(R) * 4);
+            return;
+        }
         for (int64_t hh = 0; hh < G; ++hh)
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii;
                 const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-                char *dst = out.data + (b * out.strides[0] + (i0 + ii) * out.strides[1] + (g * G + hh) * out.strides[2]) * es;
                 for (int64_t d = 0; d < D; ++d) row[d] = O[r * D + d] * inv;
-                if (dt == dtype::f32)
-                    std::memcpy(dst, row, size_t(D) * 4);
-                else
-                    kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, dt == dtype::bf16);
+                write_row(b, i0 + ii, g * G + hh, row);
             }
+    };
+
+    // Decoding few sequences leaves threads idle (B * Hkv tasks of one row tile
+    // each): then the keys are split too, flash-decoding style, and the parts'
+    // (O, m, l) are merged with the same rescaling as the online softmax.
+    const int64_t n_tasks = B * Hkv * nqt;
+    const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
+    int64_t splits = p.kv_splits;
+    if (splits == 0)
+        splits = n_tasks >= threads || Skv < 512
+                     ? 1
+                     : std::min<int64_t>((2 * threads + n_tasks - 1) / n_tasks, Skv / 256);
+    if (splits <= 1) {
+        core::parallel_for(n_tasks, threads, [&](int64_t task) { process(task, 0, 1, nullptr); });
+        return;
+    }
+    const int64_t slot = G * tq * (D + 2);
+    std::vector<float> parts(size_t(n_tasks * splits * slot));
+    core::parallel_for(n_tasks * splits, threads,
+                       [&](int64_t x) { process(x / splits, x % splits, splits, parts.data() + x * slot); });
+    core::parallel_for(n_tasks, threads, [&](int64_t task) {
+        const int64_t qt = task % nqt, g = (task / nqt) % Hkv, b = task / (nqt * Hkv);
+        const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
+        const int64_t R = G * tl;
+        std::vector<float> row(static_cast<size_t>(D));
+        for (int64_t r = 0; r < R; ++r) {
+            float mx = ninf;
+            for (int64_t s = 0; s < splits; ++s) mx = std::max(mx, parts[size_t((task * splits + s) * slot + R * D + r)]);
+            std::fill(row.begin(), row.end(), 0.0f);
+            float sum = 0.0f;
+            if (mx != ninf)
+                for (int64_t s = 0; s < splits; ++s) {
+                    const float *part = parts.data() + (task * splits + s) * slot;
+                    if (part[R * D + r] == ninf) continue;
+                    const float w = std::exp(part[R * D + r] - mx);
+                    sum += w * part[R * (D + 1) + r];
+                    for (int64_t d = 0; d < D; ++d) row[size_t(d)] += w * part[r * D + d];
+                }
+            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+            for (float &x : row) x *= inv;
+            write_row(b, i0 + r % tl, g * G + r / tl, row.data());
+        }
     });
 }
 

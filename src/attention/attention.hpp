@@ -22,6 +22,7 @@ struct attention_params {
     int n_threads = 0;
     void *stream = nullptr;
     const kernels *kernel_set = nullptr;  // null = the best for this CPU (tests pick one)
+    int64_t kv_splits = 0;                // key-range splits per task; 0 = automatic (tests force some)
 };
 
 // Validates shapes/dtypes/strides (errors name the tensor) and runs attention.

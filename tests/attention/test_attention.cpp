@@ -126,7 +126,8 @@ run_result compare(const tensor4 &out, const std::vector<double> &ref, tolerance
 // Runs one case through the C ABI (kernel_set null) or the core with a given
 // kernel set, and checks it against the reference.
 void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t Hkv, int64_t D, const config &c,
-                layout lay = layout::compact, const llmkit::attention::kernels *ks = nullptr, uint32_t seed = 1) {
+                layout lay = layout::compact, const llmkit::attention::kernels *ks = nullptr, int64_t splits = 0) {
+    const uint32_t seed = 1;
     std::mt19937 rng(seed + uint32_t(D * 131 + Hq * 7 + Hkv + Sq * 3 + Skv));
     tensor4 q = make(t, B, Sq, Hq, D, lay, &rng), k = make(t, B, Skv, Hkv, D, lay, &rng),
             v = make(t, B, Skv, Hkv, D, lay, &rng), out = make(t, B, Sq, Hq, D, lay, nullptr);
@@ -142,7 +143,7 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
     INFO("dtype " << llmkit::core::dtype_name(t) << " B " << B << " Sq " << Sq << " Skv " << Skv << " Hq " << Hq
                   << " Hkv " << Hkv << " D " << D << " causal " << c.causal << " window " << c.window << " softcap "
                   << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " layout " << int(lay) << " kernels "
-                  << (ks ? ks->name : "C ABI"));
+                  << (ks ? ks->name : "C ABI") << " kv splits " << splits);
     if (!ks) {
         llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
         o.causal = c.causal;
@@ -167,6 +168,7 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
         p.alibi_slopes = c.alibi ? slopes.data() : nullptr;
         p.mask = c.mask ? &tm : nullptr;
         p.kernel_set = ks;
+        p.kv_splits = splits;
         llmkit::attention::attention(tq, tk, tv, to, p);
     }
     const auto ref = reference(q, k, v, c, slopes, c.mask ? &mask : nullptr);
@@ -461,4 +463,22 @@ TEST_CASE("attention: odd shapes (tiny and odd head_dim, 96 query heads on one k
         config bi;
         check_case(dtype::f16, 1, 65, 129, 2, 1, 8, bi, layout::bhsd, ks);
     }
+}
+
+TEST_CASE("attention: splitting the keys across threads (flash-decoding) merges to the same result", "[attention]") {
+    for (const auto *ks : kernel_sets())
+        for (int64_t splits : {2, 3, 7}) {
+            config c;
+            c.causal = true;
+            check_case(dtype::f32, 1, 1, 1000, 8, 1, 128, c, layout::compact, ks, splits);
+            check_case(dtype::bf16, 2, 17, 300, 4, 2, 64, c, layout::bhsd, ks, splits);
+            config w;  // a window: most splits of a row see nothing
+            w.window = 50;
+            w.alibi = true;
+            check_case(dtype::f32, 1, 3, 700, 4, 4, 80, w, layout::compact, ks, splits);
+            config m;
+            m.mask = true;
+            m.softcap = 4.0f;
+            check_case(dtype::f32, 1, 2, 200, 2, 1, 64, m, layout::compact, ks, splits);
+        }
 }
