@@ -6,12 +6,15 @@
 //   - any object with __dlpack__ (torch, cupy, jax, ...) through a legacy
 //     "dltensor" capsule, whose DLTensor has exactly llmkit_tensor's layout;
 //   - anything else through numpy.asarray.
-// Outputs are new numpy arrays on the host. Every C compute call runs with the
+// Outputs are new numpy arrays on the host, except where the Python layer
+// passes its own output (attention, RoPE: an array of the input's kind, so a
+// torch tensor gets a torch tensor back). Every C compute call runs with the
 // GIL released; llmkit::error becomes ValueError, MemoryError or
 // llmkit.LlmkitError, carrying the C message (llmkit_last_error_message()).
 //
 // User-facing argument handling and docstrings live in the pure-Python package
-// (llmkit/__init__.py, llmkit/_sampling.py, llmkit/_tokenizer.py); this module is private.
+// (llmkit/__init__.py, llmkit/_sampling.py, llmkit/_tokenizer.py, llmkit/_quant.py,
+// llmkit/_attention.py); this module is private.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -674,6 +677,148 @@ void bind_tokenizer(py::module_ &m) {
     cls.def("special_tokens", &tokenizer_special_tokens);
 }
 
+// ---------------------------------------------------------------------------
+// Quantization (GGUF block formats). The Python layer (llmkit/_quant.py) turns
+// type names into ggml type ids and keeps the bytes with their type and shape.
+
+std::optional<std::string> quant_type_name(int32_t type) {
+    const char *n = llmkit_quant_type_name(type);
+    if (!n) return std::nullopt;
+    return std::string(n);
+}
+
+py::tuple quant_block_size(int32_t type) {
+    int64_t elements = 0, bytes = 0;
+    llmkit::check(llmkit_quant_block_size(&elements, &bytes, type));
+    return py::make_tuple(elements, bytes);
+}
+
+size_t quant_row_bytes(int32_t type, int64_t n) {
+    size_t out = 0;
+    llmkit::check(llmkit_quant_row_bytes(&out, type, n));
+    return out;
+}
+
+using f32_array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// Quantizes a float32 [rows, n] or [n] array; returns the blocks as uint8.
+// The output size comes from the shape; where the shape is one llmkit refuses
+// (rank, n not a multiple of the block), the call is made with no buffer so
+// that the C library reports the problem in its own words.
+py::array_t<uint8_t> quantize(py::handle src_obj, int32_t type, const std::optional<f32_array> &imatrix,
+                              int32_t num_threads) {
+    const tensor_arg src = to_tensor(src_obj, "array", fallback::floating);
+    size_t needed = 0;
+    if (src.ndim() == 1 || src.ndim() == 2) {
+        size_t row = 0;
+        if (llmkit_quant_row_bytes(&row, type, src.shape.back()) == LLMKIT_OK)
+            needed = row * size_t(src.ndim() == 2 ? src.shape[0] : 1);
+    }
+    py::array_t<uint8_t> out({py::ssize_t(needed)});
+    llmkit::tensor_ref st = src.ref();
+    llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
+    o.n_threads = num_threads;
+    if (imatrix) o.imatrix = imatrix->data();
+    size_t written = 0;
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_quantize(&written, type, st.get(), needed ? out.mutable_data() : nullptr, needed, &o));
+    }
+    return out;
+}
+
+// Decodes blocks into a new float32 array of the given shape ([rows, n] or [n]).
+py::array_t<float> dequantize(int32_t type, py::array_t<uint8_t, py::array::c_style> blocks,
+                              const std::vector<int64_t> &shape, int32_t num_threads) {
+    std::vector<py::ssize_t> pshape(shape.begin(), shape.end());
+    py::array_t<float> out(pshape);
+    llmkit::tensor_ref dt = llmkit::f32(out.mutable_data(), shape);
+    llmkit_dequantize_options o = LLMKIT_DEQUANTIZE_OPTIONS_INIT;
+    o.n_threads = num_threads;
+    const void *src = blocks.data();
+    const size_t n = size_t(blocks.size());
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_dequantize(type, src, n, dt.get(), &o));
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------------------
+// Attention, RoPE, KV-cache sizes. Outputs are allocated by the Python layer
+// (llmkit/_attention.py) in the input's own array type, so a bf16 or CUDA torch
+// tensor gets a torch tensor back; here every array is just a tensor.
+
+void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle out_obj, bool causal, int64_t window,
+               float softcap, float scale, const std::optional<f32_array> &alibi_slopes, py::handle mask_obj,
+               int32_t num_threads) {
+    const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
+    const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
+    const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
+    const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
+    std::optional<tensor_arg> mask;
+    if (!mask_obj.is_none()) mask.emplace(to_tensor(mask_obj, "mask", fallback::floating));
+    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+    o.causal = causal ? 1 : 0;
+    o.window = window;
+    o.softcap = softcap;
+    o.scale = scale;
+    o.n_threads = num_threads;
+    if (alibi_slopes) {
+        // The C call reads Hq slopes from a bare pointer: the count is checked here.
+        const int64_t hq = q.ndim() == 4 ? q.shape[2] : -1;
+        if (hq >= 0 && alibi_slopes->ndim() != 1)
+            throw py::value_error("alibi_slopes must be 1-D with one slope per query head (" + std::to_string(hq) +
+                                  "), got " + std::to_string(alibi_slopes->ndim()) + " dimensions");
+        if (hq >= 0 && alibi_slopes->size() != hq)
+            throw py::value_error("alibi_slopes has " + std::to_string(alibi_slopes->size()) +
+                                  " slopes, but q has " + std::to_string(hq) + " heads");
+        o.alibi_slopes = alibi_slopes->data();
+    }
+    llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), ot = out.ref();
+    std::optional<llmkit::tensor_ref> mt;
+    if (mask) o.mask = mt.emplace(mask->ref()).get();
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_attention(qt.get(), kt.get(), vt.get(), ot.get(), &o));
+    }
+}
+
+// Rotates x in place (the Python layer copies first unless asked not to).
+void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double theta, int32_t rotary_dims,
+          int32_t scaling, double factor, double alpha, double low_freq_factor, double high_freq_factor,
+          double original_max_position, double beta_fast, double beta_slow, double attention_factor,
+          int32_t num_threads) {
+    const tensor_arg x = to_tensor(x_obj, "x", fallback::floating);
+    const tensor_arg pos = to_tensor(positions_obj, "positions", fallback::index);
+    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    o.layout = layout;
+    o.theta = theta;
+    o.rotary_dims = rotary_dims;
+    o.scaling = scaling;
+    o.factor = factor;
+    o.alpha = alpha;
+    o.low_freq_factor = low_freq_factor;
+    o.high_freq_factor = high_freq_factor;
+    o.original_max_position = original_max_position;
+    o.beta_fast = beta_fast;
+    o.beta_slow = beta_slow;
+    o.attention_factor = attention_factor;
+    o.n_threads = num_threads;
+    llmkit::tensor_ref xt = x.ref(), pt = pos.ref();
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_rope(xt.get(), pt.get(), &o));
+    }
+}
+
+uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t dtype_bytes, int64_t context,
+                        int64_t batch) {
+    uint64_t out = 0;
+    llmkit::check(llmkit_kv_cache_bytes(&out, n_layers, n_kv_heads, head_dim, dtype_bytes, context, batch));
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_llmkit, m) {
@@ -720,4 +865,23 @@ PYBIND11_MODULE(_llmkit, m) {
     m.def("verify_speculative", &verify_speculative, py::arg("draft_tokens"), py::arg("draft_probs"),
           py::arg("target_probs"), py::arg("seed") = 0, py::arg("step") = 0, py::arg("seq_ids") = py::none(),
           py::arg("num_threads") = 0);
+
+    m.def("quant_type_from_name", [](const std::string &name) { return llmkit::quant_type_from_name(name); },
+          py::arg("name"));
+    m.def("quant_type_name", &quant_type_name, py::arg("type"));
+    m.def("quant_block_size", &quant_block_size, py::arg("type"));
+    m.def("quant_row_bytes", &quant_row_bytes, py::arg("type"), py::arg("n"));
+    m.def("quantize", &quantize, py::arg("array"), py::arg("type"), py::arg("imatrix") = py::none(),
+          py::arg("num_threads") = 0);
+    m.def("dequantize", &dequantize, py::arg("type"), py::arg("blocks"), py::arg("shape"), py::arg("num_threads") = 0);
+    m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("causal") = false,
+          py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
+          py::arg("alibi_slopes") = py::none(), py::arg("mask") = py::none(), py::arg("num_threads") = 0);
+    m.def("rope", &rope, py::arg("x"), py::arg("positions"), py::arg("layout") = 0, py::arg("theta") = 10000.0,
+          py::arg("rotary_dims") = 0, py::arg("scaling") = 0, py::arg("factor") = 1.0, py::arg("alpha") = 1.0,
+          py::arg("low_freq_factor") = 1.0, py::arg("high_freq_factor") = 4.0,
+          py::arg("original_max_position") = 8192.0, py::arg("beta_fast") = 32.0, py::arg("beta_slow") = 1.0,
+          py::arg("attention_factor") = 0.0, py::arg("num_threads") = 0);
+    m.def("kv_cache_bytes", &kv_cache_bytes, py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"),
+          py::arg("dtype_bytes"), py::arg("context"), py::arg("batch") = 1);
 }

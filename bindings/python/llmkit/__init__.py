@@ -27,6 +27,18 @@ Tokenizing (byte-level BPE, tiktoken's algorithm and rank files)::
     ids = tok.encode("hello world")                                      # [15339, 1917]
     text = tok.decode(ids)
     batch = tok.encode_batch(texts, num_threads=8)                       # GIL released, threads in C++
+
+Quantizing into GGUF block formats (byte-exact with ggml)::
+
+    qt = llmkit.quantize(w, "q4_K")          # w: float32 (rows, n); qt.data: uint8 GGUF bytes
+    w2 = llmkit.dequantize(qt)               # float32 (rows, n), bit-exact with ggml's to_float
+
+Attention and RoPE on (batch, seq, heads, head_dim) arrays::
+
+    q = llmkit.rope(q, positions, theta=500000.0, scaling={"type": "llama3", "factor": 8.0,
+                    "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position": 8192})
+    out = llmkit.attention(q, k, v, causal=True)                         # GQA when k, v have fewer heads
+    llmkit.kv_cache_bytes(n_layers=32, n_kv_heads=8, head_dim=128, dtype="bf16", context=8192)
 """
 
 from __future__ import annotations
@@ -36,20 +48,30 @@ from typing import Sequence, Tuple
 from . import _llmkit
 from ._llmkit import LlmkitError
 from ._args import int32 as _int32, u32_words as _u32_tuple
+from ._attention import attention, kv_cache_bytes, rope
+from ._quant import QuantizedTensor, dequantize, quant_block_size, quant_types, quantize
 from ._sampling import SampleResult, SamplerChain, sample, verify_speculative
 from ._tokenizer import Tokenizer
 
 __all__ = [
     "__version__",
     "LlmkitError",
+    "QuantizedTensor",
     "SampleResult",
     "SamplerChain",
     "Tokenizer",
+    "attention",
     "build_info",
     "cuda_compiled",
     "cuda_device_count",
+    "dequantize",
     "get_num_threads",
+    "kv_cache_bytes",
     "philox4x32_10",
+    "quant_block_size",
+    "quant_types",
+    "quantize",
+    "rope",
     "sample",
     "set_num_threads",
     "verify_speculative",

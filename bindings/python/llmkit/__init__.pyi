@@ -209,3 +209,83 @@ class Tokenizer:
         """The tokens' bytes back to back."""
     def decode(self, ids: _TokenIds, errors: str = "replace") -> str:
         """The tokens' text; invalid UTF-8 handled by errors (default U+FFFD, like tiktoken)."""
+
+# Quantization (GGUF block formats) -------------------------------------------
+
+_QuantType = Union[str, int]
+
+def quant_types() -> List[str]:
+    """The implemented types as ggml spells them ('f32', 'f16', 'q4_0', ..., 'q4_K', ..., 'iq4_xs', 'bf16')."""
+
+def quant_block_size(type: _QuantType) -> Tuple[int, int]:
+    """(elements, bytes) of one block, e.g. (256, 144) for 'q4_K'."""
+
+class QuantizedTensor:
+    """GGUF block bytes (rows back to back) with their type and the shape they encode."""
+
+    def __init__(self, data: Any, type: _QuantType, shape: Sequence[int]) -> None:
+        """Wraps existing bytes; ValueError when the byte count does not match type and shape."""
+    @property
+    def data(self) -> npt.NDArray[np.uint8]:
+        """The blocks, 1-D uint8, rows back to back (GGUF layout)."""
+    @property
+    def type(self) -> str:
+        """ggml's name of the format, e.g. 'q4_K'."""
+    @property
+    def type_id(self) -> int:
+        """ggml's type number (the GGUF tensor type)."""
+    @property
+    def shape(self) -> Tuple[int, ...]:
+        """(rows, n), or (n,) for a single row."""
+    @property
+    def nbytes(self) -> int:
+        """Bytes of data."""
+
+def quantize(
+    array: Any, type: _QuantType, *, imatrix: Optional[Any] = None, num_threads: int = 0
+) -> QuantizedTensor:
+    """float32 (rows, n) or (n,) into GGUF blocks, byte-exact with ggml; imatrix must be None (else LlmkitError)."""
+
+def dequantize(qt: QuantizedTensor, *, num_threads: int = 0) -> npt.NDArray[np.float32]:
+    """float32 array of qt.shape, bit-exact with ggml's to_float."""
+
+# Attention, RoPE, KV cache -----------------------------------------------------
+
+def attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    causal: bool = True,
+    window: Optional[int] = None,
+    alibi_slopes: Optional[Any] = None,
+    softcap: Optional[float] = None,
+    scale: Optional[float] = None,
+    mask: Optional[Any] = None,
+    num_threads: int = 0,
+) -> Any:
+    """softmax(scale q k^T + bias) v on (B, S, H, D) arrays; result of q's kind, shape and dtype."""
+
+def rope(
+    x: Any,
+    positions: Any,
+    *,
+    theta: float = 10000.0,
+    rotary_dim: Optional[int] = None,
+    layout: Literal["neox", "interleaved"] = "neox",
+    scaling: Optional[Mapping[str, Any]] = None,
+    in_place: bool = False,
+    num_threads: int = 0,
+) -> Any:
+    """Rotary position embeddings on (B, S, H, D); a rotated copy, or x itself with in_place=True."""
+
+def kv_cache_bytes(
+    *,
+    n_layers: int,
+    n_kv_heads: int,
+    head_dim: int,
+    dtype: Any = "fp16",
+    context: int,
+    batch: int = 1,
+) -> int:
+    """2 * n_layers * n_kv_heads * head_dim * bytes(dtype) * context * batch."""

@@ -106,3 +106,47 @@ class Tokenizer:
     def token_to_id(self, token: bytes) -> int: ...
     def id_to_token(self, id: int) -> bytes: ...
     def special_tokens(self) -> Dict[str, int]: ...
+
+def quant_type_from_name(name: str) -> int: ...
+def quant_type_name(type: int) -> Optional[str]: ...
+def quant_block_size(type: int) -> Tuple[int, int]: ...
+def quant_row_bytes(type: int, n: int) -> int: ...
+def quantize(
+    array: Any, type: int, imatrix: Optional[npt.NDArray[np.float32]] = None, num_threads: int = 0
+) -> npt.NDArray[np.uint8]: ...
+def dequantize(
+    type: int, blocks: npt.NDArray[np.uint8], shape: Sequence[int], num_threads: int = 0
+) -> npt.NDArray[np.float32]: ...
+def attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    out: Any,
+    causal: bool = False,
+    window: int = 0,
+    softcap: float = 0.0,
+    scale: float = 0.0,
+    alibi_slopes: Optional[npt.NDArray[np.float32]] = None,
+    mask: Any = None,
+    num_threads: int = 0,
+) -> None: ...
+def rope(
+    x: Any,
+    positions: Any,
+    layout: int = 0,
+    theta: float = 10000.0,
+    rotary_dims: int = 0,
+    scaling: int = 0,
+    factor: float = 1.0,
+    alpha: float = 1.0,
+    low_freq_factor: float = 1.0,
+    high_freq_factor: float = 4.0,
+    original_max_position: float = 8192.0,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+    attention_factor: float = 0.0,
+    num_threads: int = 0,
+) -> None: ...
+def kv_cache_bytes(
+    n_layers: int, n_kv_heads: int, head_dim: int, dtype_bytes: int, context: int, batch: int = 1
+) -> int: ...

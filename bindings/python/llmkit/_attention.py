@@ -1,0 +1,321 @@
+"""Attention, RoPE and KV-cache sizes (llmkit_attention, llmkit_rope, llmkit_kv_cache_bytes).
+
+Outputs are allocated here in the input's own array type (numpy arrays give
+numpy arrays, torch tensors give torch tensors on the same device with the same
+dtype, other array-API arrays use their namespace), then filled by the native
+module with the GIL released.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Dict, Mapping, Optional
+
+import numpy as np
+
+from . import _llmkit
+from ._args import as_int, count, int32, real
+
+
+def _as_input(x: Any, name: str) -> Any:
+    """numpy arrays and DLPack producers pass as they are; anything else becomes float32 numpy."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__dlpack__"):
+        if getattr(x, "requires_grad", False) and hasattr(x, "detach"):
+            x = x.detach()  # torch refuses to export tensors that require grad
+        return x
+    return np.asarray(x, dtype=np.float32)
+
+
+def _is_torch(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "new_empty")
+
+
+def _empty_like(x: Any) -> Any:
+    """An uninitialised array of x's kind, shape, dtype and device (compact row-major)."""
+    if isinstance(x, np.ndarray):
+        return np.empty(x.shape, dtype=x.dtype.newbyteorder("="))
+    if _is_torch(x):
+        return x.new_empty(tuple(x.shape))
+    if hasattr(x, "__array_namespace__"):
+        return x.__array_namespace__().empty_like(x)
+    raise TypeError(f"cannot allocate an output like {type(x).__name__}: pass numpy arrays or torch tensors")
+
+
+def _copy_of(x: Any) -> Any:
+    """A compact row-major copy of x, of the same kind, dtype and device."""
+    if isinstance(x, np.ndarray):
+        return np.array(x, dtype=x.dtype.newbyteorder("="), order="C", copy=True)
+    if _is_torch(x):
+        return x.detach().clone().contiguous()
+    if hasattr(x, "__array_namespace__"):
+        return x.__array_namespace__().asarray(x, copy=True)
+    if hasattr(x, "__dlpack__"):
+        raise TypeError(f"cannot copy a {type(x).__name__}: pass numpy arrays or torch tensors, or use in_place=True")
+    return np.array(x, dtype=np.float32)
+
+
+def _float_mask(mask: Any) -> Any:
+    """Boolean masks (True = may attend) become additive float32 ones (0 / -inf); float numpy masks become float32."""
+    if isinstance(mask, np.ndarray):
+        if mask.dtype == np.bool_:
+            return np.where(mask, np.float32(0.0), np.float32(-np.inf))
+        if mask.dtype.kind == "f" and mask.dtype != np.float32:
+            return mask.astype(np.float32)
+        return mask
+    if _is_torch(mask):
+        torch = sys.modules["torch"]
+        if mask.dtype == torch.bool:
+            return torch.where(mask, 0.0, float("-inf")).to(torch.float32)
+        return mask.detach()
+    if hasattr(mask, "__dlpack__"):
+        return mask
+    m = np.asarray(mask)
+    if m.dtype == np.bool_:
+        return np.where(m, np.float32(0.0), np.float32(-np.inf))
+    return m.astype(np.float32)
+
+
+def _positive(x: Any, name: str) -> float:
+    """0.0 for None (the C default), else a finite float > 0."""
+    if x is None:
+        return 0.0
+    v = real(x, name)
+    if not (v > 0.0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be finite and > 0 (or None), got {v}")
+    return v
+
+
+def attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    *,
+    causal: bool = True,
+    window: Optional[int] = None,
+    alibi_slopes: Optional[Any] = None,
+    softcap: Optional[float] = None,
+    scale: Optional[float] = None,
+    mask: Optional[Any] = None,
+    num_threads: int = 0,
+) -> Any:
+    """Scaled-dot-product attention, ``softmax(scale * q k^T + bias) v``, on the CPU (a tiled online softmax).
+
+    Shapes follow FlashAttention and llama.cpp, (batch, seq, heads, head_dim):
+    ``q`` is ``(B, Sq, Hq, D)``, ``k`` and ``v`` are ``(B, Skv, Hkv, D)`` with
+    ``Hq`` a multiple of ``Hkv`` (MHA, GQA, MQA: query head ``h`` reads kv head
+    ``h // (Hq // Hkv)``, without copies) and ``D <= 256``. All three share one
+    dtype: float32 or float16 (numpy or torch), or bfloat16 (torch, or numpy
+    with ``ml_dtypes``). Any strides along B, S and H; D must be contiguous.
+
+    The result has q's shape, dtype and kind: a numpy array for numpy input, a
+    torch tensor (same device) for torch input, so bfloat16 stays bfloat16.
+    Softmax and accumulation are float32; 16-bit results are rounded once.
+
+    - ``causal`` (default True): query ``i`` sees keys ``j <= i + Skv - Sq``,
+      i.e. the queries are the *last* Sq positions (bottom-right aligned, as in
+      decoding with a KV cache). For Sq == Skv this is the usual lower triangle.
+    - ``window``: sliding-window attention (Mistral): query ``i`` sees keys
+      ``i' - window < j <= i'`` with ``i' = i + Skv - Sq``; needs ``causal``.
+    - ``alibi_slopes``: ``Hq`` floats; adds ``-slope[h] * (i' - j)`` to the scores.
+    - ``softcap``: Gemma 2 logit soft-capping, ``s = softcap * tanh(s / softcap)``
+      on the scaled scores, before ALiBi and the mask.
+    - ``scale``: the score scale; None means ``1 / sqrt(D)``.
+    - ``mask``: an additive float32 ``(Sq, Skv)`` mask shared by every batch and
+      head (-inf hides a key), or a boolean one where True means "may attend"
+      (as torch's ``scaled_dot_product_attention``).
+
+    A query that sees no key at all gets a row of zeros. Runs on
+    ``num_threads`` worker threads (0: the default) with the GIL released.
+    Raises :class:`ValueError` with the C library's message for mismatched
+    shapes or dtypes and bad parameters.
+    """
+    q = _as_input(q, "q")
+    k = _as_input(k, "k")
+    v = _as_input(v, "v")
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    win = 0
+    if window is not None:
+        win = as_int(window, "window")
+        if win < 1:
+            raise ValueError(f"window must be >= 1 (or None for no window), got {win}")
+        if not causal:
+            raise ValueError("window needs causal=True (a sliding window looks back from each query)")
+    slopes = None
+    if alibi_slopes is not None:
+        slopes = np.ascontiguousarray(np.asarray(alibi_slopes, dtype=np.float32))
+    m = None if mask is None else _float_mask(mask)
+    out = _empty_like(q)
+    _llmkit.attention(q, k, v, out, bool(causal), win, _positive(softcap, "softcap"), _positive(scale, "scale"),
+                      slopes, m, count(num_threads, "num_threads"))
+    return out
+
+
+_LAYOUTS = {"neox": 0, "interleaved": 1}
+_SCALINGS = {"none": 0, "default": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4}
+# Keys each scaling reads (llmkit's names); Hugging Face's names are accepted too.
+_SCALING_KEYS = {
+    0: (),
+    1: ("factor",),
+    2: ("alpha",),
+    3: ("factor", "low_freq_factor", "high_freq_factor", "original_max_position"),
+    4: ("factor", "original_max_position", "beta_fast", "beta_slow", "attention_factor"),
+}
+_REQUIRED_KEYS = {1: ("factor",), 2: ("alpha",), 3: ("factor", "original_max_position"),
+                  4: ("factor", "original_max_position")}
+_ALIASES = {"original_max_position_embeddings": "original_max_position"}
+
+
+def _scaling_args(scaling: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    if scaling is None:
+        return {"scaling": 0}
+    if not isinstance(scaling, Mapping):
+        raise TypeError(f"scaling must be None or a dict such as {{'type': 'linear', 'factor': 4.0}}, "
+                        f"got {type(scaling).__name__}")
+    params = dict(scaling)
+    kind = params.pop("type", None)
+    hf_kind = params.pop("rope_type", None)
+    kind = kind if kind is not None else hf_kind
+    if not isinstance(kind, str) or kind.lower() not in _SCALINGS:
+        raise ValueError(f"scaling['type'] must be one of {sorted(_SCALINGS)}, got {kind!r}")
+    code = _SCALINGS[kind.lower()]
+    out: Dict[str, Any] = {"scaling": code}
+    for key, value in params.items():
+        name = _ALIASES.get(key, key)
+        if name not in _SCALING_KEYS[code]:
+            allowed = ", ".join(_SCALING_KEYS[code]) or "no parameters"
+            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes {allowed})")
+        if name == "attention_factor" and value is None:
+            continue
+        out[name] = real(value, f"scaling[{key!r}]")
+    missing = [k for k in _REQUIRED_KEYS.get(code, ()) if k not in out]
+    if missing:
+        raise ValueError(f"scaling type {kind!r} needs {', '.join(repr(k) for k in missing)}")
+    return out
+
+
+def _check_writable_numpy(x: np.ndarray) -> None:
+    if not x.flags.writeable:
+        raise ValueError("x is read-only; rope(in_place=True) needs a writable array")
+    if not x.dtype.isnative:
+        raise ValueError("x is not in native byte order; rope(in_place=True) cannot rotate it where it is")
+    if any(s % x.itemsize for s in x.strides):
+        raise ValueError("x has strides that are not a multiple of its item size; use in_place=False")
+
+
+def rope(
+    x: Any,
+    positions: Any,
+    *,
+    theta: float = 10000.0,
+    rotary_dim: Optional[int] = None,
+    layout: str = "neox",
+    scaling: Optional[Mapping[str, Any]] = None,
+    in_place: bool = False,
+    num_threads: int = 0,
+) -> Any:
+    """Rotary position embeddings on q or k, shape (batch, seq, heads, head_dim).
+
+    ``x`` is float32, float16 or bfloat16 (numpy, or torch via DLPack) with a
+    contiguous last axis; ``positions`` holds int32 or int64 positions, shape
+    ``(B, S)`` or ``(S,)`` (shared by the batch). Pair ``k`` of the rotated
+    dimensions at position ``p`` turns by ``p * inv_freq[k]``, with
+    ``inv_freq[k] = theta ** (-2k / n)`` (then scaled), in double precision.
+
+    - ``layout``: ``"neox"`` (default; GPT-NeoX and Hugging Face Llama rotate
+      ``(x[k], x[k + n/2])``) or ``"interleaved"`` (GPT-J, Meta's original
+      Llama, llama2.c rotate ``(x[2k], x[2k+1])``).
+    - ``rotary_dim``: rotate only the first ``n`` dimensions (even; partial
+      rotary as in GPT-NeoX, Phi); None rotates all of ``head_dim``.
+    - ``scaling``: None, or a dict naming a context-extension scheme with its
+      parameters (Hugging Face's ``rope_scaling`` dicts are accepted as they
+      are, ``rope_type`` and ``original_max_position_embeddings`` included):
+      ``{"type": "linear", "factor": f}``; ``{"type": "ntk", "alpha": a}``;
+      ``{"type": "llama3", "factor": 8, "low_freq_factor": 1,
+      "high_freq_factor": 4, "original_max_position": 8192}``;
+      ``{"type": "yarn", "factor": f, "original_max_position": n,
+      "beta_fast": 32, "beta_slow": 1, "attention_factor": None}``.
+    - ``in_place``: rotate ``x`` itself and return it (it must be writable);
+      by default a rotated copy of the same kind and dtype is returned.
+
+    Runs on ``num_threads`` worker threads (0: the default) with the GIL
+    released. Raises :class:`ValueError` for bad shapes, dtypes or parameters.
+    """
+    key = layout.lower() if isinstance(layout, str) else layout
+    if key not in _LAYOUTS:
+        raise ValueError(f"layout must be 'neox' or 'interleaved', got {layout!r}")
+    rd = 0
+    if rotary_dim is not None:
+        rd = int32(rotary_dim, "rotary_dim")
+        if rd < 2:
+            raise ValueError(f"rotary_dim must be an even number >= 2 (or None for all of head_dim), got {rd}")
+    th = real(theta, "theta")
+    sc = _scaling_args(scaling)
+    if in_place:
+        if isinstance(x, np.ndarray):
+            _check_writable_numpy(x)
+        elif not hasattr(x, "__dlpack__"):
+            raise TypeError(f"rope(in_place=True) needs a numpy array or a DLPack tensor, got {type(x).__name__}")
+        y = x
+    else:
+        y = _copy_of(x)
+    _llmkit.rope(y, positions, layout=_LAYOUTS[key], theta=th, rotary_dims=rd, num_threads=count(num_threads, "num_threads"),
+                 **sc)
+    return y
+
+
+_DTYPE_BYTES = {
+    "fp32": 4, "f32": 4, "float32": 4, "float": 4,
+    "fp16": 2, "f16": 2, "float16": 2, "half": 2,
+    "bf16": 2, "bfloat16": 2,
+    "int8": 1, "i8": 1, "fp8": 1, "float8": 1,
+}
+
+
+def _dtype_bytes(dtype: Any) -> int:
+    if isinstance(dtype, str):
+        name = dtype.lower()
+    elif type(dtype).__module__.startswith("torch"):
+        name = str(dtype).lower().replace("torch.", "")
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            raise TypeError(f"dtype must be a name such as 'fp16', got {type(dtype).__name__}") from None
+    b = _DTYPE_BYTES.get(name)
+    if b is None:
+        names = sorted(_DTYPE_BYTES)
+        raise ValueError(f"dtype {dtype!r} is not a KV-cache element type ({', '.join(names)})")
+    return b
+
+
+def kv_cache_bytes(
+    *,
+    n_layers: int,
+    n_kv_heads: int,
+    head_dim: int,
+    dtype: Any = "fp16",
+    context: int,
+    batch: int = 1,
+) -> int:
+    """Bytes of a KV cache: ``2 * n_layers * n_kv_heads * head_dim * bytes(dtype) * context * batch``.
+
+    ``dtype`` is ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (also
+    ``"float16"``, ``"bfloat16"``, ``"fp8"``, numpy or torch dtypes). The 2 counts
+    K and V. Llama 2 7B (32 layers, 32 kv heads of 128) in fp16 at 4096 tokens
+    takes 2 GiB; Llama 3 8B (8 kv heads, GQA) 512 MiB::
+
+        >>> llmkit.kv_cache_bytes(n_layers=32, n_kv_heads=8, head_dim=128, dtype="bf16", context=4096)
+        536870912
+
+    Raises :class:`ValueError` for a negative count or a product beyond 64 bits.
+    """
+    args = [as_int(a, n) for a, n in ((n_layers, "n_layers"), (n_kv_heads, "n_kv_heads"), (head_dim, "head_dim"))]
+    ctx, b = as_int(context, "context"), as_int(batch, "batch")
+    for val, n in zip(args + [ctx, b], ("n_layers", "n_kv_heads", "head_dim", "context", "batch")):
+        if not -(2**63) <= val < 2**63:
+            raise ValueError(f"{n} = {val} does not fit a 64-bit integer")
+    return int(_llmkit.kv_cache_bytes(args[0], args[1], args[2], _dtype_bytes(dtype), ctx, b))

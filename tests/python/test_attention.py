@@ -1,0 +1,444 @@
+"""llmkit.attention / rope / kv_cache_bytes against float64 numpy references (and torch where installed)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import llmkit
+
+
+# ---------------------------------------------------------------------------
+# References.
+def ref_attention(q, k, v, *, causal=True, window=0, alibi_slopes=None, softcap=0.0, scale=None, mask=None):
+    """Naive float64 attention with llmkit's documented semantics (llmkit.h, ATTENTION)."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    B, Sq, Hq, D = q.shape
+    Skv, Hkv = k.shape[1], k.shape[2]
+    group = Hq // Hkv
+    kk = np.repeat(k, group, axis=2)  # query head h reads kv head h // group
+    vv = np.repeat(v, group, axis=2)
+    s = np.einsum("bihd,bjhd->bhij", q, kk) * (1.0 / math.sqrt(D) if scale is None else scale)
+    if softcap:
+        s = softcap * np.tanh(s / softcap)
+    ip = np.arange(Sq)[:, None] + (Skv - Sq)  # query i sits at position i + Skv - Sq
+    j = np.arange(Skv)[None, :]
+    if alibi_slopes is not None:
+        s = s - np.asarray(alibi_slopes, np.float64)[None, :, None, None] * (ip - j)[None, None]
+    if mask is not None:
+        s = s + np.asarray(mask, np.float64)
+    visible = np.ones((Sq, Skv), bool)
+    if causal or window:
+        visible &= j <= ip
+    if window:
+        visible &= j > ip - window
+    s = np.where(visible, s, -np.inf)
+    m = s.max(axis=-1, keepdims=True)
+    p = np.where(np.isfinite(s), np.exp(s - np.where(np.isfinite(m), m, 0.0)), 0.0)
+    denom = p.sum(axis=-1, keepdims=True)
+    p = np.divide(p, denom, out=np.zeros_like(p), where=denom > 0)  # a row seeing no key is zeros
+    return np.einsum("bhij,bjhd->bihd", p, vv)
+
+
+def qkv(rng, B, Sq, Skv, Hq, Hkv, D, dtype=np.float32):
+    return tuple(rng.standard_normal(shape).astype(dtype)
+                 for shape in ((B, Sq, Hq, D), (B, Skv, Hkv, D), (B, Skv, Hkv, D)))
+
+
+def assert_close(got, want, tol):
+    got = np.asarray(got, np.float64)
+    err = np.max(np.abs(got - want)) if got.size else 0.0
+    assert got.shape == want.shape
+    assert err <= tol, f"max abs error {err} > {tol}"
+
+
+# ---------------------------------------------------------------------------
+# Attention against the float64 reference.
+@pytest.mark.parametrize("Hq,Hkv", [(4, 4), (8, 2), (6, 1)], ids=["mha", "gqa", "mqa"])
+@pytest.mark.parametrize("Sq,Skv", [(37, 37), (5, 70), (1, 129)], ids=["prefill", "chunk", "decode"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_attention_matches_reference(rng, Hq, Hkv, Sq, Skv, causal):
+    q, k, v = qkv(rng, 2, Sq, Skv, Hq, Hkv, 64)
+    out = llmkit.attention(q, k, v, causal=causal)
+    assert out.dtype == np.float32 and out.shape == q.shape and isinstance(out, np.ndarray)
+    assert_close(out, ref_attention(q, k, v, causal=causal), 2e-5)
+
+
+def test_causal_is_the_default_and_bottom_right_aligned(rng):
+    q, k, v = qkv(rng, 1, 3, 5, 2, 2, 8)
+    out = llmkit.attention(q, k, v)
+    assert_close(out, ref_attention(q, k, v, causal=True), 2e-5)
+    # The last query sees every key: the same as bidirectional attention for that row.
+    full = llmkit.attention(q, k, v, causal=False)
+    np.testing.assert_allclose(out[:, -1], full[:, -1], rtol=1e-6, atol=1e-6)
+    # More queries than keys: the first Sq - Skv queries see nothing and are zeros.
+    q2, k2, v2 = qkv(rng, 1, 6, 4, 2, 2, 8)
+    out2 = llmkit.attention(q2, k2, v2)
+    assert np.all(out2[:, :2] == 0.0)
+    assert_close(out2, ref_attention(q2, k2, v2), 2e-5)
+
+
+@pytest.mark.parametrize("window", [1, 7, 64])
+def test_sliding_window(rng, window):
+    q, k, v = qkv(rng, 2, 40, 90, 4, 2, 32)
+    assert_close(llmkit.attention(q, k, v, window=window), ref_attention(q, k, v, window=window), 2e-5)
+
+
+def test_alibi_softcap_scale_and_mask(rng):
+    q, k, v = qkv(rng, 2, 24, 48, 8, 4, 32)
+    q *= 3.0  # large scores, so that softcap matters
+    slopes = 2.0 ** (-8.0 * np.arange(1, 9) / 8)  # the ALiBi paper's slopes for 8 heads
+    mask = rng.standard_normal((24, 48)).astype(np.float32)
+    mask[3, :] = -np.inf  # a query that sees nothing
+    mask[:, 5] = -np.inf
+    for kw in (dict(alibi_slopes=slopes), dict(softcap=2.5), dict(scale=0.05), dict(mask=mask),
+               dict(alibi_slopes=slopes, softcap=5.0, scale=0.3, mask=mask, window=10),
+               dict(causal=False, alibi_slopes=list(slopes), mask=mask)):
+        out = llmkit.attention(q, k, v, **kw)
+        assert_close(out, ref_attention(q, k, v, **{"causal": True, **kw}), 3e-5)
+    assert np.all(llmkit.attention(q, k, v, mask=mask)[:, 3] == 0.0)
+
+
+def test_boolean_mask_means_may_attend(rng):
+    q, k, v = qkv(rng, 1, 10, 12, 2, 1, 16)
+    allowed = rng.random((10, 12)) < 0.6
+    out = llmkit.attention(q, k, v, causal=False, mask=allowed)
+    additive = np.where(allowed, 0.0, -np.inf)
+    assert_close(out, ref_attention(q, k, v, causal=False, mask=additive), 2e-5)
+    # float64 masks are converted to float32.
+    out64 = llmkit.attention(q, k, v, causal=False, mask=additive)
+    np.testing.assert_array_equal(out, out64)
+
+
+def test_strided_inputs_without_copies(rng):
+    B, S, H, D = 2, 33, 4, 64
+    fused = rng.standard_normal((B, S, 3 * H, D)).astype(np.float32)  # a fused QKV projection
+    q, k, v = fused[:, :, :H], fused[:, :, H:2 * H], fused[:, :, 2 * H:]
+    assert not q.flags.c_contiguous
+    want = ref_attention(q, k, v)
+    assert_close(llmkit.attention(q, k, v), want, 2e-5)
+    # (B, H, S, D) storage seen as (B, S, H, D).
+    bhsd = [np.ascontiguousarray(a.transpose(0, 2, 1, 3)) for a in (q, k, v)]
+    assert_close(llmkit.attention(*(a.transpose(0, 2, 1, 3) for a in bhsd)), want, 2e-5)
+
+
+def test_float16_in_float16_out_and_threads(rng):
+    q, k, v = qkv(rng, 1, 50, 50, 4, 2, 128, np.float16)
+    out = llmkit.attention(q, k, v)
+    assert out.dtype == np.float16
+    want = ref_attention(q, k, v)
+    assert_close(out, want, 2e-3)
+    for threads in (1, 3):
+        np.testing.assert_array_equal(llmkit.attention(q, k, v, num_threads=threads), out)
+
+
+def test_list_inputs(rng):
+    q, k, v = qkv(rng, 1, 2, 3, 1, 1, 4)
+    out = llmkit.attention(q.tolist(), k.tolist(), v.tolist())
+    assert out.dtype == np.float32
+    assert_close(out, ref_attention(q, k, v), 2e-5)
+
+
+# ---------------------------------------------------------------------------
+# Against torch's scaled_dot_product_attention, where torch is installed.
+def _torch_sdpa(torch, q, k, v, causal):
+    """torch SDPA on (B, S, H, D) tensors; causal bottom-right aligned through an explicit mask."""
+    Sq, Skv = q.shape[1], k.shape[1]
+    group = q.shape[2] // k.shape[2]
+    qt, kt, vt = (t.transpose(1, 2).double() for t in (q, k, v))
+    kt, vt = kt.repeat_interleave(group, dim=1), vt.repeat_interleave(group, dim=1)
+    mask = None
+    if causal:
+        mask = torch.ones(Sq, Skv, dtype=torch.bool).tril(diagonal=Skv - Sq)
+    out = torch.nn.functional.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask)
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_matches_torch_sdpa(rng, dtype):
+    torch = pytest.importorskip("torch")
+    tdtype = getattr(torch, dtype)
+    q, k, v = (torch.from_numpy(a).to(tdtype) for a in qkv(rng, 2, 17, 40, 8, 2, 64))
+    for causal in (True, False):
+        got = llmkit.attention(q, k, v, causal=causal)
+        assert isinstance(got, torch.Tensor) and got.dtype == tdtype and got.shape == q.shape
+        want = _torch_sdpa(torch, q, k, v, causal)
+        tol = {"float32": 2e-5, "float16": 2e-3, "bfloat16": 2e-2}[dtype]
+        assert_close(got.double().numpy(), want.numpy(), tol)
+    # Square causal: torch's is_causal agrees (top-left equals bottom-right when Sq == Skv).
+    q2, k2, v2 = (torch.from_numpy(a) for a in qkv(rng, 1, 20, 20, 4, 4, 32))
+    want = torch.nn.functional.scaled_dot_product_attention(
+        *(t.transpose(1, 2) for t in (q2, k2, v2)), is_causal=True).transpose(1, 2)
+    assert_close(llmkit.attention(q2, k2, v2).numpy(), want.double().numpy(), 2e-5)
+
+
+def test_torch_tensors_that_require_grad_and_are_strided(rng):
+    torch = pytest.importorskip("torch")
+    q, k, v = (torch.from_numpy(a).transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
+               for a in qkv(rng, 1, 9, 9, 2, 2, 16))
+    out = llmkit.attention(q, k, v)
+    assert not out.requires_grad
+    want = ref_attention(*(t.detach().numpy() for t in (q, k, v)))
+    assert_close(out.numpy(), want, 2e-5)
+    # A boolean torch mask (True = may attend), as scaled_dot_product_attention takes it.
+    allowed = torch.from_numpy(rng.random((9, 9)) < 0.5)
+    additive = np.where(allowed.numpy(), 0.0, -np.inf)
+    want = ref_attention(*(t.detach().numpy() for t in (q, k, v)), causal=False, mask=additive)
+    assert_close(llmkit.attention(q, k, v, causal=False, mask=allowed).numpy(), want, 2e-5)
+
+
+# ---------------------------------------------------------------------------
+# Attention errors.
+def test_attention_errors(rng):
+    q, k, v = qkv(rng, 1, 4, 4, 6, 4, 8)  # 6 query heads over 4 kv heads
+    with pytest.raises(ValueError, match="multiple") as e:
+        llmkit.attention(q, k, v)
+    assert e.value.status == "LLMKIT_ERROR_SHAPE"
+    q, k, v = qkv(rng, 1, 4, 4, 2, 2, 8)
+    with pytest.raises(ValueError) as e:
+        llmkit.attention(q, k.astype(np.float16), v)
+    assert e.value.status == "LLMKIT_ERROR_DTYPE"
+    with pytest.raises(ValueError) as e:
+        llmkit.attention(q[0], k[0], v[0])
+    assert e.value.status == "LLMKIT_ERROR_SHAPE"
+    with pytest.raises(ValueError) as e:
+        llmkit.attention(q, k[:, :3], v)
+    assert e.value.status == "LLMKIT_ERROR_SHAPE"
+    big = np.zeros((1, 2, 1, 512), np.float32)
+    with pytest.raises(ValueError, match="256"):
+        llmkit.attention(big, big, big)
+    with pytest.raises(ValueError, match="mask") as e:
+        llmkit.attention(q, k, v, mask=np.zeros((4, 5), np.float32))
+    assert e.value.status == "LLMKIT_ERROR_SHAPE"
+    with pytest.raises(ValueError, match="2 heads"):
+        llmkit.attention(q, k, v, alibi_slopes=[0.5, 0.25, 0.125])
+    with pytest.raises(ValueError, match="causal"):
+        llmkit.attention(q, k, v, causal=False, window=4)
+    with pytest.raises(ValueError, match="window"):
+        llmkit.attention(q, k, v, window=0)
+    for name in ("scale", "softcap"):
+        for bad in (0.0, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=name):
+                llmkit.attention(q, k, v, **{name: bad})
+    with pytest.raises(ValueError, match="num_threads"):
+        llmkit.attention(q, k, v, num_threads=-1)
+    strided_d = np.zeros((1, 4, 2, 16), np.float32)[..., ::2]
+    with pytest.raises(llmkit.LlmkitError) as e:
+        llmkit.attention(strided_d, k, v)
+    assert e.value.status == "LLMKIT_ERROR_UNSUPPORTED"
+
+
+# ---------------------------------------------------------------------------
+# RoPE.
+def ref_inv_freq(n, theta=10000.0):
+    return 1.0 / theta ** (np.arange(0, n, 2, dtype=np.float64) / n)
+
+
+def ref_rope_neox(x, pos, inv_freq, mscale=1.0):
+    """Hugging Face's form: x * cos + rotate_half(x) * sin on the first len(2 * inv_freq) dims."""
+    x = np.asarray(x, np.float64)
+    n = 2 * inv_freq.size
+    ang = np.asarray(pos, np.float64)[..., None] * inv_freq  # [.., S, n/2]
+    emb = np.concatenate([ang, ang], axis=-1)
+    cos, sin = np.cos(emb) * mscale, np.sin(emb) * mscale
+    if cos.ndim == 2:
+        cos, sin = cos[None], sin[None]
+    cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+    r = x[..., :n]
+    half = n // 2
+    rot = np.concatenate([-r[..., half:], r[..., :half]], axis=-1)
+    out = x.copy()
+    out[..., :n] = r * cos + rot * sin
+    return out
+
+
+def ref_rope_interleaved(x, pos, inv_freq):
+    """Meta's Llama form: adjacent pairs as complex numbers times e^{i angle}."""
+    x = np.asarray(x, np.float64)
+    n = 2 * inv_freq.size
+    ang = np.asarray(pos, np.float64)[..., None] * inv_freq
+    rot = np.exp(1j * ang)
+    if rot.ndim == 2:
+        rot = rot[None]
+    z = x[..., 0:n:2] + 1j * x[..., 1:n:2]
+    z = z * rot[:, :, None, :]
+    out = x.copy()
+    out[..., 0:n:2], out[..., 1:n:2] = z.real, z.imag
+    return out
+
+
+def test_rope_neox_and_interleaved(rng):
+    x = rng.standard_normal((2, 11, 3, 64)).astype(np.float32)
+    pos = np.arange(100, 111)
+    inv = ref_inv_freq(64, 500000.0)
+    assert_close(llmkit.rope(x, pos, theta=500000.0), ref_rope_neox(x, pos, inv), 1e-5)
+    assert_close(llmkit.rope(x, pos, theta=500000.0, layout="interleaved"), ref_rope_interleaved(x, pos, inv), 1e-5)
+    # Per-sequence positions [B, S] (int32), and a list.
+    pos2 = np.stack([pos, pos[::-1] * 7]).astype(np.int32)
+    assert_close(llmkit.rope(x, pos2, theta=500000.0), ref_rope_neox(x, pos2, inv), 2e-5)
+    np.testing.assert_array_equal(llmkit.rope(x, pos.tolist(), theta=500000.0), llmkit.rope(x, pos, theta=500000.0))
+    # Position 0 is the identity.
+    np.testing.assert_array_equal(llmkit.rope(x, np.zeros(11, np.int64)), x)
+
+
+def test_rope_partial_rotary(rng):
+    x = rng.standard_normal((1, 5, 2, 80)).astype(np.float32)
+    pos = np.arange(5) * 13
+    out = llmkit.rope(x, pos, rotary_dim=32)
+    np.testing.assert_array_equal(out[..., 32:], x[..., 32:])
+    assert_close(out, ref_rope_neox(x, pos, ref_inv_freq(32)), 1e-5)
+    out_i = llmkit.rope(x, pos, rotary_dim=32, layout="INTERLEAVED")
+    assert_close(out_i, ref_rope_interleaved(x, pos, ref_inv_freq(32)), 1e-5)
+
+
+def test_rope_copy_and_in_place(rng):
+    x = rng.standard_normal((1, 4, 2, 16)).astype(np.float32)
+    keep = x.copy()
+    y = llmkit.rope(x, np.arange(4))
+    np.testing.assert_array_equal(x, keep)  # a copy by default
+    z = llmkit.rope(x, np.arange(4), in_place=True)
+    assert z is x
+    np.testing.assert_array_equal(x, y)
+    # In place through a strided view rotates the parent's memory.
+    parent = rng.standard_normal((1, 4, 6, 16)).astype(np.float32)
+    before = parent.copy()
+    llmkit.rope(parent[:, :, ::3], np.arange(4), in_place=True)
+    np.testing.assert_array_equal(parent[:, :, 1::3], before[:, :, 1::3])
+    np.testing.assert_array_equal(parent[:, :, ::3], llmkit.rope(before[:, :, ::3], np.arange(4)))
+
+
+def test_rope_scalings(rng):
+    n = 64
+    x = rng.standard_normal((1, 6, 2, n)).astype(np.float32)
+    pos = np.array([0, 1, 5, 1000, 9000, 30000])
+    # Linear: the same angles as plain RoPE at positions / factor.
+    lin = llmkit.rope(x, 2 * pos, scaling={"type": "linear", "factor": 2.0})
+    np.testing.assert_array_equal(lin, llmkit.rope(x, pos))
+    # NTK-aware: plain RoPE with theta * alpha^(n / (n - 2)).
+    ntk = llmkit.rope(x, pos, scaling={"type": "ntk", "alpha": 8.0})
+    assert_close(ntk, ref_rope_neox(x, pos, ref_inv_freq(n, 10000.0 * 8.0 ** (n / (n - 2)))), 2e-5)
+
+    # Llama 3.1, as transformers' _compute_llama3_parameters (given as Hugging Face's dict).
+    inv = ref_inv_freq(n, 500000.0)
+    factor, low, high, orig = 8.0, 1.0, 4.0, 8192.0
+    wavelen = 2 * math.pi / inv
+    smooth = (orig / wavelen - low) / (high - low)
+    want = np.where(wavelen > orig / low, inv / factor, inv)
+    mid = (wavelen <= orig / low) & (wavelen >= orig / high)
+    want = np.where(mid, (1 - smooth) * want / factor + smooth * want, want)
+    hf = {"rope_type": "llama3", "factor": factor, "low_freq_factor": low, "high_freq_factor": high,
+          "original_max_position_embeddings": 8192}
+    assert_close(llmkit.rope(x, pos, theta=500000.0, scaling=hf), ref_rope_neox(x, pos, want), 2e-5)
+
+    # YaRN, as transformers' _compute_yarn_parameters.
+    factor, orig, beta_fast, beta_slow = 4.0, 4096, 32.0, 1.0
+    inv = ref_inv_freq(n)
+
+    def corr(rot):
+        return (n * math.log(orig / (rot * 2 * math.pi))) / (2 * math.log(10000.0))
+
+    lo, hi = max(math.floor(corr(beta_fast)), 0), min(math.ceil(corr(beta_slow)), n - 1)
+    ramp = np.clip((np.arange(n // 2) - lo) / (hi - lo), 0, 1)
+    extrap = 1 - ramp
+    want = inv / factor * (1 - extrap) + inv * extrap
+    mscale = 0.1 * math.log(factor) + 1.0
+    yarn = {"type": "yarn", "factor": factor, "original_max_position": orig}
+    assert_close(llmkit.rope(x, pos, scaling=yarn), ref_rope_neox(x, pos, want, mscale), 2e-5)
+    yarn2 = dict(yarn, beta_fast=beta_fast, beta_slow=beta_slow, attention_factor=1.0)
+    assert_close(llmkit.rope(x, pos, scaling=yarn2), ref_rope_neox(x, pos, want), 2e-5)
+
+
+def test_rope_half_precision(rng):
+    x = rng.standard_normal((2, 8, 2, 32)).astype(np.float16)
+    pos = np.arange(8) + 40
+    out = llmkit.rope(x, pos)
+    assert out.dtype == np.float16
+    assert_close(out, ref_rope_neox(x, pos, ref_inv_freq(32)), 4e-3)
+
+
+def test_rope_torch_bfloat16(rng):
+    torch = pytest.importorskip("torch")
+    pos = np.arange(8) + 40
+    t = torch.from_numpy(rng.standard_normal((2, 8, 2, 32)).astype(np.float32)).bfloat16()
+    got = llmkit.rope(t, pos)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.bfloat16
+    assert_close(got.double().numpy(), ref_rope_neox(t.double().numpy(), pos, ref_inv_freq(32)), 3e-2)
+    before = t.clone()
+    assert llmkit.rope(t, torch.from_numpy(pos), in_place=True) is t
+    assert torch.equal(t, got) and not torch.equal(t, before)
+
+
+def test_rope_errors(rng):
+    x = rng.standard_normal((1, 4, 2, 16)).astype(np.float32)
+    pos = np.arange(4)
+    with pytest.raises(ValueError, match="layout"):
+        llmkit.rope(x, pos, layout="gptj")
+    with pytest.raises(ValueError, match="type"):
+        llmkit.rope(x, pos, scaling={"type": "dynamic", "factor": 2.0})
+    with pytest.raises(ValueError, match="mscale"):
+        llmkit.rope(x, pos, scaling={"type": "yarn", "factor": 2.0, "original_max_position": 4096, "mscale": 1})
+    with pytest.raises(ValueError, match="factor"):
+        llmkit.rope(x, pos, scaling={"type": "linear"})
+    with pytest.raises(ValueError, match="original_max_position"):
+        llmkit.rope(x, pos, scaling={"type": "llama3", "factor": 8.0})
+    with pytest.raises(ValueError, match="factor"):
+        llmkit.rope(x, pos, scaling={"type": "linear", "factor": -1.0})
+    with pytest.raises(TypeError):
+        llmkit.rope(x, pos, scaling="linear")
+    with pytest.raises(ValueError) as e:
+        llmkit.rope(x, pos, rotary_dim=5)
+    assert e.value.status == "LLMKIT_ERROR_SHAPE"
+    with pytest.raises(ValueError):
+        llmkit.rope(x, pos, rotary_dim=32)
+    with pytest.raises(ValueError, match="rotary_dim"):
+        llmkit.rope(x, pos, rotary_dim=0)
+    with pytest.raises(ValueError) as e:
+        llmkit.rope(x, np.arange(5))
+    assert e.value.status == "LLMKIT_ERROR_SHAPE"
+    with pytest.raises(ValueError) as e:
+        llmkit.rope(x, pos.astype(np.float32))
+    assert e.value.status == "LLMKIT_ERROR_DTYPE"
+    with pytest.raises(ValueError, match="theta"):
+        llmkit.rope(x, pos, theta=0.0)
+    ro = x.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        llmkit.rope(ro, pos, in_place=True)
+    llmkit.rope(ro, pos)  # a copy is fine
+    with pytest.raises(TypeError):
+        llmkit.rope(x.tolist(), pos, in_place=True)
+
+
+# ---------------------------------------------------------------------------
+# KV-cache sizes.
+def test_kv_cache_bytes_for_known_models():
+    # Llama 2 7B: 32 layers, 32 kv heads (MHA) of 128, fp16, 4096 tokens = 2 GiB.
+    assert llmkit.kv_cache_bytes(n_layers=32, n_kv_heads=32, head_dim=128, dtype="fp16", context=4096) == 2 * 2**30
+    # Llama 3 8B: GQA with 8 kv heads, a quarter of that.
+    assert llmkit.kv_cache_bytes(n_layers=32, n_kv_heads=8, head_dim=128, dtype="bf16", context=4096) == 512 * 2**20
+    kw = dict(n_layers=32, n_kv_heads=8, head_dim=128, context=4096)
+    base = llmkit.kv_cache_bytes(**kw)  # fp16 by default
+    assert base == 512 * 2**20
+    assert llmkit.kv_cache_bytes(**kw, dtype="fp32") == 2 * base
+    assert llmkit.kv_cache_bytes(**kw, dtype="int8") == base // 2
+    assert llmkit.kv_cache_bytes(**kw, dtype="BFloat16", batch=3) == 3 * base
+    assert llmkit.kv_cache_bytes(**kw, dtype=np.float32) == 2 * base
+    assert llmkit.kv_cache_bytes(**kw, batch=0) == 0
+
+
+def test_kv_cache_bytes_errors():
+    kw = dict(n_layers=32, n_kv_heads=8, head_dim=128, context=4096)
+    with pytest.raises(ValueError) as e:
+        llmkit.kv_cache_bytes(**{**kw, "context": -1})
+    assert e.value.status == "LLMKIT_ERROR_INVALID_ARGUMENT"
+    with pytest.raises(ValueError) as e:
+        llmkit.kv_cache_bytes(**{**kw, "context": 2**62})
+    assert e.value.status == "LLMKIT_ERROR_OUT_OF_RANGE"
+    with pytest.raises(ValueError, match="does not fit"):
+        llmkit.kv_cache_bytes(**{**kw, "batch": 2**70})
+    with pytest.raises(ValueError, match="fp16"):
+        llmkit.kv_cache_bytes(**kw, dtype="q4")
+    with pytest.raises(TypeError):
+        llmkit.kv_cache_bytes(32, 8, 128, "fp16", 4096)  # keyword-only
+    with pytest.raises(TypeError):
+        llmkit.kv_cache_bytes(**{**kw, "head_dim": 128.0})
