@@ -20,13 +20,17 @@ struct candidates {
     // Keeps the entries whose flag is set, preserving order.
     template <typename Keep>
     void compact(Keep keep) {
+        // Branch-free: always write, advance by the flag. Survivors are often
+        // scattered through the ids, where a branch per token mispredicts.
+        int32_t *id = ids.data();
+        float *lg = logits.data();
+        const size_t n = ids.size();
         size_t w = 0;
-        for (size_t r = 0; r < ids.size(); ++r) {
-            if (keep(r)) {
-                ids[w] = ids[r];
-                logits[w] = logits[r];
-                ++w;
-            }
+        for (size_t r = 0; r < n; ++r) {
+            const bool k = keep(r);
+            id[w] = id[r];
+            lg[w] = lg[r];
+            w += k ? 1 : 0;
         }
         ids.resize(w);
         logits.resize(w);

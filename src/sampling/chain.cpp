@@ -75,7 +75,8 @@ thread_local std::vector<float> tls_row;
 thread_local candidates tls_cand;
 
 // Loads row `b`, rejects NaN and +inf, and fills `c` with the finite tokens.
-void load_row(const tensor_view &logits, int64_t b, int64_t vocab, std::vector<float> &row, candidates &c) {
+void load_row(const tensor_view &logits, int64_t b, int64_t vocab, std::vector<float> &row, candidates &c,
+              bool build = true) {
     row.resize(size_t(vocab));
     core::load_floats(row.data(), row_ptr(logits, b), vocab, col_stride(logits), logits.type);
     // One branch-free pass (it vectorises): any NaN or +inf, and how many -inf.
@@ -94,6 +95,7 @@ void load_row(const tensor_view &logits, int64_t b, int64_t vocab, std::vector<f
                      " (logits must be finite; -inf marks a token that cannot be picked)");
     }
     if (masked == row.size()) fail(LLMKIT_ERROR_NON_FINITE, logits.name, ": row ", b, " has no finite logit");
+    if (!build) return;
     c.vocab_size = int32_t(vocab);
     c.ids.resize(row.size() - masked);
     c.logits.resize(row.size() - masked);
@@ -109,6 +111,21 @@ void load_row(const tensor_view &logits, int64_t b, int64_t vocab, std::vector<f
         c.logits[w] = row[v];
         ++w;
     }
+}
+
+// The first index of the largest value (-inf entries never win unless all are).
+int32_t argmax_lowest(const std::vector<float> &row) {
+    const float ninf = -std::numeric_limits<float>::infinity();
+    float m[8] = {ninf, ninf, ninf, ninf, ninf, ninf, ninf, ninf};
+    const size_t n = row.size();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; ++j) m[j] = row[i + size_t(j)] > m[j] ? row[i + size_t(j)] : m[j];
+    for (; i < n; ++i) m[0] = row[i] > m[0] ? row[i] : m[0];
+    for (int j = 1; j < 8; ++j) m[0] = m[j] > m[0] ? m[j] : m[0];
+    for (size_t v = 0; v < n; ++v)
+        if (row[v] == m[0]) return int32_t(v);
+    return 0;
 }
 
 // log-softmax denominators and the n best (id, logprob) of a set, descending.
@@ -221,9 +238,11 @@ void chain::sample(const tensor_view &logits, const tensor_view &tokens, const s
         sequence_state &st = *states[size_t(b)];
         std::vector<float> &row = tls_row;
         candidates &c = tls_cand;
-        load_row(logits, b, vocab, row, c);
-
         const bool want_logprobs = call.chosen_logprobs || call.n_top > 0;
+        // Plain greedy needs no candidate set: argmax on the checked row.
+        const bool greedy_only = n_filters == 0 && picker.kind == step_kind::greedy &&
+                                 !(want_logprobs && call.processed_logprobs);
+        load_row(logits, b, vocab, row, c, !greedy_only);
         logprob_table raw;
         if (want_logprobs && !call.processed_logprobs) {
             raw = make_table(row.data(), row.size());
@@ -244,7 +263,11 @@ void chain::sample(const tensor_view &logits, const tensor_view &tokens, const s
             mu = st.mu[steps_.size() - 1];
             if (std::isnan(mu)) mu = 2.0f * picker.f0;  // mirostat starts at mu = 2 tau
         }
-        const pick_result r = pick(picker, c, ctx, mu);
+        pick_result r;
+        if (greedy_only)
+            r.token = argmax_lowest(row);
+        else
+            r = pick(picker, c, ctx, mu);
         picked[size_t(b)] = r.token;
         if (picker.kind == step_kind::mirostat || picker.kind == step_kind::mirostat_v2) new_mu[size_t(b)] = r.new_mu;
 
