@@ -215,6 +215,20 @@ void check_seq_ids(sample_call &call, int64_t rows) {
 
 }  // namespace
 
+step_context chain::run_filters(candidates &c, const sequence_state &st, int64_t seq_id, size_t n_filters) const {
+    step_context ctx;
+    ctx.seed = seed_;
+    ctx.seq_id = uint64_t(seq_id);
+    ctx.step_number = st.step_number;
+    ctx.history = &st.history;
+    // Step j gets Philox draw index 1 + j; index 0 belongs to the picker.
+    for (size_t j = 0; j < n_filters; ++j) {
+        ctx.draw_index = uint32_t(1 + j);
+        apply_step(steps_[j], c, ctx);
+    }
+    return ctx;
+}
+
 void chain::sample(const tensor_view &logits, const tensor_view &tokens, const sample_call &call_in) {
     sample_call call = call_in;
     int64_t rows = 0, vocab = 0;
@@ -249,15 +263,7 @@ void chain::sample(const tensor_view &logits, const tensor_view &tokens, const s
             if (call.n_top > 0) write_top(call, b, nullptr, row.data(), row.size(), raw);
         }
 
-        step_context ctx;
-        ctx.seed = seed_;
-        ctx.seq_id = uint64_t(call.seq_ids[size_t(b)]);
-        ctx.step_number = st.step_number;
-        ctx.history = &st.history;
-        for (size_t j = 0; j < n_filters; ++j) {
-            ctx.draw_index = uint32_t(1 + j);
-            apply_step(steps_[j], c, ctx);
-        }
+        const step_context ctx = run_filters(c, st, call.seq_ids[size_t(b)], n_filters);
         float mu = 0;
         if (has_picker) {
             mu = st.mu[steps_.size() - 1];
@@ -317,15 +323,7 @@ void chain::apply(const tensor_view &logits, const tensor_view &out, const sampl
         std::vector<float> &row = tls_row;
         candidates &c = tls_cand;
         load_row(logits, b, vocab, row, c);
-        step_context ctx;
-        ctx.seed = seed_;
-        ctx.seq_id = uint64_t(call.seq_ids[size_t(b)]);
-        ctx.step_number = st.step_number;
-        ctx.history = &st.history;
-        for (size_t j = 0; j < n_filters; ++j) {
-            ctx.draw_index = uint32_t(1 + j);
-            apply_step(steps_[j], c, ctx);
-        }
+        run_filters(c, st, call.seq_ids[size_t(b)], n_filters);
         char *dst = const_cast<char *>(row_ptr(out, b));
         const int64_t s = col_stride(out);
         const float ninf = -std::numeric_limits<float>::infinity();

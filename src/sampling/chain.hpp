@@ -53,6 +53,8 @@ public:
 
 private:
     sequence_state &state_for(int64_t seq_id);
+    // Runs the non-picking steps on one row; returns the context the picker uses.
+    step_context run_filters(candidates &c, const sequence_state &st, int64_t seq_id, size_t n_filters) const;
 
     uint64_t seed_;
     std::vector<step> steps_;
