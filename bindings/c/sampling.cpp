@@ -36,11 +36,11 @@ void require_probability(float p, bool allow_zero, const char *step, const char 
              ", got ", p);
 }
 
-llmkit_status add(llmkit_sampler_chain *chain, const char *name, const std::function<step()> &make) {
+// Validates the step's parameters (inside `make`) and appends it.
+llmkit_status add(llmkit_sampler_chain *chain, const std::function<step()> &make) {
     return capi::guard([&] {
         capi::require_non_null(chain, "chain");
         chain->impl.add(make());
-        (void)name;
     });
 }
 
@@ -48,6 +48,13 @@ step make(step_kind k) {
     step s;
     s.kind = k;
     return s;
+}
+
+// The seq_ids of an options struct: both set, or neither.
+std::vector<int64_t> seq_ids_from(const int64_t *ids, size_t n) {
+    if (ids && n == 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.seq_ids is set but n_seq_ids is 0");
+    if (!ids && n != 0) fail(LLMKIT_ERROR_NULL_POINTER, "options.seq_ids is NULL but n_seq_ids is ", n);
+    return ids ? std::vector<int64_t>(ids, ids + n) : std::vector<int64_t>();
 }
 
 // Builds a host/device tensor_view for an optional output tensor.
@@ -60,10 +67,7 @@ sampling::sample_call make_call(const llmkit_sample_options &o) {
     sampling::sample_call call;
     if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
     call.n_threads = o.n_threads;
-    if (o.seq_ids) {
-        call.seq_ids.assign(o.seq_ids, o.seq_ids + o.n_seq_ids);
-        if (o.n_seq_ids == 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.seq_ids is set but n_seq_ids is 0");
-    }
+    call.seq_ids = seq_ids_from(o.seq_ids, o.n_seq_ids);
     if (o.logprob_source != LLMKIT_LOGPROBS_RAW && o.logprob_source != LLMKIT_LOGPROBS_PROCESSED)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.logprob_source = ", o.logprob_source, " is not a llmkit_logprob_source");
     call.processed_logprobs = o.logprob_source == LLMKIT_LOGPROBS_PROCESSED;
@@ -87,15 +91,15 @@ llmkit_status llmkit_sampler_chain_create(llmkit_sampler_chain **out, const llmk
 void llmkit_sampler_chain_free(llmkit_sampler_chain *chain) { delete chain; }
 
 llmkit_status llmkit_sampler_chain_add_greedy(llmkit_sampler_chain *chain) {
-    return add(chain, "greedy", [] { return make(step_kind::greedy); });
+    return add(chain, [] { return make(step_kind::greedy); });
 }
 
 llmkit_status llmkit_sampler_chain_add_dist(llmkit_sampler_chain *chain) {
-    return add(chain, "dist", [] { return make(step_kind::dist); });
+    return add(chain, [] { return make(step_kind::dist); });
 }
 
 llmkit_status llmkit_sampler_chain_add_temperature(llmkit_sampler_chain *chain, float t) {
-    return add(chain, "temperature", [&] {
+    return add(chain, [&] {
         if (!(t >= 0.0f) || !std::isfinite(t))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "temperature: t must be finite and >= 0, got ", t);
         step s = make(step_kind::temperature);
@@ -106,7 +110,7 @@ llmkit_status llmkit_sampler_chain_add_temperature(llmkit_sampler_chain *chain, 
 
 llmkit_status llmkit_sampler_chain_add_dynamic_temperature(llmkit_sampler_chain *chain, float t, float delta,
                                                            float exponent) {
-    return add(chain, "dynamic_temperature", [&] {
+    return add(chain, [&] {
         if (!(t >= 0.0f) || !std::isfinite(t))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "dynamic_temperature: t must be finite and >= 0, got ", t);
         require_finite(delta, "dynamic_temperature", "delta");
@@ -121,7 +125,7 @@ llmkit_status llmkit_sampler_chain_add_dynamic_temperature(llmkit_sampler_chain 
 }
 
 llmkit_status llmkit_sampler_chain_add_top_k(llmkit_sampler_chain *chain, int32_t k) {
-    return add(chain, "top_k", [&] {
+    return add(chain, [&] {
         if (k <= 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "top_k: k must be >= 1, got ", k);
         step s = make(step_kind::top_k);
         s.i0 = k;
@@ -130,7 +134,7 @@ llmkit_status llmkit_sampler_chain_add_top_k(llmkit_sampler_chain *chain, int32_
 }
 
 llmkit_status llmkit_sampler_chain_add_top_p(llmkit_sampler_chain *chain, float p, size_t min_keep) {
-    return add(chain, "top_p", [&] {
+    return add(chain, [&] {
         require_probability(p, false, "top_p", "p");
         step s = make(step_kind::top_p);
         s.f0 = p;
@@ -140,7 +144,7 @@ llmkit_status llmkit_sampler_chain_add_top_p(llmkit_sampler_chain *chain, float 
 }
 
 llmkit_status llmkit_sampler_chain_add_min_p(llmkit_sampler_chain *chain, float p, size_t min_keep) {
-    return add(chain, "min_p", [&] {
+    return add(chain, [&] {
         require_probability(p, true, "min_p", "p");
         step s = make(step_kind::min_p);
         s.f0 = p;
@@ -150,7 +154,7 @@ llmkit_status llmkit_sampler_chain_add_min_p(llmkit_sampler_chain *chain, float 
 }
 
 llmkit_status llmkit_sampler_chain_add_typical(llmkit_sampler_chain *chain, float p, size_t min_keep) {
-    return add(chain, "typical", [&] {
+    return add(chain, [&] {
         require_probability(p, false, "typical", "p");
         step s = make(step_kind::typical);
         s.f0 = p;
@@ -160,7 +164,7 @@ llmkit_status llmkit_sampler_chain_add_typical(llmkit_sampler_chain *chain, floa
 }
 
 llmkit_status llmkit_sampler_chain_add_top_n_sigma(llmkit_sampler_chain *chain, float n) {
-    return add(chain, "top_n_sigma", [&] {
+    return add(chain, [&] {
         if (!(n >= 0.0f) || !std::isfinite(n))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "top_n_sigma: n must be finite and >= 0, got ", n);
         step s = make(step_kind::top_n_sigma);
@@ -171,7 +175,7 @@ llmkit_status llmkit_sampler_chain_add_top_n_sigma(llmkit_sampler_chain *chain, 
 
 llmkit_status llmkit_sampler_chain_add_xtc(llmkit_sampler_chain *chain, float probability, float threshold,
                                            size_t min_keep) {
-    return add(chain, "xtc", [&] {
+    return add(chain, [&] {
         require_probability(probability, true, "xtc", "probability");
         require_probability(threshold, true, "xtc", "threshold");
         step s = make(step_kind::xtc);
@@ -184,7 +188,7 @@ llmkit_status llmkit_sampler_chain_add_xtc(llmkit_sampler_chain *chain, float pr
 
 llmkit_status llmkit_sampler_chain_add_penalties(llmkit_sampler_chain *chain, int32_t last_n, float repeat,
                                                  float frequency, float presence) {
-    return add(chain, "penalties", [&] {
+    return add(chain, [&] {
         if (last_n < -1) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "penalties: last_n must be >= -1, got ", last_n);
         if (!(repeat > 0.0f) || !std::isfinite(repeat))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "penalties: repeat must be finite and > 0, got ", repeat);
@@ -202,7 +206,7 @@ llmkit_status llmkit_sampler_chain_add_penalties(llmkit_sampler_chain *chain, in
 llmkit_status llmkit_sampler_chain_add_dry(llmkit_sampler_chain *chain, float multiplier, float base,
                                            int32_t allowed_length, int32_t last_n, const int32_t *breakers,
                                            size_t n_breakers) {
-    return add(chain, "dry", [&] {
+    return add(chain, [&] {
         if (!(multiplier >= 0.0f) || !std::isfinite(multiplier))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "dry: multiplier must be finite and >= 0, got ", multiplier);
         if (!(base >= 1.0f) || !std::isfinite(base))
@@ -223,7 +227,7 @@ llmkit_status llmkit_sampler_chain_add_dry(llmkit_sampler_chain *chain, float mu
 
 llmkit_status llmkit_sampler_chain_add_logit_bias(llmkit_sampler_chain *chain, const int32_t *ids,
                                                   const float *biases, size_t n) {
-    return add(chain, "logit_bias", [&] {
+    return add(chain, [&] {
         if (n && (!ids || !biases)) fail(LLMKIT_ERROR_NULL_POINTER, "logit_bias: ids or biases is NULL");
         step s = make(step_kind::logit_bias);
         for (size_t i = 0; i < n; ++i) {
@@ -239,7 +243,7 @@ llmkit_status llmkit_sampler_chain_add_logit_bias(llmkit_sampler_chain *chain, c
 }
 
 llmkit_status llmkit_sampler_chain_add_banned_tokens(llmkit_sampler_chain *chain, const int32_t *ids, size_t n) {
-    return add(chain, "banned_tokens", [&] {
+    return add(chain, [&] {
         if (n && !ids) fail(LLMKIT_ERROR_NULL_POINTER, "banned_tokens: ids is NULL");
         step s = make(step_kind::logit_bias);
         for (size_t i = 0; i < n; ++i)
@@ -251,7 +255,7 @@ llmkit_status llmkit_sampler_chain_add_banned_tokens(llmkit_sampler_chain *chain
 }
 
 llmkit_status llmkit_sampler_chain_add_mirostat(llmkit_sampler_chain *chain, float tau, float eta, int32_t m) {
-    return add(chain, "mirostat", [&] {
+    return add(chain, [&] {
         if (!(tau > 0.0f) || !std::isfinite(tau)) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "mirostat: tau must be > 0, got ", tau);
         if (!(eta > 0.0f) || !std::isfinite(eta)) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "mirostat: eta must be > 0, got ", eta);
         if (m < 2) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "mirostat: m must be >= 2, got ", m);
@@ -264,7 +268,7 @@ llmkit_status llmkit_sampler_chain_add_mirostat(llmkit_sampler_chain *chain, flo
 }
 
 llmkit_status llmkit_sampler_chain_add_mirostat_v2(llmkit_sampler_chain *chain, float tau, float eta) {
-    return add(chain, "mirostat_v2", [&] {
+    return add(chain, [&] {
         if (!(tau > 0.0f) || !std::isfinite(tau)) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "mirostat_v2: tau must be > 0, got ", tau);
         if (!(eta > 0.0f) || !std::isfinite(eta)) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "mirostat_v2: eta must be > 0, got ", eta);
         step s = make(step_kind::mirostat_v2);
@@ -396,10 +400,7 @@ llmkit_status llmkit_verify_speculative(const llmkit_tensor *draft_tokens, const
         call.step_number = o.step;
         call.n_threads = o.n_threads;
         call.stream = o.stream;
-        if (o.seq_ids) {
-            if (o.n_seq_ids == 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.seq_ids is set but n_seq_ids is 0");
-            call.seq_ids.assign(o.seq_ids, o.seq_ids + o.n_seq_ids);
-        }
+        call.seq_ids = seq_ids_from(o.seq_ids, o.n_seq_ids);
         sampling::verify_speculative_dispatch(a, p, q, t, n, call);
     });
 }

@@ -463,9 +463,10 @@ void verify_speculative(const tensor_view &draft_tokens, const tensor_view &draf
         const uint64_t seq = uint64_t(ids.seq_ids[size_t(b)]);
         int64_t accepted = 0;
         int32_t final_token = -1;
+        // Draw k + 1 picks the final token (the correction or the bonus); 0..k-1 decide the drafts.
+        const double u_final = core::philox_uniform(call.seed, seq, call.step_number, uint32_t(k + 1));
         for (int64_t i = 0; i <= k; ++i) {
             const double sq = load_prob_row(target_probs, b, i, vocab, q);
-            const double u_final = core::philox_uniform(call.seed, seq, call.step_number, uint32_t(k + 1));
             if (i == k) {  // every draft accepted: the bonus token comes from the target
                 for (int64_t v = 0; v < vocab; ++v) w[size_t(v)] = q[size_t(v)];
                 final_token = draw(w, sq, u_final);

@@ -311,8 +311,11 @@ namespace {
 // pick k so that the expected surprise of top-k sampling is mu.
 int64_t mirostat_k(const candidates &c, int32_t m, float mu) {
     const size_t take = std::min<size_t>(size_t(m), c.size());
-    std::vector<float> top(c.logits);
-    std::partial_sort(top.begin(), top.begin() + take, top.end(), std::greater<float>());
+    // Only the m largest logits matter: select them, then sort those few.
+    std::vector<float> &top = tls_exps;  // free here: mirostat computes its exps afterwards
+    top.assign(c.logits.begin(), c.logits.end());
+    std::nth_element(top.begin(), top.begin() + (take - 1), top.end(), std::greater<float>());
+    std::sort(top.begin(), top.begin() + take, std::greater<float>());
     // log(p_i / p_{i+1}) = l_i - l_{i+1}: the softmax normaliser cancels.
     double sum_ti_bi = 0, sum_ti_sq = 0;
     for (size_t i = 0; i + 1 < take; ++i) {
@@ -341,13 +344,14 @@ float surprise_bits(const candidates &c, int32_t token) {
 
 pick_result pick(const step &s, candidates &c, const step_context &ctx, float mu) {
     pick_result out;
-    const double u = core::philox_uniform(ctx.seed, ctx.seq_id, ctx.step_number, 0);
+    // Every random picker uses draw index 0; greedy draws nothing.
+    const auto u = [&] { return core::philox_uniform(ctx.seed, ctx.seq_id, ctx.step_number, 0); };
     switch (s.kind) {
     case step_kind::greedy: out.token = pick_greedy(c); break;
-    case step_kind::dist: out.token = pick_dist(c, u); break;
+    case step_kind::dist: out.token = pick_dist(c, u()); break;
     case step_kind::mirostat: {
         if (c.size() > 1) step_top_k(c, mirostat_k(c, s.i0, mu));
-        out.token = pick_dist(c, u);
+        out.token = pick_dist(c, u());
         out.new_mu = mu - s.f1 * (surprise_bits(c, out.token) - s.f0);
         break;
     }
@@ -365,7 +369,7 @@ pick_result pick(const step &s, candidates &c, const step_context &ctx, float mu
             for (size_t i = 0; i < c.size(); ++i) keep[i] = p[i] >= cut;
             c.compact([&](size_t i) { return keep[i] != 0; });
         }
-        out.token = pick_dist(c, u);
+        out.token = pick_dist(c, u());
         out.new_mu = mu - s.f1 * (surprise_bits(c, out.token) - s.f0);
         break;
     }

@@ -19,32 +19,27 @@ static int passed = 0, failed = 0;
         }                                                                      \
     } while (0)
 
-static llmkit_tensor f32_2d(float *data, int64_t *shape) {
+static llmkit_tensor host_tensor(void *data, llmkit_dtype dtype, int32_t ndim, const int64_t *shape) {
     llmkit_tensor t;
     llmkit_device host = LLMKIT_DEVICE_HOST;
-    llmkit_dtype f32 = LLMKIT_DTYPE_F32;
     t.data = data;
     t.device = host;
-    t.ndim = 2;
-    t.dtype = f32;
+    t.ndim = ndim;
+    t.dtype = dtype;
     t.shape = shape;
     t.strides = NULL;
     t.byte_offset = 0;
     return t;
 }
 
-static llmkit_tensor i32_1d(int32_t *data, int64_t *shape) {
-    llmkit_tensor t;
-    llmkit_device host = LLMKIT_DEVICE_HOST;
+static llmkit_tensor f32_2d(float *data, const int64_t *shape) {
+    llmkit_dtype f32 = LLMKIT_DTYPE_F32;
+    return host_tensor(data, f32, 2, shape);
+}
+
+static llmkit_tensor i32_1d(int32_t *data, const int64_t *shape) {
     llmkit_dtype i32 = LLMKIT_DTYPE_I32;
-    t.data = data;
-    t.device = host;
-    t.ndim = 1;
-    t.dtype = i32;
-    t.shape = shape;
-    t.strides = NULL;
-    t.byte_offset = 0;
-    return t;
+    return host_tensor(data, i32, 1, shape);
 }
 
 int main(void) {

@@ -504,6 +504,10 @@ TEST_CASE("bad input gives a clear error and no crash", "[errors]") {
     dup.n_seq_ids = 1;
     CHECK(llmkit_sampler_chain_sample(g, llmkit::f32(two.data(), {2, 3}).get(), llmkit::i32(toks, {2}).get(), &dup) ==
           LLMKIT_ERROR_SHAPE);
+    dup.seq_ids = nullptr;  // a count without ids is a caller bug, not "use the defaults"
+    CHECK(llmkit_sampler_chain_sample(g, llmkit::f32(two.data(), {2, 3}).get(), llmkit::i32(toks, {2}).get(), &dup) ==
+          LLMKIT_ERROR_NULL_POINTER);
+    CHECK(msg().find("seq_ids is NULL") != std::string::npos);
 
     // A GPU tensor on a machine (or build) without CUDA.
     llmkit::tensor_ref gpu(logits.data(), llmkit_dtype{LLMKIT_DTYPE_FLOAT, 32, 1}, {1, 3},
