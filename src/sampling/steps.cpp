@@ -91,6 +91,13 @@ void step_temperature(candidates &c, float t) {
         return;
     }
     const float inv = 1.0f / t;
+    // A temperature so small that the scaled logits overflow is greedy in the limit.
+    float max_abs = 0;
+    for (float l : c.logits) max_abs = std::max(max_abs, std::fabs(l));
+    if (!(max_abs * inv <= std::numeric_limits<float>::max())) {
+        keep_only_argmax(c);
+        return;
+    }
     for (float &l : c.logits) l *= inv;
 }
 
@@ -396,6 +403,18 @@ void apply_step(const step &s, candidates &c, const step_context &ctx) {
     case step_kind::logit_bias: step_logit_bias(c, s.ids, s.values); break;
     default: fail(LLMKIT_ERROR_INTERNAL, "apply_step() called with a picking step");
     }
+    // Steps can overflow (huge penalties or biases): -inf means removed, while
+    // +inf or NaN would poison every later step, so they are errors.
+    const float inf = std::numeric_limits<float>::infinity();
+    int bad = 0, removed = 0;
+    for (float l : c.logits) {
+        bad |= int(!(l < inf));
+        removed |= int(l == -inf);
+    }
+    if (bad)
+        fail(LLMKIT_ERROR_NON_FINITE, "step ", s.describe(),
+             " produced a non-finite logit (float overflow); use smaller parameters");
+    if (removed) c.compact([&](size_t i) { return c.logits[i] != -inf; });
     if (c.size() == 0)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "no token is left after step ", s.describe(),
              " (every candidate was banned or biased to -inf)");

@@ -486,6 +486,25 @@ TEST_CASE("bad input gives a clear error and no crash", "[errors]") {
                                       nullptr) == LLMKIT_ERROR_INVALID_ARGUMENT);
     CHECK(msg().find("no token is left") != std::string::npos);
 
+    // Overflow inside a step: an extreme temperature is greedy in the limit;
+    // a penalty that overflows to +inf is an error, not garbage tokens.
+    {
+        std::vector<float> big{3e38f, -3e38f, 1e38f};
+        llmkit::sampler_chain cold(1);
+        cold.temperature(1e-30f);
+        CHECK(cold.sample(big.data(), 1, 3)[0] == 0);
+        llmkit::sampler_chain pen(1);
+        pen.penalties(-1, 1.0f, -3e38f, 0.0f);  // negative frequency: boosts seen tokens
+        pen.accept(0, {0, 0});
+        try {
+            pen.sample(big.data(), 1, 3);
+            FAIL("overflow accepted");
+        } catch (const llmkit::error &e) {
+            CHECK(e.status() == LLMKIT_ERROR_NON_FINITE);
+            CHECK(std::string(e.what()).find("penalties") != std::string::npos);
+        }
+    }
+
     // Options.
     llmkit_sample_options bad = LLMKIT_SAMPLE_OPTIONS_INIT;
     bad.struct_size = sizeof(bad) + 8;
