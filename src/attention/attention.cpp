@@ -99,8 +99,10 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const int64_t nqt = (Sq + tq - 1) / tq;
     const float scale = p.scale != 0.0f ? p.scale : float(1.0 / std::sqrt(double(D)));
     const int64_t offset = Skv - Sq;  // query i sits at position i + offset
-    const int64_t window = p.window;
-    const bool causal = p.causal || window > 0;
+    const bool causal = p.causal || p.window > 0;
+    // A window of Skv keys or more hides nothing that causality does not; the
+    // clamp keeps i + offset - window + 1 from overflowing for huge windows.
+    const int64_t window = std::min(p.window, Skv);
     const dtype dt = q.type;
     const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();

@@ -182,6 +182,9 @@ void rope(const tensor_view &x, const tensor_view &positions, const rope_params 
     if (p.rotary_dims < 0 || n > D || n % 2 != 0)
         fail(LLMKIT_ERROR_SHAPE, "options.rotary_dims = ", p.rotary_dims, " must be even and in 0..D (D = ", D,
              "; 0 means D)");
+    if (n > std::numeric_limits<int>::max())
+        fail(LLMKIT_ERROR_SHAPE, "rotary dims = ", n, " exceeds the supported maximum of ",
+             std::numeric_limits<int>::max());
     double f;
     (void)rope_inv_freq(p, int(n), &f);  // validates the scaling parameters even for empty tensors
     if (x.numel() == 0 || n == 0) return;

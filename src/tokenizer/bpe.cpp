@@ -44,6 +44,8 @@ rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, co
         total += e.first.size();
         max_rank = std::max(max_rank, e.second);
     }
+    // Offsets and lengths are 32-bit (k_no_rank marks an absent length).
+    if (total >= k_no_rank) core::fail(LLMKIT_ERROR_FORMAT, source, ": the tokens total 4 GiB or more");
     arena_.reserve(total);
     by_rank_.assign(entries.empty() ? 0 : size_t(max_rank) + 1, {0u, k_no_rank});
     for (auto &e : entries) {

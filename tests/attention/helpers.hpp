@@ -15,6 +15,17 @@ namespace attn_test {
 
 enum class layout { compact, padded, bhsd };
 
+// A compact host tensor descriptor over `data` (masks, positions).
+inline llmkit_tensor host_tensor(void *data, llmkit_dtype dtype, int ndim, const int64_t *shape) {
+    llmkit_tensor t{};
+    t.data = data;
+    t.device = llmkit_device LLMKIT_DEVICE_HOST;
+    t.ndim = ndim;
+    t.dtype = dtype;
+    t.shape = shape;
+    return t;
+}
+
 inline llmkit_dtype to_llmkit(llmkit::core::dtype t) {
     using llmkit::core::dtype;
     if (t == dtype::bf16) return llmkit_dtype LLMKIT_DTYPE_BF16;

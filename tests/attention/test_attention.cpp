@@ -33,7 +33,6 @@ struct config {
 struct mask_data {
     std::vector<float> values;  // [Sq][Skv]
     int64_t shape[2] = {};
-    llmkit_tensor t{};
 };
 
 // Additive mask: random biases, and some -inf (never a whole row).
@@ -134,12 +133,7 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
     const std::vector<float> slopes = alibi_slopes(Hq);
     mask_data mask;
     if (c.mask) mask = make_mask(Sq, Skv, rng);
-    llmkit_tensor mt{};
-    mt.data = mask.values.data();
-    mt.device = llmkit_device LLMKIT_DEVICE_HOST;
-    mt.ndim = 2;
-    mt.dtype = llmkit_dtype LLMKIT_DTYPE_F32;
-    mt.shape = mask.shape;
+    llmkit_tensor mt = host_tensor(mask.values.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, mask.shape);
     INFO("dtype " << llmkit::core::dtype_name(t) << " B " << B << " Sq " << Sq << " Skv " << Skv << " Hq " << Hq
                   << " Hkv " << Hkv << " D " << D << " causal " << c.causal << " window " << c.window << " softcap "
                   << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " layout " << int(lay) << " kernels "
@@ -262,6 +256,19 @@ TEST_CASE("attention: more queries than keys leaves the rows that see no key at 
     config c;
     c.causal = true;
     check_case(dtype::f32, 1, 20, 8, 2, 1, 64, c);  // rows 0..11 see nothing
+}
+
+TEST_CASE("attention: a huge window with more queries than keys equals plain causal", "[attention]") {
+    std::mt19937 rng(5);
+    tensor4 q = make(dtype::f32, 1, 20, 2, 16, layout::compact, &rng), k = make(dtype::f32, 1, 8, 1, 16, layout::compact, &rng),
+            v = make(dtype::f32, 1, 8, 1, 16, layout::compact, &rng), o1 = make(dtype::f32, 1, 20, 2, 16, layout::compact, nullptr),
+            o2 = o1;
+    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+    o.causal = 1;
+    REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), o1.c(), &o) == LLMKIT_OK);
+    o.window = INT64_MAX;  // i + (Skv - Sq) - window + 1 would overflow for the first rows
+    REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), o2.c(), &o) == LLMKIT_OK);
+    CHECK(o1.bytes == o2.bytes);
 }
 
 TEST_CASE("attention accepts any strides on B, S and H (padded and [B, H, S, D] memory)", "[attention]") {
@@ -396,12 +403,7 @@ TEST_CASE("attention: bad arguments give clear errors that name the problem", "[
     op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
     std::vector<float> mv(8 * 7, 0.0f);
     const int64_t msh[2] = {8, 7};
-    llmkit_tensor mt{};
-    mt.data = mv.data();
-    mt.device = llmkit_device LLMKIT_DEVICE_HOST;
-    mt.ndim = 2;
-    mt.dtype = llmkit_dtype LLMKIT_DTYPE_F32;
-    mt.shape = msh;
+    llmkit_tensor mt = host_tensor(mv.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, msh);
     op.mask = &mt;
     expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_SHAPE, "options.mask: shape [8, 7] must be [Sq, Skv] = [8, 8]");
     // CUDA tensors without a GPU backend: a clear NO_DEVICE (or, with CUDA and a GPU, it runs).

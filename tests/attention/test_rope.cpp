@@ -52,13 +52,7 @@ std::vector<double> ref_inv_freq(const llmkit_rope_options &o, int n, double *ms
 }
 
 llmkit_tensor positions_tensor(std::vector<int64_t> &p, const int64_t *shape, int ndim) {
-    llmkit_tensor t{};
-    t.data = p.data();
-    t.device = llmkit_device LLMKIT_DEVICE_HOST;
-    t.ndim = ndim;
-    t.dtype = llmkit_dtype LLMKIT_DTYPE_I64;
-    t.shape = shape;
-    return t;
+    return host_tensor(p.data(), llmkit_dtype LLMKIT_DTYPE_I64, ndim, shape);
 }
 
 void check_rope(dtype t, const llmkit_rope_options &o, layout lay, int64_t D, int rotary) {
@@ -146,12 +140,7 @@ TEST_CASE("rope: the interleaved layout rotates exactly as llama2.c", "[rope]") 
         }
         std::vector<int32_t> p = {pos};
         const int64_t pshape[1] = {1};
-        llmkit_tensor pt{};
-        pt.data = p.data();
-        pt.device = llmkit_device LLMKIT_DEVICE_HOST;
-        pt.ndim = 1;
-        pt.dtype = llmkit_dtype LLMKIT_DTYPE_I32;
-        pt.shape = pshape;
+        llmkit_tensor pt = host_tensor(p.data(), llmkit_dtype LLMKIT_DTYPE_I32, 1, pshape);
         llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
         o.layout = LLMKIT_ROPE_INTERLEAVED;
         REQUIRE(llmkit_rope(x.c(), &pt, &o) == LLMKIT_OK);
@@ -245,4 +234,11 @@ TEST_CASE("rope: bad arguments give clear errors", "[rope][errors]") {
     const int64_t st[4] = {4 * 2 * 32, 2 * 32, 32, 2};
     xs.strides = st;
     expect(llmkit_rope(&xs, &pt, nullptr), LLMKIT_ERROR_UNSUPPORTED, "x: the head_dim axis (3) must have stride 1");
+    // An empty x whose head_dim does not fit an int: a shape error, not a huge frequency table.
+    const int64_t huge[4] = {0, 1, 1, int64_t(1) << 31};
+    llmkit_tensor xe = host_tensor(nullptr, llmkit_dtype LLMKIT_DTYPE_F32, 4, huge);
+    std::vector<int64_t> p1 = {0};
+    const int64_t s11[1] = {1};
+    llmkit_tensor pe = positions_tensor(p1, s11, 1);
+    expect(llmkit_rope(&xe, &pe, nullptr), LLMKIT_ERROR_SHAPE, "rotary dims = 2147483648");
 }

@@ -140,6 +140,14 @@ TEST_CASE("loading errors: missing file, malformed lines, unknown encoding", "[e
         {good + "YWI= 300\n", "same token bytes"},  // "ab" again
         {good + "YWJj 256\n", "rank 256 is given to two tokens"},
         {"\n" + good.substr(good.find('\n') + 1), "byte 0x00 is not a token"},
+        {"", ": no ranks"},
+        {"\r\n\n", ": no ranks"},
+        {good + "YQ=A 300\n", ":260: invalid base64"},  // padding before the end
+        {good + "YWJj= 300\n", ":260: invalid base64"},
+        {good + "YWJj 4294967296\n", ":260: rank over"},   // 2^32: must not wrap to 0
+        {good + "YWJj 12345678901\n", ":260: invalid rank"},
+        {good + "YWJj -1\n", ":260: invalid rank"},
+        {good + "YWJj \n", ":260: invalid rank"},
     };
     for (const auto &c : cases) {
         temp_file f(c.contents);
