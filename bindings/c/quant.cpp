@@ -95,8 +95,7 @@ llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor
             fail(LLMKIT_ERROR_UNSUPPORTED, "quantize ", t.name,
                  ": importance matrices (options.imatrix) are not supported yet; pass NULL");
         const matrix m = host_matrix(src, "src");
-        const size_t rb = quant::row_bytes(t, m.n);
-        const size_t needed = rb * size_t(m.rows);
+        const size_t needed = quant::rows_bytes(t, m.rows, m.n);
         if (written) *written = needed;
         if (needed > 0 && (!dst || dst_capacity < needed))
             fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "quantize ", t.name, ": dst needs ", needed, " bytes, capacity is ",
@@ -118,7 +117,7 @@ llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t src_bytes,
         const auto o = capi::read_options(options, k_dequantize_defaults, "options");
         require_threads(o.n_threads);
         const matrix m = host_matrix(dst, "dst");
-        const size_t needed = quant::row_bytes(t, m.n) * size_t(m.rows);
+        const size_t needed = quant::rows_bytes(t, m.rows, m.n);
         if (src_bytes != needed)
             fail(LLMKIT_ERROR_SHAPE, "dequantize ", t.name, ": dst [", m.rows, ", ", m.n, "] needs ", needed,
                  " bytes of blocks, src_bytes is ", src_bytes);

@@ -601,6 +601,10 @@ LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t co
  *
  * Non-finite input: ggml's behaviour on NaN or infinity is undefined; llmkit
  * refuses such input with #LLMKIT_ERROR_NON_FINITE and writes nothing.
+ * Finite input of any magnitude is accepted and gives the bytes ggml writes on
+ * x86-64: where a block's range overflows float (|x| near FLT_MAX) or a
+ * format's f16 scale (above about 65504 times the largest level), the stored
+ * scale is infinite and the block decodes to infinities or NaN, as in ggml.
  * Importance matrices (imatrix) are not supported yet.
  *
  * Thread safety: every function here is thread-safe; each call may use
@@ -659,8 +663,8 @@ LLMKIT_API llmkit_status llmkit_quant_block_size(int64_t *elements, int64_t *byt
  * @param type An #llmkit_quant_type value.
  * @param n Elements in the row; a multiple of the block size.
  * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER, #LLMKIT_ERROR_INVALID_ARGUMENT
- *         (unknown type) or #LLMKIT_ERROR_SHAPE (n negative or not a multiple
- *         of the block size). Thread-safe.
+ *         (unknown type) or #LLMKIT_ERROR_SHAPE (n negative, not a multiple
+ *         of the block size, or a byte count that overflows size_t). Thread-safe.
  */
 LLMKIT_API llmkit_status llmkit_quant_row_bytes(size_t *out, int32_t type, int64_t n);
 

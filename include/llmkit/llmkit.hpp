@@ -366,14 +366,16 @@ inline int32_t quant_type_from_name(const std::string &name) {
  * @return The blocks, rows back to back.
  */
 inline std::vector<uint8_t> quantize(int32_t type, const float *x, int64_t rows, int64_t n, int32_t n_threads = 0) {
-    size_t row = 0;
-    check(llmkit_quant_row_bytes(&row, type, n));
-    std::vector<uint8_t> out(row * size_t(rows));
     tensor_ref src(const_cast<float *>(x), llmkit_dtype LLMKIT_DTYPE_F32, {rows, n});
     llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
     o.n_threads = n_threads;
+    // Ask for the size first: the library validates the shape (negative or
+    // overflowing sizes) before anything is allocated here.
     size_t written = 0;
-    check(llmkit_quantize(&written, type, src.get(), out.data(), out.size(), &o));
+    const llmkit_status s = llmkit_quantize(&written, type, src.get(), nullptr, 0, &o);
+    if (s != LLMKIT_ERROR_BUFFER_TOO_SMALL) check(s);
+    std::vector<uint8_t> out(written);
+    if (!out.empty()) check(llmkit_quantize(&written, type, src.get(), out.data(), out.size(), &o));
     return out;
 }
 
@@ -383,6 +385,15 @@ inline std::vector<uint8_t> quantize(int32_t type, const float *x, int64_t rows,
  * @param rows Row count. @param n Elements per row. @return rows * n floats, row-major.
  */
 inline std::vector<float> dequantize(int32_t type, const std::vector<uint8_t> &blocks, int64_t rows, int64_t n) {
+    if (rows < 0 || n < 0 || (n != 0 && rows > INT64_MAX / n))
+        throw error(LLMKIT_ERROR_SHAPE, "dequantize: [" + std::to_string(rows) + ", " + std::to_string(n) +
+                                            "] is not a valid shape");
+    // Refuse a mismatched block count before allocating rows * n floats.
+    size_t row = 0;
+    check(llmkit_quant_row_bytes(&row, type, n));
+    if (row != 0 && (blocks.size() % row != 0 || blocks.size() / row != size_t(rows)))
+        throw error(LLMKIT_ERROR_SHAPE, "dequantize: " + std::to_string(blocks.size()) + " bytes of blocks are not " +
+                                            std::to_string(rows) + " rows of " + std::to_string(row) + " bytes");
     std::vector<float> y(size_t(rows * n));
     tensor_ref dst(y.data(), llmkit_dtype LLMKIT_DTYPE_F32, {rows, n});
     check(llmkit_dequantize(type, blocks.data(), blocks.size(), dst.get(), nullptr));

@@ -49,6 +49,19 @@ inline const uint8_t *in_block(const void *src, int64_t i, int64_t bytes) {
 }
 inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
+// float -> int truncation as ggml's casts compile on x86-64 (cvttss2si): an
+// in-range value truncates toward zero; NaN and out-of-range values give
+// INT_MIN instead of the C++ undefined behaviour. Reachable with finite input:
+// huge values (hi - lo overflows to inf, so 0 * inf) or a block whose absmax
+// is so small that 1 / d overflows.
+inline int trunc_int(float v) {
+    if (v >= -2147483648.0f && v < 2147483648.0f) return int(v);
+    return INT32_MIN;
+}
+// ggml's (int8_t) and (uint8_t) casts of a float.
+inline int8_t to_i8(float v) { return int8_t(trunc_int(v)); }
+inline uint8_t to_u8(float v) { return uint8_t(trunc_int(v)); }
+
 // ---------------------------------------------------------------- F32, F16, BF16
 
 void quantize_f32(const float *x, void *dst, int64_t n) { std::memcpy(dst, x, size_t(n) * 4); }
@@ -102,6 +115,20 @@ inline void min_max(const float *x, int n, float &lo, float &hi) {
     }
 }
 
+inline float abs_max(const float *x, int n) {
+    float amax = 0.0f;
+    for (int j = 0; j < n; ++j) amax = std::max(amax, std::fabs(x[j]));
+    return amax;
+}
+
+// Q5_0 / Q5_1 packing of levels a (element j) and c (element j + 16), both
+// 0..31: low nibbles into qs[j], bit 4 into bits j and j + 16 of qh.
+inline void put_q5_pair(unsigned a, unsigned c, int j, uint8_t *qs, uint32_t &qh) {
+    qs[j] = uint8_t((a & 15) | (c & 15) << 4);
+    qh |= (a >> 4 & 1u) << j;
+    qh |= (c >> 4 & 1u) << (j + 16);
+}
+
 // Q4_0 {f16 d; u8 qs[16]}: x = (q - 8) * d; the extreme value maps to -8.
 void quantize_q4_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
@@ -110,8 +137,8 @@ void quantize_q4_0(const float *x, void *dst, int64_t n) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(o, d);
         for (int j = 0; j < 16; ++j) {
-            const int lo = std::min(15, int(int8_t(x[j] * id + 8.5f)));
-            const int hi = std::min(15, int(int8_t(x[j + 16] * id + 8.5f)));
+            const int lo = std::min(15, int(to_i8(x[j] * id + 8.5f)));
+            const int hi = std::min(15, int(to_i8(x[j + 16] * id + 8.5f)));
             o[2 + j] = uint8_t(lo | hi << 4);
         }
     }
@@ -138,8 +165,8 @@ void quantize_q4_1(const float *x, void *dst, int64_t n) {
         put_f16(o, d);
         put_f16(o + 2, lo);
         for (int j = 0; j < 16; ++j) {
-            const int a = std::min(15, int(int8_t((x[j] - lo) * id + 0.5f)));
-            const int c = std::min(15, int(int8_t((x[j + 16] - lo) * id + 0.5f)));
+            const int a = std::min(15, int(to_i8((x[j] - lo) * id + 0.5f)));
+            const int c = std::min(15, int(to_i8((x[j + 16] - lo) * id + 0.5f)));
             o[4 + j] = uint8_t(a | c << 4);
         }
     }
@@ -164,11 +191,9 @@ void quantize_q5_0(const float *x, void *dst, int64_t n) {
         put_f16(o, d);
         uint32_t qh = 0;
         for (int j = 0; j < 16; ++j) {
-            const unsigned a = unsigned(std::min(31, int(int8_t(x[j] * id + 16.5f))));
-            const unsigned c = unsigned(std::min(31, int(int8_t(x[j + 16] * id + 16.5f))));
-            o[6 + j] = uint8_t((a & 15) | (c & 15) << 4);
-            qh |= (a >> 4 & 1u) << j;
-            qh |= (c >> 4 & 1u) << (j + 16);
+            const unsigned a = unsigned(std::min(31, int(to_i8(x[j] * id + 16.5f))));
+            const unsigned c = unsigned(std::min(31, int(to_i8(x[j + 16] * id + 16.5f))));
+            put_q5_pair(a, c, j, o + 6, qh);
         }
         std::memcpy(o + 2, &qh, 4);
     }
@@ -200,11 +225,9 @@ void quantize_q5_1(const float *x, void *dst, int64_t n) {
         put_f16(o + 2, lo);
         uint32_t qh = 0;
         for (int j = 0; j < 16; ++j) {
-            const unsigned a = uint8_t((x[j] - lo) * id + 0.5f);
-            const unsigned c = uint8_t((x[j + 16] - lo) * id + 0.5f);
-            o[8 + j] = uint8_t((a & 15) | (c & 15) << 4);
-            qh |= (a >> 4 & 1u) << j;
-            qh |= (c >> 4 & 1u) << (j + 16);
+            const unsigned a = to_u8((x[j] - lo) * id + 0.5f);
+            const unsigned c = to_u8((x[j + 16] - lo) * id + 0.5f);
+            put_q5_pair(a, c, j, o + 8, qh);
         }
         std::memcpy(o + 4, &qh, 4);
     }
@@ -228,12 +251,10 @@ void dequantize_q5_1(const void *src, float *y, int64_t n) {
 void quantize_q8_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 34);
-        float amax = 0.0f;
-        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
-        const float d = amax / 127;
+        const float d = abs_max(x, 32) / 127;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(o, d);
-        for (int j = 0; j < 32; ++j) o[2 + j] = uint8_t(int8_t(std::round(x[j] * id)));
+        for (int j = 0; j < 32; ++j) o[2 + j] = uint8_t(to_i8(std::round(x[j] * id)));
     }
 }
 void dequantize_q8_0(const void *src, float *y, int64_t n) {
@@ -248,14 +269,12 @@ void dequantize_q8_0(const void *src, float *y, int64_t n) {
 void quantize_q8_1(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 36);
-        float amax = 0.0f;
-        for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
-        const float d = amax / 127;
+        const float d = abs_max(x, 32) / 127;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(o, d);
         int sum = 0;
         for (int j = 0; j < 32; ++j) {
-            const int8_t q = int8_t(std::round(x[j] * id));
+            const int8_t q = to_i8(std::round(x[j] * id));
             o[4 + j] = uint8_t(q);
             sum += q;
         }
@@ -437,6 +456,15 @@ inline void pack_scale_min(int j, uint8_t ls, uint8_t lm, uint8_t *q) {
     }
 }
 
+// Q2_K / Q3_K: 256 2-bit levels (0..3), four 32-element quarters of each
+// 128-element half sharing one byte.
+template <typename T>
+inline void pack_2bit(const T *L, uint8_t *qs) {
+    for (int j = 0; j < qk_k; j += 128)
+        for (int l = 0; l < 32; ++l)
+            qs[j / 4 + l] = uint8_t(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+}
+
 // ---------------------------------------------------------------- Q2_K
 // {u8 scales[16] (4-bit scale | 4-bit min << 4); u8 qs[64]; f16 d; f16 dmin}
 
@@ -463,7 +491,7 @@ void quantize_q2_k(const float *x, void *dst, int64_t n) {
         }
         if (max_min > 0) {
             const float iscale = 15.f / max_min;
-            for (int j = 0; j < 16; ++j) sc[j] = uint8_t(sc[j] | uint8_t(nearest_int(iscale * mins[j]) << 4));
+            for (int j = 0; j < 16; ++j) sc[j] = uint8_t(sc[j] | uint8_t(unsigned(nearest_int(iscale * mins[j])) << 4));
             put_f16(o + 82, max_min / 15.f);
         } else {
             put_f16(o + 82, 0.f);
@@ -475,9 +503,7 @@ void quantize_q2_k(const float *x, void *dst, int64_t n) {
             const float dm = dmin * float(sc[j] >> 4);
             for (int i = 0; i < 16; ++i) L[16 * j + i] = uint8_t(clampi(nearest_int((x[16 * j + i] + dm) / d), 0, 3));
         }
-        for (int j = 0; j < qk_k; j += 128)
-            for (int l = 0; l < 32; ++l)
-                qs[j / 4 + l] = uint8_t(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+        pack_2bit(L, qs);
     }
 }
 void dequantize_q2_k(const void *src, float *y, int64_t n) {
@@ -512,14 +538,8 @@ void quantize_q3_k(const float *x, void *dst, int64_t n) {
         uint8_t *hmask = o, *qs = o + 32, *s = o + 96;
         int8_t L[qk_k];
         float scales[16];
-        float max_scale = 0, amax = 0;
-        for (int j = 0; j < 16; ++j) {
-            scales[j] = fit_q3_group(16, 4, x + 16 * j, L + 16 * j);
-            if (std::fabs(scales[j]) > amax) {
-                amax = std::fabs(scales[j]);
-                max_scale = scales[j];
-            }
-        }
+        for (int j = 0; j < 16; ++j) scales[j] = fit_q3_group(16, 4, x + 16 * j, L + 16 * j);
+        const float max_scale = signed_absmax(scales, 16);
         std::fill(s, s + 12, uint8_t(0));
         if (max_scale != 0.0f) {
             const float iscale = -32.f / max_scale;
@@ -548,9 +568,7 @@ void quantize_q3_k(const float *x, void *dst, int64_t n) {
                 L[j] = int8_t(L[j] - 4);
             }
         }
-        for (int j = 0; j < qk_k; j += 128)
-            for (int l = 0; l < 32; ++l)
-                qs[j / 4 + l] = uint8_t(L[j + l] | L[j + l + 32] << 2 | L[j + l + 64] << 4 | L[j + l + 96] << 6);
+        pack_2bit(L, qs);
     }
 }
 void dequantize_q3_k(const void *src, float *y, int64_t n) {
@@ -692,15 +710,9 @@ void quantize_q6_k(const float *x, void *dst, int64_t n) {
         uint8_t *o = out_block(dst, b, 210);
         int8_t L[qk_k];
         float scales[16];
-        float max_scale = 0, max_abs_scale = 0;
-        for (int ib = 0; ib < 16; ++ib) {
-            scales[ib] = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib);
-            if (std::fabs(scales[ib]) > max_abs_scale) {
-                max_abs_scale = std::fabs(scales[ib]);
-                max_scale = scales[ib];
-            }
-        }
-        if (max_abs_scale < group_max_eps) {
+        for (int ib = 0; ib < 16; ++ib) scales[ib] = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib);
+        const float max_scale = signed_absmax(scales, 16);
+        if (std::fabs(max_scale) < group_max_eps) {
             std::fill(o, o + 210, uint8_t(0));
             continue;
         }
@@ -800,14 +812,8 @@ inline int nearest_code(float v) {
 // and leaves the levels of the first guess in L.
 float fit_codebook(const float *xb, uint8_t *L) {
     constexpr int ntry = 7;
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; ++j) {
-        if (std::fabs(xb[j]) > amax) {
-            amax = std::fabs(xb[j]);
-            max = xb[j];
-        }
-    }
-    if (amax < group_max_eps) return 0.0f;
+    const float max = signed_absmax(xb, 32);
+    if (std::fabs(max) < group_max_eps) return 0.0f;
     float d = -max / float(iq4_values[0]);
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
@@ -869,14 +875,8 @@ void quantize_iq4_xs(const float *x, void *dst, int64_t n) {
         uint8_t *o = out_block(dst, b, 136);
         uint8_t L[qk_k] = {};
         float scales[8];
-        float max_scale = 0, amax_scale = 0;
-        for (int ib = 0; ib < 8; ++ib) {
-            scales[ib] = fit_codebook(x + 32 * ib, L + 32 * ib);
-            if (std::fabs(scales[ib]) > amax_scale) {
-                amax_scale = std::fabs(scales[ib]);
-                max_scale = scales[ib];
-            }
-        }
+        for (int ib = 0; ib < 8; ++ib) scales[ib] = fit_codebook(x + 32 * ib, L + 32 * ib);
+        const float max_scale = signed_absmax(scales, 8);
         const float d = -max_scale / 32;
         put_f16(o, d);
         const float id = d != 0.0f ? 1 / d : 0.f;

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "core/error.hpp"
@@ -13,7 +14,18 @@ size_t row_bytes(const type_traits &t, int64_t n) {
     if (n < 0 || n % t.block_elems != 0)
         core::fail(LLMKIT_ERROR_SHAPE, t.name, ": a row of ", n, " elements is not a multiple of the block size ",
                    t.block_elems);
-    return size_t(n / t.block_elems) * size_t(t.block_bytes);
+    const size_t blocks = size_t(n / t.block_elems);
+    if (blocks > SIZE_MAX / size_t(t.block_bytes))
+        core::fail(LLMKIT_ERROR_SHAPE, t.name, ": a row of ", n, " elements overflows size_t bytes");
+    return blocks * size_t(t.block_bytes);
+}
+
+size_t rows_bytes(const type_traits &t, int64_t rows, int64_t n) {
+    const size_t rb = row_bytes(t, n);
+    if (rows < 0) core::fail(LLMKIT_ERROR_SHAPE, t.name, ": row count ", rows, " is negative");
+    if (rb != 0 && size_t(rows) > SIZE_MAX / rb)
+        core::fail(LLMKIT_ERROR_SHAPE, t.name, ": ", rows, " rows of ", rb, " bytes overflow size_t");
+    return rb * size_t(rows);
 }
 
 void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads) {

@@ -19,6 +19,9 @@ struct f32_rows {
 // Bytes of one quantized row of n elements; throws SHAPE when n is not a
 // multiple of the block size (or negative).
 size_t row_bytes(const type_traits &t, int64_t n);
+// Bytes of `rows` quantized rows of n elements; throws SHAPE as row_bytes does,
+// and when rows is negative or the product overflows size_t.
+size_t rows_bytes(const type_traits &t, int64_t rows, int64_t n);
 
 // Quantizes every row into dst (rows back to back, row_bytes(t, n) each).
 // Throws NON_FINITE (naming the row and column) before writing anything when

@@ -4,6 +4,7 @@
 // error cases.
 #include <catch2/catch.hpp>
 
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -275,6 +276,39 @@ TEST_CASE("strided input and thread count do not change the bytes", "[quant]") {
     }
 }
 
+TEST_CASE("extreme finite inputs quantize without undefined float-to-int casts", "[quant]") {
+    // 1e38 and FLT_MAX overflow hi - lo (Q4_1, Q5_1) and denormal blocks
+    // overflow 1 / d; the casts then see inf or NaN. ggml's casts give INT_MIN
+    // there on x86-64 (level 0); llmkit pins that instead of relying on UB
+    // (run under -fsanitize=float-cast-overflow to see the difference).
+    const int64_t n = 256;
+    std::vector<float> x(size_t(3 * n));
+    for (int64_t j = 0; j < n; ++j) {
+        x[size_t(j)] = (j % 2 ? 1.0f : -1.0f) * (j % 3 ? FLT_MAX : 1e38f);
+        x[size_t(n + j)] = (j % 2 ? 1.0f : -1.0f) * 1e-40f * float(j % 7);
+        x[size_t(2 * n + j)] = j == 5 ? 1e38f : float(j) * 1e-3f;
+    }
+    size_t count = 0;
+    const llmkit::quant::type_traits *types = llmkit::quant::all_types(&count);
+    for (size_t i = 0; i < count; ++i) {
+        INFO(types[i].name);
+        const auto a = quantize(types[i].id, x, 3, n, 1);
+        CHECK(a == quantize(types[i].id, x, 3, n, 4));
+        (void)dequantize(types[i].id, a, 3, n);
+    }
+    // Q4_1, first block of row 0: d = inf, m = -inf (f16), every level 0.
+    const auto q41 = quantize(LLMKIT_QUANT_Q4_1, x, 3, n);
+    CHECK(q41[0] == 0x00);
+    CHECK(q41[1] == 0x7c);
+    CHECK(q41[2] == 0x00);
+    CHECK(q41[3] == 0xfc);
+    for (int j = 0; j < 16; ++j) CHECK(q41[size_t(4 + j)] == 0);
+    // Q4_0, first block of row 1 (denormals): d rounds to zero in f16, levels 0.
+    const auto q40 = quantize(LLMKIT_QUANT_Q4_0, x, 3, n);
+    const size_t row1 = 8 * 18;
+    for (int j = 0; j < 16; ++j) CHECK(q40[row1 + size_t(2 + j)] == 0);
+}
+
 TEST_CASE("C API errors", "[quant]") {
     std::vector<float> x(512, 0.25f);
     int64_t shape[2] = {2, 256};
@@ -300,6 +334,9 @@ TEST_CASE("C API errors", "[quant]") {
         CHECK(llmkit_quant_row_bytes(&rb, LLMKIT_QUANT_Q4_K, 100) == LLMKIT_ERROR_SHAPE);
         CHECK(message().find("256") != std::string::npos);
         CHECK(llmkit_quant_row_bytes(&rb, LLMKIT_QUANT_Q4_0, -32) == LLMKIT_ERROR_SHAPE);
+        // n * 4 bytes does not fit size_t: an error, not a wrapped size.
+        CHECK(llmkit_quant_row_bytes(&rb, LLMKIT_QUANT_F32, INT64_MAX) == LLMKIT_ERROR_SHAPE);
+        CHECK(message().find("overflow") != std::string::npos);
         int64_t bad_shape[2] = {4, 128};
         llmkit_tensor s2 = f32_tensor(x.data(), bad_shape, 2);
         CHECK(llmkit_quantize(&written, LLMKIT_QUANT_Q6_K, &s2, buf.data(), buf.size(), nullptr) == LLMKIT_ERROR_SHAPE);
@@ -374,6 +411,22 @@ TEST_CASE("C++ face: quantize, dequantize, names and exceptions", "[quant]") {
     CHECK_THROWS_AS(llmkit::quant_type_from_name("q9_9"), llmkit::error);
     try {
         llmkit::quantize(LLMKIT_QUANT_Q4_K, x.data(), 2, 64);
+        FAIL("expected a shape error");
+    } catch (const llmkit::error &e) {
+        CHECK(e.status() == LLMKIT_ERROR_SHAPE);
+    }
+    // Negative or mismatched shapes are errors, not huge allocations.
+    for (const int64_t bad_rows : {int64_t(-1), int64_t(3), INT64_MAX}) {
+        INFO("rows " << bad_rows);
+        try {
+            (void)llmkit::dequantize(t, q, bad_rows, 64);
+            FAIL("expected a shape error");
+        } catch (const llmkit::error &e) {
+            CHECK(e.status() == LLMKIT_ERROR_SHAPE);
+        }
+    }
+    try {
+        (void)llmkit::quantize(t, x.data(), -1, 64);
         FAIL("expected a shape error");
     } catch (const llmkit::error &e) {
         CHECK(e.status() == LLMKIT_ERROR_SHAPE);
