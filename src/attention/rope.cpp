@@ -74,6 +74,8 @@ std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_f
         require_positive(p.original_max_position, "original_max_position");
         require_positive(p.beta_fast, "beta_fast");
         require_positive(p.beta_slow, "beta_slow");
+        // YaRN's correction range divides by log(theta).
+        if (!(base > 1.0)) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "YaRN scaling needs theta > 1, got ", p.theta);
         if (p.attention_factor < 0.0 || !std::isfinite(p.attention_factor))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.attention_factor must be finite and >= 0, got ", p.attention_factor);
         double low = std::floor(yarn_correction_dim(p.beta_fast, n, base, p.original_max_position));

@@ -222,6 +222,11 @@ TEST_CASE("rope: bad arguments give clear errors", "[rope][errors]") {
     o.low_freq_factor = 4.0;
     expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "high_freq_factor");
     o = llmkit_rope_options LLMKIT_ROPE_OPTIONS_INIT;
+    o.scaling = LLMKIT_ROPE_SCALING_YARN;
+    o.original_max_position = 4096.0;
+    o.theta = 1.0;  // log(theta) = 0 in YaRN's correction range
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "theta > 1");
+    o = llmkit_rope_options LLMKIT_ROPE_OPTIONS_INIT;
     o.theta = NAN;
     expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.theta");
     llmkit_tensor bad = positions_tensor(p, s3, 1);
