@@ -1,0 +1,86 @@
+// llmkit._llmkit: quantization (GGUF block formats).
+#include "py_common.hpp"
+
+namespace llmkit_py {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Quantization (GGUF block formats). The Python layer (llmkit/_quant.py) turns
+// type names into ggml type ids and keeps the bytes with their type and shape.
+
+std::optional<std::string> quant_type_name(int32_t type) {
+    const char *n = llmkit_quant_type_name(type);
+    if (!n) return std::nullopt;
+    return std::string(n);
+}
+
+py::tuple quant_block_size(int32_t type) {
+    int64_t elements = 0, bytes = 0;
+    llmkit::check(llmkit_quant_block_size(&elements, &bytes, type));
+    return py::make_tuple(elements, bytes);
+}
+
+size_t quant_row_bytes(int32_t type, int64_t n) {
+    size_t out = 0;
+    llmkit::check(llmkit_quant_row_bytes(&out, type, n));
+    return out;
+}
+
+// Quantizes a float32 [rows, n] or [n] array; returns the blocks as uint8.
+// The output size comes from the shape; where the shape is one llmkit refuses
+// (rank, n not a multiple of the block), the call is made with no buffer so
+// that the C library reports the problem in its own words.
+py::array_t<uint8_t> quantize(py::handle src_obj, int32_t type, const std::optional<f32_array> &imatrix,
+                              int32_t num_threads) {
+    const tensor_arg src = to_tensor(src_obj, "array", fallback::floating);
+    size_t needed = 0;
+    if (src.ndim() == 1 || src.ndim() == 2) {
+        size_t row = 0;
+        if (llmkit_quant_row_bytes(&row, type, src.shape.back()) == LLMKIT_OK)
+            needed = row * size_t(src.ndim() == 2 ? src.shape[0] : 1);
+    }
+    py::array_t<uint8_t> out({py::ssize_t(needed)});
+    llmkit::tensor_ref st = src.ref();
+    llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
+    o.n_threads = num_threads;
+    if (imatrix) o.imatrix = imatrix->data();
+    size_t written = 0;
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_quantize(&written, type, st.get(), needed ? out.mutable_data() : nullptr, needed, &o));
+    }
+    return out;
+}
+
+// Decodes blocks into a new float32 array of the given shape ([rows, n] or [n]).
+py::array_t<float> dequantize(int32_t type, py::array_t<uint8_t, py::array::c_style> blocks,
+                              const std::vector<int64_t> &shape, int32_t num_threads) {
+    std::vector<py::ssize_t> pshape(shape.begin(), shape.end());
+    py::array_t<float> out(pshape);
+    llmkit::tensor_ref dt = llmkit::f32(out.mutable_data(), shape);
+    llmkit_dequantize_options o = LLMKIT_DEQUANTIZE_OPTIONS_INIT;
+    o.n_threads = num_threads;
+    const void *src = blocks.data();
+    const size_t n = size_t(blocks.size());
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_dequantize(type, src, n, dt.get(), &o));
+    }
+    return out;
+}
+
+
+}  // namespace
+
+void bind_quant(py::module_ &m) {
+    m.def("quant_type_from_name", [](const std::string &name) { return llmkit::quant_type_from_name(name); },
+          py::arg("name"));
+    m.def("quant_type_name", &quant_type_name, py::arg("type"));
+    m.def("quant_block_size", &quant_block_size, py::arg("type"));
+    m.def("quant_row_bytes", &quant_row_bytes, py::arg("type"), py::arg("n"));
+    m.def("quantize", &quantize, py::arg("array"), py::arg("type"), py::arg("imatrix") = py::none(),
+          py::arg("num_threads") = 0);
+    m.def("dequantize", &dequantize, py::arg("type"), py::arg("blocks"), py::arg("shape"), py::arg("num_threads") = 0);
+}
+
+}  // namespace llmkit_py

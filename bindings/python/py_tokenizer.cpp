@@ -1,0 +1,193 @@
+// llmkit._llmkit: the tokenizer.
+#include "py_common.hpp"
+
+namespace llmkit_py {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Tokenizer.
+//
+// Texts cross as the str object's own UTF-8 buffer (PyUnicode_AsUTF8AndSize:
+// no copy for ASCII strings, a cached one otherwise), which stays valid while
+// the object is referenced, so encoding runs with the GIL released. A str with
+// lone surrogates raises UnicodeEncodeError here; the Python layer repairs it.
+
+struct py_tokenizer {
+    llmkit::tokenizer tok;
+};
+
+// The UTF-8 bytes of a str, owned by the str.
+std::string_view utf8_of(py::handle text, const char *what) {
+    if (!PyUnicode_Check(text.ptr()))
+        throw py::type_error(std::string(what) + " must be str, got " + type_name(text));
+    Py_ssize_t n = 0;
+    const char *p = PyUnicode_AsUTF8AndSize(text.ptr(), &n);
+    if (!p) throw py::error_already_set();
+    return {p, size_t(n)};
+}
+
+// The option struct for a call; `names` must outlive it.
+llmkit_encode_options encode_options(const std::vector<std::string> &allowed_special, bool allow_all_special,
+                                     bool special_as_text, int32_t num_threads, std::vector<const char *> &names) {
+    names.clear();
+    for (const auto &s : allowed_special) names.push_back(s.c_str());
+    llmkit_encode_options o = LLMKIT_ENCODE_OPTIONS_INIT;
+    o.allow_all_special = allow_all_special ? 1 : 0;
+    o.allowed_special = names.empty() ? nullptr : names.data();
+    o.n_allowed_special = names.size();
+    o.special_as_text = special_as_text ? 1 : 0;
+    o.n_threads = num_threads;
+    return o;
+}
+
+py::list int_list(const int32_t *ids, size_t n) {
+    py::list out(n);
+    for (size_t i = 0; i < n; ++i) {
+        PyObject *v = PyLong_FromLong(ids[i]);
+        if (!v) throw py::error_already_set();
+        PyList_SET_ITEM(out.ptr(), Py_ssize_t(i), v);  // steals v
+    }
+    return out;
+}
+
+// Token ids from a list or tuple of ints (fast path) or an int32 numpy array
+// (the Python layer converts every other input to one).
+std::vector<int32_t> ids_of(py::handle obj) {
+    std::vector<int32_t> ids;
+    if (PyList_Check(obj.ptr()) || PyTuple_Check(obj.ptr())) {
+        py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(obj.ptr(), "ids"));
+        if (!seq) throw py::error_already_set();
+        const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.ptr());
+        PyObject **items = PySequence_Fast_ITEMS(seq.ptr());
+        ids.resize(size_t(n));
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            if (!PyLong_Check(items[i]))
+                throw py::type_error("ids[" + std::to_string(i) + "] must be an int, got " + type_name(items[i]));
+            int overflow = 0;
+            const long long v = PyLong_AsLongLongAndOverflow(items[i], &overflow);
+            if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+            if (overflow || v < INT32_MIN || v > INT32_MAX)
+                throw py::value_error("ids[" + std::to_string(i) + "] = " + std::string(py::str(items[i])) +
+                                      " is not a token id (it does not fit int32)");
+            ids[size_t(i)] = int32_t(v);
+        }
+        return ids;
+    }
+    auto a = py::array_t<int32_t, py::array::c_style | py::array::forcecast>::ensure(obj);
+    if (!a) throw py::type_error("ids must be a list of ints or an integer array, got " + type_name(obj));
+    ids.assign(a.data(), a.data() + a.size());
+    return ids;
+}
+
+py::list tokenizer_encode(const py_tokenizer &t, py::handle text, const std::vector<std::string> &allowed_special,
+                          bool allow_all_special, bool special_as_text) {
+    const std::string_view s = utf8_of(text, "text");
+    std::vector<const char *> names;
+    const llmkit_encode_options o = encode_options(allowed_special, allow_all_special, special_as_text, 0, names);
+    std::vector<int32_t> ids(s.size());  // never more ids than bytes
+    size_t n = 0;
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_tokenizer_encode(t.tok.get(), s.data(), s.size(), ids.data(), ids.size(), &n, &o));
+    }
+    return int_list(ids.data(), n);
+}
+
+py::list tokenizer_encode_batch(const py_tokenizer &t, py::handle texts_obj, const std::vector<std::string> &allowed_special,
+                                bool allow_all_special, bool special_as_text, int32_t num_threads) {
+    // Own a reference to every text: the caller's list could change while the GIL is released.
+    py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(texts_obj.ptr(), "texts must be a sequence of str"));
+    if (!seq) throw py::error_already_set();
+    const size_t n = size_t(PySequence_Fast_GET_SIZE(seq.ptr()));
+    std::vector<py::object> keep(n);
+    std::vector<const char *> ptrs(n);
+    std::vector<size_t> lens(n);
+    size_t total = 0;
+    for (size_t i = 0; i < n; ++i) {
+        keep[i] = py::reinterpret_borrow<py::object>(PySequence_Fast_GET_ITEM(seq.ptr(), Py_ssize_t(i)));
+        const std::string what = "texts[" + std::to_string(i) + "]";
+        const std::string_view s = utf8_of(keep[i], what.c_str());
+        ptrs[i] = s.data();
+        lens[i] = s.size();
+        total += s.size();
+    }
+    std::vector<const char *> names;
+    const llmkit_encode_options o =
+        encode_options(allowed_special, allow_all_special, special_as_text, num_threads, names);
+    std::vector<int32_t> ids(total);  // never more ids than bytes
+    std::vector<size_t> offsets(n + 1);
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_tokenizer_encode_batch(t.tok.get(), ptrs.data(), lens.data(), n, ids.data(), ids.size(),
+                                                    offsets.data(), &o));
+    }
+    py::list out(n);
+    for (size_t i = 0; i < n; ++i) {
+        py::list row = int_list(ids.data() + offsets[i], offsets[i + 1] - offsets[i]);
+        PyList_SET_ITEM(out.ptr(), Py_ssize_t(i), row.release().ptr());
+    }
+    return out;
+}
+
+py::bytes tokenizer_decode_bytes(const py_tokenizer &t, py::handle ids_obj) {
+    const std::vector<int32_t> ids = ids_of(ids_obj);
+    std::string bytes;
+    {
+        py::gil_scoped_release nogil;
+        bytes = t.tok.decode(ids);
+    }
+    return py::bytes(bytes);
+}
+
+py::dict tokenizer_special_tokens(const py_tokenizer &t) {
+    const int32_t n = t.tok.vocab_size();
+    std::vector<int32_t> special;
+    {
+        py::gil_scoped_release nogil;
+        for (int32_t id = 0; id < n; ++id) {
+            size_t needed = 0;
+            int32_t is_special = 0;
+            if (llmkit_tokenizer_id_to_token(t.tok.get(), id, nullptr, 0, &needed, &is_special) == LLMKIT_OK &&
+                is_special)
+                special.push_back(id);
+        }
+    }
+    py::dict out;
+    for (int32_t id : special) {
+        const std::string text = t.tok.id_to_token(id);
+        out[py::reinterpret_steal<py::object>(
+            PyUnicode_DecodeUTF8(text.data(), Py_ssize_t(text.size()), "surrogateescape"))] = id;
+    }
+    return out;
+}
+
+}  // namespace
+
+void bind_tokenizer(py::module_ &m) {
+    py::class_<py_tokenizer> cls(m, "Tokenizer",
+                                 "Native tokenizer (private; use llmkit.Tokenizer). Methods mirror "
+                                 "llmkit_tokenizer_* in llmkit.h; encoding and decoding release the GIL.");
+    cls.def_static(
+        "from_tiktoken",
+        [](const std::string &path, const std::string &encoding) {
+            py::gil_scoped_release nogil;
+            return std::make_unique<py_tokenizer>(py_tokenizer{llmkit::tokenizer::from_tiktoken(path, encoding)});
+        },
+        py::arg("path"), py::arg("encoding"));
+    cls.def("encode", &tokenizer_encode, py::arg("text"), py::arg("allowed_special") = std::vector<std::string>{},
+            py::arg("allow_all_special") = false, py::arg("special_as_text") = false);
+    cls.def("encode_batch", &tokenizer_encode_batch, py::arg("texts"),
+            py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
+            py::arg("special_as_text") = false, py::arg("num_threads") = 0);
+    cls.def("decode_bytes", &tokenizer_decode_bytes, py::arg("ids"));
+    cls.def_property_readonly("vocab_size", [](const py_tokenizer &t) { return t.tok.vocab_size(); });
+    cls.def("token_to_id", [](const py_tokenizer &t, const py::bytes &token) {
+        return t.tok.token_to_id(std::string(token));
+    }, py::arg("token"));
+    cls.def("id_to_token", [](const py_tokenizer &t, int32_t id) { return py::bytes(t.tok.id_to_token(id)); },
+            py::arg("id"));
+    cls.def("special_tokens", &tokenizer_special_tokens);
+}
+
+
+}  // namespace llmkit_py
