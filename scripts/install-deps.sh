@@ -26,4 +26,7 @@ fi
 # test tools, so let pip install them there too.
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q "numpy>=1.22" "pytest>=7" "pybind11>=2.11" "scikit-build-core>=0.8" ninja
+# Reference implementations the tests compare against (token ids, GGUF bytes
+# and files) and the property-test engine; all wheels from PyPI.
+python3 -m pip install -q tiktoken tokenizers sentencepiece gguf hypothesis tqdm
 echo "install-deps: done (cmake $(cmake --version | head -1 | awk '{print $3}'), python $(python3 -c 'import sys; print(sys.version.split()[0])'))"
