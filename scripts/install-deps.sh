@@ -29,4 +29,7 @@ python3 -m pip install -q "numpy>=1.22" "pytest>=7" "pybind11>=2.11" "scikit-bui
 # Reference implementations the tests compare against (token ids, GGUF bytes
 # and files) and the property-test engine; all wheels from PyPI.
 python3 -m pip install -q tiktoken tokenizers sentencepiece gguf hypothesis tqdm
+# PyTorch: the peer for DLPack interop, bf16/fp16 arrays and FP8 casts in the tests.
+# (A large download the first time; later runs find it installed.)
+python3 -m pip install -q torch
 echo "install-deps: done (cmake $(cmake --version | head -1 | awk '{print $3}'), python $(python3 -c 'import sys; print(sys.version.split()[0])'))"
