@@ -730,6 +730,334 @@ LLMKIT_API llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t
 /* END QUANTIZATION SECTION */
 
 /* ------------------------------------------------------------------------- */
+/* BEGIN GGUF SECTION (issue 5) */
+/** @defgroup gguf GGUF files: read and write llama.cpp's model format
+ *
+ * A GGUF file holds typed metadata (key/value pairs, arrays included) and
+ * tensors in ggml types (#llmkit_quant_type numbers them). llmkit reads
+ * versions 2 and 3 (little-endian) by mapping the file read-only, and writes
+ * version 3.
+ *
+ * The reader validates everything before it hands anything out: truncation,
+ * counts and lengths that overflow or exceed the file, unknown value or tensor
+ * types, duplicate keys or tensor names, more than 4 dimensions, rows that are
+ * not whole blocks, tensor data that is misaligned, overlaps another tensor or
+ * runs past the end. A malformed file gives #LLMKIT_ERROR_FORMAT with a message
+ * naming the file, the byte offset and the problem; an unreadable one
+ * #LLMKIT_ERROR_IO.
+ *
+ * Strings and tensor data handed out point into the mapping: they stay valid
+ * until llmkit_gguf_close(). Strings are not NUL-terminated except keys and
+ * tensor names (which llmkit copies); every string comes with its length.
+ *
+ * Thread safety: an open file is immutable, so any number of threads may read
+ * it at once; close it once, after them. A writer must not be used by two
+ * threads at once.
+ *  @{ */
+
+/** @brief An open GGUF file (opaque). */
+typedef struct llmkit_gguf_file llmkit_gguf_file;
+/** @brief One metadata value inside an open file (opaque; owned by the file). */
+typedef struct llmkit_gguf_value llmkit_gguf_value;
+/** @brief A GGUF file being built (opaque). */
+typedef struct llmkit_gguf_writer llmkit_gguf_writer;
+
+/** @brief Metadata value types, numbered as in GGUF files. */
+typedef enum llmkit_gguf_type {
+    LLMKIT_GGUF_UINT8 = 0,   /**< uint8_t */
+    LLMKIT_GGUF_INT8 = 1,    /**< int8_t */
+    LLMKIT_GGUF_UINT16 = 2,  /**< uint16_t */
+    LLMKIT_GGUF_INT16 = 3,   /**< int16_t */
+    LLMKIT_GGUF_UINT32 = 4,  /**< uint32_t */
+    LLMKIT_GGUF_INT32 = 5,   /**< int32_t */
+    LLMKIT_GGUF_FLOAT32 = 6, /**< float */
+    LLMKIT_GGUF_BOOL = 7,    /**< one byte, 0 or 1 */
+    LLMKIT_GGUF_STRING = 8,  /**< length-prefixed UTF-8, no NUL */
+    LLMKIT_GGUF_ARRAY = 9,   /**< element type, count, elements (arrays may nest) */
+    LLMKIT_GGUF_UINT64 = 10, /**< uint64_t */
+    LLMKIT_GGUF_INT64 = 11,  /**< int64_t */
+    LLMKIT_GGUF_FLOAT64 = 12 /**< double */
+} llmkit_gguf_type;
+
+/** @brief Options of llmkit_gguf_open(). */
+typedef struct llmkit_gguf_open_options {
+    uint32_t struct_size;         /**< sizeof(llmkit_gguf_open_options). */
+    int32_t allow_duplicate_keys; /**< Nonzero: keep the first of repeated keys instead of refusing the file. Default 0. */
+    int32_t no_mmap;              /**< Nonzero: read the file into memory instead of mapping it. Default 0. */
+} llmkit_gguf_open_options;
+
+/** @brief Default #llmkit_gguf_open_options: strict, memory-mapped. */
+#define LLMKIT_GGUF_OPEN_OPTIONS_INIT {sizeof(llmkit_gguf_open_options), 0, 0}
+
+/**
+ * @brief Opens and validates a GGUF file (memory-mapped, read-only).
+ * @param[out] out Receives the handle; free it with llmkit_gguf_close().
+ * @param path NUL-terminated file name. Non-regular files (pipes) are read into memory.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (bad options); #LLMKIT_ERROR_IO (cannot open, map or read);
+ *         #LLMKIT_ERROR_FORMAT (malformed: the message names the file, the
+ *         offset and the problem). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_open(llmkit_gguf_file **out, const char *path,
+                                          const llmkit_gguf_open_options *options);
+
+/**
+ * @brief Parses a GGUF file held in memory (the bytes are copied).
+ * @param[out] out Receives the handle; free it with llmkit_gguf_close().
+ * @param data The file's bytes (read during the call only). @param size Bytes at data.
+ * @param options NULL for defaults (no_mmap is ignored).
+ * @return As llmkit_gguf_open(); messages call the buffer "<memory>". Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_open_memory(llmkit_gguf_file **out, const void *data, size_t size,
+                                                 const llmkit_gguf_open_options *options);
+
+/** @brief Closes a file; every pointer obtained from it becomes invalid. @param file The file; NULL is ignored. */
+LLMKIT_API void llmkit_gguf_close(llmkit_gguf_file *file);
+
+/** @brief Layout facts of an open file. */
+typedef struct llmkit_gguf_file_info {
+    uint32_t version;      /**< 2 or 3. */
+    uint32_t alignment;    /**< general.alignment, or 32. */
+    uint64_t data_offset;  /**< Where the tensor data section starts. */
+    uint64_t file_size;    /**< Bytes in the file. */
+    int64_t n_metadata;    /**< Metadata entries (after dropping allowed duplicates). */
+    int64_t n_tensors;     /**< Tensors. */
+} llmkit_gguf_file_info;
+
+/**
+ * @brief Version, alignment, sizes and counts of an open file.
+ * @param[out] out Receives them. @param file The file.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_file_get_info(llmkit_gguf_file_info *out, const llmkit_gguf_file *file);
+
+/**
+ * @brief The key of metadata entry i (file order).
+ * @param[out] key Receives a NUL-terminated copy owned by the file; may be NULL.
+ * @param[out] key_len Receives its length in bytes; may be NULL.
+ * @param file The file. @param index 0 <= index < n_metadata.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_OUT_OF_RANGE. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_metadata_key(const char **key, size_t *key_len, const llmkit_gguf_file *file,
+                                                  int64_t index);
+
+/**
+ * @brief The value of metadata entry i.
+ * @param[out] out Receives the value (owned by the file). @param file The file.
+ * @param index 0 <= index < n_metadata.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_OUT_OF_RANGE. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_metadata_value(const llmkit_gguf_value **out, const llmkit_gguf_file *file,
+                                                    int64_t index);
+
+/**
+ * @brief Finds a metadata entry by key.
+ * @param[out] index Receives its index, or -1 when the key is absent (still #LLMKIT_OK).
+ * @param file The file. @param key NUL-terminated key.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_find_key(int64_t *index, const llmkit_gguf_file *file, const char *key);
+
+/**
+ * @brief The type of a value; for an array also its element type and length.
+ * @param[out] type Receives an #llmkit_gguf_type; may be NULL.
+ * @param[out] elem_type Receives the array's element type (#LLMKIT_GGUF_ARRAY for
+ *             nested arrays), or -1 for a scalar; may be NULL.
+ * @param[out] count Receives the array length, or 1 for a scalar; may be NULL.
+ * @param value The value.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_value_type(int32_t *type, int32_t *elem_type, uint64_t *count,
+                                                const llmkit_gguf_value *value);
+
+/**
+ * @brief An integer or bool value as int64.
+ * @param[out] out Receives it. @param value The value.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_DTYPE (not an
+ *         integer or bool); #LLMKIT_ERROR_OUT_OF_RANGE (a uint64 above INT64_MAX:
+ *         use llmkit_gguf_value_uint()). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_value_int(int64_t *out, const llmkit_gguf_value *value);
+
+/**
+ * @brief A non-negative integer or bool value as uint64.
+ * @param[out] out Receives it. @param value The value.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_DTYPE (not an
+ *         integer or bool); #LLMKIT_ERROR_OUT_OF_RANGE (negative). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_value_uint(uint64_t *out, const llmkit_gguf_value *value);
+
+/**
+ * @brief A float32, float64 or integer value as double.
+ * @param[out] out Receives it. @param value The value.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_DTYPE. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_value_float(double *out, const llmkit_gguf_value *value);
+
+/**
+ * @brief A string value (not NUL-terminated).
+ * @param[out] str Receives a pointer into the file. @param[out] len Receives its length.
+ * @param value The value.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_DTYPE. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_value_string(const char **str, size_t *len, const llmkit_gguf_value *value);
+
+/**
+ * @brief The elements of a numeric or bool array, as stored (little-endian, possibly unaligned).
+ * @param[out] data Receives a pointer into the file to count * element-size bytes
+ *             (NULL for an empty array); copy with memcpy before reading unaligned elements.
+ * @param[out] count Receives the element count; may be NULL.
+ * @param value The value.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_DTYPE (not an
+ *         array, or an array of strings or arrays). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_value_array_data(const void **data, uint64_t *count,
+                                                      const llmkit_gguf_value *value);
+
+/**
+ * @brief Element i of an array of strings (not NUL-terminated).
+ * @param[out] str Receives a pointer into the file. @param[out] len Receives its length.
+ * @param value The array. @param index 0 <= index < count.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER, #LLMKIT_ERROR_DTYPE or #LLMKIT_ERROR_OUT_OF_RANGE. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_value_array_string(const char **str, size_t *len, const llmkit_gguf_value *value,
+                                                        uint64_t index);
+
+/**
+ * @brief Element i of an array of arrays.
+ * @param[out] out Receives the nested array (owned by the file).
+ * @param value The array. @param index 0 <= index < count.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER, #LLMKIT_ERROR_DTYPE or #LLMKIT_ERROR_OUT_OF_RANGE. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_value_array_item(const llmkit_gguf_value **out, const llmkit_gguf_value *value,
+                                                      uint64_t index);
+
+/** @brief One tensor of an open file. */
+typedef struct llmkit_gguf_tensor_info {
+    const char *name;   /**< NUL-terminated copy owned by the file. */
+    size_t name_len;    /**< Length of name in bytes. */
+    int32_t type;       /**< ggml type (#llmkit_quant_type numbering; any type GGUF defines). */
+    int32_t n_dims;     /**< 0 to 4. */
+    int64_t dims[4];    /**< ggml's ne: dims[0] is the row length (contiguous); unused ones are 1. */
+    int64_t n_elements; /**< Product of the dims. */
+    uint64_t offset;    /**< From the start of the data section. */
+    uint64_t nbytes;    /**< Bytes of data (from the type's block size and the dims). */
+    const void *data;   /**< The bytes, inside the file's mapping. */
+} llmkit_gguf_tensor_info;
+
+/**
+ * @brief Describes tensor i (file order).
+ * @param[out] out Receives the description. @param file The file.
+ * @param index 0 <= index < n_tensors.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_OUT_OF_RANGE. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_tensor(llmkit_gguf_tensor_info *out, const llmkit_gguf_file *file, int64_t index);
+
+/**
+ * @brief Finds a tensor by name.
+ * @param[out] index Receives its index, or -1 when absent (still #LLMKIT_OK).
+ * @param file The file. @param name NUL-terminated name.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_find_tensor(int64_t *index, const llmkit_gguf_file *file, const char *name);
+
+/**
+ * @brief Block geometry of any ggml type GGUF defines (also those llmkit cannot quantize).
+ * @param[out] name Receives ggml's name ("iq2_xxs"), static; may be NULL.
+ * @param[out] block_elements Elements per block; may be NULL. @param[out] block_bytes Bytes per block; may be NULL.
+ * @param type A ggml type id.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_INVALID_ARGUMENT for an id GGUF does not define. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_type_info(const char **name, int64_t *block_elements, int64_t *block_bytes,
+                                               int32_t type);
+
+/**
+ * @brief Starts an empty GGUF v3 file.
+ * @param[out] out Receives the writer; free it with llmkit_gguf_writer_free().
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_writer_new(llmkit_gguf_writer **out);
+
+/** @brief Frees a writer. @param writer The writer; NULL is ignored. */
+LLMKIT_API void llmkit_gguf_writer_free(llmkit_gguf_writer *writer);
+
+/**
+ * @brief Sets a scalar or string key (replacing an earlier value, keeping its place).
+ * @param writer The writer. @param key NUL-terminated, non-empty key.
+ * @param type An #llmkit_gguf_type other than #LLMKIT_GGUF_ARRAY.
+ * @param value For a string: its bytes; otherwise one element of the type
+ *              (bool: a uint8_t 0 or 1). Copied.
+ * @param size For a string its length; otherwise the size of the type.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (unknown type, size mismatch, bool not 0/1, empty key,
+ *         general.alignment not a uint32 power of two).
+ */
+LLMKIT_API llmkit_status llmkit_gguf_writer_set_kv(llmkit_gguf_writer *writer, const char *key, int32_t type,
+                                                   const void *value, size_t size);
+
+/**
+ * @brief Sets a key to a numeric or bool array.
+ * @param writer The writer. @param key NUL-terminated key.
+ * @param elem_type A fixed-size #llmkit_gguf_type. @param data count elements (copied).
+ * @param count Element count.
+ * @return As llmkit_gguf_writer_set_kv().
+ */
+LLMKIT_API llmkit_status llmkit_gguf_writer_set_array(llmkit_gguf_writer *writer, const char *key, int32_t elem_type,
+                                                      const void *data, uint64_t count);
+
+/**
+ * @brief Sets a key to an array of strings.
+ * @param writer The writer. @param key NUL-terminated key.
+ * @param strings count pointers to the strings' bytes (copied).
+ * @param lengths count lengths, or NULL when every string is NUL-terminated.
+ * @param count Element count.
+ * @return As llmkit_gguf_writer_set_kv().
+ */
+LLMKIT_API llmkit_status llmkit_gguf_writer_set_string_array(llmkit_gguf_writer *writer, const char *key,
+                                                             const char *const *strings, const size_t *lengths,
+                                                             uint64_t count);
+
+/**
+ * @brief Sets a key to a copy of a value read from a file (any type, nested arrays included).
+ * @param writer The writer. @param key NUL-terminated key. @param value The value.
+ * @return As llmkit_gguf_writer_set_kv().
+ */
+LLMKIT_API llmkit_status llmkit_gguf_writer_set_value(llmkit_gguf_writer *writer, const char *key,
+                                                      const llmkit_gguf_value *value);
+
+/**
+ * @brief Removes a key if present.
+ * @param writer The writer. @param key NUL-terminated key.
+ * @return #LLMKIT_OK (also when absent) or #LLMKIT_ERROR_NULL_POINTER.
+ */
+LLMKIT_API llmkit_status llmkit_gguf_writer_remove_kv(llmkit_gguf_writer *writer, const char *key);
+
+/**
+ * @brief Adds a tensor (its bytes are copied; tensors are written in the order added).
+ * @param writer The writer. @param name NUL-terminated, unique, non-empty name.
+ * @param type A ggml type id (see llmkit_gguf_type_info()).
+ * @param dims n_dims extents, ggml's order (dims[0] is the row length, a multiple of the block).
+ * @param n_dims 0 to 4. @param data nbytes bytes. @param nbytes Must equal what type and dims give.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (unknown type, empty or repeated name); #LLMKIT_ERROR_SHAPE (dims, or
+ *         nbytes not matching them).
+ */
+LLMKIT_API llmkit_status llmkit_gguf_writer_add_tensor(llmkit_gguf_writer *writer, const char *name, int32_t type,
+                                                       const int64_t *dims, int32_t n_dims, const void *data,
+                                                       size_t nbytes);
+
+/**
+ * @brief Writes the file atomically: into a temporary file beside path, renamed over path when complete.
+ * @param writer The writer (unchanged; may be written again). @param path NUL-terminated file name.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER or #LLMKIT_ERROR_IO (path left untouched).
+ */
+LLMKIT_API llmkit_status llmkit_gguf_writer_write(const llmkit_gguf_writer *writer, const char *path);
+
+/** @} */
+/* END GGUF SECTION */
+
+/* ------------------------------------------------------------------------- */
 /* BEGIN ATTENTION SECTION (issue 4) */
 /** @defgroup attention Attention: scaled-dot-product attention, RoPE, KV-cache sizes
  *
