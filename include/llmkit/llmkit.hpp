@@ -402,6 +402,138 @@ inline std::vector<float> dequantize(int32_t type, const std::vector<uint8_t> &b
 
 /** @} */
 
+/** @name GGUF files
+ *  @{ */
+
+/** @brief An open GGUF file (RAII over #llmkit_gguf_file). Strings and data it hands out live as long as it. */
+class gguf_file {
+public:
+    /** @brief Opens and validates a file. @param path File name. @param allow_duplicate_keys Keep the first of repeated keys. */
+    explicit gguf_file(const std::string &path, bool allow_duplicate_keys = false) {
+        llmkit_gguf_open_options o = LLMKIT_GGUF_OPEN_OPTIONS_INIT;
+        o.allow_duplicate_keys = allow_duplicate_keys ? 1 : 0;
+        llmkit_gguf_file *f = nullptr;
+        check(llmkit_gguf_open(&f, path.c_str(), &o));
+        f_.reset(f);
+    }
+    /** @brief Version, alignment, sizes and counts. @return The info. */
+    llmkit_gguf_file_info info() const {
+        llmkit_gguf_file_info i{};
+        check(llmkit_gguf_file_get_info(&i, f_.get()));
+        return i;
+    }
+    /** @brief The key of entry i. @param i Index. @return The key. */
+    std::string key(int64_t i) const {
+        const char *k = nullptr;
+        size_t n = 0;
+        check(llmkit_gguf_metadata_key(&k, &n, f_.get(), i));
+        return std::string(k, n);
+    }
+    /** @brief The value of entry i. @param i Index. @return A handle owned by the file. */
+    const llmkit_gguf_value *value(int64_t i) const {
+        const llmkit_gguf_value *v = nullptr;
+        check(llmkit_gguf_metadata_value(&v, f_.get(), i));
+        return v;
+    }
+    /** @brief The value of a key, or NULL when absent. @param key The key. @return A handle owned by the file. */
+    const llmkit_gguf_value *find(const std::string &key) const {
+        int64_t i = -1;
+        check(llmkit_gguf_find_key(&i, f_.get(), key.c_str()));
+        return i < 0 ? nullptr : value(i);
+    }
+    /** @brief Describes tensor i. @param i Index. @return The description (data points into the file). */
+    llmkit_gguf_tensor_info tensor(int64_t i) const {
+        llmkit_gguf_tensor_info t{};
+        check(llmkit_gguf_tensor(&t, f_.get(), i));
+        return t;
+    }
+    /** @brief The C handle. @return It (owned by this object). */
+    const llmkit_gguf_file *get() const { return f_.get(); }
+
+private:
+    struct deleter {
+        void operator()(llmkit_gguf_file *f) const noexcept { llmkit_gguf_close(f); }
+    };
+    std::unique_ptr<llmkit_gguf_file, deleter> f_;
+};
+
+/** @brief A string value. @param v A value handle. @return Its bytes. */
+inline std::string gguf_string(const llmkit_gguf_value *v) {
+    const char *s = nullptr;
+    size_t n = 0;
+    check(llmkit_gguf_value_string(&s, &n, v));
+    return std::string(s, n);
+}
+
+/** @brief An integer or bool value. @param v A value handle. @return It as int64. */
+inline int64_t gguf_int(const llmkit_gguf_value *v) {
+    int64_t x = 0;
+    check(llmkit_gguf_value_int(&x, v));
+    return x;
+}
+
+/** @brief A numeric value. @param v A value handle. @return It as double. */
+inline double gguf_float(const llmkit_gguf_value *v) {
+    double x = 0;
+    check(llmkit_gguf_value_float(&x, v));
+    return x;
+}
+
+/** @brief Builds a GGUF v3 file (RAII over #llmkit_gguf_writer). */
+class gguf_writer {
+public:
+    /** @brief An empty file. */
+    gguf_writer() {
+        llmkit_gguf_writer *w = nullptr;
+        check(llmkit_gguf_writer_new(&w));
+        w_.reset(w);
+    }
+    /** @brief Sets a string key. @param key The key. @param s The string. @return *this. */
+    gguf_writer &set_string(const std::string &key, const std::string &s) {
+        check(llmkit_gguf_writer_set_kv(w_.get(), key.c_str(), LLMKIT_GGUF_STRING, s.data(), s.size()));
+        return *this;
+    }
+    /** @brief Sets a uint32 key. @param key The key. @param x The value. @return *this. */
+    gguf_writer &set_u32(const std::string &key, uint32_t x) {
+        check(llmkit_gguf_writer_set_kv(w_.get(), key.c_str(), LLMKIT_GGUF_UINT32, &x, sizeof x));
+        return *this;
+    }
+    /** @brief Sets a float32 key. @param key The key. @param x The value. @return *this. */
+    gguf_writer &set_f32(const std::string &key, float x) {
+        check(llmkit_gguf_writer_set_kv(w_.get(), key.c_str(), LLMKIT_GGUF_FLOAT32, &x, sizeof x));
+        return *this;
+    }
+    /** @brief Sets a key to a numeric array. @param key The key. @param elem_type An #llmkit_gguf_type.
+     *  @param data The elements. @param count Element count. @return *this. */
+    gguf_writer &set_array(const std::string &key, int32_t elem_type, const void *data, uint64_t count) {
+        check(llmkit_gguf_writer_set_array(w_.get(), key.c_str(), elem_type, data, count));
+        return *this;
+    }
+    /** @brief Copies a value read from a file. @param key The key. @param v The value. @return *this. */
+    gguf_writer &set_value(const std::string &key, const llmkit_gguf_value *v) {
+        check(llmkit_gguf_writer_set_value(w_.get(), key.c_str(), v));
+        return *this;
+    }
+    /** @brief Adds a tensor (copied). @param name Its name. @param type A ggml type. @param dims ggml's ne order.
+     *  @param data The bytes. @param nbytes Their count. @return *this. */
+    gguf_writer &add_tensor(const std::string &name, int32_t type, const std::vector<int64_t> &dims, const void *data,
+                            size_t nbytes) {
+        check(llmkit_gguf_writer_add_tensor(w_.get(), name.c_str(), type, dims.data(), int32_t(dims.size()), data,
+                                            nbytes));
+        return *this;
+    }
+    /** @brief Writes the file atomically. @param path File name. */
+    void write(const std::string &path) const { check(llmkit_gguf_writer_write(w_.get(), path.c_str())); }
+
+private:
+    struct deleter {
+        void operator()(llmkit_gguf_writer *w) const noexcept { llmkit_gguf_writer_free(w); }
+    };
+    std::unique_ptr<llmkit_gguf_writer, deleter> w_;
+};
+
+/** @} */
+
 }  // namespace llmkit
 
 #endif /* LLMKIT_HPP */
