@@ -1,0 +1,606 @@
+#include "tokenizer/sentencepiece.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cfloat>
+#include <cstring>
+#include <map>
+#include <queue>
+
+#include "core/error.hpp"
+
+namespace llmkit::tok {
+
+namespace {
+
+constexpr std::string_view k_space_symbol = "\xE2\x96\x81";  // U+2581 "▁"
+constexpr std::string_view k_replacement_char = "\xEF\xBF\xBD";  // U+FFFD
+
+std::atomic<uint64_t> g_next_owner{1};
+
+// sentencepiece's OneCharLen: the length a UTF-8 lead byte announces.
+inline size_t one_char_len(unsigned char c) { return "\1\1\1\1\1\1\1\1\1\1\1\1\2\2\3\4"[c >> 4]; }
+
+// The length of the valid UTF-8 character at the start of s (no overlongs,
+// surrogates or code points above U+10FFFF), or 0 when it is malformed.
+size_t valid_char_len(std::string_view s) {
+    const auto *p = reinterpret_cast<const unsigned char *>(s.data());
+    const size_t n = s.size();
+    const unsigned c = p[0];
+    if (c < 0x80) return 1;
+    auto cont = [&](size_t i) { return i < n && (p[i] & 0xC0) == 0x80; };
+    if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (!cont(1) || !cont(2)) return 0;
+        const unsigned cp = (c & 0x0F) << 12 | (p[1] & 0x3F) << 6 | (p[2] & 0x3F);
+        return cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (!cont(1) || !cont(2) || !cont(3)) return 0;
+        const unsigned cp = (c & 0x07) << 18 | (p[1] & 0x3F) << 12 | (p[2] & 0x3F) << 6 | (p[3] & 0x3F);
+        return cp >= 0x10000 && cp <= 0x10FFFF ? 4 : 0;
+    }
+    return 0;
+}
+
+// "<0x41>" -> 0x41; -1 when the piece is not of that form.
+int byte_of_piece(std::string_view piece) {
+    if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
+    int v = 0;
+    for (size_t i = 3; i < 5; ++i) {
+        const char c = piece[i];
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+// Each thread's memo of merged BPE words (direct-mapped; an entry is valid
+// for the tokenizer whose owner id it holds, and owner ids are never reused).
+struct spm_word_cache {
+    static constexpr size_t k_entries = 4096;
+    static constexpr size_t k_max_bytes = 48;
+    static constexpr size_t k_max_ids = 17;
+    struct alignas(64) entry {
+        uint64_t owner = 0;
+        uint8_t len = 0, count = 0;
+        char bytes[k_max_bytes];
+        int32_t ids[k_max_ids];
+    };
+    entry entries[k_entries];
+};
+
+spm_word_cache &this_thread_word_cache() {
+    thread_local std::unique_ptr<spm_word_cache> cache(new spm_word_cache());
+    return *cache;
+}
+
+uint64_t hash_bytes(std::string_view s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
+    return h ^ (h >> 29);
+}
+
+std::vector<std::pair<std::string, uint32_t>> normal_piece_entries(const spm_model &m) {
+    std::vector<std::pair<std::string, uint32_t>> entries;
+    for (size_t i = 0; i < m.pieces.size(); ++i) {
+        const spm_type t = m.pieces[i].type;
+        if (t == spm_type::normal || t == spm_type::user_defined || t == spm_type::unused)
+            entries.emplace_back(m.pieces[i].text, uint32_t(i));
+    }
+    return entries;
+}
+
+}  // namespace
+
+sentencepiece::sentencepiece(spm_model model, const std::string &source)
+    : model_(std::move(model)),
+      source_(source),
+      pieces_(normal_piece_entries(model_), source),
+      cache_owner_(g_next_owner.fetch_add(1, std::memory_order_relaxed)) {
+    const size_t n = model_.pieces.size();
+    if (n == 0) core::fail(LLMKIT_ERROR_FORMAT, source, ": the vocabulary has no pieces");
+    if (n > k_spm_max_pieces)
+        core::fail(LLMKIT_ERROR_FORMAT, source, ": ", n, " pieces is more than the limit of ", k_spm_max_pieces);
+    std::fill(std::begin(byte_ids_), std::end(byte_ids_), -1);
+    min_score_ = FLT_MAX;
+    max_score_ = FLT_MIN;
+    bool any_normal = false;
+    for (size_t i = 0; i < n; ++i) {
+        const spm_piece &p = model_.pieces[i];
+        const auto id = int32_t(i);
+        if (p.text.empty()) core::fail(LLMKIT_ERROR_FORMAT, source, ": piece ", i, " is empty");
+        switch (p.type) {
+        case spm_type::normal:
+            any_normal = true;
+            min_score_ = std::min(min_score_, p.score);
+            max_score_ = std::max(max_score_, p.score);
+            break;
+        case spm_type::user_defined: user_defined_.push_back(p.text); break;
+        case spm_type::unused: has_unused_ = true; break;
+        case spm_type::unknown:
+            if (unk_id_ >= 0) core::fail(LLMKIT_ERROR_FORMAT, source, ": pieces ", unk_id_, " and ", i, " are both unknown");
+            unk_id_ = id;
+            break;
+        case spm_type::control: break;
+        case spm_type::byte: {
+            const int b = byte_of_piece(p.text);
+            if (!model_.byte_fallback)
+                core::fail(LLMKIT_ERROR_FORMAT, source, ": byte piece ", p.text, " (id ", i,
+                           ") in a model without byte fallback");
+            if (b < 0) core::fail(LLMKIT_ERROR_FORMAT, source, ": byte piece ", i, " is not of the form <0xNN>");
+            break;
+        }
+        default: core::fail(LLMKIT_ERROR_FORMAT, source, ": piece ", i, " has unknown type ", int(p.type));
+        }
+        if (p.type == spm_type::control || p.type == spm_type::unknown || p.type == spm_type::byte) {
+            if (!reserved_.emplace(p.text, id).second)
+                core::fail(LLMKIT_ERROR_FORMAT, source, ": piece \"", p.text, "\" is defined twice");
+            if (p.type == spm_type::control) controls_.emplace_back(p.text, id);
+        }
+    }
+    if (!any_normal) min_score_ = max_score_ = 0;
+    if (unk_id_ < 0) core::fail(LLMKIT_ERROR_FORMAT, source, ": no piece has the unknown type");
+    for (int b = 0; b < 256; ++b) {
+        const char name[7] = {'<', '0', 'x', "0123456789ABCDEF"[b >> 4], "0123456789ABCDEF"[b & 15], '>', 0};
+        byte_ids_[b] = piece_to_id(std::string_view(name, 6));
+    }
+    for (const int32_t id : {model_.bos_id, model_.eos_id})
+        if (id >= int32_t(n) || id < -1)
+            core::fail(LLMKIT_ERROR_FORMAT, source, ": BOS/EOS id ", id, " is outside the ", n, " pieces");
+    for (std::string_view u : user_defined_) {
+        if (std::find(user_defined_lengths_.begin(), user_defined_lengths_.end(), u.size()) ==
+            user_defined_lengths_.end())
+            user_defined_lengths_.push_back(u.size());
+        if (user_defined_first_bytes_.find(u[0]) == std::string::npos) user_defined_first_bytes_ += u[0];
+    }
+    std::sort(user_defined_lengths_.rbegin(), user_defined_lengths_.rend());
+    if (!model_.precompiled_charsmap.empty())
+        charsmap_ = std::make_unique<spm_charsmap>(model_.precompiled_charsmap, source);
+
+    if (model_.algo == spm_model::algorithm::bpe) {
+        // Words may be merged separately when no mergeable piece has "▁" after
+        // another character (then no merge crosses the start of a word).
+        split_words_ = !has_unused_ && !model_.treat_whitespace_as_suffix;
+        for (size_t i = 0; i < n && split_words_; ++i) {
+            const spm_piece &p = model_.pieces[i];
+            if (p.type != spm_type::normal && p.type != spm_type::user_defined) continue;
+            for (size_t at = p.text.find(k_space_symbol, 1); at != std::string::npos;
+                 at = p.text.find(k_space_symbol, at + 1)) {
+                if (at < 3 || p.text.compare(at - 3, 3, k_space_symbol) != 0) {
+                    split_words_ = false;
+                    break;
+                }
+            }
+        }
+    } else {
+        // The trie of the Unigram lattice: built with ordered maps, then flattened.
+        std::vector<std::map<uint8_t, uint32_t>> children(1);
+        std::vector<int32_t> ids(1, -1);
+        for (size_t i = 0; i < n; ++i) {
+            const spm_type t = model_.pieces[i].type;
+            if (t != spm_type::normal && t != spm_type::user_defined && t != spm_type::unused) continue;
+            uint32_t node = 0;
+            for (unsigned char c : model_.pieces[i].text) {
+                auto it = children[node].find(c);
+                if (it == children[node].end()) {
+                    it = children[node].emplace(c, uint32_t(children.size())).first;
+                    children.emplace_back();
+                    ids.push_back(-1);
+                }
+                node = it->second;
+            }
+            ids[node] = int32_t(i);
+        }
+        trie_nodes_.resize(children.size());
+        for (size_t v = 0; v < children.size(); ++v) {
+            trie_nodes_[v].id = ids[v];
+            trie_nodes_[v].first_edge = uint32_t(trie_edges_.size());
+            trie_nodes_[v].n_edges = uint32_t(children[v].size());
+            for (const auto &[c, child] : children[v]) trie_edges_.emplace_back(c, child);
+        }
+    }
+}
+
+int32_t sentencepiece::piece_to_id(std::string_view piece) const {
+    const auto it = reserved_.find(piece);
+    if (it != reserved_.end()) return it->second;
+    const uint32_t r = pieces_.rank(piece);
+    return r == k_no_rank ? unk_id_ : int32_t(r);
+}
+
+int32_t sentencepiece::token_to_id(std::string_view piece) const {
+    const auto it = reserved_.find(piece);
+    if (it != reserved_.end()) return it->second;
+    const uint32_t r = piece.empty() ? k_no_rank : pieces_.rank(piece);
+    return r == k_no_rank ? -1 : int32_t(r);
+}
+
+bool sentencepiece::id_to_token(int32_t id, std::string_view &out) const {
+    if (id < 0 || size_t(id) >= model_.pieces.size()) return false;
+    out = model_.pieces[size_t(id)].text;
+    return true;
+}
+
+size_t sentencepiece::match_user_defined(std::string_view s) const {
+    if (user_defined_.empty() || s.empty() || user_defined_first_bytes_.find(s[0]) == std::string::npos) return 0;
+    for (size_t len : user_defined_lengths_) {
+        if (len > s.size()) continue;
+        const uint32_t r = pieces_.rank(s.substr(0, len));
+        if (r != k_no_rank && model_.pieces[r].type == spm_type::user_defined) return len;
+    }
+    return 0;
+}
+
+std::string sentencepiece::normalize(std::string_view input) const {
+    std::string out;
+    // One normalized unit at the start of s: a user-defined piece as it is,
+    // the charsmap's replacement, or one character (U+FFFD for one malformed byte).
+    auto next_unit = [&](std::string_view s, std::string_view &unit) -> size_t {
+        if (const size_t u = match_user_defined(s)) {
+            unit = s.substr(0, u);
+            return u;
+        }
+        if (charsmap_) {
+            std::string_view rep;
+            if (const size_t m = charsmap_->longest_prefix(s, rep)) {
+                unit = rep;
+                return m;
+            }
+        }
+        const size_t len = valid_char_len(s);
+        if (len == 0) {
+            unit = k_replacement_char;
+            return 1;
+        }
+        unit = s.substr(0, len);
+        return len;
+    };
+    const bool remove_ws = model_.remove_extra_whitespaces;
+    std::string_view unit;
+    if (remove_ws) {  // leading spaces go
+        while (!input.empty()) {
+            const size_t used = next_unit(input, unit);
+            if (unit != " ") break;
+            input.remove_prefix(used);
+        }
+    }
+    if (input.empty()) return out;
+    out.reserve(input.size() + input.size() / 2 + 3);
+    const std::string_view space = model_.escape_whitespaces ? k_space_symbol : std::string_view(" ");
+    if (!model_.treat_whitespace_as_suffix && model_.add_dummy_prefix) out += space;
+    bool prev_space = remove_ws;
+    while (!input.empty()) {
+        const size_t used = next_unit(input, unit);
+        if (prev_space)
+            while (!unit.empty() && unit[0] == ' ') unit.remove_prefix(1);
+        if (!unit.empty()) {
+            for (char c : unit) {
+                if (c == ' ' && model_.escape_whitespaces)
+                    out += k_space_symbol;
+                else
+                    out += c;
+            }
+            prev_space = unit.back() == ' ';
+        }
+        input.remove_prefix(used);
+        if (!remove_ws) prev_space = false;
+    }
+    if (remove_ws) {  // trailing spaces go
+        while (out.size() >= space.size() && out.compare(out.size() - space.size(), space.size(), space) == 0)
+            out.resize(out.size() - space.size());
+    }
+    if (model_.treat_whitespace_as_suffix && model_.add_dummy_prefix) out += space;
+    return out;
+}
+
+void sentencepiece::emit(std::string_view piece, int32_t id, std::vector<int32_t> &out) const {
+    if (id == unk_id_ && model_.byte_fallback) {
+        for (unsigned char b : piece) out.push_back(byte_ids_[b]);
+    } else {
+        out.push_back(id);
+    }
+}
+
+// BPE exactly as sentencepiece's bpe_model.cc: every character (or whole
+// user-defined piece, which never merges) starts as a symbol; repeatedly the
+// adjacent pair whose concatenation is a piece with the highest score is
+// merged, the leftmost among equal scores. Merging into an unused piece is
+// allowed and undone at the end by splitting it back along the merge that
+// made it.
+void sentencepiece::encode_bpe_segment(std::string_view text, std::vector<int32_t> &out) const {
+    struct symbol {
+        int32_t prev, next;
+        bool frozen;
+        uint32_t begin, len;  // bytes in text; len 0 = merged away
+    };
+    std::vector<symbol> symbols;
+    symbols.reserve(text.size());
+    for (size_t pos = 0; pos < text.size();) {
+        size_t len = match_user_defined(text.substr(pos));
+        const bool frozen = len != 0;
+        if (!frozen) len = std::min(one_char_len(static_cast<unsigned char>(text[pos])), text.size() - pos);
+        const auto index = int32_t(symbols.size());
+        symbols.push_back({index - 1, pos + len < text.size() ? index + 1 : -1, frozen, uint32_t(pos), uint32_t(len)});
+        pos += len;
+    }
+    if (symbols.empty()) return;
+
+    struct candidate {
+        float score;
+        int32_t left, right;
+        uint32_t size;
+    };
+    // Highest score first, then the leftmost.
+    auto worse = [](const candidate &a, const candidate &b) {
+        return a.score < b.score || (a.score == b.score && a.left > b.left);
+    };
+    std::priority_queue<candidate, std::vector<candidate>, decltype(worse)> agenda(worse);
+    std::unordered_map<std::string_view, std::pair<std::string_view, std::string_view>> rev_merge;
+    auto view = [&](const symbol &s) { return text.substr(s.begin, s.len); };
+    auto add_pair = [&](int32_t left, int32_t right) {
+        if (left < 0 || right < 0 || symbols[size_t(left)].frozen || symbols[size_t(right)].frozen) return;
+        const symbol &l = symbols[size_t(left)], &r = symbols[size_t(right)];
+        const std::string_view merged = text.substr(l.begin, l.len + r.len);
+        const uint32_t id = pieces_.rank(merged);
+        if (id == k_no_rank) return;
+        agenda.push({model_.pieces[id].score, left, right, uint32_t(merged.size())});
+        if (model_.pieces[id].type == spm_type::unused) rev_merge[merged] = {view(l), view(r)};
+    };
+    for (size_t i = 1; i < symbols.size(); ++i) add_pair(int32_t(i - 1), int32_t(i));
+    while (!agenda.empty()) {
+        const candidate top = agenda.top();
+        agenda.pop();
+        symbol &l = symbols[size_t(top.left)];
+        symbol &r = symbols[size_t(top.right)];
+        if (l.len == 0 || r.len == 0 || l.len + r.len != top.size) continue;  // stale
+        l.len += r.len;
+        l.next = r.next;
+        if (r.next >= 0) symbols[size_t(r.next)].prev = top.left;
+        r.len = 0;
+        add_pair(l.prev, top.left);
+        add_pair(top.left, l.next);
+    }
+    // Unused pieces are split back recursively into the pieces they were merged from.
+    auto resegment = [&](auto &self, std::string_view w) -> void {
+        const int32_t id = piece_to_id(w);
+        if (has_unused_ && model_.pieces[size_t(id)].type == spm_type::unused) {
+            const auto it = rev_merge.find(w);
+            if (it != rev_merge.end()) {
+                self(self, it->second.first);
+                self(self, it->second.second);
+                return;
+            }
+        }
+        emit(w, id, out);
+    };
+    for (int32_t i = 0; i != -1; i = symbols[size_t(i)].next) resegment(resegment, view(symbols[size_t(i)]));
+}
+
+void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out) const {
+    if (!split_words_) {
+        encode_bpe_segment(text, out);
+        return;
+    }
+    spm_word_cache &cache = this_thread_word_cache();
+    std::vector<int32_t> word_ids;
+    // A word ends before each "▁" that follows another character.
+    size_t begin = 0;
+    while (begin < text.size()) {
+        size_t end = begin;
+        while (end < text.size() && text.compare(end, 3, k_space_symbol) == 0) end += 3;
+        for (;;) {
+            end = text.find(k_space_symbol, end);
+            if (end == std::string_view::npos) {
+                end = text.size();
+                break;
+            }
+            if (end > begin && text.compare(end - 3, 3, k_space_symbol) != 0) break;
+            end += 3;
+        }
+        const std::string_view word = text.substr(begin, end - begin);
+        begin = end;
+        if (word.size() > spm_word_cache::k_max_bytes) {
+            encode_bpe_segment(word, out);
+            continue;
+        }
+        spm_word_cache::entry &e = cache.entries[hash_bytes(word) & (spm_word_cache::k_entries - 1)];
+        if (e.owner == cache_owner_ && e.len == word.size() && std::memcmp(e.bytes, word.data(), word.size()) == 0) {
+            out.insert(out.end(), e.ids, e.ids + e.count);
+            continue;
+        }
+        word_ids.clear();
+        encode_bpe_segment(word, word_ids);
+        out.insert(out.end(), word_ids.begin(), word_ids.end());
+        if (word_ids.size() <= spm_word_cache::k_max_ids) {
+            e.owner = cache_owner_;
+            e.len = uint8_t(word.size());
+            e.count = uint8_t(word_ids.size());
+            std::memcpy(e.bytes, word.data(), word.size());
+            std::copy(word_ids.begin(), word_ids.end(), e.ids);
+        }
+    }
+}
+
+// Unigram exactly as sentencepiece's optimized Viterbi (unigram_model.cc):
+// at each character start, every piece that begins there proposes a path to
+// its end with the piece's score added (user-defined pieces get
+// length * max_score - 0.1 so they always win); a character no piece of its
+// own length covers gets the unknown piece at min_score - 10. Ties keep the
+// earlier proposal. The arithmetic types follow the reference (double for
+// piece candidates, float for unknown ones) so that ties break the same way.
+void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &out) const {
+    struct best_path {
+        int32_t id = -1;
+        float score = 0;
+        int64_t starts_at = -1;
+    };
+    const size_t size = text.size();
+    const float unk_score = min_score_ - 10.0f;
+    std::vector<best_path> best(size + 1);
+    const auto *bytes = reinterpret_cast<const unsigned char *>(text.data());
+    for (size_t start = 0; start < size;) {
+        const float here = best[start].score;
+        const size_t mblen = std::min(one_char_len(bytes[start]), size - start);
+        bool has_single = false;
+        uint32_t node = 0;
+        for (size_t key = start; key < size;) {
+            const trie_node &tn = trie_nodes_[node];
+            const auto *e = trie_edges_.data() + tn.first_edge;
+            const auto *e_end = e + tn.n_edges;
+            const auto it = std::lower_bound(e, e_end, bytes[key],
+                                             [](const std::pair<uint8_t, uint32_t> &a, uint8_t c) { return a.first < c; });
+            if (it == e_end || it->first != bytes[key]) break;
+            node = it->second;
+            ++key;
+            const int32_t id = trie_nodes_[node].id;
+            if (id < 0) continue;
+            const spm_piece &p = model_.pieces[size_t(id)];
+            if (p.type == spm_type::unused) continue;
+            const size_t length = key - start;
+            const double score = p.type == spm_type::user_defined
+                                     ? double(float(length) * max_score_) - 0.1
+                                     : double(p.score);
+            const double candidate = score + double(here);
+            best_path &target = best[key];
+            if (target.starts_at == -1 || candidate > double(target.score)) {
+                target.score = float(candidate);
+                target.starts_at = int64_t(start);
+                target.id = id;
+            }
+            if (!has_single && length == mblen) has_single = true;
+        }
+        if (!has_single) {
+            best_path &target = best[start + mblen];
+            const float candidate = unk_score + here;
+            if (target.starts_at == -1 || candidate > target.score) {
+                target.score = candidate;
+                target.starts_at = int64_t(start);
+                target.id = unk_id_;
+            }
+        }
+        start += mblen;
+    }
+    std::vector<std::pair<size_t, size_t>> path;  // (start, end) from the end back
+    for (size_t end = size; end > 0;) {
+        const auto start = size_t(best[end].starts_at);
+        path.emplace_back(start, end);
+        end = start;
+    }
+    for (auto it = path.rbegin(); it != path.rend(); ++it)
+        emit(text.substr(it->first, it->second - it->first), best[it->second].id, out);
+}
+
+void sentencepiece::encode_normalized(std::string_view normalized, std::vector<int32_t> &out) const {
+    if (normalized.empty()) return;
+    if (model_.algo == spm_model::algorithm::bpe)
+        encode_bpe(normalized, out);
+    else
+        encode_unigram(normalized, out);
+}
+
+void sentencepiece::encode_plain(std::string_view text, bool, std::vector<int32_t> &out) const {
+    encode_normalized(normalize(text), out);
+}
+
+void sentencepiece::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
+    encode(text, options, false, false, out);
+}
+
+void sentencepiece::encode(std::string_view text, const encode_options &options, bool add_bos, bool add_eos,
+                           std::vector<int32_t> &out) const {
+    if (add_bos && model_.bos_id >= 0) out.push_back(model_.bos_id);
+    // Allowed control pieces split the text; each fragment is normalized on its own.
+    std::vector<std::pair<std::string_view, int32_t>> allowed;
+    if (options.allow_all_special) {
+        allowed = controls_;
+    } else {
+        for (std::string_view name : options.allowed_special) {
+            const auto it = std::find_if(controls_.begin(), controls_.end(),
+                                         [&](const auto &c) { return c.first == name; });
+            if (it == controls_.end())
+                core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "allowed special token \"", name,
+                           "\" is not a special token of this tokenizer");
+            allowed.push_back(*it);
+        }
+    }
+    // Longest first, so that the leftmost-longest special token is found.
+    std::sort(allowed.begin(), allowed.end(),
+              [](const auto &a, const auto &b) { return a.first.size() > b.first.size(); });
+    size_t start = 0;
+    if (!allowed.empty()) {
+        for (size_t pos = 0; pos < text.size();) {
+            const auto it = std::find_if(allowed.begin(), allowed.end(), [&](const auto &c) {
+                return text.compare(pos, c.first.size(), c.first) == 0;
+            });
+            if (it == allowed.end()) {
+                ++pos;
+                continue;
+            }
+            encode_plain(text.substr(start, pos - start), start == 0, out);
+            out.push_back(it->second);
+            pos += it->first.size();
+            start = pos;
+        }
+    }
+    encode_plain(text.substr(start), start == 0, out);
+    if (add_eos && model_.eos_id >= 0) out.push_back(model_.eos_id);
+}
+
+void sentencepiece::decode(const int32_t *ids, size_t n, std::string &out) const {
+    const size_t n_pieces = model_.pieces.size();
+    std::string bytes;  // a run of byte pieces, turned into text at its end
+    bool at_start = true;  // no visible text yet: a leading "▁" is the dummy prefix
+    auto flush_bytes = [&] {
+        if (bytes.empty()) return;
+        // Each byte of a malformed sequence becomes U+FFFD, as sentencepiece does.
+        std::string_view s = bytes;
+        while (!s.empty()) {
+            const size_t len = valid_char_len(s);
+            if (len == 0) {
+                out += k_replacement_char;
+                s.remove_prefix(1);
+            } else {
+                out.append(s.data(), len);
+                s.remove_prefix(len);
+            }
+        }
+        bytes.clear();
+        at_start = false;
+    };
+    for (size_t i = 0; i < n; ++i) {
+        const int32_t id = ids[i];
+        if (id < 0 || size_t(id) >= n_pieces)
+            core::fail(LLMKIT_ERROR_OUT_OF_RANGE, "ids[", i, "] = ", id, " is not a token id (vocabulary size ",
+                       n_pieces, ")");
+        const spm_piece &p = model_.pieces[size_t(id)];
+        if (p.type == spm_type::byte) {
+            bytes += char(byte_of_piece(p.text));
+            continue;
+        }
+        flush_bytes();
+        if (p.type == spm_type::control) continue;
+        if (p.type == spm_type::unknown) {
+            out += model_.unk_surface;
+            at_start = false;
+            continue;
+        }
+        std::string_view piece = p.text;
+        if (at_start && model_.add_dummy_prefix && !model_.treat_whitespace_as_suffix &&
+            piece.substr(0, 3) == k_space_symbol)
+            piece.remove_prefix(3);
+        for (size_t at = 0; at < piece.size();) {
+            if (piece.compare(at, 3, k_space_symbol) == 0) {
+                out += ' ';
+                at += 3;
+            } else {
+                out += piece[at++];
+            }
+        }
+        at_start = false;
+    }
+    flush_bytes();
+}
+
+}  // namespace llmkit::tok
