@@ -673,10 +673,11 @@ typedef struct llmkit_quantize_options {
     uint32_t struct_size;  /**< sizeof(llmkit_quantize_options). */
     int32_t n_threads;     /**< Worker threads; 0 = llmkit_get_num_threads(). */
     const float *imatrix;  /**< Importance weights per column; must be NULL for now (#LLMKIT_ERROR_UNSUPPORTED otherwise). */
+    int32_t zero_point;    /**< Int4 packings (gptq_int4*, awq_int4*) only: an #llmkit_quant_zero_point value; 0 = the format's default. */
 } llmkit_quantize_options;
 
 /** @brief Default #llmkit_quantize_options. */
-#define LLMKIT_QUANTIZE_OPTIONS_INIT {sizeof(llmkit_quantize_options), 0, NULL}
+#define LLMKIT_QUANTIZE_OPTIONS_INIT {sizeof(llmkit_quantize_options), 0, NULL, 0}
 
 /**
  * @brief Quantizes float32 rows into GGUF blocks, byte-exact with ggml's reference quantizer.
@@ -727,6 +728,300 @@ LLMKIT_API llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t
                                            const llmkit_dequantize_options *options);
 
 /** @} */
+
+/* BEGIN QFORMATS SUBSECTION (issue 5: int8, NF4/FP4, FP8, GPTQ/AWQ int4) */
+/** @defgroup quant_formats Quantization: int8, NF4/FP4, FP8, GPTQ/AWQ int4
+ *
+ * Formats outside GGUF, through the same llmkit_quantize() and
+ * llmkit_dequantize() as the GGUF blocks. Their type ids start at 1000
+ * (ggml's stay below 64) and their names (any case) are listed in
+ * #llmkit_quant_format. Input is a float32 weight [rows, n] = [output
+ * channels, input channels], as for GGUF.
+ *
+ * These formats keep their scales in side arrays, as the checkpoints that use
+ * them do, so a quantized tensor is a list of *planes* stored one after the
+ * other, each starting at a multiple of 16 bytes (padding is zero). The size
+ * depends on the whole shape: ask llmkit_quant_tensor_bytes() (or call
+ * llmkit_quantize() with dst NULL), and llmkit_quant_planes() for each
+ * plane's name, offset, dtype and shape. Multi-byte values are little-endian.
+ *
+ * @verbatim
+ int8, int8_gG (G = 32, 64, 128)      x ~ scale * q,           q in [-127, 127],
+                                      scale = absmax / 127 of the row or group
+   weight  int8    [rows, n]
+   scales  float32 [rows, n / G]      (n / G = 1 for the per-row "int8")
+ int8_asym, int8_asym_gG              x ~ scale * (q - zero),  q, zero in [-128, 127]
+   weight  int8    [rows, n]          scale = (max(hi, 0) - min(lo, 0)) / 255
+   scales  float32 [rows, n / G]      zero  = round(-128 - min(lo, 0) / scale)
+   zeros   int8    [rows, n / G]
+ nf4, fp4 (bitsandbytes, blocksize 64; the tensor is flattened row-major)
+   weight  uint8   [ceil(rows*n/2)]   byte k = (index[2k] << 4) | index[2k+1]
+   absmax  float32 [ceil(rows*n/64)]  x ~ code[index] * absmax[block]
+ fp8_e4m3, fp8_e5m2 (one scale)       x ~ fp8(q) * scale, scale = absmax / 448 (E4M3)
+ fp8_e4m3_channel, fp8_e5m2_channel   or / 57344 (E5M2), per tensor or per row
+   weight  uint8   [rows, n]          (the FP8 bit patterns)
+   scales  float32 [1] or [rows]
+ gptq_int4 (one group per row), gptq_int4_gG  (AutoGPTQ checkpoint tensors)
+   qweight int32   [n / 8, rows]      nibble j (bits 4j..4j+3) of qweight[i, r] = q[r, 8i + j]
+   qzeros  int32   [n / G, rows / 8]  nibble j of qzeros[g, c] = zero[8c + j, g] - 1
+   scales  float16 [n / G, rows]
+   g_idx   int32   [n]                group of each input column (i / G unless act-order)
+                                      x[r, i] ~ scales[g, r] * (q[r, i] - zero[r, g]), g = g_idx[i]
+ awq_int4_gG (AutoAWQ GEMM checkpoint tensors)
+   qweight int32   [n, rows / 8]      nibble k of qweight[i, c] = q[8c + order[k], i],
+   qzeros  int32   [n / G, rows / 8]  order = {0, 2, 4, 6, 1, 3, 5, 7}; qzeros alike (zero itself)
+   scales  float16 [n / G, rows]      x[r, i] ~ scales[g, r] * (q[r, i] - zero[r, g]), g = i / G
+ @endverbatim
+ *
+ * Rounding is half to even everywhere. Details per family:
+ * - **int8**: an all-zero group stores scale 0 and q 0.
+ * - **nf4 / fp4**: the index of the level nearest to x * (1 / absmax) (ties
+ *   to the lower level), as bitsandbytes' quantize_4bit; an all-zero block
+ *   stores absmax 0 and the index of 0 (7 for NF4, 0 for FP4). An odd element
+ *   count leaves the last low nibble 0. NF4 levels are QLoRA's; FP4's are
+ *   bitsandbytes' e2m1 values / 12.
+ * - **fp8**: q = fp8(x / scale) with torch's float32 -> float8_e4m3fn /
+ *   float8_e5m2 rounding (round to nearest even, not saturating; the scale
+ *   keeps every value in range, so no NaN or infinity is produced). An
+ *   all-zero tensor or row gets scale 1.
+ * - **gptq_int4***: GPTQ's quantizer: symmetric by default (zero 8, scale =
+ *   2 max|x| / 15 over the group); asymmetric (#LLMKIT_QUANT_ZERO_POINT_ASYMMETRIC)
+ *   fits [min(lo, 0), max(hi, 0)] with zero in 1..15 (AutoGPTQ stores
+ *   zero - 1, so 0 is not writable; a group that would need it gets zero 1
+ *   and scale max / 14). Scales are rounded to f16 before q is computed.
+ * - **awq_int4***: AWQ's quantizer: asymmetric by default (scale =
+ *   max(hi - lo, 1e-5) / 15, zero = -round(lo / scale) clamped to 0..15);
+ *   symmetric gives scale = max|x| / 7, zero 8.
+ * - A group scale that overflows f16 (weights above about 4.9e5) is
+ *   #LLMKIT_ERROR_OUT_OF_RANGE; NaN or infinity in the input is
+ *   #LLMKIT_ERROR_NON_FINITE, as for GGUF.
+ *
+ * Thread safety: every function here is thread-safe.
+ *  @{ */
+
+/** @brief Type ids of the non-GGUF formats (pass them wherever an #llmkit_quant_type is taken). */
+typedef enum llmkit_quant_format {
+    LLMKIT_QUANT_INT8 = 1000,           /**< "int8": int8, symmetric, one float32 scale per row. */
+    LLMKIT_QUANT_INT8_G32 = 1001,       /**< "int8_g32": int8, symmetric, a scale per 32 elements of a row. */
+    LLMKIT_QUANT_INT8_G64 = 1002,       /**< "int8_g64". */
+    LLMKIT_QUANT_INT8_G128 = 1003,      /**< "int8_g128". */
+    LLMKIT_QUANT_INT8_ASYM = 1004,      /**< "int8_asym": int8 with an int8 zero point, one per row. */
+    LLMKIT_QUANT_INT8_ASYM_G32 = 1005,  /**< "int8_asym_g32". */
+    LLMKIT_QUANT_INT8_ASYM_G64 = 1006,  /**< "int8_asym_g64". */
+    LLMKIT_QUANT_INT8_ASYM_G128 = 1007, /**< "int8_asym_g128". */
+    LLMKIT_QUANT_NF4 = 1010,            /**< "nf4": bitsandbytes NormalFloat4, absmax per 64 elements. */
+    LLMKIT_QUANT_FP4 = 1011,            /**< "fp4": bitsandbytes FP4, absmax per 64 elements. */
+    LLMKIT_QUANT_FP8_E4M3 = 1020,       /**< "fp8_e4m3": OCP E4M3 ("fn"), one scale for the tensor. */
+    LLMKIT_QUANT_FP8_E5M2 = 1021,       /**< "fp8_e5m2": E5M2, one scale for the tensor. */
+    LLMKIT_QUANT_FP8_E4M3_CHANNEL = 1022, /**< "fp8_e4m3_channel": E4M3, one scale per row. */
+    LLMKIT_QUANT_FP8_E5M2_CHANNEL = 1023, /**< "fp8_e5m2_channel": E5M2, one scale per row. */
+    LLMKIT_QUANT_GPTQ_INT4 = 1030,      /**< "gptq_int4": GPTQ packing, one group per row (group_size -1). */
+    LLMKIT_QUANT_GPTQ_INT4_G32 = 1031,  /**< "gptq_int4_g32": GPTQ packing, groups of 32. */
+    LLMKIT_QUANT_GPTQ_INT4_G64 = 1032,  /**< "gptq_int4_g64". */
+    LLMKIT_QUANT_GPTQ_INT4_G128 = 1033, /**< "gptq_int4_g128". */
+    LLMKIT_QUANT_AWQ_INT4_G32 = 1041,   /**< "awq_int4_g32": AWQ (GEMM) packing, groups of 32. */
+    LLMKIT_QUANT_AWQ_INT4_G64 = 1042,   /**< "awq_int4_g64". */
+    LLMKIT_QUANT_AWQ_INT4_G128 = 1043   /**< "awq_int4_g128". */
+} llmkit_quant_format;
+
+/** @brief How the int4 packings choose zero points (llmkit_quantize_options::zero_point). */
+typedef enum llmkit_quant_zero_point {
+    LLMKIT_QUANT_ZERO_POINT_DEFAULT = 0,    /**< The format's own default: symmetric for GPTQ, asymmetric for AWQ. */
+    LLMKIT_QUANT_ZERO_POINT_SYMMETRIC = 1,  /**< Zero point 8, scale from max |x|. */
+    LLMKIT_QUANT_ZERO_POINT_ASYMMETRIC = 2  /**< A zero point fitted per group from its min and max. */
+} llmkit_quant_zero_point;
+
+/**
+ * @brief Bytes a [rows, n] tensor takes in a type (GGUF or not).
+ * @param[out] out Receives the size.
+ * @param type An #llmkit_quant_type or #llmkit_quant_format value.
+ * @param rows Rows (1 for a 1-D tensor). @param n Elements per row.
+ * @return #LLMKIT_OK, #LLMKIT_ERROR_NULL_POINTER, #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (unknown type) or #LLMKIT_ERROR_SHAPE (a shape the type cannot hold,
+ *         or a size that overflows size_t). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quant_tensor_bytes(size_t *out, int32_t type, int64_t rows, int64_t n);
+
+/** @brief Where one plane of a quantized tensor lies (see llmkit_quant_planes()). */
+typedef struct llmkit_quant_plane {
+    const char *name;   /**< Static name: "weight", "scales", "zeros", "absmax", "qweight", "qzeros", "g_idx" or "blocks". */
+    size_t offset;      /**< Bytes from the start of the quantized tensor. */
+    size_t bytes;       /**< Bytes of the plane. */
+    llmkit_dtype dtype; /**< Element type (int8, uint8, int32, float16 or float32). */
+    int32_t ndim;       /**< 1 or 2. */
+    int64_t shape[2];   /**< Extents (shape[1] is 0 when ndim is 1). */
+} llmkit_quant_plane;
+
+/**
+ * @brief The planes of a [rows, n] tensor in a type: names, offsets, dtypes, shapes.
+ *
+ * GGUF types have one plane, "blocks" (uint8, the rows back to back).
+ * @param[out] planes Caller-owned array, or NULL to ask for the count.
+ * @param capacity Entries available at planes.
+ * @param[out] count Receives the number of planes (at most 4); may be NULL.
+ * @param type An #llmkit_quant_type or #llmkit_quant_format value.
+ * @param rows Rows. @param n Elements per row.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL (count set) when
+ *         capacity is short and planes is not NULL; otherwise as
+ *         llmkit_quant_tensor_bytes(). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quant_planes(llmkit_quant_plane *planes, size_t capacity, size_t *count, int32_t type,
+                                             int64_t rows, int64_t n);
+
+/** @brief What a conversion lost (llmkit_quant_convert()). Errors compare dequantize(dst) with dequantize(src). */
+typedef struct llmkit_quant_convert_stats {
+    uint32_t struct_size;   /**< sizeof(llmkit_quant_convert_stats); llmkit fills only this many bytes. */
+    int32_t lossless;       /**< 1 when every decoded value is bit-identical, else 0. */
+    double max_abs_error;   /**< Largest |dequantize(dst) - dequantize(src)|. */
+    double rms_error;       /**< Root mean square of the differences. */
+    double max_abs_value;   /**< Largest |dequantize(src)|, to put the errors in scale. */
+} llmkit_quant_convert_stats;
+
+/** @brief Default #llmkit_quant_convert_stats. */
+#define LLMKIT_QUANT_CONVERT_STATS_INIT {sizeof(llmkit_quant_convert_stats), 0, 0.0, 0.0, 0.0}
+
+/**
+ * @brief Converts a quantized [rows, n] tensor from one type to another and reports the error.
+ *
+ * Exact repacking where the two types hold the same numbers:
+ * gptq_int4_g32 -> q4_0 when every zero point is 8 (symmetric GPTQ) and
+ * g_idx[i] = i / 32 (no act-order), and q4_0 -> gptq_int4_g32 when rows is a
+ * multiple of 8: both store x = d * (q - 8) with an f16 d per 32 consecutive
+ * elements, so no value changes (lossless = 1). Any other pair goes through
+ * float32 (dequantize, then quantize as llmkit_quantize() does), which is lossy
+ * in general; stats says by how much.
+ *
+ * @param[out] written Bytes of the result (also when dst is NULL or short); may be NULL.
+ * @param dst_type Target type. @param dst Caller-owned output; NULL asks for the size.
+ * @param dst_capacity Bytes at dst.
+ * @param src_type Source type. @param src The source tensor's bytes. @param src_bytes Bytes at src;
+ *        must equal llmkit_quant_tensor_bytes(src_type, rows, n).
+ * @param rows Rows. @param n Elements per row.
+ * @param options Quantization options for the float path; NULL for defaults.
+ * @param[out] stats Receives the error statistics; may be NULL.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL; #LLMKIT_ERROR_SHAPE (size
+ *         mismatch or a shape a type cannot hold); #LLMKIT_ERROR_INVALID_ARGUMENT;
+ *         #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_NON_FINITE (src decodes to
+ *         NaN or infinity); #LLMKIT_ERROR_FORMAT (a g_idx out of range). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quant_convert(size_t *written, int32_t dst_type, void *dst, size_t dst_capacity,
+                                              int32_t src_type, const void *src, size_t src_bytes, int64_t rows,
+                                              int64_t n, const llmkit_quantize_options *options,
+                                              llmkit_quant_convert_stats *stats);
+
+/** @} */
+/* END QFORMATS SUBSECTION */
+
+/* BEGIN QUANT MATMUL */
+/** @defgroup quant_matmul Quantization: matmul with quantized weights (CPU)
+ *
+ * y = x * W^T with the weights W [n_rows, k] kept quantized: GGUF blocks
+ * (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, stored as ggml stores a tensor:
+ * each row is k / block_elements blocks, rows back to back) or int8 with one
+ * float32 scale per row. x is float32 [m, k] (m = 1: a decode step's GEMV;
+ * m > 1: a prefill's GEMM), y is float32 [m, n_rows].
+ *
+ * How: as llama.cpp does, each x row is quantized on the fly to int8 blocks
+ * with a float32 scale (blocks of 32 for the 32-element formats and int8,
+ * blocks of 256 for the K-quants), so the inner loops are integer dot
+ * products (AVX2 where the CPU has it); block results are summed in float32.
+ *
+ * Accuracy: the only error besides float32 rounding comes from rounding x to
+ * int8: each element of x moves by at most half a step, d / 2 with
+ * d = max |x| over its block / 127, so |y - x W^T| <= sum over j of
+ * |W[r, j]| * d(j) / 2 plus float32 rounding (relative 2^-24 per block sum).
+ * For x whose blocks are not dominated by one outlier that is about
+ * 2^-8 * sum |W||x|.
+ *
+ * Determinism: each output element is computed by one fixed sequence of
+ * operations whatever the number of threads, m, or the CPU's instruction set:
+ * the result is bit-identical across them.
+ *
+ * Non-finite values: x must be finite (#LLMKIT_ERROR_NON_FINITE naming the
+ * element otherwise; nothing is written). Weights are not checked: an
+ * infinite or NaN scale in a block (or in the int8 scales) propagates to the
+ * rows it belongs to, as in a float matmul.
+ *
+ * Thread safety: every function here is thread-safe; each call may use
+ * several worker threads.
+ *  @{ */
+
+/** @brief Options of llmkit_quant_matmul() and llmkit_quant_matmul_int8(). */
+typedef struct llmkit_quant_matmul_options {
+    uint32_t struct_size; /**< sizeof(llmkit_quant_matmul_options). */
+    int32_t n_threads;    /**< Worker threads; 0 = llmkit_get_num_threads(). The result does not depend on it. */
+} llmkit_quant_matmul_options;
+
+/** @brief Default #llmkit_quant_matmul_options. */
+#define LLMKIT_QUANT_MATMUL_OPTIONS_INIT {sizeof(llmkit_quant_matmul_options), 0}
+
+/**
+ * @brief Whether llmkit_quant_matmul() has a kernel for a type.
+ * @param type An #llmkit_quant_type value.
+ * @return 1 for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K, else 0. Thread-safe.
+ */
+LLMKIT_API int llmkit_quant_matmul_supported(int32_t type);
+
+/**
+ * @brief The instruction set the quantized matmul kernels use on this CPU.
+ * @return "avx2" or "scalar" (a static string, never NULL). Thread-safe.
+ */
+LLMKIT_API const char *llmkit_quant_matmul_isa(void);
+
+/**
+ * @brief y = x * W^T with W [n_rows, k] in a GGUF block format.
+ *
+ * @param x float32 host tensor [m, k], or [k] for one row; any strides.
+ *          Read completely before y is written, so y may overlap x.
+ * @param type The #llmkit_quant_type of W: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K,
+ *             Q5_K or Q6_K (see llmkit_quant_matmul_supported()).
+ * @param w The blocks of W, rows back to back as llmkit_quantize() writes them
+ *          (caller-owned, read only during the call).
+ * @param w_bytes Bytes at w; must equal n_rows * llmkit_quant_row_bytes(type, k).
+ * @param n_rows Rows of W (outputs per x row), >= 0.
+ * @param k Columns of W; a multiple of the type's block size, equal to x's last extent.
+ * @param y float32 host tensor [m, n_rows] (or [n_rows] when x is [k]); any
+ *          strides that do not make two elements share memory; must not
+ *          overlap w. Overwritten.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (unknown type, bad options, y overlapping w or itself);
+ *         #LLMKIT_ERROR_UNSUPPORTED (a known type without a matmul kernel);
+ *         #LLMKIT_ERROR_DTYPE (x or y not float32); #LLMKIT_ERROR_SHAPE
+ *         (ranks, k not matching x or not a multiple of the block size,
+ *         y's shape, w_bytes not matching); #LLMKIT_ERROR_NO_DEVICE (a tensor
+ *         not in host memory); #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in
+ *         x; y untouched). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quant_matmul(const llmkit_tensor *x, int32_t type, const void *w, size_t w_bytes,
+                                             int64_t n_rows, int64_t k, const llmkit_tensor *y,
+                                             const llmkit_quant_matmul_options *options);
+
+/**
+ * @brief y = x * (diag(scales) W)^T with int8 weights and one float32 scale per row.
+ *
+ * W[r, j] stands for scales[r] * w[r, j] (symmetric per-channel int8, the
+ * layout of the "int8" format and of PyTorch's per-channel quantized weights).
+ *
+ * @param x float32 host tensor [m, k], or [k]; any strides; may overlap y.
+ * @param w int8 host tensor [n_rows, k] with unit column stride (any row
+ *          stride); k a multiple of 32. Read only during the call.
+ * @param scales float32 host tensor [n_rows], any stride.
+ * @param y float32 host tensor [m, n_rows] (or [n_rows] when x is [k]); must
+ *          not overlap w or scales, nor itself. Overwritten.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (bad options, overlapping y); #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_SHAPE
+ *         (ranks, extents that do not match, k not a multiple of 32, a column
+ *         stride of w other than 1); #LLMKIT_ERROR_NO_DEVICE;
+ *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in x). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_quant_matmul_int8(const llmkit_tensor *x, const llmkit_tensor *w,
+                                                  const llmkit_tensor *scales, const llmkit_tensor *y,
+                                                  const llmkit_quant_matmul_options *options);
+
+/** @} */
+/* END QUANT MATMUL */
 /* END QUANTIZATION SECTION */
 
 /* ------------------------------------------------------------------------- */
@@ -1077,8 +1372,15 @@ LLMKIT_API llmkit_status llmkit_gguf_writer_write(const llmkit_gguf_writer *writ
  * accumulates in float32 whatever the input type. It uses AVX-512 where the
  * CPU has it and portable code elsewhere.
  *
- * Not in this release: a paged KV cache, KV append/fork, int8 caches, and
- * device kernels (CUDA tensors are staged through host memory).
+ * KV caches (host memory): #llmkit_kv_cache (contiguous, one slot of
+ * `capacity` tokens per sequence) and #llmkit_paged_kv_cache (a pool of
+ * fixed-size blocks addressed through per-sequence block tables, with fork
+ * and copy-on-write), in float32, bfloat16, float16 or int8 with a scale per
+ * token and head. Attention reads them in place (no gather) for prefill,
+ * chunked prefill and batched decode over sequences of different lengths.
+ *
+ * Not in this release: device kernels (CUDA tensors are staged through host
+ * memory for llmkit_attention(); the caches take host tensors only).
  *  @{ */
 
 /** @brief Options of llmkit_attention(). */
@@ -1204,6 +1506,276 @@ LLMKIT_API llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor
 LLMKIT_API llmkit_status llmkit_kv_cache_bytes(uint64_t *out, int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
                                                int64_t dtype_bytes, int64_t context, int64_t batch);
 
+/** @brief Element type of a KV cache. */
+typedef enum llmkit_kv_dtype {
+    LLMKIT_KV_F32 = 0,  /**< float32. */
+    LLMKIT_KV_BF16 = 1, /**< bfloat16 (rounded to nearest even on append). */
+    LLMKIT_KV_F16 = 2,  /**< IEEE float16 (rounded to nearest even on append). */
+    LLMKIT_KV_INT8 = 3  /**< int8, symmetric, one float32 scale per token and kv head: scale = absmax / 127, q = round(x / scale). */
+} llmkit_kv_dtype;
+
+/** @brief A contiguous KV cache: max_sequences slots of `capacity` tokens, every layer. Opaque. */
+typedef struct llmkit_kv_cache llmkit_kv_cache;
+
+/** @brief Shape of an #llmkit_kv_cache, for llmkit_kv_cache_create(). */
+typedef struct llmkit_kv_cache_options {
+    uint32_t struct_size;   /**< sizeof(llmkit_kv_cache_options). */
+    int32_t n_layers;       /**< Transformer layers, > 0. Default 1. */
+    int32_t n_kv_heads;     /**< Key/value heads per layer, > 0. Default 1. */
+    int32_t head_dim;       /**< Dimensions per head, 1..256. Default 128. */
+    int64_t capacity;       /**< Tokens each sequence can hold, > 0. Default 4096. */
+    int32_t max_sequences;  /**< Sequence slots, > 0. Default 1. */
+    int32_t dtype;          /**< An #llmkit_kv_dtype value. Default #LLMKIT_KV_F32. */
+} llmkit_kv_cache_options;
+
+/** @brief Default #llmkit_kv_cache_options: 1 layer, 1 kv head of 128, 4096 tokens, 1 sequence, float32. */
+#define LLMKIT_KV_CACHE_OPTIONS_INIT {sizeof(llmkit_kv_cache_options), 1, 1, 128, 4096, 1, LLMKIT_KV_F32}
+
+/** @brief A paged KV cache: a pool of blocks shared by sequences through block tables. Opaque. */
+typedef struct llmkit_paged_kv_cache llmkit_paged_kv_cache;
+
+/** @brief Shape of an #llmkit_paged_kv_cache, for llmkit_paged_kv_cache_create(). */
+typedef struct llmkit_paged_kv_cache_options {
+    uint32_t struct_size;         /**< sizeof(llmkit_paged_kv_cache_options). */
+    int32_t n_layers;             /**< Transformer layers, > 0. Default 1. */
+    int32_t n_kv_heads;           /**< Key/value heads per layer, > 0. Default 1. */
+    int32_t head_dim;             /**< Dimensions per head, 1..256. Default 128. */
+    int32_t block_size;           /**< Tokens per block, > 0. Default 16 (vLLM's default). */
+    int64_t n_blocks;             /**< Blocks in the pool (every layer's K and V of block_size tokens each), 1..INT32_MAX. Default 256. */
+    int32_t max_sequences;        /**< Sequence slots, > 0. Default 64. */
+    int64_t max_blocks_per_seq;   /**< Longest block table (max tokens per sequence / block_size); 0 = n_blocks. */
+    int32_t dtype;                /**< An #llmkit_kv_dtype value. Default #LLMKIT_KV_F32. */
+} llmkit_paged_kv_cache_options;
+
+/** @brief Default #llmkit_paged_kv_cache_options: 1 layer, 1 kv head of 128, 256 blocks of 16 tokens, 64 sequences, float32. */
+#define LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT \
+    {sizeof(llmkit_paged_kv_cache_options), 1, 1, 128, 16, 256, 64, 0, LLMKIT_KV_F32}
+
+/** @brief Options of llmkit_kv_cache_attention() and the paged variants. */
+typedef struct llmkit_kv_attention_options {
+    uint32_t struct_size;        /**< sizeof(llmkit_kv_attention_options). */
+    int32_t causal;              /**< Nonzero (default): query i of Sq, at position len - Sq + i, sees keys j <= its position. 0: every cached key. */
+    int64_t window;              /**< Sliding window: keys pos - window < j <= pos; implies causal. 0 = none. */
+    float softcap;               /**< Logit soft-capping, s = softcap * tanh(s / softcap). 0 = none. */
+    float scale;                 /**< Score scale; 0 = 1 / sqrt(D). */
+    const float *alibi_slopes;   /**< Hq ALiBi slopes (adds -slope * (pos - j)), or NULL. Read during the call. */
+    const float *sinks;          /**< Hq attention-sink logits (gpt-oss): each joins its head's softmax denominator as exp(sink) without a value. NULL = none. */
+    int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
+    int64_t split_keys;          /**< Split-KV: keys per part when a sequence's queries form one tile (decode); rounded up to 64; 0 = 1024. Results do not depend on n_threads. */
+} llmkit_kv_attention_options;
+
+/** @brief Default #llmkit_kv_attention_options: causal, no window, softcap, ALiBi or sinks, scale 1/sqrt(D). */
+#define LLMKIT_KV_ATTENTION_OPTIONS_INIT {sizeof(llmkit_kv_attention_options), 1, 0, 0.0f, 0.0f, NULL, NULL, 0, 0}
+
+/**
+ * @brief Creates a contiguous KV cache (all memory allocated now, zeroed).
+ * @param[out] out Receives the cache; free it with llmkit_kv_cache_free().
+ * @param options Required: the cache's shape and dtype.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         (bad struct_size, a count <= 0, head_dim > 256, unknown dtype);
+ *         #LLMKIT_ERROR_OUT_OF_RANGE (the size overflows);
+ *         #LLMKIT_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_create(llmkit_kv_cache **out, const llmkit_kv_cache_options *options);
+
+/** @brief Frees a cache; NULL does nothing. @param cache The cache. */
+LLMKIT_API void llmkit_kv_cache_free(llmkit_kv_cache *cache);
+
+/**
+ * @brief Starts an empty sequence in the first free slot.
+ * @param cache The cache. @param[out] seq Receives the sequence id (0..max_sequences-1).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_MEMORY
+ *         when every slot is in use. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_seq_new(llmkit_kv_cache *cache, int32_t *seq);
+
+/**
+ * @brief Starts a sequence holding a copy of `src` (a contiguous cache shares nothing: the rows are copied).
+ * @param cache The cache. @param src A live sequence. @param[out] seq Receives the new id.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE
+ *         (src not live); #LLMKIT_ERROR_OUT_OF_MEMORY (no free slot). Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_seq_fork(llmkit_kv_cache *cache, int32_t src, int32_t *seq);
+
+/**
+ * @brief Ends a sequence; its slot can be reused.
+ * @param cache The cache. @param seq A live sequence.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_seq_free(llmkit_kv_cache *cache, int32_t seq);
+
+/**
+ * @brief Tokens a sequence holds in a layer.
+ * @param cache The cache. @param seq A live sequence. @param layer 0..n_layers-1, or -1 for the largest over layers.
+ * @param[out] length Receives the count.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE. Thread-safe with other readers.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_seq_length(const llmkit_kv_cache *cache, int32_t seq, int32_t layer,
+                                                    int64_t *length);
+
+/**
+ * @brief Appends the K and V rows of new tokens (a prefill chunk, or one decode token) to a sequence's layer.
+ * @param cache The cache. @param layer 0..n_layers-1. @param seq A live sequence.
+ * @param k Keys [S, Hkv, D] or [1, S, Hkv, D]: float32, bfloat16 or float16, host
+ *          memory, unit stride on D; converted to the cache's dtype (int8: quantised per token and head).
+ * @param v Values, the same shape and dtype as k.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (not
+ *         this cache's heads and head_dim, k and v differ); #LLMKIT_ERROR_DTYPE;
+ *         #LLMKIT_ERROR_NON_FINITE; #LLMKIT_ERROR_OUT_OF_RANGE (bad layer or
+ *         seq, or the sequence would pass its capacity);
+ *         #LLMKIT_ERROR_UNSUPPORTED (device memory, a D stride other than 1).
+ *         On error nothing is appended. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t layer, int32_t seq,
+                                                const llmkit_tensor *k, const llmkit_tensor *v);
+
+/**
+ * @brief Attention of new queries over cached sequences: prefill, chunked prefill or batched decode.
+ *
+ * q[b] holds the queries of the last Sq tokens of sequence seq_ids[b] (append
+ * their K and V first): query i sits at position len_b - Sq + i, so a prefill
+ * chunk attends to the cached prefix and to itself, causally; decode is Sq = 1,
+ * with sequences of different lengths in one call. Scores, softcap, ALiBi,
+ * window and softmax are as in llmkit_attention(), read from the cache in place.
+ * @param cache The cache. @param layer 0..n_layers-1.
+ * @param q Queries [B, Sq, Hq, D], float32, bfloat16 or float16; Hq a multiple of the cache's kv heads.
+ * @param seq_ids B live sequence ids (may repeat). @param n_seqs B.
+ * @param out Output [B, Sq, Hq, D], q's dtype.
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
+ *         head counts, head_dim, B, a sequence shorter than Sq);
+ *         #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_OUT_OF_RANGE (bad layer or id);
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad options);
+ *         #LLMKIT_ERROR_UNSUPPORTED (device memory, a D stride other than 1).
+ *         Thread-safe with other readers of the cache, for distinct outputs.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_attention(const llmkit_kv_cache *cache, int32_t layer, const llmkit_tensor *q,
+                                                   const int32_t *seq_ids, int64_t n_seqs, const llmkit_tensor *out,
+                                                   const llmkit_kv_attention_options *options);
+
+/**
+ * @brief Bytes the cache holds (allocated at creation).
+ * @param cache The cache. @param[out] bytes Receives the count.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_memory_bytes(const llmkit_kv_cache *cache, uint64_t *bytes);
+
+/**
+ * @brief Creates a paged KV cache (the pool is allocated now, zeroed).
+ * @param[out] out Receives the cache; free it with llmkit_paged_kv_cache_free().
+ * @param options Required: the cache's shape and dtype.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_INVALID_ARGUMENT;
+ *         #LLMKIT_ERROR_OUT_OF_RANGE (the size overflows); #LLMKIT_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_create(llmkit_paged_kv_cache **out,
+                                                      const llmkit_paged_kv_cache_options *options);
+
+/** @brief Frees a paged cache; NULL does nothing. @param cache The cache. */
+LLMKIT_API void llmkit_paged_kv_cache_free(llmkit_paged_kv_cache *cache);
+
+/**
+ * @brief Starts an empty sequence (no blocks yet).
+ * @param cache The cache. @param[out] seq Receives the id.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_MEMORY (no free slot). Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_new(llmkit_paged_kv_cache *cache, int32_t *seq);
+
+/**
+ * @brief Starts a sequence that shares every block of `src` (reference counts +1, no copy).
+ *
+ * The first append of either sequence into a shared block (only the last,
+ * partly filled one can be written) copies that block first, so neither sees
+ * the other's new tokens.
+ * @param cache The cache. @param src A live sequence. @param[out] seq Receives the new id.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE;
+ *         #LLMKIT_ERROR_OUT_OF_MEMORY (no free slot). Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_fork(llmkit_paged_kv_cache *cache, int32_t src, int32_t *seq);
+
+/**
+ * @brief Ends a sequence: its blocks' reference counts drop, and blocks no one holds return to the free list.
+ * @param cache The cache. @param seq A live sequence.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *cache, int32_t seq);
+
+/**
+ * @brief Tokens a sequence holds in a layer.
+ * @param cache The cache. @param seq A live sequence. @param layer 0..n_layers-1, or -1 for the largest.
+ * @param[out] length Receives the count.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE. Thread-safe with other readers.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_length(const llmkit_paged_kv_cache *cache, int32_t seq,
+                                                          int32_t layer, int64_t *length);
+
+/**
+ * @brief A sequence's block table (block ids in token order).
+ * @param cache The cache. @param seq A live sequence.
+ * @param buf Receives the ids; NULL asks for the count. @param capacity Entries buf holds.
+ * @param[out] needed Receives the table's length.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE;
+ *         #LLMKIT_ERROR_BUFFER_TOO_SMALL (needed set). Thread-safe with other readers.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_block_table(const llmkit_paged_kv_cache *cache, int32_t seq,
+                                                               int32_t *buf, int64_t capacity, int64_t *needed);
+
+/**
+ * @brief Appends new tokens' K and V to a sequence's layer, taking blocks from the free list as needed.
+ *
+ * A shared block that the append writes into is copied first (copy-on-write).
+ * @param cache The cache. @param layer 0..n_layers-1. @param seq A live sequence.
+ * @param k Keys [S, Hkv, D] or [1, S, Hkv, D] (as llmkit_kv_cache_append()). @param v Values, as k.
+ * @return As llmkit_kv_cache_append(), and #LLMKIT_ERROR_OUT_OF_MEMORY when the
+ *         pool has too few free blocks; on error nothing changes. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_append(llmkit_paged_kv_cache *cache, int32_t layer, int32_t seq,
+                                                      const llmkit_tensor *k, const llmkit_tensor *v);
+
+/**
+ * @brief Attention over paged sequences, walking their block tables (see llmkit_kv_cache_attention()).
+ *
+ * Gives the same bits as the contiguous cache for the same rows and options.
+ * @param cache The cache. @param layer 0..n_layers-1. @param q Queries [B, Sq, Hq, D].
+ * @param seq_ids B live sequence ids. @param n_seqs B. @param out Output, q's shape and dtype.
+ * @param options NULL for defaults.
+ * @return As llmkit_kv_cache_attention(). Thread-safe with other readers.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_attention(const llmkit_paged_kv_cache *cache, int32_t layer,
+                                                         const llmkit_tensor *q, const int32_t *seq_ids, int64_t n_seqs,
+                                                         const llmkit_tensor *out,
+                                                         const llmkit_kv_attention_options *options);
+
+/**
+ * @brief Attention over the pool with caller-made block tables (as vLLM's paged attention takes them).
+ * @param cache The cache. @param layer 0..n_layers-1. @param q Queries [B, Sq, Hq, D].
+ * @param block_tables int32 [B, max_blocks] (any strides): row b lists sequence b's blocks in token order;
+ *        the first ceil(seq_lens[b] / block_size) entries must be pool block ids.
+ * @param seq_lens int32 or int64 [B]: tokens of each sequence, Sq..max_blocks * block_size.
+ * @param out Output, q's shape and dtype. @param options NULL for defaults.
+ * @return As llmkit_paged_kv_cache_attention(), and #LLMKIT_ERROR_OUT_OF_RANGE
+ *         for a block id outside the pool or a length past the table. Thread-safe with other readers.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_attention_tables(const llmkit_paged_kv_cache *cache, int32_t layer,
+                                                                const llmkit_tensor *q, const llmkit_tensor *block_tables,
+                                                                const llmkit_tensor *seq_lens, const llmkit_tensor *out,
+                                                                const llmkit_kv_attention_options *options);
+
+/**
+ * @brief Bytes of the blocks in use (a fork adds nothing until it writes) and of the whole pool.
+ * @param cache The cache. @param[out] used Receives the bytes of blocks held by sequences (NULL: not wanted).
+ * @param[out] pool Receives the pool's bytes (NULL: not wanted).
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER (cache). Thread-safe with other readers.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_memory_bytes(const llmkit_paged_kv_cache *cache, uint64_t *used,
+                                                            uint64_t *pool);
+
+/**
+ * @brief Blocks on the free list.
+ * @param cache The cache. @param[out] n_free Receives the count.
+ * @return #LLMKIT_OK or #LLMKIT_ERROR_NULL_POINTER. Thread-safe with other readers.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_free_blocks(const llmkit_paged_kv_cache *cache, int64_t *n_free);
+
 /** @} */
 /* END ATTENTION SECTION */
 
@@ -1258,6 +1830,57 @@ typedef struct llmkit_tokenizer llmkit_tokenizer;
 LLMKIT_API llmkit_status llmkit_tokenizer_from_tiktoken(llmkit_tokenizer **out, const char *path,
                                                         const char *encoding_name);
 
+/** @brief Options of llmkit_tokenizer_from_file(). */
+typedef struct llmkit_tokenizer_load_options {
+    uint32_t struct_size;           /**< sizeof(llmkit_tokenizer_load_options). */
+    const char *tiktoken_encoding;  /**< Preset of a tiktoken rank file (see llmkit_tokenizer_from_tiktoken()); required for that format, must be NULL for the others. Default NULL. */
+} llmkit_tokenizer_load_options;
+
+/** @brief Default #llmkit_tokenizer_load_options: no tiktoken preset. */
+#define LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT {sizeof(llmkit_tokenizer_load_options), NULL}
+
+/**
+ * @brief Loads a tokenizer file, detecting its format from the content.
+ *
+ * - A JSON object: a Hugging Face `tokenizer.json`, with its normalizer
+ *   (BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, Strip, StripAccents,
+ *   Prepend, Replace, ByteLevel, Sequence), pre-tokenizer (ByteLevel,
+ *   BertPreTokenizer, Whitespace, WhitespaceSplit, Metaspace, Split, Digits,
+ *   Punctuation, CharDelimiterSplit, Sequence), model (BPE ranked by its merges,
+ *   with byte_fallback, unk_token, continuing_subword_prefix,
+ *   end_of_word_suffix and ignore_merges; WordPiece; Unigram; the type is
+ *   inferred when the file leaves it out), post-processor (TemplateProcessing,
+ *   BertProcessing, RobertaProcessing, ByteLevel, Sequence), decoder
+ *   (ByteLevel, WordPiece, Metaspace, ByteFallback, Fuse, Strip, Replace,
+ *   BPEDecoder, Sequence) and added tokens, giving the ids of the `tokenizers`
+ *   package. Added tokens are matched before the model with their lstrip,
+ *   rstrip, single_word and normalized flags; special ones follow
+ *   #llmkit_encode_options like tiktoken's special tokens. The file's
+ *   `truncation` and `padding` settings are ignored.
+ * - Lines `base64(token) rank`: a tiktoken rank file; give its preset in
+ *   `options->tiktoken_encoding` (the file holds no pattern or special tokens).
+ * - A SentencePiece `.model` (protobuf) or a GGUF file (magic `GGUF`): see the
+ *   loaders of those formats; where they are not built in, #LLMKIT_ERROR_UNSUPPORTED.
+ *
+ * Tokens of a tokenizer.json are the strings of its vocabulary (e.g. `Ġthe`
+ * for GPT-2), which llmkit_tokenizer_token_to_id() and
+ * llmkit_tokenizer_id_to_token() use; llmkit_tokenizer_decode() runs the
+ * file's decoder (without one, tokens joined by spaces), special tokens included.
+ * @param[out] out Receives the tokenizer; free it with llmkit_tokenizer_free().
+ * @param path Path of the file (NUL-terminated).
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_IO when the file
+ *         cannot be read; #LLMKIT_ERROR_FORMAT for a malformed file (for JSON
+ *         the message names the JSON path, e.g. `at /model/merges/3: ...`), a
+ *         token id outside [0, 2^24), or content of no known format;
+ *         #LLMKIT_ERROR_UNSUPPORTED naming a component type llmkit lacks;
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT for a rank file without a preset, a
+ *         preset given for another format, or an unknown preset;
+ *         #LLMKIT_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_from_file(llmkit_tokenizer **out, const char *path,
+                                                    const llmkit_tokenizer_load_options *options);
+
 /**
  * @brief Frees a tokenizer. No other call may be using it.
  * @param tokenizer The tokenizer; NULL is ignored.
@@ -1282,16 +1905,20 @@ typedef struct llmkit_encode_options {
     size_t n_allowed_special;             /**< Number of entries in allowed_special. */
     int32_t special_as_text;              /**< Nonzero: special tokens that are not allowed are encoded as ordinary text (tiktoken's disallowed_special=()); 0 (default): finding one is an error. */
     int32_t n_threads;                    /**< Worker threads of llmkit_tokenizer_encode_batch(); 0 (default) = llmkit_get_num_threads(). llmkit_tokenizer_encode() runs on the calling thread and ignores it. */
+    int32_t add_special_tokens;           /**< Nonzero: add the special tokens the tokenizer's post-processor puts around a text (e.g. BERT's [CLS] ... [SEP], Llama's BOS); tiktoken encodings have none. Default 0. */
 } llmkit_encode_options;
 
 /** @brief Default #llmkit_encode_options: no special token allowed, finding one is an error, default thread count. */
-#define LLMKIT_ENCODE_OPTIONS_INIT {sizeof(llmkit_encode_options), 0, NULL, 0, 0, 0}
+#define LLMKIT_ENCODE_OPTIONS_INIT {sizeof(llmkit_encode_options), 0, NULL, 0, 0, 0, 0}
 
 /**
  * @brief Encodes UTF-8 text into token ids.
  *
- * No BOS or EOS is added. The ids never outnumber the bytes of the text, so a
- * buffer of `len` ids is always large enough.
+ * No BOS or EOS is added unless `options->add_special_tokens` asks for them.
+ * For tiktoken encodings the ids never outnumber the bytes of the text; other
+ * formats can give more ids than bytes (a prepended `▁`, normalizers that
+ * expand characters, added special tokens), so ask for the count (`ids` NULL)
+ * or retry with the `n_ids` a #LLMKIT_ERROR_BUFFER_TOO_SMALL reports.
  * @param tokenizer The tokenizer.
  * @param text The text, `len` bytes of valid UTF-8 (need not be NUL-terminated;
  *        may be NULL when len is 0).
@@ -1318,8 +1945,9 @@ LLMKIT_API llmkit_status llmkit_tokenizer_encode(const llmkit_tokenizer *tokeniz
  * sets how many threads share the texts (one text is never split). The ids of
  * all texts are written back to back: those of text `i` are
  * `ids[offsets[i]]` .. `ids[offsets[i + 1] - 1]`, and `offsets[n_texts]` is
- * the total. Ids never outnumber bytes, so a buffer of the texts' total length
- * in ids is always large enough.
+ * the total. For tiktoken encodings ids never outnumber bytes, so a buffer of
+ * the texts' total length in ids is always large enough; for other formats
+ * ask for the count first or retry with `offsets[n_texts]`.
  * @param tokenizer The tokenizer.
  * @param texts `n_texts` pointers to UTF-8 texts (need not be NUL-terminated;
  *        an entry may be NULL when its length is 0). May be NULL when n_texts is 0.
@@ -1386,6 +2014,112 @@ LLMKIT_API llmkit_status llmkit_tokenizer_token_to_id(const llmkit_tokenizer *to
  */
 LLMKIT_API llmkit_status llmkit_tokenizer_id_to_token(const llmkit_tokenizer *tokenizer, int32_t id, char *buf,
                                                       size_t capacity, size_t *needed, int32_t *is_special);
+
+/* --- Streaming decode (toktrain) --- */
+
+/**
+ * @brief Opaque handle to a streaming decoder: ids in, complete UTF-8 text out.
+ *
+ * A token of byte-level BPE may hold part of a character (an emoji is often
+ * two or three tokens), so decoding ids one at a time, as a sampler produces
+ * them, would print broken characters. The decoder keeps back the 1..3 bytes
+ * of a character not yet complete and hands out only whole characters. Bytes
+ * that can never become valid UTF-8 are replaced by U+FFFD (EF BF BD), one per
+ * maximal invalid subpart, exactly as Python's `bytes.decode("utf-8",
+ * "replace")` and hence tiktoken's `decode` do; an incomplete character left
+ * at llmkit_tokenizer_decoder_flush() is one U+FFFD. So for any way of
+ * splitting the ids into feeds, the outputs of all feeds and the flush joined
+ * equal that one-shot decode, and each output is valid UTF-8 on its own.
+ */
+typedef struct llmkit_tokenizer_decoder llmkit_tokenizer_decoder;
+
+/**
+ * @brief Makes a streaming decoder for one stream of ids.
+ * @param[out] out Receives the decoder; free it with llmkit_tokenizer_decoder_free().
+ * @param tokenizer The tokenizer; it must outlive the decoder (it is only read,
+ *        so any number of decoders and threads may share it).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_MEMORY.
+ *         Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_decoder_new(llmkit_tokenizer_decoder **out,
+                                                      const llmkit_tokenizer *tokenizer);
+
+/**
+ * @brief Feeds ids; writes the text they complete.
+ *
+ * The output is at most `3 * (3 + bytes of the ids' tokens)` bytes. Nothing
+ * is consumed unless the call succeeds: a NULL `buf` asks for the size, and
+ * with #LLMKIT_ERROR_BUFFER_TOO_SMALL or any other error the decoder is as it
+ * was, so the same ids can be fed again.
+ * @param decoder The decoder.
+ * @param ids Token ids (may be NULL when n is 0).
+ * @param n Number of ids.
+ * @param buf Caller's buffer for the UTF-8 text (not NUL-terminated), or NULL
+ *        to ask for the size.
+ * @param capacity Bytes available in buf.
+ * @param[out] needed Receives the number of bytes of text (may be NULL).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `needed` set;
+ *         #LLMKIT_ERROR_OUT_OF_RANGE for an id that names no token;
+ *         #LLMKIT_ERROR_NULL_POINTER. One thread at a time per decoder.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_decoder_feed(llmkit_tokenizer_decoder *decoder, const int32_t *ids,
+                                                       size_t n, char *buf, size_t capacity, size_t *needed);
+
+/**
+ * @brief Ends the stream: writes the held-back bytes (an incomplete character
+ *        becomes one U+FFFD, so 0 or 3 bytes) and resets the decoder for a new stream.
+ *
+ * As with feed, a NULL `buf` asks for the size and a failed call changes nothing.
+ * @param decoder The decoder.
+ * @param buf Caller's buffer, or NULL to ask for the size.
+ * @param capacity Bytes available in buf.
+ * @param[out] needed Receives the number of bytes (may be NULL).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `needed` set;
+ *         #LLMKIT_ERROR_NULL_POINTER. One thread at a time per decoder.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_decoder_flush(llmkit_tokenizer_decoder *decoder, char *buf,
+                                                        size_t capacity, size_t *needed);
+
+/**
+ * @brief Frees a streaming decoder (held-back bytes are dropped).
+ * @param decoder The decoder; NULL is ignored.
+ */
+LLMKIT_API void llmkit_tokenizer_decoder_free(llmkit_tokenizer_decoder *decoder);
+
+/* --- end streaming decode --- */
+
+/* --- Offsets (toktrain) --- */
+
+/**
+ * @brief Encodes UTF-8 text and gives each token its byte span in the text.
+ *
+ * The ids are those of llmkit_tokenizer_encode() with the same options. Token
+ * `i` covers bytes `[offsets[2*i], offsets[2*i+1])` of `text`. For byte-level
+ * BPE the spans tile the text: each starts where the previous one ends, and
+ * the bytes of a span are exactly the token's bytes (a special token's span is
+ * its text). A token that holds only part of a multi-byte character (common
+ * for emoji and CJK) covers just the bytes it holds, so its span starts or
+ * ends inside that character.
+ * @param tokenizer The tokenizer.
+ * @param text The text, `len` bytes of valid UTF-8 (may be NULL when len is 0).
+ * @param len Bytes of text.
+ * @param ids Caller's buffer for the ids, or NULL to ask for the count.
+ * @param offsets Caller's buffer of `2 * capacity` byte offsets (start, end per
+ *        token); may be NULL only when `ids` is NULL.
+ * @param capacity Tokens that fit in `ids` (and pairs in `offsets`); `len` is always enough.
+ * @param[out] n_ids Receives the number of ids (also when the buffer is too small).
+ * @param options NULL for defaults.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `n_ids` set;
+ *         #LLMKIT_ERROR_UNSUPPORTED for a tokenizer kind that cannot give
+ *         offsets (the message names it); the errors of llmkit_tokenizer_encode().
+ *         Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_encode_with_offsets(const llmkit_tokenizer *tokenizer, const char *text,
+                                                              size_t len, int32_t *ids, size_t *offsets,
+                                                              size_t capacity, size_t *n_ids,
+                                                              const llmkit_encode_options *options);
+
+/* --- end offsets --- */
 
 /** @} */
 /* END TOKENIZER SECTION */

@@ -3,7 +3,26 @@
 set(LLMKIT_QUANT_SOURCES
   src/quant/gguf_blocks.cpp
   src/quant/quantize.cpp
-  bindings/c/quant.cpp)
+  src/quant/formats.cpp
+  src/quant/int_formats.cpp
+  src/quant/nf4.cpp
+  src/quant/fp8.cpp
+  bindings/c/quant_formats.cpp
+  bindings/c/quant.cpp
+  src/quant/matmul.cpp
+  src/quant/matmul_scalar.cpp
+  src/quant/matmul_avx2.cpp
+  bindings/c/quant_matmul.cpp)
 # Byte-exact agreement with ggml's reference quantizers needs every float
 # operation rounded on its own: no FMA contraction (and never -ffast-math).
 set_source_files_properties(src/quant/gguf_blocks.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
+# Quantized matmul: the scalar and AVX2 kernels must round identically (explicit
+# fmaf only); the AVX2 file alone targets AVX2 + FMA + F16C and is only called
+# after a CPU check (src/quant/matmul.cpp), so the library still runs without them.
+set_source_files_properties(src/quant/matmul_scalar.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64|i.86" AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  set_source_files_properties(src/quant/matmul_avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-ffp-contract=off")
+endif()
+# The non-GGUF formats are checked bit for bit against numpy / torch references.
+set_source_files_properties(src/quant/int_formats.cpp src/quant/nf4.cpp src/quant/fp8.cpp
+  PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")

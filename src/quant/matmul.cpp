@@ -1,0 +1,130 @@
+// The quantized matmul driver: picks the kernels for the CPU, quantizes the
+// activations once, then splits the weight rows over the thread pool.
+#include "quant/matmul.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/threads.hpp"
+#include "quant/gguf_blocks.hpp"
+#include "quant/matmul_kernels.hpp"
+
+namespace llmkit::quant {
+namespace {
+
+std::atomic<int> g_forced{int(matmul_isa::automatic)};
+
+const mm::kernel_table &table_for(matmul_isa isa) {
+    if (isa == matmul_isa::avx2) return *mm::avx2_kernels();
+    return mm::scalar_kernels();
+}
+
+mm::kernel_kind kind_of(int32_t type) {
+    switch (type) {
+    case t_q4_0: return mm::k_q4_0;
+    case t_q4_1: return mm::k_q4_1;
+    case t_q5_0: return mm::k_q5_0;
+    case t_q8_0: return mm::k_q8_0;
+    case t_q4_k: return mm::k_q4_k;
+    case t_q5_k: return mm::k_q5_k;
+    case t_q6_k: return mm::k_q6_k;
+    case int8_rows: return mm::k_i8_rows;
+    default: return mm::k_count;
+    }
+}
+
+}  // namespace
+
+namespace mm {
+const kernel_table *avx2_kernels() {
+    static const bool cpu_ok =
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return cpu_ok ? avx2_table : nullptr;
+}
+}  // namespace mm
+
+matmul_isa matmul_active_isa() noexcept {
+    const auto forced = matmul_isa(g_forced.load());
+    if (forced != matmul_isa::automatic) return forced;
+    return mm::avx2_kernels() ? matmul_isa::avx2 : matmul_isa::scalar;
+}
+
+bool matmul_force_isa(matmul_isa isa) noexcept {
+    if (isa == matmul_isa::avx2 && !mm::avx2_kernels()) return false;
+    g_forced.store(int(isa));
+    return true;
+}
+
+const char *matmul_isa_name(matmul_isa isa) noexcept {
+    switch (isa) {
+    case matmul_isa::automatic: return "automatic";
+    case matmul_isa::scalar: return "scalar";
+    case matmul_isa::avx2: return "avx2";
+    }
+    return "unknown";
+}
+
+bool matmul_supports(int32_t type) noexcept { return type != int8_rows && kind_of(type) != mm::k_count; }
+
+int64_t matmul_block_elems(int32_t type) noexcept { return kind_of(type) >= mm::k_q4_k ? 256 : 32; }
+
+void matmul(const matmul_problem &p, int n_threads) {
+    const mm::kernel_kind kind = kind_of(p.type);
+    if (kind == mm::k_count) core::fail(LLMKIT_ERROR_INTERNAL, "quant matmul: no kernel for type ", p.type);
+    if (p.m <= 0 || p.n <= 0) return;
+    const int threads = std::max(1, n_threads > 0 ? n_threads : core::default_num_threads());
+    const mm::kernel_table &best = table_for(matmul_active_isa());
+    const mm::kernel_fn kernel = best.kernels[kind] ? best.kernels[kind] : mm::scalar_kernels().kernels[kind];
+    const int64_t m = p.m, k = p.k, block = kind >= mm::k_q4_k ? 256 : 32;
+
+    // Quantize every activation row once (each row's bytes depend only on that row).
+    std::vector<int8_t> q(size_t(m * k));
+    std::vector<float> d(size_t(m * (k / block)));
+    std::vector<int16_t> sum16(size_t(m * (k / 16)));
+    core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
+        const float *src = p.x + i * p.x_row_stride;
+        std::vector<float> packed;
+        if (p.x_col_stride != 1) {  // the quantizers read contiguous rows
+            packed.resize(size_t(k));
+            for (int64_t j = 0; j < k; ++j) packed[size_t(j)] = src[j * p.x_col_stride];
+            src = packed.data();
+        }
+        int8_t *qi = q.data() + i * k;
+        best.quantize_act(src, k, block, qi, d.data() + i * (k / block));
+        for (int64_t g = 0; g < k / 16; ++g) {
+            int s = 0;
+            for (int j = 0; j < 16; ++j) s += qi[16 * g + j];
+            sum16[size_t(i * (k / 16) + g)] = int16_t(s);
+        }
+    });
+
+    mm::kernel_args base;
+    base.w_row_bytes = p.w_row_bytes;
+    base.row_scale_stride = p.w_scale_stride;
+    base.act.q = q.data();
+    base.act.d = d.data();
+    base.act.sum16 = sum16.data();
+    base.act.m = m;
+    base.act.k = k;
+    base.act.block = block;
+    base.y_row_stride = p.y_row_stride;
+    base.y_col_stride = p.y_col_stride;
+
+    // Tasks of whole row tiles (multiples of 4 rows), about 8 per thread so a
+    // slow thread does not hold the others up. The split never changes a result.
+    const int64_t per_task = std::max<int64_t>(4, (p.n + 8 * threads - 1) / (8 * threads) + 3) / 4 * 4;
+    const int64_t n_tasks = (p.n + per_task - 1) / per_task;
+    core::parallel_for(n_tasks, int(std::min<int64_t>(threads, n_tasks)), [&](int64_t t) {
+        mm::kernel_args a = base;
+        const int64_t r0 = t * per_task;
+        a.rows = std::min(per_task, p.n - r0);
+        a.w = static_cast<const uint8_t *>(p.w) + size_t(r0) * p.w_row_bytes;
+        a.row_scale = p.w_scales ? p.w_scales + r0 * p.w_scale_stride : nullptr;
+        a.y = p.y + r0 * p.y_col_stride;
+        kernel(a);
+    });
+}
+
+}  // namespace llmkit::quant

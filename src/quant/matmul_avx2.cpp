@@ -1,0 +1,360 @@
+// AVX2 + FMA + F16C matmul kernels. sources.cmake compiles this file (alone)
+// with -mavx2 -mfma -mf16c; avx2_kernels() hands the table out only after the
+// CPU said it has all three. So that no AVX2 code can be merged into other
+// translation units, everything here has internal linkage and no std::
+// template or inline library function is used.
+//
+// They compute exactly what matmul_scalar.cpp computes (see
+// matmul_kernels.hpp): the integer lanes come from vpmaddubsw (unsigned x
+// signed bytes -> int16 pairs) and vpmaddwd (pairs -> int32, times the
+// sub-block scale for the K-quants), whose lane l covers elements 4l..4l+3 of
+// each 32-element sub-block; signed weights use the sign trick
+// |w| * (x * sign(w)), which is exact since |x| <= 127.
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/matmul_kernels.hpp"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+#define LLMKIT_QMM_AVX2 1
+#endif
+
+namespace llmkit::quant::mm {
+
+#ifdef LLMKIT_QMM_AVX2
+namespace {
+
+float f16_at(const uint8_t *p) {
+    uint16_t h;
+    __builtin_memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+__m256i load32(const void *p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
+
+// 16 bytes of packed nibbles as 32 bytes: the low nibbles, then the high ones.
+__m256i nibbles(const uint8_t *p) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+    const __m128i m = _mm_set1_epi8(15);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+}
+
+// Byte e is 0xFF when bit e of x is set, else 0.
+__m256i bits_to_bytes(uint32_t x) {
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(int32_t(x)), spread);
+    const __m256i others = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);  // every bit but bit (e % 8) of byte e
+    return _mm256_cmpeq_epi8(_mm256_or_si256(v, others), _mm256_set1_epi64x(-1));
+}
+
+// Lane l = sum of u[4l..4l+3] * x[4l..4l+3] for unsigned u <= 127 (no vpmaddubsw saturation).
+__m256i dot_u8(__m256i u, __m256i x) { return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)); }
+// The same with a multiplier per 16-element half (int16 lanes of `scale`).
+__m256i dot_u8_scaled(__m256i u, __m256i x, __m256i scale) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), scale);
+}
+// Lane l = sum of w * x for signed w (aw = |w|) and |x| <= 127.
+__m256i dot_s8(__m256i aw, __m256i w, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
+}
+
+// ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as matmul_scalar.cpp sums.
+float reduce8(__m256 v) {
+    const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
+    return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
+}
+
+void scale_min_k4(int j, const uint8_t *s, int &sc, int &m) {
+    if (j < 4) {
+        sc = s[j] & 63;
+        m = s[j + 4] & 63;
+    } else {
+        sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
+        m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+constexpr bool is_k(kernel_kind k) { return k == k_q4_k || k == k_q5_k || k == k_q6_k; }
+
+size_t block_bytes(kernel_kind k) {
+    switch (k) {
+    case k_q4_0: return 18;
+    case k_q4_1: return 20;
+    case k_q5_0: return 22;
+    case k_q8_0: return 34;
+    case k_i8_rows: return 32;
+    case k_q4_k: return 144;
+    case k_q5_k: return 176;
+    case k_q6_k: return 210;
+    default: return 0;
+    }
+}
+
+// Activation row pointers of one tile.
+template <int C>
+struct act_tile {
+    const int8_t *q[C];
+    const float *d[C];
+    const int16_t *s[C];
+};
+
+// The accumulators of one tile and how they become y.
+template <int R, int C>
+struct accumulators {
+    __m256 acc[R][C];
+    float bias[R][C];
+
+    accumulators() {
+        for (int r = 0; r < R; ++r)
+            for (int c = 0; c < C; ++c) {
+                acc[r][c] = _mm256_setzero_ps();
+                bias[r][c] = 0.0f;
+            }
+    }
+};
+
+// ---------------------------------------------------------------- 32-element blocks
+// Q4_0, Q4_1, Q5_0, Q8_0 and int8 rows: one activation block per weight block.
+template <kernel_kind Kind, int R, int C>
+void block32(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
+    constexpr bool is_signed = Kind != k_q4_1;
+    __m256i wv[R], aw[R];
+    float dw[R], mw[R];
+    for (int r = 0; r < R; ++r) {
+        const uint8_t *o = w[r] + b * int64_t(block_bytes(Kind));
+        mw[r] = 0.0f;
+        if (Kind == k_q4_0) {
+            dw[r] = f16_at(o);
+            wv[r] = _mm256_sub_epi8(nibbles(o + 2), _mm256_set1_epi8(8));
+        } else if (Kind == k_q4_1) {
+            dw[r] = f16_at(o);
+            mw[r] = f16_at(o + 2);
+            wv[r] = nibbles(o + 4);
+        } else if (Kind == k_q5_0) {
+            dw[r] = f16_at(o);
+            uint32_t qh;
+            __builtin_memcpy(&qh, o + 2, 4);
+            const __m256i high = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16));
+            wv[r] = _mm256_sub_epi8(_mm256_or_si256(nibbles(o + 6), high), _mm256_set1_epi8(16));
+        } else if (Kind == k_q8_0) {
+            dw[r] = f16_at(o);
+            wv[r] = load32(o + 2);
+        } else {  // int8 rows: the row scale comes at the end
+            dw[r] = 1.0f;
+            wv[r] = load32(o);
+        }
+        if (is_signed) aw[r] = _mm256_abs_epi8(wv[r]);
+    }
+    for (int c = 0; c < C; ++c) {
+        const __m256i xv = load32(x.q[c] + 32 * b);
+        const float dx = x.d[c][b];
+        for (int r = 0; r < R; ++r) {
+            const __m256i p = is_signed ? dot_s8(aw[r], wv[r], xv) : dot_u8(wv[r], xv);
+            t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw[r] * dx), t.acc[r][c]);
+            if (Kind == k_q4_1) {
+                const int32_t s = int32_t(x.s[c][2 * b]) + int32_t(x.s[c][2 * b + 1]);
+                t.bias[r][c] = __builtin_fmaf(float(s), mw[r] * dx, t.bias[r][c]);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 256-element super-blocks
+template <kernel_kind Kind, int R, int C>
+void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
+    const uint8_t *o[R];
+    float dw[R], bw[R];
+    int16_t sc[R][16];  // integer multiplier per 16-element group
+    int32_t bm[R][16];  // bias multiplier per 16-element group
+    for (int r = 0; r < R; ++r) {
+        o[r] = w[r] + b * int64_t(block_bytes(Kind));
+        if (Kind == k_q6_k) {
+            dw[r] = f16_at(o[r] + 208);
+            bw[r] = -dw[r];
+            for (int g = 0; g < 16; ++g) {
+                sc[r][g] = int8_t(o[r][192 + g]);
+                bm[r][g] = 32 * sc[r][g];
+            }
+        } else {
+            dw[r] = f16_at(o[r]);
+            bw[r] = -f16_at(o[r] + 2);
+            for (int j = 0; j < 8; ++j) {
+                int s, m;
+                scale_min_k4(j, o[r] + 4, s, m);
+                sc[r][2 * j] = sc[r][2 * j + 1] = int16_t(s);
+                bm[r][2 * j] = bm[r][2 * j + 1] = m;
+            }
+        }
+    }
+    __m256i isum[R][C];
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) isum[r][c] = _mm256_setzero_si256();
+
+    if (Kind == k_q6_k) {
+        // Sub-block j = 4 * half + t holds elements 32j..32j+31: low or high
+        // nibbles of ql (t even / odd: first or second 32 bytes of the half),
+        // with two bits of qh at position 2t.
+        for (int half = 0; half < 2; ++half) {
+            for (int s = 0; s < 4; ++s) {
+                const int j = 4 * half + s;
+                __m256i q[R], scale[R];
+                for (int r = 0; r < R; ++r) {
+                    const __m256i ql = load32(o[r] + 64 * half + 32 * (s & 1));
+                    const __m256i qh = load32(o[r] + 128 + 32 * half);
+                    const __m256i lo = s < 2 ? _mm256_and_si256(ql, _mm256_set1_epi8(15))
+                                             : _mm256_and_si256(_mm256_srli_epi16(ql, 4), _mm256_set1_epi8(15));
+                    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), _mm256_set1_epi8(3));
+                    q[r] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+                    scale[r] = _mm256_set_m128i(_mm_set1_epi16(sc[r][2 * j + 1]), _mm_set1_epi16(sc[r][2 * j]));
+                }
+                for (int c = 0; c < C; ++c) {
+                    const __m256i xv = load32(x.q[c] + 256 * b + 32 * j);
+                    for (int r = 0; r < R; ++r)
+                        isum[r][c] = _mm256_add_epi32(isum[r][c], dot_u8_scaled(q[r], xv, scale[r]));
+                }
+            }
+        }
+    } else {
+        constexpr bool five = Kind == k_q5_k;
+        // Chunk j of 64 elements: low nibbles are sub-block 2j, high nibbles
+        // 2j + 1; Q5_K adds bit 2j (2j + 1) of qh[l] as the fifth bit.
+        for (int j = 0; j < 4; ++j) {
+            __m256i lo[R], hi[R];
+            for (int r = 0; r < R; ++r) {
+                const __m256i q = load32(o[r] + (five ? 48 : 16) + 32 * j);
+                lo[r] = _mm256_and_si256(q, _mm256_set1_epi8(15));
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(15));
+                if (five) {
+                    const __m256i qh = load32(o[r] + 16);
+                    const __m256i b_lo = _mm256_set1_epi8(char(1 << (2 * j)));
+                    const __m256i b_hi = _mm256_set1_epi8(char(1 << (2 * j + 1)));
+                    const __m256i sixteen = _mm256_set1_epi8(16);
+                    lo[r] = _mm256_or_si256(
+                        lo[r], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen));
+                    hi[r] = _mm256_or_si256(
+                        hi[r], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen));
+                }
+            }
+            for (int c = 0; c < C; ++c) {
+                const __m256i x0 = load32(x.q[c] + 256 * b + 64 * j);
+                const __m256i x1 = load32(x.q[c] + 256 * b + 64 * j + 32);
+                for (int r = 0; r < R; ++r) {
+                    const __m256i p0 = dot_u8_scaled(lo[r], x0, _mm256_set1_epi16(sc[r][4 * j]));
+                    const __m256i p1 = dot_u8_scaled(hi[r], x1, _mm256_set1_epi16(sc[r][4 * j + 2]));
+                    isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_add_epi32(p0, p1));
+                }
+            }
+        }
+    }
+    for (int c = 0; c < C; ++c) {
+        const float dx = x.d[c][b];
+        const int16_t *xs = x.s[c] + 16 * b;
+        for (int r = 0; r < R; ++r) {
+            t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(dw[r] * dx), t.acc[r][c]);
+            int32_t s = 0;
+            for (int g = 0; g < 16; ++g) s += bm[r][g] * xs[g];
+            t.bias[r][c] = __builtin_fmaf(float(s), bw[r] * dx, t.bias[r][c]);
+        }
+    }
+}
+
+// R weight rows from `r0` times C activation rows from `c0`.
+template <kernel_kind Kind, int R, int C>
+void tile(const kernel_args &a, int64_t r0, int64_t c0) {
+    constexpr int64_t block = is_k(Kind) ? 256 : 32;
+    const int64_t nb = a.act.k / block;
+    const uint8_t *w[R];
+    for (int r = 0; r < R; ++r) w[r] = a.w + size_t(r0 + r) * a.w_row_bytes;
+    act_tile<C> x;
+    for (int c = 0; c < C; ++c) {
+        x.q[c] = a.act.q + (c0 + c) * a.act.k;
+        x.d[c] = a.act.d + (c0 + c) * nb;
+        x.s[c] = a.act.sum16 + (c0 + c) * (a.act.k / 16);
+    }
+    accumulators<R, C> t;
+    for (int64_t b = 0; b < nb; ++b) {
+        if (is_k(Kind))
+            block256<Kind, R, C>(w, b, x, t);
+        else
+            block32<Kind, R, C>(w, b, x, t);
+    }
+    for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) {
+            float y = reduce8(t.acc[r][c]) + t.bias[r][c];
+            if (Kind == k_i8_rows) y *= a.row_scale[(r0 + r) * a.row_scale_stride];
+            a.y[(c0 + c) * a.y_row_stride + (r0 + r) * a.y_col_stride] = y;
+        }
+}
+
+// Every activation row against R weight rows: tiles of up to 4 activation rows.
+template <kernel_kind Kind, int R>
+void rows_tile(const kernel_args &a, int64_t r0) {
+    int64_t c = 0;
+    for (; c + 4 <= a.act.m; c += 4) tile<Kind, R, 4>(a, r0, c);
+    switch (a.act.m - c) {
+    case 3: tile<Kind, R, 3>(a, r0, c); break;
+    case 2: tile<Kind, R, 2>(a, r0, c); break;
+    case 1: tile<Kind, R, 1>(a, r0, c); break;
+    default: break;
+    }
+}
+
+template <kernel_kind Kind>
+void kernel(const kernel_args &a) {
+    int64_t r = 0;
+    if (a.act.m == 1) {  // GEMV: 4 weight rows share each activation block
+        for (; r + 4 <= a.rows; r += 4) tile<Kind, 4, 1>(a, r, 0);
+    } else {  // GEMM: 2 x 4 tiles, each weight block unpacked once for 4 activation rows
+        for (; r + 2 <= a.rows; r += 2) rows_tile<Kind, 2>(a, r);
+    }
+    for (; r < a.rows; ++r) rows_tile<Kind, 1>(a, r);
+}
+
+void quantize_act(const float *x, int64_t k, int64_t block, int8_t *q, float *d) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < k / block; ++b, x += block, q += block) {
+        __m256 m = _mm256_setzero_ps();
+        for (int64_t j = 0; j < block; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_max_ss(h, _mm_movehdup_ps(h));
+        const float amax = _mm_cvtss_f32(h);
+        float db = amax / 127.0f;
+        float id = db != 0.0f ? 1.0f / db : 0.0f;
+        if (!(id <= 3.40282347e+38f)) db = id = 0.0f;  // amax so tiny that 1 / d overflows
+        d[b] = db;
+        const __m256 idv = _mm256_set1_ps(id);
+        for (int64_t j = 0; j < block; j += 32) {
+            // Round half to even (the default MXCSR mode), as nearbyint does.
+            const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j), idv));
+            const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 8), idv));
+            const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 16), idv));
+            const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + j + 24), idv));
+            // packs interleaves the 128-bit halves; the permute puts the bytes back in order.
+            const __m256i w01 = _mm256_packs_epi32(i0, i1), w23 = _mm256_packs_epi32(i2, i3);
+            const __m256i bytes = _mm256_packs_epi16(w01, w23);
+            const __m256i ordered = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(reinterpret_cast<__m256i *>(q + j), ordered);
+        }
+    }
+}
+
+const kernel_table k_avx2 = {"avx2",
+                             quantize_act,
+                             {kernel<k_q4_0>, kernel<k_q4_1>, kernel<k_q5_0>, kernel<k_q8_0>, kernel<k_i8_rows>,
+                              kernel<k_q4_k>, kernel<k_q5_k>, kernel<k_q6_k>}};
+
+}  // namespace
+
+// A variable, not a function: reading it runs no code compiled for AVX2.
+extern const kernel_table *const avx2_table = &k_avx2;
+
+#else
+
+extern const kernel_table *const avx2_table = nullptr;
+
+#endif
+
+}  // namespace llmkit::quant::mm

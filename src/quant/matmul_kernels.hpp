@@ -1,0 +1,72 @@
+// Internal interface between the matmul driver (matmul.cpp) and its kernels:
+// the portable scalar ones (matmul_scalar.cpp) and the AVX2 ones
+// (matmul_avx2.cpp, compiled with -mavx2 -mfma -mf16c). Plain structs and
+// function pointers only: this header is included by translation units built
+// for different ISAs, so it must not define any inline function (the linker
+// could keep the AVX2 copy and run it on a CPU without AVX2).
+//
+// The arithmetic, identical in every kernel (this is what makes the paths
+// bit-identical and the result independent of threads and tiling):
+//
+//  * Activations: each block of B elements of an x row (B = 32, or 256 for
+//    the K-quants) gets d = amax / 127 and id = 1 / d (d = id = 0 when amax is
+//    0 or 1 / d overflows), and q = round-half-even(x * id) as int8. sum16
+//    holds the integer sums of q over each 16 consecutive elements.
+//  * Integer part: a weight block times an activation block gives 8 int32
+//    "lanes"; lane l sums, over each 32-element sub-block, the products of
+//    elements 4l..4l+3, times the sub-block's integer scale for the K-quants
+//    (Q6_K: the scale of the 16-element group the lane is in). These are exact.
+//  * Float part, per block, for each lane l:
+//        acc[l] = fmaf(float(lane[l]), s, acc[l])        s = dw * dx (a float product)
+//    and, for types with an offset term, one more accumulator:
+//        bias = fmaf(float(t), sb, bias)                  (t exact, sb a float product)
+//  * Result: ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)) + bias,
+//    then times the row's scale for int8 rows.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace llmkit::quant::mm {
+
+// Quantized activations: m rows of k int8 values with their block scales.
+struct act_rows {
+    const int8_t *q = nullptr;       // [m, k]
+    const float *d = nullptr;        // [m, k / block]
+    const int16_t *sum16 = nullptr;  // [m, k / 16]
+    int64_t m = 0, k = 0, block = 32;
+};
+
+// One task: `rows` weight rows starting at `w`, against every activation row.
+struct kernel_args {
+    const uint8_t *w = nullptr;
+    size_t w_row_bytes = 0;
+    int64_t rows = 0;
+    const float *row_scale = nullptr;  // int8 rows only: scale of the first row
+    int64_t row_scale_stride = 1;
+    act_rows act;
+    float *y = nullptr;  // y of the first weight row, activation row 0
+    int64_t y_row_stride = 0, y_col_stride = 1;
+};
+
+using kernel_fn = void (*)(const kernel_args &);
+// Quantizes one row of k contiguous floats in blocks of `block` (32 or 256)
+// into q [k] and d [k / block].
+using quantize_act_fn = void (*)(const float *x, int64_t k, int64_t block, int8_t *q, float *d);
+
+enum kernel_kind : int { k_q4_0, k_q4_1, k_q5_0, k_q8_0, k_i8_rows, k_q4_k, k_q5_k, k_q6_k, k_count };
+
+struct kernel_table {
+    const char *name;
+    quantize_act_fn quantize_act;
+    kernel_fn kernels[k_count];
+};
+
+const kernel_table &scalar_kernels();
+// The AVX2 table as compiled (nullptr when the compiler could not target
+// AVX2); only usable after checking the CPU: see avx2_kernels().
+extern const kernel_table *const avx2_table;
+// avx2_table when the CPU has AVX2, FMA and F16C, else nullptr (matmul.cpp).
+const kernel_table *avx2_kernels();
+
+}  // namespace llmkit::quant::mm
