@@ -9,6 +9,8 @@
 #include "core/threads.hpp"
 #include "guard.hpp"
 #include "llmkit/llmkit.h"
+#include "tokenizer/hf_json.hpp"
+#include "tokenizer/stream_decoder.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 using namespace llmkit;
@@ -27,6 +29,7 @@ tok::encode_options to_core_options(const llmkit_encode_options &o) {
     tok::encode_options eo;
     eo.allow_all_special = o.allow_all_special != 0;
     eo.special_as_text = o.special_as_text != 0;
+    eo.add_special_tokens = o.add_special_tokens != 0;
     if (o.n_allowed_special) {
         capi::require_non_null(o.allowed_special, "options.allowed_special");
         for (size_t i = 0; i < o.n_allowed_special; ++i) {
@@ -49,6 +52,22 @@ llmkit_status llmkit_tokenizer_from_tiktoken(llmkit_tokenizer **out, const char 
         capi::require_non_null(encoding_name, "encoding_name");
         auto t = std::make_unique<llmkit_tokenizer>();
         t->impl = tok::load_tiktoken(path, encoding_name);
+        *out = t.release();
+    });
+}
+
+llmkit_status llmkit_tokenizer_from_file(llmkit_tokenizer **out, const char *path,
+                                        const llmkit_tokenizer_load_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = nullptr;
+        capi::require_non_null(path, "path");
+        static const llmkit_tokenizer_load_options defaults = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
+        const auto o = capi::read_options(options, defaults, "options");
+        tok::file_load_options lo;
+        if (o.tiktoken_encoding) lo.tiktoken_encoding = o.tiktoken_encoding;
+        auto t = std::make_unique<llmkit_tokenizer>();
+        t->impl = tok::load_tokenizer_file(path, lo);
         *out = t.release();
     });
 }
@@ -182,3 +201,94 @@ llmkit_status llmkit_tokenizer_id_to_token(const llmkit_tokenizer *tokenizer, in
 }
 
 }  // extern "C"
+
+// ---------------------------------------------------------------------------
+// Streaming decode (toktrain).
+
+struct llmkit_tokenizer_decoder {
+    tok::stream_decoder impl;
+};
+
+namespace {
+
+// Copies `text` to the caller's buffer (the (buf, capacity, &needed) convention).
+void write_out(const std::string &text, char *buf, size_t capacity, size_t *needed, const char *what) {
+    if (needed) *needed = text.size();
+    if (!buf) return;
+    if (capacity < text.size())
+        fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, what, ": buffer of ", capacity, " bytes, ", text.size(), " needed");
+    if (!text.empty()) std::memcpy(buf, text.data(), text.size());
+}
+
+}  // namespace
+
+extern "C" {
+
+llmkit_status llmkit_tokenizer_decoder_new(llmkit_tokenizer_decoder **out, const llmkit_tokenizer *tokenizer) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = nullptr;
+        capi::require_non_null(tokenizer, "tokenizer");
+        *out = new llmkit_tokenizer_decoder{tok::stream_decoder(*tokenizer->impl)};
+    });
+}
+
+llmkit_status llmkit_tokenizer_decoder_feed(llmkit_tokenizer_decoder *decoder, const int32_t *ids, size_t n,
+                                            char *buf, size_t capacity, size_t *needed) {
+    return capi::guard([&] {
+        capi::require_non_null(decoder, "decoder");
+        if (n) capi::require_non_null(ids, "ids");
+        std::string saved = decoder->impl.state();
+        std::string text;
+        decoder->impl.feed(ids, n, text);
+        // Commit only when the caller takes the text: otherwise the same ids can be fed again.
+        if (!buf || capacity < text.size()) decoder->impl.restore(std::move(saved));
+        write_out(text, buf, capacity, needed, "decoder_feed");
+    });
+}
+
+llmkit_status llmkit_tokenizer_decoder_flush(llmkit_tokenizer_decoder *decoder, char *buf, size_t capacity,
+                                             size_t *needed) {
+    return capi::guard([&] {
+        capi::require_non_null(decoder, "decoder");
+        std::string saved = decoder->impl.state();
+        std::string text;
+        decoder->impl.flush(text);
+        if (!buf || capacity < text.size()) decoder->impl.restore(std::move(saved));
+        write_out(text, buf, capacity, needed, "decoder_flush");
+    });
+}
+
+void llmkit_tokenizer_decoder_free(llmkit_tokenizer_decoder *decoder) { delete decoder; }
+
+}  // extern "C"
+
+// ---------------------------------------------------------------------------
+// Offsets (toktrain).
+
+extern "C" llmkit_status llmkit_tokenizer_encode_with_offsets(const llmkit_tokenizer *tokenizer, const char *text,
+                                                              size_t len, int32_t *ids, size_t *offsets,
+                                                              size_t capacity, size_t *n_ids,
+                                                              const llmkit_encode_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(n_ids, "n_ids");
+        if (len) capi::require_non_null(text, "text");
+        if (ids) capi::require_non_null(offsets, "offsets");
+        const auto o = capi::read_options(options, k_encode_defaults, "options");
+        const tok::encode_options eo = to_core_options(o);
+        std::vector<int32_t> out;
+        std::vector<std::pair<size_t, size_t>> spans;
+        tokenizer->impl->encode_with_offsets(std::string_view(len ? text : "", len), eo, out, spans);
+        *n_ids = out.size();
+        if (!ids) return;
+        if (capacity < out.size())
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "encode_with_offsets: buffer of ", capacity, " ids, ", out.size(),
+                 " needed");
+        for (size_t i = 0; i < out.size(); ++i) {
+            ids[i] = out[i];
+            offsets[2 * i] = spans[i].first;
+            offsets[2 * i + 1] = spans[i].second;
+        }
+    });
+}

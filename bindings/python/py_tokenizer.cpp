@@ -28,7 +28,8 @@ std::string_view utf8_of(py::handle text, const char *what) {
 
 // The option struct for a call; `names` must outlive it.
 llmkit_encode_options encode_options(const std::vector<std::string> &allowed_special, bool allow_all_special,
-                                     bool special_as_text, int32_t num_threads, std::vector<const char *> &names) {
+                                     bool special_as_text, int32_t num_threads, std::vector<const char *> &names,
+                                     bool add_special_tokens = false) {
     names.clear();
     for (const auto &s : allowed_special) names.push_back(s.c_str());
     llmkit_encode_options o = LLMKIT_ENCODE_OPTIONS_INIT;
@@ -37,6 +38,7 @@ llmkit_encode_options encode_options(const std::vector<std::string> &allowed_spe
     o.n_allowed_special = names.size();
     o.special_as_text = special_as_text ? 1 : 0;
     o.n_threads = num_threads;
+    o.add_special_tokens = add_special_tokens ? 1 : 0;
     return o;
 }
 
@@ -80,21 +82,29 @@ std::vector<int32_t> ids_of(py::handle obj) {
 }
 
 py::list tokenizer_encode(const py_tokenizer &t, py::handle text, const std::vector<std::string> &allowed_special,
-                          bool allow_all_special, bool special_as_text) {
+                          bool allow_all_special, bool special_as_text, bool add_special_tokens) {
     const std::string_view s = utf8_of(text, "text");
     std::vector<const char *> names;
-    const llmkit_encode_options o = encode_options(allowed_special, allow_all_special, special_as_text, 0, names);
-    std::vector<int32_t> ids(s.size());  // never more ids than bytes
+    const llmkit_encode_options o =
+        encode_options(allowed_special, allow_all_special, special_as_text, 0, names, add_special_tokens);
+    // Enough for tiktoken (never more ids than bytes); other formats may need the retry.
+    std::vector<int32_t> ids(s.size() + 8);
     size_t n = 0;
     {
         py::gil_scoped_release nogil;
-        llmkit::check(llmkit_tokenizer_encode(t.tok.get(), s.data(), s.size(), ids.data(), ids.size(), &n, &o));
+        llmkit_status st = llmkit_tokenizer_encode(t.tok.get(), s.data(), s.size(), ids.data(), ids.size(), &n, &o);
+        if (st == LLMKIT_ERROR_BUFFER_TOO_SMALL) {
+            ids.resize(n);
+            st = llmkit_tokenizer_encode(t.tok.get(), s.data(), s.size(), ids.data(), ids.size(), &n, &o);
+        }
+        llmkit::check(st);
     }
     return int_list(ids.data(), n);
 }
 
 py::list tokenizer_encode_batch(const py_tokenizer &t, py::handle texts_obj, const std::vector<std::string> &allowed_special,
-                                bool allow_all_special, bool special_as_text, int32_t num_threads) {
+                                bool allow_all_special, bool special_as_text, int32_t num_threads,
+                                bool add_special_tokens) {
     // Own a reference to every text: the caller's list could change while the GIL is released.
     py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(texts_obj.ptr(), "texts must be a sequence of str"));
     if (!seq) throw py::error_already_set();
@@ -113,13 +123,19 @@ py::list tokenizer_encode_batch(const py_tokenizer &t, py::handle texts_obj, con
     }
     std::vector<const char *> names;
     const llmkit_encode_options o =
-        encode_options(allowed_special, allow_all_special, special_as_text, num_threads, names);
-    std::vector<int32_t> ids(total);  // never more ids than bytes
+        encode_options(allowed_special, allow_all_special, special_as_text, num_threads, names, add_special_tokens);
+    std::vector<int32_t> ids(total + 8 * n);  // enough for tiktoken; other formats may need the retry
     std::vector<size_t> offsets(n + 1);
     {
         py::gil_scoped_release nogil;
-        llmkit::check(llmkit_tokenizer_encode_batch(t.tok.get(), ptrs.data(), lens.data(), n, ids.data(), ids.size(),
-                                                    offsets.data(), &o));
+        llmkit_status st = llmkit_tokenizer_encode_batch(t.tok.get(), ptrs.data(), lens.data(), n, ids.data(),
+                                                         ids.size(), offsets.data(), &o);
+        if (st == LLMKIT_ERROR_BUFFER_TOO_SMALL) {
+            ids.resize(offsets[n]);
+            st = llmkit_tokenizer_encode_batch(t.tok.get(), ptrs.data(), lens.data(), n, ids.data(), ids.size(),
+                                               offsets.data(), &o);
+        }
+        llmkit::check(st);
     }
     py::list out(n);
     for (size_t i = 0; i < n; ++i) {
@@ -161,6 +177,20 @@ py::dict tokenizer_special_tokens(const py_tokenizer &t) {
     return out;
 }
 
+// ---------------------------------------------------------------------------
+// Streaming decoder (toktrain). It keeps a reference to its tokenizer's Python
+// object, so the tokenizer outlives it as the C API requires.
+
+struct py_stream_decoder {
+    py::object owner;  // the py_tokenizer
+    llmkit::tokenizer_decoder dec;
+};
+
+py::str utf8_str(const std::string &text) {
+    // The decoder's output is always valid UTF-8 (invalid bytes became U+FFFD).
+    return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(text.data(), Py_ssize_t(text.size()), "strict"));
+}
+
 }  // namespace
 
 void bind_tokenizer(py::module_ &m) {
@@ -174,11 +204,19 @@ void bind_tokenizer(py::module_ &m) {
             return std::make_unique<py_tokenizer>(py_tokenizer{llmkit::tokenizer::from_tiktoken(path, encoding)});
         },
         py::arg("path"), py::arg("encoding"));
+    cls.def_static(
+        "from_file",
+        [](const std::string &path, const std::string &encoding) {
+            py::gil_scoped_release nogil;
+            return std::make_unique<py_tokenizer>(py_tokenizer{llmkit::tokenizer::from_file(path, encoding)});
+        },
+        py::arg("path"), py::arg("encoding") = std::string());
     cls.def("encode", &tokenizer_encode, py::arg("text"), py::arg("allowed_special") = std::vector<std::string>{},
-            py::arg("allow_all_special") = false, py::arg("special_as_text") = false);
+            py::arg("allow_all_special") = false, py::arg("special_as_text") = false,
+            py::arg("add_special_tokens") = false);
     cls.def("encode_batch", &tokenizer_encode_batch, py::arg("texts"),
             py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
-            py::arg("special_as_text") = false, py::arg("num_threads") = 0);
+            py::arg("special_as_text") = false, py::arg("num_threads") = 0, py::arg("add_special_tokens") = false);
     cls.def("decode_bytes", &tokenizer_decode_bytes, py::arg("ids"));
     cls.def_property_readonly("vocab_size", [](const py_tokenizer &t) { return t.tok.vocab_size(); });
     cls.def("token_to_id", [](const py_tokenizer &t, const py::bytes &token) {
@@ -187,6 +225,19 @@ void bind_tokenizer(py::module_ &m) {
     cls.def("id_to_token", [](const py_tokenizer &t, int32_t id) { return py::bytes(t.tok.id_to_token(id)); },
             py::arg("id"));
     cls.def("special_tokens", &tokenizer_special_tokens);
+
+    // Streaming decoder (toktrain).
+    py::class_<py_stream_decoder> dec(m, "TokenizerDecoder",
+                                      "Native streaming decoder (private; use llmkit.Tokenizer.decoder()).");
+    cls.def("decoder", [](py::object self) {
+        const auto &t = self.cast<const py_tokenizer &>();
+        return std::make_unique<py_stream_decoder>(py_stream_decoder{self, llmkit::tokenizer_decoder(t.tok)});
+    });
+    dec.def("feed", [](py_stream_decoder &d, py::handle ids_obj) {
+        // The GIL stays held: it is short, and it serialises threads that share one decoder.
+        return utf8_str(d.dec.feed(ids_of(ids_obj)));
+    }, py::arg("ids"));
+    dec.def("flush", [](py_stream_decoder &d) { return utf8_str(d.dec.flush()); });
 }
 
 

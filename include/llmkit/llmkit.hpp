@@ -284,14 +284,31 @@ public:
     }
 
     /**
+     * @brief Loads a tokenizer file of any supported format (detected from its
+     *        content; see llmkit_tokenizer_from_file()).
+     * @param path The file, e.g. a Hugging Face tokenizer.json.
+     * @param tiktoken_encoding The preset of a tiktoken rank file; empty for other formats.
+     * @return The tokenizer.
+     */
+    static tokenizer from_file(const std::string &path, const std::string &tiktoken_encoding = {}) {
+        llmkit_tokenizer_load_options o = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
+        o.tiktoken_encoding = tiktoken_encoding.empty() ? nullptr : tiktoken_encoding.c_str();
+        llmkit_tokenizer *t = nullptr;
+        check(llmkit_tokenizer_from_file(&t, path.c_str(), &o));
+        return tokenizer(t);
+    }
+
+    /**
      * @brief Encodes text; special tokens in it are an error unless allowed.
      * @param text UTF-8 text. @param allowed_special Special tokens encoded as their id.
      * @param allow_all_special Every special token is encoded as its id.
      * @param special_as_text Special tokens that are not allowed are encoded as text instead of failing.
+     * @param add_special_tokens Add the special tokens of the tokenizer's post-processor (BOS, [CLS] ...).
      * @return The ids.
      */
     std::vector<int32_t> encode(const std::string &text, const std::vector<std::string> &allowed_special = {},
-                                bool allow_all_special = false, bool special_as_text = false) const {
+                                bool allow_all_special = false, bool special_as_text = false,
+                                bool add_special_tokens = false) const {
         std::vector<const char *> names;
         for (const auto &s : allowed_special) names.push_back(s.c_str());
         llmkit_encode_options o = LLMKIT_ENCODE_OPTIONS_INIT;
@@ -299,9 +316,16 @@ public:
         o.allowed_special = names.data();
         o.n_allowed_special = names.size();
         o.special_as_text = special_as_text ? 1 : 0;
-        std::vector<int32_t> ids(text.size());  // never more ids than bytes
+        o.add_special_tokens = add_special_tokens ? 1 : 0;
+        // Usually enough (tiktoken never gives more ids than bytes); otherwise retry at the reported size.
+        std::vector<int32_t> ids(text.size() + 8);
         size_t n = 0;
-        check(llmkit_tokenizer_encode(get(), text.data(), text.size(), ids.data(), ids.size(), &n, &o));
+        llmkit_status st = llmkit_tokenizer_encode(get(), text.data(), text.size(), ids.data(), ids.size(), &n, &o);
+        if (st == LLMKIT_ERROR_BUFFER_TOO_SMALL) {
+            ids.resize(n);
+            st = llmkit_tokenizer_encode(get(), text.data(), text.size(), ids.data(), ids.size(), &n, &o);
+        }
+        check(st);
         ids.resize(n);
         return ids;
     }
@@ -338,6 +362,23 @@ public:
         return s;
     }
 
+    /**
+     * @brief Encodes text and gives each token its byte span (llmkit_tokenizer_encode_with_offsets()).
+     * @param text UTF-8 text. @param[out] offsets Receives 2 entries per id: start and end byte.
+     * @param options NULL for defaults. @return The ids.
+     */
+    std::vector<int32_t> encode_with_offsets(const std::string &text, std::vector<size_t> &offsets,
+                                             const llmkit_encode_options *options = nullptr) const {
+        std::vector<int32_t> ids(text.size());  // never more ids than bytes
+        offsets.assign(2 * text.size(), 0);
+        size_t n = 0;
+        check(llmkit_tokenizer_encode_with_offsets(get(), text.data(), text.size(), ids.data(), offsets.data(),
+                                                   ids.size(), &n, options));
+        ids.resize(n);
+        offsets.resize(2 * n);
+        return ids;
+    }
+
     /** @brief The C handle, still owned by this object. @return The handle. */
     const llmkit_tokenizer *get() const noexcept { return tok_.get(); }
 
@@ -347,6 +388,45 @@ private:
         void operator()(llmkit_tokenizer *t) const noexcept { llmkit_tokenizer_free(t); }
     };
     std::unique_ptr<llmkit_tokenizer, deleter> tok_;
+};
+
+/**
+ * @brief Streaming decoder (RAII over #llmkit_tokenizer_decoder): ids in,
+ *        complete UTF-8 characters out; see llmkit_tokenizer_decoder_feed().
+ *
+ * The tokenizer must outlive it. One thread at a time per decoder.
+ */
+class tokenizer_decoder {
+public:
+    /** @brief A decoder for one stream. @param tok The tokenizer (must outlive the decoder). */
+    explicit tokenizer_decoder(const tokenizer &tok) {
+        llmkit_tokenizer_decoder *d = nullptr;
+        check(llmkit_tokenizer_decoder_new(&d, tok.get()));
+        dec_.reset(d);
+    }
+
+    /** @brief Feeds ids. @param ids Token ids. @return The text they complete (valid UTF-8). */
+    std::string feed(const std::vector<int32_t> &ids) {
+        size_t needed = 0;
+        check(llmkit_tokenizer_decoder_feed(dec_.get(), ids.data(), ids.size(), nullptr, 0, &needed));
+        std::string s(needed, '\0');
+        check(llmkit_tokenizer_decoder_feed(dec_.get(), ids.data(), ids.size(), &s[0], s.size(), &needed));
+        return s;
+    }
+
+    /** @brief Ends the stream. @return The held-back bytes (U+FFFD for an incomplete character, or nothing). */
+    std::string flush() {
+        char buf[16];
+        size_t needed = 0;
+        check(llmkit_tokenizer_decoder_flush(dec_.get(), buf, sizeof buf, &needed));
+        return std::string(buf, needed);
+    }
+
+private:
+    struct deleter {
+        void operator()(llmkit_tokenizer_decoder *d) const noexcept { llmkit_tokenizer_decoder_free(d); }
+    };
+    std::unique_ptr<llmkit_tokenizer_decoder, deleter> dec_;
 };
 
 /** @name Quantization (GGUF block formats)

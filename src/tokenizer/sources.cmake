@@ -5,9 +5,16 @@ set(LLMKIT_TOKENIZER_SOURCES
   src/tokenizer/bpe.cpp
   src/tokenizer/tokenizer.cpp
   src/tokenizer/tiktoken.cpp
+  src/tokenizer/hf_unicode.cpp
+  src/tokenizer/hf_models.cpp
+  src/tokenizer/hf_pipeline.cpp
+  src/tokenizer/hf_json.cpp
   src/tokenizer/sentencepiece.cpp
   src/tokenizer/sentencepiece_model.cpp
   src/tokenizer/spm_charsmap.cpp
+  src/tokenizer/gguf_vocab.cpp
+  src/tokenizer/stream_decoder.cpp
+  src/tokenizer/offsets.cpp
   bindings/c/tokenizer.cpp)
 # Extra link libraries of the block (e.g. PCRE2), as imported targets or names.
 # Pre-tokenizer regexes: PCRE2 with Unicode properties and JIT (Debian libpcre2-dev).

@@ -21,6 +21,7 @@ struct encode_options {
     bool allow_all_special = false;                // allowed_special="all"
     std::vector<std::string_view> allowed_special; // encoded as their id where they occur
     bool special_as_text = false;                  // disallowed_special=(): other specials are plain text
+    bool add_special_tokens = false;               // BOS/EOS etc. as the tokenizer's post-processor says (HF)
 };
 
 struct special_token {
@@ -43,6 +44,15 @@ public:
     virtual bool id_to_token(int32_t id, std::string_view &out) const = 0;
     // Whether id is a special token.
     virtual bool is_special(int32_t id) const = 0;
+
+    // Offsets (toktrain, src/tokenizer/offsets.cpp). Encodes as encode() does
+    // and gives each id its byte span [first, second) in `text`. The default
+    // fails with LLMKIT_ERROR_UNSUPPORTED naming kind(); a tokenizer that can
+    // map its tokens back to the input overrides it.
+    virtual void encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                                     std::vector<std::pair<size_t, size_t>> &spans) const;
+    // The tokenizer's kind in messages; the default is the C++ class name.
+    virtual std::string kind() const;
 };
 
 class byte_level_bpe final : public tokenizer {
@@ -58,6 +68,9 @@ public:
     int32_t token_to_id(std::string_view bytes) const override;
     bool id_to_token(int32_t id, std::string_view &out) const override;
     bool is_special(int32_t id) const override { return special_by_id_.count(id) != 0; }
+    void encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                             std::vector<std::pair<size_t, size_t>> &spans) const override;
+    std::string kind() const override { return "byte-level BPE"; }
 
     // Encodes text with no special-token handling at all (tiktoken's encode_ordinary).
     void encode_ordinary(std::string_view text, std::vector<int32_t> &out) const;

@@ -10,7 +10,7 @@ from typing import AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List
 
 from . import _args, _llmkit
 
-__all__ = ["Tokenizer"]
+__all__ = ["Tokenizer", "TokenizerDecoder"]
 
 _SpecialSet = Union[Literal["all"], AbstractSet[str], Collection[str]]
 
@@ -40,7 +40,7 @@ class Tokenizer:
     use one at once, and encoding and decoding release the GIL.
     """
 
-    __slots__ = ("_native", "_name", "_specials")
+    __slots__ = ("_native", "_name", "_specials", "_text_tokens")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use llmkit.Tokenizer.from_tiktoken(path, encoding) to load a tokenizer")
@@ -67,6 +67,39 @@ class Tokenizer:
         self._native = _llmkit.Tokenizer.from_tiktoken(path_str, encoding)
         self._name = encoding
         self._specials = None
+        self._text_tokens = False
+        return self
+
+    @classmethod
+    def from_file(cls, path: Union[str, "os.PathLike[str]"], encoding: Optional[str] = None) -> "Tokenizer":
+        """Loads a tokenizer file, its format detected from the content.
+
+        A Hugging Face ``tokenizer.json`` gives the ids of the ``tokenizers``
+        package (normalizer, pre-tokenizer, BPE/WordPiece/Unigram model,
+        post-processor, decoder and added tokens); a tiktoken rank file needs
+        its preset in ``encoding`` (see :meth:`from_tiktoken`)::
+
+            tok = llmkit.Tokenizer.from_file("bert-base-uncased/tokenizer.json")
+            tok.encode("Hello world", add_special_tokens=True)  # [101, 7592, 2088, 102]
+
+        Tokens of every format but tiktoken are strings: :meth:`id_to_token`
+        returns ``str`` (e.g. ``"Ġthe"`` for GPT-2) and :meth:`decode` runs the
+        file's decoder.
+
+        Raises:
+            LlmkitError: The file cannot be read (``LLMKIT_ERROR_IO``), is
+                malformed (``LLMKIT_ERROR_FORMAT``, the message names the JSON
+                path) or uses a component llmkit lacks (``LLMKIT_ERROR_UNSUPPORTED``).
+            ValueError: A rank file without ``encoding``, or ``encoding`` given for another format.
+        """
+        if encoding is not None and not isinstance(encoding, str):
+            raise TypeError(f"encoding must be str or None, got {type(encoding).__name__}")
+        path_str = os.fsdecode(os.fspath(path))
+        self = object.__new__(cls)
+        self._native = _llmkit.Tokenizer.from_file(path_str, encoding or "")
+        self._name = encoding or os.path.basename(path_str)
+        self._specials = None
+        self._text_tokens = not encoding
         return self
 
     # ------------------------------------------------------------------ info
@@ -118,12 +151,14 @@ class Tokenizer:
         i = self._native.token_to_id(data)
         return None if i < 0 else i
 
-    def id_to_token(self, id: int) -> bytes:
-        """The bytes of one token (a special token's text in UTF-8).
+    def id_to_token(self, id: int) -> Union[str, bytes]:
+        """One token: its bytes for a tiktoken encoding (a special token's text in
+        UTF-8), its string for other formats (loaded by :meth:`from_file`).
 
         Raises :class:`ValueError` for an id that names no token.
         """
-        return self._native.id_to_token(_args.int32(id, "id"))
+        raw = self._native.id_to_token(_args.int32(id, "id"))
+        return raw.decode("utf-8", "surrogateescape") if self._text_tokens else raw
 
     # -------------------------------------------------------------- encoding
 
@@ -168,6 +203,7 @@ class Tokenizer:
         *,
         allowed_special: _SpecialSet = frozenset(),
         disallowed_special: _SpecialSet = "all",
+        add_special_tokens: bool = False,
     ) -> List[int]:
         """Encodes text into token ids, with tiktoken's rules for special tokens.
 
@@ -181,9 +217,13 @@ class Tokenizer:
                 collection of their texts; special tokens neither allowed nor
                 disallowed (with ``()``: all that are not allowed) are encoded as
                 ordinary text.
+            add_special_tokens: Add the special tokens the tokenizer's
+                post-processor puts around a text (BERT's ``[CLS]``/``[SEP]``,
+                a BOS), like ``tokenizers``' ``encode(add_special_tokens=True)``.
+                tiktoken encodings have none.
 
         Returns:
-            The ids (no BOS/EOS).
+            The ids (no BOS/EOS unless ``add_special_tokens``).
 
         Raises:
             ValueError: The text contains a disallowed special token (the message
@@ -194,9 +234,9 @@ class Tokenizer:
         allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
         self._refuse((text,), refuse)
         try:
-            return self._native.encode(text, allowed, allow_all, as_text)
+            return self._native.encode(text, allowed, allow_all, as_text, bool(add_special_tokens))
         except UnicodeEncodeError:
-            return self._native.encode(_repair_surrogates(text), allowed, allow_all, as_text)
+            return self._native.encode(_repair_surrogates(text), allowed, allow_all, as_text, bool(add_special_tokens))
 
     def encode_ordinary(self, text: str) -> List[int]:
         """Encodes text with special tokens treated as ordinary text (tiktoken's ``encode_ordinary``)."""
@@ -209,6 +249,7 @@ class Tokenizer:
         num_threads: int = 0,
         allowed_special: _SpecialSet = frozenset(),
         disallowed_special: _SpecialSet = "all",
+        add_special_tokens: bool = False,
     ) -> List[List[int]]:
         """Encodes many texts at once, in parallel in C++ with the GIL released.
 
@@ -227,10 +268,10 @@ class Tokenizer:
         allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
         self._refuse(texts, refuse)
         try:
-            return self._native.encode_batch(texts, allowed, allow_all, as_text, threads)
+            return self._native.encode_batch(texts, allowed, allow_all, as_text, threads, bool(add_special_tokens))
         except UnicodeEncodeError:
             fixed = [_repair_surrogates(t) if isinstance(t, str) else t for t in texts]
-            return self._native.encode_batch(fixed, allowed, allow_all, as_text, threads)
+            return self._native.encode_batch(fixed, allowed, allow_all, as_text, threads, bool(add_special_tokens))
 
     # -------------------------------------------------------------- decoding
 
@@ -243,15 +284,29 @@ class Tokenizer:
             ids = _args.token_ids(ids, "ids")
         return self._native.decode_bytes(ids)
 
-    def decode(self, ids: Any, errors: str = "replace") -> str:
+    def decode(self, ids: Any, errors: str = "replace", skip_special_tokens: bool = False) -> str:
         """Decodes ids into text.
 
         Bytes that are not valid UTF-8 (a multi-byte character cut between
         tokens) are handled by ``errors`` as in :meth:`bytes.decode`: the
         default ``"replace"`` puts U+FFFD there, like tiktoken's ``decode``;
-        ``"strict"`` raises :class:`UnicodeDecodeError`.
+        ``"strict"`` raises :class:`UnicodeDecodeError`. For a tokenizer.json
+        the file's decoder runs (its output is always valid UTF-8), and
+        ``skip_special_tokens=True`` leaves special tokens out, as
+        ``tokenizers``' ``decode`` does by default.
         """
+        if skip_special_tokens:
+            special = set(self.special_tokens.values())
+            if not isinstance(ids, (list, tuple)):
+                ids = _args.token_ids(ids, "ids").tolist()
+            ids = [i for i in ids if i not in special]
         return self.decode_bytes(ids).decode("utf-8", errors)
+
+    def decoder(self) -> "TokenizerDecoder":
+        """A streaming decoder for one stream of ids: see :class:`TokenizerDecoder`."""
+        d = object.__new__(TokenizerDecoder)
+        d._native = self._native.decoder()
+        return d
 
     def __repr__(self) -> str:
         return f"<llmkit.Tokenizer {self._name!r} vocab_size={self.vocab_size}>"
@@ -261,3 +316,45 @@ def _special_name(s: object, what: str) -> str:
     if not isinstance(s, str):
         raise TypeError(f"{what} must hold str, got {type(s).__name__}")
     return s
+
+
+class TokenizerDecoder:
+    """Streaming decoder: feed ids as they are sampled, get back only complete characters.
+
+    A byte-level BPE token can hold part of a UTF-8 character (an emoji is
+    often two or three tokens), so ``tok.decode([id])`` one id at a time would
+    print broken characters. The decoder holds back the bytes of a character
+    until its last byte arrives::
+
+        dec = tok.decoder()
+        for id in ids:
+            print(dec.feed([id]), end="")
+        print(dec.flush())
+
+    Bytes that can never become valid UTF-8 become U+FFFD as in
+    ``bytes.decode("utf-8", "replace")`` (one per maximal invalid subpart); an
+    incomplete character left at :meth:`flush` is one U+FFFD. So the pieces
+    joined always equal ``tok.decode(ids)`` (tiktoken's ``decode``), however
+    the ids are split. Make one with :meth:`Tokenizer.decoder`; one decoder
+    serves one stream (threads may share the tokenizer, each with its own decoder).
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("use Tokenizer.decoder() to make a streaming decoder")
+
+    def feed(self, ids: Any) -> str:
+        """Feeds one id or a sequence of ids; returns the text they complete (may be "").
+
+        Raises :class:`ValueError` for an id that names no token; the decoder is then unchanged.
+        """
+        if isinstance(ids, int):
+            ids = [_args.int32(ids, "ids")]
+        elif not isinstance(ids, (list, tuple)):
+            ids = _args.token_ids(ids, "ids")
+        return self._native.feed(ids)
+
+    def flush(self) -> str:
+        """Ends the stream: returns the held-back bytes ("" or U+FFFD) and resets the decoder."""
+        return self._native.flush()

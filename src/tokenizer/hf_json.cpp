@@ -1,0 +1,512 @@
+#include "tokenizer/hf_json.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "core/error.hpp"
+#include "tokenizer/gguf_vocab.hpp"
+#include "tokenizer/hf_unicode.hpp"
+#include "tokenizer/sentencepiece.hpp"
+
+namespace llmkit::tok {
+
+using hf::json;
+
+// ============================================================ added tokens
+
+added_token_matcher::added_token_matcher(std::vector<std::string> patterns, std::vector<const added_token *> tokens)
+    : patterns_(std::move(patterns)), tokens_(std::move(tokens)) {
+    for (size_t i = 0; i < patterns_.size(); ++i) {
+        const std::string &p = patterns_[i];
+        if (p.empty() || !by_text_.emplace(p, i).second) continue;  // the first of equal patterns wins
+        first_byte_[static_cast<unsigned char>(p[0])] = true;
+        if (std::find(lengths_.begin(), lengths_.end(), p.size()) == lengths_.end()) lengths_.push_back(p.size());
+    }
+    std::sort(lengths_.rbegin(), lengths_.rend());
+}
+
+bool added_token_matcher::find(std::string_view s, size_t from, size_t &b, size_t &e, const added_token *&tok) const {
+    if (by_text_.empty()) return false;
+    for (size_t p = from; p < s.size(); ++p) {
+        if (!first_byte_[static_cast<unsigned char>(s[p])]) continue;
+        for (size_t len : lengths_) {
+            if (len > s.size() - p) continue;
+            const auto it = by_text_.find(s.substr(p, len));
+            if (it != by_text_.end()) {
+                b = p;
+                e = p + len;
+                tok = tokens_[it->second];
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+namespace {
+
+bool word_char(char32_t c) { return c == '_' || uni::is_alphanumeric(c); }
+
+char32_t last_char(std::string_view s) {
+    size_t p = s.size() - 1;
+    while (p > 0 && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
+    char32_t c;
+    uni::decode(s, p, c);
+    return c;
+}
+
+// Byte offset where the run of whitespace that ends s begins.
+size_t space_leftmost_at_end(std::string_view s) {
+    size_t e = s.size();
+    while (e > 0) {
+        size_t p = e - 1;
+        while (p > 0 && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
+        char32_t c;
+        uni::decode(s, p, c);
+        if (!uni::is_whitespace(c)) break;
+        e = p;
+    }
+    return e;
+}
+
+// Bytes of the run of whitespace that begins s.
+size_t space_rightmost_at_start(std::string_view s) {
+    size_t b = 0;
+    while (b < s.size()) {
+        char32_t c;
+        const size_t n = uni::decode(s, b, c);
+        if (!uni::is_whitespace(c)) break;
+        b += n;
+    }
+    return b;
+}
+
+}  // namespace
+
+template <typename Accept>
+void added_token_matcher::split(std::string_view s, Accept &&accept, std::vector<span> &out) const {
+    out.clear();
+    size_t start_offset = 0, from = 0, b = 0, e = 0;
+    const added_token *tok = nullptr;
+    while (find(s, from, b, e, tok)) {
+        from = e;  // the automaton resumes after every match, counted or not
+        if (!accept(*tok, b)) continue;
+        if (tok->single_word) {
+            char32_t c;
+            const bool start_space = b == 0 || !word_char(last_char(s.substr(0, b)));
+            const bool stop_space = e == s.size() || (uni::decode(s, e, c), !word_char(c));
+            if (!start_space || !stop_space) continue;
+        }
+        if (tok->lstrip) b = std::max(space_leftmost_at_end(s.substr(0, b)), start_offset);
+        if (tok->rstrip) e += space_rightmost_at_start(s.substr(e));
+        if (start_offset < b) out.push_back({start_offset, b, nullptr});
+        out.push_back({b, e, tok});
+        start_offset = e;
+    }
+    if (start_offset < s.size()) out.push_back({start_offset, s.size(), nullptr});
+}
+
+// ============================================================ models
+
+namespace {
+
+std::string child(const std::string &path, const std::string &key) { return path + "/" + key; }
+
+std::vector<std::pair<std::string, int32_t>> vocab_object(const json &model, const std::string &path) {
+    const json &v = hf::member(model, "vocab", path);
+    const std::string p = child(path, "vocab");
+    if (!v.is_object()) hf::bad(p, std::string("expected an object {token: id}, got ") + v.type_name());
+    std::vector<std::pair<std::string, int32_t>> out;
+    out.reserve(v.size());
+    for (auto it = v.begin(); it != v.end(); ++it) {
+        if (!it->is_number_integer()) hf::bad(child(p, it.key()), std::string("expected an id, got ") + it->type_name());
+        const int64_t id = it->get<int64_t>();
+        if (id < 0 || id >= (int64_t(1) << 24))
+            hf::bad(child(p, it.key()), "id " + std::to_string(id) + " is outside [0, 16777216)");
+        out.emplace_back(it.key(), int32_t(id));
+    }
+    return out;
+}
+
+std::optional<std::string> opt_string(const json &j, const char *key, const std::string &path) {
+    std::string s;
+    if (!hf::opt_str(j, key, path, s)) return std::nullopt;
+    return s;
+}
+
+std::unique_ptr<subword_model> make_bpe(const json &m, const std::string &path) {
+    const auto it = m.find("dropout");
+    if (it != m.end() && !it->is_null()) {
+        if (!it->is_number()) hf::bad(child(path, "dropout"), "expected a number or null");
+        if (it->get<double>() > 0) hf::unsupported(child(path, "dropout"), "BPE dropout is not supported");
+    }
+    bpe_options o;
+    o.unk_token = opt_string(m, "unk_token", path);
+    o.fuse_unk = hf::boolean(m, "fuse_unk", path, false);
+    o.byte_fallback = hf::boolean(m, "byte_fallback", path, false);
+    o.continuing_subword_prefix = opt_string(m, "continuing_subword_prefix", path);
+    o.end_of_word_suffix = opt_string(m, "end_of_word_suffix", path);
+    o.ignore_merges = hf::boolean(m, "ignore_merges", path, false);
+    const json &merges = hf::member(m, "merges", path);
+    const std::string mp = child(path, "merges");
+    if (!merges.is_array()) hf::bad(mp, std::string("expected an array, got ") + merges.type_name());
+    std::vector<std::pair<std::string, std::string>> pairs;
+    pairs.reserve(merges.size());
+    for (size_t i = 0; i < merges.size(); ++i) {
+        const json &x = merges[i];
+        const std::string p = child(mp, std::to_string(i));
+        if (x.is_string()) {  // "a b"
+            const std::string &s = x.get_ref<const std::string &>();
+            const size_t sp = s.find(' ');
+            if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
+                hf::bad(p, "a merge is \"left right\" (two tokens, one space), got \"" + s + "\"");
+            pairs.emplace_back(s.substr(0, sp), s.substr(sp + 1));
+        } else if (x.is_array() && x.size() == 2 && x[0].is_string() && x[1].is_string()) {  // ["a", "b"]
+            pairs.emplace_back(x[0].get<std::string>(), x[1].get<std::string>());
+        } else {
+            hf::bad(p, "a merge is \"left right\" or [left, right]");
+        }
+    }
+    return std::make_unique<bpe_merges>(vocab_object(m, path), pairs, std::move(o), "at " + path);
+}
+
+std::unique_ptr<subword_model> make_wordpiece(const json &m, const std::string &path) {
+    std::string unk = "[UNK]", prefix = "##";
+    hf::opt_str(m, "unk_token", path, unk);
+    hf::opt_str(m, "continuing_subword_prefix", path, prefix);
+    const uint64_t max_chars = hf::uint(m, "max_input_chars_per_word", path, 100, uint64_t(1) << 40);
+    return std::make_unique<wordpiece>(vocab_object(m, path), unk, prefix, size_t(max_chars), "at " + path);
+}
+
+std::unique_ptr<subword_model> make_unigram(const json &m, const std::string &path) {
+    const json &v = hf::member(m, "vocab", path);
+    const std::string vp = child(path, "vocab");
+    if (!v.is_array()) hf::bad(vp, std::string("expected an array of [piece, score], got ") + v.type_name());
+    std::vector<std::pair<std::string, double>> pieces;
+    pieces.reserve(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+        const json &x = v[i];
+        if (!x.is_array() || x.size() != 2 || !x[0].is_string() || !x[1].is_number())
+            hf::bad(child(vp, std::to_string(i)), "expected [piece, score]");
+        pieces.emplace_back(x[0].get<std::string>(), x[1].get<double>());
+    }
+    std::optional<int32_t> unk;
+    const auto it = m.find("unk_id");
+    if (it != m.end() && !it->is_null()) {
+        if (!it->is_number_integer()) hf::bad(child(path, "unk_id"), "expected an id or null");
+        const int64_t id = it->get<int64_t>();
+        if (id < 0 || size_t(id) >= pieces.size())
+            hf::bad(child(path, "unk_id"), "unk_id " + std::to_string(id) + " is not a piece of the vocab (" +
+                                                std::to_string(pieces.size()) + " pieces)");
+        unk = int32_t(id);
+    }
+    return std::make_unique<unigram>(pieces, unk, hf::boolean(m, "byte_fallback", path, false), "at " + path);
+}
+
+}  // namespace
+
+std::unique_ptr<subword_model> make_hf_model(const json &m, const std::string &path) {
+    std::string type = hf::type_of(m, path);
+    if (type.empty()) {  // older files leave it out
+        const auto v = m.find("vocab");
+        if (m.contains("merges")) type = "BPE";
+        else if (v != m.end() && v->is_array()) type = "Unigram";
+        else if (m.contains("continuing_subword_prefix")) type = "WordPiece";
+        else hf::bad(path, "the model has no \"type\" and its fields fit no known model");
+    }
+    if (type == "BPE") return make_bpe(m, path);
+    if (type == "WordPiece") return make_wordpiece(m, path);
+    if (type == "Unigram") return make_unigram(m, path);
+    hf::unsupported(path, "model type \"" + type + "\" is not supported (BPE, WordPiece and Unigram are)");
+}
+
+// ============================================================ the tokenizer
+
+namespace {
+
+// Nesting deeper than this is refused before parsing (it bounds recursion on hostile files).
+constexpr size_t k_max_depth = 64;
+
+void check_depth(std::string_view text, const std::string &source) {
+    size_t depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > k_max_depth)
+                core::fail(LLMKIT_ERROR_FORMAT, source, ": JSON nested deeper than ", k_max_depth, " levels at byte ", i);
+        } else if ((c == '}' || c == ']') && depth > 0) {
+            --depth;
+        }
+    }
+}
+
+}  // namespace
+
+std::unique_ptr<hf_tokenizer> hf_tokenizer::from_json(std::string_view text, const std::string &source) {
+    check_depth(text, source);
+    json root;
+    try {
+        root = json::parse(text.begin(), text.end());
+    } catch (const json::exception &e) {
+        core::fail(LLMKIT_ERROR_FORMAT, source, ": invalid JSON: ", e.what());
+    }
+    std::unique_ptr<hf_tokenizer> t(new hf_tokenizer());
+    try {
+        if (!root.is_object()) hf::bad("", std::string("expected a tokenizer.json object, got ") + root.type_name());
+        auto get = [&](const char *key) -> const json & {
+            static const json null_value;
+            const auto it = root.find(key);
+            return it == root.end() ? null_value : *it;
+        };
+        t->model_ = make_hf_model(hf::member(root, "model", ""), "/model");
+        t->normalizer_ = hf::make_normalizer(get("normalizer"), "/normalizer");
+        t->pre_tokenizer_ = hf::make_pre_tokenizer(get("pre_tokenizer"), "/pre_tokenizer");
+        t->post_processor_ = hf::make_post_processor(get("post_processor"), "/post_processor");
+        t->decoder_ = hf::make_decoder(get("decoder"), "/decoder");
+
+        const json &added = get("added_tokens");
+        if (!added.is_null() && !added.is_array())
+            hf::bad("/added_tokens", std::string("expected an array, got ") + added.type_name());
+        int32_t end = t->model_->vocab().end_id();
+        for (size_t i = 0; i < added.size(); ++i) {
+            const std::string p = "/added_tokens/" + std::to_string(i);
+            const json &a = added[i];
+            added_token tok;
+            tok.content = hf::str(a, "content", p);
+            const json &id = hf::member(a, "id", p);
+            if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (int64_t(1) << 24))
+                hf::bad(p + "/id", "expected an id in [0, 16777216)");
+            tok.id = int32_t(id.get<int64_t>());
+            if (tok.content.empty()) hf::bad(p + "/content", "an added token cannot be empty");
+            tok.special = hf::boolean(a, "special", p, false);
+            tok.lstrip = hf::boolean(a, "lstrip", p, false);
+            tok.rstrip = hf::boolean(a, "rstrip", p, false);
+            tok.normalized = hf::boolean(a, "normalized", p, !tok.special);
+            tok.single_word = hf::boolean(a, "single_word", p, false);
+            end = std::max(end, tok.id + 1);
+            t->added_.push_back(std::move(tok));
+        }
+        for (size_t i = 0; i < t->added_.size(); ++i) {
+            const added_token &a = t->added_[i];
+            const auto prev = t->added_by_id_.find(a.id);
+            if (prev != t->added_by_id_.end() && t->added_[prev->second].content != a.content)
+                hf::bad("/added_tokens/" + std::to_string(i), "id " + std::to_string(a.id) + " is given to both \"" +
+                                                                  t->added_[prev->second].content + "\" and \"" +
+                                                                  a.content + "\"");
+            t->added_by_id_.emplace(a.id, i);
+            t->added_by_text_.emplace(a.content, i);
+        }
+        // The tries of HF's AddedVocabulary: normalized tokens are matched in
+        // the normalized text, by their normalized form.
+        std::vector<std::string> raw_p, norm_p;
+        std::vector<const added_token *> raw_t, norm_t;
+        for (const added_token &a : t->added_) {
+            if (a.normalized) {
+                std::string s = a.content;
+                if (t->normalizer_) t->normalizer_->normalize(s);
+                norm_p.push_back(std::move(s));
+                norm_t.push_back(&a);
+            } else {
+                raw_p.push_back(a.content);
+                raw_t.push_back(&a);
+            }
+        }
+        t->raw_matcher_ = added_token_matcher(std::move(raw_p), std::move(raw_t));
+        t->normalized_matcher_ = added_token_matcher(std::move(norm_p), std::move(norm_t));
+        t->vocab_size_ = end;
+        if (t->post_processor_ && t->post_processor_->max_id() >= end)
+            hf::bad("/post_processor", "it adds id " + std::to_string(t->post_processor_->max_id()) +
+                                           ", outside the vocabulary (size " + std::to_string(end) + ")");
+    } catch (const core::error &e) {
+        core::fail(e.status(), source, ": ", e.what());
+    } catch (const json::exception &e) {
+        core::fail(LLMKIT_ERROR_FORMAT, source, ": ", e.what());
+    }
+    return t;
+}
+
+void hf_tokenizer::encode_text(std::string_view raw, bool at_origin, const std::vector<char> &allowed,
+                               bool special_as_text, std::vector<int32_t> &out) const {
+    std::string s(raw);
+    if (normalizer_) normalizer_->normalize(s);
+    std::vector<added_token_matcher::span> spans;
+    auto accept = [&](const added_token &tok, size_t at) {
+        if (!tok.special || allowed[size_t(&tok - added_.data())]) return true;
+        if (special_as_text) return false;
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content,
+                   " (at byte ", at, " of the normalized text), which is not allowed: allow it to encode it as its id,"
+                   " or encode special tokens as text");
+    };
+    normalized_matcher_.split(s, accept, spans);
+    std::vector<hf::piece> pieces;
+    for (const auto &sp : spans) {
+        if (sp.token) {
+            out.push_back(sp.token->id);
+            continue;
+        }
+        if (sp.e <= sp.b) continue;
+        pieces.clear();
+        pieces.push_back({s.substr(sp.b, sp.e - sp.b), at_origin && sp.b == 0});
+        if (pre_tokenizer_) pre_tokenizer_->pre_tokenize(pieces);
+        for (const auto &p : pieces)
+            if (!p.text.empty()) model_->tokenize(p.text, out);
+    }
+}
+
+void hf_tokenizer::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
+    check_utf8(text, "text");
+    std::vector<char> allowed(added_.size(), options.allow_all_special ? 1 : 0);
+    for (std::string_view name : options.allowed_special) {
+        const auto it = added_by_text_.find(name);
+        if (it == added_by_text_.end() || !added_[it->second].special)
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "allowed special token \"", name,
+                       "\" is not a special token of this tokenizer");
+        for (size_t i = 0; i < added_.size(); ++i)
+            if (added_[i].content == name) allowed[i] = 1;
+    }
+    const size_t mark = out.size();
+    std::vector<added_token_matcher::span> spans;
+    raw_matcher_.split(
+        text,
+        [&](const added_token &tok, size_t at) {
+            if (!tok.special || allowed[size_t(&tok - added_.data())]) return true;
+            if (options.special_as_text) return false;
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content, " at byte ", at,
+                       ", which is not allowed: allow it to encode it as its id, or encode special tokens as text");
+        },
+        spans);
+    for (const auto &sp : spans) {
+        if (sp.token) out.push_back(sp.token->id);
+        else if (sp.e > sp.b) encode_text(text.substr(sp.b, sp.e - sp.b), sp.b == 0, allowed, options.special_as_text, out);
+    }
+    if (options.add_special_tokens && post_processor_) {
+        std::vector<int32_t> ids(out.begin() + std::ptrdiff_t(mark), out.end());
+        post_processor_->add_special_tokens(ids);
+        out.resize(mark);
+        out.insert(out.end(), ids.begin(), ids.end());
+    }
+}
+
+void hf_tokenizer::decode(const int32_t *ids, size_t n, std::string &out) const {
+    std::vector<std::string> tokens;
+    tokens.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+        std::string_view t;
+        if (!id_to_token(ids[i], t))
+            core::fail(LLMKIT_ERROR_OUT_OF_RANGE, "ids[", i, "] = ", ids[i], " is not a token id (vocabulary size ",
+                       vocab_size_, ")");
+        tokens.emplace_back(t);
+    }
+    if (decoder_) {
+        decoder_->decode_chain(tokens);
+        for (const auto &t : tokens) out += t;
+        return;
+    }
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        if (i) out += ' ';
+        out += tokens[i];
+    }
+}
+
+int32_t hf_tokenizer::token_to_id(std::string_view token) const {
+    const auto it = added_by_text_.find(token);
+    if (it != added_by_text_.end()) return added_[it->second].id;
+    return model_->vocab().id(token);
+}
+
+bool hf_tokenizer::id_to_token(int32_t id, std::string_view &out) const {
+    const auto it = added_by_id_.find(id);
+    if (it != added_by_id_.end()) {
+        out = added_[it->second].content;
+        return true;
+    }
+    return model_->vocab().token(id, out);
+}
+
+bool hf_tokenizer::is_special(int32_t id) const {
+    const auto it = added_by_id_.find(id);
+    return it != added_by_id_.end() && added_[it->second].special;
+}
+
+// ============================================================ file formats
+
+namespace {
+
+std::string read_all(std::FILE *f, const std::string &path) {
+    std::string data;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
+    if (std::ferror(f)) core::fail(LLMKIT_ERROR_IO, "cannot read ", path, ": ", std::strerror(errno));
+    return data;
+}
+
+// A first line of the form "base64 digits".
+bool looks_like_tiktoken(std::string_view head) {
+    const size_t sp = head.find(' ');
+    if (sp == 0 || sp == std::string_view::npos) return false;
+    for (size_t i = 0; i < sp; ++i) {
+        const char c = head[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' ||
+              c == '='))
+            return false;
+    }
+    size_t i = sp + 1;
+    if (i >= head.size() || head[i] < '0' || head[i] > '9') return false;
+    while (i < head.size() && head[i] >= '0' && head[i] <= '9') ++i;
+    return i == head.size() || head[i] == '\n' || head[i] == '\r';
+}
+
+}  // namespace
+
+std::unique_ptr<tokenizer> load_tokenizer_file(const std::string &path, const file_load_options &options) {
+    struct closer {
+        void operator()(std::FILE *f) const { std::fclose(f); }
+    };
+    std::unique_ptr<std::FILE, closer> f(std::fopen(path.c_str(), "rb"));
+    if (!f) core::fail(LLMKIT_ERROR_IO, "cannot open ", path, ": ", std::strerror(errno));
+    char head_buf[256];
+    const size_t got = std::fread(head_buf, 1, sizeof head_buf, f.get());
+    if (std::ferror(f.get())) core::fail(LLMKIT_ERROR_IO, "cannot read ", path, ": ", std::strerror(errno));
+    const std::string_view head(head_buf, got);
+
+    if (head.substr(0, 4) == "GGUF") {
+        f.reset();
+        return load_gguf_vocab(path);
+    }
+    size_t p = head.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // UTF-8 byte order mark
+    while (p < head.size() && (head[p] == ' ' || head[p] == '\t' || head[p] == '\n' || head[p] == '\r')) ++p;
+    if (p < head.size() && head[p] == '{') {
+        if (!options.tiktoken_encoding.empty())
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, path,
+                       " is a tokenizer.json, but a tiktoken encoding was given (leave it empty for this format)");
+        std::fseek(f.get(), 0, SEEK_SET);
+        const std::string text = read_all(f.get(), path);
+        return hf_tokenizer::from_json(std::string_view(text).substr(p), path);
+    }
+    if (!head.empty() && head[0] == '\x0A') {
+        f.reset();
+        return load_sentencepiece(path);
+    }
+    if (looks_like_tiktoken(head.substr(0, head.find('\n')))) {
+        if (options.tiktoken_encoding.empty())
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, path,
+                       " is a tiktoken rank file, which holds no pre-tokenizer pattern or special tokens: give the "
+                       "encoding preset (",
+                       tiktoken_encoding_names(), ")");
+        f.reset();
+        return load_tiktoken(path, options.tiktoken_encoding);
+    }
+    core::fail(LLMKIT_ERROR_FORMAT, path,
+               ": not a tokenizer file llmkit knows (tokenizer.json, tiktoken rank file, SentencePiece .model, GGUF)");
+}
+
+}  // namespace llmkit::tok

@@ -1,0 +1,111 @@
+// Hugging Face tokenizer.json: the whole pipeline of the `tokenizers` crate
+// (added tokens, normalizer, pre-tokenizer, model, post-processor, decoder)
+// behind llmkit's tokenizer interface, and the loader that detects a
+// tokenizer file's format from its content.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/hf_models.hpp"
+#include "tokenizer/hf_pipeline.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace llmkit::tok {
+
+// An entry of "added_tokens": matched in the text before the model, as HF does.
+struct added_token {
+    std::string content;
+    int32_t id = -1;
+    bool special = false;      // a special token (allowed_special rules; post-processors add them)
+    bool lstrip = false;       // the match swallows whitespace on its left
+    bool rstrip = false;       // ... and on its right
+    bool normalized = false;   // matched in the normalized text (else in the raw text)
+    bool single_word = false;  // only matched between non-word characters
+};
+
+// Finds added tokens in text: leftmost, then longest (HF's aho-corasick
+// LeftmostLongest), then HF's single_word / lstrip / rstrip rules.
+class added_token_matcher {
+public:
+    added_token_matcher() = default;
+    // patterns[i] is matched for tokens[i]; an empty pattern is never matched.
+    added_token_matcher(std::vector<std::string> patterns, std::vector<const added_token *> tokens);
+
+    struct span {
+        size_t b, e;
+        const added_token *token;  // nullptr: text between added tokens
+    };
+    // Splits s into text and added tokens. accept(token) says whether a match
+    // counts (false: the matched text stays text); it may throw.
+    template <typename Accept>
+    void split(std::string_view s, Accept &&accept, std::vector<span> &out) const;
+    bool empty() const noexcept { return tokens_.empty(); }
+
+private:
+    bool find(std::string_view s, size_t from, size_t &b, size_t &e, const added_token *&tok) const;
+
+    std::vector<std::string> patterns_;
+    std::vector<const added_token *> tokens_;
+    std::unordered_map<std::string_view, size_t> by_text_;
+    std::vector<size_t> lengths_;  // distinct, longest first
+    bool first_byte_[256] = {};
+};
+
+class hf_tokenizer final : public tokenizer {
+public:
+    // Parses the text of a tokenizer.json. `source` names it in errors:
+    // LLMKIT_ERROR_FORMAT "<source>: at <json path>: <problem>" for malformed
+    // content, LLMKIT_ERROR_UNSUPPORTED naming a component type llmkit lacks.
+    static std::unique_ptr<hf_tokenizer> from_json(std::string_view text, const std::string &source);
+
+    // Special tokens in the text follow encode_options (tiktoken's rules); other
+    // added tokens are always matched. add_special_tokens applies the post-processor.
+    void encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const override;
+    // Token strings through the JSON's decoder (joined by spaces without one),
+    // special tokens included. LLMKIT_ERROR_OUT_OF_RANGE for an unknown id.
+    void decode(const int32_t *ids, size_t n, std::string &out) const override;
+    int32_t vocab_size() const override { return vocab_size_; }
+    int32_t token_to_id(std::string_view token) const override;
+    bool id_to_token(int32_t id, std::string_view &out) const override;
+    bool is_special(int32_t id) const override;
+
+    const subword_model &model() const noexcept { return *model_; }
+    const std::vector<added_token> &added_tokens() const noexcept { return added_; }
+
+private:
+    hf_tokenizer() = default;
+    void encode_text(std::string_view raw, bool at_origin, const std::vector<char> &allowed, bool special_as_text,
+                     std::vector<int32_t> &out) const;
+
+    std::unique_ptr<hf::normalizer> normalizer_;
+    std::unique_ptr<hf::pre_tokenizer> pre_tokenizer_;
+    std::unique_ptr<subword_model> model_;
+    std::unique_ptr<hf::post_processor> post_processor_;
+    std::unique_ptr<hf::decoder> decoder_;
+    std::vector<added_token> added_;
+    std::unordered_map<std::string_view, size_t> added_by_text_;  // views into added_
+    std::unordered_map<int32_t, size_t> added_by_id_;
+    added_token_matcher raw_matcher_;         // normalized == false
+    added_token_matcher normalized_matcher_;  // normalized == true, patterns normalized
+    int32_t vocab_size_ = 0;
+};
+
+// Builds a model from the "model" object of a tokenizer.json (type BPE,
+// WordPiece or Unigram; inferred when "type" is missing). `path` is the JSON path.
+std::unique_ptr<subword_model> make_hf_model(const hf::json &model, const std::string &path);
+
+struct file_load_options {
+    std::string tiktoken_encoding;  // preset of a tiktoken rank file (they carry no pattern or specials)
+};
+
+// Loads a tokenizer file of any supported format, detected from its content:
+//  - a JSON object: HF tokenizer.json;
+//  - "GGUF" magic: the vocabulary in a GGUF file's metadata;
+//  - a protobuf starting with field 1 (0x0A): a SentencePiece ModelProto;
+//  - "base64 rank" lines: a tiktoken rank file (needs options.tiktoken_encoding).
+std::unique_ptr<tokenizer> load_tokenizer_file(const std::string &path, const file_load_options &options);
+
+}  // namespace llmkit::tok

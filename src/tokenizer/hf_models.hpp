@@ -1,0 +1,132 @@
+// The three subword models of Hugging Face tokenizers, as plain classes that
+// any loader can build from vectors (tokenizer.json here; GGUF `gpt2`/`bert`
+// vocabularies and SentencePiece Unigram models elsewhere):
+//
+//  - bpe_merges: BPE ranked by an explicit merges list (HF's BPE model), over
+//    the characters of a pre-token, byte-level or not, with byte_fallback,
+//    unk_token (+ fuse_unk), continuing_subword_prefix, end_of_word_suffix and
+//    ignore_merges;
+//  - wordpiece: greedy longest-match-first (BERT);
+//  - unigram: Viterbi over log-probability scores (T5 / SentencePiece Unigram).
+//
+// A model turns one pre-token piece (non-empty UTF-8) into ids. Models are
+// immutable after construction and safe to share between threads.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace llmkit::tok {
+
+// Token strings by id and ids by token string. Ids may have gaps.
+class vocab_table {
+public:
+    vocab_table() = default;
+    // Fails with LLMKIT_ERROR_FORMAT (naming `source`) on a negative id, an id
+    // of 2^24 or more (a bound on hostile files), or a duplicate id or token.
+    vocab_table(std::vector<std::pair<std::string, int32_t>> entries, const std::string &source);
+
+    int32_t id(std::string_view token) const {
+        const auto it = by_token_.find(token);
+        return it == by_token_.end() ? -1 : it->second;
+    }
+    bool token(int32_t id, std::string_view &out) const {
+        if (id < 0 || size_t(id) >= by_id_.size() || !present_[size_t(id)]) return false;
+        out = by_id_[size_t(id)];
+        return true;
+    }
+    // Max id + 1 (0 when empty).
+    int32_t end_id() const noexcept { return int32_t(by_id_.size()); }
+    size_t size() const noexcept { return by_token_.size(); }
+
+private:
+    std::vector<std::string> by_id_;
+    std::vector<bool> present_;
+    std::unordered_map<std::string_view, int32_t> by_token_;  // views into by_id_
+};
+
+class subword_model {
+public:
+    virtual ~subword_model() = default;
+    // Appends the ids of one pre-token (non-empty).
+    virtual void tokenize(std::string_view piece, std::vector<int32_t> &out) const = 0;
+    const vocab_table &vocab() const noexcept { return vocab_; }
+
+protected:
+    vocab_table vocab_;
+};
+
+struct bpe_options {
+    std::optional<std::string> unk_token;  // characters not in the vocab become this (else they are dropped)
+    bool fuse_unk = false;                 // consecutive unknowns become one unk
+    bool byte_fallback = false;            // unknown characters become <0xXX> byte tokens when all exist
+    std::optional<std::string> continuing_subword_prefix;  // put before every character but the first
+    std::optional<std::string> end_of_word_suffix;         // put after the last character
+    bool ignore_merges = false;            // a piece that is itself a token is taken whole
+};
+
+class bpe_merges final : public subword_model {
+public:
+    // vocab: (token, id); merges: pairs (a, b) in priority order, whose merge
+    // is the token a + b (b without continuing_subword_prefix). Fails with
+    // LLMKIT_ERROR_FORMAT naming the merge when a, b or a + b is not in the
+    // vocab. A repeated pair keeps its last rank (as HF's map does).
+    bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
+               const std::vector<std::pair<std::string, std::string>> &merges, bpe_options options,
+               const std::string &source);
+    void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
+    const bpe_options &options() const noexcept { return options_; }
+
+private:
+    struct merge {
+        uint32_t rank;
+        int32_t new_id;
+    };
+    static uint64_t key(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 32 | uint32_t(b); }
+    // The initial symbols of a piece: (id, byte length) per character, with unknowns resolved.
+    void initial_symbols(std::string_view piece, std::vector<std::pair<int32_t, uint32_t>> &symbols) const;
+
+    bpe_options options_;
+    int32_t unk_id_ = -1;
+    int32_t byte_ids_[256];  // <0xXX> tokens, -1 when missing
+    std::unordered_map<uint64_t, merge> merges_;
+};
+
+class wordpiece final : public subword_model {
+public:
+    // Fails with LLMKIT_ERROR_FORMAT when unk_token is not in the vocab.
+    wordpiece(std::vector<std::pair<std::string, int32_t>> vocab, std::string unk_token,
+              std::string continuing_subword_prefix, size_t max_input_chars_per_word, const std::string &source);
+    void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
+
+private:
+    std::string prefix_;
+    size_t max_chars_;
+    int32_t unk_id_;
+};
+
+class unigram final : public subword_model {
+public:
+    // pieces[i] = (token, log-probability score) of id i. unk_id: the id of
+    // unknown characters (none: an unknown character is an error at encode
+    // time, as in HF). byte_fallback: a piece not in the vocab becomes its
+    // <0xXX> byte tokens.
+    unigram(const std::vector<std::pair<std::string, double>> &pieces, std::optional<int32_t> unk_id,
+            bool byte_fallback, const std::string &source);
+    void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
+
+private:
+    std::vector<double> scores_;
+    std::optional<int32_t> unk_id_;
+    bool byte_fallback_;
+    double unk_score_ = 0;
+    size_t max_len_ = 0;  // longest piece in bytes
+    int32_t byte_ids_[256];
+};
+
+}  // namespace llmkit::tok

@@ -1,0 +1,1057 @@
+// Normalizers, pre-tokenizers, post-processors and decoders of HF tokenizers,
+// each following the behaviour of the `tokenizers` crate (checked against the
+// `tokenizers` Python package by tests/python/test_tokenizer_json.py).
+#include "tokenizer/hf_pipeline.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "core/error.hpp"
+#include "tokenizer/hf_unicode.hpp"
+#include "tokenizer/regex.hpp"
+#include "tokenizer/tokenizer.hpp"
+
+namespace llmkit::tok::hf {
+
+// ============================================================ JSON access
+
+void bad(const std::string &path, const std::string &what) {
+    core::fail(LLMKIT_ERROR_FORMAT, "at ", path.empty() ? "/" : path, ": ", what);
+}
+void unsupported(const std::string &path, const std::string &what) {
+    core::fail(LLMKIT_ERROR_UNSUPPORTED, "at ", path.empty() ? "/" : path, ": ", what);
+}
+
+namespace {
+const char *kind(const json &j) { return j.type_name(); }
+std::string child(const std::string &path, const std::string &key) { return path + "/" + key; }
+std::string child(const std::string &path, size_t i) { return path + "/" + std::to_string(i); }
+
+const json &object_at(const json &j, const std::string &path) {
+    if (!j.is_object()) bad(path, std::string("expected an object, got ") + kind(j));
+    return j;
+}
+const json &array_member(const json &obj, const char *key, const std::string &path) {
+    const json &v = member(obj, key, path);
+    if (!v.is_array()) bad(child(path, key), std::string("expected an array, got ") + kind(v));
+    return v;
+}
+}  // namespace
+
+const json &member(const json &obj, const char *key, const std::string &path) {
+    object_at(obj, path);
+    const auto it = obj.find(key);
+    if (it == obj.end()) bad(path, std::string("missing member \"") + key + "\"");
+    return *it;
+}
+
+std::string str(const json &obj, const char *key, const std::string &path) {
+    const json &v = member(obj, key, path);
+    if (!v.is_string()) bad(child(path, key), std::string("expected a string, got ") + kind(v));
+    return v.get<std::string>();
+}
+
+bool opt_str(const json &obj, const char *key, const std::string &path, std::string &out) {
+    object_at(obj, path);
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return false;
+    if (!it->is_string()) bad(child(path, key), std::string("expected a string or null, got ") + kind(*it));
+    out = it->get<std::string>();
+    return true;
+}
+
+bool boolean(const json &obj, const char *key, const std::string &path, bool fallback) {
+    object_at(obj, path);
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return fallback;
+    if (!it->is_boolean()) bad(child(path, key), std::string("expected true or false, got ") + kind(*it));
+    return it->get<bool>();
+}
+
+uint64_t uint(const json &obj, const char *key, const std::string &path, uint64_t fallback, uint64_t max) {
+    object_at(obj, path);
+    const auto it = obj.find(key);
+    if (it == obj.end() || it->is_null()) return fallback;
+    if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<int64_t>() >= 0))
+        bad(child(path, key), std::string("expected a non-negative integer, got ") + kind(*it));
+    const uint64_t v = it->get<uint64_t>();
+    if (v > max) bad(child(path, key), "value " + std::to_string(v) + " is over " + std::to_string(max));
+    return v;
+}
+
+std::string type_of(const json &obj, const std::string &path) {
+    object_at(obj, path);
+    const auto it = obj.find("type");
+    if (it == obj.end()) return {};
+    if (!it->is_string()) bad(child(path, "type"), std::string("expected a string, got ") + kind(*it));
+    return it->get<std::string>();
+}
+
+std::string pattern_of(const json &obj, const std::string &path, bool &is_regex) {
+    const json &p = object_at(obj, path);
+    if (p.size() != 1) bad(path, "a pattern is {\"String\": ...} or {\"Regex\": ...}");
+    if (p.contains("String")) {
+        is_regex = false;
+        return str(p, "String", path);
+    }
+    if (p.contains("Regex")) {
+        is_regex = true;
+        return str(p, "Regex", path);
+    }
+    bad(path, "a pattern is {\"String\": ...} or {\"Regex\": ...}, got member \"" + p.begin().key() + "\"");
+}
+
+// ============================================================ shared helpers
+
+const std::string &byte_to_char(unsigned char b) {
+    static const std::array<std::string, 256> table = [] {
+        std::array<std::string, 256> t;
+        char32_t next = 256;
+        for (unsigned v = 0; v < 256; ++v) {
+            const bool printable = (v >= 33 && v <= 126) || (v >= 161 && v <= 172) || (v >= 174 && v <= 255);
+            uni::append(t[v], printable ? char32_t(v) : next++);
+        }
+        return t;
+    }();
+    return table[b];
+}
+
+int char_to_byte(char32_t c) {
+    static const std::array<int16_t, 324> table = [] {
+        std::array<int16_t, 324> t;
+        t.fill(-1);
+        for (unsigned v = 0; v < 256; ++v) {
+            char32_t cp;
+            uni::decode(byte_to_char(static_cast<unsigned char>(v)), 0, cp);
+            t[cp] = int16_t(v);
+        }
+        return t;
+    }();
+    return c < table.size() ? table[c] : -1;
+}
+
+std::string utf8_lossy(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    const auto *p = reinterpret_cast<const unsigned char *>(s.data());
+    const size_t n = s.size();
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = p[i];
+        if (c < 0x80) {
+            out += char(c);
+            ++i;
+            continue;
+        }
+        // Expected length and the valid range of the second byte (Unicode Table 3-7).
+        size_t len = 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c == 0xE0) len = 3, lo = 0xA0;
+        else if (c >= 0xE1 && c <= 0xEC) len = 3;
+        else if (c == 0xED) len = 3, hi = 0x9F;
+        else if (c >= 0xEE && c <= 0xEF) len = 3;
+        else if (c == 0xF0) len = 4, lo = 0x90;
+        else if (c >= 0xF1 && c <= 0xF3) len = 4;
+        else if (c == 0xF4) len = 4, hi = 0x8F;
+        size_t k = 1;
+        if (len) {
+            if (i + 1 < n && p[i + 1] >= lo && p[i + 1] <= hi) {
+                k = 2;
+                while (k < len && i + k < n && p[i + k] >= 0x80 && p[i + k] <= 0xBF) ++k;
+            }
+        }
+        if (len && k == len) out.append(s.substr(i, len));
+        else out += "\xEF\xBF\xBD";
+        i += k;
+    }
+    return out;
+}
+
+namespace {
+
+// ============================================================ splitting
+
+struct segment {
+    size_t b, e;
+    bool is_match;
+};
+
+enum class behavior { removed, isolated, merged_with_previous, merged_with_next, contiguous };
+
+behavior behavior_of(const json &obj, const char *key, const std::string &path, behavior fallback) {
+    std::string s;
+    if (!opt_str(obj, key, path, s)) return fallback;
+    if (s == "Removed") return behavior::removed;
+    if (s == "Isolated") return behavior::isolated;
+    if (s == "MergedWithPrevious") return behavior::merged_with_previous;
+    if (s == "MergedWithNext") return behavior::merged_with_next;
+    if (s == "Contiguous") return behavior::contiguous;
+    bad(child(path, key), "unknown split behavior \"" + s +
+                              "\" (expected Removed, Isolated, MergedWithPrevious, MergedWithNext or Contiguous)");
+}
+
+// HF's NormalizedString::split: the spans kept, in order.
+void apply_behavior(const std::vector<segment> &m, behavior how, std::vector<std::pair<size_t, size_t>> &kept) {
+    kept.clear();
+    switch (how) {
+        case behavior::isolated:
+            for (const auto &s : m) kept.emplace_back(s.b, s.e);
+            return;
+        case behavior::removed:
+            for (const auto &s : m)
+                if (!s.is_match) kept.emplace_back(s.b, s.e);
+            return;
+        case behavior::contiguous: {
+            bool prev = false;
+            for (const auto &s : m) {
+                if (s.is_match == prev && !kept.empty()) kept.back().second = s.e;
+                else kept.emplace_back(s.b, s.e);
+                prev = s.is_match;
+            }
+            return;
+        }
+        case behavior::merged_with_previous: {
+            bool prev = false;
+            for (const auto &s : m) {
+                if (s.is_match && !prev && !kept.empty()) kept.back().second = s.e;
+                else kept.emplace_back(s.b, s.e);
+                prev = s.is_match;
+            }
+            return;
+        }
+        case behavior::merged_with_next: {
+            bool prev = false;
+            for (auto it = m.rbegin(); it != m.rend(); ++it) {
+                if (it->is_match && !prev && !kept.empty()) kept.back().first = it->b;
+                else kept.emplace_back(it->b, it->e);
+                prev = it->is_match;
+            }
+            std::reverse(kept.begin(), kept.end());
+            return;
+        }
+    }
+}
+
+// Each character for which pred holds is a match of its own.
+template <typename Pred>
+void char_matches(std::string_view s, Pred pred, std::vector<segment> &out) {
+    out.clear();
+    size_t last = 0;
+    for (size_t i = 0; i < s.size();) {
+        char32_t c;
+        const size_t n = uni::decode(s, i, c);
+        if (pred(c)) {
+            if (last < i) out.push_back({last, i, false});
+            out.push_back({i, i + n, true});
+            last = i + n;
+        }
+        i += n;
+    }
+    if (last < s.size()) out.push_back({last, s.size(), false});
+}
+
+void literal_matches(std::string_view s, std::string_view lit, std::vector<segment> &out) {
+    out.clear();
+    if (lit.empty()) {
+        out.push_back({0, s.size(), false});
+        return;
+    }
+    size_t last = 0;
+    for (size_t p = s.find(lit); p != std::string_view::npos; p = s.find(lit, p + lit.size())) {
+        if (last < p) out.push_back({last, p, false});
+        out.push_back({p, p + lit.size(), true});
+        last = p + lit.size();
+    }
+    if (last < s.size()) out.push_back({last, s.size(), false});
+}
+
+void regex_matches(std::string_view s, const regex &re, std::vector<segment> &out) {
+    out.clear();
+    size_t last = 0;
+    re.for_each_match(s, [&](size_t b, size_t e) {
+        if (last < b) out.push_back({last, b, false});
+        out.push_back({b, e, true});
+        last = e;
+    });
+    if (last < s.size()) out.push_back({last, s.size(), false});
+}
+
+// Replaces each piece by its kept spans (empty ones dropped).
+template <typename Find>
+void split_pieces(std::vector<piece> &pieces, behavior how, bool invert, Find find) {
+    std::vector<piece> out;
+    out.reserve(pieces.size());
+    std::vector<segment> m;
+    std::vector<std::pair<size_t, size_t>> kept;
+    for (auto &p : pieces) {
+        find(std::string_view(p.text), m);
+        if (invert)
+            for (auto &s : m) s.is_match = !s.is_match;
+        apply_behavior(m, how, kept);
+        for (const auto &[b, e] : kept)
+            if (e > b) out.push_back({p.text.substr(b, e - b), p.at_origin && b == 0});
+    }
+    pieces.swap(out);
+}
+
+// PCRE2 pattern for an Oniguruma one from a tokenizer.json: \s and \S as the
+// exact White_Space set.
+std::unique_ptr<regex> compile(const std::string &pattern, const std::string &path) {
+    try {
+        return std::make_unique<regex>(exact_white_space(pattern));
+    } catch (const core::error &e) {
+        bad(path, std::string("invalid regex: ") + e.what());
+    }
+}
+
+// Replace (normalizer and decoder): every match of a String or Regex pattern by content.
+struct replacer {
+    bool is_regex = false;
+    std::string literal;
+    std::unique_ptr<regex> re;
+    std::string content;
+
+    replacer(const json &j, const std::string &path) {
+        literal = pattern_of(member(j, "pattern", path), child(path, "pattern"), is_regex);
+        if (is_regex) re = compile(literal, child(path, "pattern"));
+        content = str(j, "content", path);
+    }
+    void apply(std::string &s) const {
+        std::vector<segment> m;
+        if (is_regex) regex_matches(s, *re, m);
+        else literal_matches(s, literal, m);
+        std::string out;
+        out.reserve(s.size());
+        for (const auto &seg : m) {
+            if (seg.is_match) out += content;
+            else out.append(s, seg.b, seg.e - seg.b);
+        }
+        s.swap(out);
+    }
+};
+
+// ============================================================ normalizers
+
+bool is_chinese_char(char32_t c) {
+    return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x20000 && c <= 0x2A6DF) ||
+           (c >= 0x2A700 && c <= 0x2B73F) || (c >= 0x2B740 && c <= 0x2B81F) || (c >= 0x2B920 && c <= 0x2CEAF) ||
+           (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x2F800 && c <= 0x2FA1F);
+}
+
+template <typename F>
+void map_chars(std::string &s, F f) {
+    std::string out;
+    out.reserve(s.size() + s.size() / 4);
+    for (size_t i = 0; i < s.size();) {
+        char32_t c;
+        const size_t n = uni::decode(s, i, c);
+        f(c, std::string_view(s).substr(i, n), out);
+        i += n;
+    }
+    s.swap(out);
+}
+
+void lowercase(std::string &s) {
+    map_chars(s, [](char32_t c, std::string_view, std::string &out) { uni::append_lowercase(out, c); });
+}
+
+class bert_normalizer final : public normalizer {
+public:
+    bert_normalizer(bool clean, bool chinese, bool strip, bool lower)
+        : clean_(clean), chinese_(chinese), strip_(strip), lower_(lower) {}
+    void normalize(std::string &s) const override {
+        if (clean_)
+            map_chars(s, [](char32_t c, std::string_view raw, std::string &out) {
+                if (c == 0 || c == 0xFFFD || (c != '\t' && c != '\n' && c != '\r' && uni::is_other(c))) return;
+                if (c == '\t' || c == '\n' || c == '\r' || uni::is_whitespace(c)) out += ' ';
+                else out += raw;
+            });
+        if (chinese_)
+            map_chars(s, [](char32_t c, std::string_view raw, std::string &out) {
+                if (is_chinese_char(c)) {
+                    out += ' ';
+                    out += raw;
+                    out += ' ';
+                } else {
+                    out += raw;
+                }
+            });
+        if (strip_) {
+            s = uni::normalize(s, uni::form::nfd);
+            map_chars(s, [](char32_t c, std::string_view raw, std::string &out) {
+                if (!uni::is_mark_nonspacing(c)) out += raw;
+            });
+        }
+        if (lower_) lowercase(s);
+    }
+
+private:
+    bool clean_, chinese_, strip_, lower_;
+};
+
+class form_normalizer final : public normalizer {
+public:
+    explicit form_normalizer(uni::form f) : form_(f) {}
+    void normalize(std::string &s) const override { s = uni::normalize(s, form_); }
+
+private:
+    uni::form form_;
+};
+
+class lowercase_normalizer final : public normalizer {
+public:
+    void normalize(std::string &s) const override { lowercase(s); }
+};
+
+class strip_accents_normalizer final : public normalizer {
+public:
+    void normalize(std::string &s) const override {
+        map_chars(s, [](char32_t c, std::string_view raw, std::string &out) {
+            if (!uni::is_mark(c)) out += raw;
+        });
+    }
+};
+
+class strip_normalizer final : public normalizer {
+public:
+    strip_normalizer(bool left, bool right) : left_(left), right_(right) {}
+    void normalize(std::string &s) const override {
+        size_t b = 0, e = s.size();
+        char32_t c;
+        if (left_)
+            while (b < e) {
+                const size_t n = uni::decode(s, b, c);
+                if (!uni::is_whitespace(c)) break;
+                b += n;
+            }
+        if (right_)
+            while (e > b) {
+                size_t p = e - 1;
+                while (p > b && (static_cast<unsigned char>(s[p]) & 0xC0) == 0x80) --p;
+                uni::decode(s, p, c);
+                if (!uni::is_whitespace(c)) break;
+                e = p;
+            }
+        s = s.substr(b, e - b);
+    }
+
+private:
+    bool left_, right_;
+};
+
+class prepend_normalizer final : public normalizer {
+public:
+    explicit prepend_normalizer(std::string p) : prefix_(std::move(p)) {}
+    void normalize(std::string &s) const override {
+        if (!s.empty()) s.insert(0, prefix_);
+    }
+
+private:
+    std::string prefix_;
+};
+
+class replace_normalizer final : public normalizer {
+public:
+    replace_normalizer(const json &j, const std::string &path) : r_(j, path) {}
+    void normalize(std::string &s) const override { r_.apply(s); }
+
+private:
+    replacer r_;
+};
+
+class byte_level_normalizer final : public normalizer {
+public:
+    void normalize(std::string &s) const override {
+        std::string out;
+        for (char c : s) out += byte_to_char(static_cast<unsigned char>(c));
+        s.swap(out);
+    }
+};
+
+class sequence_normalizer final : public normalizer {
+public:
+    explicit sequence_normalizer(std::vector<std::unique_ptr<normalizer>> parts) : parts_(std::move(parts)) {}
+    void normalize(std::string &s) const override {
+        for (const auto &p : parts_) p->normalize(s);
+    }
+
+private:
+    std::vector<std::unique_ptr<normalizer>> parts_;
+};
+
+// ============================================================ pre-tokenizers
+
+const char *const k_gpt2_regex =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+class byte_level_pre final : public pre_tokenizer {
+public:
+    byte_level_pre(bool add_prefix_space, bool use_regex) : prefix_(add_prefix_space) {
+        if (use_regex) re_ = std::make_unique<regex>(exact_white_space(k_gpt2_regex));
+    }
+    void pre_tokenize(std::vector<piece> &pieces) const override {
+        if (prefix_)
+            for (auto &p : pieces)
+                if (!p.text.empty() && p.text[0] != ' ') p.text.insert(0, 1, ' ');
+        if (re_)
+            split_pieces(pieces, behavior::isolated, false,
+                         [&](std::string_view s, std::vector<segment> &m) { regex_matches(s, *re_, m); });
+        for (auto &p : pieces) {
+            std::string out;
+            out.reserve(p.text.size() * 2);
+            for (char c : p.text) out += byte_to_char(static_cast<unsigned char>(c));
+            p.text.swap(out);
+        }
+    }
+
+private:
+    bool prefix_;
+    std::unique_ptr<regex> re_;
+};
+
+template <typename Pred>
+class char_split_pre final : public pre_tokenizer {
+public:
+    char_split_pre(Pred pred, behavior how) : pred_(pred), how_(how) {}
+    void pre_tokenize(std::vector<piece> &pieces) const override {
+        split_pieces(pieces, how_, false, [&](std::string_view s, std::vector<segment> &m) { char_matches(s, pred_, m); });
+    }
+
+private:
+    Pred pred_;
+    behavior how_;
+};
+template <typename Pred>
+std::unique_ptr<pre_tokenizer> char_split(Pred pred, behavior how) {
+    return std::make_unique<char_split_pre<Pred>>(pred, how);
+}
+
+class regex_split_pre final : public pre_tokenizer {
+public:
+    regex_split_pre(std::unique_ptr<regex> re, std::string literal, behavior how, bool invert)
+        : re_(std::move(re)), literal_(std::move(literal)), how_(how), invert_(invert) {}
+    void pre_tokenize(std::vector<piece> &pieces) const override {
+        split_pieces(pieces, how_, invert_, [&](std::string_view s, std::vector<segment> &m) {
+            if (re_) regex_matches(s, *re_, m);
+            else literal_matches(s, literal_, m);
+        });
+    }
+
+private:
+    std::unique_ptr<regex> re_;  // null: split on literal_
+    std::string literal_;
+    behavior how_;
+    bool invert_;
+};
+
+enum class prepend_scheme { always, never, first };
+
+prepend_scheme scheme_of(const json &j, const std::string &path) {
+    std::string s;
+    if (opt_str(j, "prepend_scheme", path, s)) {
+        if (s == "always") return prepend_scheme::always;
+        if (s == "never") return prepend_scheme::never;
+        if (s == "first") return prepend_scheme::first;
+        bad(child(path, "prepend_scheme"), "unknown prepend_scheme \"" + s + "\" (expected always, never or first)");
+    }
+    // Older files: add_prefix_space.
+    return boolean(j, "add_prefix_space", path, true) ? prepend_scheme::always : prepend_scheme::never;
+}
+
+std::string replacement_of(const json &j, const std::string &path) {
+    std::string r;
+    if (!opt_str(j, "replacement", path, r)) r = "\xE2\x96\x81";
+    if (r.empty() || uni::count_chars(r) != 1) bad(child(path, "replacement"), "must be one character");
+    return r;
+}
+
+class metaspace_pre final : public pre_tokenizer {
+public:
+    metaspace_pre(std::string replacement, prepend_scheme scheme, bool split)
+        : rep_(std::move(replacement)), scheme_(scheme), split_(split) {
+        uni::decode(rep_, 0, rep_char_);
+    }
+    void pre_tokenize(std::vector<piece> &pieces) const override {
+        for (auto &p : pieces) {
+            std::string out;
+            out.reserve(p.text.size() + 8);
+            for (char c : p.text) {
+                if (c == ' ') out += rep_;
+                else out += c;
+            }
+            const bool starts = out.compare(0, rep_.size(), rep_) == 0;
+            if (!starts && (scheme_ == prepend_scheme::always || (scheme_ == prepend_scheme::first && p.at_origin)))
+                out.insert(0, rep_);
+            p.text.swap(out);
+        }
+        if (split_) {
+            const char32_t r = rep_char_;
+            split_pieces(pieces, behavior::merged_with_next, false, [r](std::string_view s, std::vector<segment> &m) {
+                char_matches(s, [r](char32_t c) { return c == r; }, m);
+            });
+        }
+    }
+
+private:
+    std::string rep_;
+    char32_t rep_char_ = 0;
+    prepend_scheme scheme_;
+    bool split_;
+};
+
+class sequence_pre final : public pre_tokenizer {
+public:
+    explicit sequence_pre(std::vector<std::unique_ptr<pre_tokenizer>> parts) : parts_(std::move(parts)) {}
+    void pre_tokenize(std::vector<piece> &pieces) const override {
+        for (const auto &p : parts_) p->pre_tokenize(pieces);
+    }
+
+private:
+    std::vector<std::unique_ptr<pre_tokenizer>> parts_;
+};
+
+// ============================================================ post-processors
+
+class template_processor final : public post_processor {
+public:
+    // items: an id sequence to insert, or (empty, is_sequence) for the text's ids.
+    struct item {
+        std::vector<int32_t> ids;
+        bool sequence;
+    };
+    explicit template_processor(std::vector<item> items) : items_(std::move(items)) {}
+    void add_special_tokens(std::vector<int32_t> &ids) const override {
+        std::vector<int32_t> out;
+        out.reserve(ids.size() + 8);
+        for (const auto &it : items_) {
+            if (it.sequence) out.insert(out.end(), ids.begin(), ids.end());
+            else out.insert(out.end(), it.ids.begin(), it.ids.end());
+        }
+        ids.swap(out);
+    }
+    int32_t max_id() const override {
+        int32_t m = -1;
+        for (const auto &it : items_)
+            for (int32_t id : it.ids) m = std::max(m, id);
+        return m;
+    }
+
+private:
+    std::vector<item> items_;
+};
+
+class no_op_processor final : public post_processor {
+public:
+    void add_special_tokens(std::vector<int32_t> &) const override {}
+    int32_t max_id() const override { return -1; }
+};
+
+class sequence_processor final : public post_processor {
+public:
+    explicit sequence_processor(std::vector<std::unique_ptr<post_processor>> parts) : parts_(std::move(parts)) {}
+    void add_special_tokens(std::vector<int32_t> &ids) const override {
+        for (const auto &p : parts_) p->add_special_tokens(ids);
+    }
+    int32_t max_id() const override {
+        int32_t m = -1;
+        for (const auto &p : parts_) m = std::max(m, p->max_id());
+        return m;
+    }
+
+private:
+    std::vector<std::unique_ptr<post_processor>> parts_;
+};
+
+int32_t token_id(const json &j, const std::string &path) {
+    if (!j.is_number_integer()) bad(path, std::string("expected a token id, got ") + kind(j));
+    const int64_t v = j.get<int64_t>();
+    if (v < 0 || v >= (int64_t(1) << 24)) bad(path, "token id " + std::to_string(v) + " is outside [0, 16777216)");
+    return int32_t(v);
+}
+
+// ["[SEP]", 102] of BertProcessing / RobertaProcessing.
+int32_t pair_id(const json &obj, const char *key, const std::string &path) {
+    const json &v = member(obj, key, path);
+    const std::string p = child(path, key);
+    if (!v.is_array() || v.size() != 2 || !v[0].is_string()) bad(p, "expected [token, id]");
+    return token_id(v[1], child(p, 1));
+}
+
+// ============================================================ decoders
+
+class byte_level_decoder final : public decoder {
+public:
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        std::string bytes;
+        for (const auto &t : tokens) {
+            const size_t mark = bytes.size();
+            bool ok = true;
+            for (size_t i = 0; i < t.size() && ok;) {
+                char32_t c;
+                i += uni::decode(t, i, c);
+                const int b = char_to_byte(c);
+                if (b < 0) ok = false;
+                else bytes += char(b);
+            }
+            if (!ok) {  // a token with characters outside the map passes as it is
+                bytes.resize(mark);
+                bytes += t;
+            }
+        }
+        tokens.assign(1, utf8_lossy(bytes));
+    }
+};
+
+void cleanup(std::string &s) {
+    static const std::pair<const char *, const char *> rules[] = {
+        {" .", "."},     {" ?", "?"},         {" !", "!"},      {" ,", ","},    {" ' ", "'"},  {" n't", "n't"},
+        {" 'm", "'m"},   {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+    for (const auto &[from, to] : rules) {
+        const std::string_view f(from);
+        std::string out;
+        size_t last = 0;
+        for (size_t p = s.find(f); p != std::string::npos; p = s.find(f, p + f.size())) {
+            out.append(s, last, p - last);
+            out += to;
+            last = p + f.size();
+        }
+        if (last == 0) continue;
+        out.append(s, last, std::string::npos);
+        s.swap(out);
+    }
+}
+
+class wordpiece_decoder final : public decoder {
+public:
+    wordpiece_decoder(std::string prefix, bool clean) : prefix_(std::move(prefix)), cleanup_(clean) {}
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        for (size_t i = 0; i < tokens.size(); ++i) {
+            std::string &t = tokens[i];
+            if (i != 0) {
+                if (t.compare(0, prefix_.size(), prefix_) == 0) t.erase(0, prefix_.size());
+                else t.insert(0, 1, ' ');
+            }
+            if (cleanup_) cleanup(t);
+        }
+    }
+
+private:
+    std::string prefix_;
+    bool cleanup_;
+};
+
+class metaspace_decoder final : public decoder {
+public:
+    metaspace_decoder(std::string replacement, prepend_scheme scheme) : rep_(std::move(replacement)), scheme_(scheme) {}
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        for (size_t i = 0; i < tokens.size(); ++i) {
+            std::string out;
+            const std::string &t = tokens[i];
+            for (size_t p = 0; p < t.size();) {
+                if (t.compare(p, rep_.size(), rep_) == 0) {
+                    if (!(i == 0 && scheme_ != prepend_scheme::never)) out += ' ';
+                    p += rep_.size();
+                } else {
+                    out += t[p++];
+                }
+            }
+            tokens[i].swap(out);
+        }
+    }
+
+private:
+    std::string rep_;
+    prepend_scheme scheme_;
+};
+
+class byte_fallback_decoder final : public decoder {
+public:
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        std::vector<std::string> out;
+        std::string bytes;
+        size_t n_bytes = 0;
+        auto flush = [&] {
+            if (!n_bytes) return;
+            if (utf8_lossy(bytes) == bytes) out.push_back(bytes);
+            else
+                for (size_t k = 0; k < n_bytes; ++k) out.emplace_back("\xEF\xBF\xBD");
+            bytes.clear();
+            n_bytes = 0;
+        };
+        for (auto &t : tokens) {
+            int v = -1;
+            if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') v = hex_byte(t[3], t[4]);
+            if (v >= 0) {
+                bytes += char(v);
+                ++n_bytes;
+            } else {
+                flush();
+                out.push_back(std::move(t));
+            }
+        }
+        flush();
+        tokens.swap(out);
+    }
+
+private:
+    static int hex_digit(char c) {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    }
+    static int hex_byte(char a, char b) {
+        const int h = hex_digit(a), l = hex_digit(b);
+        return h < 0 || l < 0 ? -1 : h * 16 + l;
+    }
+};
+
+class fuse_decoder final : public decoder {
+public:
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        std::string all;
+        for (const auto &t : tokens) all += t;
+        tokens.assign(1, std::move(all));
+    }
+};
+
+class strip_decoder final : public decoder {
+public:
+    strip_decoder(std::string content, size_t start, size_t stop) : content_(std::move(content)), start_(start), stop_(stop) {}
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        for (auto &t : tokens) {
+            size_t b = 0, e = t.size();
+            for (size_t k = 0; k < start_ && b < e && t.compare(b, content_.size(), content_) == 0; ++k)
+                b += content_.size();
+            for (size_t k = 0; k < stop_ && e >= b + content_.size() &&
+                               t.compare(e - content_.size(), content_.size(), content_) == 0;
+                 ++k)
+                e -= content_.size();
+            t = t.substr(b, e - b);
+        }
+    }
+
+private:
+    std::string content_;
+    size_t start_, stop_;
+};
+
+class replace_decoder final : public decoder {
+public:
+    replace_decoder(const json &j, const std::string &path) : r_(j, path) {}
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        for (auto &t : tokens) r_.apply(t);
+    }
+
+private:
+    replacer r_;
+};
+
+class bpe_suffix_decoder final : public decoder {
+public:
+    explicit bpe_suffix_decoder(std::string suffix) : suffix_(std::move(suffix)) {}
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        if (suffix_.empty()) return;
+        for (size_t i = 0; i < tokens.size(); ++i) {
+            std::string &t = tokens[i];
+            const std::string rep = i + 1 == tokens.size() ? "" : " ";
+            std::string out;
+            size_t last = 0;
+            for (size_t p = t.find(suffix_); p != std::string::npos; p = t.find(suffix_, p + suffix_.size())) {
+                out.append(t, last, p - last);
+                out += rep;
+                last = p + suffix_.size();
+            }
+            out.append(t, last, std::string::npos);
+            t.swap(out);
+        }
+    }
+
+private:
+    std::string suffix_;
+};
+
+class sequence_decoder final : public decoder {
+public:
+    explicit sequence_decoder(std::vector<std::unique_ptr<decoder>> parts) : parts_(std::move(parts)) {}
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        for (const auto &p : parts_) p->decode_chain(tokens);
+    }
+
+private:
+    std::vector<std::unique_ptr<decoder>> parts_;
+};
+
+template <typename T, typename Make>
+std::vector<std::unique_ptr<T>> sequence_of(const json &j, const char *key, const std::string &path, Make make) {
+    const json &arr = array_member(j, key, path);
+    std::vector<std::unique_ptr<T>> parts;
+    for (size_t i = 0; i < arr.size(); ++i) {
+        const std::string p = child(child(path, key), i);
+        if (arr[i].is_null()) bad(p, "expected an object, got null");
+        parts.push_back(make(arr[i], p));
+    }
+    return parts;
+}
+
+}  // namespace
+
+// ============================================================ factories
+
+std::unique_ptr<normalizer> make_normalizer(const json &j, const std::string &path) {
+    if (j.is_null()) return nullptr;
+    const std::string t = type_of(j, path);
+    if (t == "BertNormalizer") {
+        const bool lower = boolean(j, "lowercase", path, true);
+        return std::make_unique<bert_normalizer>(boolean(j, "clean_text", path, true),
+                                                 boolean(j, "handle_chinese_chars", path, true),
+                                                 boolean(j, "strip_accents", path, lower), lower);
+    }
+    if (t == "NFC") return std::make_unique<form_normalizer>(uni::form::nfc);
+    if (t == "NFD") return std::make_unique<form_normalizer>(uni::form::nfd);
+    if (t == "NFKC") return std::make_unique<form_normalizer>(uni::form::nfkc);
+    if (t == "NFKD") return std::make_unique<form_normalizer>(uni::form::nfkd);
+    if (t == "Lowercase") return std::make_unique<lowercase_normalizer>();
+    if (t == "StripAccents") return std::make_unique<strip_accents_normalizer>();
+    if (t == "Strip")
+        return std::make_unique<strip_normalizer>(boolean(j, "strip_left", path, true),
+                                                  boolean(j, "strip_right", path, true));
+    if (t == "Prepend") return std::make_unique<prepend_normalizer>(str(j, "prepend", path));
+    if (t == "Replace") return std::make_unique<replace_normalizer>(j, path);
+    if (t == "ByteLevel") return std::make_unique<byte_level_normalizer>();
+    if (t == "Sequence")
+        return std::make_unique<sequence_normalizer>(sequence_of<normalizer>(j, "normalizers", path, make_normalizer));
+    if (t.empty()) bad(path, "normalizer without a \"type\"");
+    unsupported(path, "normalizer type \"" + t + "\" is not supported");
+}
+
+std::unique_ptr<pre_tokenizer> make_pre_tokenizer(const json &j, const std::string &path) {
+    if (j.is_null()) return nullptr;
+    const std::string t = type_of(j, path);
+    if (t == "ByteLevel")
+        return std::make_unique<byte_level_pre>(boolean(j, "add_prefix_space", path, true),
+                                                boolean(j, "use_regex", path, true));
+    if (t == "BertPreTokenizer") {
+        std::vector<std::unique_ptr<pre_tokenizer>> parts;
+        parts.push_back(char_split([](char32_t c) { return uni::is_whitespace(c); }, behavior::removed));
+        parts.push_back(char_split(
+            [](char32_t c) { return uni::is_ascii_punctuation(c) || uni::is_punctuation(c); }, behavior::isolated));
+        return std::make_unique<sequence_pre>(std::move(parts));
+    }
+    if (t == "Whitespace") {
+        // Rust regex's \w (Alphabetic, M, Nd, Pc, Join_Control) and \s (White_Space).
+        const std::string cls = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D})";
+        return std::make_unique<regex_split_pre>(
+            compile("[" + cls + "]+|[^" + cls + R"(\s]+)", path), "", behavior::removed, true);
+    }
+    if (t == "WhitespaceSplit")
+        return char_split([](char32_t c) { return uni::is_whitespace(c); }, behavior::removed);
+    if (t == "Metaspace")
+        return std::make_unique<metaspace_pre>(replacement_of(j, path), scheme_of(j, path),
+                                               boolean(j, "split", path, true));
+    if (t == "Split") {
+        bool is_regex = false;
+        const std::string p = pattern_of(member(j, "pattern", path), child(path, "pattern"), is_regex);
+        const behavior how = behavior_of(j, "behavior", path, behavior::isolated);
+        const bool invert = boolean(j, "invert", path, false);
+        return std::make_unique<regex_split_pre>(is_regex ? compile(p, child(path, "pattern")) : nullptr, p, how, invert);
+    }
+    if (t == "Digits") {
+        const bool individual = boolean(j, "individual_digits", path, false);
+        return char_split([](char32_t c) { return uni::is_numeric(c); },
+                          individual ? behavior::isolated : behavior::contiguous);
+    }
+    if (t == "Punctuation")
+        return char_split([](char32_t c) { return uni::is_ascii_punctuation(c) || uni::is_punctuation(c); },
+                          behavior_of(j, "behavior", path, behavior::isolated));
+    if (t == "CharDelimiterSplit") {
+        const std::string d = str(j, "delimiter", path);
+        if (d.empty() || uni::count_chars(d) != 1) bad(child(path, "delimiter"), "must be one character");
+        char32_t dc;
+        uni::decode(d, 0, dc);
+        return char_split([dc](char32_t c) { return c == dc; }, behavior::removed);
+    }
+    if (t == "Sequence")
+        return std::make_unique<sequence_pre>(
+            sequence_of<pre_tokenizer>(j, "pretokenizers", path, make_pre_tokenizer));
+    if (t.empty()) bad(path, "pre_tokenizer without a \"type\"");
+    unsupported(path, "pre_tokenizer type \"" + t + "\" is not supported");
+}
+
+std::unique_ptr<post_processor> make_post_processor(const json &j, const std::string &path) {
+    if (j.is_null()) return nullptr;
+    const std::string t = type_of(j, path);
+    if (t == "TemplateProcessing") {
+        const json &specials = member(j, "special_tokens", path);
+        const std::string sp = child(path, "special_tokens");
+        object_at(specials, sp);
+        const json &single = array_member(j, "single", path);
+        std::vector<template_processor::item> items;
+        for (size_t i = 0; i < single.size(); ++i) {
+            const std::string p = child(child(path, "single"), i);
+            const json &it = object_at(single[i], p);
+            if (it.contains("SpecialToken")) {
+                const std::string name = str(it["SpecialToken"], "id", child(p, "SpecialToken"));
+                const auto s = specials.find(name);
+                if (s == specials.end()) bad(p, "special token \"" + name + "\" is not in special_tokens");
+                const std::string spn = child(sp, name);
+                const json &ids = array_member(*s, "ids", spn);
+                template_processor::item item{{}, false};
+                for (size_t k = 0; k < ids.size(); ++k) item.ids.push_back(token_id(ids[k], child(child(spn, "ids"), k)));
+                items.push_back(std::move(item));
+            } else if (it.contains("Sequence")) {
+                const std::string id = str(it["Sequence"], "id", child(p, "Sequence"));
+                if (id != "A") bad(child(p, "Sequence"), "a single-sequence template refers to sequence \"" + id + "\"");
+                items.push_back({{}, true});
+            } else {
+                bad(p, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}");
+            }
+        }
+        return std::make_unique<template_processor>(std::move(items));
+    }
+    if (t == "BertProcessing" || t == "RobertaProcessing") {
+        std::vector<template_processor::item> items;
+        items.push_back({{pair_id(j, "cls", path)}, false});
+        items.push_back({{}, true});
+        items.push_back({{pair_id(j, "sep", path)}, false});
+        return std::make_unique<template_processor>(std::move(items));
+    }
+    if (t == "ByteLevel") return std::make_unique<no_op_processor>();  // it only trims offsets
+    if (t == "Sequence")
+        return std::make_unique<sequence_processor>(
+            sequence_of<post_processor>(j, "processors", path, make_post_processor));
+    if (t.empty()) bad(path, "post_processor without a \"type\"");
+    unsupported(path, "post_processor type \"" + t + "\" is not supported");
+}
+
+std::unique_ptr<decoder> make_decoder(const json &j, const std::string &path) {
+    if (j.is_null()) return nullptr;
+    const std::string t = type_of(j, path);
+    if (t == "ByteLevel") return std::make_unique<byte_level_decoder>();
+    if (t == "WordPiece") {
+        std::string prefix = "##";
+        opt_str(j, "prefix", path, prefix);
+        return std::make_unique<wordpiece_decoder>(prefix, boolean(j, "cleanup", path, true));
+    }
+    if (t == "Metaspace") return std::make_unique<metaspace_decoder>(replacement_of(j, path), scheme_of(j, path));
+    if (t == "ByteFallback") return std::make_unique<byte_fallback_decoder>();
+    if (t == "Fuse") return std::make_unique<fuse_decoder>();
+    if (t == "Strip") {
+        const std::string c = str(j, "content", path);
+        if (uni::count_chars(c) != 1) bad(child(path, "content"), "must be one character");
+        return std::make_unique<strip_decoder>(c, size_t(uint(j, "start", path, 0, 1u << 30)),
+                                               size_t(uint(j, "stop", path, 0, 1u << 30)));
+    }
+    if (t == "Replace") return std::make_unique<replace_decoder>(j, path);
+    if (t == "BPEDecoder") {
+        std::string suffix = "</w>";
+        opt_str(j, "suffix", path, suffix);
+        return std::make_unique<bpe_suffix_decoder>(suffix);
+    }
+    if (t == "Sequence")
+        return std::make_unique<sequence_decoder>(sequence_of<decoder>(j, "decoders", path, make_decoder));
+    if (t.empty()) bad(path, "decoder without a \"type\"");
+    unsupported(path, "decoder type \"" + t + "\" is not supported");
+}
+
+}  // namespace llmkit::tok::hf

@@ -1,0 +1,89 @@
+// The stages of a Hugging Face tokenizer.json pipeline, each built from its
+// JSON object: normalizers, pre-tokenizers, post-processors and decoders
+// (the model lives in hf_models.hpp). Every stage is immutable once built.
+//
+// Errors while building: LLMKIT_ERROR_FORMAT for malformed JSON, naming the
+// JSON path (e.g. "/pre_tokenizer/pretokenizers/1/behavior"), and
+// LLMKIT_ERROR_UNSUPPORTED naming a component type llmkit does not implement.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace llmkit::tok::hf {
+
+using json = nlohmann::json;
+
+// --- JSON access with errors that name the path ------------------------------
+[[noreturn]] void bad(const std::string &path, const std::string &what);
+[[noreturn]] void unsupported(const std::string &path, const std::string &what);
+// A member that must exist (any type).
+const json &member(const json &obj, const char *key, const std::string &path);
+std::string str(const json &obj, const char *key, const std::string &path);
+// A string member that may be missing or null.
+bool opt_str(const json &obj, const char *key, const std::string &path, std::string &out);
+bool boolean(const json &obj, const char *key, const std::string &path, bool fallback);
+uint64_t uint(const json &obj, const char *key, const std::string &path, uint64_t fallback, uint64_t max);
+// The "type" of a component object; empty when missing.
+std::string type_of(const json &obj, const std::string &path);
+// The value of a {"String": s} or {"Regex": r} pattern object; is_regex tells which.
+std::string pattern_of(const json &obj, const std::string &path, bool &is_regex);
+
+// --- stages --------------------------------------------------------------------
+class normalizer {
+public:
+    virtual ~normalizer() = default;
+    virtual void normalize(std::string &s) const = 0;
+};
+
+// A piece of text on its way to the model. at_origin: it begins at byte 0
+// of the original text (Metaspace's prepend_scheme "first" needs it).
+struct piece {
+    std::string text;
+    bool at_origin;
+};
+
+class pre_tokenizer {
+public:
+    virtual ~pre_tokenizer() = default;
+    // Splits/rewrites the pieces; empty pieces are dropped by the caller.
+    virtual void pre_tokenize(std::vector<piece> &pieces) const = 0;
+};
+
+// Adds the special tokens a post-processor puts around one sequence.
+class post_processor {
+public:
+    virtual ~post_processor() = default;
+    virtual void add_special_tokens(std::vector<int32_t> &ids) const = 0;
+    // The largest id it adds, or -1.
+    virtual int32_t max_id() const = 0;
+};
+
+class decoder {
+public:
+    virtual ~decoder() = default;
+    // HF's decode_chain: token strings in, strings out (concatenated by the caller).
+    virtual void decode_chain(std::vector<std::string> &tokens) const = 0;
+};
+
+// null (or a missing member) gives nullptr.
+std::unique_ptr<normalizer> make_normalizer(const json &j, const std::string &path);
+std::unique_ptr<pre_tokenizer> make_pre_tokenizer(const json &j, const std::string &path);
+std::unique_ptr<post_processor> make_post_processor(const json &j, const std::string &path);
+std::unique_ptr<decoder> make_decoder(const json &j, const std::string &path);
+
+// GPT-2's map from bytes to printable characters (ByteLevel) and its inverse
+// (-1 for a character that is no byte's image).
+const std::string &byte_to_char(unsigned char b);
+int char_to_byte(char32_t c);
+
+// Replaces ill-formed UTF-8 in s by U+FFFD as Rust's String::from_utf8_lossy
+// does (one per maximal ill-formed subpart).
+std::string utf8_lossy(std::string_view s);
+
+}  // namespace llmkit::tok::hf
