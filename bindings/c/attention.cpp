@@ -1,8 +1,12 @@
 // C ABI: scaled-dot-product attention, RoPE, KV-cache arithmetic.
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <optional>
 
 #include "attention/attention.hpp"
+#include "attention/kv_cache.hpp"
+#include "attention/paged_kv_cache.hpp"
 #include "guard.hpp"
 #include "llmkit/llmkit.h"
 
@@ -13,8 +17,61 @@ namespace {
 
 const llmkit_attention_options k_attention_defaults = LLMKIT_ATTENTION_OPTIONS_INIT;
 const llmkit_rope_options k_rope_defaults = LLMKIT_ROPE_OPTIONS_INIT;
+const llmkit_kv_attention_options k_kv_attention_defaults = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+const llmkit_kv_cache_options k_kv_cache_defaults = LLMKIT_KV_CACHE_OPTIONS_INIT;
+const llmkit_paged_kv_cache_options k_paged_defaults = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
+
+attention::kv_dtype kv_dtype_of(int32_t d) {
+    if (d < LLMKIT_KV_F32 || d > LLMKIT_KV_INT8)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.dtype = ", d, " is not an llmkit_kv_dtype (0..3)");
+    return attention::kv_dtype(d);
+}
+
+// Checks per-head float arrays against q's head count.
+void check_head_values(const float *x, const core::tensor_view &q, const char *what) {
+    if (!x || q.ndim != 4) return;
+    for (int64_t h = 0; h < q.shape[2]; ++h)
+        if (!std::isfinite(x[h])) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.", what, "[", h, "] is not finite (", x[h], ")");
+}
+
+attention::cache_attention_params kv_params(const llmkit_kv_attention_options *options, const core::tensor_view &q) {
+    const auto o = capi::read_options(options, k_kv_attention_defaults, "options");
+    if (o.window < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.window must be >= 0, got ", o.window);
+    if (!std::isfinite(o.softcap) || o.softcap < 0.0f)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.softcap must be finite and >= 0, got ", o.softcap);
+    if (!std::isfinite(o.scale) || o.scale < 0.0f)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.scale must be finite and >= 0 (0 = 1/sqrt(D)), got ", o.scale);
+    if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
+    if (o.split_keys < 0 || o.split_keys > (int64_t(1) << 40))
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.split_keys must be in 0..2^40, got ", o.split_keys);
+    check_head_values(o.alibi_slopes, q, "alibi_slopes");
+    check_head_values(o.sinks, q, "sinks");
+    attention::cache_attention_params p;
+    p.causal = o.causal != 0;
+    p.window = o.window;
+    p.softcap = o.softcap;
+    p.scale = o.scale;
+    p.alibi_slopes = o.alibi_slopes;
+    p.sinks = o.sinks;
+    p.n_threads = o.n_threads;
+    p.split_keys = o.split_keys;
+    return p;
+}
+
+void check_seq_ids(const int32_t *seq_ids, int64_t n_seqs) {
+    if (n_seqs < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "n_seqs must be >= 0, got ", n_seqs);
+    if (n_seqs > 0) capi::require_non_null(seq_ids, "seq_ids");
+}
 
 }  // namespace
+
+struct llmkit_kv_cache {
+    attention::kv_cache impl;
+};
+
+struct llmkit_paged_kv_cache {
+    attention::paged_kv_cache impl;
+};
 
 extern "C" {
 
@@ -82,6 +139,200 @@ llmkit_status llmkit_kv_cache_bytes(uint64_t *out, int64_t n_layers, int64_t n_k
         capi::require_non_null(out, "out");
         *out = 0;
         *out = attention::kv_cache_bytes(n_layers, n_kv_heads, head_dim, dtype_bytes, context, batch);
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The contiguous KV cache.
+
+llmkit_status llmkit_kv_cache_create(llmkit_kv_cache **out, const llmkit_kv_cache_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = nullptr;
+        capi::require_non_null(options, "options");
+        const auto o = capi::read_options(options, k_kv_cache_defaults, "options");
+        auto c = std::unique_ptr<llmkit_kv_cache>(new llmkit_kv_cache{attention::kv_cache(
+            o.n_layers, o.n_kv_heads, o.head_dim, o.capacity, o.max_sequences, kv_dtype_of(o.dtype))});
+        *out = c.release();
+    });
+}
+
+void llmkit_kv_cache_free(llmkit_kv_cache *cache) { delete cache; }
+
+llmkit_status llmkit_kv_cache_seq_new(llmkit_kv_cache *cache, int32_t *seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(seq, "seq");
+        *seq = cache->impl.seq_new();
+    });
+}
+
+llmkit_status llmkit_kv_cache_seq_fork(llmkit_kv_cache *cache, int32_t src, int32_t *seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(seq, "seq");
+        *seq = cache->impl.seq_fork(src);
+    });
+}
+
+llmkit_status llmkit_kv_cache_seq_free(llmkit_kv_cache *cache, int32_t seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        cache->impl.seq_free(seq);
+    });
+}
+
+llmkit_status llmkit_kv_cache_seq_length(const llmkit_kv_cache *cache, int32_t seq, int32_t layer, int64_t *length) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(length, "length");
+        *length = cache->impl.length(seq, layer);
+    });
+}
+
+llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t layer, int32_t seq, const llmkit_tensor *k,
+                                     const llmkit_tensor *v) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), core::tensor_view::from(v, "v"));
+    });
+}
+
+llmkit_status llmkit_kv_cache_attention(const llmkit_kv_cache *cache, int32_t layer, const llmkit_tensor *q,
+                                        const int32_t *seq_ids, int64_t n_seqs, const llmkit_tensor *out,
+                                        const llmkit_kv_attention_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        const auto tq = core::tensor_view::from(q, "q");
+        const auto to = core::tensor_view::from(out, "out");
+        check_seq_ids(seq_ids, n_seqs);
+        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq));
+    });
+}
+
+llmkit_status llmkit_kv_cache_memory_bytes(const llmkit_kv_cache *cache, uint64_t *bytes) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(bytes, "bytes");
+        *bytes = cache->impl.memory_bytes();
+    });
+}
+
+// ---------------------------------------------------------------------------
+// The paged KV cache.
+
+llmkit_status llmkit_paged_kv_cache_create(llmkit_paged_kv_cache **out, const llmkit_paged_kv_cache_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = nullptr;
+        capi::require_non_null(options, "options");
+        const auto o = capi::read_options(options, k_paged_defaults, "options");
+        if (o.max_blocks_per_seq < 0)
+            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.max_blocks_per_seq must be >= 0 (0 = n_blocks), got ",
+                 o.max_blocks_per_seq);
+        const int64_t per_seq = o.max_blocks_per_seq > 0 ? o.max_blocks_per_seq : o.n_blocks;
+        auto c = std::unique_ptr<llmkit_paged_kv_cache>(new llmkit_paged_kv_cache{
+            attention::paged_kv_cache(o.n_layers, o.n_kv_heads, o.head_dim, o.block_size, o.n_blocks,
+                                      o.max_sequences, per_seq, kv_dtype_of(o.dtype))});
+        *out = c.release();
+    });
+}
+
+void llmkit_paged_kv_cache_free(llmkit_paged_kv_cache *cache) { delete cache; }
+
+llmkit_status llmkit_paged_kv_cache_seq_new(llmkit_paged_kv_cache *cache, int32_t *seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(seq, "seq");
+        *seq = cache->impl.seq_new();
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_seq_fork(llmkit_paged_kv_cache *cache, int32_t src, int32_t *seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(seq, "seq");
+        *seq = cache->impl.seq_fork(src);
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *cache, int32_t seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        cache->impl.seq_free(seq);
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_seq_length(const llmkit_paged_kv_cache *cache, int32_t seq, int32_t layer,
+                                               int64_t *length) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(length, "length");
+        *length = cache->impl.length(seq, layer);
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_seq_block_table(const llmkit_paged_kv_cache *cache, int32_t seq, int32_t *buf,
+                                                    int64_t capacity, int64_t *needed) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(needed, "needed");
+        const auto &t = cache->impl.block_table(seq);
+        *needed = int64_t(t.size());
+        if (!buf) return;
+        if (capacity < int64_t(t.size()))
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "buf holds ", capacity, " entries; the block table has ", t.size());
+        std::copy(t.begin(), t.end(), buf);
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_append(llmkit_paged_kv_cache *cache, int32_t layer, int32_t seq,
+                                           const llmkit_tensor *k, const llmkit_tensor *v) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), core::tensor_view::from(v, "v"));
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_attention(const llmkit_paged_kv_cache *cache, int32_t layer,
+                                              const llmkit_tensor *q, const int32_t *seq_ids, int64_t n_seqs,
+                                              const llmkit_tensor *out, const llmkit_kv_attention_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        const auto tq = core::tensor_view::from(q, "q");
+        const auto to = core::tensor_view::from(out, "out");
+        check_seq_ids(seq_ids, n_seqs);
+        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq));
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_attention_tables(const llmkit_paged_kv_cache *cache, int32_t layer,
+                                                     const llmkit_tensor *q, const llmkit_tensor *block_tables,
+                                                     const llmkit_tensor *seq_lens, const llmkit_tensor *out,
+                                                     const llmkit_kv_attention_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        const auto tq = core::tensor_view::from(q, "q");
+        const auto to = core::tensor_view::from(out, "out");
+        const auto tb = core::tensor_view::from(block_tables, "block_tables");
+        const auto tl = core::tensor_view::from(seq_lens, "seq_lens");
+        cache->impl.attention_tables(layer, tq, tb, tl, to, kv_params(options, tq));
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_memory_bytes(const llmkit_paged_kv_cache *cache, uint64_t *used, uint64_t *pool) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        if (used) *used = cache->impl.memory_bytes();
+        if (pool) *pool = cache->impl.pool_bytes();
+    });
+}
+
+llmkit_status llmkit_paged_kv_cache_free_blocks(const llmkit_paged_kv_cache *cache, int64_t *n_free) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(n_free, "n_free");
+        *n_free = cache->impl.free_blocks();
     });
 }
 

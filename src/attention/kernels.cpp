@@ -71,8 +71,13 @@ void f32_to_half_generic(uint16_t *dst, const float *src, int64_t n, bool is_bf1
         for (int64_t i = 0; i < n; ++i) dst[i] = core::f32_to_f16(src[i]);
 }
 
+void i8_to_f32_generic(float *dst, const int8_t *src, int64_t rows, int64_t D, const float *scales) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t d = 0; d < D; ++d) dst[r * D + d] = float(src[r * D + d]) * scales[r];
+}
+
 const kernels k_generic = {"generic", gemm_generic, dots_generic, softmax_tile_generic, half_to_f32_generic,
-                           f32_to_half_generic};
+                           f32_to_half_generic, i8_to_f32_generic};
 
 }  // namespace
 

@@ -23,6 +23,8 @@ struct kernels {
     void (*half_to_f32)(float *dst, const uint16_t *src, int64_t n, bool is_bf16);
     // dst[i] = src[i] rounded to nearest even: bf16 when is_bf16, else IEEE fp16.
     void (*f32_to_half)(uint16_t *dst, const float *src, int64_t n, bool is_bf16);
+    // dst[r*D + d] = float(src[r*D + d]) * scales[r] for `rows` int8 rows of D (KV-cache dequantisation).
+    void (*i8_to_f32)(float *dst, const int8_t *src, int64_t rows, int64_t D, const float *scales);
 };
 
 const kernels &generic_kernels();

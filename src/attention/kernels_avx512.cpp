@@ -211,8 +211,28 @@ __attribute__((target("avx512f"))) void f32_to_half_avx512(uint16_t *dst, const 
     }
 }
 
+__attribute__((target("avx512f"))) void i8_to_f32_avx512(float *dst, const int8_t *src, int64_t rows, int64_t D,
+                                                         const float *scales) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const __m512 s = _mm512_set1_ps(scales[r]);
+        for (int64_t d = 0; d < D; d += 16) {
+            const int w = int(D - d < 16 ? D - d : 16);
+            __m128i b;
+            if (w == 16) {
+                b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + r * D + d));
+            } else {  // a masked 8-bit load needs AVX512BW: copy the tail instead
+                int8_t tmp[16] = {};
+                for (int t = 0; t < w; ++t) tmp[t] = src[r * D + d + t];
+                b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(tmp));
+            }
+            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), s);
+            _mm512_mask_storeu_ps(dst + r * D + d, tail_mask(w), f);
+        }
+    }
+}
+
 const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx512, half_to_f32_avx512,
-                          f32_to_half_avx512};
+                          f32_to_half_avx512, i8_to_f32_avx512};
 
 }  // namespace
 

@@ -1,0 +1,280 @@
+// The block storage shared by the KV caches, and the contiguous cache.
+#include "attention/kv_cache.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace llmkit::attention {
+
+using core::dtype;
+using core::fail;
+using core::tensor_view;
+
+namespace {
+
+constexpr int64_t k_max_head_dim = 256;
+
+// a * b, or an OUT_OF_RANGE error naming `what` when it passes 2^62.
+int64_t mul_checked(int64_t a, int64_t b, const char *what) {
+    constexpr int64_t limit = int64_t(1) << 62;
+    if (a != 0 && b > limit / a) fail(LLMKIT_ERROR_OUT_OF_RANGE, what, " overflows: the cache would be too large");
+    return a * b;
+}
+
+void require_positive(int64_t x, const char *what) {
+    if (x <= 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, what, " must be > 0, got ", x);
+}
+
+// A sequence-slot count: positive and an int32 id each.
+int64_t checked_slots(int64_t n) {
+    if (n <= 0 || n > std::numeric_limits<int32_t>::max())
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "max_sequences must be in 1..INT32_MAX, got ", n);
+    return n;
+}
+
+void require_host(const tensor_view &t) {
+    if (!t.on_host())
+        fail(LLMKIT_ERROR_UNSUPPORTED, t.name, ": the KV caches live in host memory and take host tensors only");
+}
+
+}  // namespace
+
+const char *kv_dtype_name(kv_dtype t) {
+    switch (t) {
+    case kv_dtype::f32: return "float32";
+    case kv_dtype::bf16: return "bfloat16";
+    case kv_dtype::f16: return "float16";
+    case kv_dtype::i8: return "int8";
+    }
+    return "?";
+}
+
+int64_t kv_dtype_bytes(kv_dtype t) { return t == kv_dtype::f32 ? 4 : t == kv_dtype::i8 ? 1 : 2; }
+
+tensor_view rows_view(const tensor_view &t) {
+    if (t.ndim == 4 && t.shape[0] == 1) {  // [1, S, Hkv, D]: drop the batch axis
+        tensor_view r = t;
+        r.ndim = 3;
+        for (int i = 0; i < 3; ++i) r.shape[i] = t.shape[i + 1], r.strides[i] = t.strides[i + 1];
+        return r;
+    }
+    if (t.ndim != 3)
+        fail(LLMKIT_ERROR_SHAPE, t.name, ": expected [tokens, kv_heads, head_dim] (or [1, tokens, kv_heads, head_dim]), got shape ",
+             t.shape_string());
+    return t;
+}
+
+void check_seq(const std::vector<bool> &live, int32_t seq, const char *what) {
+    if (seq < 0 || size_t(seq) >= live.size() || !live[size_t(seq)])
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, what, " = ", seq, " is not a live sequence of this cache (ids are 0..",
+             int64_t(live.size()) - 1, "; create one with seq_new or seq_fork)");
+}
+
+block_storage::block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
+                             int64_t n_blocks, kv_dtype type)
+    : n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), block_size_(block_size),
+      n_blocks_(n_blocks), type_(type), es_(kv_dtype_bytes(type)) {
+    require_positive(n_layers, "n_layers");
+    require_positive(n_kv_heads, "n_kv_heads");
+    require_positive(head_dim, "head_dim");
+    require_positive(block_size, "block size (capacity)");
+    require_positive(n_blocks, "block count (sequences)");
+    if (head_dim > k_max_head_dim)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "head_dim = ", head_dim, " exceeds the supported maximum of ", k_max_head_dim);
+    if (int(type) < 0 || int(type) > 3) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "dtype = ", int(type), " is not a KV-cache dtype");
+    const int64_t rows = mul_checked(mul_checked(n_blocks, n_kv_heads, "blocks * heads"), block_size, "rows");
+    layer_elems_ = mul_checked(rows, head_dim, "elements per layer");
+    const int64_t elems = mul_checked(layer_elems_, n_layers, "elements");
+    const int64_t bytes = mul_checked(elems, es_, "bytes");
+    if (uint64_t(bytes) > uint64_t(std::numeric_limits<size_t>::max()) / 2)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "the cache would need ", bytes, " bytes each for K and V");
+    k_.resize(size_t(bytes));
+    v_.resize(size_t(bytes));
+    if (type == kv_dtype::i8) {
+        k_scale_.resize(size_t(rows * n_layers));
+        v_scale_.resize(size_t(rows * n_layers));
+    }
+    const uint64_t row_bytes = uint64_t(head_dim * es_) + (type == kv_dtype::i8 ? 4 : 0);
+    block_bytes_ = 2 * uint64_t(n_layers * n_kv_heads * block_size) * row_bytes;
+}
+
+int64_t block_storage::check_rows(const tensor_view &k, const tensor_view &v) const {
+    for (const tensor_view *t : {&k, &v}) {
+        require_host(*t);
+        if (t->type != dtype::f32 && t->type != dtype::bf16 && t->type != dtype::f16)
+            fail(LLMKIT_ERROR_DTYPE, t->name, ": dtype ", core::dtype_name(t->type), " is not float32, bfloat16 or float16");
+        if (t->ndim != 3 || t->shape[1] != n_kv_heads_ || t->shape[2] != head_dim_)
+            fail(LLMKIT_ERROR_SHAPE, t->name, ": shape ", t->shape_string(), " must be [tokens, ", n_kv_heads_, ", ",
+                 head_dim_, "] (this cache's kv heads and head_dim)");
+        if (t->shape[2] > 1 && t->strides[2] != 1)
+            fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis must have stride 1, got stride ", t->strides[2]);
+    }
+    if (k.type != v.type)
+        fail(LLMKIT_ERROR_DTYPE, "v: dtype ", core::dtype_name(v.type), " differs from k's ", core::dtype_name(k.type));
+    if (k.shape[0] != v.shape[0])
+        fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(), " hold different token counts");
+    // Non-finite values would poison every later query (and int8 scales):
+    // refuse them before anything is written.
+    std::vector<float> row(static_cast<size_t>(head_dim_));
+    for (const tensor_view *t : {&k, &v})
+        for (int64_t s = 0; s < t->shape[0]; ++s)
+            for (int64_t h = 0; h < n_kv_heads_; ++h) {
+                core::load_floats(row.data(), t->data + (s * t->strides[0] + h * t->strides[1]) * int64_t(t->elem_size),
+                                  head_dim_, 1, t->type);
+                for (int64_t d = 0; d < head_dim_; ++d)
+                    if (!std::isfinite(row[size_t(d)]))
+                        fail(LLMKIT_ERROR_NON_FINITE, t->name, "[", s, ", ", h, ", ", d, "] = ", row[size_t(d)],
+                             " is not finite; nothing was appended");
+            }
+    return k.shape[0];
+}
+
+void block_storage::write(int64_t layer, int64_t block, int64_t row, const tensor_view &k, const tensor_view &v,
+                          int64_t from, int64_t n) {
+    std::vector<float> x(static_cast<size_t>(head_dim_));
+    const int64_t D = head_dim_;
+    for (int kv = 0; kv < 2; ++kv) {
+        const tensor_view &t = kv == 0 ? k : v;
+        char *base = (kv == 0 ? k_ : v_).data() + layer * layer_elems_ * es_;
+        float *scales = type_ == kv_dtype::i8 ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * (layer_elems_ / D) : nullptr;
+        for (int64_t s = 0; s < n; ++s)
+            for (int64_t h = 0; h < n_kv_heads_; ++h) {
+                core::load_floats(x.data(), t.data + ((from + s) * t.strides[0] + h * t.strides[1]) * int64_t(t.elem_size),
+                                  D, 1, t.type);
+                const int64_t r = (block * n_kv_heads_ + h) * block_size_ + row + s;  // row index in the layer
+                char *dst = base + r * D * es_;
+                switch (type_) {
+                case kv_dtype::f32: std::memcpy(dst, x.data(), size_t(D) * 4); break;
+                case kv_dtype::bf16:
+                case kv_dtype::f16:
+                    for (int64_t d = 0; d < D; ++d) {
+                        const uint16_t u = type_ == kv_dtype::bf16 ? core::f32_to_bf16(x[size_t(d)]) : core::f32_to_f16(x[size_t(d)]);
+                        std::memcpy(dst + d * 2, &u, 2);
+                    }
+                    break;
+                case kv_dtype::i8: {
+                    // Symmetric per token and head: scale = absmax / 127, q = round(x / scale).
+                    float amax = 0.0f;
+                    for (float e : x) amax = std::max(amax, std::fabs(e));
+                    const float scale = amax / 127.0f;
+                    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+                    for (int64_t d = 0; d < D; ++d) {
+                        const float qv = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[size_t(d)] * inv)));
+                        dst[d] = char(int8_t(qv));
+                    }
+                    scales[r] = scale;
+                    break;
+                }
+                }
+            }
+    }
+}
+
+void block_storage::copy_rows(int64_t dst, int64_t src, int64_t n) {
+    if (dst == src || n <= 0) return;
+    const int64_t D = head_dim_;
+    for (int64_t l = 0; l < n_layers_; ++l)
+        for (int64_t h = 0; h < n_kv_heads_; ++h) {
+            const int64_t rd = l * (layer_elems_ / D) + (dst * n_kv_heads_ + h) * block_size_;
+            const int64_t rs = l * (layer_elems_ / D) + (src * n_kv_heads_ + h) * block_size_;
+            for (auto *buf : {&k_, &v_}) std::memcpy(buf->data() + rd * D * es_, buf->data() + rs * D * es_, size_t(n * D * es_));
+            if (type_ == kv_dtype::i8)
+                for (auto *sc : {&k_scale_, &v_scale_}) std::memcpy(sc->data() + rd, sc->data() + rs, size_t(n) * 4);
+        }
+}
+
+void block_storage::copy_block(int64_t dst, int64_t src) { copy_rows(dst, src, block_size_); }
+
+cache_layer_view block_storage::layer(int64_t l) const {
+    cache_layer_view c;
+    c.type = type_;
+    c.n_kv_heads = n_kv_heads_;
+    c.head_dim = head_dim_;
+    c.block_size = block_size_;
+    c.n_blocks = n_blocks_;
+    c.k = k_.data() + l * layer_elems_ * es_;
+    c.v = v_.data() + l * layer_elems_ * es_;
+    if (type_ == kv_dtype::i8) {
+        c.k_scale = k_scale_.data() + l * (layer_elems_ / head_dim_);
+        c.v_scale = v_scale_.data() + l * (layer_elems_ / head_dim_);
+    }
+    return c;
+}
+
+// ---------------------------------------------------------------------------
+// The contiguous cache.
+
+kv_cache::kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity, int64_t max_sequences,
+                   kv_dtype type)
+    : store_(n_layers, n_kv_heads, head_dim, capacity, checked_slots(max_sequences), type),
+      live_(size_t(max_sequences), false),
+      len_(size_t(max_sequences), std::vector<int64_t>(size_t(n_layers), 0)),
+      slot_ids_(size_t(max_sequences)) {
+    for (size_t s = 0; s < slot_ids_.size(); ++s) slot_ids_[s] = int32_t(s);
+}
+
+int32_t kv_cache::seq_new() {
+    const auto it = std::find(live_.begin(), live_.end(), false);
+    if (it == live_.end())
+        fail(LLMKIT_ERROR_OUT_OF_MEMORY, "all ", live_.size(), " sequence slots of this KV cache are in use (free one first)");
+    const size_t s = size_t(it - live_.begin());
+    live_[s] = true;
+    std::fill(len_[s].begin(), len_[s].end(), 0);
+    return int32_t(s);
+}
+
+int32_t kv_cache::seq_fork(int32_t src) {
+    check_seq(live_, src, "src");
+    const int32_t dst = seq_new();
+    const int64_t n = *std::max_element(len_[size_t(src)].begin(), len_[size_t(src)].end());
+    store_.copy_rows(dst, src, n);
+    len_[size_t(dst)] = len_[size_t(src)];
+    return dst;
+}
+
+void kv_cache::seq_free(int32_t seq) {
+    check_seq(live_, seq, "seq");
+    live_[size_t(seq)] = false;
+}
+
+int64_t kv_cache::length(int32_t seq, int32_t layer) const {
+    check_seq(live_, seq, "seq");
+    if (layer < -1 || layer >= store_.n_layers())
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "layer = ", layer, " is outside 0..", store_.n_layers() - 1, " (or -1 for the largest)");
+    const auto &l = len_[size_t(seq)];
+    return layer < 0 ? *std::max_element(l.begin(), l.end()) : l[size_t(layer)];
+}
+
+void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view &v_in) {
+    if (layer < 0 || layer >= store_.n_layers())
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "layer = ", layer, " is outside 0..", store_.n_layers() - 1);
+    check_seq(live_, seq, "seq");
+    const tensor_view k = rows_view(k_in), v = rows_view(v_in);
+    const int64_t n = store_.check_rows(k, v);
+    int64_t &len = len_[size_t(seq)][size_t(layer)];
+    if (n > capacity() - len)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "sequence ", seq, " holds ", len, " tokens in layer ", layer, "; appending ", n,
+             " more would pass the cache's capacity of ", capacity());
+    store_.write(layer, seq, len, k, v, 0, n);
+    len += n;
+}
+
+void kv_cache::attention(int32_t layer, const tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
+                         const tensor_view &out, const cache_attention_params &p) const {
+    if (layer < 0 || layer >= store_.n_layers())
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "layer = ", layer, " is outside 0..", store_.n_layers() - 1);
+    std::vector<cache_seq> seqs(static_cast<size_t>(n_seqs));
+    for (int64_t b = 0; b < n_seqs; ++b) {
+        const int32_t s = seq_ids[b];
+        if (s < 0 || size_t(s) >= live_.size() || !live_[size_t(s)])
+            fail(LLMKIT_ERROR_OUT_OF_RANGE, "seq_ids[", b, "] = ", s, " is not a live sequence of this cache");
+        seqs[size_t(b)] = {&slot_ids_[size_t(s)], 1, len_[size_t(s)][size_t(layer)]};
+    }
+    cache_attention(store_.layer(layer), seqs.data(), n_seqs, q, out, p);
+}
+
+uint64_t kv_cache::memory_bytes() const { return store_.block_bytes() * uint64_t(store_.n_blocks()); }
+
+}  // namespace llmkit::attention

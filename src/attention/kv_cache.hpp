@@ -1,0 +1,134 @@
+// KV caches of the attention block.
+//
+// Both caches keep K and V in the same block-structured storage: block b of
+// layer l holds, for each kv head h, `block_size` consecutive token rows of
+// head_dim elements ([layer][block][head][token][dim], one array for K and one
+// for V), plus a float32 scale per row when the elements are int8. A sequence
+// is a list of block ids (its block table): token j lives in block
+// table[j / block_size], row j % block_size.
+//
+// - kv_cache (this file) is the contiguous cache: one block per sequence slot,
+//   of `capacity` tokens, so a sequence's rows of one head are one run.
+// - paged_kv_cache (paged_kv_cache.hpp) shares a pool of small blocks between
+//   sequences, vLLM-style, with reference counts for fork / copy-on-write.
+//
+// One attention kernel (cache_attention) reads both through the block table,
+// converting (or dequantizing) K/V rows tile by tile as it walks them, so the
+// two caches give bit-identical results.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/tensor.hpp"
+
+namespace llmkit::attention {
+
+struct kernels;
+
+enum class kv_dtype { f32 = 0, bf16 = 1, f16 = 2, i8 = 3 };
+
+const char *kv_dtype_name(kv_dtype t);
+int64_t kv_dtype_bytes(kv_dtype t);
+
+// One layer of a block-structured cache, as the kernel sees it.
+struct cache_layer_view {
+    kv_dtype type = kv_dtype::f32;
+    int64_t n_kv_heads = 0, head_dim = 0, block_size = 0, n_blocks = 0;
+    const char *k = nullptr, *v = nullptr;              // [block][head][token][dim]
+    const float *k_scale = nullptr, *v_scale = nullptr;  // [block][head][token], int8 only
+};
+
+// One sequence: its block table and how many tokens it holds.
+struct cache_seq {
+    const int32_t *blocks = nullptr;
+    int64_t n_blocks = 0;
+    int64_t length = 0;
+};
+
+struct cache_attention_params {
+    bool causal = true;
+    int64_t window = 0;
+    float softcap = 0.0f;
+    float scale = 0.0f;                   // 0 = 1/sqrt(D)
+    const float *alibi_slopes = nullptr;  // Hq values or null
+    const float *sinks = nullptr;         // Hq logits or null
+    int n_threads = 0;
+    int64_t split_keys = 0;               // keys per split-KV part; 0 = automatic
+    const kernels *kernel_set = nullptr;  // null = the best for this CPU
+};
+
+// Attention of q [B, Sq, Hq, D] (the last Sq tokens of each sequence) over
+// the cached keys of seqs[b], out [B, Sq, Hq, D] of q's dtype. Validates the
+// tensors against the layer; block ids must already be checked.
+void cache_attention(const cache_layer_view &layer, const cache_seq *seqs, int64_t n_seqs, const core::tensor_view &q,
+                     const core::tensor_view &out, const cache_attention_params &p);
+
+// The storage both caches share (see the top of this file).
+class block_storage {
+public:
+    block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int64_t n_blocks,
+                  kv_dtype type);
+
+    int64_t n_layers() const { return n_layers_; }
+    int64_t n_kv_heads() const { return n_kv_heads_; }
+    int64_t head_dim() const { return head_dim_; }
+    int64_t block_size() const { return block_size_; }
+    int64_t n_blocks() const { return n_blocks_; }
+    kv_dtype type() const { return type_; }
+    // Bytes of one block over all layers: K, V and the int8 scales.
+    uint64_t block_bytes() const { return block_bytes_; }
+
+    // Checks k and v ([S, Hkv, D], a float dtype, unit stride on D, finite)
+    // against this storage; returns S.
+    int64_t check_rows(const core::tensor_view &k, const core::tensor_view &v) const;
+    // Writes rows [from, from + n) of k and v to (layer, block, first row).
+    void write(int64_t layer, int64_t block, int64_t row, const core::tensor_view &k, const core::tensor_view &v,
+               int64_t from, int64_t n);
+    // Copies block src (every layer) over block dst.
+    void copy_block(int64_t dst, int64_t src);
+    // Copies the first n rows of block src over block dst, in every layer.
+    void copy_rows(int64_t dst, int64_t src, int64_t n);
+    cache_layer_view layer(int64_t l) const;
+
+private:
+    int64_t n_layers_, n_kv_heads_, head_dim_, block_size_, n_blocks_;
+    kv_dtype type_;
+    int64_t es_;
+    uint64_t block_bytes_;
+    int64_t layer_elems_;  // elements of K (or V) per layer
+    std::vector<char> k_, v_;
+    std::vector<float> k_scale_, v_scale_;
+};
+
+// Sequence ids shared by both caches: slots 0..max-1, each live or not.
+void check_seq(const std::vector<bool> &live, int32_t seq, const char *what);
+// The [S, Hkv, D] view of a K or V argument given as [S, Hkv, D] or [1, S, Hkv, D].
+core::tensor_view rows_view(const core::tensor_view &t);
+
+// The contiguous cache: max_sequences slots of `capacity` tokens each.
+class kv_cache {
+public:
+    kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity, int64_t max_sequences,
+             kv_dtype type);
+
+    int32_t seq_new();
+    int32_t seq_fork(int32_t src);  // a copy (this cache shares nothing)
+    void seq_free(int32_t seq);
+    int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
+    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v);
+    void attention(int32_t layer, const core::tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
+                   const core::tensor_view &out, const cache_attention_params &p) const;
+    uint64_t memory_bytes() const;
+    int64_t capacity() const { return store_.block_size(); }
+    const block_storage &storage() const { return store_; }
+
+private:
+    block_storage store_;
+    std::vector<bool> live_;
+    std::vector<std::vector<int64_t>> len_;  // [seq][layer]
+    std::vector<int32_t> slot_ids_;          // slot_ids_[s] = s, the one-block tables
+};
+
+}  // namespace llmkit::attention

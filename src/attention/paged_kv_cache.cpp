@@ -1,0 +1,209 @@
+// The paged KV cache: block tables, a free list and reference counts over the
+// block storage of kv_cache.hpp.
+#include "attention/paged_kv_cache.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+namespace llmkit::attention {
+
+using core::dtype;
+using core::fail;
+using core::tensor_view;
+
+namespace {
+
+// Block ids are int32 (the type of block tables).
+int64_t checked_block_count(int64_t n) {
+    if (n > std::numeric_limits<int32_t>::max())
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "n_blocks = ", n, " exceeds INT32_MAX (block ids are int32)");
+    return n;
+}
+
+}  // namespace
+
+paged_kv_cache::paged_kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
+                               int64_t n_blocks, int64_t max_sequences, int64_t max_blocks_per_seq, kv_dtype type)
+    : store_(n_layers, n_kv_heads, head_dim, block_size, checked_block_count(n_blocks), type),
+      max_blocks_per_seq_(max_blocks_per_seq) {
+    if (max_sequences <= 0 || max_sequences > std::numeric_limits<int32_t>::max())
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "max_sequences must be in 1..INT32_MAX, got ", max_sequences);
+    if (max_blocks_per_seq <= 0)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "the longest sequence must hold at least one block, got ", max_blocks_per_seq,
+             " blocks");
+    free_.resize(size_t(n_blocks));
+    for (int64_t i = 0; i < n_blocks; ++i) free_[size_t(i)] = int32_t(n_blocks - 1 - i);  // hand out 0, 1, 2, ...
+    refs_.assign(size_t(n_blocks), 0);
+    live_.assign(size_t(max_sequences), false);
+    tables_.resize(size_t(max_sequences));
+    len_.assign(size_t(max_sequences), std::vector<int64_t>(size_t(n_layers), 0));
+}
+
+int32_t paged_kv_cache::take_block() {
+    const int32_t b = free_.back();
+    free_.pop_back();
+    refs_[size_t(b)] = 1;
+    return b;
+}
+
+void paged_kv_cache::release_block(int32_t b) {
+    if (--refs_[size_t(b)] == 0) free_.push_back(b);
+}
+
+void paged_kv_cache::check_layer(int32_t layer) const {
+    if (layer < 0 || layer >= store_.n_layers())
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "layer = ", layer, " is outside 0..", store_.n_layers() - 1);
+}
+
+int32_t paged_kv_cache::seq_new() {
+    const auto it = std::find(live_.begin(), live_.end(), false);
+    if (it == live_.end())
+        fail(LLMKIT_ERROR_OUT_OF_MEMORY, "all ", live_.size(), " sequence slots of this paged KV cache are in use (free one first)");
+    const size_t s = size_t(it - live_.begin());
+    live_[s] = true;
+    tables_[s].clear();
+    std::fill(len_[s].begin(), len_[s].end(), 0);
+    return int32_t(s);
+}
+
+int32_t paged_kv_cache::seq_fork(int32_t src) {
+    check_seq(live_, src, "src");
+    const int32_t dst = seq_new();
+    tables_[size_t(dst)] = tables_[size_t(src)];
+    for (int32_t b : tables_[size_t(dst)]) ++refs_[size_t(b)];
+    len_[size_t(dst)] = len_[size_t(src)];
+    return dst;
+}
+
+void paged_kv_cache::seq_free(int32_t seq) {
+    check_seq(live_, seq, "seq");
+    for (int32_t b : tables_[size_t(seq)]) release_block(b);
+    tables_[size_t(seq)].clear();
+    live_[size_t(seq)] = false;
+}
+
+int64_t paged_kv_cache::length(int32_t seq, int32_t layer) const {
+    check_seq(live_, seq, "seq");
+    if (layer < -1 || layer >= store_.n_layers())
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "layer = ", layer, " is outside 0..", store_.n_layers() - 1, " (or -1 for the largest)");
+    const auto &l = len_[size_t(seq)];
+    return layer < 0 ? *std::max_element(l.begin(), l.end()) : l[size_t(layer)];
+}
+
+const std::vector<int32_t> &paged_kv_cache::block_table(int32_t seq) const {
+    check_seq(live_, seq, "seq");
+    return tables_[size_t(seq)];
+}
+
+void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view &v_in) {
+    check_layer(layer);
+    check_seq(live_, seq, "seq");
+    const tensor_view k = rows_view(k_in), v = rows_view(v_in);
+    const int64_t n = store_.check_rows(k, v);
+    if (n == 0) return;
+    const int64_t bs = store_.block_size();
+    int64_t &len = len_[size_t(seq)][size_t(layer)];
+    std::vector<int32_t> &table = tables_[size_t(seq)];
+    if (n > max_seq_len() - len)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "sequence ", seq, " holds ", len, " tokens in layer ", layer, "; appending ", n,
+             " more would pass the longest sequence this cache allows (", max_seq_len(), " tokens = ", max_blocks_per_seq_,
+             " blocks of ", bs, ")");
+
+    // Blocks this append writes into: [first, last]. Those the table lacks are
+    // new; a shared one among those it has must be copied first. Count both
+    // before touching anything, so a full pool leaves the cache unchanged.
+    const int64_t first = len / bs, last = (len + n - 1) / bs;
+    int64_t needed = std::max<int64_t>(0, last + 1 - int64_t(table.size()));
+    for (int64_t i = first; i < std::min<int64_t>(last + 1, int64_t(table.size())); ++i)
+        if (refs_[size_t(table[size_t(i)])] > 1) ++needed;
+    if (needed > free_blocks())
+        fail(LLMKIT_ERROR_OUT_OF_MEMORY, "the paged KV cache's pool is exhausted: appending ", n, " tokens to sequence ", seq,
+             " needs ", needed, " free blocks, ", free_blocks(), " of ", store_.n_blocks(),
+             " are left (free a sequence or make a larger pool)");
+
+    for (int64_t i = first; i < std::min<int64_t>(last + 1, int64_t(table.size())); ++i) {
+        const int32_t old = table[size_t(i)];
+        if (refs_[size_t(old)] > 1) {  // copy-on-write: the other holders keep `old`
+            const int32_t fresh = take_block();
+            store_.copy_block(fresh, old);
+            release_block(old);
+            table[size_t(i)] = fresh;
+        }
+    }
+    while (int64_t(table.size()) <= last) table.push_back(take_block());
+
+    for (int64_t done = 0; done < n;) {
+        const int64_t pos = len + done, row = pos % bs, take = std::min(n - done, bs - row);
+        store_.write(layer, table[size_t(pos / bs)], row, k, v, done, take);
+        done += take;
+    }
+    len += n;
+}
+
+void paged_kv_cache::attention(int32_t layer, const tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
+                               const tensor_view &out, const cache_attention_params &p) const {
+    check_layer(layer);
+    std::vector<cache_seq> seqs(static_cast<size_t>(n_seqs));
+    for (int64_t b = 0; b < n_seqs; ++b) {
+        const int32_t s = seq_ids[b];
+        if (s < 0 || size_t(s) >= live_.size() || !live_[size_t(s)])
+            fail(LLMKIT_ERROR_OUT_OF_RANGE, "seq_ids[", b, "] = ", s, " is not a live sequence of this cache");
+        const auto &t = tables_[size_t(s)];
+        seqs[size_t(b)] = {t.data(), int64_t(t.size()), len_[size_t(s)][size_t(layer)]};
+    }
+    cache_attention(store_.layer(layer), seqs.data(), n_seqs, q, out, p);
+}
+
+void paged_kv_cache::attention_tables(int32_t layer, const tensor_view &q, const tensor_view &tables,
+                                      const tensor_view &lens, const tensor_view &out,
+                                      const cache_attention_params &p) const {
+    check_layer(layer);
+    for (const tensor_view *t : {&tables, &lens})
+        if (!t->on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": block tables and lengths must be in host memory");
+    if (tables.type != dtype::i32)
+        fail(LLMKIT_ERROR_DTYPE, tables.name, ": dtype ", core::dtype_name(tables.type), " is not int32");
+    if (lens.type != dtype::i32 && lens.type != dtype::i64)
+        fail(LLMKIT_ERROR_DTYPE, lens.name, ": dtype ", core::dtype_name(lens.type), " is not int32 or int64");
+    const int64_t B = q.ndim == 4 ? q.shape[0] : -1;
+    if (tables.ndim != 2 || tables.shape[0] != B)
+        fail(LLMKIT_ERROR_SHAPE, tables.name, ": shape ", tables.shape_string(), " must be [batch, max_blocks] with batch = ",
+             B, " (q's first axis)");
+    if (lens.ndim != 1 || lens.shape[0] != B)
+        fail(LLMKIT_ERROR_SHAPE, lens.name, ": shape ", lens.shape_string(), " must be [", B, "]");
+    const int64_t bs = store_.block_size(), nb = store_.n_blocks(), width = tables.shape[1];
+    // The kernel reads table rows through a pointer: make each row compact.
+    std::vector<int32_t> ids(static_cast<size_t>(B * width));
+    std::vector<cache_seq> seqs(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+        const char *lp = lens.data + b * lens.strides[0] * int64_t(lens.elem_size);
+        int64_t len;
+        if (lens.type == dtype::i32) {
+            int32_t x;
+            std::memcpy(&x, lp, 4);
+            len = x;
+        } else {
+            std::memcpy(&len, lp, 8);
+        }
+        if (len < 0 || len > width * bs)
+            fail(LLMKIT_ERROR_OUT_OF_RANGE, lens.name, "[", b, "] = ", len, " is outside 0..", width * bs,
+                 " (the table's ", width, " blocks of ", bs, " tokens)");
+        const int64_t used = (len + bs - 1) / bs;
+        for (int64_t i = 0; i < used; ++i) {
+            int32_t id;
+            std::memcpy(&id, tables.data + (b * tables.strides[0] + i * tables.strides[1]) * 4, 4);
+            if (id < 0 || id >= nb)
+                fail(LLMKIT_ERROR_OUT_OF_RANGE, tables.name, "[", b, ", ", i, "] = ", id,
+                     " points outside the pool (block ids are 0..", nb - 1, ")");
+            ids[size_t(b * width + i)] = id;
+        }
+        seqs[size_t(b)] = {ids.data() + b * width, used, len};
+    }
+    cache_attention(store_.layer(layer), seqs.data(), B, q, out, p);
+}
+
+uint64_t paged_kv_cache::memory_bytes() const {
+    return store_.block_bytes() * uint64_t(store_.n_blocks() - free_blocks());
+}
+
+}  // namespace llmkit::attention

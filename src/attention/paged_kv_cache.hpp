@@ -1,0 +1,56 @@
+// The paged KV cache: a pool of fixed-size blocks (block_size tokens each, all
+// layers) shared by the sequences, as in vLLM and FlashInfer. Each sequence
+// owns a block table; a free list hands out blocks; reference counts let a
+// forked sequence share its parent's blocks until one of them writes into a
+// shared block, which is then copied first (copy-on-write). Only the last,
+// partially filled block can ever be written again, so that is the only one a
+// fork ever copies.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "attention/kv_cache.hpp"
+
+namespace llmkit::attention {
+
+class paged_kv_cache {
+public:
+    paged_kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int64_t n_blocks,
+                   int64_t max_sequences, int64_t max_blocks_per_seq, kv_dtype type);
+
+    int32_t seq_new();
+    int32_t seq_fork(int32_t src);  // shares every block of src
+    void seq_free(int32_t seq);
+    int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
+    const std::vector<int32_t> &block_table(int32_t seq) const;
+    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v);
+    void attention(int32_t layer, const core::tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
+                   const core::tensor_view &out, const cache_attention_params &p) const;
+    // With caller-made block tables: block_tables [B, max_blocks] int32, seq_lens [B] int32 or int64.
+    void attention_tables(int32_t layer, const core::tensor_view &q, const core::tensor_view &block_tables,
+                          const core::tensor_view &seq_lens, const core::tensor_view &out,
+                          const cache_attention_params &p) const;
+
+    int64_t free_blocks() const { return int64_t(free_.size()); }
+    int64_t ref_count(int32_t block) const { return refs_[size_t(block)]; }
+    uint64_t memory_bytes() const;  // blocks in use
+    uint64_t pool_bytes() const { return store_.block_bytes() * uint64_t(store_.n_blocks()); }
+    int64_t max_seq_len() const { return max_blocks_per_seq_ * store_.block_size(); }
+    const block_storage &storage() const { return store_; }
+
+private:
+    int32_t take_block();
+    void release_block(int32_t b);
+    void check_layer(int32_t layer) const;
+
+    block_storage store_;
+    int64_t max_blocks_per_seq_;
+    std::vector<int32_t> free_;  // a stack of free block ids
+    std::vector<int32_t> refs_;  // per block: how many tables hold it
+    std::vector<bool> live_;
+    std::vector<std::vector<int32_t>> tables_;  // [seq] -> block ids
+    std::vector<std::vector<int64_t>> len_;     // [seq][layer]
+};
+
+}  // namespace llmkit::attention

@@ -1,0 +1,328 @@
+// KV caches (contiguous and paged, through the C ABI) against a float64
+// reference over the values the cache stores, on random N(0, 1) inputs:
+// MHA/GQA/MQA x head_dim {64, 80, 96, 128, 256} x cache dtype {f32, bf16,
+// f16, int8} x phase {prefill, chunked prefill, batched decode of different
+// lengths}; int8 also against the unquantised inputs with its own stated
+// tolerance; options (window, softcap, ALiBi, sinks); thread and batch
+// invariance; decode == prefill rows; and the contiguous cache's errors.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <string>
+
+#include "kv_helpers.hpp"
+
+using namespace attn_test;
+using namespace kv_test;
+
+namespace {
+
+struct heads {
+    int64_t hq, hkv;
+};
+const heads k_heads[] = {{4, 4}, {8, 2}, {4, 1}};  // MHA, GQA, MQA
+const int64_t k_dims[] = {64, 80, 96, 128, 256};
+const int32_t k_types[] = {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8};
+
+// fp32 accumulation against float64 over the same stored values (the int8
+// dequantisation x = q * scale is exact up to one float rounding).
+constexpr double k_abs = 4e-6, k_rel = 1e-5;
+// int8 against the unquantised inputs: each element is off by at most
+// absmax / 254 of its row; on N(0, 1) rows of 64..256 that moves outputs by
+// less than 0.03.
+constexpr double k_int8_abs = 0.03;
+
+enum class phase { prefill, chunked, decode };
+const char *phase_name(phase p) { return p == phase::prefill ? "prefill" : p == phase::chunked ? "chunked prefill" : "decode"; }
+
+// Builds sequences for a phase, runs attention, compares with the reference.
+void check_phase(bool paged, phase ph, const heads &h, int64_t D, int32_t type, const llmkit_kv_attention_options *o,
+                 const ref_options &ro, uint32_t seed) {
+    std::mt19937 rng(seed);
+    cache c(paged, 2, int32_t(h.hkv), int32_t(D), type, 512, 4);
+    std::vector<seq_data> data(3);
+    std::vector<int32_t> ids;
+    int64_t Sq = 0;
+    const int32_t layer = 1;
+    if (ph == phase::prefill) {
+        ids.push_back(c.seq_new());
+        c.append(layer, ids[0], 70, rng, data[0]);
+        Sq = 70;
+    } else if (ph == phase::chunked) {
+        ids.push_back(c.seq_new());
+        c.append(layer, ids[0], 50, rng, data[0]);  // the cached prefix
+        c.append(layer, ids[0], 23, rng, data[0]);  // this chunk's own K and V
+        Sq = 23;
+    } else {  // three sequences of different lengths, each with its new token appended
+        const int64_t lens[] = {1, 90, 300};
+        for (int i = 0; i < 3; ++i) {
+            ids.push_back(c.seq_new());
+            c.append(layer, ids[size_t(i)], lens[i] - 1, rng, data[size_t(i)]);
+            c.append(layer, ids[size_t(i)], 1, rng, data[size_t(i)]);
+        }
+        Sq = 1;
+    }
+    const int64_t B = int64_t(ids.size());
+    tensor4 q = make(dtype::f32, B, Sq, h.hq, D, layout::compact, &rng);
+    tensor4 out = make(dtype::f32, B, Sq, h.hq, D, layout::compact, nullptr);
+    INFO((paged ? "paged" : "contiguous") << " " << phase_name(ph) << " Hq " << h.hq << " Hkv " << h.hkv << " D " << D
+                                          << " cache " << kv_name(type));
+    const llmkit_status st = c.attention(layer, q, ids, out, o);
+    INFO(llmkit_last_error_message());
+    REQUIRE(st == LLMKIT_OK);
+    std::vector<const seq_data *> sp;
+    for (int64_t b = 0; b < B; ++b) sp.push_back(&data[size_t(b)]);
+    bool ok = false;
+    const double err = max_error(out, reference(q, sp, h.hkv, ro), k_abs, k_rel, &ok);
+    INFO("max abs error vs the stored values " << err);
+    CHECK(ok);
+    if (type == LLMKIT_KV_INT8) {
+        ref_options raw = ro;
+        raw.use_inputs = true;
+        const double e8 = max_error(out, reference(q, sp, h.hkv, raw), k_int8_abs, 0.0, &ok);
+        INFO("int8: max abs error vs the unquantised inputs " << e8);
+        CHECK(ok);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("kv cache attention matches the float64 reference: MHA/GQA/MQA x D x cache dtype x phase", "[kv]") {
+    for (bool paged : {false, true})
+        for (phase ph : {phase::prefill, phase::chunked, phase::decode})
+            for (const heads &h : k_heads)
+                for (int64_t D : k_dims)
+                    for (int32_t t : k_types)
+                        check_phase(paged, ph, h, D, t, nullptr, ref_options{},
+                                    uint32_t(D * 7 + h.hq * 3 + h.hkv + t * 1000 + int(ph) * 31));
+}
+
+TEST_CASE("kv cache attention: window, softcap, ALiBi, sinks, bidirectional, split-KV", "[kv]") {
+    const heads h{8, 2};
+    std::vector<float> slopes(8), sinks(8);
+    for (int i = 0; i < 8; ++i) {
+        slopes[size_t(i)] = float(std::pow(2.0, -(i + 1)));
+        sinks[size_t(i)] = float(i) * 0.7f - 2.0f;  // some below, some above the typical scores
+    }
+    for (phase ph : {phase::prefill, phase::chunked, phase::decode})
+        for (int variant = 0; variant < 6; ++variant) {
+            llmkit_kv_attention_options o = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+            ref_options r;
+            if (variant == 0) o.window = r.window = 17;
+            if (variant == 1) o.softcap = 5.0f, r.softcap = 5.0;
+            if (variant == 2) o.alibi_slopes = r.alibi = slopes.data();
+            if (variant == 3) o.sinks = r.sinks = sinks.data();
+            if (variant == 4) o.causal = 0, r.causal = false;
+            if (variant == 5) o.split_keys = 64, o.sinks = r.sinks = sinks.data(), o.window = r.window = 200;
+            INFO("variant " << variant);
+            for (bool paged : {false, true})
+                for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_INT8}) check_phase(paged, ph, h, 64, t, &o, r, 99 + variant);
+        }
+}
+
+TEST_CASE("kv cache attention: bf16 and fp16 queries give outputs of their dtype", "[kv]") {
+    std::mt19937 rng(5);
+    cache c(false, 1, 2, 128, LLMKIT_KV_BF16, 256, 2);
+    seq_data sd;
+    const int32_t s = c.seq_new();
+    c.append(0, s, 40, rng, sd);
+    for (dtype t : {dtype::bf16, dtype::f16}) {
+        tensor4 q = make(t, 1, 40, 8, 128, layout::padded, &rng), out = make(t, 1, 40, 8, 128, layout::bhsd, nullptr);
+        REQUIRE(c.attention(0, q, {s}, out, nullptr) == LLMKIT_OK);
+        bool ok = false;
+        const double rel = t == dtype::bf16 ? 1.0 / 256 : 1.0 / 1024;
+        const double err = max_error(out, reference(q, {&sd}, 2, ref_options{}), 2e-4, rel, &ok);
+        INFO(llmkit::core::dtype_name(t) << " max abs error " << err);
+        CHECK(ok);
+    }
+}
+
+TEST_CASE("kv cache: decoding token t gives row t of the full prefill (fp32, within 2e-6)", "[kv]") {
+    // Not bitwise: the prefill computes its 64-row tiles with a gemm, decode
+    // with dot products, so the sums run in a different order.
+    std::mt19937 rng(11);
+    for (int32_t t : k_types) {
+        cache c(false, 1, 2, 96, t, 256, 2);
+        seq_data sd;
+        const int32_t full = c.seq_new();
+        c.append(0, full, 150, rng, sd);
+        tensor4 q = make(dtype::f32, 1, 150, 8, 96, layout::compact, &rng);
+        tensor4 out = make(dtype::f32, 1, 150, 8, 96, layout::compact, nullptr);
+        REQUIRE(c.attention(0, q, {full}, out, nullptr) == LLMKIT_OK);
+        // A second sequence grows one token at a time and decodes each.
+        const int32_t grow = c.seq_new();
+        const int64_t shape[3] = {1, 2, 96};
+        std::vector<float> kr(192), vr(192);
+        for (int64_t pos = 0; pos < 150; ++pos) {
+            for (int64_t i = 0; i < 192; ++i) kr[size_t(i)] = float(sd.k_in[size_t(pos * 192 + i)]), vr[size_t(i)] = float(sd.v_in[size_t(pos * 192 + i)]);
+            llmkit_tensor kt = rows_tensor(kr.data(), shape), vt = rows_tensor(vr.data(), shape);
+            REQUIRE(c.append_raw(0, grow, &kt, &vt) == LLMKIT_OK);
+            tensor4 q1 = make(dtype::f32, 1, 1, 8, 96, layout::compact, nullptr), o1 = q1;
+            for (int64_t h = 0; h < 8; ++h)
+                for (int64_t d = 0; d < 96; ++d) q1.set(0, 0, h, d, q.vals[size_t(q.idx(0, pos, h, d))]);
+            REQUIRE(c.attention(0, q1, {grow}, o1, nullptr) == LLMKIT_OK);
+            double worst = 0.0;
+            for (int64_t h = 0; h < 8; ++h)
+                for (int64_t d = 0; d < 96; ++d) worst = std::max(worst, std::fabs(o1.get(0, 0, h, d) - out.get(0, pos, h, d)));
+            INFO("cache " << kv_name(t) << " token " << pos << " max difference " << worst);
+            REQUIRE(worst <= 2e-6);
+        }
+    }
+}
+
+TEST_CASE("kv cache attention: the same bits for any thread count and any batch", "[kv]") {
+    std::mt19937 rng(21);
+    for (bool paged : {false, true}) {
+        cache c(paged, 1, 2, 128, LLMKIT_KV_BF16, 4096, 4);
+        std::vector<seq_data> sd(3);
+        std::vector<int32_t> ids;
+        const int64_t lens[] = {3000, 17, 1500};
+        for (int i = 0; i < 3; ++i) {
+            ids.push_back(c.seq_new());
+            c.append(0, ids.back(), lens[i], rng, sd[size_t(i)]);
+        }
+        for (int64_t Sq : {1, 5}) {
+            tensor4 q = make(dtype::f32, 3, Sq, 8, 128, layout::compact, &rng);
+            tensor4 ref = make(dtype::f32, 3, Sq, 8, 128, layout::compact, nullptr);
+            llmkit_kv_attention_options o = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+            o.n_threads = 1;
+            REQUIRE(c.attention(0, q, ids, ref, &o) == LLMKIT_OK);
+            for (int threads : {2, 3, 8}) {
+                tensor4 out = ref;
+                std::fill(out.bytes.begin(), out.bytes.end(), 0);
+                o.n_threads = threads;
+                REQUIRE(c.attention(0, q, ids, out, &o) == LLMKIT_OK);
+                INFO((paged ? "paged" : "contiguous") << " Sq " << Sq << " threads " << threads);
+                CHECK(same_bits(out, ref));
+            }
+            // Sequence 1 decoded alone equals its row of the batch.
+            tensor4 q1 = make(dtype::f32, 1, Sq, 8, 128, layout::compact, nullptr), o1 = q1;
+            for (int64_t i = 0; i < Sq; ++i)
+                for (int64_t h = 0; h < 8; ++h)
+                    for (int64_t d = 0; d < 128; ++d) q1.set(0, i, h, d, q.vals[size_t(q.idx(2, i, h, d))]);
+            REQUIRE(c.attention(0, q1, {ids[2]}, o1, nullptr) == LLMKIT_OK);
+            bool same = true;
+            for (int64_t i = 0; i < Sq; ++i)
+                for (int64_t h = 0; h < 8; ++h)
+                    for (int64_t d = 0; d < 128; ++d) same = same && o1.get(0, i, h, d) == ref.get(2, i, h, d);
+            CHECK(same);
+        }
+    }
+}
+
+TEST_CASE("kv cache: fork copies the rows, lengths, seq_free, layers and memory", "[kv]") {
+    std::mt19937 rng(3);
+    cache c(false, 3, 2, 64, LLMKIT_KV_F16, 100, 2);
+    seq_data a;
+    const int32_t s = c.seq_new();
+    c.append(0, s, 30, rng, a);
+    CHECK(c.length(s, 0) == 30);
+    CHECK(c.length(s, 1) == 0);
+    CHECK(c.length(s, -1) == 30);
+    int32_t f = -1;
+    REQUIRE(c.fork(s, &f) == LLMKIT_OK);
+    CHECK(f != s);
+    CHECK(c.length(f, 0) == 30);
+    seq_data b = a;
+    c.append(0, f, 5, rng, b);
+    CHECK(c.length(s, 0) == 30);
+    CHECK(c.length(f, 0) == 35);
+    tensor4 q = make(dtype::f32, 2, 1, 4, 64, layout::compact, &rng), out = make(dtype::f32, 2, 1, 4, 64, layout::compact, nullptr);
+    REQUIRE(c.attention(0, q, {s, f}, out, nullptr) == LLMKIT_OK);
+    bool ok = false;
+    max_error(out, reference(q, {&a, &b}, 2, ref_options{}), k_abs, k_rel, &ok);
+    CHECK(ok);
+    // 3 layers x 2 sequences x 100 tokens x 2 heads x 64 x 2 bytes, for K and V.
+    CHECK(c.memory() == uint64_t(2) * 3 * 2 * 100 * 2 * 64 * 2);
+    int32_t third = -1;
+    CHECK(c.fork(s, &third) == LLMKIT_ERROR_OUT_OF_MEMORY);  // both slots in use
+    REQUIRE(c.free_seq(f) == LLMKIT_OK);
+    CHECK(c.free_seq(f) == LLMKIT_ERROR_OUT_OF_RANGE);
+    const int32_t again = c.seq_new();
+    CHECK(c.length(again) == 0);
+}
+
+TEST_CASE("kv cache: bad arguments give clear errors that name the problem", "[kv][errors]") {
+    auto expect = [](llmkit_status st, llmkit_status want, const char *needle) {
+        INFO("message: " << llmkit_last_error_message());
+        CHECK(st == want);
+        CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
+    };
+    llmkit_kv_cache *c = nullptr;
+    llmkit_kv_cache_options o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    expect(llmkit_kv_cache_create(nullptr, &o), LLMKIT_ERROR_NULL_POINTER, "out");
+    expect(llmkit_kv_cache_create(&c, nullptr), LLMKIT_ERROR_NULL_POINTER, "options");
+    o.dtype = 9;
+    expect(llmkit_kv_cache_create(&c, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "dtype");
+    o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    o.head_dim = 300;
+    expect(llmkit_kv_cache_create(&c, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "head_dim");
+    o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    o.capacity = 0;
+    expect(llmkit_kv_cache_create(&c, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "capacity");
+    o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    o.capacity = int64_t(1) << 60;
+    o.n_layers = 1000;
+    expect(llmkit_kv_cache_create(&c, &o), LLMKIT_ERROR_OUT_OF_RANGE, "overflows");
+    o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    o.struct_size = 3;
+    expect(llmkit_kv_cache_create(&c, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "struct_size");
+    CHECK(c == nullptr);
+    llmkit_kv_cache_free(nullptr);
+
+    std::mt19937 rng(8);
+    cache kc(false, 2, 2, 64, LLMKIT_KV_F32, 40, 2);
+    seq_data sd;
+    const int32_t s = kc.seq_new();
+    kc.append(0, s, 30, rng, sd);
+    std::vector<float> buf(size_t(20 * 2 * 64), 0.5f);
+    std::vector<uint16_t> half(buf.size(), 0);
+    const int64_t sh20[3] = {20, 2, 64}, sh_heads[3] = {20, 3, 64}, sh_dim[3] = {20, 2, 32}, sh10[3] = {10, 2, 64};
+    llmkit_tensor k20 = rows_tensor(buf.data(), sh20);
+    expect(kc.append_raw(0, s, &k20, &k20), LLMKIT_ERROR_OUT_OF_RANGE, "capacity");
+    CHECK(kc.length(s, 0) == 30);  // unchanged
+    expect(kc.append_raw(2, s, &k20, &k20), LLMKIT_ERROR_OUT_OF_RANGE, "layer");
+    expect(kc.append_raw(0, 1, &k20, &k20), LLMKIT_ERROR_OUT_OF_RANGE, "not a live sequence");
+    expect(kc.append_raw(0, -4, &k20, &k20), LLMKIT_ERROR_OUT_OF_RANGE, "seq");
+    llmkit_tensor kh = rows_tensor(buf.data(), sh_heads), kd = rows_tensor(buf.data(), sh_dim), k10 = rows_tensor(buf.data(), sh10);
+    expect(kc.append_raw(1, s, &kh, &kh), LLMKIT_ERROR_SHAPE, "kv heads");
+    expect(kc.append_raw(1, s, &kd, &kd), LLMKIT_ERROR_SHAPE, "head_dim");
+    expect(kc.append_raw(1, s, &k20, &k10), LLMKIT_ERROR_SHAPE, "token counts");
+    llmkit_tensor vb = host_tensor(half.data(), llmkit_dtype LLMKIT_DTYPE_BF16, 3, sh20);
+    expect(kc.append_raw(1, s, &k20, &vb), LLMKIT_ERROR_DTYPE, "differs");
+    llmkit_tensor ki = host_tensor(buf.data(), llmkit_dtype LLMKIT_DTYPE_I32, 3, sh20);
+    expect(kc.append_raw(1, s, &ki, &ki), LLMKIT_ERROR_DTYPE, "int32");
+    buf[77] = NAN;
+    expect(kc.append_raw(1, s, &k20, &k20), LLMKIT_ERROR_NON_FINITE, "k[0, 1, 13]");
+    CHECK(kc.length(s, 1) == 0);
+    expect(kc.append_raw(1, s, nullptr, &k20), LLMKIT_ERROR_NULL_POINTER, "k");
+
+    tensor4 q = make(dtype::f32, 1, 1, 4, 64, layout::compact, &rng), out = q;
+    const int32_t id = s, bad = 7;
+    expect(llmkit_kv_cache_attention(kc.c, 0, q.c(), &bad, 1, out.c(), nullptr), LLMKIT_ERROR_OUT_OF_RANGE, "seq_ids[0] = 7");
+    expect(llmkit_kv_cache_attention(kc.c, 0, q.c(), nullptr, 1, out.c(), nullptr), LLMKIT_ERROR_NULL_POINTER, "seq_ids");
+    const int32_t two[2] = {s, s};
+    expect(llmkit_kv_cache_attention(kc.c, 0, q.c(), two, 2, out.c(), nullptr), LLMKIT_ERROR_SHAPE, "2 sequences");
+    expect(llmkit_kv_cache_attention(kc.c, 1, q.c(), &id, 1, out.c(), nullptr), LLMKIT_ERROR_SHAPE,
+           "append the new tokens");  // layer 1 holds nothing yet
+    tensor4 q3 = make(dtype::f32, 1, 1, 3, 64, layout::compact, &rng), o3 = q3;
+    expect(llmkit_kv_cache_attention(kc.c, 0, q3.c(), &id, 1, o3.c(), nullptr), LLMKIT_ERROR_SHAPE, "multiple");
+    tensor4 q32 = make(dtype::f32, 1, 1, 4, 32, layout::compact, &rng), o32 = q32;
+    expect(llmkit_kv_cache_attention(kc.c, 0, q32.c(), &id, 1, o32.c(), nullptr), LLMKIT_ERROR_SHAPE, "head_dim");
+    tensor4 ob = make(dtype::bf16, 1, 1, 4, 64, layout::compact, nullptr);
+    expect(llmkit_kv_cache_attention(kc.c, 0, q.c(), &id, 1, ob.c(), nullptr), LLMKIT_ERROR_DTYPE, "out");
+    llmkit_kv_attention_options ao = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+    ao.window = -1;
+    expect(llmkit_kv_cache_attention(kc.c, 0, q.c(), &id, 1, out.c(), &ao), LLMKIT_ERROR_INVALID_ARGUMENT, "window");
+    ao = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+    const float sinks[4] = {0.0f, NAN, 0.0f, 0.0f};
+    ao.sinks = sinks;
+    expect(llmkit_kv_cache_attention(kc.c, 0, q.c(), &id, 1, out.c(), &ao), LLMKIT_ERROR_INVALID_ARGUMENT, "sinks[1]");
+    ao = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+    ao.split_keys = -2;
+    expect(llmkit_kv_cache_attention(kc.c, 0, q.c(), &id, 1, out.c(), &ao), LLMKIT_ERROR_INVALID_ARGUMENT, "split_keys");
+    expect(llmkit_kv_cache_attention(nullptr, 0, q.c(), &id, 1, out.c(), nullptr), LLMKIT_ERROR_NULL_POINTER, "cache");
+    int64_t len = 0;
+    expect(llmkit_kv_cache_seq_length(kc.c, s, 5, &len), LLMKIT_ERROR_OUT_OF_RANGE, "layer");
+    expect(llmkit_kv_cache_seq_length(kc.c, s, 0, nullptr), LLMKIT_ERROR_NULL_POINTER, "length");
+}
