@@ -614,6 +614,160 @@ private:
 
 /** @} */
 
+/** @name KV caches
+ *  @{ */
+
+/**
+ * @brief A contiguous KV cache (RAII over #llmkit_kv_cache).
+ *
+ * @code
+ * llmkit_kv_cache_options o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+ * o.n_layers = 32; o.n_kv_heads = 8; o.head_dim = 128; o.capacity = 8192; o.max_sequences = 4;
+ * llmkit::kv_cache cache(o);
+ * int32_t s = cache.seq_new();
+ * cache.append(layer, s, k, v);                 // k, v: [S, Hkv, D] tensor_refs
+ * cache.attention(layer, q, {s}, out);          // q, out: [1, S, Hq, D]
+ * @endcode
+ * Appends, forks and frees must not run concurrently with anything else on the
+ * same cache; attention calls may run concurrently with each other.
+ */
+class kv_cache {
+public:
+    /** @brief Creates the cache. @param options Its shape and dtype. */
+    explicit kv_cache(const llmkit_kv_cache_options &options) {
+        llmkit_kv_cache *c = nullptr;
+        check(llmkit_kv_cache_create(&c, &options));
+        c_.reset(c);
+    }
+    /** @brief Starts an empty sequence. @return Its id. */
+    int32_t seq_new() {
+        int32_t s = -1;
+        check(llmkit_kv_cache_seq_new(get(), &s));
+        return s;
+    }
+    /** @brief Starts a copy of a sequence. @param src A live sequence. @return The new id. */
+    int32_t fork(int32_t src) {
+        int32_t s = -1;
+        check(llmkit_kv_cache_seq_fork(get(), src, &s));
+        return s;
+    }
+    /** @brief Ends a sequence. @param seq A live sequence. */
+    void free(int32_t seq) { check(llmkit_kv_cache_seq_free(get(), seq)); }
+    /** @brief Tokens held. @param seq A live sequence. @param layer A layer, or -1 for the largest. @return The count. */
+    int64_t length(int32_t seq, int32_t layer = -1) const {
+        int64_t n = 0;
+        check(llmkit_kv_cache_seq_length(get(), seq, layer, &n));
+        return n;
+    }
+    /** @brief Appends K and V rows. @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param v Values. */
+    void append(int32_t layer, int32_t seq, const tensor_ref &k, const tensor_ref &v) {
+        check(llmkit_kv_cache_append(get(), layer, seq, k.get(), v.get()));
+    }
+    /**
+     * @brief Attention of the last Sq tokens of each sequence (see llmkit_kv_cache_attention()).
+     * @param layer A layer. @param q Queries [B, Sq, Hq, D]. @param seq_ids B sequence ids.
+     * @param out Output [B, Sq, Hq, D]. @param options NULL for defaults.
+     */
+    void attention(int32_t layer, const tensor_ref &q, const std::vector<int32_t> &seq_ids, const tensor_ref &out,
+                   const llmkit_kv_attention_options *options = nullptr) const {
+        check(llmkit_kv_cache_attention(get(), layer, q.get(), seq_ids.data(), int64_t(seq_ids.size()), out.get(),
+                                        options));
+    }
+    /** @brief Bytes allocated. @return The count. */
+    uint64_t memory_bytes() const {
+        uint64_t n = 0;
+        check(llmkit_kv_cache_memory_bytes(get(), &n));
+        return n;
+    }
+    /** @brief The C handle. @return It. */
+    llmkit_kv_cache *get() const { return c_.get(); }
+
+private:
+    struct deleter {
+        void operator()(llmkit_kv_cache *c) const noexcept { llmkit_kv_cache_free(c); }
+    };
+    std::unique_ptr<llmkit_kv_cache, deleter> c_;
+};
+
+/**
+ * @brief A paged KV cache (RAII over #llmkit_paged_kv_cache): blocks, block tables, fork with copy-on-write.
+ *
+ * Same threading rules as llmkit::kv_cache.
+ */
+class paged_kv_cache {
+public:
+    /** @brief Creates the cache. @param options Its shape, pool size and dtype. */
+    explicit paged_kv_cache(const llmkit_paged_kv_cache_options &options) {
+        llmkit_paged_kv_cache *c = nullptr;
+        check(llmkit_paged_kv_cache_create(&c, &options));
+        c_.reset(c);
+    }
+    /** @brief Starts an empty sequence. @return Its id. */
+    int32_t seq_new() {
+        int32_t s = -1;
+        check(llmkit_paged_kv_cache_seq_new(get(), &s));
+        return s;
+    }
+    /** @brief Starts a sequence sharing every block of src. @param src A live sequence. @return The new id. */
+    int32_t fork(int32_t src) {
+        int32_t s = -1;
+        check(llmkit_paged_kv_cache_seq_fork(get(), src, &s));
+        return s;
+    }
+    /** @brief Ends a sequence, releasing its blocks. @param seq A live sequence. */
+    void free(int32_t seq) { check(llmkit_paged_kv_cache_seq_free(get(), seq)); }
+    /** @brief Tokens held. @param seq A live sequence. @param layer A layer, or -1 for the largest. @return The count. */
+    int64_t length(int32_t seq, int32_t layer = -1) const {
+        int64_t n = 0;
+        check(llmkit_paged_kv_cache_seq_length(get(), seq, layer, &n));
+        return n;
+    }
+    /** @brief A sequence's block ids. @param seq A live sequence. @return The table. */
+    std::vector<int32_t> block_table(int32_t seq) const {
+        int64_t n = 0;
+        check(llmkit_paged_kv_cache_seq_block_table(get(), seq, nullptr, 0, &n));
+        std::vector<int32_t> t(static_cast<size_t>(n));
+        check(llmkit_paged_kv_cache_seq_block_table(get(), seq, t.data(), n, &n));
+        return t;
+    }
+    /** @brief Appends K and V rows. @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param v Values. */
+    void append(int32_t layer, int32_t seq, const tensor_ref &k, const tensor_ref &v) {
+        check(llmkit_paged_kv_cache_append(get(), layer, seq, k.get(), v.get()));
+    }
+    /**
+     * @brief Attention of the last Sq tokens of each sequence (see llmkit_paged_kv_cache_attention()).
+     * @param layer A layer. @param q Queries [B, Sq, Hq, D]. @param seq_ids B sequence ids.
+     * @param out Output [B, Sq, Hq, D]. @param options NULL for defaults.
+     */
+    void attention(int32_t layer, const tensor_ref &q, const std::vector<int32_t> &seq_ids, const tensor_ref &out,
+                   const llmkit_kv_attention_options *options = nullptr) const {
+        check(llmkit_paged_kv_cache_attention(get(), layer, q.get(), seq_ids.data(), int64_t(seq_ids.size()),
+                                              out.get(), options));
+    }
+    /** @brief Bytes of the blocks in use. @return The count. */
+    uint64_t memory_bytes() const {
+        uint64_t n = 0;
+        check(llmkit_paged_kv_cache_memory_bytes(get(), &n, nullptr));
+        return n;
+    }
+    /** @brief Blocks on the free list. @return The count. */
+    int64_t free_blocks() const {
+        int64_t n = 0;
+        check(llmkit_paged_kv_cache_free_blocks(get(), &n));
+        return n;
+    }
+    /** @brief The C handle. @return It. */
+    llmkit_paged_kv_cache *get() const { return c_.get(); }
+
+private:
+    struct deleter {
+        void operator()(llmkit_paged_kv_cache *c) const noexcept { llmkit_paged_kv_cache_free(c); }
+    };
+    std::unique_ptr<llmkit_paged_kv_cache, deleter> c_;
+};
+
+/** @} */
+
 }  // namespace llmkit
 
 #endif /* LLMKIT_HPP */

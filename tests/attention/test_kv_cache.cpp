@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kv_helpers.hpp"
+#include "llmkit/llmkit.hpp"
 
 using namespace attn_test;
 using namespace kv_test;
@@ -325,4 +326,41 @@ TEST_CASE("kv cache: bad arguments give clear errors that name the problem", "[k
     int64_t len = 0;
     expect(llmkit_kv_cache_seq_length(kc.c, s, 5, &len), LLMKIT_ERROR_OUT_OF_RANGE, "layer");
     expect(llmkit_kv_cache_seq_length(kc.c, s, 0, nullptr), LLMKIT_ERROR_NULL_POINTER, "length");
+}
+
+TEST_CASE("kv caches: the C++ face (RAII, exceptions) gives the C results", "[kv]") {
+    std::mt19937 rng(12);
+    llmkit_paged_kv_cache_options po = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
+    po.n_kv_heads = 2, po.head_dim = 64, po.n_blocks = 8, po.max_sequences = 2;
+    llmkit::paged_kv_cache pc(po);
+    llmkit_kv_cache_options co = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    co.n_kv_heads = 2, co.head_dim = 64, co.capacity = 64;
+    llmkit::kv_cache cc(co);
+    std::vector<float> k(size_t(20 * 2 * 64)), v(k.size());
+    std::normal_distribution<float> nd;
+    for (float &x : k) x = nd(rng);
+    for (float &x : v) x = nd(rng);
+    const int32_t ps = pc.seq_new(), cs = cc.seq_new();
+    pc.append(0, ps, llmkit::f32(k.data(), {20, 2, 64}), llmkit::f32(v.data(), {20, 2, 64}));
+    cc.append(0, cs, llmkit::f32(k.data(), {20, 2, 64}), llmkit::f32(v.data(), {20, 2, 64}));
+    CHECK(pc.length(ps) == 20);
+    CHECK(pc.block_table(ps).size() == 2);
+    CHECK(pc.free_blocks() == 6);
+    const int32_t pf = pc.fork(ps);
+    CHECK(pc.free_blocks() == 6);
+    CHECK(pc.length(pf) == 20);
+    std::vector<float> q(size_t(4 * 64)), o1(q.size()), o2(q.size());
+    for (float &x : q) x = nd(rng);
+    pc.attention(0, llmkit::f32(q.data(), {1, 1, 4, 64}), {pf}, llmkit::f32(o1.data(), {1, 1, 4, 64}));
+    cc.attention(0, llmkit::f32(q.data(), {1, 1, 4, 64}), {cs}, llmkit::f32(o2.data(), {1, 1, 4, 64}));
+    CHECK(o1 == o2);
+    pc.free(pf);
+    bool threw = false;
+    try {
+        pc.free(pf);
+    } catch (const llmkit::error &e) {
+        threw = e.status() == LLMKIT_ERROR_OUT_OF_RANGE;
+    }
+    CHECK(threw);
+    CHECK(cc.memory_bytes() == uint64_t(2) * 64 * 2 * 64 * 4);
 }
