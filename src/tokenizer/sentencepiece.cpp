@@ -505,7 +505,8 @@ void sentencepiece::encode_plain(std::string_view text, bool, std::vector<int32_
 }
 
 void sentencepiece::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
-    encode(text, options, false, false, out);
+    const bool add = options.add_special_tokens;
+    encode(text, options, add && model_.add_bos, add && model_.add_eos, out);
 }
 
 void sentencepiece::encode(std::string_view text, const encode_options &options, bool add_bos, bool add_eos,

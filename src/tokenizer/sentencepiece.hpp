@@ -44,7 +44,7 @@ struct spm_model {
     std::string precompiled_charsmap;  // empty: identity
     std::string unk_surface = " \xE2\x81\x87 ";  // what <unk> decodes to
     // What "add special tokens" adds (GGUF's add_bos_token / add_eos_token;
-    // a .model file says nothing, and sentencepiece adds neither by default).
+    // a .model file says nothing: BOS, as Llama and Mistral use them).
     bool add_bos = false, add_eos = false;
 };
 
@@ -60,6 +60,7 @@ public:
     // Special tokens (the control pieces) are matched in the text only when
     // allowed (options.allow_all_special / allowed_special); otherwise they are
     // ordinary text, as in sentencepiece: finding one is never an error.
+    // options.add_special_tokens adds BOS / EOS as model().add_bos / add_eos say.
     void encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const override;
     // As encode, with BOS and/or EOS around the ids when the model has them.
     void encode(std::string_view text, const encode_options &options, bool add_bos, bool add_eos,

@@ -88,6 +88,8 @@ spm_model parse_sentencepiece_model(std::string_view data, const std::string &so
     };
     m.bos_id = special_id(trainer.bos_id(), "bos");
     m.eos_id = special_id(trainer.eos_id(), "eos");
+    // A .model file does not say what to add; Llama and Mistral put BOS first.
+    m.add_bos = m.bos_id >= 0;
     m.byte_fallback = trainer.byte_fallback();
     m.treat_whitespace_as_suffix = trainer.treat_whitespace_as_suffix();
     m.unk_surface = trainer.unk_surface();
