@@ -62,6 +62,9 @@ PYBIND11_MODULE(_llmkit, m) {
     bind_sampling(m);
     bind_tokenizer(m);
     bind_quant(m);
+    bind_quant_calib(m);
+    bind_quant_matmul(m);
     bind_attention(m);
+    bind_gguf(m);
 }
 

@@ -95,6 +95,9 @@ void translate(std::exception_ptr p);
 void bind_sampling(py::module_ &m);
 void bind_tokenizer(py::module_ &m);
 void bind_quant(py::module_ &m);
+void bind_quant_calib(py::module_ &m);
+void bind_quant_matmul(py::module_ &m);
 void bind_attention(py::module_ &m);
+void bind_gguf(py::module_ &m);
 
 }  // namespace llmkit_py

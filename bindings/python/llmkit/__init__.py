@@ -48,32 +48,46 @@ from typing import Sequence, Tuple
 from . import _llmkit
 from ._llmkit import LlmkitError
 from ._args import int32 as _int32, u32_words as _u32_tuple
-from ._attention import attention, kv_cache_bytes, rope
-from ._quant import QuantizedTensor, dequantize, quant_block_size, quant_types, quantize
+from ._attention import KVCache, PagedKVCache, attention, kv_cache_bytes, rope
+from ._quant import (QuantizedTensor, awq, dequantize, gptq, quant_block_size, quant_convert, quant_nbytes,
+                     quant_types, quantize)
+from ._quant_matmul import quant_matmul_int8, quant_matmul_isa
 from ._sampling import SampleResult, SamplerChain, sample, verify_speculative
-from ._tokenizer import Tokenizer
+from ._tokenizer import Tokenizer, TokenizerDecoder, train_bpe
+from . import gguf
 
 __all__ = [
     "__version__",
+    "KVCache",
     "LlmkitError",
+    "PagedKVCache",
     "QuantizedTensor",
     "SampleResult",
     "SamplerChain",
     "Tokenizer",
+    "TokenizerDecoder",
     "attention",
+    "awq",
     "build_info",
     "cuda_compiled",
     "cuda_device_count",
     "dequantize",
+    "gguf",
     "get_num_threads",
+    "gptq",
     "kv_cache_bytes",
     "philox4x32_10",
     "quant_block_size",
+    "quant_convert",
+    "quant_nbytes",
+    "quant_matmul_int8",
+    "quant_matmul_isa",
     "quant_types",
     "quantize",
     "rope",
     "sample",
     "set_num_threads",
+    "train_bpe",
     "verify_speculative",
     "version",
 ]

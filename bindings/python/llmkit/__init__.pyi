@@ -3,6 +3,7 @@
 from typing import (
     AbstractSet,
     Any,
+    Callable,
     Collection,
     Dict,
     FrozenSet,
@@ -171,6 +172,9 @@ class Tokenizer:
     @classmethod
     def from_tiktoken(cls, path: Union[str, os.PathLike[str]], encoding: str) -> Tokenizer:
         """Loads a tiktoken rank file with a preset: r50k_base (gpt2), p50k_base, cl100k_base, o200k_base, llama3, qwen2."""
+    @classmethod
+    def from_file(cls, path: Union[str, os.PathLike[str]], encoding: Optional[str] = None) -> Tokenizer:
+        """Loads a tokenizer file, format detected from content (HF tokenizer.json; a tiktoken rank file with encoding)."""
     @property
     def name(self) -> str:
         """The preset name it was loaded with."""
@@ -188,10 +192,15 @@ class Tokenizer:
         """The special tokens' texts."""
     def token_to_id(self, token: Union[str, bytes]) -> Optional[int]:
         """The id of a token's exact text or bytes (regular or special), or None."""
-    def id_to_token(self, id: int) -> bytes:
-        """The bytes of one token; ValueError for an id that names no token."""
+    def id_to_token(self, id: int) -> Union[str, bytes]:
+        """One token: bytes for tiktoken encodings, str for other formats; ValueError for an id that names no token."""
     def encode(
-        self, text: str, *, allowed_special: _SpecialSet = ..., disallowed_special: _SpecialSet = "all"
+        self,
+        text: str,
+        *,
+        allowed_special: _SpecialSet = ...,
+        disallowed_special: _SpecialSet = "all",
+        add_special_tokens: bool = False,
     ) -> List[int]:
         """Token ids of text, tiktoken's special-token rules; ValueError for a disallowed special token."""
     def encode_ordinary(self, text: str) -> List[int]:
@@ -203,12 +212,48 @@ class Tokenizer:
         num_threads: int = 0,
         allowed_special: _SpecialSet = ...,
         disallowed_special: _SpecialSet = "all",
+        add_special_tokens: bool = False,
     ) -> List[List[int]]:
         """encode() of each text, on num_threads C++ threads (0: default) with the GIL released."""
     def decode_bytes(self, ids: _TokenIds) -> bytes:
         """The tokens' bytes back to back."""
-    def decode(self, ids: _TokenIds, errors: str = "replace") -> str:
-        """The tokens' text; invalid UTF-8 handled by errors (default U+FFFD, like tiktoken)."""
+    def decode(self, ids: _TokenIds, errors: str = "replace", skip_special_tokens: bool = False) -> str:
+        """The tokens' text (a tokenizer.json's decoder runs); invalid UTF-8 handled by errors (default U+FFFD)."""
+    def encode_with_offsets(
+        self,
+        text: str,
+        *,
+        allowed_special: _SpecialSet = ...,
+        disallowed_special: _SpecialSet = "all",
+        unit: str = "bytes",
+    ) -> Tuple[List[int], npt.NDArray[np.int64]]:
+        """(ids, (n, 2) int64 [start, end) spans in bytes, or in characters with unit="chars")."""
+    def save_tiktoken(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Writes the ranks as a .tiktoken file (no special tokens, as tiktoken's files)."""
+    def save_tokenizer_json(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Writes an HF tokenizer.json that tokenizers loads with the same ids."""
+    def decoder(self) -> TokenizerDecoder:
+        """A streaming decoder for one stream of ids."""
+
+def train_bpe(
+    texts_or_path: Union[str, os.PathLike[str], Sequence[Union[str, bytes]]],
+    vocab_size: int,
+    pattern: str = "cl100k_base",
+    special_tokens: Optional[Sequence[str]] = None,
+    progress: Union[bool, Callable[[int, int], Optional[bool]]] = False,
+    num_threads: int = 0,
+) -> Tokenizer:
+    """Trains byte-level BPE with minbpe's semantics (a file path or a list of texts); progress=True shows tqdm."""
+
+class TokenizerDecoder:
+    """Streaming decoder: ids in, only complete UTF-8 characters out; pieces joined == Tokenizer.decode(ids)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Not callable: raises TypeError (use Tokenizer.decoder())."""
+    def feed(self, ids: Union[int, _TokenIds]) -> str:
+        """The text the ids complete (may be ""); ValueError for an id that names no token."""
+    def flush(self) -> str:
+        """Ends the stream: "" or U+FFFD for an incomplete character; resets the decoder."""
 
 # Quantization (GGUF block formats) -------------------------------------------
 
@@ -216,6 +261,9 @@ _QuantType = Union[str, int]
 
 def quant_types() -> List[str]:
     """The implemented types as ggml spells them ('f32', 'f16', 'q4_0', ..., 'q4_K', ..., 'iq4_xs', 'bf16')."""
+
+def quant_nbytes(type: _QuantType, shape: Sequence[int]) -> int:
+    """Bytes a float array of shape (rows, n) or (n,) takes in type (any type, GGUF or not)."""
 
 def quant_block_size(type: _QuantType) -> Tuple[int, int]:
     """(elements, bytes) of one block, e.g. (256, 144) for 'q4_K'."""
@@ -240,14 +288,65 @@ class QuantizedTensor:
     @property
     def nbytes(self) -> int:
         """Bytes of data."""
+    def matmul(self, x: Any, *, num_threads: int = 0) -> npt.NDArray[np.float32]:
+        """W @ x for x (k,), x @ W.T for x (m, k), without decoding W; x rounded to int8 per block on the fly."""
+    def planes(self) -> Dict[str, npt.NDArray[Any]]:
+        """Views of data by plane name: 'blocks' (GGUF), or 'weight'/'scales'/'zeros'/'absmax'/'qweight'/'qzeros'/'g_idx'."""
 
 def quantize(
-    array: Any, type: _QuantType, *, imatrix: Optional[Any] = None, num_threads: int = 0
+    array: Any,
+    type: _QuantType,
+    *,
+    imatrix: Optional[Any] = None,
+    num_threads: int = 0,
+    zero_point: Optional[str] = None,
 ) -> QuantizedTensor:
     """float32 (rows, n) or (n,) into GGUF blocks, byte-exact with ggml; imatrix must be None (else LlmkitError)."""
 
 def dequantize(qt: QuantizedTensor, *, num_threads: int = 0) -> npt.NDArray[np.float32]:
     """float32 array of qt.shape, bit-exact with ggml's to_float."""
+
+def quant_convert(
+    qt: QuantizedTensor, type: _QuantType, *, zero_point: Optional[str] = None, num_threads: int = 0
+) -> Tuple[QuantizedTensor, Dict[str, Any]]:
+    """(converted, stats): exact for gptq_int4_g32 (symmetric, no act-order) <-> q4_0, else via float32."""
+
+def gptq(
+    weight: Any,
+    calib_inputs: Any,
+    *,
+    bits: int = 4,
+    group_size: int = 128,
+    act_order: bool = False,
+    damp: float = 0.01,
+    sym: bool = True,
+    format: str = "gptq",
+    block_size: int = 128,
+    progress: Union[bool, Any] = True,
+    num_threads: int = 0,
+) -> Tuple[QuantizedTensor, Dict[str, Any]]:
+    """GPTQ of a linear layer (weight (out, in), activations (tokens, in)); (qt, {'output_error', 'rtn_output_error', 'dead_columns'})."""
+
+def awq(
+    weight: Any,
+    calib_inputs: Any,
+    *,
+    bits: int = 4,
+    group_size: int = 128,
+    zero_point: bool = True,
+    n_grid: int = 20,
+    max_shrink: float = 0.5,
+    clip: bool = True,
+    progress: Union[bool, Any] = True,
+    num_threads: int = 0,
+) -> Tuple[QuantizedTensor, npt.NDArray[np.float32], Dict[str, Any]]:
+    """AWQ of a linear layer: (qt of W * scales, scales to fold into the previous op, report)."""
+
+def quant_matmul_int8(x: Any, weight: Any, scales: Any, *, num_threads: int = 0) -> npt.NDArray[np.float32]:
+    """x @ (scales[:, None] * weight).T for int8 weight (rows, k) and float32 scales (rows,)."""
+
+def quant_matmul_isa() -> str:
+    """'avx2' or 'scalar': the instruction set of the quantized matmul kernels on this CPU."""
 
 # Attention, RoPE, KV cache -----------------------------------------------------
 

@@ -1,0 +1,62 @@
+"""Matmul with quantized weights (llmkit_quant_matmul / llmkit_quant_matmul_int8).
+
+:meth:`QuantizedTensor.matmul` lands here; :func:`quant_matmul_int8` takes
+int8 weights and per-row scales as two arrays (PyTorch's per-channel layout).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _llmkit
+from ._args import count
+
+if TYPE_CHECKING:
+    from ._quant import QuantizedTensor
+
+
+def _detached(x: Any) -> Any:
+    if getattr(x, "requires_grad", False) and hasattr(x, "detach"):
+        return x.detach()  # torch refuses to export tensors that require grad
+    return x
+
+
+def quantized_matmul(qt: "QuantizedTensor", x: Any, num_threads: int) -> np.ndarray:
+    """The body of :meth:`QuantizedTensor.matmul`."""
+    threads = count(num_threads, "num_threads")
+    x = _detached(x)
+    shape = qt.shape
+    rows, k = (shape[0], shape[1]) if len(shape) == 2 else (1, shape[0])
+    if qt.type == "int8":  # llmkit's per-row int8 format: weight [rows, k] int8, scales [rows, 1] float32
+        planes = qt.planes()
+        y = _llmkit.quant_matmul_int8(x, planes["weight"].reshape(rows, k), planes["scales"].reshape(-1), threads)
+    else:
+        y = _llmkit.quant_matmul(x, qt.type_id, qt.data, rows, k, threads)
+    if len(shape) == 1:  # a single weight row: drop its axis, as x @ w does
+        y = y.reshape(y.shape[:-1])
+    return y
+
+
+def quant_matmul_int8(x: Any, weight: Any, scales: Any, *, num_threads: int = 0) -> np.ndarray:
+    """``x @ (scales[:, None] * weight).T`` with int8 weights and one float32 scale per row, without decoding them.
+
+    ``weight`` is int8 with shape ``(rows, k)`` and contiguous rows, ``k`` a
+    multiple of 32; ``scales`` is float32 ``(rows,)`` (symmetric per-channel
+    int8, as ``torch.quantize_per_channel(w, scales, zeros=0, axis=0,
+    dtype=torch.qint8)`` stores it). ``x`` is float32 ``(k,)`` or ``(m, k)``;
+    the result is a new float32 array ``(rows,)`` or ``(m, rows)``. Each
+    32-element block of ``x`` is rounded to int8 on the fly, as in
+    :meth:`QuantizedTensor.matmul`. Runs with the GIL released.
+
+    Raises :class:`ValueError` for wrong dtypes or shapes, or a NaN or
+    infinity in ``x``.
+    """
+    return _llmkit.quant_matmul_int8(_detached(x), _detached(weight), _detached(scales),
+                                     count(num_threads, "num_threads"))
+
+
+def quant_matmul_isa() -> str:
+    """The instruction set the quantized matmul kernels use on this CPU: ``"avx2"`` or ``"scalar"``."""
+    return _llmkit.quant_matmul_isa()
