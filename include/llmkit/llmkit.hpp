@@ -15,6 +15,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "llmkit.h"
@@ -379,6 +380,30 @@ public:
         return ids;
     }
 
+    /**
+     * @brief Trains byte-level BPE on texts (llmkit_bpe_train()).
+     * @param texts The corpus. @param options vocab_size etc. (required). @return The tokenizer.
+     */
+    static tokenizer train_bpe(const std::vector<std::string_view> &texts, const llmkit_bpe_train_options &options) {
+        std::vector<const char *> ptrs;
+        std::vector<size_t> lens;
+        for (std::string_view t : texts) {
+            ptrs.push_back(t.data());
+            lens.push_back(t.size());
+        }
+        llmkit_tokenizer *t = nullptr;
+        check(llmkit_bpe_train(&t, ptrs.data(), lens.data(), texts.size(), &options));
+        return tokenizer(t);
+    }
+
+    /** @brief Writes the ranks as a .tiktoken file. @param path Where. */
+    void save_tiktoken(const std::string &path) const { check(llmkit_tokenizer_save_tiktoken(get(), path.c_str())); }
+
+    /** @brief Writes an HF tokenizer.json. @param path Where. */
+    void save_tokenizer_json(const std::string &path) const {
+        check(llmkit_tokenizer_save_tokenizer_json(get(), path.c_str()));
+    }
+
     /** @brief The C handle, still owned by this object. @return The handle. */
     const llmkit_tokenizer *get() const noexcept { return tok_.get(); }
 
@@ -468,15 +493,36 @@ inline std::vector<float> dequantize(int32_t type, const std::vector<uint8_t> &b
     if (rows < 0 || n < 0 || (n != 0 && rows > INT64_MAX / n))
         throw error(LLMKIT_ERROR_SHAPE, "dequantize: [" + std::to_string(rows) + ", " + std::to_string(n) +
                                             "] is not a valid shape");
-    // Refuse a mismatched block count before allocating rows * n floats.
-    size_t row = 0;
-    check(llmkit_quant_row_bytes(&row, type, n));
-    if (row != 0 && (blocks.size() % row != 0 || blocks.size() / row != size_t(rows)))
-        throw error(LLMKIT_ERROR_SHAPE, "dequantize: " + std::to_string(blocks.size()) + " bytes of blocks are not " +
-                                            std::to_string(rows) + " rows of " + std::to_string(row) + " bytes");
+    // Refuse a mismatched byte count before allocating rows * n floats (any
+    // type: GGUF blocks or the formats with side arrays).
+    size_t need = 0;
+    check(llmkit_quant_tensor_bytes(&need, type, rows, n));
+    if (blocks.size() != need)
+        throw error(LLMKIT_ERROR_SHAPE, "dequantize: " + std::to_string(blocks.size()) + " bytes are not the " +
+                                            std::to_string(need) + " that [" + std::to_string(rows) + ", " +
+                                            std::to_string(n) + "] takes");
     std::vector<float> y(size_t(rows * n));
     tensor_ref dst(y.data(), llmkit_dtype LLMKIT_DTYPE_F32, {rows, n});
     check(llmkit_dequantize(type, blocks.data(), blocks.size(), dst.get(), nullptr));
+    return y;
+}
+
+/**
+ * @brief y = x * W^T with W [n_rows, k] kept in GGUF blocks (see llmkit_quant_matmul()).
+ * @param type An #llmkit_quant_type with a matmul kernel. @param blocks W's blocks, rows back to back.
+ * @param n_rows Rows of W. @param k Columns of W. @param x m * k floats, row-major.
+ * @param m Rows of x. @param n_threads 0 = the default; the result does not depend on it.
+ * @return y, m * n_rows floats, row-major.
+ */
+inline std::vector<float> quant_matmul(int32_t type, const std::vector<uint8_t> &blocks, int64_t n_rows, int64_t k,
+                                       const float *x, int64_t m, int32_t n_threads = 0) {
+    if (n_rows < 0 || m < 0) throw error(LLMKIT_ERROR_SHAPE, "quant_matmul: negative n_rows or m");
+    std::vector<float> y(size_t(m) * size_t(n_rows));
+    tensor_ref xt(const_cast<float *>(x), llmkit_dtype LLMKIT_DTYPE_F32, {m, k});
+    tensor_ref yt(y.data(), llmkit_dtype LLMKIT_DTYPE_F32, {m, n_rows});
+    llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
+    o.n_threads = n_threads;
+    check(llmkit_quant_matmul(xt.get(), type, blocks.data(), blocks.size(), n_rows, k, yt.get(), &o));
     return y;
 }
 

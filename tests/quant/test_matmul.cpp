@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "llmkit/llmkit.h"
+#include "llmkit/llmkit.hpp"
 #include "quant/matmul.hpp"
 
 namespace {
@@ -428,4 +429,21 @@ TEST_CASE("quant matmul int8: bad arguments", "[quant][matmul]") {
     CHECK(llmkit_quant_matmul_int8(&xt, &wcol, &st, &yt, nullptr) == LLMKIT_ERROR_SHAPE);
     x[3] = NAN;
     CHECK(llmkit_quant_matmul_int8(&xt, &wt, &st, &yt, nullptr) == LLMKIT_ERROR_NON_FINITE);
+}
+
+TEST_CASE("quant matmul: the C++ face", "[quant][matmul]") {
+    const int64_t m = 3, n = 7, k = 256;
+    std::vector<float> w = random_matrix(n, k, 21);
+    const auto q = quantize(LLMKIT_QUANT_Q4_K, w, n, k);
+    std::vector<float> x = random_matrix(m, k, 22);
+    const std::vector<float> y = llmkit::quant_matmul(LLMKIT_QUANT_Q4_K, q, n, k, x.data(), m, 2);
+    const auto expect = matmul(LLMKIT_QUANT_Q4_K, q, n, k, x, m);
+    REQUIRE(y.size() == expect.size());
+    CHECK(std::memcmp(y.data(), expect.data(), y.size() * 4) == 0);
+    try {
+        llmkit::quant_matmul(LLMKIT_QUANT_Q4_K, q, n, 512, x.data(), m);
+        FAIL("no exception");
+    } catch (const llmkit::error &e) {
+        CHECK(e.status() == LLMKIT_ERROR_SHAPE);
+    }
 }
