@@ -134,7 +134,17 @@ def main():
     ap.add_argument("--ref-dir", default=os.path.join(os.environ.get("LLMKIT_DATA_DIR", "/work/shared/data"),
                                                        "quant-ref", "ggml"))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--formats", action="store_true",
+                    help="benchmark the non-GGUF formats (int8, nf4, fp8, gptq int4) instead, see bench_formats()")
+    ap.add_argument("--calibrated", action="store_true",
+                    help="time GPTQ and AWQ on one --rows x --cols layer instead, see bench_calibrated()")
+    ap.add_argument("--calib-tokens", type=int, default=4096, help="calibration tokens for --calibrated")
+    ap.add_argument("--no-torch-gptq", action="store_true", help="--calibrated: skip the torch GPTQ peer")
     args = ap.parse_args()
+    if args.formats:
+        return bench_formats(args)
+    if args.calibrated:
+        return bench_calibrated(args)
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     t_start = time.perf_counter()
 
@@ -236,6 +246,245 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "rows": rows, "failures": failures, "ggml_c": ggml_why}, f, indent=1)
+    if failures:
+        print("AGREEMENT FAILURES:\n  " + "\n  ".join(failures))
+        return 1
+    print("agreement: all checks passed")
+    return 0
+
+
+# --- Non-GGUF formats (int8, NF4/FP4, FP8, GPTQ/AWQ int4) ----------------------------------------
+# Peers: torch's float8 casts for FP8 (the bytes must be identical), numpy implementations of
+# the other formats written here from their definitions (the bytes must be identical too).
+
+def _np_int8(w, group, asym):
+    rows, n = w.shape
+    g = n if group == 0 else group
+    x = w.reshape(rows, n // g, g)
+    if not asym:
+        s = (np.abs(x).max(axis=2) / np.float32(127)).astype(np.float32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(s[..., None] > 0, np.clip(np.rint(x / s[..., None]), -127, 127), 0).astype(np.int8)
+        return q.reshape(rows, n), s
+    lo = np.minimum(x.min(axis=2), 0).astype(np.float64)
+    hi = np.maximum(x.max(axis=2), 0).astype(np.float64)
+    s = ((hi - lo) / 255).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(s > 0, np.clip(np.rint(np.float32(-128) - lo.astype(np.float32) / s), -128, 127), 0)
+        q = np.where(s[..., None] > 0, np.clip(np.rint(x / s[..., None]) + z[..., None], -128, 127), 0)
+    return q.astype(np.int8).reshape(rows, n), s
+
+
+_NF4 = np.array([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+                 -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+                 0.24611230850219727, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+                 0.7229568362236023, 1.0], dtype=np.float32)
+
+
+def _np_nf4(w):
+    b = w.reshape(-1, 64)
+    absmax = np.abs(b).max(axis=1)
+    y = b * (np.float32(1) / absmax)[:, None]
+    mids = ((_NF4[:-1].astype(np.float64) + _NF4[1:]) / 2).astype(np.float32)
+    idx = np.searchsorted(mids, y, side="left").astype(np.uint8).reshape(-1)  # count of mids < y
+    return ((idx[0::2] << 4) | idx[1::2]).astype(np.uint8), absmax
+
+
+def _np_gptq_g128(w):
+    rows, n = w.shape
+    x = w.reshape(rows, n // 128, 128)
+    m = np.maximum(-np.minimum(x.min(axis=2), 0), np.maximum(x.max(axis=2), 0))
+    m = np.where(m == 0, 1, m)
+    s = (2 * m.astype(np.float64) / 15).astype(np.float32).astype(np.float16).astype(np.float32)
+    q = np.clip(np.rint(x / s[..., None]) + 8, 0, 15).astype(np.uint32).reshape(rows, n)
+    qw = np.zeros((n // 8, rows), np.uint32)
+    for j in range(8):
+        qw |= q[:, j::8].T << np.uint32(4 * j)
+    return qw, s
+
+
+def bench_formats(args):
+    """Quantize / dequantize MB/s of llmkit's non-GGUF formats next to torch's FP8 casts and numpy
+    references (same bytes checked first)."""
+    rng = np.random.default_rng(1)
+    w = (rng.standard_normal((args.rows, args.cols), dtype=np.float32) * np.float32(0.02)).astype(np.float32)
+    mb = w.nbytes / 1e6
+    try:
+        import torch
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover - the peer is optional
+        torch = None
+    print(f"non-GGUF formats: matrix {args.rows}x{args.cols} float32 ({mb:.1f} MB), best of {args.reps}; "
+          f"torch {getattr(torch, '__version__', 'absent')} (1 thread), numpy {np.__version__}", flush=True)
+    failures, rows = [], []
+
+    def row(name, peer_name, lk_q, lk_q2, peer_q, lk_d, peer_d, agree):
+        rows.append((name, peer_name, lk_q, lk_q2, peer_q, lk_d, peer_d, agree))
+
+    def lk(fmt):
+        qt = llmkit.quantize(w, fmt, num_threads=1)
+        tq = best_time(lambda: llmkit.quantize(w, fmt, num_threads=1), args.reps)
+        tq2 = best_time(lambda: llmkit.quantize(w, fmt, num_threads=2), args.reps)
+        td = best_time(lambda: llmkit.dequantize(qt, num_threads=1), args.reps)
+        return qt, mb / tq, mb / tq2, mb / td
+
+    for kind in ("e4m3", "e5m2"):
+        for suffix in ("", "_channel"):
+            fmt = f"fp8_{kind}{suffix}"
+            qt, q1, q2, d1 = lk(fmt)
+            pq = pd = None
+            agree = "n/a (no torch)"
+            if torch is not None:
+                tdt = torch.float8_e4m3fn if kind == "e4m3" else torch.float8_e5m2
+                top = 448.0 if kind == "e4m3" else 57344.0
+                tw = torch.from_numpy(w)
+
+                def tq():
+                    amax = tw.abs().amax(dim=1, keepdim=True) if suffix else tw.abs().amax()
+                    s = amax / top
+                    return (tw / s).to(tdt), s
+                q, s = tq()
+                same = np.array_equal(q.view(torch.uint8).numpy(), qt.planes()["weight"])
+                same = same and np.array_equal(s.reshape(-1).numpy(), qt.planes()["scales"])
+                agree = "identical" if same else "DIFFERS"
+                if not same:
+                    failures.append(f"{fmt}: bytes differ from torch")
+                pq = mb / best_time(tq, args.reps)
+                pd = mb / best_time(lambda: q.float() * s, args.reps)
+            row(fmt, "torch", q1, q2, pq, d1, pd, agree)
+
+    for fmt, group, asym in (("int8", 0, False), ("int8_g128", 128, False), ("int8_asym_g128", 128, True)):
+        qt, q1, q2, d1 = lk(fmt)
+        q, s = _np_int8(w, group, asym)
+        same = np.array_equal(q, qt.planes()["weight"]) and np.array_equal(s, qt.planes()["scales"])
+        if not same:
+            failures.append(f"{fmt}: bytes differ from the numpy reference")
+        pq = mb / best_time(lambda: _np_int8(w, group, asym), args.reps)
+        sr = np.repeat(s, args.cols // (group or args.cols), axis=1)
+        pd = mb / best_time(lambda: q.astype(np.float32) * sr, args.reps) if not asym else None
+        row(fmt, "numpy", q1, q2, pq, d1, pd, "identical" if same else "DIFFERS")
+
+    qt, q1, q2, d1 = lk("nf4")
+    packed, absmax = _np_nf4(w)
+    same = np.array_equal(packed, qt.planes()["weight"]) and np.array_equal(absmax, qt.planes()["absmax"])
+    if not same:
+        failures.append("nf4: bytes differ from the numpy reference")
+    pq = mb / best_time(lambda: _np_nf4(w), args.reps)
+
+    def np_nf4_deq():
+        idx = np.stack([packed >> 4, packed & 15], axis=1).reshape(-1, 64)
+        return _NF4[idx] * absmax[:, None]
+    pd = mb / best_time(np_nf4_deq, args.reps)
+    row("nf4", "numpy", q1, q2, pq, d1, pd, "identical" if same else "DIFFERS")
+
+    qt, q1, q2, d1 = lk("gptq_int4_g128")
+    qw, s = _np_gptq_g128(w)
+    same = np.array_equal(qw.view(np.int32), qt.planes()["qweight"])
+    if not same:
+        failures.append("gptq_int4_g128: qweight differs from the numpy reference")
+    pq = mb / best_time(lambda: _np_gptq_g128(w), args.reps)
+    row("gptq_int4_g128", "numpy", q1, q2, pq, d1, None, "identical" if same else "DIFFERS")
+
+    print()
+    print("| format | peer | llmkit quant 1t MB/s | llmkit quant 2t MB/s | peer quant MB/s | ratio 1t | "
+          "llmkit dequant 1t MB/s | peer dequant MB/s | ratio | bytes llmkit = peer |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for name, peer, q1, q2, pq, d1, pd, agree in rows:
+        rq = f"{q1 / pq:.1f}x" if pq else "-"
+        rd = f"{d1 / pd:.1f}x" if pd else "-"
+        print(f"| {name} | {peer} | {q1:.0f} | {q2:.0f} | {fmt(pq, '.0f')} | {rq} | {d1:.0f} | {fmt(pd, '.0f')} | "
+              f"{rd} | {agree} |")
+    if failures:
+        print("AGREEMENT FAILURES:\n  " + "\n  ".join(failures))
+        return 1
+    print("agreement: all checks passed")
+    return 0
+
+
+# --- GPTQ / AWQ on one layer ---------------------------------------------------------------------
+# Peer for GPTQ: the paper's algorithm in torch (float32, lazy batches of 128, as the GPTQ
+# reference code runs it on a CPU), written here; its output error is printed next to llmkit's.
+
+def _torch_gptq(torch, w, x, group, damp=0.01, block=128):
+    W = torch.from_numpy(w).clone()
+    X = torch.from_numpy(x)
+    n = W.shape[1]
+    H = 2.0 / X.shape[0] * (X.T @ X)
+    dead = torch.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    H += damp * torch.mean(torch.diag(H)) * torch.eye(n)
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    Q = torch.zeros_like(W)
+    for i1 in range(0, n, block):
+        i2 = min(i1 + block, n)
+        W1 = W[:, i1:i2].clone()
+        E1 = torch.zeros_like(W1)
+        for i in range(i2 - i1):
+            if (i1 + i) % group == 0:
+                g = W1[:, i:i + group]
+                m = torch.maximum(-g.min(dim=1).values.clamp(max=0), g.max(dim=1).values.clamp(min=0))
+                s = (2 * torch.where(m == 0, torch.ones_like(m), m) / 15).half().float()
+            q = torch.clamp(torch.round(W1[:, i] / s) + 8, 0, 15)
+            Q[:, i1 + i] = s * (q - 8)
+            e = (W1[:, i] - Q[:, i1 + i]) / U[i1 + i, i1 + i]
+            W1[:, i:] -= e.unsqueeze(1) @ U[i1 + i, i1 + i:i2].unsqueeze(0)
+            E1[:, i] = e
+        W[:, i2:] -= E1 @ U[i1:i2, i2:]
+    return Q.numpy()
+
+
+def bench_calibrated(args):
+    """GPTQ and AWQ time for one layer, and their output error against round-to-nearest."""
+    rng = np.random.default_rng(3)
+    rows, n, tokens = args.rows, args.cols, args.calib_tokens
+    u = rng.standard_normal((rows, 64)).astype(np.float32)
+    v = rng.standard_normal((64, n)).astype(np.float32)
+    w = (0.02 * rng.standard_normal((rows, n)) + 0.002 * (u @ v)).astype(np.float32)
+    mix = (np.eye(n) + 0.3 * rng.standard_normal((n, n)) / np.sqrt(n)).astype(np.float32)
+    x = rng.standard_normal((tokens, n)).astype(np.float32) @ mix
+    x[:, rng.choice(n, max(1, n // 100), replace=False)] *= 20.0
+    x = x.astype(np.float32)
+    try:
+        import torch
+        torch.set_num_threads(2)
+    except ImportError:  # pragma: no cover
+        torch = None
+
+    def out_err(w_hat):
+        d = (w.astype(np.float64) - w_hat) @ x.T.astype(np.float64)
+        return float(np.sum(d * d) / np.sum((w.astype(np.float64) @ x.T.astype(np.float64)) ** 2))
+
+    print(f"calibrated int4: layer {rows}x{n}, {tokens} calibration tokens, group 128, 2 threads, "
+          f"load {os.getloadavg()[0]:.2f}", flush=True)
+    t0 = time.perf_counter()
+    qt, rep = llmkit.gptq(w, x, group_size=128, progress=False, num_threads=2)
+    t_gptq = time.perf_counter() - t0
+    e_gptq = out_err(llmkit.dequantize(qt).astype(np.float64))
+    t0 = time.perf_counter()
+    qa, sa, rep_a = llmkit.awq(w, x, group_size=128, progress=False, num_threads=2)
+    t_awq = time.perf_counter() - t0
+    e_awq = out_err(llmkit.dequantize(qa).astype(np.float64) / sa[None, :])
+    e_rtn = out_err(llmkit.dequantize(llmkit.quantize(w, "gptq_int4_g128")).astype(np.float64))
+    e_rtn_awq = out_err(llmkit.dequantize(llmkit.quantize(w, "awq_int4_g128")).astype(np.float64))
+    failures = []
+    if abs(e_gptq - rep["output_error"]) > 1e-6 * e_gptq or abs(e_awq - rep_a["output_error"]) > 1e-6 * e_awq:
+        failures.append("reported output errors differ from the measured ones")
+    rows_out = [("llmkit gptq (float64)", t_gptq, e_gptq, e_rtn), ("llmkit awq", t_awq, e_awq, e_rtn_awq)]
+    if torch is not None and not args.no_torch_gptq:
+        t0 = time.perf_counter()
+        q_t = _torch_gptq(torch, w, x, 128)
+        t_t = time.perf_counter() - t0
+        rows_out.append(("torch gptq (float32, peer)", t_t, out_err(q_t.astype(np.float64)), e_rtn))
+        if out_err(q_t.astype(np.float64)) > 1.05 * e_gptq + 1e-12:
+            failures.append("llmkit's GPTQ error is more than 5 % above the torch peer's")
+    print()
+    print("| method | time s | output error | RTN output error (same grid) | error / RTN |")
+    print("|---|---:|---:|---:|---:|")
+    for name, t, e, r in rows_out:
+        print(f"| {name} | {t:.1f} | {e:.3e} | {r:.3e} | {e / r:.3f} |")
+    if torch is not None and not args.no_torch_gptq:
+        print(f"\nllmkit gptq time / torch gptq time: {t_gptq / rows_out[-1][1]:.2f}")
     if failures:
         print("AGREEMENT FAILURES:\n  " + "\n  ".join(failures))
         return 1

@@ -4,6 +4,7 @@
 #include "core/tensor.hpp"
 #include "guard.hpp"
 #include "llmkit/llmkit.h"
+#include "quant/formats.hpp"
 #include "quant/gguf_blocks.hpp"
 #include "quant/quantize.hpp"
 
@@ -21,6 +22,14 @@ const quant::type_traits &require_type(int32_t type) {
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "quantization type ", type,
              " is not a llmkit_quant_type that llmkit implements (see llmkit_quant_type_from_name)");
     return *t;
+}
+
+// The formats with side arrays (int8, nf4, fp8, gptq/awq) have no fixed
+// block; their size depends on the whole shape.
+void require_blocks(int32_t type) {
+    if (const quant::format_traits *f = quant::find_format(type))
+        fail(LLMKIT_ERROR_UNSUPPORTED, f->name,
+             " keeps its scales in side arrays and has no fixed block; use llmkit_quant_tensor_bytes / llmkit_quant_planes");
 }
 
 void require_threads(int32_t n_threads) {
@@ -51,6 +60,41 @@ matrix host_matrix(const llmkit_tensor *t, const char *name) {
     return m;
 }
 
+// llmkit_quantize / llmkit_dequantize for the formats with side arrays.
+void quantize_with_planes(size_t *written, const quant::format_traits &f, const llmkit_tensor *src, void *dst,
+                          size_t dst_capacity, const llmkit_quantize_options *options) {
+    const auto o = capi::read_options(options, k_quantize_defaults, "options");
+    require_threads(o.n_threads);
+    if (o.imatrix) fail(LLMKIT_ERROR_UNSUPPORTED, "quantize ", f.name, ": options.imatrix applies to GGUF types only; pass NULL");
+    if (o.zero_point < 0 || o.zero_point > 2)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.zero_point must be an llmkit_quant_zero_point (0, 1 or 2), got ",
+             o.zero_point);
+    const matrix m = host_matrix(src, "src");
+    const size_t needed = quant::format_bytes(f, m.rows, m.n);
+    if (written) *written = needed;
+    if (needed > 0 && (!dst || dst_capacity < needed))
+        fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "quantize ", f.name, ": dst needs ", needed, " bytes, capacity is ",
+             dst ? dst_capacity : 0);
+    quant::f32_rows rows{reinterpret_cast<const float *>(m.v.data), m.rows, m.n, m.row_stride, m.col_stride};
+    quant::format_options fo;
+    fo.zp = quant::zero_point(o.zero_point);
+    quant::quantize_format(f, rows, dst, fo, o.n_threads);
+}
+
+void dequantize_with_planes(const quant::format_traits &f, const void *src, size_t src_bytes, const llmkit_tensor *dst,
+                            const llmkit_dequantize_options *options) {
+    const auto o = capi::read_options(options, k_dequantize_defaults, "options");
+    require_threads(o.n_threads);
+    const matrix m = host_matrix(dst, "dst");
+    const size_t needed = quant::format_bytes(f, m.rows, m.n);
+    if (src_bytes != needed)
+        fail(LLMKIT_ERROR_SHAPE, "dequantize ", f.name, ": dst [", m.rows, ", ", m.n, "] needs ", needed,
+             " bytes, src_bytes is ", src_bytes);
+    if (needed > 0) capi::require_non_null(src, "src");
+    quant::dequantize_format(f, src, m.rows, m.n, reinterpret_cast<float *>(m.v.data), m.row_stride, m.col_stride,
+                             o.n_threads);
+}
+
 }  // namespace
 
 extern "C" {
@@ -60,6 +104,10 @@ llmkit_status llmkit_quant_type_from_name(int32_t *out, const char *name) {
         capi::require_non_null(out, "out");
         capi::require_non_null(name, "name");
         const quant::type_traits *t = quant::find_type(name);
+        if (const quant::format_traits *f = t ? nullptr : quant::find_format(name)) {
+            *out = f->id;  // int8, nf4, fp8_e4m3, gptq_int4_g128...
+            return;
+        }
         if (!t) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "unknown quantization type name \"", name, "\"");
         *out = t->id;
     });
@@ -67,11 +115,13 @@ llmkit_status llmkit_quant_type_from_name(int32_t *out, const char *name) {
 
 const char *llmkit_quant_type_name(int32_t type) {
     const quant::type_traits *t = quant::find_type(type);
+    if (const quant::format_traits *f = t ? nullptr : quant::find_format(type)) return f->name;
     return t ? t->name : nullptr;
 }
 
 llmkit_status llmkit_quant_block_size(int64_t *elements, int64_t *bytes, int32_t type) {
     return capi::guard([&] {
+        require_blocks(type);
         const auto &t = require_type(type);
         if (elements) *elements = t.block_elems;
         if (bytes) *bytes = t.block_bytes;
@@ -81,6 +131,7 @@ llmkit_status llmkit_quant_block_size(int64_t *elements, int64_t *bytes, int32_t
 llmkit_status llmkit_quant_row_bytes(size_t *out, int32_t type, int64_t n) {
     return capi::guard([&] {
         capi::require_non_null(out, "out");
+        require_blocks(type);
         *out = quant::row_bytes(require_type(type), n);
     });
 }
@@ -88,6 +139,7 @@ llmkit_status llmkit_quant_row_bytes(size_t *out, int32_t type, int64_t n) {
 llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor *src, void *dst, size_t dst_capacity,
                               const llmkit_quantize_options *options) {
     return capi::guard([&] {
+        if (const quant::format_traits *f = quant::find_format(type)) return quantize_with_planes(written, *f, src, dst, dst_capacity, options);
         const auto &t = require_type(type);
         const auto o = capi::read_options(options, k_quantize_defaults, "options");
         require_threads(o.n_threads);
@@ -113,6 +165,7 @@ llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor
 llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t src_bytes, const llmkit_tensor *dst,
                                 const llmkit_dequantize_options *options) {
     return capi::guard([&] {
+        if (const quant::format_traits *f = quant::find_format(type)) return dequantize_with_planes(*f, src, src_bytes, dst, options);
         const auto &t = require_type(type);
         const auto o = capi::read_options(options, k_dequantize_defaults, "options");
         require_threads(o.n_threads);

@@ -31,19 +31,20 @@ size_t quant_row_bytes(int32_t type, int64_t n) {
 // (rank, n not a multiple of the block), the call is made with no buffer so
 // that the C library reports the problem in its own words.
 py::array_t<uint8_t> quantize(py::handle src_obj, int32_t type, const std::optional<f32_array> &imatrix,
-                              int32_t num_threads) {
+                              int32_t num_threads, int32_t zero_point) {
     const tensor_arg src = to_tensor(src_obj, "array", fallback::floating);
     size_t needed = 0;
     if (src.ndim() == 1 || src.ndim() == 2) {
-        size_t row = 0;
-        if (llmkit_quant_row_bytes(&row, type, src.shape.back()) == LLMKIT_OK)
-            needed = row * size_t(src.ndim() == 2 ? src.shape[0] : 1);
+        size_t bytes = 0;
+        if (llmkit_quant_tensor_bytes(&bytes, type, src.ndim() == 2 ? src.shape[0] : 1, src.shape.back()) == LLMKIT_OK)
+            needed = bytes;
     }
     py::array_t<uint8_t> out({py::ssize_t(needed)});
     llmkit::tensor_ref st = src.ref();
     llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
     o.n_threads = num_threads;
     if (imatrix) o.imatrix = imatrix->data();
+    o.zero_point = zero_point;
     size_t written = 0;
     {
         py::gil_scoped_release nogil;
@@ -69,6 +70,54 @@ py::array_t<float> dequantize(int32_t type, py::array_t<uint8_t, py::array::c_st
     return out;
 }
 
+// Formats with side arrays (int8, nf4, fp8, gptq/awq int4): total size, plane
+// layout and conversions.
+size_t quant_tensor_bytes(int32_t type, int64_t rows, int64_t n) {
+    size_t out = 0;
+    llmkit::check(llmkit_quant_tensor_bytes(&out, type, rows, n));
+    return out;
+}
+
+// [(name, offset, bytes, numpy dtype string, shape tuple), ...]
+py::list quant_planes(int32_t type, int64_t rows, int64_t n) {
+    llmkit_quant_plane planes[8];
+    size_t count = 0;
+    llmkit::check(llmkit_quant_planes(planes, 8, &count, type, rows, n));
+    py::list out;
+    for (size_t i = 0; i < count; ++i) {
+        const llmkit_quant_plane &p = planes[i];
+        const char kind = p.dtype.code == LLMKIT_DTYPE_INT ? 'i' : (p.dtype.code == LLMKIT_DTYPE_UINT ? 'u' : 'f');
+        const std::string dtype = std::string("<") + kind + std::to_string(p.dtype.bits / 8);
+        py::tuple shape = p.ndim == 1 ? py::tuple(py::make_tuple(p.shape[0])) : py::tuple(py::make_tuple(p.shape[0], p.shape[1]));
+        out.append(py::make_tuple(std::string(p.name), p.offset, p.bytes, dtype, shape));
+    }
+    return out;
+}
+
+// Returns (bytes, {"lossless", "max_abs_error", "rms_error", "max_abs_value"}).
+py::tuple quant_convert(int32_t src_type, py::array_t<uint8_t, py::array::c_style> src, int64_t rows, int64_t n,
+                        int32_t dst_type, int32_t zero_point, int32_t num_threads) {
+    size_t needed = 0;
+    llmkit::check(llmkit_quant_tensor_bytes(&needed, dst_type, rows, n));
+    py::array_t<uint8_t> out({py::ssize_t(needed)});
+    llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
+    o.n_threads = num_threads;
+    o.zero_point = zero_point;
+    llmkit_quant_convert_stats st = LLMKIT_QUANT_CONVERT_STATS_INIT;
+    const void *in = src.data();
+    const size_t in_bytes = size_t(src.size());
+    void *dst = needed ? out.mutable_data() : nullptr;
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_quant_convert(nullptr, dst_type, dst, needed, src_type, in, in_bytes, rows, n, &o, &st));
+    }
+    py::dict stats;
+    stats["lossless"] = bool(st.lossless);
+    stats["max_abs_error"] = st.max_abs_error;
+    stats["rms_error"] = st.rms_error;
+    stats["max_abs_value"] = st.max_abs_value;
+    return py::make_tuple(out, stats);
+}
 
 }  // namespace
 
@@ -79,7 +128,11 @@ void bind_quant(py::module_ &m) {
     m.def("quant_block_size", &quant_block_size, py::arg("type"));
     m.def("quant_row_bytes", &quant_row_bytes, py::arg("type"), py::arg("n"));
     m.def("quantize", &quantize, py::arg("array"), py::arg("type"), py::arg("imatrix") = py::none(),
-          py::arg("num_threads") = 0);
+          py::arg("num_threads") = 0, py::arg("zero_point") = 0);
+    m.def("quant_tensor_bytes", &quant_tensor_bytes, py::arg("type"), py::arg("rows"), py::arg("n"));
+    m.def("quant_planes", &quant_planes, py::arg("type"), py::arg("rows"), py::arg("n"));
+    m.def("quant_convert", &quant_convert, py::arg("src_type"), py::arg("src"), py::arg("rows"), py::arg("n"),
+          py::arg("dst_type"), py::arg("zero_point") = 0, py::arg("num_threads") = 0);
     m.def("dequantize", &dequantize, py::arg("type"), py::arg("blocks"), py::arg("shape"), py::arg("num_threads") = 0);
 }
 

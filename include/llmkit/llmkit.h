@@ -59,7 +59,8 @@ typedef enum llmkit_status {
     LLMKIT_ERROR_DEVICE = -11,            /**< The device runtime reported a failure. */
     LLMKIT_ERROR_IO = -12,                /**< A file could not be opened, read or written. */
     LLMKIT_ERROR_FORMAT = -13,            /**< A file or buffer is malformed, truncated or hostile. */
-    LLMKIT_ERROR_INTERNAL = -14           /**< A bug in llmkit: please report it with the message. */
+    LLMKIT_ERROR_INTERNAL = -14,          /**< A bug in llmkit: please report it with the message. */
+    LLMKIT_ERROR_CANCELLED = -15          /**< The caller's progress callback asked to stop (e.g. llmkit_bpe_train()). */
 } llmkit_status;
 
 /**
@@ -781,9 +782,9 @@ LLMKIT_API llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t
  *   count leaves the last low nibble 0. NF4 levels are QLoRA's; FP4's are
  *   bitsandbytes' e2m1 values / 12.
  * - **fp8**: q = fp8(x / scale) with torch's float32 -> float8_e4m3fn /
- *   float8_e5m2 rounding (round to nearest even, not saturating; the scale
- *   keeps every value in range, so no NaN or infinity is produced). An
- *   all-zero tensor or row gets scale 1.
+ *   float8_e5m2 rounding, bit for bit (round to nearest even; out of range
+ *   E4M3 saturates to +-448 and E5M2 gives infinity, but the scale keeps every
+ *   value in range, so neither happens). An all-zero tensor or row gets scale 1.
  * - **gptq_int4***: GPTQ's quantizer: symmetric by default (zero 8, scale =
  *   2 max|x| / 15 over the group); asymmetric (#LLMKIT_QUANT_ZERO_POINT_ASYMMETRIC)
  *   fits [min(lo, 0), max(hi, 0)] with zero in 1..15 (AutoGPTQ stores
@@ -911,6 +912,136 @@ LLMKIT_API llmkit_status llmkit_quant_convert(size_t *written, int32_t dst_type,
 
 /** @} */
 /* END QFORMATS SUBSECTION */
+/* BEGIN QCALIB SUBSECTION (issue 5: GPTQ, AWQ) */
+/** @defgroup quant_calib Quantization: GPTQ and AWQ (calibrated int4)
+ *
+ * Layer-wise post-training quantization that looks at what the layer is fed:
+ * the weight W [rows = outputs, n = inputs] of a linear layer y = W x and
+ * calibration inputs X (activations reaching that layer, [tokens, n], in any
+ * number of batches). Both minimise the change of the layer's output on X,
+ * ||W X^T - W^ X^T||^2, instead of the weight error ||W - W^||^2 that
+ * round-to-nearest (llmkit_quantize()) minimises, and both report that output
+ * error next to round-to-nearest's, relative to ||W X^T||^2.
+ *
+ * Thread safety: thread-safe; the progress callback runs on the calling thread.
+ *  @{ */
+
+/** @brief Progress of a long call: `done` of `total` units (columns for GPTQ). */
+typedef void (*llmkit_progress_fn)(int64_t done, int64_t total, void *user_data);
+
+/** @brief What a calibrated quantization did to its layer. */
+typedef struct llmkit_quant_layer_report {
+    uint32_t struct_size;    /**< sizeof(llmkit_quant_layer_report); llmkit fills only this many bytes. */
+    double output_error;     /**< ||(W - W^) X^T||^2 / ||W X^T||^2 on the calibration inputs. */
+    double rtn_output_error; /**< The same for round-to-nearest with the same format and grid. */
+    int64_t dead_columns;    /**< Inputs that were 0 in every calibration token (their weights are set to 0). */
+} llmkit_quant_layer_report;
+
+/** @brief Default #llmkit_quant_layer_report. */
+#define LLMKIT_QUANT_LAYER_REPORT_INIT {sizeof(llmkit_quant_layer_report), 0.0, 0.0, 0}
+
+/** @brief Options of llmkit_gptq_quantize(). */
+typedef struct llmkit_gptq_options {
+    uint32_t struct_size;        /**< sizeof(llmkit_gptq_options). */
+    int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
+    double damp;                 /**< Added to H's diagonal, as a fraction of its mean (GPTQ's percdamp); default 0.01. */
+    int32_t block_size;          /**< Columns per lazy update (default 128; rounded down to a multiple of the group). */
+    int32_t act_order;           /**< 1: quantize columns by decreasing H_jj (g_idx then records each column's group). */
+    int32_t zero_point;          /**< An #llmkit_quant_zero_point; 0 = symmetric (GPTQ's default). */
+    llmkit_progress_fn progress; /**< Called after each block of columns; may be NULL. */
+    void *user_data;             /**< Passed to progress. */
+} llmkit_gptq_options;
+
+/** @brief Default #llmkit_gptq_options. */
+#define LLMKIT_GPTQ_OPTIONS_INIT {sizeof(llmkit_gptq_options), 0, 0.01, 128, 0, 0, NULL, NULL}
+
+/**
+ * @brief Quantizes a linear layer's weight with GPTQ (Frantar et al. 2022).
+ *
+ * Builds H = 2/N sum_t x_t x_t^T from the calibration batches (float64),
+ * zeroes dead inputs (H_jj = 0), optionally reorders the columns by
+ * decreasing H_jj (act-order), adds damp * mean(diag H) to the diagonal, and
+ * quantizes column by column, spreading each column's rounding error over the
+ * columns not yet quantized through the upper Cholesky factor of H^-1, with
+ * lazy batched updates of block_size columns. Each group's scale and zero are
+ * fitted (GPTQ's quantizer, f16 scales) on its weights as updated so far.
+ *
+ * @param[out] written Bytes of the result (also when dst is NULL or short); may be NULL.
+ * @param type #LLMKIT_QUANT_GPTQ_INT4, #LLMKIT_QUANT_GPTQ_INT4_G32 / _G64 / _G128
+ *        (the GPTQ packing, g_idx included), or #LLMKIT_QUANT_Q4_0 (GPTQ's
+ *        symmetric grid on groups of 32, written as GGUF Q4_0 blocks; not with
+ *        act_order or an asymmetric zero point).
+ * @param weight float32 host tensor [rows, n]; rows and n multiples of 8 for the GPTQ packing.
+ * @param calib Array of n_calib float32 host tensors [tokens, n] (or [n]).
+ * @param n_calib Number of calibration batches, >= 1.
+ * @param dst Caller-owned output; NULL asks for the size.
+ * @param dst_capacity Bytes at dst.
+ * @param options NULL for defaults.
+ * @param[out] report Output errors; may be NULL.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL; #LLMKIT_ERROR_NULL_POINTER;
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT (type, options, no calibration tokens,
+ *         a Hessian that damping does not make positive definite);
+ *         #LLMKIT_ERROR_SHAPE; #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_NON_FINITE;
+ *         #LLMKIT_ERROR_OUT_OF_RANGE (a scale overflowing f16);
+ *         #LLMKIT_ERROR_UNSUPPORTED (Q4_0 with act_order or a zero point). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_gptq_quantize(size_t *written, int32_t type, const llmkit_tensor *weight,
+                                              const llmkit_tensor *calib, size_t n_calib, void *dst,
+                                              size_t dst_capacity, const llmkit_gptq_options *options,
+                                              llmkit_quant_layer_report *report);
+
+/** @brief Options of llmkit_awq_quantize(). */
+typedef struct llmkit_awq_options {
+    uint32_t struct_size;        /**< sizeof(llmkit_awq_options). */
+    int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
+    int32_t n_grid;              /**< Points of the scale-exponent grid alpha = 0, 1/n_grid, ...; default 20. */
+    double max_shrink;           /**< Clipping search: ratios 1, 1 - 1/n_grid, ... down to above 1 - max_shrink; default 0.5. */
+    int32_t clip;                /**< 1 (default): run the clipping search; 0: skip it. */
+    int32_t zero_point;          /**< An #llmkit_quant_zero_point; 0 = asymmetric (AWQ's default). */
+    llmkit_progress_fn progress; /**< Called after each grid point; may be NULL. */
+    void *user_data;             /**< Passed to progress. */
+} llmkit_awq_options;
+
+/** @brief Default #llmkit_awq_options. */
+#define LLMKIT_AWQ_OPTIONS_INIT {sizeof(llmkit_awq_options), 0, 20, 0.5, 1, 0, NULL, NULL}
+
+/**
+ * @brief Quantizes a linear layer's weight with AWQ (Lin et al. 2023).
+ *
+ * From the calibration batches: the mean magnitude of each input channel,
+ * mean|x_j|, and H = 2/N X^T X. For alpha on a grid of n_grid points in
+ * [0, 1): s_j = max(mean|x_j|^alpha, 1e-4), normalised so that
+ * max(s) min(s) = 1; the weight W diag(s) is rounded to nearest (AWQ's grid)
+ * and the alpha whose effective weight Q(W diag(s)) diag(s)^-1 has the lowest
+ * output error on the calibration inputs wins (alpha 0 is plain
+ * round-to-nearest, so AWQ never does worse). Then, per group, the clipping
+ * range [-r max|w|, r max|w|] is searched over r = 1, 1 - 1/n_grid, ... for the
+ * lowest output error of that group.
+ *
+ * The result is the int4 of the *scaled* weight W diag(s), in the AWQ packing;
+ * `scales` receives s, which the caller folds into the operation before the
+ * layer (divide its output, e.g. a norm's weight, by s). The layer then
+ * computes Q(W diag(s)) (x / s) ~ W x.
+ *
+ * @param[out] written Bytes of the result (also when dst is NULL or short); may be NULL.
+ * @param type #LLMKIT_QUANT_AWQ_INT4_G32, _G64 or _G128.
+ * @param weight float32 host tensor [rows, n]; rows and n multiples of 8.
+ * @param calib Array of n_calib float32 host tensors [tokens, n] (or [n]).
+ * @param n_calib Number of calibration batches, >= 1.
+ * @param dst Caller-owned output; NULL asks for the size.
+ * @param dst_capacity Bytes at dst.
+ * @param[out] scales n floats receiving s; may be NULL.
+ * @param options NULL for defaults.
+ * @param[out] report Output errors (rtn_output_error: alpha 0, no clipping); may be NULL.
+ * @return As llmkit_gptq_quantize(). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, const llmkit_tensor *weight,
+                                             const llmkit_tensor *calib, size_t n_calib, void *dst,
+                                             size_t dst_capacity, float *scales, const llmkit_awq_options *options,
+                                             llmkit_quant_layer_report *report);
+
+/** @} */
+/* END QCALIB SUBSECTION */
 
 /* BEGIN QUANT MATMUL */
 /** @defgroup quant_matmul Quantization: matmul with quantized weights (CPU)
@@ -1834,10 +1965,11 @@ LLMKIT_API llmkit_status llmkit_tokenizer_from_tiktoken(llmkit_tokenizer **out, 
 typedef struct llmkit_tokenizer_load_options {
     uint32_t struct_size;           /**< sizeof(llmkit_tokenizer_load_options). */
     const char *tiktoken_encoding;  /**< Preset of a tiktoken rank file (see llmkit_tokenizer_from_tiktoken()); required for that format, must be NULL for the others. Default NULL. */
+    int32_t gguf_allow_duplicate_keys; /**< GGUF only: nonzero accepts a file that repeats a metadata key, keeping the first value (llama.cpp refuses such files); 0 (default): #LLMKIT_ERROR_FORMAT naming the key. */
 } llmkit_tokenizer_load_options;
 
-/** @brief Default #llmkit_tokenizer_load_options: no tiktoken preset. */
-#define LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT {sizeof(llmkit_tokenizer_load_options), NULL}
+/** @brief Default #llmkit_tokenizer_load_options: no tiktoken preset, duplicate GGUF keys refused. */
+#define LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT {sizeof(llmkit_tokenizer_load_options), NULL, 0}
 
 /**
  * @brief Loads a tokenizer file, detecting its format from the content.
@@ -1859,8 +1991,24 @@ typedef struct llmkit_tokenizer_load_options {
  *   `truncation` and `padding` settings are ignored.
  * - Lines `base64(token) rank`: a tiktoken rank file; give its preset in
  *   `options->tiktoken_encoding` (the file holds no pattern or special tokens).
- * - A SentencePiece `.model` (protobuf) or a GGUF file (magic `GGUF`): see the
- *   loaders of those formats; where they are not built in, #LLMKIT_ERROR_UNSUPPORTED.
+ * - A SentencePiece `.model` (a protobuf ModelProto): BPE by piece scores or
+ *   Unigram (Viterbi), exactly as the sentencepiece library segments: its
+ *   normalizer (identity or the precompiled character map, e.g. nmt_nfkc;
+ *   dummy prefix, `▁` for spaces, extra whitespace removal), byte fallback to
+ *   `<0xNN>` pieces, user-defined pieces matched whole. Control pieces
+ *   (`<s>`, `[INST]`) are the special tokens: plain text unless allowed (never
+ *   an error, as in sentencepiece); `add_special_tokens` adds BOS. Decoding is
+ *   sentencepiece's: `▁` becomes a space, the dummy-prefix space is dropped,
+ *   control pieces vanish, byte pieces are reassembled (U+FFFD for each byte of
+ *   an invalid sequence). WORD and CHAR models are #LLMKIT_ERROR_UNSUPPORTED.
+ * - A GGUF file (magic `GGUF`): the tokenizer in its `tokenizer.ggml.*`
+ *   metadata: `llama` (SentencePiece BPE by scores, as above), `gpt2`
+ *   (byte-level BPE by merges, pre-tokenized by the regex family that
+ *   `tokenizer.ggml.pre` names: default, gpt-2, mpt, falcon, starcoder,
+ *   refact, command-r, deepseek-llm, deepseek-coder, deepseek-v3, llama3 /
+ *   llama-bpe / dbrx, qwen2, ...) or `bert` (WordPiece with BERT's
+ *   normalization); `add_special_tokens` adds what add_bos_token /
+ *   add_eos_token say (BERT: [CLS] ... [SEP]).
  *
  * Tokens of a tokenizer.json are the strings of its vocabulary (e.g. `Ġthe`
  * for GPT-2), which llmkit_tokenizer_token_to_id() and
@@ -1916,7 +2064,7 @@ typedef struct llmkit_encode_options {
  *
  * No BOS or EOS is added unless `options->add_special_tokens` asks for them.
  * For tiktoken encodings the ids never outnumber the bytes of the text; other
- * formats can give more ids than bytes (a prepended `▁`, normalizers that
+ * formats can give more ids than bytes (a prepended U+2581, normalizers that
  * expand characters, added special tokens), so ask for the count (`ids` NULL)
  * or retry with the `n_ids` a #LLMKIT_ERROR_BUFFER_TOO_SMALL reports.
  * @param tokenizer The tokenizer.
@@ -1973,7 +2121,10 @@ LLMKIT_API llmkit_status llmkit_tokenizer_encode_batch(const llmkit_tokenizer *t
 /**
  * @brief Decodes token ids into bytes.
  *
- * The output is the tokens' bytes back to back; it is not NUL-terminated, and
+ * For a Hugging Face tokenizer.json the output is what its decoder makes of
+ * the tokens (special tokens included; without a decoder, the tokens joined
+ * by spaces), always valid UTF-8. For the other formats it is the tokens'
+ * bytes back to back; it is not NUL-terminated, and
  * a cut inside a multi-byte character (e.g. one id of a longer sequence) gives
  * bytes that are not valid UTF-8 on their own.
  * @param tokenizer The tokenizer.
@@ -2120,6 +2271,93 @@ LLMKIT_API llmkit_status llmkit_tokenizer_encode_with_offsets(const llmkit_token
                                                               const llmkit_encode_options *options);
 
 /* --- end offsets --- */
+
+/* --- BPE training and saving (toktrain) --- */
+
+/**
+ * @brief Progress callback of llmkit_bpe_train(): called after each merge.
+ * @param user_data The options' user_data.
+ * @param done Merges done so far (new tokens in the vocabulary).
+ * @param total Merges wanted (vocab_size - 256).
+ * @return 0 to go on; nonzero cancels the training (#LLMKIT_ERROR_CANCELLED).
+ */
+typedef int (*llmkit_bpe_progress_fn)(void *user_data, size_t done, size_t total);
+
+/** @brief Options of llmkit_bpe_train(). */
+typedef struct llmkit_bpe_train_options {
+    uint32_t struct_size;                /**< sizeof(llmkit_bpe_train_options). */
+    size_t vocab_size;                   /**< Tokens to learn, the 256 single bytes included (>= 256); special tokens come on top. Required. */
+    const char *pattern;                 /**< Pre-tokenizer regex (PCRE2 syntax), or a tiktoken preset name whose regex to use ("cl100k_base", "o200k_base", "r50k_base", "llama3", "qwen2"); NULL = "cl100k_base". */
+    const char *const *special_tokens;   /**< Special tokens (NUL-terminated), given ids vocab_size, vocab_size + 1, ... in order; may be NULL when n_special_tokens is 0. */
+    size_t n_special_tokens;             /**< Entries in special_tokens. */
+    llmkit_bpe_progress_fn progress;     /**< Called after each merge; NULL for none. */
+    int32_t n_threads;                   /**< Threads that split a list of texts; 0 (default) = llmkit_get_num_threads(). */
+    void *user_data;                     /**< Passed to progress. */
+} llmkit_bpe_train_options;
+
+/** @brief Default #llmkit_bpe_train_options (vocab_size must still be set). */
+#define LLMKIT_BPE_TRAIN_OPTIONS_INIT {sizeof(llmkit_bpe_train_options), 0, NULL, NULL, 0, NULL, 0, NULL}
+
+/**
+ * @brief Trains a byte-level BPE tokenizer on a corpus, with minbpe's semantics.
+ *
+ * Each text is split into chunks by the pattern (a chunk never spans two
+ * texts; special tokens in the text are ordinary text here); every chunk
+ * starts as its bytes (ids 0..255 are the byte values), and the most frequent
+ * adjacent pair, counted over all chunks, is merged into a new token (id 256,
+ * 257, ...) until vocab_size tokens exist. Ties go to the pair whose first
+ * occurrence in the corpus comes first, which is the pair Python's dict order
+ * makes minbpe pick, so the merges equal minbpe's RegexTokenizer.train. Where
+ * minbpe would give two ids the same bytes, the first id is kept and training
+ * goes on until vocab_size distinct tokens exist; when no pair is left it
+ * stops early (the vocabulary is then smaller). Counting is incremental: a
+ * merge updates only the words that hold the pair.
+ * @param[out] out Receives the tokenizer (encode it like any other; free with
+ *        llmkit_tokenizer_free()).
+ * @param texts `n_texts` UTF-8 texts (need not be NUL-terminated; an entry may be
+ *        NULL when its length is 0). May be NULL when n_texts is 0.
+ * @param lens `n_texts` lengths in bytes. May be NULL when n_texts is 0.
+ * @param n_texts Number of texts.
+ * @param options Required (for vocab_size).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_INVALID_ARGUMENT for vocab_size < 256,
+ *         a pattern that does not compile, invalid UTF-8 (the message names the
+ *         text and byte), an empty or repeated special token, n_threads < 0;
+ *         #LLMKIT_ERROR_CANCELLED when the progress callback asked to stop;
+ *         #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_MEMORY. Thread-safe
+ *         (the callback runs on the calling thread).
+ */
+LLMKIT_API llmkit_status llmkit_bpe_train(llmkit_tokenizer **out, const char *const *texts, const size_t *lens,
+                                          size_t n_texts, const llmkit_bpe_train_options *options);
+
+/**
+ * @brief Saves a byte-level BPE tokenizer's ranks as a tiktoken `.tiktoken` file.
+ *
+ * One `base64(token) rank` line per token, as tiktoken's own files; the
+ * special tokens and the pattern are not stored (as in tiktoken), so load it
+ * back with llmkit_tokenizer_from_tiktoken() and a preset of the same pattern.
+ * @param tokenizer A byte-level BPE tokenizer (trained or loaded from a rank file).
+ * @param path Where to write (NUL-terminated); an existing file is replaced.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_IO; #LLMKIT_ERROR_UNSUPPORTED for another
+ *         tokenizer kind; #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_save_tiktoken(const llmkit_tokenizer *tokenizer, const char *path);
+
+/**
+ * @brief Saves a byte-level BPE tokenizer as a Hugging Face `tokenizer.json`.
+ *
+ * The file has a BPE model (GPT-2's byte-to-character alphabet, merges
+ * derived from the ranks, `ignore_merges` as tiktoken looks whole pieces up
+ * first), a Split pre-tokenizer with the tokenizer's regex followed by
+ * ByteLevel, a ByteLevel decoder, and the special tokens as added tokens; HF
+ * tokenizers loads it (`Tokenizer.from_file`) and gives the same ids.
+ * @param tokenizer A byte-level BPE tokenizer.
+ * @param path Where to write; an existing file is replaced.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_IO; #LLMKIT_ERROR_UNSUPPORTED for another
+ *         tokenizer kind; #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_save_tokenizer_json(const llmkit_tokenizer *tokenizer, const char *path);
+
+/* --- end BPE training --- */
 
 /** @} */
 /* END TOKENIZER SECTION */

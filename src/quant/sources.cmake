@@ -7,7 +7,10 @@ set(LLMKIT_QUANT_SOURCES
   src/quant/int_formats.cpp
   src/quant/nf4.cpp
   src/quant/fp8.cpp
+  src/quant/gptq.cpp
+  src/quant/awq.cpp
   bindings/c/quant_formats.cpp
+  bindings/c/quant_calib.cpp
   bindings/c/quant.cpp
   src/quant/matmul.cpp
   src/quant/matmul_scalar.cpp
@@ -26,3 +29,7 @@ endif()
 # The non-GGUF formats are checked bit for bit against numpy / torch references.
 set_source_files_properties(src/quant/int_formats.cpp src/quant/nf4.cpp src/quant/fp8.cpp
   PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
+# GPTQ / AWQ: Cholesky factorizations and block products on Eigen (header-only, libeigen3-dev).
+find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+get_target_property(_llmkit_eigen_include Eigen3::Eigen INTERFACE_INCLUDE_DIRECTORIES)
+set_source_files_properties(src/quant/gptq.cpp src/quant/awq.cpp PROPERTIES INCLUDE_DIRECTORIES "${_llmkit_eigen_include}")

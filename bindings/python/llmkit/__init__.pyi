@@ -259,8 +259,8 @@ class TokenizerDecoder:
 
 _QuantType = Union[str, int]
 
-def quant_types() -> List[str]:
-    """The implemented types as ggml spells them ('f32', 'f16', 'q4_0', ..., 'q4_K', ..., 'iq4_xs', 'bf16')."""
+def quant_types(include_formats: bool = False) -> List[str]:
+    """The GGUF types as ggml spells them ('f32', ..., 'q4_K', ..., 'bf16'); then 'int8', 'nf4', 'fp8_e4m3', ... if include_formats."""
 
 def quant_nbytes(type: _QuantType, shape: Sequence[int]) -> int:
     """Bytes a float array of shape (rows, n) or (n,) takes in type (any type, GGUF or not)."""

@@ -36,12 +36,13 @@ def _type_id(t: Union[str, int], name: str = "type") -> int:
     return tid
 
 
-def quant_types() -> List[str]:
+def quant_types(include_formats: bool = False) -> List[str]:
     """The quantization types llmkit implements, as ggml spells them, in ggml's type order.
 
     ``['f32', 'f16', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q8_0', 'q8_1', 'q2_K', 'q3_K',
-    'q4_K', 'q5_K', 'q6_K', 'q8_K', 'iq4_nl', 'iq4_xs', 'bf16']``, then llmkit's
-    formats with side arrays, numbered from 1000: ``'int8'``, ``'int8_g32'``,
+    'q4_K', 'q5_K', 'q6_K', 'q8_K', 'iq4_nl', 'iq4_xs', 'bf16']``. With
+    ``include_formats=True`` these are followed by llmkit's formats with side
+    arrays, numbered from 1000: ``'int8'``, ``'int8_g32'``,
     ``'int8_g64'``, ``'int8_g128'``, ``'int8_asym'`` (and ``_g32/_g64/_g128``),
     ``'nf4'``, ``'fp4'``, ``'fp8_e4m3'``, ``'fp8_e5m2'``, ``'fp8_e4m3_channel'``,
     ``'fp8_e5m2_channel'``, ``'gptq_int4'``, ``'gptq_int4_g32'`` (``_g64``,
@@ -49,7 +50,7 @@ def quant_types() -> List[str]:
     case) can be passed as ``type`` to :func:`quantize`.
     """
     names = []
-    for tid in list(range(_MAX_GGML_TYPE)) + list(_FORMAT_IDS):
+    for tid in list(range(_MAX_GGML_TYPE)) + (list(_FORMAT_IDS) if include_formats else []):
         n = _llmkit.quant_type_name(tid)
         if n is not None:
             names.append(n)

@@ -1,0 +1,153 @@
+// AWQ: activation-aware scale search and clipping search, float64 errors on
+// the calibration Hessian (Eigen for the products).
+#include "quant/awq.hpp"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+#include "core/threads.hpp"
+
+namespace llmkit::quant {
+
+namespace {
+
+// RTN of a scaled weight W' = W * s into AWQ groups (float32 weights, as stored).
+void round_groups(const std::vector<float> &ws, int64_t rows, int64_t n, int64_t group, bool symmetric,
+                  int4_groups &g, int n_threads) {
+    core::parallel_for(rows, n_threads, [&](int64_t r) {
+        for (int64_t gi = 0; gi < g.n_groups; ++gi) {
+            const float *x = &ws[size_t(r * n + gi * group)];
+            float s;
+            uint8_t z;
+            fit_int4(x, group, 1, family::awq, symmetric, s, z);
+            g.scale[size_t(r * g.n_groups + gi)] = s;
+            g.zero[size_t(r * g.n_groups + gi)] = z;
+            for (int64_t k = 0; k < group; ++k) g.q[size_t(r * n + gi * group + k)] = quantize_int4(x[k], s, z);
+        }
+    });
+}
+
+// The effective weight Q(W s) / s in float64.
+std::vector<double> effective(const int4_groups &g, const std::vector<float> &s) {
+    std::vector<double> out = dequantize_groups(g);
+    for (int64_t r = 0; r < g.rows; ++r)
+        for (int64_t i = 0; i < g.n; ++i) out[size_t(r * g.n + i)] /= double(s[size_t(i)]);
+    return out;
+}
+
+}  // namespace
+
+awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
+    const int64_t rows = src.rows, n = src.n, group = o.group > 0 ? o.group : n;
+    if (hs.n() != n)
+        core::fail(LLMKIT_ERROR_SHAPE, "awq: calibration inputs have ", hs.n(), " features, the weight has ", n,
+                   " inputs");
+    if (hs.samples() == 0) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "awq: no calibration inputs (0 tokens)");
+    if (n % group != 0) core::fail(LLMKIT_ERROR_SHAPE, "awq: ", n, " inputs are not a multiple of the group size ", group);
+    if (o.n_grid < 1 || o.n_grid > 1000)
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "awq: n_grid must be in [1, 1000], got ", o.n_grid);
+    if (!(o.max_shrink >= 0.0 && o.max_shrink < 1.0))
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "awq: max_shrink must be in [0, 1), got ", o.max_shrink);
+
+    std::vector<double> w0(size_t(rows * n));
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) {
+            const float v = src.data[r * src.row_stride + j * src.col_stride];
+            if (!std::isfinite(v))
+                core::fail(LLMKIT_ERROR_NON_FINITE, "awq: weight[", r, ", ", j, "] = ", v, " is not finite");
+            w0[size_t(r * n + j)] = v;
+        }
+    const std::vector<double> h = hs.matrix();
+    const std::vector<double> x_mean = hs.mean_abs();
+
+    awq_result res;
+    int4_groups g;
+    g.rows = rows;
+    g.n = n;
+    g.group = group;
+    g.n_groups = n / group;
+    g.q.assign(size_t(rows * n), 0);
+    g.scale.assign(size_t(rows * g.n_groups), 0.0f);
+    g.zero.assign(size_t(rows * g.n_groups), 0);
+    g.g_idx.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) g.g_idx[size_t(i)] = int32_t(i / group);
+
+    const int64_t total_steps = o.n_grid + (o.clip ? 1 : 0);
+    std::vector<float> ws(size_t(rows * n)), s(static_cast<size_t>(n)), best_s(size_t(n), 1.0f);
+    double best_err = INFINITY;
+    // 1. Scale search: s = mean|x|^alpha, normalised so that max * min = 1.
+    for (int k = 0; k < o.n_grid; ++k) {
+        const double alpha = double(k) / o.n_grid;
+        double lo = INFINITY, hi = 0;
+        std::vector<double> sd(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) {
+            sd[size_t(j)] = std::max(std::pow(x_mean[size_t(j)], alpha), 1e-4);
+            lo = std::min(lo, sd[size_t(j)]);
+            hi = std::max(hi, sd[size_t(j)]);
+        }
+        const double norm = std::sqrt(lo * hi);
+        for (int64_t j = 0; j < n; ++j) s[size_t(j)] = float(sd[size_t(j)] / norm);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = 0; j < n; ++j) ws[size_t(r * n + j)] = float(w0[size_t(r * n + j)] * double(s[size_t(j)]));
+        round_groups(ws, rows, n, group, o.symmetric, g, o.n_threads);
+        const double err = relative_output_error(w0, effective(g, s), h, rows, n, o.n_threads);
+        if (k == 0) res.rtn_output_error = err;  // alpha 0: s = 1, plain round-to-nearest
+        if (err < best_err) {
+            best_err = err;
+            best_s = s;
+            res.alpha = alpha;
+        }
+        if (o.progress) o.progress(k + 1, total_steps);
+    }
+
+    // 2. Clipping search per (row, group) on the scaled layer, whose inputs
+    //    are x / s: H' = diag(1/s) H diag(1/s), and group blocks of it.
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) ws[size_t(r * n + j)] = float(w0[size_t(r * n + j)] * double(best_s[size_t(j)]));
+    if (o.clip) {
+        const int n_ratios = std::max(1, int(std::ceil(o.max_shrink * o.n_grid)));
+        core::parallel_for(rows, o.n_threads, [&](int64_t r) {
+            std::vector<float> clipped(static_cast<size_t>(group));
+            std::vector<double> d(static_cast<size_t>(group));
+            for (int64_t gi = 0; gi < g.n_groups; ++gi) {
+                float *w = &ws[size_t(r * n + gi * group)];
+                float amax = 0;
+                for (int64_t k = 0; k < group; ++k) amax = std::max(amax, std::fabs(w[k]));
+                double best = INFINITY;
+                float best_ratio = 1.0f;
+                for (int i = 0; i < n_ratios; ++i) {
+                    const float ratio = 1.0f - float(i) / float(o.n_grid);
+                    const float lim = amax * ratio;
+                    for (int64_t k = 0; k < group; ++k) clipped[size_t(k)] = std::min(std::max(w[k], -lim), lim);
+                    float sc;
+                    uint8_t z;
+                    fit_int4(clipped.data(), group, 1, family::awq, o.symmetric, sc, z);
+                    for (int64_t k = 0; k < group; ++k)
+                        d[size_t(k)] = double(w[k]) - double(sc * float(int(quantize_int4(clipped[size_t(k)], sc, z)) - int(z)));
+                    // d^T H'_gg d with H'_ab = H_ab / (s_a s_b).
+                    double e = 0;
+                    const int64_t j0 = gi * group;
+                    for (int64_t a = 0; a < group; ++a) {
+                        double row = 0;
+                        for (int64_t b = 0; b < group; ++b)
+                            row += h[size_t((j0 + a) * n + j0 + b)] * d[size_t(b)] / double(best_s[size_t(j0 + b)]);
+                        e += d[size_t(a)] / double(best_s[size_t(j0 + a)]) * row;
+                    }
+                    if (e < best) best = e, best_ratio = ratio;
+                }
+                const float lim = amax * best_ratio;
+                for (int64_t k = 0; k < group; ++k) w[k] = std::min(std::max(w[k], -lim), lim);
+            }
+        });
+    }
+    round_groups(ws, rows, n, group, o.symmetric, g, o.n_threads);
+    res.output_error = relative_output_error(w0, effective(g, best_s), h, rows, n, o.n_threads);
+    if (o.progress && o.clip) o.progress(total_steps, total_steps);
+    res.groups = std::move(g);
+    res.scales = std::move(best_s);
+    return res;
+}
+
+}  // namespace llmkit::quant

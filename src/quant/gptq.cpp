@@ -1,0 +1,238 @@
+// GPTQ, Algorithm 1 of Frantar et al. with lazy batched updates, in float64
+// on Eigen (Cholesky factorizations and the block products).
+#include "quant/gptq.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.hpp"
+#include "core/threads.hpp"
+
+namespace llmkit::quant {
+
+namespace {
+
+using mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Rows per task of the row-parallel products.
+constexpr int64_t k_row_chunk = 64;
+
+}  // namespace
+
+hessian::hessian(int64_t n) : n_(n) {
+    if (n <= 0) core::fail(LLMKIT_ERROR_SHAPE, "the layer has ", n, " inputs");
+    xtx_.assign(size_t(n) * size_t(n), 0.0);
+    abs_sum_.assign(size_t(n), 0.0);
+}
+
+void hessian::add(const float *x, int64_t tokens, int64_t row_stride, int64_t col_stride) {
+    if (tokens <= 0) return;
+    mat xb(tokens, n_);
+    for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t j = 0; j < n_; ++j) {
+            const float v = x[t * row_stride + j * col_stride];
+            if (!std::isfinite(v))
+                core::fail(LLMKIT_ERROR_NON_FINITE, "calibration input [", t, ", ", j, "] = ", v, " is not finite");
+            xb(t, j) = v;
+            abs_sum_[size_t(j)] += std::fabs(double(v));
+        }
+    Eigen::Map<mat> acc(xtx_.data(), n_, n_);
+    acc.selfadjointView<Eigen::Lower>().rankUpdate(xb.transpose());
+    count_ += tokens;
+}
+
+std::vector<double> hessian::matrix() const {
+    std::vector<double> h(xtx_.size());
+    const double scale = count_ ? 2.0 / double(count_) : 0.0;
+    for (int64_t i = 0; i < n_; ++i)
+        for (int64_t j = 0; j <= i; ++j) {
+            const double v = xtx_[size_t(i * n_ + j)] * scale;
+            h[size_t(i * n_ + j)] = v;
+            h[size_t(j * n_ + i)] = v;
+        }
+    return h;
+}
+
+std::vector<double> hessian::mean_abs() const {
+    std::vector<double> m(abs_sum_);
+    for (double &v : m) v = count_ ? v / double(count_) : 0.0;
+    return m;
+}
+
+std::vector<double> dequantize_groups(const int4_groups &g) {
+    std::vector<double> out(size_t(g.rows * g.n));
+    for (int64_t r = 0; r < g.rows; ++r)
+        for (int64_t i = 0; i < g.n; ++i) {
+            const size_t gi = size_t(r * g.n_groups + g.g_idx[size_t(i)]);
+            // The float32 product the dequantizer computes.
+            out[size_t(r * g.n + i)] = double(g.scale[gi] * float(int(g.q[size_t(r * g.n + i)]) - int(g.zero[gi])));
+        }
+    return out;
+}
+
+double relative_output_error(const std::vector<double> &w, const std::vector<double> &w_hat,
+                             const std::vector<double> &h, int64_t rows, int64_t n, int n_threads) {
+    Eigen::Map<const mat> H(h.data(), n, n), W(w.data(), rows, n), Wh(w_hat.data(), rows, n);
+    const int64_t chunks = (rows + k_row_chunk - 1) / k_row_chunk;
+    std::vector<double> num(static_cast<size_t>(chunks)), den(static_cast<size_t>(chunks));
+    core::parallel_for(chunks, n_threads, [&](int64_t c) {
+        const int64_t r0 = c * k_row_chunk, rc = std::min(k_row_chunk, rows - r0);
+        const mat d = W.middleRows(r0, rc) - Wh.middleRows(r0, rc);
+        num[size_t(c)] = ((d * H).cwiseProduct(d)).sum();
+        den[size_t(c)] = ((W.middleRows(r0, rc) * H).cwiseProduct(W.middleRows(r0, rc))).sum();
+    });
+    const double a = std::accumulate(num.begin(), num.end(), 0.0), b = std::accumulate(den.begin(), den.end(), 0.0);
+    return b > 0 ? a / b : 0.0;
+}
+
+layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o) {
+    const int64_t rows = src.rows, n = src.n;
+    if (hs.n() != n)
+        core::fail(LLMKIT_ERROR_SHAPE, "gptq: calibration inputs have ", hs.n(), " features, the weight has ", n,
+                   " inputs");
+    if (hs.samples() == 0) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "gptq: no calibration inputs (0 tokens)");
+    const int64_t group = o.group > 0 ? o.group : n;
+    if (n % group != 0)
+        core::fail(LLMKIT_ERROR_SHAPE, "gptq: ", n, " inputs are not a multiple of the group size ", group);
+    if (!(o.damp > 0) || !std::isfinite(o.damp))
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "gptq: damp must be > 0, got ", o.damp);
+    if (o.block <= 0) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "gptq: block size must be > 0, got ", o.block);
+    // Group parameters are fitted on a group's current (fully updated) weights,
+    // so a group must not straddle a lazy-update block.
+    const int64_t block = group >= n ? o.block : std::max<int64_t>(1, o.block / group) * group;
+
+    layer_result res;
+    std::vector<double> w0(size_t(rows * n));
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) {
+            const float v = src.data[r * src.row_stride + j * src.col_stride];
+            if (!std::isfinite(v))
+                core::fail(LLMKIT_ERROR_NON_FINITE, "gptq: weight[", r, ", ", j, "] = ", v, " is not finite");
+            w0[size_t(r * n + j)] = v;
+        }
+    const std::vector<double> h0 = hs.matrix();
+
+    // Dead inputs (never non-zero in the calibration set): weight 0, H_jj = 1.
+    mat H = Eigen::Map<const mat>(h0.data(), n, n);
+    mat W = Eigen::Map<const mat>(w0.data(), rows, n);
+    for (int64_t j = 0; j < n; ++j)
+        if (H(j, j) == 0.0) {
+            H(j, j) = 1.0;
+            W.col(j).setZero();
+            ++res.dead_columns;
+        }
+
+    // Act-order: the columns with the largest H_jj (most activation energy) first.
+    std::vector<int64_t> perm(static_cast<size_t>(n));
+    std::iota(perm.begin(), perm.end(), 0);
+    if (o.act_order) {
+        std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
+        mat Hp(n, n), Wp(rows, n);
+        for (int64_t i = 0; i < n; ++i) {
+            Wp.col(i) = W.col(perm[size_t(i)]);
+            for (int64_t j = 0; j < n; ++j) Hp(i, j) = H(perm[size_t(i)], perm[size_t(j)]);
+        }
+        H.swap(Hp);
+        W.swap(Wp);
+    }
+
+    // Dampening, then U = upper Cholesky factor of H^-1.
+    H.diagonal().array() += o.damp * H.diagonal().mean();
+    mat U;
+    {
+        Eigen::LLT<mat> llt(H);
+        if (llt.info() != Eigen::Success)
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT,
+                       "gptq: the damped Hessian is not positive definite; increase damp (now ", o.damp, ")");
+        mat Hinv = llt.solve(mat::Identity(n, n));
+        H.resize(0, 0);
+        Eigen::LLT<mat> llt2(Hinv);
+        if (llt2.info() != Eigen::Success)
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "gptq: H^-1 is not positive definite; increase damp (now ",
+                       o.damp, ")");
+        U = llt2.matrixU();
+    }
+
+    int4_groups &g = res.groups;
+    g.rows = rows;
+    g.n = n;
+    g.group = group;
+    g.n_groups = n / group;
+    g.q.assign(size_t(rows * n), 0);
+    g.scale.assign(size_t(rows * g.n_groups), 0.0f);
+    g.zero.assign(size_t(rows * g.n_groups), 0);
+    g.g_idx.assign(size_t(n), 0);
+    std::vector<uint8_t> qp(size_t(rows * n));  // q in permuted column order
+    const family fam = family::gptq;
+
+    const int64_t row_chunks = (rows + k_row_chunk - 1) / k_row_chunk;
+    std::vector<float> tmp(static_cast<size_t>(group));
+    for (int64_t i1 = 0; i1 < n; i1 += block) {
+        const int64_t i2 = std::min(i1 + block, n), cnt = i2 - i1;
+        mat W1 = W.middleCols(i1, cnt);
+        mat Err1(rows, cnt);
+        for (int64_t i = 0; i < cnt; ++i) {
+            const int64_t j = i1 + i;
+            if (j % group == 0) {
+                // Fit the group's scale and zero on its current weights
+                // (float32, as the weights are stored).
+                const int64_t gi = j / group;
+                for (int64_t r = 0; r < rows; ++r) {
+                    for (int64_t k = 0; k < group; ++k)
+                        tmp[size_t(k)] = float(group >= n ? W(r, k) : W1(r, i + k));
+                    float s;
+                    uint8_t z;
+                    fit_int4(tmp.data(), group, 1, fam, o.symmetric, s, z);
+                    g.scale[size_t(r * g.n_groups + gi)] = s;
+                    g.zero[size_t(r * g.n_groups + gi)] = z;
+                }
+            }
+            const int64_t gi = j / group;
+            g.g_idx[size_t(perm[size_t(j)])] = int32_t(gi);
+            const double d = U(j, j);
+            for (int64_t r = 0; r < rows; ++r) {
+                const float s = g.scale[size_t(r * g.n_groups + gi)];
+                const uint8_t z = g.zero[size_t(r * g.n_groups + gi)];
+                const uint8_t q = quantize_int4(float(W1(r, i)), s, z);
+                qp[size_t(r * n + j)] = q;
+                const double deq = double(s * float(int(q) - int(z)));
+                Err1(r, i) = (W1(r, i) - deq) / d;
+            }
+            // Compensate the rest of the block (rank-1 update).
+            const int64_t rest = cnt - i - 1;
+            if (rest > 0) W1.rightCols(rest).noalias() -= Err1.col(i) * U.row(j).segment(j + 1, rest);
+        }
+        // Lazy update of every later column, by row chunks in parallel.
+        if (i2 < n) {
+            core::parallel_for(row_chunks, o.n_threads, [&](int64_t c) {
+                const int64_t r0 = c * k_row_chunk, rc = std::min(k_row_chunk, rows - r0);
+                W.block(r0, i2, rc, n - i2).noalias() -= Err1.middleRows(r0, rc) * U.block(i1, i2, cnt, n - i2);
+            });
+        }
+        if (o.progress) o.progress(i2, n);
+    }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < n; ++j) g.q[size_t(r * n + perm[size_t(j)])] = qp[size_t(r * n + j)];
+
+    // Errors on the calibration inputs, GPTQ's and round-to-nearest's.
+    res.output_error = relative_output_error(w0, dequantize_groups(g), h0, rows, n, o.n_threads);
+    int4_groups rtn = g;
+    for (int64_t i = 0; i < n; ++i) rtn.g_idx[size_t(i)] = int32_t(i / group);
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t gi = 0; gi < g.n_groups; ++gi) {
+            for (int64_t k = 0; k < group; ++k) tmp[size_t(k)] = float(w0[size_t(r * n + gi * group + k)]);
+            float s;
+            uint8_t z;
+            fit_int4(tmp.data(), group, 1, fam, o.symmetric, s, z);
+            rtn.scale[size_t(r * g.n_groups + gi)] = s;
+            rtn.zero[size_t(r * g.n_groups + gi)] = z;
+            for (int64_t k = 0; k < group; ++k) rtn.q[size_t(r * n + gi * group + k)] = quantize_int4(tmp[size_t(k)], s, z);
+        }
+    res.rtn_output_error = relative_output_error(w0, dequantize_groups(rtn), h0, rows, n, o.n_threads);
+    return res;
+}
+
+}  // namespace llmkit::quant

@@ -1,0 +1,68 @@
+// GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for
+// Generative Pre-trained Transformers"): quantizes a linear layer's weight
+// W [rows = outputs, n = inputs] one input column at a time, and after each
+// column spreads its rounding error over the columns not yet quantized so
+// that the layer's output on calibration inputs changes as little as possible.
+//
+// With H = 2/N sum_t x_t x_t^T (the Hessian of the layer's squared output
+// error), quantizing column j with error e_j = (w_j - q_j) / [H^-1]_jj is
+// compensated by w_k -= e_j [H^-1]_jk for k > j; [H^-1] rows come from the
+// upper Cholesky factor U of H^-1 (H^-1 = U^T U), which is what makes the
+// updates numerically stable. Updates are applied lazily, a block of 128
+// columns at a time (one matrix product per block instead of n rank-1 updates).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "quant/formats.hpp"
+
+namespace llmkit::quant {
+
+// Accumulates H = 2/N sum x x^T over calibration batches (float64).
+class hessian {
+public:
+    explicit hessian(int64_t n);
+    // x: [tokens, n] float32 with element strides. Throws NON_FINITE on NaN/inf.
+    void add(const float *x, int64_t tokens, int64_t row_stride, int64_t col_stride);
+    int64_t n() const { return n_; }
+    int64_t samples() const { return count_; }
+    // Row-major n x n, scaled by 2 / samples.
+    std::vector<double> matrix() const;
+    // Mean |x_j| per input channel (AWQ's activation statistic).
+    std::vector<double> mean_abs() const;
+
+private:
+    int64_t n_, count_ = 0;
+    std::vector<double> xtx_;      // sum x x^T, lower triangle filled
+    std::vector<double> abs_sum_;  // sum |x_j|
+};
+
+struct gptq_options {
+    int64_t group = 128;      // elements per group along a row; 0 = the whole row
+    double damp = 0.01;       // fraction of mean(diag H) added to the diagonal
+    int64_t block = 128;      // lazy-update block (rounded to a multiple of group)
+    bool act_order = false;   // columns by decreasing diag(H); g_idx records their groups
+    bool symmetric = true;    // zero point 8 (GPTQ's default) or fitted per group
+    int n_threads = 0;
+    std::function<void(int64_t, int64_t)> progress;  // (columns done, total)
+};
+
+struct layer_result {
+    int4_groups groups;           // q, scales, zeros and g_idx in the original column order
+    double output_error = 0;      // ||W X - W^ X||^2 / ||W X||^2 on the calibration inputs
+    double rtn_output_error = 0;  // the same for round-to-nearest with the same grid
+    int64_t dead_columns = 0;     // inputs that were always 0 (their weights become 0)
+};
+
+layer_result gptq(const f32_rows &w, const hessian &h, const gptq_options &o);
+
+// ||dW X||^2 / ||W X||^2 = tr(dW H dW^T) / tr(W H W^T) for H from x^T x.
+double relative_output_error(const std::vector<double> &w, const std::vector<double> &w_hat,
+                             const std::vector<double> &h, int64_t rows, int64_t n, int n_threads);
+
+// Dequantized int4 groups as float64 [rows, n].
+std::vector<double> dequantize_groups(const int4_groups &g);
+
+}  // namespace llmkit::quant
