@@ -7,6 +7,8 @@
 #   3. install + a consumer project through find_package and pkg-config;
 #   4. `pip install .` into a scratch folder, imported and smoke-tested;
 #   5. the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
+#   6. every libFuzzer harness (tests/fuzz/fuzz_*.cpp, clang + ASan/UBSan) for
+#      LLMKIT_FUZZ_SECONDS (default 20) each; any crash, leak or timeout fails.
 # Usage: bash scripts/test.sh [data-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,3 +52,11 @@ cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   ctest --test-dir build-asan -j "$JOBS" --output-on-failure
+
+echo "== [fuzz] libFuzzer harnesses, ${LLMKIT_FUZZ_SECONDS:-20} s each =="
+cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMKIT_BUILD_FUZZERS=ON -DLLMKIT_FUZZ_SECONDS="${LLMKIT_FUZZ_SECONDS:-20}" \
+      -DLLMKIT_BUILD_TESTS=OFF -DLLMKIT_BUILD_PYTHON=OFF -DLLMKIT_BUILD_DOCS=OFF -DLLMKIT_BUILD_EXAMPLES=OFF \
+      -DLLMKIT_BUILD_SHARED=OFF -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_DATA_DIR="$DATA_DIR"
+cmake --build build-fuzz -j "$JOBS"
+ctest --test-dir build-fuzz -L fuzz --output-on-failure
