@@ -59,6 +59,14 @@ __m256i dot_s8(__m256i aw, __m256i w, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
 }
 
+// The sum of 8 int32 lanes (exact: callers keep it far from overflow).
+int32_t sum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
 // ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as matmul_scalar.cpp sums.
 float reduce8(__m256 v) {
     const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -166,26 +174,27 @@ template <kernel_kind Kind, int R, int C>
 void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
     const uint8_t *o[R];
     float dw[R], bw[R];
-    int16_t sc[R][16];  // integer multiplier per 16-element group
-    int32_t bm[R][16];  // bias multiplier per 16-element group
+    int16_t sc[R][16];  // Q4_K / Q5_K: the integer multiplier of each 16-element group
+    __m256i sc16[R];    // Q6_K: the 16 group scales as int16
+    __m256i bm16[R];    // the bias multiplier of each 16-element group (Q6_K: / 32)
     for (int r = 0; r < R; ++r) {
         o[r] = w[r] + b * int64_t(block_bytes(Kind));
         if (Kind == k_q6_k) {
             dw[r] = f16_at(o[r] + 208);
             bw[r] = -dw[r];
-            for (int g = 0; g < 16; ++g) {
-                sc[r][g] = int8_t(o[r][192 + g]);
-                bm[r][g] = 32 * sc[r][g];
-            }
+            sc16[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(o[r] + 192)));
+            bm16[r] = sc16[r];
         } else {
             dw[r] = f16_at(o[r]);
             bw[r] = -f16_at(o[r] + 2);
+            int16_t bm[16];
             for (int j = 0; j < 8; ++j) {
                 int s, m;
                 scale_min_k4(j, o[r] + 4, s, m);
                 sc[r][2 * j] = sc[r][2 * j + 1] = int16_t(s);
-                bm[r][2 * j] = bm[r][2 * j + 1] = m;
+                bm[2 * j] = bm[2 * j + 1] = int16_t(m);
             }
+            bm16[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(bm));
         }
     }
     __m256i isum[R][C];
@@ -207,7 +216,10 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
                                              : _mm256_and_si256(_mm256_srli_epi16(ql, 4), _mm256_set1_epi8(15));
                     const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), _mm256_set1_epi8(3));
                     q[r] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-                    scale[r] = _mm256_set_m128i(_mm_set1_epi16(sc[r][2 * j + 1]), _mm_set1_epi16(sc[r][2 * j]));
+                    // [sc[2j] x 8 | sc[2j+1] x 8]: dword j of sc16 holds that pair.
+                    const __m256i pair = _mm256_permutevar8x32_epi32(sc16[r], _mm256_set1_epi32(j));
+                    scale[r] = _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
                 }
                 for (int c = 0; c < C; ++c) {
                     const __m256i xv = load32(x.q[c] + 256 * b + 32 * j);
@@ -250,11 +262,12 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
     }
     for (int c = 0; c < C; ++c) {
         const float dx = x.d[c][b];
-        const int16_t *xs = x.s[c] + 16 * b;
+        const __m256i xs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.s[c] + 16 * b));
         for (int r = 0; r < R; ++r) {
             t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(dw[r] * dx), t.acc[r][c]);
-            int32_t s = 0;
-            for (int g = 0; g < 16; ++g) s += bm[r][g] * xs[g];
+            // The bias integer: sum over groups of multiplier * sum16 (|.| < 2^27, exact).
+            int32_t s = sum_i32(_mm256_madd_epi16(bm16[r], xs));
+            if (Kind == k_q6_k) s *= 32;
             t.bias[r][c] = __builtin_fmaf(float(s), bw[r] * dx, t.bias[r][c]);
         }
     }
