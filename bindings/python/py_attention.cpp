@@ -79,10 +79,186 @@ uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, 
     return out;
 }
 
+// ---------------------------------------------------------------------------
+// KV caches. The Python classes in llmkit/_attention.py wrap these; outputs
+// are allocated there in q's array type and passed in.
+
+struct kv_options {
+    bool causal = true;
+    int64_t window = 0;
+    float softcap = 0.0f, scale = 0.0f;
+    std::optional<f32_array> alibi_slopes, sinks;
+    int32_t num_threads = 0;
+    int64_t split_keys = 0;
+};
+
+// The C options over the arrays in o (which must outlive them); checks that
+// the per-head arrays hold one value per query head, since C reads bare pointers.
+llmkit_kv_attention_options kv_c_options(const kv_options &o, const tensor_arg &q) {
+    llmkit_kv_attention_options c = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+    c.causal = o.causal ? 1 : 0;
+    c.window = o.window;
+    c.softcap = o.softcap;
+    c.scale = o.scale;
+    c.n_threads = o.num_threads;
+    c.split_keys = o.split_keys;
+    const int64_t hq = q.ndim() == 4 ? q.shape[2] : -1;
+    auto heads = [&](const std::optional<f32_array> &a, const char *name) -> const float * {
+        if (!a) return nullptr;
+        if (a->ndim() != 1 || (hq >= 0 && a->size() != hq))
+            throw py::value_error(std::string(name) + " must hold one value per query head (" + std::to_string(hq) +
+                                  "), got shape of " + std::to_string(a->size()) + " values in " +
+                                  std::to_string(a->ndim()) + " dimensions");
+        return a->data();
+    };
+    c.alibi_slopes = heads(o.alibi_slopes, "alibi_slopes");
+    c.sinks = heads(o.sinks, "sinks");
+    return c;
+}
+
+// One class template for both caches: C is llmkit::kv_cache or llmkit::paged_kv_cache.
+template <typename C>
+struct py_cache {
+    C cache;
+
+    void append(int32_t layer, int32_t seq, py::handle k_obj, py::handle v_obj) {
+        const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
+        const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
+        llmkit::tensor_ref kt = k.ref(), vt = v.ref();
+        py::gil_scoped_release nogil;
+        cache.append(layer, seq, kt, vt);
+    }
+    void attention(int32_t layer, py::handle q_obj, const std::vector<int32_t> &seq_ids, py::handle out_obj,
+                   const kv_options &o) {
+        const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
+        const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
+        const llmkit_kv_attention_options c = kv_c_options(o, q);
+        llmkit::tensor_ref qt = q.ref(), ot = out.ref();
+        py::gil_scoped_release nogil;
+        cache.attention(layer, qt, seq_ids, ot, &c);
+    }
+};
+
+using py_kv_cache = py_cache<llmkit::kv_cache>;
+using py_paged_kv_cache = py_cache<llmkit::paged_kv_cache>;
+
+int32_t kv_dtype_code(const std::string &name) {
+    if (name == "fp32") return LLMKIT_KV_F32;
+    if (name == "bf16") return LLMKIT_KV_BF16;
+    if (name == "fp16") return LLMKIT_KV_F16;
+    if (name == "int8") return LLMKIT_KV_INT8;
+    throw py::value_error("dtype must be 'fp32', 'bf16', 'fp16' or 'int8', got '" + name + "'");
+}
+
+template <typename P>
+void bind_cache_methods(P &cls) {
+    using T = typename P::type;
+    cls.def("seq_new", [](T &self) { return self.cache.seq_new(); })
+        .def("fork", [](T &self, int32_t src) { return self.cache.fork(src); }, py::arg("seq"))
+        .def("free", [](T &self, int32_t seq) { self.cache.free(seq); }, py::arg("seq"))
+        .def("length", [](const T &self, int32_t seq, int32_t layer) { return self.cache.length(seq, layer); },
+             py::arg("seq"), py::arg("layer") = -1)
+        .def("append", &T::append, py::arg("layer"), py::arg("seq"), py::arg("k"), py::arg("v"))
+        .def(
+            "attention",
+            [](T &self, int32_t layer, py::handle q, const std::vector<int32_t> &seq_ids, py::handle out, bool causal,
+               int64_t window, float softcap, float scale, std::optional<f32_array> alibi_slopes,
+               std::optional<f32_array> sinks, int32_t num_threads, int64_t split_keys) {
+                kv_options o;
+                o.causal = causal;
+                o.window = window;
+                o.softcap = softcap;
+                o.scale = scale;
+                o.alibi_slopes = std::move(alibi_slopes);
+                o.sinks = std::move(sinks);
+                o.num_threads = num_threads;
+                o.split_keys = split_keys;
+                self.attention(layer, q, seq_ids, out, o);
+            },
+            py::arg("layer"), py::arg("q"), py::arg("seq_ids"), py::arg("out"), py::arg("causal") = true,
+            py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
+            py::arg("alibi_slopes") = py::none(), py::arg("sinks") = py::none(), py::arg("num_threads") = 0,
+            py::arg("split_keys") = 0);
+}
 
 }  // namespace
 
 void bind_attention(py::module_ &m) {
+    auto kv = py::class_<py_kv_cache>(m, "KVCache");
+    kv.def(py::init([](int32_t n_layers, int32_t n_kv_heads, int32_t head_dim, int64_t capacity, int32_t max_sequences,
+                       const std::string &dtype) {
+               llmkit_kv_cache_options o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+               o.n_layers = n_layers;
+               o.n_kv_heads = n_kv_heads;
+               o.head_dim = head_dim;
+               o.capacity = capacity;
+               o.max_sequences = max_sequences;
+               o.dtype = kv_dtype_code(dtype);
+               return new py_kv_cache{llmkit::kv_cache(o)};
+           }),
+           py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("capacity"),
+           py::arg("max_sequences"), py::arg("dtype"))
+        .def_property_readonly("memory_bytes", [](const py_kv_cache &self) { return self.cache.memory_bytes(); });
+    bind_cache_methods(kv);
+
+    auto paged = py::class_<py_paged_kv_cache>(m, "PagedKVCache");
+    paged
+        .def(py::init([](int32_t n_layers, int32_t n_kv_heads, int32_t head_dim, int32_t block_size, int64_t n_blocks,
+                         int32_t max_sequences, int64_t max_blocks_per_seq, const std::string &dtype) {
+                 llmkit_paged_kv_cache_options o = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
+                 o.n_layers = n_layers;
+                 o.n_kv_heads = n_kv_heads;
+                 o.head_dim = head_dim;
+                 o.block_size = block_size;
+                 o.n_blocks = n_blocks;
+                 o.max_sequences = max_sequences;
+                 o.max_blocks_per_seq = max_blocks_per_seq;
+                 o.dtype = kv_dtype_code(dtype);
+                 return new py_paged_kv_cache{llmkit::paged_kv_cache(o)};
+             }),
+             py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("block_size"),
+             py::arg("n_blocks"), py::arg("max_sequences"), py::arg("max_blocks_per_seq"), py::arg("dtype"))
+        .def_property_readonly("memory_bytes", [](const py_paged_kv_cache &self) { return self.cache.memory_bytes(); })
+        .def_property_readonly("pool_bytes",
+                               [](const py_paged_kv_cache &self) {
+                                   uint64_t pool = 0;
+                                   llmkit::check(llmkit_paged_kv_cache_memory_bytes(self.cache.get(), nullptr, &pool));
+                                   return pool;
+                               })
+        .def_property_readonly("free_blocks", [](const py_paged_kv_cache &self) { return self.cache.free_blocks(); })
+        .def("block_table", [](const py_paged_kv_cache &self, int32_t seq) { return self.cache.block_table(seq); },
+             py::arg("seq"))
+        .def(
+            "attention_tables",
+            [](py_paged_kv_cache &self, int32_t layer, py::handle q_obj, py::handle tables_obj, py::handle lens_obj,
+               py::handle out_obj, bool causal, int64_t window, float softcap, float scale,
+               std::optional<f32_array> alibi_slopes, std::optional<f32_array> sinks, int32_t num_threads,
+               int64_t split_keys) {
+                kv_options o;
+                o.causal = causal;
+                o.window = window;
+                o.softcap = softcap;
+                o.scale = scale;
+                o.alibi_slopes = std::move(alibi_slopes);
+                o.sinks = std::move(sinks);
+                o.num_threads = num_threads;
+                o.split_keys = split_keys;
+                const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
+                const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
+                const tensor_arg tables = to_tensor(tables_obj, "block_tables", fallback::index);
+                const tensor_arg lens = to_tensor(lens_obj, "seq_lens", fallback::index);
+                const llmkit_kv_attention_options c = kv_c_options(o, q);
+                llmkit::tensor_ref qt = q.ref(), ot = out.ref(), tt = tables.ref(), lt = lens.ref();
+                py::gil_scoped_release nogil;
+                llmkit::check(llmkit_paged_kv_cache_attention_tables(self.cache.get(), layer, qt.get(), tt.get(),
+                                                                     lt.get(), ot.get(), &c));
+            },
+            py::arg("layer"), py::arg("q"), py::arg("block_tables"), py::arg("seq_lens"), py::arg("out"),
+            py::arg("causal") = true, py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
+            py::arg("alibi_slopes") = py::none(), py::arg("sinks") = py::none(), py::arg("num_threads") = 0,
+            py::arg("split_keys") = 0);
+    bind_cache_methods(paged);
+
     m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("causal") = false,
           py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
           py::arg("alibi_slopes") = py::none(), py::arg("mask") = py::none(), py::arg("num_threads") = 0);

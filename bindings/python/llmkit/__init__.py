@@ -55,7 +55,6 @@ from ._quant_matmul import quant_matmul_int8, quant_matmul_isa
 from ._sampling import SampleResult, SamplerChain, sample, verify_speculative
 from ._tokenizer import Tokenizer, TokenizerDecoder, train_bpe
 from . import gguf
-from . import gguf
 
 __all__ = [
     "__version__",
@@ -73,7 +72,6 @@ __all__ = [
     "cuda_compiled",
     "cuda_device_count",
     "dequantize",
-    "gguf",
     "gguf",
     "get_num_threads",
     "gptq",

@@ -388,3 +388,84 @@ def kv_cache_bytes(
     batch: int = 1,
 ) -> int:
     """2 * n_layers * n_kv_heads * head_dim * bytes(dtype) * context * batch."""
+
+class _KVCacheBase:
+    def new_sequence(self) -> int:
+        """Starts an empty sequence; returns its id."""
+    def fork(self, seq: int) -> int:
+        """A new sequence holding seq's tokens (paged: shared blocks, copy-on-write)."""
+    def free(self, seq: int) -> None:
+        """Ends a sequence."""
+    def length(self, seq: int, layer: Optional[int] = None) -> int:
+        """Tokens held in layer (None: the largest over layers)."""
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes allocated (contiguous) or in use (paged)."""
+    def append(self, layer: int, seq: int, k: Any, v: Any) -> None:
+        """Appends K, V rows (S, n_kv_heads, head_dim)."""
+    def attention(
+        self,
+        layer: int,
+        q: Any,
+        seq_ids: Union[int, Sequence[int]],
+        *,
+        causal: bool = True,
+        window: Optional[int] = None,
+        softcap: Optional[float] = None,
+        scale: Optional[float] = None,
+        alibi_slopes: Optional[Any] = None,
+        sinks: Optional[Any] = None,
+        split_keys: Optional[int] = None,
+        num_threads: int = 0,
+    ) -> Any:
+        """Attention of q (B, Sq, Hq, D), the last Sq tokens of each sequence, over the cache."""
+    def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
+        """Appends k, v (S, Hkv, D) and returns the chunk's attention (S, Hq, D)."""
+    def decode(self, layer: int, seq_ids: Sequence[int], q: Any, k: Any, v: Any, **options: Any) -> Any:
+        """One token per sequence: appends k[b], v[b] and returns (B, Hq, D)."""
+
+class KVCache(_KVCacheBase):
+    """A contiguous KV cache: max_sequences slots of capacity tokens; dtype fp32, bf16, fp16 or int8."""
+    def __init__(
+        self, *, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int = 1, dtype: Any = "fp32"
+    ) -> None: ...
+
+class PagedKVCache(_KVCacheBase):
+    """A paged KV cache: a pool of blocks, block tables, fork with copy-on-write."""
+    def __init__(
+        self,
+        *,
+        n_layers: int,
+        n_kv_heads: int,
+        head_dim: int,
+        n_blocks: int,
+        block_size: int = 16,
+        max_sequences: int = 64,
+        max_blocks_per_seq: Optional[int] = None,
+        dtype: Any = "fp32",
+    ) -> None: ...
+    @property
+    def free_blocks(self) -> int:
+        """Blocks on the free list."""
+    @property
+    def pool_bytes(self) -> int:
+        """Bytes of the whole pool."""
+    def block_table(self, seq: int) -> List[int]:
+        """The block ids of seq in token order."""
+    def attention_tables(
+        self,
+        layer: int,
+        q: Any,
+        block_tables: Any,
+        seq_lens: Any,
+        *,
+        causal: bool = True,
+        window: Optional[int] = None,
+        softcap: Optional[float] = None,
+        scale: Optional[float] = None,
+        alibi_slopes: Optional[Any] = None,
+        sinks: Optional[Any] = None,
+        split_keys: Optional[int] = None,
+        num_threads: int = 0,
+    ) -> Any:
+        """attention() with caller-made int32 block tables (B, max_blocks) and seq_lens (B,)."""

@@ -1,4 +1,5 @@
-"""Attention, RoPE and KV-cache sizes (llmkit_attention, llmkit_rope, llmkit_kv_cache_bytes).
+"""Attention, RoPE, KV-cache sizes and KV caches (llmkit_attention, llmkit_rope, llmkit_kv_cache_bytes,
+llmkit_kv_cache_*, llmkit_paged_kv_cache_*).
 
 Outputs are allocated here in the input's own array type (numpy arrays give
 numpy arrays, torch tensors give torch tensors on the same device with the same
@@ -319,3 +320,233 @@ def kv_cache_bytes(
         if not -(2**63) <= val < 2**63:
             raise ValueError(f"{n} = {val} does not fit a 64-bit integer")
     return int(_llmkit.kv_cache_bytes(args[0], args[1], args[2], _dtype_bytes(dtype), ctx, b))
+
+
+# ---------------------------------------------------------------------------
+# KV caches.
+
+_KV_DTYPES = {
+    "fp32": "fp32", "f32": "fp32", "float32": "fp32", "float": "fp32",
+    "bf16": "bf16", "bfloat16": "bf16",
+    "fp16": "fp16", "f16": "fp16", "float16": "fp16", "half": "fp16",
+    "int8": "int8", "i8": "int8",
+}
+
+
+def _kv_dtype(dtype: Any) -> str:
+    if isinstance(dtype, str):
+        name = dtype.lower()
+    elif type(dtype).__module__.startswith("torch"):
+        name = str(dtype).lower().replace("torch.", "")
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            raise TypeError(f"dtype must be a name such as 'bf16', got {type(dtype).__name__}") from None
+    code = _KV_DTYPES.get(name)
+    if code is None:
+        raise ValueError(f"dtype {dtype!r} is not a KV-cache dtype (fp32, bf16, fp16 or int8)")
+    return code
+
+
+def _seq_list(seq_ids: Any, name: str = "seq_ids") -> list:
+    if isinstance(seq_ids, (int, np.integer)):
+        return [int32(seq_ids, name)]
+    return [int32(s, f"{name}[{i}]") for i, s in enumerate(seq_ids)]
+
+
+def _ndim(x: Any) -> int:
+    return len(x.shape) if hasattr(x, "shape") else np.asarray(x).ndim
+
+
+def _unsqueeze0(x: Any) -> Any:
+    return x[None] if hasattr(x, "shape") else np.asarray(x, dtype=np.float32)[None]
+
+
+class _CacheBase:
+    """What both caches share: sequences, append, attention, prefill and decode."""
+
+    _native: Any
+
+    def new_sequence(self) -> int:
+        """Starts an empty sequence and returns its id."""
+        return int(self._native.seq_new())
+
+    def fork(self, seq: int) -> int:
+        """Starts a new sequence holding ``seq``'s tokens and returns its id (see the class docstring for sharing)."""
+        return int(self._native.fork(int32(seq, "seq")))
+
+    def free(self, seq: int) -> None:
+        """Ends a sequence; its slot (and, for the paged cache, blocks no one else holds) can be reused."""
+        self._native.free(int32(seq, "seq"))
+
+    def length(self, seq: int, layer: Optional[int] = None) -> int:
+        """Tokens ``seq`` holds in ``layer`` (None: the largest over layers)."""
+        return int(self._native.length(int32(seq, "seq"), -1 if layer is None else int32(layer, "layer")))
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of K/V (and int8 scales) the cache holds: allocated (contiguous) or in use (paged)."""
+        return int(self._native.memory_bytes)
+
+    def append(self, layer: int, seq: int, k: Any, v: Any) -> None:
+        """Appends the K and V rows of new tokens, shape ``(S, n_kv_heads, head_dim)`` (or ``(1, S, ...)``).
+
+        float32, float16 or bfloat16 (numpy, torch); converted to the cache's dtype.
+        """
+        self._native.append(int32(layer, "layer"), int32(seq, "seq"), _as_input(k, "k"), _as_input(v, "v"))
+
+    def attention(
+        self,
+        layer: int,
+        q: Any,
+        seq_ids: Any,
+        *,
+        causal: bool = True,
+        window: Optional[int] = None,
+        softcap: Optional[float] = None,
+        scale: Optional[float] = None,
+        alibi_slopes: Optional[Any] = None,
+        sinks: Optional[Any] = None,
+        split_keys: Optional[int] = None,
+        num_threads: int = 0,
+    ) -> Any:
+        """Attention of ``q`` ``(B, Sq, Hq, D)`` over the cached sequences ``seq_ids`` (B ids).
+
+        ``q[b]`` are the queries of the *last* Sq tokens of ``seq_ids[b]`` (append
+        their K and V first): a prefill chunk sees the cached prefix and itself
+        (causal, bottom-right aligned), decode is ``Sq = 1`` with sequences of
+        different lengths in one call. K and V are read from the cache in place.
+        ``sinks``: ``Hq`` attention-sink logits (gpt-oss) joining each head's
+        softmax denominator. ``split_keys``: keys per split-KV part (None: 1024).
+        The other options are those of :func:`llmkit.attention`. Returns an
+        array of q's kind, shape and dtype.
+        """
+        q = _as_input(q, "q")
+        ids = _seq_list(seq_ids)
+        out = _empty_like(q)
+        self._native.attention(int32(layer, "layer"), q, ids, out, **_kv_kwargs(causal, window, softcap, scale,
+                                                                                alibi_slopes, sinks, split_keys,
+                                                                                num_threads))
+        return out
+
+    def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
+        """Appends a chunk's K, V ``(S, Hkv, D)`` to ``seq`` and returns its queries' attention ``(S, Hq, D)``.
+
+        The first chunk is a prefill; later ones are chunked prefill (they attend to every earlier token).
+        """
+        self.append(layer, seq, k, v)
+        return self.attention(layer, _unsqueeze0(_as_input(q, "q")), [seq], **options)[0]
+
+    def decode(self, layer: int, seq_ids: Any, q: Any, k: Any, v: Any, **options: Any) -> Any:
+        """One decode step for B sequences: appends ``k[b], v[b]`` ``(Hkv, D)`` to ``seq_ids[b]`` and
+        returns the attention of ``q`` ``(B, Hq, D)`` over each whole sequence, ``(B, Hq, D)``."""
+        ids = _seq_list(seq_ids)
+        q, k, v = _as_input(q, "q"), _as_input(k, "k"), _as_input(v, "v")
+        if _ndim(q) != 3 or _ndim(k) != 3 or _ndim(v) != 3:
+            raise ValueError("decode takes q (B, Hq, D), k and v (B, Hkv, D): one token per sequence")
+        if not (len(ids) == q.shape[0] == k.shape[0] == v.shape[0]):
+            raise ValueError(f"decode: {len(ids)} seq_ids but q, k, v hold {q.shape[0]}, {k.shape[0]}, {v.shape[0]} tokens")
+        for b, s in enumerate(ids):
+            self.append(layer, s, k[b:b + 1], v[b:b + 1])
+        out = self.attention(layer, q[:, None], ids, **options)
+        return out[:, 0]
+
+
+def _kv_kwargs(causal: Any, window: Any, softcap: Any, scale: Any, alibi_slopes: Any, sinks: Any, split_keys: Any,
+               num_threads: Any) -> Dict[str, Any]:
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    win = 0
+    if window is not None:
+        win = as_int(window, "window")
+        if win < 1:
+            raise ValueError(f"window must be >= 1 (or None for no window), got {win}")
+    split = 0
+    if split_keys is not None:
+        split = as_int(split_keys, "split_keys")
+        if not 1 <= split <= 2**40:
+            raise ValueError(f"split_keys must be in 1..2**40 (or None for automatic), got {split}")
+
+    def heads(x: Any) -> Any:
+        return None if x is None else np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+
+    return dict(causal=bool(causal), window=win, softcap=_positive(softcap, "softcap"), scale=_positive(scale, "scale"),
+                alibi_slopes=heads(alibi_slopes), sinks=heads(sinks), num_threads=count(num_threads, "num_threads"),
+                split_keys=split)
+
+
+class KVCache(_CacheBase):
+    """A contiguous KV cache: ``max_sequences`` slots of ``capacity`` tokens for every layer, in host memory.
+
+    ``dtype`` is the storage type: ``"fp32"``, ``"bf16"``, ``"fp16"`` or
+    ``"int8"`` (symmetric, one float32 scale per token and kv head,
+    ``scale = absmax / 127``, dequantized inside the attention kernel). All
+    memory is allocated up front. :meth:`fork` copies the rows (use
+    :class:`PagedKVCache` to share them). Not thread-safe for appends; several
+    :meth:`attention` calls may run at once::
+
+        cache = llmkit.KVCache(n_layers=32, n_kv_heads=8, head_dim=128, capacity=4096, dtype="bf16")
+        s = cache.new_sequence()
+        out = cache.prefill(layer, s, q, k, v)           # q (S, Hq, D), k, v (S, Hkv, D)
+        out = cache.decode(layer, [s], q1, k1, v1)       # q1 (1, Hq, D), k1, v1 (1, Hkv, D)
+    """
+
+    def __init__(self, *, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int = 1,
+                 dtype: Any = "fp32") -> None:
+        self._native = _llmkit.KVCache(int32(n_layers, "n_layers"), int32(n_kv_heads, "n_kv_heads"),
+                                       int32(head_dim, "head_dim"), as_int(capacity, "capacity"),
+                                       int32(max_sequences, "max_sequences"), _kv_dtype(dtype))
+
+
+class PagedKVCache(_CacheBase):
+    """A paged KV cache: a pool of ``n_blocks`` blocks of ``block_size`` tokens (every layer's K and V)
+    shared by the sequences through block tables, as in vLLM and FlashInfer.
+
+    Blocks come from a free list as sequences grow, so memory follows the
+    tokens actually held (``memory_bytes``), not the longest possible sequence.
+    :meth:`fork` shares every block of the parent (reference counts, no copy);
+    the first append of either sequence into a shared block copies that block
+    first (copy-on-write), so the parent stays intact. Attention walks the
+    block tables directly and gives the same bits as :class:`KVCache`.
+    ``max_blocks_per_seq`` (None: ``n_blocks``) bounds one sequence.
+    """
+
+    def __init__(self, *, n_layers: int, n_kv_heads: int, head_dim: int, n_blocks: int, block_size: int = 16,
+                 max_sequences: int = 64, max_blocks_per_seq: Optional[int] = None, dtype: Any = "fp32") -> None:
+        per_seq = 0 if max_blocks_per_seq is None else as_int(max_blocks_per_seq, "max_blocks_per_seq")
+        if max_blocks_per_seq is not None and per_seq < 1:
+            raise ValueError(f"max_blocks_per_seq must be >= 1 (or None for n_blocks), got {per_seq}")
+        self._native = _llmkit.PagedKVCache(int32(n_layers, "n_layers"), int32(n_kv_heads, "n_kv_heads"),
+                                            int32(head_dim, "head_dim"), int32(block_size, "block_size"),
+                                            as_int(n_blocks, "n_blocks"), int32(max_sequences, "max_sequences"),
+                                            per_seq, _kv_dtype(dtype))
+
+    @property
+    def free_blocks(self) -> int:
+        """Blocks on the free list."""
+        return int(self._native.free_blocks)
+
+    @property
+    def pool_bytes(self) -> int:
+        """Bytes of the whole pool."""
+        return int(self._native.pool_bytes)
+
+    def block_table(self, seq: int) -> list:
+        """The block ids of ``seq``, in token order."""
+        return list(self._native.block_table(int32(seq, "seq")))
+
+    def attention_tables(self, layer: int, q: Any, block_tables: Any, seq_lens: Any, *, causal: bool = True,
+                         window: Optional[int] = None, softcap: Optional[float] = None, scale: Optional[float] = None,
+                         alibi_slopes: Optional[Any] = None, sinks: Optional[Any] = None,
+                         split_keys: Optional[int] = None, num_threads: int = 0) -> Any:
+        """:meth:`attention` with caller-made block tables: ``block_tables`` int32 ``(B, max_blocks)``,
+        ``seq_lens`` int32/int64 ``(B,)``. A block id outside the pool raises :class:`ValueError`."""
+        q = _as_input(q, "q")
+        out = _empty_like(q)
+        tables = block_tables if hasattr(block_tables, "__dlpack__") else np.ascontiguousarray(block_tables, dtype=np.int32)
+        lens = seq_lens if hasattr(seq_lens, "__dlpack__") else np.ascontiguousarray(seq_lens, dtype=np.int64)
+        self._native.attention_tables(int32(layer, "layer"), q, tables, lens, out,
+                                      **_kv_kwargs(causal, window, softcap, scale, alibi_slopes, sinks, split_keys,
+                                                   num_threads))
+        return out

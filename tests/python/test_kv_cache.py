@@ -1,0 +1,266 @@
+"""llmkit.KVCache and llmkit.PagedKVCache against a float64 numpy reference over the values each
+cache dtype stores (bf16/fp16 rounding, int8 with its per-token-per-head scale), plus paging:
+bit-identical to the contiguous cache, fork sharing blocks with copy-on-write, errors."""
+
+import math
+
+import numpy as np
+import pytest
+
+import llmkit
+
+DIMS = [64, 80, 96, 128, 256]
+HEADS = [(4, 4), (8, 2), (6, 1)]
+HEAD_IDS = ["mha", "gqa", "mqa"]
+DTYPES = ["fp32", "bf16", "fp16", "int8"]
+
+
+def stored(x, dtype):
+    """What a cache of `dtype` holds for rows x (..., D), as float64."""
+    x = np.asarray(x, np.float32)
+    if dtype == "fp32":
+        return x.astype(np.float64)
+    if dtype == "fp16":
+        return x.astype(np.float16).astype(np.float64)
+    if dtype == "bf16":  # round to nearest even on the top 16 bits
+        u = x.view(np.uint32).astype(np.uint64)
+        u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
+        return u.astype(np.uint32).view(np.float32).astype(np.float64)
+    amax = np.abs(x).max(axis=-1, keepdims=True)  # int8: scale = absmax / 127 per token and head
+    scale = (amax / np.float32(127)).astype(np.float32)
+    inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
+    qv = np.clip(np.rint(x * inv), -127, 127)
+    return qv.astype(np.float64) * scale.astype(np.float64)
+
+
+def ref(q, ks, vs, *, causal=True, window=0, sinks=None, softcap=0.0):
+    """float64 attention of q (B, Sq, Hq, D), the last Sq tokens of sequence b with keys ks[b] (L_b, Hkv, D)."""
+    q = np.asarray(q, np.float64)
+    B, Sq, Hq, D = q.shape
+    out = np.zeros((B, Sq, Hq, D))
+    for b in range(B):
+        k, v = np.asarray(ks[b], np.float64), np.asarray(vs[b], np.float64)
+        L, Hkv = k.shape[0], k.shape[1]
+        kk, vv = np.repeat(k, Hq // Hkv, axis=1), np.repeat(v, Hq // Hkv, axis=1)
+        s = np.einsum("ihd,jhd->hij", q[b], kk) / math.sqrt(D)
+        if softcap:
+            s = softcap * np.tanh(s / softcap)
+        pos = np.arange(Sq)[:, None] + L - Sq
+        j = np.arange(L)[None, :]
+        vis = np.ones((Sq, L), bool)
+        if causal or window:
+            vis &= j <= pos
+        if window:
+            vis &= j > pos - window
+        s = np.where(vis, s, -np.inf)
+        m = s.max(axis=-1, keepdims=True)
+        if sinks is not None:
+            m = np.maximum(m, np.asarray(sinks, np.float64)[:, None, None])
+        p = np.exp(s - m)
+        den = p.sum(axis=-1, keepdims=True)
+        if sinks is not None:
+            den = den + np.exp(np.asarray(sinks, np.float64)[:, None, None] - m)
+        out[b] = np.einsum("hij,jhd->ihd", p / den, vv)
+    return out
+
+
+def make_cache(kind, *, Hkv, D, dtype, layers=1, capacity=512, seqs=4, block_size=16):
+    if kind == "contiguous":
+        return llmkit.KVCache(n_layers=layers, n_kv_heads=Hkv, head_dim=D, capacity=capacity, max_sequences=seqs,
+                              dtype=dtype)
+    blocks = seqs * -(-capacity // block_size)
+    return llmkit.PagedKVCache(n_layers=layers, n_kv_heads=Hkv, head_dim=D, n_blocks=blocks, block_size=block_size,
+                               max_sequences=seqs, max_blocks_per_seq=-(-capacity // block_size), dtype=dtype)
+
+
+def rows(rng, n, H, D):
+    return rng.standard_normal((n, H, D)).astype(np.float32)
+
+
+def check(got, want, dtype, k_in=None):
+    tol = 4e-6 + 1e-5 * np.abs(want)
+    assert np.all(np.abs(np.asarray(got, np.float64) - want) <= tol), np.max(np.abs(got - want))
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "paged"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("Hq,Hkv", HEADS, ids=HEAD_IDS)
+@pytest.mark.parametrize("phase", ["prefill", "chunked", "decode"])
+def test_cache_attention_matches_reference(rng, kind, dtype, Hq, Hkv, phase):
+    for D in DIMS:
+        c = make_cache(kind, Hkv=Hkv, D=D, dtype=dtype)
+        ks, vs, ids = [], [], []
+        if phase == "decode":  # different lengths in one call; the new token appended first
+            for L in (1, 60, 300):
+                s = c.new_sequence()
+                k, v = rows(rng, L, Hkv, D), rows(rng, L, Hkv, D)
+                c.append(0, s, k[:-1], v[:-1])
+                c.append(0, s, k[-1:], v[-1:])
+                ids.append(s), ks.append(k), vs.append(v)
+            Sq = 1
+        else:
+            s = c.new_sequence()
+            k, v = rows(rng, 73, Hkv, D), rows(rng, 73, Hkv, D)
+            if phase == "chunked":  # a cached prefix of 50, then a chunk of 23 attending to it and itself
+                c.append(0, s, k[:50], v[:50])
+                c.append(0, s, k[50:], v[50:])
+                Sq = 23
+            else:
+                c.append(0, s, k, v)
+                Sq = 73
+            ids, ks, vs = [s], [k], [v]
+        q = rng.standard_normal((len(ids), Sq, Hq, D)).astype(np.float32)
+        out = c.attention(0, q, ids)
+        assert out.shape == q.shape and out.dtype == np.float32
+        want = ref(q, [stored(k, dtype) for k in ks], [stored(v, dtype) for v in vs])
+        check(out, want, dtype)
+        if dtype == "int8":  # against the unquantised inputs: the stated int8 tolerance
+            assert np.max(np.abs(out - ref(q, ks, vs))) < 0.03
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block_size", [1, 16, 33])
+def test_paged_is_bit_identical_to_contiguous(rng, dtype, block_size):
+    flat = make_cache("contiguous", Hkv=2, D=128, dtype=dtype, capacity=700)
+    paged = make_cache("paged", Hkv=2, D=128, dtype=dtype, capacity=700, block_size=block_size)
+    ids = []
+    for L in (600, 3, 129):
+        k, v = rows(rng, L, 2, 128), rows(rng, L, 2, 128)
+        a, b = flat.new_sequence(), paged.new_sequence()
+        assert a == b
+        for lo, hi in ((0, L // 3), (L // 3, L)):
+            flat.append(0, a, k[lo:hi], v[lo:hi])
+            paged.append(0, b, k[lo:hi], v[lo:hi])
+        ids.append(a)
+    q = rng.standard_normal((3, 1, 8, 128)).astype(np.float32)
+    for split in (None, 64):
+        assert np.array_equal(flat.attention(0, q, ids, split_keys=split), paged.attention(0, q, ids, split_keys=split))
+    q = rng.standard_normal((1, 600, 8, 128)).astype(np.float32)
+    assert np.array_equal(flat.attention(0, q, ids[:1]), paged.attention(0, q, ids[:1]))
+
+
+def test_fork_shares_blocks_and_copy_on_write_keeps_the_parent(rng):
+    c = make_cache("paged", Hkv=2, D=64, dtype="bf16", layers=2, capacity=256, block_size=16)
+    k, v = rows(rng, 40, 2, 64), rows(rng, 40, 2, 64)
+    s = c.new_sequence()
+    for layer in (0, 1):
+        c.append(layer, s, k, v)
+    block = c.memory_bytes // 3
+    assert c.memory_bytes == 3 * block
+    q = rng.standard_normal((1, 1, 8, 64)).astype(np.float32)
+    before = c.attention(0, q, [s])
+    f = c.fork(s)
+    assert c.memory_bytes == 3 * block and c.block_table(f) == c.block_table(s)
+    k2, v2 = rows(rng, 1, 2, 64), rows(rng, 1, 2, 64)
+    c.append(0, f, k2, v2)  # into the shared, partly filled third block: copied first
+    assert c.memory_bytes == 4 * block
+    assert c.block_table(f)[:2] == c.block_table(s)[:2] and c.block_table(f)[2] != c.block_table(s)[2]
+    assert np.array_equal(c.attention(0, q, [s]), before)
+    q2 = rng.standard_normal((1, 1, 8, 64)).astype(np.float32)
+    want = ref(q2, [stored(np.concatenate([k, k2]), "bf16")], [stored(np.concatenate([v, v2]), "bf16")])
+    check(c.attention(0, q2, [f]), want, "bf16")
+    c.free(s)
+    assert c.memory_bytes == 3 * block
+    c.free(f)
+    assert c.memory_bytes == 0 and c.free_blocks == 4 * 16  # 4 sequences of 256 tokens
+
+
+def test_prefill_then_decode_equals_the_full_prefill(rng):
+    # Within 2e-6, not bitwise: the prefill multiplies 64-row tiles (a gemm), decode takes dot products.
+    c = llmkit.PagedKVCache(n_layers=1, n_kv_heads=2, head_dim=96, n_blocks=64, dtype="fp16")
+    q, k, v = (rng.standard_normal((90, h, 96)).astype(np.float32) for h in (8, 2, 2))
+    full = c.prefill(0, c.new_sequence(), q, k, v)
+    s = c.new_sequence()
+    part = c.prefill(0, s, q[:50], k[:50], v[:50])
+    np.testing.assert_allclose(part, full[:50], atol=2e-6)
+    for t in range(50, 90):
+        out = c.decode(0, [s], q[t:t + 1], k[t:t + 1], v[t:t + 1])
+        np.testing.assert_allclose(out[0], full[t], atol=2e-6)
+    assert c.length(s) == 90
+
+
+def test_options_sinks_window_softcap(rng):
+    c = make_cache("paged", Hkv=2, D=64, dtype="fp32")
+    ids, ks, vs = [], [], []
+    for L in (5, 200):
+        s = c.new_sequence()
+        k, v = rows(rng, L, 2, 64), rows(rng, L, 2, 64)
+        c.append(0, s, k, v)
+        ids.append(s), ks.append(k), vs.append(v)
+    q = rng.standard_normal((2, 3, 8, 64)).astype(np.float32)
+    sinks = np.linspace(-2, 3, 8).astype(np.float32)
+    check(c.attention(0, q, ids, sinks=sinks), ref(q, ks, vs, sinks=sinks), "fp32")
+    check(c.attention(0, q, ids, window=16), ref(q, ks, vs, window=16), "fp32")
+    check(c.attention(0, q, ids, softcap=4.0), ref(q, ks, vs, softcap=4.0), "fp32")
+    check(c.attention(0, q, ids, causal=False), ref(q, ks, vs, causal=False), "fp32")
+
+
+def test_thread_count_does_not_change_the_bits(rng):
+    c = make_cache("contiguous", Hkv=1, D=128, dtype="int8", capacity=5000, seqs=2)
+    s = c.new_sequence()
+    c.append(0, s, rows(rng, 4000, 1, 128), rows(rng, 4000, 1, 128))
+    q = rng.standard_normal((1, 1, 4, 128)).astype(np.float32)
+    one = c.attention(0, q, [s], num_threads=1)
+    for n in (2, 3, 8):
+        assert np.array_equal(c.attention(0, q, [s], num_threads=n), one)
+
+
+def test_attention_tables_and_errors(rng):
+    c = llmkit.PagedKVCache(n_layers=1, n_kv_heads=1, head_dim=64, n_blocks=6, block_size=16, max_sequences=3,
+                            max_blocks_per_seq=4)
+    s = c.new_sequence()
+    k = rows(rng, 60, 1, 64)
+    c.append(0, s, k, k)
+    q = rng.standard_normal((1, 1, 4, 64)).astype(np.float32)
+    table = np.array([c.block_table(s) + [0]], np.int32)
+    assert np.array_equal(c.attention_tables(0, q, table, [60]), c.attention(0, q, [s]))
+    table[0, 2] = 6
+    with pytest.raises(ValueError, match=r"block_tables\[0, 2\] = 6 points outside the pool"):
+        c.attention_tables(0, q, table, [60])
+    with pytest.raises(ValueError, match="longest sequence"):
+        c.append(0, s, k[:5], k[:5])
+    t = c.new_sequence()
+    with pytest.raises(MemoryError, match="pool is exhausted"):
+        c.append(0, t, k[:40], k[:40])
+    assert c.length(t) == 0 and c.free_blocks == 2
+    with pytest.raises(ValueError, match="not a live sequence"):
+        c.append(0, 2, k[:1], k[:1])
+    with pytest.raises(ValueError, match="seq_ids\\[0\\] = 9"):
+        c.attention(0, q, [9])
+    with pytest.raises(ValueError, match="differs from k"):
+        c.append(0, s, k[:1], k[:1].astype(np.float16))
+    with pytest.raises(ValueError, match="kv heads"):
+        c.append(0, s, rows(rng, 1, 2, 64), rows(rng, 1, 2, 64))
+    with pytest.raises(ValueError, match="not finite"):
+        c.append(0, t, np.full((1, 1, 64), np.nan, np.float32), k[:1])
+    with pytest.raises(ValueError, match="append the new tokens"):
+        c.attention(0, np.zeros((1, 61, 4, 64), np.float32), [s])
+    with pytest.raises(ValueError, match="head_dim 32 differs"):
+        c.attention(0, np.zeros((1, 1, 4, 32), np.float32), [s])
+    two = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=64, capacity=8)
+    two.append(0, two.new_sequence(), np.ones((1, 2, 64), np.float32), np.ones((1, 2, 64), np.float32))
+    with pytest.raises(ValueError, match="multiple"):
+        two.attention(0, np.zeros((1, 1, 3, 64), np.float32), [0])
+    with pytest.raises(ValueError, match="KV-cache dtype"):
+        llmkit.KVCache(n_layers=1, n_kv_heads=1, head_dim=64, capacity=8, dtype="fp8")
+    kc = llmkit.KVCache(n_layers=1, n_kv_heads=1, head_dim=64, capacity=8)
+    s = kc.new_sequence()
+    with pytest.raises(ValueError, match="capacity of 8"):
+        kc.append(0, s, k[:9], k[:9])
+
+
+def test_torch_bf16_inputs_give_torch_outputs(rng):
+    torch = pytest.importorskip("torch")
+    c = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=64, capacity=64, dtype="bf16")
+    s = c.new_sequence()
+    k = torch.randn(20, 2, 64, dtype=torch.bfloat16)
+    v = torch.randn(20, 2, 64, dtype=torch.bfloat16)
+    q = torch.randn(1, 20, 8, 64, dtype=torch.bfloat16)
+    c.append(0, s, k, v)
+    out = c.attention(0, q, [s])
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.bfloat16 and out.shape == q.shape
+    # torch's SDPA on the same bf16 values, in float32, with the causal mask bottom-right aligned (Sq == Skv).
+    want = torch.nn.functional.scaled_dot_product_attention(
+        q.float().transpose(1, 2), k.float().repeat_interleave(4, dim=1)[None].transpose(1, 2),
+        v.float().repeat_interleave(4, dim=1)[None].transpose(1, 2), is_causal=True).transpose(1, 2)
+    assert torch.max(torch.abs(out.float() - want)).item() < 2e-2
