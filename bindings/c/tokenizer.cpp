@@ -12,6 +12,7 @@
 #include "tokenizer/hf_json.hpp"
 #include "tokenizer/stream_decoder.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "tokenizer/train.hpp"
 
 using namespace llmkit;
 using core::fail;
@@ -66,6 +67,7 @@ llmkit_status llmkit_tokenizer_from_file(llmkit_tokenizer **out, const char *pat
         const auto o = capi::read_options(options, defaults, "options");
         tok::file_load_options lo;
         if (o.tiktoken_encoding) lo.tiktoken_encoding = o.tiktoken_encoding;
+        lo.gguf_allow_duplicate_keys = o.gguf_allow_duplicate_keys != 0;
         auto t = std::make_unique<llmkit_tokenizer>();
         t->impl = tok::load_tokenizer_file(path, lo);
         *out = t.release();
@@ -292,3 +294,76 @@ extern "C" llmkit_status llmkit_tokenizer_encode_with_offsets(const llmkit_token
         }
     });
 }
+
+// ---------------------------------------------------------------------------
+// BPE training and saving (toktrain).
+
+namespace {
+
+const llmkit_bpe_train_options k_train_defaults = LLMKIT_BPE_TRAIN_OPTIONS_INIT;
+
+const tok::byte_level_bpe &as_byte_level(const llmkit_tokenizer *t, const char *what) {
+    const auto *b = dynamic_cast<const tok::byte_level_bpe *>(t->impl.get());
+    if (!b) fail(LLMKIT_ERROR_UNSUPPORTED, what, " needs a byte-level BPE tokenizer, not ", t->impl->kind());
+    return *b;
+}
+
+}  // namespace
+
+extern "C" {
+
+llmkit_status llmkit_bpe_train(llmkit_tokenizer **out, const char *const *texts, const size_t *lens, size_t n_texts,
+                               const llmkit_bpe_train_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = nullptr;
+        capi::require_non_null(options, "options (vocab_size is required)");
+        if (n_texts) {
+            capi::require_non_null(texts, "texts");
+            capi::require_non_null(lens, "lens");
+        }
+        const auto o = capi::read_options(options, k_train_defaults, "options");
+        tok::bpe_train_options to;
+        to.vocab_size = o.vocab_size;
+        const std::string pattern = o.pattern ? o.pattern : "cl100k_base";
+        const char *preset = tok::tiktoken_preset_pattern(pattern);
+        to.pattern = preset ? preset : pattern;
+        if (o.n_special_tokens) capi::require_non_null(o.special_tokens, "options.special_tokens");
+        for (size_t i = 0; i < o.n_special_tokens; ++i) {
+            if (!o.special_tokens[i]) fail(LLMKIT_ERROR_NULL_POINTER, "options.special_tokens[", i, "] is NULL");
+            to.special_tokens.emplace_back(o.special_tokens[i]);
+        }
+        to.n_threads = o.n_threads;
+        if (o.progress) {
+            const auto fn = o.progress;
+            void *user = o.user_data;
+            to.progress = [fn, user](size_t done, size_t total) { return fn(user, done, total) == 0; };
+        }
+        std::vector<std::string_view> views;
+        for (size_t i = 0; i < n_texts; ++i) {
+            if (lens[i] && !texts[i]) fail(LLMKIT_ERROR_NULL_POINTER, "texts[", i, "] is NULL");
+            views.emplace_back(lens[i] ? texts[i] : "", lens[i]);
+        }
+        auto t = std::make_unique<llmkit_tokenizer>();
+        t->impl = tok::train_bpe_tokenizer(views, to);
+        *out = t.release();
+    });
+}
+
+llmkit_status llmkit_tokenizer_save_tiktoken(const llmkit_tokenizer *tokenizer, const char *path) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(path, "path");
+        tok::save_tiktoken(as_byte_level(tokenizer, "save_tiktoken"), path);
+    });
+}
+
+llmkit_status llmkit_tokenizer_save_tokenizer_json(const llmkit_tokenizer *tokenizer, const char *path) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(path, "path");
+        tok::save_tokenizer_json(as_byte_level(tokenizer, "save_tokenizer_json"), path);
+    });
+}
+
+}  // extern "C"

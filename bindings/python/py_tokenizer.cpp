@@ -191,6 +191,95 @@ py::str utf8_str(const std::string &text) {
     return py::reinterpret_steal<py::str>(PyUnicode_DecodeUTF8(text.data(), Py_ssize_t(text.size()), "strict"));
 }
 
+// ---------------------------------------------------------------------------
+// Offsets and BPE training (toktrain).
+
+py::tuple tokenizer_encode_with_offsets(const py_tokenizer &t, py::handle text,
+                                        const std::vector<std::string> &allowed_special, bool allow_all_special,
+                                        bool special_as_text) {
+    const std::string_view s = utf8_of(text, "text");
+    std::vector<const char *> names;
+    const llmkit_encode_options o = encode_options(allowed_special, allow_all_special, special_as_text, 0, names);
+    std::vector<int32_t> ids(s.size());
+    std::vector<size_t> offsets(2 * s.size());
+    size_t n = 0;
+    {
+        py::gil_scoped_release nogil;
+        llmkit::check(llmkit_tokenizer_encode_with_offsets(t.tok.get(), s.data(), s.size(), ids.data(),
+                                                           offsets.data(), ids.size(), &n, &o));
+    }
+    py::array_t<int64_t> spans({py::ssize_t(n), py::ssize_t(2)});
+    int64_t *out = spans.mutable_data();
+    for (size_t i = 0; i < 2 * n; ++i) out[i] = int64_t(offsets[i]);
+    return py::make_tuple(int_list(ids.data(), n), spans);
+}
+
+// The Python progress callable, called with the GIL from the training thread.
+// An exception it raises cancels the training and is re-raised afterwards.
+struct train_progress {
+    py::object fn;
+    py::object type, value, trace;  // of an exception it raised
+};
+
+int call_progress(void *user, size_t done, size_t total) {
+    auto *p = static_cast<train_progress *>(user);
+    py::gil_scoped_acquire gil;
+    try {
+        py::object r = p->fn(done, total);
+        return r.is(py::bool_(false)) ? 1 : 0;  // only an explicit False cancels
+    } catch (py::error_already_set &e) {
+        p->type = e.type();
+        p->value = e.value();
+        p->trace = e.trace();
+        return 1;
+    }
+}
+
+std::unique_ptr<py_tokenizer> train_bpe(py::handle texts_obj, size_t vocab_size, const std::string &pattern,
+                                        const std::vector<std::string> &special_tokens, py::object progress,
+                                        int32_t num_threads) {
+    py::object seq = py::reinterpret_steal<py::object>(PySequence_Fast(texts_obj.ptr(), "texts must be a sequence"));
+    if (!seq) throw py::error_already_set();
+    const size_t n = size_t(PySequence_Fast_GET_SIZE(seq.ptr()));
+    std::vector<py::object> keep(n);
+    std::vector<std::string_view> views(n);
+    for (size_t i = 0; i < n; ++i) {
+        keep[i] = py::reinterpret_borrow<py::object>(PySequence_Fast_GET_ITEM(seq.ptr(), Py_ssize_t(i)));
+        if (PyBytes_Check(keep[i].ptr())) {
+            views[i] = std::string_view(PyBytes_AS_STRING(keep[i].ptr()), size_t(PyBytes_GET_SIZE(keep[i].ptr())));
+        } else {
+            const std::string what = "texts[" + std::to_string(i) + "]";
+            views[i] = utf8_of(keep[i], what.c_str());
+        }
+    }
+    std::vector<const char *> names;
+    for (const auto &s : special_tokens) names.push_back(s.c_str());
+    train_progress state{progress, py::none(), py::none(), py::none()};
+    llmkit_bpe_train_options o = LLMKIT_BPE_TRAIN_OPTIONS_INIT;
+    o.vocab_size = vocab_size;
+    o.pattern = pattern.c_str();
+    o.special_tokens = names.empty() ? nullptr : names.data();
+    o.n_special_tokens = names.size();
+    o.n_threads = num_threads;
+    if (!progress.is_none()) {
+        o.progress = call_progress;
+        o.user_data = &state;
+    }
+    std::unique_ptr<py_tokenizer> out;
+    try {
+        py::gil_scoped_release nogil;
+        out = std::make_unique<py_tokenizer>(py_tokenizer{llmkit::tokenizer::train_bpe(views, o)});
+    } catch (...) {
+        if (!state.type.is_none()) {
+            PyErr_Restore(state.type.release().ptr(), state.value.release().ptr(),
+                          state.trace.is_none() ? nullptr : state.trace.release().ptr());
+            throw py::error_already_set();
+        }
+        throw;
+    }
+    return out;
+}
+
 }  // namespace
 
 void bind_tokenizer(py::module_ &m) {
@@ -226,6 +315,20 @@ void bind_tokenizer(py::module_ &m) {
             py::arg("id"));
     cls.def("special_tokens", &tokenizer_special_tokens);
 
+    // Offsets, training and saving (toktrain).
+    cls.def("encode_with_offsets", &tokenizer_encode_with_offsets, py::arg("text"),
+            py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
+            py::arg("special_as_text") = false);
+    cls.def("save_tiktoken", [](const py_tokenizer &t, const std::string &path) {
+        py::gil_scoped_release nogil;
+        t.tok.save_tiktoken(path);
+    }, py::arg("path"));
+    cls.def("save_tokenizer_json", [](const py_tokenizer &t, const std::string &path) {
+        py::gil_scoped_release nogil;
+        t.tok.save_tokenizer_json(path);
+    }, py::arg("path"));
+    m.def("train_bpe", &train_bpe, py::arg("texts"), py::arg("vocab_size"), py::arg("pattern"),
+          py::arg("special_tokens"), py::arg("progress"), py::arg("num_threads"));
     // Streaming decoder (toktrain).
     py::class_<py_stream_decoder> dec(m, "TokenizerDecoder",
                                       "Native streaming decoder (private; use llmkit.Tokenizer.decoder()).");

@@ -36,6 +36,7 @@ const char *status_name(llmkit_status status) noexcept {
     case LLMKIT_ERROR_IO: return "LLMKIT_ERROR_IO";
     case LLMKIT_ERROR_FORMAT: return "LLMKIT_ERROR_FORMAT";
     case LLMKIT_ERROR_INTERNAL: return "LLMKIT_ERROR_INTERNAL";
+    case LLMKIT_ERROR_CANCELLED: return "LLMKIT_ERROR_CANCELLED";
     }
     return "LLMKIT_ERROR_UNKNOWN";
 }

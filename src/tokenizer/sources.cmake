@@ -15,6 +15,8 @@ set(LLMKIT_TOKENIZER_SOURCES
   src/tokenizer/gguf_vocab.cpp
   src/tokenizer/stream_decoder.cpp
   src/tokenizer/offsets.cpp
+  src/tokenizer/train.cpp
+  src/tokenizer/train_save.cpp
   bindings/c/tokenizer.cpp)
 # Extra link libraries of the block (e.g. PCRE2), as imported targets or names.
 # Pre-tokenizer regexes: PCRE2 with Unicode properties and JIT (Debian libpcre2-dev).

@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "tokenizer/train.hpp"
 
 namespace llmkit::tok {
 
@@ -198,6 +199,17 @@ std::unique_ptr<byte_level_bpe> load_tiktoken(const std::string &path, const std
     const std::string data = read_file(path);
     return std::make_unique<byte_level_bpe>(parse_tiktoken_ranks(data, path), exact_white_space(p->pattern),
                                             p->specials(), path);
+}
+
+}  // namespace llmkit::tok
+
+namespace llmkit::tok {
+
+// For BPE training (toktrain): a preset's pattern by name.
+const char *tiktoken_preset_pattern(const std::string &name) {
+    for (const preset &q : k_presets)
+        if (name == q.name || (q.alias && name == q.alias)) return q.pattern;
+    return nullptr;
 }
 
 }  // namespace llmkit::tok

@@ -10,7 +10,7 @@ from typing import AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List
 
 from . import _args, _llmkit
 
-__all__ = ["Tokenizer", "TokenizerDecoder"]
+__all__ = ["Tokenizer", "TokenizerDecoder", "train_bpe"]
 
 _SpecialSet = Union[Literal["all"], AbstractSet[str], Collection[str]]
 
@@ -302,6 +302,62 @@ class Tokenizer:
             ids = [i for i in ids if i not in special]
         return self.decode_bytes(ids).decode("utf-8", errors)
 
+    def encode_with_offsets(
+        self,
+        text: str,
+        *,
+        allowed_special: _SpecialSet = frozenset(),
+        disallowed_special: _SpecialSet = "all",
+        unit: str = "bytes",
+    ) -> Tuple[List[int], Any]:
+        """Encodes text and gives each token its span in the text.
+
+        Returns ``(ids, offsets)``: the ids of :meth:`encode` with the same
+        arguments, and an int64 array of shape ``(len(ids), 2)`` whose row ``i``
+        is ``[start, end)`` of token ``i``. With ``unit="bytes"`` (default) the
+        offsets count bytes of the text's UTF-8: the spans tile it, and
+        ``text.encode()[start:end] == tok.id_to_token(id)``; a token holding
+        part of a multi-byte character covers just those bytes. With
+        ``unit="chars"`` they count characters (``text[start:end]``): a span
+        cut inside a character is widened to the whole character, so
+        neighbouring tokens that share a character both cover it.
+
+        Raises:
+            ValueError: As :meth:`encode`, or an unknown ``unit``.
+            LlmkitError: The tokenizer kind cannot give offsets (status ``LLMKIT_ERROR_UNSUPPORTED``).
+        """
+        import numpy as np
+
+        if unit not in ("bytes", "chars"):
+            raise ValueError(f'unit must be "bytes" or "chars", got {unit!r}')
+        allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
+        self._refuse((text,), refuse)
+        try:
+            ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text)
+        except UnicodeEncodeError:
+            text = _repair_surrogates(text)
+            ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text)
+        if unit == "chars":
+            data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+            # char_of[b] = index of the character that byte b belongs to; one past the end maps to len(text).
+            char_of = np.append(np.cumsum((data & 0xC0) != 0x80) - 1, len(text)).astype(np.int64)
+            starts = char_of[spans[:, 0]]
+            ends = np.where(spans[:, 1] > spans[:, 0], char_of[np.maximum(spans[:, 1] - 1, 0)] + 1, starts)
+            spans = np.stack([starts, ends], axis=1) if len(ids) else spans
+        return ids, spans
+
+    def save_tiktoken(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Writes the ranks as a tiktoken ``.tiktoken`` file (``base64(token) rank`` per line).
+
+        Special tokens and the pattern are not stored, as in tiktoken's files:
+        load it back with :meth:`from_tiktoken` and a preset of the same pattern.
+        """
+        self._native.save_tiktoken(os.fsdecode(os.fspath(path)))
+
+    def save_tokenizer_json(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Writes a Hugging Face ``tokenizer.json`` that ``tokenizers.Tokenizer.from_file`` loads with the same ids."""
+        self._native.save_tokenizer_json(os.fsdecode(os.fspath(path)))
+
     def decoder(self) -> "TokenizerDecoder":
         """A streaming decoder for one stream of ids: see :class:`TokenizerDecoder`."""
         d = object.__new__(TokenizerDecoder)
@@ -349,6 +405,8 @@ class TokenizerDecoder:
 
         Raises :class:`ValueError` for an id that names no token; the decoder is then unchanged.
         """
+        if isinstance(ids, (str, bytes)):
+            raise TypeError(f"ids must be an int or a sequence of ints, got {type(ids).__name__}")
         if isinstance(ids, int):
             ids = [_args.int32(ids, "ids")]
         elif not isinstance(ids, (list, tuple)):
@@ -358,3 +416,74 @@ class TokenizerDecoder:
     def flush(self) -> str:
         """Ends the stream: returns the held-back bytes ("" or U+FFFD) and resets the decoder."""
         return self._native.flush()
+
+
+def train_bpe(
+    texts_or_path: Union[str, "os.PathLike[str]", Sequence[Union[str, bytes]]],
+    vocab_size: int,
+    pattern: str = "cl100k_base",
+    special_tokens: Optional[Sequence[str]] = None,
+    progress: Union[bool, Any] = False,
+    num_threads: int = 0,
+) -> Tokenizer:
+    """Trains a byte-level BPE tokenizer with minbpe's semantics (see llmkit_bpe_train in llmkit.h).
+
+    Args:
+        texts_or_path: A path (``str`` or path-like) of a UTF-8 text file,
+            trained on as one text; or a sequence of texts (``str`` or UTF-8
+            ``bytes``), each split on its own.
+        vocab_size: Tokens to learn, the 256 single bytes included (>= 256).
+        pattern: The pre-tokenizer regex, or a preset name whose regex to use
+            (``"cl100k_base"``, ``"o200k_base"``, ``"r50k_base"``, ``"llama3"``, ``"qwen2"``).
+        special_tokens: Texts given ids ``vocab_size``, ``vocab_size + 1``, ... in order.
+        progress: ``True`` for a tqdm bar; a callable ``progress(done, total)``
+            called after each merge (returning ``False`` cancels; an exception
+            it raises cancels and propagates); ``False`` for none.
+        num_threads: Threads that split a list of texts (0: llmkit's default).
+
+    Returns:
+        The tokenizer (its :attr:`Tokenizer.name` is ``"trained"``); save it with
+        :meth:`Tokenizer.save_tiktoken` or :meth:`Tokenizer.save_tokenizer_json`.
+
+    Raises:
+        ValueError: ``vocab_size`` < 256, a bad pattern, invalid UTF-8, a repeated special token.
+        LlmkitError: The callback cancelled (status ``LLMKIT_ERROR_CANCELLED``).
+    """
+    if isinstance(texts_or_path, (str, os.PathLike)):
+        with open(texts_or_path, "rb") as f:
+            texts: List[Union[str, bytes]] = [f.read()]
+    elif isinstance(texts_or_path, (bytes, bytearray)):
+        raise TypeError("pass a list of texts or a path, not bytes")
+    else:
+        texts = list(texts_or_path)
+    size = _args.as_int(vocab_size, "vocab_size")
+    if size < 0:
+        raise ValueError(f"vocab_size must be at least 256, got {size}")
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be str, got {type(pattern).__name__}")
+    specials = [_special_name(s, "special_tokens") for s in (special_tokens or [])]
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max(size - 256, 0), desc="BPE merges", unit="merge")
+
+        def callback(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+    elif progress is False or progress is None:
+        callback = None
+    elif callable(progress):
+        callback = progress
+    else:
+        raise TypeError("progress must be True, False or a callable(done, total)")
+    try:
+        native = _llmkit.train_bpe(texts, size, pattern, specials, callback, _args.count(num_threads, "num_threads"))
+    finally:
+        if bar is not None:
+            bar.close()
+    tok = object.__new__(Tokenizer)
+    tok._native = native
+    tok._name = "trained"
+    tok._specials = None
+    tok._text_tokens = False  # byte-level BPE: tokens are bytes
+    return tok
