@@ -480,7 +480,9 @@ std::unique_ptr<tokenizer> load_tokenizer_file(const std::string &path, const fi
 
     if (head.substr(0, 4) == "GGUF") {
         f.reset();
-        return load_gguf_vocab(path);
+        gguf_vocab_options go;
+        go.allow_duplicate_keys = options.gguf_allow_duplicate_keys;
+        return load_gguf_vocab(path, go);
     }
     size_t p = head.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // UTF-8 byte order mark
     while (p < head.size() && (head[p] == ' ' || head[p] == '\t' || head[p] == '\n' || head[p] == '\r')) ++p;

@@ -99,6 +99,7 @@ std::unique_ptr<subword_model> make_hf_model(const hf::json &model, const std::s
 
 struct file_load_options {
     std::string tiktoken_encoding;  // preset of a tiktoken rank file (they carry no pattern or specials)
+    bool gguf_allow_duplicate_keys = false;  // GGUF: a repeated metadata key keeps its first value
 };
 
 // Loads a tokenizer file of any supported format, detected from its content:
