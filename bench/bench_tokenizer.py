@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 # HF tokenizers sizes its Rayon pool from this when it is first used.
 BATCH_THREADS = 2
@@ -267,6 +267,157 @@ def print_tables(rows: List[Dict], adv: List[Dict], info: str, limit: float) -> 
         print(f"| {r['case']} | {r['encoding']} | {r['lib']} | {r['bytes']} | {sec} | {mbs} | {growth} |")
 
 
+# ---------------------------------------------------------------------------
+# SentencePiece models (tokspm): llmkit against the sentencepiece package on
+# the same .model files, ids checked equal on every measured input.
+
+SPM_MODELS = {"llama2": "sentencepiece/llama2/tokenizer.model",
+              "mistral-v3": "sentencepiece/mistral/mistral_instruct_tokenizer_240323.model.v3"}
+
+
+def sentencepiece_section(data: Path, reps: int, corpora: List[str]) -> List[Dict]:
+    """Encode throughput of llmkit vs sentencepiece (single call; batch over threads); prints its own table."""
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        print("\nSentencePiece: the sentencepiece package is not installed; section skipped.")
+        return []
+    rows = []
+    for model, rel in SPM_MODELS.items():
+        lk = llmkit.Tokenizer.from_file(data / rel)
+        sp = spm.SentencePieceProcessor(model_file=str(data / rel))
+        for corpus in corpora:
+            text = (data / "corpus" / CORPORA[corpus]).read_text(encoding="utf-8")
+            nbytes = len(text.encode("utf-8"))
+            docs = split_docs(text)
+            t_l, ids_l = best_time(lambda: lk.encode(text, disallowed_special=()), reps)
+            t_s, ids_s = best_time(lambda: sp.encode(text), reps)
+            tb_l, b_l = best_time(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, disallowed_special=()), reps)
+            tb_s, b_s = best_time(lambda: sp.encode(docs, num_threads=BATCH_THREADS), reps)
+            if ids_l != ids_s or b_l != b_s:
+                raise SystemExit(f"ids differ: llmkit vs sentencepiece, {model} on {corpus}")
+            row = {"model": model, "corpus": corpus, "bytes": nbytes, "tokens": len(ids_l),
+                   "llmkit": nbytes / t_l / 1e6, "sentencepiece": nbytes / t_s / 1e6,
+                   "llmkit_batch": nbytes / tb_l / 1e6, "sentencepiece_batch": nbytes / tb_s / 1e6}
+            rows.append(row)
+            print(f"  {model:12s} {corpus:20s} llmkit {row['llmkit']:6.2f} MB/s  sentencepiece "
+                  f"{row['sentencepiece']:6.2f}  batch {row['llmkit_batch']:6.2f} / {row['sentencepiece_batch']:6.2f}",
+                  file=sys.stderr)
+    print(f"\nSentencePiece models, encode MB/s (best of the repetitions; batch = ~{DOC_BYTES // 1024} KB documents, "
+          f"{BATCH_THREADS} threads). ratio = llmkit / sentencepiece; ids identical on every input.\n")
+    print("| model | corpus | MB | tokens | llmkit single | sentencepiece single | ratio | llmkit batch | "
+          "sentencepiece batch | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['model']} | {r['corpus']} | {r['bytes'] / 1e6:.2f} | {r['tokens']} | {r['llmkit']:.2f} | "
+              f"{r['sentencepiece']:.2f} | {r['llmkit'] / r['sentencepiece']:.2f}x | {r['llmkit_batch']:.2f} | "
+              f"{r['sentencepiece_batch']:.2f} | {r['llmkit_batch'] / r['sentencepiece_batch']:.2f}x |")
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# Hugging Face tokenizer.json files (tokjson): llmkit.Tokenizer.from_file
+# against tokenizers.Tokenizer.from_file on the same file, ids checked equal on
+# every measured input (add_special_tokens=False; special tokens matched, as
+# tokenizers does).
+
+HF_JSON_FILES = ["gpt2", "bert-base-uncased", "bge-large-zh-v1.5", "mistral-7b-v0.1"]
+
+
+def tokenizer_json_section(data: Path, reps: int, corpora: List[str]) -> List[Dict]:
+    """Encode throughput of llmkit vs HF tokenizers on tokenizer.json files; prints its own table."""
+    import tokenizers
+
+    rows = []
+    for name in HF_JSON_FILES:
+        path = data / "hf-tokenizers" / name / "tokenizer.json"
+        lk = llmkit.Tokenizer.from_file(path)
+        hf = tokenizers.Tokenizer.from_file(str(path))
+        hf_batch = getattr(hf, "encode_batch_fast", hf.encode_batch)
+        for corpus in corpora:
+            text = (data / "corpus" / CORPORA[corpus]).read_text(encoding="utf-8")
+            nbytes = len(text.encode("utf-8"))
+            docs = split_docs(text)
+            t_l, ids_l = best_time(lambda: lk.encode(text, allowed_special="all"), reps)
+            t_h, enc_h = best_time(lambda: hf.encode(text, add_special_tokens=False), reps)
+            tb_l, b_l = best_time(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, allowed_special="all"), reps)
+            tb_h, b_h = best_time(lambda: hf_batch(docs, add_special_tokens=False), reps)
+            if ids_l != enc_h.ids or b_l != [e.ids for e in b_h]:
+                raise SystemExit(f"ids differ: llmkit vs HF tokenizers, {name} on {corpus}")
+            row = {"file": name, "corpus": corpus, "bytes": nbytes, "tokens": len(ids_l),
+                   "llmkit": nbytes / t_l / 1e6, "hf": nbytes / t_h / 1e6,
+                   "llmkit_batch": nbytes / tb_l / 1e6, "hf_batch": nbytes / tb_h / 1e6}
+            rows.append(row)
+            print(f"  {name:18s} {corpus:20s} llmkit {row['llmkit']:6.2f} MB/s  HF {row['hf']:6.2f}"
+                  f"  batch {row['llmkit_batch']:6.2f} / {row['hf_batch']:6.2f}", file=sys.stderr)
+    print(f"\ntokenizer.json files, encode MB/s (best of the repetitions; batch = ~{DOC_BYTES // 1024} KB documents, "
+          f"{BATCH_THREADS} threads for both). ratio = llmkit / HF tokenizers; ids identical on every input.\n")
+    print("| tokenizer.json | corpus | MB | tokens | llmkit single | HF single | ratio | llmkit batch | HF batch | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['file']} | {r['corpus']} | {r['bytes'] / 1e6:.2f} | {r['tokens']} | {r['llmkit']:.2f} | "
+              f"{r['hf']:.2f} | {r['llmkit'] / r['hf']:.2f}x | {r['llmkit_batch']:.2f} | {r['hf_batch']:.2f} | "
+              f"{r['llmkit_batch'] / r['hf_batch']:.2f}x |")
+    return rows
+
+
+# ---------------------------------------------------------------------------
+# BPE training (toktrain): llmkit.train_bpe against HF tokenizers' BpeTrainer,
+# both with the cl100k regex split then bytes (HF: Split + ByteLevel), on
+# tinyshakespeare + sotu. The two trainers differ slightly (HF breaks count
+# ties its own way and counts frequency per word), so the vocabularies are
+# not identical: the table gives both training times and, as a check that
+# both learned a comparable vocabulary, each one's compression (bytes per
+# token) on held-out text (corpus/mixed-slice.txt).
+
+CL100K_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|"""
+                  r"""\s*[\r\n]|\s+(?!\S)|\s+""")
+
+
+def bench_training(data: Path, vocab_sizes: Sequence[int] = (4096, 8192), reps: int = 1) -> List[Dict]:
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    texts = [(data / "corpus" / f).read_text(encoding="utf-8") for f in ("tinyshakespeare.txt", "sotu.txt")]
+    held_out = (data / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8")
+    held_bytes = len(held_out.encode("utf-8"))
+    rows = []
+    for vocab in vocab_sizes:
+        def train_llmkit():
+            return llmkit.train_bpe(texts, vocab, pattern="cl100k_base")
+
+        def train_hf():
+            hf = Tokenizer(models.BPE())
+            hf.pre_tokenizer = pre_tokenizers.Sequence([
+                pre_tokenizers.Split(Regex(CL100K_PATTERN), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+            hf.decoder = decoders.ByteLevel()
+            trainer = trainers.BpeTrainer(vocab_size=vocab, show_progress=False,
+                                          initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+            hf.train_from_iterator(texts, trainer)
+            return hf
+
+        t_llmkit, tok = best_time(train_llmkit, reps)
+        t_hf, hf = best_time(train_hf, reps)
+        ids = tok.encode(held_out, disallowed_special=())
+        assert tok.decode(ids) == held_out
+        hf_ids = hf.encode(held_out, add_special_tokens=False).ids
+        assert hf.decode(hf_ids) == held_out
+        row = {"vocab": vocab, "corpus_mb": sum(len(t.encode()) for t in texts) / 1e6, "llmkit_s": t_llmkit,
+               "hf_s": t_hf, "llmkit_vocab": tok.vocab_size, "hf_vocab": hf.get_vocab_size(),
+               "llmkit_bytes_per_token": held_bytes / len(ids), "hf_bytes_per_token": held_bytes / len(hf_ids)}
+        rows.append(row)
+        print(f"  training vocab {vocab}: llmkit {t_llmkit:.2f} s, HF {t_hf:.2f} s", file=sys.stderr)
+    print("\nBPE training on tinyshakespeare + sotu (cl100k regex, then bytes), best of "
+          f"{reps}; HF tokenizers' BpeTrainer uses its own thread pool. ratio = HF time / llmkit time; "
+          "compression = bytes per token on corpus/mixed-slice.txt (held out).\n")
+    print("| vocab | corpus MB | llmkit s | HF s | ratio | llmkit bytes/token | HF bytes/token |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['vocab']} | {r['corpus_mb']:.2f} | {r['llmkit_s']:.2f} | {r['hf_s']:.2f} | "
+              f"{r['hf_s'] / r['llmkit_s']:.2f}x | {r['llmkit_bytes_per_token']:.3f} | {r['hf_bytes_per_token']:.3f} |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.environ.get("LLMKIT_DATA_DIR", "/work/shared/data"))
@@ -274,15 +425,28 @@ def main() -> None:
     ap.add_argument("--limit", type=float, default=20.0, help="seconds allowed per adversarial call")
     ap.add_argument("--quick", action="store_true", help="mixed slice only, smaller adversarial inputs")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--training-only", action="store_true", help="only the BPE training section")
+    ap.add_argument("--tokenizer-json-only", action="store_true", help="only the tokenizer.json section")
     args = ap.parse_args()
     data = Path(args.data)
+    if args.tokenizer_json_only:
+        tokenizer_json_section(data, 1 if args.quick else args.reps,
+                               ["mixed-slice"] if args.quick else list(CORPORA))
+        return
+    if args.training_only:
+        bench_training(data, reps=1 if args.quick else args.reps)
+        return
     info = machine()
     corpora = ["mixed-slice"] if args.quick else list(CORPORA)
     rows = throughput_table(data, 1 if args.quick else args.reps, corpora)
     adv = adversarial(data, args.limit, args.quick)
     print_tables(rows, adv, info, args.limit)
+    spm_rows = sentencepiece_section(data, 1 if args.quick else args.reps, corpora)
+    json_rows = tokenizer_json_section(data, 1 if args.quick else args.reps, corpora)
+    train_rows = bench_training(data, (4096,) if args.quick else (4096, 8192), reps=1)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "throughput": rows, "adversarial": adv}, indent=1))
+        Path(args.json).write_text(json.dumps({"machine": info, "throughput": rows, "adversarial": adv, "sentencepiece": spm_rows, "tokenizer_json": json_rows,
+                                                "training": train_rows}, indent=1))
 
 
 if __name__ == "__main__":
