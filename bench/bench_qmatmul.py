@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Quantized matmul throughput: llmkit's GEMV / GEMM on quantized weights vs PyTorch, NumPy and memory bandwidth.
+
+Usage (see bench/README.md, "Quantized matmul"):
+
+    pip install torch numpy
+    PYTHONPATH=build-qmatmul/python python3 bench/bench_qmatmul.py [--reps 3] [--quick] [--json out.json]
+
+What is measured, in one run:
+
+* Memory bandwidth of this machine: the best of a few full reads of a 1 GiB float32 array
+  (numpy ``max``, torch ``sum`` at 1 and 2 threads; GB/s = 1e9 bytes read per second).
+* GEMV (one activation row, a decode step), for 4096x4096 and 14336x4096 weights, at 1 and 2 threads:
+  llmkit ``qt.matmul(x)`` for every type with a kernel (q4_0, q4_1, q5_0, q8_0, q4_K, q5_K, q6_K,
+  and int8 with per-row scales through ``llmkit.quant_matmul_int8``), PyTorch fp32 ``torch.mv``,
+  PyTorch int8 ``torch.ops.quantized.linear_dynamic`` (per-channel qint8 weights, the kernel behind
+  ``torch.ao.nn.quantized.dynamic.Linear``), NumPy float32 ``W @ x``. GB/s counts the bytes of
+  weights read per second (the quantized bytes, scales included). "DRAM" cells cycle through
+  enough copies of the weights (>= --cold-bytes, 128 MB by default, 4x this CPU's 32 MB L3) that
+  every call reads them from memory; "warm" cells repeat one matrix (the 4096x4096 quantized
+  ones then sit in L3, so they show the kernels' compute speed, not memory).
+* GEMM (prefill), 4096x4096 weights, M = 32 and 128 activation rows: GFLOP/s = 2*M*N*K / time,
+  llmkit against torch fp32 ``x @ W.T``, torch int8 dynamic linear, NumPy float32, and the
+  alternative llmkit could use instead, "dequantize the whole matrix, then a float32 GEMM"
+  (``llmkit.dequantize`` + torch ``mm``) -- the measurement behind the kernel choice.
+
+Agreement is checked before timing: llmkit's output against a float64 matmul of the dequantized
+weights, with the bound the int8 rounding of x allows (sum |W| * d / 2 per output, d = the
+block's max |x| / 127, plus 2^-16 of sum |W x| for float32 rounding); 1-thread and 2-thread
+outputs must be bit-identical. PyTorch's int8 output is compared with its own dequantized weights
+(relative error printed). The script exits 1 if any check fails.
+
+ggml (llama.cpp) is not measured: llama-cpp-python has no binary wheel on PyPI and building its
+sdist would compile llama.cpp's source tree, which this project does not do.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import llmkit
+
+TYPES = ["q4_0", "q4_1", "q5_0", "q8_0", "q4_K", "q5_K", "q6_K", "int8"]
+SHAPES = [(4096, 4096), (14336, 4096)]
+THREADS = [1, 2]
+
+try:
+    import torch
+except ImportError:  # pragma: no cover - the peer is optional
+    torch = None
+
+
+def best_time(fn, reps):
+    fn()  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def cycle_time(fns, reps):
+    """Best time per call over `reps` sweeps of all fns (each on its own copy of the data)."""
+    for f in fns:
+        f()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for f in fns:
+            f()
+        best = min(best, (time.perf_counter() - t0) / len(fns))
+    return best
+
+
+def measure_bandwidth(reps):
+    """GB/s of a full read of a 1 GiB float32 array, per thread count (best of the readers)."""
+    a = np.ones((1 << 30) // 4, dtype=np.float32)
+    out = {}
+    np_gbs = a.nbytes / best_time(lambda: a.max(), reps) / 1e9
+    for nt in THREADS:
+        cands = {"numpy max": np_gbs} if nt == 1 else {}
+        if torch is not None:
+            t = torch.from_numpy(a)
+            torch.set_num_threads(nt)
+            cands["torch sum"] = a.nbytes / best_time(lambda: t.sum(), reps) / 1e9
+        name = max(cands, key=cands.get)
+        out[nt] = (cands[name], name, cands)
+    del a
+    return out
+
+
+def int8_rows(w):
+    """Symmetric per-row int8: (q int8 [N, K], scales float32 [N])."""
+    amax = np.abs(w).max(axis=1)
+    scales = (amax / np.float32(127)).astype(np.float32)
+    scales[scales == 0] = 1
+    q = np.clip(np.rint(w / scales[:, None]), -127, 127).astype(np.int8)
+    return q, scales
+
+
+class LlmkitWeights:
+    """One weight matrix in one type, as llmkit multiplies it."""
+
+    def __init__(self, w, t):
+        self.t = t
+        if t == "int8":
+            self.q, self.s = int8_rows(w)
+            self.nbytes = self.q.nbytes + self.s.nbytes
+            self.wd = self.s[:, None].astype(np.float32) * self.q.astype(np.float32)
+        else:
+            self.qt = llmkit.quantize(w, t)
+            self.nbytes = self.qt.nbytes
+            self.wd = llmkit.dequantize(self.qt)
+
+    def copy(self):
+        c = LlmkitWeights.__new__(LlmkitWeights)
+        c.t, c.nbytes, c.wd = self.t, self.nbytes, None
+        if self.t == "int8":
+            c.q, c.s = self.q.copy(), self.s.copy()
+        else:
+            c.qt = llmkit.QuantizedTensor(self.qt.data.copy(), self.t, self.qt.shape)
+        return c
+
+    def matmul(self, x, nt):
+        if self.t == "int8":
+            return llmkit.quant_matmul_int8(x, self.q, self.s, num_threads=nt)
+        return self.qt.matmul(x, num_threads=nt)
+
+
+def act_block(t):
+    return 256 if t.endswith("_K") else 32
+
+
+def check_bound(y, wd, x, block):
+    """Largest |y - ref| / allowed over all outputs (<= 1 passes); see the module docstring."""
+    x2 = np.atleast_2d(x).astype(np.float64)
+    y2 = np.atleast_2d(y).astype(np.float64)
+    m, k = x2.shape
+    xb = np.abs(x2).reshape(m, k // block, block).max(axis=2)
+    d = xb.astype(np.float32) / np.float32(127)
+    step = np.repeat(d.astype(np.float64), block, axis=1)  # [m, k]
+    w64 = wd.astype(np.float64)
+    ref = x2 @ w64.T
+    bound = (step / 2) @ np.abs(w64).T + np.ldexp(np.abs(x2) @ np.abs(w64).T, -15)
+    return float(np.max(np.abs(y2 - ref) / bound))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--types", default=",".join(TYPES))
+    ap.add_argument("--cold-bytes", type=float, default=128e6, help="bytes of weight copies cycled for DRAM cells")
+    ap.add_argument("--quick", action="store_true", help="4096x4096 only, GEMM at M=32 only")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    shapes = SHAPES[:1] if args.quick else SHAPES
+    gemm_ms = [32] if args.quick else [32, 128]
+    failures = []
+    t_start = time.perf_counter()
+
+    print(f"llmkit {llmkit.version()} (kernels: {llmkit.quant_matmul_isa()})  "
+          f"torch {getattr(torch, '__version__', None)}  numpy {np.__version__}  python {platform.python_version()}  "
+          f"cpus {os.cpu_count()}  load {os.getloadavg()[0]:.2f}", flush=True)
+    print("ggml (llama.cpp): not measured -- llama-cpp-python has no binary wheel and its sdist would build "
+          "llama.cpp's source", flush=True)
+
+    bw = measure_bandwidth(args.reps)
+    for nt in THREADS:
+        gbs, name, cands = bw[nt]
+        print(f"memory bandwidth, {nt} thread(s): {gbs:.2f} GB/s ({name}; "
+              + ", ".join(f"{k} {v:.2f}" for k, v in cands.items()) + ")", flush=True)
+
+    rng = np.random.default_rng(0)
+    gemv_rows = []
+    for (n, k) in shapes:
+        w = (rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.02)).astype(np.float32)
+        x = rng.standard_normal(k, dtype=np.float32)
+        print(f"\nGEMV {n}x{k}: weights GB/s (DRAM: cycling copies >= {args.cold_bytes / 1e6:.0f} MB; warm: one "
+              "matrix repeated); ratio = DRAM GB/s / memory bandwidth", flush=True)
+        print(f"{'impl':<22} {'MB':>7} | " + " | ".join(f"{nt}t DRAM   ratio    warm" for nt in THREADS), flush=True)
+        for t in types:
+            lw = LlmkitWeights(w, t)
+            y1 = lw.matmul(x, 1)
+            y2 = lw.matmul(x, 2)
+            if not np.array_equal(y1.view(np.uint32), y2.view(np.uint32)):
+                failures.append(f"GEMV {t} {n}x{k}: 1- and 2-thread outputs differ")
+            worst = check_bound(y1, lw.wd, x, act_block(t))
+            if not worst <= 1.0:
+                failures.append(f"GEMV {t} {n}x{k}: error {worst:.3f} of the bound")
+            lw.wd = None
+            copies = [lw] + [lw.copy() for _ in range(max(1, int(np.ceil(args.cold_bytes / lw.nbytes))) - 1)]
+            row = {"shape": [n, k], "impl": f"llmkit {t}", "mb": lw.nbytes / 1e6, "bound_use": worst}
+            for nt in THREADS:
+                cold = cycle_time([lambda c=c: c.matmul(x, nt) for c in copies], args.reps)
+                warm = best_time(lambda: lw.matmul(x, nt), args.reps)
+                row[f"dram{nt}"] = lw.nbytes / cold / 1e9
+                row[f"warm{nt}"] = lw.nbytes / warm / 1e9
+                row[f"ratio{nt}"] = row[f"dram{nt}"] / bw[nt][0]
+            del copies
+            gemv_rows.append(row)
+            print(f"{row['impl']:<22} {row['mb']:7.1f} | " + " | ".join(
+                f"{row[f'dram{nt}']:7.2f} {row[f'ratio{nt}']:6.2f}x {row[f'warm{nt}']:7.2f}" for nt in THREADS)
+                + f"   (error <= {worst:.2f} of bound)", flush=True)
+
+        # Peers on the same shape.
+        peers = []
+        if torch is not None:
+            wt = torch.from_numpy(w)
+            xt = torch.from_numpy(x)
+            n_copies = max(1, int(np.ceil(args.cold_bytes / w.nbytes)))
+            wts = [wt] + [wt.clone() for _ in range(n_copies - 1)]
+            peers.append(("torch fp32 mv", w.nbytes, [lambda a=a: torch.mv(a, xt) for a in wts],
+                          lambda: torch.mv(wt, xt)))
+            q, s = int8_rows(w)
+            wq = torch.quantize_per_channel(torch.from_numpy(q.astype(np.float32) * s[:, None]),
+                                            torch.from_numpy(s.astype(np.float64)), torch.zeros(n, dtype=torch.int64),
+                                            0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(wq, None)
+            x2 = xt[None, :]
+            yq = torch.ops.quantized.linear_dynamic(x2, packed)[0].numpy()
+            ref = (s[:, None].astype(np.float64) * q) @ x.astype(np.float64)
+            print(f"  (torch int8 dynamic: max |y - ref| / max |ref| = {np.abs(yq - ref).max() / np.abs(ref).max():.2e})")
+            ib = q.nbytes + s.nbytes
+            n_copies = max(1, int(np.ceil(args.cold_bytes / ib)))
+            packs = [packed] + [torch.ops.quantized.linear_prepack(wq.clone(), None) for _ in range(n_copies - 1)]
+            peers.append(("torch int8 dynamic", ib, [lambda p=p: torch.ops.quantized.linear_dynamic(x2, p)
+                                                    for p in packs],
+                          lambda: torch.ops.quantized.linear_dynamic(x2, packed)))
+        n_copies = max(1, int(np.ceil(args.cold_bytes / w.nbytes)))
+        ws = [w] + [w.copy() for _ in range(n_copies - 1)]
+        peers.append(("numpy fp32 W@x", w.nbytes, [lambda a=a: a @ x for a in ws], lambda: w @ x))
+        for name, nbytes, cold_fns, warm_fn in peers:
+            row = {"shape": [n, k], "impl": name, "mb": nbytes / 1e6}
+            for nt in THREADS:
+                if torch is not None:
+                    torch.set_num_threads(nt)
+                os.environ["OMP_NUM_THREADS"] = str(nt)  # numpy's BLAS reads it only at start; noted in README
+                cold = cycle_time(cold_fns, args.reps)
+                warm = best_time(warm_fn, args.reps)
+                row[f"dram{nt}"] = nbytes / cold / 1e9
+                row[f"warm{nt}"] = nbytes / warm / 1e9
+                row[f"ratio{nt}"] = row[f"dram{nt}"] / bw[nt][0]
+            gemv_rows.append(row)
+            print(f"{name:<22} {row['mb']:7.1f} | " + " | ".join(
+                f"{row[f'dram{nt}']:7.2f} {row[f'ratio{nt}']:6.2f}x {row[f'warm{nt}']:7.2f}" for nt in THREADS),
+                flush=True)
+        del peers
+
+    # GEMM
+    n, k = SHAPES[0]
+    w = (rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.02)).astype(np.float32)
+    gemm_rows = []
+    print(f"\nGEMM {n}x{k} weights, GFLOP/s (2*M*N*K per call), warm", flush=True)
+    print(f"{'impl':<30} {'M':>4} | " + " | ".join(f"{nt}t GFLOP/s" for nt in THREADS), flush=True)
+    for m in gemm_ms:
+        x = rng.standard_normal((m, k), dtype=np.float32)
+        flop = 2.0 * m * n * k
+        impls = []
+        for t in types:
+            lw = LlmkitWeights(w, t)
+            y1, y2 = lw.matmul(x, 1), lw.matmul(x, 2)
+            if not np.array_equal(y1.view(np.uint32), y2.view(np.uint32)):
+                failures.append(f"GEMM {t} M={m}: 1- and 2-thread outputs differ")
+            worst = check_bound(y1, lw.wd, x, act_block(t))
+            if not worst <= 1.0:
+                failures.append(f"GEMM {t} M={m}: error {worst:.3f} of the bound")
+            impls.append((f"llmkit {t}", lambda nt, lw=lw: lw.matmul(x, nt)))
+            if t in ("q4_0", "q4_K", "q8_0") and torch is not None:
+                xt = torch.from_numpy(x)
+
+                def deq_mm(nt, lw=lw, xt=xt):
+                    wdq = torch.from_numpy(llmkit.dequantize(lw.qt, num_threads=nt))
+                    return xt @ wdq.T
+                impls.append((f"  dequantize {t} + torch mm", deq_mm))
+        if torch is not None:
+            wt, xt = torch.from_numpy(w), torch.from_numpy(x)
+            impls.append(("torch fp32 mm", lambda nt: xt @ wt.T))
+            q, s = int8_rows(w)
+            wq = torch.quantize_per_channel(torch.from_numpy(q.astype(np.float32) * s[:, None]),
+                                            torch.from_numpy(s.astype(np.float64)), torch.zeros(n, dtype=torch.int64),
+                                            0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(wq, None)
+            impls.append(("torch int8 dynamic", lambda nt: torch.ops.quantized.linear_dynamic(xt, packed)))
+        impls.append(("numpy fp32", lambda nt: x @ w.T))
+        for name, fn in impls:
+            row = {"impl": name.strip(), "m": m}
+            for nt in THREADS:
+                if torch is not None:
+                    torch.set_num_threads(nt)
+                row[f"gflops{nt}"] = flop / best_time(lambda: fn(nt), args.reps) / 1e9
+            gemm_rows.append(row)
+            print(f"{name:<30} {m:4d} | " + " | ".join(f"{row[f'gflops{nt}']:11.1f}" for nt in THREADS), flush=True)
+
+    print(f"\ntotal {time.perf_counter() - t_start:.0f} s", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"bandwidth": {str(k): v[0] for k, v in bw.items()}, "gemv": gemv_rows, "gemm": gemm_rows,
+                       "failures": failures, "isa": llmkit.quant_matmul_isa()}, f, indent=1)
+    if failures:
+        print("FAILED:\n  " + "\n  ".join(failures), flush=True)
+        return 1
+    print("all agreement checks passed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
