@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <unordered_set>
 
 #include "core/error.hpp"
 #include "tokenizer/gguf_vocab.hpp"
@@ -275,7 +277,7 @@ std::unique_ptr<hf_tokenizer> hf_tokenizer::from_json(std::string_view text, con
         const json &added = get("added_tokens");
         if (!added.is_null() && !added.is_array())
             hf::bad("/added_tokens", std::string("expected an array, got ") + added.type_name());
-        int32_t end = t->model_->vocab().end_id();
+        std::vector<std::pair<int64_t, added_token>> parsed;  // (id in the file, token)
         for (size_t i = 0; i < added.size(); ++i) {
             const std::string p = "/added_tokens/" + std::to_string(i);
             const json &a = added[i];
@@ -284,26 +286,60 @@ std::unique_ptr<hf_tokenizer> hf_tokenizer::from_json(std::string_view text, con
             const json &id = hf::member(a, "id", p);
             if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (int64_t(1) << 24))
                 hf::bad(p + "/id", "expected an id in [0, 16777216)");
-            tok.id = int32_t(id.get<int64_t>());
-            if (tok.content.empty()) hf::bad(p + "/content", "an added token cannot be empty");
             tok.special = hf::boolean(a, "special", p, false);
             tok.lstrip = hf::boolean(a, "lstrip", p, false);
             tok.rstrip = hf::boolean(a, "rstrip", p, false);
             tok.normalized = hf::boolean(a, "normalized", p, !tok.special);
             tok.single_word = hf::boolean(a, "single_word", p, false);
-            end = std::max(end, tok.id + 1);
-            t->added_.push_back(std::move(tok));
+            parsed.emplace_back(id.get<int64_t>(), std::move(tok));
         }
-        for (size_t i = 0; i < t->added_.size(); ++i) {
-            const added_token &a = t->added_[i];
-            const auto prev = t->added_by_id_.find(a.id);
-            if (prev != t->added_by_id_.end() && t->added_[prev->second].content != a.content)
-                hf::bad("/added_tokens/" + std::to_string(i), "id " + std::to_string(a.id) + " is given to both \"" +
-                                                                  t->added_[prev->second].content + "\" and \"" +
-                                                                  a.content + "\"");
-            t->added_by_id_.emplace(a.id, i);
-            t->added_by_text_.emplace(a.content, i);
+        // Ids as HF's AddedVocabulary gives them, which is not always the id in
+        // the file: tokens are added in the order of those ids; one that is in
+        // the model's vocab takes the model's id, any other the next free id.
+        std::stable_sort(parsed.begin(), parsed.end(),
+                         [](const auto &a, const auto &b) { return a.first < b.first; });
+        const int64_t model_size = int64_t(t->model_->vocab().size());
+        std::unordered_map<std::string, int32_t> id_of;      // content -> id
+        std::map<int32_t, added_token> by_id;                 // id -> the token last given it
+        std::unordered_set<std::string> special_set;
+        std::vector<added_token> specials, plain;             // the matching order: special tokens first
+        for (const auto &[file_id, tok] : parsed)
+            if (tok.special && !tok.content.empty() && special_set.insert(tok.content).second) specials.push_back(tok);
+        std::unordered_set<std::string> given;  // a token given again with the same flags is ignored
+        for (auto &[file_id, tok] : parsed) {
+            if (tok.content.empty()) continue;
+            const std::string key = tok.content + char('0' + tok.special) + char('0' + tok.lstrip) +
+                                    char('0' + tok.rstrip) + char('0' + tok.normalized) + char('0' + tok.single_word);
+            if (!given.insert(key).second) continue;
+            int32_t id;
+            const auto known = id_of.find(tok.content);
+            if (known != id_of.end()) {
+                id = known->second;
+            } else if ((id = t->model_->vocab().id(tok.content)) < 0) {
+                int64_t next = model_size;
+                if (!by_id.empty()) {
+                    int32_t max_id = -1;
+                    for (const auto &kv : id_of) max_id = std::max(max_id, kv.second);
+                    if (max_id >= model_size || model_size == 0) next = int64_t(max_id) + 1;
+                }
+                if (next >= (int64_t(1) << 24)) hf::bad("/added_tokens", "too many added tokens");
+                id = int32_t(next);
+            }
+            tok.id = id;
+            id_of[tok.content] = id;
+            by_id[id] = tok;
+            if (!special_set.count(tok.content)) plain.push_back(tok);
         }
+        int32_t end = t->model_->vocab().end_id();
+        for (auto *list : {&specials, &plain})
+            for (added_token &a : *list) {
+                a.id = id_of.at(a.content);
+                a.special = special_set.count(a.content) != 0;
+                end = std::max(end, a.id + 1);
+                t->added_.push_back(a);
+            }
+        for (size_t i = 0; i < t->added_.size(); ++i) t->added_by_text_.emplace(t->added_[i].content, i);
+        for (const auto &[id, tok] : by_id) t->added_by_id_.emplace(id, t->added_by_text_.at(tok.content));
         // The tries of HF's AddedVocabulary: normalized tokens are matched in
         // the normalized text, by their normalized form.
         std::vector<std::string> raw_p, norm_p;

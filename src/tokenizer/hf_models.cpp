@@ -1,6 +1,8 @@
 #include "tokenizer/hf_models.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <limits>
 #include <queue>
 
@@ -55,6 +57,8 @@ bpe_merges::bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
                        const std::vector<std::pair<std::string, std::string>> &merges, bpe_options options,
                        const std::string &source)
     : options_(std::move(options)) {
+    static std::atomic<uint64_t> next_id{1};
+    id_ = next_id.fetch_add(1);
     vocab_ = vocab_table(std::move(vocab), source);
     if (options_.unk_token) unk_id_ = vocab_.id(*options_.unk_token);  // a missing unk fails at encode time, as in HF
     find_byte_tokens(vocab_, byte_ids_);
@@ -130,8 +134,42 @@ void bpe_merges::initial_symbols(std::string_view piece, std::vector<std::pair<i
     if (pending_unk >= 0) symbols.emplace_back(pending_unk, pending_len);
 }
 
+namespace {
+
+// Each thread's memo of recently merged words (HF keeps a cache too): a
+// direct-mapped table keyed by the model's process-unique id and the word.
+struct word_cache {
+    struct entry {
+        uint64_t owner = 0;
+        std::string word;
+        std::vector<int32_t> ids;
+    };
+    static constexpr size_t k_slots = 4096;
+    static constexpr size_t k_max_word = 64;  // longer words are rare and merged each time
+    std::vector<entry> slots{k_slots};
+};
+
+}  // namespace
+
 void bpe_merges::tokenize(std::string_view piece, std::vector<int32_t> &out) const {
     if (piece.empty()) return;
+    if (piece.size() > word_cache::k_max_word) {
+        merge_word(piece, out);
+        return;
+    }
+    thread_local word_cache cache;
+    auto &e = cache.slots[(std::hash<std::string_view>()(piece) ^ (id_ * 0x9E3779B97F4A7C15ull)) % word_cache::k_slots];
+    if (e.owner != id_ || e.word != piece) {
+        e.owner = 0;  // invalid until filled (merge_word may throw)
+        e.ids.clear();
+        merge_word(piece, e.ids);
+        e.owner = id_;
+        e.word.assign(piece);
+    }
+    out.insert(out.end(), e.ids.begin(), e.ids.end());
+}
+
+void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out) const {
     if (options_.ignore_merges) {
         const int32_t id = vocab_.id(piece);
         if (id >= 0) {
@@ -143,6 +181,7 @@ void bpe_merges::tokenize(std::string_view piece, std::vector<int32_t> &out) con
     initial.clear();
     initial_symbols(piece, initial);
     const size_t n = initial.size();
+    if (n == 0) return;  // every character unknown, and no unk_token: nothing (as HF)
     if (n == 1) {
         out.push_back(initial[0].first);
         return;

@@ -90,11 +90,14 @@ private:
     static uint64_t key(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 32 | uint32_t(b); }
     // The initial symbols of a piece: (id, byte length) per character, with unknowns resolved.
     void initial_symbols(std::string_view piece, std::vector<std::pair<int32_t, uint32_t>> &symbols) const;
+    // tokenize() without the cache.
+    void merge_word(std::string_view piece, std::vector<int32_t> &out) const;
 
     bpe_options options_;
     int32_t unk_id_ = -1;
     int32_t byte_ids_[256];  // <0xXX> tokens, -1 when missing
     std::unordered_map<uint64_t, merge> merges_;
+    uint64_t id_;  // never reused in the process: keys each thread's cache of merged words
 };
 
 class wordpiece final : public subword_model {

@@ -1,0 +1,95 @@
+// libFuzzer harness: arbitrary bytes as a Hugging Face tokenizer.json.
+//
+// Loading must either succeed or throw llmkit::core::error with
+// LLMKIT_ERROR_FORMAT (malformed: the message names the JSON path),
+// LLMKIT_ERROR_UNSUPPORTED (a component llmkit lacks) or
+// LLMKIT_ERROR_INVALID_ARGUMENT; never crash, hang or leak. A tokenizer that
+// loads must encode fixed texts (and the input's own valid UTF-8 prefix) with
+// and without special tokens, decode what it produced, and decode arbitrary ids
+// (an id outside the vocabulary is LLMKIT_ERROR_OUT_OF_RANGE).
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+#include "tokenizer/hf_json.hpp"
+
+using namespace llmkit;
+
+namespace {
+
+[[noreturn]] void fail(const char *what, const core::error &e) {
+    __builtin_printf("fuzz_tokenizer_json: %s: status %d: %s\n", what, int(e.status()), e.what());
+    std::abort();
+}
+
+// The longest prefix of s that is valid UTF-8 (check_utf8 rejects the rest).
+std::string_view utf8_prefix(std::string_view s) {
+    for (size_t n = s.size(); n > 0; --n) {
+        try {
+            tok::check_utf8(s.substr(0, n), "text");
+            return s.substr(0, n);
+        } catch (const core::error &) {
+        }
+        if (s.size() - n > 4) return {};  // the invalid byte is early: give up cheaply
+    }
+    return {};
+}
+
+void exercise(const tok::tokenizer &t, std::string_view text) {
+    for (int mode = 0; mode < 3; ++mode) {
+        tok::encode_options o;
+        o.allow_all_special = mode == 0;
+        o.special_as_text = mode == 1;
+        o.add_special_tokens = mode != 1;
+        std::vector<int32_t> ids;
+        try {
+            t.encode(text, o, ids);
+        } catch (const core::error &e) {
+            // Unigram without unk_id on an uncovered character, or a special token in mode 2.
+            if (e.status() != LLMKIT_ERROR_INVALID_ARGUMENT) fail("encode", e);
+            continue;
+        }
+        for (int32_t id : ids)
+            if (id < 0 || id >= t.vocab_size()) std::abort();
+        std::string out;
+        try {
+            t.decode(ids.data(), ids.size(), out);
+        } catch (const core::error &e) {
+            // A template may add an id that only the post-processor knows.
+            if (e.status() != LLMKIT_ERROR_OUT_OF_RANGE) fail("decode", e);
+        }
+    }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const std::string_view bytes(reinterpret_cast<const char *>(data), size);
+    std::unique_ptr<tok::hf_tokenizer> t;
+    try {
+        t = tok::hf_tokenizer::from_json(bytes, "fuzz.json");
+    } catch (const core::error &e) {
+        const auto s = e.status();
+        if (s != LLMKIT_ERROR_FORMAT && s != LLMKIT_ERROR_UNSUPPORTED && s != LLMKIT_ERROR_INVALID_ARGUMENT)
+            fail("load", e);
+        return 0;
+    }
+    static const char *const texts[] = {"", " ", "Hello world, it's 2024!", "  two  spaces\n\ttab",
+                                        "caf\xC3\xA9 \xE4\xB8\xAD\xE6\x96\x87 \xF0\x9F\x98\x80", "[CLS] <s> <unk> </s>"};
+    for (const char *s : texts) exercise(*t, s);
+    exercise(*t, utf8_prefix(bytes.substr(0, 256)));
+    // Arbitrary ids, in and out of range.
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < size && i < 64; ++i) ids.push_back(int32_t(data[i]) * 131 - 7);
+    std::string out;
+    try {
+        t->decode(ids.data(), ids.size(), out);
+    } catch (const core::error &e) {
+        if (e.status() != LLMKIT_ERROR_OUT_OF_RANGE) fail("decode ids", e);
+    }
+    return 0;
+}
