@@ -1,0 +1,1 @@
+"""Command-line tools of llmkit (``llmkit-quantize``)."""
