@@ -325,12 +325,15 @@ void rows_tile(const kernel_args &a, int64_t r0) {
     }
 }
 
-// GEMM uses the same int8 kernels as GEMV, with 2 x 4 tiles. The alternative,
-// decoding the weights to float and running a float GEMM, measured slower at
-// every prefill size tried (bench/bench_qmatmul.py, 4096 x 4096, M = 32, one
-// thread: Q4_0 12.0 GFLOP/s here against 4.9 for llmkit.dequantize + torch
-// fp32 mm, Q4_K 11.1 against 5.3, Q8_0 12.5 against 6.0); this CPU has no
-// AVX-512 BF16, so a bf16 path was not an option.
+// GEMM uses the same int8 kernels as GEMV, with 2 x 4 tiles, so a row of a
+// prefill gives the same bits as that row decoded alone. The alternative,
+// decoding the weights to float and running a float GEMM, measured slower in
+// most cells (bench/bench_qmatmul.py, 4096 x 4096 weights, 1 / 2 threads,
+// GFLOP/s, on a shared 2-core EPYC VM): M = 32: Q4_0 10.8 / 15.2 here against
+// 4.5 / 2.6 for llmkit.dequantize + torch fp32 mm, Q8_0 12.5 / 14.2 against
+// 4.8 / 2.9, Q4_K 12.4 / 11.7 against 1.6 / 1.6; M = 128: Q4_0 5.6 / 7.1
+// against 4.1 / 3.9, Q8_0 6.2 / 7.6 against 4.3 / 4.6, but Q4_K 5.6 / 7.4
+// against 6.6 / 5.9. This CPU has no AVX-512 BF16, so no bf16 path was tried.
 template <kernel_kind Kind>
 void kernel(const kernel_args &a) {
     int64_t r = 0;
