@@ -72,7 +72,6 @@ __all__ = [
     "cuda_compiled",
     "cuda_device_count",
     "dequantize",
-    "gguf",
     "get_num_threads",
     "gptq",
     "kv_cache_bytes",

@@ -22,6 +22,8 @@ import os
 import numpy as np
 import numpy.typing as npt
 
+from . import gguf as gguf  # GGUF files: llmkit.gguf.read / llmkit.gguf.write (typed in gguf.py)
+
 __version__: str
 
 _SeqIds = Optional[Union[int, Sequence[int], npt.NDArray[np.integer]]]
