@@ -396,7 +396,7 @@ void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out)
                 end = text.size();
                 break;
             }
-            if (end > begin && text.compare(end - 3, 3, k_space_symbol) != 0) break;
+            if (end > begin && (end < 3 || text.compare(end - 3, 3, k_space_symbol) != 0)) break;
             end += 3;
         }
         const std::string_view word = text.substr(begin, end - begin);
@@ -428,8 +428,8 @@ void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out)
 // its end with the piece's score added (user-defined pieces get
 // length * max_score - 0.1 so they always win); a character no piece of its
 // own length covers gets the unknown piece at min_score - 10. Ties keep the
-// earlier proposal. The arithmetic types follow the reference (double for
-// piece candidates, float for unknown ones) so that ties break the same way.
+// earlier proposal. Path scores are summed in float, as the reference does,
+// so that near-ties (a + b + c in another order) break the same way.
 void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &out) const {
     struct best_path {
         int32_t id = -1;
@@ -459,13 +459,11 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
             const spm_piece &p = model_.pieces[size_t(id)];
             if (p.type == spm_type::unused) continue;
             const size_t length = key - start;
-            const double score = p.type == spm_type::user_defined
-                                     ? double(float(length) * max_score_) - 0.1
-                                     : double(p.score);
-            const double candidate = score + double(here);
+            const float score = p.type == spm_type::user_defined ? float(length) * max_score_ - 0.1f : p.score;
+            const float candidate = score + here;
             best_path &target = best[key];
-            if (target.starts_at == -1 || candidate > double(target.score)) {
-                target.score = float(candidate);
+            if (target.starts_at == -1 || candidate > target.score) {
+                target.score = candidate;
                 target.starts_at = int64_t(start);
                 target.id = id;
             }
@@ -494,10 +492,19 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
 
 void sentencepiece::encode_normalized(std::string_view normalized, std::vector<int32_t> &out) const {
     if (normalized.empty()) return;
+    const size_t first = out.size();
     if (model_.algo == spm_model::algorithm::bpe)
         encode_bpe(normalized, out);
     else
         encode_unigram(normalized, out);
+    // Without byte fallback, a run of unknown pieces is reported as one
+    // <unk>, as sentencepiece does (so that decoding gives one unk surface).
+    if (!model_.byte_fallback) {
+        size_t w = first;
+        for (size_t r = first; r < out.size(); ++r)
+            if (!(out[r] == unk_id_ && w > first && out[w - 1] == unk_id_)) out[w++] = out[r];
+        out.resize(w);
+    }
 }
 
 void sentencepiece::encode_plain(std::string_view text, bool, std::vector<int32_t> &out) const {
@@ -588,8 +595,8 @@ void sentencepiece::decode(const int32_t *ids, size_t n, std::string &out) const
             continue;
         }
         std::string_view piece = p.text;
-        if (at_start && model_.add_dummy_prefix && !model_.treat_whitespace_as_suffix &&
-            piece.substr(0, 3) == k_space_symbol)
+        if (at_start && (model_.add_dummy_prefix || model_.remove_extra_whitespaces) &&
+            !model_.treat_whitespace_as_suffix && piece.substr(0, 3) == k_space_symbol)
             piece.remove_prefix(3);
         for (size_t at = 0; at < piece.size();) {
             if (piece.compare(at, 3, k_space_symbol) == 0) {

