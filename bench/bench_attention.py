@@ -1,18 +1,30 @@
 #!/usr/bin/env python3
-"""Attention on the CPU: llmkit_attention against torch.nn.functional.scaled_dot_product_attention.
+"""Attention on the CPU: llmkit against torch.nn.functional.scaled_dot_product_attention,
+with the machine's measured matmul peak and memory bandwidth in the same run.
 
-llmkit is called through its C ABI with ctypes (the Python binding has no
-attention yet), on the same process, threads and inputs as torch; both results
-are checked against each other before timing.
+llmkit is called through its C ABI with ctypes, on the same process, threads and
+inputs as torch; every llmkit result is checked against torch's before timing.
 
-    cmake -S . -B build-attn -G Ninja -DLLMKIT_BUILD_PYTHON=OFF && ninja -C build-attn
+    cmake -S . -B build-attn -G Ninja -DLLMKIT_BUILD_PYTHON=OFF && ninja -C build-attn llmkit
     python3 bench/bench_attention.py --lib build-attn/libllmkit.so [--threads 2] [--quick]
 
-Cells: causal prefill of 512 and 2048 tokens and decoding one token against a
-1024-token cache (batch 1 and 16), 32 query heads, 8 key/value heads, head_dim
-128, float32 and bfloat16. GFLOP/s counts the useful work only: 4 * D flops per
-visible (query, key) pair (QK^T and PV), so a causal prefill of S tokens is
-4 * B * Hq * D * S (S + 1) / 2.
+Peaks (measured first, same threads): a torch matmul, 2048^3 in float32 and
+1024^3 in bfloat16 (GFLOP/s), and memory bandwidth as the sum of a 1 GiB float32 tensor
+(bytes read per second; the copy of 1 GiB, read + write, is printed too).
+
+Prefill cells: causal self-attention of 512, 2048 and 8192 tokens, 32 query
+heads, 8 key/value heads, head_dim 128 (dense tensors, llmkit_attention).
+GFLOP/s counts the useful work only: 4 * D flops per visible (query, key) pair,
+so a causal prefill of S tokens is 4 * B * Hq * D * S (S + 1) / 2; "%peak" is
+against the matmul peak of the same dtype. The 8192 cells run once after a
+warm-up (each takes seconds on 2 cores).
+
+Decode cells: one new token per sequence against 1024 and 8192 cached tokens,
+batch 1 and 16: dense K/V tensors (llmkit_attention, torch's layout viewed with
+strides), the contiguous cache, the paged cache (blocks of 16) and an int8
+paged cache (the cache dtype is the cell's dtype, except int8). GB/s counts the
+K/V bytes a decode must read (int8: 1 byte per element plus a 4-byte scale per
+row); "%bw" is against the measured read bandwidth.
 """
 
 from __future__ import annotations
@@ -45,7 +57,27 @@ class AttentionOptions(ctypes.Structure):
                 ("mask", ctypes.c_void_p), ("n_threads", ctypes.c_int32), ("stream", ctypes.c_void_p)]
 
 
+class KVCacheOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("n_layers", ctypes.c_int32), ("n_kv_heads", ctypes.c_int32),
+                ("head_dim", ctypes.c_int32), ("capacity", ctypes.c_int64), ("max_sequences", ctypes.c_int32),
+                ("dtype", ctypes.c_int32)]
+
+
+class PagedKVCacheOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("n_layers", ctypes.c_int32), ("n_kv_heads", ctypes.c_int32),
+                ("head_dim", ctypes.c_int32), ("block_size", ctypes.c_int32), ("n_blocks", ctypes.c_int64),
+                ("max_sequences", ctypes.c_int32), ("max_blocks_per_seq", ctypes.c_int64), ("dtype", ctypes.c_int32)]
+
+
+class KVAttentionOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("causal", ctypes.c_int32), ("window", ctypes.c_int64),
+                ("softcap", ctypes.c_float), ("scale", ctypes.c_float), ("alibi_slopes", ctypes.c_void_p),
+                ("sinks", ctypes.c_void_p), ("n_threads", ctypes.c_int32), ("split_keys", ctypes.c_int64)]
+
+
 DTYPES = {torch.float32: (2, 32), torch.bfloat16: (4, 16), torch.float16: (2, 16)}
+KV_F32, KV_BF16, KV_F16, KV_INT8 = 0, 1, 2, 3
+KV_CODE = {torch.float32: KV_F32, torch.bfloat16: KV_BF16, torch.float16: KV_F16}
 
 
 def as_llmkit(t: torch.Tensor):
@@ -75,69 +107,225 @@ def interleaved_best(fns, min_time: float, rounds: int = 5):
     return best
 
 
+def once_each(fns):
+    """One warm-up and one timed call of each (for cells that take seconds)."""
+    for fn in fns:
+        fn()
+    best = []
+    for fn in fns:
+        t0 = time.perf_counter()
+        fn()
+        best.append(time.perf_counter() - t0)
+    return best
+
+
+def best_of(fn, reps: int) -> float:
+    fn()
+    t = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        t = min(t, time.perf_counter() - t0)
+    return t
+
+
+def measure_peaks(quick: bool):
+    """Matmul GFLOP/s (float32, bfloat16) and memory GB/s (read, copy) of this machine, now."""
+    peaks = {}
+    for dt in (torch.float32, torch.bfloat16):
+        n = 2048 if dt == torch.float32 else 1024  # bf16 matmul is far slower without AVX512-BF16/AMX
+        a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
+        c = torch.empty(n, n, dtype=dt)
+        t = best_of(lambda: torch.matmul(a, b, out=c), 2 if quick else 3)
+        peaks[dt] = 2.0 * n ** 3 / t / 1e9
+    x = torch.ones(256 * 1024 * 1024, dtype=torch.float32)  # 1 GiB
+    y = torch.empty_like(x)
+    t_sum = best_of(lambda: x.sum(), 2 if quick else 3)
+    t_copy = best_of(lambda: y.copy_(x), 2 if quick else 3)
+    read_bw = x.numel() * 4 / t_sum / 1e9
+    copy_bw = 2 * x.numel() * 4 / t_copy / 1e9
+    del x, y
+    return peaks, read_bw, copy_bw
+
+
+class Lib:
+    """The C functions the benchmark calls, with their signatures."""
+
+    def __init__(self, path: str):
+        lib = ctypes.CDLL(path)
+        P, c_int32, c_int64 = ctypes.POINTER, ctypes.c_int32, ctypes.c_int64
+        sig = {
+            "llmkit_attention": [P(Tensor)] * 4 + [P(AttentionOptions)],
+            "llmkit_kv_cache_create": [P(ctypes.c_void_p), P(KVCacheOptions)],
+            "llmkit_kv_cache_seq_new": [ctypes.c_void_p, P(c_int32)],
+            "llmkit_kv_cache_append": [ctypes.c_void_p, c_int32, c_int32, P(Tensor), P(Tensor)],
+            "llmkit_kv_cache_attention": [ctypes.c_void_p, c_int32, P(Tensor), P(c_int32), c_int64, P(Tensor),
+                                          P(KVAttentionOptions)],
+            "llmkit_paged_kv_cache_create": [P(ctypes.c_void_p), P(PagedKVCacheOptions)],
+            "llmkit_paged_kv_cache_seq_new": [ctypes.c_void_p, P(c_int32)],
+            "llmkit_paged_kv_cache_append": [ctypes.c_void_p, c_int32, c_int32, P(Tensor), P(Tensor)],
+            "llmkit_paged_kv_cache_attention": [ctypes.c_void_p, c_int32, P(Tensor), P(c_int32), c_int64, P(Tensor),
+                                                P(KVAttentionOptions)],
+        }
+        for name, args in sig.items():
+            getattr(lib, name).argtypes = args
+            getattr(lib, name).restype = ctypes.c_int
+        for name in ("llmkit_kv_cache_free", "llmkit_paged_kv_cache_free"):
+            getattr(lib, name).argtypes = [ctypes.c_void_p]
+            getattr(lib, name).restype = None
+        lib.llmkit_last_error_message.restype = ctypes.c_char_p
+        self.lib = lib
+
+    def check(self, status: int) -> None:
+        if status != 0:
+            raise RuntimeError(self.lib.llmkit_last_error_message().decode())
+
+
+class Cache:
+    """A contiguous or paged llmkit cache holding B sequences of the given K/V rows ([B, S, Hkv, D] tensors)."""
+
+    def __init__(self, lib: Lib, paged: bool, kv_dtype: int, k: torch.Tensor, v: torch.Tensor, threads: int):
+        self.lib, self.paged = lib, paged
+        B, S, Hkv, D = k.shape
+        self.handle = ctypes.c_void_p()
+        prefix = "llmkit_paged_kv_cache_" if paged else "llmkit_kv_cache_"
+        self.fn = {n: getattr(lib.lib, prefix + n) for n in ("seq_new", "append", "attention", "free")}
+        if paged:
+            bs = 16
+            per_seq = (S + bs - 1) // bs
+            o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, B * per_seq, B, per_seq,
+                                    kv_dtype)
+            lib.check(lib.lib.llmkit_paged_kv_cache_create(ctypes.byref(self.handle), ctypes.byref(o)))
+        else:
+            o = KVCacheOptions(ctypes.sizeof(KVCacheOptions), 1, Hkv, D, S, B, kv_dtype)
+            lib.check(lib.lib.llmkit_kv_cache_create(ctypes.byref(self.handle), ctypes.byref(o)))
+        self.ids = (ctypes.c_int32 * B)()
+        for b in range(B):
+            s = ctypes.c_int32()
+            lib.check(self.fn["seq_new"](self.handle, ctypes.byref(s)))
+            self.ids[b] = s.value
+            tk, keep_k = as_llmkit(k[b])
+            tv, keep_v = as_llmkit(v[b])
+            lib.check(self.fn["append"](self.handle, 0, s, ctypes.byref(tk), ctypes.byref(tv)))
+        self.opts = KVAttentionOptions(ctypes.sizeof(KVAttentionOptions), 1, 0, 0.0, 0.0, None, None, threads, 0)
+
+    def attention(self, tq, to) -> None:
+        self.lib.check(self.fn["attention"](self.handle, 0, ctypes.byref(tq), self.ids, len(self.ids),
+                                            ctypes.byref(to), ctypes.byref(self.opts)))
+
+    def close(self) -> None:
+        self.fn["free"](self.handle)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default="build-attn/libllmkit.so")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--kv-layout", choices=["bshd", "bhsd"], default="bshd",
-                    help="memory of llmkit's k and v: its own [B, S, H, D], or torch's [B, H, S, D] tensors viewed with strides")
+    ap.add_argument("--quick", action="store_true", help="512-token prefill and 1k decodes only, shorter timing")
     ap.add_argument("--only", default="", help="run only the cells whose name contains this text")
     ap.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated torch dtype names")
     args = ap.parse_args()
 
-    lib = ctypes.CDLL(args.lib)
-    lib.llmkit_attention.restype = ctypes.c_int
-    lib.llmkit_attention.argtypes = [ctypes.POINTER(Tensor)] * 4 + [ctypes.POINTER(AttentionOptions)]
-    lib.llmkit_last_error_message.restype = ctypes.c_char_p
+    lib = Lib(args.lib)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
+    peaks, read_bw, copy_bw = measure_peaks(args.quick)
+    print(f"torch {torch.__version__}, {args.threads} threads")
+    print(f"measured peaks: matmul float32 {peaks[torch.float32]:.1f} GFLOP/s, bfloat16 {peaks[torch.bfloat16]:.1f} "
+          f"GFLOP/s (torch 2048^3 fp32, 1024^3 bf16); memory read {read_bw:.1f} GB/s (sum of 1 GiB), copy {copy_bw:.1f} GB/s")
+
     Hq, Hkv, D = 32, 8, 128
-    cells = [("prefill", 1, 512, 512), ("prefill", 1, 2048, 2048), ("decode", 1, 1, 1024), ("decode", 16, 1, 1024)]
-    if args.quick:
-        cells = cells[:1] + cells[2:3]
-    cells = [c for c in cells if args.only in f"{c[0]} B={c[1]} Sq={c[2]} Skv={c[3]}"]
     min_time = 0.5 if args.quick else 2.0
-    print(f"torch {torch.__version__}, {args.threads} threads; Hq={Hq} Hkv={Hkv} D={D}; llmkit k/v in {args.kv_layout}; best of 5 alternating rounds, {min_time}s per contender")
-    print(f"{'cell':<22}{'dtype':<10}{'llmkit ms':>11}{'GFLOP/s':>9}{'torch ms':>11}{'GFLOP/s':>9}{'speedup':>9}{'max|diff|':>11}")
-    for dtype in [getattr(torch, n) for n in args.dtypes.split(",")]:
-        for kind, B, Sq, Skv in cells:
-            # llmkit reads [B, S, H, D]; torch gets its native [B, H, S, D], both contiguous.
-            q = torch.randn(B, Sq, Hq, D).to(dtype)
-            k = torch.randn(B, Skv, Hkv, D).to(dtype)
-            v = torch.randn(B, Skv, Hkv, D).to(dtype)
+    prefills = [512] if args.quick else [512, 2048, 8192]
+    contexts = [1024] if args.quick else [1024, 8192]
+    dtypes = [getattr(torch, n) for n in args.dtypes.split(",")]
+
+    print(f"\nprefill (causal, Hq={Hq} Hkv={Hkv} D={D}; llmkit [B, S, H, D], torch [B, H, S, D])")
+    print(f"{'cell':<16}{'dtype':<10}{'llmkit ms':>11}{'GFLOP/s':>9}{'%peak':>7}{'torch ms':>11}{'GFLOP/s':>9}"
+          f"{'%peak':>7}{'speedup':>9}{'max|diff|':>11}")
+    for dtype in dtypes:
+        for S in prefills:
+            name = f"prefill S={S}"
+            if args.only not in name:
+                continue
+            q, k, v = (torch.randn(1, S, h, D).to(dtype) for h in (Hq, Hkv, Hkv))
             out = torch.empty_like(q)
             qt, kt, vt = (x.transpose(1, 2).contiguous() for x in (q, k, v))
             opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, None)
-            tq, kq = as_llmkit(q)
-            if args.kv_layout == "bhsd":  # the very tensors torch reads, as strided [B, S, H, D] views
-                k, v = kt.transpose(1, 2), vt.transpose(1, 2)
-            tk, kk = as_llmkit(k)
-            tv, kv = as_llmkit(v)
-            to, ko = as_llmkit(out)
+            (tq, a), (tk, b), (tv, c), (to, d) = (as_llmkit(x) for x in (q, k, v, out))
 
             def run_llmkit():
-                st = lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(to),
-                                          ctypes.byref(opts))
-                if st != 0:
-                    raise RuntimeError(lib.llmkit_last_error_message().decode())
-
-            # Sq == Skv: torch's top-left causal mask is llmkit's; Sq == 1: the one query sees every key.
-            causal = Sq == Skv
+                lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv),
+                                                   ctypes.byref(to), ctypes.byref(opts)))
 
             def run_torch():
-                return F.scaled_dot_product_attention(qt, kt, vt, is_causal=causal, enable_gqa=True)
+                return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True, enable_gqa=True)
 
             run_llmkit()
-            ref = run_torch().transpose(1, 2)
-            diff = (out.float() - ref.float()).abs().max().item()
-            t_l, t_t = interleaved_best([run_llmkit, run_torch], min_time)
-            pairs = B * Hq * (Sq * (Sq + 1) // 2 if causal else Sq * Skv)
-            flops = 4.0 * D * pairs
-            name = f"{kind} B={B} Sq={Sq} Skv={Skv}"
-            print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.3f}{flops / t_l / 1e9:>9.1f}"
-                  f"{t_t * 1e3:>11.3f}{flops / t_t / 1e9:>9.1f}{t_t / t_l:>8.2f}x{diff:>11.2e}")
+            diff = (out.float() - run_torch().transpose(1, 2).float()).abs().max().item()
+            t_l, t_t = once_each([run_llmkit, run_torch]) if S >= 8192 else interleaved_best([run_llmkit, run_torch],
+                                                                                               min_time)
+            flops = 4.0 * D * Hq * S * (S + 1) / 2
+            pk = peaks[dtype] if dtype in peaks else peaks[torch.float32]
+            gl, gt = flops / t_l / 1e9, flops / t_t / 1e9
+            print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.2f}{gl:>9.1f}{100 * gl / pk:>6.0f}%"
+                  f"{t_t * 1e3:>11.2f}{gt:>9.1f}{100 * gt / pk:>6.0f}%{t_t / t_l:>8.2f}x{diff:>11.2e}")
+
+    print(f"\ndecode (one query per sequence; GB/s = K/V bytes read per second; read bandwidth {read_bw:.1f} GB/s)")
+    print(f"{'cell':<20}{'dtype':<10}{'variant':<14}{'ms':>9}{'GB/s':>8}{'%bw':>6}{'torch ms':>10}{'GB/s':>8}"
+          f"{'vs torch':>9}{'max|diff|':>11}")
+    for dtype in dtypes:
+        for B in (1, 16):
+            for ctx in contexts:
+                name = f"decode B={B} ctx={ctx}"
+                if args.only not in name:
+                    continue
+                q = torch.randn(B, 1, Hq, D).to(dtype)
+                # The cache's rows: torch reads [B, H, S, D]; llmkit's dense call views the same memory.
+                kt = torch.randn(B, Hkv, ctx, D).to(dtype)
+                vt = torch.randn(B, Hkv, ctx, D).to(dtype)
+                k, v = kt.transpose(1, 2), vt.transpose(1, 2)
+                qt = q.transpose(1, 2)
+                ref = F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True).transpose(1, 2).float()
+
+                def run_torch():
+                    return F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True)
+
+                out = torch.empty_like(q)
+                (tq, a), (to, b) = as_llmkit(q), as_llmkit(out)
+                (tk, c), (tv, d) = as_llmkit(k), as_llmkit(v)
+                opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 0, 0, 0.0, 0.0, None, None, args.threads,
+                                        None)
+
+                def run_dense():
+                    lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv),
+                                                       ctypes.byref(to), ctypes.byref(opts)))
+
+                es = torch.tensor([], dtype=dtype).element_size()
+                full_bytes = 2.0 * B * ctx * Hkv * D * es
+                variants = [("dense", run_dense, None, full_bytes)]
+                caches = []
+                k_rows, v_rows = k.contiguous(), v.contiguous()  # [B, S, Hkv, D] for appends
+                for label, paged, code in (("contiguous", False, KV_CODE[dtype]), ("paged", True, KV_CODE[dtype]),
+                                           ("paged int8", True, KV_INT8)):
+                    cache = Cache(lib, paged, code, k_rows, v_rows, args.threads)
+                    caches.append(cache)
+                    nbytes = 2.0 * B * ctx * Hkv * (D + 4) if code == KV_INT8 else full_bytes
+                    variants.append((label, (lambda c=cache: c.attention(tq, to)), cache, nbytes))
+                del k_rows, v_rows
+                t_t = None
+                for label, fn, cache, nbytes in variants:
+                    fn()
+                    diff = (out.float() - ref).abs().max().item()
+                    t_l, t_tt = interleaved_best([fn, run_torch], min_time, rounds=3)
+                    t_t = t_tt if t_t is None else min(t_t, t_tt)
+                    gb = nbytes / t_l / 1e9
+                    gbt = full_bytes / t_t / 1e9
+                    print(f"{name:<20}{str(dtype).replace('torch.', ''):<10}{label:<14}{t_l * 1e3:>9.3f}{gb:>8.1f}"
+                          f"{100 * gb / read_bw:>5.0f}%{t_t * 1e3:>10.3f}{gbt:>8.1f}{t_t / t_l:>8.2f}x{diff:>11.2e}")
+                for cache in caches:
+                    cache.close()
 
 
 if __name__ == "__main__":
