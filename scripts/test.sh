@@ -9,6 +9,8 @@
 #   5. the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
 #   6. every libFuzzer harness (tests/fuzz/fuzz_*.cpp, clang + ASan/UBSan) for
 #      LLMKIT_FUZZ_SECONDS (default 20) each; any crash, leak or timeout fails.
+#   6. the tokenizer tests under ThreadSanitizer (a separate build: TSan and
+#      ASan cannot be combined), where one tokenizer is shared by 8 threads.
 # Usage: bash scripts/test.sh [data-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,13 +20,13 @@ PY="$(command -v python3)"
 
 bash scripts/install-deps.sh
 
-echo "== [1/4] Release build and tests =="
+echo "== [1/5] Release build and tests =="
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMKIT_BUILD_PYTHON=ON \
       -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
 cmake --build build -j "$JOBS"
 ctest --test-dir build -j "$JOBS" --output-on-failure
 
-echo "== [2/4] install, find_package and pkg-config =="
+echo "== [2/5] install, find_package and pkg-config =="
 rm -rf build/install-root build/consumer
 cmake --install build --prefix build/install-root >/dev/null
 cmake -S tests/install -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$PWD/build/install-root" >/dev/null
@@ -34,7 +36,7 @@ PKG_CONFIG_PATH="$PWD/build/install-root/lib/pkgconfig" \
   cc -std=c99 -o build/consumer/consumer_pkgconfig tests/install/consumer.c $(PKG_CONFIG_PATH="$PWD/build/install-root/lib/pkgconfig" pkg-config --cflags --libs llmkit)
 LD_LIBRARY_PATH="$PWD/build/install-root/lib" build/consumer/consumer_pkgconfig
 
-echo "== [3/4] pip install . =="
+echo "== [3/5] pip install . =="
 rm -rf build/pip-target
 PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-deps --target build/pip-target .
 (cd /tmp && PYTHONPATH="$OLDPWD/build/pip-target" python3 -c "
@@ -44,7 +46,7 @@ ids = llmkit.sample(np.array([[0.0, 3.0, 1.0]], dtype=np.float32), temperature=0
 assert ids.tolist() == [1], ids
 print('pip install .: llmkit', llmkit.__version__, 'imports and samples')")
 
-echo "== [4/4] AddressSanitizer + UndefinedBehaviorSanitizer =="
+echo "== [4/5] AddressSanitizer + UndefinedBehaviorSanitizer =="
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMKIT_SANITIZE=ON \
       -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_BUILD_PYTHON=ON -DLLMKIT_BUILD_DOCS=OFF \
       -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
@@ -52,6 +54,15 @@ cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   ctest --test-dir build-asan -j "$JOBS" --output-on-failure
+
+echo "== [5/5] ThreadSanitizer: the tokenizer tests =="
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMKIT_SANITIZE=thread \
+      -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_BUILD_PYTHON=OFF -DLLMKIT_BUILD_DOCS=OFF -DLLMKIT_BUILD_EXAMPLES=OFF \
+      -DLLMKIT_DATA_DIR="$DATA_DIR"
+cmake --build build-tsan -j "$JOBS" --target llmkit_tokenizer_tests
+# [linear] times megabyte inputs and says nothing about races; it runs in the Release stage.
+TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
+  build-tsan/tests/llmkit_tokenizer_tests "~[linear]"
 
 echo "== [fuzz] libFuzzer harnesses, ${LLMKIT_FUZZ_SECONDS:-20} s each =="
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \

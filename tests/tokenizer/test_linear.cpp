@@ -1,0 +1,55 @@
+// Linear time on adversarial input: 4 MB of one repeated letter, and of
+// random lowercase letters (one pre-tokenizer piece, no split), take less than
+// 8x the time of 1 MB (4x is linear; tiktoken's merge loop is quadratic and
+// takes ~16x). Ratios within one run, not absolute times, so a slow or busy
+// machine does not make the test flaky. bench/bench_tokenizer.py shows the
+// times next to tiktoken's.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "llmkit/llmkit.hpp"
+
+#ifdef LLMKIT_TEST_DATA_DIR
+
+namespace {
+
+// The faster of two encodes (a busy machine only ever slows one down).
+double seconds_to_encode(const llmkit::tokenizer &tok, const std::string &text, size_t &n_ids) {
+    double best = 1e30;
+    for (int rep = 0; rep < 2; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        n_ids = tok.encode(text).size();
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+}
+
+}  // namespace
+
+TEST_CASE("encoding time is linear on one long piece (r50k, cl100k, o200k)", "[linear]") {
+    const std::string data = LLMKIT_TEST_DATA_DIR;
+    std::mt19937 rng(3);
+    std::string letters(4u << 20, 'a');
+    for (char &c : letters) c = char('a' + rng() % 26);
+    const std::string repeated(4u << 20, 'a');
+    for (const char *name : {"r50k_base", "cl100k_base", "o200k_base"}) {
+        const auto tok = llmkit::tokenizer::from_tiktoken(data + "/tiktoken/" + name + ".tiktoken", name);
+        for (const std::string *big : std::vector<const std::string *>{&repeated, &letters}) {
+            const std::string small = big->substr(0, big->size() / 4);
+            size_t n_small = 0, n_big = 0;
+            const double t_small = seconds_to_encode(tok, small, n_small);
+            const double t_big = seconds_to_encode(tok, *big, n_big);
+            INFO(name << (big == &repeated ? " repeated letter" : " random letters") << ": 1 MB " << t_small
+                      << " s, 4 MB " << t_big << " s, ratio " << t_big / t_small);
+            CHECK(n_big > 3 * n_small);  // sanity: the input really is 4x larger in tokens too
+            CHECK(t_big / t_small < 8.0);
+        }
+    }
+}
+
+#endif  // LLMKIT_TEST_DATA_DIR
