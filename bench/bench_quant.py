@@ -144,17 +144,11 @@ def main():
                     help="time opening a generated GGUF file against gguf.GGUFReader instead, see bench_gguf_file()")
     ap.add_argument("--gguf-file-mb", type=int, default=200, help="--gguf-file: MB of tensor data")
     ap.add_argument("--gguf-file-tensors", type=int, default=300, help="--gguf-file: number of tensors")
-    ap.add_argument("--gguf-file", action="store_true",
-                    help="time opening a generated GGUF file against gguf.GGUFReader instead, see bench_gguf_file()")
-    ap.add_argument("--gguf-file-mb", type=int, default=200, help="--gguf-file: MB of tensor data")
-    ap.add_argument("--gguf-file-tensors", type=int, default=300, help="--gguf-file: number of tensors")
     args = ap.parse_args()
     if args.formats:
         return bench_formats(args)
     if args.calibrated:
         return bench_calibrated(args)
-    if args.gguf_file:
-        return bench_gguf_file(args)
     if args.gguf_file:
         return bench_gguf_file(args)
     types = [t.strip() for t in args.types.split(",") if t.strip()]
@@ -510,92 +504,6 @@ def _pkg_version(name):
         return version(name)
     except Exception:  # noqa: BLE001
         return "?"
-
-
-def bench_gguf_file(args):
-    """GGUF open/parse time: llmkit.gguf.read vs gguf.GGUFReader on a generated file.
-
-    The file (--gguf-file-mb MB of tensor data in --gguf-file-tensors tensors: F32, F16, Q8_0
-    and Q4_K, plus a 32000-token vocabulary in the metadata, as a Llama GGUF has) is written
-    once by llmkit into a temporary folder. Agreement first: every key, value type and value,
-    every tensor's name, type, shape and bytes must be the same through both readers. Then each
-    reader opens the warm (page-cached) file --reps times and the best time is reported: the
-    whole Python-level read (metadata as Python values, tensors as views of the mapping) and,
-    for llmkit, the native parse alone (llmkit_gguf_open + validation).
-    """
-    import tempfile
-
-    if gguf is None:
-        print("gguf is not installed: pip install gguf")
-        return 1
-    from llmkit import _llmkit
-
-    rng = np.random.default_rng(0)
-    n_tensors, target = args.gguf_file_tensors, args.gguf_file_mb * 1e6
-    per = int(target / n_tensors)
-    kinds = ["f32", "f16", "q8_0", "q4_K"]
-    tensors = {}
-    for i in range(n_tensors):
-        kind = kinds[i % len(kinds)]
-        if kind == "f32":
-            cols = 256
-            rows = max(1, per // (4 * cols))
-            tensors[f"blk.{i}.f32.weight"] = rng.standard_normal((rows, cols), dtype=np.float32)
-        elif kind == "f16":
-            cols = 256
-            rows = max(1, per // (2 * cols))
-            tensors[f"blk.{i}.f16.weight"] = rng.standard_normal((rows, cols), dtype=np.float32).astype(np.float16)
-        else:
-            block_elems, block_bytes = llmkit.quant_block_size(kind)
-            cols = 256
-            rows = max(1, per // (cols // block_elems * block_bytes))
-            raw = rng.integers(0, 256, size=rows * (cols // block_elems) * block_bytes, dtype=np.uint8)
-            tensors[f"blk.{i}.{kind}.weight"] = llmkit.QuantizedTensor(raw, kind, (rows, cols))
-    vocab = [f"tok{i}" for i in range(32000)]
-    metadata = {
-        "general.architecture": "llama", "general.name": "bench", "llama.block_count": np.uint32(n_tensors),
-        "tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": vocab,
-        "tokenizer.ggml.scores": rng.standard_normal(32000).astype(np.float32),
-        "tokenizer.ggml.token_type": np.ones(32000, dtype=np.int32),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "bench.gguf")
-        t0 = time.perf_counter()
-        llmkit.gguf.write(path, metadata, tensors)
-        t_write = time.perf_counter() - t0
-        size_mb = os.path.getsize(path) / 1e6
-        print(f"GGUF file: {size_mb:.1f} MB, {n_tensors} tensors ({', '.join(kinds)}), {len(metadata)} keys "
-              f"incl. a 32000-token vocabulary; written by llmkit in {t_write:.2f} s")
-
-        # Agreement: both readers see the same file.
-        ours, theirs = llmkit.gguf.read(path), gguf.GGUFReader(path)
-        fields = {k: f for k, f in theirs.fields.items() if not k.startswith("GGUF.")}
-        assert list(fields) == list(ours.metadata), "metadata keys differ"
-        assert fields["tokenizer.ggml.tokens"].contents() == ours.metadata["tokenizer.ggml.tokens"]
-        np.testing.assert_array_equal(fields["tokenizer.ggml.scores"].contents(),
-                                      ours.metadata["tokenizer.ggml.scores"])
-        assert [t.name for t in theirs.tensors] == list(ours.tensors), "tensor names differ"
-        for t in theirs.tensors:
-            mine = ours.tensors[t.name]
-            raw = mine.data if hasattr(mine, "type_id") else mine
-            assert np.asarray(raw).view(np.uint8).tobytes() == np.asarray(t.data).view(np.uint8).tobytes(), t.name
-            assert ours.tensor_types[t.name].lower() == t.tensor_type.name.lower(), t.name
-        print("agreement: every key, value and tensor byte equal through llmkit.gguf.read and gguf.GGUFReader")
-        del ours, theirs
-
-        rows = [("llmkit.gguf.read (Python objects)", lambda: llmkit.gguf.read(path)),
-                ("llmkit native parse (llmkit_gguf_open)", lambda: _llmkit.gguf_open(path, False)),
-                (f"gguf.GGUFReader (gguf {_pkg_version('gguf')})", lambda: gguf.GGUFReader(path))]
-        times = {name: best_time(fn, args.reps) for name, fn in rows}
-        peer = times[rows[2][0]]
-        print(f"\n{'reader':44s} {'open+parse ms':>14s} {'vs gguf-py':>11s}")
-        for name, _ in rows:
-            print(f"{name:44s} {times[name] * 1e3:14.2f} {peer / times[name]:10.1f}x")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"gguf_file": {"size_mb": size_mb, "tensors": n_tensors,
-                                     "times_s": times}}, fh, indent=2)
-    return 0
 
 
 def bench_gguf_file(args):

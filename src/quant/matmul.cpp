@@ -1,5 +1,6 @@
 // The quantized matmul driver: picks the kernels for the CPU, quantizes the
 // activations once, then splits the weight rows over the thread pool.
+#include <cpuid.h>
 #include "quant/matmul.hpp"
 
 #include <algorithm>
@@ -37,10 +38,17 @@ mm::kernel_kind kind_of(int32_t type) {
 
 }  // namespace
 
+bool cpu_has_f16c() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    return (c & (1u << 29)) != 0;
+}
+
 namespace mm {
 const kernel_table *avx2_kernels() {
-    static const bool cpu_ok =
-        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    // clang 14's __builtin_cpu_supports knows no "f16c": F16C is read from
+    // CPUID leaf 1 (ECX bit 29) directly.
+    static const bool cpu_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
     return cpu_ok ? avx2_table : nullptr;
 }
 }  // namespace mm

@@ -245,7 +245,8 @@ void step_dry(candidates &c, const std::vector<int32_t> &history, float multipli
     // Z-function of the reversed window r (r[j] = w[n-1-j]): z[k] is the length of
     // the longest common suffix of w[0 .. n-1-k] and the whole window.
     std::vector<size_t> z(n, 0);
-    auto r = [&](size_t j) { return w[n - 1 - j]; };
+    // Init-captures: C++17 lambdas may not capture structured bindings themselves.
+    auto r = [ws = w, ns = n](size_t j) { return ws[ns - 1 - j]; };
     size_t left = 0, right = 0;
     for (size_t k = 1; k < n; ++k) {
         size_t len = 0;
