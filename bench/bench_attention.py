@@ -7,6 +7,7 @@ inputs as torch; every llmkit result is checked against torch's before timing.
 
     cmake -S . -B build-attn -G Ninja -DLLMKIT_BUILD_PYTHON=OFF && ninja -C build-attn llmkit
     python3 bench/bench_attention.py --lib build-attn/libllmkit.so [--threads 2] [--quick]
+        [--prefill-sizes 512,2048] [--contexts 1024,8192]
 
 Peaks (measured first, same threads): a torch matmul, 2048^3 in float32 and
 1024^3 in bfloat16 (GFLOP/s), and memory bandwidth as the sum of a 1 GiB float32 tensor
@@ -225,6 +226,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="512-token prefill and 1k decodes only, shorter timing")
     ap.add_argument("--only", default="", help="run only the cells whose name contains this text")
     ap.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated torch dtype names")
+    ap.add_argument("--prefill-sizes", default="", help="comma-separated prefill lengths (default 512,2048,8192)")
+    ap.add_argument("--contexts", default="", help="comma-separated decode contexts (default 1024,8192)")
     args = ap.parse_args()
 
     lib = Lib(args.lib)
@@ -240,6 +243,10 @@ def main() -> None:
     min_time = 0.5 if args.quick else 2.0
     prefills = [512] if args.quick else [512, 2048, 8192]
     contexts = [1024] if args.quick else [1024, 8192]
+    if args.prefill_sizes:
+        prefills = [int(x) for x in args.prefill_sizes.split(",")]
+    if args.contexts:
+        contexts = [int(x) for x in args.contexts.split(",")]
     dtypes = [getattr(torch, n) for n in args.dtypes.split(",")]
 
     print(f"\nprefill (causal, Hq={Hq} Hkv={Hkv} D={D}; llmkit [B, S, H, D], torch [B, H, S, D])")

@@ -1,5 +1,5 @@
-// Portable attention kernels (the reference the AVX-512 set is tested against)
-// and the run-time choice between the two.
+// Portable attention kernels (the reference the AVX2 and AVX-512 sets are
+// tested against) and the run-time choice between the three.
 #include "attention/kernels.hpp"
 
 #include <cmath>
@@ -84,7 +84,7 @@ const kernels k_generic = {"generic", gemm_generic, dots_generic, softmax_tile_g
 const kernels &generic_kernels() { return k_generic; }
 
 const kernels &best_kernels() {
-    static const kernels *best = avx512_kernels();
+    static const kernels *best = avx512_kernels() ? avx512_kernels() : avx2_kernels();
     return best ? *best : k_generic;
 }
 

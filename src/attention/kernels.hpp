@@ -1,6 +1,7 @@
 // The inner loops of the attention block, behind one table of function
-// pointers: a portable set (plain loops) and an AVX-512 set chosen at run time
-// when the CPU has AVX-512F. Raw pointers only; no tensor types in here.
+// pointers: a portable set (plain loops), an AVX2 + FMA + F16C set and an
+// AVX-512F set, the best the CPU runs chosen at run time. Raw pointers only;
+// no tensor types in here.
 #pragma once
 
 #include <cstdint>
@@ -30,7 +31,9 @@ struct kernels {
 const kernels &generic_kernels();
 // nullptr when the CPU lacks AVX-512F or the compiler could not build them.
 const kernels *avx512_kernels();
-// The best set for this CPU.
+// nullptr when the CPU lacks AVX2, FMA or F16C or the compiler could not build them.
+const kernels *avx2_kernels();
+// The best set for this CPU: AVX-512, else AVX2, else the portable one.
 const kernels &best_kernels();
 
 }  // namespace llmkit::attention

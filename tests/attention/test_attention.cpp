@@ -1,8 +1,8 @@
 // llmkit_attention against a float64 reference that materialises the scores,
 // on random inputs: MHA/GQA/MQA x causal/bidirectional/window/ALiBi/softcap/mask
 // x D in {64, 80, 96, 128, 256} x float32/bfloat16/float16, Sq != Skv, strided
-// layouts, both kernel sets (portable and AVX-512), decode == prefill rows,
-// and the errors.
+// layouts, every kernel set the CPU runs (portable, AVX2, AVX-512), decode ==
+// prefill rows, and the errors.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -173,6 +173,7 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
 
 std::vector<const llmkit::attention::kernels *> kernel_sets() {
     std::vector<const llmkit::attention::kernels *> v{&llmkit::attention::generic_kernels()};
+    if (llmkit::attention::avx2_kernels()) v.push_back(llmkit::attention::avx2_kernels());
     if (llmkit::attention::avx512_kernels()) v.push_back(llmkit::attention::avx512_kernels());
     return v;
 }
@@ -431,9 +432,8 @@ TEST_CASE("llmkit_kv_cache_bytes: published model configs and overflow", "[atten
     CHECK(b == 0);
 }
 
-TEST_CASE("attention kernels: the AVX-512 16-bit conversions are bit-exact with the core's", "[attention][kernels]") {
-    const auto *avx = llmkit::attention::avx512_kernels();
-    if (!avx) return;  // nothing to compare on this CPU
+TEST_CASE("attention kernels: the AVX2 and AVX-512 16-bit and int8 conversions are bit-exact with the core's",
+          "[attention][kernels]") {
     const auto &gen = llmkit::attention::generic_kernels();
     std::mt19937 rng(17);
     std::vector<float> f;
@@ -442,16 +442,72 @@ TEST_CASE("attention kernels: the AVX-512 16-bit conversions are bit-exact with 
     for (int e = -30; e <= 20; ++e) f.push_back(std::ldexp(1.2345f, e));  // fp16 subnormals and overflow
     for (float x : {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 65504.0f, 65520.0f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 256})
         f.push_back(x);
+    // Rounding ties of both formats, either parity, and values near the fp16 subnormal and overflow edges.
+    for (uint32_t bits : {0x3F808000u, 0x3F818000u, 0x3F800FFFu, 0x3F801000u, 0x3F803000u, 0x33000000u, 0x33000001u,
+                          0x387FE000u, 0x387FF000u, 0x477FEFFFu, 0x477FF000u, 0xC77FF000u, 0x00000001u, 0x80400000u}) {
+        float x;
+        std::memcpy(&x, &bits, 4);
+        f.push_back(x);
+    }
     f.push_back(1.0f);  // an odd count: exercises the tail
-    for (bool bf : {true, false}) {
-        std::vector<uint16_t> a(f.size()), b(f.size());
-        avx->f32_to_half(a.data(), f.data(), int64_t(f.size()), bf);
-        gen.f32_to_half(b.data(), f.data(), int64_t(f.size()), bf);
-        CHECK(a == b);
-        std::vector<float> x(f.size()), y(f.size());
-        avx->half_to_f32(x.data(), a.data(), int64_t(a.size()), bf);
-        gen.half_to_f32(y.data(), a.data(), int64_t(a.size()), bf);
-        CHECK(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
+    // Every 16-bit pattern (NaN payloads, signalling NaNs, subnormals) as input to half_to_f32.
+    std::vector<uint16_t> all(65536);
+    for (uint32_t i = 0; i < 65536; ++i) all[i] = uint16_t(i);
+    std::vector<const llmkit::attention::kernels *> sets;
+    if (llmkit::attention::avx2_kernels()) sets.push_back(llmkit::attention::avx2_kernels());
+    if (llmkit::attention::avx512_kernels()) sets.push_back(llmkit::attention::avx512_kernels());
+    for (const auto *ks : sets) {
+        INFO("kernels " << ks->name);
+        const bool avx2 = std::string(ks->name) == "avx2";
+        for (bool bf : {true, false}) {
+            INFO("bf16 " << bf);
+            std::vector<uint16_t> a(f.size()), b(f.size());
+            ks->f32_to_half(a.data(), f.data(), int64_t(f.size()), bf);
+            gen.f32_to_half(b.data(), f.data(), int64_t(f.size()), bf);
+            CHECK(a == b);
+            std::vector<float> x(f.size()), y(f.size());
+            ks->half_to_f32(x.data(), a.data(), int64_t(a.size()), bf);
+            gen.half_to_f32(y.data(), a.data(), int64_t(a.size()), bf);
+            CHECK(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
+            if (!avx2) continue;  // the AVX-512 set lets F16C quiet signalling NaNs and keep NaN payloads
+            // Every length 0..40 (tails), every 16-bit pattern, and float NaNs with payloads.
+            for (int64_t n = 0; n <= 40; ++n) {
+                std::vector<uint16_t> c(size_t(n) + 1, 0xABCD), d(size_t(n) + 1, 0xABCD);
+                ks->f32_to_half(c.data(), f.data() + 100, n, bf);
+                gen.f32_to_half(d.data(), f.data() + 100, n, bf);
+                CHECK(c == d);  // including the guard element after the end
+                std::vector<float> g(size_t(n) + 1, 7.0f), h(size_t(n) + 1, 7.0f);
+                ks->half_to_f32(g.data(), a.data() + 7, n, bf);
+                gen.half_to_f32(h.data(), a.data() + 7, n, bf);
+                CHECK(std::memcmp(g.data(), h.data(), g.size() * 4) == 0);
+            }
+            std::vector<float> p(all.size()), q(all.size());
+            ks->half_to_f32(p.data(), all.data(), int64_t(all.size()), bf);
+            gen.half_to_f32(q.data(), all.data(), int64_t(all.size()), bf);
+            CHECK(std::memcmp(p.data(), q.data(), p.size() * 4) == 0);
+            std::vector<float> nans;
+            for (uint32_t bits : {0x7F800001u, 0x7FC00000u, 0x7FC12345u, 0xFFBFFFFFu, 0x7FFFFFFFu, 0xFF801000u,
+                                  0x7F802000u})
+                for (int rep = 0; rep < 3; ++rep) {
+                    float x;
+                    std::memcpy(&x, &bits, 4);
+                    nans.push_back(x);
+                }
+            std::vector<uint16_t> na(nans.size()), nb(nans.size());
+            ks->f32_to_half(na.data(), nans.data(), int64_t(nans.size()), bf);
+            gen.f32_to_half(nb.data(), nans.data(), int64_t(nans.size()), bf);
+            CHECK(na == nb);
+        }
+        std::vector<int8_t> i8(37 * 41);
+        for (size_t i = 0; i < i8.size(); ++i) i8[i] = int8_t(int(i * 37 % 256) - 128);
+        std::vector<float> sc(41);
+        for (size_t i = 0; i < sc.size(); ++i) sc[i] = 0.001f * float(i + 1) + 1e-7f;
+        for (int64_t D : {1, 7, 8, 16, 37}) {
+            std::vector<float> x(size_t(41 * D)), y(size_t(41 * D));
+            ks->i8_to_f32(x.data(), i8.data(), 41, D, sc.data());
+            gen.i8_to_f32(y.data(), i8.data(), 41, D, sc.data());
+            CHECK(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
+        }
     }
 }
 

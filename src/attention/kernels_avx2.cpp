@@ -1,0 +1,407 @@
+// AVX2 + FMA + F16C attention kernels. Everything in this file after the
+// includes is compiled for those extensions through function attributes and
+// runs only after __builtin_cpu_supports("avx2") and ("fma") and CPUID's F16C
+// bit said yes, so no std:: code is instantiated with AVX2 instructions (it
+// could be merged with other translation units' copies and run on a CPU
+// without them).
+//
+// gemm is a register-blocked micro-kernel: 6 rows x 16 columns of accumulators
+// (12 of the 16 ymm registers), one broadcast of A and two loads of B per k for
+// 12 FMAs; the last vector of a row is masked. dots keeps 4 query rows x 3 keys
+// of accumulators (7 loads per 12 FMAs) and reduces them 4 at a time with a
+// horizontal-add tree. The 16-bit conversions give the portable versions' bits
+// for every input, NaN payloads included.
+#include <cstdint>
+
+#include "attention/kernels.hpp"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define LLMKIT_AVX2 __attribute__((target("avx2,fma,f16c"))) inline
+#define LLMKIT_AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define LLMKIT_HAVE_AVX2_KERNELS 1
+#endif
+
+namespace llmkit::attention {
+
+#ifdef LLMKIT_HAVE_AVX2_KERNELS
+namespace {
+
+// mask_table + 8 - n: the first n lanes set (n in 0..8).
+alignas(32) const int32_t k_mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+LLMKIT_AVX2 __m256i lane_mask(int n) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i *>(k_mask_table + 8 - n));
+}
+
+LLMKIT_AVX2 int imin(int a, int b) { return a < b ? a : b; }
+
+// exp(x) for float32 lanes: Cephes' expf polynomial on x - n ln2, then 2^n
+// applied as two exact power-of-two factors (each in [2^-63, 2^64], so no lane
+// under- or overflows on the way); about 1 ulp, as the AVX-512 set. Lanes
+// below -87.3 (including -inf) give exactly 0, lanes above 88.37 give
+// exp(88.37); NaN stays NaN.
+LLMKIT_AVX2 __m256 exp256(__m256 x0) {
+    const __m256 tiny = _mm256_cmp_ps(x0, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
+    const __m256 nan = _mm256_cmp_ps(x0, x0, _CMP_UNORD_Q);
+    __m256 x = _mm256_min_ps(x0, _mm256_set1_ps(88.3762626647949f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    const __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i ni = _mm256_cvtps_epi32(n);  // n is an integer in [-126, 128]
+    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
+    const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
+    const __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
+    return _mm256_blendv_ps(_mm256_andnot_ps(tiny, e), x0, nan);
+}
+
+// ---- gemm ----------------------------------------------------------------
+
+// NR rows x NV (1 or 2) vectors of 8 columns of C; with MASK the last vector
+// is masked by `last`.
+template <int NR, int NV, bool MASK>
+LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb, float *C,
+                            int64_t ldc, bool accumulate, const float *row_scale, __m256i last) {
+    __m256 c[NR][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+        const __m256 s = _mm256_set1_ps(row_scale ? row_scale[r] : 1.0f);
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) {
+            if (!accumulate) {
+                c[r][v] = _mm256_setzero_ps();
+            } else {
+                const float *cp = C + r * ldc + 8 * v;
+                const __m256 x = (MASK && v == NV - 1) ? _mm256_maskload_ps(cp, last) : _mm256_loadu_ps(cp);
+                c[r][v] = _mm256_mul_ps(x, s);
+            }
+        }
+    }
+    const float *a[NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) a[r] = A + r * ars;
+    for (int k = 0; k < K; ++k) {
+        const float *bk = B + k * ldb;
+        __m256 b[NV];
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v)
+            b[v] = (MASK && v == NV - 1) ? _mm256_maskload_ps(bk + 8 * v, last) : _mm256_loadu_ps(bk + 8 * v);
+#pragma GCC unroll 8
+        for (int r = 0; r < NR; ++r) {
+            const __m256 x = _mm256_broadcast_ss(a[r] + k * aks);
+#pragma GCC unroll 2
+            for (int v = 0; v < NV; ++v) c[r][v] = _mm256_fmadd_ps(x, b[v], c[r][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 2
+        for (int v = 0; v < NV; ++v) {
+            float *cp = C + r * ldc + 8 * v;
+            if (MASK && v == NV - 1)
+                _mm256_maskstore_ps(cp, last, c[r][v]);
+            else
+                _mm256_storeu_ps(cp, c[r][v]);
+        }
+}
+
+// NR rows of C, all N columns: 16 at a time, then the tail.
+template <int NR>
+LLMKIT_AVX2 void gemm_rows(int N, int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb,
+                           float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+    const __m256i full = _mm256_set1_epi32(-1);
+    int n0 = 0;
+    for (; n0 + 16 <= N; n0 += 16)
+        gemm_block<NR, 2, false>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, full);
+    const int w = N - n0;
+    if (w > 8)
+        gemm_block<NR, 2, true>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, lane_mask(w - 8));
+    else if (w == 8)
+        gemm_block<NR, 1, false>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, full);
+    else if (w > 0)
+        gemm_block<NR, 1, true>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, lane_mask(w));
+}
+
+LLMKIT_AVX2_FN void gemm_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const float *B,
+                              int64_t ldb, float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+    int r = 0;
+    for (; r + 6 <= M; r += 6)
+        gemm_rows<6>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate,
+                     row_scale ? row_scale + r : nullptr);
+    const float *rs = row_scale ? row_scale + r : nullptr;
+    const float *a = A + r * ars;
+    float *c = C + r * ldc;
+    switch (M - r) {
+    case 5: gemm_rows<5>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 4: gemm_rows<4>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 3: gemm_rows<3>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 2: gemm_rows<2>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 1: gemm_rows<1>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    default: break;
+    }
+}
+
+// ---- dots ----------------------------------------------------------------
+
+// The sums of the lanes of v0..v3, in that order. Every input goes through the
+// same tree whatever its slot: pairs, then pairs of pairs, then the halves.
+LLMKIT_AVX2 __m128 reduce4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(v0, v1), _mm256_hadd_ps(v2, v3));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// NR (1..4) query rows x NJ keys; the dot products run over D in vectors of 8
+// with a masked tail.
+template <int NR, int NJ>
+LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk, float *ST) {
+    __m256 acc[NJ][4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; ++r) acc[j][r] = _mm256_setzero_ps();
+    int d = 0;
+    for (; d + 8 <= D; d += 8) {
+        __m256 q[NR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) q[r] = _mm256_loadu_ps(Q + r * ldq + d);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; ++j) {
+            const __m256 kv = _mm256_loadu_ps(K + j * ldk + d);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_fmadd_ps(q[r], kv, acc[j][r]);
+        }
+    }
+    if (d < D) {
+        const __m256i mk = lane_mask(D - d);
+        __m256 q[NR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) q[r] = _mm256_maskload_ps(Q + r * ldq + d, mk);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; ++j) {
+            const __m256 kv = _mm256_maskload_ps(K + j * ldk + d, mk);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_fmadd_ps(q[r], kv, acc[j][r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) {
+        const __m128 s = reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+        if (NR == 4) {
+            _mm_storeu_ps(ST + j * R, s);
+        } else {
+            alignas(16) float t[4];
+            _mm_store_ps(t, s);
+            for (int r = 0; r < NR; ++r) ST[j * R + r] = t[r];
+        }
+    }
+}
+
+template <int NR>
+LLMKIT_AVX2 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk, float *ST) {
+    // 4 rows: 3 keys at a time (12 accumulators); fewer rows: 4 keys at a time.
+    constexpr int NJ = NR == 4 ? 3 : 4;
+    int j = 0;
+    for (; j + NJ <= N; j += NJ) dots_block<NR, NJ>(R, D, Q, ldq, K + j * ldk, ldk, ST + j * R);
+    for (; j < N; ++j) dots_block<NR, 1>(R, D, Q, ldq, K + j * ldk, ldk, ST + j * R);
+}
+
+LLMKIT_AVX2_FN void dots_avx2(int R, int N, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk,
+                              float *ST) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4) dots_rows<4>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r);
+    switch (R - r) {
+    case 3: dots_rows<3>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
+    case 2: dots_rows<2>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
+    case 1: dots_rows<1>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
+    default: break;
+    }
+}
+
+// ---- softmax -------------------------------------------------------------
+
+// w (1..8) lanes of a column of ST (stride R); the other lanes read `fill`.
+LLMKIT_AVX2 __m256 load_lanes(const float *p, int w, float fill) {
+    if (w == 8) return _mm256_loadu_ps(p);
+    alignas(32) float t[8] = {fill, fill, fill, fill, fill, fill, fill, fill};
+    for (int i = 0; i < w; ++i) t[i] = p[i];
+    return _mm256_load_ps(t);
+}
+
+LLMKIT_AVX2 void store_lanes(float *p, int w, __m256 x) {
+    if (w == 8) {
+        _mm256_storeu_ps(p, x);
+        return;
+    }
+    alignas(32) float t[8];
+    _mm256_store_ps(t, x);
+    for (int i = 0; i < w; ++i) p[i] = t[i];
+}
+
+LLMKIT_AVX2_FN void softmax_tile_avx2(float *ST, int N, int R, float *m, float *l, float *alpha) {
+    const float ninf_f = -__builtin_inff();
+    const __m256 ninf = _mm256_set1_ps(ninf_f);
+    for (int r = 0; r < R; r += 8) {
+        const int w = imin(8, R - r);
+        const __m256 m_old = load_lanes(m + r, w, ninf_f);
+        __m256 mx = m_old;
+        for (int j = 0; j < N; ++j) mx = _mm256_max_ps(mx, load_lanes(ST + j * R + r, w, ninf_f));
+        // Rows that have seen no visible key yet keep m = -inf: subtract 0 instead,
+        // so their p = exp(-inf) = 0 and alpha = 1.
+        const __m256 dead = _mm256_cmp_ps(mx, ninf, _CMP_EQ_OQ);
+        const __m256 sub = _mm256_blendv_ps(mx, _mm256_setzero_ps(), dead);
+        const __m256 a = _mm256_blendv_ps(exp256(_mm256_sub_ps(m_old, sub)), _mm256_set1_ps(1.0f), dead);
+        __m256 sum = _mm256_setzero_ps();
+        for (int j = 0; j < N; ++j) {
+            const __m256 p = exp256(_mm256_sub_ps(load_lanes(ST + j * R + r, w, ninf_f), sub));
+            store_lanes(ST + j * R + r, w, p);
+            sum = _mm256_add_ps(sum, p);
+        }
+        const __m256 l_new = _mm256_fmadd_ps(load_lanes(l + r, w, 0.0f), a, sum);
+        store_lanes(l + r, w, l_new);
+        store_lanes(m + r, w, mx);
+        store_lanes(alpha + r, w, a);
+    }
+}
+
+// ---- conversions ---------------------------------------------------------
+
+// 8 halves (as 32-bit lanes) to float32: bf16 by a shift; fp16 by F16C, with
+// NaN lanes rebuilt by hand (vcvtph2ps quiets signalling NaNs, the portable
+// conversion keeps every payload bit).
+LLMKIT_AVX2 __m256 halves_to_f32(__m128i h, bool is_bf16) {
+    const __m256i x = _mm256_cvtepu16_epi32(h);
+    if (is_bf16) return _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));
+    const __m256 f = _mm256_cvtph_ps(h);
+    const __m256i mag = _mm256_and_si256(x, _mm256_set1_epi32(0x7FFF));
+    const __m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7C00));
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x8000)), 16);
+    const __m256i bits = _mm256_or_si256(_mm256_or_si256(sign, _mm256_set1_epi32(0x7F800000)),
+                                         _mm256_slli_epi32(_mm256_and_si256(x, _mm256_set1_epi32(0x3FF)), 13));
+    return _mm256_blendv_ps(f, _mm256_castsi256_ps(bits), _mm256_castsi256_ps(nan));
+}
+
+LLMKIT_AVX2_FN void half_to_f32_avx2(float *dst, const uint16_t *src, int64_t n, bool is_bf16) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + i));
+        _mm256_storeu_ps(dst + i, halves_to_f32(_mm256_castsi256_si128(h), is_bf16));
+        _mm256_storeu_ps(dst + i + 8, halves_to_f32(_mm256_extracti128_si256(h, 1), is_bf16));
+    }
+    for (; i < n; i += 8) {
+        const int w = int(n - i < 8 ? n - i : 8);
+        __m128i h;
+        if (w == 8) {
+            h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + i));
+        } else {
+            alignas(16) uint16_t t[8] = {};
+            for (int k = 0; k < w; ++k) t[k] = src[i + k];
+            h = _mm_load_si128(reinterpret_cast<const __m128i *>(t));
+        }
+        store_lanes(dst + i, w, halves_to_f32(h, is_bf16));
+    }
+}
+
+// 8 floats to 8 halves (32-bit lanes), rounded to nearest even as
+// core::f32_to_bf16 / f32_to_f16: bf16 by integer rounding, NaN -> quiet NaN
+// keeping the top payload bits; fp16 by F16C, NaN -> sign | 0x7E00.
+LLMKIT_AVX2 __m256i f32_to_halves(__m256 x, bool is_bf16) {
+    const __m256i b = _mm256_castps_si256(x);
+    const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    if (is_bf16) {
+        const __m256i hi = _mm256_srli_epi32(b, 16);
+        const __m256i lsb = _mm256_and_si256(hi, _mm256_set1_epi32(1));
+        const __m256i r =
+            _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7FFF)), lsb), 16);
+        const __m256i q = _mm256_or_si256(hi, _mm256_set1_epi32(0x40));
+        return _mm256_castps_si256(
+            _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(q), nan));
+    }
+    const __m256i h = _mm256_cvtepu16_epi32(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i q = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(0x8000)),
+                                      _mm256_set1_epi32(0x7E00));
+    return _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(h), _mm256_castsi256_ps(q), nan));
+}
+
+LLMKIT_AVX2_FN void f32_to_half_avx2(uint16_t *dst, const float *src, int64_t n, bool is_bf16) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256i a = f32_to_halves(_mm256_loadu_ps(src + i), is_bf16);
+        const __m256i b = f32_to_halves(_mm256_loadu_ps(src + i + 8), is_bf16);
+        // packus interleaves the 128-bit halves: put them back in order.
+        const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8);
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(dst + i), p);
+    }
+    for (; i < n; i += 8) {
+        const int w = int(n - i < 8 ? n - i : 8);
+        const __m256i a = f32_to_halves(load_lanes(src + i, w, 0.0f), is_bf16);
+        const __m128i p = _mm_packus_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        if (w == 8) {
+            _mm_storeu_si128(reinterpret_cast<__m128i *>(dst + i), p);
+        } else {
+            alignas(16) uint16_t t[8];
+            _mm_store_si128(reinterpret_cast<__m128i *>(t), p);
+            for (int k = 0; k < w; ++k) dst[i + k] = t[k];
+        }
+    }
+}
+
+LLMKIT_AVX2_FN void i8_to_f32_avx2(float *dst, const int8_t *src, int64_t rows, int64_t D, const float *scales) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const __m256 s = _mm256_set1_ps(scales[r]);
+        const int8_t *in = src + r * D;
+        float *out = dst + r * D;
+        int64_t d = 0;
+        for (; d + 16 <= D; d += 16) {
+            const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(in + d));
+            _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), s));
+            _mm256_storeu_ps(out + d + 8,
+                             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8))), s));
+        }
+        for (; d < D; d += 8) {
+            const int w = int(D - d < 8 ? D - d : 8);
+            alignas(16) int8_t t[16] = {};
+            for (int k = 0; k < w; ++k) t[k] = in[d + k];
+            const __m128i b = _mm_load_si128(reinterpret_cast<const __m128i *>(t));
+            store_lanes(out + d, w, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b)), s));
+        }
+    }
+}
+
+const kernels k_avx2 = {"avx2", gemm_avx2, dots_avx2, softmax_tile_avx2, half_to_f32_avx2, f32_to_half_avx2,
+                        i8_to_f32_avx2};
+
+bool cpu_has_f16c() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    return (c & (1u << 29)) != 0;
+}
+
+}  // namespace
+
+const kernels *avx2_kernels() {
+    // clang 14's __builtin_cpu_supports knows no "f16c": F16C is read from
+    // CPUID leaf 1 (ECX bit 29) directly.
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+    }();
+    return ok ? &k_avx2 : nullptr;
+}
+#else
+const kernels *avx2_kernels() { return nullptr; }
+#endif
+
+}  // namespace llmkit::attention
