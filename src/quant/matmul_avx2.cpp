@@ -34,10 +34,10 @@ float f16_at(const uint8_t *p) {
 __m256i load32(const void *p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
 
 // 16 bytes of packed nibbles as 32 bytes: the low nibbles, then the high ones.
+// (One 128-bit load into both halves, the high half shifted right by 4.)
 __m256i nibbles(const uint8_t *p) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
-    const __m128i m = _mm_set1_epi8(15);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), m), _mm_and_si128(q, m));
+    const __m256i q = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+    return _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
 }
 
 // Byte e is 0xFF when bit e of x is set, else 0.
@@ -48,9 +48,9 @@ __m256i bits_to_bytes(uint32_t x) {
     return _mm256_cmpeq_epi8(_mm256_or_si256(v, others), _mm256_set1_epi64x(-1));
 }
 
-// Lane l = sum of u[4l..4l+3] * x[4l..4l+3] for unsigned u <= 127 (no vpmaddubsw saturation).
-__m256i dot_u8(__m256i u, __m256i x) { return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), _mm256_set1_epi16(1)); }
-// The same with a multiplier per 16-element half (int16 lanes of `scale`).
+// Lane l = sum of u[4l..4l+3] * x[4l..4l+3] for unsigned u (no vpmaddubsw
+// saturation: callers keep 2 * u * 127 < 2^15), with a multiplier per
+// 16-element half (int16 lanes of `scale`).
 __m256i dot_u8_scaled(__m256i u, __m256i x, __m256i scale) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), scale);
 }
@@ -59,29 +59,11 @@ __m256i dot_s8(__m256i aw, __m256i w, __m256i x) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
 }
 
-// The sum of 8 int32 lanes (exact: callers keep it far from overflow).
-int32_t sum_i32(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-    return _mm_cvtsi128_si32(s);
-}
-
 // ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), as matmul_scalar.cpp sums.
 float reduce8(__m256 v) {
     const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     const __m128 u = _mm_add_ps(t, _mm_movehl_ps(t, t));
     return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
-}
-
-void scale_min_k4(int j, const uint8_t *s, int &sc, int &m) {
-    if (j < 4) {
-        sc = s[j] & 63;
-        m = s[j + 4] & 63;
-    } else {
-        sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-        m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
 }
 
 constexpr bool is_k(kernel_kind k) { return k == k_q4_k || k == k_q5_k || k == k_q6_k; }
@@ -125,76 +107,203 @@ struct accumulators {
 
 // ---------------------------------------------------------------- 32-element blocks
 // Q4_0, Q4_1, Q5_0, Q8_0 and int8 rows: one activation block per weight block.
+//
+// The 4- and 5-bit levels go into vpmaddubsw unsigned, as stored (0..15 or
+// 0..31); Q4_0 and Q5_0's offset (8 or 16) comes off the int16 pair sums as
+// offset * (x pair sum), computed once per activation block for all R rows.
+// Every int16 stays below 2^15 (at most 2 * 31 * 127 + 2 * 16 * 127), so the
+// lanes are exactly those of the signed levels.
 template <kernel_kind Kind, int R, int C>
 void block32(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
-    constexpr bool is_signed = Kind != k_q4_1;
-    __m256i wv[R], aw[R];
-    float dw[R], mw[R];
+    constexpr bool is_signed = Kind == k_q8_0 || Kind == k_i8_rows;
+    constexpr int offset = Kind == k_q4_0 ? 8 : Kind == k_q5_0 ? 16 : 0;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i xv[C], xoff[C];
+    float dx[C];
+    for (int c = 0; c < C; ++c) {
+        xv[c] = load32(x.q[c] + 32 * b);
+        dx[c] = x.d[c][b];
+        if (offset) xoff[c] = _mm256_maddubs_epi16(_mm256_set1_epi8(char(offset)), xv[c]);
+    }
     for (int r = 0; r < R; ++r) {
         const uint8_t *o = w[r] + b * int64_t(block_bytes(Kind));
-        mw[r] = 0.0f;
+        __m256i wv, aw = _mm256_setzero_si256();
+        float dw, mw = 0.0f;
         if (Kind == k_q4_0) {
-            dw[r] = f16_at(o);
-            wv[r] = _mm256_sub_epi8(nibbles(o + 2), _mm256_set1_epi8(8));
+            dw = f16_at(o);
+            wv = nibbles(o + 2);
         } else if (Kind == k_q4_1) {
-            dw[r] = f16_at(o);
-            mw[r] = f16_at(o + 2);
-            wv[r] = nibbles(o + 4);
+            dw = f16_at(o);
+            mw = f16_at(o + 2);
+            wv = nibbles(o + 4);
         } else if (Kind == k_q5_0) {
-            dw[r] = f16_at(o);
+            dw = f16_at(o);
             uint32_t qh;
             __builtin_memcpy(&qh, o + 2, 4);
-            const __m256i high = _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16));
-            wv[r] = _mm256_sub_epi8(_mm256_or_si256(nibbles(o + 6), high), _mm256_set1_epi8(16));
+            wv = _mm256_or_si256(nibbles(o + 6), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
         } else if (Kind == k_q8_0) {
-            dw[r] = f16_at(o);
-            wv[r] = load32(o + 2);
+            dw = f16_at(o);
+            wv = load32(o + 2);
         } else {  // int8 rows: the row scale comes at the end
-            dw[r] = 1.0f;
-            wv[r] = load32(o);
+            dw = 1.0f;
+            wv = load32(o);
         }
-        if (is_signed) aw[r] = _mm256_abs_epi8(wv[r]);
-    }
-    for (int c = 0; c < C; ++c) {
-        const __m256i xv = load32(x.q[c] + 32 * b);
-        const float dx = x.d[c][b];
-        for (int r = 0; r < R; ++r) {
-            const __m256i p = is_signed ? dot_s8(aw[r], wv[r], xv) : dot_u8(wv[r], xv);
-            t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw[r] * dx), t.acc[r][c]);
+        if (is_signed) aw = _mm256_abs_epi8(wv);
+        for (int c = 0; c < C; ++c) {
+            __m256i p;
+            if (is_signed) {
+                p = dot_s8(aw, wv, xv[c]);
+            } else {
+                __m256i pairs = _mm256_maddubs_epi16(wv, xv[c]);
+                if (offset) pairs = _mm256_sub_epi16(pairs, xoff[c]);
+                p = _mm256_madd_epi16(pairs, ones);
+            }
+            t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[c]), t.acc[r][c]);
             if (Kind == k_q4_1) {
                 const int32_t s = int32_t(x.s[c][2 * b]) + int32_t(x.s[c][2 * b + 1]);
-                t.bias[r][c] = __builtin_fmaf(float(s), mw[r] * dx, t.bias[r][c]);
+                t.bias[r][c] = __builtin_fmaf(float(s), mw * dx[c], t.bias[r][c]);
+            }
+        }
+    }
+}
+
+uint32_t u16_at(const uint8_t *p) {
+    uint16_t h;
+    __builtin_memcpy(&h, p, 2);
+    return h;
+}
+
+// The f16 at byte `off` of blocks b and b + 1 of each of R rows (R <= 4), as
+// floats: lane 2r + i is row r, block b + i.
+template <int R>
+__m256 f16_pairs(const uint8_t *const *w, int64_t b, size_t bb, size_t off) {
+    uint64_t q[2] = {0, 0};
+    for (int r = 0; r < R; ++r) {
+        const uint8_t *o = w[r] + b * int64_t(bb) + off;
+        const uint64_t pair = u16_at(o) | (u16_at(o + bb) << 16);
+        q[r / 2] |= pair << (32 * (r % 2));
+    }
+    return _mm256_cvtph_ps(_mm_set_epi64x(int64_t(q[1]), int64_t(q[0])));
+}
+
+// Two consecutive 32-element blocks, b and b + 1, of R <= 4 rows: as two
+// block32 calls, but the float scales dw * dx (and Q4_1's mw * dx) of all R x 2
+// blocks come from one f16 conversion and one multiplication per activation
+// row (vcvtph2ps and vmulps round like the scalar _cvtsh_ss and *), which
+// takes most of the per-block scalar work off the vector ports.
+template <kernel_kind Kind, int R, int C>
+void block32_pair(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
+    static_assert(R <= 4 && (Kind == k_q4_0 || Kind == k_q4_1 || Kind == k_q5_0), "4- and 5-bit pairs, up to 4 rows");
+    constexpr int offset = Kind == k_q4_0 ? 8 : Kind == k_q5_0 ? 16 : 0;
+    constexpr size_t bb = Kind == k_q4_0 ? 18 : Kind == k_q4_1 ? 20 : 22;
+    const __m256i ones = _mm256_set1_epi16(1);
+    alignas(32) float sd[C][8], sm[C][8];
+    const __m256 dw = f16_pairs<R>(w, b, bb, 0);
+    __m256 mw = _mm256_setzero_ps();
+    if (Kind == k_q4_1) mw = f16_pairs<R>(w, b, bb, 2);
+    for (int c = 0; c < C; ++c) {
+        const __m256 dx = _mm256_unpacklo_ps(_mm256_set1_ps(x.d[c][b]), _mm256_set1_ps(x.d[c][b + 1]));
+        _mm256_store_ps(sd[c], _mm256_mul_ps(dw, dx));
+        if (Kind == k_q4_1) _mm256_store_ps(sm[c], _mm256_mul_ps(mw, dx));
+    }
+    for (int i = 0; i < 2; ++i) {
+        __m256i xv[C], xoff[C];
+        for (int c = 0; c < C; ++c) {
+            xv[c] = load32(x.q[c] + 32 * (b + i));
+            if (offset) xoff[c] = _mm256_maddubs_epi16(_mm256_set1_epi8(char(offset)), xv[c]);
+        }
+        for (int r = 0; r < R; ++r) {
+            const uint8_t *o = w[r] + (b + i) * int64_t(bb);
+            __m256i wv;
+            if (Kind == k_q4_0) {
+                wv = nibbles(o + 2);
+            } else if (Kind == k_q4_1) {
+                wv = nibbles(o + 4);
+            } else {
+                uint32_t qh;
+                __builtin_memcpy(&qh, o + 2, 4);
+                wv = _mm256_or_si256(nibbles(o + 6), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
+            }
+            for (int c = 0; c < C; ++c) {
+                __m256i pairs = _mm256_maddubs_epi16(wv, xv[c]);
+                if (offset) pairs = _mm256_sub_epi16(pairs, xoff[c]);
+                const __m256i p = _mm256_madd_epi16(pairs, ones);
+                t.acc[r][c] =
+                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sd[c][2 * r + i]), t.acc[r][c]);
+                if (Kind == k_q4_1) {
+                    const int32_t s = int32_t(x.s[c][2 * (b + i)]) + int32_t(x.s[c][2 * (b + i) + 1]);
+                    t.bias[r][c] = __builtin_fmaf(float(s), sm[c][2 * r + i], t.bias[r][c]);
+                }
             }
         }
     }
 }
 
 // ---------------------------------------------------------------- 256-element super-blocks
+// The 8 six-bit scales and 8 six-bit mins of a Q4_K / Q5_K block (12 bytes,
+// ggml's get_scale_min_k4 for j = 0..7) as bytes: scales in the low 8 bytes,
+// mins in the high 8.
+__m128i scales_mins_k4(const uint8_t *s) {
+    uint32_t u[4];
+    __builtin_memcpy(u, s, 12);
+    const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+    const uint32_t mins_lo = u[1] & m1;
+    u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+    u[2] = mins_lo;
+    u[0] &= m1;
+    return _mm_setr_epi32(int32_t(u[0]), int32_t(u[1]), int32_t(u[2]), int32_t(u[3]));
+}
+
+// int16 element i of each 128-bit half of v, in all 8 int16 of that half.
+__m256i broadcast_i16(__m256i v, int i) {
+    const __m256i idx = _mm256_set1_epi16(int16_t((2 * i) | ((2 * i + 1) << 8)));
+    return _mm256_shuffle_epi8(v, idx);
+}
+
+// Sum of the 4 int32 of each of v[0..3]: {sum v0, sum v1, sum v2, sum v3}.
+__m128i hsum4x4(__m128i v0, __m128i v1, __m128i v2, __m128i v3) {
+    return _mm_hadd_epi32(_mm_hadd_epi32(v0, v1), _mm_hadd_epi32(v2, v3));
+}
+
+// t[r] = the 4 int32 of v[r] summed (exact), 4 rows per hadd tree.
+template <int R>
+void hsum_rows(const __m128i *v, int32_t *t) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4)
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(t + r), hsum4x4(v[r], v[r + 1], v[r + 2], v[r + 3]));
+    for (; r < R; ++r) {
+        __m128i s = _mm_add_epi32(v[r], _mm_shuffle_epi32(v[r], 0x4E));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+        t[r] = _mm_cvtsi128_si32(s);
+    }
+}
+
 template <kernel_kind Kind, int R, int C>
 void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
     const uint8_t *o[R];
     float dw[R], bw[R];
-    int16_t sc[R][16];  // Q4_K / Q5_K: the integer multiplier of each 16-element group
-    __m256i sc16[R];    // Q6_K: the 16 group scales as int16
-    __m256i bm16[R];    // the bias multiplier of each 16-element group (Q6_K: / 32)
+    __m256i sc16[R];  // Q4_K / Q5_K: the 8 sub-block scales as int16, in both halves; Q6_K: the 16 group scales
+    __m128i bm[R];    // Q4_K / Q5_K: the 8 mins as int16; Q6_K: unused
+    __m256i sc_eo[R];  // Q6_K: the even groups' scales (int16) in the low half, the odd ones' in the high
     for (int r = 0; r < R; ++r) {
         o[r] = w[r] + b * int64_t(block_bytes(Kind));
         if (Kind == k_q6_k) {
             dw[r] = f16_at(o[r] + 208);
             bw[r] = -dw[r];
-            sc16[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(o[r] + 192)));
-            bm16[r] = sc16[r];
+            const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(o[r] + 192));
+            sc16[r] = _mm256_cvtepi8_epi16(raw);
+            // The even groups' scales in the low half, the odd ones' in the high
+            // half: one vpshufb then gives sub-block j's [sc[2j] x 8 | sc[2j+1] x 8].
+            const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+            sc_eo[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, even_odd));
         } else {
             dw[r] = f16_at(o[r]);
             bw[r] = -f16_at(o[r] + 2);
-            int16_t bm[16];
-            for (int j = 0; j < 8; ++j) {
-                int s, m;
-                scale_min_k4(j, o[r] + 4, s, m);
-                sc[r][2 * j] = sc[r][2 * j + 1] = int16_t(s);
-                bm[2 * j] = bm[2 * j + 1] = int16_t(m);
-            }
-            bm16[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(bm));
+            const __m128i sm = scales_mins_k4(o[r] + 4);
+            const __m128i sc = _mm_cvtepu8_epi16(sm);
+            sc16[r] = _mm256_set_m128i(sc, sc);
+            bm[r] = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
         }
     }
     __m256i isum[R][C];
@@ -206,20 +315,23 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
         // nibbles of ql (t even / odd: first or second 32 bytes of the half),
         // with two bits of qh at position 2t.
         for (int half = 0; half < 2; ++half) {
+            __m256i qh[R], ql0[R], ql1[R];
+            for (int r = 0; r < R; ++r) {
+                qh[r] = load32(o[r] + 128 + 32 * half);
+                ql0[r] = load32(o[r] + 64 * half);
+                ql1[r] = load32(o[r] + 64 * half + 32);
+            }
             for (int s = 0; s < 4; ++s) {
                 const int j = 4 * half + s;
                 __m256i q[R], scale[R];
                 for (int r = 0; r < R; ++r) {
-                    const __m256i ql = load32(o[r] + 64 * half + 32 * (s & 1));
-                    const __m256i qh = load32(o[r] + 128 + 32 * half);
+                    const __m256i ql = (s & 1) ? ql1[r] : ql0[r];
                     const __m256i lo = s < 2 ? _mm256_and_si256(ql, _mm256_set1_epi8(15))
                                              : _mm256_and_si256(_mm256_srli_epi16(ql, 4), _mm256_set1_epi8(15));
-                    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * s), _mm256_set1_epi8(3));
-                    q[r] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
-                    // [sc[2j] x 8 | sc[2j+1] x 8]: dword j of sc16 holds that pair.
-                    const __m256i pair = _mm256_permutevar8x32_epi32(sc16[r], _mm256_set1_epi32(j));
-                    scale[r] = _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                                                          2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+                    const __m256i hi = _mm256_and_si256(_mm256_slli_epi16(qh[r], 4), _mm256_set1_epi8(0x30));
+                    qh[r] = _mm256_srli_epi16(qh[r], 2);
+                    q[r] = _mm256_or_si256(lo, hi);
+                    scale[r] = broadcast_i16(sc_eo[r], j);  // [sc[2j] x 8 | sc[2j+1] x 8]
                 }
                 for (int c = 0; c < C; ++c) {
                     const __m256i xv = load32(x.q[c] + 256 * b + 32 * j);
@@ -232,29 +344,31 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
         constexpr bool five = Kind == k_q5_k;
         // Chunk j of 64 elements: low nibbles are sub-block 2j, high nibbles
         // 2j + 1; Q5_K adds bit 2j (2j + 1) of qh[l] as the fifth bit.
+        __m256i qh[R];
+        if (five)
+            for (int r = 0; r < R; ++r) qh[r] = load32(o[r] + 16);
         for (int j = 0; j < 4; ++j) {
-            __m256i lo[R], hi[R];
+            __m256i lo[R], hi[R], sl[R], sh[R];
             for (int r = 0; r < R; ++r) {
                 const __m256i q = load32(o[r] + (five ? 48 : 16) + 32 * j);
                 lo[r] = _mm256_and_si256(q, _mm256_set1_epi8(15));
                 hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(15));
                 if (five) {
-                    const __m256i qh = load32(o[r] + 16);
-                    const __m256i b_lo = _mm256_set1_epi8(char(1 << (2 * j)));
-                    const __m256i b_hi = _mm256_set1_epi8(char(1 << (2 * j + 1)));
+                    // Bit 0 (1) of qh, shifted right 2j times, to bit 4.
                     const __m256i sixteen = _mm256_set1_epi8(16);
-                    lo[r] = _mm256_or_si256(
-                        lo[r], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_lo), b_lo), sixteen));
-                    hi[r] = _mm256_or_si256(
-                        hi[r], _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b_hi), b_hi), sixteen));
+                    lo[r] = _mm256_or_si256(lo[r], _mm256_and_si256(_mm256_slli_epi16(qh[r], 4), sixteen));
+                    hi[r] = _mm256_or_si256(hi[r], _mm256_and_si256(_mm256_slli_epi16(qh[r], 3), sixteen));
+                    qh[r] = _mm256_srli_epi16(qh[r], 2);
                 }
+                sl[r] = broadcast_i16(sc16[r], 2 * j);
+                sh[r] = broadcast_i16(sc16[r], 2 * j + 1);
             }
             for (int c = 0; c < C; ++c) {
                 const __m256i x0 = load32(x.q[c] + 256 * b + 64 * j);
                 const __m256i x1 = load32(x.q[c] + 256 * b + 64 * j + 32);
                 for (int r = 0; r < R; ++r) {
-                    const __m256i p0 = dot_u8_scaled(lo[r], x0, _mm256_set1_epi16(sc[r][4 * j]));
-                    const __m256i p1 = dot_u8_scaled(hi[r], x1, _mm256_set1_epi16(sc[r][4 * j + 2]));
+                    const __m256i p0 = dot_u8_scaled(lo[r], x0, sl[r]);
+                    const __m256i p1 = dot_u8_scaled(hi[r], x1, sh[r]);
                     isum[r][c] = _mm256_add_epi32(isum[r][c], _mm256_add_epi32(p0, p1));
                 }
             }
@@ -263,11 +377,22 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
     for (int c = 0; c < C; ++c) {
         const float dx = x.d[c][b];
         const __m256i xs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.s[c] + 16 * b));
+        // The bias integers: sum over groups of multiplier * sum16 (|.| < 2^27, exact).
+        __m128i part[R];
+        if (Kind == k_q6_k) {
+            for (int r = 0; r < R; ++r) {
+                const __m256i p = _mm256_madd_epi16(sc16[r], xs);
+                part[r] = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+            }
+        } else {  // the mins are per 32 elements: sum16 in pairs
+            const __m128i xs32 = _mm_hadd_epi16(_mm256_castsi256_si128(xs), _mm256_extracti128_si256(xs, 1));
+            for (int r = 0; r < R; ++r) part[r] = _mm_madd_epi16(bm[r], xs32);
+        }
+        int32_t ts[R];
+        hsum_rows<R>(part, ts);
         for (int r = 0; r < R; ++r) {
             t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(dw[r] * dx), t.acc[r][c]);
-            // The bias integer: sum over groups of multiplier * sum16 (|.| < 2^27, exact).
-            int32_t s = sum_i32(_mm256_madd_epi16(bm16[r], xs));
-            if (Kind == k_q6_k) s *= 32;
+            const int32_t s = Kind == k_q6_k ? 32 * ts[r] : ts[r];
             t.bias[r][c] = __builtin_fmaf(float(s), bw[r] * dx, t.bias[r][c]);
         }
     }
@@ -294,11 +419,25 @@ void tile(const kernel_args &a, int64_t r0, int64_t c0) {
     // (2-core EPYC VM, shared): Q4_0 from DRAM went from 1.5 to 2.4 GB/s.
     const size_t bb = block_bytes(Kind);
     const uintptr_t ahead = uintptr_t(R) * a.w_row_bytes;
-    for (int64_t b = 0; b < nb; ++b) {
+    auto prefetch = [&](int64_t b, size_t bytes) {
         for (int r = 0; r < R; ++r) {
             const uintptr_t p = reinterpret_cast<uintptr_t>(w[r]) + ahead + size_t(b) * bb;
-            for (size_t o = 0; o < bb; o += 64) _mm_prefetch(reinterpret_cast<const char *>(p + o), _MM_HINT_T0);
+            for (size_t o = 0; o < bytes; o += 64) _mm_prefetch(reinterpret_cast<const char *>(p + o), _MM_HINT_T0);
         }
+    };
+    int64_t b = 0;
+    // (Not Q8_0, nor Q4_1 in GEMM tiles: their pairs measured slower than
+    // single blocks.)
+    if constexpr ((Kind == k_q4_0 || Kind == k_q5_0 || (Kind == k_q4_1 && C == 1)) && R <= 4) {
+        // Two blocks a step, one prefetch per row and 64 bytes of the pair
+        // (every cache line of the row then gets one).
+        for (; b + 2 <= nb; b += 2) {
+            prefetch(b, 2 * bb);
+            block32_pair<Kind, R, C>(w, b, x, t);
+        }
+    }
+    for (; b < nb; ++b) {
+        prefetch(b, bb);
         if (is_k(Kind))
             block256<Kind, R, C>(w, b, x, t);
         else
