@@ -20,13 +20,29 @@ PY="$(command -v python3)"
 
 bash scripts/install-deps.sh
 
-echo "== [1/5] Release build and tests =="
+# ctest, and on failure a short account printed last (CI shows the tail of the
+# output): each failing test's name and, for pytest, its one-line summaries.
+run_ctest() {
+  local dir="$1"; shift
+  if ctest --test-dir "$dir" "$@"; then return 0; fi
+  echo "== failures in $dir =="
+  grep -E "^(FAILED|ERROR) |Failed  |\*\*\*Failed|FAILED:|REQUIRE\(|CHECK\(|with expansion|Sanitizer|runtime error" \
+    "$dir/Testing/Temporary/LastTest.log" | grep -v "^ *[0-9]*/[0-9]* Test" | head -60 || true
+  return 1
+}
+stage_start=$SECONDS
+stage() {
+  echo "== $* (previous stage: $((SECONDS - stage_start)) s) =="
+  stage_start=$SECONDS
+}
+
+stage "[1/5] Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMKIT_BUILD_PYTHON=ON \
       -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
 cmake --build build -j "$JOBS"
-ctest --test-dir build -j "$JOBS" --output-on-failure
+run_ctest build -j "$JOBS" --output-on-failure
 
-echo "== [2/5] install, find_package and pkg-config =="
+stage "[2/5] install, find_package and pkg-config"
 rm -rf build/install-root build/consumer
 cmake --install build --prefix build/install-root >/dev/null
 cmake -S tests/install -B build/consumer -G Ninja -DCMAKE_PREFIX_PATH="$PWD/build/install-root" >/dev/null
@@ -36,7 +52,7 @@ PKG_CONFIG_PATH="$PWD/build/install-root/lib/pkgconfig" \
   cc -std=c99 -o build/consumer/consumer_pkgconfig tests/install/consumer.c $(PKG_CONFIG_PATH="$PWD/build/install-root/lib/pkgconfig" pkg-config --cflags --libs llmkit)
 LD_LIBRARY_PATH="$PWD/build/install-root/lib" build/consumer/consumer_pkgconfig
 
-echo "== [3/5] pip install . =="
+stage "[3/5] pip install ."
 rm -rf build/pip-target
 PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-deps --target build/pip-target .
 (cd /tmp && PYTHONPATH="$OLDPWD/build/pip-target" python3 -c "
@@ -46,16 +62,16 @@ ids = llmkit.sample(np.array([[0.0, 3.0, 1.0]], dtype=np.float32), temperature=0
 assert ids.tolist() == [1], ids
 print('pip install .: llmkit', llmkit.__version__, 'imports and samples')")
 
-echo "== [4/5] AddressSanitizer + UndefinedBehaviorSanitizer =="
+stage "[4/5] AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMKIT_SANITIZE=ON \
       -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_BUILD_PYTHON=ON -DLLMKIT_BUILD_DOCS=OFF \
       -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
 cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  ctest --test-dir build-asan -j "$JOBS" --output-on-failure
+  run_ctest build-asan -j "$JOBS" --output-on-failure
 
-echo "== [5/5] ThreadSanitizer: the tokenizer tests =="
+stage "[5/5] ThreadSanitizer: the tokenizer tests"
 cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMKIT_SANITIZE=thread \
       -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_BUILD_PYTHON=OFF -DLLMKIT_BUILD_DOCS=OFF -DLLMKIT_BUILD_EXAMPLES=OFF \
       -DLLMKIT_DATA_DIR="$DATA_DIR"
@@ -65,10 +81,11 @@ cmake --build build-tsan -j "$JOBS" --target llmkit_tokenizer_tests
 TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}" \
   build-tsan/tests/llmkit_tokenizer_tests "[threads],[stream],[train]"
 
-echo "== [fuzz] libFuzzer harnesses, ${LLMKIT_FUZZ_SECONDS:-20} s each =="
+stage "[fuzz] libFuzzer harnesses, ${LLMKIT_FUZZ_SECONDS:-20} s each"
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMKIT_BUILD_FUZZERS=ON -DLLMKIT_FUZZ_SECONDS="${LLMKIT_FUZZ_SECONDS:-20}" \
       -DLLMKIT_BUILD_TESTS=OFF -DLLMKIT_BUILD_PYTHON=OFF -DLLMKIT_BUILD_DOCS=OFF -DLLMKIT_BUILD_EXAMPLES=OFF \
       -DLLMKIT_BUILD_SHARED=OFF -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_DATA_DIR="$DATA_DIR"
 cmake --build build-fuzz -j "$JOBS"
-ctest --test-dir build-fuzz -L fuzz --output-on-failure
+run_ctest build-fuzz -L fuzz --output-on-failure
+stage "done: every stage passed, ${SECONDS} s in all"
