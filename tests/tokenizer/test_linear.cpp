@@ -1,5 +1,6 @@
 // Linear time on adversarial input: 4 MB of one repeated letter, and of
-// random lowercase letters (one pre-tokenizer piece, no split), take less than
+// random lowercase letters (one pre-tokenizer piece, no split), and long runs
+// of spaces and of CJK, take less than
 // 8x the time of 1 MB (4x is linear; tiktoken's merge loop is quadratic and
 // takes ~16x). Ratios within one run, not absolute times, so a slow or busy
 // machine does not make the test flaky. bench/bench_tokenizer.py shows the
@@ -49,6 +50,25 @@ TEST_CASE("encoding time is linear on one long piece (r50k, cl100k, o200k)", "[l
             CHECK(n_big > 3 * n_small);  // sanity: the input really is 4x larger in tokens too
             CHECK(t_big / t_small < 8.0);
         }
+    }
+}
+
+TEST_CASE("encoding time is linear on long runs of spaces and of CJK (o200k)", "[linear]") {
+    // Whitespace runs meet the pattern's \s+(?!\S) look-ahead; CJK runs are one
+    // long letter piece of 3-byte characters.
+    const std::string data = LLMKIT_TEST_DATA_DIR;
+    const auto tok = llmkit::tokenizer::from_tiktoken(data + "/tiktoken/o200k_base.tiktoken", "o200k_base");
+    std::string cjk;
+    while (cjk.size() < (3u << 20)) cjk += "\xe4\xb8\xad";
+    for (const std::string &big : {std::string(4u << 20, ' '), cjk}) {
+        const std::string small = big.substr(0, big.size() / 4);
+        size_t n_small = 0, n_big = 0;
+        const double t_small = seconds_to_encode(tok, small, n_small);
+        const double t_big = seconds_to_encode(tok, big, n_big);
+        INFO((big[0] == ' ' ? "spaces" : "CJK") << ": 1/4 " << t_small << " s, whole " << t_big << " s, ratio "
+                                                << t_big / t_small);
+        CHECK(n_big > 3 * n_small);
+        CHECK(t_big / t_small < 8.0);
     }
 }
 

@@ -188,7 +188,8 @@ TEST_CASE("special tokens follow tiktoken's allowed/disallowed rules", "[special
     CHECK(tok.decode(tok.encode("<|endoftext|")) == "<|endoftext|");
 }
 
-TEST_CASE("heap merge equals tiktoken's scan; long pieces stay fast", "[bpe]") {
+TEST_CASE("heap merge equals tiktoken's scan, on short pieces and on a 1 MB one", "[bpe]") {
+    // Speed on long pieces is checked by ratios in test_linear.cpp and measured in bench/.
     // Pieces of repeated patterns exercise ties between equal pairs.
     temp_file f(tiny_ranks());
     auto t = llmkit::tok::load_tiktoken(f.path, "gpt2");
@@ -203,12 +204,9 @@ TEST_CASE("heap merge equals tiktoken's scan; long pieces stay fast", "[bpe]") {
     }
     std::string big(1 << 20, 'a');
     for (size_t i = 1; i < big.size(); i += 2) big[i] = 'b';
-    const auto t0 = std::chrono::steady_clock::now();
     std::vector<int32_t> ids;
     t->encode_ordinary(big, ids);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CHECK(ids == std::vector<int32_t>(big.size() / 4, 257));
-    CHECK(s < 2.0);
 }
 
 #ifdef LLMKIT_TEST_DATA_DIR
@@ -403,18 +401,16 @@ TEST_CASE("one tokenizer serves many threads at once", "[threads]") {
     CHECK(ok == std::vector<int>(4, 3));
 }
 
-TEST_CASE("a megabyte of one letter encodes in O(n log n)", "[bpe]") {
+TEST_CASE("a megabyte of one letter round-trips", "[bpe]") {
+    // Its time grows linearly: test_linear.cpp checks that by a ratio within one run.
     auto tok = llmkit::tokenizer::from_tiktoken(k_data + "/tiktoken/cl100k_base.tiktoken", "cl100k_base");
     const std::string text(1 << 20, 'x');
-    const auto t0 = std::chrono::steady_clock::now();
     const auto ids = tok.encode(text);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     CHECK(tok.decode(ids) == text);
-    CHECK(s < 3.0);
-    WARN("1 MiB of 'x': " << ids.size() << " ids in " << s << " s");
 }
 
-TEST_CASE("long runs of one character class round-trip in bounded time", "[bpe]") {
+TEST_CASE("long runs of one character class round-trip", "[bpe]") {
+    // Linear time on such runs is checked by ratios in test_linear.cpp.
     auto tok = llmkit::tokenizer::from_tiktoken(k_data + "/tiktoken/o200k_base.tiktoken", "o200k_base");
     std::mt19937 rng(3);
     std::string letters(1 << 18, 'a');
@@ -424,11 +420,8 @@ TEST_CASE("long runs of one character class round-trip in bounded time", "[bpe]"
     const std::string inputs[] = {std::string(1 << 18, ' '), std::string(1 << 18, '!'), std::string(1 << 18, '\n'),
                                   std::string(1 << 18, '/'), letters, cjk};
     for (const auto &text : inputs) {
-        const auto t0 = std::chrono::steady_clock::now();
         const auto ids = tok.encode(text);
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         CHECK(tok.decode(ids) == text);
-        CHECK(s < 2.0);
     }
 }
 
