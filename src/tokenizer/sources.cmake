@@ -5,6 +5,7 @@ set(LLMKIT_TOKENIZER_SOURCES
   src/tokenizer/bpe.cpp
   src/tokenizer/tokenizer.cpp
   src/tokenizer/tiktoken.cpp
+  src/tokenizer/base64.cpp
   src/tokenizer/hf_unicode.cpp
   src/tokenizer/hf_models.cpp
   src/tokenizer/hf_pipeline.cpp

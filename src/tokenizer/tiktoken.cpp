@@ -4,47 +4,13 @@
 #include <cstring>
 
 #include "core/error.hpp"
+#include "tokenizer/base64.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "tokenizer/train.hpp"
 
 namespace llmkit::tok {
 
 namespace {
-
-// The standard base64 alphabet with '=' padding; -1 for anything else.
-int b64_value(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
-
-bool b64_decode(std::string_view in, std::string &out) {
-    out.clear();
-    if (in.empty() || in.size() % 4 != 0) return false;
-    size_t pad = 0;
-    if (in.back() == '=') ++pad;
-    if (in.size() >= 2 && in[in.size() - 2] == '=') ++pad;
-    for (size_t i = 0; i < in.size(); i += 4) {
-        const bool last = i + 4 == in.size();
-        uint32_t v = 0;
-        for (size_t k = 0; k < 4; ++k) {
-            const unsigned char c = static_cast<unsigned char>(in[i + k]);
-            int d = b64_value(c);
-            if (d < 0) {
-                if (!(last && c == '=' && k >= 4 - pad)) return false;
-                d = 0;
-            }
-            v = (v << 6) | uint32_t(d);
-        }
-        out += char(v >> 16);
-        if (!last || pad < 2) out += char((v >> 8) & 0xFF);
-        if (!last || pad < 1) out += char(v & 0xFF);
-    }
-    return true;
-}
 
 std::string quote_line(std::string_view line) {
     std::string s(line.substr(0, 60));
@@ -174,7 +140,7 @@ std::vector<std::pair<std::string, uint32_t>> parse_tiktoken_ranks(std::string_v
         };
         if (sp == std::string_view::npos) bad("no space");
         const std::string_view b64 = line.substr(0, sp), num = line.substr(sp + 1);
-        if (!b64_decode(b64, bytes)) bad("invalid base64 token");
+        if (!base64_decode(b64, bytes)) bad("invalid base64 token");
         if (num.empty() || num.size() > 10) bad("invalid rank");
         uint64_t rank = 0;
         for (char c : num) {

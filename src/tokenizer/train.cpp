@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/threads.hpp"
+#include "tokenizer/base64.hpp"
 
 namespace llmkit::tok {
 
@@ -270,21 +271,6 @@ std::unique_ptr<byte_level_bpe> train_bpe_tokenizer(const std::vector<std::strin
 
 namespace {
 
-std::string base64(std::string_view s) {
-    static const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    for (size_t i = 0; i < s.size(); i += 3) {
-        uint32_t v = uint32_t(uint8_t(s[i])) << 16;
-        if (i + 1 < s.size()) v |= uint32_t(uint8_t(s[i + 1])) << 8;
-        if (i + 2 < s.size()) v |= uint8_t(s[i + 2]);
-        out += a[v >> 18];
-        out += a[(v >> 12) & 63];
-        out += i + 1 < s.size() ? a[(v >> 6) & 63] : '=';
-        out += i + 2 < s.size() ? a[v & 63] : '=';
-    }
-    return out;
-}
-
 std::ofstream open_for_writing(const std::string &path) {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     if (!f) core::fail(LLMKIT_ERROR_IO, "cannot open ", path, " for writing");
@@ -303,7 +289,7 @@ void save_tiktoken(const byte_level_bpe &tok, const std::string &path) {
     const rank_table &ranks = tok.ranks();
     std::string_view bytes;
     for (uint32_t r = 0; r < ranks.end_rank(); ++r)
-        if (ranks.bytes(r, bytes)) f << base64(bytes) << ' ' << r << '\n';
+        if (ranks.bytes(r, bytes)) f << base64_encode(bytes) << ' ' << r << '\n';
     finish(f, path);
 }
 
