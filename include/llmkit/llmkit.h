@@ -1976,11 +1976,13 @@ typedef struct llmkit_tokenizer_load_options {
  *
  * - A JSON object: a Hugging Face `tokenizer.json`, with its normalizer
  *   (BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, Strip, StripAccents,
- *   Prepend, Replace, ByteLevel, Sequence), pre-tokenizer (ByteLevel,
+ *   Prepend, Replace, ByteLevel, Nmt, Precompiled — SentencePiece's compiled
+ *   rules as T5/ALBERT/XLM-R files carry them, applied per grapheme cluster
+ *   as `tokenizers` does — and Sequence), pre-tokenizer (ByteLevel,
  *   BertPreTokenizer, Whitespace, WhitespaceSplit, Metaspace, Split, Digits,
  *   Punctuation, CharDelimiterSplit, Sequence), model (BPE ranked by its merges,
  *   with byte_fallback, unk_token, continuing_subword_prefix,
- *   end_of_word_suffix and ignore_merges; WordPiece; Unigram; the type is
+ *   end_of_word_suffix and ignore_merges; WordPiece; WordLevel; Unigram; the type is
  *   inferred when the file leaves it out), post-processor (TemplateProcessing,
  *   BertProcessing, RobertaProcessing, ByteLevel, Sequence), decoder
  *   (ByteLevel, WordPiece, Metaspace, ByteFallback, Fuse, Strip, Replace,

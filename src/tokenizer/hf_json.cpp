@@ -182,6 +182,12 @@ std::unique_ptr<subword_model> make_wordpiece(const json &m, const std::string &
     return std::make_unique<wordpiece>(vocab_object(m, path), unk, prefix, size_t(max_chars), "at " + path);
 }
 
+std::unique_ptr<subword_model> make_word_level(const json &m, const std::string &path) {
+    std::string unk = "<unk>";
+    hf::opt_str(m, "unk_token", path, unk);
+    return std::make_unique<word_level>(vocab_object(m, path), unk, "at " + path);
+}
+
 std::unique_ptr<subword_model> make_unigram(const json &m, const std::string &path) {
     const json &v = hf::member(m, "vocab", path);
     const std::string vp = child(path, "vocab");
@@ -216,12 +222,14 @@ std::unique_ptr<subword_model> make_hf_model(const json &m, const std::string &p
         if (m.contains("merges")) type = "BPE";
         else if (v != m.end() && v->is_array()) type = "Unigram";
         else if (m.contains("continuing_subword_prefix")) type = "WordPiece";
+        else if (v != m.end() && v->is_object()) type = "WordLevel";
         else hf::bad(path, "the model has no \"type\" and its fields fit no known model");
     }
     if (type == "BPE") return make_bpe(m, path);
     if (type == "WordPiece") return make_wordpiece(m, path);
     if (type == "Unigram") return make_unigram(m, path);
-    hf::unsupported(path, "model type \"" + type + "\" is not supported (BPE, WordPiece and Unigram are)");
+    if (type == "WordLevel") return make_word_level(m, path);
+    hf::unsupported(path, "model type \"" + type + "\" is not supported (BPE, WordPiece, WordLevel and Unigram are)");
 }
 
 // ============================================================ the tokenizer

@@ -230,6 +230,27 @@ void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out) c
     for (int32_t i = 0; i >= 0; i = sym[size_t(i)].next) out.push_back(sym[size_t(i)].id);
 }
 
+// ---------------------------------------------------------------- WordLevel
+
+word_level::word_level(std::vector<std::pair<std::string, int32_t>> vocab, std::string unk_token,
+                       const std::string &source)
+    : unk_token_(std::move(unk_token)) {
+    vocab_ = vocab_table(std::move(vocab), source);
+    unk_id_ = vocab_.id(unk_token_);
+}
+
+void word_level::tokenize(std::string_view piece, std::vector<int32_t> &out) const {
+    const int32_t id = vocab_.id(piece);
+    if (id >= 0) {
+        out.push_back(id);
+    } else if (unk_id_ >= 0) {
+        out.push_back(unk_id_);
+    } else {
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "WordLevel: \"", piece.substr(0, 40), "\" is not in the vocab and the unk_token \"",
+                   unk_token_, "\" is not either");
+    }
+}
+
 // ---------------------------------------------------------------- WordPiece
 
 wordpiece::wordpiece(std::vector<std::pair<std::string, int32_t>> vocab, std::string unk_token,

@@ -7,7 +7,8 @@
 //    unk_token (+ fuse_unk), continuing_subword_prefix, end_of_word_suffix and
 //    ignore_merges;
 //  - wordpiece: greedy longest-match-first (BERT);
-//  - unigram: Viterbi over log-probability scores (T5 / SentencePiece Unigram).
+//  - unigram: Viterbi over log-probability scores (T5 / SentencePiece Unigram);
+//  - word_level: one id per whole pre-token, else the unk token.
 //
 // A model turns one pre-token piece (non-empty UTF-8) into ids. Models are
 // immutable after construction and safe to share between threads.
@@ -110,6 +111,18 @@ public:
 private:
     std::string prefix_;
     size_t max_chars_;
+    int32_t unk_id_;
+};
+
+class word_level final : public subword_model {
+public:
+    // The unk_token may be missing from the vocab: then a pre-token outside
+    // the vocab fails at encode time (LLMKIT_ERROR_INVALID_ARGUMENT), as in HF.
+    word_level(std::vector<std::pair<std::string, int32_t>> vocab, std::string unk_token, const std::string &source);
+    void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
+
+private:
+    std::string unk_token_;
     int32_t unk_id_;
 };
 

@@ -7,8 +7,10 @@
 #include <array>
 
 #include "core/error.hpp"
+#include "tokenizer/base64.hpp"
 #include "tokenizer/hf_unicode.hpp"
 #include "tokenizer/regex.hpp"
+#include "tokenizer/spm_charsmap.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace llmkit::tok::hf {
@@ -396,6 +398,62 @@ public:
 
 private:
     uni::form form_;
+};
+
+// SentencePiece's normalization rules carried into tokenizer.json (T5, ALBERT,
+// XLM-R, mT5...), applied as tokenizers does, which is not SentencePiece's own
+// longest match: per extended grapheme cluster, one of under 6 bytes that
+// starts with a rule source becomes that rule's replacement (the shortest
+// source's, whatever follows it in the cluster); otherwise each character is
+// replaced by its own rule or kept. A NUL byte ends a rule search.
+class precompiled_normalizer final : public normalizer {
+public:
+    explicit precompiled_normalizer(spm_charsmap map) : map_(std::move(map)) {}
+    void normalize(std::string &s) const override {
+        std::string out;
+        out.reserve(s.size() + s.size() / 8);
+        std::string_view rep;
+        for (size_t i = 0; i < s.size();) {
+            const size_t g = uni::grapheme_length(s, i);
+            const std::string_view cluster = std::string_view(s).substr(i, g);
+            i += g;
+            if (g < 6 && rule(cluster, rep)) {
+                out += rep;
+                continue;
+            }
+            for (size_t k = 0; k < cluster.size();) {
+                char32_t c;
+                const std::string_view ch = cluster.substr(k, uni::decode(cluster, k, c));
+                k += ch.size();
+                out += rule(ch, rep) ? rep : ch;
+            }
+        }
+        s.swap(out);
+    }
+
+private:
+    bool rule(std::string_view text, std::string_view &rep) const {
+        return map_.shortest_prefix(text.substr(0, text.find('\0')), rep) != 0;
+    }
+
+    spm_charsmap map_;
+};
+
+// Marian/NMT clean-up: C0/C1 controls dropped, other spaces and separators made ' '.
+class nmt_normalizer final : public normalizer {
+public:
+    void normalize(std::string &s) const override {
+        map_chars(s, [](char32_t c, std::string_view raw, std::string &out) {
+            if ((c >= 0x01 && c <= 0x08) || c == 0x0B || (c >= 0x0E && c <= 0x1F) || c == 0x7F || c == 0x8F ||
+                c == 0x9F)
+                return;
+            const bool space = c == 0x09 || c == 0x0A || c == 0x0C || c == 0x0D || c == 0x1680 ||
+                               (c >= 0x200B && c <= 0x200F) || c == 0x2028 || c == 0x2029 || c == 0x2581 ||
+                               c == 0xFEFF || c == 0xFFFD;
+            if (space) out += ' ';
+            else out += raw;
+        });
+    }
 };
 
 class lowercase_normalizer final : public normalizer {
@@ -919,6 +977,13 @@ std::unique_ptr<normalizer> make_normalizer(const json &j, const std::string &pa
     if (t == "Prepend") return std::make_unique<prepend_normalizer>(str(j, "prepend", path));
     if (t == "Replace") return std::make_unique<replace_normalizer>(j, path);
     if (t == "ByteLevel") return std::make_unique<byte_level_normalizer>();
+    if (t == "Precompiled") {
+        const std::string p = child(path, "precompiled_charsmap");
+        std::string blob;
+        if (!base64_decode(str(j, "precompiled_charsmap", path), blob)) bad(p, "expected base64 of a SentencePiece charsmap");
+        return std::make_unique<precompiled_normalizer>(spm_charsmap(blob, "at " + p));
+    }
+    if (t == "Nmt") return std::make_unique<nmt_normalizer>();
     if (t == "Sequence")
         return std::make_unique<sequence_normalizer>(sequence_of<normalizer>(j, "normalizers", path, make_normalizer));
     if (t.empty()) bad(path, "normalizer without a \"type\"");

@@ -1,5 +1,6 @@
 #include "tokenizer/hf_unicode.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 
@@ -205,6 +206,22 @@ std::string normalize(std::string_view s, form f) {
         core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "Unicode normalization failed: ", utf8proc_errmsg(n));
     }
     return std::string(reinterpret_cast<const char *>(dst), size_t(n));
+}
+
+size_t grapheme_length(std::string_view s, size_t i) {
+    char32_t prev;
+    size_t j = i + decode(s, i, prev);
+    utf8proc_int32_t state = 0;
+    while (j < s.size()) {
+        char32_t c;
+        const size_t n = decode(s, j, c);
+        if (utf8proc_grapheme_break_stateful(static_cast<utf8proc_int32_t>(prev), static_cast<utf8proc_int32_t>(c),
+                                             &state))
+            break;
+        prev = c;
+        j += n;
+    }
+    return std::min(j, s.size()) - i;
 }
 
 }  // namespace llmkit::tok::uni

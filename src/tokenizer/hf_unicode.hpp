@@ -49,6 +49,9 @@ bool is_mark(char32_t c);             // Mn, Mc, Me
 // Lowercase of one character as Rust's char::to_lowercase (full mapping).
 void append_lowercase(std::string &out, char32_t c);
 
+// Byte length of the extended grapheme cluster (UAX #29) that starts at s[i].
+size_t grapheme_length(std::string_view s, size_t i);
+
 enum class form { nfc, nfd, nfkc, nfkd };
 // s in the normalization form.
 std::string normalize(std::string_view s, form f);

@@ -30,6 +30,14 @@ spm_charsmap::spm_charsmap(std::string_view blob, const std::string &source) {
 }
 
 size_t spm_charsmap::longest_prefix(std::string_view s, std::string_view &replacement) const {
+    return prefix(s, true, replacement);
+}
+
+size_t spm_charsmap::shortest_prefix(std::string_view s, std::string_view &replacement) const {
+    return prefix(s, false, replacement);
+}
+
+size_t spm_charsmap::prefix(std::string_view s, bool longest, std::string_view &replacement) const {
     const size_t n_units = units_.size();
     size_t node = offset_of(units_[0]);
     size_t best_len = 0;
@@ -45,6 +53,7 @@ size_t spm_charsmap::longest_prefix(std::string_view s, std::string_view &replac
         if (has_leaf(unit)) {
             best_len = i + 1;
             best_value = value_of(units_[node]);
+            if (!longest) break;
         }
     }
     if (best_len == 0) return 0;

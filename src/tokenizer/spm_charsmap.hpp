@@ -21,8 +21,12 @@ public:
     // none) and sets `replacement`. Every lookup stays inside the arrays, so
     // a hostile trie can give wrong text but never read out of bounds.
     size_t longest_prefix(std::string_view s, std::string_view &replacement) const;
+    // The same for the shortest rule source that is a prefix of s.
+    size_t shortest_prefix(std::string_view s, std::string_view &replacement) const;
 
 private:
+    size_t prefix(std::string_view s, bool longest, std::string_view &replacement) const;
+
     std::vector<uint32_t> units_;
     std::string replacements_;
 };

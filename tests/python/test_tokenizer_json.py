@@ -4,8 +4,9 @@ Every expected id and decoded string comes from `tokenizers.Tokenizer.from_file`
 computed here: the four real files of the data folder on the corpora (mixed slice, UDHR lines,
 llama.cpp's 46 vocab-test texts), with and without special tokens; hypothesis on random Unicode;
 tokenizer.json files that `tokenizers` itself builds and trains in the set-up, to reach the
-components the real files do not use (Unigram, Split behaviours, Digits, Punctuation, NFKC,
-Strip/Replace/Prepend, BPE suffixes, added-token flags, Bert/Roberta processors, decoders).
+components the real files do not use (Unigram, WordLevel, Split behaviours, Digits, Punctuation,
+NFKC, Nmt, SentencePiece's Precompiled table as T5 has it, Strip/Replace/Prepend, BPE suffixes,
+added-token flags, Bert/Roberta processors, decoders).
 """
 
 import json
@@ -167,11 +168,17 @@ def test_file_errors(tmp_path, data_dir):
     with pytest.raises(llmkit.LlmkitError, match=r"/model/vocab/a") as e:
         llmkit.Tokenizer.from_file(write("type.json", '{"model": {"type": "WordPiece", "vocab": {"a": "x"}}}'))
     assert e.value.status == "LLMKIT_ERROR_FORMAT"
-    with pytest.raises(llmkit.LlmkitError, match='"Precompiled"') as e:
+    with pytest.raises(llmkit.LlmkitError, match='"UnicodeScripts"') as e:
         llmkit.Tokenizer.from_file(write("unk.json", json.dumps({
-            "normalizer": {"type": "Precompiled", "precompiled_charsmap": ""},
+            "pre_tokenizer": {"type": "UnicodeScripts"},
             "model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}})))
     assert e.value.status == "LLMKIT_ERROR_UNSUPPORTED"
+    for charsmap in ("", "not base64!", "AAAA"):  # empty, not base64, a trie that does not fit
+        with pytest.raises(llmkit.LlmkitError, match="/normalizer/precompiled_charsmap") as e:
+            llmkit.Tokenizer.from_file(write("pc.json", json.dumps({
+                "normalizer": {"type": "Precompiled", "precompiled_charsmap": charsmap},
+                "model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}})))
+        assert e.value.status == "LLMKIT_ERROR_FORMAT"
     with pytest.raises(llmkit.LlmkitError, match="outside") as e:
         llmkit.Tokenizer.from_file(write("range.json", '{"model": {"type": "WordPiece", "vocab": {"[UNK]": 99999999}}}'))
     with pytest.raises(llmkit.LlmkitError, match="/post_processor"):
@@ -279,7 +286,75 @@ def _byte_level_split(behavior, invert):
     return make
 
 
+def _wordlevel(lines):
+    t = HFTokenizer(models.WordLevel(unk_token="[UNK]"))
+    t.normalizer = normalizers.Sequence([normalizers.Nmt(), normalizers.Lowercase()])
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    t.train_from_iterator(lines, trainers.WordLevelTrainer(vocab_size=1500, special_tokens=["[UNK]", "[CLS]"]))
+    t.post_processor = processors.TemplateProcessing(single="[CLS] $A", special_tokens=[("[CLS]", 1)])
+    return t
+
+
+def _proto_fields(buf):
+    """(field number, bytes or None) of one protobuf message, enough to walk a SentencePiece .model."""
+    def varint(i):
+        n = shift = 0
+        while True:
+            b = buf[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return n, i
+    i = 0
+    while i < len(buf):
+        key, i = varint(i)
+        wire = key & 7
+        if wire == 0:
+            _, i = varint(i)
+            yield key >> 3, None
+        elif wire == 2:
+            n, i = varint(i)
+            yield key >> 3, buf[i:i + n]
+            i += n
+        else:
+            i += 4 if wire == 5 else 8
+            yield key >> 3, None
+
+
+_CHARSMAP = {}
+
+
+def nmt_nfkc_charsmap(lines):
+    """SentencePiece's compiled nmt_nfkc rules, from a model its trainer writes (ModelProto.normalizer_spec = 3,
+    NormalizerSpec.precompiled_charsmap = 2): the table T5/ALBERT/XLM-R tokenizer.json files carry."""
+    if not _CHARSMAP:
+        spm = pytest.importorskip("sentencepiece")
+        import io
+        model = io.BytesIO()
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(lines[:400]), model_writer=model, vocab_size=300,
+                                       normalization_rule_name="nmt_nfkc", minloglevel=2)
+        spec = next(v for f, v in _proto_fields(model.getvalue()) if f == 3)
+        _CHARSMAP["nmt_nfkc"] = next(v for f, v in _proto_fields(spec) if f == 2)
+    return _CHARSMAP["nmt_nfkc"]
+
+
+def _unigram_precompiled(lines):
+    """The shape of T5's tokenizer.json: Precompiled + collapsed spaces, Metaspace, Unigram."""
+    t = HFTokenizer(models.Unigram())
+    t.normalizer = normalizers.Sequence([normalizers.Precompiled(nmt_nfkc_charsmap(lines)),
+                                         normalizers.Replace(tokenizers.Regex(" {2,}"), " ")])
+    t.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    t.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
+    t.train_from_iterator(lines, trainers.UnigramTrainer(vocab_size=600, unk_token="<unk>",
+                                                         special_tokens=["<pad>", "</s>", "<unk>"]))
+    t.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return t
+
+
 SYNTHETIC = {
+    "wordlevel-nmt-whitespace": _wordlevel,
+    "unigram-precompiled-t5": _unigram_precompiled,
     "unigram-nfkc-metaspace": _unigram,
     "unigram-byte-fallback": _unigram_byte_fallback,
     "bpe-suffix-whitespace": _bpe_suffix,
@@ -308,6 +383,43 @@ def test_components_match_tokenizers(tmp_path, data_dir, kind):
         assert got == expected, first_mismatch(texts, got, expected)
     for text, ids in zip(texts, expected):
         assert tok.decode(ids) == ref.decode(ids, skip_special_tokens=False), text
+
+
+def _byte_identity(normalizer):
+    """A tokenizer whose ids are the bytes of the normalized text (byte-level alphabet, no merges)."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=lambda c: c.encode())
+    t = HFTokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    t.normalizer = normalizer
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    return t
+
+
+@pytest.mark.parametrize("kind", ["Nmt", "Precompiled"])
+def test_normalizer_on_every_code_point(tmp_path, data_dir, kind):
+    """Nmt and SentencePiece's nmt_nfkc table over every Unicode scalar value, in runs of 512, against tokenizers."""
+    norm = normalizers.Nmt() if kind == "Nmt" else normalizers.Precompiled(nmt_nfkc_charsmap(_train_lines(data_dir)))
+    path = tmp_path / "t.json"
+    _byte_identity(norm).save(str(path))
+    tok, ref = llmkit.Tokenizer.from_file(path), HFTokenizer.from_file(str(path))
+    chars = [chr(c) for c in range(1, 0x110000) if not 0xD800 <= c < 0xE000]
+    texts = ["".join(chars[i:i + 512]) for i in range(0, len(chars), 512)]
+    texts += ["\x00a\u00a0", "\uff76\uff9e", "e\u0301\u0301", "\u1100\u1161\u11a8"]  # NUL, a 2-char rule, marks
+    expected = hf_ids(ref, texts, False)
+    got = tok.encode_batch(texts)
+    assert all(g == e for g, e in zip(got, expected)), first_mismatch(texts, got, expected)
+
+
+def test_wordlevel_without_unk_fails_on_unknown_words(tmp_path):
+    path = tmp_path / "wl.json"
+    t = HFTokenizer(models.WordLevel(vocab={"a": 0, "b": 1}, unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    t.save(str(path))
+    tok = llmkit.Tokenizer.from_file(path)
+    assert tok.encode("a b a") == t.encode("a b a").ids == [0, 1, 0]
+    with pytest.raises(Exception):
+        t.encode("a c")
+    with pytest.raises(ValueError, match=r'"c" is not in the vocab and the unk_token "\[UNK\]"'):
+        tok.encode("a c")
 
 
 # ---------------------------------------------------------------------------

@@ -75,7 +75,7 @@ class Tokenizer:
         """Loads a tokenizer file, its format detected from the content.
 
         A Hugging Face ``tokenizer.json`` gives the ids of the ``tokenizers``
-        package (normalizer, pre-tokenizer, BPE/WordPiece/Unigram model,
+        package (normalizer, pre-tokenizer, BPE/WordPiece/WordLevel/Unigram model,
         post-processor, decoder and added tokens); a tiktoken rank file needs
         its preset in ``encoding`` (see :meth:`from_tiktoken`)::
 
