@@ -32,6 +32,16 @@ namespace {
 constexpr int k_tile_keys = 64;
 constexpr int k_tile_rows = 64;
 constexpr int64_t k_max_head_dim = 256;
+// Decode walks a tile in chunks of this many keys, asking for the same chunk
+// of the next tile before each: a burst of prefetches for a whole tile would
+// fill the core's miss buffers and stall it instead of overlapping the compute.
+constexpr int k_chunk_keys = 16;
+
+// Asks for n rows of row_bytes, `stride` bytes apart, from p on.
+void prefetch_rows(const char *p, int n, int64_t stride, int64_t row_bytes) {
+    for (int j = 0; j < n; ++j)
+        for (int64_t c = 0; c < row_bytes; c += 64) __builtin_prefetch(p + j * stride + c);
+}
 
 void check_unit_d_stride(const tensor_view &t) {
     if (t.shape[3] > 1 && t.strides[3] != 1)
@@ -176,45 +186,55 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const char *vbase = v.data + (b * v.strides[0] + g * v.strides[2]) * es;
         for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
             const int nk = int(std::min<int64_t>(k_tile_keys, hi + 1 - j0));
-            // K and V rows of this tile as float32: in place, or converted.
-            const float *Kp, *Vp;
-            int64_t ldk, ldv;
-            if (dt == dtype::f32) {
-                Kp = reinterpret_cast<const float *>(kbase + j0 * k.strides[1] * es);
-                Vp = reinterpret_cast<const float *>(vbase + j0 * v.strides[1] * es);
-                ldk = k.strides[1];
-                ldv = v.strides[1];
-            } else {
-                for (int j = 0; j < nk; ++j) {
-                    kn.half_to_f32(Kf + j * D, reinterpret_cast<const uint16_t *>(kbase + (j0 + j) * k.strides[1] * es),
-                                   D, dt == dtype::bf16);
-                    kn.half_to_f32(Vf + j * D, reinterpret_cast<const uint16_t *>(vbase + (j0 + j) * v.strides[1] * es),
-                                   D, dt == dtype::bf16);
+            const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));  // next tile's keys
+            const bool bf16 = dt == dtype::bf16;
+            const int64_t ks = k.strides[1], vs = v.strides[1];
+            const float *Vp = nullptr;
+            int64_t ldv = vs;
+            if (transposed) {
+                // K and V rows of this tile as float32: in place, or converted.
+                const float *Kp;
+                int64_t ldk = ks;
+                if (dt == dtype::f32) {
+                    Kp = reinterpret_cast<const float *>(kbase + j0 * ks * es);
+                    Vp = reinterpret_cast<const float *>(vbase + j0 * vs * es);
+                } else {
+                    for (int j = 0; j < nk; ++j) {
+                        kn.half_to_f32(Kf + j * D, reinterpret_cast<const uint16_t *>(kbase + (j0 + j) * ks * es), D, bf16);
+                        kn.half_to_f32(Vf + j * D, reinterpret_cast<const uint16_t *>(vbase + (j0 + j) * vs * es), D, bf16);
+                    }
+                    Kp = Kf;
+                    Vp = Vf;
+                    ldk = ldv = D;
                 }
-                Kp = Kf;
-                Vp = Vf;
-                ldk = ldv = D;
-            }
-
-            // Ask for the next tile's K and V rows now, so they arrive while this
-            // tile computes (rows of one head are far apart in [B, S, H, D]).
-            if (j0 + k_tile_keys <= hi) {
-                const int nn = int(std::min<int64_t>(k_tile_keys, hi + 1 - (j0 + k_tile_keys)));
-                const int64_t row_bytes = D * es;
-                for (int j = 0; j < nn; ++j) {
-                    const char *kr = kbase + (j0 + k_tile_keys + j) * k.strides[1] * es;
-                    const char *vr = vbase + (j0 + k_tile_keys + j) * v.strides[1] * es;
-                    for (int64_t c = 0; c < row_bytes; c += 64) {
-                        __builtin_prefetch(kr + c);
-                        __builtin_prefetch(vr + c);
+                // Ask for the next tile's K and V rows now, so they arrive while this
+                // tile computes (rows of one head are far apart in [B, S, H, D]).
+                if (next > 0) {
+                    prefetch_rows(kbase + (j0 + k_tile_keys) * ks * es, next, ks * es, D * es);
+                    prefetch_rows(vbase + (j0 + k_tile_keys) * vs * es, next, vs * es, D * es);
+                }
+                kn.gemm(nk, R, int(D), Kp, ldk, 1, Qb, R, ST, R, false, nullptr);
+            } else {
+                // Decode: dot products with the rows where they lie (16-bit rows
+                // converted in registers when the set has dots_half), a chunk at a
+                // time, asking for the same chunk of the next tile before each.
+                for (int c = 0; c < nk; c += k_chunk_keys) {
+                    const int n = std::min(k_chunk_keys, nk - c);
+                    if (c < next)
+                        prefetch_rows(kbase + (j0 + k_tile_keys + c) * ks * es, std::min(k_chunk_keys, next - c), ks * es,
+                                      D * es);
+                    const char *src = kbase + (j0 + c) * ks * es;
+                    if (dt == dtype::f32) {
+                        kn.dots(R, n, int(D), Qb, D, reinterpret_cast<const float *>(src), ks, ST + c * R);
+                    } else if (kn.dots_half) {
+                        kn.dots_half(R, n, int(D), Qb, D, reinterpret_cast<const uint16_t *>(src), ks, bf16, ST + c * R);
+                    } else {
+                        for (int j = 0; j < n; ++j)
+                            kn.half_to_f32(Kf + j * D, reinterpret_cast<const uint16_t *>(src + j * ks * es), D, bf16);
+                        kn.dots(R, n, int(D), Qb, D, Kf, D, ST + c * R);
                     }
                 }
             }
-
-            if (transposed)
-                kn.gemm(nk, R, int(D), Kp, ldk, 1, Qb, R, ST, R, false, nullptr);
-            else
-                kn.dots(R, nk, int(D), Qb, D, Kp, ldk, ST);
 
             for (int64_t hh = 0; hh < G; ++hh)
                 for (int64_t ii = 0; ii < tl; ++ii) {
@@ -243,7 +263,30 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 }
 
             kn.softmax_tile(ST, nk, R, m, l, alpha);
-            kn.gemm(R, int(D), nk, ST, 1, R, Vp, ldv, O, D, true, alpha);
+            if (transposed) {
+                kn.gemm(R, int(D), nk, ST, 1, R, Vp, ldv, O, D, true, alpha);
+            } else {
+                // O = alpha O + P^T V a chunk of keys at a time: the first chunk
+                // applies alpha, the others add (the same sum, in the same order).
+                for (int c = 0; c < nk; c += k_chunk_keys) {
+                    const int n = std::min(k_chunk_keys, nk - c);
+                    if (c < next)
+                        prefetch_rows(vbase + (j0 + k_tile_keys + c) * vs * es, std::min(k_chunk_keys, next - c), vs * es,
+                                      D * es);
+                    const char *src = vbase + (j0 + c) * vs * es;
+                    const float *a = c == 0 ? alpha : nullptr;
+                    if (dt == dtype::f32) {
+                        kn.gemm(R, int(D), n, ST + c * R, 1, R, reinterpret_cast<const float *>(src), vs, O, D, true, a);
+                    } else if (kn.gemm_half) {
+                        kn.gemm_half(R, int(D), n, ST + c * R, 1, R, reinterpret_cast<const uint16_t *>(src), vs, bf16, O,
+                                     D, true, a);
+                    } else {
+                        for (int j = 0; j < n; ++j)
+                            kn.half_to_f32(Vf + j * D, reinterpret_cast<const uint16_t *>(src + j * vs * es), D, bf16);
+                        kn.gemm(R, int(D), n, ST + c * R, 1, R, Vf, D, O, D, true, a);
+                    }
+                }
+            }
         }
 
         if (part) {

@@ -4,10 +4,13 @@
 // A task is (sequence, kv head, query tile); its rows are the tile's queries
 // of every query head sharing the kv head. Per tile of up to 64 keys the rows
 // j0..j0+63 are found through the block table (row j is row j % block_size of
-// block table[j / block_size]) and converted to float32 in a small buffer as
-// they are read: bf16/fp16 exactly, int8 times its row's scale. This is the
-// fused dequantisation: no pass over the cache, no gathered copy. An fp32 tile
-// inside one block is used in place.
+// block table[j / block_size]). Prefill (16 rows or more) converts them to
+// float32 in a small buffer as they are read (bf16/fp16 exactly, int8 times its
+// row's scale; an fp32 tile inside one block is used in place) for the gemms.
+// Decode reads them where they lie, a run of rows inside a block at a time:
+// fp32 in place, bf16/fp16 through the kernels' fused dots_half / gemm_half
+// (converted in registers), int8 dequantised run by run. Either way there is
+// no pass over the cache and no gathered copy of it.
 //
 // Split-KV (flash-decoding): a task whose queries form a single tile (decode,
 // short chunks) splits its keys into parts of split_keys keys, computed in
@@ -36,6 +39,10 @@ namespace {
 constexpr int k_tile_keys = 64;
 constexpr int k_tile_rows = 64;
 constexpr int64_t k_default_split_keys = 1024;
+// Decode walks a tile in chunks of this many keys, asking for the same chunk
+// of the next tile before each: a burst of prefetches for a whole tile would
+// fill the core's miss buffers and stall it instead of overlapping the compute.
+constexpr int k_chunk_keys = 16;
 
 struct workspace {
     std::unique_ptr<float[]> data;
@@ -114,18 +121,87 @@ const float *load_tile(const cache_layer_view &L, const cache_seq &s, int64_t g,
     return buf;
 }
 
-// Asks for rows [j0, j0 + n) of K and V now, so they arrive while the current
-// tile computes.
-void prefetch_tile(const cache_layer_view &L, const cache_seq &s, int64_t g, int64_t j0, int n) {
-    const int64_t bs = L.block_size, row_bytes = L.head_dim * kv_dtype_bytes(L.type);
+// Decode (few rows, dot products): S^T = Q K^T over the tile's rows where they
+// lie, one call per run of rows inside a block. fp32 rows are read in place and
+// 16-bit rows through the kernels' fused dots_half when the set has it, so the
+// cache is streamed once with no float32 copy; int8 rows (and 16-bit rows for a
+// set without dots_half) are dequantised run by run into buf. A key's score
+// does not depend on which keys share a call, so paged and contiguous caches
+// give the same bits.
+void tile_scores(const cache_layer_view &L, const cache_seq &s, int64_t g, int64_t j0, int n, const kernels &kn,
+                 const float *Qb, int R, float *buf, float *ST) {
+    const int64_t bs = L.block_size, D = L.head_dim, es = kv_dtype_bytes(L.type);
+    const bool bf16 = L.type == kv_dtype::bf16;
     for (int64_t j = j0; j < j0 + n;) {
         const int64_t t = j % bs, run = std::min(bs - t, j0 + n - j);
         const int64_t row = (int64_t(s.blocks[j / bs]) * L.n_kv_heads + g) * bs + t;
-        const char *kp = L.k + row * row_bytes, *vp = L.v + row * row_bytes;
-        for (int64_t c = 0; c < run * row_bytes; c += 64) {
-            __builtin_prefetch(kp + c);
-            __builtin_prefetch(vp + c);
+        const char *src = L.k + row * D * es;
+        float *st = ST + (j - j0) * R;
+        switch (L.type) {
+        case kv_dtype::f32: kn.dots(R, int(run), int(D), Qb, D, reinterpret_cast<const float *>(src), D, st); break;
+        case kv_dtype::bf16:
+        case kv_dtype::f16:
+            if (kn.dots_half) {
+                kn.dots_half(R, int(run), int(D), Qb, D, reinterpret_cast<const uint16_t *>(src), D, bf16, st);
+            } else {
+                kn.half_to_f32(buf, reinterpret_cast<const uint16_t *>(src), run * D, bf16);
+                kn.dots(R, int(run), int(D), Qb, D, buf, D, st);
+            }
+            break;
+        case kv_dtype::i8:
+            kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), run, D, L.k_scale + row);
+            kn.dots(R, int(run), int(D), Qb, D, buf, D, st);
+            break;
         }
+        j += run;
+    }
+}
+
+// Decode: O = alpha O + P^T V over the tile's rows where they lie, as
+// tile_scores reads K. The first run's gemm applies alpha, the others add to
+// O (a scale of 1 is exact), so the sum runs over the keys in the same order,
+// with the same bits, however the rows are split into runs.
+void tile_values(const cache_layer_view &L, const cache_seq &s, int64_t g, int64_t j0, int n, const kernels &kn,
+                 const float *ST, int R, const float *alpha, float *buf, float *O) {
+    const int64_t bs = L.block_size, D = L.head_dim, es = kv_dtype_bytes(L.type);
+    const bool bf16 = L.type == kv_dtype::bf16;
+    for (int64_t j = j0; j < j0 + n;) {
+        const int64_t t = j % bs, run = std::min(bs - t, j0 + n - j);
+        const int64_t row = (int64_t(s.blocks[j / bs]) * L.n_kv_heads + g) * bs + t;
+        const char *src = L.v + row * D * es;
+        const float *p = ST + (j - j0) * R;
+        const float *scale = j == j0 ? alpha : nullptr;
+        switch (L.type) {
+        case kv_dtype::f32:
+            kn.gemm(R, int(D), int(run), p, 1, R, reinterpret_cast<const float *>(src), D, O, D, true, scale);
+            break;
+        case kv_dtype::bf16:
+        case kv_dtype::f16:
+            if (kn.gemm_half) {
+                kn.gemm_half(R, int(D), int(run), p, 1, R, reinterpret_cast<const uint16_t *>(src), D, bf16, O, D, true,
+                             scale);
+            } else {
+                kn.half_to_f32(buf, reinterpret_cast<const uint16_t *>(src), run * D, bf16);
+                kn.gemm(R, int(D), int(run), p, 1, R, buf, D, O, D, true, scale);
+            }
+            break;
+        case kv_dtype::i8:
+            kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), run, D, L.v_scale + row);
+            kn.gemm(R, int(D), int(run), p, 1, R, buf, D, O, D, true, scale);
+            break;
+        }
+        j += run;
+    }
+}
+
+// Asks for rows [j0, j0 + n) of K (or V) now.
+void prefetch_rows(const cache_layer_view &L, const cache_seq &s, int64_t g, int64_t j0, int n, bool value) {
+    const int64_t bs = L.block_size, row_bytes = L.head_dim * kv_dtype_bytes(L.type);
+    const char *base = value ? L.v : L.k;
+    for (int64_t j = j0; j < j0 + n;) {
+        const int64_t t = j % bs, run = std::min(bs - t, j0 + n - j);
+        const char *p = base + ((int64_t(s.blocks[j / bs]) * L.n_kv_heads + g) * bs + t) * row_bytes;
+        for (int64_t c = 0; c < run * row_bytes; c += 64) __builtin_prefetch(p + c);
         j += run;
     }
 }
@@ -243,16 +319,22 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         }
         for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
             const int nk = int(std::min<int64_t>(k_tile_keys, hi + 1 - j0));
-            const float *Kp = load_tile(L, seq, g, j0, nk, false, kn, Kf);
-            const float *Vp = load_tile(L, seq, g, j0, nk, true, kn, Vf);
-            if (j0 + k_tile_keys <= hi)
-                prefetch_tile(L, seq, g, j0 + k_tile_keys, int(std::min<int64_t>(k_tile_keys, hi + 1 - j0 - k_tile_keys)));
-
-            if (transposed)
+            const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));  // next tile's keys
+            const float *Vp = nullptr;
+            if (transposed) {  // prefill: K and V tiles as float32 rows, K^T Q^T by the gemm
+                const float *Kp = load_tile(L, seq, g, j0, nk, false, kn, Kf);
+                Vp = load_tile(L, seq, g, j0, nk, true, kn, Vf);
+                if (next > 0) {  // ask for the next tile now, so it arrives while this one computes
+                    prefetch_rows(L, seq, g, j0 + k_tile_keys, next, false);
+                    prefetch_rows(L, seq, g, j0 + k_tile_keys, next, true);
+                }
                 kn.gemm(nk, R, int(D), Kp, D, 1, Qb, R, ST, R, false, nullptr);
-            else
-                kn.dots(R, nk, int(D), Qb, D, Kp, D, ST);
-
+            } else {  // decode: read the rows where they lie, a chunk at a time
+                for (int c = 0; c < nk; c += k_chunk_keys) {
+                    if (c < next) prefetch_rows(L, seq, g, j0 + k_tile_keys + c, std::min(k_chunk_keys, next - c), false);
+                    tile_scores(L, seq, g, j0 + c, std::min(k_chunk_keys, nk - c), kn, Qb, R, Kf, ST + c * R);
+                }
+            }
             for (int64_t hh = 0; hh < G; ++hh)
                 for (int64_t ii = 0; ii < tl; ++ii) {
                     const int64_t r = hh * tl + ii, ip = i0 + ii + len - Sq;
@@ -271,7 +353,14 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 }
 
             kn.softmax_tile(ST, nk, R, m, l, alpha);
-            kn.gemm(R, int(D), nk, ST, 1, R, Vp, D, O, D, true, alpha);
+            if (transposed)
+                kn.gemm(R, int(D), nk, ST, 1, R, Vp, D, O, D, true, alpha);
+            else
+                for (int c = 0; c < nk; c += k_chunk_keys) {
+                    if (c < next) prefetch_rows(L, seq, g, j0 + k_tile_keys + c, std::min(k_chunk_keys, next - c), true);
+                    tile_values(L, seq, g, j0 + c, std::min(k_chunk_keys, nk - c), kn, ST + c * R, R,
+                                c == 0 ? alpha : nullptr, Vf, O);
+                }
         }
 
         if (t.parts > 1) {

@@ -26,6 +26,15 @@ struct kernels {
     void (*f32_to_half)(uint16_t *dst, const float *src, int64_t n, bool is_bf16);
     // dst[r*D + d] = float(src[r*D + d]) * scales[r] for `rows` int8 rows of D (KV-cache dequantisation).
     void (*i8_to_f32)(float *dst, const int8_t *src, int64_t rows, int64_t D, const float *scales);
+    // Optional (null: convert the rows with half_to_f32 first, then dots / gemm):
+    // dots and gemm reading K, resp. B, as 16-bit rows (bf16 when is_bf16, else
+    // IEEE fp16; ldk / ldb count elements), converted in registers, so decoding
+    // over a 16-bit KV cache streams it once with no float32 copy. Each key's
+    // result is the same bits whichever keys share the call.
+    void (*dots_half)(int R, int N, int D, const float *Q, int64_t ldq, const uint16_t *K, int64_t ldk, bool is_bf16,
+                      float *ST) = nullptr;
+    void (*gemm_half)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const uint16_t *B, int64_t ldb,
+                      bool is_bf16, float *C, int64_t ldc, bool accumulate, const float *row_scale) = nullptr;
 };
 
 const kernels &generic_kernels();

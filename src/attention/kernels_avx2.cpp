@@ -68,13 +68,51 @@ LLMKIT_AVX2 __m256 exp256(__m256 x0) {
     return _mm256_blendv_ps(_mm256_andnot_ps(tiny, e), x0, nan);
 }
 
+// ---- element loads ------------------------------------------------------
+
+// The element types K and V rows may have: float32, or 16-bit converted on the fly.
+enum : int { e_f32 = 0, e_bf16 = 1, e_f16 = 2 };
+
+template <int E>
+constexpr int64_t elem_bytes() {
+    return E == e_f32 ? 4 : 2;
+}
+
+// 8 consecutive elements as float32.
+template <int E>
+LLMKIT_AVX2 __m256 load8(const char *p) {
+    if constexpr (E == e_f32) {
+        return _mm256_loadu_ps(reinterpret_cast<const float *>(p));
+    } else {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+        if constexpr (E == e_bf16)
+            return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+        else
+            return _mm256_cvtph_ps(h);
+    }
+}
+
+// The first w (1..8) elements as float32, zeros after; reads nothing past them.
+template <int E>
+LLMKIT_AVX2 __m256 load8_part(const char *p, int w, __m256i mask) {
+    if constexpr (E == e_f32) {
+        return _mm256_maskload_ps(reinterpret_cast<const float *>(p), mask);
+    } else {
+        alignas(16) uint16_t t[8] = {};
+        const uint16_t *h = reinterpret_cast<const uint16_t *>(p);
+        for (int i = 0; i < w; ++i) t[i] = h[i];
+        return load8<E>(reinterpret_cast<const char *>(t));
+    }
+}
+
 // ---- gemm ----------------------------------------------------------------
 
 // NR rows x NV (1 or 2) vectors of 8 columns of C; with MASK the last vector
-// is masked by `last`.
-template <int NR, int NV, bool MASK>
-LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb, float *C,
-                            int64_t ldc, bool accumulate, const float *row_scale, __m256i last) {
+// has `wlast` columns (mask `last`). B's elements are of type E.
+template <int NR, int NV, bool MASK, int E>
+LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb, float *C,
+                            int64_t ldc, bool accumulate, const float *row_scale, int wlast, __m256i last) {
+    constexpr int64_t eb = elem_bytes<E>();
     __m256 c[NR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
@@ -94,11 +132,11 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) a[r] = A + r * ars;
     for (int k = 0; k < K; ++k) {
-        const float *bk = B + k * ldb;
+        const char *bk = B + k * ldb * eb;
         __m256 b[NV];
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v)
-            b[v] = (MASK && v == NV - 1) ? _mm256_maskload_ps(bk + 8 * v, last) : _mm256_loadu_ps(bk + 8 * v);
+            b[v] = (MASK && v == NV - 1) ? load8_part<E>(bk + 8 * v * eb, wlast, last) : load8<E>(bk + 8 * v * eb);
 #pragma GCC unroll 8
         for (int r = 0; r < NR; ++r) {
             const __m256 x = _mm256_broadcast_ss(a[r] + k * aks);
@@ -119,39 +157,59 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
 }
 
 // NR rows of C, all N columns: 16 at a time, then the tail.
-template <int NR>
-LLMKIT_AVX2 void gemm_rows(int N, int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb,
+template <int NR, int E>
+LLMKIT_AVX2 void gemm_rows(int N, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
                            float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+    constexpr int64_t eb = elem_bytes<E>();
     const __m256i full = _mm256_set1_epi32(-1);
     int n0 = 0;
     for (; n0 + 16 <= N; n0 += 16)
-        gemm_block<NR, 2, false>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, full);
+        gemm_block<NR, 2, false, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, 8, full);
     const int w = N - n0;
     if (w > 8)
-        gemm_block<NR, 2, true>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, lane_mask(w - 8));
+        gemm_block<NR, 2, true, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, w - 8,
+                                   lane_mask(w - 8));
     else if (w == 8)
-        gemm_block<NR, 1, false>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, full);
+        gemm_block<NR, 1, false, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, 8, full);
     else if (w > 0)
-        gemm_block<NR, 1, true>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, lane_mask(w));
+        gemm_block<NR, 1, true, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, w,
+                                   lane_mask(w));
 }
 
-LLMKIT_AVX2_FN void gemm_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const float *B,
-                              int64_t ldb, float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+// Row blocks of 6, then the 1..5 rows left.
+template <int E>
+LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
+                           float *C, int64_t ldc, bool accumulate, const float *row_scale) {
     int r = 0;
     for (; r + 6 <= M; r += 6)
-        gemm_rows<6>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate,
-                     row_scale ? row_scale + r : nullptr);
+        gemm_rows<6, E>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate,
+                        row_scale ? row_scale + r : nullptr);
     const float *rs = row_scale ? row_scale + r : nullptr;
     const float *a = A + r * ars;
     float *c = C + r * ldc;
     switch (M - r) {
-    case 5: gemm_rows<5>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    case 4: gemm_rows<4>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    case 3: gemm_rows<3>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    case 2: gemm_rows<2>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    case 1: gemm_rows<1>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 5: gemm_rows<5, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 4: gemm_rows<4, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 3: gemm_rows<3, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 2: gemm_rows<2, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
+    case 1: gemm_rows<1, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
     default: break;
     }
+}
+
+LLMKIT_AVX2_FN void gemm_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const float *B,
+                              int64_t ldb, float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+    gemm_impl<e_f32>(M, N, K, A, ars, aks, reinterpret_cast<const char *>(B), ldb, C, ldc, accumulate, row_scale);
+}
+
+LLMKIT_AVX2_FN void gemm_half_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const uint16_t *B,
+                                   int64_t ldb, bool is_bf16, float *C, int64_t ldc, bool accumulate,
+                                   const float *row_scale) {
+    const char *b = reinterpret_cast<const char *>(B);
+    if (is_bf16)
+        gemm_impl<e_bf16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale);
+    else
+        gemm_impl<e_f16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale);
 }
 
 // ---- dots ----------------------------------------------------------------
@@ -163,10 +221,12 @@ LLMKIT_AVX2 __m128 reduce4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
     return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-// NR (1..4) query rows x NJ keys; the dot products run over D in vectors of 8
-// with a masked tail.
-template <int NR, int NJ>
-LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk, float *ST) {
+// NR (1..4) query rows x NJ keys of type E; the dot products run over D in
+// vectors of 8 with a masked tail. A key's sums do not depend on NR, NJ or
+// which keys share its block.
+template <int NR, int NJ, int E>
+LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST) {
+    constexpr int64_t eb = elem_bytes<E>();
     __m256 acc[NJ][4];
 #pragma GCC unroll 4
     for (int j = 0; j < NJ; ++j)
@@ -179,7 +239,7 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const flo
         for (int r = 0; r < NR; ++r) q[r] = _mm256_loadu_ps(Q + r * ldq + d);
 #pragma GCC unroll 4
         for (int j = 0; j < NJ; ++j) {
-            const __m256 kv = _mm256_loadu_ps(K + j * ldk + d);
+            const __m256 kv = load8<E>(K + (j * ldk + d) * eb);
 #pragma GCC unroll 4
             for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_fmadd_ps(q[r], kv, acc[j][r]);
         }
@@ -191,7 +251,7 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const flo
         for (int r = 0; r < NR; ++r) q[r] = _mm256_maskload_ps(Q + r * ldq + d, mk);
 #pragma GCC unroll 4
         for (int j = 0; j < NJ; ++j) {
-            const __m256 kv = _mm256_maskload_ps(K + j * ldk + d, mk);
+            const __m256 kv = load8_part<E>(K + (j * ldk + d) * eb, D - d, mk);
 #pragma GCC unroll 4
             for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_fmadd_ps(q[r], kv, acc[j][r]);
         }
@@ -209,35 +269,49 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const flo
     }
 }
 
-template <int NR>
-LLMKIT_AVX2 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk, float *ST) {
+template <int NR, int E>
+LLMKIT_AVX2 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST) {
     // 4 rows: 3 keys at a time (12 accumulators); fewer rows: 4 keys at a time.
     constexpr int NJ = NR == 4 ? 3 : 4;
+    constexpr int64_t eb = elem_bytes<E>();
     int j = 0;
-    for (; j + NJ <= N; j += NJ) dots_block<NR, NJ>(R, D, Q, ldq, K + j * ldk, ldk, ST + j * R);
-    for (; j < N; ++j) dots_block<NR, 1>(R, D, Q, ldq, K + j * ldk, ldk, ST + j * R);
+    for (; j + NJ <= N; j += NJ) dots_block<NR, NJ, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R);
+    for (; j < N; ++j) dots_block<NR, 1, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R);
 }
 
-LLMKIT_AVX2_FN void dots_avx2(int R, int N, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk,
-                              float *ST) {
+template <int E>
+LLMKIT_AVX2 void dots_impl(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST) {
     int r = 0;
-    for (; r + 4 <= R; r += 4) dots_rows<4>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r);
+    for (; r + 4 <= R; r += 4) dots_rows<4, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r);
     switch (R - r) {
-    case 3: dots_rows<3>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
-    case 2: dots_rows<2>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
-    case 1: dots_rows<1>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
+    case 3: dots_rows<3, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
+    case 2: dots_rows<2, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
+    case 1: dots_rows<1, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
     default: break;
     }
 }
 
+LLMKIT_AVX2_FN void dots_avx2(int R, int N, int D, const float *Q, int64_t ldq, const float *K, int64_t ldk,
+                              float *ST) {
+    dots_impl<e_f32>(R, N, D, Q, ldq, reinterpret_cast<const char *>(K), ldk, ST);
+}
+
+LLMKIT_AVX2_FN void dots_half_avx2(int R, int N, int D, const float *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
+                                   bool is_bf16, float *ST) {
+    const char *k = reinterpret_cast<const char *>(K);
+    if (is_bf16)
+        dots_impl<e_bf16>(R, N, D, Q, ldq, k, ldk, ST);
+    else
+        dots_impl<e_f16>(R, N, D, Q, ldq, k, ldk, ST);
+}
+
 // ---- softmax -------------------------------------------------------------
 
-// w (1..8) lanes of a column of ST (stride R); the other lanes read `fill`.
+// w (1..8) consecutive floats; the other lanes read `fill`.
 LLMKIT_AVX2 __m256 load_lanes(const float *p, int w, float fill) {
     if (w == 8) return _mm256_loadu_ps(p);
-    alignas(32) float t[8] = {fill, fill, fill, fill, fill, fill, fill, fill};
-    for (int i = 0; i < w; ++i) t[i] = p[i];
-    return _mm256_load_ps(t);
+    const __m256i mk = lane_mask(w);
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, mk), _mm256_castsi256_ps(mk));
 }
 
 LLMKIT_AVX2 void store_lanes(float *p, int w, __m256 x) {
@@ -250,7 +324,61 @@ LLMKIT_AVX2 void store_lanes(float *p, int w, __m256 x) {
     for (int i = 0; i < w; ++i) p[i] = t[i];
 }
 
+// Lane l of the result combines the lanes l' == l (mod R) of x, R in {1, 2, 4}:
+// folds the 8 lanes of a packed [keys][R] vector into per-row values.
+LLMKIT_AVX2 __m256 fold_max(__m256 x, int R) {
+    x = _mm256_max_ps(x, _mm256_permute2f128_ps(x, x, 1));
+    if (R <= 2) x = _mm256_max_ps(x, _mm256_permute_ps(x, 0x4E));
+    if (R == 1) x = _mm256_max_ps(x, _mm256_permute_ps(x, 0xB1));
+    return x;
+}
+
+LLMKIT_AVX2 __m256 fold_sum(__m256 x, int R) {
+    x = _mm256_add_ps(x, _mm256_permute2f128_ps(x, x, 1));
+    if (R <= 2) x = _mm256_add_ps(x, _mm256_permute_ps(x, 0x4E));
+    if (R == 1) x = _mm256_add_ps(x, _mm256_permute_ps(x, 0xB1));
+    return x;
+}
+
+// Fewer rows than a vector (R = 1, 2 or 4, decode): the tile's N * R scores
+// are contiguous, so whole vectors of 8 / R keys x R rows are processed and
+// folded per row at the end.
+LLMKIT_AVX2 void softmax_packed(float *ST, int N, int R, float *m, float *l, float *alpha) {
+    const float ninf_f = -__builtin_inff();
+    alignas(32) float mp[8], lp[8];
+    for (int i = 0; i < 8; ++i) mp[i] = m[i % R], lp[i] = l[i % R];
+    const __m256 m_old = _mm256_load_ps(mp);
+    const int total = N * R, nv = total / 8, rest = total - 8 * nv;
+    __m256 mx = m_old;
+    for (int v = 0; v < nv; ++v) mx = _mm256_max_ps(mx, _mm256_loadu_ps(ST + 8 * v));
+    if (rest) mx = _mm256_max_ps(mx, load_lanes(ST + 8 * nv, rest, ninf_f));
+    mx = fold_max(mx, R);
+    const __m256 dead = _mm256_cmp_ps(mx, _mm256_set1_ps(ninf_f), _CMP_EQ_OQ);
+    const __m256 sub = _mm256_blendv_ps(mx, _mm256_setzero_ps(), dead);
+    const __m256 a = _mm256_blendv_ps(exp256(_mm256_sub_ps(m_old, sub)), _mm256_set1_ps(1.0f), dead);
+    __m256 sum = _mm256_setzero_ps();
+    for (int v = 0; v < nv; ++v) {
+        const __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(ST + 8 * v), sub));
+        _mm256_storeu_ps(ST + 8 * v, p);
+        sum = _mm256_add_ps(sum, p);
+    }
+    if (rest) {
+        const __m256 p = exp256(_mm256_sub_ps(load_lanes(ST + 8 * nv, rest, ninf_f), sub));
+        store_lanes(ST + 8 * nv, rest, p);
+        sum = _mm256_add_ps(sum, p);
+    }
+    sum = fold_sum(sum, R);
+    const __m256 l_new = _mm256_fmadd_ps(_mm256_load_ps(lp), a, sum);
+    store_lanes(l, R, l_new);
+    store_lanes(m, R, mx);
+    store_lanes(alpha, R, a);
+}
+
 LLMKIT_AVX2_FN void softmax_tile_avx2(float *ST, int N, int R, float *m, float *l, float *alpha) {
+    if (R == 1 || R == 2 || R == 4) {
+        softmax_packed(ST, N, R, m, l, alpha);
+        return;
+    }
     const float ninf_f = -__builtin_inff();
     const __m256 ninf = _mm256_set1_ps(ninf_f);
     for (int r = 0; r < R; r += 8) {
@@ -380,8 +508,8 @@ LLMKIT_AVX2_FN void i8_to_f32_avx2(float *dst, const int8_t *src, int64_t rows, 
     }
 }
 
-const kernels k_avx2 = {"avx2", gemm_avx2, dots_avx2, softmax_tile_avx2, half_to_f32_avx2, f32_to_half_avx2,
-                        i8_to_f32_avx2};
+const kernels k_avx2 = {"avx2",         gemm_avx2,        dots_avx2,      softmax_tile_avx2, half_to_f32_avx2,
+                        f32_to_half_avx2, i8_to_f32_avx2, dots_half_avx2, gemm_half_avx2};
 
 bool cpu_has_f16c() {
     unsigned a = 0, b = 0, c = 0, d = 0;

@@ -1,0 +1,207 @@
+// cache_attention over every kernel set the CPU runs (portable, AVX2,
+// AVX-512), called on hand-made block tables: decode reads K/V where they lie
+// (fp32 in place, 16-bit through dots_half / gemm_half where the set has them,
+// else converted run by run), so a contiguous table and a shuffled paged table
+// of any block size must give the same bits, and both must match a float64
+// reference on the dequantised rows.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "attention/kernels.hpp"
+#include "attention/kv_cache.hpp"
+#include "core/tensor.hpp"
+#include "llmkit/llmkit.h"
+
+using llmkit::attention::cache_attention;
+using llmkit::attention::cache_attention_params;
+using llmkit::attention::cache_layer_view;
+using llmkit::attention::cache_seq;
+using llmkit::attention::kernels;
+using llmkit::attention::kv_dtype;
+
+namespace {
+
+std::vector<const kernels *> sets() {
+    std::vector<const kernels *> v{&llmkit::attention::generic_kernels()};
+    if (llmkit::attention::avx2_kernels()) v.push_back(llmkit::attention::avx2_kernels());
+    if (llmkit::attention::avx512_kernels()) v.push_back(llmkit::attention::avx512_kernels());
+    return v;
+}
+
+// One sequence of S tokens, Hkv heads of D, as block storage with blocks of
+// bs rows placed in the order `table` gives.
+struct store {
+    kv_dtype type;
+    int64_t Hkv, D, bs, n_blocks;
+    std::vector<char> k, v;
+    std::vector<float> ks, vs;
+    std::vector<int32_t> table;
+    cache_layer_view view() const {
+        cache_layer_view L;
+        L.type = type;
+        L.n_kv_heads = Hkv;
+        L.head_dim = D;
+        L.block_size = bs;
+        L.n_blocks = n_blocks;
+        L.k = k.data();
+        L.v = v.data();
+        L.k_scale = ks.data();
+        L.v_scale = vs.data();
+        return L;
+    }
+};
+
+// The rows as float values (what the cache holds, dequantised): kf/vf [S][Hkv][D].
+struct rows {
+    std::vector<float> kf, vf;
+    std::vector<char> kraw, vraw;  // [S][Hkv][D] elements of the cache's type
+    std::vector<float> ks, vs;     // [S][Hkv] int8 scales
+};
+
+rows make_rows(kv_dtype t, int64_t S, int64_t Hkv, int64_t D, std::mt19937 &rng) {
+    const int64_t es = llmkit::attention::kv_dtype_bytes(t), n = S * Hkv * D;
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    rows r;
+    r.kf.resize(size_t(n));
+    r.vf.resize(size_t(n));
+    r.kraw.resize(size_t(n * es));
+    r.vraw.resize(size_t(n * es));
+    r.ks.assign(size_t(S * Hkv), 1.0f);
+    r.vs.assign(size_t(S * Hkv), 1.0f);
+    for (int which = 0; which < 2; ++which) {
+        std::vector<float> &f = which ? r.vf : r.kf;
+        std::vector<char> &raw = which ? r.vraw : r.kraw;
+        std::vector<float> &sc = which ? r.vs : r.ks;
+        for (int64_t i = 0; i < n; ++i) {
+            const float x = u(rng);
+            if (t == kv_dtype::f32) {
+                f[size_t(i)] = x;
+                std::memcpy(&raw[size_t(i * 4)], &x, 4);
+            } else if (t == kv_dtype::bf16 || t == kv_dtype::f16) {
+                const uint16_t h = t == kv_dtype::bf16 ? llmkit::core::f32_to_bf16(x) : llmkit::core::f32_to_f16(x);
+                f[size_t(i)] = t == kv_dtype::bf16 ? llmkit::core::bf16_to_f32(h) : llmkit::core::f16_to_f32(h);
+                std::memcpy(&raw[size_t(i * 2)], &h, 2);
+            } else {
+                const int8_t q = int8_t(std::lround(x * 127.0f));
+                raw[size_t(i)] = char(q);
+            }
+        }
+        if (t == kv_dtype::i8)
+            for (int64_t row = 0; row < S * Hkv; ++row) {
+                sc[size_t(row)] = 0.004f + 0.0001f * float(row % 13);
+                for (int64_t d = 0; d < D; ++d)
+                    f[size_t(row * D + d)] = float(int8_t(raw[size_t(row * D + d)])) * sc[size_t(row)];
+            }
+    }
+    return r;
+}
+
+// Lays the rows out in blocks of bs, placed by a shuffled table (or in order).
+store make_store(kv_dtype t, const rows &r, int64_t S, int64_t Hkv, int64_t D, int64_t bs, bool shuffle,
+                 std::mt19937 &rng) {
+    const int64_t es = llmkit::attention::kv_dtype_bytes(t);
+    store s{t, Hkv, D, bs, (S + bs - 1) / bs + 2, {}, {}, {}, {}, {}};
+    s.k.assign(size_t(s.n_blocks * Hkv * bs * D * es), 0);
+    s.v = s.k;
+    s.ks.assign(size_t(s.n_blocks * Hkv * bs), 0.0f);
+    s.vs = s.ks;
+    std::vector<int32_t> ids(static_cast<size_t>(s.n_blocks));
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i);
+    if (shuffle) std::shuffle(ids.begin(), ids.end(), rng);
+    s.table.assign(ids.begin(), ids.begin() + (S + bs - 1) / bs);
+    for (int64_t j = 0; j < S; ++j)
+        for (int64_t g = 0; g < Hkv; ++g) {
+            const int64_t row = (int64_t(s.table[size_t(j / bs)]) * Hkv + g) * bs + j % bs;
+            std::memcpy(&s.k[size_t(row * D * es)], &r.kraw[size_t((j * Hkv + g) * D * es)], size_t(D * es));
+            std::memcpy(&s.v[size_t(row * D * es)], &r.vraw[size_t((j * Hkv + g) * D * es)], size_t(D * es));
+            s.ks[size_t(row)] = r.ks[size_t(j * Hkv + g)];
+            s.vs[size_t(row)] = r.vs[size_t(j * Hkv + g)];
+        }
+    return s;
+}
+
+std::vector<float> run(const store &s, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
+                       const kernels *ks, int64_t split, int threads) {
+    std::vector<float> out(q.size(), -1.0f), qc = q;
+    int64_t shape[4] = {1, Sq, Hq, s.D};
+    llmkit_tensor tq = {qc.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_F32, shape, nullptr, 0};
+    llmkit_tensor to = {out.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_F32, shape, nullptr, 0};
+    const auto vq = llmkit::core::tensor_view::from(&tq, "q"), vo = llmkit::core::tensor_view::from(&to, "out");
+    const cache_seq seq{s.table.data(), int64_t(s.table.size()), S};
+    cache_attention_params p;
+    p.kernel_set = ks;
+    p.split_keys = split;
+    p.n_threads = threads;
+    cache_attention(s.view(), &seq, 1, vq, vo, p);
+    return out;
+}
+
+// Causal attention of the last Sq tokens in float64.
+std::vector<double> reference(const rows &r, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
+                              int64_t Hkv, int64_t D) {
+    const int64_t G = Hq / Hkv;
+    std::vector<double> out(q.size(), 0.0), s(static_cast<size_t>(S));
+    for (int64_t i = 0; i < Sq; ++i)
+        for (int64_t h = 0; h < Hq; ++h) {
+            const int64_t g = h / G, last = S - Sq + i;
+            double mx = -INFINITY;
+            for (int64_t j = 0; j <= last; ++j) {
+                double acc = 0.0;
+                for (int64_t d = 0; d < D; ++d)
+                    acc += double(q[size_t((i * Hq + h) * D + d)]) * double(r.kf[size_t((j * Hkv + g) * D + d)]);
+                s[size_t(j)] = acc / std::sqrt(double(D));
+                mx = std::max(mx, s[size_t(j)]);
+            }
+            double sum = 0.0;
+            for (int64_t j = 0; j <= last; ++j) sum += (s[size_t(j)] = std::exp(s[size_t(j)] - mx));
+            for (int64_t j = 0; j <= last; ++j)
+                for (int64_t d = 0; d < D; ++d)
+                    out[size_t((i * Hq + h) * D + d)] += s[size_t(j)] / sum * double(r.vf[size_t((j * Hkv + g) * D + d)]);
+        }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("cache attention, every kernel set: paged tables give the contiguous bits and match the reference",
+          "[attention][kv][kernels]") {
+    const int64_t Hkv = 2, Hq = 8;
+    for (const kernels *ks : sets())
+        for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
+            for (int64_t D : {128, 80, 20}) {
+                const int64_t S = 301;
+                std::mt19937 rng(uint32_t(D * 7 + int(t)));
+                const rows r = make_rows(t, S, Hkv, D, rng);
+                const store flat = make_store(t, r, S, Hkv, D, S, false, rng);
+                for (int64_t Sq : {1, 2, 5}) {  // R = 4, 8 rows (dot products) and 20 rows (gemm)
+                    std::vector<float> q(size_t(Sq * Hq * D));
+                    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+                    for (float &x : q) x = u(rng);
+                    const std::vector<double> ref = reference(r, S, q, Sq, Hq, Hkv, D);
+                    for (int64_t split : {0, 128}) {
+                        const std::vector<float> want = run(flat, S, q, Sq, Hq, ks, split, 1);
+                        double err = 0.0;
+                        bool ok = true;
+                        for (size_t i = 0; i < want.size(); ++i) {
+                            const double e = std::fabs(double(want[i]) - ref[i]);
+                            err = std::max(err, e);
+                            if (!(e <= 4e-6 + 1e-5 * std::fabs(ref[i]))) ok = false;
+                        }
+                        INFO("kernels " << ks->name << " cache " << llmkit::attention::kv_dtype_name(t) << " D " << D
+                                        << " Sq " << Sq << " split " << split << " max error " << err);
+                        CHECK(ok);
+                        for (int64_t bs : {1, 7, 16, 64}) {
+                            const store paged = make_store(t, r, S, Hkv, D, bs, true, rng);
+                            const std::vector<float> got = run(paged, S, q, Sq, Hq, ks, split, 3);
+                            INFO("block size " << bs);
+                            CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+                        }
+                    }
+                }
+            }
+}
