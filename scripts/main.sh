@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: build llmkit and run the examples in examples/ (C, C++, Python)
-# against real inputs from ../shared/data (the stories260K model's logits and
-# vocabulary). Usage: bash scripts/main.sh [data-dir]
+# against real inputs from ../shared/data: sampling from the stories260K
+# model's logits, and a whole generation with stories260K built from llmkit's
+# blocks (GGUF reader, tokenizer, RoPE, KV cache, Q8_0 matmul, sampler),
+# checked against llama2.c's reference output. Usage: bash scripts/main.sh [data-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR="${1:-${LLMKIT_DATA_DIR:-$PWD/../shared/data}}"
@@ -17,3 +19,5 @@ echo; echo "== C++: speculative verification on stories260K's distributions =="
 build/examples/speculative_stories260k "$DATA_DIR"
 echo; echo "== Python: a tour of the sampler =="
 PYTHONPATH=build/python python3 examples/sampling_tour.py "$DATA_DIR"
+echo; echo "== Python: stories260K generating text with llmkit's blocks =="
+PYTHONPATH=build/python python3 examples/generate_stories260k.py "$DATA_DIR"
