@@ -134,19 +134,24 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
         const int R = int(G * tl);
         const bool transposed = R >= 16;  // gemm on Q^T; dot products for a few rows (decode)
-        const size_t need = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 + size_t(D) +
-                            (dt == dtype::f32 ? 0 : size_t(k_tile_keys) * D * 2);
+        // Row strides of Q^T and of the K/V tile copies (prefill), padded so that
+        // the rows a gemm walks down do not all fall into the same few L1 sets
+        // (strides of 256 or 512 bytes put 64 rows into 8 or 4 of its 64 sets).
+        const int64_t ldq = transposed ? R + 16 : D;
+        const int64_t ldt = transposed ? (D + 15) / 16 * 16 + 16 : D;
+        const size_t need = size_t(transposed ? D * ldq : R * D) + size_t(R) * D + size_t(k_tile_keys) * R +
+                            size_t(R) * 3 + size_t(D) + size_t(k_tile_keys) * ldt * 2;
         float *Qb = ws.get(need);
-        float *O = Qb + size_t(R) * D;
+        float *O = Qb + (transposed ? size_t(D * ldq) : size_t(R) * D);
         float *ST = O + size_t(R) * D;
         float *m = ST + size_t(k_tile_keys) * R;
         float *l = m + R;
         float *alpha = l + R;
         float *row = alpha + R;
         float *Kf = row + D;
-        float *Vf = Kf + size_t(k_tile_keys) * D;
+        float *Vf = Kf + size_t(k_tile_keys) * ldt;
 
-        // Queries, scaled, as Q^T [D][R] or Q [R][D]; row r = hh * tl + ii.
+        // Queries, scaled, as Q^T [D][ldq] or Q [R][D]; row r = hh * tl + ii.
         for (int64_t hh = 0; hh < G; ++hh)
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii;
@@ -156,7 +161,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 else
                     kn.half_to_f32(row, reinterpret_cast<const uint16_t *>(src), D, dt == dtype::bf16);
                 if (transposed)
-                    for (int64_t d = 0; d < D; ++d) Qb[d * R + r] = row[d] * scale;
+                    for (int64_t d = 0; d < D; ++d) Qb[d * ldq + r] = row[d] * scale;
                 else
                     for (int64_t d = 0; d < D; ++d) Qb[r * D + d] = row[d] * scale;
             }
@@ -189,23 +194,18 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));  // next tile's keys
             const bool bf16 = dt == dtype::bf16;
             const int64_t ks = k.strides[1], vs = v.strides[1];
-            const float *Vp = nullptr;
-            int64_t ldv = vs;
             if (transposed) {
-                // K and V rows of this tile as float32: in place, or converted.
-                const float *Kp;
-                int64_t ldk = ks;
-                if (dt == dtype::f32) {
-                    Kp = reinterpret_cast<const float *>(kbase + j0 * ks * es);
-                    Vp = reinterpret_cast<const float *>(vbase + j0 * vs * es);
-                } else {
-                    for (int j = 0; j < nk; ++j) {
-                        kn.half_to_f32(Kf + j * D, reinterpret_cast<const uint16_t *>(kbase + (j0 + j) * ks * es), D, bf16);
-                        kn.half_to_f32(Vf + j * D, reinterpret_cast<const uint16_t *>(vbase + (j0 + j) * vs * es), D, bf16);
+                // K and V rows of this tile as float32 rows of ldt (copied or
+                // converted: contiguous rows for the gemms, whatever the strides).
+                for (int j = 0; j < nk; ++j) {
+                    const char *kr = kbase + (j0 + j) * ks * es, *vr = vbase + (j0 + j) * vs * es;
+                    if (dt == dtype::f32) {
+                        std::memcpy(Kf + j * ldt, kr, size_t(D) * 4);
+                        std::memcpy(Vf + j * ldt, vr, size_t(D) * 4);
+                    } else {
+                        kn.half_to_f32(Kf + j * ldt, reinterpret_cast<const uint16_t *>(kr), D, bf16);
+                        kn.half_to_f32(Vf + j * ldt, reinterpret_cast<const uint16_t *>(vr), D, bf16);
                     }
-                    Kp = Kf;
-                    Vp = Vf;
-                    ldk = ldv = D;
                 }
                 // Ask for the next tile's K and V rows now, so they arrive while this
                 // tile computes (rows of one head are far apart in [B, S, H, D]).
@@ -213,7 +213,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     prefetch_rows(kbase + (j0 + k_tile_keys) * ks * es, next, ks * es, D * es);
                     prefetch_rows(vbase + (j0 + k_tile_keys) * vs * es, next, vs * es, D * es);
                 }
-                kn.gemm(nk, R, int(D), Kp, ldk, 1, Qb, R, ST, R, false, nullptr);
+                kn.gemm(nk, R, int(D), Kf, ldt, 1, Qb, ldq, ST, R, false, nullptr);
             } else {
                 // Decode: dot products with the rows where they lie (16-bit rows
                 // converted in registers when the set has dots_half), a chunk at a
@@ -264,7 +264,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
 
             kn.softmax_tile(ST, nk, R, m, l, alpha);
             if (transposed) {
-                kn.gemm(R, int(D), nk, ST, 1, R, Vp, ldv, O, D, true, alpha);
+                kn.gemm(R, int(D), nk, ST, 1, R, Vf, ldt, O, D, true, alpha);
             } else {
                 // O = alpha O + P^T V a chunk of keys at a time: the first chunk
                 // applies alpha, the others add (the same sum, in the same order).
