@@ -71,6 +71,22 @@ def test_matmul_against_gguf_package_decoder(rng, qtype):
     _bound_check(qt.matmul(x), wd, x, block)
 
 
+@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q5_0", "q8_0"])
+@pytest.mark.parametrize("k", [32, 160, 288])
+def test_matmul_odd_rows_and_blocks(rng, qtype, k):
+    """Row counts that leave partial 4-row tiles, and k not a multiple of 256 (odd block counts)."""
+    for n in (1, 5, 7, 9):
+        w = _random(rng, n, k)
+        qt = llmkit.quantize(w, qtype)
+        wd = llmkit.dequantize(qt).reshape(n, k)
+        x = _random(rng, 3, k)
+        y = qt.matmul(x).reshape(3, n)
+        _bound_check(y, wd, x, 32)
+        for t in (1, 2, 3):
+            yv = qt.matmul(x[1], num_threads=t).reshape(n)
+            assert np.array_equal(yv.view(np.uint32), y[1].view(np.uint32)), (n, t)
+
+
 def test_matmul_is_thread_count_invariant(rng):
     for qtype, block in GGUF_TYPES.items():
         w = _random(rng, 70, 2 * block)

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -280,6 +281,61 @@ TEST_CASE("quant matmul: scalar and AVX2 kernels, thread counts and m give ident
             CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
         }
     }
+}
+
+// The AVX2 kernels walk the weights in tiles (4 rows for one x row, 2 rows x 4
+// x rows otherwise) and the 32-element formats two blocks a step; every edge
+// of that walk (a partial tile, an odd block count, a lone block) must give
+// the scalar bits, at any thread count.
+TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quant][matmul]") {
+    const bool avx2 = have_avx2();
+    const int64_t ns[] = {1, 2, 3, 5, 7, 9, 13};
+    const int64_t ms[] = {1, 2, 5};
+    uint32_t seed = 900;
+    auto compare = [&](const std::string &what, const std::function<std::vector<float>(int)> &run) {
+        std::vector<float> scalar;
+        {
+            const isa_scope s(matmul_isa::scalar);
+            REQUIRE(s.ok);
+            scalar = run(1);
+            INFO(what << ", scalar, 2 threads");
+            CHECK(std::memcmp(scalar.data(), run(2).data(), scalar.size() * 4) == 0);
+        }
+        if (!avx2) return;
+        const isa_scope s(matmul_isa::avx2);
+        for (int threads : {1, 2, 3}) {
+            INFO(what << ", avx2, " << threads << " threads");
+            const auto y = run(threads);
+            CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
+        }
+    };
+    for (const auto &tc : k_types) {
+        const std::vector<int64_t> ks =
+            tc.block == 32 ? std::vector<int64_t>{32, 64, 160, 288} : std::vector<int64_t>{256, 768};
+        for (int64_t k : ks)
+            for (int64_t n : ns) {
+                std::vector<float> w = random_matrix(n, k, seed++);
+                const auto q = quantize(tc.type, w, n, k);
+                for (int64_t m : ms) {
+                    std::vector<float> x = random_matrix(m, k, seed++);
+                    compare(std::string(tc.name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
+                                " k=" + std::to_string(k),
+                            [&](int threads) { return matmul(tc.type, q, n, k, x, m, threads); });
+                }
+            }
+    }
+    for (int64_t k : {32, 64, 160})
+        for (int64_t n : ns) {
+            std::vector<float> w = random_matrix(n, k, seed++);
+            std::vector<int8_t> q;
+            std::vector<float> scale;
+            int8_rows(w, n, k, q, scale);
+            for (int64_t m : ms) {
+                std::vector<float> x = random_matrix(m, k, seed++);
+                compare("int8 m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k),
+                        [&](int threads) { return matmul_int8(q, scale, n, k, x, m, threads); });
+            }
+        }
 }
 
 TEST_CASE("quant matmul: strided x and y, 1-D x, empty shapes", "[quant][matmul]") {
