@@ -9,7 +9,11 @@ Usage (see bench/README.md, "Quantized matmul"):
 What is measured, in one run:
 
 * Memory bandwidth of this machine: the best of a few full reads of a 1 GiB float32 array
-  (numpy ``max``, torch ``sum`` at 1 and 2 threads; GB/s = 1e9 bytes read per second).
+  (numpy ``max``, torch ``sum`` at 1 and 2 threads; GB/s = 1e9 bytes read per second). On a shared
+  machine the bandwidth left to this process changes from minute to minute, so each GEMV cell also
+  reads a 256 MiB array the same way (same thread count) just before and just after it, and its
+  ratio is taken against the larger of those two ("bw" column); ``--fixed-bandwidth`` uses the
+  start-of-run figure for every cell instead.
 * GEMV (one activation row, a decode step), for 4096x4096 and 14336x4096 weights, at 1 and 2 threads:
   llmkit ``qt.matmul(x)`` for every type with a kernel (q4_0, q4_1, q5_0, q8_0, q4_K, q5_K, q6_K,
   and int8 with per-row scales through ``llmkit.quant_matmul_int8``), PyTorch fp32 ``torch.mv``,
@@ -95,6 +99,23 @@ def measure_bandwidth(reps):
     return out
 
 
+_PROBE = None
+
+
+def local_bandwidth(nt, reps=2):
+    """GB/s of a full read of a 256 MiB float32 array at nt threads (numpy max at 1 thread, torch sum)."""
+    global _PROBE
+    if _PROBE is None:
+        _PROBE = np.ones((1 << 28) // 4, dtype=np.float32)
+    a = _PROBE
+    cands = [a.nbytes / best_time(lambda: a.max(), reps) / 1e9] if nt == 1 else []
+    if torch is not None:
+        t = torch.from_numpy(a)
+        torch.set_num_threads(nt)
+        cands.append(a.nbytes / best_time(lambda: t.sum(), reps) / 1e9)
+    return max(cands) if cands else float("nan")
+
+
 def int8_rows(w):
     """Symmetric per-row int8: (q int8 [N, K], scales float32 [N])."""
     amax = np.abs(w).max(axis=1)
@@ -158,6 +179,8 @@ def main():
     ap.add_argument("--cold-bytes", type=float, default=128e6, help="bytes of weight copies cycled for DRAM cells")
     ap.add_argument("--quick", action="store_true", help="4096x4096 only, GEMM at M=32 only")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--fixed-bandwidth", action="store_true",
+                    help="ratios against the start-of-run bandwidth, not probes around each cell")
     args = ap.parse_args()
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     shapes = SHAPES[:1] if args.quick else SHAPES
@@ -183,8 +206,26 @@ def main():
         w = (rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.02)).astype(np.float32)
         x = rng.standard_normal(k, dtype=np.float32)
         print(f"\nGEMV {n}x{k}: weights GB/s (DRAM: cycling copies >= {args.cold_bytes / 1e6:.0f} MB; warm: one "
-              "matrix repeated); ratio = DRAM GB/s / memory bandwidth", flush=True)
-        print(f"{'impl':<22} {'MB':>7} | " + " | ".join(f"{nt}t DRAM   ratio    warm" for nt in THREADS), flush=True)
+              "matrix repeated); ratio = DRAM GB/s / bw, the memory bandwidth "
+              + ("at the start" if args.fixed_bandwidth else "probed around the cell"), flush=True)
+        print(f"{'impl':<22} {'MB':>7} | " + " | ".join(f"{nt}t DRAM   ratio    warm      bw" for nt in THREADS),
+              flush=True)
+
+        def timed_cell(row, nt, nbytes, cold_fns, warm_fn):
+            bw_before = bw[nt][0] if args.fixed_bandwidth else local_bandwidth(nt)
+            if torch is not None:
+                torch.set_num_threads(nt)
+            cold = cycle_time(cold_fns, args.reps)
+            warm = best_time(warm_fn, args.reps)
+            local = bw_before if args.fixed_bandwidth else max(bw_before, local_bandwidth(nt))
+            row[f"dram{nt}"] = nbytes / cold / 1e9
+            row[f"warm{nt}"] = nbytes / warm / 1e9
+            row[f"bw{nt}"] = local
+            row[f"ratio{nt}"] = row[f"dram{nt}"] / local
+
+        def cells(row):
+            return " | ".join(f"{row[f'dram{nt}']:7.2f} {row[f'ratio{nt}']:6.2f}x {row[f'warm{nt}']:7.2f} "
+                              f"{row[f'bw{nt}']:7.2f}" for nt in THREADS)
         for t in types:
             lw = LlmkitWeights(w, t)
             y1 = lw.matmul(x, 1)
@@ -198,16 +239,12 @@ def main():
             copies = [lw] + [lw.copy() for _ in range(max(1, int(np.ceil(args.cold_bytes / lw.nbytes))) - 1)]
             row = {"shape": [n, k], "impl": f"llmkit {t}", "mb": lw.nbytes / 1e6, "bound_use": worst}
             for nt in THREADS:
-                cold = cycle_time([lambda c=c: c.matmul(x, nt) for c in copies], args.reps)
-                warm = best_time(lambda: lw.matmul(x, nt), args.reps)
-                row[f"dram{nt}"] = lw.nbytes / cold / 1e9
-                row[f"warm{nt}"] = lw.nbytes / warm / 1e9
-                row[f"ratio{nt}"] = row[f"dram{nt}"] / bw[nt][0]
+                timed_cell(row, nt, lw.nbytes, [lambda c=c, nt=nt: c.matmul(x, nt) for c in copies],
+                           lambda nt=nt: lw.matmul(x, nt))
             del copies
             gemv_rows.append(row)
-            print(f"{row['impl']:<22} {row['mb']:7.1f} | " + " | ".join(
-                f"{row[f'dram{nt}']:7.2f} {row[f'ratio{nt}']:6.2f}x {row[f'warm{nt}']:7.2f}" for nt in THREADS)
-                + f"   (error <= {worst:.2f} of bound)", flush=True)
+            print(f"{row['impl']:<22} {row['mb']:7.1f} | " + cells(row) + f"   (error <= {worst:.2f} of bound)",
+                  flush=True)
 
         # Peers on the same shape.
         peers = []
@@ -239,18 +276,10 @@ def main():
         for name, nbytes, cold_fns, warm_fn in peers:
             row = {"shape": [n, k], "impl": name, "mb": nbytes / 1e6}
             for nt in THREADS:
-                if torch is not None:
-                    torch.set_num_threads(nt)
                 os.environ["OMP_NUM_THREADS"] = str(nt)  # numpy's BLAS reads it only at start; noted in README
-                cold = cycle_time(cold_fns, args.reps)
-                warm = best_time(warm_fn, args.reps)
-                row[f"dram{nt}"] = nbytes / cold / 1e9
-                row[f"warm{nt}"] = nbytes / warm / 1e9
-                row[f"ratio{nt}"] = row[f"dram{nt}"] / bw[nt][0]
+                timed_cell(row, nt, nbytes, cold_fns, warm_fn)
             gemv_rows.append(row)
-            print(f"{name:<22} {row['mb']:7.1f} | " + " | ".join(
-                f"{row[f'dram{nt}']:7.2f} {row[f'ratio{nt}']:6.2f}x {row[f'warm{nt}']:7.2f}" for nt in THREADS),
-                flush=True)
+            print(f"{name:<22} {row['mb']:7.1f} | " + cells(row), flush=True)
         del peers
 
     # GEMM
