@@ -8,8 +8,15 @@
 // matmul_kernels.hpp): the integer lanes come from vpmaddubsw (unsigned x
 // signed bytes -> int16 pairs) and vpmaddwd (pairs -> int32, times the
 // sub-block scale for the K-quants), whose lane l covers elements 4l..4l+3 of
-// each 32-element sub-block; signed weights use the sign trick
-// |w| * (x * sign(w)), which is exact since |x| <= 127.
+// each 32-element sub-block. The 4- to 6-bit levels enter vpmaddubsw
+// unsigned, as stored, with any offset (Q4_0's 8, Q5_0's 16) taken off the
+// pair sums and the K-quants' offsets kept in the separate bias term; the
+// 8-bit weights use the sign trick |w| * (x * sign(w)), exact since |x| <= 127.
+//
+// The float work follows the prescribed order: one vfmadd per block into 8
+// lane-wise accumulators per (weight row, x row), reduced once per output in
+// the fixed tree of reduce8(). For GEMV a tile is 4 weight rows, so each x
+// block is loaded once for 4 rows; the next tile's rows are prefetched.
 #include <cstddef>
 #include <cstdint>
 
