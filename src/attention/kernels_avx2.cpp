@@ -156,44 +156,46 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
         }
 }
 
-// NR rows of C, all N columns: 16 at a time, then the tail.
+// NR rows x the w (1..16) columns of C from column 0 of B and C.
 template <int NR, int E>
-LLMKIT_AVX2 void gemm_rows(int N, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
-                           float *C, int64_t ldc, bool accumulate, const float *row_scale) {
-    constexpr int64_t eb = elem_bytes<E>();
+LLMKIT_AVX2 void gemm_panel(int w, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
+                            float *C, int64_t ldc, bool accumulate, const float *row_scale) {
     const __m256i full = _mm256_set1_epi32(-1);
-    int n0 = 0;
-    for (; n0 + 16 <= N; n0 += 16)
-        gemm_block<NR, 2, false, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, 8, full);
-    const int w = N - n0;
-    if (w > 8)
-        gemm_block<NR, 2, true, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, w - 8,
-                                   lane_mask(w - 8));
+    if (w == 16)
+        gemm_block<NR, 2, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full);
+    else if (w > 8)
+        gemm_block<NR, 2, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w - 8, lane_mask(w - 8));
     else if (w == 8)
-        gemm_block<NR, 1, false, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, 8, full);
-    else if (w > 0)
-        gemm_block<NR, 1, true, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, w,
-                                   lane_mask(w));
+        gemm_block<NR, 1, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full);
+    else
+        gemm_block<NR, 1, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w, lane_mask(w));
 }
 
-// Row blocks of 6, then the 1..5 rows left.
+// Panels of 16 columns, outer, so that a K x 16 panel of B stays in L1 while
+// every block of 6 rows (then the 1..5 rows left) runs over it; A is read a
+// broadcast at a time, a few lines per 16 k.
 template <int E>
 LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
                            float *C, int64_t ldc, bool accumulate, const float *row_scale) {
-    int r = 0;
-    for (; r + 6 <= M; r += 6)
-        gemm_rows<6, E>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate,
-                        row_scale ? row_scale + r : nullptr);
-    const float *rs = row_scale ? row_scale + r : nullptr;
-    const float *a = A + r * ars;
-    float *c = C + r * ldc;
-    switch (M - r) {
-    case 5: gemm_rows<5, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    case 4: gemm_rows<4, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    case 3: gemm_rows<3, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    case 2: gemm_rows<2, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    case 1: gemm_rows<1, E>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs); break;
-    default: break;
+    constexpr int64_t eb = elem_bytes<E>();
+    for (int n0 = 0; n0 < N; n0 += 16) {
+        const int w = imin(16, N - n0);
+        const char *b = B + n0 * eb;
+        int r = 0;
+        for (; r + 6 <= M; r += 6)
+            gemm_panel<6, E>(w, K, A + r * ars, ars, aks, b, ldb, C + r * ldc + n0, ldc, accumulate,
+                             row_scale ? row_scale + r : nullptr);
+        const float *rs = row_scale ? row_scale + r : nullptr;
+        const float *a = A + r * ars;
+        float *c = C + r * ldc + n0;
+        switch (M - r) {
+        case 5: gemm_panel<5, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 4: gemm_panel<4, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 3: gemm_panel<3, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 2: gemm_panel<2, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 1: gemm_panel<1, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        default: break;
+        }
     }
 }
 

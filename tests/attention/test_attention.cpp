@@ -511,6 +511,41 @@ TEST_CASE("attention kernels: the AVX2 and AVX-512 16-bit and int8 conversions a
     }
 }
 
+TEST_CASE("attention kernels: the vectorised exp of softmax_tile is within 2 ulp of exp", "[attention][kernels]") {
+    std::vector<const llmkit::attention::kernels *> sets;
+    if (llmkit::attention::avx2_kernels()) sets.push_back(llmkit::attention::avx2_kernels());
+    if (llmkit::attention::avx512_kernels()) sets.push_back(llmkit::attention::avx512_kernels());
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> u(-87.0f, 0.0f);
+    for (const auto *ks : sets)
+        for (int R : {1, 2, 4, 8, 20}) {  // packed rows (decode), whole vectors, a partial vector
+            const int N = 301;
+            std::vector<float> st(static_cast<size_t>(N * R)), m(static_cast<size_t>(R), -INFINITY), l(static_cast<size_t>(R), 0.0f),
+                alpha(static_cast<size_t>(R));
+            for (float &x : st) x = u(rng);
+            for (int r = 0; r < R; ++r) st[size_t(7 * R + r)] = 0.0f;  // every row's max is 0: p = exp(x) exactly
+            for (int r = 0; r < R; ++r) st[size_t(9 * R + r)] = -INFINITY;  // a hidden key
+            const std::vector<float> x = st;
+            ks->softmax_tile(st.data(), N, R, m.data(), l.data(), alpha.data());
+            double worst = 0.0;
+            for (size_t i = 0; i < st.size(); ++i) {
+                const double want = std::exp(double(x[i]));
+                const double ulp = std::ldexp(1.0, std::ilogb(float(want)) - 23);
+                worst = std::max(worst, std::fabs(double(st[i]) - want) / ulp);
+            }
+            INFO("kernels " << ks->name << " R " << R << " worst error " << worst << " ulp");
+            CHECK(worst <= 2.0);
+            for (int r = 0; r < R; ++r) {
+                CHECK(m[size_t(r)] == 0.0f);
+                CHECK(alpha[size_t(r)] == 0.0f);  // exp(-inf): the empty running sum is scaled away
+                CHECK(st[size_t(9 * R + r)] == 0.0f);
+                double sum = 0.0;
+                for (int j = 0; j < N; ++j) sum += std::exp(double(x[size_t(j * R + r)]));
+                CHECK(std::fabs(double(l[size_t(r)]) - sum) <= 1e-5 * sum);
+            }
+        }
+}
+
 TEST_CASE("attention: odd shapes (tiny and odd head_dim, 96 query heads on one kv head)", "[attention]") {
     for (const auto *ks : kernel_sets()) {
         config c;
