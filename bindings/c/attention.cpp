@@ -34,17 +34,23 @@ void check_head_values(const float *x, const core::tensor_view &q, const char *w
         if (!std::isfinite(x[h])) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.", what, "[", h, "] is not finite (", x[h], ")");
 }
 
-attention::cache_attention_params kv_params(const llmkit_kv_attention_options *options, const core::tensor_view &q) {
-    const auto o = capi::read_options(options, k_kv_attention_defaults, "options");
+// The options llmkit_attention and the cache calls share.
+template <class Options>
+void check_attention_options(const Options &o, const core::tensor_view &q) {
     if (o.window < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.window must be >= 0, got ", o.window);
     if (!std::isfinite(o.softcap) || o.softcap < 0.0f)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.softcap must be finite and >= 0, got ", o.softcap);
     if (!std::isfinite(o.scale) || o.scale < 0.0f)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.scale must be finite and >= 0 (0 = 1/sqrt(D)), got ", o.scale);
     if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
+    check_head_values(o.alibi_slopes, q, "alibi_slopes");
+}
+
+attention::cache_attention_params kv_params(const llmkit_kv_attention_options *options, const core::tensor_view &q) {
+    const auto o = capi::read_options(options, k_kv_attention_defaults, "options");
+    check_attention_options(o, q);
     if (o.split_keys < 0 || o.split_keys > (int64_t(1) << 40))
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.split_keys must be in 0..2^40, got ", o.split_keys);
-    check_head_values(o.alibi_slopes, q, "alibi_slopes");
     check_head_values(o.sinks, q, "sinks");
     attention::cache_attention_params p;
     p.causal = o.causal != 0;
@@ -73,6 +79,66 @@ struct llmkit_paged_kv_cache {
     attention::paged_kv_cache impl;
 };
 
+namespace {
+
+// The calls the contiguous and the paged cache share, written once for both handles.
+template <class Cache>
+llmkit_status cache_seq_new(Cache *cache, int32_t *seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(seq, "seq");
+        *seq = cache->impl.seq_new();
+    });
+}
+
+template <class Cache>
+llmkit_status cache_seq_fork(Cache *cache, int32_t src, int32_t *seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(seq, "seq");
+        *seq = cache->impl.seq_fork(src);
+    });
+}
+
+template <class Cache>
+llmkit_status cache_seq_free(Cache *cache, int32_t seq) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        cache->impl.seq_free(seq);
+    });
+}
+
+template <class Cache>
+llmkit_status cache_seq_length(const Cache *cache, int32_t seq, int32_t layer, int64_t *length) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        capi::require_non_null(length, "length");
+        *length = cache->impl.length(seq, layer);
+    });
+}
+
+template <class Cache>
+llmkit_status cache_append(Cache *cache, int32_t layer, int32_t seq, const llmkit_tensor *k, const llmkit_tensor *v) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), core::tensor_view::from(v, "v"));
+    });
+}
+
+template <class Cache>
+llmkit_status cache_attention(const Cache *cache, int32_t layer, const llmkit_tensor *q, const int32_t *seq_ids,
+                              int64_t n_seqs, const llmkit_tensor *out, const llmkit_kv_attention_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        const auto tq = core::tensor_view::from(q, "q");
+        const auto to = core::tensor_view::from(out, "out");
+        check_seq_ids(seq_ids, n_seqs);
+        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq));
+    });
+}
+
+}  // namespace
+
 extern "C" {
 
 llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, const llmkit_tensor *v,
@@ -85,16 +151,7 @@ llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, c
         const auto to = core::tensor_view::from(out, "out");
         std::optional<core::tensor_view> tm;
         if (o.mask) tm = core::tensor_view::from(o.mask, "options.mask");
-        if (o.window < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.window must be >= 0, got ", o.window);
-        if (!std::isfinite(o.softcap) || o.softcap < 0.0f)
-            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.softcap must be finite and >= 0, got ", o.softcap);
-        if (!std::isfinite(o.scale) || o.scale < 0.0f)
-            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.scale must be finite and >= 0 (0 = 1/sqrt(D)), got ", o.scale);
-        if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
-        if (o.alibi_slopes && tq.ndim == 4)
-            for (int64_t h = 0; h < tq.shape[2]; ++h)
-                if (!std::isfinite(o.alibi_slopes[h]))
-                    fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.alibi_slopes[", h, "] is not finite (", o.alibi_slopes[h], ")");
+        check_attention_options(o, tq);
         attention::attention_params p;
         p.causal = o.causal != 0;
         p.window = o.window;
@@ -160,54 +217,30 @@ llmkit_status llmkit_kv_cache_create(llmkit_kv_cache **out, const llmkit_kv_cach
 void llmkit_kv_cache_free(llmkit_kv_cache *cache) { delete cache; }
 
 llmkit_status llmkit_kv_cache_seq_new(llmkit_kv_cache *cache, int32_t *seq) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        capi::require_non_null(seq, "seq");
-        *seq = cache->impl.seq_new();
-    });
+    return cache_seq_new(cache, seq);
 }
 
 llmkit_status llmkit_kv_cache_seq_fork(llmkit_kv_cache *cache, int32_t src, int32_t *seq) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        capi::require_non_null(seq, "seq");
-        *seq = cache->impl.seq_fork(src);
-    });
+    return cache_seq_fork(cache, src, seq);
 }
 
 llmkit_status llmkit_kv_cache_seq_free(llmkit_kv_cache *cache, int32_t seq) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        cache->impl.seq_free(seq);
-    });
+    return cache_seq_free(cache, seq);
 }
 
 llmkit_status llmkit_kv_cache_seq_length(const llmkit_kv_cache *cache, int32_t seq, int32_t layer, int64_t *length) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        capi::require_non_null(length, "length");
-        *length = cache->impl.length(seq, layer);
-    });
+    return cache_seq_length(cache, seq, layer, length);
 }
 
 llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t layer, int32_t seq, const llmkit_tensor *k,
                                      const llmkit_tensor *v) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), core::tensor_view::from(v, "v"));
-    });
+    return cache_append(cache, layer, seq, k, v);
 }
 
 llmkit_status llmkit_kv_cache_attention(const llmkit_kv_cache *cache, int32_t layer, const llmkit_tensor *q,
                                         const int32_t *seq_ids, int64_t n_seqs, const llmkit_tensor *out,
                                         const llmkit_kv_attention_options *options) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        const auto tq = core::tensor_view::from(q, "q");
-        const auto to = core::tensor_view::from(out, "out");
-        check_seq_ids(seq_ids, n_seqs);
-        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq));
-    });
+    return cache_attention(cache, layer, q, seq_ids, n_seqs, out, options);
 }
 
 llmkit_status llmkit_kv_cache_memory_bytes(const llmkit_kv_cache *cache, uint64_t *bytes) {
@@ -241,35 +274,20 @@ llmkit_status llmkit_paged_kv_cache_create(llmkit_paged_kv_cache **out, const ll
 void llmkit_paged_kv_cache_free(llmkit_paged_kv_cache *cache) { delete cache; }
 
 llmkit_status llmkit_paged_kv_cache_seq_new(llmkit_paged_kv_cache *cache, int32_t *seq) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        capi::require_non_null(seq, "seq");
-        *seq = cache->impl.seq_new();
-    });
+    return cache_seq_new(cache, seq);
 }
 
 llmkit_status llmkit_paged_kv_cache_seq_fork(llmkit_paged_kv_cache *cache, int32_t src, int32_t *seq) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        capi::require_non_null(seq, "seq");
-        *seq = cache->impl.seq_fork(src);
-    });
+    return cache_seq_fork(cache, src, seq);
 }
 
 llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *cache, int32_t seq) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        cache->impl.seq_free(seq);
-    });
+    return cache_seq_free(cache, seq);
 }
 
 llmkit_status llmkit_paged_kv_cache_seq_length(const llmkit_paged_kv_cache *cache, int32_t seq, int32_t layer,
                                                int64_t *length) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        capi::require_non_null(length, "length");
-        *length = cache->impl.length(seq, layer);
-    });
+    return cache_seq_length(cache, seq, layer, length);
 }
 
 llmkit_status llmkit_paged_kv_cache_seq_block_table(const llmkit_paged_kv_cache *cache, int32_t seq, int32_t *buf,
@@ -288,22 +306,13 @@ llmkit_status llmkit_paged_kv_cache_seq_block_table(const llmkit_paged_kv_cache 
 
 llmkit_status llmkit_paged_kv_cache_append(llmkit_paged_kv_cache *cache, int32_t layer, int32_t seq,
                                            const llmkit_tensor *k, const llmkit_tensor *v) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), core::tensor_view::from(v, "v"));
-    });
+    return cache_append(cache, layer, seq, k, v);
 }
 
 llmkit_status llmkit_paged_kv_cache_attention(const llmkit_paged_kv_cache *cache, int32_t layer,
                                               const llmkit_tensor *q, const int32_t *seq_ids, int64_t n_seqs,
                                               const llmkit_tensor *out, const llmkit_kv_attention_options *options) {
-    return capi::guard([&] {
-        capi::require_non_null(cache, "cache");
-        const auto tq = core::tensor_view::from(q, "q");
-        const auto to = core::tensor_view::from(out, "out");
-        check_seq_ids(seq_ids, n_seqs);
-        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq));
-    });
+    return cache_attention(cache, layer, q, seq_ids, n_seqs, out, options);
 }
 
 llmkit_status llmkit_paged_kv_cache_attention_tables(const llmkit_paged_kv_cache *cache, int32_t layer,
