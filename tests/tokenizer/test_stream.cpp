@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "llmkit/llmkit.hpp"
+#include "tokenizer/base64.hpp"
 #include "tokenizer/stream_decoder.hpp"
 
 using llmkit::tok::utf8_replace_invalid;
@@ -116,27 +117,12 @@ TEST_CASE("stream decoder over a real tokenizer: byte-at-a-time tokens", "[strea
 
 namespace {
 
-std::string base64(const std::string &s) {
-    static const char *a = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    for (size_t i = 0; i < s.size(); i += 3) {
-        uint32_t v = uint32_t(uint8_t(s[i])) << 16;
-        if (i + 1 < s.size()) v |= uint32_t(uint8_t(s[i + 1])) << 8;
-        if (i + 2 < s.size()) v |= uint8_t(s[i + 2]);
-        out += a[v >> 18];
-        out += a[(v >> 12) & 63];
-        out += i + 1 < s.size() ? a[(v >> 6) & 63] : '=';
-        out += i + 2 < s.size() ? a[v & 63] : '=';
-    }
-    return out;
-}
-
 // A rank file of the 256 single bytes (ids = byte values), removed at the end.
 struct byte_rank_file {
     std::string path = "llmkit_stream_test_" + std::to_string(reinterpret_cast<uintptr_t>(this)) + ".tiktoken";
     byte_rank_file() {
         std::ofstream f(path, std::ios::binary);
-        for (int b = 0; b < 256; ++b) f << base64(std::string(1, char(b))) << ' ' << b << '\n';
+        for (int b = 0; b < 256; ++b) f << llmkit::tok::base64_encode(std::string(1, char(b))) << ' ' << b << '\n';
     }
     ~byte_rank_file() { std::remove(path.c_str()); }
 };
