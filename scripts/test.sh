@@ -25,9 +25,20 @@ bash scripts/install-deps.sh
 run_ctest() {
   local dir="$1"; shift
   if ctest --test-dir "$dir" "$@"; then return 0; fi
+  local t="$dir/Testing/Temporary"
   echo "== failures in $dir =="
-  grep -E "^(FAILED|ERROR) |Failed  |\*\*\*Failed|FAILED:|REQUIRE\(|CHECK\(|with expansion|Sanitizer|runtime error" \
-    "$dir/Testing/Temporary/LastTest.log" | grep -v "^ *[0-9]*/[0-9]* Test" | head -60 || true
+  # Each failed test's output: pytest's FAILED/ERROR lines when it has them,
+  # else the last 15 lines of its output.
+  cut -d: -f2- "$t/LastTestsFailed.log" 2>/dev/null | while read -r name; do
+    awk -v name="$name" '
+      $0 ~ ("^[0-9]+/[0-9]+ Test: " name "$") { on = 1; n = 0; delete keep; next }
+      on && /^<end of output>$/ { on = 0;
+        printed = 0
+        for (i = 1; i <= n; i++) if (keep[i] ~ /^(FAILED|ERROR) /) { print "  " keep[i]; printed++ }
+        if (!printed) for (i = (n > 15 ? n - 14 : 1); i <= n; i++) print "  " keep[i]
+      }
+      on { keep[++n] = substr($0, 1, 400) }' "$t/LastTest.log" | sed "s|^|[$name] |" | head -40
+  done
   return 1
 }
 stage_start=$SECONDS
