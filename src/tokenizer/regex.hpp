@@ -48,6 +48,10 @@ private:
     bool jit_ = false;
 };
 
+// Whether text is valid UTF-8 (no overlong forms, surrogates or code points
+// past U+10FFFF), with a fast path for ASCII.
+bool is_valid_utf8(std::string_view text) noexcept;
+
 // Throws LLMKIT_ERROR_INVALID_ARGUMENT naming the byte offset of the first
 // invalid UTF-8 sequence in text (what = what the text is called).
 void check_utf8(std::string_view text, const char *what);

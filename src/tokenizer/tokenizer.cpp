@@ -9,7 +9,10 @@ namespace llmkit::tok {
 
 byte_level_bpe::byte_level_bpe(std::vector<std::pair<std::string, uint32_t>> ranks, const std::string &pattern,
                                std::vector<special_token> specials, const std::string &source)
-    : ranks_(std::move(ranks), source), regex_(pattern), specials_(std::move(specials)) {
+    : ranks_(std::move(ranks), source),
+      regex_(pattern),
+      pretok_(pretokenizer_for(pattern)),
+      specials_(std::move(specials)) {
     const int missing = ranks_.missing_byte();
     if (missing >= 0)
         core::fail(LLMKIT_ERROR_FORMAT, source, ": byte 0x", "0123456789abcdef"[missing >> 4],
@@ -35,8 +38,17 @@ byte_level_bpe::byte_level_bpe(std::vector<std::pair<std::string, uint32_t>> ran
 }
 
 void byte_level_bpe::encode_ordinary(std::string_view text, std::vector<int32_t> &out) const {
+    encode_split(text, pretok_ != pretok_kind::none && is_valid_utf8(text), out);
+}
+
+// valid_utf8: text is known to be valid UTF-8. The scanners are exact on
+// valid text only; anything else (only this C++ call can pass it) keeps the
+// regex's pieces as before.
+void byte_level_bpe::encode_split(std::string_view text, bool valid_utf8, std::vector<int32_t> &out) const {
     piece_cache &cache = this_thread_piece_cache();
-    regex_.for_each_match(text, [&](size_t b, size_t e) { ranks_.encode_piece(text.substr(b, e - b), out, cache); });
+    const auto piece = [&](size_t b, size_t e) { ranks_.encode_piece(text.substr(b, e - b), out, cache); };
+    if (pretok_ != pretok_kind::none && valid_utf8) pretokenize(pretok_, text, piece);
+    else regex_.for_each_match(text, piece);
 }
 
 bool byte_level_bpe::find_special(std::string_view text, size_t from, size_t &pos, const special_token *&found) const {
@@ -80,11 +92,11 @@ void byte_level_bpe::encode(std::string_view text, const encode_options &options
             search = pos + 1;
             continue;
         }
-        encode_ordinary(text.substr(start, pos - start), out);
+        encode_split(text.substr(start, pos - start), true, out);
         out.push_back(special->id);
         start = search = pos + special->text.size();
     }
-    encode_ordinary(text.substr(start), out);
+    encode_split(text.substr(start), true, out);
 }
 
 void byte_level_bpe::decode(const int32_t *ids, size_t n, std::string &out) const {

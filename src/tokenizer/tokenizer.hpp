@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tokenizer/bpe.hpp"
+#include "tokenizer/pretokenize.hpp"
 #include "tokenizer/regex.hpp"
 
 namespace llmkit::tok {
@@ -77,13 +78,19 @@ public:
 
     const rank_table &ranks() const noexcept { return ranks_; }
     const regex &pre_tokenizer() const noexcept { return regex_; }
+    // The hand-written scanner that replaces the regex for a preset's pattern
+    // (pretok_kind::none: the regex splits).
+    pretok_kind pre_tokenizer_kind() const noexcept { return pretok_; }
 
 private:
+    // encode_ordinary on text that is known to be valid UTF-8 (valid_utf8) or not.
+    void encode_split(std::string_view text, bool valid_utf8, std::vector<int32_t> &out) const;
     // The leftmost (then longest) special token at or after `from`; false if none.
     bool find_special(std::string_view text, size_t from, size_t &pos, const special_token *&found) const;
 
     rank_table ranks_;
     regex regex_;
+    pretok_kind pretok_ = pretok_kind::none;
     std::vector<special_token> specials_;
     std::unordered_map<std::string_view, size_t> special_by_text_;  // views into specials_
     std::unordered_map<int32_t, size_t> special_by_id_;

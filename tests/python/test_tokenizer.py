@@ -361,6 +361,47 @@ def test_against_tiktoken(data_dir, preset):
     assert tok.encode("a\ud800b") == enc.encode("a\ud800b")
 
 
+def test_every_code_point_against_tiktoken(data_dir):
+    """Each code point (surrogates aside) before "Ab" (in o200k's upper class or not),
+    after it (in its lower class or not), after a space and after a digit (letter,
+    number, space): the scanners' Unicode classes must be the ones tiktoken's regex
+    engine uses (Unicode 16.0)."""
+    texts = []
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        texts.append(f"{c}Ab{c} {c}1{c}")
+    for preset in ("r50k_base", "cl100k_base", "o200k_base"):
+        enc = tiktoken_encoding(data_dir, preset)
+        tok = load(data_dir, preset)
+        want = enc.encode_batch(texts, num_threads=2, disallowed_special=())
+        got = tok.encode_batch(texts, num_threads=2, disallowed_special=())
+        bad = [f"U+{ord(t[0]):04X}" for t, w, g in zip(texts, want, got) if w != g]
+        assert not bad, f"{preset}: {len(bad)} code points differ: {bad[:20]}"
+
+
+@pytest.mark.parametrize("preset", ["r50k_base", "cl100k_base", "o200k_base"])
+def test_random_unicode_against_tiktoken(data_dir, preset):
+    """Property test: random text over all of Unicode but surrogates, mixed with the
+    characters the patterns single out, gives tiktoken's ids."""
+    pytest.importorskip("hypothesis")
+    from hypothesis import given, settings, strategies as st
+    enc = tiktoken_encoding(data_dir, preset)
+    tok = load(data_dir, preset)
+    stress = list("aAsStTlLdDmMrReEvV09' '  \t\r\n\n/.,!-") + [
+        "\u00a0", "\u3000", "\u2028", "\u0085", "\u0301", "\u02b0", "\u01c5", "\u4e00", "\u00e9", "\u00c9",
+        "\u017f", "\u0660", "\u00b2", "\u2160", "\U0001f600", "\u200d"]
+    chars = st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from(stress))
+
+    @settings(max_examples=2000, deadline=None, database=None)
+    @given(st.text(alphabet=chars, max_size=40))
+    def check(text):
+        assert tok.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())
+
+    check()
+
+
 # ---------------------------------------------------------------------------
 # Stubs and docstrings.
 
