@@ -65,7 +65,9 @@ LD_LIBRARY_PATH="$PWD/build/install-root/lib" build/consumer/consumer_pkgconfig
 
 stage "[3/5] pip install ."
 rm -rf build/pip-target
-PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-deps --target build/pip-target .
+# Without CUDA: stage 1 compiled it already, and nvcc would double this stage's time.
+PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-deps --target build/pip-target \
+  -C cmake.define.LLMKIT_WITH_CUDA=OFF .
 (cd /tmp && PYTHONPATH="$OLDPWD/build/pip-target" python3 -c "
 import llmkit, numpy as np
 assert llmkit.__version__ == llmkit.version(), llmkit.__version__
