@@ -121,7 +121,10 @@ void bpe_merges::initial_symbols(std::string_view piece, std::vector<std::pair<i
         }
         if (options_.unk_token) {
             if (unk_id_ < 0)
-                core::fail(LLMKIT_ERROR_FORMAT, "the unk_token \"", *options_.unk_token, "\" is not in the vocab");
+                // As in HF (UnkTokenOutOfVocabulary): the file loads, and only a text
+                // that needs the unk fails, so this is the text's error, like WordLevel's.
+                core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "BPE: \"", ch.substr(0, 8),
+                           "\" is not in the vocab and the unk_token \"", *options_.unk_token, "\" is not either");
             if (pending_unk >= 0 && options_.fuse_unk) {
                 pending_len += uint32_t(n);
             } else {

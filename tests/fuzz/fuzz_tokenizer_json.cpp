@@ -9,6 +9,7 @@
 // (an id outside the vocabulary is LLMKIT_ERROR_OUT_OF_RANGE).
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -22,7 +23,7 @@ using namespace llmkit;
 namespace {
 
 [[noreturn]] void fail(const char *what, const core::error &e) {
-    __builtin_printf("fuzz_tokenizer_json: %s: status %d: %s\n", what, int(e.status()), e.what());
+    std::fprintf(stderr, "fuzz_tokenizer_json: %s: status %d: %s\n", what, int(e.status()), e.what());
     std::abort();
 }
 

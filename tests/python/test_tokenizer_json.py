@@ -422,6 +422,19 @@ def test_wordlevel_without_unk_fails_on_unknown_words(tmp_path):
         tok.encode("a c")
 
 
+def test_bpe_whose_unk_is_missing_fails_on_unknown_characters(tmp_path):
+    """tokenizers loads a BPE file whose unk_token is not in its vocab and fails only on a text that needs it."""
+    path = tmp_path / "bpe.json"
+    t = HFTokenizer(models.BPE(vocab={"a": 0, "b": 1, "ab": 2}, merges=[("a", "b")], unk_token="<unk>"))
+    t.save(str(path))
+    tok = llmkit.Tokenizer.from_file(path)
+    assert tok.encode("abab") == t.encode("abab").ids == [2, 2]
+    with pytest.raises(Exception):
+        t.encode("abc")
+    with pytest.raises(ValueError, match=r'BPE: "c" is not in the vocab and the unk_token "<unk>"'):
+        tok.encode("abc")
+
+
 # ---------------------------------------------------------------------------
 # Property tests: random Unicode text, random ids.
 
