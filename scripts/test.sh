@@ -6,7 +6,8 @@
 #      warnings as errors, doc snippets, examples; GPU tests skip without a GPU);
 #   3. install + a consumer project through find_package and pkg-config;
 #   4. `pip install .` into a scratch folder, imported and smoke-tested;
-#   5. the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   5. the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#      (all but the two linear-time ratio cases, which stage 2 runs);
 #   6. the tokenizer tests under ThreadSanitizer (a separate build: TSan and
 #      ASan cannot be combined), where one tokenizer is shared by 8 threads;
 #   7. every libFuzzer harness (tests/fuzz/fuzz_*.cpp, clang + ASan/UBSan) for
@@ -86,8 +87,11 @@ cmake -S . -B build-asan -G Ninja "${SAN_FLAGS[@]}" -DLLMKIT_SANITIZE=ON \
       -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
 cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
+# The two linear-time cases (tag [linear]) measure time ratios, which ASan's
+# uneven overhead blurs; they run in stage 1, and their code paths are
+# covered here by the round-trip and long-input cases.
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  run_ctest build-asan -j "$JOBS" --output-on-failure
+  run_ctest build-asan -j "$JOBS" --output-on-failure -E "encoding time is linear"
 
 stage "[5/5] ThreadSanitizer: the tokenizer tests"
 cmake -S . -B build-tsan -G Ninja "${SAN_FLAGS[@]}" -DLLMKIT_SANITIZE=thread \
