@@ -13,21 +13,12 @@
 #include <vector>
 
 #include "llmkit/llmkit.h"
+#include "support/test_support.hpp"
 #include "quant/formats.hpp"
 
 namespace {
 
-llmkit_tensor f32_tensor(float *data, const int64_t *shape, int ndim) {
-    llmkit_tensor t;
-    t.data = data;
-    t.device = LLMKIT_DEVICE_HOST;
-    t.ndim = ndim;
-    t.dtype = LLMKIT_DTYPE_F32;
-    t.shape = shape;
-    t.strides = nullptr;
-    t.byte_offset = 0;
-    return t;
-}
+using llmkit_test::f32_tensor;
 
 // float32 -> FP8 from the spec, in float64: enumerate the finite values, take
 // the nearest, ties to the even code. Out of range as torch's casts do it:

@@ -15,21 +15,12 @@
 
 #include "llmkit/llmkit.h"
 #include "llmkit/llmkit.hpp"
+#include "support/test_support.hpp"
 #include "quant/gguf_blocks.hpp"
 
 namespace {
 
-llmkit_tensor f32_tensor(float *data, const int64_t *shape, int ndim, const int64_t *strides = nullptr) {
-    llmkit_tensor t;
-    t.data = data;
-    t.device = LLMKIT_DEVICE_HOST;
-    t.ndim = ndim;
-    t.dtype = LLMKIT_DTYPE_F32;
-    t.shape = shape;
-    t.strides = strides;
-    t.byte_offset = 0;
-    return t;
-}
+using llmkit_test::f32_tensor;
 
 std::vector<uint8_t> quantize(int32_t type, std::vector<float> &x, int64_t rows, int64_t n, int n_threads = 0) {
     const int64_t shape[2] = {rows, n};

@@ -9,20 +9,11 @@
 #include <vector>
 
 #include "llmkit/llmkit.h"
+#include "support/test_support.hpp"
 
 namespace {
 
-llmkit_tensor f32_tensor(float *data, const int64_t *shape, int ndim) {
-    llmkit_tensor t;
-    t.data = data;
-    t.device = LLMKIT_DEVICE_HOST;
-    t.ndim = ndim;
-    t.dtype = LLMKIT_DTYPE_F32;
-    t.shape = shape;
-    t.strides = nullptr;
-    t.byte_offset = 0;
-    return t;
-}
+using llmkit_test::f32_tensor;
 
 // W [rows, n] ~ N(0, 0.02^2); X [tokens, n] mostly in a rank-16 subspace, with outlier channels.
 struct layer {

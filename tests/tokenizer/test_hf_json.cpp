@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "llmkit/llmkit.h"
 #include "llmkit/llmkit.hpp"
+#include "support/test_support.hpp"
 #include "tokenizer/hf_json.hpp"
 #include "tokenizer/hf_models.hpp"
 
@@ -22,22 +23,8 @@ using llmkit::tok::hf_tokenizer;
 
 namespace {
 
-std::string slurp(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE(f.good());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-struct temp_file {
-    std::string path;
-    explicit temp_file(const std::string &contents, const char *ext = ".json") {
-        path = "llmkit_hf_json_test_" + std::to_string(reinterpret_cast<uintptr_t>(this)) + ext;
-        std::ofstream(path, std::ios::binary) << contents;
-    }
-    ~temp_file() { std::remove(path.c_str()); }
-};
+using llmkit_test::temp_file;
+using llmkit_test::read_file;
 
 // The status and message of loading a tokenizer.json given as text.
 std::pair<llmkit_status, std::string> load_error(const std::string &json) {
@@ -241,7 +228,7 @@ TEST_CASE("tokenizer.json errors name the JSON path and the problem", "[hf_json]
 }
 
 TEST_CASE("C API: from_file detects formats; add_special_tokens; buffers", "[hf_json]") {
-    temp_file json(k_wordpiece_json);
+    temp_file json(k_wordpiece_json, ".json");
     llmkit_tokenizer *t = nullptr;
     REQUIRE(llmkit_tokenizer_from_file(&t, json.path.c_str(), nullptr) == LLMKIT_OK);
     llmkit_encode_options o = LLMKIT_ENCODE_OPTIONS_INIT;
@@ -289,7 +276,7 @@ const std::string k_data = LLMKIT_TEST_DATA_DIR;
 
 // llama.cpp's .inp/.out pair (see MANIFEST.md): texts and their expected ids.
 void read_vectors(const std::string &base, std::vector<std::string> &texts, std::vector<std::vector<int32_t>> &ids) {
-    const std::string inp = slurp(base + ".inp"), out = slurp(base + ".out");
+    const std::string inp = read_file(base + ".inp"), out = read_file(base + ".out");
     const std::string sep = "\n__ggml_vocab_test__\n";
     for (size_t pos = 0;;) {
         const size_t e = inp.find(sep, pos);
@@ -335,8 +322,8 @@ TEST_CASE("gpt2 tokenizer.json matches llama.cpp's gpt-2 vectors and the mixed-s
     for (size_t i = 0; i < texts.size(); ++i) same += t.encode(texts[i], {}, false, true) == expected[i];
     CHECK(same == 46);
 
-    const std::string slice = slurp(k_data + "/corpus/mixed-slice.txt");
-    std::istringstream in(slurp(k_data + "/corpus/mixed-slice-ids/mixed-slice.gpt2.ids"));
+    const std::string slice = read_file(k_data + "/corpus/mixed-slice.txt");
+    std::istringstream in(read_file(k_data + "/corpus/mixed-slice-ids/mixed-slice.gpt2.ids"));
     std::vector<int32_t> want;
     for (int32_t x; in >> x;) want.push_back(x);
     REQUIRE(want.size() == 65428);
@@ -350,7 +337,7 @@ TEST_CASE("mistral tokenizer.json: BOS from the template, byte fallback, concurr
     CHECK(t.vocab_size() == 32000);
     CHECK(t.token_to_id("<s>") == 1);
     CHECK(t.id_to_token(1) == "<s>");
-    const std::string text = slurp(k_data + "/corpus/udhr-60lang.txt").substr(0, 20000);
+    const std::string text = read_file(k_data + "/corpus/udhr-60lang.txt").substr(0, 20000);
     // Cut at a character boundary.
     size_t end = text.size();
     while (end > 0 && (static_cast<unsigned char>(text[end - 1]) & 0xC0) == 0x80) --end;

@@ -17,6 +17,7 @@
 
 #include "core/error.hpp"
 #include "llmkit/llmkit.h"
+#include "support/test_support.hpp"
 #include "tokenizer/sentencepiece.hpp"
 
 using llmkit::tok::sentencepiece;
@@ -26,13 +27,7 @@ using llmkit::tok::spm_type;
 
 namespace {
 
-std::string read_file(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE(f.good());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using llmkit_test::read_file;
 
 // llama.cpp's .inp/.out vectors: texts split on the separator, one id line per text.
 std::vector<std::pair<std::string, std::vector<int32_t>>> read_vectors(const std::string &inp_path,

@@ -11,18 +11,13 @@
 #include <vector>
 
 #include "llmkit/llmkit.hpp"
+#include "support/test_support.hpp"
 
 #ifdef LLMKIT_TEST_DATA_DIR
 
 namespace {
 
-std::string slurp(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE(f.good());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using llmkit_test::read_file;
 
 struct results {
     std::vector<int32_t> ids;
@@ -49,7 +44,7 @@ results run_all(const llmkit::tokenizer &tok, const std::string &text) {
 
 TEST_CASE("8 threads share one tokenizer: encode, offsets, decode, stream decode", "[threads]") {
     const std::string data = LLMKIT_TEST_DATA_DIR;
-    const std::string corpus = slurp(data + "/corpus/mixed-slice.txt");
+    const std::string corpus = read_file(data + "/corpus/mixed-slice.txt");
     for (const char *name : {"cl100k_base", "o200k_base"}) {
         const std::string file = data + "/tiktoken/" + name + ".tiktoken";
         const auto tok = llmkit::tokenizer::from_tiktoken(file, name);

@@ -1,0 +1,58 @@
+// Helpers shared by the Catch2 test executables: whole-file reads, scratch
+// files, and llmkit_tensor views of plain float arrays. Header-only; every
+// test target has tests/ on its include path (#include "support/test_support.hpp").
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <unistd.h>
+
+#include "llmkit/llmkit.h"
+
+namespace llmkit_test {
+
+// The whole file as bytes; a missing file fails the test that asked.
+inline std::string read_file(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    INFO("reading " << path);
+    REQUIRE(f.good());
+    std::ostringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// A scratch file in the working directory, removed when it goes out of scope.
+// The name carries the process id and the object's address, so scratch files
+// of tests running at once (ctest -j, threads) never clash.
+struct temp_file {
+    std::string path;
+    explicit temp_file(const std::string &contents, const char *ext = ".tmp") {
+        path = "llmkit_test_" + std::to_string(long(getpid())) + "_" +
+               std::to_string(reinterpret_cast<uintptr_t>(this)) + ext;
+        std::ofstream(path, std::ios::binary) << contents;
+    }
+    temp_file(const temp_file &) = delete;
+    temp_file &operator=(const temp_file &) = delete;
+    ~temp_file() { std::remove(path.c_str()); }
+};
+
+// A host float32 tensor over data; strides in elements, nullptr for contiguous.
+inline llmkit_tensor f32_tensor(float *data, const int64_t *shape, int ndim, const int64_t *strides = nullptr) {
+    llmkit_tensor t;
+    t.data = data;
+    t.device = LLMKIT_DEVICE_HOST;
+    t.ndim = ndim;
+    t.dtype = LLMKIT_DTYPE_F32;
+    t.shape = shape;
+    t.strides = strides;
+    t.byte_offset = 0;
+    return t;
+}
+
+}  // namespace llmkit_test
