@@ -3,6 +3,7 @@
 
 #include "core/tensor.hpp"
 #include "guard.hpp"
+#include "host_matrix.hpp"
 #include "llmkit/llmkit.h"
 #include "quant/formats.hpp"
 #include "quant/gguf_blocks.hpp"
@@ -12,6 +13,8 @@ using namespace llmkit;
 using core::fail;
 
 namespace {
+
+using matrix = capi::matrix_arg;
 
 const llmkit_quantize_options k_quantize_defaults = LLMKIT_QUANTIZE_OPTIONS_INIT;
 const llmkit_dequantize_options k_dequantize_defaults = LLMKIT_DEQUANTIZE_OPTIONS_INIT;
@@ -37,27 +40,8 @@ void require_threads(int32_t n_threads) {
 }
 
 // A float32 host tensor [rows, n] or [n] as rows and element strides.
-struct matrix {
-    core::tensor_view v;
-    int64_t rows = 1, n = 0, row_stride = 0, col_stride = 1;
-};
-
 matrix host_matrix(const llmkit_tensor *t, const char *name) {
-    matrix m;
-    m.v = core::tensor_view::from(t, name);
-    m.v.require_dtype({core::dtype::f32});
-    m.v.require_ndim(1, 2);
-    if (!m.v.on_host()) fail(LLMKIT_ERROR_NO_DEVICE, name, ": quantization runs on the CPU; pass host memory");
-    if (m.v.ndim == 1) {
-        m.n = m.v.shape[0];
-        m.col_stride = m.v.strides[0];
-    } else {
-        m.rows = m.v.shape[0];
-        m.n = m.v.shape[1];
-        m.row_stride = m.v.strides[0];
-        m.col_stride = m.v.strides[1];
-    }
-    return m;
+    return capi::host_matrix_arg(t, name, core::dtype::f32, "quantization");
 }
 
 // llmkit_quantize / llmkit_dequantize for the formats with side arrays.
@@ -70,12 +54,12 @@ void quantize_with_planes(size_t *written, const quant::format_traits &f, const 
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.zero_point must be an llmkit_quant_zero_point (0, 1 or 2), got ",
              o.zero_point);
     const matrix m = host_matrix(src, "src");
-    const size_t needed = quant::format_bytes(f, m.rows, m.n);
+    const size_t needed = quant::format_bytes(f, m.rows, m.cols);
     if (written) *written = needed;
     if (needed > 0 && (!dst || dst_capacity < needed))
         fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "quantize ", f.name, ": dst needs ", needed, " bytes, capacity is ",
              dst ? dst_capacity : 0);
-    quant::f32_rows rows{reinterpret_cast<const float *>(m.v.data), m.rows, m.n, m.row_stride, m.col_stride};
+    quant::f32_rows rows{reinterpret_cast<const float *>(m.v.data), m.rows, m.cols, m.row_stride, m.col_stride};
     quant::format_options fo;
     fo.zp = quant::zero_point(o.zero_point);
     quant::quantize_format(f, rows, dst, fo, o.n_threads);
@@ -86,12 +70,12 @@ void dequantize_with_planes(const quant::format_traits &f, const void *src, size
     const auto o = capi::read_options(options, k_dequantize_defaults, "options");
     require_threads(o.n_threads);
     const matrix m = host_matrix(dst, "dst");
-    const size_t needed = quant::format_bytes(f, m.rows, m.n);
+    const size_t needed = quant::format_bytes(f, m.rows, m.cols);
     if (src_bytes != needed)
-        fail(LLMKIT_ERROR_SHAPE, "dequantize ", f.name, ": dst [", m.rows, ", ", m.n, "] needs ", needed,
+        fail(LLMKIT_ERROR_SHAPE, "dequantize ", f.name, ": dst [", m.rows, ", ", m.cols, "] needs ", needed,
              " bytes, src_bytes is ", src_bytes);
     if (needed > 0) capi::require_non_null(src, "src");
-    quant::dequantize_format(f, src, m.rows, m.n, reinterpret_cast<float *>(m.v.data), m.row_stride, m.col_stride,
+    quant::dequantize_format(f, src, m.rows, m.cols, reinterpret_cast<float *>(m.v.data), m.row_stride, m.col_stride,
                              o.n_threads);
 }
 
@@ -147,7 +131,7 @@ llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor
             fail(LLMKIT_ERROR_UNSUPPORTED, "quantize ", t.name,
                  ": importance matrices (options.imatrix) are not supported yet; pass NULL");
         const matrix m = host_matrix(src, "src");
-        const size_t needed = quant::rows_bytes(t, m.rows, m.n);
+        const size_t needed = quant::rows_bytes(t, m.rows, m.cols);
         if (written) *written = needed;
         if (needed > 0 && (!dst || dst_capacity < needed))
             fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "quantize ", t.name, ": dst needs ", needed, " bytes, capacity is ",
@@ -155,7 +139,7 @@ llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor
         quant::f32_rows rows;
         rows.data = reinterpret_cast<const float *>(m.v.data);
         rows.rows = m.rows;
-        rows.n = m.n;
+        rows.n = m.cols;
         rows.row_stride = m.row_stride;
         rows.col_stride = m.col_stride;
         quant::quantize_rows(t, rows, dst, o.n_threads);
@@ -170,12 +154,12 @@ llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t src_bytes,
         const auto o = capi::read_options(options, k_dequantize_defaults, "options");
         require_threads(o.n_threads);
         const matrix m = host_matrix(dst, "dst");
-        const size_t needed = quant::rows_bytes(t, m.rows, m.n);
+        const size_t needed = quant::rows_bytes(t, m.rows, m.cols);
         if (src_bytes != needed)
-            fail(LLMKIT_ERROR_SHAPE, "dequantize ", t.name, ": dst [", m.rows, ", ", m.n, "] needs ", needed,
+            fail(LLMKIT_ERROR_SHAPE, "dequantize ", t.name, ": dst [", m.rows, ", ", m.cols, "] needs ", needed,
                  " bytes of blocks, src_bytes is ", src_bytes);
         if (needed > 0) capi::require_non_null(src, "src");
-        quant::dequantize_rows(t, src, m.rows, m.n, reinterpret_cast<float *>(m.v.data), m.row_stride, m.col_stride,
+        quant::dequantize_rows(t, src, m.rows, m.cols, reinterpret_cast<float *>(m.v.data), m.row_stride, m.col_stride,
                                o.n_threads);
     });
 }

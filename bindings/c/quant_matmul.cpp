@@ -5,6 +5,7 @@
 
 #include "core/tensor.hpp"
 #include "guard.hpp"
+#include "host_matrix.hpp"
 #include "llmkit/llmkit.h"
 #include "quant/gguf_blocks.hpp"
 #include "quant/matmul.hpp"
@@ -18,27 +19,10 @@ namespace {
 const llmkit_quant_matmul_options k_defaults = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
 
 // A float32 host matrix [rows, cols] (a 1-D tensor is one row) with element strides.
-struct matrix {
-    core::tensor_view v;
-    int64_t rows = 1, cols = 0, row_stride = 0, col_stride = 1;
-};
+using matrix = capi::matrix_arg;
 
 matrix host_matrix(const llmkit_tensor *t, const char *name, core::dtype type) {
-    matrix m;
-    m.v = core::tensor_view::from(t, name);
-    m.v.require_dtype({type});
-    m.v.require_ndim(1, 2);
-    if (!m.v.on_host()) fail(LLMKIT_ERROR_NO_DEVICE, name, ": quantized matmul runs on the CPU; pass host memory");
-    if (m.v.ndim == 1) {
-        m.cols = m.v.shape[0];
-        m.col_stride = m.v.strides[0];
-    } else {
-        m.rows = m.v.shape[0];
-        m.cols = m.v.shape[1];
-        m.row_stride = m.v.strides[0];
-        m.col_stride = m.v.strides[1];
-    }
-    return m;
+    return capi::host_matrix_arg(t, name, type, "quantized matmul");
 }
 
 // The bytes a tensor's elements occupy, [lo, hi) (any stride signs).

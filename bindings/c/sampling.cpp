@@ -75,6 +75,16 @@ sampling::sample_call make_call(const llmkit_sample_options &o) {
     return call;
 }
 
+// top-p, min-p and typical: a probability p (0 allowed only where it means
+// "off") and min_keep, where 0 means 1.
+step probability_step(step_kind kind, const char *name, float p, bool allow_zero, size_t min_keep) {
+    require_probability(p, allow_zero, name, "p");
+    step s = make(kind);
+    s.f0 = p;
+    s.min_keep = min_keep ? min_keep : 1;
+    return s;
+}
+
 }  // namespace
 
 extern "C" {
@@ -134,33 +144,15 @@ llmkit_status llmkit_sampler_chain_add_top_k(llmkit_sampler_chain *chain, int32_
 }
 
 llmkit_status llmkit_sampler_chain_add_top_p(llmkit_sampler_chain *chain, float p, size_t min_keep) {
-    return add(chain, [&] {
-        require_probability(p, false, "top_p", "p");
-        step s = make(step_kind::top_p);
-        s.f0 = p;
-        s.min_keep = min_keep ? min_keep : 1;
-        return s;
-    });
+    return add(chain, [&] { return probability_step(step_kind::top_p, "top_p", p, false, min_keep); });
 }
 
 llmkit_status llmkit_sampler_chain_add_min_p(llmkit_sampler_chain *chain, float p, size_t min_keep) {
-    return add(chain, [&] {
-        require_probability(p, true, "min_p", "p");
-        step s = make(step_kind::min_p);
-        s.f0 = p;
-        s.min_keep = min_keep ? min_keep : 1;
-        return s;
-    });
+    return add(chain, [&] { return probability_step(step_kind::min_p, "min_p", p, true, min_keep); });
 }
 
 llmkit_status llmkit_sampler_chain_add_typical(llmkit_sampler_chain *chain, float p, size_t min_keep) {
-    return add(chain, [&] {
-        require_probability(p, false, "typical", "p");
-        step s = make(step_kind::typical);
-        s.f0 = p;
-        s.min_keep = min_keep ? min_keep : 1;
-        return s;
-    });
+    return add(chain, [&] { return probability_step(step_kind::typical, "typical", p, false, min_keep); });
 }
 
 llmkit_status llmkit_sampler_chain_add_top_n_sigma(llmkit_sampler_chain *chain, float n) {
