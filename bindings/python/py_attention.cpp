@@ -9,6 +9,18 @@ namespace {
 // (llmkit/_attention.py) in the input's own array type, so a bf16 or CUDA torch
 // tensor gets a torch tensor back; here every array is just a tensor.
 
+// A per-query-head array (ALiBi slopes, sinks) as the bare pointer the C call
+// reads Hq values from, so its length is checked here against q [B, S, Hq, D].
+const float *per_head(const std::optional<f32_array> &a, const char *name, const tensor_arg &q) {
+    if (!a) return nullptr;
+    const int64_t hq = q.ndim() == 4 ? q.shape[2] : -1;
+    if (a->ndim() != 1 || (hq >= 0 && a->size() != hq))
+        throw py::value_error(std::string(name) + " must be 1-D with one value per query head: q has " +
+                              std::to_string(hq) + " heads, got " + std::to_string(a->size()) + " values in " +
+                              std::to_string(a->ndim()) + " dimensions");
+    return a->data();
+}
+
 void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle out_obj, bool causal, int64_t window,
                float softcap, float scale, const std::optional<f32_array> &alibi_slopes, py::handle mask_obj,
                int32_t num_threads) {
@@ -24,17 +36,7 @@ void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle 
     o.softcap = softcap;
     o.scale = scale;
     o.n_threads = num_threads;
-    if (alibi_slopes) {
-        // The C call reads Hq slopes from a bare pointer: the count is checked here.
-        const int64_t hq = q.ndim() == 4 ? q.shape[2] : -1;
-        if (hq >= 0 && alibi_slopes->ndim() != 1)
-            throw py::value_error("alibi_slopes must be 1-D with one slope per query head (" + std::to_string(hq) +
-                                  "), got " + std::to_string(alibi_slopes->ndim()) + " dimensions");
-        if (hq >= 0 && alibi_slopes->size() != hq)
-            throw py::value_error("alibi_slopes has " + std::to_string(alibi_slopes->size()) +
-                                  " slopes, but q has " + std::to_string(hq) + " heads");
-        o.alibi_slopes = alibi_slopes->data();
-    }
+    o.alibi_slopes = per_head(alibi_slopes, "alibi_slopes", q);
     llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), ot = out.ref();
     std::optional<llmkit::tensor_ref> mt;
     if (mask) o.mask = mt.emplace(mask->ref()).get();
@@ -83,6 +85,7 @@ uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, 
 // KV caches. The Python classes in llmkit/_attention.py wrap these; outputs
 // are allocated there in q's array type and passed in.
 
+// The keyword arguments of both caches' attention calls, in their order.
 struct kv_options {
     bool causal = true;
     int64_t window = 0;
@@ -102,17 +105,8 @@ llmkit_kv_attention_options kv_c_options(const kv_options &o, const tensor_arg &
     c.scale = o.scale;
     c.n_threads = o.num_threads;
     c.split_keys = o.split_keys;
-    const int64_t hq = q.ndim() == 4 ? q.shape[2] : -1;
-    auto heads = [&](const std::optional<f32_array> &a, const char *name) -> const float * {
-        if (!a) return nullptr;
-        if (a->ndim() != 1 || (hq >= 0 && a->size() != hq))
-            throw py::value_error(std::string(name) + " must hold one value per query head (" + std::to_string(hq) +
-                                  "), got shape of " + std::to_string(a->size()) + " values in " +
-                                  std::to_string(a->ndim()) + " dimensions");
-        return a->data();
-    };
-    c.alibi_slopes = heads(o.alibi_slopes, "alibi_slopes");
-    c.sinks = heads(o.sinks, "sinks");
+    c.alibi_slopes = per_head(o.alibi_slopes, "alibi_slopes", q);
+    c.sinks = per_head(o.sinks, "sinks", q);
     return c;
 }
 
@@ -164,15 +158,8 @@ void bind_cache_methods(P &cls) {
             [](T &self, int32_t layer, py::handle q, const std::vector<int32_t> &seq_ids, py::handle out, bool causal,
                int64_t window, float softcap, float scale, std::optional<f32_array> alibi_slopes,
                std::optional<f32_array> sinks, int32_t num_threads, int64_t split_keys) {
-                kv_options o;
-                o.causal = causal;
-                o.window = window;
-                o.softcap = softcap;
-                o.scale = scale;
-                o.alibi_slopes = std::move(alibi_slopes);
-                o.sinks = std::move(sinks);
-                o.num_threads = num_threads;
-                o.split_keys = split_keys;
+                const kv_options o{causal, window, softcap, scale, std::move(alibi_slopes), std::move(sinks),
+                                   num_threads, split_keys};
                 self.attention(layer, q, seq_ids, out, o);
             },
             py::arg("layer"), py::arg("q"), py::arg("seq_ids"), py::arg("out"), py::arg("causal") = true,
@@ -234,15 +221,8 @@ void bind_attention(py::module_ &m) {
                py::handle out_obj, bool causal, int64_t window, float softcap, float scale,
                std::optional<f32_array> alibi_slopes, std::optional<f32_array> sinks, int32_t num_threads,
                int64_t split_keys) {
-                kv_options o;
-                o.causal = causal;
-                o.window = window;
-                o.softcap = softcap;
-                o.scale = scale;
-                o.alibi_slopes = std::move(alibi_slopes);
-                o.sinks = std::move(sinks);
-                o.num_threads = num_threads;
-                o.split_keys = split_keys;
+                const kv_options o{causal, window, softcap, scale, std::move(alibi_slopes), std::move(sinks),
+                                   num_threads, split_keys};
                 const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
                 const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
                 const tensor_arg tables = to_tensor(tables_obj, "block_tables", fallback::index);

@@ -19,6 +19,31 @@ void progress_trampoline(int64_t done, int64_t total, void *user_data) {
     }
 }
 
+// The calibration inputs as C tensor views; the converted arrays they point
+// into live as long as this object.
+struct calib_tensors {
+    std::deque<tensor_arg> args;
+    std::deque<llmkit::tensor_ref> refs;
+    std::vector<llmkit_tensor> views;
+    explicit calib_tensors(const py::list &objs) {
+        for (size_t i = 0; i < objs.size(); ++i) {
+            args.push_back(to_tensor(objs[i], "calib_inputs[" + std::to_string(i) + "]", fallback::floating));
+            refs.push_back(args.back().ref());
+            views.push_back(*refs.back().get());
+        }
+    }
+};
+
+// Routes the options' progress callback to a Python callable, when one is given;
+// fn must outlive the C call.
+template <class Options>
+void set_progress(Options &o, const std::optional<py::function> &progress, py::function &fn) {
+    if (!progress) return;
+    fn = *progress;
+    o.progress = &progress_trampoline;
+    o.user_data = &fn;
+}
+
 py::dict report_dict(const llmkit_quant_layer_report &r) {
     py::dict d;
     d["output_error"] = r.output_error;
@@ -32,14 +57,7 @@ py::tuple gptq_quantize(py::handle weight_obj, const py::list &calib_objs, int32
                         int32_t block_size, bool act_order, int32_t zero_point, const std::optional<py::function> &progress,
                         int32_t num_threads) {
     const tensor_arg w = to_tensor(weight_obj, "weight", fallback::floating);
-    std::deque<tensor_arg> args;
-    std::deque<llmkit::tensor_ref> refs;
-    std::vector<llmkit_tensor> calib;
-    for (size_t i = 0; i < calib_objs.size(); ++i) {
-        args.push_back(to_tensor(calib_objs[i], "calib_inputs[" + std::to_string(i) + "]", fallback::floating));
-        refs.push_back(args.back().ref());
-        calib.push_back(*refs.back().get());
-    }
+    const calib_tensors calib(calib_objs);
     const llmkit::tensor_ref wr = w.ref();
     llmkit_gptq_options o = LLMKIT_GPTQ_OPTIONS_INIT;
     o.n_threads = num_threads;
@@ -48,13 +66,9 @@ py::tuple gptq_quantize(py::handle weight_obj, const py::list &calib_objs, int32
     o.act_order = act_order ? 1 : 0;
     o.zero_point = zero_point;
     py::function fn;
-    if (progress) {
-        fn = *progress;
-        o.progress = &progress_trampoline;
-        o.user_data = &fn;
-    }
+    set_progress(o, progress, fn);
     size_t needed = 0;
-    if (llmkit_gptq_quantize(&needed, type, wr.get(), calib.data(), calib.size(), nullptr, 0, &o, nullptr) !=
+    if (llmkit_gptq_quantize(&needed, type, wr.get(), calib.views.data(), calib.views.size(), nullptr, 0, &o, nullptr) !=
         LLMKIT_ERROR_BUFFER_TOO_SMALL)
         needed = 0;  // the real call below reports the problem
     py::array_t<uint8_t> out({py::ssize_t(needed)});
@@ -63,7 +77,7 @@ py::tuple gptq_quantize(py::handle weight_obj, const py::list &calib_objs, int32
     llmkit_status s;
     {
         py::gil_scoped_release nogil;
-        s = llmkit_gptq_quantize(nullptr, type, wr.get(), calib.data(), calib.size(), dst, needed, &o, &rep);
+        s = llmkit_gptq_quantize(nullptr, type, wr.get(), calib.views.data(), calib.views.size(), dst, needed, &o, &rep);
     }
     llmkit::check(s);
     return py::make_tuple(out, report_dict(rep));
@@ -74,14 +88,7 @@ py::tuple awq_quantize(py::handle weight_obj, const py::list &calib_objs, int32_
                        double max_shrink, bool clip, int32_t zero_point, const std::optional<py::function> &progress,
                        int32_t num_threads) {
     const tensor_arg w = to_tensor(weight_obj, "weight", fallback::floating);
-    std::deque<tensor_arg> args;
-    std::deque<llmkit::tensor_ref> refs;
-    std::vector<llmkit_tensor> calib;
-    for (size_t i = 0; i < calib_objs.size(); ++i) {
-        args.push_back(to_tensor(calib_objs[i], "calib_inputs[" + std::to_string(i) + "]", fallback::floating));
-        refs.push_back(args.back().ref());
-        calib.push_back(*refs.back().get());
-    }
+    const calib_tensors calib(calib_objs);
     const llmkit::tensor_ref wr = w.ref();
     llmkit_awq_options o = LLMKIT_AWQ_OPTIONS_INIT;
     o.n_threads = num_threads;
@@ -90,13 +97,9 @@ py::tuple awq_quantize(py::handle weight_obj, const py::list &calib_objs, int32_
     o.clip = clip ? 1 : 0;
     o.zero_point = zero_point;
     py::function fn;
-    if (progress) {
-        fn = *progress;
-        o.progress = &progress_trampoline;
-        o.user_data = &fn;
-    }
+    set_progress(o, progress, fn);
     size_t needed = 0;
-    if (llmkit_awq_quantize(&needed, type, wr.get(), calib.data(), calib.size(), nullptr, 0, nullptr, &o, nullptr) !=
+    if (llmkit_awq_quantize(&needed, type, wr.get(), calib.views.data(), calib.views.size(), nullptr, 0, nullptr, &o, nullptr) !=
         LLMKIT_ERROR_BUFFER_TOO_SMALL)
         needed = 0;
     py::array_t<uint8_t> out({py::ssize_t(needed)});
@@ -107,7 +110,7 @@ py::tuple awq_quantize(py::handle weight_obj, const py::list &calib_objs, int32_
     llmkit_status s;
     {
         py::gil_scoped_release nogil;
-        s = llmkit_awq_quantize(nullptr, type, wr.get(), calib.data(), calib.size(), dst, needed, sc, &o, &rep);
+        s = llmkit_awq_quantize(nullptr, type, wr.get(), calib.views.data(), calib.views.size(), dst, needed, sc, &o, &rep);
     }
     llmkit::check(s);
     return py::make_tuple(out, scales, report_dict(rep));
