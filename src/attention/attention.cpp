@@ -10,12 +10,23 @@
 //   m_r, l_r, P = online softmax     (running max and sum per row)
 //   O_r = alpha_r O_r + P^T V        (the rescale is folded into the gemm)
 // and at the end out_r = O_r / l_r. Memory: O(rows * D) per thread.
+//
+// Query tiles hold up to 128 rows (128 / G queries of G heads), so each K/V
+// tile serves many rows. A prefill whose groups have several query tiles packs
+// each group's visible K/V rows once into contiguous float32 rows (bf16/fp16
+// converted once, not once per query tile; no strided copy per tile), which
+// the tiles then stream from the cache; groups go in waves just large enough to
+// keep the threads busy, longest tasks first. Packing costs 2 * keys * D floats
+// per group of the wave, the size of that group's K and V in float32.
 #include "attention/attention.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstring>
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "attention/kernels.hpp"
 #include "core/backend.hpp"
@@ -30,7 +41,7 @@ using core::tensor_view;
 namespace {
 
 constexpr int k_tile_keys = 64;
-constexpr int k_tile_rows = 64;
+constexpr int k_tile_rows = 128;
 constexpr int64_t k_max_head_dim = 256;
 // Decode walks a tile in chunks of this many keys, asking for the same chunk
 // of the next tile before each: a burst of prefetches for a whole tile would
@@ -125,20 +136,27 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, dt == dtype::bf16);
     };
 
+    // Row stride of the float32 K/V tile copies (prefill), padded so that the
+    // rows a gemm walks down do not all fall into the same few L1 sets (strides
+    // of 256 or 512 bytes put 64 rows into 8 or 4 of its 64 sets).
+    const int64_t ldt_f32 = (D + 15) / 16 * 16 + 16;
+
     // One (task, split): the task's rows against the split-th part of their
     // keys. With part == null (no split) it writes the output; otherwise it
     // leaves the unnormalised O, the running max m and sum l in part.
-    auto process = [&](int64_t task, int64_t split, int64_t n_splits, float *part) {
+    // With packed K/V (pk, pv: the group's rows from key `first` on, float32
+    // rows of ldt), a prefill task reads its tiles there; without, it copies
+    // (or converts) each tile itself.
+    auto process = [&](int64_t task, int64_t split, int64_t n_splits, float *part, const float *pk, const float *pv,
+                       int64_t first) {
         thread_local workspace ws;
         const int64_t qt = task % nqt, g = (task / nqt) % Hkv, b = task / (nqt * Hkv);
         const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
         const int R = int(G * tl);
         const bool transposed = R >= 16;  // gemm on Q^T; dot products for a few rows (decode)
-        // Row strides of Q^T and of the K/V tile copies (prefill), padded so that
-        // the rows a gemm walks down do not all fall into the same few L1 sets
-        // (strides of 256 or 512 bytes put 64 rows into 8 or 4 of its 64 sets).
+        // Row strides of Q^T and of the K/V tiles (prefill), padded (see ldt_f32).
         const int64_t ldq = transposed ? R + 16 : D;
-        const int64_t ldt = transposed ? (D + 15) / 16 * 16 + 16 : D;
+        const int64_t ldt = transposed ? ldt_f32 : D;
         const size_t need = size_t(transposed ? D * ldq : R * D) + size_t(R) * D + size_t(k_tile_keys) * R +
                             size_t(R) * 3 + size_t(D) + size_t(k_tile_keys) * ldt * 2;
         float *Qb = ws.get(need);
@@ -194,7 +212,11 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));  // next tile's keys
             const bool bf16 = dt == dtype::bf16;
             const int64_t ks = k.strides[1], vs = v.strides[1];
-            if (transposed) {
+            const float *Kt = Kf, *Vt = Vf;  // the tile's K and V as float32 rows of ldt (prefill)
+            if (transposed && pk) {
+                Kt = pk + (j0 - first) * ldt;
+                Vt = pv + (j0 - first) * ldt;
+            } else if (transposed) {
                 // K and V rows of this tile as float32 rows of ldt (copied or
                 // converted: contiguous rows for the gemms, whatever the strides).
                 for (int j = 0; j < nk; ++j) {
@@ -213,7 +235,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     prefetch_rows(kbase + (j0 + k_tile_keys) * ks * es, next, ks * es, D * es);
                     prefetch_rows(vbase + (j0 + k_tile_keys) * vs * es, next, vs * es, D * es);
                 }
-                kn.gemm(nk, R, int(D), Kf, ldt, 1, Qb, ldq, ST, R, false, nullptr);
+            }
+            if (transposed) {
+                kn.gemm(nk, R, int(D), Kt, ldt, 1, Qb, ldq, ST, R, false, nullptr);
             } else {
                 // Decode: dot products with the rows where they lie (16-bit rows
                 // converted in registers when the set has dots_half), a chunk at a
@@ -264,7 +288,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
 
             kn.softmax_tile(ST, nk, R, m, l, alpha);
             if (transposed) {
-                kn.gemm(R, int(D), nk, ST, 1, R, Vf, ldt, O, D, true, alpha);
+                kn.gemm(R, int(D), nk, ST, 1, R, Vt, ldt, O, D, true, alpha);
             } else {
                 // O = alpha O + P^T V a chunk of keys at a time: the first chunk
                 // applies alpha, the others add (the same sum, in the same order).
@@ -314,14 +338,61 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         splits = n_tasks >= threads || Skv < 512
                      ? 1
                      : std::min<int64_t>((2 * threads + n_tasks - 1) / n_tasks, Skv / 256);
-    if (splits <= 1) {
-        core::parallel_for(n_tasks, threads, [&](int64_t task) { process(task, 0, 1, nullptr); });
-        return;
-    }
     const int64_t slot = G * tq * (D + 2);
-    std::vector<float> parts(size_t(n_tasks * splits * slot));
-    core::parallel_for(n_tasks * splits, threads,
-                       [&](int64_t x) { process(x / splits, x % splits, splits, parts.data() + x * slot); });
+    std::vector<float> parts(splits > 1 ? size_t(n_tasks * splits * slot) : 0);
+    auto part_of = [&](int64_t task, int64_t split) {
+        return splits > 1 ? parts.data() + (task * splits + split) * slot : nullptr;
+    };
+
+    // Prefill with several query tiles per group: the group's K/V rows are read
+    // by every tile, so they are packed once per group into float32 rows of
+    // ldt_f32 (converted once, contiguous, so the tiles stream them with the
+    // hardware prefetcher). Groups go in waves of enough tasks to keep the
+    // threads busy: the packed rows of a wave stay in the last-level cache.
+    const int64_t klo = window > 0 ? std::max<int64_t>(0, offset - window + 1) : 0;  // keys any query sees
+    const int64_t khi = causal ? std::min(Skv - 1, Sq - 1 + offset) : Skv - 1;
+    const bool pack = G * tq >= 16 && nqt >= 2 && khi >= klo;
+    if (!pack) {
+        core::parallel_for(n_tasks * splits, threads,
+                           [&](int64_t x) { process(x / splits, x % splits, splits, part_of(x / splits, x % splits),
+                                                    nullptr, nullptr, 0); });
+    } else {
+        const int64_t n_groups = B * Hkv, rows = khi - klo + 1, per_group = 2 * rows * ldt_f32;
+        const int64_t wave = std::clamp<int64_t>((4 * threads + nqt * splits - 1) / (nqt * splits), 1, n_groups);
+        std::vector<float> packed(size_t(wave * per_group));
+        // Longest tasks first (the last query tiles, under a causal mask), so the
+        // threads finish a wave together.
+        std::vector<int64_t> order(static_cast<size_t>(nqt));
+        for (int64_t qt = 0; qt < nqt; ++qt) order[size_t(qt)] = causal ? nqt - 1 - qt : qt;
+        constexpr int64_t pack_rows = 256;  // rows per packing work item
+        const int64_t chunks = (rows + pack_rows - 1) / pack_rows;
+        for (int64_t w0 = 0; w0 < n_groups; w0 += wave) {
+            const int64_t nw = std::min(wave, n_groups - w0);
+            core::parallel_for(nw * chunks, threads, [&](int64_t x) {
+                const int64_t wg = x / chunks, grp = w0 + wg, b = grp / Hkv, g = grp % Hkv;
+                const int64_t r0 = x % chunks * pack_rows, r1 = std::min(rows, r0 + pack_rows);
+                float *pk = packed.data() + wg * per_group, *pv = pk + rows * ldt_f32;
+                for (const auto &[t, dst] : {std::pair{&k, pk}, std::pair{&v, pv}}) {
+                    const char *base = t->data + (b * t->strides[0] + g * t->strides[2]) * es;
+                    for (int64_t r = r0; r < r1; ++r) {
+                        const char *src = base + (klo + r) * t->strides[1] * es;
+                        if (dt == dtype::f32)
+                            std::memcpy(dst + r * ldt_f32, src, size_t(D) * 4);
+                        else
+                            kn.half_to_f32(dst + r * ldt_f32, reinterpret_cast<const uint16_t *>(src), D,
+                                           dt == dtype::bf16);
+                    }
+                }
+            });
+            core::parallel_for(nw * nqt * splits, threads, [&](int64_t x) {
+                const int64_t split = x % splits, wg = x / splits % nw, qt = order[size_t(x / (splits * nw))];
+                const int64_t task = (w0 + wg) * nqt + qt;
+                const float *pk = packed.data() + wg * per_group;
+                process(task, split, splits, part_of(task, split), pk, pk + rows * ldt_f32, klo);
+            });
+        }
+    }
+    if (splits <= 1) return;
     core::parallel_for(n_tasks, threads, [&](int64_t task) {
         const int64_t qt = task % nqt, g = (task / nqt) % Hkv, b = task / (nqt * Hkv);
         const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);

@@ -576,3 +576,68 @@ TEST_CASE("attention: splitting the keys across threads (flash-decoding) merges 
             check_case(dtype::f32, 1, 2, 200, 2, 1, 64, m, layout::compact, ks, splits);
         }
 }
+
+TEST_CASE("attention prefill tiles: lengths off the tile edges, GQA 1/4/8, causal and window edges, waves of packed K/V",
+          "[attention]") {
+    // Query tiles hold 128 / G queries (128, 32, 16 for G = 1, 4, 8) and key
+    // tiles 64 keys; a group with several query tiles packs its K/V rows once
+    // and groups run in waves. Lengths one past or short of those edges, a last
+    // tile of 1 query (dot products instead of the gemm), windows ending inside
+    // a tile and Sq != Skv, on every kernel set and through the C ABI.
+    std::vector<const llmkit::attention::kernels *> sets = kernel_sets();
+    sets.push_back(nullptr);
+    for (const auto *ks : sets) {
+        config causal;
+        causal.causal = true;
+        config win;
+        win.window = 70;
+        config bi;
+        check_case(dtype::f32, 2, 129, 129, 2, 2, 64, causal, layout::compact, ks);  // G = 1: 128 + 1 queries
+        check_case(dtype::bf16, 1, 255, 255, 2, 2, 80, win, layout::padded, ks);
+        check_case(dtype::f32, 1, 200, 263, 3, 3, 64, bi, layout::bhsd, ks);
+        config wa = win;
+        wa.window = 33;
+        wa.alibi = true;
+        check_case(dtype::f32, 2, 97, 97, 8, 2, 64, causal, layout::compact, ks);  // G = 4: 3 tiles + 1 query
+        check_case(dtype::f16, 1, 65, 191, 8, 2, 96, wa, layout::compact, ks);
+        config mk;
+        mk.mask = true;
+        mk.causal = true;
+        check_case(dtype::f32, 1, 130, 130, 4, 1, 64, mk, layout::padded, ks);
+        config ws = win;
+        ws.window = 17;
+        ws.softcap = 3.0f;
+        check_case(dtype::f32, 2, 47, 47, 16, 2, 64, causal, layout::compact, ks);  // G = 8: 2 tiles + 15 queries
+        check_case(dtype::bf16, 1, 33, 100, 16, 2, 64, ws, layout::bhsd, ks);
+    }
+}
+
+TEST_CASE("attention prefill with packed K/V: the same bits for 1, 2 and 3 threads, split keys match the reference",
+          "[attention]") {
+    std::mt19937 rng(11);
+    for (dtype t : {dtype::f32, dtype::bf16}) {
+        tensor4 q = make(t, 2, 150, 8, 64, layout::compact, &rng), k = make(t, 2, 150, 2, 64, layout::compact, &rng),
+                v = make(t, 2, 150, 2, 64, layout::compact, &rng), o1 = make(t, 2, 150, 8, 64, layout::compact, nullptr),
+                o2 = o1, o3 = o1;
+        llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+        o.causal = 1;
+        o.n_threads = 1;
+        REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), o1.c(), &o) == LLMKIT_OK);
+        o.n_threads = 2;
+        REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), o2.c(), &o) == LLMKIT_OK);
+        o.n_threads = 3;
+        REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), o3.c(), &o) == LLMKIT_OK);
+        INFO("dtype " << llmkit::core::dtype_name(t));
+        CHECK(o1.bytes == o2.bytes);
+        CHECK(o1.bytes == o3.bytes);
+    }
+    for (const auto *ks : kernel_sets())
+        for (int64_t splits : {2, 3}) {  // several query tiles and split keys
+            config c;
+            c.causal = true;
+            check_case(dtype::f32, 1, 100, 300, 8, 2, 64, c, layout::compact, ks, splits);
+            config w;
+            w.window = 45;
+            check_case(dtype::bf16, 2, 70, 70, 8, 1, 64, w, layout::compact, ks, splits);
+        }
+}
