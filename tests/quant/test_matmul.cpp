@@ -338,6 +338,46 @@ TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quan
         }
 }
 
+// The prefill sizes bench_qmatmul.py times (M = 16, 32, 128: many full
+// activation-row tiles, none partial) and one just past them (M = 129, a lone
+// last row), with a row count that leaves a partial weight tile and an odd
+// block count: float64 agreement, the scalar bits at 1 and 2 threads, and
+// the GEMV bits of the first and last rows.
+TEST_CASE("quant matmul: prefill sizes M = 16, 32, 128, 129 against float64 and the scalar bits", "[quant][matmul]") {
+    const bool avx2 = have_avx2();
+    const int64_t n = 11;
+    uint32_t seed = 1300;
+    for (const auto &tc : k_types) {
+        const int64_t k = tc.block == 32 ? 5 * 32 : 2 * 256;
+        std::vector<float> w = random_matrix(n, k, seed++);
+        const auto q = quantize(tc.type, w, n, k);
+        const auto wd = dequantize(tc.type, q, n, k);
+        for (int64_t m : {16, 32, 128, 129}) {
+            INFO(tc.name << " m=" << m << " n=" << n << " k=" << k);
+            std::vector<float> x = random_matrix(m, k, seed++);
+            std::vector<float> scalar;
+            {
+                const isa_scope s(matmul_isa::scalar);
+                REQUIRE(s.ok);
+                scalar = matmul(tc.type, q, n, k, x, m, 1);
+            }
+            check_against_reference(scalar, wd, x, m, n, k, tc.block);
+            const isa_scope s(avx2 ? matmul_isa::avx2 : matmul_isa::scalar);
+            for (int threads : {1, 2}) {
+                INFO(llmkit_quant_matmul_isa() << ", " << threads << " threads");
+                CHECK(std::memcmp(scalar.data(), matmul(tc.type, q, n, k, x, m, threads).data(),
+                                  scalar.size() * 4) == 0);
+            }
+            for (int64_t i : {int64_t(0), m - 1}) {
+                INFO("row " << i << " alone");
+                std::vector<float> xi(x.begin() + i * k, x.begin() + (i + 1) * k);
+                CHECK(std::memcmp(matmul(tc.type, q, n, k, xi, 1, 1).data(), scalar.data() + i * n,
+                                  size_t(n) * 4) == 0);
+            }
+        }
+    }
+}
+
 TEST_CASE("quant matmul: strided x and y, 1-D x, empty shapes", "[quant][matmul]") {
     const int64_t m = 5, n = 9, k = 64;
     std::vector<float> w = random_matrix(n, k, 77);
