@@ -23,10 +23,12 @@ What is measured, in one run:
   enough copies of the weights (>= --cold-bytes, 128 MB by default, 4x this CPU's 32 MB L3) that
   every call reads them from memory; "warm" cells repeat one matrix (the 4096x4096 quantized
   ones then sit in L3, so they show the kernels' compute speed, not memory).
-* GEMM (prefill), 4096x4096 weights, M = 32 and 128 activation rows: GFLOP/s = 2*M*N*K / time,
+* GEMM (prefill), 4096x4096 weights, M = 16, 32 and 128 activation rows: GFLOP/s = 2*M*N*K / time,
   llmkit against torch fp32 ``x @ W.T``, torch int8 dynamic linear, NumPy float32, and the
   alternative llmkit could use instead, "dequantize the whole matrix, then a float32 GEMM"
-  (``llmkit.dequantize`` + torch ``mm``) -- the measurement behind the kernel choice.
+  (``llmkit.dequantize`` + torch ``mm``) -- the measurement behind the kernel choice. Torch's int8
+  dynamic linear is timed first at each M, and every row prints its speed as a ratio to it
+  ("vs int8" columns).
 
 Agreement is checked before timing: llmkit's output against a float64 matmul of the dequantized
 weights, with the bound the int8 rounding of x allows (sum |W| * d / 2 per output, d = the
@@ -184,7 +186,7 @@ def main():
     args = ap.parse_args()
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     shapes = SHAPES[:1] if args.quick else SHAPES
-    gemm_ms = [32] if args.quick else [32, 128]
+    gemm_ms = [32] if args.quick else [16, 32, 128]
     failures = []
     t_start = time.perf_counter()
 
@@ -287,11 +289,19 @@ def main():
     w = (rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.02)).astype(np.float32)
     gemm_rows = []
     print(f"\nGEMM {n}x{k} weights, GFLOP/s (2*M*N*K per call), warm", flush=True)
-    print(f"{'impl':<30} {'M':>4} | " + " | ".join(f"{nt}t GFLOP/s" for nt in THREADS), flush=True)
+    print(f"{'impl':<30} {'M':>4} | " + " | ".join(f"{nt}t GFLOP/s  vs int8" for nt in THREADS), flush=True)
     for m in gemm_ms:
         x = rng.standard_normal((m, k), dtype=np.float32)
         flop = 2.0 * m * n * k
         impls = []
+        if torch is not None:  # first, so every later row can print its ratio to it
+            wt, xt = torch.from_numpy(w), torch.from_numpy(x)
+            q, s = int8_rows(w)
+            wq = torch.quantize_per_channel(torch.from_numpy(q.astype(np.float32) * s[:, None]),
+                                            torch.from_numpy(s.astype(np.float64)), torch.zeros(n, dtype=torch.int64),
+                                            0, torch.qint8)
+            packed = torch.ops.quantized.linear_prepack(wq, None)
+            impls.append(("torch int8 dynamic", lambda nt: torch.ops.quantized.linear_dynamic(xt, packed)))
         for t in types:
             lw = LlmkitWeights(w, t)
             y1, y2 = lw.matmul(x, 1), lw.matmul(x, 2)
@@ -309,23 +319,21 @@ def main():
                     return xt @ wdq.T
                 impls.append((f"  dequantize {t} + torch mm", deq_mm))
         if torch is not None:
-            wt, xt = torch.from_numpy(w), torch.from_numpy(x)
             impls.append(("torch fp32 mm", lambda nt: xt @ wt.T))
-            q, s = int8_rows(w)
-            wq = torch.quantize_per_channel(torch.from_numpy(q.astype(np.float32) * s[:, None]),
-                                            torch.from_numpy(s.astype(np.float64)), torch.zeros(n, dtype=torch.int64),
-                                            0, torch.qint8)
-            packed = torch.ops.quantized.linear_prepack(wq, None)
-            impls.append(("torch int8 dynamic", lambda nt: torch.ops.quantized.linear_dynamic(xt, packed)))
         impls.append(("numpy fp32", lambda nt: x @ w.T))
+        int8_gflops = {}
         for name, fn in impls:
             row = {"impl": name.strip(), "m": m}
             for nt in THREADS:
                 if torch is not None:
                     torch.set_num_threads(nt)
                 row[f"gflops{nt}"] = flop / best_time(lambda: fn(nt), args.reps) / 1e9
+                if name == "torch int8 dynamic":
+                    int8_gflops[nt] = row[f"gflops{nt}"]
+                row[f"vs_int8_{nt}"] = row[f"gflops{nt}"] / int8_gflops[nt] if nt in int8_gflops else float("nan")
             gemm_rows.append(row)
-            print(f"{name:<30} {m:4d} | " + " | ".join(f"{row[f'gflops{nt}']:11.1f}" for nt in THREADS), flush=True)
+            print(f"{name:<30} {m:4d} | " + " | ".join(f"{row[f'gflops{nt}']:11.1f} {row[f'vs_int8_{nt}']:7.2f}x"
+                                                     for nt in THREADS), flush=True)
 
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s", flush=True)
     if args.json:
