@@ -95,12 +95,50 @@ rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, co
         }
     }
     filter_ = std::move(filter);
+    build_pair_table();
+}
+
+void rank_table::build_pair_table() {
+    if (missing_byte() >= 0 || end_rank() > pair_table::k_max_id + 1) return;
+    // A token splits into two tokens at some of its inner positions; each
+    // such split is one pair. (o200k: 446k pairs from 200k tokens.)
+    std::vector<pair_table::triple> pairs;
+    pairs.reserve(2 * count_);
+    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+        const auto [off, len] = by_rank_[r];
+        if (len == k_no_rank || len < 2) continue;
+        const std::string_view t(arena_.data() + off, len);
+        for (size_t k = 1; k < len; ++k) {
+            const uint32_t left = rank(t.substr(0, k));
+            if (left == k_no_rank) continue;
+            const uint32_t right = rank(t.substr(k));
+            if (right != k_no_rank) pairs.push_back({left, right, r});
+        }
+    }
+    pairs_ = pair_table(pairs);
+    pair_memo_.reset(new std::atomic<uint64_t>[size_t(1) << k_memo_bits]);
+    for (size_t i = 0; i < (size_t(1) << k_memo_bits); ++i) pair_memo_[i].store(~uint64_t(0), std::memory_order_relaxed);
 }
 
 int rank_table::missing_byte() const noexcept {
     for (int b = 0; b < 256; ++b)
         if (byte_rank_[b] == k_no_rank) return b;
     return -1;
+}
+
+void rank_table::prefetch_piece(std::string_view piece, const piece_cache &cache) const noexcept {
+    const size_t n = piece.size();
+    if (n <= 2) return;  // direct tables, small and hot
+    const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
+    const uint64_t h = hash(p, n, load_head(p, n));
+#if defined(__GNUC__)
+    __builtin_prefetch(&filter_[size_t(h >> 20) & filter_mask_]);
+    __builtin_prefetch(&slots_[size_t(h) & mask_]);
+    if (n <= piece_cache::k_max_bytes) __builtin_prefetch(&cache.entries[(h >> 40) & (piece_cache::k_entries - 1)]);
+#else
+    (void)h;
+    (void)cache;
+#endif
 }
 
 void rank_table::encode_piece(std::string_view piece, std::vector<int32_t> &out, piece_cache &cache) const {
@@ -137,8 +175,58 @@ void rank_table::encode_piece(std::string_view piece, std::vector<int32_t> &out,
     else merge_large(piece, out);
 }
 
-// tiktoken's _byte_pair_merge: parts[i] = (start, rank of merging part i with part i+1).
 void rank_table::merge_small(std::string_view piece, std::vector<int32_t> &out) const {
+    if (piece.size() > 128) merge_large(piece, out);  // the scans' arrays hold 128 bytes
+    else if (pairs_.empty()) merge_small_by_bytes(piece, out);
+    else merge_by_ids(piece, out);
+}
+
+// tiktoken's scan with the pair table. Parts are named by their first byte
+// and linked (next/prev), so a merge rewrites a few entries instead of
+// shifting the arrays; a merged-away part keeps rank k_no_rank, so the scan
+// for the lowest rank may run over all n entries without looking at links.
+void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out) const {
+    uint32_t rank_of[129], tok[129], next[129], prev[129];
+    const uint32_t n = static_cast<uint32_t>(piece.size());
+    const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
+    for (uint32_t i = 0; i < n; ++i) {
+        rank_of[i] = i + 1 < n ? pair_rank_[p[i] | unsigned(p[i + 1]) << 8] : k_no_rank;
+        tok[i] = byte_rank_[p[i]];
+        next[i] = i + 1;
+        prev[i] = i - 1;  // wraps for part 0: never read
+    }
+    // The rank of parts a and b = next[a] side by side: the Bloom filter on
+    // their bytes answers most pairs that are no token (it is L2-sized), the
+    // memo or the pair table the others.
+    auto pair_rank = [&](uint32_t a, uint32_t b) -> uint32_t {
+        if (b >= n) return k_no_rank;
+        const uint32_t end = next[b];
+        if (!may_be_token(p + a, end - a)) return k_no_rank;
+        return pair_merge_memo(tok[a], tok[b]);
+    };
+    for (;;) {
+        // The lowest rank, the leftmost on ties (only a lower rank replaces it).
+        uint32_t min_rank = k_no_rank, i = 0;
+        for (uint32_t k = 0; k + 1 < n; ++k) {
+            if (rank_of[k] < min_rank) {
+                min_rank = rank_of[k];
+                i = k;
+            }
+        }
+        if (min_rank == k_no_rank) break;
+        const uint32_t j = next[i];  // absorbed into part i
+        tok[i] = min_rank;
+        rank_of[j] = k_no_rank;
+        next[i] = next[j];
+        if (next[j] < n) prev[next[j]] = i;
+        rank_of[i] = pair_rank(i, next[i]);
+        if (i > 0) rank_of[prev[i]] = pair_rank(prev[i], i);
+    }
+    for (uint32_t i = 0; i < n; i = next[i]) out.push_back(static_cast<int32_t>(tok[i]));
+}
+
+// tiktoken's _byte_pair_merge: parts[i] = (start, rank of merging part i with part i+1).
+void rank_table::merge_small_by_bytes(std::string_view piece, std::vector<int32_t> &out) const {
     // Structure of arrays: the scan for the lowest pair reads rank[] alone.
     // tok[i] is the token of part i (the rank that made it), so the parts need
     // no lookup at the end.

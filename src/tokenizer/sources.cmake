@@ -4,6 +4,7 @@ set(LLMKIT_TOKENIZER_SOURCES
   src/tokenizer/regex.cpp
   src/tokenizer/pretokenize.cpp
   src/tokenizer/bpe.cpp
+  src/tokenizer/pair_table.cpp
   src/tokenizer/tokenizer.cpp
   src/tokenizer/tiktoken.cpp
   src/tokenizer/base64.cpp

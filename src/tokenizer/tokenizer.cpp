@@ -45,10 +45,11 @@ void byte_level_bpe::encode_ordinary(std::string_view text, std::vector<int32_t>
 // valid text only; anything else (only this C++ call can pass it) keeps the
 // regex's pieces as before.
 void byte_level_bpe::encode_split(std::string_view text, bool valid_utf8, std::vector<int32_t> &out) const {
-    piece_cache &cache = this_thread_piece_cache();
-    const auto piece = [&](size_t b, size_t e) { ranks_.encode_piece(text.substr(b, e - b), out, cache); };
+    piece_queue queue(ranks_, this_thread_piece_cache(), out);
+    const auto piece = [&](size_t b, size_t e) { queue.push(text.substr(b, e - b)); };
     if (pretok_ != pretok_kind::none && valid_utf8) pretokenize(pretok_, text, piece);
     else regex_.for_each_match(text, piece);
+    queue.flush();
 }
 
 bool byte_level_bpe::find_special(std::string_view text, size_t from, size_t &pos, const special_token *&found) const {
