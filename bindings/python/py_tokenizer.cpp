@@ -196,18 +196,29 @@ py::str utf8_str(const std::string &text) {
 
 py::tuple tokenizer_encode_with_offsets(const py_tokenizer &t, py::handle text,
                                         const std::vector<std::string> &allowed_special, bool allow_all_special,
-                                        bool special_as_text) {
+                                        bool special_as_text, bool add_special_tokens) {
     const std::string_view s = utf8_of(text, "text");
     std::vector<const char *> names;
-    const llmkit_encode_options o = encode_options(allowed_special, allow_all_special, special_as_text, 0, names);
-    std::vector<int32_t> ids(s.size());
-    std::vector<size_t> offsets(2 * s.size());
+    const llmkit_encode_options o =
+        encode_options(allowed_special, allow_all_special, special_as_text, 0, names, add_special_tokens);
+    // Byte-level BPE never gives more ids than bytes; SentencePiece may (BOS,
+    // EOS, a normalizer that expands), and then the call says how many.
+    std::vector<int32_t> ids(s.size() + 8);
+    std::vector<size_t> offsets(2 * ids.size());
     size_t n = 0;
+    llmkit_status status;
     {
         py::gil_scoped_release nogil;
-        llmkit::check(llmkit_tokenizer_encode_with_offsets(t.tok.get(), s.data(), s.size(), ids.data(),
-                                                           offsets.data(), ids.size(), &n, &o));
+        status = llmkit_tokenizer_encode_with_offsets(t.tok.get(), s.data(), s.size(), ids.data(), offsets.data(),
+                                                      ids.size(), &n, &o);
+        if (status == LLMKIT_ERROR_BUFFER_TOO_SMALL) {
+            ids.resize(n);
+            offsets.resize(2 * n);
+            status = llmkit_tokenizer_encode_with_offsets(t.tok.get(), s.data(), s.size(), ids.data(), offsets.data(),
+                                                          ids.size(), &n, &o);
+        }
     }
+    llmkit::check(status);
     py::array_t<int64_t> spans({py::ssize_t(n), py::ssize_t(2)});
     int64_t *out = spans.mutable_data();
     for (size_t i = 0; i < 2 * n; ++i) out[i] = int64_t(offsets[i]);
@@ -318,7 +329,7 @@ void bind_tokenizer(py::module_ &m) {
     // Offsets, training and saving (toktrain).
     cls.def("encode_with_offsets", &tokenizer_encode_with_offsets, py::arg("text"),
             py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
-            py::arg("special_as_text") = false);
+            py::arg("special_as_text") = false, py::arg("add_special_tokens") = false);
     cls.def("save_tiktoken", [](const py_tokenizer &t, const std::string &path) {
         py::gil_scoped_release nogil;
         t.tok.save_tiktoken(path);

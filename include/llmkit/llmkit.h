@@ -2247,24 +2247,38 @@ LLMKIT_API void llmkit_tokenizer_decoder_free(llmkit_tokenizer_decoder *decoder)
  * @brief Encodes UTF-8 text and gives each token its byte span in the text.
  *
  * The ids are those of llmkit_tokenizer_encode() with the same options. Token
- * `i` covers bytes `[offsets[2*i], offsets[2*i+1])` of `text`. For byte-level
- * BPE the spans tile the text: each starts where the previous one ends, and
- * the bytes of a span are exactly the token's bytes (a special token's span is
- * its text). A token that holds only part of a multi-byte character (common
- * for emoji and CJK) covers just the bytes it holds, so its span starts or
- * ends inside that character.
+ * `i` covers bytes `[offsets[2*i], offsets[2*i+1])` of `text`.
+ *
+ * For byte-level BPE the spans tile the text: each starts where the previous
+ * one ends, and the bytes of a span are exactly the token's bytes (a special
+ * token's span is its text). A token that holds only part of a multi-byte
+ * character (common for emoji and CJK) covers just the bytes it holds, so its
+ * span starts or ends inside that character.
+ *
+ * For SentencePiece (`.model` files and GGUF files with a SentencePiece
+ * vocabulary) the spans are sentencepiece's own `begin`/`end`: a piece covers
+ * the input its normalized text came from (a leading "▁" covers the space it
+ * replaced; the dummy-prefix "▁" adds nothing), spans never overlap but may
+ * skip input the normalizer dropped (extra whitespace); the byte-fallback
+ * pieces of one character are empty spans at its start except the last,
+ * which covers the whole character; BOS is the empty span at 0, EOS the empty
+ * span at `len`, an allowed special token its own text.
+ *
+ * Kinds without offsets yet (tokenizer.json) fail with #LLMKIT_ERROR_UNSUPPORTED.
  * @param tokenizer The tokenizer.
  * @param text The text, `len` bytes of valid UTF-8 (may be NULL when len is 0).
  * @param len Bytes of text.
  * @param ids Caller's buffer for the ids, or NULL to ask for the count.
  * @param offsets Caller's buffer of `2 * capacity` byte offsets (start, end per
  *        token); may be NULL only when `ids` is NULL.
- * @param capacity Tokens that fit in `ids` (and pairs in `offsets`); `len` is always enough.
+ * @param capacity Tokens that fit in `ids` (and pairs in `offsets`); `len` is always enough for
+ *        byte-level BPE; SentencePiece may need more (BOS/EOS, byte fallback after a normalizer
+ *        that expands text): retry with `n_ids`.
  * @param[out] n_ids Receives the number of ids (also when the buffer is too small).
  * @param options NULL for defaults.
  * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `n_ids` set;
  *         #LLMKIT_ERROR_UNSUPPORTED for a tokenizer kind that cannot give
- *         offsets (the message names it); the errors of llmkit_tokenizer_encode().
+ *         offsets yet (the message names it); the errors of llmkit_tokenizer_encode().
  *         Thread-safe.
  */
 LLMKIT_API llmkit_status llmkit_tokenizer_encode_with_offsets(const llmkit_tokenizer *tokenizer, const char *text,

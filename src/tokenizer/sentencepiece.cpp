@@ -233,8 +233,18 @@ size_t sentencepiece::match_user_defined(std::string_view s) const {
     return 0;
 }
 
-std::string sentencepiece::normalize(std::string_view input) const {
+std::string sentencepiece::normalize(std::string_view input) const { return normalize(input, nullptr); }
+
+// As sentencepiece's Normalizer::Normalize, including its norm_to_orig map:
+// each output byte maps to the input offset of the unit it came from (the
+// dummy prefix to the first kept unit), and one more entry maps the end.
+std::string sentencepiece::normalize(std::string_view input, std::vector<size_t> *norm_to_orig) const {
     std::string out;
+    size_t consumed = 0;
+    auto put = [&](std::string_view bytes) {
+        out += bytes;
+        if (norm_to_orig) norm_to_orig->insert(norm_to_orig->end(), bytes.size(), consumed);
+    };
     // One normalized unit at the start of s: a user-defined piece as it is,
     // the charsmap's replacement, or one character (U+FFFD for one malformed byte).
     auto next_unit = [&](std::string_view s, std::string_view &unit) -> size_t {
@@ -264,43 +274,64 @@ std::string sentencepiece::normalize(std::string_view input) const {
             const size_t used = next_unit(input, unit);
             if (unit != " ") break;
             input.remove_prefix(used);
+            consumed += used;
         }
     }
-    if (input.empty()) return out;
+    if (input.empty()) {
+        if (norm_to_orig) norm_to_orig->push_back(consumed);
+        return out;
+    }
     out.reserve(input.size() + input.size() / 2 + 3);
     const std::string_view space = model_.escape_whitespaces ? k_space_symbol : std::string_view(" ");
-    if (!model_.treat_whitespace_as_suffix && model_.add_dummy_prefix) out += space;
+    if (!model_.treat_whitespace_as_suffix && model_.add_dummy_prefix) put(space);
     bool prev_space = remove_ws;
     while (!input.empty()) {
         const size_t used = next_unit(input, unit);
         if (prev_space)
             while (!unit.empty() && unit[0] == ' ') unit.remove_prefix(1);
         if (!unit.empty()) {
-            for (char c : unit) {
-                if (c == ' ' && model_.escape_whitespaces)
-                    out += k_space_symbol;
+            for (size_t i = 0; i < unit.size(); ++i) {
+                if (unit[i] == ' ' && model_.escape_whitespaces)
+                    put(k_space_symbol);
                 else
-                    out += c;
+                    put(unit.substr(i, 1));
             }
             prev_space = unit.back() == ' ';
         }
         input.remove_prefix(used);
+        consumed += used;
         if (!remove_ws) prev_space = false;
     }
-    if (remove_ws) {  // trailing spaces go
-        while (out.size() >= space.size() && out.compare(out.size() - space.size(), space.size(), space) == 0)
+    if (remove_ws) {  // trailing spaces go; the end then maps to where they began
+        while (out.size() >= space.size() && out.compare(out.size() - space.size(), space.size(), space) == 0) {
             out.resize(out.size() - space.size());
+            if (norm_to_orig) {
+                consumed = (*norm_to_orig)[out.size()];
+                norm_to_orig->resize(out.size());
+            }
+        }
     }
-    if (model_.treat_whitespace_as_suffix && model_.add_dummy_prefix) out += space;
+    if (model_.treat_whitespace_as_suffix && model_.add_dummy_prefix) put(space);
+    if (norm_to_orig) norm_to_orig->push_back(consumed);
     return out;
 }
 
-void sentencepiece::emit(std::string_view piece, int32_t id, std::vector<int32_t> &out) const {
+void sentencepiece::emit(std::string_view piece, int32_t id, std::vector<int32_t> &out, const span_sink *sink) const {
     if (id == unk_id_ && model_.byte_fallback) {
         for (unsigned char b : piece) out.push_back(byte_ids_[b]);
     } else {
         out.push_back(id);
     }
+    if (!sink) return;
+    // piece is a view into the normalized text. As in sentencepiece, the byte
+    // pieces of one character are empty spans at its start but the last,
+    // which covers the whole character.
+    const size_t begin = size_t(piece.data() - sink->base), end = begin + piece.size();
+    if (id == unk_id_ && model_.byte_fallback) {
+        for (size_t i = 0; i + 1 < piece.size(); ++i) sink->spans->emplace_back(begin, begin);
+        if (piece.empty()) return;
+    }
+    sink->spans->emplace_back(begin, end);
 }
 
 // BPE exactly as sentencepiece's bpe_model.cc: every character (or whole
@@ -309,7 +340,7 @@ void sentencepiece::emit(std::string_view piece, int32_t id, std::vector<int32_t
 // merged, the leftmost among equal scores. Merging into an unused piece is
 // allowed and undone at the end by splitting it back along the merge that
 // made it.
-void sentencepiece::encode_bpe_segment(std::string_view text, std::vector<int32_t> &out) const {
+void sentencepiece::encode_bpe_segment(std::string_view text, std::vector<int32_t> &out, const span_sink *sink) const {
     struct symbol {
         int32_t prev, next;
         bool frozen;
@@ -367,20 +398,21 @@ void sentencepiece::encode_bpe_segment(std::string_view text, std::vector<int32_
         const int32_t id = piece_to_id(w);
         if (has_unused_ && model_.pieces[size_t(id)].type == spm_type::unused) {
             const auto it = rev_merge.find(w);
-            if (it != rev_merge.end()) {
-                self(self, it->second.first);
-                self(self, it->second.second);
+            if (it != rev_merge.end()) {  // split w itself (not the stored views: offsets need w's position)
+                const size_t left = it->second.first.size();
+                self(self, w.substr(0, left));
+                self(self, w.substr(left));
                 return;
             }
         }
-        emit(w, id, out);
+        emit(w, id, out, sink);
     };
     for (int32_t i = 0; i != -1; i = symbols[size_t(i)].next) resegment(resegment, view(symbols[size_t(i)]));
 }
 
-void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out) const {
+void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out, const span_sink *sink) const {
     if (!split_words_) {
-        encode_bpe_segment(text, out);
+        encode_bpe_segment(text, out, sink);
         return;
     }
     spm_word_cache &cache = this_thread_word_cache();
@@ -401,8 +433,8 @@ void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out)
         }
         const std::string_view word = text.substr(begin, end - begin);
         begin = end;
-        if (word.size() > spm_word_cache::k_max_bytes) {
-            encode_bpe_segment(word, out);
+        if (word.size() > spm_word_cache::k_max_bytes || sink) {  // the cache keeps ids, not spans
+            encode_bpe_segment(word, out, sink);
             continue;
         }
         spm_word_cache::entry &e = cache.entries[hash_bytes(word) & (spm_word_cache::k_entries - 1)];
@@ -411,7 +443,7 @@ void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out)
             continue;
         }
         word_ids.clear();
-        encode_bpe_segment(word, word_ids);
+        encode_bpe_segment(word, word_ids, nullptr);
         out.insert(out.end(), word_ids.begin(), word_ids.end());
         if (word_ids.size() <= spm_word_cache::k_max_ids) {
             e.owner = cache_owner_;
@@ -430,7 +462,7 @@ void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out)
 // own length covers gets the unknown piece at min_score - 10. Ties keep the
 // earlier proposal. Path scores are summed in float, as the reference does,
 // so that near-ties (a + b + c in another order) break the same way.
-void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &out) const {
+void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &out, const span_sink *sink) const {
     struct best_path {
         int32_t id = -1;
         float score = 0;
@@ -487,28 +519,51 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
         end = start;
     }
     for (auto it = path.rbegin(); it != path.rend(); ++it)
-        emit(text.substr(it->first, it->second - it->first), best[it->second].id, out);
+        emit(text.substr(it->first, it->second - it->first), best[it->second].id, out, sink);
 }
 
-void sentencepiece::encode_normalized(std::string_view normalized, std::vector<int32_t> &out) const {
+void sentencepiece::encode_normalized(std::string_view normalized, std::vector<int32_t> &out,
+                                      const span_sink *sink) const {
     if (normalized.empty()) return;
-    const size_t first = out.size();
+    const size_t first = out.size(), first_span = sink ? sink->spans->size() : 0;
     if (model_.algo == spm_model::algorithm::bpe)
-        encode_bpe(normalized, out);
+        encode_bpe(normalized, out, sink);
     else
-        encode_unigram(normalized, out);
+        encode_unigram(normalized, out, sink);
     // Without byte fallback, a run of unknown pieces is reported as one
-    // <unk>, as sentencepiece does (so that decoding gives one unk surface).
+    // <unk>, as sentencepiece does (so that decoding gives one unk surface),
+    // whose span covers the run.
     if (!model_.byte_fallback) {
         size_t w = first;
-        for (size_t r = first; r < out.size(); ++r)
-            if (!(out[r] == unk_id_ && w > first && out[w - 1] == unk_id_)) out[w++] = out[r];
+        for (size_t r = first; r < out.size(); ++r) {
+            const bool joins = out[r] == unk_id_ && w > first && out[w - 1] == unk_id_;
+            if (sink) {
+                auto &sp = *sink->spans;
+                if (joins)
+                    sp[first_span + (w - 1 - first)].second = sp[first_span + (r - first)].second;
+                else
+                    sp[first_span + (w - first)] = sp[first_span + (r - first)];
+            }
+            if (!joins) out[w++] = out[r];
+        }
         out.resize(w);
+        if (sink) sink->spans->resize(first_span + (w - first));
     }
 }
 
-void sentencepiece::encode_plain(std::string_view text, bool, std::vector<int32_t> &out) const {
-    encode_normalized(normalize(text), out);
+void sentencepiece::encode_plain(std::string_view text, size_t offset, std::vector<int32_t> &out,
+                                 std::vector<std::pair<size_t, size_t>> *spans) const {
+    if (!spans) {
+        encode_normalized(normalize(text, nullptr), out, nullptr);
+        return;
+    }
+    // Segment with spans in the normalized text, then map them back to text.
+    std::vector<size_t> norm_to_orig;
+    const std::string normalized = normalize(text, &norm_to_orig);
+    std::vector<std::pair<size_t, size_t>> norm_spans;
+    const span_sink sink{normalized.data(), &norm_spans};
+    encode_normalized(normalized, out, &sink);
+    for (const auto &[b, e] : norm_spans) spans->emplace_back(offset + norm_to_orig[b], offset + norm_to_orig[e]);
 }
 
 void sentencepiece::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
@@ -518,7 +573,28 @@ void sentencepiece::encode(std::string_view text, const encode_options &options,
 
 void sentencepiece::encode(std::string_view text, const encode_options &options, bool add_bos, bool add_eos,
                            std::vector<int32_t> &out) const {
-    if (add_bos && model_.bos_id >= 0) out.push_back(model_.bos_id);
+    encode_spans(text, options, add_bos, add_eos, out, nullptr);
+}
+
+// Offsets as sentencepiece's SentencePieceText gives them (begin/end of each
+// piece in the input), plus: BOS is the empty span at 0, EOS the empty span at
+// the end, an allowed special token its own text.
+void sentencepiece::encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                                        std::vector<std::pair<size_t, size_t>> &spans) const {
+    const bool add = options.add_special_tokens;
+    const size_t first_id = ids.size(), first_span = spans.size();
+    encode_spans(text, options, add && model_.add_bos, add && model_.add_eos, ids, &spans);
+    if (ids.size() - first_id != spans.size() - first_span)
+        core::fail(LLMKIT_ERROR_INTERNAL, "offsets: ", ids.size() - first_id, " ids but ", spans.size() - first_span,
+                   " spans");
+}
+
+void sentencepiece::encode_spans(std::string_view text, const encode_options &options, bool add_bos, bool add_eos,
+                                 std::vector<int32_t> &out, std::vector<std::pair<size_t, size_t>> *spans) const {
+    if (add_bos && model_.bos_id >= 0) {
+        out.push_back(model_.bos_id);
+        if (spans) spans->emplace_back(0, 0);
+    }
     // Allowed control pieces split the text; each fragment is normalized on its own.
     std::vector<std::pair<std::string_view, int32_t>> allowed;
     if (options.allow_all_special) {
@@ -546,14 +622,18 @@ void sentencepiece::encode(std::string_view text, const encode_options &options,
                 ++pos;
                 continue;
             }
-            encode_plain(text.substr(start, pos - start), start == 0, out);
+            encode_plain(text.substr(start, pos - start), start, out, spans);
             out.push_back(it->second);
+            if (spans) spans->emplace_back(pos, pos + it->first.size());
             pos += it->first.size();
             start = pos;
         }
     }
-    encode_plain(text.substr(start), start == 0, out);
-    if (add_eos && model_.eos_id >= 0) out.push_back(model_.eos_id);
+    encode_plain(text.substr(start), start, out, spans);
+    if (add_eos && model_.eos_id >= 0) {
+        out.push_back(model_.eos_id);
+        if (spans) spans->emplace_back(text.size(), text.size());
+    }
 }
 
 void sentencepiece::decode(const int32_t *ids, size_t n, std::string &out) const {

@@ -76,6 +76,15 @@ public:
         return id >= 0 && size_t(id) < model_.pieces.size() && model_.pieces[size_t(id)].type == spm_type::control;
     }
 
+    // Each id's byte span in text, as sentencepiece's SentencePieceText
+    // begin/end: a piece covers the input its normalized bytes came from (so
+    // "▁" covers the space it replaced, the dummy prefix nothing of its own);
+    // the byte pieces of one character are empty spans at its start, the last
+    // one covering the character; BOS/EOS are empty spans at 0 / at the end.
+    void encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                             std::vector<std::pair<size_t, size_t>> &spans) const override;
+    std::string kind() const override { return "SentencePiece"; }
+
     const spm_model &model() const noexcept { return model_; }
     int32_t unk_id() const noexcept { return unk_id_; }
 
@@ -88,15 +97,29 @@ private:
     // sentencepiece's PieceToId: control/unknown/byte pieces first, then the
     // others, else the unknown id.
     int32_t piece_to_id(std::string_view piece) const;
+    // Where segmentation reports each id's span in the normalized text (for
+    // offsets; null otherwise): pieces are views into the text at `base`.
+    struct span_sink {
+        const char *base;
+        std::vector<std::pair<size_t, size_t>> *spans;
+    };
+    // normalize(), also giving each normalized byte's input offset (and one
+    // more entry for the end) when norm_to_orig is not null.
+    std::string normalize(std::string_view text, std::vector<size_t> *norm_to_orig) const;
     // Segments normalized text and appends the ids (byte fallback applied).
-    void encode_normalized(std::string_view normalized, std::vector<int32_t> &out) const;
-    void encode_bpe(std::string_view normalized, std::vector<int32_t> &out) const;
-    void encode_bpe_segment(std::string_view segment, std::vector<int32_t> &out) const;
-    void encode_unigram(std::string_view normalized, std::vector<int32_t> &out) const;
+    void encode_normalized(std::string_view normalized, std::vector<int32_t> &out, const span_sink *sink) const;
+    void encode_bpe(std::string_view normalized, std::vector<int32_t> &out, const span_sink *sink) const;
+    void encode_bpe_segment(std::string_view segment, std::vector<int32_t> &out, const span_sink *sink) const;
+    void encode_unigram(std::string_view normalized, std::vector<int32_t> &out, const span_sink *sink) const;
     // Appends the id of a final piece, or its bytes' <0xNN> ids when it is unknown.
-    void emit(std::string_view piece, int32_t id, std::vector<int32_t> &out) const;
-    // Encodes text without special tokens (normalize + segment).
-    void encode_plain(std::string_view text, bool at_start, std::vector<int32_t> &out) const;
+    void emit(std::string_view piece, int32_t id, std::vector<int32_t> &out, const span_sink *sink) const;
+    // Encodes text (which starts at `offset` of the whole input) without
+    // special tokens: normalize + segment; spans in the whole input when asked.
+    void encode_plain(std::string_view text, size_t offset, std::vector<int32_t> &out,
+                      std::vector<std::pair<size_t, size_t>> *spans) const;
+    // encode() with optional spans.
+    void encode_spans(std::string_view text, const encode_options &options, bool add_bos, bool add_eos,
+                      std::vector<int32_t> &out, std::vector<std::pair<size_t, size_t>> *spans) const;
 
     spm_model model_;
     std::string source_;

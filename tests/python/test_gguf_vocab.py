@@ -48,3 +48,16 @@ def test_bos_from_add_bos_token(data_dir):
     tok = llmkit.Tokenizer.from_file(data_dir / "llama.cpp-vocab" / "ggml-vocab-llama-spm.gguf")
     assert tok.encode("Hello", add_special_tokens=True)[0] == 1
     assert tok.encode("Hello")[0] != 1
+
+
+def test_spm_offsets_equal_sentencepiece(data_dir):
+    """A GGUF SentencePiece vocabulary gives sentencepiece's begin/end spans (its .model twin is the reference)."""
+    spm = pytest.importorskip("sentencepiece")
+    sp = spm.SentencePieceProcessor(model_file=str(data_dir / "sentencepiece" / "llama2" / "tokenizer.model"))
+    tok = llmkit.Tokenizer.from_file(data_dir / "llama.cpp-vocab" / "ggml-vocab-llama-spm.gguf")
+    lines = (data_dir / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8").split("\n")[:1500]
+    for text in lines + ["  two  spaces 🦙\u3000x"]:
+        ids, spans = tok.encode_with_offsets(text)
+        pieces = sp.encode(text, return_type="proto").pieces
+        assert ids == [p.id for p in pieces], text
+        assert spans.tolist() == [[p.begin, p.end] for p in pieces], text

@@ -2,7 +2,8 @@
 `sentencepiece` package itself: ids on the corpus slice, the UDHR lines and
 llama.cpp's test texts, with and without BOS; Unigram and BPE models trained
 here (identity and nmt_nfkc normalization, byte fallback, user-defined
-symbols); random Unicode (hypothesis); decode of arbitrary ids."""
+symbols); random Unicode (hypothesis); decode of arbitrary ids; each token's
+byte span against sentencepiece's own begin/end (its proto output)."""
 
 import random
 from pathlib import Path
@@ -179,3 +180,64 @@ def test_corrupt_model_file(tmp_path, data_dir):
     bad.write_bytes(raw[: len(raw) // 3])
     with pytest.raises(llmkit.LlmkitError, match="truncated.model"):
         llmkit.Tokenizer.from_file(bad)
+
+
+# ---------------------------------------------------------------------------
+# Offsets: sentencepiece's SentencePieceText gives each piece's begin/end in
+# the input's bytes (return_type="proto", which needs the protobuf package).
+
+def reference_spans(sp, text):
+    pieces = sp.encode(text, return_type="proto").pieces
+    return [p.id for p in pieces], [[p.begin, p.end] for p in pieces]
+
+
+def ours_spans(tok, text):
+    ids, spans = tok.encode_with_offsets(text, disallowed_special=(), add_special_tokens=False)
+    return ids, spans.tolist()
+
+
+OFFSET_EXTRA = ["  Hello   wörld 🦙 ok\u3000ｶﾞ x", "   ", "", " a  b ", "\u0300x", "ﬁ ½ ㌀ Ⅻ", "a\tb\nc\r\n d  ",
+                "a<tool>b @@c", "\x00\x7f\ufffd", "𝔘𝔫𝔦 中文字符 🤖🦙"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_offsets_equal_sentencepiece(data_dir, model):
+    tok, sp = load_pair(data_dir / model)
+    texts = texts_of(data_dir)[1:4000] + OFFSET_EXTRA
+    bad = [t for t in texts if ours_spans(tok, t) != reference_spans(sp, t)]
+    assert not bad, f"{len(bad)} of {len(texts)} texts differ, first: {bad[0]!r}"
+
+
+@pytest.mark.parametrize("name", list(TRAIN_CONFIGS))
+def test_offsets_trained_models(data_dir, trained, name):
+    tok, sp = load_pair(trained[name])
+    texts = texts_of(data_dir)[1:3000] + OFFSET_EXTRA
+    bad = [t for t in texts if ours_spans(tok, t) != reference_spans(sp, t)]
+    assert not bad, f"{len(bad)} of {len(texts)} texts differ, first: {bad[0]!r}"
+
+
+def test_offsets_bos_eos_and_specials(data_dir):
+    tok, sp = load_pair(data_dir / MODELS[0])  # llama2: add_bos
+    text = "Hi <s> there"
+    ids, spans = tok.encode_with_offsets(text, add_special_tokens=True)
+    assert ids[0] == sp.bos_id() and spans[0].tolist() == [0, 0]
+    assert ids[1:] == sp.encode(text) and spans[1:].tolist() == reference_spans(sp, text)[1]
+    assert ids == tok.encode(text, add_special_tokens=True)
+    ids, spans = tok.encode_with_offsets(text, allowed_special="all", add_special_tokens=False)
+    i = ids.index(sp.bos_id())
+    assert spans[i].tolist() == [3, 6], "an allowed special token covers its own text"
+    # In characters: the byte pieces of 🦙 are empty spans at 0 but the last, which covers the emoji.
+    ids, chars = tok.encode_with_offsets("🦙x", unit="chars")
+    ref_ids, ref_bytes = reference_spans(sp, "🦙x")
+    to_char = {0: 0, 4: 1, 5: 2}  # byte offset -> character offset in "🦙x"
+    assert ids == ref_ids and chars.tolist() == [[to_char[b], to_char[e]] for b, e in ref_bytes]
+    assert [tok.id_to_token(i) for i, (b, e) in zip(ids, chars.tolist()) if b == e][-3:] == ["<0xF0>", "<0x9F>",
+                                                                                              "<0xA6>"]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=_text)
+def test_random_unicode_offsets(data_dir, trained, text):
+    for tok, sp in (load_pair(data_dir / MODELS[0]), load_pair(trained["unigram-nfkc"]),
+                    load_pair(trained["bpe-nfkc-user"]), load_pair(trained["unigram-nfkc-bytes"])):
+        assert ours_spans(tok, text) == reference_spans(sp, text)

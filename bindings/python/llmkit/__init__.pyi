@@ -228,6 +228,7 @@ class Tokenizer:
         allowed_special: _SpecialSet = ...,
         disallowed_special: _SpecialSet = "all",
         unit: str = "bytes",
+        add_special_tokens: bool = False,
     ) -> Tuple[List[int], npt.NDArray[np.int64]]:
         """(ids, (n, 2) int64 [start, end) spans in bytes, or in characters with unit="chars")."""
     def save_tiktoken(self, path: Union[str, os.PathLike[str]]) -> None:

@@ -309,17 +309,22 @@ class Tokenizer:
         allowed_special: _SpecialSet = frozenset(),
         disallowed_special: _SpecialSet = "all",
         unit: str = "bytes",
+        add_special_tokens: bool = False,
     ) -> Tuple[List[int], Any]:
         """Encodes text and gives each token its span in the text.
 
         Returns ``(ids, offsets)``: the ids of :meth:`encode` with the same
         arguments, and an int64 array of shape ``(len(ids), 2)`` whose row ``i``
         is ``[start, end)`` of token ``i``. With ``unit="bytes"`` (default) the
-        offsets count bytes of the text's UTF-8: the spans tile it, and
-        ``text.encode()[start:end] == tok.id_to_token(id)``; a token holding
-        part of a multi-byte character covers just those bytes. With
-        ``unit="chars"`` they count characters (``text[start:end]``): a span
-        cut inside a character is widened to the whole character, so
+        offsets count bytes of the text's UTF-8. For byte-level BPE the spans
+        tile it and ``text.encode()[start:end] == tok.id_to_token(id)``; a
+        token holding part of a multi-byte character covers just those bytes.
+        For SentencePiece they are sentencepiece's own ``begin``/``end``: a
+        piece covers the input its normalized text came from, the byte-fallback
+        pieces of one character are empty spans at its start but the last,
+        which covers the character, and BOS/EOS are empty spans at the start /
+        end. With ``unit="chars"`` they count characters (``text[start:end]``):
+        a span cut inside a character is widened to the whole character, so
         neighbouring tokens that share a character both cover it.
 
         Raises:
@@ -333,10 +338,10 @@ class Tokenizer:
         allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
         self._refuse((text,), refuse)
         try:
-            ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text)
+            ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text, bool(add_special_tokens))
         except UnicodeEncodeError:
             text = _repair_surrogates(text)
-            ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text)
+            ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text, bool(add_special_tokens))
         if unit == "chars":
             data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
             # char_of[b] = index of the character that byte b belongs to; one past the end maps to len(text).
