@@ -26,7 +26,10 @@ batch 1 and 16: dense K/V tensors (llmkit_attention, torch's layout viewed with
 strides), the contiguous cache, the paged cache (blocks of 16) and an int8
 paged cache (the cache dtype is the cell's dtype, except int8). GB/s counts the
 K/V bytes a decode must read (int8: 1 byte per element plus a 4-byte scale per
-row); "%bw" is against the measured read bandwidth.
+row); "%bw" is against the read bandwidth probed around the cell (a 256 MiB
+float32 sum, same threads, before and after, the larger of the two; "bw"
+column), since on a shared machine the bandwidth left to one process moves by
+2-5x within a run; --fixed-bandwidth uses the start-of-run figure instead.
 """
 
 from __future__ import annotations
@@ -150,6 +153,18 @@ def measure_peaks(quick: bool):
     return peaks, read_bw, copy_bw
 
 
+_PROBE = None
+
+
+def local_read_bw() -> float:
+    """GB/s of the best of two sums of a 256 MiB float32 tensor (the bandwidth left to this process now)."""
+    global _PROBE
+    if _PROBE is None:
+        _PROBE = torch.ones(64 * 1024 * 1024, dtype=torch.float32)
+    t = min(best_of(lambda: _PROBE.sum(), 1) for _ in range(2))
+    return _PROBE.numel() * 4 / t / 1e9
+
+
 class Lib:
     """The C functions the benchmark calls, with their signatures."""
 
@@ -228,6 +243,9 @@ def main() -> None:
     ap.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated torch dtype names")
     ap.add_argument("--prefill-sizes", default="", help="comma-separated prefill lengths (default 512,2048,8192)")
     ap.add_argument("--contexts", default="", help="comma-separated decode contexts (default 1024,8192)")
+    ap.add_argument("--batches", default="1,16", help="comma-separated decode batch sizes")
+    ap.add_argument("--fixed-bandwidth", action="store_true",
+                    help="decode %%bw against the start-of-run bandwidth, not probes around each cell")
     args = ap.parse_args()
 
     lib = Lib(args.lib)
@@ -280,13 +298,14 @@ def main() -> None:
             pk = peaks[torch.float32] if dtype == torch.float32 else max(peaks.values())
             gl, gt = flops / t_l / 1e9, flops / t_t / 1e9
             print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.2f}{gl:>9.1f}{100 * gl / pk:>6.0f}%"
-                  f"{t_t * 1e3:>11.2f}{gt:>9.1f}{100 * gt / pk:>6.0f}%{t_t / t_l:>8.2f}x{diff:>11.2e}")
+                  f"{t_t * 1e3:>11.2f}{gt:>9.1f}{100 * gt / pk:>6.0f}%{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
 
-    print(f"\ndecode (one query per sequence; GB/s = K/V bytes read per second; read bandwidth {read_bw:.1f} GB/s)")
-    print(f"{'cell':<20}{'dtype':<10}{'variant':<14}{'ms':>9}{'GB/s':>8}{'%bw':>6}{'torch ms':>10}{'GB/s':>8}"
+    print(f"\ndecode (one query per sequence; GB/s = K/V bytes read per second; %bw against the read bandwidth "
+          + ("at the start" if args.fixed_bandwidth else "probed around the cell (bw)") + ")")
+    print(f"{'cell':<20}{'dtype':<10}{'variant':<14}{'ms':>9}{'GB/s':>8}{'bw':>6}{'%bw':>6}{'torch ms':>10}{'GB/s':>8}"
           f"{'vs torch':>9}{'max|diff|':>11}")
     for dtype in dtypes:
-        for B in (1, 16):
+        for B in (int(x) for x in args.batches.split(",")):
             for ctx in contexts:
                 name = f"decode B={B} ctx={ctx}"
                 if args.only not in name:
@@ -328,12 +347,15 @@ def main() -> None:
                 for label, fn, cache, nbytes in variants:
                     fn()
                     diff = (out.float() - ref).abs().max().item()
+                    bw_before = read_bw if args.fixed_bandwidth else local_read_bw()
                     t_l, t_tt = interleaved_best([fn, run_torch], min_time, rounds=3)
+                    bw = bw_before if args.fixed_bandwidth else max(bw_before, local_read_bw())
                     t_t = t_tt if t_t is None else min(t_t, t_tt)
                     gb = nbytes / t_l / 1e9
                     gbt = full_bytes / t_t / 1e9
                     print(f"{name:<20}{str(dtype).replace('torch.', ''):<10}{label:<14}{t_l * 1e3:>9.3f}{gb:>8.1f}"
-                          f"{100 * gb / read_bw:>5.0f}%{t_t * 1e3:>10.3f}{gbt:>8.1f}{t_t / t_l:>8.2f}x{diff:>11.2e}")
+                          f"{bw:>6.1f}{100 * gb / bw:>5.0f}%{t_t * 1e3:>10.3f}{gbt:>8.1f}{t_t / t_l:>8.2f}x{diff:>11.2e}",
+                          flush=True)
                 for cache in caches:
                     cache.close()
 

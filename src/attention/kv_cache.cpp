@@ -4,7 +4,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <cstdlib>
 #include <limits>
+#include <new>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 namespace llmkit::attention {
 
@@ -72,6 +78,21 @@ void check_seq(const std::vector<bool> &live, int32_t seq, const char *what) {
              int64_t(live.size()) - 1, "; create one with seq_new or seq_fork)");
 }
 
+row_buffer::row_buffer(size_t bytes) {
+    constexpr size_t huge = size_t(2) << 20;
+    const size_t align = bytes >= huge ? huge : 64;
+    const size_t size = (std::max<size_t>(bytes, 1) + align - 1) / align * align;  // a multiple, as aligned_alloc wants
+    char *p = static_cast<char *>(std::aligned_alloc(align, size));
+    if (!p) throw std::bad_alloc();
+#ifdef __linux__
+    if (align == huge) madvise(p, size, MADV_HUGEPAGE);  // a hint: without THP the pages stay 4 KiB
+#endif
+    std::memset(p, 0, size);
+    p_.reset(p);
+}
+
+void row_buffer::release::operator()(char *p) const { std::free(p); }
+
 block_storage::block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
                              int64_t n_blocks, kv_dtype type)
     : n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), block_size_(block_size),
@@ -90,8 +111,8 @@ block_storage::block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_
     const int64_t bytes = mul_checked(elems, es_, "bytes");
     if (uint64_t(bytes) > uint64_t(std::numeric_limits<size_t>::max()) / 2)
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "the cache would need ", bytes, " bytes each for K and V");
-    k_.resize(size_t(bytes));
-    v_.resize(size_t(bytes));
+    k_ = row_buffer(size_t(bytes));
+    v_ = row_buffer(size_t(bytes));
     if (type == kv_dtype::i8) {
         k_scale_.resize(size_t(rows * n_layers));
         v_scale_.resize(size_t(rows * n_layers));

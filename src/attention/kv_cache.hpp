@@ -17,6 +17,7 @@
 // two caches give bit-identical results.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -65,6 +66,24 @@ struct cache_attention_params {
 void cache_attention(const cache_layer_view &layer, const cache_seq *seqs, int64_t n_seqs, const core::tensor_view &q,
                      const core::tensor_view &out, const cache_attention_params &p);
 
+// A zeroed byte array of K or V rows: 2 MiB aligned and, on Linux, marked for
+// transparent huge pages when it spans one, so that decoding over a long
+// context (or a paged cache's blocks, spread over the pool) takes few TLB
+// misses: with 4 KiB pages every 4 KiB of rows read is one.
+class row_buffer {
+public:
+    row_buffer() = default;
+    explicit row_buffer(size_t bytes);
+    char *data() { return p_.get(); }
+    const char *data() const { return p_.get(); }
+
+private:
+    struct release {
+        void operator()(char *p) const;
+    };
+    std::unique_ptr<char[], release> p_;
+};
+
 // The storage both caches share (see the top of this file).
 class block_storage {
 public:
@@ -98,7 +117,7 @@ private:
     int64_t es_;
     uint64_t block_bytes_;
     int64_t layer_elems_;  // elements of K (or V) per layer
-    std::vector<char> k_, v_;
+    row_buffer k_, v_;
     std::vector<float> k_scale_, v_scale_;
 };
 
