@@ -172,6 +172,24 @@ def test_matches_torch_sdpa(rng, dtype):
     assert_close(llmkit.attention(q2, k2, v2).numpy(), want.double().numpy(), 2e-5)
 
 
+@pytest.mark.parametrize("Hq,Hkv", [(2, 2), (8, 2), (16, 2)], ids=["g1", "g4", "g8"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_long_prefill_matches_torch_sdpa(rng, Hq, Hkv, dtype):
+    """Several 128-row query tiles per kv head (K/V packed once per group, groups in waves), lengths off the
+    tile edges, a window ending inside a key tile: against torch's SDPA in float64, the same bits for 1-3 threads."""
+    torch = pytest.importorskip("torch")
+    tdtype = getattr(torch, dtype)
+    tol = {"float32": 2e-5, "bfloat16": 2e-2}[dtype]
+    for Sq, Skv in ((261, 261), (150, 333)):
+        q, k, v = (torch.from_numpy(a).to(tdtype) for a in qkv(rng, 2, Sq, Skv, Hq, Hkv, 64))
+        got = llmkit.attention(q, k, v)
+        assert_close(got.double().numpy(), _torch_sdpa(torch, q, k, v, True).numpy(), tol)
+        for threads in (1, 3):
+            assert torch.equal(llmkit.attention(q, k, v, num_threads=threads), got)
+    q, k, v = qkv(rng, 1, 200, 200, Hq, Hkv, 64)
+    assert_close(llmkit.attention(q, k, v, window=77), ref_attention(q, k, v, window=77), 2e-5)
+
+
 def test_torch_tensors_that_require_grad_and_are_strided(rng):
     torch = pytest.importorskip("torch")
     q, k, v = (torch.from_numpy(a).transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
