@@ -50,6 +50,7 @@ import time
 import numpy as np
 
 import llmkit
+from benchlib import best_time
 
 TYPES = ["q4_0", "q4_1", "q5_0", "q8_0", "q4_K", "q5_K", "q6_K", "int8"]
 SHAPES = [(4096, 4096), (14336, 4096)]
@@ -59,16 +60,6 @@ try:
     import torch
 except ImportError:  # pragma: no cover - the peer is optional
     torch = None
-
-
-def best_time(fn, reps):
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def cycle_time(fns, reps):

@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 import llmkit
+from benchlib import best_time
 
 TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "q2_K", "q3_K", "iq4_nl"]
 REF_ROWS, REF_N = 136, 256
@@ -46,16 +47,6 @@ try:
     from gguf import quants as gq
 except ImportError:  # pragma: no cover - the peer is optional
     gguf = None
-
-
-def best_time(fn, reps):
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def gguf_type(t):

@@ -18,6 +18,7 @@
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/pair_table.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "support/test_support.hpp"
 
 using llmkit::tok::k_no_rank;
 using llmkit::tok::pair_table;
@@ -208,14 +209,7 @@ namespace {
 
 const std::string k_data = LLMKIT_TEST_DATA_DIR;
 
-std::string read_all(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    INFO("reading " << path);
-    REQUIRE(f.good());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using llmkit_test::read_file;
 
 }  // namespace
 
@@ -250,7 +244,7 @@ TEST_CASE("o200k: every split of every token is in the pair table, and nothing e
 }
 
 TEST_CASE("merging by ids equals the byte scan on every piece of the mixed slice", "[bpe][pairs]") {
-    const std::string text = read_all(k_data + "/corpus/mixed-slice.txt");
+    const std::string text = read_file(k_data + "/corpus/mixed-slice.txt");
     for (const char *enc : {"r50k_base", "cl100k_base", "o200k_base"}) {
         auto t = llmkit::tok::load_tiktoken(k_data + "/tiktoken/" + enc + ".tiktoken", enc);
         size_t compared = 0;

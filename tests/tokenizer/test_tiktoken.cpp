@@ -15,25 +15,15 @@
 
 #include "llmkit/llmkit.hpp"
 #include "tokenizer/tokenizer.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
-std::string read_all(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    REQUIRE(f.good());
-    std::ostringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using llmkit_test::read_file;
 
-// A scratch file removed at the end of the test.
-struct temp_file {
-    std::string path;
-    explicit temp_file(const std::string &contents) {
-        path = "llmkit_tok_test_" + std::to_string(reinterpret_cast<uintptr_t>(this)) + ".tiktoken";
-        std::ofstream(path, std::ios::binary) << contents;
-    }
-    ~temp_file() { std::remove(path.c_str()); }
+// Scratch .tiktoken files, removed at the end of the test.
+struct temp_file : llmkit_test::temp_file {
+    explicit temp_file(const std::string &contents) : llmkit_test::temp_file(contents, ".tiktoken") {}
 };
 
 std::string b64(const std::string &s) {
@@ -223,7 +213,7 @@ struct vector_set {
 // llama.cpp's test-tokenizer-0 format (see MANIFEST.md).
 vector_set read_vectors(const std::string &base) {
     vector_set v;
-    const std::string inp = read_all(base + ".inp"), out = read_all(base + ".out");
+    const std::string inp = read_file(base + ".inp"), out = read_file(base + ".out");
     const std::string sep = "\n__ggml_vocab_test__\n";
     for (size_t pos = 0, next; (next = inp.find(sep, pos)) != std::string::npos; pos = next + sep.size())
         v.texts.push_back(inp.substr(pos, next - pos));
@@ -258,9 +248,9 @@ size_t check_vectors(const std::string &rank_file, const char *encoding, const s
 
 void check_slice(const std::string &rank_file, const char *encoding, const char *ids_name) {
     auto tok = llmkit::tokenizer::from_tiktoken(k_data + "/" + rank_file, encoding);
-    const std::string text = read_all(k_data + "/corpus/mixed-slice.txt");
+    const std::string text = read_file(k_data + "/corpus/mixed-slice.txt");
     std::vector<int32_t> expected;
-    std::istringstream in(read_all(k_data + "/corpus/mixed-slice-ids/mixed-slice." + std::string(ids_name) + ".ids"));
+    std::istringstream in(read_file(k_data + "/corpus/mixed-slice-ids/mixed-slice." + std::string(ids_name) + ".ids"));
     for (int32_t id; in >> id;) expected.push_back(id);
     const auto t0 = std::chrono::steady_clock::now();
     const auto ids = tok.encode(text, {}, false, true);
@@ -337,7 +327,7 @@ TEST_CASE("presets: vocabulary sizes and special ids", "[special]") {
 TEST_CASE("heap merge equals tiktoken's scan on every piece of the mixed slice", "[bpe]") {
     for (const char *enc : {"cl100k_base", "o200k_base"}) {
         auto t = llmkit::tok::load_tiktoken(k_data + "/tiktoken/" + enc + ".tiktoken", enc);
-        const std::string text = read_all(k_data + "/corpus/mixed-slice.txt");
+        const std::string text = read_file(k_data + "/corpus/mixed-slice.txt");
         size_t compared = 0;
         t->pre_tokenizer().for_each_match(text, [&](size_t b, size_t e) {
             if (e - b < 2 || e - b > 128) return;
@@ -355,7 +345,7 @@ TEST_CASE("the per-thread piece cache never mixes tokenizers", "[bpe]") {
     // cl100k and o200k alternate on one thread, sentence by sentence, and a
     // tokenizer is destroyed and rebuilt between rounds: every call must still
     // give the ids of a fresh encode of the whole text.
-    const std::string text = read_all(k_data + "/corpus/mixed-slice.txt").substr(0, 60000);
+    const std::string text = read_file(k_data + "/corpus/mixed-slice.txt").substr(0, 60000);
     std::vector<std::string> parts;
     for (size_t pos = 0; pos < text.size(); pos += 997) parts.push_back(text.substr(pos, 997));
     for (int round = 0; round < 2; ++round) {
@@ -389,7 +379,7 @@ TEST_CASE("the per-thread piece cache never mixes tokenizers", "[bpe]") {
 
 TEST_CASE("one tokenizer serves many threads at once", "[threads]") {
     auto tok = llmkit::tokenizer::from_tiktoken(k_data + "/tiktoken/cl100k_base.tiktoken", "cl100k_base");
-    const std::string text = read_all(k_data + "/corpus/mixed-slice.txt").substr(0, 40000);
+    const std::string text = read_file(k_data + "/corpus/mixed-slice.txt").substr(0, 40000);
     const auto expected = tok.encode(text, {}, false, true);
     std::vector<int> ok(4, 0);
     std::vector<std::thread> threads;
