@@ -44,6 +44,13 @@ const char *const k_seeds[] = {
         "decoder": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": true},
         "model": {"type": "Unigram", "unk_id": 0, "byte_fallback": false,
                   "vocab": [["<unk>", 0.0], ["<s>", 0.0], ["\u2581", -2.0], ["a", -3.0], ["b", -3.5], ["ab", -4.0], ["_", -5.0], ["1", -6.0]]}})",
+    // WordLevel whose unk_token is not in the vocab (loads; unknown words fail the text), Nmt normalizer.
+    R"({"normalizer": {"type": "Nmt"}, "pre_tokenizer": {"type": "WhitespaceSplit"},
+        "model": {"type": "WordLevel", "unk_token": "[UNK]", "vocab": {"Hello": 0, "world,": 1, "a": 2, "<s>": 3}}})",
+    // BPE whose unk_token is not in the vocab (a regression seed: encode once failed with the wrong status).
+    R"({"pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": false},
+        "model": {"type": "BPE", "unk_token": "<unk>", "fuse_unk": true, "byte_fallback": false,
+                  "vocab": {"<unk4": 0, "<s>": 1, "\u2581": 2, "a": 3, "\u2581a": 4}, "merges": [["\u2581", "a"]]}})",
 };
 
 }  // namespace
