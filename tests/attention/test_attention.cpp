@@ -592,23 +592,23 @@ TEST_CASE("attention prefill tiles: lengths off the tile edges, GQA 1/4/8, causa
         config win;
         win.window = 70;
         config bi;
-        check_case(dtype::f32, 2, 129, 129, 2, 2, 64, causal, layout::compact, ks);  // G = 1: 128 + 1 queries
-        check_case(dtype::bf16, 1, 255, 255, 2, 2, 80, win, layout::padded, ks);
-        check_case(dtype::f32, 1, 200, 263, 3, 3, 64, bi, layout::bhsd, ks);
+        check_case(dtype::f32, 1, 129, 129, 2, 2, 48, causal, layout::compact, ks);  // G = 1: 128 + 1 queries
+        check_case(dtype::bf16, 1, 150, 150, 2, 2, 40, win, layout::padded, ks);
+        check_case(dtype::f32, 1, 140, 203, 3, 3, 40, bi, layout::bhsd, ks);
         config wa = win;
         wa.window = 33;
         wa.alibi = true;
-        check_case(dtype::f32, 2, 97, 97, 8, 2, 64, causal, layout::compact, ks);  // G = 4: 3 tiles + 1 query
-        check_case(dtype::f16, 1, 65, 191, 8, 2, 96, wa, layout::compact, ks);
+        check_case(dtype::f32, 2, 97, 97, 8, 2, 32, causal, layout::compact, ks);  // G = 4: 3 tiles + 1 query
+        check_case(dtype::f16, 1, 65, 191, 8, 2, 48, wa, layout::compact, ks);
         config mk;
         mk.mask = true;
         mk.causal = true;
-        check_case(dtype::f32, 1, 130, 130, 4, 1, 64, mk, layout::padded, ks);
+        check_case(dtype::f32, 1, 130, 130, 4, 1, 40, mk, layout::padded, ks);
         config ws = win;
         ws.window = 17;
         ws.softcap = 3.0f;
-        check_case(dtype::f32, 2, 47, 47, 16, 2, 64, causal, layout::compact, ks);  // G = 8: 2 tiles + 15 queries
-        check_case(dtype::bf16, 1, 33, 100, 16, 2, 64, ws, layout::bhsd, ks);
+        check_case(dtype::f32, 2, 47, 47, 16, 2, 40, causal, layout::compact, ks);  // G = 8: 2 tiles + 15 queries
+        check_case(dtype::bf16, 1, 33, 100, 16, 2, 32, ws, layout::bhsd, ks);
     }
 }
 
@@ -616,8 +616,8 @@ TEST_CASE("attention prefill with packed K/V: the same bits for 1, 2 and 3 threa
           "[attention]") {
     std::mt19937 rng(11);
     for (dtype t : {dtype::f32, dtype::bf16}) {
-        tensor4 q = make(t, 2, 150, 8, 64, layout::compact, &rng), k = make(t, 2, 150, 2, 64, layout::compact, &rng),
-                v = make(t, 2, 150, 2, 64, layout::compact, &rng), o1 = make(t, 2, 150, 8, 64, layout::compact, nullptr),
+        tensor4 q = make(t, 2, 150, 8, 32, layout::compact, &rng), k = make(t, 2, 150, 2, 32, layout::compact, &rng),
+                v = make(t, 2, 150, 2, 32, layout::compact, &rng), o1 = make(t, 2, 150, 8, 32, layout::compact, nullptr),
                 o2 = o1, o3 = o1;
         llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
         o.causal = 1;
@@ -635,9 +635,9 @@ TEST_CASE("attention prefill with packed K/V: the same bits for 1, 2 and 3 threa
         for (int64_t splits : {2, 3}) {  // several query tiles and split keys
             config c;
             c.causal = true;
-            check_case(dtype::f32, 1, 100, 300, 8, 2, 64, c, layout::compact, ks, splits);
+            check_case(dtype::f32, 1, 100, 200, 8, 2, 32, c, layout::compact, ks, splits);
             config w;
             w.window = 45;
-            check_case(dtype::bf16, 2, 70, 70, 8, 1, 64, w, layout::compact, ks, splits);
+            check_case(dtype::bf16, 2, 70, 70, 8, 1, 32, w, layout::compact, ks, splits);
         }
 }
