@@ -3,9 +3,11 @@
 
 namespace llmkit_py {
 
-
 py::module_ &numpy() {
-    static py::module_ np = py::module_::import("numpy");
+    // Deliberately never destroyed: a static py::module_ would be released by
+    // the C++ exit handlers after Python has finalized, and its Py_DECREF then
+    // reads freed interpreter state (a crash at exit that ASan reports).
+    static py::module_ &np = *new py::module_(py::module_::import("numpy"));
     return np;
 }
 
