@@ -15,23 +15,13 @@
 #include "llmkit/llmkit.h"
 #include "llmkit/llmkit.hpp"
 #include "quant/matmul.hpp"
+#include "support/test_support.hpp"
 
 namespace {
 
 using llmkit::quant::matmul_isa;
+using llmkit_test::host_tensor;
 
-llmkit_tensor tensor_of(void *data, const int64_t *shape, int ndim, llmkit_dtype dt,
-                        const int64_t *strides = nullptr) {
-    llmkit_tensor t;
-    t.data = data;
-    t.device = LLMKIT_DEVICE_HOST;
-    t.ndim = ndim;
-    t.dtype = dt;
-    t.shape = shape;
-    t.strides = strides;
-    t.byte_offset = 0;
-    return t;
-}
 const llmkit_dtype k_f32 = LLMKIT_DTYPE_F32;
 const llmkit_dtype k_i8 = {LLMKIT_DTYPE_INT, 8, 1};
 
@@ -56,7 +46,7 @@ std::vector<float> random_matrix(int64_t rows, int64_t cols, uint32_t seed) {
 
 std::vector<uint8_t> quantize(int32_t type, std::vector<float> &w, int64_t rows, int64_t k) {
     const int64_t shape[2] = {rows, k};
-    const llmkit_tensor src = tensor_of(w.data(), shape, 2, k_f32);
+    const llmkit_tensor src = host_tensor(w.data(), shape, 2, k_f32);
     size_t row = 0;
     REQUIRE(llmkit_quant_row_bytes(&row, type, k) == LLMKIT_OK);
     std::vector<uint8_t> q(row * size_t(rows));
@@ -69,7 +59,7 @@ std::vector<uint8_t> quantize(int32_t type, std::vector<float> &w, int64_t rows,
 std::vector<float> dequantize(int32_t type, const std::vector<uint8_t> &q, int64_t rows, int64_t k) {
     std::vector<float> w(size_t(rows * k));
     const int64_t shape[2] = {rows, k};
-    const llmkit_tensor dst = tensor_of(w.data(), shape, 2, k_f32);
+    const llmkit_tensor dst = host_tensor(w.data(), shape, 2, k_f32);
     INFO(llmkit_last_error_message());
     REQUIRE(llmkit_dequantize(type, q.data(), q.size(), &dst, nullptr) == LLMKIT_OK);
     return w;
@@ -79,7 +69,7 @@ std::vector<float> matmul(int32_t type, const std::vector<uint8_t> &w, int64_t n
                           int64_t m, int n_threads = 0) {
     std::vector<float> y(size_t(m * n), -12345.0f);
     const int64_t xs[2] = {m, k}, ys[2] = {m, n};
-    const llmkit_tensor xt = tensor_of(x.data(), xs, 2, k_f32), yt = tensor_of(y.data(), ys, 2, k_f32);
+    const llmkit_tensor xt = host_tensor(x.data(), xs, 2, k_f32), yt = host_tensor(y.data(), ys, 2, k_f32);
     llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
     o.n_threads = n_threads;
     INFO(llmkit_last_error_message());
@@ -168,8 +158,8 @@ std::vector<float> matmul_int8(std::vector<int8_t> &q, std::vector<float> &scale
                                std::vector<float> &x, int64_t m, int n_threads = 0) {
     std::vector<float> y(size_t(m * n), -12345.0f);
     const int64_t xs[2] = {m, k}, ys[2] = {m, n}, ws[2] = {n, k}, ss[1] = {n};
-    const llmkit_tensor xt = tensor_of(x.data(), xs, 2, k_f32), yt = tensor_of(y.data(), ys, 2, k_f32);
-    const llmkit_tensor wt = tensor_of(q.data(), ws, 2, k_i8), st = tensor_of(scale.data(), ss, 1, k_f32);
+    const llmkit_tensor xt = host_tensor(x.data(), xs, 2, k_f32), yt = host_tensor(y.data(), ys, 2, k_f32);
+    const llmkit_tensor wt = host_tensor(q.data(), ws, 2, k_i8), st = host_tensor(scale.data(), ss, 1, k_f32);
     llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
     o.n_threads = n_threads;
     INFO(llmkit_last_error_message());
@@ -391,7 +381,7 @@ TEST_CASE("quant matmul: strided x and y, 1-D x, empty shapes", "[quant][matmul]
         for (int64_t j = 0; j < k; ++j) xt[size_t(j * m + i)] = x[size_t(i * k + j)];
     std::vector<float> yt(size_t(m * n), 0.0f);
     const int64_t xs[2] = {m, k}, xst[2] = {1, m}, ys[2] = {m, n}, yst[2] = {1, m};
-    const llmkit_tensor xv = tensor_of(xt.data(), xs, 2, k_f32, xst), yv = tensor_of(yt.data(), ys, 2, k_f32, yst);
+    const llmkit_tensor xv = host_tensor(xt.data(), xs, 2, k_f32, xst), yv = host_tensor(yt.data(), ys, 2, k_f32, yst);
     REQUIRE(llmkit_quant_matmul(&xv, LLMKIT_QUANT_Q8_0, q.data(), q.size(), n, k, &yv, nullptr) == LLMKIT_OK);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t r = 0; r < n; ++r) CHECK(yt[size_t(r * m + i)] == expect[size_t(i * n + r)]);
@@ -399,27 +389,27 @@ TEST_CASE("quant matmul: strided x and y, 1-D x, empty shapes", "[quant][matmul]
     // A 1-D x gives a 1-D y equal to that row of the 2-D result.
     std::vector<float> y1(static_cast<size_t>(n));
     const int64_t x1s[1] = {k}, y1s[1] = {n};
-    const llmkit_tensor x1 = tensor_of(x.data() + 2 * k, x1s, 1, k_f32), y1t = tensor_of(y1.data(), y1s, 1, k_f32);
+    const llmkit_tensor x1 = host_tensor(x.data() + 2 * k, x1s, 1, k_f32), y1t = host_tensor(y1.data(), y1s, 1, k_f32);
     REQUIRE(llmkit_quant_matmul(&x1, LLMKIT_QUANT_Q8_0, q.data(), q.size(), n, k, &y1t, nullptr) == LLMKIT_OK);
     CHECK(std::memcmp(y1.data(), expect.data() + 2 * n, size_t(n) * 4) == 0);
 
     // y may be x's own memory: x is read completely before y is written.
     std::vector<float> xy(x.begin(), x.begin() + k);
     const int64_t xys[1] = {n};
-    const llmkit_tensor xa = tensor_of(xy.data(), x1s, 1, k_f32), ya = tensor_of(xy.data(), xys, 1, k_f32);
+    const llmkit_tensor xa = host_tensor(xy.data(), x1s, 1, k_f32), ya = host_tensor(xy.data(), xys, 1, k_f32);
     REQUIRE(llmkit_quant_matmul(&xa, LLMKIT_QUANT_Q8_0, q.data(), q.size(), n, k, &ya, nullptr) == LLMKIT_OK);
     CHECK(std::memcmp(xy.data(), expect.data(), size_t(n) * 4) == 0);
 
     // No rows, no x rows, k = 0 (y is then all zeros).
     const int64_t x0s[2] = {0, k}, y0s[2] = {0, n};
-    const llmkit_tensor x0 = tensor_of(x.data(), x0s, 2, k_f32), y0 = tensor_of(yt.data(), y0s, 2, k_f32);
+    const llmkit_tensor x0 = host_tensor(x.data(), x0s, 2, k_f32), y0 = host_tensor(yt.data(), y0s, 2, k_f32);
     CHECK(llmkit_quant_matmul(&x0, LLMKIT_QUANT_Q8_0, q.data(), q.size(), n, k, &y0, nullptr) == LLMKIT_OK);
     const int64_t yns[2] = {m, 0};
-    const llmkit_tensor yn = tensor_of(yt.data(), yns, 2, k_f32), xfull = tensor_of(x.data(), xs, 2, k_f32);
+    const llmkit_tensor yn = host_tensor(yt.data(), yns, 2, k_f32), xfull = host_tensor(x.data(), xs, 2, k_f32);
     CHECK(llmkit_quant_matmul(&xfull, LLMKIT_QUANT_Q8_0, nullptr, 0, 0, k, &yn, nullptr) == LLMKIT_OK);
     const int64_t xks[2] = {m, 0};
     std::fill(yt.begin(), yt.end(), 1.0f);
-    const llmkit_tensor xk = tensor_of(x.data(), xks, 2, k_f32), yk = tensor_of(yt.data(), ys, 2, k_f32);
+    const llmkit_tensor xk = host_tensor(x.data(), xks, 2, k_f32), yk = host_tensor(yt.data(), ys, 2, k_f32);
     CHECK(llmkit_quant_matmul(&xk, LLMKIT_QUANT_Q8_0, q.data(), 0, n, 0, &yk, nullptr) == LLMKIT_OK);
     for (float v : yt) CHECK(v == 0.0f);
 }
@@ -430,7 +420,7 @@ TEST_CASE("quant matmul: bad arguments are errors that name the problem", "[quan
     auto q = quantize(LLMKIT_QUANT_Q4_0, w, n, k);
     std::vector<float> x = random_matrix(m, k, 4), y(size_t(m * n), 7.0f);
     const int64_t xs[2] = {m, k}, ys[2] = {m, n};
-    const llmkit_tensor xt = tensor_of(x.data(), xs, 2, k_f32), yt = tensor_of(y.data(), ys, 2, k_f32);
+    const llmkit_tensor xt = host_tensor(x.data(), xs, 2, k_f32), yt = host_tensor(y.data(), ys, 2, k_f32);
     auto call = [&](const llmkit_tensor *xp, int32_t type, const void *wp, size_t wb, int64_t rows, int64_t kk,
                     const llmkit_tensor *yp, const llmkit_quant_matmul_options *o = nullptr) {
         return llmkit_quant_matmul(xp, type, wp, wb, rows, kk, yp, o);
@@ -454,14 +444,14 @@ TEST_CASE("quant matmul: bad arguments are errors that name the problem", "[quan
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, q.data(), q.size(), INT64_MAX / 2, k, &yt) == LLMKIT_ERROR_SHAPE);
     // y of the wrong shape; y rank different from x's.
     const int64_t bad_ys[2] = {m, n + 1};
-    const llmkit_tensor ybad = tensor_of(y.data(), bad_ys, 2, k_f32);
+    const llmkit_tensor ybad = host_tensor(y.data(), bad_ys, 2, k_f32);
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, q.data(), q.size(), n, k, &ybad) == LLMKIT_ERROR_SHAPE);
     const int64_t y1s[1] = {n};
-    const llmkit_tensor y1 = tensor_of(y.data(), y1s, 1, k_f32);
+    const llmkit_tensor y1 = host_tensor(y.data(), y1s, 1, k_f32);
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, q.data(), q.size(), n, k, &y1) == LLMKIT_ERROR_SHAPE);
     // dtypes.
     std::vector<double> xd(size_t(m * k), 1.0);
-    const llmkit_tensor xdt = tensor_of(xd.data(), xs, 2, llmkit_dtype{LLMKIT_DTYPE_FLOAT, 64, 1});
+    const llmkit_tensor xdt = host_tensor(xd.data(), xs, 2, llmkit_dtype{LLMKIT_DTYPE_FLOAT, 64, 1});
     CHECK(call(&xdt, LLMKIT_QUANT_Q4_0, q.data(), q.size(), n, k, &yt) == LLMKIT_ERROR_DTYPE);
     // Device memory.
     llmkit_tensor xgpu = xt;
@@ -478,10 +468,10 @@ TEST_CASE("quant matmul: bad arguments are errors that name the problem", "[quan
     // y overlapping the weights, or itself.
     std::vector<float> wy(q.size());  // a float buffer holding the blocks, with y inside it
     std::memcpy(wy.data(), q.data(), q.size());
-    const llmkit_tensor yw = tensor_of(wy.data(), ys, 2, k_f32);
+    const llmkit_tensor yw = host_tensor(wy.data(), ys, 2, k_f32);
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, wy.data(), q.size(), n, k, &yw) == LLMKIT_ERROR_INVALID_ARGUMENT);
     const int64_t zero_strides[2] = {0, 1};
-    const llmkit_tensor yz = tensor_of(y.data(), ys, 2, k_f32, zero_strides);
+    const llmkit_tensor yz = host_tensor(y.data(), ys, 2, k_f32, zero_strides);
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, q.data(), q.size(), n, k, &yz) == LLMKIT_ERROR_INVALID_ARGUMENT);
     // Options.
     llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
@@ -504,24 +494,24 @@ TEST_CASE("quant matmul int8: bad arguments", "[quant][matmul]") {
     std::vector<int8_t> q(size_t(n * k), 1);
     std::vector<float> scale(size_t(n), 0.5f), x(size_t(m * k), 1.0f), y(size_t(m * n));
     const int64_t xs[2] = {m, k}, ys[2] = {m, n}, ws[2] = {n, k}, ss[1] = {n};
-    const llmkit_tensor xt = tensor_of(x.data(), xs, 2, k_f32), yt = tensor_of(y.data(), ys, 2, k_f32);
-    const llmkit_tensor wt = tensor_of(q.data(), ws, 2, k_i8), st = tensor_of(scale.data(), ss, 1, k_f32);
+    const llmkit_tensor xt = host_tensor(x.data(), xs, 2, k_f32), yt = host_tensor(y.data(), ys, 2, k_f32);
+    const llmkit_tensor wt = host_tensor(q.data(), ws, 2, k_i8), st = host_tensor(scale.data(), ss, 1, k_f32);
     REQUIRE(llmkit_quant_matmul_int8(&xt, &wt, &st, &yt, nullptr) == LLMKIT_OK);
     for (float v : y) CHECK(v == 32.0f);  // 64 * 1 * 1 * 0.5, exact
 
     CHECK(llmkit_quant_matmul_int8(&xt, nullptr, &st, &yt, nullptr) == LLMKIT_ERROR_NULL_POINTER);
     CHECK(llmkit_quant_matmul_int8(&xt, &wt, nullptr, &yt, nullptr) == LLMKIT_ERROR_NULL_POINTER);
-    const llmkit_tensor wf = tensor_of(x.data(), ws, 2, k_f32);
+    const llmkit_tensor wf = host_tensor(x.data(), ws, 2, k_f32);
     CHECK(llmkit_quant_matmul_int8(&xt, &wf, &st, &yt, nullptr) == LLMKIT_ERROR_DTYPE);
     const int64_t ws48[2] = {n, 48}, xs48[2] = {m, 48};
-    const llmkit_tensor w48 = tensor_of(q.data(), ws48, 2, k_i8), x48 = tensor_of(x.data(), xs48, 2, k_f32);
+    const llmkit_tensor w48 = host_tensor(q.data(), ws48, 2, k_i8), x48 = host_tensor(x.data(), xs48, 2, k_f32);
     CHECK(llmkit_quant_matmul_int8(&x48, &w48, &st, &yt, nullptr) == LLMKIT_ERROR_SHAPE);
     CHECK(std::string(llmkit_last_error_message()).find("multiple of 32") != std::string::npos);
     const int64_t ss2[1] = {n - 1};
-    const llmkit_tensor s2 = tensor_of(scale.data(), ss2, 1, k_f32);
+    const llmkit_tensor s2 = host_tensor(scale.data(), ss2, 1, k_f32);
     CHECK(llmkit_quant_matmul_int8(&xt, &wt, &s2, &yt, nullptr) == LLMKIT_ERROR_SHAPE);
     const int64_t col2[2] = {2 * k, 2};  // refused before anything is read
-    const llmkit_tensor wcol = tensor_of(q.data(), ws, 2, k_i8, col2);
+    const llmkit_tensor wcol = host_tensor(q.data(), ws, 2, k_i8, col2);
     CHECK(llmkit_quant_matmul_int8(&xt, &wcol, &st, &yt, nullptr) == LLMKIT_ERROR_SHAPE);
     x[3] = NAN;
     CHECK(llmkit_quant_matmul_int8(&xt, &wt, &st, &yt, nullptr) == LLMKIT_ERROR_NON_FINITE);

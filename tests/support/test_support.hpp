@@ -42,17 +42,23 @@ struct temp_file {
     ~temp_file() { std::remove(path.c_str()); }
 };
 
-// A host float32 tensor over data; strides in elements, nullptr for contiguous.
-inline llmkit_tensor f32_tensor(float *data, const int64_t *shape, int ndim, const int64_t *strides = nullptr) {
+// A host tensor of any dtype over data; strides in elements, nullptr for contiguous.
+inline llmkit_tensor host_tensor(void *data, const int64_t *shape, int ndim, llmkit_dtype dtype,
+                                 const int64_t *strides = nullptr) {
     llmkit_tensor t;
     t.data = data;
     t.device = LLMKIT_DEVICE_HOST;
     t.ndim = ndim;
-    t.dtype = LLMKIT_DTYPE_F32;
+    t.dtype = dtype;
     t.shape = shape;
     t.strides = strides;
     t.byte_offset = 0;
     return t;
+}
+
+// A host float32 tensor over data; strides in elements, nullptr for contiguous.
+inline llmkit_tensor f32_tensor(float *data, const int64_t *shape, int ndim, const int64_t *strides = nullptr) {
+    return host_tensor(data, shape, ndim, LLMKIT_DTYPE_F32, strides);
 }
 
 }  // namespace llmkit_test
