@@ -22,13 +22,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 # HF tokenizers sizes its Rayon pool from this when it is first used.
 BATCH_THREADS = 2
 os.environ.setdefault("RAYON_NUM_THREADS", str(BATCH_THREADS))
 
 import llmkit  # noqa: E402
+from benchlib import best_time_and_result  # noqa: E402
 
 CORPORA = {
     "tinyshakespeare": "tinyshakespeare.txt",
@@ -86,16 +87,6 @@ def split_docs(text: str, size: int = DOC_BYTES) -> List[str]:
 # Timing: the best of `reps` runs (the machine is shared; the minimum is the
 # least disturbed run), after one warm-up run whose result is returned for checks.
 
-def best_time(fn: Callable[[], object], reps: int):
-    result = fn()
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
-
-
 def cold_time(data: Path, enc_name: str, text: str, reps: int) -> float:
     """llmkit's single-call time on text it has not seen: each repetition encodes
     with a freshly loaded tokenizer, whose memo of merged words and pairs starts
@@ -125,10 +116,10 @@ def throughput_table(data: Path, reps: int, corpora: List[str],
             row = {"encoding": enc_name, "corpus": corpus, "bytes": nbytes, "docs": len(docs)}
 
             t_c = cold_time(data, enc_name, text, reps)
-            t_l, ids_l = best_time(lambda: lk.encode_ordinary(text), reps)
-            t_t, ids_t = best_time(lambda: tk.encode_ordinary(text), reps)
-            tb_l, b_l = best_time(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, disallowed_special=()), reps)
-            tb_t, b_t = best_time(lambda: tk.encode_ordinary_batch(docs, num_threads=BATCH_THREADS), reps)
+            t_l, ids_l = best_time_and_result(lambda: lk.encode_ordinary(text), reps)
+            t_t, ids_t = best_time_and_result(lambda: tk.encode_ordinary(text), reps)
+            tb_l, b_l = best_time_and_result(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, disallowed_special=()), reps)
+            tb_t, b_t = best_time_and_result(lambda: tk.encode_ordinary_batch(docs, num_threads=BATCH_THREADS), reps)
             if ids_l != ids_t or b_l != b_t:
                 raise SystemExit(f"ids differ: llmkit vs tiktoken, {enc_name} on {corpus}")
             assert sum(b_l, []) != [] and len(b_l) == len(docs)
@@ -136,8 +127,8 @@ def throughput_table(data: Path, reps: int, corpora: List[str],
                        llmkit=nbytes / t_l / 1e6, tiktoken=nbytes / t_t / 1e6, llmkit_cold=nbytes / t_c / 1e6,
                        llmkit_batch=nbytes / tb_l / 1e6, tiktoken_batch=nbytes / tb_t / 1e6)
             if enc_name == "r50k_base":
-                t_h, enc_h = best_time(lambda: hf.encode(text, add_special_tokens=False), reps)
-                tb_h, benc_h = best_time(lambda: hf_batch(docs, add_special_tokens=False), reps)
+                t_h, enc_h = best_time_and_result(lambda: hf.encode(text, add_special_tokens=False), reps)
+                tb_h, benc_h = best_time_and_result(lambda: hf_batch(docs, add_special_tokens=False), reps)
                 ids_h = enc_h.ids
                 same = sum(a == b for a, b in zip(ids_h, ids_t)) if len(ids_h) == len(ids_t) else None
                 docs_same = sum(e.ids == b for e, b in zip(benc_h, b_t))
@@ -310,10 +301,10 @@ def sentencepiece_section(data: Path, reps: int, corpora: List[str]) -> List[Dic
             text = (data / "corpus" / CORPORA[corpus]).read_text(encoding="utf-8")
             nbytes = len(text.encode("utf-8"))
             docs = split_docs(text)
-            t_l, ids_l = best_time(lambda: lk.encode(text, disallowed_special=()), reps)
-            t_s, ids_s = best_time(lambda: sp.encode(text), reps)
-            tb_l, b_l = best_time(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, disallowed_special=()), reps)
-            tb_s, b_s = best_time(lambda: sp.encode(docs, num_threads=BATCH_THREADS), reps)
+            t_l, ids_l = best_time_and_result(lambda: lk.encode(text, disallowed_special=()), reps)
+            t_s, ids_s = best_time_and_result(lambda: sp.encode(text), reps)
+            tb_l, b_l = best_time_and_result(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, disallowed_special=()), reps)
+            tb_s, b_s = best_time_and_result(lambda: sp.encode(docs, num_threads=BATCH_THREADS), reps)
             if ids_l != ids_s or b_l != b_s:
                 raise SystemExit(f"ids differ: llmkit vs sentencepiece, {model} on {corpus}")
             row = {"model": model, "corpus": corpus, "bytes": nbytes, "tokens": len(ids_l),
@@ -358,10 +349,10 @@ def tokenizer_json_section(data: Path, reps: int, corpora: List[str]) -> List[Di
             text = (data / "corpus" / CORPORA[corpus]).read_text(encoding="utf-8")
             nbytes = len(text.encode("utf-8"))
             docs = split_docs(text)
-            t_l, ids_l = best_time(lambda: lk.encode(text, allowed_special="all"), reps)
-            t_h, enc_h = best_time(lambda: hf.encode(text, add_special_tokens=False), reps)
-            tb_l, b_l = best_time(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, allowed_special="all"), reps)
-            tb_h, b_h = best_time(lambda: hf_batch(docs, add_special_tokens=False), reps)
+            t_l, ids_l = best_time_and_result(lambda: lk.encode(text, allowed_special="all"), reps)
+            t_h, enc_h = best_time_and_result(lambda: hf.encode(text, add_special_tokens=False), reps)
+            tb_l, b_l = best_time_and_result(lambda: lk.encode_batch(docs, num_threads=BATCH_THREADS, allowed_special="all"), reps)
+            tb_h, b_h = best_time_and_result(lambda: hf_batch(docs, add_special_tokens=False), reps)
             if ids_l != enc_h.ids or b_l != [e.ids for e in b_h]:
                 raise SystemExit(f"ids differ: llmkit vs HF tokenizers, {name} on {corpus}")
             row = {"file": name, "corpus": corpus, "bytes": nbytes, "tokens": len(ids_l),
@@ -416,8 +407,8 @@ def bench_training(data: Path, vocab_sizes: Sequence[int] = (4096, 8192), reps: 
             hf.train_from_iterator(texts, trainer)
             return hf
 
-        t_llmkit, tok = best_time(train_llmkit, reps)
-        t_hf, hf = best_time(train_hf, reps)
+        t_llmkit, tok = best_time_and_result(train_llmkit, reps)
+        t_hf, hf = best_time_and_result(train_hf, reps)
         ids = tok.encode(held_out, disallowed_special=())
         assert tok.decode(ids) == held_out
         hf_ids = hf.encode(held_out, add_special_tokens=False).ids
