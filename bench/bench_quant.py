@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Quantize / dequantize throughput: llmkit vs the `gguf` package's numpy implementation.
+"""Quantize / dequantize throughput: llmkit vs ggml's own C quantizer and the `gguf` package's numpy code.
 
 Usage (see bench/README.md, "Quantization"):
 
-    pip install gguf
+    pip install gguf            # and, for the ggml peer, llama-cpp-python (an sdist that compiles ggml)
     PYTHONPATH=build-qbench/python python3 bench/bench_quant.py [--rows 4096] [--cols 4096]
         [--gguf-rows 1024] [--reps 3] [--ref-dir /work/shared/data/quant-ref/ggml] [--json out.json]
 
@@ -22,12 +22,18 @@ the whole matrix with num_threads=1 and 2. gguf's numpy code is timed on the fir
 rows and normalised per byte (numpy is row-parallel-free and linear in the rows), because its
 quantizers are slow on a 64 MB matrix; the agreement check still uses the whole matrix.
 
-ggml's C quantizer through llama-cpp-python is not timed: the run only reports whether `llama_cpp`
-imports and exposes `ggml_quantize_chunk` (ggml's own output is covered by the reference vectors).
+ggml's C quantizer, `ggml_quantize_chunk(type, src, dst, start, nrows, n_per_row, imatrix=NULL)` in
+the libggml-base.so that llama-cpp-python installs (called through ctypes, see ggml_peer.py), is
+timed on the whole matrix too: one call for 1 thread; for 2 threads, two Python threads each
+quantizing half the rows (ctypes releases the GIL; this is how llama.cpp's quantize tool splits a
+tensor over threads). Its bytes must equal llmkit's, block for block, for every type (llmkit is
+byte-exact with ggml), or the run fails; the ratio llmkit / ggml is printed per thread count.
+Without llama_cpp the run prints "skipped: llama_cpp not importable" and leaves those columns out.
 """
 
 import argparse
 import json
+from concurrent.futures import ThreadPoolExecutor
 import os
 import platform
 import sys
@@ -35,6 +41,7 @@ import time
 
 import numpy as np
 
+import ggml_peer
 import llmkit
 from benchlib import best_time
 
@@ -76,15 +83,17 @@ def block_diff(a, b, type_size):
     return int(np.any(a.reshape(-1, type_size) != b.reshape(-1, type_size), axis=1).sum())
 
 
-def try_llama_cpp():
-    try:
-        import llama_cpp  # noqa: F401
-    except Exception as e:  # noqa: BLE001
-        return None, f"llama_cpp not importable ({type(e).__name__}: {e})"
-    for name in ("ggml_quantize_chunk",):
-        if hasattr(llama_cpp, name):
-            return getattr(llama_cpp, name), "ok"
-    return None, "llama_cpp does not expose ggml_quantize_chunk"
+def ggml_quantize_threads(ggml, t, w, pool, n_threads):
+    """ggml_quantize_chunk over w's rows split into n_threads consecutive parts, one pool thread each."""
+    rows = w.shape[0]
+    dst = np.empty(rows * ggml.row_size(ggml_peer.TYPE_IDS[t], w.shape[1]), np.uint8)
+    if n_threads == 1:
+        return ggml.quantize(t, w, dst=dst)
+    cuts = [rows * i // n_threads for i in range(n_threads + 1)]
+    parts = [pool.submit(ggml.quantize, t, w, cuts[i], cuts[i + 1] - cuts[i], dst) for i in range(n_threads)]
+    for f in parts:
+        f.result()
+    return dst
 
 
 def reference_check(ref_dir, types):
@@ -160,8 +169,10 @@ def main():
     print(f"matrix {args.rows}x{args.cols} float32 N(0,0.02^2) ({in_mb:.1f} MB); gguf timed on {gr} rows; "
           f"best of {args.reps}", flush=True)
 
-    ggml_fn, ggml_why = try_llama_cpp()
-    print(f"ggml C via llama-cpp-python: {'available, not timed' if ggml_fn else 'skipped: ' + ggml_why}", flush=True)
+    ggml, ggml_why = ggml_peer.load()
+    print("ggml C via llama-cpp-python: " + (f"llama-cpp-python {ggml.version}, {ggml.lib_dir}" if ggml else
+                                               "skipped: " + ggml_why), flush=True)
+    pool = ThreadPoolExecutor(2) if ggml else None
 
     # --- agreement against ggml's reference vectors -------------------------------------------
     ref = None
@@ -185,6 +196,17 @@ def main():
         y = llmkit.dequantize(qt, num_threads=1)
         r["lk_d1"] = out_gb / best_time(lambda: llmkit.dequantize(qt, num_threads=1), args.reps)
         r["lk_d2"] = out_gb / best_time(lambda: llmkit.dequantize(qt, num_threads=2), args.reps)
+
+        # ggml's C quantizer, the same matrix: bytes first, then time at 1 and 2 threads
+        r["ggml_q1"] = r["ggml_q2"] = None
+        if ggml is not None:
+            nbad = block_diff(ggml_quantize_threads(ggml, t, w, pool, 1), qt.data, tsz)
+            nbad2 = block_diff(ggml_quantize_threads(ggml, t, w, pool, 2), qt.data, tsz)
+            r["agree_ggml"] = "identical" if nbad == 0 and nbad2 == 0 else f"differs ({nbad}, {nbad2} blocks)"
+            if r["agree_ggml"] != "identical":
+                failures.append(f"{t}: bytes differ from ggml_quantize_chunk ({r['agree_ggml']})")
+            for nt in (1, 2):
+                r[f"ggml_q{nt}"] = in_mb / best_time(lambda: ggml_quantize_threads(ggml, t, w, pool, nt), args.reps)
 
         # gguf numpy
         r["gg_q"] = r["gg_d"] = None
@@ -222,6 +244,14 @@ def main():
         print(f"  {t}: done ({time.perf_counter() - t_start:.0f} s)", file=sys.stderr, flush=True)
 
     # --- table ----------------------------------------------------------------------------------
+    if ggml is not None:
+        print()
+        print("Quantize, llmkit vs ggml_quantize_chunk (MB/s of float32 input; ratio = llmkit / ggml):")
+        print("| type | llmkit 1t | ggml 1t | ratio 1t | llmkit 2t | ggml 2t | ratio 2t | bytes llmkit = ggml |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        for r in rows:
+            print(f"| {r['type']} | {r['lk_q1']:.0f} | {r['ggml_q1']:.0f} | {r['lk_q1'] / r['ggml_q1']:.2f}x | "
+                  f"{r['lk_q2']:.0f} | {r['ggml_q2']:.0f} | {r['lk_q2'] / r['ggml_q2']:.2f}x | {r['agree_ggml']} |")
     print()
     print("| type | llmkit quant 1t MB/s | llmkit quant 2t MB/s | gguf quant MB/s | ratio 1t | "
           "llmkit dequant 1t GB/s | llmkit dequant 2t GB/s | gguf dequant GB/s | ratio 1t | "
