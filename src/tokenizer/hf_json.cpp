@@ -405,8 +405,7 @@ void hf_tokenizer::encode_text(std::string_view raw, bool at_origin, const std::
     }
 }
 
-void hf_tokenizer::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
-    check_utf8(text, "text");
+std::vector<char> hf_tokenizer::allowed_mask(const encode_options &options) const {
     std::vector<char> allowed(added_.size(), options.allow_all_special ? 1 : 0);
     for (std::string_view name : options.allowed_special) {
         const auto it = added_by_text_.find(name);
@@ -416,6 +415,12 @@ void hf_tokenizer::encode(std::string_view text, const encode_options &options, 
         for (size_t i = 0; i < added_.size(); ++i)
             if (added_[i].content == name) allowed[i] = 1;
     }
+    return allowed;
+}
+
+void hf_tokenizer::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
+    check_utf8(text, "text");
+    const std::vector<char> allowed = allowed_mask(options);
     const size_t mark = out.size();
     std::vector<added_token_matcher::span> spans;
     raw_matcher_.split(
@@ -437,6 +442,80 @@ void hf_tokenizer::encode(std::string_view text, const encode_options &options, 
         out.resize(mark);
         out.insert(out.end(), ids.begin(), ids.end());
     }
+}
+
+// The offsets path: encode() with an alignment carried along (HF's
+// NormalizedString). Each stage keeps, for every byte of its text, the input
+// range it came from; a token's span is the range of its first byte's start
+// to its last byte's end.
+void hf_tokenizer::encode_text_aligned(std::string_view input, size_t b, size_t e, const std::vector<char> &allowed,
+                                       bool special_as_text, std::vector<int32_t> &out,
+                                       std::vector<std::pair<size_t, size_t>> &spans) const {
+    hf::aligned_text s = hf::aligned_text::identity(input.substr(b, e - b), b);
+    if (normalizer_) normalizer_->normalize_aligned(s);
+    std::vector<added_token_matcher::span> parts;
+    auto accept = [&](const added_token &tok, size_t at) {
+        if (!tok.special || allowed[size_t(&tok - added_.data())]) return true;
+        if (special_as_text) return false;
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content,
+                   " (at byte ", at, " of the normalized text), which is not allowed: allow it to encode it as its id,"
+                   " or encode special tokens as text");
+    };
+    normalized_matcher_.split(s.text, accept, parts);
+    std::vector<hf::aligned_piece> pieces;
+    std::vector<subword_model::span> local;
+    for (const auto &sp : parts) {
+        if (sp.token) {
+            out.push_back(sp.token->id);
+            spans.push_back(s.original(sp.b, sp.e));
+            continue;
+        }
+        if (sp.e <= sp.b) continue;
+        pieces.clear();
+        pieces.push_back({s.sub(sp.b, sp.e), b == 0 && sp.b == 0});
+        if (pre_tokenizer_) pre_tokenizer_->pre_tokenize_aligned(pieces);
+        for (const auto &p : pieces) {
+            if (p.text.text.empty()) continue;
+            local.clear();
+            model_->tokenize_spans(p.text.text, out, local);
+            for (const auto &[lb, le] : local) spans.push_back(p.text.original(lb, le));
+        }
+    }
+}
+
+void hf_tokenizer::encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                                       std::vector<std::pair<size_t, size_t>> &spans) const {
+    check_utf8(text, "text");
+    const std::vector<char> allowed = allowed_mask(options);
+    std::vector<int32_t> out;
+    std::vector<std::pair<size_t, size_t>> out_spans;
+    std::vector<added_token_matcher::span> parts;
+    raw_matcher_.split(
+        text,
+        [&](const added_token &tok, size_t at) {
+            if (!tok.special || allowed[size_t(&tok - added_.data())]) return true;
+            if (options.special_as_text) return false;
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content, " at byte ", at,
+                       ", which is not allowed: allow it to encode it as its id, or encode special tokens as text");
+        },
+        parts);
+    for (const auto &sp : parts) {
+        if (sp.token) {
+            out.push_back(sp.token->id);
+            out_spans.emplace_back(sp.b, sp.e);
+        } else if (sp.e > sp.b) {
+            encode_text_aligned(text, sp.b, sp.e, allowed, options.special_as_text, out, out_spans);
+        }
+    }
+    if (out.size() != out_spans.size())
+        core::fail(LLMKIT_ERROR_INTERNAL, "offsets: ", out.size(), " ids but ", out_spans.size(), " spans");
+    if (post_processor_)
+        post_processor_->process_offsets(out, out_spans, options.add_special_tokens, [this](int32_t id) {
+            std::string_view t;
+            return id_to_token(id, t) ? t : std::string_view();
+        });
+    ids.insert(ids.end(), out.begin(), out.end());
+    spans.insert(spans.end(), out_spans.begin(), out_spans.end());
 }
 
 void hf_tokenizer::decode(const int32_t *ids, size_t n, std::string &out) const {

@@ -71,6 +71,12 @@ public:
     int32_t token_to_id(std::string_view token) const override;
     bool id_to_token(int32_t id, std::string_view &out) const override;
     bool is_special(int32_t id) const override;
+    // HF tokenizers' Encoding.offsets in bytes: each id's span in the input,
+    // carried through the normalizer, pre-tokenizer and model as tokenizers
+    // carries its alignments (see llmkit_tokenizer_encode_with_offsets).
+    void encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                             std::vector<std::pair<size_t, size_t>> &spans) const override;
+    std::string kind() const override { return "tokenizer.json"; }
 
     const subword_model &model() const noexcept { return *model_; }
     const std::vector<added_token> &added_tokens() const noexcept { return added_; }
@@ -79,6 +85,12 @@ private:
     hf_tokenizer() = default;
     void encode_text(std::string_view raw, bool at_origin, const std::vector<char> &allowed, bool special_as_text,
                      std::vector<int32_t> &out) const;
+    // encode_text on the offsets path: text is bytes [b, e) of the input.
+    void encode_text_aligned(std::string_view input, size_t b, size_t e, const std::vector<char> &allowed,
+                             bool special_as_text, std::vector<int32_t> &out,
+                             std::vector<std::pair<size_t, size_t>> &spans) const;
+    // Which added tokens the options allow (by index in added_).
+    std::vector<char> allowed_mask(const encode_options &options) const;
 
     std::unique_ptr<hf::normalizer> normalizer_;
     std::unique_ptr<hf::pre_tokenizer> pre_tokenizer_;

@@ -51,6 +51,10 @@ vocab_table::vocab_table(std::vector<std::pair<std::string, int32_t>> entries, c
     }
 }
 
+void subword_model::tokenize_spans(std::string_view, std::vector<int32_t> &, std::vector<span> &) const {
+    core::fail(LLMKIT_ERROR_UNSUPPORTED, "offsets are not implemented for this subword model");
+}
+
 // ---------------------------------------------------------------- BPE
 
 bpe_merges::bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
@@ -172,11 +176,25 @@ void bpe_merges::tokenize(std::string_view piece, std::vector<int32_t> &out) con
     out.insert(out.end(), e.ids.begin(), e.ids.end());
 }
 
-void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out) const {
+void bpe_merges::tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const {
+    if (piece.empty()) return;
+    std::vector<uint32_t> lens;
+    const size_t first = out.size();
+    merge_word(piece, out, &lens);
+    size_t pos = 0;
+    for (size_t i = first; i < out.size(); ++i) {
+        const size_t len = lens[i - first];
+        spans.emplace_back(pos, pos + len);
+        pos += len;
+    }
+}
+
+void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out, std::vector<uint32_t> *lens) const {
     if (options_.ignore_merges) {
         const int32_t id = vocab_.id(piece);
         if (id >= 0) {
             out.push_back(id);
+            if (lens) lens->push_back(uint32_t(piece.size()));
             return;
         }
     }
@@ -187,7 +205,14 @@ void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out) c
     if (n == 0) return;  // every character unknown, and no unk_token: nothing (as HF)
     if (n == 1) {
         out.push_back(initial[0].first);
+        if (lens) lens->push_back(initial[0].second);
         return;
+    }
+    // Symbols' byte lengths, merged alongside (only when asked).
+    thread_local std::vector<uint32_t> sym_len;
+    if (lens) {
+        sym_len.resize(n);
+        for (size_t i = 0; i < n; ++i) sym_len[i] = initial[i].second;
     }
     // HF's Word::merge_all: a heap of candidate merges ordered by (rank, position);
     // stale entries are recognised by the pair no longer mapping to new_id.
@@ -224,13 +249,17 @@ void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out) c
         const auto it = merges_.find(key(s.id, right.id));
         if (it == merges_.end() || it->second.new_id != top.new_id) continue;
         s.id = top.new_id;
+        if (lens) sym_len[top.pos] += sym_len[size_t(s.next)];
         right.alive = false;
         s.next = right.next;
         if (s.next >= 0) sym[size_t(s.next)].prev = int32_t(top.pos);
         if (s.prev >= 0) push_pair(s.prev);
         push_pair(int32_t(top.pos));
     }
-    for (int32_t i = 0; i >= 0; i = sym[size_t(i)].next) out.push_back(sym[size_t(i)].id);
+    for (int32_t i = 0; i >= 0; i = sym[size_t(i)].next) {
+        out.push_back(sym[size_t(i)].id);
+        if (lens) lens->push_back(sym_len[size_t(i)]);
+    }
 }
 
 // ---------------------------------------------------------------- WordLevel
@@ -240,6 +269,11 @@ word_level::word_level(std::vector<std::pair<std::string, int32_t>> vocab, std::
     : unk_token_(std::move(unk_token)) {
     vocab_ = vocab_table(std::move(vocab), source);
     unk_id_ = vocab_.id(unk_token_);
+}
+
+void word_level::tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const {
+    tokenize(piece, out);
+    spans.emplace_back(0, piece.size());
 }
 
 void word_level::tokenize(std::string_view piece, std::vector<int32_t> &out) const {
@@ -264,12 +298,20 @@ wordpiece::wordpiece(std::vector<std::pair<std::string, int32_t>> vocab, std::st
     if (unk_id_ < 0) core::fail(LLMKIT_ERROR_FORMAT, source, ": the unk_token \"", unk_token, "\" is not in the vocab");
 }
 
-void wordpiece::tokenize(std::string_view piece, std::vector<int32_t> &out) const {
+void wordpiece::tokenize(std::string_view piece, std::vector<int32_t> &out) const { run(piece, out, nullptr); }
+
+void wordpiece::tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const {
+    run(piece, out, &spans);
+}
+
+void wordpiece::run(std::string_view piece, std::vector<int32_t> &out, std::vector<span> *spans) const {
     if (uni::count_chars(piece) > max_chars_) {
         out.push_back(unk_id_);
+        if (spans) spans->emplace_back(0, piece.size());
         return;
     }
     const size_t mark = out.size();
+    const size_t span_mark = spans ? spans->size() : 0;
     std::string candidate;
     for (size_t start = 0; start < piece.size();) {
         size_t end = piece.size();
@@ -290,9 +332,14 @@ void wordpiece::tokenize(std::string_view piece, std::vector<int32_t> &out) cons
         if (found < 0) {  // a word with an unmatched part is one unk
             out.resize(mark);
             out.push_back(unk_id_);
+            if (spans) {
+                spans->resize(span_mark);
+                spans->emplace_back(0, piece.size());
+            }
             return;
         }
         out.push_back(found);
+        if (spans) spans->emplace_back(start, end);
         start = end;
     }
 }
@@ -321,7 +368,13 @@ unigram::unigram(const std::vector<std::pair<std::string, double>> &pieces, std:
     find_byte_tokens(vocab_, byte_ids_);
 }
 
-void unigram::tokenize(std::string_view s, std::vector<int32_t> &out) const {
+void unigram::tokenize(std::string_view s, std::vector<int32_t> &out) const { run(s, out, nullptr); }
+
+void unigram::tokenize_spans(std::string_view s, std::vector<int32_t> &out, std::vector<span> &spans) const {
+    run(s, out, &spans);
+}
+
+void unigram::run(std::string_view s, std::vector<int32_t> &out, std::vector<span> *out_spans) const {
     if (s.empty()) return;
     // best[e]: the best segmentation of s[0, e): its score, where its last piece starts, and that piece's id.
     struct node {
@@ -381,19 +434,18 @@ void unigram::tokenize(std::string_view s, std::vector<int32_t> &out) const {
     for (auto it = spans.rbegin(); it != spans.rend(); ++it) {
         const std::string_view piece = s.substr(it->first, it->second - it->first);
         const int32_t id = vocab_.id(piece);
+        const size_t before = out.size();
         if (id >= 0) {
             out.push_back(id);
-            continue;
-        }
-        if (byte_fallback_) {
-            bool all = true;
+        } else {
+            bool all = byte_fallback_;
             for (char c : piece) all = all && byte_ids_[static_cast<unsigned char>(c)] >= 0;
-            if (all) {
+            if (all)
                 for (char c : piece) out.push_back(byte_ids_[static_cast<unsigned char>(c)]);
-                continue;
-            }
+            else
+                out.push_back(*unk_id_);
         }
-        out.push_back(*unk_id_);
+        if (out_spans) out_spans->insert(out_spans->end(), out.size() - before, *it);
     }
 }
 

@@ -56,6 +56,11 @@ public:
     virtual ~subword_model() = default;
     // Appends the ids of one pre-token (non-empty).
     virtual void tokenize(std::string_view piece, std::vector<int32_t> &out) const = 0;
+    // tokenize() that also appends each id's byte span [first, second) in
+    // piece, as HF's models give token offsets (the offsets path; plain
+    // encoding never pays for it). The default fails with LLMKIT_ERROR_UNSUPPORTED.
+    using span = std::pair<size_t, size_t>;
+    virtual void tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const;
     const vocab_table &vocab() const noexcept { return vocab_; }
 
 protected:
@@ -81,6 +86,8 @@ public:
                const std::vector<std::pair<std::string, std::string>> &merges, bpe_options options,
                const std::string &source);
     void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
+    // A token spans the characters it merged; a byte-fallback token its one byte.
+    void tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const override;
     const bpe_options &options() const noexcept { return options_; }
 
 private:
@@ -91,8 +98,8 @@ private:
     static uint64_t key(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 32 | uint32_t(b); }
     // The initial symbols of a piece: (id, byte length) per character, with unknowns resolved.
     void initial_symbols(std::string_view piece, std::vector<std::pair<int32_t, uint32_t>> &symbols) const;
-    // tokenize() without the cache.
-    void merge_word(std::string_view piece, std::vector<int32_t> &out) const;
+    // tokenize() without the cache; each token's byte length too when lens is not null.
+    void merge_word(std::string_view piece, std::vector<int32_t> &out, std::vector<uint32_t> *lens = nullptr) const;
 
     bpe_options options_;
     int32_t unk_id_ = -1;
@@ -107,8 +114,11 @@ public:
     wordpiece(std::vector<std::pair<std::string, int32_t>> vocab, std::string unk_token,
               std::string continuing_subword_prefix, size_t max_input_chars_per_word, const std::string &source);
     void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
+    // Each sub-word spans its bytes; an unknown word is one token over all of it.
+    void tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const override;
 
 private:
+    void run(std::string_view piece, std::vector<int32_t> &out, std::vector<span> *spans) const;
     std::string prefix_;
     size_t max_chars_;
     int32_t unk_id_;
@@ -120,6 +130,7 @@ public:
     // the vocab fails at encode time (LLMKIT_ERROR_INVALID_ARGUMENT), as in HF.
     word_level(std::vector<std::pair<std::string, int32_t>> vocab, std::string unk_token, const std::string &source);
     void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
+    void tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const override;
 
 private:
     std::string unk_token_;
@@ -135,8 +146,12 @@ public:
     unigram(const std::vector<std::pair<std::string, double>> &pieces, std::optional<int32_t> unk_id,
             bool byte_fallback, const std::string &source);
     void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
+    // Each piece spans its bytes (a run of unknowns one span); the byte-fallback
+    // tokens of a piece all span the whole piece, as in HF.
+    void tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const override;
 
 private:
+    void run(std::string_view piece, std::vector<int32_t> &out, std::vector<span> *spans) const;
     std::vector<double> scores_;
     std::optional<int32_t> unk_id_;
     bool byte_fallback_;

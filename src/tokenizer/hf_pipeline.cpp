@@ -169,6 +169,215 @@ std::string utf8_lossy(std::string_view s) {
     return out;
 }
 
+// ============================================================ alignment
+
+namespace {
+size_t char_at(std::string_view s, size_t i) {
+    return std::min(uni::char_len(static_cast<unsigned char>(s[i])), s.size() - i);
+}
+}  // namespace
+
+aligned_text aligned_text::identity(std::string_view s, size_t base) {
+    aligned_text a;
+    a.text.assign(s);
+    a.align.resize(s.size());
+    for (size_t i = 0; i < s.size();) {
+        const size_t n = char_at(s, i);
+        for (size_t k = 0; k < n; ++k) a.align[i + k] = {base + i, base + i + n};
+        i += n;
+    }
+    return a;
+}
+
+aligned_text aligned_text::sub(size_t b, size_t e) const {
+    aligned_text a;
+    a.text = text.substr(b, e - b);
+    a.align.assign(align.begin() + std::ptrdiff_t(b), align.begin() + std::ptrdiff_t(e));
+    return a;
+}
+
+void aligned_text::transform(const std::vector<std::pair<char32_t, int>> &changes, size_t initial_removed) {
+    size_t offset = 0;  // byte of the old text where the next consumed character starts
+    auto consume = [&] {
+        if (offset < text.size()) offset += char_at(text, offset);
+    };
+    for (size_t k = 0; k < initial_removed; ++k) consume();
+    const range none = align.empty() ? range{0, 0} : range{align[0].first, align[0].first};
+    std::string out;
+    std::vector<range> out_align;
+    out.reserve(text.size() + changes.size());
+    out_align.reserve(text.size() + changes.size());
+    for (const auto &[c, change] : changes) {
+        range a;
+        if (change > 0) a = offset == 0 ? none : align[offset - 1];  // HF: (0, 0) when nothing precedes
+        else a = offset < align.size() ? align[offset] : (align.empty() ? none : align.back());
+        if (change <= 0) consume();
+        for (int k = 0; k < -change; ++k) consume();
+        const size_t before = out.size();
+        uni::append(out, c);
+        out_align.insert(out_align.end(), out.size() - before, a);
+    }
+    text.swap(out);
+    align.swap(out_align);
+}
+
+aligned_text::range aligned_text::original(size_t b, size_t e) const {
+    if (b < e && e <= align.size()) return {align[b].first, align[e - 1].second};
+    if (align.empty()) return {0, 0};
+    const size_t at = b < align.size() ? align[b].first : align.back().second;
+    return {at, at};
+}
+
+namespace {
+
+using change_list = std::vector<std::pair<char32_t, int>>;
+
+// Appends the changes that replace n_in characters by the characters of rep,
+// as HF's precompiled normalizer and to_lowercase write them: one-for-one
+// replacements first, extra characters inserted (+1), or the last character
+// removing the surplus (-k; with nothing before it, nothing is recorded).
+void push_chunk(change_list &ch, size_t n_in, std::string_view rep) {
+    const size_t start = ch.size();
+    for (size_t i = 0; i < rep.size();) {
+        char32_t c;
+        i += uni::decode(rep, i, c);
+        ch.emplace_back(c, 0);
+    }
+    const std::ptrdiff_t diff = std::ptrdiff_t(ch.size() - start) - std::ptrdiff_t(n_in);
+    if (diff > 0)
+        for (size_t k = ch.size() - size_t(diff); k < ch.size(); ++k) ch[k].second = 1;
+    else if (diff < 0 && !ch.empty())
+        ch.back().second += int(diff);
+}
+
+// HF's NormalizedString::filter: characters failing keep are dropped.
+template <typename Keep>
+void filter_aligned(aligned_text &s, Keep keep) {
+    change_list ch;
+    ch.reserve(s.text.size());
+    int removed = 0;
+    size_t removed_start = 0;
+    bool have_last = false;
+    char32_t last = 0;
+    for (size_t i = 0; i < s.text.size();) {
+        char32_t c;
+        i += uni::decode(s.text, i, c);
+        if (keep(c)) {
+            if (have_last) ch.emplace_back(last, -removed);
+            else removed_start = size_t(removed);
+            have_last = true;
+            last = c;
+            removed = 0;
+        } else {
+            ++removed;
+        }
+    }
+    if (have_last) ch.emplace_back(last, -removed);
+    s.transform(ch, have_last ? removed_start : 0);
+}
+
+// Each character c becomes f(c) (one or more characters, the first replacing c).
+template <typename F>
+void map_aligned(aligned_text &s, F f) {
+    change_list ch;
+    ch.reserve(s.text.size());
+    std::string rep;
+    for (size_t i = 0; i < s.text.size();) {
+        char32_t c;
+        const size_t n = uni::decode(s.text, i, c);
+        rep.clear();
+        f(c, std::string_view(s.text).substr(i, n), rep);
+        push_chunk(ch, 1, rep);
+        i += n;
+    }
+    s.transform(ch, 0);
+}
+
+// HF's NormalizedString::prepend: the prefix and the first character all take
+// the alignment HF's transform gives them (the first character's).
+void prepend_aligned(aligned_text &s, std::string_view prefix) {
+    if (s.text.empty() || prefix.empty()) return;
+    change_list ch;
+    bool first = true;
+    for (size_t i = 0; i < prefix.size();) {
+        char32_t c;
+        i += uni::decode(prefix, i, c);
+        ch.emplace_back(c, first ? 0 : 1);
+        first = false;
+    }
+    for (size_t i = 0; i < s.text.size();) {
+        char32_t c;
+        const size_t n = uni::decode(s.text, i, c);
+        ch.emplace_back(c, i == 0 ? 1 : 0);
+        i += n;
+    }
+    s.transform(ch, 0);
+}
+
+// GPT-2's byte-to-character map on aligned text: each byte of a character
+// becomes one character; all of them take that character's alignment.
+void byte_level_aligned(aligned_text &s) {
+    change_list ch;
+    ch.reserve(s.text.size());
+    for (size_t i = 0; i < s.text.size();) {
+        const size_t n = char_at(s.text, i);
+        for (size_t k = 0; k < n; ++k) {
+            char32_t c;
+            uni::decode(byte_to_char(static_cast<unsigned char>(s.text[i + k])), 0, c);
+            ch.emplace_back(c, k > 0 ? 1 : 0);
+        }
+        i += n;
+    }
+    s.transform(ch, 0);
+}
+
+// A Unicode normalization form on aligned text. The text is cut before each
+// starter that normalizes independently of what precedes it; each run of n
+// characters that normalizes to m characters is one chunk (push_chunk), as
+// HF's alignment-keeping normalization reports composed and decomposed
+// characters. If the runs' outputs ever differ from the form of the whole
+// text, the whole text is one chunk.
+void normalize_form_aligned(aligned_text &s, uni::form f) {
+    const std::string whole = uni::normalize(s.text, f);
+    change_list ch;
+    ch.reserve(whole.size());
+    std::string joined;
+    size_t run_b = 0, run_chars = 0;
+    auto flush = [&](size_t end) {
+        if (run_chars == 0) return;
+        const std::string out = uni::normalize(std::string_view(s.text).substr(run_b, end - run_b), f);
+        push_chunk(ch, run_chars, out);
+        joined += out;
+        run_b = end;
+        run_chars = 0;
+    };
+    for (size_t i = 0; i < s.text.size();) {
+        char32_t c;
+        const size_t n = uni::decode(s.text, i, c);
+        bool boundary = c < 0x80;
+        if (!boundary && run_chars > 0) {
+            const std::string d = uni::normalize(std::string_view(s.text).substr(i, n), f);
+            char32_t d0 = c;
+            if (!d.empty()) uni::decode(d, 0, d0);
+            if (uni::combining_class(d0) == 0) {
+                const std::string_view run = std::string_view(s.text).substr(run_b, i + n - run_b);
+                boundary = uni::normalize(run, f) == uni::normalize(run.substr(0, i - run_b), f) + d;
+            }
+        }
+        if (boundary) flush(i);
+        ++run_chars;
+        i += n;
+    }
+    flush(s.text.size());
+    if (joined != whole) {
+        ch.clear();
+        push_chunk(ch, uni::count_chars(s.text), whole);
+    }
+    s.transform(ch, 0);
+}
+
+}  // namespace
+
 namespace {
 
 // ============================================================ splitting
@@ -278,20 +487,26 @@ void regex_matches(std::string_view s, const regex &re, std::vector<segment> &ou
     if (last < s.size()) out.push_back({last, s.size(), false});
 }
 
+// Bytes [b, e) of a piece, as a piece (with its alignment on the offsets path).
+const std::string &text_of(const piece &p) { return p.text; }
+const std::string &text_of(const aligned_piece &p) { return p.text.text; }
+piece slice(const piece &p, size_t b, size_t e) { return {p.text.substr(b, e - b), p.at_origin && b == 0}; }
+aligned_piece slice(const aligned_piece &p, size_t b, size_t e) { return {p.text.sub(b, e), p.at_origin && b == 0}; }
+
 // Replaces each piece by its kept spans (empty ones dropped).
-template <typename Find>
-void split_pieces(std::vector<piece> &pieces, behavior how, bool invert, Find find) {
-    std::vector<piece> out;
+template <typename Piece, typename Find>
+void split_pieces(std::vector<Piece> &pieces, behavior how, bool invert, Find find) {
+    std::vector<Piece> out;
     out.reserve(pieces.size());
     std::vector<segment> m;
     std::vector<std::pair<size_t, size_t>> kept;
     for (auto &p : pieces) {
-        find(std::string_view(p.text), m);
+        find(std::string_view(text_of(p)), m);
         if (invert)
             for (auto &s : m) s.is_match = !s.is_match;
         apply_behavior(m, how, kept);
         for (const auto &[b, e] : kept)
-            if (e > b) out.push_back({p.text.substr(b, e - b), p.at_origin && b == 0});
+            if (e > b) out.push_back(slice(p, b, e));
     }
     pieces.swap(out);
 }
@@ -330,6 +545,31 @@ struct replacer {
         }
         s.swap(out);
     }
+    // HF's NormalizedString::replace: the content of a match is aligned like
+    // the match's last byte (its characters are insertions after the match).
+    void apply_aligned(aligned_text &s) const {
+        std::vector<segment> m;
+        if (is_regex) regex_matches(s.text, *re, m);
+        else literal_matches(s.text, literal, m);
+        aligned_text out;
+        out.text.reserve(s.text.size());
+        out.align.reserve(s.text.size());
+        for (const auto &seg : m) {
+            if (seg.is_match) {
+                // An empty match (a regex that can match nothing) aligns like the byte before it.
+                aligned_text::range a{0, 0};
+                if (seg.e > 0) a = s.align[seg.e - 1];
+                else if (!s.align.empty()) a = {s.align[0].first, s.align[0].first};
+                out.text += content;
+                out.align.insert(out.align.end(), content.size(), a);
+            } else {
+                out.text.append(s.text, seg.b, seg.e - seg.b);
+                out.align.insert(out.align.end(), s.align.begin() + std::ptrdiff_t(seg.b),
+                                 s.align.begin() + std::ptrdiff_t(seg.e));
+            }
+        }
+        s = std::move(out);
+    }
 };
 
 // ============================================================ normalizers
@@ -355,6 +595,9 @@ void map_chars(std::string &s, F f) {
 
 void lowercase(std::string &s) {
     map_chars(s, [](char32_t c, std::string_view, std::string &out) { uni::append_lowercase(out, c); });
+}
+void lowercase_aligned(aligned_text &s) {
+    map_aligned(s, [](char32_t c, std::string_view, std::string &out) { uni::append_lowercase(out, c); });
 }
 
 class bert_normalizer final : public normalizer {
@@ -386,6 +629,26 @@ public:
         }
         if (lower_) lowercase(s);
     }
+    void normalize_aligned(aligned_text &s) const override {
+        if (clean_) {
+            filter_aligned(s, [](char32_t c) { return !(c == 0 || c == 0xFFFD || (c != '\t' && c != '\n' && c != '\r' && uni::is_other(c))); });
+            map_aligned(s, [](char32_t c, std::string_view raw, std::string &out) {
+                if (c == '\t' || c == '\n' || c == '\r' || uni::is_whitespace(c)) out += ' ';
+                else out += raw;
+            });
+        }
+        if (chinese_)
+            map_aligned(s, [](char32_t c, std::string_view raw, std::string &out) {
+                if (is_chinese_char(c)) out += ' ';
+                out += raw;
+                if (is_chinese_char(c)) out += ' ';
+            });
+        if (strip_) {
+            normalize_form_aligned(s, uni::form::nfd);
+            filter_aligned(s, [](char32_t c) { return !uni::is_mark_nonspacing(c); });
+        }
+        if (lower_) lowercase_aligned(s);
+    }
 
 private:
     bool clean_, chinese_, strip_, lower_;
@@ -395,6 +658,7 @@ class form_normalizer final : public normalizer {
 public:
     explicit form_normalizer(uni::form f) : form_(f) {}
     void normalize(std::string &s) const override { s = uni::normalize(s, form_); }
+    void normalize_aligned(aligned_text &s) const override { normalize_form_aligned(s, form_); }
 
 private:
     uni::form form_;
@@ -430,6 +694,29 @@ public:
         }
         s.swap(out);
     }
+    // HF's Precompiled::normalize: the same walk, as changes.
+    void normalize_aligned(aligned_text &s) const override {
+        change_list ch;
+        ch.reserve(s.text.size());
+        std::string_view rep;
+        for (size_t i = 0; i < s.text.size();) {
+            const size_t g = uni::grapheme_length(s.text, i);
+            const std::string_view cluster = std::string_view(s.text).substr(i, g);
+            i += g;
+            if (g < 6 && rule(cluster, rep)) {
+                push_chunk(ch, uni::count_chars(cluster), rep);
+                continue;
+            }
+            for (size_t k = 0; k < cluster.size();) {
+                char32_t c;
+                const std::string_view chr = cluster.substr(k, uni::decode(cluster, k, c));
+                k += chr.size();
+                if (rule(chr, rep)) push_chunk(ch, 1, rep);
+                else ch.emplace_back(c, 0);
+            }
+        }
+        s.transform(ch, 0);
+    }
 
 private:
     bool rule(std::string_view text, std::string_view &rep) const {
@@ -454,11 +741,25 @@ public:
             else out += raw;
         });
     }
+    void normalize_aligned(aligned_text &s) const override {
+        filter_aligned(s, [](char32_t c) {
+            return !((c >= 0x01 && c <= 0x08) || c == 0x0B || (c >= 0x0E && c <= 0x1F) || c == 0x7F || c == 0x8F ||
+                     c == 0x9F);
+        });
+        map_aligned(s, [](char32_t c, std::string_view raw, std::string &out) {
+            const bool space = c == 0x09 || c == 0x0A || c == 0x0C || c == 0x0D || c == 0x1680 ||
+                               (c >= 0x200B && c <= 0x200F) || c == 0x2028 || c == 0x2029 || c == 0x2581 ||
+                               c == 0xFEFF || c == 0xFFFD;
+            if (space) out += ' ';
+            else out += raw;
+        });
+    }
 };
 
 class lowercase_normalizer final : public normalizer {
 public:
     void normalize(std::string &s) const override { lowercase(s); }
+    void normalize_aligned(aligned_text &s) const override { lowercase_aligned(s); }
 };
 
 class strip_accents_normalizer final : public normalizer {
@@ -468,12 +769,26 @@ public:
             if (!uni::is_mark(c)) out += raw;
         });
     }
+    void normalize_aligned(aligned_text &s) const override {
+        filter_aligned(s, [](char32_t c) { return !uni::is_mark(c); });
+    }
 };
 
 class strip_normalizer final : public normalizer {
 public:
     strip_normalizer(bool left, bool right) : left_(left), right_(right) {}
     void normalize(std::string &s) const override {
+        const auto [b, e] = kept(s);
+        s = s.substr(b, e - b);
+    }
+    void normalize_aligned(aligned_text &s) const override {
+        const auto [b, e] = kept(s.text);
+        s = s.sub(b, e);
+    }
+
+private:
+    // The bytes left once the whitespace at the ends is stripped.
+    std::pair<size_t, size_t> kept(std::string_view s) const {
         size_t b = 0, e = s.size();
         char32_t c;
         if (left_)
@@ -490,10 +805,9 @@ public:
                 if (!uni::is_whitespace(c)) break;
                 e = p;
             }
-        s = s.substr(b, e - b);
+        return {b, e};
     }
 
-private:
     bool left_, right_;
 };
 
@@ -503,6 +817,7 @@ public:
     void normalize(std::string &s) const override {
         if (!s.empty()) s.insert(0, prefix_);
     }
+    void normalize_aligned(aligned_text &s) const override { prepend_aligned(s, prefix_); }
 
 private:
     std::string prefix_;
@@ -512,6 +827,7 @@ class replace_normalizer final : public normalizer {
 public:
     replace_normalizer(const json &j, const std::string &path) : r_(j, path) {}
     void normalize(std::string &s) const override { r_.apply(s); }
+    void normalize_aligned(aligned_text &s) const override { r_.apply_aligned(s); }
 
 private:
     replacer r_;
@@ -524,6 +840,7 @@ public:
         for (char c : s) out += byte_to_char(static_cast<unsigned char>(c));
         s.swap(out);
     }
+    void normalize_aligned(aligned_text &s) const override { byte_level_aligned(s); }
 };
 
 class sequence_normalizer final : public normalizer {
@@ -531,6 +848,9 @@ public:
     explicit sequence_normalizer(std::vector<std::unique_ptr<normalizer>> parts) : parts_(std::move(parts)) {}
     void normalize(std::string &s) const override {
         for (const auto &p : parts_) p->normalize(s);
+    }
+    void normalize_aligned(aligned_text &s) const override {
+        for (const auto &p : parts_) p->normalize_aligned(s);
     }
 
 private:
@@ -561,6 +881,15 @@ public:
             p.text.swap(out);
         }
     }
+    void pre_tokenize_aligned(std::vector<aligned_piece> &pieces) const override {
+        if (prefix_)
+            for (auto &p : pieces)
+                if (!p.text.text.empty() && p.text.text[0] != ' ') prepend_aligned(p.text, " ");
+        if (re_)
+            split_pieces(pieces, behavior::isolated, false,
+                         [&](std::string_view s, std::vector<segment> &m) { regex_matches(s, *re_, m); });
+        for (auto &p : pieces) byte_level_aligned(p.text);
+    }
 
 private:
     bool prefix_;
@@ -572,6 +901,9 @@ class char_split_pre final : public pre_tokenizer {
 public:
     char_split_pre(Pred pred, behavior how) : pred_(pred), how_(how) {}
     void pre_tokenize(std::vector<piece> &pieces) const override {
+        split_pieces(pieces, how_, false, [&](std::string_view s, std::vector<segment> &m) { char_matches(s, pred_, m); });
+    }
+    void pre_tokenize_aligned(std::vector<aligned_piece> &pieces) const override {
         split_pieces(pieces, how_, false, [&](std::string_view s, std::vector<segment> &m) { char_matches(s, pred_, m); });
     }
 
@@ -588,14 +920,18 @@ class regex_split_pre final : public pre_tokenizer {
 public:
     regex_split_pre(std::unique_ptr<regex> re, std::string literal, behavior how, bool invert)
         : re_(std::move(re)), literal_(std::move(literal)), how_(how), invert_(invert) {}
-    void pre_tokenize(std::vector<piece> &pieces) const override {
+    void pre_tokenize(std::vector<piece> &pieces) const override { run(pieces); }
+    void pre_tokenize_aligned(std::vector<aligned_piece> &pieces) const override { run(pieces); }
+
+private:
+    template <typename Piece>
+    void run(std::vector<Piece> &pieces) const {
         split_pieces(pieces, how_, invert_, [&](std::string_view s, std::vector<segment> &m) {
             if (re_) regex_matches(s, *re_, m);
             else literal_matches(s, literal_, m);
         });
     }
 
-private:
     std::unique_ptr<regex> re_;  // null: split on literal_
     std::string literal_;
     behavior how_;
@@ -642,15 +978,42 @@ public:
                 out.insert(0, rep_);
             p.text.swap(out);
         }
-        if (split_) {
-            const char32_t r = rep_char_;
-            split_pieces(pieces, behavior::merged_with_next, false, [r](std::string_view s, std::vector<segment> &m) {
-                char_matches(s, [r](char32_t c) { return c == r; }, m);
-            });
+        split(pieces);
+    }
+    // HF's Metaspace: each space replaced (the replacement aligned to it),
+    // then the replacement prepended (aligned to the first character).
+    void pre_tokenize_aligned(std::vector<aligned_piece> &pieces) const override {
+        for (auto &p : pieces) {
+            aligned_text out;
+            out.text.reserve(p.text.text.size() + 8);
+            out.align.reserve(p.text.text.size() + 8);
+            for (size_t i = 0; i < p.text.text.size(); ++i) {
+                if (p.text.text[i] == ' ') {
+                    out.text += rep_;
+                    out.align.insert(out.align.end(), rep_.size(), p.text.align[i]);
+                } else {
+                    out.text += p.text.text[i];
+                    out.align.push_back(p.text.align[i]);
+                }
+            }
+            const bool starts = out.text.compare(0, rep_.size(), rep_) == 0;
+            if (!starts && (scheme_ == prepend_scheme::always || (scheme_ == prepend_scheme::first && p.at_origin)))
+                prepend_aligned(out, rep_);
+            p.text = std::move(out);
         }
+        split(pieces);
     }
 
 private:
+    template <typename Piece>
+    void split(std::vector<Piece> &pieces) const {
+        if (!split_) return;
+        const char32_t r = rep_char_;
+        split_pieces(pieces, behavior::merged_with_next, false, [r](std::string_view s, std::vector<segment> &m) {
+            char_matches(s, [r](char32_t c) { return c == r; }, m);
+        });
+    }
+
     std::string rep_;
     char32_t rep_char_ = 0;
     prepend_scheme scheme_;
@@ -662,6 +1025,9 @@ public:
     explicit sequence_pre(std::vector<std::unique_ptr<pre_tokenizer>> parts) : parts_(std::move(parts)) {}
     void pre_tokenize(std::vector<piece> &pieces) const override {
         for (const auto &p : parts_) p->pre_tokenize(pieces);
+    }
+    void pre_tokenize_aligned(std::vector<aligned_piece> &pieces) const override {
+        for (const auto &p : parts_) p->pre_tokenize_aligned(pieces);
     }
 
 private:
@@ -687,6 +1053,23 @@ public:
         }
         ids.swap(out);
     }
+    void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool add_special,
+                         const token_text_fn &) const override {
+        if (!add_special) return;
+        std::vector<int32_t> out;
+        std::vector<std::pair<size_t, size_t>> out_spans;
+        for (const auto &it : items_) {
+            if (it.sequence) {
+                out.insert(out.end(), ids.begin(), ids.end());
+                out_spans.insert(out_spans.end(), spans.begin(), spans.end());
+            } else {
+                out.insert(out.end(), it.ids.begin(), it.ids.end());
+                out_spans.insert(out_spans.end(), it.ids.size(), std::pair<size_t, size_t>(0, 0));
+            }
+        }
+        ids.swap(out);
+        spans.swap(out_spans);
+    }
     int32_t max_id() const override {
         int32_t m = -1;
         for (const auto &it : items_)
@@ -698,10 +1081,44 @@ private:
     std::vector<item> items_;
 };
 
-class no_op_processor final : public post_processor {
+// ByteLevel's post-processor, and the first step of RobertaProcessing: adds
+// nothing, and with trim_offsets moves each span past the spaces ("Ġ" or
+// whitespace) at the ends of its token's string (HF's process_offsets; the
+// one space add_prefix_space put before the first token stays).
+class trim_offsets_processor final : public post_processor {
 public:
+    trim_offsets_processor(bool trim, bool add_prefix_space) : trim_(trim), prefix_(add_prefix_space) {}
     void add_special_tokens(std::vector<int32_t> &) const override {}
+    void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool,
+                         const token_text_fn &token_text) const override {
+        if (!trim_) return;
+        for (size_t i = 0; i < ids.size(); ++i) {
+            const std::string_view t = token_text(ids[i]);
+            auto space = [](char32_t c) { return c == 0x120 || uni::is_whitespace(c); };
+            size_t leading = 0, trailing = 0, total = 0;
+            bool in_lead = true;
+            for (size_t k = 0; k < t.size();) {
+                char32_t c;
+                k += uni::decode(t, k, c);
+                ++total;
+                const bool sp = space(c);
+                if (in_lead && sp) ++leading;
+                else in_lead = false;
+                trailing = sp ? trailing + 1 : 0;
+            }
+            auto &[b, e] = spans[i];
+            if (leading > 0) {
+                const bool first = i == 0 || b == 0;
+                if (first && prefix_ && leading == 1) leading = 0;
+                b = std::min(b + leading, e);
+            }
+            if (trailing > 0 && e >= trailing) e = std::max(e - trailing, b);
+        }
+    }
     int32_t max_id() const override { return -1; }
+
+private:
+    bool trim_, prefix_;
 };
 
 class sequence_processor final : public post_processor {
@@ -709,6 +1126,10 @@ public:
     explicit sequence_processor(std::vector<std::unique_ptr<post_processor>> parts) : parts_(std::move(parts)) {}
     void add_special_tokens(std::vector<int32_t> &ids) const override {
         for (const auto &p : parts_) p->add_special_tokens(ids);
+    }
+    void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool add_special,
+                         const token_text_fn &token_text) const override {
+        for (const auto &p : parts_) p->process_offsets(ids, spans, add_special, token_text);
     }
     int32_t max_id() const override {
         int32_t m = -1;
@@ -1079,9 +1500,18 @@ std::unique_ptr<post_processor> make_post_processor(const json &j, const std::st
         items.push_back({{pair_id(j, "cls", path)}, false});
         items.push_back({{}, true});
         items.push_back({{pair_id(j, "sep", path)}, false});
-        return std::make_unique<template_processor>(std::move(items));
+        auto tp = std::make_unique<template_processor>(std::move(items));
+        if (t == "BertProcessing") return tp;
+        // RobertaProcessing trims offsets (as ByteLevel does), then adds <s> and </s>.
+        std::vector<std::unique_ptr<post_processor>> parts;
+        parts.push_back(std::make_unique<trim_offsets_processor>(boolean(j, "trim_offsets", path, true),
+                                                                 boolean(j, "add_prefix_space", path, true)));
+        parts.push_back(std::move(tp));
+        return std::make_unique<sequence_processor>(std::move(parts));
     }
-    if (t == "ByteLevel") return std::make_unique<no_op_processor>();  // it only trims offsets
+    if (t == "ByteLevel")  // it only trims offsets
+        return std::make_unique<trim_offsets_processor>(boolean(j, "trim_offsets", path, true),
+                                                        boolean(j, "add_prefix_space", path, true));
     if (t == "Sequence")
         return std::make_unique<sequence_processor>(
             sequence_of<post_processor>(j, "processors", path, make_post_processor));

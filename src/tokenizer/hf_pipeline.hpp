@@ -8,9 +8,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -34,11 +36,38 @@ std::string type_of(const json &obj, const std::string &path);
 // The value of a {"String": s} or {"Regex": r} pattern object; is_regex tells which.
 std::string pattern_of(const json &obj, const std::string &path, bool &is_regex);
 
+// --- alignment (offsets) -------------------------------------------------------
+// Text on its way through the pipeline with, for each of its bytes, the byte
+// range [first, second) of the input it came from: HF's NormalizedString
+// alignments, in input coordinates. Only the offsets path carries it; plain
+// encoding rewrites bare strings.
+struct aligned_text {
+    using range = std::pair<size_t, size_t>;
+    std::string text;
+    std::vector<range> align;  // one per byte of text
+
+    // s unchanged, as bytes [base, base + s.size()) of the input: each byte
+    // aligned to its whole character (as HF aligns a fresh string).
+    static aligned_text identity(std::string_view s, size_t base);
+    aligned_text sub(size_t b, size_t e) const;
+    // HF's NormalizedString::transform: the new text is the characters of
+    // `changes`, consuming the old text from character `initial_removed`
+    // (those before it are dropped). A change of 0 replaces the next old
+    // character and takes its alignment; -n also drops the n characters after
+    // it; +1 inserts a character aligned like the last byte consumed.
+    void transform(const std::vector<std::pair<char32_t, int>> &changes, size_t initial_removed);
+    // Normalized bytes [b, e) as an input range: HF's convert_offsets (the
+    // first byte's start to the last byte's end).
+    range original(size_t b, size_t e) const;
+};
+
 // --- stages --------------------------------------------------------------------
 class normalizer {
 public:
     virtual ~normalizer() = default;
     virtual void normalize(std::string &s) const = 0;
+    // normalize() that keeps s.align (the same text as normalize()).
+    virtual void normalize_aligned(aligned_text &s) const = 0;
 };
 
 // A piece of text on its way to the model. at_origin: it begins at byte 0
@@ -48,18 +77,35 @@ struct piece {
     bool at_origin;
 };
 
+// A piece with its alignment (the offsets path).
+struct aligned_piece {
+    aligned_text text;
+    bool at_origin;
+};
+
 class pre_tokenizer {
 public:
     virtual ~pre_tokenizer() = default;
     // Splits/rewrites the pieces; empty pieces are dropped by the caller.
     virtual void pre_tokenize(std::vector<piece> &pieces) const = 0;
+    // The same splits and rewrites, keeping each piece's alignment.
+    virtual void pre_tokenize_aligned(std::vector<aligned_piece> &pieces) const = 0;
 };
+
+// The string of a token id (the vocab's, or an added token's content).
+using token_text_fn = std::function<std::string_view(int32_t)>;
 
 // Adds the special tokens a post-processor puts around one sequence.
 class post_processor {
 public:
     virtual ~post_processor() = default;
     virtual void add_special_tokens(std::vector<int32_t> &ids) const = 0;
+    // HF's process() on ids with their input spans: the special tokens (empty
+    // spans at 0, as HF gives them) when add_special, and ByteLevel's /
+    // RobertaProcessing's trim_offsets (applied with or without add_special,
+    // as in HF).
+    virtual void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans,
+                                 bool add_special, const token_text_fn &token_text) const = 0;
     // The largest id it adds, or -1.
     virtual int32_t max_id() const = 0;
 };

@@ -183,6 +183,10 @@ void append_lowercase(std::string &out, char32_t c) {
     append(out, static_cast<char32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(c))));
 }
 
+int combining_class(char32_t c) {
+    return utf8proc_get_property(static_cast<utf8proc_int32_t>(c))->combining_class;
+}
+
 std::string normalize(std::string_view s, form f) {
     if (s.empty()) return {};
     // ASCII is invariant under all four forms.

@@ -46,6 +46,8 @@ inline bool is_ascii_punctuation(char32_t c) {
 bool is_other(char32_t c);
 bool is_mark_nonspacing(char32_t c);  // Mn
 bool is_mark(char32_t c);             // Mn, Mc, Me
+// Canonical_Combining_Class (0 for starters).
+int combining_class(char32_t c);
 // Lowercase of one character as Rust's char::to_lowercase (full mapping).
 void append_lowercase(std::string &out, char32_t c);
 
