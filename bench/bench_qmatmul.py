@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Quantized matmul throughput: llmkit's GEMV / GEMM on quantized weights vs PyTorch, NumPy and memory bandwidth.
+"""Quantized matmul throughput: llmkit's GEMV / GEMM on quantized weights vs ggml, PyTorch, NumPy and memory bandwidth.
 
 Usage (see bench/README.md, "Quantized matmul"):
 
-    pip install torch numpy
+    pip install torch numpy     # and, for the ggml peer, llama-cpp-python (an sdist that compiles ggml)
     PYTHONPATH=build-qmatmul/python python3 bench/bench_qmatmul.py [--reps 3] [--quick] [--json out.json]
 
 What is measured, in one run:
@@ -36,8 +36,17 @@ block's max |x| / 127, plus 2^-16 of sum |W x| for float32 rounding); 1-thread a
 outputs must be bit-identical. PyTorch's int8 output is compared with its own dequantized weights
 (relative error printed). The script exits 1 if any check fails.
 
-ggml (llama.cpp) is not measured: llama-cpp-python has no binary wheel on PyPI and building its
-sdist would compile llama.cpp's source tree, which this project does not do.
+ggml (llama.cpp's tensor library) is measured when llama-cpp-python is installed (or GGML_LIB_DIR
+names a folder with libggml-base.so and libggml-cpu.so; see ggml_peer.py): for every GGUF type, a
+ggml context holds the same weight bytes as llmkit's (the formats are identical) as a tensor of
+ne0 = K, ne1 = N, and an F32 activation tensor of ne0 = K, ne1 = M; ``ggml_mul_mat``, a graph, and
+``ggml_graph_compute`` at 1 and 2 threads (plan and work buffer made once; ggml quantizes the
+activations to Q8_0 / Q8_K inside each call, as llmkit does). The "ggml" rows follow each llmkit
+row, timed the same way (DRAM cells cycle copies in separate contexts), and print llmkit / ggml.
+ggml's output must lie within the same int8-rounding bound of the float64 reference, plus
+2^-10 * sum |W x| for the float16 rounding of its Q8_0 activation scales (2^-11 relative each;
+llmkit keeps them in float32), or the run fails.
+Without llama_cpp the run prints "ggml: skipped: llama_cpp not importable" and has no ggml rows.
 """
 
 import argparse
@@ -49,6 +58,7 @@ import time
 
 import numpy as np
 
+import ggml_peer
 import llmkit
 from benchlib import best_time
 
@@ -151,8 +161,9 @@ def act_block(t):
     return 256 if t.endswith("_K") else 32
 
 
-def check_bound(y, wd, x, block):
-    """Largest |y - ref| / allowed over all outputs (<= 1 passes); see the module docstring."""
+def check_bound(y, wd, x, block, rel_exp=-15):
+    """Largest |y - ref| / allowed over all outputs (<= 1 passes); see the module docstring.
+    rel_exp: the float-rounding allowance is 2^rel_exp * sum |W x| (-10 for ggml's float16 scales)."""
     x2 = np.atleast_2d(x).astype(np.float64)
     y2 = np.atleast_2d(y).astype(np.float64)
     m, k = x2.shape
@@ -161,8 +172,27 @@ def check_bound(y, wd, x, block):
     step = np.repeat(d.astype(np.float64), block, axis=1)  # [m, k]
     w64 = wd.astype(np.float64)
     ref = x2 @ w64.T
-    bound = (step / 2) @ np.abs(w64).T + np.ldexp(np.abs(x2) @ np.abs(w64).T, -15)
+    bound = (step / 2) @ np.abs(w64).T + np.ldexp(np.abs(x2) @ np.abs(w64).T, rel_exp)
     return float(np.max(np.abs(y2 - ref) / bound))
+
+
+def ggml_checked(ggml, lw, x, failures, label):
+    """A ggml Matmul of lw's weight bytes and activations x, its 1- and 2-thread outputs checked
+    against the float64 reference of lw's dequantized weights; returns (Matmul, share of the bound
+    used, max |y_ggml - y_llmkit| / max |y_llmkit|)."""
+    x2 = np.atleast_2d(x)
+    n, k = lw.qt.shape
+    g = ggml_peer.Matmul(ggml, lw.t, lw.qt.data, n, k, x2.shape[0])
+    g.set_x(x2)
+    worst = 0.0
+    for nt in THREADS:
+        g.compute(nt)
+        yg = g.result()
+        worst = max(worst, check_bound(yg, lw.wd, x2, act_block(lw.t), rel_exp=-10))
+    if not worst <= 1.0:
+        failures.append(f"{label} ggml {lw.t}: error {worst:.3f} of the bound")
+    yl = np.atleast_2d(lw.matmul(x2, 1))
+    return g, worst, float(np.abs(yg - yl).max() / np.abs(yl).max())
 
 
 def main():
@@ -184,8 +214,9 @@ def main():
     print(f"llmkit {llmkit.version()} (kernels: {llmkit.quant_matmul_isa()})  "
           f"torch {getattr(torch, '__version__', None)}  numpy {np.__version__}  python {platform.python_version()}  "
           f"cpus {os.cpu_count()}  load {os.getloadavg()[0]:.2f}", flush=True)
-    print("ggml (llama.cpp): not measured -- llama-cpp-python has no binary wheel and its sdist would build "
-          "llama.cpp's source", flush=True)
+    ggml, ggml_why = ggml_peer.load()
+    print("ggml: " + (f"llama-cpp-python {ggml.version}, {ggml.lib_dir}" if ggml else "skipped: " + ggml_why),
+          flush=True)
 
     bw = measure_bandwidth(args.reps)
     for nt in THREADS:
@@ -228,8 +259,12 @@ def main():
             worst = check_bound(y1, lw.wd, x, act_block(t))
             if not worst <= 1.0:
                 failures.append(f"GEMV {t} {n}x{k}: error {worst:.3f} of the bound")
+            g0 = None
+            if ggml is not None and t in ggml_peer.TYPE_IDS:
+                g0, g_worst, g_diff = ggml_checked(ggml, lw, x, failures, f"GEMV {n}x{k}")
             lw.wd = None
-            copies = [lw] + [lw.copy() for _ in range(max(1, int(np.ceil(args.cold_bytes / lw.nbytes))) - 1)]
+            n_copies = max(1, int(np.ceil(args.cold_bytes / lw.nbytes)))
+            copies = [lw] + [lw.copy() for _ in range(n_copies - 1)]
             row = {"shape": [n, k], "impl": f"llmkit {t}", "mb": lw.nbytes / 1e6, "bound_use": worst}
             for nt in THREADS:
                 timed_cell(row, nt, lw.nbytes, [lambda c=c, nt=nt: c.matmul(x, nt) for c in copies],
@@ -238,6 +273,26 @@ def main():
             gemv_rows.append(row)
             print(f"{row['impl']:<22} {row['mb']:7.1f} | " + cells(row) + f"   (error <= {worst:.2f} of bound)",
                   flush=True)
+            if g0 is not None:  # ggml on the same bytes, timed the same way, right after llmkit
+                g_copies = [g0] + [ggml_peer.Matmul(ggml, t, lw.qt.data, n, k, 1) for _ in range(n_copies - 1)]
+                for c in g_copies[1:]:
+                    c.set_x(x)
+                g_row = {"shape": [n, k], "impl": f"ggml {t}", "mb": lw.nbytes / 1e6, "bound_use": g_worst,
+                         "diff_vs_llmkit": g_diff}
+                for nt in THREADS:
+                    timed_cell(g_row, nt, lw.nbytes, [lambda c=c, nt=nt: c.compute(nt) for c in g_copies],
+                               lambda nt=nt: g0.compute(nt))
+                    for cell in ("dram", "warm"):
+                        g_row[f"llmkit_vs_ggml_{cell}{nt}"] = row[f"{cell}{nt}"] / g_row[f"{cell}{nt}"]
+                for c in g_copies:
+                    c.close()
+                del g_copies
+                gemv_rows.append(g_row)
+                print(f"{g_row['impl']:<22} {g_row['mb']:7.1f} | " + cells(g_row) +
+                      f"   (error <= {g_worst:.2f} of bound; max|y - llmkit| = {g_diff:.1e} max|y|)", flush=True)
+                print(f"{'  llmkit / ggml':<22} {'':>7} | " +
+                      " | ".join(f"{g_row[f'llmkit_vs_ggml_dram{nt}']:6.2f}x {'':>7} "
+                                 f"{g_row[f'llmkit_vs_ggml_warm{nt}']:6.2f}x {'':>7}" for nt in THREADS), flush=True)
 
         # Peers on the same shape.
         peers = []
@@ -302,6 +357,11 @@ def main():
             if not worst <= 1.0:
                 failures.append(f"GEMM {t} M={m}: error {worst:.3f} of the bound")
             impls.append((f"llmkit {t}", lambda nt, lw=lw: lw.matmul(x, nt)))
+            if ggml is not None and t in ggml_peer.TYPE_IDS:
+                g, g_worst, g_diff = ggml_checked(ggml, lw, x, failures, f"GEMM M={m}")
+                print(f"  (ggml {t} M={m}: error <= {g_worst:.2f} of bound; max|y - llmkit| = {g_diff:.1e} max|y|)",
+                      flush=True)
+                impls.append((f"ggml {t}", lambda nt, g=g: g.compute(nt)))
             if t in ("q4_0", "q4_K", "q8_0") and torch is not None:
                 xt = torch.from_numpy(x)
 
@@ -313,6 +373,7 @@ def main():
             impls.append(("torch fp32 mm", lambda nt: xt @ wt.T))
         impls.append(("numpy fp32", lambda nt: x @ w.T))
         int8_gflops = {}
+        llmkit_gflops = {}  # "llmkit q4_0" -> {nt: GFLOP/s}, for the ggml rows' ratio
         for name, fn in impls:
             row = {"impl": name.strip(), "m": m}
             for nt in THREADS:
@@ -322,9 +383,17 @@ def main():
                 if name == "torch int8 dynamic":
                     int8_gflops[nt] = row[f"gflops{nt}"]
                 row[f"vs_int8_{nt}"] = row[f"gflops{nt}"] / int8_gflops[nt] if nt in int8_gflops else float("nan")
+            if name.startswith("llmkit "):
+                llmkit_gflops[name] = {nt: row[f"gflops{nt}"] for nt in THREADS}
+            vs_ggml = ""
+            if name.startswith("ggml "):
+                lk = llmkit_gflops["llmkit " + name[5:]]
+                for nt in THREADS:
+                    row[f"llmkit_vs_ggml_{nt}"] = lk[nt] / row[f"gflops{nt}"]
+                vs_ggml = "   llmkit / ggml: " + ", ".join(f"{row[f'llmkit_vs_ggml_{nt}']:.2f}x {nt}t" for nt in THREADS)
             gemm_rows.append(row)
             print(f"{name:<30} {m:4d} | " + " | ".join(f"{row[f'gflops{nt}']:11.1f} {row[f'vs_int8_{nt}']:7.2f}x"
-                                                     for nt in THREADS), flush=True)
+                                                     for nt in THREADS) + vs_ggml, flush=True)
 
     print(f"\ntotal {time.perf_counter() - t_start:.0f} s", flush=True)
     if args.json:
