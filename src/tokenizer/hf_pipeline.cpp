@@ -331,16 +331,47 @@ void byte_level_aligned(aligned_text &s) {
     s.transform(ch, 0);
 }
 
-// A Unicode normalization form on aligned text. The text is cut before each
-// starter that normalizes independently of what precedes it; each run of n
-// characters that normalizes to m characters is one chunk (push_chunk), as
-// HF's alignment-keeping normalization reports composed and decomposed
-// characters. If the runs' outputs ever differ from the form of the whole
-// text, the whole text is one chunk.
+// A Unicode normalization form on aligned text, reporting changes as HF's
+// alignment-keeping normalization (unicode-normalization-alignments) does.
+// Composition forms: the text is cut before each starter that normalizes
+// independently of what precedes it, and each run of n characters that
+// normalizes to m characters is one chunk (push_chunk). If the pieces ever
+// differ from the form of the whole text, the whole text is one chunk.
 void normalize_form_aligned(aligned_text &s, uni::form f) {
     const std::string whole = uni::normalize(s.text, f);
     change_list ch;
     ch.reserve(whole.size());
+    if (f == uni::form::nfd || f == uni::form::nfkd) {
+        // Decomposition is per character: its first character replaces it, the
+        // rest are insertions; then each run of non-starters is put in canonical
+        // order (stable by combining class), each character with its change.
+        for (size_t i = 0; i < s.text.size();) {
+            const size_t n = char_at(s.text, i);
+            push_chunk(ch, 1, uni::normalize(std::string_view(s.text).substr(i, n), f));
+            i += n;
+        }
+        for (size_t i = 0; i < ch.size();) {
+            if (uni::combining_class(ch[i].first) == 0) {
+                ++i;
+                continue;
+            }
+            size_t j = i;
+            while (j < ch.size() && uni::combining_class(ch[j].first) != 0) ++j;
+            std::stable_sort(ch.begin() + std::ptrdiff_t(i), ch.begin() + std::ptrdiff_t(j),
+                             [](const auto &a, const auto &b) {
+                                 return uni::combining_class(a.first) < uni::combining_class(b.first);
+                             });
+            i = j;
+        }
+        std::string joined;
+        for (const auto &c : ch) uni::append(joined, c.first);
+        if (joined != whole) {
+            ch.clear();
+            push_chunk(ch, uni::count_chars(s.text), whole);
+        }
+        s.transform(ch, 0);
+        return;
+    }
     std::string joined;
     size_t run_b = 0, run_chars = 0;
     auto flush = [&](size_t end) {
