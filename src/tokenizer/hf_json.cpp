@@ -513,7 +513,7 @@ void hf_tokenizer::encode_with_offsets(std::string_view text, const encode_optio
         post_processor_->process_offsets(out, out_spans, options.add_special_tokens, [this](int32_t id) {
             std::string_view t;
             return id_to_token(id, t) ? t : std::string_view();
-        });
+        }, text);
     ids.insert(ids.end(), out.begin(), out.end());
     spans.insert(spans.end(), out_spans.begin(), out_spans.end());
 }

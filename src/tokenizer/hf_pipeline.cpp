@@ -331,76 +331,85 @@ void byte_level_aligned(aligned_text &s) {
     s.transform(ch, 0);
 }
 
-// A Unicode normalization form on aligned text, reporting changes as HF's
-// alignment-keeping normalization (unicode-normalization-alignments) does.
-// Composition forms: the text is cut before each starter that normalizes
-// independently of what precedes it, and each run of n characters that
-// normalizes to m characters is one chunk (push_chunk). If the pieces ever
-// differ from the form of the whole text, the whole text is one chunk.
+// A Unicode normalization form on aligned text, with the changes HF's
+// alignment-keeping normalization (unicode-normalization-alignments) reports.
+// Decomposition is per character (its first character replaces it, the rest
+// are insertions), then each run of non-starters is put in canonical order
+// (stable by combining class), each character with its change. Composition
+// then joins a starter and the characters it absorbs into one character
+// that consumes all their input (its change: the starter's plus, for each
+// absorbed character, its change - 1), so an accent that composes is part
+// of its letter's span and one that does not keeps its own. If this ever
+// disagrees with the form of the whole text, the whole text is one chunk.
 void normalize_form_aligned(aligned_text &s, uni::form f) {
     const std::string whole = uni::normalize(s.text, f);
+    const bool compose = f == uni::form::nfc || f == uni::form::nfkc;
+    const uni::form decompose = f == uni::form::nfc ? uni::form::nfd : f == uni::form::nfkc ? uni::form::nfkd : f;
     change_list ch;
     ch.reserve(whole.size());
-    if (f == uni::form::nfd || f == uni::form::nfkd) {
-        // Decomposition is per character: its first character replaces it, the
-        // rest are insertions; then each run of non-starters is put in canonical
-        // order (stable by combining class), each character with its change.
-        for (size_t i = 0; i < s.text.size();) {
-            const size_t n = char_at(s.text, i);
-            push_chunk(ch, 1, uni::normalize(std::string_view(s.text).substr(i, n), f));
-            i += n;
-        }
-        for (size_t i = 0; i < ch.size();) {
-            if (uni::combining_class(ch[i].first) == 0) {
-                ++i;
-                continue;
-            }
-            size_t j = i;
-            while (j < ch.size() && uni::combining_class(ch[j].first) != 0) ++j;
-            std::stable_sort(ch.begin() + std::ptrdiff_t(i), ch.begin() + std::ptrdiff_t(j),
-                             [](const auto &a, const auto &b) {
-                                 return uni::combining_class(a.first) < uni::combining_class(b.first);
-                             });
-            i = j;
-        }
-        std::string joined;
-        for (const auto &c : ch) uni::append(joined, c.first);
-        if (joined != whole) {
-            ch.clear();
-            push_chunk(ch, uni::count_chars(s.text), whole);
-        }
-        s.transform(ch, 0);
-        return;
-    }
-    std::string joined;
-    size_t run_b = 0, run_chars = 0;
-    auto flush = [&](size_t end) {
-        if (run_chars == 0) return;
-        const std::string out = uni::normalize(std::string_view(s.text).substr(run_b, end - run_b), f);
-        push_chunk(ch, run_chars, out);
-        joined += out;
-        run_b = end;
-        run_chars = 0;
-    };
     for (size_t i = 0; i < s.text.size();) {
-        char32_t c;
-        const size_t n = uni::decode(s.text, i, c);
-        bool boundary = c < 0x80;
-        if (!boundary && run_chars > 0) {
-            const std::string d = uni::normalize(std::string_view(s.text).substr(i, n), f);
-            char32_t d0 = c;
-            if (!d.empty()) uni::decode(d, 0, d0);
-            if (uni::combining_class(d0) == 0) {
-                const std::string_view run = std::string_view(s.text).substr(run_b, i + n - run_b);
-                boundary = uni::normalize(run, f) == uni::normalize(run.substr(0, i - run_b), f) + d;
-            }
-        }
-        if (boundary) flush(i);
-        ++run_chars;
+        const size_t n = char_at(s.text, i);
+        push_chunk(ch, 1, uni::normalize(std::string_view(s.text).substr(i, n), decompose));
         i += n;
     }
-    flush(s.text.size());
-    if (joined != whole) {
+    for (size_t i = 0; i < ch.size();) {
+        if (uni::combining_class(ch[i].first) == 0) {
+            ++i;
+            continue;
+        }
+        size_t j = i;
+        while (j < ch.size() && uni::combining_class(ch[j].first) != 0) ++j;
+        std::stable_sort(ch.begin() + std::ptrdiff_t(i), ch.begin() + std::ptrdiff_t(j),
+                         [](const auto &a, const auto &b) {
+                             return uni::combining_class(a.first) < uni::combining_class(b.first);
+                         });
+        i = j;
+    }
+    bool ok = true;
+    if (compose) {
+        // Each output character takes the first unused decomposed character
+        // and, for the rest of its canonical decomposition, the next unused
+        // equal characters (absorbed ones follow their starter closely).
+        constexpr size_t k_window = 64;
+        change_list out;
+        out.reserve(ch.size());
+        std::vector<char> used(ch.size(), 0);
+        size_t p = 0;
+        std::vector<char32_t> parts;
+        for (size_t i = 0; i < whole.size() && ok;) {
+            char32_t o;
+            const size_t n = uni::decode(whole, i, o);
+            const std::string d = uni::normalize(std::string_view(whole).substr(i, n), uni::form::nfd);
+            i += n;
+            parts.clear();
+            for (size_t k = 0; k < d.size();) {
+                char32_t c;
+                k += uni::decode(d, k, c);
+                parts.push_back(c);
+            }
+            while (p < ch.size() && used[p]) ++p;
+            if (p == ch.size() || parts.empty() || ch[p].first != parts[0]) {
+                ok = false;
+                break;
+            }
+            used[p] = 1;
+            int change = ch[p].second;
+            for (size_t k = 1; k < parts.size() && ok; ++k) {
+                size_t q = p + 1;
+                while (q < ch.size() && q < p + k_window && (used[q] || ch[q].first != parts[k])) ++q;
+                if (q >= ch.size() || q >= p + k_window) ok = false;
+                else used[q] = 1, change += ch[q].second - 1;
+            }
+            out.emplace_back(o, change);
+        }
+        ok = ok && std::find(used.begin(), used.end(), 0) == used.end();
+        ch.swap(out);
+    } else {
+        std::string joined;
+        for (const auto &c : ch) uni::append(joined, c.first);
+        ok = joined == whole;
+    }
+    if (!ok) {
         ch.clear();
         push_chunk(ch, uni::count_chars(s.text), whole);
     }
@@ -1085,7 +1094,7 @@ public:
         ids.swap(out);
     }
     void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool add_special,
-                         const token_text_fn &) const override {
+                         const token_text_fn &, std::string_view) const override {
         if (!add_special) return;
         std::vector<int32_t> out;
         std::vector<std::pair<size_t, size_t>> out_spans;
@@ -1121,7 +1130,7 @@ public:
     trim_offsets_processor(bool trim, bool add_prefix_space) : trim_(trim), prefix_(add_prefix_space) {}
     void add_special_tokens(std::vector<int32_t> &) const override {}
     void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool,
-                         const token_text_fn &token_text) const override {
+                         const token_text_fn &token_text, std::string_view input) const override {
         if (!trim_) return;
         for (size_t i = 0; i < ids.size(); ++i) {
             const std::string_view t = token_text(ids[i]);
@@ -1141,9 +1150,18 @@ public:
             if (leading > 0) {
                 const bool first = i == 0 || b == 0;
                 if (first && prefix_ && leading == 1) leading = 0;
-                b = std::min(b + leading, e);
+                size_t nb = b;  // b + leading characters
+                for (size_t k = 0; k < leading && nb < input.size(); ++k) nb += char_at(input, nb);
+                b = std::min(nb, e);
             }
-            if (trailing > 0 && e >= trailing) e = std::max(e - trailing, b);
+            if (trailing > 0) {
+                size_t ne = e, k = 0;  // e - trailing characters, when there are that many
+                for (; k < trailing && ne > 0; ++k) {
+                    --ne;
+                    while (ne > 0 && (static_cast<unsigned char>(input[ne]) & 0xC0) == 0x80) --ne;
+                }
+                if (k == trailing) e = std::max(ne, b);
+            }
         }
     }
     int32_t max_id() const override { return -1; }
@@ -1159,8 +1177,8 @@ public:
         for (const auto &p : parts_) p->add_special_tokens(ids);
     }
     void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool add_special,
-                         const token_text_fn &token_text) const override {
-        for (const auto &p : parts_) p->process_offsets(ids, spans, add_special, token_text);
+                         const token_text_fn &token_text, std::string_view input) const override {
+        for (const auto &p : parts_) p->process_offsets(ids, spans, add_special, token_text, input);
     }
     int32_t max_id() const override {
         int32_t m = -1;

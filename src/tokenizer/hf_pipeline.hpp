@@ -100,12 +100,13 @@ class post_processor {
 public:
     virtual ~post_processor() = default;
     virtual void add_special_tokens(std::vector<int32_t> &ids) const = 0;
-    // HF's process() on ids with their input spans: the special tokens (empty
-    // spans at 0, as HF gives them) when add_special, and ByteLevel's /
+    // HF's process() on ids with their spans in `input`: the special tokens
+    // (empty spans at 0, as HF gives them) when add_special, and ByteLevel's /
     // RobertaProcessing's trim_offsets (applied with or without add_special,
-    // as in HF).
+    // as in HF; counted in characters of the input, as the Python package,
+    // which converts offsets to characters before post-processing, does).
     virtual void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans,
-                                 bool add_special, const token_text_fn &token_text) const = 0;
+                                 bool add_special, const token_text_fn &token_text, std::string_view input) const = 0;
     // The largest id it adds, or -1.
     virtual int32_t max_id() const = 0;
 };
