@@ -1,16 +1,25 @@
 // Attention over a KV cache (contiguous or paged): the tiled online softmax of
 // attention.cpp, reading K and V through each sequence's block table.
 //
-// A task is (sequence, kv head, query tile); its rows are the tile's queries
-// of every query head sharing the kv head. Per tile of up to 64 keys the rows
-// j0..j0+63 are found through the block table (row j is row j % block_size of
-// block table[j / block_size]). Prefill (16 rows or more) converts them to
-// float32 in a small buffer as they are read (bf16/fp16 exactly, int8 times its
-// row's scale; an fp32 tile inside one block is used in place) for the gemms.
-// Decode reads them where they lie, a run of rows inside a block at a time:
-// fp32 in place, bf16/fp16 through the kernels' fused dots_half / gemm_half
-// (converted in registers), int8 dequantised run by run. Either way there is
-// no pass over the cache and no gathered copy of it.
+// A task is (sequence, kv heads, query tile); its rows, per kv head, are the
+// tile's queries of every query head sharing that kv head. Per tile of up to
+// 64 keys the rows j0..j0+63 are found through the block table (row j is row
+// j % block_size of block table[j / block_size]). Prefill (16 rows or more,
+// one kv head per task) converts them to float32 in a small buffer as they are
+// read (bf16/fp16 exactly, int8 times its row's scale; an fp32 tile inside one
+// block is used in place) for the gemms. Decode reads them where they lie, in
+// pieces of up to 16 rows of one head inside one block: fp32 in place,
+// bf16/fp16 converted in registers, int8 dequantised piece by piece. Either
+// way there is no pass over the cache and no gathered copy of it.
+//
+// Decode is bound by how fast the cache streams from memory, so a decode task
+// takes several kv heads (all of them unless the threads would starve) and
+// walks each block's runs of those heads in turn, front to back: a paged
+// block's heads lie next to each other, so even blocks of 16 rows read as one
+// long run instead of one short run per task, which the hardware prefetcher
+// cannot follow. Each piece's kernel asks for the piece about 4 KiB further
+// on in the stream (through the block table), a few lines per block of its
+// work, so the next rows are always on their way.
 //
 // Split-KV (flash-decoding): a task whose queries form a single tile (decode,
 // short chunks) splits its keys into parts of split_keys keys, computed in
@@ -39,10 +48,12 @@ namespace {
 constexpr int k_tile_keys = 64;
 constexpr int k_tile_rows = 64;
 constexpr int64_t k_default_split_keys = 1024;
-// Decode walks a tile in chunks of this many keys, asking for the same chunk
-// of the next tile before each: a burst of prefetches for a whole tile would
-// fill the core's miss buffers and stall it instead of overlapping the compute.
+// Decode reads K and V in pieces of at most this many rows (see piece).
 constexpr int k_chunk_keys = 16;
+// How far ahead of the rows it reads decode asks for rows, in bytes: enough
+// to cover the memory latency at one core's share of the bandwidth (1, 2, 4,
+// 8 and 16 KiB measured alike on the 2-core EPYC; more only fills L1).
+constexpr int64_t k_prefetch_bytes = 4096;
 
 struct workspace {
     std::unique_ptr<float[]> data;
@@ -121,76 +132,107 @@ const float *load_tile(const cache_layer_view &L, const cache_seq &s, int64_t g,
     return buf;
 }
 
-// Decode (few rows, dot products): S^T = Q K^T over the tile's rows where they
-// lie, one call per run of rows inside a block. fp32 rows are read in place and
-// 16-bit rows through the kernels' fused dots_half when the set has it, so the
-// cache is streamed once with no float32 copy; int8 rows (and 16-bit rows for a
-// set without dots_half) are dequantised run by run into buf. A key's score
-// does not depend on which keys share a call, so paged and contiguous caches
-// give the same bits.
-void tile_scores(const cache_layer_view &L, const cache_seq &s, int64_t g, int64_t j0, int n, const kernels &kn,
-                 const float *Qb, int R, float *buf, float *ST) {
-    const int64_t bs = L.block_size, D = L.head_dim, es = kv_dtype_bytes(L.type);
-    const bool bf16 = L.type == kv_dtype::bf16;
+// Decode walks a task's keys in pieces: up to k_chunk_keys rows of one kv
+// head inside one block, so each piece is one run of adjacent rows.
+struct piece {
+    int64_t hh;   // kv head, counted from the task's first
+    int64_t j;    // first key
+    int n;        // keys
+    int64_t row;  // the first key's row in the storage (K and V alike)
+};
+
+// The pieces of keys [j0, j0 + n) of heads g0 .. g0 + ng - 1, in the order the
+// storage holds them: each block's run of keys for every head (the heads'
+// runs of a block lie next to each other), then the next block. Within one
+// head the pieces come in key order.
+void tile_pieces(const cache_layer_view &L, const cache_seq &s, int64_t g0, int64_t ng, int64_t j0, int n,
+                 std::vector<piece> &out) {
+    const int64_t bs = L.block_size;
+    out.clear();
     for (int64_t j = j0; j < j0 + n;) {
-        const int64_t t = j % bs, run = std::min(bs - t, j0 + n - j);
-        const int64_t row = (int64_t(s.blocks[j / bs]) * L.n_kv_heads + g) * bs + t;
-        const char *src = L.k + row * D * es;
-        float *st = ST + (j - j0) * R;
-        switch (L.type) {
-        case kv_dtype::f32: kn.dots(R, int(run), int(D), Qb, D, reinterpret_cast<const float *>(src), D, st); break;
-        case kv_dtype::bf16:
-        case kv_dtype::f16:
-            if (kn.dots_half) {
-                kn.dots_half(R, int(run), int(D), Qb, D, reinterpret_cast<const uint16_t *>(src), D, bf16, st);
-            } else {
-                kn.half_to_f32(buf, reinterpret_cast<const uint16_t *>(src), run * D, bf16);
-                kn.dots(R, int(run), int(D), Qb, D, buf, D, st);
+        const int64_t t = j % bs, seg = std::min(bs - t, j0 + n - j);
+        for (int64_t hh = 0; hh < ng; ++hh)
+            for (int64_t c = 0; c < seg; c += k_chunk_keys) {
+                const int64_t row = (int64_t(s.blocks[j / bs]) * L.n_kv_heads + g0 + hh) * bs + t + c;
+                out.push_back({hh, j + c, int(std::min<int64_t>(k_chunk_keys, seg - c)), row});
             }
-            break;
-        case kv_dtype::i8:
-            kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), run, D, L.k_scale + row);
-            kn.dots(R, int(run), int(D), Qb, D, buf, D, st);
-            break;
-        }
-        j += run;
+        j += seg;
     }
 }
 
-// Decode: O = alpha O + P^T V over the tile's rows where they lie, as
-// tile_scores reads K. The first run's gemm applies alpha, the others add to
-// O (a scale of 1 is exact), so the sum runs over the keys in the same order,
-// with the same bits, however the rows are split into runs.
-void tile_values(const cache_layer_view &L, const cache_seq &s, int64_t g, int64_t j0, int n, const kernels &kn,
-                 const float *ST, int R, const float *alpha, float *buf, float *O) {
-    const int64_t bs = L.block_size, D = L.head_dim, es = kv_dtype_bytes(L.type);
+// Asks for the bytes [p, p + n) now, a line at a time.
+void prefetch_bytes(const char *p, int64_t n) {
+    for (int64_t c = 0; c < n; c += 64) __builtin_prefetch(p + c);
+    if (n > 0) __builtin_prefetch(p + n - 1);
+}
+
+// S^T = Q K^T over one piece's rows where they lie (st = the piece's first
+// score): fp32 in place, 16-bit through the fused dots_pf / dots_half, int8
+// (or 16-bit for a set without dots_half) dequantised into buf first. The
+// kernels that can spread [pf, pf + pf_bytes) (the rows decoded next) over
+// their work; otherwise those bytes are asked for up front. A key's score does
+// not depend on which keys share a call, so paged and contiguous caches give
+// the same bits.
+void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn, const float *Qb, int R, float *buf,
+                  float *st, const char *pf, int64_t pf_bytes) {
+    const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
     const bool bf16 = L.type == kv_dtype::bf16;
-    for (int64_t j = j0; j < j0 + n;) {
-        const int64_t t = j % bs, run = std::min(bs - t, j0 + n - j);
-        const int64_t row = (int64_t(s.blocks[j / bs]) * L.n_kv_heads + g) * bs + t;
-        const char *src = L.v + row * D * es;
-        const float *p = ST + (j - j0) * R;
-        const float *scale = j == j0 ? alpha : nullptr;
-        switch (L.type) {
-        case kv_dtype::f32:
-            kn.gemm(R, int(D), int(run), p, 1, R, reinterpret_cast<const float *>(src), D, O, D, true, scale);
-            break;
-        case kv_dtype::bf16:
-        case kv_dtype::f16:
-            if (kn.gemm_half) {
-                kn.gemm_half(R, int(D), int(run), p, 1, R, reinterpret_cast<const uint16_t *>(src), D, bf16, O, D, true,
-                             scale);
-            } else {
-                kn.half_to_f32(buf, reinterpret_cast<const uint16_t *>(src), run * D, bf16);
-                kn.gemm(R, int(D), int(run), p, 1, R, buf, D, O, D, true, scale);
-            }
-            break;
-        case kv_dtype::i8:
-            kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), run, D, L.v_scale + row);
-            kn.gemm(R, int(D), int(run), p, 1, R, buf, D, O, D, true, scale);
-            break;
+    const char *src = L.k + pc.row * D * es;
+    if (L.type != kv_dtype::i8 && kn.dots_pf) {
+        kn.dots_pf(R, pc.n, int(D), Qb, D, src, D, row_type(int(L.type)), st, pf, pf_bytes);
+        return;
+    }
+    prefetch_bytes(pf, pf_bytes);
+    switch (L.type) {
+    case kv_dtype::f32: kn.dots(R, pc.n, int(D), Qb, D, reinterpret_cast<const float *>(src), D, st); break;
+    case kv_dtype::bf16:
+    case kv_dtype::f16:
+        if (kn.dots_half) {
+            kn.dots_half(R, pc.n, int(D), Qb, D, reinterpret_cast<const uint16_t *>(src), D, bf16, st);
+        } else {
+            kn.half_to_f32(buf, reinterpret_cast<const uint16_t *>(src), pc.n * D, bf16);
+            kn.dots(R, pc.n, int(D), Qb, D, buf, D, st);
         }
-        j += run;
+        break;
+    case kv_dtype::i8:
+        kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), pc.n, D, L.k_scale + pc.row);
+        kn.dots(R, pc.n, int(D), Qb, D, buf, D, st);
+        break;
+    }
+}
+
+// O = scale O + P^T V over one piece's rows where they lie (p = the piece's
+// first probability), read as piece_scores reads K. The caller passes alpha
+// as `scale` for a head's first piece of a tile and null (1) for the others,
+// so the sum runs over the keys in the same order, with the same bits,
+// however the keys are cut into pieces (a scale of 1 is exact).
+void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn, const float *p, int R,
+                  const float *scale, float *buf, float *O, const char *pf, int64_t pf_bytes) {
+    const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
+    const bool bf16 = L.type == kv_dtype::bf16;
+    const char *src = L.v + pc.row * D * es;
+    if (L.type != kv_dtype::i8 && kn.gemm_pf) {
+        kn.gemm_pf(R, int(D), pc.n, p, 1, R, src, D, row_type(int(L.type)), O, D, true, scale, pf, pf_bytes);
+        return;
+    }
+    prefetch_bytes(pf, pf_bytes);
+    switch (L.type) {
+    case kv_dtype::f32:
+        kn.gemm(R, int(D), pc.n, p, 1, R, reinterpret_cast<const float *>(src), D, O, D, true, scale);
+        break;
+    case kv_dtype::bf16:
+    case kv_dtype::f16:
+        if (kn.gemm_half) {
+            kn.gemm_half(R, int(D), pc.n, p, 1, R, reinterpret_cast<const uint16_t *>(src), D, bf16, O, D, true, scale);
+        } else {
+            kn.half_to_f32(buf, reinterpret_cast<const uint16_t *>(src), pc.n * D, bf16);
+            kn.gemm(R, int(D), pc.n, p, 1, R, buf, D, O, D, true, scale);
+        }
+        break;
+    case kv_dtype::i8:
+        kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), pc.n, D, L.v_scale + pc.row);
+        kn.gemm(R, int(D), pc.n, p, 1, R, buf, D, O, D, true, scale);
+        break;
     }
 }
 
@@ -207,9 +249,14 @@ void prefetch_rows(const cache_layer_view &L, const cache_seq &s, int64_t g, int
 }
 
 struct task {
-    int64_t b, g, i0, tl;  // sequence, kv head, first query, queries
-    int64_t lo, hi;        // keys any of its rows sees: [lo, hi]
-    int64_t parts, first_part;
+    int64_t b, g0, ng, i0, tl;  // sequence, first kv head, kv heads, first query, queries
+    int64_t lo, hi;             // keys any of its rows sees: [lo, hi]
+    int64_t parts, first_slot;  // split-KV parts; the first (part, head) slot of parts[]
+};
+
+// Per kv head of a task: its scaled queries, output, scores and softmax state.
+struct head_state {
+    float *Qb, *O, *ST, *m, *l, *alpha;
 };
 
 }  // namespace
@@ -228,27 +275,49 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     const dtype dt = q.type;
     const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();
+    const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
     int64_t split = p.split_keys > 0 ? p.split_keys : k_default_split_keys;
     split = (split + k_tile_keys - 1) / k_tile_keys * k_tile_keys;  // whole tiles
+    // Decode (every tile has fewer than 16 rows: dot products, not gemms)
+    // walks several kv heads per task, a block's runs of every head in turn,
+    // so a paged cache streams each block front to back instead of a short
+    // run per block per task.
+    const bool decode = G * tq < 16;
 
     // Query ii of a task sits at position i0 + ii + (length - Sq); it sees keys [lo_of, hi_of].
     auto hi_of = [&](int64_t len, int64_t i) { return causal ? i + len - Sq : len - 1; };
     auto lo_of = [&](int64_t len, int64_t i) {
         return p.window > 0 ? std::max<int64_t>(0, i + len - Sq - std::min(p.window, len) + 1) : int64_t(0);
     };
-    std::vector<task> tasks;
-    tasks.reserve(size_t(B * Hkv * nqt));
-    int64_t n_parts = 0;
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t g = 0; g < Hkv; ++g)
+    auto parts_of = [&](int64_t lo, int64_t hi) { return nqt == 1 && hi - lo + 1 > split ? (hi - lo + split) / split : 1; };
+    // Heads per decode task: all of them unless that leaves too few work
+    // items to keep the threads busy (the parts depend on the sequence alone
+    // and the heads are independent, so this choice never changes the bits).
+    int64_t heads_per_task = 1;
+    if (decode) {
+        int64_t parts_total = 0;
+        for (int64_t b = 0; b < B; ++b)
             for (int64_t qt = 0; qt < nqt; ++qt) {
-                task t{b, g, qt * tq, std::min(tq, Sq - qt * tq), 0, -1, 1, 0};
+                const int64_t len = seqs[b].length, i0 = qt * tq, tl = std::min(tq, Sq - i0);
+                parts_total += parts_of(lo_of(len, i0), hi_of(len, i0 + tl - 1));
+            }
+        heads_per_task = Hkv;
+        while (heads_per_task > 1 && parts_total * ((Hkv + heads_per_task - 1) / heads_per_task) < 4 * int64_t(threads))
+            heads_per_task = (heads_per_task + 1) / 2;
+    }
+    std::vector<task> tasks;
+    int64_t n_slots = 0, n_items = 0;
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t g0 = 0; g0 < Hkv; g0 += heads_per_task)
+            for (int64_t qt = 0; qt < nqt; ++qt) {
+                task t{b, g0, std::min(heads_per_task, Hkv - g0), qt * tq, std::min(tq, Sq - qt * tq), 0, -1, 1, 0};
                 const int64_t len = seqs[b].length;
                 t.lo = lo_of(len, t.i0);  // both bounds grow with the query index
                 t.hi = hi_of(len, t.i0 + t.tl - 1);
-                if (nqt == 1 && t.hi - t.lo + 1 > split) t.parts = (t.hi - t.lo + split) / split;
-                t.first_part = n_parts;
-                n_parts += t.parts;
+                t.parts = parts_of(t.lo, t.hi);
+                t.first_slot = n_slots;
+                if (t.parts > 1) n_slots += t.parts * t.ng;
+                n_items += t.parts;
                 tasks.push_back(t);
             }
 
@@ -273,119 +342,178 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         for (int64_t d = 0; d < D; ++d) row[d] = O[d] * inv;
     };
 
-    const int64_t slot = G * tq * (D + 2);  // one part: O [R][D], m [R], l [R]
-    std::vector<float> parts(n_parts > int64_t(tasks.size()) ? size_t(n_parts * slot) : 0);
+    const int64_t slot = G * tq * (D + 2);  // one part of one head: O [R][D], m [R], l [R]
+    std::vector<float> parts(size_t(n_slots * slot));
+
+    // Softcap, ALiBi and the causal / window masks on the scores of keys
+    // [j0, j0 + nk) of kv head g's rows.
+    auto bias_and_mask = [&](float *ST, int64_t g, int64_t len, int64_t i0, int64_t tl, int R, int64_t j0, int nk) {
+        for (int64_t hh = 0; hh < G; ++hh)
+            for (int64_t ii = 0; ii < tl; ++ii) {
+                const int64_t r = hh * tl + ii, ip = i0 + ii + len - Sq;
+                float *s = ST + r;  // s[j * R]
+                if (p.softcap > 0.0f) {
+                    const float c = p.softcap, ic = 1.0f / p.softcap;
+                    for (int j = 0; j < nk; ++j) s[j * R] = c * std::tanh(s[j * R] * ic);
+                }
+                if (p.alibi_slopes) {
+                    const float slope = p.alibi_slopes[g * G + hh];
+                    for (int j = 0; j < nk; ++j) s[j * R] -= slope * float(ip - (j0 + j));
+                }
+                const int64_t lr = lo_of(len, i0 + ii), hr = hi_of(len, i0 + ii), end = j0 + nk;
+                for (int64_t jj = j0; jj < std::min(lr, end); ++jj) s[(jj - j0) * R] = ninf;
+                for (int64_t jj = std::max(hr + 1, j0); jj < end; ++jj) s[(jj - j0) * R] = ninf;
+            }
+    };
 
     auto process = [&](int64_t ti, int64_t part) {
         thread_local workspace ws;
+        thread_local std::vector<head_state> heads;
+        thread_local std::vector<piece> cur, nxt;
         const task &t = tasks[size_t(ti)];
         const cache_seq &seq = seqs[t.b];
-        const int64_t len = seq.length, tl = t.tl, i0 = t.i0, g = t.g, b = t.b;
+        const int64_t len = seq.length, tl = t.tl, i0 = t.i0, b = t.b, ng = t.ng;
         const int R = int(G * tl);
         const bool transposed = R >= 16;  // gemm on Q^T; dot products for a few rows (decode)
-        const size_t need = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 + size_t(D) +
-                            size_t(k_tile_keys) * D * 2;
-        float *Qb = ws.get(need);
-        float *O = Qb + size_t(R) * D;
-        float *ST = O + size_t(R) * D;
-        float *m = ST + size_t(k_tile_keys) * R;
-        float *l = m + R;
-        float *alpha = l + R;
-        float *row = alpha + R;
+        const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3;
+        float *row = ws.get(per_head * size_t(ng) + size_t(D) + size_t(k_tile_keys) * D * 2);
         float *Kf = row + D;
         float *Vf = Kf + size_t(k_tile_keys) * D;
-
-        for (int64_t hh = 0; hh < G; ++hh)
-            for (int64_t ii = 0; ii < tl; ++ii) {
-                const int64_t r = hh * tl + ii;
-                const char *src = q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] + (g * G + hh) * q.strides[2]) * es;
-                if (dt == dtype::f32)
-                    std::memcpy(row, src, size_t(D) * 4);
-                else
-                    kn.half_to_f32(row, reinterpret_cast<const uint16_t *>(src), D, dt == dtype::bf16);
-                if (transposed)
-                    for (int64_t d = 0; d < D; ++d) Qb[d * R + r] = row[d] * scale;
-                else
-                    for (int64_t d = 0; d < D; ++d) Qb[r * D + d] = row[d] * scale;
-            }
-        std::fill(O, O + size_t(R) * D, 0.0f);
-        std::fill(m, m + R, ninf);
-        std::fill(l, l + R, 0.0f);
+        heads.resize(size_t(ng));
+        for (int64_t hh = 0; hh < ng; ++hh) {
+            head_state &H = heads[size_t(hh)];
+            H.Qb = Vf + size_t(k_tile_keys) * D + per_head * size_t(hh);
+            H.O = H.Qb + size_t(R) * D;
+            H.ST = H.O + size_t(R) * D;
+            H.m = H.ST + size_t(k_tile_keys) * R;
+            H.l = H.m + R;
+            H.alpha = H.l + R;
+            const int64_t g = t.g0 + hh;
+            for (int64_t qh = 0; qh < G; ++qh)
+                for (int64_t ii = 0; ii < tl; ++ii) {
+                    const int64_t r = qh * tl + ii;
+                    const char *src =
+                        q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] + (g * G + qh) * q.strides[2]) * es;
+                    if (dt == dtype::f32)
+                        std::memcpy(row, src, size_t(D) * 4);
+                    else
+                        kn.half_to_f32(row, reinterpret_cast<const uint16_t *>(src), D, dt == dtype::bf16);
+                    if (transposed)
+                        for (int64_t d = 0; d < D; ++d) H.Qb[d * R + r] = row[d] * scale;
+                    else
+                        for (int64_t d = 0; d < D; ++d) H.Qb[r * D + d] = row[d] * scale;
+                }
+            std::fill(H.O, H.O + size_t(R) * D, 0.0f);
+            std::fill(H.m, H.m + R, ninf);
+            std::fill(H.l, H.l + R, 0.0f);
+        }
 
         int64_t lo = t.lo, hi = t.hi;
         if (t.parts > 1) {
             lo = t.lo + part * split;
             hi = std::min(t.hi, lo + split - 1);
         }
-        for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
-            const int nk = int(std::min<int64_t>(k_tile_keys, hi + 1 - j0));
-            const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));  // next tile's keys
-            const float *Vp = nullptr;
-            if (transposed) {  // prefill: K and V tiles as float32 rows, K^T Q^T by the gemm
-                const float *Kp = load_tile(L, seq, g, j0, nk, false, kn, Kf);
-                Vp = load_tile(L, seq, g, j0, nk, true, kn, Vf);
+        if (transposed) {  // prefill (one head per task): K and V tiles as float32 rows, K^T Q^T by the gemm
+            const head_state &H = heads[0];
+            for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
+                const int nk = int(std::min<int64_t>(k_tile_keys, hi + 1 - j0));
+                const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));
+                const float *Kp = load_tile(L, seq, t.g0, j0, nk, false, kn, Kf);
+                const float *Vp = load_tile(L, seq, t.g0, j0, nk, true, kn, Vf);
                 if (next > 0) {  // ask for the next tile now, so it arrives while this one computes
-                    prefetch_rows(L, seq, g, j0 + k_tile_keys, next, false);
-                    prefetch_rows(L, seq, g, j0 + k_tile_keys, next, true);
+                    prefetch_rows(L, seq, t.g0, j0 + k_tile_keys, next, false);
+                    prefetch_rows(L, seq, t.g0, j0 + k_tile_keys, next, true);
                 }
-                kn.gemm(nk, R, int(D), Kp, D, 1, Qb, R, ST, R, false, nullptr);
-            } else {  // decode: read the rows where they lie, a chunk at a time
-                for (int c = 0; c < nk; c += k_chunk_keys) {
-                    if (c < next) prefetch_rows(L, seq, g, j0 + k_tile_keys + c, std::min(k_chunk_keys, next - c), false);
-                    tile_scores(L, seq, g, j0 + c, std::min(k_chunk_keys, nk - c), kn, Qb, R, Kf, ST + c * R);
+                kn.gemm(nk, R, int(D), Kp, D, 1, H.Qb, R, H.ST, R, false, nullptr);
+                bias_and_mask(H.ST, t.g0, len, i0, tl, R, j0, nk);
+                kn.softmax_tile(H.ST, nk, R, H.m, H.l, H.alpha);
+                kn.gemm(R, int(D), nk, H.ST, 1, R, Vp, D, H.O, D, true, H.alpha);
+            }
+        } else {
+            // Decode: the pieces of each tile read where they lie, K then V.
+            // Every piece asks for the piece `ahead` places later in that
+            // stream (K of this tile, V of this tile, K of the next, ...), so
+            // about k_prefetch_bytes of rows are always on their way.
+            const int64_t row_bytes = D * kv_dtype_bytes(L.type);
+            const int64_t piece_bytes = std::min<int64_t>(k_chunk_keys, L.block_size) * row_bytes;
+            const size_t ahead = size_t(std::max<int64_t>(1, (k_prefetch_bytes + piece_bytes - 1) / piece_bytes));
+            auto nk_at = [&](int64_t j0) { return int(std::min<int64_t>(k_tile_keys, hi + 1 - j0)); };
+            tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), nxt);
+            // The piece `ahead` places after K (or V) piece i of this tile in
+            // the stream: after K, this tile's V, then the next tile's K; after
+            // V, the next tile's K, then its V.
+            auto target = [&](bool value, size_t i, int64_t *bytes) -> const char * {
+                const std::vector<piece> *lists[3] = {&cur, value ? &nxt : &cur, &nxt};
+                const bool is_v[3] = {value, !value, value};
+                size_t k = i + ahead;
+                for (int x = 0; x < 3; ++x) {
+                    if (k < lists[x]->size()) {
+                        const piece &pc = (*lists[x])[k];
+                        *bytes = pc.n * row_bytes;
+                        return (is_v[x] ? L.v : L.k) + pc.row * row_bytes;
+                    }
+                    k -= lists[x]->size();
+                }
+                *bytes = 0;
+                return nullptr;
+            };
+            for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
+                const int nk = nk_at(j0);
+                std::swap(cur, nxt);
+                if (j0 + k_tile_keys <= hi)
+                    tile_pieces(L, seq, t.g0, ng, j0 + k_tile_keys, nk_at(j0 + k_tile_keys), nxt);
+                else
+                    nxt.clear();
+                int64_t pf_bytes = 0;
+                for (size_t i = 0; i < cur.size(); ++i) {
+                    const piece &pc = cur[i];
+                    const head_state &H = heads[size_t(pc.hh)];
+                    const char *pf = target(false, i, &pf_bytes);
+                    piece_scores(L, pc, kn, H.Qb, R, Kf, H.ST + (pc.j - j0) * R, pf, pf_bytes);
+                }
+                for (int64_t hh = 0; hh < ng; ++hh) {
+                    const head_state &H = heads[size_t(hh)];
+                    bias_and_mask(H.ST, t.g0 + hh, len, i0, tl, R, j0, nk);
+                    kn.softmax_tile(H.ST, nk, R, H.m, H.l, H.alpha);
+                }
+                for (size_t i = 0; i < cur.size(); ++i) {
+                    const piece &pc = cur[i];
+                    const head_state &H = heads[size_t(pc.hh)];
+                    const char *pf = target(true, i, &pf_bytes);
+                    piece_values(L, pc, kn, H.ST + (pc.j - j0) * R, R, pc.j == j0 ? H.alpha : nullptr, Vf, H.O, pf,
+                                 pf_bytes);
                 }
             }
-            for (int64_t hh = 0; hh < G; ++hh)
+        }
+
+        for (int64_t hh = 0; hh < ng; ++hh) {
+            const head_state &H = heads[size_t(hh)];
+            const int64_t g = t.g0 + hh;
+            if (t.parts > 1) {
+                float *dst = parts.data() + (t.first_slot + part * ng + hh) * slot;
+                std::memcpy(dst, H.O, size_t(R) * D * 4);
+                std::memcpy(dst + size_t(R) * D, H.m, size_t(R) * 4);
+                std::memcpy(dst + size_t(R) * (D + 1), H.l, size_t(R) * 4);
+                continue;
+            }
+            for (int64_t qh = 0; qh < G; ++qh)
                 for (int64_t ii = 0; ii < tl; ++ii) {
-                    const int64_t r = hh * tl + ii, ip = i0 + ii + len - Sq;
-                    float *s = ST + r;  // s[j * R]
-                    if (p.softcap > 0.0f) {
-                        const float c = p.softcap, ic = 1.0f / p.softcap;
-                        for (int j = 0; j < nk; ++j) s[j * R] = c * std::tanh(s[j * R] * ic);
-                    }
-                    if (p.alibi_slopes) {
-                        const float slope = p.alibi_slopes[g * G + hh];
-                        for (int j = 0; j < nk; ++j) s[j * R] -= slope * float(ip - (j0 + j));
-                    }
-                    const int64_t lr = lo_of(len, i0 + ii), hr = hi_of(len, i0 + ii), end = j0 + nk;
-                    for (int64_t jj = j0; jj < std::min(lr, end); ++jj) s[(jj - j0) * R] = ninf;
-                    for (int64_t jj = std::max(hr + 1, j0); jj < end; ++jj) s[(jj - j0) * R] = ninf;
-                }
-
-            kn.softmax_tile(ST, nk, R, m, l, alpha);
-            if (transposed)
-                kn.gemm(R, int(D), nk, ST, 1, R, Vp, D, O, D, true, alpha);
-            else
-                for (int c = 0; c < nk; c += k_chunk_keys) {
-                    if (c < next) prefetch_rows(L, seq, g, j0 + k_tile_keys + c, std::min(k_chunk_keys, next - c), true);
-                    tile_values(L, seq, g, j0 + c, std::min(k_chunk_keys, nk - c), kn, ST + c * R, R,
-                                c == 0 ? alpha : nullptr, Vf, O);
+                    const int64_t r = qh * tl + ii;
+                    finish_row(H.O + r * D, H.m[r], H.l[r], g * G + qh, row);
+                    write_row(b, i0 + ii, g * G + qh, row);
                 }
         }
-
-        if (t.parts > 1) {
-            float *dst = parts.data() + (t.first_part + part) * slot;
-            std::memcpy(dst, O, size_t(R) * D * 4);
-            std::memcpy(dst + size_t(R) * D, m, size_t(R) * 4);
-            std::memcpy(dst + size_t(R) * (D + 1), l, size_t(R) * 4);
-            return;
-        }
-        for (int64_t hh = 0; hh < G; ++hh)
-            for (int64_t ii = 0; ii < tl; ++ii) {
-                const int64_t r = hh * tl + ii;
-                finish_row(O + r * D, m[r], l[r], g * G + hh, row);
-                write_row(b, i0 + ii, g * G + hh, row);
-            }
     };
 
-    const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
-    // Every (task, part) as one work item: part_task[x] is x's task.
-    std::vector<int64_t> part_task(static_cast<size_t>(n_parts));
-    for (size_t ti = 0; ti < tasks.size(); ++ti)
-        for (int64_t k = 0; k < tasks[ti].parts; ++k) part_task[size_t(tasks[ti].first_part + k)] = int64_t(ti);
-    core::parallel_for(n_parts, threads, [&](int64_t x) {
-        const int64_t ti = part_task[size_t(x)];
-        process(ti, x - tasks[size_t(ti)].first_part);
+    // Every (task, part) as one work item: item_task[x] is x's task.
+    std::vector<int64_t> item_task(static_cast<size_t>(n_items)), item_first(tasks.size());
+    for (size_t ti = 0, x = 0; ti < tasks.size(); ++ti) {
+        item_first[ti] = int64_t(x);
+        for (int64_t k = 0; k < tasks[ti].parts; ++k) item_task[x++] = int64_t(ti);
+    }
+    core::parallel_for(n_items, threads, [&](int64_t x) {
+        const int64_t ti = item_task[size_t(x)];
+        process(ti, x - item_first[size_t(ti)]);
     });
     if (parts.empty()) return;
 
@@ -396,23 +524,25 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         if (t.parts <= 1) return;
         const int64_t R = G * t.tl;
         std::vector<float> acc(static_cast<size_t>(D)), row(static_cast<size_t>(D));
-        for (int64_t r = 0; r < R; ++r) {
-            float mx = ninf;
-            for (int64_t k = 0; k < t.parts; ++k) mx = std::max(mx, parts[size_t((t.first_part + k) * slot + R * D + r)]);
-            std::fill(acc.begin(), acc.end(), 0.0f);
-            float sum = 0.0f;
-            if (mx != ninf)
-                for (int64_t k = 0; k < t.parts; ++k) {
-                    const float *part = parts.data() + (t.first_part + k) * slot;
-                    if (part[R * D + r] == ninf) continue;
-                    const float w = std::exp(part[R * D + r] - mx);
-                    sum += w * part[R * (D + 1) + r];
-                    for (int64_t d = 0; d < D; ++d) acc[size_t(d)] += w * part[r * D + d];
-                }
-            const int64_t hh = r / t.tl, ii = r % t.tl;
-            finish_row(acc.data(), mx, sum, t.g * G + hh, row.data());
-            write_row(t.b, t.i0 + ii, t.g * G + hh, row.data());
-        }
+        for (int64_t hh = 0; hh < t.ng; ++hh)
+            for (int64_t r = 0; r < R; ++r) {
+                auto part_of = [&](int64_t k) { return parts.data() + (t.first_slot + k * t.ng + hh) * slot; };
+                float mx = ninf;
+                for (int64_t k = 0; k < t.parts; ++k) mx = std::max(mx, part_of(k)[R * D + r]);
+                std::fill(acc.begin(), acc.end(), 0.0f);
+                float sum = 0.0f;
+                if (mx != ninf)
+                    for (int64_t k = 0; k < t.parts; ++k) {
+                        const float *part = part_of(k);
+                        if (part[R * D + r] == ninf) continue;
+                        const float w = std::exp(part[R * D + r] - mx);
+                        sum += w * part[R * (D + 1) + r];
+                        for (int64_t d = 0; d < D; ++d) acc[size_t(d)] += w * part[r * D + d];
+                    }
+                const int64_t qh = r / t.tl, ii = r % t.tl, g = t.g0 + hh;
+                finish_row(acc.data(), mx, sum, g * G + qh, row.data());
+                write_row(t.b, t.i0 + ii, g * G + qh, row.data());
+            }
     });
 }
 

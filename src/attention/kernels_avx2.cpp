@@ -105,6 +105,30 @@ LLMKIT_AVX2 __m256 load8_part(const char *p, int w, __m256i mask) {
     }
 }
 
+// ---- spread prefetches ---------------------------------------------------
+
+// Asks for the cache lines of [p, p + bytes) a slice per step(), `steps`
+// slices in all: a decode kernel calls step() once per block of its work, so
+// the rows it reads next are on their way while it computes, a few lines at a
+// time (a burst of a whole run of rows would fill the core's miss buffers and
+// stall it instead).
+struct spread_prefetch {
+    const char *p = nullptr, *end = nullptr;
+    int64_t slice = 0;
+    LLMKIT_AVX2 spread_prefetch(const char *pf, int64_t bytes, int64_t steps) {
+        if (!pf || bytes <= 0) return;
+        p = reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(pf) & ~uintptr_t(63));
+        end = pf + bytes;
+        slice = ((end - p) / (steps > 0 ? steps : 1) + 63) & ~int64_t(63);
+    }
+    LLMKIT_AVX2 void step() {
+        for (const char *stop = p + slice; p < end && p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+    }
+    LLMKIT_AVX2 void rest() {
+        for (; p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+    }
+};
+
 // ---- gemm ----------------------------------------------------------------
 
 // NR rows x NV (1 or 2) vectors of 8 columns of C; with MASK the last vector
@@ -174,11 +198,14 @@ LLMKIT_AVX2 void gemm_panel(int w, int K, const float *A, int64_t ars, int64_t a
 // Panels of 16 columns, outer, so that a K x 16 panel of B stays in L1 while
 // every block of 6 rows (then the 1..5 rows left) runs over it; A is read a
 // broadcast at a time, a few lines per 16 k.
+// pf (may be null) takes one step per panel.
 template <int E>
 LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
-                           float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+                           float *C, int64_t ldc, bool accumulate, const float *row_scale,
+                           spread_prefetch *pf = nullptr) {
     constexpr int64_t eb = elem_bytes<E>();
     for (int n0 = 0; n0 < N; n0 += 16) {
+        if (pf) pf->step();
         const int w = imin(16, N - n0);
         const char *b = B + n0 * eb;
         int r = 0;
@@ -271,24 +298,35 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const cha
     }
 }
 
+// pf (may be null) takes one step per block of keys.
 template <int NR, int E>
-LLMKIT_AVX2 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST) {
+LLMKIT_AVX2 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST,
+                           spread_prefetch *pf) {
     // 4 rows: 3 keys at a time (12 accumulators); fewer rows: 4 keys at a time.
     constexpr int NJ = NR == 4 ? 3 : 4;
     constexpr int64_t eb = elem_bytes<E>();
     int j = 0;
-    for (; j + NJ <= N; j += NJ) dots_block<NR, NJ, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R);
-    for (; j < N; ++j) dots_block<NR, 1, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R);
+    for (; j + NJ <= N; j += NJ) {
+        if (pf) pf->step();
+        dots_block<NR, NJ, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R);
+    }
+    for (; j < N; ++j) {
+        if (pf) pf->step();
+        dots_block<NR, 1, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R);
+    }
 }
 
+// The first group of (up to) 4 rows streams K from memory and carries pf;
+// the others find K in L1.
 template <int E>
-LLMKIT_AVX2 void dots_impl(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST) {
+LLMKIT_AVX2 void dots_impl(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST,
+                           spread_prefetch *pf = nullptr) {
     int r = 0;
-    for (; r + 4 <= R; r += 4) dots_rows<4, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r);
+    for (; r + 4 <= R; r += 4, pf = nullptr) dots_rows<4, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf);
     switch (R - r) {
-    case 3: dots_rows<3, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
-    case 2: dots_rows<2, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
-    case 1: dots_rows<1, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r); break;
+    case 3: dots_rows<3, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf); break;
+    case 2: dots_rows<2, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf); break;
+    case 1: dots_rows<1, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf); break;
     default: break;
     }
 }
@@ -305,6 +343,34 @@ LLMKIT_AVX2_FN void dots_half_avx2(int R, int N, int D, const float *Q, int64_t 
         dots_impl<e_bf16>(R, N, D, Q, ldq, k, ldk, ST);
     else
         dots_impl<e_f16>(R, N, D, Q, ldq, k, ldk, ST);
+}
+
+// ---- decode with spread prefetches -----------------------------------------
+
+LLMKIT_AVX2_FN void dots_pf_avx2(int R, int N, int D, const float *Q, int64_t ldq, const void *K, int64_t ldk,
+                                 row_type e, float *ST, const char *pf, int64_t pf_bytes) {
+    // One step per block of keys of the first row group (3 keys for 4+ rows, else 4).
+    spread_prefetch s(pf, pf_bytes, R >= 4 ? (N + 2) / 3 : (N + 3) / 4);
+    const char *k = static_cast<const char *>(K);
+    switch (e) {
+    case row_type::f32: dots_impl<e_f32>(R, N, D, Q, ldq, k, ldk, ST, &s); break;
+    case row_type::bf16: dots_impl<e_bf16>(R, N, D, Q, ldq, k, ldk, ST, &s); break;
+    case row_type::f16: dots_impl<e_f16>(R, N, D, Q, ldq, k, ldk, ST, &s); break;
+    }
+    s.rest();
+}
+
+LLMKIT_AVX2_FN void gemm_pf_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B,
+                                 int64_t ldb, row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale,
+                                 const char *pf, int64_t pf_bytes) {
+    spread_prefetch s(pf, pf_bytes, (N + 15) / 16);  // one step per panel of 16 columns
+    const char *b = static_cast<const char *>(B);
+    switch (e) {
+    case row_type::f32: gemm_impl<e_f32>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
+    case row_type::bf16: gemm_impl<e_bf16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
+    case row_type::f16: gemm_impl<e_f16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
+    }
+    s.rest();
 }
 
 // ---- softmax -------------------------------------------------------------
@@ -510,8 +576,9 @@ LLMKIT_AVX2_FN void i8_to_f32_avx2(float *dst, const int8_t *src, int64_t rows, 
     }
 }
 
-const kernels k_avx2 = {"avx2",         gemm_avx2,        dots_avx2,      softmax_tile_avx2, half_to_f32_avx2,
-                        f32_to_half_avx2, i8_to_f32_avx2, dots_half_avx2, gemm_half_avx2};
+const kernels k_avx2 = {"avx2",           gemm_avx2,      dots_avx2,      softmax_tile_avx2,
+                        half_to_f32_avx2, f32_to_half_avx2, i8_to_f32_avx2, dots_half_avx2,
+                        gemm_half_avx2,   dots_pf_avx2,   gemm_pf_avx2};
 
 bool cpu_has_f16c() {
     unsigned a = 0, b = 0, c = 0, d = 0;

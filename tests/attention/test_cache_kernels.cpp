@@ -205,3 +205,54 @@ TEST_CASE("cache attention, every kernel set: paged tables give the contiguous b
                 }
             }
 }
+
+// Decode takes several kv heads per task when the sequence gives enough
+// split-KV parts to keep the threads busy (so 1, 2 and 3 threads group the
+// heads differently), walks each block's runs of those heads in turn and has
+// every piece ask for the piece ~4 KiB on (across tiles, K to V and back, up
+// to the end of the keys). None of that may change a bit: contexts off the
+// block and 64-key tile edges, a context of one token, 1..15 rows per head,
+// shuffled (non-monotone) block tables, and the kernel set without its
+// prefetching decode kernels, all against the contiguous table on 1 thread
+// and the float64 reference.
+TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffled tables, with and without dots_pf",
+          "[attention][kv][kernels]") {
+    const int64_t Hkv = 4, D = 40;
+    for (const kernels *ks : sets()) {
+        kernels plain = *ks;  // the same set, decode through dots / gemm and burst prefetches
+        plain.dots_pf = nullptr;
+        plain.gemm_pf = nullptr;
+        for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
+            for (int64_t S : {1, 17, 64, 65, 600}) {
+                std::mt19937 rng(uint32_t(S * 5 + int(t)));
+                const rows r = make_rows(t, S, Hkv, D, rng);
+                const store flat = make_store(t, r, S, Hkv, D, S, false, rng);
+                for (auto [G, Sq] : {std::pair<int64_t, int64_t>{1, 1}, {2, 2}, {3, 5}}) {  // 1, 4 and 15 rows per head
+                    if (Sq > S) continue;
+                    const int64_t Hq = G * Hkv;
+                    std::vector<float> q(size_t(Sq * Hq * D));
+                    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+                    for (float &x : q) x = u(rng);
+                    const std::vector<double> ref = reference(r, S, q, Sq, Hq, Hkv, D);
+                    for (int64_t split : {0, 128}) {
+                        const std::vector<float> want = run(flat, S, q, Sq, Hq, ks, split, 1);
+                        bool ok = true;
+                        for (size_t i = 0; i < want.size(); ++i)
+                            if (!(std::fabs(double(want[i]) - ref[i]) <= 4e-6 + 1e-5 * std::fabs(ref[i]))) ok = false;
+                        INFO("kernels " << ks->name << " cache " << llmkit::attention::kv_dtype_name(t) << " S " << S
+                                        << " G " << G << " Sq " << Sq << " split " << split);
+                        CHECK(ok);
+                        for (int64_t bs : {16, 5})
+                            for (int threads : {1, 2, 3}) {
+                                const store paged = make_store(t, r, S, Hkv, D, bs, true, rng);
+                                INFO("block size " << bs << " threads " << threads);
+                                const std::vector<float> got = run(paged, S, q, Sq, Hq, ks, split, threads);
+                                CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+                                const std::vector<float> got_plain = run(paged, S, q, Sq, Hq, &plain, split, threads);
+                                CHECK(std::memcmp(got_plain.data(), want.data(), want.size() * 4) == 0);
+                            }
+                    }
+                }
+            }
+    }
+}
