@@ -23,8 +23,8 @@ warm-up (each takes seconds on 2 cores).
 
 Decode cells: one new token per sequence against 1024 and 8192 cached tokens,
 batch 1 and 16: dense K/V tensors (llmkit_attention, torch's layout viewed with
-strides), the contiguous cache, the paged cache (blocks of 16) and an int8
-paged cache (the cache dtype is the cell's dtype, except int8). GB/s counts the
+strides), the contiguous cache, the paged cache (blocks of 16; --block-sizes
+16,256 gives a paged cell per size) and an int8 paged cache (blocks of the first size) (the cache dtype is the cell's dtype, except int8). GB/s counts the
 K/V bytes a decode must read (int8: 1 byte per element plus a 4-byte scale per
 row); "%bw" is against the read bandwidth probed around the cell (a 256 MiB
 float32 sum, same threads, before and after, the larger of the two; "bw"
@@ -40,6 +40,8 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from benchlib import best_time
 
 
 class Device(ctypes.Structure):
@@ -124,16 +126,6 @@ def once_each(fns):
     return best
 
 
-def best_of(fn, reps: int) -> float:
-    fn()
-    t = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        t = min(t, time.perf_counter() - t0)
-    return t
-
-
 def measure_peaks(quick: bool):
     """Matmul GFLOP/s (float32, bfloat16) and memory GB/s (read, copy) of this machine, now."""
     peaks = {}
@@ -141,12 +133,12 @@ def measure_peaks(quick: bool):
         n = 2048 if dt == torch.float32 else 1024  # bf16 matmul is far slower without AVX512-BF16/AMX
         a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
         c = torch.empty(n, n, dtype=dt)
-        t = best_of(lambda: torch.matmul(a, b, out=c), 2 if quick else 3)
+        t = best_time(lambda: torch.matmul(a, b, out=c), 2 if quick else 3)
         peaks[dt] = 2.0 * n ** 3 / t / 1e9
     x = torch.ones(256 * 1024 * 1024, dtype=torch.float32)  # 1 GiB
     y = torch.empty_like(x)
-    t_sum = best_of(lambda: x.sum(), 2 if quick else 3)
-    t_copy = best_of(lambda: y.copy_(x), 2 if quick else 3)
+    t_sum = best_time(lambda: x.sum(), 2 if quick else 3)
+    t_copy = best_time(lambda: y.copy_(x), 2 if quick else 3)
     read_bw = x.numel() * 4 / t_sum / 1e9
     copy_bw = 2 * x.numel() * 4 / t_copy / 1e9
     del x, y
@@ -161,7 +153,7 @@ def local_read_bw() -> float:
     global _PROBE
     if _PROBE is None:
         _PROBE = torch.ones(64 * 1024 * 1024, dtype=torch.float32)
-    t = min(best_of(lambda: _PROBE.sum(), 1) for _ in range(2))
+    t = min(best_time(lambda: _PROBE.sum(), 1) for _ in range(2))
     return _PROBE.numel() * 4 / t / 1e9
 
 
@@ -201,14 +193,14 @@ class Lib:
 class Cache:
     """A contiguous or paged llmkit cache holding B sequences of the given K/V rows ([B, S, Hkv, D] tensors)."""
 
-    def __init__(self, lib: Lib, paged: bool, kv_dtype: int, k: torch.Tensor, v: torch.Tensor, threads: int):
+    def __init__(self, lib: Lib, paged: bool, kv_dtype: int, k: torch.Tensor, v: torch.Tensor, threads: int,
+                 bs: int = 16):
         self.lib, self.paged = lib, paged
         B, S, Hkv, D = k.shape
         self.handle = ctypes.c_void_p()
         prefix = "llmkit_paged_kv_cache_" if paged else "llmkit_kv_cache_"
         self.fn = {n: getattr(lib.lib, prefix + n) for n in ("seq_new", "append", "attention", "free")}
         if paged:
-            bs = 16
             per_seq = (S + bs - 1) // bs
             o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, B * per_seq, B, per_seq,
                                     kv_dtype)
@@ -244,6 +236,7 @@ def main() -> None:
     ap.add_argument("--prefill-sizes", default="", help="comma-separated prefill lengths (default 512,2048,8192)")
     ap.add_argument("--contexts", default="", help="comma-separated decode contexts (default 1024,8192)")
     ap.add_argument("--batches", default="1,16", help="comma-separated decode batch sizes")
+    ap.add_argument("--block-sizes", default="16", help="comma-separated paged-cache block sizes (a paged cell each)")
     ap.add_argument("--fixed-bandwidth", action="store_true",
                     help="decode %%bw against the start-of-run bandwidth, not probes around each cell")
     args = ap.parse_args()
@@ -266,6 +259,7 @@ def main() -> None:
     if args.contexts:
         contexts = [int(x) for x in args.contexts.split(",")]
     dtypes = [getattr(torch, n) for n in args.dtypes.split(",")]
+    block_sizes = [int(x) for x in args.block_sizes.split(",")]
 
     print(f"\nprefill (causal, Hq={Hq} Hkv={Hkv} D={D}; llmkit [B, S, H, D], torch [B, H, S, D])")
     print(f"{'cell':<16}{'dtype':<10}{'llmkit ms':>11}{'GFLOP/s':>9}{'%peak':>7}{'torch ms':>11}{'GFLOP/s':>9}"
@@ -336,9 +330,12 @@ def main() -> None:
                 variants = [("dense", run_dense, None, full_bytes)]
                 caches = []
                 k_rows, v_rows = k.contiguous(), v.contiguous()  # [B, S, Hkv, D] for appends
-                for label, paged, code in (("contiguous", False, KV_CODE[dtype]), ("paged", True, KV_CODE[dtype]),
-                                           ("paged int8", True, KV_INT8)):
-                    cache = Cache(lib, paged, code, k_rows, v_rows, args.threads)
+                kinds = [("contiguous", False, KV_CODE[dtype], 0)]
+                kinds += [("paged" if len(block_sizes) == 1 else f"paged bs={bs}", True, KV_CODE[dtype], bs)
+                          for bs in block_sizes]
+                kinds.append(("paged int8", True, KV_INT8, block_sizes[0]))
+                for label, paged, code, bs in kinds:
+                    cache = Cache(lib, paged, code, k_rows, v_rows, args.threads, bs)
                     caches.append(cache)
                     nbytes = 2.0 * B * ctx * Hkv * (D + 4) if code == KV_INT8 else full_bytes
                     variants.append((label, (lambda c=cache: c.attention(tq, to)), cache, nbytes))
