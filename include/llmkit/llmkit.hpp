@@ -370,11 +370,19 @@ public:
      */
     std::vector<int32_t> encode_with_offsets(const std::string &text, std::vector<size_t> &offsets,
                                              const llmkit_encode_options *options = nullptr) const {
-        std::vector<int32_t> ids(text.size());  // never more ids than bytes
-        offsets.assign(2 * text.size(), 0);
+        // Enough unless special tokens or an expanding normalizer add ids; then the call says how many.
+        std::vector<int32_t> ids(text.size() + 8);
+        offsets.assign(2 * ids.size(), 0);
         size_t n = 0;
-        check(llmkit_tokenizer_encode_with_offsets(get(), text.data(), text.size(), ids.data(), offsets.data(),
-                                                   ids.size(), &n, options));
+        llmkit_status status = llmkit_tokenizer_encode_with_offsets(get(), text.data(), text.size(), ids.data(),
+                                                                    offsets.data(), ids.size(), &n, options);
+        if (status == LLMKIT_ERROR_BUFFER_TOO_SMALL) {
+            ids.resize(n);
+            offsets.resize(2 * n);
+            status = llmkit_tokenizer_encode_with_offsets(get(), text.data(), text.size(), ids.data(), offsets.data(),
+                                                          ids.size(), &n, options);
+        }
+        check(status);
         ids.resize(n);
         offsets.resize(2 * n);
         return ids;
@@ -468,12 +476,15 @@ inline int32_t quant_type_from_name(const std::string &name) {
  * @brief Quantizes a compact row-major float32 matrix [rows, n] into GGUF blocks (byte-exact with ggml).
  * @param type An #llmkit_quant_type value. @param x rows * n floats. @param rows Row count.
  * @param n Elements per row, a multiple of the block size. @param n_threads 0 = the default.
+ * @param imatrix nullptr, or n importance weights (one per column; see llmkit_quantize()).
  * @return The blocks, rows back to back.
  */
-inline std::vector<uint8_t> quantize(int32_t type, const float *x, int64_t rows, int64_t n, int32_t n_threads = 0) {
+inline std::vector<uint8_t> quantize(int32_t type, const float *x, int64_t rows, int64_t n, int32_t n_threads = 0,
+                                     const float *imatrix = nullptr) {
     tensor_ref src(const_cast<float *>(x), llmkit_dtype LLMKIT_DTYPE_F32, {rows, n});
     llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
     o.n_threads = n_threads;
+    o.imatrix = imatrix;
     // Ask for the size first: the library validates the shape (negative or
     // overflowing sizes) before anything is allocated here.
     size_t written = 0;

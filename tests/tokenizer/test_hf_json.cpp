@@ -18,6 +18,7 @@
 #include "support/test_support.hpp"
 #include "tokenizer/hf_json.hpp"
 #include "tokenizer/hf_models.hpp"
+#include "tokenizer/hf_unicode.hpp"
 
 using llmkit::tok::hf_tokenizer;
 
@@ -161,6 +162,43 @@ TEST_CASE("tokenizer.json pipeline: BERT normalizer, pre-tokenizer, WordPiece, B
     CHECK(t->token_to_id("##aff") == 4);
     CHECK(t->is_special(2));
     CHECK_FALSE(t->is_special(4));
+}
+
+TEST_CASE("tokenizer.json offsets: lowercased, accent-stripped tokens map back to the original bytes", "[hf_json]") {
+    const auto t = hf_tokenizer::from_json(k_wordpiece_json, "t.json");
+    // BertNormalizer lowercases and strips accents ("Ä" is 2 bytes, "Å" 2 bytes);
+    // the spans are in the original text, special tokens are empty spans at 0.
+    const std::string text = "Un\xC3\x84" "ff\xC3\x85" "ble,  A";
+    llmkit::tok::encode_options o;
+    o.add_special_tokens = true;
+    std::vector<int32_t> ids;
+    std::vector<std::pair<size_t, size_t>> spans;
+    t->encode_with_offsets(text, o, ids, spans);
+    CHECK(ids == std::vector<int32_t>{1, 3, 4, 5, 7, 6, 2});
+    using span = std::pair<size_t, size_t>;
+    CHECK(spans == std::vector<span>{{0, 0}, {0, 2}, {2, 6}, {6, 11}, {11, 12}, {14, 15}, {0, 0}});
+    std::vector<std::string> pieces;
+    for (const auto &[b, e] : spans) pieces.push_back(text.substr(b, e - b));
+    CHECK(pieces == std::vector<std::string>{"", "Un", "\xC3\x84" "ff", "\xC3\x85" "ble", ",", "A", ""});
+    // The ids are encode()'s; through the C API the same spans, and a short buffer says how many.
+    CHECK(ids == encode(*t, text, true));
+    const temp_file file(k_wordpiece_json, ".json");
+    const auto face = llmkit::tokenizer::from_file(file.path);
+    const llmkit_tokenizer *h = face.get();
+    llmkit_encode_options co = LLMKIT_ENCODE_OPTIONS_INIT;
+    co.add_special_tokens = 1;
+    int32_t cid[16];
+    size_t off[32], n = 0;
+    CHECK(llmkit_tokenizer_encode_with_offsets(h, text.data(), text.size(), cid, off, 3, &n, &co) ==
+          LLMKIT_ERROR_BUFFER_TOO_SMALL);
+    CHECK(n == 7);
+    REQUIRE(llmkit_tokenizer_encode_with_offsets(h, text.data(), text.size(), cid, off, 16, &n, &co) == LLMKIT_OK);
+    REQUIRE(n == 7);
+    for (size_t i = 0; i < n; ++i) CHECK(span(off[2 * i], off[2 * i + 1]) == spans[i]);
+    // An empty text still gets [CLS] [SEP] (more ids than bytes): the C++ face retries.
+    std::vector<size_t> face_off;
+    CHECK(face.encode_with_offsets("", face_off, &co) == std::vector<int32_t>{1, 2});
+    CHECK(face_off == std::vector<size_t>{0, 0, 0, 0});
 }
 
 TEST_CASE("tokenizer.json errors name the JSON path and the problem", "[hf_json]") {
@@ -330,6 +368,42 @@ TEST_CASE("gpt2 tokenizer.json matches llama.cpp's gpt-2 vectors and the mixed-s
     CHECK(t.encode(slice, {}, false, true) == want);
     // Decoding gives the text back (GPT-2's byte-level BPE is lossless).
     CHECK(t.decode(want) == slice);
+}
+
+TEST_CASE("tokenizer.json offsets on the mixed slice: in bounds, in order, every byte the normalizer keeps covered", "[hf_json][data]") {
+    const std::string slice = read_file(k_data + "/corpus/mixed-slice.txt");
+    for (const char *name : {"gpt2", "bert-base-uncased", "mistral-7b-v0.1"}) {
+        INFO(name);
+        const auto t = llmkit::tokenizer::from_file(k_data + "/hf-tokenizers/" + name + "/tokenizer.json");
+        std::vector<size_t> off;
+        const auto ids = t.encode_with_offsets(slice, off);
+        REQUIRE(ids == t.encode(slice, {}, false, true));
+        REQUIRE(off.size() == 2 * ids.size());
+        std::vector<char> covered(slice.size(), 0);
+        bool in_order = true, in_bounds = true, on_chars = true;
+        for (size_t i = 0; i < ids.size(); ++i) {
+            const size_t b = off[2 * i], e = off[2 * i + 1];
+            in_bounds = in_bounds && b <= e && e <= slice.size();
+            // Tokens inside one character share its span, so starts never go back.
+            if (i > 0) in_order = in_order && b >= off[2 * i - 2] && e >= off[2 * i - 1];
+            on_chars = on_chars && (b == slice.size() || (static_cast<unsigned char>(slice[b]) & 0xC0) != 0x80);
+            for (size_t k = b; k < e && k < slice.size(); ++k) covered[k] = 1;
+        }
+        CHECK(in_bounds);
+        CHECK(in_order);
+        CHECK(on_chars);
+        // Only what BERT's normalizer drops may be left uncovered: whitespace,
+        // controls and formats, nonspacing marks (strip_accents).
+        size_t missed = 0;
+        for (size_t k = 0; k < slice.size();) {
+            char32_t c;
+            const size_t n = llmkit::tok::uni::decode(slice, k, c);
+            namespace uni = llmkit::tok::uni;
+            missed += !covered[k] && !uni::is_whitespace(c) && !uni::is_other(c) && !uni::is_mark_nonspacing(c);
+            k += n;
+        }
+        CHECK(missed == 0);
+    }
 }
 
 TEST_CASE("mistral tokenizer.json: BOS from the template, byte fallback, concurrent use", "[hf_json][data]") {
