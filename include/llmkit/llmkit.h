@@ -592,8 +592,8 @@ LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t co
  *
  * Quantizes float32 rows into the block formats of GGUF files (llama.cpp's
  * ggml) and decodes them back. The quantizers reproduce ggml's reference
- * quantizers byte for byte (what `ggml_quantize_chunk` writes when no
- * importance matrix is given) and the decoders reproduce ggml's `to_float`
+ * quantizers byte for byte (what `ggml_quantize_chunk` writes, with no
+ * importance matrix or with one) and the decoders reproduce ggml's `to_float`
  * bit for bit, so llmkit's output can be written into a GGUF file and read by
  * llama.cpp, and vice versa.
  *
@@ -606,7 +606,13 @@ LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t co
  * x86-64: where a block's range overflows float (|x| near FLT_MAX) or a
  * format's f16 scale (above about 65504 times the largest level), the stored
  * scale is infinite and the block decodes to infinities or NaN, as in ggml.
- * Importance matrices (imatrix) are not supported yet.
+ *
+ * Importance matrices (imatrix): one non-negative weight per column, as
+ * llama.cpp's `llama-imatrix` computes them (sums of squared activations over
+ * calibration text). Given one, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K,
+ * Q5_K, Q6_K, IQ4_NL and IQ4_XS fit every scale, min and level to minimise the
+ * importance-weighted error, writing the bytes ggml writes with the same
+ * weights; Q8_0, F16, BF16, F32, Q8_1 and Q8_K ignore it, as ggml does.
  *
  * Thread safety: every function here is thread-safe; each call may use
  * several worker threads.
@@ -673,7 +679,7 @@ LLMKIT_API llmkit_status llmkit_quant_row_bytes(size_t *out, int32_t type, int64
 typedef struct llmkit_quantize_options {
     uint32_t struct_size;  /**< sizeof(llmkit_quantize_options). */
     int32_t n_threads;     /**< Worker threads; 0 = llmkit_get_num_threads(). */
-    const float *imatrix;  /**< Importance weights per column; must be NULL for now (#LLMKIT_ERROR_UNSUPPORTED otherwise). */
+    const float *imatrix;  /**< NULL, or one importance weight per column (n floats, finite, >= 0); GGUF types only. */
     int32_t zero_point;    /**< Int4 packings (gptq_int4*, awq_int4*) only: an #llmkit_quant_zero_point value; 0 = the format's default. */
 } llmkit_quantize_options;
 
@@ -696,8 +702,10 @@ typedef struct llmkit_quantize_options {
  *         #LLMKIT_ERROR_SHAPE (rank, or n not a multiple of the block size);
  *         #LLMKIT_ERROR_NO_DEVICE (src not in host memory);
  *         #LLMKIT_ERROR_BUFFER_TOO_SMALL (written set; also for a NULL dst);
- *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in src; nothing written);
- *         #LLMKIT_ERROR_UNSUPPORTED (options->imatrix set). Thread-safe.
+ *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in src or options->imatrix;
+ *         nothing written); #LLMKIT_ERROR_INVALID_ARGUMENT also for a negative
+ *         importance weight; #LLMKIT_ERROR_UNSUPPORTED (options->imatrix with a
+ *         format that is not a GGUF type). Thread-safe.
  */
 LLMKIT_API llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor *src, void *dst,
                                          size_t dst_capacity, const llmkit_quantize_options *options);
@@ -2264,7 +2272,20 @@ LLMKIT_API void llmkit_tokenizer_decoder_free(llmkit_tokenizer_decoder *decoder)
  * which covers the whole character; BOS is the empty span at 0, EOS the empty
  * span at `len`, an allowed special token its own text.
  *
- * Kinds without offsets yet (tokenizer.json) fail with #LLMKIT_ERROR_UNSUPPORTED.
+ * For Hugging Face tokenizer.json files the spans are those of the
+ * `tokenizers` package (`Encoding.offsets`, which Python gives in characters),
+ * in bytes: each stage keeps, for every byte of its text, the input range it
+ * came from, and a token spans its first byte's start to its last byte's end.
+ * So a lowercased or accent-stripped token covers its original characters;
+ * text the normalizer drops belongs to no token; a prepended "▁" covers the
+ * first character; tokens holding parts of one character (byte-level BPE,
+ * byte fallback, an NFKC expansion) each span that whole character, so spans
+ * may overlap; an added token covers its match with the whitespace lstrip /
+ * rstrip took; post-processor tokens (`[CLS]`, `<s>`) are empty spans at 0; and
+ * ByteLevel's or RobertaProcessing's trim_offsets moves a span past the spaces
+ * at the ends of its token, counted in characters (as the Python package does).
+ *
+ * Kinds without offsets fail with #LLMKIT_ERROR_UNSUPPORTED naming the kind.
  * @param tokenizer The tokenizer.
  * @param text The text, `len` bytes of valid UTF-8 (may be NULL when len is 0).
  * @param len Bytes of text.
@@ -2272,8 +2293,8 @@ LLMKIT_API void llmkit_tokenizer_decoder_free(llmkit_tokenizer_decoder *decoder)
  * @param offsets Caller's buffer of `2 * capacity` byte offsets (start, end per
  *        token); may be NULL only when `ids` is NULL.
  * @param capacity Tokens that fit in `ids` (and pairs in `offsets`); `len` is always enough for
- *        byte-level BPE; SentencePiece may need more (BOS/EOS, byte fallback after a normalizer
- *        that expands text): retry with `n_ids`.
+ *        byte-level BPE; SentencePiece and tokenizer.json may need more (special tokens, byte
+ *        fallback after a normalizer that expands text): retry with `n_ids`.
  * @param[out] n_ids Receives the number of ids (also when the buffer is too small).
  * @param options NULL for defaults.
  * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `n_ids` set;
