@@ -90,7 +90,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     // Quantize every activation row once (each row's bytes depend only on that row).
     std::vector<int8_t> q(size_t(m * k));
     std::vector<float> d(size_t(m * (k / block)));
-    std::vector<int16_t> sum16(size_t(m * (k / 16)));
+    std::vector<int16_t> sum16(size_t(m * (k / 16))), sum32(size_t(m * (k / 32)));
     core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
         const float *src = p.x + i * p.x_row_stride;
         std::vector<float> packed;
@@ -106,6 +106,9 @@ void matmul(const matmul_problem &p, int n_threads) {
             for (int j = 0; j < 16; ++j) s += qi[16 * g + j];
             sum16[size_t(i * (k / 16) + g)] = int16_t(s);
         }
+        for (int64_t g = 0; g < k / 32; ++g)
+            sum32[size_t(i * (k / 32) + g)] =
+                int16_t(sum16[size_t(i * (k / 16) + 2 * g)] + sum16[size_t(i * (k / 16) + 2 * g + 1)]);
     });
 
     mm::kernel_args base;
@@ -114,6 +117,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     base.act.q = q.data();
     base.act.d = d.data();
     base.act.sum16 = sum16.data();
+    base.act.sum32 = sum32.data();
     base.act.m = m;
     base.act.k = k;
     base.act.block = block;

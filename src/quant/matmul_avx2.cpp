@@ -96,6 +96,7 @@ struct act_tile {
     const int8_t *q[C];
     const float *d[C];
     const int16_t *s[C];
+    const int16_t *s32[C];
 };
 
 // The accumulators of one tile and how they become y.
@@ -248,19 +249,31 @@ void block32_pair(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accu
 }
 
 // ---------------------------------------------------------------- 256-element super-blocks
-// The 8 six-bit scales and 8 six-bit mins of a Q4_K / Q5_K block (12 bytes,
-// ggml's get_scale_min_k4 for j = 0..7) as bytes: scales in the low 8 bytes,
-// mins in the high 8.
-__m128i scales_mins_k4(const uint8_t *s) {
-    uint32_t u[4];
-    __builtin_memcpy(u, s, 12);
-    const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-    const uint32_t mins_lo = u[1] & m1;
-    u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-    u[2] = mins_lo;
-    u[0] &= m1;
-    return _mm_setr_epi32(int32_t(u[0]), int32_t(u[1]), int32_t(u[2]), int32_t(u[3]));
+// The 8 six-bit scales and 8 six-bit mins of a Q4_K / Q5_K block (the 12
+// bytes s at `p`, ggml's get_scale_min_k4 for j = 0..7) as bytes: scales in
+// the low 8 bytes, mins in the high 8. In vector registers (10 operations,
+// about half the scalar shifts and inserts): for j < 4, scale j = s[j] & 63
+// and min j = s[j + 4] & 63; for j >= 4, scale j = (s[j + 4] & 15) |
+// (s[j - 4] >> 6) << 4 and min j = (s[j + 4] >> 4) | (s[j] >> 6) << 4.
+// Reads 16 bytes from p (the 4 past the scales are the block's own levels).
+__m128i scales_mins_k4(const uint8_t *p) {
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
+    // Output byte i takes its low bits from byte `low` of s, its top two from byte `top` (bits 6-7, to 4-5).
+    const __m128i low = _mm_shuffle_epi8(raw, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i top = _mm_shuffle_epi8(raw, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i low_bits = _mm_or_si128(
+        _mm_and_si128(low, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)),
+        _mm_and_si128(_mm_srli_epi16(low, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)));
+    // (b >> 6) << 4 == (b & 0xC0) >> 2; the 16-bit shift's bits from the next byte land in bits 6-7, masked off.
+    const __m128i top_bits = _mm_and_si128(_mm_srli_epi16(top, 2), _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+    return _mm_or_si128(low_bits, top_bits);
+}
+
+// Lane 0 = the sum of the 4 int32 of v (exact), converted to float.
+__m128 hsum_to_float(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1));
+    return _mm_cvtepi32_ps(v);
 }
 
 // int16 element i of each 128-bit half of v, in all 8 int16 of that half.
@@ -290,15 +303,17 @@ void hsum_rows(const __m128i *v, int32_t *t) {
 template <kernel_kind Kind, int R, int C>
 void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
     const uint8_t *o[R];
-    float dw[R], bw[R];
+    // Lane 0: the block scale d; lane 1 (Q4_K / Q5_K): dmin. The bias term is
+    // fmaf(t, -(dmin * dx), bias) (Q6_K: -(d * dx)), which vfnmadd computes
+    // with the same single rounding, the negation being exact.
+    __m128 dd[R];
     __m256i sc16[R];  // Q4_K / Q5_K: the 8 sub-block scales as int16, in both halves; Q6_K: the 16 group scales
     __m128i bm[R];    // Q4_K / Q5_K: the 8 mins as int16; Q6_K: unused
     __m256i sc_eo[R];  // Q6_K: the even groups' scales (int16) in the low half, the odd ones' in the high
     for (int r = 0; r < R; ++r) {
         o[r] = w[r] + b * int64_t(block_bytes(Kind));
         if (Kind == k_q6_k) {
-            dw[r] = f16_at(o[r] + 208);
-            bw[r] = -dw[r];
+            dd[r] = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(u16_at(o[r] + 208))));
             const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(o[r] + 192));
             sc16[r] = _mm256_cvtepi8_epi16(raw);
             // The even groups' scales in the low half, the odd ones' in the high
@@ -306,11 +321,11 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
             const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
             sc_eo[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, even_odd));
         } else {
-            dw[r] = f16_at(o[r]);
-            bw[r] = -f16_at(o[r] + 2);
+            uint32_t d_dmin;
+            __builtin_memcpy(&d_dmin, o[r], 4);
+            dd[r] = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(d_dmin)));
             const __m128i sm = scales_mins_k4(o[r] + 4);
-            const __m128i sc = _mm_cvtepu8_epi16(sm);
-            sc16[r] = _mm256_set_m128i(sc, sc);
+            sc16[r] = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
             bm[r] = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
         }
     }
@@ -384,24 +399,32 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
     }
     for (int c = 0; c < C; ++c) {
         const float dx = x.d[c][b];
-        const __m256i xs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.s[c] + 16 * b));
         // The bias integers: sum over groups of multiplier * sum16 (|.| < 2^27, exact).
         __m128i part[R];
         if (Kind == k_q6_k) {
+            const __m256i xs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.s[c] + 16 * b));
             for (int r = 0; r < R; ++r) {
                 const __m256i p = _mm256_madd_epi16(sc16[r], xs);
-                part[r] = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+                part[r] = _mm_slli_epi32(_mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)), 5);
             }
-        } else {  // the mins are per 32 elements: sum16 in pairs
-            const __m128i xs32 = _mm_hadd_epi16(_mm256_castsi256_si128(xs), _mm256_extracti128_si256(xs, 1));
+        } else {  // the mins are per 32 elements
+            const __m128i xs32 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(x.s32[c] + 8 * b));
             for (int r = 0; r < R; ++r) part[r] = _mm_madd_epi16(bm[r], xs32);
         }
-        int32_t ts[R];
-        hsum_rows<R>(part, ts);
+        __m128 tf[R];  // lane 0: float(t) of row r (Q6_K: 32 t)
+        if (R == 1) {
+            tf[0] = hsum_to_float(part[0]);
+        } else {
+            int32_t ts[R];
+            hsum_rows<R>(part, ts);
+            for (int r = 0; r < R; ++r) tf[r] = _mm_set_ss(float(ts[r]));
+        }
+        const __m128 dxv = _mm_set1_ps(dx);
         for (int r = 0; r < R; ++r) {
-            t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(dw[r] * dx), t.acc[r][c]);
-            const int32_t s = Kind == k_q6_k ? 32 * ts[r] : ts[r];
-            t.bias[r][c] = __builtin_fmaf(float(s), bw[r] * dx, t.bias[r][c]);
+            const __m128 s = _mm_mul_ps(dd[r], dxv);  // d * dx, dmin * dx
+            t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_broadcastss_ps(s), t.acc[r][c]);
+            const __m128 sb = Kind == k_q6_k ? s : _mm_movehdup_ps(s);
+            t.bias[r][c] = _mm_cvtss_f32(_mm_fnmadd_ss(tf[r], sb, _mm_set_ss(t.bias[r][c])));
         }
     }
 }
@@ -418,6 +441,7 @@ void tile(const kernel_args &a, int64_t r0, int64_t c0) {
         x.q[c] = a.act.q + (c0 + c) * a.act.k;
         x.d[c] = a.act.d + (c0 + c) * nb;
         x.s[c] = a.act.sum16 + (c0 + c) * (a.act.k / 16);
+        x.s32[c] = a.act.sum32 + (c0 + c) * (a.act.k / 32);
     }
     accumulators<R, C> t;
     // Rows are short (a 4096-element Q4_0 row is 2.3 KB), too short for the

@@ -11,7 +11,8 @@
 //  * Activations: each block of B elements of an x row (B = 32, or 256 for
 //    the K-quants) gets d = amax / 127 and id = 1 / d (d = id = 0 when amax is
 //    0 or 1 / d overflows), and q = round-half-even(x * id) as int8. sum16
-//    holds the integer sums of q over each 16 consecutive elements.
+//    holds the integer sums of q over each 16 consecutive elements, sum32
+//    over each 32 (the pairs of sum16 added; |sum| <= 32 * 127 fits int16).
 //  * Integer part: a weight block times an activation block gives 8 int32
 //    "lanes"; lane l sums, over each 32-element sub-block, the products of
 //    elements 4l..4l+3, times the sub-block's integer scale for the K-quants
@@ -34,6 +35,7 @@ struct act_rows {
     const int8_t *q = nullptr;       // [m, k]
     const float *d = nullptr;        // [m, k / block]
     const int16_t *sum16 = nullptr;  // [m, k / 16]
+    const int16_t *sum32 = nullptr;  // [m, k / 32]
     int64_t m = 0, k = 0, block = 32;
 };
 
