@@ -127,9 +127,6 @@ llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor
         const auto &t = require_type(type);
         const auto o = capi::read_options(options, k_quantize_defaults, "options");
         require_threads(o.n_threads);
-        if (o.imatrix)
-            fail(LLMKIT_ERROR_UNSUPPORTED, "quantize ", t.name,
-                 ": importance matrices (options.imatrix) are not supported yet; pass NULL");
         const matrix m = host_matrix(src, "src");
         const size_t needed = quant::rows_bytes(t, m.rows, m.cols);
         if (written) *written = needed;
@@ -142,7 +139,7 @@ llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor
         rows.n = m.cols;
         rows.row_stride = m.row_stride;
         rows.col_stride = m.col_stride;
-        quant::quantize_rows(t, rows, dst, o.n_threads);
+        quant::quantize_rows(t, rows, dst, o.n_threads, o.imatrix);
     });
 }
 

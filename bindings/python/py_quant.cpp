@@ -43,7 +43,13 @@ py::array_t<uint8_t> quantize(py::handle src_obj, int32_t type, const std::optio
     llmkit::tensor_ref st = src.ref();
     llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
     o.n_threads = num_threads;
-    if (imatrix) o.imatrix = imatrix->data();
+    if (imatrix) {
+        // The C call cannot see the length: it reads one weight per column.
+        if (src.ndim() >= 1 && imatrix->size() != py::ssize_t(src.shape.back()))
+            throw py::value_error("imatrix has " + std::to_string(imatrix->size()) + " weights; the rows have " +
+                                  std::to_string(src.shape.back()) + " columns (one weight per column)");
+        o.imatrix = imatrix->data();
+    }
     o.zero_point = zero_point;
     size_t written = 0;
     {

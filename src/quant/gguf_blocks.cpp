@@ -291,11 +291,11 @@ void dequantize_q8_1(const void *src, float *y, int64_t n) {
 
 // ---------------------------------------------------------------- K-quant helpers
 
-// Symmetric fit with levels -nmax..nmax-1 and weights x^2 (ggml's
-// make_qx_quants with rmse_type 1 and no importance weights): tries 19 scales
-// around nmax / max and keeps the one with the best weighted projection.
-// L receives level + nmax; returns the scale.
-float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
+// Symmetric fit with levels -nmax..nmax-1 (ggml's make_qx_quants with
+// rmse_type 1): tries 19 scales around nmax / max and keeps the one with the
+// best weighted projection. The weights are qw (importance) or, without it,
+// x^2. L receives level + nmax; returns the scale.
+float fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float *qw = nullptr) {
     const float max = signed_absmax(x, n);
     if (std::fabs(max) < group_max_eps) {
         std::fill(L, L + n, int8_t(0));
@@ -306,7 +306,7 @@ float fit_symmetric(int n, int nmax, const float *x, int8_t *L) {
         for (int i = 0; i < n; ++i) {
             const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
             if (store) L[i] = int8_t(l + nmax);
-            const float w = x[i] * x[i];
+            const float w = qw ? qw[i] : x[i] * x[i];
             sumlx += w * x[i] * float(l);
             suml2 += w * float(l) * float(l);
         }
@@ -435,6 +435,87 @@ float fit_asymmetric(int n, int nmax, const float *x, const float *w, uint8_t *L
     return scale;
 }
 
+// Fit of non-negative values (the scales or mins of a super-block's groups)
+// with levels 0..nmax and importance weights qw (ggml's make_qp_quants): 8
+// scales around nmax / max by weighted squared error, then single levels moved
+// while the weighted projection improves. Returns the scale.
+float fit_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    float max = 0;
+    for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+    if (max < group_max_eps) {
+        std::fill(L, L + n, uint8_t(0));
+        return 0.0f;
+    }
+    float iscale = float(nmax) / max;
+    // ggml keeps the first guess's levels as uint8_t and the others as int;
+    // the two differ only for a negative x, but the bytes must match there too.
+    auto mse_of = [&](float is, bool first) {
+        const float scale = 1 / is;
+        float mse = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = nearest_int(is * x[i]);
+            const float fl = first ? float(uint8_t(l)) : float(std::min(nmax, l));
+            const float diff = x[i] - scale * fl;
+            mse += qw[i] * diff * diff;
+        }
+        return mse;
+    };
+    float best_mse = mse_of(iscale, true);
+    for (int is = -4; is <= 4; ++is) {
+        if (is == 0) continue;
+        const float iscale_is = (0.1f * float(is) + float(nmax)) / max;
+        const float mse = mse_of(iscale_is, false);
+        if (mse < best_mse) {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = std::min(nmax, nearest_int(iscale * x[i]));
+        L[i] = uint8_t(l);
+        sumlx += qw[i] * x[i] * float(l);
+        suml2 += qw[i] * float(l) * float(l);
+    }
+    for (int pass = 0; pass < 5; ++pass) {
+        int changed = 0;
+        for (int i = 0; i < n; ++i) {
+            const float w = qw[i];
+            float slx = sumlx - w * x[i] * float(L[i]);
+            float sl2 = suml2 - w * float(L[i]) * float(L[i]);
+            if (!(slx > 0 && sl2 > 0)) continue;
+            const int nl = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+            if (nl == L[i]) continue;
+            slx += w * x[i] * float(nl);
+            sl2 += w * float(nl) * float(nl);
+            if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                L[i] = uint8_t(nl);
+                sumlx = slx;
+                suml2 = sl2;
+                ++changed;
+            }
+        }
+        if (!changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// Importance weights of a group, as ggml's imatrix quantizers form them:
+// w[l] = qw[l] * sqrt(sigma2 + x[l]^2), sigma2 a mean square of the row or
+// super-block. Returns their sum.
+float importance_weights(int n, const float *x, const float *qw, float sigma2, float *w) {
+    float sum = 0;
+    for (int l = 0; l < n; ++l) w[l] = qw[l] * std::sqrt(sigma2 + x[l] * x[l]);
+    for (int l = 0; l < n; ++l) sum += w[l];
+    return sum;
+}
+
+float sum_squares(const float *x, int64_t n) {
+    float s = 0;
+    for (int64_t j = 0; j < n; ++j) s += x[j] * x[j];
+    return s;
+}
+
 // The 6-bit scale and min of sub-block j from Q4_K / Q5_K's 12 packed bytes.
 inline void unpack_scale_min(int j, const uint8_t *q, uint8_t &d, uint8_t &m) {
     if (j < 4) {
@@ -468,10 +549,23 @@ inline void pack_2bit(const T *L, uint8_t *qs) {
 // ---------------------------------------------------------------- Q2_K
 // {u8 scales[16] (4-bit scale | 4-bit min << 4); u8 qs[64]; f16 d; f16 dmin}
 
+// The levels against the stored 4-bit scales and mins, packed (both fits end here).
+void finish_q2_k(const float *x, uint8_t *o, uint8_t *L) {
+    const uint8_t *sc = o;
+    const float dd = get_f16(o + 80), dmin = get_f16(o + 82);
+    for (int j = 0; j < 16; ++j) {
+        const float d = dd * float(sc[j] & 0xF);
+        if (d == 0.0f) continue;
+        const float dm = dmin * float(sc[j] >> 4);
+        for (int i = 0; i < 16; ++i) L[16 * j + i] = uint8_t(clampi(nearest_int((x[16 * j + i] + dm) / d), 0, 3));
+    }
+    pack_2bit(L, o + 16);
+}
+
 void quantize_q2_k(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
         uint8_t *o = out_block(dst, b, 84);
-        uint8_t *sc = o, *qs = o + 16;
+        uint8_t *sc = o;
         uint8_t L[qk_k];
         float w[16], mins[16], scales[16];
         float max_scale = 0, max_min = 0;
@@ -496,14 +590,29 @@ void quantize_q2_k(const float *x, void *dst, int64_t n) {
         } else {
             put_f16(o + 82, 0.f);
         }
-        const float dd = get_f16(o + 80), dmin = get_f16(o + 82);
+        finish_q2_k(x, o, L);
+    }
+}
+
+// With importance weights (ggml's quantize_row_q2_K_impl): weighted group
+// fits, then the 4-bit scales and mins themselves fitted with the groups'
+// weight sums.
+void quantize_q2_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k, qw += qk_k) {
+        uint8_t *o = out_block(dst, b, 84);
+        uint8_t L[qk_k], Ls[16], Lm[16];
+        float w[16], sw[16], mins[16], scales[16];
+        const float sigma2 = sum_squares(x, qk_k) / qk_k;
         for (int j = 0; j < 16; ++j) {
-            const float d = dd * float(sc[j] & 0xF);
-            if (d == 0.0f) continue;
-            const float dm = dmin * float(sc[j] >> 4);
-            for (int i = 0; i < 16; ++i) L[16 * j + i] = uint8_t(clampi(nearest_int((x[16 * j + i] + dm) / d), 0, 3));
+            sw[j] = importance_weights(16, x + 16 * j, qw + 16 * j, sigma2, w);
+            scales[j] = fit_asymmetric(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, false);
         }
-        pack_2bit(L, qs);
+        const float dm = fit_positive(16, 15, scales, Ls, sw);
+        const float mm = fit_positive(16, 15, mins, Lm, sw);
+        put_f16(o + 80, dm);
+        put_f16(o + 82, mm);
+        for (int j = 0; j < 16; ++j) o[j] = uint8_t(Ls[j] | Lm[j] << 4);
+        finish_q2_k(x, o, L);
     }
 }
 void dequantize_q2_k(const void *src, float *y, int64_t n) {
@@ -532,10 +641,38 @@ inline int q3_scale(const uint8_t *s, int j) {
     return (low | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4) - 32;
 }
 
+// Packs group j's 6-bit scale code (0..63, the scale + 32) into Q3_K's 12 bytes.
+inline void pack_q3_scale(uint8_t *s, int j, int l) {
+    if (j < 8)
+        s[j] = uint8_t(l & 0xF);
+    else
+        s[j - 8] = uint8_t(s[j - 8] | (l & 0xF) << 4);
+    s[j % 4 + 8] = uint8_t(s[j % 4 + 8] | (l >> 4) << (2 * (j / 4)));
+}
+
+// The levels against the stored scales, the high bits and the packing (both fits end here).
+void finish_q3_k(const float *x, uint8_t *o, int8_t *L) {
+    uint8_t *hmask = o, *s = o + 96;
+    const float dd = get_f16(o + 108);
+    for (int j = 0; j < 16; ++j) {
+        const float d = dd * float(int8_t(q3_scale(s, j)));
+        if (d == 0.0f) continue;
+        for (int i = 0; i < 16; ++i) L[16 * j + i] = int8_t(clampi(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
+    }
+    std::fill(hmask, hmask + 32, uint8_t(0));
+    for (int j = 0; j < qk_k; ++j) {
+        if (L[j] > 3) {
+            hmask[j % 32] = uint8_t(hmask[j % 32] | 1u << (j / 32));
+            L[j] = int8_t(L[j] - 4);
+        }
+    }
+    pack_2bit(L, o + 32);
+}
+
 void quantize_q3_k(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
         uint8_t *o = out_block(dst, b, 110);
-        uint8_t *hmask = o, *qs = o + 32, *s = o + 96;
+        uint8_t *s = o + 96;
         int8_t L[qk_k];
         float scales[16];
         for (int j = 0; j < 16; ++j) scales[j] = fit_q3_group(16, 4, x + 16 * j, L + 16 * j);
@@ -543,32 +680,33 @@ void quantize_q3_k(const float *x, void *dst, int64_t n) {
         std::fill(s, s + 12, uint8_t(0));
         if (max_scale != 0.0f) {
             const float iscale = -32.f / max_scale;
-            for (int j = 0; j < 16; ++j) {
-                const int l = clampi(int8_t(nearest_int(iscale * scales[j])), -32, 31) + 32;
-                if (j < 8)
-                    s[j] = uint8_t(l & 0xF);
-                else
-                    s[j - 8] = uint8_t(s[j - 8] | (l & 0xF) << 4);
-                s[j % 4 + 8] = uint8_t(s[j % 4 + 8] | (l >> 4) << (2 * (j / 4)));
-            }
+            for (int j = 0; j < 16; ++j) pack_q3_scale(s, j, clampi(int8_t(nearest_int(iscale * scales[j])), -32, 31) + 32);
             put_f16(o + 108, 1 / iscale);
         } else {
             put_f16(o + 108, 0.f);
         }
-        const float dd = get_f16(o + 108);
+        finish_q3_k(x, o, L);
+    }
+}
+
+// With importance weights (ggml's quantize_row_q3_K_impl): weighted symmetric
+// group fits, then the 16 scales fitted symmetrically with the groups' weight sums.
+void quantize_q3_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k, qw += qk_k) {
+        uint8_t *o = out_block(dst, b, 110);
+        uint8_t *s = o + 96;
+        int8_t L[qk_k], Ls[16];
+        float w[16], sw[16], scales[16];
+        const float sigma2 = 2 * sum_squares(x, qk_k) / qk_k;
         for (int j = 0; j < 16; ++j) {
-            const float d = dd * float(int8_t(q3_scale(s, j)));
-            if (d == 0.0f) continue;
-            for (int i = 0; i < 16; ++i) L[16 * j + i] = int8_t(clampi(nearest_int(x[16 * j + i] / d), -4, 3) + 4);
+            sw[j] = importance_weights(16, x + 16 * j, qw + 16 * j, sigma2, w);
+            scales[j] = fit_symmetric(16, 4, x + 16 * j, L + 16 * j, w);
         }
-        std::fill(hmask, hmask + 32, uint8_t(0));
-        for (int j = 0; j < qk_k; ++j) {
-            if (L[j] > 3) {
-                hmask[j % 32] = uint8_t(hmask[j % 32] | 1u << (j / 32));
-                L[j] = int8_t(L[j] - 4);
-            }
-        }
-        pack_2bit(L, qs);
+        const float d_block = fit_symmetric(16, 32, scales, Ls, sw);
+        std::fill(s, s + 12, uint8_t(0));
+        for (int j = 0; j < 16; ++j) pack_q3_scale(s, j, Ls[j]);
+        put_f16(o + 108, d_block);
+        finish_q3_k(x, o, L);
     }
 }
 void dequantize_q3_k(const void *src, float *y, int64_t n) {
@@ -597,6 +735,47 @@ void dequantize_q3_k(const void *src, float *y, int64_t n) {
 // Q4_K {f16 d; f16 dmin; u8 scales[12]; u8 qs[128]}
 // Q5_K {f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]}
 
+// Q4_K's 4-bit levels: 32-element groups in pairs, low nibbles then high.
+inline void pack_q4_k_levels(const uint8_t *L, uint8_t *q) {
+    for (int j = 0; j < qk_k; j += 64, q += 32)
+        for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | L[j + l + 32] << 4);
+}
+
+// Q5_K's 5-bit levels: qh[32] holds bit 4, ql[128] the low nibbles as in Q4_K.
+inline void pack_q5_k_levels(const uint8_t *L, uint8_t *qh) {
+    uint8_t *ql = qh + 32;
+    std::fill(qh, qh + 32, uint8_t(0));
+    unsigned m1 = 1, m2 = 2;
+    for (int j0 = 0; j0 < qk_k; j0 += 64, m1 <<= 2, m2 <<= 2, ql += 32) {
+        for (int j = 0; j < 32; ++j) {
+            int l1 = L[j0 + j], l2 = L[j0 + j + 32];
+            if (l1 > 15) {
+                l1 -= 16;
+                qh[j] = uint8_t(qh[j] | m1);
+            }
+            if (l2 > 15) {
+                l2 -= 16;
+                qh[j] = uint8_t(qh[j] | m2);
+            }
+            ql[j] = uint8_t(l1 | l2 << 4);
+        }
+    }
+}
+
+// Q4_K / Q5_K's final levels (0..nmax) against the stored scales and mins.
+void requantize_k(const float *x, int nmax, const uint8_t *head, uint8_t *L) {
+    const uint8_t *packed = head + 4;
+    const float dd = get_f16(head), dmin = get_f16(head + 2);
+    for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        unpack_scale_min(j, packed, sc, m);
+        const float d = dd * float(sc);
+        if (d == 0.0f) continue;
+        const float dm = dmin * float(m);
+        for (int i = 0; i < 32; ++i) L[32 * j + i] = uint8_t(clampi(nearest_int((x[32 * j + i] + dm) / d), 0, nmax));
+    }
+}
+
 // The shared first half: per-32 asymmetric fits, 6-bit scales and mins, then
 // the final levels (0..nmax) against the stored scales.
 void quantize_k_scales(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *head, uint8_t *L) {
@@ -622,14 +801,42 @@ void quantize_k_scales(const float *x, int nmax, float rmin, float rdelta, int n
     }
     put_f16(head, max_scale / 63.f);
     put_f16(head + 2, max_min / 63.f);
-    const float dd = get_f16(head), dmin = get_f16(head + 2);
+    requantize_k(x, nmax, head, L);
+}
+
+// With importance weights (ggml's quantize_row_q4_K_impl / q5_K_impl): weighted
+// group fits, then the 6-bit scales and mins fitted with the groups' weight sums.
+void quantize_k_scales_weighted(const float *x, const float *qw, int nmax, uint8_t *head, uint8_t *L) {
+    float w[32], sw[8], mins[8], scales[8];
+    uint8_t Ls[8], Lm[8];
+    const float sigma2 = 2 * sum_squares(x, qk_k) / qk_k;
     for (int j = 0; j < 8; ++j) {
-        uint8_t sc, m;
-        unpack_scale_min(j, packed, sc, m);
-        const float d = dd * float(sc);
-        if (d == 0.0f) continue;
-        const float dm = dmin * float(m);
-        for (int i = 0; i < 32; ++i) L[32 * j + i] = uint8_t(clampi(nearest_int((x[32 * j + i] + dm) / d), 0, nmax));
+        sw[j] = importance_weights(32, x + 32 * j, qw + 32 * j, sigma2, w);
+        scales[j] = fit_asymmetric(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
+    }
+    const float d_block = fit_positive(8, 63, scales, Ls, sw);
+    const float m_block = fit_positive(8, 63, mins, Lm, sw);
+    for (int j = 0; j < 8; ++j) pack_scale_min(j, std::min<uint8_t>(63, Ls[j]), std::min<uint8_t>(63, Lm[j]), head + 4);
+    put_f16(head, d_block);
+    put_f16(head + 2, m_block);
+    requantize_k(x, nmax, head, L);
+}
+
+void quantize_q4_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k, qw += qk_k) {
+        uint8_t *o = out_block(dst, b, 144);
+        uint8_t L[qk_k];
+        quantize_k_scales_weighted(x, qw, 15, o, L);
+        pack_q4_k_levels(L, o + 16);
+    }
+}
+
+void quantize_q5_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k, qw += qk_k) {
+        uint8_t *o = out_block(dst, b, 176);
+        uint8_t L[qk_k];
+        quantize_k_scales_weighted(x, qw, 31, o, L);
+        pack_q5_k_levels(L, o + 16);
     }
 }
 
@@ -638,9 +845,7 @@ void quantize_q4_k(const float *x, void *dst, int64_t n) {
         uint8_t *o = out_block(dst, b, 144);
         uint8_t L[qk_k];
         quantize_k_scales(x, 15, -1.f, 0.1f, 20, o, L);
-        uint8_t *q = o + 16;
-        for (int j = 0; j < qk_k; j += 64, q += 32)
-            for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | L[j + l + 32] << 4);
+        pack_q4_k_levels(L, o + 16);
     }
 }
 void dequantize_q4_k(const void *src, float *y, int64_t n) {
@@ -665,23 +870,7 @@ void quantize_q5_k(const float *x, void *dst, int64_t n) {
         uint8_t *o = out_block(dst, b, 176);
         uint8_t L[qk_k];
         quantize_k_scales(x, 31, -0.5f, 0.1f, 15, o, L);
-        uint8_t *qh = o + 16, *ql = o + 48;
-        std::fill(qh, qh + 32, uint8_t(0));
-        unsigned m1 = 1, m2 = 2;
-        for (int j0 = 0; j0 < qk_k; j0 += 64, m1 <<= 2, m2 <<= 2, ql += 32) {
-            for (int j = 0; j < 32; ++j) {
-                int l1 = L[j0 + j], l2 = L[j0 + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    qh[j] = uint8_t(qh[j] | m1);
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    qh[j] = uint8_t(qh[j] | m2);
-                }
-                ql[j] = uint8_t(l1 | l2 << 4);
-            }
-        }
+        pack_q5_k_levels(L, o + 16);
     }
 }
 void dequantize_q5_k(const void *src, float *y, int64_t n) {
@@ -705,37 +894,44 @@ void dequantize_q5_k(const void *src, float *y, int64_t n) {
 // ---------------------------------------------------------------- Q6_K
 // {u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}
 
-void quantize_q6_k(const float *x, void *dst, int64_t n) {
-    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
-        uint8_t *o = out_block(dst, b, 210);
-        int8_t L[qk_k];
-        float scales[16];
-        for (int ib = 0; ib < 16; ++ib) scales[ib] = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib);
-        const float max_scale = signed_absmax(scales, 16);
-        if (std::fabs(max_scale) < group_max_eps) {
-            std::fill(o, o + 210, uint8_t(0));
-            continue;
-        }
-        auto *sc = reinterpret_cast<int8_t *>(o + 192);
-        const float iscale = -128.f / max_scale;
-        put_f16(o + 208, 1 / iscale);
-        for (int ib = 0; ib < 16; ++ib) sc[ib] = int8_t(std::min(127, nearest_int(iscale * scales[ib])));
-        const float dd = get_f16(o + 208);
-        for (int j = 0; j < 16; ++j) {
-            const float d = dd * float(sc[j]);
-            if (d == 0.0f) continue;
-            for (int i = 0; i < 16; ++i) L[16 * j + i] = int8_t(clampi(nearest_int(x[16 * j + i] / d), -32, 31) + 32);
-        }
-        uint8_t *ql = o, *qh = o + 128;
-        for (int j = 0; j < qk_k; j += 128, ql += 64, qh += 32) {
-            for (int l = 0; l < 32; ++l) {
-                const int a = L[j + l], c = L[j + l + 32], e = L[j + l + 64], g = L[j + l + 96];
-                ql[l] = uint8_t((a & 0xF) | (e & 0xF) << 4);
-                ql[l + 32] = uint8_t((c & 0xF) | (g & 0xF) << 4);
-                qh[l] = uint8_t((a >> 4) | (c >> 4) << 2 | (e >> 4) << 4 | (g >> 4) << 6);
-            }
+// One super-block; qw: importance weights of its 256 elements, or nullptr
+// (then each group fit weighs x^2). ggml's imatrix path uses qw as given.
+void quantize_q6_k_block(const float *x, uint8_t *o, const float *qw) {
+    int8_t L[qk_k];
+    float scales[16];
+    for (int ib = 0; ib < 16; ++ib)
+        scales[ib] = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
+    const float max_scale = signed_absmax(scales, 16);
+    if (std::fabs(max_scale) < group_max_eps) {
+        std::fill(o, o + 210, uint8_t(0));
+        return;
+    }
+    auto *sc = reinterpret_cast<int8_t *>(o + 192);
+    const float iscale = -128.f / max_scale;
+    put_f16(o + 208, 1 / iscale);
+    for (int ib = 0; ib < 16; ++ib) sc[ib] = int8_t(std::min(127, nearest_int(iscale * scales[ib])));
+    const float dd = get_f16(o + 208);
+    for (int j = 0; j < 16; ++j) {
+        const float d = dd * float(sc[j]);
+        if (d == 0.0f) continue;
+        for (int i = 0; i < 16; ++i) L[16 * j + i] = int8_t(clampi(nearest_int(x[16 * j + i] / d), -32, 31) + 32);
+    }
+    uint8_t *ql = o, *qh = o + 128;
+    for (int j = 0; j < qk_k; j += 128, ql += 64, qh += 32) {
+        for (int l = 0; l < 32; ++l) {
+            const int a = L[j + l], c = L[j + l + 32], e = L[j + l + 64], g = L[j + l + 96];
+            ql[l] = uint8_t((a & 0xF) | (e & 0xF) << 4);
+            ql[l + 32] = uint8_t((c & 0xF) | (g & 0xF) << 4);
+            qh[l] = uint8_t((a >> 4) | (c >> 4) << 2 | (e >> 4) << 4 | (g >> 4) << 6);
         }
     }
+}
+
+void quantize_q6_k(const float *x, void *dst, int64_t n) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) quantize_q6_k_block(x, out_block(dst, b, 210), nullptr);
+}
+void quantize_q6_k_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k, qw += qk_k) quantize_q6_k_block(x, out_block(dst, b, 210), qw);
 }
 void dequantize_q6_k(const void *src, float *y, int64_t n) {
     for (int64_t b = 0; b < n / qk_k; ++b) {
@@ -807,10 +1003,10 @@ inline int nearest_code(float v) {
     return idx;
 }
 
-// Fits one sub-block of 32 against the codebook with weights x^2, trying 15
-// scales around max / codebook[0]; returns the best scale (0 for a zero block)
-// and leaves the levels of the first guess in L.
-float fit_codebook(const float *xb, uint8_t *L) {
+// Fits one sub-block of 32 against the codebook with weights w (x^2 when
+// nullptr), trying 15 scales around max / codebook[0]; returns the best scale
+// (0 for a zero block) and leaves the levels of the first guess in L.
+float fit_codebook(const float *xb, uint8_t *L, const float *w = nullptr) {
     constexpr int ntry = 7;
     const float max = signed_absmax(xb, 32);
     if (std::fabs(max) < group_max_eps) return 0.0f;
@@ -821,20 +1017,20 @@ float fit_codebook(const float *xb, uint8_t *L) {
         const int l = nearest_code(id * xb[j]);
         L[j] = uint8_t(l);
         const float q = float(iq4_values[l]);
-        const float w = xb[j] * xb[j];
-        sumqx += w * q * xb[j];
-        sumq2 += w * q * q;
+        const float wj = w ? w[j] : xb[j] * xb[j];
+        sumqx += wj * q * xb[j];
+        sumq2 += wj * q * q;
     }
-    d = sumqx / sumq2;
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
     float best = d * sumqx;
     for (int itry = -ntry; itry <= ntry; ++itry) {
         id = float(itry + iq4_values[0]) / max;
         sumqx = sumq2 = 0;
         for (int j = 0; j < 32; ++j) {
             const float q = float(iq4_values[nearest_code(id * xb[j])]);
-            const float w = xb[j] * xb[j];
-            sumqx += w * q * xb[j];
-            sumq2 += w * q * q;
+            const float wj = w ? w[j] : xb[j] * xb[j];
+            sumqx += wj * q * xb[j];
+            sumq2 += wj * q * q;
         }
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
             d = sumqx / sumq2;
@@ -848,16 +1044,23 @@ inline void pack_nibbles16(const uint8_t *L, uint8_t *q) {
     for (int j = 0; j < 16; ++j) q[j] = uint8_t(L[j] | L[16 + j] << 4);
 }
 
-void quantize_iq4_nl(const float *x, void *dst, int64_t n) {
+// qw: importance weights of the row's elements, or nullptr.
+void quantize_iq4_nl_row(const float *x, void *dst, int64_t n, const float *qw) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 18);
         uint8_t L[32] = {};
-        const float d = fit_codebook(x, L);
+        float w[32];
+        if (qw) importance_weights(32, x, qw + 32 * b, sum_squares(x, 32) * (2.f / 32), w);
+        const float d = fit_codebook(x, L, qw ? w : nullptr);
         put_f16(o, d);
         const float id = d != 0.0f ? 1 / d : 0;
         for (int j = 0; j < 32; ++j) L[j] = uint8_t(nearest_code(id * x[j]));
         pack_nibbles16(L, o + 2);
     }
+}
+void quantize_iq4_nl(const float *x, void *dst, int64_t n) { quantize_iq4_nl_row(x, dst, n, nullptr); }
+void quantize_iq4_nl_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    quantize_iq4_nl_row(x, dst, n, qw);
 }
 void dequantize_iq4_nl(const void *src, float *y, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, y += 32) {
@@ -870,12 +1073,17 @@ void dequantize_iq4_nl(const void *src, float *y, int64_t n) {
     }
 }
 
-void quantize_iq4_xs(const float *x, void *dst, int64_t n) {
+// qw: importance weights of the row's elements, or nullptr.
+void quantize_iq4_xs_row(const float *x, void *dst, int64_t n, const float *qw) {
     for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
         uint8_t *o = out_block(dst, b, 136);
         uint8_t L[qk_k] = {};
-        float scales[8];
-        for (int ib = 0; ib < 8; ++ib) scales[ib] = fit_codebook(x + 32 * ib, L + 32 * ib);
+        float scales[8], w[32];
+        const float sigma2 = qw ? sum_squares(x, qk_k) * (2.f / qk_k) : 0.f;
+        for (int ib = 0; ib < 8; ++ib) {
+            if (qw) importance_weights(32, x + 32 * ib, qw + qk_k * b + 32 * ib, sigma2, w);
+            scales[ib] = fit_codebook(x + 32 * ib, L + 32 * ib, qw ? w : nullptr);
+        }
         const float max_scale = signed_absmax(scales, 8);
         const float d = -max_scale / 32;
         put_f16(o, d);
@@ -896,6 +1104,10 @@ void quantize_iq4_xs(const float *x, void *dst, int64_t n) {
         for (int ib = 0; ib < 8; ++ib) pack_nibbles16(L + 32 * ib, o + 8 + 16 * ib);
     }
 }
+void quantize_iq4_xs(const float *x, void *dst, int64_t n) { quantize_iq4_xs_row(x, dst, n, nullptr); }
+void quantize_iq4_xs_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    quantize_iq4_xs_row(x, dst, n, qw);
+}
 void dequantize_iq4_xs(const void *src, float *y, int64_t n) {
     for (int64_t b = 0; b < n / qk_k; ++b) {
         const uint8_t *o = in_block(src, b, 136);
@@ -914,26 +1126,95 @@ void dequantize_iq4_xs(const void *src, float *y, int64_t n) {
     }
 }
 
+// ---------------------------------------------------------------- 32-element blocks with importance weights
+// ggml's quantize_row_q4_0_impl ... q5_1_impl: sigma2 is the mean square of
+// the whole row; the symmetric types fit as Q6_K's groups do, the asymmetric
+// ones as Q4_K's, and the fitted scale is stored as is (no second pass).
+
+struct row_weights {
+    float sigma2;
+    explicit row_weights(const float *x, int64_t n) : sigma2(sum_squares(x, n) / float(n)) {}
+    void of_block(const float *xb, const float *qw, float *w) const { importance_weights(32, xb, qw, sigma2, w); }
+};
+
+void quantize_q4_0_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    const row_weights rw(x, n);
+    for (int64_t b = 0; b < n / 32; ++b) {
+        uint8_t *o = out_block(dst, b, 18);
+        const float *xb = x + 32 * b;
+        float w[32];
+        int8_t L[32];
+        rw.of_block(xb, qw + 32 * b, w);
+        put_f16(o, fit_symmetric(32, 8, xb, L, w));
+        for (int j = 0; j < 16; ++j) o[2 + j] = uint8_t(L[j] | L[j + 16] << 4);
+    }
+}
+
+void quantize_q4_1_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    const row_weights rw(x, n);
+    for (int64_t b = 0; b < n / 32; ++b) {
+        uint8_t *o = out_block(dst, b, 20);
+        const float *xb = x + 32 * b;
+        float w[32], neg_min;
+        uint8_t L[32];
+        rw.of_block(xb, qw + 32 * b, w);
+        put_f16(o, fit_asymmetric(32, 15, xb, w, L, &neg_min, -0.9f, 0.05f, 36, false));
+        put_f16(o + 2, -neg_min);
+        for (int j = 0; j < 16; ++j) o[4 + j] = uint8_t(L[j] | L[j + 16] << 4);
+    }
+}
+
+void quantize_q5_0_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    const row_weights rw(x, n);
+    for (int64_t b = 0; b < n / 32; ++b) {
+        uint8_t *o = out_block(dst, b, 22);
+        const float *xb = x + 32 * b;
+        float w[32];
+        int8_t L[32];
+        rw.of_block(xb, qw + 32 * b, w);
+        put_f16(o, fit_symmetric(32, 16, xb, L, w));
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) put_q5_pair(unsigned(L[j]), unsigned(L[j + 16]), j, o + 6, qh);
+        std::memcpy(o + 2, &qh, 4);
+    }
+}
+
+void quantize_q5_1_weighted(const float *x, void *dst, int64_t n, const float *qw) {
+    const row_weights rw(x, n);
+    for (int64_t b = 0; b < n / 32; ++b) {
+        uint8_t *o = out_block(dst, b, 24);
+        const float *xb = x + 32 * b;
+        float w[32], neg_min;
+        uint8_t L[32];
+        rw.of_block(xb, qw + 32 * b, w);
+        put_f16(o, fit_asymmetric(32, 31, xb, w, L, &neg_min, -0.9f, 0.05f, 36, false));
+        put_f16(o + 2, -neg_min);
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) put_q5_pair(L[j], L[j + 16], j, o + 8, qh);
+        std::memcpy(o + 4, &qh, 4);
+    }
+}
+
 // ---------------------------------------------------------------- the table
 
 const type_traits k_types[] = {
-    {t_f32, "f32", 1, 4, quantize_f32, dequantize_f32},
-    {t_f16, "f16", 1, 2, quantize_f16, dequantize_f16},
-    {t_q4_0, "q4_0", 32, 18, quantize_q4_0, dequantize_q4_0},
-    {t_q4_1, "q4_1", 32, 20, quantize_q4_1, dequantize_q4_1},
-    {t_q5_0, "q5_0", 32, 22, quantize_q5_0, dequantize_q5_0},
-    {t_q5_1, "q5_1", 32, 24, quantize_q5_1, dequantize_q5_1},
-    {t_q8_0, "q8_0", 32, 34, quantize_q8_0, dequantize_q8_0},
-    {t_q8_1, "q8_1", 32, 36, quantize_q8_1, dequantize_q8_1},
-    {t_q2_k, "q2_K", 256, 84, quantize_q2_k, dequantize_q2_k},
-    {t_q3_k, "q3_K", 256, 110, quantize_q3_k, dequantize_q3_k},
-    {t_q4_k, "q4_K", 256, 144, quantize_q4_k, dequantize_q4_k},
-    {t_q5_k, "q5_K", 256, 176, quantize_q5_k, dequantize_q5_k},
-    {t_q6_k, "q6_K", 256, 210, quantize_q6_k, dequantize_q6_k},
-    {t_q8_k, "q8_K", 256, 292, quantize_q8_k, dequantize_q8_k},
-    {t_iq4_nl, "iq4_nl", 32, 18, quantize_iq4_nl, dequantize_iq4_nl},
-    {t_iq4_xs, "iq4_xs", 256, 136, quantize_iq4_xs, dequantize_iq4_xs},
-    {t_bf16, "bf16", 1, 2, quantize_bf16, dequantize_bf16},
+    {t_f32, "f32", 1, 4, quantize_f32, dequantize_f32, nullptr},
+    {t_f16, "f16", 1, 2, quantize_f16, dequantize_f16, nullptr},
+    {t_q4_0, "q4_0", 32, 18, quantize_q4_0, dequantize_q4_0, quantize_q4_0_weighted},
+    {t_q4_1, "q4_1", 32, 20, quantize_q4_1, dequantize_q4_1, quantize_q4_1_weighted},
+    {t_q5_0, "q5_0", 32, 22, quantize_q5_0, dequantize_q5_0, quantize_q5_0_weighted},
+    {t_q5_1, "q5_1", 32, 24, quantize_q5_1, dequantize_q5_1, quantize_q5_1_weighted},
+    {t_q8_0, "q8_0", 32, 34, quantize_q8_0, dequantize_q8_0, nullptr},
+    {t_q8_1, "q8_1", 32, 36, quantize_q8_1, dequantize_q8_1, nullptr},
+    {t_q2_k, "q2_K", 256, 84, quantize_q2_k, dequantize_q2_k, quantize_q2_k_weighted},
+    {t_q3_k, "q3_K", 256, 110, quantize_q3_k, dequantize_q3_k, quantize_q3_k_weighted},
+    {t_q4_k, "q4_K", 256, 144, quantize_q4_k, dequantize_q4_k, quantize_q4_k_weighted},
+    {t_q5_k, "q5_K", 256, 176, quantize_q5_k, dequantize_q5_k, quantize_q5_k_weighted},
+    {t_q6_k, "q6_K", 256, 210, quantize_q6_k, dequantize_q6_k, quantize_q6_k_weighted},
+    {t_q8_k, "q8_K", 256, 292, quantize_q8_k, dequantize_q8_k, nullptr},
+    {t_iq4_nl, "iq4_nl", 32, 18, quantize_iq4_nl, dequantize_iq4_nl, quantize_iq4_nl_weighted},
+    {t_iq4_xs, "iq4_xs", 256, 136, quantize_iq4_xs, dequantize_iq4_xs, quantize_iq4_xs_weighted},
+    {t_bf16, "bf16", 1, 2, quantize_bf16, dequantize_bf16, nullptr},
 };
 
 }  // namespace

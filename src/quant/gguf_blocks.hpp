@@ -3,7 +3,8 @@
 //
 // The quantizers reproduce ggml's reference quantizers (quantize_row_<type>_ref,
 // i.e. what ggml_quantize_chunk does without an importance matrix) byte for
-// byte, and the dequantizers reproduce ggml's to_float bit for bit. That needs
+// byte, the weighted quantizers what it does with one (quantize_row_<type>_impl),
+// and the dequantizers reproduce ggml's to_float bit for bit. That needs
 // the same float operations in the same order, no -ffast-math and no FMA
 // contraction (sources.cmake builds these files with -ffp-contract=off).
 //
@@ -40,6 +41,9 @@ enum type_id : int32_t {
 using quantize_fn = void (*)(const float *x, void *dst, int64_t n);
 // Decodes n / block_elems blocks into n floats.
 using dequantize_fn = void (*)(const void *src, float *y, int64_t n);
+// Quantizes one whole row of n floats with importance weights (n of them, one
+// per column: an imatrix), as ggml_quantize_chunk does when given one.
+using quantize_weighted_fn = void (*)(const float *x, void *dst, int64_t n, const float *importance);
 
 struct type_traits {
     int32_t id;
@@ -48,6 +52,9 @@ struct type_traits {
     int64_t block_bytes;
     quantize_fn quantize_row;
     dequantize_fn dequantize_row;
+    // nullptr for the types whose quantizer ggml runs without the weights
+    // (Q8_0, the float types and the intermediate Q8_1 / Q8_K).
+    quantize_weighted_fn quantize_row_weighted;
 };
 
 // The traits of a type, or nullptr when llmkit does not implement it.

@@ -28,9 +28,22 @@ size_t rows_bytes(const type_traits &t, int64_t rows, int64_t n) {
     return rb * size_t(rows);
 }
 
-void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads) {
+void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads, const float *importance) {
     const size_t rb = row_bytes(t, src.n);
     if (src.rows == 0 || src.n == 0) return;
+    if (importance) {
+        // ggml takes the weights on trust; here a NaN or a negative weight
+        // would silently give a meaningless fit, so it is an error.
+        for (int64_t j = 0; j < src.n; ++j) {
+            if (!std::isfinite(importance[j]))
+                core::fail(LLMKIT_ERROR_NON_FINITE, "quantize ", t.name, ": imatrix[", j, "] = ", importance[j],
+                           " is not finite");
+            if (importance[j] < 0)
+                core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "quantize ", t.name, ": imatrix[", j, "] = ", importance[j],
+                           " is negative (importance weights are sums of squared activations)");
+        }
+    }
+    const quantize_weighted_fn weighted = importance ? t.quantize_row_weighted : nullptr;
     // Pass 1: refuse non-finite input before any byte is written (ggml's
     // behaviour on NaN or infinity is undefined).
     std::atomic<int64_t> bad_row{-1};
@@ -63,7 +76,11 @@ void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_t
             for (int64_t j = 0; j < src.n; ++j) tmp[size_t(j)] = row[j * src.col_stride];
             row = tmp.data();
         }
-        t.quantize_row(row, static_cast<uint8_t *>(dst) + size_t(r) * rb, src.n);
+        void *out = static_cast<uint8_t *>(dst) + size_t(r) * rb;
+        if (weighted)
+            weighted(row, out, src.n, importance);
+        else
+            t.quantize_row(row, out, src.n);
     });
 }
 

@@ -24,9 +24,13 @@ size_t row_bytes(const type_traits &t, int64_t n);
 size_t rows_bytes(const type_traits &t, int64_t rows, int64_t n);
 
 // Quantizes every row into dst (rows back to back, row_bytes(t, n) each).
-// Throws NON_FINITE (naming the row and column) before writing anything when
-// an input is NaN or infinite.
-void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads);
+// importance: nullptr, or n importance weights (an imatrix: one per column,
+// shared by every row) for the types with a weighted quantizer; the others
+// ignore it, as ggml does. Throws NON_FINITE (naming the row and column, or the
+// importance weight) before writing anything when an input is NaN or infinite,
+// INVALID_ARGUMENT for a negative importance weight.
+void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads,
+                   const float *importance = nullptr);
 
 // Decodes rows * row_bytes(t, n) bytes into dst [rows, n] (float32, strided).
 void dequantize_rows(const type_traits &t, const void *src, int64_t rows, int64_t n, float *dst, int64_t row_stride,

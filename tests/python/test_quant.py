@@ -200,12 +200,44 @@ def test_wrong_dtype_and_rank():
     assert e.value.status == "LLMKIT_ERROR_SHAPE"
 
 
-def test_imatrix_is_unsupported():
-    x = np.ones((2, 256), np.float32)
+# quant-ref/ggml-imatrix's files for these types are ggml_quantize_chunk's bytes
+# (its K-quant files differ from ggml 0.25.3 and are checked by property in the
+# C++ tests; see test_gguf_blocks.cpp).
+IMATRIX_EXACT = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "iq4_xs"]
+
+
+@pytest.mark.parametrize("name", IMATRIX_EXACT)
+def test_imatrix_quantization_matches_ggml(data_dir, name):
+    d = data_dir / "quant-ref" / "ggml-imatrix"
+    x = np.fromfile(d / "input.f32", np.float32).reshape(32, 256)
+    imatrix = np.fromfile(d / "imatrix.f32", np.float32)
+    got = llmkit.quantize(x, name, imatrix=imatrix)
+    assert bytes(got.data) == (d / f"{name}.imatrix.bin").read_bytes()
+    assert bytes(llmkit.quantize(x, name).data) == (d / f"{name}.bin").read_bytes()
+    # Any float sequence is accepted as the weights (a list, float64) and any strides for x.
+    xt = np.asfortranarray(x)
+    assert bytes(llmkit.quantize(xt, name, imatrix=imatrix.astype(np.float64).tolist()).data) == bytes(got.data)
+
+
+def test_imatrix_errors():
+    x = np.random.default_rng(3).standard_normal((2, 256)).astype(np.float32)
     assert llmkit.quantize(x, "q4_K", imatrix=None).nbytes == 2 * 144
+    with pytest.raises(ValueError, match="imatrix has 255 weights; the rows have 256 columns"):
+        llmkit.quantize(x, "q4_K", imatrix=np.ones(255, np.float32))
+    bad = np.ones(256, np.float32)
+    bad[7] = np.nan
+    with pytest.raises(ValueError, match=r"imatrix\[7\]") as e:
+        llmkit.quantize(x, "q4_K", imatrix=bad)
+    assert e.value.status == "LLMKIT_ERROR_NON_FINITE"
+    bad[7] = -1.0
+    with pytest.raises(ValueError, match=r"imatrix\[7\].*negative") as e:
+        llmkit.quantize(x, "q6_K", imatrix=bad)
+    assert e.value.status == "LLMKIT_ERROR_INVALID_ARGUMENT"
     with pytest.raises(llmkit.LlmkitError, match="imatrix") as e:
-        llmkit.quantize(x, "q4_K", imatrix=np.ones(256, np.float32))
+        llmkit.quantize(x, "nf4", imatrix=np.ones(256, np.float32))
     assert e.value.status == "LLMKIT_ERROR_UNSUPPORTED"
+    # Q8_0 ignores the weights, as ggml does.
+    assert bytes(llmkit.quantize(x, "q8_0", imatrix=np.ones(256, np.float32)).data) == bytes(llmkit.quantize(x, "q8_0").data)
 
 
 def test_quantized_tensor_checks_its_bytes():

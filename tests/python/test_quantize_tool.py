@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 
@@ -150,3 +151,77 @@ def test_bad_safetensors_is_refused(tmp_path):
     with pytest.raises(ValueError, match="data_offsets"):
         tool.quantize_model(str(lying), str(tmp_path / "o.gguf"), "q8_0", quiet=True, out=io.StringIO())
     assert not (tmp_path / "o.gguf").exists()
+
+
+def _imatrix_fixture(rng):
+    """A model with a dense tensor that has an imatrix entry, one that has none and
+    a 3-D expert tensor with one entry per expert; the sums and counts as llama-imatrix keeps them."""
+    model = {"blk.0.ffn_up.weight": rng.standard_normal((64, 512)).astype(np.float32),
+             "blk.0.attn_q.weight": rng.standard_normal((32, 256)).astype(np.float32),
+             "blk.0.ffn_down_exps.weight": rng.standard_normal((4, 16, 256)).astype(np.float32)}
+    sums = {"blk.0.ffn_up.weight": (rng.gamma(0.5, 3.0, (1, 512)) * 40).astype(np.float32),
+            "blk.0.ffn_down_exps.weight": (rng.gamma(0.5, 3.0, (4, 256)) * 40).astype(np.float32)}
+    counts = {"blk.0.ffn_up.weight": np.array([[40.0]], np.float32),
+              "blk.0.ffn_down_exps.weight": np.array([[40.0], [0.0], [12.0], [7.0]], np.float32)}
+    return model, sums, counts
+
+
+def test_imatrix_gguf_and_legacy_files(tmp_path, rng):
+    model, sums, counts = _imatrix_fixture(rng)
+    src = tmp_path / "model.safetensors"
+    _write_safetensors(src, {n: ("F32", a) for n, a in model.items()})
+    # The GGUF imatrix format, written by gguf-py (the writer llama.cpp's own scripts use).
+    w = gguf.GGUFWriter(str(tmp_path / "imatrix.gguf"), arch="")
+    w.add_string("general.type", "imatrix")
+    for name in sums:
+        w.add_tensor(name + ".in_sum2", sums[name])
+        w.add_tensor(name + ".counts", counts[name])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    # The expected weights: sums / counts, and 1 for an expert that saw no token.
+    expected = {n: np.where(counts[n] > 0, sums[n] / np.maximum(counts[n], 1), 1).astype(np.float32) for n in sums}
+    for name, weights in tool.load_imatrix(str(tmp_path / "imatrix.gguf")).items():
+        np.testing.assert_allclose(weights, expected[name], rtol=1e-6)
+
+    log = io.StringIO()
+    dst = tmp_path / "model-q4_K.gguf"
+    summary = tool.quantize_model(str(src), str(dst), "q4_K", quiet=True, out=log,
+                                  imatrix=str(tmp_path / "imatrix.gguf"))
+    assert sorted(summary["with_imatrix"]) == ["blk.0.ffn_down_exps.weight", "blk.0.ffn_up.weight"]
+    assert "2 tensors quantized with importance weights" in log.getvalue()
+    t = {x.name: np.asarray(x.data).tobytes() for x in GGUFReader(dst).tensors}
+    up, im_up = model["blk.0.ffn_up.weight"], expected["blk.0.ffn_up.weight"][0]
+    assert t["blk.0.ffn_up.weight"] == bytes(llmkit.quantize(up, "q4_K", imatrix=im_up).data)
+    assert t["blk.0.ffn_up.weight"] != bytes(llmkit.quantize(up, "q4_K").data)
+    assert t["blk.0.attn_q.weight"] == bytes(llmkit.quantize(model["blk.0.attn_q.weight"], "q4_K").data)
+    exps = model["blk.0.ffn_down_exps.weight"]
+    assert t["blk.0.ffn_down_exps.weight"] == b"".join(
+        bytes(llmkit.quantize(exps[e], "q4_K", imatrix=expected["blk.0.ffn_down_exps.weight"][e]).data) for e in range(4))
+
+    # The legacy .dat format: entries of (name, ncall, values = mean * ncall), for a dense tensor.
+    ncall = 5
+    dat = bytearray(struct.pack("<i", 1))
+    name = b"blk.0.ffn_up.weight"
+    dat += struct.pack("<i", len(name)) + name + struct.pack("<ii", ncall, 512)
+    dat += (im_up * ncall).astype("<f4").tobytes()
+    (tmp_path / "imatrix.dat").write_bytes(bytes(dat))
+    legacy = tool.load_imatrix(str(tmp_path / "imatrix.dat"))
+    np.testing.assert_allclose(legacy["blk.0.ffn_up.weight"][0], im_up, rtol=1e-6)
+    (tmp_path / "short.dat").write_bytes(bytes(dat[:-10]))
+    with pytest.raises(ValueError, match="bad value count|truncated"):
+        tool.load_imatrix(str(tmp_path / "short.dat"))
+
+
+def test_imatrix_of_the_wrong_width_is_refused(tmp_path, rng):
+    model, _, _ = _imatrix_fixture(rng)
+    src = tmp_path / "model.safetensors"
+    _write_safetensors(src, {"blk.0.attn_q.weight": ("F32", model["blk.0.attn_q.weight"])})
+    dat = bytearray(struct.pack("<i", 1))
+    name = b"blk.0.attn_q.weight"
+    dat += struct.pack("<i", len(name)) + name + struct.pack("<ii", 1, 128) + np.ones(128, "<f4").tobytes()
+    (tmp_path / "imatrix.dat").write_bytes(bytes(dat))
+    with pytest.raises(ValueError, match="has 128 weights per row; the tensor's rows have 256"):
+        tool.quantize_model(str(src), str(tmp_path / "out.gguf"), "q4_K", quiet=True, out=io.StringIO(),
+                            imatrix=str(tmp_path / "imatrix.dat"))

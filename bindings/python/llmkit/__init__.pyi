@@ -304,7 +304,7 @@ def quantize(
     num_threads: int = 0,
     zero_point: Optional[str] = None,
 ) -> QuantizedTensor:
-    """float32 (rows, n) or (n,) into GGUF blocks, byte-exact with ggml; imatrix must be None (else LlmkitError)."""
+    """float32 (rows, n) or (n,) into GGUF blocks, byte-exact with ggml; imatrix: n importance weights (one per column) or None."""
 
 def dequantize(qt: QuantizedTensor, *, num_threads: int = 0) -> npt.NDArray[np.float32]:
     """float32 array of qt.shape, bit-exact with ggml's to_float."""

@@ -216,7 +216,7 @@ def quantize(array: Any, type: Union[str, int], *, imatrix: Optional[Any] = None
     :func:`quant_block_size`). ``type`` is ggml's name of the format, in any
     case: ``"q4_K"``, ``"Q8_0"``, ``"iq4_nl"``, ``"bf16"``... (see
     :func:`quant_types`). The bytes equal what ``ggml_quantize_chunk`` writes
-    with no importance matrix. Runs on ``num_threads`` worker threads (0: the
+    (with no importance matrix, or with ``imatrix``). Runs on ``num_threads`` worker threads (0: the
     default) with the GIL released.
 
     The non-GGUF formats (``"int8"``, ``"int8_g128"``, ``"nf4"``, ``"fp4"``,
@@ -226,8 +226,13 @@ def quantize(array: Any, type: Union[str, int], *, imatrix: Optional[Any] = None
     format's default: symmetric for GPTQ, asymmetric for AWQ),
     ``"symmetric"`` or ``"asymmetric"``.
 
-    ``imatrix`` must be None: importance matrices are not supported yet, and
-    passing one raises :class:`LlmkitError` (``LLMKIT_ERROR_UNSUPPORTED``).
+    ``imatrix``: importance weights, one per column (``n`` float32 values,
+    non-negative and finite; llama.cpp's ``llama-imatrix`` computes them as
+    sums of squared activations). With one, the GGUF types that ggml quantizes
+    with importance weights (Q4_0, Q4_1, Q5_0, Q5_1, Q2_K ... Q6_K, IQ4_NL,
+    IQ4_XS) write what ``ggml_quantize_chunk`` writes when given the same
+    weights; Q8_0 and the float types ignore it, as ggml does. The other
+    formats raise :class:`LlmkitError` (``LLMKIT_ERROR_UNSUPPORTED``).
 
     Raises :class:`ValueError` for an unknown type, a dtype other than float32
     (convert with ``.astype(np.float32)``), a rank other than 1 or 2, ``n`` not

@@ -4,6 +4,7 @@
 
     llmkit-quantize model-f16.gguf model-q4_K.gguf q4_K
     llmkit-quantize model.safetensors model-q8_0.gguf q8_0 --keep '*.embed_tokens.*'
+    llmkit-quantize model-f16.gguf model-q4_K.gguf q4_K --imatrix imatrix.gguf
     python -m llmkit.tools.quantize ...
 
 Which tensors are quantized: those with two or more dimensions whose row length
@@ -15,7 +16,15 @@ the tool says which and why. Input tensors must be F32, F16 or BF16 (or, with
 from a GGUF input; ``general.file_type`` and ``general.quantization_version``
 are set.
 
-The bytes equal what ggml's reference quantizer writes (llmkit.quantize).
+``--imatrix`` reads an importance matrix as llama.cpp's ``llama-imatrix``
+writes it: the GGUF format (``<tensor>.in_sum2`` and ``<tensor>.counts``; the
+weights are the sums divided by the counts) or the legacy ``.dat`` format
+(the weights are the stored values divided by the call count), as
+``llama-quantize`` reads them. Tensors with an entry are quantized with their
+weights (per expert for 3-D expert tensors), the others without.
+
+The bytes equal what ggml's quantizer writes (llmkit.quantize), with or
+without the importance weights.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import argparse
 import fnmatch
 import json
 import os
+import struct
 import sys
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -134,11 +144,96 @@ def _src_nbytes(t: Any, src_type: str) -> int:
     return int(t.nbytes)
 
 
+def _imatrix_from_gguf(path: str) -> Dict[str, np.ndarray]:
+    f = _gguf.read(path)
+    out: Dict[str, np.ndarray] = {}
+    for name, t in f.tensors.items():
+        if not name.endswith(".in_sum2"):
+            continue
+        base = name[: -len(".in_sum2")]
+        counts = f.tensors.get(base + ".counts")
+        if counts is None:
+            raise ValueError(f"imatrix {path}: {name} has no {base}.counts tensor")
+        sums = np.asarray(t, dtype=np.float32)
+        counts = np.asarray(counts, dtype=np.float32).reshape(-1)
+        sums = sums.reshape(len(counts), -1) if sums.size % max(len(counts), 1) == 0 else None
+        if sums is None or len(counts) == 0:
+            raise ValueError(f"imatrix {path}: {name} does not split into {len(counts)} rows of weights")
+        # As llama-quantize: the mean over the tokens seen; 1 where none were.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = np.where(counts[:, None] > 0, sums / counts[:, None], np.float32(1))
+        out[base] = w.astype(np.float32)
+    if not out:
+        raise ValueError(f"imatrix {path}: no <tensor>.in_sum2 entries (is it an imatrix file?)")
+    return out
+
+
+def _imatrix_from_dat(path: str) -> Dict[str, np.ndarray]:
+    data = open(path, "rb").read()
+    pos = 0
+
+    def take(fmt: str):
+        nonlocal pos
+        size = struct.calcsize(fmt)
+        if pos + size > len(data):
+            raise ValueError(f"imatrix {path}: truncated at byte {pos}")
+        vals = struct.unpack_from(fmt, data, pos)
+        pos += size
+        return vals
+
+    (n_entries,) = take("<i")
+    if n_entries < 1 or n_entries > len(data) // 12:
+        raise ValueError(f"imatrix {path}: {n_entries} entries is not a legacy imatrix file")
+    out: Dict[str, np.ndarray] = {}
+    for _ in range(n_entries):
+        (name_len,) = take("<i")
+        if name_len < 1 or pos + name_len > len(data):
+            raise ValueError(f"imatrix {path}: bad name length {name_len} at byte {pos - 4}")
+        name = data[pos:pos + name_len].decode("utf-8", "replace")
+        pos += name_len
+        ncall, nval = take("<ii")
+        if nval < 1 or pos + 4 * nval > len(data):
+            raise ValueError(f"imatrix {path}: {name}: bad value count {nval}")
+        vals = np.frombuffer(data, dtype="<f4", count=nval, offset=pos).astype(np.float32)
+        pos += 4 * nval
+        # Legacy files store (sum / count) * ncall; llama-quantize divides by ncall.
+        out[name] = (vals / np.float32(ncall) if ncall > 0 else vals).reshape(1, -1)
+    return out
+
+
+def load_imatrix(path: str) -> Dict[str, np.ndarray]:
+    """llama.cpp's importance matrix file (GGUF or legacy .dat) as ``{tensor name: weights}``.
+
+    Each value is float32 ``(n_experts, n_per_row)`` (one row for dense tensors), the
+    weights ``llama-quantize`` would pass to ggml's quantizer.
+    """
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    return _imatrix_from_gguf(path) if magic == b"GGUF" else _imatrix_from_dat(path)
+
+
+def _quantize_weighted(name: str, x: np.ndarray, shape: Tuple[int, ...], qname: str, weights: np.ndarray,
+                       num_threads: int) -> bytes:
+    """x (rows of shape[-1]) quantized with its imatrix entry: one row of weights, or one per expert."""
+    if weights.shape[1] != shape[-1]:
+        raise ValueError(f"imatrix entry for {name} has {weights.shape[1]} weights per row; the tensor's rows "
+                         f"have {shape[-1]}")
+    if weights.shape[0] == 1:
+        return bytes(llmkit.quantize(x.reshape(-1, shape[-1]), qname, imatrix=weights[0], num_threads=num_threads).data)
+    if len(shape) != 3 or shape[0] != weights.shape[0]:
+        raise ValueError(f"imatrix entry for {name} has {weights.shape[0]} experts; the tensor's shape is {shape}")
+    return b"".join(bytes(llmkit.quantize(x[e].reshape(-1, shape[-1]), qname, imatrix=weights[e],
+                                          num_threads=num_threads).data) for e in range(shape[0]))
+
+
 def quantize_model(src: str, dst: str, type: str, *, keep: Sequence[str] = (), allow_requantize: bool = False,
-                   num_threads: int = 0, quiet: bool = False, out=None) -> Dict[str, Any]:
+                   num_threads: int = 0, quiet: bool = False, out=None,
+                   imatrix: Optional[str] = None) -> Dict[str, Any]:
     """Converts ``src`` (.gguf or .safetensors) to a GGUF file ``dst`` with 2-D+ weights in ``type``.
 
-    Returns a summary: ``{"quantized": [names], "kept": {name: reason}, "src_bytes": n, "dst_bytes": n}``.
+    ``imatrix``: a llama.cpp importance-matrix file (see :func:`load_imatrix`).
+    Returns a summary: ``{"quantized": [names], "kept": {name: reason},
+    "with_imatrix": [names], "src_bytes": n, "dst_bytes": n}``.
     """
     out = out or sys.stdout
     qtype = type
@@ -160,8 +255,9 @@ def quantize_model(src: str, dst: str, type: str, *, keep: Sequence[str] = (), a
     metadata["general.file_type"] = FILE_TYPES.get(qname, FILE_TYPES["f32"])
     types["general.file_type"] = "uint32"
 
+    weights_of = load_imatrix(imatrix) if imatrix else {}
     tensors: Dict[str, Any] = {}
-    summary: Dict[str, Any] = {"quantized": [], "kept": {}, "src_bytes": 0, "dst_bytes": 0}
+    summary: Dict[str, Any] = {"quantized": [], "kept": {}, "with_imatrix": [], "src_bytes": 0, "dst_bytes": 0}
     bar = _progress(len(inputs), quiet)
     t0 = time.perf_counter()
     width = len(str(len(inputs)))
@@ -176,9 +272,16 @@ def quantize_model(src: str, dst: str, type: str, *, keep: Sequence[str] = (), a
         elif shape[-1] % elems != 0:
             reason = f"rows of {shape[-1]} are not a multiple of {qname}'s block of {elems}"
         x = _as_f32(name, t, src_type, allow_requantize or reason is not None)
-        if reason is None:
-            q = llmkit.quantize(x.reshape(-1, shape[-1]), qname, num_threads=num_threads)
+        if reason is None and name in weights_of:
+            data = _quantize_weighted(name, x, shape, qname, weights_of[name], num_threads)
+            q = llmkit.QuantizedTensor(np.frombuffer(data, np.uint8), qname, (int(np.prod(shape[:-1])), shape[-1]))
             res: Any = q if len(shape) == 2 else _gguf.RawTensor(q.data, q.type_id, shape)
+            summary["quantized"].append(name)
+            summary["with_imatrix"].append(name)
+            new_type = qname + " with imatrix"
+        elif reason is None:
+            q = llmkit.quantize(x.reshape(-1, shape[-1]), qname, num_threads=num_threads)
+            res = q if len(shape) == 2 else _gguf.RawTensor(q.data, q.type_id, shape)
             summary["quantized"].append(name)
             new_type = qname
         else:
@@ -206,6 +309,11 @@ def quantize_model(src: str, dst: str, type: str, *, keep: Sequence[str] = (), a
           f"{src_mb / dst_mb if dst_mb else 0:.2f}x smaller)", file=out)
     print(f"{len(summary['quantized'])} tensors quantized to {qname}, {len(summary['kept'])} kept as f32; "
           f"{elapsed:.2f} s", file=out)
+    if imatrix:
+        unused = sorted(set(weights_of) - set(summary["with_imatrix"]))
+        print(f"imatrix: {len(summary['with_imatrix'])} tensors quantized with importance weights"
+              + (f"; {len(unused)} entries match no quantized tensor: {', '.join(unused[:8])}"
+                 f"{' ...' if len(unused) > 8 else ''}" if unused else ""), file=out)
     if summary["kept"] and len(summary["kept"]) > 0:
         not_blocks = [n for n, r in summary["kept"].items() if "multiple" in r]
         if not_blocks:
@@ -226,10 +334,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--allow-requantize", action="store_true", help="decode already-quantized tensors and requantize")
     p.add_argument("--threads", type=int, default=0, help="worker threads (0: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--imatrix", metavar="FILE", help="importance matrix from llama-imatrix (.gguf or legacy .dat)")
     a = p.parse_args(argv)
     try:
         quantize_model(a.input, a.output, a.type, keep=a.keep, allow_requantize=a.allow_requantize,
-                       num_threads=a.threads, quiet=a.quiet)
+                       num_threads=a.threads, quiet=a.quiet, imatrix=a.imatrix)
     except (ValueError, TypeError, OSError, llmkit.LlmkitError) as e:
         print(f"llmkit-quantize: error: {e}", file=sys.stderr)
         return 1
