@@ -9,7 +9,8 @@
 // read (bf16/fp16 exactly, int8 times its row's scale; an fp32 tile inside one
 // block is used in place) for the gemms. Decode reads them where they lie, in
 // pieces of up to 16 rows of one head inside one block: fp32 in place,
-// bf16/fp16 converted in registers, int8 dequantised piece by piece. Either
+// bf16/fp16/int8 converted in registers (int8 dequantised piece by piece
+// into a small buffer for a kernel set without dots_pf / gemm_pf). Either
 // way there is no pass over the cache and no gathered copy of it.
 //
 // Decode is bound by how fast the cache streams from memory, so a decode task
@@ -167,10 +168,11 @@ void prefetch_bytes(const char *p, int64_t n) {
 }
 
 // S^T = Q K^T over one piece's rows where they lie (st = the piece's first
-// score): fp32 in place, 16-bit through the fused dots_pf / dots_half, int8
-// (or 16-bit for a set without dots_half) dequantised into buf first. The
-// kernels that can spread [pf, pf + pf_bytes) (the rows decoded next) over
-// their work; otherwise those bytes are asked for up front. A key's score does
+// score): through dots_pf where the set has it (16-bit and int8 rows
+// converted in registers, [pf, pf + pf_bytes), the rows decoded next, asked
+// for a few lines at a time as it computes); otherwise those bytes are asked
+// for up front and fp32 rows read in place, 16-bit through dots_half, int8
+// (or 16-bit for a set without dots_half) dequantised into buf first. A key's score does
 // not depend on which keys share a call, so paged and contiguous caches give
 // the same bits.
 void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn, const float *Qb, int R, float *buf,
@@ -178,8 +180,9 @@ void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn,
     const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
     const bool bf16 = L.type == kv_dtype::bf16;
     const char *src = L.k + pc.row * D * es;
-    if (L.type != kv_dtype::i8 && kn.dots_pf) {
-        kn.dots_pf(R, pc.n, int(D), Qb, D, src, D, row_type(int(L.type)), st, pf, pf_bytes);
+    if (kn.dots_pf) {
+        const float *scales = L.type == kv_dtype::i8 ? L.k_scale + pc.row : nullptr;
+        kn.dots_pf(R, pc.n, int(D), Qb, D, src, D, row_type(int(L.type)), scales, st, pf, pf_bytes);
         return;
     }
     prefetch_bytes(pf, pf_bytes);
@@ -211,8 +214,9 @@ void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn,
     const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
     const bool bf16 = L.type == kv_dtype::bf16;
     const char *src = L.v + pc.row * D * es;
-    if (L.type != kv_dtype::i8 && kn.gemm_pf) {
-        kn.gemm_pf(R, int(D), pc.n, p, 1, R, src, D, row_type(int(L.type)), O, D, true, scale, pf, pf_bytes);
+    if (kn.gemm_pf) {
+        const float *scales = L.type == kv_dtype::i8 ? L.v_scale + pc.row : nullptr;
+        kn.gemm_pf(R, int(D), pc.n, p, 1, R, src, D, row_type(int(L.type)), scales, O, D, true, scale, pf, pf_bytes);
         return;
     }
     prefetch_bytes(pf, pf_bytes);
@@ -289,7 +293,9 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     auto lo_of = [&](int64_t len, int64_t i) {
         return p.window > 0 ? std::max<int64_t>(0, i + len - Sq - std::min(p.window, len) + 1) : int64_t(0);
     };
-    auto parts_of = [&](int64_t lo, int64_t hi) { return nqt == 1 && hi - lo + 1 > split ? (hi - lo + split) / split : 1; };
+    auto parts_of = [&](int64_t lo, int64_t hi) {
+        return nqt == 1 && hi - lo + 1 > split ? (hi - lo + split) / split : int64_t(1);
+    };
     // Heads per decode task: all of them unless that leaves too few work
     // items to keep the threads busy (the parts depend on the sequence alone
     // and the heads are independent, so this choice never changes the bits).
@@ -442,6 +448,8 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // The piece `ahead` places after K (or V) piece i of this tile in
             // the stream: after K, this tile's V, then the next tile's K; after
             // V, the next tile's K, then its V.
+            // Returns its rows (null past the end) and their bytes; an int8
+            // piece's scales are asked for here.
             auto target = [&](bool value, size_t i, int64_t *bytes) -> const char * {
                 const std::vector<piece> *lists[3] = {&cur, value ? &nxt : &cur, &nxt};
                 const bool is_v[3] = {value, !value, value};
@@ -449,6 +457,9 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 for (int x = 0; x < 3; ++x) {
                     if (k < lists[x]->size()) {
                         const piece &pc = (*lists[x])[k];
+                        if (L.type == kv_dtype::i8)
+                            prefetch_bytes(reinterpret_cast<const char *>((is_v[x] ? L.v_scale : L.k_scale) + pc.row),
+                                           pc.n * 4);
                         *bytes = pc.n * row_bytes;
                         return (is_v[x] ? L.v : L.k) + pc.row * row_bytes;
                     }

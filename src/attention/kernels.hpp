@@ -9,7 +9,7 @@
 namespace llmkit::attention {
 
 // The element type of the K/V rows a decode kernel reads.
-enum class row_type : int { f32 = 0, bf16 = 1, f16 = 2 };
+enum class row_type : int { f32 = 0, bf16 = 1, f16 = 2, i8 = 3 };
 
 struct kernels {
     const char *name;
@@ -39,17 +39,18 @@ struct kernels {
     void (*gemm_half)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const uint16_t *B, int64_t ldb,
                       bool is_bf16, float *C, int64_t ldc, bool accumulate, const float *row_scale) = nullptr;
     // Optional (null: the caller asks for the next rows in one burst, then
-    // calls dots / dots_half / gemm / gemm_half): decode's dots over K rows and
-    // gemm over V rows of type e, with those kernels' bits, that also ask for
-    // the bytes [pf, pf + pf_bytes) (the rows decoded next) a few cache lines
-    // per block of work, so memory stays busy all the while the call computes
-    // instead of waiting on a burst of prefetches that fills the miss buffers.
-    // pf may be null (nothing to ask for).
+    // calls dots / dots_half / gemm / gemm_half, int8 rows dequantised by
+    // i8_to_f32 first): decode's dots over K rows and gemm over V rows of type
+    // e (int8: row j's elements times scales[j], else scales is unused), with
+    // the bits of those calls, that also ask for the bytes [pf, pf + pf_bytes)
+    // (the rows decoded next) a few cache lines per block of work, so memory
+    // stays busy all the while the call computes instead of waiting on a
+    // burst of prefetches that fills the miss buffers. pf may be null.
     void (*dots_pf)(int R, int N, int D, const float *Q, int64_t ldq, const void *K, int64_t ldk, row_type e,
-                    float *ST, const char *pf, int64_t pf_bytes) = nullptr;
+                    const float *scales, float *ST, const char *pf, int64_t pf_bytes) = nullptr;
     void (*gemm_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb,
-                    row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale, const char *pf,
-                    int64_t pf_bytes) = nullptr;
+                    row_type e, const float *scales, float *C, int64_t ldc, bool accumulate, const float *row_scale,
+                    const char *pf, int64_t pf_bytes) = nullptr;
 };
 
 const kernels &generic_kernels();

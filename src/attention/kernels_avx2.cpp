@@ -70,19 +70,23 @@ LLMKIT_AVX2 __m256 exp256(__m256 x0) {
 
 // ---- element loads ------------------------------------------------------
 
-// The element types K and V rows may have: float32, or 16-bit converted on the fly.
-enum : int { e_f32 = 0, e_bf16 = 1, e_f16 = 2 };
+// The element types K and V rows may have: float32, or 16-bit or int8
+// converted on the fly (int8 times its row's scale, as i8_to_f32 computes it).
+enum : int { e_f32 = 0, e_bf16 = 1, e_f16 = 2, e_i8 = 3 };
 
 template <int E>
 constexpr int64_t elem_bytes() {
-    return E == e_f32 ? 4 : 2;
+    return E == e_f32 ? 4 : E == e_i8 ? 1 : 2;
 }
 
-// 8 consecutive elements as float32.
+// 8 consecutive elements as float32 (int8: not yet scaled, see scaled()).
 template <int E>
 LLMKIT_AVX2 __m256 load8(const char *p) {
     if constexpr (E == e_f32) {
         return _mm256_loadu_ps(reinterpret_cast<const float *>(p));
+    } else if constexpr (E == e_i8) {
+        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(p));
+        return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
     } else {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
         if constexpr (E == e_bf16)
@@ -98,11 +102,19 @@ LLMKIT_AVX2 __m256 load8_part(const char *p, int w, __m256i mask) {
     if constexpr (E == e_f32) {
         return _mm256_maskload_ps(reinterpret_cast<const float *>(p), mask);
     } else {
-        alignas(16) uint16_t t[8] = {};
-        const uint16_t *h = reinterpret_cast<const uint16_t *>(p);
-        for (int i = 0; i < w; ++i) t[i] = h[i];
-        return load8<E>(reinterpret_cast<const char *>(t));
+        alignas(16) char t[16] = {};
+        for (int i = 0; i < w * int(elem_bytes<E>()); ++i) t[i] = p[i];
+        return load8<E>(t);
     }
+}
+
+// Row i's loaded elements times its scale sc[i] for int8; other types as they are.
+template <int E>
+LLMKIT_AVX2 __m256 scaled(__m256 x, const float *sc, int64_t i) {
+    if constexpr (E == e_i8)
+        return _mm256_mul_ps(x, _mm256_set1_ps(sc[i]));
+    else
+        return x;
 }
 
 // ---- spread prefetches ---------------------------------------------------
@@ -133,9 +145,11 @@ struct spread_prefetch {
 
 // NR rows x NV (1 or 2) vectors of 8 columns of C; with MASK the last vector
 // has `wlast` columns (mask `last`). B's elements are of type E.
+// B's int8 rows (E == e_i8) are scaled by sc[k].
 template <int NR, int NV, bool MASK, int E>
 LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb, float *C,
-                            int64_t ldc, bool accumulate, const float *row_scale, int wlast, __m256i last) {
+                            int64_t ldc, bool accumulate, const float *row_scale, int wlast, __m256i last,
+                            const float *sc) {
     constexpr int64_t eb = elem_bytes<E>();
     __m256 c[NR][NV];
 #pragma GCC unroll 8
@@ -160,7 +174,9 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
         __m256 b[NV];
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v)
-            b[v] = (MASK && v == NV - 1) ? load8_part<E>(bk + 8 * v * eb, wlast, last) : load8<E>(bk + 8 * v * eb);
+            b[v] = scaled<E>((MASK && v == NV - 1) ? load8_part<E>(bk + 8 * v * eb, wlast, last)
+                                                   : load8<E>(bk + 8 * v * eb),
+                             sc, k);
 #pragma GCC unroll 8
         for (int r = 0; r < NR; ++r) {
             const __m256 x = _mm256_broadcast_ss(a[r] + k * aks);
@@ -183,26 +199,26 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
 // NR rows x the w (1..16) columns of C from column 0 of B and C.
 template <int NR, int E>
 LLMKIT_AVX2 void gemm_panel(int w, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
-                            float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+                            float *C, int64_t ldc, bool accumulate, const float *row_scale, const float *sc) {
     const __m256i full = _mm256_set1_epi32(-1);
     if (w == 16)
-        gemm_block<NR, 2, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full);
+        gemm_block<NR, 2, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full, sc);
     else if (w > 8)
-        gemm_block<NR, 2, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w - 8, lane_mask(w - 8));
+        gemm_block<NR, 2, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w - 8, lane_mask(w - 8), sc);
     else if (w == 8)
-        gemm_block<NR, 1, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full);
+        gemm_block<NR, 1, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full, sc);
     else
-        gemm_block<NR, 1, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w, lane_mask(w));
+        gemm_block<NR, 1, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w, lane_mask(w), sc);
 }
 
 // Panels of 16 columns, outer, so that a K x 16 panel of B stays in L1 while
 // every block of 6 rows (then the 1..5 rows left) runs over it; A is read a
 // broadcast at a time, a few lines per 16 k.
-// pf (may be null) takes one step per panel.
+// pf (may be null) takes one step per panel; sc: int8 B's row scales.
 template <int E>
 LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
                            float *C, int64_t ldc, bool accumulate, const float *row_scale,
-                           spread_prefetch *pf = nullptr) {
+                           spread_prefetch *pf = nullptr, const float *sc = nullptr) {
     constexpr int64_t eb = elem_bytes<E>();
     for (int n0 = 0; n0 < N; n0 += 16) {
         if (pf) pf->step();
@@ -211,16 +227,16 @@ LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int
         int r = 0;
         for (; r + 6 <= M; r += 6)
             gemm_panel<6, E>(w, K, A + r * ars, ars, aks, b, ldb, C + r * ldc + n0, ldc, accumulate,
-                             row_scale ? row_scale + r : nullptr);
+                             row_scale ? row_scale + r : nullptr, sc);
         const float *rs = row_scale ? row_scale + r : nullptr;
         const float *a = A + r * ars;
         float *c = C + r * ldc + n0;
         switch (M - r) {
-        case 5: gemm_panel<5, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
-        case 4: gemm_panel<4, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
-        case 3: gemm_panel<3, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
-        case 2: gemm_panel<2, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
-        case 1: gemm_panel<1, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 5: gemm_panel<5, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
+        case 4: gemm_panel<4, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
+        case 3: gemm_panel<3, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
+        case 2: gemm_panel<2, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
+        case 1: gemm_panel<1, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
         default: break;
         }
     }
@@ -254,7 +270,8 @@ LLMKIT_AVX2 __m128 reduce4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
 // vectors of 8 with a masked tail. A key's sums do not depend on NR, NJ or
 // which keys share its block.
 template <int NR, int NJ, int E>
-LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST) {
+LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST,
+                            const float *sc) {
     constexpr int64_t eb = elem_bytes<E>();
     __m256 acc[NJ][4];
 #pragma GCC unroll 4
@@ -268,7 +285,7 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const cha
         for (int r = 0; r < NR; ++r) q[r] = _mm256_loadu_ps(Q + r * ldq + d);
 #pragma GCC unroll 4
         for (int j = 0; j < NJ; ++j) {
-            const __m256 kv = load8<E>(K + (j * ldk + d) * eb);
+            const __m256 kv = scaled<E>(load8<E>(K + (j * ldk + d) * eb), sc, j);
 #pragma GCC unroll 4
             for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_fmadd_ps(q[r], kv, acc[j][r]);
         }
@@ -280,7 +297,7 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const cha
         for (int r = 0; r < NR; ++r) q[r] = _mm256_maskload_ps(Q + r * ldq + d, mk);
 #pragma GCC unroll 4
         for (int j = 0; j < NJ; ++j) {
-            const __m256 kv = load8_part<E>(K + (j * ldk + d) * eb, D - d, mk);
+            const __m256 kv = scaled<E>(load8_part<E>(K + (j * ldk + d) * eb, D - d, mk), sc, j);
 #pragma GCC unroll 4
             for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_fmadd_ps(q[r], kv, acc[j][r]);
         }
@@ -298,21 +315,21 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const cha
     }
 }
 
-// pf (may be null) takes one step per block of keys.
+// pf (may be null) takes one step per block of keys; sc: int8 K's row scales.
 template <int NR, int E>
 LLMKIT_AVX2 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST,
-                           spread_prefetch *pf) {
+                           spread_prefetch *pf, const float *sc) {
     // 4 rows: 3 keys at a time (12 accumulators); fewer rows: 4 keys at a time.
     constexpr int NJ = NR == 4 ? 3 : 4;
     constexpr int64_t eb = elem_bytes<E>();
     int j = 0;
     for (; j + NJ <= N; j += NJ) {
         if (pf) pf->step();
-        dots_block<NR, NJ, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R);
+        dots_block<NR, NJ, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R, sc ? sc + j : nullptr);
     }
     for (; j < N; ++j) {
         if (pf) pf->step();
-        dots_block<NR, 1, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R);
+        dots_block<NR, 1, E>(R, D, Q, ldq, K + j * ldk * eb, ldk, ST + j * R, sc ? sc + j : nullptr);
     }
 }
 
@@ -320,13 +337,13 @@ LLMKIT_AVX2 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, con
 // the others find K in L1.
 template <int E>
 LLMKIT_AVX2 void dots_impl(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST,
-                           spread_prefetch *pf = nullptr) {
+                           spread_prefetch *pf = nullptr, const float *sc = nullptr) {
     int r = 0;
-    for (; r + 4 <= R; r += 4, pf = nullptr) dots_rows<4, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf);
+    for (; r + 4 <= R; r += 4, pf = nullptr) dots_rows<4, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf, sc);
     switch (R - r) {
-    case 3: dots_rows<3, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf); break;
-    case 2: dots_rows<2, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf); break;
-    case 1: dots_rows<1, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf); break;
+    case 3: dots_rows<3, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf, sc); break;
+    case 2: dots_rows<2, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf, sc); break;
+    case 1: dots_rows<1, E>(R, N, D, Q + r * ldq, ldq, K, ldk, ST + r, pf, sc); break;
     default: break;
     }
 }
@@ -348,7 +365,7 @@ LLMKIT_AVX2_FN void dots_half_avx2(int R, int N, int D, const float *Q, int64_t 
 // ---- decode with spread prefetches -----------------------------------------
 
 LLMKIT_AVX2_FN void dots_pf_avx2(int R, int N, int D, const float *Q, int64_t ldq, const void *K, int64_t ldk,
-                                 row_type e, float *ST, const char *pf, int64_t pf_bytes) {
+                                 row_type e, const float *scales, float *ST, const char *pf, int64_t pf_bytes) {
     // One step per block of keys of the first row group (3 keys for 4+ rows, else 4).
     spread_prefetch s(pf, pf_bytes, R >= 4 ? (N + 2) / 3 : (N + 3) / 4);
     const char *k = static_cast<const char *>(K);
@@ -356,19 +373,23 @@ LLMKIT_AVX2_FN void dots_pf_avx2(int R, int N, int D, const float *Q, int64_t ld
     case row_type::f32: dots_impl<e_f32>(R, N, D, Q, ldq, k, ldk, ST, &s); break;
     case row_type::bf16: dots_impl<e_bf16>(R, N, D, Q, ldq, k, ldk, ST, &s); break;
     case row_type::f16: dots_impl<e_f16>(R, N, D, Q, ldq, k, ldk, ST, &s); break;
+    case row_type::i8: dots_impl<e_i8>(R, N, D, Q, ldq, k, ldk, ST, &s, scales); break;
     }
     s.rest();
 }
 
 LLMKIT_AVX2_FN void gemm_pf_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B,
-                                 int64_t ldb, row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale,
-                                 const char *pf, int64_t pf_bytes) {
+                                 int64_t ldb, row_type e, const float *scales, float *C, int64_t ldc, bool accumulate,
+                                 const float *row_scale, const char *pf, int64_t pf_bytes) {
     spread_prefetch s(pf, pf_bytes, (N + 15) / 16);  // one step per panel of 16 columns
     const char *b = static_cast<const char *>(B);
     switch (e) {
     case row_type::f32: gemm_impl<e_f32>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
     case row_type::bf16: gemm_impl<e_bf16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
     case row_type::f16: gemm_impl<e_f16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
+    case row_type::i8:
+        gemm_impl<e_i8>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s, scales);
+        break;
     }
     s.rest();
 }
