@@ -161,7 +161,7 @@ struct word_cache {
 void bpe_merges::tokenize(std::string_view piece, std::vector<int32_t> &out) const {
     if (piece.empty()) return;
     if (piece.size() > word_cache::k_max_word) {
-        merge_word(piece, out);
+        merge_word<false>(piece, out, nullptr);
         return;
     }
     thread_local word_cache cache;
@@ -169,7 +169,7 @@ void bpe_merges::tokenize(std::string_view piece, std::vector<int32_t> &out) con
     if (e.owner != id_ || e.word != piece) {
         e.owner = 0;  // invalid until filled (merge_word may throw)
         e.ids.clear();
-        merge_word(piece, e.ids);
+        merge_word<false>(piece, e.ids, nullptr);
         e.owner = id_;
         e.word.assign(piece);
     }
@@ -180,7 +180,7 @@ void bpe_merges::tokenize_spans(std::string_view piece, std::vector<int32_t> &ou
     if (piece.empty()) return;
     std::vector<uint32_t> lens;
     const size_t first = out.size();
-    merge_word(piece, out, &lens);
+    merge_word<true>(piece, out, &lens);
     size_t pos = 0;
     for (size_t i = first; i < out.size(); ++i) {
         const size_t len = lens[i - first];
@@ -189,12 +189,13 @@ void bpe_merges::tokenize_spans(std::string_view piece, std::vector<int32_t> &ou
     }
 }
 
+template <bool Lens>
 void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out, std::vector<uint32_t> *lens) const {
     if (options_.ignore_merges) {
         const int32_t id = vocab_.id(piece);
         if (id >= 0) {
             out.push_back(id);
-            if (lens) lens->push_back(uint32_t(piece.size()));
+            if constexpr (Lens) lens->push_back(uint32_t(piece.size()));
             return;
         }
     }
@@ -205,12 +206,12 @@ void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out, s
     if (n == 0) return;  // every character unknown, and no unk_token: nothing (as HF)
     if (n == 1) {
         out.push_back(initial[0].first);
-        if (lens) lens->push_back(initial[0].second);
+        if constexpr (Lens) lens->push_back(initial[0].second);
         return;
     }
     // Symbols' byte lengths, merged alongside (only when asked).
     thread_local std::vector<uint32_t> sym_len;
-    if (lens) {
+    if constexpr (Lens) {
         sym_len.resize(n);
         for (size_t i = 0; i < n; ++i) sym_len[i] = initial[i].second;
     }
@@ -249,7 +250,7 @@ void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out, s
         const auto it = merges_.find(key(s.id, right.id));
         if (it == merges_.end() || it->second.new_id != top.new_id) continue;
         s.id = top.new_id;
-        if (lens) sym_len[top.pos] += sym_len[size_t(s.next)];
+        if constexpr (Lens) sym_len[top.pos] += sym_len[size_t(s.next)];
         right.alive = false;
         s.next = right.next;
         if (s.next >= 0) sym[size_t(s.next)].prev = int32_t(top.pos);
@@ -258,7 +259,7 @@ void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out, s
     }
     for (int32_t i = 0; i >= 0; i = sym[size_t(i)].next) {
         out.push_back(sym[size_t(i)].id);
-        if (lens) lens->push_back(sym_len[size_t(i)]);
+        if constexpr (Lens) lens->push_back(sym_len[size_t(i)]);
     }
 }
 
@@ -298,20 +299,21 @@ wordpiece::wordpiece(std::vector<std::pair<std::string, int32_t>> vocab, std::st
     if (unk_id_ < 0) core::fail(LLMKIT_ERROR_FORMAT, source, ": the unk_token \"", unk_token, "\" is not in the vocab");
 }
 
-void wordpiece::tokenize(std::string_view piece, std::vector<int32_t> &out) const { run(piece, out, nullptr); }
+void wordpiece::tokenize(std::string_view piece, std::vector<int32_t> &out) const { run<false>(piece, out, nullptr); }
 
 void wordpiece::tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const {
-    run(piece, out, &spans);
+    run<true>(piece, out, &spans);
 }
 
+template <bool Spans>
 void wordpiece::run(std::string_view piece, std::vector<int32_t> &out, std::vector<span> *spans) const {
     if (uni::count_chars(piece) > max_chars_) {
         out.push_back(unk_id_);
-        if (spans) spans->emplace_back(0, piece.size());
+        if constexpr (Spans) spans->emplace_back(0, piece.size());
         return;
     }
     const size_t mark = out.size();
-    const size_t span_mark = spans ? spans->size() : 0;
+    const size_t span_mark = Spans ? spans->size() : 0;
     std::string candidate;
     for (size_t start = 0; start < piece.size();) {
         size_t end = piece.size();
@@ -332,14 +334,14 @@ void wordpiece::run(std::string_view piece, std::vector<int32_t> &out, std::vect
         if (found < 0) {  // a word with an unmatched part is one unk
             out.resize(mark);
             out.push_back(unk_id_);
-            if (spans) {
+            if constexpr (Spans) {
                 spans->resize(span_mark);
                 spans->emplace_back(0, piece.size());
             }
             return;
         }
         out.push_back(found);
-        if (spans) spans->emplace_back(start, end);
+        if constexpr (Spans) spans->emplace_back(start, end);
         start = end;
     }
 }
@@ -368,12 +370,13 @@ unigram::unigram(const std::vector<std::pair<std::string, double>> &pieces, std:
     find_byte_tokens(vocab_, byte_ids_);
 }
 
-void unigram::tokenize(std::string_view s, std::vector<int32_t> &out) const { run(s, out, nullptr); }
+void unigram::tokenize(std::string_view s, std::vector<int32_t> &out) const { run<false>(s, out, nullptr); }
 
 void unigram::tokenize_spans(std::string_view s, std::vector<int32_t> &out, std::vector<span> &spans) const {
-    run(s, out, &spans);
+    run<true>(s, out, &spans);
 }
 
+template <bool Spans>
 void unigram::run(std::string_view s, std::vector<int32_t> &out, std::vector<span> *out_spans) const {
     if (s.empty()) return;
     // best[e]: the best segmentation of s[0, e): its score, where its last piece starts, and that piece's id.
@@ -445,7 +448,7 @@ void unigram::run(std::string_view s, std::vector<int32_t> &out, std::vector<spa
             else
                 out.push_back(*unk_id_);
         }
-        if (out_spans) out_spans->insert(out_spans->end(), out.size() - before, *it);
+        if constexpr (Spans) out_spans->insert(out_spans->end(), out.size() - before, *it);
     }
 }
 

@@ -98,8 +98,10 @@ private:
     static uint64_t key(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 32 | uint32_t(b); }
     // The initial symbols of a piece: (id, byte length) per character, with unknowns resolved.
     void initial_symbols(std::string_view piece, std::vector<std::pair<int32_t, uint32_t>> &symbols) const;
-    // tokenize() without the cache; each token's byte length too when lens is not null.
-    void merge_word(std::string_view piece, std::vector<int32_t> &out, std::vector<uint32_t> *lens = nullptr) const;
+    // tokenize() without the cache; with Lens, each token's byte length too
+    // (a template, so plain encoding runs the code it ran before offsets).
+    template <bool Lens>
+    void merge_word(std::string_view piece, std::vector<int32_t> &out, std::vector<uint32_t> *lens) const;
 
     bpe_options options_;
     int32_t unk_id_ = -1;
@@ -118,6 +120,7 @@ public:
     void tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const override;
 
 private:
+    template <bool Spans>
     void run(std::string_view piece, std::vector<int32_t> &out, std::vector<span> *spans) const;
     std::string prefix_;
     size_t max_chars_;
@@ -151,6 +154,7 @@ public:
     void tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const override;
 
 private:
+    template <bool Spans>
     void run(std::string_view piece, std::vector<int32_t> &out, std::vector<span> *spans) const;
     std::vector<double> scores_;
     std::optional<int32_t> unk_id_;
