@@ -84,10 +84,10 @@ llmkit_status llmkit_gptq_quantize(size_t *written, int32_t type, const llmkit_t
         const auto o = capi::read_options(options, k_gptq_defaults, "options");
         check_report(report);
         const quant::format_traits *f = quant::find_format(type);
-        const bool to_q4_0 = type == LLMKIT_QUANT_Q4_0;
-        if (!to_q4_0 && (!f || f->fam != quant::family::gptq))
+        const bool to_q4_0 = type == LLMKIT_QUANT_Q4_0, to_q4_k = type == LLMKIT_QUANT_Q4_K;
+        if (!to_q4_0 && !to_q4_k && (!f || f->fam != quant::family::gptq))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "gptq: type ", type,
-                 " is not a GPTQ packing (gptq_int4, gptq_int4_g32/g64/g128) or q4_0");
+                 " is not a GPTQ packing (gptq_int4, gptq_int4_g32/g64/g128), q4_0 or q4_K");
         if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
         if (o.block_size <= 0)
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.block_size must be > 0, got ", o.block_size);
@@ -101,20 +101,27 @@ llmkit_status llmkit_gptq_quantize(size_t *written, int32_t type, const llmkit_t
         if (to_q4_0 && (o.act_order || !symmetric))
             fail(LLMKIT_ERROR_UNSUPPORTED,
                  "gptq to q4_0: Q4_0 has no zero point and no column order; use act_order 0 and a symmetric grid");
+        if (to_q4_k && (o.act_order || o.zero_point == LLMKIT_QUANT_ZERO_POINT_SYMMETRIC))
+            fail(LLMKIT_ERROR_UNSUPPORTED,
+                 "gptq to q4_K: Q4_K has a min per 32 weights and no column order; use act_order 0 and zero_point 0 "
+                 "(or asymmetric)");
 
         const host_rows w = host_f32(weight, "weight");
         if (weight->ndim != 2) fail(LLMKIT_ERROR_SHAPE, "weight must be [rows, n], got ", weight->ndim, " dimensions");
-        const int32_t out_type = to_q4_0 ? int32_t(quant::f_gptq_int4_g32) : type;
+        // Q4_K's super-block plays the part of the group (its grid is Q4_K's own).
+        const int32_t out_type = to_q4_0 ? int32_t(quant::f_gptq_int4_g32) : to_q4_k ? int32_t(quant::f_gptq_int4) : type;
         const quant::format_traits &fmt = *quant::find_format(out_type);
-        const size_t needed = to_q4_0 ? quant::type_bytes(LLMKIT_QUANT_Q4_0, w.rows, w.n)
-                                      : quant::format_bytes(fmt, w.rows, w.n);
+        const size_t needed = to_q4_0   ? quant::type_bytes(LLMKIT_QUANT_Q4_0, w.rows, w.n)
+                              : to_q4_k ? quant::type_bytes(LLMKIT_QUANT_Q4_K, w.rows, w.n)
+                                        : quant::format_bytes(fmt, w.rows, w.n);
         if (written) *written = needed;
         if (needed > 0 && (!dst || dst_capacity < needed))
             fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "gptq: dst needs ", needed, " bytes, capacity is ", dst ? dst_capacity : 0);
 
         const quant::hessian h = build_hessian(calib, n_calib, w.n);
         quant::gptq_options go;
-        go.group = fmt.group;
+        go.group = to_q4_k ? 256 : fmt.group;
+        go.q4_k = to_q4_k;
         go.damp = o.damp;
         go.block = o.block_size;
         go.act_order = o.act_order == 1;
@@ -123,7 +130,9 @@ llmkit_status llmkit_gptq_quantize(size_t *written, int32_t type, const llmkit_t
         if (o.progress) go.progress = [&](int64_t done, int64_t total) { o.progress(done, total, o.user_data); };
         const quant::f32_rows src{w.data, w.rows, w.n, w.row_stride, w.col_stride};
         const quant::layer_result r = quant::gptq(src, h, go);
-        if (to_q4_0) {
+        if (to_q4_k) {
+            std::memcpy(dst, r.q4_k.data(), r.q4_k.size());
+        } else if (to_q4_0) {
             if (!quant::write_q4_0(r.groups, dst)) fail(LLMKIT_ERROR_INTERNAL, "gptq: result not representable as q4_0");
         } else {
             quant::pack_int4(fmt, r.groups, dst);

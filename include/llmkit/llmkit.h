@@ -978,7 +978,13 @@ typedef struct llmkit_gptq_options {
  * @param type #LLMKIT_QUANT_GPTQ_INT4, #LLMKIT_QUANT_GPTQ_INT4_G32 / _G64 / _G128
  *        (the GPTQ packing, g_idx included), or #LLMKIT_QUANT_Q4_0 (GPTQ's
  *        symmetric grid on groups of 32, written as GGUF Q4_0 blocks; not with
- *        act_order or an asymmetric zero point).
+ *        act_order or an asymmetric zero point), or #LLMKIT_QUANT_Q4_K (GGUF
+ *        Q4_K blocks: when GPTQ reaches a super-block of 256 columns, its
+ *        scales and mins are fitted on the updated weights by the
+ *        importance-weighted Q4_K fit with diag(H) as the importance, then GPTQ
+ *        picks each level; n a multiple of 256; not with act_order or
+ *        zero_point #LLMKIT_QUANT_ZERO_POINT_SYMMETRIC; the report's
+ *        rtn_output_error is that of the plain Q4_K quantizer).
  * @param weight float32 host tensor [rows, n]; rows and n multiples of 8 for the GPTQ packing.
  * @param calib Array of n_calib float32 host tensors [tokens, n] (or [n]).
  * @param n_calib Number of calibration batches, >= 1.
@@ -991,7 +997,8 @@ typedef struct llmkit_gptq_options {
  *         a Hessian that damping does not make positive definite);
  *         #LLMKIT_ERROR_SHAPE; #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_NON_FINITE;
  *         #LLMKIT_ERROR_OUT_OF_RANGE (a scale overflowing f16);
- *         #LLMKIT_ERROR_UNSUPPORTED (Q4_0 with act_order or a zero point). Thread-safe.
+ *         #LLMKIT_ERROR_UNSUPPORTED (Q4_0 with act_order or a zero point, Q4_K
+ *         with act_order or a symmetric grid). Thread-safe.
  */
 LLMKIT_API llmkit_status llmkit_gptq_quantize(size_t *written, int32_t type, const llmkit_tensor *weight,
                                               const llmkit_tensor *calib, size_t n_calib, void *dst,

@@ -1219,6 +1219,15 @@ const type_traits k_types[] = {
 
 }  // namespace
 
+void q4_k_sub_block(const uint8_t *block, int j, float &d, float &m) noexcept {
+    uint8_t sc, mn;
+    unpack_scale_min(j, block + 4, sc, mn);
+    d = get_f16(block) * float(sc);
+    m = get_f16(block + 2) * float(mn);
+}
+
+void q4_k_put_levels(const uint8_t *levels, uint8_t *block) noexcept { pack_q4_k_levels(levels, block + 16); }
+
 const type_traits *find_type(int32_t id) noexcept {
     for (const auto &t : k_types)
         if (t.id == id) return &t;

@@ -64,6 +64,12 @@ const type_traits *find_type(const char *name) noexcept;
 // Every implemented type, in id order.
 const type_traits *all_types(size_t *count) noexcept;
 
+// One Q4_K super-block (144 bytes), for quantizers that choose the levels
+// themselves (GPTQ): sub-block j's (0..7) scale d and min m as the decoder
+// computes them (x = d * level - m), and the 256 levels (0..15) packed in.
+void q4_k_sub_block(const uint8_t *block, int j, float &d, float &m) noexcept;
+void q4_k_put_levels(const uint8_t *levels, uint8_t *block) noexcept;
+
 // ggml's nearest_int: round to nearest (ties to even) through the float
 // magic-number trick; valid for |x| <= 4194303.
 int nearest_int(float x) noexcept;

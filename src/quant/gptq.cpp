@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "core/threads.hpp"
+#include "quant/gguf_blocks.hpp"
 
 namespace llmkit::quant {
 
@@ -19,6 +20,21 @@ using mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajo
 
 // Rows per task of the row-parallel products.
 constexpr int64_t k_row_chunk = 64;
+
+constexpr int64_t k_q4_k_elems = 256, k_q4_k_bytes = 144;
+
+// Q4_K blocks [rows, n / 256] decoded into float64 [rows, n].
+std::vector<double> dequantize_q4_k_rows(const std::vector<uint8_t> &blocks, int64_t rows, int64_t n) {
+    const type_traits &t = *find_type(t_q4_k);
+    std::vector<float> row(static_cast<size_t>(n));
+    std::vector<double> out(size_t(rows * n));
+    const size_t row_bytes = size_t(n / k_q4_k_elems * k_q4_k_bytes);
+    for (int64_t r = 0; r < rows; ++r) {
+        t.dequantize_row(blocks.data() + size_t(r) * row_bytes, row.data(), n);
+        std::copy(row.begin(), row.end(), out.begin() + r * n);
+    }
+    return out;
+}
 
 }  // namespace
 
@@ -100,6 +116,10 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
     if (!(o.damp > 0) || !std::isfinite(o.damp))
         core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "gptq: damp must be > 0, got ", o.damp);
     if (o.block <= 0) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "gptq: block size must be > 0, got ", o.block);
+    if (o.q4_k && (group != k_q4_k_elems || o.act_order))
+        core::fail(LLMKIT_ERROR_UNSUPPORTED, "gptq to q4_K: the group is Q4_K's super-block of 256 and there is no "
+                                             "column order (act_order off); got group ", group,
+                   o.act_order ? " with act_order" : "");
     // Group parameters are fitted on a group's current (fully updated) weights,
     // so a group must not straddle a lazy-update block.
     const int64_t block = group >= n ? o.block : std::max<int64_t>(1, o.block / group) * group;
@@ -114,6 +134,13 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
             w0[size_t(r * n + j)] = v;
         }
     const std::vector<double> h0 = hs.matrix();
+    // Q4_K's fit weighs each input by its activation energy, diag(H) (what
+    // llama.cpp's imatrix holds, up to a constant factor).
+    std::vector<float> importance;
+    if (o.q4_k) {
+        importance.resize(size_t(n));
+        for (int64_t j = 0; j < n; ++j) importance[size_t(j)] = float(h0[size_t(j * n + j)]);
+    }
 
     // Dead inputs (never non-zero in the calibration set): weight 0, H_jj = 1.
     mat H = Eigen::Map<const mat>(h0.data(), n, n);
@@ -167,6 +194,9 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
     g.g_idx.assign(size_t(n), 0);
     std::vector<uint8_t> qp(size_t(rows * n));  // q in permuted column order
     const family fam = family::gptq;
+    const int64_t n_super = n / k_q4_k_elems;
+    if (o.q4_k) res.q4_k.assign(size_t(rows * n_super * k_q4_k_bytes), 0);
+    auto q4_k_block = [&](int64_t r, int64_t j) { return res.q4_k.data() + size_t((r * n_super + j / k_q4_k_elems) * k_q4_k_bytes); };
 
     const int64_t row_chunks = (rows + k_row_chunk - 1) / k_row_chunk;
     std::vector<float> tmp(static_cast<size_t>(group));
@@ -176,7 +206,14 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
         mat Err1(rows, cnt);
         for (int64_t i = 0; i < cnt; ++i) {
             const int64_t j = i1 + i;
-            if (j % group == 0) {
+            if (o.q4_k && j % k_q4_k_elems == 0) {
+                // Fit the super-block's scales and mins on its current weights.
+                const type_traits &t = *find_type(t_q4_k);
+                for (int64_t r = 0; r < rows; ++r) {
+                    for (int64_t k = 0; k < k_q4_k_elems; ++k) tmp[size_t(k)] = float(W1(r, i + k));
+                    t.quantize_row_weighted(tmp.data(), q4_k_block(r, j), k_q4_k_elems, importance.data() + j);
+                }
+            } else if (!o.q4_k && j % group == 0) {
                 // Fit the group's scale and zero on its current weights
                 // (float32, as the weights are stored).
                 const int64_t gi = j / group;
@@ -193,6 +230,24 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
             const int64_t gi = j / group;
             g.g_idx[size_t(perm[size_t(j)])] = int32_t(gi);
             const double d = U(j, j);
+            if (o.q4_k) {
+                const int sub = int(j % k_q4_k_elems / 32);
+                for (int64_t r = 0; r < rows; ++r) {
+                    float ds, ms;
+                    q4_k_sub_block(q4_k_block(r, j), sub, ds, ms);
+                    int q = 0;
+                    if (ds != 0.0f) {
+                        // Clamped before rounding: compensation may push a weight past the fitted range.
+                        const float v = std::min(16.0f, std::max(-1.0f, (float(W1(r, i)) + ms) / ds));
+                        q = std::min(15, std::max(0, nearest_int(v)));
+                    }
+                    qp[size_t(r * n + j)] = uint8_t(q);
+                    Err1(r, i) = (W1(r, i) - double(ds * float(q) - ms)) / d;
+                }
+                const int64_t rest = cnt - i - 1;
+                if (rest > 0) W1.rightCols(rest).noalias() -= Err1.col(i) * U.row(j).segment(j + 1, rest);
+                continue;
+            }
             for (int64_t r = 0; r < rows; ++r) {
                 const float s = g.scale[size_t(r * g.n_groups + gi)];
                 const uint8_t z = g.zero[size_t(r * g.n_groups + gi)];
@@ -213,6 +268,21 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
             });
         }
         if (o.progress) o.progress(i2, n);
+    }
+    if (o.q4_k) {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t s = 0; s < n_super; ++s)
+                q4_k_put_levels(qp.data() + r * n + s * k_q4_k_elems, res.q4_k.data() + size_t((r * n_super + s) * k_q4_k_bytes));
+        res.groups = int4_groups{};
+        // Round-to-nearest here is ggml's own Q4_K quantizer (no importance weights).
+        std::vector<float> w32(w0.begin(), w0.end());
+        std::vector<uint8_t> rtn(res.q4_k.size());
+        const type_traits &t = *find_type(t_q4_k);
+        for (int64_t r = 0; r < rows; ++r)
+            t.quantize_row(w32.data() + r * n, rtn.data() + size_t(r * n_super * k_q4_k_bytes), n);
+        res.output_error = relative_output_error(w0, dequantize_q4_k_rows(res.q4_k, rows, n), h0, rows, n, o.n_threads);
+        res.rtn_output_error = relative_output_error(w0, dequantize_q4_k_rows(rtn, rows, n), h0, rows, n, o.n_threads);
+        return res;
     }
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < n; ++j) g.q[size_t(r * n + perm[size_t(j)])] = qp[size_t(r * n + j)];

@@ -45,14 +45,20 @@ struct gptq_options {
     int64_t block = 128;      // lazy-update block (rounded to a multiple of group)
     bool act_order = false;   // columns by decreasing diag(H); g_idx records their groups
     bool symmetric = true;    // zero point 8 (GPTQ's default) or fitted per group
+    // Emit GGUF Q4_K instead of int4 groups: group is 256 (the super-block),
+    // each super-block's scales and mins are fitted (ggml's importance-weighted
+    // Q4_K fit, with diag(H) as the importance) on its current weights when
+    // GPTQ reaches it, then GPTQ picks the levels. No act-order.
+    bool q4_k = false;
     int n_threads = 0;
     std::function<void(int64_t, int64_t)> progress;  // (columns done, total)
 };
 
 struct layer_result {
-    int4_groups groups;           // q, scales, zeros and g_idx in the original column order
+    int4_groups groups;           // q, scales, zeros and g_idx in the original column order (int4 output)
+    std::vector<uint8_t> q4_k;    // Q4_K output: rows * n / 256 blocks of 144 bytes
     double output_error = 0;      // ||W X - W^ X||^2 / ||W X||^2 on the calibration inputs
-    double rtn_output_error = 0;  // the same for round-to-nearest with the same grid
+    double rtn_output_error = 0;  // the same for round-to-nearest with the same grid (Q4_K: ggml's Q4_K quantizer)
     int64_t dead_columns = 0;     // inputs that were always 0 (their weights become 0)
 };
 

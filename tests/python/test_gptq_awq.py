@@ -154,6 +154,72 @@ def test_gptq_q4_0_output_and_dead_columns(rng):
     assert rep["output_error"] == rep_g["output_error"]
 
 
+def q4_k_grid(block):
+    """(d, m) float32 of the 8 sub-blocks of one 144-byte Q4_K block (x = d * level - m), unpacked
+    from the 12 scale bytes as ggml-common.h lays them out."""
+    d, dmin = block[0:4].view(np.float16).astype(np.float32)
+    s = block[4:16].astype(np.int32)
+    sc = np.array([s[j] & 63 if j < 4 else (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4) for j in range(8)], np.float32)
+    mn = np.array([s[j + 4] & 63 if j < 4 else (s[j + 4] >> 4) | ((s[j] >> 6) << 4) for j in range(8)], np.float32)
+    return d * sc, dmin * mn
+
+
+def gptq_q4_k_reference(w, x, damp=0.01):
+    """GPTQ column by column in float64 with Q4_K's grid: at each super-block of 256 columns its
+    scales and mins come from Q4_K's importance-weighted fit of the current weights (llmkit.quantize
+    with imatrix=diag(H), itself byte-exact with ggml), then each column takes the nearest level."""
+    rows, n = w.shape
+    W = w.astype(np.float64).copy()
+    X = x.astype(np.float64)
+    H = 2.0 / X.shape[0] * X.T @ X
+    importance = np.diag(H).astype(np.float32)
+    dead = np.diag(H) == 0
+    H[dead, dead] = 1
+    W[:, dead] = 0
+    H += damp * np.mean(np.diag(H)) * np.eye(n)
+    U = np.linalg.cholesky(np.linalg.inv(H)).T
+    w_hat = np.zeros((rows, n))
+    for j in range(n):
+        if j % 256 == 0:
+            qt = llmkit.quantize(W[:, j:j + 256].astype(np.float32), "q4_K", imatrix=importance[j:j + 256])
+            grids = [q4_k_grid(b) for b in np.asarray(qt.data).reshape(rows, 144)]
+        sub = (j % 256) // 32
+        d = np.array([g[0][sub] for g in grids], np.float32)
+        m = np.array([g[1][sub] for g in grids], np.float32)
+        v = np.clip((W[:, j].astype(np.float32) + m) / np.where(d == 0, 1, d), -1, 16)
+        q = np.where(d == 0, 0, np.clip(np.rint(v), 0, 15)).astype(np.float32)
+        w_hat[:, j] = (d * q - m).astype(np.float64)
+        W[:, j + 1:] -= np.outer((W[:, j] - w_hat[:, j]) / U[j, j], U[j, j + 1:])
+    return w_hat
+
+
+def test_gptq_q4_k_matches_the_reference_and_beats_ggml_q4_k(rng):
+    w, x = realistic_layer(rng, 64, 512, 512)
+    x[:, 5] = 0  # a dead input
+    qt, rep = llmkit.gptq(w, x, group_size=256, format="q4_K", progress=False)
+    assert qt.type == "q4_K" and qt.nbytes == 64 * 2 * 144 and rep["dead_columns"] == 1
+    got = llmkit.dequantize(qt).astype(np.float64)
+    np.testing.assert_array_equal(got, gptq_q4_k_reference(w, x))
+    # gguf-py decodes the same floats: the blocks are plain Q4_K.
+    gguf = pytest.importorskip("gguf")
+    np.testing.assert_array_equal(gguf.quants.dequantize(np.asarray(qt.data), gguf.GGMLQuantizationType.Q4_K)
+                                  .reshape(64, 512), got)
+    assert rep["output_error"] == pytest.approx(output_error(w, got, x), rel=1e-9)
+    rtn = llmkit.dequantize(llmkit.quantize(w, "q4_K")).astype(np.float64)
+    assert rep["rtn_output_error"] == pytest.approx(output_error(w, rtn, x), rel=1e-9)
+    imatrix = (x.astype(np.float64) ** 2).sum(axis=0).astype(np.float32)
+    with_imatrix = llmkit.dequantize(llmkit.quantize(w, "q4_K", imatrix=imatrix)).astype(np.float64)
+    # GPTQ beats ggml's Q4_K by far, and also its importance-weighted Q4_K (same size).
+    assert rep["output_error"] < 0.5 * rep["rtn_output_error"]
+    assert rep["output_error"] < 0.9 * output_error(w, with_imatrix, x)
+    with pytest.raises(ValueError, match="group_size=256"):
+        llmkit.gptq(w, x, group_size=128, format="q4_K", progress=False)
+    with pytest.raises(llmkit.LlmkitError, match="act_order"):
+        llmkit.gptq(w, x, group_size=256, format="q4_K", act_order=True, progress=False)
+    with pytest.raises(ValueError, match="multiple of 256|256"):
+        llmkit.gptq(w[:, :384], x[:, :384], group_size=256, format="q4_K", progress=False)
+
+
 def test_gptq_progress_and_errors(rng):
     w, x = realistic_layer(rng, 16, 512, 64)
     seen = []

@@ -19,7 +19,9 @@ using llmkit_test::f32_tensor;
 struct layer {
     int64_t rows = 64, n = 128, tokens = 512;
     std::vector<float> w, x;
-    layer() {
+    layer() { fill(); }
+    layer(int64_t rows_, int64_t n_) : rows(rows_), n(n_) { fill(); }
+    void fill() {
         std::mt19937 gen(42);
         std::normal_distribution<float> nd;
         w.resize(size_t(rows * n));
@@ -128,4 +130,42 @@ TEST_CASE("gptq and awq: errors", "[gptq][awq]") {
     rep.struct_size = 1;
     CHECK(llmkit_awq_quantize(&need, LLMKIT_QUANT_AWQ_INT4_G32, &w, &x, 1, q.data(), q.size(), nullptr, nullptr,
                               &rep) == LLMKIT_ERROR_INVALID_ARGUMENT);
+}
+
+TEST_CASE("gptq to q4_K: GGUF Q4_K blocks that beat ggml's Q4_K quantizer", "[gptq]") {
+    layer L(32, 512);
+    const int64_t ws[2] = {L.rows, L.n}, xs[2] = {L.tokens, L.n};
+    llmkit_tensor w = f32_tensor(L.w.data(), ws, 2), x = f32_tensor(L.x.data(), xs, 2);
+    size_t need = 0;
+    REQUIRE(llmkit_gptq_quantize(&need, LLMKIT_QUANT_Q4_K, &w, &x, 1, nullptr, 0, nullptr, nullptr) ==
+            LLMKIT_ERROR_BUFFER_TOO_SMALL);
+    CHECK(need == size_t(L.rows * 2 * 144));
+    std::vector<uint8_t> q(need);
+    llmkit_quant_layer_report rep = LLMKIT_QUANT_LAYER_REPORT_INIT;
+    INFO(llmkit_last_error_message());
+    REQUIRE(llmkit_gptq_quantize(&need, LLMKIT_QUANT_Q4_K, &w, &x, 1, q.data(), q.size(), nullptr, &rep) == LLMKIT_OK);
+    std::vector<float> y(L.w.size());
+    llmkit_tensor yt = f32_tensor(y.data(), ws, 2);
+    REQUIRE(llmkit_dequantize(LLMKIT_QUANT_Q4_K, q.data(), q.size(), &yt, nullptr) == LLMKIT_OK);
+    CHECK(rep.output_error == Approx(L.output_error(y)).epsilon(1e-6));
+    // Round-to-nearest here is ggml's Q4_K quantizer on the same weights.
+    std::vector<uint8_t> rtn(need);
+    REQUIRE(llmkit_quantize(&need, LLMKIT_QUANT_Q4_K, &w, rtn.data(), rtn.size(), nullptr) == LLMKIT_OK);
+    REQUIRE(llmkit_dequantize(LLMKIT_QUANT_Q4_K, rtn.data(), rtn.size(), &yt, nullptr) == LLMKIT_OK);
+    CHECK(rep.rtn_output_error == Approx(L.output_error(y)).epsilon(1e-6));
+    CHECK(rep.output_error < 0.5 * rep.rtn_output_error);
+
+    llmkit_gptq_options o = LLMKIT_GPTQ_OPTIONS_INIT;
+    o.act_order = 1;
+    CHECK(llmkit_gptq_quantize(&need, LLMKIT_QUANT_Q4_K, &w, &x, 1, q.data(), q.size(), &o, nullptr) ==
+          LLMKIT_ERROR_UNSUPPORTED);
+    o = LLMKIT_GPTQ_OPTIONS_INIT;
+    o.zero_point = LLMKIT_QUANT_ZERO_POINT_SYMMETRIC;
+    CHECK(llmkit_gptq_quantize(&need, LLMKIT_QUANT_Q4_K, &w, &x, 1, q.data(), q.size(), &o, nullptr) ==
+          LLMKIT_ERROR_UNSUPPORTED);
+    layer narrow;  // 128 inputs: not a whole super-block
+    const int64_t nws[2] = {narrow.rows, narrow.n}, nxs[2] = {narrow.tokens, narrow.n};
+    llmkit_tensor nw = f32_tensor(narrow.w.data(), nws, 2), nx = f32_tensor(narrow.x.data(), nxs, 2);
+    CHECK(llmkit_gptq_quantize(&need, LLMKIT_QUANT_Q4_K, &nw, &nx, 1, q.data(), q.size(), nullptr, nullptr) ==
+          LLMKIT_ERROR_SHAPE);
 }

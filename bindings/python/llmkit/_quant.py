@@ -350,7 +350,11 @@ def gptq(weight: Any, calib_inputs: Any, *, bits: int = 4, group_size: int = 128
     or a list of them (batches; the Hessian is accumulated over all). ``group_size`` is 32, 64,
     128 or -1 (one group per row). ``format="gptq"`` gives a ``gptq_int4*`` tensor laid out as
     AutoGPTQ checkpoints (``qt.planes()``: ``qweight``, ``qzeros``, ``scales``, ``g_idx``);
-    ``format="q4_0"`` (``group_size=32``, ``sym=True``, no ``act_order``) gives GGUF Q4_0 blocks.
+    ``format="q4_0"`` (``group_size=32``, ``sym=True``, no ``act_order``) gives GGUF Q4_0 blocks;
+    ``format="q4_K"`` (``group_size=256``, no ``act_order``; ``sym`` does not apply: Q4_K has a
+    scale and a min per 32 weights) gives GGUF Q4_K blocks, each super-block's scales and mins
+    fitted when GPTQ reaches it (ggml's importance-weighted fit with diag(H) as the imatrix) and
+    its levels chosen by GPTQ; its ``rtn_output_error`` is that of ggml's plain Q4_K quantizer.
     ``act_order`` quantizes columns by decreasing activation energy (``g_idx`` records each
     column's group). ``damp`` is GPTQ's percdamp. ``progress``: True for a tqdm bar (when tqdm is
     installed), False for none, or a callable ``(done, total)``. Runs with the GIL released.
@@ -370,14 +374,19 @@ def gptq(weight: Any, calib_inputs: Any, *, bits: int = 4, group_size: int = 128
         if group_size != 32:
             raise ValueError(f"format='q4_0' needs group_size=32, got {group_size}")
         tid = _type_id("q4_0")
+    elif format.lower() == "q4_k":
+        if group_size != 256:
+            raise ValueError(f"format='q4_K' needs group_size=256 (Q4_K's super-block), got {group_size}")
+        tid = _type_id("q4_K")
     else:
-        raise ValueError(f"format must be 'gptq' or 'q4_0', got {format!r}")
+        raise ValueError(f"format must be 'gptq', 'q4_0' or 'q4_K', got {format!r}")
     if getattr(weight, "requires_grad", False) and hasattr(weight, "detach"):
         weight = weight.detach()
     bar = _Progress(progress, "gptq")
     try:
         data, report = _llmkit.gptq_quantize(weight, _calib_list(calib_inputs), tid, float(damp),
-                                             as_int(block_size, "block_size"), bool(act_order), 1 if sym else 2,
+                                             as_int(block_size, "block_size"), bool(act_order),
+                                             0 if tid == _type_id("q4_K") else 1 if sym else 2,
                                              bar.callback(), count(num_threads, "num_threads"))
     finally:
         bar.close()
