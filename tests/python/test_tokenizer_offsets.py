@@ -144,6 +144,15 @@ def test_hf_file_offsets_match_tokenizers(data_dir, offset_texts, name, add_spec
         assert ids == tok.encode(text, allowed_special="all", add_special_tokens=add_special_tokens)
 
 
+@pytest.mark.parametrize("name", tj.HF_FILES)
+def test_hf_file_char_offsets_are_tokenizers_offsets(data_dir, offset_texts, name):
+    """unit="chars" gives tokenizers' character offsets themselves."""
+    tok, ref = tj.load_pair(tj.hf_path(data_dir, name))
+    for text in offset_texts[::5]:
+        _, chars = tok.encode_with_offsets(text, allowed_special="all", add_special_tokens=True, unit="chars")
+        assert [tuple(c) for c in chars.tolist()] == ref.encode(text).offsets, text[:60]
+
+
 def _gpt2_variant(data_dir, tmp_path, **post):
     spec = json.loads(tj.hf_path(data_dir, "gpt2").read_text(encoding="utf-8"))
     spec["pre_tokenizer"]["add_prefix_space"] = post.pop("pre_add_prefix_space", False)

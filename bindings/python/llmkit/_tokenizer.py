@@ -323,7 +323,12 @@ class Tokenizer:
         piece covers the input its normalized text came from, the byte-fallback
         pieces of one character are empty spans at its start but the last,
         which covers the character, and BOS/EOS are empty spans at the start /
-        end. With ``unit="chars"`` they count characters (``text[start:end]``):
+        end. For tokenizer.json files they are Hugging Face ``tokenizers``'
+        ``Encoding.offsets`` (with ``unit="chars"`` exactly; in bytes
+        otherwise): a token covers the input its normalized text came from,
+        tokens sharing one character (byte-level, byte fallback) each cover it,
+        and post-processor tokens are empty spans at 0.
+        With ``unit="chars"`` they count characters (``text[start:end]``):
         a span cut inside a character is widened to the whole character, so
         neighbouring tokens that share a character both cover it.
 
