@@ -17,6 +17,7 @@ and its sdist compiles llama.cpp. ``load()`` returns ``(None, why)`` when it is 
 """
 
 import ctypes
+import importlib.util
 import os
 
 import numpy as np
@@ -159,12 +160,13 @@ def load():
         return _LOADED
     lib_dir = os.environ.get("GGML_LIB_DIR")
     if not lib_dir:
-        try:
-            import llama_cpp
-        except Exception as e:  # noqa: BLE001 - any failure to import means "no peer"
-            _LOADED = (None, f"llama_cpp not importable ({type(e).__name__}: {e})")
+        # Only the package's folder is needed, not its Python code (importing
+        # llama_cpp also loads libllama and needs its own dependencies).
+        spec = importlib.util.find_spec("llama_cpp")
+        if spec is None or not spec.submodule_search_locations:
+            _LOADED = (None, "llama_cpp not importable (llama-cpp-python is not installed)")
             return _LOADED
-        lib_dir = os.path.join(os.path.dirname(llama_cpp.__file__), "lib")
+        lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
     try:
         _LOADED = (Ggml(lib_dir), "ok")
     except (OSError, AttributeError) as e:

@@ -24,7 +24,15 @@ set_source_files_properties(src/quant/gguf_blocks.cpp PROPERTIES COMPILE_OPTIONS
 # after a CPU check (src/quant/matmul.cpp), so the library still runs without them.
 set_source_files_properties(src/quant/matmul_scalar.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64|i.86" AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
-  set_source_files_properties(src/quant/matmul_avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c;-ffp-contract=off")
+  set(_llmkit_qmm_avx2_options "-mavx2;-mfma;-mf16c;-ffp-contract=off")
+  # GCC 12 at -O1 / -O2 (not -O0 / -O3, not clang) drops the calls of the
+  # non-inlined tile functions as if they had no side effects: its mod/ref
+  # analysis misses their stores through kernel_args::y, and GEMV/GEMM rows
+  # came out 0 (RelWithDebInfo is -O2). tests/quant's [matmul] cases catch it.
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND NOT CMAKE_CXX_COMPILER_VERSION VERSION_LESS 11)
+    list(APPEND _llmkit_qmm_avx2_options "-fno-ipa-modref")
+  endif()
+  set_source_files_properties(src/quant/matmul_avx2.cpp PROPERTIES COMPILE_OPTIONS "${_llmkit_qmm_avx2_options}")
 endif()
 # The non-GGUF formats are checked bit for bit against numpy / torch references.
 set_source_files_properties(src/quant/int_formats.cpp src/quant/nf4.cpp src/quant/fp8.cpp
