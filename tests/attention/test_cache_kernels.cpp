@@ -223,7 +223,7 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
         plain.dots_pf = nullptr;
         plain.gemm_pf = nullptr;
         for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
-            for (int64_t S : {1, 17, 64, 65, 600}) {
+            for (int64_t S : {1, 17, 64, 65, 411}) {
                 std::mt19937 rng(uint32_t(S * 5 + int(t)));
                 const rows r = make_rows(t, S, Hkv, D, rng);
                 const store flat = make_store(t, r, S, Hkv, D, S, false, rng);
@@ -243,7 +243,7 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
                         INFO("kernels " << ks->name << " cache " << llmkit::attention::kv_dtype_name(t) << " S " << S
                                         << " G " << G << " Sq " << Sq << " split " << split);
                         CHECK(ok);
-                        // With 5 parts 1, 2 and 3 threads take 4, 2 and 1 heads per task;
+                        // With 4 parts 1, 2 and 3 threads take 4, 2 and 1 heads per task;
                         // with one part every thread count takes 1.
                         const std::vector<int> thread_counts =
                             split > 0 ? std::vector<int>{1, 2, 3} : std::vector<int>{2};
@@ -253,6 +253,7 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
                                 INFO("block size " << bs << " threads " << threads);
                                 const std::vector<float> got = run(paged, S, q, Sq, Hq, ks, split, threads);
                                 CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+                                if (!ks->dots_pf) continue;  // plain is this set
                                 const std::vector<float> got_plain = run(paged, S, q, Sq, Hq, &plain, split, threads);
                                 CHECK(std::memcmp(got_plain.data(), want.data(), want.size() * 4) == 0);
                             }
