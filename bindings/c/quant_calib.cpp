@@ -148,8 +148,10 @@ llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, const llmkit_te
         const auto o = capi::read_options(options, k_awq_defaults, "options");
         check_report(report);
         const quant::format_traits *f = quant::find_format(type);
-        if (!f || f->fam != quant::family::awq)
-            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "awq: type ", type, " is not an AWQ packing (awq_int4_g32/g64/g128)");
+        const bool to_q4_k = type == LLMKIT_QUANT_Q4_K;
+        if (!to_q4_k && (!f || f->fam != quant::family::awq))
+            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "awq: type ", type,
+                 " is not an AWQ packing (awq_int4_g32/g64/g128) or q4_K");
         if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
         if (o.n_grid < 1 || o.n_grid > 1000)
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_grid must be in [1, 1000], got ", o.n_grid);
@@ -160,13 +162,17 @@ llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, const llmkit_te
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.zero_point must be 0, 1 or 2, got ", o.zero_point);
         const host_rows w = host_f32(weight, "weight");
         if (weight->ndim != 2) fail(LLMKIT_ERROR_SHAPE, "weight must be [rows, n], got ", weight->ndim, " dimensions");
-        const size_t needed = quant::format_bytes(*f, w.rows, w.n);
+        if (to_q4_k && o.zero_point == LLMKIT_QUANT_ZERO_POINT_SYMMETRIC)
+            fail(LLMKIT_ERROR_UNSUPPORTED, "awq to q4_K: Q4_K has a min per 32 weights; use zero_point 0 (or asymmetric)");
+        const size_t needed = to_q4_k ? quant::type_bytes(LLMKIT_QUANT_Q4_K, w.rows, w.n)
+                                      : quant::format_bytes(*f, w.rows, w.n);
         if (written) *written = needed;
         if (needed > 0 && (!dst || dst_capacity < needed))
             fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "awq: dst needs ", needed, " bytes, capacity is ", dst ? dst_capacity : 0);
         const quant::hessian h = build_hessian(calib, n_calib, w.n);
         quant::awq_options ao;
-        ao.group = f->group;
+        ao.group = to_q4_k ? 256 : f->group;
+        ao.q4_k = to_q4_k;
         ao.n_grid = o.n_grid;
         ao.max_shrink = o.max_shrink;
         ao.clip = o.clip == 1;
@@ -175,7 +181,10 @@ llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, const llmkit_te
         if (o.progress) ao.progress = [&](int64_t done, int64_t total) { o.progress(done, total, o.user_data); };
         const quant::f32_rows src{w.data, w.rows, w.n, w.row_stride, w.col_stride};
         const quant::awq_result r = quant::awq(src, h, ao);
-        quant::pack_int4(*f, r.groups, dst);
+        if (to_q4_k)
+            std::memcpy(dst, r.q4_k.data(), r.q4_k.size());
+        else
+            quant::pack_int4(*f, r.groups, dst);
         if (scales) std::memcpy(scales, r.scales.data(), r.scales.size() * sizeof(float));
         write_report(report, r.output_error, r.rtn_output_error, 0);
     });

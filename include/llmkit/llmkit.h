@@ -1039,7 +1039,11 @@ typedef struct llmkit_awq_options {
  * computes Q(W diag(s)) (x / s) ~ W x.
  *
  * @param[out] written Bytes of the result (also when dst is NULL or short); may be NULL.
- * @param type #LLMKIT_QUANT_AWQ_INT4_G32, _G64 or _G128.
+ * @param type #LLMKIT_QUANT_AWQ_INT4_G32, _G64 or _G128, or #LLMKIT_QUANT_Q4_K
+ *        (GGUF Q4_K blocks of the scaled weight; each candidate scaling is
+ *        rounded with the importance-weighted Q4_K fit, diag(H) / s^2 as the
+ *        importance, which replaces the clipping search; n a multiple of 256;
+ *        not with zero_point #LLMKIT_QUANT_ZERO_POINT_SYMMETRIC).
  * @param weight float32 host tensor [rows, n]; rows and n multiples of 8.
  * @param calib Array of n_calib float32 host tensors [tokens, n] (or [n]).
  * @param n_calib Number of calibration batches, >= 1.
@@ -1047,7 +1051,8 @@ typedef struct llmkit_awq_options {
  * @param dst_capacity Bytes at dst.
  * @param[out] scales n floats receiving s; may be NULL.
  * @param options NULL for defaults.
- * @param[out] report Output errors (rtn_output_error: alpha 0, no clipping); may be NULL.
+ * @param[out] report Output errors (rtn_output_error: alpha 0, no clipping; for Q4_K,
+ *        ggml's plain Q4_K quantizer); may be NULL.
  * @return As llmkit_gptq_quantize(). Thread-safe.
  */
 LLMKIT_API llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, const llmkit_tensor *weight,

@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/threads.hpp"
+#include "quant/gguf_blocks.hpp"
 
 namespace llmkit::quant {
 
@@ -37,6 +38,28 @@ std::vector<double> effective(const int4_groups &g, const std::vector<float> &s)
     return out;
 }
 
+// Q4_K of the scaled weight W' = W * s, each row fitted with importance
+// diag(H) / s^2 (the scaled layer's inputs are x / s); nullptr importance for
+// ggml's plain quantizer.
+void round_q4_k(const std::vector<float> &ws, int64_t rows, int64_t n, const float *importance,
+                std::vector<uint8_t> &blocks, int n_threads) {
+    const type_traits &t = *find_type(t_q4_k);
+    const size_t row_bytes = size_t(n / 256 * 144);
+    blocks.resize(row_bytes * size_t(rows));
+    core::parallel_for(rows, n_threads, [&](int64_t r) {
+        if (importance)
+            t.quantize_row_weighted(&ws[size_t(r * n)], blocks.data() + size_t(r) * row_bytes, n, importance);
+        else
+            t.quantize_row(&ws[size_t(r * n)], blocks.data() + size_t(r) * row_bytes, n);
+    });
+}
+
+std::vector<double> divided(std::vector<double> w, int64_t rows, int64_t n, const std::vector<float> &s) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t i = 0; i < n; ++i) w[size_t(r * n + i)] /= double(s[size_t(i)]);
+    return w;
+}
+
 }  // namespace
 
 awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
@@ -46,6 +69,8 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
                    " inputs");
     if (hs.samples() == 0) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "awq: no calibration inputs (0 tokens)");
     if (n % group != 0) core::fail(LLMKIT_ERROR_SHAPE, "awq: ", n, " inputs are not a multiple of the group size ", group);
+    if (o.q4_k && n % 256 != 0)
+        core::fail(LLMKIT_ERROR_SHAPE, "awq to q4_K: ", n, " inputs are not a multiple of Q4_K's super-block of 256");
     if (o.n_grid < 1 || o.n_grid > 1000)
         core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "awq: n_grid must be in [1, 1000], got ", o.n_grid);
     if (!(o.max_shrink >= 0.0 && o.max_shrink < 1.0))
@@ -74,7 +99,10 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
     g.g_idx.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) g.g_idx[size_t(i)] = int32_t(i / group);
 
-    const int64_t total_steps = o.n_grid + (o.clip ? 1 : 0);
+    const bool clip = o.clip && !o.q4_k;
+    const int64_t total_steps = o.n_grid + (clip ? 1 : 0);
+    std::vector<float> importance(o.q4_k ? size_t(n) : 0);
+    std::vector<uint8_t> blocks;
     std::vector<float> ws(size_t(rows * n)), s(static_cast<size_t>(n)), best_s(size_t(n), 1.0f);
     double best_err = INFINITY;
     // 1. Scale search: s = mean|x|^alpha, normalised so that max * min = 1.
@@ -91,9 +119,18 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
         for (int64_t j = 0; j < n; ++j) s[size_t(j)] = float(sd[size_t(j)] / norm);
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t j = 0; j < n; ++j) ws[size_t(r * n + j)] = float(w0[size_t(r * n + j)] * double(s[size_t(j)]));
-        round_groups(ws, rows, n, group, o.symmetric, g, o.n_threads);
-        const double err = relative_output_error(w0, effective(g, s), h, rows, n, o.n_threads);
-        if (k == 0) res.rtn_output_error = err;  // alpha 0: s = 1, plain round-to-nearest
+        double err;
+        if (o.q4_k) {
+            for (int64_t j = 0; j < n; ++j)
+                importance[size_t(j)] = float(h[size_t(j * n + j)] / (double(s[size_t(j)]) * double(s[size_t(j)])));
+            round_q4_k(ws, rows, n, importance.data(), blocks, o.n_threads);
+            err = relative_output_error(w0, divided(dequantize_q4_k_rows(blocks, rows, n), rows, n, s), h, rows, n,
+                                        o.n_threads);
+        } else {
+            round_groups(ws, rows, n, group, o.symmetric, g, o.n_threads);
+            err = relative_output_error(w0, effective(g, s), h, rows, n, o.n_threads);
+            if (k == 0) res.rtn_output_error = err;  // alpha 0: s = 1, plain round-to-nearest
+        }
         if (err < best_err) {
             best_err = err;
             best_s = s;
@@ -106,7 +143,22 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
     //    are x / s: H' = diag(1/s) H diag(1/s), and group blocks of it.
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < n; ++j) ws[size_t(r * n + j)] = float(w0[size_t(r * n + j)] * double(best_s[size_t(j)]));
-    if (o.clip) {
+    if (o.q4_k) {
+        for (int64_t j = 0; j < n; ++j)
+            importance[size_t(j)] =
+                float(h[size_t(j * n + j)] / (double(best_s[size_t(j)]) * double(best_s[size_t(j)])));
+        round_q4_k(ws, rows, n, importance.data(), res.q4_k, o.n_threads);
+        res.output_error =
+            relative_output_error(w0, divided(dequantize_q4_k_rows(res.q4_k, rows, n), rows, n, best_s), h, rows, n,
+                                  o.n_threads);
+        // Round-to-nearest for comparison: ggml's plain Q4_K of W.
+        std::vector<float> w32(w0.begin(), w0.end());
+        round_q4_k(w32, rows, n, nullptr, blocks, o.n_threads);
+        res.rtn_output_error = relative_output_error(w0, dequantize_q4_k_rows(blocks, rows, n), h, rows, n, o.n_threads);
+        res.scales = std::move(best_s);
+        return res;
+    }
+    if (clip) {
         const int n_ratios = std::max(1, int(std::ceil(o.max_shrink * o.n_grid)));
         core::parallel_for(rows, o.n_threads, [&](int64_t r) {
             std::vector<float> clipped(static_cast<size_t>(group));

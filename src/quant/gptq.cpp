@@ -23,7 +23,8 @@ constexpr int64_t k_row_chunk = 64;
 
 constexpr int64_t k_q4_k_elems = 256, k_q4_k_bytes = 144;
 
-// Q4_K blocks [rows, n / 256] decoded into float64 [rows, n].
+}  // namespace
+
 std::vector<double> dequantize_q4_k_rows(const std::vector<uint8_t> &blocks, int64_t rows, int64_t n) {
     const type_traits &t = *find_type(t_q4_k);
     std::vector<float> row(static_cast<size_t>(n));
@@ -35,8 +36,6 @@ std::vector<double> dequantize_q4_k_rows(const std::vector<uint8_t> &blocks, int
     }
     return out;
 }
-
-}  // namespace
 
 hessian::hessian(int64_t n) : n_(n) {
     if (n <= 0) core::fail(LLMKIT_ERROR_SHAPE, "the layer has ", n, " inputs");

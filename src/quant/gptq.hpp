@@ -70,5 +70,7 @@ double relative_output_error(const std::vector<double> &w, const std::vector<dou
 
 // Dequantized int4 groups as float64 [rows, n].
 std::vector<double> dequantize_groups(const int4_groups &g);
+// GGUF Q4_K blocks [rows, n / 256 blocks of 144 bytes] decoded into float64 [rows, n].
+std::vector<double> dequantize_q4_k_rows(const std::vector<uint8_t> &blocks, int64_t rows, int64_t n);
 
 }  // namespace llmkit::quant

@@ -294,3 +294,23 @@ def test_awq_errors(rng):
     steps = []
     llmkit.awq(w, x, group_size=32, n_grid=4, progress=lambda d, t: steps.append((d, t)))
     assert steps == [(1, 5), (2, 5), (3, 5), (4, 5), (5, 5)]
+
+
+def test_awq_q4_k_blocks_and_report(rng):
+    w, x = realistic_layer(rng, 64, 512, 512)
+    qt, scales, rep = llmkit.awq(w, x, group_size=256, format="q4_K", progress=False)
+    assert qt.type == "q4_K" and qt.nbytes == 64 * 2 * 144 and scales.shape == (512,)
+    effective = llmkit.dequantize(qt).astype(np.float64) / scales.astype(np.float64)
+    assert rep["output_error"] == pytest.approx(output_error(w, effective, x), rel=1e-9)
+    rtn = llmkit.dequantize(llmkit.quantize(w, "q4_K")).astype(np.float64)
+    assert rep["rtn_output_error"] == pytest.approx(output_error(w, rtn, x), rel=1e-9)
+    assert rep["output_error"] < 0.6 * rep["rtn_output_error"]
+    # The search includes alpha = 0 (no scaling), i.e. Q4_K with the activations as imatrix.
+    imatrix = (x.astype(np.float64) ** 2).sum(axis=0).astype(np.float32)
+    assert rep["output_error"] <= output_error(w, llmkit.dequantize(llmkit.quantize(w, "q4_K", imatrix=imatrix))
+                                               .astype(np.float64), x) * (1 + 1e-6)
+    with pytest.raises(ValueError, match="group_size=256"):
+        llmkit.awq(w, x, format="q4_K", progress=False)
+    with pytest.raises(ValueError, match="format"):
+        llmkit.awq(w, x, format="q4_0", progress=False)
+

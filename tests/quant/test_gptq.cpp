@@ -132,7 +132,7 @@ TEST_CASE("gptq and awq: errors", "[gptq][awq]") {
                               &rep) == LLMKIT_ERROR_INVALID_ARGUMENT);
 }
 
-TEST_CASE("gptq to q4_K: GGUF Q4_K blocks that beat ggml's Q4_K quantizer", "[gptq]") {
+TEST_CASE("gptq and awq to q4_K: GGUF Q4_K blocks that beat ggml's Q4_K quantizer", "[gptq][awq]") {
     layer L(32, 512);
     const int64_t ws[2] = {L.rows, L.n}, xs[2] = {L.tokens, L.n};
     llmkit_tensor w = f32_tensor(L.w.data(), ws, 2), x = f32_tensor(L.x.data(), xs, 2);
@@ -163,9 +163,25 @@ TEST_CASE("gptq to q4_K: GGUF Q4_K blocks that beat ggml's Q4_K quantizer", "[gp
     o.zero_point = LLMKIT_QUANT_ZERO_POINT_SYMMETRIC;
     CHECK(llmkit_gptq_quantize(&need, LLMKIT_QUANT_Q4_K, &w, &x, 1, q.data(), q.size(), &o, nullptr) ==
           LLMKIT_ERROR_UNSUPPORTED);
+    // AWQ to Q4_K: blocks of the scaled weight, and the scales to divide by.
+    std::vector<float> scales(size_t(L.n));
+    REQUIRE(llmkit_awq_quantize(&need, LLMKIT_QUANT_Q4_K, &w, &x, 1, q.data(), q.size(), scales.data(), nullptr, &rep) ==
+            LLMKIT_OK);
+    REQUIRE(llmkit_dequantize(LLMKIT_QUANT_Q4_K, q.data(), q.size(), &yt, nullptr) == LLMKIT_OK);
+    for (int64_t r = 0; r < L.rows; ++r)
+        for (int64_t j = 0; j < L.n; ++j) y[size_t(r * L.n + j)] /= scales[size_t(j)];
+    CHECK(rep.output_error == Approx(L.output_error(y)).epsilon(1e-5));
+    CHECK(rep.output_error < rep.rtn_output_error);
+    llmkit_awq_options ao = LLMKIT_AWQ_OPTIONS_INIT;
+    ao.zero_point = LLMKIT_QUANT_ZERO_POINT_SYMMETRIC;
+    CHECK(llmkit_awq_quantize(&need, LLMKIT_QUANT_Q4_K, &w, &x, 1, q.data(), q.size(), nullptr, &ao, nullptr) ==
+          LLMKIT_ERROR_UNSUPPORTED);
+
     layer narrow;  // 128 inputs: not a whole super-block
     const int64_t nws[2] = {narrow.rows, narrow.n}, nxs[2] = {narrow.tokens, narrow.n};
     llmkit_tensor nw = f32_tensor(narrow.w.data(), nws, 2), nx = f32_tensor(narrow.x.data(), nxs, 2);
     CHECK(llmkit_gptq_quantize(&need, LLMKIT_QUANT_Q4_K, &nw, &nx, 1, q.data(), q.size(), nullptr, nullptr) ==
+          LLMKIT_ERROR_SHAPE);
+    CHECK(llmkit_awq_quantize(&need, LLMKIT_QUANT_Q4_K, &nw, &nx, 1, q.data(), q.size(), nullptr, nullptr, nullptr) ==
           LLMKIT_ERROR_SHAPE);
 }

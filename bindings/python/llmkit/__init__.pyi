@@ -342,6 +342,7 @@ def awq(
     clip: bool = True,
     progress: Union[bool, Any] = True,
     num_threads: int = 0,
+    format: str = "awq",
 ) -> Tuple[QuantizedTensor, npt.NDArray[np.float32], Dict[str, Any]]:
     """AWQ of a linear layer: (qt of W * scales, scales to fold into the previous op, report)."""
 

@@ -399,7 +399,7 @@ def gptq(weight: Any, calib_inputs: Any, *, bits: int = 4, group_size: int = 128
 
 def awq(weight: Any, calib_inputs: Any, *, bits: int = 4, group_size: int = 128, zero_point: bool = True,
         n_grid: int = 20, max_shrink: float = 0.5, clip: bool = True, progress: Union[bool, Any] = True,
-        num_threads: int = 0) -> Tuple[QuantizedTensor, np.ndarray, Dict[str, Any]]:
+        num_threads: int = 0, format: str = "awq") -> Tuple[QuantizedTensor, np.ndarray, Dict[str, Any]]:
     """Quantizes a linear layer's weight with AWQ (Lin et al. 2023); returns ``(qt, scales, report)``.
 
     ``weight`` is float32 ``(rows, n)`` = (outputs, inputs); ``calib_inputs`` one float32 array
@@ -412,13 +412,27 @@ def awq(weight: Any, calib_inputs: Any, *, bits: int = 4, group_size: int = 128,
     output by ``scales``): the layer then computes ``dequantize(qt) @ (x / scales)``.
     ``zero_point=False`` uses a symmetric grid. ``report``: ``output_error`` and
     ``rtn_output_error`` (plain round-to-nearest) as for :func:`gptq`.
+
+    ``format="q4_K"`` (``group_size=256``) makes ``qt`` GGUF Q4_K blocks of the scaled weight:
+    each candidate scaling is rounded with ggml's importance-weighted Q4_K fit (the scaled
+    layer's activation energy as the imatrix), whose own scale-and-min search takes the place
+    of the clipping search (``clip``, ``max_shrink`` and ``zero_point`` do not apply);
+    ``rtn_output_error`` is then that of ggml's plain Q4_K quantizer.
     """
     if bits != 4:
         raise ValueError(f"bits must be 4 (the AWQ int4 packing), got {bits}")
     names = {32: "awq_int4_g32", 64: "awq_int4_g64", 128: "awq_int4_g128"}
-    if group_size not in names:
+    if format.lower() == "q4_k":
+        if group_size != 256:
+            raise ValueError(f"format='q4_K' needs group_size=256 (Q4_K's super-block), got {group_size}")
+        tid = _type_id("q4_K")
+        zero_point = True
+    elif format != "awq":
+        raise ValueError(f"format must be 'awq' or 'q4_K', got {format!r}")
+    elif group_size not in names:
         raise ValueError(f"group_size must be 32, 64 or 128, got {group_size}")
-    tid = _type_id(names[group_size])
+    else:
+        tid = _type_id(names[group_size])
     if getattr(weight, "requires_grad", False) and hasattr(weight, "detach"):
         weight = weight.detach()
     bar = _Progress(progress, "awq")
