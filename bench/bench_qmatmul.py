@@ -390,7 +390,8 @@ def main():
                 lk = llmkit_gflops["llmkit " + name[5:]]
                 for nt in THREADS:
                     row[f"llmkit_vs_ggml_{nt}"] = lk[nt] / row[f"gflops{nt}"]
-                vs_ggml = "   llmkit / ggml: " + ", ".join(f"{row[f'llmkit_vs_ggml_{nt}']:.2f}x {nt}t" for nt in THREADS)
+                vs_ggml = "   llmkit / ggml: " + ", ".join(f"{row[f'llmkit_vs_ggml_{nt}']:.2f}x {nt}t"
+                                                         for nt in THREADS)
             gemm_rows.append(row)
             print(f"{name:<30} {m:4d} | " + " | ".join(f"{row[f'gflops{nt}']:11.1f} {row[f'vs_int8_{nt}']:7.2f}x"
                                                      for nt in THREADS) + vs_ggml, flush=True)

@@ -98,7 +98,8 @@ TEST_CASE("quant matmul: K-quant blocks of random bytes, AVX2 and scalar bits, f
                 std::vector<double> xq(static_cast<size_t>(k));
                 for (int64_t b = 0; b < k / 256; ++b) {
                     float amax = 0.0f;
-                    for (int64_t j = 256 * b; j < 256 * (b + 1); ++j) amax = std::fmax(amax, std::fabs(x[size_t(i * k + j)]));
+                    for (int64_t j = 256 * b; j < 256 * (b + 1); ++j)
+                        amax = std::fmax(amax, std::fabs(x[size_t(i * k + j)]));
                     const float d = amax / 127.0f, id = 1.0f / d;
                     for (int64_t j = 256 * b; j < 256 * (b + 1); ++j)
                         xq[size_t(j)] = double(std::nearbyint(x[size_t(i * k + j)] * id)) * double(d);
