@@ -28,6 +28,16 @@ int nearest_int(float x) noexcept {
 
 namespace {
 
+// The fits below run dozens of candidate scales over 16-32 values: GCC builds
+// them twice, for AVX2 and for the baseline, and picks one at load time. The
+// arithmetic is the same IEEE float ops either way (FMA is not enabled and
+// contraction is off), so the bytes do not depend on the CPU.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define LLMKIT_FIT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define LLMKIT_FIT_CLONES
+#endif
+
 constexpr int qk_k = 256;              // elements of a K-quant super-block
 constexpr float group_max_eps = 1e-15f;  // below this a group counts as all zero
 
@@ -295,20 +305,26 @@ void dequantize_q8_1(const void *src, float *y, int64_t n) {
 // rmse_type 1): tries 19 scales around nmax / max and keeps the one with the
 // best weighted projection. The weights are qw (importance) or, without it,
 // x^2. L receives level + nmax; returns the scale.
-float fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float *qw = nullptr) {
+LLMKIT_FIT_CLONES float fit_symmetric(int n, int nmax, const float *x, int8_t *L, const float *qw = nullptr) {
     const float max = signed_absmax(x, n);
     if (std::fabs(max) < group_max_eps) {
         std::fill(L, L + n, int8_t(0));
         return 0.0f;
+    }
+    // The weights once, so the 19 projections below run branch-free (n <= 32 for every caller).
+    float wbuf[32];
+    const float *w = qw;
+    if (!qw) {
+        for (int i = 0; i < n; ++i) wbuf[i] = x[i] * x[i];
+        w = wbuf;
     }
     auto project = [&](float iscale, float &sumlx, float &suml2, bool store) {
         sumlx = suml2 = 0.0f;
         for (int i = 0; i < n; ++i) {
             const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
             if (store) L[i] = int8_t(l + nmax);
-            const float w = qw ? qw[i] : x[i] * x[i];
-            sumlx += w * x[i] * float(l);
-            suml2 += w * float(l) * float(l);
+            sumlx += w[i] * x[i] * float(l);
+            suml2 += w[i] * float(l) * float(l);
         }
     };
     float sumlx, suml2;
@@ -373,7 +389,7 @@ float fit_q3_group(int n, int nmax, const float *x, int8_t *L) {
 // a grid of nstep+1 candidate scales, each refined by weighted least squares,
 // keeping the lowest weighted error (absolute or squared). Returns the scale;
 // *neg_min receives m >= 0.
-float fit_asymmetric(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min, float rmin,
+LLMKIT_FIT_CLONES float fit_asymmetric(int n, int nmax, const float *x, const float *w, uint8_t *L, float *neg_min, float rmin,
                      float rdelta, int nstep, bool use_mad) {
     uint8_t Laux[32];
     float min = x[0], max = x[0];
@@ -439,7 +455,7 @@ float fit_asymmetric(int n, int nmax, const float *x, const float *w, uint8_t *L
 // with levels 0..nmax and importance weights qw (ggml's make_qp_quants): 8
 // scales around nmax / max by weighted squared error, then single levels moved
 // while the weighted projection improves. Returns the scale.
-float fit_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+LLMKIT_FIT_CLONES float fit_positive(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
     float max = 0;
     for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
     if (max < group_max_eps) {
@@ -1006,7 +1022,7 @@ inline int nearest_code(float v) {
 // Fits one sub-block of 32 against the codebook with weights w (x^2 when
 // nullptr), trying 15 scales around max / codebook[0]; returns the best scale
 // (0 for a zero block) and leaves the levels of the first guess in L.
-float fit_codebook(const float *xb, uint8_t *L, const float *w = nullptr) {
+LLMKIT_FIT_CLONES float fit_codebook(const float *xb, uint8_t *L, const float *w = nullptr) {
     constexpr int ntry = 7;
     const float max = signed_absmax(xb, 32);
     if (std::fabs(max) < group_max_eps) return 0.0f;
