@@ -1150,18 +1150,28 @@ void dequantize_iq4_xs(const void *src, float *y, int64_t n) {
 struct row_weights {
     float sigma2;
     explicit row_weights(const float *x, int64_t n) : sigma2(sum_squares(x, n) / float(n)) {}
-    void of_block(const float *xb, const float *qw, float *w) const { importance_weights(32, xb, qw, sigma2, w); }
+
+    // Fits block xb (importance qw): stores d at o, levels + nmax in L.
+    void symmetric(const float *xb, const float *qw, int nmax, uint8_t *o, int8_t *L) const {
+        float w[32];
+        importance_weights(32, xb, qw, sigma2, w);
+        put_f16(o, fit_symmetric(32, nmax, xb, L, w));
+    }
+    // Fits block xb (importance qw): stores d and m at o, levels 0..nmax in L.
+    void asymmetric(const float *xb, const float *qw, int nmax, uint8_t *o, uint8_t *L) const {
+        float w[32], neg_min;
+        importance_weights(32, xb, qw, sigma2, w);
+        put_f16(o, fit_asymmetric(32, nmax, xb, w, L, &neg_min, -0.9f, 0.05f, 36, false));
+        put_f16(o + 2, -neg_min);
+    }
 };
 
 void quantize_q4_0_weighted(const float *x, void *dst, int64_t n, const float *qw) {
     const row_weights rw(x, n);
     for (int64_t b = 0; b < n / 32; ++b) {
         uint8_t *o = out_block(dst, b, 18);
-        const float *xb = x + 32 * b;
-        float w[32];
         int8_t L[32];
-        rw.of_block(xb, qw + 32 * b, w);
-        put_f16(o, fit_symmetric(32, 8, xb, L, w));
+        rw.symmetric(x + 32 * b, qw + 32 * b, 8, o, L);
         for (int j = 0; j < 16; ++j) o[2 + j] = uint8_t(L[j] | L[j + 16] << 4);
     }
 }
@@ -1170,12 +1180,8 @@ void quantize_q4_1_weighted(const float *x, void *dst, int64_t n, const float *q
     const row_weights rw(x, n);
     for (int64_t b = 0; b < n / 32; ++b) {
         uint8_t *o = out_block(dst, b, 20);
-        const float *xb = x + 32 * b;
-        float w[32], neg_min;
         uint8_t L[32];
-        rw.of_block(xb, qw + 32 * b, w);
-        put_f16(o, fit_asymmetric(32, 15, xb, w, L, &neg_min, -0.9f, 0.05f, 36, false));
-        put_f16(o + 2, -neg_min);
+        rw.asymmetric(x + 32 * b, qw + 32 * b, 15, o, L);
         for (int j = 0; j < 16; ++j) o[4 + j] = uint8_t(L[j] | L[j + 16] << 4);
     }
 }
@@ -1184,11 +1190,8 @@ void quantize_q5_0_weighted(const float *x, void *dst, int64_t n, const float *q
     const row_weights rw(x, n);
     for (int64_t b = 0; b < n / 32; ++b) {
         uint8_t *o = out_block(dst, b, 22);
-        const float *xb = x + 32 * b;
-        float w[32];
         int8_t L[32];
-        rw.of_block(xb, qw + 32 * b, w);
-        put_f16(o, fit_symmetric(32, 16, xb, L, w));
+        rw.symmetric(x + 32 * b, qw + 32 * b, 16, o, L);
         uint32_t qh = 0;
         for (int j = 0; j < 16; ++j) put_q5_pair(unsigned(L[j]), unsigned(L[j + 16]), j, o + 6, qh);
         std::memcpy(o + 2, &qh, 4);
@@ -1199,12 +1202,8 @@ void quantize_q5_1_weighted(const float *x, void *dst, int64_t n, const float *q
     const row_weights rw(x, n);
     for (int64_t b = 0; b < n / 32; ++b) {
         uint8_t *o = out_block(dst, b, 24);
-        const float *xb = x + 32 * b;
-        float w[32], neg_min;
         uint8_t L[32];
-        rw.of_block(xb, qw + 32 * b, w);
-        put_f16(o, fit_asymmetric(32, 31, xb, w, L, &neg_min, -0.9f, 0.05f, 36, false));
-        put_f16(o + 2, -neg_min);
+        rw.asymmetric(x + 32 * b, qw + 32 * b, 31, o, L);
         uint32_t qh = 0;
         for (int j = 0; j < 16; ++j) put_q5_pair(L[j], L[j + 16], j, o + 8, qh);
         std::memcpy(o + 4, &qh, 4);
