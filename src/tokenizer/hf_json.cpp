@@ -418,11 +418,9 @@ std::vector<char> hf_tokenizer::allowed_mask(const encode_options &options) cons
     return allowed;
 }
 
-void hf_tokenizer::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
-    check_utf8(text, "text");
-    const std::vector<char> allowed = allowed_mask(options);
-    const size_t mark = out.size();
-    std::vector<added_token_matcher::span> spans;
+void hf_tokenizer::split_at_added_tokens(std::string_view text, const encode_options &options,
+                                         const std::vector<char> &allowed,
+                                         std::vector<added_token_matcher::span> &parts) const {
     raw_matcher_.split(
         text,
         [&](const added_token &tok, size_t at) {
@@ -431,7 +429,15 @@ void hf_tokenizer::encode(std::string_view text, const encode_options &options, 
             core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content, " at byte ", at,
                        ", which is not allowed: allow it to encode it as its id, or encode special tokens as text");
         },
-        spans);
+        parts);
+}
+
+void hf_tokenizer::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
+    check_utf8(text, "text");
+    const std::vector<char> allowed = allowed_mask(options);
+    const size_t mark = out.size();
+    std::vector<added_token_matcher::span> spans;
+    split_at_added_tokens(text, options, allowed, spans);
     for (const auto &sp : spans) {
         if (sp.token) out.push_back(sp.token->id);
         else if (sp.e > sp.b) encode_text(text.substr(sp.b, sp.e - sp.b), sp.b == 0, allowed, options.special_as_text, out);
@@ -490,15 +496,7 @@ void hf_tokenizer::encode_with_offsets(std::string_view text, const encode_optio
     std::vector<int32_t> out;
     std::vector<std::pair<size_t, size_t>> out_spans;
     std::vector<added_token_matcher::span> parts;
-    raw_matcher_.split(
-        text,
-        [&](const added_token &tok, size_t at) {
-            if (!tok.special || allowed[size_t(&tok - added_.data())]) return true;
-            if (options.special_as_text) return false;
-            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content, " at byte ", at,
-                       ", which is not allowed: allow it to encode it as its id, or encode special tokens as text");
-        },
-        parts);
+    split_at_added_tokens(text, options, allowed, parts);
     for (const auto &sp : parts) {
         if (sp.token) {
             out.push_back(sp.token->id);

@@ -380,9 +380,32 @@ def test_components_match_tokenizers(tmp_path, data_dir, kind):
     for add in (False, True):
         expected = hf_ids(ref, texts, add)
         got = tok.encode_batch(texts, allowed_special="all", add_special_tokens=add)
+        if kind.startswith("unigram") and got != expected:
+            expected = _accept_unigram_ties(path, texts, got, expected)
         assert got == expected, first_mismatch(texts, got, expected)
     for text, ids in zip(texts, expected):
         assert tok.decode(ids) == ref.decode(ids, skip_special_tokens=False), text
+
+
+def _accept_unigram_ties(path, texts, got, expected):
+    """HF's Unigram trainer is not deterministic (it trains in parallel), and some of the
+    vocabularies it makes hold pieces whose scores tie exactly: a word then has two best
+    segmentations, and llmkit and tokenizers may pick different ones. Where the two id
+    sequences decode to the same text and score the same (the sum of the pieces' log
+    probabilities, to 1e-9), llmkit's is accepted; anything else stays a mismatch. At most 2 %
+    of the texts may be such ties."""
+    scores = [s for _, s in json.loads(Path(path).read_text(encoding="utf-8"))["model"]["vocab"]]
+    fixed, ties = list(expected), 0
+    for i, (g, e) in enumerate(zip(got, expected)):
+        if g == e:
+            continue
+        sg, se = sum(scores[t] for t in g), sum(scores[t] for t in e)
+        same_text = llmkit.Tokenizer.from_file(path).decode(g) == llmkit.Tokenizer.from_file(path).decode(e)
+        if same_text and abs(sg - se) <= 1e-9 * max(1.0, abs(se)):
+            fixed[i] = g
+            ties += 1
+    assert ties <= 0.02 * len(texts), f"{ties} score ties of {len(texts)} texts"
+    return fixed
 
 
 def _byte_identity(normalizer):
