@@ -187,10 +187,12 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
     g.n = n;
     g.group = group;
     g.n_groups = n / group;
-    g.q.assign(size_t(rows * n), 0);
-    g.scale.assign(size_t(rows * g.n_groups), 0.0f);
-    g.zero.assign(size_t(rows * g.n_groups), 0);
-    g.g_idx.assign(size_t(n), 0);
+    if (!o.q4_k) {
+        g.q.assign(size_t(rows * n), 0);
+        g.scale.assign(size_t(rows * g.n_groups), 0.0f);
+        g.zero.assign(size_t(rows * g.n_groups), 0);
+        g.g_idx.assign(size_t(n), 0);
+    }
     std::vector<uint8_t> qp(size_t(rows * n));  // q in permuted column order
     const family fam = family::gptq;
     const int64_t n_super = n / k_q4_k_elems;
@@ -226,8 +228,6 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
                     g.zero[size_t(r * g.n_groups + gi)] = z;
                 }
             }
-            const int64_t gi = j / group;
-            g.g_idx[size_t(perm[size_t(j)])] = int32_t(gi);
             const double d = U(j, j);
             if (o.q4_k) {
                 const int sub = int(j % k_q4_k_elems / 32);
@@ -243,17 +243,17 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
                     qp[size_t(r * n + j)] = uint8_t(q);
                     Err1(r, i) = (W1(r, i) - double(ds * float(q) - ms)) / d;
                 }
-                const int64_t rest = cnt - i - 1;
-                if (rest > 0) W1.rightCols(rest).noalias() -= Err1.col(i) * U.row(j).segment(j + 1, rest);
-                continue;
-            }
-            for (int64_t r = 0; r < rows; ++r) {
-                const float s = g.scale[size_t(r * g.n_groups + gi)];
-                const uint8_t z = g.zero[size_t(r * g.n_groups + gi)];
-                const uint8_t q = quantize_int4(float(W1(r, i)), s, z);
-                qp[size_t(r * n + j)] = q;
-                const double deq = double(s * float(int(q) - int(z)));
-                Err1(r, i) = (W1(r, i) - deq) / d;
+            } else {
+                const int64_t gi = j / group;
+                g.g_idx[size_t(perm[size_t(j)])] = int32_t(gi);
+                for (int64_t r = 0; r < rows; ++r) {
+                    const float s = g.scale[size_t(r * g.n_groups + gi)];
+                    const uint8_t z = g.zero[size_t(r * g.n_groups + gi)];
+                    const uint8_t q = quantize_int4(float(W1(r, i)), s, z);
+                    qp[size_t(r * n + j)] = q;
+                    const double deq = double(s * float(int(q) - int(z)));
+                    Err1(r, i) = (W1(r, i) - deq) / d;
+                }
             }
             // Compensate the rest of the block (rank-1 update).
             const int64_t rest = cnt - i - 1;
@@ -272,7 +272,6 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
         for (int64_t r = 0; r < rows; ++r)
             for (int64_t s = 0; s < n_super; ++s)
                 q4_k_put_levels(qp.data() + r * n + s * k_q4_k_elems, res.q4_k.data() + size_t((r * n_super + s) * k_q4_k_bytes));
-        res.groups = int4_groups{};
         // Round-to-nearest here is ggml's own Q4_K quantizer (no importance weights).
         std::vector<float> w32(w0.begin(), w0.end());
         std::vector<uint8_t> rtn(res.q4_k.size());

@@ -382,14 +382,7 @@ void hf_tokenizer::encode_text(std::string_view raw, bool at_origin, const std::
     std::string s(raw);
     if (normalizer_) normalizer_->normalize(s);
     std::vector<added_token_matcher::span> spans;
-    auto accept = [&](const added_token &tok, size_t at) {
-        if (!tok.special || allowed[size_t(&tok - added_.data())]) return true;
-        if (special_as_text) return false;
-        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content,
-                   " (at byte ", at, " of the normalized text), which is not allowed: allow it to encode it as its id,"
-                   " or encode special tokens as text");
-    };
-    normalized_matcher_.split(s, accept, spans);
+    split_at_added_tokens(normalized_matcher_, s, allowed, special_as_text, spans);
     std::vector<hf::piece> pieces;
     for (const auto &sp : spans) {
         if (sp.token) {
@@ -418,16 +411,17 @@ std::vector<char> hf_tokenizer::allowed_mask(const encode_options &options) cons
     return allowed;
 }
 
-void hf_tokenizer::split_at_added_tokens(std::string_view text, const encode_options &options,
-                                         const std::vector<char> &allowed,
+void hf_tokenizer::split_at_added_tokens(const added_token_matcher &matcher, std::string_view text,
+                                         const std::vector<char> &allowed, bool special_as_text,
                                          std::vector<added_token_matcher::span> &parts) const {
-    raw_matcher_.split(
+    const char *where = &matcher == &raw_matcher_ ? "" : " of the normalized text";
+    matcher.split(
         text,
         [&](const added_token &tok, size_t at) {
             if (!tok.special || allowed[size_t(&tok - added_.data())]) return true;
-            if (options.special_as_text) return false;
+            if (special_as_text) return false;
             core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content, " at byte ", at,
-                       ", which is not allowed: allow it to encode it as its id, or encode special tokens as text");
+                       where, ", which is not allowed: allow it to encode it as its id, or encode special tokens as text");
         },
         parts);
 }
@@ -437,7 +431,7 @@ void hf_tokenizer::encode(std::string_view text, const encode_options &options, 
     const std::vector<char> allowed = allowed_mask(options);
     const size_t mark = out.size();
     std::vector<added_token_matcher::span> spans;
-    split_at_added_tokens(text, options, allowed, spans);
+    split_at_added_tokens(raw_matcher_, text, allowed, options.special_as_text, spans);
     for (const auto &sp : spans) {
         if (sp.token) out.push_back(sp.token->id);
         else if (sp.e > sp.b) encode_text(text.substr(sp.b, sp.e - sp.b), sp.b == 0, allowed, options.special_as_text, out);
@@ -460,14 +454,7 @@ void hf_tokenizer::encode_text_aligned(std::string_view input, size_t b, size_t 
     hf::aligned_text s = hf::aligned_text::identity(input.substr(b, e - b), b);
     if (normalizer_) normalizer_->normalize_aligned(s);
     std::vector<added_token_matcher::span> parts;
-    auto accept = [&](const added_token &tok, size_t at) {
-        if (!tok.special || allowed[size_t(&tok - added_.data())]) return true;
-        if (special_as_text) return false;
-        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "text contains the special token ", tok.content,
-                   " (at byte ", at, " of the normalized text), which is not allowed: allow it to encode it as its id,"
-                   " or encode special tokens as text");
-    };
-    normalized_matcher_.split(s.text, accept, parts);
+    split_at_added_tokens(normalized_matcher_, s.text, allowed, special_as_text, parts);
     std::vector<hf::aligned_piece> pieces;
     std::vector<subword_model::span> local;
     for (const auto &sp : parts) {
@@ -496,7 +483,7 @@ void hf_tokenizer::encode_with_offsets(std::string_view text, const encode_optio
     std::vector<int32_t> out;
     std::vector<std::pair<size_t, size_t>> out_spans;
     std::vector<added_token_matcher::span> parts;
-    split_at_added_tokens(text, options, allowed, parts);
+    split_at_added_tokens(raw_matcher_, text, allowed, options.special_as_text, parts);
     for (const auto &sp : parts) {
         if (sp.token) {
             out.push_back(sp.token->id);

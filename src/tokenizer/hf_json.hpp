@@ -91,10 +91,11 @@ private:
                              std::vector<std::pair<size_t, size_t>> &spans) const;
     // Which added tokens the options allow (by index in added_).
     std::vector<char> allowed_mask(const encode_options &options) const;
-    // The input split at the added tokens that match it (raw, before
-    // normalization); a disallowed special token is an error, or plain text
-    // with options.special_as_text.
-    void split_at_added_tokens(std::string_view text, const encode_options &options, const std::vector<char> &allowed,
+    // text split at the added tokens `matcher` finds in it (raw_matcher_ on
+    // the input, normalized_matcher_ on normalized text); a disallowed
+    // special token is an error, or plain text with special_as_text.
+    void split_at_added_tokens(const added_token_matcher &matcher, std::string_view text,
+                               const std::vector<char> &allowed, bool special_as_text,
                                std::vector<added_token_matcher::span> &parts) const;
 
     std::unique_ptr<hf::normalizer> normalizer_;
