@@ -44,6 +44,7 @@ void check_attention_options(const Options &o, const core::tensor_view &q) {
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.scale must be finite and >= 0 (0 = 1/sqrt(D)), got ", o.scale);
     if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
     check_head_values(o.alibi_slopes, q, "alibi_slopes");
+    check_head_values(o.sinks, q, "sinks");
 }
 
 attention::cache_attention_params kv_params(const llmkit_kv_attention_options *options, const core::tensor_view &q) {
@@ -51,7 +52,6 @@ attention::cache_attention_params kv_params(const llmkit_kv_attention_options *o
     check_attention_options(o, q);
     if (o.split_keys < 0 || o.split_keys > (int64_t(1) << 40))
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.split_keys must be in 0..2^40, got ", o.split_keys);
-    check_head_values(o.sinks, q, "sinks");
     attention::cache_attention_params p;
     p.causal = o.causal != 0;
     p.window = o.window;
@@ -158,6 +158,7 @@ llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, c
         p.softcap = o.softcap;
         p.scale = o.scale;
         p.alibi_slopes = o.alibi_slopes;
+        p.sinks = o.sinks;
         p.mask = tm ? &*tm : nullptr;
         p.n_threads = o.n_threads;
         p.stream = o.stream;

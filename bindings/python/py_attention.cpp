@@ -23,7 +23,7 @@ const float *per_head(const std::optional<f32_array> &a, const char *name, const
 
 void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle out_obj, bool causal, int64_t window,
                float softcap, float scale, const std::optional<f32_array> &alibi_slopes, py::handle mask_obj,
-               int32_t num_threads) {
+               int32_t num_threads, const std::optional<f32_array> &sinks) {
     const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
     const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
     const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
@@ -37,6 +37,7 @@ void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle 
     o.scale = scale;
     o.n_threads = num_threads;
     o.alibi_slopes = per_head(alibi_slopes, "alibi_slopes", q);
+    o.sinks = per_head(sinks, "sinks", q);
     llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), ot = out.ref();
     std::optional<llmkit::tensor_ref> mt;
     if (mask) o.mask = mt.emplace(mask->ref()).get();
@@ -241,7 +242,8 @@ void bind_attention(py::module_ &m) {
 
     m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("causal") = false,
           py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
-          py::arg("alibi_slopes") = py::none(), py::arg("mask") = py::none(), py::arg("num_threads") = 0);
+          py::arg("alibi_slopes") = py::none(), py::arg("mask") = py::none(), py::arg("num_threads") = 0,
+          py::arg("sinks") = py::none());
     m.def("rope", &rope, py::arg("x"), py::arg("positions"), py::arg("layout") = 0, py::arg("theta") = 10000.0,
           py::arg("rotary_dims") = 0, py::arg("scaling") = 0, py::arg("factor") = 1.0, py::arg("alpha") = 1.0,
           py::arg("low_freq_factor") = 1.0, py::arg("high_freq_factor") = 4.0,

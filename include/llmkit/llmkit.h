@@ -1545,10 +1545,11 @@ typedef struct llmkit_attention_options {
     const llmkit_tensor *mask;   /**< Additive float32 mask [Sq, Skv] (any strides, host memory), broadcast over batch and heads; -inf hides a key. NULL = none. */
     int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
     void *stream;                /**< CUDA stream for device tensors (a `cudaStream_t`); NULL = the default stream. Ignored for host tensors. */
+    const float *sinks;          /**< Attention sinks (gpt-oss): Hq finite logits, one per query head; sink h joins head h's softmax denominator as exp(sinks[h]) without a value, so the weights of the keys sum to less than 1. NULL = none. Read during the call only. Added after 0.1.0: a caller built with the older struct, whose struct_size ends before this field, gets NULL. */
 } llmkit_attention_options;
 
-/** @brief Default #llmkit_attention_options: bidirectional, no window, no softcap, scale 1/sqrt(D). */
-#define LLMKIT_ATTENTION_OPTIONS_INIT {sizeof(llmkit_attention_options), 0, 0, 0.0f, 0.0f, NULL, NULL, 0, NULL}
+/** @brief Default #llmkit_attention_options: bidirectional, no window, no softcap, no sinks, scale 1/sqrt(D). */
+#define LLMKIT_ATTENTION_OPTIONS_INIT {sizeof(llmkit_attention_options), 0, 0, 0.0f, 0.0f, NULL, NULL, 0, NULL, NULL}
 
 /**
  * @brief Scaled-dot-product attention: out = softmax(scale * q k^T + bias) v.
@@ -1559,7 +1560,8 @@ typedef struct llmkit_attention_options {
  * s -= alibi_slopes[h] * (i' - j) (if ALiBi), then s += mask[i, j] (if a mask);
  * keys hidden by causality or the window get -inf. The output row is the
  * softmax-weighted sum of the visible v rows; a row that sees no key at all
- * (every score -inf) is written as zeros.
+ * (every score -inf) is written as zeros. With sinks, the weights are
+ * exp(s_j) / (sum_j' exp(s_j') + exp(sinks[h])).
  *
  * Softmax and accumulation are float32; bf16 and fp16 inputs are converted
  * exactly, and the result is rounded to out's type once at the end.
@@ -1574,7 +1576,8 @@ typedef struct llmkit_attention_options {
  *         unsupported dtype, a mask that is not float32);
  *         #LLMKIT_ERROR_UNSUPPORTED (a D stride other than 1);
  *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad struct_size, negative window or
- *         n_threads, non-finite or negative scale or softcap, non-finite slope);
+ *         n_threads, non-finite or negative scale or softcap, non-finite slope
+ *         or sink);
  *         #LLMKIT_ERROR_NO_DEVICE (CUDA tensors without a usable GPU). Every
  *         message names the argument. Thread-safe for distinct outputs.
  */

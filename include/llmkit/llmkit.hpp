@@ -671,6 +671,29 @@ private:
 
 /** @} */
 
+/** @name Attention
+ *  @{ */
+
+/**
+ * @brief Scaled-dot-product attention (see llmkit_attention()); throws llmkit::error on failure.
+ *
+ * Named as torch's function, not `attention`, which is the library's internal namespace.
+ * @code
+ * llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+ * o.causal = 1;
+ * o.sinks = sinks.data();                         // Hq sink logits (gpt-oss), or leave NULL
+ * llmkit::scaled_dot_product_attention(q, k, v, out, &o);  // q, out: [B, Sq, Hq, D]; k, v: [B, Skv, Hkv, D]
+ * @endcode
+ * @param q Queries. @param k Keys. @param v Values. @param out Output, q's shape and dtype.
+ * @param options NULL for defaults.
+ */
+inline void scaled_dot_product_attention(const tensor_ref &q, const tensor_ref &k, const tensor_ref &v,
+                                         const tensor_ref &out, const llmkit_attention_options *options = nullptr) {
+    check(llmkit_attention(q.get(), k.get(), v.get(), out.get(), options));
+}
+
+/** @} */
+
 /** @name KV caches
  *  @{ */
 

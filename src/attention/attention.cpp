@@ -9,7 +9,8 @@
 //   softcap, ALiBi, mask, causal/window -> -inf
 //   m_r, l_r, P = online softmax     (running max and sum per row)
 //   O_r = alpha_r O_r + P^T V        (the rescale is folded into the gemm)
-// and at the end out_r = O_r / l_r. Memory: O(rows * D) per thread.
+// and at the end out_r = O_r / l_r (with an attention sink, l_r gains the
+// sink's exp: see finish_row). Memory: O(rows * D) per thread.
 //
 // Query tiles hold up to 128 rows (128 / G queries of G heads), so each K/V
 // tile serves many rows. A prefill whose groups have several query tiles packs
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "attention/kernels.hpp"
+#include "attention/online_softmax.hpp"
 #include "core/backend.hpp"
 #include "core/threads.hpp"
 
@@ -135,6 +137,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         else
             kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, dt == dtype::bf16);
     };
+
+    // Query head h's sink logit, or null (see finish_row).
+    auto sink_of = [&](int64_t h) { return p.sinks ? p.sinks + h : nullptr; };
 
     // Row stride of the float32 K/V tile copies (prefill), padded so that the
     // rows a gemm walks down do not all fall into the same few L1 sets (strides
@@ -322,8 +327,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         for (int64_t hh = 0; hh < G; ++hh)
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii;
-                const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-                for (int64_t d = 0; d < D; ++d) row[d] = O[r * D + d] * inv;
+                finish_row(O + r * D, m[r], l[r], sink_of(g * G + hh), D, row);
                 write_row(b, i0 + ii, g * G + hh, row);
             }
     };
@@ -411,9 +415,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     sum += w * part[R * (D + 1) + r];
                     for (int64_t d = 0; d < D; ++d) row[size_t(d)] += w * part[r * D + d];
                 }
-            const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-            for (float &x : row) x *= inv;
-            write_row(b, i0 + r % tl, g * G + r / tl, row.data());
+            const int64_t h = g * G + r / tl;
+            finish_row(row.data(), mx, sum, sink_of(h), D, row.data());
+            write_row(b, i0 + r % tl, h, row.data());
         }
     });
 }

@@ -36,6 +36,7 @@
 
 #include "attention/kernels.hpp"
 #include "attention/kv_cache.hpp"
+#include "attention/online_softmax.hpp"
 #include "core/threads.hpp"
 
 namespace llmkit::attention {
@@ -334,19 +335,6 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         else
             kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, dt == dtype::bf16);
     };
-    // out = O / l, with the sink logit (if any) joining the softmax's denominator.
-    auto finish_row = [&](const float *O, float m, float l, int64_t h, float *row) {
-        float norm = l;
-        float keep = 1.0f;  // rescales O and l when the sink exceeds the running max
-        if (p.sinks) {
-            const float s = p.sinks[h];
-            const float mx = std::max(m, s);
-            keep = m == ninf ? 0.0f : std::exp(m - mx);
-            norm = l * keep + std::exp(s - mx);
-        }
-        const float inv = norm > 0.0f ? keep / norm : 0.0f;
-        for (int64_t d = 0; d < D; ++d) row[d] = O[d] * inv;
-    };
 
     const int64_t slot = G * tq * (D + 2);  // one part of one head: O [R][D], m [R], l [R]
     std::vector<float> parts(size_t(n_slots * slot));
@@ -510,7 +498,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             for (int64_t qh = 0; qh < G; ++qh)
                 for (int64_t ii = 0; ii < tl; ++ii) {
                     const int64_t r = qh * tl + ii;
-                    finish_row(H.O + r * D, H.m[r], H.l[r], g * G + qh, row);
+                    finish_row(H.O + r * D, H.m[r], H.l[r], p.sinks ? p.sinks + g * G + qh : nullptr, D, row);
                     write_row(b, i0 + ii, g * G + qh, row);
                 }
         }
@@ -551,7 +539,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         for (int64_t d = 0; d < D; ++d) acc[size_t(d)] += w * part[r * D + d];
                     }
                 const int64_t qh = r / t.tl, ii = r % t.tl, g = t.g0 + hh;
-                finish_row(acc.data(), mx, sum, g * G + qh, row.data());
+                finish_row(acc.data(), mx, sum, p.sinks ? p.sinks + g * G + qh : nullptr, D, row.data());
                 write_row(t.b, t.i0 + ii, g * G + qh, row.data());
             }
     });

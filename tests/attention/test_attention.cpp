@@ -2,11 +2,13 @@
 // on random inputs: MHA/GQA/MQA x causal/bidirectional/window/ALiBi/softcap/mask
 // x D in {64, 80, 96, 128, 256} x float32/bfloat16/float16, Sq != Skv, strided
 // layouts, every kernel set the CPU runs (portable, AVX2, AVX-512), decode ==
-// prefill rows, and the errors.
+// prefill rows, attention sinks, and the errors.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -28,6 +30,7 @@ struct config {
     float scale = 0.0f;
     bool alibi = false;
     bool mask = false;
+    bool sinks = false;  // gpt-oss attention sinks, one random logit per query head
 };
 
 struct mask_data {
@@ -54,9 +57,19 @@ std::vector<float> alibi_slopes(int64_t H) {
     return s;
 }
 
-// The float64 reference; returns logical [B][Sq][Hq][D].
+// Sink logits for H heads, around the scale of the scores (N(0, 1) for unit
+// inputs), so each one takes a real share of its head's softmax.
+std::vector<float> sink_logits(int64_t H, std::mt19937 &rng) {
+    std::uniform_real_distribution<float> u(-1.5f, 2.5f);
+    std::vector<float> s(static_cast<size_t>(H));
+    for (float &x : s) x = u(rng);
+    return s;
+}
+
+// The float64 reference; returns logical [B][Sq][Hq][D]. sinks: Hq logits or
+// null; sink h adds exp(sinks[h]) to head h's softmax denominator.
 std::vector<double> reference(const tensor4 &q, const tensor4 &k, const tensor4 &v, const config &c,
-                              const std::vector<float> &slopes, const mask_data *mask) {
+                              const std::vector<float> &slopes, const mask_data *mask, const float *sinks = nullptr) {
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2], G = Hq / Hkv;
     const double scale = c.scale != 0.0f ? double(c.scale) : 1.0 / std::sqrt(double(D));
@@ -80,7 +93,8 @@ std::vector<double> reference(const tensor4 &q, const tensor4 &k, const tensor4 
                     mx = std::max(mx, acc);
                 }
                 if (mx == -INFINITY) continue;  // no visible key: zeros
-                double sum = 0.0;
+                if (sinks) mx = std::max(mx, double(sinks[h]));
+                double sum = sinks ? std::exp(double(sinks[h]) - mx) : 0.0;
                 for (int64_t j = 0; j < Skv; ++j) sum += (s[size_t(j)] = std::exp(s[size_t(j)] - mx));
                 for (int64_t j = 0; j < Skv; ++j) {
                     const double p = s[size_t(j)] / sum;
@@ -133,10 +147,11 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
     const std::vector<float> slopes = alibi_slopes(Hq);
     mask_data mask;
     if (c.mask) mask = make_mask(Sq, Skv, rng);
+    const std::vector<float> sinks = sink_logits(Hq, rng);
     llmkit_tensor mt = host_tensor(mask.values.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, mask.shape);
     INFO("dtype " << llmkit::core::dtype_name(t) << " B " << B << " Sq " << Sq << " Skv " << Skv << " Hq " << Hq
                   << " Hkv " << Hkv << " D " << D << " causal " << c.causal << " window " << c.window << " softcap "
-                  << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " layout " << int(lay) << " kernels "
+                  << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " sinks " << c.sinks << " layout " << int(lay) << " kernels "
                   << (ks ? ks->name : "C ABI") << " kv splits " << splits);
     if (!ks) {
         llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
@@ -146,6 +161,7 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
         o.scale = c.scale;
         o.alibi_slopes = c.alibi ? slopes.data() : nullptr;
         o.mask = c.mask ? &mt : nullptr;
+        o.sinks = c.sinks ? sinks.data() : nullptr;
         const llmkit_status st = llmkit_attention(q.c(), k.c(), v.c(), out.c(), &o);
         INFO(llmkit_last_error_message());
         REQUIRE(st == LLMKIT_OK);
@@ -161,11 +177,12 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
         p.scale = c.scale;
         p.alibi_slopes = c.alibi ? slopes.data() : nullptr;
         p.mask = c.mask ? &tm : nullptr;
+        p.sinks = c.sinks ? sinks.data() : nullptr;
         p.kernel_set = ks;
         p.kv_splits = splits;
         llmkit::attention::attention(tq, tk, tv, to, p);
     }
-    const auto ref = reference(q, k, v, c, slopes, c.mask ? &mask : nullptr);
+    const auto ref = reference(q, k, v, c, slopes, c.mask ? &mask : nullptr, c.sinks ? sinks.data() : nullptr);
     const run_result r = compare(out, ref, tolerance_for(t));
     INFO("max abs error " << r.max_abs_err);
     CHECK(r.within);
@@ -640,4 +657,122 @@ TEST_CASE("attention prefill with packed K/V: the same bits for 1, 2 and 3 threa
             w.window = 45;
             check_case(dtype::bf16, 2, 70, 70, 8, 1, 32, w, layout::compact, ks, splits);
         }
+}
+
+TEST_CASE("attention sinks match the float64 reference: prefill, chunked prefill, decode with split keys, every kernel set",
+          "[attention][sinks]") {
+    // Every path that finishes a row: a prefill with packed K/V, a chunk with
+    // the dot-product tail, decode merged from split keys (forced through the
+    // core, automatic through the C ABI: one kv head leaves threads idle), and
+    // rows that see no key (zeros whatever the sink).
+    std::vector<const llmkit::attention::kernels *> sets = kernel_sets();
+    sets.push_back(nullptr);
+    for (const auto *ks : sets) {
+        config c;
+        c.causal = c.sinks = true;
+        check_case(dtype::f32, 1, 150, 150, 8, 2, 64, c, layout::compact, ks);
+        check_case(dtype::f32, 2, 20, 8, 2, 1, 32, c, layout::compact, ks);  // rows 0..11 see no key
+        check_case(dtype::f16, 1, 1, 700, 8, 1, 128, c, layout::compact, ks, ks ? 3 : 0);
+        config w = c;
+        w.window = 40;
+        w.alibi = true;
+        check_case(dtype::bf16, 1, 17, 100, 4, 4, 64, w, layout::padded, ks);
+        config m;
+        m.sinks = m.mask = true;
+        m.softcap = 4.0f;
+        check_case(dtype::f32, 1, 3, 600, 4, 2, 48, m, layout::bhsd, ks, ks ? 2 : 0);
+    }
+}
+
+TEST_CASE("attention sinks: absent, -inf and -FLT_MAX give the no-sink bits; a sink s shrinks a row by L / (L + e^s)",
+          "[attention][sinks]") {
+    using llmkit::core::tensor_view;
+    const int64_t S = 70, Hq = 4, Hkv = 2, D = 32;
+    std::mt19937 rng(13);
+    for (int64_t Sq : {S, int64_t(1)}) {  // prefill (packed K/V) and decode (split keys)
+        tensor4 q = make(dtype::f32, 1, Sq, Hq, D, layout::compact, &rng), k = make(dtype::f32, 1, S, Hkv, D, layout::compact, &rng),
+                v = make(dtype::f32, 1, S, Hkv, D, layout::compact, &rng), base = make(dtype::f32, 1, Sq, Hq, D, layout::compact, nullptr),
+                got = base;
+        INFO("Sq " << Sq);
+        llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+        o.causal = 1;
+        REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), base.c(), &o) == LLMKIT_OK);
+        // The most negative finite sink (the C ABI takes finite sinks only): exp underflows to 0.
+        const std::vector<float> lowest(size_t(Hq), -FLT_MAX);
+        o.sinks = lowest.data();
+        REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), got.c(), &o) == LLMKIT_OK);
+        CHECK(got.bytes == base.bytes);
+        // -inf, through the core (sink = -inf is "no sink" in the formula), with and without split keys.
+        const std::vector<float> ninf(size_t(Hq), -INFINITY);
+        const auto tq = tensor_view::from(q.c(), "q"), tk = tensor_view::from(k.c(), "k"), tv = tensor_view::from(v.c(), "v"),
+                   to = tensor_view::from(got.c(), "out");
+        for (int64_t splits : {1, 3}) {
+            llmkit::attention::attention_params p;
+            p.causal = true;
+            p.sinks = ninf.data();
+            p.kv_splits = splits;
+            std::fill(got.bytes.begin(), got.bytes.end(), 0xAB);
+            llmkit::attention::attention(tq, tk, tv, to, p);
+            p.sinks = nullptr;
+            tensor4 plain = base;
+            llmkit::attention::attention(tq, tk, tv, tensor_view::from(plain.c(), "out"), p);
+            INFO("splits " << splits);
+            CHECK(got.bytes == plain.bytes);
+        }
+        // A large sink: the keys' weights are e^{s_j} / (L + e^sink) instead of
+        // e^{s_j} / L, so the row is the no-sink row times L / (L + e^sink),
+        // with L = sum over visible keys of e^{s_j} (float64, from the inputs).
+        std::vector<float> big(static_cast<size_t>(Hq));
+        for (int64_t h = 0; h < Hq; ++h) big[size_t(h)] = 3.0f + 2.5f * float(h);
+        o.sinks = big.data();
+        REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), got.c(), &o) == LLMKIT_OK);
+        const double scale = 1.0 / std::sqrt(double(D));
+        double smallest_ratio = 1.0;
+        for (int64_t i = 0; i < Sq; ++i)
+            for (int64_t h = 0; h < Hq; ++h) {
+                const int64_t ip = i + S - Sq, g = h / (Hq / Hkv);
+                double L = 0.0;
+                for (int64_t j = 0; j <= ip; ++j) {
+                    double dot = 0.0;
+                    for (int64_t d = 0; d < D; ++d) dot += q.vals[size_t(q.idx(0, i, h, d))] * k.vals[size_t(k.idx(0, j, g, d))];
+                    L += std::exp(dot * scale);
+                }
+                const double ratio = L / (L + std::exp(double(big[size_t(h)])));
+                smallest_ratio = std::min(smallest_ratio, ratio);
+                bool within = true;  // the fp32 tolerance of the reference checks
+                for (int64_t d = 0; d < D; ++d) {
+                    const double want = ratio * base.get(0, i, h, d);
+                    within = within && std::fabs(got.get(0, i, h, d) - want) <= 4e-6 + 1e-5 * std::fabs(want);
+                }
+                INFO("row " << i << " head " << h << " ratio " << ratio);
+                CHECK(within);
+            }
+        CHECK(smallest_ratio < 0.05);  // the sinks really take most of some rows' weight
+    }
+}
+
+TEST_CASE("attention sinks: non-finite sinks are refused; an old caller's smaller struct_size means no sinks",
+          "[attention][sinks][errors]") {
+    std::mt19937 rng(17);
+    tensor4 q = make(dtype::f32, 1, 8, 6, 64, layout::compact, &rng), k = make(dtype::f32, 1, 8, 2, 64, layout::compact, &rng),
+            v = make(dtype::f32, 1, 8, 2, 64, layout::compact, &rng), base = make(dtype::f32, 1, 8, 6, 64, layout::compact, nullptr),
+            got = base;
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+        std::vector<float> sinks(6, 0.5f);
+        sinks[2] = bad;
+        llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+        o.sinks = sinks.data();
+        INFO("sink " << bad << ": " << llmkit_last_error_message());
+        CHECK(llmkit_attention(q.c(), k.c(), v.c(), got.c(), &o) == LLMKIT_ERROR_INVALID_ARGUMENT);
+        CHECK(std::string(llmkit_last_error_message()).find("options.sinks[2] is not finite") != std::string::npos);
+    }
+    // A struct from before the field existed ends at the field: whatever
+    // lies past struct_size is not read, so a poisoned sinks pointer is ignored.
+    REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), base.c(), nullptr) == LLMKIT_OK);
+    const std::vector<float> poison(6, NAN);
+    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+    o.struct_size = uint32_t(offsetof(llmkit_attention_options, sinks));
+    o.sinks = poison.data();
+    REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), got.c(), &o) == LLMKIT_OK);
+    CHECK(got.bytes == base.bytes);
 }

@@ -10,8 +10,10 @@ import llmkit
 
 # ---------------------------------------------------------------------------
 # References.
-def ref_attention(q, k, v, *, causal=True, window=0, alibi_slopes=None, softcap=0.0, scale=None, mask=None):
-    """Naive float64 attention with llmkit's documented semantics (llmkit.h, ATTENTION)."""
+def ref_attention(q, k, v, *, causal=True, window=0, alibi_slopes=None, softcap=0.0, scale=None, mask=None,
+                  sinks=None):
+    """Naive float64 attention with llmkit's documented semantics (llmkit.h, ATTENTION); sinks[h] adds
+    exp(sinks[h]) to head h's softmax denominator (gpt-oss)."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     B, Sq, Hq, D = q.shape
     Skv, Hkv = k.shape[1], k.shape[2]
@@ -34,8 +36,13 @@ def ref_attention(q, k, v, *, causal=True, window=0, alibi_slopes=None, softcap=
         visible &= j > ip - window
     s = np.where(visible, s, -np.inf)
     m = s.max(axis=-1, keepdims=True)
+    if sinks is not None:
+        sink = np.asarray(sinks, np.float64)[None, :, None, None]
+        m = np.maximum(m, sink)
     p = np.where(np.isfinite(s), np.exp(s - np.where(np.isfinite(m), m, 0.0)), 0.0)
     denom = p.sum(axis=-1, keepdims=True)
+    if sinks is not None:
+        denom = denom + np.exp(sink - m)
     p = np.divide(p, denom, out=np.zeros_like(p), where=denom > 0)  # a row seeing no key is zeros
     return np.einsum("bhij,bjhd->bihd", p, vv)
 
@@ -137,6 +144,72 @@ def test_list_inputs(rng):
     out = llmkit.attention(q.tolist(), k.tolist(), v.tolist())
     assert out.dtype == np.float32
     assert_close(out, ref_attention(q, k, v), 2e-5)
+
+
+# ---------------------------------------------------------------------------
+# Attention sinks (gpt-oss): torch's SDPA has none, so the reference is ref_attention's float64 formula.
+@pytest.mark.parametrize("Sq,Skv,Hq,Hkv", [(150, 150, 8, 2), (17, 100, 4, 4), (1, 700, 8, 1), (20, 8, 2, 1)],
+                         ids=["prefill", "chunk", "decode-split", "rows-see-nothing"])
+def test_sinks_match_reference(rng, Sq, Skv, Hq, Hkv):
+    q, k, v = qkv(rng, 2, Sq, Skv, Hq, Hkv, 64)
+    # Around the log of the keys' summed weight (~Skv e^0.5), so each sink takes a real share of its head.
+    sinks = (rng.uniform(-1.5, 2.5, Hq) + math.log(Skv) - 2.0).astype(np.float32)
+    got = llmkit.attention(q, k, v, sinks=sinks)
+    assert_close(got, ref_attention(q, k, v, sinks=sinks), 2e-5)
+    # The sinks change the result (they are not ignored), and lists are accepted.
+    assert np.max(np.abs(got - llmkit.attention(q, k, v))) > 1e-2
+    np.testing.assert_array_equal(llmkit.attention(q, k, v, sinks=list(sinks)), got)
+    kw = dict(window=30, alibi_slopes=2.0 ** (-np.arange(1, Hq + 1)), softcap=4.0)
+    assert_close(llmkit.attention(q, k, v, sinks=sinks, **kw), ref_attention(q, k, v, sinks=sinks, **kw), 2e-5)
+    for threads in (1, 3):
+        again = llmkit.attention(q, k, v, sinks=sinks, num_threads=threads)
+        if Sq > 1:
+            np.testing.assert_array_equal(again, got)
+        else:  # a lone decode row splits its keys by the thread count (flash-decoding), merged in another order
+            assert_close(again, ref_attention(q, k, v, sinks=sinks), 2e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_sinks_half_precision(rng, dtype):
+    torch = pytest.importorskip("torch")
+    tdtype = getattr(torch, dtype)
+    q, k, v = (torch.from_numpy(a).to(tdtype) for a in qkv(rng, 1, 40, 90, 8, 2, 64))
+    sinks = torch.linspace(-1.0, 3.0, 8)
+    got = llmkit.attention(q, k, v, sinks=sinks)
+    assert got.dtype == tdtype
+    want = ref_attention(*(t.double().numpy() for t in (q, k, v)), sinks=sinks.numpy())
+    assert_close(got.double().numpy(), want, {"float16": 2e-3, "bfloat16": 2e-2}[dtype])
+
+
+def test_sinks_shrink_rows_by_the_formula(rng):
+    """A sink s leaves the keys' relative weights alone and scales the row by L / (L + e^s), L = sum_j e^{s_j}."""
+    q, k, v = qkv(rng, 1, 30, 30, 4, 2, 32)
+    plain = llmkit.attention(q, k, v)
+    lowest = np.full(4, np.finfo(np.float32).min, np.float32)  # e^sink underflows to 0: the no-sink bits
+    np.testing.assert_array_equal(llmkit.attention(q, k, v, sinks=lowest), plain)
+    big = np.array([2.0, 4.0, 6.0, 8.0], np.float32)
+    got = llmkit.attention(q, k, v, sinks=big)
+    kk = np.repeat(k.astype(np.float64), 2, axis=2)
+    s = np.einsum("bihd,bjhd->bhij", q.astype(np.float64), kk) / math.sqrt(32)
+    s = np.where(np.tril(np.ones((30, 30), bool)), s, -np.inf)
+    L = np.exp(s).sum(axis=-1)  # (1, H, Sq)
+    ratio = (L / (L + np.exp(big.astype(np.float64))[None, :, None])).transpose(0, 2, 1)[..., None]
+    assert ratio.min() < 0.01  # the largest sink takes nearly all the weight
+    assert_close(got, ratio * plain.astype(np.float64), 2e-6)
+
+
+def test_sinks_errors(rng):
+    q, k, v = qkv(rng, 1, 4, 4, 6, 2, 8)
+    with pytest.raises(ValueError, match="sinks must be 1-D with one value per query head: q has 6 heads"):
+        llmkit.attention(q, k, v, sinks=np.zeros(5, np.float32))
+    with pytest.raises(ValueError, match="sinks"):
+        llmkit.attention(q, k, v, sinks=np.zeros((6, 1), np.float32))
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        sinks = np.zeros(6, np.float32)
+        sinks[4] = bad
+        with pytest.raises(ValueError, match=r"options.sinks\[4\] is not finite") as e:
+            llmkit.attention(q, k, v, sinks=sinks)
+        assert e.value.status == "LLMKIT_ERROR_INVALID_ARGUMENT"
 
 
 # ---------------------------------------------------------------------------

@@ -365,9 +365,11 @@ def attention(
     softcap: Optional[float] = None,
     scale: Optional[float] = None,
     mask: Optional[Any] = None,
+    sinks: Optional[Any] = None,
     num_threads: int = 0,
 ) -> Any:
-    """softmax(scale q k^T + bias) v on (B, S, H, D) arrays; result of q's kind, shape and dtype."""
+    """softmax(scale q k^T + bias) v on (B, S, H, D) arrays (``sinks``: Hq logits joining each head's softmax
+    denominator); result of q's kind, shape and dtype."""
 
 def rope(
     x: Any,

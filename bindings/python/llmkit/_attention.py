@@ -100,6 +100,7 @@ def attention(
     softcap: Optional[float] = None,
     scale: Optional[float] = None,
     mask: Optional[Any] = None,
+    sinks: Optional[Any] = None,
     num_threads: int = 0,
 ) -> Any:
     """Scaled-dot-product attention, ``softmax(scale * q k^T + bias) v``, on the CPU (a tiled online softmax).
@@ -127,6 +128,10 @@ def attention(
     - ``mask``: an additive float32 ``(Sq, Skv)`` mask shared by every batch and
       head (-inf hides a key), or a boolean one where True means "may attend"
       (as torch's ``scaled_dot_product_attention``).
+    - ``sinks``: attention sinks (gpt-oss), ``Hq`` finite logits, one per query
+      head: head ``h``'s softmax denominator gains ``exp(sinks[h])`` with no
+      value row, so its weights become ``exp(s_j) / (sum exp(s) + exp(sinks[h]))``
+      and the output shrinks by ``sum exp(s) / (sum exp(s) + exp(sinks[h]))``.
 
     A query that sees no key at all gets a row of zeros. Runs on
     ``num_threads`` worker threads (0: the default) with the GIL released.
@@ -148,10 +153,13 @@ def attention(
     slopes = None
     if alibi_slopes is not None:
         slopes = np.ascontiguousarray(np.asarray(alibi_slopes, dtype=np.float32))
+    sink_logits = None
+    if sinks is not None:
+        sink_logits = np.ascontiguousarray(np.asarray(sinks, dtype=np.float32))
     m = None if mask is None else _float_mask(mask)
     out = _empty_like(q)
     _llmkit.attention(q, k, v, out, bool(causal), win, _positive(softcap, "softcap"), _positive(scale, "scale"),
-                      slopes, m, count(num_threads, "num_threads"))
+                      slopes, m, count(num_threads, "num_threads"), sink_logits)
     return out
 
 

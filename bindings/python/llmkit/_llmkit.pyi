@@ -172,6 +172,7 @@ def attention(
     alibi_slopes: Optional[npt.NDArray[np.float32]] = None,
     mask: Any = None,
     num_threads: int = 0,
+    sinks: Optional[npt.NDArray[np.float32]] = None,
 ) -> None: ...
 def rope(
     x: Any,
