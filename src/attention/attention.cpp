@@ -42,13 +42,8 @@ using core::tensor_view;
 
 namespace {
 
-constexpr int k_tile_keys = 64;
 constexpr int k_tile_rows = 128;
 constexpr int64_t k_max_head_dim = 256;
-// Decode walks a tile in chunks of this many keys, asking for the same chunk
-// of the next tile before each: a burst of prefetches for a whole tile would
-// fill the core's miss buffers and stall it instead of overlapping the compute.
-constexpr int k_chunk_keys = 16;
 
 // Asks for n rows of row_bytes, `stride` bytes apart, from p on.
 void prefetch_rows(const char *p, int n, int64_t stride, int64_t row_bytes) {
@@ -99,18 +94,6 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
     }
 }
 
-struct workspace {
-    std::unique_ptr<float[]> data;
-    size_t size = 0;
-    float *get(size_t n) {
-        if (n > size) {
-            data.reset(new float[n]);
-            size = n;
-        }
-        return data.get();
-    }
-};
-
 void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
              const attention_params &p) {
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
@@ -129,14 +112,6 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const dtype dt = q.type;
     const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();
-
-    auto write_row = [&](int64_t b, int64_t i, int64_t h, const float *row) {
-        char *dst = out.data + (b * out.strides[0] + i * out.strides[1] + h * out.strides[2]) * es;
-        if (dt == dtype::f32)
-            std::memcpy(dst, row, size_t(D) * 4);
-        else
-            kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, dt == dtype::bf16);
-    };
 
     // Query head h's sink logit, or null (see finish_row).
     auto sink_of = [&](int64_t h) { return p.sinks ? p.sinks + h : nullptr; };
@@ -176,18 +151,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
 
         // Queries, scaled, as Q^T [D][ldq] or Q [R][D]; row r = hh * tl + ii.
         for (int64_t hh = 0; hh < G; ++hh)
-            for (int64_t ii = 0; ii < tl; ++ii) {
-                const int64_t r = hh * tl + ii;
-                const char *src = q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] + (g * G + hh) * q.strides[2]) * es;
-                if (dt == dtype::f32)
-                    std::memcpy(row, src, size_t(D) * 4);
-                else
-                    kn.half_to_f32(row, reinterpret_cast<const uint16_t *>(src), D, dt == dtype::bf16);
-                if (transposed)
-                    for (int64_t d = 0; d < D; ++d) Qb[d * ldq + r] = row[d] * scale;
-                else
-                    for (int64_t d = 0; d < D; ++d) Qb[r * D + d] = row[d] * scale;
-            }
+            for (int64_t ii = 0; ii < tl; ++ii)
+                load_scaled_query(q, b, i0 + ii, g * G + hh, kn, scale, transposed, ldq, hh * tl + ii, row, Qb);
         std::fill(O, O + size_t(R) * D, 0.0f);
         std::fill(m, m + R, ninf);
         std::fill(l, l + R, 0.0f);
@@ -269,14 +234,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 for (int64_t ii = 0; ii < tl; ++ii) {
                     const int64_t r = hh * tl + ii, i = i0 + ii, ip = i + offset;
                     float *s = ST + r;  // s[j * R]
-                    if (p.softcap > 0.0f) {
-                        const float c = p.softcap, ic = 1.0f / p.softcap;
-                        for (int j = 0; j < nk; ++j) s[j * R] = c * std::tanh(s[j * R] * ic);
-                    }
-                    if (p.alibi_slopes) {
-                        const float slope = p.alibi_slopes[g * G + hh];
-                        for (int j = 0; j < nk; ++j) s[j * R] -= slope * float(ip - (j0 + j));
-                    }
+                    softcap_and_alibi(s, R, nk, p.softcap, p.alibi_slopes ? p.alibi_slopes + g * G + hh : nullptr, ip,
+                                      j0);
                     if (p.mask) {
                         const tensor_view &mk = *p.mask;
                         const char *mrow = mk.data + i * mk.strides[0] * 4;
@@ -328,7 +287,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii;
                 finish_row(O + r * D, m[r], l[r], sink_of(g * G + hh), D, row);
-                write_row(b, i0 + ii, g * G + hh, row);
+                store_row(out, b, i0 + ii, g * G + hh, kn, row);
             }
     };
 
@@ -403,21 +362,11 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const int64_t R = G * tl;
         std::vector<float> row(static_cast<size_t>(D));
         for (int64_t r = 0; r < R; ++r) {
-            float mx = ninf;
-            for (int64_t s = 0; s < splits; ++s) mx = std::max(mx, parts[size_t((task * splits + s) * slot + R * D + r)]);
-            std::fill(row.begin(), row.end(), 0.0f);
-            float sum = 0.0f;
-            if (mx != ninf)
-                for (int64_t s = 0; s < splits; ++s) {
-                    const float *part = parts.data() + (task * splits + s) * slot;
-                    if (part[R * D + r] == ninf) continue;
-                    const float w = std::exp(part[R * D + r] - mx);
-                    sum += w * part[R * (D + 1) + r];
-                    for (int64_t d = 0; d < D; ++d) row[size_t(d)] += w * part[r * D + d];
-                }
+            float mx, sum;
+            merge_parts(parts.data() + task * splits * slot, slot, splits, R, D, r, row.data(), &mx, &sum);
             const int64_t h = g * G + r / tl;
             finish_row(row.data(), mx, sum, sink_of(h), D, row.data());
-            write_row(b, i0 + r % tl, h, row.data());
+            store_row(out, b, i0 + r % tl, h, kn, row.data());
         }
     });
 }

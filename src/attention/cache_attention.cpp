@@ -47,27 +47,12 @@ using core::tensor_view;
 
 namespace {
 
-constexpr int k_tile_keys = 64;
 constexpr int k_tile_rows = 64;
 constexpr int64_t k_default_split_keys = 1024;
-// Decode reads K and V in pieces of at most this many rows (see piece).
-constexpr int k_chunk_keys = 16;
 // How far ahead of the rows it reads decode asks for rows, in bytes: enough
 // to cover the memory latency at one core's share of the bandwidth (1, 2, 4,
 // 8 and 16 KiB measured alike on the 2-core EPYC; more only fills L1).
 constexpr int64_t k_prefetch_bytes = 4096;
-
-struct workspace {
-    std::unique_ptr<float[]> data;
-    size_t size = 0;
-    float *get(size_t n) {
-        if (n > size) {
-            data.reset(new float[n]);
-            size = n;
-        }
-        return data.get();
-    }
-};
 
 void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
               const tensor_view &out) {
@@ -277,8 +262,6 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     const int64_t nqt = (Sq + tq - 1) / tq;
     const float scale = p.scale != 0.0f ? p.scale : float(1.0 / std::sqrt(double(D)));
     const bool causal = p.causal || p.window > 0;
-    const dtype dt = q.type;
-    const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();
     const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
     int64_t split = p.split_keys > 0 ? p.split_keys : k_default_split_keys;
@@ -328,13 +311,6 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 tasks.push_back(t);
             }
 
-    auto write_row = [&](int64_t b, int64_t i, int64_t h, const float *row) {
-        char *dst = out.data + (b * out.strides[0] + i * out.strides[1] + h * out.strides[2]) * es;
-        if (dt == dtype::f32)
-            std::memcpy(dst, row, size_t(D) * 4);
-        else
-            kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, dt == dtype::bf16);
-    };
 
     const int64_t slot = G * tq * (D + 2);  // one part of one head: O [R][D], m [R], l [R]
     std::vector<float> parts(size_t(n_slots * slot));
@@ -346,14 +322,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii, ip = i0 + ii + len - Sq;
                 float *s = ST + r;  // s[j * R]
-                if (p.softcap > 0.0f) {
-                    const float c = p.softcap, ic = 1.0f / p.softcap;
-                    for (int j = 0; j < nk; ++j) s[j * R] = c * std::tanh(s[j * R] * ic);
-                }
-                if (p.alibi_slopes) {
-                    const float slope = p.alibi_slopes[g * G + hh];
-                    for (int j = 0; j < nk; ++j) s[j * R] -= slope * float(ip - (j0 + j));
-                }
+                softcap_and_alibi(s, R, nk, p.softcap, p.alibi_slopes ? p.alibi_slopes + g * G + hh : nullptr, ip, j0);
                 const int64_t lr = lo_of(len, i0 + ii), hr = hi_of(len, i0 + ii), end = j0 + nk;
                 for (int64_t jj = j0; jj < std::min(lr, end); ++jj) s[(jj - j0) * R] = ninf;
                 for (int64_t jj = std::max(hr + 1, j0); jj < end; ++jj) s[(jj - j0) * R] = ninf;
@@ -384,19 +353,8 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             H.alpha = H.l + R;
             const int64_t g = t.g0 + hh;
             for (int64_t qh = 0; qh < G; ++qh)
-                for (int64_t ii = 0; ii < tl; ++ii) {
-                    const int64_t r = qh * tl + ii;
-                    const char *src =
-                        q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] + (g * G + qh) * q.strides[2]) * es;
-                    if (dt == dtype::f32)
-                        std::memcpy(row, src, size_t(D) * 4);
-                    else
-                        kn.half_to_f32(row, reinterpret_cast<const uint16_t *>(src), D, dt == dtype::bf16);
-                    if (transposed)
-                        for (int64_t d = 0; d < D; ++d) H.Qb[d * R + r] = row[d] * scale;
-                    else
-                        for (int64_t d = 0; d < D; ++d) H.Qb[r * D + d] = row[d] * scale;
-                }
+                for (int64_t ii = 0; ii < tl; ++ii)
+                    load_scaled_query(q, b, i0 + ii, g * G + qh, kn, scale, transposed, R, qh * tl + ii, row, H.Qb);
             std::fill(H.O, H.O + size_t(R) * D, 0.0f);
             std::fill(H.m, H.m + R, ninf);
             std::fill(H.l, H.l + R, 0.0f);
@@ -499,7 +457,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 for (int64_t ii = 0; ii < tl; ++ii) {
                     const int64_t r = qh * tl + ii;
                     finish_row(H.O + r * D, H.m[r], H.l[r], p.sinks ? p.sinks + g * G + qh : nullptr, D, row);
-                    write_row(b, i0 + ii, g * G + qh, row);
+                    store_row(out, b, i0 + ii, g * G + qh, kn, row);
                 }
         }
     };
@@ -522,25 +480,16 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         const task &t = tasks[size_t(ti)];
         if (t.parts <= 1) return;
         const int64_t R = G * t.tl;
-        std::vector<float> acc(static_cast<size_t>(D)), row(static_cast<size_t>(D));
+        std::vector<float> row(static_cast<size_t>(D));
         for (int64_t hh = 0; hh < t.ng; ++hh)
             for (int64_t r = 0; r < R; ++r) {
-                auto part_of = [&](int64_t k) { return parts.data() + (t.first_slot + k * t.ng + hh) * slot; };
-                float mx = ninf;
-                for (int64_t k = 0; k < t.parts; ++k) mx = std::max(mx, part_of(k)[R * D + r]);
-                std::fill(acc.begin(), acc.end(), 0.0f);
-                float sum = 0.0f;
-                if (mx != ninf)
-                    for (int64_t k = 0; k < t.parts; ++k) {
-                        const float *part = part_of(k);
-                        if (part[R * D + r] == ninf) continue;
-                        const float w = std::exp(part[R * D + r] - mx);
-                        sum += w * part[R * (D + 1) + r];
-                        for (int64_t d = 0; d < D; ++d) acc[size_t(d)] += w * part[r * D + d];
-                    }
+                // Part k of head hh is slot first_slot + k * ng + hh.
+                float mx, sum;
+                merge_parts(parts.data() + (t.first_slot + hh) * slot, t.ng * slot, t.parts, R, D, r, row.data(), &mx,
+                            &sum);
                 const int64_t qh = r / t.tl, ii = r % t.tl, g = t.g0 + hh;
-                finish_row(acc.data(), mx, sum, p.sinks ? p.sinks + g * G + qh : nullptr, D, row.data());
-                write_row(t.b, t.i0 + ii, g * G + qh, row.data());
+                finish_row(row.data(), mx, sum, p.sinks ? p.sinks + g * G + qh : nullptr, D, row.data());
+                store_row(out, t.b, t.i0 + ii, g * G + qh, kn, row.data());
             }
     });
 }

@@ -1,14 +1,110 @@
 // What the two tiled online-softmax drivers share: attention.cpp (over q, k, v
 // tensors) and cache_attention.cpp (over the contiguous and paged KV caches)
-// run the same per-row algorithm and finish a row the same way.
+// run the same per-row algorithm: the same key tiles and decode chunks, the
+// same query rows in, the same merge of split-KV parts and the same finish.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <memory>
+
+#include "attention/kernels.hpp"
+#include "core/tensor.hpp"
 
 namespace llmkit::attention {
+
+// Keys per tile of the online softmax.
+constexpr int k_tile_keys = 64;
+// Decode reads a tile's K and V in chunks (pieces) of at most this many keys,
+// asking for what it reads next a chunk at a time: a burst of prefetches for a
+// whole tile would fill the core's miss buffers and stall it instead of
+// overlapping the compute.
+constexpr int k_chunk_keys = 16;
+
+// A thread's scratch floats, grown on demand and reused across calls.
+struct workspace {
+    std::unique_ptr<float[]> data;
+    size_t size = 0;
+    float *get(size_t n) {
+        if (n > size) {
+            data.reset(new float[n]);
+            size = n;
+        }
+        return data.get();
+    }
+};
+
+// row = t[b, s, h, :] as float32 (t: float32, bfloat16 or float16, unit stride on D).
+inline void load_row(const core::tensor_view &t, int64_t b, int64_t s, int64_t h, const kernels &kn, float *row) {
+    const int64_t D = t.shape[3];
+    const char *src = t.data + (b * t.strides[0] + s * t.strides[1] + h * t.strides[2]) * int64_t(t.elem_size);
+    if (t.type == core::dtype::f32)
+        std::memcpy(row, src, size_t(D) * 4);
+    else
+        kn.half_to_f32(row, reinterpret_cast<const uint16_t *>(src), D, t.type == core::dtype::bf16);
+}
+
+// t[b, s, h, :] = row, rounded to t's type (the output, written once per row).
+inline void store_row(const core::tensor_view &t, int64_t b, int64_t s, int64_t h, const kernels &kn, const float *row) {
+    const int64_t D = t.shape[3];
+    char *dst = t.data + (b * t.strides[0] + s * t.strides[1] + h * t.strides[2]) * int64_t(t.elem_size);
+    if (t.type == core::dtype::f32)
+        std::memcpy(dst, row, size_t(D) * 4);
+    else
+        kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), row, D, t.type == core::dtype::bf16);
+}
+
+// Row r of a task's scaled queries: Qb[d * ldq + r] (transposed, for the
+// prefill gemm) or Qb[r * D + d] (decode's dot products) = q[b, i, h, d] * scale.
+inline void load_scaled_query(const core::tensor_view &q, int64_t b, int64_t i, int64_t h, const kernels &kn,
+                              float scale, bool transposed, int64_t ldq, int64_t r, float *row, float *Qb) {
+    const int64_t D = q.shape[3];
+    load_row(q, b, i, h, kn, row);
+    if (transposed)
+        for (int64_t d = 0; d < D; ++d) Qb[d * ldq + r] = row[d] * scale;
+    else
+        for (int64_t d = 0; d < D; ++d) Qb[r * D + d] = row[d] * scale;
+}
+
+// Soft-capping (softcap > 0), then ALiBi (slope: the row's head's, or null),
+// on the scores of keys j0 .. j0 + nk - 1 of one query row at position ip:
+// s[j * stride] (the scores are stored key-major).
+inline void softcap_and_alibi(float *s, int64_t stride, int nk, float softcap, const float *slope, int64_t ip,
+                              int64_t j0) {
+    if (softcap > 0.0f) {
+        const float c = softcap, ic = 1.0f / softcap;
+        for (int j = 0; j < nk; ++j) s[j * stride] = c * std::tanh(s[j * stride] * ic);
+    }
+    if (slope)
+        for (int j = 0; j < nk; ++j) s[j * stride] -= *slope * float(ip - (j0 + j));
+}
+
+// Split-KV (flash-decoding): merges row r of n_parts parts, each laid out as
+// O [R][D], m [R], l [R] and `stride` floats after the previous one, by
+// rescaling each part's O and l to the common max and adding them in part
+// order. acc receives the merged O, *m and *l the merged max and sum; parts
+// that saw no key (m = -inf) add nothing.
+inline void merge_parts(const float *first, int64_t stride, int64_t n_parts, int64_t R, int64_t D, int64_t r,
+                        float *acc, float *m, float *l) {
+    const float ninf = -std::numeric_limits<float>::infinity();
+    float mx = ninf;
+    for (int64_t k = 0; k < n_parts; ++k) mx = std::max(mx, first[k * stride + R * D + r]);
+    std::fill(acc, acc + D, 0.0f);
+    float sum = 0.0f;
+    if (mx != ninf)
+        for (int64_t k = 0; k < n_parts; ++k) {
+            const float *part = first + k * stride;
+            if (part[R * D + r] == ninf) continue;
+            const float w = std::exp(part[R * D + r] - mx);
+            sum += w * part[R * (D + 1) + r];
+            for (int64_t d = 0; d < D; ++d) acc[d] += w * part[r * D + d];
+        }
+    *m = mx;
+    *l = sum;
+}
 
 // out = O / l for one row of D, where O and l are the running output and
 // softmax sum of the row relative to its running max m (O = sum_j exp(s_j - m)
