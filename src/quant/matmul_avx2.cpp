@@ -324,21 +324,23 @@ void gemv32_rows4(const kernel_args &a, int64_t r0) {
         int64_t j = 0;
         for (; j + 2 <= cn; j += 2) {
             const size_t off = size_t(c0 + j) * bb;
-            const __m256i h = _mm256_or_si256(
-                _mm256_or_si256(_mm256_shuffle_epi8(load32(w0 + off), ctl0), _mm256_shuffle_epi8(load32(w1 + off), ctl1)),
-                _mm256_or_si256(_mm256_shuffle_epi8(load32(w2 + off), ctl2), _mm256_shuffle_epi8(load32(w3 + off), ctl3)));
-            const __m256 s0 = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), _mm256_set1_ps(xd[c0 + j]));
-            const __m256 s1 = _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), _mm256_set1_ps(xd[c0 + j + 1]));
-            _mm256_store_ps(scales[j], s0);
-            _mm256_store_ps(scales[j + 1], s1);
+            const __m256i h01 = _mm256_or_si256(_mm256_shuffle_epi8(load32(w0 + off), ctl0),
+                                                _mm256_shuffle_epi8(load32(w1 + off), ctl1));
+            const __m256i h23 = _mm256_or_si256(_mm256_shuffle_epi8(load32(w2 + off), ctl2),
+                                                _mm256_shuffle_epi8(load32(w3 + off), ctl3));
+            const __m256i h = _mm256_or_si256(h01, h23);
+            const __m256 dx0 = _mm256_set1_ps(xd[c0 + j]), dx1 = _mm256_set1_ps(xd[c0 + j + 1]);
+            _mm256_store_ps(scales[j], _mm256_mul_ps(_mm256_cvtph_ps(_mm256_castsi256_si128(h)), dx0));
+            _mm256_store_ps(scales[j + 1], _mm256_mul_ps(_mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)), dx1));
         }
         if (j < cn) {  // an odd last block: its scales one by one (a 32-byte read could pass the end)
             const size_t off = size_t(c0 + j) * bb;
             const __m128 dx = _mm_set1_ps(xd[c0 + j]);
-            _mm_store_ps(scales[j], _mm_mul_ps(_mm_setr_ps(f16_at(w0 + off), f16_at(w1 + off), f16_at(w2 + off), f16_at(w3 + off)), dx));
-            if (tr::has_min)
-                _mm_store_ps(scales[j] + 4, _mm_mul_ps(_mm_setr_ps(f16_at(w0 + off + 2), f16_at(w1 + off + 2),
-                                                                   f16_at(w2 + off + 2), f16_at(w3 + off + 2)), dx));
+            auto f16x4 = [&](size_t at) {
+                return _mm_setr_ps(f16_at(w0 + at), f16_at(w1 + at), f16_at(w2 + at), f16_at(w3 + at));
+            };
+            _mm_store_ps(scales[j], _mm_mul_ps(f16x4(off), dx));
+            if (tr::has_min) _mm_store_ps(scales[j] + 4, _mm_mul_ps(f16x4(off + 2), dx));
         }
 
         auto block = [&](int64_t j) {
@@ -358,16 +360,18 @@ void gemv32_rows4(const kernel_args &a, int64_t r0) {
             row(w3 + off, scales[j] + 3, acc3);
             if (tr::has_min) bias = _mm_fmadd_ps(_mm_set1_ps(float(xs[b])), _mm_load_ps(scales[j] + 4), bias);
         };
+        // One prefetch per row and block pair (36 or 40 bytes), so every cache line gets one.
+        auto prefetch = [&](int64_t j) {
+            const char *p = reinterpret_cast<const char *>(next) + size_t(c0 + j) * bb;
+            for (size_t r = 0; r < 4; ++r) _mm_prefetch(p + r * rb, _MM_HINT_T0);
+        };
         for (j = 0; j + 2 <= cn; j += 2) {
-            // One prefetch per row and block pair (36-44 bytes), so every cache line gets one.
-            const size_t off = size_t(c0 + j) * bb;
-            for (size_t r = 0; r < 4; ++r) _mm_prefetch(reinterpret_cast<const char *>(next + r * rb + off), _MM_HINT_T0);
+            prefetch(j);
             block(j);
             block(j + 1);
         }
         if (j < cn) {
-            const size_t off = size_t(c0 + j) * bb;
-            for (size_t r = 0; r < 4; ++r) _mm_prefetch(reinterpret_cast<const char *>(next + r * rb + off), _MM_HINT_T0);
+            prefetch(j);
             block(j);
         }
     }

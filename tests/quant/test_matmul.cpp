@@ -14,6 +14,7 @@
 
 #include "llmkit/llmkit.h"
 #include "llmkit/llmkit.hpp"
+#include "matmul_test_support.hpp"
 #include "quant/matmul.hpp"
 #include "support/test_support.hpp"
 
@@ -21,6 +22,8 @@ namespace {
 
 using llmkit::quant::matmul_isa;
 using llmkit_test::host_tensor;
+using isa_scope = llmkit_test::matmul_isa_scope;
+using llmkit_test::quant_matmul;
 
 const llmkit_dtype k_f32 = LLMKIT_DTYPE_F32;
 const llmkit_dtype k_i8 = {LLMKIT_DTYPE_INT, 8, 1};
@@ -63,18 +66,6 @@ std::vector<float> dequantize(int32_t type, const std::vector<uint8_t> &q, int64
     INFO(llmkit_last_error_message());
     REQUIRE(llmkit_dequantize(type, q.data(), q.size(), &dst, nullptr) == LLMKIT_OK);
     return w;
-}
-
-std::vector<float> matmul(int32_t type, const std::vector<uint8_t> &w, int64_t n, int64_t k, std::vector<float> &x,
-                          int64_t m, int n_threads = 0) {
-    std::vector<float> y(size_t(m * n), -12345.0f);
-    const int64_t xs[2] = {m, k}, ys[2] = {m, n};
-    const llmkit_tensor xt = host_tensor(x.data(), xs, 2, k_f32), yt = host_tensor(y.data(), ys, 2, k_f32);
-    llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
-    o.n_threads = n_threads;
-    INFO(llmkit_last_error_message());
-    REQUIRE(llmkit_quant_matmul(&xt, type, w.data(), w.size(), n, k, &yt, &o) == LLMKIT_OK);
-    return y;
 }
 
 // Checks y against float64 references of the dequantized weights wd [n, k]:
@@ -128,13 +119,6 @@ const type_case k_types[] = {{"q4_0", LLMKIT_QUANT_Q4_0, 32}, {"q4_1", LLMKIT_QU
                              {"q4_K", LLMKIT_QUANT_Q4_K, 256}, {"q5_K", LLMKIT_QUANT_Q5_K, 256},
                              {"q6_K", LLMKIT_QUANT_Q6_K, 256}};
 
-// Restores automatic kernel choice when a test ends (even by a failure).
-struct isa_scope {
-    explicit isa_scope(matmul_isa isa) { ok = llmkit::quant::matmul_force_isa(isa); }
-    ~isa_scope() { llmkit::quant::matmul_force_isa(matmul_isa::automatic); }
-    bool ok = false;
-};
-
 bool have_avx2() {
     const bool ok = llmkit::quant::matmul_force_isa(matmul_isa::avx2);
     llmkit::quant::matmul_force_isa(matmul_isa::automatic);
@@ -185,7 +169,7 @@ TEST_CASE("quant matmul: every type against float64 on the dequantized weights",
                     INFO(tc.name << " m=" << m << " n=" << n << " k=" << k << " isa="
                                  << llmkit_quant_matmul_isa());
                     std::vector<float> x = random_matrix(m, k, seed++);
-                    const auto y = matmul(tc.type, q, n, k, x, m);
+                    const auto y = quant_matmul(tc.type, q, n, k, x, m);
                     check_against_reference(y, wd, x, m, n, k, tc.block);
                 }
             }
@@ -230,16 +214,16 @@ TEST_CASE("quant matmul: scalar and AVX2 kernels, thread counts and m give ident
             const isa_scope s(matmul_isa::scalar);
             REQUIRE(s.ok);
             REQUIRE(std::string(llmkit_quant_matmul_isa()) == "scalar");
-            scalar = matmul(tc.type, q, n, k, x, m, 1);
+            scalar = quant_matmul(tc.type, q, n, k, x, m, 1);
             INFO(tc.name << " scalar, 3 threads");
-            CHECK(std::memcmp(scalar.data(), matmul(tc.type, q, n, k, x, m, 3).data(), scalar.size() * 4) == 0);
+            CHECK(std::memcmp(scalar.data(), quant_matmul(tc.type, q, n, k, x, m, 3).data(), scalar.size() * 4) == 0);
         }
         if (avx2) {
             const isa_scope s(matmul_isa::avx2);
             REQUIRE(std::string(llmkit_quant_matmul_isa()) == "avx2");
             for (int threads : {1, 2, 5}) {
                 INFO(tc.name << " avx2, " << threads << " threads");
-                const auto y = matmul(tc.type, q, n, k, x, m, threads);
+                const auto y = quant_matmul(tc.type, q, n, k, x, m, threads);
                 CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
             }
         }
@@ -247,7 +231,7 @@ TEST_CASE("quant matmul: scalar and AVX2 kernels, thread counts and m give ident
         for (int64_t i : {0, 17, 36}) {
             INFO(tc.name << " row " << i << " alone");
             std::vector<float> xi(x.begin() + i * k, x.begin() + (i + 1) * k);
-            const auto yi = matmul(tc.type, q, n, k, xi, 1, 2);
+            const auto yi = quant_matmul(tc.type, q, n, k, xi, 1, 2);
             CHECK(std::memcmp(yi.data(), scalar.data() + i * n, size_t(n) * 4) == 0);
         }
     }
@@ -310,7 +294,7 @@ TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quan
                     std::vector<float> x = random_matrix(m, k, seed++);
                     compare(std::string(tc.name) + " m=" + std::to_string(m) + " n=" + std::to_string(n) +
                                 " k=" + std::to_string(k),
-                            [&](int threads) { return matmul(tc.type, q, n, k, x, m, threads); });
+                            [&](int threads) { return quant_matmul(tc.type, q, n, k, x, m, threads); });
                 }
             }
     }
@@ -349,19 +333,19 @@ TEST_CASE("quant matmul: prefill sizes M = 16, 32, 128, 129 against float64 and 
             {
                 const isa_scope s(matmul_isa::scalar);
                 REQUIRE(s.ok);
-                scalar = matmul(tc.type, q, n, k, x, m, 1);
+                scalar = quant_matmul(tc.type, q, n, k, x, m, 1);
             }
             check_against_reference(scalar, wd, x, m, n, k, tc.block);
             const isa_scope s(avx2 ? matmul_isa::avx2 : matmul_isa::scalar);
             for (int threads : {1, 2}) {
                 INFO(llmkit_quant_matmul_isa() << ", " << threads << " threads");
-                CHECK(std::memcmp(scalar.data(), matmul(tc.type, q, n, k, x, m, threads).data(),
+                CHECK(std::memcmp(scalar.data(), quant_matmul(tc.type, q, n, k, x, m, threads).data(),
                                   scalar.size() * 4) == 0);
             }
             for (int64_t i : {int64_t(0), m - 1}) {
                 INFO("row " << i << " alone");
                 std::vector<float> xi(x.begin() + i * k, x.begin() + (i + 1) * k);
-                CHECK(std::memcmp(matmul(tc.type, q, n, k, xi, 1, 1).data(), scalar.data() + i * n,
+                CHECK(std::memcmp(quant_matmul(tc.type, q, n, k, xi, 1, 1).data(), scalar.data() + i * n,
                                   size_t(n) * 4) == 0);
             }
         }
@@ -373,7 +357,7 @@ TEST_CASE("quant matmul: strided x and y, 1-D x, empty shapes", "[quant][matmul]
     std::vector<float> w = random_matrix(n, k, 77);
     const auto q = quantize(LLMKIT_QUANT_Q8_0, w, n, k);
     std::vector<float> x = random_matrix(m, k, 78);
-    const auto expect = matmul(LLMKIT_QUANT_Q8_0, q, n, k, x, m);
+    const auto expect = quant_matmul(LLMKIT_QUANT_Q8_0, q, n, k, x, m);
 
     // x transposed in memory (column stride m), y written transposed (row stride 1).
     std::vector<float> xt(size_t(m * k));
@@ -523,7 +507,7 @@ TEST_CASE("quant matmul: the C++ face", "[quant][matmul]") {
     const auto q = quantize(LLMKIT_QUANT_Q4_K, w, n, k);
     std::vector<float> x = random_matrix(m, k, 22);
     const std::vector<float> y = llmkit::quant_matmul(LLMKIT_QUANT_Q4_K, q, n, k, x.data(), m, 2);
-    const auto expect = matmul(LLMKIT_QUANT_Q4_K, q, n, k, x, m);
+    const auto expect = quant_matmul(LLMKIT_QUANT_Q4_K, q, n, k, x, m);
     REQUIRE(y.size() == expect.size());
     CHECK(std::memcmp(y.data(), expect.data(), y.size() * 4) == 0);
     try {
