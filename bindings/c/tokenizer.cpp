@@ -295,6 +295,36 @@ extern "C" llmkit_status llmkit_tokenizer_encode_with_offsets(const llmkit_token
     });
 }
 
+extern "C" llmkit_status llmkit_tokenizer_encode_pair(const llmkit_tokenizer *tokenizer, const char *text_a,
+                                                      size_t len_a, const char *text_b, size_t len_b, int32_t *ids,
+                                                      int32_t *type_ids, int32_t *sequence_ids, size_t *offsets,
+                                                      size_t capacity, size_t *n_ids,
+                                                      const llmkit_encode_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(n_ids, "n_ids");
+        if (len_a) capi::require_non_null(text_a, "text_a");
+        if (len_b) capi::require_non_null(text_b, "text_b");
+        const auto o = capi::read_options(options, k_encode_defaults, "options");
+        const tok::encode_options eo = to_core_options(o);
+        tok::encoding e;
+        tokenizer->impl->encode_pair(std::string_view(len_a ? text_a : "", len_a),
+                                     std::string_view(len_b ? text_b : "", len_b), eo, offsets != nullptr, e);
+        *n_ids = e.ids.size();
+        if (!ids) return;
+        if (capacity < e.ids.size())
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "encode_pair: buffers of ", capacity, " ids, ", e.ids.size(),
+                 " needed");
+        std::copy(e.ids.begin(), e.ids.end(), ids);
+        if (type_ids) std::copy(e.type_ids.begin(), e.type_ids.end(), type_ids);
+        if (sequence_ids) std::copy(e.sequence_ids.begin(), e.sequence_ids.end(), sequence_ids);
+        for (size_t i = 0; offsets && i < e.spans.size(); ++i) {
+            offsets[2 * i] = e.spans[i].first;
+            offsets[2 * i + 1] = e.spans[i].second;
+        }
+    });
+}
+
 // ---------------------------------------------------------------------------
 // BPE training and saving (toktrain).
 

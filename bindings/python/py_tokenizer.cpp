@@ -225,6 +225,33 @@ py::tuple tokenizer_encode_with_offsets(const py_tokenizer &t, py::handle text,
     return py::make_tuple(int_list(ids.data(), n), spans);
 }
 
+// (ids, type_ids, sequence_ids, spans or None) of llmkit_tokenizer_encode_pair.
+py::tuple tokenizer_encode_pair(const py_tokenizer &t, py::handle text_a, py::handle text_b,
+                                const std::vector<std::string> &allowed_special, bool allow_all_special,
+                                bool special_as_text, bool add_special_tokens, bool with_offsets) {
+    const std::string_view a = utf8_of(text_a, "text_a"), b = utf8_of(text_b, "text_b");
+    std::vector<const char *> names;
+    const llmkit_encode_options o =
+        encode_options(allowed_special, allow_all_special, special_as_text, 0, names, add_special_tokens);
+    llmkit::tokenizer::pair_encoding e;
+    {
+        py::gil_scoped_release nogil;
+        e = t.tok.encode_pair(std::string(a), std::string(b), with_offsets, &o);
+    }
+    const size_t n = e.ids.size();
+    py::list sequence_ids(n);
+    for (size_t i = 0; i < n; ++i)
+        sequence_ids[i] = e.sequence_ids[i] < 0 ? py::object(py::none()) : py::object(py::int_(e.sequence_ids[i]));
+    py::object spans = py::none();
+    if (with_offsets) {
+        py::array_t<int64_t> arr({py::ssize_t(n), py::ssize_t(2)});
+        int64_t *out = arr.mutable_data();
+        for (size_t i = 0; i < 2 * n; ++i) out[i] = int64_t(e.offsets[i]);
+        spans = arr;
+    }
+    return py::make_tuple(int_list(e.ids.data(), n), int_list(e.type_ids.data(), n), sequence_ids, spans);
+}
+
 // The Python progress callable, called with the GIL from the training thread.
 // An exception it raises cancels the training and is re-raised afterwards.
 struct train_progress {
@@ -330,6 +357,10 @@ void bind_tokenizer(py::module_ &m) {
     cls.def("encode_with_offsets", &tokenizer_encode_with_offsets, py::arg("text"),
             py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
             py::arg("special_as_text") = false, py::arg("add_special_tokens") = false);
+    cls.def("encode_pair", &tokenizer_encode_pair, py::arg("text_a"), py::arg("text_b"),
+            py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
+            py::arg("special_as_text") = false, py::arg("add_special_tokens") = false,
+            py::arg("with_offsets") = false);
     cls.def("save_tiktoken", [](const py_tokenizer &t, const std::string &path) {
         py::gil_scoped_release nogil;
         t.tok.save_tiktoken(path);

@@ -59,3 +59,12 @@ for name, file, family in presets:
         n = len(tok.encode_ordinary(text))
         cells.append(f"{len(text.encode()) / n:.3f}")
     print(f"| {name} | {tok.vocab_size} | {family} | none | {cells[0]} | {cells[1]} |")
+
+# 5. A pair of texts (a cross-encoder's query and passage): BERT's post-processor
+#    template lays them out as [CLS] a [SEP] b [SEP] and types the second text 1.
+bert = llmkit.Tokenizer.from_file(data / "hf-tokenizers" / "bert-base-uncased" / "tokenizer.json")
+pair = bert.encode_pair("Who wrote it?", "Shakespeare did.", add_special_tokens=True)
+print()
+print("pair tokens:", [bert.id_to_token(i) for i in pair.ids])
+print("type ids:   ", pair.type_ids)
+print("sequences:  ", pair.sequence_ids)

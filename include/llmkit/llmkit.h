@@ -2322,6 +2322,53 @@ LLMKIT_API llmkit_status llmkit_tokenizer_encode_with_offsets(const llmkit_token
                                                               size_t capacity, size_t *n_ids,
                                                               const llmkit_encode_options *options);
 
+/**
+ * @brief Encodes a pair of texts into one sequence: a sentence pair for a
+ * BERT-style model, a reranker's query and document.
+ *
+ * As Hugging Face `tokenizers`' `encode(a, b)`: each text is encoded as by
+ * llmkit_tokenizer_encode() with `options` (no special tokens yet), the ids of
+ * `a` typed 0 and those of `b` typed 1; with `options->add_special_tokens` a
+ * tokenizer.json's post-processor then lays them out with its special tokens
+ * and types: TemplateProcessing's `pair` template (its `type_id`s), BERT's
+ * `[CLS] a [SEP] b [SEP]` (types 0 ... 0 1 ... 1), RoBERTa's
+ * `<s> a </s></s> b </s>` (every type 0, with or without special tokens).
+ * Without a post-processor, and for the other kinds, the two encodings follow
+ * each other; with add_special_tokens each text gets its own (a
+ * SentencePiece model's BOS/EOS: `<s> a <s> b`, as transformers' Llama
+ * tokenizers do), typed as its text. A template without a `pair` entry
+ * cannot add special tokens to a pair (#LLMKIT_ERROR_UNSUPPORTED).
+ *
+ * The three per-id outputs are optional: `type_ids` (BERT's token_type_ids),
+ * `sequence_ids` (0 or 1: the text an id came from; -1 for an id the
+ * post-processor or add_special_tokens added, as `tokenizers`' `sequence_ids`
+ * gives None) and `offsets` (the byte span `[offsets[2*i], offsets[2*i+1])` of
+ * id `i` in ITS OWN text, as llmkit_tokenizer_encode_with_offsets() gives it;
+ * added ids get empty spans). Asking for offsets fails with
+ * #LLMKIT_ERROR_UNSUPPORTED where llmkit_tokenizer_encode_with_offsets() does.
+ * @param tokenizer The tokenizer.
+ * @param text_a The first text, `len_a` bytes of valid UTF-8 (may be NULL when len_a is 0).
+ * @param len_a Bytes of text_a.
+ * @param text_b The second text, `len_b` bytes of valid UTF-8 (may be NULL when len_b is 0).
+ * @param len_b Bytes of text_b.
+ * @param ids Caller's buffer for the ids, or NULL to ask for the count.
+ * @param type_ids NULL, or a buffer of `capacity` type ids.
+ * @param sequence_ids NULL, or a buffer of `capacity` sequence ids.
+ * @param offsets NULL, or a buffer of `2 * capacity` byte offsets.
+ * @param capacity Ids that fit in each buffer.
+ * @param[out] n_ids Receives the number of ids (also when the buffers are too small).
+ * @param options NULL for defaults (no special tokens added).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL with `n_ids` set;
+ *         #LLMKIT_ERROR_UNSUPPORTED as above; the errors of
+ *         llmkit_tokenizer_encode(), the message naming the text (`text_a: `
+ *         or `text_b: ` before the problem). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_encode_pair(const llmkit_tokenizer *tokenizer, const char *text_a,
+                                                      size_t len_a, const char *text_b, size_t len_b, int32_t *ids,
+                                                      int32_t *type_ids, int32_t *sequence_ids, size_t *offsets,
+                                                      size_t capacity, size_t *n_ids,
+                                                      const llmkit_encode_options *options);
+
 /* --- end offsets --- */
 
 /* --- BPE training and saving (toktrain) --- */

@@ -388,6 +388,38 @@ public:
         return ids;
     }
 
+    /** @brief A pair of texts encoded together (llmkit_tokenizer_encode_pair()). */
+    struct pair_encoding {
+        std::vector<int32_t> ids;           /**< The ids. */
+        std::vector<int32_t> type_ids;      /**< BERT's token_type_ids, one per id. */
+        std::vector<int32_t> sequence_ids;  /**< 0 / 1: the text an id came from; -1: an added special token. */
+        std::vector<size_t> offsets;        /**< 2 per id (start, end byte in its own text); empty unless asked for. */
+    };
+
+    /**
+     * @brief Encodes a pair of texts into one sequence (llmkit_tokenizer_encode_pair()).
+     * @param a The first text. @param b The second text.
+     * @param with_offsets Also give each id's byte span in its own text.
+     * @param options NULL for defaults (no special tokens added).
+     * @return The ids with their types, sequences and (if asked for) spans.
+     */
+    pair_encoding encode_pair(const std::string &a, const std::string &b, bool with_offsets = false,
+                              const llmkit_encode_options *options = nullptr) const {
+        pair_encoding e;
+        size_t n = 0;
+        // Count, then fill: the count needs no offsets (they never change it).
+        check(llmkit_tokenizer_encode_pair(get(), a.data(), a.size(), b.data(), b.size(), nullptr, nullptr, nullptr,
+                                           nullptr, 0, &n, options));
+        e.ids.resize(n);
+        e.type_ids.resize(n);
+        e.sequence_ids.resize(n);
+        if (with_offsets) e.offsets.resize(2 * n);
+        check(llmkit_tokenizer_encode_pair(get(), a.data(), a.size(), b.data(), b.size(), e.ids.data(),
+                                           e.type_ids.data(), e.sequence_ids.data(),
+                                           with_offsets ? e.offsets.data() : nullptr, n, &n, options));
+        return e;
+    }
+
     /**
      * @brief Trains byte-level BPE on texts (llmkit_bpe_train()).
      * @param texts The corpus. @param options vocab_size etc. (required). @return The tokenizer.

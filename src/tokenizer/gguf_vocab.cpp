@@ -158,18 +158,25 @@ void add_specials(const gguf::file &f, const std::vector<std::string_view> &toke
     }
     j["added_tokens"] = added;
     const size_t n = tokens.size();
-    nlohmann::json single = nlohmann::json::array();
+    // BOS A EOS for one text; for a pair, BOS A EOS BOS B:1 EOS:1 (as
+    // transformers' Llama tokenizers and Llama 3's tokenizer.json have it).
+    nlohmann::json single = nlohmann::json::array(), second = nlohmann::json::array();
     nlohmann::json specials = nlohmann::json::object();
     auto special = [&](const char *id_key, const char *add_key, bool default_add, const char *name) {
         const int32_t id = token_id(f, id_key, n);
         if (id < 0 || !f.get_bool(add_key).value_or(default_add)) return;
         single.push_back({{"SpecialToken", {{"id", name}, {"type_id", 0}}}});
+        second.push_back({{"SpecialToken", {{"id", name}, {"type_id", 1}}}});
         specials[name] = {{"id", name}, {"ids", {id}}, {"tokens", {std::string(tokens[size_t(id)])}}};
     };
     special("tokenizer.ggml.bos_token_id", "tokenizer.ggml.add_bos_token", default_add_bos, "bos");
     single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
+    second.push_back({{"Sequence", {{"id", "B"}, {"type_id", 1}}}});
     special("tokenizer.ggml.eos_token_id", "tokenizer.ggml.add_eos_token", false, "eos");
-    j["post_processor"] = {{"type", "TemplateProcessing"}, {"single", single}, {"special_tokens", specials}};
+    nlohmann::json pair = single;
+    pair.insert(pair.end(), second.begin(), second.end());
+    j["post_processor"] = {
+        {"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}};
 }
 
 // `gpt2`: byte-level BPE by merges, as a Hugging Face pipeline built in memory

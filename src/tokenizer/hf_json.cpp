@@ -427,21 +427,34 @@ void hf_tokenizer::split_at_added_tokens(const added_token_matcher &matcher, std
 }
 
 void hf_tokenizer::encode(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
+    const size_t mark = out.size();
+    encode_ids(text, options, out);
+    if (options.add_special_tokens && post_processor_) {
+        std::vector<encoding> encs{encoding::of_sequence({out.begin() + std::ptrdiff_t(mark), out.end()}, 0)};
+        post_process(encs, true, &text);
+        out.resize(mark);
+        out.insert(out.end(), encs[0].ids.begin(), encs[0].ids.end());
+    }
+}
+
+void hf_tokenizer::encode_ids(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const {
     check_utf8(text, "text");
     const std::vector<char> allowed = allowed_mask(options);
-    const size_t mark = out.size();
     std::vector<added_token_matcher::span> spans;
     split_at_added_tokens(raw_matcher_, text, allowed, options.special_as_text, spans);
     for (const auto &sp : spans) {
         if (sp.token) out.push_back(sp.token->id);
         else if (sp.e > sp.b) encode_text(text.substr(sp.b, sp.e - sp.b), sp.b == 0, allowed, options.special_as_text, out);
     }
-    if (options.add_special_tokens && post_processor_) {
-        std::vector<int32_t> ids(out.begin() + std::ptrdiff_t(mark), out.end());
-        post_processor_->add_special_tokens(ids);
-        out.resize(mark);
-        out.insert(out.end(), ids.begin(), ids.end());
-    }
+}
+
+void hf_tokenizer::post_process(std::vector<encoding> &encs, bool add_special, const std::string_view *inputs) const {
+    post_processor_->process(encs, add_special, [this](int32_t id) {
+        std::string_view t;
+        return id_to_token(id, t) ? t : std::string_view();
+    }, inputs);
+    for (size_t k = 1; k < encs.size(); ++k) encs[0].append(encs[k]);  // HF's default_process merges what is left
+    encs.resize(1);
 }
 
 // The offsets path: encode() with an alignment carried along (HF's
@@ -476,31 +489,63 @@ void hf_tokenizer::encode_text_aligned(std::string_view input, size_t b, size_t 
     }
 }
 
-void hf_tokenizer::encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
-                                       std::vector<std::pair<size_t, size_t>> &spans) const {
+// The ids of one text with their spans, before the post-processor.
+void hf_tokenizer::encode_spans(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                                std::vector<std::pair<size_t, size_t>> &spans) const {
     check_utf8(text, "text");
     const std::vector<char> allowed = allowed_mask(options);
-    std::vector<int32_t> out;
-    std::vector<std::pair<size_t, size_t>> out_spans;
     std::vector<added_token_matcher::span> parts;
     split_at_added_tokens(raw_matcher_, text, allowed, options.special_as_text, parts);
     for (const auto &sp : parts) {
         if (sp.token) {
-            out.push_back(sp.token->id);
-            out_spans.emplace_back(sp.b, sp.e);
+            ids.push_back(sp.token->id);
+            spans.emplace_back(sp.b, sp.e);
         } else if (sp.e > sp.b) {
-            encode_text_aligned(text, sp.b, sp.e, allowed, options.special_as_text, out, out_spans);
+            encode_text_aligned(text, sp.b, sp.e, allowed, options.special_as_text, ids, spans);
         }
     }
-    if (out.size() != out_spans.size())
-        core::fail(LLMKIT_ERROR_INTERNAL, "offsets: ", out.size(), " ids but ", out_spans.size(), " spans");
-    if (post_processor_)
-        post_processor_->process_offsets(out, out_spans, options.add_special_tokens, [this](int32_t id) {
-            std::string_view t;
-            return id_to_token(id, t) ? t : std::string_view();
-        }, text);
+    if (ids.size() != spans.size())
+        core::fail(LLMKIT_ERROR_INTERNAL, "offsets: ", ids.size(), " ids but ", spans.size(), " spans");
+}
+
+void hf_tokenizer::encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                                       std::vector<std::pair<size_t, size_t>> &spans) const {
+    std::vector<int32_t> out;
+    std::vector<std::pair<size_t, size_t>> out_spans;
+    encode_spans(text, options, out, out_spans);
+    if (post_processor_) {
+        std::vector<encoding> encs{encoding::of_sequence(std::move(out), 0, std::move(out_spans))};
+        post_process(encs, options.add_special_tokens, &text);
+        out = std::move(encs[0].ids);
+        out_spans = std::move(encs[0].spans);
+    }
     ids.insert(ids.end(), out.begin(), out.end());
     spans.insert(spans.end(), out_spans.begin(), out_spans.end());
+}
+
+// HF's encode(a, b): each text typed 0 / 1, then the post-processor (its pair
+// template with add_special_tokens; trim_offsets either way).
+void hf_tokenizer::encode_pair(std::string_view a, std::string_view b, const encode_options &options, bool with_spans,
+                               encoding &out) const {
+    const std::string_view inputs[2] = {a, b};
+    std::vector<encoding> encs;
+    for (int32_t s = 0; s < 2; ++s) {
+        std::vector<int32_t> ids;
+        std::vector<std::pair<size_t, size_t>> spans;
+        encode_pair_text(s, [&] {
+            if (with_spans) encode_spans(inputs[s], options, ids, spans);
+            else encode_ids(inputs[s], options, ids);
+        });
+        encs.push_back(with_spans ? encoding::of_sequence(std::move(ids), s, std::move(spans))
+                                  : encoding::of_sequence(std::move(ids), s));
+    }
+    if (post_processor_) {
+        post_process(encs, options.add_special_tokens, inputs);
+    } else {
+        encs[0].append(encs[1]);
+        encs.resize(1);
+    }
+    out = std::move(encs[0]);
 }
 
 void hf_tokenizer::decode(const int32_t *ids, size_t n, std::string &out) const {

@@ -76,6 +76,10 @@ public:
     // carries its alignments (see llmkit_tokenizer_encode_with_offsets).
     void encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
                              std::vector<std::pair<size_t, size_t>> &spans) const override;
+    // HF's encode(a, b): the texts typed 0 and 1, then the post-processor's
+    // pair template (with add_special_tokens) and trim_offsets.
+    void encode_pair(std::string_view a, std::string_view b, const encode_options &options, bool with_spans,
+                     encoding &out) const override;
     std::string kind() const override { return "tokenizer.json"; }
 
     const subword_model &model() const noexcept { return *model_; }
@@ -89,6 +93,13 @@ private:
     void encode_text_aligned(std::string_view input, size_t b, size_t e, const std::vector<char> &allowed,
                              bool special_as_text, std::vector<int32_t> &out,
                              std::vector<std::pair<size_t, size_t>> &spans) const;
+    // The ids of one text, before the post-processor; encode_spans with their spans.
+    void encode_ids(std::string_view text, const encode_options &options, std::vector<int32_t> &out) const;
+    void encode_spans(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
+                      std::vector<std::pair<size_t, size_t>> &spans) const;
+    // Runs the post-processor on one text's or a pair's encodings
+    // (inputs[s]: the text of sequence s) and merges them into encs[0].
+    void post_process(std::vector<encoding> &encs, bool add_special, const std::string_view *inputs) const;
     // Which added tokens the options allow (by index in added_).
     std::vector<char> allowed_mask(const encode_options &options) const;
     // text split at the added tokens `matcher` finds in it (raw_matcher_ on

@@ -1076,49 +1076,67 @@ private:
 
 // ============================================================ post-processors
 
+}  // namespace
+
+namespace {
+
+// TemplateProcessing (and BertProcessing / RobertaProcessing, which are fixed
+// templates): the single or pair template's special tokens around the texts'
+// ids, each id typed as the template says. Without add_special the texts are
+// still typed and laid out by the template, only without its special tokens
+// (as HF's apply_template does).
 class template_processor final : public post_processor {
 public:
-    // items: an id sequence to insert, or (empty, is_sequence) for the text's ids.
+    // An id sequence to insert (sequence < 0), or the ids of text `sequence`
+    // (0 = $A, 1 = $B), all typed `type_id`.
     struct item {
         std::vector<int32_t> ids;
-        bool sequence;
+        int sequence;
+        int32_t type_id;
     };
-    explicit template_processor(std::vector<item> items) : items_(std::move(items)) {}
-    void add_special_tokens(std::vector<int32_t> &ids) const override {
-        std::vector<int32_t> out;
-        out.reserve(ids.size() + 8);
-        for (const auto &it : items_) {
-            if (it.sequence) out.insert(out.end(), ids.begin(), ids.end());
-            else out.insert(out.end(), it.ids.begin(), it.ids.end());
+    // has_pair false: the file gives no pair template; a pair is then left
+    // as it is without special tokens, and is an error with them.
+    template_processor(std::vector<item> single, std::vector<item> pair, bool has_pair)
+        : single_(std::move(single)), pair_(std::move(pair)), has_pair_(has_pair) {}
+
+    void process(std::vector<encoding> &encs, bool add_special, const token_text_fn &,
+                 const std::string_view *) const override {
+        if (encs.size() == 2 && !has_pair_) {
+            if (!add_special) return;
+            core::fail(LLMKIT_ERROR_UNSUPPORTED, "the post_processor's template has no \"pair\": special tokens "
+                                                 "cannot be added to a pair of texts");
         }
-        ids.swap(out);
-    }
-    void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool add_special,
-                         const token_text_fn &, std::string_view) const override {
-        if (!add_special) return;
-        std::vector<int32_t> out;
-        std::vector<std::pair<size_t, size_t>> out_spans;
-        for (const auto &it : items_) {
-            if (it.sequence) {
-                out.insert(out.end(), ids.begin(), ids.end());
-                out_spans.insert(out_spans.end(), spans.begin(), spans.end());
-            } else {
-                out.insert(out.end(), it.ids.begin(), it.ids.end());
-                out_spans.insert(out_spans.end(), it.ids.size(), std::pair<size_t, size_t>(0, 0));
+        encoding out;
+        out.has_spans = encs[0].has_spans;
+        for (const auto &it : encs.size() == 2 ? pair_ : single_) {
+            if (it.sequence < 0) {
+                if (!add_special) continue;
+                out.ids.insert(out.ids.end(), it.ids.begin(), it.ids.end());
+                out.type_ids.insert(out.type_ids.end(), it.ids.size(), it.type_id);
+                out.sequence_ids.insert(out.sequence_ids.end(), it.ids.size(), -1);
+                if (out.has_spans) out.spans.insert(out.spans.end(), it.ids.size(), std::pair<size_t, size_t>(0, 0));
+                continue;
             }
+            if (size_t(it.sequence) >= encs.size()) continue;  // $B of the pair template does not occur for one text
+            const encoding &e = encs[size_t(it.sequence)];
+            out.ids.insert(out.ids.end(), e.ids.begin(), e.ids.end());
+            out.type_ids.insert(out.type_ids.end(), e.ids.size(), it.type_id);
+            out.sequence_ids.insert(out.sequence_ids.end(), e.sequence_ids.begin(), e.sequence_ids.end());
+            out.spans.insert(out.spans.end(), e.spans.begin(), e.spans.end());
         }
-        ids.swap(out);
-        spans.swap(out_spans);
+        encs.assign(1, std::move(out));
     }
     int32_t max_id() const override {
         int32_t m = -1;
-        for (const auto &it : items_)
-            for (int32_t id : it.ids) m = std::max(m, id);
+        for (const auto *items : {&single_, &pair_})
+            for (const auto &it : *items)
+                for (int32_t id : it.ids) m = std::max(m, id);
         return m;
     }
 
 private:
-    std::vector<item> items_;
+    std::vector<item> single_, pair_;
+    bool has_pair_;
 };
 
 // ByteLevel's post-processor, and the first step of RobertaProcessing: adds
@@ -1128,57 +1146,56 @@ private:
 class trim_offsets_processor final : public post_processor {
 public:
     trim_offsets_processor(bool trim, bool add_prefix_space) : trim_(trim), prefix_(add_prefix_space) {}
-    void add_special_tokens(std::vector<int32_t> &) const override {}
-    void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool,
-                         const token_text_fn &token_text, std::string_view input) const override {
+    void process(std::vector<encoding> &encs, bool, const token_text_fn &token_text,
+                 const std::string_view *inputs) const override {
         if (!trim_) return;
-        for (size_t i = 0; i < ids.size(); ++i) {
-            const std::string_view t = token_text(ids[i]);
-            auto space = [](char32_t c) { return c == 0x120 || uni::is_whitespace(c); };
-            size_t leading = 0, trailing = 0, total = 0;
-            bool in_lead = true;
-            for (size_t k = 0; k < t.size();) {
-                char32_t c;
-                k += uni::decode(t, k, c);
-                ++total;
-                const bool sp = space(c);
-                if (in_lead && sp) ++leading;
-                else in_lead = false;
-                trailing = sp ? trailing + 1 : 0;
-            }
-            auto &[b, e] = spans[i];
-            if (leading > 0) {
-                const bool first = i == 0 || b == 0;
-                if (first && prefix_ && leading == 1) leading = 0;
-                size_t nb = b;  // b + leading characters
-                for (size_t k = 0; k < leading && nb < input.size(); ++k) nb += char_at(input, nb);
-                b = std::min(nb, e);
-            }
-            if (trailing > 0) {
-                size_t ne = e, k = 0;  // e - trailing characters, when there are that many
-                for (; k < trailing && ne > 0; ++k) {
-                    --ne;
-                    while (ne > 0 && (static_cast<unsigned char>(input[ne]) & 0xC0) == 0x80) --ne;
-                }
-                if (k == trailing) e = std::max(ne, b);
-            }
-        }
+        for (auto &enc : encs)
+            for (size_t i = 0; enc.has_spans && i < enc.spans.size(); ++i)
+                if (enc.sequence_ids[i] >= 0)  // tokens a template added have no text to trim
+                    trim(token_text(enc.ids[i]), i == 0, inputs[enc.sequence_ids[i]], enc.spans[i]);
     }
     int32_t max_id() const override { return -1; }
 
 private:
+    void trim(std::string_view t, bool first_token, std::string_view input, std::pair<size_t, size_t> &span) const {
+        auto space = [](char32_t c) { return c == 0x120 || uni::is_whitespace(c); };
+        size_t leading = 0, trailing = 0;
+        bool in_lead = true;
+        for (size_t k = 0; k < t.size();) {
+            char32_t c;
+            k += uni::decode(t, k, c);
+            const bool sp = space(c);
+            if (in_lead && sp) ++leading;
+            else in_lead = false;
+            trailing = sp ? trailing + 1 : 0;
+        }
+        auto &[b, e] = span;
+        if (leading > 0) {
+            const bool first = first_token || b == 0;
+            if (first && prefix_ && leading == 1) leading = 0;
+            size_t nb = b;  // b + leading characters
+            for (size_t k = 0; k < leading && nb < input.size(); ++k) nb += char_at(input, nb);
+            b = std::min(nb, e);
+        }
+        if (trailing > 0) {
+            size_t ne = e, k = 0;  // e - trailing characters, when there are that many
+            for (; k < trailing && ne > 0; ++k) {
+                --ne;
+                while (ne > 0 && (static_cast<unsigned char>(input[ne]) & 0xC0) == 0x80) --ne;
+            }
+            if (k == trailing) e = std::max(ne, b);
+        }
+    }
+
     bool trim_, prefix_;
 };
 
 class sequence_processor final : public post_processor {
 public:
     explicit sequence_processor(std::vector<std::unique_ptr<post_processor>> parts) : parts_(std::move(parts)) {}
-    void add_special_tokens(std::vector<int32_t> &ids) const override {
-        for (const auto &p : parts_) p->add_special_tokens(ids);
-    }
-    void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans, bool add_special,
-                         const token_text_fn &token_text, std::string_view input) const override {
-        for (const auto &p : parts_) p->process_offsets(ids, spans, add_special, token_text, input);
+    void process(std::vector<encoding> &encs, bool add_special, const token_text_fn &token_text,
+                 const std::string_view *inputs) const override {
+        for (const auto &p : parts_) p->process(encs, add_special, token_text, inputs);
     }
     int32_t max_id() const override {
         int32_t m = -1;
@@ -1513,49 +1530,75 @@ std::unique_ptr<pre_tokenizer> make_pre_tokenizer(const json &j, const std::stri
     unsupported(path, "pre_tokenizer type \"" + t + "\" is not supported");
 }
 
+namespace {
+
+// The "single" or "pair" template of a TemplateProcessing: {"SpecialToken":
+// {"id", "type_id"}} items, looked up in its special_tokens, and {"Sequence":
+// {"id": "A" | "B", "type_id"}} items ("B" only in the pair template).
+std::vector<template_processor::item> template_items(const json &j, const char *key, bool pair,
+                                                     const std::string &path) {
+    const json &specials = member(j, "special_tokens", path);
+    const std::string sp = child(path, "special_tokens");
+    object_at(specials, sp);
+    const json &items_json = array_member(j, key, path);
+    std::vector<template_processor::item> items;
+    for (size_t i = 0; i < items_json.size(); ++i) {
+        const std::string p = child(child(path, key), i);
+        const json &it = object_at(items_json[i], p);
+        const char *kind = it.contains("SpecialToken") ? "SpecialToken" : it.contains("Sequence") ? "Sequence" : nullptr;
+        if (!kind) bad(p, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}");
+        const std::string kp = child(p, kind);
+        const json &body = object_at(it[kind], kp);
+        const std::string id = str(body, "id", kp);
+        const int32_t type_id = int32_t(uint(body, "type_id", kp, 0, 1u << 30));
+        if (std::string(kind) == "Sequence") {
+            if (id != "A" && !(pair && id == "B"))
+                bad(child(kp, "id"), std::string("a ") + (pair ? "pair" : "single-sequence") +
+                                         " template refers to sequence \"" + id + "\"");
+            items.push_back({{}, id == "A" ? 0 : 1, type_id});
+            continue;
+        }
+        const auto s = specials.find(id);
+        if (s == specials.end()) bad(p, "special token \"" + id + "\" is not in special_tokens");
+        const std::string spn = child(sp, id);
+        const json &ids = array_member(*s, "ids", spn);
+        template_processor::item item{{}, -1, type_id};
+        for (size_t k = 0; k < ids.size(); ++k) item.ids.push_back(token_id(ids[k], child(child(spn, "ids"), k)));
+        items.push_back(std::move(item));
+    }
+    return items;
+}
+
+}  // namespace
+
 std::unique_ptr<post_processor> make_post_processor(const json &j, const std::string &path) {
     if (j.is_null()) return nullptr;
     const std::string t = type_of(j, path);
     if (t == "TemplateProcessing") {
-        const json &specials = member(j, "special_tokens", path);
-        const std::string sp = child(path, "special_tokens");
-        object_at(specials, sp);
-        const json &single = array_member(j, "single", path);
-        std::vector<template_processor::item> items;
-        for (size_t i = 0; i < single.size(); ++i) {
-            const std::string p = child(child(path, "single"), i);
-            const json &it = object_at(single[i], p);
-            if (it.contains("SpecialToken")) {
-                const std::string name = str(it["SpecialToken"], "id", child(p, "SpecialToken"));
-                const auto s = specials.find(name);
-                if (s == specials.end()) bad(p, "special token \"" + name + "\" is not in special_tokens");
-                const std::string spn = child(sp, name);
-                const json &ids = array_member(*s, "ids", spn);
-                template_processor::item item{{}, false};
-                for (size_t k = 0; k < ids.size(); ++k) item.ids.push_back(token_id(ids[k], child(child(spn, "ids"), k)));
-                items.push_back(std::move(item));
-            } else if (it.contains("Sequence")) {
-                const std::string id = str(it["Sequence"], "id", child(p, "Sequence"));
-                if (id != "A") bad(child(p, "Sequence"), "a single-sequence template refers to sequence \"" + id + "\"");
-                items.push_back({{}, true});
-            } else {
-                bad(p, "expected {\"SpecialToken\": ...} or {\"Sequence\": ...}");
-            }
-        }
-        return std::make_unique<template_processor>(std::move(items));
+        const bool has_pair = j.contains("pair") && !j["pair"].is_null();
+        return std::make_unique<template_processor>(template_items(j, "single", false, path),
+                                                    has_pair ? template_items(j, "pair", true, path)
+                                                             : std::vector<template_processor::item>{},
+                                                    has_pair);
     }
     if (t == "BertProcessing" || t == "RobertaProcessing") {
-        std::vector<template_processor::item> items;
-        items.push_back({{pair_id(j, "cls", path)}, false});
-        items.push_back({{}, true});
-        items.push_back({{pair_id(j, "sep", path)}, false});
-        auto tp = std::make_unique<template_processor>(std::move(items));
-        if (t == "BertProcessing") return tp;
-        // RobertaProcessing trims offsets (as ByteLevel does), then adds <s> and </s>.
+        const int32_t cls = pair_id(j, "cls", path), sep = pair_id(j, "sep", path);
+        if (t == "BertProcessing")  // [CLS] A [SEP] B:1 [SEP]:1
+            return std::make_unique<template_processor>(
+                std::vector<template_processor::item>{{{cls}, -1, 0}, {{}, 0, 0}, {{sep}, -1, 0}},
+                std::vector<template_processor::item>{
+                    {{cls}, -1, 0}, {{}, 0, 0}, {{sep}, -1, 0}, {{}, 1, 1}, {{sep}, -1, 1}},
+                true);
+        // RobertaProcessing trims offsets (as ByteLevel does), then adds
+        // <s> A </s> </s> B </s>, every id typed 0 (with or without them).
         std::vector<std::unique_ptr<post_processor>> parts;
         parts.push_back(std::make_unique<trim_offsets_processor>(boolean(j, "trim_offsets", path, true),
                                                                  boolean(j, "add_prefix_space", path, true)));
-        parts.push_back(std::move(tp));
+        parts.push_back(std::make_unique<template_processor>(
+            std::vector<template_processor::item>{{{cls}, -1, 0}, {{}, 0, 0}, {{sep}, -1, 0}},
+            std::vector<template_processor::item>{
+                {{cls}, -1, 0}, {{}, 0, 0}, {{sep, sep}, -1, 0}, {{}, 1, 0}, {{sep}, -1, 0}},
+            true));
         return std::make_unique<sequence_processor>(std::move(parts));
     }
     if (t == "ByteLevel")  // it only trims offsets

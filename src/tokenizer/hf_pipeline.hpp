@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/tokenizer.hpp"
+
 namespace llmkit::tok::hf {
 
 using json = nlohmann::json;
@@ -95,18 +97,18 @@ public:
 // The string of a token id (the vocab's, or an added token's content).
 using token_text_fn = std::function<std::string_view(int32_t)>;
 
-// Adds the special tokens a post-processor puts around one sequence.
+// HF's PostProcessor::process_encodings: adds the special tokens around one
+// text or a pair (a template merges the pair into one encoding) and trims
+// offsets. Tokens it adds have sequence id -1 and the empty span at 0, as HF
+// gives them; trim_offsets applies with or without add_special, as in HF,
+// counted in characters of the token's text (as the Python package, which
+// converts offsets to characters before post-processing, does).
 class post_processor {
 public:
     virtual ~post_processor() = default;
-    virtual void add_special_tokens(std::vector<int32_t> &ids) const = 0;
-    // HF's process() on ids with their spans in `input`: the special tokens
-    // (empty spans at 0, as HF gives them) when add_special, and ByteLevel's /
-    // RobertaProcessing's trim_offsets (applied with or without add_special,
-    // as in HF; counted in characters of the input, as the Python package,
-    // which converts offsets to characters before post-processing, does).
-    virtual void process_offsets(std::vector<int32_t> &ids, std::vector<std::pair<size_t, size_t>> &spans,
-                                 bool add_special, const token_text_fn &token_text, std::string_view input) const = 0;
+    // encodings: 1 or 2, in input order; inputs[s] is the text of sequence s.
+    virtual void process(std::vector<encoding> &encodings, bool add_special, const token_text_fn &token_text,
+                         const std::string_view *inputs) const = 0;
     // The largest id it adds, or -1.
     virtual int32_t max_id() const = 0;
 };

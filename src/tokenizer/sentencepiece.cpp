@@ -589,6 +589,22 @@ void sentencepiece::encode_with_offsets(std::string_view text, const encode_opti
                    " spans");
 }
 
+// BOS the empty span at 0, EOS the empty span at the end, as encode_with_offsets gives them.
+void sentencepiece::add_sequence_specials(encoding &e, int32_t sequence, size_t text_len) const {
+    if (model_.add_bos && model_.bos_id >= 0) {
+        e.ids.insert(e.ids.begin(), model_.bos_id);
+        e.type_ids.insert(e.type_ids.begin(), sequence);
+        e.sequence_ids.insert(e.sequence_ids.begin(), -1);
+        if (e.has_spans) e.spans.insert(e.spans.begin(), {0, 0});
+    }
+    if (model_.add_eos && model_.eos_id >= 0) {
+        e.ids.push_back(model_.eos_id);
+        e.type_ids.push_back(sequence);
+        e.sequence_ids.push_back(-1);
+        if (e.has_spans) e.spans.emplace_back(text_len, text_len);
+    }
+}
+
 void sentencepiece::encode_spans(std::string_view text, const encode_options &options, bool add_bos, bool add_eos,
                                  std::vector<int32_t> &out, std::vector<std::pair<size_t, size_t>> *spans) const {
     if (add_bos && model_.bos_id >= 0) {

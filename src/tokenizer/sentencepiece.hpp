@@ -83,6 +83,8 @@ public:
     // one covering the character; BOS/EOS are empty spans at 0 / at the end.
     void encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
                              std::vector<std::pair<size_t, size_t>> &spans) const override;
+    // BOS / EOS around one text of a pair, as the model adds them to a single text.
+    void add_sequence_specials(encoding &e, int32_t sequence, size_t text_len) const override;
     std::string kind() const override { return "SentencePiece"; }
 
     const spm_model &model() const noexcept { return model_; }

@@ -18,6 +18,7 @@ set(LLMKIT_TOKENIZER_SOURCES
   src/tokenizer/gguf_vocab.cpp
   src/tokenizer/stream_decoder.cpp
   src/tokenizer/offsets.cpp
+  src/tokenizer/pair.cpp
   src/tokenizer/train.cpp
   src/tokenizer/train_save.cpp
   bindings/c/tokenizer.cpp)

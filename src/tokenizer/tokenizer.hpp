@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,6 +25,27 @@ struct encode_options {
     bool special_as_text = false;                  // disallowed_special=(): other specials are plain text
     bool add_special_tokens = false;               // BOS/EOS etc. as the tokenizer's post-processor says (HF)
 };
+
+// Token ids with, per id, its segment, its source text and its span there:
+// what encode_pair gives, and HF's Encoding as far as post-processors touch it.
+struct encoding {
+    std::vector<int32_t> ids;
+    std::vector<int32_t> type_ids;      // BERT's token_type_ids (the post-processor's template says)
+    std::vector<int32_t> sequence_ids;  // 0 or 1: the text an id came from; -1: added by the post-processor
+    std::vector<std::pair<size_t, size_t>> spans;  // byte spans in that text, one per id when has_spans
+    bool has_spans = false;                        // offsets are wanted
+
+    // The ids of text `sequence`, each typed `sequence` (as HF's encode types
+    // them), without spans / with them.
+    static encoding of_sequence(std::vector<int32_t> ids, int32_t sequence);
+    static encoding of_sequence(std::vector<int32_t> ids, int32_t sequence, std::vector<std::pair<size_t, size_t>> spans);
+    // Appends `other` (HF's merge_with).
+    void append(const encoding &other);
+};
+
+// Runs encode_text (the encoding of text `sequence` of a pair), its errors
+// prefixed "text_a: " or "text_b: " as the C function's messages are.
+void encode_pair_text(int32_t sequence, const std::function<void()> &encode_text);
 
 struct special_token {
     std::string text;
@@ -52,6 +74,17 @@ public:
     // map its tokens back to the input overrides it.
     virtual void encode_with_offsets(std::string_view text, const encode_options &options, std::vector<int32_t> &ids,
                                      std::vector<std::pair<size_t, size_t>> &spans) const;
+    // Encodes a pair of texts into one sequence (BERT's sentence pairs,
+    // rerankers' query + document), with spans when with_spans. The default
+    // gives the two encodings back to back, typed 0 and 1 (with
+    // add_special_tokens, each text's own special tokens, sequence id -1);
+    // tokenizer.json overrides it with its post-processor's pair template.
+    virtual void encode_pair(std::string_view a, std::string_view b, const encode_options &options, bool with_spans,
+                             encoding &out) const;
+    // The default encode_pair's hook: puts the special tokens that
+    // add_special_tokens adds to one text around `e`, the encoding of text
+    // `sequence` (`text_len` bytes), typed `sequence`. The default adds none.
+    virtual void add_sequence_specials(encoding &e, int32_t sequence, size_t text_len) const;
     // The tokenizer's kind in messages; the default is the C++ class name.
     virtual std::string kind() const;
 };

@@ -201,6 +201,58 @@ TEST_CASE("tokenizer.json offsets: lowercased, accent-stripped tokens map back t
     CHECK(face_off == std::vector<size_t>{0, 0, 0, 0});
 }
 
+TEST_CASE("tokenizer.json pairs: BertProcessing's [CLS] a [SEP] b [SEP], types, sequences and spans", "[hf_json]") {
+    const temp_file file(k_wordpiece_json, ".json");
+    const auto face = llmkit::tokenizer::from_file(file.path);
+    const llmkit_tokenizer *h = face.get();
+    const std::string a = "UnAffable", b = " a ,";
+    llmkit_encode_options co = LLMKIT_ENCODE_OPTIONS_INIT;
+    co.add_special_tokens = 1;
+    int32_t ids[16], types[16], seqs[16];
+    size_t off[32], n = 0;
+    // The count alone, then a short buffer, then the whole encoding.
+    REQUIRE(llmkit_tokenizer_encode_pair(h, a.data(), a.size(), b.data(), b.size(), nullptr, nullptr, nullptr, nullptr,
+                                         0, &n, &co) == LLMKIT_OK);
+    CHECK(n == 8);
+    CHECK(llmkit_tokenizer_encode_pair(h, a.data(), a.size(), b.data(), b.size(), ids, types, seqs, off, 7, &n, &co) ==
+          LLMKIT_ERROR_BUFFER_TOO_SMALL);
+    CHECK(n == 8);
+    REQUIRE(llmkit_tokenizer_encode_pair(h, a.data(), a.size(), b.data(), b.size(), ids, types, seqs, off, 16, &n,
+                                         &co) == LLMKIT_OK);
+    REQUIRE(n == 8);
+    CHECK(std::vector<int32_t>(ids, ids + n) == std::vector<int32_t>{1, 3, 4, 5, 2, 6, 7, 2});
+    CHECK(std::vector<int32_t>(types, types + n) == std::vector<int32_t>{0, 0, 0, 0, 0, 1, 1, 1});
+    CHECK(std::vector<int32_t>(seqs, seqs + n) == std::vector<int32_t>{-1, 0, 0, 0, -1, 1, 1, -1});
+    // Spans index each id's own text; added tokens are empty spans at 0.
+    CHECK(std::vector<size_t>(off, off + 2 * n) == std::vector<size_t>{0, 0, 0, 2, 2, 5, 5, 9, 0, 0, 1, 2, 3, 4, 0, 0});
+    // Without special tokens: the two encodings, typed 0 and 1; the outputs are optional.
+    REQUIRE(llmkit_tokenizer_encode_pair(h, a.data(), a.size(), b.data(), b.size(), ids, types, nullptr, nullptr, 16,
+                                         &n, nullptr) == LLMKIT_OK);
+    CHECK(std::vector<int32_t>(ids, ids + n) == std::vector<int32_t>{3, 4, 5, 6, 7});
+    CHECK(std::vector<int32_t>(types, types + n) == std::vector<int32_t>{0, 0, 0, 1, 1});
+    // The C++ face, and empty texts (NULL allowed at length 0).
+    const auto e = face.encode_pair("", "", true, &co);
+    CHECK(e.ids == std::vector<int32_t>{1, 2, 2});
+    CHECK(e.type_ids == std::vector<int32_t>{0, 0, 1});
+    CHECK(e.offsets == std::vector<size_t>(6, 0));
+    REQUIRE(llmkit_tokenizer_encode_pair(h, nullptr, 0, nullptr, 0, ids, nullptr, nullptr, nullptr, 16, &n, &co) ==
+            LLMKIT_OK);
+    CHECK(n == 3);
+    // Errors: NULL text with a length, NULL count, and a bad second text named as such.
+    CHECK(llmkit_tokenizer_encode_pair(h, nullptr, 1, b.data(), b.size(), ids, nullptr, nullptr, nullptr, 16, &n,
+                                       &co) == LLMKIT_ERROR_NULL_POINTER);
+    CHECK(std::string(llmkit_last_error_message()).find("text_a") != std::string::npos);
+    CHECK(llmkit_tokenizer_encode_pair(h, a.data(), a.size(), b.data(), b.size(), ids, nullptr, nullptr, nullptr, 16,
+                                       nullptr, &co) == LLMKIT_ERROR_NULL_POINTER);
+    const std::string special = "x [SEP]", invalid = "\xff";
+    CHECK(llmkit_tokenizer_encode_pair(h, a.data(), a.size(), special.data(), special.size(), ids, nullptr, nullptr,
+                                       nullptr, 16, &n, &co) == LLMKIT_ERROR_INVALID_ARGUMENT);
+    CHECK_THAT(llmkit_last_error_message(), Catch::Contains("text_b: text contains the special token [SEP]"));
+    CHECK(llmkit_tokenizer_encode_pair(h, invalid.data(), invalid.size(), a.data(), a.size(), ids, nullptr, nullptr,
+                                       nullptr, 16, &n, &co) == LLMKIT_ERROR_INVALID_ARGUMENT);
+    CHECK_THAT(llmkit_last_error_message(), Catch::Contains("text_a: text is not valid UTF-8"));
+}
+
 TEST_CASE("tokenizer.json errors name the JSON path and the problem", "[hf_json]") {
     const std::string good = k_wordpiece_json;
     SECTION("truncated JSON") {

@@ -53,7 +53,7 @@ from ._quant import (QuantizedTensor, awq, dequantize, gptq, quant_block_size, q
                      quant_types, quantize)
 from ._quant_matmul import quant_matmul_int8, quant_matmul_isa
 from ._sampling import SampleResult, SamplerChain, sample, verify_speculative
-from ._tokenizer import Tokenizer, TokenizerDecoder, train_bpe
+from ._tokenizer import PairEncoding, Tokenizer, TokenizerDecoder, train_bpe
 from . import gguf
 
 __all__ = [
@@ -61,6 +61,7 @@ __all__ = [
     "KVCache",
     "LlmkitError",
     "PagedKVCache",
+    "PairEncoding",
     "QuantizedTensor",
     "SampleResult",
     "SamplerChain",

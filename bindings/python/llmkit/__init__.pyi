@@ -166,6 +166,14 @@ def verify_speculative(
 ) -> Tuple[Any, Any]:
     """(tokens int32 (B, K+1) padded with -1, n_accepted int32 (B,)); (K+1,) and an int for one sequence."""
 
+class PairEncoding(NamedTuple):
+    """Tokenizer.encode_pair's result: ids with their types, texts (None: added special token) and spans."""
+
+    ids: List[int]
+    type_ids: List[int]
+    sequence_ids: List[Optional[int]]
+    offsets: Optional[npt.NDArray[np.int64]]
+
 class Tokenizer:
     """Byte-level BPE (tiktoken's algorithm and rules); load with Tokenizer.from_tiktoken. Thread-safe."""
 
@@ -231,6 +239,18 @@ class Tokenizer:
         add_special_tokens: bool = False,
     ) -> Tuple[List[int], npt.NDArray[np.int64]]:
         """(ids, (n, 2) int64 [start, end) spans in bytes, or in characters with unit="chars")."""
+    def encode_pair(
+        self,
+        text_a: str,
+        text_b: str,
+        *,
+        allowed_special: _SpecialSet = ...,
+        disallowed_special: _SpecialSet = "all",
+        add_special_tokens: bool = False,
+        return_offsets: bool = False,
+        unit: str = "bytes",
+    ) -> PairEncoding:
+        """A pair of texts as one sequence (the post-processor's pair template): ids, type_ids, sequence_ids, offsets."""
     def save_tiktoken(self, path: Union[str, os.PathLike[str]]) -> None:
         """Writes the ranks as a .tiktoken file (no special tokens, as tiktoken's files)."""
     def save_tokenizer_json(self, path: Union[str, os.PathLike[str]]) -> None:

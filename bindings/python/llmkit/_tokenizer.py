@@ -6,11 +6,12 @@ Implementation module; import :class:`Tokenizer` from :mod:`llmkit`.
 from __future__ import annotations
 
 import os
-from typing import AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List, Literal, Optional, Sequence, Tuple, Union
+from typing import (AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List, Literal, NamedTuple, Optional,
+                    Sequence, Tuple, Union)
 
 from . import _args, _llmkit
 
-__all__ = ["Tokenizer", "TokenizerDecoder", "train_bpe"]
+__all__ = ["PairEncoding", "Tokenizer", "TokenizerDecoder", "train_bpe"]
 
 _SpecialSet = Union[Literal["all"], AbstractSet[str], Collection[str]]
 
@@ -336,8 +337,6 @@ class Tokenizer:
             ValueError: As :meth:`encode`, or an unknown ``unit``.
             LlmkitError: The tokenizer kind cannot give offsets (status ``LLMKIT_ERROR_UNSUPPORTED``).
         """
-        import numpy as np
-
         if unit not in ("bytes", "chars"):
             raise ValueError(f'unit must be "bytes" or "chars", got {unit!r}')
         allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
@@ -348,13 +347,64 @@ class Tokenizer:
             text = _repair_surrogates(text)
             ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text, bool(add_special_tokens))
         if unit == "chars":
-            data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-            # char_of[b] = index of the character that byte b belongs to; one past the end maps to len(text).
-            char_of = np.append(np.cumsum((data & 0xC0) != 0x80) - 1, len(text)).astype(np.int64)
-            starts = char_of[spans[:, 0]]
-            ends = np.where(spans[:, 1] > spans[:, 0], char_of[np.maximum(spans[:, 1] - 1, 0)] + 1, starts)
-            spans = np.stack([starts, ends], axis=1) if len(ids) else spans
+            spans = _char_spans(text, spans)
         return ids, spans
+
+    def encode_pair(
+        self,
+        text_a: str,
+        text_b: str,
+        *,
+        allowed_special: _SpecialSet = frozenset(),
+        disallowed_special: _SpecialSet = "all",
+        add_special_tokens: bool = False,
+        return_offsets: bool = False,
+        unit: str = "bytes",
+    ) -> "PairEncoding":
+        """Encodes a pair of texts into one sequence: a sentence pair, a reranker's query and document.
+
+        As ``tokenizers``' ``encode(text_a, text_b)``: each text is encoded as
+        :meth:`encode` does (same special-token arguments), the ids of
+        ``text_a`` typed 0 and those of ``text_b`` typed 1. With
+        ``add_special_tokens`` a tokenizer.json's post-processor lays them out
+        with its pair template (BERT: ``[CLS] a [SEP] b [SEP]`` typed
+        ``0 ... 0 1 ... 1``; RoBERTa: ``<s> a </s></s> b </s>`` all typed 0);
+        other kinds put each text's own special tokens (a SentencePiece BOS)
+        around it.
+
+        Returns:
+            A :class:`PairEncoding`: ``ids``, ``type_ids`` (BERT's
+            token_type_ids), ``sequence_ids`` (0 or 1 per id, ``None`` for an
+            added special token, as ``tokenizers`` gives them) and, with
+            ``return_offsets=True``, ``offsets``: an int64 array ``(len(ids), 2)``
+            of each id's span in ITS OWN text, in ``unit`` as
+            :meth:`encode_with_offsets` gives them (added tokens: empty spans
+            at 0); else ``None``.
+
+        Raises:
+            ValueError: As :meth:`encode`, the message naming the text
+                (``text_a:`` or ``text_b:``); an unknown ``unit``.
+            LlmkitError: The post-processor's template has no pair template, or
+                offsets were asked of a kind that has none (status
+                ``LLMKIT_ERROR_UNSUPPORTED``).
+        """
+        if unit not in ("bytes", "chars"):
+            raise ValueError(f'unit must be "bytes" or "chars", got {unit!r}')
+        allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
+        self._refuse((text_a, text_b), refuse)
+        args = (allowed, allow_all, as_text, bool(add_special_tokens), bool(return_offsets))
+        try:
+            ids, type_ids, sequence_ids, spans = self._native.encode_pair(text_a, text_b, *args)
+        except UnicodeEncodeError:
+            text_a, text_b = _repair_surrogates(text_a), _repair_surrogates(text_b)
+            ids, type_ids, sequence_ids, spans = self._native.encode_pair(text_a, text_b, *args)
+        if spans is not None and unit == "chars":
+            texts = (text_a, text_b)
+            for s in (0, 1):
+                rows = [i for i, q in enumerate(sequence_ids) if q == s]
+                if rows:
+                    spans[rows] = _char_spans(texts[s], spans[rows])
+        return PairEncoding(ids, type_ids, sequence_ids, spans)
 
     def save_tiktoken(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Writes the ranks as a tiktoken ``.tiktoken`` file (``base64(token) rank`` per line).
@@ -376,6 +426,33 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"<llmkit.Tokenizer {self._name!r} vocab_size={self.vocab_size}>"
+
+
+class PairEncoding(NamedTuple):
+    """What :meth:`Tokenizer.encode_pair` gives: ids with their types, texts and spans."""
+
+    ids: List[int]
+    """The token ids."""
+    type_ids: List[int]
+    """BERT's token_type_ids (the post-processor's template types), one per id."""
+    sequence_ids: List[Optional[int]]
+    """0 or 1: the text each id came from; ``None`` for a special token the post-processor added."""
+    offsets: Any
+    """int64 array ``(len(ids), 2)`` of spans in each id's own text, or ``None`` unless asked for."""
+
+
+def _char_spans(text: str, spans: Any) -> Any:
+    """Byte spans in ``text``'s UTF-8 as character spans; a span cut inside a character widens to it."""
+    import numpy as np
+
+    if not len(spans):
+        return spans
+    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    # char_of[b] = index of the character that byte b belongs to; one past the end maps to len(text).
+    char_of = np.append(np.cumsum((data & 0xC0) != 0x80) - 1, len(text)).astype(np.int64)
+    starts = char_of[spans[:, 0]]
+    ends = np.where(spans[:, 1] > spans[:, 0], char_of[np.maximum(spans[:, 1] - 1, 0)] + 1, starts)
+    return np.stack([starts, ends], axis=1)
 
 
 def _special_name(s: object, what: str) -> str:
