@@ -16,6 +16,15 @@
 
 #include "core/tensor.hpp"
 
+// The 32-element quantizers (Q4_0, Q4_1, Q5_0, Q5_1) run 4 floats at a time
+// with SSE2 (part of every x86-64 CPU): the same IEEE operations, and
+// cvttps2dq truncates, out-of-range values included, exactly as the scalar
+// cvttss2si that ggml's casts compile to. Elsewhere the scalar loops run.
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define LLMKIT_QUANT_SSE2 1
+#endif
+
 namespace llmkit::quant {
 
 int nearest_int(float x) noexcept {
@@ -131,6 +140,111 @@ inline float abs_max(const float *x, int n) {
     return amax;
 }
 
+#ifdef LLMKIT_QUANT_SSE2
+// SSE2 forms of the scans and roundings above for one 32-element block.
+// Each falls back to the scalar loop when the block holds a NaN (the drivers
+// refuse NaN input, but these stay exact for any input).
+struct block32_sse2 {
+    __m128 v[8];  // x[0..31]
+    bool ordered;  // no NaN
+
+    explicit block32_sse2(const float *x) {
+        __m128 ord = _mm_castsi128_ps(_mm_set1_epi32(-1));
+        for (int i = 0; i < 8; ++i) {
+            v[i] = _mm_loadu_ps(x + 4 * i);
+            ord = _mm_and_ps(ord, _mm_cmpord_ps(v[i], v[i]));
+        }
+        ordered = _mm_movemask_ps(ord) == 0xF;
+    }
+
+    static float hmax(__m128 m) {
+        m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+        return _mm_cvtss_f32(_mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1))));
+    }
+    static float hmin(__m128 m) {
+        m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+        return _mm_cvtss_f32(_mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1))));
+    }
+    // The first element equal to `value` (which is one of them).
+    float first_equal(const float *x, float value) const {
+        const __m128 t = _mm_set1_ps(value);
+        for (int i = 0; i < 8; ++i)
+            if (const int m = _mm_movemask_ps(_mm_cmpeq_ps(v[i], t))) return x[4 * i + __builtin_ctz(unsigned(m))];
+        return value;
+    }
+
+    // signed_absmax(x, 32): the largest |x| by a max reduction, then the first
+    // element of that magnitude (its sign); 0 when every element is +-0.
+    float signed_absmax(const float *x) const {
+        if (!ordered) return llmkit::quant::signed_absmax(x, 32);
+        const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+        __m128 m = _mm_setzero_ps();
+        for (int i = 0; i < 8; ++i) m = _mm_max_ps(m, _mm_and_ps(v[i], abs_mask));
+        const float amax = hmax(m);
+        if (amax == 0.0f) return 0.0f;
+        const __m128 t = _mm_set1_ps(amax);
+        for (int i = 0; i < 8; ++i)
+            if (const int k = _mm_movemask_ps(_mm_cmpeq_ps(_mm_and_ps(v[i], abs_mask), t)))
+                return x[4 * i + __builtin_ctz(unsigned(k))];
+        return 0.0f;  // not reached
+    }
+    // min_max(x, 32, lo, hi): the values by reductions; a zero result is the
+    // first +-0 of the block, as the scalar scan keeps the first of equal values.
+    void min_max(const float *x, float &lo, float &hi) const {
+        if (!ordered) return llmkit::quant::min_max(x, 32, lo, hi);
+        __m128 mn = v[0], mx = v[0];
+        for (int i = 1; i < 8; ++i) {
+            mn = _mm_min_ps(mn, v[i]);
+            mx = _mm_max_ps(mx, v[i]);
+        }
+        lo = hmin(mn);
+        hi = hmax(mx);
+        if (lo == 0.0f) lo = first_equal(x, 0.0f);
+        if (hi == 0.0f) hi = first_equal(x, 0.0f);
+    }
+
+    // Levels of elements 4i..4i+3: min(cap, int8_t(trunc((x - sub) * id + add))),
+    // as int32 (cap < 0: no min, ggml's Q5_1).
+    __m128i levels(int i, __m128 sub, __m128 id, __m128 add, int cap, bool subtract) const {
+        const __m128 xs = subtract ? _mm_sub_ps(v[i], sub) : v[i];
+        __m128i t = _mm_cvttps_epi32(_mm_add_ps(_mm_mul_ps(xs, id), add));
+        t = _mm_srai_epi32(_mm_slli_epi32(t, 24), 24);  // the (int8_t) cast
+        if (cap >= 0) {
+            const __m128i c = _mm_set1_epi32(cap), over = _mm_cmpgt_epi32(t, c);
+            t = _mm_or_si128(_mm_andnot_si128(over, t), _mm_and_si128(over, c));
+        }
+        return t;
+    }
+};
+
+// qs[j] = uint8_t(a_j | c_j << 4) for the 16 int32 a (elements 0..15) and c (16..31).
+inline void put_nibble_pairs(const __m128i *a, const __m128i *c, uint8_t *qs) {
+    const __m128i low_byte = _mm_set1_epi32(0xFF);
+    __m128i b[4];
+    for (int i = 0; i < 4; ++i)
+        b[i] = _mm_and_si128(_mm_or_si128(a[i], _mm_slli_epi32(c[i], 4)), low_byte);
+    const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(b[0], b[1]), _mm_packs_epi32(b[2], b[3]));
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(qs), bytes);
+}
+
+// Q5 packing (put_q5_pair for j = 0..15): low nibbles into qs, bit 4 of a_j
+// and c_j into bits j and j + 16 of the returned qh.
+inline uint32_t put_q5_pairs(const __m128i *a, const __m128i *c, uint8_t *qs) {
+    const __m128i nibble = _mm_set1_epi32(15);
+    __m128i lo[4], hi[4];
+    uint32_t qh = 0;
+    for (int i = 0; i < 4; ++i) {
+        lo[i] = _mm_and_si128(a[i], nibble);
+        hi[i] = _mm_and_si128(c[i], nibble);
+        // Bit 4 to the sign bit, then one bit per element.
+        qh |= uint32_t(_mm_movemask_ps(_mm_castsi128_ps(_mm_slli_epi32(a[i], 27)))) << (4 * i);
+        qh |= uint32_t(_mm_movemask_ps(_mm_castsi128_ps(_mm_slli_epi32(c[i], 27)))) << (16 + 4 * i);
+    }
+    put_nibble_pairs(lo, hi, qs);
+    return qh;
+}
+#endif
+
 // Q5_0 / Q5_1 packing of levels a (element j) and c (element j + 16), both
 // 0..31: low nibbles into qs[j], bit 4 into bits j and j + 16 of qh.
 inline void put_q5_pair(unsigned a, unsigned c, int j, uint8_t *qs, uint32_t &qh) {
@@ -143,6 +257,19 @@ inline void put_q5_pair(unsigned a, unsigned c, int j, uint8_t *qs, uint32_t &qh
 void quantize_q4_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 18);
+#ifdef LLMKIT_QUANT_SSE2
+        const block32_sse2 v(x);
+        const float d = v.signed_absmax(x) / -8;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        const __m128 vid = _mm_set1_ps(id), add = _mm_set1_ps(8.5f), none = _mm_setzero_ps();
+        __m128i lo[4], hi[4];
+        for (int i = 0; i < 4; ++i) {
+            lo[i] = v.levels(i, none, vid, add, 15, false);
+            hi[i] = v.levels(i + 4, none, vid, add, 15, false);
+        }
+        put_nibble_pairs(lo, hi, o + 2);
+#else
         const float d = signed_absmax(x, 32) / -8;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(o, d);
@@ -151,6 +278,7 @@ void quantize_q4_0(const float *x, void *dst, int64_t n) {
             const int hi = std::min(15, int(to_i8(x[j + 16] * id + 8.5f)));
             o[2 + j] = uint8_t(lo | hi << 4);
         }
+#endif
     }
 }
 void dequantize_q4_0(const void *src, float *y, int64_t n) {
@@ -169,6 +297,21 @@ void quantize_q4_1(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 20);
         float lo, hi;
+#ifdef LLMKIT_QUANT_SSE2
+        const block32_sse2 v(x);
+        v.min_max(x, lo, hi);
+        const float d = (hi - lo) / 15;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        put_f16(o + 2, lo);
+        const __m128 vlo = _mm_set1_ps(lo), vid = _mm_set1_ps(id), add = _mm_set1_ps(0.5f);
+        __m128i a[4], c[4];
+        for (int i = 0; i < 4; ++i) {
+            a[i] = v.levels(i, vlo, vid, add, 15, true);
+            c[i] = v.levels(i + 4, vlo, vid, add, 15, true);
+        }
+        put_nibble_pairs(a, c, o + 4);
+#else
         min_max(x, 32, lo, hi);
         const float d = (hi - lo) / 15;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -179,6 +322,7 @@ void quantize_q4_1(const float *x, void *dst, int64_t n) {
             const int c = std::min(15, int(to_i8((x[j + 16] - lo) * id + 0.5f)));
             o[4 + j] = uint8_t(a | c << 4);
         }
+#endif
     }
 }
 void dequantize_q4_1(const void *src, float *y, int64_t n) {
@@ -196,6 +340,20 @@ void dequantize_q4_1(const void *src, float *y, int64_t n) {
 void quantize_q5_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 22);
+#ifdef LLMKIT_QUANT_SSE2
+        const block32_sse2 v(x);
+        const float d = v.signed_absmax(x) / -16;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        const __m128 vid = _mm_set1_ps(id), add = _mm_set1_ps(16.5f), none = _mm_setzero_ps();
+        __m128i a[4], c[4];
+        for (int i = 0; i < 4; ++i) {
+            a[i] = v.levels(i, none, vid, add, 31, false);
+            c[i] = v.levels(i + 4, none, vid, add, 31, false);
+        }
+        const uint32_t qh5 = put_q5_pairs(a, c, o + 6);
+        std::memcpy(o + 2, &qh5, 4);
+#else
         const float d = signed_absmax(x, 32) / -16;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(o, d);
@@ -206,6 +364,7 @@ void quantize_q5_0(const float *x, void *dst, int64_t n) {
             put_q5_pair(a, c, j, o + 6, qh);
         }
         std::memcpy(o + 2, &qh, 4);
+#endif
     }
 }
 void dequantize_q5_0(const void *src, float *y, int64_t n) {
@@ -228,6 +387,22 @@ void quantize_q5_1(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 24);
         float lo, hi;
+#ifdef LLMKIT_QUANT_SSE2
+        const block32_sse2 v(x);
+        v.min_max(x, lo, hi);
+        const float d = (hi - lo) / 31;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        put_f16(o + 2, lo);
+        const __m128 vlo = _mm_set1_ps(lo), vid = _mm_set1_ps(id), add = _mm_set1_ps(0.5f);
+        __m128i a[4], c[4];
+        for (int i = 0; i < 4; ++i) {  // ggml's (uint8_t) cast: no min here
+            a[i] = v.levels(i, vlo, vid, add, -1, true);
+            c[i] = v.levels(i + 4, vlo, vid, add, -1, true);
+        }
+        const uint32_t qh5 = put_q5_pairs(a, c, o + 8);
+        std::memcpy(o + 4, &qh5, 4);
+#else
         min_max(x, 32, lo, hi);
         const float d = (hi - lo) / 31;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -240,6 +415,7 @@ void quantize_q5_1(const float *x, void *dst, int64_t n) {
             put_q5_pair(a, c, j, o + 8, qh);
         }
         std::memcpy(o + 4, &qh, 4);
+#endif
     }
 }
 void dequantize_q5_1(const void *src, float *y, int64_t n) {
