@@ -487,36 +487,44 @@ LLMKIT_FIT_CLONES float fit_symmetric(int n, int nmax, const float *x, int8_t *L
         std::fill(L, L + n, int8_t(0));
         return 0.0f;
     }
-    // The weights once, so the 19 projections below run branch-free (n <= 32 for every caller).
+    // The weights once, so the projections below run branch-free (n <= 32 for every caller).
     float wbuf[32];
     const float *w = qw;
     if (!qw) {
         for (int i = 0; i < n; ++i) wbuf[i] = x[i] * x[i];
         w = wbuf;
     }
-    auto project = [&](float iscale, float &sumlx, float &suml2, bool store) {
-        sumlx = suml2 = 0.0f;
-        for (int i = 0; i < n; ++i) {
-            const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-            if (store) L[i] = int8_t(l + nmax);
-            sumlx += w[i] * x[i] * float(l);
-            suml2 += w[i] * float(l) * float(l);
-        }
-    };
-    float sumlx, suml2;
-    project(float(-nmax) / max, sumlx, suml2, true);
-    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0) continue;
-        const float iscale = -(float(nmax) + 0.1f * float(is)) / max;
-        project(iscale, sumlx, suml2, false);
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            project(iscale, sumlx, suml2, true);
-            scale = sumlx / suml2;
-            best = scale * sumlx;
+    // The 19 candidate scales (nmax / max first, then is = -9..9 without 0)
+    // projected together: element by element, each candidate's sums take the
+    // same float operations in the same order as one projection at a time,
+    // and the inner loop over candidates vectorizes (24 lanes, 5 unused).
+    constexpr int n_cand = 19, lanes = 24;
+    float iscale[lanes], sumlx[lanes], suml2[lanes];
+    for (int c = 0; c < lanes; ++c) {
+        const int is = c <= 9 ? c - 10 : c - 9;  // c = 1..9 -> -9..-1, c = 10..18 -> 1..9
+        iscale[c] = c == 0 ? float(-nmax) / max : c < n_cand ? -(float(nmax) + 0.1f * float(is)) / max : 0.0f;
+        sumlx[c] = suml2[c] = 0.0f;
+    }
+    for (int i = 0; i < n; ++i) {
+        const float wx = w[i] * x[i], wi = w[i], xi = x[i];
+        for (int c = 0; c < lanes; ++c) {
+            const float l = float(clampi(nearest_int(iscale[c] * xi), -nmax, nmax - 1));
+            sumlx[c] += wx * l;
+            suml2[c] += wi * l * l;
         }
     }
+    // Keep the best projection, candidates in ggml's order.
+    int chosen = 0;
+    float scale = suml2[0] != 0.0f ? sumlx[0] / suml2[0] : 0.0f;
+    float best = scale * sumlx[0];
+    for (int c = 1; c < n_cand; ++c) {
+        if (suml2[c] > 0 && sumlx[c] * sumlx[c] > best * suml2[c]) {
+            scale = sumlx[c] / suml2[c];
+            best = scale * sumlx[c];
+            chosen = c;
+        }
+    }
+    for (int i = 0; i < n; ++i) L[i] = int8_t(clampi(nearest_int(iscale[chosen] * x[i]), -nmax, nmax - 1) + nmax);
     return scale;
 }
 
