@@ -6,6 +6,10 @@
 #include <memory>
 #include <queue>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "core/error.hpp"
 
 namespace llmkit::tok {
@@ -168,59 +172,123 @@ void rank_table::encode_piece(std::string_view piece, std::vector<int32_t> &out,
         }
         return;
     }
-    // The simple scan is quadratic but has the smallest constant; pieces of
-    // ordinary text are short. Long pieces (a megabyte of one letter) go to
-    // the heap, which is O(n log n) and gives the same merges.
-    if (piece.size() <= 128) merge_small(piece, out);
-    else merge_large(piece, out);
+    // Pieces of ordinary text are short, but Thai, Lao, Khmer or CJK text
+    // without spaces makes pieces of hundreds of bytes: merge_by_ids keeps
+    // them near-linear up to k_max_id_merge bytes; longer ones (a megabyte of
+    // one letter) go to the heap, which is O(n log n).
+    merge_small(piece, out);
 }
 
 void rank_table::merge_small(std::string_view piece, std::vector<int32_t> &out) const {
-    if (piece.size() > 128) merge_large(piece, out);  // the scans' arrays hold 128 bytes
-    else if (pairs_.empty()) merge_small_by_bytes(piece, out);
-    else merge_by_ids(piece, out);
+    if (!pairs_.empty() && piece.size() <= k_max_id_merge) merge_by_ids(piece, out);
+    else if (pairs_.empty() && piece.size() <= 128) merge_small_by_bytes(piece, out);  // its arrays hold 128 bytes
+    else merge_large(piece, out);
 }
 
-// tiktoken's scan with the pair table. Parts are named by their first byte
+namespace {
+
+// Blocks of rank_of that merge_by_ids keeps the minimum of.
+constexpr uint32_t k_block = 16;
+// Above every rank (they fit pair_table's 21 bits) as a signed number: SSE2
+// has a signed 32-bit compare and no unsigned one.
+constexpr int32_t k_none = std::numeric_limits<int32_t>::max();
+
+#if defined(__SSE2__)
+inline __m128i min_epi32(__m128i a, __m128i b) {
+    const __m128i a_greater = _mm_cmpgt_epi32(a, b);
+    return _mm_or_si128(_mm_and_si128(a_greater, b), _mm_andnot_si128(a_greater, a));
+}
+#endif
+
+// The smallest of r[0, k_block).
+inline int32_t block_minimum(const int32_t *r) {
+#if defined(__SSE2__)
+    const __m128i *v = reinterpret_cast<const __m128i *>(r);
+    __m128i m = min_epi32(min_epi32(_mm_load_si128(v), _mm_load_si128(v + 1)),
+                          min_epi32(_mm_load_si128(v + 2), _mm_load_si128(v + 3)));
+    m = min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(m);
+#else
+    int32_t m = r[0];
+    for (uint32_t k = 1; k < k_block; ++k) m = std::min(m, r[k]);
+    return m;
+#endif
+}
+
+// The first k < k_block with r[k] == value (which is there).
+inline uint32_t block_find(const int32_t *r, int32_t value) {
+#if defined(__SSE2__)
+    const __m128i *v = reinterpret_cast<const __m128i *>(r);
+    const __m128i x = _mm_set1_epi32(value);
+    const __m128i lo = _mm_packs_epi32(_mm_cmpeq_epi32(_mm_load_si128(v), x), _mm_cmpeq_epi32(_mm_load_si128(v + 1), x));
+    const __m128i hi = _mm_packs_epi32(_mm_cmpeq_epi32(_mm_load_si128(v + 2), x), _mm_cmpeq_epi32(_mm_load_si128(v + 3), x));
+    const unsigned mask = unsigned(_mm_movemask_epi8(_mm_packs_epi16(lo, hi)));
+    return uint32_t(__builtin_ctz(mask));
+#else
+    uint32_t k = 0;
+    while (r[k] != value) ++k;
+    return k;
+#endif
+}
+
+}  // namespace
+
+// tiktoken's merges with the pair table. Parts are named by their first byte
 // and linked (next/prev), so a merge rewrites a few entries instead of
-// shifting the arrays; a merged-away part keeps rank k_no_rank, so the scan
-// for the lowest rank may run over all n entries without looking at links.
+// shifting arrays; a merged-away part keeps rank k_none. The lowest rank is
+// found in two steps: rank_of is cut into blocks of k_block entries whose
+// minima are kept in block_min, so a merge rescans only the blocks it changed
+// and the short row of minima, not the whole piece (the whole-piece scan made
+// long Thai, Lao or CJK pieces quadratic).
 void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out) const {
-    uint32_t rank_of[129], tok[129], next[129], prev[129];
+    constexpr uint32_t k_cap = k_max_id_merge;
+    alignas(64) int32_t rank_of[k_cap + k_block];
+    alignas(64) int32_t block_min[k_cap / k_block + 1];
+    uint32_t tok[k_cap], next[k_cap], prev[k_cap];
     const uint32_t n = static_cast<uint32_t>(piece.size());
+    if (n == 0) return;
+    const uint32_t blocks = (n + k_block - 1) / k_block;
     const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
-    for (uint32_t i = 0; i < n; ++i) {
-        rank_of[i] = i + 1 < n ? pair_rank_[p[i] | unsigned(p[i + 1]) << 8] : k_no_rank;
+    const auto as_int = [](uint32_t r) { return r == k_no_rank ? k_none : int32_t(r); };
+    for (uint32_t i = 0; i + 1 < n; ++i) {
+        rank_of[i] = as_int(pair_rank_[p[i] | unsigned(p[i + 1]) << 8]);
         tok[i] = byte_rank_[p[i]];
         next[i] = i + 1;
         prev[i] = i - 1;  // wraps for part 0: never read
     }
-    // The rank of parts a and b = next[a] side by side: the Bloom filter on
-    // their bytes answers most pairs that are no token (it is L2-sized), the
-    // memo or the pair table the others.
-    auto pair_rank = [&](uint32_t a, uint32_t b) -> uint32_t {
-        if (b >= n) return k_no_rank;
-        const uint32_t end = next[b];
-        if (!may_be_token(p + a, end - a)) return k_no_rank;
-        return pair_merge_memo(tok[a], tok[b]);
+    tok[n - 1] = byte_rank_[p[n - 1]];
+    next[n - 1] = n;
+    prev[n - 1] = n - 2;
+    for (uint32_t i = n - 1; i < blocks * k_block; ++i) rank_of[i] = k_none;
+    const auto refresh = [&](uint32_t b) { block_min[b] = block_minimum(rank_of + b * k_block); };
+    for (uint32_t b = 0; b < blocks; ++b) refresh(b);
+    // The rank of parts a and b = next[a] side by side. One of them is a
+    // merged part, so they join at least 3 bytes, as pair_merge_checked needs
+    // (byte pairs come from pair_rank_ above).
+    const auto pair_rank = [&](uint32_t a, uint32_t b) -> int32_t {
+        if (b >= n) return k_none;
+        return as_int(pair_merge_checked(tok[a], tok[b], p + a, next[b] - a));
     };
     for (;;) {
-        // The lowest rank, the leftmost on ties (only a lower rank replaces it).
-        uint32_t min_rank = k_no_rank, i = 0;
-        for (uint32_t k = 0; k + 1 < n; ++k) {
-            if (rank_of[k] < min_rank) {
-                min_rank = rank_of[k];
-                i = k;
-            }
-        }
-        if (min_rank == k_no_rank) break;
+        // The lowest rank, the leftmost on ties: the first block holding it,
+        // then the first entry of that block holding it.
+        int32_t min_rank = k_none;
+        for (uint32_t b = 0; b < blocks; ++b) min_rank = std::min(min_rank, block_min[b]);
+        if (min_rank == k_none) break;
+        uint32_t bi = 0;
+        while (block_min[bi] != min_rank) ++bi;
+        const uint32_t i = bi * k_block + block_find(rank_of + bi * k_block, min_rank);
         const uint32_t j = next[i];  // absorbed into part i
-        tok[i] = min_rank;
-        rank_of[j] = k_no_rank;
+        tok[i] = uint32_t(min_rank);
+        rank_of[j] = k_none;
         next[i] = next[j];
         if (next[j] < n) prev[next[j]] = i;
         rank_of[i] = pair_rank(i, next[i]);
         if (i > 0) rank_of[prev[i]] = pair_rank(prev[i], i);
+        refresh(bi);
+        if (j / k_block != bi) refresh(j / k_block);
+        if (i > 0 && prev[i] / k_block != bi) refresh(prev[i] / k_block);
     }
     for (uint32_t i = 0; i < n; i = next[i]) out.push_back(static_cast<int32_t>(tok[i]));
 }

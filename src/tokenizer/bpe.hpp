@@ -65,12 +65,13 @@ public:
     // filter word and slot of the whole piece, and its piece cache entry.
     void prefetch_piece(std::string_view piece, const piece_cache &cache) const noexcept;
 
-    // The two merge loops encode_piece chooses between (public for tests):
-    // tiktoken's scan over the parts, for pieces of 2..128 bytes, and the
-    // O(n log n) heap for any length >= 2. They give the same ranks.
-    // merge_small asks the pair table when there is one (see pair_merge);
-    // merge_small_by_bytes is the same scan looking up the parts' bytes, as
-    // tiktoken does (the path of tables without a pair table).
+    // The merge loops encode_piece chooses between (public for tests); they
+    // give the same ranks. merge_small: with a pair table, tiktoken's merges
+    // with a blocked minimum (merge_by_ids) for pieces of 2..k_max_id_merge
+    // bytes; without one, tiktoken's scan looking up the parts' bytes
+    // (merge_small_by_bytes, 2..128 bytes); longer pieces go to merge_large,
+    // the O(n log n) heap for any length >= 2, which looks up bytes only.
+    static constexpr uint32_t k_max_id_merge = 1024;
     void merge_small(std::string_view piece, std::vector<int32_t> &out) const;
     void merge_small_by_bytes(std::string_view piece, std::vector<int32_t> &out) const;
     void merge_large(std::string_view piece, std::vector<int32_t> &out) const;
@@ -96,6 +97,25 @@ public:
             return r == k_memo_none ? k_no_rank : r;
         }
         const uint32_t r = pairs_.find(left, right, k_no_rank);
+        m.store(key | uint64_t(r == k_no_rank ? k_memo_none : r) << (2 * pair_table::k_id_bits),
+                std::memory_order_relaxed);
+        return r;
+    }
+
+    // pair_merge_memo for parts whose joined bytes are bytes[0, n) (n >= 3):
+    // the memo first, then the Bloom filter on the bytes (most pairs that miss
+    // the memo are no token), then the pair table. The memo is keyed by the
+    // two ids alone, so a hit costs no hash of the bytes.
+    uint32_t pair_merge_checked(uint32_t left, uint32_t right, const unsigned char *bytes, size_t n) const noexcept {
+        if (pairs_.empty() || left > pair_table::k_max_id || right > pair_table::k_max_id) return k_no_rank;
+        const uint64_t key = uint64_t(left) | uint64_t(right) << pair_table::k_id_bits;
+        std::atomic<uint64_t> &m = pair_memo_[size_t((key * 0x9E3779B97F4A7C15ull) >> (64 - k_memo_bits))];
+        const uint64_t e = m.load(std::memory_order_relaxed);
+        if ((e & k_memo_key_mask) == key) {
+            const uint32_t r = uint32_t(e >> (2 * pair_table::k_id_bits));
+            return r == k_memo_none ? k_no_rank : r;
+        }
+        const uint32_t r = may_be_token(bytes, n) ? pairs_.find(left, right, k_no_rank) : k_no_rank;
         m.store(key | uint64_t(r == k_no_rank ? k_memo_none : r) << (2 * pair_table::k_id_bits),
                 std::memory_order_relaxed);
         return r;
@@ -166,7 +186,7 @@ private:
         const uint64_t bits = filter_bits(h);
         return (filter_[size_t(h >> 20) & filter_mask_] & bits) == bits;
     }
-    // merge_small with the pair table (2..128 bytes).
+    // merge_small with the pair table (2..k_max_id_merge bytes).
     void merge_by_ids(std::string_view piece, std::vector<int32_t> &out) const;
     // Every (left, right) whose bytes concatenate to a token (none when not built).
     void build_pair_table();

@@ -91,8 +91,76 @@ bool regex::next_match(std::string_view text, size_t start, size_t &begin, size_
 
 namespace {
 
+// UTF-8 validation as a table-driven automaton whose state is a bit offset:
+// the next state is (row[byte] >> state) & 63, one shift and one mask per
+// byte with no branch, where decoding each character branches on its length
+// (multilingual text mixes lengths, so those branches mispredict). States:
+// a character may start (ok), 1/2/3 continuation bytes wanted, the second
+// byte's narrower range after E0 (A0-BF: no overlong), ED (80-9F: no
+// surrogate), F0 (90-BF: no overlong) and F4 (80-8F: at most U+10FFFF), and
+// bad, which never leaves.
+enum : unsigned { s_ok = 0, s_cont1 = 6, s_cont2 = 12, s_cont3 = 18, s_e0 = 24, s_ed = 30, s_f0 = 36, s_f4 = 42, s_bad = 48 };
+
+struct utf8_automaton {
+    uint64_t row[256];
+};
+
+constexpr utf8_automaton make_utf8_automaton() {
+    utf8_automaton a{};
+    for (unsigned b = 0; b < 256; ++b) {
+        uint64_t r = 0;
+        unsigned next[9] = {s_bad, s_bad, s_bad, s_bad, s_bad, s_bad, s_bad, s_bad, s_bad};  // by state / 6
+        if (b < 0x80) next[s_ok / 6] = s_ok;
+        else if (b < 0xC0) {  // a continuation byte
+            next[s_cont1 / 6] = s_ok;
+            next[s_cont2 / 6] = s_cont1;
+            next[s_cont3 / 6] = s_cont2;
+            if (b >= 0xA0) next[s_e0 / 6] = s_cont1;
+            if (b < 0xA0) next[s_ed / 6] = s_cont1;
+            if (b >= 0x90) next[s_f0 / 6] = s_cont2;
+            if (b < 0x90) next[s_f4 / 6] = s_cont2;
+        } else if (b >= 0xC2 && b <= 0xDF) next[s_ok / 6] = s_cont1;
+        else if (b == 0xE0) next[s_ok / 6] = s_e0;
+        else if (b == 0xED) next[s_ok / 6] = s_ed;
+        else if (b >= 0xE1 && b <= 0xEF) next[s_ok / 6] = s_cont2;
+        else if (b == 0xF0) next[s_ok / 6] = s_f0;
+        else if (b >= 0xF1 && b <= 0xF3) next[s_ok / 6] = s_cont3;
+        else if (b == 0xF4) next[s_ok / 6] = s_f4;
+        for (unsigned k = 0; k < 9; ++k) r |= uint64_t(next[k]) << (6 * k);
+        a.row[b] = r;
+    }
+    return a;
+}
+
+constexpr utf8_automaton k_utf8 = make_utf8_automaton();
+
+// Whether p[0, n) is valid UTF-8. Blocks of 16 ASCII bytes are skipped whole
+// (English text); blocks of 16 rather than 8, so that text of other scripts,
+// where few blocks are all ASCII, rarely mispredicts the test.
+bool valid_utf8_fast(const unsigned char *p, size_t n) noexcept {
+    uint64_t state = s_ok;
+    size_t i = 0;
+    while (i + 16 <= n) {
+        uint64_t w[2];
+        std::memcpy(w, p + i, 16);
+        if (state == s_ok && !((w[0] | w[1]) & 0x8080808080808080ull)) {
+            i += 16;
+            continue;
+        }
+        for (size_t end = i + 16; i < end; ++i) state = (k_utf8.row[p[i]] >> state) & 63;
+        if (state == s_bad) return false;
+    }
+    for (; i < n; ++i) state = (k_utf8.row[p[i]] >> state) & 63;
+    return state == s_ok;
+}
+
 // The offset of the first invalid sequence at or after `from`, or text.size().
 size_t first_invalid_utf8(std::string_view text, size_t from) noexcept {
+    // Valid text (nearly all of it) is confirmed by the automaton; only
+    // invalid text is walked again below to find where it goes wrong.
+    if (from <= text.size() &&
+        valid_utf8_fast(reinterpret_cast<const unsigned char *>(text.data()) + from, text.size() - from))
+        return text.size();
     const auto *p = reinterpret_cast<const unsigned char *>(text.data());
     const size_t n = text.size();
     size_t i = from;
