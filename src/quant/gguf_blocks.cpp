@@ -188,6 +188,15 @@ struct block32_sse2 {
                 return x[4 * i + __builtin_ctz(unsigned(k))];
         return 0.0f;  // not reached
     }
+    // abs_max(x, 32): the largest |x| (max is exact; the scalar loop's
+    // std::max keeps the first of equal values, which only matters for NaN).
+    float abs_max(const float *x) const {
+        if (!ordered) return llmkit::quant::abs_max(x, 32);
+        const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+        __m128 m = _mm_setzero_ps();
+        for (int i = 0; i < 8; ++i) m = _mm_max_ps(m, _mm_and_ps(v[i], abs_mask));
+        return hmax(m);
+    }
     // min_max(x, 32, lo, hi): the values by reductions; a zero result is the
     // first +-0 of the block, as the scalar scan keeps the first of equal values.
     void min_max(const float *x, float &lo, float &hi) const {
@@ -216,6 +225,35 @@ struct block32_sse2 {
         return t;
     }
 };
+
+// Q8_0's levels int8_t(roundf(x * id)) of the 32 elements into q, roundf
+// (half away from zero) as trunc, plus the sign when the rest is >= 0.5 (x -
+// trunc(x) is exact below 2^23). Returns false, writing nothing, when some
+// x * id is not below 2^23 in magnitude (or NaN): the scalar loop then runs.
+inline bool put_q8_levels(const block32_sse2 &v, float id, uint8_t *q) {
+    const __m128 vid = _mm_set1_ps(id), abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    const __m128 limit = _mm_set1_ps(8388608.0f), half = _mm_set1_ps(0.5f);
+    __m128i l[8];
+    for (int i = 0; i < 8; ++i) {
+        const __m128 y = _mm_mul_ps(v.v[i], vid);
+        if (_mm_movemask_ps(_mm_cmplt_ps(_mm_and_ps(y, abs_mask), limit)) != 0xF) return false;
+        const __m128i t = _mm_cvttps_epi32(y);
+        const __m128 rest = _mm_and_ps(_mm_sub_ps(y, _mm_cvtepi32_ps(t)), abs_mask);
+        // +1 or -1 (the sign of y) where |rest| >= 0.5: (y < 0 ? -1 : 1) is 1 | (sign bit >> 31, arithmetic).
+        const __m128i sign = _mm_or_si128(_mm_srai_epi32(_mm_castps_si128(y), 31), _mm_set1_epi32(1));
+        const __m128i up = _mm_castps_si128(_mm_cmpge_ps(rest, half));
+        l[i] = _mm_add_epi32(t, _mm_and_si128(up, sign));
+    }
+    // |level| <= 2^23 here; int8_t keeps the low byte (as the scalar cast chain does).
+    const __m128i low_byte = _mm_set1_epi32(0xFF);
+    for (int h = 0; h < 2; ++h) {
+        __m128i b[4];
+        for (int i = 0; i < 4; ++i) b[i] = _mm_and_si128(l[4 * h + i], low_byte);
+        const __m128i bytes = _mm_packus_epi16(_mm_packs_epi32(b[0], b[1]), _mm_packs_epi32(b[2], b[3]));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(q + 16 * h), bytes);
+    }
+    return true;
+}
 
 // qs[j] = uint8_t(a_j | c_j << 4) for the 16 int32 a (elements 0..15) and c (16..31).
 inline void put_nibble_pairs(const __m128i *a, const __m128i *c, uint8_t *qs) {
@@ -437,9 +475,17 @@ void dequantize_q5_1(const void *src, float *y, int64_t n) {
 void quantize_q8_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 34);
+#ifdef LLMKIT_QUANT_SSE2
+        const block32_sse2 v(x);
+        const float d = v.abs_max(x) / 127;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        if (put_q8_levels(v, id, o + 2)) continue;
+#else
         const float d = abs_max(x, 32) / 127;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(o, d);
+#endif
         for (int j = 0; j < 32; ++j) o[2 + j] = uint8_t(to_i8(std::round(x[j] * id)));
     }
 }
