@@ -30,6 +30,10 @@ row); "%bw" is against the read bandwidth probed around the cell (a 256 MiB
 float32 sum, same threads, before and after, the larger of the two; "bw"
 column), since on a shared machine the bandwidth left to one process moves by
 2-5x within a run; --fixed-bandwidth uses the start-of-run figure instead.
+"%mm" is the cell's arithmetic (4 * D flops per query head and cached key:
+q.k and p*v, the same for every cache dtype) as a share of the float32 matmul
+peak: a cell near it is bound by compute, not memory (int8 reads half the bytes
+of bf16 for the same flops, converted to float32 in registers).
 """
 
 from __future__ import annotations
@@ -296,8 +300,8 @@ def main() -> None:
 
     print(f"\ndecode (one query per sequence; GB/s = K/V bytes read per second; %bw against the read bandwidth "
           + ("at the start" if args.fixed_bandwidth else "probed around the cell (bw)") + ")")
-    print(f"{'cell':<20}{'dtype':<10}{'variant':<14}{'ms':>9}{'GB/s':>8}{'bw':>6}{'%bw':>6}{'torch ms':>10}{'GB/s':>8}"
-          f"{'vs torch':>9}{'max|diff|':>11}")
+    print(f"{'cell':<20}{'dtype':<10}{'variant':<14}{'ms':>9}{'GB/s':>8}{'bw':>6}{'%bw':>6}{'%mm':>6}{'torch ms':>10}"
+          f"{'GB/s':>8}{'vs torch':>9}{'max|diff|':>11}")
     for dtype in dtypes:
         for B in (int(x) for x in args.batches.split(",")):
             for ctx in contexts:
@@ -350,9 +354,10 @@ def main() -> None:
                     t_t = t_tt if t_t is None else min(t_t, t_tt)
                     gb = nbytes / t_l / 1e9
                     gbt = full_bytes / t_t / 1e9
+                    mm = 100 * 4.0 * D * Hq * ctx * B / t_l / 1e9 / peaks[torch.float32]
                     print(f"{name:<20}{str(dtype).replace('torch.', ''):<10}{label:<14}{t_l * 1e3:>9.3f}{gb:>8.1f}"
-                          f"{bw:>6.1f}{100 * gb / bw:>5.0f}%{t_t * 1e3:>10.3f}{gbt:>8.1f}{t_t / t_l:>8.2f}x{diff:>11.2e}",
-                          flush=True)
+                          f"{bw:>6.1f}{100 * gb / bw:>5.0f}%{mm:>5.0f}%{t_t * 1e3:>10.3f}{gbt:>8.1f}{t_t / t_l:>8.2f}x"
+                          f"{diff:>11.2e}", flush=True)
                 for cache in caches:
                     cache.close()
 
