@@ -5,7 +5,8 @@
 // LLMKIT_ERROR_UNSUPPORTED (a component llmkit lacks) or
 // LLMKIT_ERROR_INVALID_ARGUMENT; never crash, hang or leak. A tokenizer that
 // loads must encode fixed texts (and the input's own valid UTF-8 prefix) with
-// and without special tokens, decode what it produced, and decode arbitrary ids
+// and without special tokens, paired with another text (with spans once),
+// decode what it produced, and decode arbitrary ids
 // (an id outside the vocabulary is LLMKIT_ERROR_OUT_OF_RANGE).
 #include <cstddef>
 #include <cstdint>
@@ -40,6 +41,29 @@ std::string_view utf8_prefix(std::string_view s) {
     return {};
 }
 
+// The text paired with a fixed one: every id has a type, a sequence and (with
+// spans) a span inside its own text.
+void exercise_pair(const tok::tokenizer &t, std::string_view text, const tok::encode_options &o, bool with_spans) {
+    const std::string_view other = "b c";
+    tok::encoding e;
+    try {
+        t.encode_pair(text, other, o, with_spans, e);
+    } catch (const core::error &err) {
+        // As encode, or a template without a pair entry asked for special tokens.
+        if (err.status() != LLMKIT_ERROR_INVALID_ARGUMENT && err.status() != LLMKIT_ERROR_UNSUPPORTED)
+            fail("encode_pair", err);
+        return;
+    }
+    const size_t n = e.ids.size();
+    if (e.type_ids.size() != n || e.sequence_ids.size() != n || (with_spans && e.spans.size() != n)) std::abort();
+    for (size_t i = 0; with_spans && i < n; ++i) {
+        const int32_t s = e.sequence_ids[i];
+        if (s < -1 || s > 1) std::abort();
+        const size_t len = s == 1 ? other.size() : s == 0 ? text.size() : 0;
+        if (e.spans[i].first > e.spans[i].second || e.spans[i].second > len) std::abort();
+    }
+}
+
 void exercise(const tok::tokenizer &t, std::string_view text) {
     for (int mode = 0; mode < 3; ++mode) {
         tok::encode_options o;
@@ -63,6 +87,7 @@ void exercise(const tok::tokenizer &t, std::string_view text) {
             // A template may add an id that only the post-processor knows.
             if (e.status() != LLMKIT_ERROR_OUT_OF_RANGE) fail("decode", e);
         }
+        exercise_pair(t, text, o, mode == 0);
     }
 }
 
