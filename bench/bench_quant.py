@@ -96,6 +96,53 @@ def ggml_quantize_threads(ggml, t, w, pool, n_threads):
     return dst
 
 
+def edge_matrix(rows=96, cols=512, seed=5):
+    """Rows built to reach the quantizers' corner cases: ties for the largest magnitude, signed zeros (all-zero
+    blocks of either sign), subnormal blocks (1 / d overflows), blocks near the float maximum, exact .5 products."""
+    rng = np.random.default_rng(seed)
+    vals = np.array([0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 1e-38, -1e-38, 3e38, -3e38, 1e-45, -1e-45, 2.0, -2.0, 7.0,
+                     -7.0, 0.1, 1e-20], np.float32)
+    w = np.empty((rows, cols), np.float32)
+    for r in range(rows):
+        mode = r % 6
+        if mode == 0:
+            w[r] = rng.choice(vals, cols)
+        elif mode == 1:
+            w[r] = rng.choice(vals[:4], cols)
+        elif mode == 2:
+            w[r] = np.where(rng.integers(0, 3, cols) == 0, np.float32(-0.0), np.float32(0.0))
+        elif mode == 3:
+            w[r] = rng.standard_normal(cols).astype(np.float32) * np.float32(1e-40)
+        elif mode == 4:
+            w[r] = rng.standard_normal(cols).astype(np.float32) * np.float32(3e37)
+        else:
+            w[r] = rng.integers(-2, 3, cols).astype(np.float32)
+    return w
+
+
+# The types whose quantizers have SIMD forms (the 32-element blocks, Q6_K's group fit). Only these: ggml's other
+# K-quant references may abort the process (GGML_ASSERT in nearest_int) on inputs this far out.
+EDGE_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q6_K")
+
+
+def edge_check(ggml, types, failures):
+    """llmkit's bytes against ggml_quantize_chunk's on edge_matrix(), with and without an imatrix."""
+    w = edge_matrix()
+    imatrix = np.random.default_rng(6).gamma(0.3, 1.0, w.shape[1]).astype(np.float32)
+    checked, before = [], len(failures)
+    for t in (t for t in types if t in EDGE_TYPES):
+        _, tsz = llmkit.quant_block_size(t)
+        for imx in (None, imatrix):  # Q8_0 ignores the imatrix, in both
+            nbad = block_diff(ggml.quantize(t, w, imatrix=imx), llmkit.quantize(w, t, imatrix=imx).data, tsz)
+            what = t + (" with an imatrix" if imx is not None else "")
+            if nbad != 0:  # None: the sizes differ
+                failures.append(f"edge rows, {what}: {nbad} blocks differ from ggml_quantize_chunk")
+            checked.append(what)
+    print(f"edge rows ({w.shape[0]}x{w.shape[1]}: ties, signed zeros, subnormal and 3e38 blocks): bytes against "
+          f"ggml_quantize_chunk, {len(checked)} type/imatrix pairs, "
+          + ("all identical" if len(failures) == before else f"{len(failures) - before} differ"), flush=True)
+
+
 def reference_check(ref_dir, types):
     """llmkit (and gguf) against ggml's own reference output on input.f32."""
     out = {}
@@ -183,6 +230,8 @@ def main():
 
     rows = []
     failures = []
+    if ggml is not None:
+        edge_check(ggml, types, failures)
     for t in types:
         _, tsz = llmkit.quant_block_size(t)
         r = {"type": t}

@@ -71,9 +71,9 @@ class Ggml:
         self.graph_compute = _declare(c, "ggml_graph_compute", ctypes.c_int, vp, ctypes.POINTER(_Cplan))
         self.version = _llama_cpp_version() if "GGML_LIB_DIR" not in os.environ else "- (GGML_LIB_DIR)"
 
-    def quantize(self, t, src, start_row=0, nrows=None, dst=None):
-        """ggml's quantizer on rows [start_row, start_row + nrows) of a float32 [rows, n] array,
-        no importance matrix, into dst (a uint8 array of the whole matrix's bytes; made if None)."""
+    def quantize(self, t, src, start_row=0, nrows=None, dst=None, imatrix=None):
+        """ggml's quantizer on rows [start_row, start_row + nrows) of a float32 [rows, n] array into dst (a
+        uint8 array of the whole matrix's bytes; made if None), with importance weights (n float32) or none."""
         src = np.ascontiguousarray(src, dtype=np.float32)
         rows, n = src.shape
         nrows = rows - start_row if nrows is None else nrows
@@ -81,7 +81,13 @@ class Ggml:
         if dst is None:
             dst = np.empty(rows * row_bytes, np.uint8)
         # ggml_quantize_chunk writes at dst + start_row * row_bytes and reads src + start_row * n.
-        got = self.quantize_chunk(TYPE_IDS[t], src.ctypes.data, dst.ctypes.data, start_row * n, nrows, n, None)
+        imx = None
+        if imatrix is not None:
+            imatrix = np.ascontiguousarray(imatrix, dtype=np.float32).reshape(-1)
+            if imatrix.size != n:
+                raise ValueError(f"imatrix has {imatrix.size} weights for rows of {n}")
+            imx = imatrix.ctypes.data
+        got = self.quantize_chunk(TYPE_IDS[t], src.ctypes.data, dst.ctypes.data, start_row * n, nrows, n, imx)
         if got != nrows * row_bytes:
             raise RuntimeError(f"ggml_quantize_chunk({t}) wrote {got} bytes, expected {nrows * row_bytes}")
         return dst
