@@ -2003,13 +2003,13 @@ typedef struct llmkit_tokenizer_load_options {
  *   rules as T5/ALBERT/XLM-R files carry them, applied per grapheme cluster
  *   as `tokenizers` does — and Sequence), pre-tokenizer (ByteLevel,
  *   BertPreTokenizer, Whitespace, WhitespaceSplit, Metaspace, Split, Digits,
- *   Punctuation, CharDelimiterSplit, Sequence), model (BPE ranked by its merges,
+ *   Punctuation, CharDelimiterSplit, FixedLength, Sequence), model (BPE ranked by its merges,
  *   with byte_fallback, unk_token, continuing_subword_prefix,
  *   end_of_word_suffix and ignore_merges; WordPiece; WordLevel; Unigram; the type is
  *   inferred when the file leaves it out), post-processor (TemplateProcessing,
  *   BertProcessing, RobertaProcessing, ByteLevel, Sequence), decoder
  *   (ByteLevel, WordPiece, Metaspace, ByteFallback, Fuse, Strip, Replace,
- *   BPEDecoder, Sequence) and added tokens, giving the ids of the `tokenizers`
+ *   BPEDecoder, CTC, Sequence) and added tokens, giving the ids of the `tokenizers`
  *   package. Added tokens are matched before the model with their lstrip,
  *   rstrip, single_word and normalized flags; special ones follow
  *   #llmkit_encode_options like tiktoken's special tokens. The file's

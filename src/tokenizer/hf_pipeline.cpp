@@ -978,6 +978,35 @@ private:
     bool invert_;
 };
 
+// FixedLength: each piece cut into pieces of `length` characters (the last
+// may be shorter).
+class fixed_length_pre final : public pre_tokenizer {
+public:
+    explicit fixed_length_pre(size_t length) : length_(length) {}
+    void pre_tokenize(std::vector<piece> &pieces) const override { run(pieces); }
+    void pre_tokenize_aligned(std::vector<aligned_piece> &pieces) const override { run(pieces); }
+
+private:
+    template <typename Piece>
+    void run(std::vector<Piece> &pieces) const {
+        split_pieces(pieces, behavior::isolated, false, [this](std::string_view s, std::vector<segment> &m) {
+            m.clear();
+            size_t begin = 0, chars = 0;
+            for (size_t i = 0; i < s.size();) {
+                i += char_at(s, i);
+                if (++chars == length_) {
+                    m.push_back({begin, i, true});
+                    begin = i;
+                    chars = 0;
+                }
+            }
+            if (begin < s.size()) m.push_back({begin, s.size(), true});
+        });
+    }
+
+    size_t length_;
+};
+
 enum class prepend_scheme { always, never, first };
 
 prepend_scheme scheme_of(const json &j, const std::string &path) {
@@ -1247,23 +1276,35 @@ public:
     }
 };
 
+// Rust's str::replace: every occurrence of `from` (an empty one matches
+// before every character and at the end) replaced by `to`.
+std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+    std::string out;
+    if (from.empty()) {
+        for (size_t i = 0; i < s.size(); i += char_at(s, i)) {
+            out += to;
+            out.append(s.substr(i, char_at(s, i)));
+        }
+        out += to;
+        return out;
+    }
+    size_t last = 0;
+    for (size_t p = s.find(from); p != std::string_view::npos; p = s.find(from, p + from.size())) {
+        out.append(s.substr(last, p - last));
+        out += to;
+        last = p + from.size();
+    }
+    out.append(s.substr(last));
+    return out;
+}
+
+// WordPiece's cleanup: the spaces English detokenization removes.
 void cleanup(std::string &s) {
     static const std::pair<const char *, const char *> rules[] = {
         {" .", "."},     {" ?", "?"},         {" !", "!"},      {" ,", ","},    {" ' ", "'"},  {" n't", "n't"},
         {" 'm", "'m"},   {" do not", " don't"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
-    for (const auto &[from, to] : rules) {
-        const std::string_view f(from);
-        std::string out;
-        size_t last = 0;
-        for (size_t p = s.find(f); p != std::string::npos; p = s.find(f, p + f.size())) {
-            out.append(s, last, p - last);
-            out += to;
-            last = p + f.size();
-        }
-        if (last == 0) continue;
-        out.append(s, last, std::string::npos);
-        s.swap(out);
-    }
+    for (const auto &[from, to] : rules)
+        if (s.find(from) != std::string::npos) s = replace_all(s, from, to);
 }
 
 class wordpiece_decoder final : public decoder {
@@ -1282,6 +1323,32 @@ public:
 
 private:
     std::string prefix_;
+    bool cleanup_;
+};
+
+// CTC (wav2vec2-style speech models): repeated tokens collapse into one, the
+// pad (blank) token disappears, and with cleanup the word delimiter becomes a
+// space after WordPiece's cleanup; tokens left empty are dropped.
+class ctc_decoder final : public decoder {
+public:
+    ctc_decoder(std::string pad, std::string delimiter, bool clean)
+        : pad_(std::move(pad)), delimiter_(std::move(delimiter)), cleanup_(clean) {}
+    void decode_chain(std::vector<std::string> &tokens) const override {
+        std::vector<std::string> out;
+        for (size_t i = 0; i < tokens.size(); ++i) {
+            if (i > 0 && tokens[i] == tokens[i - 1]) continue;  // dedup compares the tokens as they came
+            std::string t = replace_all(tokens[i], pad_, "");
+            if (cleanup_) {
+                cleanup(t);
+                t = replace_all(t, delimiter_, " ");
+            }
+            if (!t.empty()) out.push_back(std::move(t));
+        }
+        tokens.swap(out);
+    }
+
+private:
+    std::string pad_, delimiter_;
     bool cleanup_;
 };
 
@@ -1516,6 +1583,11 @@ std::unique_ptr<pre_tokenizer> make_pre_tokenizer(const json &j, const std::stri
     if (t == "Punctuation")
         return char_split([](char32_t c) { return uni::is_ascii_punctuation(c) || uni::is_punctuation(c); },
                           behavior_of(j, "behavior", path, behavior::isolated));
+    if (t == "FixedLength") {
+        const uint64_t length = uint(j, "length", path, 5, 1u << 30);
+        if (length == 0) bad(child(path, "length"), "must be at least 1");
+        return std::make_unique<fixed_length_pre>(size_t(length));
+    }
     if (t == "CharDelimiterSplit") {
         const std::string d = str(j, "delimiter", path);
         if (d.empty() || uni::count_chars(d) != 1) bad(child(path, "delimiter"), "must be one character");
@@ -1630,6 +1702,12 @@ std::unique_ptr<decoder> make_decoder(const json &j, const std::string &path) {
                                                size_t(uint(j, "stop", path, 0, 1u << 30)));
     }
     if (t == "Replace") return std::make_unique<replace_decoder>(j, path);
+    if (t == "CTC") {
+        std::string pad = "<pad>", delimiter = "|";
+        opt_str(j, "pad_token", path, pad);
+        opt_str(j, "word_delimiter_token", path, delimiter);
+        return std::make_unique<ctc_decoder>(pad, delimiter, boolean(j, "cleanup", path, true));
+    }
     if (t == "BPEDecoder") {
         std::string suffix = "</w>";
         opt_str(j, "suffix", path, suffix);
