@@ -9,9 +9,11 @@
 // read (bf16/fp16 exactly, int8 times its row's scale; an fp32 tile inside one
 // block is used in place) for the gemms. Decode reads them where they lie, in
 // pieces of up to 16 rows of one head inside one block: fp32 in place,
-// bf16/fp16/int8 converted in registers (int8 dequantised piece by piece
-// into a small buffer for a kernel set without dots_pf / gemm_pf). Either
-// way there is no pass over the cache and no gathered copy of it.
+// bf16/fp16/int8 converted in registers (into a small buffer, piece by
+// piece, for a kernel set without dots_pf / gemm_pf). int8 rows are read as
+// their raw values and their row scales multiply the scores and the
+// probabilities (2 multiplies per key and row of the task instead of one per
+// element). Either way there is no pass over the cache and no gathered copy.
 //
 // Decode is bound by how fast the cache streams from memory, so a decode task
 // takes several kv heads (all of them unless the threads would starve) and
@@ -53,6 +55,10 @@ constexpr int64_t k_default_split_keys = 1024;
 // to cover the memory latency at one core's share of the bandwidth (1, 2, 4,
 // 8 and 16 KiB measured alike on the 2-core EPYC; more only fills L1).
 constexpr int64_t k_prefetch_bytes = 4096;
+// Row scales of 1: decode converts a piece's int8 rows to their raw values
+// and applies the row scales to the scores and the probabilities instead.
+constexpr float k_unit_scales[k_chunk_keys] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,
+                                               1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
 
 void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
               const tensor_view &out) {
@@ -183,9 +189,11 @@ void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn,
             kn.dots(R, pc.n, int(D), Qb, D, buf, D, st);
         }
         break;
-    case kv_dtype::i8:
-        kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), pc.n, D, L.k_scale + pc.row);
+    case kv_dtype::i8:  // raw values, then each key's scores times its scale (as dots_pf computes them)
+        kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), pc.n, D, k_unit_scales);
         kn.dots(R, pc.n, int(D), Qb, D, buf, D, st);
+        for (int j = 0; j < pc.n; ++j)
+            for (int r = 0; r < R; ++r) st[j * R + r] *= L.k_scale[pc.row + j];
         break;
     }
 }
@@ -194,15 +202,19 @@ void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn,
 // first probability), read as piece_scores reads K. The caller passes alpha
 // as `scale` for a head's first piece of a tile and null (1) for the others,
 // so the sum runs over the keys in the same order, with the same bits,
-// however the keys are cut into pieces (a scale of 1 is exact).
-void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn, const float *p, int R,
+// however the keys are cut into pieces (a scale of 1 is exact). For int8 rows
+// each key's probabilities are multiplied by its row scale first, in place
+// (p is not read again), and the rows are used as their raw values.
+void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn, float *p, int R,
                   const float *scale, float *buf, float *O, const char *pf, int64_t pf_bytes) {
     const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
     const bool bf16 = L.type == kv_dtype::bf16;
     const char *src = L.v + pc.row * D * es;
+    if (L.type == kv_dtype::i8)
+        for (int j = 0; j < pc.n; ++j)
+            for (int r = 0; r < R; ++r) p[j * R + r] *= L.v_scale[pc.row + j];
     if (kn.gemm_pf) {
-        const float *scales = L.type == kv_dtype::i8 ? L.v_scale + pc.row : nullptr;
-        kn.gemm_pf(R, int(D), pc.n, p, 1, R, src, D, row_type(int(L.type)), scales, O, D, true, scale, pf, pf_bytes);
+        kn.gemm_pf(R, int(D), pc.n, p, 1, R, src, D, row_type(int(L.type)), O, D, true, scale, pf, pf_bytes);
         return;
     }
     prefetch_bytes(pf, pf_bytes);
@@ -220,7 +232,7 @@ void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn,
         }
         break;
     case kv_dtype::i8:
-        kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), pc.n, D, L.v_scale + pc.row);
+        kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), pc.n, D, k_unit_scales);
         kn.gemm(R, int(D), pc.n, p, 1, R, buf, D, O, D, true, scale);
         break;
     }

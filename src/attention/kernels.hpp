@@ -39,18 +39,21 @@ struct kernels {
     void (*gemm_half)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const uint16_t *B, int64_t ldb,
                       bool is_bf16, float *C, int64_t ldc, bool accumulate, const float *row_scale) = nullptr;
     // Optional (null: the caller asks for the next rows in one burst, then
-    // calls dots / dots_half / gemm / gemm_half, int8 rows dequantised by
-    // i8_to_f32 first): decode's dots over K rows and gemm over V rows of type
-    // e (int8: row j's elements times scales[j], else scales is unused), with
-    // the bits of those calls, that also ask for the bytes [pf, pf + pf_bytes)
-    // (the rows decoded next) a few cache lines per block of work, so memory
-    // stays busy all the while the call computes instead of waiting on a
-    // burst of prefetches that fills the miss buffers. pf may be null.
+    // calls dots / dots_half / gemm / gemm_half, int8 rows converted by
+    // i8_to_f32 with unit scales first): decode's dots over K rows and gemm
+    // over V rows of type e, with the bits of those calls, that also ask for
+    // the bytes [pf, pf + pf_bytes) (the rows decoded next) a few cache lines
+    // per block of work, so memory stays busy all the while the call computes
+    // instead of waiting on a burst of prefetches that fills the miss buffers.
+    // pf may be null. int8 rows are read as their raw values: dots_pf
+    // multiplies key j's dot products by scales[j] once (scales is unused for
+    // other types), and gemm_pf's caller folds each V row's scale into A (the
+    // probabilities), so no per-element multiply competes with the FMAs.
     void (*dots_pf)(int R, int N, int D, const float *Q, int64_t ldq, const void *K, int64_t ldk, row_type e,
                     const float *scales, float *ST, const char *pf, int64_t pf_bytes) = nullptr;
     void (*gemm_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb,
-                    row_type e, const float *scales, float *C, int64_t ldc, bool accumulate, const float *row_scale,
-                    const char *pf, int64_t pf_bytes) = nullptr;
+                    row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale, const char *pf,
+                    int64_t pf_bytes) = nullptr;
 };
 
 const kernels &generic_kernels();

@@ -71,7 +71,8 @@ LLMKIT_AVX2 __m256 exp256(__m256 x0) {
 // ---- element loads ------------------------------------------------------
 
 // The element types K and V rows may have: float32, or 16-bit or int8
-// converted on the fly (int8 times its row's scale, as i8_to_f32 computes it).
+// converted on the fly (int8 as its raw values: the row scales are applied to
+// the dot products and to the probabilities, never per element).
 enum : int { e_f32 = 0, e_bf16 = 1, e_f16 = 2, e_i8 = 3 };
 
 template <int E>
@@ -108,15 +109,6 @@ LLMKIT_AVX2 __m256 load8_part(const char *p, int w, __m256i mask) {
     }
 }
 
-// Row i's loaded elements times its scale sc[i] for int8; other types as they are.
-template <int E>
-LLMKIT_AVX2 __m256 scaled(__m256 x, const float *sc, int64_t i) {
-    if constexpr (E == e_i8)
-        return _mm256_mul_ps(x, _mm256_set1_ps(sc[i]));
-    else
-        return x;
-}
-
 // ---- spread prefetches ---------------------------------------------------
 
 // Asks for the cache lines of [p, p + bytes) a slice per step(), `steps`
@@ -144,12 +136,10 @@ struct spread_prefetch {
 // ---- gemm ----------------------------------------------------------------
 
 // NR rows x NV (1 or 2) vectors of 8 columns of C; with MASK the last vector
-// has `wlast` columns (mask `last`). B's elements are of type E.
-// B's int8 rows (E == e_i8) are scaled by sc[k].
+// has `wlast` columns (mask `last`). B's elements are of type E (int8: raw values).
 template <int NR, int NV, bool MASK, int E>
 LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb, float *C,
-                            int64_t ldc, bool accumulate, const float *row_scale, int wlast, __m256i last,
-                            const float *sc) {
+                            int64_t ldc, bool accumulate, const float *row_scale, int wlast, __m256i last) {
     constexpr int64_t eb = elem_bytes<E>();
     __m256 c[NR][NV];
 #pragma GCC unroll 8
@@ -174,9 +164,7 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
         __m256 b[NV];
 #pragma GCC unroll 2
         for (int v = 0; v < NV; ++v)
-            b[v] = scaled<E>((MASK && v == NV - 1) ? load8_part<E>(bk + 8 * v * eb, wlast, last)
-                                                   : load8<E>(bk + 8 * v * eb),
-                             sc, k);
+            b[v] = (MASK && v == NV - 1) ? load8_part<E>(bk + 8 * v * eb, wlast, last) : load8<E>(bk + 8 * v * eb);
 #pragma GCC unroll 8
         for (int r = 0; r < NR; ++r) {
             const __m256 x = _mm256_broadcast_ss(a[r] + k * aks);
@@ -199,26 +187,26 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
 // NR rows x the w (1..16) columns of C from column 0 of B and C.
 template <int NR, int E>
 LLMKIT_AVX2 void gemm_panel(int w, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
-                            float *C, int64_t ldc, bool accumulate, const float *row_scale, const float *sc) {
+                            float *C, int64_t ldc, bool accumulate, const float *row_scale) {
     const __m256i full = _mm256_set1_epi32(-1);
     if (w == 16)
-        gemm_block<NR, 2, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full, sc);
+        gemm_block<NR, 2, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full);
     else if (w > 8)
-        gemm_block<NR, 2, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w - 8, lane_mask(w - 8), sc);
+        gemm_block<NR, 2, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w - 8, lane_mask(w - 8));
     else if (w == 8)
-        gemm_block<NR, 1, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full, sc);
+        gemm_block<NR, 1, false, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, 8, full);
     else
-        gemm_block<NR, 1, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w, lane_mask(w), sc);
+        gemm_block<NR, 1, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w, lane_mask(w));
 }
 
 // Panels of 16 columns, outer, so that a K x 16 panel of B stays in L1 while
 // every block of 6 rows (then the 1..5 rows left) runs over it; A is read a
 // broadcast at a time, a few lines per 16 k.
-// pf (may be null) takes one step per panel; sc: int8 B's row scales.
+// pf (may be null) takes one step per panel.
 template <int E>
 LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb,
                            float *C, int64_t ldc, bool accumulate, const float *row_scale,
-                           spread_prefetch *pf = nullptr, const float *sc = nullptr) {
+                           spread_prefetch *pf = nullptr) {
     constexpr int64_t eb = elem_bytes<E>();
     for (int n0 = 0; n0 < N; n0 += 16) {
         if (pf) pf->step();
@@ -227,16 +215,16 @@ LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int
         int r = 0;
         for (; r + 6 <= M; r += 6)
             gemm_panel<6, E>(w, K, A + r * ars, ars, aks, b, ldb, C + r * ldc + n0, ldc, accumulate,
-                             row_scale ? row_scale + r : nullptr, sc);
+                             row_scale ? row_scale + r : nullptr);
         const float *rs = row_scale ? row_scale + r : nullptr;
         const float *a = A + r * ars;
         float *c = C + r * ldc + n0;
         switch (M - r) {
-        case 5: gemm_panel<5, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
-        case 4: gemm_panel<4, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
-        case 3: gemm_panel<3, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
-        case 2: gemm_panel<2, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
-        case 1: gemm_panel<1, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs, sc); break;
+        case 5: gemm_panel<5, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 4: gemm_panel<4, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 3: gemm_panel<3, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 2: gemm_panel<2, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
+        case 1: gemm_panel<1, E>(w, K, a, ars, aks, b, ldb, c, ldc, accumulate, rs); break;
         default: break;
         }
     }
@@ -267,7 +255,8 @@ LLMKIT_AVX2 __m128 reduce4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
 }
 
 // NR (1..4) query rows x NJ keys of type E; the dot products run over D in
-// vectors of 8 with a masked tail. A key's sums do not depend on NR, NJ or
+// vectors of 8 with a masked tail, and an int8 key's sums are multiplied by
+// its row scale sc[j] once at the end. A key's sums do not depend on NR, NJ or
 // which keys share its block.
 template <int NR, int NJ, int E>
 LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST,
@@ -285,7 +274,7 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const cha
         for (int r = 0; r < NR; ++r) q[r] = _mm256_loadu_ps(Q + r * ldq + d);
 #pragma GCC unroll 4
         for (int j = 0; j < NJ; ++j) {
-            const __m256 kv = scaled<E>(load8<E>(K + (j * ldk + d) * eb), sc, j);
+            const __m256 kv = load8<E>(K + (j * ldk + d) * eb);
 #pragma GCC unroll 4
             for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_fmadd_ps(q[r], kv, acc[j][r]);
         }
@@ -297,14 +286,15 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const cha
         for (int r = 0; r < NR; ++r) q[r] = _mm256_maskload_ps(Q + r * ldq + d, mk);
 #pragma GCC unroll 4
         for (int j = 0; j < NJ; ++j) {
-            const __m256 kv = scaled<E>(load8_part<E>(K + (j * ldk + d) * eb, D - d, mk), sc, j);
+            const __m256 kv = load8_part<E>(K + (j * ldk + d) * eb, D - d, mk);
 #pragma GCC unroll 4
             for (int r = 0; r < NR; ++r) acc[j][r] = _mm256_fmadd_ps(q[r], kv, acc[j][r]);
         }
     }
 #pragma GCC unroll 4
     for (int j = 0; j < NJ; ++j) {
-        const __m128 s = reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+        __m128 s = reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+        if constexpr (E == e_i8) s = _mm_mul_ps(s, _mm_set1_ps(sc[j]));
         if (NR == 4) {
             _mm_storeu_ps(ST + j * R, s);
         } else {
@@ -379,7 +369,7 @@ LLMKIT_AVX2_FN void dots_pf_avx2(int R, int N, int D, const float *Q, int64_t ld
 }
 
 LLMKIT_AVX2_FN void gemm_pf_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B,
-                                 int64_t ldb, row_type e, const float *scales, float *C, int64_t ldc, bool accumulate,
+                                 int64_t ldb, row_type e, float *C, int64_t ldc, bool accumulate,
                                  const float *row_scale, const char *pf, int64_t pf_bytes) {
     spread_prefetch s(pf, pf_bytes, (N + 15) / 16);  // one step per panel of 16 columns
     const char *b = static_cast<const char *>(B);
@@ -387,9 +377,7 @@ LLMKIT_AVX2_FN void gemm_pf_avx2(int M, int N, int K, const float *A, int64_t ar
     case row_type::f32: gemm_impl<e_f32>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
     case row_type::bf16: gemm_impl<e_bf16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
     case row_type::f16: gemm_impl<e_f16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
-    case row_type::i8:
-        gemm_impl<e_i8>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s, scales);
-        break;
+    case row_type::i8: gemm_impl<e_i8>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
     }
     s.rest();
 }
