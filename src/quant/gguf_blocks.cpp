@@ -281,6 +281,39 @@ inline uint32_t put_q5_pairs(const __m128i *a, const __m128i *c, uint8_t *qs) {
     put_nibble_pairs(lo, hi, qs);
     return qh;
 }
+
+// Q4_0 / Q5_0 (half = 8 / 16): d = signed absmax / -half, stored at o; the
+// levels min(2 half - 1, int8_t(x * id + half + 0.5)) of elements 0..15 into
+// a, of 16..31 into c.
+inline void symmetric_levels(const block32_sse2 &v, const float *x, int half, uint8_t *o, __m128i *a, __m128i *c) {
+    const float d = v.signed_absmax(x) / float(-half);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_f16(o, d);
+    const __m128 vid = _mm_set1_ps(id), add = _mm_set1_ps(float(half) + 0.5f), none = _mm_setzero_ps();
+    for (int i = 0; i < 4; ++i) {
+        a[i] = v.levels(i, none, vid, add, 2 * half - 1, false);
+        c[i] = v.levels(i + 4, none, vid, add, 2 * half - 1, false);
+    }
+}
+
+// Q4_1 / Q5_1 (nmax = 15 / 31): d = (max - min) / nmax and the min stored at
+// o and o + 2; the levels of (x - min) * id + 0.5 (Q4_1: at most 15, as
+// ggml's MIN; Q5_1: no min, as ggml's plain cast) of elements 0..15 into a,
+// of 16..31 into c.
+inline void asymmetric_levels(const block32_sse2 &v, const float *x, int nmax, uint8_t *o, __m128i *a, __m128i *c) {
+    float lo, hi;
+    v.min_max(x, lo, hi);
+    const float d = (hi - lo) / float(nmax);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_f16(o, d);
+    put_f16(o + 2, lo);
+    const __m128 vlo = _mm_set1_ps(lo), vid = _mm_set1_ps(id), add = _mm_set1_ps(0.5f);
+    const int cap = nmax == 15 ? 15 : -1;
+    for (int i = 0; i < 4; ++i) {
+        a[i] = v.levels(i, vlo, vid, add, cap, true);
+        c[i] = v.levels(i + 4, vlo, vid, add, cap, true);
+    }
+}
 #endif
 
 // Q5_0 / Q5_1 packing of levels a (element j) and c (element j + 16), both
@@ -296,17 +329,9 @@ void quantize_q4_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 18);
 #ifdef LLMKIT_QUANT_SSE2
-        const block32_sse2 v(x);
-        const float d = v.signed_absmax(x) / -8;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(o, d);
-        const __m128 vid = _mm_set1_ps(id), add = _mm_set1_ps(8.5f), none = _mm_setzero_ps();
-        __m128i lo[4], hi[4];
-        for (int i = 0; i < 4; ++i) {
-            lo[i] = v.levels(i, none, vid, add, 15, false);
-            hi[i] = v.levels(i + 4, none, vid, add, 15, false);
-        }
-        put_nibble_pairs(lo, hi, o + 2);
+        __m128i a[4], c[4];
+        symmetric_levels(block32_sse2(x), x, 8, o, a, c);
+        put_nibble_pairs(a, c, o + 2);
 #else
         const float d = signed_absmax(x, 32) / -8;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -334,22 +359,12 @@ void dequantize_q4_0(const void *src, float *y, int64_t n) {
 void quantize_q4_1(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 20);
-        float lo, hi;
 #ifdef LLMKIT_QUANT_SSE2
-        const block32_sse2 v(x);
-        v.min_max(x, lo, hi);
-        const float d = (hi - lo) / 15;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(o, d);
-        put_f16(o + 2, lo);
-        const __m128 vlo = _mm_set1_ps(lo), vid = _mm_set1_ps(id), add = _mm_set1_ps(0.5f);
         __m128i a[4], c[4];
-        for (int i = 0; i < 4; ++i) {
-            a[i] = v.levels(i, vlo, vid, add, 15, true);
-            c[i] = v.levels(i + 4, vlo, vid, add, 15, true);
-        }
+        asymmetric_levels(block32_sse2(x), x, 15, o, a, c);
         put_nibble_pairs(a, c, o + 4);
 #else
+        float lo, hi;
         min_max(x, 32, lo, hi);
         const float d = (hi - lo) / 15;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
@@ -379,16 +394,8 @@ void quantize_q5_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 22);
 #ifdef LLMKIT_QUANT_SSE2
-        const block32_sse2 v(x);
-        const float d = v.signed_absmax(x) / -16;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(o, d);
-        const __m128 vid = _mm_set1_ps(id), add = _mm_set1_ps(16.5f), none = _mm_setzero_ps();
         __m128i a[4], c[4];
-        for (int i = 0; i < 4; ++i) {
-            a[i] = v.levels(i, none, vid, add, 31, false);
-            c[i] = v.levels(i + 4, none, vid, add, 31, false);
-        }
+        symmetric_levels(block32_sse2(x), x, 16, o, a, c);
         const uint32_t qh5 = put_q5_pairs(a, c, o + 6);
         std::memcpy(o + 2, &qh5, 4);
 #else
@@ -424,23 +431,13 @@ void dequantize_q5_0(const void *src, float *y, int64_t n) {
 void quantize_q5_1(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 24);
-        float lo, hi;
 #ifdef LLMKIT_QUANT_SSE2
-        const block32_sse2 v(x);
-        v.min_max(x, lo, hi);
-        const float d = (hi - lo) / 31;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(o, d);
-        put_f16(o + 2, lo);
-        const __m128 vlo = _mm_set1_ps(lo), vid = _mm_set1_ps(id), add = _mm_set1_ps(0.5f);
         __m128i a[4], c[4];
-        for (int i = 0; i < 4; ++i) {  // ggml's (uint8_t) cast: no min here
-            a[i] = v.levels(i, vlo, vid, add, -1, true);
-            c[i] = v.levels(i + 4, vlo, vid, add, -1, true);
-        }
+        asymmetric_levels(block32_sse2(x), x, 31, o, a, c);
         const uint32_t qh5 = put_q5_pairs(a, c, o + 8);
         std::memcpy(o + 4, &qh5, 4);
 #else
+        float lo, hi;
         min_max(x, 32, lo, hi);
         const float d = (hi - lo) / 31;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
