@@ -529,16 +529,11 @@ void hf_tokenizer::encode_pair(std::string_view a, std::string_view b, const enc
                                encoding &out) const {
     const std::string_view inputs[2] = {a, b};
     std::vector<encoding> encs;
-    for (int32_t s = 0; s < 2; ++s) {
-        std::vector<int32_t> ids;
-        std::vector<std::pair<size_t, size_t>> spans;
-        encode_pair_text(s, [&] {
+    for (int32_t s = 0; s < 2; ++s)
+        encs.push_back(encode_pair_text(s, with_spans, [&](auto &ids, auto &spans) {
             if (with_spans) encode_spans(inputs[s], options, ids, spans);
             else encode_ids(inputs[s], options, ids);
-        });
-        encs.push_back(with_spans ? encoding::of_sequence(std::move(ids), s, std::move(spans))
-                                  : encoding::of_sequence(std::move(ids), s));
-    }
+        }));
     if (post_processor_) {
         post_process(encs, options.add_special_tokens, inputs);
     } else {

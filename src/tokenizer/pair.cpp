@@ -43,25 +43,25 @@ void tokenizer::encode_pair(std::string_view a, std::string_view b, const encode
     out = encoding();
     const std::string_view texts[2] = {a, b};
     for (int32_t s = 0; s < 2; ++s) {
-        std::vector<int32_t> ids;
-        std::vector<std::pair<size_t, size_t>> spans;
-        encode_pair_text(s, [&] {
+        encoding e = encode_pair_text(s, with_spans, [&](auto &ids, auto &spans) {
             if (with_spans) encode_with_offsets(texts[s], plain, ids, spans);
             else encode(texts[s], plain, ids);
         });
-        encoding e = with_spans ? encoding::of_sequence(std::move(ids), s, std::move(spans))
-                                : encoding::of_sequence(std::move(ids), s);
         if (options.add_special_tokens) add_sequence_specials(e, s, texts[s].size());
         out.append(e);
     }
 }
 
-void encode_pair_text(int32_t sequence, const std::function<void()> &encode_text) {
+encoding encode_pair_text(int32_t sequence, bool with_spans, const pair_text_fn &encode_text) {
+    std::vector<int32_t> ids;
+    std::vector<std::pair<size_t, size_t>> spans;
     try {
-        encode_text();
+        encode_text(ids, spans);
     } catch (const core::error &e) {
         throw core::error(e.status(), std::string(sequence == 0 ? "text_a: " : "text_b: ") + e.what());
     }
+    return with_spans ? encoding::of_sequence(std::move(ids), sequence, std::move(spans))
+                      : encoding::of_sequence(std::move(ids), sequence);
 }
 
 void tokenizer::add_sequence_specials(encoding &, int32_t, size_t) const {}

@@ -43,9 +43,11 @@ struct encoding {
     void append(const encoding &other);
 };
 
-// Runs encode_text (the encoding of text `sequence` of a pair), its errors
-// prefixed "text_a: " or "text_b: " as the C function's messages are.
-void encode_pair_text(int32_t sequence, const std::function<void()> &encode_text);
+// The encoding of text `sequence` of a pair: encode_text(ids, spans) gives
+// its ids (and spans when with_spans); its errors get "text_a: " or
+// "text_b: " before them, as the C function's messages say.
+using pair_text_fn = std::function<void(std::vector<int32_t> &, std::vector<std::pair<size_t, size_t>> &)>;
+encoding encode_pair_text(int32_t sequence, bool with_spans, const pair_text_fn &encode_text);
 
 struct special_token {
     std::string text;
