@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <vector>
 
@@ -28,6 +29,33 @@ size_t rows_bytes(const type_traits &t, int64_t rows, int64_t n) {
     return rb * size_t(rows);
 }
 
+namespace {
+
+// Whether n contiguous floats are all finite, in a loop of integer and/add/or
+// that compilers vectorize: (bits & exponent) + one exponent unit carries
+// into bit 31 exactly when the exponent is all ones (infinity or NaN).
+bool all_finite(const float *x, int64_t n) {
+    constexpr uint32_t k_exponent = 0x7f800000u, k_unit = 0x00800000u;
+    uint32_t acc[8] = {};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; ++k) {
+            uint32_t b;
+            std::memcpy(&b, x + j + k, sizeof b);
+            acc[k] |= (b & k_exponent) + k_unit;
+        }
+    uint32_t all = 0;
+    for (int k = 0; k < 8; ++k) all |= acc[k];
+    for (; j < n; ++j) {
+        uint32_t b;
+        std::memcpy(&b, x + j, sizeof b);
+        all |= (b & k_exponent) + k_unit;
+    }
+    return (all & 0x80000000u) == 0;
+}
+
+}  // namespace
+
 void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads, const float *importance) {
     const size_t rb = row_bytes(t, src.n);
     if (src.rows == 0 || src.n == 0) return;
@@ -49,6 +77,7 @@ void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_t
     std::atomic<int64_t> bad_row{-1};
     core::parallel_for(src.rows, n_threads, [&](int64_t r) {
         const float *row = src.data + r * src.row_stride;
+        if (src.col_stride == 1 && all_finite(row, src.n)) return;  // the common case, without a branch per float
         for (int64_t j = 0; j < src.n; ++j) {
             if (!std::isfinite(row[j * src.col_stride])) {
                 // Keep the first bad row, whichever thread finds it.
