@@ -236,7 +236,7 @@ py::tuple tokenizer_encode_pair(const py_tokenizer &t, py::handle text_a, py::ha
     llmkit::tokenizer::pair_encoding e;
     {
         py::gil_scoped_release nogil;
-        e = t.tok.encode_pair(std::string(a), std::string(b), with_offsets, &o);
+        e = t.tok.encode_pair(std::string(a), std::string(b), with_offsets, &o);  // copies: the face takes strings
     }
     const size_t n = e.ids.size();
     py::list sequence_ids(n);

@@ -406,17 +406,23 @@ public:
     pair_encoding encode_pair(const std::string &a, const std::string &b, bool with_offsets = false,
                               const llmkit_encode_options *options = nullptr) const {
         pair_encoding e;
-        size_t n = 0;
-        // Count, then fill: the count needs no offsets (they never change it).
-        check(llmkit_tokenizer_encode_pair(get(), a.data(), a.size(), b.data(), b.size(), nullptr, nullptr, nullptr,
-                                           nullptr, 0, &n, options));
+        // Usually enough (a few special tokens around byte-level ids); otherwise retry at the reported size.
+        size_t n = a.size() + b.size() + 16;
+        llmkit_status status = LLMKIT_ERROR_BUFFER_TOO_SMALL;
+        for (int attempt = 0; attempt < 2 && status == LLMKIT_ERROR_BUFFER_TOO_SMALL; ++attempt) {
+            e.ids.resize(n);
+            e.type_ids.resize(n);
+            e.sequence_ids.resize(n);
+            e.offsets.resize(with_offsets ? 2 * n : 0);
+            status = llmkit_tokenizer_encode_pair(get(), a.data(), a.size(), b.data(), b.size(), e.ids.data(),
+                                                  e.type_ids.data(), e.sequence_ids.data(),
+                                                  with_offsets ? e.offsets.data() : nullptr, n, &n, options);
+        }
+        check(status);
         e.ids.resize(n);
         e.type_ids.resize(n);
         e.sequence_ids.resize(n);
-        if (with_offsets) e.offsets.resize(2 * n);
-        check(llmkit_tokenizer_encode_pair(get(), a.data(), a.size(), b.data(), b.size(), e.ids.data(),
-                                           e.type_ids.data(), e.sequence_ids.data(),
-                                           with_offsets ? e.offsets.data() : nullptr, n, &n, options));
+        e.offsets.resize(with_offsets ? 2 * n : 0);
         return e;
     }
 

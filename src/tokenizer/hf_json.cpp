@@ -1,6 +1,8 @@
 #include "tokenizer/hf_json.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -188,6 +190,48 @@ std::unique_ptr<subword_model> make_word_level(const json &m, const std::string 
     return std::make_unique<word_level>(vocab_object(m, path), unk, "at " + path);
 }
 
+// tokenizers reads the scores with serde_json's default float parsing, which
+// is not correctly rounded: all the digits as one integer, then one
+// multiplication or division by a power of ten (f64_from_parts). About one
+// score in eleven of a trained vocabulary comes out 1 ulp away from the
+// correctly rounded value nlohmann reads, and that is enough for Viterbi to
+// break a near tie the other way. The file's digits are the shortest
+// round-trip digits of the correctly rounded value (what serde_json and
+// Python write), so to_chars recovers them and they are read again serde's way.
+double as_serde_json_reads(double v) {
+    if (!std::isfinite(v) || v == 0) return v;
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, std::fabs(v), std::chars_format::scientific);
+    uint64_t significand = 0;  // d.ddd...e±x: every digit, and the exponent of the last one
+    int fraction_digits = 0;
+    const char *p = buf;
+    for (bool fraction = false; p < r.ptr && *p != 'e'; ++p) {
+        if (*p == '.') {
+            fraction = true;
+            continue;
+        }
+        significand = significand * 10 + uint64_t(*p - '0');
+        fraction_digits += fraction;
+    }
+    int exponent = 0;  // to_chars writes no NUL: read the exponent within [p + 1, r.ptr)
+    const char *e = p + 1 < r.ptr && p[1] == '+' ? p + 2 : p + 1;
+    std::from_chars(e, r.ptr, exponent);
+    exponent -= fraction_digits;
+    static const std::vector<double> pow10 = [] {  // serde's POW10: the correctly rounded 1e0 .. 1e308
+        std::vector<double> t(309);
+        for (int k = 0; k <= 308; ++k) t[size_t(k)] = std::strtod(("1e" + std::to_string(k)).c_str(), nullptr);
+        return t;
+    }();
+    double f = double(significand);
+    while (std::abs(exponent) > 308) {  // only tiny values: serde divides by 1e308 first
+        if (f == 0 || exponent > 0) break;
+        f /= 1e308;
+        exponent += 308;
+    }
+    if (std::abs(exponent) <= 308) f = exponent >= 0 ? f * pow10[size_t(exponent)] : f / pow10[size_t(-exponent)];
+    return v < 0 ? -f : f;
+}
+
 std::unique_ptr<subword_model> make_unigram(const json &m, const std::string &path) {
     const json &v = hf::member(m, "vocab", path);
     const std::string vp = child(path, "vocab");
@@ -198,7 +242,8 @@ std::unique_ptr<subword_model> make_unigram(const json &m, const std::string &pa
         const json &x = v[i];
         if (!x.is_array() || x.size() != 2 || !x[0].is_string() || !x[1].is_number())
             hf::bad(child(vp, std::to_string(i)), "expected [piece, score]");
-        pieces.emplace_back(x[0].get<std::string>(), x[1].get<double>());
+        const double score = x[1].get<double>();
+        pieces.emplace_back(x[0].get<std::string>(), x[1].is_number_float() ? as_serde_json_reads(score) : score);
     }
     std::optional<int32_t> unk;
     const auto it = m.find("unk_id");
