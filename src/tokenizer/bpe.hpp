@@ -88,18 +88,7 @@ public:
     }
     // The same answer through the memo of recent pair lookups (see pair_memo_).
     uint32_t pair_merge_memo(uint32_t left, uint32_t right) const noexcept {
-        if (pairs_.empty() || left > pair_table::k_max_id || right > pair_table::k_max_id) return k_no_rank;
-        const uint64_t key = uint64_t(left) | uint64_t(right) << pair_table::k_id_bits;
-        std::atomic<uint64_t> &m = pair_memo_[size_t((key * 0x9E3779B97F4A7C15ull) >> (64 - k_memo_bits))];
-        const uint64_t e = m.load(std::memory_order_relaxed);
-        if ((e & k_memo_key_mask) == key) {
-            const uint32_t r = uint32_t(e >> (2 * pair_table::k_id_bits));
-            return r == k_memo_none ? k_no_rank : r;
-        }
-        const uint32_t r = pairs_.find(left, right, k_no_rank);
-        m.store(key | uint64_t(r == k_no_rank ? k_memo_none : r) << (2 * pair_table::k_id_bits),
-                std::memory_order_relaxed);
-        return r;
+        return memoized(left, right, [&] { return pairs_.find(left, right, k_no_rank); });
     }
 
     // pair_merge_memo for parts whose joined bytes are bytes[0, n) (n >= 3):
@@ -107,18 +96,8 @@ public:
     // the memo are no token), then the pair table. The memo is keyed by the
     // two ids alone, so a hit costs no hash of the bytes.
     uint32_t pair_merge_checked(uint32_t left, uint32_t right, const unsigned char *bytes, size_t n) const noexcept {
-        if (pairs_.empty() || left > pair_table::k_max_id || right > pair_table::k_max_id) return k_no_rank;
-        const uint64_t key = uint64_t(left) | uint64_t(right) << pair_table::k_id_bits;
-        std::atomic<uint64_t> &m = pair_memo_[size_t((key * 0x9E3779B97F4A7C15ull) >> (64 - k_memo_bits))];
-        const uint64_t e = m.load(std::memory_order_relaxed);
-        if ((e & k_memo_key_mask) == key) {
-            const uint32_t r = uint32_t(e >> (2 * pair_table::k_id_bits));
-            return r == k_memo_none ? k_no_rank : r;
-        }
-        const uint32_t r = may_be_token(bytes, n) ? pairs_.find(left, right, k_no_rank) : k_no_rank;
-        m.store(key | uint64_t(r == k_no_rank ? k_memo_none : r) << (2 * pair_table::k_id_bits),
-                std::memory_order_relaxed);
-        return r;
+        return memoized(left, right,
+                        [&] { return may_be_token(bytes, n) ? pairs_.find(left, right, k_no_rank) : k_no_rank; });
     }
 
 private:
@@ -230,6 +209,23 @@ private:
     static constexpr uint32_t k_memo_none = (uint32_t(1) << pair_table::k_id_bits) - 1;
     static constexpr uint64_t k_memo_key_mask = (uint64_t(1) << (2 * pair_table::k_id_bits)) - 1;
     std::unique_ptr<std::atomic<uint64_t>[]> pair_memo_;
+
+    // The memo's answer for (left, right), or lookup()'s, which it then keeps.
+    template <typename Lookup>
+    uint32_t memoized(uint32_t left, uint32_t right, Lookup lookup) const noexcept {
+        if (pairs_.empty() || left > pair_table::k_max_id || right > pair_table::k_max_id) return k_no_rank;
+        const uint64_t key = uint64_t(left) | uint64_t(right) << pair_table::k_id_bits;
+        std::atomic<uint64_t> &m = pair_memo_[size_t((key * 0x9E3779B97F4A7C15ull) >> (64 - k_memo_bits))];
+        const uint64_t e = m.load(std::memory_order_relaxed);
+        if ((e & k_memo_key_mask) == key) {
+            const uint32_t r = uint32_t(e >> (2 * pair_table::k_id_bits));
+            return r == k_memo_none ? k_no_rank : r;
+        }
+        const uint32_t r = lookup();
+        m.store(key | uint64_t(r == k_no_rank ? k_memo_none : r) << (2 * pair_table::k_id_bits),
+                std::memory_order_relaxed);
+        return r;
+    }
 };
 
 // Encodes the pieces pushed to it, in order, each k_depth pieces after it was
