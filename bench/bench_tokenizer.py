@@ -373,6 +373,46 @@ def tokenizer_json_section(data: Path, reps: int, corpora: List[str]) -> List[Di
 
 
 # ---------------------------------------------------------------------------
+# Pairs of texts (encode_pair) on the tokenizer.json files: llmkit's
+# Tokenizer.encode_pair against tokenizers' encode(a, b), both with the
+# post-processor's pair template, on consecutive non-empty lines of the mixed
+# slice; ids, type ids and (second table column) character offsets checked
+# equal on every pair.
+
+def pairs_section(data: Path, reps: int) -> List[Dict]:
+    """Pairs per second of llmkit vs HF tokenizers, without and with offsets; prints its own table."""
+    import tokenizers
+
+    lines = [l for l in (data / "corpus" / CORPORA["mixed-slice"]).read_text(encoding="utf-8").split("\n") if l.strip()]
+    pairs = [(lines[i], lines[i + 1]) for i in range(0, len(lines) - 1, 2)]
+    rows = []
+    for name in HF_JSON_FILES:
+        path = data / "hf-tokenizers" / name / "tokenizer.json"
+        lk = llmkit.Tokenizer.from_file(path)
+        hf = tokenizers.Tokenizer.from_file(str(path))
+        t_l, got = best_time_and_result(
+            lambda: [lk.encode_pair(a, b, add_special_tokens=True, allowed_special="all") for a, b in pairs], reps)
+        t_o, got_o = best_time_and_result(
+            lambda: [lk.encode_pair(a, b, add_special_tokens=True, allowed_special="all", return_offsets=True,
+                                    unit="chars") for a, b in pairs], reps)
+        t_h, ref = best_time_and_result(lambda: [hf.encode(a, b) for a, b in pairs], reps)
+        for g, o, e in zip(got, got_o, ref):
+            if (g.ids, g.type_ids) != (e.ids, e.type_ids) or [tuple(x) for x in o.offsets.tolist()] != e.offsets:
+                raise SystemExit(f"pair encodings differ: llmkit vs HF tokenizers, {name}")
+        row = {"file": name, "pairs": len(pairs), "llmkit": len(pairs) / t_l, "llmkit_offsets": len(pairs) / t_o,
+               "hf": len(pairs) / t_h}
+        rows.append(row)
+    print(f"\nPairs of texts (encode_pair vs tokenizers' encode(a, b), pair template on), {len(pairs)} pairs of "
+          "consecutive mixed-slice lines, 1 thread, pairs per second; ids, type ids and offsets identical.\n")
+    print("| tokenizer.json | llmkit | llmkit with offsets | HF (always offsets) | ratio | ratio with offsets |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['file']} | {r['llmkit']:.0f} | {r['llmkit_offsets']:.0f} | {r['hf']:.0f} | "
+              f"{r['llmkit'] / r['hf']:.2f}x | {r['llmkit_offsets'] / r['hf']:.2f}x |")
+    return rows
+
+
+# ---------------------------------------------------------------------------
 # BPE training (toktrain): llmkit.train_bpe against HF tokenizers' BpeTrainer,
 # both with the cl100k regex split then bytes (HF: Split + ByteLevel), on
 # tinyshakespeare + sotu. The two trainers differ slightly (HF breaks count
@@ -439,6 +479,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--training-only", action="store_true", help="only the BPE training section")
     ap.add_argument("--tokenizer-json-only", action="store_true", help="only the tokenizer.json section")
+    ap.add_argument("--pairs-only", action="store_true", help="only the pairs-of-texts section")
     ap.add_argument("--tiktoken-only", action="store_true",
                     help="only the throughput table against tiktoken (no adversarial inputs, no other sections)")
     ap.add_argument("--encodings", default=",".join(RANK_FILES),
@@ -450,6 +491,9 @@ def main() -> None:
     if args.tokenizer_json_only:
         tokenizer_json_section(data, 1 if args.quick else args.reps,
                                ["mixed-slice"] if args.quick else list(CORPORA))
+        return
+    if args.pairs_only:
+        pairs_section(data, args.reps)
         return
     if args.training_only:
         bench_training(data, reps=1 if args.quick else args.reps)
@@ -470,10 +514,11 @@ def main() -> None:
     print_tables(rows, adv, info, args.limit)
     spm_rows = sentencepiece_section(data, 1 if args.quick else args.reps, corpora)
     json_rows = tokenizer_json_section(data, 1 if args.quick else args.reps, corpora)
+    pair_rows = pairs_section(data, 1 if args.quick else args.reps)
     train_rows = bench_training(data, (4096,) if args.quick else (4096, 8192), reps=1)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "throughput": rows, "adversarial": adv, "sentencepiece": spm_rows, "tokenizer_json": json_rows,
-                                                "training": train_rows}, indent=1))
+                                                "pairs": pair_rows, "training": train_rows}, indent=1))
 
 
 if __name__ == "__main__":

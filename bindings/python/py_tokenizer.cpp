@@ -226,9 +226,22 @@ py::tuple tokenizer_encode_with_offsets(const py_tokenizer &t, py::handle text,
 }
 
 // (ids, type_ids, sequence_ids, spans or None) of llmkit_tokenizer_encode_pair.
+// char_of[b]: the index of the character byte b of UTF-8 text s belongs to;
+// char_of[size] = the number of characters.
+std::vector<int64_t> char_index(std::string_view s) {
+    std::vector<int64_t> char_of(s.size() + 1);
+    int64_t chars = -1;
+    for (size_t b = 0; b < s.size(); ++b) {
+        if ((static_cast<unsigned char>(s[b]) & 0xC0) != 0x80) ++chars;
+        char_of[b] = chars;
+    }
+    char_of[s.size()] = chars + 1;
+    return char_of;
+}
+
 py::tuple tokenizer_encode_pair(const py_tokenizer &t, py::handle text_a, py::handle text_b,
                                 const std::vector<std::string> &allowed_special, bool allow_all_special,
-                                bool special_as_text, bool add_special_tokens, bool with_offsets) {
+                                bool special_as_text, bool add_special_tokens, bool with_offsets, bool chars) {
     const std::string_view a = utf8_of(text_a, "text_a"), b = utf8_of(text_b, "text_b");
     std::vector<const char *> names;
     const llmkit_encode_options o =
@@ -247,6 +260,17 @@ py::tuple tokenizer_encode_pair(const py_tokenizer &t, py::handle text_a, py::ha
         py::array_t<int64_t> arr({py::ssize_t(n), py::ssize_t(2)});
         int64_t *out = arr.mutable_data();
         for (size_t i = 0; i < 2 * n; ++i) out[i] = int64_t(e.offsets[i]);
+        if (chars) {  // a span cut inside a character widens to the whole character
+            const std::vector<int64_t> char_of[2] = {char_index(a), char_index(b)};
+            for (size_t i = 0; i < n; ++i) {
+                const int32_t q = e.sequence_ids[i];
+                if (q < 0) continue;  // an added token: the empty span at 0 either way
+                const auto &c = char_of[q];
+                const int64_t start = c[size_t(out[2 * i])];
+                out[2 * i + 1] = out[2 * i + 1] > out[2 * i] ? c[size_t(out[2 * i + 1] - 1)] + 1 : start;
+                out[2 * i] = start;
+            }
+        }
         spans = arr;
     }
     return py::make_tuple(int_list(e.ids.data(), n), int_list(e.type_ids.data(), n), sequence_ids, spans);
@@ -360,7 +384,7 @@ void bind_tokenizer(py::module_ &m) {
     cls.def("encode_pair", &tokenizer_encode_pair, py::arg("text_a"), py::arg("text_b"),
             py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
             py::arg("special_as_text") = false, py::arg("add_special_tokens") = false,
-            py::arg("with_offsets") = false);
+            py::arg("with_offsets") = false, py::arg("chars") = false);
     cls.def("save_tiktoken", [](const py_tokenizer &t, const std::string &path) {
         py::gil_scoped_release nogil;
         t.tok.save_tiktoken(path);

@@ -392,18 +392,12 @@ class Tokenizer:
             raise ValueError(f'unit must be "bytes" or "chars", got {unit!r}')
         allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
         self._refuse((text_a, text_b), refuse)
-        args = (allowed, allow_all, as_text, bool(add_special_tokens), bool(return_offsets))
+        args = (allowed, allow_all, as_text, bool(add_special_tokens), bool(return_offsets), unit == "chars")
         try:
             ids, type_ids, sequence_ids, spans = self._native.encode_pair(text_a, text_b, *args)
         except UnicodeEncodeError:
             text_a, text_b = _repair_surrogates(text_a), _repair_surrogates(text_b)
             ids, type_ids, sequence_ids, spans = self._native.encode_pair(text_a, text_b, *args)
-        if spans is not None and unit == "chars":
-            texts = (text_a, text_b)
-            for s in (0, 1):
-                rows = [i for i, q in enumerate(sequence_ids) if q == s]
-                if rows:
-                    spans[rows] = _char_spans(texts[s], spans[rows])
         return PairEncoding(ids, type_ids, sequence_ids, spans)
 
     def save_tiktoken(self, path: Union[str, "os.PathLike[str]"]) -> None:
