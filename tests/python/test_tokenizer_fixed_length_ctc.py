@@ -31,7 +31,7 @@ def _bert_with(data_dir, tmp_path, pre_tokenizer=None, decoder=None):
                          ids=["length-1", "length-5", "whitespace-then-3"])
 def test_fixed_length_matches_tokenizers(data_dir, tmp_path, offset_texts, make):  # noqa: F811
     tok, ref = _bert_with(data_dir, tmp_path, pre_tokenizer=make())
-    texts = offset_texts[::3] + ["", "a", "abcde", "abcdef", "中文字符串很长", "🦙🦙🦙🦙🦙🦙 x"]
+    texts = offset_texts[::6] + ["", "a", "abcde", "abcdef", "中文字符串很长", "🦙🦙🦙🦙🦙🦙 x"]
     for text, enc in zip(texts, ref.encode_batch(texts)):
         ids, spans = tok.encode_with_offsets(text, allowed_special="all", add_special_tokens=True)
         assert ids == enc.ids, text[:60]
@@ -47,7 +47,7 @@ def test_ctc_decoder_matches_tokenizers(data_dir, tmp_path, kwargs):
     pool = [ref.token_to_id(t) for t in ["[PAD]", "[UNK]", "the", "cat", "#", "|", ".", ",", "'", "s", "n", "##t",
                                          "do", "not", "?", "a", "##b", "[CLS]", "[SEP]", "!"]]
     rng = random.Random(5)
-    for _ in range(300):
+    for _ in range(150):
         ids = []
         for _ in range(rng.randrange(0, 25)):
             ids += [rng.choice(pool)] * rng.choice([1, 1, 2, 3])

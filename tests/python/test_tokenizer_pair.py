@@ -36,9 +36,10 @@ def pair_mismatch(tok, ref, pairs, add_special_tokens, compare_sequence_ids=True
 
 @pytest.fixture(scope="module")
 def pairs(offset_texts):  # noqa: F811
-    """About 230 pairs of varied texts: each text with its neighbour, and some with an empty side."""
+    """About 80 pairs of varied texts (every third text with its neighbour: each script, llama.cpp's whitespace
+    texts, corpus slices, special tokens), and some with an empty side."""
     texts = offset_texts
-    out = [(texts[i], texts[i + 1]) for i in range(0, len(texts) - 1, 2)]
+    out = [(texts[i], texts[i + 1]) for i in range(0, len(texts) - 1, 6)]
     return out + [("", "x y"), ("x y", ""), ("", ""), (" lead", "trail "), ("[SEP]", "[CLS] [MASK]")]
 
 
@@ -92,7 +93,7 @@ def test_unusual_templates_match_tokenizers_ids_types_and_offsets(data_dir, tmp_
     for such a template follow its own bookkeeping, not the text an id came from: llmkit's say the text)."""
     post = processors.TemplateProcessing(single="$A", pair="$B:1 [X]:0 $A:0 $B", special_tokens=[("[X]", 7)])
     tok, ref = _with_post_processor(data_dir, tmp_path, post)
-    assert pair_mismatch(tok, ref, pairs[::4], True, compare_sequence_ids=False) is None
+    assert pair_mismatch(tok, ref, pairs[::2], True, compare_sequence_ids=False) is None
     got = tok.encode_pair("a b", "c d", add_special_tokens=True)
     n_a, n_b = len(tok.encode("a b")), len(tok.encode("c d"))
     assert got.sequence_ids == [1] * n_b + [None] + [0] * n_a + [1] * n_b
@@ -195,7 +196,7 @@ def test_random_pairs_match_tokenizers(data_dir, tmp_path, name):
     else:
         tok, ref = tj.load_pair(tj.hf_path(data_dir, name))
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(a=tj._TEXT, b=tj._TEXT, add=st.booleans())
     def check(a, b, add):
         assert pair_mismatch(tok, ref, [(a, b)], add) is None
