@@ -194,9 +194,31 @@ py::str utf8_str(const std::string &text) {
 // ---------------------------------------------------------------------------
 // Offsets and BPE training (toktrain).
 
+// char_of[b]: the index of the character byte b of UTF-8 text s belongs to;
+// char_of[size] = the number of characters.
+std::vector<int64_t> char_index(std::string_view s) {
+    std::vector<int64_t> char_of(s.size() + 1);
+    int64_t chars = -1;
+    for (size_t b = 0; b < s.size(); ++b) {
+        if ((static_cast<unsigned char>(s[b]) & 0xC0) != 0x80) ++chars;
+        char_of[b] = chars;
+    }
+    char_of[s.size()] = chars + 1;
+    return char_of;
+}
+
+// One [start, end) byte span (in place) as a character span: a span cut inside
+// a character widens to the whole character, an empty span stays empty.
+void to_char_span(int64_t *span, const std::vector<int64_t> &char_of) {
+    const int64_t start = char_of[size_t(span[0])];
+    span[1] = span[1] > span[0] ? char_of[size_t(span[1] - 1)] + 1 : start;
+    span[0] = start;
+}
+
+// (ids, spans) of llmkit_tokenizer_encode_with_offsets; chars: spans in characters.
 py::tuple tokenizer_encode_with_offsets(const py_tokenizer &t, py::handle text,
                                         const std::vector<std::string> &allowed_special, bool allow_all_special,
-                                        bool special_as_text, bool add_special_tokens) {
+                                        bool special_as_text, bool add_special_tokens, bool chars) {
     const std::string_view s = utf8_of(text, "text");
     std::vector<const char *> names;
     const llmkit_encode_options o =
@@ -222,23 +244,14 @@ py::tuple tokenizer_encode_with_offsets(const py_tokenizer &t, py::handle text,
     py::array_t<int64_t> spans({py::ssize_t(n), py::ssize_t(2)});
     int64_t *out = spans.mutable_data();
     for (size_t i = 0; i < 2 * n; ++i) out[i] = int64_t(offsets[i]);
+    if (chars) {
+        const std::vector<int64_t> char_of = char_index(s);
+        for (size_t i = 0; i < n; ++i) to_char_span(out + 2 * i, char_of);
+    }
     return py::make_tuple(int_list(ids.data(), n), spans);
 }
 
 // (ids, type_ids, sequence_ids, spans or None) of llmkit_tokenizer_encode_pair.
-// char_of[b]: the index of the character byte b of UTF-8 text s belongs to;
-// char_of[size] = the number of characters.
-std::vector<int64_t> char_index(std::string_view s) {
-    std::vector<int64_t> char_of(s.size() + 1);
-    int64_t chars = -1;
-    for (size_t b = 0; b < s.size(); ++b) {
-        if ((static_cast<unsigned char>(s[b]) & 0xC0) != 0x80) ++chars;
-        char_of[b] = chars;
-    }
-    char_of[s.size()] = chars + 1;
-    return char_of;
-}
-
 py::tuple tokenizer_encode_pair(const py_tokenizer &t, py::handle text_a, py::handle text_b,
                                 const std::vector<std::string> &allowed_special, bool allow_all_special,
                                 bool special_as_text, bool add_special_tokens, bool with_offsets, bool chars) {
@@ -260,15 +273,11 @@ py::tuple tokenizer_encode_pair(const py_tokenizer &t, py::handle text_a, py::ha
         py::array_t<int64_t> arr({py::ssize_t(n), py::ssize_t(2)});
         int64_t *out = arr.mutable_data();
         for (size_t i = 0; i < 2 * n; ++i) out[i] = int64_t(e.offsets[i]);
-        if (chars) {  // a span cut inside a character widens to the whole character
+        if (chars) {  // each span in its own text's characters
             const std::vector<int64_t> char_of[2] = {char_index(a), char_index(b)};
             for (size_t i = 0; i < n; ++i) {
                 const int32_t q = e.sequence_ids[i];
-                if (q < 0) continue;  // an added token: the empty span at 0 either way
-                const auto &c = char_of[q];
-                const int64_t start = c[size_t(out[2 * i])];
-                out[2 * i + 1] = out[2 * i + 1] > out[2 * i] ? c[size_t(out[2 * i + 1] - 1)] + 1 : start;
-                out[2 * i] = start;
+                if (q >= 0) to_char_span(out + 2 * i, char_of[q]);  // added tokens: the empty span at 0 either way
             }
         }
         spans = arr;
@@ -380,7 +389,7 @@ void bind_tokenizer(py::module_ &m) {
     // Offsets, training and saving (toktrain).
     cls.def("encode_with_offsets", &tokenizer_encode_with_offsets, py::arg("text"),
             py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
-            py::arg("special_as_text") = false, py::arg("add_special_tokens") = false);
+            py::arg("special_as_text") = false, py::arg("add_special_tokens") = false, py::arg("chars") = false);
     cls.def("encode_pair", &tokenizer_encode_pair, py::arg("text_a"), py::arg("text_b"),
             py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
             py::arg("special_as_text") = false, py::arg("add_special_tokens") = false,

@@ -112,7 +112,7 @@ class Tokenizer:
     def decoder(self) -> TokenizerDecoder: ...
     def encode_with_offsets(
         self, text: str, allowed_special: Sequence[str] = ..., allow_all_special: bool = False,
-        special_as_text: bool = False, add_special_tokens: bool = False,
+        special_as_text: bool = False, add_special_tokens: bool = False, chars: bool = False,
     ) -> Tuple[List[int], npt.NDArray[np.int64]]: ...
     def encode_pair(
         self, text_a: str, text_b: str, allowed_special: Sequence[str] = ..., allow_all_special: bool = False,

@@ -341,14 +341,11 @@ class Tokenizer:
             raise ValueError(f'unit must be "bytes" or "chars", got {unit!r}')
         allowed, allow_all, as_text, refuse = self._special_args(allowed_special, disallowed_special)
         self._refuse((text,), refuse)
+        args = (allowed, allow_all, as_text, bool(add_special_tokens), unit == "chars")
         try:
-            ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text, bool(add_special_tokens))
+            return self._native.encode_with_offsets(text, *args)
         except UnicodeEncodeError:
-            text = _repair_surrogates(text)
-            ids, spans = self._native.encode_with_offsets(text, allowed, allow_all, as_text, bool(add_special_tokens))
-        if unit == "chars":
-            spans = _char_spans(text, spans)
-        return ids, spans
+            return self._native.encode_with_offsets(_repair_surrogates(text), *args)
 
     def encode_pair(
         self,
@@ -433,20 +430,6 @@ class PairEncoding(NamedTuple):
     """0 or 1: the text each id came from; ``None`` for a special token the post-processor added."""
     offsets: Any
     """int64 array ``(len(ids), 2)`` of spans in each id's own text, or ``None`` unless asked for."""
-
-
-def _char_spans(text: str, spans: Any) -> Any:
-    """Byte spans in ``text``'s UTF-8 as character spans; a span cut inside a character widens to it."""
-    import numpy as np
-
-    if not len(spans):
-        return spans
-    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    # char_of[b] = index of the character that byte b belongs to; one past the end maps to len(text).
-    char_of = np.append(np.cumsum((data & 0xC0) != 0x80) - 1, len(text)).astype(np.int64)
-    starts = char_of[spans[:, 0]]
-    ends = np.where(spans[:, 1] > spans[:, 0], char_of[np.maximum(spans[:, 1] - 1, 0)] + 1, starts)
-    return np.stack([starts, ends], axis=1)
 
 
 def _special_name(s: object, what: str) -> str:
