@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # libdnnl-dev's CMake package looks for OpenCL, which only its "recommends" bring.
 apt_packages=(cmake ninja-build g++ clang pkg-config catch2 doxygen binutils
               libdnnl-dev ocl-icd-opencl-dev opencl-headers
-              libpcre2-dev libutf8proc-dev nlohmann-json3-dev libprotobuf-dev protobuf-compiler
+              libpcre2-dev libutf8proc-dev libicu-dev nlohmann-json3-dev libprotobuf-dev protobuf-compiler
               libeigen3-dev)
 missing=()
 for p in "${apt_packages[@]}"; do

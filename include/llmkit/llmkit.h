@@ -2003,7 +2003,7 @@ typedef struct llmkit_tokenizer_load_options {
  *   rules as T5/ALBERT/XLM-R files carry them, applied per grapheme cluster
  *   as `tokenizers` does — and Sequence), pre-tokenizer (ByteLevel,
  *   BertPreTokenizer, Whitespace, WhitespaceSplit, Metaspace, Split, Digits,
- *   Punctuation, CharDelimiterSplit, FixedLength, Sequence), model (BPE ranked by its merges,
+ *   Punctuation, CharDelimiterSplit, FixedLength, UnicodeScripts, Sequence), model (BPE ranked by its merges,
  *   with byte_fallback, unk_token, continuing_subword_prefix,
  *   end_of_word_suffix and ignore_merges; WordPiece; WordLevel; Unigram; the type is
  *   inferred when the file leaves it out), post-processor (TemplateProcessing,

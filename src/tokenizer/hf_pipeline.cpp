@@ -1007,6 +1007,39 @@ private:
     size_t length_;
 };
 
+// UnicodeScripts: a cut wherever the script changes. Spaces (script "any")
+// belong to the piece before them and never cut; spaces that start the text
+// belong to no piece at all and are dropped, as tokenizers does.
+class unicode_scripts_pre final : public pre_tokenizer {
+public:
+    void pre_tokenize(std::vector<piece> &pieces) const override { run(pieces); }
+    void pre_tokenize_aligned(std::vector<aligned_piece> &pieces) const override { run(pieces); }
+
+private:
+    template <typename Piece>
+    static void run(std::vector<Piece> &pieces) {
+        split_pieces(pieces, behavior::isolated, false, [](std::string_view s, std::vector<segment> &m) {
+            m.clear();
+            bool seen_script = false;  // a character other than a space came before
+            int last = uni::script_any;
+            for (size_t i = 0; i < s.size();) {
+                char32_t c;
+                const size_t n = uni::decode(s, i, c);
+                const int script = uni::script_of(c);
+                if (script != uni::script_any) {
+                    if (!seen_script || script != last) {
+                        if (!m.empty()) m.back().e = i;
+                        m.push_back({i, s.size(), true});
+                    }
+                    seen_script = true;
+                    last = script;
+                }
+                i += n;
+            }
+        });
+    }
+};
+
 enum class prepend_scheme { always, never, first };
 
 prepend_scheme scheme_of(const json &j, const std::string &path) {
@@ -1583,6 +1616,7 @@ std::unique_ptr<pre_tokenizer> make_pre_tokenizer(const json &j, const std::stri
     if (t == "Punctuation")
         return char_split([](char32_t c) { return uni::is_ascii_punctuation(c) || uni::is_punctuation(c); },
                           behavior_of(j, "behavior", path, behavior::isolated));
+    if (t == "UnicodeScripts") return std::make_unique<unicode_scripts_pre>();
     if (t == "FixedLength") {
         const uint64_t length = uint(j, "length", path, 5, 1u << 30);
         if (length == 0) bad(child(path, "length"), "must be at least 1");

@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include <unicode/uchar.h>
+#include <unicode/uscript.h>
 #include <utf8proc.h>
 
 #include "core/error.hpp"
@@ -226,6 +228,24 @@ size_t grapheme_length(std::string_view s, size_t i) {
         j += n;
     }
     return std::min(j, s.size()) - i;
+}
+
+int script_of(char32_t c) {
+    if (c == 0x20) return script_any;
+    if (c == 0x30FC) return USCRIPT_HAN;
+    // Scripts changed since Unicode 9.0 (an exhaustive comparison with
+    // tokenizers in tests/python/test_tokenizer_unicode_scripts.py finds them).
+    if (c == 0x0589 || c == 0x061C) return USCRIPT_COMMON;
+    if (c == 0x0953 || c == 0x0954) return USCRIPT_DEVANAGARI;
+    UVersionInfo age;
+    u_charAge(UChar32(c), age);
+    const bool assigned_by_9_0 = (age[0] | age[1]) != 0 && (age[0] < 9 || (age[0] == 9 && age[1] == 0));
+    if (!assigned_by_9_0) return script_any;
+    UErrorCode status = U_ZERO_ERROR;
+    const UScriptCode script = uscript_getScript(UChar32(c), &status);
+    if (U_FAILURE(status) || script == USCRIPT_UNKNOWN) return script_any;
+    if (script == USCRIPT_HIRAGANA || script == USCRIPT_KATAKANA) return USCRIPT_HAN;
+    return int(script);
 }
 
 }  // namespace llmkit::tok::uni

@@ -51,6 +51,14 @@ int combining_class(char32_t c);
 // Lowercase of one character as Rust's char::to_lowercase (full mapping).
 void append_lowercase(std::string &out, char32_t c);
 
+// The script tokenizers' UnicodeScripts pre-tokenizer gives c, as an ICU
+// UScriptCode, or script_any (-1): a space (U+0020) or a code point that is not
+// assigned in Unicode 9.0, the version of tokenizers' generated table. The
+// scripts of a few characters changed after 9.0; those keep their 9.0 value.
+// Hiragana, Katakana and U+30FC are Han (sentencepiece's IsValidSentencePiece).
+constexpr int script_any = -1;
+int script_of(char32_t c);
+
 // Byte length of the extended grapheme cluster (UAX #29) that starts at s[i].
 size_t grapheme_length(std::string_view s, size_t i);
 

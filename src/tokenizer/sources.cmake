@@ -47,9 +47,12 @@ set_source_files_properties(src/tokenizer/sentencepiece_model.cpp ${_llmkit_prot
   PROPERTIES INCLUDE_DIRECTORIES "${_llmkit_proto_out}")
 list(APPEND LLMKIT_TOKENIZER_LIBS "$<BUILD_INTERFACE:protobuf::libprotobuf-lite>" "$<INSTALL_INTERFACE:protobuf-lite>")
 
-# HF tokenizer.json (tokjson): nlohmann-json (header-only, Debian nlohmann-json3-dev)
-# and utf8proc for normalization forms and Unicode categories (libutf8proc-dev).
+# HF tokenizer.json (tokjson): nlohmann-json (header-only, Debian nlohmann-json3-dev),
+# utf8proc for normalization forms and Unicode categories (libutf8proc-dev) and
+# ICU's common library for the Script property (UnicodeScripts; libicu-dev).
 find_package(nlohmann_json 3 REQUIRED)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+pkg_check_modules(ICU_UC REQUIRED IMPORTED_TARGET icu-uc)
 list(APPEND LLMKIT_TOKENIZER_LIBS "$<BUILD_INTERFACE:nlohmann_json::nlohmann_json>"
-     "$<BUILD_INTERFACE:PkgConfig::UTF8PROC>" "$<INSTALL_INTERFACE:utf8proc>")
+     "$<BUILD_INTERFACE:PkgConfig::UTF8PROC>" "$<INSTALL_INTERFACE:utf8proc>"
+     "$<BUILD_INTERFACE:PkgConfig::ICU_UC>" "$<INSTALL_INTERFACE:icuuc>")

@@ -168,9 +168,9 @@ def test_file_errors(tmp_path, data_dir):
     with pytest.raises(llmkit.LlmkitError, match=r"/model/vocab/a") as e:
         llmkit.Tokenizer.from_file(write("type.json", '{"model": {"type": "WordPiece", "vocab": {"a": "x"}}}'))
     assert e.value.status == "LLMKIT_ERROR_FORMAT"
-    with pytest.raises(llmkit.LlmkitError, match='"UnicodeScripts"') as e:
+    with pytest.raises(llmkit.LlmkitError, match='"WordSegmenter"') as e:
         llmkit.Tokenizer.from_file(write("unk.json", json.dumps({
-            "pre_tokenizer": {"type": "UnicodeScripts"},
+            "pre_tokenizer": {"type": "WordSegmenter"},
             "model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}})))
     assert e.value.status == "LLMKIT_ERROR_UNSUPPORTED"
     for charsmap in ("", "not base64!", "AAAA"):  # empty, not base64, a trie that does not fit

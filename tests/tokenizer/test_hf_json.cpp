@@ -281,9 +281,9 @@ TEST_CASE("tokenizer.json errors name the JSON path and the problem", "[hf_json]
         CHECK_THAT(e.second, Catch::Contains("missing member \"model\""));
     }
     SECTION("unknown components are unsupported, naming the type") {
-        auto e = load_error(R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "UnicodeScripts"}]}})");
+        auto e = load_error(R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0}}, "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WordSegmenter"}]}})");
         CHECK(e.first == LLMKIT_ERROR_UNSUPPORTED);
-        CHECK_THAT(e.second, Catch::Contains("UnicodeScripts") && Catch::Contains("/pre_tokenizer/pretokenizers/0"));
+        CHECK_THAT(e.second, Catch::Contains("WordSegmenter") && Catch::Contains("/pre_tokenizer/pretokenizers/0"));
         e = load_error(R"({"model": {"type": "Morfessor", "vocab": {"a": 0}}})");
         CHECK(e.first == LLMKIT_ERROR_UNSUPPORTED);
         CHECK_THAT(e.second, Catch::Contains("Morfessor") && Catch::Contains("/model"));
