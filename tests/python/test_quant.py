@@ -156,6 +156,31 @@ def test_matches_gguf_py(rng):
     assert "q8_0" in checked_q and "q4_K" in checked_dq, (checked_q, checked_dq)
 
 
+def test_q4_blocks_with_ties_and_zeros_match_gguf_py(rng):
+    """Q4_0 takes the sign of the FIRST element of largest magnitude (the AVX2 quantizer finds it
+    without branches): blocks where +a and -a tie in either order, all-zero blocks, single spikes,
+    against gguf-py's numpy quantizer (argmax keeps the first)."""
+    gguf = pytest.importorskip("gguf")
+    from gguf import quants
+
+    blocks = []
+    for i in range(62):
+        b = (rng.standard_normal(32) * 0.1).astype(np.float32)
+        a = np.float32(rng.uniform(0.5, 2.0))
+        p, q = rng.choice(32, 2, replace=False)
+        b[p], b[q] = (a, -a) if i % 2 else (-a, a)  # a tie of magnitudes, either sign first
+        blocks.append(b)
+    blocks.append(np.zeros(32, np.float32))
+    spike = np.zeros(32, np.float32)
+    spike[31] = -3.0
+    blocks.append(spike)
+    x = np.stack(blocks).reshape(-1, 256)
+    for t in ("q4_0", "q4_1"):
+        qtype = getattr(gguf.GGMLQuantizationType, t.upper())
+        theirs = np.ascontiguousarray(quants.quantize(x, qtype)).view(np.uint8).reshape(-1)
+        assert np.array_equal(llmkit.quantize(x, t).data, theirs), t
+
+
 # ---------------------------------------------------------------------------
 # Errors.
 def test_unknown_type():
