@@ -37,7 +37,7 @@ const char *const k_seeds[] = {
     // Unigram with a sequence of normalizers and pre-tokenizers.
     R"({"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFKC"}, {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "},
                       {"type": "Strip", "strip_left": true, "strip_right": true}, {"type": "Prepend", "prepend": "_"}, {"type": "Lowercase"}]},
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, {"type": "Digits", "individual_digits": true},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, {"type": "UnicodeScripts"}, {"type": "Digits", "individual_digits": true},
                          {"type": "Punctuation", "behavior": "Contiguous"},
                          {"type": "Split", "pattern": {"Regex": "[aeiou]"}, "behavior": "MergedWithNext", "invert": false},
                          {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": true}]},
