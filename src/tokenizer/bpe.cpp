@@ -56,7 +56,7 @@ rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, co
         if (by_rank_[e.second].second != k_no_rank)
             core::fail(LLMKIT_ERROR_FORMAT, source, ": rank ", e.second, " is given to two tokens");
         by_rank_[e.second] = {static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(e.first.size())};
-        arena_ += e.first;
+        arena_.insert(arena_.end(), e.first.begin(), e.first.end());
         std::string().swap(e.first);
     }
     size_t cap = 16;

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "tokenizer/huge_pages.hpp"
 #include "tokenizer/pair_table.hpp"
 
 namespace llmkit::tok {
@@ -182,14 +183,27 @@ private:
             const slot &s = slots_[i];
             if (s.rank == k_no_rank) return k_no_rank;
             if (s.len == n && s.head == head &&
-                (n <= 8 || std::memcmp(arena_.data() + by_rank_[s.rank].first + 8, p + 8, n - 8) == 0))
+                (n <= 8 || same_tail(arena_.data() + by_rank_[s.rank].first, p, n)))
                 return s.rank;
         }
     }
 
-    std::string arena_;                                   // all token bytes back to back
-    std::vector<std::pair<uint32_t, uint32_t>> by_rank_;  // rank -> (offset, length); length k_no_rank = absent
-    std::vector<slot> slots_;                             // tokens of 3 bytes and more
+    // Whether a[8, n) == p[8, n) (n > 8), eight bytes at a time: tokens are
+    // short, and a call to memcmp costs more than the compare.
+    static bool same_tail(const char *a, const unsigned char *p, size_t n) noexcept {
+        const auto *b = reinterpret_cast<const unsigned char *>(a);
+        for (size_t i = 8; i < n; i += 8)
+            if (load_head(b + i, n - i) != load_head(p + i, n - i)) return false;
+        return true;
+    }
+
+    // The tables that lookups read at random (MiBs for o200k) sit on huge
+    // pages where the system allows (see huge_page_allocator).
+    template <typename T>
+    using big_vector = std::vector<T, huge_page_allocator<T>>;
+    big_vector<char> arena_;                              // all token bytes back to back
+    big_vector<std::pair<uint32_t, uint32_t>> by_rank_;   // rank -> (offset, length); length k_no_rank = absent
+    big_vector<slot> slots_;                              // tokens of 3 bytes and more
     std::vector<uint64_t> filter_;                        // blocked Bloom filter of the slots' tokens
     size_t filter_mask_ = 0;                              // filter_.size() - 1
     size_t mask_ = 0;                                     // slots_.size() - 1

@@ -12,6 +12,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "tokenizer/huge_pages.hpp"
+
 namespace llmkit::tok {
 
 class pair_table {
@@ -76,7 +78,7 @@ private:
         return size_t((h * uint64_t(buckets_.size())) >> 32);
     }
 
-    std::vector<bucket> buckets_;
+    std::vector<bucket, huge_page_allocator<bucket>> buckets_;  // on huge pages where allowed: MiBs read at random
     size_t count_ = 0;
 };
 
