@@ -4,6 +4,7 @@
 // error cases.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cfloat>
 #include <cmath>
 #include <cstring>
@@ -390,6 +391,40 @@ TEST_CASE("extreme finite inputs quantize without undefined float-to-int casts",
     const auto q40 = quantize(LLMKIT_QUANT_Q4_0, x, 3, n);
     const size_t row1 = 8 * 18;
     for (int j = 0; j < 16; ++j) CHECK(q40[row1 + size_t(2 + j)] == 0);
+}
+
+// quantize_rows checks each row and quantizes it in one pass into a staging
+// buffer (src/quant/quantize.cpp): rows before a bad one are quantized, yet dst
+// must stay untouched, and the error must name the first bad row whichever
+// thread finds a bad row first.
+TEST_CASE("non-finite values in late rows leave dst untouched at any thread count", "[quant]") {
+    const int64_t rows = 64, n = 256;
+    std::vector<float> x(size_t(rows * n));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f) + 0.01f;
+    int64_t shape[2] = {rows, n};
+    const llmkit_tensor src = f32_tensor(x.data(), shape, 2);
+    for (int32_t type : {LLMKIT_QUANT_Q4_0, LLMKIT_QUANT_Q4_1, LLMKIT_QUANT_Q8_0, LLMKIT_QUANT_Q4_K}) {
+        size_t rb = 0;
+        REQUIRE(llmkit_quant_row_bytes(&rb, type, n) == LLMKIT_OK);
+        std::vector<uint8_t> buf(rb * size_t(rows), 0xAB);
+        for (int threads : {1, 2, 3}) {
+            x[size_t(63 * n + 200)] = INFINITY;  // the last row, and
+            x[size_t(40 * n + 7)] = NAN;         // an earlier one: the error names this one
+            llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
+            o.n_threads = threads;
+            size_t written = 0;
+            INFO("type " << type << ", " << threads << " threads");
+            CHECK(llmkit_quantize(&written, type, &src, buf.data(), buf.size(), &o) == LLMKIT_ERROR_NON_FINITE);
+            CHECK(std::string(llmkit_last_error_message()).find("[40, 7]") != std::string::npos);
+            CHECK(std::all_of(buf.begin(), buf.end(), [](uint8_t v) { return v == 0xAB; }));
+            // Once finite again, the same call writes what a fresh 1-thread quantization gives.
+            x[size_t(63 * n + 200)] = 0.5f;
+            x[size_t(40 * n + 7)] = -0.5f;
+            REQUIRE(llmkit_quantize(&written, type, &src, buf.data(), buf.size(), &o) == LLMKIT_OK);
+            CHECK(buf == quantize(type, x, rows, n, 1));
+            std::fill(buf.begin(), buf.end(), uint8_t(0xAB));
+        }
+    }
 }
 
 TEST_CASE("C API errors", "[quant]") {

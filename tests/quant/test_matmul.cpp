@@ -10,6 +10,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "llmkit/llmkit.h"
@@ -516,4 +517,37 @@ TEST_CASE("quant matmul: the C++ face", "[quant][matmul]") {
     } catch (const llmkit::error &e) {
         CHECK(e.status() == LLMKIT_ERROR_SHAPE);
     }
+}
+
+// The thread pool hands jobs over by spinning workers and closes a job to
+// workers that arrive after the last task (src/core/threads.cpp): many
+// back-to-back GEMVs, from two caller threads at once, with the thread count
+// changing from call to call (so workers are asked, skipped, or arrive late),
+// must each give the 1-thread bits.
+TEST_CASE("quant matmul: back-to-back calls from two threads at changing thread counts", "[quant][matmul]") {
+    const int64_t n = 64, k = 256;
+    std::vector<float> w = random_matrix(n, k, 31);
+    const auto q = quantize(LLMKIT_QUANT_Q4_0, w, n, k);
+    std::vector<float> x = random_matrix(1, k, 32);
+    const auto expect = quant_matmul(LLMKIT_QUANT_Q4_0, q, n, k, x, 1, 1);
+    // Catch2's assertions are not thread-safe: the callers only count mismatches.
+    auto caller = [&](int first, int *bad) {
+        std::vector<float> y(static_cast<size_t>(n));
+        const int64_t xs[1] = {k}, ys[1] = {n};
+        const llmkit_tensor xt = host_tensor(x.data(), xs, 1, k_f32), yt = host_tensor(y.data(), ys, 1, k_f32);
+        for (int i = 0; i < 400; ++i) {
+            llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
+            o.n_threads = 1 + (first + i) % 4;
+            std::fill(y.begin(), y.end(), -1.0f);
+            if (llmkit_quant_matmul(&xt, LLMKIT_QUANT_Q4_0, q.data(), q.size(), n, k, &yt, &o) != LLMKIT_OK ||
+                std::memcmp(y.data(), expect.data(), y.size() * 4) != 0)
+                ++*bad;
+        }
+    };
+    int bad0 = 0, bad1 = 0;
+    std::thread other(caller, 1, &bad1);
+    caller(0, &bad0);
+    other.join();
+    CHECK(bad0 == 0);
+    CHECK(bad1 == 0);
 }
