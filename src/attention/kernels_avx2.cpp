@@ -145,14 +145,14 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r) {
         const __m256 s = _mm256_set1_ps(row_scale ? row_scale[r] : 1.0f);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
             if (!accumulate) {
                 c[r][v] = _mm256_setzero_ps();
             } else {
                 const float *cp = C + r * ldc + 8 * v;
                 const __m256 x = (MASK && v == NV - 1) ? _mm256_maskload_ps(cp, last) : _mm256_loadu_ps(cp);
-                c[r][v] = _mm256_mul_ps(x, s);
+                c[r][v] = row_scale ? _mm256_mul_ps(x, s) : x;  // x * 1 is x: skip the multiply
             }
         }
     }
@@ -162,19 +162,19 @@ LLMKIT_AVX2 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, con
     for (int k = 0; k < K; ++k) {
         const char *bk = B + k * ldb * eb;
         __m256 b[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < NV; ++v)
             b[v] = (MASK && v == NV - 1) ? load8_part<E>(bk + 8 * v * eb, wlast, last) : load8<E>(bk + 8 * v * eb);
 #pragma GCC unroll 8
         for (int r = 0; r < NR; ++r) {
             const __m256 x = _mm256_broadcast_ss(a[r] + k * aks);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
             for (int v = 0; v < NV; ++v) c[r][v] = _mm256_fmadd_ps(x, b[v], c[r][v]);
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < NR; ++r)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) {
             float *cp = C + r * ldc + 8 * v;
             if (MASK && v == NV - 1)
@@ -199,6 +199,44 @@ LLMKIT_AVX2 void gemm_panel(int w, int K, const float *A, int64_t ars, int64_t a
         gemm_block<NR, 1, true, E>(K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, w, lane_mask(w));
 }
 
+// Decode's p.v (M = the few query rows of a kv head, 1..4): panels of 24
+// columns, NR x 3 accumulators (12 for 4 rows: enough independent chains to
+// keep both FMA pipes busy through the FMA latency, where 4 x 2 leaves them
+// waiting), then panels of up to 16 for the last columns. Every element of C
+// sees the same operations in the same order as with gemm_panel, so the bits
+// do not depend on the panel width. pf takes one step per panel.
+template <int E>
+LLMKIT_AVX2 void gemm_few_rows(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const char *B,
+                               int64_t ldb, float *C, int64_t ldc, bool accumulate, const float *row_scale,
+                               spread_prefetch *pf) {
+    constexpr int64_t eb = elem_bytes<E>();
+    const __m256i full = _mm256_set1_epi32(-1);
+    int n0 = 0;
+    for (; n0 + 24 <= N; n0 += 24) {
+        if (pf) pf->step();
+        const char *b = B + n0 * eb;
+        float *c = C + n0;
+        switch (M) {
+        case 4: gemm_block<4, 3, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, 8, full); break;
+        case 3: gemm_block<3, 3, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, 8, full); break;
+        case 2: gemm_block<2, 3, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, 8, full); break;
+        default: gemm_block<1, 3, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, 8, full); break;
+        }
+    }
+    for (; n0 < N; n0 += 16) {
+        if (pf) pf->step();
+        const int w = imin(16, N - n0);
+        const char *b = B + n0 * eb;
+        float *c = C + n0;
+        switch (M) {
+        case 4: gemm_panel<4, E>(w, K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale); break;
+        case 3: gemm_panel<3, E>(w, K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale); break;
+        case 2: gemm_panel<2, E>(w, K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale); break;
+        default: gemm_panel<1, E>(w, K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale); break;
+        }
+    }
+}
+
 // Panels of 16 columns, outer, so that a K x 16 panel of B stays in L1 while
 // every block of 6 rows (then the 1..5 rows left) runs over it; A is read a
 // broadcast at a time, a few lines per 16 k.
@@ -208,6 +246,10 @@ LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int
                            float *C, int64_t ldc, bool accumulate, const float *row_scale,
                            spread_prefetch *pf = nullptr) {
     constexpr int64_t eb = elem_bytes<E>();
+    if (M > 0 && M <= 4) {
+        gemm_few_rows<E>(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, pf);
+        return;
+    }
     for (int n0 = 0; n0 < N; n0 += 16) {
         if (pf) pf->step();
         const int w = imin(16, N - n0);
@@ -371,7 +413,9 @@ LLMKIT_AVX2_FN void dots_pf_avx2(int R, int N, int D, const float *Q, int64_t ld
 LLMKIT_AVX2_FN void gemm_pf_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B,
                                  int64_t ldb, row_type e, float *C, int64_t ldc, bool accumulate,
                                  const float *row_scale, const char *pf, int64_t pf_bytes) {
-    spread_prefetch s(pf, pf_bytes, (N + 15) / 16);  // one step per panel of 16 columns
+    // One step per panel: of 24 columns then 16 for M <= 4 (gemm_few_rows), else of 16.
+    const int panels = M > 0 && M <= 4 ? N / 24 + (N % 24 + 15) / 16 : (N + 15) / 16;
+    spread_prefetch s(pf, pf_bytes, panels);
     const char *b = static_cast<const char *>(B);
     switch (e) {
     case row_type::f32: gemm_impl<e_f32>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
