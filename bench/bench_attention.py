@@ -24,7 +24,9 @@ warm-up (each takes seconds on 2 cores).
 Decode cells: one new token per sequence against 1024 and 8192 cached tokens,
 batch 1 and 16: dense K/V tensors (llmkit_attention, torch's layout viewed with
 strides), the contiguous cache, the paged cache (blocks of 16; --block-sizes
-16,256 gives a paged cell per size) and an int8 paged cache (blocks of the first size) (the cache dtype is the cell's dtype, except int8). GB/s counts the
+16,256 gives a paged cell per size) and int8 contiguous and paged caches (blocks of
+the first size); the cache dtype is the cell's dtype, except int8. --variants runs
+only the named ones (e.g. "contig int8,paged int8"). GB/s counts the
 K/V bytes a decode must read (int8: 1 byte per element plus a 4-byte scale per
 row); "%bw" is against the read bandwidth probed around the cell (a 256 MiB
 float32 sum, same threads, before and after, the larger of the two; "bw"
@@ -241,6 +243,8 @@ def main() -> None:
     ap.add_argument("--contexts", default="", help="comma-separated decode contexts (default 1024,8192)")
     ap.add_argument("--batches", default="1,16", help="comma-separated decode batch sizes")
     ap.add_argument("--block-sizes", default="16", help="comma-separated paged-cache block sizes (a paged cell each)")
+    ap.add_argument("--variants", default="",
+                    help="comma-separated decode variants to run (e.g. 'contig int8,paged int8'; default all)")
     ap.add_argument("--fixed-bandwidth", action="store_true",
                     help="decode %%bw against the start-of-run bandwidth, not probes around each cell")
     args = ap.parse_args()
@@ -264,6 +268,10 @@ def main() -> None:
         contexts = [int(x) for x in args.contexts.split(",")]
     dtypes = [getattr(torch, n) for n in args.dtypes.split(",")]
     block_sizes = [int(x) for x in args.block_sizes.split(",")]
+    variant_names = [x.strip() for x in args.variants.split(",") if x.strip()]
+
+    def wanted(label: str) -> bool:
+        return not variant_names or label in variant_names
 
     print(f"\nprefill (causal, Hq={Hq} Hkv={Hkv} D={D}; llmkit [B, S, H, D], torch [B, H, S, D])")
     print(f"{'cell':<16}{'dtype':<10}{'llmkit ms':>11}{'GFLOP/s':>9}{'%peak':>7}{'torch ms':>11}{'GFLOP/s':>9}"
@@ -300,7 +308,7 @@ def main() -> None:
 
     print(f"\ndecode (one query per sequence; GB/s = K/V bytes read per second; %bw against the read bandwidth "
           + ("at the start" if args.fixed_bandwidth else "probed around the cell (bw)") + ")")
-    print(f"{'cell':<20}{'dtype':<10}{'variant':<14}{'ms':>9}{'GB/s':>8}{'bw':>6}{'%bw':>6}{'%mm':>6}{'torch ms':>10}"
+    print(f"{'cell':<20}{'dtype':<10}{'variant':<16}{'ms':>9}{'GB/s':>8}{'bw':>6}{'%bw':>6}{'%mm':>6}{'torch ms':>10}"
           f"{'GB/s':>8}{'vs torch':>9}{'max|diff|':>11}")
     for dtype in dtypes:
         for B in (int(x) for x in args.batches.split(",")):
@@ -331,14 +339,16 @@ def main() -> None:
 
                 es = torch.tensor([], dtype=dtype).element_size()
                 full_bytes = 2.0 * B * ctx * Hkv * D * es
-                variants = [("dense", run_dense, None, full_bytes)]
+                variants = [("dense", run_dense, None, full_bytes)] if wanted("dense") else []
                 caches = []
                 k_rows, v_rows = k.contiguous(), v.contiguous()  # [B, S, Hkv, D] for appends
                 kinds = [("contiguous", False, KV_CODE[dtype], 0)]
                 kinds += [("paged" if len(block_sizes) == 1 else f"paged bs={bs}", True, KV_CODE[dtype], bs)
                           for bs in block_sizes]
-                kinds.append(("paged int8", True, KV_INT8, block_sizes[0]))
+                kinds += [("contig int8", False, KV_INT8, 0), ("paged int8", True, KV_INT8, block_sizes[0])]
                 for label, paged, code, bs in kinds:
+                    if not wanted(label):
+                        continue
                     cache = Cache(lib, paged, code, k_rows, v_rows, args.threads, bs)
                     caches.append(cache)
                     nbytes = 2.0 * B * ctx * Hkv * (D + 4) if code == KV_INT8 else full_bytes
@@ -355,7 +365,7 @@ def main() -> None:
                     gb = nbytes / t_l / 1e9
                     gbt = full_bytes / t_t / 1e9
                     mm = 100 * 4.0 * D * Hq * ctx * B / t_l / 1e9 / peaks[torch.float32]
-                    print(f"{name:<20}{str(dtype).replace('torch.', ''):<10}{label:<14}{t_l * 1e3:>9.3f}{gb:>8.1f}"
+                    print(f"{name:<20}{str(dtype).replace('torch.', ''):<10}{label:<16}{t_l * 1e3:>9.3f}{gb:>8.1f}"
                           f"{bw:>6.1f}{100 * gb / bw:>5.0f}%{mm:>5.0f}%{t_t * 1e3:>10.3f}{gbt:>8.1f}{t_t / t_l:>8.2f}x"
                           f"{diff:>11.2e}", flush=True)
                 for cache in caches:
