@@ -150,40 +150,61 @@ struct word_cache {
         uint64_t owner = 0;
         std::string word;
         std::vector<int32_t> ids;
+        std::vector<uint32_t> lens;  // each id's byte length once the offsets path asked; else empty
     };
     static constexpr size_t k_slots = 4096;
     static constexpr size_t k_max_word = 64;  // longer words are rare and merged each time
     std::vector<entry> slots{k_slots};
 };
 
+// The entry of piece in this thread's memo for the model numbered owner:
+// filled by fill(ids, lens or nullptr) unless it holds the piece already (with
+// byte lengths, when need_lens). nullptr for a piece too long to keep.
+template <typename Fill>
+const word_cache::entry *cached_word(uint64_t owner, std::string_view piece, bool need_lens, Fill fill) {
+    if (piece.size() > word_cache::k_max_word) return nullptr;
+    thread_local word_cache cache;
+    auto &e = cache.slots[(std::hash<std::string_view>()(piece) ^ (owner * 0x9E3779B97F4A7C15ull)) % word_cache::k_slots];
+    const bool hit = e.owner == owner && e.word == piece;
+    if (!hit || (need_lens && e.lens.size() != e.ids.size())) {
+        e.owner = 0;  // invalid until filled (fill may throw)
+        e.ids.clear();
+        e.lens.clear();
+        fill(e.ids, need_lens ? &e.lens : nullptr);
+        e.owner = owner;
+        e.word.assign(piece);
+    }
+    return &e;
+}
+
 }  // namespace
 
 void bpe_merges::tokenize(std::string_view piece, std::vector<int32_t> &out) const {
     if (piece.empty()) return;
-    if (piece.size() > word_cache::k_max_word) {
-        merge_word<false>(piece, out, nullptr);
-        return;
-    }
-    thread_local word_cache cache;
-    auto &e = cache.slots[(std::hash<std::string_view>()(piece) ^ (id_ * 0x9E3779B97F4A7C15ull)) % word_cache::k_slots];
-    if (e.owner != id_ || e.word != piece) {
-        e.owner = 0;  // invalid until filled (merge_word may throw)
-        e.ids.clear();
-        merge_word<false>(piece, e.ids, nullptr);
-        e.owner = id_;
-        e.word.assign(piece);
-    }
-    out.insert(out.end(), e.ids.begin(), e.ids.end());
+    const auto *e = cached_word(id_, piece, false, [&](std::vector<int32_t> &ids, std::vector<uint32_t> *) {
+        merge_word<false>(piece, ids, nullptr);
+    });
+    if (e) out.insert(out.end(), e->ids.begin(), e->ids.end());
+    else merge_word<false>(piece, out, nullptr);
 }
 
 void bpe_merges::tokenize_spans(std::string_view piece, std::vector<int32_t> &out, std::vector<span> &spans) const {
     if (piece.empty()) return;
-    std::vector<uint32_t> lens;
+    std::vector<uint32_t> own_lens;
+    const std::vector<uint32_t> *lens = &own_lens;
     const size_t first = out.size();
-    merge_word<true>(piece, out, &lens);
+    const auto *e = cached_word(id_, piece, true, [&](std::vector<int32_t> &ids, std::vector<uint32_t> *l) {
+        merge_word<true>(piece, ids, l);
+    });
+    if (e) {
+        out.insert(out.end(), e->ids.begin(), e->ids.end());
+        lens = &e->lens;
+    } else {
+        merge_word<true>(piece, out, &own_lens);
+    }
     size_t pos = 0;
     for (size_t i = first; i < out.size(); ++i) {
-        const size_t len = lens[i - first];
+        const size_t len = (*lens)[i - first];
         spans.emplace_back(pos, pos + len);
         pos += len;
     }
