@@ -4,7 +4,8 @@
 // page walk; on Linux, blocks of 1 MiB and more are mapped on their own,
 // aligned to 2 MiB and marked MADV_HUGEPAGE, so that the kernel backs them
 // with huge pages where it can (transparent huge pages in "madvise" mode, the
-// common default). Elsewhere, or for smaller blocks, it is operator new.
+// common default). Elsewhere, or for smaller blocks, it is operator new; and
+// under AddressSanitizer too, which checks heap blocks, not mappings.
 #pragma once
 
 #include <cstddef>
@@ -15,11 +16,30 @@
 #include <sys/mman.h>
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#define LLMKIT_TOK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LLMKIT_TOK_ASAN 1
+#endif
+#endif
+
+#if defined(__linux__) && defined(MADV_HUGEPAGE) && !defined(LLMKIT_TOK_ASAN)
+#define LLMKIT_TOK_HUGE_PAGES 1
+#endif
+
 namespace llmkit::tok {
 
 template <typename T>
 struct huge_page_allocator {
     using value_type = T;
+    // Whether blocks of k_min_bytes and more are mappings on 2 MiB boundaries.
+#if defined(LLMKIT_TOK_HUGE_PAGES)
+    static constexpr bool maps_huge_pages = true;
+#else
+    static constexpr bool maps_huge_pages = false;
+#endif
+    static constexpr size_t k_min_bytes = size_t(1) << 20;
 
     huge_page_allocator() noexcept = default;
     template <typename U>
@@ -28,7 +48,7 @@ struct huge_page_allocator {
     T *allocate(size_t n) {
         if (n > SIZE_MAX / sizeof(T)) throw std::bad_array_new_length();
         const size_t bytes = n * sizeof(T);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
+#if defined(LLMKIT_TOK_HUGE_PAGES)
         if (bytes >= k_min_bytes) {
             // Map 2 MiB more than needed and unmap the ends, which leaves a
             // block that starts on a 2 MiB boundary.
@@ -46,12 +66,14 @@ struct huge_page_allocator {
         return static_cast<T *>(::operator new(bytes, std::align_val_t(alignof(T))));
     }
     void deallocate(T *p, size_t n) noexcept {
+#if defined(LLMKIT_TOK_HUGE_PAGES)
         const size_t bytes = n * sizeof(T);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
         if (bytes >= k_min_bytes) {
             munmap(p, rounded(bytes));
             return;
         }
+#else
+        (void)n;
 #endif
         ::operator delete(p, std::align_val_t(alignof(T)));
     }
@@ -61,9 +83,9 @@ struct huge_page_allocator {
     bool operator!=(const huge_page_allocator<U> &) const noexcept { return false; }
 
 private:
+    // From k_min_bytes (1 MiB) a block is a mapping: a table of 1-2 MiB then
+    // takes one huge page (and wastes at most 1 MiB).
     static constexpr size_t k_huge = size_t(2) << 20;
-    // From 1 MiB: a table of 1-2 MiB then takes one huge page (and wastes at most 1 MiB).
-    static constexpr size_t k_min_bytes = size_t(1) << 20;
     static size_t rounded(size_t bytes) noexcept { return (bytes + k_huge - 1) & ~(k_huge - 1); }
 };
 
