@@ -33,6 +33,7 @@ byte_level_bpe::byte_level_bpe(std::vector<std::pair<std::string, uint32_t>> ran
         if (std::find(special_lengths_.begin(), special_lengths_.end(), s.text.size()) == special_lengths_.end())
             special_lengths_.push_back(s.text.size());
         if (special_first_bytes_.find(s.text[0]) == std::string::npos) special_first_bytes_ += s.text[0];
+        starts_special_[static_cast<unsigned char>(s.text[0])] = true;
     }
     std::sort(special_lengths_.rbegin(), special_lengths_.rend());
 }
@@ -54,8 +55,16 @@ void byte_level_bpe::encode_split(std::string_view text, bool valid_utf8, std::v
 
 bool byte_level_bpe::find_special(std::string_view text, size_t from, size_t &pos, const special_token *&found) const {
     if (specials_.empty()) return false;
-    for (size_t p = text.find_first_of(special_first_bytes_, from); p != std::string_view::npos;
-         p = text.find_first_of(special_first_bytes_, p + 1)) {
+    // The next byte that may start a special token. libstdc++'s find_first_of
+    // calls memchr on the set once per byte of text; one candidate byte (the
+    // usual '<') is a single vectorized memchr, several a table lookup per byte.
+    const auto next = [&](size_t p) -> size_t {
+        if (special_first_bytes_.size() == 1) return text.find(special_first_bytes_[0], p);
+        for (; p < text.size(); ++p)
+            if (starts_special_[static_cast<unsigned char>(text[p])]) return p;
+        return std::string_view::npos;
+    };
+    for (size_t p = next(from); p != std::string_view::npos; p = next(p + 1)) {
         for (size_t len : special_lengths_) {
             if (len > text.size() - p) continue;
             const auto it = special_by_text_.find(text.substr(p, len));

@@ -3,6 +3,7 @@
 // may serve any number of threads at once.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -131,6 +132,7 @@ private:
     std::unordered_map<int32_t, size_t> special_by_id_;
     std::vector<size_t> special_lengths_;  // distinct lengths, longest first
     std::string special_first_bytes_;
+    std::array<bool, 256> starts_special_{};  // the bytes of special_first_bytes_
     int32_t vocab_size_ = 0;
 };
 

@@ -149,3 +149,22 @@ def test_bad_options():
         llmkit.train_bpe(["abc"], "300")
     with pytest.raises(TypeError):
         llmkit.train_bpe(b"abc", 300)
+
+
+def test_special_tokens_with_different_first_bytes_match_tiktoken(tmp_path):
+    # Special tokens are found by their first byte: one candidate byte and several take different scans.
+    tiktoken = pytest.importorskip("tiktoken")
+    import tiktoken.load  # noqa: F401
+
+    specials = ["<|endoftext|>", "[SEP]", "§end", "<pad>"]
+    tok = llmkit.train_bpe(["the cat sat on the mat <not special> [SE P] §en", "a [b] <c> § d"], 300,
+                           special_tokens=specials)
+    tok.save_tiktoken(tmp_path / "t.tiktoken")
+    ranks = tiktoken.load.load_tiktoken_bpe(str(tmp_path / "t.tiktoken"))
+    assert list(tok.special_tokens) == specials  # ids after the merges learned (fewer than asked: a tiny corpus)
+    ref = tiktoken.Encoding("t", pat_str=CL100K, mergeable_ranks=ranks, special_tokens=tok.special_tokens)
+    for text in ["the cat[SEP]sat<|endoftext|> on §end§en <pad><pa [SEP", "[SEP][SEP]§end<|endoftext|>",
+                 "no special here < [ §", "§§end<<pad>>[[SEP]]", ""]:
+        assert tok.encode(text, allowed_special="all") == ref.encode(text, allowed_special="all"), text
+        assert tok.encode(text, allowed_special={"[SEP]"}, disallowed_special=()) == \
+            ref.encode(text, allowed_special={"[SEP]"}, disallowed_special=()), text
