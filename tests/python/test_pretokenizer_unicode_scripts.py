@@ -30,11 +30,11 @@ if os.environ.get("LLMKIT_TEST_SANITIZED"):
     ASSIGNED = ASSIGNED[::4]
 
 
-def _word_level(tmp_path, pre_tokenizer):
+def _word_level(tmp_path, pre_tokenizer, name="scripts.json"):
     """A tokenizer whose every piece is one [UNK] token, so its offsets are the pre-tokenizer's pieces."""
     ref = hf_tokenizers.Tokenizer(hf_tokenizers.models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
     ref.pre_tokenizer = pre_tokenizer
-    path = tmp_path / "scripts.json"
+    path = tmp_path / name
     ref.save(str(path))
     assert json.loads(path.read_text())["pre_tokenizer"]["type"] in ("UnicodeScripts", "Sequence")
     return llmkit.Tokenizer.from_file(path), ref
@@ -78,7 +78,7 @@ def test_every_code_point_cuts_as_tokenizers(tmp_path, order):
 def test_texts_match_tokenizers(tmp_path, offset_texts):  # noqa: F811
     tok, ref = _word_level(tmp_path, pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
                                                               pre_tokenizers.UnicodeScripts()]))
-    bare, _ = _word_level(tmp_path / "..", pre_tokenizers.UnicodeScripts())
+    bare, _ = _word_level(tmp_path, pre_tokenizers.UnicodeScripts(), name="bare.json")
     texts = offset_texts + ["どこで生れ。Yes", "Apples are りんご 林檎", " leading spaces go", "   ", "", "a",
                             " \u0300x", "\u0300 a", "ab 漢字 cd", "x\u30fcy", "Ελληνικά and English",
                             "مرحبا hello שלום", "🦙 emoji 🥰 after"]
