@@ -45,7 +45,7 @@ import ggml_peer
 import llmkit
 from benchlib import best_time
 
-TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "q2_K", "q3_K", "iq4_nl"]
+TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "q2_K", "q3_K", "iq4_nl", "tq1_0", "tq2_0", "mxfp4"]
 REF_ROWS, REF_N = 136, 256
 
 try:
@@ -149,6 +149,8 @@ def reference_check(ref_dir, types):
     x = np.fromfile(os.path.join(ref_dir, "input.f32"), dtype="<f4").reshape(REF_ROWS, REF_N)
     for t in types:
         _, tsz = llmkit.quant_block_size(t)
+        if not os.path.isfile(os.path.join(ref_dir, f"{t}.bin")):
+            continue  # no vector in the data (TQ1_0, TQ2_0, MXFP4): checked against ggml and gguf below
         ref_b = np.fromfile(os.path.join(ref_dir, f"{t}.bin"), dtype=np.uint8)
         ref_f = np.fromfile(os.path.join(ref_dir, f"{t}.dequant.f32"), dtype="<f4").reshape(REF_ROWS, REF_N)
         qt = llmkit.quantize(x, t)
@@ -281,7 +283,7 @@ def main():
                 failures.append(f"{t}: dequantized arrays differ from gguf")
             qb_g = np.ascontiguousarray(qbytes[:gr])
             r["gg_d"] = out_gb_g / best_time(lambda: gq.dequantize(qb_g, gt), args.reps)
-        if ref is not None:
+        if ref is not None and t in ref:
             rr = ref[t]
             r["ref"] = rr
             ok = rr["llmkit_bytes_bad_blocks"] == 0 and rr["llmkit_dequant_bit_equal"]

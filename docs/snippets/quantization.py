@@ -30,7 +30,7 @@ matrices = {"real": real, "gauss": gauss, "laplace": laplace}
 
 TYPES = ["f16", "bf16", "q8_0", "int8", "int8_g128", "fp8_e4m3_channel", "fp8_e5m2_channel",
          "q6_K", "q5_K", "q5_0", "q5_1", "q4_K", "q4_0", "q4_1", "iq4_nl", "iq4_xs", "nf4", "fp4",
-         "gptq_int4_g128", "awq_int4_g128", "q3_K", "q2_K"]
+         "mxfp4", "gptq_int4_g128", "awq_int4_g128", "q3_K", "q2_K", "tq2_0", "tq1_0"]
 
 
 def rel_rmse(w, t):

@@ -612,7 +612,8 @@ LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t co
  * calibration text). Given one, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K,
  * Q5_K, Q6_K, IQ4_NL and IQ4_XS fit every scale, min and level to minimise the
  * importance-weighted error, writing the bytes ggml writes with the same
- * weights; Q8_0, F16, BF16, F32, Q8_1 and Q8_K ignore it, as ggml does.
+ * weights; Q8_0, F16, BF16, F32, Q8_1, Q8_K, TQ1_0, TQ2_0 and MXFP4 ignore it,
+ * as ggml does (their levels follow from the block's maximum alone).
  *
  * Thread safety: every function here is thread-safe; each call may use
  * several worker threads.
@@ -636,7 +637,10 @@ typedef enum llmkit_quant_type {
     LLMKIT_QUANT_Q8_K = 15,   /**< 256 elements in 292 bytes: f32 scale, 8-bit levels, group sums (an intermediate format). */
     LLMKIT_QUANT_IQ4_NL = 20, /**< 32 elements in 18 bytes: f16 scale, 4-bit indices into a fixed non-linear codebook. */
     LLMKIT_QUANT_IQ4_XS = 23, /**< 256 elements in 136 bytes: 8 groups with 6-bit scales, IQ4_NL's codebook. */
-    LLMKIT_QUANT_BF16 = 30    /**< bfloat16, round to nearest even. */
+    LLMKIT_QUANT_BF16 = 30,   /**< bfloat16, round to nearest even. */
+    LLMKIT_QUANT_TQ1_0 = 34,  /**< 256 elements in 54 bytes: ternary d * {-1, 0, 1} (BitNet b1.58), 5 digits per byte, f16 d = absmax. */
+    LLMKIT_QUANT_TQ2_0 = 35,  /**< 256 elements in 66 bytes: ternary d * {-1, 0, 1}, 2 bits each, f16 d = absmax. */
+    LLMKIT_QUANT_MXFP4 = 39   /**< 32 elements in 17 bytes: OCP MXFP4, an E8M0 power-of-two scale and 4-bit E2M1 values. */
 } llmkit_quant_type;
 
 /**

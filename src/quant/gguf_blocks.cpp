@@ -1588,6 +1588,9 @@ const type_traits k_types[] = {
     {t_iq4_nl, "iq4_nl", 32, 18, quantize_iq4_nl, dequantize_iq4_nl, quantize_iq4_nl_weighted},
     {t_iq4_xs, "iq4_xs", 256, 136, quantize_iq4_xs, dequantize_iq4_xs, quantize_iq4_xs_weighted},
     {t_bf16, "bf16", 1, 2, quantize_bf16, dequantize_bf16, nullptr},
+    {t_tq1_0, "tq1_0", 256, 54, quantize_tq1_0, dequantize_tq1_0, nullptr},
+    {t_tq2_0, "tq2_0", 256, 66, quantize_tq2_0, dequantize_tq2_0, nullptr},
+    {t_mxfp4, "mxfp4", 32, 17, quantize_mxfp4, dequantize_mxfp4, nullptr},
 };
 
 }  // namespace

@@ -35,6 +35,9 @@ enum type_id : int32_t {
     t_iq4_nl = 20,
     t_iq4_xs = 23,
     t_bf16 = 30,
+    t_tq1_0 = 34,
+    t_tq2_0 = 35,
+    t_mxfp4 = 39,
 };
 
 // Quantizes n floats (n a multiple of block_elems) into n / block_elems blocks.
@@ -53,7 +56,7 @@ struct type_traits {
     quantize_fn quantize_row;
     dequantize_fn dequantize_row;
     // nullptr for the types whose quantizer ggml runs without the weights
-    // (Q8_0, the float types and the intermediate Q8_1 / Q8_K).
+    // (Q8_0, the float types, the intermediate Q8_1 / Q8_K, TQ1_0, TQ2_0, MXFP4).
     quantize_weighted_fn quantize_row_weighted;
 };
 
@@ -63,6 +66,19 @@ const type_traits *find_type(int32_t id) noexcept;
 const type_traits *find_type(const char *name) noexcept;
 // Every implemented type, in id order.
 const type_traits *all_types(size_t *count) noexcept;
+
+// The formats without a fitted scale (gguf_blocks_tq_mxfp4.cpp): ternary
+// TQ1_0 / TQ2_0 and MXFP4.
+void quantize_tq1_0(const float *x, void *dst, int64_t n);
+void dequantize_tq1_0(const void *src, float *y, int64_t n);
+void quantize_tq2_0(const float *x, void *dst, int64_t n);
+void dequantize_tq2_0(const void *src, float *y, int64_t n);
+void quantize_mxfp4(const float *x, void *dst, int64_t n);
+void dequantize_mxfp4(const void *src, float *y, int64_t n);
+// MXFP4's search for the nearest code of each of 32 values at scale d (half
+// the E8M0 scale); `portable` forces the scalar loop over the AVX2 one (tests
+// compare the two).
+void mxfp4_nearest_codes(const float *x, float d, uint8_t *code, bool portable);
 
 // One Q4_K super-block (144 bytes), for quantizers that choose the levels
 // themselves (GPTQ): sub-block j's (0..7) scale d and min m as the decoder

@@ -2,6 +2,7 @@
 # the library by the top-level CMakeLists.txt. Paths relative to the repo root.
 set(LLMKIT_QUANT_SOURCES
   src/quant/gguf_blocks.cpp
+  src/quant/gguf_blocks_tq_mxfp4.cpp
   src/quant/quantize.cpp
   src/quant/formats.cpp
   src/quant/int_formats.cpp
@@ -18,7 +19,8 @@ set(LLMKIT_QUANT_SOURCES
   bindings/c/quant_matmul.cpp)
 # Byte-exact agreement with ggml's reference quantizers needs every float
 # operation rounded on its own: no FMA contraction (and never -ffast-math).
-set_source_files_properties(src/quant/gguf_blocks.cpp PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
+set_source_files_properties(src/quant/gguf_blocks.cpp src/quant/gguf_blocks_tq_mxfp4.cpp
+  PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
 # Quantized matmul: the scalar and AVX2 kernels must round identically (explicit
 # fmaf only); the AVX2 file alone targets AVX2 + FMA + F16C and is only called
 # after a CPU check (src/quant/matmul.cpp), so the library still runs without them.

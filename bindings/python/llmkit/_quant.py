@@ -40,7 +40,7 @@ def quant_types(include_formats: bool = False) -> List[str]:
     """The quantization types llmkit implements, as ggml spells them, in ggml's type order.
 
     ``['f32', 'f16', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q8_0', 'q8_1', 'q2_K', 'q3_K',
-    'q4_K', 'q5_K', 'q6_K', 'q8_K', 'iq4_nl', 'iq4_xs', 'bf16']``. With
+    'q4_K', 'q5_K', 'q6_K', 'q8_K', 'iq4_nl', 'iq4_xs', 'bf16', 'tq1_0', 'tq2_0', 'mxfp4']``. With
     ``include_formats=True`` these are followed by llmkit's formats with side
     arrays, numbered from 1000: ``'int8'``, ``'int8_g32'``,
     ``'int8_g64'``, ``'int8_g128'``, ``'int8_asym'`` (and ``_g32/_g64/_g128``),

@@ -45,8 +45,11 @@ from llmkit import gguf as _gguf
 
 # llama.cpp's llama_ftype for a model quantized to one type ("mostly" that
 # type); the K-quants map to their _S variants, which use the type throughout.
+# MXFP4's only ftype is MXFP4_MOE (llama.cpp puts MXFP4 in the expert tensors
+# only); here it labels a file whose 2-D weights are all MXFP4.
 FILE_TYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q2_K": 10,
-              "q3_K": 11, "q4_K": 14, "q5_K": 16, "q6_K": 18, "iq4_nl": 25, "iq4_xs": 30, "bf16": 32}
+              "q3_K": 11, "q4_K": 14, "q5_K": 16, "q6_K": 18, "iq4_nl": 25, "iq4_xs": 30, "bf16": 32,
+              "tq1_0": 36, "tq2_0": 37, "mxfp4": 38}
 _MIB = 1024.0 * 1024.0
 
 
