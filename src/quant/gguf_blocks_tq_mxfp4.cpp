@@ -43,18 +43,21 @@ float abs_max(const float *x, int n) {
     return amax;
 }
 
-// The ternary digits (0, 1, 2 for -1, 0, +1) of a block's 256 values: x * id
-// rounded half away from zero, as ggml's lroundf (|x * id| <= 1 + 2^-23, so
-// only the +-0.5 thresholds matter). A block whose maximum is subnormal has
-// 1 / d = inf, so x * id is inf or NaN: lroundf's x86-64 result there
-// (LONG_MIN) plus one, truncated to int, is 1, and so it is here. Written as
-// compares so that the loop vectorizes.
-void block_trits(const float *x, float id, uint8_t *t) {
+// A ternary block's scale d = max |x| and its 256 digits (0, 1, 2 for -1, 0,
+// +1): x * (1 / d) rounded half away from zero, as ggml's lroundf (|x / d| <=
+// 1 + 2^-23, so only the +-0.5 thresholds matter). A block whose maximum is
+// subnormal has 1 / d = inf, so x * id is inf or NaN: lroundf's x86-64 result
+// there (LONG_MIN) plus one, truncated to int, is 1, and so it is here.
+// Written as compares so that the loop vectorizes.
+float ternary_digits(const float *x, uint8_t *t) {
+    const float d = abs_max(x, qk_k);
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
     for (int j = 0; j < qk_k; ++j) {
         const float r = x[j] * id;
         const int digit = int(r >= 0.5f) - int(r <= -0.5f) + 1;
         t[j] = uint8_t(std::fabs(r) < 2.0f ? digit : 1);
     }
+    return d;
 }
 
 }  // namespace
@@ -66,10 +69,8 @@ void block_trits(const float *x, float id, uint8_t *t) {
 void quantize_tq2_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
         uint8_t *o = static_cast<uint8_t *>(dst) + b * 66;
-        const float d = abs_max(x, qk_k);
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
         uint8_t t[qk_k];
-        block_trits(x, id, t);
+        const float d = ternary_digits(x, t);
         for (int half = 0; half < 2; ++half)
             for (int m = 0; m < 32; ++m) {
                 const uint8_t *h = t + 128 * half + m;
@@ -113,10 +114,8 @@ inline uint8_t pack5(const uint8_t *t, int s, bool five = true) {
 void quantize_tq1_0(const float *x, void *dst, int64_t n) {
     for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k) {
         uint8_t *o = static_cast<uint8_t *>(dst) + b * 54;
-        const float d = abs_max(x, qk_k);
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
         uint8_t t[qk_k];
-        block_trits(x, id, t);
+        const float d = ternary_digits(x, t);
         for (int m = 0; m < 32; ++m) o[m] = pack5(t + m, 32);
         for (int m = 0; m < 16; ++m) o[32 + m] = pack5(t + 160 + m, 16);
         for (int m = 0; m < 4; ++m) o[48 + m] = pack5(t + 240 + m, 4, false);
