@@ -10,6 +10,7 @@
 #include "quant/gguf_blocks.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -54,11 +55,16 @@ namespace {
 #define LLMKIT_FIT_CLONES
 #endif
 
+// Tests turn the AVX2 paths off (set_avx2_quantizers) to compare them with
+// the baseline ones byte for byte.
+std::atomic<bool> g_avx2_enabled{true};
+
 #ifdef LLMKIT_QUANT_AVX2
-bool has_avx2() {
+bool cpu_has_avx2() {
     static const bool yes = __builtin_cpu_supports("avx2");
     return yes;
 }
+bool has_avx2() { return cpu_has_avx2() && g_avx2_enabled.load(std::memory_order_relaxed); }
 #endif
 
 constexpr int qk_k = 256;              // elements of a K-quant super-block
@@ -809,6 +815,148 @@ LLMKIT_FIT_CLONES float fit_asymmetric(int n, int nmax, const float *x, const fl
     return scale;
 }
 
+#ifdef LLMKIT_QUANT_AVX2
+// fit_asymmetric on 8 groups at once, lane k of every vector holding group k:
+// each lane runs the scalar fit's float operations in the same order (the sums
+// over a group's elements stay sequential, candidates stay one after another,
+// an accepted candidate moves only its own lane's min), so the bytes are the
+// same. The scalar fit cannot be vectorized along a group (that reorders its
+// sums) nor across candidates (each depends on the ones accepted before it);
+// across groups nothing depends on anything.
+
+// v[i] (i = 0..7) = element i of the 8 rows p, p + stride, ..., p + 7 stride.
+LLMKIT_AVX2_FN inline void load_transposed8(const float *p, int64_t stride, __m256 *v) {
+    __m256 r[8];
+    for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(p + k * stride);
+    // Pairs of rows interleaved, then quadruples, then the 128-bit halves swapped into place.
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));  // rows 0-3, elements 0 | 4
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));  // 1 | 5
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));  // 2 | 6
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));  // 3 | 7
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));  // rows 4-7
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    v[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    v[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    v[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    v[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    v[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    v[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    v[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    v[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// clampi(nearest_int(is * (x - min)), 0, nmax) as a float, 8 lanes.
+LLMKIT_AVX2_FN inline __m256 asym_level8(__m256 is, __m256 x, __m256 min, __m256i nmax) {
+    const __m256 biased = _mm256_add_ps(_mm256_mul_ps(is, _mm256_sub_ps(x, min)), _mm256_set1_ps(12582912.0f));
+    __m256i l = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(biased), _mm256_set1_epi32(0x007fffff)),
+                                 _mm256_set1_epi32(0x00400000));
+    l = _mm256_min_epi32(_mm256_max_epi32(l, _mm256_setzero_si256()), nmax);
+    return _mm256_cvtepi32_ps(l);
+}
+
+// sum_i w_i * e_i with e_i = |d l_i + m - x_i| (use_mad) or its square, i in order.
+LLMKIT_AVX2_FN inline __m256 asym_error8(int n, const __m256 *x, const __m256 *w, const __m256 *l, __m256 d, __m256 m,
+                                         bool use_mad) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 err = _mm256_setzero_ps();
+    for (int i = 0; i < n; ++i) {
+        const __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(d, l[i]), m), x[i]);
+        const __m256 e = use_mad ? _mm256_and_ps(diff, abs_mask) : _mm256_mul_ps(diff, diff);
+        err = _mm256_add_ps(err, _mm256_mul_ps(w[i], e));
+    }
+    return err;
+}
+
+// Group k (0..7) of n elements (n = 16 or 32) at x + k * n, its weights at
+// w + k * n, its levels into L + k * n, scale[k] and neg_min[k]: as
+// fit_asymmetric for each.
+LLMKIT_AVX2_FN void fit_asymmetric_x8(int n, int nmax, const float *x, const float *w, uint8_t *L, float *scale_out,
+                                      float *neg_min_out, float rmin, float rdelta, int nstep, bool use_mad) {
+    __m256 xv[32], wv[32], best_l[32], aux_l[32];
+    for (int i = 0; i < n; i += 8) {
+        load_transposed8(x + i, n, xv + i);
+        load_transposed8(w + i, n, wv + i);
+    }
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256i nmax_i = _mm256_set1_epi32(nmax);
+    __m256 min = xv[0], max = xv[0], sum_w = wv[0], sum_x = _mm256_mul_ps(sum_w, xv[0]);
+    for (int i = 1; i < n; ++i) {
+        min = _mm256_min_ps(xv[i], min);  // x < min ? x : min
+        max = _mm256_max_ps(xv[i], max);  // x > max ? x : max
+        sum_w = _mm256_add_ps(sum_w, wv[i]);
+        sum_x = _mm256_add_ps(sum_x, _mm256_mul_ps(wv[i], xv[i]));
+    }
+    min = _mm256_andnot_ps(_mm256_cmp_ps(min, zero, _CMP_GT_OQ), min);  // min > 0 -> 0
+    // Lanes with max == min get the scalar fit's early answer at the end; what
+    // they compute meanwhile (divisions by 0) is never accepted.
+    const __m256 flat = _mm256_cmp_ps(max, min, _CMP_EQ_OQ);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps(float(nmax)), _mm256_sub_ps(max, min));
+    __m256 scale = _mm256_div_ps(_mm256_set1_ps(1.0f), iscale);
+    for (int i = 0; i < n; ++i) best_l[i] = asym_level8(iscale, xv[i], min, nmax_i);
+    __m256 best_error = asym_error8(n, xv, wv, best_l, scale, min, use_mad);
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = _mm256_div_ps(_mm256_set1_ps(rmin + rdelta * float(is) + float(nmax)), _mm256_sub_ps(max, min));
+        __m256 sum_l = zero, sum_l2 = zero, sum_xl = zero;
+        for (int i = 0; i < n; ++i) {
+            const __m256 l = asym_level8(iscale, xv[i], min, nmax_i);
+            aux_l[i] = l;
+            const __m256 wl = _mm256_mul_ps(wv[i], l);
+            sum_l = _mm256_add_ps(sum_l, wl);
+            sum_l2 = _mm256_add_ps(sum_l2, _mm256_mul_ps(wl, l));
+            sum_xl = _mm256_add_ps(sum_xl, _mm256_mul_ps(wl, xv[i]));
+        }
+        const __m256 D = _mm256_sub_ps(_mm256_mul_ps(sum_w, sum_l2), _mm256_mul_ps(sum_l, sum_l));
+        const __m256 solvable = _mm256_andnot_ps(flat, _mm256_cmp_ps(D, zero, _CMP_GT_OQ));
+        if (_mm256_movemask_ps(solvable) == 0) continue;
+        __m256 this_scale = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_w, sum_xl), _mm256_mul_ps(sum_x, sum_l)), D);
+        __m256 this_min = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sum_l2, sum_x), _mm256_mul_ps(sum_l, sum_xl)), D);
+        // A positive min is clamped to 0 and the scale refitted without it.
+        const __m256 positive = _mm256_cmp_ps(this_min, zero, _CMP_GT_OQ);
+        this_min = _mm256_andnot_ps(positive, this_min);
+        this_scale = _mm256_blendv_ps(this_scale, _mm256_div_ps(sum_xl, sum_l2), positive);
+        const __m256 cur = asym_error8(n, xv, wv, aux_l, this_scale, this_min, use_mad);
+        const __m256 better = _mm256_and_ps(solvable, _mm256_cmp_ps(cur, best_error, _CMP_LT_OQ));
+        if (_mm256_movemask_ps(better) == 0) continue;
+        for (int i = 0; i < n; ++i) best_l[i] = _mm256_blendv_ps(best_l[i], aux_l[i], better);
+        best_error = _mm256_blendv_ps(best_error, cur, better);
+        scale = _mm256_blendv_ps(scale, this_scale, better);
+        min = _mm256_blendv_ps(min, this_min, better);
+    }
+    // Flat lanes: levels 0, scale 0 (min is still the clamped one there).
+    scale = _mm256_andnot_ps(flat, scale);
+    _mm256_storeu_ps(scale_out, scale);
+    _mm256_storeu_ps(neg_min_out, _mm256_xor_ps(min, _mm256_castsi256_ps(_mm256_set1_epi32(INT32_MIN))));
+    alignas(32) int32_t levels[32][8];
+    for (int i = 0; i < n; ++i)
+        _mm256_store_si256(reinterpret_cast<__m256i *>(levels[i]),
+                           _mm256_cvttps_epi32(_mm256_andnot_ps(flat, best_l[i])));
+    for (int k = 0; k < 8; ++k)
+        for (int i = 0; i < n; ++i) L[k * n + i] = uint8_t(levels[i][k]);
+}
+#endif
+
+// fit_asymmetric on `count` groups of n elements (n <= 32) stored back to
+// back: group g at x + g * n, weights w + g * n, levels into L + g * n,
+// scales[g], neg_mins[g]. Eight at a time where the CPU has AVX2.
+void fit_asymmetric_groups(int count, int n, int nmax, const float *x, const float *w, uint8_t *L, float *scales,
+                           float *neg_mins, float rmin, float rdelta, int nstep, bool use_mad) {
+    int g = 0;
+#ifdef LLMKIT_QUANT_AVX2
+    if (has_avx2() && n % 8 == 0)
+        for (; g + 8 <= count; g += 8)
+            fit_asymmetric_x8(n, nmax, x + g * n, w + g * n, L + g * n, scales + g, neg_mins + g, rmin, rdelta, nstep,
+                              use_mad);
+#endif
+    for (; g < count; ++g)
+        scales[g] = fit_asymmetric(n, nmax, x + g * n, w + g * n, L + g * n, &neg_mins[g], rmin, rdelta, nstep, use_mad);
+}
+
 // Fit of non-negative values (the scales or mins of a super-block's groups)
 // with levels 0..nmax and importance weights qw (ggml's make_qp_quants): 8
 // scales around nmax / max by weighted squared error, then single levels moved
@@ -941,11 +1089,11 @@ void quantize_q2_k(const float *x, void *dst, int64_t n) {
         uint8_t *o = out_block(dst, b, 84);
         uint8_t *sc = o;
         uint8_t L[qk_k];
-        float w[16], mins[16], scales[16];
+        float w[qk_k], mins[16], scales[16];
         float max_scale = 0, max_min = 0;
+        for (int l = 0; l < qk_k; ++l) w[l] = std::fabs(x[l]);
+        fit_asymmetric_groups(16, 16, 3, x, w, L, scales, mins, -0.5f, 0.1f, 15, true);
         for (int j = 0; j < 16; ++j) {
-            for (int l = 0; l < 16; ++l) w[l] = std::fabs(x[16 * j + l]);
-            scales[j] = fit_asymmetric(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
@@ -975,12 +1123,10 @@ void quantize_q2_k_weighted(const float *x, void *dst, int64_t n, const float *q
     for (int64_t b = 0; b < n / qk_k; ++b, x += qk_k, qw += qk_k) {
         uint8_t *o = out_block(dst, b, 84);
         uint8_t L[qk_k], Ls[16], Lm[16];
-        float w[16], sw[16], mins[16], scales[16];
+        float w[qk_k], sw[16], mins[16], scales[16];
         const float sigma2 = sum_squares(x, qk_k) / qk_k;
-        for (int j = 0; j < 16; ++j) {
-            sw[j] = importance_weights(16, x + 16 * j, qw + 16 * j, sigma2, w);
-            scales[j] = fit_asymmetric(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.9f, 0.05f, 36, false);
-        }
+        for (int j = 0; j < 16; ++j) sw[j] = importance_weights(16, x + 16 * j, qw + 16 * j, sigma2, w + 16 * j);
+        fit_asymmetric_groups(16, 16, 3, x, w, L, scales, mins, -0.9f, 0.05f, 36, false);
         const float dm = fit_positive(16, 15, scales, Ls, sw);
         const float mm = fit_positive(16, 15, mins, Lm, sw);
         put_f16(o + 80, dm);
@@ -1153,15 +1299,17 @@ void requantize_k(const float *x, int nmax, const uint8_t *head, uint8_t *L) {
 // The shared first half: per-32 asymmetric fits, 6-bit scales and mins, then
 // the final levels (0..nmax) against the stored scales.
 void quantize_k_scales(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *head, uint8_t *L) {
-    float w[32], mins[8], scales[8];
+    float w[qk_k], mins[8], scales[8];
     float max_scale = 0, max_min = 0;
     for (int j = 0; j < 8; ++j) {
         const float *xb = x + 32 * j;
         float sum_x2 = 0;
         for (int l = 0; l < 32; ++l) sum_x2 += xb[l] * xb[l];
         const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(xb[l]);
-        scales[j] = fit_asymmetric(32, nmax, xb, w, L + 32 * j, &mins[j], rmin, rdelta, nstep, false);
+        for (int l = 0; l < 32; ++l) w[32 * j + l] = av_x + std::fabs(xb[l]);
+    }
+    fit_asymmetric_groups(8, 32, nmax, x, w, L, scales, mins, rmin, rdelta, nstep, false);
+    for (int j = 0; j < 8; ++j) {
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
@@ -1181,13 +1329,11 @@ void quantize_k_scales(const float *x, int nmax, float rmin, float rdelta, int n
 // With importance weights (ggml's quantize_row_q4_K_impl / q5_K_impl): weighted
 // group fits, then the 6-bit scales and mins fitted with the groups' weight sums.
 void quantize_k_scales_weighted(const float *x, const float *qw, int nmax, uint8_t *head, uint8_t *L) {
-    float w[32], sw[8], mins[8], scales[8];
+    float w[qk_k], sw[8], mins[8], scales[8];
     uint8_t Ls[8], Lm[8];
     const float sigma2 = 2 * sum_squares(x, qk_k) / qk_k;
-    for (int j = 0; j < 8; ++j) {
-        sw[j] = importance_weights(32, x + 32 * j, qw + 32 * j, sigma2, w);
-        scales[j] = fit_asymmetric(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], -0.9f, 0.05f, 36, false);
-    }
+    for (int j = 0; j < 8; ++j) sw[j] = importance_weights(32, x + 32 * j, qw + 32 * j, sigma2, w + 32 * j);
+    fit_asymmetric_groups(8, 32, nmax, x, w, L, scales, mins, -0.9f, 0.05f, 36, false);
     const float d_block = fit_positive(8, 63, scales, Ls, sw);
     const float m_block = fit_positive(8, 63, mins, Lm, sw);
     for (int j = 0; j < 8; ++j) pack_scale_min(j, std::min<uint8_t>(63, Ls[j]), std::min<uint8_t>(63, Lm[j]), head + 4);
@@ -1414,6 +1560,114 @@ LLMKIT_FIT_CLONES float fit_codebook(const float *xb, uint8_t *L, const float *w
     return d;
 }
 
+#ifdef LLMKIT_QUANT_AVX2
+// IQ4_NL's codebook search 8 values at a time. nearest_code's binary search
+// compares 2v with the midpoints m_k = codebook[k - 1] + codebook[k]; here
+// each step picks every lane's midpoint from a table by the index so far.
+struct codebook_tables {
+    __m256 mid8, mid4, mid2, mid1;  // m_8; m_4, m_12; m_2, m_6, m_10, m_14; m_1, m_3, ..., m_15
+    __m256 lo, hi;                 // codebook[0..7], codebook[8..15]
+};
+
+LLMKIT_AVX2_FN inline codebook_tables make_codebook_tables() {
+    auto mid = [](int k) { return float(iq4_values[k - 1] + iq4_values[k]); };
+    codebook_tables t;
+    t.mid8 = _mm256_set1_ps(mid(8));
+    t.mid4 = _mm256_setr_ps(mid(4), mid(12), 0, 0, 0, 0, 0, 0);
+    t.mid2 = _mm256_setr_ps(mid(2), mid(6), mid(10), mid(14), 0, 0, 0, 0);
+    t.mid1 = _mm256_setr_ps(mid(1), mid(3), mid(5), mid(7), mid(9), mid(11), mid(13), mid(15));
+    t.lo = _mm256_setr_ps(iq4_values[0], iq4_values[1], iq4_values[2], iq4_values[3], iq4_values[4], iq4_values[5],
+                          iq4_values[6], iq4_values[7]);
+    t.hi = _mm256_setr_ps(iq4_values[8], iq4_values[9], iq4_values[10], iq4_values[11], iq4_values[12],
+                          iq4_values[13], iq4_values[14], iq4_values[15]);
+    return t;
+}
+
+// nearest_code(v) of 8 values (a NaN gives 0, as in the scalar search).
+LLMKIT_AVX2_FN inline __m256i nearest_code8(const codebook_tables &t, __m256 v) {
+    const __m256 v2 = _mm256_add_ps(v, v);
+    __m256i idx = _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v2, t.mid8, _CMP_GE_OQ)), _mm256_set1_epi32(8));
+    __m256 m = _mm256_permutevar8x32_ps(t.mid4, _mm256_srli_epi32(idx, 3));
+    idx = _mm256_add_epi32(idx, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v2, m, _CMP_GE_OQ)), _mm256_set1_epi32(4)));
+    m = _mm256_permutevar8x32_ps(t.mid2, _mm256_srli_epi32(idx, 2));
+    idx = _mm256_add_epi32(idx, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v2, m, _CMP_GE_OQ)), _mm256_set1_epi32(2)));
+    m = _mm256_permutevar8x32_ps(t.mid1, _mm256_srli_epi32(idx, 1));
+    return _mm256_add_epi32(idx, _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(v2, m, _CMP_GE_OQ)), _mm256_set1_epi32(1)));
+}
+
+// codebook[idx] as a float.
+LLMKIT_AVX2_FN inline __m256 code_value8(const codebook_tables &t, __m256i idx) {
+    // Bit 3 of idx into the sign bit selects the upper half.
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(t.lo, idx), _mm256_permutevar8x32_ps(t.hi, idx),
+                            _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+// L[j] = nearest_code(id * x[j]) for j = 0..31.
+LLMKIT_AVX2_FN void nearest_codes32_avx2(const float *x, float id, uint8_t *L) {
+    const codebook_tables t = make_codebook_tables();
+    const __m256 vid = _mm256_set1_ps(id);
+    alignas(32) int32_t idx[32];
+    for (int i = 0; i < 32; i += 8)
+        _mm256_store_si256(reinterpret_cast<__m256i *>(idx + i), nearest_code8(t, _mm256_mul_ps(vid, _mm256_loadu_ps(x + i))));
+    for (int j = 0; j < 32; ++j) L[j] = uint8_t(idx[j]);
+}
+
+// fit_codebook's scale (not its levels): the first guess and the 15 tries
+// are independent, so the 16 candidates run as the lanes of two vectors,
+// each lane's sums in the scalar order; then the same choice, in order.
+LLMKIT_AVX2_FN float fit_codebook_avx2(const float *xb, const float *w) {
+    const float max = signed_absmax(xb, 32);
+    if (std::fabs(max) < group_max_eps) return 0.0f;
+    const codebook_tables t = make_codebook_tables();
+    alignas(32) float ids[16];
+    ids[0] = 1 / (-max / float(iq4_values[0]));
+    for (int c = 1; c < 16; ++c) ids[c] = float(c - 8 + iq4_values[0]) / max;  // itry = c - 8 = -7..7
+    const __m256 id_a = _mm256_load_ps(ids), id_b = _mm256_load_ps(ids + 8);
+    __m256 sqx_a = _mm256_setzero_ps(), sq2_a = sqx_a, sqx_b = sqx_a, sq2_b = sqx_a;
+    for (int j = 0; j < 32; ++j) {
+        const __m256 xj = _mm256_set1_ps(xb[j]), wj = _mm256_set1_ps(w ? w[j] : xb[j] * xb[j]);
+        const __m256 qa = code_value8(t, nearest_code8(t, _mm256_mul_ps(id_a, xj)));
+        const __m256 qb = code_value8(t, nearest_code8(t, _mm256_mul_ps(id_b, xj)));
+        const __m256 wqa = _mm256_mul_ps(wj, qa), wqb = _mm256_mul_ps(wj, qb);
+        sqx_a = _mm256_add_ps(sqx_a, _mm256_mul_ps(wqa, xj));
+        sq2_a = _mm256_add_ps(sq2_a, _mm256_mul_ps(wqa, qa));
+        sqx_b = _mm256_add_ps(sqx_b, _mm256_mul_ps(wqb, xj));
+        sq2_b = _mm256_add_ps(sq2_b, _mm256_mul_ps(wqb, qb));
+    }
+    alignas(32) float sumqx[16], sumq2[16];
+    _mm256_store_ps(sumqx, sqx_a);
+    _mm256_store_ps(sumqx + 8, sqx_b);
+    _mm256_store_ps(sumq2, sq2_a);
+    _mm256_store_ps(sumq2 + 8, sq2_b);
+    float d = sumq2[0] > 0 ? sumqx[0] / sumq2[0] : 0.0f;
+    float best = d * sumqx[0];
+    for (int c = 1; c < 16; ++c) {
+        if (sumq2[c] > 0 && sumqx[c] * sumqx[c] > best * sumq2[c]) {
+            d = sumqx[c] / sumq2[c];
+            best = d * sumqx[c];
+        }
+    }
+    return d;
+}
+#endif
+
+// fit_codebook's scale, with the AVX2 form where the CPU has it. L may be
+// left untouched: the callers write every level from the returned scale.
+float fit_codebook_scale(const float *xb, uint8_t *L, const float *w) {
+#ifdef LLMKIT_QUANT_AVX2
+    if (has_avx2()) return fit_codebook_avx2(xb, w);
+#endif
+    return fit_codebook(xb, L, w);
+}
+
+// L[j] = nearest_code(id * x[j]), j = 0..31.
+void nearest_codes32(const float *x, float id, uint8_t *L) {
+#ifdef LLMKIT_QUANT_AVX2
+    if (has_avx2()) return nearest_codes32_avx2(x, id, L);
+#endif
+    for (int j = 0; j < 32; ++j) L[j] = uint8_t(nearest_code(id * x[j]));
+}
+
 inline void pack_nibbles16(const uint8_t *L, uint8_t *q) {
     for (int j = 0; j < 16; ++j) q[j] = uint8_t(L[j] | L[16 + j] << 4);
 }
@@ -1425,10 +1679,10 @@ void quantize_iq4_nl_row(const float *x, void *dst, int64_t n, const float *qw) 
         uint8_t L[32] = {};
         float w[32];
         if (qw) importance_weights(32, x, qw + 32 * b, sum_squares(x, 32) * (2.f / 32), w);
-        const float d = fit_codebook(x, L, qw ? w : nullptr);
+        const float d = fit_codebook_scale(x, L, qw ? w : nullptr);
         put_f16(o, d);
         const float id = d != 0.0f ? 1 / d : 0;
-        for (int j = 0; j < 32; ++j) L[j] = uint8_t(nearest_code(id * x[j]));
+        nearest_codes32(x, id, L);
         pack_nibbles16(L, o + 2);
     }
 }
@@ -1456,7 +1710,7 @@ void quantize_iq4_xs_row(const float *x, void *dst, int64_t n, const float *qw) 
         const float sigma2 = qw ? sum_squares(x, qk_k) * (2.f / qk_k) : 0.f;
         for (int ib = 0; ib < 8; ++ib) {
             if (qw) importance_weights(32, x + 32 * ib, qw + qk_k * b + 32 * ib, sigma2, w);
-            scales[ib] = fit_codebook(x + 32 * ib, L + 32 * ib, qw ? w : nullptr);
+            scales[ib] = fit_codebook_scale(x + 32 * ib, L + 32 * ib, qw ? w : nullptr);
         }
         const float max_scale = signed_absmax(scales, 8);
         const float d = -max_scale / 32;
@@ -1469,7 +1723,7 @@ void quantize_iq4_xs_row(const float *x, void *dst, int64_t n, const float *qw) 
             int l = clampi(nearest_int(id * scales[ib]), -32, 31);
             const float dl = d * float(l);
             const float idl = dl != 0.0f ? 1 / dl : 0.f;
-            for (int j = 0; j < 32; ++j) L[32 * ib + j] = uint8_t(nearest_code(idl * x[32 * ib + j]));
+            nearest_codes32(x + 32 * ib, idl, L + 32 * ib);
             l += 32;
             scales_l[ib / 2] = uint8_t(scales_l[ib / 2] | (l & 0xF) << (4 * (ib % 2)));
             scales_h = uint16_t(scales_h | (l >> 4) << (2 * ib));
@@ -1515,12 +1769,17 @@ struct row_weights {
         importance_weights(32, xb, qw, sigma2, w);
         put_f16(o, fit_symmetric(32, nmax, xb, L, w));
     }
-    // Fits block xb (importance qw): stores d and m at o, levels 0..nmax in L.
-    void asymmetric(const float *xb, const float *qw, int nmax, uint8_t *o, uint8_t *L) const {
-        float w[32], neg_min;
-        importance_weights(32, xb, qw, sigma2, w);
-        put_f16(o, fit_asymmetric(32, nmax, xb, w, L, &neg_min, -0.9f, 0.05f, 36, false));
-        put_f16(o + 2, -neg_min);
+    // Fits the `count` (<= 8) blocks at xb (importance qw), block g's d and m
+    // stored at o + g * block_bytes, its levels 0..nmax into L + 32 g.
+    void asymmetric(int count, const float *xb, const float *qw, int nmax, uint8_t *o, int64_t block_bytes,
+                    uint8_t *L) const {
+        float w[8 * 32], scales[8], neg_mins[8];
+        for (int g = 0; g < count; ++g) importance_weights(32, xb + 32 * g, qw + 32 * g, sigma2, w + 32 * g);
+        fit_asymmetric_groups(count, 32, nmax, xb, w, L, scales, neg_mins, -0.9f, 0.05f, 36, false);
+        for (int g = 0; g < count; ++g) {
+            put_f16(o + g * block_bytes, scales[g]);
+            put_f16(o + g * block_bytes + 2, -neg_mins[g]);
+        }
     }
 };
 
@@ -1534,13 +1793,17 @@ void quantize_q4_0_weighted(const float *x, void *dst, int64_t n, const float *q
     }
 }
 
+// Q4_1 / Q5_1 fit 8 blocks at a time (fit_asymmetric_groups).
 void quantize_q4_1_weighted(const float *x, void *dst, int64_t n, const float *qw) {
     const row_weights rw(x, n);
-    for (int64_t b = 0; b < n / 32; ++b) {
-        uint8_t *o = out_block(dst, b, 20);
-        uint8_t L[32];
-        rw.asymmetric(x + 32 * b, qw + 32 * b, 15, o, L);
-        for (int j = 0; j < 16; ++j) o[4 + j] = uint8_t(L[j] | L[j + 16] << 4);
+    for (int64_t b0 = 0; b0 < n / 32; b0 += 8) {
+        const int count = int(std::min<int64_t>(8, n / 32 - b0));
+        uint8_t L[8 * 32];
+        rw.asymmetric(count, x + 32 * b0, qw + 32 * b0, 15, out_block(dst, b0, 20), 20, L);
+        for (int g = 0; g < count; ++g) {
+            uint8_t *o = out_block(dst, b0 + g, 20);
+            for (int j = 0; j < 16; ++j) o[4 + j] = uint8_t(L[32 * g + j] | L[32 * g + j + 16] << 4);
+        }
     }
 }
 
@@ -1558,13 +1821,16 @@ void quantize_q5_0_weighted(const float *x, void *dst, int64_t n, const float *q
 
 void quantize_q5_1_weighted(const float *x, void *dst, int64_t n, const float *qw) {
     const row_weights rw(x, n);
-    for (int64_t b = 0; b < n / 32; ++b) {
-        uint8_t *o = out_block(dst, b, 24);
-        uint8_t L[32];
-        rw.asymmetric(x + 32 * b, qw + 32 * b, 31, o, L);
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; ++j) put_q5_pair(L[j], L[j + 16], j, o + 8, qh);
-        std::memcpy(o + 4, &qh, 4);
+    for (int64_t b0 = 0; b0 < n / 32; b0 += 8) {
+        const int count = int(std::min<int64_t>(8, n / 32 - b0));
+        uint8_t L[8 * 32];
+        rw.asymmetric(count, x + 32 * b0, qw + 32 * b0, 31, out_block(dst, b0, 24), 24, L);
+        for (int g = 0; g < count; ++g) {
+            uint8_t *o = out_block(dst, b0 + g, 24);
+            uint32_t qh = 0;
+            for (int j = 0; j < 16; ++j) put_q5_pair(L[32 * g + j], L[32 * g + j + 16], j, o + 8, qh);
+            std::memcpy(o + 4, &qh, 4);
+        }
     }
 }
 
@@ -1603,6 +1869,15 @@ void q4_k_sub_block(const uint8_t *block, int j, float &d, float &m) noexcept {
 }
 
 void q4_k_put_levels(const uint8_t *levels, uint8_t *block) noexcept { pack_q4_k_levels(levels, block + 16); }
+
+bool set_avx2_quantizers(bool enabled) noexcept {
+    g_avx2_enabled.store(enabled);
+#ifdef LLMKIT_QUANT_AVX2
+    return cpu_has_avx2();
+#else
+    return false;
+#endif
+}
 
 const type_traits *find_type(int32_t id) noexcept {
     for (const auto &t : k_types)

@@ -86,6 +86,12 @@ void mxfp4_nearest_codes(const float *x, float d, uint8_t *code, bool portable);
 void q4_k_sub_block(const uint8_t *block, int j, float &d, float &m) noexcept;
 void q4_k_put_levels(const uint8_t *levels, uint8_t *block) noexcept;
 
+// For tests: false makes every quantizer take its baseline path (scalar or
+// SSE2) even on an AVX2 CPU, true (the default) lets them use AVX2 where the
+// CPU has it, so the two can be compared byte for byte. Returns whether this
+// build and CPU have the AVX2 paths at all. Not for use while quantizing.
+bool set_avx2_quantizers(bool enabled) noexcept;
+
 // ggml's nearest_int: round to nearest (ties to even) through the float
 // magic-number trick; valid for |x| <= 4194303.
 int nearest_int(float x) noexcept;

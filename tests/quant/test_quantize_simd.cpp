@@ -1,0 +1,124 @@
+// The AVX2 quantizers against the baseline ones, byte for byte, on random
+// rows built to reach every branch of the fits: flat groups, all-positive
+// and all-negative groups (the min clamped to 0), zeros, ties, repeated
+// values, wide and tiny ranges, with and without an importance matrix (with
+// zero weights too). The baseline paths are the ones checked against ggml's
+// own bytes (test_gguf_blocks.cpp, bench/bench_quant.py, bench_imatrix.py),
+// so equal bytes here carry that agreement over to the AVX2 paths.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "quant/gguf_blocks.hpp"
+#include "quant/quantize.hpp"
+
+namespace {
+
+using namespace llmkit::quant;
+
+// Restores the default (AVX2 allowed) however the test ends.
+struct baseline_only {
+    baseline_only() { set_avx2_quantizers(false); }
+    ~baseline_only() { set_avx2_quantizers(true); }
+};
+
+std::vector<uint8_t> quantize(const type_traits &t, const std::vector<float> &x, int64_t rows, int64_t n,
+                              const float *imatrix) {
+    std::vector<uint8_t> out(rows_bytes(t, rows, n));
+    f32_rows src;
+    src.data = x.data();
+    src.rows = rows;
+    src.n = n;
+    src.row_stride = n;
+    quantize_rows(t, src, out.data(), 1, imatrix);
+    return out;
+}
+
+// Row r of n floats, drawn by one of several recipes (r % 10); every group of
+// 16 also gets, now and then, a special shape of its own.
+std::vector<float> make_rows(int64_t rows, int64_t n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+    std::vector<float> x(size_t(rows * n));
+    for (int64_t r = 0; r < rows; ++r) {
+        float *row = x.data() + r * n;
+        const float scale = std::ldexp(1.0f, int(r % 23) - 12);  // 2^-12 .. 2^10
+        for (int64_t j = 0; j < n; ++j) {
+            const float g = normal(rng);
+            switch (r % 10) {
+            case 0: row[j] = g * scale; break;
+            case 1: row[j] = std::fabs(g) * scale + scale; break;    // all positive
+            case 2: row[j] = -std::fabs(g) * scale - scale; break;   // all negative
+            case 3: row[j] = float(int(g * 3)) * scale; break;       // few values: ties
+            case 4: row[j] = uniform(rng) < 0.7f ? 0.0f : g; break;  // mostly zeros
+            case 5: row[j] = g * g * g * scale; break;               // heavy tails
+            case 6: row[j] = (g + 4.0f) * 1e-3f; break;              // narrow range away from 0
+            case 7: row[j] = g * 1e4f; break;
+            case 8: row[j] = std::round(g * 8) / 8; break;           // exact eighths
+            default: row[j] = uniform(rng) * 2 - 1; break;
+            }
+        }
+        for (int64_t g0 = 0; g0 + 16 <= n; g0 += 16) {
+            const float u = uniform(rng);
+            if (u < 0.05f)
+                for (int j = 0; j < 16; ++j) row[g0 + j] = row[g0];  // flat group
+            else if (u < 0.08f)
+                for (int j = 0; j < 16; ++j) row[g0 + j] = 0.0f;
+            else if (u < 0.10f)
+                for (int j = 0; j < 16; ++j) row[g0 + j] = -0.0f;
+            else if (u < 0.13f)
+                row[g0 + 3] = -row[g0 + 7];  // a tie for the largest magnitude, maybe
+        }
+    }
+    return x;
+}
+
+}  // namespace
+
+TEST_CASE("AVX2 quantizers write the baseline quantizers' bytes", "[quant]") {
+    if (!set_avx2_quantizers(true)) WARN("this CPU or build has no AVX2 quantizers: both runs take the same path");
+    // n: 11 blocks of 32 (8 fitted together, 3 alone) or 2 super-blocks of 256.
+    const char *names[] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K",
+                           "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"};
+    const int64_t rows = 40;
+    std::mt19937 rng(99);
+    std::gamma_distribution<float> gamma(0.3f, 1.0f);
+    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+    for (const char *name : names) {
+        const type_traits *t = find_type(name);
+        REQUIRE(t != nullptr);
+        const int64_t n = t->block_elems == 32 ? 352 : 512;
+        const auto x = make_rows(rows, n, 5u + uint32_t(t->id));
+        std::vector<float> imatrix(static_cast<size_t>(n)), sparse(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) {
+            imatrix[size_t(j)] = gamma(rng) * 100;
+            sparse[size_t(j)] = uniform(rng) < 0.5f ? 0.0f : imatrix[size_t(j)];
+        }
+        const std::vector<const float *> weightings = {nullptr, imatrix.data(), sparse.data()};
+        for (const float *w : weightings) {
+            INFO(name << (w == nullptr ? " without imatrix" : w == imatrix.data() ? " with imatrix" : " with a sparse imatrix"));
+            std::vector<uint8_t> base;
+            {
+                const baseline_only off;
+                base = quantize(*t, x, rows, n, w);
+            }
+            const auto simd = quantize(*t, x, rows, n, w);
+            REQUIRE(simd.size() == base.size());
+            const size_t rb = row_bytes(*t, n);
+            int64_t bad_rows = 0, first_bad = -1;
+            for (int64_t r = 0; r < rows; ++r)
+                if (!std::equal(simd.begin() + r * rb, simd.begin() + (r + 1) * rb, base.begin() + r * rb)) {
+                    if (first_bad < 0) first_bad = r;
+                    ++bad_rows;
+                }
+            INFO(bad_rows << " of " << rows << " rows differ, the first is row " << first_bad);
+            CHECK(bad_rows == 0);
+        }
+    }
+}
