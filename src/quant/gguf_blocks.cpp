@@ -73,8 +73,24 @@ constexpr float group_max_eps = 1e-15f;  // below this a group counts as all zer
 // The IQ4_NL / IQ4_XS codebook, part of the file format.
 constexpr int8_t iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
+// core::f32_to_f16 (round to nearest even), with the common case inline and
+// branch-free: values in half's normal range. Its rounding branch mispredicted
+// on every other block, and the call itself cost Q4_1 (two per block) more
+// than the block's arithmetic. Same formula, so the same bits.
+inline uint16_t f32_to_f16_bits(float v) {
+    uint32_t x;
+    std::memcpy(&x, &v, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
+    if (a - 0x38800000u < 0x477ff000u - 0x38800000u) {  // 2^-14 <= |v| < 65520
+        uint32_t r = (a >> 13) - (112u << 10);
+        const uint32_t rem = a & 0x1fffu;
+        r += uint32_t(rem > 0x1000u) | (uint32_t(rem == 0x1000u) & r);  // up past half, or at half to even
+        return uint16_t(sign | r);
+    }
+    return core::f32_to_f16(v);
+}
 inline void put_f16(uint8_t *p, float v) {
-    const uint16_t h = core::f32_to_f16(v);
+    const uint16_t h = f32_to_f16_bits(v);
     std::memcpy(p, &h, 2);
 }
 inline float get_f16(const uint8_t *p) {
@@ -957,6 +973,89 @@ void fit_asymmetric_groups(int count, int n, int nmax, const float *x, const flo
         scales[g] = fit_asymmetric(n, nmax, x + g * n, w + g * n, L + g * n, &neg_mins[g], rmin, rdelta, nstep, use_mad);
 }
 
+#ifdef LLMKIT_QUANT_AVX2
+// clampi(nearest_int(v), lo, hi) as a float, 8 lanes.
+LLMKIT_AVX2_FN inline __m256 q3_level8(__m256 v, __m256i lo, __m256i hi) {
+    const __m256 biased = _mm256_add_ps(v, _mm256_set1_ps(12582912.0f));
+    const __m256i l = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(biased), _mm256_set1_epi32(0x007fffff)),
+                                       _mm256_set1_epi32(0x00400000));
+    return _mm256_cvtepi32_ps(_mm256_min_epi32(_mm256_max_epi32(l, lo), hi));
+}
+
+// fit_q3_group on 8 groups of 16 at once (group k at x + 16 k), lane k of
+// every vector holding group k, with the scalar fit's operations in the same
+// order. Passes run while any lane still moves a level: a pass that changed
+// nothing in a lane leaves its state as it was, so repeating it there is a no-op.
+LLMKIT_AVX2_FN void fit_q3_group_x8(int nmax, const float *x, int8_t *L, float *scale_out) {
+    constexpr int n = 16;
+    __m256 xv[n], lv[n];
+    load_transposed8(x, n, xv);
+    load_transposed8(x + 8, n, xv + 8);
+    const __m256 zero = _mm256_setzero_ps(), abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256i lo = _mm256_set1_epi32(-nmax), hi = _mm256_set1_epi32(nmax - 1);
+    // signed_absmax per lane: the first element of the largest magnitude.
+    __m256 amax = zero, max = zero;
+    for (int i = 0; i < n; ++i) {
+        const __m256 a = _mm256_and_ps(xv[i], abs_mask), larger = _mm256_cmp_ps(a, amax, _CMP_GT_OQ);
+        amax = _mm256_blendv_ps(amax, a, larger);
+        max = _mm256_blendv_ps(max, xv[i], larger);
+    }
+    const __m256 flat = _mm256_cmp_ps(_mm256_and_ps(max, abs_mask), _mm256_set1_ps(group_max_eps), _CMP_LT_OQ);
+    const __m256 iscale = _mm256_div_ps(_mm256_set1_ps(float(-nmax)), max);
+    __m256 sumlx = zero, suml2 = zero;
+    for (int i = 0; i < n; ++i) {
+        lv[i] = q3_level8(_mm256_mul_ps(iscale, xv[i]), lo, hi);
+        const __m256 w = _mm256_mul_ps(xv[i], xv[i]);
+        sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(w, xv[i]), lv[i]));
+        suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lv[i]), lv[i]));
+    }
+    for (int pass = 0; pass < 5; ++pass) {
+        __m256 changed = zero;
+        for (int i = 0; i < n; ++i) {
+            const __m256 w = _mm256_mul_ps(xv[i], xv[i]), wx = _mm256_mul_ps(w, xv[i]);
+            __m256 slx = _mm256_sub_ps(sumlx, _mm256_mul_ps(wx, lv[i]));
+            __m256 sl2 = _mm256_sub_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, lv[i]), lv[i]));
+            const __m256 nl = q3_level8(_mm256_div_ps(_mm256_mul_ps(xv[i], sl2), slx), lo, hi);
+            __m256 take = _mm256_andnot_ps(flat, _mm256_cmp_ps(slx, zero, _CMP_GT_OQ));
+            take = _mm256_and_ps(take, _mm256_cmp_ps(nl, lv[i], _CMP_NEQ_OQ));
+            if (_mm256_movemask_ps(take) == 0) continue;
+            slx = _mm256_add_ps(slx, _mm256_mul_ps(wx, nl));
+            sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(_mm256_mul_ps(w, nl), nl));
+            take = _mm256_and_ps(take, _mm256_cmp_ps(sl2, zero, _CMP_GT_OQ));
+            const __m256 gain = _mm256_cmp_ps(_mm256_mul_ps(_mm256_mul_ps(slx, slx), suml2),
+                                              _mm256_mul_ps(_mm256_mul_ps(sumlx, sumlx), sl2), _CMP_GT_OQ);
+            take = _mm256_and_ps(take, gain);
+            lv[i] = _mm256_blendv_ps(lv[i], nl, take);
+            sumlx = _mm256_blendv_ps(sumlx, slx, take);
+            suml2 = _mm256_blendv_ps(suml2, sl2, take);
+            changed = _mm256_or_ps(changed, take);
+        }
+        if (_mm256_movemask_ps(changed) == 0) break;
+    }
+    const __m256 scale = _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_GT_OQ), _mm256_div_ps(sumlx, suml2));
+    _mm256_storeu_ps(scale_out, _mm256_andnot_ps(flat, scale));
+    // Levels + nmax; a flat group's levels stay 0, as the scalar fit leaves them.
+    alignas(32) int32_t levels[n][8];
+    const __m256 offset = _mm256_set1_ps(float(nmax));
+    for (int i = 0; i < n; ++i)
+        _mm256_store_si256(reinterpret_cast<__m256i *>(levels[i]),
+                           _mm256_cvttps_epi32(_mm256_andnot_ps(flat, _mm256_add_ps(lv[i], offset))));
+    for (int k = 0; k < 8; ++k)
+        for (int i = 0; i < n; ++i) L[k * n + i] = int8_t(levels[i][k]);
+}
+#endif
+
+// fit_q3_group on `count` groups of 16 stored back to back (levels into
+// L + 16 g, scales[g]); eight at a time where the CPU has AVX2.
+void fit_q3_groups(int count, int nmax, const float *x, int8_t *L, float *scales) {
+    int g = 0;
+#ifdef LLMKIT_QUANT_AVX2
+    if (has_avx2())
+        for (; g + 8 <= count; g += 8) fit_q3_group_x8(nmax, x + 16 * g, L + 16 * g, scales + g);
+#endif
+    for (; g < count; ++g) scales[g] = fit_q3_group(16, nmax, x + 16 * g, L + 16 * g);
+}
+
 // Fit of non-negative values (the scales or mins of a super-block's groups)
 // with levels 0..nmax and importance weights qw (ggml's make_qp_quants): 8
 // scales around nmax / max by weighted squared error, then single levels moved
@@ -1195,7 +1294,7 @@ void quantize_q3_k(const float *x, void *dst, int64_t n) {
         uint8_t *s = o + 96;
         int8_t L[qk_k];
         float scales[16];
-        for (int j = 0; j < 16; ++j) scales[j] = fit_q3_group(16, 4, x + 16 * j, L + 16 * j);
+        fit_q3_groups(16, 4, x, L, scales);
         const float max_scale = signed_absmax(scales, 16);
         std::fill(s, s + 12, uint8_t(0));
         if (max_scale != 0.0f) {

@@ -10,10 +10,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/tensor.hpp"
 #include "quant/gguf_blocks.hpp"
 #include "quant/quantize.hpp"
 
@@ -121,4 +124,33 @@ TEST_CASE("AVX2 quantizers write the baseline quantizers' bytes", "[quant]") {
             CHECK(bad_rows == 0);
         }
     }
+}
+
+TEST_CASE("block scales round to f16 exactly as core::f32_to_f16 at every rounding boundary", "[quant]") {
+    // Every block quantizer stores its scales through an inline f16 rounding
+    // (gguf_blocks.cpp); the F16 type stores through it too. Each sign,
+    // exponent and top 10 mantissa bits, with the 13 bits that get rounded
+    // away just below, at and above half, and at the extremes.
+    const uint32_t tails[] = {0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x1fff};
+    const size_t per_tail = size_t(1) << 19;
+    std::vector<float> x(per_tail * std::size(tails));
+    size_t k = 0;
+    for (uint32_t top = 0; top < per_tail; ++top)
+        for (uint32_t tail : tails) {
+            const uint32_t bits = top << 13 | tail;
+            std::memcpy(&x[k++], &bits, 4);
+        }
+    const type_traits *t = find_type("f16");
+    REQUIRE(t != nullptr);
+    // NaN input is refused by quantize_rows; call the row quantizer directly.
+    std::vector<uint8_t> out(x.size() * 2);
+    t->quantize_row(x.data(), out.data(), int64_t(x.size()));
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+        uint16_t got;
+        std::memcpy(&got, out.data() + 2 * i, 2);
+        if (got != llmkit::core::f32_to_f16(x[i]) && bad++ == 0) first = i;
+    }
+    INFO(bad << " values differ, the first is x = " << x[first]);
+    CHECK(bad == 0);
 }
