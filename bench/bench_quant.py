@@ -45,7 +45,7 @@ import ggml_peer
 import llmkit
 from benchlib import best_time
 
-TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "q2_K", "q3_K", "iq4_nl", "tq1_0", "tq2_0", "mxfp4"]
+TYPES = ["q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_K", "q5_K", "q6_K", "q2_K", "q3_K", "iq4_nl", "iq4_xs", "tq1_0", "tq2_0", "mxfp4"]
 REF_ROWS, REF_N = 136, 256
 
 try:
