@@ -91,6 +91,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     std::vector<int8_t> q(size_t(m * k));
     std::vector<float> d(size_t(m * (k / block)));
     std::vector<int16_t> sum16(size_t(m * (k / 16))), sum32(size_t(m * (k / 32)));
+    std::vector<int16_t> fold8(kind == mm::k_q4_0 ? size_t(m * (k / 32) * 8) : 0);
     core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
         const float *src = p.x + i * p.x_row_stride;
         std::vector<float> packed;
@@ -109,6 +110,13 @@ void matmul(const matmul_problem &p, int n_threads) {
         for (int64_t g = 0; g < k / 32; ++g)
             sum32[size_t(i * (k / 32) + g)] =
                 int16_t(sum16[size_t(i * (k / 16) + 2 * g)] + sum16[size_t(i * (k / 16) + 2 * g + 1)]);
+        if (!fold8.empty())  // |8 * (4 values)| <= 4064 fits int16
+            for (int64_t g = 0; g < k / 32; ++g) {
+                const int8_t *e = qi + 32 * g;
+                for (int j = 0; j < 8; ++j)
+                    fold8[size_t((i * (k / 32) + g) * 8 + j)] =
+                        int16_t(8 * (e[2 * j] + e[2 * j + 1] + e[16 + 2 * j] + e[17 + 2 * j]));
+            }
     });
 
     mm::kernel_args base;
@@ -118,6 +126,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     base.act.d = d.data();
     base.act.sum16 = sum16.data();
     base.act.sum32 = sum32.data();
+    base.act.fold8 = fold8.empty() ? nullptr : fold8.data();
     base.act.m = m;
     base.act.k = k;
     base.act.block = block;

@@ -17,12 +17,19 @@
 //    "lanes"; lane l sums, over each 32-element sub-block, the products of
 //    elements 4l..4l+3, times the sub-block's integer scale for the K-quants
 //    (Q6_K: the scale of the 16-element group the lane is in). These are exact.
+//    Q4_0 and Q4_1 have 4 "folded" lanes instead: lane l (0..3) sums the
+//    products of elements 4l..4l+3 and 16+4l..16+4l+3 (Q4_0 with its levels
+//    q - 8). Their 16 bytes of nibbles then need no reordering: the low
+//    nibbles (elements 0..15) and the high ones (16..31) go through vpmaddubsw
+//    separately and are added as int16, and two weight rows (or two activation
+//    rows) share one register, one conversion and one fmadd.
 //  * Float part, per block, for each lane l:
 //        acc[l] = fmaf(float(lane[l]), s, acc[l])        s = dw * dx (a float product)
 //    and, for types with an offset term, one more accumulator:
 //        bias = fmaf(float(t), sb, bias)                  (t exact, sb a float product)
-//  * Result: ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)) + bias,
-//    then times the row's scale for int8 rows.
+//  * Result: ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)) + bias
+//    (folded lanes: ((acc0+acc2) + (acc1+acc3)) + bias), then times the row's
+//    scale for int8 rows.
 #pragma once
 
 #include <cstddef>
@@ -36,6 +43,10 @@ struct act_rows {
     const float *d = nullptr;        // [m, k / block]
     const int16_t *sum16 = nullptr;  // [m, k / 16]
     const int16_t *sum32 = nullptr;  // [m, k / 32]
+    // Q4_0 only (else nullptr): per block, 8 * the sum of q over elements
+    // {2i, 2i+1, 16+2i, 16+2i+1} for i = 0..7, the offset of int16 i of a
+    // folded-lane block (see above). [m, k / 32, 8]
+    const int16_t *fold8 = nullptr;
     int64_t m = 0, k = 0, block = 32;
 };
 

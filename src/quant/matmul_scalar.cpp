@@ -29,6 +29,7 @@ struct decoded_row {
     std::vector<int32_t> bias_mult; // [k / 16]
     std::vector<float> dw, bias_w;  // [blocks]
     bool has_bias = false;
+    bool folded = false;  // Q4_0 / Q4_1: 4 folded lanes (see matmul_kernels.hpp)
 
     void resize(int64_t k, int64_t block) {
         q.assign(size_t(k), 0);
@@ -54,6 +55,7 @@ void decode_row(kernel_kind kind, const uint8_t *w, int64_t k, decoded_row &r) {
     const int64_t block = kind >= k_q4_k ? 256 : 32;
     r.resize(k, block);
     r.has_bias = kind == k_q4_1 || kind == k_q4_k || kind == k_q5_k || kind == k_q6_k;
+    r.folded = kind == k_q4_0 || kind == k_q4_1;
     for (int64_t b = 0; b < k / block; ++b) {
         int16_t *q = r.q.data() + b * block;
         int32_t *mult = r.mult.data() + b * block / 16;
@@ -166,7 +168,8 @@ float dot_row(const decoded_row &r, const act_rows &a, int64_t c, int64_t block)
     for (int64_t b = 0; b < a.k / block; ++b) {
         int32_t lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int64_t e = b * block; e < (b + 1) * block; e += 4) {
-            const int l = int((e % 32) / 4);
+            // Lane l: elements 4l..4l+3 of each 32; folded: also 16+4l..16+4l+3.
+            const int l = r.folded ? int((e % 16) / 4) : int((e % 32) / 4);
             int32_t p = 0;
             for (int i = 0; i < 4; ++i) p += int32_t(r.q[size_t(e + i)]) * xq[e + i];
             lane[l] += p * r.mult[size_t(e / 16)];
@@ -180,6 +183,7 @@ float dot_row(const decoded_row &r, const act_rows &a, int64_t c, int64_t block)
             bias = std::fma(float(t), r.bias_w[size_t(b)] * dx, bias);
         }
     }
+    if (r.folded) return ((acc[0] + acc[2]) + (acc[1] + acc[3])) + bias;  // acc[4..7] stay 0
     const float t0 = acc[0] + acc[4], t1 = acc[1] + acc[5], t2 = acc[2] + acc[6], t3 = acc[3] + acc[7];
     return ((t0 + t2) + (t1 + t3)) + bias;
 }

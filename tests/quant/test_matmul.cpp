@@ -265,7 +265,7 @@ TEST_CASE("quant matmul: scalar and AVX2 kernels, thread counts and m give ident
 TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quant][matmul]") {
     const bool avx2 = have_avx2();
     const int64_t ns[] = {1, 2, 3, 5, 7, 9, 13};
-    const int64_t ms[] = {1, 2, 5};
+    const int64_t ms[] = {1, 2, 3, 5};  // 3: a pair of activation rows and an odd one (Q4_0 / Q4_1 fold_tile)
     uint32_t seed = 900;
     auto compare = [&](const std::string &what, const std::function<std::vector<float>(int)> &run) {
         std::vector<float> scalar;
