@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <queue>
+#include <unordered_map>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -122,6 +123,134 @@ void rank_table::build_pair_table() {
     pairs_ = pair_table(pairs);
     pair_memo_.reset(new std::atomic<uint64_t>[size_t(1) << k_memo_bits]);
     for (size_t i = 0; i < (size_t(1) << k_memo_bits); ++i) pair_memo_[i].store(~uint64_t(0), std::memory_order_relaxed);
+    build_char_table();
+}
+
+namespace {
+
+// The length of the UTF-8 sequence that byte b starts: 1 for ASCII, 2..4 for
+// a lead byte, 0 for a continuation byte or one that starts nothing.
+inline uint32_t sequence_length(unsigned char b) {
+    return b < 0x80 ? 1 : b < 0xC2 ? 0 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : b < 0xF5 ? 4 : 0;
+}
+inline bool is_continuation(unsigned char b) { return (b & 0xC0) == 0x80; }
+// Whether p[0, len) (len >= 2) is a lead byte of that length and its
+// continuation bytes: a "character" below. Only the bytes are checked (an
+// overlong form counts too): build_char_table and merge_by_ids need the same
+// answer, not Unicode's.
+inline bool is_character(const unsigned char *p, uint32_t len) {
+    if (sequence_length(p[0]) != len) return false;
+    for (uint32_t k = 1; k < len; ++k)
+        if (!is_continuation(p[k])) return false;
+    return true;
+}
+// Up to 4 bytes as a number, the first one lowest.
+inline uint32_t pack(const unsigned char *p, uint32_t len) {
+    uint32_t v = 0;
+    for (uint32_t k = 0; k < len; ++k) v |= uint32_t(p[k]) << (8 * k);
+    return v;
+}
+
+}  // namespace
+
+// Why a character c may start whole. Say its bytes, merged alone, end as the
+// single token c, and the highest rank among those merges is inner(c). In a
+// piece, while c is still in parts, one of its own merges (rank <= inner(c))
+// is always available, so every merge made meanwhile ranks <= inner(c). If
+// every token that holds a byte of c and a byte next to it ranks higher than
+// inner(c), no such merge happens before c is whole, and merging c first
+// changes nothing: the other merges see the same parts and the same ranks
+// (the pairs that c whole forms with its neighbours are such tokens, so they
+// rank above every merge they could overtake). Such a token holds the last
+// byte of the character before c and the first of c (or the last of c and
+// the first after): it ranks at least max(right(before), left(c)), where
+// left(c) is the lowest rank of a token with a byte and then a prefix of c
+// (or c whole), right(c) that of a token with a suffix of c (or c whole) and
+// then a byte. merge_by_ids starts c whole when inner(c) is below both
+// max(right(before), left(c)) and max(right(c), left(after)) (a bound that
+// is not known counts as 0; the piece's ends bound nothing).
+void rank_table::build_char_table() {
+    std::vector<uint32_t> char_ids;
+    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+        const auto [off, len] = by_rank_[r];
+        if (len >= 2 && len <= 4 && is_character(reinterpret_cast<const unsigned char *>(arena_.data() + off), len))
+            char_ids.push_back(r);
+    }
+    if (char_ids.empty()) return;
+    size_t cap = 16;
+    while (cap < char_ids.size() + char_ids.size() / 2) cap *= 2;  // load <= 2/3
+    chars_.assign(cap, char_entry{0, k_no_rank, k_no_rank, k_no_rank, k_no_rank});
+    chars_mask_ = cap - 1;
+    const auto slot_of = [&](uint32_t key) -> char_entry & {
+        size_t i = size_t((uint64_t(key) * 0x9E3779B97F4A7C15ull) >> 32) & chars_mask_;
+        while (chars_[i].key != 0 && chars_[i].key != key) i = (i + 1) & chars_mask_;
+        return chars_[i];
+    };
+    for (uint32_t r : char_ids) {
+        const auto [off, len] = by_rank_[r];
+        char_entry &e = slot_of(pack(reinterpret_cast<const unsigned char *>(arena_.data() + off), len));
+        e.key = pack(reinterpret_cast<const unsigned char *>(arena_.data() + off), len);
+        e.id = r;
+    }
+    // The lowest rank of a token that ends with a proper prefix of a
+    // character after a byte (by the prefix: its bytes and 4 << 24 * length),
+    // and of one that starts with a proper suffix (continuation bytes) that a
+    // byte follows.
+    std::unordered_map<uint32_t, uint32_t> after_byte, before_byte;
+    const auto lower = [](std::unordered_map<uint32_t, uint32_t> &m, uint32_t key, uint32_t r) {
+        auto [it, fresh] = m.emplace(key, r);
+        if (!fresh && r < it->second) it->second = r;
+    };
+    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+        const auto [off, len] = by_rank_[r];
+        if (len == k_no_rank || len < 2) continue;
+        const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + off);
+        for (uint32_t k = 1; k <= 3 && k < len && is_continuation(t[k - 1]); ++k)
+            lower(before_byte, pack(t, k) | k << 24, r);
+        for (uint32_t d = 0; d < len; ++d) {
+            const uint32_t l = sequence_length(t[d]);
+            if (l < 2) continue;
+            if (d + l <= len) {
+                if (!is_character(t + d, l)) continue;
+                char_entry &e = slot_of(pack(t + d, l));
+                if (e.key == 0) continue;  // no token: never starts whole
+                if (d > 0) e.left = std::min(e.left, r);
+                if (d + l < len) e.right = std::min(e.right, r);
+            } else if (d > 0) {
+                bool prefix = true;
+                for (uint32_t k = d + 1; k < len; ++k) prefix &= is_continuation(t[k]);
+                if (prefix) lower(after_byte, pack(t + d, len - d) | (len - d) << 24, r);
+            }
+        }
+    }
+    for (char_entry &e : chars_) {
+        if (e.key == 0) continue;
+        const auto [off, len] = by_rank_[e.id];
+        const auto *c = reinterpret_cast<const unsigned char *>(arena_.data() + off);
+        for (uint32_t k = 1; k < len; ++k) {
+            const auto a = after_byte.find(pack(c, k) | k << 24);
+            if (a != after_byte.end()) e.left = std::min(e.left, a->second);
+            const auto b = before_byte.find(pack(c + k, len - k) | (len - k) << 24);
+            if (b != before_byte.end()) e.right = std::min(e.right, b->second);
+        }
+        // The character's bytes merged alone (lowest rank first, leftmost on ties).
+        std::string_view part[4];
+        uint32_t parts = len, inner = 0;
+        for (uint32_t k = 0; k < len; ++k) part[k] = std::string_view(arena_.data() + off + k, 1);
+        for (;;) {
+            uint32_t best = k_no_rank, at = 0;
+            for (uint32_t k = 0; k + 1 < parts; ++k) {
+                const uint32_t q = rank(std::string_view(part[k].data(), part[k].size() + part[k + 1].size()));
+                if (q < best) best = q, at = k;
+            }
+            if (best == k_no_rank) break;
+            inner = std::max(inner, best);
+            part[at] = std::string_view(part[at].data(), part[at].size() + part[at + 1].size());
+            for (uint32_t k = at + 1; k + 1 < parts; ++k) part[k] = part[k + 1];
+            --parts;
+        }
+        e.inner = parts == 1 && rank(part[0]) == e.id ? inner : k_no_rank;
+    }
 }
 
 int rank_table::missing_byte() const noexcept {
@@ -234,9 +363,49 @@ inline uint32_t block_find(const int32_t *r, int32_t value) {
 
 }  // namespace
 
-// tiktoken's merges with the pair table. Parts are named by their first byte
-// and linked (next/prev), so a merge rewrites a few entries instead of
-// shifting arrays; a merged-away part keeps rank k_none. The lowest rank is
+// The parts merge_by_ids starts from, in order: bytes, and the characters
+// that may start whole (see build_char_table), each decided one unit (a
+// character or a byte) behind the scan, once the bound of the unit after it
+// is known.
+template <typename AddPart>
+void rank_table::first_parts(const unsigned char *p, uint32_t n, AddPart &&add_part) const {
+    struct unit {
+        uint32_t start, len, id, inner, left, right;
+    };
+    const auto unit_at = [&](uint32_t i) -> unit {
+        const uint32_t len = sequence_length(p[i]);
+        if (len >= 2 && !chars_.empty() && i + len <= n && is_character(p + i, len))
+            if (const char_entry *e = find_char(pack(p + i, len))) return {i, len, e->id, e->inner, e->left, e->right};
+        return {i, 1, byte_rank_[p[i]], k_no_rank, 0, 0};
+    };
+    unit cur = unit_at(0);
+    uint32_t right_before = k_no_rank;  // no token crosses the piece's start
+    for (;;) {
+        const uint32_t end = cur.start + cur.len;
+        const unit after = end < n ? unit_at(end) : unit{n, 0, 0, 0, k_no_rank, 0};
+        if (cur.inner < std::max(right_before, cur.left) && cur.inner < std::max(cur.right, after.left)) {
+            add_part(cur.start, cur.len, cur.id);
+        } else {
+            for (uint32_t k = cur.start; k < end; ++k) add_part(k, 1, byte_rank_[p[k]]);
+        }
+        if (end >= n) break;
+        right_before = cur.right;
+        cur = after;
+    }
+}
+
+size_t rank_table::count_first_parts(std::string_view piece) const {
+    if (pairs_.empty() || piece.empty() || piece.size() > k_max_id_merge) return piece.size();
+    size_t count = 0;
+    first_parts(reinterpret_cast<const unsigned char *>(piece.data()), uint32_t(piece.size()),
+                [&](uint32_t, uint32_t, uint32_t) { ++count; });
+    return count;
+}
+
+// tiktoken's merges with the pair table, from bytes and whole characters
+// (first_parts). Parts are named by their first byte and linked (next/prev),
+// so a merge rewrites a few entries instead of shifting arrays; a
+// merged-away part, or a byte inside a whole character, keeps rank k_none. The lowest rank is
 // found in two steps: rank_of is cut into blocks of k_block entries whose
 // minima are kept in block_min, so a merge rescans only the blocks it changed
 // and the short row of minima, not the whole piece (the whole-piece scan made
@@ -251,25 +420,25 @@ void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out)
     const uint32_t blocks = (n + k_block - 1) / k_block;
     const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
     const auto as_int = [](uint32_t r) { return r == k_no_rank ? k_none : int32_t(r); };
-    for (uint32_t i = 0; i + 1 < n; ++i) {
-        rank_of[i] = as_int(pair_rank_[p[i] | unsigned(p[i + 1]) << 8]);
-        tok[i] = byte_rank_[p[i]];
-        next[i] = i + 1;
-        prev[i] = i - 1;  // wraps for part 0: never read
-    }
-    tok[n - 1] = byte_rank_[p[n - 1]];
-    next[n - 1] = n;
-    prev[n - 1] = n - 2;
-    for (uint32_t i = n - 1; i < blocks * k_block; ++i) rank_of[i] = k_none;
-    const auto refresh = [&](uint32_t b) { block_min[b] = block_minimum(rank_of + b * k_block); };
-    for (uint32_t b = 0; b < blocks; ++b) refresh(b);
     // The rank of parts a and b = next[a] side by side. One of them is a
-    // merged part, so they join at least 3 bytes, as pair_merge_checked needs
-    // (byte pairs come from pair_rank_ above).
+    // merged part or a whole character, so they join at least 3 bytes, as
+    // pair_merge_checked needs (byte pairs come from pair_rank_).
     const auto pair_rank = [&](uint32_t a, uint32_t b) -> int32_t {
         if (b >= n) return k_none;
         return as_int(pair_merge_checked(tok[a], tok[b], p + a, next[b] - a));
     };
+    for (uint32_t i = 0; i < blocks * k_block; ++i) rank_of[i] = k_none;
+    uint32_t last = n;  // the part before: none yet
+    first_parts(p, n, [&](uint32_t start, uint32_t len, uint32_t id) {
+        tok[start] = id;
+        next[start] = start + len;
+        prev[start] = last;
+        if (last < n) rank_of[last] = next[start] - last == 2 ? as_int(pair_rank_[p[last] | unsigned(p[start]) << 8])
+                                                              : pair_rank(last, start);
+        last = start;
+    });
+    const auto refresh = [&](uint32_t b) { block_min[b] = block_minimum(rank_of + b * k_block); };
+    for (uint32_t b = 0; b < blocks; ++b) refresh(b);
     for (;;) {
         // The lowest rank, the leftmost on ties: the first block holding it,
         // then the first entry of that block holding it.

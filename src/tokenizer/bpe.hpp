@@ -76,6 +76,9 @@ public:
     void merge_small(std::string_view piece, std::vector<int32_t> &out) const;
     void merge_small_by_bytes(std::string_view piece, std::vector<int32_t> &out) const;
     void merge_large(std::string_view piece, std::vector<int32_t> &out) const;
+    // How many parts merge_small starts `piece` from: its bytes, less those
+    // of the characters it takes whole (see build_char_table). For tests.
+    size_t count_first_parts(std::string_view piece) const;
 
     // Whether merges go through the pair table: built when every byte is a
     // token (so every part of a piece is a token: a byte or a merge of two)
@@ -170,6 +173,29 @@ private:
     void merge_by_ids(std::string_view piece, std::vector<int32_t> &out) const;
     // Every (left, right) whose bytes concatenate to a token (none when not built).
     void build_pair_table();
+
+    // Characters that merge_by_ids may take as one part from the start
+    // instead of merging their bytes (see build_char_table for the proof that
+    // the ids stay the same). One entry per token that is one UTF-8 character
+    // of 2 to 4 bytes (a lead byte and its continuation bytes).
+    struct char_entry {
+        uint32_t key;    // the character's bytes, the first one lowest; 0: empty slot
+        uint32_t id;     // its token
+        uint32_t inner;  // the highest rank among the merges that build it from its bytes; k_no_rank: they don't
+        uint32_t left;   // no token holding a byte before it and a byte of it ranks lower
+        uint32_t right;  // no token holding a byte of it and a byte after it ranks lower
+    };
+    void build_char_table();
+    // Calls add_part(start, length, id) for each part merge_by_ids starts p[0, n) from.
+    template <typename AddPart>
+    void first_parts(const unsigned char *p, uint32_t n, AddPart &&add_part) const;
+    const char_entry *find_char(uint32_t key) const noexcept {
+        for (size_t i = size_t((uint64_t(key) * 0x9E3779B97F4A7C15ull) >> 32) & chars_mask_;; i = (i + 1) & chars_mask_) {
+            const char_entry &e = chars_[i];
+            if (e.key == key) return &e;
+            if (e.key == 0) return nullptr;
+        }
+    }
     uint32_t find(const unsigned char *p, size_t n) const noexcept {
         const uint64_t head = load_head(p, n);
         const uint64_t h = hash(p, n, head);
@@ -212,6 +238,8 @@ private:
     std::vector<uint32_t> pair_rank_;                     // 65536: b0 | b1 << 8 -> rank of a 2-byte token
     uint64_t id_;                                         // never reused in the process: keys piece_cache
     pair_table pairs_;                                    // (left id, right id) -> merged id
+    std::vector<char_entry> chars_;                       // open addressing by key; empty without a pair table
+    size_t chars_mask_ = 0;                               // chars_.size() - 1
     // A direct-mapped memo of pair-table answers (2^k_memo_bits entries of
     // 8 bytes: left, right, merged or k_memo_none). Text reuses few pairs over
     // and over (o200k on the mixed corpus slice: 50k merges make 9.4k distinct
