@@ -350,6 +350,7 @@ void gemv32_rows4(const kernel_args &a, int64_t r0) {
     // Per block of the chunk: {dw * dx of rows 0..3, mw * dx of rows 0..3}.
     constexpr int64_t chunk = 128;
     alignas(32) float scales[chunk][8];
+    alignas(32) float sums[chunk];  // Q4_1: float(sum32) of each block, converted 8 at a time
     for (int64_t c0 = 0; c0 < nb; c0 += chunk) {
         const int64_t cn = nb - c0 < chunk ? nb - c0 : chunk;
         int64_t j = 0;
@@ -373,6 +374,12 @@ void gemv32_rows4(const kernel_args &a, int64_t r0) {
             _mm_store_ps(scales[j], _mm_mul_ps(f16x4(off), dx));
             if (tr::has_min) _mm_store_ps(scales[j] + 4, _mm_mul_ps(f16x4(off + 2), dx));
         }
+        if (tr::has_min) {  // the block sums as floats, 8 at a time (exact)
+            int64_t i = 0;
+            for (; i + 8 <= cn; i += 8)
+                _mm256_store_ps(sums + i, _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(load16(xs + c0 + i))));
+            for (; i < cn; ++i) sums[i] = float(xs[c0 + i]);
+        }
 
         auto block = [&](int64_t j) {
             const int64_t b = c0 + j;
@@ -387,7 +394,7 @@ void gemv32_rows4(const kernel_args &a, int64_t r0) {
             };
             rows(w0 + off, w1 + off, sel01, acc01);
             rows(w2 + off, w3 + off, sel23, acc23);
-            if (tr::has_min) bias = _mm_fmadd_ps(_mm_set1_ps(float(xs[b])), _mm_load_ps(scales[j] + 4), bias);
+            if (tr::has_min) bias = _mm_fmadd_ps(_mm_broadcast_ss(sums + j), _mm_load_ps(scales[j] + 4), bias);
         };
         // One prefetch per row and block pair (36 or 40 bytes), so every cache line gets one.
         auto prefetch = [&](int64_t j) {
