@@ -399,6 +399,27 @@ void quantize_q4_1_sse2_block(const float *x, uint8_t *o) {
 #endif
 }
 
+// One Q5_0 block (SSE2 where available, else scalar).
+void quantize_q5_0_sse2_block(const float *x, uint8_t *o) {
+#ifdef LLMKIT_QUANT_SSE2
+    __m128i a[4], c[4];
+    symmetric_levels(block32_sse2(x), x, 16, o, a, c);
+    const uint32_t qh5 = put_q5_pairs(a, c, o + 6);
+    std::memcpy(o + 2, &qh5, 4);
+#else
+    const float d = signed_absmax(x, 32) / -16;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_f16(o, d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+        const unsigned a = unsigned(std::min(31, int(to_i8(x[j] * id + 16.5f))));
+        const unsigned c = unsigned(std::min(31, int(to_i8(x[j + 16] * id + 16.5f))));
+        put_q5_pair(a, c, j, o + 6, qh);
+    }
+    std::memcpy(o + 2, &qh, 4);
+#endif
+}
+
 #ifdef LLMKIT_QUANT_AVX2
 // Q4_0 and Q4_1 blocks 8 floats at a time: the same IEEE operations as the
 // SSE2 path (mul, then add: gguf_blocks.cpp is built without contraction, and
@@ -504,6 +525,45 @@ LLMKIT_AVX2_FN void quantize_q4_1_avx2(const float *x, void *dst, int64_t n) {
         put_levels4_avx2(v, _mm256_set1_ps(lo), _mm256_set1_ps(id), _mm256_set1_ps(0.5f), o + 4);
     }
 }
+
+// Q5_0 as Q4_0 with half = 16: levels min(31, int8_t(trunc(x * id + 16.5))),
+// low nibbles into qs, bit 4 of element j into bit j of qh (one movemask per 8).
+LLMKIT_AVX2_FN void quantize_q5_0_avx2(const float *x, void *dst, int64_t n) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), zero = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+        uint8_t *o = out_block(dst, b, 22);
+        block32_avx2 v;
+        if (!load_block32_avx2(x, v)) {  // NaN: the scalar scan's semantics
+            quantize_q5_0_sse2_block(x, o);
+            continue;
+        }
+        __m256 m = zero;
+        for (int i = 0; i < 4; ++i) m = _mm256_max_ps(m, _mm256_and_ps(v.v[i], abs_mask));
+        const float amax = hmax8(m);
+        const float max = amax == 0.0f ? 0.0f : x[first_equal8(v, abs_mask, amax)];
+        const float d = max / -16.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        const __m256 vid = _mm256_set1_ps(id), add = _mm256_set1_ps(16.5f);
+        __m256i l[4];
+        uint32_t qh = 0;
+        for (int i = 0; i < 4; ++i) {
+            __m256i t = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v.v[i], vid), add));
+            t = _mm256_srai_epi32(_mm256_slli_epi32(t, 24), 24);  // the (int8_t) cast
+            l[i] = _mm256_min_epi32(t, _mm256_set1_epi32(31));
+            // Bit 4 to the sign bit: elements 8i..8i+7 give bits 8i..8i+7.
+            qh |= uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(l[i], 27)))) << (8 * i);
+        }
+        std::memcpy(o + 2, &qh, 4);
+        const __m256i nibble = _mm256_set1_epi32(15);
+        const __m256i b0 = _mm256_or_si256(_mm256_and_si256(l[0], nibble), _mm256_slli_epi32(_mm256_and_si256(l[2], nibble), 4));
+        const __m256i b1 = _mm256_or_si256(_mm256_and_si256(l[1], nibble), _mm256_slli_epi32(_mm256_and_si256(l[3], nibble), 4));
+        // As in put_levels4_avx2: packs within 128-bit halves, the permute restores j order.
+        const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(b0, b1), _MM_SHUFFLE(3, 1, 2, 0));
+        const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(o + 6), bytes);
+    }
+}
 #endif
 
 // Q4_0 {f16 d; u8 qs[16]}: x = (q - 8) * d; the extreme value maps to -8.
@@ -544,26 +604,10 @@ void dequantize_q4_1(const void *src, float *y, int64_t n) {
 
 // Q5_0 {f16 d; u8 qh[4]; u8 qs[16]}: x = (q - 16) * d, bit 4 of element j in bit j of qh.
 void quantize_q5_0(const float *x, void *dst, int64_t n) {
-    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
-        uint8_t *o = out_block(dst, b, 22);
-#ifdef LLMKIT_QUANT_SSE2
-        __m128i a[4], c[4];
-        symmetric_levels(block32_sse2(x), x, 16, o, a, c);
-        const uint32_t qh5 = put_q5_pairs(a, c, o + 6);
-        std::memcpy(o + 2, &qh5, 4);
-#else
-        const float d = signed_absmax(x, 32) / -16;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(o, d);
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; ++j) {
-            const unsigned a = unsigned(std::min(31, int(to_i8(x[j] * id + 16.5f))));
-            const unsigned c = unsigned(std::min(31, int(to_i8(x[j + 16] * id + 16.5f))));
-            put_q5_pair(a, c, j, o + 6, qh);
-        }
-        std::memcpy(o + 2, &qh, 4);
+#ifdef LLMKIT_QUANT_AVX2
+    if (has_avx2()) return quantize_q5_0_avx2(x, dst, n);
 #endif
-    }
+    for (int64_t b = 0; b < n / 32; ++b, x += 32) quantize_q5_0_sse2_block(x, out_block(dst, b, 22));
 }
 void dequantize_q5_0(const void *src, float *y, int64_t n) {
     for (int64_t b = 0; b < n / 32; ++b, y += 32) {
