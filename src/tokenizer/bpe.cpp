@@ -1,6 +1,7 @@
 #include "tokenizer/bpe.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
@@ -168,7 +169,11 @@ inline uint32_t pack(const unsigned char *p, uint32_t len) {
 // (or c whole), right(c) that of a token with a suffix of c (or c whole) and
 // then a byte. merge_by_ids starts c whole when inner(c) is below both
 // max(right(before), left(c)) and max(right(c), left(after)) (a bound that
-// is not known counts as 0; the piece's ends bound nothing).
+// is not known counts as 0; the piece's ends bound nothing). Where those
+// fail, a sharper bound by the actual neighbouring byte may hold: when the
+// byte before c is a continuation byte e, only the tokens with e and then a
+// prefix of c (or c whole) cross that edge; low_after marks the e for which
+// one ranks at or below inner(c). Likewise low_before for a lead byte after c.
 void rank_table::build_char_table() {
     std::vector<uint32_t> char_ids;
     for (uint32_t r = 0; r < by_rank_.size(); ++r) {
@@ -179,7 +184,7 @@ void rank_table::build_char_table() {
     if (char_ids.empty()) return;
     size_t cap = 16;
     while (cap < char_ids.size() + char_ids.size() / 2) cap *= 2;  // load <= 2/3
-    chars_.assign(cap, char_entry{0, k_no_rank, k_no_rank, k_no_rank, k_no_rank});
+    chars_.assign(cap, char_entry{0, k_no_rank, k_no_rank, k_no_rank, k_no_rank, 0, 0});
     chars_mask_ = cap - 1;
     const auto slot_of = [&](uint32_t key) -> char_entry & {
         size_t i = size_t((uint64_t(key) * 0x9E3779B97F4A7C15ull) >> 32) & chars_mask_;
@@ -187,56 +192,15 @@ void rank_table::build_char_table() {
         return chars_[i];
     };
     for (uint32_t r : char_ids) {
-        const auto [off, len] = by_rank_[r];
-        char_entry &e = slot_of(pack(reinterpret_cast<const unsigned char *>(arena_.data() + off), len));
-        e.key = pack(reinterpret_cast<const unsigned char *>(arena_.data() + off), len);
+        const auto *c = reinterpret_cast<const unsigned char *>(arena_.data() + by_rank_[r].first);
+        const uint32_t len = by_rank_[r].second;
+        char_entry &e = slot_of(pack(c, len));
+        e.key = pack(c, len);
         e.id = r;
-    }
-    // The lowest rank of a token that ends with a proper prefix of a
-    // character after a byte (by the prefix: its bytes and 4 << 24 * length),
-    // and of one that starts with a proper suffix (continuation bytes) that a
-    // byte follows.
-    std::unordered_map<uint32_t, uint32_t> after_byte, before_byte;
-    const auto lower = [](std::unordered_map<uint32_t, uint32_t> &m, uint32_t key, uint32_t r) {
-        auto [it, fresh] = m.emplace(key, r);
-        if (!fresh && r < it->second) it->second = r;
-    };
-    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
-        const auto [off, len] = by_rank_[r];
-        if (len == k_no_rank || len < 2) continue;
-        const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + off);
-        for (uint32_t k = 1; k <= 3 && k < len && is_continuation(t[k - 1]); ++k)
-            lower(before_byte, pack(t, k) | k << 24, r);
-        for (uint32_t d = 0; d < len; ++d) {
-            const uint32_t l = sequence_length(t[d]);
-            if (l < 2) continue;
-            if (d + l <= len) {
-                if (!is_character(t + d, l)) continue;
-                char_entry &e = slot_of(pack(t + d, l));
-                if (e.key == 0) continue;  // no token: never starts whole
-                if (d > 0) e.left = std::min(e.left, r);
-                if (d + l < len) e.right = std::min(e.right, r);
-            } else if (d > 0) {
-                bool prefix = true;
-                for (uint32_t k = d + 1; k < len; ++k) prefix &= is_continuation(t[k]);
-                if (prefix) lower(after_byte, pack(t + d, len - d) | (len - d) << 24, r);
-            }
-        }
-    }
-    for (char_entry &e : chars_) {
-        if (e.key == 0) continue;
-        const auto [off, len] = by_rank_[e.id];
-        const auto *c = reinterpret_cast<const unsigned char *>(arena_.data() + off);
-        for (uint32_t k = 1; k < len; ++k) {
-            const auto a = after_byte.find(pack(c, k) | k << 24);
-            if (a != after_byte.end()) e.left = std::min(e.left, a->second);
-            const auto b = before_byte.find(pack(c + k, len - k) | (len - k) << 24);
-            if (b != before_byte.end()) e.right = std::min(e.right, b->second);
-        }
         // The character's bytes merged alone (lowest rank first, leftmost on ties).
         std::string_view part[4];
         uint32_t parts = len, inner = 0;
-        for (uint32_t k = 0; k < len; ++k) part[k] = std::string_view(arena_.data() + off + k, 1);
+        for (uint32_t k = 0; k < len; ++k) part[k] = std::string_view(reinterpret_cast<const char *>(c) + k, 1);
         for (;;) {
             uint32_t best = k_no_rank, at = 0;
             for (uint32_t k = 0; k + 1 < parts; ++k) {
@@ -249,7 +213,66 @@ void rank_table::build_char_table() {
             for (uint32_t k = at + 1; k + 1 < parts; ++k) part[k] = part[k + 1];
             --parts;
         }
-        e.inner = parts == 1 && rank(part[0]) == e.id ? inner : k_no_rank;
+        e.inner = parts == 1 && rank(part[0]) == r ? inner : k_no_rank;
+    }
+    // For a proper prefix of a character (key: its bytes and 2^24 * length),
+    // the lowest rank of a token that ends with it after a byte: after any
+    // byte ([64]), after continuation byte 0x80 + b ([b]). For a proper
+    // suffix (continuation bytes), of a token that starts with it and goes
+    // on: with any byte, with lead byte 0xC0 + b.
+    using by_byte = std::array<uint32_t, 65>;
+    std::unordered_map<uint32_t, by_byte> after, before;
+    const auto lower = [](std::unordered_map<uint32_t, by_byte> &m, uint32_t key, unsigned b, uint32_t r) {
+        auto it = m.find(key);
+        if (it == m.end()) {
+            it = m.emplace(key, by_byte()).first;
+            it->second.fill(k_no_rank);
+        }
+        it->second[64] = std::min(it->second[64], r);
+        if (b < 64) it->second[b] = std::min(it->second[b], r);
+    };
+    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+        const auto [off, len] = by_rank_[r];
+        if (len == k_no_rank || len < 2) continue;
+        const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + off);
+        for (uint32_t k = 1; k <= 3 && k < len && is_continuation(t[k - 1]); ++k)
+            lower(before, pack(t, k) | k << 24, sequence_length(t[k]) >= 2 ? t[k] & 63u : 64u, r);
+        for (uint32_t d = 0; d < len; ++d) {
+            const uint32_t l = sequence_length(t[d]);
+            if (l < 2) continue;
+            if (d + l <= len) {
+                if (!is_character(t + d, l)) continue;
+                char_entry &e = slot_of(pack(t + d, l));
+                if (e.key == 0) continue;  // no token: never starts whole
+                if (d > 0) {
+                    e.left = std::min(e.left, r);
+                    if (is_continuation(t[d - 1]) && r <= e.inner) e.low_after |= uint64_t(1) << (t[d - 1] & 63);
+                }
+                if (d + l < len) {
+                    e.right = std::min(e.right, r);
+                    if (sequence_length(t[d + l]) >= 2 && r <= e.inner) e.low_before |= uint64_t(1) << (t[d + l] & 63);
+                }
+            } else if (d > 0) {
+                bool prefix = true;
+                for (uint32_t k = d + 1; k < len; ++k) prefix &= is_continuation(t[k]);
+                if (prefix) lower(after, pack(t + d, len - d) | (len - d) << 24, is_continuation(t[d - 1]) ? t[d - 1] & 63u : 64u, r);
+            }
+        }
+    }
+    for (char_entry &e : chars_) {
+        if (e.key == 0) continue;
+        const auto [off, len] = by_rank_[e.id];
+        const auto *c = reinterpret_cast<const unsigned char *>(arena_.data() + off);
+        for (uint32_t k = 1; k < len; ++k) {
+            const auto a = after.find(pack(c, k) | k << 24);
+            const auto b = before.find(pack(c + k, len - k) | (len - k) << 24);
+            for (unsigned x = 0; x < 64; ++x) {
+                if (a != after.end() && a->second[x] <= e.inner) e.low_after |= uint64_t(1) << x;
+                if (b != before.end() && b->second[x] <= e.inner) e.low_before |= uint64_t(1) << x;
+            }
+            if (a != after.end()) e.left = std::min(e.left, a->second[64]);
+            if (b != before.end()) e.right = std::min(e.right, b->second[64]);
+        }
     }
 }
 
@@ -371,19 +394,28 @@ template <typename AddPart>
 void rank_table::first_parts(const unsigned char *p, uint32_t n, AddPart &&add_part) const {
     struct unit {
         uint32_t start, len, id, inner, left, right;
+        uint64_t low_after, low_before;
     };
     const auto unit_at = [&](uint32_t i) -> unit {
         const uint32_t len = sequence_length(p[i]);
         if (len >= 2 && !chars_.empty() && i + len <= n && is_character(p + i, len))
-            if (const char_entry *e = find_char(pack(p + i, len))) return {i, len, e->id, e->inner, e->left, e->right};
-        return {i, 1, byte_rank_[p[i]], k_no_rank, 0, 0};
+            if (const char_entry *e = find_char(pack(p + i, len)))
+                return {i, len, e->id, e->inner, e->left, e->right, e->low_after, e->low_before};
+        return {i, 1, byte_rank_[p[i]], k_no_rank, 0, 0, 0, 0};
     };
+    // Whether a token across the edge before cur (after it) may rank at or
+    // below cur.inner, by the neighbour's bound, cur's own, and cur's bound
+    // for the neighbouring byte when that is a continuation (lead) byte.
     unit cur = unit_at(0);
     uint32_t right_before = k_no_rank;  // no token crosses the piece's start
     for (;;) {
         const uint32_t end = cur.start + cur.len;
-        const unit after = end < n ? unit_at(end) : unit{n, 0, 0, 0, k_no_rank, 0};
-        if (cur.inner < std::max(right_before, cur.left) && cur.inner < std::max(cur.right, after.left)) {
+        const unit after = end < n ? unit_at(end) : unit{n, 0, 0, 0, k_no_rank, 0, 0, 0};
+        const bool left_ok = cur.inner < std::max(right_before, cur.left) ||
+                             (cur.start > 0 && is_continuation(p[cur.start - 1]) && !(cur.low_after >> (p[cur.start - 1] & 63) & 1));
+        const bool right_ok = cur.inner < std::max(cur.right, after.left) ||
+                              (end < n && sequence_length(p[end]) >= 2 && !(cur.low_before >> (p[end] & 63) & 1));
+        if (cur.inner != k_no_rank && left_ok && right_ok) {
             add_part(cur.start, cur.len, cur.id);
         } else {
             for (uint32_t k = cur.start; k < end; ++k) add_part(k, 1, byte_rank_[p[k]]);

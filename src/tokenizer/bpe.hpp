@@ -184,6 +184,12 @@ private:
         uint32_t inner;  // the highest rank among the merges that build it from its bytes; k_no_rank: they don't
         uint32_t left;   // no token holding a byte before it and a byte of it ranks lower
         uint32_t right;  // no token holding a byte of it and a byte after it ranks lower
+        // Sharper bounds by the neighbouring byte: bit e & 63 is set when a
+        // token with continuation byte e and then (a prefix of) the character
+        // ranks at most inner; bit f & 63, when one with (a suffix of) the
+        // character and then lead byte f does.
+        uint64_t low_after;   // by e, the byte before the character
+        uint64_t low_before;  // by f, the byte after it
     };
     void build_char_table();
     // Calls add_part(start, length, id) for each part merge_by_ids starts p[0, n) from.

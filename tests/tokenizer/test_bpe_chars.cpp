@@ -6,8 +6,9 @@
 // table, no memo, no character table):
 // - small vocabularies built so that starting a character whole would give
 //   other ids, through a token across its left edge, across its right edge,
-//   or a 3-byte character built by two merges; and the same vocabularies with
-//   the ranks that make it safe, where it must start whole;
+//   or a 3-byte character built by two merges, or one after a given byte;
+//   and the same vocabularies with the ranks that make it safe, where it must
+//   start whole;
 // - random text of many scripts (tokens that are one character, random code
 //   points of 2, 3 and 4 bytes, ASCII, stray bytes) with every preset's rank
 //   file, and the characters must start whole somewhere in it.
@@ -112,6 +113,27 @@ TEST_CASE("whole characters: a 3-byte character is bounded by its highest inner 
     CHECK(ordered.count_first_parts(piece) == 3);
     CHECK(merged(ordered, piece) == reference_merge(ordered, piece));
     CHECK(reference_merge(ordered, piece) == std::vector<int32_t>{'b', 'a', 257});
+}
+
+TEST_CASE("whole characters: the bound by the actual byte before a character", "[bpe][chars]") {
+    const std::string o_uml = "\xc3\xb6";  // U+00F6
+    // "\xbf\xc3" (258) and "\xa9a" (257) rank below ö (259), so the bounds
+    // that ignore the neighbouring byte fail at the edge é|ö; but the byte
+    // before ö is \xa9, and no token holds \xa9 and then a prefix of ö.
+    const rank_table t = table_of({e_acute, "\xa9" "a", "\xbf\xc3", o_uml});
+    const std::string piece = e_acute + o_uml;
+    CHECK(t.count_first_parts(piece) == 2);
+    CHECK(merged(t, piece) == reference_merge(t, piece));
+    CHECK(reference_merge(t, piece) == std::vector<int32_t>{256, 259});
+    // With "\xa9\xc3" (258) instead it may not: after a stray \xa9 that token
+    // forms before ö and splits it.
+    const rank_table u = table_of({e_acute, "\xa9" "a", "\xa9\xc3", o_uml});
+    const std::string stray = "\xa9" + o_uml;
+    CHECK(reference_merge(u, stray) == std::vector<int32_t>{258, 0xb6});
+    CHECK(merged(u, stray) == reference_merge(u, stray));
+    CHECK(u.count_first_parts(stray) == 3);
+    CHECK(u.count_first_parts(piece) == 3);
+    CHECK(merged(u, piece) == reference_merge(u, piece));
 }
 
 #ifdef LLMKIT_TEST_DATA_DIR
