@@ -8,7 +8,8 @@
 // matmul_kernels.hpp): the integer lanes come from vpmaddubsw (unsigned x
 // signed bytes -> int16 pairs) and vpmaddwd (pairs -> int32, times the
 // sub-block scale for the K-quants), whose lane l covers elements 4l..4l+3 of
-// each 32-element sub-block. The 4- to 6-bit levels enter vpmaddubsw
+// each 32-element sub-block (Q4_0 / Q4_1: 4 folded lanes, see their section
+// below). The 4- to 6-bit levels enter vpmaddubsw
 // unsigned, as stored, with any offset (Q4_0's 8, Q5_0's 16) taken off the
 // pair sums and the K-quants' offsets kept in the separate bias term; the
 // 8-bit weights use the sign trick |w| * (x * sign(w)), exact since |x| <= 127.
@@ -17,8 +18,8 @@
 // lane-wise accumulators per (weight row, x row), reduced once per output in
 // the fixed tree of reduce8(). For GEMV a tile is 4 weight rows (1 for the
 // K-quants, see kernel(); Q4_0 and Q4_1 have their own 4-row loop,
-// gemv32_rows4), so each x block is loaded once for 4 rows; the next tile's
-// rows are prefetched.
+// gemv32_rows4, and GEMM tile, fold_tile), so each x block is loaded once for
+// 4 rows; the next tile's rows are prefetched.
 #include <cstddef>
 #include <cstdint>
 
