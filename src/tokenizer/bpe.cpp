@@ -282,11 +282,9 @@ int rank_table::missing_byte() const noexcept {
     return -1;
 }
 
-void rank_table::prefetch_piece(std::string_view piece, const piece_cache &cache) const noexcept {
+void rank_table::prefetch_piece(std::string_view piece, uint64_t h, const piece_cache &cache) const noexcept {
     const size_t n = piece.size();
     if (n <= 2) return;  // direct tables, small and hot
-    const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
-    const uint64_t h = hash(p, n, load_head(p, n));
 #if defined(__GNUC__)
     __builtin_prefetch(&filter_[size_t(h >> 20) & filter_mask_]);
     __builtin_prefetch(&slots_[size_t(h) & mask_]);
@@ -297,16 +295,15 @@ void rank_table::prefetch_piece(std::string_view piece, const piece_cache &cache
 #endif
 }
 
-void rank_table::encode_piece(std::string_view piece, std::vector<int32_t> &out, piece_cache &cache) const {
-    const uint32_t whole = rank(piece);
+void rank_table::encode_piece(std::string_view piece, uint64_t h, std::vector<int32_t> &out, piece_cache &cache) const {
+    const size_t n = piece.size();
+    const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
+    const uint32_t whole = n <= 2 ? rank(piece) : find(p, n, load_head(p, n), h);
     if (whole != k_no_rank) {
         out.push_back(static_cast<int32_t>(whole));
         return;
     }
-    const size_t n = piece.size();
     if (n <= piece_cache::k_max_bytes) {
-        const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
-        const uint64_t h = hash(p, n, load_head(p, n));
         piece_cache::entry &e = cache.entries[(h >> 40) & (piece_cache::k_entries - 1)];
         if (e.owner == id_ && e.len == n && std::memcmp(e.bytes, p, n) == 0) {
             out.insert(out.end(), e.ids, e.ids + e.count);

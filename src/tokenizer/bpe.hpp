@@ -58,13 +58,23 @@ public:
     // need merging are memoised in `cache` (a direct-mapped table keyed by the
     // exact bytes and this table's process-unique id), so a word that recurs
     // is merged once per thread; the ids are the same either way.
-    void encode_piece(std::string_view piece, std::vector<int32_t> &out, piece_cache &cache) const;
+    // `h` is piece_hash(piece), which the whole-piece lookup, its prefetch
+    // and the piece cache share (piece_queue computes it once per piece).
+    void encode_piece(std::string_view piece, uint64_t h, std::vector<int32_t> &out, piece_cache &cache) const;
+    void encode_piece(std::string_view piece, std::vector<int32_t> &out, piece_cache &cache) const {
+        if (!piece.empty()) encode_piece(piece, piece_hash(piece), out, cache);
+    }
     void encode_piece(std::string_view piece, std::vector<int32_t> &out) const {
         encode_piece(piece, out, this_thread_piece_cache());
     }
-    // Starts loading what encode_piece(piece, ..., cache) will read first: the
-    // filter word and slot of the whole piece, and its piece cache entry.
-    void prefetch_piece(std::string_view piece, const piece_cache &cache) const noexcept;
+    static uint64_t piece_hash(std::string_view piece) noexcept {
+        if (piece.empty()) return 0;
+        const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
+        return hash(p, piece.size(), load_head(p, piece.size()));
+    }
+    // Starts loading what encode_piece(piece, h, ..., cache) will read first:
+    // the filter word and slot of the whole piece, and its piece cache entry.
+    void prefetch_piece(std::string_view piece, uint64_t h, const piece_cache &cache) const noexcept;
 
     // The merge loops encode_piece chooses between (public for tests); they
     // give the same ranks. merge_small: with a pair table, tiktoken's merges
@@ -204,7 +214,10 @@ private:
     }
     uint32_t find(const unsigned char *p, size_t n) const noexcept {
         const uint64_t head = load_head(p, n);
-        const uint64_t h = hash(p, n, head);
+        return find(p, n, head, hash(p, n, head));
+    }
+    // find with the head and hash of p[0, n) given.
+    uint32_t find(const unsigned char *p, size_t n, uint64_t head, uint64_t h) const noexcept {
         // Most lookups while merging are of byte strings that are no token;
         // the filter (about 10 bits per token, L2-sized) answers nearly all of
         // them without the cache miss into the much larger slot table.
@@ -287,8 +300,9 @@ public:
         : table_(table), cache_(cache), out_(out) {}
     void push(std::string_view piece) {
         if (count_ == k_depth) pop();
-        table_.prefetch_piece(piece, cache_);
-        ring_[(head_ + count_) % k_depth] = piece;
+        const uint64_t h = rank_table::piece_hash(piece);
+        table_.prefetch_piece(piece, h, cache_);
+        ring_[(head_ + count_) % k_depth] = {piece, h};
         ++count_;
     }
     // Encodes the pieces still waiting; call it after the last push.
@@ -299,14 +313,18 @@ public:
 private:
     static constexpr size_t k_depth = 8;
     void pop() {
-        table_.encode_piece(ring_[head_], out_, cache_);
+        table_.encode_piece(ring_[head_].piece, ring_[head_].h, out_, cache_);
         head_ = (head_ + 1) % k_depth;
         --count_;
     }
     const rank_table &table_;
     piece_cache &cache_;
     std::vector<int32_t> &out_;
-    std::string_view ring_[k_depth];
+    struct waiting {
+        std::string_view piece;
+        uint64_t h;  // rank_table::piece_hash(piece)
+    };
+    waiting ring_[k_depth];
     size_t head_ = 0, count_ = 0;
 };
 
