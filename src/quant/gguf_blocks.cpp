@@ -8,6 +8,7 @@
 // (same operand order, float precision throughout), because a different but
 // mathematically equal expression rounds differently and changes the bytes.
 #include "quant/gguf_blocks.hpp"
+#include "quant/gguf_f16.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -73,31 +74,6 @@ constexpr float group_max_eps = 1e-15f;  // below this a group counts as all zer
 // The IQ4_NL / IQ4_XS codebook, part of the file format.
 constexpr int8_t iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
-// core::f32_to_f16 (round to nearest even), with the common case inline and
-// branch-free: values in half's normal range. Its rounding branch mispredicted
-// on every other block, and the call itself cost Q4_1 (two per block) more
-// than the block's arithmetic. Same formula, so the same bits.
-inline uint16_t f32_to_f16_bits(float v) {
-    uint32_t x;
-    std::memcpy(&x, &v, 4);
-    const uint32_t sign = (x >> 16) & 0x8000u, a = x & 0x7fffffffu;
-    if (a - 0x38800000u < 0x477ff000u - 0x38800000u) {  // 2^-14 <= |v| < 65520
-        uint32_t r = (a >> 13) - (112u << 10);
-        const uint32_t rem = a & 0x1fffu;
-        r += uint32_t(rem > 0x1000u) | (uint32_t(rem == 0x1000u) & r);  // up past half, or at half to even
-        return uint16_t(sign | r);
-    }
-    return core::f32_to_f16(v);
-}
-inline void put_f16(uint8_t *p, float v) {
-    const uint16_t h = f32_to_f16_bits(v);
-    std::memcpy(p, &h, 2);
-}
-inline float get_f16(const uint8_t *p) {
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    return core::f16_to_f32(h);
-}
 inline uint8_t *out_block(void *dst, int64_t i, int64_t bytes) { return static_cast<uint8_t *>(dst) + i * bytes; }
 inline const uint8_t *in_block(const void *src, int64_t i, int64_t bytes) {
     return static_cast<const uint8_t *>(src) + i * bytes;

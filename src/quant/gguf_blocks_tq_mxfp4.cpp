@@ -15,24 +15,14 @@
 #include <immintrin.h>
 #endif
 
-#include "core/tensor.hpp"
 #include "quant/gguf_blocks.hpp"
+#include "quant/gguf_f16.hpp"
 
 namespace llmkit::quant {
 
 namespace {
 
 constexpr int qk_k = 256;
-
-inline void put_f16(uint8_t *p, float v) {
-    const uint16_t h = core::f32_to_f16(v);
-    std::memcpy(p, &h, 2);
-}
-inline float get_f16(const uint8_t *p) {
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    return core::f16_to_f32(h);
-}
 
 float abs_max(const float *x, int n) {
     float amax = 0.0f;
