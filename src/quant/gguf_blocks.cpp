@@ -455,8 +455,18 @@ LLMKIT_AVX2_FN inline void put_levels4_avx2(const block32_avx2 &b, __m256 sub, _
     _mm_storeu_si128(reinterpret_cast<__m128i *>(qs), bytes);
 }
 
+// signed_absmax of a loaded block: the first element of the largest
+// magnitude, or +0 when all are +-0.
+LLMKIT_AVX2_FN inline float signed_absmax_avx2(const block32_avx2 &v, const float *x) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < 4; ++i) m = _mm256_max_ps(m, _mm256_and_ps(v.v[i], abs_mask));
+    const float amax = hmax8(m);
+    return amax == 0.0f ? 0.0f : x[first_equal8(v, abs_mask, amax)];
+}
+
 LLMKIT_AVX2_FN void quantize_q4_0_avx2(const float *x, void *dst, int64_t n) {
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), zero = _mm256_setzero_ps();
+    const __m256 zero = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 18);
         block32_avx2 v;
@@ -464,12 +474,7 @@ LLMKIT_AVX2_FN void quantize_q4_0_avx2(const float *x, void *dst, int64_t n) {
             quantize_q4_0_sse2_block(x, o);
             continue;
         }
-        __m256 m = zero;
-        for (int i = 0; i < 4; ++i) m = _mm256_max_ps(m, _mm256_and_ps(v.v[i], abs_mask));
-        const float amax = hmax8(m);
-        // signed_absmax: the first element of that magnitude, or +0 when all are +-0.
-        const float max = amax == 0.0f ? 0.0f : x[first_equal8(v, abs_mask, amax)];
-        const float d = max / -8.0f;
+        const float d = signed_absmax_avx2(v, x) / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(o, d);
         put_levels4_avx2(v, zero, _mm256_set1_ps(id), _mm256_set1_ps(8.5f), o + 2);
@@ -505,7 +510,6 @@ LLMKIT_AVX2_FN void quantize_q4_1_avx2(const float *x, void *dst, int64_t n) {
 // Q5_0 as Q4_0 with half = 16: levels min(31, int8_t(trunc(x * id + 16.5))),
 // low nibbles into qs, bit 4 of element j into bit j of qh (one movemask per 8).
 LLMKIT_AVX2_FN void quantize_q5_0_avx2(const float *x, void *dst, int64_t n) {
-    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), zero = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / 32; ++b, x += 32) {
         uint8_t *o = out_block(dst, b, 22);
         block32_avx2 v;
@@ -513,11 +517,7 @@ LLMKIT_AVX2_FN void quantize_q5_0_avx2(const float *x, void *dst, int64_t n) {
             quantize_q5_0_sse2_block(x, o);
             continue;
         }
-        __m256 m = zero;
-        for (int i = 0; i < 4; ++i) m = _mm256_max_ps(m, _mm256_and_ps(v.v[i], abs_mask));
-        const float amax = hmax8(m);
-        const float max = amax == 0.0f ? 0.0f : x[first_equal8(v, abs_mask, amax)];
-        const float d = max / -16.0f;
+        const float d = signed_absmax_avx2(v, x) / -16.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(o, d);
         const __m256 vid = _mm256_set1_ps(id), add = _mm256_set1_ps(16.5f);
