@@ -122,6 +122,12 @@ void rank_table::build_pair_table() {
         }
     }
     pairs_ = pair_table(pairs);
+    left_parts_.assign(size_t(end_rank()) / 64 + 1, 0);
+    right_parts_.assign(size_t(end_rank()) / 64 + 1, 0);
+    for (const pair_table::triple &t : pairs) {
+        left_parts_[t.left >> 6] |= uint64_t(1) << (t.left & 63);
+        right_parts_[t.right >> 6] |= uint64_t(1) << (t.right & 63);
+    }
     pair_memo_.reset(new std::atomic<uint64_t>[size_t(1) << k_memo_bits]);
     for (size_t i = 0; i < (size_t(1) << k_memo_bits); ++i) pair_memo_[i].store(~uint64_t(0), std::memory_order_relaxed);
     build_char_table();

@@ -106,10 +106,12 @@ public:
     }
 
     // pair_merge_memo for parts whose joined bytes are bytes[0, n) (n >= 3):
-    // the memo first, then the Bloom filter on the bytes (most pairs that miss
+    // first the bitmaps of the tokens that are ever a left or a right part,
+    // then the memo, then the Bloom filter on the bytes (most pairs that miss
     // the memo are no token), then the pair table. The memo is keyed by the
     // two ids alone, so a hit costs no hash of the bytes.
     uint32_t pair_merge_checked(uint32_t left, uint32_t right, const unsigned char *bytes, size_t n) const noexcept {
+        if (!in_pairs(left_parts_, left) || !in_pairs(right_parts_, right)) return k_no_rank;
         return memoized(left, right,
                         [&] { return may_be_token(bytes, n) ? pairs_.find(left, right, k_no_rank) : k_no_rank; });
     }
@@ -257,6 +259,13 @@ private:
     std::vector<uint32_t> pair_rank_;                     // 65536: b0 | b1 << 8 -> rank of a 2-byte token
     uint64_t id_;                                         // never reused in the process: keys piece_cache
     pair_table pairs_;                                    // (left id, right id) -> merged id
+    // Bit i: token i is the left (right) part of some pair in pairs_. Only a
+    // third of o200k's tokens are either, and these bitmaps (25 KiB each)
+    // stay in L1/L2 where the memo and the filter would not.
+    std::vector<uint64_t> left_parts_, right_parts_;
+    static bool in_pairs(const std::vector<uint64_t> &bits, uint32_t id) noexcept {
+        return size_t(id >> 6) < bits.size() && (bits[id >> 6] >> (id & 63) & 1);
+    }
     std::vector<char_entry> chars_;                       // open addressing by key; empty without a pair table
     size_t chars_mask_ = 0;                               // chars_.size() - 1
     // A direct-mapped memo of pair-table answers (2^k_memo_bits entries of

@@ -229,14 +229,22 @@ TEST_CASE("o200k: every split of every token is in the pair table, and nothing e
                 const uint32_t a = table.rank(bytes.substr(0, k)), b = table.rank(bytes.substr(k));
                 if (a == k_no_rank || b == k_no_rank) continue;
                 if (table.pair_merge(a, b) != r) FAIL(enc << ": rank " << r << " split at " << k);
+                // The merge loop's lookup (part bitmaps, memo, filter, table) finds it too.
+                if (bytes.size() >= 3 &&
+                    table.pair_merge_checked(a, b, reinterpret_cast<const unsigned char *>(bytes.data()), bytes.size()) != r)
+                    FAIL(enc << ": rank " << r << " split at " << k << " through pair_merge_checked");
                 // Every 8th: the same left token beside a random right one,
                 // found exactly when the bytes join into a token.
                 if (splits++ % 8 != 0) continue;
                 const uint32_t c = rng() % table.end_rank();
                 std::string_view cb;
                 if (!table.bytes(c, cb)) continue;
-                if (table.pair_merge(a, c) != table.rank(std::string(bytes.substr(0, k)) + std::string(cb)))
-                    FAIL(enc << ": pair " << a << ", " << c);
+                const std::string joined = std::string(bytes.substr(0, k)) + std::string(cb);
+                if (table.pair_merge(a, c) != table.rank(joined)) FAIL(enc << ": pair " << a << ", " << c);
+                if (joined.size() >= 3 &&
+                    table.pair_merge_checked(a, c, reinterpret_cast<const unsigned char *>(joined.data()), joined.size()) !=
+                        table.rank(joined))
+                    FAIL(enc << ": pair " << a << ", " << c << " through pair_merge_checked");
             }
         }
         CHECK(splits == table.pairs().size());
