@@ -1071,7 +1071,7 @@ LLMKIT_API llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, cons
 /** @defgroup quant_matmul Quantization: matmul with quantized weights (CPU)
  *
  * y = x * W^T with the weights W [n_rows, k] kept quantized: GGUF blocks
- * (Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K, stored as ggml stores a tensor:
+ * (Q4_0, Q4_1, Q5_0, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, Q6_K, stored as ggml stores a tensor:
  * each row is k / block_elements blocks, rows back to back) or int8 with one
  * float32 scale per row. x is float32 [m, k] (m = 1: a decode step's GEMV;
  * m > 1: a prefill's GEMM), y is float32 [m, n_rows].
@@ -1113,7 +1113,7 @@ typedef struct llmkit_quant_matmul_options {
 /**
  * @brief Whether llmkit_quant_matmul() has a kernel for a type.
  * @param type An #llmkit_quant_type value.
- * @return 1 for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K and Q6_K, else 0. Thread-safe.
+ * @return 1 for Q4_0, Q4_1, Q5_0, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K and Q6_K, else 0. Thread-safe.
  */
 LLMKIT_API int llmkit_quant_matmul_supported(int32_t type);
 
@@ -1128,8 +1128,8 @@ LLMKIT_API const char *llmkit_quant_matmul_isa(void);
  *
  * @param x float32 host tensor [m, k], or [k] for one row; any strides.
  *          Read completely before y is written, so y may overlap x.
- * @param type The #llmkit_quant_type of W: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K,
- *             Q5_K or Q6_K (see llmkit_quant_matmul_supported()).
+ * @param type The #llmkit_quant_type of W: Q4_0, Q4_1, Q5_0, Q8_0, IQ4_NL,
+ *             MXFP4, Q4_K, Q5_K or Q6_K (see llmkit_quant_matmul_supported()).
  * @param w The blocks of W, rows back to back as llmkit_quantize() writes them
  *          (caller-owned, read only during the call).
  * @param w_bytes Bytes at w; must equal n_rows * llmkit_quant_row_bytes(type, k).

@@ -50,6 +50,23 @@ __m256i nibbles(const uint8_t *p) {
     return _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
 }
 
+// IQ4_NL's and MXFP4's codebooks (MXFP4's E2M1 values doubled) in both
+// 128-bit halves, for vpshufb: the same tables as matmul_scalar.cpp's.
+__m256i codebook_iq4() {
+    return _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
+}
+__m256i codebook_mxfp4() {
+    return _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12));
+}
+// 2^(e - 128): MXFP4's E8M0 scale, halved to match the doubled values.
+float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? uint32_t(0x00200000) << e : uint32_t(e - 1) << 23;
+    float d;
+    __builtin_memcpy(&d, &bits, 4);
+    return d;
+}
+
 // Byte e is 0xFF when bit e of x is set, else 0.
 __m256i bits_to_bytes(uint32_t x) {
     const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
@@ -85,6 +102,8 @@ size_t block_bytes(kernel_kind k) {
     case k_q5_0: return 22;
     case k_q8_0: return 34;
     case k_i8_rows: return 32;
+    case k_iq4_nl: return 18;
+    case k_mxfp4: return 17;
     case k_q4_k: return 144;
     case k_q5_k: return 176;
     case k_q6_k: return 210;
@@ -126,7 +145,7 @@ struct accumulators {
 // lanes are exactly those of the signed levels.
 template <kernel_kind Kind, int R, int C>
 void block32(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
-    constexpr bool is_signed = Kind == k_q8_0 || Kind == k_i8_rows;
+    constexpr bool is_signed = Kind == k_q8_0 || Kind == k_i8_rows || Kind == k_iq4_nl || Kind == k_mxfp4;
     constexpr int offset = Kind == k_q4_0 ? 8 : Kind == k_q5_0 ? 16 : 0;
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i xv[C], xoff[C];
@@ -155,6 +174,12 @@ void block32(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulat
         } else if (Kind == k_q8_0) {
             dw = f16_at(o);
             wv = load32(o + 2);
+        } else if (Kind == k_iq4_nl) {  // codebook lookup: vpshufb of the nibbles
+            dw = f16_at(o);
+            wv = _mm256_shuffle_epi8(codebook_iq4(), nibbles(o + 2));
+        } else if (Kind == k_mxfp4) {
+            dw = e8m0_half(o[0]);
+            wv = _mm256_shuffle_epi8(codebook_mxfp4(), nibbles(o + 1));
         } else {  // int8 rows: the row scale comes at the end
             dw = 1.0f;
             wv = load32(o);
@@ -830,7 +855,7 @@ void quantize_act(const float *x, int64_t k, int64_t block, int8_t *q, float *d)
 const kernel_table k_avx2 = {"avx2",
                              quantize_act,
                              {kernel<k_q4_0>, kernel<k_q4_1>, kernel<k_q5_0>, kernel<k_q8_0>, kernel<k_i8_rows>,
-                              kernel<k_q4_k>, kernel<k_q5_k>, kernel<k_q6_k>}};
+                              kernel<k_iq4_nl>, kernel<k_mxfp4>, kernel<k_q4_k>, kernel<k_q5_k>, kernel<k_q6_k>}};
 
 }  // namespace
 

@@ -17,6 +17,8 @@
 //    "lanes"; lane l sums, over each 32-element sub-block, the products of
 //    elements 4l..4l+3, times the sub-block's integer scale for the K-quants
 //    (Q6_K: the scale of the 16-element group the lane is in). These are exact.
+//    IQ4_NL and MXFP4 levels are their codebooks' int8 entries (MXFP4's E2M1
+//    values doubled, 0..12, with dw the E8M0 scale halved: exact).
 //    Q4_0 and Q4_1 have 4 "folded" lanes instead: lane l (0..3) sums the
 //    products of elements 4l..4l+3 and 16+4l..16+4l+3 (Q4_0 with its levels
 //    q - 8). Their 16 bytes of nibbles then need no reordering: the low
@@ -67,7 +69,10 @@ using kernel_fn = void (*)(const kernel_args &);
 // into q [k] and d [k / block].
 using quantize_act_fn = void (*)(const float *x, int64_t k, int64_t block, int8_t *q, float *d);
 
-enum kernel_kind : int { k_q4_0, k_q4_1, k_q5_0, k_q8_0, k_i8_rows, k_q4_k, k_q5_k, k_q6_k, k_count };
+// The 32-element kinds first: `kind >= k_q4_k` means 256-element blocks.
+enum kernel_kind : int {
+    k_q4_0, k_q4_1, k_q5_0, k_q8_0, k_i8_rows, k_iq4_nl, k_mxfp4, k_q4_k, k_q5_k, k_q6_k, k_count
+};
 
 struct kernel_table {
     const char *name;

@@ -18,6 +18,19 @@ float f16_at(const uint8_t *p) {
     return core::f16_to_f32(h);
 }
 
+// The file formats' codebooks (ggml-common.h): IQ4_NL's levels and MXFP4's
+// E2M1 values doubled (indices 8-15 negated).
+constexpr int8_t k_iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+constexpr int8_t k_e2m1_doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+// 2^(e - 128): MXFP4's E8M0 scale, halved to match the doubled values.
+float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? uint32_t(0x00200000) << e : uint32_t(e - 1) << 23;
+    float d;
+    std::memcpy(&d, &bits, 4);
+    return d;
+}
+
 // One weight row as integers: the level of each element (as the lanes
 // multiply it), an integer multiplier per 16-element group (the K-quants'
 // sub-block scales; 1 otherwise), and per block the float weight scale dw and
@@ -89,6 +102,19 @@ void decode_row(kernel_kind kind, const uint8_t *w, int64_t k, decoded_row &r) {
             for (int j = 0; j < 16; ++j) {
                 q[j] = int16_t(((o[6 + j] & 15) | ((qh >> j) & 1) << 4) - 16);
                 q[j + 16] = int16_t(((o[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+            }
+            break;
+        }
+        case k_iq4_nl:    // {f16 d; u8 qs[16]}: d * codebook[q]
+        case k_mxfp4: {   // {u8 e; u8 qs[16]}: 2^(e - 128) * doubled E2M1 value
+            const bool mx = kind == k_mxfp4;
+            const uint8_t *o = w + b * (mx ? 17 : 18);
+            const int8_t *book = mx ? k_e2m1_doubled : k_iq4_values;
+            r.dw[size_t(b)] = mx ? e8m0_half(o[0]) : f16_at(o);
+            const uint8_t *qs = o + (mx ? 1 : 2);
+            for (int j = 0; j < 16; ++j) {
+                q[j] = book[qs[j] & 15];
+                q[j + 16] = book[qs[j] >> 4];
             }
             break;
         }
@@ -217,7 +243,7 @@ void quantize_act(const float *x, int64_t k, int64_t block, int8_t *q, float *d)
 const kernel_table k_scalar = {"scalar",
                                quantize_act,
                                {kernel<k_q4_0>, kernel<k_q4_1>, kernel<k_q5_0>, kernel<k_q8_0>, kernel<k_i8_rows>,
-                                kernel<k_q4_k>, kernel<k_q5_k>, kernel<k_q6_k>}};
+                                kernel<k_iq4_nl>, kernel<k_mxfp4>, kernel<k_q4_k>, kernel<k_q5_k>, kernel<k_q6_k>}};
 
 }  // namespace
 

@@ -12,7 +12,8 @@ import pytest
 
 import llmkit
 
-GGUF_TYPES = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q8_0": 32, "q4_K": 256, "q5_K": 256, "q6_K": 256}
+GGUF_TYPES = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q8_0": 32, "iq4_nl": 32, "mxfp4": 32, "q4_K": 256, "q5_K": 256,
+              "q6_K": 256}
 
 
 def _random(rng, rows, cols):

@@ -118,7 +118,8 @@ struct type_case {
 const type_case k_types[] = {{"q4_0", LLMKIT_QUANT_Q4_0, 32}, {"q4_1", LLMKIT_QUANT_Q4_1, 32},
                              {"q5_0", LLMKIT_QUANT_Q5_0, 32}, {"q8_0", LLMKIT_QUANT_Q8_0, 32},
                              {"q4_K", LLMKIT_QUANT_Q4_K, 256}, {"q5_K", LLMKIT_QUANT_Q5_K, 256},
-                             {"q6_K", LLMKIT_QUANT_Q6_K, 256}};
+                             {"q6_K", LLMKIT_QUANT_Q6_K, 256}, {"iq4_nl", LLMKIT_QUANT_IQ4_NL, 32},
+                             {"mxfp4", LLMKIT_QUANT_MXFP4, 32}};
 
 bool have_avx2() {
     const bool ok = llmkit::quant::matmul_force_isa(matmul_isa::avx2);
@@ -470,6 +471,8 @@ TEST_CASE("quant matmul: bad arguments are errors that name the problem", "[quan
 
     CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q4_K) == 1);
     CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q8_0) == 1);
+    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_MXFP4) == 1);
+    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_TQ2_0) == 0);
     CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q2_K) == 0);
     CHECK(llmkit_quant_matmul_supported(-1) == 0);
 }

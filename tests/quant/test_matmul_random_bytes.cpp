@@ -68,10 +68,15 @@ TEST_CASE("quant matmul: blocks of random bytes, AVX2 and scalar bits, float64",
                  {"q4_0", LLMKIT_QUANT_Q4_0, 32, 4192, 18, {0}},
                  {"q4_1", LLMKIT_QUANT_Q4_1, 32, 4192, 20, {0, 2}},  // d, m
                  {"q5_0", LLMKIT_QUANT_Q5_0, 32, 4192, 22, {0}},
-                 {"q8_0", LLMKIT_QUANT_Q8_0, 32, 4192, 34, {0}}};
+                 {"q8_0", LLMKIT_QUANT_Q8_0, 32, 4192, 34, {0}},
+                 {"iq4_nl", LLMKIT_QUANT_IQ4_NL, 32, 4192, 18, {0}},
+                 {"mxfp4", LLMKIT_QUANT_MXFP4, 32, 4192, 17, {}}};  // E8M0 byte set below
     for (const auto &tc : types) {
         const int64_t k = tc.k, block = tc.block;
-        const std::vector<uint8_t> w = random_blocks(tc.type, n, k, tc.block_bytes, tc.f16_offsets, rng);
+        std::vector<uint8_t> w = random_blocks(tc.type, n, k, tc.block_bytes, tc.f16_offsets, rng);
+        if (tc.type == LLMKIT_QUANT_MXFP4)  // scales 2^-16..2^15, and now and then the subnormal 2^-128 / 2^-127
+            for (size_t o = 0; o < w.size(); o += tc.block_bytes)
+                w[o] = uint8_t(rng() % 8 == 0 ? rng() % 2 : 112 + rng() % 32);
         std::vector<float> wd(static_cast<size_t>(n * k));
         const int64_t ws[2] = {n, k};
         const llmkit_tensor wdt = host_tensor(wd.data(), ws, 2, k_f32);
