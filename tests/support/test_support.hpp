@@ -1,5 +1,5 @@
 // Helpers shared by the Catch2 test executables: whole-file reads, scratch
-// files, and llmkit_tensor views of plain float arrays. Header-only; every
+// files, UTF-8 encoding, and llmkit_tensor views of plain float arrays. Header-only; every
 // test target has tests/ on its include path (#include "support/test_support.hpp").
 #pragma once
 
@@ -54,6 +54,25 @@ inline llmkit_tensor host_tensor(void *data, const int64_t *shape, int ndim, llm
     t.strides = strides;
     t.byte_offset = 0;
     return t;
+}
+
+// Appends code point cp (at most 0x10FFFF) to s as UTF-8.
+inline void append_utf8(std::string &s, uint32_t cp) {
+    if (cp < 0x80) {
+        s += char(cp);
+    } else if (cp < 0x800) {
+        s += char(0xC0 | cp >> 6);
+        s += char(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        s += char(0xE0 | cp >> 12);
+        s += char(0x80 | (cp >> 6 & 0x3F));
+        s += char(0x80 | (cp & 0x3F));
+    } else {
+        s += char(0xF0 | cp >> 18);
+        s += char(0x80 | (cp >> 12 & 0x3F));
+        s += char(0x80 | (cp >> 6 & 0x3F));
+        s += char(0x80 | (cp & 0x3F));
+    }
 }
 
 // A host float32 tensor over data; strides in elements, nullptr for contiguous.

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "support/test_support.hpp"
 #include "tokenizer/bpe.hpp"
 #include "tokenizer/tokenizer.hpp"
 
@@ -25,6 +26,8 @@ using llmkit::tok::k_no_rank;
 using llmkit::tok::rank_table;
 
 namespace {
+
+using llmkit_test::append_utf8;
 
 // The reference: lowest-rank-first merging of byte strings.
 std::vector<int32_t> reference_merge(const rank_table &t, const std::string &piece) {
@@ -139,24 +142,6 @@ TEST_CASE("whole characters: the bound by the actual byte before a character", "
 #ifdef LLMKIT_TEST_DATA_DIR
 
 namespace {
-
-void append_utf8(std::string &s, uint32_t cp) {
-    if (cp < 0x80) {
-        s += char(cp);
-    } else if (cp < 0x800) {
-        s += char(0xC0 | cp >> 6);
-        s += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        s += char(0xE0 | cp >> 12);
-        s += char(0x80 | (cp >> 6 & 0x3F));
-        s += char(0x80 | (cp & 0x3F));
-    } else {
-        s += char(0xF0 | cp >> 18);
-        s += char(0x80 | (cp >> 12 & 0x3F));
-        s += char(0x80 | (cp >> 6 & 0x3F));
-        s += char(0x80 | (cp & 0x3F));
-    }
-}
 
 // Pieces of 2..max_len bytes: mostly characters of one script at a time (as
 // in words), drawn from the table's one-character tokens, from script blocks

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "support/test_support.hpp"
 #include "tokenizer/pretokenize.hpp"
 #include "tokenizer/regex.hpp"
 #include "tokenizer/tokenizer.hpp"
@@ -23,25 +24,9 @@ namespace tok = llmkit::tok;
 
 namespace {
 
-const char *const k_presets[] = {"r50k_base", "cl100k_base", "o200k_base", "llama3", "qwen2"};
+using llmkit_test::append_utf8;
 
-void append_utf8(std::string &s, uint32_t cp) {
-    if (cp < 0x80) {
-        s += char(cp);
-    } else if (cp < 0x800) {
-        s += char(0xC0 | cp >> 6);
-        s += char(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        s += char(0xE0 | cp >> 12);
-        s += char(0x80 | (cp >> 6 & 0x3F));
-        s += char(0x80 | (cp & 0x3F));
-    } else {
-        s += char(0xF0 | cp >> 18);
-        s += char(0x80 | (cp >> 12 & 0x3F));
-        s += char(0x80 | (cp >> 6 & 0x3F));
-        s += char(0x80 | (cp & 0x3F));
-    }
-}
+const char *const k_presets[] = {"r50k_base", "cl100k_base", "o200k_base", "llama3", "qwen2"};
 
 using pieces = std::vector<std::pair<size_t, size_t>>;
 
