@@ -1998,6 +1998,14 @@ bool set_avx2_quantizers(bool enabled) noexcept {
 #endif
 }
 
+bool avx2_quantizers_enabled() noexcept {
+#ifdef LLMKIT_QUANT_AVX2
+    return has_avx2();
+#else
+    return false;
+#endif
+}
+
 const type_traits *find_type(int32_t id) noexcept {
     for (const auto &t : k_types)
         if (t.id == id) return &t;

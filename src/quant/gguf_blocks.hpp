@@ -76,9 +76,8 @@ void dequantize_tq2_0(const void *src, float *y, int64_t n);
 void quantize_mxfp4(const float *x, void *dst, int64_t n);
 void dequantize_mxfp4(const void *src, float *y, int64_t n);
 // MXFP4's search for the nearest code of each of 32 values at scale d (half
-// the E8M0 scale); `portable` forces the scalar loop over the AVX2 one (tests
-// compare the two).
-void mxfp4_nearest_codes(const float *x, float d, uint8_t *code, bool portable);
+// the E8M0 scale): AVX2 where avx2_quantizers_enabled(), else a scalar loop.
+void mxfp4_nearest_codes(const float *x, float d, uint8_t *code);
 
 // One Q4_K super-block (144 bytes), for quantizers that choose the levels
 // themselves (GPTQ): sub-block j's (0..7) scale d and min m as the decoder
@@ -91,6 +90,10 @@ void q4_k_put_levels(const uint8_t *levels, uint8_t *block) noexcept;
 // CPU has it, so the two can be compared byte for byte. Returns whether this
 // build and CPU have the AVX2 paths at all. Not for use while quantizing.
 bool set_avx2_quantizers(bool enabled) noexcept;
+// Whether the quantizers take their AVX2 paths now: the CPU has AVX2 and
+// set_avx2_quantizers has not turned them off. The one switch every AVX2
+// quantizer checks, in whichever file it lives.
+bool avx2_quantizers_enabled() noexcept;
 
 // ggml's nearest_int: round to nearest (ties to even) through the float
 // magic-number trick; valid for |x| <= 4194303.

@@ -212,19 +212,14 @@ __attribute__((target("avx2"))) void nearest_codes_avx2(const float *x, float d,
     }
 }
 
-bool has_avx2() {
-    static const bool yes = __builtin_cpu_supports("avx2");
-    return yes;
-}
 #endif
 
 }  // namespace
 
-void mxfp4_nearest_codes(const float *x, float d, uint8_t *code, bool portable) {
+void mxfp4_nearest_codes(const float *x, float d, uint8_t *code) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (!portable && has_avx2()) return nearest_codes_avx2(x, d, code);
+    if (avx2_quantizers_enabled()) return nearest_codes_avx2(x, d, code);
 #endif
-    (void)portable;
     nearest_codes_scalar(x, d, code);
 }
 
@@ -238,7 +233,7 @@ void quantize_mxfp4(const float *x, void *dst, int64_t n) {
         const uint8_t e = amax > 0.0f ? uint8_t(int(std::floor(std::log2(amax)) - 2.0f + 127.0f) & 0xff) : 0;
         o[0] = e;
         uint8_t code[32];
-        mxfp4_nearest_codes(x, e8m0_half(e), code, false);
+        mxfp4_nearest_codes(x, e8m0_half(e), code);
         for (int j = 0; j < 16; ++j) o[1 + j] = uint8_t(code[j] | (code[j + 16] << 4));
     }
 }

@@ -88,7 +88,7 @@ TEST_CASE("AVX2 quantizers write the baseline quantizers' bytes", "[quant]") {
     if (!set_avx2_quantizers(true)) WARN("this CPU or build has no AVX2 quantizers: both runs take the same path");
     // n: 11 blocks of 32 (8 fitted together, 3 alone) or 2 super-blocks of 256.
     const char *names[] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K",
-                           "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs"};
+                           "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs", "mxfp4"};
     const int64_t rows = 40;
     std::mt19937 rng(99);
     std::gamma_distribution<float> gamma(0.3f, 1.0f);
