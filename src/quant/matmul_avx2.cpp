@@ -788,6 +788,235 @@ void rows_tile(const kernel_args &a, int64_t r0) {
     }
 }
 
+// ---------------------------------------------------------------- K-quant GEMM: weight rows decoded once
+// For M >= 4 activation rows, each weight row is unpacked once (6-bit scales
+// and mins, Q5_K's and Q6_K's high bits, the nibble split) into a small buffer
+// of bytes and int16 scale vectors, and every activation row then runs against
+// that buffer: the inner loop is a load, vpmaddubsw, vpmaddwd (the sub-block
+// scale) and vpaddd per 32 elements and activation row, with nothing left to
+// unpack. The tiles above unpacked each block again for every 4 activation rows,
+// and their 2 x 4 tiles spilled registers. The arithmetic is unchanged (same
+// integer lanes, same float operations in the same order), so the bits are too.
+//
+// One decoded 256-element block: the levels (0..63, unsigned as vpmaddubsw takes
+// them) of sub-block j = elements 32j..32j+31 in order, and the multiplier of
+// each int16 pair lane of sub-block j (Q4_K / Q5_K: its 6-bit scale in all 16;
+// Q6_K: the scale of elements 32j..32j+15 in the low 8, of 32j+16.. in the high 8).
+struct kdecoded_block {
+    uint8_t q[8][32];
+    int16_t scale[8][16];
+};
+
+// Weight rows decoded together: the activation tile then stays in L1 while
+// it meets each of them (a decoded row is 512 bytes per block, 8 KB at k = 4096).
+constexpr int k_panel_rows = 4;
+
+// A panel's buffer, one array after the other (all 32-byte aligned sizes):
+// blocks [P][nb], d [P][nb] (the block scale), nd [P][nb] (the offset term's
+// float factor: -dmin, Q6_K -d), bm [P][nb][16] (the offset term's int16
+// multipliers: Q4_K / Q5_K the 8 mins of the sub-blocks, against the
+// activations' sums over 32; Q6_K 32 * the 16 group scales, against the sums over 16).
+//
+// Per tile of (up to) 4 activation rows, [nb][4] floats with the rows side by
+// side: xdt their block scales dx; st = d * dx and ft = nd * dx of the weight
+// row at hand (the float factors of the lanes and of the offset term).
+struct kpanel {
+    kdecoded_block *blocks;
+    float *d, *nd;
+    int16_t *bm;
+    float *xdt, *st, *ft;
+    int64_t nb;
+
+    static size_t bytes(int64_t nb) {
+        const size_t n = size_t(k_panel_rows) * size_t(nb);
+        return n * sizeof(kdecoded_block) + 2 * ((n * 4 + 31) / 32 * 32) + n * 32 + 3 * size_t(nb) * 16 + 64;
+    }
+    void carve(void *raw, int64_t n_blocks) {
+        nb = n_blocks;
+        const size_t n = size_t(k_panel_rows) * size_t(nb);
+        uint8_t *p = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(raw) + 63) & ~uintptr_t(63));
+        blocks = reinterpret_cast<kdecoded_block *>(p);
+        p += n * sizeof(kdecoded_block);
+        d = reinterpret_cast<float *>(p);
+        p += (n * 4 + 31) / 32 * 32;
+        nd = reinterpret_cast<float *>(p);
+        p += (n * 4 + 31) / 32 * 32;
+        bm = reinterpret_cast<int16_t *>(p);
+        p += n * 32;
+        xdt = reinterpret_cast<float *>(p);
+        st = xdt + 4 * nb;
+        ft = st + 4 * nb;
+    }
+};
+
+// Decodes the weight row at w (k = 256 * nb elements) into slot `slot` of the panel.
+template <kernel_kind Kind>
+void kdecode_row(const uint8_t *w, kpanel &pn, int slot) {
+    const int64_t nb = pn.nb;
+    for (int64_t b = 0; b < nb; ++b) {
+        const size_t i = size_t(slot) * size_t(nb) + size_t(b);
+        const uint8_t *o = w + b * int64_t(block_bytes(Kind));
+        kdecoded_block &out = pn.blocks[i];
+        __m256i *q = reinterpret_cast<__m256i *>(out.q);
+        __m256i *scale = reinterpret_cast<__m256i *>(out.scale);
+        if (Kind == k_q6_k) {
+            const float d = f16_at(o + 208);
+            pn.d[i] = d;
+            pn.nd[i] = -d;
+            const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(o + 192));
+            _mm256_storeu_si256(reinterpret_cast<__m256i *>(pn.bm + 16 * i),
+                                _mm256_slli_epi16(_mm256_cvtepi8_epi16(raw), 5));  // |32 sc| <= 4096
+            const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+            const __m256i sc_eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, even_odd));
+            // As in block256: sub-block 4 * half + s from the low (s < 2) or high
+            // nibbles of ql's first (s even) or second 32 bytes, qh bits 2s..2s+1.
+            for (int half = 0; half < 2; ++half) {
+                __m256i qh = load32(o + 128 + 32 * half);
+                const __m256i ql0 = load32(o + 64 * half), ql1 = load32(o + 64 * half + 32);
+                for (int s = 0; s < 4; ++s) {
+                    const int j = 4 * half + s;
+                    const __m256i ql = (s & 1) ? ql1 : ql0;
+                    const __m256i lo = s < 2 ? _mm256_and_si256(ql, _mm256_set1_epi8(15))
+                                             : _mm256_and_si256(_mm256_srli_epi16(ql, 4), _mm256_set1_epi8(15));
+                    const __m256i hi = _mm256_and_si256(_mm256_slli_epi16(qh, 4), _mm256_set1_epi8(0x30));
+                    qh = _mm256_srli_epi16(qh, 2);
+                    _mm256_store_si256(q + j, _mm256_or_si256(lo, hi));
+                    _mm256_store_si256(scale + j, broadcast_i16(sc_eo, j));
+                }
+            }
+        } else {
+            constexpr bool five = Kind == k_q5_k;
+            uint32_t d_dmin;
+            __builtin_memcpy(&d_dmin, o, 4);
+            const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(d_dmin)));
+            pn.d[i] = _mm_cvtss_f32(dd);
+            pn.nd[i] = -_mm_cvtss_f32(_mm_movehdup_ps(dd));
+            const __m128i sm = scales_mins_k4(o + 4);
+            const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
+            _mm_storeu_si128(reinterpret_cast<__m128i *>(pn.bm + 16 * i), _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm)));
+            // Chunk j of 64 elements: low nibbles are sub-block 2j, high nibbles
+            // 2j + 1; Q5_K adds bit 2j (2j + 1) of qh[l] as the fifth bit.
+            __m256i qh = five ? load32(o + 16) : _mm256_setzero_si256();
+            for (int j = 0; j < 4; ++j) {
+                const __m256i raw = load32(o + (five ? 48 : 16) + 32 * j);
+                __m256i lo = _mm256_and_si256(raw, _mm256_set1_epi8(15));
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), _mm256_set1_epi8(15));
+                if (five) {
+                    const __m256i sixteen = _mm256_set1_epi8(16);
+                    lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(qh, 4), sixteen));
+                    hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(qh, 3), sixteen));
+                    qh = _mm256_srli_epi16(qh, 2);
+                }
+                _mm256_store_si256(q + 2 * j, lo);
+                _mm256_store_si256(q + 2 * j + 1, hi);
+                _mm256_store_si256(scale + 2 * j, broadcast_i16(sc16, 2 * j));
+                _mm256_store_si256(scale + 2 * j + 1, broadcast_i16(sc16, 2 * j + 1));
+            }
+        }
+    }
+}
+
+// The 4 int32 partial sums of block b's offset integer t (bm: the panel row's
+// multipliers; xs: the activation row's sums over 32, Q6_K over 16).
+template <kernel_kind Kind>
+__m128i koffset_part(const int16_t *bm, const int16_t *xs, int64_t b) {
+    if (Kind == k_q6_k) {
+        const __m256i p = _mm256_madd_epi16(load32(bm + 16 * b), load32(xs + 16 * b));
+        return _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    }
+    return _mm_madd_epi16(load16(bm + 16 * b), load16(xs + 8 * b));
+}
+
+// Decoded row `slot` of the panel times C <= 4 activation rows from c0 (their
+// block scales already in pn.xdt): writes y.
+template <kernel_kind Kind, int C>
+void kpanel_tile(const kernel_args &a, const kpanel &pn, int slot, int64_t r, int64_t c0) {
+    const int64_t nb = pn.nb, k = a.act.k;
+    const size_t row0 = size_t(slot) * size_t(nb);
+    const kdecoded_block *wb = pn.blocks + row0;
+    const int16_t *bm = pn.bm + row0 * 16;
+    // The float factors of this weight row and the C activation rows (vmulps
+    // rounds as the scalar products do).
+    for (int64_t b = 0; b < nb; ++b) {
+        const __m128 dx = _mm_load_ps(pn.xdt + 4 * b);
+        _mm_store_ps(pn.st + 4 * b, _mm_mul_ps(_mm_set1_ps(pn.d[row0 + size_t(b)]), dx));
+        _mm_store_ps(pn.ft + 4 * b, _mm_mul_ps(_mm_set1_ps(pn.nd[row0 + size_t(b)]), dx));
+    }
+    const int8_t *xq[C];
+    for (int c = 0; c < C; ++c) xq[c] = a.act.q + (c0 + c) * k;
+    __m256 acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        const __m256i *q = reinterpret_cast<const __m256i *>(wb[b].q);
+        const __m256i *scale = reinterpret_cast<const __m256i *>(wb[b].scale);
+        __m256i isum[C];
+        for (int c = 0; c < C; ++c) isum[c] = _mm256_setzero_si256();
+        // Not unrolled: unrolled, GCC 12 reassociates the (exact) integer sums
+        // into a tree of all 8 x C products and spills them to the stack.
+#pragma GCC unroll 1
+        for (int j = 0; j < 8; ++j) {
+            const __m256i wq = _mm256_load_si256(q + j), sc = _mm256_load_si256(scale + j);
+            for (int c = 0; c < C; ++c)
+                isum[c] = _mm256_add_epi32(isum[c], dot_u8_scaled(wq, load32(xq[c] + 256 * b + 32 * j), sc));
+        }
+        for (int c = 0; c < C; ++c)
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_broadcast_ss(pn.st + 4 * b + c), acc[c]);
+    }
+    // The offset terms, the C activation rows in the lanes of one register:
+    // t of each exactly (vpmaddwd, then one hadd tree), then
+    // bias = fmaf(t, nd * dx, bias) block after block, as the order prescribes.
+    const int16_t *xs[4];
+    for (int c = 0; c < 4; ++c)
+        xs[c] = c < C ? (Kind == k_q6_k ? a.act.sum16 + (c0 + c) * (k / 16) : a.act.sum32 + (c0 + c) * (k / 32)) : nullptr;
+    __m128 bias = _mm_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+        __m128i part[4];
+        for (int c = 0; c < 4; ++c) part[c] = c < C ? koffset_part<Kind>(bm, xs[c], b) : _mm_setzero_si128();
+        const __m128 t = _mm_cvtepi32_ps(hsum4x4(part[0], part[1], part[2], part[3]));
+        bias = _mm_fmadd_ps(t, _mm_load_ps(pn.ft + 4 * b), bias);
+    }
+    alignas(16) float bias_c[4];
+    _mm_store_ps(bias_c, bias);
+    for (int c = 0; c < C; ++c) a.y[(c0 + c) * a.y_row_stride + r * a.y_col_stride] = reduce8(acc[c]) + bias_c[c];
+}
+
+// pn.xdt = the block scales of activation rows c0..c0 + n - 1 (n <= 4), side by side (0 past n).
+void ktile_scales(const kernel_args &a, kpanel &pn, int64_t c0, int n) {
+    const int64_t nb = pn.nb;
+    for (int64_t b = 0; b < nb; ++b)
+        for (int c = 0; c < 4; ++c) pn.xdt[4 * b + c] = c < n ? a.act.d[(c0 + c) * nb + b] : 0.0f;
+}
+
+// GEMM for the K-quants: panels of k_panel_rows weight rows, decoded once, each
+// against every activation row in tiles of 4. Returns false (nothing written)
+// when the buffer cannot be allocated; the caller then uses the tiles above.
+template <kernel_kind Kind>
+bool kpanel_gemm(const kernel_args &a) {
+    const int64_t nb = a.act.k / 256;
+    void *raw = __builtin_malloc(kpanel::bytes(nb));
+    if (!raw) return false;
+    kpanel pn;
+    pn.carve(raw, nb);
+    for (int64_t r0 = 0; r0 < a.rows; r0 += k_panel_rows) {
+        const int pr = a.rows - r0 < k_panel_rows ? int(a.rows - r0) : k_panel_rows;
+        for (int s = 0; s < pr; ++s) kdecode_row<Kind>(a.w + size_t(r0 + s) * a.w_row_bytes, pn, s);
+        int64_t c = 0;
+        for (; c + 4 <= a.act.m; c += 4) {
+            ktile_scales(a, pn, c, 4);
+            for (int s = 0; s < pr; ++s) kpanel_tile<Kind, 4>(a, pn, s, r0 + s, c);
+        }
+        if (c < a.act.m) ktile_scales(a, pn, c, int(a.act.m - c));
+        for (int s = 0; s < pr; ++s) switch (a.act.m - c) {
+            case 3: kpanel_tile<Kind, 3>(a, pn, s, r0 + s, c); break;
+            case 2: kpanel_tile<Kind, 2>(a, pn, s, r0 + s, c); break;
+            case 1: kpanel_tile<Kind, 1>(a, pn, s, r0 + s, c); break;
+            default: break;
+            }
+    }
+    __builtin_free(raw);
+    return true;
+}
+
 // GEMM uses the same int8 kernels as GEMV, with 2 x 4 tiles, so a row of a
 // prefill gives the same bits as that row decoded alone. The alternative,
 // decoding the weights to float and running a float GEMM, measured slower in
@@ -817,6 +1046,8 @@ void kernel(const kernel_args &a) {
         for (; r + 2 <= a.rows; r += 2) fold_rows<Kind, 2>(a, r);
         for (; r < a.rows; ++r) fold_rows<Kind, 1>(a, r);
     } else {  // GEMM: 2 x 4 tiles, each weight block unpacked once for 4 activation rows
+        if constexpr (is_k(Kind))  // K-quants from 4 activation rows: decoded panels (kpanel_gemm)
+            if (a.act.m >= 4 && kpanel_gemm<Kind>(a)) return;
         for (; r + 2 <= a.rows; r += 2) rows_tile<Kind, 2>(a, r);
     }
     if constexpr (Kind != k_q4_0 && Kind != k_q4_1)
