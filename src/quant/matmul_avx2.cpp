@@ -807,29 +807,38 @@ struct kdecoded_block {
     int16_t scale[8][16];
 };
 
+// 256-bit vectors of offset multipliers (and of activation sums) per block:
+// Q4_K / Q5_K 4 int16 pairs x 4 rows, Q6_K 8 pairs x 4 rows.
+constexpr int kbm_vectors(kernel_kind k) { return k == k_q6_k ? 4 : 2; }
+
 // Weight rows decoded together: the activation tile then stays in L1 while
 // it meets each of them (a decoded row is 512 bytes per block, 8 KB at k = 4096).
 constexpr int k_panel_rows = 4;
 
 // A panel's buffer, one array after the other (all 32-byte aligned sizes):
-// blocks [P][nb], d [P][nb] (the block scale), nd [P][nb] (the offset term's
-// float factor: -dmin, Q6_K -d), bm [P][nb][16] (the offset term's int16
-// multipliers: Q4_K / Q5_K the 8 mins of the sub-blocks, against the
-// activations' sums over 32; Q6_K 32 * the 16 group scales, against the sums over 16).
+// blocks [P][nb], d [P][nb][4] (the block scale, 4 copies: one per activation
+// row of a tile), nd [P][nb][4] (the offset term's float factor: -dmin, Q6_K
+// -d), bm (the offset term's int16 multipliers: Q4_K / Q5_K the 8 mins of the
+// sub-blocks, against the activations' sums over 32; Q6_K 32 * the 16 group
+// scales, against the sums over 16), as pairs of int16 each repeated 4 times
+// for vpmaddwd against xst: [P][nb][kbm_vectors][8] int32.
 //
 // Per tile of (up to) 4 activation rows, [nb][4] floats with the rows side by
 // side: xdt their block scales dx; st = d * dx and ft = nd * dx of the weight
-// row at hand (the float factors of the lanes and of the offset term).
+// row at hand (the float factors of the lanes and of the offset term). And xst,
+// their sums over 32 (Q6_K: 16) as int16 pairs, pair by pair with the 4 rows
+// side by side: [nb][kbm_vectors][8] int32 (see ktile_scales).
 struct kpanel {
     kdecoded_block *blocks;
     float *d, *nd;
-    int16_t *bm;
+    int32_t *bm;
     float *xdt, *st, *ft;
+    int32_t *xst;
     int64_t nb;
 
     static size_t bytes(int64_t nb) {
         const size_t n = size_t(k_panel_rows) * size_t(nb);
-        return n * sizeof(kdecoded_block) + 2 * ((n * 4 + 31) / 32 * 32) + n * 32 + 3 * size_t(nb) * 16 + 64;
+        return n * sizeof(kdecoded_block) + 2 * n * 16 + n * 128 + 3 * size_t(nb) * 16 + size_t(nb) * 128 + 64;
     }
     void carve(void *raw, int64_t n_blocks) {
         nb = n_blocks;
@@ -838,14 +847,15 @@ struct kpanel {
         blocks = reinterpret_cast<kdecoded_block *>(p);
         p += n * sizeof(kdecoded_block);
         d = reinterpret_cast<float *>(p);
-        p += (n * 4 + 31) / 32 * 32;
+        p += n * 16;
         nd = reinterpret_cast<float *>(p);
-        p += (n * 4 + 31) / 32 * 32;
-        bm = reinterpret_cast<int16_t *>(p);
-        p += n * 32;
+        p += n * 16;
+        bm = reinterpret_cast<int32_t *>(p);
+        p += n * 128;
         xdt = reinterpret_cast<float *>(p);
         st = xdt + 4 * nb;
         ft = st + 4 * nb;
+        xst = reinterpret_cast<int32_t *>(ft + 4 * nb);
     }
 };
 
@@ -861,11 +871,15 @@ void kdecode_row(const uint8_t *w, kpanel &pn, int slot) {
         __m256i *scale = reinterpret_cast<__m256i *>(out.scale);
         if (Kind == k_q6_k) {
             const float d = f16_at(o + 208);
-            pn.d[i] = d;
-            pn.nd[i] = -d;
+            _mm_storeu_ps(pn.d + 4 * i, _mm_set1_ps(d));
+            _mm_storeu_ps(pn.nd + 4 * i, _mm_set1_ps(-d));
             const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(o + 192));
-            _mm256_storeu_si256(reinterpret_cast<__m256i *>(pn.bm + 16 * i),
-                                _mm256_slli_epi16(_mm256_cvtepi8_epi16(raw), 5));  // |32 sc| <= 4096
+            // 32 * the group scales (|.| <= 4096), pairs (2g, 2g + 1): vector v holds
+            // pair v in its low half and pair v + 4 in its high half, 4 times each.
+            const __m256i bm = _mm256_slli_epi16(_mm256_cvtepi8_epi16(raw), 5);
+            for (int v = 0; v < 4; ++v)
+                _mm256_storeu_si256(reinterpret_cast<__m256i *>(pn.bm + 32 * i + 8 * v),
+                                    _mm256_permutevar8x32_epi32(bm, _mm256_setr_epi32(v, v, v, v, v + 4, v + 4, v + 4, v + 4)));
             const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
             const __m256i sc_eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, even_odd));
             // As in block256: sub-block 4 * half + s from the low (s < 2) or high
@@ -889,11 +903,17 @@ void kdecode_row(const uint8_t *w, kpanel &pn, int slot) {
             uint32_t d_dmin;
             __builtin_memcpy(&d_dmin, o, 4);
             const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(d_dmin)));
-            pn.d[i] = _mm_cvtss_f32(dd);
-            pn.nd[i] = -_mm_cvtss_f32(_mm_movehdup_ps(dd));
+            _mm_storeu_ps(pn.d + 4 * i, _mm_broadcastss_ps(dd));
+            _mm_storeu_ps(pn.nd + 4 * i, _mm_broadcastss_ps(_mm_sub_ps(_mm_setzero_ps(), _mm_movehdup_ps(dd))));
             const __m128i sm = scales_mins_k4(o + 4);
             const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
-            _mm_storeu_si128(reinterpret_cast<__m128i *>(pn.bm + 16 * i), _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm)));
+            // The mins, pairs (2p, 2p + 1): vector 0 holds pairs 0 and 1, vector 1 pairs 2 and 3, 4 times each.
+            const __m256i mins = _mm256_castsi128_si256(_mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm)));
+            for (int v = 0; v < 2; ++v)
+                _mm256_storeu_si256(
+                    reinterpret_cast<__m256i *>(pn.bm + 16 * i + 8 * v),
+                    _mm256_permutevar8x32_epi32(mins, _mm256_setr_epi32(2 * v, 2 * v, 2 * v, 2 * v, 2 * v + 1,
+                                                                        2 * v + 1, 2 * v + 1, 2 * v + 1)));
             // Chunk j of 64 elements: low nibbles are sub-block 2j, high nibbles
             // 2j + 1; Q5_K adds bit 2j (2j + 1) of qh[l] as the fifth bit.
             __m256i qh = five ? load32(o + 16) : _mm256_setzero_si256();
@@ -916,17 +936,6 @@ void kdecode_row(const uint8_t *w, kpanel &pn, int slot) {
     }
 }
 
-// The 4 int32 partial sums of block b's offset integer t (bm: the panel row's
-// multipliers; xs: the activation row's sums over 32, Q6_K over 16).
-template <kernel_kind Kind>
-__m128i koffset_part(const int16_t *bm, const int16_t *xs, int64_t b) {
-    if (Kind == k_q6_k) {
-        const __m256i p = _mm256_madd_epi16(load32(bm + 16 * b), load32(xs + 16 * b));
-        return _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-    }
-    return _mm_madd_epi16(load16(bm + 16 * b), load16(xs + 8 * b));
-}
-
 // Decoded row `slot` of the panel times C <= 4 activation rows from c0 (their
 // block scales already in pn.xdt): writes y.
 template <kernel_kind Kind, int C>
@@ -934,19 +943,40 @@ void kpanel_tile(const kernel_args &a, const kpanel &pn, int slot, int64_t r, in
     const int64_t nb = pn.nb, k = a.act.k;
     const size_t row0 = size_t(slot) * size_t(nb);
     const kdecoded_block *wb = pn.blocks + row0;
-    const int16_t *bm = pn.bm + row0 * 16;
-    // The float factors of this weight row and the C activation rows (vmulps
-    // rounds as the scalar products do).
-    for (int64_t b = 0; b < nb; ++b) {
-        const __m128 dx = _mm_load_ps(pn.xdt + 4 * b);
-        _mm_store_ps(pn.st + 4 * b, _mm_mul_ps(_mm_set1_ps(pn.d[row0 + size_t(b)]), dx));
-        _mm_store_ps(pn.ft + 4 * b, _mm_mul_ps(_mm_set1_ps(pn.nd[row0 + size_t(b)]), dx));
+    const int32_t *bm = pn.bm + row0 * 8 * kbm_vectors(Kind);
+    // The float factors of this weight row and the C activation rows, 2 blocks
+    // a step (vmulps rounds as the scalar products do).
+    {
+        const float *d4 = pn.d + 4 * row0, *nd4 = pn.nd + 4 * row0;
+        int64_t i = 0;
+        for (; i + 8 <= 4 * nb; i += 8) {
+            const __m256 dx = _mm256_loadu_ps(pn.xdt + i);
+            _mm256_storeu_ps(pn.st + i, _mm256_mul_ps(_mm256_loadu_ps(d4 + i), dx));
+            _mm256_storeu_ps(pn.ft + i, _mm256_mul_ps(_mm256_loadu_ps(nd4 + i), dx));
+        }
+        if (i < 4 * nb) {
+            const __m128 dx = _mm_loadu_ps(pn.xdt + i);
+            _mm_storeu_ps(pn.st + i, _mm_mul_ps(_mm_loadu_ps(d4 + i), dx));
+            _mm_storeu_ps(pn.ft + i, _mm_mul_ps(_mm_loadu_ps(nd4 + i), dx));
+        }
     }
     const int8_t *xq[C];
     for (int c = 0; c < C; ++c) xq[c] = a.act.q + (c0 + c) * k;
+    // The offset terms take the C activation rows as the lanes of one register
+    // (bias, lane c): t of each exactly (vpmaddwd of the weight row's int16
+    // pairs with the 4 rows' sums, pn.xst), then bias = fmaf(t, nd * dx, bias).
+    // That fmadd chain has 4 cycles of latency per block; inside the block loop
+    // it hides under the integer work.
+    __m128 bias = _mm_setzero_ps();
     __m256 acc[C];
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
+        constexpr int V = kbm_vectors(Kind);
+        const int32_t *bmb = bm + 8 * V * b, *xsb = pn.xst + 8 * V * b;
+        __m256i tv = _mm256_madd_epi16(load32(bmb), load32(xsb));
+        for (int v = 1; v < V; ++v) tv = _mm256_add_epi32(tv, _mm256_madd_epi16(load32(bmb + 8 * v), load32(xsb + 8 * v)));
+        const __m128i t = _mm_add_epi32(_mm256_castsi256_si128(tv), _mm256_extracti128_si256(tv, 1));
+        bias = _mm_fmadd_ps(_mm_cvtepi32_ps(t), _mm_loadu_ps(pn.ft + 4 * b), bias);
         const __m256i *q = reinterpret_cast<const __m256i *>(wb[b].q);
         const __m256i *scale = reinterpret_cast<const __m256i *>(wb[b].scale);
         __m256i isum[C];
@@ -962,29 +992,45 @@ void kpanel_tile(const kernel_args &a, const kpanel &pn, int slot, int64_t r, in
         for (int c = 0; c < C; ++c)
             acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_broadcast_ss(pn.st + 4 * b + c), acc[c]);
     }
-    // The offset terms, the C activation rows in the lanes of one register:
-    // t of each exactly (vpmaddwd, then one hadd tree), then
-    // bias = fmaf(t, nd * dx, bias) block after block, as the order prescribes.
-    const int16_t *xs[4];
-    for (int c = 0; c < 4; ++c)
-        xs[c] = c < C ? (Kind == k_q6_k ? a.act.sum16 + (c0 + c) * (k / 16) : a.act.sum32 + (c0 + c) * (k / 32)) : nullptr;
-    __m128 bias = _mm_setzero_ps();
-    for (int64_t b = 0; b < nb; ++b) {
-        __m128i part[4];
-        for (int c = 0; c < 4; ++c) part[c] = c < C ? koffset_part<Kind>(bm, xs[c], b) : _mm_setzero_si128();
-        const __m128 t = _mm_cvtepi32_ps(hsum4x4(part[0], part[1], part[2], part[3]));
-        bias = _mm_fmadd_ps(t, _mm_load_ps(pn.ft + 4 * b), bias);
-    }
     alignas(16) float bias_c[4];
     _mm_store_ps(bias_c, bias);
     for (int c = 0; c < C; ++c) a.y[(c0 + c) * a.y_row_stride + r * a.y_col_stride] = reduce8(acc[c]) + bias_c[c];
 }
 
-// pn.xdt = the block scales of activation rows c0..c0 + n - 1 (n <= 4), side by side (0 past n).
+// pn.xdt and pn.xst for activation rows c0..c0 + n - 1 (n <= 4; 0 past n).
+// xst: per block, the rows' int16 pairs of sums (as int32 units) transposed
+// 4 x 4, so that pair p of the 4 rows lies side by side (Q6_K: pairs v and v + 4
+// in the two halves of vector v, Q4_K / Q5_K: pairs 2v and 2v + 1), as kpanel::bm
+// holds the weight row's pairs.
+template <kernel_kind Kind>
 void ktile_scales(const kernel_args &a, kpanel &pn, int64_t c0, int n) {
-    const int64_t nb = pn.nb;
+    const int64_t nb = pn.nb, k = a.act.k;
     for (int64_t b = 0; b < nb; ++b)
         for (int c = 0; c < 4; ++c) pn.xdt[4 * b + c] = c < n ? a.act.d[(c0 + c) * nb + b] : 0.0f;
+    constexpr int V = kbm_vectors(Kind);
+    for (int64_t b = 0; b < nb; ++b) {
+        __m256i r[4];  // row c's sums of block b: Q6_K 8 pairs; Q4_K / Q5_K 4 pairs (low half)
+        for (int c = 0; c < 4; ++c) {
+            if (c >= n)
+                r[c] = _mm256_setzero_si256();
+            else if (Kind == k_q6_k)
+                r[c] = load32(a.act.sum16 + (c0 + c) * (k / 16) + 16 * b);
+            else
+                r[c] = _mm256_castsi128_si256(load16(a.act.sum32 + (c0 + c) * (k / 32) + 8 * b));
+        }
+        // 4 x 4 transpose of int32 in each 128-bit half: out[p] = pair p (p + 4) of rows 0..3.
+        const __m256i t01l = _mm256_unpacklo_epi32(r[0], r[1]), t01h = _mm256_unpackhi_epi32(r[0], r[1]);
+        const __m256i t23l = _mm256_unpacklo_epi32(r[2], r[3]), t23h = _mm256_unpackhi_epi32(r[2], r[3]);
+        const __m256i out[4] = {_mm256_unpacklo_epi64(t01l, t23l), _mm256_unpackhi_epi64(t01l, t23l),
+                                _mm256_unpacklo_epi64(t01h, t23h), _mm256_unpackhi_epi64(t01h, t23h)};
+        __m256i *dst = reinterpret_cast<__m256i *>(pn.xst + 8 * V * b);
+        if (Kind == k_q6_k) {
+            for (int v = 0; v < 4; ++v) _mm256_storeu_si256(dst + v, out[v]);
+        } else {  // pairs 0 and 1, then 2 and 3, one vector each
+            _mm256_storeu_si256(dst, _mm256_permute2x128_si256(out[0], out[1], 0x20));
+            _mm256_storeu_si256(dst + 1, _mm256_permute2x128_si256(out[2], out[3], 0x20));
+        }
+    }
 }
 
 // GEMM for the K-quants: panels of k_panel_rows weight rows, decoded once, each
@@ -1002,10 +1048,10 @@ bool kpanel_gemm(const kernel_args &a) {
         for (int s = 0; s < pr; ++s) kdecode_row<Kind>(a.w + size_t(r0 + s) * a.w_row_bytes, pn, s);
         int64_t c = 0;
         for (; c + 4 <= a.act.m; c += 4) {
-            ktile_scales(a, pn, c, 4);
+            ktile_scales<Kind>(a, pn, c, 4);
             for (int s = 0; s < pr; ++s) kpanel_tile<Kind, 4>(a, pn, s, r0 + s, c);
         }
-        if (c < a.act.m) ktile_scales(a, pn, c, int(a.act.m - c));
+        if (c < a.act.m) ktile_scales<Kind>(a, pn, c, int(a.act.m - c));
         for (int s = 0; s < pr; ++s) switch (a.act.m - c) {
             case 3: kpanel_tile<Kind, 3>(a, pn, s, r0 + s, c); break;
             case 2: kpanel_tile<Kind, 2>(a, pn, s, r0 + s, c); break;
