@@ -10,6 +10,7 @@
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#include <xmmintrin.h>
 #endif
 
 #include "core/error.hpp"
@@ -344,40 +345,35 @@ namespace {
 
 // Blocks of rank_of that merge_by_ids keeps the minimum of.
 constexpr uint32_t k_block = 16;
-// Above every rank (they fit pair_table's 21 bits) as a signed number: SSE2
-// has a signed 32-bit compare and no unsigned one.
-constexpr int32_t k_none = std::numeric_limits<int32_t>::max();
-
-#if defined(__SSE2__)
-inline __m128i min_epi32(__m128i a, __m128i b) {
-    const __m128i a_greater = _mm_cmpgt_epi32(a, b);
-    return _mm_or_si128(_mm_and_si128(a_greater, b), _mm_andnot_si128(a_greater, a));
-}
-#endif
+// merge_by_ids keeps ranks as floats: they fit pair_table's 21 bits, so every
+// one is exact, and SSE2 has a float minimum (one instruction) where it has
+// no 32-bit integer one (four). k_none is above every rank.
+constexpr float k_none = 4294967296.0f;
+static_assert(pair_table::k_max_id < (uint32_t(1) << 24), "every rank of a pair table is exact as a float");
+inline float as_float_rank(uint32_t r) { return r == k_no_rank ? k_none : float(r); }
 
 // The smallest of r[0, k_block).
-inline int32_t block_minimum(const int32_t *r) {
+inline float block_minimum(const float *r) {
 #if defined(__SSE2__)
-    const __m128i *v = reinterpret_cast<const __m128i *>(r);
-    __m128i m = min_epi32(min_epi32(_mm_load_si128(v), _mm_load_si128(v + 1)),
-                          min_epi32(_mm_load_si128(v + 2), _mm_load_si128(v + 3)));
-    m = min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
-    m = min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(m);
+    __m128 m = _mm_min_ps(_mm_min_ps(_mm_load_ps(r), _mm_load_ps(r + 4)), _mm_min_ps(_mm_load_ps(r + 8), _mm_load_ps(r + 12)));
+    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtss_f32(m);
 #else
-    int32_t m = r[0];
+    float m = r[0];
     for (uint32_t k = 1; k < k_block; ++k) m = std::min(m, r[k]);
     return m;
 #endif
 }
 
 // The first k < k_block with r[k] == value (which is there).
-inline uint32_t block_find(const int32_t *r, int32_t value) {
+inline uint32_t block_find(const float *r, float value) {
 #if defined(__SSE2__)
-    const __m128i *v = reinterpret_cast<const __m128i *>(r);
-    const __m128i x = _mm_set1_epi32(value);
-    const __m128i lo = _mm_packs_epi32(_mm_cmpeq_epi32(_mm_load_si128(v), x), _mm_cmpeq_epi32(_mm_load_si128(v + 1), x));
-    const __m128i hi = _mm_packs_epi32(_mm_cmpeq_epi32(_mm_load_si128(v + 2), x), _mm_cmpeq_epi32(_mm_load_si128(v + 3), x));
+    const __m128 x = _mm_set1_ps(value);
+    const __m128i lo = _mm_packs_epi32(_mm_castps_si128(_mm_cmpeq_ps(_mm_load_ps(r), x)),
+                                       _mm_castps_si128(_mm_cmpeq_ps(_mm_load_ps(r + 4), x)));
+    const __m128i hi = _mm_packs_epi32(_mm_castps_si128(_mm_cmpeq_ps(_mm_load_ps(r + 8), x)),
+                                       _mm_castps_si128(_mm_cmpeq_ps(_mm_load_ps(r + 12), x)));
     const unsigned mask = unsigned(_mm_movemask_epi8(_mm_packs_epi16(lo, hi)));
     return uint32_t(__builtin_ctz(mask));
 #else
@@ -414,11 +410,16 @@ void rank_table::first_parts(const unsigned char *p, uint32_t n, AddPart &&add_p
     for (;;) {
         const uint32_t end = cur.start + cur.len;
         const unit after = end < n ? unit_at(end) : unit{n, 0, 0, 0, k_no_rank, 0, 0, 0};
-        const bool left_ok = cur.inner < std::max(right_before, cur.left) ||
-                             (cur.start > 0 && is_continuation(p[cur.start - 1]) && !(cur.low_after >> (p[cur.start - 1] & 63) & 1));
-        const bool right_ok = cur.inner < std::max(cur.right, after.left) ||
-                              (end < n && sequence_length(p[end]) >= 2 && !(cur.low_before >> (p[end] & 63) & 1));
-        if (cur.inner != k_no_rank && left_ok && right_ok) {
+        // (Tested only for characters: a byte's inner is k_no_rank.)
+        const auto left_ok = [&] {
+            return cur.inner < std::max(right_before, cur.left) ||
+                   (cur.start > 0 && is_continuation(p[cur.start - 1]) && !(cur.low_after >> (p[cur.start - 1] & 63) & 1));
+        };
+        const auto right_ok = [&] {
+            return cur.inner < std::max(cur.right, after.left) ||
+                   (end < n && sequence_length(p[end]) >= 2 && !(cur.low_before >> (p[end] & 63) & 1));
+        };
+        if (cur.inner != k_no_rank && left_ok() && right_ok()) {
             add_part(cur.start, cur.len, cur.id);
         } else {
             for (uint32_t k = cur.start; k < end; ++k) add_part(k, 1, byte_rank_[p[k]]);
@@ -447,20 +448,19 @@ size_t rank_table::count_first_parts(std::string_view piece) const {
 // long Thai, Lao or CJK pieces quadratic).
 void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out) const {
     constexpr uint32_t k_cap = k_max_id_merge;
-    alignas(64) int32_t rank_of[k_cap + k_block];
-    alignas(64) int32_t block_min[k_cap / k_block + 1];
+    alignas(64) float rank_of[k_cap + k_block];
+    alignas(64) float block_min[k_cap / k_block + 1];
     uint32_t tok[k_cap], next[k_cap], prev[k_cap];
     const uint32_t n = static_cast<uint32_t>(piece.size());
     if (n == 0) return;
     const uint32_t blocks = (n + k_block - 1) / k_block;
     const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
-    const auto as_int = [](uint32_t r) { return r == k_no_rank ? k_none : int32_t(r); };
     // The rank of parts a and b = next[a] side by side. One of them is a
     // merged part or a whole character, so they join at least 3 bytes, as
     // pair_merge_checked needs (byte pairs come from pair_rank_).
-    const auto pair_rank = [&](uint32_t a, uint32_t b) -> int32_t {
+    const auto pair_rank = [&](uint32_t a, uint32_t b) -> float {
         if (b >= n) return k_none;
-        return as_int(pair_merge_checked(tok[a], tok[b], p + a, next[b] - a));
+        return as_float_rank(pair_merge_checked(tok[a], tok[b], p + a, next[b] - a));
     };
     for (uint32_t i = 0; i < blocks * k_block; ++i) rank_of[i] = k_none;
     uint32_t last = n;  // the part before: none yet
@@ -468,7 +468,7 @@ void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out)
         tok[start] = id;
         next[start] = start + len;
         prev[start] = last;
-        if (last < n) rank_of[last] = next[start] - last == 2 ? as_int(pair_rank_[p[last] | unsigned(p[start]) << 8])
+        if (last < n) rank_of[last] = next[start] - last == 2 ? as_float_rank(pair_rank_[p[last] | unsigned(p[start]) << 8])
                                                               : pair_rank(last, start);
         last = start;
     });
@@ -477,7 +477,7 @@ void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out)
     for (;;) {
         // The lowest rank, the leftmost on ties: the first block holding it,
         // then the first entry of that block holding it.
-        int32_t min_rank = k_none;
+        float min_rank = k_none;
         for (uint32_t b = 0; b < blocks; ++b) min_rank = std::min(min_rank, block_min[b]);
         if (min_rank == k_none) break;
         uint32_t bi = 0;

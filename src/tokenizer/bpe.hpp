@@ -110,10 +110,14 @@ public:
     // then the memo, then the Bloom filter on the bytes (most pairs that miss
     // the memo are no token), then the pair table. The memo is keyed by the
     // two ids alone, so a hit costs no hash of the bytes.
+    // left and right must be ranks of this table (below end_rank()).
     uint32_t pair_merge_checked(uint32_t left, uint32_t right, const unsigned char *bytes, size_t n) const noexcept {
-        if (!in_pairs(left_parts_, left) || !in_pairs(right_parts_, right)) return k_no_rank;
-        return memoized(left, right,
-                        [&] { return may_be_token(bytes, n) ? pairs_.find(left, right, k_no_rank) : k_no_rank; });
+        if (pairs_.empty()) return k_no_rank;
+        // The bitmaps cover every rank, so neither test needs a bounds check,
+        // and both bits are tested with one branch.
+        if (!(left_parts_[left >> 6] >> (left & 63) & right_parts_[right >> 6] >> (right & 63) & 1)) return k_no_rank;
+        return memoized_ids(left, right,
+                            [&] { return may_be_token(bytes, n) ? pairs_.find(left, right, k_no_rank) : k_no_rank; });
     }
 
 private:
@@ -263,9 +267,6 @@ private:
     // third of o200k's tokens are either, and these bitmaps (25 KiB each)
     // stay in L1/L2 where the memo and the filter would not.
     std::vector<uint64_t> left_parts_, right_parts_;
-    static bool in_pairs(const std::vector<uint64_t> &bits, uint32_t id) noexcept {
-        return size_t(id >> 6) < bits.size() && (bits[id >> 6] >> (id & 63) & 1);
-    }
     std::vector<char_entry> chars_;                       // open addressing by key; empty without a pair table
     size_t chars_mask_ = 0;                               // chars_.size() - 1
     // A direct-mapped memo of pair-table answers (2^k_memo_bits entries of
@@ -284,6 +285,12 @@ private:
     template <typename Lookup>
     uint32_t memoized(uint32_t left, uint32_t right, Lookup lookup) const noexcept {
         if (pairs_.empty() || left > pair_table::k_max_id || right > pair_table::k_max_id) return k_no_rank;
+        return memoized_ids(left, right, lookup);
+    }
+    // memoized for ids known to be ranks of this table, with a pair table
+    // (every rank is at most pair_table::k_max_id then).
+    template <typename Lookup>
+    uint32_t memoized_ids(uint32_t left, uint32_t right, Lookup lookup) const noexcept {
         const uint64_t key = uint64_t(left) | uint64_t(right) << pair_table::k_id_bits;
         std::atomic<uint64_t> &m = pair_memo_[size_t((key * 0x9E3779B97F4A7C15ull) >> (64 - k_memo_bits))];
         const uint64_t e = m.load(std::memory_order_relaxed);

@@ -75,7 +75,9 @@ uint8_t flags_from_utf8proc(uint32_t cp) {
 struct category_table {
     uint16_t stage1[0x1100];
     std::vector<uint8_t> stage2;
-    uint8_t ascii[128];
+    // Code points below U+0800 (ASCII and every 2-byte sequence: Latin,
+    // Greek, Cyrillic, Armenian, Hebrew, Arabic, ...) by one direct load.
+    uint8_t below_800[0x800];
 
     category_table() {
         std::unordered_map<std::string, uint16_t> seen;
@@ -98,7 +100,7 @@ struct category_table {
             stage1[hi] = index;
             stage2.insert(stage2.end(), block.begin(), block.end());
         }
-        for (uint32_t c = 0; c < 128; ++c) ascii[c] = stage2[size_t(stage1[0]) * 256 + c];
+        for (uint32_t c = 0; c < 0x800; ++c) below_800[c] = stage2[size_t(stage1[c >> 8]) * 256 + (c & 0xFF)];
     }
     uint8_t of(uint32_t cp) const noexcept {
         if (cp >= 0x110000) return 0;
@@ -122,13 +124,13 @@ struct scanner {
         const unsigned c = p[i];
         if (c < 0x80) {
             len = 1;
-            return t.ascii[c];
+            return t.below_800[c];
         }
         uint32_t cp;
         if (c < 0xE0) {
             if (i + 1 >= n) return len = 1, 0;
-            cp = (c & 0x1Fu) << 6 | (p[i + 1] & 0x3Fu);
             len = 2;
+            return t.below_800[(c & 0x1Fu) << 6 | (p[i + 1] & 0x3Fu)];
         } else if (c < 0xF0) {
             if (i + 2 >= n) return len = 1, 0;
             cp = (c & 0x0Fu) << 12 | (p[i + 1] & 0x3Fu) << 6 | (p[i + 2] & 0x3Fu);

@@ -128,6 +128,30 @@ TEST_CASE("UTF-8 validation equals utf8proc's decoder, and the first bad byte is
         if (!s.empty() && iter % 2) s[rng() % s.size()] = char(rng() % 256);
         check(s, true);
     }
+    // Texts of 256 bytes and more are validated as four quarters side by
+    // side, each cut where no continuation byte is: errors anywhere, and in
+    // particular right at and around the cuts (n / 4, n / 2, 3n / 4).
+    for (int iter = 0; iter < 600; ++iter) {
+        std::string s;
+        const size_t chars = 64 + rng() % 700;
+        for (size_t k = 0; k < chars; ++k) {
+            utf8proc_uint8_t buf[4];
+            const utf8proc_ssize_t len = utf8proc_encode_char(utf8proc_int32_t(samples[rng() % 11]), buf);
+            s.append(reinterpret_cast<const char *>(buf), size_t(len));
+        }
+        if (iter % 3 == 1) s[rng() % s.size()] = char(rng() % 256);
+        if (iter % 3 == 2) {
+            const size_t cut = (1 + rng() % 3) * (s.size() / 4);
+            const size_t at = std::min(s.size() - 1, cut + rng() % 9 - std::min<size_t>(cut, 4));
+            // A stray continuation byte, or a lead byte (or F5-FF) where it does not fit.
+            s[at] = char(iter % 2 ? 0x80 + rng() % 0x40 : 0xC0 + rng() % 0x40);
+        }
+        check(s, iter % 10 == 0);
+    }
+    // Four continuation bytes in a row where a cut would fall.
+    std::string run(1024, 'a');
+    for (size_t k = 254; k < 258; ++k) run[k] = char(0x80);
+    check(run, true);
 }
 
 #ifdef LLMKIT_TEST_DATA_DIR
