@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import llmkit
+from budget import SANITIZED, thinned
 
 tokenizers = pytest.importorskip("tokenizers")
 from tokenizers import Tokenizer as HFTokenizer  # noqa: E402
@@ -49,7 +50,7 @@ def vocab_texts(data_dir: Path):
 def corpus(data_dir):
     """The mixed slice (one text), every UDHR line, and the 46 llama.cpp vocab-test texts."""
     texts = [(data_dir / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8")]
-    texts += (data_dir / "corpus" / "udhr-60lang.txt").read_text(encoding="utf-8").split("\n")
+    texts += thinned((data_dir / "corpus" / "udhr-60lang.txt").read_text(encoding="utf-8").split("\n"), 4)
     texts += vocab_texts(data_dir)
     return texts
 
@@ -75,7 +76,7 @@ def test_corpus_ids_match_tokenizers(data_dir, corpus, name, add_special_tokens)
     tok, ref = load_pair(hf_path(data_dir, name))
     expected = hf_ids(ref, corpus, add_special_tokens)
     got = tok.encode_batch(corpus, allowed_special="all", add_special_tokens=add_special_tokens)
-    assert len(got) == len(corpus) > 13000
+    assert len(got) == len(corpus) > (3000 if SANITIZED else 13000)
     assert got == expected, first_mismatch(corpus, got, expected)
     # One text at a time gives the same as the batch.
     for text, ids in zip(corpus[:200], expected[:200]):
@@ -404,7 +405,7 @@ def test_normalizer_on_every_code_point(tmp_path, data_dir, kind):
     _byte_identity(norm).save(str(path))
     tok, ref = llmkit.Tokenizer.from_file(path), HFTokenizer.from_file(str(path))
     chars = [chr(c) for c in range(1, 0x110000) if not 0xD800 <= c < 0xE000]
-    texts = ["".join(chars[i:i + 512]) for i in range(0, len(chars), 512)]
+    texts = thinned(["".join(chars[i:i + 512]) for i in range(0, len(chars), 512)], 4)
     texts += ["\x00a\u00a0", "\uff76\uff9e", "e\u0301\u0301", "\u1100\u1161\u11a8"]  # NUL, a 2-char rule, marks
     expected = hf_ids(ref, texts, False)
     got = tok.encode_batch(texts)
