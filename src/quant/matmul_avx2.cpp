@@ -904,7 +904,8 @@ void kdecode_row(const uint8_t *w, kpanel &pn, int slot) {
             __builtin_memcpy(&d_dmin, o, 4);
             const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(d_dmin)));
             _mm_storeu_ps(pn.d + 4 * i, _mm_broadcastss_ps(dd));
-            _mm_storeu_ps(pn.nd + 4 * i, _mm_broadcastss_ps(_mm_sub_ps(_mm_setzero_ps(), _mm_movehdup_ps(dd))));
+            // -dmin by flipping the sign bit, as the scalar negation does (0 - x would make -0 of +0).
+            _mm_storeu_ps(pn.nd + 4 * i, _mm_broadcastss_ps(_mm_xor_ps(_mm_movehdup_ps(dd), _mm_set1_ps(-0.0f))));
             const __m128i sm = scales_mins_k4(o + 4);
             const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sm));
             // The mins, pairs (2p, 2p + 1): vector 0 holds pairs 0 and 1, vector 1 pairs 2 and 3, 4 times each.
@@ -1063,8 +1064,9 @@ bool kpanel_gemm(const kernel_args &a) {
     return true;
 }
 
-// GEMM uses the same int8 kernels as GEMV, with 2 x 4 tiles, so a row of a
-// prefill gives the same bits as that row decoded alone. The alternative,
+// GEMM uses the same int8 arithmetic as GEMV, so a row of a prefill gives the
+// same bits as that row decoded alone: 2 x 4 tiles, and for the K-quants from
+// 4 activation rows on the decoded panels of kpanel_gemm. The alternative,
 // decoding the weights to float and running a float GEMM, measured slower in
 // most cells (bench/bench_qmatmul.py, 4096 x 4096 weights, 1 / 2 threads,
 // GFLOP/s, on a shared 2-core EPYC VM): M = 32: Q4_0 10.8 / 15.2 here against
