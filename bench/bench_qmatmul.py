@@ -204,10 +204,15 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--fixed-bandwidth", action="store_true",
                     help="ratios against the start-of-run bandwidth, not probes around each cell")
+    ap.add_argument("--gemm-only", action="store_true",
+                    help="only the GEMM table (no bandwidth probe, no GEMV): to re-run GEMM cells")
+    ap.add_argument("--gemm-m", default=None, help="GEMM row counts, e.g. 128 or 16,32,128 (default: 16,32,128)")
     args = ap.parse_args()
     types = [t.strip() for t in args.types.split(",") if t.strip()]
-    shapes = SHAPES[:1] if args.quick else SHAPES
+    shapes = [] if args.gemm_only else SHAPES[:1] if args.quick else SHAPES
     gemm_ms = [32] if args.quick else [16, 32, 128]
+    if args.gemm_m:
+        gemm_ms = [int(v) for v in args.gemm_m.split(",")]
     failures = []
     t_start = time.perf_counter()
 
@@ -218,8 +223,8 @@ def main():
     print("ggml: " + (f"llama-cpp-python {ggml.version}, {ggml.lib_dir}" if ggml else "skipped: " + ggml_why),
           flush=True)
 
-    bw = measure_bandwidth(args.reps)
-    for nt in THREADS:
+    bw = {} if args.gemm_only else measure_bandwidth(args.reps)
+    for nt in bw:
         gbs, name, cands = bw[nt]
         print(f"memory bandwidth, {nt} thread(s): {gbs:.2f} GB/s ({name}; "
               + ", ".join(f"{k} {v:.2f}" for k, v in cands.items()) + ")", flush=True)
