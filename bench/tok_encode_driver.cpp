@@ -1,0 +1,68 @@
+// A C++ driver for profiling the byte-level BPE encoder without Python in the
+// way (perf record, callgrind): loads a tiktoken rank file from the shared
+// data folder, encodes one corpus `reps` times and prints the best thread CPU
+// time and a hash of the ids (equal hashes: equal ids). Not built by CMake;
+// bench/README.md (tokenizer section) has the command line.
+//
+//   tok_encode_driver <encoding> <corpus file name> [reps] [encode|scan]
+//
+// scan times the pre-tokenizer alone. LLMKIT_DATA_DIR overrides /work/shared/data.
+#include <time.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tokenizer/tokenizer.hpp"
+
+namespace {
+
+double thread_seconds() {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+std::string slurp(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    using namespace llmkit::tok;
+    if (argc < 3) {
+        std::fprintf(stderr, "usage: %s <encoding> <corpus file> [reps] [encode|scan]\n", argv[0]);
+        return 2;
+    }
+    const std::string enc = argv[1], corpus = argv[2];
+    const int reps = argc > 3 ? std::atoi(argv[3]) : 20;
+    const std::string mode = argc > 4 ? argv[4] : "encode";
+    const char *env = std::getenv("LLMKIT_DATA_DIR");
+    const std::string data = env ? env : "/work/shared/data";
+    const auto tok = load_tiktoken(data + "/tiktoken/" + enc + ".tiktoken", enc);
+    const std::string text = slurp(data + "/corpus/" + corpus);
+    std::vector<int32_t> ids;
+    double best = 1e30;
+    size_t pieces = 0;
+    for (int r = 0; r < reps; ++r) {
+        ids.clear();
+        pieces = 0;
+        const double t0 = thread_seconds();
+        if (mode == "scan") pretokenize(tok->pre_tokenizer_kind(), text, [&](size_t, size_t) { ++pieces; });
+        else tok->encode_ordinary(text, ids);
+        best = std::min(best, thread_seconds() - t0);
+    }
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the ids
+    for (int32_t v : ids) h = (h ^ uint32_t(v)) * 1099511628211ull;
+    std::printf("%s %s %s: %.2f MB/s (%.3f ms) ids %zu pieces %zu hash %016llx\n", enc.c_str(), corpus.c_str(),
+                mode.c_str(), double(text.size()) / best / 1e6, best * 1e3, ids.size(), pieces,
+                static_cast<unsigned long long>(h));
+}
