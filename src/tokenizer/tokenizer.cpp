@@ -39,16 +39,18 @@ byte_level_bpe::byte_level_bpe(std::vector<std::pair<std::string, uint32_t>> ran
 }
 
 void byte_level_bpe::encode_ordinary(std::string_view text, std::vector<int32_t> &out) const {
-    encode_split(text, pretok_ != pretok_kind::none && is_valid_utf8(text), out);
+    // Both splitters are defined on valid UTF-8 only (PCRE2 matches with
+    // PCRE2_NO_UTF_CHECK: invalid bytes there are undefined behaviour, which
+    // fuzz_byte_bpe found as a crash in the JIT code).
+    check_utf8(text, "text");
+    encode_split(text, out);
 }
 
-// valid_utf8: text is known to be valid UTF-8. The scanners are exact on
-// valid text only; anything else (only this C++ call can pass it) keeps the
-// regex's pieces as before.
-void byte_level_bpe::encode_split(std::string_view text, bool valid_utf8, std::vector<int32_t> &out) const {
+// text: valid UTF-8, checked by the caller.
+void byte_level_bpe::encode_split(std::string_view text, std::vector<int32_t> &out) const {
     piece_queue queue(ranks_, this_thread_piece_cache(), out);
     const auto piece = [&](size_t b, size_t e) { queue.push(text.substr(b, e - b)); };
-    if (pretok_ != pretok_kind::none && valid_utf8) pretokenize(pretok_, text, piece);
+    if (pretok_ != pretok_kind::none) pretokenize(pretok_, text, piece);
     else regex_.for_each_match(text, piece);
     queue.flush();
 }
@@ -102,11 +104,11 @@ void byte_level_bpe::encode(std::string_view text, const encode_options &options
             search = pos + 1;
             continue;
         }
-        encode_split(text.substr(start, pos - start), true, out);
+        encode_split(text.substr(start, pos - start), out);
         out.push_back(special->id);
         start = search = pos + special->text.size();
     }
-    encode_split(text.substr(start), true, out);
+    encode_split(text.substr(start), out);
 }
 
 void byte_level_bpe::decode(const int32_t *ids, size_t n, std::string &out) const {

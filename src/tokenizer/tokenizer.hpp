@@ -109,7 +109,8 @@ public:
                              std::vector<std::pair<size_t, size_t>> &spans) const override;
     std::string kind() const override { return "byte-level BPE"; }
 
-    // Encodes text with no special-token handling at all (tiktoken's encode_ordinary).
+    // Encodes text with no special-token handling at all (tiktoken's
+    // encode_ordinary); LLMKIT_ERROR_INVALID_ARGUMENT if it is not valid UTF-8.
     void encode_ordinary(std::string_view text, std::vector<int32_t> &out) const;
 
     const rank_table &ranks() const noexcept { return ranks_; }
@@ -119,8 +120,8 @@ public:
     pretok_kind pre_tokenizer_kind() const noexcept { return pretok_; }
 
 private:
-    // encode_ordinary on text that is known to be valid UTF-8 (valid_utf8) or not.
-    void encode_split(std::string_view text, bool valid_utf8, std::vector<int32_t> &out) const;
+    // encode_ordinary on text already checked to be valid UTF-8.
+    void encode_split(std::string_view text, std::vector<int32_t> &out) const;
     // The leftmost (then longest) special token at or after `from`; false if none.
     bool find_special(std::string_view text, size_t from, size_t &pos, const special_token *&found) const;
 

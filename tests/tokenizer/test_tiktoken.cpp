@@ -4,6 +4,7 @@
 // tiktoken's scan; long pieces; concurrent use.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -345,9 +346,17 @@ TEST_CASE("the per-thread piece cache never mixes tokenizers", "[bpe]") {
     // cl100k and o200k alternate on one thread, sentence by sentence, and a
     // tokenizer is destroyed and rebuilt between rounds: every call must still
     // give the ids of a fresh encode of the whole text.
-    const std::string text = read_file(k_data + "/corpus/mixed-slice.txt").substr(0, 60000);
+    std::string text = read_file(k_data + "/corpus/mixed-slice.txt");
+    size_t cut = 60000;
+    while ((static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+    text.resize(cut);
     std::vector<std::string> parts;
-    for (size_t pos = 0; pos < text.size(); pos += 997) parts.push_back(text.substr(pos, 997));
+    // About 997 bytes each, cut at character starts (encode takes valid UTF-8 only).
+    for (size_t pos = 0, end; pos < text.size(); pos = end) {
+        end = std::min(text.size(), pos + 997);
+        while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
+        parts.push_back(text.substr(pos, end - pos));
+    }
     for (int round = 0; round < 2; ++round) {
         auto a = llmkit::tok::load_tiktoken(k_data + "/tiktoken/cl100k_base.tiktoken", "cl100k_base");
         auto b = llmkit::tok::load_tiktoken(k_data + "/tiktoken/o200k_base.tiktoken", "o200k_base");
