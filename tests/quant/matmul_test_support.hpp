@@ -1,11 +1,14 @@
-// Helpers shared by the quantized-matmul tests (test_matmul.cpp,
-// test_matmul_kquant_bytes.cpp): one call of the C API and a scoped choice
-// of kernels. Header-only, internal to the tests.
+// Helpers shared by the quantized-matmul tests (test_matmul*.cpp,
+// test_qmatmul_*.cpp): one call of the C API, a scoped choice of kernels and
+// the float64 reference of the int8-activation kernels. Header-only, internal
+// to the tests.
 #pragma once
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "llmkit/llmkit.h"
@@ -40,5 +43,33 @@ struct matmul_isa_scope {
     matmul_isa_scope &operator=(const matmul_isa_scope &) = delete;
     bool ok = false;
 };
+
+// Row i of x [m, k] as the kernels quantize it (as ggml does): each block of
+// `block` values to int8 at scale absmax / 127, rounded to nearest (ties to
+// even), then back to the exact values those int8s stand for, in float64.
+inline std::vector<double> int8_activation_row(const std::vector<float> &x, int64_t i, int64_t k, int64_t block) {
+    std::vector<double> xq(static_cast<size_t>(k));
+    for (int64_t b = 0; b < k / block; ++b) {
+        float amax = 0.0f;
+        for (int64_t j = block * b; j < block * (b + 1); ++j) amax = std::fmax(amax, std::fabs(x[size_t(i * k + j)]));
+        const float d = amax / 127.0f, id = 1.0f / d;
+        for (int64_t j = block * b; j < block * (b + 1); ++j)
+            xq[size_t(j)] = double(std::nearbyint(x[size_t(i * k + j)] * id)) * double(d);
+    }
+    return xq;
+}
+
+// Row r of the dequantized weights wd [n, k] times xq in float64: the dot
+// product and the sum of |products| (the scale of its float32 rounding).
+inline std::pair<double, double> dot_and_magnitude(const std::vector<float> &wd, int64_t r,
+                                                   const std::vector<double> &xq) {
+    const int64_t k = int64_t(xq.size());
+    double ref = 0, mag = 0;
+    for (int64_t j = 0; j < k; ++j) {
+        ref += double(wd[size_t(r * k + j)]) * xq[size_t(j)];
+        mag += std::fabs(double(wd[size_t(r * k + j)]) * xq[size_t(j)]);
+    }
+    return {ref, mag};
+}
 
 }  // namespace llmkit_test

@@ -20,7 +20,9 @@
 namespace {
 
 using llmkit::quant::matmul_isa;
+using llmkit_test::dot_and_magnitude;
 using llmkit_test::host_tensor;
+using llmkit_test::int8_activation_row;
 using isa_scope = llmkit_test::matmul_isa_scope;
 using llmkit_test::quant_matmul;
 
@@ -95,21 +97,9 @@ TEST_CASE("quant matmul: blocks of random bytes, AVX2 and scalar bits, float64",
             // float32 rounding remains, 2^-16 of sum |w| |xq| (k / block block
             // results and the 8 lanes summed in float32).
             for (int64_t i = 0; i < m; ++i) {
-                std::vector<double> xq(static_cast<size_t>(k));
-                for (int64_t b = 0; b < k / block; ++b) {
-                    float amax = 0.0f;
-                    for (int64_t j = block * b; j < block * (b + 1); ++j)
-                        amax = std::fmax(amax, std::fabs(x[size_t(i * k + j)]));
-                    const float d = amax / 127.0f, id = 1.0f / d;
-                    for (int64_t j = block * b; j < block * (b + 1); ++j)
-                        xq[size_t(j)] = double(std::nearbyint(x[size_t(i * k + j)] * id)) * double(d);
-                }
+                const std::vector<double> xq = int8_activation_row(x, i, k, block);
                 for (int64_t r = 0; r < n; ++r) {
-                    double ref = 0, mag = 0;
-                    for (int64_t j = 0; j < k; ++j) {
-                        ref += double(wd[size_t(r * k + j)]) * xq[size_t(j)];
-                        mag += std::fabs(double(wd[size_t(r * k + j)]) * xq[size_t(j)]);
-                    }
+                    const auto [ref, mag] = dot_and_magnitude(wd, r, xq);
                     INFO(tc.name << " m=" << m << " x row " << i << " weight row " << r);
                     REQUIRE(std::fabs(double(scalar[size_t(i * n + r)]) - ref) <= std::ldexp(mag, -16));
                 }

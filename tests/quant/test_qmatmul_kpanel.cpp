@@ -21,10 +21,9 @@
 
 namespace {
 
+using namespace llmkit_test;  // quant_matmul, the int8 reference, host_tensor
 using llmkit::quant::matmul_isa;
-using llmkit_test::host_tensor;
-using isa_scope = llmkit_test::matmul_isa_scope;
-using llmkit_test::quant_matmul;
+using isa_scope = matmul_isa_scope;
 
 struct kquant {
     const char *name;
@@ -62,20 +61,9 @@ void check_float64(const kquant &t, const std::vector<uint8_t> &w, int64_t n, in
     const llmkit_tensor wdt = host_tensor(wd.data(), ws, 2, LLMKIT_DTYPE_F32);
     REQUIRE(llmkit_dequantize(t.type, w.data(), w.size(), &wdt, nullptr) == LLMKIT_OK);
     for (int64_t i = 0; i < m; ++i) {
-        std::vector<double> xq(static_cast<size_t>(k));
-        for (int64_t b = 0; b < k / 256; ++b) {
-            float amax = 0.0f;
-            for (int64_t j = 256 * b; j < 256 * (b + 1); ++j) amax = std::fmax(amax, std::fabs(x[size_t(i * k + j)]));
-            const float d = amax / 127.0f, id = 1.0f / d;
-            for (int64_t j = 256 * b; j < 256 * (b + 1); ++j)
-                xq[size_t(j)] = double(std::nearbyint(x[size_t(i * k + j)] * id)) * double(d);
-        }
+        const std::vector<double> xq = int8_activation_row(x, i, k, 256);
         for (int64_t r = 0; r < n; ++r) {
-            double ref = 0, mag = 0;
-            for (int64_t j = 0; j < k; ++j) {
-                ref += double(wd[size_t(r * k + j)]) * xq[size_t(j)];
-                mag += std::fabs(double(wd[size_t(r * k + j)]) * xq[size_t(j)]);
-            }
+            const auto [ref, mag] = dot_and_magnitude(wd, r, xq);
             INFO(t.name << " m=" << m << " n=" << n << " k=" << k << ": x row " << i << ", weight row " << r);
             REQUIRE(std::fabs(double(y[size_t(i * n + r)]) - ref) <= std::ldexp(mag, -16));
         }
