@@ -93,6 +93,10 @@ llmkit_status llmkit_tokenizer_encode(const llmkit_tokenizer *tokenizer, const c
         const auto o = capi::read_options(options, k_encode_defaults, "options");
         const tok::encode_options eo = to_core_options(o);
         std::vector<int32_t> out;
+        // Room for as many ids as the caller has (at most one per byte plus a
+        // few specials, the bound for byte-level BPE): reserved, not touched,
+        // so a long text encodes without the vector's regrowth copies.
+        if (ids) out.reserve(std::min(capacity, len + 16));
         tokenizer->impl->encode(std::string_view(len ? text : "", len), eo, out);
         *n_ids = out.size();
         if (!ids) return;

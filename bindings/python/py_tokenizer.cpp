@@ -87,19 +87,22 @@ py::list tokenizer_encode(const py_tokenizer &t, py::handle text, const std::vec
     std::vector<const char *> names;
     const llmkit_encode_options o =
         encode_options(allowed_special, allow_all_special, special_as_text, 0, names, add_special_tokens);
-    // Enough for tiktoken (never more ids than bytes); other formats may need the retry.
-    std::vector<int32_t> ids(s.size() + 8);
-    size_t n = 0;
+    // Enough for tiktoken (never more ids than bytes); other formats may need
+    // the retry. Left uninitialised: the encoder writes the first n, and the
+    // pages past them are never touched (zero-filling one int32 per byte of a
+    // megabyte text cost about a millisecond of page faults per call).
+    size_t capacity = s.size() + 8, n = 0;
+    std::unique_ptr<int32_t[]> ids(new int32_t[capacity]);
     {
         py::gil_scoped_release nogil;
-        llmkit_status st = llmkit_tokenizer_encode(t.tok.get(), s.data(), s.size(), ids.data(), ids.size(), &n, &o);
+        llmkit_status st = llmkit_tokenizer_encode(t.tok.get(), s.data(), s.size(), ids.get(), capacity, &n, &o);
         if (st == LLMKIT_ERROR_BUFFER_TOO_SMALL) {
-            ids.resize(n);
-            st = llmkit_tokenizer_encode(t.tok.get(), s.data(), s.size(), ids.data(), ids.size(), &n, &o);
+            ids.reset(new int32_t[capacity = n]);
+            st = llmkit_tokenizer_encode(t.tok.get(), s.data(), s.size(), ids.get(), capacity, &n, &o);
         }
         llmkit::check(st);
     }
-    return int_list(ids.data(), n);
+    return int_list(ids.get(), n);
 }
 
 py::list tokenizer_encode_batch(const py_tokenizer &t, py::handle texts_obj, const std::vector<std::string> &allowed_special,
