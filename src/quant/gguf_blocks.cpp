@@ -8,6 +8,7 @@
 // (same operand order, float precision throughout), because a different but
 // mathematically equal expression rounds differently and changes the bytes.
 #include "quant/gguf_blocks.hpp"
+#include "quant/gguf_codebooks.hpp"
 #include "quant/gguf_f16.hpp"
 
 #include <algorithm>
@@ -71,8 +72,6 @@ bool has_avx2() { return cpu_has_avx2() && g_avx2_enabled.load(std::memory_order
 constexpr int qk_k = 256;              // elements of a K-quant super-block
 constexpr float group_max_eps = 1e-15f;  // below this a group counts as all zero
 
-// The IQ4_NL / IQ4_XS codebook, part of the file format.
-constexpr int8_t iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
 inline uint8_t *out_block(void *dst, int64_t i, int64_t bytes) { return static_cast<uint8_t *>(dst) + i * bytes; }
 inline const uint8_t *in_block(const void *src, int64_t i, int64_t bytes) {
@@ -1637,7 +1636,7 @@ inline int nearest_code(float v) {
     int idx = 0;
     for (int step = 8; step > 0; step >>= 1) {
         const int j = idx + step;
-        if (v2 >= float(iq4_values[j - 1] + iq4_values[j])) idx = j;
+        if (v2 >= float(k_iq4_values[j - 1] + k_iq4_values[j])) idx = j;
     }
     return idx;
 }
@@ -1649,13 +1648,13 @@ LLMKIT_FIT_CLONES float fit_codebook(const float *xb, uint8_t *L, const float *w
     constexpr int ntry = 7;
     const float max = signed_absmax(xb, 32);
     if (std::fabs(max) < group_max_eps) return 0.0f;
-    float d = -max / float(iq4_values[0]);
+    float d = -max / float(k_iq4_values[0]);
     float id = 1 / d;
     float sumqx = 0, sumq2 = 0;
     for (int j = 0; j < 32; ++j) {
         const int l = nearest_code(id * xb[j]);
         L[j] = uint8_t(l);
-        const float q = float(iq4_values[l]);
+        const float q = float(k_iq4_values[l]);
         const float wj = w ? w[j] : xb[j] * xb[j];
         sumqx += wj * q * xb[j];
         sumq2 += wj * q * q;
@@ -1663,10 +1662,10 @@ LLMKIT_FIT_CLONES float fit_codebook(const float *xb, uint8_t *L, const float *w
     d = sumq2 > 0 ? sumqx / sumq2 : 0.0f;
     float best = d * sumqx;
     for (int itry = -ntry; itry <= ntry; ++itry) {
-        id = float(itry + iq4_values[0]) / max;
+        id = float(itry + k_iq4_values[0]) / max;
         sumqx = sumq2 = 0;
         for (int j = 0; j < 32; ++j) {
-            const float q = float(iq4_values[nearest_code(id * xb[j])]);
+            const float q = float(k_iq4_values[nearest_code(id * xb[j])]);
             const float wj = w ? w[j] : xb[j] * xb[j];
             sumqx += wj * q * xb[j];
             sumq2 += wj * q * q;
@@ -1689,16 +1688,15 @@ struct codebook_tables {
 };
 
 LLMKIT_AVX2_FN inline codebook_tables make_codebook_tables() {
-    auto mid = [](int k) { return float(iq4_values[k - 1] + iq4_values[k]); };
+    auto mid = [](int k) { return float(k_iq4_values[k - 1] + k_iq4_values[k]); };
     codebook_tables t;
     t.mid8 = _mm256_set1_ps(mid(8));
     t.mid4 = _mm256_setr_ps(mid(4), mid(12), 0, 0, 0, 0, 0, 0);
     t.mid2 = _mm256_setr_ps(mid(2), mid(6), mid(10), mid(14), 0, 0, 0, 0);
     t.mid1 = _mm256_setr_ps(mid(1), mid(3), mid(5), mid(7), mid(9), mid(11), mid(13), mid(15));
-    t.lo = _mm256_setr_ps(iq4_values[0], iq4_values[1], iq4_values[2], iq4_values[3], iq4_values[4], iq4_values[5],
-                          iq4_values[6], iq4_values[7]);
-    t.hi = _mm256_setr_ps(iq4_values[8], iq4_values[9], iq4_values[10], iq4_values[11], iq4_values[12],
-                          iq4_values[13], iq4_values[14], iq4_values[15]);
+    const auto *book = reinterpret_cast<const __m128i *>(k_iq4_values);
+    t.lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(book)));
+    t.hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(_mm_loadu_si128(book), 8)));
     return t;
 }
 
@@ -1739,8 +1737,8 @@ LLMKIT_AVX2_FN float fit_codebook_avx2(const float *xb, const float *w) {
     if (std::fabs(max) < group_max_eps) return 0.0f;
     const codebook_tables t = make_codebook_tables();
     alignas(32) float ids[16];
-    ids[0] = 1 / (-max / float(iq4_values[0]));
-    for (int c = 1; c < 16; ++c) ids[c] = float(c - 8 + iq4_values[0]) / max;  // itry = c - 8 = -7..7
+    ids[0] = 1 / (-max / float(k_iq4_values[0]));
+    for (int c = 1; c < 16; ++c) ids[c] = float(c - 8 + k_iq4_values[0]) / max;  // itry = c - 8 = -7..7
     const __m256 id_a = _mm256_load_ps(ids), id_b = _mm256_load_ps(ids + 8);
     __m256 sqx_a = _mm256_setzero_ps(), sq2_a = sqx_a, sqx_b = sqx_a, sq2_b = sqx_a;
     for (int j = 0; j < 32; ++j) {
@@ -1814,8 +1812,8 @@ void dequantize_iq4_nl(const void *src, float *y, int64_t n) {
         const uint8_t *o = in_block(src, b, 18);
         const float d = get_f16(o);
         for (int j = 0; j < 16; ++j) {
-            y[j] = d * float(iq4_values[o[2 + j] & 0xF]);
-            y[j + 16] = d * float(iq4_values[o[2 + j] >> 4]);
+            y[j] = d * float(k_iq4_values[o[2 + j] & 0xF]);
+            y[j + 16] = d * float(k_iq4_values[o[2 + j] >> 4]);
         }
     }
 }
@@ -1866,8 +1864,8 @@ void dequantize_iq4_xs(const void *src, float *y, int64_t n) {
             const int ls = ((o[4 + ib / 2] >> (4 * (ib % 2))) & 0xF) | ((scales_h >> (2 * ib)) & 3) << 4;
             const float dl = d * float(ls - 32);
             for (int j = 0; j < 16; ++j) {
-                y[j] = dl * float(iq4_values[qs[j] & 0xF]);
-                y[j + 16] = dl * float(iq4_values[qs[j] >> 4]);
+                y[j] = dl * float(k_iq4_values[qs[j] & 0xF]);
+                y[j + 16] = dl * float(k_iq4_values[qs[j] >> 4]);
             }
         }
     }

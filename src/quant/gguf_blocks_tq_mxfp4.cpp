@@ -16,6 +16,7 @@
 #endif
 
 #include "quant/gguf_blocks.hpp"
+#include "quant/gguf_codebooks.hpp"
 #include "quant/gguf_f16.hpp"
 
 namespace llmkit::quant {
@@ -146,16 +147,6 @@ void dequantize_tq1_0(const void *src, float *y, int64_t n) {
 
 namespace {
 
-constexpr int8_t e2m1_doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-
-// 2^(e - 128) as a float, subnormal for e < 2 (ggml's E8M0_TO_FP32_HALF).
-inline float e8m0_half(uint8_t e) {
-    const uint32_t bits = e < 2 ? uint32_t(0x00200000) << e : uint32_t(e - 1) << 23;
-    float d;
-    std::memcpy(&d, &bits, 4);
-    return d;
-}
-
 // The nearest of the 16 codes for each of the 32 values, as ggml's scan finds
 // it: the first code (in the table's order) whose rounded error |k d - x| is
 // smallest. k d is exact (d is a power of two), so for x < 0 code 8 + i has
@@ -169,7 +160,7 @@ void nearest_codes_scalar(const float *x, float d, uint8_t *code) {
         float best = a;
         int idx = 0;
         for (int c = 1; c < 8; ++c) {
-            const float err = std::fabs(float(e2m1_doubled[c]) * d - a);
+            const float err = std::fabs(float(k_e2m1_doubled[c]) * d - a);
             if (err < best) {
                 best = err;
                 idx = c;
@@ -192,7 +183,7 @@ __attribute__((target("avx2"))) void nearest_codes_avx2(const float *x, float d,
         idx[v] = _mm256_setzero_si256();
     }
     for (int c = 1; c < 8; ++c) {
-        const __m256 level = _mm256_set1_ps(float(e2m1_doubled[c]) * d);
+        const __m256 level = _mm256_set1_ps(float(k_e2m1_doubled[c]) * d);
         const __m256i cv = _mm256_set1_epi32(c);
         for (int v = 0; v < 4; ++v) {
             const __m256 err = _mm256_and_ps(_mm256_sub_ps(level, ax[v]), abs_mask);
@@ -243,8 +234,8 @@ void dequantize_mxfp4(const void *src, float *y, int64_t n) {
         const uint8_t *p = static_cast<const uint8_t *>(src) + b * 17;
         const float d = e8m0_half(p[0]);
         for (int j = 0; j < 16; ++j) {
-            y[j] = float(e2m1_doubled[p[1 + j] & 0x0f]) * d;
-            y[j + 16] = float(e2m1_doubled[p[1 + j] >> 4]) * d;
+            y[j] = float(k_e2m1_doubled[p[1 + j] & 0x0f]) * d;
+            y[j + 16] = float(k_e2m1_doubled[p[1 + j] >> 4]) * d;
         }
     }
 }

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "quant/gguf_codebooks.hpp"
 #include "quant/matmul_kernels.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -50,21 +51,13 @@ __m256i nibbles(const uint8_t *p) {
     return _mm256_and_si256(_mm256_srlv_epi64(q, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
 }
 
-// IQ4_NL's and MXFP4's codebooks (MXFP4's E2M1 values doubled) in both
-// 128-bit halves, for vpshufb: the same tables as matmul_scalar.cpp's.
+// IQ4_NL's and MXFP4's codebooks (gguf_codebooks.hpp) in both 128-bit
+// halves, for vpshufb.
 __m256i codebook_iq4() {
-    return _mm256_broadcastsi128_si256(
-        _mm_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113));
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_iq4_values)));
 }
 __m256i codebook_mxfp4() {
-    return _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12));
-}
-// 2^(e - 128): MXFP4's E8M0 scale, halved to match the doubled values.
-float e8m0_half(uint8_t e) {
-    const uint32_t bits = e < 2 ? uint32_t(0x00200000) << e : uint32_t(e - 1) << 23;
-    float d;
-    __builtin_memcpy(&d, &bits, 4);
-    return d;
+    return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i *>(k_e2m1_doubled)));
 }
 
 // Byte e is 0xFF when bit e of x is set, else 0.

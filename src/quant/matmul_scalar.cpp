@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/tensor.hpp"
+#include "quant/gguf_codebooks.hpp"
 #include "quant/matmul_kernels.hpp"
 
 namespace llmkit::quant::mm {
@@ -16,19 +17,6 @@ float f16_at(const uint8_t *p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
     return core::f16_to_f32(h);
-}
-
-// The file formats' codebooks (ggml-common.h): IQ4_NL's levels and MXFP4's
-// E2M1 values doubled (indices 8-15 negated).
-constexpr int8_t k_iq4_values[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-constexpr int8_t k_e2m1_doubled[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-
-// 2^(e - 128): MXFP4's E8M0 scale, halved to match the doubled values.
-float e8m0_half(uint8_t e) {
-    const uint32_t bits = e < 2 ? uint32_t(0x00200000) << e : uint32_t(e - 1) << 23;
-    float d;
-    std::memcpy(&d, &bits, 4);
-    return d;
 }
 
 // One weight row as integers: the level of each element (as the lanes
