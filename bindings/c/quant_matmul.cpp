@@ -113,7 +113,7 @@ llmkit_status llmkit_quant_matmul(const llmkit_tensor *x, int32_t type, const vo
                  " is not a llmkit_quant_type that llmkit implements");
         if (!quant::matmul_supports(type))
             fail(LLMKIT_ERROR_UNSUPPORTED, "quant matmul: no kernel for ", t->name,
-                 " (supported: q4_0, q4_1, q5_0, q8_0, iq4_nl, mxfp4, q4_K, q5_K, q6_K)");
+                 " (supported: q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, mxfp4, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_xs)");
         if (n_rows < 0) fail(LLMKIT_ERROR_SHAPE, "n_rows must be >= 0, got ", n_rows);
         if (k < 0 || k % t->block_elems != 0)
             fail(LLMKIT_ERROR_SHAPE, "k = ", k, " is not a non-negative multiple of ", t->name, "'s block of ",

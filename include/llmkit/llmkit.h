@@ -1071,14 +1071,15 @@ LLMKIT_API llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, cons
 /** @defgroup quant_matmul Quantization: matmul with quantized weights (CPU)
  *
  * y = x * W^T with the weights W [n_rows, k] kept quantized: GGUF blocks
- * (Q4_0, Q4_1, Q5_0, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K, Q6_K, stored as ggml stores a tensor:
+ * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+ * IQ4_XS, stored as ggml stores a tensor:
  * each row is k / block_elements blocks, rows back to back) or int8 with one
  * float32 scale per row. x is float32 [m, k] (m = 1: a decode step's GEMV;
  * m > 1: a prefill's GEMM), y is float32 [m, n_rows].
  *
  * How: as llama.cpp does, each x row is quantized on the fly to int8 blocks
  * with a float32 scale (blocks of 32 for the 32-element formats and int8,
- * blocks of 256 for the K-quants), so the inner loops are integer dot
+ * blocks of 256 for the K-quants and IQ4_XS), so the inner loops are integer dot
  * products (AVX2 where the CPU has it); block results are summed in float32.
  *
  * Accuracy: the only error besides float32 rounding comes from rounding x to
@@ -1113,7 +1114,8 @@ typedef struct llmkit_quant_matmul_options {
 /**
  * @brief Whether llmkit_quant_matmul() has a kernel for a type.
  * @param type An #llmkit_quant_type value.
- * @return 1 for Q4_0, Q4_1, Q5_0, Q8_0, IQ4_NL, MXFP4, Q4_K, Q5_K and Q6_K, else 0. Thread-safe.
+ * @return 1 for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4, Q2_K, Q3_K, Q4_K,
+ *         Q5_K, Q6_K and IQ4_XS, else 0. Thread-safe.
  */
 LLMKIT_API int llmkit_quant_matmul_supported(int32_t type);
 
@@ -1128,8 +1130,9 @@ LLMKIT_API const char *llmkit_quant_matmul_isa(void);
  *
  * @param x float32 host tensor [m, k], or [k] for one row; any strides.
  *          Read completely before y is written, so y may overlap x.
- * @param type The #llmkit_quant_type of W: Q4_0, Q4_1, Q5_0, Q8_0, IQ4_NL,
- *             MXFP4, Q4_K, Q5_K or Q6_K (see llmkit_quant_matmul_supported()).
+ * @param type The #llmkit_quant_type of W: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+ *             IQ4_NL, MXFP4, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or IQ4_XS (see
+ *             llmkit_quant_matmul_supported()).
  * @param w The blocks of W, rows back to back as llmkit_quantize() writes them
  *          (caller-owned, read only during the call).
  * @param w_bytes Bytes at w; must equal n_rows * llmkit_quant_row_bytes(type, k).

@@ -27,12 +27,16 @@ mm::kernel_kind kind_of(int32_t type) {
     case t_q4_0: return mm::k_q4_0;
     case t_q4_1: return mm::k_q4_1;
     case t_q5_0: return mm::k_q5_0;
+    case t_q5_1: return mm::k_q5_1;
     case t_q8_0: return mm::k_q8_0;
     case t_iq4_nl: return mm::k_iq4_nl;
     case t_mxfp4: return mm::k_mxfp4;
     case t_q4_k: return mm::k_q4_k;
     case t_q5_k: return mm::k_q5_k;
     case t_q6_k: return mm::k_q6_k;
+    case t_q2_k: return mm::k_q2_k;
+    case t_q3_k: return mm::k_q3_k;
+    case t_iq4_xs: return mm::k_iq4_xs;
     case int8_rows: return mm::k_i8_rows;
     default: return mm::k_count;
     }

@@ -4,7 +4,7 @@
 //
 // As ggml does, the activations x are quantized on the fly to int8 blocks
 // (Q8_0-style blocks of 32 for the 32-element formats, Q8_K-style blocks of 256
-// with sums over 16 for the K-quants) so the inner loops are integer dot
+// with sums over 16 for the K-quants and IQ4_XS) so the inner loops are integer dot
 // products; block results are accumulated in float32.
 //
 // Every output element is computed by one fixed sequence of float operations
@@ -28,7 +28,8 @@ matmul_isa matmul_active_isa() noexcept;
 bool matmul_force_isa(matmul_isa isa) noexcept;
 const char *matmul_isa_name(matmul_isa isa) noexcept;
 
-// GGUF types with a matmul kernel: Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K.
+// GGUF types with a matmul kernel: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, MXFP4,
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS.
 bool matmul_supports(int32_t type) noexcept;
 
 // Elements per block of the weights (32 or 256) for a supported type.

@@ -86,13 +86,17 @@ float reduce8(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehdup_ps(u)));
 }
 
-constexpr bool is_k(kernel_kind k) { return k == k_q4_k || k == k_q5_k || k == k_q6_k; }
+// The 256-element kinds (the K-quants and IQ4_XS).
+constexpr bool is_k(kernel_kind k) { return k >= k_q4_k; }
+// Q2_K, Q3_K and Q6_K: an integer scale per 16-element group, offset term against sum16.
+constexpr bool per16(kernel_kind k) { return k == k_q6_k || k == k_q2_k || k == k_q3_k; }
 
 size_t block_bytes(kernel_kind k) {
     switch (k) {
     case k_q4_0: return 18;
     case k_q4_1: return 20;
     case k_q5_0: return 22;
+    case k_q5_1: return 24;
     case k_q8_0: return 34;
     case k_i8_rows: return 32;
     case k_iq4_nl: return 18;
@@ -100,6 +104,9 @@ size_t block_bytes(kernel_kind k) {
     case k_q4_k: return 144;
     case k_q5_k: return 176;
     case k_q6_k: return 210;
+    case k_q2_k: return 84;
+    case k_q3_k: return 110;
+    case k_iq4_xs: return 136;
     default: return 0;
     }
 }
@@ -164,6 +171,12 @@ void block32(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulat
             uint32_t qh;
             __builtin_memcpy(&qh, o + 2, 4);
             wv = _mm256_or_si256(nibbles(o + 6), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
+        } else if (Kind == k_q5_1) {
+            dw = f16_at(o);
+            mw = f16_at(o + 2);
+            uint32_t qh;
+            __builtin_memcpy(&qh, o + 4, 4);
+            wv = _mm256_or_si256(nibbles(o + 8), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
         } else if (Kind == k_q8_0) {
             dw = f16_at(o);
             wv = load32(o + 2);
@@ -188,7 +201,7 @@ void block32(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulat
                 p = _mm256_madd_epi16(pairs, ones);
             }
             t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dw * dx[c]), t.acc[r][c]);
-            if (Kind == k_q4_1) {
+            if (Kind == k_q4_1 || Kind == k_q5_1) {
                 const int32_t s = int32_t(x.s[c][2 * b]) + int32_t(x.s[c][2 * b + 1]);
                 t.bias[r][c] = __builtin_fmaf(float(s), mw * dx[c], t.bias[r][c]);
             }
@@ -222,18 +235,20 @@ __m256 f16_pairs(const uint8_t *const *w, int64_t b, size_t bb, size_t off) {
 // takes most of the per-block scalar work off the vector ports.
 template <kernel_kind Kind, int R, int C>
 void block32_pair(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
-    static_assert(R <= 4 && (Kind == k_q4_0 || Kind == k_q4_1 || Kind == k_q5_0), "4- and 5-bit pairs, up to 4 rows");
+    static_assert(R <= 4 && (Kind == k_q4_0 || Kind == k_q4_1 || Kind == k_q5_0 || Kind == k_q5_1),
+                  "4- and 5-bit pairs, up to 4 rows");
     constexpr int offset = Kind == k_q4_0 ? 8 : Kind == k_q5_0 ? 16 : 0;
-    constexpr size_t bb = Kind == k_q4_0 ? 18 : Kind == k_q4_1 ? 20 : 22;
+    constexpr bool has_min = Kind == k_q4_1 || Kind == k_q5_1;
+    constexpr size_t bb = Kind == k_q4_0 ? 18 : Kind == k_q4_1 ? 20 : Kind == k_q5_0 ? 22 : 24;
     const __m256i ones = _mm256_set1_epi16(1);
     alignas(32) float sd[C][8], sm[C][8];
     const __m256 dw = f16_pairs<R>(w, b, bb, 0);
     __m256 mw = _mm256_setzero_ps();
-    if (Kind == k_q4_1) mw = f16_pairs<R>(w, b, bb, 2);
+    if (has_min) mw = f16_pairs<R>(w, b, bb, 2);
     for (int c = 0; c < C; ++c) {
         const __m256 dx = _mm256_unpacklo_ps(_mm256_set1_ps(x.d[c][b]), _mm256_set1_ps(x.d[c][b + 1]));
         _mm256_store_ps(sd[c], _mm256_mul_ps(dw, dx));
-        if (Kind == k_q4_1) _mm256_store_ps(sm[c], _mm256_mul_ps(mw, dx));
+        if (has_min) _mm256_store_ps(sm[c], _mm256_mul_ps(mw, dx));
     }
     for (int i = 0; i < 2; ++i) {
         __m256i xv[C], xoff[C];
@@ -248,10 +263,11 @@ void block32_pair(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accu
                 wv = nibbles(o + 2);
             } else if (Kind == k_q4_1) {
                 wv = nibbles(o + 4);
-            } else {
+            } else {  // Q5_0: qh at 2, qs at 6; Q5_1: qh at 4, qs at 8
+                constexpr int qh_at = Kind == k_q5_0 ? 2 : 4;
                 uint32_t qh;
-                __builtin_memcpy(&qh, o + 2, 4);
-                wv = _mm256_or_si256(nibbles(o + 6), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
+                __builtin_memcpy(&qh, o + qh_at, 4);
+                wv = _mm256_or_si256(nibbles(o + qh_at + 4), _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(16)));
             }
             for (int c = 0; c < C; ++c) {
                 __m256i pairs = _mm256_maddubs_epi16(wv, xv[c]);
@@ -259,7 +275,7 @@ void block32_pair(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accu
                 const __m256i p = _mm256_madd_epi16(pairs, ones);
                 t.acc[r][c] =
                     _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sd[c][2 * r + i]), t.acc[r][c]);
-                if (Kind == k_q4_1) {
+                if (has_min) {
                     const int32_t s = int32_t(x.s[c][2 * (b + i)]) + int32_t(x.s[c][2 * (b + i) + 1]);
                     t.bias[r][c] = __builtin_fmaf(float(s), sm[c][2 * r + i], t.bias[r][c]);
                 }
@@ -585,6 +601,81 @@ void hsum_rows(const __m128i *v, int32_t *t) {
     }
 }
 
+// The per-group integers of a Q2_K or Q3_K block, as Q6_K's: `scales` the 16
+// group multipliers as int16 (even groups in the low half, odd groups in the
+// high half, so that broadcast_i16(scales, j) is sub-block j's [sc[2j] x 8 |
+// sc[2j+1] x 8]), `bias16` the offset term's multipliers of the 16 groups in
+// order (Q2_K: the 4-bit mins; Q3_K: the scales, the factor 4 applied later),
+// and the float factors {d, dmin} (Q3_K: {d, -}).
+struct q23_scales {
+    __m256i scales, bias16;
+    __m128 dd;
+};
+
+const __m128i k_even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+
+template <kernel_kind Kind>
+q23_scales q23_block_scales(const uint8_t *o) {
+    q23_scales out;
+    if (Kind == k_q2_k) {  // scales[16] at 0: scale in the low nibble, min in the high one; d, dmin at 80
+        const __m128i raw = load16(o);
+        const __m128i low4 = _mm_set1_epi8(15);
+        const __m128i sc = _mm_and_si128(raw, low4), mins = _mm_and_si128(_mm_srli_epi16(raw, 4), low4);
+        out.scales = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sc, k_even_odd));
+        out.bias16 = _mm256_cvtepu8_epi16(mins);
+        out.dd = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(u16_at(o + 80) | u16_at(o + 82) << 16)));
+    } else {  // Q3_K: 12 bytes at 96 (q3_scale in gguf_blocks.cpp), d at 108
+        uint64_t lo8;
+        uint32_t hi4;
+        __builtin_memcpy(&lo8, o + 96, 8);
+        __builtin_memcpy(&hi4, o + 104, 4);
+        const __m128i raw = _mm_insert_epi32(_mm_cvtsi64_si128(int64_t(lo8)), int32_t(hi4), 2);
+        // Low 4 bits of group g: byte g & 15 (g < 8), byte g - 8 >> 4 (g >= 8).
+        const __m128i l = _mm_shuffle_epi8(raw, _mm_setr_epi8(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7));
+        const __m128i low4 = _mm_set1_epi8(15);
+        const __m128i low = _mm_blend_epi16(_mm_and_si128(l, low4), _mm_and_si128(_mm_srli_epi16(l, 4), low4), 0xF0);
+        // Top 2 bits: bits 2 (g / 4) of byte 8 + g % 4; each 32-bit lane holds one g / 4.
+        const __m128i h = _mm_shuffle_epi8(raw, _mm_setr_epi8(8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11, 8, 9, 10, 11));
+        const __m128i top = _mm_and_si128(_mm_srlv_epi32(h, _mm_setr_epi32(0, 2, 4, 6)), _mm_set1_epi8(3));
+        const __m128i sc = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(top, 4)), _mm_set1_epi8(32));
+        out.scales = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc, k_even_odd));
+        out.bias16 = _mm256_cvtepi8_epi16(sc);
+        out.dd = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(u16_at(o + 108))));
+    }
+    return out;
+}
+
+// The levels of the 4 sub-blocks 4h..4h+3 of a Q2_K / Q3_K block, one per
+// call: `qs` the 32 bytes of half h (2 bits per sub-block, shifted right by 2
+// after each call), `hm` Q3_K's hmask (bit 4h + j, shifted right by 1 after
+// each call; the 16-bit shifts move no foreign bit into the bits kept).
+template <kernel_kind Kind>
+__m256i q23_levels(__m256i &qs, __m256i &hm) {
+    __m256i q = _mm256_and_si256(qs, _mm256_set1_epi8(3));
+    qs = _mm256_srli_epi16(qs, 2);
+    if (Kind == k_q3_k) {
+        q = _mm256_or_si256(q, _mm256_and_si256(_mm256_slli_epi16(hm, 2), _mm256_set1_epi8(4)));
+        hm = _mm256_srli_epi16(hm, 1);
+    }
+    return q;
+}
+
+// IQ4_XS's 8 sub-block multipliers ls - 32 as int16, in both halves
+// (broadcast_i16(v, j) is sub-block j's in all 16): ls = 4 bits of
+// scales_l[j / 2] (low nibble for even j) | 2 bits of scales_h at 2j, << 4.
+__m256i iq4xs_scales(const uint8_t *o) {
+    uint32_t sl;
+    __builtin_memcpy(&sl, o + 4, 4);
+    const __m128i l = _mm_cvtepu8_epi16(
+        _mm_shuffle_epi8(_mm_cvtsi32_si128(int32_t(sl)), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1)));
+    const __m128i low = _mm_blend_epi16(_mm_and_si128(l, _mm_set1_epi16(15)), _mm_srli_epi16(l, 4), 0xAA);
+    // Bits 2j..2j+1 of scales_h: multiplied up to bits 14..15 (int16 products wrap), shifted down.
+    const __m128i top = _mm_srli_epi16(_mm_mullo_epi16(_mm_set1_epi16(int16_t(u16_at(o + 2))),
+                                                       _mm_setr_epi16(16384, 4096, 1024, 256, 64, 16, 4, 1)), 14);
+    const __m128i ls = _mm_or_si128(low, _mm_slli_epi16(top, 4));
+    return _mm256_broadcastsi128_si256(_mm_sub_epi16(ls, _mm_set1_epi16(32)));
+}
+
 template <kernel_kind Kind, int R, int C>
 void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumulators<R, C> &t) {
     const uint8_t *o[R];
@@ -594,17 +685,26 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
     __m128 dd[R];
     __m256i sc16[R];  // Q4_K / Q5_K: the 8 sub-block scales as int16, in both halves; Q6_K: the 16 group scales
     __m128i bm[R];    // Q4_K / Q5_K: the 8 mins as int16; Q6_K: unused
-    __m256i sc_eo[R];  // Q6_K: the even groups' scales (int16) in the low half, the odd ones' in the high
+    __m256i sc_eo[R];  // Q6_K, Q2_K, Q3_K: the even groups' scales (int16) in the low half, the odd ones' in the high
+    // Q2_K / Q3_K: sc16 holds the offset multipliers per group (Q2_K the mins,
+    // Q3_K the scales); IQ4_XS: the 8 sub-block scales in both halves.
     for (int r = 0; r < R; ++r) {
         o[r] = w[r] + b * int64_t(block_bytes(Kind));
-        if (Kind == k_q6_k) {
+        if (Kind == k_q2_k || Kind == k_q3_k) {
+            const q23_scales qs = q23_block_scales<Kind>(o[r]);
+            dd[r] = qs.dd;
+            sc16[r] = qs.bias16;
+            sc_eo[r] = qs.scales;
+        } else if (Kind == k_iq4_xs) {
+            dd[r] = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(u16_at(o[r]))));
+            sc16[r] = iq4xs_scales(o[r]);
+        } else if (Kind == k_q6_k) {
             dd[r] = _mm_cvtph_ps(_mm_cvtsi32_si128(int32_t(u16_at(o[r] + 208))));
             const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(o[r] + 192));
             sc16[r] = _mm256_cvtepi8_epi16(raw);
             // The even groups' scales in the low half, the odd ones' in the high
             // half: one vpshufb then gives sub-block j's [sc[2j] x 8 | sc[2j+1] x 8].
-            const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-            sc_eo[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, even_odd));
+            sc_eo[r] = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, k_even_odd));
         } else {
             uint32_t d_dmin;
             __builtin_memcpy(&d_dmin, o[r], 4);
@@ -618,7 +718,49 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
     for (int r = 0; r < R; ++r)
         for (int c = 0; c < C; ++c) isum[r][c] = _mm256_setzero_si256();
 
-    if (Kind == k_q6_k) {
+    if (Kind == k_q2_k || Kind == k_q3_k) {
+        // Sub-block j = 4 * half + s: bits 2s..2s+1 of the half's 32 bytes of
+        // qs (Q3_K: bit j of hmask as bit 2).
+        constexpr bool three = Kind == k_q3_k;
+        __m256i hm[R];
+        for (int r = 0; r < R; ++r) hm[r] = three ? load32(o[r]) : _mm256_setzero_si256();
+        for (int half = 0; half < 2; ++half) {
+            __m256i qs[R];
+            for (int r = 0; r < R; ++r) qs[r] = load32(o[r] + (three ? 32 : 16) + 32 * half);
+            for (int s = 0; s < 4; ++s) {
+                const int j = 4 * half + s;
+                __m256i q[R], scale[R];
+                for (int r = 0; r < R; ++r) {
+                    q[r] = q23_levels<Kind>(qs[r], hm[r]);
+                    scale[r] = broadcast_i16(sc_eo[r], j);
+                }
+                for (int c = 0; c < C; ++c) {
+                    const __m256i xv = load32(x.q[c] + 256 * b + 32 * j);
+                    for (int r = 0; r < R; ++r)
+                        isum[r][c] = _mm256_add_epi32(isum[r][c], dot_u8_scaled(q[r], xv, scale[r]));
+                }
+            }
+        }
+    } else if (Kind == k_iq4_xs) {
+        // Sub-block j: 16 bytes of nibbles at 8 + 16j, IQ4_NL's codebook, signed
+        // levels (|w| * (x * sign(w)) pairs fit int16: 2 * 127 * 127), times ls - 32.
+        const __m256i book = codebook_iq4();
+        for (int j = 0; j < 8; ++j) {
+            __m256i wv[R], aw[R], scale[R];
+            for (int r = 0; r < R; ++r) {
+                wv[r] = _mm256_shuffle_epi8(book, nibbles(o[r] + 8 + 16 * j));
+                aw[r] = _mm256_abs_epi8(wv[r]);
+                scale[r] = broadcast_i16(sc16[r], j);
+            }
+            for (int c = 0; c < C; ++c) {
+                const __m256i xv = load32(x.q[c] + 256 * b + 32 * j);
+                for (int r = 0; r < R; ++r) {
+                    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(xv, wv[r])), scale[r]);
+                    isum[r][c] = _mm256_add_epi32(isum[r][c], p);
+                }
+            }
+        }
+    } else if (Kind == k_q6_k) {
         // Sub-block j = 4 * half + t holds elements 32j..32j+31: low or high
         // nibbles of ql (t even / odd: first or second 32 bytes of the half),
         // with two bits of qh at position 2t.
@@ -686,11 +828,19 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
         const float dx = x.d[c][b];
         // The bias integers: sum over groups of multiplier * sum16 (|.| < 2^27, exact).
         __m128i part[R];
-        if (Kind == k_q6_k) {
+        if (Kind == k_iq4_xs) {  // no offset term
+            for (int r = 0; r < R; ++r) {
+                const float sr = _mm_cvtss_f32(dd[r]) * dx;
+                t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_set1_ps(sr), t.acc[r][c]);
+            }
+            continue;
+        }
+        if (per16(Kind)) {  // Q6_K: 32 * the scales, Q3_K: 4 * the scales, Q2_K: the mins, against sum16
+            constexpr int shift = Kind == k_q6_k ? 5 : Kind == k_q3_k ? 2 : 0;
             const __m256i xs = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x.s[c] + 16 * b));
             for (int r = 0; r < R; ++r) {
                 const __m256i p = _mm256_madd_epi16(sc16[r], xs);
-                part[r] = _mm_slli_epi32(_mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)), 5);
+                part[r] = _mm_slli_epi32(_mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1)), shift);
             }
         } else {  // the mins are per 32 elements
             const __m128i xs32 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(x.s32[c] + 8 * b));
@@ -708,7 +858,7 @@ void block256(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accumula
         for (int r = 0; r < R; ++r) {
             const __m128 s = _mm_mul_ps(dd[r], dxv);  // d * dx, dmin * dx
             t.acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][c]), _mm256_broadcastss_ps(s), t.acc[r][c]);
-            const __m128 sb = Kind == k_q6_k ? s : _mm_movehdup_ps(s);
+            const __m128 sb = Kind == k_q6_k || Kind == k_q3_k ? s : _mm_movehdup_ps(s);
             t.bias[r][c] = _mm_cvtss_f32(_mm_fnmadd_ss(tf[r], sb, _mm_set_ss(t.bias[r][c])));
         }
     }
@@ -745,7 +895,7 @@ void tile(const kernel_args &a, int64_t r0, int64_t c0) {
     int64_t b = 0;
     // (Not Q8_0, nor Q4_1 in GEMM tiles: their pairs measured slower than
     // single blocks.)
-    if constexpr ((Kind == k_q4_0 || Kind == k_q5_0 || (Kind == k_q4_1 && C == 1)) && R <= 4) {
+    if constexpr ((Kind == k_q4_0 || Kind == k_q5_0 || ((Kind == k_q4_1 || Kind == k_q5_1) && C == 1)) && R <= 4) {
         // Two blocks a step, one prefetch per row and 64 bytes of the pair
         // (every cache line of the row then gets one).
         for (; b + 2 <= nb; b += 2) {
@@ -792,17 +942,19 @@ void rows_tile(const kernel_args &a, int64_t r0) {
 // integer lanes, same float operations in the same order), so the bits are too.
 //
 // One decoded 256-element block: the levels (0..63, unsigned as vpmaddubsw takes
-// them) of sub-block j = elements 32j..32j+31 in order, and the multiplier of
-// each int16 pair lane of sub-block j (Q4_K / Q5_K: its 6-bit scale in all 16;
-// Q6_K: the scale of elements 32j..32j+15 in the low 8, of 32j+16.. in the high 8).
+// them; IQ4_XS: its signed codebook entries) of sub-block j = elements
+// 32j..32j+31 in order, and the multiplier of each int16 pair lane of sub-block
+// j (Q4_K / Q5_K / IQ4_XS: its 6-bit scale in all 16; Q6_K / Q2_K / Q3_K: the
+// scale of elements 32j..32j+15 in the low 8, of 32j+16.. in the high 8).
 struct kdecoded_block {
     uint8_t q[8][32];
     int16_t scale[8][16];
 };
 
 // 256-bit vectors of offset multipliers (and of activation sums) per block:
-// Q4_K / Q5_K 4 int16 pairs x 4 rows, Q6_K 8 pairs x 4 rows.
-constexpr int kbm_vectors(kernel_kind k) { return k == k_q6_k ? 4 : 2; }
+// Q4_K / Q5_K 4 int16 pairs x 4 rows, Q6_K / Q2_K / Q3_K 8 pairs x 4 rows,
+// IQ4_XS none (no offset term).
+constexpr int kbm_vectors(kernel_kind k) { return per16(k) ? 4 : k == k_iq4_xs ? 0 : 2; }
 
 // Weight rows decoded together: the activation tile then stays in L1 while
 // it meets each of them (a decoded row is 512 bytes per block, 8 KB at k = 4096).
@@ -862,19 +1014,46 @@ void kdecode_row(const uint8_t *w, kpanel &pn, int slot) {
         kdecoded_block &out = pn.blocks[i];
         __m256i *q = reinterpret_cast<__m256i *>(out.q);
         __m256i *scale = reinterpret_cast<__m256i *>(out.scale);
-        if (Kind == k_q6_k) {
+        // The offset multipliers of the 16 groups (int16, in order), pairs (2g,
+        // 2g + 1): vector v holds pair v in its low half and pair v + 4 in its
+        // high half, 4 times each.
+        auto store_bm16 = [&](__m256i bm) {
+            for (int v = 0; v < 4; ++v)
+                _mm256_storeu_si256(reinterpret_cast<__m256i *>(pn.bm + 32 * i + 8 * v),
+                                    _mm256_permutevar8x32_epi32(bm, _mm256_setr_epi32(v, v, v, v, v + 4, v + 4, v + 4, v + 4)));
+        };
+        if (Kind == k_q2_k || Kind == k_q3_k) {
+            const q23_scales sc = q23_block_scales<Kind>(o);
+            _mm_storeu_ps(pn.d + 4 * i, _mm_broadcastss_ps(sc.dd));
+            // -dmin (Q3_K: -d) by flipping the sign bit, as the scalar negation does.
+            const __m128 f = Kind == k_q2_k ? _mm_movehdup_ps(sc.dd) : sc.dd;
+            _mm_storeu_ps(pn.nd + 4 * i, _mm_broadcastss_ps(_mm_xor_ps(f, _mm_set1_ps(-0.0f))));
+            store_bm16(Kind == k_q3_k ? _mm256_slli_epi16(sc.bias16, 2) : sc.bias16);  // Q3_K: 4 * sc (|.| <= 128)
+            constexpr bool three = Kind == k_q3_k;
+            __m256i hm = three ? load32(o) : _mm256_setzero_si256();
+            for (int half = 0; half < 2; ++half) {
+                __m256i qs = load32(o + (three ? 32 : 16) + 32 * half);
+                for (int t = 0; t < 4; ++t) {
+                    const int j = 4 * half + t;
+                    _mm256_store_si256(q + j, q23_levels<Kind>(qs, hm));
+                    _mm256_store_si256(scale + j, broadcast_i16(sc.scales, j));
+                }
+            }
+        } else if (Kind == k_iq4_xs) {
+            _mm_storeu_ps(pn.d + 4 * i, _mm_set1_ps(f16_at(o)));
+            _mm_storeu_ps(pn.nd + 4 * i, _mm_setzero_ps());  // unused: no offset term
+            const __m256i sc = iq4xs_scales(o), book = codebook_iq4();
+            for (int j = 0; j < 8; ++j) {
+                _mm256_store_si256(q + j, _mm256_shuffle_epi8(book, nibbles(o + 8 + 16 * j)));
+                _mm256_store_si256(scale + j, broadcast_i16(sc, j));
+            }
+        } else if (Kind == k_q6_k) {
             const float d = f16_at(o + 208);
             _mm_storeu_ps(pn.d + 4 * i, _mm_set1_ps(d));
             _mm_storeu_ps(pn.nd + 4 * i, _mm_set1_ps(-d));
             const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i *>(o + 192));
-            // 32 * the group scales (|.| <= 4096), pairs (2g, 2g + 1): vector v holds
-            // pair v in its low half and pair v + 4 in its high half, 4 times each.
-            const __m256i bm = _mm256_slli_epi16(_mm256_cvtepi8_epi16(raw), 5);
-            for (int v = 0; v < 4; ++v)
-                _mm256_storeu_si256(reinterpret_cast<__m256i *>(pn.bm + 32 * i + 8 * v),
-                                    _mm256_permutevar8x32_epi32(bm, _mm256_setr_epi32(v, v, v, v, v + 4, v + 4, v + 4, v + 4)));
-            const __m128i even_odd = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-            const __m256i sc_eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, even_odd));
+            store_bm16(_mm256_slli_epi16(_mm256_cvtepi8_epi16(raw), 5));  // 32 * the group scales (|.| <= 4096)
+            const __m256i sc_eo = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(raw, k_even_odd));
             // As in block256: sub-block 4 * half + s from the low (s < 2) or high
             // nibbles of ql's first (s even) or second 32 bytes, qh bits 2s..2s+1.
             for (int half = 0; half < 2; ++half) {
@@ -966,11 +1145,14 @@ void kpanel_tile(const kernel_args &a, const kpanel &pn, int slot, int64_t r, in
     for (int c = 0; c < C; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         constexpr int V = kbm_vectors(Kind);
-        const int32_t *bmb = bm + 8 * V * b, *xsb = pn.xst + 8 * V * b;
-        __m256i tv = _mm256_madd_epi16(load32(bmb), load32(xsb));
-        for (int v = 1; v < V; ++v) tv = _mm256_add_epi32(tv, _mm256_madd_epi16(load32(bmb + 8 * v), load32(xsb + 8 * v)));
-        const __m128i t = _mm_add_epi32(_mm256_castsi256_si128(tv), _mm256_extracti128_si256(tv, 1));
-        bias = _mm_fmadd_ps(_mm_cvtepi32_ps(t), _mm_loadu_ps(pn.ft + 4 * b), bias);
+        if constexpr (V > 0) {
+            const int32_t *bmb = bm + 8 * V * b, *xsb = pn.xst + 8 * V * b;
+            __m256i tv = _mm256_madd_epi16(load32(bmb), load32(xsb));
+            for (int v = 1; v < V; ++v)
+                tv = _mm256_add_epi32(tv, _mm256_madd_epi16(load32(bmb + 8 * v), load32(xsb + 8 * v)));
+            const __m128i t = _mm_add_epi32(_mm256_castsi256_si128(tv), _mm256_extracti128_si256(tv, 1));
+            bias = _mm_fmadd_ps(_mm_cvtepi32_ps(t), _mm_loadu_ps(pn.ft + 4 * b), bias);
+        }
         const __m256i *q = reinterpret_cast<const __m256i *>(wb[b].q);
         const __m256i *scale = reinterpret_cast<const __m256i *>(wb[b].scale);
         __m256i isum[C];
@@ -980,8 +1162,14 @@ void kpanel_tile(const kernel_args &a, const kpanel &pn, int slot, int64_t r, in
 #pragma GCC unroll 1
         for (int j = 0; j < 8; ++j) {
             const __m256i wq = _mm256_load_si256(q + j), sc = _mm256_load_si256(scale + j);
-            for (int c = 0; c < C; ++c)
-                isum[c] = _mm256_add_epi32(isum[c], dot_u8_scaled(wq, load32(xq[c] + 256 * b + 32 * j), sc));
+            if constexpr (Kind == k_iq4_xs) {  // signed levels: |w| * (x * sign(w))
+                const __m256i aw = _mm256_abs_epi8(wq);
+                for (int c = 0; c < C; ++c)
+                    isum[c] = _mm256_add_epi32(isum[c], dot_u8_scaled(aw, _mm256_sign_epi8(load32(xq[c] + 256 * b + 32 * j), wq), sc));
+            } else {
+                for (int c = 0; c < C; ++c)
+                    isum[c] = _mm256_add_epi32(isum[c], dot_u8_scaled(wq, load32(xq[c] + 256 * b + 32 * j), sc));
+            }
         }
         for (int c = 0; c < C; ++c)
             acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), _mm256_broadcast_ss(pn.st + 4 * b + c), acc[c]);
@@ -1002,12 +1190,13 @@ void ktile_scales(const kernel_args &a, kpanel &pn, int64_t c0, int n) {
     for (int64_t b = 0; b < nb; ++b)
         for (int c = 0; c < 4; ++c) pn.xdt[4 * b + c] = c < n ? a.act.d[(c0 + c) * nb + b] : 0.0f;
     constexpr int V = kbm_vectors(Kind);
+    if constexpr (V == 0) return;  // IQ4_XS: no offset term
     for (int64_t b = 0; b < nb; ++b) {
-        __m256i r[4];  // row c's sums of block b: Q6_K 8 pairs; Q4_K / Q5_K 4 pairs (low half)
+        __m256i r[4];  // row c's sums of block b: Q6_K / Q2_K / Q3_K 8 pairs; Q4_K / Q5_K 4 pairs (low half)
         for (int c = 0; c < 4; ++c) {
             if (c >= n)
                 r[c] = _mm256_setzero_si256();
-            else if (Kind == k_q6_k)
+            else if (per16(Kind))
                 r[c] = load32(a.act.sum16 + (c0 + c) * (k / 16) + 16 * b);
             else
                 r[c] = _mm256_castsi128_si256(load16(a.act.sum32 + (c0 + c) * (k / 32) + 8 * b));
@@ -1018,7 +1207,7 @@ void ktile_scales(const kernel_args &a, kpanel &pn, int64_t c0, int n) {
         const __m256i out[4] = {_mm256_unpacklo_epi64(t01l, t23l), _mm256_unpackhi_epi64(t01l, t23l),
                                 _mm256_unpacklo_epi64(t01h, t23h), _mm256_unpackhi_epi64(t01h, t23h)};
         __m256i *dst = reinterpret_cast<__m256i *>(pn.xst + 8 * V * b);
-        if (Kind == k_q6_k) {
+        if (per16(Kind)) {
             for (int v = 0; v < 4; ++v) _mm256_storeu_si256(dst + v, out[v]);
         } else {  // pairs 0 and 1, then 2 and 3, one vector each
             _mm256_storeu_si256(dst, _mm256_permute2x128_si256(out[0], out[1], 0x20));
@@ -1126,8 +1315,9 @@ void quantize_act(const float *x, int64_t k, int64_t block, int8_t *q, float *d)
 
 const kernel_table k_avx2 = {"avx2",
                              quantize_act,
-                             {kernel<k_q4_0>, kernel<k_q4_1>, kernel<k_q5_0>, kernel<k_q8_0>, kernel<k_i8_rows>,
-                              kernel<k_iq4_nl>, kernel<k_mxfp4>, kernel<k_q4_k>, kernel<k_q5_k>, kernel<k_q6_k>}};
+                             {kernel<k_q4_0>, kernel<k_q4_1>, kernel<k_q5_0>, kernel<k_q5_1>, kernel<k_q8_0>,
+                              kernel<k_i8_rows>, kernel<k_iq4_nl>, kernel<k_mxfp4>, kernel<k_q4_k>, kernel<k_q5_k>,
+                              kernel<k_q6_k>, kernel<k_q2_k>, kernel<k_q3_k>, kernel<k_iq4_xs>}};
 
 }  // namespace
 

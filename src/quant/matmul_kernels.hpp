@@ -9,16 +9,33 @@
 // bit-identical and the result independent of threads and tiling):
 //
 //  * Activations: each block of B elements of an x row (B = 32, or 256 for
-//    the K-quants) gets d = amax / 127 and id = 1 / d (d = id = 0 when amax is
+//    the K-quants and IQ4_XS) gets d = amax / 127 and id = 1 / d (d = id = 0 when amax is
 //    0 or 1 / d overflows), and q = round-half-even(x * id) as int8. sum16
 //    holds the integer sums of q over each 16 consecutive elements, sum32
 //    over each 32 (the pairs of sum16 added; |sum| <= 32 * 127 fits int16).
 //  * Integer part: a weight block times an activation block gives 8 int32
 //    "lanes"; lane l sums, over each 32-element sub-block, the products of
 //    elements 4l..4l+3, times the sub-block's integer scale for the K-quants
-//    (Q6_K: the scale of the 16-element group the lane is in). These are exact.
-//    IQ4_NL and MXFP4 levels are their codebooks' int8 entries (MXFP4's E2M1
-//    values doubled, 0..12, with dw the E8M0 scale halved: exact).
+//    (Q6_K, Q2_K, Q3_K: the scale of the 16-element group the lane is in).
+//    These are exact. IQ4_NL and MXFP4 levels are their codebooks' int8
+//    entries (MXFP4's E2M1 values doubled, 0..12, with dw the E8M0 scale
+//    halved: exact).
+//  * Per type, levels (what the lanes multiply), integer scales, and the
+//    offset term (bias_mult per group, against sum16 or sum32, and bias_w):
+//      Q5_1    levels 0..31 (nibble | qh bit << 4), 8 lanes as Q5_0; bias:
+//              sum32 of the block times m, i.e. bias_w = m (as Q4_1).
+//      Q2_K    levels 0..3 (qs[32h + l] >> 2j & 3 is element 128h + 32j + l),
+//              multiplier of group g = scales[g] & 15; bias_mult = scales[g]
+//              >> 4 against sum16, bias_w = -dmin (value d*sc*q - dmin*m).
+//      Q3_K    levels 0..7 (the 2 low bits as Q2_K's, bit 4h + j of hmask[l]
+//              as bit 2), multiplier = the signed 6-bit scale sc (-32..31);
+//              bias_mult = 4 * sc against sum16, bias_w = -d (value
+//              d * sc * (q - 4): the -4 of a clear hmask bit moves into the
+//              offset term, as Q6_K's -32 does).
+//      IQ4_XS  levels = IQ4_NL's codebook (signed int8), sub-block j of 32
+//              (16 bytes of nibbles: low = elements 0..15, high = 16..31)
+//              with multiplier ls - 32 (6 bits: 4 from scales_l, 2 from
+//              scales_h); no offset term.
 //    Q4_0 and Q4_1 have 4 "folded" lanes instead: lane l (0..3) sums the
 //    products of elements 4l..4l+3 and 16+4l..16+4l+3 (Q4_0 with its levels
 //    q - 8). Their 16 bytes of nibbles then need no reordering: the low
@@ -71,7 +88,8 @@ using quantize_act_fn = void (*)(const float *x, int64_t k, int64_t block, int8_
 
 // The 32-element kinds first: `kind >= k_q4_k` means 256-element blocks.
 enum kernel_kind : int {
-    k_q4_0, k_q4_1, k_q5_0, k_q8_0, k_i8_rows, k_iq4_nl, k_mxfp4, k_q4_k, k_q5_k, k_q6_k, k_count
+    k_q4_0, k_q4_1, k_q5_0, k_q5_1, k_q8_0, k_i8_rows, k_iq4_nl, k_mxfp4,
+    k_q4_k, k_q5_k, k_q6_k, k_q2_k, k_q3_k, k_iq4_xs, k_count
 };
 
 struct kernel_table {

@@ -55,7 +55,8 @@ void scale_min_k4(int j, const uint8_t *s, int &sc, int &m) {
 void decode_row(kernel_kind kind, const uint8_t *w, int64_t k, decoded_row &r) {
     const int64_t block = kind >= k_q4_k ? 256 : 32;
     r.resize(k, block);
-    r.has_bias = kind == k_q4_1 || kind == k_q4_k || kind == k_q5_k || kind == k_q6_k;
+    r.has_bias = kind == k_q4_1 || kind == k_q5_1 || kind == k_q4_k || kind == k_q5_k || kind == k_q6_k ||
+                 kind == k_q2_k || kind == k_q3_k;
     r.folded = kind == k_q4_0 || kind == k_q4_1;
     for (int64_t b = 0; b < k / block; ++b) {
         int16_t *q = r.q.data() + b * block;
@@ -90,6 +91,19 @@ void decode_row(kernel_kind kind, const uint8_t *w, int64_t k, decoded_row &r) {
             for (int j = 0; j < 16; ++j) {
                 q[j] = int16_t(((o[6 + j] & 15) | ((qh >> j) & 1) << 4) - 16);
                 q[j + 16] = int16_t(((o[6 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16);
+            }
+            break;
+        }
+        case k_q5_1: {  // {f16 d; f16 m; u32 qh; u8 qs[16]}: q * d + m, bit e of qh is bit 4 of element e
+            const uint8_t *o = w + b * 24;
+            r.dw[size_t(b)] = f16_at(o);
+            r.bias_w[size_t(b)] = f16_at(o + 2);
+            bmult[0] = bmult[1] = 1;
+            uint32_t qh;
+            std::memcpy(&qh, o + 4, 4);
+            for (int j = 0; j < 16; ++j) {
+                q[j] = int16_t((o[8 + j] & 15) | ((qh >> j) & 1) << 4);
+                q[j + 16] = int16_t((o[8 + j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
             }
             break;
         }
@@ -166,6 +180,55 @@ void decode_row(kernel_kind kind, const uint8_t *w, int64_t k, decoded_row &r) {
             }
             break;
         }
+        case k_q2_k:    // {u8 scales[16]; u8 qs[64]; f16 d; f16 dmin}: d * (sc & 15) * q - dmin * (sc >> 4)
+        case k_q3_k: {  // {u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d}: d * sc * (q - 4)
+            const bool three = kind == k_q3_k;
+            const uint8_t *o = w + b * (three ? 110 : 84);
+            const uint8_t *qs = o + (three ? 32 : 16), *s = o + (three ? 96 : 0);
+            if (three) {
+                const float d = f16_at(o + 108);
+                r.dw[size_t(b)] = d;
+                r.bias_w[size_t(b)] = -d;
+            } else {
+                r.dw[size_t(b)] = f16_at(o + 80);
+                r.bias_w[size_t(b)] = -f16_at(o + 82);
+            }
+            for (int g = 0; g < 16; ++g) {
+                if (three) {  // 6-bit codes: low 4 bits in s[0..7], top 2 in s[8..11]
+                    const int low = g < 8 ? (s[g] & 15) : (s[g - 8] >> 4);
+                    mult[g] = (low | ((s[8 + g % 4] >> (2 * (g / 4))) & 3) << 4) - 32;
+                    bmult[g] = 4 * mult[g];
+                } else {
+                    mult[g] = s[g] & 15;
+                    bmult[g] = s[g] >> 4;
+                }
+            }
+            // Sub-block 4h + j (elements 128h + 32j + l): bits 2j..2j+1 of qs[32h + l]
+            // (Q3_K: bit 4h + j of hmask[l] as bit 2).
+            for (int h = 0; h < 2; ++h)
+                for (int j = 0; j < 4; ++j)
+                    for (int l = 0; l < 32; ++l) {
+                        int v = (qs[32 * h + l] >> (2 * j)) & 3;
+                        if (three) v |= ((o[l] >> (4 * h + j)) & 1) << 2;
+                        q[128 * h + 32 * j + l] = int16_t(v);
+                    }
+            break;
+        }
+        case k_iq4_xs: {  // {f16 d; u16 scales_h; u8 scales_l[4]; u8 qs[128]}: d * (ls - 32) * codebook[q]
+            const uint8_t *o = w + b * 136;
+            r.dw[size_t(b)] = f16_at(o);
+            const uint32_t scales_h = uint32_t(o[2]) | uint32_t(o[3]) << 8;
+            for (int j = 0; j < 8; ++j) {
+                const int ls = ((o[4 + j / 2] >> (4 * (j % 2))) & 15) | ((scales_h >> (2 * j)) & 3) << 4;
+                mult[2 * j] = mult[2 * j + 1] = ls - 32;
+                const uint8_t *qs = o + 8 + 16 * j;
+                for (int l = 0; l < 16; ++l) {
+                    q[32 * j + l] = k_iq4_values[qs[l] & 15];
+                    q[32 * j + 16 + l] = k_iq4_values[qs[l] >> 4];
+                }
+            }
+            break;
+        }
         default:
             break;
         }
@@ -230,8 +293,9 @@ void quantize_act(const float *x, int64_t k, int64_t block, int8_t *q, float *d)
 
 const kernel_table k_scalar = {"scalar",
                                quantize_act,
-                               {kernel<k_q4_0>, kernel<k_q4_1>, kernel<k_q5_0>, kernel<k_q8_0>, kernel<k_i8_rows>,
-                                kernel<k_iq4_nl>, kernel<k_mxfp4>, kernel<k_q4_k>, kernel<k_q5_k>, kernel<k_q6_k>}};
+                               {kernel<k_q4_0>, kernel<k_q4_1>, kernel<k_q5_0>, kernel<k_q5_1>, kernel<k_q8_0>,
+                                kernel<k_i8_rows>, kernel<k_iq4_nl>, kernel<k_mxfp4>, kernel<k_q4_k>, kernel<k_q5_k>,
+                                kernel<k_q6_k>, kernel<k_q2_k>, kernel<k_q3_k>, kernel<k_iq4_xs>}};
 
 }  // namespace
 

@@ -12,8 +12,8 @@ import pytest
 
 import llmkit
 
-GGUF_TYPES = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q8_0": 32, "iq4_nl": 32, "mxfp4": 32, "q4_K": 256, "q5_K": 256,
-              "q6_K": 256}
+GGUF_TYPES = {"q4_0": 32, "q4_1": 32, "q5_0": 32, "q5_1": 32, "q8_0": 32, "iq4_nl": 32, "mxfp4": 32, "q2_K": 256,
+              "q3_K": 256, "q4_K": 256, "q5_K": 256, "q6_K": 256, "iq4_xs": 256}
 
 
 def _random(rng, rows, cols):
@@ -72,7 +72,7 @@ def test_matmul_against_gguf_package_decoder(rng, qtype):
     _bound_check(qt.matmul(x), wd, x, block)
 
 
-@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q5_0", "q8_0"])
+@pytest.mark.parametrize("qtype", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"])
 @pytest.mark.parametrize("k", [32, 160, 288])
 def test_matmul_odd_rows_and_blocks(rng, qtype, k):
     """Row counts that leave partial 4-row tiles, and k not a multiple of 256 (odd block counts)."""
@@ -157,8 +157,8 @@ def test_matmul_errors(rng):
         qt.matmul(bad)
     with pytest.raises(ValueError, match="num_threads"):
         qt.matmul(np.ones(64, dtype=np.float32), num_threads=-1)
-    with pytest.raises(llmkit.LlmkitError, match="q2_K"):
-        llmkit.quantize(_random(rng, 2, 256), "q2_K").matmul(np.ones(256, dtype=np.float32))
+    with pytest.raises(llmkit.LlmkitError, match="tq2_0"):
+        llmkit.quantize(_random(rng, 2, 256), "tq2_0").matmul(np.ones(256, dtype=np.float32))
     with pytest.raises(ValueError, match="multiple of 32"):
         llmkit.quant_matmul_int8(np.ones(48, np.float32), np.ones((2, 48), np.int8), np.ones(2, np.float32))
     with pytest.raises(ValueError, match="scales"):

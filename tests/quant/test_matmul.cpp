@@ -115,10 +115,12 @@ struct type_case {
     int32_t type;
     int64_t block;
 };
-const type_case k_types[] = {{"q4_0", LLMKIT_QUANT_Q4_0, 32}, {"q4_1", LLMKIT_QUANT_Q4_1, 32},
-                             {"q5_0", LLMKIT_QUANT_Q5_0, 32}, {"q8_0", LLMKIT_QUANT_Q8_0, 32},
-                             {"q4_K", LLMKIT_QUANT_Q4_K, 256}, {"q5_K", LLMKIT_QUANT_Q5_K, 256},
-                             {"q6_K", LLMKIT_QUANT_Q6_K, 256}, {"iq4_nl", LLMKIT_QUANT_IQ4_NL, 32},
+const type_case k_types[] = {{"q4_0", LLMKIT_QUANT_Q4_0, 32},     {"q4_1", LLMKIT_QUANT_Q4_1, 32},
+                             {"q5_0", LLMKIT_QUANT_Q5_0, 32},     {"q5_1", LLMKIT_QUANT_Q5_1, 32},
+                             {"q8_0", LLMKIT_QUANT_Q8_0, 32},     {"q2_K", LLMKIT_QUANT_Q2_K, 256},
+                             {"q3_K", LLMKIT_QUANT_Q3_K, 256},    {"q4_K", LLMKIT_QUANT_Q4_K, 256},
+                             {"q5_K", LLMKIT_QUANT_Q5_K, 256},    {"q6_K", LLMKIT_QUANT_Q6_K, 256},
+                             {"iq4_nl", LLMKIT_QUANT_IQ4_NL, 32}, {"iq4_xs", LLMKIT_QUANT_IQ4_XS, 256},
                              {"mxfp4", LLMKIT_QUANT_MXFP4, 32}};
 
 bool have_avx2() {
@@ -417,8 +419,9 @@ TEST_CASE("quant matmul: bad arguments are errors that name the problem", "[quan
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, q.data(), q.size(), n, k, nullptr) == LLMKIT_ERROR_NULL_POINTER);
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, nullptr, q.size(), n, k, &yt) == LLMKIT_ERROR_NULL_POINTER);
     CHECK(call(&xt, 4, q.data(), q.size(), n, k, &yt) == LLMKIT_ERROR_INVALID_ARGUMENT);
-    CHECK(call(&xt, LLMKIT_QUANT_Q2_K, q.data(), q.size(), n, k, &yt) == LLMKIT_ERROR_UNSUPPORTED);
-    CHECK(message().find("q2_K") != std::string::npos);
+    CHECK(call(&xt, LLMKIT_QUANT_TQ2_0, q.data(), q.size(), n, k, &yt) == LLMKIT_ERROR_UNSUPPORTED);
+    CHECK(message().find("tq2_0") != std::string::npos);
+    CHECK(message().find("iq4_xs") != std::string::npos);  // the list of supported types
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, q.data(), q.size() - 1, n, k, &yt) == LLMKIT_ERROR_SHAPE);
     CHECK(message().find("w_bytes") != std::string::npos);
     CHECK(call(&xt, LLMKIT_QUANT_Q4_0, q.data(), q.size(), n, 48, &yt) == LLMKIT_ERROR_SHAPE);
@@ -473,7 +476,12 @@ TEST_CASE("quant matmul: bad arguments are errors that name the problem", "[quan
     CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q8_0) == 1);
     CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_MXFP4) == 1);
     CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_TQ2_0) == 0);
-    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q2_K) == 0);
+    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q2_K) == 1);
+    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q3_K) == 1);
+    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q5_1) == 1);
+    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_IQ4_XS) == 1);
+    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q8_1) == 0);
+    CHECK(llmkit_quant_matmul_supported(LLMKIT_QUANT_Q8_K) == 0);
     CHECK(llmkit_quant_matmul_supported(-1) == 0);
 }
 

@@ -1,5 +1,6 @@
 // Weights made of random bytes (every bit of the packed 6-bit scales and
-// mins, Q5_K's fifth bits, Q6_K's signed scales, every nibble; random finite
+// mins, Q5_K's fifth bits, Q6_K's, Q3_K's and IQ4_XS's signed scales, Q3_K's
+// hmask bits, every nibble and 2-bit level; random finite
 // float16 block scales and mins), not only the patterns a quantizer writes:
 // the AVX2 kernels must give the scalar kernels' bits for GEMV (m = 1) and
 // GEMM tiles, at 1-3 threads, and the scalar result must agree with a float64
@@ -67,6 +68,10 @@ TEST_CASE("quant matmul: blocks of random bytes, AVX2 and scalar bits, float64",
     } types[] = {{"q4_K", LLMKIT_QUANT_Q4_K, 256, 768, 144, {0, 2}},  // d, dmin
                  {"q5_K", LLMKIT_QUANT_Q5_K, 256, 768, 176, {0, 2}},
                  {"q6_K", LLMKIT_QUANT_Q6_K, 256, 768, 210, {208}},
+                 {"q2_K", LLMKIT_QUANT_Q2_K, 256, 768, 84, {80, 82}},  // d, dmin
+                 {"q3_K", LLMKIT_QUANT_Q3_K, 256, 768, 110, {108}},
+                 {"iq4_xs", LLMKIT_QUANT_IQ4_XS, 256, 768, 136, {0}},
+                 {"q5_1", LLMKIT_QUANT_Q5_1, 32, 4192, 24, {0, 2}},  // d, m
                  {"q4_0", LLMKIT_QUANT_Q4_0, 32, 4192, 18, {0}},
                  {"q4_1", LLMKIT_QUANT_Q4_1, 32, 4192, 20, {0, 2}},  // d, m
                  {"q5_0", LLMKIT_QUANT_Q5_0, 32, 4192, 22, {0}},

@@ -1,10 +1,11 @@
-// The K-quant GEMM path of the AVX2 kernels (kpanel_gemm in matmul_avx2.cpp,
+// The K-quant (and IQ4_XS) GEMM path of the AVX2 kernels (kpanel_gemm in matmul_avx2.cpp,
 // taken from 4 activation rows on): weight rows decoded into panels of 4,
 // activation rows in tiles of 4, the offset terms of 2 blocks at a time. Every
 // edge of that walk -- a partial panel (n not a multiple of 4, or a thread's
 // share that ends mid-panel), a partial activation tile (m % 4 = 1..3), an odd
 // block count -- must give the scalar kernels' bits, on weights of random
-// bytes (every scale and min bit pattern, Q6_K's scale -128) and on quantized
+// bytes (every scale and min bit pattern, Q6_K's scale -128, Q3_K's and IQ4_XS's
+// scale -32, every hmask bit) and on quantized
 // ones; and the scalar result must agree with float64.
 #include <catch2/catch.hpp>
 
@@ -33,7 +34,10 @@ struct kquant {
 };
 const kquant k_kquants[] = {{"q4_K", LLMKIT_QUANT_Q4_K, 144, {0, 2}},
                             {"q5_K", LLMKIT_QUANT_Q5_K, 176, {0, 2}},
-                            {"q6_K", LLMKIT_QUANT_Q6_K, 210, {208}}};
+                            {"q6_K", LLMKIT_QUANT_Q6_K, 210, {208}},
+                            {"q2_K", LLMKIT_QUANT_Q2_K, 84, {80, 82}},  // d, dmin
+                            {"q3_K", LLMKIT_QUANT_Q3_K, 110, {108}},
+                            {"iq4_xs", LLMKIT_QUANT_IQ4_XS, 136, {0}}};
 
 // n rows of k elements in random bytes, the float16 scales made finite
 // (2^-10 <= |v| < 2^6); every fourth row of Q6_K gets the scale -128 in each group.

@@ -179,10 +179,11 @@ class QuantizedTensor:
         and that axis is dropped). ``x`` is float32, any strides (numpy or any
         ``__dlpack__`` host tensor); the result is a new float32 numpy array.
 
-        Types: ``q4_0``, ``q4_1``, ``q5_0``, ``q8_0``, ``iq4_nl``, ``mxfp4``,
-        ``q4_K``, ``q5_K``, ``q6_K`` and ``int8`` (per-row scales). As llama.cpp does, each block
+        Types: ``q4_0``, ``q4_1``, ``q5_0``, ``q5_1``, ``q8_0``, ``iq4_nl``,
+        ``mxfp4``, ``q2_K``, ``q3_K``, ``q4_K``, ``q5_K``, ``q6_K``, ``iq4_xs``
+        and ``int8`` (per-row scales). As llama.cpp does, each block
         of ``x`` is rounded to int8 on the fly (blocks of 32, or 256 for the
-        K-quants), so the result differs from ``x @ dequantize(self).T`` by at
+        K-quants and ``iq4_xs``), so the result differs from ``x @ dequantize(self).T`` by at
         most ``sum |W| * d / 2`` per output (``d`` = the block's max ``|x|`` /
         127) plus float32 rounding, and it is bit-identical for any
         ``num_threads``. Runs with the GIL released.
