@@ -41,7 +41,7 @@ host_rows host_f32(const llmkit_tensor *t, const char *name) {
 }
 
 // Accumulates the calibration batches into H, checking each one's shape.
-quant::hessian build_hessian(const llmkit_tensor *calib, size_t n_calib, int64_t n) {
+quant::hessian build_hessian(const llmkit_tensor *calib, size_t n_calib, int64_t n, int n_threads) {
     capi::require_non_null(calib, "calib");
     if (n_calib == 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "n_calib is 0: calibration needs at least one batch");
     quant::hessian h(n);
@@ -49,7 +49,7 @@ quant::hessian build_hessian(const llmkit_tensor *calib, size_t n_calib, int64_t
         const std::string name = "calib[" + std::to_string(b) + "]";
         const host_rows x = host_f32(&calib[b], name.c_str());
         if (x.n != n) fail(LLMKIT_ERROR_SHAPE, name, " has ", x.n, " features, the weight has ", n, " inputs");
-        h.add(x.data, x.rows, x.row_stride, x.col_stride);
+        h.add(x.data, x.rows, x.row_stride, x.col_stride, n_threads);
     }
     if (h.samples() == 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "the calibration batches hold no tokens");
     return h;
@@ -118,7 +118,7 @@ llmkit_status llmkit_gptq_quantize(size_t *written, int32_t type, const llmkit_t
         if (needed > 0 && (!dst || dst_capacity < needed))
             fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "gptq: dst needs ", needed, " bytes, capacity is ", dst ? dst_capacity : 0);
 
-        const quant::hessian h = build_hessian(calib, n_calib, w.n);
+        const quant::hessian h = build_hessian(calib, n_calib, w.n, o.n_threads);
         quant::gptq_options go;
         go.group = to_q4_k ? 256 : fmt.group;
         go.q4_k = to_q4_k;
@@ -169,7 +169,7 @@ llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, const llmkit_te
         if (written) *written = needed;
         if (needed > 0 && (!dst || dst_capacity < needed))
             fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "awq: dst needs ", needed, " bytes, capacity is ", dst ? dst_capacity : 0);
-        const quant::hessian h = build_hessian(calib, n_calib, w.n);
+        const quant::hessian h = build_hessian(calib, n_calib, w.n, o.n_threads);
         quant::awq_options ao;
         ao.group = to_q4_k ? 256 : f->group;
         ao.q4_k = to_q4_k;

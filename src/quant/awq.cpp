@@ -1,14 +1,15 @@
-// AWQ: activation-aware scale search and clipping search, float64 errors on
-// the calibration Hessian (Eigen for the products).
+// AWQ: activation-aware scale search and clipping search, errors on the
+// calibration Hessian (linalg.hpp for the products: float32 to rank the scale
+// candidates, float64 for the clipping search and the reported errors).
 #include "quant/awq.hpp"
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
 #include "core/error.hpp"
 #include "core/threads.hpp"
 #include "quant/gguf_blocks.hpp"
+#include "quant/linalg.hpp"
 
 namespace llmkit::quant {
 
@@ -105,6 +106,7 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
     std::vector<uint8_t> blocks;
     std::vector<float> ws(size_t(rows * n)), s(static_cast<size_t>(n)), best_s(size_t(n), 1.0f);
     double best_err = INFINITY;
+    const output_error_meter meter(w0, h, rows, n, o.n_threads);
     // 1. Scale search: s = mean|x|^alpha, normalised so that max * min = 1.
     for (int k = 0; k < o.n_grid; ++k) {
         const double alpha = double(k) / o.n_grid;
@@ -124,12 +126,12 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
             for (int64_t j = 0; j < n; ++j)
                 importance[size_t(j)] = float(h[size_t(j * n + j)] / (double(s[size_t(j)]) * double(s[size_t(j)])));
             round_q4_k(ws, rows, n, importance.data(), blocks, o.n_threads);
-            err = relative_output_error(w0, divided(dequantize_q4_k_rows(blocks, rows, n), rows, n, s), h, rows, n,
-                                        o.n_threads);
+            err = meter.approx(divided(dequantize_q4_k_rows(blocks, rows, n), rows, n, s));
         } else {
             round_groups(ws, rows, n, group, o.symmetric, g, o.n_threads);
-            err = relative_output_error(w0, effective(g, s), h, rows, n, o.n_threads);
-            if (k == 0) res.rtn_output_error = err;  // alpha 0: s = 1, plain round-to-nearest
+            // alpha 0 (s = 1) is plain round-to-nearest, whose error is reported in float64.
+            err = k == 0 ? meter(effective(g, s)) : meter.approx(effective(g, s));
+            if (k == 0) res.rtn_output_error = err;
         }
         if (err < best_err) {
             best_err = err;
@@ -148,54 +150,67 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
             importance[size_t(j)] =
                 float(h[size_t(j * n + j)] / (double(best_s[size_t(j)]) * double(best_s[size_t(j)])));
         round_q4_k(ws, rows, n, importance.data(), res.q4_k, o.n_threads);
-        res.output_error =
-            relative_output_error(w0, divided(dequantize_q4_k_rows(res.q4_k, rows, n), rows, n, best_s), h, rows, n,
-                                  o.n_threads);
+        res.output_error = meter(divided(dequantize_q4_k_rows(res.q4_k, rows, n), rows, n, best_s));
         // Round-to-nearest for comparison: ggml's plain Q4_K of W.
         std::vector<float> w32(w0.begin(), w0.end());
         round_q4_k(w32, rows, n, nullptr, blocks, o.n_threads);
-        res.rtn_output_error = relative_output_error(w0, dequantize_q4_k_rows(blocks, rows, n), h, rows, n, o.n_threads);
+        res.rtn_output_error = meter(dequantize_q4_k_rows(blocks, rows, n));
         res.scales = std::move(best_s);
         return res;
     }
     if (clip) {
         const int n_ratios = std::max(1, int(std::ceil(o.max_shrink * o.n_grid)));
-        core::parallel_for(rows, o.n_threads, [&](int64_t r) {
-            std::vector<float> clipped(static_cast<size_t>(group));
-            std::vector<double> d(static_cast<size_t>(group));
-            for (int64_t gi = 0; gi < g.n_groups; ++gi) {
-                float *w = &ws[size_t(r * n + gi * group)];
-                float amax = 0;
-                for (int64_t k = 0; k < group; ++k) amax = std::max(amax, std::fabs(w[k]));
-                double best = INFINITY;
-                float best_ratio = 1.0f;
-                for (int i = 0; i < n_ratios; ++i) {
-                    const float ratio = 1.0f - float(i) / float(o.n_grid);
-                    const float lim = amax * ratio;
-                    for (int64_t k = 0; k < group; ++k) clipped[size_t(k)] = std::min(std::max(w[k], -lim), lim);
-                    float sc;
-                    uint8_t z;
-                    fit_int4(clipped.data(), group, 1, family::awq, o.symmetric, sc, z);
-                    for (int64_t k = 0; k < group; ++k)
-                        d[size_t(k)] = double(w[k]) - double(sc * float(int(quantize_int4(clipped[size_t(k)], sc, z)) - int(z)));
-                    // d^T H'_gg d with H'_ab = H_ab / (s_a s_b).
-                    double e = 0;
-                    const int64_t j0 = gi * group;
-                    for (int64_t a = 0; a < group; ++a) {
-                        double row = 0;
-                        for (int64_t b = 0; b < group; ++b)
-                            row += h[size_t((j0 + a) * n + j0 + b)] * d[size_t(b)] / double(best_s[size_t(j0 + b)]);
-                        e += d[size_t(a)] / double(best_s[size_t(j0 + a)]) * row;
-                    }
-                    if (e < best) best = e, best_ratio = ratio;
+        // The diagonal blocks of H' = diag(1/s) H diag(1/s), one [group, group] per group.
+        std::vector<double> hg(size_t(g.n_groups * group * group));
+        for (int64_t gi = 0; gi < g.n_groups; ++gi)
+            for (int64_t a = 0; a < group; ++a)
+                for (int64_t b = 0; b < group; ++b) {
+                    const int64_t ja = gi * group + a, jb = gi * group + b;
+                    hg[size_t((gi * group + a) * group + b)] =
+                        h[size_t(ja * n + jb)] / (double(best_s[size_t(ja)]) * double(best_s[size_t(jb)]));
                 }
-                const float lim = amax * best_ratio;
-                for (int64_t k = 0; k < group; ++k) w[k] = std::min(std::max(w[k], -lim), lim);
+        // Chunks of rows, so that one product covers every (row, ratio) of a group.
+        constexpr int64_t chunk = 32;
+        core::parallel_for((rows + chunk - 1) / chunk, o.n_threads, [&](int64_t c) {
+            const int64_t r0 = c * chunk, rc = std::min(chunk, rows - r0);
+            std::vector<float> clipped(static_cast<size_t>(group)), amax(static_cast<size_t>(rc));
+            std::vector<double> d(size_t(rc * n_ratios * group)), e(size_t(rc * n_ratios));
+            for (int64_t gi = 0; gi < g.n_groups; ++gi) {
+                // Each (row, ratio)'s rounding error d, a row of d; then d^T H'_gg d for all of them.
+                for (int64_t r = 0; r < rc; ++r) {
+                    const float *w = &ws[size_t((r0 + r) * n + gi * group)];
+                    float a = 0;
+                    for (int64_t k = 0; k < group; ++k) a = std::max(a, std::fabs(w[k]));
+                    amax[size_t(r)] = a;
+                    for (int i = 0; i < n_ratios; ++i) {
+                        const float lim = a * (1.0f - float(i) / float(o.n_grid));
+                        for (int64_t k = 0; k < group; ++k) clipped[size_t(k)] = std::min(std::max(w[k], -lim), lim);
+                        float sc;
+                        uint8_t z;
+                        fit_int4(clipped.data(), group, 1, family::awq, o.symmetric, sc, z);
+                        double *dr = &d[size_t((r * n_ratios + i) * group)];
+                        for (int64_t k = 0; k < group; ++k)
+                            dr[k] = double(w[k]) -
+                                    double(sc * float(int(quantize_int4(clipped[size_t(k)], sc, z)) - int(z)));
+                    }
+                }
+                linalg::quadratic_forms(d.data(), rc * n_ratios, group, hg.data() + gi * group * group, group,
+                                        e.data());
+                for (int64_t r = 0; r < rc; ++r) {
+                    double best = INFINITY;
+                    float best_ratio = 1.0f;
+                    for (int i = 0; i < n_ratios; ++i)
+                        if (e[size_t(r * n_ratios + i)] < best)
+                            best = e[size_t(r * n_ratios + i)], best_ratio = 1.0f - float(i) / float(o.n_grid);
+                    float *w = &ws[size_t((r0 + r) * n + gi * group)];
+                    const float lim = amax[size_t(r)] * best_ratio;
+                    for (int64_t k = 0; k < group; ++k) w[k] = std::min(std::max(w[k], -lim), lim);
+                }
             }
         });
     }
     round_groups(ws, rows, n, group, o.symmetric, g, o.n_threads);
-    res.output_error = relative_output_error(w0, effective(g, best_s), h, rows, n, o.n_threads);
+    res.output_error = meter(effective(g, best_s));
     if (o.progress && o.clip) o.progress(total_steps, total_steps);
     res.groups = std::move(g);
     res.scales = std::move(best_s);

@@ -1,8 +1,8 @@
-// GPTQ, Algorithm 1 of Frantar et al. with lazy batched updates, in float64
-// on Eigen (Cholesky factorizations and the block products).
+// GPTQ, Algorithm 1 of Frantar et al. with lazy batched updates, in float64:
+// Eigen for the per-column work, linalg.hpp (Eigen per ISA, threaded) for the
+// Hessian, the Cholesky factor and the block products.
 #include "quant/gptq.hpp"
 
-#include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -11,15 +11,13 @@
 #include "core/error.hpp"
 #include "core/threads.hpp"
 #include "quant/gguf_blocks.hpp"
+#include "quant/linalg.hpp"
 
 namespace llmkit::quant {
 
 namespace {
 
 using mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-// Rows per task of the row-parallel products.
-constexpr int64_t k_row_chunk = 64;
 
 constexpr int64_t k_q4_k_elems = 256, k_q4_k_bytes = 144;
 
@@ -43,7 +41,7 @@ hessian::hessian(int64_t n) : n_(n) {
     abs_sum_.assign(size_t(n), 0.0);
 }
 
-void hessian::add(const float *x, int64_t tokens, int64_t row_stride, int64_t col_stride) {
+void hessian::add(const float *x, int64_t tokens, int64_t row_stride, int64_t col_stride, int n_threads) {
     if (tokens <= 0) return;
     mat xb(tokens, n_);
     for (int64_t t = 0; t < tokens; ++t)
@@ -54,8 +52,7 @@ void hessian::add(const float *x, int64_t tokens, int64_t row_stride, int64_t co
             xb(t, j) = v;
             abs_sum_[size_t(j)] += std::fabs(double(v));
         }
-    Eigen::Map<mat> acc(xtx_.data(), n_, n_);
-    acc.selfadjointView<Eigen::Lower>().rankUpdate(xb.transpose());
+    linalg::add_gram_lower(xtx_.data(), xb.data(), tokens, n_, n_threads);
     count_ += tokens;
 }
 
@@ -88,19 +85,25 @@ std::vector<double> dequantize_groups(const int4_groups &g) {
     return out;
 }
 
-double relative_output_error(const std::vector<double> &w, const std::vector<double> &w_hat,
-                             const std::vector<double> &h, int64_t rows, int64_t n, int n_threads) {
-    Eigen::Map<const mat> H(h.data(), n, n), W(w.data(), rows, n), Wh(w_hat.data(), rows, n);
-    const int64_t chunks = (rows + k_row_chunk - 1) / k_row_chunk;
-    std::vector<double> num(static_cast<size_t>(chunks)), den(static_cast<size_t>(chunks));
-    core::parallel_for(chunks, n_threads, [&](int64_t c) {
-        const int64_t r0 = c * k_row_chunk, rc = std::min(k_row_chunk, rows - r0);
-        const mat d = W.middleRows(r0, rc) - Wh.middleRows(r0, rc);
-        num[size_t(c)] = ((d * H).cwiseProduct(d)).sum();
-        den[size_t(c)] = ((W.middleRows(r0, rc) * H).cwiseProduct(W.middleRows(r0, rc))).sum();
-    });
-    const double a = std::accumulate(num.begin(), num.end(), 0.0), b = std::accumulate(den.begin(), den.end(), 0.0);
-    return b > 0 ? a / b : 0.0;
+output_error_meter::output_error_meter(const std::vector<double> &w, const std::vector<double> &h, int64_t rows,
+                                       int64_t n, int n_threads)
+    : w_(w), h_(h), rows_(rows), n_(n), n_threads_(n_threads) {
+    energy_ = linalg::quadratic_form_sum(w.data(), rows, n, h.data(), n_threads);
+}
+
+double output_error_meter::operator()(const std::vector<double> &w_hat) const {
+    std::vector<double> d(w_.size());
+    for (size_t i = 0; i < d.size(); ++i) d[i] = w_[i] - w_hat[i];
+    const double e = linalg::quadratic_form_sum(d.data(), rows_, n_, h_.data(), n_threads_);
+    return energy_ > 0 ? e / energy_ : 0.0;
+}
+
+double output_error_meter::approx(const std::vector<double> &w_hat) const {
+    if (h32_.empty()) h32_.assign(h_.begin(), h_.end());
+    std::vector<float> d(w_.size());
+    for (size_t i = 0; i < d.size(); ++i) d[i] = float(w_[i] - w_hat[i]);
+    const double e = linalg::quadratic_form_sum_f32(d.data(), rows_, n_, h32_.data(), n_threads_);
+    return energy_ > 0 ? e / energy_ : 0.0;
 }
 
 layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o) {
@@ -167,20 +170,11 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
 
     // Dampening, then U = upper Cholesky factor of H^-1.
     H.diagonal().array() += o.damp * H.diagonal().mean();
+    if (!linalg::inverse_upper_cholesky(H.data(), n, o.n_threads))
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT,
+                   "gptq: the damped Hessian is not positive definite; increase damp (now ", o.damp, ")");
     mat U;
-    {
-        Eigen::LLT<mat> llt(H);
-        if (llt.info() != Eigen::Success)
-            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT,
-                       "gptq: the damped Hessian is not positive definite; increase damp (now ", o.damp, ")");
-        mat Hinv = llt.solve(mat::Identity(n, n));
-        H.resize(0, 0);
-        Eigen::LLT<mat> llt2(Hinv);
-        if (llt2.info() != Eigen::Success)
-            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "gptq: H^-1 is not positive definite; increase damp (now ",
-                       o.damp, ")");
-        U = llt2.matrixU();
-    }
+    U.swap(H);
 
     int4_groups &g = res.groups;
     g.rows = rows;
@@ -199,7 +193,6 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
     if (o.q4_k) res.q4_k.assign(size_t(rows * n_super * k_q4_k_bytes), 0);
     auto q4_k_block = [&](int64_t r, int64_t j) { return res.q4_k.data() + size_t((r * n_super + j / k_q4_k_elems) * k_q4_k_bytes); };
 
-    const int64_t row_chunks = (rows + k_row_chunk - 1) / k_row_chunk;
     std::vector<float> tmp(static_cast<size_t>(group));
     for (int64_t i1 = 0; i1 < n; i1 += block) {
         const int64_t i2 = std::min(i1 + block, n), cnt = i2 - i1;
@@ -260,12 +253,7 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
             if (rest > 0) W1.rightCols(rest).noalias() -= Err1.col(i) * U.row(j).segment(j + 1, rest);
         }
         // Lazy update of every later column, by row chunks in parallel.
-        if (i2 < n) {
-            core::parallel_for(row_chunks, o.n_threads, [&](int64_t c) {
-                const int64_t r0 = c * k_row_chunk, rc = std::min(k_row_chunk, rows - r0);
-                W.block(r0, i2, rc, n - i2).noalias() -= Err1.middleRows(r0, rc) * U.block(i1, i2, cnt, n - i2);
-            });
-        }
+        if (i2 < n) linalg::sub_product(W.data() + i2, n, Err1.data(), cnt, U.data() + i1 * n + i2, n, rows, cnt, n - i2, o.n_threads);
         if (o.progress) o.progress(i2, n);
     }
     if (o.q4_k) {
@@ -278,15 +266,17 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
         const type_traits &t = *find_type(t_q4_k);
         for (int64_t r = 0; r < rows; ++r)
             t.quantize_row(w32.data() + r * n, rtn.data() + size_t(r * n_super * k_q4_k_bytes), n);
-        res.output_error = relative_output_error(w0, dequantize_q4_k_rows(res.q4_k, rows, n), h0, rows, n, o.n_threads);
-        res.rtn_output_error = relative_output_error(w0, dequantize_q4_k_rows(rtn, rows, n), h0, rows, n, o.n_threads);
+        const output_error_meter meter(w0, h0, rows, n, o.n_threads);
+        res.output_error = meter(dequantize_q4_k_rows(res.q4_k, rows, n));
+        res.rtn_output_error = meter(dequantize_q4_k_rows(rtn, rows, n));
         return res;
     }
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < n; ++j) g.q[size_t(r * n + perm[size_t(j)])] = qp[size_t(r * n + j)];
 
     // Errors on the calibration inputs, GPTQ's and round-to-nearest's.
-    res.output_error = relative_output_error(w0, dequantize_groups(g), h0, rows, n, o.n_threads);
+    const output_error_meter meter(w0, h0, rows, n, o.n_threads);
+    res.output_error = meter(dequantize_groups(g));
     int4_groups rtn = g;
     for (int64_t i = 0; i < n; ++i) rtn.g_idx[size_t(i)] = int32_t(i / group);
     for (int64_t r = 0; r < rows; ++r)
@@ -299,7 +289,7 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
             rtn.zero[size_t(r * g.n_groups + gi)] = z;
             for (int64_t k = 0; k < group; ++k) rtn.q[size_t(r * n + gi * group + k)] = quantize_int4(tmp[size_t(k)], s, z);
         }
-    res.rtn_output_error = relative_output_error(w0, dequantize_groups(rtn), h0, rows, n, o.n_threads);
+    res.rtn_output_error = meter(dequantize_groups(rtn));
     return res;
 }
 

@@ -25,7 +25,7 @@ class hessian {
 public:
     explicit hessian(int64_t n);
     // x: [tokens, n] float32 with element strides. Throws NON_FINITE on NaN/inf.
-    void add(const float *x, int64_t tokens, int64_t row_stride, int64_t col_stride);
+    void add(const float *x, int64_t tokens, int64_t row_stride, int64_t col_stride, int n_threads = 0);
     int64_t n() const { return n_; }
     int64_t samples() const { return count_; }
     // Row-major n x n, scaled by 2 / samples.
@@ -64,9 +64,27 @@ struct layer_result {
 
 layer_result gptq(const f32_rows &w, const hessian &h, const gptq_options &o);
 
-// ||dW X||^2 / ||W X||^2 = tr(dW H dW^T) / tr(W H W^T) for H from x^T x.
-double relative_output_error(const std::vector<double> &w, const std::vector<double> &w_hat,
-                             const std::vector<double> &h, int64_t rows, int64_t n, int n_threads);
+// The relative output error ||(W - W^) X^T||^2 / ||W X^T||^2 =
+// tr(dW H dW^T) / tr(W H W^T) (dW = W - W^, H from x^T x) of candidates W^
+// for one layer: the denominator is computed once, each call costs one
+// rows x n x n product. Holds references to w and h: they must outlive it.
+class output_error_meter {
+public:
+    output_error_meter(const std::vector<double> &w, const std::vector<double> &h, int64_t rows, int64_t n,
+                       int n_threads);
+    // In float64 (what the reports give).
+    double operator()(const std::vector<double> &w_hat) const;
+    // The same with float32 products (sums in float64): about twice as fast,
+    // relative error ~1e-5, for ranking the candidates of a search.
+    double approx(const std::vector<double> &w_hat) const;
+
+private:
+    const std::vector<double> &w_, &h_;
+    int64_t rows_, n_;
+    int n_threads_;
+    double energy_ = 0;          // tr(W H W^T)
+    mutable std::vector<float> h32_;  // H in float32, made on the first approx()
+};
 
 // Dequantized int4 groups as float64 [rows, n].
 std::vector<double> dequantize_groups(const int4_groups &g);

@@ -10,6 +10,8 @@ set(LLMKIT_QUANT_SOURCES
   src/quant/fp8.cpp
   src/quant/gptq.cpp
   src/quant/awq.cpp
+  src/quant/linalg_generic.cpp
+  src/quant/linalg_avx2.cpp
   bindings/c/quant_formats.cpp
   bindings/c/quant_calib.cpp
   bindings/c/quant.cpp
@@ -42,4 +44,14 @@ set_source_files_properties(src/quant/int_formats.cpp src/quant/nf4.cpp src/quan
 # GPTQ / AWQ: Cholesky factorizations and block products on Eigen (header-only, libeigen3-dev).
 find_package(Eigen3 3.3 REQUIRED NO_MODULE)
 get_target_property(_llmkit_eigen_include Eigen3::Eigen INTERFACE_INCLUDE_DIRECTORIES)
-set_source_files_properties(src/quant/gptq.cpp src/quant/awq.cpp PROPERTIES INCLUDE_DIRECTORIES "${_llmkit_eigen_include}")
+set_source_files_properties(src/quant/gptq.cpp src/quant/awq.cpp src/quant/linalg_generic.cpp
+  PROPERTIES INCLUDE_DIRECTORIES "${_llmkit_eigen_include}")
+# Their heavy products (src/quant/linalg.hpp) also have an AVX2 + FMA build,
+# Eigen renamed inside it, picked at run time.
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64" AND CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+  # -isystem: Eigen's AVX code has a warning of its own (an unused variable).
+  set_source_files_properties(src/quant/linalg_avx2.cpp PROPERTIES
+    COMPILE_OPTIONS "-mavx2;-mfma;-isystem;${_llmkit_eigen_include}")
+else()
+  set_source_files_properties(src/quant/linalg_avx2.cpp PROPERTIES INCLUDE_DIRECTORIES "${_llmkit_eigen_include}")
+endif()
