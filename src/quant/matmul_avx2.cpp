@@ -250,6 +250,20 @@ void block32_pair(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accu
         _mm256_store_ps(sd[c], _mm256_mul_ps(dw, dx));
         if (has_min) _mm256_store_ps(sm[c], _mm256_mul_ps(mw, dx));
     }
+    // GEMV with 4 rows: the offset terms of the 4 rows as the lanes of one
+    // register (the same fmaf per row and block, in block order), instead of 8
+    // scalar chains. The products mw * dx are sm's, reordered to rows 0..3 of
+    // block b | rows 0..3 of block b + 1.
+    constexpr bool bias4 = has_min && R == 4 && C == 1;
+    if constexpr (bias4) {
+        const __m256 smr = _mm256_permutevar8x32_ps(_mm256_load_ps(sm[0]), _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        __m128 bias = _mm_setr_ps(t.bias[0][0], t.bias[1][0], t.bias[2][0], t.bias[3][0]);
+        bias = _mm_fmadd_ps(_mm_set1_ps(float(x.s32[0][b])), _mm256_castps256_ps128(smr), bias);
+        bias = _mm_fmadd_ps(_mm_set1_ps(float(x.s32[0][b + 1])), _mm256_extractf128_ps(smr, 1), bias);
+        alignas(16) float out[4];
+        _mm_store_ps(out, bias);
+        for (int r = 0; r < R; ++r) t.bias[r][0] = out[r];
+    }
     for (int i = 0; i < 2; ++i) {
         __m256i xv[C], xoff[C];
         for (int c = 0; c < C; ++c) {
@@ -275,7 +289,7 @@ void block32_pair(const uint8_t *const *w, int64_t b, const act_tile<C> &x, accu
                 const __m256i p = _mm256_madd_epi16(pairs, ones);
                 t.acc[r][c] =
                     _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(&sd[c][2 * r + i]), t.acc[r][c]);
-                if (has_min) {
+                if (has_min && !bias4) {
                     const int32_t s = int32_t(x.s[c][2 * (b + i)]) + int32_t(x.s[c][2 * (b + i) + 1]);
                     t.bias[r][c] = __builtin_fmaf(float(s), sm[c][2 * r + i], t.bias[r][c]);
                 }
