@@ -3,6 +3,7 @@ installed) tiktoken itself; special-token rules; batch encoding; decoding; error
 
 import ast
 import inspect
+import sys
 import threading
 from pathlib import Path
 
@@ -261,6 +262,53 @@ def test_python_threads_share_one_tokenizer(data_dir):
     for t in threads:
         t.join()
     assert all(r == expected for r in results)
+
+
+def test_id_ints_are_shared_and_counted(data_dir):
+    """The lists of ids hold the tokenizer's own int for each id (made on first
+    use, kept while the tokenizer lives): every list holds the same object for
+    the same id, each element is one reference, and dropping a list gives them back."""
+    tok = llmkit.Tokenizer.from_tiktoken(data_dir / "tiktoken" / "o200k_base.tiktoken", "o200k_base")
+    text = "Tout être humain a droit à la vie, à la liberté et à la sûreté de sa personne.\n" * 20
+    a = tok.encode(text)
+    assert a == load(data_dir, "o200k_base").encode(text)
+    x = next(i for i in a if i > 256)  # CPython shares the ints up to 256 anyway
+    b = tok.encode(text)
+    assert b == a and b[b.index(x)] is a[a.index(x)]
+    before = sys.getrefcount(x)
+    c = tok.encode_batch([text, text], num_threads=2)
+    assert sys.getrefcount(x) == before + c[0].count(x) + c[1].count(x)
+    del c
+    assert sys.getrefcount(x) == before
+    ids, _ = tok.encode_with_offsets(text)
+    assert ids == a and ids[ids.index(x)] is x
+
+
+def test_id_ints_first_use_from_threads(data_dir):
+    """Threads that encode on a fresh tokenizer at once (the first use makes
+    its table of ints) get the right ids and the same int object per id."""
+    tok = llmkit.Tokenizer.from_tiktoken(data_dir / "tiktoken" / "o200k_base.tiktoken", "o200k_base")
+    lines = (data_dir / "corpus" / "udhr-60lang.txt").read_text(encoding="utf-8").splitlines()[:3000]
+    texts = ["\n".join(lines[k::8]) for k in range(8)]
+    reference = load(data_dir, "o200k_base")
+    expected = [reference.encode(t, disallowed_special=()) for t in texts]
+    results = [None] * len(texts)
+    barrier = threading.Barrier(len(texts))
+
+    def work(k):
+        barrier.wait()
+        results[k] = tok.encode(texts[k], disallowed_special=())
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == expected
+    objects = {}
+    for ids in results:
+        for v in ids:
+            assert objects.setdefault(v, v) is v
 
 
 # ---------------------------------------------------------------------------
