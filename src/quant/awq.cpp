@@ -188,10 +188,7 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
                         float sc;
                         uint8_t z;
                         fit_int4(clipped.data(), group, 1, family::awq, o.symmetric, sc, z);
-                        double *dr = &d[size_t((r * n_ratios + i) * group)];
-                        for (int64_t k = 0; k < group; ++k)
-                            dr[k] = double(w[k]) -
-                                    double(sc * float(int(quantize_int4(clipped[size_t(k)], sc, z)) - int(z)));
+                        int4_rounding_error(w, clipped.data(), group, sc, z, &d[size_t((r * n_ratios + i) * group)]);
                     }
                 }
                 linalg::quadratic_forms(d.data(), rc * n_ratios, group, hg.data() + gi * group * group, group,

@@ -123,6 +123,10 @@ struct int4_groups {
 // rounded to f16. Throws OUT_OF_RANGE when the scale overflows f16.
 void fit_int4(const float *x, int64_t len, int64_t stride, family fam, bool symmetric, float &scale, uint8_t &zero);
 uint8_t quantize_int4(float x, float scale, uint8_t zero) noexcept;
+// d[k] = w[k] - scale * (quantize_int4(c[k], scale, zero) - zero) in float64
+// (the float product widened), for k < len: AWQ's clipping search on a
+// group. The same levels as quantize_int4, vectorized.
+void int4_rounding_error(const float *w, const float *c, int64_t len, float scale, uint8_t zero, double *d) noexcept;
 
 // Writes / reads the planes of a gptq_int4* or awq_int4* tensor.
 void pack_int4(const format_traits &f, const int4_groups &g, void *dst);

@@ -89,6 +89,23 @@ uint8_t quantize_int4(float x, float scale, uint8_t zero) noexcept {
     return uint8_t(round_clamp(std::nearbyint(x / scale) + float(zero), 0.0f, 15.0f));
 }
 
+void int4_rounding_error(const float *w, const float *c, int64_t len, float scale, uint8_t zero, double *d) noexcept {
+    if (!(scale > 0.0f)) {  // every level is the zero point: the value 0
+        for (int64_t k = 0; k < len; ++k) d[k] = double(w[k]);
+        return;
+    }
+    // quantize_int4's float operations without its nearbyint (a library call
+    // on baseline x86-64, which keeps the loop scalar): round-half-even as
+    // adding and removing 1.5 * 2^23, exact for |v| < 2^22; beyond that both
+    // give values that the clamp to [0, 15] maps alike.
+    const float magic = 12582912.0f, zf = float(zero);
+    for (int64_t k = 0; k < len; ++k) {
+        float q = ((c[k] / scale + magic) - magic) + zf;
+        q = q < 0.0f ? 0.0f : (q > 15.0f ? 15.0f : q);
+        d[k] = double(w[k]) - double(scale * (q - zf));
+    }
+}
+
 // --- int4 packing ------------------------------------------------------------
 
 void pack_int4(const format_traits &f, const int4_groups &g, void *dst) {

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "quant/formats.hpp"
 #include "quant/linalg.hpp"
 
 namespace la = llmkit::quant::linalg;
@@ -155,4 +156,29 @@ TEST_CASE("linalg: Gram matrix, block product and quadratic forms", "[linalg][gp
             CHECK(std::fabs(per_row[size_t(r)] - double(s)) < 1e-12 * double(s));
         }
     });
+}
+
+TEST_CASE("awq: the vectorized rounding error equals quantize_int4's", "[awq][int4]") {
+    // Quotients around every level, at the half-way points, far outside the
+    // range (|v| near and past 2^22 and 2^23), and infinite.
+    std::mt19937 gen(5);
+    std::uniform_real_distribution<float> u(-20.0f, 20.0f);
+    std::vector<float> w, c;
+    for (int i = 0; i < 4000; ++i) c.push_back(u(gen));
+    for (int v = -40; v <= 40; ++v) c.push_back(float(v) + 0.5f), c.push_back(float(v) - 0.5f), c.push_back(float(v));
+    for (float big : {4194303.5f, 4194304.0f, 4194305.0f, 6291456.5f, 8388607.0f, 8388608.0f, 8388609.0f, 1e20f,
+                      3.4e38f, INFINITY})
+        c.push_back(big), c.push_back(-big);
+    for (float x : c) w.push_back(x * 0.75f + 0.125f);
+    for (float scale : {1.0f, 0.0625f, 3.0f, 1e-30f, 0.0f})
+        for (int zero : {0, 1, 7, 8, 15}) {
+            std::vector<double> d(c.size());
+            llmkit::quant::int4_rounding_error(w.data(), c.data(), int64_t(c.size()), scale, uint8_t(zero), d.data());
+            for (size_t k = 0; k < c.size(); ++k) {
+                const int q = llmkit::quant::quantize_int4(c[k], scale, uint8_t(zero));
+                const double want = double(w[k]) - double(scale * float(q - zero));
+                INFO("c = " << c[k] << ", scale = " << scale << ", zero = " << zero);
+                REQUIRE(d[k] == want);
+            }
+        }
 }
