@@ -289,7 +289,8 @@ TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quan
     };
     for (const auto &tc : k_types) {
         const std::vector<int64_t> ks =
-            tc.block == 32 ? std::vector<int64_t>{32, 64, 160, 288} : std::vector<int64_t>{256, 768};
+            // 2464 = 77 blocks: Q8_0's GEMM scale chunks of 64, then 13 (8 at a time, then 5 one by one).
+            tc.block == 32 ? std::vector<int64_t>{32, 64, 160, 288, 2464} : std::vector<int64_t>{256, 768};
         for (int64_t k : ks)
             for (int64_t n : ns) {
                 std::vector<float> w = random_matrix(n, k, seed++);
