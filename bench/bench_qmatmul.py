@@ -15,8 +15,8 @@ What is measured, in one run:
   ratio is taken against the larger of those two ("bw" column); ``--fixed-bandwidth`` uses the
   start-of-run figure for every cell instead.
 * GEMV (one activation row, a decode step), for 4096x4096 and 14336x4096 weights, at 1 and 2 threads:
-  llmkit ``qt.matmul(x)`` for every type with a kernel (q4_0, q4_1, q5_0, q8_0, iq4_nl, mxfp4, q4_K, q5_K, q6_K,
-  and int8 with per-row scales through ``llmkit.quant_matmul_int8``), PyTorch fp32 ``torch.mv``,
+  llmkit ``qt.matmul(x)`` for every type with a kernel (q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, mxfp4, q2_K, q3_K,
+  q4_K, q5_K, q6_K, iq4_xs, and int8 with per-row scales through ``llmkit.quant_matmul_int8``), PyTorch fp32 ``torch.mv``,
   PyTorch int8 ``torch.ops.quantized.linear_dynamic`` (per-channel qint8 weights, the kernel behind
   ``torch.ao.nn.quantized.dynamic.Linear``), NumPy float32 ``W @ x``. GB/s counts the bytes of
   weights read per second (the quantized bytes, scales included). "DRAM" cells cycle through
@@ -62,7 +62,8 @@ import ggml_peer
 import llmkit
 from benchlib import best_time
 
-TYPES = ["q4_0", "q4_1", "q5_0", "q8_0", "iq4_nl", "mxfp4", "q4_K", "q5_K", "q6_K", "int8"]
+TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "iq4_nl", "mxfp4", "q2_K", "q3_K", "q4_K", "q5_K", "q6_K", "iq4_xs",
+         "int8"]
 SHAPES = [(4096, 4096), (14336, 4096)]
 THREADS = [1, 2]
 
@@ -158,7 +159,7 @@ class LlmkitWeights:
 
 
 def act_block(t):
-    return 256 if t.endswith("_K") else 32
+    return 256 if t.endswith("_K") or t == "iq4_xs" else 32
 
 
 def check_bound(y, wd, x, block, rel_exp=-15):
