@@ -193,65 +193,75 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
     if (o.q4_k) res.q4_k.assign(size_t(rows * n_super * k_q4_k_bytes), 0);
     auto q4_k_block = [&](int64_t r, int64_t j) { return res.q4_k.data() + size_t((r * n_super + j / k_q4_k_elems) * k_q4_k_bytes); };
 
-    std::vector<float> tmp(static_cast<size_t>(group));
+    // Within a block every row is independent (U is shared, read-only): row
+    // chunks go to the threads, each running the block's columns in order.
+    constexpr int64_t k_rows_per_task = 64;
+    const int64_t row_tasks = (rows + k_rows_per_task - 1) / k_rows_per_task;
     for (int64_t i1 = 0; i1 < n; i1 += block) {
         const int64_t i2 = std::min(i1 + block, n), cnt = i2 - i1;
         mat W1 = W.middleCols(i1, cnt);
         mat Err1(rows, cnt);
-        for (int64_t i = 0; i < cnt; ++i) {
-            const int64_t j = i1 + i;
-            if (o.q4_k && j % k_q4_k_elems == 0) {
-                // Fit the super-block's scales and mins on its current weights.
-                const type_traits &t = *find_type(t_q4_k);
-                for (int64_t r = 0; r < rows; ++r) {
-                    for (int64_t k = 0; k < k_q4_k_elems; ++k) tmp[size_t(k)] = float(W1(r, i + k));
-                    t.quantize_row_weighted(tmp.data(), q4_k_block(r, j), k_q4_k_elems, importance.data() + j);
-                }
-            } else if (!o.q4_k && j % group == 0) {
-                // Fit the group's scale and zero on its current weights
-                // (float32, as the weights are stored).
-                const int64_t gi = j / group;
-                for (int64_t r = 0; r < rows; ++r) {
-                    for (int64_t k = 0; k < group; ++k)
-                        tmp[size_t(k)] = float(group >= n ? W(r, k) : W1(r, i + k));
-                    float s;
-                    uint8_t z;
-                    fit_int4(tmp.data(), group, 1, fam, o.symmetric, s, z);
-                    g.scale[size_t(r * g.n_groups + gi)] = s;
-                    g.zero[size_t(r * g.n_groups + gi)] = z;
-                }
-            }
-            const double d = U(j, j);
-            if (o.q4_k) {
-                const int sub = int(j % k_q4_k_elems / 32);
-                for (int64_t r = 0; r < rows; ++r) {
-                    float ds, ms;
-                    q4_k_sub_block(q4_k_block(r, j), sub, ds, ms);
-                    int q = 0;
-                    if (ds != 0.0f) {
-                        // Clamped before rounding: compensation may push a weight past the fitted range.
-                        const float v = std::min(16.0f, std::max(-1.0f, (float(W1(r, i)) + ms) / ds));
-                        q = std::min(15, std::max(0, nearest_int(v)));
+        if (!o.q4_k)
+            for (int64_t j = i1; j < i2; ++j) g.g_idx[size_t(perm[size_t(j)])] = int32_t(j / group);
+        core::parallel_for(row_tasks, o.n_threads, [&](int64_t task) {
+            const int64_t r0 = task * k_rows_per_task, r1 = std::min(rows, r0 + k_rows_per_task);
+            std::vector<float> tmp(size_t(o.q4_k ? k_q4_k_elems : group));
+            for (int64_t i = 0; i < cnt; ++i) {
+                const int64_t j = i1 + i;
+                if (o.q4_k && j % k_q4_k_elems == 0) {
+                    // Fit the super-block's scales and mins on its current weights.
+                    const type_traits &t = *find_type(t_q4_k);
+                    for (int64_t r = r0; r < r1; ++r) {
+                        for (int64_t k = 0; k < k_q4_k_elems; ++k) tmp[size_t(k)] = float(W1(r, i + k));
+                        t.quantize_row_weighted(tmp.data(), q4_k_block(r, j), k_q4_k_elems, importance.data() + j);
                     }
-                    qp[size_t(r * n + j)] = uint8_t(q);
-                    Err1(r, i) = (W1(r, i) - double(ds * float(q) - ms)) / d;
+                } else if (!o.q4_k && j % group == 0) {
+                    // Fit the group's scale and zero on its current weights
+                    // (float32, as the weights are stored).
+                    const int64_t gi = j / group;
+                    for (int64_t r = r0; r < r1; ++r) {
+                        for (int64_t k = 0; k < group; ++k)
+                            tmp[size_t(k)] = float(group >= n ? W(r, k) : W1(r, i + k));
+                        float s;
+                        uint8_t z;
+                        fit_int4(tmp.data(), group, 1, fam, o.symmetric, s, z);
+                        g.scale[size_t(r * g.n_groups + gi)] = s;
+                        g.zero[size_t(r * g.n_groups + gi)] = z;
+                    }
                 }
-            } else {
-                const int64_t gi = j / group;
-                g.g_idx[size_t(perm[size_t(j)])] = int32_t(gi);
-                for (int64_t r = 0; r < rows; ++r) {
-                    const float s = g.scale[size_t(r * g.n_groups + gi)];
-                    const uint8_t z = g.zero[size_t(r * g.n_groups + gi)];
-                    const uint8_t q = quantize_int4(float(W1(r, i)), s, z);
-                    qp[size_t(r * n + j)] = q;
-                    const double deq = double(s * float(int(q) - int(z)));
-                    Err1(r, i) = (W1(r, i) - deq) / d;
+                const double d = U(j, j);
+                if (o.q4_k) {
+                    const int sub = int(j % k_q4_k_elems / 32);
+                    for (int64_t r = r0; r < r1; ++r) {
+                        float ds, ms;
+                        q4_k_sub_block(q4_k_block(r, j), sub, ds, ms);
+                        int q = 0;
+                        if (ds != 0.0f) {
+                            // Clamped before rounding: compensation may push a weight past the fitted range.
+                            const float v = std::min(16.0f, std::max(-1.0f, (float(W1(r, i)) + ms) / ds));
+                            q = std::min(15, std::max(0, nearest_int(v)));
+                        }
+                        qp[size_t(r * n + j)] = uint8_t(q);
+                        Err1(r, i) = (W1(r, i) - double(ds * float(q) - ms)) / d;
+                    }
+                } else {
+                    const int64_t gi = j / group;
+                    for (int64_t r = r0; r < r1; ++r) {
+                        const float s = g.scale[size_t(r * g.n_groups + gi)];
+                        const uint8_t z = g.zero[size_t(r * g.n_groups + gi)];
+                        const uint8_t q = quantize_int4(float(W1(r, i)), s, z);
+                        qp[size_t(r * n + j)] = q;
+                        const double deq = double(s * float(int(q) - int(z)));
+                        Err1(r, i) = (W1(r, i) - deq) / d;
+                    }
                 }
+                // Compensate the rest of the block (rank-1 update).
+                const int64_t rest = cnt - i - 1;
+                if (rest > 0)
+                    W1.block(r0, i + 1, r1 - r0, rest).noalias() -=
+                        Err1.block(r0, i, r1 - r0, 1) * U.row(j).segment(j + 1, rest);
             }
-            // Compensate the rest of the block (rank-1 update).
-            const int64_t rest = cnt - i - 1;
-            if (rest > 0) W1.rightCols(rest).noalias() -= Err1.col(i) * U.row(j).segment(j + 1, rest);
-        }
+        });
         // Lazy update of every later column, by row chunks in parallel.
         if (i2 < n) linalg::sub_product(W.data() + i2, n, Err1.data(), cnt, U.data() + i1 * n + i2, n, rows, cnt, n - i2, o.n_threads);
         if (o.progress) o.progress(i2, n);
@@ -279,7 +289,8 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
     res.output_error = meter(dequantize_groups(g));
     int4_groups rtn = g;
     for (int64_t i = 0; i < n; ++i) rtn.g_idx[size_t(i)] = int32_t(i / group);
-    for (int64_t r = 0; r < rows; ++r)
+    core::parallel_for(rows, o.n_threads, [&](int64_t r) {
+        std::vector<float> tmp(static_cast<size_t>(group));
         for (int64_t gi = 0; gi < g.n_groups; ++gi) {
             for (int64_t k = 0; k < group; ++k) tmp[size_t(k)] = float(w0[size_t(r * n + gi * group + k)]);
             float s;
@@ -289,6 +300,7 @@ layer_result gptq(const f32_rows &src, const hessian &hs, const gptq_options &o)
             rtn.zero[size_t(r * g.n_groups + gi)] = z;
             for (int64_t k = 0; k < group; ++k) rtn.q[size_t(r * n + gi * group + k)] = quantize_int4(tmp[size_t(k)], s, z);
         }
+    });
     res.rtn_output_error = meter(dequantize_groups(rtn));
     return res;
 }
