@@ -107,7 +107,26 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
     std::vector<float> ws(size_t(rows * n)), s(static_cast<size_t>(n)), best_s(size_t(n), 1.0f);
     double best_err = INFINITY;
     const output_error_meter meter(w0, h, rows, n, o.n_threads);
+    // The output error of the weight scaled by sc and rounded: float64
+    // (exact) or float32 products (to rank the candidates).
+    const auto evaluate = [&](const std::vector<float> &sc, bool exact) {
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t j = 0; j < n; ++j) ws[size_t(r * n + j)] = float(w0[size_t(r * n + j)] * double(sc[size_t(j)]));
+        std::vector<double> eff;
+        if (o.q4_k) {
+            for (int64_t j = 0; j < n; ++j)
+                importance[size_t(j)] = float(h[size_t(j * n + j)] / (double(sc[size_t(j)]) * double(sc[size_t(j)])));
+            round_q4_k(ws, rows, n, importance.data(), blocks, o.n_threads);
+            eff = divided(dequantize_q4_k_rows(blocks, rows, n), rows, n, sc);
+        } else {
+            round_groups(ws, rows, n, group, o.symmetric, g, o.n_threads);
+            eff = effective(g, sc);
+        }
+        return exact ? meter(eff) : meter.approx(eff);
+    };
     // 1. Scale search: s = mean|x|^alpha, normalised so that max * min = 1.
+    double zero_err = 0;  // alpha 0 (s = 1: no scaling), in float64
+    int best_k = 0;
     for (int k = 0; k < o.n_grid; ++k) {
         const double alpha = double(k) / o.n_grid;
         double lo = INFINITY, hi = 0;
@@ -119,26 +138,22 @@ awq_result awq(const f32_rows &src, const hessian &hs, const awq_options &o) {
         }
         const double norm = std::sqrt(lo * hi);
         for (int64_t j = 0; j < n; ++j) s[size_t(j)] = float(sd[size_t(j)] / norm);
-        for (int64_t r = 0; r < rows; ++r)
-            for (int64_t j = 0; j < n; ++j) ws[size_t(r * n + j)] = float(w0[size_t(r * n + j)] * double(s[size_t(j)]));
-        double err;
-        if (o.q4_k) {
-            for (int64_t j = 0; j < n; ++j)
-                importance[size_t(j)] = float(h[size_t(j * n + j)] / (double(s[size_t(j)]) * double(s[size_t(j)])));
-            round_q4_k(ws, rows, n, importance.data(), blocks, o.n_threads);
-            err = meter.approx(divided(dequantize_q4_k_rows(blocks, rows, n), rows, n, s));
-        } else {
-            round_groups(ws, rows, n, group, o.symmetric, g, o.n_threads);
-            // alpha 0 (s = 1) is plain round-to-nearest, whose error is reported in float64.
-            err = k == 0 ? meter(effective(g, s)) : meter.approx(effective(g, s));
-            if (k == 0) res.rtn_output_error = err;
-        }
+        const double err = k == 0 ? (zero_err = evaluate(s, true)) : evaluate(s, false);
+        // Plain round-to-nearest's error, reported (Q4_K: ggml's plain Q4_K, below).
+        if (k == 0 && !o.q4_k) res.rtn_output_error = zero_err;
         if (err < best_err) {
             best_err = err;
             best_s = s;
             res.alpha = alpha;
+            best_k = k;
         }
         if (o.progress) o.progress(k + 1, total_steps);
+    }
+    // The float32 ranking is good to ~1e-5: a winner that close to alpha 0 is
+    // checked in float64, so the scaling never adds error to no scaling.
+    if (best_k != 0 && best_err > zero_err * (1.0 - 1e-3) && !(evaluate(best_s, true) < zero_err)) {
+        std::fill(best_s.begin(), best_s.end(), 1.0f);
+        res.alpha = 0;
     }
 
     // 2. Clipping search per (row, group) on the scaled layer, whose inputs
