@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import llmkit
+from budget import examples
 
 spm = pytest.importorskip("sentencepiece")
 hypothesis = pytest.importorskip("hypothesis")
@@ -154,7 +155,7 @@ _text = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=_text)
 def test_random_unicode_llama2_and_mistral_v3(data_dir, text):
     for model in (MODELS[0], MODELS[2]):
@@ -164,7 +165,7 @@ def test_random_unicode_llama2_and_mistral_v3(data_dir, text):
         assert tok.decode(ids) == sp.decode(ids)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=_text)
 def test_random_unicode_trained(trained, text):
     for name in ("unigram-nfkc", "bpe-nfkc-user", "unigram-nfkc-bytes"):
@@ -235,7 +236,7 @@ def test_offsets_bos_eos_and_specials(data_dir):
                                                                                               "<0xA6>"]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=_text)
 def test_random_unicode_offsets(data_dir, trained, text):
     for tok, sp in (load_pair(data_dir / MODELS[0]), load_pair(trained["unigram-nfkc"]),

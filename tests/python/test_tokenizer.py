@@ -12,7 +12,7 @@ import pytest
 
 import llmkit
 from llmkit import _llmkit
-from budget import thinned
+from budget import examples, thinned
 
 # preset -> (rank file under tiktoken/, llama.cpp vector file, expected count, mixed-slice ids name)
 PRESETS = {
@@ -441,7 +441,7 @@ def test_random_unicode_against_tiktoken(data_dir, preset):
         "\u017f", "\u0660", "\u00b2", "\u2160", "\U0001f600", "\u200d"]
     chars = st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled_from(stress))
 
-    @settings(max_examples=2000, deadline=None, database=None)
+    @settings(max_examples=examples(2000), deadline=None, database=None)
     @given(st.text(alphabet=chars, max_size=40))
     def check(text):
         assert tok.encode(text, disallowed_special=()) == enc.encode(text, disallowed_special=())

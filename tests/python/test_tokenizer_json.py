@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import llmkit
-from budget import SANITIZED, thinned
+from budget import SANITIZED, examples, thinned
 
 tokenizers = pytest.importorskip("tokenizers")
 from tokenizers import Tokenizer as HFTokenizer  # noqa: E402
@@ -210,7 +210,7 @@ def test_from_file_detects_tiktoken(data_dir):
 def _train_lines(data_dir):
     """Latin-script UDHR lines: a small alphabet, so every other script is unknown to the models."""
     lines = (data_dir / "corpus" / "udhr-60lang.txt").read_text(encoding="utf-8").split("\n")
-    return [line for line in lines[::2] if all(ord(c) < 0x250 for c in line)]
+    return thinned([line for line in lines[::2] if all(ord(c) < 0x250 for c in line)], 2)
 
 
 def _unigram(lines):
@@ -376,8 +376,8 @@ def test_components_match_tokenizers(tmp_path, data_dir, kind):
     path = tmp_path / f"{kind}.json"
     SYNTHETIC[kind](lines).save(str(path))
     tok, ref = llmkit.Tokenizer.from_file(path), HFTokenizer.from_file(str(path))
-    texts = (data_dir / "corpus" / "udhr-60lang.txt").read_text(encoding="utf-8").split("\n")[1::7] + EXTRA_TEXTS
-    texts += vocab_texts(data_dir)
+    texts = thinned((data_dir / "corpus" / "udhr-60lang.txt").read_text(encoding="utf-8").split("\n")[1::7], 3)
+    texts += EXTRA_TEXTS + vocab_texts(data_dir)
     for add in (False, True):
         expected = hf_ids(ref, texts, add)
         got = tok.encode_batch(texts, allowed_special="all", add_special_tokens=add)
@@ -455,7 +455,7 @@ _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40) | st.l
 def test_random_text_matches_tokenizers(data_dir, name):
     tok, ref = load_pair(hf_path(data_dir, name))
 
-    @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=examples(250), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(text=_TEXT, add=st.booleans())
     def check(text, add):
         assert tok.encode(text, allowed_special="all", add_special_tokens=add) == \
@@ -469,7 +469,7 @@ def test_random_ids_decode_like_tokenizers(data_dir, name):
     tok, ref = load_pair(hf_path(data_dir, name))
     n = tok.vocab_size
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=examples(200), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(ids=st.lists(st.integers(0, n - 1) | st.integers(0, 300), max_size=16))
     def check(ids):
         assert tok.decode(ids) == ref.decode(ids, skip_special_tokens=False)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import llmkit
+from budget import examples, thinned
 
 PRESETS = {
     "r50k_base": "r50k_base.tiktoken",
@@ -126,7 +127,7 @@ def offset_texts(data_dir):
     texts += ["[CLS] Hello [SEP] wor[MASK]ld [UNK]", "<s>x</s> <unk>y <|endoftext|>z", "  <|endoftext|>  a",
               "Ⅻ ǅ İstanbul ﬁ ½ ＡＢＣ ｶﾞ", "e\u0301 a\u0323\u0302 \u1e69\u0307", "中文字符 🦙🤖 naïve café ÉTÉ",
               "\t\t tabs\u3000ideographic\u00a0nbsp  \n\n", "\x00\x01 controls \ufffd\ufeff"]
-    return texts
+    return thinned(texts, 3)
 
 
 @pytest.mark.parametrize("add_special_tokens", [False, True])
@@ -222,7 +223,7 @@ def test_random_text_offsets_match_tokenizers(data_dir, tmp_path, name):
     else:
         tok, ref = tj.load_pair(tj.hf_path(data_dir, name))
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=examples(200), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(text=_OFFSET_TEXT, add=st.booleans())
     def check(text, add):
         assert offsets_mismatch(tok, ref, [text], add) is None

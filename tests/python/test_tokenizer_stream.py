@@ -6,6 +6,7 @@ import random
 import pytest
 
 import llmkit
+from budget import examples
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
@@ -71,7 +72,7 @@ def test_matches_tiktoken_on_arbitrary_id_sequences(data_dir):
         assert "".join(stream(tok, ids, sizes)) == expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(data=st.binary(max_size=40), sizes=st.lists(st.integers(1, 5), min_size=1, max_size=6))
 def test_random_bytes_property(data, sizes, byte_tokenizer):
     """Random bytes fed as single-byte tokens: pieces joined == bytes.decode("utf-8", "replace")."""
