@@ -49,7 +49,10 @@ stage() {
 }
 
 stage "[1/5] Release build and tests"
+# Every part named: stage 3 reconfigures this folder for the wheel (tests,
+# docs, examples and the shared library off), and a second run must undo that.
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMKIT_BUILD_PYTHON=ON \
+      -DLLMKIT_BUILD_TESTS=ON -DLLMKIT_BUILD_DOCS=ON -DLLMKIT_BUILD_EXAMPLES=ON -DLLMKIT_BUILD_SHARED=ON \
       -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
 cmake --build build -j "$JOBS"
 run_ctest build -j "$JOBS" --output-on-failure
@@ -66,9 +69,12 @@ LD_LIBRARY_PATH="$PWD/build/install-root/lib" build/consumer/consumer_pkgconfig
 
 stage "[3/5] pip install ."
 rm -rf build/pip-target
-# Without CUDA: stage 1 compiled it already, and nvcc would double this stage's time.
+# pyproject.toml's configuration (scikit-build-core, its CMake defines, the
+# wheel's layout) in stage 1's build folder: the objects are the ones stage 1
+# compiled with the same compiler and flags, so they are not compiled twice;
+# the wheel's own targets (the module against the static library) are built here.
 PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --no-deps --target build/pip-target \
-  -C cmake.define.LLMKIT_WITH_CUDA=OFF .
+  -C build-dir=build .
 (cd /tmp && PYTHONPATH="$OLDPWD/build/pip-target" python3 -c "
 import llmkit, numpy as np
 assert llmkit.__version__ == llmkit.version(), llmkit.__version__
@@ -111,5 +117,6 @@ cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=
       -DLLMKIT_BUILD_TESTS=OFF -DLLMKIT_BUILD_PYTHON=OFF -DLLMKIT_BUILD_DOCS=OFF -DLLMKIT_BUILD_EXAMPLES=OFF \
       -DLLMKIT_BUILD_SHARED=OFF -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_DATA_DIR="$DATA_DIR"
 cmake --build build-fuzz -j "$JOBS"
-run_ctest build-fuzz -L fuzz --output-on-failure
+# One harness per core: each still fuzzes for its full time on a core of its own.
+run_ctest build-fuzz -L fuzz -j "$JOBS" --output-on-failure
 stage "done: every stage passed, ${SECONDS} s in all"
