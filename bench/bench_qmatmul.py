@@ -363,6 +363,22 @@ def main():
             if not worst <= 1.0:
                 failures.append(f"GEMM {t} M={m}: error {worst:.3f} of the bound")
             impls.append((f"llmkit {t}", lambda nt, lw=lw: lw.matmul(x, nt)))
+            if t == "int8":  # x rounded to 7 bits per row: one exact integer matmul (oneDNN's when built with it)
+                def rows(nt, lw=lw):
+                    return llmkit.quant_matmul_int8(x, lw.q, lw.s, num_threads=nt, x_rounding="rows")
+                r1, r2 = rows(1), rows(2)
+                if not np.array_equal(r1.view(np.uint32), r2.view(np.uint32)):
+                    failures.append(f"GEMM int8 x_rounding=rows M={m}: 1- and 2-thread outputs differ")
+                ref = x.astype(np.float64) @ lw.wd.astype(np.float64).T
+                bound = np.abs(lw.wd).astype(np.float64).sum(axis=1)[None, :] * \
+                    (np.abs(x).max(axis=1, keepdims=True) / 63.0) / 2 * (1 + 1e-6) + 1e-6 * np.abs(ref)
+                r_worst = float((np.abs(r1 - ref) / bound).max())
+                if not r_worst <= 1.0:
+                    failures.append(f"GEMM int8 x_rounding=rows M={m}: error {r_worst:.3f} of the row bound")
+                print(f"  (llmkit int8 x_rounding=rows M={m}: error <= {r_worst:.2f} of its bound; max|y - ref| / "
+                      f"max|ref| = {np.abs(r1 - ref).max() / np.abs(ref).max():.2e}, blocks: "
+                      f"{np.abs(y1 - ref).max() / np.abs(ref).max():.2e})", flush=True)
+                impls.append(("llmkit int8, x_rounding=rows", rows))
             if ggml is not None and t in ggml_peer.TYPE_IDS:
                 g, g_worst, g_diff = ggml_checked(ggml, lw, x, failures, f"GEMM M={m}")
                 print(f"  (ggml {t} M={m}: error <= {g_worst:.2f} of bound; max|y - llmkit| = {g_diff:.1e} max|y|)",

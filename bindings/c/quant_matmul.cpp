@@ -89,10 +89,13 @@ quant::matmul_problem setup(const llmkit_tensor *x_t, const llmkit_tensor *y_t, 
     return p;
 }
 
-int threads_of(const llmkit_quant_matmul_options *options) {
+llmkit_quant_matmul_options options_of(const llmkit_quant_matmul_options *options) {
     const auto o = capi::read_options(options, k_defaults, "options");
     if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
-    return o.n_threads;
+    if (o.x_rounding != LLMKIT_QUANT_X_BLOCKS && o.x_rounding != LLMKIT_QUANT_X_ROWS)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.x_rounding must be LLMKIT_QUANT_X_BLOCKS (0) or LLMKIT_QUANT_X_ROWS (1), got ",
+             o.x_rounding);
+    return o;
 }
 
 }  // namespace
@@ -106,11 +109,15 @@ const char *llmkit_quant_matmul_isa(void) { return quant::matmul_isa_name(quant:
 llmkit_status llmkit_quant_matmul(const llmkit_tensor *x, int32_t type, const void *w, size_t w_bytes, int64_t n_rows,
                                   int64_t k, const llmkit_tensor *y, const llmkit_quant_matmul_options *options) {
     return capi::guard([&] {
-        const int n_threads = threads_of(options);
+        const llmkit_quant_matmul_options o = options_of(options);
+        const int n_threads = o.n_threads;
         const quant::type_traits *t = quant::find_type(type);
         if (!t)
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "quantization type ", type,
                  " is not a llmkit_quant_type that llmkit implements");
+        if (o.x_rounding == LLMKIT_QUANT_X_ROWS)
+            fail(LLMKIT_ERROR_UNSUPPORTED, "quant matmul: options.x_rounding = LLMKIT_QUANT_X_ROWS is for int8 weights "
+                 "(llmkit_quant_matmul_int8); ", t->name, " takes LLMKIT_QUANT_X_BLOCKS");
         if (!quant::matmul_supports(type))
             fail(LLMKIT_ERROR_UNSUPPORTED, "quant matmul: no kernel for ", t->name,
                  " (supported: q4_0, q4_1, q5_0, q5_1, q8_0, iq4_nl, mxfp4, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_xs)");
@@ -136,7 +143,8 @@ llmkit_status llmkit_quant_matmul(const llmkit_tensor *x, int32_t type, const vo
 llmkit_status llmkit_quant_matmul_int8(const llmkit_tensor *x, const llmkit_tensor *w, const llmkit_tensor *scales,
                                        const llmkit_tensor *y, const llmkit_quant_matmul_options *options) {
     return capi::guard([&] {
-        const int n_threads = threads_of(options);
+        const llmkit_quant_matmul_options o = options_of(options);
+        const int n_threads = o.n_threads;
         const core::tensor_view wv = core::tensor_view::from(w, "w");
         wv.require_dtype({core::dtype::i8});
         wv.require_ndim(2, 2);
@@ -161,7 +169,14 @@ llmkit_status llmkit_quant_matmul_int8(const llmkit_tensor *x, const llmkit_tens
         p.w_row_bytes = size_t(wv.strides[0]);
         p.w_scales = reinterpret_cast<const float *>(s.v.data);
         p.w_scale_stride = s.col_stride;
-        quant::matmul(p, n_threads);
+        if (o.x_rounding == LLMKIT_QUANT_X_ROWS) {
+            if (k > quant::int8_x_rows_max_k)
+                fail(LLMKIT_ERROR_SHAPE, "w: k = ", k, " is above ", quant::int8_x_rows_max_k,
+                     ", where LLMKIT_QUANT_X_ROWS's int32 sums could overflow (use LLMKIT_QUANT_X_BLOCKS)");
+            quant::matmul_int8_x_rows(p, n_threads);
+        } else {
+            quant::matmul(p, n_threads);
+        }
     });
 }
 

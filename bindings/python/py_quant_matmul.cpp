@@ -31,7 +31,8 @@ py::array_t<float> quant_matmul(py::handle x_obj, int32_t type, py::array_t<uint
     return out;
 }
 
-py::array_t<float> quant_matmul_int8(py::handle x_obj, py::handle w_obj, py::handle scales_obj, int32_t num_threads) {
+py::array_t<float> quant_matmul_int8(py::handle x_obj, py::handle w_obj, py::handle scales_obj, int32_t num_threads,
+                                     int32_t x_rounding) {
     const tensor_arg x = to_tensor(x_obj, "x", fallback::floating);
     const tensor_arg w = to_tensor(w_obj, "weight", fallback::index);
     const tensor_arg s = to_tensor(scales_obj, "scales", fallback::floating);
@@ -41,6 +42,7 @@ py::array_t<float> quant_matmul_int8(py::handle x_obj, py::handle w_obj, py::han
     const llmkit::tensor_ref yt = llmkit::f32(out.mutable_data(), shape);
     llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
     o.n_threads = num_threads;
+    o.x_rounding = x_rounding;
     {
         py::gil_scoped_release nogil;
         llmkit::check(llmkit_quant_matmul_int8(xt.get(), wt.get(), st.get(), yt.get(), &o));
@@ -54,7 +56,7 @@ void bind_quant_matmul(py::module_ &m) {
     m.def("quant_matmul", &quant_matmul, py::arg("x"), py::arg("type"), py::arg("blocks"), py::arg("n_rows"),
           py::arg("k"), py::arg("num_threads") = 0);
     m.def("quant_matmul_int8", &quant_matmul_int8, py::arg("x"), py::arg("weight"), py::arg("scales"),
-          py::arg("num_threads") = 0);
+          py::arg("num_threads") = 0, py::arg("x_rounding") = int32_t(LLMKIT_QUANT_X_BLOCKS));
     m.def("quant_matmul_supported", [](int32_t type) { return llmkit_quant_matmul_supported(type) != 0; },
           py::arg("type"));
     m.def("quant_matmul_isa", [] { return std::string(llmkit_quant_matmul_isa()); });

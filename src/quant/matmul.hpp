@@ -61,4 +61,16 @@ constexpr int32_t int8_rows = -1;
 // k is a multiple of matmul_block_elems(type) (32 for int8_rows).
 void matmul(const matmul_problem &p, int n_threads);
 
+// int8_rows weights with x rounded to 7-bit integers once per row
+// (LLMKIT_QUANT_X_ROWS): y = (d_x[i] * scale[r]) * (exact int32 sum), by oneDNN's integer matmul when
+// llmkit is built with it and m >= 8, else by portable loops; the same bits
+// either way (matmul_int8_rows.cpp). The caller has checked k * 127^2 < 2^31.
+void matmul_int8_x_rows(const matmul_problem &p, int n_threads);
+// Lets (true) or stops (false) matmul_int8_x_rows using oneDNN, for tests
+// that compare the two ways (process-wide). Returns false when asked to
+// enable oneDNN in a build without it.
+bool int8_x_rows_onednn(bool enable) noexcept;
+// The largest k whose int32 sums cannot overflow: k * 127 * 127 < 2^31.
+constexpr int64_t int8_x_rows_max_k = 133144;
+
 }  // namespace llmkit::quant

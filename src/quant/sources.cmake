@@ -18,6 +18,7 @@ set(LLMKIT_QUANT_SOURCES
   src/quant/matmul.cpp
   src/quant/matmul_scalar.cpp
   src/quant/matmul_avx2.cpp
+  src/quant/matmul_int8_rows.cpp
   bindings/c/quant_matmul.cpp)
 # Byte-exact agreement with ggml's reference quantizers needs every float
 # operation rounded on its own: no FMA contraction (and never -ffast-math).

@@ -135,6 +135,48 @@ def test_int8_rows_against_float64(rng):
     assert llmkit.quant_matmul_int8(x[0], q, scales).shape == (n,)
 
 
+def _x_rows_formula(x, q, scales):
+    """x_rounding="rows" as documented, in numpy: d = max|row| / 63, q_x = rint(x * (63 / max)) in [-63, 63],
+    y = (d * scale) * float32(exact integer sum), every step in float32."""
+    amax = np.abs(x).max(axis=1).astype(np.float32)
+    inv = np.where(amax > 0, np.float32(63) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
+    qx = np.clip(np.rint(x * inv[:, None]), -63, 63).astype(np.int64)
+    sums = qx @ q.astype(np.int64).T
+    d = (amax / np.float32(63)).astype(np.float32)
+    return ((d[:, None] * scales[None, :]).astype(np.float32) * sums.astype(np.float32)).astype(np.float32)
+
+
+@pytest.mark.parametrize("m", [1, 5, 8, 40])
+def test_int8_x_rows_is_the_documented_formula(rng, m):
+    """One exact int32 sum per output: the same bits as numpy's integer formula, with oneDNN (m >= 8) or not,
+    at any thread count; within the row-rounding bound of float64."""
+    n, k = 70, 288
+    w = _random(rng, n, k)
+    scales = (np.abs(w).max(axis=1) / 127).astype(np.float32)
+    q = np.rint(w / scales[:, None]).astype(np.int8)
+    x = _random(rng, m, k)
+    x[0, 7] = 25.0  # an outlier sets row 0's scale
+    expected = _x_rows_formula(x, q, scales)
+    for threads in (1, 2, 3):
+        y = llmkit.quant_matmul_int8(x, q, scales, num_threads=threads, x_rounding="rows")
+        assert np.array_equal(y.view(np.uint32), expected.view(np.uint32))
+    ref = x.astype(np.float64) @ (scales[:, None].astype(np.float64) * q).T
+    bound = (np.abs(scales[:, None].astype(np.float64) * q).sum(axis=1)[None, :]
+             * (np.abs(x).max(axis=1, keepdims=True) / 63.0) / 2) * (1 + 1e-6) + 1e-6 * np.abs(ref)
+    assert np.all(np.abs(y - ref) <= bound)
+    assert not np.array_equal(y, llmkit.quant_matmul_int8(x, q, scales))  # the default rounds by blocks
+
+
+def test_int8_x_rows_errors(rng):
+    q = np.ones((4, 64), dtype=np.int8)
+    s = np.ones(4, dtype=np.float32)
+    x = _random(rng, 2, 64)
+    with pytest.raises(ValueError, match="x_rounding"):
+        llmkit.quant_matmul_int8(x, q, s, x_rounding="tensor")
+    with pytest.raises(ValueError, match="133144"):
+        llmkit.quant_matmul_int8(np.ones(133152, np.float32), np.ones((1, 133152), np.int8), s[:1], x_rounding="rows")
+
+
 def test_int8_format_quantized_tensor(rng):
     """QuantizedTensor.matmul on llmkit's "int8" format (int8 weight plane + a float32 scale per row)."""
     n, k = 20, 96

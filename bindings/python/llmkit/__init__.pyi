@@ -366,7 +366,9 @@ def awq(
 ) -> Tuple[QuantizedTensor, npt.NDArray[np.float32], Dict[str, Any]]:
     """AWQ of a linear layer: (qt of W * scales, scales to fold into the previous op, report)."""
 
-def quant_matmul_int8(x: Any, weight: Any, scales: Any, *, num_threads: int = 0) -> npt.NDArray[np.float32]:
+def quant_matmul_int8(
+    x: Any, weight: Any, scales: Any, *, num_threads: int = 0, x_rounding: str = "blocks"
+) -> npt.NDArray[np.float32]:
     """x @ (scales[:, None] * weight).T for int8 weight (rows, k) and float32 scales (rows,)."""
 
 def quant_matmul_isa() -> str:
