@@ -118,10 +118,11 @@ void int8_row(dnnl::engine &eng, dnnl::stream &strm, int64_t M, int64_t K, int64
         for (int64_t m = 0; m < M; ++m) {
             float amax = 0;
             for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[size_t(m * K + k)]));
-            const float d = amax / 63.0f, inv = amax > 0 ? 63.0f / amax : 0.0f;  // as llmkit's X_ROWS
+            const float d = amax / 63.0f;  // as llmkit's X_ROWS: d in float, 63 / max in double
+            const double inv = amax > 0 ? 63.0 / double(amax) : 0.0;
             dx[size_t(m)] = d;
             for (int64_t k = 0; k < K; ++k) {
-                const int v = int(std::clamp(std::nearbyint(x[size_t(m * K + k)] * inv), -63.0f, 63.0f));
+                const int v = int(std::clamp(std::nearbyint(double(x[size_t(m * K + k)]) * inv), -63.0, 63.0));
                 if (to_u8) xu8[size_t(m * K + k)] = uint8_t(v + 64);
                 else xs8[size_t(m * K + k)] = int8_t(v);
             }

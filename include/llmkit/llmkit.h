@@ -1109,16 +1109,17 @@ typedef enum llmkit_quant_x_rounding {
      *  for GGUF weights. */
     LLMKIT_QUANT_X_BLOCKS = 0,
     /** llmkit_quant_matmul_int8() only: x rounded to 7-bit integers with one
-     *  scale per row, d = max |x row| / 63, q = x / d rounded half to even (as
-     *  PyTorch's dynamic int8 linear does on x86, there per tensor). Each output
-     *  is then one exact int32 sum, y[i, r] = (d[i] * scales[r]) * sum_j q[i, j] w[r, j],
-     *  so the product is an integer matmul: oneDNN's, when llmkit is built with
-     *  oneDNN and x has 8 rows or more (about 1.7x the block rounding's speed at
-     *  128 rows of 4096 on AVX2), with the same bits as without it. Why 7 bits:
-     *  without VNNI, int8 matmuls (oneDNN's, fbgemm's) saturate pairs of 8-bit
-     *  products. The bound becomes sum_j |W[r, j]| d[i] / 2 with the row's d:
-     *  about twice the block rounding's, more where one element dominates a row.
-     *  k <= 133144. */
+     *  scale per row (as PyTorch's dynamic int8 linear does on x86, there per
+     *  tensor): d = max |x row| / 63 in float, q = x * (63 / max |x row|) in
+     *  double, rounded half to even. Each output is then one exact int32 sum,
+     *  y[i, r] = (d[i] * scales[r]) * sum_j q[i, j] w[r, j], so the product is
+     *  an integer matmul: oneDNN's, when llmkit is built with oneDNN and x has
+     *  8 rows or more (1.5-1.9x the block rounding's speed at 128 rows of 4096
+     *  on AVX2; slower below about 32 rows), with the same bits as without it.
+     *  Why 7 bits: without VNNI, int8 matmuls (oneDNN's, fbgemm's) saturate
+     *  pairs of 8-bit products. The bound becomes sum_j |W[r, j]| d[i] / 2 with
+     *  the row's d: about twice the block rounding's, more where one element
+     *  dominates a row. k <= 133144. */
     LLMKIT_QUANT_X_ROWS = 1
 } llmkit_quant_x_rounding;
 

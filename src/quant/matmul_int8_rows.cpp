@@ -5,8 +5,8 @@
 //
 //   y[i, r] = (d_x[i] * scale[r]) * float(sum_j q_x[i, j] * w[r, j])
 //
-// with d_x[i] = max_j |x[i, j]| / 63 and q_x = round-half-even(x * (63 / max)),
-// clamped to [-63, 63]: 7 bits, as PyTorch's dynamic int8 linear uses on x86
+// with d_x[i] = max_j |x[i, j]| / 63 (float) and q_x = round-half-even(x * (63 / max))
+// computed in double, clamped to [-63, 63]: 7 bits, as PyTorch's dynamic int8 linear uses on x86
 // (reduce_range). Why 7: without VNNI, oneDNN's int8 matmul (like fbgemm's)
 // multiplies u8 by s8 with vpmaddubsw, which saturates a pair of products at
 // 2^15 - 1: with u8 = q + 64 <= 127 no pair can reach it, with a full 8-bit x
@@ -19,6 +19,10 @@
 #include <atomic>
 #include <cmath>
 #include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 
 #include "core/error.hpp"
 #include "core/threads.hpp"
@@ -35,28 +39,56 @@ extern "C" void omp_set_num_threads(int);
 namespace llmkit::quant {
 namespace {
 
-// Below this many rows of x the portable loop (one pass over W per x row,
-// split over the weight rows) beats oneDNN's primitive overhead and packing.
+// Below this many rows of x llmkit's own loop (one pass over W, each weight
+// row against every x row) beats oneDNN's primitive overhead and packing.
 constexpr int64_t k_onednn_min_m = 8;
 
 std::atomic<bool> g_no_onednn{false};
 
-// The exact int32 sums acc[i * n + r] by plain loops, weight rows split over
-// the threads. Each sum is exact, so the order does not matter.
+// sum_j q[j] * w[j] over k (a multiple of 32), scalar.
+int32_t dot_scalar(const int8_t *q, const int8_t *w, int64_t k) {
+    int32_t s = 0;
+    for (int64_t j = 0; j < k; ++j) s += int32_t(q[j]) * int32_t(w[j]);
+    return s;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// The same sum with AVX2: vpmaddubsw of |w| (unsigned, <= 128) and q carrying
+// w's sign (|q| <= 63), so a pair of products is at most 2 * 128 * 63 = 16128
+// and never saturates; vpmaddwd then adds pairs into int32. Exact, like the
+// scalar loop.
+__attribute__((target("avx2"))) int32_t dot_avx2(const int8_t *q, const int8_t *w, int64_t k) {
+    __m256i acc = _mm256_setzero_si256();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t j = 0; j < k; j += 32) {
+        const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(w + j));
+        const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(q + j));
+        const __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(qv, wv));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p16, ones));
+    }
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+#endif
+
+// The exact int32 sums acc[i * n + r] by llmkit's own loops (AVX2 when the
+// matmul kernels use it, scalar otherwise), weight rows split over the
+// threads. Each sum is exact, so the order does not matter.
 void sums_portable(const matmul_problem &p, const int8_t *qx, int32_t *acc, int threads) {
     const int64_t m = p.m, n = p.n, k = p.k;
+    auto dot = &dot_scalar;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (matmul_active_isa() == matmul_isa::avx2) dot = &dot_avx2;
+#endif
     const int64_t per_task = 16;
     const int64_t tasks = (n + per_task - 1) / per_task;
     core::parallel_for(tasks, int(std::min<int64_t>(threads, tasks)), [&](int64_t t) {
         const int64_t r1 = std::min(n, (t + 1) * per_task);
         for (int64_t r = t * per_task; r < r1; ++r) {
             const auto *w = static_cast<const int8_t *>(p.w) + size_t(r) * p.w_row_bytes;
-            for (int64_t i = 0; i < m; ++i) {
-                const int8_t *q = qx + i * k;
-                int32_t s = 0;
-                for (int64_t j = 0; j < k; ++j) s += int32_t(q[j]) * int32_t(w[j]);
-                acc[i * n + r] = s;
-            }
+            for (int64_t i = 0; i < m; ++i) acc[i * n + r] = dot(qx + i * k, w, k);
         }
     });
 }
@@ -121,18 +153,28 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
         const float *x = p.x + i * p.x_row_stride;
         float amax = 0;
         for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(x[j * p.x_col_stride]));
-        const float inv = amax > 0 ? 63.0f / amax : 0.0f;
+        // In double: 63 / max is finite for every positive float max (a float's
+        // 63 / 1e-40 is not), and x * (63 / max) is then within [-63, 63].
+        const double inv = amax > 0 ? 63.0 / double(amax) : 0.0;
         dx[size_t(i)] = amax / 63.0f;
         int8_t *q = qx.data() + i * k;
         for (int64_t j = 0; j < k; ++j)  // nearbyint: half to even, the FPU's default mode
-            q[j] = int8_t(std::clamp(std::nearbyint(x[j * p.x_col_stride] * inv), -63.0f, 63.0f));
+            q[j] = int8_t(std::clamp(std::nearbyint(double(x[j * p.x_col_stride]) * inv), -63.0, 63.0));
     });
 
     std::vector<int32_t> acc(static_cast<size_t>(m * n));
 #ifdef LLMKIT_ONEDNN_INT8
-    if (m >= k_onednn_min_m && !g_no_onednn.load())
-        sums_onednn(p, qx.data(), acc.data(), threads);
-    else
+    bool done = false;
+    // oneDNN for enough rows of x and weight rows that do not overlap; should it
+    // refuse the problem (a dnnl::error), llmkit's loops give the same result.
+    if (m >= k_onednn_min_m && p.w_row_bytes >= size_t(k) && !g_no_onednn.load()) {
+        try {
+            sums_onednn(p, qx.data(), acc.data(), threads);
+            done = true;
+        } catch (const dnnl::error &) {
+        }
+    }
+    if (!done)
 #endif
         sums_portable(p, qx.data(), acc.data(), threads);
 

@@ -136,11 +136,11 @@ def test_int8_rows_against_float64(rng):
 
 
 def _x_rows_formula(x, q, scales):
-    """x_rounding="rows" as documented, in numpy: d = max|row| / 63, q_x = rint(x * (63 / max)) in [-63, 63],
-    y = (d * scale) * float32(exact integer sum), every step in float32."""
+    """x_rounding="rows" as documented, in numpy: d = max|row| / 63 (float32), q_x = rint(x * (63 / max)) in
+    float64, in [-63, 63], y = (d * scale) * float32(exact integer sum) in float32."""
     amax = np.abs(x).max(axis=1).astype(np.float32)
-    inv = np.where(amax > 0, np.float32(63) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
-    qx = np.clip(np.rint(x * inv[:, None]), -63, 63).astype(np.int64)
+    inv = np.where(amax > 0, 63.0 / np.where(amax > 0, amax, 1).astype(np.float64), 0.0)
+    qx = np.clip(np.rint(x.astype(np.float64) * inv[:, None]), -63, 63).astype(np.int64)
     sums = qx @ q.astype(np.int64).T
     d = (amax / np.float32(63)).astype(np.float32)
     return ((d[:, None] * scales[None, :]).astype(np.float32) * sums.astype(np.float32)).astype(np.float32)

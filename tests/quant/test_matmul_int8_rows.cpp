@@ -17,6 +17,7 @@
 
 #include "llmkit/llmkit.h"
 #include "quant/matmul.hpp"
+#include "matmul_test_support.hpp"
 #include "support/test_support.hpp"
 
 using llmkit_test::host_tensor;
@@ -61,17 +62,18 @@ std::vector<float> run(problem &p, int n_threads, int32_t rounding = LLMKIT_QUAN
     return y;
 }
 
-// The documented result: d = max |x row| / 63, q = nearbyint(x * (63 / max))
-// in [-63, 63], y = (d * scale) * float(sum q w) with the sum in int64.
+// The documented result: d = max |x row| / 63 (float), q = nearbyint(x * (63 / max))
+// in double, in [-63, 63], y = (d * scale) * float(sum q w) with the sum in int64.
 std::vector<float> formula(const problem &p) {
     std::vector<float> y(size_t(p.m * p.n));
     for (int64_t i = 0; i < p.m; ++i) {
         float amax = 0;
         for (int64_t j = 0; j < p.k; ++j) amax = std::fmax(amax, std::fabs(p.x[size_t(i * p.k + j)]));
-        const float inv = amax > 0 ? 63.0f / amax : 0.0f, d = amax / 63.0f;
+        const double inv = amax > 0 ? 63.0 / double(amax) : 0.0;
+        const float d = amax / 63.0f;
         std::vector<int64_t> q(size_t(p.k));
         for (int64_t j = 0; j < p.k; ++j)
-            q[size_t(j)] = int64_t(std::fmin(63.0f, std::fmax(-63.0f, std::nearbyint(p.x[size_t(i * p.k + j)] * inv))));
+            q[size_t(j)] = int64_t(std::fmin(63.0, std::fmax(-63.0, std::nearbyint(double(p.x[size_t(i * p.k + j)]) * inv))));
         for (int64_t r = 0; r < p.n; ++r) {
             int64_t s = 0;
             for (int64_t j = 0; j < p.k; ++j) s += q[size_t(j)] * p.w[size_t(r * p.k + j)];
@@ -135,6 +137,10 @@ TEST_CASE("int8 matmul, x rounded per row: the same bits with and without oneDNN
         onednn_scope off(false);
         REQUIRE(off.ok);
         for (int threads : {1, 2, 3}) CHECK(same_bits(run(p, threads), expected));
+        // llmkit's own loops in both instruction sets.
+        llmkit_test::matmul_isa_scope scalar(llmkit::quant::matmul_isa::scalar);
+        REQUIRE(scalar.ok);
+        for (int threads : {1, 2}) CHECK(same_bits(run(p, threads), expected));
     }
     // Fewer rows (below oneDNN's threshold: the portable loops) give those rows' bits.
     problem few = p;
@@ -174,6 +180,13 @@ TEST_CASE("int8 matmul, x rounded per row: bad options and shapes give clear err
     run(big, 0, LLMKIT_QUANT_X_ROWS, LLMKIT_ERROR_SHAPE);
     CHECK(std::string(llmkit_last_error_message()).find("133144") != std::string::npos);
     run(big, 0, LLMKIT_QUANT_X_BLOCKS, LLMKIT_OK);  // the block rounding has no such bound
+
+    // A row of subnormals and zeros (63 / max overflows a float): finite outputs, the formula's bits.
+    problem tiny = make(3, 5, 64, 9);
+    for (int64_t j = 0; j < 64; ++j) tiny.x[size_t(64 + j)] = j % 3 == 0 ? 0.0f : (j % 2 ? 1e-40f : -3e-41f);
+    const std::vector<float> y_tiny = run(tiny, 0);
+    for (float v : y_tiny) CHECK(std::isfinite(v));
+    CHECK(same_bits(y_tiny, formula(tiny)));
 
     // A caller built before x_rounding existed passes the shorter struct: blocks.
     std::vector<float> y_old(size_t(p.m * p.n)), y_blocks = run(p, 0, LLMKIT_QUANT_X_BLOCKS);
