@@ -20,7 +20,6 @@
 // within the bound its rounding of x allows; oneDNN's two ways bit-identical.
 //
 //   llmkit_onednn_matmul_driver [reps]
-#include <omp.h>
 #include <time.h>
 
 #include <algorithm>
@@ -35,6 +34,10 @@
 #include <dnnl.hpp>
 
 #include "llmkit/llmkit.h"
+
+// oneDNN's OpenMP runtime (libgomp, linked through llmkit_static) takes its
+// thread count from this.
+extern "C" void omp_set_num_threads(int);
 
 namespace {
 

@@ -1114,7 +1114,7 @@ typedef enum llmkit_quant_x_rounding {
      *  double, rounded half to even. Each output is then one exact int32 sum,
      *  y[i, r] = (d[i] * scales[r]) * sum_j q[i, j] w[r, j], so the product is
      *  an integer matmul: oneDNN's, when llmkit is built with oneDNN and x has
-     *  8 rows or more (1.5-1.9x the block rounding's speed at 128 rows of 4096
+     *  24 rows or more (1.5-1.9x the block rounding's speed at 128 rows of 4096
      *  on AVX2; slower below about 32 rows), with the same bits as without it.
      *  Why 7 bits: without VNNI, int8 matmuls (oneDNN's, fbgemm's) saturate
      *  pairs of 8-bit products. The bound becomes sum_j |W[r, j]| d[i] / 2 with

@@ -1,7 +1,8 @@
 // int8 weights times x rounded to integers once per row (LLMKIT_QUANT_X_ROWS):
 // every output is one exact int32 sum, so the whole product is an integer
 // matmul, which oneDNN runs faster than llmkit's block kernels for prefill
-// (bench/onednn_matmul_driver.cpp: 1.7x at M = 128, 4096 x 4096, AVX2).
+// from about 24 rows of x (bench/onednn_matmul_driver.cpp: 1.5-1.9x at M = 128,
+// 4096 x 4096, AVX2).
 //
 //   y[i, r] = (d_x[i] * scale[r]) * float(sum_j q_x[i, j] * w[r, j])
 //
@@ -34,14 +35,28 @@
 // oneDNN links, provides them).
 extern "C" int omp_get_max_threads(void);
 extern "C" void omp_set_num_threads(int);
+
+namespace {
+// The calling thread's OpenMP thread count set for one oneDNN call, then
+// restored (also when the call throws).
+struct omp_threads_scope {
+    explicit omp_threads_scope(int n) : saved(omp_get_max_threads()) { omp_set_num_threads(n); }
+    ~omp_threads_scope() { omp_set_num_threads(saved); }
+    omp_threads_scope(const omp_threads_scope &) = delete;
+    omp_threads_scope &operator=(const omp_threads_scope &) = delete;
+    int saved;
+};
+}  // namespace
 #endif
 
 namespace llmkit::quant {
 namespace {
 
 // Below this many rows of x llmkit's own loop (one pass over W, each weight
-// row against every x row) beats oneDNN's primitive overhead and packing.
-constexpr int64_t k_onednn_min_m = 8;
+// row against every x row) beats oneDNN's primitive overhead and packing:
+// 4096 x 4096, AVX2, 1 / 2 threads, own vs oneDNN GOP/s: 43 / 78 vs 27 / 44 at
+// 8 rows, 45 / 82 vs 44 / 65 at 16, 47 / 75 vs 57 / 95 at 24, 64 / 97 vs 88 / 132 at 32.
+constexpr int64_t k_onednn_min_m = 24;
 
 std::atomic<bool> g_no_onednn{false};
 
@@ -84,7 +99,7 @@ void sums_portable(const matmul_problem &p, const int8_t *qx, int32_t *acc, int 
 #endif
     const int64_t per_task = 16;
     const int64_t tasks = (n + per_task - 1) / per_task;
-    core::parallel_for(tasks, int(std::min<int64_t>(threads, tasks)), [&](int64_t t) {
+    core::parallel_for(tasks, threads, [&](int64_t t) {
         const int64_t r1 = std::min(n, (t + 1) * per_task);
         for (int64_t r = t * per_task; r < r1; ++r) {
             const auto *w = static_cast<const int8_t *>(p.w) + size_t(r) * p.w_row_bytes;
@@ -105,7 +120,7 @@ void sums_onednn(const matmul_problem &p, const int8_t *qx, int32_t *acc, int th
     std::vector<uint8_t> ux(static_cast<size_t>(m * k));
     for (size_t i = 0; i < ux.size(); ++i) ux[i] = uint8_t(qx[i] + 64);
     std::vector<int32_t> row_sum(static_cast<size_t>(n));
-    core::parallel_for(n, int(std::min<int64_t>(threads, n)), [&](int64_t r) {
+    core::parallel_for(n, threads, [&](int64_t r) {
         const auto *w = static_cast<const int8_t *>(p.w) + size_t(r) * p.w_row_bytes;
         int32_t sum = 0;
         for (int64_t j = 0; j < k; ++j) sum += w[j];
@@ -117,16 +132,11 @@ void sums_onednn(const matmul_problem &p, const int8_t *qx, int32_t *acc, int th
     const dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine));
     dnnl::memory am(a, engine, ux.data()), bm(b, engine, const_cast<void *>(p.w)), cm(c, engine, acc);
     dnnl::stream stream(engine);
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(threads);
-    try {
+    {
+        const omp_threads_scope omp(threads);
         prim.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
         stream.wait();
-    } catch (...) {
-        omp_set_num_threads(saved);
-        throw;
     }
-    omp_set_num_threads(saved);
     for (int64_t i = 0; i < m; ++i)
         for (int64_t r = 0; r < n; ++r) acc[i * n + r] -= 64 * row_sum[size_t(r)];
 }
@@ -149,7 +159,7 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
     const int64_t m = p.m, n = p.n, k = p.k;
     std::vector<int8_t> qx(static_cast<size_t>(m * k));
     std::vector<float> dx(static_cast<size_t>(m));
-    core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
+    core::parallel_for(m, threads, [&](int64_t i) {
         const float *x = p.x + i * p.x_row_stride;
         float amax = 0;
         for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(x[j * p.x_col_stride]));

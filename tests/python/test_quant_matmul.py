@@ -148,7 +148,7 @@ def _x_rows_formula(x, q, scales):
 
 @pytest.mark.parametrize("m", [1, 5, 8, 40])
 def test_int8_x_rows_is_the_documented_formula(rng, m):
-    """One exact int32 sum per output: the same bits as numpy's integer formula, with oneDNN (m >= 8) or not,
+    """One exact int32 sum per output: the same bits as numpy's integer formula, with oneDNN (m >= 24) or not,
     at any thread count; within the row-rounding bound of float64."""
     n, k = 70, 288
     w = _random(rng, n, k)

@@ -56,7 +56,7 @@ def quant_matmul_int8(x: Any, weight: Any, scales: Any, *, num_threads: int = 0,
     ``x_rounding="rows"`` rounds each row of ``x`` to 7-bit integers with one
     scale (``max |row| / 63``, as PyTorch's dynamic int8 linear does on x86,
     there per tensor), so each output is one exact int32 sum: an integer
-    matmul, run by oneDNN when llmkit is built with it and ``x`` has 8 rows or
+    matmul, run by oneDNN when llmkit is built with it and ``x`` has 24 rows or
     more (about 1.7x the default's speed for prefill), with the same bits
     without it. Coarser than the default's 32-element blocks: about twice the
     error bound, more where one element dominates a row. ``k`` at most 133144.
