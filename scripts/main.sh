@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 DATA_DIR="${1:-${LLMKIT_DATA_DIR:-$PWD/../shared/data}}"
 
 bash scripts/install-deps.sh
+# The same parts as scripts/test.sh's stage 1, named: its `pip install .`
+# stage reconfigures this folder for the wheel (examples off, among others).
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLLMKIT_BUILD_PYTHON=ON \
+      -DLLMKIT_BUILD_TESTS=ON -DLLMKIT_BUILD_DOCS=ON -DLLMKIT_BUILD_EXAMPLES=ON -DLLMKIT_BUILD_SHARED=ON \
       -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$(command -v python3)"
 cmake --build build --target sample_stories260k speculative_stories260k _llmkit
 
