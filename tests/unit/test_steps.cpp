@@ -3,9 +3,12 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <map>
 
 #include "core/error.hpp"
+#include "sampling/select.hpp"
 #include "sampling/steps.hpp"
 #include "test_helpers.hpp"
 
@@ -244,4 +247,39 @@ TEST_CASE("dist walks token-id order with the given uniform", "[steps]") {
     CHECK(pick_dist(c, 0.7499) == 1);
     CHECK(pick_dist(c, 0.7501) == 2);
     CHECK(pick_dist(c, 0.9999999) == 2);
+}
+
+// exp_shifted runs the loaded CPU's clone of its loop (AVX-512, AVX2 or
+// baseline, each vectorised); every one must give exp_nonpositive's bits,
+// computed here one value at a time, and cut off below -87.3 and at NaN.
+TEST_CASE("exp_shifted equals exp_nonpositive element by element and std::exp within 2e-7", "[steps]") {
+    std::vector<float> in;
+    uint32_t s = 12345;
+    for (int i = 0; i < 4099; ++i) {  // not a multiple of any vector width
+        s = s * 1664525u + 1013904223u;
+        in.push_back(-100.0f * float(s >> 8) / 16777216.0f);  // [-100, 0]
+    }
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    for (float x : {0.0f, -0.0f, -87.3f, std::nextafter(-87.3f, -inf), std::nextafter(-87.3f, 0.0f), -1e-30f, nan, -inf})
+        in.push_back(x);
+    const float shift = 0.25f;  // values are in[i] - shift
+    std::vector<float> out(in.size(), -1.0f);
+    const double sum = exp_shifted(in.data(), in.size(), shift, out.data());
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t i = 0; i < in.size(); ++i) {
+        const float x = in[i] - shift;
+        const float want = exp_nonpositive(x);
+        INFO("i = " << i << ", x = " << x);
+        uint32_t a, b;
+        std::memcpy(&a, &out[i], 4);
+        std::memcpy(&b, &want, 4);
+        CHECK(a == b);
+        if (x >= -87.3f) {
+            CHECK(std::fabs(double(out[i]) - std::exp(double(x))) <= 2e-7 * std::exp(double(x)));
+        } else {
+            CHECK(out[i] == 0.0f);  // below the cut-off, -inf and NaN
+        }
+        acc[i % 8] += double(out[i]);
+    }
+    CHECK(sum == ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
 }
