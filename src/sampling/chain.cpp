@@ -8,6 +8,7 @@
 
 #include "core/philox.hpp"
 #include "core/threads.hpp"
+#include "sampling/select.hpp"
 
 namespace llmkit::sampling {
 
@@ -374,19 +375,26 @@ void apply_dispatch(chain &c, const tensor_view &logits, const tensor_view &out,
 
 namespace {
 
-// Loads a probability row as doubles and returns its sum; rejects negative,
-// NaN, infinite entries and a zero sum.
-double load_prob_row(const tensor_view &t, int64_t b, int64_t k, int64_t vocab, std::vector<float> &buf) {
-    buf.resize(size_t(vocab));
+// A probability row as floats (in place when it is contiguous float32, else
+// converted into buf) and its sum; rejects negative, NaN, infinite entries
+// and a zero sum.
+double load_prob_row(const tensor_view &t, int64_t b, int64_t k, int64_t vocab, std::vector<float> &buf,
+                     const float *&row) {
     const char *p = t.data + (b * t.strides[0] + k * t.strides[1]) * int64_t(t.elem_size);
-    core::load_floats(buf.data(), p, vocab, t.strides[2], t.type);
-    double sum = 0;
-    for (int64_t v = 0; v < vocab; ++v) {
-        const float x = buf[size_t(v)];
+    if (t.type == dtype::f32 && (t.strides[2] == 1 || vocab == 1)) {
+        row = reinterpret_cast<const float *>(p);
+    } else {
+        buf.resize(size_t(vocab));
+        core::load_floats(buf.data(), p, vocab, t.strides[2], t.type);
+        row = buf.data();
+    }
+    bool bad = false;
+    const double sum = sum_nonnegative(row, size_t(vocab), &bad);
+    for (int64_t v = 0; bad && v < vocab; ++v) {  // name the first bad entry
+        const float x = row[size_t(v)];
         if (!std::isfinite(x) || x < 0)
             fail(x < 0 ? LLMKIT_ERROR_INVALID_ARGUMENT : LLMKIT_ERROR_NON_FINITE, t.name, ": entry [", b, ", ", k,
                  ", ", v, "] is ", x, " (probabilities must be finite and >= 0)");
-        sum += x;
     }
     if (!(sum > 0)) fail(LLMKIT_ERROR_INVALID_ARGUMENT, t.name, ": row [", b, ", ", k, "] sums to 0");
     return sum;
@@ -458,21 +466,25 @@ void verify_speculative(const tensor_view &draft_tokens, const tensor_view &draf
         }
 
     core::parallel_for(rows, call.n_threads, [&](int64_t b) {
-        std::vector<float> q, p;
-        std::vector<double> w(static_cast<size_t>(vocab));
+        // Rows of V floats and doubles, kept per thread: allocated afresh, the
+        // buffers' page faults and zero fill were half of a call at V = 128k.
+        thread_local std::vector<float> q_buf, p_buf;
+        thread_local std::vector<double> w;
+        w.resize(static_cast<size_t>(vocab));
         const uint64_t seq = uint64_t(ids.seq_ids[size_t(b)]);
         int64_t accepted = 0;
         int32_t final_token = -1;
         // Draw k + 1 picks the final token (the correction or the bonus); 0..k-1 decide the drafts.
         const double u_final = core::philox_uniform(call.seed, seq, call.step_number, uint32_t(k + 1));
         for (int64_t i = 0; i <= k; ++i) {
-            const double sq = load_prob_row(target_probs, b, i, vocab, q);
+            const float *q = nullptr, *p = nullptr;
+            const double sq = load_prob_row(target_probs, b, i, vocab, q_buf, q);
             if (i == k) {  // every draft accepted: the bonus token comes from the target
                 for (int64_t v = 0; v < vocab; ++v) w[size_t(v)] = q[size_t(v)];
                 final_token = draw(w, sq, u_final);
                 break;
             }
-            const double sp = load_prob_row(draft_probs, b, i, vocab, p);
+            const double sp = load_prob_row(draft_probs, b, i, vocab, p_buf, p);
             const int64_t x = read_index(draft_tokens, b, i);
             const double qx = q[size_t(x)] / sq, px = p[size_t(x)] / sp;
             const double u = core::philox_uniform(call.seed, seq, call.step_number, uint32_t(i));
@@ -481,12 +493,7 @@ void verify_speculative(const tensor_view &draft_tokens, const tensor_view &draf
                 continue;
             }
             // Rejected: draw from the residual max(0, q - p), normalised.
-            double sum = 0;
-            for (int64_t v = 0; v < vocab; ++v) {
-                const double r = double(q[size_t(v)]) / sq - double(p[size_t(v)]) / sp;
-                w[size_t(v)] = r > 0 ? r : 0;
-                sum += w[size_t(v)];
-            }
+            double sum = residual_weights(q, sq, p, sp, size_t(vocab), w.data());
             if (!(sum > 0)) {  // q == p up to rounding: the residual is q itself
                 for (int64_t v = 0; v < vocab; ++v) w[size_t(v)] = q[size_t(v)];
                 sum = sq;

@@ -45,6 +45,14 @@ inline float exp_nonpositive(float x) {
 // out[i] = exp_nonpositive(in[i] - shift); returns the sum (in double, fixed order).
 double exp_shifted(const float *in, size_t n, float shift, float *out);
 
+// The sum of x[0, n) in double (eight interleaved accumulators: a fixed
+// order the compiler can vectorise). *bad is set when an entry is negative,
+// infinite or NaN (the caller then finds which, and reports it).
+double sum_nonnegative(const float *x, size_t n, bool *bad);
+// w[i] = max(0, q[i] / sq - p[i] / sp) in double (speculative decoding's
+// residual), and their sum in the same fixed order as sum_nonnegative.
+double residual_weights(const float *q, double sq, const float *p, double sp, size_t n, double *w);
+
 // A float's bits as an unsigned key with the same order (-0 just below +0).
 inline uint32_t order_key(float f) {
     uint32_t b;

@@ -283,3 +283,34 @@ TEST_CASE("exp_shifted equals exp_nonpositive element by element and std::exp wi
     }
     CHECK(sum == ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
 }
+
+// The speculative verifier's row pass: whichever clone runs, -0 and FLT_MAX
+// pass, and one negative (even the smallest subnormal), infinity or NaN
+// anywhere in the row (body or tail of the vector loop) is caught.
+TEST_CASE("sum_nonnegative sums in its fixed order and flags every bad entry", "[steps]") {
+    const size_t n = 1003;  // not a multiple of any vector width
+    std::vector<float> x(n);
+    uint32_t s = 99;
+    for (float &v : x) {
+        s = s * 1664525u + 1013904223u;
+        v = float(s >> 8) / 16777216.0f;
+    }
+    x[5] = -0.0f;
+    x[6] = std::numeric_limits<float>::max();
+    bool bad = true;
+    const double sum = sum_nonnegative(x.data(), n, &bad);
+    CHECK_FALSE(bad);
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t i = 0; i < n; ++i) acc[i % 8] += double(x[i]);
+    CHECK(sum == ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+    const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+    for (size_t at : {size_t(0), size_t(500), n - 1})
+        for (float v : {-1.0f, -std::numeric_limits<float>::denorm_min(), inf, -inf, nan}) {
+            std::vector<float> y = x;
+            y[at] = v;
+            bool b = false;
+            sum_nonnegative(y.data(), n, &b);
+            INFO("entry " << at << " = " << v);
+            CHECK(b);
+        }
+}
