@@ -106,6 +106,10 @@ extern const float fp4_code[16];
 // bitsandbytes' kernels pick it: exact midpoints, ties to the lower code.
 uint8_t nf4_index(float y) noexcept;
 uint8_t fp4_index(float y) noexcept;
+// The indices of one block of up to 64 values as quantize stores them
+// (variant 0: NF4, 1: FP4; amax = the block's absmax): each is nf4_index /
+// fp4_index of the value times 1 / amax, computed branch-free for a whole block.
+void bnb4_block_indices(int variant, const float *x, int len, float amax, uint8_t *idx);
 
 // Int4 groups of a [rows, n] weight in a layout-neutral form: q[r * n + i] in
 // 0..15, and per (row, group) a scale (already rounded to f16) and a zero

@@ -92,6 +92,47 @@ uint8_t fp4_index(float y) noexcept {
     return uint8_t(sign | th().fp4_idx[k]);
 }
 
+namespace {
+
+// idx[e] = the number of thresholds t[0, nt) below y[e]. The thresholds
+// ascend, so this is nf4_index's binary search (and fp4_index's scan) without
+// a branch: the search mispredicted about twice per element, this loop
+// vectorises. NaN exceeds none (index 0), as in the search.
+void count_above(const float *y, int len, const float *t, int nt, uint8_t *idx) {
+    for (int e = 0; e < len; ++e) idx[e] = 0;
+    for (int k = 0; k < nt; ++k)
+        for (int e = 0; e < len; ++e) idx[e] = uint8_t(idx[e] + (y[e] > t[k] ? 1 : 0));
+}
+
+}  // namespace
+
+// The code indices of one block of up to 64 values (nf4_index / fp4_index of
+// each, scaled as bitsandbytes scales them), into idx[0, len).
+void bnb4_block_indices(int variant, const float *x, int len, float amax, uint8_t *idx) {
+    const uint8_t zero_index = variant == 0 ? 7 : 0;
+    if (amax == 0.0f) {  // an all-zero block stores the index of 0
+        for (int k = 0; k < len; ++k) idx[k] = zero_index;
+        return;
+    }
+    // bitsandbytes multiplies by the reciprocal; a subnormal absmax whose
+    // reciprocal overflows divides instead (bitsandbytes would produce NaN codes there).
+    float y[64];
+    const float inv = 1.0f / amax;
+    if (std::isinf(inv)) {
+        for (int k = 0; k < len; ++k) y[k] = x[k] / amax;
+    } else {
+        for (int k = 0; k < len; ++k) y[k] = x[k] * inv;
+    }
+    if (variant == 0) {
+        count_above(y, len, th().nf4, 15, idx);
+        return;
+    }
+    float a[64];
+    for (int k = 0; k < len; ++k) a[k] = std::fabs(y[k]);
+    count_above(a, len, th().fp4_mag, 7, idx);
+    for (int k = 0; k < len; ++k) idx[k] = uint8_t((y[k] < 0.0f ? 8 : 0) | th().fp4_idx[idx[k]]);
+}
+
 namespace kernels {
 
 void quantize_bnb4(const format_traits &f, const f32_rows &src, uint8_t *base, const std::vector<plane> &p, int threads) {
@@ -99,39 +140,28 @@ void quantize_bnb4(const format_traits &f, const f32_rows &src, uint8_t *base, c
     uint8_t *absmax_plane = base + p[1].offset;
     const int64_t total = src.rows * src.n;
     const int64_t n_blocks = (total + 63) / 64;
-    const auto index = f.variant == 0 ? nf4_index : fp4_index;
-    const uint8_t zero_index = f.variant == 0 ? 7 : 0;
-    // One task per block; blocks are 64 elements = 32 whole bytes, so tasks
-    // never share a byte.
-    core::parallel_for(n_blocks, threads, [&](int64_t b) {
-        const int64_t begin = b * 64, end = std::min(total, begin + 64);
-        float x[64];
-        int64_t r = begin / src.n, j = begin % src.n;  // walk the flattened index, no division per element
-        for (int64_t e = begin; e < end; ++e) {
-            x[e - begin] = src.data[r * src.row_stride + j * src.col_stride];
-            if (++j == src.n) j = 0, ++r;
-        }
-        const int len = int(end - begin);
-        float amax = 0.0f;
-        for (int k = 0; k < len; ++k) amax = std::max(amax, std::fabs(x[k]));
-        store<float>(absmax_plane + size_t(b) * 4, amax);
-        // bitsandbytes multiplies by the reciprocal. An all-zero block stores
-        // the index of 0; a subnormal absmax whose reciprocal overflows
-        // divides instead (bitsandbytes would produce NaN codes there).
-        const float inv = amax == 0.0f ? 0.0f : 1.0f / amax;
-        for (int k = 0; k < len; k += 2) {
-            uint8_t hi, lo;
-            if (amax == 0.0f) {
-                hi = lo = zero_index;
-            } else if (std::isinf(inv)) {
-                hi = index(x[k] / amax);
-                lo = k + 1 < len ? index(x[k + 1] / amax) : 0;
-            } else {
-                hi = index(x[k] * inv);
-                lo = k + 1 < len ? index(x[k + 1] * inv) : 0;
+    // 64 blocks a task (one block a task spent a few % of the call handing
+    // out tasks); blocks are 64 elements = 32 whole bytes, so tasks never
+    // share a byte.
+    constexpr int64_t blocks_per_task = 64;
+    core::parallel_for((n_blocks + blocks_per_task - 1) / blocks_per_task, threads, [&](int64_t task) {
+        const int64_t b_end = std::min(n_blocks, (task + 1) * blocks_per_task);
+        for (int64_t b = task * blocks_per_task; b < b_end; ++b) {
+            const int64_t begin = b * 64, end = std::min(total, begin + 64);
+            float x[64];
+            int64_t r = begin / src.n, j = begin % src.n;  // walk the flattened index, no division per element
+            for (int64_t e = begin; e < end; ++e) {
+                x[e - begin] = src.data[r * src.row_stride + j * src.col_stride];
+                if (++j == src.n) j = 0, ++r;
             }
-            if (k + 1 >= len) lo = 0;  // an odd tail leaves the low nibble 0
-            packed[size_t(begin + k) / 2] = uint8_t((hi << 4) | lo);
+            const int len = int(end - begin);
+            float amax = 0.0f;
+            for (int k = 0; k < len; ++k) amax = std::max(amax, std::fabs(x[k]));
+            store<float>(absmax_plane + size_t(b) * 4, amax);
+            uint8_t idx[64];
+            bnb4_block_indices(f.variant, x, len, amax, idx);
+            for (int k = 0; k < len; k += 2)  // an odd tail leaves the low nibble 0
+                packed[size_t(begin + k) / 2] = uint8_t((idx[k] << 4) | (k + 1 < len ? idx[k + 1] : 0));
         }
     });
 }

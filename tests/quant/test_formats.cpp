@@ -345,3 +345,40 @@ TEST_CASE("formats: C API errors", "[formats][errors]") {
     CHECK(old.rms_error == -7.0);
     CHECK(old.max_abs_error > 0);
 }
+
+TEST_CASE("nf4 / fp4: the block kernel picks nf4_index / fp4_index of every value", "[formats][bnb4]") {
+    using namespace llmkit::quant;
+    // Values: random, every threshold exactly (amax 1, so y = x) and its float
+    // neighbours, the levels themselves, +-0, +-inf and NaN.
+    std::vector<float> vals;
+    std::mt19937 gen(11);
+    std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+    for (int i = 0; i < 20000; ++i) vals.push_back(ud(gen));
+    for (const float *code : {nf4_code, fp4_code})
+        for (int k = 0; k < 16; ++k)
+            for (int m = 0; m < 16; ++m) {
+                const float t = float((double(code[k]) + double(code[m])) / 2.0);
+                vals.insert(vals.end(), {t, std::nextafter(t, 2.0f), std::nextafter(t, -2.0f), code[k]});
+            }
+    vals.insert(vals.end(), {0.0f, -0.0f, INFINITY, -INFINITY, NAN});
+    for (int variant = 0; variant < 2; ++variant)
+        for (float amax : {1.0f, 0.37f, 1e-39f /* 1 / amax overflows: divides */}) {
+            for (size_t at = 0; at < vals.size(); at += 61) {
+                const int len = int(std::min<size_t>(61, vals.size() - at));  // odd lengths too
+                std::vector<float> x(vals.begin() + std::ptrdiff_t(at), vals.begin() + std::ptrdiff_t(at) + len);
+                for (float &v : x) v *= amax;  // y = x / amax is the value again (up to rounding)
+                uint8_t idx[64];
+                bnb4_block_indices(variant, x.data(), len, amax, idx);
+                const float inv = 1.0f / amax;
+                for (int k = 0; k < len; ++k) {
+                    const float y = std::isinf(inv) ? x[size_t(k)] / amax : x[size_t(k)] * inv;
+                    INFO("variant " << variant << ", amax " << amax << ", y = " << y);
+                    REQUIRE(int(idx[k]) == int(variant == 0 ? nf4_index(y) : fp4_index(y)));
+                }
+            }
+        }
+    uint8_t idx[3];
+    const float zeros[3] = {0.0f, -0.0f, 0.0f};
+    bnb4_block_indices(0, zeros, 3, 0.0f, idx);  // an all-zero block: the index of 0
+    CHECK((idx[0] == 7 && idx[1] == 7 && idx[2] == 7));
+}
