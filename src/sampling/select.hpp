@@ -22,8 +22,8 @@ namespace llmkit::sampling {
 // x86 level: with an early return, GCC vectorised it for AVX-512 (masked
 // lanes) but left the AVX2 clone scalar, 4x slower per logit.
 inline float exp_nonpositive(float x) {
-    const bool keep = x >= -87.3f;
-    x = x < -87.3f ? -87.3f : x;  // (NaN stays NaN: its lanes are dropped by `keep`)
+    const bool keep = x >= -87.3f;  // false for NaN
+    x = keep ? x : -87.3f;          // so that no NaN reaches the int conversion below
     // Round to nearest (even) by adding and removing 1.5 * 2^23: plain float
     // operations.
     const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
