@@ -123,14 +123,15 @@ void bnb4_block_indices(int variant, const float *x, int len, float amax, uint8_
     } else {
         for (int k = 0; k < len; ++k) y[k] = x[k] * inv;
     }
+    const thresholds &t = th();
     if (variant == 0) {
-        count_above(y, len, th().nf4, 15, idx);
+        count_above(y, len, t.nf4, 15, idx);
         return;
     }
     float a[64];
     for (int k = 0; k < len; ++k) a[k] = std::fabs(y[k]);
-    count_above(a, len, th().fp4_mag, 7, idx);
-    for (int k = 0; k < len; ++k) idx[k] = uint8_t((y[k] < 0.0f ? 8 : 0) | th().fp4_idx[idx[k]]);
+    count_above(a, len, t.fp4_mag, 7, idx);
+    for (int k = 0; k < len; ++k) idx[k] = uint8_t((y[k] < 0.0f ? 8 : 0) | t.fp4_idx[idx[k]]);
 }
 
 namespace kernels {

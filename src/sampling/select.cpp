@@ -17,15 +17,21 @@ static void exp_shifted_kernel(const float *in, size_t n, float shift, float *ou
     for (size_t i = 0; i < n; ++i) out[i] = exp_nonpositive(in[i] - shift);
 }
 
-double exp_shifted(const float *in, size_t n, float shift, float *out) {
-    exp_shifted_kernel(in, n, shift, out);
-    // Eight interleaved double accumulators: fast, and the same order every time.
+// The sum of x[0, n) in double with eight interleaved accumulators: fast
+// (the loop vectorises), and the same order every time. Inlined into each
+// caller, so the cloned callers get their own ISA's copy.
+static inline double sum_in_fixed_order(const float *x, size_t n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; ++j) acc[j] += out[i + size_t(j)];
-    for (; i < n; ++i) acc[i % 8] += out[i];
+        for (int j = 0; j < 8; ++j) acc[j] += double(x[i + size_t(j)]);
+    for (; i < n; ++i) acc[i % 8] += double(x[i]);
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+double exp_shifted(const float *in, size_t n, float shift, float *out) {
+    exp_shifted_kernel(in, n, shift, out);
+    return sum_in_fixed_order(out, n);
 }
 
 // The speculative verifier's passes over whole probability rows (one per
@@ -48,12 +54,7 @@ double sum_nonnegative(const float *x, size_t n, bool *bad) {
     uint32_t n_bad = 0;  // (a count vectorises; a max of selected bits did not)
     for (size_t i = 0; i < n; ++i) n_bad += uint32_t(u[i] > k_largest) & uint32_t(u[i] != k_minus_zero);
     *bad = n_bad != 0;
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; ++j) acc[j] += double(x[i + size_t(j)]);
-    for (; i < n; ++i) acc[i % 8] += double(x[i]);
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    return sum_in_fixed_order(x, n);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
