@@ -1609,7 +1609,9 @@ typedef struct llmkit_attention_options {
  *         #LLMKIT_ERROR_UNSUPPORTED (a D stride other than 1);
  *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad struct_size, negative window or
  *         n_threads, non-finite or negative scale or softcap, non-finite slope
- *         or sink);
+ *         or sink); #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in q, k or v,
+ *         or a NaN or +inf in the mask, whose -inf hides a key: the message
+ *         gives the first such element's index; nothing is written to out);
  *         #LLMKIT_ERROR_NO_DEVICE (CUDA tensors without a usable GPU). Every
  *         message names the argument. Thread-safe for distinct outputs.
  */
@@ -1672,6 +1674,8 @@ typedef struct llmkit_rope_options {
  *         #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_UNSUPPORTED (a D stride other
  *         than 1); #LLMKIT_ERROR_INVALID_ARGUMENT (bad layout, scaling or
  *         parameters); #LLMKIT_ERROR_NO_DEVICE. Thread-safe for distinct x.
+ *         x is not scanned: a NaN or infinity in a pair makes that pair non-finite
+ *         (as in torch), and llmkit_attention() then refuses it.
  */
 LLMKIT_API llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor *positions,
                                      const llmkit_rope_options *options);
@@ -1832,6 +1836,8 @@ LLMKIT_API llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t 
  *         head counts, head_dim, B, a sequence shorter than Sq);
  *         #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_OUT_OF_RANGE (bad layer or id);
  *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad options);
+ *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in q; the cached rows
+ *         were checked when appended);
  *         #LLMKIT_ERROR_UNSUPPORTED (device memory, a D stride other than 1).
  *         Thread-safe with other readers of the cache, for distinct outputs.
  */

@@ -32,6 +32,7 @@
 #include "attention/kernels.hpp"
 #include "attention/online_softmax.hpp"
 #include "core/backend.hpp"
+#include "core/finite.hpp"
 #include "core/threads.hpp"
 
 namespace llmkit::attention {
@@ -52,7 +53,8 @@ void prefetch_rows(const char *p, int n, int64_t stride, int64_t row_bytes) {
 }
 
 void check_unit_d_stride(const tensor_view &t) {
-    if (t.shape[3] > 1 && t.strides[3] != 1)
+    // An empty tensor reads nothing (and numpy gives it zero strides).
+    if (t.shape[3] > 1 && t.strides[3] != 1 && t.numel() > 0)
         fail(LLMKIT_ERROR_UNSUPPORTED, t.name, ": the head_dim axis (3) must have stride 1, got stride ", t.strides[3]);
 }
 
@@ -100,6 +102,10 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2];
     if (B == 0 || Sq == 0 || Hq == 0 || D == 0) return;
+    // A NaN or infinity would spread to whole output rows without a word.
+    // The mask's -inf hides a key; its NaN or +inf is an error too.
+    for (const tensor_view *t : {&q, &k, &v}) core::require_finite(*t, p.n_threads);
+    if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
     const int64_t G = Hq / Hkv;
     const int64_t tq = std::min<int64_t>(Sq, std::max<int64_t>(1, k_tile_rows / G));
     const int64_t nqt = (Sq + tq - 1) / tq;

@@ -39,6 +39,7 @@
 #include "attention/kernels.hpp"
 #include "attention/kv_cache.hpp"
 #include "attention/online_softmax.hpp"
+#include "core/finite.hpp"
 #include "core/threads.hpp"
 
 namespace llmkit::attention {
@@ -67,7 +68,7 @@ void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, 
             fail(LLMKIT_ERROR_SHAPE, t->name, ": expected 4 dimensions [batch, queries, heads, head_dim], got ", t->ndim,
                  " (shape ", t->shape_string(), ")");
         if (!t->on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the KV caches take host tensors only");
-        if (t->shape[3] > 1 && t->strides[3] != 1)
+        if (t->shape[3] > 1 && t->strides[3] != 1 && t->numel() > 0)  // empty: nothing read (numpy's strides are 0)
             fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis (3) must have stride 1, got stride ", t->strides[3]);
     }
     if (q.type != dtype::f32 && q.type != dtype::bf16 && q.type != dtype::f16)
@@ -269,6 +270,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = n_seqs, Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Hkv = L.n_kv_heads;
     if (B == 0 || Sq == 0 || Hq == 0) return;
+    core::require_finite(q, p.n_threads);  // the cache's rows were checked on append
     const int64_t G = Hq / Hkv;
     const int64_t tq = std::min<int64_t>(Sq, std::max<int64_t>(1, k_tile_rows / G));
     const int64_t nqt = (Sq + tq - 1) / tq;

@@ -12,6 +12,8 @@
 #include <sys/mman.h>
 #endif
 
+#include "core/finite.hpp"
+
 namespace llmkit::attention {
 
 using core::dtype;
@@ -129,7 +131,7 @@ int64_t block_storage::check_rows(const tensor_view &k, const tensor_view &v) co
         if (t->ndim != 3 || t->shape[1] != n_kv_heads_ || t->shape[2] != head_dim_)
             fail(LLMKIT_ERROR_SHAPE, t->name, ": shape ", t->shape_string(), " must be [tokens, ", n_kv_heads_, ", ",
                  head_dim_, "] (this cache's kv heads and head_dim)");
-        if (t->shape[2] > 1 && t->strides[2] != 1)
+        if (t->shape[2] > 1 && t->strides[2] != 1 && t->numel() > 0)
             fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis must have stride 1, got stride ", t->strides[2]);
     }
     if (k.type != v.type)
@@ -138,17 +140,7 @@ int64_t block_storage::check_rows(const tensor_view &k, const tensor_view &v) co
         fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(), " hold different token counts");
     // Non-finite values would poison every later query (and int8 scales):
     // refuse them before anything is written.
-    std::vector<float> row(static_cast<size_t>(head_dim_));
-    for (const tensor_view *t : {&k, &v})
-        for (int64_t s = 0; s < t->shape[0]; ++s)
-            for (int64_t h = 0; h < n_kv_heads_; ++h) {
-                core::load_floats(row.data(), t->data + (s * t->strides[0] + h * t->strides[1]) * int64_t(t->elem_size),
-                                  head_dim_, 1, t->type);
-                for (int64_t d = 0; d < head_dim_; ++d)
-                    if (!std::isfinite(row[size_t(d)]))
-                        fail(LLMKIT_ERROR_NON_FINITE, t->name, "[", s, ", ", h, ", ", d, "] = ", row[size_t(d)],
-                             " is not finite; nothing was appended");
-            }
+    for (const tensor_view *t : {&k, &v}) core::require_finite(*t, 0);
     return k.shape[0];
 }
 

@@ -77,27 +77,6 @@ int64_t groups_per_row(const format_traits &f, int64_t n) {
 
 constexpr uint8_t k_int = LLMKIT_DTYPE_INT, k_uint = LLMKIT_DTYPE_UINT, k_float = LLMKIT_DTYPE_FLOAT;
 
-void check_finite(const format_traits &f, const f32_rows &src, int n_threads) {
-    std::atomic<int64_t> bad_row{-1};
-    core::parallel_for(src.rows, n_threads, [&](int64_t r) {
-        const float *row = src.data + r * src.row_stride;
-        for (int64_t j = 0; j < src.n; ++j) {
-            if (!std::isfinite(row[j * src.col_stride])) {
-                int64_t cur = bad_row.load();
-                while ((cur < 0 || r < cur) && !bad_row.compare_exchange_weak(cur, r)) {
-                }
-                return;
-            }
-        }
-    });
-    const int64_t r = bad_row.load();
-    if (r < 0) return;
-    const float *row = src.data + r * src.row_stride;
-    int64_t j = 0;
-    while (std::isfinite(row[j * src.col_stride])) ++j;
-    core::fail(LLMKIT_ERROR_NON_FINITE, "quantize ", f.name, ": src[", r, ", ", j, "] = ", row[j * src.col_stride],
-               " is not finite");
-}
 
 }  // namespace
 
@@ -171,7 +150,7 @@ size_t format_bytes(const format_traits &f, int64_t rows, int64_t n) {
 
 void quantize_format(const format_traits &f, const f32_rows &src, void *dst, const format_options &o, int n_threads) {
     const auto p = planes(f, src.rows, src.n);
-    check_finite(f, src, n_threads);
+    require_finite_rows(f.name, src, n_threads);
     auto *base = static_cast<uint8_t *>(dst);
     std::memset(base, 0, p.back().offset + p.back().bytes);
     switch (f.fam) {

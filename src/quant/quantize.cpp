@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/finite.hpp"
 #include "core/threads.hpp"
 
 namespace llmkit::quant {
@@ -29,32 +30,19 @@ size_t rows_bytes(const type_traits &t, int64_t rows, int64_t n) {
     return rb * size_t(rows);
 }
 
-namespace {
-
-// Whether n contiguous floats are all finite, in a loop of integer and/add/or
-// that compilers vectorize: (bits & exponent) + one exponent unit carries
-// into bit 31 exactly when the exponent is all ones (infinity or NaN).
-bool all_finite(const float *x, int64_t n) {
-    constexpr uint32_t k_exponent = 0x7f800000u, k_unit = 0x00800000u;
-    uint32_t acc[8] = {};
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int k = 0; k < 8; ++k) {
-            uint32_t b;
-            std::memcpy(&b, x + j + k, sizeof b);
-            acc[k] |= (b & k_exponent) + k_unit;
-        }
-    uint32_t all = 0;
-    for (int k = 0; k < 8; ++k) all |= acc[k];
-    for (; j < n; ++j) {
-        uint32_t b;
-        std::memcpy(&b, x + j, sizeof b);
-        all |= (b & k_exponent) + k_unit;
-    }
-    return (all & 0x80000000u) == 0;
+void require_finite_rows(const char *type_name, const f32_rows &src, int n_threads) {
+    core::tensor_view v;
+    v.name = std::string("quantize ") + type_name + ": src";
+    v.data = const_cast<char *>(reinterpret_cast<const char *>(src.data));
+    v.type = core::dtype::f32;
+    v.elem_size = sizeof(float);
+    v.ndim = 2;
+    v.shape[0] = src.rows;
+    v.shape[1] = src.n;
+    v.strides[0] = src.row_stride;
+    v.strides[1] = src.col_stride;
+    core::require_finite(v, n_threads);
 }
-
-}  // namespace
 
 void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads, const float *importance) {
     const size_t rb = row_bytes(t, src.n);
@@ -74,28 +62,7 @@ void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_t
     const quantize_weighted_fn weighted = importance ? t.quantize_row_weighted : nullptr;
     // Pass 1: refuse non-finite input before any byte is written (ggml's
     // behaviour on NaN or infinity is undefined).
-    std::atomic<int64_t> bad_row{-1};
-    core::parallel_for(src.rows, n_threads, [&](int64_t r) {
-        const float *row = src.data + r * src.row_stride;
-        if (src.col_stride == 1 && all_finite(row, src.n)) return;  // the common case, without a branch per float
-        for (int64_t j = 0; j < src.n; ++j) {
-            if (!std::isfinite(row[j * src.col_stride])) {
-                // Keep the first bad row, whichever thread finds it.
-                int64_t cur = bad_row.load();
-                while ((cur < 0 || r < cur) && !bad_row.compare_exchange_weak(cur, r)) {
-                }
-                return;
-            }
-        }
-    });
-    if (bad_row.load() >= 0) {
-        const int64_t r = bad_row.load();
-        const float *row = src.data + r * src.row_stride;
-        int64_t j = 0;
-        while (std::isfinite(row[j * src.col_stride])) ++j;
-        core::fail(LLMKIT_ERROR_NON_FINITE, "quantize ", t.name, ": src[", r, ", ", j, "] = ", row[j * src.col_stride],
-                   " is not finite");
-    }
+    require_finite_rows(t.name, src, n_threads);
     // Pass 2: quantize, one row per task.
     core::parallel_for(src.rows, n_threads, [&](int64_t r) {
         const float *row = src.data + r * src.row_stride;

@@ -16,6 +16,10 @@ struct f32_rows {
     int64_t row_stride = 0, col_stride = 1;  // in elements
 };
 
+// Fails with LLMKIT_ERROR_NON_FINITE ("quantize <type_name>: src[r, j] = nan
+// is not finite", the first such element) unless every value of src is finite.
+void require_finite_rows(const char *type_name, const f32_rows &src, int n_threads);
+
 // Bytes of one quantized row of n elements; throws SHAPE when n is not a
 // multiple of the block size (or negative).
 size_t row_bytes(const type_traits &t, int64_t n);

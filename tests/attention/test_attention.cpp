@@ -363,6 +363,61 @@ TEST_CASE("attention: n_threads and empty tensors", "[attention]") {
     tensor4 o3 = make(dtype::f32, 1, 40, 4, 64, layout::compact, &rng);
     REQUIRE(llmkit_attention(q.c(), k0.c(), v0.c(), o3.c(), nullptr) == LLMKIT_OK);
     CHECK(o3.get(0, 5, 1, 7) == 0.0);
+    // Empty tensors as numpy describes them: every stride 0.
+    const int64_t zero_strides[4] = {0, 0, 0, 0};
+    llmkit_tensor ez = *e.c(), eoz = *eo.c();
+    ez.strides = zero_strides;
+    eoz.strides = zero_strides;
+    CHECK(llmkit_attention(&ez, k.c(), v.c(), &eoz, nullptr) == LLMKIT_OK);
+}
+
+TEST_CASE("attention: a NaN or infinity in q, k, v or the mask is refused, naming the first one; out untouched",
+          "[attention][errors]") {
+    std::mt19937 rng(17);
+    const double bad_values[3] = {NAN, INFINITY, -INFINITY};
+    const char *bad_names[3] = {"nan", "inf", "-inf"};
+    for (dtype t : {dtype::f32, dtype::bf16, dtype::f16})
+        for (int which = 0; which < 3; ++which)
+            for (int b = 0; b < 3; ++b) {
+                // Strided q (padded rows), compact k and v; two bad values,
+                // the message names the first in index order.
+                tensor4 q = make(t, 2, 19, 4, 80, layout::padded, &rng), k = make(t, 2, 23, 2, 80, layout::compact, &rng),
+                        v = make(t, 2, 23, 2, 80, layout::compact, &rng), o = make(t, 2, 19, 4, 80, layout::compact, &rng);
+                tensor4 &x = which == 0 ? q : which == 1 ? k : v;
+                std::uniform_int_distribution<int64_t> bi(0, 1), si(0, x.shape[1] - 2), hi(0, x.shape[2] - 1), di(0, 79);
+                const int64_t b0 = bi(rng), s0 = si(rng), h0 = hi(rng), d0 = di(rng);
+                x.set(b0, s0, h0, d0, bad_values[b]);
+                x.set(b0, s0 + 1, h0, d0, NAN);  // later: not the one named
+                const std::vector<unsigned char> before = o.bytes;
+                llmkit_attention_options op = LLMKIT_ATTENTION_OPTIONS_INIT;
+                op.causal = 1;
+                op.n_threads = 2;
+                const llmkit_status st = llmkit_attention(q.c(), k.c(), v.c(), o.c(), &op);
+                const std::string msg = llmkit_last_error_message();
+                const std::string want = std::string(which == 0 ? "q" : which == 1 ? "k" : "v") + "[" + std::to_string(b0) + ", " +
+                                         std::to_string(s0) + ", " + std::to_string(h0) + ", " + std::to_string(d0) +
+                                         "] = " + bad_names[b] + " is not finite";
+                INFO("dtype " << llmkit::core::dtype_name(t) << ", message: " << msg << ", expected: " << want);
+                CHECK(st == LLMKIT_ERROR_NON_FINITE);
+                CHECK(msg.find(want) != std::string::npos);
+                CHECK(o.bytes == before);
+            }
+    // The mask: -inf hides a key and passes; NaN and +inf are refused.
+    tensor4 q = make(dtype::f32, 1, 6, 2, 64, layout::compact, &rng), k = make(dtype::f32, 1, 6, 1, 64, layout::compact, &rng),
+            o = make(dtype::f32, 1, 6, 2, 64, layout::compact, nullptr);
+    std::vector<float> mv(36, 0.25f);
+    mv[3] = -INFINITY;
+    const int64_t msh[2] = {6, 6};
+    llmkit_tensor mt = host_tensor(mv.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, msh);
+    llmkit_attention_options op = LLMKIT_ATTENTION_OPTIONS_INIT;
+    op.mask = &mt;
+    CHECK(llmkit_attention(q.c(), k.c(), k.c(), o.c(), &op) == LLMKIT_OK);
+    for (float badm : {NAN, INFINITY}) {
+        mv[20] = badm;
+        INFO("message: " << llmkit_last_error_message());
+        CHECK(llmkit_attention(q.c(), k.c(), k.c(), o.c(), &op) == LLMKIT_ERROR_NON_FINITE);
+        CHECK(std::string(llmkit_last_error_message()).find("options.mask[3, 2] = ") != std::string::npos);
+    }
 }
 
 TEST_CASE("attention: bad arguments give clear errors that name the problem", "[attention][errors]") {

@@ -323,6 +323,11 @@ TEST_CASE("kv cache: bad arguments give clear errors that name the problem", "[k
     ao.split_keys = -2;
     expect(llmkit_kv_cache_attention(kc.c, 0, q.c(), &id, 1, out.c(), &ao), LLMKIT_ERROR_INVALID_ARGUMENT, "split_keys");
     expect(llmkit_kv_cache_attention(nullptr, 0, q.c(), &id, 1, out.c(), nullptr), LLMKIT_ERROR_NULL_POINTER, "cache");
+    tensor4 qn = make(dtype::bf16, 1, 1, 4, 64, layout::compact, &rng), on = make(dtype::bf16, 1, 1, 4, 64, layout::compact, &rng);
+    qn.set(0, 0, 2, 9, -INFINITY);
+    const std::vector<unsigned char> before = on.bytes;
+    expect(llmkit_kv_cache_attention(kc.c, 0, qn.c(), &id, 1, on.c(), nullptr), LLMKIT_ERROR_NON_FINITE, "q[0, 0, 2, 9] = -inf");
+    CHECK(on.bytes == before);
     int64_t len = 0;
     expect(llmkit_kv_cache_seq_length(kc.c, s, 5, &len), LLMKIT_ERROR_OUT_OF_RANGE, "layer");
     expect(llmkit_kv_cache_seq_length(kc.c, s, 0, nullptr), LLMKIT_ERROR_NULL_POINTER, "length");

@@ -2,9 +2,16 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cmath>
 #include <cstddef>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
 #include <stdexcept>
 
+#include "core/error.hpp"
+#include "core/finite.hpp"
 #include "core/threads.hpp"
 #include "core/tensor.hpp"
 #include "llmkit/llmkit.hpp"
@@ -88,4 +95,89 @@ TEST_CASE("version information is consistent", "[core]") {
     CHECK(version() == LLMKIT_VERSION_STRING);
     CHECK(llmkit_version_number() == LLMKIT_VERSION_MAJOR * 10000 + LLMKIT_VERSION_MINOR * 100 + LLMKIT_VERSION_PATCH);
     for (int s = 0; s >= -14; --s) CHECK(std::string(llmkit_status_string(llmkit_status(s))).rfind("LLMKIT_", 0) == 0);
+}
+
+TEST_CASE("require_finite names the first NaN or infinity in index order, for any strides and 16-bit types",
+          "[core][finite]") {
+    std::mt19937 rng(29);
+    const float specials[4] = {NAN, INFINITY, -INFINITY, -NAN};
+    for (core::dtype t : {core::dtype::f32, core::dtype::bf16, core::dtype::f16})
+        for (int trial = 0; trial < 60; ++trial) {
+            // A 3-D view [a, b, n] into a larger buffer: rows padded, and
+            // every fourth trial a last stride of 2.
+            const int64_t a = 1 + trial % 3, b = 1 + (trial * 7) % 5, n = 1 + (trial * 13) % 70;
+            const int64_t step = trial % 4 == 3 ? 2 : 1, pad = trial % 2;
+            const int64_t s1 = n * step + pad, s0 = b * s1 + pad;
+            const size_t es = t == core::dtype::f32 ? 4 : 2;
+            std::vector<unsigned char> buf(size_t(a * s0) * es);
+            std::normal_distribution<float> normal(0.0f, 100.0f);
+            auto put = [&](int64_t off, float v) {
+                if (t == core::dtype::f32) std::memcpy(buf.data() + size_t(off) * es, &v, 4);
+                else {
+                    const uint16_t u = t == core::dtype::bf16 ? core::f32_to_bf16(v) : core::f32_to_f16(v);
+                    std::memcpy(buf.data() + size_t(off) * es, &u, 2);
+                }
+            };
+            // Padding holds NaN: it must never be read.
+            for (int64_t i = 0; i < a * s0; ++i) put(i, NAN);
+            for (int64_t i = 0; i < a; ++i)
+                for (int64_t j = 0; j < b; ++j)
+                    for (int64_t k = 0; k < n; ++k) put(i * s0 + j * s1 + k * step, normal(rng));
+            core::tensor_view v;
+            v.name = "x";
+            v.data = reinterpret_cast<char *>(buf.data());
+            v.type = t;
+            v.elem_size = es;
+            v.ndim = 3;
+            v.shape[0] = a, v.shape[1] = b, v.shape[2] = n;
+            v.strides[0] = s0, v.strides[1] = s1, v.strides[2] = step;
+            CHECK_NOTHROW(core::require_finite(v, 2));
+            // Up to three bad values; the reference is the first in index order.
+            std::uniform_int_distribution<int64_t> pick(0, a * b * n - 1);
+            int64_t first = a * b * n;
+            const int bad = 1 + trial % 3;
+            for (int m = 0; m < bad; ++m) {
+                const int64_t e = pick(rng);
+                first = std::min(first, e);
+                put((e / (b * n)) * s0 + (e / n % b) * s1 + (e % n) * step, specials[(trial + m) % 4]);
+            }
+            const std::string want = "x[" + std::to_string(first / (b * n)) + ", " + std::to_string(first / n % b) + ", " +
+                                     std::to_string(first % n) + "] = ";
+            try {
+                core::require_finite(v, 1 + trial % 3);
+                FAIL("no error for " << bad << " non-finite values");
+            } catch (const core::error &err) {
+                INFO("dtype " << core::dtype_name(t) << " message: " << err.what() << ", expected " << want);
+                CHECK(err.status() == LLMKIT_ERROR_NON_FINITE);
+                CHECK(std::string(err.what()).find(want) != std::string::npos);
+            }
+        }
+    // Past the 8- and 16-value blocks of the vector loops, at every position.
+    for (int64_t n : {7, 8, 9, 16, 17, 31, 64, 65}) {
+        for (int64_t pos = 0; pos < n; ++pos) {
+            std::vector<float> f(size_t(n), 1.5f);
+            std::vector<uint16_t> h(size_t(n), core::f32_to_bf16(1.5f)), g(size_t(n), core::f32_to_f16(1.5f));
+            CHECK(core::all_finite(f.data(), n));
+            CHECK(core::all_finite(h.data(), n, core::dtype::bf16));
+            CHECK(core::all_finite(g.data(), n, core::dtype::f16));
+            f[size_t(pos)] = -INFINITY;
+            h[size_t(pos)] = core::f32_to_bf16(NAN);
+            g[size_t(pos)] = core::f32_to_f16(INFINITY);
+            CHECK_FALSE(core::all_finite(f.data(), n));
+            CHECK(core::no_nan_or_positive_infinity(f.data(), n));  // -inf passes in a mask
+            CHECK_FALSE(core::all_finite(h.data(), n, core::dtype::bf16));
+            CHECK_FALSE(core::all_finite(g.data(), n, core::dtype::f16));
+            f[size_t(pos)] = INFINITY;
+            CHECK_FALSE(core::no_nan_or_positive_infinity(f.data(), n));
+            f[size_t(pos)] = NAN;
+            CHECK_FALSE(core::no_nan_or_positive_infinity(f.data(), n));
+            // The largest finite values pass.
+            f[size_t(pos)] = 3.4028235e38f;
+            h[size_t(pos)] = 0x7f7f;  // bf16 max
+            g[size_t(pos)] = 0x7bff;  // f16 max (65504)
+            CHECK(core::all_finite(f.data(), n));
+            CHECK(core::all_finite(h.data(), n, core::dtype::bf16));
+            CHECK(core::all_finite(g.data(), n, core::dtype::f16));
+        }
+    }
 }

@@ -136,7 +136,8 @@ def attention(
     A query that sees no key at all gets a row of zeros. Runs on
     ``num_threads`` worker threads (0: the default) with the GIL released.
     Raises :class:`ValueError` with the C library's message for mismatched
-    shapes or dtypes and bad parameters.
+    shapes or dtypes, bad parameters, and a NaN or infinity in q, k or v (or
+    a NaN or +inf in the mask), naming the first such element.
     """
     q = _as_input(q, "q")
     k = _as_input(k, "k")

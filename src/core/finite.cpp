@@ -1,0 +1,150 @@
+#include "core/finite.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/threads.hpp"
+
+namespace llmkit::core {
+
+// Each loop ORs (bits & exponent) + one exponent unit into eight accumulators:
+// the sum carries into the top bit exactly when the exponent is all ones
+// (infinity or NaN). No branch per value, so compilers vectorize it.
+bool all_finite(const float *x, int64_t n) noexcept {
+    constexpr uint32_t k_exponent = 0x7f800000u, k_unit = 0x00800000u;
+    uint32_t acc[8] = {};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; ++k) {
+            uint32_t b;
+            std::memcpy(&b, x + j + k, sizeof b);
+            acc[k] |= (b & k_exponent) + k_unit;
+        }
+    uint32_t all = 0;
+    for (int k = 0; k < 8; ++k) all |= acc[k];
+    for (; j < n; ++j) {
+        uint32_t b;
+        std::memcpy(&b, x + j, sizeof b);
+        all |= (b & k_exponent) + k_unit;
+    }
+    return (all & 0x80000000u) == 0;
+}
+
+bool all_finite(const uint16_t *x, int64_t n, dtype t) noexcept {
+    // bfloat16: 8 exponent bits at 7..14; float16: 5 at 10..14.
+    const uint16_t exponent = t == dtype::bf16 ? 0x7f80u : 0x7c00u;
+    const uint16_t unit = t == dtype::bf16 ? 0x0080u : 0x0400u;
+    uint16_t acc[16] = {};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 16; ++k) acc[k] |= uint16_t((x[j + k] & exponent) + unit);
+    uint16_t all = 0;
+    for (int k = 0; k < 16; ++k) all |= acc[k];
+    for (; j < n; ++j) all |= uint16_t((x[j] & exponent) + unit);
+    return (all & 0x8000u) == 0;
+}
+
+bool no_nan_or_positive_infinity(const float *x, int64_t n) noexcept {
+    constexpr uint32_t k_exponent = 0x7f800000u, k_unit = 0x00800000u, k_minus_infinity = 0xff800000u;
+    uint32_t acc[8] = {};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; ++k) {
+            uint32_t b;
+            std::memcpy(&b, x + j + k, sizeof b);
+            b = b == k_minus_infinity ? 0u : b;  // a select, still vectorized
+            acc[k] |= (b & k_exponent) + k_unit;
+        }
+    uint32_t all = 0;
+    for (int k = 0; k < 8; ++k) all |= acc[k];
+    for (; j < n; ++j) {
+        uint32_t b;
+        std::memcpy(&b, x + j, sizeof b);
+        b = b == k_minus_infinity ? 0u : b;
+        all |= (b & k_exponent) + k_unit;
+    }
+    return (all & 0x80000000u) == 0;
+}
+
+namespace {
+
+float value_at(const tensor_view &t, int64_t offset) {
+    float v;
+    load_floats(&v, t.data + offset * int64_t(t.elem_size), 1, 1, t.type);
+    return v;
+}
+
+bool is_bad(float v, bool allow_negative_infinity) {
+    return std::isnan(v) || (std::isinf(v) && !(allow_negative_infinity && v < 0));
+}
+
+}  // namespace
+
+void require_finite(const tensor_view &t, int n_threads, bool allow_negative_infinity) {
+    if (t.type != dtype::f32 && t.type != dtype::bf16 && t.type != dtype::f16)
+        fail(LLMKIT_ERROR_INTERNAL, t.name, ": require_finite on dtype ", dtype_name(t.type));
+    if (allow_negative_infinity && t.type != dtype::f32)
+        fail(LLMKIT_ERROR_INTERNAL, t.name, ": require_finite allows -inf for float32 only");
+    if (t.numel() == 0) return;
+    const int last = t.ndim - 1;
+    const int64_t n = t.ndim == 0 ? 1 : t.shape[last];
+    const int64_t step = t.ndim == 0 ? 1 : t.strides[last];
+    const int64_t rows = t.numel() / n;
+    // The element offset of the first value of row r (row-major over the leading axes).
+    const auto row_offset = [&](int64_t r) {
+        int64_t off = 0;
+        for (int i = last - 1; i >= 0; --i) {
+            off += (r % t.shape[i]) * t.strides[i];
+            r /= t.shape[i];
+        }
+        return off;
+    };
+    const auto row_ok = [&](int64_t r) {
+        const char *p = t.data + row_offset(r) * int64_t(t.elem_size);
+        if (step == 1 || n == 1) {
+            if (t.type == dtype::f32)
+                return allow_negative_infinity ? no_nan_or_positive_infinity(reinterpret_cast<const float *>(p), n)
+                                               : all_finite(reinterpret_cast<const float *>(p), n);
+            return all_finite(reinterpret_cast<const uint16_t *>(p), n, t.type);
+        }
+        for (int64_t j = 0; j < n; ++j)
+            if (is_bad(value_at(t, row_offset(r) + j * step), allow_negative_infinity)) return false;
+        return true;
+    };
+    // Tasks of at least 64k values: the check runs at memory speed, and a
+    // task per row would cost more in the pool than in the loop.
+    const int64_t rows_per_task = std::max<int64_t>(1, (int64_t(1) << 16) / n);
+    const int64_t tasks = (rows + rows_per_task - 1) / rows_per_task;
+    std::atomic<int64_t> first_bad{rows};
+    parallel_for(tasks, n_threads, [&](int64_t task) {
+        const int64_t end = std::min(rows, (task + 1) * rows_per_task);
+        for (int64_t r = task * rows_per_task; r < end && r < first_bad.load(std::memory_order_relaxed); ++r)
+            if (!row_ok(r)) {
+                int64_t cur = first_bad.load();
+                while (r < cur && !first_bad.compare_exchange_weak(cur, r)) {
+                }
+                return;
+            }
+    });
+    const int64_t r = first_bad.load();
+    if (r == rows) return;
+    int64_t j = 0;
+    while (!is_bad(value_at(t, row_offset(r) + j * step), allow_negative_infinity)) ++j;
+    std::ostringstream index;
+    int64_t rest = r;
+    int64_t idx[tensor_view::max_dims] = {};
+    for (int i = last - 1; i >= 0; --i) {
+        idx[i] = rest % t.shape[i];
+        rest /= t.shape[i];
+    }
+    if (t.ndim > 0) idx[last] = j;
+    for (int i = 0; i < t.ndim; ++i) index << (i ? ", " : "") << idx[i];
+    fail(LLMKIT_ERROR_NON_FINITE, t.name, t.ndim > 0 ? "[" : "", index.str(), t.ndim > 0 ? "]" : "", " = ",
+         value_at(t, row_offset(r) + j * step), allow_negative_infinity ? " is not allowed (only finite values and -inf are)" : " is not finite");
+}
+
+}  // namespace llmkit::core
