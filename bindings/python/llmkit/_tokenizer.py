@@ -6,6 +6,7 @@ Implementation module; import :class:`Tokenizer` from :mod:`llmkit`.
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import (AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List, Literal, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 
@@ -38,10 +39,12 @@ class Tokenizer:
     ordinary text. No BOS or EOS is added.
 
     A tokenizer never changes once loaded: any number of Python threads may
-    use one at once, and encoding and decoding release the GIL.
+    use one at once, and encoding and decoding release the GIL. It pickles
+    (multiprocessing, DataLoader workers) with its file's bytes, so worker
+    processes need no access to the file; see :meth:`__reduce__`.
     """
 
-    __slots__ = ("_native", "_name", "_specials", "_text_tokens")
+    __slots__ = ("_native", "_name", "_specials", "_text_tokens", "_source")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use llmkit.Tokenizer.from_tiktoken(path, encoding) to load a tokenizer")
@@ -69,6 +72,7 @@ class Tokenizer:
         self._name = encoding
         self._specials = None
         self._text_tokens = False
+        self._source = _FileSource("tiktoken", path_str, encoding)
         return self
 
     @classmethod
@@ -101,6 +105,7 @@ class Tokenizer:
         self._name = encoding or os.path.basename(path_str)
         self._specials = None
         self._text_tokens = not encoding
+        self._source = _FileSource("file", path_str, encoding)
         return self
 
     # ------------------------------------------------------------------ info
@@ -418,6 +423,22 @@ class Tokenizer:
     def __repr__(self) -> str:
         return f"<llmkit.Tokenizer {self._name!r} vocab_size={self.vocab_size}>"
 
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        """Pickling (multiprocessing, DataLoader workers, copy): the loaded file's bytes travel with it.
+
+        The file is read again when pickling and must be the one loaded (same
+        size and modification time), so the copy encodes exactly as this one.
+        A GGUF file holds a whole model, so a tokenizer loaded from one pickles
+        its path instead, and the other process must be able to read it. A
+        tokenizer from :func:`train_bpe` does not pickle: save it with
+        :meth:`save_tokenizer_json` or :meth:`save_tiktoken` and load that.
+        """
+        src = self._source
+        if src is None:
+            raise TypeError("a tokenizer from llmkit.train_bpe cannot be pickled: save it with save_tokenizer_json() "
+                            "(or save_tiktoken()) and load the file")
+        return (_restore_tokenizer, (src.kind, src.content(), src.path, src.encoding, self._name))
+
 
 class PairEncoding(NamedTuple):
     """What :meth:`Tokenizer.encode_pair` gives: ids with their types, texts and spans."""
@@ -430,6 +451,52 @@ class PairEncoding(NamedTuple):
     """0 or 1: the text each id came from; ``None`` for a special token the post-processor added."""
     offsets: Any
     """int64 array ``(len(ids), 2)`` of spans in each id's own text, or ``None`` unless asked for."""
+
+
+class _FileSource:
+    """Where a tokenizer came from, for pickling: the file, or the bytes it was restored from."""
+
+    __slots__ = ("kind", "path", "encoding", "data", "stamp")
+
+    def __init__(self, kind: str, path: Optional[str], encoding: Optional[str], data: Optional[bytes] = None) -> None:
+        self.kind, self.path, self.encoding, self.data = kind, path, encoding, data
+        self.stamp = None
+        if data is None and path is not None:
+            st = os.stat(path)
+            self.stamp = (st.st_size, st.st_mtime_ns)
+
+    def content(self) -> Optional[bytes]:
+        """The file's bytes (None for a GGUF file, pickled by path); raises if the file changed since loading."""
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        with open(self.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (st.st_size, st.st_mtime_ns) != self.stamp:
+                raise RuntimeError(f"cannot pickle the tokenizer: {self.path} changed since it was loaded")
+            if f.read(4) == b"GGUF":
+                return None
+            f.seek(0)
+            return f.read()
+
+
+def _restore_tokenizer(kind: str, data: Optional[bytes], path: Optional[str], encoding: Optional[str],
+                       name: str) -> Tokenizer:
+    """Unpickles a :class:`Tokenizer` (see :meth:`Tokenizer.__reduce__`)."""
+    if data is None:  # GGUF: by path
+        assert path is not None
+        tok = Tokenizer.from_file(path, encoding)
+    else:
+        fd, tmp = tempfile.mkstemp(prefix="llmkit-tokenizer-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            tok = Tokenizer.from_tiktoken(tmp, encoding or "") if kind == "tiktoken" else Tokenizer.from_file(tmp, encoding)
+        finally:
+            os.remove(tmp)
+        tok._source = _FileSource(kind, path, encoding, data)
+    tok._name = name
+    return tok
 
 
 def _special_name(s: object, what: str) -> str:
@@ -550,4 +617,5 @@ def train_bpe(
     tok._name = "trained"
     tok._specials = None
     tok._text_tokens = False  # byte-level BPE: tokens are bytes
+    tok._source = None  # not picklable (see Tokenizer.__reduce__)
     return tok
