@@ -472,3 +472,46 @@ def test_tokenizer_stub_and_docstrings():
         runtime = [p.name for p in inspect.signature(fn).parameters.values()
                    if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
         assert stub_params == runtime, f"Tokenizer.{name}: stub {stub_params} != runtime {runtime}"
+
+
+@pytest.mark.parametrize("preset", ["p50k_base", "cl100k_base"])
+def test_tiktoken_compatible_methods(data_dir, preset):
+    """The rest of tiktoken's Encoding API gives tiktoken's answers (drop-in use)."""
+    enc = tiktoken_encoding(data_dir, preset)
+    tok = load(data_dir, preset)
+    text = (data_dir / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8")
+    lines = [line + " <|endoftext|>" for line in text.splitlines()[:200]]
+    assert tok.encode_ordinary_batch(lines, num_threads=2) == enc.encode_ordinary_batch(lines, num_threads=2)
+    batch = enc.encode_ordinary_batch(lines)
+    assert tok.decode_batch(batch) == enc.decode_batch(batch)
+    assert tok.decode_bytes_batch(batch) == enc.decode_bytes_batch(batch)
+    ids = batch[3] + [enc.eot_token]
+    assert tok.decode_tokens_bytes(ids) == enc.decode_tokens_bytes(ids)
+    for t in (b" world", b"<|endoftext|>", "hello", b"\xe4\xb8"):
+        try:
+            want = enc.encode_single_token(t)
+        except KeyError:
+            with pytest.raises(KeyError):
+                tok.encode_single_token(t)
+        else:
+            assert tok.encode_single_token(t) == want
+    assert tok.eot_token == enc.eot_token
+    assert tok.max_token_value == enc.max_token_value
+    assert [tok.is_special_token(i) for i in (0, enc.eot_token, 1000)] == \
+        [enc.is_special_token(i) for i in (0, enc.eot_token, 1000)]
+    assert tok.token_byte_values() == enc.token_byte_values()
+    # An id past the vocabulary, and (cl100k_base) one in a gap of the ranks.
+    bad = [enc.max_token_value + 1] + [i for i in range(100256, 100277) if _names_no_token(tok, i)][:1]
+    for i in bad:
+        with pytest.raises(KeyError):
+            tok.decode_single_token_bytes(i)
+        with pytest.raises(KeyError):
+            enc.decode_single_token_bytes(i)
+
+
+def _names_no_token(tok, i):
+    try:
+        tok.id_to_token(i)
+    except ValueError:
+        return True
+    return False

@@ -225,10 +225,32 @@ class Tokenizer:
         add_special_tokens: bool = False,
     ) -> List[List[int]]:
         """encode() of each text, on num_threads C++ threads (0: default) with the GIL released."""
+    def encode_ordinary_batch(self, texts: Sequence[str], *, num_threads: int = 0) -> List[List[int]]:
+        """encode_batch() with special tokens encoded as ordinary text."""
+    def encode_single_token(self, text_or_bytes: Union[str, bytes]) -> int:
+        """The id of exactly one token's text or bytes; KeyError if none (as tiktoken)."""
     def decode_bytes(self, ids: _TokenIds) -> bytes:
         """The tokens' bytes back to back."""
     def decode(self, ids: _TokenIds, errors: str = "replace", skip_special_tokens: bool = False) -> str:
         """The tokens' text (a tokenizer.json's decoder runs); invalid UTF-8 handled by errors (default U+FFFD)."""
+    def decode_batch(self, batch: Sequence[_TokenIds], *, errors: str = "replace") -> List[str]:
+        """decode() of each list of ids."""
+    def decode_bytes_batch(self, batch: Sequence[_TokenIds]) -> List[bytes]:
+        """decode_bytes() of each list of ids."""
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        """The bytes one token stands for; KeyError for an id that names no token (as tiktoken)."""
+    def decode_tokens_bytes(self, tokens: Sequence[int]) -> List[bytes]:
+        """decode_single_token_bytes() of each id."""
+    @property
+    def eot_token(self) -> int:
+        """The id of <|endoftext|>; KeyError if there is none."""
+    @property
+    def max_token_value(self) -> int:
+        """The largest id, special tokens included (vocab_size - 1)."""
+    def is_special_token(self, token: int) -> bool:
+        """Whether the id is a special token's."""
+    def token_byte_values(self) -> List[bytes]:
+        """The bytes of every regular token, sorted."""
     def encode_with_offsets(
         self,
         text: str,

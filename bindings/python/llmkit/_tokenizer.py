@@ -279,6 +279,21 @@ class Tokenizer:
             fixed = [_repair_surrogates(t) if isinstance(t, str) else t for t in texts]
             return self._native.encode_batch(fixed, allowed, allow_all, as_text, threads, bool(add_special_tokens))
 
+    def encode_ordinary_batch(self, texts: Sequence[str], *, num_threads: int = 0) -> List[List[int]]:
+        """:meth:`encode_batch` with special tokens treated as ordinary text (tiktoken's ``encode_ordinary_batch``)."""
+        return self.encode_batch(texts, num_threads=num_threads, disallowed_special=())
+
+    def encode_single_token(self, text_or_bytes: Union[str, bytes]) -> int:
+        """The id of exactly one token, regular or special, given its text or bytes (tiktoken's name).
+
+        Raises :class:`KeyError` when no token has exactly these bytes, as tiktoken does;
+        :meth:`token_to_id` returns None instead.
+        """
+        i = self.token_to_id(text_or_bytes)
+        if i is None:
+            raise KeyError(text_or_bytes)
+        return i
+
     # -------------------------------------------------------------- decoding
 
     def decode_bytes(self, ids: Any) -> bytes:
@@ -307,6 +322,61 @@ class Tokenizer:
                 ids = _args.token_ids(ids, "ids").tolist()
             ids = [i for i in ids if i not in special]
         return self.decode_bytes(ids).decode("utf-8", errors)
+
+    def decode_batch(self, batch: Sequence[Any], *, errors: str = "replace") -> List[str]:
+        """:meth:`decode` of each list of ids (tiktoken's ``decode_batch``)."""
+        return [self.decode(ids, errors=errors) for ids in batch]
+
+    def decode_bytes_batch(self, batch: Sequence[Any]) -> List[bytes]:
+        """:meth:`decode_bytes` of each list of ids (tiktoken's ``decode_bytes_batch``)."""
+        return [self.decode_bytes(ids) for ids in batch]
+
+    def decode_single_token_bytes(self, token: int) -> bytes:
+        """The bytes one token stands for (a special token's UTF-8 text), as tiktoken gives them.
+
+        For a byte-level BPE loaded from a tokenizer.json these are the decoded
+        bytes (``b" the"``), where :meth:`id_to_token` gives the vocabulary
+        string (``"Ġthe"``). Raises :class:`KeyError` for an id that names no token.
+        """
+        try:
+            return self._native.decode_bytes([_args.int32(token, "token")])
+        except ValueError as e:
+            raise KeyError(token) from e
+
+    def decode_tokens_bytes(self, tokens: Sequence[int]) -> List[bytes]:
+        """:meth:`decode_single_token_bytes` of each id (tiktoken's ``decode_tokens_bytes``)."""
+        return [self.decode_single_token_bytes(t) for t in tokens]
+
+    @property
+    def eot_token(self) -> int:
+        """The id of ``<|endoftext|>`` (tiktoken's name); :class:`KeyError` if the tokenizer has none."""
+        return self.special_tokens["<|endoftext|>"]
+
+    @property
+    def max_token_value(self) -> int:
+        """The largest id, special tokens included (tiktoken's name): :attr:`vocab_size` - 1."""
+        return self._native.vocab_size - 1
+
+    def is_special_token(self, token: int) -> bool:
+        """Whether the id is one of :attr:`special_tokens`' (tiktoken's name)."""
+        if self._specials is None:
+            self._specials = self._native.special_tokens()
+        return _args.as_int(token, "token") in self._specials.values()
+
+    def token_byte_values(self) -> List[bytes]:
+        """The bytes of every regular (not special) token, sorted (tiktoken's ``token_byte_values``)."""
+        if self._specials is None:
+            self._specials = self._native.special_tokens()
+        special = set(self._specials.values())
+        out = []
+        for i in range(self._native.vocab_size):
+            if i in special:
+                continue
+            try:
+                out.append(self._native.decode_bytes([i]))
+            except ValueError:  # a gap in the ranks (p50k_base, cl100k_base, o200k_base)
+                pass
+        return sorted(out)
 
     def encode_with_offsets(
         self,
