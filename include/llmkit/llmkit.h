@@ -1674,8 +1674,8 @@ typedef struct llmkit_rope_options {
  *         #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_UNSUPPORTED (a D stride other
  *         than 1); #LLMKIT_ERROR_INVALID_ARGUMENT (bad layout, scaling or
  *         parameters); #LLMKIT_ERROR_NO_DEVICE. Thread-safe for distinct x.
- *         x is not scanned: a NaN or infinity in a pair makes that pair non-finite
- *         (as in torch), and llmkit_attention() then refuses it.
+ *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in x, named by its
+ *         index; x is left unchanged).
  */
 LLMKIT_API llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor *positions,
                                      const llmkit_rope_options *options);

@@ -7,6 +7,7 @@
 
 #include "attention/attention.hpp"
 #include "core/backend.hpp"
+#include "core/finite.hpp"
 #include "core/threads.hpp"
 
 namespace llmkit::attention {
@@ -102,6 +103,8 @@ std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_f
 namespace {
 
 void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_params &p, int n) {
+    // Rotated in place, so a NaN or infinity is refused before any row changes.
+    core::require_finite(x, p.n_threads);
     const int64_t B = x.shape[0], S = x.shape[1], H = x.shape[2];
     double factor = 1.0;
     const std::vector<double> inv = rope_inv_freq(p, n, &factor);
@@ -176,7 +179,7 @@ void rope(const tensor_view &x, const tensor_view &positions, const rope_params 
     if (!shape_ok)
         fail(LLMKIT_ERROR_SHAPE, positions.name, ": shape ", positions.shape_string(), " must be [B, S] = [", B, ", ", S,
              "] or [S] = [", S, "]");
-    if (D > 1 && x.strides[3] != 1)
+    if (D > 1 && x.strides[3] != 1 && x.numel() > 0)  // empty: nothing read (numpy's strides are 0)
         fail(LLMKIT_ERROR_UNSUPPORTED, x.name, ": the head_dim axis (3) must have stride 1, got stride ", x.strides[3]);
     if (p.layout != rope_layout::neox && p.layout != rope_layout::interleaved)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.layout = ", int(p.layout), " is not a llmkit_rope_layout");

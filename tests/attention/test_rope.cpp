@@ -246,4 +246,22 @@ TEST_CASE("rope: bad arguments give clear errors", "[rope][errors]") {
     const int64_t s11[1] = {1};
     llmkit_tensor pe = positions_tensor(p1, s11, 1);
     expect(llmkit_rope(&xe, &pe, nullptr), LLMKIT_ERROR_SHAPE, "rotary dims = 2147483648");
+    // A NaN or infinity: refused before any row is rotated (x unchanged), in every dtype.
+    for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
+        tensor4 xn = make(t, 1, 4, 2, 16, layout::padded, &rng);
+        xn.set(0, 2, 1, 11, t == dtype::f16 ? -INFINITY : NAN);
+        const std::vector<unsigned char> before = xn.bytes;
+        expect(llmkit_rope(xn.c(), &pt, nullptr), LLMKIT_ERROR_NON_FINITE,
+               t == dtype::f16 ? "x[0, 2, 1, 11] = -inf is not finite" : "x[0, 2, 1, 11] = nan is not finite");
+        CHECK(xn.bytes == before);
+    }
+    // An empty x as numpy describes it (every stride 0) is fine.
+    tensor4 x0 = make(dtype::f32, 1, 0, 2, 16, layout::compact, nullptr);
+    llmkit_tensor x0z = *x0.c();
+    const int64_t zero[4] = {0, 0, 0, 0};
+    x0z.strides = zero;
+    std::vector<int64_t> none;
+    const int64_t s0[1] = {0};
+    llmkit_tensor p0 = positions_tensor(none, s0, 1);
+    CHECK(llmkit_rope(&x0z, &p0, nullptr) == LLMKIT_OK);
 }

@@ -252,7 +252,8 @@ def rope(
       by default a rotated copy of the same kind and dtype is returned.
 
     Runs on ``num_threads`` worker threads (0: the default) with the GIL
-    released. Raises :class:`ValueError` for bad shapes, dtypes or parameters.
+    released. Raises :class:`ValueError` for bad shapes, dtypes or parameters, and
+    for a NaN or infinity in x (named by its index; x is left unchanged).
     """
     key = layout.lower() if isinstance(layout, str) else layout
     if key not in _LAYOUTS:
