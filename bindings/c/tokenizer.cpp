@@ -74,6 +74,23 @@ llmkit_status llmkit_tokenizer_from_file(llmkit_tokenizer **out, const char *pat
     });
 }
 
+llmkit_status llmkit_tokenizer_from_memory(llmkit_tokenizer **out, const void *data, size_t size,
+                                          const llmkit_tokenizer_load_options *options) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = nullptr;
+        if (size > 0) capi::require_non_null(data, "data");
+        static const llmkit_tokenizer_load_options defaults = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
+        const auto o = capi::read_options(options, defaults, "options");
+        tok::file_load_options lo;
+        if (o.tiktoken_encoding) lo.tiktoken_encoding = o.tiktoken_encoding;
+        lo.gguf_allow_duplicate_keys = o.gguf_allow_duplicate_keys != 0;
+        auto t = std::make_unique<llmkit_tokenizer>();
+        t->impl = tok::load_tokenizer_memory(std::string_view(static_cast<const char *>(data), size), "(memory)", lo);
+        *out = t.release();
+    });
+}
+
 void llmkit_tokenizer_free(llmkit_tokenizer *tokenizer) { delete tokenizer; }
 
 llmkit_status llmkit_tokenizer_vocab_size(const llmkit_tokenizer *tokenizer, int32_t *out) {

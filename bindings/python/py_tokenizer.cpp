@@ -441,6 +441,14 @@ void bind_tokenizer(py::module_ &m) {
             return std::make_unique<py_tokenizer>(py_tokenizer{llmkit::tokenizer::from_file(path, encoding)});
         },
         py::arg("path"), py::arg("encoding") = std::string());
+    cls.def_static(
+        "from_memory",
+        [](const py::bytes &data, const std::string &encoding) {
+            const std::string_view bytes = data;  // the bytes object outlives the call
+            py::gil_scoped_release nogil;
+            return std::make_unique<py_tokenizer>(py_tokenizer{llmkit::tokenizer::from_memory(bytes, encoding)});
+        },
+        py::arg("data"), py::arg("encoding") = std::string());
     cls.def("encode", &tokenizer_encode, py::arg("text"), py::arg("allowed_special") = std::vector<std::string>{},
             py::arg("allow_all_special") = false, py::arg("special_as_text") = false,
             py::arg("add_special_tokens") = false);

@@ -2093,6 +2093,24 @@ LLMKIT_API llmkit_status llmkit_tokenizer_from_file(llmkit_tokenizer **out, cons
                                                     const llmkit_tokenizer_load_options *options);
 
 /**
+ * @brief Loads a tokenizer from the bytes of a tokenizer file held in memory.
+ *
+ * The same formats, detection and options as llmkit_tokenizer_from_file(),
+ * for a vocabulary embedded in a program, fetched over a network or unpickled.
+ * Nothing of `data` is kept: it may be freed as soon as the call returns. A
+ * GGUF buffer is parsed in place (a whole model file is better opened with
+ * llmkit_tokenizer_from_file(), which maps it).
+ * @param[out] out Receives the tokenizer; free it with llmkit_tokenizer_free().
+ * @param data The file's bytes (may be NULL when size is 0).
+ * @param size Bytes of data.
+ * @param options NULL for defaults.
+ * @return As llmkit_tokenizer_from_file(), without #LLMKIT_ERROR_IO; messages
+ *         call the buffer `(memory)`. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_from_memory(llmkit_tokenizer **out, const void *data, size_t size,
+                                                      const llmkit_tokenizer_load_options *options);
+
+/**
  * @brief Frees a tokenizer. No other call may be using it.
  * @param tokenizer The tokenizer; NULL is ignored.
  */

@@ -300,6 +300,20 @@ public:
     }
 
     /**
+     * @brief Loads a tokenizer from a tokenizer file's bytes in memory (see
+     *        llmkit_tokenizer_from_memory()); `bytes` may be freed afterwards.
+     * @param bytes The file's content. @param tiktoken_encoding As for from_file().
+     * @return The tokenizer.
+     */
+    static tokenizer from_memory(std::string_view bytes, const std::string &tiktoken_encoding = {}) {
+        llmkit_tokenizer_load_options o = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
+        o.tiktoken_encoding = tiktoken_encoding.empty() ? nullptr : tiktoken_encoding.c_str();
+        llmkit_tokenizer *t = nullptr;
+        check(llmkit_tokenizer_from_memory(&t, bytes.data(), bytes.size(), &o));
+        return tokenizer(t);
+    }
+
+    /**
      * @brief Encodes text; special tokens in it are an error unless allowed.
      * @param text UTF-8 text. @param allowed_special Special tokens encoded as their id.
      * @param allow_all_special Every special token is encoded as its id.

@@ -660,6 +660,41 @@ bool looks_like_tiktoken(std::string_view head) {
 
 }  // namespace
 
+namespace {
+
+enum class file_format { gguf, tokenizer_json, sentencepiece, tiktoken };
+
+// The format of a tokenizer file from its first bytes (up to 256 of them);
+// for a tokenizer.json, *json_start receives where its object begins (after
+// a byte order mark and white space). Fails naming `source` when the format
+// is unknown or the tiktoken encoding option does not fit the format.
+file_format detect_format(std::string_view head, const std::string &source, const file_load_options &options,
+                          size_t *json_start) {
+    if (head.substr(0, 4) == "GGUF") return file_format::gguf;
+    size_t p = head.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // UTF-8 byte order mark
+    while (p < head.size() && (head[p] == ' ' || head[p] == '\t' || head[p] == '\n' || head[p] == '\r')) ++p;
+    if (p < head.size() && head[p] == '{') {
+        if (!options.tiktoken_encoding.empty())
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, source,
+                       " is a tokenizer.json, but a tiktoken encoding was given (leave it empty for this format)");
+        *json_start = p;
+        return file_format::tokenizer_json;
+    }
+    if (!head.empty() && head[0] == '\x0A') return file_format::sentencepiece;
+    if (looks_like_tiktoken(head.substr(0, head.find('\n')))) {
+        if (options.tiktoken_encoding.empty())
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, source,
+                       " is a tiktoken rank file, which holds no pre-tokenizer pattern or special tokens: give the "
+                       "encoding preset (",
+                       tiktoken_encoding_names(), ")");
+        return file_format::tiktoken;
+    }
+    core::fail(LLMKIT_ERROR_FORMAT, source,
+               ": not a tokenizer file llmkit knows (tokenizer.json, tiktoken rank file, SentencePiece .model, GGUF)");
+}
+
+}  // namespace
+
 std::unique_ptr<tokenizer> load_tokenizer_file(const std::string &path, const file_load_options &options) {
     struct closer {
         void operator()(std::FILE *f) const { std::fclose(f); }
@@ -669,39 +704,43 @@ std::unique_ptr<tokenizer> load_tokenizer_file(const std::string &path, const fi
     char head_buf[256];
     const size_t got = std::fread(head_buf, 1, sizeof head_buf, f.get());
     if (std::ferror(f.get())) core::fail(LLMKIT_ERROR_IO, "cannot read ", path, ": ", std::strerror(errno));
-    const std::string_view head(head_buf, got);
-
-    if (head.substr(0, 4) == "GGUF") {
+    size_t json_start = 0;
+    switch (detect_format(std::string_view(head_buf, got), path, options, &json_start)) {
+    case file_format::gguf: {
+        // Mapped, not read: the vocabulary usually sits in front of a whole model.
         f.reset();
         gguf_vocab_options go;
         go.allow_duplicate_keys = options.gguf_allow_duplicate_keys;
         return load_gguf_vocab(path, go);
     }
-    size_t p = head.substr(0, 3) == "\xEF\xBB\xBF" ? 3 : 0;  // UTF-8 byte order mark
-    while (p < head.size() && (head[p] == ' ' || head[p] == '\t' || head[p] == '\n' || head[p] == '\r')) ++p;
-    if (p < head.size() && head[p] == '{') {
-        if (!options.tiktoken_encoding.empty())
-            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, path,
-                       " is a tokenizer.json, but a tiktoken encoding was given (leave it empty for this format)");
+    case file_format::tokenizer_json: {
         std::fseek(f.get(), 0, SEEK_SET);
         const std::string text = read_all(f.get(), path);
-        return hf_tokenizer::from_json(std::string_view(text).substr(p), path);
+        return hf_tokenizer::from_json(std::string_view(text).substr(json_start), path);
     }
-    if (!head.empty() && head[0] == '\x0A') {
-        f.reset();
-        return load_sentencepiece(path);
+    case file_format::sentencepiece: f.reset(); return load_sentencepiece(path);
+    case file_format::tiktoken: f.reset(); return load_tiktoken(path, options.tiktoken_encoding);
     }
-    if (looks_like_tiktoken(head.substr(0, head.find('\n')))) {
-        if (options.tiktoken_encoding.empty())
-            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, path,
-                       " is a tiktoken rank file, which holds no pre-tokenizer pattern or special tokens: give the "
-                       "encoding preset (",
-                       tiktoken_encoding_names(), ")");
-        f.reset();
-        return load_tiktoken(path, options.tiktoken_encoding);
+    core::fail(LLMKIT_ERROR_INTERNAL, path, ": unhandled tokenizer format");
+}
+
+std::unique_ptr<tokenizer> load_tokenizer_memory(std::string_view data, const std::string &source,
+                                                 const file_load_options &options) {
+    size_t json_start = 0;
+    switch (detect_format(data.substr(0, 256), source, options, &json_start)) {
+    case file_format::gguf: {
+        gguf::open_options o;
+        o.allow_duplicate_keys = options.gguf_allow_duplicate_keys;
+        // Not copied: the tokenizer keeps nothing of the file once built.
+        const gguf::file f = gguf::file::parse(data.data(), data.size(), source, o, false);
+        return tokenizer_from_gguf(f);
     }
-    core::fail(LLMKIT_ERROR_FORMAT, path,
-               ": not a tokenizer file llmkit knows (tokenizer.json, tiktoken rank file, SentencePiece .model, GGUF)");
+    case file_format::tokenizer_json: return hf_tokenizer::from_json(data.substr(json_start), source);
+    case file_format::sentencepiece:
+        return std::make_unique<sentencepiece>(parse_sentencepiece_model(data, source), source);
+    case file_format::tiktoken: return tiktoken_from_ranks(data, source, options.tiktoken_encoding);
+    }
+    core::fail(LLMKIT_ERROR_INTERNAL, source, ": unhandled tokenizer format");
 }
 
 }  // namespace llmkit::tok

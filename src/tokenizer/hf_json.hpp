@@ -137,5 +137,9 @@ struct file_load_options {
 //  - a protobuf starting with field 1 (0x0A): a SentencePiece ModelProto;
 //  - "base64 rank" lines: a tiktoken rank file (needs options.tiktoken_encoding).
 std::unique_ptr<tokenizer> load_tokenizer_file(const std::string &path, const file_load_options &options);
+// The same for the bytes of such a file in memory; `source` names them in
+// errors. Nothing of `data` is kept: the caller may free it afterwards.
+std::unique_ptr<tokenizer> load_tokenizer_memory(std::string_view data, const std::string &source,
+                                                 const file_load_options &options);
 
 }  // namespace llmkit::tok

@@ -156,15 +156,20 @@ std::vector<std::pair<std::string, uint32_t>> parse_tiktoken_ranks(std::string_v
 }
 
 std::unique_ptr<byte_level_bpe> load_tiktoken(const std::string &path, const std::string &encoding_name) {
+    const std::string data = read_file(path);
+    return tiktoken_from_ranks(data, path, encoding_name);
+}
+
+std::unique_ptr<byte_level_bpe> tiktoken_from_ranks(std::string_view data, const std::string &source,
+                                                    const std::string &encoding_name) {
     const preset *p = nullptr;
     for (const preset &q : k_presets)
         if (encoding_name == q.name || (q.alias && encoding_name == q.alias)) p = &q;
     if (!p)
         core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "unknown tiktoken encoding \"", encoding_name, "\"; known: ",
                    tiktoken_encoding_names());
-    const std::string data = read_file(path);
-    return std::make_unique<byte_level_bpe>(parse_tiktoken_ranks(data, path), exact_white_space(p->pattern),
-                                            p->specials(), path);
+    return std::make_unique<byte_level_bpe>(parse_tiktoken_ranks(data, source), exact_white_space(p->pattern),
+                                            p->specials(), source);
 }
 
 }  // namespace llmkit::tok

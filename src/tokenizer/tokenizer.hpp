@@ -141,6 +141,9 @@ private:
 // and a preset name: r50k_base (gpt2), p50k_base, cl100k_base, o200k_base,
 // llama3, qwen2.
 std::unique_ptr<byte_level_bpe> load_tiktoken(const std::string &path, const std::string &encoding_name);
+// The same from the text of a rank file; `source` names it in errors.
+std::unique_ptr<byte_level_bpe> tiktoken_from_ranks(std::string_view data, const std::string &source,
+                                                    const std::string &encoding_name);
 
 // Parses the text of a rank file; `source` names it in errors ("path:line: ...").
 std::vector<std::pair<std::string, uint32_t>> parse_tiktoken_ranks(std::string_view data, const std::string &source);

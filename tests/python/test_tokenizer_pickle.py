@@ -75,3 +75,26 @@ def test_pickling_refuses_a_changed_file_and_a_trained_tokenizer(data_dir, tmp_p
     trained = llmkit.train_bpe(["low lower lowest " * 20], 260)
     with pytest.raises(TypeError, match="save_tokenizer_json"):
         pickle.dumps(trained)
+
+
+@pytest.mark.parametrize("which", range(5))
+def test_from_bytes_equals_from_file(data_dir, which):
+    label, path, encoding = _sources(data_dir)[which]
+    tok = _load(path, encoding)
+    data = bytearray(path.read_bytes())
+    mem = llmkit.Tokenizer.from_bytes(data, encoding)
+    data[:] = b"\0" * len(data)  # nothing of the buffer is kept
+    ids = tok.encode(TEXT)
+    assert mem.encode(TEXT) == ids
+    assert mem.decode(ids) == tok.decode(ids)
+    assert (mem.vocab_size, mem.id_to_token(5)) == (tok.vocab_size, tok.id_to_token(5))
+    assert pickle.loads(pickle.dumps(mem)).encode(TEXT) == ids
+
+
+def test_from_bytes_errors(data_dir):
+    with pytest.raises(llmkit.LlmkitError, match=r"\(memory\): not a tokenizer file"):
+        llmkit.Tokenizer.from_bytes(b"not a tokenizer")
+    with pytest.raises(ValueError, match="give the encoding preset"):
+        llmkit.Tokenizer.from_bytes((data_dir / "tiktoken" / "r50k_base.tiktoken").read_bytes())
+    with pytest.raises(TypeError):
+        llmkit.Tokenizer.from_bytes("a str")

@@ -483,4 +483,56 @@ TEST_CASE("mistral tokenizer.json: BOS from the template, byte fallback, concurr
     CHECK(ok == std::vector<int>{1, 1, 1, 1});
 }
 
+TEST_CASE("llmkit_tokenizer_from_memory: every format gives from_file's ids; the buffer is not kept; bad bytes",
+          "[hf][memory]") {
+    const std::string text = read_file(k_data + "/corpus/mixed-slice.txt").substr(0, 3000);
+    struct source {
+        const char *file, *encoding;
+    };
+    const source sources[] = {
+        {"/tiktoken/cl100k_base.tiktoken", "cl100k_base"},
+        {"/hf-tokenizers/gpt2/tokenizer.json", nullptr},
+        {"/hf-tokenizers/bert-base-uncased/tokenizer.json", nullptr},
+        {"/sentencepiece/llama2/tokenizer.model", nullptr},
+        {"/llama.cpp-vocab/ggml-vocab-phi-3.gguf", nullptr},
+    };
+    for (const source &src : sources) {
+        INFO(src.file);
+        const std::string path = k_data + src.file;
+        const auto from_file = llmkit::tokenizer::from_file(path, src.encoding ? src.encoding : "");
+        std::string bytes = read_file(path);
+        const auto from_memory = llmkit::tokenizer::from_memory(bytes, src.encoding ? src.encoding : "");
+        std::fill(bytes.begin(), bytes.end(), '\xAA');  // nothing of the buffer may be in use any more
+        bytes = std::string();
+        const auto ids = from_file.encode(text, {}, false, true, true);
+        CHECK(ids.size() > 100);
+        CHECK(from_memory.encode(text, {}, false, true, true) == ids);
+        CHECK(from_memory.vocab_size() == from_file.vocab_size());
+        CHECK(from_memory.decode(ids) == from_file.decode(ids));
+    }
+    auto expect = [](llmkit_status got, llmkit_status want, const char *needle) {
+        INFO("message: " << llmkit_last_error_message());
+        CHECK(got == want);
+        CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
+    };
+    llmkit_tokenizer *t = nullptr;
+    expect(llmkit_tokenizer_from_memory(&t, nullptr, 10, nullptr), LLMKIT_ERROR_NULL_POINTER, "data");
+    expect(llmkit_tokenizer_from_memory(nullptr, "{}", 2, nullptr), LLMKIT_ERROR_NULL_POINTER, "out");
+    expect(llmkit_tokenizer_from_memory(&t, nullptr, 0, nullptr), LLMKIT_ERROR_FORMAT, "(memory): not a tokenizer file");
+    expect(llmkit_tokenizer_from_memory(&t, "hello", 5, nullptr), LLMKIT_ERROR_FORMAT, "(memory): not a tokenizer file");
+    const std::string ranks = read_file(k_data + "/tiktoken/r50k_base.tiktoken");
+    expect(llmkit_tokenizer_from_memory(&t, ranks.data(), ranks.size(), nullptr), LLMKIT_ERROR_INVALID_ARGUMENT,
+           "give the encoding preset");
+    // Cut short: a truncated rank file, tokenizer.json and GGUF file are format errors, never a crash.
+    llmkit_tokenizer_load_options lo = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
+    lo.tiktoken_encoding = "r50k_base";
+    const size_t cut = ranks.find('\n', ranks.size() / 2) + 4;  // three digits of base64, no rank
+    expect(llmkit_tokenizer_from_memory(&t, ranks.data(), cut, &lo), LLMKIT_ERROR_FORMAT, "(memory)");
+    const std::string json = read_file(k_data + "/hf-tokenizers/gpt2/tokenizer.json");
+    expect(llmkit_tokenizer_from_memory(&t, json.data(), json.size() / 2, nullptr), LLMKIT_ERROR_FORMAT, "(memory)");
+    const std::string gguf = read_file(k_data + "/llama.cpp-vocab/ggml-vocab-phi-3.gguf");
+    expect(llmkit_tokenizer_from_memory(&t, gguf.data(), gguf.size() / 3, nullptr), LLMKIT_ERROR_FORMAT, "(memory)");
+    CHECK(t == nullptr);
+}
+
 #endif  // LLMKIT_TEST_DATA_DIR

@@ -185,6 +185,9 @@ class Tokenizer:
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike[str]], encoding: Optional[str] = None) -> Tokenizer:
         """Loads a tokenizer file, format detected from content (HF tokenizer.json; a tiktoken rank file with encoding)."""
+    @classmethod
+    def from_bytes(cls, data: Union[bytes, bytearray, memoryview], encoding: Optional[str] = None) -> Tokenizer:
+        """Loads a tokenizer from a tokenizer file's bytes (formats as from_file); nothing of data is kept."""
     @property
     def name(self) -> str:
         """The preset name it was loaded with."""

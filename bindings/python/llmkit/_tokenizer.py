@@ -6,7 +6,6 @@ Implementation module; import :class:`Tokenizer` from :mod:`llmkit`.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import (AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List, Literal, NamedTuple, Optional,
                     Sequence, Tuple, Union)
 
@@ -106,6 +105,32 @@ class Tokenizer:
         self._specials = None
         self._text_tokens = not encoding
         self._source = _FileSource("file", path_str, encoding)
+        return self
+
+    @classmethod
+    def from_bytes(cls, data: Union[bytes, bytearray, memoryview], encoding: Optional[str] = None) -> "Tokenizer":
+        """Loads a tokenizer from the bytes of a tokenizer file, as :meth:`from_file` loads the file.
+
+        For a vocabulary embedded in a program or fetched over the network; the
+        format is detected from the content (a tiktoken rank file needs its
+        preset in ``encoding``). Nothing of ``data`` is kept.
+
+        Raises:
+            LlmkitError: Malformed bytes (``LLMKIT_ERROR_FORMAT``; messages call them ``(memory)``)
+                or a component llmkit lacks (``LLMKIT_ERROR_UNSUPPORTED``).
+            ValueError: A rank file without ``encoding``, or ``encoding`` given for another format.
+        """
+        if encoding is not None and not isinstance(encoding, str):
+            raise TypeError(f"encoding must be str or None, got {type(encoding).__name__}")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, got {type(data).__name__}")
+        blob = bytes(data)
+        self = object.__new__(cls)
+        self._native = _llmkit.Tokenizer.from_memory(blob, encoding or "")
+        self._name = encoding or "(memory)"
+        self._specials = None
+        self._text_tokens = not encoding
+        self._source = _FileSource("tiktoken" if encoding else "file", None, encoding, blob)
         return self
 
     # ------------------------------------------------------------------ info
@@ -557,13 +582,7 @@ def _restore_tokenizer(kind: str, data: Optional[bytes], path: Optional[str], en
         assert path is not None
         tok = Tokenizer.from_file(path, encoding)
     else:
-        fd, tmp = tempfile.mkstemp(prefix="llmkit-tokenizer-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            tok = Tokenizer.from_tiktoken(tmp, encoding or "") if kind == "tiktoken" else Tokenizer.from_file(tmp, encoding)
-        finally:
-            os.remove(tmp)
+        tok = Tokenizer.from_bytes(data, encoding)
         tok._source = _FileSource(kind, path, encoding, data)
     tok._name = name
     return tok
