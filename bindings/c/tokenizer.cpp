@@ -57,17 +57,27 @@ llmkit_status llmkit_tokenizer_from_tiktoken(llmkit_tokenizer **out, const char 
     });
 }
 
+namespace {
+
+// The C load options (NULL: defaults; checked struct_size) as the core's.
+tok::file_load_options load_options(const llmkit_tokenizer_load_options *options) {
+    static const llmkit_tokenizer_load_options defaults = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
+    const auto o = capi::read_options(options, defaults, "options");
+    tok::file_load_options lo;
+    if (o.tiktoken_encoding) lo.tiktoken_encoding = o.tiktoken_encoding;
+    lo.gguf_allow_duplicate_keys = o.gguf_allow_duplicate_keys != 0;
+    return lo;
+}
+
+}  // namespace
+
 llmkit_status llmkit_tokenizer_from_file(llmkit_tokenizer **out, const char *path,
                                         const llmkit_tokenizer_load_options *options) {
     return capi::guard([&] {
         capi::require_non_null(out, "out");
         *out = nullptr;
         capi::require_non_null(path, "path");
-        static const llmkit_tokenizer_load_options defaults = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
-        const auto o = capi::read_options(options, defaults, "options");
-        tok::file_load_options lo;
-        if (o.tiktoken_encoding) lo.tiktoken_encoding = o.tiktoken_encoding;
-        lo.gguf_allow_duplicate_keys = o.gguf_allow_duplicate_keys != 0;
+        const tok::file_load_options lo = load_options(options);
         auto t = std::make_unique<llmkit_tokenizer>();
         t->impl = tok::load_tokenizer_file(path, lo);
         *out = t.release();
@@ -80,11 +90,7 @@ llmkit_status llmkit_tokenizer_from_memory(llmkit_tokenizer **out, const void *d
         capi::require_non_null(out, "out");
         *out = nullptr;
         if (size > 0) capi::require_non_null(data, "data");
-        static const llmkit_tokenizer_load_options defaults = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
-        const auto o = capi::read_options(options, defaults, "options");
-        tok::file_load_options lo;
-        if (o.tiktoken_encoding) lo.tiktoken_encoding = o.tiktoken_encoding;
-        lo.gguf_allow_duplicate_keys = o.gguf_allow_duplicate_keys != 0;
+        const tok::file_load_options lo = load_options(options);
         auto t = std::make_unique<llmkit_tokenizer>();
         t->impl = tok::load_tokenizer_memory(std::string_view(static_cast<const char *>(data), size), "(memory)", lo);
         *out = t.release();

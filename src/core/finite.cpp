@@ -11,10 +11,15 @@
 
 namespace llmkit::core {
 
-// Each loop ORs (bits & exponent) + one exponent unit into eight accumulators:
-// the sum carries into the top bit exactly when the exponent is all ones
-// (infinity or NaN). No branch per value, so compilers vectorize it.
-bool all_finite(const float *x, int64_t n) noexcept {
+namespace {
+
+// Whether no value's exponent is all ones (infinity or NaN) once `map` has
+// cleared the values that are allowed. The loop ORs (bits & exponent) + one
+// exponent unit into eight accumulators: the sum carries into the top bit
+// exactly when the exponent is all ones. No branch per value, so compilers
+// vectorize it (`map` is a select).
+template <typename Map>
+bool no_all_ones_exponent(const float *x, int64_t n, Map map) noexcept {
     constexpr uint32_t k_exponent = 0x7f800000u, k_unit = 0x00800000u;
     uint32_t acc[8] = {};
     int64_t j = 0;
@@ -22,16 +27,22 @@ bool all_finite(const float *x, int64_t n) noexcept {
         for (int k = 0; k < 8; ++k) {
             uint32_t b;
             std::memcpy(&b, x + j + k, sizeof b);
-            acc[k] |= (b & k_exponent) + k_unit;
+            acc[k] |= (map(b) & k_exponent) + k_unit;
         }
     uint32_t all = 0;
     for (int k = 0; k < 8; ++k) all |= acc[k];
     for (; j < n; ++j) {
         uint32_t b;
         std::memcpy(&b, x + j, sizeof b);
-        all |= (b & k_exponent) + k_unit;
+        all |= (map(b) & k_exponent) + k_unit;
     }
     return (all & 0x80000000u) == 0;
+}
+
+}  // namespace
+
+bool all_finite(const float *x, int64_t n) noexcept {
+    return no_all_ones_exponent(x, n, [](uint32_t b) { return b; });
 }
 
 bool all_finite(const uint16_t *x, int64_t n, dtype t) noexcept {
@@ -49,25 +60,8 @@ bool all_finite(const uint16_t *x, int64_t n, dtype t) noexcept {
 }
 
 bool no_nan_or_positive_infinity(const float *x, int64_t n) noexcept {
-    constexpr uint32_t k_exponent = 0x7f800000u, k_unit = 0x00800000u, k_minus_infinity = 0xff800000u;
-    uint32_t acc[8] = {};
-    int64_t j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int k = 0; k < 8; ++k) {
-            uint32_t b;
-            std::memcpy(&b, x + j + k, sizeof b);
-            b = b == k_minus_infinity ? 0u : b;  // a select, still vectorized
-            acc[k] |= (b & k_exponent) + k_unit;
-        }
-    uint32_t all = 0;
-    for (int k = 0; k < 8; ++k) all |= acc[k];
-    for (; j < n; ++j) {
-        uint32_t b;
-        std::memcpy(&b, x + j, sizeof b);
-        b = b == k_minus_infinity ? 0u : b;
-        all |= (b & k_exponent) + k_unit;
-    }
-    return (all & 0x80000000u) == 0;
+    constexpr uint32_t k_minus_infinity = 0xff800000u;
+    return no_all_ones_exponent(x, n, [](uint32_t b) { return b == k_minus_infinity ? 0u : b; });
 }
 
 namespace {
