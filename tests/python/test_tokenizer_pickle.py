@@ -98,3 +98,11 @@ def test_from_bytes_errors(data_dir):
         llmkit.Tokenizer.from_bytes((data_dir / "tiktoken" / "r50k_base.tiktoken").read_bytes())
     with pytest.raises(TypeError):
         llmkit.Tokenizer.from_bytes("a str")
+
+
+def test_a_gguf_tokenizer_loaded_by_a_relative_path_unpickles_elsewhere(data_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(data_dir / "llama.cpp-vocab")
+    tok = llmkit.Tokenizer.from_file("ggml-vocab-phi-3.gguf")
+    blob = pickle.dumps(tok)
+    monkeypatch.chdir(tmp_path)
+    assert pickle.loads(blob).encode(TEXT) == tok.encode(TEXT)

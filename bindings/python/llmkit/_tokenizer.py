@@ -554,10 +554,12 @@ class _FileSource:
     __slots__ = ("kind", "path", "encoding", "data", "stamp")
 
     def __init__(self, kind: str, path: Optional[str], encoding: Optional[str], data: Optional[bytes] = None) -> None:
-        self.kind, self.path, self.encoding, self.data = kind, path, encoding, data
+        # Absolute: a GGUF tokenizer is unpickled by path, maybe in another working directory.
+        self.kind, self.encoding, self.data = kind, encoding, data
+        self.path = os.path.abspath(path) if path is not None else None
         self.stamp = None
-        if data is None and path is not None:
-            st = os.stat(path)
+        if data is None and self.path is not None:
+            st = os.stat(self.path)
             self.stamp = (st.st_size, st.st_mtime_ns)
 
     def content(self) -> Optional[bytes]:
