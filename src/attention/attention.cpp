@@ -53,8 +53,7 @@ void prefetch_rows(const char *p, int n, int64_t stride, int64_t row_bytes) {
 }
 
 void check_unit_d_stride(const tensor_view &t) {
-    // An empty tensor reads nothing (and numpy gives it zero strides).
-    if (t.shape[3] > 1 && t.strides[3] != 1 && t.numel() > 0)
+    if (t.shape[3] > 1 && t.strides[3] != 1)
         fail(LLMKIT_ERROR_UNSUPPORTED, t.name, ": the head_dim axis (3) must have stride 1, got stride ", t.strides[3]);
 }
 

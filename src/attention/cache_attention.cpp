@@ -68,7 +68,7 @@ void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, 
             fail(LLMKIT_ERROR_SHAPE, t->name, ": expected 4 dimensions [batch, queries, heads, head_dim], got ", t->ndim,
                  " (shape ", t->shape_string(), ")");
         if (!t->on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the KV caches take host tensors only");
-        if (t->shape[3] > 1 && t->strides[3] != 1 && t->numel() > 0)  // empty: nothing read (numpy's strides are 0)
+        if (t->shape[3] > 1 && t->strides[3] != 1)
             fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis (3) must have stride 1, got stride ", t->strides[3]);
     }
     if (q.type != dtype::f32 && q.type != dtype::bf16 && q.type != dtype::f16)

@@ -131,7 +131,7 @@ int64_t block_storage::check_rows(const tensor_view &k, const tensor_view &v) co
         if (t->ndim != 3 || t->shape[1] != n_kv_heads_ || t->shape[2] != head_dim_)
             fail(LLMKIT_ERROR_SHAPE, t->name, ": shape ", t->shape_string(), " must be [tokens, ", n_kv_heads_, ", ",
                  head_dim_, "] (this cache's kv heads and head_dim)");
-        if (t->shape[2] > 1 && t->strides[2] != 1 && t->numel() > 0)
+        if (t->shape[2] > 1 && t->strides[2] != 1)
             fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis must have stride 1, got stride ", t->strides[2]);
     }
     if (k.type != v.type)

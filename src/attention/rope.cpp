@@ -179,7 +179,7 @@ void rope(const tensor_view &x, const tensor_view &positions, const rope_params 
     if (!shape_ok)
         fail(LLMKIT_ERROR_SHAPE, positions.name, ": shape ", positions.shape_string(), " must be [B, S] = [", B, ", ", S,
              "] or [S] = [", S, "]");
-    if (D > 1 && x.strides[3] != 1 && x.numel() > 0)  // empty: nothing read (numpy's strides are 0)
+    if (D > 1 && x.strides[3] != 1)
         fail(LLMKIT_ERROR_UNSUPPORTED, x.name, ": the head_dim axis (3) must have stride 1, got stride ", x.strides[3]);
     if (p.layout != rope_layout::neox && p.layout != rope_layout::interleaved)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.layout = ", int(p.layout), " is not a llmkit_rope_layout");

@@ -98,7 +98,8 @@ void require_finite(const tensor_view &t, int n_threads, bool allow_negative_inf
         return off;
     };
     const auto row_ok = [&](int64_t r) {
-        const char *p = t.data + row_offset(r) * int64_t(t.elem_size);
+        const int64_t first = row_offset(r);
+        const char *p = t.data + first * int64_t(t.elem_size);
         if (step == 1 || n == 1) {
             if (t.type == dtype::f32)
                 return allow_negative_infinity ? no_nan_or_positive_infinity(reinterpret_cast<const float *>(p), n)
@@ -106,7 +107,7 @@ void require_finite(const tensor_view &t, int n_threads, bool allow_negative_inf
             return all_finite(reinterpret_cast<const uint16_t *>(p), n, t.type);
         }
         for (int64_t j = 0; j < n; ++j)
-            if (is_bad(value_at(t, row_offset(r) + j * step), allow_negative_infinity)) return false;
+            if (is_bad(value_at(t, first + j * step), allow_negative_infinity)) return false;
         return true;
     };
     // Tasks of at least 64k values: the check runs at memory speed, and a
@@ -126,8 +127,9 @@ void require_finite(const tensor_view &t, int n_threads, bool allow_negative_inf
     });
     const int64_t r = first_bad.load();
     if (r == rows) return;
+    const int64_t first = row_offset(r);
     int64_t j = 0;
-    while (!is_bad(value_at(t, row_offset(r) + j * step), allow_negative_infinity)) ++j;
+    while (!is_bad(value_at(t, first + j * step), allow_negative_infinity)) ++j;
     std::ostringstream index;
     int64_t rest = r;
     int64_t idx[tensor_view::max_dims] = {};
@@ -138,7 +140,7 @@ void require_finite(const tensor_view &t, int n_threads, bool allow_negative_inf
     if (t.ndim > 0) idx[last] = j;
     for (int i = 0; i < t.ndim; ++i) index << (i ? ", " : "") << idx[i];
     fail(LLMKIT_ERROR_NON_FINITE, t.name, t.ndim > 0 ? "[" : "", index.str(), t.ndim > 0 ? "]" : "", " = ",
-         value_at(t, row_offset(r) + j * step), allow_negative_infinity ? " is not allowed (only finite values and -inf are)" : " is not finite");
+         value_at(t, first + j * step), allow_negative_infinity ? " is not allowed (only finite values and -inf are)" : " is not finite");
 }
 
 }  // namespace llmkit::core

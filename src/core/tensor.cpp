@@ -60,6 +60,16 @@ tensor_view tensor_view::from(const llmkit_tensor *t, const char *name) {
             fail(LLMKIT_ERROR_SHAPE, name, ": element count overflows");
         expect *= t->shape[i] ? t->shape[i] : 1;
     }
+    if (v.numel() == 0) {
+        // An empty tensor reads nothing and its strides say nothing (numpy
+        // gives them as 0): the compact ones stand in, so that no stride
+        // check of any block refuses it.
+        int64_t s = 1;
+        for (int i = v.ndim - 1; i >= 0; --i) {
+            v.strides[i] = s;
+            s *= v.shape[i] ? v.shape[i] : 1;
+        }
+    }
     if (v.numel() > 0 && !t->data) fail(LLMKIT_ERROR_NULL_POINTER, name, ": data is NULL");
     v.data = static_cast<char *>(t->data) + t->byte_offset;
     return v;

@@ -2,7 +2,6 @@
 // dequantize dispatch and conversions between any two types.
 #include "quant/formats.hpp"
 
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <strings.h>
@@ -76,7 +75,6 @@ int64_t groups_per_row(const format_traits &f, int64_t n) {
 }
 
 constexpr uint8_t k_int = LLMKIT_DTYPE_INT, k_uint = LLMKIT_DTYPE_UINT, k_float = LLMKIT_DTYPE_FLOAT;
-
 
 }  // namespace
 

@@ -704,24 +704,15 @@ std::unique_ptr<tokenizer> load_tokenizer_file(const std::string &path, const fi
     char head_buf[256];
     const size_t got = std::fread(head_buf, 1, sizeof head_buf, f.get());
     if (std::ferror(f.get())) core::fail(LLMKIT_ERROR_IO, "cannot read ", path, ": ", std::strerror(errno));
-    size_t json_start = 0;
-    switch (detect_format(std::string_view(head_buf, got), path, options, &json_start)) {
-    case file_format::gguf: {
+    if (std::string_view(head_buf, got).substr(0, 4) == "GGUF") {
         // Mapped, not read: the vocabulary usually sits in front of a whole model.
         f.reset();
         gguf_vocab_options go;
         go.allow_duplicate_keys = options.gguf_allow_duplicate_keys;
         return load_gguf_vocab(path, go);
     }
-    case file_format::tokenizer_json: {
-        std::fseek(f.get(), 0, SEEK_SET);
-        const std::string text = read_all(f.get(), path);
-        return hf_tokenizer::from_json(std::string_view(text).substr(json_start), path);
-    }
-    case file_format::sentencepiece: f.reset(); return load_sentencepiece(path);
-    case file_format::tiktoken: f.reset(); return load_tiktoken(path, options.tiktoken_encoding);
-    }
-    core::fail(LLMKIT_ERROR_INTERNAL, path, ": unhandled tokenizer format");
+    std::fseek(f.get(), 0, SEEK_SET);
+    return load_tokenizer_memory(read_all(f.get(), path), path, options);
 }
 
 std::unique_ptr<tokenizer> load_tokenizer_memory(std::string_view data, const std::string &source,

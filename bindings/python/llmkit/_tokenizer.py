@@ -71,7 +71,7 @@ class Tokenizer:
         self._name = encoding
         self._specials = None
         self._text_tokens = False
-        self._source = _FileSource("tiktoken", path_str, encoding)
+        self._source = _FileSource.of_file(path_str, encoding)
         return self
 
     @classmethod
@@ -104,7 +104,7 @@ class Tokenizer:
         self._name = encoding or os.path.basename(path_str)
         self._specials = None
         self._text_tokens = not encoding
-        self._source = _FileSource("file", path_str, encoding)
+        self._source = _FileSource.of_file(path_str, encoding)
         return self
 
     @classmethod
@@ -130,7 +130,7 @@ class Tokenizer:
         self._name = encoding or "(memory)"
         self._specials = None
         self._text_tokens = not encoding
-        self._source = _FileSource("tiktoken" if encoding else "file", None, encoding, blob)
+        self._source = _FileSource(None, encoding, blob)
         return self
 
     # ------------------------------------------------------------------ info
@@ -532,7 +532,7 @@ class Tokenizer:
         if src is None:
             raise TypeError("a tokenizer from llmkit.train_bpe cannot be pickled: save it with save_tokenizer_json() "
                             "(or save_tiktoken()) and load the file")
-        return (_restore_tokenizer, (src.kind, src.content(), src.path, src.encoding, self._name))
+        return (_restore_tokenizer, (src.content(), src.path, src.encoding, self._name))
 
 
 class PairEncoding(NamedTuple):
@@ -549,24 +549,27 @@ class PairEncoding(NamedTuple):
 
 
 class _FileSource:
-    """Where a tokenizer came from, for pickling: the file, or the bytes it was restored from."""
+    """Where a tokenizer came from, for pickling: a file (path, size and time
+    when loaded) or the bytes it was loaded from (``data``)."""
 
-    __slots__ = ("kind", "path", "encoding", "data", "stamp")
+    __slots__ = ("path", "encoding", "data", "stamp")
 
-    def __init__(self, kind: str, path: Optional[str], encoding: Optional[str], data: Optional[bytes] = None) -> None:
+    def __init__(self, path: Optional[str], encoding: Optional[str], data: Optional[bytes]) -> None:
+        self.path, self.encoding, self.data = path, encoding, data
+        self.stamp: Optional[Tuple[int, int]] = None
+
+    @classmethod
+    def of_file(cls, path: str, encoding: Optional[str]) -> "_FileSource":
         # Absolute: a GGUF tokenizer is unpickled by path, maybe in another working directory.
-        self.kind, self.encoding, self.data = kind, encoding, data
-        self.path = os.path.abspath(path) if path is not None else None
-        self.stamp = None
-        if data is None and self.path is not None:
-            st = os.stat(self.path)
-            self.stamp = (st.st_size, st.st_mtime_ns)
+        src = cls(os.path.abspath(path), encoding, None)
+        st = os.stat(src.path)
+        src.stamp = (st.st_size, st.st_mtime_ns)
+        return src
 
     def content(self) -> Optional[bytes]:
-        """The file's bytes (None for a GGUF file, pickled by path); raises if the file changed since loading."""
-        if self.data is not None:
+        """The bytes (None for a GGUF file, pickled by path); raises if the file changed since loading."""
+        if self.data is not None or self.path is None:
             return self.data
-        assert self.path is not None
         with open(self.path, "rb") as f:
             st = os.fstat(f.fileno())
             if (st.st_size, st.st_mtime_ns) != self.stamp:
@@ -577,15 +580,9 @@ class _FileSource:
             return f.read()
 
 
-def _restore_tokenizer(kind: str, data: Optional[bytes], path: Optional[str], encoding: Optional[str],
-                       name: str) -> Tokenizer:
-    """Unpickles a :class:`Tokenizer` (see :meth:`Tokenizer.__reduce__`)."""
-    if data is None:  # GGUF: by path
-        assert path is not None
-        tok = Tokenizer.from_file(path, encoding)
-    else:
-        tok = Tokenizer.from_bytes(data, encoding)
-        tok._source = _FileSource(kind, path, encoding, data)
+def _restore_tokenizer(data: Optional[bytes], path: Optional[str], encoding: Optional[str], name: str) -> Tokenizer:
+    """Unpickles a :class:`Tokenizer` (see :meth:`Tokenizer.__reduce__`): from its bytes, or a GGUF file by path."""
+    tok = Tokenizer.from_bytes(data, encoding) if data is not None else Tokenizer.from_file(str(path), encoding)
     tok._name = name
     return tok
 
