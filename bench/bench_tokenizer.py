@@ -162,6 +162,60 @@ def throughput_table(data: Path, reps: int, corpora: List[str],
 
 
 # ---------------------------------------------------------------------------
+# Patterns given in full (Tokenizer.from_ranks): a pattern that is not spelled
+# as a preset's runs through PCRE2 (JIT) instead of the preset's hand-written
+# scanner. Both against tiktoken with the same pattern, ranks and specials.
+
+# A regex no preset has (Llama 3's with digit runs of up to 4 and no possessives).
+OTHER_PATTERN = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,4}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+                 r"""|\s*[\r\n]+|\s+(?!\S)|\s+""")
+
+
+def patterns_section(data: Path, reps: int, corpora: List[str],
+                     encodings: Sequence[str] = ("cl100k_base", "o200k_base")) -> List[Dict]:
+    import tiktoken
+    from tiktoken.load import load_tiktoken_bpe
+
+    rows = []
+    print("\nPatterns given in full (from_ranks): the preset's scanner, tiktoken's own pat_str through PCRE2, "
+          "and a pattern no preset has; single call, MB/s, ratio to tiktoken with the same pattern", file=sys.stderr)
+    for enc_name in encodings:
+        tk = tiktoken_encoding(data, enc_name)
+        path = data / "tiktoken" / RANK_FILES[enc_name]
+        ranks = load_tiktoken_bpe(str(path))
+        preset = llmkit_tokenizer(data, enc_name)
+        pcre = llmkit.Tokenizer.from_ranks(path, tk._pat_str, tk._special_tokens)
+        tk_other = tiktoken.Encoding("other", pat_str=OTHER_PATTERN, mergeable_ranks=ranks, special_tokens={})
+        other = llmkit.Tokenizer.from_ranks(path, OTHER_PATTERN)
+        for corpus in corpora:
+            text = (data / "corpus" / CORPORA[corpus]).read_text(encoding="utf-8")
+            nbytes = len(text.encode("utf-8"))
+            (t_s, t_p, t_t, t_o, t_to), ids = interleaved_best_times(
+                [lambda: preset.encode_ordinary(text), lambda: pcre.encode_ordinary(text),
+                 lambda: tk.encode_ordinary(text), lambda: other.encode_ordinary(text),
+                 lambda: tk_other.encode_ordinary(text)], reps)
+            if not (ids[0] == ids[1] == ids[2]) or ids[3] != ids[4]:
+                raise SystemExit(f"ids differ: from_ranks vs tiktoken, {enc_name} on {corpus}")
+            mb = lambda t: nbytes / t / 1e6  # noqa: E731
+            row = {"encoding": enc_name, "corpus": corpus, "bytes": nbytes, "ids_agree": True,
+                   "scanner": mb(t_s), "pcre2": mb(t_p), "tiktoken": mb(t_t),
+                   "other_llmkit": mb(t_o), "other_tiktoken": mb(t_to)}
+            rows.append(row)
+            print(f"  {enc_name:12s} {corpus:20s} scanner {row['scanner']:6.2f}  PCRE2 {row['pcre2']:6.2f}"
+                  f"  tiktoken {row['tiktoken']:6.2f}  ratios {t_t / t_s:5.2f}x / {t_t / t_p:5.2f}x"
+                  f"  | other pattern: llmkit {row['other_llmkit']:6.2f}  tiktoken {row['other_tiktoken']:6.2f}"
+                  f"  {t_to / t_o:5.2f}x", file=sys.stderr)
+    print("\n| encoding | corpus | scanner MB/s | PCRE2 MB/s | tiktoken MB/s | scanner / tiktoken | PCRE2 / tiktoken "
+          "| other pattern: llmkit MB/s | tiktoken MB/s | ratio |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['encoding']} | {r['corpus']} | {r['scanner']:.2f} | {r['pcre2']:.2f} | {r['tiktoken']:.2f} "
+              f"| {r['scanner'] / r['tiktoken']:.2f}x | {r['pcre2'] / r['tiktoken']:.2f}x "
+              f"| {r['other_llmkit']:.2f} | {r['other_tiktoken']:.2f} | {r['other_llmkit'] / r['other_tiktoken']:.2f}x |")
+    return rows
+
+
+# ---------------------------------------------------------------------------
 # Adversarial inputs, each peer in a child process with a time limit (a
 # quadratic merge in native code cannot be interrupted from Python).
 
@@ -496,6 +550,8 @@ def main() -> None:
     ap.add_argument("--training-only", action="store_true", help="only the BPE training section")
     ap.add_argument("--tokenizer-json-only", action="store_true", help="only the tokenizer.json section")
     ap.add_argument("--pairs-only", action="store_true", help="only the pairs-of-texts section")
+    ap.add_argument("--patterns-only", action="store_true",
+                    help="only the section of patterns given in full (from_ranks: PCRE2 against the scanners)")
     ap.add_argument("--tiktoken-only", action="store_true",
                     help="only the throughput table against tiktoken (no adversarial inputs, no other sections)")
     ap.add_argument("--encodings", default=",".join(RANK_FILES),
@@ -514,6 +570,9 @@ def main() -> None:
     if args.training_only:
         bench_training(data, reps=1 if args.quick else args.reps)
         return
+    if args.patterns_only:
+        patterns_section(data, args.reps, ["mixed-slice"] if args.quick else list(CORPORA))
+        return
     info = machine()
     corpora = ["mixed-slice"] if args.quick else list(CORPORA)
     encodings = [e for e in args.encodings.split(",") if e]
@@ -531,10 +590,11 @@ def main() -> None:
     spm_rows = sentencepiece_section(data, 1 if args.quick else args.reps, corpora)
     json_rows = tokenizer_json_section(data, 1 if args.quick else args.reps, corpora)
     pair_rows = pairs_section(data, 1 if args.quick else args.reps)
+    pattern_rows = patterns_section(data, 1 if args.quick else args.reps, corpora)
     train_rows = bench_training(data, (4096,) if args.quick else (4096, 8192), reps=1)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "throughput": rows, "adversarial": adv, "sentencepiece": spm_rows, "tokenizer_json": json_rows,
-                                                "pairs": pair_rows, "training": train_rows}, indent=1))
+                                                "pairs": pair_rows, "patterns": pattern_rows, "training": train_rows}, indent=1))
 
 
 if __name__ == "__main__":

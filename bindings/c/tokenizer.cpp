@@ -97,6 +97,32 @@ llmkit_status llmkit_tokenizer_from_memory(llmkit_tokenizer **out, const void *d
     });
 }
 
+llmkit_status llmkit_tokenizer_from_ranks(llmkit_tokenizer **out, const void *ranks, size_t size,
+                                         const llmkit_tiktoken_encoding *encoding) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = nullptr;
+        if (size > 0) capi::require_non_null(ranks, "ranks");
+        capi::require_non_null(encoding, "encoding");
+        static const llmkit_tiktoken_encoding defaults = LLMKIT_TIKTOKEN_ENCODING_INIT;
+        const auto e = capi::read_options(encoding, defaults, "encoding");
+        capi::require_non_null(e.pattern, "encoding.pattern");
+        std::vector<tok::special_token> specials;
+        if (e.n_special_tokens) {
+            capi::require_non_null(e.special_tokens, "encoding.special_tokens");
+            capi::require_non_null(e.special_token_ids, "encoding.special_token_ids");
+            for (size_t i = 0; i < e.n_special_tokens; ++i) {
+                if (!e.special_tokens[i]) fail(LLMKIT_ERROR_NULL_POINTER, "encoding.special_tokens[", i, "] is NULL");
+                specials.push_back({e.special_tokens[i], e.special_token_ids[i]});
+            }
+        }
+        auto t = std::make_unique<llmkit_tokenizer>();
+        t->impl = tok::custom_tiktoken(std::string_view(static_cast<const char *>(ranks), size), "(memory)",
+                                       e.pattern, std::move(specials));
+        *out = t.release();
+    });
+}
+
 void llmkit_tokenizer_free(llmkit_tokenizer *tokenizer) { delete tokenizer; }
 
 llmkit_status llmkit_tokenizer_vocab_size(const llmkit_tokenizer *tokenizer, int32_t *out) {
@@ -420,6 +446,27 @@ llmkit_status llmkit_tokenizer_save_tokenizer_json(const llmkit_tokenizer *token
         capi::require_non_null(tokenizer, "tokenizer");
         capi::require_non_null(path, "path");
         tok::save_tokenizer_json(as_byte_level(tokenizer, "save_tokenizer_json"), path);
+    });
+}
+
+llmkit_status llmkit_tokenizer_to_tiktoken(const llmkit_tokenizer *tokenizer, char *buf, size_t capacity,
+                                          size_t *needed) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        const std::string text = tok::tiktoken_text(as_byte_level(tokenizer, "to_tiktoken"));
+        if (needed) *needed = text.size();
+        if (!buf) return;
+        if (capacity < text.size())
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "to_tiktoken: buffer of ", capacity, " bytes, ", text.size(), " needed");
+        std::memcpy(buf, text.data(), text.size());
+    });
+}
+
+llmkit_status llmkit_tokenizer_pattern(const llmkit_tokenizer *tokenizer, const char **pattern) {
+    return capi::guard([&] {
+        capi::require_non_null(tokenizer, "tokenizer");
+        capi::require_non_null(pattern, "pattern");
+        *pattern = as_byte_level(tokenizer, "pattern").pre_tokenizer().pattern().c_str();
     });
 }
 

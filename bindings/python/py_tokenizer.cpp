@@ -472,6 +472,25 @@ void bind_tokenizer(py::module_ &m) {
             py::arg("allowed_special") = std::vector<std::string>{}, py::arg("allow_all_special") = false,
             py::arg("special_as_text") = false, py::arg("add_special_tokens") = false,
             py::arg("with_offsets") = false, py::arg("chars") = false);
+    cls.def_static(
+        "from_ranks",
+        [](const py::bytes &ranks, const std::string &pattern,
+           const std::vector<std::pair<std::string, int32_t>> &special_tokens) {
+            const std::string_view bytes = ranks;  // the bytes object outlives the call
+            py::gil_scoped_release nogil;
+            return std::make_unique<py_tokenizer>(
+                py_tokenizer{llmkit::tokenizer::from_ranks(bytes, pattern, special_tokens)});
+        },
+        py::arg("ranks"), py::arg("pattern"), py::arg("special_tokens"));
+    cls.def("to_tiktoken", [](const py_tokenizer &t) {
+        std::string text;
+        {
+            py::gil_scoped_release nogil;
+            text = t.tok.to_tiktoken();
+        }
+        return py::bytes(text);
+    });
+    cls.def("pattern", [](const py_tokenizer &t) { return t.tok.pattern(); });
     cls.def("save_tiktoken", [](const py_tokenizer &t, const std::string &path) {
         py::gil_scoped_release nogil;
         t.tok.save_tiktoken(path);

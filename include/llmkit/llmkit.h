@@ -2111,6 +2111,49 @@ LLMKIT_API llmkit_status llmkit_tokenizer_from_memory(llmkit_tokenizer **out, co
                                                       const llmkit_tokenizer_load_options *options);
 
 /**
+ * @brief A tiktoken encoding given in full: what `tiktoken.Encoding(name,
+ *        pat_str=, mergeable_ranks=, special_tokens=)` takes besides the ranks.
+ *
+ * For rank files whose pattern or special tokens are not one of the presets of
+ * llmkit_tokenizer_from_tiktoken(): a model's own regex, or a preset's ranks
+ * extended with chat tokens (tiktoken's README example: cl100k_base plus
+ * `<|im_start|>` 100264 and `<|im_end|>` 100265).
+ */
+typedef struct llmkit_tiktoken_encoding {
+    uint32_t struct_size;               /**< sizeof(llmkit_tiktoken_encoding). */
+    const char *pattern;                /**< The pre-tokenizer regex (tiktoken's pat_str; PCRE2 syntax, `\s` as Unicode White_Space), or a preset name whose regex to use ("cl100k_base", "o200k_base", ...). Required. */
+    const char *const *special_tokens;  /**< Special tokens' texts (NUL-terminated UTF-8); may be NULL when n_special_tokens is 0. */
+    const int32_t *special_token_ids;   /**< Their ids, each >= 0 and not a rank of the file; may be NULL when n_special_tokens is 0. */
+    size_t n_special_tokens;            /**< Entries in special_tokens and special_token_ids. */
+} llmkit_tiktoken_encoding;
+
+/** @brief An empty #llmkit_tiktoken_encoding (pattern must still be set). */
+#define LLMKIT_TIKTOKEN_ENCODING_INIT {sizeof(llmkit_tiktoken_encoding), NULL, NULL, NULL, 0}
+
+/**
+ * @brief Makes a byte-level BPE tokenizer from a rank file's bytes and an
+ *        encoding given in full (tiktoken's `Encoding` constructor).
+ *
+ * Encodes exactly as tiktoken does with the same pattern, ranks and special
+ * tokens. A pattern equal to a preset's gets the preset's hand-written
+ * scanner; any other runs through PCRE2 (JIT). Nothing of `ranks` or
+ * `encoding` is kept.
+ * @param[out] out Receives the tokenizer; free it with llmkit_tokenizer_free().
+ * @param ranks The text of a `.tiktoken` rank file (`base64(token) rank` lines).
+ * @param size Bytes of ranks.
+ * @param encoding The pattern and special tokens (required).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER (out, ranks, encoding, its
+ *         pattern, or its arrays when n_special_tokens > 0);
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT for a bad struct_size, an empty or
+ *         invalid pattern (PCRE2's message), an empty, negative or repeated
+ *         special token; #LLMKIT_ERROR_FORMAT for malformed ranks (as
+ *         llmkit_tokenizer_from_tiktoken(), the buffer called `(memory)`) or a
+ *         special id that is a rank; #LLMKIT_ERROR_OUT_OF_MEMORY. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_from_ranks(llmkit_tokenizer **out, const void *ranks, size_t size,
+                                                     const llmkit_tiktoken_encoding *encoding);
+
+/**
  * @brief Frees a tokenizer. No other call may be using it.
  * @param tokenizer The tokenizer; NULL is ignored.
  */
@@ -2511,6 +2554,40 @@ LLMKIT_API llmkit_status llmkit_tokenizer_save_tiktoken(const llmkit_tokenizer *
  *         tokenizer kind; #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
  */
 LLMKIT_API llmkit_status llmkit_tokenizer_save_tokenizer_json(const llmkit_tokenizer *tokenizer, const char *path);
+
+/**
+ * @brief Writes a byte-level BPE tokenizer's ranks as the text of a `.tiktoken`
+ *        file into a caller's buffer (what llmkit_tokenizer_save_tiktoken() writes).
+ *
+ * Together with llmkit_tokenizer_pattern() and the special tokens
+ * (llmkit_tokenizer_id_to_token()'s is_special), this is all
+ * llmkit_tokenizer_from_ranks() needs to rebuild the tokenizer: a trained
+ * tokenizer can be stored or sent without a file.
+ * @param tokenizer A byte-level BPE tokenizer (trained, a tiktoken rank file, from_ranks).
+ * @param buf Caller's buffer, or NULL to ask for the size; not NUL-terminated.
+ * @param capacity Bytes available in buf.
+ * @param[out] needed Receives the text's length in bytes (may be NULL).
+ * @return #LLMKIT_OK (also for a NULL buf, with `needed` set);
+ *         #LLMKIT_ERROR_BUFFER_TOO_SMALL with `needed` set;
+ *         #LLMKIT_ERROR_UNSUPPORTED for another
+ *         tokenizer kind; #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_to_tiktoken(const llmkit_tokenizer *tokenizer, char *buf, size_t capacity,
+                                                      size_t *needed);
+
+/**
+ * @brief The pre-tokenizer regex of a byte-level BPE tokenizer (tiktoken's pat_str).
+ *
+ * As the tokenizer runs it: `\s` and `\S` spelled out as Unicode White_Space
+ * (what tiktoken's regex engine means by them), so passing it back to
+ * llmkit_tokenizer_from_ranks() gives the same tokenizer.
+ * @param tokenizer A byte-level BPE tokenizer.
+ * @param[out] pattern Receives a NUL-terminated string owned by the tokenizer,
+ *             valid until it is freed.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_UNSUPPORTED for another tokenizer kind;
+ *         #LLMKIT_ERROR_NULL_POINTER. Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_tokenizer_pattern(const llmkit_tokenizer *tokenizer, const char **pattern);
 
 /* --- end BPE training --- */
 

@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "llmkit.h"
@@ -314,6 +315,30 @@ public:
     }
 
     /**
+     * @brief A tiktoken encoding given in full (llmkit_tokenizer_from_ranks()):
+     *        a rank file's text, a regex or preset name, special tokens and their ids.
+     * @param ranks The text of a `.tiktoken` rank file. @param pattern The pre-tokenizer regex or a preset name.
+     * @param special_tokens (text, id) pairs. @return The tokenizer.
+     */
+    static tokenizer from_ranks(std::string_view ranks, const std::string &pattern,
+                                const std::vector<std::pair<std::string, int32_t>> &special_tokens = {}) {
+        std::vector<const char *> texts;
+        std::vector<int32_t> ids;
+        for (const auto &s : special_tokens) {
+            texts.push_back(s.first.c_str());
+            ids.push_back(s.second);
+        }
+        llmkit_tiktoken_encoding e = LLMKIT_TIKTOKEN_ENCODING_INIT;
+        e.pattern = pattern.c_str();
+        e.special_tokens = texts.data();
+        e.special_token_ids = ids.data();
+        e.n_special_tokens = texts.size();
+        llmkit_tokenizer *t = nullptr;
+        check(llmkit_tokenizer_from_ranks(&t, ranks.data(), ranks.size(), &e));
+        return tokenizer(t);
+    }
+
+    /**
      * @brief Encodes text; special tokens in it are an error unless allowed.
      * @param text UTF-8 text. @param allowed_special Special tokens encoded as their id.
      * @param allow_all_special Every special token is encoded as its id.
@@ -462,6 +487,22 @@ public:
     /** @brief Writes an HF tokenizer.json. @param path Where. */
     void save_tokenizer_json(const std::string &path) const {
         check(llmkit_tokenizer_save_tokenizer_json(get(), path.c_str()));
+    }
+
+    /** @brief The ranks as a `.tiktoken` file's text (llmkit_tokenizer_to_tiktoken()). @return The text. */
+    std::string to_tiktoken() const {
+        size_t n = 0;
+        check(llmkit_tokenizer_to_tiktoken(get(), nullptr, 0, &n));
+        std::string text(n, '\0');
+        check(llmkit_tokenizer_to_tiktoken(get(), text.data(), text.size(), &n));
+        return text;
+    }
+
+    /** @brief The pre-tokenizer regex of a byte-level BPE tokenizer (llmkit_tokenizer_pattern()). @return The regex. */
+    std::string pattern() const {
+        const char *p = nullptr;
+        check(llmkit_tokenizer_pattern(get(), &p));
+        return p;
     }
 
     /** @brief The C handle, still owned by this object. @return The handle. */

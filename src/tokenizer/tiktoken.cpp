@@ -172,6 +172,14 @@ std::unique_ptr<byte_level_bpe> tiktoken_from_ranks(std::string_view data, const
                                             p->specials(), source);
 }
 
+std::unique_ptr<byte_level_bpe> custom_tiktoken(std::string_view data, const std::string &source,
+                                                const std::string &pattern, std::vector<special_token> specials) {
+    if (pattern.empty()) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "the pattern is empty");
+    const char *preset = tiktoken_preset_pattern(pattern);
+    return std::make_unique<byte_level_bpe>(parse_tiktoken_ranks(data, source),
+                                            exact_white_space(preset ? preset : pattern), std::move(specials), source);
+}
+
 }  // namespace llmkit::tok
 
 namespace llmkit::tok {

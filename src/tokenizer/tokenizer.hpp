@@ -145,6 +145,13 @@ std::unique_ptr<byte_level_bpe> load_tiktoken(const std::string &path, const std
 std::unique_ptr<byte_level_bpe> tiktoken_from_ranks(std::string_view data, const std::string &source,
                                                     const std::string &encoding_name);
 
+// A tiktoken encoding given in full, as tiktoken.Encoding(pat_str=...,
+// mergeable_ranks=..., special_tokens=...) makes one: the text of a rank file,
+// the pre-tokenizer regex (or a preset name whose regex to use) and the
+// special tokens with their ids. `source` names the ranks in errors.
+std::unique_ptr<byte_level_bpe> custom_tiktoken(std::string_view data, const std::string &source,
+                                                const std::string &pattern, std::vector<special_token> specials);
+
 // Parses the text of a rank file; `source` names it in errors ("path:line: ...").
 std::vector<std::pair<std::string, uint32_t>> parse_tiktoken_ranks(std::string_view data, const std::string &source);
 

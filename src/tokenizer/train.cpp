@@ -284,12 +284,23 @@ void finish(std::ofstream &f, const std::string &path) {
 
 }  // namespace
 
+std::string tiktoken_text(const byte_level_bpe &tok) {
+    const rank_table &ranks = tok.ranks();
+    std::string out;
+    std::string_view bytes;
+    for (uint32_t r = 0; r < ranks.end_rank(); ++r) {
+        if (!ranks.bytes(r, bytes)) continue;
+        out += base64_encode(bytes);
+        out += ' ';
+        out += std::to_string(r);
+        out += '\n';
+    }
+    return out;
+}
+
 void save_tiktoken(const byte_level_bpe &tok, const std::string &path) {
     std::ofstream f = open_for_writing(path);
-    const rank_table &ranks = tok.ranks();
-    std::string_view bytes;
-    for (uint32_t r = 0; r < ranks.end_rank(); ++r)
-        if (ranks.bytes(r, bytes)) f << base64_encode(bytes) << ' ' << r << '\n';
+    f << tiktoken_text(tok);
     finish(f, path);
 }
 

@@ -62,6 +62,9 @@ std::unique_ptr<byte_level_bpe> train_bpe_tokenizer(const std::vector<std::strin
 // The pattern of a tiktoken preset name (cl100k_base, ...), or nullptr.
 const char *tiktoken_preset_pattern(const std::string &name);
 
+// The tokenizer's ranks as the text of a .tiktoken file, ordered by rank.
+std::string tiktoken_text(const byte_level_bpe &tok);
+
 // Writes the tokenizer's ranks as a .tiktoken file (special tokens are not
 // stored there, as in tiktoken's own files).
 void save_tiktoken(const byte_level_bpe &tok, const std::string &path);

@@ -64,7 +64,7 @@ def test_pickled_tokenizer_encodes_in_a_spawned_process(data_dir):
         assert got == (tok.encode(TEXT), tok.name, tok.vocab_size, tok.id_to_token(5))
 
 
-def test_pickling_refuses_a_changed_file_and_a_trained_tokenizer(data_dir, tmp_path):
+def test_pickling_refuses_a_changed_file(data_dir, tmp_path):
     path = tmp_path / "gpt2.json"
     shutil.copy(data_dir / "hf-tokenizers" / "gpt2" / "tokenizer.json", path)
     tok = llmkit.Tokenizer.from_file(path)
@@ -72,9 +72,6 @@ def test_pickling_refuses_a_changed_file_and_a_trained_tokenizer(data_dir, tmp_p
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     with pytest.raises(RuntimeError, match="changed since it was loaded"):
         pickle.dumps(tok)
-    trained = llmkit.train_bpe(["low lower lowest " * 20], 260)
-    with pytest.raises(TypeError, match="save_tokenizer_json"):
-        pickle.dumps(trained)
 
 
 @pytest.mark.parametrize("which", range(5))

@@ -425,3 +425,99 @@ TEST_CASE("long runs of one character class round-trip", "[bpe]") {
 }
 
 #endif  // LLMKIT_TEST_DATA_DIR
+
+TEST_CASE("an encoding given in full: from_ranks, to_tiktoken, pattern", "[custom]") {
+    using v = std::vector<int32_t>;
+    // The tiny ranks with a pattern no preset has and a special token of our own.
+    const std::string tiny = tiny_ranks();
+    auto tok = llmkit::tokenizer::from_ranks(tiny, R"(\S+|\s+)", {{"<|x|>", 300}});
+    CHECK(tok.vocab_size() == 301);
+    CHECK(tok.encode("ababa ab<|x|>", {}, true) == v{257, 'a', ' ', 256, 300});
+    CHECK(tok.encode("ab ba", {}, true) == v{256, ' ', 258});
+    CHECK(tok.pattern() == "[^\\t-\\r\\x{85}\\p{Z}]+|[\\t-\\r\\x{85}\\p{Z}]+");  // \s as White_Space
+    CHECK(tok.to_tiktoken() == tiny);
+    // A preset's name as the pattern: the preset's ids with other special tokens.
+    auto named = llmkit::tokenizer::from_ranks(tiny, "gpt2", {{"<|x|>", 259}});
+    auto gpt2 = llmkit::tokenizer::from_tiktoken(temp_file(tiny).path, "gpt2");
+    CHECK(named.encode("abab ba's x") == gpt2.encode("abab ba's x"));
+    CHECK(named.vocab_size() == 260);
+    CHECK(named.pattern() == gpt2.pattern());
+
+    // cl100k given in full equals the preset on the mixed slice; its ranks come back byte for byte.
+    const std::string file = read_file(k_data + "/tiktoken/cl100k_base.tiktoken");
+    auto preset = llmkit::tokenizer::from_tiktoken(k_data + "/tiktoken/cl100k_base.tiktoken", "cl100k_base");
+    std::vector<std::pair<std::string, int32_t>> specials;
+    for (int32_t id = 0; id < preset.vocab_size(); ++id) {
+        int32_t is_special = 0;
+        if (llmkit_tokenizer_id_to_token(preset.get(), id, nullptr, 0, nullptr, &is_special) == LLMKIT_OK && is_special)
+            specials.push_back({preset.id_to_token(id), id});
+    }
+    REQUIRE(specials.size() == 5);
+    auto full = llmkit::tokenizer::from_ranks(file, preset.pattern(), specials);
+    const std::string text = read_file(k_data + "/corpus/mixed-slice.txt");
+    CHECK(full.encode(text, {}, true) == preset.encode(text, {}, true));
+    CHECK(full.vocab_size() == preset.vocab_size());
+    CHECK(preset.to_tiktoken() == file);
+}
+
+TEST_CASE("from_ranks, to_tiktoken and pattern: bad arguments", "[custom][errors]") {
+    const std::string tiny = tiny_ranks();
+    llmkit_tokenizer *t = reinterpret_cast<llmkit_tokenizer *>(&t);  // must come back NULL
+    llmkit_tiktoken_encoding e = LLMKIT_TIKTOKEN_ENCODING_INIT;
+    auto status = [&](const void *ranks, size_t size, const llmkit_tiktoken_encoding *enc, const char *needle) {
+        const llmkit_status st = llmkit_tokenizer_from_ranks(&t, ranks, size, enc);
+        const std::string msg = llmkit_last_error_message();
+        INFO(msg);
+        CHECK(t == nullptr);
+        CHECK(msg.find(needle) != std::string::npos);
+        return st;
+    };
+    CHECK(llmkit_tokenizer_from_ranks(nullptr, tiny.data(), tiny.size(), &e) == LLMKIT_ERROR_NULL_POINTER);
+    CHECK(status(tiny.data(), tiny.size(), nullptr, "encoding") == LLMKIT_ERROR_NULL_POINTER);
+    CHECK(status(tiny.data(), tiny.size(), &e, "encoding.pattern") == LLMKIT_ERROR_NULL_POINTER);
+    e.pattern = R"(\S+)";
+    CHECK(status(nullptr, 10, &e, "ranks") == LLMKIT_ERROR_NULL_POINTER);
+    CHECK(status(nullptr, 0, &e, "no ranks") == LLMKIT_ERROR_FORMAT);
+    CHECK(status("YQ== 0\n", 7, &e, "byte 0x00 is not a token") == LLMKIT_ERROR_FORMAT);
+    CHECK(status("YQ== x\n", 7, &e, "(memory):1: invalid rank") == LLMKIT_ERROR_FORMAT);
+    e.struct_size = sizeof(e) + 8;
+    CHECK(status(tiny.data(), tiny.size(), &e, "struct_size") == LLMKIT_ERROR_INVALID_ARGUMENT);
+    e.struct_size = sizeof(e);
+    e.pattern = "";
+    CHECK(status(tiny.data(), tiny.size(), &e, "pattern is empty") == LLMKIT_ERROR_INVALID_ARGUMENT);
+    e.pattern = R"((\p{L}+)";
+    CHECK(status(tiny.data(), tiny.size(), &e, "(\\p{L}+") == LLMKIT_ERROR_INVALID_ARGUMENT);
+    e.pattern = R"(\S+)";
+    e.n_special_tokens = 1;
+    CHECK(status(tiny.data(), tiny.size(), &e, "encoding.special_tokens") == LLMKIT_ERROR_NULL_POINTER);
+    const char *names[] = {"<|a|>", "<|b|>"};
+    e.special_tokens = names;
+    CHECK(status(tiny.data(), tiny.size(), &e, "encoding.special_token_ids") == LLMKIT_ERROR_NULL_POINTER);
+    const int32_t rank_id[] = {257};
+    e.special_token_ids = rank_id;
+    CHECK(status(tiny.data(), tiny.size(), &e, "already a regular token's rank") == LLMKIT_ERROR_FORMAT);
+    const int32_t twice[] = {400, 400};
+    e.special_token_ids = twice;
+    e.n_special_tokens = 2;
+    CHECK(status(tiny.data(), tiny.size(), &e, "given twice") == LLMKIT_ERROR_INVALID_ARGUMENT);
+    const char *null_name[] = {"<|a|>", nullptr};
+    e.special_tokens = null_name;
+    CHECK(status(tiny.data(), tiny.size(), &e, "encoding.special_tokens[1] is NULL") == LLMKIT_ERROR_NULL_POINTER);
+
+    auto tok = llmkit::tokenizer::from_ranks(tiny, R"(\S+)");
+    size_t needed = 0;
+    char small[16];
+    CHECK(llmkit_tokenizer_to_tiktoken(tok.get(), nullptr, 0, &needed) == LLMKIT_OK);
+    CHECK(needed == tiny.size());
+    CHECK(llmkit_tokenizer_to_tiktoken(tok.get(), small, sizeof small, &needed) == LLMKIT_ERROR_BUFFER_TOO_SMALL);
+    CHECK(needed == tiny.size());
+    CHECK(llmkit_tokenizer_to_tiktoken(nullptr, small, sizeof small, &needed) == LLMKIT_ERROR_NULL_POINTER);
+    const char *pattern = nullptr;
+    CHECK(llmkit_tokenizer_pattern(tok.get(), nullptr) == LLMKIT_ERROR_NULL_POINTER);
+    CHECK(llmkit_tokenizer_pattern(nullptr, &pattern) == LLMKIT_ERROR_NULL_POINTER);
+    auto json = llmkit::tokenizer::from_file(k_data + "/hf-tokenizers/gpt2/tokenizer.json");
+    CHECK(llmkit_tokenizer_to_tiktoken(json.get(), nullptr, 0, &needed) == LLMKIT_ERROR_UNSUPPORTED);
+    CHECK(std::string(llmkit_last_error_message()).find("to_tiktoken needs a byte-level BPE tokenizer") !=
+          std::string::npos);
+    CHECK(llmkit_tokenizer_pattern(json.get(), &pattern) == LLMKIT_ERROR_UNSUPPORTED);
+}

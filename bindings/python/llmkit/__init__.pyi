@@ -188,6 +188,21 @@ class Tokenizer:
     @classmethod
     def from_bytes(cls, data: Union[bytes, bytearray, memoryview], encoding: Optional[str] = None) -> Tokenizer:
         """Loads a tokenizer from a tokenizer file's bytes (formats as from_file); nothing of data is kept."""
+    @classmethod
+    def from_ranks(
+        cls,
+        mergeable_ranks: Union[Mapping[bytes, int], bytes, bytearray, memoryview, str, os.PathLike[str]],
+        pat_str: str,
+        special_tokens: Optional[Mapping[str, int]] = None,
+        *,
+        name: str = "custom",
+    ) -> Tokenizer:
+        """A tiktoken encoding given in full (tiktoken.Encoding's pat_str, mergeable_ranks, special_tokens)."""
+    @property
+    def pattern(self) -> str:
+        """The pre-tokenizer regex of a byte-level BPE tokenizer (tiktoken's pat_str), as llmkit runs it."""
+    def to_tiktoken(self) -> bytes:
+        """The ranks as the bytes of a .tiktoken file (byte-level BPE only)."""
     @property
     def name(self) -> str:
         """The preset name it was loaded with."""

@@ -5,9 +5,10 @@ Implementation module; import :class:`Tokenizer` from :mod:`llmkit`.
 
 from __future__ import annotations
 
+import base64
 import os
-from typing import (AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List, Literal, NamedTuple, Optional,
-                    Sequence, Tuple, Union)
+from typing import (AbstractSet, Any, Collection, Dict, FrozenSet, Iterable, List, Literal, Mapping, NamedTuple,
+                    Optional, Sequence, Tuple, Union)
 
 from . import _args, _llmkit
 
@@ -133,6 +134,74 @@ class Tokenizer:
         self._source = _FileSource(None, encoding, blob)
         return self
 
+    @classmethod
+    def from_ranks(
+        cls,
+        mergeable_ranks: Union[Mapping[bytes, int], bytes, bytearray, memoryview, str, "os.PathLike[str]"],
+        pat_str: str,
+        special_tokens: Optional[Mapping[str, int]] = None,
+        *,
+        name: str = "custom",
+    ) -> "Tokenizer":
+        """A tiktoken encoding given in full, as ``tiktoken.Encoding(name, pat_str=,
+        mergeable_ranks=, special_tokens=)`` makes one.
+
+        For rank files whose regex or special tokens are not a preset's, and
+        for a preset extended with tokens of its own (tiktoken's README example)::
+
+            base = llmkit.Tokenizer.from_tiktoken("cl100k_base.tiktoken", "cl100k_base")
+            tok = llmkit.Tokenizer.from_ranks(
+                "cl100k_base.tiktoken", "cl100k_base",
+                {**base.special_tokens, "<|im_start|>": 100264, "<|im_end|>": 100265},
+                name="cl100k_im")
+
+        A live ``tiktoken.Encoding`` converts with
+        ``Tokenizer.from_ranks(enc._mergeable_ranks, enc._pat_str, enc._special_tokens, name=enc.name)``.
+        The ids are tiktoken's for the same three arguments. The tokenizer
+        pickles (its ranks, pattern and special tokens travel).
+
+        Args:
+            mergeable_ranks: ``{token bytes: rank}`` (what ``tiktoken.load.load_tiktoken_bpe``
+                returns), the bytes of a ``.tiktoken`` file, or its path.
+            pat_str: The pre-tokenizer regex (PCRE2 syntax, as tiktoken's), or a
+                preset name whose regex to use (``"cl100k_base"``, ``"o200k_base"``, ...).
+            special_tokens: ``{text: id}``; no id may be a rank.
+            name: What :attr:`name` gives.
+
+        Raises:
+            ValueError: An invalid regex, an empty or repeated special token, a negative id.
+            LlmkitError: Malformed ranks or a special id that is a rank (``LLMKIT_ERROR_FORMAT``).
+        """
+        if isinstance(mergeable_ranks, (bytes, bytearray, memoryview)):
+            data = bytes(mergeable_ranks)
+        elif isinstance(mergeable_ranks, (str, os.PathLike)):
+            with open(mergeable_ranks, "rb") as f:
+                data = f.read()
+        elif isinstance(mergeable_ranks, Mapping):
+            data = _ranks_text(mergeable_ranks)
+        else:
+            raise TypeError(f"mergeable_ranks must be a dict of bytes to int, bytes or a path, got "
+                            f"{type(mergeable_ranks).__name__}")
+        if not isinstance(pat_str, str):
+            raise TypeError(f"pat_str must be str, got {type(pat_str).__name__}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be str, got {type(name).__name__}")
+        specials = [(_special_name(k, "special_tokens"), _args.int32(v, f"special_tokens[{k!r}]"))
+                    for k, v in (special_tokens or {}).items()]
+        return cls._wrap_byte_level(_llmkit.Tokenizer.from_ranks(data, pat_str, specials), name)
+
+    @classmethod
+    def _wrap_byte_level(cls, native: Any, name: str) -> "Tokenizer":
+        """A Tokenizer around a native byte-level BPE tokenizer that no file stands for (pickled by its ranks)."""
+        self = object.__new__(cls)
+        self._native = native
+        self._name = name
+        self._specials = None
+        self._text_tokens = False  # byte-level BPE: tokens are bytes
+        self._source = None
+        return self
+
+    # ------------------------------------------------------------------ info
     # ------------------------------------------------------------------ info
 
     @property
@@ -497,6 +566,24 @@ class Tokenizer:
             ids, type_ids, sequence_ids, spans = self._native.encode_pair(text_a, text_b, *args)
         return PairEncoding(ids, type_ids, sequence_ids, spans)
 
+    @property
+    def pattern(self) -> str:
+        """The pre-tokenizer regex of a byte-level BPE tokenizer (tiktoken's ``pat_str``), as llmkit runs it.
+
+        ``\\s`` and ``\\S`` appear spelled out as Unicode White_Space (what
+        tiktoken's regex engine means by them). Raises :class:`LlmkitError`
+        (``LLMKIT_ERROR_UNSUPPORTED``) for other formats.
+        """
+        return self._native.pattern()
+
+    def to_tiktoken(self) -> bytes:
+        """The ranks as the bytes of a ``.tiktoken`` file (what :meth:`save_tiktoken` writes).
+
+        With :attr:`pattern` and :attr:`special_tokens` it rebuilds the tokenizer
+        through :meth:`from_ranks`. Byte-level BPE only (``LLMKIT_ERROR_UNSUPPORTED`` otherwise).
+        """
+        return self._native.to_tiktoken()
+
     def save_tiktoken(self, path: Union[str, "os.PathLike[str]"]) -> None:
         """Writes the ranks as a tiktoken ``.tiktoken`` file (``base64(token) rank`` per line).
 
@@ -525,13 +612,12 @@ class Tokenizer:
         size and modification time), so the copy encodes exactly as this one.
         A GGUF file holds a whole model, so a tokenizer loaded from one pickles
         its path instead, and the other process must be able to read it. A
-        tokenizer from :func:`train_bpe` does not pickle: save it with
-        :meth:`save_tokenizer_json` or :meth:`save_tiktoken` and load that.
+        tokenizer that no file stands for (from :func:`train_bpe` or
+        :meth:`from_ranks`) pickles its ranks, pattern and special tokens.
         """
         src = self._source
         if src is None:
-            raise TypeError("a tokenizer from llmkit.train_bpe cannot be pickled: save it with save_tokenizer_json() "
-                            "(or save_tiktoken()) and load the file")
+            return (_restore_from_ranks, (self.to_tiktoken(), self.pattern, self.special_tokens, self._name))
         return (_restore_tokenizer, (src.content(), src.path, src.encoding, self._name))
 
 
@@ -585,6 +671,23 @@ def _restore_tokenizer(data: Optional[bytes], path: Optional[str], encoding: Opt
     tok = Tokenizer.from_bytes(data, encoding) if data is not None else Tokenizer.from_file(str(path), encoding)
     tok._name = name
     return tok
+
+
+def _restore_from_ranks(ranks: bytes, pattern: str, special_tokens: Dict[str, int], name: str) -> Tokenizer:
+    """Unpickles a byte-level BPE :class:`Tokenizer` that no file stands for (see :meth:`Tokenizer.__reduce__`)."""
+    return Tokenizer.from_ranks(ranks, pattern, special_tokens, name=name)
+
+
+def _ranks_text(ranks: Mapping[bytes, int]) -> bytes:
+    """The ``.tiktoken`` text of ``{token bytes: rank}``."""
+    lines = []
+    for token, rank in ranks.items():
+        if not isinstance(token, (bytes, bytearray)):
+            raise TypeError(f"mergeable_ranks keys must be bytes, got {type(token).__name__}")
+        r = _args.as_int(rank, "mergeable_ranks value")
+        lines.append(base64.b64encode(token) + b" " + str(r).encode())
+    lines.append(b"")
+    return b"\n".join(lines)
 
 
 def _special_name(s: object, what: str) -> str:
@@ -700,10 +803,4 @@ def train_bpe(
     finally:
         if bar is not None:
             bar.close()
-    tok = object.__new__(Tokenizer)
-    tok._native = native
-    tok._name = "trained"
-    tok._specials = None
-    tok._text_tokens = False  # byte-level BPE: tokens are bytes
-    tok._source = None  # not picklable (see Tokenizer.__reduce__)
-    return tok
+    return Tokenizer._wrap_byte_level(native, "trained")
