@@ -2135,8 +2135,8 @@ typedef struct llmkit_tiktoken_encoding {
  *        encoding given in full (tiktoken's `Encoding` constructor).
  *
  * Encodes exactly as tiktoken does with the same pattern, ranks and special
- * tokens. A pattern equal to a preset's gets the preset's hand-written
- * scanner; any other runs through PCRE2 (JIT). Nothing of `ranks` or
+ * tokens. A preset's pattern, as llmkit or as tiktoken spells it, gets the
+ * preset's hand-written scanner; any other runs through PCRE2 (JIT). Nothing of `ranks` or
  * `encoding` is kept.
  * @param[out] out Receives the tokenizer; free it with llmkit_tokenizer_free().
  * @param ranks The text of a `.tiktoken` rank file (`base64(token) rank` lines).

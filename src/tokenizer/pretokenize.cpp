@@ -316,7 +316,8 @@ pretok_kind pretokenizer_for(std::string_view pattern) {
                    {"qwen2", pretok_kind::qwen2}};
     for (const auto &k : k_kinds) {
         const char *raw = tiktoken_preset_pattern(k.preset);
-        if (raw && pattern == exact_white_space(raw)) {
+        const char *spelling = tiktoken_preset_spelling(k.preset);
+        if ((raw && pattern == exact_white_space(raw)) || (spelling && pattern == exact_white_space(spelling))) {
             // Build the category table now, while the tokenizer loads: it takes
             // ~10 ms (a utf8proc lookup per code point), which would otherwise
             // fall on the first encode.

@@ -38,6 +38,10 @@ struct preset {
     const char *alias;
     const char *pattern;
     std::vector<special_token> (*specials)();
+    // tiktoken's own spelling of the pattern where it differs (possessive
+    // quantifiers and a `\s++$` branch, which tiktoken added for speed): the
+    // same splits, so a tokenizer given it gets the preset's scanner.
+    const char *tiktoken_spelling;
 };
 
 const char *const k_gpt2_pattern =
@@ -79,13 +83,18 @@ std::vector<special_token> qwen2_specials() {
     return {{"<|endoftext|>", 151643}, {"<|im_start|>", 151644}, {"<|im_end|>", 151645}};
 }
 
+const char *const k_gpt2_tiktoken_spelling =
+    R"('(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s)";
+const char *const k_cl100k_tiktoken_spelling =
+    R"('(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s)";
+
 const preset k_presets[] = {
-    {"r50k_base", "gpt2", k_gpt2_pattern, r50k_specials},
-    {"p50k_base", nullptr, k_gpt2_pattern, r50k_specials},
-    {"cl100k_base", nullptr, k_cl100k_pattern, cl100k_specials},
-    {"o200k_base", nullptr, k_o200k_pattern, o200k_specials},
-    {"llama3", nullptr, k_llama3_pattern, llama3_specials},
-    {"qwen2", nullptr, k_qwen2_pattern, qwen2_specials},
+    {"r50k_base", "gpt2", k_gpt2_pattern, r50k_specials, k_gpt2_tiktoken_spelling},
+    {"p50k_base", nullptr, k_gpt2_pattern, r50k_specials, k_gpt2_tiktoken_spelling},
+    {"cl100k_base", nullptr, k_cl100k_pattern, cl100k_specials, k_cl100k_tiktoken_spelling},
+    {"o200k_base", nullptr, k_o200k_pattern, o200k_specials, nullptr},
+    {"llama3", nullptr, k_llama3_pattern, llama3_specials, nullptr},
+    {"qwen2", nullptr, k_qwen2_pattern, qwen2_specials, nullptr},
 };
 
 }  // namespace
@@ -188,6 +197,12 @@ namespace llmkit::tok {
 const char *tiktoken_preset_pattern(const std::string &name) {
     for (const preset &q : k_presets)
         if (name == q.name || (q.alias && name == q.alias)) return q.pattern;
+    return nullptr;
+}
+
+const char *tiktoken_preset_spelling(const std::string &name) {
+    for (const preset &q : k_presets)
+        if (name == q.name || (q.alias && name == q.alias)) return q.tiktoken_spelling;
     return nullptr;
 }
 

@@ -61,6 +61,9 @@ std::unique_ptr<byte_level_bpe> train_bpe_tokenizer(const std::vector<std::strin
 
 // The pattern of a tiktoken preset name (cl100k_base, ...), or nullptr.
 const char *tiktoken_preset_pattern(const std::string &name);
+// tiktoken's own spelling of a preset's pattern where it differs from ours
+// (same splits; tiktoken_ext/openai_public.py's pat_str), or nullptr.
+const char *tiktoken_preset_spelling(const std::string &name);
 
 // The tokenizer's ranks as the text of a .tiktoken file, ordered by rank.
 std::string tiktoken_text(const byte_level_bpe &tok);

@@ -48,14 +48,15 @@ def _cl100k_spec(ranks):
 
 def test_tiktokens_readme_example_extending_cl100k(data_dir, cl100k):
     """cl100k_base plus two chat tokens, as tiktoken's README extends it; the
-    pattern given as tiktoken spells it (PCRE2 runs it) and as a preset name
-    (llmkit's scanner runs it)."""
+    pattern given as tiktoken spells it, as a preset name, and with a branch
+    that never matches (so that PCRE2 runs it, not the preset's scanner)."""
     path, ranks = cl100k
     spec = _cl100k_spec(ranks)
     specials = {**spec["special_tokens"], "<|im_start|>": 100264, "<|im_end|>": 100265}
     ref = tiktoken.Encoding("cl100k_im", pat_str=spec["pat_str"], mergeable_ranks=ranks, special_tokens=specials)
     tok = llmkit.Tokenizer.from_ranks(path, spec["pat_str"], specials, name="cl100k_im")
     by_name = llmkit.Tokenizer.from_ranks(path, "cl100k_base", specials)
+    pcre = llmkit.Tokenizer.from_ranks(path, spec["pat_str"] + "|(?!)", specials)
     assert tok.name == "cl100k_im" and tok.n_vocab == ref.n_vocab == 100277
     assert tok.special_tokens == specials
     texts = _texts(data_dir) + ["trailing spaces   \n", "ends in a newline\n\n", " \n \n\t", "   "]
@@ -63,6 +64,7 @@ def test_tiktokens_readme_example_extending_cl100k(data_dir, cl100k):
         want = ref.encode(text, allowed_special="all")
         assert tok.encode(text, allowed_special="all") == want
         assert by_name.encode(text, allowed_special="all") == want
+        assert pcre.encode(text, allowed_special="all") == want
         assert tok.encode(text, disallowed_special=()) == ref.encode(text, disallowed_special=())
     chat = "<|im_start|>user\nhi<|im_end|>"
     with pytest.raises(ValueError):

@@ -458,6 +458,16 @@ TEST_CASE("an encoding given in full: from_ranks, to_tiktoken, pattern", "[custo
     CHECK(full.encode(text, {}, true) == preset.encode(text, {}, true));
     CHECK(full.vocab_size() == preset.vocab_size());
     CHECK(preset.to_tiktoken() == file);
+
+    // A preset's pattern as tiktoken spells it (tiktoken_ext/openai_public.py) gets the preset's scanner;
+    // one branch more (that never matches) makes it PCRE2's.
+    const std::string cl100k_tiktoken =
+        R"('(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s)";
+    using llmkit::tok::pretok_kind;
+    CHECK(llmkit::tok::custom_tiktoken(tiny, "t", cl100k_tiktoken, {})->pre_tokenizer_kind() == pretok_kind::cl100k);
+    CHECK(llmkit::tok::custom_tiktoken(tiny, "t", "o200k_base", {})->pre_tokenizer_kind() == pretok_kind::o200k);
+    CHECK(llmkit::tok::custom_tiktoken(tiny, "t", cl100k_tiktoken + "|(?!)", {})->pre_tokenizer_kind() ==
+          pretok_kind::none);
 }
 
 TEST_CASE("from_ranks, to_tiktoken and pattern: bad arguments", "[custom][errors]") {
