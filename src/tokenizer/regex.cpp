@@ -82,6 +82,12 @@ bool regex::next_match(std::string_view text, size_t start, size_t &begin, size_
     if (rc < 0) {
         if (rc == PCRE2_ERROR_NOMEMORY || rc == PCRE2_ERROR_JIT_STACKLIMIT)
             core::fail(LLMKIT_ERROR_OUT_OF_MEMORY, "pre-tokenizer: ", pcre2_message(rc), " at byte ", start);
+        // A user's pattern with nested quantifiers (`(a+)+$`) backtracks
+        // exponentially; PCRE2 stops it at its limits, and the caller hears why.
+        if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT)
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "pre-tokenizer pattern backtracks too much on this text (",
+                       pcre2_message(rc), " at byte ", start,
+                       "): nested quantifiers such as (a+)+ can take exponential time");
         core::fail(LLMKIT_ERROR_INTERNAL, "pre-tokenizer: ", pcre2_message(rc), " at byte ", start);
     }
     const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(s.data);

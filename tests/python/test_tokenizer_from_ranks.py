@@ -157,3 +157,12 @@ def test_bad_arguments_give_named_errors(cl100k):
         llmkit.Tokenizer.from_ranks(data, None)
     with pytest.raises(ValueError, match="does not fit"):
         llmkit.Tokenizer.from_ranks(data, "cl100k_base", {"<|x|>": 2**40})
+
+
+def test_a_pattern_that_backtracks_exponentially_gives_an_error():
+    """(a+)+$ on a run of a's that does not end the text: PCRE2 stops at its match limit."""
+    tok = llmkit.Tokenizer.from_ranks({bytes([i]): i for i in range(256)}, r"(a+)+$|\S|\s")
+    assert tok.encode("aaa") == [97, 97, 97]
+    with pytest.raises(ValueError, match=r"backtracks too much on this text \(match limit exceeded at byte 0\)") as e:
+        tok.encode("a" * 40 + "b")
+    assert e.value.status == "LLMKIT_ERROR_INVALID_ARGUMENT"
