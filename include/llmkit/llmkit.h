@@ -2121,7 +2121,7 @@ LLMKIT_API llmkit_status llmkit_tokenizer_from_memory(llmkit_tokenizer **out, co
  */
 typedef struct llmkit_tiktoken_encoding {
     uint32_t struct_size;               /**< sizeof(llmkit_tiktoken_encoding). */
-    const char *pattern;                /**< The pre-tokenizer regex (tiktoken's pat_str; PCRE2 syntax, `\s` as Unicode White_Space), or a preset name whose regex to use ("cl100k_base", "o200k_base", ...). Required. */
+    const char *pattern;                /**< The pre-tokenizer regex (tiktoken's pat_str) with the meaning it has in tiktoken's regex engine (Rust's regex crate: \\w, \\b, POSIX classes, script names, class set operations, `$`; see the Tokenization page), run by PCRE2; or a preset name whose regex to use ("cl100k_base", "o200k_base", ...). Required. */
     const char *const *special_tokens;  /**< Special tokens' texts (NUL-terminated UTF-8); may be NULL when n_special_tokens is 0. */
     const int32_t *special_token_ids;   /**< Their ids, each >= 0 and not a rank of the file; may be NULL when n_special_tokens is 0. */
     size_t n_special_tokens;            /**< Entries in special_tokens and special_token_ids. */
@@ -2485,7 +2485,7 @@ typedef int (*llmkit_bpe_progress_fn)(void *user_data, size_t done, size_t total
 typedef struct llmkit_bpe_train_options {
     uint32_t struct_size;                /**< sizeof(llmkit_bpe_train_options). */
     size_t vocab_size;                   /**< Tokens to learn, the 256 single bytes included (>= 256); special tokens come on top. Required. */
-    const char *pattern;                 /**< Pre-tokenizer regex (PCRE2 syntax), or a tiktoken preset name whose regex to use ("cl100k_base", "o200k_base", "r50k_base", "llama3", "qwen2"); NULL = "cl100k_base". */
+    const char *pattern;                 /**< Pre-tokenizer regex, read as tiktoken reads it (see #llmkit_tiktoken_encoding), or a tiktoken preset name whose regex to use ("cl100k_base", "o200k_base", "r50k_base", "llama3", "qwen2"); NULL = "cl100k_base". */
     const char *const *special_tokens;   /**< Special tokens (NUL-terminated), given ids vocab_size, vocab_size + 1, ... in order; may be NULL when n_special_tokens is 0. */
     size_t n_special_tokens;             /**< Entries in special_tokens. */
     llmkit_bpe_progress_fn progress;     /**< Called after each merge; NULL for none. */

@@ -317,7 +317,7 @@ pretok_kind pretokenizer_for(std::string_view pattern) {
     for (const auto &k : k_kinds) {
         const char *raw = tiktoken_preset_pattern(k.preset);
         const char *spelling = tiktoken_preset_spelling(k.preset);
-        if ((raw && pattern == exact_white_space(raw)) || (spelling && pattern == exact_white_space(spelling))) {
+        if ((raw && pattern == rust_regex_to_pcre2(raw)) || (spelling && pattern == rust_regex_to_pcre2(spelling))) {
             // Build the category table now, while the tokenizer loads: it takes
             // ~10 ms (a utf8proc lookup per code point), which would otherwise
             // fall on the first encode.

@@ -56,11 +56,12 @@ thread_scratch &scratch() {
 
 }  // namespace
 
-regex::regex(const std::string &pattern) : pattern_(pattern) {
+regex::regex(const std::string &pattern, bool dollar_end_only) : pattern_(pattern) {
     int err = 0;
     PCRE2_SIZE offset = 0;
     pcre2_code *code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                                     PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
+                                     PCRE2_UTF | PCRE2_UCP | (dollar_end_only ? PCRE2_DOLLAR_ENDONLY : 0u), &err,
+                                     &offset, nullptr);
     if (!code)
         core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "pre-tokenizer pattern: ", pcre2_message(err), " at offset ", offset,
                    " of \"", pattern, "\"");

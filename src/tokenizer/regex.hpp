@@ -12,8 +12,10 @@ namespace llmkit::tok {
 class regex {
 public:
     // Compiles `pattern`; fails with LLMKIT_ERROR_INVALID_ARGUMENT naming the
-    // offset on a syntax error.
-    explicit regex(const std::string &pattern);
+    // offset on a syntax error. dollar_end_only: `$` (outside multiline mode)
+    // matches only at the end of the text, as in Rust's regex crate, not also
+    // before a final newline as in PCRE2 and Perl.
+    explicit regex(const std::string &pattern, bool dollar_end_only = false);
     ~regex();
     regex(const regex &) = delete;
     regex &operator=(const regex &) = delete;
@@ -47,6 +49,21 @@ private:
     void *code_ = nullptr;  // pcre2_code_8*
     bool jit_ = false;
 };
+
+// A pattern of tiktoken's regex dialect (Rust's regex crate, through
+// fancy-regex) spelled so that PCRE2 matches what tiktoken matches; compile it
+// with dollar_end_only. Rust and PCRE2 agree on most syntax but not on what
+// some classes mean: \s is White_Space (PCRE2 adds U+180E), \w is UTS #18's
+// word class (Alphabetic, marks, decimal digits, connector punctuation, ZWJ and
+// ZWNJ; PCRE2's lacks marks and Pc), \b, \B, \< and \> follow that \w,
+// \h is a hex digit (fancy-regex; PCRE2's is horizontal space), POSIX classes
+// ([[:alpha:]]) are ASCII, Rust's \u and \U code point escapes become \x{...}, and classes
+// nest and combine with && (intersection), -- (difference) and ~~ (symmetric
+// difference), which become one-character lookaheads. Everything else passes
+// through unchanged. The result translates to itself, so a pattern read back
+// from a tokenizer (pattern()) builds the same tokenizer. Fails with
+// LLMKIT_ERROR_INVALID_ARGUMENT for an unterminated class or escape.
+std::string rust_regex_to_pcre2(std::string_view pattern);
 
 // Whether text is valid UTF-8 (no overlong forms, surrogates or code points
 // past U+10FFFF), with a fast path for ASCII.

@@ -177,7 +177,7 @@ std::unique_ptr<byte_level_bpe> tiktoken_from_ranks(std::string_view data, const
     if (!p)
         core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "unknown tiktoken encoding \"", encoding_name, "\"; known: ",
                    tiktoken_encoding_names());
-    return std::make_unique<byte_level_bpe>(parse_tiktoken_ranks(data, source), exact_white_space(p->pattern),
+    return std::make_unique<byte_level_bpe>(parse_tiktoken_ranks(data, source), rust_regex_to_pcre2(p->pattern),
                                             p->specials(), source);
 }
 
@@ -186,7 +186,7 @@ std::unique_ptr<byte_level_bpe> custom_tiktoken(std::string_view data, const std
     if (pattern.empty()) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "the pattern is empty");
     const char *preset = tiktoken_preset_pattern(pattern);
     return std::make_unique<byte_level_bpe>(parse_tiktoken_ranks(data, source),
-                                            exact_white_space(preset ? preset : pattern), std::move(specials), source);
+                                            rust_regex_to_pcre2(preset ? preset : pattern), std::move(specials), source);
 }
 
 }  // namespace llmkit::tok

@@ -10,7 +10,7 @@ namespace llmkit::tok {
 byte_level_bpe::byte_level_bpe(std::vector<std::pair<std::string, uint32_t>> ranks, const std::string &pattern,
                                std::vector<special_token> specials, const std::string &source)
     : ranks_(std::move(ranks), source),
-      regex_(pattern),
+      regex_(pattern, /*dollar_end_only=*/true),  // Rust's `$`, as tiktoken
       pretok_(pretokenizer_for(pattern)),
       specials_(std::move(specials)) {
     const int missing = ranks_.missing_byte();

@@ -217,7 +217,7 @@ bpe_train_result train_bpe(const std::vector<std::string_view> &texts, const bpe
         core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "vocab_size ", o.vocab_size, " plus ", o.special_tokens.size(),
                    " special tokens does not fit int32 ids");
     if (o.n_threads < 0) core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, "n_threads must be >= 0, got ", o.n_threads);
-    const regex re(exact_white_space(o.pattern));
+    const regex re(rust_regex_to_pcre2(o.pattern), /*dollar_end_only=*/true);
     const word_table words = count_words(texts, re, o.n_threads);
 
     bpe_train_result r;
@@ -262,7 +262,7 @@ std::unique_ptr<byte_level_bpe> train_bpe_tokenizer(const std::vector<std::strin
     const auto first = int32_t(r.ranks.size());
     for (size_t i = 0; i < o.special_tokens.size(); ++i)
         specials.push_back({o.special_tokens[i], first + int32_t(i)});
-    return std::make_unique<byte_level_bpe>(std::move(r.ranks), exact_white_space(o.pattern), std::move(specials),
+    return std::make_unique<byte_level_bpe>(std::move(r.ranks), rust_regex_to_pcre2(o.pattern), std::move(specials),
                                             "trained BPE");
 }
 

@@ -166,3 +166,53 @@ def test_a_pattern_that_backtracks_exponentially_gives_an_error():
     with pytest.raises(ValueError, match=r"backtracks too much on this text \(match limit exceeded at byte 0\)") as e:
         tok.encode("a" * 40 + "b")
     assert e.value.status == "LLMKIT_ERROR_INVALID_ARGUMENT"
+
+
+# Patterns whose meaning differs between Rust's regex crate (tiktoken) and
+# PCRE2 unless llmkit translates them: \w (marks, connector punctuation), \b,
+# \h (hex digit), ASCII POSIX classes, class set operations and nesting, bare
+# script names (Script, not Script_Extensions), long category names, `$` at the
+# very end only; and Kimi K2's pattern (intersections with [^\p{Han}]).
+DIALECT_PATTERNS = [
+    r"\w+|\W",
+    r"\b\w|\B.",
+    r"\h+|\S+|\s",
+    r"[[:alpha:]]+|[[:^alpha:][:digit:]]+|.",
+    r"[\w--\d]+|[\p{L}~~\p{Ll}]+|[a-z[0-9]]+|.",
+    r"[^\w\s]+|[\W\d]+|.",
+    r"\p{Han}+|\p{Greek}+|\p{Is_Cyrillic}+|\p{^Latin}|.",
+    r"[\p{Letter}--\p{Uppercase_Letter}]+|\p{gc=Nd}+|\pN|.",
+    r"\w+$|(?m:\w+$)|.|\n",
+    r"\u0041\U00000062|\x{3002}|.",
+    (r"[\p{Han}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+"
+     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]+"
+     r"[\p{Ll}\p{Lm}\p{Lo}\p{M}&&[^\p{Han}]]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+     r"|\s*[\r\n]+|\s+(?!\S)|\s+"),
+]
+
+
+def _every_code_point_texts():
+    """Each code point assigned in this Python's Unicode (planes 0-2; newer ones may differ
+    between the regex engines' Unicode versions) among letters, digits, marks and newlines."""
+    import unicodedata
+
+    cps = [cp for cp in range(0x30000) if not 0xD800 <= cp <= 0xDFFF and unicodedata.category(chr(cp)) != "Cn"]
+    texts = []
+    for k in range(0, len(cps), 2000):
+        texts.append("".join(f"Ab{chr(c)}x {chr(c)}1{chr(c)}\u0301{chr(c)}\n" for c in cps[k:k + 2000]))
+    return texts + ["naïve cafe\u0301 a\u203fb ab\n", "ab\n\n", "deadbeefxyz 0x1F", "Straße İstanbul ǅemal ﬁle。\n"]
+
+
+@pytest.mark.parametrize("which", range(len(DIALECT_PATTERNS)))
+def test_tiktokens_regex_dialect_on_every_code_point(cl100k, which):
+    path, ranks = cl100k
+    pat = DIALECT_PATTERNS[which]
+    ref = tiktoken.Encoding("dialect", pat_str=pat, mergeable_ranks=ranks, special_tokens={})
+    tok = llmkit.Tokenizer.from_ranks(ranks, pat)
+    for text in _every_code_point_texts():
+        assert tok.encode_ordinary(text) == ref.encode_ordinary(text)
+    # What llmkit runs translates to itself: the tokenizer rebuilt from its pattern is the same.
+    again = llmkit.Tokenizer.from_ranks(ranks, tok.pattern)
+    assert again.pattern == tok.pattern
+    text = _every_code_point_texts()[3]
+    assert again.encode_ordinary(text) == tok.encode_ordinary(text)

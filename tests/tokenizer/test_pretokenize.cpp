@@ -110,14 +110,62 @@ std::vector<uint8_t> pcre2_classes() {
 }  // namespace
 
 TEST_CASE("the presets' patterns select their scanners; others keep the regex", "[pretok]") {
-    for (const char *preset : k_presets)
-        CHECK(tok::pretokenizer_for(tok::exact_white_space(tok::tiktoken_preset_pattern(preset))) !=
+    for (const char *preset : k_presets) {
+        CHECK(tok::pretokenizer_for(tok::rust_regex_to_pcre2(tok::tiktoken_preset_pattern(preset))) !=
               tok::pretok_kind::none);
-    CHECK(tok::pretokenizer_for(tok::exact_white_space(tok::tiktoken_preset_pattern("p50k_base"))) ==
+        // The presets use only \s, \S and \p{...} of what the dialect changes, so both rewrites agree.
+        CHECK(tok::rust_regex_to_pcre2(tok::tiktoken_preset_pattern(preset)) ==
+              tok::exact_white_space(tok::tiktoken_preset_pattern(preset)));
+    }
+    CHECK(tok::pretokenizer_for(tok::rust_regex_to_pcre2(tok::tiktoken_preset_pattern("p50k_base"))) ==
           tok::pretok_kind::gpt2);
     CHECK(tok::pretokenizer_for(R"(\p{L}+|\s+)") == tok::pretok_kind::none);
     // Unrewritten \s is not the same pattern.
     CHECK(tok::pretokenizer_for(tok::tiktoken_preset_pattern("cl100k_base")) == tok::pretok_kind::none);
+}
+
+namespace {
+
+// The pieces a translated pattern cuts text into.
+std::vector<std::string> dialect_pieces(const std::string &rust_pattern, std::string_view text) {
+    const tok::regex re(tok::rust_regex_to_pcre2(rust_pattern), true);
+    std::vector<std::string> out;
+    re.for_each_match(text, [&](size_t b, size_t e) { out.emplace_back(text.substr(b, e - b)); });
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("tiktoken's regex dialect (Rust's regex crate) spelled for PCRE2", "[pretok][dialect]") {
+    using v = std::vector<std::string>;
+    // \w holds marks and connector punctuation (U+0301, U+203F); PCRE2's does not.
+    CHECK(dialect_pieces(R"(\w+|\W)", "cafe\xCC\x81 a\xE2\x80\xBF" "b") == v{"cafe\xCC\x81", " ", "a\xE2\x80\xBF" "b"});
+    CHECK(dialect_pieces(R"(\b\w)", "e\xCC\x81le x") == v{"e", "x"});
+    CHECK(dialect_pieces(R"(\h+|\S+|\s)", "beefxyz") == v{"beef", "xyz"});  // \h: hex digit
+    CHECK(dialect_pieces(R"([[:alpha:]]+|.)", "Stra\xC3\x9F" "e") == v{"Stra", "\xC3\x9F", "e"});  // ASCII only
+    CHECK(dialect_pieces(R"([\p{L}&&[^a-c]]+|.)", "abcdef") == v{"a", "b", "c", "def"});
+    CHECK(dialect_pieces(R"([a-f--[c-d]]+|.)", "abcdef") == v{"ab", "c", "d", "ef"});
+    CHECK(dialect_pieces(R"([a-d~~c-f]+|.)", "abcdef") == v{"ab", "c", "d", "ef"});
+    CHECK(dialect_pieces(R"([a[x-z]]+|.)", "axzyb") == v{"axzy", "b"});
+    CHECK(dialect_pieces(R"([^a[b]]+|.)", "abcab") == v{"a", "b", "c", "a", "b"});
+    CHECK(dialect_pieces(R"(\p{Han}|.)", "\xE3\x80\x82") == v{"\xE3\x80\x82"});  // U+3002: Script Common
+    CHECK(dialect_pieces(R"(\p{Han}+)", "\xE3\x80\x82\xE4\xB8\x96") == v{"\xE4\xB8\x96"});
+    CHECK(dialect_pieces(R"(\p{Uppercase_Letter}+|\p{gc=Ll}+|\p{Is_Greek})", "ABcd\xCD\xBA") == v{"AB", "cd", "\xCD\xBA"});
+    CHECK(dialect_pieces(R"(\w+$|.|\n)", "ab\n") == v{"a", "b", "\n"});  // $: end of text only
+    CHECK(dialect_pieces(R"((?m)\w+$|.|\n)", "ab\n") == v{"ab", "\n"});
+    CHECK(dialect_pieces(R"(\u0041|\U00000062)", "Ab") == v{"A", "b"});
+    // What it writes translates to itself (tokenizers rebuilt from pattern() are the same).
+    for (const char *p : {R"(\w+|\W)", R"([\p{L}&&[^\p{Han}]]+)", R"([[:^alpha:]\W\d]+)", R"(\b\B\<\>)",
+                          R"(\p{Greek}\P{^Han}\pL\p{gc=Lu})", R"([\s\S\h\H]|[^\w--x]|[]a-])", R"(\u0041\x{42}[\u0043-\u0044])"}) {
+        const std::string once = tok::rust_regex_to_pcre2(p);
+        CHECK(tok::rust_regex_to_pcre2(once) == once);
+        CHECK_NOTHROW(tok::regex(once, true));
+    }
+    // Unterminated classes and escapes are named.
+    for (const char *p : {"[abc", "[a-", "\\p{Han", "abc\\", "[a&&[b]"}) {
+        INFO(p);
+        CHECK_THROWS_WITH(tok::rust_regex_to_pcre2(p), Catch::Contains("pre-tokenizer pattern"));
+    }
 }
 
 TEST_CASE("scanner classes equal PCRE2's wherever PCRE2 (Unicode 14) assigns the code point", "[pretok]") {

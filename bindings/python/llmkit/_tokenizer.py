@@ -163,8 +163,11 @@ class Tokenizer:
         Args:
             mergeable_ranks: ``{token bytes: rank}`` (what ``tiktoken.load.load_tiktoken_bpe``
                 returns), the bytes of a ``.tiktoken`` file, or its path.
-            pat_str: The pre-tokenizer regex (PCRE2 syntax, as tiktoken's), or a
-                preset name whose regex to use (``"cl100k_base"``, ``"o200k_base"``, ...).
+            pat_str: The pre-tokenizer regex, meaning what it means to tiktoken's
+                regex engine (Rust's ``regex``: its ``\\w``, ``\\b``, POSIX classes,
+                script names, ``&&``/``--`` class operations and ``$``; llmkit
+                translates it for PCRE2), or a preset name whose regex to use
+                (``"cl100k_base"``, ``"o200k_base"``, ...).
             special_tokens: ``{text: id}``; no id may be a rank.
             name: What :attr:`name` gives.
 
