@@ -20,6 +20,9 @@ constexpr std::string_view k_space = R"(\t-\r\x{85}\p{Z})";
 constexpr std::string_view k_word = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D})";
 constexpr std::string_view k_hex = "0-9A-Fa-f";  // fancy-regex's \h
 
+// The longest class expression the translation writes (see class_atom).
+constexpr size_t k_max_translated = size_t(1) << 20;
+
 std::string bracket(std::string_view members, bool negated) {
     return std::string(negated ? "[^" : "[") + std::string(members) + "]";
 }
@@ -378,6 +381,10 @@ private:
             class_set right;
             class_union(right, false);
             const std::string r = right.expression();
+            // ~~ writes both sides twice, so a chain of them doubles the size
+            // at each step; a pattern that grows past this is refused.
+            if (expr.size() + r.size() > k_max_translated)
+                bad("the class grows past " + std::to_string(k_max_translated) + " bytes when spelled for PCRE2");
             if (op == "&&") expr = "(?:(?=" + r + ")" + expr + ")";
             else if (op == "--") expr = "(?:(?!" + r + ")" + expr + ")";
             else expr = "(?:(?!" + r + ")" + expr + "|(?!" + expr + ")" + r + ")";  // ~~

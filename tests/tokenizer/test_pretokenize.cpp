@@ -166,6 +166,10 @@ TEST_CASE("tiktoken's regex dialect (Rust's regex crate) spelled for PCRE2", "[p
         INFO(p);
         CHECK_THROWS_WITH(tok::rust_regex_to_pcre2(p), Catch::Contains("pre-tokenizer pattern"));
     }
+    // ~~ doubles the class at each step (found by fuzz_pattern): a long chain is refused, not spelled out.
+    CHECK_THROWS_WITH(tok::rust_regex_to_pcre2("[a" + std::string(80, '~') + "b]"),
+                      Catch::Contains("grows past 1048576 bytes"));
+    CHECK_NOTHROW(tok::rust_regex_to_pcre2("[a~~b~~c~~d]"));
 }
 
 TEST_CASE("scanner classes equal PCRE2's wherever PCRE2 (Unicode 14) assigns the code point", "[pretok]") {
