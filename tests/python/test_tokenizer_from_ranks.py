@@ -192,11 +192,14 @@ DIALECT_PATTERNS = [
 
 
 def _every_code_point_texts():
-    """Each code point assigned in this Python's Unicode (planes 0-2; newer ones may differ
-    between the regex engines' Unicode versions) among letters, digits, marks and newlines."""
+    """Each code point of planes 0-2 assigned in Unicode 14 (PCRE2 10.42's tables; tiktoken's are newer,
+    so later additions may differ) among letters, digits, marks and newlines."""
     import unicodedata
 
-    cps = [cp for cp in range(0x30000) if not 0xD800 <= cp <= 0xDFFF and unicodedata.category(chr(cp)) != "Cn"]
+    # This Python's tables where they are Unicode 14 or older, else the Unicode 3.2 ones it also carries.
+    major = int(unicodedata.unidata_version.split(".")[0])
+    ucd = unicodedata if major <= 14 else unicodedata.ucd_3_2_0
+    cps = [cp for cp in range(0x30000) if not 0xD800 <= cp <= 0xDFFF and ucd.category(chr(cp)) != "Cn"]
     texts = []
     for k in range(0, len(cps), 2000):
         texts.append("".join(f"Ab{chr(c)}x {chr(c)}1{chr(c)}\u0301{chr(c)}\n" for c in cps[k:k + 2000]))
