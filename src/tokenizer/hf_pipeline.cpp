@@ -551,11 +551,10 @@ void split_pieces(std::vector<Piece> &pieces, behavior how, bool invert, Find fi
     pieces.swap(out);
 }
 
-// PCRE2 pattern for an Oniguruma one from a tokenizer.json: \s and \S as the
-// exact White_Space set.
+// PCRE2 pattern for an Oniguruma one from a tokenizer.json (oniguruma_to_pcre2).
 std::unique_ptr<regex> compile(const std::string &pattern, const std::string &path) {
     try {
-        return std::make_unique<regex>(exact_white_space(pattern));
+        return std::make_unique<regex>(oniguruma_to_pcre2(pattern));
     } catch (const core::error &e) {
         bad(path, std::string("invalid regex: ") + e.what());
     }

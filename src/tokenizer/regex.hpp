@@ -65,6 +65,16 @@ private:
 // LLMKIT_ERROR_INVALID_ARGUMENT for an unterminated class or escape.
 std::string rust_regex_to_pcre2(std::string_view pattern);
 
+// The same for Hugging Face tokenizers' dialect (Oniguruma with Ruby syntax),
+// the regexes of tokenizer.json files: \s is White_Space, \w Alphabetic,
+// marks, decimal digits and connector punctuation (outside classes also
+// Latin-1's superscripts and fractions; \b, \B, \<, \> follow it), \h a hex
+// digit, POSIX classes Unicode properties ([[:alpha:]] is Alphabetic,
+// [[:punct:]] holds symbols), bare script names Script, classes nest and
+// intersect (&&),
+// ^ and $ match at line ends (Ruby), and (?m) is PCRE2's (?s).
+std::string oniguruma_to_pcre2(std::string_view pattern);
+
 // Whether text is valid UTF-8 (no overlong forms, surrogates or code points
 // past U+10FFFF), with a fast path for ASCII.
 bool is_valid_utf8(std::string_view text) noexcept;

@@ -1,5 +1,6 @@
-// tiktoken's regex dialect (Rust's regex crate under fancy-regex) spelled for
-// PCRE2, so that a pattern means what it means in tiktoken. See regex.hpp.
+// Two regex dialects spelled for PCRE2, so that a pattern means what it means
+// where it came from: tiktoken's (Rust's regex crate under fancy-regex) and
+// Hugging Face tokenizers' (Oniguruma, Ruby syntax). See regex.hpp.
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
@@ -15,9 +16,17 @@ namespace llmkit::tok {
 
 namespace {
 
-// Rust's \s (White_Space) and \w (UTS #18's word characters) as class members.
+enum class dialect { rust, oniguruma };
+
+// \s (White_Space, both dialects) and \w as class members; Rust's \w is UTS
+// #18's word class.
 constexpr std::string_view k_space = R"(\t-\r\x{85}\p{Z})";
-constexpr std::string_view k_word = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D})";
+constexpr std::string_view k_rust_word = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{200C}\x{200D})";
+// Oniguruma's \w: Alphabetic, marks, decimal digits and connector punctuation;
+// outside a class also Latin-1's superscripts and fractions (No), as measured
+// against tokenizers on every code point.
+constexpr std::string_view k_onig_word_in_class = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc})";
+constexpr std::string_view k_onig_word = R"(\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\x{B2}\x{B3}\x{B9}\x{BC}-\x{BE})";
 constexpr std::string_view k_hex = "0-9A-Fa-f";  // fancy-regex's \h
 
 // The longest class expression the translation writes (see class_atom).
@@ -27,9 +36,31 @@ std::string bracket(std::string_view members, bool negated) {
     return std::string(negated ? "[^" : "[") + std::string(members) + "]";
 }
 
-// Rust's ASCII-only POSIX classes ([[:alpha:]]) as PCRE2 class members; PCRE2
-// with Unicode properties would make them Unicode.
-const char *posix_members(std::string_view name) {
+// POSIX classes ([[:alpha:]]) as PCRE2 class members: Rust's are ASCII only,
+// Oniguruma's Unicode properties (alpha is Alphabetic, lower Lowercase). Names
+// not listed for Oniguruma keep PCRE2's meaning.
+const char *posix_members(std::string_view name, dialect d) {
+    static const struct {
+        const char *name, *members;
+    } k_onig[] = {{"alnum", "\\p{Alphabetic}\\p{Nd}"},
+                  {"alpha", "\\p{Alphabetic}"},
+                  {"ascii", "\\x00-\\x7F"},
+                  {"blank", "\\t\\p{Zs}"},
+                  {"cntrl", "\\p{Cc}"},
+                  {"digit", "\\p{Nd}"},
+                  {"graph", "^\\p{Z}\\p{Cc}\\p{Cn}\\p{Cs}"},  // '^': all but these
+                  {"lower", "\\p{Lowercase}"},
+                  {"print", "^\\p{Zl}\\p{Zp}\\p{Cc}\\p{Cn}\\p{Cs}"},
+                  {"punct", "\\p{P}\\p{S}"},
+                  {"space", "\\t-\\r\\x{85}\\p{Z}"},
+                  {"upper", "\\p{Uppercase}"},
+                  {"word", "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}"},
+                  {"xdigit", "0-9A-Fa-f"}};
+    if (d == dialect::oniguruma) {
+        for (const auto &p : k_onig)
+            if (name == p.name) return p.members;
+        return nullptr;
+    }
     static const struct {
         const char *name, *members;
     } k_posix[] = {{"alnum", "0-9A-Za-z"},     {"alpha", "A-Za-z"},      {"ascii", "\\x00-\\x7F"},
@@ -147,7 +178,11 @@ std::string property_body(std::string_view body) {
 
 class translator {
 public:
-    explicit translator(std::string_view p) : p_(p) {}
+    translator(std::string_view p, dialect d)
+        : p_(p),
+          d_(d),
+          word_(d == dialect::rust ? k_rust_word : k_onig_word),
+          class_word_(d == dialect::rust ? k_rust_word : k_onig_word_in_class) {}
 
     std::string run() {
         while (i_ < p_.size()) {
@@ -156,6 +191,16 @@ public:
                 outside_escape();
             } else if (c == '[') {
                 out_ += class_atom();
+            } else if (d_ == dialect::oniguruma && (c == '^' || c == '$')) {
+                // Ruby's anchors are per line: at the ends of the text and next to any \n.
+                out_ += c == '^' ? "(?<![^\\n])" : "(?![^\\n])";
+                ++i_;
+            } else if (d_ == dialect::oniguruma && at("(?") && i_ + 2 < p_.size() && p_[i_ + 2] != '<' &&
+                       p_[i_ + 2] != '=' && p_[i_ + 2] != '!' && p_[i_ + 2] != '>' && p_[i_ + 2] != '#') {
+                // Ruby's (?m) is PCRE2's (?s): '.' matches \n too.
+                out_ += "(?";
+                for (i_ += 2; i_ < p_.size() && std::string_view("imx-").find(p_[i_]) != std::string_view::npos; ++i_)
+                    out_ += p_[i_] == 'm' ? 's' : p_[i_];
             } else {
                 out_ += c;
                 ++i_;
@@ -220,12 +265,12 @@ private:
         ++i_;  // past the backslash
         if (i_ >= p_.size()) bad("trailing backslash");
         const char d = p_[i_];
-        const std::string word(k_word);
+        const std::string word(word_);
         switch (d) {
         case 's': out_ += bracket(k_space, false); ++i_; return;
         case 'S': out_ += bracket(k_space, true); ++i_; return;
-        case 'w': out_ += bracket(k_word, false); ++i_; return;
-        case 'W': out_ += bracket(k_word, true); ++i_; return;
+        case 'w': out_ += bracket(word_, false); ++i_; return;
+        case 'W': out_ += bracket(word_, true); ++i_; return;
         case 'h': out_ += bracket(k_hex, false); ++i_; return;
         case 'H': out_ += bracket(k_hex, true); ++i_; return;
         case 'b': out_ += "(?:(?<=[" + word + "])(?![" + word + "])|(?<![" + word + "])(?=[" + word + "]))"; ++i_; return;
@@ -311,15 +356,20 @@ private:
         for (bool first = first_item;; first = false) {
             if (i_ >= p_.size()) bad("unterminated character class");
             if (p_[i_] == ']' && !first) return;
-            if (at("&&") || at("~~") || (at("--") && !first)) return;
+            // Oniguruma has && but neither -- nor ~~.
+            if (at("&&") || (d_ == dialect::rust && (at("~~") || (at("--") && !first)))) return;
             if (at("[:")) {
                 const size_t close = p_.find(":]", i_ + 2);
                 if (close != std::string_view::npos) {
                     std::string_view name = p_.substr(i_ + 2, close - i_ - 2);
-                    const bool negated = !name.empty() && name[0] == '^';
+                    bool negated = !name.empty() && name[0] == '^';
                     if (negated) name.remove_prefix(1);
-                    if (const char *members = posix_members(name)) {
+                    if (const char *members = posix_members(name, d_)) {
                         i_ = close + 2;
+                        if (members[0] == '^') {  // the complement of the rest
+                            ++members;
+                            negated = !negated;
+                        }
                         if (negated) s.atoms.push_back(bracket(members, true));
                         else s.members += members;
                         continue;
@@ -336,8 +386,8 @@ private:
                 switch (d) {
                 case 's': s.members += k_space; break;
                 case 'S': s.atoms.push_back(bracket(k_space, true)); break;
-                case 'w': s.members += k_word; break;
-                case 'W': s.atoms.push_back(bracket(k_word, true)); break;
+                case 'w': s.members += class_word_; break;
+                case 'W': s.atoms.push_back(bracket(class_word_, true)); break;
                 case 'h': s.members += k_hex; break;
                 case 'H': s.atoms.push_back(bracket(k_hex, true)); break;
                 case 'd': s.members += "\\d"; break;
@@ -396,12 +446,16 @@ private:
     }
 
     std::string_view p_;
+    dialect d_;
+    std::string_view word_, class_word_;  // \w outside and inside a class
     size_t i_ = 0;
     std::string out_;
 };
 
 }  // namespace
 
-std::string rust_regex_to_pcre2(std::string_view pattern) { return translator(pattern).run(); }
+std::string rust_regex_to_pcre2(std::string_view pattern) { return translator(pattern, dialect::rust).run(); }
+
+std::string oniguruma_to_pcre2(std::string_view pattern) { return translator(pattern, dialect::oniguruma).run(); }
 
 }  // namespace llmkit::tok

@@ -1,5 +1,6 @@
-// libFuzzer harness: a user's pre-tokenizer pattern (llmkit_tokenizer_from_ranks,
-// tokenizer.json's Split) and a text to split with it. The input is the pattern,
+// libFuzzer harness: a user's pre-tokenizer pattern (llmkit_tokenizer_from_ranks
+// in tiktoken's dialect, tokenizer.json's Split in Oniguruma's) and a text to
+// split with it. The input is the pattern,
 // a NUL byte, then the text. Building the tokenizer must either succeed or be
 // refused with LLMKIT_ERROR_INVALID_ARGUMENT (a pattern PCRE2 rejects); encoding
 // must either succeed or be refused with INVALID_ARGUMENT (text that is not
@@ -18,6 +19,7 @@
 
 #include "core/error.hpp"
 #include "tokenizer/base64.hpp"
+#include "tokenizer/regex.hpp"
 #include "tokenizer/tokenizer.hpp"
 
 namespace tok = llmkit::tok;
@@ -63,6 +65,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (nul == std::string_view::npos) return 0;
     const std::string pattern(input.substr(0, nul));
     const std::string_view text = input.substr(nul + 1);
+    // The same pattern as a tokenizer.json regex (Oniguruma's dialect): translated and run, or refused.
+    try {
+        const tok::regex re(tok::oniguruma_to_pcre2(pattern));
+        if (tok::is_valid_utf8(text)) re.for_each_match(text, [&](size_t b, size_t e) {
+            if (b > e || e > text.size()) fail("oniguruma", "a match outside the text");
+        });
+    } catch (const llmkit::core::error &e) {
+        if (e.status() != LLMKIT_ERROR_INVALID_ARGUMENT && e.status() != LLMKIT_ERROR_OUT_OF_MEMORY)
+            fail("oniguruma", e.what());
+    }
     std::unique_ptr<tok::byte_level_bpe> bpe;
     try {
         bpe = tok::custom_tiktoken(rank_file(), "fuzz", pattern, {{"<|x|>", 400}});

@@ -206,6 +206,7 @@ def _every_code_point_texts():
     return texts + ["naïve cafe\u0301 a\u203fb ab\n", "ab\n\n", "deadbeefxyz 0x1F", "Straße İstanbul ǅemal ﬁle。\n"]
 
 
+@pytest.mark.reference_sweep
 @pytest.mark.parametrize("which", range(len(DIALECT_PATTERNS)))
 def test_tiktokens_regex_dialect_on_every_code_point(cl100k, which):
     path, ranks = cl100k

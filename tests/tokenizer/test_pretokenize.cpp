@@ -166,6 +166,24 @@ TEST_CASE("tiktoken's regex dialect (Rust's regex crate) spelled for PCRE2", "[p
         INFO(p);
         CHECK_THROWS_WITH(tok::rust_regex_to_pcre2(p), Catch::Contains("pre-tokenizer pattern"));
     }
+    // Oniguruma's dialect (tokenizer.json): its \w takes U+00B2 outside a class but not inside, ^ and $ are
+    // per line, (?m) is dot-all, classes nest (BLOOM's pattern), -- is no operator.
+    const auto onig = [](const std::string &p, std::string_view text) {
+        const tok::regex re(tok::oniguruma_to_pcre2(p));
+        std::vector<std::string> out;
+        re.for_each_match(text, [&](size_t b, size_t e) { out.emplace_back(text.substr(b, e - b)); });
+        return out;
+    };
+    CHECK(onig(R"(\w+)", "a\xC2\xB2" "b c") == v{"a\xC2\xB2" "b", "c"});
+    CHECK(onig(R"([\w]+)", "a\xC2\xB2" "b") == v{"a", "b"});
+    CHECK(onig(R"(^\w|\w$)", "ab\ncd") == v{"a", "b", "c", "d"});
+    CHECK(onig(R"((?m)a.b)", "a\nb") == v{"a\nb"});
+    CHECK(onig(R"( ?[^(\s|[.,!?])]+)", "hi, yo(u)") == v{"hi", " yo", "u"});
+    CHECK(onig(R"([a--]+)", "a-b") == v{"a-"});
+    CHECK(onig(R"([[:punct:]]+|[[:alpha:]]+)", "a\xC2\xA2!") == v{"a", "\xC2\xA2!"});  // U+00A2: a symbol
+    CHECK(tok::oniguruma_to_pcre2(tok::oniguruma_to_pcre2(R"(^[[:graph:]\w&&[^x]]+$)")) ==
+          tok::oniguruma_to_pcre2(R"(^[[:graph:]\w&&[^x]]+$)"));
+
     // ~~ doubles the class at each step (found by fuzz_pattern): a long chain is refused, not spelled out.
     CHECK_THROWS_WITH(tok::rust_regex_to_pcre2("[a" + std::string(80, '~') + "b]"),
                       Catch::Contains("grows past 1048576 bytes"));
