@@ -2,7 +2,7 @@
 # the library by the top-level CMakeLists.txt. Paths relative to the repo root.
 set(LLMKIT_TOKENIZER_SOURCES
   src/tokenizer/regex.cpp
-  src/tokenizer/rust_regex.cpp
+  src/tokenizer/regex_dialects.cpp
   src/tokenizer/pretokenize.cpp
   src/tokenizer/bpe.cpp
   src/tokenizer/pair_table.cpp
