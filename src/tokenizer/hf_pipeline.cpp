@@ -904,7 +904,7 @@ const char *const k_gpt2_regex =
 class byte_level_pre final : public pre_tokenizer {
 public:
     byte_level_pre(bool add_prefix_space, bool use_regex) : prefix_(add_prefix_space) {
-        if (use_regex) re_ = std::make_unique<regex>(exact_white_space(k_gpt2_regex));
+        if (use_regex) re_ = std::make_unique<regex>(oniguruma_to_pcre2(k_gpt2_regex));
     }
     void pre_tokenize(std::vector<piece> &pieces) const override {
         if (prefix_)

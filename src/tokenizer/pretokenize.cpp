@@ -17,7 +17,7 @@ namespace {
 enum : uint8_t {
     f_letter = 1,  // \p{L}
     f_number = 2,  // \p{N}
-    f_space = 4,   // \s as exact_white_space writes it: [\t-\r\x{85}\p{Z}]
+    f_space = 4,   // \s as rust_regex_to_pcre2 writes it: [\t-\r\x{85}\p{Z}]
     f_upper = 8,   // o200k's [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]
     f_lower = 16,  // o200k's [\p{Ll}\p{Lm}\p{Lo}\p{M}]
 };

@@ -1,7 +1,7 @@
 // Hand-written pre-tokenizers for the byte-level BPE presets' patterns
 // (r50k/p50k, cl100k, o200k, llama3, qwen2). Each scans code points with a
 // compact category table and gives exactly the pieces that the preset's regex
-// (as rewritten by exact_white_space) gives under leftmost-first backtracking
+// (as rust_regex_to_pcre2 writes it for PCRE2) gives under leftmost-first backtracking
 // semantics: alternatives tried in order at each position, greedy quantifiers
 // backing off where a later element fails, possessive ones not. Any other
 // pattern keeps PCRE2 (pretok_kind::none). tests/tokenizer/test_pretokenize.cpp
@@ -19,7 +19,7 @@ namespace llmkit::tok {
 enum class pretok_kind { none, gpt2, cl100k, o200k, llama3, qwen2 };
 
 // The scanner for a pattern, by exact comparison with the presets' patterns
-// after exact_white_space; pretok_kind::none for any other pattern.
+// after rust_regex_to_pcre2; pretok_kind::none for any other pattern.
 pretok_kind pretokenizer_for(std::string_view pattern);
 
 // The classes of a code point as the scanners see them (for tests): bit 0

@@ -101,34 +101,6 @@ const preset k_presets[] = {
 
 const char *tiktoken_encoding_names() { return "r50k_base (or gpt2), p50k_base, cl100k_base, o200k_base, llama3, qwen2"; }
 
-std::string exact_white_space(std::string_view p) {
-    static const char ws[] = R"(\t-\r\x{85}\p{Z})";
-    std::string out;
-    bool in_class = false;
-    for (size_t i = 0; i < p.size(); ++i) {
-        const char c = p[i];
-        if (c == '\\' && i + 1 < p.size()) {
-            const char d = p[++i];
-            if (d == 's') out += in_class ? std::string(ws) : "[" + std::string(ws) + "]";
-            else if (d == 'S' && !in_class) out += "[^" + std::string(ws) + "]";
-            else {
-                out += c;
-                out += d;
-            }
-            continue;
-        }
-        if (c == '[' && !in_class) {
-            in_class = true;
-            out += c;
-            if (i + 1 < p.size() && p[i + 1] == '^') out += p[++i];
-            continue;
-        }
-        if (c == ']' && in_class) in_class = false;
-        out += c;
-    }
-    return out;
-}
-
 std::vector<std::pair<std::string, uint32_t>> parse_tiktoken_ranks(std::string_view data, const std::string &source) {
     std::vector<std::pair<std::string, uint32_t>> out;
     out.reserve(data.size() / 12);

@@ -158,8 +158,4 @@ std::vector<std::pair<std::string, uint32_t>> parse_tiktoken_ranks(std::string_v
 // The names load_tiktoken accepts, comma-separated.
 const char *tiktoken_encoding_names();
 
-// Rewrites \s and \S with the exact Unicode White_Space set (tiktoken's regex
-// engine uses White_Space; PCRE2's \s also matches U+180E).
-std::string exact_white_space(std::string_view pattern);
-
 }  // namespace llmkit::tok

@@ -16,6 +16,7 @@
 
 #include "core/error.hpp"
 #include "tokenizer/bpe.hpp"
+#include "tokenizer/regex.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "tokenizer/train.hpp"
 
@@ -57,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     try {
-        const tok::byte_level_bpe bpe(std::move(ranks), tok::exact_white_space(tok::tiktoken_preset_pattern("o200k_base")),
+        const tok::byte_level_bpe bpe(std::move(ranks), tok::rust_regex_to_pcre2(tok::tiktoken_preset_pattern("o200k_base")),
                                       {}, "fuzz.tiktoken");
         exercise(bpe);
     } catch (const llmkit::core::error &e) {

