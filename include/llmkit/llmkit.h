@@ -34,6 +34,21 @@
 extern "C" {
 #endif
 
+/**
+ * @def LLMKIT_ENUM_BASE
+ * @brief The underlying type of llmkit's enums: `: int` in C++, nothing in C.
+ *
+ * The enums are int-sized in C. In C++ they get int as their fixed underlying
+ * type, so that every int a caller passes is a value of the type (without it,
+ * C++ makes a value outside the enumerators' range undefined behaviour) and
+ * the library can refuse it with an error.
+ */
+#ifdef __cplusplus
+#define LLMKIT_ENUM_BASE : int
+#else
+#define LLMKIT_ENUM_BASE
+#endif
+
 /* ------------------------------------------------------------------------- */
 /** @defgroup core Core: versions, status codes, errors
  *  @{ */
@@ -44,7 +59,7 @@ extern "C" {
  * Zero is success; errors are negative. Values are never renumbered: a code
  * that exists in one release has the same value in every later one.
  */
-typedef enum llmkit_status {
+typedef enum llmkit_status LLMKIT_ENUM_BASE {
     LLMKIT_OK = 0,                        /**< Success. */
     LLMKIT_ERROR_INVALID_ARGUMENT = -1,   /**< An argument has a value outside its domain (e.g. top_p = 1.5). */
     LLMKIT_ERROR_NULL_POINTER = -2,       /**< A required pointer or handle was NULL. */
@@ -110,7 +125,7 @@ LLMKIT_API void llmkit_clear_error(void);
  *  @{ */
 
 /** @brief Device types, numbered as DLPack's `DLDeviceType`. */
-typedef enum llmkit_device_type {
+typedef enum llmkit_device_type LLMKIT_ENUM_BASE {
     LLMKIT_DEVICE_CPU = 1,          /**< Host memory. */
     LLMKIT_DEVICE_CUDA = 2,         /**< CUDA device memory. */
     LLMKIT_DEVICE_CUDA_HOST = 3,    /**< CUDA pinned host memory (treated as host memory). */
@@ -124,7 +139,7 @@ typedef struct llmkit_device {
 } llmkit_device;
 
 /** @brief Type codes, numbered as DLPack's `DLDataTypeCode`. */
-typedef enum llmkit_dtype_code {
+typedef enum llmkit_dtype_code LLMKIT_ENUM_BASE {
     LLMKIT_DTYPE_INT = 0,    /**< Signed integer. */
     LLMKIT_DTYPE_UINT = 1,   /**< Unsigned integer. */
     LLMKIT_DTYPE_FLOAT = 2,  /**< IEEE floating point (16, 32, 64 bits). */
@@ -446,7 +461,7 @@ LLMKIT_API llmkit_status llmkit_sampler_chain_accept(llmkit_sampler_chain *chain
 LLMKIT_API llmkit_status llmkit_sampler_chain_reset(llmkit_sampler_chain *chain, int64_t seq_id);
 
 /** @brief Which distribution the reported log-probabilities come from. */
-typedef enum llmkit_logprob_source {
+typedef enum llmkit_logprob_source LLMKIT_ENUM_BASE {
     LLMKIT_LOGPROBS_RAW = 0,      /**< log_softmax of the logits as given (OpenAI's `logprobs`). */
     LLMKIT_LOGPROBS_PROCESSED = 1 /**< softmax of the logits every filtering step left (for mirostat, after its truncation). */
 } llmkit_logprob_source;
@@ -620,7 +635,7 @@ LLMKIT_API llmkit_status llmkit_philox4x32_10(uint32_t out[4], const uint32_t co
  *  @{ */
 
 /** @brief Quantization types, numbered exactly as ggml's `ggml_type` (and GGUF's tensor types). */
-typedef enum llmkit_quant_type {
+typedef enum llmkit_quant_type LLMKIT_ENUM_BASE {
     LLMKIT_QUANT_F32 = 0,     /**< 32-bit float, 1 element per 4 bytes. */
     LLMKIT_QUANT_F16 = 1,     /**< IEEE half, round to nearest even. */
     LLMKIT_QUANT_Q4_0 = 2,    /**< 32 elements in 18 bytes: f16 scale, 4-bit levels (q - 8) * d. */
@@ -813,7 +828,7 @@ LLMKIT_API llmkit_status llmkit_dequantize(int32_t type, const void *src, size_t
  *  @{ */
 
 /** @brief Type ids of the non-GGUF formats (pass them wherever an #llmkit_quant_type is taken). */
-typedef enum llmkit_quant_format {
+typedef enum llmkit_quant_format LLMKIT_ENUM_BASE {
     LLMKIT_QUANT_INT8 = 1000,           /**< "int8": int8, symmetric, one float32 scale per row. */
     LLMKIT_QUANT_INT8_G32 = 1001,       /**< "int8_g32": int8, symmetric, a scale per 32 elements of a row. */
     LLMKIT_QUANT_INT8_G64 = 1002,       /**< "int8_g64". */
@@ -838,7 +853,7 @@ typedef enum llmkit_quant_format {
 } llmkit_quant_format;
 
 /** @brief How the int4 packings choose zero points (llmkit_quantize_options::zero_point). */
-typedef enum llmkit_quant_zero_point {
+typedef enum llmkit_quant_zero_point LLMKIT_ENUM_BASE {
     LLMKIT_QUANT_ZERO_POINT_DEFAULT = 0,    /**< The format's own default: symmetric for GPTQ, asymmetric for AWQ. */
     LLMKIT_QUANT_ZERO_POINT_SYMMETRIC = 1,  /**< Zero point 8, scale from max |x|. */
     LLMKIT_QUANT_ZERO_POINT_ASYMMETRIC = 2  /**< A zero point fitted per group from its min and max. */
@@ -1103,7 +1118,7 @@ LLMKIT_API llmkit_status llmkit_awq_quantize(size_t *written, int32_t type, cons
  *  @{ */
 
 /** @brief How x is rounded to int8 (#llmkit_quant_matmul_options.x_rounding). */
-typedef enum llmkit_quant_x_rounding {
+typedef enum llmkit_quant_x_rounding LLMKIT_ENUM_BASE {
     /** One scale per block of x (32, or 256 for the K-quants and IQ4_XS), as
      *  llama.cpp does: the error bound above. The default, and the only way
      *  for GGUF weights. */
@@ -1241,7 +1256,7 @@ typedef struct llmkit_gguf_value llmkit_gguf_value;
 typedef struct llmkit_gguf_writer llmkit_gguf_writer;
 
 /** @brief Metadata value types, numbered as in GGUF files. */
-typedef enum llmkit_gguf_type {
+typedef enum llmkit_gguf_type LLMKIT_ENUM_BASE {
     LLMKIT_GGUF_UINT8 = 0,   /**< uint8_t */
     LLMKIT_GGUF_INT8 = 1,    /**< int8_t */
     LLMKIT_GGUF_UINT16 = 2,  /**< uint16_t */
@@ -1619,13 +1634,13 @@ LLMKIT_API llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_t
                                           const llmkit_tensor *out, const llmkit_attention_options *options);
 
 /** @brief Which dimensions RoPE rotates together. */
-typedef enum llmkit_rope_layout {
+typedef enum llmkit_rope_layout LLMKIT_ENUM_BASE {
     LLMKIT_ROPE_NEOX = 0,       /**< Half-split (GPT-NeoX, Hugging Face Llama): pairs (x[k], x[k + n/2]). */
     LLMKIT_ROPE_INTERLEAVED = 1 /**< Adjacent pairs (GPT-J, Meta's original Llama, llama2.c): (x[2k], x[2k + 1]). */
 } llmkit_rope_layout;
 
 /** @brief How RoPE's frequencies are stretched for contexts longer than the training one. */
-typedef enum llmkit_rope_scaling {
+typedef enum llmkit_rope_scaling LLMKIT_ENUM_BASE {
     LLMKIT_ROPE_SCALING_NONE = 0,   /**< Plain RoPE: inv_freq[k] = theta^(-2k/n). */
     LLMKIT_ROPE_SCALING_LINEAR = 1, /**< Position interpolation: every frequency divided by `factor`. */
     LLMKIT_ROPE_SCALING_NTK = 2,    /**< NTK-aware: theta replaced by theta * alpha^(n / (n - 2)). */
@@ -1697,7 +1712,7 @@ LLMKIT_API llmkit_status llmkit_kv_cache_bytes(uint64_t *out, int64_t n_layers, 
                                                int64_t dtype_bytes, int64_t context, int64_t batch);
 
 /** @brief Element type of a KV cache. */
-typedef enum llmkit_kv_dtype {
+typedef enum llmkit_kv_dtype LLMKIT_ENUM_BASE {
     LLMKIT_KV_F32 = 0,  /**< float32. */
     LLMKIT_KV_BF16 = 1, /**< bfloat16 (rounded to nearest even on append). */
     LLMKIT_KV_F16 = 2,  /**< IEEE float16 (rounded to nearest even on append). */
