@@ -41,6 +41,16 @@ tok::encode_options to_core_options(const llmkit_encode_options &o) {
     return eo;
 }
 
+// The C load options (NULL: defaults; checked struct_size) as the core's.
+tok::file_load_options load_options(const llmkit_tokenizer_load_options *options) {
+    static const llmkit_tokenizer_load_options defaults = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
+    const auto o = capi::read_options(options, defaults, "options");
+    tok::file_load_options lo;
+    if (o.tiktoken_encoding) lo.tiktoken_encoding = o.tiktoken_encoding;
+    lo.gguf_allow_duplicate_keys = o.gguf_allow_duplicate_keys != 0;
+    return lo;
+}
+
 }  // namespace
 
 extern "C" {
@@ -56,20 +66,6 @@ llmkit_status llmkit_tokenizer_from_tiktoken(llmkit_tokenizer **out, const char 
         *out = t.release();
     });
 }
-
-namespace {
-
-// The C load options (NULL: defaults; checked struct_size) as the core's.
-tok::file_load_options load_options(const llmkit_tokenizer_load_options *options) {
-    static const llmkit_tokenizer_load_options defaults = LLMKIT_TOKENIZER_LOAD_OPTIONS_INIT;
-    const auto o = capi::read_options(options, defaults, "options");
-    tok::file_load_options lo;
-    if (o.tiktoken_encoding) lo.tiktoken_encoding = o.tiktoken_encoding;
-    lo.gguf_allow_duplicate_keys = o.gguf_allow_duplicate_keys != 0;
-    return lo;
-}
-
-}  // namespace
 
 llmkit_status llmkit_tokenizer_from_file(llmkit_tokenizer **out, const char *path,
                                         const llmkit_tokenizer_load_options *options) {

@@ -39,7 +39,7 @@ py::array_t<uint8_t> quantize(py::handle src_obj, int32_t type, const std::optio
         if (llmkit_quant_tensor_bytes(&bytes, type, src.ndim() == 2 ? src.shape[0] : 1, src.shape.back()) == LLMKIT_OK)
             needed = bytes;
     }
-    py::array_t<uint8_t> out({py::ssize_t(needed)});
+    py::array_t<uint8_t> out(static_cast<py::ssize_t>(needed));
     llmkit::tensor_ref st = src.ref();
     llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
     o.n_threads = num_threads;
@@ -105,7 +105,7 @@ py::tuple quant_convert(int32_t src_type, py::array_t<uint8_t, py::array::c_styl
                         int32_t dst_type, int32_t zero_point, int32_t num_threads) {
     size_t needed = 0;
     llmkit::check(llmkit_quant_tensor_bytes(&needed, dst_type, rows, n));
-    py::array_t<uint8_t> out({py::ssize_t(needed)});
+    py::array_t<uint8_t> out(static_cast<py::ssize_t>(needed));
     llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
     o.n_threads = num_threads;
     o.zero_point = zero_point;

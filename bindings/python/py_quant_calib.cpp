@@ -71,7 +71,7 @@ py::tuple gptq_quantize(py::handle weight_obj, const py::list &calib_objs, int32
     if (llmkit_gptq_quantize(&needed, type, wr.get(), calib.views.data(), calib.views.size(), nullptr, 0, &o, nullptr) !=
         LLMKIT_ERROR_BUFFER_TOO_SMALL)
         needed = 0;  // the real call below reports the problem
-    py::array_t<uint8_t> out({py::ssize_t(needed)});
+    py::array_t<uint8_t> out(static_cast<py::ssize_t>(needed));
     llmkit_quant_layer_report rep = LLMKIT_QUANT_LAYER_REPORT_INIT;
     void *dst = needed ? out.mutable_data() : nullptr;
     llmkit_status s;
@@ -102,8 +102,8 @@ py::tuple awq_quantize(py::handle weight_obj, const py::list &calib_objs, int32_
     if (llmkit_awq_quantize(&needed, type, wr.get(), calib.views.data(), calib.views.size(), nullptr, 0, nullptr, &o, nullptr) !=
         LLMKIT_ERROR_BUFFER_TOO_SMALL)
         needed = 0;
-    py::array_t<uint8_t> out({py::ssize_t(needed)});
-    py::array_t<float> scales({py::ssize_t(w.ndim() == 2 ? w.shape[1] : 0)});
+    py::array_t<uint8_t> out(static_cast<py::ssize_t>(needed));
+    py::array_t<float> scales(static_cast<py::ssize_t>(w.ndim() == 2 ? w.shape[1] : 0));
     llmkit_quant_layer_report rep = LLMKIT_QUANT_LAYER_REPORT_INIT;
     void *dst = needed ? out.mutable_data() : nullptr;
     float *sc = scales.size() ? scales.mutable_data() : nullptr;

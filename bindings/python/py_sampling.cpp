@@ -38,7 +38,7 @@ py::tuple chain_sample(py_chain &c, py::handle logits_obj, const seq_ids_arg &se
     const tensor_arg logits = to_tensor(logits_obj, "logits", fallback::floating);
     const bool single = logits.ndim() == 1;
     const int64_t rows = rows_of(logits);
-    py::array_t<int32_t> tokens({py::ssize_t(rows)});
+    py::array_t<int32_t> tokens(static_cast<py::ssize_t>(rows));
     std::optional<py::array_t<float>> chosen;
     std::optional<py::array_t<int32_t>> top_ids;
     std::optional<py::array_t<float>> top_lp;
@@ -210,7 +210,7 @@ py::object sample(py::handle logits_obj, float temperature, int32_t top_k, float
     const tensor_arg logits = to_tensor(logits_obj, "logits", fallback::floating);
     const bool single = logits.ndim() == 1;
     const int64_t rows = rows_of(logits);
-    py::array_t<int32_t> tokens({py::ssize_t(rows)});
+    py::array_t<int32_t> tokens(static_cast<py::ssize_t>(rows));
     llmkit::tensor_ref lt = logits.ref();
     llmkit::tensor_ref tt = llmkit::i32(tokens.mutable_data(), {rows});
     llmkit_sample_params p = LLMKIT_SAMPLE_PARAMS_INIT;
@@ -241,7 +241,7 @@ py::tuple verify_speculative(py::handle draft_tokens_obj, py::handle draft_probs
     }
     const int64_t rows = a.dim(0), k = a.ndim() >= 2 ? a.shape[1] : 0;
     py::array_t<int32_t> tokens({py::ssize_t(rows), py::ssize_t(k + 1)});
-    py::array_t<int32_t> n_accepted({py::ssize_t(rows)});
+    py::array_t<int32_t> n_accepted(static_cast<py::ssize_t>(rows));
     llmkit::tensor_ref at = a.ref(), pt = p.ref(), qt = q.ref();
     llmkit::tensor_ref tt = llmkit::i32(tokens.mutable_data(), {rows, k + 1});
     llmkit::tensor_ref nt = llmkit::i32(n_accepted.mutable_data(), {rows});

@@ -13,7 +13,9 @@
 #define LLMKIT_AVX512 __attribute__((target("avx512f"))) inline
 #define LLMKIT_HAVE_AVX512_KERNELS 1
 // GCC 12 reports its own intrinsics' deliberately undefined registers.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 
 namespace llmkit::attention {

@@ -88,9 +88,9 @@ inline int trunc_int(float v) {
     if (v >= -2147483648.0f && v < 2147483648.0f) return int(v);
     return INT32_MIN;
 }
-// ggml's (int8_t) and (uint8_t) casts of a float.
+// ggml's (int8_t) and (uint8_t) casts of a float (to_u8: the non-SSE2 Q5_1 path).
 inline int8_t to_i8(float v) { return int8_t(trunc_int(v)); }
-inline uint8_t to_u8(float v) { return uint8_t(trunc_int(v)); }
+[[maybe_unused]] inline uint8_t to_u8(float v) { return uint8_t(trunc_int(v)); }
 
 // ---------------------------------------------------------------- F32, F16, BF16
 
