@@ -491,10 +491,19 @@ public:
 
     /** @brief The ranks as a `.tiktoken` file's text (llmkit_tokenizer_to_tiktoken()). @return The text. */
     std::string to_tiktoken() const {
+        // Each call writes the whole text, so guess a size that holds a
+        // typical vocabulary (base64 token, rank, ~20 bytes a line) and call
+        // again only when the guess was short.
+        std::string text(size_t(vocab_size()) * 32 + 4096, '\0');
         size_t n = 0;
-        check(llmkit_tokenizer_to_tiktoken(get(), nullptr, 0, &n));
-        std::string text(n, '\0');
-        check(llmkit_tokenizer_to_tiktoken(get(), text.data(), text.size(), &n));
+        const llmkit_status status = llmkit_tokenizer_to_tiktoken(get(), text.data(), text.size(), &n);
+        if (status == LLMKIT_ERROR_BUFFER_TOO_SMALL) {
+            text.assign(n, '\0');
+            check(llmkit_tokenizer_to_tiktoken(get(), text.data(), text.size(), &n));
+        } else {
+            check(status);
+        }
+        text.resize(n);
         return text;
     }
 

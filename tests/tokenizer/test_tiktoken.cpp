@@ -436,6 +436,15 @@ TEST_CASE("an encoding given in full: from_ranks, to_tiktoken, pattern", "[custo
     CHECK(tok.encode("ab ba", {}, true) == v{256, ' ', 258});
     CHECK(tok.pattern() == "[^\\t-\\r\\x{85}\\p{Z}]+|[\\t-\\r\\x{85}\\p{Z}]+");  // \s as White_Space
     CHECK(tok.to_tiktoken() == tiny);
+    // Tokens far longer than a typical vocabulary's (a's doubling up to 32 KiB):
+    // the text outgrows the C++ face's first guess, which then asks again.
+    std::string doubling;
+    for (int b = 0; b < 256; ++b) doubling += b64(std::string(1, char(b))) + " " + std::to_string(b) + "\n";
+    for (int k = 1; k <= 15; ++k) doubling += b64(std::string(size_t(1) << k, 'a')) + " " + std::to_string(255 + k) + "\n";
+    auto long_tokens = llmkit::tokenizer::from_ranks(doubling, R"(\S+|\s+)", {});
+    REQUIRE(doubling.size() > size_t(long_tokens.vocab_size()) * 32 + 4096);
+    CHECK(long_tokens.to_tiktoken() == doubling);
+    CHECK(long_tokens.encode(std::string(32768 + 3, 'a')) == v{270, 256, 'a'});  // a^32768, aa, a
     // A preset's name as the pattern: the preset's ids with other special tokens.
     auto named = llmkit::tokenizer::from_ranks(tiny, "gpt2", {{"<|x|>", 259}});
     auto gpt2 = llmkit::tokenizer::from_tiktoken(temp_file(tiny).path, "gpt2");
