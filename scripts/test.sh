@@ -101,10 +101,10 @@ cmake -S . -B build-asan -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=
       -DLLMKIT_WITH_CUDA=OFF -DLLMKIT_BUILD_PYTHON=ON -DLLMKIT_BUILD_DOCS=OFF \
       -DLLMKIT_DATA_DIR="$DATA_DIR" -DPython_EXECUTABLE="$PY"
 cmake --build build-asan -j "$JOBS"
-ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 # The two linear-time cases (tag [linear]) measure time ratios, which ASan's
 # uneven overhead blurs; they run in stage 1, and their code paths are
 # covered here by the round-trip and long-input cases.
+ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
   run_ctest build-asan -j "$JOBS" --output-on-failure -LE fuzz -E "encoding time is linear"
 
