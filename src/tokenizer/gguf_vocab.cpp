@@ -31,18 +31,32 @@ int32_t token_id(const gguf::file &f, const char *key, size_t n) {
     return int32_t(*v);
 }
 
+// tokenizer.ggml.tokens and token_type, which every family has: one type per
+// token, at least one token.
+struct token_list {
+    const std::vector<std::string_view> &tokens;
+    std::vector<int64_t> types;
+};
+token_list tokens_and_types(const gguf::file &f) {
+    const auto &tokens = array_of(f, "tokenizer.ggml.tokens", {gguf::value_type::string}).strings;
+    if (tokens.empty()) core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.tokens is empty");
+    std::vector<int64_t> types =
+        array_of(f, "tokenizer.ggml.token_type", {gguf::value_type::i32, gguf::value_type::u32}).int_array();
+    if (types.size() != tokens.size())
+        core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.tokens has ", tokens.size(),
+                   " entries but token_type has ", types.size());
+    return {tokens, std::move(types)};
+}
+
 std::unique_ptr<tokenizer> spm_from_gguf(const gguf::file &f) {
-    const gguf::value &tokens = array_of(f, "tokenizer.ggml.tokens", {gguf::value_type::string});
-    const size_t n = tokens.strings.size();
-    if (n == 0) core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.tokens is empty");
+    const auto [tokens, types] = tokens_and_types(f);
+    const size_t n = tokens.size();
     if (n > k_spm_max_pieces)
         core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": ", n, " tokens is more than the limit of ", k_spm_max_pieces);
     const std::vector<float> scores = array_of(f, "tokenizer.ggml.scores", {gguf::value_type::f32}).float_array();
-    const std::vector<int64_t> types =
-        array_of(f, "tokenizer.ggml.token_type", {gguf::value_type::i32, gguf::value_type::u32}).int_array();
-    if (scores.size() != n || types.size() != n)
+    if (scores.size() != n)
         core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.tokens has ", n, " entries but scores has ",
-                   scores.size(), " and token_type ", types.size());
+                   scores.size());
     spm_model m;
     m.algo = spm_model::algorithm::bpe;
     m.remove_extra_whitespaces = false;
@@ -55,7 +69,7 @@ std::unique_ptr<tokenizer> spm_from_gguf(const gguf::file &f) {
     m.pieces.resize(n);
     for (size_t i = 0; i < n; ++i) {
         spm_piece &p = m.pieces[i];
-        p.text = tokens.strings[i];
+        p.text = tokens[i];
         p.score = scores[i];
         const int64_t t = types[i];
         if (t < 1 || t > 6)
@@ -184,14 +198,8 @@ void add_specials(const gguf::file &f, const std::vector<std::string_view> &toke
 // merges, ByteLevel decoder) and run by hf_tokenizer.
 std::unique_ptr<tokenizer> gpt2_from_gguf(const gguf::file &f) {
     const pre_family &family = find_family(f);
-    const auto &tokens = array_of(f, "tokenizer.ggml.tokens", {gguf::value_type::string}).strings;
+    const auto [tokens, types] = tokens_and_types(f);
     const auto &merges = array_of(f, "tokenizer.ggml.merges", {gguf::value_type::string}).strings;
-    const std::vector<int64_t> types =
-        array_of(f, "tokenizer.ggml.token_type", {gguf::value_type::i32, gguf::value_type::u32}).int_array();
-    if (tokens.empty()) core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.tokens is empty");
-    if (types.size() != tokens.size())
-        core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.tokens has ", tokens.size(),
-                   " entries but token_type has ", types.size());
     nlohmann::json vocab = nlohmann::json::object();
     for (size_t i = 0; i < tokens.size(); ++i) vocab[std::string(tokens[i])] = i;
     nlohmann::json merge_list = nlohmann::json::array();
@@ -224,13 +232,7 @@ std::unique_ptr<tokenizer> gpt2_from_gguf(const gguf::file &f) {
 // "▁w" and a continuation "##w" as "w"; that is undone here, and the pipeline
 // is BERT's (BertNormalizer lowercasing, BertPreTokenizer, WordPiece).
 std::unique_ptr<tokenizer> bert_from_gguf(const gguf::file &f) {
-    const auto &tokens = array_of(f, "tokenizer.ggml.tokens", {gguf::value_type::string}).strings;
-    const std::vector<int64_t> types =
-        array_of(f, "tokenizer.ggml.token_type", {gguf::value_type::i32, gguf::value_type::u32}).int_array();
-    if (tokens.empty()) core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.tokens is empty");
-    if (types.size() != tokens.size())
-        core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.tokens has ", tokens.size(),
-                   " entries but token_type has ", types.size());
+    const auto [tokens, types] = tokens_and_types(f);
     const int32_t unk = token_id(f, "tokenizer.ggml.unknown_token_id", tokens.size());
     if (unk < 0) core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": no tokenizer.ggml.unknown_token_id");
     nlohmann::json vocab = nlohmann::json::object();

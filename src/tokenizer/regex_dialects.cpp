@@ -38,10 +38,11 @@ std::string bracket(std::string_view members, bool negated) {
 
 // POSIX classes ([[:alpha:]]) as PCRE2 class members: Rust's are ASCII only,
 // Oniguruma's Unicode properties (alpha is Alphabetic, lower Lowercase). Names
-// not listed for Oniguruma keep PCRE2's meaning.
-const char *posix_members(std::string_view name, dialect d) {
-    static const struct {
-        const char *name, *members;
+// not listed for Oniguruma keep PCRE2's meaning; an empty result means that
+// the dialect has no class of that name.
+std::string_view posix_members(std::string_view name, dialect d) {
+    static constexpr struct {
+        std::string_view name, members;
     } k_onig[] = {{"alnum", "\\p{Alphabetic}\\p{Nd}"},
                   {"alpha", "\\p{Alphabetic}"},
                   {"ascii", "\\x00-\\x7F"},
@@ -52,17 +53,17 @@ const char *posix_members(std::string_view name, dialect d) {
                   {"lower", "\\p{Lowercase}"},
                   {"print", "^\\p{Zl}\\p{Zp}\\p{Cc}\\p{Cn}\\p{Cs}"},
                   {"punct", "\\p{P}\\p{S}"},
-                  {"space", "\\t-\\r\\x{85}\\p{Z}"},
+                  {"space", k_space},
                   {"upper", "\\p{Uppercase}"},
-                  {"word", "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}"},
-                  {"xdigit", "0-9A-Fa-f"}};
+                  {"word", k_onig_word_in_class},
+                  {"xdigit", k_hex}};
     if (d == dialect::oniguruma) {
         for (const auto &p : k_onig)
             if (name == p.name) return p.members;
-        return nullptr;
+        return {};
     }
-    static const struct {
-        const char *name, *members;
+    static constexpr struct {
+        std::string_view name, members;
     } k_posix[] = {{"alnum", "0-9A-Za-z"},     {"alpha", "A-Za-z"},      {"ascii", "\\x00-\\x7F"},
                    {"blank", "\\t "},          {"cntrl", "\\x00-\\x1F\\x7F"}, {"digit", "0-9"},
                    {"graph", "!-~"},           {"lower", "a-z"},         {"print", " -~"},
@@ -70,7 +71,7 @@ const char *posix_members(std::string_view name, dialect d) {
                    {"word", "0-9A-Za-z_"},     {"xdigit", "0-9A-Fa-f"}};
     for (const auto &p : k_posix)
         if (name == p.name) return p.members;
-    return nullptr;
+    return {};
 }
 
 // Rust's loose matching of property names: case, spaces, '_' and '-' do not
@@ -364,10 +365,10 @@ private:
                     std::string_view name = p_.substr(i_ + 2, close - i_ - 2);
                     bool negated = !name.empty() && name[0] == '^';
                     if (negated) name.remove_prefix(1);
-                    if (const char *members = posix_members(name, d_)) {
+                    if (std::string_view members = posix_members(name, d_); !members.empty()) {
                         i_ = close + 2;
                         if (members[0] == '^') {  // the complement of the rest
-                            ++members;
+                            members.remove_prefix(1);
                             negated = !negated;
                         }
                         if (negated) s.atoms.push_back(bracket(members, true));

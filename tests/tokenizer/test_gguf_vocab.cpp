@@ -250,7 +250,21 @@ TEST_CASE("malformed GGUF tokenizer metadata gives a clear error", "[gguf_vocab]
     {  // empty vocabulary
         auto w = small_llama_vocab();
         w.set_string_array("tokenizer.ggml.tokens", {});
-        CHECK(error_of(w).first == LLMKIT_ERROR_FORMAT);
+        const auto [status, msg] = error_of(w);
+        CHECK(status == LLMKIT_ERROR_FORMAT);
+        CHECK(msg.find("tokenizer.ggml.tokens is empty") != std::string::npos);
+    }
+    // One token_type per token, in every family (gpt2 and bert are checked
+    // before their merges or special ids are read).
+    for (const char *model : {"llama", "gpt2", "bert"}) {
+        INFO(model);
+        auto w = small_llama_vocab();
+        w.set_string("tokenizer.ggml.model", model);
+        const std::vector<int32_t> types = {2, 3, 3, 1, 1};
+        w.set_array("tokenizer.ggml.token_type", value_type::i32, types.data(), types.size());
+        const auto [status, msg] = error_of(w);
+        CHECK(status == LLMKIT_ERROR_FORMAT);
+        CHECK(msg.find("tokenizer.ggml.tokens has 8 entries but token_type has 5") != std::string::npos);
     }
     {  // decode of an id out of range
         const auto t = load_bytes(small_llama_vocab());

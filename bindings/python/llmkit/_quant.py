@@ -124,6 +124,15 @@ class QuantizedTensor:
         self._type_id = tid
         self._shape = shp
 
+    @classmethod
+    def _wrap(cls, data: np.ndarray, type_id: int, shape: Sequence[int]) -> "QuantizedTensor":
+        # Bytes the library has just written for this type and shape: nothing to check.
+        qt = cls.__new__(cls)
+        qt._data = data
+        qt._type_id = type_id
+        qt._shape = tuple(int(d) for d in shape)
+        return qt
+
     @property
     def data(self) -> np.ndarray:
         """The blocks as a 1-D ``uint8`` numpy array, rows back to back (GGUF layout)."""
@@ -252,11 +261,7 @@ def quantize(array: Any, type: Union[str, int], *, imatrix: Optional[Any] = None
         array = array.detach()  # torch refuses to export tensors that require grad
     blocks = _llmkit.quantize(array, tid, imat, threads, _zero_point(zero_point))
     shape = tuple(int(d) for d in array.shape) if hasattr(array, "shape") else np.shape(array)
-    qt = QuantizedTensor.__new__(QuantizedTensor)
-    qt._data = blocks
-    qt._type_id = tid
-    qt._shape = tuple(int(d) for d in shape)
-    return qt
+    return QuantizedTensor._wrap(blocks, tid, shape)
 
 
 def dequantize(qt: QuantizedTensor, *, num_threads: int = 0) -> np.ndarray:
@@ -290,11 +295,7 @@ def quant_convert(qt: QuantizedTensor, type: Union[str, int], *, zero_point: Opt
     rows = qt._shape[0] if len(qt._shape) == 2 else 1
     data, stats = _llmkit.quant_convert(qt._type_id, qt._data, rows, qt._shape[-1], tid, _zero_point(zero_point),
                                         count(num_threads, "num_threads"))
-    out = QuantizedTensor.__new__(QuantizedTensor)
-    out._data = data
-    out._type_id = tid
-    out._shape = qt._shape
-    return out, dict(stats)
+    return QuantizedTensor._wrap(data, tid, qt._shape), dict(stats)
 
 
 def _calib_list(calib_inputs: Any) -> List[Any]:
@@ -391,11 +392,7 @@ def gptq(weight: Any, calib_inputs: Any, *, bits: int = 4, group_size: int = 128
                                              bar.callback(), count(num_threads, "num_threads"))
     finally:
         bar.close()
-    qt = QuantizedTensor.__new__(QuantizedTensor)
-    qt._data = data
-    qt._type_id = tid
-    qt._shape = tuple(int(d) for d in weight.shape)
-    return qt, dict(report)
+    return QuantizedTensor._wrap(data, tid, weight.shape), dict(report)
 
 
 def awq(weight: Any, calib_inputs: Any, *, bits: int = 4, group_size: int = 128, zero_point: bool = True,
@@ -443,8 +440,4 @@ def awq(weight: Any, calib_inputs: Any, *, bits: int = 4, group_size: int = 128,
                                                     bar.callback(), count(num_threads, "num_threads"))
     finally:
         bar.close()
-    qt = QuantizedTensor.__new__(QuantizedTensor)
-    qt._data = data
-    qt._type_id = tid
-    qt._shape = tuple(int(d) for d in weight.shape)
-    return qt, scales, dict(report)
+    return QuantizedTensor._wrap(data, tid, weight.shape), scales, dict(report)
