@@ -722,7 +722,9 @@ typedef struct llmkit_quantize_options {
  *         #LLMKIT_ERROR_NO_DEVICE (src not in host memory);
  *         #LLMKIT_ERROR_BUFFER_TOO_SMALL (written set; also for a NULL dst);
  *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in src or options->imatrix;
- *         nothing written); #LLMKIT_ERROR_INVALID_ARGUMENT also for a negative
+ *         the message names the first. Each part of src is checked just before
+ *         it is quantized, so after a bad src value dst may hold other parts:
+ *         its contents are unspecified); #LLMKIT_ERROR_INVALID_ARGUMENT also for a negative
  *         importance weight; #LLMKIT_ERROR_UNSUPPORTED (options->imatrix with a
  *         format that is not a GGUF type). Thread-safe.
  */

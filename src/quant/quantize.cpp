@@ -1,5 +1,6 @@
 #include "quant/quantize.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -60,24 +61,61 @@ void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_t
         }
     }
     const quantize_weighted_fn weighted = importance ? t.quantize_row_weighted : nullptr;
-    // Pass 1: refuse non-finite input before any byte is written (ggml's
-    // behaviour on NaN or infinity is undefined).
-    require_finite_rows(t.name, src, n_threads);
-    // Pass 2: quantize, one row per task.
+    // One pass: each part of the input is checked and then quantized while it
+    // is in cache. A scan of the whole input first read it from memory twice:
+    // for the 32-element types, which run near memory speed, that scan was
+    // 40 % of the call (Q4_1, 4096 x 4096, one thread). The price: parts
+    // other than the bad one may be written before the error.
+    std::atomic<int64_t> first_bad{src.rows};
+    const auto note_bad = [&](int64_t r) {
+        int64_t seen = first_bad.load(std::memory_order_relaxed);
+        while (r < seen && !first_bad.compare_exchange_weak(seen, r, std::memory_order_relaxed)) {
+        }
+    };
+    // Unweighted blocks depend on nothing outside themselves, so a contiguous
+    // row goes in pieces of k_piece elements (whole blocks of every type),
+    // each checked and quantized from L1 while the piece k_ahead pieces on is
+    // prefetched: the loads overlap the arithmetic, where checking a whole
+    // row left the memory idle while the row was quantized. The weighted fits
+    // of Q4_0 ... Q5_1 use the whole row's mean square, so they go by rows.
+    constexpr int64_t k_piece = 512, k_ahead = 2;
+    const bool by_pieces = !weighted && src.col_stride == 1 && k_piece % t.block_elems == 0;
+    const size_t piece_bytes = size_t(k_piece / t.block_elems) * size_t(t.block_bytes);
     core::parallel_for(src.rows, n_threads, [&](int64_t r) {
         const float *row = src.data + r * src.row_stride;
+        auto *out = static_cast<uint8_t *>(dst) + size_t(r) * rb;
+        if (by_pieces) {
+            for (int64_t j = 0; j < src.n; j += k_piece, out += piece_bytes) {
+                const int64_t len = std::min(k_piece, src.n - j);
+#if defined(__GNUC__)
+                // Prefetches never fault: a piece past the input costs nothing.
+                const char *ahead = reinterpret_cast<const char *>(row + j + k_ahead * k_piece);
+                for (size_t b = 0; b < size_t(k_piece) * sizeof(float); b += 64) __builtin_prefetch(ahead + b);
+#endif
+                if (!core::all_finite(row + j, len)) return note_bad(r);
+                t.quantize_row(row + j, out, len);
+            }
+            return;
+        }
         std::vector<float> tmp;
         if (src.col_stride != 1) {
             tmp.resize(size_t(src.n));
             for (int64_t j = 0; j < src.n; ++j) tmp[size_t(j)] = row[j * src.col_stride];
             row = tmp.data();
         }
-        void *out = static_cast<uint8_t *>(dst) + size_t(r) * rb;
+        if (!core::all_finite(row, src.n)) return note_bad(r);
         if (weighted)
             weighted(row, out, src.n, importance);
         else
             t.quantize_row(row, out, src.n);
     });
+    const int64_t bad = first_bad.load();
+    if (bad < src.rows) {
+        // The message names the first non-finite element.
+        require_finite_rows(t.name, src, n_threads);
+        core::fail(LLMKIT_ERROR_NON_FINITE, "quantize ", t.name, ": src row ", bad,
+                   " holds a value that is not finite (the input changed during the call)");
+    }
 }
 
 void dequantize_rows(const type_traits &t, const void *src, int64_t rows, int64_t n, float *dst, int64_t row_stride,

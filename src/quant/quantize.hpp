@@ -30,9 +30,11 @@ size_t rows_bytes(const type_traits &t, int64_t rows, int64_t n);
 // Quantizes every row into dst (rows back to back, row_bytes(t, n) each).
 // importance: nullptr, or n importance weights (an imatrix: one per column,
 // shared by every row) for the types with a weighted quantizer; the others
-// ignore it, as ggml does. Throws NON_FINITE (naming the row and column, or the
-// importance weight) before writing anything when an input is NaN or infinite,
-// INVALID_ARGUMENT for a negative importance weight.
+// ignore it, as ggml does. Throws NON_FINITE (naming the first row and column
+// that hold one, or the importance weight) when an input is NaN or infinite.
+// Each piece of the input is checked just before it is quantized, so dst may
+// hold other pieces by then (an importance weight is checked before any
+// write). INVALID_ARGUMENT for a negative importance weight.
 void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_threads,
                    const float *importance = nullptr);
 

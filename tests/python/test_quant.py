@@ -133,7 +133,8 @@ def test_matches_gguf_py(rng):
     gguf = pytest.importorskip("gguf")
     from gguf import quants
 
-    x = (rng.standard_normal((8, 512)) * rng.uniform(0.01, 10.0, (8, 1))).astype(np.float32)
+    # Rows of 1792: compact rows are quantized in pieces of 512 (src/quant/quantize.cpp), here 3.5 of them.
+    x = (rng.standard_normal((8, 1792)) * rng.uniform(0.01, 10.0, (8, 1))).astype(np.float32)
     checked_q, checked_dq = [], []
     for t in ALL_TYPES:
         qtype = getattr(gguf.GGMLQuantizationType, t.upper(), None)
@@ -151,7 +152,7 @@ def test_matches_gguf_py(rng):
             deq = quants.dequantize(ours.data.reshape(8, -1), qtype)
         except NotImplementedError:
             continue
-        np.testing.assert_array_equal(llmkit.dequantize(ours), np.asarray(deq, np.float32).reshape(8, 512),
+        np.testing.assert_array_equal(llmkit.dequantize(ours), np.asarray(deq, np.float32).reshape(8, 1792),
                                       err_msg=t)
         checked_dq.append(t)
     assert "q8_0" in checked_q and "q4_K" in checked_dq, (checked_q, checked_dq)

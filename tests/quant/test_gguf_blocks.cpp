@@ -329,8 +329,11 @@ TEST_CASE("round trip error is bounded on random data (float64 reference)", "[qu
     }
 }
 
+// Compact rows are quantized in pieces of 512 elements (src/quant/quantize.cpp),
+// strided ones whole: rows of 3.5 pieces, compared for every type, check that
+// the pieces (and the short last one) land where the whole row's blocks do.
 TEST_CASE("strided input and thread count do not change the bytes", "[quant]") {
-    const int64_t rows = 9, n = 256;
+    const int64_t rows = 9, n = 1792;
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
     std::vector<float> x(size_t(rows * n));
@@ -339,7 +342,8 @@ TEST_CASE("strided input and thread count do not change the bytes", "[quant]") {
     std::vector<float> xt(x.size());
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t j = 0; j < n; ++j) xt[size_t(j * rows + r)] = x[size_t(r * n + j)];
-    for (const char *name : {"q4_0", "q5_1", "q3_K", "q4_K", "iq4_xs", "bf16"}) {
+    for (const char *name : {"f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q8_1", "q2_K", "q3_K",
+                             "q4_K", "q5_K", "q6_K", "q8_K", "iq4_nl", "iq4_xs", "tq1_0", "tq2_0", "mxfp4"}) {
         INFO(name);
         const int32_t type = type_of(name);
         const auto a = quantize(type, x, rows, n, 1);
@@ -394,11 +398,12 @@ TEST_CASE("extreme finite inputs quantize without undefined float-to-int casts",
     for (int j = 0; j < 16; ++j) CHECK(q40[row1 + size_t(2 + j)] == 0);
 }
 
-// quantize_rows checks each row and quantizes it in one pass into a staging
-// buffer (src/quant/quantize.cpp): rows before a bad one are quantized, yet dst
-// must stay untouched, and the error must name the first bad row whichever
-// thread finds a bad row first.
-TEST_CASE("non-finite values in late rows leave dst untouched at any thread count", "[quant]") {
+// quantize_rows checks each piece of a row just before quantizing it
+// (src/quant/quantize.cpp), on several threads: the error must name the first
+// bad element whichever thread finds a bad row first, no piece holding a bad
+// value may be written (these rows are one piece each), and every other row is
+// either untouched or quantized exactly.
+TEST_CASE("non-finite values in late rows: the first is named at any thread count, no bad piece is written", "[quant]") {
     const int64_t rows = 64, n = 256;
     std::vector<float> x(size_t(rows * n));
     for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f) + 0.01f;
@@ -407,6 +412,7 @@ TEST_CASE("non-finite values in late rows leave dst untouched at any thread coun
     for (int32_t type : {LLMKIT_QUANT_Q4_0, LLMKIT_QUANT_Q4_1, LLMKIT_QUANT_Q8_0, LLMKIT_QUANT_Q4_K}) {
         size_t rb = 0;
         REQUIRE(llmkit_quant_row_bytes(&rb, type, n) == LLMKIT_OK);
+        const std::vector<uint8_t> good = quantize(type, x, rows, n, 1);  // x is finite here
         std::vector<uint8_t> buf(rb * size_t(rows), 0xAB);
         for (int threads : {1, 2, 3}) {
             x[size_t(63 * n + 200)] = INFINITY;  // the last row, and
@@ -417,7 +423,19 @@ TEST_CASE("non-finite values in late rows leave dst untouched at any thread coun
             INFO("type " << type << ", " << threads << " threads");
             CHECK(llmkit_quantize(&written, type, &src, buf.data(), buf.size(), &o) == LLMKIT_ERROR_NON_FINITE);
             CHECK(std::string(llmkit_last_error_message()).find("[40, 7]") != std::string::npos);
-            CHECK(std::all_of(buf.begin(), buf.end(), [](uint8_t v) { return v == 0xAB; }));
+            int64_t written_rows = 0;
+            for (int64_t r = 0; r < rows; ++r) {
+                const auto row = buf.begin() + std::ptrdiff_t(size_t(r) * rb);
+                const bool untouched = std::all_of(row, row + std::ptrdiff_t(rb), [](uint8_t v) { return v == 0xAB; });
+                if (r == 40 || r == 63) {
+                    CHECK(untouched);
+                } else if (!untouched) {
+                    CHECK(std::equal(row, row + std::ptrdiff_t(rb), good.begin() + std::ptrdiff_t(size_t(r) * rb)));
+                    ++written_rows;
+                }
+            }
+            CHECK(written_rows == rows - 2);  // this implementation quantizes every finite row
+            std::fill(buf.begin(), buf.end(), uint8_t(0xAB));
             // Once finite again, the same call writes what a fresh 1-thread quantization gives.
             x[size_t(63 * n + 200)] = 0.5f;
             x[size_t(40 * n + 7)] = -0.5f;
@@ -470,7 +488,7 @@ TEST_CASE("C API errors", "[quant]") {
         CHECK(written == 2 * 144);
         CHECK(llmkit_quantize(&written, LLMKIT_QUANT_Q4_0, &src, buf.data(), 2 * 144, nullptr) == LLMKIT_OK);
     }
-    SECTION("non-finite input is refused and nothing is written") {
+    SECTION("non-finite input is refused and its row is not written") {
         std::fill(buf.begin(), buf.end(), uint8_t(0xAB));
         for (float bad : {NAN, INFINITY, -INFINITY}) {
             x[300] = bad;
@@ -478,7 +496,7 @@ TEST_CASE("C API errors", "[quant]") {
                   LLMKIT_ERROR_NON_FINITE);
             CHECK(message().find("[1, 44]") != std::string::npos);
         }
-        for (uint8_t v : buf) REQUIRE(v == 0xAB);
+        for (size_t i = 144; i < 2 * 144; ++i) REQUIRE(buf[i] == 0xAB);  // row 1, the bad one
     }
     SECTION("bad importance weights; bad options") {
         llmkit_quantize_options o = LLMKIT_QUANTIZE_OPTIONS_INIT;
