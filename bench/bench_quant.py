@@ -406,6 +406,28 @@ def bench_formats(args):
         td = best_time(lambda: llmkit.dequantize(qt, num_threads=1), args.reps)
         return qt, mb / tq, mb / tq2, mb / td
 
+    # The GGUF float types: f16 against numpy's cast, bf16 against torch's (both round to nearest even).
+    qt, q1, q2, d1 = lk("f16")
+    same = np.array_equal(qt.data.view(np.float16).reshape(w.shape), w.astype(np.float16))
+    if not same:
+        failures.append("f16: bytes differ from numpy's astype(float16)")
+    h = w.astype(np.float16)
+    row("f16", "numpy", q1, q2, mb / best_time(lambda: w.astype(np.float16), args.reps), d1,
+        mb / best_time(lambda: h.astype(np.float32), args.reps), "identical" if same else "DIFFERS")
+    qt, q1, q2, d1 = lk("bf16")
+    pq = pd = None
+    agree = "n/a (no torch)"
+    if torch is not None:
+        tw = torch.from_numpy(w)
+        tb = tw.to(torch.bfloat16)
+        same = np.array_equal(tb.view(torch.int16).numpy().view(np.uint8).reshape(-1), qt.data)
+        agree = "identical" if same else "DIFFERS"
+        if not same:
+            failures.append("bf16: bytes differ from torch's .to(bfloat16)")
+        pq = mb / best_time(lambda: tw.to(torch.bfloat16), args.reps)
+        pd = mb / best_time(lambda: tb.float(), args.reps)
+    row("bf16", "torch", q1, q2, pq, d1, pd, agree)
+
     for kind in ("e4m3", "e5m2"):
         for suffix in ("", "_channel"):
             tname = f"fp8_{kind}{suffix}"

@@ -97,17 +97,88 @@ inline int8_t to_i8(float v) { return int8_t(trunc_int(v)); }
 void quantize_f32(const float *x, void *dst, int64_t n) { std::memcpy(dst, x, size_t(n) * 4); }
 void dequantize_f32(const void *src, float *y, int64_t n) { std::memcpy(y, src, size_t(n) * 4); }
 
+#ifdef LLMKIT_QUANT_AVX2
+// F16 and BF16 eight values at a time (AVX2; F16 with F16C's conversion,
+// which rounds to nearest even as put_f16 does). A group holding a NaN goes
+// through the scalar path, whose NaN is core's canonical quiet one where
+// F16C's would keep the payload.
+__attribute__((target("avx2,f16c"))) void quantize_f16_f16c(const float *x, uint8_t *p, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)) != 0) {
+            for (int64_t k = i; k < i + 8; ++k) put_f16(p + 2 * k, x[k]);
+            continue;
+        }
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(p + 2 * i),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; i < n; ++i) put_f16(p + 2 * i, x[i]);
+}
+
+// core::f32_to_bf16's formula: (bits + 0x7fff + bit 16) >> 16, a NaN's top
+// half with the quiet bit set.
+LLMKIT_AVX2_FN void quantize_bf16_avx2(const float *x, uint8_t *p, int64_t n) {
+    const __m256i one = _mm256_set1_epi32(1), bias = _mm256_set1_epi32(0x7fff), quiet = _mm256_set1_epi32(0x40);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256i u = _mm256_castps_si256(v);
+        const __m256i top = _mm256_srli_epi32(u, 16);
+        const __m256i rounded =
+            _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(bias, _mm256_and_si256(top, one))), 16);
+        const __m256i h = _mm256_blendv_epi8(rounded, _mm256_or_si256(top, quiet),
+                                             _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+        // Eight values below 2^16 to 16 bits: packus works within 128-bit halves, the permute joins them.
+        const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(h, h), _MM_SHUFFLE(3, 1, 2, 0));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(p + 2 * i), _mm256_castsi256_si128(packed));
+    }
+    for (; i < n; ++i) {
+        const uint16_t h = core::f32_to_bf16(x[i]);
+        std::memcpy(p + 2 * i, &h, 2);
+    }
+}
+
+// F16C's widening is exact; a group holding a NaN goes through core's
+// conversion, which keeps a signalling NaN signalling where F16C quiets it.
+__attribute__((target("avx2,f16c"))) void dequantize_f16_f16c(const uint8_t *p, float *y, int64_t n) {
+    const __m128i exponent = _mm_set1_epi16(0x7c00), magnitude = _mm_set1_epi16(0x7fff);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p + 2 * i));
+        // NaN: magnitude above 0x7c00 (as signed 16-bit: the magnitude is below 0x8000).
+        if (_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_and_si128(h, magnitude), exponent)) != 0) {
+            for (int64_t k = i; k < i + 8; ++k) y[k] = get_f16(p + 2 * k);
+            continue;
+        }
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < n; ++i) y[i] = get_f16(p + 2 * i);
+}
+#endif
+
 void quantize_f16(const float *x, void *dst, int64_t n) {
     auto *p = static_cast<uint8_t *>(dst);
+#ifdef LLMKIT_QUANT_AVX2
+    static const bool f16c = __builtin_cpu_supports("f16c");
+    if (f16c && has_avx2()) return quantize_f16_f16c(x, p, n);
+#endif
     for (int64_t i = 0; i < n; ++i) put_f16(p + 2 * i, x[i]);
 }
 void dequantize_f16(const void *src, float *y, int64_t n) {
     const auto *p = static_cast<const uint8_t *>(src);
+#ifdef LLMKIT_QUANT_AVX2
+    static const bool f16c = __builtin_cpu_supports("f16c");
+    if (f16c && has_avx2()) return dequantize_f16_f16c(p, y, n);
+#endif
     for (int64_t i = 0; i < n; ++i) y[i] = get_f16(p + 2 * i);
 }
 
 void quantize_bf16(const float *x, void *dst, int64_t n) {
     auto *p = static_cast<uint8_t *>(dst);
+#ifdef LLMKIT_QUANT_AVX2
+    if (has_avx2()) return quantize_bf16_avx2(x, p, n);
+#endif
     for (int64_t i = 0; i < n; ++i) {
         const uint16_t h = core::f32_to_bf16(x[i]);
         std::memcpy(p + 2 * i, &h, 2);

@@ -87,8 +87,8 @@ std::vector<float> make_rows(int64_t rows, int64_t n, uint32_t seed) {
 TEST_CASE("AVX2 quantizers write the baseline quantizers' bytes", "[quant]") {
     if (!set_avx2_quantizers(true)) WARN("this CPU or build has no AVX2 quantizers: both runs take the same path");
     // n: 11 blocks of 32 (8 fitted together, 3 alone) or 2 super-blocks of 256.
-    const char *names[] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K", "q3_K",
-                           "q4_K", "q5_K", "q6_K", "iq4_nl", "iq4_xs", "mxfp4"};
+    const char *names[] = {"q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_K",   "q3_K",  "q4_K",
+                           "q5_K", "q6_K", "iq4_nl", "iq4_xs", "mxfp4", "f16", "bf16"};
     const int64_t rows = 40;
     std::mt19937 rng(99);
     std::gamma_distribution<float> gamma(0.3f, 1.0f);
@@ -96,7 +96,7 @@ TEST_CASE("AVX2 quantizers write the baseline quantizers' bytes", "[quant]") {
     for (const char *name : names) {
         const type_traits *t = find_type(name);
         REQUIRE(t != nullptr);
-        const int64_t n = t->block_elems == 32 ? 352 : 512;
+        const int64_t n = t->block_elems == 1 ? 331 : t->block_elems == 32 ? 352 : 512;  // 331: a tail after 8s
         const auto x = make_rows(rows, n, 5u + uint32_t(t->id));
         std::vector<float> imatrix(static_cast<size_t>(n)), sparse(static_cast<size_t>(n));
         for (int64_t j = 0; j < n; ++j) {
@@ -153,4 +153,62 @@ TEST_CASE("block scales round to f16 exactly as core::f32_to_f16 at every roundi
     }
     INFO(bad << " values differ, the first is x = " << x[first]);
     CHECK(bad == 0);
+}
+
+TEST_CASE("BF16 rounds exactly as core::f32_to_bf16 at every rounding boundary, NaN included", "[quant]") {
+    // Each sign, exponent and top 7 mantissa bits, with the 16 bits that get
+    // rounded away just below, at and above half, and at the extremes (with
+    // an all-ones exponent: infinities and NaNs, quiet and signalling).
+    const uint32_t tails[] = {0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xffff};
+    const size_t per_tail = size_t(1) << 16;
+    std::vector<float> x(per_tail * std::size(tails));
+    size_t k = 0;
+    for (uint32_t top = 0; top < per_tail; ++top)
+        for (uint32_t tail : tails) {
+            const uint32_t bits = top << 16 | tail;
+            std::memcpy(&x[k++], &bits, 4);
+        }
+    const type_traits *t = find_type("bf16");
+    REQUIRE(t != nullptr);
+    for (bool avx2 : {true, false}) {
+        INFO((avx2 ? "AVX2 path" : "baseline path"));
+        set_avx2_quantizers(avx2);
+        std::vector<uint8_t> out(x.size() * 2);
+        t->quantize_row(x.data(), out.data(), int64_t(x.size()));  // NaN: quantize_rows would refuse it
+        set_avx2_quantizers(true);
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < x.size(); ++i) {
+            uint16_t got;
+            std::memcpy(&got, out.data() + 2 * i, 2);
+            if (got != llmkit::core::f32_to_bf16(x[i]) && bad++ == 0) first = i;
+        }
+        uint32_t first_bits;
+        std::memcpy(&first_bits, &x[first], 4);
+        INFO(bad << " values differ, the first has bits 0x" << std::hex << first_bits);
+        CHECK(bad == 0);
+    }
+}
+
+TEST_CASE("F16 decodes every half exactly as core::f16_to_f32 (the F16C path and the baseline)", "[quant]") {
+    // All 65536 halves, NaNs (quiet and signalling) and subnormals included,
+    // in an order that puts NaNs next to ordinary values in the groups of 8.
+    std::vector<uint16_t> h(65536);
+    for (uint32_t i = 0; i < 65536; ++i) h[i] = uint16_t(i * 40503u);  // odd multiplier: a permutation
+    const type_traits *t = find_type("f16");
+    REQUIRE(t != nullptr);
+    for (bool avx2 : {true, false}) {
+        INFO((avx2 ? "AVX2 path" : "baseline path"));
+        set_avx2_quantizers(avx2);
+        std::vector<float> y(h.size());
+        t->dequantize_row(h.data(), y.data(), int64_t(h.size()) - 3);  // a tail after the groups of 8
+        t->dequantize_row(h.data() + h.size() - 3, y.data() + h.size() - 3, 3);
+        set_avx2_quantizers(true);
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < h.size(); ++i) {
+            const float want = llmkit::core::f16_to_f32(h[i]);
+            if (std::memcmp(&y[i], &want, 4) != 0 && bad++ == 0) first = i;
+        }
+        INFO(bad << " halves differ, the first is 0x" << std::hex << h[first]);
+        CHECK(bad == 0);
+    }
 }
