@@ -16,8 +16,9 @@
 #include "attention/kernels.hpp"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#include <cpuid.h>
 #include <immintrin.h>
+
+#include "core/cpu_features.hpp"
 #define LLMKIT_AVX2 __attribute__((target("avx2,fma,f16c"))) inline
 #define LLMKIT_AVX2_FN __attribute__((target("avx2,fma,f16c")))
 #define LLMKIT_HAVE_AVX2_KERNELS 1
@@ -633,20 +634,12 @@ const kernels k_avx2 = {"avx2",           gemm_avx2,      dots_avx2,      softma
                         half_to_f32_avx2, f32_to_half_avx2, i8_to_f32_avx2, dots_half_avx2,
                         gemm_half_avx2,   dots_pf_avx2,   gemm_pf_avx2};
 
-bool cpu_has_f16c() {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-    return (c & (1u << 29)) != 0;
-}
-
 }  // namespace
 
 const kernels *avx2_kernels() {
-    // clang 14's __builtin_cpu_supports knows no "f16c": F16C is read from
-    // CPUID leaf 1 (ECX bit 29) directly.
     static const bool ok = [] {
         __builtin_cpu_init();
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && core::cpu_has_f16c();
     }();
     return ok ? &k_avx2 : nullptr;
 }

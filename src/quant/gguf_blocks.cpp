@@ -31,6 +31,8 @@
 // attribute, chosen at run time by has_avx2()): the same operations 8 wide.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+
+#include "core/cpu_features.hpp"
 #define LLMKIT_QUANT_AVX2 1
 #define LLMKIT_AVX2_FN __attribute__((target("avx2")))
 #endif
@@ -160,7 +162,7 @@ __attribute__((target("avx2,f16c"))) void dequantize_f16_f16c(const uint8_t *p, 
 void quantize_f16(const float *x, void *dst, int64_t n) {
     auto *p = static_cast<uint8_t *>(dst);
 #ifdef LLMKIT_QUANT_AVX2
-    static const bool f16c = __builtin_cpu_supports("f16c");
+    static const bool f16c = core::cpu_has_f16c();
     if (f16c && has_avx2()) return quantize_f16_f16c(x, p, n);
 #endif
     for (int64_t i = 0; i < n; ++i) put_f16(p + 2 * i, x[i]);
@@ -168,7 +170,7 @@ void quantize_f16(const float *x, void *dst, int64_t n) {
 void dequantize_f16(const void *src, float *y, int64_t n) {
     const auto *p = static_cast<const uint8_t *>(src);
 #ifdef LLMKIT_QUANT_AVX2
-    static const bool f16c = __builtin_cpu_supports("f16c");
+    static const bool f16c = core::cpu_has_f16c();
     if (f16c && has_avx2()) return dequantize_f16_f16c(p, y, n);
 #endif
     for (int64_t i = 0; i < n; ++i) y[i] = get_f16(p + 2 * i);

@@ -1,12 +1,12 @@
 // The quantized matmul driver: picks the kernels for the CPU, quantizes the
 // activations once, then splits the weight rows over the thread pool.
-#include <cpuid.h>
 #include "quant/matmul.hpp"
 
 #include <algorithm>
 #include <atomic>
 #include <vector>
 
+#include "core/cpu_features.hpp"
 #include "core/error.hpp"
 #include "core/threads.hpp"
 #include "quant/gguf_blocks.hpp"
@@ -44,17 +44,10 @@ mm::kernel_kind kind_of(int32_t type) {
 
 }  // namespace
 
-bool cpu_has_f16c() {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-    return (c & (1u << 29)) != 0;
-}
-
 namespace mm {
 const kernel_table *avx2_kernels() {
-    // clang 14's __builtin_cpu_supports knows no "f16c": F16C is read from
-    // CPUID leaf 1 (ECX bit 29) directly.
-    static const bool cpu_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpu_has_f16c();
+    static const bool cpu_ok =
+        __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && core::cpu_has_f16c();
     return cpu_ok ? avx2_table : nullptr;
 }
 }  // namespace mm
