@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <iterator>
 #include <random>
 #include <string>
@@ -126,67 +127,57 @@ TEST_CASE("AVX2 quantizers write the baseline quantizers' bytes", "[quant]") {
     }
 }
 
-TEST_CASE("block scales round to f16 exactly as core::f32_to_f16 at every rounding boundary", "[quant]") {
-    // Every block quantizer stores its scales through an inline f16 rounding
-    // (gguf_blocks.cpp); the F16 type stores through it too. Each sign,
-    // exponent and top 10 mantissa bits, with the 13 bits that get rounded
-    // away just below, at and above half, and at the extremes.
-    const uint32_t tails[] = {0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x1fff};
-    const size_t per_tail = size_t(1) << 19;
-    std::vector<float> x(per_tail * std::size(tails));
-    size_t k = 0;
-    for (uint32_t top = 0; top < per_tail; ++top)
-        for (uint32_t tail : tails) {
-            const uint32_t bits = top << 13 | tail;
-            std::memcpy(&x[k++], &bits, 4);
-        }
-    const type_traits *t = find_type("f16");
-    REQUIRE(t != nullptr);
-    // NaN input is refused by quantize_rows; call the row quantizer directly.
-    std::vector<uint8_t> out(x.size() * 2);
-    t->quantize_row(x.data(), out.data(), int64_t(x.size()));
-    size_t bad = 0, first = 0;
-    for (size_t i = 0; i < x.size(); ++i) {
-        uint16_t got;
-        std::memcpy(&got, out.data() + 2 * i, 2);
-        if (got != llmkit::core::f32_to_f16(x[i]) && bad++ == 0) first = i;
-    }
-    INFO(bad << " values differ, the first is x = " << x[first]);
-    CHECK(bad == 0);
-}
+namespace {
 
-TEST_CASE("BF16 rounds exactly as core::f32_to_bf16 at every rounding boundary, NaN included", "[quant]") {
-    // Each sign, exponent and top 7 mantissa bits, with the 16 bits that get
-    // rounded away just below, at and above half, and at the extremes (with
-    // an all-ones exponent: infinities and NaNs, quiet and signalling).
-    const uint32_t tails[] = {0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xffff};
-    const size_t per_tail = size_t(1) << 16;
-    std::vector<float> x(per_tail * std::size(tails));
+// Every float with the given top bits (sign, exponent, the mantissa bits that
+// stay) and, below them, each of `tails` in the `dropped` bits that rounding
+// removes: just below, at and above half, and the extremes. Encoded by the
+// type's row quantizer on both paths (NaN included: quantize_rows would refuse
+// it, the row quantizer takes it) and compared with `reference`.
+template <typename Reference>
+void check_rounding(const char *type, unsigned dropped, std::initializer_list<uint32_t> tails, Reference reference) {
+    const size_t per_tail = size_t(1) << (32 - dropped);
+    std::vector<float> x(per_tail * tails.size());
     size_t k = 0;
     for (uint32_t top = 0; top < per_tail; ++top)
         for (uint32_t tail : tails) {
-            const uint32_t bits = top << 16 | tail;
+            const uint32_t bits = top << dropped | tail;
             std::memcpy(&x[k++], &bits, 4);
         }
-    const type_traits *t = find_type("bf16");
+    const type_traits *t = find_type(type);
     REQUIRE(t != nullptr);
     for (bool avx2 : {true, false}) {
-        INFO((avx2 ? "AVX2 path" : "baseline path"));
+        INFO(type << (avx2 ? ", AVX2 path" : ", baseline path"));
         set_avx2_quantizers(avx2);
         std::vector<uint8_t> out(x.size() * 2);
-        t->quantize_row(x.data(), out.data(), int64_t(x.size()));  // NaN: quantize_rows would refuse it
+        t->quantize_row(x.data(), out.data(), int64_t(x.size()));
         set_avx2_quantizers(true);
         size_t bad = 0, first = 0;
         for (size_t i = 0; i < x.size(); ++i) {
             uint16_t got;
             std::memcpy(&got, out.data() + 2 * i, 2);
-            if (got != llmkit::core::f32_to_bf16(x[i]) && bad++ == 0) first = i;
+            if (got != reference(x[i]) && bad++ == 0) first = i;
         }
         uint32_t first_bits;
         std::memcpy(&first_bits, &x[first], 4);
         INFO(bad << " values differ, the first has bits 0x" << std::hex << first_bits);
         CHECK(bad == 0);
     }
+}
+
+}  // namespace
+
+TEST_CASE("block scales and F16 round exactly as core::f32_to_f16 at every rounding boundary", "[quant]") {
+    // Every block quantizer stores its scales through an inline f16 rounding
+    // (gguf_blocks.cpp); the F16 type's baseline path stores through it too,
+    // its AVX2 path through F16C. 13 bits are rounded away.
+    check_rounding("f16", 13, {0x0000, 0x0001, 0x0fff, 0x1000, 0x1001, 0x1fff},
+                   [](float v) { return llmkit::core::f32_to_f16(v); });
+}
+
+TEST_CASE("BF16 rounds exactly as core::f32_to_bf16 at every rounding boundary, NaN included", "[quant]") {
+    check_rounding("bf16", 16, {0x0000, 0x0001, 0x7fff, 0x8000, 0x8001, 0xffff},
+                   [](float v) { return llmkit::core::f32_to_bf16(v); });
 }
 
 TEST_CASE("F16 decodes every half exactly as core::f16_to_f32 (the F16C path and the baseline)", "[quant]") {
