@@ -88,9 +88,11 @@ void quantize_rows(const type_traits &t, const f32_rows &src, void *dst, int n_t
             for (int64_t j = 0; j < src.n; j += k_piece, out += piece_bytes) {
                 const int64_t len = std::min(k_piece, src.n - j);
 #if defined(__GNUC__)
-                // Prefetches never fault: a piece past the input costs nothing.
-                const char *ahead = reinterpret_cast<const char *>(row + j + k_ahead * k_piece);
-                for (size_t b = 0; b < size_t(k_piece) * sizeof(float); b += 64) __builtin_prefetch(ahead + b);
+                // Prefetches never fault, so a piece past the input costs nothing; its
+                // address is computed as an integer (a pointer past the array would be UB).
+                const uintptr_t ahead = reinterpret_cast<uintptr_t>(row + j) + k_ahead * k_piece * sizeof(float);
+                for (uintptr_t b = 0; b < k_piece * sizeof(float); b += 64)
+                    __builtin_prefetch(reinterpret_cast<const void *>(ahead + b));
 #endif
                 if (!core::all_finite(row + j, len)) return note_bad(r);
                 t.quantize_row(row + j, out, len);
