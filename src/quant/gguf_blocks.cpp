@@ -29,12 +29,13 @@
 #endif
 // Q4_0 and Q4_1 also have AVX2 forms (functions built for AVX2 by a target
 // attribute, chosen at run time by has_avx2()): the same operations 8 wide.
+// F16C comes with them (every AVX2 CPU has it; the F16 type converts with it).
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 
 #include "core/cpu_features.hpp"
 #define LLMKIT_QUANT_AVX2 1
-#define LLMKIT_AVX2_FN __attribute__((target("avx2")))
+#define LLMKIT_AVX2_FN __attribute__((target("avx2,f16c")))
 #endif
 
 namespace llmkit::quant {
@@ -65,7 +66,7 @@ std::atomic<bool> g_avx2_enabled{true};
 
 #ifdef LLMKIT_QUANT_AVX2
 bool cpu_has_avx2() {
-    static const bool yes = __builtin_cpu_supports("avx2");
+    static const bool yes = __builtin_cpu_supports("avx2") && core::cpu_has_f16c();
     return yes;
 }
 bool has_avx2() { return cpu_has_avx2() && g_avx2_enabled.load(std::memory_order_relaxed); }
@@ -104,7 +105,7 @@ void dequantize_f32(const void *src, float *y, int64_t n) { std::memcpy(y, src, 
 // which rounds to nearest even as put_f16 does). A group holding a NaN goes
 // through the scalar path, whose NaN is core's canonical quiet one where
 // F16C's would keep the payload.
-__attribute__((target("avx2,f16c"))) void quantize_f16_f16c(const float *x, uint8_t *p, int64_t n) {
+LLMKIT_AVX2_FN void quantize_f16_f16c(const float *x, uint8_t *p, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 v = _mm256_loadu_ps(x + i);
@@ -143,7 +144,7 @@ LLMKIT_AVX2_FN void quantize_bf16_avx2(const float *x, uint8_t *p, int64_t n) {
 
 // F16C's widening is exact; a group holding a NaN goes through core's
 // conversion, which keeps a signalling NaN signalling where F16C quiets it.
-__attribute__((target("avx2,f16c"))) void dequantize_f16_f16c(const uint8_t *p, float *y, int64_t n) {
+LLMKIT_AVX2_FN void dequantize_f16_f16c(const uint8_t *p, float *y, int64_t n) {
     const __m128i exponent = _mm_set1_epi16(0x7c00), magnitude = _mm_set1_epi16(0x7fff);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -162,16 +163,14 @@ __attribute__((target("avx2,f16c"))) void dequantize_f16_f16c(const uint8_t *p, 
 void quantize_f16(const float *x, void *dst, int64_t n) {
     auto *p = static_cast<uint8_t *>(dst);
 #ifdef LLMKIT_QUANT_AVX2
-    static const bool f16c = core::cpu_has_f16c();
-    if (f16c && has_avx2()) return quantize_f16_f16c(x, p, n);
+    if (has_avx2()) return quantize_f16_f16c(x, p, n);
 #endif
     for (int64_t i = 0; i < n; ++i) put_f16(p + 2 * i, x[i]);
 }
 void dequantize_f16(const void *src, float *y, int64_t n) {
     const auto *p = static_cast<const uint8_t *>(src);
 #ifdef LLMKIT_QUANT_AVX2
-    static const bool f16c = core::cpu_has_f16c();
-    if (f16c && has_avx2()) return dequantize_f16_f16c(p, y, n);
+    if (has_avx2()) return dequantize_f16_f16c(p, y, n);
 #endif
     for (int64_t i = 0; i < n; ++i) y[i] = get_f16(p + 2 * i);
 }
