@@ -9,6 +9,11 @@
 #include "core/error.hpp"
 #include "core/threads.hpp"
 
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define LLMKIT_FINITE_AVX2 1
+#endif
+
 namespace llmkit::core {
 
 namespace {
@@ -39,9 +44,32 @@ bool no_all_ones_exponent(const float *x, int64_t n, Map map) noexcept {
     return (all & 0x80000000u) == 0;
 }
 
+#ifdef LLMKIT_FINITE_AVX2
+// x - x is +0 for every finite x and NaN for infinity or NaN, so the OR of
+// the differences is all zero bits exactly when every value is finite: two
+// instructions per eight values, where the SSE2 build of the integer loop
+// above takes eight. quantize checks each piece of its input with this just
+// before quantizing it, and the SSE2 loop was a fifth of a Q4_1 quantize.
+__attribute__((target("avx2"))) bool all_finite_avx2(const float *x, int64_t n) noexcept {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + 8);
+        acc0 = _mm256_or_ps(acc0, _mm256_sub_ps(a, a));
+        acc1 = _mm256_or_ps(acc1, _mm256_sub_ps(b, b));
+    }
+    const __m256i acc = _mm256_castps_si256(_mm256_or_ps(acc0, acc1));
+    return _mm256_testz_si256(acc, acc) && no_all_ones_exponent(x + j, n - j, [](uint32_t b) { return b; });
+}
+#endif
+
 }  // namespace
 
 bool all_finite(const float *x, int64_t n) noexcept {
+#ifdef LLMKIT_FINITE_AVX2
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return all_finite_avx2(x, n);
+#endif
     return no_all_ones_exponent(x, n, [](uint32_t b) { return b; });
 }
 

@@ -168,9 +168,18 @@ TEST_CASE("require_finite names the first NaN or infinity in index order, for an
             CHECK_FALSE(core::all_finite(h.data(), n, core::dtype::bf16));
             CHECK_FALSE(core::all_finite(g.data(), n, core::dtype::f16));
             f[size_t(pos)] = INFINITY;
+            CHECK_FALSE(core::all_finite(f.data(), n));
             CHECK_FALSE(core::no_nan_or_positive_infinity(f.data(), n));
             f[size_t(pos)] = NAN;
+            CHECK_FALSE(core::all_finite(f.data(), n));
             CHECK_FALSE(core::no_nan_or_positive_infinity(f.data(), n));
+            f[size_t(pos)] = -NAN;
+            CHECK_FALSE(core::all_finite(f.data(), n));
+            // -0 and the smallest subnormal pass (x - x is +0 for them too).
+            f[size_t(pos)] = -0.0f;
+            CHECK(core::all_finite(f.data(), n));
+            f[size_t(pos)] = -1.4e-45f;
+            CHECK(core::all_finite(f.data(), n));
             // The largest finite values pass.
             f[size_t(pos)] = 3.4028235e38f;
             h[size_t(pos)] = 0x7f7f;  // bf16 max
