@@ -552,14 +552,14 @@ LLMKIT_AVX2_FN void quantize_q4_0_avx2(const float *x, void *dst, int64_t n) {
     }
 }
 
-LLMKIT_AVX2_FN void quantize_q4_1_avx2(const float *x, void *dst, int64_t n) {
+// One Q4_1 block (the tail of quantize_q4_1_avx2, and pairs it cannot take).
+LLMKIT_AVX2_FN void quantize_q4_1_avx2_block(const float *x, uint8_t *o) {
     const __m256 all_bits = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
-        uint8_t *o = out_block(dst, b, 20);
+    {
         block32_avx2 v;
         if (!load_block32_avx2(x, v)) {
             quantize_q4_1_sse2_block(x, o);
-            continue;
+            return;
         }
         __m256 mn = v.v[0], mx = v.v[0];
         for (int i = 1; i < 4; ++i) {
@@ -576,6 +576,62 @@ LLMKIT_AVX2_FN void quantize_q4_1_avx2(const float *x, void *dst, int64_t n) {
         put_f16(o + 2, lo);
         put_levels4_avx2(v, _mm256_set1_ps(lo), _mm256_set1_ps(id), _mm256_set1_ps(0.5f), o + 4);
     }
+}
+
+// Q4_1 two blocks at a time. One block is a chain of dependent steps (min and
+// max, their horizontal reductions, two divisions, the levels) longer than
+// the out-of-order window overlaps, so a pair runs side by side: both
+// blocks' minima and maxima are reduced by the same shuffles, d and 1/d come
+// from one division each and the four f16 fields from one F16C conversion
+// (round to nearest even, as put_f16). Same IEEE operations per block as
+// quantize_q4_1_avx2_block, so the same bytes.
+LLMKIT_AVX2_FN void quantize_q4_1_avx2(const float *x, void *dst, int64_t n) {
+    const int64_t blocks = n / 32;
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2, x += 64) {
+        uint8_t *o = out_block(dst, b, 20);
+        block32_avx2 v, w;
+        const bool v_ok = load_block32_avx2(x, v), w_ok = load_block32_avx2(x + 32, w);
+        if (!(v_ok && w_ok)) {  // NaN: the scalar scan's semantics
+            quantize_q4_1_avx2_block(x, o);
+            quantize_q4_1_avx2_block(x + 32, o + 20);
+            continue;
+        }
+        __m256 mn_v = v.v[0], mx_v = v.v[0], mn_w = w.v[0], mx_w = w.v[0];
+        for (int i = 1; i < 4; ++i) {
+            mn_v = _mm256_min_ps(mn_v, v.v[i]);
+            mx_v = _mm256_max_ps(mx_v, v.v[i]);
+            mn_w = _mm256_min_ps(mn_w, w.v[i]);
+            mx_w = _mm256_max_ps(mx_w, w.v[i]);
+        }
+        // Per 128-bit lane: {v0 w0 v1 w1} op {v2 w2 v3 w3}, then the 64-bit
+        // halves swapped, then the two lanes: {v w v w} over all 32.
+        __m256 mn = _mm256_min_ps(_mm256_unpacklo_ps(mn_v, mn_w), _mm256_unpackhi_ps(mn_v, mn_w));
+        __m256 mx = _mm256_max_ps(_mm256_unpacklo_ps(mx_v, mx_w), _mm256_unpackhi_ps(mx_v, mx_w));
+        mn = _mm256_min_ps(mn, _mm256_permute_ps(mn, _MM_SHUFFLE(1, 0, 3, 2)));
+        mx = _mm256_max_ps(mx, _mm256_permute_ps(mx, _MM_SHUFFLE(1, 0, 3, 2)));
+        const __m128 lo = _mm_min_ps(_mm256_castps256_ps128(mn), _mm256_extractf128_ps(mn, 1));
+        const __m128 hi = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        const __m128 zero = _mm_setzero_ps();
+        // A zero min or max must be the block's first +-0 (the scalar scan's
+        // choice): rare, so those pairs go one block at a time.
+        if (_mm_movemask_ps(_mm_or_ps(_mm_cmpeq_ps(lo, zero), _mm_cmpeq_ps(hi, zero))) & 3) {
+            quantize_q4_1_avx2_block(x, o);
+            quantize_q4_1_avx2_block(x + 32, o + 20);
+            continue;
+        }
+        const __m128 d = _mm_div_ps(_mm_sub_ps(hi, lo), _mm_set1_ps(15.0f));
+        const __m128 id = _mm_and_ps(_mm_div_ps(_mm_set1_ps(1.0f), d), _mm_cmpneq_ps(d, zero));  // 1/d, or 0 for d == 0
+        // {d_v, lo_v, d_w, lo_w} as halves: the first 4 bytes of each block.
+        const __m128i halves = _mm_cvtps_ph(_mm_unpacklo_ps(d, lo), _MM_FROUND_TO_NEAREST_INT);
+        const uint32_t head_v = uint32_t(_mm_cvtsi128_si32(halves)), head_w = uint32_t(_mm_extract_epi32(halves, 1));
+        std::memcpy(o, &head_v, 4);
+        std::memcpy(o + 20, &head_w, 4);
+        const __m128 lo_w = _mm_movehdup_ps(lo), id_w = _mm_movehdup_ps(id);
+        put_levels4_avx2(v, _mm256_broadcastss_ps(lo), _mm256_broadcastss_ps(id), _mm256_set1_ps(0.5f), o + 4);
+        put_levels4_avx2(w, _mm256_broadcastss_ps(lo_w), _mm256_broadcastss_ps(id_w), _mm256_set1_ps(0.5f), o + 24);
+    }
+    if (b < blocks) quantize_q4_1_avx2_block(x, out_block(dst, b, 20));
 }
 
 // Q5_0 as Q4_0 with half = 16: levels min(31, int8_t(trunc(x * id + 16.5))),
