@@ -60,7 +60,12 @@ int main(int argc, char **argv) try {
     std::vector<int32_t> ids;
     double best = 1e30;
     size_t pieces = 0;
+    // LLMKIT_FLUSH_MB=n writes n MB between encodes, as another library's
+    // encode does between llmkit's in bench_tokenizer.py's interleaved timing.
+    const char *flush_env = std::getenv("LLMKIT_FLUSH_MB");
+    std::vector<char> flush(flush_env ? size_t(std::atoi(flush_env)) << 20 : 0);
     for (int r = 0; r < reps; ++r) {
+        for (size_t k = 0; k < flush.size(); k += 64) flush[k] = char(flush[k] + r);
         ids.clear();
         pieces = 0;
         const double t0 = thread_seconds();
