@@ -536,20 +536,69 @@ LLMKIT_AVX2_FN inline float signed_absmax_avx2(const block32_avx2 &v, const floa
     return amax == 0.0f ? 0.0f : x[first_equal8(v, abs_mask, amax)];
 }
 
+// The symmetric types' scales of two loaded blocks v (at xv) and w (at xw),
+// side by side as quantize_q4_1_avx2 does: {d_v, d_w} with d = signed_absmax
+// / divisor, and {1/d or 0, ...}, by the same IEEE operations as one block's.
+LLMKIT_AVX2_FN inline void symmetric_scales_pair(const block32_avx2 &v, const float *xv, const block32_avx2 &w,
+                                                 const float *xw, float divisor, __m128 &d, __m128 &id) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m_v = _mm256_and_ps(v.v[0], abs_mask), m_w = _mm256_and_ps(w.v[0], abs_mask);
+    for (int i = 1; i < 4; ++i) {
+        m_v = _mm256_max_ps(m_v, _mm256_and_ps(v.v[i], abs_mask));
+        m_w = _mm256_max_ps(m_w, _mm256_and_ps(w.v[i], abs_mask));
+    }
+    __m256 m = _mm256_max_ps(_mm256_unpacklo_ps(m_v, m_w), _mm256_unpackhi_ps(m_v, m_w));
+    m = _mm256_max_ps(m, _mm256_permute_ps(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    const __m128 amax = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));  // {v, w, v, w}
+    const float a_v = _mm_cvtss_f32(amax), a_w = _mm_cvtss_f32(_mm_movehdup_ps(amax));
+    const float s_v = a_v == 0.0f ? 0.0f : xv[first_equal8(v, abs_mask, a_v)];
+    const float s_w = a_w == 0.0f ? 0.0f : xw[first_equal8(w, abs_mask, a_w)];
+    d = _mm_div_ps(_mm_setr_ps(s_v, s_w, 0.0f, 0.0f), _mm_set1_ps(divisor));
+    id = _mm_and_ps(_mm_div_ps(_mm_set1_ps(1.0f), d), _mm_cmpneq_ps(d, _mm_setzero_ps()));
+}
+
+// {d_v, d_w} as f16 (F16C, round to nearest even, as put_f16) at ov and ow.
+LLMKIT_AVX2_FN inline void put_f16_pair(__m128 d, uint8_t *ov, uint8_t *ow) {
+    const uint32_t halves = uint32_t(_mm_cvtsi128_si32(_mm_cvtps_ph(d, _MM_FROUND_TO_NEAREST_INT)));
+    const uint16_t h_v = uint16_t(halves), h_w = uint16_t(halves >> 16);
+    std::memcpy(ov, &h_v, 2);
+    std::memcpy(ow, &h_w, 2);
+}
+
+// One Q4_0 block (the tail of quantize_q4_0_avx2, and pairs holding a NaN).
+LLMKIT_AVX2_FN void quantize_q4_0_avx2_block(const float *x, uint8_t *o) {
+    block32_avx2 v;
+    if (!load_block32_avx2(x, v)) {  // NaN: the scalar scan's semantics
+        quantize_q4_0_sse2_block(x, o);
+        return;
+    }
+    const float d = signed_absmax_avx2(v, x) / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_f16(o, d);
+    put_levels4_avx2(v, _mm256_setzero_ps(), _mm256_set1_ps(id), _mm256_set1_ps(8.5f), o + 2);
+}
+
+// Two blocks at a time, for the reason given at quantize_q4_1_avx2.
 LLMKIT_AVX2_FN void quantize_q4_0_avx2(const float *x, void *dst, int64_t n) {
-    const __m256 zero = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+    const __m256 zero = _mm256_setzero_ps(), add = _mm256_set1_ps(8.5f);
+    const int64_t blocks = n / 32;
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2, x += 64) {
         uint8_t *o = out_block(dst, b, 18);
-        block32_avx2 v;
-        if (!load_block32_avx2(x, v)) {  // NaN: the scalar scan's semantics
-            quantize_q4_0_sse2_block(x, o);
+        block32_avx2 v, w;
+        const bool v_ok = load_block32_avx2(x, v), w_ok = load_block32_avx2(x + 32, w);
+        if (!(v_ok && w_ok)) {
+            quantize_q4_0_avx2_block(x, o);
+            quantize_q4_0_avx2_block(x + 32, o + 18);
             continue;
         }
-        const float d = signed_absmax_avx2(v, x) / -8.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(o, d);
-        put_levels4_avx2(v, zero, _mm256_set1_ps(id), _mm256_set1_ps(8.5f), o + 2);
+        __m128 d, id;
+        symmetric_scales_pair(v, x, w, x + 32, -8.0f, d, id);
+        put_f16_pair(d, o, o + 18);
+        put_levels4_avx2(v, zero, _mm256_broadcastss_ps(id), add, o + 2);
+        put_levels4_avx2(w, zero, _mm256_broadcastss_ps(_mm_movehdup_ps(id)), add, o + 20);
     }
+    if (b < blocks) quantize_q4_0_avx2_block(x, out_block(dst, b, 18));
 }
 
 // One Q4_1 block (the tail of quantize_q4_1_avx2, and pairs it cannot take).
@@ -634,38 +683,62 @@ LLMKIT_AVX2_FN void quantize_q4_1_avx2(const float *x, void *dst, int64_t n) {
     if (b < blocks) quantize_q4_1_avx2_block(x, out_block(dst, b, 20));
 }
 
-// Q5_0 as Q4_0 with half = 16: levels min(31, int8_t(trunc(x * id + 16.5))),
-// low nibbles into qs, bit 4 of element j into bit j of qh (one movemask per 8).
+// Q5_0 as Q4_0 with half = 16: the levels of a loaded block for the scale
+// inverse vid, min(31, int8_t(trunc(x * id + 16.5))), low nibbles into qs
+// (o + 6), bit 4 of element j into bit j of qh (o + 2; one movemask per 8).
+LLMKIT_AVX2_FN inline void put_q5_0_levels_avx2(const block32_avx2 &v, __m256 vid, uint8_t *o) {
+    const __m256 add = _mm256_set1_ps(16.5f);
+    __m256i l[4];
+    uint32_t qh = 0;
+    for (int i = 0; i < 4; ++i) {
+        __m256i t = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v.v[i], vid), add));
+        t = _mm256_srai_epi32(_mm256_slli_epi32(t, 24), 24);  // the (int8_t) cast
+        l[i] = _mm256_min_epi32(t, _mm256_set1_epi32(31));
+        // Bit 4 to the sign bit: elements 8i..8i+7 give bits 8i..8i+7.
+        qh |= uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(l[i], 27)))) << (8 * i);
+    }
+    std::memcpy(o + 2, &qh, 4);
+    const __m256i nibble = _mm256_set1_epi32(15);
+    const __m256i b0 = _mm256_or_si256(_mm256_and_si256(l[0], nibble), _mm256_slli_epi32(_mm256_and_si256(l[2], nibble), 4));
+    const __m256i b1 = _mm256_or_si256(_mm256_and_si256(l[1], nibble), _mm256_slli_epi32(_mm256_and_si256(l[3], nibble), 4));
+    // As in put_levels4_avx2: packs within 128-bit halves, the permute restores j order.
+    const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(b0, b1), _MM_SHUFFLE(3, 1, 2, 0));
+    const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(o + 6), bytes);
+}
+
+LLMKIT_AVX2_FN void quantize_q5_0_avx2_block(const float *x, uint8_t *o) {
+    block32_avx2 v;
+    if (!load_block32_avx2(x, v)) {  // NaN: the scalar scan's semantics
+        quantize_q5_0_sse2_block(x, o);
+        return;
+    }
+    const float d = signed_absmax_avx2(v, x) / -16.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_f16(o, d);
+    put_q5_0_levels_avx2(v, _mm256_set1_ps(id), o);
+}
+
+// Two blocks at a time, as quantize_q4_0_avx2.
 LLMKIT_AVX2_FN void quantize_q5_0_avx2(const float *x, void *dst, int64_t n) {
-    for (int64_t b = 0; b < n / 32; ++b, x += 32) {
+    const int64_t blocks = n / 32;
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2, x += 64) {
         uint8_t *o = out_block(dst, b, 22);
-        block32_avx2 v;
-        if (!load_block32_avx2(x, v)) {  // NaN: the scalar scan's semantics
-            quantize_q5_0_sse2_block(x, o);
+        block32_avx2 v, w;
+        const bool v_ok = load_block32_avx2(x, v), w_ok = load_block32_avx2(x + 32, w);
+        if (!(v_ok && w_ok)) {
+            quantize_q5_0_avx2_block(x, o);
+            quantize_q5_0_avx2_block(x + 32, o + 22);
             continue;
         }
-        const float d = signed_absmax_avx2(v, x) / -16.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(o, d);
-        const __m256 vid = _mm256_set1_ps(id), add = _mm256_set1_ps(16.5f);
-        __m256i l[4];
-        uint32_t qh = 0;
-        for (int i = 0; i < 4; ++i) {
-            __m256i t = _mm256_cvttps_epi32(_mm256_add_ps(_mm256_mul_ps(v.v[i], vid), add));
-            t = _mm256_srai_epi32(_mm256_slli_epi32(t, 24), 24);  // the (int8_t) cast
-            l[i] = _mm256_min_epi32(t, _mm256_set1_epi32(31));
-            // Bit 4 to the sign bit: elements 8i..8i+7 give bits 8i..8i+7.
-            qh |= uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_slli_epi32(l[i], 27)))) << (8 * i);
-        }
-        std::memcpy(o + 2, &qh, 4);
-        const __m256i nibble = _mm256_set1_epi32(15);
-        const __m256i b0 = _mm256_or_si256(_mm256_and_si256(l[0], nibble), _mm256_slli_epi32(_mm256_and_si256(l[2], nibble), 4));
-        const __m256i b1 = _mm256_or_si256(_mm256_and_si256(l[1], nibble), _mm256_slli_epi32(_mm256_and_si256(l[3], nibble), 4));
-        // As in put_levels4_avx2: packs within 128-bit halves, the permute restores j order.
-        const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(b0, b1), _MM_SHUFFLE(3, 1, 2, 0));
-        const __m128i bytes = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
-        _mm_storeu_si128(reinterpret_cast<__m128i *>(o + 6), bytes);
+        __m128 d, id;
+        symmetric_scales_pair(v, x, w, x + 32, -16.0f, d, id);
+        put_f16_pair(d, o, o + 22);
+        put_q5_0_levels_avx2(v, _mm256_broadcastss_ps(id), o);
+        put_q5_0_levels_avx2(w, _mm256_broadcastss_ps(_mm_movehdup_ps(id)), o + 22);
     }
+    if (b < blocks) quantize_q5_0_avx2_block(x, out_block(dst, b, 22));
 }
 #endif
 
