@@ -537,7 +537,7 @@ LLMKIT_AVX2_FN inline float signed_absmax_avx2(const block32_avx2 &v, const floa
 }
 
 // The symmetric types' scales of two loaded blocks v (at xv) and w (at xw),
-// side by side as quantize_q4_1_avx2 does: {d_v, d_w} with d = signed_absmax
+// side by side as quantize_q4_1_avx2 does (see symmetric_avx2): {d_v, d_w} with d = signed_absmax
 // / divisor, and {1/d or 0, ...}, by the same IEEE operations as one block's.
 LLMKIT_AVX2_FN inline void symmetric_scales_pair(const block32_avx2 &v, const float *xv, const block32_avx2 &w,
                                                  const float *xw, float divisor, __m128 &d, __m128 &id) {
@@ -565,40 +565,9 @@ LLMKIT_AVX2_FN inline void put_f16_pair(__m128 d, uint8_t *ov, uint8_t *ow) {
     std::memcpy(ow, &h_w, 2);
 }
 
-// One Q4_0 block (the tail of quantize_q4_0_avx2, and pairs holding a NaN).
-LLMKIT_AVX2_FN void quantize_q4_0_avx2_block(const float *x, uint8_t *o) {
-    block32_avx2 v;
-    if (!load_block32_avx2(x, v)) {  // NaN: the scalar scan's semantics
-        quantize_q4_0_sse2_block(x, o);
-        return;
-    }
-    const float d = signed_absmax_avx2(v, x) / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    put_f16(o, d);
-    put_levels4_avx2(v, _mm256_setzero_ps(), _mm256_set1_ps(id), _mm256_set1_ps(8.5f), o + 2);
-}
-
-// Two blocks at a time, for the reason given at quantize_q4_1_avx2.
-LLMKIT_AVX2_FN void quantize_q4_0_avx2(const float *x, void *dst, int64_t n) {
-    const __m256 zero = _mm256_setzero_ps(), add = _mm256_set1_ps(8.5f);
-    const int64_t blocks = n / 32;
-    int64_t b = 0;
-    for (; b + 2 <= blocks; b += 2, x += 64) {
-        uint8_t *o = out_block(dst, b, 18);
-        block32_avx2 v, w;
-        const bool v_ok = load_block32_avx2(x, v), w_ok = load_block32_avx2(x + 32, w);
-        if (!(v_ok && w_ok)) {
-            quantize_q4_0_avx2_block(x, o);
-            quantize_q4_0_avx2_block(x + 32, o + 18);
-            continue;
-        }
-        __m128 d, id;
-        symmetric_scales_pair(v, x, w, x + 32, -8.0f, d, id);
-        put_f16_pair(d, o, o + 18);
-        put_levels4_avx2(v, zero, _mm256_broadcastss_ps(id), add, o + 2);
-        put_levels4_avx2(w, zero, _mm256_broadcastss_ps(_mm_movehdup_ps(id)), add, o + 20);
-    }
-    if (b < blocks) quantize_q4_0_avx2_block(x, out_block(dst, b, 18));
+// Q4_0's levels of a loaded block for the scale inverse vid, into o + 2.
+LLMKIT_AVX2_FN inline void put_q4_0_levels_avx2(const block32_avx2 &v, __m256 vid, uint8_t *o) {
+    put_levels4_avx2(v, _mm256_setzero_ps(), vid, _mm256_set1_ps(8.5f), o + 2);
 }
 
 // One Q4_1 block (the tail of quantize_q4_1_avx2, and pairs it cannot take).
@@ -707,45 +676,54 @@ LLMKIT_AVX2_FN inline void put_q5_0_levels_avx2(const block32_avx2 &v, __m256 vi
     _mm_storeu_si128(reinterpret_cast<__m128i *>(o + 6), bytes);
 }
 
-LLMKIT_AVX2_FN void quantize_q5_0_avx2_block(const float *x, uint8_t *o) {
-    block32_avx2 v;
-    if (!load_block32_avx2(x, v)) {  // NaN: the scalar scan's semantics
-        quantize_q5_0_sse2_block(x, o);
-        return;
-    }
-    const float d = signed_absmax_avx2(v, x) / -16.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    put_f16(o, d);
-    put_q5_0_levels_avx2(v, _mm256_set1_ps(id), o);
-}
-
-// Two blocks at a time, as quantize_q4_0_avx2.
-LLMKIT_AVX2_FN void quantize_q5_0_avx2(const float *x, void *dst, int64_t n) {
-    const int64_t blocks = n / 32;
-    int64_t b = 0;
-    for (; b + 2 <= blocks; b += 2, x += 64) {
-        uint8_t *o = out_block(dst, b, 22);
-        block32_avx2 v, w;
-        const bool v_ok = load_block32_avx2(x, v), w_ok = load_block32_avx2(x + 32, w);
-        if (!(v_ok && w_ok)) {
-            quantize_q5_0_avx2_block(x, o);
-            quantize_q5_0_avx2_block(x + 32, o + 22);
-            continue;
+// The symmetric 32-element types (Q4_0: Half = 8, Q5_0: Half = 16):
+// d = signed_absmax / -Half, then PutLevels writes the levels; Scalar is the
+// baseline block, for blocks holding a NaN (the scalar scan's semantics).
+template <int BlockBytes, int Half, void (*Scalar)(const float *, uint8_t *),
+          void (*PutLevels)(const block32_avx2 &, __m256, uint8_t *)>
+struct symmetric_avx2 {
+    // One block: the tail of a row, and pairs holding a NaN.
+    LLMKIT_AVX2_FN static void block(const float *x, uint8_t *o) {
+        block32_avx2 v;
+        if (!load_block32_avx2(x, v)) {
+            Scalar(x, o);
+            return;
         }
-        __m128 d, id;
-        symmetric_scales_pair(v, x, w, x + 32, -16.0f, d, id);
-        put_f16_pair(d, o, o + 22);
-        put_q5_0_levels_avx2(v, _mm256_broadcastss_ps(id), o);
-        put_q5_0_levels_avx2(w, _mm256_broadcastss_ps(_mm_movehdup_ps(id)), o + 22);
+        const float d = signed_absmax_avx2(v, x) / -float(Half);
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        put_f16(o, d);
+        PutLevels(v, _mm256_set1_ps(id), o);
     }
-    if (b < blocks) quantize_q5_0_avx2_block(x, out_block(dst, b, 22));
-}
+    // Two blocks at a time, for the reason given at quantize_q4_1_avx2.
+    LLMKIT_AVX2_FN static void row(const float *x, void *dst, int64_t n) {
+        const int64_t blocks = n / 32;
+        int64_t b = 0;
+        for (; b + 2 <= blocks; b += 2, x += 64) {
+            uint8_t *o = out_block(dst, b, BlockBytes);
+            block32_avx2 v, w;
+            const bool v_ok = load_block32_avx2(x, v), w_ok = load_block32_avx2(x + 32, w);
+            if (!(v_ok && w_ok)) {
+                block(x, o);
+                block(x + 32, o + BlockBytes);
+                continue;
+            }
+            __m128 d, id;
+            symmetric_scales_pair(v, x, w, x + 32, -float(Half), d, id);
+            put_f16_pair(d, o, o + BlockBytes);
+            PutLevels(v, _mm256_broadcastss_ps(id), o);
+            PutLevels(w, _mm256_broadcastss_ps(_mm_movehdup_ps(id)), o + BlockBytes);
+        }
+        if (b < blocks) block(x, out_block(dst, b, BlockBytes));
+    }
+};
+using q4_0_avx2 = symmetric_avx2<18, 8, quantize_q4_0_sse2_block, put_q4_0_levels_avx2>;
+using q5_0_avx2 = symmetric_avx2<22, 16, quantize_q5_0_sse2_block, put_q5_0_levels_avx2>;
 #endif
 
 // Q4_0 {f16 d; u8 qs[16]}: x = (q - 8) * d; the extreme value maps to -8.
 void quantize_q4_0(const float *x, void *dst, int64_t n) {
 #ifdef LLMKIT_QUANT_AVX2
-    if (has_avx2()) return quantize_q4_0_avx2(x, dst, n);
+    if (has_avx2()) return q4_0_avx2::row(x, dst, n);
 #endif
     for (int64_t b = 0; b < n / 32; ++b, x += 32) quantize_q4_0_sse2_block(x, out_block(dst, b, 18));
 }
@@ -781,7 +759,7 @@ void dequantize_q4_1(const void *src, float *y, int64_t n) {
 // Q5_0 {f16 d; u8 qh[4]; u8 qs[16]}: x = (q - 16) * d, bit 4 of element j in bit j of qh.
 void quantize_q5_0(const float *x, void *dst, int64_t n) {
 #ifdef LLMKIT_QUANT_AVX2
-    if (has_avx2()) return quantize_q5_0_avx2(x, dst, n);
+    if (has_avx2()) return q5_0_avx2::row(x, dst, n);
 #endif
     for (int64_t b = 0; b < n / 32; ++b, x += 32) quantize_q5_0_sse2_block(x, out_block(dst, b, 22));
 }
