@@ -45,20 +45,25 @@ bool no_all_ones_exponent(const float *x, int64_t n, Map map) noexcept {
 }
 
 #ifdef LLMKIT_FINITE_AVX2
-// x - x is +0 for every finite x and NaN for infinity or NaN, so the OR of
-// the differences is all zero bits exactly when every value is finite: two
-// instructions per eight values, where the SSE2 build of the integer loop
-// above takes eight. quantize checks each piece of its input with this just
-// before quantizing it, and the SSE2 loop was a fifth of a Q4_1 quantize.
+// Eight values at a time: a value is infinity or NaN exactly when its
+// exponent bits are all ones, so the OR of (bits & exponent) == exponent over
+// the input is zero when every value is finite. Three instructions per eight
+// values, where the SSE2 build of the loop above takes eight; quantize checks
+// each piece of its input with this just before quantizing it, and the SSE2
+// loop was a fifth of a Q4_1 quantize. Integer operations only: a float test
+// (x - x) would raise the invalid-operation flag on infinity, and trap where
+// the caller has enabled that exception.
 __attribute__((target("avx2"))) bool all_finite_avx2(const float *x, int64_t n) noexcept {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i exponent = _mm256_set1_epi32(0x7f800000);
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) {
-        const __m256 a = _mm256_loadu_ps(x + j), b = _mm256_loadu_ps(x + j + 8);
-        acc0 = _mm256_or_ps(acc0, _mm256_sub_ps(a, a));
-        acc1 = _mm256_or_ps(acc1, _mm256_sub_ps(b, b));
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + j));
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + j + 8));
+        acc0 = _mm256_or_si256(acc0, _mm256_cmpeq_epi32(_mm256_and_si256(a, exponent), exponent));
+        acc1 = _mm256_or_si256(acc1, _mm256_cmpeq_epi32(_mm256_and_si256(b, exponent), exponent));
     }
-    const __m256i acc = _mm256_castps_si256(_mm256_or_ps(acc0, acc1));
+    const __m256i acc = _mm256_or_si256(acc0, acc1);
     return _mm256_testz_si256(acc, acc) && no_all_ones_exponent(x + j, n - j, [](uint32_t b) { return b; });
 }
 #endif

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cfenv>
 #include <cmath>
 #include <cstddef>
 #include <cstring>
@@ -152,6 +153,17 @@ TEST_CASE("require_finite names the first NaN or infinity in index order, for an
                 CHECK(std::string(err.what()).find(want) != std::string::npos);
             }
         }
+    // The check reads bits: infinity and NaN raise no floating-point
+    // exception flag (a trap enabled by the caller would fire on one).
+    {
+        std::vector<float> f(100, 1.5f);
+        f[40] = INFINITY;
+        f[41] = NAN;
+        f[99] = -INFINITY;
+        std::feclearexcept(FE_ALL_EXCEPT);
+        CHECK_FALSE(core::all_finite(f.data(), int64_t(f.size())));
+        CHECK(std::fetestexcept(FE_INVALID) == 0);
+    }
     // Past the 8- and 16-value blocks of the vector loops, at every position.
     for (int64_t n : {7, 8, 9, 16, 17, 31, 64, 65}) {
         for (int64_t pos = 0; pos < n; ++pos) {
@@ -175,7 +187,7 @@ TEST_CASE("require_finite names the first NaN or infinity in index order, for an
             CHECK_FALSE(core::no_nan_or_positive_infinity(f.data(), n));
             f[size_t(pos)] = -NAN;
             CHECK_FALSE(core::all_finite(f.data(), n));
-            // -0 and the smallest subnormal pass (x - x is +0 for them too).
+            // -0 and the smallest subnormal pass.
             f[size_t(pos)] = -0.0f;
             CHECK(core::all_finite(f.data(), n));
             f[size_t(pos)] = -1.4e-45f;
