@@ -6,7 +6,8 @@
 //
 //   llmkit_tok_encode_driver <encoding> <corpus file name> [reps] [encode|scan] [reference ids]
 //
-// scan times the pre-tokenizer alone. The data folder is LLMKIT_DATA_DIR, else
+// scan times the pre-tokenizer alone. LLMKIT_FLUSH_MB=n writes n MB between
+// encodes (the caches another library's encode would leave). The data folder is LLMKIT_DATA_DIR, else
 // the one the build was configured with. A reference ids file (one id per
 // line, as corpus/mixed-slice-ids/) is compared with the encode's ids.
 #include <time.h>
@@ -60,10 +61,9 @@ int main(int argc, char **argv) try {
     std::vector<int32_t> ids;
     double best = 1e30;
     size_t pieces = 0;
-    // LLMKIT_FLUSH_MB=n writes n MB between encodes, as another library's
-    // encode does between llmkit's in bench_tokenizer.py's interleaved timing.
+    // As another library's encode does between llmkit's in bench_tokenizer.py's interleaved timing.
     const char *flush_env = std::getenv("LLMKIT_FLUSH_MB");
-    std::vector<char> flush(flush_env ? size_t(std::atoi(flush_env)) << 20 : 0);
+    std::vector<char> flush(flush_env ? size_t(std::max(0, std::atoi(flush_env))) << 20 : 0);
     for (int r = 0; r < reps; ++r) {
         for (size_t k = 0; k < flush.size(); k += 64) flush[k] = char(flush[k] + r);
         ids.clear();

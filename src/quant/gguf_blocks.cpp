@@ -537,8 +537,9 @@ LLMKIT_AVX2_FN inline float signed_absmax_avx2(const block32_avx2 &v, const floa
 }
 
 // The symmetric types' scales of two loaded blocks v (at xv) and w (at xw),
-// side by side as quantize_q4_1_avx2 does (see symmetric_avx2): {d_v, d_w} with d = signed_absmax
-// / divisor, and {1/d or 0, ...}, by the same IEEE operations as one block's.
+// side by side as quantize_q4_1_avx2 does (see symmetric_avx2): {d_v, d_w}
+// with d = signed_absmax / divisor, and {1/d or 0, ...}, by the same IEEE
+// operations as one block's.
 LLMKIT_AVX2_FN inline void symmetric_scales_pair(const block32_avx2 &v, const float *xv, const block32_avx2 &w,
                                                  const float *xw, float divisor, __m128 &d, __m128 &id) {
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
@@ -573,27 +574,25 @@ LLMKIT_AVX2_FN inline void put_q4_0_levels_avx2(const block32_avx2 &v, __m256 vi
 // One Q4_1 block (the tail of quantize_q4_1_avx2, and pairs it cannot take).
 LLMKIT_AVX2_FN void quantize_q4_1_avx2_block(const float *x, uint8_t *o) {
     const __m256 all_bits = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-    {
-        block32_avx2 v;
-        if (!load_block32_avx2(x, v)) {
-            quantize_q4_1_sse2_block(x, o);
-            return;
-        }
-        __m256 mn = v.v[0], mx = v.v[0];
-        for (int i = 1; i < 4; ++i) {
-            mn = _mm256_min_ps(mn, v.v[i]);
-            mx = _mm256_max_ps(mx, v.v[i]);
-        }
-        float lo = hmin8(mn), hi = hmax8(mx);
-        // The scalar scan keeps the first of equal values: a zero result is the block's first +-0.
-        if (lo == 0.0f) lo = x[first_equal8(v, all_bits, 0.0f)];
-        if (hi == 0.0f) hi = x[first_equal8(v, all_bits, 0.0f)];
-        const float d = (hi - lo) / 15.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        put_f16(o, d);
-        put_f16(o + 2, lo);
-        put_levels4_avx2(v, _mm256_set1_ps(lo), _mm256_set1_ps(id), _mm256_set1_ps(0.5f), o + 4);
+    block32_avx2 v;
+    if (!load_block32_avx2(x, v)) {
+        quantize_q4_1_sse2_block(x, o);
+        return;
     }
+    __m256 mn = v.v[0], mx = v.v[0];
+    for (int i = 1; i < 4; ++i) {
+        mn = _mm256_min_ps(mn, v.v[i]);
+        mx = _mm256_max_ps(mx, v.v[i]);
+    }
+    float lo = hmin8(mn), hi = hmax8(mx);
+    // The scalar scan keeps the first of equal values: a zero result is the block's first +-0.
+    if (lo == 0.0f) lo = x[first_equal8(v, all_bits, 0.0f)];
+    if (hi == 0.0f) hi = x[first_equal8(v, all_bits, 0.0f)];
+    const float d = (hi - lo) / 15.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    put_f16(o, d);
+    put_f16(o + 2, lo);
+    put_levels4_avx2(v, _mm256_set1_ps(lo), _mm256_set1_ps(id), _mm256_set1_ps(0.5f), o + 4);
 }
 
 // Q4_1 two blocks at a time. One block is a chain of dependent steps (min and
