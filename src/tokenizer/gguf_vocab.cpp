@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "tokenizer/hf_json.hpp"
+#include "tokenizer/regex.hpp"
 #include "tokenizer/sentencepiece.hpp"
 
 namespace llmkit::tok {
@@ -29,6 +30,15 @@ int32_t token_id(const gguf::file &f, const char *key, size_t n) {
     if (*v < 0 || uint64_t(*v) >= n)
         core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": ", key, " = ", *v, " is not a token id (", n, " tokens)");
     return int32_t(*v);
+}
+
+// Fails unless every string of `key` is valid UTF-8, as GGUF requires: the
+// gpt2 and bert families become JSON, which cannot hold other bytes.
+// (SentencePiece pieces may hold any bytes, as in .model files.)
+void check_utf8_strings(const gguf::file &f, const char *key, const std::vector<std::string_view> &strings) {
+    for (size_t i = 0; i < strings.size(); ++i)
+        if (!is_valid_utf8(strings[i]))
+            core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": ", key, "[", i, "] is not valid UTF-8");
 }
 
 // tokenizer.ggml.tokens and token_type, which every family has: one type per
@@ -199,7 +209,9 @@ void add_specials(const gguf::file &f, const std::vector<std::string_view> &toke
 std::unique_ptr<tokenizer> gpt2_from_gguf(const gguf::file &f) {
     const pre_family &family = find_family(f);
     const auto [tokens, types] = tokens_and_types(f);
+    check_utf8_strings(f, "tokenizer.ggml.tokens", tokens);
     const auto &merges = array_of(f, "tokenizer.ggml.merges", {gguf::value_type::string}).strings;
+    check_utf8_strings(f, "tokenizer.ggml.merges", merges);
     nlohmann::json vocab = nlohmann::json::object();
     for (size_t i = 0; i < tokens.size(); ++i) vocab[std::string(tokens[i])] = i;
     nlohmann::json merge_list = nlohmann::json::array();
@@ -233,6 +245,7 @@ std::unique_ptr<tokenizer> gpt2_from_gguf(const gguf::file &f) {
 // is BERT's (BertNormalizer lowercasing, BertPreTokenizer, WordPiece).
 std::unique_ptr<tokenizer> bert_from_gguf(const gguf::file &f) {
     const auto [tokens, types] = tokens_and_types(f);
+    check_utf8_strings(f, "tokenizer.ggml.tokens", tokens);
     const int32_t unk = token_id(f, "tokenizer.ggml.unknown_token_id", tokens.size());
     if (unk < 0) core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": no tokenizer.ggml.unknown_token_id");
     nlohmann::json vocab = nlohmann::json::object();

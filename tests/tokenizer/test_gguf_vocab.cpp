@@ -266,6 +266,33 @@ TEST_CASE("malformed GGUF tokenizer metadata gives a clear error", "[gguf_vocab]
         CHECK(status == LLMKIT_ERROR_FORMAT);
         CHECK(msg.find("tokenizer.ggml.tokens has 8 entries but token_type has 5") != std::string::npos);
     }
+    // Tokens and merges that are not UTF-8 (GGUF strings are UTF-8): gpt2 and
+    // bert become JSON, so they are refused by name instead of failing inside
+    // the JSON writer (found by fuzz_gguf_vocab). llama pieces may hold any bytes.
+    for (const char *model : {"gpt2", "bert"}) {
+        INFO(model);
+        auto w = small_llama_vocab();
+        w.set_string("tokenizer.ggml.model", model);
+        w.set_string_array("tokenizer.ggml.tokens",
+                           {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b\x8D", "\xE2\x96\x81" "a", "ab"});
+        const auto [status, msg] = error_of(w);
+        CHECK(status == LLMKIT_ERROR_FORMAT);
+        CHECK(msg.find("tokenizer.ggml.tokens[5] is not valid UTF-8") != std::string::npos);
+    }
+    {
+        auto w = small_llama_vocab();
+        w.set_string("tokenizer.ggml.model", "gpt2");
+        w.set_string_array("tokenizer.ggml.merges", {"a b", "\xC3 b"});
+        const auto [status, msg] = error_of(w);
+        CHECK(status == LLMKIT_ERROR_FORMAT);
+        CHECK(msg.find("tokenizer.ggml.merges[1] is not valid UTF-8") != std::string::npos);
+    }
+    {
+        auto w = small_llama_vocab();
+        w.set_string_array("tokenizer.ggml.tokens",
+                           {"<unk>", "<s>", "</s>", "\xE2\x96\x81", "a", "b\x8D", "\xE2\x96\x81" "a", "ab"});
+        CHECK(load_bytes(w)->vocab_size() == 8);
+    }
     {  // decode of an id out of range
         const auto t = load_bytes(small_llama_vocab());
         std::string out;
