@@ -366,6 +366,22 @@ inline float block_minimum(const float *r) {
 #endif
 }
 
+// r[k] = value as a read-modify-write of the aligned 4 floats holding it:
+// block_minimum and block_find read rank_of 16 bytes at a time right after
+// it changes, and a 16-byte load cannot take its data from a pending 4-byte
+// store (it waits for the store to reach the cache), but it can from a
+// 16-byte store to the same address.
+inline void set_rank(float *r, uint32_t k, float value) {
+#if defined(__SSE2__)
+    alignas(16) static const int32_t lane_masks[4][4] = {{-1, 0, 0, 0}, {0, -1, 0, 0}, {0, 0, -1, 0}, {0, 0, 0, -1}};
+    float *q = r + (k & ~3u);
+    const __m128 m = _mm_load_ps(reinterpret_cast<const float *>(lane_masks[k & 3]));
+    _mm_store_ps(q, _mm_or_ps(_mm_and_ps(m, _mm_set1_ps(value)), _mm_andnot_ps(m, _mm_load_ps(q))));
+#else
+    r[k] = value;
+#endif
+}
+
 // The first k < k_block with r[k] == value (which is there).
 inline uint32_t block_find(const float *r, float value) {
 #if defined(__SSE2__)
@@ -485,11 +501,11 @@ void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out)
         const uint32_t i = bi * k_block + block_find(rank_of + bi * k_block, min_rank);
         const uint32_t j = next[i];  // absorbed into part i
         tok[i] = uint32_t(min_rank);
-        rank_of[j] = k_none;
+        set_rank(rank_of, j, k_none);
         next[i] = next[j];
         if (next[j] < n) prev[next[j]] = i;
-        rank_of[i] = pair_rank(i, next[i]);
-        if (i > 0) rank_of[prev[i]] = pair_rank(prev[i], i);
+        set_rank(rank_of, i, pair_rank(i, next[i]));
+        if (i > 0) set_rank(rank_of, prev[i], pair_rank(prev[i], i));
         refresh(bi);
         if (j / k_block != bi) refresh(j / k_block);
         if (i > 0 && prev[i] / k_block != bi) refresh(prev[i] / k_block);
