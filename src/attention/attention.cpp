@@ -188,9 +188,19 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             const bool bf16 = dt == dtype::bf16;
             const int64_t ks = k.strides[1], vs = v.strides[1];
             const float *Kt = Kf, *Vt = Vf;  // the tile's K and V as float32 rows of ldt (prefill)
+            // The next tile's packed K and V, asked for a few lines at a time
+            // while this tile's gemms run (K during q.k, V during p.v): a long
+            // context's packed rows (9 MiB per group at 8192 tokens) no longer
+            // stay in the last-level cache, and the gemms' short row streams
+            // are too short for the hardware prefetcher to take up.
+            const char *pf_k = nullptr, *pf_v = nullptr;
             if (transposed && pk) {
                 Kt = pk + (j0 - first) * ldt;
                 Vt = pv + (j0 - first) * ldt;
+                if (next > 0 && kn.gemm_pf) {
+                    pf_k = reinterpret_cast<const char *>(Kt + k_tile_keys * ldt);
+                    pf_v = reinterpret_cast<const char *>(Vt + k_tile_keys * ldt);
+                }
             } else if (transposed) {
                 // K and V rows of this tile as float32 rows of ldt (copied or
                 // converted: contiguous rows for the gemms, whatever the strides).
@@ -211,7 +221,10 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     prefetch_rows(vbase + (j0 + k_tile_keys) * vs * es, next, vs * es, D * es);
                 }
             }
-            if (transposed) {
+            if (pf_k) {
+                kn.gemm_pf(nk, R, int(D), Kt, ldt, 1, Qb, ldq, row_type::f32, ST, R, false, nullptr, pf_k,
+                           int64_t(next) * ldt * 4);
+            } else if (transposed) {
                 kn.gemm(nk, R, int(D), Kt, ldt, 1, Qb, ldq, ST, R, false, nullptr);
             } else {
                 // Decode: dot products with the rows where they lie (16-bit rows
@@ -256,7 +269,10 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 }
 
             kn.softmax_tile(ST, nk, R, m, l, alpha);
-            if (transposed) {
+            if (pf_v) {
+                kn.gemm_pf(R, int(D), nk, ST, 1, R, Vt, ldt, row_type::f32, O, D, true, alpha, pf_v,
+                           int64_t(next) * ldt * 4);
+            } else if (transposed) {
                 kn.gemm(R, int(D), nk, ST, 1, R, Vt, ldt, O, D, true, alpha);
             } else {
                 // O = alpha O + P^T V a chunk of keys at a time: the first chunk
