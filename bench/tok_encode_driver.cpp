@@ -61,7 +61,8 @@ int main(int argc, char **argv) try {
     std::vector<int32_t> ids;
     double best = 1e30;
     size_t pieces = 0;
-    // As another library's encode does between llmkit's in bench_tokenizer.py's interleaved timing.
+    // LLMKIT_FLUSH_MB: written between encodes, as another library's encode
+    // does between llmkit's in bench_tokenizer.py's interleaved timing.
     const char *flush_env = std::getenv("LLMKIT_FLUSH_MB");
     std::vector<char> flush(flush_env ? size_t(std::max(0, std::atoi(flush_env))) << 20 : 0);
     for (int r = 0; r < reps; ++r) {

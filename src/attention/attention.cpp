@@ -223,7 +223,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             }
             if (pf_k) {
                 kn.gemm_pf(nk, R, int(D), Kt, ldt, 1, Qb, ldq, row_type::f32, ST, R, false, nullptr, pf_k,
-                           int64_t(next) * ldt * 4);
+                           int64_t(next) * ldt * int64_t(sizeof(float)));
             } else if (transposed) {
                 kn.gemm(nk, R, int(D), Kt, ldt, 1, Qb, ldq, ST, R, false, nullptr);
             } else {
@@ -271,7 +271,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             kn.softmax_tile(ST, nk, R, m, l, alpha);
             if (pf_v) {
                 kn.gemm_pf(R, int(D), nk, ST, 1, R, Vt, ldt, row_type::f32, O, D, true, alpha, pf_v,
-                           int64_t(next) * ldt * 4);
+                           int64_t(next) * ldt * int64_t(sizeof(float)));
             } else if (transposed) {
                 kn.gemm(R, int(D), nk, ST, 1, R, Vt, ldt, O, D, true, alpha);
             } else {

@@ -4,7 +4,8 @@
 // LLMKIT_ERROR_UNSUPPORTED (a model type llmkit lacks); never crash, hang or
 // leak. Whatever loads goes through tokenizer_checks.hpp (encode, pairs,
 // decode, arbitrary ids). Seeds: seeds_sentencepiece.cpp cuts the data
-// folder's Llama 2 model down to a few hundred pieces, in several settings.
+// folder's Llama 2 model down to a few hundred pieces, in several settings,
+// and sentencepiece.seeds adds stories260K's 512-piece model.
 // (GGUF vocabularies have their own harness, fuzz_gguf_vocab.)
 #include <cstddef>
 #include <cstdint>
