@@ -107,22 +107,82 @@ rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, co
 
 void rank_table::build_pair_table() {
     if (missing_byte() >= 0 || end_rank() > pair_table::k_max_id + 1) return;
-    // A token splits into two tokens at some of its inner positions; each
-    // such split is one pair. (o200k: 446k pairs from 200k tokens.)
-    std::vector<pair_table::triple> pairs;
-    pairs.reserve(2 * count_);
-    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
-        const auto [off, len] = by_rank_[r];
-        if (len == k_no_rank || len < 2) continue;
-        const std::string_view t(arena_.data() + off, len);
-        for (size_t k = 1; k < len; ++k) {
-            const uint32_t left = rank(t.substr(0, k));
-            if (left == k_no_rank) continue;
-            const uint32_t right = rank(t.substr(k));
-            if (right != k_no_rank) pairs.push_back({left, right, r});
+    // Of the ways to split a token into two tokens (o200k: 446k pairs from
+    // 200k tokens), tiktoken's merges only ever join one: the last merge of
+    // the token's own bytes merged alone, its canonical split. Why: while a
+    // part t forms inside a piece, no merge has crossed its edges yet, so
+    // the merges within its span are exactly those of bytes(t) merged alone
+    // (each was the lowest rank of the whole piece, so also of the span;
+    // leftmost on ties both ways), and the last of them joins t's canonical
+    // split. Any other split (a, b) of t is therefore never the merge chosen,
+    // so leaving it out of the table changes no choice, and a token whose
+    // bytes merged alone do not end as itself (unreachable) is never a part.
+    // The table holds about half the pairs, and the part bitmaps filter more.
+    //
+    // The canonical splits, shortest tokens first: merging bytes(t) with the
+    // splits of the shorter tokens makes the same merges as with the whole
+    // table until two parts are left (a merge of the whole table joins a
+    // proper substring of t, whose canonical split is in by then, or t), and
+    // with the whole table those two then join into t. So bytes(t) merged
+    // with the table so far ends in two parts exactly when they are t's
+    // canonical split, and in more when t is unreachable.
+    std::vector<uint32_t> by_length;  // tokens of 2 bytes and more, shortest first
+    {
+        uint32_t longest = 0;
+        for (const auto &[off, len] : by_rank_)
+            if (len != k_no_rank) longest = std::max(longest, len);
+        std::vector<size_t> first(size_t(longest) + 2, 0);  // first[len + 1]: how many are shorter than len + 1, once summed
+        for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+            const uint32_t len = by_rank_[r].second;
+            if (len != k_no_rank && len >= 2) ++first[len + 1];
+        }
+        for (size_t len = 1; len < first.size(); ++len) first[len] += first[len - 1];
+        by_length.resize(first.back());
+        for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+            const uint32_t len = by_rank_[r].second;
+            if (len != k_no_rank && len >= 2) by_length[first[len]++] = r;
         }
     }
-    pairs_ = pair_table(pairs);
+    pair_table table(by_length.size());
+    std::vector<pair_table::triple> pairs;
+    pairs.reserve(by_length.size());
+    // tiktoken's scan over the parts (id and first byte) and the rank each
+    // forms with the next. Pairs of bytes are answered by pair_rank_ and most
+    // other pairs that join into no token by the Bloom filter, so that few
+    // lookups reach the table's cache lines, spread over MiBs.
+    std::vector<uint32_t> part, start, merge;
+    for (uint32_t r : by_length) {
+        const auto [off, len] = by_rank_[r];
+        const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + off);
+        const auto joined = [&](size_t k) {  // rank of part[k] + part[k + 1] with the splits of shorter tokens
+            const uint32_t n = start[k + 2] - start[k];
+            if (n == len) return k_no_rank;  // t itself: its split is what the scan finds
+            if (n == 2) return pair_rank_[t[start[k]] | unsigned(t[start[k] + 1]) << 8];
+            return may_be_token(t + start[k], n) ? table.find(part[k], part[k + 1], k_no_rank) : k_no_rank;
+        };
+        part.resize(len);
+        start.resize(len + 1);
+        for (uint32_t k = 0; k < len; ++k) part[k] = byte_rank_[t[k]], start[k] = k;
+        start[len] = len;
+        merge.resize(len - 1);
+        for (uint32_t k = 0; k + 1 < len; ++k) merge[k] = joined(k);
+        for (;;) {
+            size_t at = 0;
+            for (size_t k = 1; k < merge.size(); ++k)
+                if (merge[k] < merge[at]) at = k;
+            if (merge.empty() || merge[at] == k_no_rank) break;
+            part[at] = merge[at];
+            part.erase(part.begin() + std::ptrdiff_t(at) + 1);
+            start.erase(start.begin() + std::ptrdiff_t(at) + 1);
+            merge.erase(merge.begin() + std::ptrdiff_t(at));
+            if (at > 0) merge[at - 1] = joined(at - 1);
+            if (at < merge.size()) merge[at] = joined(at);
+        }
+        if (part.size() != 2) continue;  // unreachable: never a part, never joined
+        table.insert({part[0], part[1], r});
+        pairs.push_back({part[0], part[1], r});
+    }
+    pairs_ = std::move(table);
     left_parts_.assign(size_t(end_rank()) / 64 + 1, 0);
     right_parts_.assign(size_t(end_rank()) / 64 + 1, 0);
     for (const pair_table::triple &t : pairs) {

@@ -187,7 +187,7 @@ private:
     }
     // merge_small with the pair table (2..k_max_id_merge bytes).
     void merge_by_ids(std::string_view piece, std::vector<int32_t> &out) const;
-    // Every (left, right) whose bytes concatenate to a token (none when not built).
+    // Each token's canonical split, the only pair merges ever join (none when not built).
     void build_pair_table();
 
     // Characters that merge_by_ids may take as one part from the start
@@ -263,9 +263,10 @@ private:
     std::vector<uint32_t> pair_rank_;                     // 65536: b0 | b1 << 8 -> rank of a 2-byte token
     uint64_t id_;                                         // never reused in the process: keys piece_cache
     pair_table pairs_;                                    // (left id, right id) -> merged id
-    // Bit i: token i is the left (right) part of some pair in pairs_. Only a
-    // third of o200k's tokens are either, and these bitmaps (25 KiB each)
-    // stay in L1/L2 where the memo and the filter would not.
+    // Bit i: token i is the left (right) part of some pair in pairs_. Of
+    // o200k's 200k tokens only 35k are ever a left part and 28k a right one,
+    // and these bitmaps (25 KiB each) stay in L1/L2 where the memo and the
+    // filter would not.
     std::vector<uint64_t> left_parts_, right_parts_;
     std::vector<char_entry> chars_;                       // open addressing by key; empty without a pair table
     size_t chars_mask_ = 0;                               // chars_.size() - 1

@@ -1,6 +1,6 @@
 // The merge table of byte-level BPE keyed by token ids: (left, right) -> the
-// rank of bytes(left) + bytes(right), for every pair of tokens whose
-// concatenation is a token. It answers the question tiktoken's merge loop asks
+// rank of bytes(left) + bytes(right), for the pairs of tokens that tiktoken's
+// merges can join (rank_table::build_pair_table keeps one per token). It answers the question tiktoken's merge loop asks
 // ("is this pair of adjacent parts a token, and which?") with one hash of two
 // integers and, nearly always, one cache line, where the byte-keyed rank table
 // needs a hash of the bytes, a filter word, a slot and, for tokens over 8
@@ -31,6 +31,12 @@ public:
         uint32_t left, right, merged;
     };
     explicit pair_table(const std::vector<triple> &pairs);
+    // An empty table with room for up to `capacity` pairs, which insert()
+    // adds one at a time (find() may be called in between).
+    explicit pair_table(size_t capacity);
+    // Adds (left, right) -> merged: ids <= k_max_id, (left, right) not yet
+    // in the table, at most `capacity` pairs in all.
+    void insert(const triple &t) noexcept;
 
     bool empty() const noexcept { return buckets_.empty(); }
     size_t size() const noexcept { return count_; }

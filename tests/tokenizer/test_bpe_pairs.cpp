@@ -2,11 +2,15 @@
 // it, against plain references: a std::map for the table; for the merges, the
 // byte-keyed scan (tiktoken's algorithm, merge_small_by_bytes) and the heap
 // merge (merge_large), which never touch the pair table. Synthetic
-// vocabularies cover crowded buckets, tokens of 1 to over 64 bytes and tokens
-// that no merge reaches; o200k has every pair of its table checked, and the
-// mixed corpus slice merged both ways with r50k, cl100k and o200k.
+// vocabularies cover crowded buckets, tokens of 1 to over 64 bytes, tokens
+// that no merge reaches and ranks in random order; the table must hold each
+// token's canonical split (the last merge of its bytes merged alone, found
+// here by the byte scan) and no other split; o200k has every split of every
+// token checked, and the mixed corpus slice is merged both ways with r50k,
+// cl100k and o200k.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <random>
@@ -49,31 +53,51 @@ std::vector<std::pair<std::string, uint32_t>> with_bytes(const std::vector<std::
     return v;
 }
 
-// A vocabulary over a small alphabet (so that merges chain): tokens made by
-// joining two earlier tokens (lengths grow to well over 64 bytes), plus random
-// strings that are tokens although no merge makes them (their halves are not
-// all tokens), given low ranks so they compete with the merges.
+// A vocabulary over a small alphabet (so that merges chain), as BPE training
+// makes one: words of repeated motifs start as bytes, and each new token
+// joins two adjacent parts of some word (a random pair, not the most
+// frequent), which then merge in every word. Lengths grow to over 64 bytes.
+// Mixed in: random strings that are tokens although no merge makes them
+// (unreachable), at ranks among the merges so they compete with them.
 std::vector<std::string> synthetic_tokens(std::mt19937 &rng, size_t count) {
     const std::string alphabet = "abcd\xe4\xb8\xad";  // 4 letters and the bytes of one CJK character
+    std::vector<std::string> motifs;
+    for (int m = 0; m < 6; ++m) {
+        std::string x;
+        for (size_t len = 2 + rng() % 4; x.size() < len;) x += alphabet[rng() % alphabet.size()];
+        motifs.push_back(x);
+    }
+    std::vector<std::vector<std::string>> words(200);
+    for (auto &w : words) {
+        for (size_t len = 20 + rng() % 100; w.size() < len;) {
+            const std::string &m = rng() % 4 ? motifs[rng() % motifs.size()] : alphabet.substr(rng() % alphabet.size(), 1);
+            for (char c : m) w.emplace_back(1, c);
+        }
+    }
     std::vector<std::string> tokens;
     std::set<std::string> seen;
     for (int b = 0; b < 256; ++b) seen.insert(std::string(1, char(b)));
-    std::vector<std::string> pool(alphabet.size());
-    for (size_t i = 0; i < alphabet.size(); ++i) pool[i] = std::string(1, alphabet[i]);
-    while (tokens.size() < count) {
+    for (int tries = 0; tokens.size() < count && tries < 100000; ++tries) {
         std::string t;
-        if (rng() % 5 == 0) {  // unreachable: random bytes of the alphabet, 3..80 long
+        std::vector<std::string> *w = &words[rng() % words.size()];
+        if (rng() % 5 == 0 || w->size() < 2) {  // unreachable (mostly): random bytes of the alphabet, 3..80 long
             const size_t len = 3 + rng() % 78;
             for (size_t i = 0; i < len; ++i) t += alphabet[rng() % alphabet.size()];
-        } else {  // a merge of two tokens, the later ones favoured so lengths grow
-            const std::string &a = pool[pool.size() - 1 - rng() % std::min<size_t>(pool.size(), 40)];
-            const std::string &b = pool[rng() % pool.size()];
-            t = a + b;
-            if (t.size() > 100) continue;
+            if (seen.insert(t).second) tokens.push_back(t);
+            continue;
         }
-        if (!seen.insert(t).second) continue;
+        const size_t k = rng() % (w->size() - 1);
+        const std::string a = (*w)[k], b = (*w)[k + 1];
+        t = a + b;
+        if (t.size() > 100 || !seen.insert(t).second) continue;
         tokens.push_back(t);
-        pool.push_back(t);
+        for (auto &x : words) {  // the merge, leftmost first, in every word
+            for (size_t i = 0; i + 1 < x.size(); ++i) {
+                if (x[i] != a || x[i + 1] != b) continue;
+                x[i] = t;
+                x.erase(x.begin() + std::ptrdiff_t(i) + 1);
+            }
+        }
     }
     return tokens;
 }
@@ -93,6 +117,43 @@ std::vector<std::string> synthetic_pieces(std::mt19937 &rng, const std::vector<s
         pieces.push_back(p);
     }
     return pieces;
+}
+
+// tiktoken's merges of `bytes` alone (lowest rank first, leftmost on ties),
+// looking up the parts' bytes only: true, with the two tokens the last merge
+// joined, when they end as one token (its canonical split); false when they
+// end as several (an unreachable token).
+bool canonical_split(const rank_table &table, std::string_view bytes, uint32_t &left, uint32_t &right) {
+    std::vector<std::string_view> parts;
+    for (size_t i = 0; i < bytes.size(); ++i) parts.push_back(bytes.substr(i, 1));
+    while (parts.size() > 1) {
+        uint32_t best = k_no_rank;
+        size_t at = 0;
+        for (size_t k = 0; k + 1 < parts.size(); ++k) {
+            const uint32_t q = table.rank(std::string_view(parts[k].data(), parts[k].size() + parts[k + 1].size()));
+            if (q < best) best = q, at = k;
+        }
+        if (best == k_no_rank) return false;
+        if (parts.size() == 2) {
+            left = table.rank(parts[0]);
+            right = table.rank(parts[1]);
+            return true;
+        }
+        parts[at] = std::string_view(parts[at].data(), parts[at].size() + parts[at + 1].size());
+        parts.erase(parts.begin() + std::ptrdiff_t(at) + 1);
+    }
+    return false;
+}
+
+// What the pair table answers for (a, b): the rank of their joined bytes when
+// that token's canonical split is (a, b), else k_no_rank.
+uint32_t expected_merge(const rank_table &table, uint32_t a, uint32_t b) {
+    std::string_view x, y;
+    if (!table.bytes(a, x) || !table.bytes(b, y)) return k_no_rank;
+    const std::string joined = std::string(x) + std::string(y);
+    const uint32_t r = table.rank(joined);
+    uint32_t left = 0, right = 0;
+    return r != k_no_rank && canonical_split(table, joined, left, right) && left == a && right == b ? r : k_no_rank;
 }
 
 std::vector<int32_t> merged(const rank_table &t, const std::string &piece, int how) {
@@ -151,21 +212,34 @@ TEST_CASE("pair table: ids at and beyond the limit, and the empty table", "[bpe]
 
 TEST_CASE("merging by ids equals the byte scan and the heap on synthetic vocabularies", "[bpe][pairs]") {
     std::mt19937 rng(5);
-    for (int vocab = 0; vocab < 3; ++vocab) {
-        const auto tokens = synthetic_tokens(rng, 400 + 300 * size_t(vocab));
+    for (int vocab = 0; vocab < 4; ++vocab) {
+        auto tokens = synthetic_tokens(rng, 400 + 300 * size_t(vocab % 3));
+        // The last vocabulary in random rank order: merged tokens often rank
+        // below their parts, and many tokens are unreachable.
+        if (vocab == 3) std::shuffle(tokens.begin(), tokens.end(), rng);
+        INFO("vocabulary " << vocab);
         const rank_table table(with_bytes(tokens), "synthetic");
         REQUIRE(table.has_pair_table());
         size_t longest = 0;
         for (const auto &t : tokens) longest = std::max(longest, t.size());
         CHECK(longest > 64);
-        // pair_merge(a, b) is the rank of bytes(a) + bytes(b), for pairs that
-        // join into a token and pairs that do not.
+        // The table holds one pair per reachable token, its canonical split.
+        size_t reachable = 0;
+        for (const auto &t : tokens) {
+            uint32_t a, b;
+            reachable += canonical_split(table, t, a, b);
+        }
+        CHECK(table.pairs().size() == reachable);
+        CHECK(reachable < tokens.size());  // some tokens no merge makes
+        // pair_merge(a, b), for pairs that join into a token and pairs that do not.
         std::vector<uint32_t> ids;
         for (uint32_t r = 0; r < table.end_rank(); ++r) ids.push_back(r);
-        size_t hits = 0;
+        size_t hits = 0, other_splits = 0;
         for (int k = 0; k < 20000; ++k) {
             uint32_t a, b;
-            if (k % 2) {  // a split of a token, which often is a pair of tokens
+            if (k % 4 == 3) {  // the canonical split of a token
+                if (!canonical_split(table, tokens[rng() % tokens.size()], a, b)) continue;
+            } else if (k % 2) {  // a split of a token, which often is a pair of tokens
                 const std::string &t = tokens[rng() % tokens.size()];
                 const size_t cut = 1 + rng() % (t.size() - 1);
                 a = table.rank(std::string_view(t).substr(0, cut));
@@ -175,14 +249,13 @@ TEST_CASE("merging by ids equals the byte scan and the heap on synthetic vocabul
                 a = ids[rng() % ids.size()];
                 b = ids[rng() % ids.size()];
             }
-            std::string_view x, y;
-            REQUIRE(table.bytes(a, x));
-            REQUIRE(table.bytes(b, y));
-            const uint32_t expected = table.rank(std::string(x) + std::string(y));
+            const uint32_t expected = expected_merge(table, a, b);
             REQUIRE(table.pair_merge(a, b) == expected);
             hits += expected != k_no_rank;
+            other_splits += k % 4 == 1 && expected == k_no_rank;
         }
         CHECK(hits > 100);
+        CHECK(other_splits > 100);  // splits that join into a token, but not the canonical one
         for (const auto &piece : synthetic_pieces(rng, tokens, 1500)) {
             INFO("piece of " << piece.size() << " bytes");
             const auto by_ids = merged(table, piece, 0);
@@ -213,41 +286,49 @@ using llmkit_test::read_file;
 
 }  // namespace
 
-TEST_CASE("o200k: every split of every token is in the pair table, and nothing else", "[bpe][pairs]") {
-    // o200k only (the largest table; the mixed-slice test below runs all three):
-    // 1.2M split points are a second in Release.
+TEST_CASE("o200k: each token's canonical split is in the pair table, and nothing else", "[bpe][pairs]") {
+    // o200k only (the largest table; the mixed-slice test below runs all three).
     for (const char *enc : {"o200k_base"}) {
         auto t = llmkit::tok::load_tiktoken(k_data + "/tiktoken/" + enc + ".tiktoken", enc);
         const rank_table &table = t->ranks();
         REQUIRE(table.has_pair_table());
-        size_t splits = 0;
+        size_t multi_byte = 0, canonical = 0, splits = 0, other_splits = 0;
         std::mt19937 rng(1);
         for (uint32_t r = 0; r < table.end_rank(); ++r) {
             std::string_view bytes;
             if (!table.bytes(r, bytes) || bytes.size() < 2) continue;
+            ++multi_byte;
+            uint32_t left = 0, right = 0;
+            const bool reachable = canonical_split(table, bytes, left, right);
+            canonical += reachable;
             for (size_t k = 1; k < bytes.size(); ++k) {
                 const uint32_t a = table.rank(bytes.substr(0, k)), b = table.rank(bytes.substr(k));
                 if (a == k_no_rank || b == k_no_rank) continue;
-                if (table.pair_merge(a, b) != r) FAIL(enc << ": rank " << r << " split at " << k);
-                // The merge loop's lookup (part bitmaps, memo, filter, table) finds it too.
+                const uint32_t expected = reachable && a == left && b == right ? r : k_no_rank;
+                other_splits += expected == k_no_rank;
+                if (table.pair_merge(a, b) != expected) FAIL(enc << ": rank " << r << " split at " << k);
+                // The merge loop's lookup (part bitmaps, memo, filter, table) agrees.
                 if (bytes.size() >= 3 &&
-                    table.pair_merge_checked(a, b, reinterpret_cast<const unsigned char *>(bytes.data()), bytes.size()) != r)
+                    table.pair_merge_checked(a, b, reinterpret_cast<const unsigned char *>(bytes.data()), bytes.size()) != expected)
                     FAIL(enc << ": rank " << r << " split at " << k << " through pair_merge_checked");
-                // Every 8th: the same left token beside a random right one,
-                // found exactly when the bytes join into a token.
+                // Every 8th: the same left token beside a random right one.
                 if (splits++ % 8 != 0) continue;
                 const uint32_t c = rng() % table.end_rank();
                 std::string_view cb;
                 if (!table.bytes(c, cb)) continue;
                 const std::string joined = std::string(bytes.substr(0, k)) + std::string(cb);
-                if (table.pair_merge(a, c) != table.rank(joined)) FAIL(enc << ": pair " << a << ", " << c);
+                const uint32_t expected_c = expected_merge(table, a, c);
+                if (table.pair_merge(a, c) != expected_c) FAIL(enc << ": pair " << a << ", " << c);
                 if (joined.size() >= 3 &&
-                    table.pair_merge_checked(a, c, reinterpret_cast<const unsigned char *>(joined.data()), joined.size()) !=
-                        table.rank(joined))
+                    table.pair_merge_checked(a, c, reinterpret_cast<const unsigned char *>(joined.data()), joined.size()) != expected_c)
                     FAIL(enc << ": pair " << a << ", " << c << " through pair_merge_checked");
             }
         }
-        CHECK(splits == table.pairs().size());
+        CHECK(canonical == table.pairs().size());
+        // Every o200k token of two bytes or more is reachable (199,742), and
+        // the other 246k splits into two tokens are left out.
+        CHECK(canonical == multi_byte);
+        CHECK(other_splits > 200000);
     }
 }
 
