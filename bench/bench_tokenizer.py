@@ -296,6 +296,101 @@ def adversarial(data: Path, limit: float, quick: bool) -> List[Dict]:
 
 
 # ---------------------------------------------------------------------------
+# Load time and memory per vocabulary: each library loads the same file in a
+# fresh process (imported first, so the import is not counted); the resident
+# set's growth over the first load is its memory, the best of `reps` loads its
+# time. Both then encode the first 4000 characters of the mixed slice and
+# must give the same ids.
+
+LOAD_VOCABS = [  # label, format, file under the data folder, tiktoken encoding name, peer
+    ("r50k_base", "tiktoken", "tiktoken/r50k_base.tiktoken", "r50k_base", "tiktoken"),
+    ("cl100k_base", "tiktoken", "tiktoken/cl100k_base.tiktoken", "cl100k_base", "tiktoken"),
+    ("o200k_base", "tiktoken", "tiktoken/o200k_base.tiktoken", "o200k_base", "tiktoken"),
+    ("gpt2 tokenizer.json", "json", "hf-tokenizers/gpt2/tokenizer.json", "", "tokenizers"),
+    ("bert-base-uncased tokenizer.json", "json", "hf-tokenizers/bert-base-uncased/tokenizer.json", "", "tokenizers"),
+    ("mistral-7b-v0.1 tokenizer.json", "json", "hf-tokenizers/mistral-7b-v0.1/tokenizer.json", "", "tokenizers"),
+    ("llama2 .model", "spm", "sentencepiece/llama2/tokenizer.model", "", "sentencepiece"),
+    ("gpt-2 GGUF vocabulary", "gguf", "llama.cpp-vocab/ggml-vocab-gpt-2.gguf", "", "llama.cpp"),
+    ("llama-spm GGUF vocabulary", "gguf", "llama.cpp-vocab/ggml-vocab-llama-spm.gguf", "", "llama.cpp"),
+]
+
+LOAD_CHILD = r"""
+import gc, json, os, sys, time
+sys.path[:0] = json.loads(os.environ["BENCH_PATH"])
+lib, fmt, path, enc_name, data, reps = sys.argv[1:7]
+reps = int(reps)
+from pathlib import Path
+import bench_tokenizer as b
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+text = (Path(data) / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8")[:4000]
+if lib == "llmkit":
+    import llmkit
+    load = (lambda: llmkit.Tokenizer.from_tiktoken(path, enc_name)) if fmt == "tiktoken" else (lambda: llmkit.Tokenizer.from_file(path))
+    encode = {"tiktoken": lambda t: t.encode_ordinary(text), "json": lambda t: t.encode(text, allowed_special="all")}.get(
+        fmt, lambda t: t.encode(text, disallowed_special=()))
+elif lib == "tiktoken":
+    import tiktoken
+    load, encode = lambda: b.tiktoken_encoding(Path(data), enc_name), lambda t: t.encode_ordinary(text)
+elif lib == "tokenizers":
+    import tokenizers
+    load, encode = lambda: tokenizers.Tokenizer.from_file(path), lambda t: t.encode(text, add_special_tokens=False).ids
+elif lib == "sentencepiece":
+    import sentencepiece
+    load, encode = lambda: sentencepiece.SentencePieceProcessor(model_file=path), lambda t: t.encode(text)
+else:
+    import llama_cpp
+    load = lambda: llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+    encode = lambda t: t.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+gc.collect()
+before = rss()
+t0 = time.perf_counter(); tok = load(); first = time.perf_counter() - t0
+grown = rss() - before
+best = first
+for _ in range(reps - 1):
+    t0 = time.perf_counter(); other = load(); best = min(best, time.perf_counter() - t0)
+    del other; gc.collect()
+ids = list(encode(tok))
+print(json.dumps({"first": first, "best": best, "rss": grown, "ids": ids}))
+"""
+
+
+def load_section(data: Path, reps: int) -> List[Dict]:
+    """Load time and resident memory of each vocabulary, llmkit against its reference library; prints its own table."""
+    env = dict(os.environ, BENCH_PATH=json.dumps([str(Path(__file__).resolve().parent)] + sys.path))
+    rows = []
+    for label, fmt, rel, enc_name, peer in LOAD_VOCABS:
+        path = data / rel
+        got = {}
+        for lib in ("llmkit", peer):
+            out = subprocess.run([sys.executable, "-c", LOAD_CHILD, lib, fmt, str(path), enc_name, str(data), str(reps)],
+                                 env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(f"{lib} could not load {path}:\n{out.stderr[-2000:]}")
+            got[lib] = json.loads(out.stdout.strip().splitlines()[-1])
+        if got["llmkit"]["ids"] != got[peer]["ids"]:
+            raise SystemExit(f"ids differ after loading {label}: llmkit vs {peer}")
+        row = {"vocab": label, "peer": peer, "file_mib": path.stat().st_size / 2**20,
+               "llmkit_first": got["llmkit"]["first"], "llmkit_best": got["llmkit"]["best"],
+               "llmkit_rss": got["llmkit"]["rss"] / 2**20, "peer_first": got[peer]["first"],
+               "peer_best": got[peer]["best"], "peer_rss": got[peer]["rss"] / 2**20}
+        rows.append(row)
+        print(f"  {label:34s} llmkit {row['llmkit_best'] * 1e3:7.1f} ms {row['llmkit_rss']:6.1f} MiB   {peer} "
+              f"{row['peer_best'] * 1e3:7.1f} ms {row['peer_rss']:6.1f} MiB", file=sys.stderr)
+    print(f"\nLoad time (best of {reps} loads in one process; first load in parentheses) and resident memory "
+          "(growth of the process's resident set over the first load), each library in a fresh process. "
+          "time ratio = peer / llmkit (above 1: llmkit loads faster); ids identical on a 4000-character sample.\n")
+    print("| vocabulary | file MiB | llmkit ms | peer | peer ms | time ratio | llmkit MiB | peer MiB |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['vocab']} | {r['file_mib']:.1f} | {r['llmkit_best'] * 1e3:.1f} ({r['llmkit_first'] * 1e3:.1f}) | "
+              f"{r['peer']} | {r['peer_best'] * 1e3:.1f} ({r['peer_first'] * 1e3:.1f}) | "
+              f"{r['peer_best'] / r['llmkit_best']:.2f}x | {r['llmkit_rss']:.1f} | {r['peer_rss']:.1f} |")
+    return rows
+
+
+# ---------------------------------------------------------------------------
 # Report.
 
 def machine() -> str:
@@ -556,6 +651,7 @@ def main() -> None:
     ap.add_argument("--training-only", action="store_true", help="only the BPE training section")
     ap.add_argument("--tokenizer-json-only", action="store_true", help="only the tokenizer.json section")
     ap.add_argument("--pairs-only", action="store_true", help="only the pairs-of-texts section")
+    ap.add_argument("--load-only", action="store_true", help="only the load time and memory section")
     ap.add_argument("--patterns-only", action="store_true",
                     help="only the section of patterns given in full (from_ranks: PCRE2 against the scanners)")
     ap.add_argument("--tiktoken-only", action="store_true",
@@ -572,6 +668,9 @@ def main() -> None:
         return
     if args.pairs_only:
         pairs_section(data, args.reps)
+        return
+    if args.load_only:
+        load_section(data, args.reps)
         return
     if args.training_only:
         bench_training(data, reps=1 if args.quick else args.reps)
@@ -598,9 +697,11 @@ def main() -> None:
     pair_rows = pairs_section(data, 1 if args.quick else args.reps)
     pattern_rows = patterns_section(data, 1 if args.quick else args.reps, corpora)
     train_rows = bench_training(data, (4096,) if args.quick else (4096, 8192), reps=1)
+    load_rows = load_section(data, args.reps)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "throughput": rows, "adversarial": adv, "sentencepiece": spm_rows, "tokenizer_json": json_rows,
-                                                "pairs": pair_rows, "patterns": pattern_rows, "training": train_rows}, indent=1))
+                                                "pairs": pair_rows, "patterns": pattern_rows, "training": train_rows,
+                                                "load": load_rows}, indent=1))
 
 
 if __name__ == "__main__":

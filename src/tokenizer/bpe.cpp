@@ -152,8 +152,8 @@ void rank_table::build_pair_table() {
     // lookups reach the table's cache lines, spread over MiBs.
     std::vector<uint32_t> part, start, merge;
     for (uint32_t r : by_length) {
-        const auto [off, len] = by_rank_[r];
-        const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + off);
+        const uint32_t len = by_rank_[r].second;  // not a structured binding: the lambda below captures it
+        const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + by_rank_[r].first);
         const auto joined = [&](size_t k) {  // rank of part[k] + part[k + 1] with the splits of shorter tokens
             const uint32_t n = start[k + 2] - start[k];
             if (n == len) return k_no_rank;  // t itself: its split is what the scan finds
