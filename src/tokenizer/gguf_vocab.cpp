@@ -212,17 +212,25 @@ std::unique_ptr<tokenizer> gpt2_from_gguf(const gguf::file &f) {
     check_utf8_strings(f, "tokenizer.ggml.tokens", tokens);
     const auto &merges = array_of(f, "tokenizer.ggml.merges", {gguf::value_type::string}).strings;
     check_utf8_strings(f, "tokenizer.ggml.merges", merges);
-    nlohmann::json vocab = nlohmann::json::object();
-    for (size_t i = 0; i < tokens.size(); ++i) vocab[std::string(tokens[i])] = i;
-    nlohmann::json merge_list = nlohmann::json::array();
+    // The model is built directly: as JSON, its 50k-250k tokens and merges
+    // (a std::map of strings and an array of arrays) took most of the load.
+    std::vector<std::pair<std::string, int32_t>> vocab;
+    vocab.reserve(tokens.size());
+    for (size_t i = 0; i < tokens.size(); ++i) vocab.emplace_back(tokens[i], int32_t(i));
+    std::vector<std::pair<std::string, std::string>> merge_list;
+    merge_list.reserve(merges.size());
     for (size_t i = 0; i < merges.size(); ++i) {
         const std::string_view m = merges[i];
         const size_t sp = m.find(' ', 1);  // the left part never starts with a space (it would be "Ġ")
         if (sp == std::string_view::npos || sp + 1 >= m.size())
             core::fail(LLMKIT_ERROR_FORMAT, f.path(), ": tokenizer.ggml.merges[", i, "] = \"", m,
                        "\" is not two tokens separated by a space");
-        merge_list.push_back({std::string(m.substr(0, sp)), std::string(m.substr(sp + 1))});
+        merge_list.emplace_back(m.substr(0, sp), m.substr(sp + 1));
     }
+    bpe_options options;
+    options.ignore_merges = family.ignore_merges;
+    auto model = std::make_unique<bpe_merges>(std::move(vocab), merge_list, std::move(options),
+                                              f.path() + ": tokenizer.ggml");
     nlohmann::json pre = nlohmann::json::array();
     for (const char *re : family.regexes)
         pre.push_back({{"type", "Split"}, {"pattern", {{"Regex", re}}}, {"behavior", "Isolated"}, {"invert", false}});
@@ -231,13 +239,10 @@ std::unique_ptr<tokenizer> gpt2_from_gguf(const gguf::file &f) {
         {"version", "1.0"},
         {"normalizer", nullptr},
         {"pre_tokenizer", {{"type", "Sequence"}, {"pretokenizers", pre}}},
-        {"model",
-         {{"type", "BPE"}, {"vocab", vocab}, {"merges", merge_list}, {"ignore_merges", family.ignore_merges},
-          {"byte_fallback", false}, {"fuse_unk", false}}},
         {"decoder", {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}}},
     };
     add_specials(f, tokens, types, false, j);
-    return hf_tokenizer::from_json(j.dump(), f.path());
+    return hf_tokenizer::from_document(j, f.path(), std::move(model));
 }
 
 // `bert`: WordPiece. llama.cpp's converter writes a word-initial token "w" as
@@ -282,7 +287,7 @@ std::unique_ptr<tokenizer> bert_from_gguf(const gguf::file &f) {
         j["post_processor"] = {{"type", "BertProcessing"},
                                {"cls", {storage[size_t(cls)], cls}},
                                {"sep", {storage[size_t(sep)], sep}}};
-    return hf_tokenizer::from_json(j.dump(), f.path());
+    return hf_tokenizer::from_document(j, f.path());
 }
 
 }  // namespace

@@ -313,6 +313,11 @@ std::unique_ptr<hf_tokenizer> hf_tokenizer::from_json(std::string_view text, con
     } catch (const json::exception &e) {
         core::fail(LLMKIT_ERROR_FORMAT, source, ": invalid JSON: ", e.what());
     }
+    return from_document(root, source);
+}
+
+std::unique_ptr<hf_tokenizer> hf_tokenizer::from_document(const json &root, const std::string &source,
+                                                         std::unique_ptr<subword_model> model) {
     std::unique_ptr<hf_tokenizer> t(new hf_tokenizer());
     try {
         if (!root.is_object()) hf::bad("", std::string("expected a tokenizer.json object, got ") + root.type_name());
@@ -321,7 +326,7 @@ std::unique_ptr<hf_tokenizer> hf_tokenizer::from_json(std::string_view text, con
             const auto it = root.find(key);
             return it == root.end() ? null_value : *it;
         };
-        t->model_ = make_hf_model(hf::member(root, "model", ""), "/model");
+        t->model_ = model ? std::move(model) : make_hf_model(hf::member(root, "model", ""), "/model");
         t->normalizer_ = hf::make_normalizer(get("normalizer"), "/normalizer");
         t->pre_tokenizer_ = hf::make_pre_tokenizer(get("pre_tokenizer"), "/pre_tokenizer");
         t->post_processor_ = hf::make_post_processor(get("post_processor"), "/post_processor");

@@ -60,6 +60,10 @@ public:
     // LLMKIT_ERROR_FORMAT "<source>: at <json path>: <problem>" for malformed
     // content, LLMKIT_ERROR_UNSUPPORTED naming a component type llmkit lacks.
     static std::unique_ptr<hf_tokenizer> from_json(std::string_view text, const std::string &source);
+    // The same from a parsed document (the GGUF loader builds one in memory),
+    // with `model` instead of the document's "model" when given.
+    static std::unique_ptr<hf_tokenizer> from_document(const hf::json &root, const std::string &source,
+                                                       std::unique_ptr<subword_model> model = nullptr);
 
     // Special tokens in the text follow encode_options (tiktoken's rules); other
     // added tokens are always matched. add_special_tokens applies the post-processor.

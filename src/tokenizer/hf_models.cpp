@@ -43,11 +43,19 @@ vocab_table::vocab_table(std::vector<std::pair<std::string, int32_t>> entries, c
         present_[size_t(e.second)] = true;
         by_id_[size_t(e.second)] = std::move(e.first);
     }
-    by_token_.reserve(entries.size());
+    size_t cap = 16;
+    while (cap < 2 * entries.size()) cap *= 2;
+    slots_.assign(cap, slot{0, -1});
+    mask_ = cap - 1;
     for (size_t i = 0; i < by_id_.size(); ++i) {
         if (!present_[i]) continue;
-        if (!by_token_.emplace(by_id_[i], int32_t(i)).second)
-            core::fail(LLMKIT_ERROR_FORMAT, source, ": token \"", by_id_[i], "\" appears twice");
+        const uint64_t h = std::hash<std::string_view>()(by_id_[i]);
+        size_t k = size_t(h) & mask_;
+        for (; slots_[k].id >= 0; k = (k + 1) & mask_)
+            if (slots_[k].hash == uint32_t(h >> 32) && by_id_[size_t(slots_[k].id)] == by_id_[i])
+                core::fail(LLMKIT_ERROR_FORMAT, source, ": token \"", by_id_[i], "\" appears twice");
+        slots_[k] = slot{uint32_t(h >> 32), int32_t(i)};
+        ++count_;
     }
 }
 
