@@ -601,7 +601,10 @@ void sentencepiece::add_sequence_specials(encoding &e, int32_t sequence, size_t 
         e.ids.push_back(model_.eos_id);
         e.type_ids.push_back(sequence);
         e.sequence_ids.push_back(-1);
-        if (e.has_spans) e.spans.emplace_back(text_len, text_len);
+        // An added token's span is empty at 0, as in every kind's pairs (it
+        // belongs to no text); encode_with_offsets of one text puts EOS at
+        // the end, as sentencepiece does.
+        if (e.has_spans) e.spans.emplace_back(0, 0);
     }
 }
 

@@ -193,6 +193,25 @@ TEST_CASE("a small GGUF llama vocabulary encodes by scores", "[gguf_vocab]") {
     CHECK(encode(*t, "bab") == std::vector<int32_t>{3, 5, 7});
 }
 
+TEST_CASE("a GGUF llama vocabulary with add_eos_token: pairs put BOS and EOS around each text, empty spans at 0",
+          "[gguf_vocab]") {
+    llmkit::gguf::writer w = small_llama_vocab();
+    w.set_bool("tokenizer.ggml.add_eos_token", true);
+    const auto t = load_bytes(w);
+    CHECK(encode(*t, "ab", true) == std::vector<int32_t>{1, 6, 5, 2});
+    llmkit::tok::encode_options o;
+    o.add_special_tokens = true;
+    llmkit::tok::encoding e;
+    t->encode_pair("ab", "b", o, true, e);
+    CHECK(e.ids == std::vector<int32_t>{1, 6, 5, 2, 1, 3, 5, 2});
+    CHECK(e.sequence_ids == std::vector<int32_t>{-1, 0, 0, -1, -1, 1, 1, -1});
+    CHECK(e.type_ids == std::vector<int32_t>{0, 0, 0, 0, 1, 1, 1, 1});
+    // Each text's spans in its own bytes; the added BOS and EOS at (0, 0).
+    const std::vector<std::pair<size_t, size_t>> spans = {{0, 0}, {0, 1}, {1, 2}, {0, 0},
+                                                          {0, 0}, {0, 0}, {0, 1}, {0, 0}};
+    CHECK(e.spans == spans);
+}
+
 TEST_CASE("malformed GGUF tokenizer metadata gives a clear error", "[gguf_vocab]") {
     using llmkit::gguf::value_type;
     {
