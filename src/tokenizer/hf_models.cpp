@@ -91,7 +91,24 @@ bpe_merges::bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
             core::fail(LLMKIT_ERROR_FORMAT, source, ": merges[", i, "]: the merged token \"", joined,
                        "\" is not in the vocab");
         if (i > std::numeric_limits<uint32_t>::max()) core::fail(LLMKIT_ERROR_FORMAT, source, ": too many merges");
-        merges_[key(ia, ib)] = merge{uint32_t(i), id};
+        merges_.set(key(ia, ib), merge{uint32_t(i), id});
+    }
+}
+
+void bpe_merges::merge_table::reserve(size_t n) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    slots_.assign(cap, slot{k_empty, merge{0, 0}});
+    mask_ = cap - 1;
+}
+
+void bpe_merges::merge_table::set(uint64_t key, merge m) {
+    for (size_t i = size_t((key * 0x9E3779B97F4A7C15ull) >> 32) & mask_;; i = (i + 1) & mask_) {
+        slot &s = slots_[i];
+        if (s.key == key || s.key == k_empty) {
+            s = slot{key, m};
+            return;
+        }
     }
 }
 
@@ -266,8 +283,8 @@ void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out, s
     auto push_pair = [&](int32_t pos) {
         const int32_t next = sym[size_t(pos)].next;
         if (next < 0) return;
-        const auto it = merges_.find(key(sym[size_t(pos)].id, sym[size_t(next)].id));
-        if (it != merges_.end()) heap.push({it->second.rank, uint32_t(pos), it->second.new_id});
+        if (const merge *m = merges_.find(key(sym[size_t(pos)].id, sym[size_t(next)].id)))
+            heap.push({m->rank, uint32_t(pos), m->new_id});
     };
     for (size_t i = 0; i + 1 < n; ++i) push_pair(int32_t(i));
     while (!heap.empty()) {
@@ -276,8 +293,8 @@ void bpe_merges::merge_word(std::string_view piece, std::vector<int32_t> &out, s
         symbol &s = sym[top.pos];
         if (!s.alive || s.next < 0) continue;
         symbol &right = sym[size_t(s.next)];
-        const auto it = merges_.find(key(s.id, right.id));
-        if (it == merges_.end() || it->second.new_id != top.new_id) continue;
+        const merge *m = merges_.find(key(s.id, right.id));
+        if (!m || m->new_id != top.new_id) continue;
         s.id = top.new_id;
         if constexpr (Lens) sym_len[top.pos] += sym_len[size_t(s.next)];
         right.alive = false;

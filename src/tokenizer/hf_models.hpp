@@ -122,7 +122,33 @@ private:
     bpe_options options_;
     int32_t unk_id_ = -1;
     int32_t byte_ids_[256];  // <0xXX> tokens, -1 when missing
-    std::unordered_map<uint64_t, merge> merges_;
+    // (left id, right id) -> merge: open addressing (linear probing, load
+    // <= 1/2) over 16-byte slots, so a lookup of the merge loop (and each of
+    // the load's inserts) reads one line where std::unordered_map chased a node.
+    class merge_table {
+    public:
+        void reserve(size_t n);
+        // Sets key's merge (a repeated pair keeps its last rank, as HF's map does).
+        void set(uint64_t key, merge m);
+        const merge *find(uint64_t key) const noexcept {
+            if (slots_.empty()) return nullptr;
+            for (size_t i = size_t((key * 0x9E3779B97F4A7C15ull) >> 32) & mask_;; i = (i + 1) & mask_) {
+                const slot &s = slots_[i];
+                if (s.key == key) return &s.value;
+                if (s.key == k_empty) return nullptr;
+            }
+        }
+
+    private:
+        static constexpr uint64_t k_empty = ~uint64_t(0);  // ids are below 2^24: no real key
+        struct slot {
+            uint64_t key;
+            merge value;
+        };
+        std::vector<slot> slots_;
+        size_t mask_ = 0;
+    };
+    merge_table merges_;
     uint64_t id_;  // never reused in the process: keys each thread's cache of merged words
 };
 
