@@ -229,6 +229,7 @@ std::unique_ptr<tokenizer> gpt2_from_gguf(const gguf::file &f) {
     }
     bpe_options options;
     options.ignore_merges = family.ignore_merges;
+    options.duplicate_tokens_last_wins = true;  // as llama.cpp (and the JSON object this was built as) reads them
     auto model = std::make_unique<bpe_merges>(std::move(vocab), merge_list, std::move(options),
                                               f.path() + ": tokenizer.ggml");
     nlohmann::json pre = nlohmann::json::array();

@@ -26,7 +26,8 @@ void find_byte_tokens(const vocab_table &vocab, int32_t (&ids)[256]) {
 
 }  // namespace
 
-vocab_table::vocab_table(std::vector<std::pair<std::string, int32_t>> entries, const std::string &source) {
+vocab_table::vocab_table(std::vector<std::pair<std::string, int32_t>> entries, const std::string &source,
+                         bool duplicate_tokens_last_wins) {
     int32_t end = 0;
     for (const auto &e : entries) {
         if (e.second < 0 || e.second >= k_max_id)
@@ -51,11 +52,16 @@ vocab_table::vocab_table(std::vector<std::pair<std::string, int32_t>> entries, c
         if (!present_[i]) continue;
         const uint64_t h = std::hash<std::string_view>()(by_id_[i]);
         size_t k = size_t(h) & mask_;
-        for (; slots_[k].id >= 0; k = (k + 1) & mask_)
-            if (slots_[k].hash == uint32_t(h >> 32) && by_id_[size_t(slots_[k].id)] == by_id_[i])
+        bool again = false;
+        for (; slots_[k].id >= 0; k = (k + 1) & mask_) {
+            if (slots_[k].hash != uint32_t(h >> 32) || by_id_[size_t(slots_[k].id)] != by_id_[i]) continue;
+            if (!duplicate_tokens_last_wins)
                 core::fail(LLMKIT_ERROR_FORMAT, source, ": token \"", by_id_[i], "\" appears twice");
+            again = true;  // ids rise: this one is the last so far
+            break;
+        }
         slots_[k] = slot{uint32_t(h >> 32), int32_t(i)};
-        ++count_;
+        count_ += !again;
     }
 }
 
@@ -71,7 +77,7 @@ bpe_merges::bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
     : options_(std::move(options)) {
     static std::atomic<uint64_t> next_id{1};
     id_ = next_id.fetch_add(1);
-    vocab_ = vocab_table(std::move(vocab), source);
+    vocab_ = vocab_table(std::move(vocab), source, options_.duplicate_tokens_last_wins);
     if (options_.unk_token) unk_id_ = vocab_.id(*options_.unk_token);  // a missing unk fails at encode time, as in HF
     find_byte_tokens(vocab_, byte_ids_);
     const size_t prefix_len = options_.continuing_subword_prefix ? options_.continuing_subword_prefix->size() : 0;

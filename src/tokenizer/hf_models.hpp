@@ -29,8 +29,12 @@ class vocab_table {
 public:
     vocab_table() = default;
     // Fails with LLMKIT_ERROR_FORMAT (naming `source`) on a negative id, an id
-    // of 2^24 or more (a bound on hostile files), or a duplicate id or token.
-    vocab_table(std::vector<std::pair<std::string, int32_t>> entries, const std::string &source);
+    // of 2^24 or more (a bound on hostile files), or a duplicate id or token;
+    // with duplicate_tokens_last_wins, a token given to several ids looks up
+    // as the highest of them (each id keeps its token), as llama.cpp reads a
+    // GGUF vocabulary.
+    vocab_table(std::vector<std::pair<std::string, int32_t>> entries, const std::string &source,
+                bool duplicate_tokens_last_wins = false);
 
     int32_t id(std::string_view token) const {
         if (slots_.empty()) return -1;
@@ -90,6 +94,7 @@ struct bpe_options {
     std::optional<std::string> continuing_subword_prefix;  // put before every character but the first
     std::optional<std::string> end_of_word_suffix;         // put after the last character
     bool ignore_merges = false;            // a piece that is itself a token is taken whole
+    bool duplicate_tokens_last_wins = false;  // GGUF: a repeated token string means its last id (see vocab_table)
 };
 
 class bpe_merges final : public subword_model {

@@ -212,6 +212,27 @@ TEST_CASE("a GGUF llama vocabulary with add_eos_token: pairs put BOS and EOS aro
     CHECK(e.spans == spans);
 }
 
+TEST_CASE("a GGUF gpt2 vocabulary with a token given twice reads as llama.cpp reads it: the last id", "[gguf_vocab]") {
+    llmkit::gguf::writer w;
+    w.set_string("general.architecture", "gpt2");
+    w.set_string("tokenizer.ggml.model", "gpt2");
+    w.set_string("tokenizer.ggml.pre", "gpt-2");
+    const std::vector<std::string_view> tokens = {"a", "b", "ab", "<|end|>", "ab"};
+    const std::vector<int32_t> types = {1, 1, 1, 3, 1};
+    w.set_string_array("tokenizer.ggml.tokens", tokens);
+    w.set_array("tokenizer.ggml.token_type", llmkit::gguf::value_type::i32, types.data(), types.size());
+    w.set_string_array("tokenizer.ggml.merges", {"a b"});
+    const auto t = load_bytes(w);
+    CHECK(t->vocab_size() == 5);
+    CHECK(t->token_to_id("ab") == 4);
+    std::string_view s2, s4;
+    REQUIRE(t->id_to_token(2, s2));
+    REQUIRE(t->id_to_token(4, s4));
+    CHECK((s2 == "ab" && s4 == "ab"));
+    CHECK(encode(*t, "abab") == std::vector<int32_t>{4, 4});
+    CHECK(decode(*t, {2, 4, 0}) == "ababa");
+}
+
 TEST_CASE("malformed GGUF tokenizer metadata gives a clear error", "[gguf_vocab]") {
     using llmkit::gguf::value_type;
     {
