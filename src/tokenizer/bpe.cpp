@@ -144,8 +144,8 @@ void rank_table::build_pair_table() {
         }
     }
     pair_table table(by_length.size());
-    std::vector<pair_table::triple> pairs;
-    pairs.reserve(by_length.size());
+    left_parts_.assign(size_t(end_rank()) / 64 + 1, 0);
+    right_parts_.assign(size_t(end_rank()) / 64 + 1, 0);
     // tiktoken's scan over the parts (id and first byte) and the rank each
     // forms with the next. Pairs of bytes are answered by pair_rank_ and most
     // other pairs that join into no token by the Bloom filter, so that few
@@ -180,15 +180,10 @@ void rank_table::build_pair_table() {
         }
         if (part.size() != 2) continue;  // unreachable: never a part, never joined
         table.insert({part[0], part[1], r});
-        pairs.push_back({part[0], part[1], r});
+        left_parts_[part[0] >> 6] |= uint64_t(1) << (part[0] & 63);
+        right_parts_[part[1] >> 6] |= uint64_t(1) << (part[1] & 63);
     }
     pairs_ = std::move(table);
-    left_parts_.assign(size_t(end_rank()) / 64 + 1, 0);
-    right_parts_.assign(size_t(end_rank()) / 64 + 1, 0);
-    for (const pair_table::triple &t : pairs) {
-        left_parts_[t.left >> 6] |= uint64_t(1) << (t.left & 63);
-        right_parts_[t.right >> 6] |= uint64_t(1) << (t.right & 63);
-    }
     pair_memo_.reset(new std::atomic<uint64_t>[size_t(1) << k_memo_bits]);
     for (size_t i = 0; i < (size_t(1) << k_memo_bits); ++i) pair_memo_[i].store(~uint64_t(0), std::memory_order_relaxed);
     build_char_table();

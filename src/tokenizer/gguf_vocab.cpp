@@ -33,7 +33,8 @@ int32_t token_id(const gguf::file &f, const char *key, size_t n) {
 }
 
 // Fails unless every string of `key` is valid UTF-8, as GGUF requires: the
-// gpt2 and bert families become JSON, which cannot hold other bytes.
+// gpt2 and bert families become Hugging Face pipelines, whose tokens (and the
+// JSON their pipeline parts are described in) are UTF-8.
 // (SentencePiece pieces may hold any bytes, as in .model files.)
 void check_utf8_strings(const gguf::file &f, const char *key, const std::vector<std::string_view> &strings) {
     for (size_t i = 0; i < strings.size(); ++i)

@@ -1,11 +1,12 @@
 // The merge table of byte-level BPE keyed by token ids: (left, right) -> the
 // rank of bytes(left) + bytes(right), for the pairs of tokens that tiktoken's
-// merges can join (rank_table::build_pair_table keeps one per token). It answers the question tiktoken's merge loop asks
-// ("is this pair of adjacent parts a token, and which?") with one hash of two
-// integers and, nearly always, one cache line, where the byte-keyed rank table
-// needs a hash of the bytes, a filter word, a slot and, for tokens over 8
-// bytes, the rank's offset and the token's bytes: o200k's tables are many MiB,
-// so each of those is a cache miss.
+// merges can join (rank_table::build_pair_table keeps one per token). It
+// answers the question tiktoken's merge loop asks ("is this pair of adjacent
+// parts a token, and which?") with one hash of two integers and, nearly
+// always, one cache line, where the byte-keyed rank table needs a hash of the
+// bytes, a filter word, a slot and, for tokens over 8 bytes, the rank's offset
+// and the token's bytes: o200k's tables are many MiB, so each of those is a
+// cache miss.
 #pragma once
 
 #include <cstddef>

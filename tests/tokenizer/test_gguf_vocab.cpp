@@ -307,8 +307,9 @@ TEST_CASE("malformed GGUF tokenizer metadata gives a clear error", "[gguf_vocab]
         CHECK(msg.find("tokenizer.ggml.tokens has 8 entries but token_type has 5") != std::string::npos);
     }
     // Tokens and merges that are not UTF-8 (GGUF strings are UTF-8): gpt2 and
-    // bert become JSON, so they are refused by name instead of failing inside
-    // the JSON writer (found by fuzz_gguf_vocab). llama pieces may hold any bytes.
+    // bert become Hugging Face pipelines, so they are refused by name (they
+    // once failed inside the JSON writer; found by fuzz_gguf_vocab). llama
+    // pieces may hold any bytes.
     for (const char *model : {"gpt2", "bert"}) {
         INFO(model);
         auto w = small_llama_vocab();
