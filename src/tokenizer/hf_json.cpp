@@ -118,19 +118,50 @@ namespace {
 
 std::string child(const std::string &path, const std::string &key) { return path + "/" + key; }
 
-std::vector<std::pair<std::string, int32_t>> vocab_object(const json &model, const std::string &path) {
+int32_t vocab_id(const json &id, const std::string &p, const std::string &key) {
+    if (!id.is_number_integer()) hf::bad(child(p, key), std::string("expected an id, got ") + id.type_name());
+    const int64_t v = id.get<int64_t>();
+    if (v < 0 || v >= (int64_t(1) << 24)) hf::bad(child(p, key), "id " + std::to_string(v) + " is outside [0, 16777216)");
+    return int32_t(v);
+}
+
+// Which entries of `entries` to keep: of a key given more than once, only
+// the last (as nlohmann's object keeps it).
+std::vector<bool> last_of_each_key(const std::vector<std::pair<std::string, json>> &entries) {
+    std::vector<bool> keep(entries.size(), true);
+    size_t cap = 16;
+    while (cap < 2 * entries.size()) cap *= 2;
+    std::vector<uint32_t> slots(cap, 0);  // index + 1 of the latest entry with that key; 0 = empty
+    for (size_t i = 0; i < entries.size(); ++i) {
+        size_t k = std::hash<std::string_view>()(entries[i].first) & (cap - 1);
+        for (; slots[k] != 0; k = (k + 1) & (cap - 1)) {
+            if (entries[slots[k] - 1].first == entries[i].first) {
+                keep[slots[k] - 1] = false;
+                break;
+            }
+        }
+        slots[k] = uint32_t(i + 1);
+    }
+    return keep;
+}
+
+// The {token: id} object at model/vocab, from `lists` when from_json took it
+// out of the document (then in file order, not the object's key order).
+std::vector<std::pair<std::string, int32_t>> vocab_object(const json &model, const std::string &path,
+                                                          const hf_model_lists *lists) {
     const json &v = hf::member(model, "vocab", path);
     const std::string p = child(path, "vocab");
     if (!v.is_object()) hf::bad(p, std::string("expected an object {token: id}, got ") + v.type_name());
     std::vector<std::pair<std::string, int32_t>> out;
-    out.reserve(v.size());
-    for (auto it = v.begin(); it != v.end(); ++it) {
-        if (!it->is_number_integer()) hf::bad(child(p, it.key()), std::string("expected an id, got ") + it->type_name());
-        const int64_t id = it->get<int64_t>();
-        if (id < 0 || id >= (int64_t(1) << 24))
-            hf::bad(child(p, it.key()), "id " + std::to_string(id) + " is outside [0, 16777216)");
-        out.emplace_back(it.key(), int32_t(id));
+    if (lists && lists->has_vocab && v.empty()) {
+        const std::vector<bool> keep = last_of_each_key(lists->vocab);
+        out.reserve(lists->vocab.size());
+        for (size_t i = 0; i < lists->vocab.size(); ++i)
+            if (keep[i]) out.emplace_back(lists->vocab[i].first, vocab_id(lists->vocab[i].second, p, lists->vocab[i].first));
+        return out;
     }
+    out.reserve(v.size());
+    for (auto it = v.begin(); it != v.end(); ++it) out.emplace_back(it.key(), vocab_id(*it, p, it.key()));
     return out;
 }
 
@@ -140,7 +171,7 @@ std::optional<std::string> opt_string(const json &j, const char *key, const std:
     return s;
 }
 
-std::unique_ptr<subword_model> make_bpe(const json &m, const std::string &path) {
+std::unique_ptr<subword_model> make_bpe(const json &m, const std::string &path, const hf_model_lists *lists) {
     const auto it = m.find("dropout");
     if (it != m.end() && !it->is_null()) {
         if (!it->is_number()) hf::bad(child(path, "dropout"), "expected a number or null");
@@ -156,10 +187,12 @@ std::unique_ptr<subword_model> make_bpe(const json &m, const std::string &path) 
     const json &merges = hf::member(m, "merges", path);
     const std::string mp = child(path, "merges");
     if (!merges.is_array()) hf::bad(mp, std::string("expected an array, got ") + merges.type_name());
+    const bool taken = lists && lists->has_merges && merges.empty();
+    const size_t n_merges = taken ? lists->merges.size() : merges.size();
     std::vector<std::pair<std::string, std::string>> pairs;
-    pairs.reserve(merges.size());
-    for (size_t i = 0; i < merges.size(); ++i) {
-        const json &x = merges[i];
+    pairs.reserve(n_merges);
+    for (size_t i = 0; i < n_merges; ++i) {
+        const json &x = taken ? lists->merges[i] : merges[i];
         const std::string p = child(mp, std::to_string(i));
         if (x.is_string()) {  // "a b"
             const std::string &s = x.get_ref<const std::string &>();
@@ -173,21 +206,21 @@ std::unique_ptr<subword_model> make_bpe(const json &m, const std::string &path) 
             hf::bad(p, "a merge is \"left right\" or [left, right]");
         }
     }
-    return std::make_unique<bpe_merges>(vocab_object(m, path), pairs, std::move(o), "at " + path);
+    return std::make_unique<bpe_merges>(vocab_object(m, path, lists), pairs, std::move(o), "at " + path);
 }
 
-std::unique_ptr<subword_model> make_wordpiece(const json &m, const std::string &path) {
+std::unique_ptr<subword_model> make_wordpiece(const json &m, const std::string &path, const hf_model_lists *lists) {
     std::string unk = "[UNK]", prefix = "##";
     hf::opt_str(m, "unk_token", path, unk);
     hf::opt_str(m, "continuing_subword_prefix", path, prefix);
     const uint64_t max_chars = hf::uint(m, "max_input_chars_per_word", path, 100, uint64_t(1) << 40);
-    return std::make_unique<wordpiece>(vocab_object(m, path), unk, prefix, size_t(max_chars), "at " + path);
+    return std::make_unique<wordpiece>(vocab_object(m, path, lists), unk, prefix, size_t(max_chars), "at " + path);
 }
 
-std::unique_ptr<subword_model> make_word_level(const json &m, const std::string &path) {
+std::unique_ptr<subword_model> make_word_level(const json &m, const std::string &path, const hf_model_lists *lists) {
     std::string unk = "<unk>";
     hf::opt_str(m, "unk_token", path, unk);
-    return std::make_unique<word_level>(vocab_object(m, path), unk, "at " + path);
+    return std::make_unique<word_level>(vocab_object(m, path, lists), unk, "at " + path);
 }
 
 // tokenizers reads the scores with serde_json's default float parsing, which
@@ -260,7 +293,7 @@ std::unique_ptr<subword_model> make_unigram(const json &m, const std::string &pa
 
 }  // namespace
 
-std::unique_ptr<subword_model> make_hf_model(const json &m, const std::string &path) {
+std::unique_ptr<subword_model> make_hf_model(const json &m, const std::string &path, const hf_model_lists *lists) {
     std::string type = hf::type_of(m, path);
     if (type.empty()) {  // older files leave it out
         const auto v = m.find("vocab");
@@ -270,10 +303,10 @@ std::unique_ptr<subword_model> make_hf_model(const json &m, const std::string &p
         else if (v != m.end() && v->is_object()) type = "WordLevel";
         else hf::bad(path, "the model has no \"type\" and its fields fit no known model");
     }
-    if (type == "BPE") return make_bpe(m, path);
-    if (type == "WordPiece") return make_wordpiece(m, path);
+    if (type == "BPE") return make_bpe(m, path, lists);
+    if (type == "WordPiece") return make_wordpiece(m, path, lists);
     if (type == "Unigram") return make_unigram(m, path);
-    if (type == "WordLevel") return make_word_level(m, path);
+    if (type == "WordLevel") return make_word_level(m, path, lists);
     hf::unsupported(path, "model type \"" + type + "\" is not supported (BPE, WordPiece, WordLevel and Unigram are)");
 }
 
@@ -305,19 +338,84 @@ void check_depth(std::string_view text, const std::string &source) {
 
 }  // namespace
 
+namespace {
+
+// Moves the entries of /model/vocab (an object) and /model/merges out of the
+// document while nlohmann parses it (see hf_model_lists). nlohmann passes
+// the number of open containers as `depth`: root keys come at 1, the model's
+// keys at 2, the entries of its vocab and merges at 3. A repeated "vocab" or
+// "merges" key starts its list afresh, as the repeat replaces the value in the
+// document (a repeated "model" needs nothing more: what is read is only ever
+// read through the last model's own "vocab" and "merges").
+class model_list_taker {
+public:
+    explicit model_list_taker(hf_model_lists &lists) : lists_(lists) {}
+
+    bool operator()(int depth, json::parse_event_t event, json &parsed) {
+        using ev = json::parse_event_t;
+        if (mode_ == mode::none) {
+            if (event == ev::key && depth <= 2) {
+                std::string &key = depth == 1 ? root_key_ : model_key_;
+                key = parsed.get_ref<const std::string &>();
+                if (depth == 1) model_key_.clear();
+                if (depth == 2 && root_key_ == "model") {
+                    if (key == "vocab") lists_.has_vocab = false, lists_.vocab.clear();
+                    if (key == "merges") lists_.has_merges = false, lists_.merges.clear();
+                }
+            } else if (depth == 2 && root_key_ == "model") {
+                if (event == ev::object_start && model_key_ == "vocab") mode_ = mode::vocab, lists_.has_vocab = true;
+                if (event == ev::array_start && model_key_ == "merges") mode_ = mode::merges, lists_.has_merges = true;
+            }
+            return true;
+        }
+        if (depth == 2 && (event == ev::object_end || event == ev::array_end)) {  // the vocab or merges closes
+            mode_ = mode::none;
+            return true;
+        }
+        if (depth != 3) return true;  // inside an entry
+        if (mode_ == mode::vocab) {
+            switch (event) {
+            case ev::key: pending_key_ = std::move(parsed.get_ref<std::string &>()); return false;
+            case ev::value: lists_.vocab.emplace_back(std::move(pending_key_), std::move(parsed)); return false;
+            // Not an id: its type is enough for the error; its content is dropped.
+            case ev::object_start: lists_.vocab.emplace_back(std::move(pending_key_), json::object()); return false;
+            case ev::array_start: lists_.vocab.emplace_back(std::move(pending_key_), json::array()); return false;
+            default: return true;
+            }
+        }
+        switch (event) {  // merges: a string, or an array or object built in the document, then moved out
+        case ev::value:
+        case ev::array_end:
+        case ev::object_end: lists_.merges.push_back(std::move(parsed)); return false;
+        default: return true;
+        }
+    }
+
+private:
+    enum class mode { none, vocab, merges };
+    hf_model_lists &lists_;
+    mode mode_ = mode::none;
+    std::string root_key_, model_key_, pending_key_;
+};
+
+}  // namespace
+
 std::unique_ptr<hf_tokenizer> hf_tokenizer::from_json(std::string_view text, const std::string &source) {
     check_depth(text, source);
     json root;
+    hf_model_lists lists;
     try {
-        root = json::parse(text.begin(), text.end());
+        model_list_taker taker(lists);
+        root = json::parse(text.begin(), text.end(), std::ref(taker));
     } catch (const json::exception &e) {
         core::fail(LLMKIT_ERROR_FORMAT, source, ": invalid JSON: ", e.what());
     }
-    return from_document(root, source);
+    return from_document(root, source, nullptr, &lists);
 }
 
 std::unique_ptr<hf_tokenizer> hf_tokenizer::from_document(const json &root, const std::string &source,
-                                                         std::unique_ptr<subword_model> model) {
+                                                         std::unique_ptr<subword_model> model,
+                                                         const hf_model_lists *lists) {
     std::unique_ptr<hf_tokenizer> t(new hf_tokenizer());
     try {
         if (!root.is_object()) hf::bad("", std::string("expected a tokenizer.json object, got ") + root.type_name());
@@ -326,7 +424,7 @@ std::unique_ptr<hf_tokenizer> hf_tokenizer::from_document(const json &root, cons
             const auto it = root.find(key);
             return it == root.end() ? null_value : *it;
         };
-        t->model_ = model ? std::move(model) : make_hf_model(hf::member(root, "model", ""), "/model");
+        t->model_ = model ? std::move(model) : make_hf_model(hf::member(root, "model", ""), "/model", lists);
         t->normalizer_ = hf::make_normalizer(get("normalizer"), "/normalizer");
         t->pre_tokenizer_ = hf::make_pre_tokenizer(get("pre_tokenizer"), "/pre_tokenizer");
         t->post_processor_ = hf::make_post_processor(get("post_processor"), "/post_processor");

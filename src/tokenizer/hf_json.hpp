@@ -54,6 +54,17 @@ private:
     bool first_byte_[256] = {};
 };
 
+// The entries of /model/vocab (when an object) and of /model/merges, taken
+// out of the document while it is parsed (hf_tokenizer::from_json): a
+// vocabulary of 50k-250k keys in nlohmann's std::map cost most of the load
+// (insertion, then iteration and destruction). The document keeps an empty
+// object or array in their place. `vocab` is in file order, values as parsed.
+struct hf_model_lists {
+    bool has_vocab = false, has_merges = false;
+    std::vector<std::pair<std::string, hf::json>> vocab;
+    std::vector<hf::json> merges;
+};
+
 class hf_tokenizer final : public tokenizer {
 public:
     // Parses the text of a tokenizer.json. `source` names it in errors:
@@ -62,8 +73,10 @@ public:
     static std::unique_ptr<hf_tokenizer> from_json(std::string_view text, const std::string &source);
     // The same from a parsed document (the GGUF loader builds one in memory),
     // with `model` instead of the document's "model" when given.
+    // `lists`, when given, holds what from_json took out of the document.
     static std::unique_ptr<hf_tokenizer> from_document(const hf::json &root, const std::string &source,
-                                                       std::unique_ptr<subword_model> model = nullptr);
+                                                       std::unique_ptr<subword_model> model = nullptr,
+                                                       const hf_model_lists *lists = nullptr);
 
     // Special tokens in the text follow encode_options (tiktoken's rules); other
     // added tokens are always matched. add_special_tokens applies the post-processor.
@@ -127,8 +140,10 @@ private:
 };
 
 // Builds a model from the "model" object of a tokenizer.json (type BPE,
-// WordPiece or Unigram; inferred when "type" is missing). `path` is the JSON path.
-std::unique_ptr<subword_model> make_hf_model(const hf::json &model, const std::string &path);
+// WordPiece or Unigram; inferred when "type" is missing). `path` is the JSON path;
+// `lists` as for hf_tokenizer::from_document.
+std::unique_ptr<subword_model> make_hf_model(const hf::json &model, const std::string &path,
+                                             const hf_model_lists *lists = nullptr);
 
 struct file_load_options {
     std::string tiktoken_encoding;  // preset of a tiktoken rank file (they carry no pattern or specials)

@@ -317,6 +317,81 @@ TEST_CASE("tokenizer.json errors name the JSON path and the problem", "[hf_json]
     }
 }
 
+namespace {
+
+// from_json (vocab and merges taken out while parsing) against from_document
+// on the whole parsed document: the same vocabulary, token by token, and the
+// same ids for `texts`.
+void check_same_as_whole_document(const std::string &json_text, const std::vector<std::string> &texts) {
+    INFO(json_text.substr(0, 200));
+    const auto taken = hf_tokenizer::from_json(json_text, "t.json");
+    const auto whole = hf_tokenizer::from_document(llmkit::tok::hf::json::parse(json_text), "t.json");
+    REQUIRE(taken->vocab_size() == whole->vocab_size());
+    size_t differ = 0;
+    for (int32_t id = 0; id < taken->vocab_size(); ++id) {
+        std::string_view a, b;
+        const bool ha = taken->id_to_token(id, a), hb = whole->id_to_token(id, b);
+        differ += ha != hb || (ha && (a != b || taken->token_to_id(a) != whole->token_to_id(b)));
+    }
+    CHECK(differ == 0);
+    for (const std::string &text : texts) CHECK(encode(*taken, text) == encode(*whole, text));
+}
+
+}  // namespace
+
+TEST_CASE("tokenizer.json: the vocab and merges taken out while parsing read as the whole document does",
+          "[hf_json]") {
+    const std::vector<std::string> texts = {"ab", "abc ab", "a b c", "cab"};
+    SECTION("a key given twice keeps its last id, as the JSON object does") {
+        const std::string j = R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "c": 4, "a": 3}, "merges": ["a b"]}})";
+        check_same_as_whole_document(j, texts);
+        const auto t = hf_tokenizer::from_json(j, "t.json");
+        CHECK(t->token_to_id("a") == 3);
+        std::string_view tok0;
+        CHECK_FALSE(t->id_to_token(0, tok0));
+        CHECK(encode(*t, "ab") == std::vector<int32_t>{2});
+    }
+    SECTION("a repeated vocab, merges or model replaces the earlier one") {
+        check_same_as_whole_document(
+            R"({"model": {"type": "BPE", "vocab": {"x": 0}, "merges": ["x y"], "vocab": {"a": 0, "b": 1, "ab": 2, "c": 3}, "merges": ["a b"]}})",
+            texts);
+        check_same_as_whole_document(
+            R"({"model": {"type": "BPE", "vocab": {"q": 0, "r": 1, "qr": 2}, "merges": ["q r"]}, "normalizer": null,
+                "model": {"type": "WordLevel", "vocab": {"a": 0, "<unk>": 1, "ab": 2}, "unk_token": "<unk>"},
+                "pre_tokenizer": {"type": "Whitespace"}})",
+            texts);
+        const auto t = hf_tokenizer::from_json(
+            R"({"model": {"type": "BPE", "vocab": {"q": 0, "r": 1, "qr": 2}, "merges": ["q r"]},
+                "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": []}})",
+            "t.json");
+        CHECK(t->token_to_id("q") == -1);  // the first model's vocab is gone
+        CHECK(encode(*t, "ab") == std::vector<int32_t>{0, 1});  // and so are its merges: the second has none
+        auto e = load_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [], "vocab": null}})");
+        CHECK(e.first == LLMKIT_ERROR_FORMAT);
+        CHECK_THAT(e.second, Catch::Contains("/model/vocab") && Catch::Contains("expected an object"));
+    }
+    SECTION("merges as strings and as pairs, and keys named like ours elsewhere in the document") {
+        check_same_as_whole_document(
+            R"({"added_tokens": [{"id": 5, "content": "<s>", "special": true, "model": {"vocab": {"zz": 9}}}],
+                "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "c": 3, "abc": 4}, "merges": ["a b", ["ab", "c"]],
+                          "extra": {"vocab": {"y": 1}, "merges": [["y", "y"]]}}})",
+            texts);
+    }
+    SECTION("errors in the taken entries name their JSON path and keep their index") {
+        auto e = load_error(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b", {"x": 1}]}})");
+        CHECK(e.first == LLMKIT_ERROR_FORMAT);
+        CHECK_THAT(e.second, Catch::Contains("/model/merges/1"));
+        e = load_error(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2}, "merges": ["a b", ["a"]]}})");
+        CHECK_THAT(e.second, Catch::Contains("/model/merges/1"));
+        e = load_error(R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "a": {"id": 1}}}})");
+        CHECK_THAT(e.second, Catch::Contains("/model/vocab/a") && Catch::Contains("got object"));
+        e = load_error(R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "a": [1]}}})");
+        CHECK_THAT(e.second, Catch::Contains("/model/vocab/a") && Catch::Contains("got array"));
+        e = load_error(R"({"model": {"type": "WordPiece", "vocab": {"[UNK]": 0, "b": 1.5}}})");
+        CHECK_THAT(e.second, Catch::Contains("/model/vocab/b") && Catch::Contains("got number"));
+    }
+}
+
 TEST_CASE("C API: from_file detects formats; add_special_tokens; buffers", "[hf_json]") {
     temp_file json(k_wordpiece_json, ".json");
     llmkit_tokenizer *t = nullptr;
@@ -420,6 +495,15 @@ TEST_CASE("gpt2 tokenizer.json matches llama.cpp's gpt-2 vectors and the mixed-s
     CHECK(t.encode(slice, {}, false, true) == want);
     // Decoding gives the text back (GPT-2's byte-level BPE is lossless).
     CHECK(t.decode(want) == slice);
+}
+
+TEST_CASE("every tokenizer.json of the data reads the same with its vocab and merges taken out while parsing",
+          "[hf_json][data]") {
+    const std::vector<std::string> texts = {read_file(k_data + "/corpus/mixed-slice.txt")};
+    for (const char *name : {"gpt2", "bert-base-uncased", "bge-large-zh-v1.5", "mistral-7b-v0.1"}) {
+        INFO(name);
+        check_same_as_whole_document(read_file(k_data + "/hf-tokenizers/" + name + "/tokenizer.json"), texts);
+    }
 }
 
 TEST_CASE("tokenizer.json offsets on the mixed slice: in bounds, in order, every byte the normalizer keeps covered", "[hf_json][data]") {
