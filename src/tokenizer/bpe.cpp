@@ -43,7 +43,7 @@ piece_cache &this_thread_piece_cache() {
     return *cache;
 }
 
-rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, const std::string &source)
+rank_table::rank_table(const std::vector<std::pair<std::string_view, uint32_t>> &entries, const std::string &source)
     : id_(g_next_table_id.fetch_add(1, std::memory_order_relaxed)) {
     size_t total = 0;
     uint32_t max_rank = 0;
@@ -55,22 +55,20 @@ rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, co
     if (total >= k_no_rank) core::fail(LLMKIT_ERROR_FORMAT, source, ": the tokens total 4 GiB or more");
     arena_.reserve(total);
     by_rank_.assign(entries.empty() ? 0 : size_t(max_rank) + 1, {0u, k_no_rank});
-    for (auto &e : entries) {
+    for (const auto &e : entries) {
         if (by_rank_[e.second].second != k_no_rank)
             core::fail(LLMKIT_ERROR_FORMAT, source, ": rank ", e.second, " is given to two tokens");
         by_rank_[e.second] = {static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(e.first.size())};
         arena_.insert(arena_.end(), e.first.begin(), e.first.end());
-        std::string().swap(e.first);
     }
     size_t cap = 16;
     while (cap < 2 * entries.size()) cap *= 2;
     slots_.assign(cap, slot{0, k_no_rank, 0});
     mask_ = cap - 1;
     // ~8+ bits per token in 64-bit words: two bits per token give ~3% false
-    // positives. Filled in the loop below, before any lookup uses it.
+    // positives. Filled in the loop below; no lookup reads it before.
     size_t words = 1;
     while (words * 64 < 8 * entries.size()) words *= 2;
-    filter_.assign(words, ~uint64_t(0));  // all ones while the table is built: lookups fall through to the slots
     filter_mask_ = words - 1;
     std::vector<uint64_t> filter(words, 0);
     std::fill(std::begin(byte_rank_), std::end(byte_rank_), k_no_rank);
@@ -80,23 +78,30 @@ rank_table::rank_table(std::vector<std::pair<std::string, uint32_t>> entries, co
         const auto [off, len] = by_rank_[r];
         if (len == k_no_rank) continue;
         const auto *p = reinterpret_cast<const unsigned char *>(arena_.data() + off);
-        const uint32_t existing = len == 0 ? empty_rank : rank(std::string_view(arena_.data() + off, len));
-        if (existing != k_no_rank)
+        auto duplicate = [&](uint32_t existing) {
             core::fail(LLMKIT_ERROR_FORMAT, source, ": the same token bytes have ranks ", existing, " and ", r);
+        };
         ++count_;
         if (len == 0) {  // no piece is empty, so an empty token is never looked up
+            if (empty_rank != k_no_rank) duplicate(empty_rank);
             empty_rank = r;
-            continue;
-        }
-        if (len == 1) {
+        } else if (len == 1) {
+            if (byte_rank_[p[0]] != k_no_rank) duplicate(byte_rank_[p[0]]);
             byte_rank_[p[0]] = r;
         } else if (len == 2) {
-            pair_rank_[p[0] | unsigned(p[1]) << 8] = r;
+            uint32_t &slot2 = pair_rank_[p[0] | unsigned(p[1]) << 8];
+            if (slot2 != k_no_rank) duplicate(slot2);
+            slot2 = r;
         } else {
+            // One probe both finds an earlier token with these bytes and the free slot.
             const uint64_t head = load_head(p, len);
             const uint64_t h = hash(p, len, head);
             size_t i = size_t(h) & mask_;
-            while (slots_[i].rank != k_no_rank) i = (i + 1) & mask_;
+            for (; slots_[i].rank != k_no_rank; i = (i + 1) & mask_) {
+                const slot &s = slots_[i];
+                if (s.len == len && s.head == head && (len <= 8 || same_tail(arena_.data() + by_rank_[s.rank].first, p, len)))
+                    duplicate(s.rank);
+            }
             slots_[i] = slot{head, r, len};
             filter[size_t(h >> 20) & filter_mask_] |= filter_bits(h);
         }

@@ -29,7 +29,9 @@ class rank_table {
 public:
     // Builds the table from (token bytes, rank) entries. Fails with
     // LLMKIT_ERROR_FORMAT on a duplicate token or rank (naming `source`).
-    rank_table(std::vector<std::pair<std::string, uint32_t>> entries, const std::string &source);
+    rank_table(const std::vector<std::pair<std::string_view, uint32_t>> &entries, const std::string &source);
+    rank_table(const std::vector<std::pair<std::string, uint32_t>> &entries, const std::string &source)
+        : rank_table(views(entries), source) {}
 
     rank_table(const rank_table &) = delete;
     rank_table &operator=(const rank_table &) = delete;
@@ -121,6 +123,14 @@ public:
     }
 
 private:
+    static std::vector<std::pair<std::string_view, uint32_t>> views(
+        const std::vector<std::pair<std::string, uint32_t>> &entries) {
+        std::vector<std::pair<std::string_view, uint32_t>> v;
+        v.reserve(entries.size());
+        for (const auto &[bytes, r] : entries) v.emplace_back(bytes, r);
+        return v;
+    }
+
     // Lookups of 3 bytes and more: an open-addressing table (linear probing,
     // power-of-two size, load <= 1/2) whose slots hold the first 8 bytes of
     // the token, so that most probes compare without touching the arena.

@@ -82,8 +82,9 @@ uint64_t hash_bytes(std::string_view s) {
     return h ^ (h >> 29);
 }
 
-std::vector<std::pair<std::string, uint32_t>> normal_piece_entries(const spm_model &m) {
-    std::vector<std::pair<std::string, uint32_t>> entries;
+std::vector<std::pair<std::string_view, uint32_t>> normal_piece_entries(const spm_model &m) {
+    std::vector<std::pair<std::string_view, uint32_t>> entries;
+    entries.reserve(m.pieces.size());
     for (size_t i = 0; i < m.pieces.size(); ++i) {
         const spm_type t = m.pieces[i].type;
         if (t == spm_type::normal || t == spm_type::user_defined || t == spm_type::unused)

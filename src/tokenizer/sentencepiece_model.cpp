@@ -78,9 +78,9 @@ spm_model parse_sentencepiece_model(std::string_view data, const std::string &so
     }
     m.pieces.reserve(size_t(proto.pieces_size()));
     for (int i = 0; i < proto.pieces_size(); ++i) {
-        const auto &p = proto.pieces(i);
+        auto &p = *proto.mutable_pieces(i);
         spm_piece piece;
-        piece.text = p.piece();
+        piece.text = std::move(*p.mutable_piece());  // the arena destroys what is left
         piece.score = p.score();
         piece.type = static_cast<spm_type>(p.type());
         m.pieces.push_back(std::move(piece));

@@ -129,6 +129,9 @@ TEST_CASE("loading errors: missing file, malformed lines, unknown encoding", "[e
         {good + "YWJj 99999999\n", ":260: rank over"},
         {good + "YWJj\t300\n", ":260: no space"},
         {good + "YWI= 300\n", "same token bytes"},  // "ab" again
+        {good + "YQ== 300\n", "same token bytes have ranks 97 and 300"},  // "a" again
+        {good + "YWJhYg== 300\n", "same token bytes have ranks 257 and 300"},  // "abab" again (slot table)
+        {good + b64("abcdefghij") + " 300\n" + b64("abcdefghij") + " 301\n", "same token bytes have ranks 300 and 301"},
         {good + "YWJj 256\n", "rank 256 is given to two tokens"},
         {"\n" + good.substr(good.find('\n') + 1), "byte 0x00 is not a token"},
         {"", ": no ranks"},
@@ -146,6 +149,14 @@ TEST_CASE("loading errors: missing file, malformed lines, unknown encoding", "[e
         CHECK(load_status(f.path, "gpt2", &msg) == LLMKIT_ERROR_FORMAT);
         CHECK(msg.find(c.where) != std::string::npos);
         CHECK(msg.find(f.path) != std::string::npos);
+    }
+    {  // Tokens that share their first 8 bytes and their length are different tokens (2000 of them, so
+       // that many meet in the same probe sequence of the slot table, which keeps 8 bytes inline).
+        std::string ranks = good + b64("abcdefgh") + " 300\n" + b64("abcdefgz") + " 301\n";
+        for (int k = 0; k < 2000; ++k)
+            ranks += b64(std::string("abcdefgh") + char('a' + k % 40) + char('a' + k / 40)) + " " + std::to_string(302 + k) + "\n";
+        temp_file f(ranks);
+        CHECK(load_status(f.path, "gpt2", &msg) == LLMKIT_OK);
     }
     {
         temp_file f(good + "YWJj 50256\n");  // collides with <|endoftext|>
