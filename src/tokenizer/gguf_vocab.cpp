@@ -218,7 +218,7 @@ std::unique_ptr<tokenizer> gpt2_from_gguf(const gguf::file &f) {
     std::vector<std::pair<std::string, int32_t>> vocab;
     vocab.reserve(tokens.size());
     for (size_t i = 0; i < tokens.size(); ++i) vocab.emplace_back(tokens[i], int32_t(i));
-    std::vector<std::pair<std::string, std::string>> merge_list;
+    std::vector<std::pair<std::string_view, std::string_view>> merge_list;
     merge_list.reserve(merges.size());
     for (size_t i = 0; i < merges.size(); ++i) {
         const std::string_view m = merges[i];

@@ -189,21 +189,22 @@ std::unique_ptr<subword_model> make_bpe(const json &m, const std::string &path, 
     if (!merges.is_array()) hf::bad(mp, std::string("expected an array, got ") + merges.type_name());
     const bool taken = lists && lists->has_merges && merges.empty();
     const size_t n_merges = taken ? lists->merges.size() : merges.size();
-    std::vector<std::pair<std::string, std::string>> pairs;
+    // Views into the document (or `lists`), which outlive the model's construction.
+    std::vector<std::pair<std::string_view, std::string_view>> pairs;
     pairs.reserve(n_merges);
     for (size_t i = 0; i < n_merges; ++i) {
         const json &x = taken ? lists->merges[i] : merges[i];
-        const std::string p = child(mp, std::to_string(i));
         if (x.is_string()) {  // "a b"
-            const std::string &s = x.get_ref<const std::string &>();
+            const std::string_view s = x.get_ref<const std::string &>();
             const size_t sp = s.find(' ');
-            if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-                hf::bad(p, "a merge is \"left right\" (two tokens, one space), got \"" + s + "\"");
+            if (sp == std::string_view::npos || s.find(' ', sp + 1) != std::string_view::npos)
+                hf::bad(child(mp, std::to_string(i)),
+                        "a merge is \"left right\" (two tokens, one space), got \"" + std::string(s) + "\"");
             pairs.emplace_back(s.substr(0, sp), s.substr(sp + 1));
         } else if (x.is_array() && x.size() == 2 && x[0].is_string() && x[1].is_string()) {  // ["a", "b"]
-            pairs.emplace_back(x[0].get<std::string>(), x[1].get<std::string>());
+            pairs.emplace_back(x[0].get_ref<const std::string &>(), x[1].get_ref<const std::string &>());
         } else {
-            hf::bad(p, "a merge is \"left right\" or [left, right]");
+            hf::bad(child(mp, std::to_string(i)), "a merge is \"left right\" or [left, right]");
         }
     }
     return std::make_unique<bpe_merges>(vocab_object(m, path, lists), pairs, std::move(o), "at " + path);

@@ -72,7 +72,7 @@ void subword_model::tokenize_spans(std::string_view, std::vector<int32_t> &, std
 // ---------------------------------------------------------------- BPE
 
 bpe_merges::bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
-                       const std::vector<std::pair<std::string, std::string>> &merges, bpe_options options,
+                       const std::vector<std::pair<std::string_view, std::string_view>> &merges, bpe_options options,
                        const std::string &source)
     : options_(std::move(options)) {
     static std::atomic<uint64_t> next_id{1};
@@ -82,6 +82,7 @@ bpe_merges::bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
     find_byte_tokens(vocab_, byte_ids_);
     const size_t prefix_len = options_.continuing_subword_prefix ? options_.continuing_subword_prefix->size() : 0;
     merges_.reserve(merges.size());
+    std::string joined;
     for (size_t i = 0; i < merges.size(); ++i) {
         const auto &[a, b] = merges[i];
         const int32_t ia = vocab_.id(a), ib = vocab_.id(b);
@@ -91,7 +92,7 @@ bpe_merges::bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
         if (b.size() < prefix_len)
             core::fail(LLMKIT_ERROR_FORMAT, source, ": merges[", i, "]: \"", b,
                        "\" is shorter than the continuing_subword_prefix");
-        const std::string joined = a + b.substr(prefix_len);
+        joined.assign(a).append(b.substr(prefix_len));
         const int32_t id = vocab_.id(joined);
         if (id < 0)
             core::fail(LLMKIT_ERROR_FORMAT, source, ": merges[", i, "]: the merged token \"", joined,

@@ -104,7 +104,7 @@ public:
     // LLMKIT_ERROR_FORMAT naming the merge when a, b or a + b is not in the
     // vocab. A repeated pair keeps its last rank (as HF's map does).
     bpe_merges(std::vector<std::pair<std::string, int32_t>> vocab,
-               const std::vector<std::pair<std::string, std::string>> &merges, bpe_options options,
+               const std::vector<std::pair<std::string_view, std::string_view>> &merges, bpe_options options,
                const std::string &source);
     void tokenize(std::string_view piece, std::vector<int32_t> &out) const override;
     // A token spans the characters it merged; a byte-fallback token its one byte.
