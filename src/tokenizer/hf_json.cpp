@@ -10,6 +10,7 @@
 #include <unordered_set>
 
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "tokenizer/gguf_vocab.hpp"
 #include "tokenizer/hf_unicode.hpp"
 #include "tokenizer/sentencepiece.hpp"
@@ -737,15 +738,6 @@ bool hf_tokenizer::is_special(int32_t id) const {
 
 namespace {
 
-std::string read_all(std::FILE *f, const std::string &path) {
-    std::string data;
-    char buf[1 << 16];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
-    if (std::ferror(f)) core::fail(LLMKIT_ERROR_IO, "cannot read ", path, ": ", std::strerror(errno));
-    return data;
-}
-
 // A first line of the form "base64 digits".
 bool looks_like_tiktoken(std::string_view head) {
     const size_t sp = head.find(' ');
@@ -816,7 +808,7 @@ std::unique_ptr<tokenizer> load_tokenizer_file(const std::string &path, const fi
         return load_gguf_vocab(path, go);
     }
     std::fseek(f.get(), 0, SEEK_SET);
-    return load_tokenizer_memory(read_all(f.get(), path), path, options);
+    return load_tokenizer_memory(core::read_rest(f.get(), path), path, options);
 }
 
 std::unique_ptr<tokenizer> load_tokenizer_memory(std::string_view data, const std::string &source,

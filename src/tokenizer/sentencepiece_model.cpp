@@ -1,12 +1,11 @@
 // Reading a SentencePiece `.model` file: the protobuf ModelProto parsed with
 // the code protoc generates from sentencepiece_model.proto (lite runtime).
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 #include <google/protobuf/arena.h>
 
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "src/tokenizer/sentencepiece_model.pb.h"  // generated in the build tree
 #include "tokenizer/sentencepiece.hpp"
 
@@ -111,12 +110,7 @@ spm_model parse_sentencepiece_model(std::string_view data, const std::string &so
 }
 
 std::unique_ptr<sentencepiece> load_sentencepiece(const std::string &path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) core::fail(LLMKIT_ERROR_IO, "cannot open ", path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) core::fail(LLMKIT_ERROR_IO, "cannot read ", path);
-    const std::string data = ss.str();
+    const std::string data = core::read_file(path);
     return std::make_unique<sentencepiece>(parse_sentencepiece_model(data, path), path);
 }
 

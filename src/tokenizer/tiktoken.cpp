@@ -1,9 +1,7 @@
 // tiktoken rank files and the named encodings (pattern + special tokens).
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "tokenizer/base64.hpp"
 #include "tokenizer/tokenizer.hpp"
 #include "tokenizer/train.hpp"
@@ -17,20 +15,6 @@ std::string quote_line(std::string_view line) {
     for (char &c : s)
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
     return "\"" + s + (line.size() > 60 ? "...\"" : "\"");
-}
-
-std::string read_file(const std::string &path) {
-    std::FILE *f = std::fopen(path.c_str(), "rb");
-    if (!f) core::fail(LLMKIT_ERROR_IO, "cannot open ", path, ": ", std::strerror(errno));
-    std::string data;
-    char buf[1 << 16];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) data.append(buf, n);
-    const bool bad = std::ferror(f) != 0;
-    const int err = errno;
-    std::fclose(f);
-    if (bad) core::fail(LLMKIT_ERROR_IO, "cannot read ", path, ": ", std::strerror(err));
-    return data;
 }
 
 struct preset {
@@ -137,7 +121,7 @@ std::vector<std::pair<std::string, uint32_t>> parse_tiktoken_ranks(std::string_v
 }
 
 std::unique_ptr<byte_level_bpe> load_tiktoken(const std::string &path, const std::string &encoding_name) {
-    const std::string data = read_file(path);
+    const std::string data = core::read_file(path);
     return tiktoken_from_ranks(data, path, encoding_name);
 }
 

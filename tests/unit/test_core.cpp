@@ -5,6 +5,7 @@
 #include <cfenv>
 #include <cmath>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -12,10 +13,12 @@
 #include <stdexcept>
 
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "core/finite.hpp"
 #include "core/threads.hpp"
 #include "core/tensor.hpp"
 #include "llmkit/llmkit.hpp"
+#include "support/test_support.hpp"
 
 using namespace llmkit;
 
@@ -200,5 +203,32 @@ TEST_CASE("require_finite names the first NaN or infinity in index order, for an
             CHECK(core::all_finite(h.data(), n, core::dtype::bf16));
             CHECK(core::all_finite(g.data(), n, core::dtype::f16));
         }
+    }
+}
+
+TEST_CASE("read_file and read_rest read whole files, pipes and the rest after a head", "[core][file]") {
+    std::string contents;
+    for (int i = 0; i < 200000; ++i) contents += char('a' + i * 7 % 26);  // larger than read_rest's 64 KiB chunk
+    llmkit_test::temp_file f(contents);
+    CHECK(llmkit::core::read_file(f.path) == contents);
+    std::FILE *fp = std::fopen(f.path.c_str(), "rb");
+    REQUIRE(fp);
+    char head[100];
+    REQUIRE(std::fread(head, 1, sizeof head, fp) == sizeof head);
+    CHECK(llmkit::core::read_rest(fp, f.path) == contents.substr(sizeof head));
+    std::fclose(fp);
+    // A pipe cannot seek: read in chunks.
+    std::FILE *pipe = popen("head -c 150000 /dev/zero", "r");
+    REQUIRE(pipe);
+    CHECK(llmkit::core::read_rest(pipe, "pipe") == std::string(150000, '\0'));
+    pclose(pipe);
+    llmkit_test::temp_file empty("");
+    CHECK(llmkit::core::read_file(empty.path).empty());
+    try {
+        llmkit::core::read_file(f.path + ".missing");
+        FAIL("no error");
+    } catch (const llmkit::core::error &e) {
+        CHECK(e.status() == LLMKIT_ERROR_IO);
+        CHECK_THAT(e.what(), Catch::Contains("cannot open") && Catch::Contains(".missing"));
     }
 }
