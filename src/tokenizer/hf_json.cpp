@@ -338,10 +338,6 @@ void check_depth(std::string_view text, const std::string &source) {
     }
 }
 
-}  // namespace
-
-namespace {
-
 // Moves the entries of /model/vocab (an object) and /model/merges out of the
 // document while nlohmann parses it (see hf_model_lists). nlohmann passes
 // the number of open containers as `depth`: root keys come at 1, the model's
