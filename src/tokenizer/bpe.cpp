@@ -69,8 +69,8 @@ rank_table::rank_table(const std::vector<std::pair<std::string_view, uint32_t>> 
     // positives. Filled in the loop below; no lookup reads it before.
     size_t words = 1;
     while (words * 64 < 8 * entries.size()) words *= 2;
+    filter_.assign(words, 0);
     filter_mask_ = words - 1;
-    std::vector<uint64_t> filter(words, 0);
     std::fill(std::begin(byte_rank_), std::end(byte_rank_), k_no_rank);
     pair_rank_.assign(65536, k_no_rank);
     uint32_t empty_rank = k_no_rank;
@@ -103,10 +103,9 @@ rank_table::rank_table(const std::vector<std::pair<std::string_view, uint32_t>> 
                     duplicate(s.rank);
             }
             slots_[i] = slot{head, r, len};
-            filter[size_t(h >> 20) & filter_mask_] |= filter_bits(h);
+            filter_[size_t(h >> 20) & filter_mask_] |= filter_bits(h);
         }
     }
-    filter_ = std::move(filter);
     build_pair_table();
 }
 
