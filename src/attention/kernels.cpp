@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/cpu_features.hpp"
 #include "core/tensor.hpp"
 
 namespace llmkit::attention {
@@ -84,8 +85,13 @@ const kernels k_generic = {"generic", gemm_generic, dots_generic, softmax_tile_g
 const kernels &generic_kernels() { return k_generic; }
 
 const kernels &best_kernels() {
-    static const kernels *best = avx512_kernels() ? avx512_kernels() : avx2_kernels();
-    return best ? *best : k_generic;
+    static const kernels *best = [] {
+        const core::isa_level cap = core::max_cpu_isa();
+        if (cap >= core::isa_level::avx512 && avx512_kernels()) return avx512_kernels();
+        if (cap >= core::isa_level::avx2 && avx2_kernels()) return avx2_kernels();
+        return &k_generic;
+    }();
+    return *best;
 }
 
 }  // namespace llmkit::attention

@@ -1,6 +1,21 @@
 // CPU features that __builtin_cpu_supports cannot name with every compiler
-// llmkit is built with (x86 only; the callers check the architecture).
+// llmkit is built with (x86 only; the callers check the architecture), and
+// the cap a user can put on the kernel sets chosen at run time.
 #pragma once
+
+namespace llmkit::core {
+
+// Kernel-set levels, in order.
+enum class isa_level : int { generic = 0, avx2 = 1, avx512 = 2 };
+
+// The highest kernel set the run-time dispatchers (attention, quantized
+// matmul) may pick: the environment variable LLMKIT_MAX_CPU_ISA, read once,
+// as "generic", "avx2" or "avx512" (any case); unset or anything else means
+// no cap. Like oneDNN's ONEDNN_MAX_CPU_ISA: for comparing the kernel sets on
+// one machine, or for reproducing another machine's bits.
+isa_level max_cpu_isa() noexcept;
+
+}  // namespace llmkit::core
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <cpuid.h>

@@ -55,7 +55,8 @@ const kernel_table *avx2_kernels() {
 matmul_isa matmul_active_isa() noexcept {
     const auto forced = matmul_isa(g_forced.load());
     if (forced != matmul_isa::automatic) return forced;
-    return mm::avx2_kernels() ? matmul_isa::avx2 : matmul_isa::scalar;
+    const bool avx2 = mm::avx2_kernels() && core::max_cpu_isa() >= core::isa_level::avx2;
+    return avx2 ? matmul_isa::avx2 : matmul_isa::scalar;
 }
 
 bool matmul_force_isa(matmul_isa isa) noexcept {
