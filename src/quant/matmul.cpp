@@ -17,9 +17,10 @@ namespace {
 
 std::atomic<int> g_forced{int(matmul_isa::automatic)};
 
-const mm::kernel_table &table_for(matmul_isa isa) {
-    if (isa == matmul_isa::avx2) return *mm::avx2_kernels();
-    return mm::scalar_kernels();
+const mm::kernel_table *table_for(matmul_isa isa) {
+    if (isa == matmul_isa::avx512vnni) return mm::avx512vnni_kernels();
+    if (isa == matmul_isa::avx2) return mm::avx2_kernels();
+    return &mm::scalar_kernels();
 }
 
 mm::kernel_kind kind_of(int32_t type) {
@@ -50,17 +51,24 @@ const kernel_table *avx2_kernels() {
         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && core::cpu_has_f16c();
     return cpu_ok ? avx2_table : nullptr;
 }
+const kernel_table *avx512vnni_kernels() {
+    static const bool cpu_ok = avx2_kernels() && __builtin_cpu_supports("avx512vnni") &&
+                               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+    return cpu_ok ? avx512vnni_table : nullptr;
+}
 }  // namespace mm
 
 matmul_isa matmul_active_isa() noexcept {
     const auto forced = matmul_isa(g_forced.load());
     if (forced != matmul_isa::automatic) return forced;
-    const bool avx2 = mm::avx2_kernels() && core::max_cpu_isa() >= core::isa_level::avx2;
-    return avx2 ? matmul_isa::avx2 : matmul_isa::scalar;
+    const core::isa_level cap = core::max_cpu_isa();
+    if (mm::avx512vnni_kernels() && cap >= core::isa_level::avx512) return matmul_isa::avx512vnni;
+    if (mm::avx2_kernels() && cap >= core::isa_level::avx2) return matmul_isa::avx2;
+    return matmul_isa::scalar;
 }
 
 bool matmul_force_isa(matmul_isa isa) noexcept {
-    if (isa == matmul_isa::avx2 && !mm::avx2_kernels()) return false;
+    if (isa != matmul_isa::automatic && isa != matmul_isa::scalar && !table_for(isa)) return false;
     g_forced.store(int(isa));
     return true;
 }
@@ -70,6 +78,7 @@ const char *matmul_isa_name(matmul_isa isa) noexcept {
     case matmul_isa::automatic: return "automatic";
     case matmul_isa::scalar: return "scalar";
     case matmul_isa::avx2: return "avx2";
+    case matmul_isa::avx512vnni: return "avx512vnni";
     }
     return "unknown";
 }
@@ -83,7 +92,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     if (kind == mm::k_count) core::fail(LLMKIT_ERROR_INTERNAL, "quant matmul: no kernel for type ", p.type);
     if (p.m <= 0 || p.n <= 0) return;
     const int threads = std::max(1, n_threads > 0 ? n_threads : core::default_num_threads());
-    const mm::kernel_table &best = table_for(matmul_active_isa());
+    const mm::kernel_table &best = *table_for(matmul_active_isa());
     const mm::kernel_fn kernel = best.kernels[kind] ? best.kernels[kind] : mm::scalar_kernels().kernels[kind];
     const int64_t m = p.m, k = p.k, block = kind >= mm::k_q4_k ? 256 : 32;
 

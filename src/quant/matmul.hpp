@@ -17,9 +17,10 @@
 
 namespace llmkit::quant {
 
-// Which kernels run. `automatic` picks the best the CPU supports; tests force
-// `scalar` to compare the paths.
-enum class matmul_isa : int { automatic = 0, scalar = 1, avx2 = 2 };
+// Which kernels run. `automatic` picks the best the CPU supports (and
+// LLMKIT_MAX_CPU_ISA allows); tests force the others to compare the paths,
+// which give the same bits.
+enum class matmul_isa : int { automatic = 0, scalar = 1, avx2 = 2, avx512vnni = 3 };
 
 // The kernels the next matmul call uses (never `automatic`).
 matmul_isa matmul_active_isa() noexcept;

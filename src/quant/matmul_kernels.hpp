@@ -1,6 +1,7 @@
 // Internal interface between the matmul driver (matmul.cpp) and its kernels:
-// the portable scalar ones (matmul_scalar.cpp) and the AVX2 ones
-// (matmul_avx2.cpp, compiled with -mavx2 -mfma -mf16c). Plain structs and
+// the portable scalar ones (matmul_scalar.cpp), the AVX2 ones
+// (matmul_avx2.cpp, compiled with -mavx2 -mfma -mf16c) and the same with
+// AVX512-VNNI (matmul_avx512vnni.cpp; both from matmul_avx_impl.inc). Plain structs and
 // function pointers only: this header is included by translation units built
 // for different ISAs, so it must not define any inline function (the linker
 // could keep the AVX2 copy and run it on a CPU without AVX2).
@@ -104,5 +105,9 @@ const kernel_table &scalar_kernels();
 extern const kernel_table *const avx2_table;
 // avx2_table when the CPU has AVX2, FMA and F16C, else nullptr (matmul.cpp).
 const kernel_table *avx2_kernels();
+// The same with AVX512-VNNI, VL and BW (nullptr when not compiled or the CPU
+// lacks any of them).
+extern const kernel_table *const avx512vnni_table;
+const kernel_table *avx512vnni_kernels();
 
 }  // namespace llmkit::quant::mm

@@ -80,14 +80,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     p.w_row_bytes = row_bytes;
     p.n = n;
     p.y_row_stride = n;
-    std::vector<float> y_scalar(size_t(m * n), -1.0f), y_simd(size_t(m * n), -2.0f);
+    std::vector<float> y_scalar(size_t(m * n), -1.0f);
     run(p, quant::matmul_isa::scalar, y_scalar);
-    if (!run(p, quant::matmul_isa::avx2, y_simd)) return 0;  // no AVX2 here: nothing to compare
-    for (size_t i = 0; i < y_scalar.size(); ++i)
-        if (!same_bits(y_scalar[i], y_simd[i])) {
-            std::fprintf(stderr, "fuzz_quant_blocks: %s m=%lld n=%lld k=%lld: y[%zu] scalar %a, avx2 %a\n", t.name,
-                         (long long)m, (long long)n, (long long)k, i, double(y_scalar[i]), double(y_simd[i]));
-            std::abort();
-        }
+    // Every SIMD set this CPU runs (none: nothing to compare).
+    for (const auto isa : {quant::matmul_isa::avx2, quant::matmul_isa::avx512vnni}) {
+        std::vector<float> y_simd(size_t(m * n), -2.0f);
+        if (!run(p, isa, y_simd)) continue;
+        for (size_t i = 0; i < y_scalar.size(); ++i)
+            if (!same_bits(y_scalar[i], y_simd[i])) {
+                std::fprintf(stderr, "fuzz_quant_blocks: %s m=%lld n=%lld k=%lld: y[%zu] scalar %a, %s %a\n", t.name,
+                             (long long)m, (long long)n, (long long)k, i, double(y_scalar[i]),
+                             quant::matmul_isa_name(isa), double(y_simd[i]));
+                std::abort();
+            }
+    }
     return 0;
 }

@@ -208,4 +208,4 @@ def test_matmul_errors(rng):
 
 
 def test_isa_name():
-    assert llmkit.quant_matmul_isa() in ("avx2", "scalar")
+    assert llmkit.quant_matmul_isa() in ("avx512vnni", "avx2", "scalar")

@@ -44,6 +44,15 @@ struct matmul_isa_scope {
     bool ok = false;
 };
 
+// The SIMD kernel sets this CPU runs (AVX2, AVX512-VNNI), each to be compared
+// with the scalar bits; empty on a CPU with neither.
+inline std::vector<llmkit::quant::matmul_isa> simd_isas() {
+    std::vector<llmkit::quant::matmul_isa> v;
+    for (auto isa : {llmkit::quant::matmul_isa::avx2, llmkit::quant::matmul_isa::avx512vnni})
+        if (matmul_isa_scope(isa).ok) v.push_back(isa);
+    return v;
+}
+
 // Row i of x [m, k] as the kernels quantize it (as ggml does): each block of
 // `block` values to int8 at scale absmax / 127, rounded to nearest (ties to
 // even), then back to the exact values those int8s stand for, in float64.

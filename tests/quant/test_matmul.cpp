@@ -123,11 +123,6 @@ const type_case k_types[] = {{"q4_0", LLMKIT_QUANT_Q4_0, 32},     {"q4_1", LLMKI
                              {"iq4_nl", LLMKIT_QUANT_IQ4_NL, 32}, {"iq4_xs", LLMKIT_QUANT_IQ4_XS, 256},
                              {"mxfp4", LLMKIT_QUANT_MXFP4, 32}};
 
-bool have_avx2() {
-    const bool ok = llmkit::quant::matmul_force_isa(matmul_isa::avx2);
-    llmkit::quant::matmul_force_isa(matmul_isa::automatic);
-    return ok;
-}
 
 // int8 weights [n, k] with per-row scales, as PyTorch's per-channel quantization makes them.
 void int8_rows(const std::vector<float> &w, int64_t n, int64_t k, std::vector<int8_t> &q, std::vector<float> &scale) {
@@ -203,9 +198,10 @@ TEST_CASE("quant matmul: int8 weights with per-row scales against float64", "[qu
     }
 }
 
-TEST_CASE("quant matmul: scalar and AVX2 kernels, thread counts and m give identical bits", "[quant][matmul]") {
-    const bool avx2 = have_avx2();
-    if (!avx2) WARN("this CPU has no AVX2: only the scalar kernels are compared across threads");
+TEST_CASE("quant matmul: scalar, AVX2 and AVX512-VNNI kernels, thread counts and m give identical bits",
+          "[quant][matmul]") {
+    const auto simd = llmkit_test::simd_isas();
+    if (simd.empty()) WARN("this CPU has no AVX2: only the scalar kernels are compared across threads");
     const int64_t m = 37, n = 70;
     uint32_t seed = 500;
     for (const auto &tc : k_types) {
@@ -222,11 +218,11 @@ TEST_CASE("quant matmul: scalar and AVX2 kernels, thread counts and m give ident
             INFO(tc.name << " scalar, 3 threads");
             CHECK(std::memcmp(scalar.data(), quant_matmul(tc.type, q, n, k, x, m, 3).data(), scalar.size() * 4) == 0);
         }
-        if (avx2) {
-            const isa_scope s(matmul_isa::avx2);
-            REQUIRE(std::string(llmkit_quant_matmul_isa()) == "avx2");
+        for (const auto isa : simd) {
+            const isa_scope s(isa);
+            REQUIRE(std::string(llmkit_quant_matmul_isa()) == llmkit::quant::matmul_isa_name(isa));
             for (int threads : {1, 2, 5}) {
-                INFO(tc.name << " avx2, " << threads << " threads");
+                INFO(tc.name << " " << llmkit_quant_matmul_isa() << ", " << threads << " threads");
                 const auto y = quant_matmul(tc.type, q, n, k, x, m, threads);
                 CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
             }
@@ -251,10 +247,10 @@ TEST_CASE("quant matmul: scalar and AVX2 kernels, thread counts and m give ident
         const isa_scope s(matmul_isa::scalar);
         scalar = matmul_int8(q, scale, n, k, x, m, 1);
     }
-    if (avx2) {
-        const isa_scope s(matmul_isa::avx2);
+    for (const auto isa : simd) {
+        const isa_scope s(isa);
         for (int threads : {1, 2, 5}) {
-            INFO("int8 avx2, " << threads << " threads");
+            INFO("int8 " << llmkit_quant_matmul_isa() << ", " << threads << " threads");
             const auto y = matmul_int8(q, scale, n, k, x, m, threads);
             CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
         }
@@ -266,7 +262,7 @@ TEST_CASE("quant matmul: scalar and AVX2 kernels, thread counts and m give ident
 // of that walk (a partial tile, an odd block count, a lone block) must give
 // the scalar bits, at any thread count.
 TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quant][matmul]") {
-    const bool avx2 = have_avx2();
+    const auto simd = llmkit_test::simd_isas();
     const int64_t ns[] = {1, 2, 3, 5, 7, 9, 13};
     const int64_t ms[] = {1, 2, 3, 5};  // 3: a pair of activation rows and an odd one (Q4_0 / Q4_1 fold_tile)
     uint32_t seed = 900;
@@ -279,12 +275,13 @@ TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quan
             INFO(what << ", scalar, 2 threads");
             CHECK(std::memcmp(scalar.data(), run(2).data(), scalar.size() * 4) == 0);
         }
-        if (!avx2) return;
-        const isa_scope s(matmul_isa::avx2);
-        for (int threads : {1, 2, 3}) {
-            INFO(what << ", avx2, " << threads << " threads");
-            const auto y = run(threads);
-            CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
+        for (const auto isa : simd) {
+            const isa_scope s(isa);
+            for (int threads : {1, 2, 3}) {
+                INFO(what << ", " << llmkit_quant_matmul_isa() << ", " << threads << " threads");
+                const auto y = run(threads);
+                CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
+            }
         }
     };
     for (const auto &tc : k_types) {
@@ -323,7 +320,8 @@ TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quan
 // block count: float64 agreement, the scalar bits at 1 and 2 threads, and
 // the GEMV bits of the first and last rows.
 TEST_CASE("quant matmul: prefill sizes M = 16, 32, 128, 129 against float64 and the scalar bits", "[quant][matmul]") {
-    const bool avx2 = have_avx2();
+    std::vector<matmul_isa> isas = llmkit_test::simd_isas();
+    if (isas.empty()) isas.push_back(matmul_isa::scalar);
     const int64_t n = 11;
     uint32_t seed = 1300;
     for (const auto &tc : k_types) {
@@ -341,17 +339,19 @@ TEST_CASE("quant matmul: prefill sizes M = 16, 32, 128, 129 against float64 and 
                 scalar = quant_matmul(tc.type, q, n, k, x, m, 1);
             }
             check_against_reference(scalar, wd, x, m, n, k, tc.block);
-            const isa_scope s(avx2 ? matmul_isa::avx2 : matmul_isa::scalar);
-            for (int threads : {1, 2}) {
-                INFO(llmkit_quant_matmul_isa() << ", " << threads << " threads");
-                CHECK(std::memcmp(scalar.data(), quant_matmul(tc.type, q, n, k, x, m, threads).data(),
-                                  scalar.size() * 4) == 0);
-            }
-            for (int64_t i : {int64_t(0), m - 1}) {
-                INFO("row " << i << " alone");
-                std::vector<float> xi(x.begin() + i * k, x.begin() + (i + 1) * k);
-                CHECK(std::memcmp(quant_matmul(tc.type, q, n, k, xi, 1, 1).data(), scalar.data() + i * n,
-                                  size_t(n) * 4) == 0);
+            for (const auto isa : isas) {
+                const isa_scope s(isa);
+                for (int threads : {1, 2}) {
+                    INFO(llmkit_quant_matmul_isa() << ", " << threads << " threads");
+                    CHECK(std::memcmp(scalar.data(), quant_matmul(tc.type, q, n, k, x, m, threads).data(),
+                                      scalar.size() * 4) == 0);
+                }
+                for (int64_t i : {int64_t(0), m - 1}) {
+                    INFO(llmkit_quant_matmul_isa() << ", row " << i << " alone");
+                    std::vector<float> xi(x.begin() + i * k, x.begin() + (i + 1) * k);
+                    CHECK(std::memcmp(quant_matmul(tc.type, q, n, k, xi, 1, 1).data(), scalar.data() + i * n,
+                                      size_t(n) * 4) == 0);
+                }
             }
         }
     }

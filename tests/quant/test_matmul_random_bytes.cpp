@@ -109,15 +109,18 @@ TEST_CASE("quant matmul: blocks of random bytes, AVX2 and scalar bits, float64",
                     REQUIRE(std::fabs(double(scalar[size_t(i * n + r)]) - ref) <= std::ldexp(mag, -16));
                 }
             }
-            const isa_scope s(matmul_isa::avx2);
-            if (!s.ok) {
+            const auto simd = llmkit_test::simd_isas();
+            if (simd.empty()) {
                 WARN("this CPU has no AVX2: only the scalar kernels were checked");
                 continue;
             }
-            for (int threads : {1, 2, 3}) {
-                INFO(tc.name << " m=" << m << ", avx2, " << threads << " threads");
-                const auto y = quant_matmul(tc.type, w, n, k, x, m, threads);
-                CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
+            for (const auto isa : simd) {
+                const isa_scope s(isa);
+                for (int threads : {1, 2, 3}) {
+                    INFO(tc.name << " m=" << m << ", " << llmkit_quant_matmul_isa() << ", " << threads << " threads");
+                    const auto y = quant_matmul(tc.type, w, n, k, x, m, threads);
+                    CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
+                }
             }
         }
     }

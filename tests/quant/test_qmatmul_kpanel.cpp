@@ -79,8 +79,8 @@ void check_float64(const kquant &t, const std::vector<uint8_t> &w, int64_t n, in
 TEST_CASE("quant matmul: K-quant GEMM panels and tiles, every edge, give the scalar bits", "[quant][matmul]") {
     std::mt19937 rng(4242);
     std::normal_distribution<float> normal(0.0f, 1.0f);
-    const bool avx2 = isa_scope(matmul_isa::avx2).ok;
-    if (!avx2) WARN("this CPU has no AVX2: only the scalar kernels are checked");
+    const auto simd = llmkit_test::simd_isas();
+    if (simd.empty()) WARN("this CPU has no AVX2: only the scalar kernels are checked");
     // n: a lone row, a partial panel, one panel, a panel and a row, several panels
     // split over threads mid-panel. m: one full activation tile, then 1-3 more rows,
     // two tiles. k: 1, 3 and 5 blocks (the offset terms go 2 blocks at a time).
@@ -101,12 +101,14 @@ TEST_CASE("quant matmul: K-quant GEMM panels and tiles, every edge, give the sca
                         scalar = quant_matmul(t.type, w, n, k, x, m, 1);
                     }
                     if (n == 5 && m == 7) check_float64(t, w, n, k, x, m, scalar);
-                    if (!avx2) continue;
-                    const isa_scope s(matmul_isa::avx2);
-                    for (int threads : {1, 2, 3}) {
-                        INFO(t.name << " m=" << m << " n=" << n << " k=" << k << ", avx2, " << threads << " threads");
-                        const auto y = quant_matmul(t.type, w, n, k, x, m, threads);
-                        CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
+                    for (const auto isa : simd) {
+                        const isa_scope s(isa);
+                        for (int threads : {1, 2, 3}) {
+                            INFO(t.name << " m=" << m << " n=" << n << " k=" << k << ", " << llmkit_quant_matmul_isa()
+                                        << ", " << threads << " threads");
+                            const auto y = quant_matmul(t.type, w, n, k, x, m, threads);
+                            CHECK(std::memcmp(scalar.data(), y.data(), scalar.size() * 4) == 0);
+                        }
                     }
                     // The last activation row alone (GEMV) gives its row of the GEMM.
                     std::vector<float> xl(x.end() - k, x.end());
@@ -141,12 +143,13 @@ TEST_CASE("quant matmul: K-quant GEMM at M = 33 on quantized weights gives the s
             scalar = quant_matmul(t.type, w, n, k, x, m, 1);
         }
         check_float64(t, w, n, k, x, m, scalar);
-        const isa_scope s(matmul_isa::avx2);
-        if (!s.ok) continue;
-        for (int threads : {1, 2}) {
-            INFO(t.name << ", avx2, " << threads << " threads");
-            CHECK(std::memcmp(scalar.data(), quant_matmul(t.type, w, n, k, x, m, threads).data(), scalar.size() * 4) ==
-                  0);
+        for (const auto isa : llmkit_test::simd_isas()) {
+            const isa_scope s(isa);
+            for (int threads : {1, 2}) {
+                INFO(t.name << ", " << llmkit_quant_matmul_isa() << ", " << threads << " threads");
+                CHECK(std::memcmp(scalar.data(), quant_matmul(t.type, w, n, k, x, m, threads).data(),
+                                  scalar.size() * 4) == 0);
+            }
         }
     }
 }

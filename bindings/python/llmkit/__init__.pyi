@@ -412,7 +412,7 @@ def quant_matmul_int8(
     """x @ (scales[:, None] * weight).T for int8 weight (rows, k) and float32 scales (rows,)."""
 
 def quant_matmul_isa() -> str:
-    """'avx2' or 'scalar': the instruction set of the quantized matmul kernels on this CPU."""
+    """'avx512vnni', 'avx2' or 'scalar': the instruction set of the quantized matmul kernels on this CPU."""
 
 # Attention, RoPE, KV cache -----------------------------------------------------
 

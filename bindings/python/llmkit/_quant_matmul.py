@@ -71,5 +71,6 @@ def quant_matmul_int8(x: Any, weight: Any, scales: Any, *, num_threads: int = 0,
 
 
 def quant_matmul_isa() -> str:
-    """The instruction set the quantized matmul kernels use on this CPU: ``"avx2"`` or ``"scalar"``."""
+    """The instruction set the quantized matmul kernels use on this CPU: ``"avx512vnni"``, ``"avx2"`` or
+    ``"scalar"`` (the same bits from each; ``LLMKIT_MAX_CPU_ISA=avx2`` or ``generic`` caps it)."""
     return _llmkit.quant_matmul_isa()
