@@ -227,7 +227,8 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
                 std::mt19937 rng(uint32_t(S * 5 + int(t)));
                 const rows r = make_rows(t, S, Hkv, D, rng);
                 const store flat = make_store(t, r, S, Hkv, D, S, false, rng);
-                for (auto [G, Sq] : {std::pair<int64_t, int64_t>{1, 1}, {2, 2}, {3, 5}}) {  // 1, 4 and 15 rows per head
+                // 1, 4, 15 and 20 rows per head (from 16 rows the AVX-512 set's products are its own)
+                for (auto [G, Sq] : {std::pair<int64_t, int64_t>{1, 1}, {2, 2}, {3, 5}, {4, 5}}) {
                     if (Sq > S) continue;
                     const int64_t Hq = G * Hkv;
                     std::vector<float> q(size_t(Sq * Hq * D));
@@ -260,5 +261,72 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
                     }
                 }
             }
+    }
+}
+
+// The kernels contract: dots_pf and gemm_pf give the bits of the plain calls
+// (dots / dots_half / gemm / gemm_half, int8 rows converted by i8_to_f32 with
+// unit scales first), for any number of rows and keys. Checked here on the
+// kernels directly, beyond the shapes decode makes (pieces of at most 16 keys):
+// up to 100 keys, 1 to 40 rows (the AVX-512 set switches to its own products
+// from 16 rows), accumulating into C with row scales.
+TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[attention][kernels]") {
+    using llmkit::attention::row_type;
+    std::mt19937 rng(2024);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    std::vector<char> pf_area(1 << 16, 1);
+    for (const kernels *ks : sets()) {
+        if (!ks->dots_pf || !ks->gemm_pf) continue;
+        for (row_type e : {row_type::f32, row_type::bf16, row_type::f16, row_type::i8})
+            for (int M : {1, 4, 15, 16, 20, 40})
+                for (int K : {1, 16, 33, 100})
+                    for (int N : {40, 128}) {
+                        INFO("kernels " << ks->name << " row type " << int(e) << " M " << M << " K " << K << " N "
+                                        << N);
+                        // B: K rows of N (ldb = N + 3), as float32 and in its own type.
+                        const int64_t ldb = N + 3;
+                        std::vector<float> Bf(size_t(K * ldb));
+                        for (float &x : Bf) x = u(rng);
+                        std::vector<uint16_t> Bh(Bf.size());
+                        std::vector<int8_t> Bi(Bf.size());
+                        if (e == row_type::bf16 || e == row_type::f16) {
+                            ks->f32_to_half(Bh.data(), Bf.data(), int64_t(Bf.size()), e == row_type::bf16);
+                            ks->half_to_f32(Bf.data(), Bh.data(), int64_t(Bf.size()), e == row_type::bf16);
+                        } else if (e == row_type::i8) {
+                            for (size_t i = 0; i < Bf.size(); ++i) {
+                                Bi[i] = int8_t(std::lround(Bf[i] * 60.0f));
+                                Bf[i] = float(Bi[i]);
+                            }
+                        }
+                        const void *Braw = e == row_type::f32   ? static_cast<const void *>(Bf.data())
+                                           : e == row_type::i8 ? static_cast<const void *>(Bi.data())
+                                                               : static_cast<const void *>(Bh.data());
+                        const bool half = e == row_type::bf16 || e == row_type::f16, bf16 = e == row_type::bf16;
+                        // gemm: C [M, N] = row_scale * C + A [M, K] B, A read with row stride 1, k stride M.
+                        std::vector<float> A(size_t(M * K)), C0(size_t(M * N)), rs(static_cast<size_t>(M));
+                        for (float &x : A) x = u(rng);
+                        for (float &x : C0) x = u(rng);
+                        for (float &x : rs) x = u(rng);
+                        std::vector<float> want = C0, got = C0;
+                        if (half && ks->gemm_half)
+                            ks->gemm_half(M, N, K, A.data(), 1, M, Bh.data(), ldb, bf16, want.data(), N, true, rs.data());
+                        else
+                            ks->gemm(M, N, K, A.data(), 1, M, Bf.data(), ldb, want.data(), N, true, rs.data());
+                        ks->gemm_pf(M, N, K, A.data(), 1, M, Braw, ldb, e, got.data(), N, true, rs.data(),
+                                    pf_area.data(), int64_t(pf_area.size()));
+                        CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+                        // dots: ST [j * M + r] = Q row r . B row j over N elements (K keys).
+                        std::vector<float> st_want(size_t(K * M)), st_got(size_t(K * M));
+                        std::vector<float> Q(size_t(M * N));
+                        for (float &x : Q) x = u(rng);
+                        if (half && ks->dots_half)
+                            ks->dots_half(M, K, N, Q.data(), N, Bh.data(), ldb, bf16, st_want.data());
+                        else
+                            ks->dots(M, K, N, Q.data(), N, Bf.data(), ldb, st_want.data());
+                        std::vector<float> unit(size_t(K), 1.0f);
+                        ks->dots_pf(M, K, N, Q.data(), N, Braw, ldb, e, unit.data(), st_got.data(), pf_area.data(),
+                                    int64_t(pf_area.size()));
+                        CHECK(std::memcmp(st_want.data(), st_got.data(), st_want.size() * 4) == 0);
+                    }
     }
 }
