@@ -125,6 +125,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // rows a gemm walks down do not all fall into the same few L1 sets (strides
     // of 256 or 512 bytes put 64 rows into 8 or 4 of its 64 sets).
     const int64_t ldt_f32 = (D + 15) / 16 * 16 + 16;
+    // The same for the bf16 pairs of the bf16 prefill (in 32-bit words).
+    const int64_t ldk2 = (D / 2 + 15) / 16 * 16 + 16, ldv2 = (D + 15) / 16 * 16 + 16;
 
     // One (task, split): the task's rows against the split-th part of their
     // keys. With part == null (no split) it writes the output; otherwise it
@@ -132,9 +134,13 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // With packed K/V (pk, pv: the group's rows from key `first` on, float32
     // rows of ldt), a prefill task reads its tiles there; without, it copies
     // (or converts) each tile itself.
+    // With k2 / v2 (the bf16 prefill on bf16 dot products, see dots2 below),
+    // a transposed task reads bf16 pairs there instead: K rows of ldk2 words,
+    // V rows paired (keys 2p and 2p + 1 of the group, from `first`) of ldv2.
     auto process = [&](int64_t task, int64_t split, int64_t n_splits, float *part, const float *pk, const float *pv,
-                       int64_t first) {
+                       int64_t first, const uint32_t *k2, const uint32_t *v2) {
         thread_local workspace ws;
+        thread_local std::vector<uint32_t> ws2;
         const int64_t qt = task % nqt, g = (task / nqt) % Hkv, b = task / (nqt * Hkv);
         const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
         const int R = int(G * tl);
@@ -154,10 +160,30 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         float *Kf = row + D;
         float *Vf = Kf + size_t(k_tile_keys) * ldt;
 
-        // Queries, scaled, as Q^T [D][ldq] or Q [R][D]; row r = hh * tl + ii.
-        for (int64_t hh = 0; hh < G; ++hh)
-            for (int64_t ii = 0; ii < tl; ++ii)
-                load_scaled_query(q, b, i0 + ii, g * G + hh, kn, scale, transposed, ldq, hh * tl + ii, row, Qb);
+        // bf16 dot products: Q^T as pairs [D/2][ldq2] (unscaled, the bf16
+        // values as they are: the scale multiplies the float32 scores), and the
+        // probabilities of a tile as pairs [keys/2][R], rounded (Ph) and what
+        // rounding left (Pl), so P V comes out as with float32 P (to ~2^-16).
+        const bool dots = k2 && transposed;
+        const int64_t ldq2 = R + 16;
+        uint32_t *Qp = nullptr, *Ph = nullptr, *Pl = nullptr;
+        if (dots) {
+            ws2.resize(size_t(D / 2 * ldq2 + k_tile_keys * R));
+            Qp = ws2.data();
+            Ph = Qp + D / 2 * ldq2;
+            Pl = Ph + k_tile_keys / 2 * R;
+            for (int64_t hh = 0; hh < G; ++hh)
+                for (int64_t ii = 0; ii < tl; ++ii) {
+                    const char *src = q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] + (g * G + hh) * q.strides[2]) * es;
+                    const int64_t r = hh * tl + ii;
+                    for (int64_t i = 0; i < D / 2; ++i) std::memcpy(Qp + i * ldq2 + r, src + 4 * i, 4);
+                }
+        } else {
+            // Queries, scaled, as Q^T [D][ldq] or Q [R][D]; row r = hh * tl + ii.
+            for (int64_t hh = 0; hh < G; ++hh)
+                for (int64_t ii = 0; ii < tl; ++ii)
+                    load_scaled_query(q, b, i0 + ii, g * G + hh, kn, scale, transposed, ldq, hh * tl + ii, row, Qb);
+        }
         std::fill(O, O + size_t(R) * D, 0.0f);
         std::fill(m, m + R, ninf);
         std::fill(l, l + R, 0.0f);
@@ -201,7 +227,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     pf_k = reinterpret_cast<const char *>(Kt + k_tile_keys * ldt);
                     pf_v = reinterpret_cast<const char *>(Vt + k_tile_keys * ldt);
                 }
-            } else if (transposed) {
+            } else if (transposed && !dots) {
                 // K and V rows of this tile as float32 rows of ldt (copied or
                 // converted: contiguous rows for the gemms, whatever the strides).
                 for (int j = 0; j < nk; ++j) {
@@ -221,7 +247,11 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     prefetch_rows(vbase + (j0 + k_tile_keys) * vs * es, next, vs * es, D * es);
                 }
             }
-            if (pf_k) {
+            if (dots) {
+                kn.gemm_bf16(nk, R, int(D / 2), k2 + (j0 - first) * ldk2, nullptr, ldk2, 1, Qp, ldq2, ST, R, false,
+                             nullptr);
+                for (int64_t x = 0; x < int64_t(nk) * R; ++x) ST[x] *= scale;
+            } else if (pf_k) {
                 kn.gemm_pf(nk, R, int(D), Kt, ldt, 1, Qb, ldq, row_type::f32, ST, R, false, nullptr, pf_k,
                            int64_t(next) * ldt * int64_t(sizeof(float)));
             } else if (transposed) {
@@ -269,7 +299,13 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 }
 
             kn.softmax_tile(ST, nk, R, m, l, alpha);
-            if (pf_v) {
+            if (dots) {
+                const int np = (nk + 1) / 2;  // an odd last key pairs with a probability of 0
+                for (int i = 0; i < np; ++i)
+                    kn.pack_bf16_pairs(Ph + i * R, Pl + i * R, ST + 2 * i * R, 2 * i + 1 < nk ? ST + (2 * i + 1) * R : nullptr,
+                                       R);
+                kn.gemm_bf16(R, int(D), np, Ph, Pl, 1, R, v2 + (j0 - first) / 2 * ldv2, ldv2, O, D, true, alpha);
+            } else if (pf_v) {
                 kn.gemm_pf(R, int(D), nk, ST, 1, R, Vt, ldt, row_type::f32, O, D, true, alpha, pf_v,
                            int64_t(next) * ldt * int64_t(sizeof(float)));
             } else if (transposed) {
@@ -339,11 +375,18 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     if (!pack) {
         core::parallel_for(n_tasks * splits, threads,
                            [&](int64_t x) { process(x / splits, x % splits, splits, part_of(x / splits, x % splits),
-                                                    nullptr, nullptr, 0); });
+                                                    nullptr, nullptr, 0, nullptr, nullptr); });
     } else {
-        const int64_t n_groups = B * Hkv, rows = khi - klo + 1, per_group = 2 * rows * ldt_f32;
+        const int64_t n_groups = B * Hkv, rows = khi - klo + 1;
+        // bf16 on a kernel set with bf16 dot products: K and V stay bf16,
+        // packed as pairs (half the bytes of float32 rows, and twice the
+        // multiplies per instruction). Tiles then start at even keys: no window
+        // (every task's keys start at 0, split parts at multiples of 64), D even.
+        const bool dots2 = dt == dtype::bf16 && kn.gemm_bf16 && kn.pack_bf16_pairs && window == 0 && D % 2 == 0;
+        const int64_t per_group = dots2 ? rows * ldk2 + (rows + 1) / 2 * ldv2 : 2 * rows * ldt_f32;
         const int64_t wave = std::clamp<int64_t>((4 * threads + nqt * splits - 1) / (nqt * splits), 1, n_groups);
-        std::vector<float> packed(size_t(wave * per_group));
+        std::vector<float> packed(dots2 ? 0 : size_t(wave * per_group));
+        std::vector<uint32_t> packed2(dots2 ? size_t(wave * per_group) : 0);
         // Longest tasks first (the last query tiles, under a causal mask), so the
         // threads finish a wave together.
         std::vector<int64_t> order(static_cast<size_t>(nqt));
@@ -355,6 +398,23 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             core::parallel_for(nw * chunks, threads, [&](int64_t x) {
                 const int64_t wg = x / chunks, grp = w0 + wg, b = grp / Hkv, g = grp % Hkv;
                 const int64_t r0 = x % chunks * pack_rows, r1 = std::min(rows, r0 + pack_rows);
+                if (dots2) {  // r0 is even: the chunks hold whole pairs
+                    uint32_t *k2 = packed2.data() + wg * per_group, *v2 = k2 + rows * ldk2;
+                    const char *kb = k.data + (b * k.strides[0] + g * k.strides[2]) * es;
+                    const char *vb = v.data + (b * v.strides[0] + g * v.strides[2]) * es;
+                    for (int64_t r = r0; r < r1; ++r)
+                        std::memcpy(k2 + r * ldk2, kb + (klo + r) * k.strides[1] * es, size_t(D) * 2);
+                    for (int64_t r = r0; r < r1; r += 2) {
+                        const auto *va = reinterpret_cast<const uint16_t *>(vb + (klo + r) * v.strides[1] * es);
+                        const auto *vn = reinterpret_cast<const uint16_t *>(vb + (klo + r + 1) * v.strides[1] * es);
+                        uint32_t *dst = v2 + r / 2 * ldv2;
+                        if (r + 1 < rows)
+                            for (int64_t c = 0; c < D; ++c) dst[c] = uint32_t(va[c]) | uint32_t(vn[c]) << 16;
+                        else
+                            for (int64_t c = 0; c < D; ++c) dst[c] = va[c];
+                    }
+                    return;
+                }
                 float *pk = packed.data() + wg * per_group, *pv = pk + rows * ldt_f32;
                 for (const auto &[t, dst] : {std::pair{&k, pk}, std::pair{&v, pv}}) {
                     const char *base = t->data + (b * t->strides[0] + g * t->strides[2]) * es;
@@ -371,8 +431,13 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             core::parallel_for(nw * nqt * splits, threads, [&](int64_t x) {
                 const int64_t split = x % splits, wg = x / splits % nw, qt = order[size_t(x / (splits * nw))];
                 const int64_t task = (w0 + wg) * nqt + qt;
+                if (dots2) {
+                    const uint32_t *k2 = packed2.data() + wg * per_group;
+                    process(task, split, splits, part_of(task, split), nullptr, nullptr, klo, k2, k2 + rows * ldk2);
+                    return;
+                }
                 const float *pk = packed.data() + wg * per_group;
-                process(task, split, splits, part_of(task, split), pk, pk + rows * ldt_f32, klo);
+                process(task, split, splits, part_of(task, split), pk, pk + rows * ldt_f32, klo, nullptr, nullptr);
             });
         }
     }

@@ -54,6 +54,22 @@ struct kernels {
     void (*gemm_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb,
                     row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale, const char *pf,
                     int64_t pf_bytes) = nullptr;
+    // Optional (null: the CPU has no bf16 dot products; set only where it
+    // has AVX512-BF16): the bf16 prefill's products on pairs of bf16 values,
+    // each pair one uint32 (element 2p in the low half). For r < M, c < N:
+    //   C[r][c] = (accumulate ? row_scale[r] * C[r][c] : 0)
+    //             + sum_p (A[r*ars + p*aps] . B[p*ldb + c] + A2[r*ars + p*aps] . B[p*ldb + c])
+    // over p < P, "." a pair's dot product in float32 (vdpbf16ps: two fused
+    // steps, round to nearest even, subnormals flushed); A2 may be null. A2
+    // carries the rounding residue of A (see pack_bf16_pairs), so that the
+    // float32 probabilities multiply bf16 V as if unrounded (to ~2^-16).
+    void (*gemm_bf16)(int M, int N, int P, const uint32_t *A, const uint32_t *A2, int64_t ars, int64_t aps,
+                      const uint32_t *B, int64_t ldb, float *C, int64_t ldc, bool accumulate,
+                      const float *row_scale) = nullptr;
+    // Float32 rows a and b (b null: zeros) as bf16 pairs: hi[c] = {bf16(a[c]),
+    // bf16(b[c])} rounded to nearest even, lo[c] = the same of what rounding
+    // left (a[c] - float(bf16(a[c])), ...); lo may be null. c < n.
+    void (*pack_bf16_pairs)(uint32_t *hi, uint32_t *lo, const float *a, const float *b, int n) = nullptr;
 };
 
 const kernels &generic_kernels();

@@ -9,6 +9,7 @@
 #include "attention/kernels.hpp"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define LLMKIT_AVX512 __attribute__((target("avx512f"))) inline
 #define LLMKIT_HAVE_AVX512_KERNELS 1
@@ -333,6 +334,125 @@ __attribute__((target("avx512f"))) void gemm_pf_shared(int M, int N, int K, cons
     }
 }
 
+// ---------------------------------------------------------------- AVX512-BF16
+#define LLMKIT_AVX512BF16 __attribute__((target("avx512f,avx512bf16"))) inline
+
+// A block of NR rows x NV vectors of C over P pairs; the last vector is masked with `last`.
+template <int NR, int NV, bool Two>
+LLMKIT_AVX512BF16 void gemm_bf16_block(int P, const uint32_t *A, const uint32_t *A2, int64_t ars, int64_t aps,
+                                       const uint32_t *B, int64_t ldb, float *C, int64_t ldc, bool accumulate,
+                                       const float *row_scale, __mmask16 last) {
+    __m512 c[NR][NV];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+        const __m512 s = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v) {
+            const __mmask16 mk = v == NV - 1 ? last : __mmask16(0xFFFF);
+            c[r][v] = accumulate ? _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, C + r * ldc + 16 * v), s)
+                                 : _mm512_setzero_ps();
+        }
+    }
+    for (int p = 0; p < P; ++p) {
+        __m512bh b[NV];
+        const uint32_t *bp = B + p * ldb;
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+            b[v] = (__m512bh)(v == NV - 1 ? _mm512_maskz_loadu_epi32(last, bp + 16 * v)
+                                          : _mm512_loadu_si512(bp + 16 * v));
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) {
+            const __m512bh a = (__m512bh)_mm512_set1_epi32(int(A[r * ars + p * aps]));
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) c[r][v] = _mm512_dpbf16_ps(c[r][v], a, b[v]);
+            if (Two) {
+                const __m512bh a2 = (__m512bh)_mm512_set1_epi32(int(A2[r * ars + p * aps]));
+#pragma GCC unroll 4
+                for (int v = 0; v < NV; ++v) c[r][v] = _mm512_dpbf16_ps(c[r][v], a2, b[v]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(C + r * ldc + 16 * v, v == NV - 1 ? last : __mmask16(0xFFFF), c[r][v]);
+}
+
+template <int NR, bool Two>
+LLMKIT_AVX512BF16 void gemm_bf16_rows(int N, int P, const uint32_t *A, const uint32_t *A2, int64_t ars, int64_t aps,
+                                      const uint32_t *B, int64_t ldb, float *C, int64_t ldc, bool accumulate,
+                                      const float *row_scale) {
+    for (int n0 = 0; n0 < N; n0 += 64) {
+        const int w = N - n0 < 64 ? N - n0 : 64;
+        const int nv = (w + 15) / 16;
+        const __mmask16 last = tail_mask(w - 16 * (nv - 1));
+        switch (nv) {
+        case 1: gemm_bf16_block<NR, 1, Two>(P, A, A2, ars, aps, B + n0, ldb, C + n0, ldc, accumulate, row_scale, last); break;
+        case 2: gemm_bf16_block<NR, 2, Two>(P, A, A2, ars, aps, B + n0, ldb, C + n0, ldc, accumulate, row_scale, last); break;
+        case 3: gemm_bf16_block<NR, 3, Two>(P, A, A2, ars, aps, B + n0, ldb, C + n0, ldc, accumulate, row_scale, last); break;
+        default: gemm_bf16_block<NR, 4, Two>(P, A, A2, ars, aps, B + n0, ldb, C + n0, ldc, accumulate, row_scale, last); break;
+        }
+    }
+}
+
+template <bool Two>
+__attribute__((target("avx512f,avx512bf16"))) void gemm_bf16_all(int M, int N, int P, const uint32_t *A,
+                                                                  const uint32_t *A2, int64_t ars, int64_t aps,
+                                                                  const uint32_t *B, int64_t ldb, float *C,
+                                                                  int64_t ldc, bool accumulate, const float *row_scale) {
+    int r = 0;
+    for (; r + 4 <= M; r += 4)
+        gemm_bf16_rows<4, Two>(N, P, A + r * ars, Two ? A2 + r * ars : nullptr, ars, aps, B, ldb, C + r * ldc, ldc,
+                               accumulate, row_scale ? row_scale + r : nullptr);
+    if (r == M) return;
+    const uint32_t *Ar = A + r * ars, *A2r = Two ? A2 + r * ars : nullptr;
+    const float *rs = row_scale ? row_scale + r : nullptr;
+    switch (M - r) {
+    case 3: gemm_bf16_rows<3, Two>(N, P, Ar, A2r, ars, aps, B, ldb, C + r * ldc, ldc, accumulate, rs); break;
+    case 2: gemm_bf16_rows<2, Two>(N, P, Ar, A2r, ars, aps, B, ldb, C + r * ldc, ldc, accumulate, rs); break;
+    default: gemm_bf16_rows<1, Two>(N, P, Ar, A2r, ars, aps, B, ldb, C + r * ldc, ldc, accumulate, rs); break;
+    }
+}
+
+void gemm_bf16_avx512(int M, int N, int P, const uint32_t *A, const uint32_t *A2, int64_t ars, int64_t aps,
+                      const uint32_t *B, int64_t ldb, float *C, int64_t ldc, bool accumulate, const float *row_scale) {
+    if (A2)
+        gemm_bf16_all<true>(M, N, P, A, A2, ars, aps, B, ldb, C, ldc, accumulate, row_scale);
+    else
+        gemm_bf16_all<false>(M, N, P, A, A2, ars, aps, B, ldb, C, ldc, accumulate, row_scale);
+}
+
+// 16 floats as bf16 (round to nearest even), widened to the low halves of 32-bit lanes.
+LLMKIT_AVX512BF16 __m512i bf16_lanes(__m512 x) {
+    return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(x));
+}
+// The float a bf16 in the low half of each lane stands for.
+LLMKIT_AVX512BF16 __m512 bf16_value(__m512i lanes) { return _mm512_castsi512_ps(_mm512_slli_epi32(lanes, 16)); }
+
+__attribute__((target("avx512f,avx512bf16"))) void pack_bf16_pairs_avx512(uint32_t *hi, uint32_t *lo, const float *a,
+                                                                           const float *b, int n) {
+    for (int c = 0; c < n; c += 16) {
+        const __mmask16 mk = tail_mask(n - c);
+        const __m512 fa = _mm512_maskz_loadu_ps(mk, a + c);
+        const __m512 fb = b ? _mm512_maskz_loadu_ps(mk, b + c) : _mm512_setzero_ps();
+        const __m512i ha = bf16_lanes(fa), hb = bf16_lanes(fb);
+        _mm512_mask_storeu_epi32(hi + c, mk, _mm512_or_si512(ha, _mm512_slli_epi32(hb, 16)));
+        if (lo) {
+            const __m512i la = bf16_lanes(_mm512_sub_ps(fa, bf16_value(ha)));
+            const __m512i lb = bf16_lanes(_mm512_sub_ps(fb, bf16_value(hb)));
+            _mm512_mask_storeu_epi32(lo + c, mk, _mm512_or_si512(la, _mm512_slli_epi32(lb, 16)));
+        }
+    }
+}
+
+// AVX512-BF16 (CPUID leaf 7, sub-leaf 1, EAX bit 5), after AVX-512F.
+bool cpu_has_avx512_bf16() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+    return (a & (1u << 5)) != 0;
+}
+
 const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx512, half_to_f32_avx512,
                           f32_to_half_avx512, i8_to_f32_avx512};
 
@@ -359,6 +479,10 @@ const kernels *avx512_kernels() {
             k.gemm_half = g_avx2->gemm_half;
             k.dots_pf = g_avx2->dots_pf;
             k.gemm_pf = gemm_pf_shared;
+        }
+        if (cpu_has_avx512_bf16()) {
+            k.gemm_bf16 = gemm_bf16_avx512;
+            k.pack_bf16_pairs = pack_bf16_pairs_avx512;
         }
         return &k;
     }();

@@ -330,3 +330,85 @@ TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[a
                     }
     }
 }
+
+// The bf16 prefill's kernels (sets on CPUs with AVX512-BF16): pairs packed
+// with their rounding residue, and products of pairs against float64.
+TEST_CASE("kernels: pack_bf16_pairs and gemm_bf16 against float64", "[attention][kernels]") {
+    std::mt19937 rng(77);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    bool any = false;
+    for (const kernels *ks : sets()) {
+        if (!ks->gemm_bf16) continue;
+        any = true;
+        REQUIRE(ks->pack_bf16_pairs);
+        INFO("kernels " << ks->name);
+        for (int n : {1, 15, 16, 17, 130}) {
+            std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n));
+            for (size_t i = 0; i < a.size(); ++i) {
+                a[i] = u(rng);
+                b[i] = u(rng);
+            }
+            std::vector<uint32_t> hi(static_cast<size_t>(n)), lo(static_cast<size_t>(n)), hi0(static_cast<size_t>(n));
+            ks->pack_bf16_pairs(hi.data(), lo.data(), a.data(), b.data(), n);
+            ks->pack_bf16_pairs(hi0.data(), nullptr, a.data(), nullptr, n);
+            for (int i = 0; i < n; ++i) {
+                const uint16_t ha = llmkit::core::f32_to_bf16(a[size_t(i)]), hb = llmkit::core::f32_to_bf16(b[size_t(i)]);
+                const uint16_t la = llmkit::core::f32_to_bf16(a[size_t(i)] - llmkit::core::bf16_to_f32(ha));
+                const uint16_t lb = llmkit::core::f32_to_bf16(b[size_t(i)] - llmkit::core::bf16_to_f32(hb));
+                INFO("n " << n << " i " << i);
+                CHECK(hi[size_t(i)] == (uint32_t(ha) | uint32_t(hb) << 16));
+                CHECK(lo[size_t(i)] == (uint32_t(la) | uint32_t(lb) << 16));
+                CHECK(hi0[size_t(i)] == uint32_t(ha));
+            }
+        }
+        auto val = [](uint32_t w, int half) { return double(llmkit::core::bf16_to_f32(uint16_t(w >> (16 * half)))); };
+        for (bool two : {false, true})
+            for (int M : {1, 3, 4, 7, 33})
+                for (int N : {5, 16, 64, 70, 130})
+                    for (int P : {1, 8, 33}) {
+                        // A [M][P] with row stride P + 1 and pair stride 1; B [P][N] with ldb N + 2.
+                        const int64_t ars = P + 1, aps = 1, ldb = N + 2, ldc = N + 1;
+                        auto words = [&](size_t count) {
+                            std::vector<uint32_t> w(count);
+                            for (auto &x : w)
+                                x = uint32_t(llmkit::core::f32_to_bf16(u(rng))) |
+                                    uint32_t(llmkit::core::f32_to_bf16(u(rng))) << 16;
+                            return w;
+                        };
+                        const std::vector<uint32_t> A = words(size_t(M * ars)), A2 = words(size_t(M * ars)),
+                                                    B = words(size_t(P * ldb));
+                        std::vector<float> C(size_t(M * ldc)), rs(static_cast<size_t>(M));
+                        for (float &x : C) x = u(rng);
+                        for (float &x : rs) x = u(rng);
+                        for (bool acc : {false, true}) {
+                            std::vector<float> got = C;
+                            ks->gemm_bf16(M, N, P, A.data(), two ? A2.data() : nullptr, ars, aps, B.data(), ldb,
+                                          got.data(), ldc, acc, acc ? rs.data() : nullptr);
+                            bool ok = true;
+                            for (int r = 0; r < M; ++r)
+                                for (int c = 0; c < N; ++c) {
+                                    double ref = acc ? double(rs[size_t(r)]) * C[size_t(r * ldc + c)] : 0.0;
+                                    double mag = std::fabs(ref);
+                                    for (int p = 0; p < P; ++p) {
+                                        const uint32_t bw = B[size_t(p * ldb + c)];
+                                        for (const std::vector<uint32_t> *src : {&A, &A2}) {
+                                            if (src == &A2 && !two) continue;
+                                            const uint32_t aw = (*src)[size_t(r * ars + p * aps)];
+                                            const double t0 = val(aw, 0) * val(bw, 0), t1 = val(aw, 1) * val(bw, 1);
+                                            ref += t0 + t1;
+                                            mag += std::fabs(t0) + std::fabs(t1);
+                                        }
+                                    }
+                                    if (!(std::fabs(double(got[size_t(r * ldc + c)]) - ref) <= std::ldexp(mag, -20)))
+                                        ok = false;
+                                }
+                            // Columns past N are left alone.
+                            for (int r = 0; r < M; ++r)
+                                if (got[size_t(r * ldc + N)] != C[size_t(r * ldc + N)]) ok = false;
+                            INFO("two " << two << " M " << M << " N " << N << " P " << P << " accumulate " << acc);
+                            CHECK(ok);
+                        }
+                    }
+    }
+    if (!any) WARN("no kernel set with bf16 dot products on this CPU (AVX512-BF16): nothing checked");
+}
