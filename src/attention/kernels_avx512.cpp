@@ -48,11 +48,11 @@ LLMKIT_AVX512 __m512 exp512(__m512 x) {
     return _mm512_maskz_mov_ps(__mmask16(~tiny), _mm512_scalef_ps(p, n));
 }
 
-// A block of NR rows x NV vectors of C; the last vector is masked with `last`.
+// The NR x NV vectors of a C tile: row_scale[r] * C (1 when row_scale is
+// null) when accumulating, else zeros; the last vector masked with `last`.
 template <int NR, int NV>
-LLMKIT_AVX512 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb, float *C,
-                              int64_t ldc, bool accumulate, const float *row_scale, __mmask16 last) {
-    __m512 c[NR][NV];
+LLMKIT_AVX512 void load_c_tile(__m512 (&c)[NR][NV], const float *C, int64_t ldc, bool accumulate,
+                               const float *row_scale, __mmask16 last) {
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
         const __m512 s = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
@@ -63,6 +63,23 @@ LLMKIT_AVX512 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, c
                                  : _mm512_setzero_ps();
         }
     }
+}
+
+template <int NR, int NV>
+LLMKIT_AVX512 void store_c_tile(const __m512 (&c)[NR][NV], float *C, int64_t ldc, __mmask16 last) {
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; ++v)
+            _mm512_mask_storeu_ps(C + r * ldc + 16 * v, v == NV - 1 ? last : __mmask16(0xFFFF), c[r][v]);
+}
+
+// A block of NR rows x NV vectors of C; the last vector is masked with `last`.
+template <int NR, int NV>
+LLMKIT_AVX512 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, const float *B, int64_t ldb, float *C,
+                              int64_t ldc, bool accumulate, const float *row_scale, __mmask16 last) {
+    __m512 c[NR][NV];
+    load_c_tile<NR, NV>(c, C, ldc, accumulate, row_scale, last);
     for (int k = 0; k < K; ++k) {
         __m512 b[NV];
         const float *bk = B + k * ldb;
@@ -76,11 +93,7 @@ LLMKIT_AVX512 void gemm_block(int K, const float *A, int64_t ars, int64_t aks, c
             for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; ++r)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(C + r * ldc + 16 * v, v == NV - 1 ? last : __mmask16(0xFFFF), c[r][v]);
+    store_c_tile<NR, NV>(c, C, ldc, last);
 }
 
 template <int NR>
@@ -343,16 +356,7 @@ LLMKIT_AVX512BF16 void gemm_bf16_block(int P, const uint32_t *A, const uint32_t 
                                        const uint32_t *B, int64_t ldb, float *C, int64_t ldc, bool accumulate,
                                        const float *row_scale, __mmask16 last) {
     __m512 c[NR][NV];
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; ++r) {
-        const __m512 s = _mm512_set1_ps(row_scale ? row_scale[r] : 1.0f);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) {
-            const __mmask16 mk = v == NV - 1 ? last : __mmask16(0xFFFF);
-            c[r][v] = accumulate ? _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, C + r * ldc + 16 * v), s)
-                                 : _mm512_setzero_ps();
-        }
-    }
+    load_c_tile<NR, NV>(c, C, ldc, accumulate, row_scale, last);
     for (int p = 0; p < P; ++p) {
         __m512bh b[NV];
         const uint32_t *bp = B + p * ldb;
@@ -372,11 +376,7 @@ LLMKIT_AVX512BF16 void gemm_bf16_block(int P, const uint32_t *A, const uint32_t 
             }
         }
     }
-#pragma GCC unroll 4
-    for (int r = 0; r < NR; ++r)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v)
-            _mm512_mask_storeu_ps(C + r * ldc + 16 * v, v == NV - 1 ? last : __mmask16(0xFFFF), c[r][v]);
+    store_c_tile<NR, NV>(c, C, ldc, last);
 }
 
 template <int NR, bool Two>
