@@ -198,6 +198,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 hi = std::max(hi, hi_of(ii));
             }
 
+        // bf16 pairs start at even keys from `first` (even): a tile starting at
+        // an odd key starts one key earlier instead, which the window hides.
+        if (dots && lo <= hi) lo -= (lo - first) & 1;
         if (n_splits > 1 && lo <= hi) {  // this split's share, in whole tiles
             const int64_t tiles = (hi - lo + k_tile_keys) / k_tile_keys;
             const int64_t per = (tiles + n_splits - 1) / n_splits * k_tile_keys;
@@ -377,12 +380,13 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                            [&](int64_t x) { process(x / splits, x % splits, splits, part_of(x / splits, x % splits),
                                                     nullptr, nullptr, 0, nullptr, nullptr); });
     } else {
-        const int64_t n_groups = B * Hkv, rows = khi - klo + 1;
         // bf16 on a kernel set with bf16 dot products: K and V stay bf16,
         // packed as pairs (half the bytes of float32 rows, and twice the
-        // multiplies per instruction). Tiles then start at even keys: no window
-        // (every task's keys start at 0, split parts at multiples of 64), D even.
-        const bool dots2 = dt == dtype::bf16 && kn.gemm_bf16 && kn.pack_bf16_pairs && window == 0 && D % 2 == 0;
+        // multiplies per instruction), from an even key (`first`, klo rounded
+        // down) so that tiles start at even keys; D even.
+        const bool dots2 = dt == dtype::bf16 && kn.gemm_bf16 && kn.pack_bf16_pairs && D % 2 == 0;
+        const int64_t first = dots2 ? klo - klo % 2 : klo;
+        const int64_t n_groups = B * Hkv, rows = khi - first + 1;
         const int64_t per_group = dots2 ? rows * ldk2 + (rows + 1) / 2 * ldv2 : 2 * rows * ldt_f32;
         const int64_t wave = std::clamp<int64_t>((4 * threads + nqt * splits - 1) / (nqt * splits), 1, n_groups);
         std::vector<float> packed(dots2 ? 0 : size_t(wave * per_group));
@@ -403,10 +407,10 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     const char *kb = k.data + (b * k.strides[0] + g * k.strides[2]) * es;
                     const char *vb = v.data + (b * v.strides[0] + g * v.strides[2]) * es;
                     for (int64_t r = r0; r < r1; ++r)
-                        std::memcpy(k2 + r * ldk2, kb + (klo + r) * k.strides[1] * es, size_t(D) * 2);
+                        std::memcpy(k2 + r * ldk2, kb + (first + r) * k.strides[1] * es, size_t(D) * 2);
                     for (int64_t r = r0; r < r1; r += 2) {
-                        const auto *va = reinterpret_cast<const uint16_t *>(vb + (klo + r) * v.strides[1] * es);
-                        const auto *vn = reinterpret_cast<const uint16_t *>(vb + (klo + r + 1) * v.strides[1] * es);
+                        const auto *va = reinterpret_cast<const uint16_t *>(vb + (first + r) * v.strides[1] * es);
+                        const auto *vn = reinterpret_cast<const uint16_t *>(vb + (first + r + 1) * v.strides[1] * es);
                         uint32_t *dst = v2 + r / 2 * ldv2;
                         if (r + 1 < rows)
                             for (int64_t c = 0; c < D; ++c) dst[c] = uint32_t(va[c]) | uint32_t(vn[c]) << 16;
@@ -433,7 +437,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 const int64_t task = (w0 + wg) * nqt + qt;
                 if (dots2) {
                     const uint32_t *k2 = packed2.data() + wg * per_group;
-                    process(task, split, splits, part_of(task, split), nullptr, nullptr, klo, k2, k2 + rows * ldk2);
+                    process(task, split, splits, part_of(task, split), nullptr, nullptr, first, k2, k2 + rows * ldk2);
                     return;
                 }
                 const float *pk = packed.data() + wg * per_group;
