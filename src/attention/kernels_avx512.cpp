@@ -112,17 +112,36 @@ LLMKIT_AVX512 void gemm_rows(int N, int K, const float *A, int64_t ars, int64_t 
     }
 }
 
+// gemm, in groups of 4 rows of A, asking for pf's bytes (pf may be null) a
+// share per group, so they arrive while the groups compute.
+__attribute__((target("avx512f"))) void gemm_rows_any(int M, int N, int K, const float *A, int64_t ars, int64_t aks,
+                                                      const float *B, int64_t ldb, float *C, int64_t ldc,
+                                                      bool accumulate, const float *row_scale, const char *pf,
+                                                      int64_t pf_bytes) {
+    const int groups = (M + 3) / 4;
+    int64_t asked = 0;
+    for (int g = 0, r = 0; r < M; ++g) {
+        const int64_t upto = pf ? pf_bytes * (g + 1) / groups : 0;
+        for (; asked < upto; asked += 64) _mm_prefetch(pf + asked, _MM_HINT_T0);
+        const int rows = M - r < 4 ? M - r : 4;
+        const float *rs = row_scale ? row_scale + r : nullptr;
+        const float *Ar = A + r * ars;
+        float *Cr = C + r * ldc;
+        switch (rows) {
+        case 4: gemm_rows<4>(N, K, Ar, ars, aks, B, ldb, Cr, ldc, accumulate, rs); break;
+        case 3: gemm_rows<3>(N, K, Ar, ars, aks, B, ldb, Cr, ldc, accumulate, rs); break;
+        case 2: gemm_rows<2>(N, K, Ar, ars, aks, B, ldb, Cr, ldc, accumulate, rs); break;
+        default: gemm_rows<1>(N, K, Ar, ars, aks, B, ldb, Cr, ldc, accumulate, rs); break;
+        }
+        r += rows;
+    }
+    if (pf && pf_bytes > 0) _mm_prefetch(pf + pf_bytes - 1, _MM_HINT_T0);  // a last partial line
+}
+
 __attribute__((target("avx512f"))) void gemm_avx512(int M, int N, int K, const float *A, int64_t ars, int64_t aks,
                                                     const float *B, int64_t ldb, float *C, int64_t ldc,
                                                     bool accumulate, const float *row_scale) {
-    int r = 0;
-    for (; r + 4 <= M; r += 4)
-        gemm_rows<4>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate, row_scale ? row_scale + r : nullptr);
-    const int rest = M - r;
-    const float *rs = row_scale ? row_scale + r : nullptr;
-    if (rest == 3) gemm_rows<3>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate, rs);
-    if (rest == 2) gemm_rows<2>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate, rs);
-    if (rest == 1) gemm_rows<1>(N, K, A + r * ars, ars, aks, B, ldb, C + r * ldc, ldc, accumulate, rs);
+    gemm_rows_any(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, nullptr, 0);
 }
 
 template <int NR>
@@ -256,31 +275,6 @@ const kernels *g_avx2 = nullptr;
 // agree bit for bit, as the kernels contract asks.
 constexpr int k_avx512_min_rows = 16;
 
-__attribute__((target("avx512f"))) void gemm_rows_any(int M, int N, int K, const float *A, int64_t ars, int64_t aks,
-                                                      const float *B, int64_t ldb, float *C, int64_t ldc,
-                                                      bool accumulate, const float *row_scale, const char *pf,
-                                                      int64_t pf_bytes) {
-    // pf's bytes a share per 4-row group, so they arrive while the groups compute.
-    const int groups = (M + 3) / 4;
-    int64_t asked = 0;
-    for (int g = 0, r = 0; r < M; ++g) {
-        const int64_t upto = pf ? pf_bytes * (g + 1) / groups : 0;
-        for (; asked < upto; asked += 64) _mm_prefetch(pf + asked, _MM_HINT_T0);
-        const int rows = M - r < 4 ? M - r : 4;
-        const float *rs = row_scale ? row_scale + r : nullptr;
-        const float *Ar = A + r * ars;
-        float *Cr = C + r * ldc;
-        switch (rows) {
-        case 4: gemm_rows<4>(N, K, Ar, ars, aks, B, ldb, Cr, ldc, accumulate, rs); break;
-        case 3: gemm_rows<3>(N, K, Ar, ars, aks, B, ldb, Cr, ldc, accumulate, rs); break;
-        case 2: gemm_rows<2>(N, K, Ar, ars, aks, B, ldb, Cr, ldc, accumulate, rs); break;
-        default: gemm_rows<1>(N, K, Ar, ars, aks, B, ldb, Cr, ldc, accumulate, rs); break;
-        }
-        r += rows;
-    }
-    if (pf && pf_bytes > 0) _mm_prefetch(pf + pf_bytes - 1, _MM_HINT_T0);  // a last partial line
-}
-
 __attribute__((target("avx512f"))) void gemm_shared(int M, int N, int K, const float *A, int64_t ars, int64_t aks,
                                                     const float *B, int64_t ldb, float *C, int64_t ldc,
                                                     bool accumulate, const float *row_scale) {
@@ -331,15 +325,8 @@ __attribute__((target("avx512f"))) void gemm_pf_shared(int M, int N, int K, cons
         const int64_t pf_from = pf_bytes * c / chunks, pf_to = pf_bytes * (c + 1) / chunks;
         for (int n0 = 0; n0 < N; n0 += max_n) {
             const int nn = N - n0 < max_n ? N - n0 : max_n;
-            for (int j = 0; j < kn; ++j) {
-                const int8_t *row = Bi + (k0 + j) * ldb + n0;
-                for (int i = 0; i < nn; i += 16) {
-                    alignas(16) int8_t tmp[16] = {};  // a masked 8-bit load needs AVX512BW
-                    for (int t = 0; t < 16 && i + t < nn; ++t) tmp[t] = row[i + t];
-                    const __m128i b = _mm_load_si128(reinterpret_cast<const __m128i *>(tmp));
-                    _mm512_mask_storeu_ps(buf + j * nn + i, tail_mask(nn - i), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)));
-                }
-            }
+            const float one = 1.0f;
+            for (int j = 0; j < kn; ++j) i8_to_f32_avx512(buf + j * nn, Bi + (k0 + j) * ldb + n0, 1, nn, &one);
             const bool first = c == 0;
             gemm_rows_any(M, nn, kn, A + k0 * aks, ars, aks, buf, nn, C + n0, ldc, first ? accumulate : true,
                           first ? row_scale : nullptr, pf && n0 == 0 ? pf + pf_from : nullptr, pf_to - pf_from);

@@ -95,7 +95,7 @@ void sums_portable(const matmul_problem &p, const int8_t *qx, int32_t *acc, int 
     const int64_t m = p.m, n = p.n, k = p.k;
     auto dot = &dot_scalar;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (matmul_active_isa() == matmul_isa::avx2 || matmul_active_isa() == matmul_isa::avx512vnni) dot = &dot_avx2;
+    if (matmul_active_isa() != matmul_isa::scalar) dot = &dot_avx2;  // the AVX2 and VNNI sets
 #endif
     const int64_t per_task = 16;
     const int64_t tasks = (n + per_task - 1) / per_task;
