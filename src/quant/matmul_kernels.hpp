@@ -43,13 +43,19 @@
 //    nibbles (elements 0..15) and the high ones (16..31) go through vpmaddubsw
 //    separately and are added as int16, and two weight rows (or two activation
 //    rows) share one register, one conversion and one fmadd.
-//  * Float part, per block, for each lane l:
+//  * Float part, per block, for each lane l (32-element blocks):
 //        acc[l] = fmaf(float(lane[l]), s, acc[l])        s = dw * dx (a float product)
-//    and, for types with an offset term, one more accumulator:
+//    256-element blocks (the K-quants and IQ4_XS) first add their 8 lanes into
+//    the block's one exact integer T (|T| < 2^31 for every type) and keep one
+//    accumulator:
+//        acc = fmaf(float(T), s, acc)
+//    so that a kernel may sum a block in any order or layout (the AVX512-VNNI
+//    GEMM puts activation rows in the lanes, not element positions); and,
+//    for types with an offset term, one more accumulator:
 //        bias = fmaf(float(t), sb, bias)                  (t exact, sb a float product)
 //  * Result: ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7)) + bias
-//    (folded lanes: ((acc0+acc2) + (acc1+acc3)) + bias), then times the row's
-//    scale for int8 rows.
+//    (folded lanes: ((acc0+acc2) + (acc1+acc3)) + bias; 256-element blocks:
+//    acc + bias), then times the row's scale for int8 rows.
 #pragma once
 
 #include <cstddef>

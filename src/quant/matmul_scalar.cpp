@@ -253,13 +253,20 @@ float dot_row(const decoded_row &r, const act_rows &a, int64_t c, int64_t block)
         }
         const float dx = xd[b];
         const float s = r.dw[size_t(b)] * dx;
-        for (int l = 0; l < 8; ++l) acc[l] = std::fma(float(lane[l]), s, acc[l]);
+        if (block == 256) {  // one exact integer per block (the lanes never overflow int32 added up)
+            int32_t total = 0;
+            for (int l = 0; l < 8; ++l) total += lane[l];
+            acc[0] = std::fma(float(total), s, acc[0]);
+        } else {
+            for (int l = 0; l < 8; ++l) acc[l] = std::fma(float(lane[l]), s, acc[l]);
+        }
         if (r.has_bias) {
             int32_t t = 0;
             for (int64_t g = b * block / 16; g < (b + 1) * block / 16; ++g) t += r.bias_mult[size_t(g)] * xs[g];
             bias = std::fma(float(t), r.bias_w[size_t(b)] * dx, bias);
         }
     }
+    if (block == 256) return acc[0] + bias;
     if (r.folded) return ((acc[0] + acc[2]) + (acc[1] + acc[3])) + bias;  // acc[4..7] stay 0
     const float t0 = acc[0] + acc[4], t1 = acc[1] + acc[5], t2 = acc[2] + acc[6], t3 = acc[3] + acc[7];
     return ((t0 + t2) + (t1 + t3)) + bias;

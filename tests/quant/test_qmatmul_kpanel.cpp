@@ -83,9 +83,11 @@ TEST_CASE("quant matmul: K-quant GEMM panels and tiles, every edge, give the sca
     if (simd.empty()) WARN("this CPU has no AVX2: only the scalar kernels are checked");
     // n: a lone row, a partial panel, one panel, a panel and a row, several panels
     // split over threads mid-panel. m: one full activation tile, then 1-3 more rows,
-    // two tiles. k: 1, 3 and 5 blocks (the offset terms go 2 blocks at a time).
+    // two tiles; for the AVX512-VNNI GEMM (16 activation rows in the lanes, from
+    // M = 8) a partial group, one group, a group and a row. k: 1, 3 and 5 blocks
+    // (the offset terms go 2 blocks at a time).
     const int64_t ns[] = {1, 3, 4, 5, 22};
-    const int64_t ms[] = {4, 5, 6, 7, 8};
+    const int64_t ms[] = {4, 5, 6, 7, 8, 13, 16, 17};
     const int64_t ks[] = {256, 768, 1280};
     for (const auto &t : k_kquants)
         for (int64_t k : ks)
