@@ -1,10 +1,13 @@
 // The same kernels as matmul_avx2.cpp (matmul_avx_impl.inc), compiled with
 // AVX512-VNNI, VL and BW besides AVX2 + FMA + F16C: the integer lanes that are
 // plain sums of byte products come from one 256-bit vpdpbusd instead of
-// vpmaddubsw + vpmaddwd. 256-bit, not 512: the tiles stay those of the AVX2
-// kernels (two rows of folded lanes per register), and on CPUs that split
-// 512-bit operations in two (AMD Zen 4) a zmm register would not do more work
-// per cycle. The results are the AVX2 kernels' bits (exact integers, the same
+// vpmaddubsw + vpmaddwd, and the K-quant blocks take two sub-blocks per
+// vpdpwssd. 256-bit there: the tiles stay those of the AVX2 kernels (two rows
+// of folded lanes per register), and on CPUs that split 512-bit operations in
+// two (AMD Zen 4) a zmm register would not do more work per cycle. One kernel
+// of its own, the K-quant GEMM (kvnni_gemm), puts 16 activation rows in the
+// lanes of a zmm register, where the wider register halves the loads per
+// product. The results are the AVX2 kernels' bits (exact integers, the same
 // float operations). avx512vnni_kernels() hands the table out only after the
 // CPU said it has every one of these extensions.
 #include "quant/matmul_kernels.hpp"
