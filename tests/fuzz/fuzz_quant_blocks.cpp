@@ -46,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t count = 0;
     const quant::type_traits *types = quant::all_types(&count);
     const quant::type_traits &t = types[data[0] % count];
-    const int64_t m = 1 + data[1] % 5, n = 1 + data[2] % 9, blocks = 1 + data[3] % 3;
+    // m up to 20: the K-quant GEMM of the VNNI set takes 8 rows on, 16 per group.
+    const int64_t m = 1 + data[1] % 20, n = 1 + data[2] % 9, blocks = 1 + data[3] % 3;
     const int64_t k = blocks * t.block_elems;
     const size_t row_bytes = size_t(blocks * t.block_bytes);
     const uint8_t *body = data + 4;
