@@ -18,6 +18,7 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <immintrin.h>
 
+#include "attention/spread_prefetch.hpp"
 #include "core/cpu_features.hpp"
 #define LLMKIT_AVX2 __attribute__((target("avx2,fma,f16c"))) inline
 #define LLMKIT_AVX2_FN __attribute__((target("avx2,fma,f16c")))
@@ -109,30 +110,6 @@ LLMKIT_AVX2 __m256 load8_part(const char *p, int w, __m256i mask) {
         return load8<E>(t);
     }
 }
-
-// ---- spread prefetches ---------------------------------------------------
-
-// Asks for the cache lines of [p, p + bytes) a slice per step(), `steps`
-// slices in all: a decode kernel calls step() once per block of its work, so
-// the rows it reads next are on their way while it computes, a few lines at a
-// time (a burst of a whole run of rows would fill the core's miss buffers and
-// stall it instead).
-struct spread_prefetch {
-    const char *p = nullptr, *end = nullptr;
-    int64_t slice = 0;
-    LLMKIT_AVX2 spread_prefetch(const char *pf, int64_t bytes, int64_t steps) {
-        if (!pf || bytes <= 0) return;
-        p = reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(pf) & ~uintptr_t(63));
-        end = pf + bytes;
-        slice = ((end - p) / (steps > 0 ? steps : 1) + 63) & ~int64_t(63);
-    }
-    LLMKIT_AVX2 void step() {
-        for (const char *stop = p + slice; p < end && p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-    }
-    LLMKIT_AVX2 void rest() {
-        for (; p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-    }
-};
 
 // ---- gemm ----------------------------------------------------------------
 

@@ -209,7 +209,7 @@ TEST_CASE("cache attention, every kernel set: paged tables give the contiguous b
 // Decode takes several kv heads per task when the sequence gives enough
 // split-KV parts to keep the threads busy (so 1, 2 and 3 threads group the
 // heads differently), walks each block's runs of those heads in turn and has
-// every piece ask for the piece ~4 KiB on (across tiles, K to V and back, up
+// every piece ask for the piece ~16 KiB on (across tiles, K to V and back, up
 // to the end of the keys). None of that may change a bit: contexts off the
 // block and 64-key tile edges, a context of one token, 1..15 rows per head,
 // shuffled (non-monotone) block tables, and the kernel set without its
