@@ -170,10 +170,14 @@ void prefetch_bytes(const char *p, int64_t n) {
 // not depend on which keys share a call, so paged and contiguous caches give
 // the same bits.
 void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn, const float *Qb, int R, float *buf,
-                  float *st, const char *pf, int64_t pf_bytes) {
+                  float *st, const char *pf, int64_t pf_bytes, const uint16_t *Qh, float scale) {
     const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
     const bool bf16 = L.type == kv_dtype::bf16;
     const char *src = L.k + pc.row * D * es;
+    if (Qh) {  // bf16 queries and rows: pair products (see bf16_pairs in cache_attention)
+        kn.dots_bf16_pf(R, pc.n, int(D), Qh, D, reinterpret_cast<const uint16_t *>(src), D, scale, st, pf, pf_bytes);
+        return;
+    }
     if (kn.dots_pf) {
         const float *scales = L.type == kv_dtype::i8 ? L.k_scale + pc.row : nullptr;
         kn.dots_pf(R, pc.n, int(D), Qb, D, src, D, row_type(int(L.type)), scales, st, pf, pf_bytes);
@@ -258,9 +262,11 @@ struct task {
     int64_t parts, first_slot;  // split-KV parts; the first (part, head) slot of parts[]
 };
 
-// Per kv head of a task: its scaled queries, output, scores and softmax state.
+// Per kv head of a task: its scaled queries (or, for bf16 pairs, its bf16
+// queries as given, Qh), output, scores and softmax state.
 struct head_state {
     float *Qb, *O, *ST, *m, *l, *alpha;
+    uint16_t *Qh;
 };
 
 }  // namespace
@@ -353,7 +359,15 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         const int64_t len = seq.length, tl = t.tl, i0 = t.i0, b = t.b, ng = t.ng;
         const int R = int(G * tl);
         const bool transposed = R >= 16;  // gemm on Q^T; dot products for a few rows (decode)
-        const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3;
+        // Decode of bf16 queries over bf16 rows on a set with bf16 dot
+        // products: the scores come from pairs of the values as they are
+        // (exact products, half the multiplies of float32 rows, no conversion
+        // of K), the scale applied to the sums. The probabilities stay
+        // float32, so P V is unchanged.
+        const bool bf16_pairs =
+            !transposed && kn.dots_bf16_pf && q.type == dtype::bf16 && L.type == kv_dtype::bf16 && D % 2 == 0;
+        const size_t qh_floats = bf16_pairs ? (size_t(R) * D + 1) / 2 : 0;
+        const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 + qh_floats;
         float *row = ws.get(per_head * size_t(ng) + size_t(D) + size_t(k_tile_keys) * D * 2);
         float *Kf = row + D;
         float *Vf = Kf + size_t(k_tile_keys) * D;
@@ -366,10 +380,18 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             H.m = H.ST + size_t(k_tile_keys) * R;
             H.l = H.m + R;
             H.alpha = H.l + R;
+            H.Qh = bf16_pairs ? reinterpret_cast<uint16_t *>(H.alpha + R) : nullptr;
             const int64_t g = t.g0 + hh;
             for (int64_t qh = 0; qh < G; ++qh)
-                for (int64_t ii = 0; ii < tl; ++ii)
+                for (int64_t ii = 0; ii < tl; ++ii) {
+                    if (bf16_pairs) {
+                        const char *src = q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] +
+                                                    (g * G + qh) * q.strides[2]) * int64_t(q.elem_size);
+                        std::memcpy(H.Qh + (qh * tl + ii) * D, src, size_t(D) * 2);
+                        continue;
+                    }
                     load_scaled_query(q, b, i0 + ii, g * G + qh, kn, scale, transposed, R, qh * tl + ii, row, H.Qb);
+                }
             std::fill(H.O, H.O + size_t(R) * D, 0.0f);
             std::fill(H.m, H.m + R, ninf);
             std::fill(H.l, H.l + R, 0.0f);
@@ -441,7 +463,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     const piece &pc = cur[i];
                     const head_state &H = heads[size_t(pc.hh)];
                     const char *pf = target(false, i, &pf_bytes);
-                    piece_scores(L, pc, kn, H.Qb, R, Kf, H.ST + (pc.j - j0) * R, pf, pf_bytes);
+                    piece_scores(L, pc, kn, H.Qb, R, Kf, H.ST + (pc.j - j0) * R, pf, pf_bytes, H.Qh, scale);
                 }
                 for (int64_t hh = 0; hh < ng; ++hh) {
                     const head_state &H = heads[size_t(hh)];

@@ -54,6 +54,18 @@ struct kernels {
     void (*gemm_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb,
                     row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale, const char *pf,
                     int64_t pf_bytes) = nullptr;
+    // Optional (null: decode scores bf16 queries as float32 rows through
+    // dots_pf; set only where the CPU has AVX512-BF16): decode's scores of R
+    // bf16 query rows (unscaled) against N bf16 K rows, on pairs along D (D
+    // even), asking for [pf, pf + pf_bytes) as dots_pf does:
+    //   ST[j*R + r] = scale * dot(Q[r*ldq .. + D], K[j*ldk .. + D])
+    // each dot product 16 lanes of vdpbf16ps steps (lane l takes pairs l,
+    // l + 16, ...: exact products, float32 sums, subnormals flushed) added in
+    // a fixed tree, so a key's score does not depend on which keys share the
+    // call. Both operands are exact in bf16, so this is dots' float32
+    // product at half its multiplies and with no conversion of K.
+    void (*dots_bf16_pf)(int R, int N, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
+                         float scale, float *ST, const char *pf, int64_t pf_bytes) = nullptr;
     // Optional (null: the CPU has no bf16 dot products; set only where it
     // has AVX512-BF16): the bf16 prefill's products on pairs of bf16 values,
     // each pair one uint32 (element 2p in the low half). For r < M, c < N:

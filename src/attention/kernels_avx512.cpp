@@ -11,11 +11,14 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <cpuid.h>
 #include <immintrin.h>
+
+#include "attention/spread_prefetch.hpp"
 #define LLMKIT_AVX512 __attribute__((target("avx512f"))) inline
 #define LLMKIT_HAVE_AVX512_KERNELS 1
 // GCC 12 reports its own intrinsics' deliberately undefined registers.
 #if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #endif
 
@@ -433,6 +436,87 @@ __attribute__((target("avx512f,avx512bf16"))) void pack_bf16_pairs_avx512(uint32
     }
 }
 
+// Decode's scores on bf16 pairs (dots_bf16_pf): NR (1..4) query rows x NJ
+// keys, 16 pairs of D per vdpbf16ps (a masked last step for D % 32), then per
+// key the 16 lanes of each row folded to 8 (low half + high half) and the 4
+// rows reduced together by the horizontal-add tree of the AVX2 set's dots:
+// every key and row takes the same tree whatever NR, NJ or its slot.
+template <int NR, int NJ>
+LLMKIT_AVX512BF16 void dots_bf16_block(int R, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
+                                       float scale, float *ST) {
+    __m512 acc[NJ][NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_setzero_ps();
+    for (int d = 0; d < D; d += 32) {
+        const __mmask16 mk = tail_mask((D - d) / 2);  // pairs left (D is even)
+        __m512bh q[NR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) q[r] = (__m512bh)_mm512_maskz_loadu_epi32(mk, Q + r * ldq + d);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; ++j) {
+            const __m512bh k = (__m512bh)_mm512_maskz_loadu_epi32(mk, K + j * ldk + d);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], q[r], k);
+        }
+    }
+    const __m128 sc = _mm_set1_ps(scale);
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) {
+        __m256 h[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; ++r)
+            h[r] = r < NR ? _mm256_add_ps(_mm512_castps512_ps256(acc[j][r]),
+                                          _mm512_castps512_ps256(_mm512_shuffle_f32x4(acc[j][r], acc[j][r], 0xEE)))
+                          : _mm256_setzero_ps();
+        const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(h[0], h[1]), _mm256_hadd_ps(h[2], h[3]));
+        const __m128 s = _mm_mul_ps(_mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1)), sc);
+        if (NR == 4) {
+            _mm_storeu_ps(ST + j * R, s);
+        } else {
+            alignas(16) float v[4];
+            _mm_store_ps(v, s);
+            for (int r = 0; r < NR; ++r) ST[j * R + r] = v[r];
+        }
+    }
+}
+
+// Keys 4 at a time (16 accumulators), then one by one; pf (may be null) takes
+// one step per block of keys.
+template <int NR>
+LLMKIT_AVX512BF16 void dots_bf16_rows(int R, int N, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K,
+                                      int64_t ldk, float scale, float *ST, spread_prefetch *pf) {
+    int j = 0;
+    for (; j + 4 <= N; j += 4) {
+        if (pf) pf->step();
+        dots_bf16_block<NR, 4>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+    }
+    for (; j < N; ++j) {
+        if (pf) pf->step();
+        dots_bf16_block<NR, 1>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+    }
+}
+
+// The first group of (up to) 4 rows streams K from memory and carries the
+// prefetches; the others find K in L1.
+__attribute__((target("avx512f,avx512bf16"))) void dots_bf16_pf_avx512(int R, int N, int D, const uint16_t *Q,
+                                                                        int64_t ldq, const uint16_t *K, int64_t ldk,
+                                                                        float scale, float *ST, const char *pf,
+                                                                        int64_t pf_bytes) {
+    spread_prefetch s(pf, pf_bytes, N / 4 + N % 4);
+    spread_prefetch *sp = &s;
+    int r = 0;
+    for (; r + 4 <= R; r += 4, sp = nullptr) dots_bf16_rows<4>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp);
+    switch (R - r) {
+    case 3: dots_bf16_rows<3>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
+    case 2: dots_bf16_rows<2>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
+    case 1: dots_bf16_rows<1>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
+    default: break;
+    }
+    s.rest();
+}
+
 // AVX512-BF16 (CPUID leaf 7, sub-leaf 1, EAX bit 5), after AVX-512F.
 bool cpu_has_avx512_bf16() {
     unsigned a = 0, b = 0, c = 0, d = 0;
@@ -470,6 +554,7 @@ const kernels *avx512_kernels() {
         if (cpu_has_avx512_bf16()) {
             k.gemm_bf16 = gemm_bf16_avx512;
             k.pack_bf16_pairs = pack_bf16_pairs_avx512;
+            k.dots_bf16_pf = dots_bf16_pf_avx512;
         }
         return &k;
     }();

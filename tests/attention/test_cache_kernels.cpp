@@ -141,6 +141,27 @@ std::vector<float> run(const store &s, int64_t S, const std::vector<float> &q, i
     return out;
 }
 
+// run() with bf16 queries and output (q's values must be exact in bf16):
+// where the set has dots_bf16_pf, decode's scores come from bf16 pairs.
+std::vector<float> run_bf16(const store &s, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
+                            const kernels *ks, int64_t split, int threads) {
+    std::vector<uint16_t> qh(q.size()), out(q.size(), 0xFFFF);
+    for (size_t i = 0; i < q.size(); ++i) qh[i] = llmkit::core::f32_to_bf16(q[i]);
+    int64_t shape[4] = {1, Sq, Hq, s.D};
+    llmkit_tensor tq = {qh.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_BF16, shape, nullptr, 0};
+    llmkit_tensor to = {out.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_BF16, shape, nullptr, 0};
+    const auto vq = llmkit::core::tensor_view::from(&tq, "q"), vo = llmkit::core::tensor_view::from(&to, "out");
+    const cache_seq seq{s.table.data(), int64_t(s.table.size()), S};
+    cache_attention_params p;
+    p.kernel_set = ks;
+    p.split_keys = split;
+    p.n_threads = threads;
+    cache_attention(s.view(), &seq, 1, vq, vo, p);
+    std::vector<float> f(out.size());
+    for (size_t i = 0; i < out.size(); ++i) f[i] = llmkit::core::bf16_to_f32(out[i]);
+    return f;
+}
+
 // Causal attention of the last Sq tokens in float64.
 std::vector<double> reference(const rows &r, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
                               int64_t Hkv, int64_t D) {
@@ -329,6 +350,111 @@ TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[a
                         CHECK(std::memcmp(st_want.data(), st_got.data(), st_want.size() * 4) == 0);
                     }
     }
+}
+
+// Decode's bf16 pair scores (sets on CPUs with AVX512-BF16): against float64
+// (the products are exact, so only the float32 sums round), for 1..9 rows,
+// head dims with and without a masked last step, and the same bits for a key
+// whatever keys share the call or where it sits in it (paged and contiguous
+// caches cut the keys into different pieces).
+TEST_CASE("kernels: dots_bf16_pf against float64, a key's score independent of the call", "[attention][kernels]") {
+    std::mt19937 rng(91);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    std::vector<char> pf_area(1 << 14, 1);
+    bool any = false;
+    for (const kernels *ks : sets()) {
+        if (!ks->dots_bf16_pf) continue;
+        any = true;
+        for (int D : {2, 30, 64, 80, 96, 128, 256})
+            for (int R : {1, 2, 3, 4, 5, 8, 9})
+                for (int N : {1, 3, 4, 7, 16}) {
+                    const int64_t ldq = D + 4, ldk = D + 6;
+                    std::vector<uint16_t> Q(size_t(R * ldq)), K(size_t((N + 1) * ldk));
+                    for (auto &x : Q) x = llmkit::core::f32_to_bf16(u(rng));
+                    for (auto &x : K) x = llmkit::core::f32_to_bf16(u(rng));
+                    const float scale = 0.37f;
+                    std::vector<float> st(size_t(N * R) + 1, -7.0f);
+                    ks->dots_bf16_pf(R, N, D, Q.data(), ldq, K.data(), ldk, scale, st.data(), pf_area.data(),
+                                     int64_t(pf_area.size()));
+                    bool ok = true, same = true;
+                    for (int j = 0; j < N; ++j)
+                        for (int r = 0; r < R; ++r) {
+                            double ref = 0.0, mag = 0.0;
+                            for (int d = 0; d < D; ++d) {
+                                const double t = double(llmkit::core::bf16_to_f32(Q[size_t(r * ldq + d)])) *
+                                                 double(llmkit::core::bf16_to_f32(K[size_t(j * ldk + d)]));
+                                ref += t;
+                                mag += std::fabs(t);
+                            }
+                            const double got = st[size_t(j * R + r)];
+                            if (!(std::fabs(got - double(scale) * ref) <= std::ldexp(double(scale) * mag, -19)))
+                                ok = false;
+                        }
+                    // Past the N * R scores nothing is written.
+                    if (st[size_t(N * R)] != -7.0f) ok = false;
+                    // Each key alone, and the keys from 1 on (each in a new slot of the call).
+                    for (int j = 0; j < N; ++j) {
+                        std::vector<float> one(static_cast<size_t>(R));
+                        ks->dots_bf16_pf(R, 1, D, Q.data(), ldq, K.data() + j * ldk, ldk, scale, one.data(), nullptr, 0);
+                        if (std::memcmp(one.data(), st.data() + j * R, size_t(R) * 4) != 0) same = false;
+                    }
+                    std::vector<float> shifted(size_t(N * R));
+                    ks->dots_bf16_pf(R, N, D, Q.data(), ldq, K.data() + ldk, ldk, scale, shifted.data(), nullptr, 0);
+                    std::vector<float> tail(size_t(N * R));
+                    ks->dots_bf16_pf(R, N - 1, D, Q.data(), ldq, K.data() + ldk, ldk, scale, tail.data(), nullptr, 0);
+                    if (N > 1 && std::memcmp(shifted.data(), tail.data(), size_t((N - 1) * R) * 4) != 0) same = false;
+                    INFO("kernels " << ks->name << " D " << D << " R " << R << " N " << N);
+                    CHECK(ok);
+                    CHECK(same);
+                }
+    }
+    if (!any) WARN("no kernel set with bf16 dot products on this CPU (AVX512-BF16): nothing checked");
+}
+
+// bf16 queries over a bf16 cache: decode (1..20 rows per kv head; from 16
+// the gemm path) through the bf16 pair scores where the set has them, against
+// float64 (the output rounds to bf16: half an ulp, 2^-8 relative), and paged
+// tables of any block size and 1..3 threads give the contiguous bits. An odd
+// head dim takes the float32 scores.
+TEST_CASE("cache attention, bf16 queries over a bf16 cache: the reference, paged and threaded bits",
+          "[attention][kv][kernels]") {
+    const int64_t Hkv = 2;
+    for (const kernels *ks : sets())
+        for (int64_t D : {128, 80, 34, 15})
+            for (int64_t S : {1, 63, 301}) {
+                std::mt19937 rng(uint32_t(D * 11 + S));
+                const rows r = make_rows(kv_dtype::bf16, S, Hkv, D, rng);
+                const store flat = make_store(kv_dtype::bf16, r, S, Hkv, D, S, false, rng);
+                for (auto [G, Sq] : {std::pair<int64_t, int64_t>{1, 1}, {4, 1}, {3, 3}, {4, 5}}) {
+                    if (Sq > S) continue;
+                    const int64_t Hq = G * Hkv;
+                    std::vector<float> q(size_t(Sq * Hq * D));
+                    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+                    for (float &x : q) x = llmkit::core::bf16_to_f32(llmkit::core::f32_to_bf16(u(rng)));
+                    const std::vector<double> ref = reference(r, S, q, Sq, Hq, Hkv, D);
+                    for (int64_t split : {0, 32}) {
+                        const std::vector<float> want = run_bf16(flat, S, q, Sq, Hq, ks, split, 1);
+                        double err = 0.0;
+                        bool ok = true;
+                        for (size_t i = 0; i < want.size(); ++i) {
+                            const double e = std::fabs(double(want[i]) - ref[i]);
+                            err = std::max(err, e);
+                            if (!(e <= 2e-5 + (1.0 / 256 + 1e-5) * std::fabs(ref[i]))) ok = false;
+                        }
+                        INFO("kernels " << ks->name << " D " << D << " S " << S << " G " << G << " Sq " << Sq
+                                        << " split " << split << " max error " << err << " pairs "
+                                        << (ks->dots_bf16_pf != nullptr));
+                        CHECK(ok);
+                        for (int64_t bs : {1, 5, 16})
+                            for (int threads : {2, 3}) {
+                                const store paged = make_store(kv_dtype::bf16, r, S, Hkv, D, bs, true, rng);
+                                const std::vector<float> got = run_bf16(paged, S, q, Sq, Hq, ks, split, threads);
+                                INFO("block size " << bs << " threads " << threads);
+                                CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+                            }
+                    }
+                }
+            }
 }
 
 // The bf16 prefill's kernels (sets on CPUs with AVX512-BF16): pairs packed
