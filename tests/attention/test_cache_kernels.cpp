@@ -125,12 +125,13 @@ store make_store(kv_dtype t, const rows &r, int64_t S, int64_t Hkv, int64_t D, i
     return s;
 }
 
-std::vector<float> run(const store &s, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
-                       const kernels *ks, int64_t split, int threads) {
-    std::vector<float> out(q.size(), -1.0f), qc = q;
+// cache_attention of q [1, Sq, Hq, D] (and out) of dtype `type` over one
+// sequence of S tokens stored as s.
+void attend(const store &s, int64_t S, void *q, void *out, llmkit_dtype type, int64_t Sq, int64_t Hq,
+            const kernels *ks, int64_t split, int threads) {
     int64_t shape[4] = {1, Sq, Hq, s.D};
-    llmkit_tensor tq = {qc.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_F32, shape, nullptr, 0};
-    llmkit_tensor to = {out.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_F32, shape, nullptr, 0};
+    llmkit_tensor tq = {q, LLMKIT_DEVICE_HOST, 4, type, shape, nullptr, 0};
+    llmkit_tensor to = {out, LLMKIT_DEVICE_HOST, 4, type, shape, nullptr, 0};
     const auto vq = llmkit::core::tensor_view::from(&tq, "q"), vo = llmkit::core::tensor_view::from(&to, "out");
     const cache_seq seq{s.table.data(), int64_t(s.table.size()), S};
     cache_attention_params p;
@@ -138,6 +139,12 @@ std::vector<float> run(const store &s, int64_t S, const std::vector<float> &q, i
     p.split_keys = split;
     p.n_threads = threads;
     cache_attention(s.view(), &seq, 1, vq, vo, p);
+}
+
+std::vector<float> run(const store &s, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
+                       const kernels *ks, int64_t split, int threads) {
+    std::vector<float> out(q.size(), -1.0f), qc = q;
+    attend(s, S, qc.data(), out.data(), LLMKIT_DTYPE_F32, Sq, Hq, ks, split, threads);
     return out;
 }
 
@@ -147,16 +154,7 @@ std::vector<float> run_bf16(const store &s, int64_t S, const std::vector<float> 
                             const kernels *ks, int64_t split, int threads) {
     std::vector<uint16_t> qh(q.size()), out(q.size(), 0xFFFF);
     for (size_t i = 0; i < q.size(); ++i) qh[i] = llmkit::core::f32_to_bf16(q[i]);
-    int64_t shape[4] = {1, Sq, Hq, s.D};
-    llmkit_tensor tq = {qh.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_BF16, shape, nullptr, 0};
-    llmkit_tensor to = {out.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_BF16, shape, nullptr, 0};
-    const auto vq = llmkit::core::tensor_view::from(&tq, "q"), vo = llmkit::core::tensor_view::from(&to, "out");
-    const cache_seq seq{s.table.data(), int64_t(s.table.size()), S};
-    cache_attention_params p;
-    p.kernel_set = ks;
-    p.split_keys = split;
-    p.n_threads = threads;
-    cache_attention(s.view(), &seq, 1, vq, vo, p);
+    attend(s, S, qh.data(), out.data(), LLMKIT_DTYPE_BF16, Sq, Hq, ks, split, threads);
     std::vector<float> f(out.size());
     for (size_t i = 0; i < out.size(); ++i) f[i] = llmkit::core::bf16_to_f32(out[i]);
     return f;
