@@ -366,8 +366,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         // float32, so P V is unchanged.
         const bool bf16_pairs =
             !transposed && kn.dots_bf16_pf && q.type == dtype::bf16 && L.type == kv_dtype::bf16 && D % 2 == 0;
-        const size_t qh_floats = bf16_pairs ? (size_t(R) * D + 1) / 2 : 0;
-        const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 + qh_floats;
+        const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3;
         float *row = ws.get(per_head * size_t(ng) + size_t(D) + size_t(k_tile_keys) * D * 2);
         float *Kf = row + D;
         float *Vf = Kf + size_t(k_tile_keys) * D;
@@ -380,7 +379,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             H.m = H.ST + size_t(k_tile_keys) * R;
             H.l = H.m + R;
             H.alpha = H.l + R;
-            H.Qh = bf16_pairs ? reinterpret_cast<uint16_t *>(H.alpha + R) : nullptr;
+            H.Qh = bf16_pairs ? reinterpret_cast<uint16_t *>(H.Qb) : nullptr;  // in Qb's room, unused then
             const int64_t g = t.g0 + hh;
             for (int64_t qh = 0; qh < G; ++qh)
                 for (int64_t ii = 0; ii < tl; ++ii) {

@@ -15,10 +15,10 @@ namespace llmkit::attention {
 // stall it instead).
 //
 // The lines go to L2 (T1), not L1: L2 can hold many more lines in flight, and
-// a decode that keeps ~16 KiB on their way reads 1.4-1.5x faster than one that
-// keeps 4 KiB on their way to L1 (fp32 B = 16, 8k context, 2 threads: 22.9 ->
-// 31-39 GB/s; one thread 11-12 -> 15-17 GB/s, 2-core Zen 4); into L1, more
-// than 4 KiB ahead only evicts the rows being read.
+// a decode that keeps ~16 KiB on their way reads 1.3-1.5x faster than one that
+// keeps 4 KiB on their way to L1 (B = 16, 8k context, 2-core Zen 4: fp32 at 2
+// threads 22.9 -> 31-39 GB/s; bf16 at 1 thread 11-12 -> 15-17 GB/s); into L1,
+// more than 4 KiB ahead only evicts the rows being read.
 struct spread_prefetch {
     const char *p = nullptr, *end = nullptr;
     int64_t slice = 0;
