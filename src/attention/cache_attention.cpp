@@ -161,6 +161,19 @@ void prefetch_bytes(const char *p, int64_t n) {
     if (n > 0) __builtin_prefetch(p + n - 1);
 }
 
+// Per kv head of a task: its scaled queries (or, for bf16 pairs, its bf16
+// queries as given, Qh), output, scores and softmax state; for int8 in
+// integers (see i8_ints in cache_attention), the queries as int16 rows Qi
+// times the row scales qs, P V's int32 sums acc (in the kernels' order), and
+// per row the tile's weight scale ws and its inverse wi.
+struct head_state {
+    float *Qb, *O, *ST, *m, *l, *alpha;
+    uint16_t *Qh;
+    int16_t *Qi;
+    float *qs, *ws, *wi;
+    int32_t *acc;
+};
+
 // S^T = Q K^T over one piece's rows where they lie (st = the piece's first
 // score): through dots_pf where the set has it (16-bit and int8 rows
 // converted in registers, [pf, pf + pf_bytes), the rows decoded next, asked
@@ -169,13 +182,19 @@ void prefetch_bytes(const char *p, int64_t n) {
 // (or 16-bit for a set without dots_half) dequantised into buf first. A key's score does
 // not depend on which keys share a call, so paged and contiguous caches give
 // the same bits.
-void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn, const float *Qb, int R, float *buf,
-                  float *st, const char *pf, int64_t pf_bytes, const uint16_t *Qh, float scale) {
+void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn, const head_state &H, int R,
+                  float *buf, float *st, const char *pf, int64_t pf_bytes, float scale) {
     const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
     const bool bf16 = L.type == kv_dtype::bf16;
     const char *src = L.k + pc.row * D * es;
-    if (Qh) {  // bf16 queries and rows: pair products (see bf16_pairs in cache_attention)
-        kn.dots_bf16_pf(R, pc.n, int(D), Qh, D, reinterpret_cast<const uint16_t *>(src), D, scale, st, pf, pf_bytes);
+    const float *Qb = H.Qb;
+    if (H.Qh) {  // bf16 queries and rows: pair products (see bf16_pairs in cache_attention)
+        kn.dots_bf16_pf(R, pc.n, int(D), H.Qh, D, reinterpret_cast<const uint16_t *>(src), D, scale, st, pf, pf_bytes);
+        return;
+    }
+    if (H.Qi) {  // int8 in integers (see i8_ints in cache_attention)
+        kn.dots_i8_pf(R, pc.n, int(D), H.Qi, D, H.qs, reinterpret_cast<const int8_t *>(src), D, L.k_scale + pc.row, st,
+                      pf, pf_bytes);
         return;
     }
     if (kn.dots_pf) {
@@ -260,13 +279,6 @@ struct task {
     int64_t b, g0, ng, i0, tl;  // sequence, first kv head, kv heads, first query, queries
     int64_t lo, hi;             // keys any of its rows sees: [lo, hi]
     int64_t parts, first_slot;  // split-KV parts; the first (part, head) slot of parts[]
-};
-
-// Per kv head of a task: its scaled queries (or, for bf16 pairs, its bf16
-// queries as given, Qh), output, scores and softmax state.
-struct head_state {
-    float *Qb, *O, *ST, *m, *l, *alpha;
-    uint16_t *Qh;
 };
 
 }  // namespace
@@ -366,7 +378,18 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         // float32, so P V is unchanged.
         const bool bf16_pairs =
             !transposed && kn.dots_bf16_pf && q.type == dtype::bf16 && L.type == kv_dtype::bf16 && D % 2 == 0;
-        const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3;
+        // Decode over an int8 cache on a set with integer dot products: the
+        // queries as int16 rows times a row scale (each value off by at most
+        // 2^-16 of its row's largest), the scores exact integer sums times
+        // the scales; the probabilities times each V row's scale, as int16
+        // times a per-row scale for the tile (off by at most 2^-16 of the
+        // tile's largest), and P V exact int32 sums over the tile, added to O
+        // as a float once per tile. Integer sums do not depend on how the
+        // keys are cut, so paged and contiguous caches give the same bits.
+        const bool i8_ints = !transposed && kn.dots_i8_pf && L.type == kv_dtype::i8;
+        const int64_t Dpad = (D + 31) / 32 * 32;  // an int32 row of P V's sums
+        const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 +
+                                (i8_ints ? size_t(R) * Dpad + size_t(R) * size_t((D + 1) / 2) + size_t(R) * 3 : 0);
         float *row = ws.get(per_head * size_t(ng) + size_t(D) + size_t(k_tile_keys) * D * 2);
         float *Kf = row + D;
         float *Vf = Kf + size_t(k_tile_keys) * D;
@@ -380,6 +403,14 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             H.l = H.m + R;
             H.alpha = H.l + R;
             H.Qh = bf16_pairs ? reinterpret_cast<uint16_t *>(H.Qb) : nullptr;  // in Qb's room, unused then
+            H.Qi = nullptr;  // set for int8 in integers only
+            if (i8_ints) {
+                H.acc = reinterpret_cast<int32_t *>(H.alpha + R);
+                H.qs = H.alpha + R + size_t(R) * Dpad;
+                H.ws = H.qs + R;
+                H.wi = H.ws + R;
+                H.Qi = reinterpret_cast<int16_t *>(H.wi + R);
+            }
             const int64_t g = t.g0 + hh;
             for (int64_t qh = 0; qh < G; ++qh)
                 for (int64_t ii = 0; ii < tl; ++ii) {
@@ -391,6 +422,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     }
                     load_scaled_query(q, b, i0 + ii, g * G + qh, kn, scale, transposed, R, qh * tl + ii, row, H.Qb);
                 }
+            if (i8_ints) kn.quantize_i16(H.Qb, R, int(D), H.Qi, H.qs);
             std::fill(H.O, H.O + size_t(R) * D, 0.0f);
             std::fill(H.m, H.m + R, ninf);
             std::fill(H.l, H.l + R, 0.0f);
@@ -462,20 +494,45 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     const piece &pc = cur[i];
                     const head_state &H = heads[size_t(pc.hh)];
                     const char *pf = target(false, i, &pf_bytes);
-                    piece_scores(L, pc, kn, H.Qb, R, Kf, H.ST + (pc.j - j0) * R, pf, pf_bytes, H.Qh, scale);
+                    piece_scores(L, pc, kn, H, R, Kf, H.ST + (pc.j - j0) * R, pf, pf_bytes, scale);
                 }
                 for (int64_t hh = 0; hh < ng; ++hh) {
                     const head_state &H = heads[size_t(hh)];
                     bias_and_mask(H.ST, t.g0 + hh, len, i0, tl, R, j0, nk);
                     kn.softmax_tile(H.ST, nk, R, H.m, H.l, H.alpha);
                 }
+                if (i8_ints) {
+                    // The weights p * (V row scale) as int16 steps of the
+                    // tile's largest V row scale / 32767 (p <= 1).
+                    for (int64_t hh = 0; hh < ng; ++hh) heads[size_t(hh)].ws[0] = 0.0f;
+                    for (const piece &pc : cur) {
+                        float &mx = heads[size_t(pc.hh)].ws[0];
+                        for (int j = 0; j < pc.n; ++j) mx = std::max(mx, L.v_scale[pc.row + j]);
+                    }
+                    for (int64_t hh = 0; hh < ng; ++hh) {
+                        const head_state &H = heads[size_t(hh)];
+                        H.wi[0] = H.ws[0] > 0.0f ? 32767.0f / H.ws[0] : 0.0f;
+                        std::fill(H.ws, H.ws + R, H.ws[0] / 32767.0f);
+                        std::fill(H.acc, H.acc + size_t(R) * Dpad, 0);
+                    }
+                }
                 for (size_t i = 0; i < cur.size(); ++i) {
                     const piece &pc = cur[i];
                     const head_state &H = heads[size_t(pc.hh)];
                     const char *pf = target(true, i, &pf_bytes);
+                    if (i8_ints) {
+                        kn.gemm_i8_pf(R, pc.n, int(D), H.ST + (pc.j - j0) * R, R, L.v_scale + pc.row, H.wi[0],
+                                      reinterpret_cast<const int8_t *>(L.v) + pc.row * D, D, H.acc, Dpad, pf, pf_bytes);
+                        continue;
+                    }
                     piece_values(L, pc, kn, H.ST + (pc.j - j0) * R, R, pc.j == j0 ? H.alpha : nullptr, Vf, H.O, pf,
                                  pf_bytes);
                 }
+                if (i8_ints)
+                    for (int64_t hh = 0; hh < ng; ++hh) {
+                        const head_state &H = heads[size_t(hh)];
+                        kn.i8_acc_finish(R, int(D), H.acc, Dpad, H.ws, H.alpha, H.O, D);
+                    }
             }
         }
 

@@ -66,6 +66,36 @@ struct kernels {
     // product at half its multiplies and with no conversion of K.
     void (*dots_bf16_pf)(int R, int N, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
                          float scale, float *ST, const char *pf, int64_t pf_bytes) = nullptr;
+    // Optional, all four or none (null: decode reads an int8 cache as
+    // float32 through dots_pf and gemm_pf; set only where the CPU has
+    // AVX512-VNNI and AVX512-BW): decode over int8 rows in integers, the
+    // queries and the probabilities as int16 (vpdpwssd: 32 products per
+    // instruction, no conversion of the rows). Integer sums are exact, so a
+    // key's score and a tile's P V never depend on how the keys are cut into
+    // calls. head_dim D <= 256.
+    // quantize_i16: each of R rows of D floats (X[r*D + d]) as int16 times a
+    // row scale, X ~ Qi * qs[r] with qs[r] = max |X[r]| / 32767 (0 for a zero
+    // row), Qi[r*D + d] = X[r*D + d] * (32767 / max |X[r]|) rounded to nearest
+    // even: off by at most half a step.
+    void (*quantize_i16)(const float *X, int R, int D, int16_t *Qi, float *qs) = nullptr;
+    // dots_i8_pf: the scores of R int16 query rows against N int8 K rows,
+    //   ST[j*R + r] = (float(sum_d Q[r*ldq + d] * K[j*ldk + d]) * qscale[r]) * kscale[j]
+    // asking for [pf, pf + pf_bytes) as dots_pf does (|Q| <= 32767: the sum
+    // stays under 2^31).
+    void (*dots_i8_pf)(int R, int N, int D, const int16_t *Q, int64_t ldq, const float *qscale, const int8_t *K,
+                       int64_t ldk, const float *kscale, float *ST, const char *pf, int64_t pf_bytes) = nullptr;
+    // gemm_i8_pf: for r < M and c < D, Acc[r][c] += sum_{j < N} W[j][r] * V[j*ldv + c]
+    // with the int16 weights W[j][r] = P[j*ldp + r] * (sv[j] * k) rounded to
+    // nearest even, saturated to 32767 (0 <= P * sv * k < 32767.5 keeps them
+    // exact). Acc holds int32 rows of ldc >= D rounded up to 32 in the
+    // kernels' own column order (zeros to start; i8_acc_finish reads them);
+    // 64 keys cannot overflow it. Asks for [pf, pf + pf_bytes) as gemm_pf does.
+    void (*gemm_i8_pf)(int M, int N, int D, const float *P, int64_t ldp, const float *sv, float k, const int8_t *V,
+                       int64_t ldv, int32_t *Acc, int64_t ldc, const char *pf, int64_t pf_bytes) = nullptr;
+    // O[r*ldo + c] = fma(s[r], float(Acc[r][c]), alpha[r] * O[r*ldo + c]) for
+    // r < M, c < D (alpha null: O[r*ldo + c] itself), Acc as gemm_i8_pf leaves it.
+    void (*i8_acc_finish)(int M, int D, const int32_t *Acc, int64_t ldc, const float *s, const float *alpha, float *O,
+                          int64_t ldo) = nullptr;
     // Optional (null: the CPU has no bf16 dot products; set only where it
     // has AVX512-BF16): the bf16 prefill's products on pairs of bf16 values,
     // each pair one uint32 (element 2p in the low half). For r < M, c < N:

@@ -517,6 +517,316 @@ __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_pf_avx512(int R, in
     s.rest();
 }
 
+// ---------------------------------------------------------------- AVX512-VNNI
+// Decode over an int8 cache in integers (dots_i8_pf, gemm_i8_pf,
+// i8_acc_finish): vpdpwssd multiplies 32 int16 pairs and adds them into 16
+// int32 lanes, so the int8 rows are only sign-extended, never converted to
+// float, and a 64-byte K row costs 4 instructions per query row instead of
+// the 16 conversions and FMAs of the float path.
+#define LLMKIT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) inline
+
+LLMKIT_VNNI __mmask32 tail_mask32(int n) {
+    return n >= 32 ? ~__mmask32(0) : n <= 0 ? __mmask32(0) : __mmask32((1u << n) - 1u);
+}
+
+// Per 128-bit lane, the sums of a0..a3's four lanes there: lane L of the
+// result holds {sum a0, sum a1, sum a2, sum a3} over lane L's elements.
+LLMKIT_VNNI __m512i sum4_lanes(__m512i a0, __m512i a1, __m512i a2, __m512i a3) {
+    const __m512i s01 = _mm512_add_epi32(_mm512_unpacklo_epi32(a0, a1), _mm512_unpackhi_epi32(a0, a1));
+    const __m512i s23 = _mm512_add_epi32(_mm512_unpacklo_epi32(a2, a3), _mm512_unpackhi_epi32(a2, a3));
+    return _mm512_add_epi32(_mm512_unpacklo_epi64(s01, s23), _mm512_unpackhi_epi64(s01, s23));
+}
+
+// The sums of the 16 lanes of a0..a3, in that order (integers: exact in any order).
+LLMKIT_VNNI __m128i sum4_epi32(__m512i a0, __m512i a1, __m512i a2, __m512i a3) {
+    const __m512i s = sum4_lanes(a0, a1, a2, a3);
+    const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// NR (1..4) int16 query rows x NJ int8 keys: 32 elements of D per step (the
+// last masked), then each key's row sums to float, times the row's and the
+// key's scales. For 4 rows x 4 keys the 16 sums are folded together into one
+// vector, in ST's order (key-major).
+template <int NR, int NJ>
+LLMKIT_VNNI void dots_i8_block(int R, int D, const int16_t *Q, int64_t ldq, const float *qs, const int8_t *K,
+                               int64_t ldk, const float *ks, float *ST) {
+    __m512i acc[NJ][4];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; ++r) acc[j][r] = _mm512_setzero_si512();
+    int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        __m512i q[NR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) q[r] = _mm512_loadu_si512(Q + r * ldq + d);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; ++j) {
+            const __m512i k =
+                _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(K + j * ldk + d)));
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_dpwssd_epi32(acc[j][r], q[r], k);
+        }
+    }
+    if (d < D) {
+        const __mmask32 m = tail_mask32(D - d);
+        __m512i q[NR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) q[r] = _mm512_maskz_loadu_epi16(m, Q + r * ldq + d);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; ++j) {
+            const __m512i k = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, K + j * ldk + d));
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_dpwssd_epi32(acc[j][r], q[r], k);
+        }
+    }
+    if constexpr (NR == 4 && NJ == 4) {
+        // Lane L of t[j]: key j's four row sums over lane L; then the four
+        // 128-bit lanes of each added: {key 0 rows 0-3, key 1 rows 0-3, ...}.
+        __m512i t[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) t[j] = sum4_lanes(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+        const __m512i t01 = _mm512_add_epi32(_mm512_shuffle_i32x4(t[0], t[1], 0x44), _mm512_shuffle_i32x4(t[0], t[1], 0xEE));
+        const __m512i t23 = _mm512_add_epi32(_mm512_shuffle_i32x4(t[2], t[3], 0x44), _mm512_shuffle_i32x4(t[2], t[3], 0xEE));
+        const __m512i all = _mm512_add_epi32(_mm512_shuffle_i32x4(t01, t23, 0x88), _mm512_shuffle_i32x4(t01, t23, 0xDD));
+        const __m512 qv = _mm512_broadcast_f32x4(_mm_loadu_ps(qs));
+        const __m512 kv = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
+                                                _mm512_castps128_ps512(_mm_loadu_ps(ks)));
+        const __m512 f = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(all), qv), kv);
+        if (R == 4)
+            _mm512_storeu_ps(ST, f);
+        else
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; ++j) _mm_storeu_ps(ST + j * R, _mm512_extractf32x4_ps(f, j));
+        return;
+    }
+    const __m128 qv = _mm_maskz_loadu_ps(__mmask8((1u << NR) - 1u), qs);
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j) {
+        const __m128i s = sum4_epi32(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
+        const __m128 f = _mm_mul_ps(_mm_mul_ps(_mm_cvtepi32_ps(s), qv), _mm_set1_ps(ks[j]));
+        if (NR == 4)
+            _mm_storeu_ps(ST + j * R, f);
+        else
+            _mm_mask_storeu_ps(ST + j * R, __mmask8((1u << NR) - 1u), f);
+    }
+}
+
+// Keys 4 at a time (16 accumulators), then one by one; pf (may be null) takes
+// one step per block of keys.
+template <int NR>
+LLMKIT_VNNI void dots_i8_rows(int R, int N, int D, const int16_t *Q, int64_t ldq, const float *qs, const int8_t *K,
+                              int64_t ldk, const float *ks, float *ST, spread_prefetch *pf) {
+    int j = 0;
+    for (; j + 4 <= N; j += 4) {
+        if (pf) pf->step();
+        dots_i8_block<NR, 4>(R, D, Q, ldq, qs, K + j * ldk, ldk, ks + j, ST + j * R);
+    }
+    for (; j < N; ++j) {
+        if (pf) pf->step();
+        dots_i8_block<NR, 1>(R, D, Q, ldq, qs, K + j * ldk, ldk, ks + j, ST + j * R);
+    }
+}
+
+// The first group of (up to) 4 rows streams K from memory and carries the
+// prefetches; the others find K in L1.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void dots_i8_pf_avx512(
+    int R, int N, int D, const int16_t *Q, int64_t ldq, const float *qs, const int8_t *K, int64_t ldk,
+    const float *ks, float *ST, const char *pf, int64_t pf_bytes) {
+    spread_prefetch s(pf, pf_bytes, N / 4 + N % 4);
+    spread_prefetch *sp = &s;
+    int r = 0;
+    for (; r + 4 <= R; r += 4, sp = nullptr)
+        dots_i8_rows<4>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, sp);
+    switch (R - r) {
+    case 3: dots_i8_rows<3>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, sp); break;
+    case 2: dots_i8_rows<2>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, sp); break;
+    case 1: dots_i8_rows<1>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, sp); break;
+    default: break;
+    }
+    s.rest();
+}
+
+// P V on int16 pairs of keys. Rows t and t + 1 of V (32 columns, sign
+// extended) are interleaved by vpunpck{l,h}wd, which works inside each 128-bit
+// lane, so a chunk of 32 columns c0.. lives in two vectors of int32 sums:
+// lane i of the first holds column c0 + 8 (i / 4) + i % 4, of the second
+// column c0 + 8 (i / 4) + 4 + i % 4 (Acc stores them in that order;
+// i8_acc_finish puts the columns back in place).
+//
+// One pair of keys into the NR x NC chunk accumulators: rows v and v + ldv
+// of V (One: row v alone, zeros for the other), weights w[r] for row r.
+template <int NR, int NC, bool One>
+LLMKIT_VNNI void gemm_i8_pair(__m512i (&lo)[NR][NC], __m512i (&hi)[NR][NC], const int8_t *v, int64_t ldv,
+                              const uint32_t *w, __mmask32 last) {
+    __m512i a[NC], b[NC];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; ++c) {
+        const __mmask32 m = c == NC - 1 ? last : ~__mmask32(0);
+        const __m512i x = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, v + 32 * c));
+        const __m512i y = One ? _mm512_setzero_si512() : _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, v + ldv + 32 * c));
+        a[c] = _mm512_unpacklo_epi16(x, y);
+        b[c] = _mm512_unpackhi_epi16(x, y);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+        const __m512i wr = _mm512_set1_epi32(int(w[r]));
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; ++c) {
+            lo[r][c] = _mm512_dpwssd_epi32(lo[r][c], a[c], wr);
+            hi[r][c] = _mm512_dpwssd_epi32(hi[r][c], b[c], wr);
+        }
+    }
+}
+
+// NR (1..4) rows x NC chunks of 32 columns over `pairs` pairs of keys (the
+// last a lone key when `lone`), the last chunk's bytes masked by `last`; the
+// weights of pair p and row r are the int16 pair Wp[p * 16 + r].
+template <int NR, int NC>
+LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, const int8_t *V, int64_t ldv, int32_t *Acc,
+                               int64_t ldc, __mmask32 last, spread_prefetch *pf) {
+    __m512i lo[NR][NC], hi[NR][NC];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; ++c) {
+            lo[r][c] = _mm512_loadu_si512(Acc + r * ldc + 32 * c);
+            hi[r][c] = _mm512_loadu_si512(Acc + r * ldc + 32 * c + 16);
+        }
+    const int full = lone ? pairs - 1 : pairs;
+    for (int p = 0; p < full; ++p) {
+        if (pf) pf->step();
+        gemm_i8_pair<NR, NC, false>(lo, hi, V + 2 * p * ldv, ldv, Wp + p * 16, last);
+    }
+    if (lone) {
+        if (pf) pf->step();
+        gemm_i8_pair<NR, NC, true>(lo, hi, V + 2 * full * ldv, ldv, Wp + full * 16, last);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; ++c) {
+            _mm512_storeu_si512(Acc + r * ldc + 32 * c, lo[r][c]);
+            _mm512_storeu_si512(Acc + r * ldc + 32 * c + 16, hi[r][c]);
+        }
+}
+
+// NR rows over every chunk of D, NCmax chunks at a time (16 accumulators);
+// pf (may be null) goes with the first chunks.
+template <int NR>
+LLMKIT_VNNI void gemm_i8_rows(int pairs, bool lone, int D, const uint32_t *Wp, const int8_t *V, int64_t ldv,
+                              int32_t *Acc, int64_t ldc, spread_prefetch *pf) {
+    constexpr int NCmax = NR <= 2 ? 4 : 2;
+    const int chunks = (D + 31) / 32;
+    const __mmask32 full = ~__mmask32(0), last = tail_mask32(D - 32 * (chunks - 1));
+    for (int c0 = 0; c0 < chunks; c0 += NCmax, pf = nullptr) {
+        const int nc = chunks - c0 < NCmax ? chunks - c0 : NCmax;
+        const __mmask32 m = c0 + nc == chunks ? last : full;
+        const int8_t *v = V + 32 * c0;
+        int32_t *acc = Acc + 32 * c0;
+        if constexpr (NCmax == 4) {
+            if (nc == 4) { gemm_i8_block<NR, 4>(pairs, lone, Wp, v, ldv, acc, ldc, m, pf); continue; }
+            if (nc == 3) { gemm_i8_block<NR, 3>(pairs, lone, Wp, v, ldv, acc, ldc, m, pf); continue; }
+        }
+        if (nc == 2)
+            gemm_i8_block<NR, 2>(pairs, lone, Wp, v, ldv, acc, ldc, m, pf);
+        else
+            gemm_i8_block<NR, 1>(pairs, lone, Wp, v, ldv, acc, ldc, m, pf);
+    }
+}
+
+// The weights of keys j and j + 1 (none when `one`: zeros) for the nr <= 16
+// rows of P from r0, w = P * c rounded to nearest (saturated to int16), as
+// int16 pairs out[r] = w(j, r0 + r) | w(j + 1, r0 + r) << 16.
+LLMKIT_VNNI void pack_weight_pair(const float *pj, const float *pj1, float cj, float cj1, int nr, uint32_t *out) {
+    const __mmask16 m = tail_mask(nr);
+    const __m512 a = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, pj), _mm512_set1_ps(cj));
+    const __m512 b = pj1 ? _mm512_mul_ps(_mm512_maskz_loadu_ps(m, pj1), _mm512_set1_ps(cj1)) : _mm512_setzero_ps();
+    const __m256i x = _mm512_cvtsepi32_epi16(_mm512_cvt_roundps_epi32(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i y = _mm512_cvtsepi32_epi16(_mm512_cvt_roundps_epi32(b, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i l = _mm256_unpacklo_epi16(x, y), h = _mm256_unpackhi_epi16(x, y);  // rows 0-3 | 8-11, 4-7 | 12-15
+    _mm256_mask_storeu_epi32(out, __mmask8(m), _mm256_permute2x128_si256(l, h, 0x20));
+    _mm256_mask_storeu_epi32(out + 8, __mmask8(m >> 8), _mm256_permute2x128_si256(l, h, 0x31));
+}
+
+// Keys in runs of up to 32 (16 pairs), rows in blocks of up to 16: each run's
+// weights packed for the block (1 KiB on the stack), then the block's rows 4
+// at a time. The first rows carry pf, one step per pair.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemm_i8_pf_avx512(
+    int M, int N, int D, const float *P, int64_t ldp, const float *sv, float k, const int8_t *V, int64_t ldv,
+    int32_t *Acc, int64_t ldc, const char *pf, int64_t pf_bytes) {
+    spread_prefetch s(pf, pf_bytes, (N + 1) / 2);
+    alignas(64) uint32_t Wp[16 * 16];
+    for (int j0 = 0; j0 < N; j0 += 32) {
+        const int n = N - j0 < 32 ? N - j0 : 32, pairs = (n + 1) / 2;
+        for (int rb = 0; rb < M; rb += 16) {
+            const int nr = M - rb < 16 ? M - rb : 16;
+            for (int p = 0; p < pairs; ++p) {
+                const int j = j0 + 2 * p;
+                const bool two = j + 1 < N;
+                pack_weight_pair(P + j * ldp + rb, two ? P + (j + 1) * ldp + rb : nullptr, sv[j] * k,
+                                 two ? sv[j + 1] * k : 0.0f, nr, Wp + p * 16);
+            }
+            spread_prefetch *sp = rb == 0 ? &s : nullptr;
+            const int8_t *v = V + j0 * ldv;
+            int r = 0;
+            for (; r + 4 <= nr; r += 4, sp = nullptr)
+                gemm_i8_rows<4>(pairs, n % 2 != 0, D, Wp + r, v, ldv, Acc + (rb + r) * ldc, ldc, sp);
+            switch (nr - r) {
+            case 3: gemm_i8_rows<3>(pairs, n % 2 != 0, D, Wp + r, v, ldv, Acc + (rb + r) * ldc, ldc, sp); break;
+            case 2: gemm_i8_rows<2>(pairs, n % 2 != 0, D, Wp + r, v, ldv, Acc + (rb + r) * ldc, ldc, sp); break;
+            case 1: gemm_i8_rows<1>(pairs, n % 2 != 0, D, Wp + r, v, ldv, Acc + (rb + r) * ldc, ldc, sp); break;
+            default: break;
+            }
+        }
+    }
+    s.rest();
+}
+
+// Each of R rows of D floats as int16 times a row scale (see kernels.hpp).
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void quantize_i16_avx512(const float *X, int R, int D,
+                                                                                          int16_t *Qi, float *qs) {
+    for (int r = 0; r < R; ++r) {
+        const float *x = X + r * D;
+        __m512 mx = _mm512_setzero_ps();
+        for (int d = 0; d < D; d += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps(tail_mask(D - d), x + d)));
+        const float m = _mm512_reduce_max_ps(mx);
+        const __m512 inv = _mm512_set1_ps(m > 0.0f ? 32767.0f / m : 0.0f);
+        qs[r] = m / 32767.0f;
+        for (int d = 0; d < D; d += 16) {
+            const __mmask16 mk = tail_mask(D - d);
+            const __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + d), inv),
+                                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm256_mask_storeu_epi16(Qi + r * D + d, mk, _mm512_cvtsepi32_epi16(q));
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void i8_acc_finish_avx512(
+    int M, int D, const int32_t *Acc, int64_t ldc, const float *s, const float *alpha, float *O, int64_t ldo) {
+    // Columns c0 .. c0 + 15, then c0 + 16 .. c0 + 31, from the two vectors of a chunk.
+    const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    for (int r = 0; r < M; ++r) {
+        const __m512 sv = _mm512_set1_ps(s[r]);
+        const __m512 av = _mm512_set1_ps(alpha ? alpha[r] : 1.0f);
+        for (int c0 = 0; c0 < D; c0 += 32) {
+            const __m512i x = _mm512_loadu_si512(Acc + r * ldc + c0), y = _mm512_loadu_si512(Acc + r * ldc + c0 + 16);
+            const __m512i cols[2] = {_mm512_permutex2var_epi32(x, first, y), _mm512_permutex2var_epi32(x, second, y)};
+            for (int h = 0; h < 2; ++h) {
+                const int c = c0 + 16 * h;
+                if (c >= D) break;
+                const __mmask16 m = tail_mask(D - c);
+                float *o = O + r * ldo + c;
+                const __m512 old = _mm512_maskz_loadu_ps(m, o);
+                const __m512 base = alpha ? _mm512_mul_ps(av, old) : old;
+                _mm512_mask_storeu_ps(o, m, _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(cols[h]), base));
+            }
+        }
+    }
+}
+
 // AVX512-BF16 (CPUID leaf 7, sub-leaf 1, EAX bit 5), after AVX-512F.
 bool cpu_has_avx512_bf16() {
     unsigned a = 0, b = 0, c = 0, d = 0;
@@ -550,6 +860,13 @@ const kernels *avx512_kernels() {
             k.gemm_half = g_avx2->gemm_half;
             k.dots_pf = g_avx2->dots_pf;
             k.gemm_pf = gemm_pf_shared;
+        }
+        if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512vnni")) {
+            k.quantize_i16 = quantize_i16_avx512;
+            k.dots_i8_pf = dots_i8_pf_avx512;
+            k.gemm_i8_pf = gemm_i8_pf_avx512;
+            k.i8_acc_finish = i8_acc_finish_avx512;
         }
         if (cpu_has_avx512_bf16()) {
             k.gemm_bf16 = gemm_bf16_avx512;

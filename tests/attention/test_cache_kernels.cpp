@@ -12,6 +12,9 @@
 #include <random>
 #include <vector>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "attention/kernels.hpp"
 #include "attention/kv_cache.hpp"
 #include "core/tensor.hpp"
@@ -257,9 +260,11 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
                     for (int64_t split : {0, 128}) {
                         if (split > 0 && S <= split) continue;  // one part either way
                         const std::vector<float> want = run(flat, S, q, Sq, Hq, ks, split, 1);
+                        // int8 in integers: the queries and weights as int16 (see k_int8_int_abs)
+                        const double tol = t == kv_dtype::i8 && ks->dots_i8_pf ? 3e-4 : 4e-6;
                         bool ok = true;
                         for (size_t i = 0; i < want.size(); ++i)
-                            if (!(std::fabs(double(want[i]) - ref[i]) <= 4e-6 + 1e-5 * std::fabs(ref[i]))) ok = false;
+                            if (!(std::fabs(double(want[i]) - ref[i]) <= tol + 1e-5 * std::fabs(ref[i]))) ok = false;
                         INFO("kernels " << ks->name << " cache " << llmkit::attention::kv_dtype_name(t) << " S " << S
                                         << " G " << G << " Sq " << Sq << " split " << split);
                         CHECK(ok);
@@ -407,6 +412,144 @@ TEST_CASE("kernels: dots_bf16_pf against float64, a key's score independent of t
                 }
     }
     if (!any) WARN("no kernel set with bf16 dot products on this CPU (AVX512-BF16): nothing checked");
+}
+
+// n bytes that end where an inaccessible page begins: a kernel that reads
+// one byte past them faults (masked-off vector lanes do not).
+struct guarded_bytes {
+    char *map = nullptr, *data = nullptr;
+    size_t len = 0;
+    explicit guarded_bytes(size_t n) {
+        const size_t page = size_t(sysconf(_SC_PAGESIZE)), body = (n + page - 1) / page * page;
+        len = body + page;
+        void *m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        REQUIRE(m != MAP_FAILED);
+        map = static_cast<char *>(m);
+        REQUIRE(mprotect(map + body, page, PROT_NONE) == 0);
+        data = map + body - n;
+    }
+    ~guarded_bytes() { munmap(map, len); }
+    guarded_bytes(const guarded_bytes &) = delete;
+    guarded_bytes &operator=(const guarded_bytes &) = delete;
+};
+
+// Decode over int8 in integers (sets on CPUs with AVX512-VNNI): every step
+// is an integer sum or one float operation the kernels contract names, so
+// each kernel must give exactly the bits of the scalar formula in
+// kernels.hpp, for head dims with and without a masked last step (D = 1 ..
+// 256), 1..20 rows (gemm_i8_pf packs rows 16 at a time) and up to 70 keys
+// (runs of 32), with the lone key of an odd count.
+TEST_CASE("kernels: quantize_i16, dots_i8_pf, gemm_i8_pf and i8_acc_finish give the bits of their formulas",
+          "[attention][kernels]") {
+    std::mt19937 rng(17);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f), u01(0.0f, 1.0f);
+    std::vector<char> pf_area(1 << 14, 1);
+    bool any = false;
+    for (const kernels *ks : sets()) {
+        if (!ks->dots_i8_pf) continue;
+        REQUIRE(ks->quantize_i16);
+        REQUIRE(ks->gemm_i8_pf);
+        REQUIRE(ks->i8_acc_finish);
+        any = true;
+        for (int D : {1, 16, 31, 40, 64, 80, 96, 128, 256}) {
+            // quantize_i16: a zero row, an exact-maximum row and random rows.
+            const int R = 5;
+            std::vector<float> X(size_t(R * D));
+            for (float &x : X) x = u(rng);
+            for (int d = 0; d < D; ++d) X[size_t(d)] = 0.0f;
+            X[size_t(D + D / 2)] = -3.0f;  // row 1's largest, negative
+            std::vector<int16_t> Qi(size_t(R * D) + 1, 7);
+            std::vector<float> qs(size_t(R) + 1, -1.0f);
+            ks->quantize_i16(X.data(), R, D, Qi.data(), qs.data());
+            bool qok = Qi[size_t(R * D)] == 7 && qs[size_t(R)] == -1.0f;
+            for (int r = 0; r < R; ++r) {
+                float mx = 0.0f;
+                for (int d = 0; d < D; ++d) mx = std::max(mx, std::fabs(X[size_t(r * D + d)]));
+                const float inv = mx > 0.0f ? 32767.0f / mx : 0.0f;
+                if (qs[size_t(r)] != mx / 32767.0f) qok = false;
+                for (int d = 0; d < D; ++d)
+                    if (Qi[size_t(r * D + d)] != int16_t(std::nearbyint(X[size_t(r * D + d)] * inv))) qok = false;
+            }
+            INFO("kernels " << ks->name << " D " << D);
+            CHECK(qok);
+            CHECK(Qi[size_t(D + D / 2)] == -32767);
+            for (int Rs : {1, 2, 3, 4, 5, 8, 9})
+                for (int N : {1, 3, 4, 7, 16}) {
+                    const int64_t ldq = D + 3, ldk = D + 5;
+                    std::vector<int16_t> Q(size_t(Rs * ldq));
+                    std::vector<int8_t> K(size_t(N * ldk));
+                    for (auto &x : Q) x = int16_t(int(rng() % 65535) - 32767);
+                    for (auto &x : K) x = int8_t(int(rng() % 255) - 127);
+                    std::vector<float> qsc(static_cast<size_t>(Rs)), ksc(static_cast<size_t>(N));
+                    for (float &x : qsc) x = u01(rng) * 1e-4f;
+                    for (float &x : ksc) x = u01(rng) * 0.05f;
+                    std::vector<float> st(size_t(N * Rs) + 1, -7.0f);
+                    ks->dots_i8_pf(Rs, N, D, Q.data(), ldq, qsc.data(), K.data(), ldk, ksc.data(), st.data(),
+                                   pf_area.data(), int64_t(pf_area.size()));
+                    bool ok = st[size_t(N * Rs)] == -7.0f;
+                    for (int j = 0; j < N; ++j)
+                        for (int r = 0; r < Rs; ++r) {
+                            int64_t sum = 0;
+                            for (int d = 0; d < D; ++d) sum += int64_t(Q[size_t(r * ldq + d)]) * K[size_t(j * ldk + d)];
+                            const float want = (float(sum) * qsc[size_t(r)]) * ksc[size_t(j)];
+                            if (std::memcmp(&want, &st[size_t(j * Rs + r)], 4) != 0) ok = false;
+                        }
+                    INFO("dots_i8_pf R " << Rs << " N " << N);
+                    CHECK(ok);
+                }
+            for (int M : {1, 2, 3, 4, 5, 7, 16, 20})
+                for (int N : {1, 2, 15, 16, 33, 70}) {
+                    const int64_t ldp = M + 2, ldv = D + 9, ldc = (D + 31) / 32 * 32 + 32;
+                    std::vector<float> P(size_t(N * ldp)), sv(static_cast<size_t>(N));
+                    // Row N - 1 ends at a guard page: reading row N (the lone key's pair) faults.
+                    guarded_bytes vbuf(size_t((N - 1) * ldv + D));
+                    int8_t *V = reinterpret_cast<int8_t *>(vbuf.data);
+                    for (float &x : P) x = u01(rng);
+                    for (float &x : sv) x = 0.001f + u01(rng) * 0.02f;
+                    for (int j = 0; j < N; ++j)
+                        for (int c = 0; c < D; ++c) V[size_t(j * ldv + c)] = int8_t(int(rng() % 256) - 128);
+                    float mx = 0.0f;
+                    for (float x : sv) mx = std::max(mx, x);
+                    const float k = 32767.0f / mx;
+                    P[0] = 1.0f;  // the largest weight: 32767 (or just under by rounding)
+                    // Two calls into one Acc: the first N / 2 keys, then the rest.
+                    std::vector<int32_t> acc(size_t(M * ldc), 0);
+                    const int n1 = N / 2;
+                    if (n1 > 0)
+                        ks->gemm_i8_pf(M, n1, D, P.data(), ldp, sv.data(), k, V, ldv, acc.data(), ldc,
+                                       pf_area.data(), int64_t(pf_area.size()));
+                    ks->gemm_i8_pf(M, N - n1, D, P.data() + n1 * ldp, ldp, sv.data() + n1, k, V + n1 * ldv,
+                                   ldv, acc.data(), ldc, nullptr, 0);
+                    std::vector<float> O(size_t(M * (D + 1))), alpha(static_cast<size_t>(M)), sc(static_cast<size_t>(M));
+                    for (float &x : O) x = u(rng);
+                    for (float &x : alpha) x = u01(rng);
+                    for (float &x : sc) x = mx / 32767.0f * (1.0f + u01(rng));
+                    const std::vector<float> O0 = O;
+                    std::vector<float> O2 = O;
+                    ks->i8_acc_finish(M, D, acc.data(), ldc, sc.data(), alpha.data(), O.data(), D + 1);
+                    ks->i8_acc_finish(M, D, acc.data(), ldc, sc.data(), nullptr, O2.data(), D + 1);
+                    bool ok = true;
+                    for (int r = 0; r < M; ++r) {
+                        for (int c = 0; c < D; ++c) {
+                            int64_t sum = 0;
+                            for (int j = 0; j < N; ++j) {
+                                const float w = std::nearbyint(P[size_t(j * ldp + r)] * (sv[size_t(j)] * k));
+                                sum += int64_t(std::min(w, 32767.0f)) * V[size_t(j * ldv + c)];
+                            }
+                            const size_t o = size_t(r * (D + 1) + c);
+                            const float want = std::fma(sc[size_t(r)], float(sum), alpha[size_t(r)] * O0[o]);
+                            const float want2 = std::fma(sc[size_t(r)], float(sum), O0[o]);
+                            if (std::memcmp(&want, &O[o], 4) != 0 || std::memcmp(&want2, &O2[o], 4) != 0) ok = false;
+                        }
+                        const size_t pad = size_t(r * (D + 1) + D);  // past D: untouched
+                        if (O[pad] != O0[pad] || O2[pad] != O0[pad]) ok = false;
+                    }
+                    INFO("gemm_i8_pf + i8_acc_finish M " << M << " N " << N);
+                    CHECK(ok);
+                }
+        }
+    }
+    if (!any) WARN("no kernel set with integer dot products on this CPU (AVX512-VNNI): nothing checked");
 }
 
 // bf16 queries over a bf16 cache: decode (1..20 rows per kv head; from 16

@@ -74,7 +74,9 @@ void check_phase(bool paged, phase ph, const heads &h, int64_t D, int32_t type, 
     std::vector<const seq_data *> sp;
     for (int64_t b = 0; b < B; ++b) sp.push_back(&data[size_t(b)]);
     bool ok = false;
-    const double err = max_error(out, reference(q, sp, h.hkv, ro), k_abs, k_rel, &ok);
+    // (a prefill's last query tile may have fewer than 16 rows too: 70 = 64 + 6)
+    const bool in_integers = type == LLMKIT_KV_INT8 && int8_decode_in_integers();
+    const double err = max_error(out, reference(q, sp, h.hkv, ro), in_integers ? k_int8_int_abs : k_abs, k_rel, &ok);
     INFO("max abs error vs the stored values " << err);
     CHECK(ok);
     if (type == LLMKIT_KV_INT8) {
@@ -140,7 +142,8 @@ TEST_CASE("kv cache attention: bf16 and fp16 queries give outputs of their dtype
 
 TEST_CASE("kv cache: decoding token t gives row t of the full prefill (fp32, within 2e-6)", "[kv]") {
     // Not bitwise: the prefill computes its 64-row tiles with a gemm, decode
-    // with dot products, so the sums run in a different order.
+    // with dot products, so the sums run in a different order. int8 decode
+    // in integers is within k_int8_int_abs of the float64 answer instead.
     std::mt19937 rng(11);
     for (int32_t t : k_types) {
         cache c(false, 1, 2, 96, t, 256, 2);
@@ -166,7 +169,7 @@ TEST_CASE("kv cache: decoding token t gives row t of the full prefill (fp32, wit
             for (int64_t h = 0; h < 8; ++h)
                 for (int64_t d = 0; d < 96; ++d) worst = std::max(worst, std::fabs(o1.get(0, 0, h, d) - out.get(0, pos, h, d)));
             INFO("cache " << kv_name(t) << " token " << pos << " max difference " << worst);
-            REQUIRE(worst <= 2e-6);
+            REQUIRE(worst <= (t == LLMKIT_KV_INT8 && int8_decode_in_integers() ? k_int8_int_abs : 2e-6));
         }
     }
 }
