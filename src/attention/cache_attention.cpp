@@ -13,7 +13,10 @@
 // piece, for a kernel set without dots_pf / gemm_pf). int8 rows are read as
 // their raw values and their row scales multiply the scores and the
 // probabilities (2 multiplies per key and row of the task instead of one per
-// element). Either way there is no pass over the cache and no gathered copy.
+// element); where the kernel set has integer dot products (AVX512-VNNI)
+// decode over int8 works in integers, the queries and the weights as int16
+// (see i8_ints below). Either way there is no pass over the cache and no
+// gathered copy.
 //
 // Decode is bound by how fast the cache streams from memory, so a decode task
 // takes several kv heads (all of them unless the threads would starve) and
