@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "attention/attention.hpp"
+#include "attention/kernels.hpp"
 #include "attention/kv_cache.hpp"
 #include "attention/paged_kv_cache.hpp"
 #include "guard.hpp"
@@ -189,6 +190,11 @@ llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor *positions
         p.stream = o.stream;
         attention::rope(tx, tp, p);
     });
+}
+
+const char *llmkit_attention_isa(void) {
+    const attention::kernels &k = attention::best_kernels();
+    return k.dots_i8_pf ? "avx512vnni" : k.name;
 }
 
 llmkit_status llmkit_kv_cache_bytes(uint64_t *out, int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,

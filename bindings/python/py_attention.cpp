@@ -249,6 +249,7 @@ void bind_attention(py::module_ &m) {
           py::arg("low_freq_factor") = 1.0, py::arg("high_freq_factor") = 4.0,
           py::arg("original_max_position") = 8192.0, py::arg("beta_fast") = 32.0, py::arg("beta_slow") = 1.0,
           py::arg("attention_factor") = 0.0, py::arg("num_threads") = 0);
+    m.def("attention_isa", [] { return std::string(llmkit_attention_isa()); });
     m.def("kv_cache_bytes", &kv_cache_bytes, py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"),
           py::arg("dtype_bytes"), py::arg("context"), py::arg("batch") = 1);
 }

@@ -1701,6 +1701,17 @@ LLMKIT_API llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor
                                      const llmkit_rope_options *options);
 
 /**
+ * @brief The kernel set attention uses on this CPU.
+ * @return "avx512vnni" (the AVX-512 set, decoding int8 KV caches in integers:
+ *         queries and weights rounded to int16, see the Attention concept
+ *         page), "avx512", "avx2" or "generic" (a static string, never NULL).
+ *         The float paths agree with float64 to the same stated tolerances on
+ *         every set. LLMKIT_MAX_CPU_ISA ("generic", "avx2", "avx512"), read
+ *         once, caps the choice. Thread-safe.
+ */
+LLMKIT_API const char *llmkit_attention_isa(void);
+
+/**
  * @brief Bytes of a KV cache: 2 * n_layers * n_kv_heads * head_dim * dtype_bytes * context * batch.
  * @param[out] out Receives the byte count.
  * @param n_layers Transformer layers, >= 0.

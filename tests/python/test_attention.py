@@ -533,3 +533,13 @@ def test_kv_cache_bytes_errors():
         llmkit.kv_cache_bytes(32, 8, 128, "fp16", 4096)  # keyword-only
     with pytest.raises(TypeError):
         llmkit.kv_cache_bytes(**{**kw, "head_dim": 128.0})
+
+
+def test_attention_isa_names_a_kernel_set():
+    isa = llmkit.attention_isa()
+    assert isa in ("avx512vnni", "avx512", "avx2", "generic")
+    # the int8 tolerance of test_kv_cache.py follows it; capped sets never work in integers
+    import os
+    if os.environ.get("LLMKIT_MAX_CPU_ISA") in ("generic", "avx2"):
+        assert isa == os.environ["LLMKIT_MAX_CPU_ISA"] or isa == "generic"
+

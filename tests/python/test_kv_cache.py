@@ -77,8 +77,16 @@ def rows(rng, n, H, D):
     return rng.standard_normal((n, H, D)).astype(np.float32)
 
 
+# Where attention decodes int8 caches in integers (llmkit.attention_isa() ==
+# "avx512vnni": queries and weights rounded to int16), its query tiles of fewer
+# than 16 rows per kv head (decode, a prefill's last tile) meet the float64
+# reference over the stored values to 3e-4 (tests/attention/kv_helpers.hpp:
+# at most 1.3e-4 measured on N(0, 1) inputs) instead of float32's 4e-6.
+INT8_IN_INTEGERS = llmkit.attention_isa() == "avx512vnni"
+
+
 def check(got, want, dtype, k_in=None):
-    tol = 4e-6 + 1e-5 * np.abs(want)
+    tol = (3e-4 if dtype == "int8" and INT8_IN_INTEGERS else 4e-6) + 1e-5 * np.abs(want)
     assert np.all(np.abs(np.asarray(got, np.float64) - want) <= tol), np.max(np.abs(got - want))
 
 

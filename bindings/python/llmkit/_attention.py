@@ -303,6 +303,13 @@ def _dtype_bytes(dtype: Any) -> int:
     return b
 
 
+def attention_isa() -> str:
+    """The kernel set attention uses on this CPU: ``"avx512vnni"`` (AVX-512, with int8 KV caches decoded in
+    integers: queries and weights rounded to int16), ``"avx512"``, ``"avx2"`` or ``"generic"``
+    (``LLMKIT_MAX_CPU_ISA=avx2`` or ``generic`` caps it)."""
+    return _llmkit.attention_isa()
+
+
 def kv_cache_bytes(
     *,
     n_layers: int,
