@@ -130,8 +130,10 @@ const float *load_tile(const cache_layer_view &L, const cache_seq &s, int64_t g,
     return buf;
 }
 
-// Decode walks a task's keys in pieces: up to k_chunk_keys rows of one kv
-// head inside one block, so each piece is one run of adjacent rows.
+// Decode walks a task's keys in pieces: up to k_chunk_keys rows (a whole
+// tile for int8 in integers, whose kernels keep their sums in memory between
+// calls: fewer, longer calls) of one kv head inside one block, so each piece
+// is one run of adjacent rows.
 struct piece {
     int64_t hh;   // kv head, counted from the task's first
     int64_t j;    // first key
@@ -144,15 +146,15 @@ struct piece {
 // runs of a block lie next to each other), then the next block. Within one
 // head the pieces come in key order.
 void tile_pieces(const cache_layer_view &L, const cache_seq &s, int64_t g0, int64_t ng, int64_t j0, int n,
-                 std::vector<piece> &out) {
+                 int chunk, std::vector<piece> &out) {
     const int64_t bs = L.block_size;
     out.clear();
     for (int64_t j = j0; j < j0 + n;) {
         const int64_t t = j % bs, seg = std::min(bs - t, j0 + n - j);
         for (int64_t hh = 0; hh < ng; ++hh)
-            for (int64_t c = 0; c < seg; c += k_chunk_keys) {
+            for (int64_t c = 0; c < seg; c += chunk) {
                 const int64_t row = (int64_t(s.blocks[j / bs]) * L.n_kv_heads + g0 + hh) * bs + t + c;
-                out.push_back({hh, j + c, int(std::min<int64_t>(k_chunk_keys, seg - c)), row});
+                out.push_back({hh, j + c, int(std::min<int64_t>(chunk, seg - c)), row});
             }
         j += seg;
     }
@@ -458,10 +460,11 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // stream (K of this tile, V of this tile, K of the next, ...), so
             // about k_prefetch_bytes of rows are always on their way.
             const int64_t row_bytes = D * kv_dtype_bytes(L.type);
-            const int64_t piece_bytes = std::min<int64_t>(k_chunk_keys, L.block_size) * row_bytes;
+            const int chunk = i8_ints ? k_tile_keys : k_chunk_keys;
+            const int64_t piece_bytes = std::min<int64_t>(chunk, L.block_size) * row_bytes;
             const size_t ahead = size_t(std::max<int64_t>(1, (k_prefetch_bytes + piece_bytes - 1) / piece_bytes));
             auto nk_at = [&](int64_t j0) { return int(std::min<int64_t>(k_tile_keys, hi + 1 - j0)); };
-            tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), nxt);
+            tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), chunk, nxt);
             // The piece `ahead` places after K (or V) piece i of this tile in
             // the stream: after K, this tile's V, then the next tile's K; after
             // V, the next tile's K, then its V.
@@ -489,7 +492,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 const int nk = nk_at(j0);
                 std::swap(cur, nxt);
                 if (j0 + k_tile_keys <= hi)
-                    tile_pieces(L, seq, t.g0, ng, j0 + k_tile_keys, nk_at(j0 + k_tile_keys), nxt);
+                    tile_pieces(L, seq, t.g0, ng, j0 + k_tile_keys, nk_at(j0 + k_tile_keys), chunk, nxt);
                 else
                     nxt.clear();
                 int64_t pf_bytes = 0;

@@ -750,16 +750,16 @@ LLMKIT_VNNI void pack_weight_pair(const float *pj, const float *pj1, float cj, f
     _mm256_mask_storeu_epi32(out + 8, __mmask8(m >> 8), _mm256_permute2x128_si256(l, h, 0x31));
 }
 
-// Keys in runs of up to 32 (16 pairs), rows in blocks of up to 16: each run's
-// weights packed for the block (1 KiB on the stack), then the block's rows 4
-// at a time. The first rows carry pf, one step per pair.
+// Keys in runs of up to 64 (32 pairs: a decode tile), rows in blocks of up to
+// 16: each run's weights packed for the block (2 KiB on the stack), then the
+// block's rows 4 at a time. The first rows carry pf, one step per pair.
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemm_i8_pf_avx512(
     int M, int N, int D, const float *P, int64_t ldp, const float *sv, float k, const int8_t *V, int64_t ldv,
     int32_t *Acc, int64_t ldc, const char *pf, int64_t pf_bytes) {
     spread_prefetch s(pf, pf_bytes, (N + 1) / 2);
-    alignas(64) uint32_t Wp[16 * 16];
-    for (int j0 = 0; j0 < N; j0 += 32) {
-        const int n = N - j0 < 32 ? N - j0 : 32, pairs = (n + 1) / 2;
+    alignas(64) uint32_t Wp[32 * 16];
+    for (int j0 = 0; j0 < N; j0 += 64) {
+        const int n = N - j0 < 64 ? N - j0 : 64, pairs = (n + 1) / 2;
         for (int rb = 0; rb < M; rb += 16) {
             const int nr = M - rb < 16 ? M - rb : 16;
             for (int p = 0; p < pairs; ++p) {

@@ -438,7 +438,7 @@ struct guarded_bytes {
 // each kernel must give exactly the bits of the scalar formula in
 // kernels.hpp, for head dims with and without a masked last step (D = 1 ..
 // 256), 1..20 rows (gemm_i8_pf packs rows 16 at a time) and up to 70 keys
-// (runs of 32), with the lone key of an odd count.
+// (runs of 64), with the lone key of an odd count.
 TEST_CASE("kernels: quantize_i16, dots_i8_pf, gemm_i8_pf and i8_acc_finish give the bits of their formulas",
           "[attention][kernels]") {
     std::mt19937 rng(17);

@@ -446,6 +446,10 @@ def rope(
 ) -> Any:
     """Rotary position embeddings on (B, S, H, D); a rotated copy, or x itself with in_place=True."""
 
+def attention_isa() -> str:
+    """The kernel set attention uses on this CPU: "avx512vnni" (int8 KV caches decoded in integers),
+    "avx512", "avx2" or "generic"."""
+
 def kv_cache_bytes(
     *,
     n_layers: int,
