@@ -847,7 +847,7 @@ const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx51
 // slower than the AVX2 set (fp32 and bf16, batch 1 and 16), and its prefill
 // of 512 tokens was 1.1-1.15x faster. Every AVX-512 CPU has AVX2, FMA and F16C.
 // Where the CPU has AVX512-VNNI (and BW, VL), decode over an int8 cache runs on
-// this set's integer kernels instead: 1.3-1.6x the float path end to end
+// this set's integer kernels instead: 1.3-1.7x the float path end to end
 // (2-core Zen 4, 2 threads, batch 1 and 16, 1k and 8k of context).
 const kernels *avx512_kernels() {
     static const kernels *set = []() -> const kernels * {
