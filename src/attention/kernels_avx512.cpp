@@ -596,9 +596,12 @@ LLMKIT_VNNI void dots_i8_block(int R, int D, const int16_t *Q, int64_t ldq, cons
         const __m512 f = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(all), qv), kv);
         if (R == 4)
             _mm512_storeu_ps(ST, f);
-        else
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; ++j) _mm_storeu_ps(ST + j * R, _mm512_extractf32x4_ps(f, j));
+        else {  // R > 4: this group's 4 rows of each key
+            _mm_storeu_ps(ST, _mm512_castps512_ps128(f));
+            _mm_storeu_ps(ST + R, _mm512_extractf32x4_ps(f, 1));
+            _mm_storeu_ps(ST + 2 * R, _mm512_extractf32x4_ps(f, 2));
+            _mm_storeu_ps(ST + 3 * R, _mm512_extractf32x4_ps(f, 3));
+        }
         return;
     }
     const __m128 qv = _mm_maskz_loadu_ps(__mmask8((1u << NR) - 1u), qs);
