@@ -169,13 +169,15 @@ void prefetch_bytes(const char *p, int64_t n) {
 // Per kv head of a task: its scaled queries (or, for bf16 pairs, its bf16
 // queries as given, Qh), output, scores and softmax state; for int8 in
 // integers (see i8_ints in cache_attention), the queries as int16 rows Qi
-// times the row scales qs, P V's int32 sums acc (in the kernels' order), and
-// per row the tile's weight scale ws and its inverse wi.
+// times the row scales qs, P V's int32 sums acc (in the kernels' order), the
+// tile's weight step ws (the same for every row: i8_acc_finish takes one per
+// row) and its inverse wi.
 struct head_state {
     float *Qb, *O, *ST, *m, *l, *alpha;
     uint16_t *Qh;
     int16_t *Qi;
-    float *qs, *ws, *wi;
+    float *qs, *ws;
+    float wi;
     int32_t *acc;
 };
 
@@ -387,14 +389,14 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         // queries as int16 rows times a row scale (each value off by at most
         // 2^-16 of its row's largest), the scores exact integer sums times
         // the scales; the probabilities times each V row's scale, as int16
-        // times a per-row scale for the tile (off by at most 2^-16 of the
-        // tile's largest), and P V exact int32 sums over the tile, added to O
-        // as a float once per tile. Integer sums do not depend on how the
+        // steps of the tile's largest V row scale / 32767 (p <= 1: off by at
+        // most half a step), and P V exact int32 sums over the tile, added to
+        // O as a float once per tile. Integer sums do not depend on how the
         // keys are cut, so paged and contiguous caches give the same bits.
         const bool i8_ints = !transposed && kn.dots_i8_pf && L.type == kv_dtype::i8;
         const int64_t Dpad = (D + 31) / 32 * 32;  // an int32 row of P V's sums
         const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 +
-                                (i8_ints ? size_t(R) * Dpad + size_t(R) * size_t((D + 1) / 2) + size_t(R) * 3 : 0);
+                                (i8_ints ? size_t(R) * Dpad + size_t(R) * size_t((D + 1) / 2) + size_t(R) * 2 : 0);
         float *row = ws.get(per_head * size_t(ng) + size_t(D) + size_t(k_tile_keys) * D * 2);
         float *Kf = row + D;
         float *Vf = Kf + size_t(k_tile_keys) * D;
@@ -413,8 +415,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 H.acc = reinterpret_cast<int32_t *>(H.alpha + R);
                 H.qs = H.alpha + R + size_t(R) * Dpad;
                 H.ws = H.qs + R;
-                H.wi = H.ws + R;
-                H.Qi = reinterpret_cast<int16_t *>(H.wi + R);
+                H.Qi = reinterpret_cast<int16_t *>(H.ws + R);
             }
             const int64_t g = t.g0 + hh;
             for (int64_t qh = 0; qh < G; ++qh)
@@ -510,15 +511,15 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 if (i8_ints) {
                     // The weights p * (V row scale) as int16 steps of the
                     // tile's largest V row scale / 32767 (p <= 1).
-                    for (int64_t hh = 0; hh < ng; ++hh) heads[size_t(hh)].ws[0] = 0.0f;
+                    for (int64_t hh = 0; hh < ng; ++hh) heads[size_t(hh)].wi = 0.0f;  // the largest scale, first
                     for (const piece &pc : cur) {
-                        float &mx = heads[size_t(pc.hh)].ws[0];
+                        float &mx = heads[size_t(pc.hh)].wi;
                         for (int j = 0; j < pc.n; ++j) mx = std::max(mx, L.v_scale[pc.row + j]);
                     }
                     for (int64_t hh = 0; hh < ng; ++hh) {
-                        const head_state &H = heads[size_t(hh)];
-                        H.wi[0] = H.ws[0] > 0.0f ? 32767.0f / H.ws[0] : 0.0f;
-                        std::fill(H.ws, H.ws + R, H.ws[0] / 32767.0f);
+                        head_state &H = heads[size_t(hh)];
+                        std::fill(H.ws, H.ws + R, H.wi / 32767.0f);
+                        H.wi = H.wi > 0.0f ? 32767.0f / H.wi : 0.0f;
                         std::fill(H.acc, H.acc + size_t(R) * Dpad, 0);
                     }
                 }
@@ -527,7 +528,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     const head_state &H = heads[size_t(pc.hh)];
                     const char *pf = target(true, i, &pf_bytes);
                     if (i8_ints) {
-                        kn.gemm_i8_pf(R, pc.n, int(D), H.ST + (pc.j - j0) * R, R, L.v_scale + pc.row, H.wi[0],
+                        kn.gemm_i8_pf(R, pc.n, int(D), H.ST + (pc.j - j0) * R, R, L.v_scale + pc.row, H.wi,
                                       reinterpret_cast<const int8_t *>(L.v) + pc.row * D, D, H.acc, Dpad, pf, pf_bytes);
                         continue;
                     }

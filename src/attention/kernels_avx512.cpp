@@ -518,8 +518,8 @@ __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_pf_avx512(int R, in
 }
 
 // ---------------------------------------------------------------- AVX512-VNNI
-// Decode over an int8 cache in integers (dots_i8_pf, gemm_i8_pf,
-// i8_acc_finish): vpdpwssd multiplies 32 int16 pairs and adds them into 16
+// Decode over an int8 cache in integers (quantize_i16, dots_i8_pf,
+// gemm_i8_pf, i8_acc_finish): vpdpwssd multiplies 32 int16 pairs and adds them into 16
 // int32 lanes, so the int8 rows are only sign-extended, never converted to
 // float, and a 64-byte K row costs 4 instructions per query row instead of
 // the 16 conversions and FMAs of the float path.

@@ -17,6 +17,7 @@
 
 #include "attention/kernels.hpp"
 #include "attention/kv_cache.hpp"
+#include "kv_helpers.hpp"
 #include "core/tensor.hpp"
 #include "llmkit/llmkit.h"
 
@@ -261,7 +262,7 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
                         if (split > 0 && S <= split) continue;  // one part either way
                         const std::vector<float> want = run(flat, S, q, Sq, Hq, ks, split, 1);
                         // int8 in integers: the queries and weights as int16 (see k_int8_int_abs)
-                        const double tol = t == kv_dtype::i8 && ks->dots_i8_pf ? 3e-4 : 4e-6;
+                        const double tol = t == kv_dtype::i8 && ks->dots_i8_pf ? kv_test::k_int8_int_abs : 4e-6;
                         bool ok = true;
                         for (size_t i = 0; i < want.size(); ++i)
                             if (!(std::fabs(double(want[i]) - ref[i]) <= tol + 1e-5 * std::fabs(ref[i]))) ok = false;
