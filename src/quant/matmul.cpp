@@ -101,6 +101,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     std::vector<float> d(size_t(m * (k / block)));
     std::vector<int16_t> sum16(size_t(m * (k / 16))), sum32(size_t(m * (k / 32)));
     std::vector<int16_t> fold8(kind == mm::k_q4_0 ? size_t(m * (k / 32) * 8) : 0);
+    std::vector<int32_t> fold32(fold8.size() / 2);
     core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
         const float *src = p.x + i * p.x_row_stride;
         std::vector<float> packed;
@@ -122,9 +123,9 @@ void matmul(const matmul_problem &p, int n_threads) {
         if (!fold8.empty())  // |8 * (4 values)| <= 4064 fits int16
             for (int64_t g = 0; g < k / 32; ++g) {
                 const int8_t *e = qi + 32 * g;
-                for (int j = 0; j < 8; ++j)
-                    fold8[size_t((i * (k / 32) + g) * 8 + j)] =
-                        int16_t(8 * (e[2 * j] + e[2 * j + 1] + e[16 + 2 * j] + e[17 + 2 * j]));
+                int16_t *f8 = fold8.data() + (i * (k / 32) + g) * 8;
+                for (int j = 0; j < 8; ++j) f8[j] = int16_t(8 * (e[2 * j] + e[2 * j + 1] + e[16 + 2 * j] + e[17 + 2 * j]));
+                for (int l = 0; l < 4; ++l) fold32[size_t((i * (k / 32) + g) * 4 + l)] = -(f8[2 * l] + f8[2 * l + 1]);
             }
     });
 
@@ -136,6 +137,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     base.act.sum16 = sum16.data();
     base.act.sum32 = sum32.data();
     base.act.fold8 = fold8.empty() ? nullptr : fold8.data();
+    base.act.fold32 = fold32.empty() ? nullptr : fold32.data();
     base.act.m = m;
     base.act.k = k;
     base.act.block = block;

@@ -15,6 +15,10 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && defined(__AVX512VNNI__) && \
     defined(__AVX512VL__) && defined(__AVX512BW__)
 #define LLMKIT_QMM_TABLE_NAME "avx512vnni"
+// GCC 12 reports its own 512-bit intrinsics' deliberately undefined registers.
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include "quant/matmul_avx_impl.inc"
 
 namespace llmkit::quant::mm {

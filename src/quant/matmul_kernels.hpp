@@ -73,6 +73,9 @@ struct act_rows {
     // {2i, 2i+1, 16+2i, 16+2i+1} for i = 0..7, the offset of int16 i of a
     // folded-lane block (see above). [m, k / 32, 8]
     const int16_t *fold8 = nullptr;
+    // Q4_0 only: the same offsets as VNNI's vpdpbusd starts them, per block
+    // the 4 folded lanes' int32 -(fold8[2l] + fold8[2l + 1]). [m, k / 32, 4]
+    const int32_t *fold32 = nullptr;
     int64_t m = 0, k = 0, block = 32;
 };
 

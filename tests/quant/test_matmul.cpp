@@ -286,8 +286,10 @@ TEST_CASE("quant matmul: tile and block-pair edges give the scalar bits", "[quan
     };
     for (const auto &tc : k_types) {
         const std::vector<int64_t> ks =
-            // 2464 = 77 blocks: Q8_0's GEMM scale chunks of 64, then 13 (8 at a time, then 5 one by one).
-            tc.block == 32 ? std::vector<int64_t>{32, 64, 160, 288, 2464} : std::vector<int64_t>{256, 768};
+            // 2464 = 77 blocks: Q8_0's GEMM scale chunks of 64, then 13 (8 at a time, then 5 one by one);
+            // Q4_0's GEMV scales 8 blocks at a time, then a pair and a lone block. 4384 = 137 blocks:
+            // past the GEMV's chunk of 128 blocks, then 8 + 1.
+            tc.block == 32 ? std::vector<int64_t>{32, 64, 160, 288, 2464, 4384} : std::vector<int64_t>{256, 768};
         for (int64_t k : ks)
             for (int64_t n : ns) {
                 std::vector<float> w = random_matrix(n, k, seed++);
