@@ -19,9 +19,15 @@ std::atomic<int> g_default_threads{0};
 // the pool, whose job mutex that thread may already hold.
 thread_local bool tls_in_parallel = false;
 
+// Read once: glibc's hardware_concurrency() opens and reads
+// /sys/devices/system/cpu/online on every call, and parallel_for asks on
+// every call (a 4-row Q4_0 GEMV took ~20 us, most of it in those system calls).
 int hardware_threads() {
-    const unsigned h = std::thread::hardware_concurrency();
-    return h ? int(h) : 1;
+    static const int n = [] {
+        const unsigned h = std::thread::hardware_concurrency();
+        return h ? int(h) : 1;
+    }();
+    return n;
 }
 
 // Spins before sleeping. Waking a thread through a condition variable costs
