@@ -380,11 +380,12 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                            [&](int64_t x) { process(x / splits, x % splits, splits, part_of(x / splits, x % splits),
                                                     nullptr, nullptr, 0, nullptr, nullptr); });
     } else {
-        // bf16 on a kernel set with bf16 dot products: K and V stay bf16,
-        // packed as pairs (half the bytes of float32 rows, and twice the
-        // multiplies per instruction), from an even key (`first`, klo rounded
-        // down) so that tiles start at even keys; D even.
-        const bool dots2 = dt == dtype::bf16 && kn.gemm_bf16 && kn.pack_bf16_pairs && D % 2 == 0;
+        // bf16 on a kernel set whose bf16 dot products pay (bf16_prefill_on_pairs):
+        // K and V stay bf16, packed as pairs (half the bytes of float32 rows,
+        // and twice the multiplies per instruction), from an even key
+        // (`first`, klo rounded down) so that tiles start at even keys; D even.
+        const bool dots2 =
+            dt == dtype::bf16 && kn.bf16_prefill_on_pairs && kn.gemm_bf16 && kn.pack_bf16_pairs && D % 2 == 0;
         const int64_t first = dots2 ? klo - klo % 2 : klo;
         const int64_t n_groups = B * Hkv, rows = khi - first + 1;
         const int64_t per_group = dots2 ? rows * ldk2 + (rows + 1) / 2 * ldv2 : 2 * rows * ldt_f32;

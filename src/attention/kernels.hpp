@@ -108,6 +108,14 @@ struct kernels {
     void (*gemm_bf16)(int M, int N, int P, const uint32_t *A, const uint32_t *A2, int64_t ars, int64_t aps,
                       const uint32_t *B, int64_t ldb, float *C, int64_t ldc, bool accumulate,
                       const float *row_scale) = nullptr;
+    // Whether the bf16 prefill runs on gemm_bf16 (K, V and the probabilities
+    // as bf16 pairs) rather than on float32 tiles widened from bf16 (gemm):
+    // set only where vdpbf16ps out-runs the float32 FMAs. On AMD Zen 4 (one
+    // 512-bit FMA a cycle) the pairs made a 2048-token prefill 1.3x faster;
+    // on Intel Emerald Rapids (two 512-bit FMA ports, vdpbf16ps on one) they
+    // made it 2.1x slower. The two give different bits (both within the bf16
+    // tolerances: the float32 tiles are exact widenings).
+    bool bf16_prefill_on_pairs = false;
     // Float32 rows a and b (b null: zeros) as bf16 pairs: hi[c] = {bf16(a[c]),
     // bf16(b[c])} rounded to nearest even, lo[c] = the same of what rounding
     // left (a[c] - float(bf16(a[c])), ...); lo may be null. c < n.

@@ -191,7 +191,17 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
 std::vector<const llmkit::attention::kernels *> kernel_sets() {
     std::vector<const llmkit::attention::kernels *> v{&llmkit::attention::generic_kernels()};
     if (llmkit::attention::avx2_kernels()) v.push_back(llmkit::attention::avx2_kernels());
-    if (llmkit::attention::avx512_kernels()) v.push_back(llmkit::attention::avx512_kernels());
+    if (const auto *k512 = llmkit::attention::avx512_kernels()) {
+        v.push_back(k512);
+        // The bf16 prefill's other path too, whichever this CPU's vendor picks
+        // (bf16 pairs on AMD, float32 tiles elsewhere; see kernels.hpp).
+        if (k512->gemm_bf16) {
+            static llmkit::attention::kernels other = *k512;
+            other.bf16_prefill_on_pairs = !k512->bf16_prefill_on_pairs;
+            other.name = other.bf16_prefill_on_pairs ? "avx512 (bf16 prefill on pairs)" : "avx512 (bf16 prefill on f32)";
+            v.push_back(&other);
+        }
+    }
     return v;
 }
 
