@@ -32,9 +32,10 @@ double now() {
     return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
-using attention_fn = int (*)(const llmkit_tensor *, const llmkit_tensor *, const llmkit_tensor *,
-                             const llmkit_tensor *, const llmkit_attention_options *);
-using message_fn = const char *(*)();
+// The header's own types (decltype names them without linking the library):
+// calling through any other function type is undefined (UBSan's -fsanitize=function).
+using attention_fn = decltype(&llmkit_attention);
+using message_fn = decltype(&llmkit_last_error_message);
 
 // Round to nearest even, as llmkit's own conversion (inputs are finite).
 uint16_t to_bf16(float x) {
@@ -115,7 +116,7 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < libs.size(); ++i) {
             const llmkit_tensor to = tensor(outs[i].data(), shape_q);
             const double t0 = now();
-            if (fns[i](&tq, &tk, &tv, &to, &opt) != 0) {
+            if (fns[i](&tq, &tk, &tv, &to, &opt) != LLMKIT_OK) {
                 std::fprintf(stderr, "%s: %s\n", libs[i].c_str(), messages[i]());
                 return 1;
             }
