@@ -1,7 +1,8 @@
-// qmatmul_isa_driver [reps] [m] [threads] [n] [k]: the quantized matmul's
-// SIMD kernel sets (AVX2, AVX512-VNNI: those this CPU runs) side by side in
-// one process, the forced set alternating call by call, best of `reps` each,
-// for every type with a kernel. Python cannot force a set, and two processes
+// qmatmul_isa_driver [reps] [m] [threads] [n] [k] [types]: the quantized
+// matmul's SIMD kernel sets (AVX2, AVX512-VNNI: those this CPU runs) side by
+// side in one process, the forced set alternating call by call, best of `reps`
+// each, for every type with a kernel (or those named in `types`, a
+// comma-separated list such as q4_K,iq4_xs: to profile one kernel alone). Python cannot force a set, and two processes
 // on a shared machine see different neighbours; this A/B does not. Every
 // set's output must have the bits of the scalar kernels, run once (untimed
 // unless the CPU has no SIMD set); exit status 1 if not.
@@ -10,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "llmkit/llmkit.h"
@@ -35,8 +37,9 @@ int main(int argc, char **argv) {
     const int64_t m = argc > 2 ? std::atoll(argv[2]) : 1;
     const int threads = argc > 3 ? std::atoi(argv[3]) : 1;
     const int64_t n = argc > 4 ? std::atoll(argv[4]) : 4096, k = argc > 5 ? std::atoll(argv[5]) : 4096;
+    const std::string only = argc > 6 ? "," + std::string(argv[6]) + "," : "";
     if (reps < 1 || m < 1 || threads < 1 || n < 1 || k < 256 || k % 256 != 0) {
-        std::fprintf(stderr, "usage: qmatmul_isa_driver [reps] [m] [threads] [n] [k, a multiple of 256]\n");
+        std::fprintf(stderr, "usage: qmatmul_isa_driver [reps] [m] [threads] [n] [k, a multiple of 256] [types]\n");
         return 2;
     }
     struct type_case {
@@ -67,6 +70,7 @@ int main(int argc, char **argv) {
                 (long long)n, (long long)k, (long long)m, threads, reps);
     int status = 0;
     for (const type_case &tc : types) {
+        if (!only.empty() && only.find("," + std::string(tc.name) + ",") == std::string::npos) continue;
         size_t row = 0, written = 0;
         if (llmkit_quant_row_bytes(&row, tc.type, k) != LLMKIT_OK) continue;
         std::vector<uint8_t> q(row * size_t(n));
