@@ -2,8 +2,9 @@
 // matmul's SIMD kernel sets (AVX2, AVX512-VNNI: those this CPU runs) side by
 // side in one process, the forced set alternating call by call, best of `reps`
 // each, for every type with a kernel (or those named in `types`, a
-// comma-separated list such as q4_K,iq4_xs: to profile one kernel alone). Python cannot force a set, and two processes
-// on a shared machine see different neighbours; this A/B does not. Every
+// comma-separated list such as q4_K,iq4_xs: to profile one kernel alone).
+// Python cannot force a set, and two processes on a shared machine see
+// different neighbours; this A/B does not. Every
 // set's output must have the bits of the scalar kernels, run once (untimed
 // unless the CPU has no SIMD set); exit status 1 if not.
 #include <chrono>
@@ -68,9 +69,10 @@ int main(int argc, char **argv) {
     o.n_threads = threads;
     std::printf("n=%lld k=%lld m=%lld threads=%d, best of %d; GFLOP/s (2*m*n*k per call) per kernel set\n",
                 (long long)n, (long long)k, (long long)m, threads, reps);
-    int status = 0;
+    int status = 0, ran = 0;
     for (const type_case &tc : types) {
         if (!only.empty() && only.find("," + std::string(tc.name) + ",") == std::string::npos) continue;
+        ++ran;
         size_t row = 0, written = 0;
         if (llmkit_quant_row_bytes(&row, tc.type, k) != LLMKIT_OK) continue;
         std::vector<uint8_t> q(row * size_t(n));
@@ -112,6 +114,11 @@ int main(int argc, char **argv) {
         }
         if (sets.size() > 1) std::printf("  last/previous %.2fx", best[sets.size() - 2] / best.back());
         std::printf("\n");
+    }
+    if (ran == 0) {  // a misspelt name (the K-quants are spelt q4_K) must not pass as a clean run
+        std::fprintf(stderr, "no type named in '%s'; the names: q4_0 q4_1 q5_0 q5_1 q8_0 iq4_nl mxfp4 q2_K q3_K q4_K q5_K q6_K iq4_xs\n",
+                     argv[6]);
+        return 2;
     }
     std::printf(status ? "kernel sets disagree\n" : "every kernel set gave the same bits\n");
     return status;
