@@ -66,6 +66,27 @@ __attribute__((target("avx2"))) bool all_finite_avx2(const float *x, int64_t n) 
     const __m256i acc = _mm256_or_si256(acc0, acc1);
     return _mm256_testz_si256(acc, acc) && no_all_ones_exponent(x + j, n - j, [](uint32_t b) { return b; });
 }
+
+// The same for 16-bit floats, sixteen at a time (exponent: bfloat16's or
+// float16's bits). Attention decode checks each K/V row right after reading it
+// (attention.cpp, check_rows); the portable loop took 40 % of a bf16 decode's
+// time there.
+__attribute__((target("avx2"))) bool all_finite_u16_avx2(const uint16_t *x, int64_t n, uint16_t exponent) noexcept {
+    const __m256i e = _mm256_set1_epi16(int16_t(exponent));
+    __m256i acc0 = _mm256_setzero_si256(), acc1 = _mm256_setzero_si256();
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + j));
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(x + j + 16));
+        acc0 = _mm256_or_si256(acc0, _mm256_cmpeq_epi16(_mm256_and_si256(a, e), e));
+        acc1 = _mm256_or_si256(acc1, _mm256_cmpeq_epi16(_mm256_and_si256(b, e), e));
+    }
+    const __m256i acc = _mm256_or_si256(acc0, acc1);
+    if (!_mm256_testz_si256(acc, acc)) return false;
+    for (; j < n; ++j)
+        if ((x[j] & exponent) == exponent) return false;
+    return true;
+}
 #endif
 
 }  // namespace
@@ -81,6 +102,10 @@ bool all_finite(const float *x, int64_t n) noexcept {
 bool all_finite(const uint16_t *x, int64_t n, dtype t) noexcept {
     // bfloat16: 8 exponent bits at 7..14; float16: 5 at 10..14.
     const uint16_t exponent = t == dtype::bf16 ? 0x7f80u : 0x7c00u;
+#ifdef LLMKIT_FINITE_AVX2
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return all_finite_u16_avx2(x, n, exponent);
+#endif
     const uint16_t unit = t == dtype::bf16 ? 0x0080u : 0x0400u;
     uint16_t acc[16] = {};
     int64_t j = 0;

@@ -430,6 +430,84 @@ TEST_CASE("attention: a NaN or infinity in q, k, v or the mask is refused, namin
     }
 }
 
+TEST_CASE("attention: decode-shaped calls check K and V as they read them: the same bits, the same errors, out untouched",
+          "[attention][errors]") {
+    // Up to 16 queries in one tile per KV head and no window: K and V rows
+    // are checked after the kernels read them and the result is copied out
+    // at the end (run_cpu's check_rows). A window of Skv keys hides nothing
+    // but takes the whole-tensor check first, so it gives the reference bits.
+    struct shape_case {
+        int64_t B, Sq, Hq, Hkv, Skv, D;
+        layout kv;
+    };
+    const shape_case cases[] = {
+        {2, 1, 8, 2, 37, 64, layout::bhsd},     // dot products, 4 query heads per KV head, 4 tasks
+        {1, 2, 4, 1, 700, 80, layout::compact},  // one task: its keys split between the threads
+        {1, 1, 32, 1, 100, 64, layout::padded},  // 32 query rows: the gemm tiles
+        {1, 16, 1, 1, 50, 64, layout::compact},  // 16 queries, one head each
+    };
+    std::mt19937 rng(29);
+    const double bad_values[3] = {NAN, INFINITY, -INFINITY};
+    const char *bad_names[3] = {"nan", "inf", "-inf"};
+    for (const shape_case &sc : cases)
+        for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
+            INFO("B " << sc.B << " Sq " << sc.Sq << " Hq " << sc.Hq << " Hkv " << sc.Hkv << " Skv " << sc.Skv << " dtype "
+                      << llmkit::core::dtype_name(t));
+            tensor4 q = make(t, sc.B, sc.Sq, sc.Hq, sc.D, layout::compact, &rng);
+            tensor4 k = make(t, sc.B, sc.Skv, sc.Hkv, sc.D, sc.kv, &rng), v = make(t, sc.B, sc.Skv, sc.Hkv, sc.D, sc.kv, &rng);
+            tensor4 o = make(t, sc.B, sc.Sq, sc.Hq, sc.D, layout::padded, nullptr), ref = o;
+            llmkit_attention_options op = LLMKIT_ATTENTION_OPTIONS_INIT;
+            op.causal = 1;
+            op.n_threads = 2;
+            REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), o.c(), &op) == LLMKIT_OK);
+            llmkit_attention_options whole = op;
+            whole.window = sc.Skv;
+            REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), ref.c(), &whole) == LLMKIT_OK);
+            CHECK(o.bytes == ref.bytes);  // every output row, and the gaps between them left alone
+
+            for (int which = 0; which < 2; ++which)
+                for (int b = 0; b < 3; ++b) {
+                    tensor4 kb = k, vb = v;
+                    tensor4 &x = which == 0 ? kb : vb;
+                    std::uniform_int_distribution<int64_t> bi(0, sc.B - 1), si(0, sc.Skv - 2), hi(0, sc.Hkv - 1),
+                        di(0, sc.D - 1);
+                    const int64_t b0 = bi(rng), s0 = si(rng), h0 = hi(rng), d0 = di(rng);
+                    x.set(b0, s0, h0, d0, bad_values[b]);
+                    x.set(b0, s0 + 1, h0, d0, NAN);  // later: not the one named
+                    const std::vector<unsigned char> before = o.bytes;
+                    const llmkit_status st = llmkit_attention(q.c(), kb.c(), vb.c(), o.c(), &op);
+                    const std::string msg = llmkit_last_error_message();
+                    const std::string want = std::string(which == 0 ? "k" : "v") + "[" + std::to_string(b0) + ", " +
+                                             std::to_string(s0) + ", " + std::to_string(h0) + ", " + std::to_string(d0) +
+                                             "] = " + bad_names[b] + " is not finite";
+                    INFO("message: " << msg << ", expected: " << want);
+                    CHECK(st == LLMKIT_ERROR_NON_FINITE);
+                    CHECK(msg.find(want) != std::string::npos);
+                    CHECK(o.bytes == before);
+                }
+        }
+    // A key outside a decode's window is still refused (the window takes the
+    // whole-tensor check), and a bad k is named before a bad mask, as before.
+    tensor4 q = make(dtype::f32, 1, 1, 4, 64, layout::compact, &rng), k = make(dtype::f32, 1, 40, 1, 64, layout::compact, &rng);
+    tensor4 o = make(dtype::f32, 1, 1, 4, 64, layout::compact, nullptr);
+    k.set(0, 2, 0, 5, NAN);
+    llmkit_attention_options op = LLMKIT_ATTENTION_OPTIONS_INIT;
+    op.window = 8;
+    CHECK(llmkit_attention(q.c(), k.c(), k.c(), o.c(), &op) == LLMKIT_ERROR_NON_FINITE);
+    CHECK(std::string(llmkit_last_error_message()).find("k[0, 2, 0, 5] = nan") != std::string::npos);
+    std::vector<float> mv(40, 0.0f);
+    mv[7] = NAN;
+    const int64_t msh[2] = {1, 40};
+    llmkit_tensor mt = host_tensor(mv.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, msh);
+    llmkit_attention_options om = LLMKIT_ATTENTION_OPTIONS_INIT;
+    om.mask = &mt;
+    CHECK(llmkit_attention(q.c(), k.c(), k.c(), o.c(), &om) == LLMKIT_ERROR_NON_FINITE);
+    CHECK(std::string(llmkit_last_error_message()).find("k[0, 2, 0, 5] = nan") != std::string::npos);
+    k.set(0, 2, 0, 5, 0.5);
+    CHECK(llmkit_attention(q.c(), k.c(), k.c(), o.c(), &om) == LLMKIT_ERROR_NON_FINITE);
+    CHECK(std::string(llmkit_last_error_message()).find("options.mask[0, 7] = nan") != std::string::npos);
+}
+
 TEST_CASE("attention: bad arguments give clear errors that name the problem", "[attention][errors]") {
     std::mt19937 rng(5);
     auto mk = [&](dtype t, int64_t S, int64_t H, int64_t D) { return make(t, 1, S, H, D, layout::compact, &rng); };

@@ -167,8 +167,8 @@ TEST_CASE("require_finite names the first NaN or infinity in index order, for an
         CHECK_FALSE(core::all_finite(f.data(), int64_t(f.size())));
         CHECK(std::fetestexcept(FE_INVALID) == 0);
     }
-    // Past the 8- and 16-value blocks of the vector loops, at every position.
-    for (int64_t n : {7, 8, 9, 16, 17, 31, 64, 65}) {
+    // Past the 8-, 16- and 32-value blocks of the vector loops, at every position.
+    for (int64_t n : {7, 8, 9, 16, 17, 31, 32, 33, 64, 65, 95}) {
         for (int64_t pos = 0; pos < n; ++pos) {
             std::vector<float> f(size_t(n), 1.5f);
             std::vector<uint16_t> h(size_t(n), core::f32_to_bf16(1.5f)), g(size_t(n), core::f32_to_f16(1.5f));
