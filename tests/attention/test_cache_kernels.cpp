@@ -356,6 +356,54 @@ TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[a
     }
 }
 
+// Decode's p.v of 1..4 query rows: the AVX-512 set's 512-bit kernel (on
+// Intel, gemm_few_rows512) must give the AVX2 set's bits, through gemm,
+// gemm_half and gemm_pf, for widths with whole 48-column panels and every
+// kind of tail, with and without accumulation and row scales.
+TEST_CASE("kernels: decode's p.v on the AVX-512 set gives the AVX2 set's bits", "[attention][kernels]") {
+    using llmkit::attention::row_type;
+    const kernels *a2 = llmkit::attention::avx2_kernels(), *a5 = llmkit::attention::avx512_kernels();
+    if (!a2 || !a5) {
+        WARN("this CPU has no AVX-512 kernel set: nothing to compare");
+        return;
+    }
+    std::mt19937 rng(77);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    std::vector<char> pf_area(1 << 14, 1);
+    for (row_type e : {row_type::f32, row_type::bf16, row_type::f16})
+        for (int M = 1; M <= 4; ++M)
+            for (int N : {8, 16, 40, 48, 64, 80, 96, 100, 128, 200, 256})
+                for (int K : {1, 16, 33})
+                    for (int mode = 0; mode < 3; ++mode) {  // no accumulation; accumulate; accumulate with row scales
+                        INFO("row type " << int(e) << " M " << M << " N " << N << " K " << K << " mode " << mode);
+                        const int64_t ldb = N + 5;
+                        std::vector<float> Bf(size_t(K * ldb));
+                        for (float &x : Bf) x = u(rng);
+                        std::vector<uint16_t> Bh(Bf.size());
+                        const bool half = e != row_type::f32, bf16 = e == row_type::bf16;
+                        if (half) a2->f32_to_half(Bh.data(), Bf.data(), int64_t(Bf.size()), bf16);
+                        std::vector<float> A(size_t(M * K)), C0(size_t(M * N)), rs(static_cast<size_t>(M));
+                        for (float &x : A) x = u(rng);
+                        for (float &x : C0) x = u(rng);
+                        for (float &x : rs) x = u(rng);
+                        const bool acc = mode > 0;
+                        const float *scale = mode == 2 ? rs.data() : nullptr;
+                        std::vector<float> want = C0, got = C0, got_pf = C0;
+                        if (half) {
+                            a2->gemm_half(M, N, K, A.data(), 1, M, Bh.data(), ldb, bf16, want.data(), N, acc, scale);
+                            a5->gemm_half(M, N, K, A.data(), 1, M, Bh.data(), ldb, bf16, got.data(), N, acc, scale);
+                        } else {
+                            a2->gemm(M, N, K, A.data(), 1, M, Bf.data(), ldb, want.data(), N, acc, scale);
+                            a5->gemm(M, N, K, A.data(), 1, M, Bf.data(), ldb, got.data(), N, acc, scale);
+                        }
+                        const void *Braw = half ? static_cast<const void *>(Bh.data()) : static_cast<const void *>(Bf.data());
+                        a5->gemm_pf(M, N, K, A.data(), 1, M, Braw, ldb, e, got_pf.data(), N, acc, scale, pf_area.data(),
+                                    int64_t(pf_area.size()));
+                        CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+                        CHECK(std::memcmp(want.data(), got_pf.data(), want.size() * 4) == 0);
+                    }
+}
+
 // Decode's bf16 pair scores (sets on CPUs with AVX512-BF16): against float64
 // (the products are exact, so only the float32 sums round), for 1..9 rows,
 // head dims with and without a masked last step, and the same bits for a key
