@@ -318,6 +318,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_row(co
     }
 }
 
+// gemm_block's loop for rows of any element type E. (Not one template with
+// gemm_block: the 16-bit tails need AVX512BW/VL, and gemm_block, for
+// prefill, must run on AVX512F alone.)
 template <int NR, int NV, bool Tail, int E>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void few_rows_block(
     int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb, float *C, int64_t ldc,
