@@ -133,16 +133,15 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     }
     const tensor_view &dst = check_rows ? scratch : out;
     // n rows of D elements of type t at p0, `stride` bytes apart: all finite?
-    // (check_rows; rows side by side in one call, so short rows cost no more.)
+    // (check_rows; rows side by side go in one call, so short rows cost no more.)
     auto rows_ok = [&](const char *p0, int n, int64_t stride, dtype t) {
-        const int64_t row_bytes = D * (t == dtype::f32 ? 4 : 2);
-        const int64_t len = stride == row_bytes ? n * D : D;
-        for (int j = 0; j < (stride == row_bytes ? 1 : n); ++j) {
-            const char *r = p0 + j * stride;
-            if (!(t == dtype::f32 ? core::all_finite(reinterpret_cast<const float *>(r), len)
-                                  : core::all_finite(reinterpret_cast<const uint16_t *>(r), len, t)))
-                return false;
-        }
+        auto finite = [&](const char *r, int64_t len) {
+            return t == dtype::f32 ? core::all_finite(reinterpret_cast<const float *>(r), len)
+                                   : core::all_finite(reinterpret_cast<const uint16_t *>(r), len, t);
+        };
+        if (stride == D * (t == dtype::f32 ? 4 : 2)) return finite(p0, n * D);
+        for (int j = 0; j < n; ++j)
+            if (!finite(p0 + j * stride, D)) return false;
         return true;
     };
     const float scale = p.scale != 0.0f ? p.scale : float(1.0 / std::sqrt(double(D)));
