@@ -125,6 +125,11 @@ struct kernels {
 const kernels &generic_kernels();
 // nullptr when the CPU lacks AVX-512F or the compiler could not build them.
 const kernels *avx512_kernels();
+// The AVX-512 set with the other of its two decode bf16 scores kernels
+// (dots_bf16_pf on vdpbf16ps pairs where avx512_kernels() has them on FMAs,
+// and the reverse), so tests cover both on any CPU with AVX512-BF16; nullptr
+// where avx512_kernels() has no dots_bf16_pf.
+const kernels *avx512_kernels_other_bf16_scores();
 // nullptr when the CPU lacks AVX2, FMA or F16C or the compiler could not build them.
 const kernels *avx2_kernels();
 // The best set for this CPU: AVX-512, else AVX2, else the portable one.

@@ -582,31 +582,13 @@ __attribute__((target("avx512f,avx512bf16"))) void pack_bf16_pairs_avx512(uint32
     }
 }
 
-// Decode's scores on bf16 pairs (dots_bf16_pf): NR (1..4) query rows x NJ
-// keys, 16 pairs of D per vdpbf16ps (a masked last step for D % 32), then per
-// key the 16 lanes of each row folded to 8 (low half + high half) and the 4
-// rows reduced together by the horizontal-add tree of the AVX2 set's dots:
-// every key and row takes the same tree whatever NR, NJ or its slot.
+// The 16 scores of NJ (1..4) keys x 4 rows, acc[j][r] 16 lanes each, times
+// `scale` into ST (key-major, R apart; rows r >= NR not stored): each lane set
+// folded to 8 (low half + high half), then the 4 rows of a key reduced
+// together by the horizontal-add tree of the AVX2 set's dots, so every key
+// and row takes the same tree whatever NR, NJ or its slot.
 template <int NR, int NJ>
-LLMKIT_AVX512BF16 void dots_bf16_block(int R, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
-                                       float scale, float *ST) {
-    __m512 acc[NJ][NR];
-#pragma GCC unroll 4
-    for (int j = 0; j < NJ; ++j)
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_setzero_ps();
-    for (int d = 0; d < D; d += 32) {
-        const __mmask16 mk = tail_mask((D - d) / 2);  // pairs left (D is even)
-        __m512bh q[NR];
-#pragma GCC unroll 4
-        for (int r = 0; r < NR; ++r) q[r] = (__m512bh)_mm512_maskz_loadu_epi32(mk, Q + r * ldq + d);
-#pragma GCC unroll 4
-        for (int j = 0; j < NJ; ++j) {
-            const __m512bh k = (__m512bh)_mm512_maskz_loadu_epi32(mk, K + j * ldk + d);
-#pragma GCC unroll 4
-            for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], q[r], k);
-        }
-    }
+LLMKIT_AVX512BF16 void store_scores4(const __m512 (&acc)[NJ][NR], int R, float scale, float *ST) {
     const __m128 sc = _mm_set1_ps(scale);
 #pragma GCC unroll 4
     for (int j = 0; j < NJ; ++j) {
@@ -628,39 +610,184 @@ LLMKIT_AVX512BF16 void dots_bf16_block(int R, int D, const uint16_t *Q, int64_t 
     }
 }
 
-// Keys 4 at a time (16 accumulators), then one by one; pf (may be null) takes
-// one step per block of keys.
-template <int NR>
-LLMKIT_AVX512BF16 void dots_bf16_rows(int R, int N, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K,
-                                      int64_t ldk, float scale, float *ST, spread_prefetch *pf) {
-    int j = 0;
-    for (; j + 4 <= N; j += 4) {
-        if (pf) pf->step();
-        dots_bf16_block<NR, 4>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+// The same with the 16 sums reduced together, in 45 operations (30 of them
+// shuffles) instead of 4 x 20 (44 shuffles): lanes (l, l + 2) of each
+// 128-bit block added, then (l, l + 1), then blocks (b, b + 2), then (b,
+// b + 1). Addition commutes, so every accumulator's sum takes the same
+// order in any slot, and the result comes out key-major, row-minor: ST's
+// order. Missing keys or rows (NJ or NR < 4) are zeros.
+template <int NR, int NJ>
+LLMKIT_AVX512BF16 void store_scores16(const __m512 (&acc)[NJ][NR], int R, float scale, float *ST) {
+    __m512 y[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+        if (j >= NJ) {
+            y[j] = _mm512_setzero_ps();
+            continue;
+        }
+        const __m512 zero = _mm512_setzero_ps();
+        const __m512 a0 = acc[j][0], a1 = NR > 1 ? acc[j][NR > 1 ? 1 : 0] : zero,
+                     a2 = NR > 2 ? acc[j][NR > 2 ? 2 : 0] : zero, a3 = NR > 3 ? acc[j][NR > 3 ? 3 : 0] : zero;
+        const __m512 x01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+        const __m512 x23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+        y[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(x01), _mm512_castps_pd(x23))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(x01), _mm512_castps_pd(x23))));
     }
-    for (; j < N; ++j) {
-        if (pf) pf->step();
-        dots_bf16_block<NR, 1>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+    const __m512 w = _mm512_add_ps(_mm512_shuffle_f32x4(y[0], y[1], 0x44), _mm512_shuffle_f32x4(y[0], y[1], 0xEE));
+    const __m512 z = _mm512_add_ps(_mm512_shuffle_f32x4(y[2], y[3], 0x44), _mm512_shuffle_f32x4(y[2], y[3], 0xEE));
+    const __m512 s = _mm512_mul_ps(
+        _mm512_add_ps(_mm512_shuffle_f32x4(w, z, 0x88), _mm512_shuffle_f32x4(w, z, 0xDD)), _mm512_set1_ps(scale));
+    if (NR == 4 && R == 4) {
+        _mm512_mask_storeu_ps(ST, __mmask16((1u << (4 * NJ)) - 1u), s);
+    } else {
+        alignas(64) float v[16];
+        _mm512_store_ps(v, s);
+        for (int j = 0; j < NJ; ++j)
+            for (int r = 0; r < NR; ++r) ST[j * R + r] = v[4 * j + r];
     }
 }
 
-// The first group of (up to) 4 rows streams K from memory and carries the
-// prefetches; the others find K in L1.
+// Decode's scores on bf16 pairs (dots_bf16_pf on AMD): NR (1..4) query rows x
+// NJ keys, 16 pairs of D per vdpbf16ps (a masked last step for D % 32), then
+// store_scores4.
+template <int NR, int NJ>
+LLMKIT_AVX512BF16 void dots_bf16_block(int R, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
+                                       float scale, float *ST) {
+    __m512 acc[NJ][NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_setzero_ps();
+    for (int d = 0; d < D; d += 32) {
+        const __mmask16 mk = tail_mask((D - d) / 2);  // pairs left (D is even)
+        __m512bh q[NR];
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) q[r] = (__m512bh)_mm512_maskz_loadu_epi32(mk, Q + r * ldq + d);
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; ++j) {
+            const __m512bh k = (__m512bh)_mm512_maskz_loadu_epi32(mk, K + j * ldk + d);
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], q[r], k);
+        }
+    }
+    store_scores4<NR, NJ>(acc, R, scale, ST);
+}
+
+// The same scores with float32 FMAs (dots_bf16_pf on Intel), where a
+// vdpbf16ps (32 products) takes two cycles of the FMA port and an FMA (16)
+// one issue on either of two ports: measured 0.76 ns against 0.18 ns per
+// instruction (Emerald Rapids), so FMAs multiply twice as fast. A bf16 is
+// the high half of its float32, so the 16 pairs of a 64-byte step widen in
+// two operations: the even elements shifted up, the odd ones masked. Qf holds
+// the query rows widened so once per call (see widen_pairs): each 32 of D as
+// 16 even then 16 odd floats. Products of bf16 values are exact in float32.
+template <int NR, int NJ>
+LLMKIT_AVX512BF16 void dots_bf16_fma_block(int R, int D, const float *Qf, int64_t ldq, const uint16_t *K,
+                                           int64_t ldk, float scale, float *ST) {
+    __m512 acc[NJ][NR];
+#pragma GCC unroll 4
+    for (int j = 0; j < NJ; ++j)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_setzero_ps();
+    const __m512i odd_mask = _mm512_set1_epi32(int32_t(0xFFFF0000u));
+    for (int d = 0; d < D; d += 32) {
+        const __mmask16 mk = tail_mask((D - d) / 2);  // pairs left (D is even); Qf is zero past D
+#pragma GCC unroll 4
+        for (int j = 0; j < NJ; ++j) {
+            const __m512i k = _mm512_maskz_loadu_epi32(mk, K + j * ldk + d);
+            const __m512 ke = _mm512_castsi512_ps(_mm512_slli_epi32(k, 16));
+            const __m512 ko = _mm512_castsi512_ps(_mm512_and_si512(k, odd_mask));
+#pragma GCC unroll 4
+            for (int r = 0; r < NR; ++r) {
+                acc[j][r] = _mm512_fmadd_ps(_mm512_loadu_ps(Qf + r * ldq + d), ke, acc[j][r]);
+                acc[j][r] = _mm512_fmadd_ps(_mm512_loadu_ps(Qf + r * ldq + d + 16), ko, acc[j][r]);
+            }
+        }
+    }
+    store_scores16<NR, NJ>(acc, R, scale, ST);
+}
+
+// Keys 4 at a time (16 accumulators), then one by one; pf (may be null) takes
+// one step per block of keys. Q is the bf16 rows (pairs) or the widened
+// float32 rows (FMA), as Block reads them.
+template <int NR, bool FMA, typename QT>
+LLMKIT_AVX512BF16 void dots_bf16_rows(int R, int N, int D, const QT *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
+                                      float scale, float *ST, spread_prefetch *pf) {
+    int j = 0;
+    for (; j + 4 <= N; j += 4) {
+        if (pf) pf->step();
+        if constexpr (FMA) dots_bf16_fma_block<NR, 4>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+        else dots_bf16_block<NR, 4>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+    }
+    for (; j < N; ++j) {
+        if (pf) pf->step();
+        if constexpr (FMA) dots_bf16_fma_block<NR, 1>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+        else dots_bf16_block<NR, 1>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+    }
+}
+
+// The rows in groups of 4: the first group streams K from memory and carries
+// the prefetches; the others find K in L1.
+template <bool FMA, typename QT>
+LLMKIT_AVX512BF16 void dots_bf16_groups(int R, int N, int D, const QT *Q, int64_t ldq, const uint16_t *K,
+                                        int64_t ldk, float scale, float *ST, const char *pf, int64_t pf_bytes) {
+    spread_prefetch s(pf, pf_bytes, N / 4 + N % 4);
+    spread_prefetch *sp = &s;
+    int r = 0;
+    for (; r + 4 <= R; r += 4, sp = nullptr)
+        dots_bf16_rows<4, FMA>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp);
+    switch (R - r) {
+    case 3: dots_bf16_rows<3, FMA>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
+    case 2: dots_bf16_rows<2, FMA>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
+    case 1: dots_bf16_rows<1, FMA>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
+    default: break;
+    }
+    s.rest();
+}
+
 __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_pf_avx512(int R, int N, int D, const uint16_t *Q,
                                                                         int64_t ldq, const uint16_t *K, int64_t ldk,
                                                                         float scale, float *ST, const char *pf,
                                                                         int64_t pf_bytes) {
-    spread_prefetch s(pf, pf_bytes, N / 4 + N % 4);
-    spread_prefetch *sp = &s;
-    int r = 0;
-    for (; r + 4 <= R; r += 4, sp = nullptr) dots_bf16_rows<4>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp);
-    switch (R - r) {
-    case 3: dots_bf16_rows<3>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
-    case 2: dots_bf16_rows<2>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
-    case 1: dots_bf16_rows<1>(R, N, D, Q + r * ldq, ldq, K, ldk, scale, ST + r, sp); break;
-    default: break;
+    dots_bf16_groups<false>(R, N, D, Q, ldq, K, ldk, scale, ST, pf, pf_bytes);
+}
+
+// Decode's rows are few (R < 16) and D <= k_max_head_dim... any D works: the
+// widened rows live on the heap-free stack only up to this size, else in
+// chunks of 4 rows at a time.
+__attribute__((target("avx512f,avx512bf16"))) void dots_bf16_fma_avx512(int R, int N, int D, const uint16_t *Q,
+                                                                         int64_t ldq, const uint16_t *K, int64_t ldk,
+                                                                         float scale, float *ST, const char *pf,
+                                                                         int64_t pf_bytes) {
+    // Widen 4 rows at a time into Qf (each row D rounded up to 32, zero past D).
+    constexpr int k_max_d = 512;
+    alignas(64) float Qf[4 * k_max_d];
+    if (D > k_max_d) {  // never from the callers (head_dim <= 256); the pairs' kernel has no limit
+        dots_bf16_groups<false>(R, N, D, Q, ldq, K, ldk, scale, ST, pf, pf_bytes);
+        return;
     }
-    s.rest();
+    const int Dp = (D + 31) / 32 * 32;
+    for (int r0 = 0; r0 < R; r0 += 4) {
+        const int nr = R - r0 < 4 ? R - r0 : 4;
+        for (int r = 0; r < nr; ++r)
+            for (int d = 0; d < Dp; d += 32) {
+                const __m512i q = _mm512_maskz_loadu_epi32(tail_mask((D - d) / 2), Q + (r0 + r) * ldq + d);
+                _mm512_store_ps(Qf + r * Dp + d, _mm512_castsi512_ps(_mm512_slli_epi32(q, 16)));
+                _mm512_store_ps(Qf + r * Dp + d + 16,
+                                _mm512_castsi512_ps(_mm512_and_si512(q, _mm512_set1_epi32(int32_t(0xFFFF0000u)))));
+            }
+        // The first group carries the prefetches (and the row count R for ST's stride).
+        const char *gpf = r0 == 0 ? pf : nullptr;
+        spread_prefetch s(gpf, r0 == 0 ? pf_bytes : 0, N / 4 + N % 4);
+        spread_prefetch *sp = gpf ? &s : nullptr;
+        switch (nr) {
+        case 4: dots_bf16_rows<4, true>(R, N, D, Qf, Dp, K, ldk, scale, ST + r0, sp); break;
+        case 3: dots_bf16_rows<3, true>(R, N, D, Qf, Dp, K, ldk, scale, ST + r0, sp); break;
+        case 2: dots_bf16_rows<2, true>(R, N, D, Qf, Dp, K, ldk, scale, ST + r0, sp); break;
+        default: dots_bf16_rows<1, true>(R, N, D, Qf, Dp, K, ldk, scale, ST + r0, sp); break;
+        }
+        s.rest();
+    }
 }
 
 // ---------------------------------------------------------------- AVX512-VNNI
@@ -1026,15 +1153,29 @@ const kernels *avx512_kernels() {
         if (cpu_has_avx512_bf16()) {
             k.gemm_bf16 = gemm_bf16_avx512;
             k.pack_bf16_pairs = pack_bf16_pairs_avx512;
-            k.dots_bf16_pf = dots_bf16_pf_avx512;
+            // vdpbf16ps where it is fast (Zen 4), FMAs on Intel (see dots_bf16_fma_block).
+            k.dots_bf16_pf = __builtin_cpu_is("amd") ? dots_bf16_pf_avx512 : dots_bf16_fma_avx512;
             k.bf16_prefill_on_pairs = __builtin_cpu_is("amd");  // see kernels.hpp
         }
         return &k;
     }();
     return set;
 }
+
+const kernels *avx512_kernels_other_bf16_scores() {
+    static const kernels *set = []() -> const kernels * {
+        const kernels *base = avx512_kernels();
+        if (!base || !base->dots_bf16_pf) return nullptr;
+        static kernels k = *base;
+        k.name = "avx512 (the other bf16 scores)";
+        k.dots_bf16_pf = base->dots_bf16_pf == dots_bf16_pf_avx512 ? dots_bf16_fma_avx512 : dots_bf16_pf_avx512;
+        return &k;
+    }();
+    return set;
+}
 #else
 const kernels *avx512_kernels() { return nullptr; }
+const kernels *avx512_kernels_other_bf16_scores() { return nullptr; }
 #endif
 
 }  // namespace llmkit::attention

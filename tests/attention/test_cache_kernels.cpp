@@ -34,6 +34,8 @@ std::vector<const kernels *> sets() {
     std::vector<const kernels *> v{&llmkit::attention::generic_kernels()};
     if (llmkit::attention::avx2_kernels()) v.push_back(llmkit::attention::avx2_kernels());
     if (llmkit::attention::avx512_kernels()) v.push_back(llmkit::attention::avx512_kernels());
+    if (llmkit::attention::avx512_kernels_other_bf16_scores())
+        v.push_back(llmkit::attention::avx512_kernels_other_bf16_scores());
     return v;
 }
 
