@@ -220,6 +220,29 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 for (int64_t ii = 0; ii < tl; ++ii)
                     load_scaled_query(q, b, i0 + ii, g * G + hh, kn, scale, transposed, ldq, hh * tl + ii, row, Qb);
         }
+        // Decode over rows that lie one after another (each head's keys
+        // contiguous, as torch's [B, H, S, D] viewed as [B, S, H, D]) on a set
+        // with the pf kernels: each chunk is read where it lies while the
+        // chunk `ahead` places later in the stream (a tile's K, its V, the
+        // next tile's K, ...) is asked for a few lines at a time, as the KV
+        // caches' decode does; a burst of prefetches per chunk (the path
+        // below) stalled on the core's miss buffers. bf16 queries over bf16
+        // rows score on dots_bf16_pf from the unscaled bf16 rows (Qh).
+        const int64_t ks = k.strides[1], vs = v.strides[1];
+        const bool streamed = !transposed && kn.dots_pf && kn.gemm_pf && ks == D && vs == D;
+        const uint16_t *Qh = nullptr;
+        if (streamed && dt == dtype::bf16 && kn.dots_bf16_pf && D % 2 == 0) {
+            ws2.resize(size_t(R * D + 1) / 2);
+            uint16_t *qh = reinterpret_cast<uint16_t *>(ws2.data());
+            for (int64_t hh = 0; hh < G; ++hh)
+                for (int64_t ii = 0; ii < tl; ++ii) {
+                    const char *src = q.data + (b * q.strides[0] + (i0 + ii) * q.strides[1] + (g * G + hh) * q.strides[2]) * es;
+                    for (int64_t d = 0; d < D; ++d) std::memcpy(qh + (hh * tl + ii) * D + d, src + d * q.strides[3] * es, 2);
+                }
+            Qh = qh;
+        }
+        const row_type rt = dt == dtype::f32 ? row_type::f32 : dt == dtype::bf16 ? row_type::bf16 : row_type::f16;
+        const size_t ahead = size_t(std::max<int64_t>(1, (k_prefetch_bytes + k_chunk_keys * D * es - 1) / (k_chunk_keys * D * es)));
         std::fill(O, O + size_t(R) * D, 0.0f);
         std::fill(m, m + R, ninf);
         std::fill(l, l + R, 0.0f);
@@ -247,11 +270,28 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
 
         const char *kbase = k.data + (b * k.strides[0] + g * k.strides[2]) * es;
         const char *vbase = v.data + (b * v.strides[0] + g * v.strides[2]) * es;
+        // The chunk `ahead` places after chunk c of tile j0's K (or V) in the
+        // decode's stream, and its bytes (null, 0 past the last key).
+        auto stream_target = [&](int64_t j0, bool value, int64_t c, int64_t *bytes) -> const char * {
+            for (size_t a = 0; a < ahead; ++a) {
+                c += k_chunk_keys;
+                if (c >= std::min<int64_t>(k_tile_keys, hi + 1 - j0)) {
+                    c = 0;
+                    if (value) j0 += k_tile_keys;
+                    value = !value;
+                    if (j0 > hi) {
+                        *bytes = 0;
+                        return nullptr;
+                    }
+                }
+            }
+            *bytes = std::min<int64_t>(k_chunk_keys, std::min<int64_t>(k_tile_keys, hi + 1 - j0) - c) * D * es;
+            return (value ? vbase : kbase) + (j0 + c) * D * es;
+        };
         for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
             const int nk = int(std::min<int64_t>(k_tile_keys, hi + 1 - j0));
             const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));  // next tile's keys
             const bool bf16 = dt == dtype::bf16;
-            const int64_t ks = k.strides[1], vs = v.strides[1];
             const float *Kt = Kf, *Vt = Vf;  // the tile's K and V as float32 rows of ldt (prefill)
             // The next tile's packed K and V, asked for a few lines at a time
             // while this tile's gemms run (K during q.k, V during p.v): a long
@@ -299,6 +339,19 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                            int64_t(next) * ldt * int64_t(sizeof(float)));
             } else if (transposed) {
                 kn.gemm(nk, R, int(D), Kt, ldt, 1, Qb, ldq, ST, R, false, nullptr);
+            } else if (streamed) {
+                for (int c = 0; c < nk; c += k_chunk_keys) {
+                    const int n = std::min(k_chunk_keys, nk - c);
+                    int64_t pf_bytes = 0;
+                    const char *pf = stream_target(j0, false, c, &pf_bytes);
+                    const char *src = kbase + (j0 + c) * ks * es;
+                    if (Qh)
+                        kn.dots_bf16_pf(R, n, int(D), Qh, D, reinterpret_cast<const uint16_t *>(src), ks, scale,
+                                        ST + c * R, pf, pf_bytes);
+                    else
+                        kn.dots_pf(R, n, int(D), Qb, D, src, ks, rt, nullptr, ST + c * R, pf, pf_bytes);
+                    if (check_rows && !rows_ok(src, n, ks * es, dt)) rows_finite.store(false, std::memory_order_relaxed);
+                }
             } else {
                 // Decode: dot products with the rows where they lie (16-bit rows
                 // converted in registers when the set has dots_half), a chunk at a
@@ -354,6 +407,16 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                            int64_t(next) * ldt * int64_t(sizeof(float)));
             } else if (transposed) {
                 kn.gemm(R, int(D), nk, ST, 1, R, Vt, ldt, O, D, true, alpha);
+            } else if (streamed) {
+                for (int c = 0; c < nk; c += k_chunk_keys) {
+                    const int n = std::min(k_chunk_keys, nk - c);
+                    int64_t pf_bytes = 0;
+                    const char *pf = stream_target(j0, true, c, &pf_bytes);
+                    const char *src = vbase + (j0 + c) * vs * es;
+                    kn.gemm_pf(R, int(D), n, ST + c * R, 1, R, src, vs, rt, O, D, true, c == 0 ? alpha : nullptr, pf,
+                               pf_bytes);
+                    if (check_rows && !rows_ok(src, n, vs * es, dt)) rows_finite.store(false, std::memory_order_relaxed);
+                }
             } else {
                 // O = alpha O + P^T V a chunk of keys at a time: the first chunk
                 // applies alpha, the others add (the same sum, in the same order).

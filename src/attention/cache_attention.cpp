@@ -55,11 +55,6 @@ namespace {
 
 constexpr int k_tile_rows = 64;
 constexpr int64_t k_default_split_keys = 1024;
-// How far ahead of the rows it reads decode asks for rows (into L2, see
-// spread_prefetch.hpp), in bytes: enough lines in flight to cover the memory
-// latency at one core's share of the bandwidth. On the 2-core Zen 4, 16 and
-// 32 KiB measured alike and 1.4x faster than 4 KiB.
-constexpr int64_t k_prefetch_bytes = 16384;
 // Row scales of 1: decode converts a piece's int8 rows to their raw values
 // and applies the row scales to the scores and the probabilities instead.
 constexpr float k_unit_scales[k_chunk_keys] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,
