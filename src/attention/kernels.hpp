@@ -59,11 +59,13 @@ struct kernels {
     // bf16 query rows (unscaled) against N bf16 K rows, on pairs along D (D
     // even), asking for [pf, pf + pf_bytes) as dots_pf does:
     //   ST[j*R + r] = scale * dot(Q[r*ldq .. + D], K[j*ldk .. + D])
-    // each dot product 16 lanes of vdpbf16ps steps (lane l takes pairs l,
-    // l + 16, ...: exact products, float32 sums, subnormals flushed) added in
-    // a fixed tree, so a key's score does not depend on which keys share the
-    // call. Both operands are exact in bf16, so this is dots' float32
-    // product at half its multiplies and with no conversion of K.
+    // each dot product 16 float32 lanes (lane l takes pairs l, l + 16, ...:
+    // exact products, float32 sums) added in a fixed tree, so a key's score
+    // does not depend on which keys share the call. Both operands are exact
+    // in bf16, so this is dots' float32 product with no scaling of Q. On AMD
+    // the lanes are vdpbf16ps steps (half the multiplies, no conversion of
+    // K, subnormals flushed); on Intel, where vdpbf16ps is slow, FMAs on K's
+    // pairs widened in two operations (dots_bf16_fma_block).
     void (*dots_bf16_pf)(int R, int N, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
                          float scale, float *ST, const char *pf, int64_t pf_bytes) = nullptr;
     // Optional, all four or none (null: decode reads an int8 cache as
