@@ -420,11 +420,66 @@ __attribute__((target("avx512f"))) void gemm_shared(int M, int N, int K, const f
         gemm_avx512(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale);
 }
 
+// Decode's softmax for R = 1, 2 or 4 rows (the query heads of one KV head):
+// the tile's N * R scores are contiguous, so whole vectors of 16 / R keys x R
+// rows go through exp512 (half the vectors of the AVX2 set's softmax_packed)
+// and are folded per row at the end: the row maxima and sums over lanes r,
+// r + R, ... (halves, then 128-bit lanes, then pairs, then neighbours).
+template <bool Max>
+LLMKIT_AVX512 __m512 fold_op(__m512 a, __m512 b) {
+    return Max ? _mm512_max_ps(a, b) : _mm512_add_ps(a, b);
+}
+template <bool Max>
+LLMKIT_AVX512 __m512 fold16(__m512 x, int R) {
+    x = fold_op<Max>(x, _mm512_shuffle_f32x4(x, x, 0x4E));
+    x = fold_op<Max>(x, _mm512_shuffle_f32x4(x, x, 0xB1));
+    if (R <= 2) x = fold_op<Max>(x, _mm512_permute_ps(x, 0x4E));
+    if (R == 1) x = fold_op<Max>(x, _mm512_permute_ps(x, 0xB1));
+    return x;
+}
+
+__attribute__((target("avx512f"))) void softmax_packed512(float *ST, int N, int R, float *m, float *l, float *alpha) {
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    alignas(64) float mp[16], lp[16];
+    for (int i = 0; i < 16; ++i) mp[i] = m[i % R], lp[i] = l[i % R];
+    const __m512 m_old = _mm512_load_ps(mp);
+    const int total = N * R, nv = total / 16, rest = total - 16 * nv;
+    const __mmask16 rk = tail_mask(rest);
+    __m512 mx = m_old;
+    for (int v = 0; v < nv; ++v) mx = _mm512_max_ps(mx, _mm512_loadu_ps(ST + 16 * v));
+    if (rest) mx = _mm512_max_ps(mx, _mm512_mask_loadu_ps(ninf, rk, ST + 16 * nv));
+    mx = fold16<true>(mx, R);
+    // Rows that have seen no visible key yet keep m = -inf: subtract 0 instead,
+    // so their p = exp(-inf) = 0 and alpha = 1.
+    const __mmask16 dead = _mm512_cmp_ps_mask(mx, ninf, _CMP_EQ_OQ);
+    const __m512 sub = _mm512_mask_mov_ps(mx, dead, _mm512_setzero_ps());
+    const __m512 a = _mm512_mask_mov_ps(exp512(_mm512_sub_ps(m_old, sub)), dead, _mm512_set1_ps(1.0f));
+    __m512 sum = _mm512_setzero_ps();
+    for (int v = 0; v < nv; ++v) {
+        const __m512 p = exp512(_mm512_sub_ps(_mm512_loadu_ps(ST + 16 * v), sub));
+        _mm512_storeu_ps(ST + 16 * v, p);
+        sum = _mm512_add_ps(sum, p);
+    }
+    if (rest) {
+        const __m512 p = exp512(_mm512_sub_ps(_mm512_mask_loadu_ps(ninf, rk, ST + 16 * nv), sub));
+        _mm512_mask_storeu_ps(ST + 16 * nv, rk, p);
+        sum = _mm512_add_ps(sum, p);
+    }
+    sum = fold16<false>(sum, R);
+    const __mmask16 rows = tail_mask(R);
+    _mm512_mask_storeu_ps(l, rows, _mm512_fmadd_ps(_mm512_load_ps(lp), a, sum));
+    _mm512_mask_storeu_ps(m, rows, mx);
+    _mm512_mask_storeu_ps(alpha, rows, a);
+}
+
 // softmax_tile's AVX-512 loop puts 16 query rows in a vector; decode has a
-// few (the query heads of one KV head), where the AVX2 loop, vectorised over
-// the keys, wastes no lanes.
+// few (the query heads of one KV head): there the AVX2 loop, vectorised over
+// the keys, wastes no lanes, and on Intel (wide_decode) the same in 512 bits
+// (softmax_packed512) for 1, 2 or 4 rows.
 __attribute__((target("avx512f"))) void softmax_shared(float *ST, int N, int R, float *m, float *l, float *alpha) {
-    if (R < k_avx512_min_rows)
+    if (wide_decode && (R == 1 || R == 2 || R == 4))
+        softmax_packed512(ST, N, R, m, l, alpha);
+    else if (R < k_avx512_min_rows)
         g_avx2->softmax_tile(ST, N, R, m, l, alpha);
     else
         softmax_tile_avx512(ST, N, R, m, l, alpha);
