@@ -404,57 +404,63 @@ namespace {
 
 // Blocks of rank_of that merge_by_ids keeps the minimum of.
 constexpr uint32_t k_block = 16;
-// merge_by_ids keeps ranks as floats: they fit pair_table's 21 bits, so every
-// one is exact, and SSE2 has a float minimum (one instruction) where it has
-// no 32-bit integer one (four). k_none is above every rank.
-constexpr float k_none = 4294967296.0f;
-static_assert(pair_table::k_max_id < (uint32_t(1) << 24), "every rank of a pair table is exact as a float");
-inline float as_float_rank(uint32_t r) { return r == k_no_rank ? k_none : float(r); }
+// merge_by_ids keeps each pair's rank and the position of its left part in
+// one integer, rank << k_pos_bits | position: the smallest key is the lowest
+// rank and, among equal ranks, the leftmost pair, so one minimum gives both
+// and no second search for the slot follows (the merge loop is one
+// dependent chain per merge, and that search was a third of its length).
+// Ranks fit pair_table's 21 bits and positions k_max_id_merge's 10, so every
+// key is positive as an int32 (SSE2 has a signed compare); k_none is above
+// every key.
+constexpr uint32_t k_pos_bits = 10;
+constexpr uint32_t k_pos_mask = (uint32_t(1) << k_pos_bits) - 1;
+constexpr int32_t k_none = 0x7FFFFFFF;
+static_assert(rank_table::k_max_id_merge <= (uint32_t(1) << k_pos_bits), "positions fit their bits");
+static_assert(pair_table::k_id_bits + k_pos_bits <= 31, "every key is a positive int32");
+inline int32_t pair_key(uint32_t rank, uint32_t pos) {
+    return rank == k_no_rank ? k_none : int32_t(rank << k_pos_bits | pos);
+}
+
+#if defined(__SSE2__)
+inline __m128i min_epi32(__m128i a, __m128i b) {
+#if defined(__SSE4_1__)
+    return _mm_min_epi32(a, b);
+#else
+    const __m128i gt = _mm_cmpgt_epi32(a, b);
+    return _mm_or_si128(_mm_and_si128(gt, b), _mm_andnot_si128(gt, a));
+#endif
+}
+#endif
 
 // The smallest of r[0, k_block).
-inline float block_minimum(const float *r) {
+inline int32_t block_minimum(const int32_t *r) {
 #if defined(__SSE2__)
-    __m128 m = _mm_min_ps(_mm_min_ps(_mm_load_ps(r), _mm_load_ps(r + 4)), _mm_min_ps(_mm_load_ps(r + 8), _mm_load_ps(r + 12)));
-    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
-    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtss_f32(m);
+    const auto *v = reinterpret_cast<const __m128i *>(r);
+    __m128i m = min_epi32(min_epi32(_mm_load_si128(v), _mm_load_si128(v + 1)),
+                          min_epi32(_mm_load_si128(v + 2), _mm_load_si128(v + 3)));
+    m = min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(m);
 #else
-    float m = r[0];
+    int32_t m = r[0];
     for (uint32_t k = 1; k < k_block; ++k) m = std::min(m, r[k]);
     return m;
 #endif
 }
 
-// r[k] = value as a read-modify-write of the aligned 4 floats holding it:
-// block_minimum and block_find read rank_of 16 bytes at a time right after
-// it changes, and a 16-byte load cannot take its data from a pending 4-byte
-// store (it waits for the store to reach the cache), but it can from a
-// 16-byte store to the same address.
-inline void set_rank(float *r, uint32_t k, float value) {
+// r[k] = value as a read-modify-write of the aligned 4 keys holding it:
+// block_minimum reads rank_of 16 bytes at a time right after it changes,
+// and a 16-byte load cannot take its data from a pending 4-byte store (it
+// waits for the store to reach the cache), but it can from a 16-byte store
+// to the same address.
+inline void set_rank(int32_t *r, uint32_t k, int32_t value) {
 #if defined(__SSE2__)
     alignas(16) static const int32_t lane_masks[4][4] = {{-1, 0, 0, 0}, {0, -1, 0, 0}, {0, 0, -1, 0}, {0, 0, 0, -1}};
-    float *q = r + (k & ~3u);
-    const __m128 m = _mm_load_ps(reinterpret_cast<const float *>(lane_masks[k & 3]));
-    _mm_store_ps(q, _mm_or_ps(_mm_and_ps(m, _mm_set1_ps(value)), _mm_andnot_ps(m, _mm_load_ps(q))));
+    auto *q = reinterpret_cast<__m128i *>(r + (k & ~3u));
+    const __m128i m = _mm_load_si128(reinterpret_cast<const __m128i *>(lane_masks[k & 3]));
+    _mm_store_si128(q, _mm_or_si128(_mm_and_si128(m, _mm_set1_epi32(value)), _mm_andnot_si128(m, _mm_load_si128(q))));
 #else
     r[k] = value;
-#endif
-}
-
-// The first k < k_block with r[k] == value (which is there).
-inline uint32_t block_find(const float *r, float value) {
-#if defined(__SSE2__)
-    const __m128 x = _mm_set1_ps(value);
-    const __m128i lo = _mm_packs_epi32(_mm_castps_si128(_mm_cmpeq_ps(_mm_load_ps(r), x)),
-                                       _mm_castps_si128(_mm_cmpeq_ps(_mm_load_ps(r + 4), x)));
-    const __m128i hi = _mm_packs_epi32(_mm_castps_si128(_mm_cmpeq_ps(_mm_load_ps(r + 8), x)),
-                                       _mm_castps_si128(_mm_cmpeq_ps(_mm_load_ps(r + 12), x)));
-    const unsigned mask = unsigned(_mm_movemask_epi8(_mm_packs_epi16(lo, hi)));
-    return uint32_t(__builtin_ctz(mask));
-#else
-    uint32_t k = 0;
-    while (r[k] != value) ++k;
-    return k;
 #endif
 }
 
@@ -515,27 +521,28 @@ size_t rank_table::count_first_parts(std::string_view piece) const {
 
 // tiktoken's merges with the pair table, from bytes and whole characters
 // (first_parts). Parts are named by their first byte and linked (next/prev),
-// so a merge rewrites a few entries instead of shifting arrays; a
-// merged-away part, or a byte inside a whole character, keeps rank k_none. The lowest rank is
-// found in two steps: rank_of is cut into blocks of k_block entries whose
-// minima are kept in block_min, so a merge rescans only the blocks it changed
-// and the short row of minima, not the whole piece (the whole-piece scan made
-// long Thai, Lao or CJK pieces quadratic).
+// so a merge rewrites a few entries instead of shifting arrays. rank_of[i]
+// is the key (pair_key) of part i and the next; a merged-away part, or a
+// byte inside a whole character, keeps k_none. rank_of is cut into blocks of
+// k_block entries whose minima are kept in block_min, so a merge rescans
+// only the blocks it changed and the short row of minima, not the whole
+// piece (the whole-piece scan made long Thai, Lao or CJK pieces quadratic);
+// the lowest key names the pair to merge.
 void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out) const {
     constexpr uint32_t k_cap = k_max_id_merge;
-    alignas(64) float rank_of[k_cap + k_block];
-    alignas(64) float block_min[k_cap / k_block + 1];
+    alignas(64) int32_t rank_of[k_cap + k_block];
+    int32_t block_min[k_cap / k_block + 1];
     uint32_t tok[k_cap], next[k_cap], prev[k_cap];
     const uint32_t n = static_cast<uint32_t>(piece.size());
     if (n == 0) return;
     const uint32_t blocks = (n + k_block - 1) / k_block;
     const auto *p = reinterpret_cast<const unsigned char *>(piece.data());
-    // The rank of parts a and b = next[a] side by side. One of them is a
+    // The key of parts a and b = next[a] side by side. One of them is a
     // merged part or a whole character, so they join at least 3 bytes, as
     // pair_merge_checked needs (byte pairs come from pair_rank_).
-    const auto pair_rank = [&](uint32_t a, uint32_t b) -> float {
+    const auto pair_rank = [&](uint32_t a, uint32_t b) -> int32_t {
         if (b >= n) return k_none;
-        return as_float_rank(pair_merge_checked(tok[a], tok[b], p + a, next[b] - a));
+        return pair_key(pair_merge_checked(tok[a], tok[b], p + a, next[b] - a), a);
     };
     for (uint32_t i = 0; i < blocks * k_block; ++i) rank_of[i] = k_none;
     uint32_t last = n;  // the part before: none yet
@@ -543,23 +550,20 @@ void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out)
         tok[start] = id;
         next[start] = start + len;
         prev[start] = last;
-        if (last < n) rank_of[last] = next[start] - last == 2 ? as_float_rank(pair_rank_[p[last] | unsigned(p[start]) << 8])
+        if (last < n) rank_of[last] = next[start] - last == 2 ? pair_key(pair_rank_[p[last] | unsigned(p[start]) << 8], last)
                                                               : pair_rank(last, start);
         last = start;
     });
     const auto refresh = [&](uint32_t b) { block_min[b] = block_minimum(rank_of + b * k_block); };
     for (uint32_t b = 0; b < blocks; ++b) refresh(b);
     for (;;) {
-        // The lowest rank, the leftmost on ties: the first block holding it,
-        // then the first entry of that block holding it.
-        float min_rank = k_none;
-        for (uint32_t b = 0; b < blocks; ++b) min_rank = std::min(min_rank, block_min[b]);
-        if (min_rank == k_none) break;
-        uint32_t bi = 0;
-        while (block_min[bi] != min_rank) ++bi;
-        const uint32_t i = bi * k_block + block_find(rank_of + bi * k_block, min_rank);
+        // The lowest key: the lowest rank, the leftmost on ties.
+        int32_t best = block_min[0];
+        for (uint32_t b = 1; b < blocks; ++b) best = std::min(best, block_min[b]);
+        if (best == k_none) break;
+        const uint32_t i = uint32_t(best) & k_pos_mask, bi = i / k_block;
         const uint32_t j = next[i];  // absorbed into part i
-        tok[i] = uint32_t(min_rank);
+        tok[i] = uint32_t(best) >> k_pos_bits;
         set_rank(rank_of, j, k_none);
         next[i] = next[j];
         if (next[j] < n) prev[next[j]] = i;
