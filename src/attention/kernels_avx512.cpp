@@ -807,42 +807,35 @@ __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_pf_avx512(int R, in
     dots_bf16_groups<false>(R, N, D, Q, ldq, K, ldk, scale, ST, pf, pf_bytes);
 }
 
-// Decode's rows are few (R < 16) and D <= k_max_head_dim... any D works: the
-// widened rows live on the heap-free stack only up to this size, else in
-// chunks of 4 rows at a time.
+// The R bf16 rows of Q widened for dots_bf16_fma_block: row r at Qf + r * Dp
+// (Dp = D rounded up to 32), each 32 of D as 16 even then 16 odd floats,
+// zeros past D.
+LLMKIT_AVX512BF16 void widen_pairs(int R, int D, int Dp, const uint16_t *Q, int64_t ldq, float *Qf) {
+    const __m512i odd_mask = _mm512_set1_epi32(int32_t(0xFFFF0000u));
+    for (int r = 0; r < R; ++r)
+        for (int d = 0; d < Dp; d += 32) {
+            const __m512i q = _mm512_maskz_loadu_epi32(tail_mask((D - d) / 2), Q + r * ldq + d);
+            _mm512_store_ps(Qf + r * Dp + d, _mm512_castsi512_ps(_mm512_slli_epi32(q, 16)));
+            _mm512_store_ps(Qf + r * Dp + d + 16, _mm512_castsi512_ps(_mm512_and_si512(q, odd_mask)));
+        }
+}
+
+// Decode's rows are few (R < 16: the query heads of a kv head, or a few
+// tokens of them) and head dims at most 256, so the widened rows fit a 16 KiB
+// array on the stack; other shapes (no caller makes them) take the pairs.
 __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_fma_avx512(int R, int N, int D, const uint16_t *Q,
                                                                          int64_t ldq, const uint16_t *K, int64_t ldk,
                                                                          float scale, float *ST, const char *pf,
                                                                          int64_t pf_bytes) {
-    // Widen 4 rows at a time into Qf (each row D rounded up to 32, zero past D).
-    constexpr int k_max_d = 512;
-    alignas(64) float Qf[4 * k_max_d];
-    if (D > k_max_d) {  // never from the callers (head_dim <= 256); the pairs' kernel has no limit
+    constexpr int k_max_rows = 16, k_max_d = 256;
+    if (R > k_max_rows || D > k_max_d) {
         dots_bf16_groups<false>(R, N, D, Q, ldq, K, ldk, scale, ST, pf, pf_bytes);
         return;
     }
+    alignas(64) float Qf[k_max_rows * k_max_d];
     const int Dp = (D + 31) / 32 * 32;
-    for (int r0 = 0; r0 < R; r0 += 4) {
-        const int nr = R - r0 < 4 ? R - r0 : 4;
-        for (int r = 0; r < nr; ++r)
-            for (int d = 0; d < Dp; d += 32) {
-                const __m512i q = _mm512_maskz_loadu_epi32(tail_mask((D - d) / 2), Q + (r0 + r) * ldq + d);
-                _mm512_store_ps(Qf + r * Dp + d, _mm512_castsi512_ps(_mm512_slli_epi32(q, 16)));
-                _mm512_store_ps(Qf + r * Dp + d + 16,
-                                _mm512_castsi512_ps(_mm512_and_si512(q, _mm512_set1_epi32(int32_t(0xFFFF0000u)))));
-            }
-        // The first group carries the prefetches (and the row count R for ST's stride).
-        const char *gpf = r0 == 0 ? pf : nullptr;
-        spread_prefetch s(gpf, r0 == 0 ? pf_bytes : 0, N / 4 + N % 4);
-        spread_prefetch *sp = gpf ? &s : nullptr;
-        switch (nr) {
-        case 4: dots_bf16_rows<4, true>(R, N, D, Qf, Dp, K, ldk, scale, ST + r0, sp); break;
-        case 3: dots_bf16_rows<3, true>(R, N, D, Qf, Dp, K, ldk, scale, ST + r0, sp); break;
-        case 2: dots_bf16_rows<2, true>(R, N, D, Qf, Dp, K, ldk, scale, ST + r0, sp); break;
-        default: dots_bf16_rows<1, true>(R, N, D, Qf, Dp, K, ldk, scale, ST + r0, sp); break;
-        }
-        s.rest();
-    }
+    widen_pairs(R, D, Dp, Q, ldq, Qf);
+    dots_bf16_groups<true>(R, N, D, static_cast<const float *>(Qf), Dp, K, ldk, scale, ST, pf, pf_bytes);
 }
 
 // ---------------------------------------------------------------- AVX512-VNNI
