@@ -495,7 +495,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const int64_t n_groups = B * Hkv, rows = khi - first + 1;
         const int64_t per_group = dots2 ? rows * ldk2 + (rows + 1) / 2 * ldv2 : 2 * rows * ldt_f32;
         const int64_t wave = std::clamp<int64_t>((4 * threads + nqt * splits - 1) / (nqt * splits), 1, n_groups);
-        std::vector<float> packed(dots2 ? 0 : size_t(wave * per_group));
+        std::vector<float> packed_buf(dots2 ? 0 : size_t(wave * per_group) + 15);
+        float *const packed = dots2 ? nullptr : align64(packed_buf.data());
         std::vector<uint32_t> packed2(dots2 ? size_t(wave * per_group) : 0);
         // Longest tasks first (the last query tiles, under a causal mask), so the
         // threads finish a wave together.
@@ -525,7 +526,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     }
                     return;
                 }
-                float *pk = packed.data() + wg * per_group, *pv = pk + rows * ldt_f32;
+                float *pk = packed + wg * per_group, *pv = pk + rows * ldt_f32;
                 for (const auto &[t, dst] : {std::pair{&k, pk}, std::pair{&v, pv}}) {
                     const char *base = t->data + (b * t->strides[0] + g * t->strides[2]) * es;
                     for (int64_t r = r0; r < r1; ++r) {
@@ -546,7 +547,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     process(task, split, splits, part_of(task, split), nullptr, nullptr, first, k2, k2 + rows * ldk2);
                     return;
                 }
-                const float *pk = packed.data() + wg * per_group;
+                const float *pk = packed + wg * per_group;
                 process(task, split, splits, part_of(task, split), pk, pk + rows * ldt_f32, klo, nullptr, nullptr);
             });
         }
