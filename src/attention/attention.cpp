@@ -204,8 +204,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const int64_t ldq2 = R + 16;
         uint32_t *Qp = nullptr, *Ph = nullptr, *Pl = nullptr;
         if (dots) {
-            ws2.resize(size_t(D / 2 * ldq2 + k_tile_keys * R));
-            Qp = ws2.data();
+            ws2.resize(size_t(D / 2 * ldq2 + k_tile_keys * R) + 16);
+            Qp = align64(ws2.data());
             Ph = Qp + D / 2 * ldq2;
             Pl = Ph + k_tile_keys / 2 * R;
             for (int64_t hh = 0; hh < G; ++hh)
@@ -497,7 +497,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const int64_t wave = std::clamp<int64_t>((4 * threads + nqt * splits - 1) / (nqt * splits), 1, n_groups);
         std::vector<float> packed_buf(dots2 ? 0 : size_t(wave * per_group) + 15);
         float *const packed = dots2 ? nullptr : align64(packed_buf.data());
-        std::vector<uint32_t> packed2(dots2 ? size_t(wave * per_group) : 0);
+        std::vector<uint32_t> packed2_buf(dots2 ? size_t(wave * per_group) + 16 : 0);
+        uint32_t *const packed2 = dots2 ? align64(packed2_buf.data()) : nullptr;
         // Longest tasks first (the last query tiles, under a causal mask), so the
         // threads finish a wave together.
         std::vector<int64_t> order(static_cast<size_t>(nqt));
@@ -510,7 +511,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 const int64_t wg = x / chunks, grp = w0 + wg, b = grp / Hkv, g = grp % Hkv;
                 const int64_t r0 = x % chunks * pack_rows, r1 = std::min(rows, r0 + pack_rows);
                 if (dots2) {  // r0 is even: the chunks hold whole pairs
-                    uint32_t *k2 = packed2.data() + wg * per_group, *v2 = k2 + rows * ldk2;
+                    uint32_t *k2 = packed2 + wg * per_group, *v2 = k2 + rows * ldk2;
                     const char *kb = k.data + (b * k.strides[0] + g * k.strides[2]) * es;
                     const char *vb = v.data + (b * v.strides[0] + g * v.strides[2]) * es;
                     for (int64_t r = r0; r < r1; ++r)
@@ -543,7 +544,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 const int64_t split = x % splits, wg = x / splits % nw, qt = order[size_t(x / (splits * nw))];
                 const int64_t task = (w0 + wg) * nqt + qt;
                 if (dots2) {
-                    const uint32_t *k2 = packed2.data() + wg * per_group;
+                    const uint32_t *k2 = packed2 + wg * per_group;
                     process(task, split, splits, part_of(task, split), nullptr, nullptr, first, k2, k2 + rows * ldk2);
                     return;
                 }

@@ -29,12 +29,14 @@ constexpr int k_chunk_keys = 16;
 // 32 KiB measured alike and 1.4x faster than 4 KiB.
 constexpr int64_t k_prefetch_bytes = 16384;
 
-// p rounded up to a multiple of 64 bytes (p has room for 15 floats more).
+// p rounded up to a multiple of 64 bytes (p has room for 64 bytes more).
 // The gemms' 64-byte vector loads and stores then never straddle two cache
 // lines, as they did from malloc's 16-byte alignment (every row of a padded
-// tile begins at the same offset in its line).
-inline float *align64(float *p) {
-    return reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+// tile begins at the same offset in its line): the fp32 prefill ran
+// 1.08-1.2x faster aligned (2-core Emerald Rapids VM).
+template <typename T>
+T *align64(T *p) {
+    return reinterpret_cast<T *>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
 }
 
 // A thread's scratch floats, grown on demand and reused across calls; 64-byte
