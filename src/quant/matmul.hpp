@@ -63,9 +63,11 @@ constexpr int32_t int8_rows = -1;
 void matmul(const matmul_problem &p, int n_threads);
 
 // int8_rows weights with x rounded to 7-bit integers once per row
-// (LLMKIT_QUANT_X_ROWS): y = (d_x[i] * scale[r]) * (exact int32 sum), by oneDNN's integer matmul when
-// llmkit is built with it and m >= 24, else by llmkit's own loops; the same bits
-// either way (matmul_int8_rows.cpp). The caller has checked k * 127^2 < 2^31.
+// (LLMKIT_QUANT_X_ROWS): y = (d_x[i] * scale[r]) * (exact int32 sum), by
+// llmkit's VNNI tiles on the AVX512-VNNI kernel set, else by oneDNN's integer
+// matmul when llmkit is built with it and m >= 24, else by llmkit's own
+// loops; the same bits every way (matmul_int8_rows.cpp). The caller has
+// checked k * 127^2 < 2^31.
 void matmul_int8_x_rows(const matmul_problem &p, int n_threads);
 // Lets (true) or stops (false) matmul_int8_x_rows using oneDNN, for tests
 // that compare the two ways (process-wide). Returns false when asked to

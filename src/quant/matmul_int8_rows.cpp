@@ -1,8 +1,10 @@
 // int8 weights times x rounded to integers once per row (LLMKIT_QUANT_X_ROWS):
 // every output is one exact int32 sum, so the whole product is an integer
-// matmul, which oneDNN runs faster than llmkit's block kernels for prefill
+// matmul. With AVX512-VNNI llmkit runs it with its own tiles (sums_vnni:
+// vpdpbusd on the weights where they lie, 4 x rows by 4 weight rows);
+// elsewhere oneDNN runs it faster than llmkit's block kernels for prefill
 // from about 24 rows of x (bench/onednn_matmul_driver.cpp: 1.5-1.9x at M = 128,
-// 4096 x 4096, AVX2).
+// 4096 x 4096, AVX2), and llmkit's loops below that or without oneDNN.
 //
 //   y[i, r] = (d_x[i] * scale[r]) * float(sum_j q_x[i, j] * w[r, j])
 //
@@ -13,7 +15,8 @@
 // 2^15 - 1: with u8 = q + 64 <= 127 no pair can reach it, with a full 8-bit x
 // it does, and oneDNN's sums came out wrong by up to 2 * 10^5 (measured). The
 // int32 sum is exact (|sum| <= k * 127^2 < 2^31, as the caller checks), so
-// oneDNN and the portable loop give the same bits, for any thread count and m.
+// the VNNI tiles, oneDNN and the portable loop give the same bits, for any
+// thread count and m.
 #include "quant/matmul.hpp"
 
 #include <algorithm>
@@ -108,6 +111,193 @@ void sums_portable(const matmul_problem &p, const int8_t *qx, int32_t *acc, int 
     });
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define LLMKIT_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+// GCC 12 reports its own intrinsics' deliberately undefined registers.
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+// The same sums with AVX512-VNNI, for MR rows of x against NR weight rows
+// (up to 4 each): one vpdpbusd per 64 bytes of a (weight row, x row) pair,
+// multiplying u = q + 64 (1..127, unsigned, as oneDNN takes x below) by the
+// weights where they lie, unpacked; sum u w = sum q w + 64 * sum w, and 64
+// times each weight row's sum (wsum) comes off at the end. No sum can
+// overflow: |sum u w| <= k * 127 * 127 < 2^31, the caller's bound. The 16
+// lanes of each pair are added at the end, four weight rows together.
+//
+// acc += the dot products of u (unsigned bytes) and s (signed bytes), 4 per
+// lane: vpdpbusd in place. GCC 12 compiles _mm512_dpbusd_epi32 on a tile of
+// accumulators into copies of the accumulators at every step, and spills
+// some; the asm keeps each in its register.
+LLMKIT_VNNI_TARGET inline void dpbusd_into(__m512i &acc, __m512i u, __m512i s) {
+    __asm__("vpdpbusd %[s], %[u], %[acc]" : [acc] "+v"(acc) : [u] "v"(u), [s] "v"(s));
+}
+
+// One step of sums_tile_vnni: the 64 bytes at j (mk: which of them; the
+// rest load as zeros, which add nothing).
+template <int MR, int NR, bool Sums>
+LLMKIT_VNNI_TARGET inline __attribute__((always_inline)) void tile_step(__m512i (&s)[MR][NR], __m512i (&t)[NR],
+                                                                        const uint8_t *const *u, const int8_t *const *w,
+                                                                        int64_t j, __mmask64 mk) {
+    __m512i wv[NR];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+        wv[r] = _mm512_maskz_loadu_epi8(mk, w[r] + j);
+        if (Sums)
+            t[r] = _mm512_add_epi64(t[r], _mm512_sad_epu8(_mm512_xor_si512(wv[r], _mm512_set1_epi8(char(0x80))),
+                                                          _mm512_setzero_si512()));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+        const __m512i uv = _mm512_maskz_loadu_epi8(mk, u[i] + j);
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) dpbusd_into(s[i][r], uv, wv[r]);
+    }
+}
+
+// With Sums (the first x rows of a group of weight rows), the tile also
+// sums its NR weight rows into wsum (the bytes as w + 128 by vpsadbw, less
+// 128 per byte read, padding included), while the rows arrive from memory.
+// pf, pf_bytes: memory to ask for (into L2) along the way, a line every few
+// steps: the next weight rows, so that they are not waited for.
+template <int MR, int NR, bool Sums>
+LLMKIT_VNNI_TARGET void sums_tile_vnni(const uint8_t *const *u, const int8_t *const *w, int64_t k, int32_t *wsum,
+                                       int32_t *acc, int64_t n, const char *pf, int64_t pf_bytes) {
+    __m512i s[MR][NR], t[NR];
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) s[i][r] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) t[r] = _mm512_setzero_si512();
+    const __m512i z = _mm512_setzero_si512();
+    // Whole steps of 64 bytes, with a prefetch every `every` steps (the lines
+    // spread over them), then half a step where k is an odd multiple of 32.
+    const int64_t lines = (pf_bytes + 63) / 64, full = k / 64;
+    const int64_t every = lines > 0 ? std::max<int64_t>(1, (full + lines - 1) / lines) : full + 1;
+    int64_t j = 0, asked = 0;
+    for (int64_t st = 0; st < full; ++st, j += 64) {
+        if (st % every == 0 && asked < lines) _mm_prefetch(pf + 64 * asked++, _MM_HINT_T1);
+        tile_step<MR, NR, Sums>(s, t, u, w, j, ~__mmask64(0));
+    }
+    for (; asked < lines; ++asked) _mm_prefetch(pf + 64 * asked, _MM_HINT_T1);
+    if (j < k) {
+        tile_step<MR, NR, Sums>(s, t, u, w, j, __mmask64(0xFFFFFFFFull));
+        j += 64;
+    }
+    if (Sums)
+        for (int r = 0; r < NR; ++r) wsum[r] = int32_t(_mm512_reduce_add_epi64(t[r]) - 128 * j);
+    alignas(16) int32_t o4[4] = {0, 0, 0, 0};  // 64 * each weight row's sum
+    for (int r = 0; r < NR; ++r) o4[r] = 64 * wsum[r];
+    const __m128i off = _mm_load_si128(reinterpret_cast<const __m128i *>(o4));
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+        // [sum of s[i][0], ..., sum of s[i][3]]: pairs of rows interleaved and
+        // added, then pairs of pairs, then the four 128-bit quarters.
+        const __m512i s0 = s[i][0], s1 = NR > 1 ? s[i][NR > 1 ? 1 : 0] : z;
+        const __m512i s2 = NR > 2 ? s[i][NR > 2 ? 2 : 0] : z, s3 = NR > 3 ? s[i][NR > 3 ? 3 : 0] : z;
+        const __m512i t01 = _mm512_add_epi32(_mm512_unpacklo_epi32(s0, s1), _mm512_unpackhi_epi32(s0, s1));
+        const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
+        const __m512i v4 = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
+        const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v4), _mm512_extracti64x4_epi64(v4, 1));
+        const __m128i v = _mm_sub_epi32(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)), off);
+        alignas(16) int32_t out[4];
+        _mm_store_si128(reinterpret_cast<__m128i *>(out), v);
+        for (int r = 0; r < NR; ++r) acc[i * n + r] = out[r];
+    }
+}
+
+// NR weight rows against all m rows of x, 4 at a time; the first tile also
+// sums the weight rows. pf, pf_bytes (the next weight rows) are asked for a
+// share per tile.
+template <int NR>
+LLMKIT_VNNI_TARGET void sums_rows_vnni(const uint8_t *ux, int64_t m, int64_t k, const int8_t *const *w, int32_t *acc,
+                                       int64_t n, const char *pf, int64_t pf_bytes) {
+    int32_t wsum[4] = {0, 0, 0, 0};
+    const int64_t tiles = (m + 3) / 4;
+    for (int64_t i = 0, tile = 0; i < m; i += 4, ++tile) {
+        const uint8_t *u[4];
+        const int mr = int(std::min<int64_t>(4, m - i));
+        for (int v = 0; v < 4; ++v) u[v] = ux + std::min<int64_t>(i + v, m - 1) * k;
+        int32_t *a = acc + i * n;
+        const int64_t from = pf_bytes * tile / tiles, to = pf_bytes * (tile + 1) / tiles;
+        const char *p = pf + from;
+        const int64_t b = to - from;
+        if (i == 0) {
+            switch (mr) {
+            case 4: sums_tile_vnni<4, NR, true>(u, w, k, wsum, a, n, p, b); break;
+            case 3: sums_tile_vnni<3, NR, true>(u, w, k, wsum, a, n, p, b); break;
+            case 2: sums_tile_vnni<2, NR, true>(u, w, k, wsum, a, n, p, b); break;
+            default: sums_tile_vnni<1, NR, true>(u, w, k, wsum, a, n, p, b); break;
+            }
+            continue;
+        }
+        switch (mr) {
+        case 4: sums_tile_vnni<4, NR, false>(u, w, k, wsum, a, n, p, b); break;
+        case 3: sums_tile_vnni<3, NR, false>(u, w, k, wsum, a, n, p, b); break;
+        case 2: sums_tile_vnni<2, NR, false>(u, w, k, wsum, a, n, p, b); break;
+        default: sums_tile_vnni<1, NR, false>(u, w, k, wsum, a, n, p, b); break;
+        }
+    }
+}
+
+// One contiguous row of x rounded as matmul_int8_x_rows does (the same
+// bits: the float max, then each x * (63 / max) in double, rounded by the
+// current mode as nearbyint does, clamped), 16 at a time, writing q and
+// u = q + 64; returns the max |x|. (The scalar loop calls nearbyint per
+// element: a tenth of a 128-row prefill's time.)
+LLMKIT_VNNI_TARGET float round_row_vnni(const float *x, int64_t k, int8_t *q, uint8_t *u) {
+    __m512 mx = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; j += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+    const float amax = _mm512_reduce_max_ps(mx);
+    const __m512d inv = _mm512_set1_pd(amax > 0 ? 63.0 / double(amax) : 0.0);
+    const __m512d lo = _mm512_set1_pd(-63.0), hi = _mm512_set1_pd(63.0);
+    for (int64_t j = 0; j < k; j += 16) {
+        const __m512 v = _mm512_loadu_ps(x + j);
+        __m256i r[2];
+        for (int h = 0; h < 2; ++h) {
+            const __m512d d = _mm512_cvtps_pd(h == 0 ? _mm512_castps512_ps256(v) : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+            const __m512d t = _mm512_roundscale_pd(_mm512_mul_pd(d, inv), _MM_FROUND_CUR_DIRECTION);
+            r[h] = _mm512_cvtpd_epi32(_mm512_min_pd(_mm512_max_pd(t, lo), hi));  // exact: integers in [-63, 63]
+        }
+        const __m128i b = _mm512_cvtepi32_epi8(_mm512_inserti64x4(_mm512_castsi256_si512(r[0]), r[1], 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(q + j), b);
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(u + j), _mm_add_epi8(b, _mm_set1_epi8(64)));
+    }
+    return amax;
+}
+
+// sums_portable's sums through sums_tile_vnni from ux = q + 64: weight rows
+// split over the threads, 4 at a time, each group against every x row (its
+// 4 rows' bytes stay in L1 while the x rows stream from L2).
+void sums_vnni(const matmul_problem &p, const uint8_t *ux, int32_t *acc, int threads) {
+    const int64_t m = p.m, n = p.n, k = p.k;
+    const int64_t per_task = 32;
+    const int64_t tasks = (n + per_task - 1) / per_task;
+    core::parallel_for(tasks, threads, [&](int64_t t) {
+        const int64_t r1 = std::min(n, (t + 1) * per_task);
+        for (int64_t r = t * per_task; r < r1; r += 4) {
+            const int nr = int(std::min<int64_t>(4, r1 - r));
+            const int8_t *w[4];
+            for (int v = 0; v < 4; ++v)
+                w[v] = static_cast<const int8_t *>(p.w) + size_t(std::min<int64_t>(r + v, r1 - 1)) * p.w_row_bytes;
+            // The next group's rows (within this task), k bytes each.
+            const int64_t next = std::min<int64_t>(4, r1 - (r + 4));
+            const char *pf = static_cast<const char *>(p.w) + size_t(r + 4) * p.w_row_bytes;
+            const int64_t pf_bytes = next > 0 ? (next - 1) * int64_t(p.w_row_bytes) + k : 0;
+            switch (nr) {
+            case 4: sums_rows_vnni<4>(ux, m, k, w, acc + r, n, pf, pf_bytes); break;
+            case 3: sums_rows_vnni<3>(ux, m, k, w, acc + r, n, pf, pf_bytes); break;
+            case 2: sums_rows_vnni<2>(ux, m, k, w, acc + r, n, pf, pf_bytes); break;
+            default: sums_rows_vnni<1>(ux, m, k, w, acc + r, n, pf, pf_bytes); break;
+            }
+        }
+    });
+}
+#endif
+
 #ifdef LLMKIT_ONEDNN_INT8
 // The same sums by oneDNN's u8 x s8 -> s32 matmul on u = q + 64 (1..127),
 // less 64 * (the sum of each weight row); W is read in place ([k, n] with
@@ -159,8 +349,20 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
     const int64_t m = p.m, n = p.n, k = p.k;
     std::vector<int8_t> qx(static_cast<size_t>(m * k));
     std::vector<float> dx(static_cast<size_t>(m));
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    const bool vnni = matmul_active_isa() == matmul_isa::avx512vnni;
+#else
+    const bool vnni = false;
+#endif
+    std::vector<uint8_t> ux(vnni ? static_cast<size_t>(m * k) : 0);  // q + 64 (sums_vnni)
     core::parallel_for(m, threads, [&](int64_t i) {
         const float *x = p.x + i * p.x_row_stride;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        if (vnni && p.x_col_stride == 1) {
+            dx[size_t(i)] = round_row_vnni(x, k, qx.data() + i * k, ux.data() + i * k) / 63.0f;
+            return;
+        }
+#endif
         float amax = 0;
         for (int64_t j = 0; j < k; ++j) amax = std::max(amax, std::fabs(x[j * p.x_col_stride]));
         // In double: 63 / max is finite for every positive float max (a float's
@@ -170,23 +372,30 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
         int8_t *q = qx.data() + i * k;
         for (int64_t j = 0; j < k; ++j)  // nearbyint: half to even, the FPU's default mode
             q[j] = int8_t(std::clamp(std::nearbyint(double(x[j * p.x_col_stride]) * inv), -63.0, 63.0));
+        if (vnni)
+            for (int64_t j = 0; j < k; ++j) ux[size_t(i * k + j)] = uint8_t(q[j] + 64);
     });
 
     std::vector<int32_t> acc(static_cast<size_t>(m * n));
-#ifdef LLMKIT_ONEDNN_INT8
     bool done = false;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (vnni) {
+        sums_vnni(p, ux.data(), acc.data(), threads);
+        done = true;
+    }
+#endif
+#ifdef LLMKIT_ONEDNN_INT8
     // oneDNN for enough rows of x and weight rows that do not overlap; should it
     // refuse the problem (a dnnl::error), llmkit's loops give the same result.
-    if (m >= k_onednn_min_m && p.w_row_bytes >= size_t(k) && !g_no_onednn.load()) {
+    if (!done && m >= k_onednn_min_m && p.w_row_bytes >= size_t(k) && !g_no_onednn.load()) {
         try {
             sums_onednn(p, qx.data(), acc.data(), threads);
             done = true;
         } catch (const dnnl::error &) {
         }
     }
-    if (!done)
 #endif
-        sums_portable(p, qx.data(), acc.data(), threads);
+    if (!done) sums_portable(p, qx.data(), acc.data(), threads);
 
     for (int64_t i = 0; i < m; ++i)
         for (int64_t r = 0; r < n; ++r)

@@ -2,8 +2,8 @@
 // rounded to 7-bit integers once per row, each output one exact int32 sum.
 // Checked bit for bit against the documented formula computed here with
 // 64-bit integers, against float64 within the row-rounding bound, the same
-// bits through oneDNN and through the portable loops, for any thread count
-// and any m; and the errors.
+// bits through the AVX512-VNNI tiles, oneDNN and the portable loops, for
+// any thread count and any m; and the errors.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -123,26 +123,37 @@ TEST_CASE("int8 matmul, x rounded per row: the documented formula to the bit, an
     }
 }
 
-TEST_CASE("int8 matmul, x rounded per row: the same bits with and without oneDNN, for any threads and m",
+TEST_CASE("int8 matmul, x rounded per row: the same bits through every path, for any threads and m",
           "[quant][matmul][x_rows]") {
     problem p = make(64, 72, 384, 7);
-    const std::vector<float> expected = formula(p);
+    // k = 416 (13 half-vectors) for the VNNI tiles' half step at the end.
+    problem odd = make(37, 41, 416, 8);
+    const std::vector<float> expected = formula(p), expected_odd = formula(odd);
+    // Each SIMD set (AVX512-VNNI: llmkit's integer tiles; AVX2: oneDNN from
+    // 24 rows of x when built with it, else llmkit's loop), then the loops alone.
     bool have_onednn = false;
-    {
-        onednn_scope on(true);
-        have_onednn = on.ok;
-        for (int threads : {1, 2, 3}) CHECK(same_bits(run(p, threads), expected));
-    }
-    {
+    for (auto isa : llmkit_test::simd_isas()) {
+        llmkit_test::matmul_isa_scope set(isa);
+        REQUIRE(set.ok);
+        INFO("kernel set " << int(isa));
+        {
+            onednn_scope on(true);
+            have_onednn = on.ok;
+            for (int threads : {1, 2, 3}) CHECK(same_bits(run(p, threads), expected));
+            CHECK(same_bits(run(odd, 2), expected_odd));
+        }
         onednn_scope off(false);
         REQUIRE(off.ok);
         for (int threads : {1, 2, 3}) CHECK(same_bits(run(p, threads), expected));
-        // llmkit's own loops in both instruction sets.
+        CHECK(same_bits(run(odd, 2), expected_odd));
+    }
+    {
         llmkit_test::matmul_isa_scope scalar(llmkit::quant::matmul_isa::scalar);
         REQUIRE(scalar.ok);
         for (int threads : {1, 2}) CHECK(same_bits(run(p, threads), expected));
+        CHECK(same_bits(run(odd, 1), expected_odd));
     }
-    // Fewer rows (below oneDNN's threshold: the portable loops) give those rows' bits.
+    // Fewer rows (below oneDNN's threshold) give those rows' bits.
     problem few = p;
     few.m = 5;
     few.x.resize(size_t(5 * p.k));
@@ -150,7 +161,7 @@ TEST_CASE("int8 matmul, x rounded per row: the same bits with and without oneDNN
     CHECK(std::memcmp(y_few.data(), expected.data(), y_few.size() * sizeof(float)) == 0);
     // The option is what changes the result: the default (blocks of 32) differs.
     CHECK(!same_bits(run(p, 0, LLMKIT_QUANT_X_BLOCKS), expected));
-    if (!have_onednn) WARN("this llmkit is built without oneDNN: both runs took the portable loops");
+    if (!have_onednn) WARN("this llmkit is built without oneDNN: the AVX2 runs took llmkit's loops");
 }
 
 TEST_CASE("int8 matmul, x rounded per row: bad options and shapes give clear errors", "[quant][matmul][x_rows][errors]") {
