@@ -119,14 +119,25 @@ void sums_portable(const matmul_problem &p, const int8_t *qx, int32_t *acc, int 
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 
-// The same sums with AVX512-VNNI, for MR rows of x against NR weight rows
-// (up to 4 each): one vpdpbusd per 64 bytes of a (weight row, x row) pair,
-// multiplying u = q + 64 (1..127, unsigned, as oneDNN takes x below) by the
-// weights where they lie, unpacked; sum u w = sum q w + 64 * sum w, and 64
-// times each weight row's sum (wsum) comes off at the end. No sum can
-// overflow: |sum u w| <= k * 127 * 127 < 2^31, the caller's bound. The 16
-// lanes of each pair are added at the end, four weight rows together.
-//
+// The product with AVX512-VNNI, MR rows of x against NR weight rows (up to
+// 4 each) a tile: one vpdpbusd per 64 bytes of a (weight row, x row) pair,
+// on the weights where they lie, unpacked, in one of two ways:
+//  * u = q + 64 (1..127, unsigned, as oneDNN takes x below) times w: sum u w
+//    = sum q w + 64 * sum w, so 64 times each weight row's sum (wsum) comes
+//    off at the end. The first tile of a group of weight rows sums them
+//    (Mode sums: one more vpdpbusd per weight vector, of ones), while they
+//    arrive from memory; the others reuse the sums (plain).
+//  * w + 128 (w ^ 0x80, unsigned) times q: sum = sum q w + 128 sum q, and
+//    128 * each x row's sum (qsum) comes off (flip): one vpxord per weight
+//    vector and no sums, for m <= 4, where a group of weight rows meets a
+//    single tile. (For all m, flip ran 1.45x slower at m = 128: the vpxords
+//    take turns with the vpdpbusds.)
+// No sum can overflow: |sum| <= k * 127 * 127 (or k * 255 * 63) < 2^31 for
+// the k the caller allows. The 16 lanes of each pair are added at the end,
+// four weight rows together, and the tile writes its outputs,
+// y = (dx[i] * scale[r]) * float(sum) as matmul_int8_x_rows does.
+enum class vnni_mode { plain, sums, flip };
+
 // acc += the dot products of u (unsigned bytes) and s (signed bytes), 4 per
 // lane: vpdpbusd in place. GCC 12 compiles _mm512_dpbusd_epi32 on a tile of
 // accumulators into copies of the accumulators at every step, and spills
@@ -135,36 +146,48 @@ LLMKIT_VNNI_TARGET inline void dpbusd_into(__m512i &acc, __m512i u, __m512i s) {
     __asm__("vpdpbusd %[s], %[u], %[acc]" : [acc] "+v"(acc) : [u] "v"(u), [s] "v"(s));
 }
 
-// One step of sums_tile_vnni: the 64 bytes at j (mk: which of them; the
-// rest load as zeros, which add nothing).
-template <int MR, int NR, bool Sums>
+// One step of a tile: the 64 bytes at j of each row (mk: which of them; the
+// rest load as zeros, which add nothing; flip's w + 128 of a zero is 128,
+// times a zero of x).
+template <int MR, int NR, vnni_mode Mode>
 LLMKIT_VNNI_TARGET inline __attribute__((always_inline)) void tile_step(__m512i (&s)[MR][NR], __m512i (&t)[NR],
-                                                                        const uint8_t *const *u, const int8_t *const *w,
+                                                                        const int8_t *const *x, const int8_t *const *w,
                                                                         int64_t j, __mmask64 mk) {
     __m512i wv[NR];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
         wv[r] = _mm512_maskz_loadu_epi8(mk, w[r] + j);
-        if (Sums)
-            t[r] = _mm512_add_epi64(t[r], _mm512_sad_epu8(_mm512_xor_si512(wv[r], _mm512_set1_epi8(char(0x80))),
-                                                          _mm512_setzero_si512()));
+        if (Mode == vnni_mode::sums) dpbusd_into(t[r], _mm512_set1_epi8(1), wv[r]);
+        if (Mode == vnni_mode::flip) wv[r] = _mm512_xor_si512(wv[r], _mm512_set1_epi8(char(0x80)));
     }
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
-        const __m512i uv = _mm512_maskz_loadu_epi8(mk, u[i] + j);
+        const __m512i xv = _mm512_maskz_loadu_epi8(mk, x[i] + j);
 #pragma GCC unroll 4
-        for (int r = 0; r < NR; ++r) dpbusd_into(s[i][r], uv, wv[r]);
+        for (int r = 0; r < NR; ++r) {
+            if (Mode == vnni_mode::flip) dpbusd_into(s[i][r], wv[r], xv);
+            else dpbusd_into(s[i][r], xv, wv[r]);
+        }
     }
 }
 
-// With Sums (the first x rows of a group of weight rows), the tile also
-// sums its NR weight rows into wsum (the bytes as w + 128 by vpsadbw, less
-// 128 per byte read, padding included), while the rows arrive from memory.
-// pf, pf_bytes: memory to ask for (into L2) along the way, a line every few
+// Where the tiles' outputs go, and their factors.
+struct vnni_out {
+    float *y;
+    int64_t y_row_stride, y_col_stride;
+    const float *dx;     // per x row
+    const float *scale;  // per weight row, scale_stride apart
+    int64_t scale_stride;
+    const int32_t *qsum;  // per x row: the sum of its q (flip)
+};
+
+// Rows i0.. of x (x: u rows, or q rows for flip) against weight rows r0..;
+// wsum: the weight rows' sums (written by sums, read by plain). pf,
+// pf_bytes: memory to ask for (into L2) along the way, a line every few
 // steps: the next weight rows, so that they are not waited for.
-template <int MR, int NR, bool Sums>
-LLMKIT_VNNI_TARGET void sums_tile_vnni(const uint8_t *const *u, const int8_t *const *w, int64_t k, int32_t *wsum,
-                                       int32_t *acc, int64_t n, const char *pf, int64_t pf_bytes) {
+template <int MR, int NR, vnni_mode Mode>
+LLMKIT_VNNI_TARGET void tile_vnni(const int8_t *const *x, const int8_t *const *w, int64_t k, int32_t *wsum,
+                                  const vnni_out &o, int64_t i0, int64_t r0, const char *pf, int64_t pf_bytes) {
     __m512i s[MR][NR], t[NR];
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i)
@@ -172,7 +195,6 @@ LLMKIT_VNNI_TARGET void sums_tile_vnni(const uint8_t *const *u, const int8_t *co
         for (int r = 0; r < NR; ++r) s[i][r] = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) t[r] = _mm512_setzero_si512();
-    const __m512i z = _mm512_setzero_si512();
     // Whole steps of 64 bytes, with a prefetch every `every` steps (the lines
     // spread over them), then half a step where k is an odd multiple of 32.
     const int64_t lines = (pf_bytes + 63) / 64, full = k / 64;
@@ -180,18 +202,20 @@ LLMKIT_VNNI_TARGET void sums_tile_vnni(const uint8_t *const *u, const int8_t *co
     int64_t j = 0, asked = 0;
     for (int64_t st = 0; st < full; ++st, j += 64) {
         if (st % every == 0 && asked < lines) _mm_prefetch(pf + 64 * asked++, _MM_HINT_T1);
-        tile_step<MR, NR, Sums>(s, t, u, w, j, ~__mmask64(0));
+        tile_step<MR, NR, Mode>(s, t, x, w, j, ~__mmask64(0));
     }
     for (; asked < lines; ++asked) _mm_prefetch(pf + 64 * asked, _MM_HINT_T1);
     if (j < k) {
-        tile_step<MR, NR, Sums>(s, t, u, w, j, __mmask64(0xFFFFFFFFull));
+        tile_step<MR, NR, Mode>(s, t, x, w, j, __mmask64(0xFFFFFFFFull));
         j += 64;
     }
-    if (Sums)
-        for (int r = 0; r < NR; ++r) wsum[r] = int32_t(_mm512_reduce_add_epi64(t[r]) - 128 * j);
-    alignas(16) int32_t o4[4] = {0, 0, 0, 0};  // 64 * each weight row's sum
-    for (int r = 0; r < NR; ++r) o4[r] = 64 * wsum[r];
+    if (Mode == vnni_mode::sums)
+        for (int r = 0; r < NR; ++r) wsum[r] = _mm512_reduce_add_epi32(t[r]);
+    alignas(16) int32_t o4[4] = {0, 0, 0, 0};  // 64 * each weight row's sum (not flip)
+    if (Mode != vnni_mode::flip)
+        for (int r = 0; r < NR; ++r) o4[r] = 64 * wsum[r];
     const __m128i off = _mm_load_si128(reinterpret_cast<const __m128i *>(o4));
+    const __m512i z = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int i = 0; i < MR; ++i) {
         // [sum of s[i][0], ..., sum of s[i][3]]: pairs of rows interleaved and
@@ -202,58 +226,60 @@ LLMKIT_VNNI_TARGET void sums_tile_vnni(const uint8_t *const *u, const int8_t *co
         const __m512i t23 = _mm512_add_epi32(_mm512_unpacklo_epi32(s2, s3), _mm512_unpackhi_epi32(s2, s3));
         const __m512i v4 = _mm512_add_epi32(_mm512_unpacklo_epi64(t01, t23), _mm512_unpackhi_epi64(t01, t23));
         const __m256i h = _mm256_add_epi32(_mm512_castsi512_si256(v4), _mm512_extracti64x4_epi64(v4, 1));
-        const __m128i v = _mm_sub_epi32(_mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)), off);
+        __m128i v = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+        v = _mm_sub_epi32(v, Mode == vnni_mode::flip ? _mm_set1_epi32(128 * o.qsum[i0 + i]) : off);
         alignas(16) int32_t out[4];
         _mm_store_si128(reinterpret_cast<__m128i *>(out), v);
-        for (int r = 0; r < NR; ++r) acc[i * n + r] = out[r];
+        for (int r = 0; r < NR; ++r)
+            o.y[(i0 + i) * o.y_row_stride + (r0 + r) * o.y_col_stride] =
+                (o.dx[i0 + i] * o.scale[(r0 + r) * o.scale_stride]) * float(out[r]);
     }
 }
 
-// NR weight rows against all m rows of x, 4 at a time; the first tile also
-// sums the weight rows. pf, pf_bytes (the next weight rows) are asked for a
-// share per tile.
+// Tile of MR = mr rows (1..4) in mode Mode.
+template <int NR, vnni_mode Mode>
+LLMKIT_VNNI_TARGET void tile_rows_vnni(int mr, const int8_t *const *x, const int8_t *const *w, int64_t k, int32_t *wsum,
+                                       const vnni_out &o, int64_t i0, int64_t r0, const char *pf, int64_t pf_bytes) {
+    switch (mr) {
+    case 4: tile_vnni<4, NR, Mode>(x, w, k, wsum, o, i0, r0, pf, pf_bytes); break;
+    case 3: tile_vnni<3, NR, Mode>(x, w, k, wsum, o, i0, r0, pf, pf_bytes); break;
+    case 2: tile_vnni<2, NR, Mode>(x, w, k, wsum, o, i0, r0, pf, pf_bytes); break;
+    default: tile_vnni<1, NR, Mode>(x, w, k, wsum, o, i0, r0, pf, pf_bytes); break;
+    }
+}
+
+// NR weight rows from r0 against all m rows of x, 4 at a time (ux: u rows,
+// qx: q rows, k bytes each). pf, pf_bytes (the next weight rows) are asked
+// for a share per tile.
 template <int NR>
-LLMKIT_VNNI_TARGET void sums_rows_vnni(const uint8_t *ux, int64_t m, int64_t k, const int8_t *const *w, int32_t *acc,
-                                       int64_t n, const char *pf, int64_t pf_bytes) {
+LLMKIT_VNNI_TARGET void group_vnni(const int8_t *ux, const int8_t *qx, int64_t m, int64_t k, const int8_t *const *w,
+                                   const vnni_out &o, int64_t r0, const char *pf, int64_t pf_bytes) {
     int32_t wsum[4] = {0, 0, 0, 0};
     const int64_t tiles = (m + 3) / 4;
+    const bool flip = m <= 4;
     for (int64_t i = 0, tile = 0; i < m; i += 4, ++tile) {
-        const uint8_t *u[4];
+        const int8_t *x[4];
         const int mr = int(std::min<int64_t>(4, m - i));
-        for (int v = 0; v < 4; ++v) u[v] = ux + std::min<int64_t>(i + v, m - 1) * k;
-        int32_t *a = acc + i * n;
+        for (int v = 0; v < 4; ++v) x[v] = (flip ? qx : ux) + std::min<int64_t>(i + v, m - 1) * k;
         const int64_t from = pf_bytes * tile / tiles, to = pf_bytes * (tile + 1) / tiles;
-        const char *p = pf + from;
-        const int64_t b = to - from;
-        if (i == 0) {
-            switch (mr) {
-            case 4: sums_tile_vnni<4, NR, true>(u, w, k, wsum, a, n, p, b); break;
-            case 3: sums_tile_vnni<3, NR, true>(u, w, k, wsum, a, n, p, b); break;
-            case 2: sums_tile_vnni<2, NR, true>(u, w, k, wsum, a, n, p, b); break;
-            default: sums_tile_vnni<1, NR, true>(u, w, k, wsum, a, n, p, b); break;
-            }
-            continue;
-        }
-        switch (mr) {
-        case 4: sums_tile_vnni<4, NR, false>(u, w, k, wsum, a, n, p, b); break;
-        case 3: sums_tile_vnni<3, NR, false>(u, w, k, wsum, a, n, p, b); break;
-        case 2: sums_tile_vnni<2, NR, false>(u, w, k, wsum, a, n, p, b); break;
-        default: sums_tile_vnni<1, NR, false>(u, w, k, wsum, a, n, p, b); break;
-        }
+        if (flip) tile_rows_vnni<NR, vnni_mode::flip>(mr, x, w, k, wsum, o, i, r0, pf + from, to - from);
+        else if (i == 0) tile_rows_vnni<NR, vnni_mode::sums>(mr, x, w, k, wsum, o, i, r0, pf + from, to - from);
+        else tile_rows_vnni<NR, vnni_mode::plain>(mr, x, w, k, wsum, o, i, r0, pf + from, to - from);
     }
 }
 
 // One contiguous row of x rounded as matmul_int8_x_rows does (the same
 // bits: the float max, then each x * (63 / max) in double, rounded by the
 // current mode as nearbyint does, clamped), 16 at a time, writing q and
-// u = q + 64; returns the max |x|. (The scalar loop calls nearbyint per
-// element: a tenth of a 128-row prefill's time.)
-LLMKIT_VNNI_TARGET float round_row_vnni(const float *x, int64_t k, int8_t *q, uint8_t *u) {
+// u = q + 64 and the sum of q; returns the max |x|. (The scalar loop calls
+// nearbyint per element: a tenth of a 128-row prefill's time.)
+LLMKIT_VNNI_TARGET float round_row_vnni(const float *x, int64_t k, int8_t *q, uint8_t *u, int32_t *qsum) {
     __m512 mx = _mm512_setzero_ps();
     for (int64_t j = 0; j < k; j += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
     const float amax = _mm512_reduce_max_ps(mx);
     const __m512d inv = _mm512_set1_pd(amax > 0 ? 63.0 / double(amax) : 0.0);
     const __m512d lo = _mm512_set1_pd(-63.0), hi = _mm512_set1_pd(63.0);
+    __m128i usum = _mm_setzero_si128();
     for (int64_t j = 0; j < k; j += 16) {
         const __m512 v = _mm512_loadu_ps(x + j);
         __m256i r[2];
@@ -263,19 +289,23 @@ LLMKIT_VNNI_TARGET float round_row_vnni(const float *x, int64_t k, int8_t *q, ui
             r[h] = _mm512_cvtpd_epi32(_mm512_min_pd(_mm512_max_pd(t, lo), hi));  // exact: integers in [-63, 63]
         }
         const __m128i b = _mm512_cvtepi32_epi8(_mm512_inserti64x4(_mm512_castsi256_si512(r[0]), r[1], 1));
+        const __m128i ub = _mm_add_epi8(b, _mm_set1_epi8(64));
         _mm_storeu_si128(reinterpret_cast<__m128i *>(q + j), b);
-        _mm_storeu_si128(reinterpret_cast<__m128i *>(u + j), _mm_add_epi8(b, _mm_set1_epi8(64)));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(u + j), ub);
+        usum = _mm_add_epi64(usum, _mm_sad_epu8(ub, _mm_setzero_si128()));
     }
+    *qsum = int32_t(_mm_cvtsi128_si64(usum) + _mm_extract_epi64(usum, 1) - 64 * k);
     return amax;
 }
 
-// sums_portable's sums through sums_tile_vnni from ux = q + 64: weight rows
-// split over the threads, 4 at a time, each group against every x row (its
-// 4 rows' bytes stay in L1 while the x rows stream from L2).
-void sums_vnni(const matmul_problem &p, const uint8_t *ux, int32_t *acc, int threads) {
+// The whole product through the tiles: weight rows split over the threads,
+// 4 at a time, each group against every x row (its 4 rows' bytes stay in L1
+// while the x rows stream from L2).
+void matmul_vnni(const matmul_problem &p, const uint8_t *ux, const int8_t *qx, const vnni_out &o, int threads) {
     const int64_t m = p.m, n = p.n, k = p.k;
     const int64_t per_task = 32;
     const int64_t tasks = (n + per_task - 1) / per_task;
+    const auto *u = reinterpret_cast<const int8_t *>(ux);  // passed through as bytes
     core::parallel_for(tasks, threads, [&](int64_t t) {
         const int64_t r1 = std::min(n, (t + 1) * per_task);
         for (int64_t r = t * per_task; r < r1; r += 4) {
@@ -288,10 +318,10 @@ void sums_vnni(const matmul_problem &p, const uint8_t *ux, int32_t *acc, int thr
             const char *pf = static_cast<const char *>(p.w) + size_t(r + 4) * p.w_row_bytes;
             const int64_t pf_bytes = next > 0 ? (next - 1) * int64_t(p.w_row_bytes) + k : 0;
             switch (nr) {
-            case 4: sums_rows_vnni<4>(ux, m, k, w, acc + r, n, pf, pf_bytes); break;
-            case 3: sums_rows_vnni<3>(ux, m, k, w, acc + r, n, pf, pf_bytes); break;
-            case 2: sums_rows_vnni<2>(ux, m, k, w, acc + r, n, pf, pf_bytes); break;
-            default: sums_rows_vnni<1>(ux, m, k, w, acc + r, n, pf, pf_bytes); break;
+            case 4: group_vnni<4>(u, qx, m, k, w, o, r, pf, pf_bytes); break;
+            case 3: group_vnni<3>(u, qx, m, k, w, o, r, pf, pf_bytes); break;
+            case 2: group_vnni<2>(u, qx, m, k, w, o, r, pf, pf_bytes); break;
+            default: group_vnni<1>(u, qx, m, k, w, o, r, pf, pf_bytes); break;
             }
         }
     });
@@ -354,12 +384,13 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
 #else
     const bool vnni = false;
 #endif
-    std::vector<uint8_t> ux(vnni ? static_cast<size_t>(m * k) : 0);  // q + 64 (sums_vnni)
+    std::vector<uint8_t> ux(vnni ? static_cast<size_t>(m * k) : 0);  // q + 64 (matmul_vnni)
+    std::vector<int32_t> qsum(vnni ? static_cast<size_t>(m) : 0);    // the sum of each row's q
     core::parallel_for(m, threads, [&](int64_t i) {
         const float *x = p.x + i * p.x_row_stride;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
         if (vnni && p.x_col_stride == 1) {
-            dx[size_t(i)] = round_row_vnni(x, k, qx.data() + i * k, ux.data() + i * k) / 63.0f;
+            dx[size_t(i)] = round_row_vnni(x, k, qx.data() + i * k, ux.data() + i * k, &qsum[size_t(i)]) / 63.0f;
             return;
         }
 #endif
@@ -372,18 +403,25 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
         int8_t *q = qx.data() + i * k;
         for (int64_t j = 0; j < k; ++j)  // nearbyint: half to even, the FPU's default mode
             q[j] = int8_t(std::clamp(std::nearbyint(double(x[j * p.x_col_stride]) * inv), -63.0, 63.0));
-        if (vnni)
-            for (int64_t j = 0; j < k; ++j) ux[size_t(i * k + j)] = uint8_t(q[j] + 64);
+        if (vnni) {
+            int32_t sum = 0;
+            for (int64_t j = 0; j < k; ++j) {
+                ux[size_t(i * k + j)] = uint8_t(q[j] + 64);
+                sum += q[j];
+            }
+            qsum[size_t(i)] = sum;
+        }
     });
 
-    std::vector<int32_t> acc(static_cast<size_t>(m * n));
-    bool done = false;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (vnni) {
-        sums_vnni(p, ux.data(), acc.data(), threads);
-        done = true;
+    if (vnni) {  // the tiles write y themselves
+        const vnni_out o{p.y, p.y_row_stride, p.y_col_stride, dx.data(), p.w_scales, p.w_scale_stride, qsum.data()};
+        matmul_vnni(p, ux.data(), qx.data(), o, threads);
+        return;
     }
 #endif
+    std::vector<int32_t> acc(static_cast<size_t>(m * n));
+    bool done = false;
 #ifdef LLMKIT_ONEDNN_INT8
     // oneDNN for enough rows of x and weight rows that do not overlap; should it
     // refuse the problem (a dnnl::error), llmkit's loops give the same result.
