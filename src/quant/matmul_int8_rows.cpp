@@ -199,9 +199,12 @@ LLMKIT_VNNI_TARGET void tile_vnni(const int8_t *const *x, const int8_t *const *w
     // spread over them), then half a step where k is an odd multiple of 32.
     const int64_t lines = (pf_bytes + 63) / 64, full = k / 64;
     const int64_t every = lines > 0 ? std::max<int64_t>(1, (full + lines - 1) / lines) : full + 1;
-    int64_t j = 0, asked = 0;
+    int64_t j = 0, asked = 0, wait = 0;  // (a countdown, not st % every: no division per step)
     for (int64_t st = 0; st < full; ++st, j += 64) {
-        if (st % every == 0 && asked < lines) _mm_prefetch(pf + 64 * asked++, _MM_HINT_T1);
+        if (wait-- == 0) {
+            wait = every - 1;
+            if (asked < lines) _mm_prefetch(pf + 64 * asked++, _MM_HINT_T1);
+        }
         tile_step<MR, NR, Mode>(s, t, x, w, j, ~__mmask64(0));
     }
     for (; asked < lines; ++asked) _mm_prefetch(pf + 64 * asked, _MM_HINT_T1);
