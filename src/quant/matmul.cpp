@@ -3,6 +3,7 @@
 #include "quant/matmul.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <atomic>
 #include <vector>
 
@@ -102,6 +103,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     std::vector<int16_t> sum16(size_t(m * (k / 16))), sum32(size_t(m * (k / 32)));
     std::vector<int16_t> fold8(kind == mm::k_q4_0 ? size_t(m * (k / 32) * 8) : 0);
     std::vector<int32_t> fold32(fold8.size() / 2);
+    std::vector<int8_t> q_pairs(kind == mm::k_iq4_xs ? size_t(m * k) : 0);
     core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
         const float *src = p.x + i * p.x_row_stride;
         std::vector<float> packed;
@@ -120,6 +122,12 @@ void matmul(const matmul_problem &p, int n_threads) {
         for (int64_t g = 0; g < k / 32; ++g)
             sum32[size_t(i * (k / 32) + g)] =
                 int16_t(sum16[size_t(i * (k / 16) + 2 * g)] + sum16[size_t(i * (k / 16) + 2 * g + 1)]);
+        if (!q_pairs.empty())  // [0..15, 32..47, 16..31, 48..63] of each 64 (act_rows::q_pairs)
+            for (int64_t g = 0; g < k / 64; ++g) {
+                const int8_t *e = qi + 64 * g;
+                int8_t *o = q_pairs.data() + i * k + 64 * g;
+                for (int h = 0; h < 4; ++h) std::memcpy(o + 16 * h, e + 16 * ((h & 1) * 2 + (h >> 1)), 16);
+            }
         if (!fold8.empty())  // |8 * (4 values)| <= 4064 fits int16
             for (int64_t g = 0; g < k / 32; ++g) {
                 const int8_t *e = qi + 32 * g;
@@ -138,6 +146,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     base.act.sum32 = sum32.data();
     base.act.fold8 = fold8.empty() ? nullptr : fold8.data();
     base.act.fold32 = fold32.empty() ? nullptr : fold32.data();
+    base.act.q_pairs = q_pairs.empty() ? nullptr : q_pairs.data();
     base.act.m = m;
     base.act.k = k;
     base.act.block = block;

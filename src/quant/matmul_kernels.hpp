@@ -76,6 +76,10 @@ struct act_rows {
     // Q4_0 only: the same offsets as VNNI's vpdpbusd starts them, per block
     // the 4 folded lanes' int32 -(fold8[2l] + fold8[2l + 1]). [m, k / 32, 4]
     const int32_t *fold32 = nullptr;
+    // IQ4_XS only: q with the two sub-blocks of each 64 elements interleaved
+    // by halves, [0..15, 32..47, 16..31, 48..63], the order of an IQ4_XS
+    // sub-block pair's low nibbles then high nibbles. [m, k]
+    const int8_t *q_pairs = nullptr;
     int64_t m = 0, k = 0, block = 32;
 };
 
