@@ -1,6 +1,6 @@
 // int8 weights times x rounded to integers once per row (LLMKIT_QUANT_X_ROWS):
 // every output is one exact int32 sum, so the whole product is an integer
-// matmul. With AVX512-VNNI llmkit runs it with its own tiles (sums_vnni:
+// matmul. With AVX512-VNNI llmkit runs it with its own tiles (matmul_vnni:
 // vpdpbusd on the weights where they lie, 4 x rows by 4 weight rows);
 // elsewhere oneDNN runs it faster than llmkit's block kernels for prefill
 // from about 24 rows of x (bench/onednn_matmul_driver.cpp: 1.5-1.9x at M = 128,
@@ -208,10 +208,7 @@ LLMKIT_VNNI_TARGET void tile_vnni(const int8_t *const *x, const int8_t *const *w
         tile_step<MR, NR, Mode>(s, t, x, w, j, ~__mmask64(0));
     }
     for (; asked < lines; ++asked) _mm_prefetch(pf + 64 * asked, _MM_HINT_T1);
-    if (j < k) {
-        tile_step<MR, NR, Mode>(s, t, x, w, j, __mmask64(0xFFFFFFFFull));
-        j += 64;
-    }
+    if (j < k) tile_step<MR, NR, Mode>(s, t, x, w, j, __mmask64(0xFFFFFFFFull));
     if (Mode == vnni_mode::sums)
         for (int r = 0; r < NR; ++r) wsum[r] = _mm512_reduce_add_epi32(t[r]);
     alignas(16) int32_t o4[4] = {0, 0, 0, 0};  // 64 * each weight row's sum (not flip)

@@ -153,6 +153,20 @@ TEST_CASE("int8 matmul, x rounded per row: the same bits through every path, for
         for (int threads : {1, 2}) CHECK(same_bits(run(p, threads), expected));
         CHECK(same_bits(run(odd, 1), expected_odd));
     }
+    // x with a column stride of 2 (rounded by the scalar loop) gives the same bits.
+    {
+        std::vector<float> xs(p.x.size() * 2, 1e30f), y(size_t(p.m * p.n));
+        for (size_t e = 0; e < p.x.size(); ++e) xs[2 * e] = p.x[e];
+        const int64_t xshape[2] = {p.m, p.k}, xstride[2] = {2 * p.k, 2}, ys[2] = {p.m, p.n}, ws[2] = {p.n, p.k},
+                      ss[1] = {p.n};
+        const llmkit_tensor xt = host_tensor(xs.data(), xshape, 2, k_f32, xstride), yt = host_tensor(y.data(), ys, 2, k_f32);
+        const llmkit_tensor wt = host_tensor(p.w.data(), ws, 2, k_i8), st = host_tensor(p.scale.data(), ss, 1, k_f32);
+        llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
+        o.x_rounding = LLMKIT_QUANT_X_ROWS;
+        INFO(llmkit_last_error_message());
+        REQUIRE(llmkit_quant_matmul_int8(&xt, &wt, &st, &yt, &o) == LLMKIT_OK);
+        CHECK(same_bits(y, expected));
+    }
     // Fewer rows (below oneDNN's threshold) give those rows' bits.
     problem few = p;
     few.m = 5;
