@@ -103,7 +103,9 @@ void matmul(const matmul_problem &p, int n_threads) {
     std::vector<int16_t> sum16(size_t(m * (k / 16))), sum32(size_t(m * (k / 32)));
     std::vector<int16_t> fold8(kind == mm::k_q4_0 ? size_t(m * (k / 32) * 8) : 0);
     std::vector<int32_t> fold32(fold8.size() / 2);
-    std::vector<int8_t> q_pairs(kind == mm::k_iq4_xs ? size_t(m * k) : 0);
+    // IQ4_XS on the VNNI set: x also in q_pairs' order (act_rows::q_pairs),
+    // which only that set's tiles read.
+    std::vector<int8_t> q_pairs(kind == mm::k_iq4_xs && &best == table_for(matmul_isa::avx512vnni) ? size_t(m * k) : 0);
     core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
         const float *src = p.x + i * p.x_row_stride;
         std::vector<float> packed;

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -248,19 +249,18 @@ LLMKIT_VNNI_TARGET void tile_rows_vnni(int mr, const int8_t *const *x, const int
     }
 }
 
-// NR weight rows from r0 against all m rows of x, 4 at a time (ux: u rows,
-// qx: q rows, k bytes each). pf, pf_bytes (the next weight rows) are asked
-// for a share per tile.
+// NR weight rows from r0 against all m rows of x, 4 at a time (xb: the x
+// rows as the tiles take them, k bytes each: q for flip, else u = q + 64).
+// pf, pf_bytes (the next weight rows) are asked for a share per tile.
 template <int NR>
-LLMKIT_VNNI_TARGET void group_vnni(const int8_t *ux, const int8_t *qx, int64_t m, int64_t k, const int8_t *const *w,
+LLMKIT_VNNI_TARGET void group_vnni(const int8_t *xb, bool flip, int64_t m, int64_t k, const int8_t *const *w,
                                    const vnni_out &o, int64_t r0, const char *pf, int64_t pf_bytes) {
     int32_t wsum[4] = {0, 0, 0, 0};
     const int64_t tiles = (m + 3) / 4;
-    const bool flip = m <= 4;
     for (int64_t i = 0, tile = 0; i < m; i += 4, ++tile) {
         const int8_t *x[4];
         const int mr = int(std::min<int64_t>(4, m - i));
-        for (int v = 0; v < 4; ++v) x[v] = (flip ? qx : ux) + std::min<int64_t>(i + v, m - 1) * k;
+        for (int v = 0; v < 4; ++v) x[v] = xb + std::min<int64_t>(i + v, m - 1) * k;
         const int64_t from = pf_bytes * tile / tiles, to = pf_bytes * (tile + 1) / tiles;
         if (flip) tile_rows_vnni<NR, vnni_mode::flip>(mr, x, w, k, wsum, o, i, r0, pf + from, to - from);
         else if (i == 0) tile_rows_vnni<NR, vnni_mode::sums>(mr, x, w, k, wsum, o, i, r0, pf + from, to - from);
@@ -268,18 +268,21 @@ LLMKIT_VNNI_TARGET void group_vnni(const int8_t *ux, const int8_t *qx, int64_t m
     }
 }
 
+// What the tiles add to each q: 64 for u = q + 64, none for flip (m <= 4).
+inline int8_t vnni_x_bias(int64_t m) { return m <= 4 ? 0 : 64; }
+
 // One contiguous row of x rounded as matmul_int8_x_rows does (the same
 // bits: the float max, then each x * (63 / max) in double, rounded by the
-// current mode as nearbyint does, clamped), 16 at a time, writing q and
-// u = q + 64 and the sum of q; returns the max |x|. (The scalar loop calls
+// current mode as nearbyint does, clamped), 16 at a time, writing q + bias
+// (0 or 64) and the sum of q; returns the max |x|. (The scalar loop calls
 // nearbyint per element: a tenth of a 128-row prefill's time.)
-LLMKIT_VNNI_TARGET float round_row_vnni(const float *x, int64_t k, int8_t *q, uint8_t *u, int32_t *qsum) {
+LLMKIT_VNNI_TARGET float round_row_vnni(const float *x, int64_t k, int8_t bias, int8_t *q, int32_t *qsum) {
     __m512 mx = _mm512_setzero_ps();
     for (int64_t j = 0; j < k; j += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
     const float amax = _mm512_reduce_max_ps(mx);
     const __m512d inv = _mm512_set1_pd(amax > 0 ? 63.0 / double(amax) : 0.0);
     const __m512d lo = _mm512_set1_pd(-63.0), hi = _mm512_set1_pd(63.0);
-    __m128i usum = _mm_setzero_si128();
+    __m128i usum = _mm_setzero_si128();  // of q + 64 (vpsadbw adds unsigned bytes)
     for (int64_t j = 0; j < k; j += 16) {
         const __m512 v = _mm512_loadu_ps(x + j);
         __m256i r[2];
@@ -289,23 +292,20 @@ LLMKIT_VNNI_TARGET float round_row_vnni(const float *x, int64_t k, int8_t *q, ui
             r[h] = _mm512_cvtpd_epi32(_mm512_min_pd(_mm512_max_pd(t, lo), hi));  // exact: integers in [-63, 63]
         }
         const __m128i b = _mm512_cvtepi32_epi8(_mm512_inserti64x4(_mm512_castsi256_si512(r[0]), r[1], 1));
-        const __m128i ub = _mm_add_epi8(b, _mm_set1_epi8(64));
-        _mm_storeu_si128(reinterpret_cast<__m128i *>(q + j), b);
-        _mm_storeu_si128(reinterpret_cast<__m128i *>(u + j), ub);
-        usum = _mm_add_epi64(usum, _mm_sad_epu8(ub, _mm_setzero_si128()));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(q + j), _mm_add_epi8(b, _mm_set1_epi8(bias)));
+        usum = _mm_add_epi64(usum, _mm_sad_epu8(_mm_add_epi8(b, _mm_set1_epi8(64)), _mm_setzero_si128()));
     }
     *qsum = int32_t(_mm_cvtsi128_si64(usum) + _mm_extract_epi64(usum, 1) - 64 * k);
     return amax;
 }
-
 // The whole product through the tiles: weight rows split over the threads,
 // 4 at a time, each group against every x row (its 4 rows' bytes stay in L1
-// while the x rows stream from L2).
-void matmul_vnni(const matmul_problem &p, const uint8_t *ux, const int8_t *qx, const vnni_out &o, int threads) {
+// while the x rows stream from L2). xb: q + vnni_x_bias(m) per x row.
+void matmul_vnni(const matmul_problem &p, const int8_t *xb, const vnni_out &o, int threads) {
     const int64_t m = p.m, n = p.n, k = p.k;
     const int64_t per_task = 32;
     const int64_t tasks = (n + per_task - 1) / per_task;
-    const auto *u = reinterpret_cast<const int8_t *>(ux);  // passed through as bytes
+    const bool flip = vnni_x_bias(m) == 0;
     core::parallel_for(tasks, threads, [&](int64_t t) {
         const int64_t r1 = std::min(n, (t + 1) * per_task);
         for (int64_t r = t * per_task; r < r1; r += 4) {
@@ -318,10 +318,10 @@ void matmul_vnni(const matmul_problem &p, const uint8_t *ux, const int8_t *qx, c
             const char *pf = static_cast<const char *>(p.w) + size_t(r + 4) * p.w_row_bytes;
             const int64_t pf_bytes = next > 0 ? (next - 1) * int64_t(p.w_row_bytes) + k : 0;
             switch (nr) {
-            case 4: group_vnni<4>(u, qx, m, k, w, o, r, pf, pf_bytes); break;
-            case 3: group_vnni<3>(u, qx, m, k, w, o, r, pf, pf_bytes); break;
-            case 2: group_vnni<2>(u, qx, m, k, w, o, r, pf, pf_bytes); break;
-            default: group_vnni<1>(u, qx, m, k, w, o, r, pf, pf_bytes); break;
+            case 4: group_vnni<4>(xb, flip, m, k, w, o, r, pf, pf_bytes); break;
+            case 3: group_vnni<3>(xb, flip, m, k, w, o, r, pf, pf_bytes); break;
+            case 2: group_vnni<2>(xb, flip, m, k, w, o, r, pf, pf_bytes); break;
+            default: group_vnni<1>(xb, flip, m, k, w, o, r, pf, pf_bytes); break;
             }
         }
     });
@@ -377,20 +377,25 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
     if (p.m <= 0 || p.n <= 0) return;
     const int threads = std::max(1, n_threads > 0 ? n_threads : core::default_num_threads());
     const int64_t m = p.m, n = p.n, k = p.k;
-    std::vector<int8_t> qx(static_cast<size_t>(m * k));
+    // The rounded rows, 64-byte aligned: the VNNI tiles read them 64 bytes at
+    // a time, and from malloc's 16-byte alignment every load straddled two
+    // cache lines (the M = 128 product ran 1.6x slower).
+    std::vector<int8_t> qx_buf(static_cast<size_t>(m * k) + 63);
+    int8_t *const qx = reinterpret_cast<int8_t *>((reinterpret_cast<uintptr_t>(qx_buf.data()) + 63) & ~uintptr_t(63));
     std::vector<float> dx(static_cast<size_t>(m));
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     const bool vnni = matmul_active_isa() == matmul_isa::avx512vnni;
 #else
     const bool vnni = false;
 #endif
-    std::vector<uint8_t> ux(vnni ? static_cast<size_t>(m * k) : 0);  // q + 64 (matmul_vnni)
-    std::vector<int32_t> qsum(vnni ? static_cast<size_t>(m) : 0);    // the sum of each row's q
+    // The VNNI tiles take q + bias (matmul_vnni); the other ways q itself.
+    const int8_t bias = vnni ? vnni_x_bias(m) : 0;
+    std::vector<int32_t> qsum(vnni ? static_cast<size_t>(m) : 0);  // the sum of each row's q (flip)
     core::parallel_for(m, threads, [&](int64_t i) {
         const float *x = p.x + i * p.x_row_stride;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
         if (vnni && p.x_col_stride == 1) {
-            dx[size_t(i)] = round_row_vnni(x, k, qx.data() + i * k, ux.data() + i * k, &qsum[size_t(i)]) / 63.0f;
+            dx[size_t(i)] = round_row_vnni(x, k, bias, qx + i * k, &qsum[size_t(i)]) / 63.0f;
             return;
         }
 #endif
@@ -400,14 +405,14 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
         // 63 / 1e-40 is not), and x * (63 / max) is then within [-63, 63].
         const double inv = amax > 0 ? 63.0 / double(amax) : 0.0;
         dx[size_t(i)] = amax / 63.0f;
-        int8_t *q = qx.data() + i * k;
+        int8_t *q = qx + i * k;
         for (int64_t j = 0; j < k; ++j)  // nearbyint: half to even, the FPU's default mode
             q[j] = int8_t(std::clamp(std::nearbyint(double(x[j * p.x_col_stride]) * inv), -63.0, 63.0));
         if (vnni) {
             int32_t sum = 0;
             for (int64_t j = 0; j < k; ++j) {
-                ux[size_t(i * k + j)] = uint8_t(q[j] + 64);
                 sum += q[j];
+                q[j] = int8_t(q[j] + bias);  // <= 127
             }
             qsum[size_t(i)] = sum;
         }
@@ -416,7 +421,7 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     if (vnni) {  // the tiles write y themselves
         const vnni_out o{p.y, p.y_row_stride, p.y_col_stride, dx.data(), p.w_scales, p.w_scale_stride, qsum.data()};
-        matmul_vnni(p, ux.data(), qx.data(), o, threads);
+        matmul_vnni(p, qx, o, threads);
         return;
     }
 #endif
@@ -425,15 +430,15 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
 #ifdef LLMKIT_ONEDNN_INT8
     // oneDNN for enough rows of x and weight rows that do not overlap; should it
     // refuse the problem (a dnnl::error), llmkit's loops give the same result.
-    if (!done && m >= k_onednn_min_m && p.w_row_bytes >= size_t(k) && !g_no_onednn.load()) {
+    if (m >= k_onednn_min_m && p.w_row_bytes >= size_t(k) && !g_no_onednn.load()) {
         try {
-            sums_onednn(p, qx.data(), acc.data(), threads);
+            sums_onednn(p, qx, acc.data(), threads);
             done = true;
         } catch (const dnnl::error &) {
         }
     }
 #endif
-    if (!done) sums_portable(p, qx.data(), acc.data(), threads);
+    if (!done) sums_portable(p, qx, acc.data(), threads);
 
     for (int64_t i = 0; i < m; ++i)
         for (int64_t r = 0; r < n; ++r)
