@@ -56,8 +56,8 @@ def quant_matmul_int8(x: Any, weight: Any, scales: Any, *, num_threads: int = 0,
     ``x_rounding="rows"`` rounds each row of ``x`` to 7-bit integers with one
     scale (``max |row| / 63``, as PyTorch's dynamic int8 linear does on x86,
     there per tensor), so each output is one exact int32 sum: an integer
-    matmul, run by llmkit's own VNNI tiles on AVX512-VNNI CPUs (2.8-4.3x the
-    default's speed for prefill, 0.9x PyTorch's fbgemm) and elsewhere by
+    matmul, run by llmkit's own VNNI tiles on AVX512-VNNI CPUs (3-4x the
+    default's speed for prefill, about PyTorch's fbgemm) and elsewhere by
     oneDNN when llmkit is built with it and ``x`` has 24 rows or more, with
     the same bits every way. Coarser than the default's 32-element blocks:
     about twice the error bound, more where one element dominates a row.
