@@ -56,7 +56,7 @@ def quant_matmul_int8(x: Any, weight: Any, scales: Any, *, num_threads: int = 0,
     ``x_rounding="rows"`` rounds each row of ``x`` to 7-bit integers with one
     scale (``max |row| / 63``, as PyTorch's dynamic int8 linear does on x86,
     there per tensor), so each output is one exact int32 sum: an integer
-    matmul, run by llmkit's own VNNI tiles on AVX512-VNNI CPUs (3-4x the
+    matmul, run by llmkit's own VNNI tiles on AVX512-VNNI CPUs (3-5x the
     default's speed for prefill, about PyTorch's fbgemm) and elsewhere by
     oneDNN when llmkit is built with it and ``x`` has 24 rows or more, with
     the same bits every way. Coarser than the default's 32-element blocks:
