@@ -4,7 +4,7 @@
 // time and a hash of the ids (equal hashes: equal ids). Built with the tests
 // (bench/CMakeLists.txt) as llmkit_tok_encode_driver; ctest runs it once.
 //
-//   llmkit_tok_encode_driver <encoding> <corpus file name> [reps] [encode|scan] [reference ids]
+//   llmkit_tok_encode_driver <encoding> <corpus file name> [reps] [encode|cold|scan] [reference ids]
 //
 // scan times the pre-tokenizer alone. LLMKIT_FLUSH_MB=n writes n MB between
 // encodes (the caches another library's encode would leave). The data folder is LLMKIT_DATA_DIR, else
@@ -44,7 +44,7 @@ std::string slurp(const std::string &path) {
 int main(int argc, char **argv) try {
     using namespace llmkit::tok;
     if (argc < 3) {
-        std::fprintf(stderr, "usage: %s <encoding> <corpus file> [reps] [encode|scan] [reference ids]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s <encoding> <corpus file> [reps] [encode|cold|scan] [reference ids]\n", argv[0]);
         return 2;
     }
     const std::string enc = argv[1], corpus = argv[2];
@@ -52,7 +52,7 @@ int main(int argc, char **argv) try {
     const std::string mode = argc > 4 ? argv[4] : "encode";
     const char *env = std::getenv("LLMKIT_DATA_DIR");
     const std::string data = env ? env : LLMKIT_DEFAULT_DATA_DIR;
-    const auto tok = load_tiktoken(data + "/tiktoken/" + enc + ".tiktoken", enc);
+    auto tok = load_tiktoken(data + "/tiktoken/" + enc + ".tiktoken", enc);
     const std::string text = slurp(data + "/corpus/" + corpus);
     if (text.empty()) {
         std::fprintf(stderr, "cannot read %s/corpus/%s\n", data.c_str(), corpus.c_str());
@@ -69,6 +69,8 @@ int main(int argc, char **argv) try {
         for (size_t k = 0; k < flush.size(); k += 64) flush[k] = char(flush[k] + r);
         ids.clear();
         pieces = 0;
+        // cold: a freshly loaded tokenizer each time, its memos empty (the load is not timed).
+        if (mode == "cold" && r > 0) tok = load_tiktoken(data + "/tiktoken/" + enc + ".tiktoken", enc);
         const double t0 = thread_seconds();
         if (mode == "scan") pretokenize(tok->pre_tokenizer_kind(), text, [&](size_t, size_t) { ++pieces; });
         else tok->encode_ordinary(text, ids);
