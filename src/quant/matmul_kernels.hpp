@@ -37,12 +37,13 @@
 //              (16 bytes of nibbles: low = elements 0..15, high = 16..31)
 //              with multiplier ls - 32 (6 bits: 4 from scales_l, 2 from
 //              scales_h); no offset term.
-//    Q4_0 and Q4_1 have 4 "folded" lanes instead: lane l (0..3) sums the
-//    products of elements 4l..4l+3 and 16+4l..16+4l+3 (Q4_0 with its levels
-//    q - 8). Their 16 bytes of nibbles then need no reordering: the low
-//    nibbles (elements 0..15) and the high ones (16..31) go through vpmaddubsw
-//    separately and are added as int16, and two weight rows (or two activation
-//    rows) share one register, one conversion and one fmadd.
+//    Q4_0, Q4_1, IQ4_NL and MXFP4 have 4 "folded" lanes instead: lane l
+//    (0..3) sums the products of elements 4l..4l+3 and 16+4l..16+4l+3 (Q4_0
+//    with its levels q - 8, IQ4_NL and MXFP4 with their codebook entries).
+//    Their 16 bytes of nibbles then need no reordering: the low nibbles
+//    (elements 0..15) and the high ones (16..31) go through vpmaddubsw or
+//    vpdpbusd separately, and two weight rows (or two activation rows) share
+//    one register, one conversion and one fmadd.
 //  * Float part, per block, for each lane l (32-element blocks):
 //        acc[l] = fmaf(float(lane[l]), s, acc[l])        s = dw * dx (a float product)
 //    256-element blocks (the K-quants and IQ4_XS) first add their 8 lanes into
@@ -69,12 +70,13 @@ struct act_rows {
     const float *d = nullptr;        // [m, k / block]
     const int16_t *sum16 = nullptr;  // [m, k / 16]
     const int16_t *sum32 = nullptr;  // [m, k / 32]
-    // Q4_0 only (else nullptr): per block, 8 * the sum of q over elements
-    // {2i, 2i+1, 16+2i, 16+2i+1} for i = 0..7, the offset of int16 i of a
-    // folded-lane block (see above). [m, k / 32, 8]
+    // Q4_0, IQ4_NL and MXFP4 only (else nullptr): per block, 8 * the sum of q
+    // over elements {2i, 2i+1, 16+2i, 16+2i+1} for i = 0..7, the offset of
+    // int16 i of a folded-lane block (see above). [m, k / 32, 8]
     const int16_t *fold8 = nullptr;
-    // Q4_0 only: the same offsets as VNNI's vpdpbusd starts them, per block
-    // the 4 folded lanes' int32 -(fold8[2l] + fold8[2l + 1]). [m, k / 32, 4]
+    // The same kinds: the same offsets as VNNI's vpdpbusd starts them, per
+    // block the 4 folded lanes' int32 -(fold8[2l] + fold8[2l + 1]) (IQ4_NL and
+    // MXFP4 start from 16 times that: their levels go in as w + 128). [m, k / 32, 4]
     const int32_t *fold32 = nullptr;
     // IQ4_XS only: q with the two sub-blocks of each 64 elements interleaved
     // by halves, [0..15, 32..47, 16..31, 48..63], the order of an IQ4_XS
