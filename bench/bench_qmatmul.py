@@ -20,8 +20,8 @@ What is measured, in one run:
   PyTorch int8 ``torch.ops.quantized.linear_dynamic`` (per-channel qint8 weights, the kernel behind
   ``torch.ao.nn.quantized.dynamic.Linear``), NumPy float32 ``W @ x``. GB/s counts the bytes of
   weights read per second (the quantized bytes, scales included). "DRAM" cells cycle through
-  enough copies of the weights (>= --cold-bytes, 128 MB by default, 4x this CPU's 32 MB L3) that
-  every call reads them from memory; "warm" cells repeat one matrix (the 4096x4096 quantized
+  enough copies of the weights (>= --cold-bytes; by default 4x the largest CPU cache sysfs reports,
+  at least 128 MB: 1.1 GB on a 260 MB L3) that every call reads them from memory; "warm" cells repeat one matrix (the 4096x4096 quantized
   ones then sit in L3, so they show the kernels' compute speed, not memory).
 * GEMM (prefill), 4096x4096 weights, M = 16, 32 and 128 activation rows: GFLOP/s = 2*M*N*K / time,
   llmkit against torch fp32 ``x @ W.T``, torch int8 dynamic linear, NumPy float32, and the
@@ -55,6 +55,7 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -196,11 +197,26 @@ def ggml_checked(ggml, lw, x, failures, label):
     return g, worst, float(np.abs(yg - yl).max() / np.abs(yl).max())
 
 
+def default_cold_bytes() -> float:
+    """4x the largest CPU cache that sysfs reports (at least 128 MB): cycling fewer bytes of weight copies
+    than the last-level cache holds would time the cache, not DRAM (a 260 MB L3 holds 128 MB whole)."""
+    largest = 0
+    for size in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        text = size.read_text().strip()
+        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+        try:
+            largest = max(largest, int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text))
+        except ValueError:
+            continue
+    return float(max(128e6, 4 * largest))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--types", default=",".join(TYPES))
-    ap.add_argument("--cold-bytes", type=float, default=128e6, help="bytes of weight copies cycled for DRAM cells")
+    ap.add_argument("--cold-bytes", type=float, default=default_cold_bytes(),
+                    help="bytes of weight copies cycled for DRAM cells (default: 4x the largest cache, >= 128 MB)")
     ap.add_argument("--quick", action="store_true", help="4096x4096 only, GEMM at M=32 only")
     ap.add_argument("--json", default=None)
     ap.add_argument("--fixed-bandwidth", action="store_true",
