@@ -230,6 +230,27 @@ TEST_CASE("scanners give PCRE2's pieces on the corpora", "[pretok]") {
 }
 #endif
 
+// The scanners find the end of a run of ASCII letters 16 bytes at a time
+// where 16 bytes remain: every ASCII byte right after runs of 1 to 40
+// letters (lower, upper and mixed case), with and without 16 bytes after it.
+TEST_CASE("scanners give PCRE2's pieces where a long run of ASCII letters ends", "[pretok]") {
+    const std::string cases[3] = {"abcdefghijklmnopqrstuvwxyzabcdefghijklmn", "ABCDEFGHIJKLMNOPQRSTUVWXYZABCDEFGHIJKLMN",
+                                  "aBcDeFgHiJkLmNoPqRsTuVwXyZAbCdEfGhIjKlMn"};
+    size_t failures = 0;
+    for (const std::string &letters : cases)
+        for (size_t run = 1; run <= letters.size(); ++run)
+            for (int b = 1; b < 128; ++b)
+                for (const char *tail : {"", " and then some more words"})
+                    for (const char *lead : {"", " "}) {
+                        const std::string text = lead + letters.substr(0, run) + char(b) + tail;
+                        for (const char *preset : k_presets) {
+                            const std::string diff = compare(preset, text);
+                            if (!diff.empty() && ++failures <= 5) FAIL_CHECK(diff);
+                        }
+                    }
+    CHECK(failures == 0);
+}
+
 TEST_CASE("scanners give PCRE2's pieces on random strings that stress every rule", "[pretok]") {
     std::vector<uint8_t> pcre = pcre2_classes();
     // Single code points that each rule cares about.
