@@ -200,10 +200,10 @@ def ggml_checked(ggml, lw, x, failures, label):
 def default_cold_bytes() -> float:
     """4x the largest CPU cache that sysfs reports (at least 128 MB): cycling fewer bytes of weight copies
     than the last-level cache holds would time the cache, not DRAM (a 260 MB L3 holds 128 MB whole)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     largest = 0
     for size in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
         text = size.read_text().strip()
-        units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
         try:
             largest = max(largest, int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text))
         except ValueError:
