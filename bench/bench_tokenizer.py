@@ -87,13 +87,30 @@ def split_docs(text: str, size: int = DOC_BYTES) -> List[str]:
 # Timing: the best of `reps` runs (the machine is shared; the minimum is the
 # least disturbed run), after one warm-up run whose result is returned for checks.
 
+# A call of a few milliseconds (the 0.13 MB mixed slice) is disturbed by
+# the machine far more often than a whole one is long, so three repetitions
+# may all be hit: short calls are repeated until each peer has had about
+# this many seconds (and at most MAX_REPS calls), long ones `reps` times.
+MIN_SECONDS = 0.3
+MAX_REPS = 40
+
+
+def reps_for(seconds_per_call: float, reps: int, cap: int = MAX_REPS) -> int:
+    return max(reps, 1, min(cap, int(MIN_SECONDS / max(seconds_per_call, 1e-9))))
+
+
 def cold_time(data: Path, enc_name: str, text: str, reps: int) -> float:
     """llmkit's single-call time on text it has not seen: each repetition encodes
     with a freshly loaded tokenizer, whose memo of merged words and pairs starts
     empty (the warm cell repeats one text, so from the second call on its words
-    are remembered; tiktoken remembers nothing)."""
+    are remembered; tiktoken remembers nothing). Each repetition also loads the
+    vocabulary (untimed), so short texts get at most 10."""
     best = float("inf")
-    for _ in range(max(reps, 1)):
+    lk = llmkit_tokenizer(data, enc_name)
+    t0 = time.perf_counter()
+    lk.encode_ordinary(text)
+    first = time.perf_counter() - t0
+    for _ in range(reps_for(first, reps, cap=10)):
         lk = llmkit_tokenizer(data, enc_name)
         t0 = time.perf_counter()
         lk.encode_ordinary(text)
@@ -105,10 +122,15 @@ def interleaved_best_times(fns, reps: int):
     """best_time_and_result for several peers at once, their calls taking turns
     within each repetition: on a shared machine the load changes from second to
     second, and timing one peer's repetitions after the other's would let that
-    change into their ratio. Returns ([best seconds], [warm-up results])."""
-    results = [fn() for fn in fns]  # warm-up of each
+    change into their ratio. Short calls get more repetitions (reps_for, by
+    the slowest peer's warm-up). Returns ([best seconds], [warm-up results])."""
+    results, slowest = [], 0.0
+    for fn in fns:  # warm-up of each
+        t0 = time.perf_counter()
+        results.append(fn())
+        slowest = max(slowest, time.perf_counter() - t0)
     best = [float("inf")] * len(fns)
-    for _ in range(max(reps, 1)):
+    for _ in range(reps_for(slowest, reps)):
         for k, fn in enumerate(fns):
             t0 = time.perf_counter()
             fn()
@@ -411,7 +433,7 @@ def machine() -> str:
 
 def print_tables(rows: List[Dict], adv: List[Dict], info: str, limit: float) -> None:
     print(f"Machine: {info}\n")
-    print("Encode throughput, MB/s of UTF-8 input (best of the repetitions). single = one call on the whole corpus;")
+    print("Encode throughput, MB/s of UTF-8 input (best of the repetitions: --reps, more for calls under MIN_SECONDS / --reps). single = one call on the whole corpus;")
     print(f"batch = encode_batch over ~{DOC_BYTES // 1024} KB documents with {BATCH_THREADS} threads. "
           "ratio = llmkit / tiktoken.\n")
     print("llmkit cold = single on a freshly loaded tokenizer (its memo of merged words empty).\n")
