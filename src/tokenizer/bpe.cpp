@@ -343,6 +343,19 @@ void rank_table::build_char_table() {
             if (b != before.end()) e.right = std::min(e.right, b->second[64]);
         }
     }
+    if (chars_.size() < 65535) {
+        bmp_chars_.assign(65536, 0);
+        for (size_t i = 0; i < chars_.size(); ++i) {
+            const uint32_t key = chars_[i].key;
+            if (key == 0) continue;
+            const unsigned char c[3] = {static_cast<unsigned char>(key), static_cast<unsigned char>(key >> 8),
+                                        static_cast<unsigned char>(key >> 16)};
+            const uint32_t len = sequence_length(c[0]);
+            const uint32_t cp = len == 2 ? (c[0] & 0x1Fu) << 6 | (c[1] & 0x3Fu)
+                                         : (c[0] & 0x0Fu) << 12 | (c[1] & 0x3Fu) << 6 | (c[2] & 0x3Fu);
+            if (len == 2 || (len == 3 && cp >= 0x800)) bmp_chars_[cp] = static_cast<uint16_t>(i + 1);
+        }
+    }
 }
 
 int rank_table::missing_byte() const noexcept {
@@ -482,7 +495,7 @@ void rank_table::first_parts(const unsigned char *p, uint32_t n, AddPart &&add_p
     const auto unit_at = [&](uint32_t i) -> unit {
         const uint32_t len = sequence_length(p[i]);
         if (len >= 2 && !chars_.empty() && i + len <= n && is_character(p + i, len))
-            if (const char_entry *e = find_char(pack(p + i, len)))
+            if (const char_entry *e = find_char_at(p + i, len))
                 return {i, len, e->id, e->inner, e->left, e->right, e->low_after, e->low_before};
         return {i, 1, byte_rank_[p[i]], k_no_rank, 0, 0, 0, 0};
     };

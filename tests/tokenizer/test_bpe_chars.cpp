@@ -139,6 +139,22 @@ TEST_CASE("whole characters: the bound by the actual byte before a character", "
     CHECK(merged(u, piece) == reference_merge(u, piece));
 }
 
+TEST_CASE("whole characters: an overlong 3-byte form is not the 2-byte character of its code point", "[bpe][chars]") {
+    // Characters below U+10000 are found by code point (bmp_chars_), but
+    // "\xe0\x82\x80" (an overlong U+0080: only the bytes are checked, so
+    // it is a character) shares U+0080 with "\xc2\x80": it must be found
+    // by its bytes, as its own token. Both start whole here.
+    const std::string two = "\xc2\x80", overlong = "\xe0\x82\x80", surrogate = "\xed\xa0\x80";
+    const rank_table t = table_of({two, "\xe0\x82", overlong, "\xed\xa0", surrogate});
+    for (const std::string &piece : {overlong + two, two + overlong, "a" + overlong + "b" + two, surrogate + overlong}) {
+        INFO("piece of " << piece.size() << " bytes");
+        CHECK(merged(t, piece) == reference_merge(t, piece));
+    }
+    CHECK(merged(t, overlong + two) == std::vector<int32_t>{258, 256});
+    CHECK(t.count_first_parts(overlong + two) == 2);
+    CHECK(merged(t, surrogate + two) == std::vector<int32_t>{260, 256});
+}
+
 #ifdef LLMKIT_TEST_DATA_DIR
 
 namespace {
