@@ -158,6 +158,10 @@ void rank_table::build_pair_table() {
     // other pairs that join into no token by the Bloom filter, so that few
     // lookups reach the table's cache lines, spread over MiBs.
     std::vector<uint32_t> part, start, merge;
+    // The highest rank among the merges of each reachable token's bytes merged
+    // alone: its own and its split's parts' (k_no_rank: unreachable).
+    std::vector<uint32_t> inner(by_rank_.size(), k_no_rank);
+    const auto inner_of = [&](uint32_t x) { return by_rank_[x].second == 1 ? 0u : inner[x]; };
     for (uint32_t r : by_length) {
         const uint32_t len = by_rank_[r].second;  // not a structured binding: the lambda below captures it
         const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + by_rank_[r].first);
@@ -187,13 +191,14 @@ void rank_table::build_pair_table() {
         }
         if (part.size() != 2) continue;  // unreachable: never a part, never joined
         table.insert({part[0], part[1], r});
+        inner[r] = std::max({r, inner_of(part[0]), inner_of(part[1])});
         left_parts_[part[0] >> 6] |= uint64_t(1) << (part[0] & 63);
         right_parts_[part[1] >> 6] |= uint64_t(1) << (part[1] & 63);
     }
     pairs_ = std::move(table);
     pair_memo_.reset(new std::atomic<uint64_t>[size_t(1) << k_memo_bits]);
     for (size_t i = 0; i < (size_t(1) << k_memo_bits); ++i) pair_memo_[i].store(~uint64_t(0), std::memory_order_relaxed);
-    build_char_table();
+    build_char_table(inner);
 }
 
 namespace {
@@ -243,7 +248,7 @@ inline uint32_t pack(const unsigned char *p, uint32_t len) {
 // byte before c is a continuation byte e, only the tokens with e and then a
 // prefix of c (or c whole) cross that edge; low_after marks the e for which
 // one ranks at or below inner(c). Likewise low_before for a lead byte after c.
-void rank_table::build_char_table() {
+void rank_table::build_char_table(const std::vector<uint32_t> &inner_ranks) {
     std::vector<uint32_t> char_ids;
     for (uint32_t r = 0; r < by_rank_.size(); ++r) {
         const auto [off, len] = by_rank_[r];
@@ -266,23 +271,7 @@ void rank_table::build_char_table() {
         char_entry &e = slot_of(pack(c, len));
         e.key = pack(c, len);
         e.id = r;
-        // The character's bytes merged alone (lowest rank first, leftmost on ties).
-        std::string_view part[4];
-        uint32_t parts = len, inner = 0;
-        for (uint32_t k = 0; k < len; ++k) part[k] = std::string_view(reinterpret_cast<const char *>(c) + k, 1);
-        for (;;) {
-            uint32_t best = k_no_rank, at = 0;
-            for (uint32_t k = 0; k + 1 < parts; ++k) {
-                const uint32_t q = rank(std::string_view(part[k].data(), part[k].size() + part[k + 1].size()));
-                if (q < best) best = q, at = k;
-            }
-            if (best == k_no_rank) break;
-            inner = std::max(inner, best);
-            part[at] = std::string_view(part[at].data(), part[at].size() + part[at + 1].size());
-            for (uint32_t k = at + 1; k + 1 < parts; ++k) part[k] = part[k + 1];
-            --parts;
-        }
-        e.inner = parts == 1 && rank(part[0]) == r ? inner : k_no_rank;
+        e.inner = inner_ranks[r];  // its bytes merged alone (k_no_rank: they do not end as c)
     }
     // For a proper prefix of a character (key: its bytes and 2^24 * length),
     // the lowest rank of a token that ends with it after a byte: after any
@@ -354,6 +343,31 @@ void rank_table::build_char_table() {
             const uint32_t cp = len == 2 ? (c[0] & 0x1Fu) << 6 | (c[1] & 0x3Fu)
                                          : (c[0] & 0x0Fu) << 12 | (c[1] & 0x3Fu) << 6 | (c[2] & 0x3Fu);
             if (len == 2 || (len == 3 && cp >= 0x800)) bmp_chars_[cp] = static_cast<uint16_t>(i + 1);
+        }
+    }
+    // Tokens of an ASCII byte and a character that has a token, whose bytes
+    // merged alone end as themselves.
+    std::vector<lead_entry> leads;
+    for (uint32_t r = 0; r < by_rank_.size(); ++r) {
+        const auto [off, len] = by_rank_[r];
+        if (len == k_no_rank || len < 3 || len > 5) continue;
+        const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + off);
+        if (t[0] >= 0x80 || !is_character(t + 1, len - 1) || !find_char(pack(t + 1, len - 1))) continue;
+        const uint32_t inner = inner_ranks[r];
+        if (inner == k_no_rank) continue;
+        uint64_t key = 0;
+        for (uint32_t k = 0; k < len; ++k) key |= uint64_t(t[k]) << (8 * k);
+        leads.push_back({key, r, inner});
+    }
+    if (!leads.empty()) {
+        size_t lcap = 16;
+        while (lcap < leads.size() + leads.size() / 2) lcap *= 2;
+        leads_.assign(lcap, lead_entry{0, 0, 0});
+        leads_mask_ = lcap - 1;
+        for (const lead_entry &e : leads) {
+            size_t i = size_t((e.key * 0x9E3779B97F4A7C15ull) >> 32) & leads_mask_;
+            while (leads_[i].key != 0) i = (i + 1) & leads_mask_;
+            leads_[i] = e;
         }
     }
 }
@@ -504,6 +518,29 @@ void rank_table::first_parts(const unsigned char *p, uint32_t n, AddPart &&add_p
     // for the neighbouring byte when that is a continuation (lead) byte.
     unit cur = unit_at(0);
     uint32_t right_before = k_no_rank;  // no token crosses the piece's start
+    // A piece that starts with an ASCII byte and a character (" слово"): when
+    // the two are a token t whose own merges all rank below every token
+    // across its right edge, t starts whole (the proof above, with nothing
+    // before the piece's start; a token across that edge holds a suffix of
+    // the character, so the character's right bound applies). It saves the
+    // merges that make t, two or three a piece in text of other scripts.
+    if (cur.len == 1 && p[0] < 0x80 && !leads_.empty() && n >= 3) {
+        const unit c = unit_at(1);
+        if (c.len >= 2) {
+            uint64_t key = 0;
+            for (uint32_t k = 0; k <= c.len; ++k) key |= uint64_t(p[k]) << (8 * k);
+            if (const lead_entry *e = find_lead(key)) {
+                const uint32_t end = 1 + c.len;
+                const unit after = end < n ? unit_at(end) : unit{n, 0, 0, 0, k_no_rank, 0, 0, 0};
+                if (e->inner < std::max(c.right, after.left)) {
+                    add_part(0, end, e->id);
+                    if (end >= n) return;
+                    right_before = c.right;
+                    cur = after;
+                }
+            }
+        }
+    }
     for (;;) {
         const uint32_t end = cur.start + cur.len;
         const unit after = end < n ? unit_at(end) : unit{n, 0, 0, 0, k_no_rank, 0, 0, 0};

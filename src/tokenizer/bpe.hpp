@@ -217,13 +217,28 @@ private:
         uint64_t low_after;   // by e, the byte before the character
         uint64_t low_before;  // by f, the byte after it
     };
-    void build_char_table();
+    void build_char_table(const std::vector<uint32_t> &inner_ranks);
     // Calls add_part(start, length, id) for each part merge_by_ids starts p[0, n) from.
     template <typename AddPart>
     void first_parts(const unsigned char *p, uint32_t n, AddPart &&add_part) const;
     const char_entry *find_char(uint32_t key) const noexcept {
         for (size_t i = size_t((uint64_t(key) * 0x9E3779B97F4A7C15ull) >> 32) & chars_mask_;; i = (i + 1) & chars_mask_) {
             const char_entry &e = chars_[i];
+            if (e.key == key) return &e;
+            if (e.key == 0) return nullptr;
+        }
+    }
+    // A token that is an ASCII byte and then one character of 2 to 4 bytes
+    // (" с", "(中"), whose bytes merged alone end as itself: first_parts may
+    // start a piece that begins with it as one part (see build_char_table).
+    struct lead_entry {
+        uint64_t key;    // the bytes, the first one lowest; 0: empty slot
+        uint32_t id;     // the token
+        uint32_t inner;  // the highest rank among the merges that build it from its bytes
+    };
+    const lead_entry *find_lead(uint64_t key) const noexcept {
+        for (size_t i = size_t((key * 0x9E3779B97F4A7C15ull) >> 32) & leads_mask_;; i = (i + 1) & leads_mask_) {
+            const lead_entry &e = leads_[i];
             if (e.key == key) return &e;
             if (e.key == 0) return nullptr;
         }
@@ -301,6 +316,8 @@ private:
     // not overlong) -> its slot in chars_ + 1, 0 for none (128 KiB); empty
     // when chars_ has 65535 slots or more.
     std::vector<uint16_t> bmp_chars_;
+    std::vector<lead_entry> leads_;                       // open addressing by key; empty without a character table
+    size_t leads_mask_ = 0;                               // leads_.size() - 1
     // A direct-mapped memo of pair-table answers (2^k_memo_bits entries of
     // 8 bytes: left, right, merged or k_memo_none). Text reuses few pairs over
     // and over (o200k on the mixed corpus slice: 50k merges make 9.4k distinct

@@ -155,6 +155,27 @@ TEST_CASE("whole characters: an overlong 3-byte form is not the 2-byte character
     CHECK(merged(t, surrogate + two) == std::vector<int32_t>{260, 256});
 }
 
+TEST_CASE("whole characters: a piece's leading byte and character start as one token where that is safe", "[bpe][chars]") {
+    // " é" (258) is built as é (256) then " " + é; nothing crosses its right
+    // edge, so " éa" starts from [" é", a] (the bytes and é: [" ", é, a]).
+    const rank_table safe = table_of({e_acute, " \xc3", " " + e_acute});
+    for (const std::string &piece : {" " + e_acute + "a", " " + e_acute + e_acute, " " + e_acute, "." + e_acute + "a"}) {
+        INFO("piece of " << piece.size() << " bytes");
+        CHECK(merged(safe, piece) == reference_merge(safe, piece));
+    }
+    CHECK(safe.count_first_parts(" " + e_acute + "a") == 2);
+    CHECK(merged(safe, " " + e_acute + "a") == std::vector<int32_t>{258, 'a'});
+    // Here " é" (258) forms only after " \xc3" (256), and "\xa9a" (257)
+    // takes é's last byte first: [" \xc3", "\xa9a"]. Starting " é" whole
+    // would give [" é", a]: the token across its right edge ranks below its
+    // last merge, so it starts in bytes.
+    const rank_table unsafe = table_of({" \xc3", "\xa9" "a", " " + e_acute, e_acute});
+    const std::string piece = " " + e_acute + "a";
+    CHECK(reference_merge(unsafe, piece) == std::vector<int32_t>{256, 257});
+    CHECK(merged(unsafe, piece) == reference_merge(unsafe, piece));
+    CHECK(unsafe.count_first_parts(piece) == 4);
+}
+
 #ifdef LLMKIT_TEST_DATA_DIR
 
 namespace {
