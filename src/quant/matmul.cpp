@@ -101,10 +101,9 @@ void matmul(const matmul_problem &p, int n_threads) {
     std::vector<int8_t> q(size_t(m * k));
     std::vector<float> d(size_t(m * (k / block)));
     std::vector<int16_t> sum16(size_t(m * (k / 16))), sum32(size_t(m * (k / 32)));
-    // The folded lanes' offsets (act_rows::fold8, fold32): Q4_0, and IQ4_NL and
-    // MXFP4, whose VNNI kernels start from 16 * fold32.
-    const bool fold = kind == mm::k_q4_0 || kind == mm::k_iq4_nl || kind == mm::k_mxfp4;
-    std::vector<int16_t> fold8(fold ? size_t(m * (k / 32) * 8) : 0);
+    // The folded lanes' offsets (act_rows::fold8, fold32; IQ4_NL's and MXFP4's
+    // VNNI kernels start from 16 * fold32).
+    std::vector<int16_t> fold8(mm::has_fold_offsets(kind) ? size_t(m * (k / 32) * 8) : 0);
     std::vector<int32_t> fold32(fold8.size() / 2);
     // IQ4_XS on the VNNI set: x also in q_pairs' order (act_rows::q_pairs),
     // which only that set's tiles read.

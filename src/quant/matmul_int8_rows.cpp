@@ -298,6 +298,7 @@ LLMKIT_VNNI_TARGET float round_row_vnni(const float *x, int64_t k, int8_t bias, 
     *qsum = int32_t(_mm_cvtsi128_si64(usum) + _mm_extract_epi64(usum, 1) - 64 * k);
     return amax;
 }
+
 // The whole product through the tiles: weight rows split over the threads,
 // 4 at a time, each group against every x row (its 4 rows' bytes stay in L1
 // while the x rows stream from L2). xb: q + vnni_x_bias(m) per x row.

@@ -108,6 +108,11 @@ enum kernel_kind : int {
     k_q4_k, k_q5_k, k_q6_k, k_q2_k, k_q3_k, k_iq4_xs, k_count
 };
 
+// The kinds with 4 folded lanes per 32-element block (see the contract above).
+constexpr bool folded_lanes(kernel_kind k) { return k == k_q4_0 || k == k_q4_1 || k == k_iq4_nl || k == k_mxfp4; }
+// Of those, the ones whose kernels take the folded lanes' offsets (act_rows::fold8, fold32).
+constexpr bool has_fold_offsets(kernel_kind k) { return folded_lanes(k) && k != k_q4_1; }
+
 struct kernel_table {
     const char *name;
     quantize_act_fn quantize_act;

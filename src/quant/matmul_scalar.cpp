@@ -57,7 +57,7 @@ void decode_row(kernel_kind kind, const uint8_t *w, int64_t k, decoded_row &r) {
     r.resize(k, block);
     r.has_bias = kind == k_q4_1 || kind == k_q5_1 || kind == k_q4_k || kind == k_q5_k || kind == k_q6_k ||
                  kind == k_q2_k || kind == k_q3_k;
-    r.folded = kind == k_q4_0 || kind == k_q4_1 || kind == k_iq4_nl || kind == k_mxfp4;
+    r.folded = folded_lanes(kind);
     for (int64_t b = 0; b < k / block; ++b) {
         int16_t *q = r.q.data() + b * block;
         int32_t *mult = r.mult.data() + b * block / 16;

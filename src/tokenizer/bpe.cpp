@@ -225,6 +225,22 @@ inline uint32_t pack(const unsigned char *p, uint32_t len) {
     for (uint32_t k = 0; k < len; ++k) v |= uint32_t(p[k]) << (8 * k);
     return v;
 }
+// Up to 8 bytes as a number, the first one lowest (lead_entry keys).
+inline uint64_t pack64(const unsigned char *p, uint32_t len) {
+    uint64_t v = 0;
+    for (uint32_t k = 0; k < len; ++k) v |= uint64_t(p[k]) << (8 * k);
+    return v;
+}
+// The index of the character p[0, len) in bmp_chars_: its code point, for a
+// 2-byte character or a 3-byte one that is not overlong (an overlong form
+// shares a 2-byte character's code point); k_not_bmp for the others.
+constexpr uint32_t k_not_bmp = ~uint32_t(0);
+inline uint32_t bmp_index(const unsigned char *p, uint32_t len) {
+    if (len == 2) return (p[0] & 0x1Fu) << 6 | (p[1] & 0x3Fu);
+    if (len != 3) return k_not_bmp;
+    const uint32_t cp = (p[0] & 0x0Fu) << 12 | (p[1] & 0x3Fu) << 6 | (p[2] & 0x3Fu);
+    return cp >= 0x800 ? cp : k_not_bmp;
+}
 
 }  // namespace
 
@@ -337,12 +353,10 @@ void rank_table::build_char_table(const std::vector<uint32_t> &inner_ranks) {
         for (size_t i = 0; i < chars_.size(); ++i) {
             const uint32_t key = chars_[i].key;
             if (key == 0) continue;
-            const unsigned char c[3] = {static_cast<unsigned char>(key), static_cast<unsigned char>(key >> 8),
-                                        static_cast<unsigned char>(key >> 16)};
-            const uint32_t len = sequence_length(c[0]);
-            const uint32_t cp = len == 2 ? (c[0] & 0x1Fu) << 6 | (c[1] & 0x3Fu)
-                                         : (c[0] & 0x0Fu) << 12 | (c[1] & 0x3Fu) << 6 | (c[2] & 0x3Fu);
-            if (len == 2 || (len == 3 && cp >= 0x800)) bmp_chars_[cp] = static_cast<uint16_t>(i + 1);
+            const unsigned char c[4] = {static_cast<unsigned char>(key), static_cast<unsigned char>(key >> 8),
+                                        static_cast<unsigned char>(key >> 16), static_cast<unsigned char>(key >> 24)};
+            const uint32_t cp = bmp_index(c, sequence_length(c[0]));
+            if (cp != k_not_bmp) bmp_chars_[cp] = static_cast<uint16_t>(i + 1);
         }
     }
     // Tokens of an ASCII byte and a character that has a token, whose bytes
@@ -353,11 +367,7 @@ void rank_table::build_char_table(const std::vector<uint32_t> &inner_ranks) {
         if (len == k_no_rank || len < 3 || len > 5) continue;
         const auto *t = reinterpret_cast<const unsigned char *>(arena_.data() + off);
         if (t[0] >= 0x80 || !is_character(t + 1, len - 1) || !find_char(pack(t + 1, len - 1))) continue;
-        const uint32_t inner = inner_ranks[r];
-        if (inner == k_no_rank) continue;
-        uint64_t key = 0;
-        for (uint32_t k = 0; k < len; ++k) key |= uint64_t(t[k]) << (8 * k);
-        leads.push_back({key, r, inner});
+        if (inner_ranks[r] != k_no_rank) leads.push_back({pack64(t, len), r, inner_ranks[r]});
     }
     if (!leads.empty()) {
         size_t lcap = 16;
@@ -496,6 +506,16 @@ inline void set_rank(int32_t *r, uint32_t k, int32_t value) {
 
 }  // namespace
 
+// By code point below U+10000: no probe loop (one or two steps, its exit
+// mispredicted half the time) for each character of a piece.
+inline const rank_table::char_entry *rank_table::find_char_at(const unsigned char *p, uint32_t len) const noexcept {
+    if (!bmp_chars_.empty()) {
+        const uint32_t cp = bmp_index(p, len);
+        if (cp != k_not_bmp) return bmp_chars_[cp] ? &chars_[bmp_chars_[cp] - 1] : nullptr;
+    }
+    return find_char(pack(p, len));
+}
+
 // The parts merge_by_ids starts from, in order: bytes, and the characters
 // that may start whole (see build_char_table), each decided one unit (a
 // character or a byte) behind the scan, once the bound of the unit after it
@@ -527,9 +547,7 @@ void rank_table::first_parts(const unsigned char *p, uint32_t n, AddPart &&add_p
     if (cur.len == 1 && p[0] < 0x80 && !leads_.empty() && n >= 3) {
         const unit c = unit_at(1);
         if (c.len >= 2) {
-            uint64_t key = 0;
-            for (uint32_t k = 0; k <= c.len; ++k) key |= uint64_t(p[k]) << (8 * k);
-            if (const lead_entry *e = find_lead(key)) {
+            if (const lead_entry *e = find_lead(pack64(p, 1 + c.len))) {
                 const uint32_t end = 1 + c.len;
                 const unit after = end < n ? unit_at(end) : unit{n, 0, 0, 0, k_no_rank, 0, 0, 0};
                 if (e->inner < std::max(c.right, after.left)) {

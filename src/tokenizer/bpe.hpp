@@ -243,23 +243,9 @@ private:
             if (e.key == 0) return nullptr;
         }
     }
-    // find_char for the character p[0, len) (is_character holds): through
-    // bmp_chars_ for code points below U+10000 (no probing: a probe loop of
-    // one or two steps, its exit mispredicted half the time, for each
-    // character of a piece), through the hash otherwise.
-    const char_entry *find_char_at(const unsigned char *p, uint32_t len) const noexcept {
-        if (len <= 3 && !bmp_chars_.empty()) {
-            const uint32_t cp = len == 2 ? (p[0] & 0x1Fu) << 6 | (p[1] & 0x3Fu)
-                                         : (p[0] & 0x0Fu) << 12 | (p[1] & 0x3Fu) << 6 | (p[2] & 0x3Fu);
-            if (len == 2 || cp >= 0x800) {  // an overlong 3-byte form shares a 2-byte one's code point
-                const uint16_t slot = bmp_chars_[cp];
-                return slot ? &chars_[slot - 1] : nullptr;
-            }
-        }
-        uint32_t key = 0;
-        for (uint32_t k = 0; k < len; ++k) key |= uint32_t(p[k]) << (8 * k);
-        return find_char(key);
-    }
+    // find_char for the character p[0, len) (is_character holds), by code
+    // point through bmp_chars_ where it can (see bpe.cpp).
+    const char_entry *find_char_at(const unsigned char *p, uint32_t len) const noexcept;
     uint32_t find(const unsigned char *p, size_t n) const noexcept {
         const uint64_t head = load_head(p, n);
         return find(p, n, head, hash(p, n, head));
