@@ -1,5 +1,6 @@
 // qmatmul_isa_driver [reps] [m] [threads] [n] [k] [types]: the quantized
-// matmul's SIMD kernel sets (AVX2, AVX512-VNNI: those this CPU runs) side by
+// matmul's SIMD kernel sets (AVX2, AVX512-VNNI without and with its GFNI
+// kernels: those this CPU runs) side by
 // side in one process, the forced set alternating call by call, best of `reps`
 // each, for every type with a kernel (or those named in `types`, a
 // comma-separated list such as q4_K,iq4_xs: to profile one kernel alone).
@@ -53,7 +54,7 @@ int main(int argc, char **argv) {
                                {"q4_K", LLMKIT_QUANT_Q4_K}, {"q5_K", LLMKIT_QUANT_Q5_K},     {"q6_K", LLMKIT_QUANT_Q6_K},
                                {"iq4_xs", LLMKIT_QUANT_IQ4_XS}};
     std::vector<matmul_isa> sets;
-    for (matmul_isa isa : {matmul_isa::avx2, matmul_isa::avx512vnni})
+    for (matmul_isa isa : {matmul_isa::avx2, matmul_isa::avx512vnni_no_gfni, matmul_isa::avx512vnni})
         if (llmkit::quant::matmul_force_isa(isa)) sets.push_back(isa);
     if (sets.empty()) sets.push_back(matmul_isa::scalar);
     llmkit::quant::matmul_force_isa(matmul_isa::automatic);

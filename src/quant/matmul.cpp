@@ -20,6 +20,7 @@ std::atomic<int> g_forced{int(matmul_isa::automatic)};
 
 const mm::kernel_table *table_for(matmul_isa isa) {
     if (isa == matmul_isa::avx512vnni) return mm::avx512vnni_kernels();
+    if (isa == matmul_isa::avx512vnni_no_gfni) return mm::avx512vnni_gfni_kernels() ? mm::avx512vnni_plain_kernels() : nullptr;
     if (isa == matmul_isa::avx2) return mm::avx2_kernels();
     return &mm::scalar_kernels();
 }
@@ -52,10 +53,26 @@ const kernel_table *avx2_kernels() {
         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && core::cpu_has_f16c();
     return cpu_ok ? avx2_table : nullptr;
 }
-const kernel_table *avx512vnni_kernels() {
+const kernel_table *avx512vnni_plain_kernels() {
     static const bool cpu_ok = avx2_kernels() && __builtin_cpu_supports("avx512vnni") &&
                                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
     return cpu_ok ? avx512vnni_table : nullptr;
+}
+const kernel_table *avx512vnni_gfni_kernels() {
+    // The VNNI table with the kernels the GFNI build has (Q2_K, Q3_K) put in.
+    static const kernel_table *const merged = []() -> const kernel_table * {
+        if (!avx512vnni_plain_kernels() || !avx512vnni_gfni_table || !__builtin_cpu_supports("gfni")) return nullptr;
+        static kernel_table t = *avx512vnni_table;
+        t.name = avx512vnni_gfni_table->name;
+        for (int k = 0; k < k_count; ++k)
+            if (avx512vnni_gfni_table->kernels[k]) t.kernels[k] = avx512vnni_gfni_table->kernels[k];
+        return &t;
+    }();
+    return merged;
+}
+const kernel_table *avx512vnni_kernels() {
+    const kernel_table *gfni = avx512vnni_gfni_kernels();
+    return gfni ? gfni : avx512vnni_plain_kernels();
 }
 }  // namespace mm
 
@@ -80,6 +97,7 @@ const char *matmul_isa_name(matmul_isa isa) noexcept {
     case matmul_isa::scalar: return "scalar";
     case matmul_isa::avx2: return "avx2";
     case matmul_isa::avx512vnni: return "avx512vnni";
+    case matmul_isa::avx512vnni_no_gfni: return "avx512vnni-no-gfni";
     }
     return "unknown";
 }
@@ -107,7 +125,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     std::vector<int32_t> fold32(fold8.size() / 2);
     // IQ4_XS on the VNNI set: x also in q_pairs' order (act_rows::q_pairs),
     // which only that set's tiles read.
-    std::vector<int8_t> q_pairs(kind == mm::k_iq4_xs && &best == table_for(matmul_isa::avx512vnni) ? size_t(m * k) : 0);
+    std::vector<int8_t> q_pairs(kind == mm::k_iq4_xs && is_vnni(matmul_active_isa()) ? size_t(m * k) : 0);
     core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
         const float *src = p.x + i * p.x_row_stride;
         std::vector<float> packed;

@@ -19,8 +19,14 @@ namespace llmkit::quant {
 
 // Which kernels run. `automatic` picks the best the CPU supports (and
 // LLMKIT_MAX_CPU_ISA allows); tests force the others to compare the paths,
-// which give the same bits.
-enum class matmul_isa : int { automatic = 0, scalar = 1, avx2 = 2, avx512vnni = 3 };
+// which give the same bits. `avx512vnni` takes Q2_K's and Q3_K's GEMV kernels
+// with GFNI where the CPU has it; `avx512vnni_no_gfni` is that set without
+// them, for tests and benchmarks only (offered only where GFNI changes the set;
+// automatic never picks it).
+enum class matmul_isa : int { automatic = 0, scalar = 1, avx2 = 2, avx512vnni = 3, avx512vnni_no_gfni = 4 };
+
+// Whether `isa` is one of the AVX512-VNNI sets (the activations they read are laid out for them).
+constexpr bool is_vnni(matmul_isa isa) { return isa == matmul_isa::avx512vnni || isa == matmul_isa::avx512vnni_no_gfni; }
 
 // The kernels the next matmul call uses (never `automatic`).
 matmul_isa matmul_active_isa() noexcept;

@@ -385,7 +385,7 @@ void matmul_int8_x_rows(const matmul_problem &p, int n_threads) {
     int8_t *const qx = reinterpret_cast<int8_t *>((reinterpret_cast<uintptr_t>(qx_buf.data()) + 63) & ~uintptr_t(63));
     std::vector<float> dx(static_cast<size_t>(m));
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    const bool vnni = matmul_active_isa() == matmul_isa::avx512vnni;
+    const bool vnni = is_vnni(matmul_active_isa());
 #else
     const bool vnni = false;
 #endif

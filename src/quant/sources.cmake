@@ -19,6 +19,7 @@ set(LLMKIT_QUANT_SOURCES
   src/quant/matmul_scalar.cpp
   src/quant/matmul_avx2.cpp
   src/quant/matmul_avx512vnni.cpp
+  src/quant/matmul_avx512vnni_gfni.cpp
   src/quant/matmul_int8_rows.cpp
   bindings/c/quant_matmul.cpp)
 # Byte-exact agreement with ggml's reference quantizers needs every float
@@ -42,6 +43,9 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64|i.86" AND CMAKE_CXX_COMPIL
   # The same kernels with AVX512-VNNI (+ VL, BW): 256-bit vpdpbusd.
   set_source_files_properties(src/quant/matmul_avx512vnni.cpp PROPERTIES COMPILE_OPTIONS
     "${_llmkit_qmm_avx2_options};-mavx512f;-mavx512vl;-mavx512bw;-mavx512vnni")
+  # Q2_K and Q3_K once more with GFNI (used only where the CPU has it).
+  set_source_files_properties(src/quant/matmul_avx512vnni_gfni.cpp PROPERTIES COMPILE_OPTIONS
+    "${_llmkit_qmm_avx2_options};-mavx512f;-mavx512vl;-mavx512bw;-mavx512vnni;-mgfni")
 endif()
 # The non-GGUF formats are checked bit for bit against numpy / torch references.
 set_source_files_properties(src/quant/int_formats.cpp src/quant/nf4.cpp src/quant/fp8.cpp

@@ -84,7 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     std::vector<float> y_scalar(size_t(m * n), -1.0f);
     run(p, quant::matmul_isa::scalar, y_scalar);
     // Every SIMD set this CPU runs (none: nothing to compare).
-    for (const auto isa : {quant::matmul_isa::avx2, quant::matmul_isa::avx512vnni}) {
+    for (const auto isa : {quant::matmul_isa::avx2, quant::matmul_isa::avx512vnni, quant::matmul_isa::avx512vnni_no_gfni}) {
         std::vector<float> y_simd(size_t(m * n), -2.0f);
         if (!run(p, isa, y_simd)) continue;
         for (size_t i = 0; i < y_scalar.size(); ++i)

@@ -44,11 +44,13 @@ struct matmul_isa_scope {
     bool ok = false;
 };
 
-// The SIMD kernel sets this CPU runs (AVX2, AVX512-VNNI), each to be compared
-// with the scalar bits; empty on a CPU with neither.
+// The SIMD kernel sets this CPU runs (AVX2, AVX512-VNNI, and on a CPU with
+// GFNI the VNNI set without its GFNI kernels too), each to be compared with
+// the scalar bits; empty on a CPU with none.
 inline std::vector<llmkit::quant::matmul_isa> simd_isas() {
     std::vector<llmkit::quant::matmul_isa> v;
-    for (auto isa : {llmkit::quant::matmul_isa::avx2, llmkit::quant::matmul_isa::avx512vnni})
+    for (auto isa : {llmkit::quant::matmul_isa::avx2, llmkit::quant::matmul_isa::avx512vnni,
+                     llmkit::quant::matmul_isa::avx512vnni_no_gfni})
         if (matmul_isa_scope(isa).ok) v.push_back(isa);
     return v;
 }
