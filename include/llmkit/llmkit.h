@@ -1160,8 +1160,8 @@ LLMKIT_API int llmkit_quant_matmul_supported(int32_t type);
 
 /**
  * @brief The instruction set the quantized matmul kernels use on this CPU.
- * @return "avx512vnni" (the AVX2 kernels with 256-bit VNNI dot products;
- *         Q2_K's and Q3_K's GEMV also with GFNI where the CPU has it),
+ * @return "avx512vnni" (the AVX2 kernels with 256-bit VNNI dot products,
+ *         and GFNI's bit moves where the CPU has it),
  *         "avx2" or "scalar" (a static string, never NULL); every one gives
  *         the same bits. The environment variable LLMKIT_MAX_CPU_ISA
  *         ("generic", "avx2", "avx512"), read once, caps the choice. Thread-safe.

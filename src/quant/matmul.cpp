@@ -59,16 +59,8 @@ const kernel_table *avx512vnni_plain_kernels() {
     return cpu_ok ? avx512vnni_table : nullptr;
 }
 const kernel_table *avx512vnni_gfni_kernels() {
-    // The VNNI table with the kernels the GFNI build has (Q2_K, Q3_K) put in.
-    static const kernel_table *const merged = []() -> const kernel_table * {
-        if (!avx512vnni_plain_kernels() || !avx512vnni_gfni_table || !__builtin_cpu_supports("gfni")) return nullptr;
-        static kernel_table t = *avx512vnni_table;
-        t.name = avx512vnni_gfni_table->name;
-        for (int k = 0; k < k_count; ++k)
-            if (avx512vnni_gfni_table->kernels[k]) t.kernels[k] = avx512vnni_gfni_table->kernels[k];
-        return &t;
-    }();
-    return merged;
+    static const bool cpu_ok = avx512vnni_plain_kernels() && __builtin_cpu_supports("gfni");
+    return cpu_ok ? avx512vnni_gfni_table : nullptr;
 }
 const kernel_table *avx512vnni_kernels() {
     const kernel_table *gfni = avx512vnni_gfni_kernels();

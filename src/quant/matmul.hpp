@@ -19,10 +19,9 @@ namespace llmkit::quant {
 
 // Which kernels run. `automatic` picks the best the CPU supports (and
 // LLMKIT_MAX_CPU_ISA allows); tests force the others to compare the paths,
-// which give the same bits. `avx512vnni` takes Q2_K's and Q3_K's GEMV kernels
-// with GFNI where the CPU has it; `avx512vnni_no_gfni` is that set without
-// them, for tests and benchmarks only (offered only where GFNI changes the set;
-// automatic never picks it).
+// which give the same bits. `avx512vnni` is built with GFNI as well and runs
+// that build where the CPU has it; `avx512vnni_no_gfni` is the build without,
+// for tests and benchmarks on such a CPU only (automatic never picks it).
 enum class matmul_isa : int { automatic = 0, scalar = 1, avx2 = 2, avx512vnni = 3, avx512vnni_no_gfni = 4 };
 
 // Whether `isa` is one of the AVX512-VNNI sets (the activations they read are laid out for them).

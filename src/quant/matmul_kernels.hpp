@@ -129,10 +129,9 @@ const kernel_table *avx2_kernels();
 // lacks any of them).
 extern const kernel_table *const avx512vnni_table;
 const kernel_table *avx512vnni_plain_kernels();
-// Q2_K's and Q3_K's kernels built with GFNI as well (vgf2p8affineqb moves a
-// bit field in one operation), the other entries nullptr; nullptr when not
-// compiled. avx512vnni_gfni_kernels() is avx512vnni_table with those put in,
-// when the CPU has GFNI too, else nullptr.
+// The same kernels built with GFNI as well (vgf2p8affineqb moves bit fields
+// in one operation; nullptr when not compiled); avx512vnni_gfni_kernels()
+// hands it out only when the CPU has GFNI too.
 extern const kernel_table *const avx512vnni_gfni_table;
 const kernel_table *avx512vnni_gfni_kernels();
 // The VNNI set matmul_isa::avx512vnni runs: with the GFNI kernels where the CPU has them.
