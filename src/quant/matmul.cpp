@@ -103,7 +103,8 @@ void matmul(const matmul_problem &p, int n_threads) {
     if (kind == mm::k_count) core::fail(LLMKIT_ERROR_INTERNAL, "quant matmul: no kernel for type ", p.type);
     if (p.m <= 0 || p.n <= 0) return;
     const int threads = std::max(1, n_threads > 0 ? n_threads : core::default_num_threads());
-    const mm::kernel_table &best = *table_for(matmul_active_isa());
+    const matmul_isa isa = matmul_active_isa();  // read once: a forced set may change meanwhile
+    const mm::kernel_table &best = *table_for(isa);
     const mm::kernel_fn kernel = best.kernels[kind] ? best.kernels[kind] : mm::scalar_kernels().kernels[kind];
     const int64_t m = p.m, k = p.k, block = kind >= mm::k_q4_k ? 256 : 32;
 
@@ -117,7 +118,7 @@ void matmul(const matmul_problem &p, int n_threads) {
     std::vector<int32_t> fold32(fold8.size() / 2);
     // IQ4_XS on the VNNI set: x also in q_pairs' order (act_rows::q_pairs),
     // which only that set's tiles read.
-    std::vector<int8_t> q_pairs(kind == mm::k_iq4_xs && is_vnni(matmul_active_isa()) ? size_t(m * k) : 0);
+    std::vector<int8_t> q_pairs(kind == mm::k_iq4_xs && is_vnni(isa) ? size_t(m * k) : 0);
     core::parallel_for(m, int(std::min<int64_t>(threads, m)), [&](int64_t i) {
         const float *src = p.x + i * p.x_row_stride;
         std::vector<float> packed;
