@@ -43,7 +43,7 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64|amd64|i.86" AND CMAKE_CXX_COMPIL
   # The same kernels with AVX512-VNNI (+ VL, BW): 256-bit vpdpbusd.
   set_source_files_properties(src/quant/matmul_avx512vnni.cpp PROPERTIES COMPILE_OPTIONS
     "${_llmkit_qmm_avx2_options};-mavx512f;-mavx512vl;-mavx512bw;-mavx512vnni")
-  # Q2_K and Q3_K once more with GFNI (used only where the CPU has it).
+  # The same kernels once more with GFNI (that build runs only where the CPU has it).
   set_source_files_properties(src/quant/matmul_avx512vnni_gfni.cpp PROPERTIES COMPILE_OPTIONS
     "${_llmkit_qmm_avx2_options};-mavx512f;-mavx512vl;-mavx512bw;-mavx512vnni;-mgfni")
 endif()

@@ -219,18 +219,14 @@ inline bool is_character(const unsigned char *p, uint32_t len) {
         if (!is_continuation(p[k])) return false;
     return true;
 }
-// Up to 4 bytes as a number, the first one lowest.
-inline uint32_t pack(const unsigned char *p, uint32_t len) {
-    uint32_t v = 0;
-    for (uint32_t k = 0; k < len; ++k) v |= uint32_t(p[k]) << (8 * k);
-    return v;
-}
 // Up to 8 bytes as a number, the first one lowest (lead_entry keys).
 inline uint64_t pack64(const unsigned char *p, uint32_t len) {
     uint64_t v = 0;
     for (uint32_t k = 0; k < len; ++k) v |= uint64_t(p[k]) << (8 * k);
     return v;
 }
+// Up to 4 bytes (a character) as a number, the first one lowest.
+inline uint32_t pack(const unsigned char *p, uint32_t len) { return uint32_t(pack64(p, len)); }
 // The index of the character p[0, len) in bmp_chars_: its code point, for a
 // 2-byte character or a 3-byte one that is not overlong (an overlong form
 // shares a 2-byte character's code point); k_not_bmp for the others.
