@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "core/finite.hpp"
 #include "core/tensor.hpp"
 #include "guard.hpp"
 #include "host_matrix.hpp"
@@ -58,12 +59,16 @@ void require_distinct_elements(const matrix &y, const char *name) {
 
 void require_finite(const matrix &x, const char *name) {
     const auto *base = reinterpret_cast<const float *>(x.v.data);
-    for (int64_t i = 0; i < x.rows; ++i)
+    for (int64_t i = 0; i < x.rows; ++i) {
+        // Contiguous rows take the vectorized check; a row it rejects (or a
+        // strided one) is scanned element by element to name the first bad one.
+        if (x.col_stride == 1 && core::all_finite(base + i * x.row_stride, x.cols)) continue;
         for (int64_t j = 0; j < x.cols; ++j)
             if (!std::isfinite(base[i * x.row_stride + j * x.col_stride])) {
                 if (x.v.ndim == 1) fail(LLMKIT_ERROR_NON_FINITE, name, "[", j, "] is not finite");
                 fail(LLMKIT_ERROR_NON_FINITE, name, "[", i, ", ", j, "] is not finite");
             }
+    }
 }
 
 // x [m, k] and y [m, n] (or [k] and [n]) as a matmul_problem, validated.

@@ -7,6 +7,10 @@
 #include <atomic>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
 #include "core/threads.hpp"
@@ -17,6 +21,21 @@ namespace llmkit::quant {
 namespace {
 
 std::atomic<int> g_forced{int(matmul_isa::automatic)};
+
+// The sum of 16 int8 (a group's, act_rows::sum16). With SSE2, psadbw sums the
+// bytes biased by 128 (x ^ 0x80) as unsigned, 8 to each 64-bit half; the bias,
+// 16 x 128, comes off.
+inline int sum_of_16(const int8_t *q) {
+#if defined(__SSE2__)
+    const __m128i u = _mm_xor_si128(_mm_loadu_si128(reinterpret_cast<const __m128i *>(q)), _mm_set1_epi8(char(0x80)));
+    const __m128i s = _mm_sad_epu8(u, _mm_setzero_si128());
+    return _mm_cvtsi128_si32(s) + _mm_extract_epi16(s, 4) - 16 * 128;
+#else
+    int s = 0;
+    for (int j = 0; j < 16; ++j) s += q[j];
+    return s;
+#endif
+}
 
 const mm::kernel_table *table_for(matmul_isa isa) {
     if (isa == matmul_isa::avx512vnni) return mm::avx512vnni_kernels();
@@ -129,11 +148,7 @@ void matmul(const matmul_problem &p, int n_threads) {
         }
         int8_t *qi = q.data() + i * k;
         best.quantize_act(src, k, block, qi, d.data() + i * (k / block));
-        for (int64_t g = 0; g < k / 16; ++g) {
-            int s = 0;
-            for (int j = 0; j < 16; ++j) s += qi[16 * g + j];
-            sum16[size_t(i * (k / 16) + g)] = int16_t(s);
-        }
+        for (int64_t g = 0; g < k / 16; ++g) sum16[size_t(i * (k / 16) + g)] = int16_t(sum_of_16(qi + 16 * g));
         for (int64_t g = 0; g < k / 32; ++g)
             sum32[size_t(i * (k / 32) + g)] =
                 int16_t(sum16[size_t(i * (k / 16) + 2 * g)] + sum16[size_t(i * (k / 16) + 2 * g + 1)]);
