@@ -37,6 +37,30 @@ inline int sum_of_16(const int8_t *q) {
 #endif
 }
 
+// A contiguous range of task indices [front, back) that its owner takes from
+// the front and other threads from the back, both in one atomic word (front
+// in the low 32 bits, back in the high 32), so every task is taken once.
+class task_span {
+public:
+    void set(int64_t front, int64_t back) { fb_.store(uint64_t(front) | uint64_t(back) << 32); }
+    // The next task from the front, or -1 when none is left.
+    int64_t take_front() { return take(false); }
+    // The last task, or -1 when none is left.
+    int64_t take_back() { return take(true); }
+
+private:
+    int64_t take(bool back) {
+        uint64_t v = fb_.load(std::memory_order_relaxed);
+        for (;;) {
+            const uint64_t f = v & 0xFFFFFFFFu, b = v >> 32;
+            if (f >= b) return -1;
+            const uint64_t next = back ? (f | (b - 1) << 32) : ((f + 1) | b << 32);
+            if (fb_.compare_exchange_weak(v, next, std::memory_order_relaxed)) return int64_t(back ? b - 1 : f);
+        }
+    }
+    std::atomic<uint64_t> fb_{0};
+};
+
 const mm::kernel_table *table_for(matmul_isa isa) {
     if (isa == matmul_isa::avx512vnni) return mm::avx512vnni_kernels();
     if (isa == matmul_isa::avx512vnni_no_gfni) return mm::avx512vnni_gfni_kernels() ? mm::avx512vnni_plain_kernels() : nullptr;
@@ -183,6 +207,14 @@ void matmul(const matmul_problem &p, int n_threads) {
     base.y_row_stride = p.y_row_stride;
     base.y_col_stride = p.y_col_stride;
 
+    auto run_task = [&](int64_t r0, int64_t rows) {
+        mm::kernel_args a = base;
+        a.rows = rows;
+        a.w = static_cast<const uint8_t *>(p.w) + size_t(r0) * p.w_row_bytes;
+        a.row_scale = p.w_scales ? p.w_scales + r0 * p.w_scale_stride : nullptr;
+        a.y = p.y + r0 * p.y_col_stride;
+        kernel(a);
+    };
     // Tasks of whole row tiles (multiples of 4 rows), about 8 per thread so a
     // slow thread does not hold the others up; 2 from 8 activation rows on,
     // where the VNNI GEMMs repack all the activation rows once per task (8
@@ -192,14 +224,29 @@ void matmul(const matmul_problem &p, int n_threads) {
     const int64_t per_task =
         std::max<int64_t>(4, (p.n + tasks_per_thread * threads - 1) / (tasks_per_thread * threads) + 3) / 4 * 4;
     const int64_t n_tasks = (p.n + per_task - 1) / per_task;
-    core::parallel_for(n_tasks, int(std::min<int64_t>(threads, n_tasks)), [&](int64_t t) {
-        mm::kernel_args a = base;
+    const int workers = int(std::min<int64_t>(threads, n_tasks));
+    if (m < 8 && workers > 1) {
+        // GEMV: the weights stream from memory once, and each kernel call
+        // prefetches its rows about 24 KB ahead (gemv_ahead). Tasks handed out
+        // in turn would leave each thread a row range every `threads` tasks:
+        // every task would start with no rows in flight, and its last
+        // prefetches would fetch the next thread's rows. So each thread takes
+        // a contiguous span of tasks, front to back, and one that finishes
+        // early takes tasks from the back of the others' spans.
+        const int64_t spans = workers;
+        std::vector<task_span> span(static_cast<size_t>(spans));
+        for (int64_t s = 0; s < spans; ++s) span[size_t(s)].set(n_tasks * s / spans, n_tasks * (s + 1) / spans);
+        core::parallel_for(spans, workers, [&](int64_t s) {
+            const auto run = [&](int64_t t) { run_task(t * per_task, std::min(per_task, p.n - t * per_task)); };
+            for (int64_t t; (t = span[size_t(s)].take_front()) >= 0;) run(t);
+            for (int64_t o = 1; o < spans; ++o)
+                for (int64_t t; (t = span[size_t((s + o) % spans)].take_back()) >= 0;) run(t);
+        });
+        return;
+    }
+    core::parallel_for(n_tasks, workers, [&](int64_t t) {
         const int64_t r0 = t * per_task;
-        a.rows = std::min(per_task, p.n - r0);
-        a.w = static_cast<const uint8_t *>(p.w) + size_t(r0) * p.w_row_bytes;
-        a.row_scale = p.w_scales ? p.w_scales + r0 * p.w_scale_stride : nullptr;
-        a.y = p.y + r0 * p.y_col_stride;
-        kernel(a);
+        run_task(r0, std::min(per_task, p.n - r0));
     });
 }
 

@@ -257,6 +257,30 @@ TEST_CASE("quant matmul: scalar, AVX2 and AVX512-VNNI kernels, thread counts and
     }
 }
 
+// The GEMV (fewer than 8 x rows) gives each thread a contiguous span of row
+// tiles, and a thread that finishes early takes tiles from the back of the
+// others' spans. Every tile must be computed once: a skipped one leaves
+// quant_matmul's -12345 in y. More threads than this machine has cores make
+// threads fall behind, so the taking from the back happens too.
+TEST_CASE("quant matmul: the GEMV's spans of row tiles cover every row at any thread count", "[quant][matmul]") {
+    const int64_t n = 4 * 61 + 3;  // tasks of whole tiles, the last one partial
+    uint32_t seed = 700;
+    for (const auto &tc : k_types) {
+        const int64_t k = tc.block == 256 ? 256 : 96;
+        std::vector<float> w = random_matrix(n, k, seed++);
+        const auto q = quantize(tc.type, w, n, k);
+        for (int64_t m : {1, 4}) {
+            std::vector<float> x = random_matrix(m, k, seed++);
+            const auto one = quant_matmul(tc.type, q, n, k, x, m, 1);
+            for (int threads : {2, 3, 5, 8, 13})
+                for (int rep = 0; rep < 4; ++rep) {
+                    INFO(tc.name << " m = " << m << ", " << threads << " threads, repetition " << rep);
+                    CHECK(std::memcmp(one.data(), quant_matmul(tc.type, q, n, k, x, m, threads).data(), one.size() * 4) == 0);
+                }
+        }
+    }
+}
+
 // The AVX2 kernels walk the weights in tiles (4 rows for one x row, 2 rows x 4
 // x rows otherwise) and the 32-element formats two blocks a step; every edge
 // of that walk (a partial tile, an odd block count, a lone block) must give
