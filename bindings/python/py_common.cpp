@@ -13,29 +13,42 @@ py::module_ &numpy() {
 
 std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
 
+// Whether a numpy byte-order character means this machine's order ('=' native,
+// '|' not applicable, or the explicit character for this machine's order).
+static bool native_order(char byteorder) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    return byteorder != '<';
+#else
+    return byteorder != '>';
+#endif
+}
+
 tensor_arg from_numpy(py::array a, const std::string &name) {
-    py::object dt = a.attr("dtype");
-    if (!dt.attr("isnative").cast<bool>()) {  // byte-swapped data: make a native copy
+    // The dtype's fields are read from its C struct (dtype::kind, byteorder):
+    // the Python attributes cost about a microsecond a call, which a GEMV of
+    // a few rows notices.
+    py::dtype dt = a.dtype();
+    if (!native_order(dt.byteorder())) {  // byte-swapped data: make a native copy
         a = py::array(a.attr("astype")(dt.attr("newbyteorder")("=")));
-        dt = a.attr("dtype");
+        dt = a.dtype();
     }
-    const std::string kind = py::str(dt.attr("kind"));
-    const std::string dtname = py::str(dt.attr("name"));
+    const char kind = dt.kind();
     const auto itemsize = py::ssize_t(a.itemsize());
+    const auto dtname = [&] { return std::string(py::str(dt.attr("name"))); };
     tensor_arg t;
     const auto bits = uint8_t(itemsize * 8);
-    if (kind == "f") {
+    if (kind == 'f') {
         t.dtype = {LLMKIT_DTYPE_FLOAT, bits, 1};
-    } else if (kind == "i") {
+    } else if (kind == 'i') {
         t.dtype = {LLMKIT_DTYPE_INT, bits, 1};
-    } else if (kind == "u") {
+    } else if (kind == 'u') {
         t.dtype = {LLMKIT_DTYPE_UINT, bits, 1};
-    } else if (kind == "b") {
+    } else if (kind == 'b') {
         t.dtype = {LLMKIT_DTYPE_BOOL, 8, 1};
-    } else if (kind == "V" && dtname == "bfloat16" && itemsize == 2) {  // ml_dtypes.bfloat16
+    } else if (kind == 'V' && itemsize == 2 && dtname() == "bfloat16") {  // ml_dtypes.bfloat16
         t.dtype = {LLMKIT_DTYPE_BFLOAT, 16, 1};
     } else {
-        throw py::value_error(name + ": numpy dtype " + dtname +
+        throw py::value_error(name + ": numpy dtype " + dtname() +
                               " is not a numeric type llmkit can read (use float32, float16 or bfloat16 for "
                               "logits and probabilities, int32 or int64 for token ids)");
     }

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _llmkit
 from ._args import as_int, count
+from ._quant_matmul import quantized_matmul as _quantized_matmul
 
 # ggml numbers its types below 40 (GGML_TYPE_COUNT); llmkit implements a subset.
 _MAX_GGML_TYPE = 64
@@ -202,9 +203,7 @@ class QuantizedTensor:
         :class:`LlmkitError` (``LLMKIT_ERROR_UNSUPPORTED``) for a type
         without a matmul kernel.
         """
-        from ._quant_matmul import quantized_matmul
-
-        return quantized_matmul(self, x, num_threads)
+        return _quantized_matmul(self, x, num_threads)
 
     def __repr__(self) -> str:
         return f"QuantizedTensor(type={self.type!r}, shape={self._shape}, nbytes={self.nbytes})"
