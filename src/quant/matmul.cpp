@@ -225,14 +225,17 @@ void matmul(const matmul_problem &p, int n_threads) {
         std::max<int64_t>(4, (p.n + tasks_per_thread * threads - 1) / (tasks_per_thread * threads) + 3) / 4 * 4;
     const int64_t n_tasks = (p.n + per_task - 1) / per_task;
     const int workers = int(std::min<int64_t>(threads, n_tasks));
-    if (m < 8 && workers > 1) {
-        // GEMV: the weights stream from memory once, and each kernel call
-        // prefetches its rows about 24 KB ahead (gemv_ahead). Tasks handed out
-        // in turn would leave each thread a row range every `threads` tasks:
-        // every task would start with no rows in flight, and its last
+    if (m < 8 && workers > 1 && n_tasks < (int64_t(1) << 31)) {
+        // GEMV: the weights stream from memory once, each kernel call reading
+        // its rows as a few long streams, prefetched a little ahead
+        // (k_gemv_ahead_bytes in matmul_avx_impl.inc). Tasks handed out in
+        // turn would leave each thread a row range every `threads` tasks:
+        // every task would start with nothing in flight, and its last
         // prefetches would fetch the next thread's rows. So each thread takes
         // a contiguous span of tasks, front to back, and one that finishes
-        // early takes tasks from the back of the others' spans.
+        // early takes tasks from the back of the others' spans (2 threads,
+        // 4096 x 4096 from DRAM: Q2_K 1.09x, Q3_K 1.03-1.06x, the rest
+        // 1.00-1.03x; bench/README.md, 33rd session).
         const int64_t spans = workers;
         std::vector<task_span> span(static_cast<size_t>(spans));
         for (int64_t s = 0; s < spans; ++s) span[size_t(s)].set(n_tasks * s / spans, n_tasks * (s + 1) / spans);
