@@ -29,12 +29,12 @@ _INT8_ID = _llmkit.quant_type_from_name("int8")
 def quantized_matmul(qt: "QuantizedTensor", x: Any, num_threads: int) -> np.ndarray:
     """The body of :meth:`QuantizedTensor.matmul`.
 
-    Kept to plain attribute reads: a decode step calls it once per weight
-    matrix, and a GEMV of a few rows takes a few microseconds.
+    The tensor's fields are read directly (no property that calls into the
+    native module): a decode step calls this once per weight matrix, and a
+    GEMV of a few rows takes a few microseconds.
     """
-    threads = num_threads if type(num_threads) is int and 0 <= num_threads <= 0x7FFFFFFF else count(num_threads, "num_threads")
-    if getattr(x, "requires_grad", False):
-        x = _detached(x)
+    threads = count(num_threads, "num_threads")
+    x = _detached(x)
     shape = qt._shape
     rows, k = (shape[0], shape[1]) if len(shape) == 2 else (1, shape[0])
     if qt._type_id == _INT8_ID:  # llmkit's per-row int8 format: weight [rows, k] int8, scales [rows, 1] float32
