@@ -508,8 +508,16 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     // tile's largest V row scale / 32767 (p <= 1).
                     for (int64_t hh = 0; hh < ng; ++hh) heads[size_t(hh)].wi = 0.0f;  // the largest scale, first
                     for (const piece &pc : cur) {
+                        // Four running maxima in locals: one through heads[].wi
+                        // was a chain of dependent maxss and stores, a key each.
+                        const float *sv = L.v_scale + pc.row;
+                        float m4[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                        int j = 0;
+                        for (; j + 4 <= pc.n; j += 4)
+                            for (int u = 0; u < 4; ++u) m4[u] = std::max(m4[u], sv[j + u]);
+                        for (; j < pc.n; ++j) m4[0] = std::max(m4[0], sv[j]);
                         float &mx = heads[size_t(pc.hh)].wi;
-                        for (int j = 0; j < pc.n; ++j) mx = std::max(mx, L.v_scale[pc.row + j]);
+                        mx = std::max({mx, m4[0], m4[1], m4[2], m4[3]});
                     }
                     for (int64_t hh = 0; hh < ng; ++hh) {
                         head_state &H = heads[size_t(hh)];
