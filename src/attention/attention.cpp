@@ -230,6 +230,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         // rows score on dots_bf16_pf from the unscaled bf16 rows (Qh).
         const int64_t ks = k.strides[1], vs = v.strides[1];
         const bool streamed = !transposed && kn.dots_pf && kn.gemm_pf && ks == D && vs == D;
+        // bf16 V on a set with gemm_bf16_eo_pf: O in that kernel's even/odd
+        // column order until the end (as the caches' decode).
+        const bool eo = streamed && dt == dtype::bf16 && kn.gemm_bf16_eo_pf && D % 32 == 0;
         const uint16_t *Qh = nullptr;
         if (streamed && dt == dtype::bf16 && kn.dots_bf16_pf && D % 2 == 0) {
             ws2.resize(size_t(R * D + 1) / 2);
@@ -413,8 +416,12 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     int64_t pf_bytes = 0;
                     const char *pf = stream_target(j0, true, c, &pf_bytes);
                     const char *src = vbase + (j0 + c) * vs * es;
-                    kn.gemm_pf(R, int(D), n, ST + c * R, 1, R, src, vs, rt, O, D, true, c == 0 ? alpha : nullptr, pf,
-                               pf_bytes);
+                    if (eo)
+                        kn.gemm_bf16_eo_pf(R, int(D), n, ST + c * R, 1, R, reinterpret_cast<const uint16_t *>(src), vs,
+                                           O, D, true, c == 0 ? alpha : nullptr, pf, pf_bytes);
+                    else
+                        kn.gemm_pf(R, int(D), n, ST + c * R, 1, R, src, vs, rt, O, D, true, c == 0 ? alpha : nullptr,
+                                   pf, pf_bytes);
                     if (check_rows && !rows_ok(src, n, vs * es, dt)) rows_finite.store(false, std::memory_order_relaxed);
                 }
             } else {
@@ -442,6 +449,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             }
         }
 
+        if (eo) columns_from_eo(O, R, D);
         if (part) {
             std::memcpy(part, O, size_t(R) * D * 4);
             std::memcpy(part + size_t(R) * D, m, size_t(R) * 4);

@@ -232,11 +232,19 @@ void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn,
 // however the keys are cut into pieces (a scale of 1 is exact). For int8 rows
 // each key's probabilities are multiplied by its row scale first, in place
 // (p is not read again), and the rows are used as their raw values.
+//
+// eo: O's columns are in gemm_bf16_eo_pf's even/odd order (bf16 rows, D a
+// multiple of 32; see columns_from_eo).
 void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn, float *p, int R,
-                  const float *scale, float *buf, float *O, const char *pf, int64_t pf_bytes) {
+                  const float *scale, float *buf, float *O, const char *pf, int64_t pf_bytes, bool eo) {
     const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
     const bool bf16 = L.type == kv_dtype::bf16;
     const char *src = L.v + pc.row * D * es;
+    if (eo) {
+        kn.gemm_bf16_eo_pf(R, int(D), pc.n, p, 1, R, reinterpret_cast<const uint16_t *>(src), D, O, D, true, scale, pf,
+                           pf_bytes);
+        return;
+    }
     if (L.type == kv_dtype::i8)
         for (int j = 0; j < pc.n; ++j)
             for (int r = 0; r < R; ++r) p[j * R + r] *= L.v_scale[pc.row + j];
@@ -389,6 +397,10 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         // O as a float once per tile. Integer sums do not depend on how the
         // keys are cut, so paged and contiguous caches give the same bits.
         const bool i8_ints = !transposed && kn.dots_i8_pf && L.type == kv_dtype::i8;
+        // Decode over bf16 rows on a set with gemm_bf16_eo_pf: P V keeps O's
+        // columns in that kernel's even/odd order (two operations widen 64
+        // bytes of V, where column order takes four); put back at the end.
+        const bool eo = !transposed && kn.gemm_bf16_eo_pf && L.type == kv_dtype::bf16 && D % 32 == 0;
         const int64_t Dpad = (D + 31) / 32 * 32;  // an int32 row of P V's sums
         const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 +
                                 (i8_ints ? size_t(R) * Dpad + size_t(R) * size_t((D + 1) / 2) + size_t(R) * 2 : 0);
@@ -536,7 +548,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         continue;
                     }
                     piece_values(L, pc, kn, H.ST + (pc.j - j0) * R, R, pc.j == j0 ? H.alpha : nullptr, Vf, H.O, pf,
-                                 pf_bytes);
+                                 pf_bytes, eo);
                 }
                 if (i8_ints)
                     for (int64_t hh = 0; hh < ng; ++hh) {
@@ -549,6 +561,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         for (int64_t hh = 0; hh < ng; ++hh) {
             const head_state &H = heads[size_t(hh)];
             const int64_t g = t.g0 + hh;
+            if (eo) columns_from_eo(H.O, R, D);
             if (t.parts > 1) {
                 float *dst = parts.data() + (t.first_slot + part * ng + hh) * slot;
                 std::memcpy(dst, H.O, size_t(R) * D * 4);

@@ -54,6 +54,21 @@ struct kernels {
     void (*gemm_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb,
                     row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale, const char *pf,
                     int64_t pf_bytes) = nullptr;
+    // Optional (null: decode's p.v over bf16 rows goes through gemm_pf; set
+    // where decode's p.v runs in 512-bit registers, wide_decode): gemm_pf for
+    // M rows over bf16 B rows, N a multiple of 32, with C's columns in
+    // "even/odd" order: in each block of 32 columns, position i < 16 holds
+    // column 2i and position 16 + i column 2i + 1. A bf16 is the high half of
+    // a float32, so 64 bytes of a row widen in two operations (even elements
+    // shifted up, odd ones masked) into exactly those two vectors, where
+    // gemm_pf's column order costs a widening load and a shift per 16
+    // elements. Each element of C sees gemm_pf's operations in the same
+    // order (row_scale * C or 0, then one FMA per k): the same bits, in
+    // another place. The caller keeps C in this order across calls and puts
+    // the columns back once at the end.
+    void (*gemm_bf16_eo_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const uint16_t *B,
+                            int64_t ldb, float *C, int64_t ldc, bool accumulate, const float *row_scale,
+                            const char *pf, int64_t pf_bytes) = nullptr;
     // Optional (null: decode scores bf16 queries as float32 rows through
     // dots_pf; set only where the CPU has AVX512-BF16): decode's scores of R
     // bf16 query rows (unscaled) against N bf16 K rows, on pairs along D (D

@@ -387,6 +387,72 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_few_rows512(
     if (sp) s.rest();
 }
 
+// gemm_bf16_eo_pf (see kernels.hpp): NR rows x NV vectors (NV even: pairs
+// of vectors, the even and odd columns of 32) over K bf16 rows of B.
+template <int NR, int NV>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_block(int K, const float *A, int64_t ars,
+                                                                          int64_t aks, const uint16_t *B, int64_t ldb,
+                                                                          float *C, int64_t ldc, bool accumulate,
+                                                                          const float *row_scale) {
+    __m512 c[NR][NV];
+    load_c_tile<NR, NV, false>(c, C, ldc, accumulate, row_scale, 0xFFFF);
+    const __m512i odd_mask = _mm512_set1_epi32(int32_t(0xFFFF0000u));
+    for (int k = 0; k < K; ++k) {
+        const uint16_t *bk = B + k * ldb;
+        __m512 b[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v += 2) {
+            const __m512i x = _mm512_loadu_si512(bk + 16 * v);
+            b[v] = _mm512_castsi512_ps(_mm512_slli_epi32(x, 16));
+            b[v + 1] = _mm512_castsi512_ps(_mm512_and_si512(x, odd_mask));
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; ++r) {
+            const __m512 a = _mm512_set1_ps(A[r * ars + k * aks]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; ++v) c[r][v] = _mm512_fmadd_ps(a, b[v], c[r][v]);
+        }
+    }
+    store_c_tile<NR, NV, false>(c, C, ldc, 0xFFFF);
+}
+
+// Panels of 64 columns (16 accumulators), then one of 32; one prefetch step a panel.
+template <int NR>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_rows(int N, int K, const float *A, int64_t ars,
+                                                                         int64_t aks, const uint16_t *B, int64_t ldb,
+                                                                         float *C, int64_t ldc, bool accumulate,
+                                                                         const float *row_scale, spread_prefetch &pf) {
+    int n0 = 0;
+    for (; n0 + 64 <= N; n0 += 64) {
+        pf.step();
+        eo_block<NR, 4>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale);
+    }
+    if (n0 < N) {
+        pf.step();
+        eo_block<NR, 2>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_bf16_eo_pf_avx512(
+    int M, int N, int K, const float *A, int64_t ars, int64_t aks, const uint16_t *B, int64_t ldb, float *C,
+    int64_t ldc, bool accumulate, const float *row_scale, const char *pf, int64_t pf_bytes) {
+    // Rows 4 at a time; the first group carries the prefetches (the others
+    // find B in L1).
+    spread_prefetch s(pf, pf_bytes, (N + 63) / 64), none(nullptr, 0, 1);
+    for (int r = 0; r < M; r += 4) {
+        const float *a = A + r * ars, *rs = row_scale ? row_scale + r : nullptr;
+        float *c = C + r * ldc;
+        spread_prefetch &sp = r == 0 ? s : none;
+        switch (M - r < 4 ? M - r : 4) {
+        case 4: eo_rows<4>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs, sp); break;
+        case 3: eo_rows<3>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs, sp); break;
+        case 2: eo_rows<2>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs, sp); break;
+        default: eo_rows<1>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs, sp); break;
+        }
+    }
+    s.rest();
+}
+
 // The 16-bit p.v of decode over dense K/V (gemm_half): 512-bit for 1..4 rows
 // where wide_decode, else the AVX2 set's.
 __attribute__((target("avx512f"))) void gemm_half_shared(int M, int N, int K, const float *A, int64_t ars,
@@ -1197,6 +1263,7 @@ const kernels *avx512_kernels() {
         }
         wide_decode = g_avx2 && !__builtin_cpu_is("amd") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
+        if (wide_decode) k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;
         if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512vnni")) {
             k.quantize_i16 = quantize_i16_avx512;

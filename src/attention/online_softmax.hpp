@@ -122,6 +122,21 @@ inline void merge_parts(const float *first, int64_t stride, int64_t n_parts, int
     *l = sum;
 }
 
+// R rows of D floats (D a multiple of 32) from gemm_bf16_eo_pf's even/odd
+// order back to column order: position i < 16 of each block of 32 holds
+// column 2i, position 16 + i column 2i + 1.
+inline void columns_from_eo(float *O, int64_t R, int64_t D) {
+    float t[32];
+    for (int64_t r = 0; r < R; ++r)
+        for (float *b = O + r * D; b < O + (r + 1) * D; b += 32) {
+            for (int i = 0; i < 16; ++i) {
+                t[2 * i] = b[i];
+                t[2 * i + 1] = b[16 + i];
+            }
+            std::memcpy(b, t, sizeof t);
+        }
+}
+
 // out = O / l for one row of D, where O and l are the running output and
 // softmax sum of the row relative to its running max m (O = sum_j exp(s_j - m)
 // v_j, l = sum_j exp(s_j - m)). With an attention sink (gpt-oss; sink = null
