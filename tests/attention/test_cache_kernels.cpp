@@ -17,6 +17,7 @@
 
 #include "attention/kernels.hpp"
 #include "attention/kv_cache.hpp"
+#include "attention/online_softmax.hpp"
 #include "kv_helpers.hpp"
 #include "core/tensor.hpp"
 #include "llmkit/llmkit.h"
@@ -404,6 +405,48 @@ TEST_CASE("kernels: decode's p.v on the AVX-512 set gives the AVX2 set's bits", 
                         CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
                         CHECK(std::memcmp(want.data(), got_pf.data(), want.size() * 4) == 0);
                     }
+}
+
+// gemm_bf16_eo_pf (the AVX-512 set on Intel): the bits of the AVX2 set's
+// gemm_half, with C's columns in even/odd order going in and put back by
+// columns_from_eo, for 1..9 rows (the 4-row groups and their remainders),
+// widths of whole and half 64-column panels, with and without accumulation
+// and row scales.
+TEST_CASE("kernels: gemm_bf16_eo_pf gives gemm_half's bits in even/odd column order", "[attention][kernels]") {
+    const kernels *a2 = llmkit::attention::avx2_kernels(), *a5 = llmkit::attention::avx512_kernels();
+    if (!a2 || !a5 || !a5->gemm_bf16_eo_pf) {
+        WARN("this CPU's kernel sets have no gemm_bf16_eo_pf: nothing to compare");
+        return;
+    }
+    std::mt19937 rng(78);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    std::vector<char> pf_area(1 << 14, 1);
+    for (int M = 1; M <= 9; ++M)
+        for (int N : {32, 64, 96, 128, 160, 256})
+            for (int K : {1, 16, 33})
+                for (int mode = 0; mode < 3; ++mode) {  // no accumulation; accumulate; accumulate with row scales
+                    INFO("M " << M << " N " << N << " K " << K << " mode " << mode);
+                    const int64_t ldb = N + 8;
+                    std::vector<float> Bf(size_t(K * ldb));
+                    for (float &x : Bf) x = u(rng);
+                    std::vector<uint16_t> Bh(Bf.size());
+                    a2->f32_to_half(Bh.data(), Bf.data(), int64_t(Bf.size()), true);
+                    std::vector<float> A(size_t(M * K)), C0(size_t(M * N)), rs(static_cast<size_t>(M));
+                    for (float &x : A) x = u(rng);
+                    for (float &x : C0) x = u(rng);
+                    for (float &x : rs) x = u(rng);
+                    const bool acc = mode > 0;
+                    const float *scale = mode == 2 ? rs.data() : nullptr;
+                    std::vector<float> want = C0, got(C0.size());
+                    a2->gemm_half(M, N, K, A.data(), 1, M, Bh.data(), ldb, true, want.data(), N, acc, scale);
+                    for (int r = 0; r < M; ++r)  // C0 into even/odd order
+                        for (int c = 0; c < N; ++c)
+                            got[size_t(r * N + c / 32 * 32 + (c % 2) * 16 + c % 32 / 2)] = C0[size_t(r * N + c)];
+                    a5->gemm_bf16_eo_pf(M, N, K, A.data(), 1, M, Bh.data(), ldb, got.data(), N, acc, scale,
+                                        pf_area.data(), int64_t(pf_area.size()));
+                    llmkit::attention::columns_from_eo(got.data(), M, N);
+                    CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+                }
 }
 
 // Decode's bf16 pair scores (sets on CPUs with AVX512-BF16): against float64
