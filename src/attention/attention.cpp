@@ -233,6 +233,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         // bf16 V on a set with gemm_bf16_eo_pf: O in that kernel's even/odd
         // column order until the end (as the caches' decode).
         const bool eo = streamed && dt == dtype::bf16 && kn.gemm_bf16_eo_pf && D % 32 == 0;
+        // Keys per chunk of the stream: 32 for bf16 on the even/odd p.v (8
+        // KiB, as the caches' decode; see cache_attention.cpp), else 16.
+        const int chunk = eo ? 2 * k_chunk_keys : k_chunk_keys;
         const uint16_t *Qh = nullptr;
         if (streamed && dt == dtype::bf16 && kn.dots_bf16_pf && D % 2 == 0) {
             ws2.resize(size_t(R * D + 1) / 2);
@@ -245,7 +248,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             Qh = qh;
         }
         const row_type rt = dt == dtype::f32 ? row_type::f32 : dt == dtype::bf16 ? row_type::bf16 : row_type::f16;
-        const size_t ahead = size_t(std::max<int64_t>(1, (k_prefetch_bytes + k_chunk_keys * D * es - 1) / (k_chunk_keys * D * es)));
+        const size_t ahead = size_t(std::max<int64_t>(1, (k_prefetch_bytes + chunk * D * es - 1) / (chunk * D * es)));
         std::fill(O, O + size_t(R) * D, 0.0f);
         std::fill(m, m + R, ninf);
         std::fill(l, l + R, 0.0f);
@@ -277,7 +280,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         // decode's stream, and its bytes (null, 0 past the last key).
         auto stream_target = [&](int64_t j0, bool value, int64_t c, int64_t *bytes) -> const char * {
             for (size_t a = 0; a < ahead; ++a) {
-                c += k_chunk_keys;
+                c += chunk;
                 if (c >= std::min<int64_t>(k_tile_keys, hi + 1 - j0)) {
                     c = 0;
                     if (value) j0 += k_tile_keys;
@@ -288,7 +291,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     }
                 }
             }
-            *bytes = std::min<int64_t>(k_chunk_keys, std::min<int64_t>(k_tile_keys, hi + 1 - j0) - c) * D * es;
+            *bytes = std::min<int64_t>(chunk, std::min<int64_t>(k_tile_keys, hi + 1 - j0) - c) * D * es;
             return (value ? vbase : kbase) + (j0 + c) * D * es;
         };
         for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
@@ -343,8 +346,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             } else if (transposed) {
                 kn.gemm(nk, R, int(D), Kt, ldt, 1, Qb, ldq, ST, R, false, nullptr);
             } else if (streamed) {
-                for (int c = 0; c < nk; c += k_chunk_keys) {
-                    const int n = std::min(k_chunk_keys, nk - c);
+                for (int c = 0; c < nk; c += chunk) {
+                    const int n = std::min(chunk, nk - c);
                     int64_t pf_bytes = 0;
                     const char *pf = stream_target(j0, false, c, &pf_bytes);
                     const char *src = kbase + (j0 + c) * ks * es;
@@ -411,8 +414,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             } else if (transposed) {
                 kn.gemm(R, int(D), nk, ST, 1, R, Vt, ldt, O, D, true, alpha);
             } else if (streamed) {
-                for (int c = 0; c < nk; c += k_chunk_keys) {
-                    const int n = std::min(k_chunk_keys, nk - c);
+                for (int c = 0; c < nk; c += chunk) {
+                    const int n = std::min(chunk, nk - c);
                     int64_t pf_bytes = 0;
                     const char *pf = stream_target(j0, true, c, &pf_bytes);
                     const char *src = vbase + (j0 + c) * vs * es;
