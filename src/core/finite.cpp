@@ -87,12 +87,62 @@ __attribute__((target("avx2"))) bool all_finite_u16_avx2(const uint16_t *x, int6
         if ((x[j] & exponent) == exponent) return false;
     return true;
 }
+
+// Unsigned lane maxima, zero-masked with every lane on: the plain intrinsics
+// pass _mm512_undefined_epi32() through, which GCC 12 reports as used
+// uninitialized.
+__attribute__((target("avx512f"))) inline __m512i max_u32(__m512i a, __m512i b) {
+    return _mm512_maskz_max_epu32(__mmask16(0xffff), a, b);
+}
+__attribute__((target("avx512f,avx512bw"))) inline __m512i max_u16(__m512i a, __m512i b) {
+    return _mm512_maskz_max_epu16(~__mmask32(0), a, b);
+}
+
+// The same test in 512-bit registers, two operations per 64 bytes: a value is
+// infinity or NaN exactly when its magnitude bits (the sign cleared) are at
+// least the all-ones exponent, so the running unsigned maximum of the
+// magnitudes says it for the whole input. The last, partial vector is loaded
+// masked (zeros are finite). On the Emerald Rapids VM a dense bf16 decode,
+// which checks each chunk of K and V rows as it reads them, spent 8-14 % of
+// its time in the AVX2 loop.
+__attribute__((target("avx512f"))) bool all_finite_avx512(const float *x, int64_t n) noexcept {
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        m0 = max_u32(m0, _mm512_and_si512(_mm512_loadu_si512(x + j), magnitude));
+        m1 = max_u32(m1, _mm512_and_si512(_mm512_loadu_si512(x + j + 16), magnitude));
+    }
+    for (; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1u);
+        m0 = max_u32(m0, _mm512_and_si512(_mm512_maskz_loadu_epi32(k, x + j), magnitude));
+    }
+    return _mm512_cmpge_epu32_mask(max_u32(m0, m1), _mm512_set1_epi32(0x7f800000)) == 0;
+}
+
+__attribute__((target("avx512f,avx512bw"))) bool all_finite_u16_avx512(const uint16_t *x, int64_t n,
+                                                                        uint16_t exponent) noexcept {
+    const __m512i magnitude = _mm512_set1_epi16(0x7fff);
+    __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
+    int64_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        m0 = max_u16(m0, _mm512_and_si512(_mm512_loadu_si512(x + j), magnitude));
+        m1 = max_u16(m1, _mm512_and_si512(_mm512_loadu_si512(x + j + 32), magnitude));
+    }
+    for (; j < n; j += 32) {
+        const __mmask32 k = n - j >= 32 ? ~__mmask32(0) : __mmask32((1u << (n - j)) - 1u);
+        m0 = max_u16(m0, _mm512_and_si512(_mm512_maskz_loadu_epi16(k, x + j), magnitude));
+    }
+    return _mm512_cmpge_epu16_mask(max_u16(m0, m1), _mm512_set1_epi16(int16_t(exponent))) == 0;
+}
 #endif
 
 }  // namespace
 
 bool all_finite(const float *x, int64_t n) noexcept {
 #ifdef LLMKIT_FINITE_AVX2
+    static const bool avx512 = __builtin_cpu_supports("avx512f");
+    if (avx512) return all_finite_avx512(x, n);
     static const bool avx2 = __builtin_cpu_supports("avx2");
     if (avx2) return all_finite_avx2(x, n);
 #endif
@@ -103,6 +153,8 @@ bool all_finite(const uint16_t *x, int64_t n, dtype t) noexcept {
     // bfloat16: 8 exponent bits at 7..14; float16: 5 at 10..14.
     const uint16_t exponent = t == dtype::bf16 ? 0x7f80u : 0x7c00u;
 #ifdef LLMKIT_FINITE_AVX2
+    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    if (avx512) return all_finite_u16_avx512(x, n, exponent);
     static const bool avx2 = __builtin_cpu_supports("avx2");
     if (avx2) return all_finite_u16_avx2(x, n, exponent);
 #endif

@@ -202,6 +202,22 @@ TEST_CASE("require_finite names the first NaN or infinity in index order, for an
             CHECK(core::all_finite(f.data(), n));
             CHECK(core::all_finite(h.data(), n, core::dtype::bf16));
             CHECK(core::all_finite(g.data(), n, core::dtype::f16));
+            // Negative: the most negative finite values pass; -inf and a
+            // negative NaN (sign bit set) fail, as do the positive ones.
+            f[size_t(pos)] = -3.4028235e38f;
+            h[size_t(pos)] = 0xff7f;
+            g[size_t(pos)] = 0xfbff;
+            CHECK(core::all_finite(f.data(), n));
+            CHECK(core::all_finite(h.data(), n, core::dtype::bf16));
+            CHECK(core::all_finite(g.data(), n, core::dtype::f16));
+            h[size_t(pos)] = 0xff80;  // bf16 -inf
+            g[size_t(pos)] = 0xfe01;  // f16 negative NaN
+            CHECK_FALSE(core::all_finite(h.data(), n, core::dtype::bf16));
+            CHECK_FALSE(core::all_finite(g.data(), n, core::dtype::f16));
+            h[size_t(pos)] = 0xffc1;  // bf16 negative NaN
+            g[size_t(pos)] = 0xfc00;  // f16 -inf
+            CHECK_FALSE(core::all_finite(h.data(), n, core::dtype::bf16));
+            CHECK_FALSE(core::all_finite(g.data(), n, core::dtype::f16));
         }
     }
 }
