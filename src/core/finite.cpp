@@ -88,52 +88,42 @@ __attribute__((target("avx2"))) bool all_finite_u16_avx2(const uint16_t *x, int6
     return true;
 }
 
-// Unsigned lane maxima, zero-masked with every lane on: the plain intrinsics
-// pass _mm512_undefined_epi32() through, which GCC 12 reports as used
-// uninitialized.
-__attribute__((target("avx512f"))) inline __m512i max_u32(__m512i a, __m512i b) {
-    return _mm512_maskz_max_epu32(__mmask16(0xffff), a, b);
-}
-__attribute__((target("avx512f,avx512bw"))) inline __m512i max_u16(__m512i a, __m512i b) {
-    return _mm512_maskz_max_epu16(~__mmask32(0), a, b);
-}
-
 // The same test in 512-bit registers, two operations per 64 bytes: a value is
 // infinity or NaN exactly when its magnitude bits (the sign cleared) are at
-// least the all-ones exponent, so the running unsigned maximum of the
-// magnitudes says it for the whole input. The last, partial vector is loaded
-// masked (zeros are finite). On the Emerald Rapids VM a dense bf16 decode,
-// which checks each chunk of K and V rows as it reads them, spent 8-14 % of
-// its time in the AVX2 loop.
-__attribute__((target("avx512f"))) bool all_finite_avx512(const float *x, int64_t n) noexcept {
-    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
-    __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
-    int64_t j = 0;
-    for (; j + 32 <= n; j += 32) {
-        m0 = max_u32(m0, _mm512_and_si512(_mm512_loadu_si512(x + j), magnitude));
-        m1 = max_u32(m1, _mm512_and_si512(_mm512_loadu_si512(x + j + 16), magnitude));
-    }
-    for (; j < n; j += 16) {
-        const __mmask16 k = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1u);
-        m0 = max_u32(m0, _mm512_and_si512(_mm512_maskz_loadu_epi32(k, x + j), magnitude));
-    }
-    return _mm512_cmpge_epu32_mask(max_u32(m0, m1), _mm512_set1_epi32(0x7f800000)) == 0;
+// least the all-ones exponent `limit`, so the running unsigned maximum of the
+// magnitudes says it for the whole input. T is uint32_t (float32 bits) or
+// uint16_t (bf16, fp16). The last, partial vector is loaded masked (zeros are
+// finite). On the Emerald Rapids VM a dense bf16 decode, which checks each
+// chunk of K and V rows as it reads them, spent 8-14 % of its time in the
+// AVX2 loop. (The maxima are zero-masked with every lane on: the plain
+// intrinsics pass _mm512_undefined_epi32() through, which GCC 12 reports as
+// used uninitialized.)
+template <typename T>
+__attribute__((target("avx512f,avx512bw"))) inline __m512i max_lanes(__m512i a, __m512i b) {
+    if constexpr (sizeof(T) == 4) return _mm512_maskz_max_epu32(__mmask16(0xffff), a, b);
+    else return _mm512_maskz_max_epu16(~__mmask32(0), a, b);
 }
 
-__attribute__((target("avx512f,avx512bw"))) bool all_finite_u16_avx512(const uint16_t *x, int64_t n,
-                                                                        uint16_t exponent) noexcept {
-    const __m512i magnitude = _mm512_set1_epi16(0x7fff);
+template <typename T>
+__attribute__((target("avx512f,avx512bw"))) bool magnitudes_below_avx512(const T *x, int64_t n, T limit) noexcept {
+    constexpr int64_t lanes = 64 / sizeof(T);
+    const __m512i magnitude = sizeof(T) == 4 ? _mm512_set1_epi32(0x7fffffff) : _mm512_set1_epi16(0x7fff);
     __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
     int64_t j = 0;
-    for (; j + 64 <= n; j += 64) {
-        m0 = max_u16(m0, _mm512_and_si512(_mm512_loadu_si512(x + j), magnitude));
-        m1 = max_u16(m1, _mm512_and_si512(_mm512_loadu_si512(x + j + 32), magnitude));
+    for (; j + 2 * lanes <= n; j += 2 * lanes) {
+        m0 = max_lanes<T>(m0, _mm512_and_si512(_mm512_loadu_si512(x + j), magnitude));
+        m1 = max_lanes<T>(m1, _mm512_and_si512(_mm512_loadu_si512(x + j + lanes), magnitude));
     }
-    for (; j < n; j += 32) {
-        const __mmask32 k = n - j >= 32 ? ~__mmask32(0) : __mmask32((1u << (n - j)) - 1u);
-        m0 = max_u16(m0, _mm512_and_si512(_mm512_maskz_loadu_epi16(k, x + j), magnitude));
+    for (; j < n; j += lanes) {
+        const uint64_t k = n - j >= lanes ? ~uint64_t(0) : (uint64_t(1) << (n - j)) - 1u;
+        __m512i v;
+        if constexpr (sizeof(T) == 4) v = _mm512_maskz_loadu_epi32(__mmask16(k), x + j);
+        else v = _mm512_maskz_loadu_epi16(__mmask32(k), x + j);
+        m0 = max_lanes<T>(m0, _mm512_and_si512(v, magnitude));
     }
-    return _mm512_cmpge_epu16_mask(max_u16(m0, m1), _mm512_set1_epi16(int16_t(exponent))) == 0;
+    const __m512i m = max_lanes<T>(m0, m1);
+    if constexpr (sizeof(T) == 4) return _mm512_cmpge_epu32_mask(m, _mm512_set1_epi32(int32_t(limit))) == 0;
+    else return _mm512_cmpge_epu16_mask(m, _mm512_set1_epi16(int16_t(limit))) == 0;
 }
 #endif
 
@@ -141,8 +131,8 @@ __attribute__((target("avx512f,avx512bw"))) bool all_finite_u16_avx512(const uin
 
 bool all_finite(const float *x, int64_t n) noexcept {
 #ifdef LLMKIT_FINITE_AVX2
-    static const bool avx512 = __builtin_cpu_supports("avx512f");
-    if (avx512) return all_finite_avx512(x, n);
+    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+    if (avx512) return magnitudes_below_avx512(reinterpret_cast<const uint32_t *>(x), n, uint32_t(0x7f800000));
     static const bool avx2 = __builtin_cpu_supports("avx2");
     if (avx2) return all_finite_avx2(x, n);
 #endif
@@ -154,7 +144,7 @@ bool all_finite(const uint16_t *x, int64_t n, dtype t) noexcept {
     const uint16_t exponent = t == dtype::bf16 ? 0x7f80u : 0x7c00u;
 #ifdef LLMKIT_FINITE_AVX2
     static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
-    if (avx512) return all_finite_u16_avx512(x, n, exponent);
+    if (avx512) return magnitudes_below_avx512(x, n, exponent);
     static const bool avx2 = __builtin_cpu_supports("avx2");
     if (avx2) return all_finite_u16_avx2(x, n, exponent);
 #endif

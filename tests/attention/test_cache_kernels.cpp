@@ -359,6 +359,28 @@ TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[a
     }
 }
 
+// Random operands of a decode p.v (C = A^T B over K rows of B of ldb): B as
+// float32 and, when `half`, as bf16 or fp16; A; a starting C; row scales.
+struct pv_operands {
+    std::vector<float> Bf, A, C0, rs;
+    std::vector<uint16_t> Bh;
+};
+pv_operands random_pv_operands(std::mt19937 &rng, const kernels *k, int M, int N, int K, int64_t ldb, bool half,
+                               bool bf16) {
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    pv_operands o;
+    o.Bf.resize(size_t(K * ldb));
+    for (float &x : o.Bf) x = u(rng);
+    o.Bh.resize(o.Bf.size());
+    if (half) k->f32_to_half(o.Bh.data(), o.Bf.data(), int64_t(o.Bf.size()), bf16);
+    o.A.resize(size_t(M * K));
+    o.C0.resize(size_t(M * N));
+    o.rs.resize(size_t(M));
+    for (std::vector<float> *v : {&o.A, &o.C0, &o.rs})
+        for (float &x : *v) x = u(rng);
+    return o;
+}
+
 // Decode's p.v of 1..4 query rows: the AVX-512 set's 512-bit kernel (on
 // Intel, gemm_few_rows512) must give the AVX2 set's bits, through gemm,
 // gemm_half and gemm_pf, for widths with whole 48-column panels and every
@@ -371,7 +393,6 @@ TEST_CASE("kernels: decode's p.v on the AVX-512 set gives the AVX2 set's bits", 
         return;
     }
     std::mt19937 rng(77);
-    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
     std::vector<char> pf_area(1 << 14, 1);
     for (row_type e : {row_type::f32, row_type::bf16, row_type::f16})
         for (int M = 1; M <= 4; ++M)
@@ -380,15 +401,10 @@ TEST_CASE("kernels: decode's p.v on the AVX-512 set gives the AVX2 set's bits", 
                     for (int mode = 0; mode < 3; ++mode) {  // no accumulation; accumulate; accumulate with row scales
                         INFO("row type " << int(e) << " M " << M << " N " << N << " K " << K << " mode " << mode);
                         const int64_t ldb = N + 5;
-                        std::vector<float> Bf(size_t(K * ldb));
-                        for (float &x : Bf) x = u(rng);
-                        std::vector<uint16_t> Bh(Bf.size());
                         const bool half = e != row_type::f32, bf16 = e == row_type::bf16;
-                        if (half) a2->f32_to_half(Bh.data(), Bf.data(), int64_t(Bf.size()), bf16);
-                        std::vector<float> A(size_t(M * K)), C0(size_t(M * N)), rs(static_cast<size_t>(M));
-                        for (float &x : A) x = u(rng);
-                        for (float &x : C0) x = u(rng);
-                        for (float &x : rs) x = u(rng);
+                        const pv_operands o = random_pv_operands(rng, a2, M, N, K, ldb, half, bf16);
+                        const std::vector<float> &Bf = o.Bf, &A = o.A, &C0 = o.C0, &rs = o.rs;
+                        const std::vector<uint16_t> &Bh = o.Bh;
                         const bool acc = mode > 0;
                         const float *scale = mode == 2 ? rs.data() : nullptr;
                         std::vector<float> want = C0, got = C0, got_pf = C0;
@@ -419,7 +435,6 @@ TEST_CASE("kernels: gemm_bf16_eo_pf gives gemm_half's bits in even/odd column or
         return;
     }
     std::mt19937 rng(78);
-    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
     std::vector<char> pf_area(1 << 14, 1);
     for (int M = 1; M <= 9; ++M)
         for (int N : {32, 64, 96, 128, 160, 256})
@@ -427,14 +442,9 @@ TEST_CASE("kernels: gemm_bf16_eo_pf gives gemm_half's bits in even/odd column or
                 for (int mode = 0; mode < 3; ++mode) {  // no accumulation; accumulate; accumulate with row scales
                     INFO("M " << M << " N " << N << " K " << K << " mode " << mode);
                     const int64_t ldb = N + 8;
-                    std::vector<float> Bf(size_t(K * ldb));
-                    for (float &x : Bf) x = u(rng);
-                    std::vector<uint16_t> Bh(Bf.size());
-                    a2->f32_to_half(Bh.data(), Bf.data(), int64_t(Bf.size()), true);
-                    std::vector<float> A(size_t(M * K)), C0(size_t(M * N)), rs(static_cast<size_t>(M));
-                    for (float &x : A) x = u(rng);
-                    for (float &x : C0) x = u(rng);
-                    for (float &x : rs) x = u(rng);
+                    const pv_operands o = random_pv_operands(rng, a2, M, N, K, ldb, true, true);
+                    const std::vector<float> &A = o.A, &C0 = o.C0, &rs = o.rs;
+                    const std::vector<uint16_t> &Bh = o.Bh;
                     const bool acc = mode > 0;
                     const float *scale = mode == 2 ? rs.data() : nullptr;
                     std::vector<float> want = C0, got(C0.size());
