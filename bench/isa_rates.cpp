@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <string_view>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 
@@ -53,43 +52,40 @@ double seconds() {
     "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13"
 
 // rate_<name>(n) and latency_<name>(n): ns per instruction over n blocks of
-// 14 and 12 instructions.
-#define LLMKIT_DEFINE(name, op, chain, isa)                                                                       \
-    double rate_##name(long n) {                                                                           \
-        const double t = seconds();                                                                        \
-        for (long k = 0; k < n; ++k) __asm__ volatile(LLMKIT_FOURTEEN(op)::: LLMKIT_CLOBBERS);            \
-        return (seconds() - t) / (double(n) * 14) * 1e9;                                                   \
-    }                                                                                                      \
-    double latency_##name(long n) {                                                                        \
-        const double t = seconds();                                                                        \
-        for (long k = 0; k < n; ++k) __asm__ volatile(LLMKIT_CHAIN(chain)::: "xmm0");                         \
-        return (seconds() - t) / (double(n) * 12) * 1e9;                                                   \
-    }
+// 14 and 12 instructions; has_<name>(): whether the CPU has the instruction.
+#define LLMKIT_DEFINE(name, op, chain, isa)                                                   \
+    double rate_##name(long n) {                                                              \
+        const double t = seconds();                                                           \
+        for (long k = 0; k < n; ++k) __asm__ volatile(LLMKIT_FOURTEEN(op)::: LLMKIT_CLOBBERS); \
+        return (seconds() - t) / (double(n) * 14) * 1e9;                                      \
+    }                                                                                         \
+    double latency_##name(long n) {                                                           \
+        const double t = seconds();                                                           \
+        for (long k = 0; k < n; ++k) __asm__ volatile(LLMKIT_CHAIN(chain)::: "xmm0");         \
+        return (seconds() - t) / (double(n) * 12) * 1e9;                                      \
+    }                                                                                         \
+    bool has_##name() { return __builtin_cpu_supports(isa); }
 LLMKIT_ISA_RATE_KERNELS(LLMKIT_DEFINE)
 
 struct row {
     const char *name, *isa;
     double (*rate)(long), (*latency)(long);
+    bool (*has)();
 };
-#define LLMKIT_ROW(name, op, chain, isa) {#name, isa, rate_##name, latency_##name},
+#define LLMKIT_ROW(name, op, chain, isa) {#name, isa, rate_##name, latency_##name, has_##name},
 const row k_rows[] = {LLMKIT_ISA_RATE_KERNELS(LLMKIT_ROW)};
-
-bool supports(const char *isa) {
-    __builtin_cpu_init();
-    // __builtin_cpu_supports needs a string literal.
-    const std::string_view s(isa);
-    if (s == "avx512f") return __builtin_cpu_supports("avx512f");
-    if (s == "avx512bw") return __builtin_cpu_supports("avx512bw");
-    if (s == "avx512vnni") return __builtin_cpu_supports("avx512vnni");
-    if (s == "avx512bf16") return __builtin_cpu_supports("avx512bf16");
-    return false;
-}
 
 }  // namespace
 
 int main(int argc, char **argv) {
-    const long n = long((argc > 1 ? std::atof(argv[1]) : 2.0) * 1e6 / 14);
-    if (!supports("avx512f")) {
+    const double millions = argc > 1 ? std::atof(argv[1]) : 2.0;
+    if (!(millions > 0 && millions <= 1e5)) {
+        std::fprintf(stderr, "usage: %s [millions of instructions per measurement, > 0 and <= 100000]\n", argv[0]);
+        return 2;
+    }
+    const long n = long(millions * 1e6 / 14) + 1;
+    __builtin_cpu_init();
+    if (!k_rows[0].has()) {  // vfmadd231ps: AVX-512F
         std::printf("isa_rates: this CPU has no AVX-512; nothing to measure\n");
         return 0;
     }
@@ -110,7 +106,7 @@ int main(int argc, char **argv) {
     std::printf("%-12s %-11s %12s %12s %12s %14s\n", "instruction", "needs", "ns/op (rate)", "ops/cycle",
                 "ns (latency)", "latency cycles");
     for (const row &r : k_rows) {
-        if (!supports(r.isa)) {
+        if (!r.has()) {
             std::printf("%-12s %-11s %12s\n", r.name, r.isa, "not on this CPU");
             continue;
         }
