@@ -301,9 +301,14 @@ const kernels *g_avx2 = nullptr;
 // bits are the same. On Intel cores with two 512-bit FMA ports it halves the
 // instructions per product: bf16 decode 1.05-1.14x, fp32 1.00-1.07x (batch 1
 // and 16, 1k and 8k keys, caches and dense K/V; 2-core Emerald Rapids VM,
-// alternated runs). On AMD (Zen 4 splits 512-bit operations) decode keeps
-// the AVX2 kernels (wide_decode).
-bool wide_decode = false;
+// alternated runs). Zen 4 splits 512-bit operations, so there decode keeps
+// the AVX2 kernels. Zen 5 (AMD family 1Ah) has 512-bit data paths: its
+// 16-bit p.v and softmax run here (bf16 cache at batch 16 with 8k keys
+// 1.03x at 2 threads, 1.20x at 1; twice the AVX2 rate from L1), but its
+// float32 p.v keeps the AVX2 kernel, which from DRAM ran 1.02-1.07x faster
+// than this one (2-core EPYC VM, alternated runs).
+bool wide_decode = false;      // softmax and 16-bit p.v (gemm_half, gemm_pf, gemm_bf16_eo_pf)
+bool wide_decode_f32 = false;  // float32 p.v (gemm, gemm_pf)
 
 template <int E>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_row(const char *p, __mmask16 m, bool masked) {
@@ -324,11 +329,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_row(co
 template <int NR, int NV, bool Tail, int E>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void few_rows_block(
     int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb, float *C, int64_t ldc,
-    bool accumulate, const float *row_scale, __mmask16 last) {
+    bool accumulate, const float *row_scale, __mmask16 last, spread_prefetch *pf) {
     constexpr int64_t eb = E == 0 ? 4 : 2;
     __m512 c[NR][NV];
     load_c_tile<NR, NV, Tail>(c, C, ldc, accumulate, row_scale, last);
     for (int k = 0; k < K; ++k) {
+        if (pf) pf->step();
         const char *bk = B + k * ldb * eb;
         __m512 b[NV];
 #pragma GCC unroll 4
@@ -351,31 +357,30 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void few_rows_impl(
     const __mmask16 full = 0xFFFF;
     int n0 = 0;
     for (; n0 + 48 <= N; n0 += 48) {
-        if (pf) pf->step();
-        few_rows_block<NR, 3, false, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, full);
+        few_rows_block<NR, 3, false, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, full, pf);
     }
     for (; n0 < N; n0 += 32) {
-        if (pf) pf->step();
         const int w = N - n0 < 32 ? N - n0 : 32;
         const char *b = B + n0 * eb;
         float *c = C + n0;
         if (w == 32)
-            few_rows_block<NR, 2, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, full);
+            few_rows_block<NR, 2, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, full, pf);
         else if (w > 16)
-            few_rows_block<NR, 2, true, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, tail_mask(w - 16));
+            few_rows_block<NR, 2, true, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, tail_mask(w - 16), pf);
         else if (w == 16)
-            few_rows_block<NR, 1, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, full);
+            few_rows_block<NR, 1, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, full, pf);
         else
-            few_rows_block<NR, 1, true, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, tail_mask(w));
+            few_rows_block<NR, 1, true, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, tail_mask(w), pf);
     }
 }
 
-// M (1..4) rows; E: 0 float32, 1 bfloat16, 2 float16. pf may be null.
+// M (1..4) rows; E: 0 float32, 1 bfloat16, 2 float16. pf may be null; it
+// takes a step per row of B in each panel (as gemm_bf16_eo_pf).
 template <int E>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_few_rows512(
     int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb, float *C,
     int64_t ldc, bool accumulate, const float *row_scale, const char *pf, int64_t pf_bytes) {
-    spread_prefetch s(pf, pf_bytes, N / 48 + (N % 48 + 31) / 32);
+    spread_prefetch s(pf, pf_bytes, int64_t(N / 48 + (N % 48 + 31) / 32) * K);
     spread_prefetch *sp = pf ? &s : nullptr;
     const char *b = static_cast<const char *>(B);
     switch (M) {
@@ -393,11 +398,12 @@ template <int NR, int NV>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_block(int K, const float *A, int64_t ars,
                                                                           int64_t aks, const uint16_t *B, int64_t ldb,
                                                                           float *C, int64_t ldc, bool accumulate,
-                                                                          const float *row_scale) {
+                                                                          const float *row_scale, spread_prefetch &pf) {
     __m512 c[NR][NV];
     load_c_tile<NR, NV, false>(c, C, ldc, accumulate, row_scale, 0xFFFF);
     const __m512i odd_mask = _mm512_set1_epi32(int32_t(0xFFFF0000u));
     for (int k = 0; k < K; ++k) {
+        pf.step();
         const uint16_t *bk = B + k * ldb;
         __m512 b[NV];
 #pragma GCC unroll 4
@@ -416,7 +422,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_block(int K,
     store_c_tile<NR, NV, false>(c, C, ldc, 0xFFFF);
 }
 
-// Panels of 64 columns (16 accumulators), then one of 32; one prefetch step a panel.
+// Panels of 64 columns (16 accumulators), then one of 32; one prefetch step
+// per row of B in each panel (a step per panel asked for 32-64 lines at once:
+// bf16 decode 0.90x from DRAM on Zen 5, the miss buffers full).
 template <int NR>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_rows(int N, int K, const float *A, int64_t ars,
                                                                          int64_t aks, const uint16_t *B, int64_t ldb,
@@ -424,12 +432,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_rows(int N, 
                                                                          const float *row_scale, spread_prefetch &pf) {
     int n0 = 0;
     for (; n0 + 64 <= N; n0 += 64) {
-        pf.step();
-        eo_block<NR, 4>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale);
+        eo_block<NR, 4>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, pf);
     }
     if (n0 < N) {
-        pf.step();
-        eo_block<NR, 2>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale);
+        eo_block<NR, 2>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, pf);
     }
 }
 
@@ -438,7 +444,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_bf16_eo_pf_avx512
     int64_t ldc, bool accumulate, const float *row_scale, const char *pf, int64_t pf_bytes) {
     // Rows 4 at a time; the first group carries the prefetches (the others
     // find B in L1).
-    spread_prefetch s(pf, pf_bytes, (N + 63) / 64), none(nullptr, 0, 1);
+    spread_prefetch s(pf, pf_bytes, int64_t((N + 63) / 64) * K), none(nullptr, 0, 1);
     for (int r = 0; r < M; r += 4) {
         const float *a = A + r * ars, *rs = row_scale ? row_scale + r : nullptr;
         float *c = C + r * ldc;
@@ -478,7 +484,7 @@ constexpr int k_avx512_min_rows = 16;
 __attribute__((target("avx512f"))) void gemm_shared(int M, int N, int K, const float *A, int64_t ars, int64_t aks,
                                                     const float *B, int64_t ldb, float *C, int64_t ldc,
                                                     bool accumulate, const float *row_scale) {
-    if (wide_decode && M >= 1 && M <= 4)
+    if (wide_decode_f32 && M >= 1 && M <= 4)
         gemm_few_rows512<0>(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, nullptr, 0);
     else if (M < k_avx512_min_rows)
         g_avx2->gemm(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale);
@@ -540,7 +546,7 @@ __attribute__((target("avx512f"))) void softmax_packed512(float *ST, int N, int 
 
 // softmax_tile's AVX-512 loop puts 16 query rows in a vector; decode has a
 // few (the query heads of one KV head): there the AVX2 loop, vectorised over
-// the keys, wastes no lanes, and on Intel (wide_decode) the same in 512 bits
+// the keys, wastes no lanes, and where wide_decode the same in 512 bits
 // (softmax_packed512) for 1, 2 or 4 rows.
 __attribute__((target("avx512f"))) void softmax_shared(float *ST, int N, int R, float *m, float *l, float *alpha) {
     if (wide_decode && (R == 1 || R == 2 || R == 4))
@@ -558,7 +564,7 @@ __attribute__((target("avx512f"))) void gemm_pf_shared(int M, int N, int K, cons
                                                        int64_t aks, const void *B, int64_t ldb, row_type e, float *C,
                                                        int64_t ldc, bool accumulate, const float *row_scale,
                                                        const char *pf, int64_t pf_bytes) {
-    if (wide_decode && M >= 1 && M <= 4 && e != row_type::i8) {
+    if (M >= 1 && M <= 4 && (e == row_type::f32 ? wide_decode_f32 : wide_decode && e != row_type::i8)) {
         if (e == row_type::f32)
             gemm_few_rows512<0>(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, pf, pf_bytes);
         else if (e == row_type::bf16)
@@ -1223,6 +1229,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void i8_acc_fini
     }
 }
 
+// The CPU's family (CPUID leaf 1: base family, plus the extended family
+// where the base is 0Fh); 0 if CPUID cannot say.
+unsigned cpu_family() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const unsigned base = (a >> 8) & 0xFu;
+    return base == 0xFu ? base + ((a >> 20) & 0xFFu) : base;
+}
+
 // AVX512-BF16 (CPUID leaf 7, sub-leaf 1, EAX bit 5), after AVX-512F.
 bool cpu_has_avx512_bf16() {
     unsigned a = 0, b = 0, c = 0, d = 0;
@@ -1237,8 +1252,10 @@ const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx51
 
 // The AVX-512 gemm and softmax serve prefill (16 or more query rows a
 // tile); decode (a few query rows against long K/V rows) takes the AVX2 set's
-// gemm, softmax, dots, dots_half, gemm_half, dots_pf and gemm_pf (except the
-// p.v of 1..4 rows on Intel, gemm_few_rows512: the same bits), which read
+// gemm, softmax, dots, dots_half, gemm_half, dots_pf and gemm_pf (except,
+// where wide_decode, the softmax of 1, 2 or 4 rows and the p.v of 1..4 rows,
+// gemm_few_rows512 with the AVX2 kernel's bits: Intel, and Zen 5 for 16-bit
+// rows), which read
 // 16-bit and int8 caches in registers and pace their prefetches: on a Zen 4
 // VM, 2 threads, the AVX-512 set without them decoded 1k of context 1.6-2.7x
 // slower than the AVX2 set (fp32 and bf16, batch 1 and 16), and its prefill
@@ -1261,8 +1278,11 @@ const kernels *avx512_kernels() {
             k.dots_pf = g_avx2->dots_pf;
             k.gemm_pf = gemm_pf_shared;
         }
-        wide_decode = g_avx2 && !__builtin_cpu_is("amd") && __builtin_cpu_supports("avx512bw") &&
+        // 512-bit decode on Intel and on AMD from Zen 5 (family 1Ah) on; float32 p.v on Intel only (see wide_decode).
+        const bool amd = __builtin_cpu_is("amd");
+        wide_decode = g_avx2 && (!amd || cpu_family() >= 0x1Au) && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
+        wide_decode_f32 = wide_decode && !amd;
         if (wide_decode) k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;
         if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512vnni")) {
