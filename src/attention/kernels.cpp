@@ -7,6 +7,7 @@
 
 #include "core/cpu_features.hpp"
 #include "core/tensor.hpp"
+#include "attention/spread_prefetch.hpp"
 
 namespace llmkit::attention {
 
@@ -83,6 +84,15 @@ const kernels k_generic = {"generic", gemm_generic, dots_generic, softmax_tile_g
 }  // namespace
 
 const kernels &generic_kernels() { return k_generic; }
+
+bool decode_prefetch_into_l1() {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    static const bool l1 = core::cpu_amd_family() >= 0x1Au;
+    return l1;
+#else
+    return false;
+#endif
+}
 
 const kernels &best_kernels() {
     static const kernels *best = [] {

@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "attention/kernels.hpp"
+#include "core/cpu_features.hpp"
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #include <cpuid.h>
@@ -1229,15 +1230,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void i8_acc_fini
     }
 }
 
-// The CPU's family (CPUID leaf 1: base family, plus the extended family
-// where the base is 0Fh); 0 if CPUID cannot say.
-unsigned cpu_family() {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-    const unsigned base = (a >> 8) & 0xFu;
-    return base == 0xFu ? base + ((a >> 20) & 0xFFu) : base;
-}
-
 // AVX512-BF16 (CPUID leaf 7, sub-leaf 1, EAX bit 5), after AVX-512F.
 bool cpu_has_avx512_bf16() {
     unsigned a = 0, b = 0, c = 0, d = 0;
@@ -1280,7 +1272,7 @@ const kernels *avx512_kernels() {
         }
         // 512-bit decode on Intel and on AMD from Zen 5 (family 1Ah) on; float32 p.v on Intel only (see wide_decode).
         const bool amd = __builtin_cpu_is("amd");
-        wide_decode = g_avx2 && (!amd || cpu_family() >= 0x1Au) && __builtin_cpu_supports("avx512bw") &&
+        wide_decode = g_avx2 && (!amd || core::cpu_amd_family() >= 0x1Au) && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
         wide_decode_f32 = wide_decode && !amd;
         if (wide_decode) k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;

@@ -30,5 +30,17 @@ inline bool cpu_has_f16c() noexcept {
     return (c & (1u << 29)) != 0;
 }
 
+// The family of an AMD CPU (CPUID leaf 1: the base family plus the extended
+// family; 19h is Zen 3 and Zen 4, 1Ah Zen 5), 0 for any other vendor. For the
+// kernel choices that depend on the core, not on its instruction set.
+inline unsigned cpu_amd_family() noexcept {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    // "AuthenticAMD" in EBX, EDX, ECX
+    if (!__get_cpuid(0, &a, &b, &c, &d) || b != 0x68747541u || d != 0x69746e65u || c != 0x444d4163u) return 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const unsigned base = (a >> 8) & 0xFu;
+    return base == 0xFu ? base + ((a >> 20) & 0xFFu) : base;
+}
+
 }  // namespace llmkit::core
 #endif
