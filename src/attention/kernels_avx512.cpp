@@ -304,8 +304,9 @@ const kernels *g_avx2 = nullptr;
 // and 16, 1k and 8k keys, caches and dense K/V; 2-core Emerald Rapids VM,
 // alternated runs). Zen 4 splits 512-bit operations, so there decode keeps
 // the AVX2 kernels. Zen 5 (AMD family 1Ah) has 512-bit data paths: its
-// 16-bit p.v and softmax run here (bf16 cache at batch 16 with 8k keys
-// 1.03x at 2 threads, 1.20x at 1; twice the AVX2 rate from L1), but its
+// 16-bit p.v and softmax run here (bf16 caches at 2 threads: batch 16
+// with 8k keys 1.05-1.08x, with 1k 1.28x, batch 1 1.34-1.49x; twice the
+// AVX2 rate from L1; the same bits), but its
 // float32 p.v keeps the AVX2 kernel, which from DRAM ran 1.02-1.07x faster
 // than this one (2-core EPYC VM, alternated runs).
 bool wide_decode = false;      // softmax and 16-bit p.v (gemm_half, gemm_pf, gemm_bf16_eo_pf)
