@@ -777,9 +777,10 @@ LLMKIT_AVX512BF16 void store_scores16(const __m512 (&acc)[NJ][NR], int R, float 
 }
 
 // Decode's scores on bf16 pairs (dots_bf16_pf on AMD): NR (1..4) query rows x
-// NJ keys, 16 pairs of D per vdpbf16ps (a masked last step for D % 32), then
-// store_scores4.
-template <int NR, int NJ>
+// NJ keys, 16 pairs of D per vdpbf16ps (a masked last step for D % 32; Full:
+// D a multiple of 32, plain loads), then store_scores4. Plain loads: 3.4-3.5
+// against 3.8 ns per key and 4 rows in L1 (Zen 5), 1.00-1.02x end to end.
+template <int NR, int NJ, bool Full>
 LLMKIT_AVX512BF16 void dots_bf16_block(int R, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
                                        float scale, float *ST) {
     __m512 acc[NJ][NR];
@@ -788,13 +789,15 @@ LLMKIT_AVX512BF16 void dots_bf16_block(int R, int D, const uint16_t *Q, int64_t 
 #pragma GCC unroll 4
         for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_setzero_ps();
     for (int d = 0; d < D; d += 32) {
-        const __mmask16 mk = tail_mask((D - d) / 2);  // pairs left (D is even)
+        const __mmask16 mk = Full ? __mmask16(0xFFFF) : tail_mask((D - d) / 2);  // pairs left (D is even)
         __m512bh q[NR];
 #pragma GCC unroll 4
-        for (int r = 0; r < NR; ++r) q[r] = (__m512bh)_mm512_maskz_loadu_epi32(mk, Q + r * ldq + d);
+        for (int r = 0; r < NR; ++r)
+            q[r] = (__m512bh)(Full ? _mm512_loadu_si512(Q + r * ldq + d) : _mm512_maskz_loadu_epi32(mk, Q + r * ldq + d));
 #pragma GCC unroll 4
         for (int j = 0; j < NJ; ++j) {
-            const __m512bh k = (__m512bh)_mm512_maskz_loadu_epi32(mk, K + j * ldk + d);
+            const __m512bh k =
+                (__m512bh)(Full ? _mm512_loadu_si512(K + j * ldk + d) : _mm512_maskz_loadu_epi32(mk, K + j * ldk + d));
 #pragma GCC unroll 4
             for (int r = 0; r < NR; ++r) acc[j][r] = _mm512_dpbf16_ps(acc[j][r], q[r], k);
         }
@@ -846,12 +849,12 @@ LLMKIT_AVX512BF16 void dots_bf16_rows(int R, int N, int D, const QT *Q, int64_t 
     for (; j + 4 <= N; j += 4) {
         if (pf) pf->step();
         if constexpr (FMA) dots_bf16_fma_block<NR, 4, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
-        else dots_bf16_block<NR, 4>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+        else dots_bf16_block<NR, 4, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
     }
     for (; j < N; ++j) {
         if (pf) pf->step();
         if constexpr (FMA) dots_bf16_fma_block<NR, 1, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
-        else dots_bf16_block<NR, 1>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+        else dots_bf16_block<NR, 1, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
     }
 }
 
@@ -878,7 +881,10 @@ __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_pf_avx512(int R, in
                                                                         int64_t ldq, const uint16_t *K, int64_t ldk,
                                                                         float scale, float *ST, const char *pf,
                                                                         int64_t pf_bytes) {
-    dots_bf16_groups<false, false>(R, N, D, Q, ldq, K, ldk, scale, ST, pf, pf_bytes);
+    if (D % 32 == 0)
+        dots_bf16_groups<false, true>(R, N, D, Q, ldq, K, ldk, scale, ST, pf, pf_bytes);
+    else
+        dots_bf16_groups<false, false>(R, N, D, Q, ldq, K, ldk, scale, ST, pf, pf_bytes);
 }
 
 // The R bf16 rows of Q widened for dots_bf16_fma_block: row r at Qf + r * Dp
