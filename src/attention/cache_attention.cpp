@@ -40,6 +40,7 @@
 #include <memory>
 
 #include "attention/kernels.hpp"
+#include "attention/spread_prefetch.hpp"
 #include "attention/kv_cache.hpp"
 #include "attention/online_softmax.hpp"
 #include "core/finite.hpp"
@@ -473,7 +474,10 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // float32 and fp16 measured 0.92-0.98x that way and keep 16.
             const int chunk = i8_ints ? k_tile_keys : eo ? 2 * k_chunk_keys : k_chunk_keys;
             const int64_t piece_bytes = std::min<int64_t>(chunk, L.block_size) * row_bytes;
-            const size_t ahead = size_t(std::max<int64_t>(1, (k_prefetch_bytes + piece_bytes - 1) / piece_bytes));
+            // int8 rows in integers on a core that asks into L1 (Zen 5): half as
+            // far (see decode_prefetch_into_l1).
+            const int64_t pf_reach = i8_ints && decode_prefetch_into_l1() ? k_prefetch_bytes / 2 : k_prefetch_bytes;
+            const size_t ahead = size_t(std::max<int64_t>(1, (pf_reach + piece_bytes - 1) / piece_bytes));
             auto nk_at = [&](int64_t j0) { return int(std::min<int64_t>(k_tile_keys, hi + 1 - j0)); };
             tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), chunk, nxt);
             // The piece `ahead` places after K (or V) piece i of this tile in

@@ -12,7 +12,8 @@ namespace llmkit::attention {
 // Zen 5 (family 1Ah), where T0 16 KiB ahead decoded a cache at batch 16 with
 // 8k keys 1.05-1.06x faster than T1 in bf16, 1.06-1.11x in float32 and
 // 1.06-1.12x in int8 (2-core EPYC VM, 1 and 2 threads, alternated runs; T1
-// there was slower than no software prefetch at all for int8). Read once.
+// there was slower than no software prefetch at all for int8; its int8 decode
+// asks half as far ahead, 1.01-1.10x more). Read once.
 bool decode_prefetch_into_l1();
 
 // Asks for the cache lines of [p, p + bytes) a slice per step(), `steps`
