@@ -1278,10 +1278,10 @@ const kernels *avx512_kernels() {
             k.gemm_pf = gemm_pf_shared;
         }
         // 512-bit decode on Intel and on AMD from Zen 5 (family 1Ah) on; float32 p.v on Intel only (see wide_decode).
-        const bool amd = __builtin_cpu_is("amd");
-        wide_decode = g_avx2 && (!amd || core::cpu_amd_family() >= 0x1Au) && __builtin_cpu_supports("avx512bw") &&
+        const unsigned amd_family = core::cpu_amd_family();  // 0: not AMD
+        wide_decode = g_avx2 && (amd_family == 0 || amd_family >= 0x1Au) && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
-        wide_decode_f32 = wide_decode && !amd;
+        wide_decode_f32 = wide_decode && amd_family == 0;
         if (wide_decode) k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;
         if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512vnni")) {
