@@ -304,19 +304,23 @@ private:
     std::vector<uint16_t> bmp_chars_;
     std::vector<lead_entry> leads_;                       // open addressing by key; empty without a character table
     size_t leads_mask_ = 0;                               // leads_.size() - 1
-    // A direct-mapped memo of pair-table answers (2^k_memo_bits entries of
-    // 8 bytes: left, right, merged or k_memo_none). Text reuses few pairs over
+    // A direct-mapped memo of the pairs the pair table merged (2^k_memo_bits
+    // entries of 8 bytes: left, right, merged). Text reuses few pairs over
     // and over (o200k on the mixed corpus slice: 50k merges make 9.4k distinct
     // tokens), and packed eight to a cache line they stay in L1/L2, where the
-    // pair table's lines, one per pair, would not. Shared by all threads:
-    // each entry is one atomic word, written whole, so a reader sees a
-    // complete old or new entry; the all-ones word (ids beyond k_max_id) is empty.
+    // pair table's lines, one per pair, would not. Pairs that are no token
+    // are not kept: the bitmaps and the Bloom filter turn them away without
+    // the table, and kept they took the slots of pairs that merge (o200k on
+    // the UDHR corpus: 91k distinct pairs miss the memo in one encode, 31k
+    // of them go on to the table, for 16k slots). Shared by all threads: each entry is one atomic word,
+    // written whole, so a reader sees a complete old or new entry; the
+    // all-ones word (ids beyond k_max_id) is empty.
     static constexpr unsigned k_memo_bits = 14;
-    static constexpr uint32_t k_memo_none = (uint32_t(1) << pair_table::k_id_bits) - 1;
     static constexpr uint64_t k_memo_key_mask = (uint64_t(1) << (2 * pair_table::k_id_bits)) - 1;
     std::unique_ptr<std::atomic<uint64_t>[]> pair_memo_;
 
-    // The memo's answer for (left, right), or lookup()'s, which it then keeps.
+    // The memo's answer for (left, right), or lookup()'s, which it then keeps
+    // when it is a token.
     template <typename Lookup>
     uint32_t memoized(uint32_t left, uint32_t right, Lookup lookup) const noexcept {
         if (pairs_.empty() || left > pair_table::k_max_id || right > pair_table::k_max_id) return k_no_rank;
@@ -329,13 +333,9 @@ private:
         const uint64_t key = uint64_t(left) | uint64_t(right) << pair_table::k_id_bits;
         std::atomic<uint64_t> &m = pair_memo_[size_t((key * 0x9E3779B97F4A7C15ull) >> (64 - k_memo_bits))];
         const uint64_t e = m.load(std::memory_order_relaxed);
-        if ((e & k_memo_key_mask) == key) {
-            const uint32_t r = uint32_t(e >> (2 * pair_table::k_id_bits));
-            return r == k_memo_none ? k_no_rank : r;
-        }
+        if ((e & k_memo_key_mask) == key) return uint32_t(e >> (2 * pair_table::k_id_bits));
         const uint32_t r = lookup();
-        m.store(key | uint64_t(r == k_no_rank ? k_memo_none : r) << (2 * pair_table::k_id_bits),
-                std::memory_order_relaxed);
+        if (r != k_no_rank) m.store(key | uint64_t(r) << (2 * pair_table::k_id_bits), std::memory_order_relaxed);
         return r;
     }
 };
