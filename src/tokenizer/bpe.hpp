@@ -340,17 +340,18 @@ private:
     std::vector<lead_entry> leads_;                       // open addressing by key; empty without a character table
     size_t leads_mask_ = 0;                               // leads_.size() - 1
     // A direct-mapped memo of the pairs the pair table merged (2^k_memo_bits
-    // entries of 8 bytes: left, right, merged). Text reuses few pairs over
-    // and over (o200k on the mixed corpus slice: 50k merges make 9.4k distinct
-    // tokens), and packed eight to a cache line they stay in L1/L2, where the
-    // pair table's lines, one per pair, would not. Pairs that are no token
-    // are not kept: the bitmaps and the Bloom filter turn them away without
-    // the table, and kept they took the slots of pairs that merge (o200k on
-    // the UDHR corpus: 91k distinct pairs miss the memo in one encode, 31k
-    // of them go on to the table, for 16k slots). Shared by all threads: each entry is one atomic word,
-    // written whole, so a reader sees a complete old or new entry; the
-    // all-ones word (ids beyond k_max_id) is empty.
-    static constexpr unsigned k_memo_bits = 14;
+    // entries of 8 bytes: left, right, merged; 256 KiB). Text reuses few
+    // pairs over and over (o200k on the mixed corpus slice: 50k merges make
+    // 9.4k distinct tokens), and packed eight to a cache line they stay in
+    // L2, where the pair table's lines, one per pair, would not. Pairs that
+    // are no token are not kept: the bitmaps and the Bloom filter turn them
+    // away without the table, and kept they took the slots of pairs that
+    // merge. o200k on the UDHR corpus reads 31k distinct pairs from the
+    // table in one encode; with 16k slots its encode took 1.05x as long.
+    // Shared by all threads: each entry is one atomic word, written whole,
+    // so a reader sees a complete old or new entry; the all-ones word (ids
+    // beyond k_max_id) is empty.
+    static constexpr unsigned k_memo_bits = 15;
     static constexpr uint64_t k_memo_key_mask = (uint64_t(1) << (2 * pair_table::k_id_bits)) - 1;
     std::unique_ptr<std::atomic<uint64_t>[]> pair_memo_;
 
