@@ -12,9 +12,6 @@
 #include <emmintrin.h>
 #include <xmmintrin.h>
 #endif
-#if defined(__SSE4_1__)
-#include <smmintrin.h>
-#endif
 
 #include "core/error.hpp"
 
@@ -113,7 +110,7 @@ rank_table::rank_table(const std::vector<std::pair<std::string_view, uint32_t>> 
 }
 
 void rank_table::build_pair_table() {
-    if (missing_byte() >= 0 || end_rank() > pair_table::k_max_id + 1) return;
+    if (missing_byte() >= 0 || end_rank() > pair_table::k_max_id + 1 || end_rank() > k_max_merge_ranks) return;
     // Of the ways to split a token into two tokens (o200k: 446k pairs from
     // 200k tokens), tiktoken's merges only ever join one: the last merge of
     // the token's own bytes merged alone, its canonical split. Why: while a
@@ -445,38 +442,37 @@ constexpr uint32_t k_block = 16;
 // rank and, among equal ranks, the leftmost pair, so one minimum gives both
 // and no second search for the slot follows (the merge loop is one
 // dependent chain per merge, and that search was a third of its length).
-// Ranks fit pair_table's 21 bits and positions k_max_id_merge's 10, so every
-// key is positive as an int32 (SSE2 has a signed compare); k_none is above
-// every key.
+//
+// The keys are positive int32s, and the bit patterns of positive floats
+// order as the integers do, so SSE2's float minimum (minps, one
+// instruction) finds the lowest key where its 32-bit integer minimum takes
+// four (SSE4.1 is not in the baseline). Every key is biased by 2^23 so that
+// none is a denormal, which a thread in DAZ mode would read as zero, and
+// stays below +inf's pattern, k_none: ranks below k_max_merge_ranks.
 constexpr uint32_t k_pos_bits = 10;
 constexpr uint32_t k_pos_mask = (uint32_t(1) << k_pos_bits) - 1;
-constexpr int32_t k_none = 0x7FFFFFFF;
+constexpr int32_t k_key_bias = int32_t(1) << 23;  // the smallest normal float
+constexpr int32_t k_none = 0x7F800000;             // +inf
 static_assert(rank_table::k_max_id_merge <= (uint32_t(1) << k_pos_bits), "positions fit their bits");
-static_assert(pair_table::k_id_bits + k_pos_bits <= 31, "every key is a positive int32");
+static_assert(k_key_bias % (int32_t(1) << k_pos_bits) == 0, "the bias leaves the position bits alone");
+static_assert(((int64_t(rank_table::k_max_merge_ranks) - 1) << k_pos_bits | k_pos_mask) + k_key_bias < k_none,
+              "every key is a finite float pattern below k_none");
 inline int32_t pair_key(uint32_t rank, uint32_t pos) {
-    return rank == k_no_rank ? k_none : int32_t(rank << k_pos_bits | pos);
+    return rank == k_no_rank ? k_none : int32_t(rank << k_pos_bits | pos) + k_key_bias;
 }
-
-#if defined(__SSE2__)
-inline __m128i min_epi32(__m128i a, __m128i b) {
-#if defined(__SSE4_1__)
-    return _mm_min_epi32(a, b);
-#else
-    const __m128i gt = _mm_cmpgt_epi32(a, b);
-    return _mm_or_si128(_mm_and_si128(gt, b), _mm_andnot_si128(gt, a));
-#endif
-}
-#endif
+inline uint32_t key_position(int32_t key) { return uint32_t(key) & k_pos_mask; }
+inline uint32_t key_rank(int32_t key) { return uint32_t(key - k_key_bias) >> k_pos_bits; }
 
 // The smallest of r[0, k_block).
 inline int32_t block_minimum(const int32_t *r) {
 #if defined(__SSE2__)
-    const auto *v = reinterpret_cast<const __m128i *>(r);
-    __m128i m = min_epi32(min_epi32(_mm_load_si128(v), _mm_load_si128(v + 1)),
-                          min_epi32(_mm_load_si128(v + 2), _mm_load_si128(v + 3)));
-    m = min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(1, 0, 3, 2)));
-    m = min_epi32(m, _mm_shuffle_epi32(m, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(m);
+    __m128 m = _mm_min_ps(_mm_min_ps(_mm_load_ps(reinterpret_cast<const float *>(r)),
+                                     _mm_load_ps(reinterpret_cast<const float *>(r + 4))),
+                          _mm_min_ps(_mm_load_ps(reinterpret_cast<const float *>(r + 8)),
+                                     _mm_load_ps(reinterpret_cast<const float *>(r + 12))));
+    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+    m = _mm_min_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(_mm_castps_si128(m));
 #else
     int32_t m = r[0];
     for (uint32_t k = 1; k < k_block; ++k) m = std::min(m, r[k]);
@@ -628,9 +624,9 @@ void rank_table::merge_by_ids(std::string_view piece, std::vector<int32_t> &out)
         int32_t best = block_min[0];
         for (uint32_t b = 1; b < blocks; ++b) best = std::min(best, block_min[b]);
         if (best == k_none) break;
-        const uint32_t i = uint32_t(best) & k_pos_mask, bi = i / k_block;
+        const uint32_t i = key_position(best), bi = i / k_block;
         const uint32_t j = next[i];  // absorbed into part i
-        tok[i] = uint32_t(best) >> k_pos_bits;
+        tok[i] = key_rank(best);
         set_rank(rank_of, j, k_none);
         next[i] = next[j];
         if (next[j] < n) prev[next[j]] = i;

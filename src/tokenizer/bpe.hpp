@@ -101,6 +101,9 @@ public:
     // (merge_small_by_bytes, 2..128 bytes); longer pieces go to merge_large,
     // the O(n log n) heap for any length >= 2, which looks up bytes only.
     static constexpr uint32_t k_max_id_merge = 1024;
+    // merge_by_ids' keys hold ranks below this (bpe.cpp); the pair table is
+    // built only for tables whose ranks all are.
+    static constexpr uint32_t k_max_merge_ranks = 0x1FC000;
     void merge_small(std::string_view piece, std::vector<int32_t> &out) const;
     void merge_small_by_bytes(std::string_view piece, std::vector<int32_t> &out) const;
     void merge_large(std::string_view piece, std::vector<int32_t> &out) const;
@@ -110,7 +113,7 @@ public:
 
     // Whether merges go through the pair table: built when every byte is a
     // token (so every part of a piece is a token: a byte or a merge of two)
-    // and every rank fits pair_table::k_max_id.
+    // and every rank fits pair_table::k_max_id and k_max_merge_ranks.
     bool has_pair_table() const noexcept { return !pairs_.empty(); }
     const pair_table &pairs() const noexcept { return pairs_; }
     // rank(bytes(left) + bytes(right)) through the pair table, or k_no_rank
