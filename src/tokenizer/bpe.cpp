@@ -381,6 +381,26 @@ int rank_table::missing_byte() const noexcept {
     return -1;
 }
 
+void rank_table::prefetch_merge_tables() const noexcept {
+#if defined(__GNUC__)
+    const auto stream = [](const void *data, size_t bytes) {
+        const char *c = static_cast<const char *>(data);
+        for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 2);
+    };
+    if (pairs_.empty()) return;
+    // The largest first, so that the last (hottest) ones are the likeliest
+    // still in L2 when the merges start.
+    stream(chars_.data(), chars_.size() * sizeof(char_entry));
+    stream(leads_.data(), leads_.size() * sizeof(lead_entry));
+    stream(bmp_chars_.data(), bmp_chars_.size() * sizeof(uint16_t));
+    stream(pair_rank_.data(), pair_rank_.size() * sizeof(uint32_t));
+    stream(filter_.data(), filter_.size() * sizeof(uint64_t));
+    stream(left_parts_.data(), left_parts_.size() * sizeof(uint64_t));
+    stream(right_parts_.data(), right_parts_.size() * sizeof(uint64_t));
+    stream(pair_memo_.get(), sizeof(uint64_t) << k_memo_bits);
+#endif
+}
+
 void rank_table::prefetch_piece(std::string_view piece, uint64_t h, const piece_cache &cache) const noexcept {
     const size_t n = piece.size();
     if (n <= 2) return;  // direct tables, small and hot

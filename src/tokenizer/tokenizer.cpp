@@ -48,6 +48,10 @@ void byte_level_bpe::encode_ordinary(std::string_view text, std::vector<int32_t>
 
 // text: valid UTF-8, checked by the caller.
 void byte_level_bpe::encode_split(std::string_view text, std::vector<int32_t> &out) const {
+    // From 64 KiB of text (a millisecond of encoding) the tables' lines
+    // that another program may have evicted are worth streaming in first.
+    constexpr size_t k_prefetch_tables_from = size_t(64) << 10;
+    if (text.size() >= k_prefetch_tables_from) ranks_.prefetch_merge_tables();
     piece_queue queue(ranks_, this_thread_piece_cache(), out);
     const auto piece = [&](size_t b, size_t e) { queue.push(text.substr(b, e - b)); };
     if (pretok_ != pretok_kind::none) pretokenize(pretok_, text, piece);
