@@ -381,7 +381,7 @@ int rank_table::missing_byte() const noexcept {
     return -1;
 }
 
-void rank_table::prefetch_merge_tables() const noexcept {
+void rank_table::prefetch_merge_tables(bool pair_table) const noexcept {
 #if defined(__GNUC__)
     const auto stream = [](const void *data, size_t bytes) {
         const char *c = static_cast<const char *>(data);
@@ -390,6 +390,7 @@ void rank_table::prefetch_merge_tables() const noexcept {
     if (pairs_.empty()) return;
     // The largest first, so that the last (hottest) ones are the likeliest
     // still in L2 when the merges start.
+    if (pair_table) stream(pairs_.data(), pairs_.bytes());
     stream(chars_.data(), chars_.size() * sizeof(char_entry));
     stream(leads_.data(), leads_.size() * sizeof(lead_entry));
     stream(bmp_chars_.data(), bmp_chars_.size() * sizeof(uint16_t));

@@ -111,14 +111,12 @@ public:
     // of the characters it takes whole (see build_char_table). For tests.
     size_t count_first_parts(std::string_view piece) const;
 
-    // Starts loading the tables that merges read at random, all but the
-    // pair table (o200k: 1.6 MB), one line after the other. For a long text:
-    // when another program ran since the last encode and they left the
-    // caches, streaming them in takes ~50 us where missing on them one line
-    // at a time takes about a millisecond (o200k on a 1.2 MB text in 60
-    // languages, interleaved with tiktoken: 1.03-1.04x faster; no slower on
-    // warm caches).
-    void prefetch_merge_tables() const noexcept;
+    // Starts loading the tables that merges read at random (o200k: 1.6 MB,
+    // and 3.2 MB more with the pair table), one line after the other. For a
+    // long text: when another program ran since the last encode and they
+    // left the caches, streaming them in takes ~50-150 us, where missing on
+    // them one line at a time takes a millisecond or more.
+    void prefetch_merge_tables(bool pair_table) const noexcept;
 
     // Whether merges go through the pair table: built when every byte is a
     // token (so every part of a piece is a token: a byte or a merge of two)

@@ -42,6 +42,7 @@ public:
     bool empty() const noexcept { return buckets_.empty(); }
     size_t size() const noexcept { return count_; }
     size_t bytes() const noexcept { return buckets_.size() * sizeof(bucket); }
+    const void *data() const noexcept { return buckets_.data(); }
 
     // The merged id of (left, right), or `none` when the pair is not in the
     // table. Ids over k_max_id are never in it.
