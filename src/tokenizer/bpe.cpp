@@ -110,7 +110,8 @@ rank_table::rank_table(const std::vector<std::pair<std::string_view, uint32_t>> 
 }
 
 void rank_table::build_pair_table() {
-    if (missing_byte() >= 0 || end_rank() > pair_table::k_max_id + 1 || end_rank() > k_max_merge_ranks) return;
+    static_assert(k_max_merge_ranks <= pair_table::k_max_id + 1, "the merge keys' bound is the tighter one");
+    if (missing_byte() >= 0 || end_rank() > k_max_merge_ranks) return;
     // Of the ways to split a token into two tokens (o200k: 446k pairs from
     // 200k tokens), tiktoken's merges only ever join one: the last merge of
     // the token's own bytes merged alone, its canonical split. Why: while a
@@ -388,8 +389,9 @@ void rank_table::prefetch_merge_tables(bool pair_table) const noexcept {
         for (size_t i = 0; i < bytes; i += 64) __builtin_prefetch(c + i, 0, 2);
     };
     if (pairs_.empty()) return;
-    // The largest first, so that the last (hottest) ones are the likeliest
-    // still in L2 when the merges start.
+    // The pair table and the character tables first, the tables every
+    // merge reads (filter, part bitmaps, memo) last, so that those are the
+    // likeliest still in L2 when the merges start.
     if (pair_table) stream(pairs_.data(), pairs_.bytes());
     stream(chars_.data(), chars_.size() * sizeof(char_entry));
     stream(leads_.data(), leads_.size() * sizeof(lead_entry));

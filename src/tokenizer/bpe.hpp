@@ -20,14 +20,7 @@
 // load_head may read a few bytes past the end of its bytes, within their
 // page (see there), except under AddressSanitizer, which checks objects'
 // bounds, and ThreadSanitizer, which would see another thread write bytes
-// that follow a piece in memory.
-#if defined(__SANITIZE_THREAD__)
-#define LLMKIT_TOK_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define LLMKIT_TOK_TSAN 1
-#endif
-#endif
+// that follow a piece in memory (both detected in huge_pages.hpp).
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && !defined(LLMKIT_TOK_ASAN) && \
     !defined(LLMKIT_TOK_TSAN)
 #define LLMKIT_TOK_LOAD_PAST_END 1
@@ -102,7 +95,8 @@ public:
     // the O(n log n) heap for any length >= 2, which looks up bytes only.
     static constexpr uint32_t k_max_id_merge = 1024;
     // merge_by_ids' keys hold ranks below this (bpe.cpp); the pair table is
-    // built only for tables whose ranks all are.
+    // built only for tables whose ranks all are (below pair_table::k_max_id
+    // too, which is larger).
     static constexpr uint32_t k_max_merge_ranks = 0x1FC000;
     void merge_small(std::string_view piece, std::vector<int32_t> &out) const;
     void merge_small_by_bytes(std::string_view piece, std::vector<int32_t> &out) const;
@@ -120,7 +114,7 @@ public:
 
     // Whether merges go through the pair table: built when every byte is a
     // token (so every part of a piece is a token: a byte or a merge of two)
-    // and every rank fits pair_table::k_max_id and k_max_merge_ranks.
+    // and every rank is below k_max_merge_ranks.
     bool has_pair_table() const noexcept { return !pairs_.empty(); }
     const pair_table &pairs() const noexcept { return pairs_; }
     // rank(bytes(left) + bytes(right)) through the pair table, or k_no_rank

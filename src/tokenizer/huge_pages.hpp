@@ -24,6 +24,15 @@
 #endif
 #endif
 
+// ThreadSanitizer, for load_head's reads past a piece's end (bpe.hpp).
+#if defined(__SANITIZE_THREAD__)
+#define LLMKIT_TOK_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define LLMKIT_TOK_TSAN 1
+#endif
+#endif
+
 #if defined(__linux__) && defined(MADV_HUGEPAGE) && !defined(LLMKIT_TOK_ASAN)
 #define LLMKIT_TOK_HUGE_PAGES 1
 #endif

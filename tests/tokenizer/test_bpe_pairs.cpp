@@ -276,6 +276,29 @@ TEST_CASE("without every byte as a token there is no pair table, and merges stil
         REQUIRE(merged(table, piece, 0) == merged(table, piece, 2));
 }
 
+TEST_CASE("ranks up to the merge keys' bound get a pair table, ranks past it none, and merges agree", "[bpe][pairs]") {
+    // The same vocabulary with its ranks above the bytes moved up, in order,
+    // so that the highest is k_max_merge_ranks - 1 (keys at the top of their
+    // range) or k_max_merge_ranks (no pair table: merges by bytes).
+    std::mt19937 rng(11);
+    const auto tokens = synthetic_tokens(rng, 300);
+    for (const uint32_t top : {rank_table::k_max_merge_ranks - 1, rank_table::k_max_merge_ranks}) {
+        auto entries = with_bytes(tokens);
+        const uint32_t shift = top - entries.back().second;
+        for (size_t i = 256; i < entries.size(); ++i) entries[i].second += shift;
+        const rank_table table(std::move(entries), "high ranks");
+        INFO("highest rank " << top);
+        CHECK(table.has_pair_table() == (top < rank_table::k_max_merge_ranks));
+        size_t high = 0;
+        for (const auto &piece : synthetic_pieces(rng, tokens, 300)) {
+            const auto by_ids = merged(table, piece, 0);
+            REQUIRE(by_ids == merged(table, piece, 2));
+            for (int32_t id : by_ids) high += uint32_t(id) >= 256;
+        }
+        CHECK(high > 100);  // merged tokens, all ranked near the top
+    }
+}
+
 #ifdef LLMKIT_TEST_DATA_DIR
 
 namespace {
