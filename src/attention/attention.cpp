@@ -184,12 +184,25 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         // Row strides of Q^T and of the K/V tiles (prefill), padded (see ldt_f32).
         const int64_t ldq = transposed ? R + 16 : D;
         const int64_t ldt = transposed ? ldt_f32 : D;
-        const size_t need = size_t(transposed ? D * ldq : R * D) + size_t(R) * D + size_t(k_tile_keys) * R +
+        // Decode over rows that lie one after another (each head's keys
+        // contiguous, as torch's [B, H, S, D] viewed as [B, S, H, D]) on a set
+        // with the pf kernels: each chunk is read where it lies while the
+        // chunk `ahead` places later in the stream (a tile's K, its V, the
+        // next tile's K, ...) is asked for a few lines at a time, as the KV
+        // caches' decode does; a burst of prefetches per chunk (the path
+        // below) stalled on the core's miss buffers. bf16 queries over bf16
+        // rows score on dots_bf16_pf from the unscaled bf16 rows (Qh).
+        const int64_t ks = k.strides[1], vs = v.strides[1];
+        const bool streamed = !transposed && kn.dots_pf && kn.gemm_pf && ks == D && vs == D;
+        // Keys per tile: streamed decode takes the caches' decode tiles (see
+        // k_decode_tile_keys); the other paths copy or prefetch whole tiles.
+        const int tile = streamed ? k_decode_tile_keys : k_tile_keys;
+        const size_t need = size_t(transposed ? D * ldq : R * D) + size_t(R) * D + size_t(tile) * R +
                             size_t(R) * 3 + size_t(D) + size_t(k_tile_keys) * ldt * 2;
         float *Qb = ws.get(need);
         float *O = Qb + (transposed ? size_t(D * ldq) : size_t(R) * D);
         float *ST = O + size_t(R) * D;
-        float *m = ST + size_t(k_tile_keys) * R;
+        float *m = ST + size_t(tile) * R;
         float *l = m + R;
         float *alpha = l + R;
         float *row = alpha + R;
@@ -220,16 +233,6 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 for (int64_t ii = 0; ii < tl; ++ii)
                     load_scaled_query(q, b, i0 + ii, g * G + hh, kn, scale, transposed, ldq, hh * tl + ii, row, Qb);
         }
-        // Decode over rows that lie one after another (each head's keys
-        // contiguous, as torch's [B, H, S, D] viewed as [B, S, H, D]) on a set
-        // with the pf kernels: each chunk is read where it lies while the
-        // chunk `ahead` places later in the stream (a tile's K, its V, the
-        // next tile's K, ...) is asked for a few lines at a time, as the KV
-        // caches' decode does; a burst of prefetches per chunk (the path
-        // below) stalled on the core's miss buffers. bf16 queries over bf16
-        // rows score on dots_bf16_pf from the unscaled bf16 rows (Qh).
-        const int64_t ks = k.strides[1], vs = v.strides[1];
-        const bool streamed = !transposed && kn.dots_pf && kn.gemm_pf && ks == D && vs == D;
         // bf16 V on a set with gemm_bf16_eo_pf: O in that kernel's even/odd
         // column order until the end (as the caches' decode).
         const bool eo = streamed && dt == dtype::bf16 && kn.gemm_bf16_eo_pf && D % 32 == 0;
@@ -267,8 +270,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         // an odd key starts one key earlier instead, which the window hides.
         if (dots && lo <= hi) lo -= (lo - first) & 1;
         if (n_splits > 1 && lo <= hi) {  // this split's share, in whole tiles
-            const int64_t tiles = (hi - lo + k_tile_keys) / k_tile_keys;
-            const int64_t per = (tiles + n_splits - 1) / n_splits * k_tile_keys;
+            const int64_t tiles = (hi - lo + tile) / tile;
+            const int64_t per = (tiles + n_splits - 1) / n_splits * tile;
             const int64_t from = lo + split * per;
             hi = std::min(hi, from + per - 1);
             lo = from;
@@ -281,9 +284,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         auto stream_target = [&](int64_t j0, bool value, int64_t c, int64_t *bytes) -> const char * {
             for (size_t a = 0; a < ahead; ++a) {
                 c += chunk;
-                if (c >= std::min<int64_t>(k_tile_keys, hi + 1 - j0)) {
+                if (c >= std::min<int64_t>(tile, hi + 1 - j0)) {
                     c = 0;
-                    if (value) j0 += k_tile_keys;
+                    if (value) j0 += tile;
                     value = !value;
                     if (j0 > hi) {
                         *bytes = 0;
@@ -291,12 +294,12 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     }
                 }
             }
-            *bytes = std::min<int64_t>(chunk, std::min<int64_t>(k_tile_keys, hi + 1 - j0) - c) * D * es;
+            *bytes = std::min<int64_t>(chunk, std::min<int64_t>(tile, hi + 1 - j0) - c) * D * es;
             return (value ? vbase : kbase) + (j0 + c) * D * es;
         };
-        for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
-            const int nk = int(std::min<int64_t>(k_tile_keys, hi + 1 - j0));
-            const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));  // next tile's keys
+        for (int64_t j0 = lo; j0 <= hi; j0 += tile) {
+            const int nk = int(std::min<int64_t>(tile, hi + 1 - j0));
+            const int next = int(std::clamp<int64_t>(hi + 1 - j0 - tile, 0, tile));  // next tile's keys
             const bool bf16 = dt == dtype::bf16;
             const float *Kt = Kf, *Vt = Vf;  // the tile's K and V as float32 rows of ldt (prefill)
             // The next tile's packed K and V, asked for a few lines at a time
@@ -309,8 +312,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 Kt = pk + (j0 - first) * ldt;
                 Vt = pv + (j0 - first) * ldt;
                 if (next > 0 && kn.gemm_pf) {
-                    pf_k = reinterpret_cast<const char *>(Kt + k_tile_keys * ldt);
-                    pf_v = reinterpret_cast<const char *>(Vt + k_tile_keys * ldt);
+                    pf_k = reinterpret_cast<const char *>(Kt + tile * ldt);
+                    pf_v = reinterpret_cast<const char *>(Vt + tile * ldt);
                 }
             } else if (transposed && !dots) {
                 // K and V rows of this tile as float32 rows of ldt (copied or
@@ -332,8 +335,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 // Ask for the next tile's K and V rows now, so they arrive while this
                 // tile computes (rows of one head are far apart in [B, S, H, D]).
                 if (next > 0) {
-                    prefetch_rows(kbase + (j0 + k_tile_keys) * ks * es, next, ks * es, D * es);
-                    prefetch_rows(vbase + (j0 + k_tile_keys) * vs * es, next, vs * es, D * es);
+                    prefetch_rows(kbase + (j0 + tile) * ks * es, next, ks * es, D * es);
+                    prefetch_rows(vbase + (j0 + tile) * vs * es, next, vs * es, D * es);
                 }
             }
             if (dots) {
@@ -365,7 +368,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 for (int c = 0; c < nk; c += k_chunk_keys) {
                     const int n = std::min(k_chunk_keys, nk - c);
                     if (c < next)
-                        prefetch_rows(kbase + (j0 + k_tile_keys + c) * ks * es, std::min(k_chunk_keys, next - c), ks * es,
+                        prefetch_rows(kbase + (j0 + tile + c) * ks * es, std::min(k_chunk_keys, next - c), ks * es,
                                       D * es);
                     const char *src = kbase + (j0 + c) * ks * es;
                     if (dt == dtype::f32) {
@@ -433,7 +436,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 for (int c = 0; c < nk; c += k_chunk_keys) {
                     const int n = std::min(k_chunk_keys, nk - c);
                     if (c < next)
-                        prefetch_rows(vbase + (j0 + k_tile_keys + c) * vs * es, std::min(k_chunk_keys, next - c), vs * es,
+                        prefetch_rows(vbase + (j0 + tile + c) * vs * es, std::min(k_chunk_keys, next - c), vs * es,
                                       D * es);
                     const char *src = vbase + (j0 + c) * vs * es;
                     const float *a = c == 0 ? alpha : nullptr;

@@ -310,6 +310,10 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
     int64_t split = p.split_keys > 0 ? p.split_keys : k_default_split_keys;
     split = (split + k_tile_keys - 1) / k_tile_keys * k_tile_keys;  // whole tiles
+    // Decode's tiles: the largest of k_decode_tile_keys, its halves, ... down
+    // to k_tile_keys that divides the split, so a part is whole tiles.
+    int dtile = k_decode_tile_keys;
+    while (split % dtile != 0) dtile /= 2;
     // Decode (every tile has fewer than 16 rows: dot products, not gemms)
     // walks several kv heads per task, a block's runs of every head in turn,
     // so a paged cache streams each block front to back instead of a short
@@ -403,7 +407,8 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         // bytes of V, where column order takes four); put back at the end.
         const bool eo = !transposed && kn.gemm_bf16_eo_pf && L.type == kv_dtype::bf16 && D % 32 == 0;
         const int64_t Dpad = (D + 31) / 32 * 32;  // an int32 row of P V's sums
-        const size_t per_head = size_t(R) * D * 2 + size_t(k_tile_keys) * R + size_t(R) * 3 +
+        const int tile = transposed ? k_tile_keys : dtile;  // keys per tile of the online softmax
+        const size_t per_head = size_t(R) * D * 2 + size_t(tile) * R + size_t(R) * 3 +
                                 (i8_ints ? size_t(R) * Dpad + size_t(R) * size_t((D + 1) / 2) + size_t(R) * 2 : 0);
         float *row = ws.get(per_head * size_t(ng) + size_t(D) + size_t(k_tile_keys) * D * 2);
         float *Kf = row + D;
@@ -414,7 +419,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             H.Qb = Vf + size_t(k_tile_keys) * D + per_head * size_t(hh);
             H.O = H.Qb + size_t(R) * D;
             H.ST = H.O + size_t(R) * D;
-            H.m = H.ST + size_t(k_tile_keys) * R;
+            H.m = H.ST + size_t(tile) * R;
             H.l = H.m + R;
             H.alpha = H.l + R;
             H.Qh = bf16_pairs ? reinterpret_cast<uint16_t *>(H.Qb) : nullptr;  // in Qb's room, unused then
@@ -472,13 +477,13 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // bf16 on the even/odd p.v: pieces of 32 keys (8 KiB, float32's piece
             // size): 1.01-1.06x from DRAM, 1.03-1.08x from L3 (2 threads);
             // float32 and fp16 measured 0.92-0.98x that way and keep 16.
-            const int chunk = i8_ints ? k_tile_keys : eo ? 2 * k_chunk_keys : k_chunk_keys;
+            const int chunk = i8_ints ? tile : eo ? 2 * k_chunk_keys : k_chunk_keys;
             const int64_t piece_bytes = std::min<int64_t>(chunk, L.block_size) * row_bytes;
             // int8 rows in integers on a core that asks into L1 (Zen 5): half as
             // far (see decode_prefetch_into_l1).
             const int64_t pf_reach = i8_ints && decode_prefetch_into_l1() ? k_prefetch_bytes / 2 : k_prefetch_bytes;
             const size_t ahead = size_t(std::max<int64_t>(1, (pf_reach + piece_bytes - 1) / piece_bytes));
-            auto nk_at = [&](int64_t j0) { return int(std::min<int64_t>(k_tile_keys, hi + 1 - j0)); };
+            auto nk_at = [&](int64_t j0) { return int(std::min<int64_t>(tile, hi + 1 - j0)); };
             tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), chunk, nxt);
             // The piece `ahead` places after K (or V) piece i of this tile in
             // the stream: after K, this tile's V, then the next tile's K; after
@@ -503,11 +508,11 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 *bytes = 0;
                 return nullptr;
             };
-            for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
+            for (int64_t j0 = lo; j0 <= hi; j0 += tile) {
                 const int nk = nk_at(j0);
                 std::swap(cur, nxt);
-                if (j0 + k_tile_keys <= hi)
-                    tile_pieces(L, seq, t.g0, ng, j0 + k_tile_keys, nk_at(j0 + k_tile_keys), chunk, nxt);
+                if (j0 + tile <= hi)
+                    tile_pieces(L, seq, t.g0, ng, j0 + tile, nk_at(j0 + tile), chunk, nxt);
                 else
                     nxt.clear();
                 int64_t pf_bytes = 0;

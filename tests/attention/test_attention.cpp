@@ -326,16 +326,20 @@ TEST_CASE("attention: the portable and AVX-512 kernel sets both match the refere
             }
 }
 
+// K and V compact ([B, S, H, D]: decode reads 64-key tiles a chunk at a time)
+// and as [B, H, S, D] (each head's keys contiguous: decode streams them in
+// tiles of k_decode_tile_keys); positions off both tiles' edges.
 TEST_CASE("attention: decoding token t gives row t of the full causal prefill", "[attention]") {
-    for (dtype t : {dtype::f32, dtype::bf16}) {
-        const int64_t S = 150, Hq = 8, Hkv = 2, D = 64;
+    for (dtype t : {dtype::f32, dtype::bf16})
+    for (layout kv : {layout::compact, layout::bhsd}) {
+        const int64_t S = 300, Hq = 8, Hkv = 2, D = 64;
         std::mt19937 rng(7);
-        tensor4 q = make(t, 1, S, Hq, D, layout::compact, &rng), k = make(t, 1, S, Hkv, D, layout::compact, &rng),
-                v = make(t, 1, S, Hkv, D, layout::compact, &rng), full = make(t, 1, S, Hq, D, layout::compact, nullptr);
+        tensor4 q = make(t, 1, S, Hq, D, layout::compact, &rng), k = make(t, 1, S, Hkv, D, kv, &rng),
+                v = make(t, 1, S, Hkv, D, kv, &rng), full = make(t, 1, S, Hq, D, layout::compact, nullptr);
         llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
         o.causal = 1;
         REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), full.c(), &o) == LLMKIT_OK);
-        for (int64_t pos : {0, 1, 63, 64, 65, 100, 149}) {
+        for (int64_t pos : {0, 1, 63, 64, 65, 100, 149, 255, 256, 257, 299}) {
             // q row pos as [1, 1, Hq, D]; the cache holds keys 0..pos.
             tensor4 q1 = q, k1 = k, v1 = v, o1 = make(t, 1, 1, Hq, D, layout::compact, nullptr);
             llmkit_tensor tq = *q1.c(), tk = *k1.c(), tv = *v1.c();
@@ -347,7 +351,7 @@ TEST_CASE("attention: decoding token t gives row t of the full causal prefill", 
             double worst = 0.0;
             for (int64_t h = 0; h < Hq; ++h)
                 for (int64_t d = 0; d < D; ++d) worst = std::max(worst, std::fabs(o1.get(0, 0, h, d) - full.get(0, pos, h, d)));
-            INFO("dtype " << llmkit::core::dtype_name(t) << " position " << pos);
+            INFO("dtype " << llmkit::core::dtype_name(t) << " position " << pos << " bhsd " << (kv == layout::bhsd));
             // Tiling differs (one row vs a row tile), so sums are ordered differently.
             CHECK(worst <= (t == dtype::f32 ? 2e-6 : 1.0 / 128));
         }

@@ -237,10 +237,11 @@ TEST_CASE("cache attention, every kernel set: paged tables give the contiguous b
 // heads differently), walks each block's runs of those heads in turn and has
 // every piece ask for the piece ~16 KiB on (across tiles, K to V and back, up
 // to the end of the keys). None of that may change a bit: contexts off the
-// block and 64-key tile edges, a context of one token, 1..15 rows per head,
-// shuffled (non-monotone) block tables, and the kernel set without its
-// prefetching decode kernels, all against the contiguous table on 1 thread
-// and the float64 reference.
+// block and tile edges (tiles of 128 keys with a 128-key split, of 256
+// without), a context of one token, 1..15 rows per head, shuffled
+// (non-monotone) block tables, and the kernel set without its prefetching
+// decode kernels, all against the contiguous table on 1 thread and the
+// float64 reference.
 TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffled tables, with and without dots_pf",
           "[attention][kv][kernels]") {
     const int64_t Hkv = 4, D = 40;
@@ -249,7 +250,7 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
         plain.dots_pf = nullptr;
         plain.gemm_pf = nullptr;
         for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
-            for (int64_t S : {1, 17, 64, 65, 411}) {
+            for (int64_t S : {1, 17, 64, 65, 257, 411}) {
                 std::mt19937 rng(uint32_t(S * 5 + int(t)));
                 const rows r = make_rows(t, S, Hkv, D, rng);
                 const store flat = make_store(t, r, S, Hkv, D, S, false, rng);

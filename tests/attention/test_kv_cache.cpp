@@ -174,6 +174,41 @@ TEST_CASE("kv cache: decoding token t gives row t of the full prefill (fp32, wit
     }
 }
 
+// int8 decode sums a tile's P V exactly in int32 (see k_decode_tile_keys): its
+// largest sums come from keys that all score the same (every weight 32767)
+// over V rows whose int8 values are all +-127. Identical rows make the output
+// V itself, whatever the weights; a tile long enough to overflow int32 would
+// not give it.
+TEST_CASE("kv cache int8 decode: whole tiles at the largest integer sums give V", "[kv]") {
+    const int64_t Hkv = 2, Hq = 8, D = 128, S = 700;  // two whole 256-key tiles and a part
+    for (bool paged : {false, true}) {
+        cache c(paged, 1, int32_t(Hkv), int32_t(D), LLMKIT_KV_INT8, 1024, 2);
+        std::mt19937 rng(11);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<float> k1(size_t(Hkv * D)), v1(size_t(Hkv * D));
+        for (float &x : k1) x = nd(rng);
+        for (int64_t i = 0; i < Hkv * D; ++i) v1[size_t(i)] = (i % 3 == 0 ? -1.5f : 1.5f);
+        std::vector<float> kb, vb;
+        for (int64_t t = 0; t < S; ++t) {
+            kb.insert(kb.end(), k1.begin(), k1.end());
+            vb.insert(vb.end(), v1.begin(), v1.end());
+        }
+        const int32_t s = c.seq_new();
+        const int64_t shape[3] = {S, Hkv, D};
+        llmkit_tensor kt = rows_tensor(kb.data(), shape), vt = rows_tensor(vb.data(), shape);
+        REQUIRE(c.append_raw(0, s, &kt, &vt) == LLMKIT_OK);
+        tensor4 q = make(dtype::f32, 1, 1, Hq, D, layout::compact, &rng);
+        tensor4 out = make(dtype::f32, 1, 1, Hq, D, layout::compact, nullptr);
+        REQUIRE(c.attention(0, q, {s}, out, nullptr) == LLMKIT_OK);
+        double worst = 0.0;
+        for (int64_t h = 0; h < Hq; ++h)
+            for (int64_t d = 0; d < D; ++d)
+                worst = std::max(worst, std::fabs(out.get(0, 0, h, d) - double(v1[size_t((h / (Hq / Hkv)) * D + d)])));
+        INFO((paged ? "paged" : "contiguous") << " worst " << worst);
+        CHECK(worst <= 1e-5);
+    }
+}
+
 TEST_CASE("kv cache attention: the same bits for any thread count and any batch", "[kv]") {
     std::mt19937 rng(21);
     for (bool paged : {false, true}) {
