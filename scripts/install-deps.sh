@@ -28,8 +28,9 @@ export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 python3 -m pip install -q "numpy>=1.22" "pytest>=7" "pybind11>=2.11" "scikit-build-core>=0.8" ninja
 # Reference implementations the tests compare against (token ids, GGUF bytes
 # and files) and the property-test engine; all wheels from PyPI (protobuf:
-# sentencepiece's proto output, the reference for SentencePiece offsets).
-python3 -m pip install -q tiktoken tokenizers sentencepiece protobuf gguf hypothesis tqdm
+# sentencepiece's proto output, the reference for SentencePiece offsets;
+# sentencepiece 0.2.2 changed the Unigram Viterbi's arithmetic, which llmkit follows).
+python3 -m pip install -q tiktoken tokenizers "sentencepiece>=0.2.2" protobuf gguf hypothesis tqdm
 # PyTorch: the peer for DLPack interop, bf16/fp16 arrays and FP8 casts in the tests.
 # (A large download the first time; later runs find it installed.)
 python3 -m pip install -q torch

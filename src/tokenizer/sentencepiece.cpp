@@ -106,7 +106,6 @@ sentencepiece::sentencepiece(spm_model model, const std::string &source)
         core::fail(LLMKIT_ERROR_FORMAT, source, ": ", n, " pieces is more than the limit of ", k_spm_max_pieces);
     std::fill(std::begin(byte_ids_), std::end(byte_ids_), -1);
     min_score_ = FLT_MAX;
-    max_score_ = FLT_MIN;
     bool any_normal = false;
     for (size_t i = 0; i < n; ++i) {
         const spm_piece &p = model_.pieces[i];
@@ -116,7 +115,6 @@ sentencepiece::sentencepiece(spm_model model, const std::string &source)
         case spm_type::normal:
             any_normal = true;
             min_score_ = std::min(min_score_, p.score);
-            max_score_ = std::max(max_score_, p.score);
             break;
         case spm_type::user_defined: user_defined_.push_back(p.text); break;
         case spm_type::unused: has_unused_ = true; break;
@@ -141,7 +139,7 @@ sentencepiece::sentencepiece(spm_model model, const std::string &source)
             if (p.type == spm_type::control) controls_.emplace_back(p.text, id);
         }
     }
-    if (!any_normal) min_score_ = max_score_ = 0;
+    if (!any_normal) min_score_ = 0;
     if (unk_id_ < 0) core::fail(LLMKIT_ERROR_FORMAT, source, ": no piece has the unknown type");
     for (int b = 0; b < 256; ++b) {
         const char name[7] = {'<', '0', 'x', "0123456789ABCDEF"[b >> 4], "0123456789ABCDEF"[b & 15], '>', 0};
@@ -456,13 +454,20 @@ void sentencepiece::encode_bpe(std::string_view text, std::vector<int32_t> &out,
     }
 }
 
-// Unigram exactly as sentencepiece's optimized Viterbi (unigram_model.cc):
-// at each character start, every piece that begins there proposes a path to
-// its end with the piece's score added (user-defined pieces get
-// length * max_score - 0.1 so they always win); a character no piece of its
-// own length covers gets the unknown piece at min_score - 10. Ties keep the
-// earlier proposal. Path scores are summed in float, as the reference does,
-// so that near-ties (a + b + c in another order) break the same way.
+// Unigram exactly as sentencepiece's optimized Viterbi (unigram_model.cc,
+// EncodeOptimized, as of sentencepiece 0.2.2): at each character start, every
+// piece that begins there proposes a path to its end with the piece's score
+// added (a user-defined piece of n bytes gets float(0.1 * (n - 1)), above
+// every log probability, so it always wins); a character no piece of its own
+// length covers gets the unknown piece at min_score - 10. Ties keep the
+// earlier proposal. Path scores are float sums, as the reference's are, so
+// that near-ties (a + b + c in another order) break the same way; and, as
+// there, once the score a proposal starts from is beyond +-100000 (about
+// ten thousand pieces), it is subtracted from every score from there to the
+// furthest end proposed so far, which changes the roundings after it.
+// (sentencepiece 0.2.1 and earlier gave user-defined pieces
+// n * max_score - 0.1, summed in double: exact ties next to one, such as
+// "@@" + "@" against "@" + "@@", then break differently.)
 void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &out, const span_sink *sink) const {
     struct best_path {
         int32_t id = -1;
@@ -473,8 +478,16 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
     const float unk_score = min_score_ - 10.0f;
     std::vector<best_path> best(size + 1);
     const auto *bytes = reinterpret_cast<const unsigned char *>(text.data());
+    constexpr float k_reset = 100000.0f;
+    size_t frontier = 0;  // the furthest end proposed so far
     for (size_t start = 0; start < size;) {
-        const float here = best[start].score;
+        float here = best[start].score;
+        if (here < -k_reset || here > k_reset) {
+            const float offset = here;
+            for (size_t i = start; i <= frontier; ++i)
+                if (i == start || best[i].starts_at != -1) best[i].score -= offset;
+            here = 0.0f;
+        }
         const size_t mblen = std::min(one_char_len(bytes[start]), size - start);
         bool has_single = false;
         uint32_t node = 0;
@@ -492,7 +505,8 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
             const spm_piece &p = model_.pieces[size_t(id)];
             if (p.type == spm_type::unused) continue;
             const size_t length = key - start;
-            const float score = p.type == spm_type::user_defined ? float(length) * max_score_ - 0.1f : p.score;
+            frontier = std::max(frontier, key);
+            const float score = p.type == spm_type::user_defined ? float(0.1 * double(int(length) - 1)) : p.score;
             const float candidate = score + here;
             best_path &target = best[key];
             if (target.starts_at == -1 || candidate > target.score) {
@@ -503,6 +517,7 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
             if (!has_single && length == mblen) has_single = true;
         }
         if (!has_single) {
+            frontier = std::max(frontier, start + mblen);
             best_path &target = best[start + mblen];
             const float candidate = unk_score + here;
             if (target.starts_at == -1 || candidate > target.score) {

@@ -136,7 +136,7 @@ private:
     // BPE: no piece has a "▁" after another character, so the text may be
     // split before each such "▁" into words that are merged independently.
     bool split_words_ = false;
-    float min_score_ = 0, max_score_ = 0;  // Unigram: over the normal pieces
+    float min_score_ = 0;  // Unigram: over the normal pieces
     // Unigram: a byte trie of the pieces (node -> (byte -> child)), values = id or -1.
     struct trie_node {
         int32_t id = -1;

@@ -125,8 +125,6 @@ def trained(tmp_path_factory, request):
 def test_trained_models_equal_sentencepiece(data_dir, trained, name):
     tok, sp = load_pair(trained[name])
     texts = texts_of(data_dir)
-    if name.startswith("unigram"):
-        texts = texts[1:]  # the whole slice as one text: see test_unigram_whole_slice_known_difference
     mismatches = [t for t in texts if ours(tok, t) != sp.encode(t)]
     assert not mismatches, f"{len(mismatches)} of {len(texts)} texts differ, first: {mismatches[0]!r}"
     extra = ["a<tool>b @@c", "  two  spaces  ", "\u3000ｆｕｌｌ\u3000width\u2003", "ﬁ ligature ①②", "\t\n\r\x00\x7f"]
@@ -137,14 +135,33 @@ def test_trained_models_equal_sentencepiece(data_dir, trained, name):
         assert tok.decode(ids) == sp.decode(ids)
 
 
-@pytest.mark.xfail(strict=True, reason="known difference: on the 127 KB slice as ONE Unigram text, sentencepiece "
-                   "picks another split at one or two near-tie spots deep into the text (e.g. 'im'+'a' vs 'i'+'ma'); "
-                   "every line of it, every UDHR line and every test text match. Not yet explained.")
-@pytest.mark.parametrize("name", ["unigram-identity", "unigram-nfkc"])
-def test_unigram_whole_slice_known_difference(data_dir, trained, name):
+# The 127 KB slice as ONE Unigram text: its path scores pass -100000, where
+# sentencepiece's Viterbi subtracts them from every score ahead (and so rounds
+# the near-ties after it, e.g. 'im'+'a' against 'i'+'ma', its own way).
+@pytest.mark.parametrize("name", ["unigram-identity", "unigram-nfkc", "unigram-nfkc-bytes"])
+def test_unigram_whole_slice(data_dir, trained, name):
     tok, sp = load_pair(trained[name])
     text = (data_dir / "corpus" / "mixed-slice.txt").read_text(encoding="utf-8")
     assert ours(tok, text) == sp.encode(text)
+
+
+# Exact ties in real arithmetic that float sums break one way or the other:
+# a user-defined piece next to an unknown character ("@@" + "@" against
+# "@" + "@@", where "@@" scores 0.1 * (2 - 1) since sentencepiece 0.2.2) and
+# normal pieces ("b" + "bb" against "bb" + "b") after one; found by the random
+# tests below. 3000 short strings of those characters, and three long ones
+# that pass the score reset.
+def test_unigram_exact_ties(trained):
+    import random
+    rng = random.Random(5)
+    alphabet = "06@xab.,é世"
+    texts = ["000000666@@@", "6@@@", "00@@@", ",@@b xébbbébxa", "@0a世.@b66bbb", "é x@@@世 x"]
+    texts += ["".join(rng.choice(alphabet + " ") for _ in range(rng.randint(1, 14))) for _ in range(3000)]
+    texts += ["".join(rng.choice(alphabet + "bbbb") for _ in range(n)) for n in (20000, 150000)]
+    for name in ("unigram-nfkc-bytes", "unigram-nfkc"):
+        tok, sp = load_pair(trained[name])
+        mismatches = [t for t in texts if ours(tok, t) != sp.encode(t)]
+        assert not mismatches, f"{name}: {len(mismatches)} of {len(texts)} differ, first: {mismatches[0][:80]!r}"
 
 
 # Random Unicode of every category but surrogates (which UTF-8 cannot hold),
@@ -155,7 +172,8 @@ _text = st.one_of(
 )
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          derandomize=True)
 @given(text=_text)
 def test_random_unicode_llama2_and_mistral_v3(data_dir, text):
     for model in (MODELS[0], MODELS[2]):
@@ -165,7 +183,8 @@ def test_random_unicode_llama2_and_mistral_v3(data_dir, text):
         assert tok.decode(ids) == sp.decode(ids)
 
 
-@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          derandomize=True)
 @given(text=_text)
 def test_random_unicode_trained(trained, text):
     for name in ("unigram-nfkc", "bpe-nfkc-user", "unigram-nfkc-bytes"):
@@ -236,7 +255,8 @@ def test_offsets_bos_eos_and_specials(data_dir):
                                                                                               "<0xA6>"]
 
 
-@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          derandomize=True)
 @given(text=_text)
 def test_random_unicode_offsets(data_dir, trained, text):
     for tok, sp in (load_pair(data_dir / MODELS[0]), load_pair(trained["unigram-nfkc"]),
