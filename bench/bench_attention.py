@@ -22,8 +22,9 @@ bfloat16 peaks, since without AVX512-BF16 or AMX bf16 matmul is the slower). The
 warm-up (each takes seconds on 2 cores).
 
 Decode cells: one new token per sequence against 1024 and 8192 cached tokens,
-batch 1 and 16: dense K/V tensors (llmkit_attention, torch's layout viewed with
-strides), the contiguous cache, the paged cache (blocks of 16; --block-sizes
+batch 1 and 16: dense K/V tensors (llmkit_attention) in torch's layout viewed
+with strides ("dense": each head's keys contiguous) and as compact [B, S, H, D]
+arrays ("dense bshd": the heads of a token side by side), the contiguous cache, the paged cache (blocks of 16; --block-sizes
 16,256 gives a paged cell per size) and int8 contiguous and paged caches (blocks of
 the first size); the cache dtype is the cell's dtype, except int8. --variants runs
 only the named ones (e.g. "contig int8,paged int8"). GB/s counts the
@@ -342,6 +343,15 @@ def main() -> None:
                 es = torch.tensor([], dtype=dtype).element_size()
                 full_bytes = 2.0 * B * ctx * Hkv * D * es
                 variants = [("dense", run_dense, None, full_bytes)] if wanted("dense") else []
+                if wanted("dense bshd"):
+                    k_bshd, v_bshd = k.contiguous(), v.contiguous()  # [B, S, Hkv, D]
+                    (tk2, c2), (tv2, d2) = as_llmkit(k_bshd), as_llmkit(v_bshd)
+
+                    def run_bshd():
+                        lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk2), ctypes.byref(tv2),
+                                                           ctypes.byref(to), ctypes.byref(opts)))
+
+                    variants.append(("dense bshd", run_bshd, None, full_bytes))
                 caches = []
                 k_rows, v_rows = k.contiguous(), v.contiguous()  # [B, S, Hkv, D] for appends
                 kinds = [("contiguous", False, KV_CODE[dtype], 0)]

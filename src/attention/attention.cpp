@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "attention/kernels.hpp"
+#include "attention/kv_cache.hpp"
 #include "attention/online_softmax.hpp"
 #include "core/backend.hpp"
 #include "core/finite.hpp"
@@ -144,6 +145,74 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             if (!finite(p0 + j * stride, D)) return false;
         return true;
     };
+    // With check_rows: refuses a K or V that held a NaN or infinity (naming
+    // the first, as the whole-tensor checks would have) and otherwise copies
+    // the results to out.
+    auto checked_out = [&] {
+        if (!check_rows) return;
+        if (!rows_finite.load())
+            for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);  // names the first
+        if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
+        if (!rows_finite.load()) fail(LLMKIT_ERROR_NON_FINITE, "k or v: a value is not finite");  // (not reached)
+        const int64_t es = int64_t(q.elem_size);
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t i = 0; i < Sq; ++i)
+                for (int64_t h = 0; h < Hq; ++h)
+                    std::memcpy(out.data + (b * out.strides[0] + i * out.strides[1] + h * out.strides[2]) * es,
+                                scratch.data + (b * scratch.strides[0] + i * scratch.strides[1] + h * scratch.strides[2]) * es,
+                                size_t(D * es));
+    };
+
+    // Decode over K and V as [B, S, H, D] with the heads side by side (the
+    // documented layout: a kv head's rows then lie H * D elements apart): a
+    // task per kv head would read its 256-byte rows out of every token's
+    // H rows on its own, at a third of the memory's speed. The caches' decode
+    // walks such rows instead (plain tensors, see token_stride in
+    // kv_cache.hpp): a chunk of tokens at a time, every head's rows of it in
+    // turn, so together they stream the chunk front to back, checking each
+    // row as it is read when check_rows.
+    if (G * tq < 16 && Hkv > 1 && !p.mask && Skv >= Sq && kn.dots_pf && kn.gemm_pf && k.strides[1] == Hkv * D &&
+        v.strides[1] == Hkv * D && k.strides[2] == D && v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0) {
+        cache_layer_view L;
+        L.type = q.type == dtype::f32 ? kv_dtype::f32 : q.type == dtype::bf16 ? kv_dtype::bf16 : kv_dtype::f16;
+        L.n_kv_heads = Hkv;
+        L.head_dim = D;
+        L.block_size = Skv;
+        L.n_blocks = B;
+        L.k = k.data;
+        L.v = v.data;
+        L.token_stride = Hkv * D;
+        L.k_block_stride = k.strides[0];
+        L.v_block_stride = v.strides[0];
+        std::vector<int32_t> block(static_cast<size_t>(B));
+        std::vector<cache_seq> seqs(static_cast<size_t>(B));
+        for (int64_t b = 0; b < B; ++b) {
+            block[size_t(b)] = int32_t(b);
+            seqs[size_t(b)] = {&block[size_t(b)], 1, Skv};
+        }
+        cache_attention_params cp;
+        cp.causal = p.causal || p.window > 0;
+        cp.window = p.window;
+        cp.softcap = p.softcap;
+        cp.scale = p.scale;
+        cp.alibi_slopes = p.alibi_slopes;
+        cp.sinks = p.sinks;
+        cp.n_threads = p.n_threads;
+        cp.kernel_set = &kn;
+        cp.rows_finite = check_rows ? &rows_finite : nullptr;
+        // Every head in one task, so few sequences need parts of their keys to
+        // keep the threads busy: about two per thread (at most 1024 keys each).
+        const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
+        const int64_t want = (2 * int64_t(threads) + B - 1) / B;
+        if (p.kv_splits > 0)
+            cp.split_keys = (Skv + p.kv_splits - 1) / p.kv_splits;
+        else if (want > 1)
+            cp.split_keys = std::min<int64_t>(1024, (Skv + want - 1) / want);
+        cache_attention(L, seqs.data(), B, q, dst, cp);
+        checked_out();
+        return;
+    }
+
     const float scale = p.scale != 0.0f ? p.scale : float(1.0 / std::sqrt(double(D)));
     const int64_t offset = Skv - Sq;  // query i sits at position i + offset
     const bool causal = p.causal || p.window > 0;
@@ -582,17 +651,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 store_row(dst, b, i0 + r % tl, h, kn, row.data());
             }
         });
-    if (!check_rows) return;
-    if (!rows_finite.load())
-        for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);  // names the first
-    if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
-    if (!rows_finite.load()) fail(LLMKIT_ERROR_NON_FINITE, "k or v: a value is not finite");  // (not reached)
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t i = 0; i < Sq; ++i)
-            for (int64_t h = 0; h < Hq; ++h)
-                std::memcpy(out.data + (b * out.strides[0] + i * out.strides[1] + h * out.strides[2]) * es,
-                            scratch.data + (b * scratch.strides[0] + i * scratch.strides[1] + h * scratch.strides[2]) * es,
-                            size_t(D * es));
+    checked_out();
 }
 
 }  // namespace

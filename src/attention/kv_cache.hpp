@@ -17,6 +17,7 @@
 // two caches give bit-identical results.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -39,6 +40,13 @@ struct cache_layer_view {
     int64_t n_kv_heads = 0, head_dim = 0, block_size = 0, n_blocks = 0;
     const char *k = nullptr, *v = nullptr;              // [block][head][token][dim]
     const float *k_scale = nullptr, *v_scale = nullptr;  // [block][head][token], int8 only
+    // Plain [B, S, H, D] tensors instead (attention()'s decode over K and V
+    // whose heads lie side by side, see attention.cpp): token_stride > 0, each
+    // sequence one block of block_size tokens, its rows token-major with the
+    // heads next to each other: the row of (block, head, token t) at element
+    // block * k_block_stride (v_block_stride) + t * token_stride + head * head_dim.
+    // Decode only (fewer than 16 rows per kv head), float types only.
+    int64_t token_stride = 0, k_block_stride = 0, v_block_stride = 0;
 };
 
 // One sequence: its block table and how many tokens it holds.
@@ -58,6 +66,9 @@ struct cache_attention_params {
     int n_threads = 0;
     int64_t split_keys = 0;               // keys per split-KV part; 0 = automatic
     const kernels *kernel_set = nullptr;  // null = the best for this CPU
+    // Plain tensors' rows (token_stride) are checked as they are read: any
+    // NaN or infinity sets *rows_finite to false (results are then garbage).
+    std::atomic<bool> *rows_finite = nullptr;
 };
 
 // Attention of q [B, Sq, Hq, D] (the last Sq tokens of each sequence) over

@@ -449,6 +449,8 @@ TEST_CASE("attention: decode-shaped calls check K and V as they read them: the s
         {1, 2, 4, 1, 700, 80, layout::compact},  // one task: its keys split between the threads
         {1, 1, 32, 1, 100, 64, layout::padded},  // 32 query rows: the gemm tiles
         {1, 16, 1, 1, 50, 64, layout::compact},  // 16 queries, one head each
+        {2, 1, 8, 2, 300, 64, layout::compact},  // [B, S, H, D] with 2 heads side by side: the caches' decode
+        {1, 2, 8, 4, 700, 80, layout::compact},  // the same, its keys in parts for the threads
     };
     std::mt19937 rng(29);
     const double bad_values[3] = {NAN, INFINITY, -INFINITY};
@@ -734,6 +736,7 @@ TEST_CASE("attention: splitting the keys across threads (flash-decoding) merges 
             w.window = 50;
             w.alibi = true;
             check_case(dtype::f32, 1, 3, 700, 4, 4, 80, w, layout::compact, ks, splits);
+            check_case(dtype::bf16, 2, 1, 1000, 8, 2, 64, c, layout::compact, ks, splits);  // heads side by side
             config m;
             m.mask = true;
             m.softcap = 4.0f;
