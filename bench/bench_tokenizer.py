@@ -477,6 +477,18 @@ def print_tables(rows: List[Dict], adv: List[Dict], info: str, limit: float) -> 
 
 SPM_MODELS = {"llama2": "sentencepiece/llama2/tokenizer.model",
               "mistral-v3": "sentencepiece/mistral/mistral_instruct_tokenizer_240323.model.v3"}
+# A Unigram model (T5's kind; the two above are BPE), trained here by
+# sentencepiece's own trainer on the mixed slice: 6000 pieces, nmt_nfkc.
+SPM_UNIGRAM = ("unigram-6k", "mixed-slice.txt", 6000)
+
+
+def train_unigram(data: Path, out_dir: Path) -> Path:
+    import sentencepiece as spm
+    name, corpus, vocab = SPM_UNIGRAM
+    spm.SentencePieceTrainer.train(input=str(data / "corpus" / corpus), model_prefix=str(out_dir / name),
+                                   vocab_size=vocab, model_type="unigram", character_coverage=0.9995,
+                                   num_threads=2, minloglevel=2)
+    return out_dir / f"{name}.model"
 
 
 def sentencepiece_section(data: Path, reps: int, corpora: List[str]) -> List[Dict]:
@@ -487,9 +499,13 @@ def sentencepiece_section(data: Path, reps: int, corpora: List[str]) -> List[Dic
         print("\nSentencePiece: the sentencepiece package is not installed; section skipped.")
         return []
     rows = []
-    for model, rel in SPM_MODELS.items():
-        lk = llmkit.Tokenizer.from_file(data / rel)
-        sp = spm.SentencePieceProcessor(model_file=str(data / rel))
+    import tempfile
+    tmp = tempfile.TemporaryDirectory()
+    paths = {model: data / rel for model, rel in SPM_MODELS.items()}
+    paths[SPM_UNIGRAM[0]] = train_unigram(data, Path(tmp.name))
+    for model, path in paths.items():
+        lk = llmkit.Tokenizer.from_file(path)
+        sp = spm.SentencePieceProcessor(model_file=str(path))
         for corpus in corpora:
             text = (data / "corpus" / CORPORA[corpus]).read_text(encoding="utf-8")
             nbytes = len(text.encode("utf-8"))
@@ -674,6 +690,7 @@ def main() -> None:
     ap.add_argument("--tokenizer-json-only", action="store_true", help="only the tokenizer.json section")
     ap.add_argument("--pairs-only", action="store_true", help="only the pairs-of-texts section")
     ap.add_argument("--load-only", action="store_true", help="only the load time and memory section")
+    ap.add_argument("--sentencepiece-only", action="store_true", help="only the SentencePiece models section")
     ap.add_argument("--patterns-only", action="store_true",
                     help="only the section of patterns given in full (from_ranks: PCRE2 against the scanners)")
     ap.add_argument("--tiktoken-only", action="store_true",
@@ -699,6 +716,9 @@ def main() -> None:
         return
     if args.patterns_only:
         patterns_section(data, args.reps, ["mixed-slice"] if args.quick else list(CORPORA))
+        return
+    if args.sentencepiece_only:
+        sentencepiece_section(data, 1 if args.quick else args.reps, ["mixed-slice"] if args.quick else list(CORPORA))
         return
     info = machine()
     corpora = ["mixed-slice"] if args.quick else list(CORPORA)

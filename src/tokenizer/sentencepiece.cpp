@@ -178,8 +178,9 @@ sentencepiece::sentencepiece(spm_model model, const std::string &source)
         std::vector<std::map<uint8_t, uint32_t>> children(1);
         std::vector<int32_t> ids(1, -1);
         for (size_t i = 0; i < n; ++i) {
+            // (Unused pieces are skipped by the lattice as if absent.)
             const spm_type t = model_.pieces[i].type;
-            if (t != spm_type::normal && t != spm_type::user_defined && t != spm_type::unused) continue;
+            if (t != spm_type::normal && t != spm_type::user_defined) continue;
             uint32_t node = 0;
             for (unsigned char c : model_.pieces[i].text) {
                 auto it = children[node].find(c);
@@ -192,12 +193,50 @@ sentencepiece::sentencepiece(spm_model model, const std::string &source)
             }
             ids[node] = int32_t(i);
         }
-        trie_nodes_.resize(children.size());
-        for (size_t v = 0; v < children.size(); ++v) {
-            trie_nodes_[v].id = ids[v];
-            trie_nodes_[v].first_edge = uint32_t(trie_edges_.size());
-            trie_nodes_[v].n_edges = uint32_t(children[v].size());
-            for (const auto &[c, child] : children[v]) trie_edges_.emplace_back(c, child);
+        // Flattened into a double array, nodes in breadth-first order: each
+        // node's children take the first base whose slots base + c are all
+        // free (first_free: below it every slot is taken).
+        std::vector<uint32_t> slot_of(children.size(), 0);
+        trie_.assign(1, trie_slot{});
+        trie_[0].check = -2;  // the root: taken, and never any node's child
+        trie_[0].id = ids[0];
+        size_t first_free = 1;
+        std::vector<uint32_t> order(1, 0);
+        for (size_t at = 0; at < order.size(); ++at) {
+            const uint32_t v = order[at];
+            if (children[v].empty()) continue;
+            const int64_t c_min = children[v].begin()->first;
+            while (first_free < trie_.size() && trie_[first_free].check != -1) ++first_free;
+            int64_t b = std::max<int64_t>(1, int64_t(first_free)) - c_min;
+            for (;; ++b) {
+                bool fits = true;
+                for (const auto &[c, child] : children[v]) {
+                    const size_t sl = size_t(b + c);
+                    if (sl < trie_.size() && trie_[sl].check != -1) {
+                        fits = false;
+                        break;
+                    }
+                }
+                if (fits) break;
+            }
+            if (b + 256 > int64_t(INT32_MAX)) core::fail(LLMKIT_ERROR_FORMAT, source, ": the piece trie is too large");
+            trie_[slot_of[v]].base = int32_t(b);
+            for (const auto &[c, child] : children[v]) {
+                const size_t sl = size_t(b + c);
+                if (sl >= trie_.size()) trie_.resize(sl + 1);
+                trie_[sl].check = int32_t(slot_of[v]);
+                trie_[sl].id = ids[child];
+                if (ids[child] >= 0) {
+                    // sentencepiece 0.2.2's lattice scores: a user-defined piece
+                    // of n bytes (n = this slot's depth) float(0.1 * (n - 1)).
+                    const spm_piece &pc = model_.pieces[size_t(ids[child])];
+                    trie_[sl].score = pc.type == spm_type::user_defined
+                                          ? float(0.1 * double(int(pc.text.size()) - 1))
+                                          : pc.score;
+                }
+                slot_of[child] = uint32_t(sl);
+                order.push_back(child);
+            }
         }
     }
 }
@@ -476,7 +515,10 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
     };
     const size_t size = text.size();
     const float unk_score = min_score_ - 10.0f;
-    std::vector<best_path> best(size + 1);
+    // Reused per thread: a long text's array, freshly mapped each call, cost
+    // its page faults (a tenth of a 127 KB encode).
+    thread_local std::vector<best_path> best;
+    best.assign(size + 1, best_path{});
     const auto *bytes = reinterpret_cast<const unsigned char *>(text.data());
     constexpr float k_reset = 100000.0f;
     size_t frontier = 0;  // the furthest end proposed so far
@@ -490,24 +532,19 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
         }
         const size_t mblen = std::min(one_char_len(bytes[start]), size - start);
         bool has_single = false;
+        const trie_slot *trie = trie_.data();
+        const size_t n_slots = trie_.size();
         uint32_t node = 0;
         for (size_t key = start; key < size;) {
-            const trie_node &tn = trie_nodes_[node];
-            const auto *e = trie_edges_.data() + tn.first_edge;
-            const auto *e_end = e + tn.n_edges;
-            const auto it = std::lower_bound(e, e_end, bytes[key],
-                                             [](const std::pair<uint8_t, uint32_t> &a, uint8_t c) { return a.first < c; });
-            if (it == e_end || it->first != bytes[key]) break;
-            node = it->second;
+            const size_t next = size_t(int64_t(trie[node].base) + bytes[key]);
+            if (next >= n_slots || trie[next].check != int32_t(node)) break;
+            node = uint32_t(next);
             ++key;
-            const int32_t id = trie_nodes_[node].id;
+            const int32_t id = trie[node].id;
             if (id < 0) continue;
-            const spm_piece &p = model_.pieces[size_t(id)];
-            if (p.type == spm_type::unused) continue;
             const size_t length = key - start;
             frontier = std::max(frontier, key);
-            const float score = p.type == spm_type::user_defined ? float(0.1 * double(int(length) - 1)) : p.score;
-            const float candidate = score + here;
+            const float candidate = trie[node].score + here;
             best_path &target = best[key];
             if (target.starts_at == -1 || candidate > target.score) {
                 target.score = candidate;

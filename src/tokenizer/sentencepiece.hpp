@@ -137,13 +137,16 @@ private:
     // split before each such "▁" into words that are merged independently.
     bool split_words_ = false;
     float min_score_ = 0;  // Unigram: over the normal pieces
-    // Unigram: a byte trie of the pieces (node -> (byte -> child)), values = id or -1.
-    struct trie_node {
-        int32_t id = -1;
-        uint32_t first_edge = 0, n_edges = 0;  // into trie_edges_, sorted by byte
+    // Unigram: a byte trie of the pieces as a double array (as sentencepiece's
+    // darts-clone): node s's child by byte c is slot base + c of s when that
+    // slot's check is s; id = the piece ending there (-1: none, or an unused
+    // piece) and its lattice score (a user-defined piece's from its length).
+    // Slot 0 is the root.
+    struct trie_slot {
+        int32_t base = 0, check = -1, id = -1;
+        float score = 0;
     };
-    std::vector<trie_node> trie_nodes_;
-    std::vector<std::pair<uint8_t, uint32_t>> trie_edges_;
+    std::vector<trie_slot> trie_;
     std::unique_ptr<spm_charsmap> charsmap_;
     // Specials matchable in the text: control pieces (not <s>-less empties).
     std::vector<std::pair<std::string_view, int32_t>> controls_;
