@@ -208,7 +208,10 @@ sentencepiece::sentencepiece(spm_model model, const std::string &source)
             const int64_t c_min = children[v].begin()->first;
             while (first_free < trie_.size() && trie_[first_free].check != -1) ++first_free;
             int64_t b = std::max<int64_t>(1, int64_t(first_free)) - c_min;
-            for (;; ++b) {
+            // (At most 4096 tries, then past the end, where every slot is
+            // free: a crafted vocabulary cannot make the search quadratic.)
+            for (int tries = 0;; ++b, ++tries) {
+                if (tries == 4096) b = std::max<int64_t>(int64_t(trie_.size()), 1) - c_min;
                 bool fits = true;
                 for (const auto &[c, child] : children[v]) {
                     const size_t sl = size_t(b + c);
