@@ -157,6 +157,9 @@ sentencepiece::sentencepiece(spm_model model, const std::string &source)
     std::sort(user_defined_lengths_.rbegin(), user_defined_lengths_.rend());
     if (!model_.precompiled_charsmap.empty())
         charsmap_ = std::make_unique<spm_charsmap>(model_.precompiled_charsmap, source);
+    for (int c = 0x21; c < 0x7F; ++c)
+        plain_ascii_[c] = (!charsmap_ || !charsmap_->rule_before_ascii(static_cast<unsigned char>(c))) &&
+                          user_defined_first_bytes_.find(char(c)) == std::string::npos;
 
     if (model_.algo == spm_model::algorithm::bpe) {
         // Words may be merged separately when no mergeable piece has "▁" after
@@ -327,6 +330,22 @@ std::string sentencepiece::normalize(std::string_view input, std::vector<size_t>
     if (!model_.treat_whitespace_as_suffix && model_.add_dummy_prefix) put(space);
     bool prev_space = remove_ws;
     while (!input.empty()) {
+        // A run of bytes that are each their own unit, unchanged: plain
+        // bytes each followed by ASCII or the end.
+        size_t run = 0;
+        while (run < input.size() && static_cast<unsigned char>(input[run]) < 0x80 &&
+               plain_ascii_[static_cast<unsigned char>(input[run])] &&
+               (run + 1 == input.size() || static_cast<unsigned char>(input[run + 1]) < 0x80))
+            ++run;
+        if (run > 0) {
+            out.append(input.data(), run);
+            if (norm_to_orig)
+                for (size_t i = 0; i < run; ++i) norm_to_orig->push_back(consumed + i);
+            input.remove_prefix(run);
+            consumed += run;
+            prev_space = false;
+            continue;
+        }
         const size_t used = next_unit(input, unit);
         if (prev_space)
             while (!unit.empty() && unit[0] == ' ') unit.remove_prefix(1);

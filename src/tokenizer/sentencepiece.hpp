@@ -132,6 +132,10 @@ private:
     std::vector<std::string_view> user_defined_;             // views into model_.pieces
     std::vector<size_t> user_defined_lengths_;               // distinct lengths, longest first
     std::string user_defined_first_bytes_;
+    // Printable ASCII bytes (not the space) that begin no user-defined piece
+    // and no charsmap rule that could match before an ASCII byte: followed by
+    // ASCII (or the end), each normalizes to itself, so such runs are copied whole.
+    bool plain_ascii_[128] = {};
     bool has_unused_ = false;
     // BPE: no piece has a "▁" after another character, so the text may be
     // split before each such "▁" into words that are merged independently.

@@ -37,6 +37,20 @@ size_t spm_charsmap::shortest_prefix(std::string_view s, std::string_view &repla
     return prefix(s, false, replacement);
 }
 
+bool spm_charsmap::rule_before_ascii(unsigned char c) const {
+    const size_t n_units = units_.size();
+    size_t node = offset_of(units_[0]) ^ c;
+    if (node >= n_units || label_of(units_[node]) != c) return false;  // no rule begins with c
+    const uint32_t unit = units_[node];
+    if (has_leaf(unit)) return true;  // c alone
+    node ^= offset_of(unit);
+    for (unsigned x = 0; x < 0x80; ++x) {
+        const size_t child = node ^ x;
+        if (child < n_units && label_of(units_[child]) == x) return true;
+    }
+    return false;
+}
+
 size_t spm_charsmap::prefix(std::string_view s, bool longest, std::string_view &replacement) const {
     const size_t n_units = units_.size();
     size_t node = offset_of(units_[0]);

@@ -23,6 +23,10 @@ public:
     size_t longest_prefix(std::string_view s, std::string_view &replacement) const;
     // The same for the shortest rule source that is a prefix of s.
     size_t shortest_prefix(std::string_view s, std::string_view &replacement) const;
+    // Whether some rule's source is the byte c alone or begins with c and
+    // then an ASCII byte (NFKC's rules that begin with a letter go on with a
+    // combining mark, which is never ASCII).
+    bool rule_before_ascii(unsigned char c) const;
 
 private:
     size_t prefix(std::string_view s, bool longest, std::string_view &replacement) const;

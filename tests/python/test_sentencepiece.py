@@ -145,6 +145,19 @@ def test_unigram_whole_slice(data_dir, trained, name):
     assert ours(tok, text) == sp.encode(text)
 
 
+# Normalization copies runs of ASCII bytes that begin no rule able to match
+# before ASCII; a letter before a combining mark is not such a byte (NFKC
+# composes the pair): ids and offsets as sentencepiece's on such mixes.
+def test_nfkc_compositions_after_ascii(data_dir, trained):
+    texts = ["cafe\u0301 ok", "A\u030angstro\u0308m", "x\u0300y\u0301", "ﬁne ½ and 1\u20442",
+             "e\u0301\u0301\u0301", "plain ascii only, then e\u0301", "\u0301leading mark", "ab\u0327c\u0327"]
+    for path in (trained["unigram-nfkc"], trained["unigram-identity"], data_dir / MODELS[0]):
+        tok, sp = load_pair(path)
+        for t in texts:
+            assert ours(tok, t) == sp.encode(t), (str(path), t)
+            assert ours_spans(tok, t) == reference_spans(sp, t), (str(path), t)
+
+
 # Exact ties in real arithmetic that float sums break one way or the other:
 # a user-defined piece next to an unknown character ("@@" + "@" against
 # "@" + "@@", where "@@" scores 0.1 * (2 - 1) since sentencepiece 0.2.2) and
