@@ -20,6 +20,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -499,7 +500,6 @@ def sentencepiece_section(data: Path, reps: int, corpora: List[str]) -> List[Dic
         print("\nSentencePiece: the sentencepiece package is not installed; section skipped.")
         return []
     rows = []
-    import tempfile
     tmp = tempfile.TemporaryDirectory()
     paths = {model: data / rel for model, rel in SPM_MODELS.items()}
     paths[SPM_UNIGRAM[0]] = train_unigram(data, Path(tmp.name))

@@ -191,7 +191,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             seqs[size_t(b)] = {&block[size_t(b)], 1, Skv};
         }
         cache_attention_params cp;
-        cp.causal = p.causal || p.window > 0;
+        cp.causal = p.causal;  // (a window implies it there too)
         cp.window = p.window;
         cp.softcap = p.softcap;
         cp.scale = p.scale;

@@ -537,8 +537,9 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
     };
     const size_t size = text.size();
     const float unk_score = min_score_ - 10.0f;
-    // Reused per thread: a long text's array, freshly mapped each call, cost
-    // its page faults (a tenth of a 127 KB encode).
+    // Reused per thread (up to a 1M-byte text, see the end): a long text's
+    // array, freshly mapped each call, cost its page faults (a tenth of a
+    // 127 KB encode).
     thread_local std::vector<best_path> best;
     best.assign(size + 1, best_path{});
     const auto *bytes = reinterpret_cast<const unsigned char *>(text.data());
@@ -595,6 +596,9 @@ void sentencepiece::encode_unigram(std::string_view text, std::vector<int32_t> &
     }
     for (auto it = path.rbegin(); it != path.rend(); ++it)
         emit(text.substr(it->first, it->second - it->first), best[it->second].id, out, sink);
+    // A huge text's array is not kept for the rest of the thread's life.
+    constexpr size_t k_keep_entries = size_t(1) << 20;  // 16 MiB
+    if (best.capacity() > k_keep_entries) std::vector<best_path>().swap(best);
 }
 
 void sentencepiece::encode_normalized(std::string_view normalized, std::vector<int32_t> &out,
