@@ -326,9 +326,10 @@ TEST_CASE("attention: the portable and AVX-512 kernel sets both match the refere
             }
 }
 
-// K and V compact ([B, S, H, D]: decode reads 64-key tiles a chunk at a time)
-// and as [B, H, S, D] (each head's keys contiguous: decode streams them in
-// tiles of k_decode_tile_keys); positions off both tiles' edges.
+// K and V compact ([B, S, H, D], heads side by side: decode walks them as the
+// caches' decode does) and as [B, H, S, D] (each head's keys contiguous:
+// decode streams them); both in tiles of k_decode_tile_keys, against the
+// prefill's 64, at positions off both tiles' edges.
 TEST_CASE("attention: decoding token t gives row t of the full causal prefill", "[attention]") {
     for (dtype t : {dtype::f32, dtype::bf16})
     for (layout kv : {layout::compact, layout::bhsd}) {

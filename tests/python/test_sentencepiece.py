@@ -162,7 +162,7 @@ def test_nfkc_compositions_after_ascii(data_dir, trained):
 # a user-defined piece next to an unknown character ("@@" + "@" against
 # "@" + "@@", where "@@" scores 0.1 * (2 - 1) since sentencepiece 0.2.2) and
 # normal pieces ("b" + "bb" against "bb" + "b") after one; found by the random
-# tests below. 3000 short strings of those characters, and three long ones
+# tests below. 3000 short strings of those characters, and two long ones
 # that pass the score reset.
 def test_unigram_exact_ties(trained):
     import random
