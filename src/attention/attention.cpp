@@ -222,6 +222,11 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const dtype dt = q.type;
     const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();
+    // Streamed decode's p.v: gemm_pf_in_cache where K and V fit in the caches
+    // (k_cache_resident_bytes; the same bits).
+    const auto gemm_pf_v = 2 * B * Hkv * Skv * D * es <= k_cache_resident_bytes && kn.gemm_pf_in_cache
+                               ? kn.gemm_pf_in_cache
+                               : kn.gemm_pf;
 
     // Query head h's sink logit, or null (see finish_row).
     auto sink_of = [&](int64_t h) { return p.sinks ? p.sinks + h : nullptr; };
@@ -495,8 +500,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                         kn.gemm_bf16_eo_pf(R, int(D), n, ST + c * R, 1, R, reinterpret_cast<const uint16_t *>(src), vs,
                                            O, D, true, c == 0 ? alpha : nullptr, pf, pf_bytes);
                     else
-                        kn.gemm_pf(R, int(D), n, ST + c * R, 1, R, src, vs, rt, O, D, true, c == 0 ? alpha : nullptr,
-                                   pf, pf_bytes);
+                        gemm_pf_v(R, int(D), n, ST + c * R, 1, R, src, vs, rt, O, D, true, c == 0 ? alpha : nullptr, pf,
+                                  pf_bytes);
                     if (check_rows && !rows_ok(src, n, vs * es, dt)) rows_finite.store(false, std::memory_order_relaxed);
                 }
             } else {

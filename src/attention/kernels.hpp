@@ -54,6 +54,13 @@ struct kernels {
     void (*gemm_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb,
                     row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale, const char *pf,
                     int64_t pf_bytes) = nullptr;
+    // Optional (null: gemm_pf): gemm_pf for decode calls whose K and V fit in
+    // the caches (k_cache_resident_bytes), with gemm_pf's bits. Set where the
+    // set's gemm_pf keeps a kernel that is faster from memory but slower from
+    // the caches than another (float32 rows on Zen 5, see wide_decode).
+    void (*gemm_pf_in_cache)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B,
+                             int64_t ldb, row_type e, float *C, int64_t ldc, bool accumulate,
+                             const float *row_scale, const char *pf, int64_t pf_bytes) = nullptr;
     // Optional (null: decode's p.v over bf16 rows goes through gemm_pf; set
     // where decode's p.v runs in 512-bit registers, wide_decode): gemm_pf for
     // M rows over bf16 B rows, N a multiple of 32, with C's columns in

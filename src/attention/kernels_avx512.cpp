@@ -308,7 +308,10 @@ const kernels *g_avx2 = nullptr;
 // with 8k keys 1.05-1.08x, with 1k 1.28x, batch 1 1.34-1.49x; twice the
 // AVX2 rate from L1; the same bits), but its
 // float32 p.v keeps the AVX2 kernel, which from DRAM ran 1.02-1.07x faster
-// than this one (2-core EPYC VM, alternated runs).
+// than this one (2-core EPYC VM, alternated runs) and, over a paged cache at
+// batch 16 with 8k keys, 1.14-1.17x. From the caches the 512-bit kernel is
+// the faster one there, so Zen 5 has it as gemm_pf_in_cache
+// (gemm_pf_f32_wide).
 bool wide_decode = false;      // softmax and 16-bit p.v (gemm_half, gemm_pf, gemm_bf16_eo_pf)
 bool wide_decode_f32 = false;  // float32 p.v (gemm, gemm_pf)
 
@@ -1244,6 +1247,22 @@ bool cpu_has_avx512_bf16() {
     return (a & (1u << 5)) != 0;
 }
 
+// gemm_pf_in_cache where wide_decode but not wide_decode_f32 (Zen 5): the
+// 512-bit p.v for float32 rows too (the AVX2 kernel's bits). Decode calls
+// whose K and V fit in the caches, 2-core Zen 5 VM, 2 threads, against the
+// library before, alternated runs: contiguous and paged caches at batch 1
+// with 1k keys and batch 2 with 2k 1.06-1.09x, dense [B, H, S, D] rows
+// 1.05-1.06x (32 query and 8 KV heads, d = 128).
+__attribute__((target("avx512f"))) void gemm_pf_f32_wide(int M, int N, int K, const float *A, int64_t ars,
+                                                         int64_t aks, const void *B, int64_t ldb, row_type e, float *C,
+                                                         int64_t ldc, bool accumulate, const float *row_scale,
+                                                         const char *pf, int64_t pf_bytes) {
+    if (e == row_type::f32 && M >= 1 && M <= 4)
+        gemm_few_rows512<0>(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, pf, pf_bytes);
+    else
+        gemm_pf_shared(M, N, K, A, ars, aks, B, ldb, e, C, ldc, accumulate, row_scale, pf, pf_bytes);
+}
+
 const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx512, half_to_f32_avx512,
                           f32_to_half_avx512, i8_to_f32_avx512};
 
@@ -1283,6 +1302,7 @@ const kernels *avx512_kernels() {
                       __builtin_cpu_supports("avx512vl");
         wide_decode_f32 = wide_decode && amd_family == 0;
         if (wide_decode) k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;
+        if (wide_decode && !wide_decode_f32) k.gemm_pf_in_cache = gemm_pf_f32_wide;
         if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512vnni")) {
             k.quantize_i16 = quantize_i16_avx512;

@@ -36,6 +36,13 @@ constexpr int k_chunk_keys = 16;
 // latency at one core's share of the bandwidth. On the 2-core Zen 4, 16 and
 // 32 KiB measured alike and 1.4x faster than 4 KiB.
 constexpr int64_t k_prefetch_bytes = 16384;
+// A decode call whose K and V rows add up to at most this many bytes reads
+// them mostly from the caches (the last level of the 2-core Zen 5 VM holds
+// 32 MiB), where the kernels' own speed bounds it rather than the memory's:
+// there decode takes gemm_pf_in_cache (kernels.hpp) and, over plain
+// [B, S, H, D] rows, longer pieces (cache_attention.cpp). Larger calls
+// stream from memory. Either choice gives the same bits.
+constexpr int64_t k_cache_resident_bytes = int64_t(32) << 20;
 
 // p rounded up to a multiple of 64 bytes (p has room for 64 bytes more).
 // The gemms' 64-byte vector loads and stores then never straddle two cache

@@ -15,6 +15,7 @@
 
 #include "attention/attention.hpp"
 #include "attention/kernels.hpp"
+#include "attention/online_softmax.hpp"
 #include "helpers.hpp"
 #include "llmkit/llmkit.h"
 
@@ -742,6 +743,49 @@ TEST_CASE("attention: splitting the keys across threads (flash-decoding) merges 
             m.mask = true;
             m.softcap = 4.0f;
             check_case(dtype::f32, 1, 2, 200, 2, 1, 64, m, layout::compact, ks, splits);
+        }
+}
+
+// Decode calls whose K and V exceed k_cache_resident_bytes stream them from
+// memory: shorter pieces over [B, S, H, D] rows and, on Zen 5, the AVX2 p.v
+// where calls that fit in the caches take gemm_pf_in_cache. Both must give
+// the same bits: a batch past the threshold against each sequence alone
+// (under it), with the same key splits, and against the float64 reference.
+TEST_CASE("attention decode: calls past the caches' size give the bits of calls that fit", "[attention]") {
+    const int64_t Hq = 32, Hkv = 8, D = 128;
+    for (dtype t : {dtype::f32, dtype::bf16})
+        for (layout lay : {layout::compact, layout::bhsd}) {
+            const int64_t es = t == dtype::f32 ? 4 : 2;
+            // The smallest whole batch past the threshold whose sequences each fit under it.
+            const int64_t B = 2, Skv = llmkit::attention::k_cache_resident_bytes / (2 * Hkv * D * es) * 9 / (8 * B) + 5;
+            REQUIRE(2 * B * Skv * Hkv * D * es > llmkit::attention::k_cache_resident_bytes);
+            INFO("dtype " << llmkit::core::dtype_name(t) << " layout " << int(lay) << " Skv " << Skv);
+            std::mt19937 rng(61);
+            tensor4 q = make(t, B, 1, Hq, D, layout::compact, &rng);
+            tensor4 k = make(t, B, Skv, Hkv, D, lay, &rng), v = make(t, B, Skv, Hkv, D, lay, &rng);
+            tensor4 whole = make(t, B, 1, Hq, D, layout::compact, nullptr), alone = whole;
+            llmkit::attention::attention_params p;
+            p.causal = true;
+            p.kv_splits = 3;
+            p.n_threads = 2;
+            using llmkit::core::tensor_view;
+            llmkit::attention::attention(tensor_view::from(q.c(), "q"), tensor_view::from(k.c(), "k"),
+                                         tensor_view::from(v.c(), "v"), tensor_view::from(whole.c(), "out"), p);
+            // Sequence b alone: the same tensors from b on, one row of the batch.
+            auto one = [](tensor4 &x, int64_t b, const char *name) {
+                tensor_view view = tensor_view::from(x.c(), name);
+                view.data += b * x.strides[0] * int64_t(x.es());
+                view.shape[0] = 1;
+                return view;
+            };
+            for (int64_t b = 0; b < B; ++b)
+                llmkit::attention::attention(one(q, b, "q"), one(k, b, "k"), one(v, b, "v"), one(alone, b, "out"), p);
+            CHECK(std::memcmp(whole.bytes.data(), alone.bytes.data(), whole.bytes.size()) == 0);
+            config c;
+            c.causal = true;
+            const run_result r = compare(whole, reference(q, k, v, c, {}, nullptr, nullptr), tolerance_for(t));
+            INFO("max abs error " << r.max_abs_err);
+            CHECK(r.within);
         }
 }
 

@@ -384,7 +384,7 @@ pv_operands random_pv_operands(std::mt19937 &rng, const kernels *k, int M, int N
 
 // Decode's p.v of 1..4 query rows: the AVX-512 set's 512-bit kernel (on
 // Intel, gemm_few_rows512) must give the AVX2 set's bits, through gemm,
-// gemm_half and gemm_pf, for widths with whole 48-column panels and every
+// gemm_half, gemm_pf and gemm_pf_in_cache, for widths with whole 48-column panels and every
 // kind of tail, with and without accumulation and row scales.
 TEST_CASE("kernels: decode's p.v on the AVX-512 set gives the AVX2 set's bits", "[attention][kernels]") {
     using llmkit::attention::row_type;
@@ -421,6 +421,12 @@ TEST_CASE("kernels: decode's p.v on the AVX-512 set gives the AVX2 set's bits", 
                                     int64_t(pf_area.size()));
                         CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
                         CHECK(std::memcmp(want.data(), got_pf.data(), want.size() * 4) == 0);
+                        if (a5->gemm_pf_in_cache) {  // Zen 5: the 512-bit float32 p.v for calls in the caches
+                            std::vector<float> got_in_cache = C0;
+                            a5->gemm_pf_in_cache(M, N, K, A.data(), 1, M, Braw, ldb, e, got_in_cache.data(), N, acc,
+                                                 scale, pf_area.data(), int64_t(pf_area.size()));
+                            CHECK(std::memcmp(want.data(), got_in_cache.data(), want.size() * 4) == 0);
+                        }
                     }
 }
 
