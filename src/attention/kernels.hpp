@@ -11,6 +11,23 @@ namespace llmkit::attention {
 // The element type of the K/V rows a decode kernel reads.
 enum class row_type : int { f32 = 0, bf16 = 1, f16 = 2, i8 = 3 };
 
+// n adjacent rows of a KV cache from row `row` (one kv head's rows inside a
+// block of a paged cache).
+struct row_run {
+    int64_t row;
+    int n;
+};
+
+// The most runs and keys one call of the int8 runs kernels takes.
+constexpr int k_runs_max = 8;
+constexpr int k_runs_max_keys = 128;
+
+// A range of bytes for a kernel to ask for (the rows read next).
+struct byte_range {
+    const char *p;
+    int64_t bytes;
+};
+
 struct kernels {
     const char *name;
     // C[r][c] = (accumulate ? row_scale[r] * C[r][c] : 0) + sum_k A[r*ars + k*aks] * B[k*ldb + c]
@@ -116,6 +133,21 @@ struct kernels {
     // 64 keys cannot overflow it. Asks for [pf, pf + pf_bytes) as gemm_pf does.
     void (*gemm_i8_pf)(int M, int N, int D, const float *P, int64_t ldp, const float *sv, float k, const int8_t *V,
                        int64_t ldv, int32_t *Acc, int64_t ldc, const char *pf, int64_t pf_bytes) = nullptr;
+    // Optional (null: the caller calls dots_i8_pf / gemm_i8_pf once per
+    // run): dots_i8_pf and gemm_i8_pf over the rows of n_runs runs in turn,
+    // row i of the base K (V) at K + i * D, its scale kscale[i] (sv[i]); key
+    // j of the call is the j-th row of the runs (at most k_runs_max runs,
+    // k_runs_max_keys keys), its scores at ST[j*R + r] and its probabilities
+    // at P[j*ldp + r]. They ask for the n_pf ranges pf, spread over the work.
+    // The bits of one call per run (integer sums). A paged cache's head has
+    // 16 rows per block: one call per 128 keys instead of eight, the int32
+    // sums of P V loaded and stored once.
+    void (*dots_i8_runs_pf)(int R, int D, const int16_t *Q, int64_t ldq, const float *qscale, const int8_t *K,
+                            const float *kscale, const row_run *runs, int n_runs, float *ST, const byte_range *pf,
+                            int n_pf) = nullptr;
+    void (*gemm_i8_runs_pf)(int M, int D, const float *P, int64_t ldp, const float *sv, float k, const int8_t *V,
+                            const row_run *runs, int n_runs, int32_t *Acc, int64_t ldc, const byte_range *pf,
+                            int n_pf) = nullptr;
     // O[r*ldo + c] = fma(s[r], float(Acc[r][c]), alpha[r] * O[r*ldo + c]) for
     // r < M, c < D (alpha null: O[r*ldo + c] itself), Acc as gemm_i8_pf leaves it.
     void (*i8_acc_finish)(int M, int D, const int32_t *Acc, int64_t ldc, const float *s, const float *alpha, float *O,

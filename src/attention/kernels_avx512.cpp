@@ -1028,9 +1028,9 @@ LLMKIT_VNNI void dots_i8_block(int R, int D, const int16_t *Q, int64_t ldq, cons
 
 // Keys 4 at a time (16 accumulators), then one by one; pf (may be null) takes
 // one step per block of keys.
-template <int NR>
+template <int NR, class PF>
 LLMKIT_VNNI void dots_i8_rows(int R, int N, int D, const int16_t *Q, int64_t ldq, const float *qs, const int8_t *K,
-                              int64_t ldk, const float *ks, float *ST, spread_prefetch *pf) {
+                              int64_t ldk, const float *ks, float *ST, PF *pf) {
     int j = 0;
     for (; j + 4 <= N; j += 4) {
         if (pf) pf->step();
@@ -1042,22 +1042,40 @@ LLMKIT_VNNI void dots_i8_rows(int R, int N, int D, const int16_t *Q, int64_t ldq
     }
 }
 
-// The first group of (up to) 4 rows streams K from memory and carries the
-// prefetches; the others find K in L1.
+// The R query rows in groups of (up to) 4: the first group streams K from
+// memory and carries the prefetches (pf, may be null); the others find K in L1.
+template <class PF>
+LLMKIT_VNNI void dots_i8_row_groups(int R, int N, int D, const int16_t *Q, int64_t ldq, const float *qs,
+                                    const int8_t *K, int64_t ldk, const float *ks, float *ST, PF *pf) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4, pf = nullptr)
+        dots_i8_rows<4>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, pf);
+    switch (R - r) {
+    case 3: dots_i8_rows<3>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, pf); break;
+    case 2: dots_i8_rows<2>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, pf); break;
+    case 1: dots_i8_rows<1>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, pf); break;
+    default: break;
+    }
+}
+
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void dots_i8_pf_avx512(
     int R, int N, int D, const int16_t *Q, int64_t ldq, const float *qs, const int8_t *K, int64_t ldk,
     const float *ks, float *ST, const char *pf, int64_t pf_bytes) {
     spread_prefetch s(pf, pf_bytes, N / 4 + N % 4);
-    spread_prefetch *sp = &s;
-    int r = 0;
-    for (; r + 4 <= R; r += 4, sp = nullptr)
-        dots_i8_rows<4>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, sp);
-    switch (R - r) {
-    case 3: dots_i8_rows<3>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, sp); break;
-    case 2: dots_i8_rows<2>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, sp); break;
-    case 1: dots_i8_rows<1>(R, N, D, Q + r * ldq, ldq, qs + r, K, ldk, ks, ST + r, sp); break;
-    default: break;
-    }
+    dots_i8_row_groups(R, N, D, Q, ldq, qs, K, ldk, ks, ST, &s);
+    s.rest();
+}
+
+// One call over several runs (see kernels.hpp): each run through the strided
+// kernel, the prefetches spread over all of them.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void dots_i8_runs_pf_avx512(
+    int R, int D, const int16_t *Q, int64_t ldq, const float *qs, const int8_t *K, const float *ks,
+    const row_run *runs, int n_runs, float *ST, const byte_range *pf, int n_pf) {
+    int64_t steps = 0;
+    for (int i = 0; i < n_runs; ++i) steps += runs[i].n / 4 + runs[i].n % 4;
+    ranges_prefetch s(pf, n_pf, steps);
+    for (int i = 0, j = 0; i < n_runs; j += runs[i].n, ++i)
+        dots_i8_row_groups(R, runs[i].n, D, Q, ldq, qs, K + runs[i].row * D, D, ks + runs[i].row, ST + j * R, &s);
     s.rest();
 }
 
@@ -1068,17 +1086,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void dots_i8_pf_
 // column c0 + 8 (i / 4) + 4 + i % 4 (Acc stores them in that order;
 // i8_acc_finish puts the columns back in place).
 //
-// One pair of keys into the NR x NC chunk accumulators: rows v and v + ldv
-// of V (One: row v alone, zeros for the other), weights w[r] for row r.
+// One pair of keys into the NR x NC chunk accumulators: rows v and v1 of V
+// (One: row v alone, zeros for the other), weights w[r] for row r.
 template <int NR, int NC, bool One>
-LLMKIT_VNNI void gemm_i8_pair(__m512i (&lo)[NR][NC], __m512i (&hi)[NR][NC], const int8_t *v, int64_t ldv,
+LLMKIT_VNNI void gemm_i8_pair(__m512i (&lo)[NR][NC], __m512i (&hi)[NR][NC], const int8_t *v, const int8_t *v1,
                               const uint32_t *w, __mmask32 last) {
     __m512i a[NC], b[NC];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; ++c) {
         const __mmask32 m = c == NC - 1 ? last : ~__mmask32(0);
         const __m512i x = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, v + 32 * c));
-        const __m512i y = One ? _mm512_setzero_si512() : _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, v + ldv + 32 * c));
+        const __m512i y = One ? _mm512_setzero_si512() : _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, v1 + 32 * c));
         a[c] = _mm512_unpacklo_epi16(x, y);
         b[c] = _mm512_unpackhi_epi16(x, y);
     }
@@ -1093,12 +1111,30 @@ LLMKIT_VNNI void gemm_i8_pair(__m512i (&lo)[NR][NC], __m512i (&hi)[NR][NC], cons
     }
 }
 
+// Where the rows of pair p of keys lie: first(p) and second(p), from column
+// col on. strided_pairs: rows 2p and 2p + 1 of V, ldv apart; listed_pairs:
+// the pointers a[p] and b[p] (the keys of several runs, see gemm_i8_runs_pf).
+struct strided_pairs {
+    const int8_t *v;
+    int64_t ldv;
+    const int8_t *first(int p) const { return v + 2 * p * ldv; }
+    const int8_t *second(int p) const { return v + (2 * p + 1) * ldv; }
+    strided_pairs from_column(int c) const { return {v + c, ldv}; }
+};
+struct listed_pairs {
+    const int8_t *const *a, *const *b;
+    int col;
+    const int8_t *first(int p) const { return a[p] + col; }
+    const int8_t *second(int p) const { return b[p] + col; }
+    listed_pairs from_column(int c) const { return {a, b, col + c}; }
+};
+
 // NR (1..4) rows x NC chunks of 32 columns over `pairs` pairs of keys (the
 // last a lone key when `lone`), the last chunk's bytes masked by `last`; the
 // weights of pair p and row r are the int16 pair Wp[p * 16 + r].
-template <int NR, int NC>
-LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, const int8_t *V, int64_t ldv, int32_t *Acc,
-                               int64_t ldc, __mmask32 last, spread_prefetch *pf) {
+template <int NR, int NC, class Pairs, class PF>
+LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, Pairs rows, int32_t *Acc, int64_t ldc,
+                               __mmask32 last, PF *pf) {
     __m512i lo[NR][NC], hi[NR][NC];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
@@ -1110,11 +1146,11 @@ LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, const i
     const int full = lone ? pairs - 1 : pairs;
     for (int p = 0; p < full; ++p) {
         if (pf) pf->step();
-        gemm_i8_pair<NR, NC, false>(lo, hi, V + 2 * p * ldv, ldv, Wp + p * 16, last);
+        gemm_i8_pair<NR, NC, false>(lo, hi, rows.first(p), rows.second(p), Wp + p * 16, last);
     }
     if (lone) {
         if (pf) pf->step();
-        gemm_i8_pair<NR, NC, true>(lo, hi, V + 2 * full * ldv, ldv, Wp + full * 16, last);
+        gemm_i8_pair<NR, NC, true>(lo, hi, rows.first(full), nullptr, Wp + full * 16, last);
     }
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
@@ -1127,25 +1163,25 @@ LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, const i
 
 // NR rows over every chunk of D, NCmax chunks at a time (16 accumulators);
 // pf (may be null) goes with the first chunks.
-template <int NR>
-LLMKIT_VNNI void gemm_i8_rows(int pairs, bool lone, int D, const uint32_t *Wp, const int8_t *V, int64_t ldv,
-                              int32_t *Acc, int64_t ldc, spread_prefetch *pf) {
+template <int NR, class Pairs, class PF>
+LLMKIT_VNNI void gemm_i8_rows(int pairs, bool lone, int D, const uint32_t *Wp, Pairs rows, int32_t *Acc, int64_t ldc,
+                              PF *pf) {
     constexpr int NCmax = NR <= 2 ? 4 : 2;
     const int chunks = (D + 31) / 32;
     const __mmask32 full = ~__mmask32(0), last = tail_mask32(D - 32 * (chunks - 1));
     for (int c0 = 0; c0 < chunks; c0 += NCmax, pf = nullptr) {
         const int nc = chunks - c0 < NCmax ? chunks - c0 : NCmax;
         const __mmask32 m = c0 + nc == chunks ? last : full;
-        const int8_t *v = V + 32 * c0;
+        const Pairs v = rows.from_column(32 * c0);
         int32_t *acc = Acc + 32 * c0;
         if constexpr (NCmax == 4) {
-            if (nc == 4) { gemm_i8_block<NR, 4>(pairs, lone, Wp, v, ldv, acc, ldc, m, pf); continue; }
-            if (nc == 3) { gemm_i8_block<NR, 3>(pairs, lone, Wp, v, ldv, acc, ldc, m, pf); continue; }
+            if (nc == 4) { gemm_i8_block<NR, 4>(pairs, lone, Wp, v, acc, ldc, m, pf); continue; }
+            if (nc == 3) { gemm_i8_block<NR, 3>(pairs, lone, Wp, v, acc, ldc, m, pf); continue; }
         }
         if (nc == 2)
-            gemm_i8_block<NR, 2>(pairs, lone, Wp, v, ldv, acc, ldc, m, pf);
+            gemm_i8_block<NR, 2>(pairs, lone, Wp, v, acc, ldc, m, pf);
         else
-            gemm_i8_block<NR, 1>(pairs, lone, Wp, v, ldv, acc, ldc, m, pf);
+            gemm_i8_block<NR, 1>(pairs, lone, Wp, v, acc, ldc, m, pf);
     }
 }
 
@@ -1161,6 +1197,21 @@ LLMKIT_VNNI void pack_weight_pair(const float *pj, const float *pj1, float cj, f
     const __m256i l = _mm256_unpacklo_epi16(x, y), h = _mm256_unpackhi_epi16(x, y);  // rows 0-3 | 8-11, 4-7 | 12-15
     _mm256_mask_storeu_epi32(out, __mmask8(m), _mm256_permute2x128_si256(l, h, 0x20));
     _mm256_mask_storeu_epi32(out + 8, __mmask8(m >> 8), _mm256_permute2x128_si256(l, h, 0x31));
+}
+
+// The nr rows of a block of P V's rows, 4 at a time; the first carry pf (may
+// be null).
+template <class Pairs, class PF>
+LLMKIT_VNNI void gemm_i8_row_groups(int nr, int pairs, bool lone, int D, const uint32_t *Wp, Pairs rows, int32_t *Acc,
+                                    int64_t ldc, PF *pf) {
+    int r = 0;
+    for (; r + 4 <= nr; r += 4, pf = nullptr) gemm_i8_rows<4>(pairs, lone, D, Wp + r, rows, Acc + r * ldc, ldc, pf);
+    switch (nr - r) {
+    case 3: gemm_i8_rows<3>(pairs, lone, D, Wp + r, rows, Acc + r * ldc, ldc, pf); break;
+    case 2: gemm_i8_rows<2>(pairs, lone, D, Wp + r, rows, Acc + r * ldc, ldc, pf); break;
+    case 1: gemm_i8_rows<1>(pairs, lone, D, Wp + r, rows, Acc + r * ldc, ldc, pf); break;
+    default: break;
+    }
 }
 
 // Keys in runs of up to 64 (32 pairs: a decode tile), rows in blocks of up to
@@ -1182,17 +1233,44 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemm_i8_pf_
                                  two ? sv[j + 1] * k : 0.0f, nr, Wp + p * 16);
             }
             spread_prefetch *sp = rb == 0 ? &s : nullptr;
-            const int8_t *v = V + j0 * ldv;
-            int r = 0;
-            for (; r + 4 <= nr; r += 4, sp = nullptr)
-                gemm_i8_rows<4>(pairs, n % 2 != 0, D, Wp + r, v, ldv, Acc + (rb + r) * ldc, ldc, sp);
-            switch (nr - r) {
-            case 3: gemm_i8_rows<3>(pairs, n % 2 != 0, D, Wp + r, v, ldv, Acc + (rb + r) * ldc, ldc, sp); break;
-            case 2: gemm_i8_rows<2>(pairs, n % 2 != 0, D, Wp + r, v, ldv, Acc + (rb + r) * ldc, ldc, sp); break;
-            case 1: gemm_i8_rows<1>(pairs, n % 2 != 0, D, Wp + r, v, ldv, Acc + (rb + r) * ldc, ldc, sp); break;
-            default: break;
-            }
+            gemm_i8_row_groups(nr, pairs, n % 2 != 0, D, Wp, strided_pairs{V + j0 * ldv, ldv}, Acc + rb * ldc, ldc, sp);
         }
+    }
+    s.rest();
+}
+
+// One call over several runs (see kernels.hpp; k_runs_max, k_runs_max_keys):
+// pairs of keys inside each run, a run's odd last key paired with a row of
+// zeros at weight 0 (the same integer sums), all the pairs' weights packed
+// before the rows, so the int32 sums are loaded and stored once per call.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemm_i8_runs_pf_avx512(
+    int M, int D, const float *P, int64_t ldp, const float *sv, float k, const int8_t *V, const row_run *runs,
+    int n_runs, int32_t *Acc, int64_t ldc, const byte_range *pf, int n_pf) {
+    constexpr int max_pairs = k_runs_max_keys / 2 + k_runs_max;
+    alignas(64) static const int8_t zeros[256] = {};
+    const int8_t *a[max_pairs], *b[max_pairs];
+    int ja[max_pairs], jb[max_pairs];  // the keys of each pair (jb -1: the row of zeros)
+    int pairs = 0;
+    for (int i = 0, j = 0; i < n_runs; j += runs[i].n, ++i)
+        for (int t = 0; t < runs[i].n; t += 2, ++pairs) {
+            a[pairs] = V + (runs[i].row + t) * D;
+            ja[pairs] = j + t;
+            const bool two = t + 1 < runs[i].n;
+            b[pairs] = two ? a[pairs] + D : zeros;
+            jb[pairs] = two ? j + t + 1 : -1;
+        }
+    // Each key's V row scale, by key.
+    float svk[k_runs_max_keys];
+    for (int i = 0, j = 0; i < n_runs; j += runs[i].n, ++i)
+        for (int t = 0; t < runs[i].n; ++t) svk[j + t] = sv[runs[i].row + t] * k;
+    ranges_prefetch s(pf, n_pf, pairs);
+    alignas(64) uint32_t Wp[max_pairs * 16];
+    for (int rb = 0; rb < M; rb += 16) {
+        const int nr = M - rb < 16 ? M - rb : 16;
+        for (int p = 0; p < pairs; ++p)
+            pack_weight_pair(P + ja[p] * ldp + rb, jb[p] >= 0 ? P + jb[p] * ldp + rb : nullptr, svk[ja[p]],
+                             jb[p] >= 0 ? svk[jb[p]] : 0.0f, nr, Wp + p * 16);
+        gemm_i8_row_groups(nr, pairs, false, D, Wp, listed_pairs{a, b, 0}, Acc + rb * ldc, ldc, rb == 0 ? &s : nullptr);
     }
     s.rest();
 }
@@ -1308,6 +1386,8 @@ const kernels *avx512_kernels() {
             k.quantize_i16 = quantize_i16_avx512;
             k.dots_i8_pf = dots_i8_pf_avx512;
             k.gemm_i8_pf = gemm_i8_pf_avx512;
+            k.dots_i8_runs_pf = dots_i8_runs_pf_avx512;
+            k.gemm_i8_runs_pf = gemm_i8_runs_pf_avx512;
             k.i8_acc_finish = i8_acc_finish_avx512;
         }
         if (cpu_has_avx512_bf16()) {

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <xmmintrin.h>
 
+#include "attention/kernels.hpp"
+
 namespace llmkit::attention {
 
 // Whether decode's paced prefetches go to L1 (T0) instead of L2 (T1): on AMD
@@ -52,6 +54,48 @@ struct spread_prefetch {
         else
             for (; p < end; p += 64) _mm_prefetch(p, _MM_HINT_T1);
     }
+};
+
+// spread_prefetch over several ranges in turn (the runs of rows a call over
+// several blocks of a paged cache reads next): step() asks for the next slice
+// of their lines, `steps` slices in all.
+struct ranges_prefetch {
+    const byte_range *r = nullptr;
+    int n = 0, i = 0;
+    const char *p = nullptr, *end = nullptr;
+    int64_t slice = 0;
+    bool l1 = false;
+    ranges_prefetch(const byte_range *ranges, int count, int64_t steps) : r(ranges), n(count) {
+        int64_t total = 0;
+        for (int k = 0; k < n; ++k) total += r[k].bytes > 0 ? r[k].bytes : 0;
+        slice = (total / (steps > 0 ? steps : 1) + 63) & ~int64_t(63);
+        l1 = decode_prefetch_into_l1();
+        i = -1;
+        next();
+    }
+    // Moves to the next range that has bytes (p = end = null past the last).
+    void next() {
+        p = end = nullptr;
+        while (++i < n)
+            if (r[i].p && r[i].bytes > 0) {
+                p = reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(r[i].p) & ~uintptr_t(63));
+                end = r[i].p + r[i].bytes;
+                return;
+            }
+    }
+    void ask(int64_t budget) {
+        while (p && budget > 0) {
+            for (; p < end && budget > 0; p += 64, budget -= 64) {
+                if (l1)
+                    _mm_prefetch(p, _MM_HINT_T0);
+                else
+                    _mm_prefetch(p, _MM_HINT_T1);
+            }
+            if (p >= end) next();
+        }
+    }
+    void step() { ask(slice); }
+    void rest() { ask(INT64_MAX); }
 };
 
 }  // namespace llmkit::attention

@@ -242,6 +242,8 @@ TEST_CASE("cache attention, every kernel set: paged tables give the contiguous b
 // (non-monotone) block tables, and the kernel set without its prefetching
 // decode kernels, all against the contiguous table on 1 thread and the
 // float64 reference.
+// (Paged int8 caches in integers go through the runs kernels here, and
+// piece by piece with them switched off: the same bits.)
 TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffled tables, with and without dots_pf",
           "[attention][kv][kernels]") {
     const int64_t Hkv = 4, D = 40;
@@ -249,6 +251,9 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
         kernels plain = *ks;  // the same set, decode through dots / gemm and burst prefetches
         plain.dots_pf = nullptr;
         plain.gemm_pf = nullptr;
+        kernels piecewise = *ks;  // int8 over paged blocks a piece at a time (as past k_cache_resident_bytes)
+        piecewise.dots_i8_runs_pf = nullptr;
+        piecewise.gemm_i8_runs_pf = nullptr;
         for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
             for (int64_t S : {1, 17, 64, 65, 257, 411}) {
                 std::mt19937 rng(uint32_t(S * 5 + int(t)));
@@ -283,6 +288,11 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
                                 INFO("block size " << bs << " threads " << threads);
                                 const std::vector<float> got = run(paged, S, q, Sq, Hq, ks, split, threads);
                                 CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+                                if (ks->dots_i8_runs_pf && t == kv_dtype::i8) {
+                                    const std::vector<float> got_pieces =
+                                        run(paged, S, q, Sq, Hq, &piecewise, split, threads);
+                                    CHECK(std::memcmp(got_pieces.data(), want.data(), want.size() * 4) == 0);
+                                }
                                 if (!ks->dots_pf) continue;  // plain is this set
                                 const std::vector<float> got_plain = run(paged, S, q, Sq, Hq, &plain, split, threads);
                                 CHECK(std::memcmp(got_plain.data(), want.data(), want.size() * 4) == 0);
@@ -661,6 +671,74 @@ TEST_CASE("kernels: quantize_i16, dots_i8_pf, gemm_i8_pf and i8_acc_finish give 
         }
     }
     if (!any) WARN("no kernel set with integer dot products on this CPU (AVX512-VNNI): nothing checked");
+}
+
+// dots_i8_runs_pf and gemm_i8_runs_pf: the rows of 1..8 runs of any length
+// (odd ones too: a run's last key then pairs with zeros) lying anywhere in
+// a pool, up to 128 keys, give the bits of one dots_i8_pf / gemm_i8_pf call
+// per run (integer sums), for 1..20 query rows.
+TEST_CASE("kernels: the int8 runs kernels give the bits of one call per run", "[attention][kernels]") {
+    using llmkit::attention::row_run;
+    using llmkit::attention::byte_range;
+    std::mt19937 rng(23);
+    std::uniform_real_distribution<float> u01(0.0f, 1.0f);
+    std::vector<char> pf_area(1 << 14, 1);
+    const byte_range pf[2] = {{pf_area.data(), 5000}, {pf_area.data() + 8000, 3000}};
+    bool any = false;
+    for (const kernels *ks : sets()) {
+        if (!ks->dots_i8_runs_pf) continue;
+        REQUIRE(ks->gemm_i8_runs_pf);
+        any = true;
+        for (int D : {16, 40, 64, 128, 256})
+            for (int trial = 0; trial < 12; ++trial) {
+                // 1..8 runs of 1..32 keys (at most 128 in all), at random rows of a pool of 200.
+                const int pool = 200;
+                std::vector<row_run> runs;
+                int N = 0;
+                const int want_runs = 1 + int(rng() % llmkit::attention::k_runs_max);
+                for (int i = 0; i < want_runs; ++i) {
+                    const int n = std::min(1 + int(rng() % 32), llmkit::attention::k_runs_max_keys - N);
+                    if (n <= 0) break;
+                    runs.push_back({int64_t(rng() % (pool - 32)), n});
+                    N += n;
+                }
+                std::vector<int8_t> K(size_t(pool * D)), V(size_t(pool * D));
+                for (auto &x : K) x = int8_t(int(rng() % 255) - 127);
+                for (auto &x : V) x = int8_t(int(rng() % 256) - 128);
+                std::vector<float> ksc(static_cast<size_t>(pool)), vsc(static_cast<size_t>(pool));
+                for (float &x : ksc) x = u01(rng) * 0.05f;
+                for (float &x : vsc) x = 0.001f + u01(rng) * 0.02f;
+                for (int R : {1, 4, 5, 16, 20}) {
+                    INFO("kernels " << ks->name << " D " << D << " runs " << runs.size() << " keys " << N << " rows " << R);
+                    const int64_t ldq = D + 3, ldc = (D + 31) / 32 * 32;
+                    std::vector<int16_t> Q(size_t(R * ldq));
+                    for (auto &x : Q) x = int16_t(int(rng() % 65535) - 32767);
+                    std::vector<float> qsc(static_cast<size_t>(R));
+                    for (float &x : qsc) x = u01(rng) * 1e-4f;
+                    std::vector<float> want(size_t(N * R) + 1, -7.0f), got = want;
+                    for (int i = 0, j = 0; i < int(runs.size()); j += runs[size_t(i)].n, ++i)
+                        ks->dots_i8_pf(R, runs[size_t(i)].n, D, Q.data(), ldq, qsc.data(), K.data() + runs[size_t(i)].row * D,
+                                       D, ksc.data() + runs[size_t(i)].row, want.data() + j * R, nullptr, 0);
+                    ks->dots_i8_runs_pf(R, D, Q.data(), ldq, qsc.data(), K.data(), ksc.data(), runs.data(), int(runs.size()),
+                                        got.data(), pf, 2);
+                    CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+                    // P V into int32 sums that already hold a call's.
+                    std::vector<float> P(size_t(N * R));
+                    for (float &x : P) x = u01(rng);
+                    const float k = 32767.0f / 0.021f;
+                    std::vector<int32_t> acc_want(size_t(R * ldc));
+                    for (auto &x : acc_want) x = int32_t(rng() % 100000) - 50000;
+                    std::vector<int32_t> acc_got = acc_want;
+                    for (int i = 0, j = 0; i < int(runs.size()); j += runs[size_t(i)].n, ++i)
+                        ks->gemm_i8_pf(R, runs[size_t(i)].n, D, P.data() + j * R, R, vsc.data() + runs[size_t(i)].row, k,
+                                       V.data() + runs[size_t(i)].row * D, D, acc_want.data(), ldc, nullptr, 0);
+                    ks->gemm_i8_runs_pf(R, D, P.data(), R, vsc.data(), k, V.data(), runs.data(), int(runs.size()),
+                                        acc_got.data(), ldc, pf, 2);
+                    CHECK(acc_want == acc_got);
+                }
+            }
+    }
+    if (!any) WARN("no kernel set with the int8 runs kernels on this CPU (AVX512-VNNI): nothing checked");
 }
 
 // bf16 queries over a bf16 cache: decode (1..20 rows per kv head; from 16
