@@ -222,11 +222,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const dtype dt = q.type;
     const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();
-    // Streamed decode's p.v: gemm_pf_in_cache where K and V fit in the caches
-    // (k_cache_resident_bytes; the same bits).
-    const auto gemm_pf_v = 2 * B * Hkv * Skv * D * es <= k_cache_resident_bytes && kn.gemm_pf_in_cache
-                               ? kn.gemm_pf_in_cache
-                               : kn.gemm_pf;
+    const auto gemm_pf_v = decode_gemm_pf(kn, 2 * B * Hkv * Skv * D * es);  // streamed decode's p.v
 
     // Query head h's sink logit, or null (see finish_row).
     auto sink_of = [&](int64_t h) { return p.sinks ? p.sinks + h : nullptr; };

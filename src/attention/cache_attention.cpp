@@ -408,7 +408,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     int64_t call_bytes = 0;
     for (int64_t b = 0; b < B; ++b) call_bytes += 2 * seqs[b].length * Hkv * D * kv_dtype_bytes(L.type);
     const bool in_cache = call_bytes <= k_cache_resident_bytes;
-    const auto gemm_pf = in_cache && kn.gemm_pf_in_cache ? kn.gemm_pf_in_cache : kn.gemm_pf;
+    const auto gemm_pf = decode_gemm_pf(kn, call_bytes);
 
     // Query ii of a task sits at position i0 + ii + (length - Sq); it sees keys [lo_of, hi_of].
     auto hi_of = [&](int64_t len, int64_t i) { return causal ? i + len - Sq : len - 1; };
@@ -678,21 +678,23 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 }
                 int64_t pf_bytes = 0;
                 byte_range pf_runs[k_runs_max];
-                for (size_t i = 0; i < cur_calls.size() && i8_runs; ++i) {
-                    const runs_call &c = cur_calls[i];
-                    const head_state &H = heads[size_t(c.hh)];
-                    const int n_pf = runs_target(false, i, pf_runs);
-                    kn.dots_i8_runs_pf(R, int(D), H.Qi, D, H.qs, reinterpret_cast<const int8_t *>(L.k), L.k_scale,
-                                       cur_runs.data() + c.first, c.count, H.ST + (c.j - j0) * R, pf_runs, n_pf);
-                }
-                for (size_t i = 0; i < cur.size() && !i8_runs; ++i) {
-                    const piece &pc = cur[i];
-                    const head_state &H = heads[size_t(pc.hh)];
-                    const char *pf = target(false, i, &pf_bytes);
-                    piece_scores(L, pc, kn, H, R, Kf, H.ST + (pc.j - j0) * R, pf, pf_bytes, scale);
-                    if (p.rows_finite && !piece_rows_finite(L, L.k, pc.kofs, pc, ng))
-                        p.rows_finite->store(false, std::memory_order_relaxed);
-                }
+                if (i8_runs)
+                    for (size_t i = 0; i < cur_calls.size(); ++i) {
+                        const runs_call &c = cur_calls[i];
+                        const head_state &H = heads[size_t(c.hh)];
+                        const int n_pf = runs_target(false, i, pf_runs);
+                        kn.dots_i8_runs_pf(R, int(D), H.Qi, D, H.qs, reinterpret_cast<const int8_t *>(L.k), L.k_scale,
+                                           cur_runs.data() + c.first, c.count, H.ST + (c.j - j0) * R, pf_runs, n_pf);
+                    }
+                else
+                    for (size_t i = 0; i < cur.size(); ++i) {
+                        const piece &pc = cur[i];
+                        const head_state &H = heads[size_t(pc.hh)];
+                        const char *pf = target(false, i, &pf_bytes);
+                        piece_scores(L, pc, kn, H, R, Kf, H.ST + (pc.j - j0) * R, pf, pf_bytes, scale);
+                        if (p.rows_finite && !piece_rows_finite(L, L.k, pc.kofs, pc, ng))
+                            p.rows_finite->store(false, std::memory_order_relaxed);
+                    }
                 for (int64_t hh = 0; hh < ng; ++hh) {
                     const head_state &H = heads[size_t(hh)];
                     bias_and_mask(H.ST, t.g0 + hh, len, i0, tl, R, j0, nk);
@@ -721,28 +723,31 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         std::fill(H.acc, H.acc + size_t(R) * Dpad, 0);
                     }
                 }
-                for (size_t i = 0; i < cur_calls.size() && i8_runs; ++i) {
-                    const runs_call &c = cur_calls[i];
-                    const head_state &H = heads[size_t(c.hh)];
-                    const int n_pf = runs_target(true, i, pf_runs);
-                    kn.gemm_i8_runs_pf(R, int(D), H.ST + (c.j - j0) * R, R, L.v_scale, H.wi,
-                                       reinterpret_cast<const int8_t *>(L.v), cur_runs.data() + c.first, c.count, H.acc,
-                                       Dpad, pf_runs, n_pf);
-                }
-                for (size_t i = 0; i < cur.size() && !i8_runs; ++i) {
-                    const piece &pc = cur[i];
-                    const head_state &H = heads[size_t(pc.hh)];
-                    const char *pf = target(true, i, &pf_bytes);
-                    if (i8_ints) {
-                        kn.gemm_i8_pf(R, pc.n, int(D), H.ST + (pc.j - j0) * R, R, L.v_scale + pc.row, H.wi,
-                                      reinterpret_cast<const int8_t *>(L.v) + pc.row * D, D, H.acc, Dpad, pf, pf_bytes);
-                        continue;
+                if (i8_runs)
+                    for (size_t i = 0; i < cur_calls.size(); ++i) {
+                        const runs_call &c = cur_calls[i];
+                        const head_state &H = heads[size_t(c.hh)];
+                        const int n_pf = runs_target(true, i, pf_runs);
+                        kn.gemm_i8_runs_pf(R, int(D), H.ST + (c.j - j0) * R, R, L.v_scale, H.wi,
+                                           reinterpret_cast<const int8_t *>(L.v), cur_runs.data() + c.first, c.count,
+                                           H.acc, Dpad, pf_runs, n_pf);
                     }
-                    piece_values(L, pc, kn, gemm_pf, H.ST + (pc.j - j0) * R, R, pc.j == j0 ? H.alpha : nullptr, Vf,
-                                 H.O, pf, pf_bytes, eo);
-                    if (p.rows_finite && !piece_rows_finite(L, L.v, pc.vofs, pc, ng))
-                        p.rows_finite->store(false, std::memory_order_relaxed);
-                }
+                else
+                    for (size_t i = 0; i < cur.size(); ++i) {
+                        const piece &pc = cur[i];
+                        const head_state &H = heads[size_t(pc.hh)];
+                        const char *pf = target(true, i, &pf_bytes);
+                        if (i8_ints) {
+                            kn.gemm_i8_pf(R, pc.n, int(D), H.ST + (pc.j - j0) * R, R, L.v_scale + pc.row, H.wi,
+                                          reinterpret_cast<const int8_t *>(L.v) + pc.row * D, D, H.acc, Dpad, pf,
+                                          pf_bytes);
+                            continue;
+                        }
+                        piece_values(L, pc, kn, gemm_pf, H.ST + (pc.j - j0) * R, R, pc.j == j0 ? H.alpha : nullptr,
+                                     Vf, H.O, pf, pf_bytes, eo);
+                        if (p.rows_finite && !piece_rows_finite(L, L.v, pc.vofs, pc, ng))
+                            p.rows_finite->store(false, std::memory_order_relaxed);
+                    }
                 if (i8_ints)
                     for (int64_t hh = 0; hh < ng; ++hh) {
                         const head_state &H = heads[size_t(hh)];

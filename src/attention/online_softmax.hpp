@@ -44,6 +44,11 @@ constexpr int64_t k_prefetch_bytes = 16384;
 // stream from memory. Either choice gives the same bits.
 constexpr int64_t k_cache_resident_bytes = int64_t(32) << 20;
 
+// Decode's P V kernel for a call that reads call_bytes of K and V.
+inline decltype(kernels::gemm_pf) decode_gemm_pf(const kernels &kn, int64_t call_bytes) {
+    return call_bytes <= k_cache_resident_bytes && kn.gemm_pf_in_cache ? kn.gemm_pf_in_cache : kn.gemm_pf;
+}
+
 // p rounded up to a multiple of 64 bytes (p has room for 64 bytes more).
 // The gemms' 64-byte vector loads and stores then never straddle two cache
 // lines, as they did from malloc's 16-byte alignment (every row of a padded

@@ -18,6 +18,15 @@ namespace llmkit::attention {
 // asks half as far ahead, 1.01-1.10x more). Read once.
 bool decode_prefetch_into_l1();
 
+// Asks for the lines from p (64-byte aligned) up to stop, into L1 (T0) or L2
+// (T1); leaves p past them.
+inline void ask_lines(const char *&p, const char *stop, bool l1) {
+    if (l1)
+        for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T0);
+    else
+        for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T1);
+}
+
 // Asks for the cache lines of [p, p + bytes) a slice per step(), `steps`
 // slices in all: a decode kernel calls step() once per block of its work, so
 // the rows it reads next are on their way while it computes, a few lines at a
@@ -41,19 +50,8 @@ struct spread_prefetch {
         slice = ((end - p) / (steps > 0 ? steps : 1) + 63) & ~int64_t(63);
         l1 = decode_prefetch_into_l1();
     }
-    void step() {
-        const char *stop = end - p > slice ? p + slice : end;
-        if (l1)
-            for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-        else
-            for (; p < stop; p += 64) _mm_prefetch(p, _MM_HINT_T1);
-    }
-    void rest() {
-        if (l1)
-            for (; p < end; p += 64) _mm_prefetch(p, _MM_HINT_T0);
-        else
-            for (; p < end; p += 64) _mm_prefetch(p, _MM_HINT_T1);
-    }
+    void step() { ask_lines(p, end - p > slice ? p + slice : end, l1); }
+    void rest() { ask_lines(p, end, l1); }
 };
 
 // spread_prefetch over several ranges in turn (the runs of rows a call over
@@ -61,7 +59,7 @@ struct spread_prefetch {
 // of their lines, `steps` slices in all.
 struct ranges_prefetch {
     const byte_range *r = nullptr;
-    int n = 0, i = 0;
+    int n = 0, i = -1;
     const char *p = nullptr, *end = nullptr;
     int64_t slice = 0;
     bool l1 = false;
@@ -70,7 +68,6 @@ struct ranges_prefetch {
         for (int k = 0; k < n; ++k) total += r[k].bytes > 0 ? r[k].bytes : 0;
         slice = (total / (steps > 0 ? steps : 1) + 63) & ~int64_t(63);
         l1 = decode_prefetch_into_l1();
-        i = -1;
         next();
     }
     // Moves to the next range that has bytes (p = end = null past the last).
@@ -83,14 +80,12 @@ struct ranges_prefetch {
                 return;
             }
     }
+    // Asks for up to `budget` bytes of lines, across ranges.
     void ask(int64_t budget) {
         while (p && budget > 0) {
-            for (; p < end && budget > 0; p += 64, budget -= 64) {
-                if (l1)
-                    _mm_prefetch(p, _MM_HINT_T0);
-                else
-                    _mm_prefetch(p, _MM_HINT_T1);
-            }
+            const char *from = p, *stop = end - p > budget ? p + budget : end;
+            ask_lines(p, stop, l1);
+            budget -= p - from;
             if (p >= end) next();
         }
     }
