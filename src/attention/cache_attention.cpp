@@ -211,24 +211,6 @@ void group_runs(const std::vector<piece> &pieces, int64_t ng, std::vector<runs_c
     }
 }
 
-// Checks the rows of piece pc of K (or V: base, ofs) right after a kernel has
-// read them (cache_attention_params::rows_finite). A plain tensor's rows are
-// checked a chunk at a time, with the chunk's last head's piece: together
-// the heads' pieces of a chunk are one run of elements, one call.
-bool piece_rows_finite(const cache_layer_view &L, const char *base, int64_t ofs, const piece &pc, int64_t ng) {
-    if (L.type == kv_dtype::i8) return true;
-    int64_t from = ofs, count = int64_t(pc.n) * L.head_dim;
-    if (L.token_stride > 0) {
-        if (pc.hh != ng - 1) return true;
-        from = ofs - pc.hh * L.head_dim;
-        count = int64_t(pc.n) * L.token_stride;
-    }
-    const char *r = base + from * kv_dtype_bytes(L.type);
-    return L.type == kv_dtype::f32 ? core::all_finite(reinterpret_cast<const float *>(r), count)
-                                   : core::all_finite(reinterpret_cast<const uint16_t *>(r), count,
-                                                      L.type == kv_dtype::bf16 ? dtype::bf16 : dtype::f16);
-}
-
 // Asks for the bytes [p, p + n) now, a line at a time.
 void prefetch_bytes(const char *p, int64_t n) {
     for (int64_t c = 0; c < n; c += 64) __builtin_prefetch(p + c);
@@ -692,11 +674,12 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         const head_state &H = heads[size_t(pc.hh)];
                         const char *pf = target(false, i, &pf_bytes);
                         piece_scores(L, pc, kn, H, R, Kf, H.ST + (pc.j - j0) * R, pf, pf_bytes, scale);
-                        if (p.rows_finite && !piece_rows_finite(L, L.k, pc.kofs, pc, ng))
-                            p.rows_finite->store(false, std::memory_order_relaxed);
                     }
                 for (int64_t hh = 0; hh < ng; ++hh) {
                     const head_state &H = heads[size_t(hh)];
+                    // (rows_finite: a NaN or infinity in a K row makes its scores so.)
+                    if (p.rows_finite && !core::all_finite(H.ST, int64_t(nk) * R))
+                        p.rows_finite->store(false, std::memory_order_relaxed);
                     bias_and_mask(H.ST, t.g0 + hh, len, i0, tl, R, j0, nk);
                     kn.softmax_tile(H.ST, nk, R, H.m, H.l, H.alpha);
                 }
@@ -745,8 +728,6 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         }
                         piece_values(L, pc, kn, gemm_pf, H.ST + (pc.j - j0) * R, R, pc.j == j0 ? H.alpha : nullptr,
                                      Vf, H.O, pf, pf_bytes, eo);
-                        if (p.rows_finite && !piece_rows_finite(L, L.v, pc.vofs, pc, ng))
-                            p.rows_finite->store(false, std::memory_order_relaxed);
                     }
                 if (i8_ints)
                     for (int64_t hh = 0; hh < ng; ++hh) {

@@ -66,8 +66,11 @@ struct cache_attention_params {
     int n_threads = 0;
     int64_t split_keys = 0;               // keys per split-KV part; 0 = automatic
     const kernels *kernel_set = nullptr;  // null = the best for this CPU
-    // Plain tensors' rows (token_stride) are checked as they are read: any
-    // NaN or infinity sets *rows_finite to false (results are then garbage).
+    // Plain tensors' rows (token_stride) are checked through what they give:
+    // a score that is not finite (a NaN or infinity in a K row, or finite
+    // rows whose product overflowed) sets *rows_finite to false; one in a V
+    // row makes the results that read it NaN or infinite, which the caller
+    // checks (attention.cpp's check_rows).
     std::atomic<bool> *rows_finite = nullptr;
 };
 

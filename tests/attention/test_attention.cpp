@@ -473,17 +473,26 @@ TEST_CASE("attention: decode-shaped calls check K and V as they read them: the s
             REQUIRE(llmkit_attention(q.c(), k.c(), v.c(), ref.c(), &whole) == LLMKIT_OK);
             CHECK(o.bytes == ref.bytes);  // every output row, and the gaps between them left alone
 
+            // The bad value with a NaN after it (not the one named); alone (a
+            // lone -inf in K scores -inf, like a masked key); alone where
+            // every query is 0 (0 * inf is NaN).
             for (int which = 0; which < 2; ++which)
-                for (int b = 0; b < 3; ++b) {
-                    tensor4 kb = k, vb = v;
+                for (int b = 0; b < 3; ++b)
+                    for (int alone = 0; alone < 3; ++alone) {
+                    INFO((which == 0 ? "k" : "v") << " " << bad_names[b] << (alone == 0 ? " and a NaN after it"
+                                                                        : alone == 1 ? " alone" : " alone, q 0 there"));
+                    tensor4 kb = k, vb = v, qb = q;
                     tensor4 &x = which == 0 ? kb : vb;
                     std::uniform_int_distribution<int64_t> bi(0, sc.B - 1), si(0, sc.Skv - 2), hi(0, sc.Hkv - 1),
                         di(0, sc.D - 1);
                     const int64_t b0 = bi(rng), s0 = si(rng), h0 = hi(rng), d0 = di(rng);
                     x.set(b0, s0, h0, d0, bad_values[b]);
-                    x.set(b0, s0 + 1, h0, d0, NAN);  // later: not the one named
+                    if (alone == 0) x.set(b0, s0 + 1, h0, d0, NAN);  // later: not the one named
+                    if (alone == 2)
+                        for (int64_t i = 0; i < sc.Sq; ++i)
+                            for (int64_t h = 0; h < sc.Hq; ++h) qb.set(b0, i, h, d0, 0.0);
                     const std::vector<unsigned char> before = o.bytes;
-                    const llmkit_status st = llmkit_attention(q.c(), kb.c(), vb.c(), o.c(), &op);
+                    const llmkit_status st = llmkit_attention(qb.c(), kb.c(), vb.c(), o.c(), &op);
                     const std::string msg = llmkit_last_error_message();
                     const std::string want = std::string(which == 0 ? "k" : "v") + "[" + std::to_string(b0) + ", " +
                                              std::to_string(s0) + ", " + std::to_string(h0) + ", " + std::to_string(d0) +
@@ -493,6 +502,21 @@ TEST_CASE("attention: decode-shaped calls check K and V as they read them: the s
                     CHECK(msg.find(want) != std::string::npos);
                     CHECK(o.bytes == before);
                 }
+            // Finite rows whose scores overflow are not refused (the whole-
+            // tensor checks find nothing), and give the reference's bits.
+            if (t == dtype::f32) {
+                tensor4 kb = k;
+                for (int64_t d = 0; d < sc.D; ++d) kb.set(0, sc.Skv / 2, 0, d, q.get(0, 0, 0, d) < 0 ? -3e38 : 3e38);
+                tensor4 ob = o, refb = o;
+                INFO("scores that overflow");
+                CHECK(llmkit_attention(q.c(), kb.c(), v.c(), ob.c(), &op) == LLMKIT_OK);
+                CHECK(llmkit_attention(q.c(), kb.c(), v.c(), refb.c(), &whole) == LLMKIT_OK);
+                CHECK(ob.bytes == refb.bytes);
+                // (The overflow did happen: the row's results are not all finite.)
+                bool all_finite = true;
+                for (int64_t d = 0; d < sc.D; ++d) all_finite = all_finite && std::isfinite(ob.get(0, 0, 0, d));
+                CHECK(!all_finite);
+            }
         }
     // A key outside a decode's window is still refused (the window takes the
     // whole-tensor check), and a bad k is named before a bad mask, as before.
