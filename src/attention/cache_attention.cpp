@@ -567,6 +567,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             if (L.token_stride > 0 && !in_cache) {
                 const int64_t groups = 4096 / std::gcd(L.token_stride * kv_dtype_bytes(L.type), int64_t(4096));
                 chunk = int(std::min<int64_t>(chunk, 4 * groups));
+                if (const char *e = getenv("LLMKIT_PC")) chunk = atoi(e);
             }
             // int8 in integers over blocks of at most 32 rows (a paged cache)
             // in the caches (in_cache): a head's pieces of up to 8 consecutive
@@ -586,7 +587,26 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             const int64_t pf_reach = i8_ints && decode_prefetch_into_l1() ? k_prefetch_bytes / 2 : k_prefetch_bytes;
             const size_t ahead = size_t(std::max<int64_t>(1, (pf_reach + piece_bytes - 1) / piece_bytes));
             auto nk_at = [&](int64_t j0) { return int(std::min<int64_t>(tile, hi + 1 - j0)); };
-            tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), chunk, nxt);
+            // Plain [B, S, H, D] rows on a set with the tokens kernels: each
+            // tile's K and V in one call each, a few tokens at a time, every
+            // head in turn, so the rows are read front to back with no piece
+            // bookkeeping or call per head and few rows (see tokens_group).
+            const bool tokens = L.token_stride > 0 && ng * D == L.token_stride && L.type != kv_dtype::i8 &&
+                                !bf16_pairs && !eo && kn.dots_tokens_pf && kn.gemm_tokens_pf;
+            const int64_t es = kv_dtype_bytes(L.type);
+            const int64_t head_stride = ng > 1 ? heads[1].Qb - heads[0].Qb : 0;
+            // Plain rows of token j on: K, or V.
+            auto token_rows = [&](bool value, int64_t j) {
+                const int64_t blk = seq.blocks[0];
+                return (value ? L.v : L.k) +
+                       (blk * (value ? L.v_block_stride : L.k_block_stride) + j * L.token_stride) * es;
+            };
+            // Keys per group of the tokens' p.v: from memory a head's rows
+            // 4 KiB apart share L1's sets, and groups of 4 (with 16 KiB asked
+            // for ahead) leave them room; from the caches, longer ones cost
+            // fewer loads and stores of the output (see the measurements below).
+            const int tokens_group = in_cache ? 16 : 4;
+            if (!tokens) tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), chunk, nxt);
             if (i8_runs) group_runs(nxt, ng, nxt_calls, nxt_runs);
             // The item (piece, or runs call) `ahead` places after K (or V) item
             // i of this tile in the stream: after K, this tile's V, then the
@@ -626,7 +646,6 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 // Plain tensors: the heads' pieces of a chunk read its rows
                 // together (ng * D = token_stride: one run), so each asks for
                 // its share of that run, in turn.
-                const int64_t es = kv_dtype_bytes(L.type);
                 if (L.token_stride > 0) return base + (ofs - pc.hh * D) * es + pc.hh * *bytes;
                 return base + ofs * es;
             };
@@ -649,7 +668,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             for (int64_t j0 = lo; j0 <= hi; j0 += tile) {
                 const int nk = nk_at(j0);
                 std::swap(cur, nxt);
-                if (j0 + tile <= hi)
+                if (j0 + tile <= hi && !tokens)
                     tile_pieces(L, seq, t.g0, ng, j0 + tile, nk_at(j0 + tile), chunk, nxt);
                 else
                     nxt.clear();
@@ -660,7 +679,11 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 }
                 int64_t pf_bytes = 0;
                 byte_range pf_runs[k_runs_max];
-                if (i8_runs)
+                if (tokens)
+                    kn.dots_tokens_pf(int(ng), R, nk, int(D), heads[0].Qb, token_rows(false, j0), row_type(int(L.type)),
+                                      heads[0].ST, head_stride, token_rows(true, j0), nk * L.token_stride * es,
+                                      k_prefetch_bytes);
+                else if (i8_runs)
                     for (size_t i = 0; i < cur_calls.size(); ++i) {
                         const runs_call &c = cur_calls[i];
                         const head_state &H = heads[size_t(c.hh)];
@@ -706,7 +729,13 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         std::fill(H.acc, H.acc + size_t(R) * Dpad, 0);
                     }
                 }
-                if (i8_runs)
+                if (tokens) {
+                    const bool more = j0 + tile <= hi;
+                    kn.gemm_tokens_pf(int(ng), R, nk, int(D), tokens_group, heads[0].ST, token_rows(true, j0),
+                                      row_type(int(L.type)), heads[0].O, heads[0].alpha, head_stride,
+                                      more ? token_rows(false, j0 + tile) : nullptr,
+                                      more ? nk_at(j0 + tile) * L.token_stride * es : 0, k_prefetch_bytes);
+                } else if (i8_runs)
                     for (size_t i = 0; i < cur_calls.size(); ++i) {
                         const runs_call &c = cur_calls[i];
                         const head_state &H = heads[size_t(c.hh)];

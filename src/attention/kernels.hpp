@@ -71,6 +71,23 @@ struct kernels {
     void (*gemm_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb,
                     row_type e, float *C, int64_t ldc, bool accumulate, const float *row_scale, const char *pf,
                     int64_t pf_bytes) = nullptr;
+    // Optional (null: a dots_pf and a gemm_pf call per head and piece of a
+    // few rows): decode's scores and p.v over plain [S, H, D] rows, a token's
+    // H rows of D side by side (row j of head h at K + (j * H + h) * D
+    // elements), for R query rows per head, N keys, rows of type f32, bf16
+    // or f16. A few keys at a time (gemm_tokens_pf: `group`), every head in
+    // turn, so the call reads its rows front to back, and asks for them, and
+    // then for [pf, pf + pf_bytes) (the rows read next), `ahead` bytes past
+    // where it reads (the first `ahead` bytes of its own rows it takes as
+    // asked for by the call before). Head h's queries (rows of D), scores
+    // ([j * R + r]; P in gemm_tokens_pf), output (rows of D) and alpha lie at
+    // Q, ST, O and alpha + h * head_stride floats. The bits of dots_pf, and
+    // of gemm_pf with alpha as the first key's row_scale (alpha null: none).
+    void (*dots_tokens_pf)(int H, int R, int N, int D, const float *Q, const void *K, row_type e, float *ST,
+                           int64_t head_stride, const char *pf, int64_t pf_bytes, int64_t ahead) = nullptr;
+    void (*gemm_tokens_pf)(int H, int R, int N, int D, int group, const float *P, const void *V, row_type e, float *O,
+                           const float *alpha, int64_t head_stride, const char *pf, int64_t pf_bytes,
+                           int64_t ahead) = nullptr;
     // Optional (null: gemm_pf): gemm_pf for decode calls whose K and V fit in
     // the caches (k_cache_resident_bytes), with gemm_pf's bits. Set where the
     // set's gemm_pf keeps a kernel that is faster from memory but slower from

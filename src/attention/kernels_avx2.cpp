@@ -404,6 +404,88 @@ LLMKIT_AVX2_FN void gemm_pf_avx2(int M, int N, int K, const float *A, int64_t ar
     s.rest();
 }
 
+// ---- decode over plain [S, H, D] rows ----------------------------------------
+
+// NJ keys (rows ldk elements apart) against R query rows (of D): dots_block
+// over groups of 4 rows.
+template <int NJ, int E>
+LLMKIT_AVX2 void dots_keys(int R, int D, const float *Q, const char *K, int64_t ldk, float *ST) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4) dots_block<4, NJ, E>(R, D, Q + r * D, D, K, ldk, ST + r, nullptr);
+    switch (R - r) {
+    case 3: dots_block<3, NJ, E>(R, D, Q + r * D, D, K, ldk, ST + r, nullptr); break;
+    case 2: dots_block<2, NJ, E>(R, D, Q + r * D, D, K, ldk, ST + r, nullptr); break;
+    case 1: dots_block<1, NJ, E>(R, D, Q + r * D, D, K, ldk, ST + r, nullptr); break;
+    default: break;
+    }
+}
+
+// Three keys at a time (dots_block's 12 accumulators for 4 rows), every head
+// in turn: the call reads three tokens' rows front to back (12 KiB for 8
+// heads of 128 float32), each head's part of them once.
+template <int E>
+LLMKIT_AVX2 void dots_tokens(int H, int R, int N, int D, const float *Q, const char *K, float *ST, int64_t hs,
+                             stream_prefetch *pf) {
+    constexpr int64_t eb = elem_bytes<E>();
+    const int64_t ts = int64_t(H) * D, row_bytes = D * eb;
+    int j = 0;
+    for (; j + 3 <= N; j += 3)
+        for (int h = 0; h < H; ++h) {
+            pf->upto(j * ts * eb + 3 * (h + 1) * row_bytes);
+            dots_keys<3, E>(R, D, Q + h * hs, K + (j * ts + h * D) * eb, ts, ST + h * hs + j * R);
+        }
+    for (; j < N; ++j)
+        for (int h = 0; h < H; ++h) {
+            pf->upto(j * ts * eb + (h + 1) * row_bytes);
+            dots_keys<1, E>(R, D, Q + h * hs, K + (j * ts + h * D) * eb, ts, ST + h * hs + j * R);
+        }
+}
+
+// `group` keys at a time, every head in turn; each head's output rows are
+// loaded and stored once per group.
+template <int E>
+LLMKIT_AVX2 void gemm_tokens(int H, int R, int N, int D, int group, const float *P, const char *V, float *O,
+                             const float *alpha, int64_t hs, stream_prefetch *pf) {
+    constexpr int64_t eb = elem_bytes<E>();
+    const int64_t ts = int64_t(H) * D, row_bytes = D * eb;
+    for (int j = 0; j < N; j += group) {
+        const int n = imin(group, N - j);
+        for (int h = 0; h < H; ++h) {
+            pf->upto(j * ts * eb + n * (h + 1) * row_bytes);
+            gemm_impl<E>(R, D, n, P + h * hs + j * R, 1, R, V + (j * ts + h * D) * eb, ts, O + h * hs, D, true,
+                         j == 0 && alpha ? alpha + h * hs : nullptr);
+        }
+    }
+}
+
+LLMKIT_AVX2_FN void dots_tokens_pf_avx2(int H, int R, int N, int D, const float *Q, const void *K, row_type e,
+                                        float *ST, int64_t head_stride, const char *pf, int64_t pf_bytes,
+                                        int64_t ahead) {
+    const char *k = static_cast<const char *>(K);
+    const int64_t eb = e == row_type::f32 ? 4 : 2;
+    stream_prefetch s(k, int64_t(N) * H * D * eb, pf, pf_bytes, ahead);
+    switch (e) {
+    case row_type::f32: dots_tokens<e_f32>(H, R, N, D, Q, k, ST, head_stride, &s); break;
+    case row_type::bf16: dots_tokens<e_bf16>(H, R, N, D, Q, k, ST, head_stride, &s); break;
+    case row_type::f16: dots_tokens<e_f16>(H, R, N, D, Q, k, ST, head_stride, &s); break;
+    case row_type::i8: break;  // (not taken: see kernels.hpp)
+    }
+}
+
+LLMKIT_AVX2_FN void gemm_tokens_pf_avx2(int H, int R, int N, int D, int group, const float *P, const void *V,
+                                        row_type e, float *O, const float *alpha, int64_t head_stride, const char *pf,
+                                        int64_t pf_bytes, int64_t ahead) {
+    const char *v = static_cast<const char *>(V);
+    const int64_t eb = e == row_type::f32 ? 4 : 2;
+    stream_prefetch s(v, int64_t(N) * H * D * eb, pf, pf_bytes, ahead);
+    switch (e) {
+    case row_type::f32: gemm_tokens<e_f32>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
+    case row_type::bf16: gemm_tokens<e_bf16>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
+    case row_type::f16: gemm_tokens<e_f16>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
+    case row_type::i8: break;
+    }
+}
+
 // ---- softmax -------------------------------------------------------------
 
 // w (1..8) consecutive floats; the other lanes read `fill`.
@@ -609,7 +691,8 @@ LLMKIT_AVX2_FN void i8_to_f32_avx2(float *dst, const int8_t *src, int64_t rows, 
 
 const kernels k_avx2 = {"avx2",           gemm_avx2,      dots_avx2,      softmax_tile_avx2,
                         half_to_f32_avx2, f32_to_half_avx2, i8_to_f32_avx2, dots_half_avx2,
-                        gemm_half_avx2,   dots_pf_avx2,   gemm_pf_avx2};
+                        gemm_half_avx2,   dots_pf_avx2,   gemm_pf_avx2,      dots_tokens_pf_avx2,
+                        gemm_tokens_pf_avx2};
 
 }  // namespace
 

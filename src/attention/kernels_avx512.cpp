@@ -397,6 +397,49 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_few_rows512(
     if (sp) s.rest();
 }
 
+// gemm_tokens_pf (see kernels.hpp) on gemm_few_rows512 for 1..4 rows (the
+// AVX2 kernel's bits): a few keys at a time, every head in turn.
+template <int E>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens512(int H, int R, int N, int D, int group,
+                                                                        const float *P, const char *V, float *O,
+                                                                        const float *alpha, int64_t hs,
+                                                                        stream_prefetch *pf) {
+    constexpr int64_t eb = E == 0 ? 4 : 2;
+    const int64_t ts = int64_t(H) * D, row_bytes = D * eb;
+    for (int j = 0; j < N; j += group) {
+        const int n = N - j < group ? N - j : group;
+        for (int h = 0; h < H; ++h) {
+            pf->upto(j * ts * eb + n * (h + 1) * row_bytes);
+            const float *a = P + h * hs + j * R, *rs = j == 0 && alpha ? alpha + h * hs : nullptr;
+            const char *b = V + (j * ts + h * D) * eb;
+            float *c = O + h * hs;
+            switch (R) {
+            case 4: few_rows_impl<4, E>(D, n, a, 1, R, b, ts, c, D, true, rs, nullptr); break;
+            case 3: few_rows_impl<3, E>(D, n, a, 1, R, b, ts, c, D, true, rs, nullptr); break;
+            case 2: few_rows_impl<2, E>(D, n, a, 1, R, b, ts, c, D, true, rs, nullptr); break;
+            default: few_rows_impl<1, E>(D, n, a, 1, R, b, ts, c, D, true, rs, nullptr); break;
+            }
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens_pf_avx512(
+    int H, int R, int N, int D, int group, const float *P, const void *V, row_type e, float *O, const float *alpha,
+    int64_t head_stride, const char *pf, int64_t pf_bytes, int64_t ahead) {
+    if (R > 4 || e == row_type::i8) {
+        g_avx2->gemm_tokens_pf(H, R, N, D, group, P, V, e, O, alpha, head_stride, pf, pf_bytes, ahead);
+        return;
+    }
+    const char *v = static_cast<const char *>(V);
+    const int64_t eb = e == row_type::f32 ? 4 : 2;
+    stream_prefetch s(v, int64_t(N) * H * D * eb, pf, pf_bytes, ahead);
+    switch (e) {
+    case row_type::f32: gemm_tokens512<0>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
+    case row_type::bf16: gemm_tokens512<1>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
+    default: gemm_tokens512<2>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
+    }
+}
+
 // gemm_bf16_eo_pf (see kernels.hpp): NR rows x NV vectors (NV even: pairs
 // of vectors, the even and odd columns of 32) over K bf16 rows of B.
 template <int NR, int NV>
@@ -1381,6 +1424,10 @@ const kernels *avx512_kernels() {
         wide_decode_f32 = wide_decode && amd_family == 0;
         if (wide_decode) k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;
         if (wide_decode && !wide_decode_f32) k.gemm_pf_in_cache = gemm_pf_f32_wide;
+        if (g_avx2) {
+            k.dots_tokens_pf = g_avx2->dots_tokens_pf;
+            k.gemm_tokens_pf = wide_decode ? gemm_tokens_pf_avx512 : g_avx2->gemm_tokens_pf;
+        }
         if (__builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512vnni")) {
             k.quantize_i16 = quantize_i16_avx512;

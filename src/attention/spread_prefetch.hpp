@@ -93,4 +93,36 @@ struct ranges_prefetch {
     void rest() { ask(INT64_MAX); }
 };
 
+// Two ranges taken as one stream (a decode call's own rows, front to back,
+// then the rows read after the call, [next, next + next_bytes)), asked for
+// `ahead` bytes past the position the call has read up to (upto()). The
+// first `ahead` bytes count as asked for already: the call before ran its
+// own stream into them.
+struct stream_prefetch {
+    const char *a = nullptr, *b = nullptr;
+    int64_t na = 0, nb = 0, ahead = 0, asked = 0;
+    bool l1 = false;
+    stream_prefetch(const char *own, int64_t own_bytes, const char *next, int64_t next_bytes, int64_t ahead_bytes)
+        : a(own), b(next), na(own_bytes), nb(next && next_bytes > 0 ? next_bytes : 0), ahead(ahead_bytes),
+          asked(ahead_bytes < own_bytes ? ahead_bytes : own_bytes), l1(decode_prefetch_into_l1()) {}
+    static const char *line_of(const char *p) {
+        return reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t(63));
+    }
+    // The call has read `done` bytes of its own rows (in stream order).
+    void upto(int64_t done) {
+        int64_t pos = done + ahead;
+        if (pos > na + nb) pos = na + nb;
+        if (pos <= asked) return;
+        if (asked < na) {
+            const char *p = line_of(a + asked);
+            ask_lines(p, a + (pos < na ? pos : na), l1);
+        }
+        if (pos > na) {
+            const char *p = line_of(b + (asked > na ? asked - na : 0));
+            ask_lines(p, b + (pos - na), l1);
+        }
+        asked = pos;
+    }
+};
+
 }  // namespace llmkit::attention

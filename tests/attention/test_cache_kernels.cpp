@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -368,6 +369,76 @@ TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[a
                         CHECK(std::memcmp(st_want.data(), st_got.data(), st_want.size() * 4) == 0);
                     }
     }
+}
+
+// The tokens kernels (decode over plain [S, H, D] rows, every head of a few
+// tokens in turn): each head's scores and p.v with the bits of dots_pf and
+// gemm_pf called on that head's rows alone, alpha applied before the first
+// key only, for any group of keys, and nothing written between the heads'
+// areas.
+TEST_CASE("kernels: dots_tokens_pf and gemm_tokens_pf give each head the bits of dots_pf and gemm_pf",
+          "[attention][kernels]") {
+    using llmkit::attention::row_type;
+    std::mt19937 rng(4242);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    std::vector<char> pf_area(1 << 15, 1);
+    int sets_run = 0;
+    for (const kernels *ks : sets()) {
+        if (!ks->dots_tokens_pf || !ks->gemm_tokens_pf) continue;
+        ++sets_run;
+        for (row_type e : {row_type::f32, row_type::bf16, row_type::f16})
+            for (int H : {2, 3, 8})
+                for (int R : {1, 3, 4, 5, 8, 15})
+                    for (int N : {1, 2, 3, 5, 17, 64})
+                        for (int D : {16, 40, 128, 256}) {
+                            if (H * D > 1024 && N > 17) continue;  // (enough of the large cases)
+                            const int group = std::array<int, 4>{1, 3, 4, 16}[size_t(rng() % 4)];
+                            const bool with_alpha = rng() % 4 != 0;
+                            INFO("kernels " << ks->name << " row type " << int(e) << " H " << H << " R " << R << " N "
+                                            << N << " D " << D << " group " << group << " alpha " << with_alpha);
+                            const bool half = e != row_type::f32, bf16 = e == row_type::bf16;
+                            const int64_t ts = int64_t(H) * D;
+                            // The rows [N][H][D], as float32 and in their own type.
+                            std::vector<float> Kf(size_t(N * ts)), Vf(size_t(N * ts));
+                            std::vector<uint16_t> Kh(Kf.size()), Vh(Vf.size());
+                            for (std::vector<float> *x : {&Kf, &Vf})
+                                for (float &y : *x) y = u(rng);
+                            if (half) {
+                                ks->f32_to_half(Kh.data(), Kf.data(), int64_t(Kf.size()), bf16);
+                                ks->f32_to_half(Vh.data(), Vf.data(), int64_t(Vf.size()), bf16);
+                            }
+                            const char *K = half ? reinterpret_cast<const char *>(Kh.data())
+                                                 : reinterpret_cast<const char *>(Kf.data());
+                            const char *V = half ? reinterpret_cast<const char *>(Vh.data())
+                                                 : reinterpret_cast<const char *>(Vf.data());
+                            const int64_t eb = half ? 2 : 4;
+                            // Per head: queries [R][D], scores / P [N * R], output [R][D], alpha [R], in
+                            // areas head_stride floats apart with room to spare (which must stay as it is).
+                            const int64_t hs = std::max<int64_t>(int64_t(N) * R, int64_t(R) * D) + 9;
+                            std::vector<float> Q(size_t(H * hs)), P(size_t(H * hs)), O0(size_t(H * hs)),
+                                alpha(size_t(H * hs));
+                            for (std::vector<float> *x : {&Q, &P, &O0, &alpha})
+                                for (float &y : *x) y = u(rng);
+                            std::vector<float> st_want(size_t(H * hs), 7.0f), st_got = st_want;
+                            std::vector<float> o_want = O0, o_got = O0;
+                            std::vector<float> unit(size_t(N), 1.0f);
+                            for (int h = 0; h < H; ++h) {
+                                const size_t at = size_t(h * hs);
+                                ks->dots_pf(R, N, D, Q.data() + at, D, K + h * D * eb, ts, e, unit.data(),
+                                            st_want.data() + at, nullptr, 0);
+                                ks->gemm_pf(R, D, N, P.data() + at, 1, R, V + h * D * eb, ts, e, o_want.data() + at, D,
+                                            true, with_alpha ? alpha.data() + at : nullptr, nullptr, 0);
+                            }
+                            ks->dots_tokens_pf(H, R, N, D, Q.data(), K, e, st_got.data(), hs, pf_area.data(),
+                                               int64_t(pf_area.size()), 16384);
+                            ks->gemm_tokens_pf(H, R, N, D, group, P.data(), V, e, o_got.data(),
+                                               with_alpha ? alpha.data() : nullptr, hs, pf_area.data(),
+                                               int64_t(pf_area.size()), 16384);
+                            CHECK(std::memcmp(st_want.data(), st_got.data(), st_want.size() * 4) == 0);
+                            CHECK(std::memcmp(o_want.data(), o_got.data(), o_want.size() * 4) == 0);
+                        }
+    }
+    CHECK(sets_run > 0);  // (the AVX2 set has them: every x86-64 CI machine runs it)
 }
 
 // Random operands of a decode p.v (C = A^T B over K rows of B of ldb): B as
