@@ -88,6 +88,17 @@ struct kernels {
     void (*gemm_tokens_pf)(int H, int R, int N, int D, int group, const float *P, const void *V, row_type e, float *O,
                            const float *alpha, int64_t head_stride, const char *pf, int64_t pf_bytes,
                            int64_t ahead) = nullptr;
+    // Optional (null: the pieces' dots_bf16_pf and gemm_bf16_eo_pf calls):
+    // dots_bf16_pf and gemm_bf16_eo_pf as the tokens kernels above, over
+    // plain [S, H, D] bf16 rows; head h's bf16 queries at Q + 2 * h *
+    // head_stride (uint16_t), the rest as above. The bits of dots_bf16_pf and
+    // gemm_bf16_eo_pf; set with them.
+    void (*dots_bf16_tokens_pf)(int H, int R, int N, int D, const uint16_t *Q, const uint16_t *K, float scale,
+                                float *ST, int64_t head_stride, const char *pf, int64_t pf_bytes,
+                                int64_t ahead) = nullptr;
+    void (*gemm_bf16_eo_tokens_pf)(int H, int R, int N, int D, int group, const float *P, const uint16_t *V, float *O,
+                                   const float *alpha, int64_t head_stride, const char *pf, int64_t pf_bytes,
+                                   int64_t ahead) = nullptr;
     // Optional (null: gemm_pf): gemm_pf for decode calls whose K and V fit in
     // the caches (k_cache_resident_bytes), with gemm_pf's bits. Set where the
     // set's gemm_pf keeps a kernel that is faster from memory but slower from

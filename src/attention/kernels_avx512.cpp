@@ -4,6 +4,7 @@
 // with AVX-512 instructions (it could be merged with other translation units'
 // copies and run on a CPU without them).
 #include <cstdint>
+#include <vector>
 #include <limits>
 
 #include "attention/kernels.hpp"
@@ -507,6 +508,34 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_bf16_eo_pf_avx512
     s.rest();
 }
 
+// gemm_bf16_eo_tokens_pf (see kernels.hpp): `group` keys at a time, every
+// head in turn, rows 4 at a time as gemm_bf16_eo_pf.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_bf16_eo_tokens_pf_avx512(
+    int H, int R, int N, int D, int group, const float *P, const uint16_t *V, float *O, const float *alpha,
+    int64_t hs, const char *pf, int64_t pf_bytes, int64_t ahead) {
+    const int64_t ts = int64_t(H) * D, row_bytes = int64_t(D) * 2;
+    stream_prefetch s(reinterpret_cast<const char *>(V), int64_t(N) * ts * 2, pf, pf_bytes, ahead);
+    spread_prefetch none(nullptr, 0, 1);
+    for (int j = 0; j < N; j += group) {
+        const int n = N - j < group ? N - j : group;
+        for (int h = 0; h < H; ++h) {
+            s.upto(j * ts * 2 + n * (h + 1) * row_bytes);
+            const uint16_t *b = V + j * ts + h * D;
+            for (int r = 0; r < R; r += 4) {
+                const float *a = P + h * hs + j * R + r;
+                const float *rs = j == 0 && alpha ? alpha + h * hs + r : nullptr;
+                float *c = O + h * hs + r * D;
+                switch (R - r < 4 ? R - r : 4) {
+                case 4: eo_rows<4>(D, n, a, 1, R, b, ts, c, D, true, rs, none); break;
+                case 3: eo_rows<3>(D, n, a, 1, R, b, ts, c, D, true, rs, none); break;
+                case 2: eo_rows<2>(D, n, a, 1, R, b, ts, c, D, true, rs, none); break;
+                default: eo_rows<1>(D, n, a, 1, R, b, ts, c, D, true, rs, none); break;
+                }
+            }
+        }
+    }
+}
+
 // The 16-bit p.v of decode over dense K/V (gemm_half): 512-bit for 1..4 rows
 // where wide_decode, else the AVX2 set's.
 __attribute__((target("avx512f"))) void gemm_half_shared(int M, int N, int K, const float *A, int64_t ars,
@@ -970,6 +999,89 @@ __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_fma_avx512(int R, i
         dots_bf16_groups<true, false>(R, N, D, static_cast<const float *>(Qf), Dp, K, ldk, scale, ST, pf, pf_bytes);
 }
 
+// dots_bf16_tokens_pf (see kernels.hpp): 4 keys at a time (then one by one),
+// every head in turn, each head's rows 4 at a time, as dots_bf16_pf (FMA:
+// dots_bf16_fma_avx512's, on the query rows widened once per call).
+template <int NR, int NJ, bool FMA, bool Full, typename QT>
+LLMKIT_AVX512BF16 void dots_bf16_any(int R, int D, const QT *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
+                                     float scale, float *ST) {
+    if constexpr (FMA) dots_bf16_fma_block<NR, NJ, Full>(R, D, Q, ldq, K, ldk, scale, ST);
+    else dots_bf16_block<NR, NJ, Full>(R, D, Q, ldq, K, ldk, scale, ST);
+}
+
+template <int NJ, bool FMA, bool Full, typename QT>
+LLMKIT_AVX512BF16 void dots_bf16_keys(int R, int D, const QT *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
+                                      float scale, float *ST) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4) dots_bf16_any<4, NJ, FMA, Full>(R, D, Q + r * ldq, ldq, K, ldk, scale, ST + r);
+    switch (R - r) {
+    case 3: dots_bf16_any<3, NJ, FMA, Full>(R, D, Q + r * ldq, ldq, K, ldk, scale, ST + r); break;
+    case 2: dots_bf16_any<2, NJ, FMA, Full>(R, D, Q + r * ldq, ldq, K, ldk, scale, ST + r); break;
+    case 1: dots_bf16_any<1, NJ, FMA, Full>(R, D, Q + r * ldq, ldq, K, ldk, scale, ST + r); break;
+    default: break;
+    }
+}
+
+template <bool FMA, bool Full, typename QT>
+LLMKIT_AVX512BF16 void dots_bf16_tokens(int H, int R, int N, int D, const QT *Q, int64_t qhs, int64_t ldq,
+                                        const uint16_t *K, float scale, float *ST, int64_t hs, stream_prefetch &s) {
+    const int64_t ts = int64_t(H) * D, row_bytes = int64_t(D) * 2;
+    int j = 0;
+    for (; j + 4 <= N; j += 4)
+        for (int h = 0; h < H; ++h) {
+            s.upto(j * ts * 2 + 4 * (h + 1) * row_bytes);
+            dots_bf16_keys<4, FMA, Full>(R, D, Q + h * qhs, ldq, K + j * ts + h * D, ts, scale, ST + h * hs + j * R);
+        }
+    for (; j < N; ++j)
+        for (int h = 0; h < H; ++h) {
+            s.upto(j * ts * 2 + (h + 1) * row_bytes);
+            dots_bf16_keys<1, FMA, Full>(R, D, Q + h * qhs, ldq, K + j * ts + h * D, ts, scale, ST + h * hs + j * R);
+        }
+}
+
+template <bool FMA>
+__attribute__((target("avx512f,avx512bf16"))) void dots_bf16_tokens_impl(int H, int R, int N, int D, const uint16_t *Q,
+                                                                          const uint16_t *K, float scale, float *ST,
+                                                                          int64_t hs, const char *pf, int64_t pf_bytes,
+                                                                          int64_t ahead) {
+    stream_prefetch s(reinterpret_cast<const char *>(K), int64_t(N) * H * D * 2, pf, pf_bytes, ahead);
+    const int64_t qhs = 2 * hs;  // head h's bf16 queries at Q + 2 * h * hs
+    if constexpr (FMA) {
+        // Every head's query rows widened (see widen_pairs), 64-byte aligned.
+        thread_local std::vector<float> buf;
+        const int Dp = (D + 31) / 32 * 32;
+        buf.resize(size_t(H) * R * Dp + 16);
+        float *Qf = reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
+        for (int h = 0; h < H; ++h) widen_pairs(R, D, Dp, Q + h * qhs, D, Qf + int64_t(h) * R * Dp);
+        const float *Qc = Qf;
+        if (D % 32 == 0)
+            dots_bf16_tokens<true, true>(H, R, N, D, Qc, int64_t(R) * Dp, Dp, K, scale, ST, hs, s);
+        else
+            dots_bf16_tokens<true, false>(H, R, N, D, Qc, int64_t(R) * Dp, Dp, K, scale, ST, hs, s);
+    } else {
+        if (D % 32 == 0)
+            dots_bf16_tokens<false, true>(H, R, N, D, Q, qhs, D, K, scale, ST, hs, s);
+        else
+            dots_bf16_tokens<false, false>(H, R, N, D, Q, qhs, D, K, scale, ST, hs, s);
+    }
+}
+
+__attribute__((target("avx512f,avx512bf16"))) void dots_bf16_tokens_pf_avx512(int H, int R, int N, int D,
+                                                                               const uint16_t *Q, const uint16_t *K,
+                                                                               float scale, float *ST, int64_t hs,
+                                                                               const char *pf, int64_t pf_bytes,
+                                                                               int64_t ahead) {
+    dots_bf16_tokens_impl<false>(H, R, N, D, Q, K, scale, ST, hs, pf, pf_bytes, ahead);
+}
+
+__attribute__((target("avx512f,avx512bf16"))) void dots_bf16_fma_tokens_avx512(int H, int R, int N, int D,
+                                                                                const uint16_t *Q, const uint16_t *K,
+                                                                                float scale, float *ST, int64_t hs,
+                                                                                const char *pf, int64_t pf_bytes,
+                                                                                int64_t ahead) {
+    dots_bf16_tokens_impl<true>(H, R, N, D, Q, K, scale, ST, hs, pf, pf_bytes, ahead);
+}
+
 // ---------------------------------------------------------------- AVX512-VNNI
 // Decode over an int8 cache in integers (quantize_i16, dots_i8_pf,
 // gemm_i8_pf, i8_acc_finish): vpdpwssd multiplies 32 int16 pairs and adds them into 16
@@ -1422,7 +1534,10 @@ const kernels *avx512_kernels() {
         wide_decode = g_avx2 && (amd_family == 0 || amd_family >= 0x1Au) && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl");
         wide_decode_f32 = wide_decode && amd_family == 0;
-        if (wide_decode) k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;
+        if (wide_decode) {
+            k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;
+            k.gemm_bf16_eo_tokens_pf = gemm_bf16_eo_tokens_pf_avx512;
+        }
         if (wide_decode && !wide_decode_f32) k.gemm_pf_in_cache = gemm_pf_f32_wide;
         if (g_avx2) {
             k.dots_tokens_pf = g_avx2->dots_tokens_pf;
@@ -1442,6 +1557,7 @@ const kernels *avx512_kernels() {
             k.pack_bf16_pairs = pack_bf16_pairs_avx512;
             // vdpbf16ps where it is fast (Zen 4), FMAs on Intel (see dots_bf16_fma_block).
             k.dots_bf16_pf = __builtin_cpu_is("amd") ? dots_bf16_pf_avx512 : dots_bf16_fma_avx512;
+            k.dots_bf16_tokens_pf = __builtin_cpu_is("amd") ? dots_bf16_tokens_pf_avx512 : dots_bf16_fma_tokens_avx512;
             k.bf16_prefill_on_pairs = __builtin_cpu_is("amd");  // see kernels.hpp
         }
         return &k;
@@ -1455,7 +1571,9 @@ const kernels *avx512_kernels_other_bf16_scores() {
         if (!base || !base->dots_bf16_pf) return nullptr;
         static kernels k = *base;
         k.name = "avx512 (the other bf16 scores)";
-        k.dots_bf16_pf = base->dots_bf16_pf == dots_bf16_pf_avx512 ? dots_bf16_fma_avx512 : dots_bf16_pf_avx512;
+        const bool pairs = base->dots_bf16_pf == dots_bf16_pf_avx512;
+        k.dots_bf16_pf = pairs ? dots_bf16_fma_avx512 : dots_bf16_pf_avx512;
+        k.dots_bf16_tokens_pf = pairs ? dots_bf16_fma_tokens_avx512 : dots_bf16_tokens_pf_avx512;
         return &k;
     }();
     return set;

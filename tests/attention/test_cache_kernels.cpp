@@ -439,6 +439,59 @@ TEST_CASE("kernels: dots_tokens_pf and gemm_tokens_pf give each head the bits of
                         }
     }
     CHECK(sets_run > 0);  // (the AVX2 set has them: every x86-64 CI machine runs it)
+
+    // The bf16 ones: dots_bf16_pf's and gemm_bf16_eo_pf's bits per head.
+    for (const kernels *ks : sets())
+        for (int H : {2, 3, 8})
+            for (int R : {1, 3, 4, 5, 8, 15})
+                for (int N : {1, 3, 4, 5, 17, 64})
+                    for (int D : {32, 40, 128, 256}) {
+                        if (H * D > 1024 && N > 17) continue;
+                        const int group = std::array<int, 4>{1, 3, 8, 32}[size_t(rng() % 4)];
+                        const bool with_alpha = rng() % 4 != 0;
+                        INFO("kernels " << ks->name << " H " << H << " R " << R << " N " << N << " D " << D << " group "
+                                        << group << " alpha " << with_alpha);
+                        const int64_t ts = int64_t(H) * D;
+                        std::vector<float> Kf(size_t(N * ts)), Vf(size_t(N * ts));
+                        std::vector<uint16_t> K(Kf.size()), V(Vf.size());
+                        for (std::vector<float> *x : {&Kf, &Vf})
+                            for (float &y : *x) y = u(rng);
+                        ks->f32_to_half(K.data(), Kf.data(), int64_t(Kf.size()), true);
+                        ks->f32_to_half(V.data(), Vf.data(), int64_t(Vf.size()), true);
+                        const int64_t hs = std::max<int64_t>(int64_t(N) * R, int64_t(R) * D) + 9;
+                        std::vector<float> Qstore(size_t(H * hs)), P(size_t(H * hs)), O0(size_t(H * hs)),
+                            alpha(size_t(H * hs));
+                        for (std::vector<float> *x : {&P, &O0, &alpha})
+                            for (float &y : *x) y = u(rng);
+                        // Head h's bf16 queries at Q + 2 * h * hs (uint16_t).
+                        uint16_t *Q = reinterpret_cast<uint16_t *>(Qstore.data());
+                        for (int h = 0; h < H; ++h) {
+                            std::vector<float> qf(size_t(R * D));
+                            for (float &y : qf) y = u(rng);
+                            ks->f32_to_half(Q + 2 * h * hs, qf.data(), int64_t(qf.size()), true);
+                        }
+                        const float scale = 0.0883883f;
+                        if (ks->dots_bf16_pf && ks->dots_bf16_tokens_pf) {
+                            std::vector<float> want(size_t(H * hs), 7.0f), got = want;
+                            for (int h = 0; h < H; ++h)
+                                ks->dots_bf16_pf(R, N, D, Q + 2 * h * hs, D, K.data() + h * D, ts, scale,
+                                                 want.data() + h * hs, nullptr, 0);
+                            ks->dots_bf16_tokens_pf(H, R, N, D, Q, K.data(), scale, got.data(), hs, pf_area.data(),
+                                                    int64_t(pf_area.size()), 16384);
+                            CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+                        }
+                        if (ks->gemm_bf16_eo_pf && ks->gemm_bf16_eo_tokens_pf && D % 32 == 0) {
+                            std::vector<float> want = O0, got = O0;
+                            for (int h = 0; h < H; ++h)
+                                ks->gemm_bf16_eo_pf(R, D, N, P.data() + h * hs, 1, R, V.data() + h * D, ts,
+                                                    want.data() + h * hs, D, true,
+                                                    with_alpha ? alpha.data() + h * hs : nullptr, nullptr, 0);
+                            ks->gemm_bf16_eo_tokens_pf(H, R, N, D, group, P.data(), V.data(), got.data(),
+                                                       with_alpha ? alpha.data() : nullptr, hs, pf_area.data(),
+                                                       int64_t(pf_area.size()), 16384);
+                            CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+                        }
+                    }
 }
 
 // Random operands of a decode p.v (C = A^T B over K rows of B of ldb): B as
