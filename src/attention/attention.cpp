@@ -179,9 +179,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // task per kv head would read its 256-byte rows out of every token's
     // H rows on its own, at a third of the memory's speed. The caches' decode
     // walks such rows instead (plain tensors, see token_stride in
-    // kv_cache.hpp): a chunk of tokens at a time, every head's rows of it in
-    // turn, so together they stream the chunk front to back, checking the
-    // scores as they come when check_rows.
+    // kv_cache.hpp): a few tokens at a time, every head's rows of them in
+    // turn (the tokens kernels), so it streams them front to back, checking
+    // the scores as they come when check_rows.
     if (G * tq < 16 && Hkv > 1 && !p.mask && Skv >= Sq && kn.dots_pf && kn.gemm_pf && k.strides[1] == Hkv * D &&
         v.strides[1] == Hkv * D && k.strides[2] == D && v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0) {
         cache_layer_view L;

@@ -554,7 +554,8 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // size): 1.01-1.06x from DRAM, 1.03-1.08x from L3 (2 threads);
             // float32 and fp16 measured 0.92-0.98x that way and keep 16.
             int chunk = i8_ints ? tile : eo ? 2 * k_chunk_keys : k_chunk_keys;
-            // Plain tensors read from memory: a head's rows lie token_stride
+            // Plain tensors read from memory on a set without the tokens
+            // kernels (below): a head's rows lie token_stride
             // apart, so in L1 they fall into the same few sets (all into one
             // group of sets for a stride of 4 KiB), and pieces of at most 4
             // rows per group leave those sets room for the lines asked for
@@ -567,7 +568,6 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             if (L.token_stride > 0 && !in_cache) {
                 const int64_t groups = 4096 / std::gcd(L.token_stride * kv_dtype_bytes(L.type), int64_t(4096));
                 chunk = int(std::min<int64_t>(chunk, 4 * groups));
-                if (const char *e = getenv("LLMKIT_PC")) chunk = atoi(e);
             }
             // int8 in integers over blocks of at most 32 rows (a paged cache)
             // in the caches (in_cache): a head's pieces of up to 8 consecutive
