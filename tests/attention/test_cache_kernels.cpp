@@ -371,6 +371,47 @@ TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[a
     }
 }
 
+// A key's score from dots_pf does not depend on which keys or query rows
+// share its call (paged and contiguous caches, and calls cut anywhere, rely
+// on it): every key and row alone gives the bits of the whole call.
+TEST_CASE("kernels: a key's dots_pf score is the same whatever keys and rows share the call", "[attention][kernels]") {
+    using llmkit::attention::row_type;
+    std::mt19937 rng(99);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+    for (const kernels *ks : sets()) {
+        if (!ks->dots_pf) continue;
+        for (row_type e : {row_type::f32, row_type::bf16, row_type::f16, row_type::i8})
+            for (int R : {1, 3, 4, 7})
+                for (int N : {1, 5, 9})
+                    for (int D : {8, 40, 128}) {
+                        INFO("kernels " << ks->name << " row type " << int(e) << " R " << R << " N " << N << " D " << D);
+                        const int64_t ldk = D + 3, eb = e == row_type::f32 ? 4 : e == row_type::i8 ? 1 : 2;
+                        std::vector<char> K(size_t(N * ldk * eb));
+                        for (size_t i = 0; i < K.size(); i += size_t(eb)) {  // small finite values of each type
+                            const float x = u(rng);
+                            if (e == row_type::f32) std::memcpy(&K[i], &x, 4);
+                            else if (e == row_type::i8) K[i] = char(int(x * 60.0f));
+                            else {
+                                uint16_t h;
+                                ks->f32_to_half(&h, &x, 1, e == row_type::bf16);
+                                std::memcpy(&K[i], &h, 2);
+                            }
+                        }
+                        std::vector<float> Q(size_t(R * D)), sc(static_cast<size_t>(N));
+                        for (float &x : Q) x = u(rng);
+                        for (float &x : sc) x = 0.01f + std::abs(u(rng));
+                        std::vector<float> all(size_t(N * R)), one(1);
+                        ks->dots_pf(R, N, D, Q.data(), D, K.data(), ldk, e, sc.data(), all.data(), nullptr, 0);
+                        for (int j = 0; j < N; ++j)
+                            for (int r = 0; r < R; ++r) {
+                                ks->dots_pf(1, 1, D, Q.data() + r * D, D, K.data() + j * ldk * eb, ldk, e, sc.data() + j,
+                                            one.data(), nullptr, 0);
+                                CHECK(std::memcmp(&one[0], &all[size_t(j * R + r)], 4) == 0);
+                            }
+                    }
+    }
+}
+
 // The tokens kernels (decode over plain [S, H, D] rows, every head of a few
 // tokens in turn): each head's scores and p.v with the bits of dots_pf and
 // gemm_pf called on that head's rows alone, alpha applied before the first
