@@ -602,7 +602,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                                 (bf16_pairs ? kn.dots_bf16_tokens_pf != nullptr : kn.dots_tokens_pf != nullptr) &&
                                 (eo ? kn.gemm_bf16_eo_tokens_pf != nullptr : kn.gemm_tokens_pf != nullptr);
             const int64_t es = kv_dtype_bytes(L.type);
-            const int64_t head_stride = ng > 1 ? heads[1].Qb - heads[0].Qb : 0;
+            const int64_t head_stride = int64_t(per_head);  // between heads[hh]'s arrays
             // Plain rows of token j on: K, or V.
             auto token_rows = [&](bool value, int64_t j) {
                 const int64_t blk = seq.blocks[0];
@@ -682,8 +682,9 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             };
             for (int64_t j0 = lo; j0 <= hi; j0 += tile) {
                 const int nk = nk_at(j0);
+                const bool more = j0 + tile <= hi;  // a tile after this one
                 std::swap(cur, nxt);
-                if (j0 + tile <= hi && !tokens)
+                if (more && !tokens)
                     tile_pieces(L, seq, t.g0, ng, j0 + tile, nk_at(j0 + tile), chunk, nxt);
                 else
                     nxt.clear();
@@ -694,15 +695,17 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 }
                 int64_t pf_bytes = 0;
                 byte_range pf_runs[k_runs_max];
+                // tokens: this tile's K and V rows, and the next tile's K (read after this tile's V).
+                const char *tile_k = tokens ? token_rows(false, j0) : nullptr;
+                const char *tile_v = tokens ? token_rows(true, j0) : nullptr;
+                const char *next_k = tokens && more ? token_rows(false, j0 + tile) : nullptr;
+                const int64_t tile_bytes = nk * token_bytes, next_bytes = more ? nk_at(j0 + tile) * token_bytes : 0;
                 if (tokens && bf16_pairs)
-                    kn.dots_bf16_tokens_pf(int(ng), R, nk, int(D), heads[0].Qh,
-                                           reinterpret_cast<const uint16_t *>(token_rows(false, j0)), scale,
-                                           heads[0].ST, head_stride, token_rows(true, j0), nk * L.token_stride * es,
-                                           k_prefetch_bytes);
+                    kn.dots_bf16_tokens_pf(int(ng), R, nk, int(D), heads[0].Qh, reinterpret_cast<const uint16_t *>(tile_k),
+                                           scale, heads[0].ST, head_stride, tile_v, tile_bytes, k_prefetch_bytes);
                 else if (tokens)
-                    kn.dots_tokens_pf(int(ng), R, nk, int(D), heads[0].Qb, token_rows(false, j0), row_type(int(L.type)),
-                                      heads[0].ST, head_stride, token_rows(true, j0), nk * L.token_stride * es,
-                                      k_prefetch_bytes);
+                    kn.dots_tokens_pf(int(ng), R, nk, int(D), heads[0].Qb, tile_k, row_type(int(L.type)), heads[0].ST,
+                                      head_stride, tile_v, tile_bytes, k_prefetch_bytes);
                 else if (i8_runs)
                     for (size_t i = 0; i < cur_calls.size(); ++i) {
                         const runs_call &c = cur_calls[i];
@@ -749,20 +752,14 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         std::fill(H.acc, H.acc + size_t(R) * Dpad, 0);
                     }
                 }
-                if (tokens && eo) {
-                    const bool more = j0 + tile <= hi;
+                if (tokens && eo)
                     kn.gemm_bf16_eo_tokens_pf(int(ng), R, nk, int(D), tokens_group, heads[0].ST,
-                                              reinterpret_cast<const uint16_t *>(token_rows(true, j0)), heads[0].O,
-                                              heads[0].alpha, head_stride,
-                                              more ? token_rows(false, j0 + tile) : nullptr,
-                                              more ? nk_at(j0 + tile) * L.token_stride * es : 0, k_prefetch_bytes);
-                } else if (tokens) {
-                    const bool more = j0 + tile <= hi;
-                    kn.gemm_tokens_pf(int(ng), R, nk, int(D), tokens_group, heads[0].ST, token_rows(true, j0),
-                                      row_type(int(L.type)), heads[0].O, heads[0].alpha, head_stride,
-                                      more ? token_rows(false, j0 + tile) : nullptr,
-                                      more ? nk_at(j0 + tile) * L.token_stride * es : 0, k_prefetch_bytes);
-                } else if (i8_runs)
+                                              reinterpret_cast<const uint16_t *>(tile_v), heads[0].O, heads[0].alpha,
+                                              head_stride, next_k, next_bytes, k_prefetch_bytes);
+                else if (tokens)
+                    kn.gemm_tokens_pf(int(ng), R, nk, int(D), tokens_group, heads[0].ST, tile_v, row_type(int(L.type)),
+                                      heads[0].O, heads[0].alpha, head_stride, next_k, next_bytes, k_prefetch_bytes);
+                else if (i8_runs)
                     for (size_t i = 0; i < cur_calls.size(); ++i) {
                         const runs_call &c = cur_calls[i];
                         const head_state &H = heads[size_t(c.hh)];

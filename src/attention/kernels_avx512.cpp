@@ -914,6 +914,14 @@ LLMKIT_AVX512BF16 void dots_bf16_fma_block(int R, int D, const float *Qf, int64_
     store_scores16<NR, NJ>(acc, R, scale, ST);
 }
 
+// NR rows x NJ keys of the scores, on pairs or on FMAs (as Q is).
+template <int NR, int NJ, bool FMA, bool Full, typename QT>
+LLMKIT_AVX512BF16 void dots_bf16_any(int R, int D, const QT *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
+                                     float scale, float *ST) {
+    if constexpr (FMA) dots_bf16_fma_block<NR, NJ, Full>(R, D, Q, ldq, K, ldk, scale, ST);
+    else dots_bf16_block<NR, NJ, Full>(R, D, Q, ldq, K, ldk, scale, ST);
+}
+
 // Keys 4 at a time (16 accumulators), then one by one; pf (may be null) takes
 // one step per block of keys. Q is the bf16 rows (pairs) or the widened
 // float32 rows (FMA), as Block reads them.
@@ -923,13 +931,11 @@ LLMKIT_AVX512BF16 void dots_bf16_rows(int R, int N, int D, const QT *Q, int64_t 
     int j = 0;
     for (; j + 4 <= N; j += 4) {
         if (pf) pf->step();
-        if constexpr (FMA) dots_bf16_fma_block<NR, 4, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
-        else dots_bf16_block<NR, 4, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+        dots_bf16_any<NR, 4, FMA, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
     }
     for (; j < N; ++j) {
         if (pf) pf->step();
-        if constexpr (FMA) dots_bf16_fma_block<NR, 1, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
-        else dots_bf16_block<NR, 1, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
+        dots_bf16_any<NR, 1, FMA, Full>(R, D, Q, ldq, K + j * ldk, ldk, scale, ST + j * R);
     }
 }
 
@@ -1002,13 +1008,6 @@ __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_fma_avx512(int R, i
 // dots_bf16_tokens_pf (see kernels.hpp): 4 keys at a time (then one by one),
 // every head in turn, each head's rows 4 at a time, as dots_bf16_pf (FMA:
 // dots_bf16_fma_avx512's, on the query rows widened once per call).
-template <int NR, int NJ, bool FMA, bool Full, typename QT>
-LLMKIT_AVX512BF16 void dots_bf16_any(int R, int D, const QT *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
-                                     float scale, float *ST) {
-    if constexpr (FMA) dots_bf16_fma_block<NR, NJ, Full>(R, D, Q, ldq, K, ldk, scale, ST);
-    else dots_bf16_block<NR, NJ, Full>(R, D, Q, ldq, K, ldk, scale, ST);
-}
-
 template <int NJ, bool FMA, bool Full, typename QT>
 LLMKIT_AVX512BF16 void dots_bf16_keys(int R, int D, const QT *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
                                       float scale, float *ST) {
@@ -1053,11 +1052,10 @@ __attribute__((target("avx512f,avx512bf16"))) void dots_bf16_tokens_impl(int H, 
         buf.resize(size_t(H) * R * Dp + 16);
         float *Qf = reinterpret_cast<float *>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t(63));
         for (int h = 0; h < H; ++h) widen_pairs(R, D, Dp, Q + h * qhs, D, Qf + int64_t(h) * R * Dp);
-        const float *Qc = Qf;
         if (D % 32 == 0)
-            dots_bf16_tokens<true, true>(H, R, N, D, Qc, int64_t(R) * Dp, Dp, K, scale, ST, hs, s);
+            dots_bf16_tokens<true, true>(H, R, N, D, Qf, int64_t(R) * Dp, Dp, K, scale, ST, hs, s);
         else
-            dots_bf16_tokens<true, false>(H, R, N, D, Qc, int64_t(R) * Dp, Dp, K, scale, ST, hs, s);
+            dots_bf16_tokens<true, false>(H, R, N, D, Qf, int64_t(R) * Dp, Dp, K, scale, ST, hs, s);
     } else {
         if (D % 32 == 0)
             dots_bf16_tokens<false, true>(H, R, N, D, Q, qhs, D, K, scale, ST, hs, s);

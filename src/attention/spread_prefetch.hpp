@@ -18,6 +18,11 @@ namespace llmkit::attention {
 // asks half as far ahead, 1.01-1.10x more). Read once.
 bool decode_prefetch_into_l1();
 
+// The start of the 64-byte line p lies in.
+inline const char *line_of(const char *p) {
+    return reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t(63));
+}
+
 // Asks for the lines from p (64-byte aligned) up to stop, into L1 (T0) or L2
 // (T1); leaves p past them.
 inline void ask_lines(const char *&p, const char *stop, bool l1) {
@@ -45,7 +50,7 @@ struct spread_prefetch {
     bool l1 = false;
     spread_prefetch(const char *pf, int64_t bytes, int64_t steps) {
         if (!pf || bytes <= 0) return;
-        p = reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(pf) & ~uintptr_t(63));
+        p = line_of(pf);
         end = pf + bytes;
         slice = ((end - p) / (steps > 0 ? steps : 1) + 63) & ~int64_t(63);
         l1 = decode_prefetch_into_l1();
@@ -75,7 +80,7 @@ struct ranges_prefetch {
         p = end = nullptr;
         while (++i < n)
             if (r[i].p && r[i].bytes > 0) {
-                p = reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(r[i].p) & ~uintptr_t(63));
+                p = line_of(r[i].p);
                 end = r[i].p + r[i].bytes;
                 return;
             }
@@ -105,9 +110,6 @@ struct stream_prefetch {
     stream_prefetch(const char *own, int64_t own_bytes, const char *next, int64_t next_bytes, int64_t ahead_bytes)
         : a(own), b(next), na(own_bytes), nb(next && next_bytes > 0 ? next_bytes : 0), ahead(ahead_bytes),
           asked(ahead_bytes < own_bytes ? ahead_bytes : own_bytes), l1(decode_prefetch_into_l1()) {}
-    static const char *line_of(const char *p) {
-        return reinterpret_cast<const char *>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t(63));
-    }
     // The call has read `done` bytes of its own rows (in stream order).
     void upto(int64_t done) {
         int64_t pos = done + ahead;
