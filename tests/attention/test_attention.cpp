@@ -479,29 +479,29 @@ TEST_CASE("attention: decode-shaped calls check K and V as they read them: the s
             for (int which = 0; which < 2; ++which)
                 for (int b = 0; b < 3; ++b)
                     for (int alone = 0; alone < 3; ++alone) {
-                    INFO((which == 0 ? "k" : "v") << " " << bad_names[b] << (alone == 0 ? " and a NaN after it"
-                                                                        : alone == 1 ? " alone" : " alone, q 0 there"));
-                    tensor4 kb = k, vb = v, qb = q;
-                    tensor4 &x = which == 0 ? kb : vb;
-                    std::uniform_int_distribution<int64_t> bi(0, sc.B - 1), si(0, sc.Skv - 2), hi(0, sc.Hkv - 1),
-                        di(0, sc.D - 1);
-                    const int64_t b0 = bi(rng), s0 = si(rng), h0 = hi(rng), d0 = di(rng);
-                    x.set(b0, s0, h0, d0, bad_values[b]);
-                    if (alone == 0) x.set(b0, s0 + 1, h0, d0, NAN);  // later: not the one named
-                    if (alone == 2)
-                        for (int64_t i = 0; i < sc.Sq; ++i)
-                            for (int64_t h = 0; h < sc.Hq; ++h) qb.set(b0, i, h, d0, 0.0);
-                    const std::vector<unsigned char> before = o.bytes;
-                    const llmkit_status st = llmkit_attention(qb.c(), kb.c(), vb.c(), o.c(), &op);
-                    const std::string msg = llmkit_last_error_message();
-                    const std::string want = std::string(which == 0 ? "k" : "v") + "[" + std::to_string(b0) + ", " +
-                                             std::to_string(s0) + ", " + std::to_string(h0) + ", " + std::to_string(d0) +
-                                             "] = " + bad_names[b] + " is not finite";
-                    INFO("message: " << msg << ", expected: " << want);
-                    CHECK(st == LLMKIT_ERROR_NON_FINITE);
-                    CHECK(msg.find(want) != std::string::npos);
-                    CHECK(o.bytes == before);
-                }
+                        const char *how = alone == 0 ? " and a NaN after it" : alone == 1 ? " alone" : " alone, q 0 there";
+                        INFO((which == 0 ? "k" : "v") << " " << bad_names[b] << how);
+                        tensor4 kb = k, vb = v, qb = q;
+                        tensor4 &x = which == 0 ? kb : vb;
+                        std::uniform_int_distribution<int64_t> bi(0, sc.B - 1), si(0, sc.Skv - 2), hi(0, sc.Hkv - 1),
+                            di(0, sc.D - 1);
+                        const int64_t b0 = bi(rng), s0 = si(rng), h0 = hi(rng), d0 = di(rng);
+                        x.set(b0, s0, h0, d0, bad_values[b]);
+                        if (alone == 0) x.set(b0, s0 + 1, h0, d0, NAN);  // later: not the one named
+                        if (alone == 2)
+                            for (int64_t i = 0; i < sc.Sq; ++i)
+                                for (int64_t h = 0; h < sc.Hq; ++h) qb.set(b0, i, h, d0, 0.0);
+                        const std::vector<unsigned char> before = o.bytes;
+                        const llmkit_status st = llmkit_attention(qb.c(), kb.c(), vb.c(), o.c(), &op);
+                        const std::string msg = llmkit_last_error_message();
+                        const std::string want = std::string(which == 0 ? "k" : "v") + "[" + std::to_string(b0) +
+                                                 ", " + std::to_string(s0) + ", " + std::to_string(h0) + ", " +
+                                                 std::to_string(d0) + "] = " + bad_names[b] + " is not finite";
+                        INFO("message: " << msg << ", expected: " << want);
+                        CHECK(st == LLMKIT_ERROR_NON_FINITE);
+                        CHECK(msg.find(want) != std::string::npos);
+                        CHECK(o.bytes == before);
+                    }
             // Finite rows whose scores overflow are not refused (the whole-
             // tensor checks find nothing), and give the reference's bits.
             if (t == dtype::f32) {
