@@ -479,7 +479,9 @@ TEST_CASE("attention: decode-shaped calls check K and V as they read them: the s
             for (int which = 0; which < 2; ++which)
                 for (int b = 0; b < 3; ++b)
                     for (int alone = 0; alone < 3; ++alone) {
-                        const char *how = alone == 0 ? " and a NaN after it" : alone == 1 ? " alone" : " alone, q 0 there";
+                        const char *how = alone == 0   ? " and a NaN after it"
+                                          : alone == 1 ? " alone"
+                                                       : " alone, q 0 there";
                         INFO((which == 0 ? "k" : "v") << " " << bad_names[b] << how);
                         tensor4 kb = k, vb = v, qb = q;
                         tensor4 &x = which == 0 ? kb : vb;
