@@ -1447,10 +1447,10 @@ struct listed_pairs {
 
 // NR (1..4) rows x NC chunks of 32 columns over `pairs` pairs of keys (the
 // last a lone key when `lone`), the last chunk's bytes masked by `last`; the
-// weights of pair p and row r are the int16 pair Wp[p * 16 + r].
+// weights of pair p and row r are the int16 pair Wp[p * ws + r].
 template <int NR, int NC, class Pairs, class PF>
-LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, Pairs rows, int32_t *Acc, int64_t ldc,
-                               __mmask32 last, PF *pf) {
+LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, int ws, Pairs rows, int32_t *Acc,
+                               int64_t ldc, __mmask32 last, PF *pf) {
     __m512i lo[NR][NC], hi[NR][NC];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
@@ -1462,11 +1462,11 @@ LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, Pairs r
     const int full = lone ? pairs - 1 : pairs;
     for (int p = 0; p < full; ++p) {
         if (pf) pf->step();
-        gemm_i8_pair<NR, NC, false>(lo, hi, rows.first(p), rows.second(p), Wp + p * 16, last);
+        gemm_i8_pair<NR, NC, false>(lo, hi, rows.first(p), rows.second(p), Wp + p * ws, last);
     }
     if (lone) {
         if (pf) pf->step();
-        gemm_i8_pair<NR, NC, true>(lo, hi, rows.first(full), nullptr, Wp + full * 16, last);
+        gemm_i8_pair<NR, NC, true>(lo, hi, rows.first(full), nullptr, Wp + full * ws, last);
     }
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r)
@@ -1480,8 +1480,8 @@ LLMKIT_VNNI void gemm_i8_block(int pairs, bool lone, const uint32_t *Wp, Pairs r
 // NR rows over every chunk of D, NCmax chunks at a time (16 accumulators);
 // pf (may be null) goes with the first chunks.
 template <int NR, class Pairs, class PF>
-LLMKIT_VNNI void gemm_i8_rows(int pairs, bool lone, int D, const uint32_t *Wp, Pairs rows, int32_t *Acc, int64_t ldc,
-                              PF *pf) {
+LLMKIT_VNNI void gemm_i8_rows(int pairs, bool lone, int D, const uint32_t *Wp, int ws, Pairs rows, int32_t *Acc,
+                              int64_t ldc, PF *pf) {
     constexpr int NCmax = NR <= 2 ? 4 : 2;
     const int chunks = (D + 31) / 32;
     const __mmask32 full = ~__mmask32(0), last = tail_mask32(D - 32 * (chunks - 1));
@@ -1491,13 +1491,13 @@ LLMKIT_VNNI void gemm_i8_rows(int pairs, bool lone, int D, const uint32_t *Wp, P
         const Pairs v = rows.from_column(32 * c0);
         int32_t *acc = Acc + 32 * c0;
         if constexpr (NCmax == 4) {
-            if (nc == 4) { gemm_i8_block<NR, 4>(pairs, lone, Wp, v, acc, ldc, m, pf); continue; }
-            if (nc == 3) { gemm_i8_block<NR, 3>(pairs, lone, Wp, v, acc, ldc, m, pf); continue; }
+            if (nc == 4) { gemm_i8_block<NR, 4>(pairs, lone, Wp, ws, v, acc, ldc, m, pf); continue; }
+            if (nc == 3) { gemm_i8_block<NR, 3>(pairs, lone, Wp, ws, v, acc, ldc, m, pf); continue; }
         }
         if (nc == 2)
-            gemm_i8_block<NR, 2>(pairs, lone, Wp, v, acc, ldc, m, pf);
+            gemm_i8_block<NR, 2>(pairs, lone, Wp, ws, v, acc, ldc, m, pf);
         else
-            gemm_i8_block<NR, 1>(pairs, lone, Wp, v, acc, ldc, m, pf);
+            gemm_i8_block<NR, 1>(pairs, lone, Wp, ws, v, acc, ldc, m, pf);
     }
 }
 
@@ -1515,17 +1515,68 @@ LLMKIT_VNNI void pack_weight_pair(const float *pj, const float *pj1, float cj, f
     _mm256_mask_storeu_epi32(out + 8, __mmask8(m >> 8), _mm256_permute2x128_si256(l, h, 0x31));
 }
 
+// For nr rows per key (nr = 1, 2, 4 or 8): the words of vpmovsdw's output
+// (key i / nr, row i % nr in word i) taken in pairs of keys, so that dword
+// q * nr + r holds pair q's two weights for row r: word 2 (q nr + r) + h is
+// key 2q + h, row r.
+struct pair_words_table {
+    alignas(32) int16_t idx[4][16];
+    constexpr pair_words_table() : idx() {
+        for (int l = 0; l < 4; ++l)
+            for (int w = 0; w < 16; ++w) {
+                const int nr = 1 << l, d = w / 2, h = w % 2, q = d / nr, r = d % nr;
+                idx[l][w] = int16_t((2 * q + h) * nr + r);
+            }
+    }
+};
+constexpr pair_words_table k_pair_words;
+
+// The weights of keys 2p and 2p + 1 for p < pairs and the nr rows of P
+// (P[j * ldp + r]), w = P * (c[j] * k) rounded to nearest and saturated to
+// int16 (pack_weight_pair's bits), at Wp[p * nr + r]. A key past n weighs 0
+// (a lone last key). Where a key's rows are P's whole row (ldp == nr) and nr
+// divides 8, 16 / nr keys go through one vector, stored in one go: a pair
+// at a time took about a fifth of the p.v's time with 4 rows.
+LLMKIT_VNNI void pack_weights(const float *P, int64_t ldp, const float *c, float k, int n, int nr, uint32_t *Wp) {
+    const int pairs = (n + 1) / 2;
+    const int l = nr == 1 ? 0 : nr == 2 ? 1 : nr == 4 ? 2 : nr == 8 ? 3 : -1;
+    if (l < 0 || ldp != nr) {
+        for (int p = 0; p < pairs; ++p) {
+            const int j = 2 * p;
+            const bool two = j + 1 < n;
+            pack_weight_pair(P + j * ldp, two ? P + (j + 1) * ldp : nullptr, c[j] * k, two ? c[j + 1] * k : 0.0f, nr,
+                             Wp + p * nr);
+        }
+        return;
+    }
+    const int keys_per = 16 / nr;
+    const __m512i key_of_lane = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), l);
+    const __m256i words = _mm256_load_si256(reinterpret_cast<const __m256i *>(k_pair_words.idx[l]));
+    const __m512 kv = _mm512_set1_ps(k);
+    for (int j = 0; j < n; j += keys_per) {
+        const int keys = n - j < keys_per ? n - j : keys_per;
+        const __m512 s = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail_mask(keys), c + j), kv);
+        const __m512 w = _mm512_mul_ps(_mm512_maskz_loadu_ps(tail_mask(keys * nr), P + int64_t(j) * nr),
+                                       _mm512_permutexvar_ps(key_of_lane, s));
+        const __m256i x = _mm512_cvtsepi32_epi16(_mm512_cvt_roundps_epi32(w, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        // All 8 dwords, past the last pair too (Wp has room): a masked store
+        // does not forward to the p.v's loads of the weights.
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(Wp + j / 2 * nr), _mm256_permutexvar_epi16(words, x));
+    }
+}
+
 // The nr rows of a block of P V's rows, 4 at a time; the first carry pf (may
 // be null).
 template <class Pairs, class PF>
 LLMKIT_VNNI void gemm_i8_row_groups(int nr, int pairs, bool lone, int D, const uint32_t *Wp, Pairs rows, int32_t *Acc,
                                     int64_t ldc, PF *pf) {
+    // The weights of pair p and row r at Wp[p * nr + r] (see pack_weights).
     int r = 0;
-    for (; r + 4 <= nr; r += 4, pf = nullptr) gemm_i8_rows<4>(pairs, lone, D, Wp + r, rows, Acc + r * ldc, ldc, pf);
+    for (; r + 4 <= nr; r += 4, pf = nullptr) gemm_i8_rows<4>(pairs, lone, D, Wp + r, nr, rows, Acc + r * ldc, ldc, pf);
     switch (nr - r) {
-    case 3: gemm_i8_rows<3>(pairs, lone, D, Wp + r, rows, Acc + r * ldc, ldc, pf); break;
-    case 2: gemm_i8_rows<2>(pairs, lone, D, Wp + r, rows, Acc + r * ldc, ldc, pf); break;
-    case 1: gemm_i8_rows<1>(pairs, lone, D, Wp + r, rows, Acc + r * ldc, ldc, pf); break;
+    case 3: gemm_i8_rows<3>(pairs, lone, D, Wp + r, nr, rows, Acc + r * ldc, ldc, pf); break;
+    case 2: gemm_i8_rows<2>(pairs, lone, D, Wp + r, nr, rows, Acc + r * ldc, ldc, pf); break;
+    case 1: gemm_i8_rows<1>(pairs, lone, D, Wp + r, nr, rows, Acc + r * ldc, ldc, pf); break;
     default: break;
     }
 }
@@ -1542,12 +1593,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemm_i8_pf_
         const int n = N - j0 < 64 ? N - j0 : 64, pairs = (n + 1) / 2;
         for (int rb = 0; rb < M; rb += 16) {
             const int nr = M - rb < 16 ? M - rb : 16;
-            for (int p = 0; p < pairs; ++p) {
-                const int j = j0 + 2 * p;
-                const bool two = j + 1 < N;
-                pack_weight_pair(P + j * ldp + rb, two ? P + (j + 1) * ldp + rb : nullptr, sv[j] * k,
-                                 two ? sv[j + 1] * k : 0.0f, nr, Wp + p * 16);
-            }
+            pack_weights(P + j0 * ldp + rb, ldp, sv + j0, k, n, nr, Wp);
             spread_prefetch *sp = rb == 0 ? &s : nullptr;
             gemm_i8_row_groups(nr, pairs, n % 2 != 0, D, Wp, strided_pairs{V + j0 * ldv, ldv}, Acc + rb * ldc, ldc, sp);
         }
@@ -1577,15 +1623,19 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni"))) void gemm_i8_run
         }
     // Each key's V row scale, by key.
     float svk[k_runs_max_keys];
-    for (int i = 0, j = 0; i < n_runs; j += runs[i].n, ++i)
-        for (int t = 0; t < runs[i].n; ++t) svk[j + t] = sv[runs[i].row + t] * k;
+    int keys = 0;
+    for (int i = 0; i < n_runs; keys += runs[i].n, ++i)
+        for (int t = 0; t < runs[i].n; ++t) svk[keys + t] = sv[runs[i].row + t] * k;
     ranges_prefetch s(pf, n_pf, pairs);
     alignas(64) uint32_t Wp[max_pairs * 16];
     for (int rb = 0; rb < M; rb += 16) {
         const int nr = M - rb < 16 ? M - rb : 16;
-        for (int p = 0; p < pairs; ++p)
-            pack_weight_pair(P + ja[p] * ldp + rb, jb[p] >= 0 ? P + jb[p] * ldp + rb : nullptr, svk[ja[p]],
-                             jb[p] >= 0 ? svk[jb[p]] : 0.0f, nr, Wp + p * 16);
+        if (keys == 2 * pairs)  // no run of odd length: pair p is keys 2p and 2p + 1
+            pack_weights(P + rb, ldp, svk, 1.0f, keys, nr, Wp);
+        else
+            for (int p = 0; p < pairs; ++p)
+                pack_weight_pair(P + ja[p] * ldp + rb, jb[p] >= 0 ? P + jb[p] * ldp + rb : nullptr, svk[ja[p]],
+                                 jb[p] >= 0 ? svk[jb[p]] : 0.0f, nr, Wp + p * nr);
         gemm_i8_row_groups(nr, pairs, false, D, Wp, listed_pairs{a, b, 0}, Acc + rb * ldc, ldc, rb == 0 ? &s : nullptr);
     }
     s.rest();

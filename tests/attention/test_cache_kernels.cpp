@@ -783,56 +783,59 @@ TEST_CASE("kernels: quantize_i16, dots_i8_pf, gemm_i8_pf and i8_acc_finish give 
                     INFO("dots_i8_pf R " << Rs << " N " << N);
                     CHECK(ok);
                 }
-            for (int M : {1, 2, 3, 4, 5, 7, 16, 20})
-                for (int N : {1, 2, 15, 16, 33, 70}) {
-                    const int64_t ldp = M + 2, ldv = D + 9, ldc = (D + 31) / 32 * 32 + 32;
-                    std::vector<float> P(size_t(N * ldp)), sv(static_cast<size_t>(N));
-                    // Row N - 1 ends at a guard page: reading row N (the lone key's pair) faults.
-                    guarded_bytes vbuf(size_t((N - 1) * ldv + D));
-                    int8_t *V = reinterpret_cast<int8_t *>(vbuf.data);
-                    for (float &x : P) x = u01(rng);
-                    for (float &x : sv) x = 0.001f + u01(rng) * 0.02f;
-                    for (int j = 0; j < N; ++j)
-                        for (int c = 0; c < D; ++c) V[size_t(j * ldv + c)] = int8_t(int(rng() % 256) - 128);
-                    float mx = 0.0f;
-                    for (float x : sv) mx = std::max(mx, x);
-                    const float k = 32767.0f / mx;
-                    P[0] = 1.0f;  // the largest weight: 32767 (or just under by rounding)
-                    // Two calls into one Acc: the first N / 2 keys, then the rest.
-                    std::vector<int32_t> acc(size_t(M * ldc), 0);
-                    const int n1 = N / 2;
-                    if (n1 > 0)
-                        ks->gemm_i8_pf(M, n1, D, P.data(), ldp, sv.data(), k, V, ldv, acc.data(), ldc,
-                                       pf_area.data(), int64_t(pf_area.size()));
-                    ks->gemm_i8_pf(M, N - n1, D, P.data() + n1 * ldp, ldp, sv.data() + n1, k, V + n1 * ldv,
-                                   ldv, acc.data(), ldc, nullptr, 0);
-                    std::vector<float> O(size_t(M * (D + 1))), alpha(static_cast<size_t>(M)), sc(static_cast<size_t>(M));
-                    for (float &x : O) x = u(rng);
-                    for (float &x : alpha) x = u01(rng);
-                    for (float &x : sc) x = mx / 32767.0f * (1.0f + u01(rng));
-                    const std::vector<float> O0 = O;
-                    std::vector<float> O2 = O;
-                    ks->i8_acc_finish(M, D, acc.data(), ldc, sc.data(), alpha.data(), O.data(), D + 1);
-                    ks->i8_acc_finish(M, D, acc.data(), ldc, sc.data(), nullptr, O2.data(), D + 1);
-                    bool ok = true;
-                    for (int r = 0; r < M; ++r) {
-                        for (int c = 0; c < D; ++c) {
-                            int64_t sum = 0;
-                            for (int j = 0; j < N; ++j) {
-                                const float w = std::nearbyint(P[size_t(j * ldp + r)] * (sv[size_t(j)] * k));
-                                sum += int64_t(std::min(w, 32767.0f)) * V[size_t(j * ldv + c)];
+            // P's rows exactly M wide (ldp == M: 1, 2, 4 and 8 rows pack 16 / M
+            // keys a vector) and padded.
+            for (int M : {1, 2, 3, 4, 5, 7, 8, 16, 20})
+                for (int N : {1, 2, 15, 16, 33, 70})
+                    for (int64_t ldp : {int64_t(M), int64_t(M) + 2}) {
+                        const int64_t ldv = D + 9, ldc = (D + 31) / 32 * 32 + 32;
+                        std::vector<float> P(size_t(N * ldp)), sv(static_cast<size_t>(N));
+                        // Row N - 1 ends at a guard page: reading row N (the lone key's pair) faults.
+                        guarded_bytes vbuf(size_t((N - 1) * ldv + D));
+                        int8_t *V = reinterpret_cast<int8_t *>(vbuf.data);
+                        for (float &x : P) x = u01(rng);
+                        for (float &x : sv) x = 0.001f + u01(rng) * 0.02f;
+                        for (int j = 0; j < N; ++j)
+                            for (int c = 0; c < D; ++c) V[size_t(j * ldv + c)] = int8_t(int(rng() % 256) - 128);
+                        float mx = 0.0f;
+                        for (float x : sv) mx = std::max(mx, x);
+                        const float k = 32767.0f / mx;
+                        P[0] = 1.0f;  // the largest weight: 32767 (or just under by rounding)
+                        // Two calls into one Acc: the first N / 2 keys, then the rest.
+                        std::vector<int32_t> acc(size_t(M * ldc), 0);
+                        const int n1 = N / 2;
+                        if (n1 > 0)
+                            ks->gemm_i8_pf(M, n1, D, P.data(), ldp, sv.data(), k, V, ldv, acc.data(), ldc,
+                                           pf_area.data(), int64_t(pf_area.size()));
+                        ks->gemm_i8_pf(M, N - n1, D, P.data() + n1 * ldp, ldp, sv.data() + n1, k, V + n1 * ldv,
+                                       ldv, acc.data(), ldc, nullptr, 0);
+                        std::vector<float> O(size_t(M * (D + 1))), alpha(static_cast<size_t>(M)), sc(static_cast<size_t>(M));
+                        for (float &x : O) x = u(rng);
+                        for (float &x : alpha) x = u01(rng);
+                        for (float &x : sc) x = mx / 32767.0f * (1.0f + u01(rng));
+                        const std::vector<float> O0 = O;
+                        std::vector<float> O2 = O;
+                        ks->i8_acc_finish(M, D, acc.data(), ldc, sc.data(), alpha.data(), O.data(), D + 1);
+                        ks->i8_acc_finish(M, D, acc.data(), ldc, sc.data(), nullptr, O2.data(), D + 1);
+                        bool ok = true;
+                        for (int r = 0; r < M; ++r) {
+                            for (int c = 0; c < D; ++c) {
+                                int64_t sum = 0;
+                                for (int j = 0; j < N; ++j) {
+                                    const float w = std::nearbyint(P[size_t(j * ldp + r)] * (sv[size_t(j)] * k));
+                                    sum += int64_t(std::min(w, 32767.0f)) * V[size_t(j * ldv + c)];
+                                }
+                                const size_t o = size_t(r * (D + 1) + c);
+                                const float want = std::fma(sc[size_t(r)], float(sum), alpha[size_t(r)] * O0[o]);
+                                const float want2 = std::fma(sc[size_t(r)], float(sum), O0[o]);
+                                if (std::memcmp(&want, &O[o], 4) != 0 || std::memcmp(&want2, &O2[o], 4) != 0) ok = false;
                             }
-                            const size_t o = size_t(r * (D + 1) + c);
-                            const float want = std::fma(sc[size_t(r)], float(sum), alpha[size_t(r)] * O0[o]);
-                            const float want2 = std::fma(sc[size_t(r)], float(sum), O0[o]);
-                            if (std::memcmp(&want, &O[o], 4) != 0 || std::memcmp(&want2, &O2[o], 4) != 0) ok = false;
+                            const size_t pad = size_t(r * (D + 1) + D);  // past D: untouched
+                            if (O[pad] != O0[pad] || O2[pad] != O0[pad]) ok = false;
                         }
-                        const size_t pad = size_t(r * (D + 1) + D);  // past D: untouched
-                        if (O[pad] != O0[pad] || O2[pad] != O0[pad]) ok = false;
+                        INFO("gemm_i8_pf + i8_acc_finish M " << M << " N " << N << " ldp " << ldp);
+                        CHECK(ok);
                     }
-                    INFO("gemm_i8_pf + i8_acc_finish M " << M << " N " << N);
-                    CHECK(ok);
-                }
         }
     }
     if (!any) WARN("no kernel set with integer dot products on this CPU (AVX512-VNNI): nothing checked");
@@ -856,13 +859,16 @@ TEST_CASE("kernels: the int8 runs kernels give the bits of one call per run", "[
         any = true;
         for (int D : {16, 40, 64, 128, 256})
             for (int trial = 0; trial < 12; ++trial) {
-                // 1..8 runs of 1..32 keys (at most 128 in all), at random rows of a pool of 200.
+                // 1..8 runs of 1..32 keys (at most 128 in all), at random rows of a pool of 200;
+                // the first trials' runs all of even length (a paged cache's blocks: the
+                // weights of consecutive keys packed a vector at a time).
                 const int pool = 200;
                 std::vector<row_run> runs;
                 int N = 0;
                 const int want_runs = 1 + int(rng() % llmkit::attention::k_runs_max);
                 for (int i = 0; i < want_runs; ++i) {
-                    const int n = std::min(1 + int(rng() % 32), llmkit::attention::k_runs_max_keys - N);
+                    const int len = trial < 4 ? 2 * (1 + int(rng() % 16)) : 1 + int(rng() % 32);
+                    const int n = std::min(len, llmkit::attention::k_runs_max_keys - N);
                     if (n <= 0) break;
                     runs.push_back({int64_t(rng() % (pool - 32)), n});
                     N += n;
