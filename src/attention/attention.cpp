@@ -233,7 +233,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const dtype dt = q.type;
     const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();
-    const auto gemm_pf_v = decode_gemm_pf(kn, 2 * B * Hkv * Skv * D * es);  // streamed decode's p.v
+    const int64_t call_bytes = 2 * B * Hkv * Skv * D * es;  // K and V
+    const auto gemm_pf_v = decode_gemm_pf(kn, call_bytes);  // streamed decode's p.v
 
     // Query head h's sink logit, or null (see finish_row).
     auto sink_of = [&](int64_t h) { return p.sinks ? p.sinks + h : nullptr; };
@@ -317,9 +318,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         // bf16 V on a set with gemm_bf16_eo_pf: O in that kernel's even/odd
         // column order until the end (as the caches' decode).
         const bool eo = streamed && dt == dtype::bf16 && kn.gemm_bf16_eo_pf && D % 32 == 0;
-        // Keys per chunk of the stream: 32 for bf16 on the even/odd p.v (8
-        // KiB, as the caches' decode; see cache_attention.cpp), else 16.
-        const int chunk = eo ? 2 * k_chunk_keys : k_chunk_keys;
+        // Keys per chunk of the stream (see decode_chunk_keys).
+        const int chunk = decode_chunk_keys(call_bytes, es, eo, true);
         const uint16_t *Qh = nullptr;
         if (streamed && dt == dtype::bf16 && kn.dots_bf16_pf && D % 2 == 0) {
             ws2.resize(size_t(R * D + 1) / 2);

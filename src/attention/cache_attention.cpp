@@ -557,10 +557,15 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // stream (K of this tile, V of this tile, K of the next, ...), so
             // about k_prefetch_bytes of rows are always on their way.
             const int64_t row_bytes = D * kv_dtype_bytes(L.type);
-            // bf16 on the even/odd p.v: pieces of 32 keys (8 KiB, float32's piece
-            // size): 1.01-1.06x from DRAM, 1.03-1.08x from L3 (2 threads);
-            // float32 and fp16 measured 0.92-0.98x that way and keep 16.
-            int chunk = i8_ints ? tile : eo ? 2 * k_chunk_keys : k_chunk_keys;
+            // Pieces as decode_chunk_keys has them; plain [B, S, H, D] rows
+            // (below) start from the memory's (a head's rows lie apart there).
+            // (bf16 on the even/odd p.v from memory: pieces of 32 keys, 8 KiB,
+            // 1.01-1.06x; float32 and fp16 measured 0.92-0.98x that way and
+            // keep 16.)
+            const bool in_place = (bf16_pairs || kn.dots_pf) && (eo || gemm_pf);
+            int chunk = i8_ints ? tile
+                                : decode_chunk_keys(L.token_stride > 0 ? k_cache_resident_bytes + 1 : call_bytes,
+                                                    kv_dtype_bytes(L.type), eo, in_place);
             // Plain tensors read from memory on a set without the tokens
             // kernels (below): a head's rows lie token_stride
             // apart, so in L1 they fall into the same few sets (all into one

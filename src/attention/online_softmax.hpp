@@ -49,6 +49,24 @@ inline decltype(kernels::gemm_pf) decode_gemm_pf(const kernels &kn, int64_t call
     return call_bytes <= k_cache_resident_bytes && kn.gemm_pf_in_cache ? kn.gemm_pf_in_cache : kn.gemm_pf;
 }
 
+// Keys per piece of decode's stream over rows that lie one after another (a
+// head of dense [B, H, S, D] tensors, a cache's blocks), for a call that
+// reads call_bytes of K and V in elem_bytes values; eo: bf16 on the even/odd
+// p.v (gemm_bf16_eo_pf); in_place: the kernels read the float32 or 16-bit
+// rows where they lie (dots_pf, gemm_pf; not through a scratch of
+// k_tile_keys rows). From memory k_chunk_keys, and 32 for eo (8 KiB,
+// 1.01-1.06x from DRAM). From the caches the kernels bound the call and
+// fewer, longer calls pay (fewer loads and stores of the output, fewer
+// prefetch targets): 2-core Zen 5, 2 threads, dense and contiguous caches
+// of 8-32 MiB against 16 (32 for eo) keys: float32 32 keys 1.06-1.10x (64
+// and more 0.92-1.02x), bf16 and fp16 the whole tile 1.10-1.16x and
+// 1.24-1.26x. A piece's bits do not depend on where the pieces are cut.
+inline int decode_chunk_keys(int64_t call_bytes, int64_t elem_bytes, bool eo, bool in_place) {
+    if (call_bytes > k_cache_resident_bytes || !in_place || elem_bytes == 1)
+        return eo ? 2 * k_chunk_keys : k_chunk_keys;
+    return elem_bytes == 4 ? 2 * k_chunk_keys : k_decode_tile_keys;
+}
+
 // p rounded up to a multiple of 64 bytes (p has room for 64 bytes more).
 // The gemms' 64-byte vector loads and stores then never straddle two cache
 // lines, as they did from malloc's 16-byte alignment (every row of a padded
