@@ -591,13 +591,29 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // of blocks is read a head at a time, not a block front to back.
             const bool i8_runs = i8_ints && in_cache && kn.dots_i8_runs_pf && kn.gemm_i8_runs_pf &&
                                  L.token_stride == 0 && L.block_size <= 32 && L.block_size < tile;
-            const int64_t piece_bytes =
-                i8_runs ? std::min<int64_t>(k_runs_max_keys / L.block_size * L.block_size, tile) * row_bytes
-                        : std::min<int64_t>(chunk, L.block_size) * row_bytes;
+            // The same for the p.v over bf16 and fp16 rows (the scores stay a
+            // call per block: they keep no sums across keys), where a call per
+            // block of 16 keys loads and stores the output 8 times as often.
+            // Paged caches of 16 MiB, blocks of 16, 2-core Zen 5, 2 threads:
+            // bf16 1.12x, fp16 1.09-1.11x (the same bits); with the calls'
+            // prefetch ranges (a whole call ahead, 32 KiB, into L1) 0.93x and
+            // 1.0x, so the calls ask for nothing. float32 keeps a call per
+            // block: a call's 64 KiB of rows, read once per panel of columns,
+            // no longer fit in L1 (0.86x with prefetches, 0.70x without).
+            const bool f_runs = !i8_ints && in_cache && in_place && kv_dtype_bytes(L.type) == 2 &&
+                                L.token_stride == 0 && L.block_size <= 32 && L.block_size < tile &&
+                                (eo ? kn.gemm_bf16_eo_runs_pf != nullptr : kn.gemm_runs_pf != nullptr);
+            const bool runs = i8_runs || f_runs;
+            // A runs call's bytes at most (block_size <= 32 where runs).
+            const int64_t call_bytes_max =
+                runs ? std::min<int64_t>(k_runs_max_keys / L.block_size * L.block_size, tile) * row_bytes : row_bytes;
+            const int64_t piece_bytes = i8_runs ? call_bytes_max : std::min<int64_t>(chunk, L.block_size) * row_bytes;
             // int8 rows in integers on a core that asks into L1 (Zen 5): half as
             // far (see decode_prefetch_into_l1).
             const int64_t pf_reach = i8_ints && decode_prefetch_into_l1() ? k_prefetch_bytes / 2 : k_prefetch_bytes;
+            // Items (pieces, or runs calls) to ask ahead.
             const size_t ahead = size_t(std::max<int64_t>(1, (pf_reach + piece_bytes - 1) / piece_bytes));
+            const size_t runs_ahead = size_t(std::max<int64_t>(1, (pf_reach + call_bytes_max - 1) / call_bytes_max));
             auto nk_at = [&](int64_t j0) { return int(std::min<int64_t>(tile, hi + 1 - j0)); };
             // Plain [B, S, H, D] rows on a set with the tokens kernels: each
             // tile's K and V in one call each, a few tokens at a time, every
@@ -627,7 +643,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             const int tokens_group =
                 int(std::clamp<int64_t>((in_cache ? 65536 : 16384) / std::max<int64_t>(token_bytes, 1), 1, 64));
             if (!tokens) tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), chunk, nxt);
-            if (i8_runs) group_runs(nxt, ng, nxt_calls, nxt_runs);
+            if (runs) group_runs(nxt, ng, nxt_calls, nxt_runs);
             // The item (piece, or runs call) `ahead` places after K (or V) item
             // i of this tile in the stream: after K, this tile's V, then the
             // next tile's K; after V, the next tile's K, then its V. n_cur and
@@ -636,10 +652,10 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 bool next_tile, value;
                 size_t k;
             };
-            auto stream_ahead = [&](bool value, size_t i, size_t n_cur, size_t n_nxt, stream_spot *at) {
+            auto stream_ahead = [&](bool value, size_t i, size_t n_cur, size_t n_nxt, size_t by, stream_spot *at) {
                 const size_t sizes[3] = {n_cur, value ? n_nxt : n_cur, n_nxt};
                 const bool next_tile[3] = {false, value, true}, is_v[3] = {value, !value, value};
-                size_t k = i + ahead;
+                size_t k = i + by;
                 for (int x = 0; x < 3; ++x) {
                     if (k < sizes[x]) {
                         *at = {next_tile[x], is_v[x], k};
@@ -653,7 +669,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // piece's scales are asked for here.
             auto target = [&](bool value, size_t i, int64_t *bytes) -> const char * {
                 stream_spot at;
-                if (!stream_ahead(value, i, cur.size(), nxt.size(), &at)) {
+                if (!stream_ahead(value, i, cur.size(), nxt.size(), ahead, &at)) {
                     *bytes = 0;
                     return nullptr;
                 }
@@ -673,7 +689,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // their scales asked for here.
             auto runs_target = [&](bool value, size_t i, byte_range *out) -> int {
                 stream_spot at;
-                if (!stream_ahead(value, i, cur_calls.size(), nxt_calls.size(), &at)) return 0;
+                if (!stream_ahead(value, i, cur_calls.size(), nxt_calls.size(), runs_ahead, &at)) return 0;
                 const runs_call &c = (at.next_tile ? nxt_calls : cur_calls)[at.k];
                 const std::vector<row_run> &runs = at.next_tile ? nxt_runs : cur_runs;
                 const char *base = at.value ? L.v : L.k;
@@ -693,7 +709,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     tile_pieces(L, seq, t.g0, ng, j0 + tile, nk_at(j0 + tile), chunk, nxt);
                 else
                     nxt.clear();
-                if (i8_runs) {
+                if (runs) {
                     std::swap(cur_calls, nxt_calls);
                     std::swap(cur_runs, nxt_runs);
                     group_runs(nxt, ng, nxt_calls, nxt_runs);
@@ -772,6 +788,20 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         kn.gemm_i8_runs_pf(R, int(D), H.ST + (c.j - j0) * R, R, L.v_scale, H.wi,
                                            reinterpret_cast<const int8_t *>(L.v), cur_runs.data() + c.first, c.count,
                                            H.acc, Dpad, pf_runs, n_pf);
+                    }
+                else if (f_runs)
+                    for (size_t i = 0; i < cur_calls.size(); ++i) {
+                        const runs_call &c = cur_calls[i];
+                        const head_state &H = heads[size_t(c.hh)];
+                        const float *alpha = c.j == j0 ? H.alpha : nullptr;  // a head's first call of the tile
+                        // (No prefetches: see f_runs.)
+                        if (eo)
+                            kn.gemm_bf16_eo_runs_pf(R, int(D), H.ST + (c.j - j0) * R, R,
+                                                    reinterpret_cast<const uint16_t *>(L.v), cur_runs.data() + c.first,
+                                                    c.count, H.O, D, alpha, nullptr, 0);
+                        else
+                            kn.gemm_runs_pf(R, int(D), H.ST + (c.j - j0) * R, R, L.v, row_type(int(L.type)),
+                                            cur_runs.data() + c.first, c.count, H.O, D, alpha, nullptr, 0);
                     }
                 else
                     for (size_t i = 0; i < cur.size(); ++i) {

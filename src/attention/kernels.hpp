@@ -106,6 +106,26 @@ struct kernels {
     void (*gemm_pf_in_cache)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B,
                              int64_t ldb, row_type e, float *C, int64_t ldc, bool accumulate,
                              const float *row_scale, const char *pf, int64_t pf_bytes) = nullptr;
+    // Optional (null: one gemm_pf / gemm_bf16_eo_pf call per run): decode's
+    // p.v over the rows of n_runs runs in turn (a paged cache's blocks of one
+    // head), the output loaded and stored once: for r < M and c < D,
+    //   O[r*ldo + c] = (alpha ? alpha[r] * O[r*ldo + c] : O[r*ldo + c])
+    //                  + sum_j P[j*ldp + r] * row_j[c]
+    // key j of the call the j-th row of the runs (at most k_runs_max runs,
+    // k_runs_max_keys keys), row i of the base at V + i * D elements, the
+    // sum one FMA per key in order: the bits of one gemm_pf call per run,
+    // alpha as the first call's row_scale. gemm_runs_pf takes float32,
+    // bf16 and fp16 rows (not int8); gemm_bf16_eo_runs_pf bf16 rows into O
+    // in gemm_bf16_eo_pf's even/odd order (D a multiple of 32). They ask for
+    // the n_pf ranges pf, spread over the work. Decode takes them for a
+    // paged cache in the caches (k_cache_resident_bytes), where a call per
+    // block of 16 keys loads and stores the output 8 times as often.
+    void (*gemm_runs_pf)(int M, int D, const float *P, int64_t ldp, const void *V, row_type e, const row_run *runs,
+                         int n_runs, float *O, int64_t ldo, const float *alpha, const byte_range *pf,
+                         int n_pf) = nullptr;
+    void (*gemm_bf16_eo_runs_pf)(int M, int D, const float *P, int64_t ldp, const uint16_t *V, const row_run *runs,
+                                 int n_runs, float *O, int64_t ldo, const float *alpha, const byte_range *pf,
+                                 int n_pf) = nullptr;
     // Optional (null: decode's p.v over bf16 rows goes through gemm_pf; set
     // where decode's p.v runs in 512-bit registers, wide_decode): gemm_pf for
     // M rows over bf16 B rows, N a multiple of 32, with C's columns in

@@ -329,19 +329,35 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_row(co
     }
 }
 
+// Where row k of a p.v's B lies, from a byte offset on (col): strided_rows
+// ld_bytes apart; listed_rows a pointer per row (the keys of several runs,
+// see gemm_runs_pf).
+struct strided_rows {
+    const char *b;
+    int64_t ld_bytes;
+    const char *at(int k) const { return b + k * ld_bytes; }
+    strided_rows col(int64_t bytes) const { return {b + bytes, ld_bytes}; }
+};
+struct listed_rows {
+    const char *const *p;
+    int64_t ofs;
+    const char *at(int k) const { return p[k] + ofs; }
+    listed_rows col(int64_t bytes) const { return {p, ofs + bytes}; }
+};
+
 // gemm_block's loop for rows of any element type E. (Not one template with
 // gemm_block: the 16-bit tails need AVX512BW/VL, and gemm_block, for
 // prefill, must run on AVX512F alone.)
-template <int NR, int NV, bool Tail, int E>
+template <int NR, int NV, bool Tail, int E, class Rows, class PF>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void few_rows_block(
-    int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb, float *C, int64_t ldc,
-    bool accumulate, const float *row_scale, __mmask16 last, spread_prefetch *pf) {
+    int K, const float *A, int64_t ars, int64_t aks, Rows rows, float *C, int64_t ldc, bool accumulate,
+    const float *row_scale, __mmask16 last, PF *pf) {
     constexpr int64_t eb = E == 0 ? 4 : 2;
     __m512 c[NR][NV];
     load_c_tile<NR, NV, Tail>(c, C, ldc, accumulate, row_scale, last);
     for (int k = 0; k < K; ++k) {
         if (pf) pf->step();
-        const char *bk = B + k * ldb * eb;
+        const char *bk = rows.at(k);
         __m512 b[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) b[v] = load16_row<E>(bk + 16 * v * eb, last, Tail && v == NV - 1);
@@ -355,28 +371,28 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void few_rows_block(
     store_c_tile<NR, NV, Tail>(c, C, ldc, last);
 }
 
-template <int NR, int E>
+template <int NR, int E, class Rows, class PF>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void few_rows_impl(
-    int N, int K, const float *A, int64_t ars, int64_t aks, const char *B, int64_t ldb, float *C, int64_t ldc,
-    bool accumulate, const float *row_scale, spread_prefetch *pf) {
+    int N, int K, const float *A, int64_t ars, int64_t aks, Rows rows, float *C, int64_t ldc, bool accumulate,
+    const float *row_scale, PF *pf) {
     constexpr int64_t eb = E == 0 ? 4 : 2;
     const __mmask16 full = 0xFFFF;
     int n0 = 0;
     for (; n0 + 48 <= N; n0 += 48) {
-        few_rows_block<NR, 3, false, E>(K, A, ars, aks, B + n0 * eb, ldb, C + n0, ldc, accumulate, row_scale, full, pf);
+        few_rows_block<NR, 3, false, E>(K, A, ars, aks, rows.col(n0 * eb), C + n0, ldc, accumulate, row_scale, full, pf);
     }
     for (; n0 < N; n0 += 32) {
         const int w = N - n0 < 32 ? N - n0 : 32;
-        const char *b = B + n0 * eb;
+        const Rows b = rows.col(n0 * eb);
         float *c = C + n0;
         if (w == 32)
-            few_rows_block<NR, 2, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, full, pf);
+            few_rows_block<NR, 2, false, E>(K, A, ars, aks, b, c, ldc, accumulate, row_scale, full, pf);
         else if (w > 16)
-            few_rows_block<NR, 2, true, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, tail_mask(w - 16), pf);
+            few_rows_block<NR, 2, true, E>(K, A, ars, aks, b, c, ldc, accumulate, row_scale, tail_mask(w - 16), pf);
         else if (w == 16)
-            few_rows_block<NR, 1, false, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, full, pf);
+            few_rows_block<NR, 1, false, E>(K, A, ars, aks, b, c, ldc, accumulate, row_scale, full, pf);
         else
-            few_rows_block<NR, 1, true, E>(K, A, ars, aks, b, ldb, c, ldc, accumulate, row_scale, tail_mask(w), pf);
+            few_rows_block<NR, 1, true, E>(K, A, ars, aks, b, c, ldc, accumulate, row_scale, tail_mask(w), pf);
     }
 }
 
@@ -388,12 +404,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_few_rows512(
     int64_t ldc, bool accumulate, const float *row_scale, const char *pf, int64_t pf_bytes) {
     spread_prefetch s(pf, pf_bytes, int64_t(N / 48 + (N % 48 + 31) / 32) * K);
     spread_prefetch *sp = pf ? &s : nullptr;
-    const char *b = static_cast<const char *>(B);
+    const strided_rows b{static_cast<const char *>(B), ldb * (E == 0 ? 4 : 2)};
     switch (M) {
-    case 4: few_rows_impl<4, E>(N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, sp); break;
-    case 3: few_rows_impl<3, E>(N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, sp); break;
-    case 2: few_rows_impl<2, E>(N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, sp); break;
-    default: few_rows_impl<1, E>(N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, sp); break;
+    case 4: few_rows_impl<4, E>(N, K, A, ars, aks, b, C, ldc, accumulate, row_scale, sp); break;
+    case 3: few_rows_impl<3, E>(N, K, A, ars, aks, b, C, ldc, accumulate, row_scale, sp); break;
+    case 2: few_rows_impl<2, E>(N, K, A, ars, aks, b, C, ldc, accumulate, row_scale, sp); break;
+    default: few_rows_impl<1, E>(N, K, A, ars, aks, b, C, ldc, accumulate, row_scale, sp); break;
     }
     if (sp) s.rest();
 }
@@ -412,13 +428,14 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens512(int H, 
         for (int h = 0; h < H; ++h) {
             pf->upto(j * ts * eb + n * (h + 1) * row_bytes);
             const float *a = P + h * hs + j * R, *rs = j == 0 && alpha ? alpha + h * hs : nullptr;
-            const char *b = V + (j * ts + h * D) * eb;
+            const strided_rows b{V + (j * ts + h * D) * eb, ts * eb};
             float *c = O + h * hs;
+            spread_prefetch *none = nullptr;
             switch (R) {
-            case 4: few_rows_impl<4, E>(D, n, a, 1, R, b, ts, c, D, true, rs, nullptr); break;
-            case 3: few_rows_impl<3, E>(D, n, a, 1, R, b, ts, c, D, true, rs, nullptr); break;
-            case 2: few_rows_impl<2, E>(D, n, a, 1, R, b, ts, c, D, true, rs, nullptr); break;
-            default: few_rows_impl<1, E>(D, n, a, 1, R, b, ts, c, D, true, rs, nullptr); break;
+            case 4: few_rows_impl<4, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+            case 3: few_rows_impl<3, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+            case 2: few_rows_impl<2, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+            default: few_rows_impl<1, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
             }
         }
     }
@@ -443,17 +460,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens_pf_avx512(
 
 // gemm_bf16_eo_pf (see kernels.hpp): NR rows x NV vectors (NV even: pairs
 // of vectors, the even and odd columns of 32) over K bf16 rows of B.
-template <int NR, int NV>
+template <int NR, int NV, class Rows, class PF>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_block(int K, const float *A, int64_t ars,
-                                                                          int64_t aks, const uint16_t *B, int64_t ldb,
-                                                                          float *C, int64_t ldc, bool accumulate,
-                                                                          const float *row_scale, spread_prefetch &pf) {
+                                                                          int64_t aks, Rows rows, float *C,
+                                                                          int64_t ldc, bool accumulate,
+                                                                          const float *row_scale, PF &pf) {
     __m512 c[NR][NV];
     load_c_tile<NR, NV, false>(c, C, ldc, accumulate, row_scale, 0xFFFF);
     const __m512i odd_mask = _mm512_set1_epi32(int32_t(0xFFFF0000u));
     for (int k = 0; k < K; ++k) {
         pf.step();
-        const uint16_t *bk = B + k * ldb;
+        const uint16_t *bk = reinterpret_cast<const uint16_t *>(rows.at(k));
         __m512 b[NV];
 #pragma GCC unroll 4
         for (int v = 0; v < NV; v += 2) {
@@ -474,17 +491,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_block(int K,
 // Panels of 64 columns (16 accumulators), then one of 32; one prefetch step
 // per row of B in each panel (a step per panel asked for 32-64 lines at once:
 // bf16 decode 0.90x from DRAM on Zen 5, the miss buffers full).
-template <int NR>
+template <int NR, class Rows, class PF>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void eo_rows(int N, int K, const float *A, int64_t ars,
-                                                                         int64_t aks, const uint16_t *B, int64_t ldb,
-                                                                         float *C, int64_t ldc, bool accumulate,
-                                                                         const float *row_scale, spread_prefetch &pf) {
+                                                                         int64_t aks, Rows rows, float *C,
+                                                                         int64_t ldc, bool accumulate,
+                                                                         const float *row_scale, PF &pf) {
     int n0 = 0;
     for (; n0 + 64 <= N; n0 += 64) {
-        eo_block<NR, 4>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, pf);
+        eo_block<NR, 4>(K, A, ars, aks, rows.col(n0 * 2), C + n0, ldc, accumulate, row_scale, pf);
     }
     if (n0 < N) {
-        eo_block<NR, 2>(K, A, ars, aks, B + n0, ldb, C + n0, ldc, accumulate, row_scale, pf);
+        eo_block<NR, 2>(K, A, ars, aks, rows.col(n0 * 2), C + n0, ldc, accumulate, row_scale, pf);
     }
 }
 
@@ -494,15 +511,16 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_bf16_eo_pf_avx512
     // Rows 4 at a time; the first group carries the prefetches (the others
     // find B in L1).
     spread_prefetch s(pf, pf_bytes, int64_t((N + 63) / 64) * K), none(nullptr, 0, 1);
+    const strided_rows rows{reinterpret_cast<const char *>(B), ldb * 2};
     for (int r = 0; r < M; r += 4) {
         const float *a = A + r * ars, *rs = row_scale ? row_scale + r : nullptr;
         float *c = C + r * ldc;
         spread_prefetch &sp = r == 0 ? s : none;
         switch (M - r < 4 ? M - r : 4) {
-        case 4: eo_rows<4>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs, sp); break;
-        case 3: eo_rows<3>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs, sp); break;
-        case 2: eo_rows<2>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs, sp); break;
-        default: eo_rows<1>(N, K, a, ars, aks, B, ldb, c, ldc, accumulate, rs, sp); break;
+        case 4: eo_rows<4>(N, K, a, ars, aks, rows, c, ldc, accumulate, rs, sp); break;
+        case 3: eo_rows<3>(N, K, a, ars, aks, rows, c, ldc, accumulate, rs, sp); break;
+        case 2: eo_rows<2>(N, K, a, ars, aks, rows, c, ldc, accumulate, rs, sp); break;
+        default: eo_rows<1>(N, K, a, ars, aks, rows, c, ldc, accumulate, rs, sp); break;
         }
     }
     s.rest();
@@ -520,20 +538,98 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_bf16_eo_tokens_pf
         const int n = N - j < group ? N - j : group;
         for (int h = 0; h < H; ++h) {
             s.upto(j * ts * 2 + n * (h + 1) * row_bytes);
-            const uint16_t *b = V + j * ts + h * D;
+            const strided_rows b{reinterpret_cast<const char *>(V + j * ts + h * D), ts * 2};
             for (int r = 0; r < R; r += 4) {
                 const float *a = P + h * hs + j * R + r;
                 const float *rs = j == 0 && alpha ? alpha + h * hs + r : nullptr;
                 float *c = O + h * hs + r * D;
                 switch (R - r < 4 ? R - r : 4) {
-                case 4: eo_rows<4>(D, n, a, 1, R, b, ts, c, D, true, rs, none); break;
-                case 3: eo_rows<3>(D, n, a, 1, R, b, ts, c, D, true, rs, none); break;
-                case 2: eo_rows<2>(D, n, a, 1, R, b, ts, c, D, true, rs, none); break;
-                default: eo_rows<1>(D, n, a, 1, R, b, ts, c, D, true, rs, none); break;
+                case 4: eo_rows<4>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+                case 3: eo_rows<3>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+                case 2: eo_rows<2>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+                default: eo_rows<1>(D, n, a, 1, R, b, c, D, true, rs, none); break;
                 }
             }
         }
     }
+}
+
+// The rows of the runs (kernels.hpp, gemm_runs_pf), a pointer per key:
+// row i of the base at base + i * row_bytes. Returns the keys.
+inline int list_run_rows(const char *base, int64_t row_bytes, const row_run *runs, int n_runs,
+                         const char *(&rows)[k_runs_max_keys]) {
+    int n = 0;
+    for (int i = 0; i < n_runs; ++i)
+        for (int t = 0; t < runs[i].n; ++t) rows[n++] = base + (runs[i].row + t) * row_bytes;
+    return n;
+}
+
+// gemm_runs_pf (see kernels.hpp): gemm_few_rows512 over the rows of the
+// runs (the AVX2 kernel's bits, as gemm_pf has them), 4 rows of P at a time,
+// the first group carrying the prefetches (one step per key and panel).
+template <int E>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void few_rows_runs(int M, int D, const float *P, int64_t ldp,
+                                                                        const listed_rows rows, int N, float *O,
+                                                                        int64_t ldo, const float *alpha,
+                                                                        ranges_prefetch *pf) {
+    for (int r = 0; r < M; r += 4, pf = nullptr) {
+        const float *a = P + r, *rs = alpha ? alpha + r : nullptr;
+        float *c = O + r * ldo;
+        switch (M - r < 4 ? M - r : 4) {
+        case 4: few_rows_impl<4, E>(D, N, a, 1, ldp, rows, c, ldo, true, rs, pf); break;
+        case 3: few_rows_impl<3, E>(D, N, a, 1, ldp, rows, c, ldo, true, rs, pf); break;
+        case 2: few_rows_impl<2, E>(D, N, a, 1, ldp, rows, c, ldo, true, rs, pf); break;
+        default: few_rows_impl<1, E>(D, N, a, 1, ldp, rows, c, ldo, true, rs, pf); break;
+        }
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_runs_pf_avx512(
+    int M, int D, const float *P, int64_t ldp, const void *V, row_type e, const row_run *runs, int n_runs, float *O,
+    int64_t ldo, const float *alpha, const byte_range *pf, int n_pf) {
+    const int64_t eb = e == row_type::f32 ? 4 : 2;
+    const char *rows[k_runs_max_keys];
+    const int N = list_run_rows(static_cast<const char *>(V), D * eb, runs, n_runs, rows);
+    ranges_prefetch s(pf, n_pf, int64_t(D / 48 + (D % 48 + 31) / 32) * N);
+    const listed_rows lr{rows, 0};
+    switch (e) {
+    case row_type::f32: few_rows_runs<0>(M, D, P, ldp, lr, N, O, ldo, alpha, &s); break;
+    case row_type::bf16: few_rows_runs<1>(M, D, P, ldp, lr, N, O, ldo, alpha, &s); break;
+    default: few_rows_runs<2>(M, D, P, ldp, lr, N, O, ldo, alpha, &s); break;
+    }
+    s.rest();
+}
+
+// gemm_bf16_eo_runs_pf (see kernels.hpp): gemm_bf16_eo_pf over the rows of
+// the runs.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_bf16_eo_runs_pf_avx512(
+    int M, int D, const float *P, int64_t ldp, const uint16_t *V, const row_run *runs, int n_runs, float *O,
+    int64_t ldo, const float *alpha, const byte_range *pf, int n_pf) {
+    const char *rows[k_runs_max_keys];
+    const int N = list_run_rows(reinterpret_cast<const char *>(V), int64_t(D) * 2, runs, n_runs, rows);
+    ranges_prefetch s(pf, n_pf, int64_t((D + 63) / 64) * N);
+    spread_prefetch none(nullptr, 0, 1);
+    const listed_rows lr{rows, 0};
+    for (int r = 0; r < M; r += 4) {
+        const float *a = P + r, *rs = alpha ? alpha + r : nullptr;
+        float *c = O + r * ldo;
+        if (r == 0) {
+            switch (M < 4 ? M : 4) {
+            case 4: eo_rows<4>(D, N, a, 1, ldp, lr, c, ldo, true, rs, s); break;
+            case 3: eo_rows<3>(D, N, a, 1, ldp, lr, c, ldo, true, rs, s); break;
+            case 2: eo_rows<2>(D, N, a, 1, ldp, lr, c, ldo, true, rs, s); break;
+            default: eo_rows<1>(D, N, a, 1, ldp, lr, c, ldo, true, rs, s); break;
+            }
+            continue;
+        }
+        switch (M - r < 4 ? M - r : 4) {
+        case 4: eo_rows<4>(D, N, a, 1, ldp, lr, c, ldo, true, rs, none); break;
+        case 3: eo_rows<3>(D, N, a, 1, ldp, lr, c, ldo, true, rs, none); break;
+        case 2: eo_rows<2>(D, N, a, 1, ldp, lr, c, ldo, true, rs, none); break;
+        default: eo_rows<1>(D, N, a, 1, ldp, lr, c, ldo, true, rs, none); break;
+        }
+    }
+    s.rest();
 }
 
 // The 16-bit p.v of decode over dense K/V (gemm_half): 512-bit for 1..4 rows
@@ -820,8 +916,11 @@ LLMKIT_AVX512BF16 void store_scores4(const __m512 (&acc)[NJ][NR], int R, float s
 // b + 1). Addition commutes, so every accumulator's sum takes the same
 // order in any slot, and the result comes out key-major, row-minor: ST's
 // order. Missing keys or rows (NJ or NR < 4) are zeros.
+// (Always inlined: out of line, its 16 accumulators go through memory, and
+// GCC dropped it out of dots512_block once the file grew: 0.9x decode.)
 template <int NR, int NJ>
-LLMKIT_AVX512 void store_scores16(const __m512 (&acc)[NJ][NR], int R, float scale, float *ST) {
+LLMKIT_AVX512 __attribute__((always_inline)) void store_scores16(const __m512 (&acc)[NJ][NR], int R, float scale,
+                                                                  float *ST) {
     __m512 y[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
@@ -1748,6 +1847,8 @@ const kernels *avx512_kernels() {
         if (wide_decode) {
             k.gemm_bf16_eo_pf = gemm_bf16_eo_pf_avx512;
             k.gemm_bf16_eo_tokens_pf = gemm_bf16_eo_tokens_pf_avx512;
+            k.gemm_bf16_eo_runs_pf = gemm_bf16_eo_runs_pf_avx512;
+            k.gemm_runs_pf = gemm_runs_pf_avx512;
         }
         if (wide_decode && !wide_decode_f32) k.gemm_pf_in_cache = gemm_pf_f32_wide;
         if (g_avx2) {

@@ -912,6 +912,93 @@ TEST_CASE("kernels: the int8 runs kernels give the bits of one call per run", "[
     if (!any) WARN("no kernel set with the int8 runs kernels on this CPU (AVX512-VNNI): nothing checked");
 }
 
+// gemm_runs_pf and gemm_bf16_eo_runs_pf: the rows of 1..8 runs of any
+// length lying anywhere in a pool, up to 128 keys, give the bits of one
+// gemm_pf / gemm_bf16_eo_pf call per run, alpha as the first call's
+// row_scale (and none), for float32, bf16 and fp16 rows and 1..9 rows of P.
+TEST_CASE("kernels: the float runs kernels give the bits of one call per run", "[attention][kernels]") {
+    using llmkit::attention::byte_range;
+    using llmkit::attention::row_run;
+    using llmkit::attention::row_type;
+    std::mt19937 rng(29);
+    std::uniform_real_distribution<float> u(-2.0f, 2.0f), u01(0.0f, 1.0f);
+    std::vector<char> pf_area(1 << 14, 1);
+    const byte_range pf[2] = {{pf_area.data(), 5000}, {pf_area.data() + 8000, 3000}};
+    bool any = false;
+    for (const kernels *ks : sets()) {
+        if (!ks->gemm_runs_pf && !ks->gemm_bf16_eo_runs_pf) continue;
+        REQUIRE(ks->gemm_pf);
+        any = true;
+        for (int D : {16, 40, 64, 96, 128, 256})
+            for (int trial = 0; trial < 8; ++trial) {
+                const int pool = 200;
+                std::vector<row_run> runs;
+                int N = 0;
+                const int want_runs = 1 + int(rng() % llmkit::attention::k_runs_max);
+                for (int i = 0; i < want_runs; ++i) {
+                    const int n = std::min(1 + int(rng() % 32), llmkit::attention::k_runs_max_keys - N);
+                    if (n <= 0) break;
+                    runs.push_back({int64_t(rng() % (pool - 32)), n});
+                    N += n;
+                }
+                std::vector<float> Vf(size_t(pool * D));
+                for (float &x : Vf) x = u(rng);
+                std::vector<uint16_t> Vb(Vf.size()), Vh(Vf.size());
+                ks->f32_to_half(Vb.data(), Vf.data(), int64_t(Vf.size()), true);
+                ks->f32_to_half(Vh.data(), Vf.data(), int64_t(Vf.size()), false);
+                for (int M : {1, 2, 3, 4, 5, 9}) {
+                    const int64_t ldp = M + 1, ldo = D + 3;
+                    std::vector<float> P(size_t(N * ldp)), alpha(static_cast<size_t>(M)), O0(size_t(M * ldo));
+                    for (float &x : P) x = u01(rng);
+                    for (float &x : alpha) x = u01(rng);
+                    for (float &x : O0) x = u(rng);
+                    for (bool with_alpha : {true, false}) {
+                        const float *a = with_alpha ? alpha.data() : nullptr;
+                        INFO("kernels " << ks->name << " D " << D << " runs " << runs.size() << " keys " << N
+                                        << " rows " << M << " alpha " << with_alpha);
+                        // One gemm_pf (gemm_bf16_eo_pf) call per run, the first with alpha.
+                        auto per_run = [&](auto &&call) {
+                            std::vector<float> O = O0;
+                            for (int i = 0, j = 0; i < int(runs.size()); j += runs[size_t(i)].n, ++i)
+                                call(runs[size_t(i)], P.data() + j * ldp, O.data(), i == 0 ? a : nullptr);
+                            return O;
+                        };
+                        if (ks->gemm_runs_pf)
+                            for (row_type e : {row_type::f32, row_type::bf16, row_type::f16}) {
+                                const int64_t eb = e == row_type::f32 ? 4 : 2;
+                                const char *V = e == row_type::f32   ? reinterpret_cast<const char *>(Vf.data())
+                                                : e == row_type::bf16 ? reinterpret_cast<const char *>(Vb.data())
+                                                                      : reinterpret_cast<const char *>(Vh.data());
+                                const std::vector<float> want = per_run([&](const row_run &r, const float *p, float *o,
+                                                                            const float *rs) {
+                                    ks->gemm_pf(M, D, r.n, p, 1, ldp, V + r.row * D * eb, D, e, o, ldo, true, rs,
+                                                nullptr, 0);
+                                });
+                                std::vector<float> got = O0;
+                                ks->gemm_runs_pf(M, D, P.data(), ldp, V, e, runs.data(), int(runs.size()), got.data(),
+                                                 ldo, a, pf, 2);
+                                INFO("row type " << int(e));
+                                CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+                            }
+                        if (ks->gemm_bf16_eo_runs_pf && D % 32 == 0) {
+                            REQUIRE(ks->gemm_bf16_eo_pf);
+                            const std::vector<float> want =
+                                per_run([&](const row_run &r, const float *p, float *o, const float *rs) {
+                                    ks->gemm_bf16_eo_pf(M, D, r.n, p, 1, ldp, Vb.data() + r.row * D, D, o, ldo, true,
+                                                        rs, nullptr, 0);
+                                });
+                            std::vector<float> got = O0;
+                            ks->gemm_bf16_eo_runs_pf(M, D, P.data(), ldp, Vb.data(), runs.data(), int(runs.size()),
+                                                     got.data(), ldo, a, pf, 2);
+                            CHECK(std::memcmp(want.data(), got.data(), want.size() * 4) == 0);
+                        }
+                    }
+                }
+            }
+    }
+    if (!any) WARN("no kernel set with the float runs kernels on this CPU (512-bit decode): nothing checked");
+}
+
 // bf16 queries over a bf16 cache: decode (1..20 rows per kv head; from 16
 // the gemm path) through the bf16 pair scores where the set has them, against
 // float64 (the output rounds to bf16: half an ulp, 2^-8 relative), and paged
