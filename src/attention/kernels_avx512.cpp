@@ -607,26 +607,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_bf16_eo_runs_pf_a
     int64_t ldo, const float *alpha, const byte_range *pf, int n_pf) {
     const char *rows[k_runs_max_keys];
     const int N = list_run_rows(reinterpret_cast<const char *>(V), int64_t(D) * 2, runs, n_runs, rows);
-    ranges_prefetch s(pf, n_pf, int64_t((D + 63) / 64) * N);
-    spread_prefetch none(nullptr, 0, 1);
+    ranges_prefetch s(pf, n_pf, int64_t((D + 63) / 64) * N), none(nullptr, 0, 1);
     const listed_rows lr{rows, 0};
     for (int r = 0; r < M; r += 4) {
         const float *a = P + r, *rs = alpha ? alpha + r : nullptr;
         float *c = O + r * ldo;
-        if (r == 0) {
-            switch (M < 4 ? M : 4) {
-            case 4: eo_rows<4>(D, N, a, 1, ldp, lr, c, ldo, true, rs, s); break;
-            case 3: eo_rows<3>(D, N, a, 1, ldp, lr, c, ldo, true, rs, s); break;
-            case 2: eo_rows<2>(D, N, a, 1, ldp, lr, c, ldo, true, rs, s); break;
-            default: eo_rows<1>(D, N, a, 1, ldp, lr, c, ldo, true, rs, s); break;
-            }
-            continue;
-        }
+        ranges_prefetch &sp = r == 0 ? s : none;  // the first rows carry the prefetches
         switch (M - r < 4 ? M - r : 4) {
-        case 4: eo_rows<4>(D, N, a, 1, ldp, lr, c, ldo, true, rs, none); break;
-        case 3: eo_rows<3>(D, N, a, 1, ldp, lr, c, ldo, true, rs, none); break;
-        case 2: eo_rows<2>(D, N, a, 1, ldp, lr, c, ldo, true, rs, none); break;
-        default: eo_rows<1>(D, N, a, 1, ldp, lr, c, ldo, true, rs, none); break;
+        case 4: eo_rows<4>(D, N, a, 1, ldp, lr, c, ldo, true, rs, sp); break;
+        case 3: eo_rows<3>(D, N, a, 1, ldp, lr, c, ldo, true, rs, sp); break;
+        case 2: eo_rows<2>(D, N, a, 1, ldp, lr, c, ldo, true, rs, sp); break;
+        default: eo_rows<1>(D, N, a, 1, ldp, lr, c, ldo, true, rs, sp); break;
         }
     }
     s.rest();
