@@ -597,10 +597,15 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // Paged caches of 16 MiB, blocks of 16, 2-core Zen 5, 2 threads:
             // bf16 1.12x, fp16 1.09-1.11x (the same bits); with the calls'
             // prefetch ranges (a whole call ahead, 32 KiB, into L1) 0.93x and
-            // 1.0x, so the calls ask for nothing. float32 keeps a call per
-            // block: a call's 64 KiB of rows, read once per panel of columns,
-            // no longer fit in L1 (0.86x with prefetches, 0.70x without).
-            const bool f_runs = !i8_ints && in_cache && in_place && kv_dtype_bytes(L.type) == 2 &&
+            // 1.0x, so the calls ask for nothing, and so only for calls of at
+            // most half the resident bound: at 24 and 32 MiB, where part of
+            // the rows come from memory, they ran 0.97x and 0.70x (asking 16
+            // KiB ahead of each call's reading: 1.0x at 32 MiB, 0.93x at 16).
+            // float32 keeps a call per block: a call's 64 KiB of rows, read
+            // once per panel of columns, no longer fit in L1 (0.86x with
+            // prefetches, 0.70x without).
+            const bool f_runs = !i8_ints && call_bytes <= k_cache_resident_bytes / 2 && in_place &&
+                                kv_dtype_bytes(L.type) == 2 &&
                                 L.token_stride == 0 && L.block_size <= 32 && L.block_size < tile &&
                                 (eo ? kn.gemm_bf16_eo_runs_pf != nullptr : kn.gemm_runs_pf != nullptr);
             const bool runs = i8_runs || f_runs;
