@@ -59,7 +59,7 @@ inline decltype(kernels::gemm_pf) decode_gemm_pf(const kernels &kn, int64_t call
 // fewer, longer calls pay (fewer loads and stores of the output, fewer
 // prefetch targets): 2-core Zen 5, 2 threads, dense and contiguous caches
 // of 8-32 MiB against 16 (32 for eo) keys: float32 32 keys 1.06-1.10x (64
-// and more 0.92-1.02x), bf16 and fp16 the whole tile 1.10-1.16x and
+// and more 0.92-1.02x), bf16 and fp16 the whole tile 1.11-1.16x and
 // 1.24-1.26x. A piece's bits do not depend on where the pieces are cut.
 inline int decode_chunk_keys(int64_t call_bytes, int64_t elem_bytes, bool eo, bool in_place) {
     if (call_bytes > k_cache_resident_bytes || !in_place || elem_bytes == 1)
