@@ -177,9 +177,10 @@ void tile_pieces(const cache_layer_view &L, const cache_seq &s, int64_t g0, int6
     }
 }
 
-// One call of the int8 runs kernels (dots_i8_runs_pf, gemm_i8_runs_pf): kv
-// head hh's pieces of up to 8 consecutive blocks, at most 128 keys from key
-// j, runs [first, first + count) of the run list.
+// One call of the runs kernels (dots_i8_runs_pf and gemm_i8_runs_pf, or the
+// 16-bit p.v's gemm_runs_pf and gemm_bf16_eo_runs_pf): kv head hh's pieces
+// of up to 8 consecutive blocks, at most 128 keys from key j, runs [first,
+// first + count) of the run list.
 struct runs_call {
     int64_t hh, j;
     int n;
@@ -609,16 +610,14 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                                 L.token_stride == 0 && L.block_size <= 32 && L.block_size < tile &&
                                 (eo ? kn.gemm_bf16_eo_runs_pf != nullptr : kn.gemm_runs_pf != nullptr);
             const bool runs = i8_runs || f_runs;
-            // A runs call's bytes at most (block_size <= 32 where runs).
-            const int64_t call_bytes_max =
-                runs ? std::min<int64_t>(k_runs_max_keys / L.block_size * L.block_size, tile) * row_bytes : row_bytes;
-            const int64_t piece_bytes = i8_runs ? call_bytes_max : std::min<int64_t>(chunk, L.block_size) * row_bytes;
+            // The stream's items: int8's runs calls (they carry the requests), else the pieces.
+            const int64_t piece_bytes =
+                i8_runs ? std::min<int64_t>(k_runs_max_keys / L.block_size * L.block_size, tile) * row_bytes
+                        : std::min<int64_t>(chunk, L.block_size) * row_bytes;
             // int8 rows in integers on a core that asks into L1 (Zen 5): half as
             // far (see decode_prefetch_into_l1).
             const int64_t pf_reach = i8_ints && decode_prefetch_into_l1() ? k_prefetch_bytes / 2 : k_prefetch_bytes;
-            // Items (pieces, or runs calls) to ask ahead.
             const size_t ahead = size_t(std::max<int64_t>(1, (pf_reach + piece_bytes - 1) / piece_bytes));
-            const size_t runs_ahead = size_t(std::max<int64_t>(1, (pf_reach + call_bytes_max - 1) / call_bytes_max));
             auto nk_at = [&](int64_t j0) { return int(std::min<int64_t>(tile, hi + 1 - j0)); };
             // Plain [B, S, H, D] rows on a set with the tokens kernels: each
             // tile's K and V in one call each, a few tokens at a time, every
@@ -657,10 +656,10 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 bool next_tile, value;
                 size_t k;
             };
-            auto stream_ahead = [&](bool value, size_t i, size_t n_cur, size_t n_nxt, size_t by, stream_spot *at) {
+            auto stream_ahead = [&](bool value, size_t i, size_t n_cur, size_t n_nxt, stream_spot *at) {
                 const size_t sizes[3] = {n_cur, value ? n_nxt : n_cur, n_nxt};
                 const bool next_tile[3] = {false, value, true}, is_v[3] = {value, !value, value};
-                size_t k = i + by;
+                size_t k = i + ahead;
                 for (int x = 0; x < 3; ++x) {
                     if (k < sizes[x]) {
                         *at = {next_tile[x], is_v[x], k};
@@ -674,7 +673,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // piece's scales are asked for here.
             auto target = [&](bool value, size_t i, int64_t *bytes) -> const char * {
                 stream_spot at;
-                if (!stream_ahead(value, i, cur.size(), nxt.size(), ahead, &at)) {
+                if (!stream_ahead(value, i, cur.size(), nxt.size(), &at)) {
                     *bytes = 0;
                     return nullptr;
                 }
@@ -694,7 +693,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // their scales asked for here.
             auto runs_target = [&](bool value, size_t i, byte_range *out) -> int {
                 stream_spot at;
-                if (!stream_ahead(value, i, cur_calls.size(), nxt_calls.size(), runs_ahead, &at)) return 0;
+                if (!stream_ahead(value, i, cur_calls.size(), nxt_calls.size(), &at)) return 0;
                 const runs_call &c = (at.next_tile ? nxt_calls : cur_calls)[at.k];
                 const std::vector<row_run> &runs = at.next_tile ? nxt_runs : cur_runs;
                 const char *base = at.value ? L.v : L.k;

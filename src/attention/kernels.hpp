@@ -18,7 +18,8 @@ struct row_run {
     int n;
 };
 
-// The most runs and keys one call of the int8 runs kernels takes.
+// The most runs and keys one call of the runs kernels takes (int8's, and
+// the 16-bit p.v's gemm_runs_pf and gemm_bf16_eo_runs_pf).
 constexpr int k_runs_max = 8;
 constexpr int k_runs_max_keys = 128;
 
