@@ -841,6 +841,27 @@ TEST_CASE("kernels: quantize_i16, dots_i8_pf, gemm_i8_pf and i8_acc_finish give 
     if (!any) WARN("no kernel set with integer dot products on this CPU (AVX512-VNNI): nothing checked");
 }
 
+namespace {
+
+// 1..k_runs_max runs of 1..32 keys (at most k_runs_max_keys in all; even:
+// each of even length) at random rows of a pool of `pool` rows; *keys: their
+// keys in all.
+std::vector<llmkit::attention::row_run> random_runs(std::mt19937 &rng, int pool, bool even, int *keys) {
+    std::vector<llmkit::attention::row_run> runs;
+    *keys = 0;
+    const int want_runs = 1 + int(rng() % llmkit::attention::k_runs_max);
+    for (int i = 0; i < want_runs; ++i) {
+        const int len = even ? 2 * (1 + int(rng() % 16)) : 1 + int(rng() % 32);
+        const int n = std::min(len, llmkit::attention::k_runs_max_keys - *keys);
+        if (n <= 0) break;
+        runs.push_back({int64_t(rng() % uint32_t(pool - 32)), n});
+        *keys += n;
+    }
+    return runs;
+}
+
+}  // namespace
+
 // dots_i8_runs_pf and gemm_i8_runs_pf: the rows of 1..8 runs of any length
 // (odd ones too: a run's last key then pairs with zeros) lying anywhere in
 // a pool, up to 128 keys, give the bits of one dots_i8_pf / gemm_i8_pf call
@@ -859,20 +880,11 @@ TEST_CASE("kernels: the int8 runs kernels give the bits of one call per run", "[
         any = true;
         for (int D : {16, 40, 64, 128, 256})
             for (int trial = 0; trial < 12; ++trial) {
-                // 1..8 runs of 1..32 keys (at most 128 in all), at random rows of a pool of 200;
-                // the first trials' runs all of even length (a paged cache's blocks: the
+                // The first trials' runs all of even length (a paged cache's blocks: the
                 // weights of consecutive keys packed a vector at a time).
                 const int pool = 200;
-                std::vector<row_run> runs;
                 int N = 0;
-                const int want_runs = 1 + int(rng() % llmkit::attention::k_runs_max);
-                for (int i = 0; i < want_runs; ++i) {
-                    const int len = trial < 4 ? 2 * (1 + int(rng() % 16)) : 1 + int(rng() % 32);
-                    const int n = std::min(len, llmkit::attention::k_runs_max_keys - N);
-                    if (n <= 0) break;
-                    runs.push_back({int64_t(rng() % (pool - 32)), n});
-                    N += n;
-                }
+                const std::vector<row_run> runs = random_runs(rng, pool, trial < 4, &N);
                 std::vector<int8_t> K(size_t(pool * D)), V(size_t(pool * D));
                 for (auto &x : K) x = int8_t(int(rng() % 255) - 127);
                 for (auto &x : V) x = int8_t(int(rng() % 256) - 128);
@@ -932,15 +944,8 @@ TEST_CASE("kernels: the float runs kernels give the bits of one call per run", "
         for (int D : {16, 40, 64, 96, 128, 256})
             for (int trial = 0; trial < 8; ++trial) {
                 const int pool = 200;
-                std::vector<row_run> runs;
                 int N = 0;
-                const int want_runs = 1 + int(rng() % llmkit::attention::k_runs_max);
-                for (int i = 0; i < want_runs; ++i) {
-                    const int n = std::min(1 + int(rng() % 32), llmkit::attention::k_runs_max_keys - N);
-                    if (n <= 0) break;
-                    runs.push_back({int64_t(rng() % (pool - 32)), n});
-                    N += n;
-                }
+                const std::vector<row_run> runs = random_runs(rng, pool, false, &N);
                 std::vector<float> Vf(size_t(pool * D));
                 for (float &x : Vf) x = u(rng);
                 std::vector<uint16_t> Vb(Vf.size()), Vh(Vf.size());
