@@ -21,6 +21,11 @@ against the float32 matmul peak (16-bit cells: the larger of the float32 and
 bfloat16 peaks, since without AVX512-BF16 or AMX bf16 matmul is the slower). The 8192 cells run once after a
 warm-up (each takes seconds on 2 cores).
 
+Decode with many query rows per kv head: one token with 8 and 16 query heads per kv
+head (Llama 3 70B, Llama 3.1 405B) and MQA (32 over one), and a step of 4 tokens
+(speculative verification) with 4, batch 4 over 4096 cached tokens: their arithmetic
+(2 * G * tokens flops per K/V element) outgrows the memory, so GFLOP/s as for prefill.
+
 Decode cells: one new token per sequence against 1024 and 8192 cached tokens,
 batch 1 and 16: dense K/V tensors (llmkit_attention) in torch's layout viewed
 with strides ("dense": each head's keys contiguous) and as compact [B, S, H, D]
@@ -382,6 +387,46 @@ def main() -> None:
                           f"{diff:>11.2e}", flush=True)
                 for cache in caches:
                     cache.close()
+
+    # Decode steps whose arithmetic outgrows the memory's pace: many query heads per kv head, or a few
+    # tokens per step (speculative verification). 2 * R flops per K/V element read, R = G x tokens.
+    print(f"\ndecode with many query rows per kv head (B=4, ctx=4096, D={D}; dense K/V in torch's [B, H, S, D]; "
+          f"GFLOP/s as the prefill's, %peak against the float32 matmul peak)")
+    print(f"{'cell':<28}{'dtype':<10}{'llmkit ms':>11}{'GFLOP/s':>9}{'%peak':>7}{'torch ms':>11}{'GFLOP/s':>9}"
+          f"{'speedup':>9}{'max|diff|':>11}")
+    many = [("G=8 Hq=64 Hkv=8", 64, 8, 1), ("G=16 Hq=128 Hkv=8", 128, 8, 1), ("MQA Hq=32 Hkv=1", 32, 1, 1),
+            ("verify 4 tokens Hq=32 Hkv=8", 32, 8, 4)]
+    for dtype in dtypes:
+        for name, hq, hkv, sq in many:
+            if args.only not in name:
+                continue
+            B, ctx = 4, 4096
+            q = torch.randn(B, sq, hq, D).to(dtype)
+            kt, vt = (torch.randn(B, hkv, ctx, D).to(dtype) for _ in range(2))
+            qt = q.transpose(1, 2)
+            # The last sq positions of each sequence: causal among themselves.
+            mask = torch.ones(sq, ctx, dtype=torch.bool).tril(ctx - sq)
+
+            def run_torch():
+                return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=mask, enable_gqa=True)
+
+            out = torch.empty_like(q)
+            (tq, a), (to, b) = as_llmkit(q), as_llmkit(out)
+            (tk, c), (tv, d) = as_llmkit(kt.transpose(1, 2)), as_llmkit(vt.transpose(1, 2))
+            opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, None)
+
+            def run_dense():
+                lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv),
+                                                   ctypes.byref(to), ctypes.byref(opts)))
+
+            run_dense()
+            diff = (out.float() - run_torch().transpose(1, 2).float()).abs().max().item()
+            t_l, t_t = interleaved_best([run_dense, run_torch], min_time, rounds=3)
+            flops = 4.0 * D * hq * ctx * sq * B
+            gl, gt = flops / t_l / 1e9, flops / t_t / 1e9
+            print(f"{name:<28}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.3f}{gl:>9.1f}"
+                  f"{100 * gl / peaks[torch.float32]:>6.0f}%{t_t * 1e3:>11.3f}{gt:>9.1f}{t_t / t_l:>8.2f}x"
+                  f"{diff:>11.2e}", flush=True)
 
 
 if __name__ == "__main__":

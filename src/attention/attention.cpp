@@ -127,6 +127,16 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // (R per key) instead of every K and V row as read: decode of 8 kv heads
     // of 128 1.14-1.22x faster from L3, 1.04-1.11x from memory (2-core Zen 5).
     const bool check_rows = nqt == 1 && p.window <= 0 && Sq <= 16;
+    // K and V as [B, S, H, D] with the heads side by side (see the decode
+    // over them below).
+    const bool token_major = Hkv > 1 && k.strides[1] == Hkv * D && v.strides[1] == Hkv * D && k.strides[2] == D &&
+                             v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0;
+    // Query rows per kv head up to which tasks take the dot-product kernels;
+    // float32 over token-major rows 32 (the tokens kernels with 64 rows:
+    // 0.95-0.96x the gemms, with 32 1.27-1.32x; 2-core Zen 5).
+    int rows_max = decode_rows_max(
+        q.type == dtype::f32 ? row_type::f32 : q.type == dtype::bf16 ? row_type::bf16 : row_type::f16, nqt);
+    if (token_major && q.type == dtype::f32) rows_max = std::min(rows_max, 32);
     core::require_finite(q, p.n_threads);
     if (!check_rows) {
         for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);
@@ -182,8 +192,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // kv_cache.hpp): a few tokens at a time, every head's rows of them in
     // turn (the tokens kernels), so it streams them front to back, checking
     // the scores as they come when check_rows.
-    if (G * tq < 16 && Hkv > 1 && !p.mask && Skv >= Sq && kn.dots_pf && kn.gemm_pf && k.strides[1] == Hkv * D &&
-        v.strides[1] == Hkv * D && k.strides[2] == D && v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0) {
+    if (token_major && G * Sq <= rows_max && !p.mask && Skv >= Sq && kn.dots_pf && kn.gemm_pf) {
         cache_layer_view L;
         L.type = q.type == dtype::f32 ? kv_dtype::f32 : q.type == dtype::bf16 ? kv_dtype::bf16 : kv_dtype::f16;
         L.n_kv_heads = Hkv;
@@ -262,7 +271,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const int64_t qt = task % nqt, g = (task / nqt) % Hkv, b = task / (nqt * Hkv);
         const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
         const int R = int(G * tl);
-        const bool transposed = R >= 16;  // gemm on Q^T; dot products for a few rows (decode)
+        const bool transposed = R > rows_max;  // gemm on Q^T; dot products for a few rows (decode)
         // Row strides of Q^T and of the K/V tiles (prefill), padded (see ldt_f32).
         const int64_t ldq = transposed ? R + 16 : D;
         const int64_t ldt = transposed ? ldt_f32 : D;
@@ -576,7 +585,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // threads busy: the packed rows of a wave stay in the last-level cache.
     const int64_t klo = window > 0 ? std::max<int64_t>(0, offset - window + 1) : 0;  // keys any query sees
     const int64_t khi = causal ? std::min(Skv - 1, Sq - 1 + offset) : Skv - 1;
-    const bool pack = G * tq >= 16 && nqt >= 2 && khi >= klo;
+    const bool pack = G * tq > rows_max && nqt >= 2 && khi >= klo;
     if (!pack) {
         core::parallel_for(n_tasks * splits, threads,
                            [&](int64_t x) { process(x / splits, x % splits, splits, part_of(x / splits, x % splits),

@@ -389,7 +389,8 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     // walks several kv heads per task, a block's runs of every head in turn,
     // so a paged cache streams each block front to back instead of a short
     // run per block per task.
-    const bool decode = G * tq < 16;
+    const int rows_max = decode_rows_max(row_type(int(L.type)), nqt);
+    const bool decode = G * tq <= rows_max;
     if (L.token_stride > 0 && (!decode || L.token_stride != Hkv * D || L.type == kv_dtype::i8))
         fail(LLMKIT_ERROR_INTERNAL, "plain K/V rows: decode of float rows with the heads side by side only");
     // The K and V bytes of the call (all of every sequence's rows; a window
@@ -469,7 +470,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         const cache_seq &seq = seqs[t.b];
         const int64_t len = seq.length, tl = t.tl, i0 = t.i0, b = t.b, ng = t.ng;
         const int R = int(G * tl);
-        const bool transposed = R >= 16;  // gemm on Q^T; dot products for a few rows (decode)
+        const bool transposed = R > rows_max;  // gemm on Q^T; dot products for a few rows (decode)
         // Decode of bf16 queries over bf16 rows on a set with bf16 dot
         // products: the scores come from pairs of the values as they are
         // (exact products, half the multiplies of float32 rows, no conversion

@@ -396,26 +396,33 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline void few_rows_impl(
     }
 }
 
-// M (1..4) rows; E: 0 float32, 1 bfloat16, 2 float16. pf may be null; it
-// takes a step per row of B in each panel (as gemm_bf16_eo_pf).
+// M rows, 4 at a time (the first 4 carry pf: the others find B in L1); E: 0
+// float32, 1 bfloat16, 2 float16. pf may be null; it takes a step per row of
+// B in each panel (as gemm_bf16_eo_pf).
 template <int E>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_few_rows512(
     int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb, float *C,
     int64_t ldc, bool accumulate, const float *row_scale, const char *pf, int64_t pf_bytes) {
     spread_prefetch s(pf, pf_bytes, int64_t(N / 48 + (N % 48 + 31) / 32) * K);
-    spread_prefetch *sp = pf ? &s : nullptr;
     const strided_rows b{static_cast<const char *>(B), ldb * (E == 0 ? 4 : 2)};
-    switch (M) {
-    case 4: few_rows_impl<4, E>(N, K, A, ars, aks, b, C, ldc, accumulate, row_scale, sp); break;
-    case 3: few_rows_impl<3, E>(N, K, A, ars, aks, b, C, ldc, accumulate, row_scale, sp); break;
-    case 2: few_rows_impl<2, E>(N, K, A, ars, aks, b, C, ldc, accumulate, row_scale, sp); break;
-    default: few_rows_impl<1, E>(N, K, A, ars, aks, b, C, ldc, accumulate, row_scale, sp); break;
+    for (int r = 0; r < M; r += 4) {
+        spread_prefetch *sp = pf && r == 0 ? &s : nullptr;
+        const float *a = A + r * ars, *rs = row_scale ? row_scale + r : nullptr;
+        float *c = C + r * ldc;
+        switch (M - r < 4 ? M - r : 4) {
+        case 4: few_rows_impl<4, E>(N, K, a, ars, aks, b, c, ldc, accumulate, rs, sp); break;
+        case 3: few_rows_impl<3, E>(N, K, a, ars, aks, b, c, ldc, accumulate, rs, sp); break;
+        case 2: few_rows_impl<2, E>(N, K, a, ars, aks, b, c, ldc, accumulate, rs, sp); break;
+        default: few_rows_impl<1, E>(N, K, a, ars, aks, b, c, ldc, accumulate, rs, sp); break;
+        }
     }
-    if (sp) s.rest();
+    if (pf) s.rest();
 }
 
-// gemm_tokens_pf (see kernels.hpp) on gemm_few_rows512 for 1..4 rows (the
-// AVX2 kernel's bits): a few keys at a time, every head in turn.
+// gemm_tokens_pf (see kernels.hpp) on gemm_few_rows512, 4 rows at a time
+// (the AVX2 kernel's bits): a few keys at a time, every head in turn. (More
+// than 4 rows, on the AVX2 kernel: 16 query heads per kv head, or 4 tokens of
+// 4, decoded 0.61-0.64x as fast as on this one.)
 template <int E>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens512(int H, int R, int N, int D, int group,
                                                                         const float *P, const char *V, float *O,
@@ -427,15 +434,17 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens512(int H, 
         const int n = N - j < group ? N - j : group;
         for (int h = 0; h < H; ++h) {
             pf->upto(j * ts * eb + n * (h + 1) * row_bytes);
-            const float *a = P + h * hs + j * R, *rs = j == 0 && alpha ? alpha + h * hs : nullptr;
             const strided_rows b{V + (j * ts + h * D) * eb, ts * eb};
-            float *c = O + h * hs;
             spread_prefetch *none = nullptr;
-            switch (R) {
-            case 4: few_rows_impl<4, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
-            case 3: few_rows_impl<3, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
-            case 2: few_rows_impl<2, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
-            default: few_rows_impl<1, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+            for (int r = 0; r < R; r += 4) {
+                const float *a = P + h * hs + j * R + r, *rs = j == 0 && alpha ? alpha + h * hs + r : nullptr;
+                float *c = O + h * hs + r * D;
+                switch (R - r < 4 ? R - r : 4) {
+                case 4: few_rows_impl<4, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+                case 3: few_rows_impl<3, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+                case 2: few_rows_impl<2, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+                default: few_rows_impl<1, E>(D, n, a, 1, R, b, c, D, true, rs, none); break;
+                }
             }
         }
     }
@@ -444,7 +453,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens512(int H, 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens_pf_avx512(
     int H, int R, int N, int D, int group, const float *P, const void *V, row_type e, float *O, const float *alpha,
     int64_t head_stride, const char *pf, int64_t pf_bytes, int64_t ahead) {
-    if (R > 4 || e == row_type::i8) {
+    if (e == row_type::i8) {
         g_avx2->gemm_tokens_pf(H, R, N, D, group, P, V, e, O, alpha, head_stride, pf, pf_bytes, ahead);
         return;
     }
@@ -728,7 +737,10 @@ __attribute__((target("avx512f"))) void gemm_pf_shared(int M, int N, int K, cons
                                                        int64_t aks, const void *B, int64_t ldb, row_type e, float *C,
                                                        int64_t ldc, bool accumulate, const float *row_scale,
                                                        const char *pf, int64_t pf_bytes) {
-    if (M >= 1 && M <= 4 && (e == row_type::f32 ? wide_decode_f32 : wide_decode && e != row_type::i8)) {
+    // (16-bit rows for more than 4 rows of P too, 4 at a time: through the
+    // AVX2 kernel fp16 decode of 32 query heads over one kv head ran 0.81x
+    // as fast as on the gemms, on this one 1.04-1.15x.)
+    if (M >= 1 && (e == row_type::f32 ? wide_decode_f32 && M <= 4 : wide_decode && e != row_type::i8)) {
         if (e == row_type::f32)
             gemm_few_rows512<0>(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, pf, pf_bytes);
         else if (e == row_type::bf16)

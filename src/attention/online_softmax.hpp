@@ -67,6 +67,35 @@ inline int decode_chunk_keys(int64_t call_bytes, int64_t elem_bytes, bool eo, bo
     return elem_bytes == 4 ? 2 * k_chunk_keys : k_decode_tile_keys;
 }
 
+// The most query rows per kv head in a task (R: the query heads of a kv
+// head times the task's queries) that go to decode's dot-product kernels
+// (dots_pf and gemm_pf or their kin: 4 rows at a time, each group reading
+// the task's K and V rows again, from L1) rather than to prefill's gemms
+// over K and V tiles as float32 rows. rows: the K/V rows' type; query_tiles:
+// the tasks of one sequence and kv head. Decode of one token with 16 query
+// heads per kv head (Llama 3.1 405B), of a few tokens (speculative
+// verification, short chunks) and MQA are such calls. 2-core Zen 5, 2
+// threads, d = 128, caches and dense rows, against the gemms (a limit of 15
+// rows before):
+//   - bf16 and int8 up to 64 rows: 1.17-2.36x and 1.40-2.42x (bf16 over 128
+//     rows, where the gemms convert K and V once for several query tiles,
+//     0.87-0.95x);
+//   - float32 up to 64 rows in one or two query tiles: 1.05-2.35x (in 4 to 8
+//     tiles 0.95-0.99x: the gemms' float32 tiles serve them all);
+//   - fp16, which converts its rows again for each group of 4 rows, up to 32
+//     rows in one or two query tiles: 16 rows 1.56-1.84x, 32 rows
+//     1.04-1.15x (64 rows 0.91-1.01x).
+// The AVX2 set (LLMKIT_MAX_CPU_ISA=avx2 on the same machine) gains as much
+// for float32 (1.09-1.83x) and fp16 (1.0-1.50x), bf16 0.96-1.19x.
+inline int decode_rows_max(row_type rows, int64_t query_tiles) {
+    switch (rows) {
+    case row_type::bf16:
+    case row_type::i8: return 64;
+    case row_type::f32: return query_tiles <= 2 ? 64 : 15;
+    default: return query_tiles <= 2 ? 32 : 15;
+    }
+}
+
 // p rounded up to a multiple of 64 bytes (p has room for 64 bytes more).
 // The gemms' 64-byte vector loads and stores then never straddle two cache
 // lines, as they did from malloc's 16-byte alignment (every row of a padded

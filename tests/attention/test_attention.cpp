@@ -281,6 +281,24 @@ TEST_CASE("attention with Sq != Skv: decode (Sq = 1, Skv = 1000) and chunked pre
         }
 }
 
+// Decode's dot-product kernels take up to 64 rows per kv head (see
+// decode_rows_max): one token of 16 or 32 query heads per kv head, a few
+// tokens of 16, and past 64 rows the gemms again, on every kernel set, with
+// K and V compact [B, S, H, D] (whose decode walks the tokens) and as
+// [B, H, S, D] rows.
+TEST_CASE("attention: decode and short chunks with 16 and 32 query heads per kv head", "[attention]") {
+    const heads many[] = {{32, 2}, {32, 1}};
+    for (const auto *ks : kernel_sets())
+        for (dtype t : {dtype::f32, dtype::bf16, dtype::f16})
+            for (const heads &h : many)
+                for (int64_t Sq : {1, 2, 4, 5})
+                    for (layout lay : {layout::compact, layout::bhsd}) {
+                        config c;
+                        c.causal = true;
+                        check_case(t, 2, Sq, 150, h.hq, h.hkv, Sq == 5 ? 80 : 64, c, lay, ks);
+                    }
+}
+
 TEST_CASE("attention: more queries than keys leaves the rows that see no key at zero", "[attention]") {
     config c;
     c.causal = true;

@@ -260,8 +260,11 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
                 std::mt19937 rng(uint32_t(S * 5 + int(t)));
                 const rows r = make_rows(t, S, Hkv, D, rng);
                 const store flat = make_store(t, r, S, Hkv, D, S, false, rng);
-                // 1, 4, 15 and 20 rows per head (from 16 rows the AVX-512 set's products are its own)
-                for (auto [G, Sq] : {std::pair<int64_t, int64_t>{1, 1}, {2, 2}, {3, 5}, {4, 5}}) {
+                // 1, 4, 15, 20 and 64 rows per head, and 72 in two query tiles of 64 and 8 (the
+                // largest tasks of decode's kernels for every row type, see decode_rows_max;
+                // float32 and fp16 past them in 4 query tiles)
+                for (auto [G, Sq] :
+                     {std::pair<int64_t, int64_t>{1, 1}, {2, 2}, {3, 5}, {4, 5}, {16, 4}, {8, 9}, {8, 25}}) {
                     if (Sq > S) continue;
                     const int64_t Hq = G * Hkv;
                     std::vector<float> q(size_t(Sq * Hq * D));
@@ -429,10 +432,11 @@ TEST_CASE("kernels: dots_tokens_pf and gemm_tokens_pf give each head the bits of
         ++sets_run;
         for (row_type e : {row_type::f32, row_type::bf16, row_type::f16})
             for (int H : {2, 3, 8})
-                for (int R : {1, 3, 4, 5, 8, 15})
+                for (int R : {1, 3, 4, 5, 8, 15, 16, 64})
                     for (int N : {1, 2, 3, 5, 17, 64})
                         for (int D : {16, 40, 128, 256}) {
                             if (H * D > 1024 && N > 17) continue;  // (enough of the large cases)
+                            if (R >= 16 && (H > 3 || N > 17 || D > 128)) continue;
                             const int group = std::array<int, 4>{1, 3, 4, 16}[size_t(rng() % 4)];
                             const bool with_alpha = rng() % 4 != 0;
                             INFO("kernels " << ks->name << " row type " << int(e) << " H " << H << " R " << R << " N "
@@ -1018,7 +1022,7 @@ TEST_CASE("cache attention, bf16 queries over a bf16 cache: the reference, paged
                 std::mt19937 rng(uint32_t(D * 11 + S));
                 const rows r = make_rows(kv_dtype::bf16, S, Hkv, D, rng);
                 const store flat = make_store(kv_dtype::bf16, r, S, Hkv, D, S, false, rng);
-                for (auto [G, Sq] : {std::pair<int64_t, int64_t>{1, 1}, {4, 1}, {3, 3}, {4, 5}}) {
+                for (auto [G, Sq] : {std::pair<int64_t, int64_t>{1, 1}, {4, 1}, {3, 3}, {4, 5}, {16, 4}}) {
                     if (Sq > S) continue;
                     const int64_t Hq = G * Hkv;
                     std::vector<float> q(size_t(Sq * Hq * D));

@@ -163,9 +163,9 @@ def test_sinks_match_reference(rng, Sq, Skv, Hq, Hkv):
     assert_close(llmkit.attention(q, k, v, sinks=sinks, **kw), ref_attention(q, k, v, sinks=sinks, **kw), 2e-5)
     for threads in (1, 3):
         again = llmkit.attention(q, k, v, sinks=sinks, num_threads=threads)
-        if Sq > 1:
+        if Sq * (Hq // Hkv) > 64:  # prefill's tiles
             np.testing.assert_array_equal(again, got)
-        else:  # a lone decode row splits its keys by the thread count (flash-decoding), merged in another order
+        else:  # decode's kernels (up to 64 query rows per kv head) split the keys by the thread count
             assert_close(again, ref_attention(q, k, v, sinks=sinks), 2e-5)
 
 
