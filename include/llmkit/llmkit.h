@@ -1617,7 +1617,11 @@ typedef struct llmkit_attention_options {
  * exp(s_j) / (sum_j' exp(s_j') + exp(sinks[h])).
  *
  * Softmax and accumulation are float32; bf16 and fp16 inputs are converted
- * exactly, and the result is rounded to out's type once at the end.
+ * exactly, and the result is rounded to out's type once at the end. Where
+ * few (batch, kv head, query tile) tasks share the threads (a decode of few
+ * sequences), their keys are split among the threads
+ * (flash-decoding) and the parts merged, so the last bits can depend on
+ * n_threads; the KV caches' attention gives the same bits for any n_threads.
  * @param q Queries [B, Sq, Hq, D]: float32, bfloat16 or float16; D <= 256.
  * @param k Keys [B, Skv, Hkv, D], the same dtype as q.
  * @param v Values [B, Skv, Hkv, D], the same dtype as q.

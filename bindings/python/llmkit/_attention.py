@@ -134,7 +134,9 @@ def attention(
       and the output shrinks by ``sum exp(s) / (sum exp(s) + exp(sinks[h]))``.
 
     A query that sees no key at all gets a row of zeros. Runs on
-    ``num_threads`` worker threads (0: the default) with the GIL released.
+    ``num_threads`` worker threads (0: the default) with the GIL released;
+    a decode of few sequences splits its keys among the threads, so its last
+    bits can depend on ``num_threads`` (the KV caches' attention does not).
     Raises :class:`ValueError` with the C library's message for mismatched
     shapes or dtypes, bad parameters, and a NaN or infinity in q, k or v (or
     a NaN or +inf in the mask), naming the first such element.
