@@ -296,6 +296,17 @@ TEST_CASE("attention: decode and short chunks with 16 and 32 query heads per kv 
                         config c;
                         c.causal = true;
                         check_case(t, 2, Sq, 150, h.hq, h.hkv, Sq == 5 ? 80 : 64, c, lay, ks);
+                        // The rest of the scores' options on those rows: a window, ALiBi,
+                        // soft-capping, sinks, a scale; and a mask, bidirectional.
+                        config all;
+                        all.window = 37;
+                        all.alibi = all.sinks = true;
+                        all.softcap = 6.0f;
+                        all.scale = 0.2f;
+                        check_case(t, 1, Sq, 150, h.hq, h.hkv, 64, all, lay, ks);
+                        config m;
+                        m.mask = true;
+                        check_case(t, 1, Sq, 150, h.hq, h.hkv, 64, m, lay, ks);
                     }
 }
 
