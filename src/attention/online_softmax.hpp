@@ -75,8 +75,8 @@ inline int decode_chunk_keys(int64_t call_bytes, int64_t elem_bytes, bool eo, bo
 // the tasks of one sequence and kv head. Decode of one token with 16 query
 // heads per kv head (Llama 3.1 405B), of a few tokens (speculative
 // verification, short chunks) and MQA are such calls. 2-core Zen 5, 2
-// threads, d = 128, caches and dense rows, against the gemms (a limit of 15
-// rows before):
+// threads, d = 128, caches and dense rows, a switch over the limit against
+// the gemms (a limit of 15 rows before):
 //   - bf16 and int8 up to 64 rows: 1.17-2.36x and 1.40-2.42x (bf16 over 128
 //     rows, where the gemms convert K and V once for several query tiles,
 //     0.87-0.95x);
@@ -86,7 +86,10 @@ inline int decode_chunk_keys(int64_t call_bytes, int64_t elem_bytes, bool eo, bo
 //     rows in one or two query tiles: 16 rows 1.56-1.84x, 32 rows
 //     1.04-1.15x (64 rows 0.91-1.01x).
 // The AVX2 set (LLMKIT_MAX_CPU_ISA=avx2 on the same machine) gains as much
-// for float32 (1.09-1.83x) and fp16 (1.0-1.50x), bf16 0.96-1.19x.
+// for float32 (1.09-1.83x) and fp16 (1.0-1.50x), bf16 0.96-1.19x. The new
+// library against the old over the calls this changed (G = 4-32, 1-64
+// tokens): float32 1.02-2.58x, bf16 1.09-2.34x, fp16 1.04-2.72x, int8
+// 1.38-2.12x (bench/README.md).
 inline int decode_rows_max(row_type rows, int64_t query_tiles) {
     switch (rows) {
     case row_type::bf16:
