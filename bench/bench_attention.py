@@ -10,7 +10,9 @@ inputs as torch; every llmkit result is checked against torch's before timing.
         [--prefill-sizes 512,2048] [--contexts 1024,8192]
 
 Peaks (measured first, same threads): a torch matmul, 2048^3 in float32 and
-1024^3 in bfloat16 (GFLOP/s), and memory bandwidth as the sum of a 1 GiB float32 tensor
+1024^3 in bfloat16 (GFLOP/s; float32 the faster of torch's matmul and oneDNN's
+dnnl_sgemm from Debian's libdnnl, both printed: torch's float32 matmul runs at
+half the FMA rate on AMD Zen 5), and memory bandwidth as the sum of a 1 GiB float32 tensor
 (bytes read per second; the copy of 1 GiB, read + write, is printed too).
 
 Prefill cells: causal self-attention of 512, 2048 and 8192 tokens, 32 query
@@ -140,15 +142,48 @@ def once_each(fns):
     return best
 
 
-def measure_peaks(quick: bool):
-    """Matmul GFLOP/s (float32, bfloat16) and memory GB/s (read, copy) of this machine, now."""
-    peaks = {}
+def onednn_sgemm_rate(n: int, threads: int, reps: int):
+    """GFLOP/s of oneDNN's dnnl_sgemm on an n^3 float32 product, or None where
+    Debian's libdnnl is missing. torch's own float32 matmul is no peak on every
+    CPU: on AMD Zen 5 it ran at 43 % of oneDNN's (217.7 against 470-510 GFLOP/s
+    on 2 threads), so "%peak" takes the faster of the two."""
+    try:
+        dnnl = ctypes.CDLL("libdnnl.so.2")
+        ctypes.CDLL("libgomp.so.1").omp_set_num_threads(threads)  # the runtime Debian's oneDNN links
+    except OSError:
+        return None
+    sgemm = dnnl.dnnl_sgemm
+    i64, f32, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_void_p
+    sgemm.argtypes = [ctypes.c_char, ctypes.c_char, i64, i64, i64, f32, ptr, i64, ptr, i64, f32, ptr, i64]
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    c = torch.empty(n, n)
+
+    def run():
+        if sgemm(b"N", b"N", n, n, n, 1.0, a.data_ptr(), n, b.data_ptr(), n, 0.0, c.data_ptr(), n) != 0:
+            raise RuntimeError("dnnl_sgemm failed")
+
+    t = best_time(run, reps)
+    err = (c - a @ b).abs().max().item()
+    if err > 1e-3 * n ** 0.5:
+        raise RuntimeError(f"dnnl_sgemm disagrees with torch.matmul by {err}")
+    return 2.0 * n ** 3 / t / 1e9
+
+
+def measure_peaks(quick: bool, threads: int):
+    """Matmul GFLOP/s (float32, bfloat16) and memory GB/s (read, copy) of this machine, now.
+    The float32 peak is the faster of torch's matmul and oneDNN's sgemm (both printed)."""
+    peaks, sources = {}, {}
     for dt in (torch.float32, torch.bfloat16):
         n = 2048 if dt == torch.float32 else 1024  # bf16 matmul is far slower without AVX512-BF16/AMX
         a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
         c = torch.empty(n, n, dtype=dt)
         t = best_time(lambda: torch.matmul(a, b, out=c), 2 if quick else 3)
         peaks[dt] = 2.0 * n ** 3 / t / 1e9
+        sources[dt] = f"torch {peaks[dt]:.1f}"
+    dnnl = onednn_sgemm_rate(2048, threads, 2 if quick else 3)
+    if dnnl is not None:
+        sources[torch.float32] += f", oneDNN sgemm {dnnl:.1f}"
+        peaks[torch.float32] = max(peaks[torch.float32], dnnl)
     x = torch.ones(256 * 1024 * 1024, dtype=torch.float32)  # 1 GiB
     y = torch.empty_like(x)
     t_sum = best_time(lambda: x.sum(), 2 if quick else 3)
@@ -156,7 +191,7 @@ def measure_peaks(quick: bool):
     read_bw = x.numel() * 4 / t_sum / 1e9
     copy_bw = 2 * x.numel() * 4 / t_copy / 1e9
     del x, y
-    return peaks, read_bw, copy_bw
+    return peaks, sources, read_bw, copy_bw
 
 
 _PROBE = None
@@ -261,10 +296,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    peaks, read_bw, copy_bw = measure_peaks(args.quick)
+    peaks, sources, read_bw, copy_bw = measure_peaks(args.quick, args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads")
-    print(f"measured peaks: matmul float32 {peaks[torch.float32]:.1f} GFLOP/s, bfloat16 {peaks[torch.bfloat16]:.1f} "
-          f"GFLOP/s (torch 2048^3 fp32, 1024^3 bf16); memory read {read_bw:.1f} GB/s (sum of 1 GiB), copy {copy_bw:.1f} GB/s")
+    print(f"measured peaks: matmul float32 {peaks[torch.float32]:.1f} GFLOP/s (2048^3: {sources[torch.float32]}), "
+          f"bfloat16 {peaks[torch.bfloat16]:.1f} GFLOP/s (1024^3: {sources[torch.bfloat16]}); "
+          f"memory read {read_bw:.1f} GB/s (sum of 1 GiB), copy {copy_bw:.1f} GB/s")
 
     Hq, Hkv, D = 32, 8, 128
     min_time = 0.5 if args.quick else 2.0
