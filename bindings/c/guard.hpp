@@ -7,6 +7,7 @@
 #include <new>
 
 #include "core/error.hpp"
+#include "option_fields.hpp"
 
 namespace llmkit::capi {
 
@@ -37,15 +38,22 @@ void require_non_null(const T *p, const char *what) {
 
 // Reads a caller's option struct over the defaults. A struct from an older
 // header (smaller struct_size) keeps the defaults for the fields it lacks; one
-// from a newer header (larger) is refused, since it may set fields we ignore.
+// from a newer header (larger) is refused, since it may set fields we ignore,
+// and so is a size that ends inside a field (option_fields.hpp).
 template <typename T>
 T read_options(const T *in, const T &defaults, const char *what) {
+    static_assert(fields_in_order<T>(), "option_fields<T> must list every field of T, in order");
     T out = defaults;
     if (!in) return out;
-    if (in->struct_size < sizeof(uint32_t) || in->struct_size > sizeof(T))
-        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, what, ".struct_size = ", in->struct_size, " but this llmkit expects at most ",
+    const uint32_t size = in->struct_size;
+    if (size < sizeof(uint32_t) || size > sizeof(T))
+        core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, what, ".struct_size = ", size, " but this llmkit expects at most ",
                    sizeof(T), " (initialise it with its _INIT macro)");
-    std::memcpy(&out, in, in->struct_size);
+    for (const field_span &f : option_fields<T>::list)
+        if (size > f.begin && size < f.end)
+            core::fail(LLMKIT_ERROR_INVALID_ARGUMENT, what, ".struct_size = ", size, " ends inside field ", f.name,
+                       " (bytes ", f.begin, "..", f.end, "); initialise it with its _INIT macro");
+    std::memcpy(&out, in, size);
     return out;
 }
 

@@ -619,6 +619,20 @@ TEST_CASE("attention: bad arguments give clear errors that name the problem", "[
     op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
     op.struct_size = sizeof(op) + 8;
     expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_INVALID_ARGUMENT, "struct_size");
+    // A size that ends inside a field (here half of the mask pointer, whose
+    // other half would come from the default NULL) is refused, not read.
+    op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
+    float unused = 0.0f;
+    llmkit_tensor mask_tensor{};
+    mask_tensor.data = &unused;
+    op.mask = &mask_tensor;
+    for (uint32_t cut : {uint32_t(offsetof(llmkit_attention_options, mask) + 4),
+                         uint32_t(offsetof(llmkit_attention_options, window) + 2),
+                         uint32_t(offsetof(llmkit_attention_options, sinks) + 1)}) {
+        op.struct_size = cut;
+        expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_INVALID_ARGUMENT,
+               "options.struct_size = " + std::to_string(cut) + " ends inside field");
+    }
     op = llmkit_attention_options LLMKIT_ATTENTION_OPTIONS_INIT;
     std::vector<float> slopes(6, 0.5f);
     slopes[4] = INFINITY;
