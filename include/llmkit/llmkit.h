@@ -14,7 +14,10 @@
  *   `llmkit_<object>_free`; freeing NULL does nothing.
  * - Option structs begin with `uint32_t struct_size`, are initialised with their
  *   `LLMKIT_*_INIT` macro, only ever grow at the end, and are passed by pointer;
- *   a NULL options pointer means "all defaults".
+ *   a NULL options pointer means "all defaults". A smaller struct_size (a
+ *   caller built with an older header) keeps the defaults of the fields past
+ *   it; a larger one, or one that ends inside a field, is refused with
+ *   #LLMKIT_ERROR_INVALID_ARGUMENT.
  * - Tensors cross the boundary as #llmkit_tensor, which has the memory layout of
  *   DLPack's `DLTensor`: a `DLTensor*` can be passed where an
  *   `const llmkit_tensor*` is expected.
