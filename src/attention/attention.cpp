@@ -102,7 +102,13 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2];
-    if (B == 0 || Sq == 0 || Hq == 0 || D == 0) return;
+    if (B == 0 || Sq == 0 || Hq == 0 || D == 0) {
+        // Nothing to compute; K and V may still hold rows (Sq = 0, Skv > 0),
+        // and their NaNs are refused as in any other call.
+        for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);
+        if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
+        return;
+    }
     const int64_t G = Hq / Hkv;
     const int64_t tq = std::min<int64_t>(Sq, std::max<int64_t>(1, k_tile_rows / G));
     const int64_t nqt = (Sq + tq - 1) / tq;

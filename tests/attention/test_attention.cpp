@@ -569,6 +569,14 @@ TEST_CASE("attention: decode-shaped calls check K and V as they read them: the s
     k.set(0, 2, 0, 5, 0.5);
     CHECK(llmkit_attention(q.c(), k.c(), k.c(), o.c(), &om) == LLMKIT_ERROR_NON_FINITE);
     CHECK(std::string(llmkit_last_error_message()).find("options.mask[0, 7] = nan") != std::string::npos);
+    // No queries: nothing to compute, but a NaN in k or v is refused as in any
+    // other call (found by fuzz_attention: an empty q let it through).
+    tensor4 q0 = make(dtype::f32, 1, 0, 4, 64, layout::compact, &rng), o0 = q0;
+    tensor4 v1 = make(dtype::f32, 1, 40, 1, 64, layout::compact, &rng);
+    CHECK(llmkit_attention(q0.c(), k.c(), v1.c(), o0.c(), nullptr) == LLMKIT_OK);
+    v1.set(0, 39, 0, 63, INFINITY);
+    CHECK(llmkit_attention(q0.c(), k.c(), v1.c(), o0.c(), nullptr) == LLMKIT_ERROR_NON_FINITE);
+    CHECK(std::string(llmkit_last_error_message()).find("v[0, 39, 0, 63] = inf") != std::string::npos);
 }
 
 TEST_CASE("attention: bad arguments give clear errors that name the problem", "[attention][errors]") {
