@@ -89,6 +89,7 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
              Hkv, ")");
     if (D > k_max_head_dim) fail(LLMKIT_ERROR_SHAPE, "head_dim D = ", D, " exceeds the supported maximum of ", k_max_head_dim);
     for (const tensor_view *t : {&q, &k, &v, &out}) check_unit_d_stride(*t);
+    out.require_own_elements();
     if (p.mask) {
         const tensor_view &m = *p.mask;
         if (m.type != dtype::f32) fail(LLMKIT_ERROR_DTYPE, m.name, ": dtype ", core::dtype_name(m.type), " is not float32");

@@ -80,6 +80,7 @@ void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, 
     for (int i = 0; i < 4; ++i)
         if (out.shape[i] != q.shape[i])
             fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
+    out.require_own_elements();
     if (q.shape[0] != n_seqs)
         fail(LLMKIT_ERROR_SHAPE, "q: ", q.shape[0], " rows of queries (axis 0, shape ", q.shape_string(), ") for ", n_seqs,
              " sequences");

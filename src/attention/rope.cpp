@@ -181,6 +181,7 @@ void rope(const tensor_view &x, const tensor_view &positions, const rope_params 
              "] or [S] = [", S, "]");
     if (D > 1 && x.strides[3] != 1)
         fail(LLMKIT_ERROR_UNSUPPORTED, x.name, ": the head_dim axis (3) must have stride 1, got stride ", x.strides[3]);
+    x.require_own_elements();  // rotated in place
     if (p.layout != rope_layout::neox && p.layout != rope_layout::interleaved)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.layout = ", int(p.layout), " is not a llmkit_rope_layout");
     const int64_t n = p.rotary_dims == 0 ? D : p.rotary_dims;

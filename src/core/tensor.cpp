@@ -70,6 +70,22 @@ tensor_view tensor_view::from(const llmkit_tensor *t, const char *name) {
             s *= v.shape[i] ? v.shape[i] : 1;
         }
     }
+    if (v.numel() > 0) {
+        // Every element's byte offset (sum of index * stride * elem_size)
+        // must be a number: a stride near 2^63 would overflow it, and the
+        // address arithmetic of every kernel with it.
+        const int64_t max = std::numeric_limits<int64_t>::max();
+        int64_t reach = 0;  // the largest |offset| of an element, in bytes
+        for (int i = 0; i < v.ndim; ++i) {
+            const int64_t st = v.strides[i];
+            const int64_t mag = st == std::numeric_limits<int64_t>::min() ? max : (st < 0 ? -st : st);
+            const int64_t n = v.shape[i] - 1;
+            if (n > 0 && mag > (max - reach) / n / int64_t(v.elem_size))
+                fail(LLMKIT_ERROR_SHAPE, name, ": stride ", st, " of dimension ", i, " (extent ", v.shape[i],
+                     ") puts elements past 2^63 bytes");
+            reach += n * mag * int64_t(v.elem_size);
+        }
+    }
     if (v.numel() > 0 && !t->data) fail(LLMKIT_ERROR_NULL_POINTER, name, ": data is NULL");
     v.data = static_cast<char *>(t->data) + t->byte_offset;
     return v;
@@ -98,6 +114,14 @@ size_t tensor_view::span_bytes() const {
         last += (shape[i] - 1) * strides[i];
     }
     return size_t(last + 1) * elem_size;
+}
+
+void tensor_view::require_own_elements() const {
+    if (numel() <= 1) return;
+    for (int i = 0; i < ndim; ++i)
+        if (shape[i] > 1 && strides[i] == 0)
+            fail(LLMKIT_ERROR_UNSUPPORTED, name, ": dimension ", i, " (extent ", shape[i],
+                 ") has stride 0; an output needs memory of its own for each element");
 }
 
 std::string tensor_view::shape_string() const {

@@ -41,6 +41,9 @@ struct tensor_view {
     // The bytes spanned from data to the last element (for staging copies).
     size_t span_bytes() const;
     std::string shape_string() const;
+    // For outputs: refuses a stride of 0 on a dimension of more than one
+    // element (its elements would share memory, and threads writing them race).
+    void require_own_elements() const;
 
     void require_dtype(std::initializer_list<dtype> allowed) const;
     void require_ndim(int lo, int hi) const;

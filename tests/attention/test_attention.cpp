@@ -614,6 +614,21 @@ TEST_CASE("attention: bad arguments give clear errors that name the problem", "[
     llmkit_tensor q3 = *q.c();
     q3.ndim = 3;
     expect(llmkit_attention(&q3, k2.c(), v2.c(), o.c(), nullptr), LLMKIT_ERROR_SHAPE, "q: expected 4 dimensions");
+    // An output whose elements share memory (a stride of 0), and strides
+    // whose offsets overflow (found by fuzz_attention's checks; the second is
+    // refused before any element is read).
+    {
+        llmkit_tensor ob = *o.c();
+        const int64_t obst[4] = {o.shape[1] * o.shape[2] * o.shape[3], o.shape[2] * o.shape[3], 0, 1};
+        ob.strides = obst;
+        expect(llmkit_attention(q.c(), k2.c(), v2.c(), &ob, nullptr), LLMKIT_ERROR_UNSUPPORTED,
+               "out: dimension 2 (extent 6) has stride 0");
+        llmkit_tensor kh = *k2.c();
+        const int64_t khst[4] = {0, int64_t(1) << 61, k2.shape[3], 1};
+        kh.strides = khst;
+        expect(llmkit_attention(q.c(), &kh, v2.c(), o.c(), nullptr), LLMKIT_ERROR_SHAPE,
+               "k: stride 2305843009213693952 of dimension 1 (extent 8) puts elements past 2^63 bytes");
+    }
     // Options.
     llmkit_attention_options op = LLMKIT_ATTENTION_OPTIONS_INIT;
     op.scale = NAN;
