@@ -1,0 +1,589 @@
+// libFuzzer harness: the attention block's C API (llmkit.h) on arbitrary
+// descriptors. The input is a script; byte 0 picks the part:
+//   - llmkit_attention and llmkit_rope on tensors whose ranks, shapes,
+//     strides (negative, zero and overlapping ones included), dtypes, byte
+//     offsets and options come from the input;
+//   - a program over a contiguous or paged KV cache: create, new / fork /
+//     free sequences, append, attention, and attention over caller-made
+//     block tables.
+// Every tensor's elements lie in a heap buffer of exactly the bytes its
+// shape and strides reach, so ASan sees any access past them. What must hold:
+//   - no crash and no sanitizer report;
+//   - a failed call returns one of the documented statuses and leaves a
+//     message that is not empty;
+//   - a successful call writes finite outputs (inputs are finite unless the
+//     input asks for a NaN or an infinity, which must be refused).
+//   - a successful llmkit_attention matches a float64 evaluation of the
+//     formula in llmkit.h (check_reference), whatever the strides.
+// Sizes are capped so that one input runs in milliseconds. Built with
+// -DFUZZ_ATTENTION_VERBOSE, the harness prints each call's tensors and status
+// (for reading a reproducer).
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "llmkit/llmkit.h"
+
+namespace {
+
+// Reads the input in order; zeros once it runs out (so the choices below
+// make 0 the well-formed one).
+struct script {
+    const uint8_t *p;
+    size_t n, i = 0;
+    uint8_t u8() { return i < n ? p[i++] : 0; }
+    uint32_t u16() { return u8() | uint32_t(u8()) << 8; }
+    bool bit() { return u8() & 1; }
+    int pick(int k) { return u8() % k; }
+};
+
+[[noreturn]] void fail(const char *what) {
+    std::fprintf(stderr, "fuzz_attention: %s\n", what);
+    std::abort();
+}
+
+// A failed call: a documented status and a message naming the problem.
+void check_status(llmkit_status s) {
+#ifdef FUZZ_ATTENTION_VERBOSE
+    std::fprintf(stderr, "status %d %s\n", int(s), s == LLMKIT_OK ? "" : llmkit_last_error_message());
+#endif
+    if (s == LLMKIT_OK) return;
+    if (s < LLMKIT_ERROR_CANCELLED || s > LLMKIT_ERROR_INVALID_ARGUMENT) fail("undocumented status");
+    if (s == LLMKIT_ERROR_INTERNAL) {
+        std::fprintf(stderr, "%s\n", llmkit_last_error_message());
+        fail("internal error");
+    }
+    const char *m = llmkit_last_error_message();
+    if (!m || !*m) fail("error without a message");
+}
+
+uint16_t to_half_bits(float f, bool bf16) {
+    if (bf16) {
+        uint32_t u;
+        std::memcpy(&u, &f, 4);
+        return uint16_t(u >> 16);
+    }
+    // Small finite values only: sign, a biased exponent in 5 bits, 10 bits of mantissa.
+    const uint16_t sign = f < 0 ? 0x8000 : 0;
+    const float a = std::fabs(f);
+    if (a < 6.1e-5f) return sign;
+    int e;
+    const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
+    return uint16_t(sign | uint16_t((e + 14) << 10) | uint16_t(int((m * 2 - 1) * 1024) & 0x3FF));
+}
+
+// A tensor over its own heap buffer: the buffer spans exactly the elements
+// the shape and strides reach (byte_offset places the lowest one at the
+// buffer's start, as negative strides need).
+struct fuzz_tensor {
+    int64_t shape[8] = {}, strides[8] = {}, compact[8] = {};
+    llmkit_tensor t{};
+    std::unique_ptr<uint8_t[]> buf;
+    size_t bytes = 0;
+    int elem = 4;
+    bool poisoned = false;  // holds a NaN or an infinity that some index reaches
+    bool hostile = false;   // strides whose byte offsets overflow int64: must be refused unread
+};
+
+enum class kind { f32, bf16, f16 };
+
+llmkit_dtype dtype_of(kind k) {
+    switch (k) {
+    case kind::f32: return LLMKIT_DTYPE_F32;
+    case kind::bf16: return LLMKIT_DTYPE_BF16;
+    default: return LLMKIT_DTYPE_F16;
+    }
+}
+
+constexpr int64_t k_max_elems = 1 << 16;
+
+// Fills t with `dims` (rank = dims.size()), the input's strides or compact
+// ones, and finite values (one NaN or infinity when poison). False when the
+// span is too big to allocate here (the caller then skips the call).
+bool make_tensor(script &s, fuzz_tensor &f, const std::vector<int64_t> &dims, kind k, bool poison) {
+    const int nd = int(dims.size());
+    f.elem = k == kind::f32 ? 4 : 2;
+    f.t.device = LLMKIT_DEVICE_HOST;
+    f.t.ndim = nd;
+    f.t.dtype = dtype_of(k);
+    f.t.shape = f.shape;
+    const bool custom = s.bit();
+    int64_t compact = 1;
+    for (int d = nd - 1; d >= 0; --d) {
+        f.shape[d] = dims[size_t(d)];
+        f.strides[d] = f.compact[d] = compact;
+        compact *= dims[size_t(d)] > 0 ? dims[size_t(d)] : 1;
+    }
+    if (custom) {
+        // Strides from the input: small multiples of the compact ones, zero,
+        // negative, or a stride of 2 on the last dim (unsupported).
+        for (int d = 0; d < nd; ++d) {
+            switch (s.pick(8)) {
+            case 0: f.strides[d] = 0; break;
+            case 1: f.strides[d] = -f.strides[d]; break;
+            case 2: f.strides[d] *= 2; break;
+            case 3: f.strides[d] = f.strides[d] + 1; break;
+            case 4:
+                if (s.pick(8) == 7 && f.shape[d] >= 2) {
+                    f.strides[d] = s.bit() ? int64_t(1) << 62 : INT64_MIN;
+                    f.hostile = true;
+                }
+                break;
+            default: break;
+            }
+        }
+    }
+    f.t.strides = custom ? f.strides : nullptr;
+    if (f.hostile) {
+        bool empty = false;
+        for (int d = 0; d < nd; ++d) empty = empty || f.shape[d] <= 0;
+        if (empty) return false;
+        // A few bytes: the call must fail before it reads any element.
+        f.bytes = 64;
+        f.buf.reset(new uint8_t[f.bytes]());
+        f.t.data = f.buf.get();
+        return true;
+    }
+    // The span: lowest and highest element offsets.
+    int64_t lo = 0, hi = 0, count = 1;
+    for (int d = 0; d < nd; ++d) {
+        if (f.shape[d] <= 0) {
+            count = 0;
+            continue;
+        }
+        if (f.shape[d] > k_max_elems) return false;
+        const int64_t st = f.strides[d];
+        const int64_t ext = (f.shape[d] - 1) * st;
+        (ext < 0 ? lo : hi) += ext;
+        count *= f.shape[d];
+        if (count > k_max_elems) return false;
+    }
+    const int64_t span = count == 0 ? 1 : hi - lo + 1;
+    if (span > 4 * k_max_elems) return false;
+    f.bytes = size_t(span) * size_t(f.elem);
+    f.buf.reset(new uint8_t[f.bytes]);
+    f.t.data = f.buf.get();
+    f.t.byte_offset = uint64_t(-lo) * uint64_t(f.elem);
+    // Values: small finite numbers from a seed.
+    uint32_t seed = s.u16() * 2654435761u + 1;
+    for (int64_t i = 0; i < span; ++i) {
+        seed = seed * 1664525u + 1013904223u;
+        const float x = float(int32_t(seed >> 8) % 2001 - 1000) / 256.0f;  // [-3.9, 3.9]
+        if (k == kind::f32)
+            std::memcpy(f.buf.get() + i * 4, &x, 4);
+        else {
+            const uint16_t h = to_half_bits(x, k == kind::bf16);
+            std::memcpy(f.buf.get() + i * 2, &h, 2);
+        }
+    }
+    f.poisoned = poison && count > 0;
+    if (f.poisoned) {
+        // One element (the lowest address, which some index reaches) a NaN or an infinity.
+        if (k == kind::f32) {
+            const float bad = s.bit() ? NAN : INFINITY;
+            std::memcpy(f.buf.get(), &bad, 4);
+        } else {
+            const uint16_t bad = k == kind::bf16 ? 0x7FC0 : 0x7C00;
+            std::memcpy(f.buf.get(), &bad, 2);
+        }
+    }
+    return true;
+}
+
+// Every element out's shape and strides reach is finite (checked only where
+// a call succeeded on finite inputs).
+void check_finite(const fuzz_tensor &f) {
+    for (size_t i = 0; i < f.bytes; i += size_t(f.elem)) {
+        float x;
+        if (f.elem == 4)
+            std::memcpy(&x, f.buf.get() + i, 4);
+        else {
+            uint16_t h;
+            std::memcpy(&h, f.buf.get() + i, 2);
+            const bool bf16 = f.t.dtype.code == LLMKIT_DTYPE_BFLOAT;
+            const uint32_t expo = bf16 ? (h >> 7) & 0xFF : (h >> 10) & 0x1F;
+            x = expo == (bf16 ? 0xFFu : 0x1Fu) ? NAN : 0.0f;
+        }
+        if (!std::isfinite(x)) fail("a successful call wrote a non-finite output");
+    }
+}
+
+// Fills every element of an output buffer with a finite sentinel first, so
+// that check_finite reads defined values (unreached elements keep it).
+void clear(fuzz_tensor &f) { std::memset(f.buf.get(), 0, f.bytes); }
+
+// Element (i0, i1, i2, i3) of a 4-d tensor as a double.
+double get(const fuzz_tensor &f, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+    const int64_t *st = f.t.strides ? f.strides : f.compact;
+    const int64_t off = i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3];
+    const uint8_t *p = f.buf.get() + f.t.byte_offset + off * f.elem;
+    if (f.elem == 4) {
+        float x;
+        std::memcpy(&x, p, 4);
+        return x;
+    }
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    if (f.t.dtype.code == LLMKIT_DTYPE_BFLOAT) {
+        const uint32_t u = uint32_t(h) << 16;
+        float x;
+        std::memcpy(&x, &u, 4);
+        return x;
+    }
+    const int e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    const double mag = e == 0 ? std::ldexp(m, -24) : std::ldexp(1024 + m, e - 25);
+    return h & 0x8000 ? -mag : mag;
+}
+
+double get2(const fuzz_tensor &f, int64_t i0, int64_t i1) {
+    const int64_t *st = f.t.strides ? f.strides : f.compact;
+    float x;
+    std::memcpy(&x, f.buf.get() + f.t.byte_offset + (i0 * st[0] + i1 * st[1]) * 4, 4);
+    return x;
+}
+
+// Whether two elements of out share memory (strides that overlap): then
+// which row wrote last is not defined, and the reference is not checked.
+bool self_overlapping(const fuzz_tensor &f) {
+    std::vector<uint8_t> seen(f.bytes / size_t(f.elem), 0);
+    const int64_t *st = f.t.strides ? f.strides : f.compact;
+    for (int64_t a = 0; a < f.shape[0]; ++a)
+        for (int64_t b = 0; b < f.shape[1]; ++b)
+            for (int64_t c = 0; c < f.shape[2]; ++c)
+                for (int64_t d = 0; d < f.shape[3]; ++d) {
+                    const int64_t i = int64_t(f.t.byte_offset) / f.elem + a * st[0] + b * st[1] + c * st[2] + d * st[3];
+                    if (seen[size_t(i)]++) return true;
+                }
+    return false;
+}
+
+// llmkit_attention's result against a float64 evaluation of the formula in
+// llmkit.h. The tolerance grows with the scores' float32 rounding (their
+// size: sum |q_d k_d| * scale) and with out's own rounding.
+void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tensor &v, const fuzz_tensor &o,
+                     const llmkit_attention_options &opt, const fuzz_tensor *mask) {
+    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    const int64_t Skv = k.shape[1], Hkv = k.shape[2];
+    if (B == 0 || Sq == 0 || Hq == 0 || D == 0) return;
+#ifdef FUZZ_ATTENTION_VERBOSE
+    std::fprintf(stderr, "reference check of [%lld, %lld, %lld, %lld]\n", (long long)B, (long long)Sq, (long long)Hq,
+                 (long long)D);
+#endif
+    const int64_t G = Hq / Hkv;
+    const double scale = opt.scale != 0.0f ? double(opt.scale) : 1.0 / std::sqrt(double(D));
+    const bool causal = opt.causal || opt.window > 0;
+    const double out_eps = o.elem == 4 ? 1e-6 : o.t.dtype.code == LLMKIT_DTYPE_BFLOAT ? 8e-3 : 1e-3;
+    std::vector<double> sc(static_cast<size_t>(Skv));
+    std::vector<char> vis(static_cast<size_t>(Skv));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < Sq; ++i)
+            for (int64_t h = 0; h < Hq; ++h) {
+                const int64_t g = h / G, ip = i + Skv - Sq;
+                double m = -INFINITY, size = 0.0, vmax = 0.0;
+                bool any = false;
+                for (int64_t j = 0; j < Skv; ++j) {
+                    vis[size_t(j)] = !(causal && j > ip) && !(opt.window > 0 && j <= ip - opt.window);
+                    if (!vis[size_t(j)]) continue;
+                    double dot = 0.0, mag = 0.0;
+                    for (int64_t d = 0; d < D; ++d) {
+                        const double x = get(q, b, i, h, d) * get(k, b, j, g, d);
+                        dot += x;
+                        mag += std::fabs(x);
+                    }
+                    double s = scale * dot;
+                    if (opt.softcap > 0.0f) s = opt.softcap * std::tanh(s / opt.softcap);
+                    if (opt.alibi_slopes) s -= double(opt.alibi_slopes[h]) * double(ip - j);
+                    if (mask) s += get2(*mask, i, j);
+                    sc[size_t(j)] = s;
+                    m = std::max(m, s);
+                    size = std::max(size, mag * scale);
+                    for (int64_t d = 0; d < D; ++d) vmax = std::max(vmax, std::fabs(get(v, b, j, g, d)));
+                    any = true;
+                }
+                const double tol = (4e-6 * (size + 1.0) + out_eps) * (vmax + 1e-30) + 1e-6;
+                for (int64_t d = 0; d < D; ++d) {
+                    double want = 0.0;
+                    if (any) {
+                        const double sink = opt.sinks ? double(opt.sinks[h]) : -INFINITY;
+                        const double top = std::max(m, sink);
+                        double num = 0.0, den = opt.sinks ? std::exp(sink - top) : 0.0;
+                        for (int64_t j = 0; j < Skv; ++j)
+                            if (vis[size_t(j)]) {
+                                const double w = std::exp(sc[size_t(j)] - top);
+                                den += w;
+                                num += w * get(v, b, j, g, d);
+                            }
+                        want = num / den;
+                    }
+                    const double got = get(o, b, i, h, d);
+                    if (!(std::fabs(got - want) <= tol)) {
+                        std::fprintf(stderr, "out[%lld, %lld, %lld, %lld] = %.9g, the float64 reference %.9g (tolerance %.3g)\n",
+                                     (long long)b, (long long)i, (long long)h, (long long)d, got, want, tol);
+                        fail("llmkit_attention differs from the reference");
+                    }
+                }
+            }
+}
+
+// Mostly well-formed dims with the input's tweaks: a wrong rank, a zero or
+// negative extent, a mismatched head count.
+int64_t dim(script &s, int64_t base) {
+    switch (s.pick(16)) {  // an exhausted input (zeros) keeps the base
+    case 15: return 0;
+    case 14: return -1;
+    case 13: return base + 1;
+    default: return base;
+    }
+}
+
+kind pick_kind(script &s) { return kind(s.pick(3)); }
+
+void fuzz_attention(script &s) {
+    const int64_t B = 1 + s.pick(3), Sq = 1 + s.pick(9), Hkv = 1 + s.pick(3), G = 1 + s.pick(4);
+    const int64_t Skv = s.bit() ? Sq : Sq + s.pick(80);
+    static const int64_t dims[] = {1, 2, 8, 16, 24, 32, 64, 80, 96, 128, 256, 260};
+    const int64_t D = dims[s.pick(12)];
+    const int64_t Hq = Hkv * G;
+    const kind kq = pick_kind(s);
+    const kind kk = s.pick(8) == 7 ? pick_kind(s) : kq;
+    const int poison = s.pick(24);  // 1: q, 2: k, 3: v
+    const bool rank3 = s.pick(32) == 31;
+
+    fuzz_tensor q, k, v, o;
+    auto shape4 = [&](int64_t b, int64_t sq, int64_t h, int64_t d) {
+        std::vector<int64_t> r{dim(s, b), dim(s, sq), dim(s, h), dim(s, d)};
+        if (rank3) r.erase(r.begin());
+        return r;
+    };
+    if (!make_tensor(s, q, shape4(B, Sq, Hq, D), kq, poison == 1)) return;
+    if (!make_tensor(s, k, shape4(B, Skv, Hkv, D), kk, poison == 2)) return;
+    if (!make_tensor(s, v, shape4(B, Skv, Hkv, D), kk, poison == 3)) return;
+    if (!make_tensor(s, o, shape4(B, Sq, Hq, D), kq, false)) return;
+    clear(o);
+
+    llmkit_attention_options opt = LLMKIT_ATTENTION_OPTIONS_INIT;
+    opt.causal = s.bit();
+    if (s.pick(4) == 3) opt.window = int64_t(s.pick(40)) - 2;
+    if (s.pick(4) == 3) opt.softcap = float(s.pick(60)) - 5.0f;
+    if (s.pick(4) == 3) opt.scale = s.pick(8) == 7 ? NAN : float(s.pick(50)) / 16.0f - 0.5f;
+    std::vector<float> slopes(size_t(Hq + 2)), sinks(size_t(Hq + 2));
+    for (auto &x : slopes) x = float(s.pick(64)) / 64.0f;
+    for (auto &x : sinks) x = float(s.pick(64)) / 8.0f - 4.0f;
+    if (s.pick(16) == 15) slopes[size_t(s.pick(int(Hq)))] = NAN;
+    if (s.bit()) opt.alibi_slopes = slopes.data();
+    if (s.pick(4) == 3) opt.sinks = sinks.data();
+    fuzz_tensor mask;
+    if (s.pick(4) == 3) {
+        std::vector<int64_t> md{dim(s, Sq), dim(s, Skv)};
+        if (!make_tensor(s, mask, md, s.pick(8) == 7 ? kind::bf16 : kind::f32, s.pick(8) == 7)) return;
+        opt.mask = &mask.t;
+    }
+    opt.n_threads = 1 + s.pick(3);
+    if (s.pick(32) == 31) opt.struct_size = s.pick(80);
+    const bool null_arg = s.pick(64) == 63;
+
+#ifdef FUZZ_ATTENTION_VERBOSE
+    for (const fuzz_tensor *t : {&q, &k, &v, &o}) {
+        std::fprintf(stderr, "tensor dtype %d/%d ndim %d shape", t->t.dtype.code, t->t.dtype.bits, t->t.ndim);
+        for (int d = 0; d < t->t.ndim; ++d) std::fprintf(stderr, " %lld", (long long)t->shape[d]);
+        std::fprintf(stderr, " strides");
+        for (int d = 0; d < t->t.ndim; ++d) std::fprintf(stderr, " %lld", t->t.strides ? (long long)t->strides[d] : -99LL);
+        std::fprintf(stderr, " offset %llu\n", (unsigned long long)t->t.byte_offset);
+    }
+    std::fprintf(stderr, "causal %d window %lld softcap %g scale %g alibi %d sinks %d mask %d poison %d\n", opt.causal,
+                 (long long)opt.window, opt.softcap, opt.scale, opt.alibi_slopes != nullptr, opt.sinks != nullptr,
+                 opt.mask != nullptr, poison);
+#endif
+    const llmkit_status st = llmkit_attention(&q.t, null_arg ? nullptr : &k.t, &v.t, &o.t, &opt);
+    check_status(st);
+    if (st == LLMKIT_OK) {
+        if (q.poisoned || k.poisoned || v.poisoned) fail("a NaN or infinity in q, k or v was accepted");
+        if (q.hostile || k.hostile || v.hostile || o.hostile || mask.hostile) fail("overflowing strides were accepted");
+        check_finite(o);
+        // (A struct_size that ends early leaves options past it at their defaults.)
+        if (q.t.ndim == 4 && opt.struct_size == sizeof opt && !self_overlapping(o))
+            check_reference(q, k, v, o, opt, opt.mask ? &mask : nullptr);
+    }
+
+    // RoPE over q in place, positions int32 or int64 [Sq] (or bad).
+    fuzz_tensor x;
+    std::vector<int64_t> xd{dim(s, B), dim(s, Sq), dim(s, Hq), dim(s, D)};
+    if (!make_tensor(s, x, xd, pick_kind(s), false)) return;
+    std::vector<int64_t> pos64(size_t(Sq + 2));
+    for (auto &p : pos64) p = int64_t(s.u16()) - (s.pick(16) == 15 ? 70000 : 0);
+    std::vector<int32_t> pos32(pos64.begin(), pos64.end());
+    int64_t pshape[1] = {dim(s, Sq)};
+    llmkit_tensor pos{};
+    pos.device = LLMKIT_DEVICE_HOST;
+    pos.ndim = 1;
+    pos.shape = pshape;
+    const bool p64 = s.bit();
+    pos.dtype = p64 ? llmkit_dtype LLMKIT_DTYPE_I64 : llmkit_dtype LLMKIT_DTYPE_I32;
+    pos.data = p64 ? static_cast<void *>(pos64.data()) : static_cast<void *>(pos32.data());
+    llmkit_rope_options ro = LLMKIT_ROPE_OPTIONS_INIT;
+    ro.layout = s.pick(3);
+    ro.theta = s.pick(8) == 7 ? -1.0 : 10000.0 * (1 + s.pick(50));
+    ro.rotary_dims = s.pick(4) == 3 ? int32_t(s.pick(int(D) + 3)) - 1 : 0;
+    ro.scaling = s.pick(6);
+    ro.factor = double(s.pick(40)) / 4.0;
+    ro.alpha = double(s.pick(20)) / 4.0;
+    ro.low_freq_factor = double(s.pick(8));
+    ro.high_freq_factor = double(s.pick(8));
+    ro.original_max_position = double(s.pick(3)) * 4096.0;
+    ro.beta_fast = double(s.pick(64));
+    ro.beta_slow = double(s.pick(8));
+    ro.n_threads = 1 + s.pick(2);
+    const llmkit_status rs = llmkit_rope(&x.t, &pos, &ro);
+    check_status(rs);
+    if (rs == LLMKIT_OK) {
+        if (x.hostile) fail("overflowing strides were accepted");
+        check_finite(x);
+    }
+}
+
+// One program over a contiguous (odd selector) or paged KV cache.
+void fuzz_cache(script &s) {
+    const bool paged = s.bit();
+    const int32_t layers = 1 + s.pick(2), hkv = 1 + s.pick(2);
+    static const int32_t dims[] = {8, 16, 32, 64, 80, 128};
+    const int32_t D = dims[s.pick(6)];
+    const int32_t dtype = s.pick(4);
+    const int32_t block = 1 + s.pick(20), n_blocks = 1 + s.pick(24), max_seqs = 1 + s.pick(4);
+    const int64_t capacity = 1 + s.pick(64);
+
+    llmkit_kv_cache *cc = nullptr;
+    llmkit_paged_kv_cache *pc = nullptr;
+    if (paged) {
+        llmkit_paged_kv_cache_options po = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
+        po.n_layers = layers;
+        po.n_kv_heads = hkv;
+        po.head_dim = D;
+        po.block_size = block;
+        po.n_blocks = n_blocks;
+        po.max_sequences = max_seqs;
+        po.max_blocks_per_seq = s.pick(4) == 3 ? s.pick(30) : 0;
+        po.dtype = dtype;
+        const llmkit_status st = llmkit_paged_kv_cache_create(&pc, &po);
+        check_status(st);
+        if (st != LLMKIT_OK) return;
+    } else {
+        llmkit_kv_cache_options co = LLMKIT_KV_CACHE_OPTIONS_INIT;
+        co.n_layers = layers;
+        co.n_kv_heads = hkv;
+        co.head_dim = D;
+        co.capacity = capacity;
+        co.max_sequences = max_seqs;
+        co.dtype = dtype;
+        const llmkit_status st = llmkit_kv_cache_create(&cc, &co);
+        check_status(st);
+        if (st != LLMKIT_OK) return;
+    }
+    std::vector<int32_t> live;
+    for (int step = 0; step < 24 && s.i < s.n; ++step) {
+        const int op = s.pick(6);
+        // A live id mostly; sometimes a stale or wild one.
+        const int32_t id = live.empty() || s.pick(8) == 7 ? int32_t(s.pick(8)) - 2
+                                                          : live[size_t(s.pick(int(live.size())))];
+        llmkit_status st = LLMKIT_OK;
+        if (op == 0) {
+            int32_t seq = -1;
+            st = paged ? llmkit_paged_kv_cache_seq_new(pc, &seq) : llmkit_kv_cache_seq_new(cc, &seq);
+            if (st == LLMKIT_OK) live.push_back(seq);
+        } else if (op == 1) {
+            int32_t seq = -1;
+            st = paged ? llmkit_paged_kv_cache_seq_fork(pc, id, &seq) : llmkit_kv_cache_seq_fork(cc, id, &seq);
+            if (st == LLMKIT_OK) live.push_back(seq);
+        } else if (op == 2) {
+            st = paged ? llmkit_paged_kv_cache_seq_free(pc, id) : llmkit_kv_cache_seq_free(cc, id);
+            if (st == LLMKIT_OK)
+                for (size_t j = 0; j < live.size(); ++j)
+                    if (live[j] == id) {
+                        live.erase(live.begin() + std::ptrdiff_t(j));
+                        break;
+                    }
+        } else if (op == 3) {
+            const int64_t S = 1 + s.pick(24);
+            const kind k = pick_kind(s);
+            fuzz_tensor kt, vt;
+            const bool batch = s.bit();
+            std::vector<int64_t> d{dim(s, S), dim(s, hkv), dim(s, D)};
+            if (batch) d.insert(d.begin(), dim(s, 1));
+            if (!make_tensor(s, kt, d, k, s.pick(32) == 31) || !make_tensor(s, vt, d, k, false)) break;
+            const int32_t layer = s.pick(8) == 7 ? layers : int32_t(s.pick(layers));
+            st = paged ? llmkit_paged_kv_cache_append(pc, layer, id, &kt.t, &vt.t)
+                       : llmkit_kv_cache_append(cc, layer, id, &kt.t, &vt.t);
+            if (st == LLMKIT_OK && (kt.hostile || vt.hostile)) fail("overflowing strides were accepted");
+            if (st == LLMKIT_OK && kt.poisoned) fail("a NaN or infinity in k was appended");
+        } else {
+            // Attention of B sequences' last Sq tokens.
+            const int64_t B = 1 + s.pick(3), Sq = 1 + s.pick(4), G = 1 + s.pick(3);
+            std::vector<int32_t> ids(static_cast<size_t>(B));
+            for (auto &x : ids)
+                x = live.empty() || s.pick(8) == 7 ? int32_t(s.pick(8)) - 2 : live[size_t(s.pick(int(live.size())))];
+            const kind k = pick_kind(s);
+            fuzz_tensor q, o;
+            if (!make_tensor(s, q, {dim(s, B), dim(s, Sq), dim(s, hkv * G), dim(s, D)}, k, s.pick(32) == 31)) break;
+            if (!make_tensor(s, o, {dim(s, B), dim(s, Sq), dim(s, hkv * G), dim(s, D)}, k, false)) break;
+            clear(o);
+            llmkit_kv_attention_options ko = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+            ko.causal = s.pick(4) != 3;
+            if (s.pick(4) == 3) ko.window = int64_t(s.pick(20)) - 1;
+            if (s.pick(4) == 3) ko.softcap = float(s.pick(40));
+            if (s.pick(4) == 3) ko.split_keys = int64_t(s.pick(200)) - 10;
+            ko.n_threads = 1 + s.pick(3);
+            std::vector<float> slopes(size_t(hkv * G + 1), 0.125f);
+            if (s.pick(4) == 3) ko.alibi_slopes = slopes.data();
+            const int32_t layer = s.pick(8) == 7 ? -1 : int32_t(s.pick(layers));
+            if (op == 5 && paged) {
+                // Caller-made tables: random ids (some outside the pool) and lengths.
+                const int64_t width = 1 + s.pick(6);
+                std::vector<int32_t> tables(size_t(B * width));
+                for (auto &x : tables) x = int32_t(s.pick(n_blocks + 3)) - 1;
+                std::vector<int64_t> lens(static_cast<size_t>(B));
+                for (auto &x : lens) x = int64_t(s.pick(int(width * block) + 4)) - 1;
+                int64_t tshape[2] = {B, width}, lshape[1] = {B};
+                llmkit_tensor tt{}, lt{};
+                tt.device = lt.device = LLMKIT_DEVICE_HOST;
+                tt.ndim = 2;
+                tt.shape = tshape;
+                tt.dtype = LLMKIT_DTYPE_I32;
+                tt.data = tables.data();
+                lt.ndim = 1;
+                lt.shape = lshape;
+                lt.dtype = LLMKIT_DTYPE_I64;
+                lt.data = lens.data();
+                st = llmkit_paged_kv_cache_attention_tables(pc, layer, &q.t, &tt, &lt, &o.t, &ko);
+            } else {
+                st = paged ? llmkit_paged_kv_cache_attention(pc, layer, &q.t, ids.data(), B, &o.t, &ko)
+                           : llmkit_kv_cache_attention(cc, layer, &q.t, ids.data(), B, &o.t, &ko);
+            }
+            check_status(st);
+            if (st == LLMKIT_OK) {
+                if (q.hostile || o.hostile) fail("overflowing strides were accepted");
+                if (q.poisoned) fail("a NaN or infinity in q was accepted");
+                check_finite(o);
+            }
+            continue;
+        }
+        check_status(st);
+    }
+    if (paged)
+        llmkit_paged_kv_cache_free(pc);
+    else
+        llmkit_kv_cache_free(cc);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    script s{data, size};
+    if (s.bit())
+        fuzz_cache(s);
+    else
+        fuzz_attention(s);
+    return 0;
+}
