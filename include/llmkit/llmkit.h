@@ -161,7 +161,8 @@ typedef struct llmkit_dtype {
  * @brief A view of an n-dimensional array; the memory layout of DLPack's `DLTensor`.
  *
  * llmkit never owns the memory a tensor points at. `strides` counts elements,
- * not bytes; NULL means compact row-major. The address of element
+ * not bytes; NULL means compact row-major. Strides whose byte offsets would
+ * pass 2^63 are refused (#LLMKIT_ERROR_SHAPE) before any element is read. The address of element
  * (i0, i1, ...) is `(char*)data + byte_offset + (i0*strides[0] + i1*strides[1] + ...) * bits/8`.
  */
 typedef struct llmkit_tensor {
@@ -1634,7 +1635,8 @@ typedef struct llmkit_attention_options {
  *         mismatched B, S, D or head counts, Hq not a multiple of Hkv, D > 256,
  *         a mask that is not [Sq, Skv]); #LLMKIT_ERROR_DTYPE (mixed dtypes, an
  *         unsupported dtype, a mask that is not float32);
- *         #LLMKIT_ERROR_UNSUPPORTED (a D stride other than 1);
+ *         #LLMKIT_ERROR_UNSUPPORTED (a D stride other than 1, an out stride
+ *         of 0 over more than one element);
  *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad struct_size, negative window or
  *         n_threads, non-finite or negative scale or softcap, non-finite slope
  *         or sink); #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in q, k or v,
@@ -1700,7 +1702,8 @@ typedef struct llmkit_rope_options {
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
  *         positions not matching x, odd or too large rotary_dims);
  *         #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_UNSUPPORTED (a D stride other
- *         than 1); #LLMKIT_ERROR_INVALID_ARGUMENT (bad layout, scaling or
+ *         than 1, a stride of 0 over more than one element of x, which is
+ *         written in place); #LLMKIT_ERROR_INVALID_ARGUMENT (bad layout, scaling or
  *         parameters); #LLMKIT_ERROR_NO_DEVICE. Thread-safe for distinct x.
  *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in x, named by its
  *         index; x is left unchanged).
@@ -1877,7 +1880,8 @@ LLMKIT_API llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t 
  *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad options);
  *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in q; the cached rows
  *         were checked when appended);
- *         #LLMKIT_ERROR_UNSUPPORTED (device memory, a D stride other than 1).
+ *         #LLMKIT_ERROR_UNSUPPORTED (device memory, a D stride other than 1, an
+ *         out stride of 0 over more than one element).
  *         Thread-safe with other readers of the cache, for distinct outputs.
  */
 LLMKIT_API llmkit_status llmkit_kv_cache_attention(const llmkit_kv_cache *cache, int32_t layer, const llmkit_tensor *q,
