@@ -162,7 +162,8 @@ typedef struct llmkit_dtype {
  *
  * llmkit never owns the memory a tensor points at. `strides` counts elements,
  * not bytes; NULL means compact row-major. Strides whose byte offsets would
- * pass 2^63 are refused (#LLMKIT_ERROR_SHAPE) before any element is read. The address of element
+ * pass 2^63 are refused (#LLMKIT_ERROR_SHAPE) before any element is read.
+ * The address of element
  * (i0, i1, ...) is `(char*)data + byte_offset + (i0*strides[0] + i1*strides[1] + ...) * bits/8`.
  */
 typedef struct llmkit_tensor {
