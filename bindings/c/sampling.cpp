@@ -60,7 +60,9 @@ std::vector<int64_t> seq_ids_from(const int64_t *ids, size_t n) {
 // Builds a host/device tensor_view for an optional output tensor.
 std::optional<core::tensor_view> optional_view(const llmkit_tensor *t, const char *name) {
     if (!t) return std::nullopt;
-    return core::tensor_view::from(t, name);
+    core::tensor_view v = core::tensor_view::from(t, name);
+    v.require_own_elements();
+    return v;
 }
 
 sampling::sample_call make_call(const llmkit_sample_options &o) {
@@ -313,6 +315,7 @@ llmkit_status llmkit_sampler_chain_sample(llmkit_sampler_chain *chain, const llm
         const auto o = capi::read_options(options, k_sample_defaults, "options");
         const auto lv = core::tensor_view::from(logits, "logits");
         const auto tv = core::tensor_view::from(tokens, "tokens");
+        tv.require_own_elements();
         const auto chosen = optional_view(o.chosen_logprobs, "chosen_logprobs");
         const auto top_ids = optional_view(o.top_ids, "top_ids");
         const auto top_lp = optional_view(o.top_logprobs, "top_logprobs");
@@ -331,6 +334,7 @@ llmkit_status llmkit_sampler_chain_apply(llmkit_sampler_chain *chain, const llmk
         const auto o = capi::read_options(options, k_sample_defaults, "options");
         const auto lv = core::tensor_view::from(logits, "logits");
         const auto ov = core::tensor_view::from(out_logits, "out_logits");
+        ov.require_own_elements();
         sampling::sample_call call = make_call(o);
         sampling::apply_dispatch(chain->impl, lv, ov, call);
     });
@@ -342,6 +346,7 @@ llmkit_status llmkit_sample(const llmkit_tensor *logits, const llmkit_tensor *to
         const auto p = capi::read_options(params, k_params_defaults, "params");
         const auto lv = core::tensor_view::from(logits, "logits");
         const auto tv = core::tensor_view::from(tokens, "tokens");
+        tv.require_own_elements();
         if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "temperature must be finite and >= 0, got ", p.temperature);
         if (p.top_k < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "top_k must be >= 0 (0 disables it), got ", p.top_k);
@@ -385,6 +390,8 @@ llmkit_status llmkit_verify_speculative(const llmkit_tensor *draft_tokens, const
         const auto q = core::tensor_view::from(target_probs, "target_probs");
         const auto t = core::tensor_view::from(out_tokens, "out_tokens");
         const auto n = core::tensor_view::from(out_n_accepted, "out_n_accepted");
+        t.require_own_elements();
+        n.require_own_elements();
         if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
         if (o.step > 0xffffffffu) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.step must be < 2^32, got ", o.step);
         sampling::speculative_call call;

@@ -511,6 +511,31 @@ TEST_CASE("bad input gives a clear error and no crash", "[errors]") {
     CHECK(llmkit_sampler_chain_sample(g, llmkit::f32(logits.data(), {1, 3}).get(), llmkit::i32(&tok, {1}).get(),
                                       &bad) == LLMKIT_ERROR_INVALID_ARGUMENT);
     CHECK(msg().find("struct_size") != std::string::npos);
+    // Outputs whose elements share memory (a stride of 0) are refused.
+    {
+        std::vector<float> rows = {0.5f, 1.0f, -1.0f, 2.0f, 0.0f, 1.5f};
+        int32_t shared_token = 0;
+        float shared_row[3] = {};
+        const int64_t tshape[1] = {2}, tstride[1] = {0}, oshape[2] = {2, 3}, ostride[2] = {0, 1};
+        llmkit_tensor tt{}, ot{};
+        tt.data = &shared_token;
+        tt.device = ot.device = llmkit_device LLMKIT_DEVICE_HOST;
+        tt.ndim = 1;
+        tt.dtype = llmkit_dtype LLMKIT_DTYPE_I32;
+        tt.shape = tshape;
+        tt.strides = tstride;
+        ot.data = shared_row;
+        ot.ndim = 2;
+        ot.dtype = llmkit_dtype LLMKIT_DTYPE_F32;
+        ot.shape = oshape;
+        ot.strides = ostride;
+        CHECK(llmkit_sampler_chain_sample(g, llmkit::f32(rows.data(), {2, 3}).get(), &tt, nullptr) ==
+              LLMKIT_ERROR_UNSUPPORTED);
+        CHECK(msg().find("tokens: dimension 0 (extent 2) has stride 0") != std::string::npos);
+        CHECK(llmkit_sampler_chain_apply(g, llmkit::f32(rows.data(), {2, 3}).get(), &ot, nullptr) ==
+              LLMKIT_ERROR_UNSUPPORTED);
+        CHECK(msg().find("out_logits: dimension 0 (extent 2) has stride 0") != std::string::npos);
+    }
     llmkit_sample_options dup = LLMKIT_SAMPLE_OPTIONS_INIT;
     const int64_t ids[2] = {4, 4};
     dup.seq_ids = ids;
