@@ -576,7 +576,9 @@ typedef struct llmkit_speculative_options {
  * exactly as sampling from the target model would be.
  *
  * Rows of the probability tensors need not be normalised (each row is divided
- * by its sum) but must be finite and >= 0 with a positive sum.
+ * by its sum) but must be finite and >= 0 with a positive sum. A row is read,
+ * and checked, only when the walk reaches it: a row's positions after its first
+ * rejected draft are never read, so a bad entry there is not reported.
  * @param draft_tokens int32 or int64 [B, K], ids in [0, V).
  * @param draft_probs [B, K, V] in float32, float16, bfloat16 or float64: the draft model's distributions.
  * @param target_probs [B, K+1, V], same dtypes: the target model's distributions.

@@ -16,7 +16,7 @@
 //   - a successful llmkit_attention matches a float64 evaluation of the
 //     formula in llmkit.h (check_reference), whatever the strides.
 // Sizes are capped so that one input runs in milliseconds. Built with
-// -DFUZZ_ATTENTION_VERBOSE, the harness prints each call's tensors and status
+// -DFUZZ_VERBOSE, the harness prints each call's tensors and status
 // (for reading a reproducer).
 #include <cmath>
 #include <cstdint>
@@ -26,239 +26,21 @@
 #include <memory>
 #include <vector>
 
+#include "fuzz_tensors.hpp"
 #include "llmkit/llmkit.h"
 
 namespace {
+using namespace llmkit_fuzz;
 
-// Reads the input in order; zeros once it runs out (so the choices below
-// make 0 the well-formed one).
-struct script {
-    const uint8_t *p;
-    size_t n, i = 0;
-    uint8_t u8() { return i < n ? p[i++] : 0; }
-    uint32_t u16() { return u8() | uint32_t(u8()) << 8; }
-    bool bit() { return u8() & 1; }
-    int pick(int k) { return u8() % k; }
-};
-
-[[noreturn]] void fail(const char *what) {
-    std::fprintf(stderr, "fuzz_attention: %s\n", what);
-    std::abort();
-}
-
-// A failed call: a documented status and a message naming the problem.
-void check_status(llmkit_status s) {
-#ifdef FUZZ_ATTENTION_VERBOSE
-    std::fprintf(stderr, "status %d %s\n", int(s), s == LLMKIT_OK ? "" : llmkit_last_error_message());
-#endif
-    if (s == LLMKIT_OK) return;
-    if (s < LLMKIT_ERROR_CANCELLED || s > LLMKIT_ERROR_INVALID_ARGUMENT) fail("undocumented status");
-    if (s == LLMKIT_ERROR_INTERNAL) {
-        std::fprintf(stderr, "%s\n", llmkit_last_error_message());
-        fail("internal error");
-    }
-    const char *m = llmkit_last_error_message();
-    if (!m || !*m) fail("error without a message");
-}
-
-uint16_t to_half_bits(float f, bool bf16) {
-    if (bf16) {
-        uint32_t u;
-        std::memcpy(&u, &f, 4);
-        return uint16_t(u >> 16);
-    }
-    // Small finite values only: sign, a biased exponent in 5 bits, 10 bits of mantissa.
-    const uint16_t sign = f < 0 ? 0x8000 : 0;
-    const float a = std::fabs(f);
-    if (a < 6.1e-5f) return sign;
-    int e;
-    const float m = std::frexp(a, &e);  // a = m * 2^e, m in [0.5, 1)
-    return uint16_t(sign | uint16_t((e + 14) << 10) | uint16_t(int((m * 2 - 1) * 1024) & 0x3FF));
-}
-
-// A tensor over its own heap buffer: the buffer spans exactly the elements
-// the shape and strides reach (byte_offset places the lowest one at the
-// buffer's start, as negative strides need).
-struct fuzz_tensor {
-    int64_t shape[8] = {}, strides[8] = {}, compact[8] = {};
-    llmkit_tensor t{};
-    std::unique_ptr<uint8_t[]> buf;
-    size_t bytes = 0;
-    int elem = 4;
-    bool poisoned = false;  // holds a NaN or an infinity that some index reaches
-    bool hostile = false;   // strides whose byte offsets overflow int64: must be refused unread
-};
-
-enum class kind { f32, bf16, f16 };
-
-llmkit_dtype dtype_of(kind k) {
-    switch (k) {
-    case kind::f32: return LLMKIT_DTYPE_F32;
-    case kind::bf16: return LLMKIT_DTYPE_BF16;
-    default: return LLMKIT_DTYPE_F16;
-    }
-}
-
-constexpr int64_t k_max_elems = 1 << 16;
-
-// Fills t with `dims` (rank = dims.size()), the input's strides or compact
-// ones, and finite values (one NaN or infinity when poison). False when the
-// span is too big to allocate here (the caller then skips the call).
-bool make_tensor(script &s, fuzz_tensor &f, const std::vector<int64_t> &dims, kind k, bool poison) {
-    const int nd = int(dims.size());
-    f.elem = k == kind::f32 ? 4 : 2;
-    f.t.device = LLMKIT_DEVICE_HOST;
-    f.t.ndim = nd;
-    f.t.dtype = dtype_of(k);
-    f.t.shape = f.shape;
-    const bool custom = s.bit();
-    int64_t compact = 1;
-    for (int d = nd - 1; d >= 0; --d) {
-        f.shape[d] = dims[size_t(d)];
-        f.strides[d] = f.compact[d] = compact;
-        compact *= dims[size_t(d)] > 0 ? dims[size_t(d)] : 1;
-    }
-    if (custom) {
-        // Strides from the input: small multiples of the compact ones, zero,
-        // negative, or a stride of 2 on the last dim (unsupported).
-        for (int d = 0; d < nd; ++d) {
-            switch (s.pick(8)) {
-            case 0: f.strides[d] = 0; break;
-            case 1: f.strides[d] = -f.strides[d]; break;
-            case 2: f.strides[d] *= 2; break;
-            case 3: f.strides[d] = f.strides[d] + 1; break;
-            case 4:
-                if (s.pick(8) == 7 && f.shape[d] >= 2) {
-                    f.strides[d] = s.bit() ? int64_t(1) << 62 : INT64_MIN;
-                    f.hostile = true;
-                }
-                break;
-            default: break;
-            }
-        }
-    }
-    f.t.strides = custom ? f.strides : nullptr;
-    if (f.hostile) {
-        bool empty = false;
-        for (int d = 0; d < nd; ++d) empty = empty || f.shape[d] <= 0;
-        if (empty) return false;
-        // A few bytes: the call must fail before it reads any element.
-        f.bytes = 64;
-        f.buf.reset(new uint8_t[f.bytes]());
-        f.t.data = f.buf.get();
-        return true;
-    }
-    // The span: lowest and highest element offsets.
-    int64_t lo = 0, hi = 0, count = 1;
-    for (int d = 0; d < nd; ++d) {
-        if (f.shape[d] <= 0) {
-            count = 0;
-            continue;
-        }
-        if (f.shape[d] > k_max_elems) return false;
-        const int64_t st = f.strides[d];
-        const int64_t ext = (f.shape[d] - 1) * st;
-        (ext < 0 ? lo : hi) += ext;
-        count *= f.shape[d];
-        if (count > k_max_elems) return false;
-    }
-    const int64_t span = count == 0 ? 1 : hi - lo + 1;
-    if (span > 4 * k_max_elems) return false;
-    f.bytes = size_t(span) * size_t(f.elem);
-    f.buf.reset(new uint8_t[f.bytes]);
-    f.t.data = f.buf.get();
-    f.t.byte_offset = uint64_t(-lo) * uint64_t(f.elem);
-    // Values: small finite numbers from a seed.
-    uint32_t seed = s.u16() * 2654435761u + 1;
-    for (int64_t i = 0; i < span; ++i) {
-        seed = seed * 1664525u + 1013904223u;
-        const float x = float(int32_t(seed >> 8) % 2001 - 1000) / 256.0f;  // [-3.9, 3.9]
-        if (k == kind::f32)
-            std::memcpy(f.buf.get() + i * 4, &x, 4);
-        else {
-            const uint16_t h = to_half_bits(x, k == kind::bf16);
-            std::memcpy(f.buf.get() + i * 2, &h, 2);
-        }
-    }
-    f.poisoned = poison && count > 0;
-    if (f.poisoned) {
-        // One element (the lowest address, which some index reaches) a NaN or an infinity.
-        if (k == kind::f32) {
-            const float bad = s.bit() ? NAN : INFINITY;
-            std::memcpy(f.buf.get(), &bad, 4);
-        } else {
-            const uint16_t bad = k == kind::bf16 ? 0x7FC0 : 0x7C00;
-            std::memcpy(f.buf.get(), &bad, 2);
-        }
-    }
-    return true;
-}
-
-// Every element out's shape and strides reach is finite (checked only where
-// a call succeeded on finite inputs).
-void check_finite(const fuzz_tensor &f) {
-    for (size_t i = 0; i < f.bytes; i += size_t(f.elem)) {
-        float x;
-        if (f.elem == 4)
-            std::memcpy(&x, f.buf.get() + i, 4);
-        else {
-            uint16_t h;
-            std::memcpy(&h, f.buf.get() + i, 2);
-            const bool bf16 = f.t.dtype.code == LLMKIT_DTYPE_BFLOAT;
-            const uint32_t expo = bf16 ? (h >> 7) & 0xFF : (h >> 10) & 0x1F;
-            x = expo == (bf16 ? 0xFFu : 0x1Fu) ? NAN : 0.0f;
-        }
-        if (!std::isfinite(x)) fail("a successful call wrote a non-finite output");
-    }
-}
-
-// Fills every element of an output buffer with a finite sentinel first, so
-// that check_finite reads defined values (unreached elements keep it).
-void clear(fuzz_tensor &f) { std::memset(f.buf.get(), 0, f.bytes); }
-
-// Element (i0, i1, i2, i3) of a 4-d tensor as a double.
+// Element (i0, i1, i2, i3) of a 4-d tensor, (i0, i1) of a 2-d one, as a double.
 double get(const fuzz_tensor &f, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-    const int64_t *st = f.t.strides ? f.strides : f.compact;
-    const int64_t off = i0 * st[0] + i1 * st[1] + i2 * st[2] + i3 * st[3];
-    const uint8_t *p = f.buf.get() + f.t.byte_offset + off * f.elem;
-    if (f.elem == 4) {
-        float x;
-        std::memcpy(&x, p, 4);
-        return x;
-    }
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    if (f.t.dtype.code == LLMKIT_DTYPE_BFLOAT) {
-        const uint32_t u = uint32_t(h) << 16;
-        float x;
-        std::memcpy(&x, &u, 4);
-        return x;
-    }
-    const int e = (h >> 10) & 0x1F, m = h & 0x3FF;
-    const double mag = e == 0 ? std::ldexp(m, -24) : std::ldexp(1024 + m, e - 25);
-    return h & 0x8000 ? -mag : mag;
+    const int64_t idx[4] = {i0, i1, i2, i3};
+    return value_at(f, idx);
 }
 
 double get2(const fuzz_tensor &f, int64_t i0, int64_t i1) {
-    const int64_t *st = f.t.strides ? f.strides : f.compact;
-    float x;
-    std::memcpy(&x, f.buf.get() + f.t.byte_offset + (i0 * st[0] + i1 * st[1]) * 4, 4);
-    return x;
-}
-
-// Whether two elements of out share memory (strides that overlap): then
-// which row wrote last is not defined, and the reference is not checked.
-bool self_overlapping(const fuzz_tensor &f) {
-    std::vector<uint8_t> seen(f.bytes / size_t(f.elem), 0);
-    const int64_t *st = f.t.strides ? f.strides : f.compact;
-    for (int64_t a = 0; a < f.shape[0]; ++a)
-        for (int64_t b = 0; b < f.shape[1]; ++b)
-            for (int64_t c = 0; c < f.shape[2]; ++c)
-                for (int64_t d = 0; d < f.shape[3]; ++d) {
-                    const int64_t i = int64_t(f.t.byte_offset) / f.elem + a * st[0] + b * st[1] + c * st[2] + d * st[3];
-                    if (seen[size_t(i)]++) return true;
-                }
-    return false;
+    const int64_t idx[2] = {i0, i1};
+    return value_at(f, idx);
 }
 
 // llmkit_attention's result against a float64 evaluation of the formula in
@@ -269,7 +51,7 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2];
     if (B == 0 || Sq == 0 || Hq == 0 || D == 0) return;
-#ifdef FUZZ_ATTENTION_VERBOSE
+#ifdef FUZZ_VERBOSE
     std::fprintf(stderr, "reference check of [%lld, %lld, %lld, %lld]\n", (long long)B, (long long)Sq, (long long)Hq,
                  (long long)D);
 #endif
@@ -329,18 +111,6 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
             }
 }
 
-// Mostly well-formed dims with the input's tweaks: a wrong rank, a zero or
-// negative extent, a mismatched head count.
-int64_t dim(script &s, int64_t base) {
-    switch (s.pick(16)) {  // an exhausted input (zeros) keeps the base
-    case 15: return 0;
-    case 14: return -1;
-    case 13: return base + 1;
-    default: return base;
-    }
-}
-
-kind pick_kind(script &s) { return kind(s.pick(3)); }
 
 void fuzz_attention(script &s) {
     const int64_t B = 1 + s.pick(3), Sq = 1 + s.pick(9), Hkv = 1 + s.pick(3), G = 1 + s.pick(4);
@@ -386,7 +156,7 @@ void fuzz_attention(script &s) {
     if (s.pick(32) == 31) opt.struct_size = s.pick(80);
     const bool null_arg = s.pick(64) == 63;
 
-#ifdef FUZZ_ATTENTION_VERBOSE
+#ifdef FUZZ_VERBOSE
     for (const fuzz_tensor *t : {&q, &k, &v, &o}) {
         std::fprintf(stderr, "tensor dtype %d/%d ndim %d shape", t->t.dtype.code, t->t.dtype.bits, t->t.ndim);
         for (int d = 0; d < t->t.ndim; ++d) std::fprintf(stderr, " %lld", (long long)t->shape[d]);
