@@ -171,7 +171,9 @@ llmkit_status llmkit_quant_matmul_int8(const llmkit_tensor *x, const llmkit_tens
         if (overlaps(yr, sr.lo, size_t(sr.hi - sr.lo))) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "y overlaps scales");
         p.type = quant::int8_rows;
         p.w = wv.data;
-        p.w_row_bytes = size_t(wv.strides[0]);
+        // One row: its stride says nothing (it may be negative, as numpy
+        // gives for a reversed view), and no row follows it.
+        p.w_row_bytes = n > 1 ? size_t(wv.strides[0]) : size_t(k);
         p.w_scales = reinterpret_cast<const float *>(s.v.data);
         p.w_scale_stride = s.col_stride;
         if (o.x_rounding == LLMKIT_QUANT_X_ROWS) {

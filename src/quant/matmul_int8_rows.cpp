@@ -316,7 +316,7 @@ void matmul_vnni(const matmul_problem &p, const int8_t *xb, const vnni_out &o, i
                 w[v] = static_cast<const int8_t *>(p.w) + size_t(std::min<int64_t>(r + v, r1 - 1)) * p.w_row_bytes;
             // The next group's rows (within this task), k bytes each.
             const int64_t next = std::min<int64_t>(4, r1 - (r + 4));
-            const char *pf = static_cast<const char *>(p.w) + size_t(r + 4) * p.w_row_bytes;
+            const char *pf = next > 0 ? static_cast<const char *>(p.w) + size_t(r + 4) * p.w_row_bytes : nullptr;
             const int64_t pf_bytes = next > 0 ? (next - 1) * int64_t(p.w_row_bytes) + k : 0;
             switch (nr) {
             case 4: group_vnni<4>(xb, flip, m, k, w, o, r, pf, pf_bytes); break;

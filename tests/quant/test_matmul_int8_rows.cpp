@@ -223,4 +223,24 @@ TEST_CASE("int8 matmul, x rounded per row: bad options and shapes give clear err
     old.struct_size = uint32_t(offsetof(llmkit_quant_matmul_options, x_rounding));
     REQUIRE(llmkit_quant_matmul_int8(&pxt, &pwt, &pst, &pyt, &old) == LLMKIT_OK);
     CHECK(same_bits(y_old, y_blocks));
+
+    // One weight row with a negative row stride (numpy's reversed view of a
+    // single row): the stride says nothing and is not used, on either
+    // rounding (it reached the prefetch address of a next row: pointer
+    // arithmetic that wrapped, found by fuzz_quant_api under UBSan).
+    problem one = make(3, 1, 64, 11);
+    const std::vector<float> y_one_blocks = run(one, 0, LLMKIT_QUANT_X_BLOCKS), y_one_rows = run(one, 0, LLMKIT_QUANT_X_ROWS);
+    for (int32_t rounding : {LLMKIT_QUANT_X_BLOCKS, LLMKIT_QUANT_X_ROWS}) {
+        std::vector<float> y_neg(size_t(one.m));
+        const int64_t oxs[2] = {one.m, one.k}, oys[2] = {one.m, 1}, ows[2] = {1, one.k}, oss[1] = {1};
+        const int64_t neg_strides[2] = {-one.k, 1};
+        const llmkit_tensor oxt = host_tensor(one.x.data(), oxs, 2, k_f32), oyt = host_tensor(y_neg.data(), oys, 2, k_f32);
+        const llmkit_tensor owt = host_tensor(one.w.data(), ows, 2, k_i8, neg_strides);
+        const llmkit_tensor ost = host_tensor(one.scale.data(), oss, 1, k_f32);
+        llmkit_quant_matmul_options o = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
+        o.x_rounding = rounding;
+        INFO("x_rounding " << rounding << ": " << llmkit_last_error_message());
+        REQUIRE(llmkit_quant_matmul_int8(&oxt, &owt, &ost, &oyt, &o) == LLMKIT_OK);
+        CHECK(same_bits(y_neg, rounding == LLMKIT_QUANT_X_BLOCKS ? y_one_blocks : y_one_rows));
+    }
 }
