@@ -78,7 +78,7 @@ struct fuzz_tensor {
     bool hostile = false;   // strides whose byte offsets overflow int64: must be refused unread
 };
 
-enum class kind { f32, bf16, f16, i32, i64, f64 };
+enum class kind { f32, bf16, f16, i32, i64, f64, i8 };
 
 inline llmkit_dtype dtype_of(kind k) {
     switch (k) {
@@ -87,11 +87,14 @@ inline llmkit_dtype dtype_of(kind k) {
     case kind::f16: return LLMKIT_DTYPE_F16;
     case kind::i32: return LLMKIT_DTYPE_I32;
     case kind::i64: return LLMKIT_DTYPE_I64;
+    case kind::i8: return llmkit_dtype{LLMKIT_DTYPE_INT, 8, 1};
     default: return llmkit_dtype{LLMKIT_DTYPE_FLOAT, 64, 1};
     }
 }
 
-inline int elem_bytes(kind k) { return k == kind::bf16 || k == kind::f16 ? 2 : k == kind::i64 || k == kind::f64 ? 8 : 4; }
+inline int elem_bytes(kind k) {
+    return k == kind::i8 ? 1 : k == kind::bf16 || k == kind::f16 ? 2 : k == kind::i64 || k == kind::f64 ? 8 : 4;
+}
 
 // The element at byte b of f's buffer, as a double.
 inline double read_at(const fuzz_tensor &f, size_t b) {
@@ -112,6 +115,7 @@ inline double read_at(const fuzz_tensor &f, size_t b) {
         std::memcpy(&x, p, 8);
         return double(x);
     }
+    case kind::i8: return double(int8_t(*p));
     case kind::f64: {
         double x;
         std::memcpy(&x, p, 8);
@@ -147,8 +151,8 @@ inline constexpr int64_t k_max_elems = 1 << 16;
 
 // Fills t with `dims` (rank = dims.size()), the input's strides or compact
 // ones, and values: floats finite in [-3.9, 3.9] (one NaN or infinity when
-// poison), integers in [0, int_hi). False when the span is too big to
-// allocate here (the caller then skips the call).
+// poison), int32 and int64 in [0, int_hi), int8 anything. False when the
+// span is too big to allocate here (the caller then skips the call).
 inline bool make_tensor(script &s, fuzz_tensor &f, const std::vector<int64_t> &dims, kind k, bool poison,
                         int64_t int_hi = 1000) {
     const int nd = int(dims.size());
@@ -175,8 +179,10 @@ inline bool make_tensor(script &s, fuzz_tensor &f, const std::vector<int64_t> &d
             case 2: f.strides[d] *= 2; break;
             case 3: f.strides[d] = f.strides[d] + 1; break;
             case 4:
-                if (s.pick(8) == 7 && f.shape[d] >= 2) {
-                    f.strides[d] = s.bit() ? int64_t(1) << 62 : INT64_MIN;
+                // (extent - 1) * elem >= 2 steps of +-(2^63 - 1) bytes: past
+                // any int64 offset (one step of a 1-byte element is not).
+                if (s.pick(8) == 7 && (f.shape[d] - 1) * f.elem >= 2) {
+                    f.strides[d] = s.bit() ? INT64_MAX : INT64_MIN + 1;
                     f.hostile = true;
                 }
                 break;
@@ -235,13 +241,14 @@ inline bool make_tensor(script &s, fuzz_tensor &f, const std::vector<int64_t> &d
             break;
         }
         case kind::i64: std::memcpy(p, &n, 8); break;
+        case kind::i8: *p = uint8_t(seed >> 16); break;
         default: {
             const uint16_t h = to_half_bits(x, k == kind::bf16);
             std::memcpy(p, &h, 2);
         }
         }
     }
-    f.poisoned = poison && count > 0 && k != kind::i32 && k != kind::i64;
+    f.poisoned = poison && count > 0 && k != kind::i32 && k != kind::i64 && k != kind::i8;
     if (f.poisoned) {
         // One element (the lowest address, which some index reaches) a NaN or an infinity.
         if (k == kind::f32) {
