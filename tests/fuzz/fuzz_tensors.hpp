@@ -96,42 +96,28 @@ inline int elem_bytes(kind k) {
     return k == kind::i8 ? 1 : k == kind::bf16 || k == kind::f16 ? 2 : k == kind::i64 || k == kind::f64 ? 8 : 4;
 }
 
+template <typename T>
+T load(const uint8_t *p) {
+    T x;
+    std::memcpy(&x, p, sizeof x);
+    return x;
+}
+
 // The element at byte b of f's buffer, as a double.
 inline double read_at(const fuzz_tensor &f, size_t b) {
     const uint8_t *p = f.buf.get() + b;
     switch (kind(f.kind_index)) {
-    case kind::f32: {
-        float x;
-        std::memcpy(&x, p, 4);
-        return x;
-    }
-    case kind::i32: {
-        int32_t x;
-        std::memcpy(&x, p, 4);
-        return x;
-    }
-    case kind::i64: {
-        int64_t x;
-        std::memcpy(&x, p, 8);
-        return double(x);
-    }
-    case kind::i8: return double(int8_t(*p));
-    case kind::f64: {
-        double x;
-        std::memcpy(&x, p, 8);
-        return x;
-    }
+    case kind::f32: return load<float>(p);
+    case kind::i32: return load<int32_t>(p);
+    case kind::i64: return double(load<int64_t>(p));
+    case kind::i8: return load<int8_t>(p);
+    case kind::f64: return load<double>(p);
     case kind::bf16: {
-        uint16_t h;
-        std::memcpy(&h, p, 2);
-        const uint32_t u = uint32_t(h) << 16;
-        float x;
-        std::memcpy(&x, &u, 4);
-        return x;
+        const uint32_t u = uint32_t(load<uint16_t>(p)) << 16;  // a bf16 is a float32's high half
+        return load<float>(reinterpret_cast<const uint8_t *>(&u));
     }
     default: {
-        uint16_t h;
-        std::memcpy(&h, p, 2);
+        const uint16_t h = load<uint16_t>(p);
         const int e = (h >> 10) & 0x1F, m = h & 0x3FF;
         const double mag = e == 31 ? (m ? NAN : INFINITY) : e == 0 ? std::ldexp(m, -24) : std::ldexp(1024 + m, e - 25);
         return h & 0x8000 ? -mag : mag;
