@@ -59,6 +59,7 @@ void quantize_with_planes(size_t *written, const quant::format_traits &f, const 
     if (needed > 0 && (!dst || dst_capacity < needed))
         fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "quantize ", f.name, ": dst needs ", needed, " bytes, capacity is ",
              dst ? dst_capacity : 0);
+    if (needed == 0) return;  // no elements: nothing to write, and dst may be NULL
     quant::f32_rows rows{reinterpret_cast<const float *>(m.v.data), m.rows, m.cols, m.row_stride, m.col_stride};
     quant::format_options fo;
     fo.zp = quant::zero_point(o.zero_point);
@@ -74,7 +75,8 @@ void dequantize_with_planes(const quant::format_traits &f, const void *src, size
     if (src_bytes != needed)
         fail(LLMKIT_ERROR_SHAPE, "dequantize ", f.name, ": dst [", m.rows, ", ", m.cols, "] needs ", needed,
              " bytes, src_bytes is ", src_bytes);
-    if (needed > 0) capi::require_non_null(src, "src");
+    if (needed == 0) return;  // no elements: nothing to read, and src may be NULL
+    capi::require_non_null(src, "src");
     quant::dequantize_format(f, src, m.rows, m.cols, reinterpret_cast<float *>(m.v.data), m.row_stride, m.col_stride,
                              o.n_threads);
 }

@@ -304,6 +304,24 @@ TEST_CASE("formats: C API errors", "[formats][errors]") {
     o.struct_size = uint32_t(offsetof(llmkit_quantize_options, zero_point));
     CHECK(llmkit_quantize(&need, LLMKIT_QUANT_AWQ_INT4_G32, &t, buf.data(), buf.size(), &o) == LLMKIT_OK);
     CHECK(llmkit_quantize(&need, LLMKIT_QUANT_NF4, nullptr, buf.data(), buf.size(), nullptr) == LLMKIT_ERROR_NULL_POINTER);
+    // No rows: int8 (row scales) needs 0 bytes, and then NULL buffers are fine
+    // both ways (the quantizer cleared a NULL dst of 0 bytes with memset,
+    // undefined behaviour; found by fuzz_quant_api under UBSan); the others
+    // still need the bytes of their scales or column arrays.
+    {
+        const int64_t empty_shape[2] = {0, 128};
+        llmkit_tensor empty = f32_tensor(x.data(), empty_shape, 2);
+        for (int32_t type : {LLMKIT_QUANT_INT8, LLMKIT_QUANT_GPTQ_INT4_G32, LLMKIT_QUANT_NF4, LLMKIT_QUANT_FP8_E4M3}) {
+            need = 1;
+            const llmkit_status probe = llmkit_quantize(&need, type, &empty, nullptr, 0, nullptr);
+            INFO("type " << type << ", " << need << " bytes: " << llmkit_last_error_message());
+            if (type == LLMKIT_QUANT_INT8) CHECK(need == 0);
+            CHECK(probe == (need == 0 ? LLMKIT_OK : LLMKIT_ERROR_BUFFER_TOO_SMALL));
+            std::vector<uint8_t> q(need);
+            CHECK(llmkit_quantize(&need, type, &empty, need ? q.data() : nullptr, need, nullptr) == LLMKIT_OK);
+            CHECK(llmkit_dequantize(type, need ? q.data() : nullptr, need, &empty, nullptr) == LLMKIT_OK);
+        }
+    }
     CHECK(llmkit_quantize(&need, LLMKIT_QUANT_NF4, &t, buf.data(), 10, nullptr) == LLMKIT_ERROR_BUFFER_TOO_SMALL);
     CHECK(need == 512 + 16 * 4);  // 512 packed bytes, then 16 absmax floats at offset 512
     x[77] = NAN;
