@@ -103,11 +103,16 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2];
+    // The whole-tensor checks of K, V and the mask (whose -inf hides a key),
+    // naming the first bad element.
+    auto require_finite_kv = [&] {
+        for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);
+        if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
+    };
     if (B == 0 || Sq == 0 || Hq == 0 || D == 0) {
         // Nothing to compute; K and V may still hold rows (Sq = 0, Skv > 0),
         // and their NaNs are refused as in any other call.
-        for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);
-        if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
+        require_finite_kv();
         return;
     }
     const int64_t G = Hq / Hkv;
@@ -145,10 +150,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         q.type == dtype::f32 ? row_type::f32 : q.type == dtype::bf16 ? row_type::bf16 : row_type::f16, nqt);
     if (token_major && q.type == dtype::f32) rows_max = std::min(rows_max, 32);
     core::require_finite(q, p.n_threads);
-    if (!check_rows) {
-        for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);
-        if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
-    }
+    if (!check_rows) require_finite_kv();
     std::atomic<bool> rows_finite{true};
     std::vector<char> scratch_bytes(check_rows ? size_t(B * Sq * Hq * D) * out.elem_size : 0);
     tensor_view scratch = out;

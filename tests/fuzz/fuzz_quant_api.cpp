@@ -162,15 +162,6 @@ void matmul_int8(script &s) {
     llmkit_quant_matmul_options mo = LLMKIT_QUANT_MATMUL_OPTIONS_INIT;
     mo.n_threads = s.pick(3);
     mo.x_rounding = s.pick(4) == 3 ? int32_t(s.pick(3)) : 0;
-#ifdef FUZZ_VERBOSE
-    for (const fuzz_tensor *t : {&x, &w, &scales, &y}) {
-        std::fprintf(stderr, "tensor ndim %d shape", t->t.ndim);
-        for (int d = 0; d < t->t.ndim; ++d) std::fprintf(stderr, " %lld", (long long)t->shape[d]);
-        std::fprintf(stderr, " strides");
-        for (int d = 0; d < t->t.ndim; ++d) std::fprintf(stderr, " %lld", t->t.strides ? (long long)t->strides[d] : -99LL);
-        std::fprintf(stderr, " bytes %zu\n", t->bytes);
-    }
-#endif
     const llmkit_status st = llmkit_quant_matmul_int8(&x.t, &w.t, &scales.t, &y.t, &mo);
     check_status(st);
     if (st != LLMKIT_OK) return;
