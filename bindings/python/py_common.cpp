@@ -70,6 +70,15 @@ tensor_arg from_numpy(py::array a, const std::string &name) {
 }
 
 tensor_arg from_dlpack(py::handle obj, const std::string &name) {
+    // torch keeps a negation lazy as a bit on the tensor (x._neg_view(),
+    // x.conj().imag) and exports such a tensor through DLPack as its storage,
+    // without the sign; refuse it rather than read every value negated.
+    if (py::hasattr(obj, "is_neg")) {
+        py::object is_neg = obj.attr("is_neg");
+        if (PyCallable_Check(is_neg.ptr()) && py::bool_(is_neg()))
+            throw py::value_error(name + ": the torch tensor has its negative bit set (a lazy negation, which DLPack "
+                                         "cannot carry); pass x.resolve_neg()");
+    }
     // For a CUDA tensor, tell the producer which stream llmkit reads on: llmkit
     // is called with stream NULL, the legacy default stream, which DLPack
     // numbers 1. The producer then orders its pending work before that stream.

@@ -33,6 +33,19 @@ static dtype classify(const llmkit_dtype &d) {
     }
 }
 
+// A dtype llmkit does not read, spelled as numpy and torch do ("int16",
+// "complex64", "bool8", "float32x4"), so the refusal names it.
+static std::string dlpack_dtype_name(const llmkit_dtype &d) {
+    static const char *const kinds[] = {"int", "uint", "float", "opaque handle ", "bfloat", "complex", "bool"};
+    std::ostringstream s;
+    if (d.code < sizeof kinds / sizeof kinds[0]) s << kinds[d.code];
+    else s << "type code " << int(d.code) << " of ";
+    s << int(d.bits);
+    if (d.code >= sizeof kinds / sizeof kinds[0] || d.code == 3) s << " bits";
+    if (d.lanes != 1) s << "x" << d.lanes;
+    return s.str();
+}
+
 tensor_view tensor_view::from(const llmkit_tensor *t, const char *name) {
     tensor_view v;
     v.name = name;
@@ -42,8 +55,8 @@ tensor_view tensor_view::from(const llmkit_tensor *t, const char *name) {
     if (t->ndim > 0 && !t->shape) fail(LLMKIT_ERROR_NULL_POINTER, name, ": shape is NULL");
     v.type = classify(t->dtype);
     if (v.type == dtype::other)
-        fail(LLMKIT_ERROR_DTYPE, name, ": unsupported dtype (code ", int(t->dtype.code), ", bits ",
-             int(t->dtype.bits), ", lanes ", int(t->dtype.lanes), ")");
+        fail(LLMKIT_ERROR_DTYPE, name, ": unsupported dtype ", dlpack_dtype_name(t->dtype), " (DLPack code ",
+             int(t->dtype.code), ", bits ", int(t->dtype.bits), ", lanes ", int(t->dtype.lanes), ")");
     v.elem_size = t->dtype.bits / 8;
     v.ndim = t->ndim;
     v.device_type = t->device.device_type;

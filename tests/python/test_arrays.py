@@ -188,7 +188,9 @@ def test_ctypes_capsule_on_the_host_and_its_deleter():
     assert obj.deleted == 1  # consumed: llmkit called the deleter exactly once
     assert obj.streams == [None]  # host data: no stream is asked for
     with pytest.raises(ValueError, match="unsupported dtype"):
-        identity(CtypesTensor(X, code=5))  # an unknown type code
+        identity(CtypesTensor(X, code=5))  # complex: a type code llmkit does not read
+    with pytest.raises(ValueError, match=r"unsupported dtype complex32 \(DLPack code 5"):
+        identity(CtypesTensor(X, code=5))  # named as numpy and torch name it
     gc.collect()
 
 
@@ -237,6 +239,30 @@ def test_torch_tensors():
     # one-call sampling on bf16 follows the same Philox draws as float32 of the same values
     bf = t.to(torch.bfloat16)
     np.testing.assert_array_equal(llmkit.sample(bf, seed=9), llmkit.sample(bf.float().numpy(), seed=9))
+
+
+def test_torch_negative_bit_is_refused():
+    # torch exports a lazily negated tensor through DLPack without its sign;
+    # reading it would silently give the results of -x.
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(X.copy())
+    neg = t._neg_view()
+    assert neg.is_neg()
+    with pytest.raises(ValueError, match="negative bit"):
+        identity(neg)
+    with pytest.raises(ValueError, match="negative bit"):
+        llmkit.sample(neg, seed=1)
+    z = torch.complex(t, t)
+    with pytest.raises(ValueError, match="negative bit"):
+        identity(z.conj().imag)  # the common way to meet one
+    np.testing.assert_array_equal(identity(neg.resolve_neg()), -X)  # the way out the message names
+    q = torch.from_numpy(RNG.standard_normal((1, 3, 2, 16)).astype(np.float32))
+    with pytest.raises(ValueError, match="q: the torch tensor has its negative bit set"):
+        llmkit.attention(q._neg_view(), q, q)
+    # rope's default copy resolves the bit; in place it would write through it
+    assert torch.equal(llmkit.rope(q._neg_view(), np.arange(3)), llmkit.rope(-q, np.arange(3)))
+    with pytest.raises(ValueError, match="x: the torch tensor has its negative bit set"):
+        llmkit.rope(q.clone()._neg_view(), np.arange(3), in_place=True)
 
 
 def test_torch_speculative_and_int64_drafts():

@@ -307,6 +307,8 @@ def test_attention_errors(rng):
         llmkit.attention(q, k, v, causal=False, window=4)
     with pytest.raises(ValueError, match="window"):
         llmkit.attention(q, k, v, window=0)
+    # a window past int64 sees every key, as a plain causal call does
+    np.testing.assert_array_equal(llmkit.attention(q, k, v, window=2**70), llmkit.attention(q, k, v))
     for name in ("scale", "softcap"):
         for bad in (0.0, -1.0, float("nan"), float("inf")):
             with pytest.raises(ValueError, match=name):

@@ -199,6 +199,7 @@ def test_options_sinks_window_softcap(rng):
     sinks = np.linspace(-2, 3, 8).astype(np.float32)
     check(c.attention(0, q, ids, sinks=sinks), ref(q, ks, vs, sinks=sinks), "fp32")
     check(c.attention(0, q, ids, window=16), ref(q, ks, vs, window=16), "fp32")
+    np.testing.assert_array_equal(c.attention(0, q, ids, window=2**80), c.attention(0, q, ids))  # past int64: no window
     check(c.attention(0, q, ids, softcap=4.0), ref(q, ks, vs, softcap=4.0), "fp32")
     check(c.attention(0, q, ids, causal=False), ref(q, ks, vs, causal=False), "fp32")
 

@@ -4,7 +4,9 @@ A thin Python face over llmkit's stable C ABI (the native module
 ``llmkit._llmkit`` is private). Arrays go in without copies: numpy arrays
 (float32, float16; any strides) and any object with ``__dlpack__`` (PyTorch
 tensors, including bfloat16 and CUDA tensors, CuPy arrays, ...). Results come
-back as new numpy arrays on the host.
+back as new numpy arrays on the host. A torch tensor with its negative bit set
+(``x.conj().imag``, ``x._neg_view()``) is refused: DLPack exports it without
+its sign, so pass ``x.resolve_neg()``.
 
 Errors raise exceptions carrying the C library's message: :class:`ValueError`
 for bad arguments (shape, dtype, range, NaN/inf, ...), :class:`MemoryError`

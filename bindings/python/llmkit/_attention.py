@@ -146,11 +146,8 @@ def attention(
     v = _as_input(v, "v")
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    win = 0
+    win = _window(window)
     if window is not None:
-        win = as_int(window, "window")
-        if win < 1:
-            raise ValueError(f"window must be >= 1 (or None for no window), got {win}")
         if not causal:
             raise ValueError("window needs causal=True (a sliding window looks back from each query)")
     slopes = None
@@ -472,15 +469,21 @@ class _CacheBase:
         return out[:, 0]
 
 
+def _window(window: Any) -> int:
+    """The C options' window: 0 for None; a window past int64 sees every key, as int64's largest does."""
+    if window is None:
+        return 0
+    win = as_int(window, "window")
+    if win < 1:
+        raise ValueError(f"window must be >= 1 (or None for no window), got {win}")
+    return min(win, 2**63 - 1)
+
+
 def _kv_kwargs(causal: Any, window: Any, softcap: Any, scale: Any, alibi_slopes: Any, sinks: Any, split_keys: Any,
                num_threads: Any) -> Dict[str, Any]:
     if not isinstance(causal, (bool, np.bool_)):
         raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    win = 0
-    if window is not None:
-        win = as_int(window, "window")
-        if win < 1:
-            raise ValueError(f"window must be >= 1 (or None for no window), got {win}")
+    win = _window(window)
     split = 0
     if split_keys is not None:
         split = as_int(split_keys, "split_keys")
