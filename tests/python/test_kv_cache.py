@@ -223,6 +223,16 @@ def test_attention_tables_and_errors(rng):
     q = rng.standard_normal((1, 1, 4, 64)).astype(np.float32)
     table = np.array([c.block_table(s) + [0]], np.int32)
     assert np.array_equal(c.attention_tables(0, q, table, [60]), c.attention(0, q, [s]))
+    # numpy's default int64, lists, and uint8 lengths give the same; floats are refused, not truncated
+    same = c.attention(0, q, [s])
+    assert np.array_equal(c.attention_tables(0, q, table.astype(np.int64), np.array([60], np.uint8)), same)
+    assert np.array_equal(c.attention_tables(0, q, table.tolist(), [60]), same)
+    with pytest.raises(ValueError, match="block_tables must hold integers"):
+        c.attention_tables(0, q, table.astype(np.float32), [60])
+    with pytest.raises(ValueError, match="seq_lens must hold integers"):
+        c.attention_tables(0, q, table, [60.0])
+    with pytest.raises(ValueError, match="block_tables: 4294967296 does not fit int32"):
+        c.attention_tables(0, q, np.array([[0, 2**32]]), [60])
     table[0, 2] = 6
     with pytest.raises(ValueError, match=r"block_tables\[0, 2\] = 6 points outside the pool"):
         c.attention_tables(0, q, table, [60])
@@ -273,3 +283,17 @@ def test_torch_bf16_inputs_give_torch_outputs(rng):
         q.float().transpose(1, 2), k.float().repeat_interleave(4, dim=1)[None].transpose(1, 2),
         v.float().repeat_interleave(4, dim=1)[None].transpose(1, 2), is_causal=True).transpose(1, 2)
     assert torch.max(torch.abs(out.float() - want)).item() < 2e-2
+
+
+def test_torch_block_tables_of_any_integer_dtype(rng):
+    torch = pytest.importorskip("torch")
+    c = llmkit.PagedKVCache(n_layers=1, n_kv_heads=1, head_dim=32, n_blocks=4, block_size=8)
+    s = c.new_sequence()
+    k = rows(rng, 20, 1, 32)
+    c.append(0, s, k, k)
+    q = rng.standard_normal((1, 1, 2, 32)).astype(np.float32)
+    want = c.attention(0, q, [s])
+    table = c.block_table(s)
+    for dt in (torch.int32, torch.int64, torch.int16):  # torch.tensor's default is int64
+        got = c.attention_tables(0, q, torch.tensor([table], dtype=dt), torch.tensor([20], dtype=dt))
+        np.testing.assert_array_equal(got, want)

@@ -81,6 +81,29 @@ def _integer_array(x: object, name: str) -> np.ndarray:
     return a
 
 
+def _dtype_is(x: object, *names: str) -> bool:
+    """Whether x (numpy or torch) has one of the dtypes named ("int32" matches numpy's and torch.int32)."""
+    dt = str(getattr(x, "dtype", ""))
+    return dt.split(".")[-1] in names
+
+
+def int_array(x: object, name: str, *, wide: bool = False) -> object:
+    """An integer array of any shape as int32, or int32/int64 when ``wide``: arrays and tensors of those
+    dtypes pass as they are (no copy); other integer arrays and lists are converted when every value fits.
+    Floats are refused, not truncated."""
+    if hasattr(x, "__dlpack__") and _dtype_is(x, "int32", *(("int64",) if wide else ())):
+        return x
+    a = _integer_array(x, name)
+    if wide:
+        if a.dtype == np.uint64 and a.size and int(a.max()) > 2**63 - 1:
+            raise ValueError(f"{name}: {int(a.max())} does not fit int64")
+        return np.ascontiguousarray(a, dtype=np.int64)
+    if a.size and (int(a.min()) < _INT32_MIN or int(a.max()) > _INT32_MAX):
+        bad = int(a.min()) if int(a.min()) < _INT32_MIN else int(a.max())
+        raise ValueError(f"{name}: {bad} does not fit int32")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
 def token_ids(x: object, name: str) -> np.ndarray:
     """A 1-D int32 array of token ids (an int is a list of one)."""
     a = _integer_array(x, name)

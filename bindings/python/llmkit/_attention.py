@@ -16,7 +16,7 @@ from typing import Any, Dict, Mapping, Optional
 import numpy as np
 
 from . import _llmkit
-from ._args import as_int, count, int32, real
+from ._args import as_int, count, int32, int_array, real
 
 
 def _as_input(x: Any, name: str) -> Any:
@@ -562,12 +562,14 @@ class PagedKVCache(_CacheBase):
                          window: Optional[int] = None, softcap: Optional[float] = None, scale: Optional[float] = None,
                          alibi_slopes: Optional[Any] = None, sinks: Optional[Any] = None,
                          split_keys: Optional[int] = None, num_threads: int = 0) -> Any:
-        """:meth:`attention` with caller-made block tables: ``block_tables`` int32 ``(B, max_blocks)``,
-        ``seq_lens`` int32/int64 ``(B,)``. A block id outside the pool raises :class:`ValueError`."""
+        """:meth:`attention` with caller-made block tables: ``block_tables`` ``(B, max_blocks)`` and
+        ``seq_lens`` ``(B,)``, integer arrays, tensors or lists (int32 tables and int32/int64 lengths pass
+        without a copy; other integer dtypes are converted). A block id outside the pool raises
+        :class:`ValueError`, as do floats."""
         q = _as_input(q, "q")
         out = _empty_like(q)
-        tables = block_tables if hasattr(block_tables, "__dlpack__") else np.ascontiguousarray(block_tables, dtype=np.int32)
-        lens = seq_lens if hasattr(seq_lens, "__dlpack__") else np.ascontiguousarray(seq_lens, dtype=np.int64)
+        tables = int_array(block_tables, "block_tables")
+        lens = int_array(seq_lens, "seq_lens", wide=True)
         self._native.attention_tables(int32(layer, "layer"), q, tables, lens, out,
                                       **_kv_kwargs(causal, window, softcap, scale, alibi_slopes, sinks, split_keys,
                                                    num_threads))
