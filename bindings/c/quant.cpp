@@ -4,6 +4,7 @@
 #include "core/tensor.hpp"
 #include "guard.hpp"
 #include "host_matrix.hpp"
+#include "quant_options.hpp"
 #include "llmkit/llmkit.h"
 #include "quant/formats.hpp"
 #include "quant/gguf_blocks.hpp"
@@ -50,9 +51,7 @@ void quantize_with_planes(size_t *written, const quant::format_traits &f, const 
     const auto o = capi::read_options(options, k_quantize_defaults, "options");
     require_threads(o.n_threads);
     if (o.imatrix) fail(LLMKIT_ERROR_UNSUPPORTED, "quantize ", f.name, ": options.imatrix applies to GGUF types only; pass NULL");
-    if (o.zero_point < 0 || o.zero_point > 2)
-        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.zero_point must be an llmkit_quant_zero_point (0, 1 or 2), got ",
-             o.zero_point);
+    capi::require_zero_point(o.zero_point, f.id, "quantize");
     const matrix m = host_matrix(src, "src");
     const size_t needed = quant::format_bytes(f, m.rows, m.cols);
     if (written) *written = needed;
@@ -129,6 +128,7 @@ llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor
         const auto &t = require_type(type);
         const auto o = capi::read_options(options, k_quantize_defaults, "options");
         require_threads(o.n_threads);
+        capi::require_zero_point(o.zero_point, type, "quantize");
         const matrix m = host_matrix(src, "src");
         const size_t needed = quant::rows_bytes(t, m.rows, m.cols);
         if (written) *written = needed;

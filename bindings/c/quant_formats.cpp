@@ -6,6 +6,7 @@
 
 #include "guard.hpp"
 #include "llmkit/llmkit.h"
+#include "quant_options.hpp"
 #include "quant/formats.hpp"
 #include "quant/gguf_blocks.hpp"
 #include "quant/quantize.hpp"
@@ -79,8 +80,7 @@ llmkit_status llmkit_quant_convert(size_t *written, int32_t dst_type, void *dst,
         const auto o = capi::read_options(options, k_quantize_defaults, "options");
         if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
         if (o.imatrix) fail(LLMKIT_ERROR_UNSUPPORTED, "convert: options.imatrix is not supported; pass NULL");
-        if (o.zero_point < 0 || o.zero_point > 2)
-            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.zero_point must be 0, 1 or 2, got ", o.zero_point);
+        capi::require_zero_point(o.zero_point, dst_type, "convert to");
         if (stats && (stats->struct_size < sizeof(uint32_t) || stats->struct_size > sizeof(llmkit_quant_convert_stats)))
             fail(LLMKIT_ERROR_INVALID_ARGUMENT, "stats->struct_size = ", stats->struct_size,
                  " (initialise it with LLMKIT_QUANT_CONVERT_STATS_INIT)");

@@ -706,7 +706,7 @@ typedef struct llmkit_quantize_options {
     uint32_t struct_size;  /**< sizeof(llmkit_quantize_options). */
     int32_t n_threads;     /**< Worker threads; 0 = llmkit_get_num_threads(). */
     const float *imatrix;  /**< NULL, or one importance weight per column (n floats, finite, >= 0); GGUF types only. */
-    int32_t zero_point;    /**< Int4 packings (gptq_int4*, awq_int4*) only: an #llmkit_quant_zero_point value; 0 = the format's default. */
+    int32_t zero_point;    /**< Int4 packings (gptq_int4*, awq_int4*) only: an #llmkit_quant_zero_point value; 0 = the format's default. Non-zero for any other type is #LLMKIT_ERROR_UNSUPPORTED. */
 } llmkit_quantize_options;
 
 /** @brief Default #llmkit_quantize_options. */
@@ -733,7 +733,8 @@ typedef struct llmkit_quantize_options {
  *         it is quantized, so after a bad src value dst may hold other parts:
  *         its contents are unspecified); #LLMKIT_ERROR_INVALID_ARGUMENT also for a negative
  *         importance weight; #LLMKIT_ERROR_UNSUPPORTED (options->imatrix with a
- *         format that is not a GGUF type). Thread-safe.
+ *         format that is not a GGUF type, or options->zero_point with a type
+ *         that is not an int4 packing). Thread-safe.
  */
 LLMKIT_API llmkit_status llmkit_quantize(size_t *written, int32_t type, const llmkit_tensor *src, void *dst,
                                          size_t dst_capacity, const llmkit_quantize_options *options);
@@ -939,7 +940,9 @@ typedef struct llmkit_quant_convert_stats {
  * @return #LLMKIT_OK; #LLMKIT_ERROR_BUFFER_TOO_SMALL; #LLMKIT_ERROR_SHAPE (size
  *         mismatch or a shape a type cannot hold); #LLMKIT_ERROR_INVALID_ARGUMENT;
  *         #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_NON_FINITE (src decodes to
- *         NaN or infinity); #LLMKIT_ERROR_FORMAT (a g_idx out of range). Thread-safe.
+ *         NaN or infinity); #LLMKIT_ERROR_FORMAT (a g_idx out of range);
+ *         #LLMKIT_ERROR_UNSUPPORTED (options->imatrix, or options->zero_point
+ *         with a dst_type that is not an int4 packing). Thread-safe.
  */
 LLMKIT_API llmkit_status llmkit_quant_convert(size_t *written, int32_t dst_type, void *dst, size_t dst_capacity,
                                               int32_t src_type, const void *src, size_t src_bytes, int64_t rows,

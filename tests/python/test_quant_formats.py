@@ -239,6 +239,10 @@ def test_shape_errors():
         llmkit.quantize(np.ones((4, 128), np.float32), "gptq_int4_g128")
     with pytest.raises(ValueError, match="zero_point"):
         llmkit.quantize(np.ones((8, 128), np.float32), "gptq_int4_g128", zero_point="maybe")
+    for fmt in ("q4_K", "int8", "nf4"):  # no zero points to choose: refused, not ignored
+        with pytest.raises(llmkit.LlmkitError, match="zero_point applies to the int4 packings") as e:
+            llmkit.quantize(np.ones((8, 256), np.float32), fmt, zero_point="asymmetric")
+        assert e.value.status == "LLMKIT_ERROR_UNSUPPORTED"
     with pytest.raises(ValueError, match="bytes"):
         llmkit.QuantizedTensor(np.zeros(10, np.uint8), "nf4", (2, 64))
 

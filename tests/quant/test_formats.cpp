@@ -296,6 +296,27 @@ TEST_CASE("formats: C API errors", "[formats][errors]") {
     o.zero_point = 3;
     CHECK(llmkit_quantize(&need, LLMKIT_QUANT_GPTQ_INT4_G32, &t, buf.data(), buf.size(), &o) ==
           LLMKIT_ERROR_INVALID_ARGUMENT);
+    // A zero-point choice for a type without one is refused, not ignored:
+    // the int8, NF4 and FP8 formats, the GGUF blocks, and conversions to them.
+    o.zero_point = LLMKIT_QUANT_ZERO_POINT_ASYMMETRIC;
+    for (int32_t type : {int32_t(LLMKIT_QUANT_INT8), int32_t(LLMKIT_QUANT_NF4), int32_t(LLMKIT_QUANT_FP8_E4M3),
+                         int32_t(LLMKIT_QUANT_Q8_0)}) {
+        CHECK(llmkit_quantize(&need, type, &t, buf.data(), buf.size(), &o) == LLMKIT_ERROR_UNSUPPORTED);
+        CHECK(std::string(llmkit_last_error_message()).find("zero_point applies to the int4 packings") !=
+              std::string::npos);
+    }
+    {
+        std::vector<uint8_t> q8(8 * 4 * 34), q4(8 * 4 * 18);
+        REQUIRE(llmkit_quantize(&need, LLMKIT_QUANT_Q8_0, &t, q8.data(), q8.size(), nullptr) == LLMKIT_OK);
+        CHECK(llmkit_quant_convert(&need, LLMKIT_QUANT_Q4_0, q4.data(), q4.size(), LLMKIT_QUANT_Q8_0, q8.data(),
+                                   q8.size(), 8, 128, &o, nullptr) == LLMKIT_ERROR_UNSUPPORTED);
+        // into an int4 packing the choice applies
+        CHECK(llmkit_quant_convert(&need, LLMKIT_QUANT_GPTQ_INT4_G32, nullptr, 0, LLMKIT_QUANT_Q8_0, q8.data(),
+                                   q8.size(), 8, 128, &o, nullptr) == LLMKIT_ERROR_BUFFER_TOO_SMALL);
+        std::vector<uint8_t> g(need);
+        CHECK(llmkit_quant_convert(&need, LLMKIT_QUANT_GPTQ_INT4_G32, g.data(), g.size(), LLMKIT_QUANT_Q8_0, q8.data(),
+                                   q8.size(), 8, 128, &o, nullptr) == LLMKIT_OK);
+    }
     o = LLMKIT_QUANTIZE_OPTIONS_INIT;
     o.struct_size = sizeof(o) + 4;
     CHECK(llmkit_quantize(&need, LLMKIT_QUANT_INT8, &t, buf.data(), buf.size(), &o) == LLMKIT_ERROR_INVALID_ARGUMENT);

@@ -233,7 +233,8 @@ def quantize(array: Any, type: Union[str, int], *, imatrix: Optional[Any] = None
     go through the same call; see :meth:`QuantizedTensor.planes` for their
     layout. ``zero_point`` applies to the int4 packings only: ``None`` (the
     format's default: symmetric for GPTQ, asymmetric for AWQ),
-    ``"symmetric"`` or ``"asymmetric"``.
+    ``"symmetric"`` or ``"asymmetric"``; for any other type it raises
+    :class:`LlmkitError` (``LLMKIT_ERROR_UNSUPPORTED``) rather than be ignored.
 
     ``imatrix``: importance weights, one per column (``n`` float32 values,
     non-negative and finite; llama.cpp's ``llama-imatrix`` computes them as
