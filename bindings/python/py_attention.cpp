@@ -1,4 +1,7 @@
 // llmkit._llmkit: attention, RoPE and KV-cache sizes.
+#include <mutex>
+#include <shared_mutex>
+
 #include "py_common.hpp"
 
 namespace llmkit_py {
@@ -112,16 +115,38 @@ llmkit_kv_attention_options kv_c_options(const kv_options &o, const tensor_arg &
 }
 
 // One class template for both caches: C is llmkit::kv_cache or llmkit::paged_kv_cache.
+//
+// The C caches let several attention calls run at once, but an append, new,
+// fork or free must run alone (they move lengths, block tables, the free list
+// and reference counts). The C API leaves that to its caller; from Python,
+// where every call releases the GIL, threads get it enforced here: changes
+// take `lock` exclusively, reads share it. The lock is taken without the GIL,
+// and no holder needs the GIL, so a wait cannot deadlock.
 template <typename C>
 struct py_cache {
     C cache;
+    mutable std::shared_mutex lock;
+
+    // Runs f (a call into the C cache, no Python objects) alone.
+    template <typename F>
+    auto changing(F &&f) {
+        py::gil_scoped_release nogil;
+        std::unique_lock<std::shared_mutex> alone(lock);
+        return f();
+    }
+    // Runs f alongside other reads, never alongside a change.
+    template <typename F>
+    auto reading(F &&f) const {
+        py::gil_scoped_release nogil;
+        std::shared_lock<std::shared_mutex> shared(lock);
+        return f();
+    }
 
     void append(int32_t layer, int32_t seq, py::handle k_obj, py::handle v_obj) {
         const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
         const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
         llmkit::tensor_ref kt = k.ref(), vt = v.ref();
-        py::gil_scoped_release nogil;
-        cache.append(layer, seq, kt, vt);
+        changing([&] { cache.append(layer, seq, kt, vt); });
     }
     void attention(int32_t layer, py::handle q_obj, const std::vector<int32_t> &seq_ids, py::handle out_obj,
                    const kv_options &o) {
@@ -129,8 +154,7 @@ struct py_cache {
         const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
         const llmkit_kv_attention_options c = kv_c_options(o, q);
         llmkit::tensor_ref qt = q.ref(), ot = out.ref();
-        py::gil_scoped_release nogil;
-        cache.attention(layer, qt, seq_ids, ot, &c);
+        reading([&] { cache.attention(layer, qt, seq_ids, ot, &c); });
     }
 };
 
@@ -148,10 +172,14 @@ int32_t kv_dtype_code(const std::string &name) {
 template <typename P>
 void bind_cache_methods(P &cls) {
     using T = typename P::type;
-    cls.def("seq_new", [](T &self) { return self.cache.seq_new(); })
-        .def("fork", [](T &self, int32_t src) { return self.cache.fork(src); }, py::arg("seq"))
-        .def("free", [](T &self, int32_t seq) { self.cache.free(seq); }, py::arg("seq"))
-        .def("length", [](const T &self, int32_t seq, int32_t layer) { return self.cache.length(seq, layer); },
+    cls.def("seq_new", [](T &self) { return self.changing([&] { return self.cache.seq_new(); }); })
+        .def("fork", [](T &self, int32_t src) { return self.changing([&] { return self.cache.fork(src); }); },
+             py::arg("seq"))
+        .def("free", [](T &self, int32_t seq) { self.changing([&] { self.cache.free(seq); }); }, py::arg("seq"))
+        .def("length",
+             [](const T &self, int32_t seq, int32_t layer) {
+                 return self.reading([&] { return self.cache.length(seq, layer); });
+             },
              py::arg("seq"), py::arg("layer") = -1)
         .def("append", &T::append, py::arg("layer"), py::arg("seq"), py::arg("k"), py::arg("v"))
         .def(
@@ -186,7 +214,9 @@ void bind_attention(py::module_ &m) {
            }),
            py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("capacity"),
            py::arg("max_sequences"), py::arg("dtype"))
-        .def_property_readonly("memory_bytes", [](const py_kv_cache &self) { return self.cache.memory_bytes(); });
+        .def_property_readonly("memory_bytes", [](const py_kv_cache &self) {
+            return self.reading([&] { return self.cache.memory_bytes(); });
+        });
     bind_cache_methods(kv);
 
     auto paged = py::class_<py_paged_kv_cache>(m, "PagedKVCache");
@@ -206,15 +236,24 @@ void bind_attention(py::module_ &m) {
              }),
              py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("block_size"),
              py::arg("n_blocks"), py::arg("max_sequences"), py::arg("max_blocks_per_seq"), py::arg("dtype"))
-        .def_property_readonly("memory_bytes", [](const py_paged_kv_cache &self) { return self.cache.memory_bytes(); })
+        .def_property_readonly("memory_bytes",
+                               [](const py_paged_kv_cache &self) {
+                                   return self.reading([&] { return self.cache.memory_bytes(); });
+                               })
         .def_property_readonly("pool_bytes",
                                [](const py_paged_kv_cache &self) {
                                    uint64_t pool = 0;
                                    llmkit::check(llmkit_paged_kv_cache_memory_bytes(self.cache.get(), nullptr, &pool));
                                    return pool;
                                })
-        .def_property_readonly("free_blocks", [](const py_paged_kv_cache &self) { return self.cache.free_blocks(); })
-        .def("block_table", [](const py_paged_kv_cache &self, int32_t seq) { return self.cache.block_table(seq); },
+        .def_property_readonly("free_blocks",
+                               [](const py_paged_kv_cache &self) {
+                                   return self.reading([&] { return self.cache.free_blocks(); });
+                               })
+        .def("block_table",
+             [](const py_paged_kv_cache &self, int32_t seq) {
+                 return self.reading([&] { return self.cache.block_table(seq); });
+             },
              py::arg("seq"))
         .def(
             "attention_tables",
@@ -230,9 +269,10 @@ void bind_attention(py::module_ &m) {
                 const tensor_arg lens = to_tensor(lens_obj, "seq_lens", fallback::index);
                 const llmkit_kv_attention_options c = kv_c_options(o, q);
                 llmkit::tensor_ref qt = q.ref(), ot = out.ref(), tt = tables.ref(), lt = lens.ref();
-                py::gil_scoped_release nogil;
-                llmkit::check(llmkit_paged_kv_cache_attention_tables(self.cache.get(), layer, qt.get(), tt.get(),
-                                                                     lt.get(), ot.get(), &c));
+                self.reading([&] {
+                    llmkit::check(llmkit_paged_kv_cache_attention_tables(self.cache.get(), layer, qt.get(), tt.get(),
+                                                                         lt.get(), ot.get(), &c));
+                });
             },
             py::arg("layer"), py::arg("q"), py::arg("block_tables"), py::arg("seq_lens"), py::arg("out"),
             py::arg("causal") = true, py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,

@@ -297,3 +297,54 @@ def test_torch_block_tables_of_any_integer_dtype(rng):
     for dt in (torch.int32, torch.int64, torch.int16):  # torch.tensor's default is int64
         got = c.attention_tables(0, q, torch.tensor([table], dtype=dt), torch.tensor([20], dtype=dt))
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("paged", [True, False])
+def test_threads_sharing_a_cache(paged):
+    # Python threads release the GIL in every cache call; the C caches let
+    # attention calls run together but not alongside an append, fork or free.
+    # The bindings serialise those (a shared lock), so threads sharing a cache
+    # see consistent lengths and the pool gets every block back. (Without the
+    # lock, this test failed in each of 6 runs: blocks leaked from the free
+    # list, lengths were off, live sequences were reported dead.)
+    import threading
+
+    if paged:
+        c = llmkit.PagedKVCache(n_layers=1, n_kv_heads=2, head_dim=32, block_size=4, n_blocks=2000, max_sequences=64)
+    else:
+        c = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=32, capacity=64, max_sequences=64)
+    rng = np.random.default_rng(5)
+    kv = rows(rng, 3, 2, 32)
+    q = rng.standard_normal((1, 1, 4, 32)).astype(np.float32)
+    problems = []
+
+    def worker(seed):
+        r = np.random.default_rng(seed)
+        try:
+            for _ in range(5000):
+                s = c.new_sequence()
+                n = int(r.integers(1, 5))
+                for _ in range(n):
+                    c.append(0, s, kv, kv)
+                f = c.fork(s)
+                c.append(0, f, kv, kv)
+                if c.length(s) != 3 * n or c.length(f) != 3 * n + 3:
+                    problems.append(f"lengths {c.length(s)}, {c.length(f)} after {n} appends")
+                out = c.attention(0, q, [f])
+                if not np.isfinite(out).all():
+                    problems.append("a non-finite result")
+                c.free(s)
+                c.free(f)
+        except Exception as e:  # noqa: BLE001 - reported below, with the thread's first failure
+            problems.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == []
+    if paged:
+        assert c.free_blocks == 2000
+    s = c.new_sequence()
+    assert s < 64 and c.length(s) == 0

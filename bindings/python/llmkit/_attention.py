@@ -505,8 +505,10 @@ class KVCache(_CacheBase):
     ``"int8"`` (symmetric, one float32 scale per token and kv head,
     ``scale = absmax / 127``, dequantized inside the attention kernel). All
     memory is allocated up front. :meth:`fork` copies the rows (use
-    :class:`PagedKVCache` to share them). Not thread-safe for appends; several
-    :meth:`attention` calls may run at once::
+    :class:`PagedKVCache` to share them). Threads may share a cache: every
+    call releases the GIL, :meth:`attention` calls run together, and appends,
+    new sequences, forks and frees each run alone (a lock, as the C API asks
+    of its callers)::
 
         cache = llmkit.KVCache(n_layers=32, n_kv_heads=8, head_dim=128, capacity=4096, dtype="bf16")
         s = cache.new_sequence()
@@ -531,7 +533,8 @@ class PagedKVCache(_CacheBase):
     the first append of either sequence into a shared block copies that block
     first (copy-on-write), so the parent stays intact. Attention walks the
     block tables directly and gives the same bits as :class:`KVCache`.
-    ``max_blocks_per_seq`` (None: ``n_blocks``) bounds one sequence.
+    ``max_blocks_per_seq`` (None: ``n_blocks``) bounds one sequence. Threads
+    may share it as they may a :class:`KVCache`.
     """
 
     def __init__(self, *, n_layers: int, n_kv_heads: int, head_dim: int, n_blocks: int, block_size: int = 16,
