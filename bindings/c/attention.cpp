@@ -48,7 +48,33 @@ void check_attention_options(const Options &o, const core::tensor_view &q) {
     check_head_values(o.sinks, q, "sinks");
 }
 
-attention::cache_attention_params kv_params(const llmkit_kv_attention_options *options, const core::tensor_view &q) {
+// llmkit_rope_options (NULL: the defaults) as the core's parameters; `name`
+// prefixes the errors (a struct_size that does not fit, a negative n_threads).
+attention::rope_params rope_params_of(const llmkit_rope_options *options, const char *name) {
+    const auto o = capi::read_options(options, k_rope_defaults, name);
+    if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, name, ".n_threads must be >= 0, got ", o.n_threads);
+    attention::rope_params p;
+    p.layout = attention::rope_layout(o.layout);
+    p.theta = o.theta;
+    p.rotary_dims = o.rotary_dims;
+    p.scaling = attention::rope_scaling(o.scaling);
+    p.factor = o.factor;
+    p.alpha = o.alpha;
+    p.low_freq_factor = o.low_freq_factor;
+    p.high_freq_factor = o.high_freq_factor;
+    p.original_max_position = o.original_max_position;
+    p.beta_fast = o.beta_fast;
+    p.beta_slow = o.beta_slow;
+    p.attention_factor = o.attention_factor;
+    p.n_threads = o.n_threads;
+    p.stream = o.stream;
+    return p;
+}
+
+// The cache calls' parameters; `rope` holds the queries' rotation that
+// p.rope points to, when options ask for one.
+attention::cache_attention_params kv_params(const llmkit_kv_attention_options *options, const core::tensor_view &q,
+                                            std::optional<attention::rope_params> &rope) {
     const auto o = capi::read_options(options, k_kv_attention_defaults, "options");
     check_attention_options(o, q);
     if (o.split_keys < 0 || o.split_keys > (int64_t(1) << 40))
@@ -62,6 +88,7 @@ attention::cache_attention_params kv_params(const llmkit_kv_attention_options *o
     p.sinks = o.sinks;
     p.n_threads = o.n_threads;
     p.split_keys = o.split_keys;
+    if (o.rope) p.rope = &rope.emplace(rope_params_of(o.rope, "options.rope"));
     return p;
 }
 
@@ -118,11 +145,16 @@ llmkit_status cache_seq_length(const Cache *cache, int32_t seq, int32_t layer, i
     });
 }
 
+// With fused RoPE (with_rope: `rope` NULL means the default rotation) or without.
 template <class Cache>
-llmkit_status cache_append(Cache *cache, int32_t layer, int32_t seq, const llmkit_tensor *k, const llmkit_tensor *v) {
+llmkit_status cache_append(Cache *cache, int32_t layer, int32_t seq, const llmkit_tensor *k, const llmkit_tensor *v,
+                           bool with_rope = false, const llmkit_rope_options *rope = nullptr) {
     return capi::guard([&] {
         capi::require_non_null(cache, "cache");
-        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), core::tensor_view::from(v, "v"));
+        std::optional<attention::rope_params> rp;
+        if (with_rope) rp = rope_params_of(rope, "rope");
+        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), core::tensor_view::from(v, "v"),
+                           rp ? &*rp : nullptr);
     });
 }
 
@@ -134,7 +166,8 @@ llmkit_status cache_attention(const Cache *cache, int32_t layer, const llmkit_te
         const auto tq = core::tensor_view::from(q, "q");
         const auto to = core::tensor_view::from(out, "out");
         check_seq_ids(seq_ids, n_seqs);
-        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq));
+        std::optional<attention::rope_params> rope;
+        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq, rope));
     });
 }
 
@@ -169,25 +202,9 @@ llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, c
 
 llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor *positions, const llmkit_rope_options *options) {
     return capi::guard([&] {
-        const auto o = capi::read_options(options, k_rope_defaults, "options");
+        const attention::rope_params p = rope_params_of(options, "options");
         const auto tx = core::tensor_view::from(x, "x");
         const auto tp = core::tensor_view::from(positions, "positions");
-        if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
-        attention::rope_params p;
-        p.layout = attention::rope_layout(o.layout);
-        p.theta = o.theta;
-        p.rotary_dims = o.rotary_dims;
-        p.scaling = attention::rope_scaling(o.scaling);
-        p.factor = o.factor;
-        p.alpha = o.alpha;
-        p.low_freq_factor = o.low_freq_factor;
-        p.high_freq_factor = o.high_freq_factor;
-        p.original_max_position = o.original_max_position;
-        p.beta_fast = o.beta_fast;
-        p.beta_slow = o.beta_slow;
-        p.attention_factor = o.attention_factor;
-        p.n_threads = o.n_threads;
-        p.stream = o.stream;
         attention::rope(tx, tp, p);
     });
 }
@@ -242,6 +259,11 @@ llmkit_status llmkit_kv_cache_seq_length(const llmkit_kv_cache *cache, int32_t s
 llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t layer, int32_t seq, const llmkit_tensor *k,
                                      const llmkit_tensor *v) {
     return cache_append(cache, layer, seq, k, v);
+}
+
+llmkit_status llmkit_kv_cache_append_rope(llmkit_kv_cache *cache, int32_t layer, int32_t seq, const llmkit_tensor *k,
+                                          const llmkit_tensor *v, const llmkit_rope_options *rope) {
+    return cache_append(cache, layer, seq, k, v, true, rope);
 }
 
 llmkit_status llmkit_kv_cache_attention(const llmkit_kv_cache *cache, int32_t layer, const llmkit_tensor *q,
@@ -316,6 +338,12 @@ llmkit_status llmkit_paged_kv_cache_append(llmkit_paged_kv_cache *cache, int32_t
     return cache_append(cache, layer, seq, k, v);
 }
 
+llmkit_status llmkit_paged_kv_cache_append_rope(llmkit_paged_kv_cache *cache, int32_t layer, int32_t seq,
+                                                const llmkit_tensor *k, const llmkit_tensor *v,
+                                                const llmkit_rope_options *rope) {
+    return cache_append(cache, layer, seq, k, v, true, rope);
+}
+
 llmkit_status llmkit_paged_kv_cache_attention(const llmkit_paged_kv_cache *cache, int32_t layer,
                                               const llmkit_tensor *q, const int32_t *seq_ids, int64_t n_seqs,
                                               const llmkit_tensor *out, const llmkit_kv_attention_options *options) {
@@ -332,7 +360,8 @@ llmkit_status llmkit_paged_kv_cache_attention_tables(const llmkit_paged_kv_cache
         const auto to = core::tensor_view::from(out, "out");
         const auto tb = core::tensor_view::from(block_tables, "block_tables");
         const auto tl = core::tensor_view::from(seq_lens, "seq_lens");
-        cache->impl.attention_tables(layer, tq, tb, tl, to, kv_params(options, tq));
+        std::optional<attention::rope_params> rope;
+        cache->impl.attention_tables(layer, tq, tb, tl, to, kv_params(options, tq, rope));
     });
 }
 

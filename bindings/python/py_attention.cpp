@@ -124,6 +124,8 @@ llmkit_kv_attention_options kv_c_options(const kv_options &o, const tensor_arg &
 // and no holder needs the GIL, so a wait cannot deadlock.
 template <typename C>
 struct py_cache {
+    explicit py_cache(C c) : cache(std::move(c)) {}
+
     C cache;
     mutable std::shared_mutex lock;
 
@@ -210,7 +212,7 @@ void bind_attention(py::module_ &m) {
                o.capacity = capacity;
                o.max_sequences = max_sequences;
                o.dtype = kv_dtype_code(dtype);
-               return new py_kv_cache{llmkit::kv_cache(o)};
+               return new py_kv_cache(llmkit::kv_cache(o));
            }),
            py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("capacity"),
            py::arg("max_sequences"), py::arg("dtype"))
@@ -232,7 +234,7 @@ void bind_attention(py::module_ &m) {
                  o.max_sequences = max_sequences;
                  o.max_blocks_per_seq = max_blocks_per_seq;
                  o.dtype = kv_dtype_code(dtype);
-                 return new py_paged_kv_cache{llmkit::paged_kv_cache(o)};
+                 return new py_paged_kv_cache(llmkit::paged_kv_cache(o));
              }),
              py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("block_size"),
              py::arg("n_blocks"), py::arg("max_sequences"), py::arg("max_blocks_per_seq"), py::arg("dtype"))

@@ -1800,10 +1800,11 @@ typedef struct llmkit_kv_attention_options {
     const float *sinks;          /**< Hq attention-sink logits (gpt-oss): each joins its head's softmax denominator as exp(sink) without a value. NULL = none. */
     int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
     int64_t split_keys;          /**< Split-KV: keys per part when a sequence's queries form one tile (decode); rounded up to 64; 0 = 1024. Results do not depend on n_threads. */
+    const llmkit_rope_options *rope; /**< Fused RoPE for the queries, or NULL (q used as given). Each query is rotated at its position (query i of sequence b at len_b - Sq + i) in a copy, q itself untouched: the same bits as llmkit_rope() on q at those positions before the call. Pair it with llmkit_kv_cache_append_rope(). Its n_threads and stream are ignored. */
 } llmkit_kv_attention_options;
 
-/** @brief Default #llmkit_kv_attention_options: causal, no window, softcap, ALiBi or sinks, scale 1/sqrt(D). */
-#define LLMKIT_KV_ATTENTION_OPTIONS_INIT {sizeof(llmkit_kv_attention_options), 1, 0, 0.0f, 0.0f, NULL, NULL, 0, 0}
+/** @brief Default #llmkit_kv_attention_options: causal, no window, softcap, ALiBi, sinks or RoPE, scale 1/sqrt(D). */
+#define LLMKIT_KV_ATTENTION_OPTIONS_INIT {sizeof(llmkit_kv_attention_options), 1, 0, 0.0f, 0.0f, NULL, NULL, 0, 0, NULL}
 
 /**
  * @brief Creates a contiguous KV cache (all memory allocated now, zeroed).
@@ -1866,6 +1867,29 @@ LLMKIT_API llmkit_status llmkit_kv_cache_seq_length(const llmkit_kv_cache *cache
  */
 LLMKIT_API llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t layer, int32_t seq,
                                                 const llmkit_tensor *k, const llmkit_tensor *v);
+
+/**
+ * @brief llmkit_kv_cache_append() with RoPE fused: K is rotated on its way into the cache.
+ *
+ * Token j of the sequence (the cache's own count: the first appended token is
+ * j = 0) is rotated at position j, in float32 from the exact values of k, and
+ * then stored in the cache's dtype (for int8, its scale is taken after the
+ * rotation): one pass over k, no rotated copy for the caller to keep. The
+ * bits equal llmkit_rope() on a float32 copy of k at positions len..len+S-1
+ * followed by llmkit_kv_cache_append(). V is stored as it is. Models whose
+ * positions are not the token count (shifted or multimodal positions) rotate
+ * with llmkit_rope() and append instead.
+ * @param cache The cache. @param layer 0..n_layers-1. @param seq A live sequence.
+ * @param k Keys, as llmkit_kv_cache_append(). @param v Values, the same shape and dtype as k.
+ * @param rope The rotation (layout, theta, rotary dims, scaling); NULL for
+ *             the defaults (#LLMKIT_ROPE_OPTIONS_INIT). Its n_threads and stream are ignored.
+ * @return As llmkit_kv_cache_append(), and #LLMKIT_ERROR_INVALID_ARGUMENT or
+ *         #LLMKIT_ERROR_SHAPE for bad rope options (as llmkit_rope()). On error
+ *         nothing is appended. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_append_rope(llmkit_kv_cache *cache, int32_t layer, int32_t seq,
+                                                     const llmkit_tensor *k, const llmkit_tensor *v,
+                                                     const llmkit_rope_options *rope);
 
 /**
  * @brief Attention of new queries over cached sequences: prefill, chunked prefill or batched decode.
@@ -1971,6 +1995,18 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_block_table(const llmkit_page
  */
 LLMKIT_API llmkit_status llmkit_paged_kv_cache_append(llmkit_paged_kv_cache *cache, int32_t layer, int32_t seq,
                                                       const llmkit_tensor *k, const llmkit_tensor *v);
+
+/**
+ * @brief llmkit_paged_kv_cache_append() with RoPE fused, as llmkit_kv_cache_append_rope().
+ * @param cache The cache. @param layer 0..n_layers-1. @param seq A live sequence.
+ * @param k Keys. @param v Values. @param rope The rotation; NULL for the defaults.
+ * @return As llmkit_paged_kv_cache_append(), and #LLMKIT_ERROR_INVALID_ARGUMENT
+ *         or #LLMKIT_ERROR_SHAPE for bad rope options. On error nothing
+ *         changes. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_append_rope(llmkit_paged_kv_cache *cache, int32_t layer, int32_t seq,
+                                                           const llmkit_tensor *k, const llmkit_tensor *v,
+                                                           const llmkit_rope_options *rope);
 
 /**
  * @brief Attention over paged sequences, walking their block tables (see llmkit_kv_cache_attention()).

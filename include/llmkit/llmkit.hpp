@@ -846,6 +846,15 @@ public:
         check(llmkit_kv_cache_append(get(), layer, seq, k.get(), v.get()));
     }
     /**
+     * @brief Appends K and V rows, K rotated on its way in (see llmkit_kv_cache_append_rope()).
+     * @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param v Values.
+     * @param rope The rotation; NULL for the defaults.
+     */
+    void append_rope(int32_t layer, int32_t seq, const tensor_ref &k, const tensor_ref &v,
+                     const llmkit_rope_options *rope) {
+        check(llmkit_kv_cache_append_rope(get(), layer, seq, k.get(), v.get(), rope));
+    }
+    /**
      * @brief Attention of the last Sq tokens of each sequence (see llmkit_kv_cache_attention()).
      * @param layer A layer. @param q Queries [B, Sq, Hq, D]. @param seq_ids B sequence ids.
      * @param out Output [B, Sq, Hq, D]. @param options NULL for defaults.
@@ -915,6 +924,15 @@ public:
     /** @brief Appends K and V rows. @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param v Values. */
     void append(int32_t layer, int32_t seq, const tensor_ref &k, const tensor_ref &v) {
         check(llmkit_paged_kv_cache_append(get(), layer, seq, k.get(), v.get()));
+    }
+    /**
+     * @brief Appends K and V rows, K rotated on its way in (see llmkit_paged_kv_cache_append_rope()).
+     * @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param v Values.
+     * @param rope The rotation; NULL for the defaults.
+     */
+    void append_rope(int32_t layer, int32_t seq, const tensor_ref &k, const tensor_ref &v,
+                     const llmkit_rope_options *rope) {
+        check(llmkit_paged_kv_cache_append_rope(get(), layer, seq, k.get(), v.get(), rope));
     }
     /**
      * @brief Attention of the last Sq tokens of each sequence (see llmkit_paged_kv_cache_attention()).

@@ -54,6 +54,27 @@ struct rope_params {
 // and sin (1 except for YaRN). Throws INVALID_ARGUMENT on bad parameters.
 std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_factor);
 
+// RoPE's rotation of one row of head_dim floats: the arithmetic llmkit_rope
+// and the caches' fused appends and queries share, so they give the same bits.
+// The constructor checks the layout, the rotary dims against head_dim and the
+// scaling's parameters.
+class rope_rotation {
+public:
+    rope_rotation(const rope_params &p, int64_t head_dim);
+    int rotary_dims() const { return n_; }
+    int pairs() const { return n_ / 2; }
+    // The cosines and sines (times YaRN's factor) of every pair at `position`.
+    void angles(int64_t position, float *cs, float *sn) const;
+    // Rotates the first rotary_dims() of row by angles() of its position.
+    void rotate(float *row, const float *cs, const float *sn) const;
+
+private:
+    std::vector<double> inv_;
+    double factor_ = 1.0;
+    int n_ = 0;
+    bool interleaved_ = false;
+};
+
 void rope(const core::tensor_view &x, const core::tensor_view &positions, const rope_params &p);
 
 // 2 * layers * kv_heads * head_dim * bytes * context * batch, with overflow checks.

@@ -41,6 +41,7 @@
 #include <memory>
 #include <numeric>
 
+#include "attention/attention.hpp"
 #include "attention/kernels.hpp"
 #include "attention/spread_prefetch.hpp"
 #include "attention/kv_cache.hpp"
@@ -359,9 +360,56 @@ struct task {
 
 }  // namespace
 
+namespace {
+
+// The caches' fused RoPE for queries: a compact copy of q rotated at the
+// queries' positions (query i of sequence b at length_b - Sq + i), which then
+// attends in q's place; q itself is left as it is.
+void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs,
+                                    const tensor_view &q, const tensor_view &out, const cache_attention_params &p) {
+    const int64_t B = n_seqs, Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    const int64_t es = int64_t(q.elem_size);
+    std::vector<char> bytes(size_t(B * Sq * Hq * D * es));
+    tensor_view qr = q;
+    qr.data = bytes.data();
+    qr.device_type = LLMKIT_DEVICE_CPU;
+    qr.strides[0] = Sq * Hq * D;
+    qr.strides[1] = Hq * D;
+    qr.strides[2] = D;
+    qr.strides[3] = 1;
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < Sq; ++i)
+            for (int64_t h = 0; h < Hq; ++h)
+                std::memcpy(qr.data + ((b * Sq + i) * Hq + h) * D * es,
+                            q.data + (b * q.strides[0] + i * q.strides[1] + h * q.strides[2]) * es, size_t(D * es));
+    std::vector<int64_t> positions(static_cast<size_t>(B * Sq));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t i = 0; i < Sq; ++i) positions[size_t(b * Sq + i)] = seqs[b].length - Sq + i;
+    tensor_view pos;
+    pos.name = "query positions";
+    pos.data = reinterpret_cast<char *>(positions.data());
+    pos.ndim = 2;
+    pos.type = core::dtype::i64;
+    pos.elem_size = 8;
+    pos.shape[0] = B;
+    pos.shape[1] = Sq;
+    pos.strides[0] = Sq;
+    pos.strides[1] = 1;
+    rope_params rp = *p.rope;
+    rp.n_threads = p.n_threads;
+    rp.stream = nullptr;
+    rope(qr, pos, rp);
+    cache_attention_params plain = p;
+    plain.rope = nullptr;
+    cache_attention(L, seqs, n_seqs, qr, out, plain);
+}
+
+}  // namespace
+
 void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
                      const tensor_view &out, const cache_attention_params &p) {
     validate(L, seqs, n_seqs, q, out);
+    if (p.rope) return attention_with_rotated_queries(L, seqs, n_seqs, q, out, p);
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = n_seqs, Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Hkv = L.n_kv_heads;
     if (B == 0 || Sq == 0 || Hq == 0) return;

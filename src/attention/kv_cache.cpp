@@ -7,11 +7,13 @@
 #include <cstdlib>
 #include <limits>
 #include <new>
+#include <optional>
 
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
 
+#include "attention/attention.hpp"
 #include "core/finite.hpp"
 
 namespace llmkit::attention {
@@ -145,17 +147,22 @@ int64_t block_storage::check_rows(const tensor_view &k, const tensor_view &v) co
 }
 
 void block_storage::write(int64_t layer, int64_t block, int64_t row, const tensor_view &k, const tensor_view &v,
-                          int64_t from, int64_t n) {
+                          int64_t from, int64_t n, const rope_rotation *rope, int64_t position) {
     std::vector<float> x(static_cast<size_t>(head_dim_));
+    const size_t pairs = rope ? size_t(rope->pairs()) : 0;
+    std::vector<float> cs(pairs), sn(pairs);
     const int64_t D = head_dim_;
     for (int kv = 0; kv < 2; ++kv) {
         const tensor_view &t = kv == 0 ? k : v;
+        const bool rotate = kv == 0 && pairs > 0;
         char *base = (kv == 0 ? k_ : v_).data() + layer * layer_elems_ * es_;
         float *scales = type_ == kv_dtype::i8 ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * (layer_elems_ / D) : nullptr;
-        for (int64_t s = 0; s < n; ++s)
+        for (int64_t s = 0; s < n; ++s) {
+            if (rotate) rope->angles(position + s, cs.data(), sn.data());
             for (int64_t h = 0; h < n_kv_heads_; ++h) {
                 core::load_floats(x.data(), t.data + ((from + s) * t.strides[0] + h * t.strides[1]) * int64_t(t.elem_size),
                                   D, 1, t.type);
+                if (rotate) rope->rotate(x.data(), cs.data(), sn.data());
                 const int64_t r = (block * n_kv_heads_ + h) * block_size_ + row + s;  // row index in the layer
                 char *dst = base + r * D * es_;
                 switch (type_) {
@@ -182,6 +189,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                 }
                 }
             }
+        }
     }
 }
 
@@ -260,17 +268,20 @@ int64_t kv_cache::length(int32_t seq, int32_t layer) const {
     return layer < 0 ? *std::max_element(l.begin(), l.end()) : l[size_t(layer)];
 }
 
-void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view &v_in) {
+void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view &v_in,
+                      const rope_params *rope) {
     if (layer < 0 || layer >= store_.n_layers())
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "layer = ", layer, " is outside 0..", store_.n_layers() - 1);
     check_seq(live_, seq, "seq");
+    std::optional<rope_rotation> rot;
+    if (rope) rot.emplace(*rope, store_.head_dim());
     const tensor_view k = rows_view(k_in), v = rows_view(v_in);
     const int64_t n = store_.check_rows(k, v);
     int64_t &len = len_[size_t(seq)][size_t(layer)];
     if (n > capacity() - len)
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "sequence ", seq, " holds ", len, " tokens in layer ", layer, "; appending ", n,
              " more would pass the cache's capacity of ", capacity());
-    store_.write(layer, seq, len, k, v, 0, n);
+    store_.write(layer, seq, len, k, v, 0, n, rot ? &*rot : nullptr, len);
     len += n;
 }
 

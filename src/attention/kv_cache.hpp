@@ -28,6 +28,8 @@
 namespace llmkit::attention {
 
 struct kernels;
+struct rope_params;
+class rope_rotation;
 
 enum class kv_dtype { f32 = 0, bf16 = 1, f16 = 2, i8 = 3 };
 
@@ -72,6 +74,10 @@ struct cache_attention_params {
     // row makes the results that read it NaN or infinite, which the caller
     // checks (attention.cpp's check_rows).
     std::atomic<bool> *rows_finite = nullptr;
+    // RoPE for the queries (the caches' calls): q is rotated, in a copy of
+    // its dtype, at its positions (query i of sequence b at length_b - Sq + i)
+    // before it attends, as llmkit_rope would. Null: q is used as it is.
+    const rope_params *rope = nullptr;
 };
 
 // Attention of q [B, Sq, Hq, D] (the last Sq tokens of each sequence) over
@@ -117,8 +123,10 @@ public:
     // against this storage; returns S.
     int64_t check_rows(const core::tensor_view &k, const core::tensor_view &v) const;
     // Writes rows [from, from + n) of k and v to (layer, block, first row).
+    // With `rope`, each K row is rotated in float32 (row from + s at position
+    // `position + s`) before it is stored in the cache's dtype.
     void write(int64_t layer, int64_t block, int64_t row, const core::tensor_view &k, const core::tensor_view &v,
-               int64_t from, int64_t n);
+               int64_t from, int64_t n, const rope_rotation *rope = nullptr, int64_t position = 0);
     // Copies block src (every layer) over block dst.
     void copy_block(int64_t dst, int64_t src);
     // Copies the first n rows of block src over block dst, in every layer.
@@ -150,7 +158,9 @@ public:
     int32_t seq_fork(int32_t src);  // a copy (this cache shares nothing)
     void seq_free(int32_t seq);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
-    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v);
+    // With `rope`, K is rotated on its way in, token j of the sequence at position j.
+    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v,
+                const rope_params *rope = nullptr);
     void attention(int32_t layer, const core::tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
                    const core::tensor_view &out, const cache_attention_params &p) const;
     uint64_t memory_bytes() const;

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <optional>
+
+#include "attention/attention.hpp"
 
 namespace llmkit::attention {
 
@@ -96,9 +99,12 @@ const std::vector<int32_t> &paged_kv_cache::block_table(int32_t seq) const {
     return tables_[size_t(seq)];
 }
 
-void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view &v_in) {
+void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view &v_in,
+                            const rope_params *rope) {
     check_layer(layer);
     check_seq(live_, seq, "seq");
+    std::optional<rope_rotation> rot;
+    if (rope) rot.emplace(*rope, store_.head_dim());
     const tensor_view k = rows_view(k_in), v = rows_view(v_in);
     const int64_t n = store_.check_rows(k, v);
     if (n == 0) return;
@@ -135,7 +141,7 @@ void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in,
 
     for (int64_t done = 0; done < n;) {
         const int64_t pos = len + done, row = pos % bs, take = std::min(n - done, bs - row);
-        store_.write(layer, table[size_t(pos / bs)], row, k, v, done, take);
+        store_.write(layer, table[size_t(pos / bs)], row, k, v, done, take, rot ? &*rot : nullptr, pos);
         done += take;
     }
     len += n;

@@ -24,7 +24,9 @@ public:
     void seq_free(int32_t seq);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
     const std::vector<int32_t> &block_table(int32_t seq) const;
-    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v);
+    // With `rope`, K is rotated on its way in, token j of the sequence at position j.
+    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v,
+                const rope_params *rope = nullptr);
     void attention(int32_t layer, const core::tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
                    const core::tensor_view &out, const cache_attention_params &p) const;
     // With caller-made block tables: block_tables [B, max_blocks] int32, seq_lens [B] int32 or int64.

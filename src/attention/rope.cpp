@@ -100,19 +100,50 @@ std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_f
     return inv;
 }
 
+rope_rotation::rope_rotation(const rope_params &p, int64_t D) {
+    if (p.layout != rope_layout::neox && p.layout != rope_layout::interleaved)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.layout = ", int(p.layout), " is not a llmkit_rope_layout");
+    const int64_t n = p.rotary_dims == 0 ? D : p.rotary_dims;
+    if (p.rotary_dims < 0 || n > D || n % 2 != 0)
+        fail(LLMKIT_ERROR_SHAPE, "options.rotary_dims = ", p.rotary_dims, " must be even and in 0..D (D = ", D,
+             "; 0 means D)");
+    if (n > std::numeric_limits<int>::max())
+        fail(LLMKIT_ERROR_SHAPE, "rotary dims = ", n, " exceeds the supported maximum of ",
+             std::numeric_limits<int>::max());
+    n_ = int(n);
+    interleaved_ = p.layout == rope_layout::interleaved;
+    inv_ = rope_inv_freq(p, n_, &factor_);  // validates the scaling's parameters, even for empty tensors
+}
+
+void rope_rotation::angles(int64_t position, float *cs, float *sn) const {
+    for (int k = 0; k < pairs(); ++k) {
+        const double a = double(position) * inv_[size_t(k)];
+        cs[k] = float(std::cos(a) * factor_);
+        sn[k] = float(std::sin(a) * factor_);
+    }
+}
+
+void rope_rotation::rotate(float *row, const float *cs, const float *sn) const {
+    const int half = pairs();
+    for (int k = 0; k < half; ++k) {
+        const size_t i0 = interleaved_ ? size_t(2 * k) : size_t(k);
+        const size_t i1 = interleaved_ ? size_t(2 * k + 1) : size_t(k + half);
+        const float x0 = row[i0], x1 = row[i1];
+        row[i0] = x0 * cs[k] - x1 * sn[k];
+        row[i1] = x0 * sn[k] + x1 * cs[k];
+    }
+}
+
 namespace {
 
-void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_params &p, int n) {
+void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_rotation &rot, int n_threads) {
     // Rotated in place, so a NaN or infinity is refused before any row changes.
-    core::require_finite(x, p.n_threads);
+    core::require_finite(x, n_threads);
     const int64_t B = x.shape[0], S = x.shape[1], H = x.shape[2];
-    double factor = 1.0;
-    const std::vector<double> inv = rope_inv_freq(p, n, &factor);
-    const int half = n / 2;
-    const bool interleaved = p.layout == rope_layout::interleaved;
+    const int n = rot.rotary_dims(), half = rot.pairs();
     const int64_t es = int64_t(x.elem_size);
     const int64_t rows = B * S, chunk = 16;
-    core::parallel_for((rows + chunk - 1) / chunk, p.n_threads, [&](int64_t c) {
+    core::parallel_for((rows + chunk - 1) / chunk, n_threads, [&](int64_t c) {
         std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half)), buf(static_cast<size_t>(n));
         for (int64_t row = c * chunk; row < std::min(rows, (c + 1) * chunk); ++row) {
             const int64_t b = row / S, s = row % S;
@@ -126,11 +157,7 @@ void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_params &p
             } else {
                 std::memcpy(&position, pp, 8);
             }
-            for (int k = 0; k < half; ++k) {
-                const double a = double(position) * inv[size_t(k)];
-                cs[size_t(k)] = float(std::cos(a) * factor);
-                sn[size_t(k)] = float(std::sin(a) * factor);
-            }
+            rot.angles(position, cs.data(), sn.data());
             for (int64_t h = 0; h < H; ++h) {
                 char *px = x.data + (b * x.strides[0] + s * x.strides[1] + h * x.strides[2]) * es;
                 if (x.type == dtype::f32) {
@@ -142,13 +169,7 @@ void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_params &p
                         buf[size_t(d)] = x.type == dtype::bf16 ? core::bf16_to_f32(hv) : core::f16_to_f32(hv);
                     }
                 }
-                for (int k = 0; k < half; ++k) {
-                    const size_t i0 = interleaved ? size_t(2 * k) : size_t(k);
-                    const size_t i1 = interleaved ? size_t(2 * k + 1) : size_t(k + half);
-                    const float x0 = buf[i0], x1 = buf[i1];
-                    buf[i0] = x0 * cs[size_t(k)] - x1 * sn[size_t(k)];
-                    buf[i1] = x0 * sn[size_t(k)] + x1 * cs[size_t(k)];
-                }
+                rot.rotate(buf.data(), cs.data(), sn.data());
                 if (x.type == dtype::f32) {
                     std::memcpy(px, buf.data(), size_t(n) * 4);
                 } else {
@@ -182,25 +203,15 @@ void rope(const tensor_view &x, const tensor_view &positions, const rope_params 
     if (D > 1 && x.strides[3] != 1)
         fail(LLMKIT_ERROR_UNSUPPORTED, x.name, ": the head_dim axis (3) must have stride 1, got stride ", x.strides[3]);
     x.require_own_elements();  // rotated in place
-    if (p.layout != rope_layout::neox && p.layout != rope_layout::interleaved)
-        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.layout = ", int(p.layout), " is not a llmkit_rope_layout");
-    const int64_t n = p.rotary_dims == 0 ? D : p.rotary_dims;
-    if (p.rotary_dims < 0 || n > D || n % 2 != 0)
-        fail(LLMKIT_ERROR_SHAPE, "options.rotary_dims = ", p.rotary_dims, " must be even and in 0..D (D = ", D,
-             "; 0 means D)");
-    if (n > std::numeric_limits<int>::max())
-        fail(LLMKIT_ERROR_SHAPE, "rotary dims = ", n, " exceeds the supported maximum of ",
-             std::numeric_limits<int>::max());
-    double f;
-    (void)rope_inv_freq(p, int(n), &f);  // validates the scaling parameters even for empty tensors
-    if (x.numel() == 0 || n == 0) return;
+    const rope_rotation rot(p, D);
+    if (x.numel() == 0 || rot.rotary_dims() == 0) return;
     const core::dispatch d = core::select_backend({&x, &positions});
     if (d.kind == core::backend_kind::cpu) {
-        rope_cpu(x, positions, p, int(n));
+        rope_cpu(x, positions, rot, p.n_threads);
         return;
     }
     core::host_stage sx(d, x, true, p.stream), sp(d, positions, true, p.stream);
-    rope_cpu(sx.view(), sp.view(), p, int(n));
+    rope_cpu(sx.view(), sp.view(), rot, p.n_threads);
     sx.write_back(p.stream);
 }
 
