@@ -89,6 +89,32 @@ uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, 
 // KV caches. The Python classes in llmkit/_attention.py wrap these; outputs
 // are allocated there in q's array type and passed in.
 
+// The caches' fused RoPE: None, or a dict of llmkit_rope_options' fields
+// (the Python layer's _rope_native_args: layout and scaling as codes).
+std::optional<llmkit_rope_options> rope_options_of(const py::object &rope) {
+    if (rope.is_none()) return std::nullopt;
+    const py::dict d = rope.cast<py::dict>();
+    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    for (const auto &item : d) {
+        const std::string key = py::str(item.first);
+        const py::handle v = item.second;
+        if (key == "layout") o.layout = v.cast<int32_t>();
+        else if (key == "theta") o.theta = v.cast<double>();
+        else if (key == "rotary_dims") o.rotary_dims = v.cast<int32_t>();
+        else if (key == "scaling") o.scaling = v.cast<int32_t>();
+        else if (key == "factor") o.factor = v.cast<double>();
+        else if (key == "alpha") o.alpha = v.cast<double>();
+        else if (key == "low_freq_factor") o.low_freq_factor = v.cast<double>();
+        else if (key == "high_freq_factor") o.high_freq_factor = v.cast<double>();
+        else if (key == "original_max_position") o.original_max_position = v.cast<double>();
+        else if (key == "beta_fast") o.beta_fast = v.cast<double>();
+        else if (key == "beta_slow") o.beta_slow = v.cast<double>();
+        else if (key == "attention_factor") o.attention_factor = v.cast<double>();
+        else throw py::value_error("rope: unknown field '" + key + "'");
+    }
+    return o;
+}
+
 // The keyword arguments of both caches' attention calls, in their order.
 struct kv_options {
     bool causal = true;
@@ -97,6 +123,7 @@ struct kv_options {
     std::optional<f32_array> alibi_slopes, sinks;
     int32_t num_threads = 0;
     int64_t split_keys = 0;
+    std::optional<llmkit_rope_options> rope;
 };
 
 // The C options over the arrays in o (which must outlive them); checks that
@@ -111,6 +138,7 @@ llmkit_kv_attention_options kv_c_options(const kv_options &o, const tensor_arg &
     c.split_keys = o.split_keys;
     c.alibi_slopes = per_head(o.alibi_slopes, "alibi_slopes", q);
     c.sinks = per_head(o.sinks, "sinks", q);
+    c.rope = o.rope ? &*o.rope : nullptr;
     return c;
 }
 
@@ -144,11 +172,15 @@ struct py_cache {
         return f();
     }
 
-    void append(int32_t layer, int32_t seq, py::handle k_obj, py::handle v_obj) {
+    void append(int32_t layer, int32_t seq, py::handle k_obj, py::handle v_obj, const py::object &rope) {
         const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
         const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
+        const std::optional<llmkit_rope_options> r = rope_options_of(rope);
         llmkit::tensor_ref kt = k.ref(), vt = v.ref();
-        changing([&] { cache.append(layer, seq, kt, vt); });
+        changing([&] {
+            if (r) cache.append_rope(layer, seq, kt, vt, &*r);
+            else cache.append(layer, seq, kt, vt);
+        });
     }
     void attention(int32_t layer, py::handle q_obj, const std::vector<int32_t> &seq_ids, py::handle out_obj,
                    const kv_options &o) {
@@ -183,20 +215,21 @@ void bind_cache_methods(P &cls) {
                  return self.reading([&] { return self.cache.length(seq, layer); });
              },
              py::arg("seq"), py::arg("layer") = -1)
-        .def("append", &T::append, py::arg("layer"), py::arg("seq"), py::arg("k"), py::arg("v"))
+        .def("append", &T::append, py::arg("layer"), py::arg("seq"), py::arg("k"), py::arg("v"),
+             py::arg("rope") = py::none())
         .def(
             "attention",
             [](T &self, int32_t layer, py::handle q, const std::vector<int32_t> &seq_ids, py::handle out, bool causal,
                int64_t window, float softcap, float scale, std::optional<f32_array> alibi_slopes,
-               std::optional<f32_array> sinks, int32_t num_threads, int64_t split_keys) {
-                const kv_options o{causal, window, softcap, scale, std::move(alibi_slopes), std::move(sinks),
-                                   num_threads, split_keys};
+               std::optional<f32_array> sinks, int32_t num_threads, int64_t split_keys, const py::object &rope) {
+                const kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
+                                   num_threads, split_keys, rope_options_of(rope)};
                 self.attention(layer, q, seq_ids, out, o);
             },
             py::arg("layer"), py::arg("q"), py::arg("seq_ids"), py::arg("out"), py::arg("causal") = true,
             py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
             py::arg("alibi_slopes") = py::none(), py::arg("sinks") = py::none(), py::arg("num_threads") = 0,
-            py::arg("split_keys") = 0);
+            py::arg("split_keys") = 0, py::arg("rope") = py::none());
 }
 
 }  // namespace
@@ -262,9 +295,9 @@ void bind_attention(py::module_ &m) {
             [](py_paged_kv_cache &self, int32_t layer, py::handle q_obj, py::handle tables_obj, py::handle lens_obj,
                py::handle out_obj, bool causal, int64_t window, float softcap, float scale,
                std::optional<f32_array> alibi_slopes, std::optional<f32_array> sinks, int32_t num_threads,
-               int64_t split_keys) {
-                const kv_options o{causal, window, softcap, scale, std::move(alibi_slopes), std::move(sinks),
-                                   num_threads, split_keys};
+               int64_t split_keys, const py::object &rope) {
+                const kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
+                                   num_threads, split_keys, rope_options_of(rope)};
                 const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
                 const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
                 const tensor_arg tables = to_tensor(tables_obj, "block_tables", fallback::index);
@@ -279,7 +312,7 @@ void bind_attention(py::module_ &m) {
             py::arg("layer"), py::arg("q"), py::arg("block_tables"), py::arg("seq_lens"), py::arg("out"),
             py::arg("causal") = true, py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
             py::arg("alibi_slopes") = py::none(), py::arg("sinks") = py::none(), py::arg("num_threads") = 0,
-            py::arg("split_keys") = 0);
+            py::arg("split_keys") = 0, py::arg("rope") = py::none());
     bind_cache_methods(paged);
 
     m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("causal") = false,

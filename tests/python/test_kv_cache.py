@@ -348,3 +348,78 @@ def test_threads_sharing_a_cache(paged):
         assert c.free_blocks == 2000
     s = c.new_sequence()
     assert s < 64 and c.length(s) == 0
+
+
+def rope64(x, positions, theta=10000.0):
+    """float64 NeoX RoPE of x (..., S, H, D) at positions (S,): pairs (x[k], x[k + D/2]) turn by p * theta**(-2k/D)."""
+    x = np.asarray(x, np.float64)
+    D = x.shape[-1]
+    inv = theta ** (-np.arange(0, D, 2, dtype=np.float64) / D)
+    a = np.asarray(positions, np.float64)[:, None] * inv[None, :]  # (S, D/2)
+    c, s = np.cos(a)[:, None, :], np.sin(a)[:, None, :]
+    x0, x1 = x[..., : D // 2], x[..., D // 2:]
+    return np.concatenate([x0 * c - x1 * s, x0 * s + x1 * c], axis=-1)
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "paged"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_fused_rope_matches_rope_then_append_and_a_float64_reference(rng, kind, dtype):
+    Hkv, Hq, D = 2, 8, 64
+    scaled = dict(theta=500000.0, layout="interleaved",
+                  scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                           "original_max_position_embeddings": 64})
+    for rope in (True, scaled):
+        opts = {} if rope is True else rope
+        fused = make_cache(kind, Hkv=Hkv, D=D, dtype=dtype)
+        plain = make_cache(kind, Hkv=Hkv, D=D, dtype=dtype)
+        s = fused.new_sequence()
+        assert plain.new_sequence() == s
+        ks, vs = [], []
+        for n in (19, 1, 1):  # a prefill chunk across a paged block edge, then decode steps
+            k, v = rows(rng, n, Hkv, D), rows(rng, n, Hkv, D)
+            pos = np.arange(plain.length(s), plain.length(s) + n)
+            fused.append(0, s, k, v, rope=rope)
+            plain.append(0, s, llmkit.rope(k[None], pos, **opts)[0], v)
+            ks.append(k)
+            vs.append(v)
+        L = plain.length(s)
+        q = rng.standard_normal((1, 2, Hq, D)).astype(np.float32)
+        q_before = q.copy()
+        out = fused.attention(0, q, [s], rope=rope)
+        np.testing.assert_array_equal(q, q_before)  # rotated in a copy
+        np.testing.assert_array_equal(out, plain.attention(0, llmkit.rope(q, np.arange(L - 2, L), **opts), [s]))
+        if rope is True and dtype == "fp32":  # against float64 RoPE and attention
+            want = ref(rope64(q, np.arange(L - 2, L)), [rope64(np.concatenate(ks), np.arange(L))], [np.concatenate(vs)])
+            check(out, want, "fp32")
+            assert np.abs(out - fused.attention(0, q, [s])).max() > 0.01  # the rotation matters
+
+
+def test_fused_rope_through_prefill_decode_and_tables(rng):
+    Hkv, Hq, D = 2, 4, 32
+    c = make_cache("paged", Hkv=Hkv, D=D, dtype="fp32")
+    p = make_cache("paged", Hkv=Hkv, D=D, dtype="fp32")
+    a, b = c.new_sequence(), c.new_sequence()
+    assert (p.new_sequence(), p.new_sequence()) == (a, b)
+    for s, n in ((a, 7), (b, 20)):
+        q, k, v = (rng.standard_normal((n, H, D)).astype(np.float32) for H in (Hq, Hkv, Hkv))
+        got = c.prefill(0, s, q, k, v, rope=True)
+        p.append(0, s, llmkit.rope(k[None], np.arange(n))[0], v)
+        np.testing.assert_array_equal(got, p.attention(0, llmkit.rope(q[None], np.arange(n)), [s])[0])
+    q, k, v = (rng.standard_normal((2, H, D)).astype(np.float32) for H in (Hq, Hkv, Hkv))
+    got = c.decode(0, [a, b], q, k, v, rope=True)
+    for i, s in enumerate((a, b)):
+        p.append(0, s, llmkit.rope(k[i][None, None], [c.length(s) - 1])[0], v[i][None])
+    lens = [c.length(a), c.length(b)]
+    qr = llmkit.rope(q[:, None], np.array([[lens[0] - 1], [lens[1] - 1]]))
+    np.testing.assert_array_equal(got, p.attention(0, qr, [a, b])[:, 0])
+    tables = [c.block_table(a) + [0] * 2, c.block_table(b)]
+    width = max(len(t) for t in tables)
+    tables = [t + [0] * (width - len(t)) for t in tables]
+    np.testing.assert_array_equal(c.attention_tables(0, q[:, None], tables, lens, rope=True)[:, 0], got)
+    with pytest.raises(ValueError, match="rope does not take 'base'"):
+        c.attention(0, q[:, None], [a, b], rope={"base": 10000.0})
+    with pytest.raises(TypeError, match="rope must be None, True or a dict"):
+        c.append(0, a, k[:1], v[:1], rope="neox")
+    with pytest.raises(ValueError, match="rotary_dims"):
+        c.append(0, a, k[:1], v[:1], rope={"rotary_dim": 34})
+    assert c.length(a) == lens[0]  # nothing appended

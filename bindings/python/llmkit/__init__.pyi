@@ -473,8 +473,8 @@ class _KVCacheBase:
     @property
     def memory_bytes(self) -> int:
         """Bytes allocated (contiguous) or in use (paged)."""
-    def append(self, layer: int, seq: int, k: Any, v: Any) -> None:
-        """Appends K, V rows (S, n_kv_heads, head_dim)."""
+    def append(self, layer: int, seq: int, k: Any, v: Any, *, rope: Union[None, bool, Mapping[str, Any]] = None) -> None:
+        """Appends K, V rows (S, n_kv_heads, head_dim); rope rotates K on its way in (token j at position j)."""
     def attention(
         self,
         layer: int,
@@ -489,8 +489,9 @@ class _KVCacheBase:
         sinks: Optional[Any] = None,
         split_keys: Optional[int] = None,
         num_threads: int = 0,
+        rope: Union[None, bool, Mapping[str, Any]] = None,
     ) -> Any:
-        """Attention of q (B, Sq, Hq, D), the last Sq tokens of each sequence, over the cache."""
+        """Attention of q (B, Sq, Hq, D), the last Sq tokens of each sequence, over the cache; rope rotates q."""
     def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
         """Appends k, v (S, Hkv, D) and returns the chunk's attention (S, Hq, D)."""
     def decode(self, layer: int, seq_ids: Sequence[int], q: Any, k: Any, v: Any, **options: Any) -> Any:
@@ -539,5 +540,6 @@ class PagedKVCache(_KVCacheBase):
         sinks: Optional[Any] = None,
         split_keys: Optional[int] = None,
         num_threads: int = 0,
+        rope: Union[None, bool, Mapping[str, Any]] = None,
     ) -> Any:
-        """attention() with caller-made int32 block tables (B, max_blocks) and seq_lens (B,)."""
+        """attention() with caller-made block tables (B, max_blocks) and seq_lens (B,), any integer dtype."""

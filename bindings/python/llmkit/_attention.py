@@ -254,16 +254,7 @@ def rope(
     released. Raises :class:`ValueError` for bad shapes, dtypes or parameters, and
     for a NaN or infinity in x (named by its index; x is left unchanged).
     """
-    key = layout.lower() if isinstance(layout, str) else layout
-    if key not in _LAYOUTS:
-        raise ValueError(f"layout must be 'neox' or 'interleaved', got {layout!r}")
-    rd = 0
-    if rotary_dim is not None:
-        rd = int32(rotary_dim, "rotary_dim")
-        if rd < 2:
-            raise ValueError(f"rotary_dim must be an even number >= 2 (or None for all of head_dim), got {rd}")
-    th = real(theta, "theta")
-    sc = _scaling_args(scaling)
+    args = _rope_native_args(theta, rotary_dim, layout, scaling)
     if in_place:
         if isinstance(x, np.ndarray):
             _check_writable_numpy(x)
@@ -272,9 +263,40 @@ def rope(
         y = x
     else:
         y = _copy_of(x)
-    _llmkit.rope(y, positions, layout=_LAYOUTS[key], theta=th, rotary_dims=rd, num_threads=count(num_threads, "num_threads"),
-                 **sc)
+    _llmkit.rope(y, positions, num_threads=count(num_threads, "num_threads"), **args)
     return y
+
+
+def _rope_native_args(theta: Any = 10000.0, rotary_dim: Any = None, layout: Any = "neox",
+                      scaling: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+    """:func:`rope`'s rotation arguments as the native module's keywords (layout and scaling as codes)."""
+    key = layout.lower() if isinstance(layout, str) else layout
+    if key not in _LAYOUTS:
+        raise ValueError(f"layout must be 'neox' or 'interleaved', got {layout!r}")
+    rd = 0
+    if rotary_dim is not None:
+        rd = int32(rotary_dim, "rotary_dim")
+        if rd < 2:
+            raise ValueError(f"rotary_dim must be an even number >= 2 (or None for all of head_dim), got {rd}")
+    return dict(layout=_LAYOUTS[key], theta=real(theta, "theta"), rotary_dims=rd, **_scaling_args(scaling))
+
+
+_ROPE_KEYS = ("theta", "rotary_dim", "layout", "scaling")
+
+
+def _cache_rope(rope: Any) -> Optional[Dict[str, Any]]:
+    """The caches' ``rope=``: None (no rotation), True (rope()'s defaults) or a dict of rope()'s keywords."""
+    if rope is None or rope is False:
+        return None
+    if rope is True:
+        return _rope_native_args()
+    if not isinstance(rope, Mapping):
+        raise TypeError(f"rope must be None, True or a dict of llmkit.rope's keywords ({', '.join(_ROPE_KEYS)}), "
+                        f"got {type(rope).__name__}")
+    unknown = [k for k in rope if k not in _ROPE_KEYS]
+    if unknown:
+        raise ValueError(f"rope does not take {', '.join(repr(k) for k in unknown)} (it takes {', '.join(_ROPE_KEYS)})")
+    return _rope_native_args(**rope)
 
 
 _DTYPE_BYTES = {
@@ -405,12 +427,21 @@ class _CacheBase:
         """Bytes of K/V (and int8 scales) the cache holds: allocated (contiguous) or in use (paged)."""
         return int(self._native.memory_bytes)
 
-    def append(self, layer: int, seq: int, k: Any, v: Any) -> None:
+    def append(self, layer: int, seq: int, k: Any, v: Any, *, rope: Any = None) -> None:
         """Appends the K and V rows of new tokens, shape ``(S, n_kv_heads, head_dim)`` (or ``(1, S, ...)``).
 
         float32, float16 or bfloat16 (numpy, torch); converted to the cache's dtype.
+
+        ``rope``: RoPE fused into the append. None (default) stores K as given;
+        True or a dict of :func:`llmkit.rope`'s keywords (``theta``,
+        ``rotary_dim``, ``layout``, ``scaling``) rotates each K row on its way
+        in, token ``j`` of the sequence at position ``j``, in float32 before
+        the cache's rounding: the same bits as ``llmkit.rope`` on a float32
+        copy of K at those positions, then a plain append, without the copy.
+        Pass the same ``rope`` to :meth:`attention` for the queries.
         """
-        self._native.append(int32(layer, "layer"), int32(seq, "seq"), _as_input(k, "k"), _as_input(v, "v"))
+        self._native.append(int32(layer, "layer"), int32(seq, "seq"), _as_input(k, "k"), _as_input(v, "v"),
+                            _cache_rope(rope))
 
     def attention(
         self,
@@ -426,6 +457,7 @@ class _CacheBase:
         sinks: Optional[Any] = None,
         split_keys: Optional[int] = None,
         num_threads: int = 0,
+        rope: Any = None,
     ) -> Any:
         """Attention of ``q`` ``(B, Sq, Hq, D)`` over the cached sequences ``seq_ids`` (B ids).
 
@@ -435,28 +467,32 @@ class _CacheBase:
         different lengths in one call. K and V are read from the cache in place.
         ``sinks``: ``Hq`` attention-sink logits (gpt-oss) joining each head's
         softmax denominator. ``split_keys``: keys per split-KV part (None: 1024).
-        The other options are those of :func:`llmkit.attention`. Returns an
-        array of q's kind, shape and dtype.
+        ``rope``: as :meth:`append`'s, for the queries: each is rotated at its
+        position (query ``i`` of sequence ``b`` at ``length - Sq + i``) in a
+        copy, ``q`` itself unchanged. The other options are those of
+        :func:`llmkit.attention`. Returns an array of q's kind, shape and dtype.
         """
         q = _as_input(q, "q")
         ids = _seq_list(seq_ids)
         out = _empty_like(q)
         self._native.attention(int32(layer, "layer"), q, ids, out, **_kv_kwargs(causal, window, softcap, scale,
                                                                                 alibi_slopes, sinks, split_keys,
-                                                                                num_threads))
+                                                                                num_threads), rope=_cache_rope(rope))
         return out
 
     def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
         """Appends a chunk's K, V ``(S, Hkv, D)`` to ``seq`` and returns its queries' attention ``(S, Hq, D)``.
 
         The first chunk is a prefill; later ones are chunked prefill (they attend to every earlier token).
+        A ``rope`` option rotates both K and the queries (see :meth:`append`).
         """
-        self.append(layer, seq, k, v)
+        self.append(layer, seq, k, v, rope=options.get("rope"))
         return self.attention(layer, _unsqueeze0(_as_input(q, "q")), [seq], **options)[0]
 
     def decode(self, layer: int, seq_ids: Any, q: Any, k: Any, v: Any, **options: Any) -> Any:
         """One decode step for B sequences: appends ``k[b], v[b]`` ``(Hkv, D)`` to ``seq_ids[b]`` and
-        returns the attention of ``q`` ``(B, Hq, D)`` over each whole sequence, ``(B, Hq, D)``."""
+        returns the attention of ``q`` ``(B, Hq, D)`` over each whole sequence, ``(B, Hq, D)``. A ``rope``
+        option rotates both K and the queries (see :meth:`append`)."""
         ids = _seq_list(seq_ids)
         q, k, v = _as_input(q, "q"), _as_input(k, "k"), _as_input(v, "v")
         if _ndim(q) != 3 or _ndim(k) != 3 or _ndim(v) != 3:
@@ -464,7 +500,7 @@ class _CacheBase:
         if not (len(ids) == q.shape[0] == k.shape[0] == v.shape[0]):
             raise ValueError(f"decode: {len(ids)} seq_ids but q, k, v hold {q.shape[0]}, {k.shape[0]}, {v.shape[0]} tokens")
         for b, s in enumerate(ids):
-            self.append(layer, s, k[b:b + 1], v[b:b + 1])
+            self.append(layer, s, k[b:b + 1], v[b:b + 1], rope=options.get("rope"))
         out = self.attention(layer, q[:, None], ids, **options)
         return out[:, 0]
 
@@ -564,7 +600,7 @@ class PagedKVCache(_CacheBase):
     def attention_tables(self, layer: int, q: Any, block_tables: Any, seq_lens: Any, *, causal: bool = True,
                          window: Optional[int] = None, softcap: Optional[float] = None, scale: Optional[float] = None,
                          alibi_slopes: Optional[Any] = None, sinks: Optional[Any] = None,
-                         split_keys: Optional[int] = None, num_threads: int = 0) -> Any:
+                         split_keys: Optional[int] = None, num_threads: int = 0, rope: Any = None) -> Any:
         """:meth:`attention` with caller-made block tables: ``block_tables`` ``(B, max_blocks)`` and
         ``seq_lens`` ``(B,)``, integer arrays, tensors or lists (int32 tables and int32/int64 lengths pass
         without a copy; other integer dtypes are converted). A block id outside the pool raises
@@ -575,5 +611,5 @@ class PagedKVCache(_CacheBase):
         lens = int_array(seq_lens, "seq_lens", wide=True)
         self._native.attention_tables(int32(layer, "layer"), q, tables, lens, out,
                                       **_kv_kwargs(causal, window, softcap, scale, alibi_slopes, sinks, split_keys,
-                                                   num_threads))
+                                                   num_threads), rope=_cache_rope(rope))
         return out
