@@ -95,7 +95,23 @@ class PagedKVCacheOptions(ctypes.Structure):
 class KVAttentionOptions(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("causal", ctypes.c_int32), ("window", ctypes.c_int64),
                 ("softcap", ctypes.c_float), ("scale", ctypes.c_float), ("alibi_slopes", ctypes.c_void_p),
-                ("sinks", ctypes.c_void_p), ("n_threads", ctypes.c_int32), ("split_keys", ctypes.c_int64)]
+                ("sinks", ctypes.c_void_p), ("n_threads", ctypes.c_int32), ("split_keys", ctypes.c_int64),
+                ("rope", ctypes.c_void_p)]
+
+
+class RopeOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("layout", ctypes.c_int32), ("theta", ctypes.c_double),
+                ("rotary_dims", ctypes.c_int32), ("scaling", ctypes.c_int32), ("factor", ctypes.c_double),
+                ("alpha", ctypes.c_double), ("low_freq_factor", ctypes.c_double),
+                ("high_freq_factor", ctypes.c_double), ("original_max_position", ctypes.c_double),
+                ("beta_fast", ctypes.c_double), ("beta_slow", ctypes.c_double),
+                ("attention_factor", ctypes.c_double), ("n_threads", ctypes.c_int32), ("stream", ctypes.c_void_p)]
+
+    @staticmethod
+    def neox(theta: float, threads: int) -> "RopeOptions":
+        """llmkit's defaults (LLMKIT_ROPE_OPTIONS_INIT) with theta and threads set."""
+        return RopeOptions(ctypes.sizeof(RopeOptions), 0, theta, 0, 0, 1.0, 1.0, 1.0, 4.0, 8192.0, 32.0, 1.0, 0.0,
+                           threads, None)
 
 
 DTYPES = {torch.float32: (2, 32), torch.bfloat16: (4, 16), torch.float16: (2, 16)}
@@ -224,6 +240,9 @@ class Lib:
             "llmkit_paged_kv_cache_append": [ctypes.c_void_p, c_int32, c_int32, P(Tensor), P(Tensor)],
             "llmkit_paged_kv_cache_attention": [ctypes.c_void_p, c_int32, P(Tensor), P(c_int32), c_int64, P(Tensor),
                                                 P(KVAttentionOptions)],
+            "llmkit_kv_cache_seq_free": [ctypes.c_void_p, c_int32],
+            "llmkit_kv_cache_append_rope": [ctypes.c_void_p, c_int32, c_int32, P(Tensor), P(Tensor), P(RopeOptions)],
+            "llmkit_rope": [P(Tensor), P(Tensor), P(RopeOptions)],
         }
         for name, args in sig.items():
             getattr(lib, name).argtypes = args
@@ -463,6 +482,110 @@ def main() -> None:
             print(f"{name:<28}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.3f}{gl:>9.1f}"
                   f"{100 * gl / peaks[torch.float32]:>6.0f}%{t_t * 1e3:>11.3f}{gt:>9.1f}{t_t / t_l:>8.2f}x"
                   f"{diff:>11.2e}", flush=True)
+
+    rope_append_cells(lib, dtypes, args, min_time)
+
+
+def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """A prefill chunk's K rotated and stored in a cache, three ways: llmkit's fused append
+    (llmkit_kv_cache_append_rope), llmkit_rope on K then a plain append, and Hugging Face's
+    apply_rotary_pos_emb in torch then a copy into a preallocated cache (as its StaticCache)."""
+    Hkv, D, theta = 8, 128, 500000.0
+    print(f"\nRoPE fused into the cache append (one sequence, Hkv={Hkv}, D={D}, NeoX, theta {theta:g}; "
+          f"cache of the inputs' dtype; GB/s = K and V read plus the cache rows written)")
+    print(f"{'cell':<22}{'dtype':<10}{'fused ms':>10}{'GB/s':>7}{'rope+append':>12}{'torch ms':>10}{'vs unfused':>11}"
+          f"{'vs torch':>9}{'max|diff|':>11}{'same bits':>10}")
+    for dtype in dtypes:
+        for S in ([512] if args.quick else [512, 2048]):
+            name = f"append rope S={S}"
+            if args.only not in name:
+                continue
+            k, v = (torch.randn(S, Hkv, D).to(dtype) for _ in range(2))
+            k_work = k.clone()  # llmkit_rope rotates it in place, call after call
+            rope = RopeOptions.neox(theta, args.threads)
+            (tk, a), (tv, b), (tw, c) = as_llmkit(k), as_llmkit(v), as_llmkit(k_work)
+            pos = torch.arange(S, dtype=torch.int64)
+            (tp, d) = as_llmkit_index(pos)
+            caches = []
+            for _ in range(2):
+                h = ctypes.c_void_p()
+                o = KVCacheOptions(ctypes.sizeof(KVCacheOptions), 1, Hkv, D, S, 1, KV_CODE[dtype])
+                lib.check(lib.lib.llmkit_kv_cache_create(ctypes.byref(h), ctypes.byref(o)))
+                caches.append(h)
+            seq = ctypes.c_int32()
+
+            def fresh(h):
+                lib.check(lib.lib.llmkit_kv_cache_seq_new(h, ctypes.byref(seq)))
+
+            def run_fused():
+                fresh(caches[0])
+                lib.check(lib.lib.llmkit_kv_cache_append_rope(caches[0], 0, seq, ctypes.byref(tk), ctypes.byref(tv),
+                                                              ctypes.byref(rope)))
+                lib.lib.llmkit_kv_cache_seq_free(caches[0], seq)
+
+            def run_unfused():
+                fresh(caches[1])
+                kt4 = Tensor(tw.data, tw.device, 4, tw.dtype, (ctypes.c_int64 * 4)(1, S, Hkv, D), None, 0)
+                lib.check(lib.lib.llmkit_rope(ctypes.byref(kt4), ctypes.byref(tp), ctypes.byref(rope)))
+                lib.check(lib.lib.llmkit_kv_cache_append(caches[1], 0, seq, ctypes.byref(tw), ctypes.byref(tv)))
+                lib.lib.llmkit_kv_cache_seq_free(caches[1], seq)
+
+            # Hugging Face Llama: rotate_half, cos/sin of [S, D] (computed once here, in float32, then cast).
+            inv = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.float32) / D))
+            ang = torch.outer(pos.float(), inv)
+            emb = torch.cat([ang, ang], dim=-1)
+            cos, sin = emb.cos().to(dtype)[:, None, :], emb.sin().to(dtype)[:, None, :]
+            k_cache = torch.zeros(1, Hkv, S, D, dtype=dtype)
+            v_cache = torch.zeros_like(k_cache)
+
+            def rotate_half(x):
+                return torch.cat([-x[..., D // 2:], x[..., : D // 2]], dim=-1)
+
+            def run_torch():
+                kr = k * cos + rotate_half(k) * sin
+                k_cache[0].copy_(kr.transpose(0, 1))
+                v_cache[0].copy_(v.transpose(0, 1))
+
+            # Agreement: the fused cache attends with exactly the unfused one's bits, and llmkit_rope's K
+            # is torch's within the dtype's rounding.
+            k_work.copy_(k)
+            fresh(caches[0])
+            lib.check(lib.lib.llmkit_kv_cache_append_rope(caches[0], 0, seq, ctypes.byref(tk), ctypes.byref(tv),
+                                                          ctypes.byref(rope)))
+            fresh(caches[1])
+            kt4 = Tensor(tw.data, tw.device, 4, tw.dtype, (ctypes.c_int64 * 4)(1, S, Hkv, D), None, 0)
+            lib.check(lib.lib.llmkit_rope(ctypes.byref(kt4), ctypes.byref(tp), ctypes.byref(rope)))
+            lib.check(lib.lib.llmkit_kv_cache_append(caches[1], 0, seq, ctypes.byref(tw), ctypes.byref(tv)))
+            run_torch()
+            diff = (k_work.float() - k_cache[0].transpose(0, 1).float()).abs().max().item()
+            q = torch.randn(1, 1, 4 * Hkv, D).to(dtype)
+            outs = [torch.empty_like(q) for _ in range(2)]
+            (tq, e) = as_llmkit(q)
+            kvo = KVAttentionOptions(ctypes.sizeof(KVAttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, 0,
+                                     None)
+            for h, out in zip(caches, outs):
+                (to, f) = as_llmkit(out)
+                lib.check(lib.lib.llmkit_kv_cache_attention(h, 0, ctypes.byref(tq), ctypes.byref(seq), 1,
+                                                            ctypes.byref(to), ctypes.byref(kvo)))
+            same = torch.equal(outs[0], outs[1])
+            for h in caches:
+                lib.lib.llmkit_kv_cache_seq_free(h, seq)
+
+            t_f, t_u, t_t = interleaved_best([run_fused, run_unfused, run_torch], min_time, rounds=3)
+            moved = 4 * S * Hkv * D * k.element_size()  # read K and V, write both rows
+            print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{t_f * 1e3:>10.3f}{moved / t_f / 1e9:>7.1f}"
+                  f"{t_u * 1e3:>12.3f}{t_t * 1e3:>10.3f}{t_u / t_f:>10.2f}x{t_t / t_f:>8.2f}x{diff:>11.2e}"
+                  f"{'yes' if same else 'NO':>10}", flush=True)
+            for h in caches:
+                lib.lib.llmkit_kv_cache_free(h)
+
+
+def as_llmkit_index(t: torch.Tensor):
+    """A descriptor of an int64 tensor (positions)."""
+    shape = (ctypes.c_int64 * t.dim())(*t.shape)
+    strides = (ctypes.c_int64 * t.dim())(*t.stride())
+    d = Tensor(t.data_ptr(), Device(1, 0), t.dim(), DType(0, 64, 1), shape, strides, 0)
+    return d, (shape, strides, t)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 
 #include "attention/attention.hpp"
 #include "core/finite.hpp"
+#include "core/threads.hpp"
 
 namespace llmkit::attention {
 
@@ -146,51 +147,116 @@ int64_t block_storage::check_rows(const tensor_view &k, const tensor_view &v) co
     return k.shape[0];
 }
 
+angle_table block_storage::angles(const rope_params &p, const rope_rotation &rot, int64_t end) {
+    if (end > k_memo_positions) return {};
+    const std::vector<double> key = {double(p.layout),    p.theta,           double(p.rotary_dims),
+                                     double(p.scaling),   p.factor,          p.alpha,
+                                     p.low_freq_factor,   p.high_freq_factor, p.original_max_position,
+                                     p.beta_fast,         p.beta_slow,       p.attention_factor};
+    angle_memo &m = memo_;
+    if (m.key != key || m.pairs != rot.pairs()) {
+        m.key = key;
+        m.pairs = rot.pairs();
+        m.cs.clear();
+        m.sn.clear();
+    }
+    const size_t pairs = size_t(m.pairs);
+    const int64_t have = pairs ? int64_t(m.cs.size() / pairs) : 0;
+    if (have < end) {
+        const int64_t want = std::min(k_memo_positions, std::max(end, 2 * have));  // amortised growth
+        m.cs.resize(size_t(want) * pairs);
+        m.sn.resize(size_t(want) * pairs);
+        for (int64_t q = have; q < want; ++q) rot.angles(q, m.cs.data() + size_t(q) * pairs, m.sn.data() + size_t(q) * pairs);
+    }
+    return {m.cs.data(), m.sn.data()};
+}
+
 void block_storage::write(int64_t layer, int64_t block, int64_t row, const tensor_view &k, const tensor_view &v,
-                          int64_t from, int64_t n, const rope_rotation *rope, int64_t position) {
-    std::vector<float> x(static_cast<size_t>(head_dim_));
+                          int64_t from, int64_t n, const rope_rotation *rope, int64_t position, angle_table table) {
+    const int64_t D = head_dim_, H = n_kv_heads_;
     const size_t pairs = rope ? size_t(rope->pairs()) : 0;
-    std::vector<float> cs(pairs), sn(pairs);
-    const int64_t D = head_dim_;
-    for (int kv = 0; kv < 2; ++kv) {
-        const tensor_view &t = kv == 0 ? k : v;
-        const bool rotate = kv == 0 && pairs > 0;
-        char *base = (kv == 0 ? k_ : v_).data() + layer * layer_elems_ * es_;
-        float *scales = type_ == kv_dtype::i8 ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * (layer_elems_ / D) : nullptr;
-        for (int64_t s = 0; s < n; ++s) {
-            if (rotate) rope->angles(position + s, cs.data(), sn.data());
-            for (int64_t h = 0; h < n_kv_heads_; ++h) {
-                core::load_floats(x.data(), t.data + ((from + s) * t.strides[0] + h * t.strides[1]) * int64_t(t.elem_size),
-                                  D, 1, t.type);
-                if (rotate) rope->rotate(x.data(), cs.data(), sn.data());
-                const int64_t r = (block * n_kv_heads_ + h) * block_size_ + row + s;  // row index in the layer
-                char *dst = base + r * D * es_;
-                switch (type_) {
-                case kv_dtype::f32: std::memcpy(dst, x.data(), size_t(D) * 4); break;
-                case kv_dtype::bf16:
-                case kv_dtype::f16:
-                    for (int64_t d = 0; d < D; ++d) {
-                        const uint16_t u = type_ == kv_dtype::bf16 ? core::f32_to_bf16(x[size_t(d)]) : core::f32_to_f16(x[size_t(d)]);
-                        std::memcpy(dst + d * 2, &u, 2);
-                    }
-                    break;
-                case kv_dtype::i8: {
-                    // Symmetric per token and head: scale = absmax / 127, q = round(x / scale).
-                    float amax = 0.0f;
-                    for (float e : x) amax = std::max(amax, std::fabs(e));
-                    const float scale = amax / 127.0f;
-                    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-                    for (int64_t d = 0; d < D; ++d) {
-                        const float qv = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[size_t(d)] * inv)));
-                        dst[d] = char(int8_t(qv));
-                    }
-                    scales[r] = scale;
-                    break;
+    // Rows already in the cache's dtype and not rotated are copied as they are.
+    const auto same_type = [&](const tensor_view &t) {
+        return (type_ == kv_dtype::f32 && t.type == dtype::f32) || (type_ == kv_dtype::bf16 && t.type == dtype::bf16) ||
+               (type_ == kv_dtype::f16 && t.type == dtype::f16);
+    };
+    // Tokens [s0, s1) of the append: both K and V, every head.
+    const auto write_tokens = [&](int64_t s0, int64_t s1) {
+        std::vector<float> x(static_cast<size_t>(D)), cs(pairs), sn(pairs);
+        std::vector<uint16_t> half(static_cast<size_t>(D));  // a 16-bit row on its way in or out
+        for (int kv = 0; kv < 2; ++kv) {
+            const tensor_view &t = kv == 0 ? k : v;
+            const bool rotate = kv == 0 && pairs > 0;
+            const bool copy = !rotate && same_type(t);
+            char *base = (kv == 0 ? k_ : v_).data() + layer * layer_elems_ * es_;
+            float *scales =
+                type_ == kv_dtype::i8 ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * (layer_elems_ / D) : nullptr;
+            for (int64_t s = s0; s < s1; ++s) {
+                const float *c = cs.data(), *sn_row = sn.data();
+                if (rotate && table.cs) {
+                    c = table.cs + size_t(position + s) * pairs;
+                    sn_row = table.sn + size_t(position + s) * pairs;
+                } else if (rotate) {
+                    rope->angles(position + s, cs.data(), sn.data());
                 }
+                for (int64_t h = 0; h < H; ++h) {
+                    const char *src = t.data + ((from + s) * t.strides[0] + h * t.strides[1]) * int64_t(t.elem_size);
+                    const int64_t r = (block * H + h) * block_size_ + row + s;  // row index in the layer
+                    char *dst = base + r * D * es_;
+                    if (copy) {
+                        std::memcpy(dst, src, size_t(D * es_));
+                        continue;
+                    }
+                    if (t.type == dtype::bf16) {  // widened here, in a loop the compiler vectorizes
+                        std::memcpy(half.data(), src, size_t(D) * 2);
+                        for (int64_t d = 0; d < D; ++d) x[size_t(d)] = core::bf16_to_f32(half[size_t(d)]);
+                    } else {
+                        core::load_floats(x.data(), src, D, 1, t.type);
+                    }
+                    if (rotate) rope->rotate(x.data(), c, sn_row);
+                    switch (type_) {
+                    case kv_dtype::f32: std::memcpy(dst, x.data(), size_t(D) * 4); break;
+                    case kv_dtype::bf16:
+                        // Round to nearest even; the rows are finite (checked), so no NaN case.
+                        for (int64_t d = 0; d < D; ++d) {
+                            uint32_t u;
+                            std::memcpy(&u, &x[size_t(d)], 4);
+                            half[size_t(d)] = uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+                        }
+                        std::memcpy(dst, half.data(), size_t(D) * 2);
+                        break;
+                    case kv_dtype::f16:
+                        for (int64_t d = 0; d < D; ++d) half[size_t(d)] = core::f32_to_f16(x[size_t(d)]);
+                        std::memcpy(dst, half.data(), size_t(D) * 2);
+                        break;
+                    case kv_dtype::i8: {
+                        // Symmetric per token and head: scale = absmax / 127, q = round(x / scale).
+                        float amax = 0.0f;
+                        for (float e : x) amax = std::max(amax, std::fabs(e));
+                        const float scale = amax / 127.0f;
+                        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+                        for (int64_t d = 0; d < D; ++d) {
+                            const float qv = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[size_t(d)] * inv)));
+                            dst[d] = char(int8_t(qv));
+                        }
+                        scales[r] = scale;
+                        break;
+                    }
+                    }
                 }
             }
         }
+    };
+    // A prefill chunk's rows on the worker threads, 16 tokens a task; a
+    // decode step's few rows here (a task would cost more than they do).
+    constexpr int64_t k_tokens_per_task = 16;
+    if (n * H < 256) {
+        write_tokens(0, n);
+        return;
     }
+    core::parallel_for((n + k_tokens_per_task - 1) / k_tokens_per_task, 0, [&](int64_t c) {
+        write_tokens(c * k_tokens_per_task, std::min(n, (c + 1) * k_tokens_per_task));
+    });
 }
 
 void block_storage::copy_rows(int64_t dst, int64_t src, int64_t n) {
@@ -281,7 +347,8 @@ void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const
     if (n > capacity() - len)
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "sequence ", seq, " holds ", len, " tokens in layer ", layer, "; appending ", n,
              " more would pass the cache's capacity of ", capacity());
-    store_.write(layer, seq, len, k, v, 0, n, rot ? &*rot : nullptr, len);
+    const angle_table angles = rot ? store_.angles(*rope, *rot, len + n) : angle_table{};
+    store_.write(layer, seq, len, k, v, 0, n, rot ? &*rot : nullptr, len, angles);
     len += n;
 }
 

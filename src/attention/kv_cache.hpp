@@ -104,6 +104,12 @@ private:
     std::unique_ptr<char[], release> p_;
 };
 
+// Cosines and sines of RoPE's pairs, [position][pair] from position 0
+// (block_storage::angles); null when not kept.
+struct angle_table {
+    const float *cs = nullptr, *sn = nullptr;
+};
+
 // The storage both caches share (see the top of this file).
 class block_storage {
 public:
@@ -124,9 +130,18 @@ public:
     int64_t check_rows(const core::tensor_view &k, const core::tensor_view &v) const;
     // Writes rows [from, from + n) of k and v to (layer, block, first row).
     // With `rope`, each K row is rotated in float32 (row from + s at position
-    // `position + s`) before it is stored in the cache's dtype.
+    // `position + s`) before it is stored in the cache's dtype; `angles`, when
+    // given, holds the cosines and sines of those positions (angles()).
     void write(int64_t layer, int64_t block, int64_t row, const core::tensor_view &k, const core::tensor_view &v,
-               int64_t from, int64_t n, const rope_rotation *rope = nullptr, int64_t position = 0);
+               int64_t from, int64_t n, const rope_rotation *rope = nullptr, int64_t position = 0,
+               angle_table angles = {});
+    // The cosines and sines of positions [0, end) for the rotation `p`
+    // (rope_rotation::angles, the same bits), kept between calls for the
+    // rotation last asked for, since every layer's fused append rotates the
+    // same positions. Empty past k_memo_positions. Appends alone call it
+    // (they run alone, as the C API asks).
+    static constexpr int64_t k_memo_positions = 32768;
+    angle_table angles(const rope_params &p, const rope_rotation &rot, int64_t end);
     // Copies block src (every layer) over block dst.
     void copy_block(int64_t dst, int64_t src);
     // Copies the first n rows of block src over block dst, in every layer.
@@ -141,6 +156,11 @@ private:
     int64_t layer_elems_;  // elements of K (or V) per layer
     row_buffer k_, v_;
     std::vector<float> k_scale_, v_scale_;
+    struct angle_memo {
+        std::vector<double> key;      // the rotation's parameters
+        int pairs = 0;
+        std::vector<float> cs, sn;    // [position][pair]
+    } memo_;
 };
 
 // Sequence ids shared by both caches: slots 0..max-1, each live or not.

@@ -139,9 +139,10 @@ void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in,
     }
     while (int64_t(table.size()) <= last) table.push_back(take_block());
 
+    const angle_table angles = rot ? store_.angles(*rope, *rot, len + n) : angle_table{};
     for (int64_t done = 0; done < n;) {
         const int64_t pos = len + done, row = pos % bs, take = std::min(n - done, bs - row);
-        store_.write(layer, table[size_t(pos / bs)], row, k, v, done, take, rot ? &*rot : nullptr, pos);
+        store_.write(layer, table[size_t(pos / bs)], row, k, v, done, take, rot ? &*rot : nullptr, pos, angles);
         done += take;
     }
     len += n;
