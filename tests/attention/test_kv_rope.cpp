@@ -288,3 +288,41 @@ TEST_CASE("kv caches: fused RoPE's bad options give clear errors and append noth
         CHECK(c.attention(q.c(), {s}, out.c(), &o) == LLMKIT_OK);
     }
 }
+
+TEST_CASE("kv caches: fused RoPE past the kept angles (position 32768 on) gives the same bits", "[kv][rope]") {
+    // The caches keep the cosines and sines of positions below 32768 between
+    // appends; later positions are computed on the spot, the same way.
+    const int64_t D = 32, first = 32768, more = 3;
+    std::mt19937 rng(14);
+    llmkit_kv_cache_options o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    o.n_layers = 1, o.n_kv_heads = k_hkv, o.head_dim = int32_t(D), o.capacity = first + more, o.max_sequences = 1;
+    llmkit_kv_cache *fused = nullptr, *plain = nullptr;
+    REQUIRE(llmkit_kv_cache_create(&fused, &o) == LLMKIT_OK);
+    REQUIRE(llmkit_kv_cache_create(&plain, &o) == LLMKIT_OK);
+    int32_t sf = -1, sp = -1;
+    REQUIRE(llmkit_kv_cache_seq_new(fused, &sf) == LLMKIT_OK);
+    REQUIRE(llmkit_kv_cache_seq_new(plain, &sp) == LLMKIT_OK);
+    llmkit_rope_options rope = LLMKIT_ROPE_OPTIONS_INIT;
+    rope.theta = 500000.0;
+    int64_t len = 0;
+    for (int64_t n : {first, more}) {
+        tensor4 k = make(dtype::f32, 1, n, k_hkv, D, layout::compact, &rng);
+        int64_t sk[3], sr[3];
+        const llmkit_tensor tk = rows_of(k, sk);
+        tensor4 kr = rotated_f32_copy(k, len, rope);
+        const llmkit_tensor tkr = rows_of(kr, sr);
+        REQUIRE(llmkit_kv_cache_append_rope(fused, 0, sf, &tk, &tk, &rope) == LLMKIT_OK);
+        REQUIRE(llmkit_kv_cache_append(plain, 0, sp, &tkr, &tk) == LLMKIT_OK);
+        len += n;
+    }
+    // Queries of the last 3 tokens: causal, so the last ones see the keys past 32768.
+    tensor4 q = make(dtype::f32, 1, more, k_hq, D, layout::compact, &rng);
+    tensor4 out_f = make(dtype::f32, 1, more, k_hq, D, layout::compact, nullptr);
+    tensor4 out_p = make(dtype::f32, 1, more, k_hq, D, layout::compact, nullptr);
+    const std::vector<int32_t> ids = {sf};
+    REQUIRE(llmkit_kv_cache_attention(fused, 0, q.c(), ids.data(), 1, out_f.c(), nullptr) == LLMKIT_OK);
+    REQUIRE(llmkit_kv_cache_attention(plain, 0, q.c(), ids.data(), 1, out_p.c(), nullptr) == LLMKIT_OK);
+    CHECK(out_f.bytes == out_p.bytes);
+    llmkit_kv_cache_free(fused);
+    llmkit_kv_cache_free(plain);
+}
