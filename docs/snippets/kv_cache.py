@@ -1,5 +1,6 @@
 """KV caches from Python: a paged cache's decode equals the prefill, a fork
-shares blocks until it writes, and what int8 and paging save. Run by the
+shares blocks until it writes, RoPE fused into the cache, and what int8 and
+paging save. Run by the
 snippet_py_kv_cache test; its output is checked against kv_cache.expected."""
 import numpy as np
 
@@ -32,7 +33,19 @@ cache.decode(0, [child], q[:1], k[:1], v[:1])
 print("after the child's first token:", cache.memory_bytes // block)
 print("parent unchanged:", np.array_equal(cache.attention(0, q[None, -1:], [s]), before))
 
-# 3. The arithmetic of a real model: Llama 3 8B (32 layers, 8 kv heads of 128) at 8192 tokens.
+# 3. RoPE fused into the cache: K rotated on its way in (token j at position j), the queries
+#    rotated by the attention call; the same bits as llmkit.rope on float32 K, then a plain append.
+llama3 = {"theta": 500000.0, "scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}
+fused = llmkit.KVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, capacity=S, dtype="bf16")
+plain = llmkit.KVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, capacity=S, dtype="bf16")
+a, b = fused.new_sequence(), plain.new_sequence()
+out_fused = fused.prefill(0, a, q, k, v, rope=llama3)
+plain.append(0, b, llmkit.rope(k[None], np.arange(S), **llama3)[0], v)
+out_plain = plain.attention(0, llmkit.rope(q[None], np.arange(S), **llama3), [b])[0]
+print("fused RoPE == rope, then append:", np.array_equal(out_fused, out_plain))
+
+# 4. The arithmetic of a real model: Llama 3 8B (32 layers, 8 kv heads of 128) at 8192 tokens.
 for dtype in ("fp32", "bf16", "int8"):
     b = llmkit.kv_cache_bytes(n_layers=32, n_kv_heads=8, head_dim=128, dtype=dtype, context=8192)
     print(f"Llama 3 8B, 8192 tokens, {dtype}: {b / 2**30:.3f} GiB (+ int8 scales: "
