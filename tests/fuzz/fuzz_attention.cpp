@@ -111,6 +111,25 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
             }
 }
 
+// RoPE options from the script, in and out of their domains (layout, theta,
+// rotary dims against D, every scaling and its parameters, struct_size).
+llmkit_rope_options rope_options(script &s, int64_t D) {
+    llmkit_rope_options ro = LLMKIT_ROPE_OPTIONS_INIT;
+    ro.layout = s.pick(3);
+    ro.theta = s.pick(8) == 7 ? -1.0 : 10000.0 * (1 + s.pick(50));
+    ro.rotary_dims = s.pick(4) == 3 ? int32_t(s.pick(int(D) + 3)) - 1 : 0;
+    ro.scaling = s.pick(6);
+    ro.factor = double(s.pick(40)) / 4.0;
+    ro.alpha = double(s.pick(20)) / 4.0;
+    ro.low_freq_factor = double(s.pick(8));
+    ro.high_freq_factor = double(s.pick(8));
+    ro.original_max_position = double(s.pick(3)) * 4096.0;
+    ro.beta_fast = double(s.pick(64));
+    ro.beta_slow = double(s.pick(8));
+    ro.n_threads = 1 + s.pick(2);
+    if (s.pick(16) == 15) ro.struct_size = s.pick(int(sizeof ro) + 8);
+    return ro;
+}
 
 void fuzz_attention(script &s) {
     const int64_t B = 1 + s.pick(3), Sq = 1 + s.pick(9), Hkv = 1 + s.pick(3), G = 1 + s.pick(4);
@@ -194,19 +213,7 @@ void fuzz_attention(script &s) {
     const bool p64 = s.bit();
     pos.dtype = p64 ? llmkit_dtype LLMKIT_DTYPE_I64 : llmkit_dtype LLMKIT_DTYPE_I32;
     pos.data = p64 ? static_cast<void *>(pos64.data()) : static_cast<void *>(pos32.data());
-    llmkit_rope_options ro = LLMKIT_ROPE_OPTIONS_INIT;
-    ro.layout = s.pick(3);
-    ro.theta = s.pick(8) == 7 ? -1.0 : 10000.0 * (1 + s.pick(50));
-    ro.rotary_dims = s.pick(4) == 3 ? int32_t(s.pick(int(D) + 3)) - 1 : 0;
-    ro.scaling = s.pick(6);
-    ro.factor = double(s.pick(40)) / 4.0;
-    ro.alpha = double(s.pick(20)) / 4.0;
-    ro.low_freq_factor = double(s.pick(8));
-    ro.high_freq_factor = double(s.pick(8));
-    ro.original_max_position = double(s.pick(3)) * 4096.0;
-    ro.beta_fast = double(s.pick(64));
-    ro.beta_slow = double(s.pick(8));
-    ro.n_threads = 1 + s.pick(2);
+    llmkit_rope_options ro = rope_options(s, D);
     const llmkit_status rs = llmkit_rope(&x.t, &pos, &ro);
     check_status(rs);
     if (rs == LLMKIT_OK) {
@@ -284,8 +291,15 @@ void fuzz_cache(script &s) {
             if (batch) d.insert(d.begin(), dim(s, 1));
             if (!make_tensor(s, kt, d, k, s.pick(32) == 31) || !make_tensor(s, vt, d, k, false)) break;
             const int32_t layer = s.pick(8) == 7 ? layers : int32_t(s.pick(layers));
-            st = paged ? llmkit_paged_kv_cache_append(pc, layer, id, &kt.t, &vt.t)
-                       : llmkit_kv_cache_append(cc, layer, id, &kt.t, &vt.t);
+            const int how = s.pick(3);  // plain, fused RoPE, fused RoPE with NULL (the defaults)
+            const llmkit_rope_options ro = rope_options(s, D);
+            const llmkit_rope_options *rp = how == 1 ? &ro : nullptr;
+            if (how == 0)
+                st = paged ? llmkit_paged_kv_cache_append(pc, layer, id, &kt.t, &vt.t)
+                           : llmkit_kv_cache_append(cc, layer, id, &kt.t, &vt.t);
+            else
+                st = paged ? llmkit_paged_kv_cache_append_rope(pc, layer, id, &kt.t, &vt.t, rp)
+                           : llmkit_kv_cache_append_rope(cc, layer, id, &kt.t, &vt.t, rp);
             if (st == LLMKIT_OK && (kt.hostile || vt.hostile)) fail("overflowing strides were accepted");
             if (st == LLMKIT_OK && kt.poisoned) fail("a NaN or infinity in k was appended");
         } else {
@@ -307,6 +321,8 @@ void fuzz_cache(script &s) {
             ko.n_threads = 1 + s.pick(3);
             std::vector<float> slopes(size_t(hkv * G + 1), 0.125f);
             if (s.pick(4) == 3) ko.alibi_slopes = slopes.data();
+            const llmkit_rope_options qrope = rope_options(s, D);
+            if (s.pick(4) == 3) ko.rope = &qrope;
             const int32_t layer = s.pick(8) == 7 ? -1 : int32_t(s.pick(layers));
             if (op == 5 && paged) {
                 // Caller-made tables: random ids (some outside the pool) and lengths.
