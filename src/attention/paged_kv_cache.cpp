@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "attention/attention.hpp"
+#include "core/threads.hpp"
 
 namespace llmkit::attention {
 
@@ -140,11 +141,23 @@ void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in,
     while (int64_t(table.size()) <= last) table.push_back(take_block());
 
     const angle_table angles = rot ? store_.angles(*rope, *rot, len + n) : angle_table{};
+    // One write per block the rows fall in; a prefill chunk's blocks go to
+    // the worker threads (each write then runs on its own thread).
+    struct piece {
+        int64_t done, take;
+    };
+    std::vector<piece> pieces;
     for (int64_t done = 0; done < n;) {
-        const int64_t pos = len + done, row = pos % bs, take = std::min(n - done, bs - row);
-        store_.write(layer, table[size_t(pos / bs)], row, k, v, done, take, rot ? &*rot : nullptr, pos, angles);
+        const int64_t row = (len + done) % bs, take = std::min(n - done, bs - row);
+        pieces.push_back({done, take});
         done += take;
     }
+    core::parallel_for(int64_t(pieces.size()), n * store_.n_kv_heads() >= 256 ? 0 : 1, [&](int64_t i) {
+        const piece &pc = pieces[size_t(i)];
+        const int64_t pos = len + pc.done;
+        store_.write(layer, table[size_t(pos / bs)], pos % bs, k, v, pc.done, pc.take, rot ? &*rot : nullptr, pos,
+                     angles);
+    });
     len += n;
 }
 
