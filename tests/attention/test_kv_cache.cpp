@@ -406,4 +406,18 @@ TEST_CASE("kv caches: the C++ face (RAII, exceptions) gives the C results", "[kv
     }
     CHECK(threw);
     CHECK(cc.memory_bytes() == uint64_t(2) * 64 * 2 * 64 * 4);
+
+    // Fused RoPE through the C++ face: the same bits in both caches.
+    const std::vector<float> unrotated = o2;
+    cc.free(cs);
+    const llmkit_rope_options rope = LLMKIT_ROPE_OPTIONS_INIT;
+    const int32_t pr = pc.seq_new(), cr = cc.seq_new();
+    pc.append_rope(0, pr, llmkit::f32(k.data(), {20, 2, 64}), llmkit::f32(v.data(), {20, 2, 64}), &rope);
+    cc.append_rope(0, cr, llmkit::f32(k.data(), {20, 2, 64}), llmkit::f32(v.data(), {20, 2, 64}), &rope);
+    llmkit_kv_attention_options with_rope = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+    with_rope.rope = &rope;
+    pc.attention(0, llmkit::f32(q.data(), {1, 1, 4, 64}), {pr}, llmkit::f32(o1.data(), {1, 1, 4, 64}), &with_rope);
+    cc.attention(0, llmkit::f32(q.data(), {1, 1, 4, 64}), {cr}, llmkit::f32(o2.data(), {1, 1, 4, 64}), &with_rope);
+    CHECK(o1 == o2);
+    CHECK(o2 != unrotated);  // rotated keys and query read other weights
 }
