@@ -1878,7 +1878,11 @@ LLMKIT_API llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t 
  * bits equal llmkit_rope() on a float32 copy of k at positions len..len+S-1
  * followed by llmkit_kv_cache_append(). V is stored as it is. Models whose
  * positions are not the token count (shifted or multimodal positions) rotate
- * with llmkit_rope() and append instead.
+ * with llmkit_rope() and append instead. The cache keeps the cosines and
+ * sines of the positions it rotated, for the rotation last used (every layer
+ * rotates the same positions): 8 bytes per position and rotated pair, for
+ * positions below 32768 (at most 16 MiB at head_dim 128), not counted by
+ * llmkit_kv_cache_memory_bytes().
  * @param cache The cache. @param layer 0..n_layers-1. @param seq A live sequence.
  * @param k Keys, as llmkit_kv_cache_append(). @param v Values, the same shape and dtype as k.
  * @param rope The rotation (layout, theta, rotary dims, scaling); NULL for
