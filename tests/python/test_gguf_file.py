@@ -355,6 +355,12 @@ def test_write_refuses_what_gguf_cannot_hold(tmp_path):
         llmkit.gguf.write(p, {}, {"t": np.ones((1, 1, 1, 1, 2), dtype=np.float32)})
     with pytest.raises(ValueError):
         llmkit.gguf.write(p, {"general.alignment": np.uint32(48)}, {})
+    with pytest.raises(TypeError, match="a mapping of names to arrays, or a sequence of"):
+        llmkit.gguf.write(p, {}, 5)
+    with pytest.raises(TypeError, match="tensor names must be str"):
+        llmkit.gguf.write(p, {}, [(3, np.ones(4, np.float32))])
+    with pytest.raises(ValueError, match='tensor "w" was already added'):
+        llmkit.gguf.write(p, {}, [("w", np.ones(4, np.float32)), ("w", np.zeros(4, np.float32))])
     with pytest.raises(llmkit.LlmkitError) as e:
         llmkit.gguf.write(tmp_path / "no-such-dir" / "x.gguf", {"k": 1}, {})
     assert e.value.status == "LLMKIT_ERROR_IO"
@@ -366,3 +372,6 @@ def test_write_refuses_what_gguf_cannot_hold(tmp_path):
                                 "ints": "array[int32]", "fl": "array[float32]", "general.alignment": "uint32"}
     assert f.alignment == 64
     assert list(tmp_path.glob("*.tmp.*")) == []
+    # (name, array) pairs keep their order, as a mapping does
+    llmkit.gguf.write(p, {}, [("b", np.ones(4, np.float32)), ("a", np.zeros(2, np.float16))])
+    assert list(llmkit.gguf.read(p).tensors) == ["b", "a"]

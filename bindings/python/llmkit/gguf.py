@@ -24,7 +24,7 @@ array of shape ``(rows, n)``.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -212,7 +212,8 @@ def _tensor_arg(name: str, t: Any) -> Tuple[int, List[int], np.ndarray]:
     return _GGML_OF_NUMPY[a.dtype], list(reversed(a.shape)), a.reshape(-1).view(np.uint8)
 
 
-def write(path: Union[str, os.PathLike], metadata: Mapping[str, Any], tensors: Mapping[str, Any], *,
+def write(path: Union[str, os.PathLike], metadata: Mapping[str, Any],
+          tensors: Union[Mapping[str, Any], Sequence[Tuple[str, Any]]], *,
           types: Optional[Mapping[str, str]] = None, alignment: Optional[int] = None) -> None:
     """Writes a GGUF v3 file atomically (a temporary file beside ``path``, renamed over it when complete).
 
@@ -228,8 +229,9 @@ def write(path: Union[str, os.PathLike], metadata: Mapping[str, Any], tensors: M
 
     ``tensors`` maps names to numpy arrays (float32, float16, int8/16/32/64,
     float64; numpy shape order) or :class:`llmkit.QuantizedTensor` /
-    :class:`RawTensor`; they are written in the mapping's order, each at a
-    multiple of ``alignment`` (default: ``general.alignment`` in metadata, else 32).
+    :class:`RawTensor` (a mapping, or a sequence of ``(name, array)`` pairs);
+    they are written in that order, each at a multiple of ``alignment``
+    (default: ``general.alignment`` in metadata, else 32).
 
     Raises :class:`TypeError` or :class:`ValueError` for values or tensors
     that have no GGUF form, and :class:`llmkit.LlmkitError` (``LLMKIT_ERROR_IO``)
@@ -269,7 +271,17 @@ def write(path: Union[str, os.PathLike], metadata: Mapping[str, Any], tensors: M
             raise ValueError(f"metadata {key!r}: unknown GGUF type {t!r} (one of {sorted(VALUE_TYPES)})")
     if alignment is not None:
         w.set_scalar("general.alignment", VALUE_TYPES["uint32"], int(alignment))
-    for name, t in tensors.items():
+    if isinstance(tensors, Mapping):
+        pairs = list(tensors.items())
+    else:
+        try:
+            pairs = [(name, t) for name, t in tensors]
+        except (TypeError, ValueError):
+            raise TypeError("tensors must be a mapping of names to arrays, or a sequence of (name, array) pairs, "
+                            f"got {type(tensors).__name__}") from None
+    for name, t in pairs:
+        if not isinstance(name, str):
+            raise TypeError(f"tensor names must be str, got {type(name).__name__}")
         type_id, dims, data = _tensor_arg(name, t)
         w.add_tensor(name, type_id, dims, data)
     w.write(os.fspath(path))
