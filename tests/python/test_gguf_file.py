@@ -347,6 +347,13 @@ def test_write_refuses_what_gguf_cannot_hold(tmp_path):
         llmkit.gguf.write(p, {"k": object()}, {})
     with pytest.raises(ValueError):
         llmkit.gguf.write(p, {"k": 300}, {}, types={"k": "uint8"})
+    # values that would change on the way in are refused, not truncated or overflowed
+    with pytest.raises(ValueError, match="1.5 does not fit int32"):
+        llmkit.gguf.write(p, {"k": 1.5}, {}, types={"k": "int32"})
+    with pytest.raises(ValueError, match="the values do not fit int32"):
+        llmkit.gguf.write(p, {"k": [1.0, 2.5]}, {}, types={"k": "array[int32]"})
+    with pytest.raises(ValueError, match="does not fit float32"):
+        llmkit.gguf.write(p, {"k": 1e40}, {}, types={"k": "float32"})
     with pytest.raises(ValueError):
         llmkit.gguf.write(p, {"k": [[1, 2], [3]]}, {})
     with pytest.raises(TypeError):

@@ -52,6 +52,23 @@ _NUMPY_TENSOR_TYPES = {0: np.float32, 1: np.float16, 24: np.int8, 25: np.int16, 
 _GGML_OF_NUMPY = {np.dtype(v): k for k, v in _NUMPY_TENSOR_TYPES.items()}
 
 
+def _check_fits(key: str, type_name: str, arr: np.ndarray) -> None:
+    """Refuses values that would change on their way into `type_name`: a fraction or an out-of-range
+    number into an integer type, a finite number past float32's range into float32."""
+    want = np.dtype(_NUMPY_OF_TYPE[type_name])
+    if arr.dtype.kind not in "iubf":
+        return  # no numeric value: the writer's own conversion names the problem
+    with np.errstate(over="ignore", invalid="ignore"):
+        conv = arr.astype(want)
+    if want.kind in "iub":
+        ok = np.array_equal(conv.astype(np.float64) if arr.dtype.kind == "f" else conv, arr)
+    else:
+        ok = bool(np.all(np.isfinite(conv) | ~np.isfinite(arr.astype(np.float64))))
+    if not ok:
+        what = f"{arr.tolist()} does" if arr.ndim == 0 else "the values do"
+        raise ValueError(f"metadata {key!r}: {what} not fit {type_name}")
+
+
 def ggml_type_info(type: Union[int, str]) -> Tuple[str, int, int]:
     """``(name, block_elements, block_bytes)`` of any ggml tensor type GGUF defines, by id or name.
 
@@ -256,16 +273,16 @@ def write(path: Union[str, os.PathLike], metadata: Mapping[str, Any],
                 arr = np.asarray(value)
                 want = np.dtype(_NUMPY_OF_TYPE[elem])
                 if arr.size and arr.dtype != want:
-                    conv = arr.astype(want)
-                    if arr.dtype.kind in "iub" and want.kind in "iub" and not np.array_equal(conv, arr):
-                        raise ValueError(f"metadata {key!r}: values do not fit {elem}")
-                    arr = conv
+                    _check_fits(key, elem, arr)
+                    arr = arr.astype(want)
                 w.set_array(key, VALUE_TYPES[elem], np.ascontiguousarray(arr, dtype=want).reshape(-1))
             else:
                 raise ValueError(f"metadata {key!r}: unknown array element type {elem!r}")
         elif t in VALUE_TYPES:
             if t != "string" and isinstance(value, (str, bytes)):
                 raise TypeError(f"metadata {key!r}: a string cannot be written as {t}")
+            if t in _NUMPY_OF_TYPE and t != "bool":
+                _check_fits(key, t, np.asarray(value))
             w.set_scalar(key, VALUE_TYPES[t], value.item() if isinstance(value, np.generic) else value)
         else:
             raise ValueError(f"metadata {key!r}: unknown GGUF type {t!r} (one of {sorted(VALUE_TYPES)})")
