@@ -14,6 +14,7 @@
 #endif
 
 #include "attention/attention.hpp"
+#include "attention/kernels.hpp"
 #include "core/finite.hpp"
 #include "core/threads.hpp"
 
@@ -180,6 +181,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
         return (type_ == kv_dtype::f32 && t.type == dtype::f32) || (type_ == kv_dtype::bf16 && t.type == dtype::bf16) ||
                (type_ == kv_dtype::f16 && t.type == dtype::f16);
     };
+    const kernels &kn = best_kernels();
     // Tokens [s0, s1) of the append: both K and V, every head.
     const auto write_tokens = [&](int64_t s0, int64_t s1) {
         std::vector<float> x(static_cast<size_t>(D)), cs(pairs), sn(pairs);
@@ -207,26 +209,20 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                         std::memcpy(dst, src, size_t(D * es_));
                         continue;
                     }
-                    if (t.type == dtype::bf16) {  // widened here, in a loop the compiler vectorizes
-                        std::memcpy(half.data(), src, size_t(D) * 2);
-                        for (int64_t d = 0; d < D; ++d) x[size_t(d)] = core::bf16_to_f32(half[size_t(d)]);
+                    // 16-bit rows convert on the kernel set's vector converters
+                    // (the bits of core's); src may be unaligned, so through `half`.
+                    if (t.type == dtype::f32) {
+                        std::memcpy(x.data(), src, size_t(D) * 4);
                     } else {
-                        core::load_floats(x.data(), src, D, 1, t.type);
+                        std::memcpy(half.data(), src, size_t(D) * 2);
+                        kn.half_to_f32(x.data(), half.data(), D, t.type == dtype::bf16);
                     }
                     if (rotate) rope->rotate(x.data(), c, sn_row);
                     switch (type_) {
                     case kv_dtype::f32: std::memcpy(dst, x.data(), size_t(D) * 4); break;
                     case kv_dtype::bf16:
-                        // Round to nearest even; the rows are finite (checked), so no NaN case.
-                        for (int64_t d = 0; d < D; ++d) {
-                            uint32_t u;
-                            std::memcpy(&u, &x[size_t(d)], 4);
-                            half[size_t(d)] = uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-                        }
-                        std::memcpy(dst, half.data(), size_t(D) * 2);
-                        break;
                     case kv_dtype::f16:
-                        for (int64_t d = 0; d < D; ++d) half[size_t(d)] = core::f32_to_f16(x[size_t(d)]);
+                        kn.f32_to_half(half.data(), x.data(), D, type_ == kv_dtype::bf16);
                         std::memcpy(dst, half.data(), size_t(D) * 2);
                         break;
                     case kv_dtype::i8: {

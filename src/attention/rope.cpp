@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "attention/attention.hpp"
+#include "attention/kernels.hpp"
 #include "core/backend.hpp"
 #include "core/finite.hpp"
 #include "core/threads.hpp"
@@ -159,6 +160,7 @@ void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_rotation 
     const int n = rot.rotary_dims(), half = rot.pairs();
     const int64_t es = int64_t(x.elem_size);
     const int64_t rows = B * S, chunk = 16;
+    const kernels &kn = best_kernels();
     core::parallel_for((rows + chunk - 1) / chunk, n_threads, [&](int64_t c) {
         std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half)), buf(static_cast<size_t>(n));
         std::vector<uint16_t> half_row(static_cast<size_t>(n));
@@ -177,24 +179,20 @@ void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_rotation 
             rot.angles(position, cs.data(), sn.data());
             for (int64_t h = 0; h < H; ++h) {
                 char *px = x.data + (b * x.strides[0] + s * x.strides[1] + h * x.strides[2]) * es;
-                // 16-bit rows go through half_row in loops the compiler vectorizes.
+                // 16-bit rows convert on the kernel set's vector converters
+                // (the bits of core's); px may be unaligned, so through half_row.
+                const bool bf16 = x.type == dtype::bf16;
                 if (x.type == dtype::f32) {
                     std::memcpy(buf.data(), px, size_t(n) * 4);
                 } else {
                     std::memcpy(half_row.data(), px, size_t(n) * 2);
-                    if (x.type == dtype::bf16)
-                        for (int d = 0; d < n; ++d) buf[size_t(d)] = core::bf16_to_f32(half_row[size_t(d)]);
-                    else
-                        for (int d = 0; d < n; ++d) buf[size_t(d)] = core::f16_to_f32(half_row[size_t(d)]);
+                    kn.half_to_f32(buf.data(), half_row.data(), n, bf16);
                 }
                 rot.rotate(buf.data(), cs.data(), sn.data());
                 if (x.type == dtype::f32) {
                     std::memcpy(px, buf.data(), size_t(n) * 4);
                 } else {
-                    if (x.type == dtype::bf16)
-                        for (int d = 0; d < n; ++d) half_row[size_t(d)] = core::f32_to_bf16(buf[size_t(d)]);
-                    else
-                        for (int d = 0; d < n; ++d) half_row[size_t(d)] = core::f32_to_f16(buf[size_t(d)]);
+                    kn.f32_to_half(half_row.data(), buf.data(), n, bf16);
                     std::memcpy(px, half_row.data(), size_t(n) * 2);
                 }
             }

@@ -211,6 +211,14 @@ uint16_t f32_to_f16(float f) {
     return uint16_t(sign | r);
 }
 
+uint16_t f32_to_bf16(float f) {
+    uint32_t x;
+    std::memcpy(&x, &f, 4);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return uint16_t(x >> 16);
+}
+
 void load_floats(float *dst, const char *src, int64_t n, int64_t stride, dtype t) {
     switch (t) {
     case dtype::f32:

@@ -72,14 +72,7 @@ inline float bf16_to_f32(uint16_t h) {
 }
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f);
-// Inline: rows of it are converted in loops the compiler vectorizes.
-inline uint16_t f32_to_bf16(float f) {
-    uint32_t x;
-    std::memcpy(&x, &f, 4);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return uint16_t(x >> 16);
-}
+uint16_t f32_to_bf16(float f);
 
 // Reads n elements of a float tensor (f32, f16, bf16 or f64) starting at `src`
 // with element stride `stride` into dst as float.

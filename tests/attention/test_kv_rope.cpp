@@ -276,7 +276,6 @@ TEST_CASE("kv caches: fused RoPE's bad options give clear errors and append noth
         CHECK(std::string(llmkit_last_error_message()).find("scaling") != std::string::npos);
         // A NaN query is refused by name, rotated or not.
         q.set(0, 0, 2, 5, std::nan(""));
-        o.rope = nullptr;
         llmkit_rope_options good = LLMKIT_ROPE_OPTIONS_INIT;
         o.rope = &good;
         CHECK(c.attention(q.c(), {s}, out.c(), &o) == LLMKIT_ERROR_NON_FINITE);
