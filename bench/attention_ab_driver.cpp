@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
     int a = 1;
     for (; a < argc && (ends_with(argv[a], ".so") || std::strstr(argv[a], ".so.")); ++a) libs.push_back(argv[a]);
     if (libs.empty() || argc - a < 3) {
-        std::fprintf(stderr, "usage: %s lib1.so [lib2.so ...] S threads reps [f32|bf16] [decode B]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s lib1.so [lib2.so ...] S threads reps [f32|bf16] [decode B [bshd]]\n", argv[0]);
         return 2;
     }
     const int64_t S = std::atoll(argv[a]);
@@ -94,6 +94,9 @@ int main(int argc, char **argv) {
     const bool bf16 = argc > a + 3 && std::strcmp(argv[a + 3], "bf16") == 0;
     const bool decode = argc > a + 5 && std::strcmp(argv[a + 4], "decode") == 0;
     const int64_t B = decode ? std::atoll(argv[a + 5]) : 1;
+    // Decode's K and V as compact [B, S, H, D] (every token's heads side by
+    // side, the Python API's layout) instead of torch's [B, H, S, D].
+    const bool bshd = decode && argc > a + 6 && std::strcmp(argv[a + 6], "bshd") == 0;
     if (S < 1 || reps < 1 || B < 1) {
         std::fprintf(stderr, "S, reps and B must be positive\n");
         return 2;
@@ -135,7 +138,8 @@ int main(int argc, char **argv) {
     const size_t out_bytes = size_t(B * Sq * Hq * D) * elem;
     std::vector<std::vector<unsigned char>> outs(libs.size(), std::vector<unsigned char>(out_bytes));
 
-    // Prefill: compact [1, S, H, D]. Decode: K and V stored [B, H, S, D], seen as [B, S, H, D].
+    // Prefill: compact [1, S, H, D]. Decode: K and V stored [B, H, S, D], seen as [B, S, H, D]
+    // (or compact [B, S, H, D] with bshd).
     const int64_t shape_q[4] = {B, Sq, Hq, D}, shape_kv[4] = {B, S, Hkv, D};
     const int64_t strides_kv[4] = {Hkv * S * D, D, S * D, 1};
     const llmkit_dtype dt = bf16 ? llmkit_dtype LLMKIT_DTYPE_BF16 : llmkit_dtype LLMKIT_DTYPE_F32;
@@ -145,8 +149,9 @@ int main(int argc, char **argv) {
     void *kd = bf16 ? static_cast<void *>(kh.data()) : k.data();
     void *vd = bf16 ? static_cast<void *>(vh.data()) : v.data();
     const llmkit_tensor tq = tensor(bf16 ? static_cast<void *>(qh.data()) : q.data(), shape_q, nullptr);
-    const llmkit_tensor tk = tensor(kd, shape_kv, decode ? strides_kv : nullptr);
-    const llmkit_tensor tv = tensor(vd, shape_kv, decode ? strides_kv : nullptr);
+    const int64_t *kv_strides = decode && !bshd ? strides_kv : nullptr;
+    const llmkit_tensor tk = tensor(kd, shape_kv, kv_strides);
+    const llmkit_tensor tv = tensor(vd, shape_kv, kv_strides);
     llmkit_attention_options opt = LLMKIT_ATTENTION_OPTIONS_INIT;
     opt.causal = 1;
     opt.n_threads = threads;
@@ -189,9 +194,10 @@ int main(int argc, char **argv) {
         const char *same =
             i > 0 ? (outs[i] == outs[0] ? "  (same bits as the first)" : "  (other bits than the first)") : "";
         if (decode)
-            std::printf("%s  decode B=%lld S=%lld %s %d threads: %.3f ms  %.1f GB/s, %.0f %% of the read after it "
+            std::printf("%s  decode %s B=%lld S=%lld %s %d threads: %.3f ms  %.1f GB/s, %.0f %% of the read after it "
                         "(median)%s\n",
-                        libs[i].c_str(), static_cast<long long>(B), static_cast<long long>(S), bf16 ? "bf16" : "f32",
+                        libs[i].c_str(), bshd ? "[B,S,H,D]" : "[B,H,S,D]", static_cast<long long>(B),
+                        static_cast<long long>(S), bf16 ? "bf16" : "f32",
                         threads, best[i] * 1e3, 2 * kv_bytes / best[i] * 1e-9, 100 * median(over_read[i]), same);
         else
             std::printf("%s  S=%lld %s %d threads: %.2f ms  %.1f GFLOP/s%s\n", libs[i].c_str(),
