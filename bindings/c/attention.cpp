@@ -68,6 +68,7 @@ attention::rope_params rope_params_of(const llmkit_rope_options *options, const 
     p.attention_factor = o.attention_factor;
     p.n_threads = o.n_threads;
     p.stream = o.stream;
+    p.frequency_factors = o.frequency_factors;
     return p;
 }
 

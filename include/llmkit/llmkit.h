@@ -1666,7 +1666,8 @@ typedef enum llmkit_rope_scaling LLMKIT_ENUM_BASE {
     LLMKIT_ROPE_SCALING_LINEAR = 1, /**< Position interpolation: every frequency divided by `factor`. */
     LLMKIT_ROPE_SCALING_NTK = 2,    /**< NTK-aware: theta replaced by theta * alpha^(n / (n - 2)). */
     LLMKIT_ROPE_SCALING_LLAMA3 = 3, /**< Llama 3.1: low frequencies divided by `factor`, high ones kept, a smooth ramp between. */
-    LLMKIT_ROPE_SCALING_YARN = 4    /**< YaRN, as Hugging Face transformers computes it (ramp between beta_fast and beta_slow, cos/sin times the attention factor). */
+    LLMKIT_ROPE_SCALING_YARN = 4,   /**< YaRN, as Hugging Face transformers computes it (ramp between beta_fast and beta_slow, cos/sin times the attention factor). */
+    LLMKIT_ROPE_SCALING_LONGROPE = 5 /**< LongRoPE (Phi-3, Phi-3.5, Phi-4-mini): frequency k divided by `frequency_factors[k]` (the model's short_factor or long_factor), cos/sin times the attention factor. */
 } llmkit_rope_scaling;
 
 /** @brief Options of llmkit_rope(). */
@@ -1683,23 +1684,32 @@ typedef struct llmkit_rope_options {
     double original_max_position;   /**< Training context (Llama 3.1, YaRN): original_max_position_embeddings. Default 8192. */
     double beta_fast;               /**< YaRN beta_fast. Default 32. */
     double beta_slow;               /**< YaRN beta_slow. Default 1. */
-    double attention_factor;        /**< YaRN attention factor (mscale) multiplying cos and sin; 0 = 0.1 * ln(factor) + 1 (1 when factor <= 1). */
+    double attention_factor;        /**< Factor multiplying cos and sin (YaRN's mscale, LongRoPE's); 0 = the scaling's own: YaRN 0.1 * ln(factor) + 1, LongRoPE sqrt(1 + ln(factor) / ln(original_max_position)) (1 when factor <= 1). */
     int32_t n_threads;              /**< Worker threads; 0 = llmkit_get_num_threads(). */
     void *stream;                   /**< CUDA stream for device tensors; NULL = the default stream. */
+    /** Per-pair divisors of the frequencies, rotary_dims / 2 of them (head_dim / 2
+     *  when rotary_dims is 0), each finite and > 0; NULL = none. LongRoPE's
+     *  short_factor or long_factor (required by #LLMKIT_ROPE_SCALING_LONGROPE),
+     *  or the `rope_freqs` tensor of a GGUF model (llama.cpp's freq_factors).
+     *  With any scaling, inv_freq[k] of the scaling is divided by
+     *  frequency_factors[k]. Read during the call only: a cache keeps its own copy
+     *  of what it needs. */
+    const float *frequency_factors;
 } llmkit_rope_options;
 
 /** @brief Default #llmkit_rope_options: NeoX layout, theta 10000, all dims, no scaling. */
 #define LLMKIT_ROPE_OPTIONS_INIT \
     {sizeof(llmkit_rope_options), LLMKIT_ROPE_NEOX, 10000.0, 0, LLMKIT_ROPE_SCALING_NONE, 1.0, 1.0, 1.0, 4.0, 8192.0, \
-     32.0, 1.0, 0.0, 0, NULL}
+     32.0, 1.0, 0.0, 0, NULL, NULL}
 
 /**
  * @brief Applies rotary position embeddings to q or k, in place.
  *
  * For pair k of the rotated dimensions (see #llmkit_rope_layout) at position p,
- * with angle a = p * inv_freq[k] (inv_freq from `theta` and the scaling), the
- * pair (x, y) becomes (x cos a - y sin a, x sin a + y cos a) (times the YaRN
- * attention factor). Angles, cos and sin are computed in double precision.
+ * with angle a = p * inv_freq[k] (inv_freq from `theta` and the scaling, then
+ * divided by `frequency_factors[k]` when given), the pair (x, y) becomes
+ * (x cos a - y sin a, x sin a + y cos a) (times the attention factor of YaRN or
+ * LongRoPE). Angles, cos and sin are computed in double precision.
  * @param x Tensor [B, S, H, D], float32, bfloat16 or float16, unit stride on D;
  *          rotated in place.
  * @param positions int32 or int64 positions, [B, S] or [S] (shared by the

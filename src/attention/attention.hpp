@@ -31,7 +31,7 @@ void attention(const core::tensor_view &q, const core::tensor_view &k, const cor
                const core::tensor_view &out, const attention_params &p);
 
 enum class rope_layout { neox = 0, interleaved = 1 };
-enum class rope_scaling { none = 0, linear = 1, ntk = 2, llama3 = 3, yarn = 4 };
+enum class rope_scaling { none = 0, linear = 1, ntk = 2, llama3 = 3, yarn = 4, longrope = 5 };
 
 struct rope_params {
     rope_layout layout = rope_layout::neox;
@@ -45,13 +45,15 @@ struct rope_params {
     double original_max_position = 8192.0;
     double beta_fast = 32.0;
     double beta_slow = 1.0;
-    double attention_factor = 0.0;  // YaRN; 0 = 0.1 ln(factor) + 1
+    double attention_factor = 0.0;  // YaRN, LongRoPE; 0 = the scaling's default
     int n_threads = 0;
     void *stream = nullptr;
+    const float *frequency_factors = nullptr;  // n/2 divisors of inv_freq, or null
 };
 
 // The n/2 inverse frequencies for n rotary dims and the factor multiplying cos
-// and sin (1 except for YaRN). Throws INVALID_ARGUMENT on bad parameters.
+// and sin (1 except for YaRN and LongRoPE). Throws INVALID_ARGUMENT on bad
+// parameters.
 std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_factor);
 
 // RoPE's rotation of one row of head_dim floats: the arithmetic llmkit_rope
@@ -67,6 +69,10 @@ public:
     void angles(int64_t position, float *cs, float *sn) const;
     // Rotates the first rotary_dims() of row by angles() of its position.
     void rotate(float *row, const float *cs, const float *sn) const;
+    // What angles() depends on: two rotations with equal inverse frequencies
+    // and cos/sin factor give the same angles (the caches' memo compares them).
+    const std::vector<double> &inv_freq() const { return inv_; }
+    double cos_sin_factor() const { return factor_; }
 
 private:
     std::vector<double> inv_;

@@ -148,12 +148,12 @@ int64_t block_storage::check_rows(const tensor_view &k, const tensor_view &v) co
     return k.shape[0];
 }
 
-angle_table block_storage::angles(const rope_params &p, const rope_rotation &rot, int64_t end) {
+angle_table block_storage::angles(const rope_rotation &rot, int64_t end) {
     if (end > k_memo_positions) return {};
-    const std::vector<double> key = {double(p.layout),    p.theta,           double(p.rotary_dims),
-                                     double(p.scaling),   p.factor,          p.alpha,
-                                     p.low_freq_factor,   p.high_freq_factor, p.original_max_position,
-                                     p.beta_fast,         p.beta_slow,       p.attention_factor};
+    // The angles depend on the frequencies and the cos/sin factor alone (not on
+    // the layout): those, compared exactly, say whether the memo holds them.
+    std::vector<double> key = rot.inv_freq();
+    key.push_back(rot.cos_sin_factor());
     angle_memo &m = memo_;
     if (m.key != key || m.pairs != rot.pairs()) {
         m.key = key;
@@ -343,7 +343,7 @@ void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const
     if (n > capacity() - len)
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "sequence ", seq, " holds ", len, " tokens in layer ", layer, "; appending ", n,
              " more would pass the cache's capacity of ", capacity());
-    const angle_table angles = rot ? store_.angles(*rope, *rot, len + n) : angle_table{};
+    const angle_table angles = rot ? store_.angles(*rot, len + n) : angle_table{};
     store_.write(layer, seq, len, k, v, 0, n, rot ? &*rot : nullptr, len, angles);
     len += n;
 }

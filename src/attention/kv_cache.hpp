@@ -135,13 +135,13 @@ public:
     void write(int64_t layer, int64_t block, int64_t row, const core::tensor_view &k, const core::tensor_view &v,
                int64_t from, int64_t n, const rope_rotation *rope = nullptr, int64_t position = 0,
                angle_table angles = {});
-    // The cosines and sines of positions [0, end) for the rotation `p`
+    // The cosines and sines of positions [0, end) for the rotation `rot`
     // (rope_rotation::angles, the same bits), kept between calls for the
     // rotation last asked for, since every layer's fused append rotates the
     // same positions. Empty past k_memo_positions. Appends alone call it
     // (they run alone, as the C API asks).
     static constexpr int64_t k_memo_positions = 32768;
-    angle_table angles(const rope_params &p, const rope_rotation &rot, int64_t end);
+    angle_table angles(const rope_rotation &rot, int64_t end);
     // Copies block src (every layer) over block dst.
     void copy_block(int64_t dst, int64_t src);
     // Copies the first n rows of block src over block dst, in every layer.

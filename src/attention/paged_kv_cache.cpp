@@ -140,7 +140,7 @@ void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in,
     }
     while (int64_t(table.size()) <= last) table.push_back(take_block());
 
-    const angle_table angles = rot ? store_.angles(*rope, *rot, len + n) : angle_table{};
+    const angle_table angles = rot ? store_.angles(*rot, len + n) : angle_table{};
     // One write per block the rows fall in; a prefill chunk's blocks go to
     // the worker threads (each write then runs on its own thread).
     struct piece {

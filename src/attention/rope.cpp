@@ -96,8 +96,38 @@ std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_f
                                                    : 0.1 * std::log(p.factor) + 1.0;
         break;
     }
+    case rope_scaling::longrope: {
+        // The frequencies' own factors (frequency_factors, below) are the
+        // scaling; `factor` only sets the default attention factor, as
+        // transformers' _compute_longrope_parameters.
+        if (!p.frequency_factors)
+            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "LongRoPE scaling needs options.frequency_factors (the model's "
+                 "short_factor or long_factor, ", half, " values)");
+        require_positive(p.factor, "factor");
+        if (p.attention_factor < 0.0 || !std::isfinite(p.attention_factor))
+            fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.attention_factor must be finite and >= 0, got ", p.attention_factor);
+        if (p.attention_factor > 0.0) {
+            *cos_sin_factor = p.attention_factor;
+        } else if (p.factor > 1.0) {
+            if (!(p.original_max_position > 1.0) || !std::isfinite(p.original_max_position))
+                fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.original_max_position must be finite and > 1 for "
+                     "LongRoPE's default attention factor, got ", p.original_max_position);
+            *cos_sin_factor = std::sqrt(1.0 + std::log(p.factor) / std::log(p.original_max_position));
+        }
+        break;
+    }
     default: fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.scaling = ", int(p.scaling), " is not a llmkit_rope_scaling");
     }
+    // Per-pair divisors after the scaling (LongRoPE's factors, a GGUF model's
+    // rope_freqs): llama.cpp divides the unscaled frequency before YaRN's
+    // interpolation, which is the same since YaRN mixes both linearly.
+    if (p.frequency_factors)
+        for (int k = 0; k < half; ++k) {
+            const double f = p.frequency_factors[k];
+            if (!(f > 0.0) || !std::isfinite(f))
+                fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.frequency_factors[", k, "] must be finite and > 0, got ", f);
+            inv[size_t(k)] /= f;
+        }
     return inv;
 }
 

@@ -7,6 +7,7 @@
 // itself is checked against a float64 reference in test_rope.cpp.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string>
@@ -134,6 +135,15 @@ std::vector<rope_case> rope_cases(int64_t D) {
     o.scaling = LLMKIT_ROPE_SCALING_YARN;
     o.factor = 4.0, o.original_max_position = 32.0;
     cases.push_back({"partial, yarn", o});
+    // LongRoPE: per-pair factors (held for the whole run) and a default attention factor.
+    static std::vector<float> factors;
+    factors.assign(size_t(D / 2), 1.0f);
+    for (size_t i = 0; i < factors.size(); ++i) factors[i] = 1.0f + 1.5f * float(i);
+    o = LLMKIT_ROPE_OPTIONS_INIT;
+    o.scaling = LLMKIT_ROPE_SCALING_LONGROPE;
+    o.factor = 32.0, o.original_max_position = 4096.0;
+    o.frequency_factors = factors.data();
+    cases.push_back({"longrope", o});
     return cases;
 }
 
@@ -324,4 +334,38 @@ TEST_CASE("kv caches: fused RoPE past the kept angles (position 32768 on) gives 
     CHECK(out_f.bytes == out_p.bytes);
     llmkit_kv_cache_free(fused);
     llmkit_kv_cache_free(plain);
+}
+
+TEST_CASE("kv caches: fused RoPE keeps no stale angles when the frequency factors change in place", "[kv][rope]") {
+    // The caches keep the angles of the rotation last used. Two rotations that
+    // differ only in the values behind the same frequency_factors pointer must
+    // not share them: the second sequence gets the new factors' angles.
+    const int64_t D = 32, n = 24;
+    std::mt19937 rng(15);
+    std::vector<float> factors(size_t(D / 2), 1.0f);
+    llmkit_rope_options rope = LLMKIT_ROPE_OPTIONS_INIT;
+    rope.scaling = LLMKIT_ROPE_SCALING_LONGROPE;
+    rope.frequency_factors = factors.data();
+    for (bool paged : {false, true}) {
+        INFO((paged ? "paged" : "contiguous"));
+        any_cache fused(paged, int32_t(D), LLMKIT_KV_F32), plain(paged, int32_t(D), LLMKIT_KV_F32);
+        for (int round = 0; round < 2; ++round) {
+            std::fill(factors.begin(), factors.end(), round == 0 ? 1.0f : 7.0f);
+            const int32_t sf = fused.seq_new(), sp = plain.seq_new();
+            tensor4 k = make(dtype::f32, 1, n, k_hkv, D, layout::compact, &rng);
+            int64_t sk[3], sr[3];
+            const llmkit_tensor tk = rows_of(k, sk);
+            tensor4 kr = rotated_f32_copy(k, 0, rope);
+            const llmkit_tensor tkr = rows_of(kr, sr);
+            REQUIRE(fused.append_rope(sf, &tk, &tk, &rope) == LLMKIT_OK);
+            REQUIRE(plain.append(sp, &tkr, &tk) == LLMKIT_OK);
+            tensor4 q = make(dtype::f32, 1, 2, k_hq, D, layout::compact, &rng);
+            tensor4 out_f = make(dtype::f32, 1, 2, k_hq, D, layout::compact, nullptr);
+            tensor4 out_p = make(dtype::f32, 1, 2, k_hq, D, layout::compact, nullptr);
+            REQUIRE(fused.attention(q.c(), {sf}, out_f.c(), nullptr) == LLMKIT_OK);
+            REQUIRE(plain.attention(q.c(), {sp}, out_p.c(), nullptr) == LLMKIT_OK);
+            INFO("round " << round);
+            CHECK(out_f.bytes == out_p.bytes);
+        }
+    }
 }

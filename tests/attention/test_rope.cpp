@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstddef>
 #include <string>
 
 #include "attention/attention.hpp"
@@ -48,7 +49,25 @@ std::vector<double> ref_inv_freq(const llmkit_rope_options &o, int n, double *ms
         }
         *mscale = o.attention_factor > 0 ? o.attention_factor : (o.factor <= 1 ? 1.0 : 0.1 * std::log(o.factor) + 1.0);
     }
+    if (o.scaling == LLMKIT_ROPE_SCALING_LONGROPE) {  // _compute_longrope_parameters
+        for (int k = 0; k < half; ++k)
+            inv[size_t(k)] = 1.0 / (double(o.frequency_factors[k]) * std::pow(base, (2.0 * k) / n));
+        *mscale = o.attention_factor > 0 ? o.attention_factor
+                  : o.factor <= 1        ? 1.0
+                                         : std::sqrt(1 + std::log(o.factor) / std::log(o.original_max_position));
+    } else if (o.frequency_factors) {  // llama.cpp's freq_factors: the frequency divided by its factor
+        for (int k = 0; k < half; ++k) inv[size_t(k)] /= double(o.frequency_factors[k]);
+    }
     return inv;
+}
+
+// Per-pair factors in Phi-3's range (its long_factor runs from 1 to about 60).
+std::vector<float> some_factors(int n, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(1.0f, 60.0f);
+    std::vector<float> f(static_cast<size_t>(n));
+    for (auto &x : f) x = u(rng);
+    return f;
 }
 
 llmkit_tensor positions_tensor(std::vector<int64_t> &p, const int64_t *shape, int ndim) {
@@ -104,21 +123,37 @@ void check_rope(dtype t, const llmkit_rope_options &o, layout lay, int64_t D, in
 }  // namespace
 
 TEST_CASE("rope matches the float64 reference: layouts x scalings x dtypes x partial rotary", "[rope]") {
+    const std::vector<float> factors = some_factors(64, 5);
     for (int32_t layout_ : {LLMKIT_ROPE_NEOX, LLMKIT_ROPE_INTERLEAVED})
         for (int32_t scaling : {LLMKIT_ROPE_SCALING_NONE, LLMKIT_ROPE_SCALING_LINEAR, LLMKIT_ROPE_SCALING_NTK,
-                                LLMKIT_ROPE_SCALING_LLAMA3, LLMKIT_ROPE_SCALING_YARN}) {
+                                LLMKIT_ROPE_SCALING_LLAMA3, LLMKIT_ROPE_SCALING_YARN, LLMKIT_ROPE_SCALING_LONGROPE}) {
             llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
             o.layout = layout_;
             o.scaling = scaling;
             o.theta = scaling == LLMKIT_ROPE_SCALING_LLAMA3 ? 500000.0 : 10000.0;
-            o.factor = scaling == LLMKIT_ROPE_SCALING_LLAMA3 ? 8.0 : 4.0;
+            o.factor = scaling == LLMKIT_ROPE_SCALING_LLAMA3 ? 8.0 : scaling == LLMKIT_ROPE_SCALING_LONGROPE ? 32.0 : 4.0;
             o.alpha = 8.0;
             o.original_max_position = scaling == LLMKIT_ROPE_SCALING_YARN ? 4096.0 : 8192.0;
+            if (scaling == LLMKIT_ROPE_SCALING_LONGROPE) o.frequency_factors = factors.data();
             for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
                 check_rope(t, o, layout::compact, 128, 0);
                 check_rope(t, o, layout::padded, 64, 32);  // partial rotary: the last 32 dims stay
             }
         }
+}
+
+TEST_CASE("rope: frequency factors (a GGUF model's rope_freqs) divide every scaling's frequencies", "[rope]") {
+    const std::vector<float> factors = some_factors(64, 6);
+    for (int32_t scaling : {LLMKIT_ROPE_SCALING_NONE, LLMKIT_ROPE_SCALING_LINEAR, LLMKIT_ROPE_SCALING_YARN}) {
+        llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+        o.scaling = scaling;
+        o.factor = 4.0;
+        o.original_max_position = 4096.0;
+        o.frequency_factors = factors.data();
+        check_rope(dtype::f32, o, layout::compact, 128, 0);
+        o.layout = LLMKIT_ROPE_INTERLEAVED;
+        check_rope(dtype::bf16, o, layout::padded, 64, 32);
+    }
 }
 
 TEST_CASE("rope: the interleaved layout rotates exactly as llama2.c", "[rope]") {
@@ -193,6 +228,25 @@ TEST_CASE("rope: Llama 3.1 and YaRN frequencies agree with transformers' publish
     CHECK(f == Approx(1.0 + 0.1 * std::log(4.0)));
     CHECK(inv[0] == Approx(1.0));                                       // below beta_fast's dim: extrapolated
     CHECK(inv[63] == Approx(1.0 / std::pow(10000.0, 126.0 / 128) / 4.0));  // beyond beta_slow's: interpolated
+    // LongRoPE as Phi-3-mini-128k configures it: max_position_embeddings 131072 over an original 4096 is a
+    // factor of 32, so the attention factor is sqrt(1 + ln 32 / ln 4096) = sqrt(1 + 5/12).
+    const std::vector<float> ff = some_factors(48, 7);  // Phi-3-mini: head_dim 96, 48 factors
+    p = llmkit::attention::rope_params{};
+    p.scaling = llmkit::attention::rope_scaling::longrope;
+    p.factor = 32.0;
+    p.original_max_position = 4096.0;
+    p.frequency_factors = ff.data();
+    inv = llmkit::attention::rope_inv_freq(p, 96, &f);
+    CHECK(f == Approx(std::sqrt(17.0 / 12.0)).epsilon(1e-15));
+    CHECK(inv[0] == Approx(1.0 / ff[0]).epsilon(1e-15));
+    CHECK(inv[47] == Approx(1.0 / (double(ff[47]) * std::pow(10000.0, 94.0 / 96))).epsilon(1e-15));
+    p.attention_factor = 1.25;  // given, it wins
+    inv = llmkit::attention::rope_inv_freq(p, 96, &f);
+    CHECK(f == 1.25);
+    p.attention_factor = 0.0;
+    p.factor = 1.0;  // no extension: cos and sin as they are
+    inv = llmkit::attention::rope_inv_freq(p, 96, &f);
+    CHECK(f == 1.0);
 }
 
 TEST_CASE("rope: bad arguments give clear errors", "[rope][errors]") {
@@ -229,6 +283,37 @@ TEST_CASE("rope: bad arguments give clear errors", "[rope][errors]") {
     o = llmkit_rope_options LLMKIT_ROPE_OPTIONS_INIT;
     o.theta = NAN;
     expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.theta");
+    // LongRoPE and frequency factors: missing, zero, negative, NaN; an original context that makes ln 0.
+    const std::vector<unsigned char> x_before = x.bytes;
+    o = llmkit_rope_options LLMKIT_ROPE_OPTIONS_INIT;
+    o.scaling = LLMKIT_ROPE_SCALING_LONGROPE;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "needs options.frequency_factors");
+    std::vector<float> ff(8, 2.0f);
+    o.frequency_factors = ff.data();
+    o.factor = 32.0;
+    o.original_max_position = 1.0;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.original_max_position");
+    o.original_max_position = 4096.0;
+    o.factor = 0.0;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.factor");
+    o.factor = 32.0;
+    o.attention_factor = -1.0;
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.attention_factor");
+    o.attention_factor = 0.0;
+    for (float badf : {0.0f, -1.0f, NAN, INFINITY}) {
+        ff[7] = badf;
+        expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.frequency_factors[7]");
+        o.scaling = LLMKIT_ROPE_SCALING_NONE;  // the same check without LongRoPE
+        expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.frequency_factors[7]");
+        o.scaling = LLMKIT_ROPE_SCALING_LONGROPE;
+    }
+    CHECK(x.bytes == x_before);
+    // A struct from before frequency_factors: LongRoPE has no factors, plain RoPE still works.
+    ff[7] = 2.0f;
+    o.struct_size = uint32_t(offsetof(llmkit_rope_options, frequency_factors));
+    expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "needs options.frequency_factors");
+    o.scaling = LLMKIT_ROPE_SCALING_NONE;
+    CHECK(llmkit_rope(x.c(), &pt, &o) == LLMKIT_OK);
     llmkit_tensor bad = positions_tensor(p, s3, 1);
     expect(llmkit_rope(x.c(), &bad, nullptr), LLMKIT_ERROR_SHAPE, "positions: shape [3]");
     llmkit_tensor fpos = pt;
