@@ -34,4 +34,7 @@ python3 -m pip install -q tiktoken tokenizers "sentencepiece>=0.2.2" protobuf gg
 # PyTorch: the peer for DLPack interop, bf16/fp16 arrays and FP8 casts in the tests.
 # (A large download the first time; later runs find it installed.)
 python3 -m pip install -q torch
+# transformers: its models' rotary embeddings are the reference for RoPE's scalings
+# (linear, Llama 3.1, YaRN, LongRoPE) in tests/python/test_attention.py.
+python3 -m pip install -q transformers
 echo "install-deps: done (cmake $(cmake --version | head -1 | awk '{print $3}'), python $(python3 -c 'import sys; print(sys.version.split()[0])'))"

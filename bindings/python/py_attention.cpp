@@ -50,14 +50,42 @@ void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle 
     }
 }
 
+// llmkit_rope_options and the frequency factors it points to. C reads
+// rotary_dims / 2 factors through a bare pointer, so their count is checked
+// here against the head_dim they will rotate.
+struct rope_arg {
+    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    std::vector<float> factors;
+    bool has_factors = false;
+
+    void set_factors(const py::handle &values) {
+        const f32_array a = f32_array::ensure(values);
+        if (!a || a.ndim() != 1) throw py::value_error("frequency_factors must be a 1-D sequence of numbers");
+        factors.assign(a.data(), a.data() + a.size());
+        has_factors = true;
+    }
+    const llmkit_rope_options *get(int64_t head_dim) {
+        o.frequency_factors = nullptr;
+        if (!has_factors) return &o;
+        const int64_t n = o.rotary_dims > 0 ? o.rotary_dims : head_dim;
+        if (int64_t(factors.size()) != n / 2)
+            throw py::value_error("frequency_factors holds " + std::to_string(factors.size()) +
+                                  " values; it needs one per rotated pair, " + std::to_string(n / 2) +
+                                  " (rotary dims " + std::to_string(n) + ")");
+        o.frequency_factors = factors.data();
+        return &o;
+    }
+};
+
 // Rotates x in place (the Python layer copies first unless asked not to).
 void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double theta, int32_t rotary_dims,
           int32_t scaling, double factor, double alpha, double low_freq_factor, double high_freq_factor,
           double original_max_position, double beta_fast, double beta_slow, double attention_factor,
-          int32_t num_threads) {
+          int32_t num_threads, const py::object &frequency_factors) {
     const tensor_arg x = to_tensor(x_obj, "x", fallback::floating);
     const tensor_arg pos = to_tensor(positions_obj, "positions", fallback::index);
-    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    rope_arg r;
+    llmkit_rope_options &o = r.o;
     o.layout = layout;
     o.theta = theta;
     o.rotary_dims = rotary_dims;
@@ -71,10 +99,13 @@ void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double the
     o.beta_slow = beta_slow;
     o.attention_factor = attention_factor;
     o.n_threads = num_threads;
+    if (!frequency_factors.is_none()) r.set_factors(frequency_factors);
+    // x's head_dim (a wrong rank is llmkit_rope's to name).
+    const llmkit_rope_options *c = r.get(x.ndim() == 4 ? x.shape[3] : 0);
     llmkit::tensor_ref xt = x.ref(), pt = pos.ref();
     {
         py::gil_scoped_release nogil;
-        llmkit::check(llmkit_rope(xt.get(), pt.get(), &o));
+        llmkit::check(llmkit_rope(xt.get(), pt.get(), c));
     }
 }
 
@@ -91,10 +122,11 @@ uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, 
 
 // The caches' fused RoPE: None, or a dict of llmkit_rope_options' fields
 // (the Python layer's _rope_native_args: layout and scaling as codes).
-std::optional<llmkit_rope_options> rope_options_of(const py::object &rope) {
+std::optional<rope_arg> rope_options_of(const py::object &rope) {
     if (rope.is_none()) return std::nullopt;
     const py::dict d = rope.cast<py::dict>();
-    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    rope_arg r;
+    llmkit_rope_options &o = r.o;
     for (const auto &item : d) {
         const std::string key = py::str(item.first);
         const py::handle v = item.second;
@@ -110,9 +142,10 @@ std::optional<llmkit_rope_options> rope_options_of(const py::object &rope) {
         else if (key == "beta_fast") o.beta_fast = v.cast<double>();
         else if (key == "beta_slow") o.beta_slow = v.cast<double>();
         else if (key == "attention_factor") o.attention_factor = v.cast<double>();
+        else if (key == "frequency_factors") r.set_factors(v);
         else throw py::value_error("rope: unknown field '" + key + "'");
     }
-    return o;
+    return r;
 }
 
 // The keyword arguments of both caches' attention calls, in their order.
@@ -123,12 +156,12 @@ struct kv_options {
     std::optional<f32_array> alibi_slopes, sinks;
     int32_t num_threads = 0;
     int64_t split_keys = 0;
-    std::optional<llmkit_rope_options> rope;
+    std::optional<rope_arg> rope;
 };
 
 // The C options over the arrays in o (which must outlive them); checks that
 // the per-head arrays hold one value per query head, since C reads bare pointers.
-llmkit_kv_attention_options kv_c_options(const kv_options &o, const tensor_arg &q) {
+llmkit_kv_attention_options kv_c_options(kv_options &o, const tensor_arg &q, int64_t head_dim) {
     llmkit_kv_attention_options c = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
     c.causal = o.causal ? 1 : 0;
     c.window = o.window;
@@ -138,7 +171,7 @@ llmkit_kv_attention_options kv_c_options(const kv_options &o, const tensor_arg &
     c.split_keys = o.split_keys;
     c.alibi_slopes = per_head(o.alibi_slopes, "alibi_slopes", q);
     c.sinks = per_head(o.sinks, "sinks", q);
-    c.rope = o.rope ? &*o.rope : nullptr;
+    c.rope = o.rope ? o.rope->get(head_dim) : nullptr;
     return c;
 }
 
@@ -152,9 +185,10 @@ llmkit_kv_attention_options kv_c_options(const kv_options &o, const tensor_arg &
 // and no holder needs the GIL, so a wait cannot deadlock.
 template <typename C>
 struct py_cache {
-    explicit py_cache(C c) : cache(std::move(c)) {}
+    py_cache(C c, int64_t dim) : cache(std::move(c)), head_dim(dim) {}
 
     C cache;
+    int64_t head_dim;  // the count of RoPE's frequency factors depends on it
     mutable std::shared_mutex lock;
 
     // Runs f (a call into the C cache, no Python objects) alone.
@@ -175,18 +209,19 @@ struct py_cache {
     void append(int32_t layer, int32_t seq, py::handle k_obj, py::handle v_obj, const py::object &rope) {
         const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
         const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
-        const std::optional<llmkit_rope_options> r = rope_options_of(rope);
+        std::optional<rope_arg> r = rope_options_of(rope);
+        const llmkit_rope_options *ro = r ? r->get(head_dim) : nullptr;
         llmkit::tensor_ref kt = k.ref(), vt = v.ref();
         changing([&] {
-            if (r) cache.append_rope(layer, seq, kt, vt, &*r);
+            if (r) cache.append_rope(layer, seq, kt, vt, ro);
             else cache.append(layer, seq, kt, vt);
         });
     }
     void attention(int32_t layer, py::handle q_obj, const std::vector<int32_t> &seq_ids, py::handle out_obj,
-                   const kv_options &o) {
+                   kv_options &o) {
         const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
         const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
-        const llmkit_kv_attention_options c = kv_c_options(o, q);
+        const llmkit_kv_attention_options c = kv_c_options(o, q, head_dim);
         llmkit::tensor_ref qt = q.ref(), ot = out.ref();
         reading([&] { cache.attention(layer, qt, seq_ids, ot, &c); });
     }
@@ -222,8 +257,8 @@ void bind_cache_methods(P &cls) {
             [](T &self, int32_t layer, py::handle q, const std::vector<int32_t> &seq_ids, py::handle out, bool causal,
                int64_t window, float softcap, float scale, std::optional<f32_array> alibi_slopes,
                std::optional<f32_array> sinks, int32_t num_threads, int64_t split_keys, const py::object &rope) {
-                const kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
-                                   num_threads, split_keys, rope_options_of(rope)};
+                kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
+                             num_threads, split_keys, rope_options_of(rope)};
                 self.attention(layer, q, seq_ids, out, o);
             },
             py::arg("layer"), py::arg("q"), py::arg("seq_ids"), py::arg("out"), py::arg("causal") = true,
@@ -245,7 +280,7 @@ void bind_attention(py::module_ &m) {
                o.capacity = capacity;
                o.max_sequences = max_sequences;
                o.dtype = kv_dtype_code(dtype);
-               return new py_kv_cache(llmkit::kv_cache(o));
+               return new py_kv_cache(llmkit::kv_cache(o), head_dim);
            }),
            py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("capacity"),
            py::arg("max_sequences"), py::arg("dtype"))
@@ -267,7 +302,7 @@ void bind_attention(py::module_ &m) {
                  o.max_sequences = max_sequences;
                  o.max_blocks_per_seq = max_blocks_per_seq;
                  o.dtype = kv_dtype_code(dtype);
-                 return new py_paged_kv_cache(llmkit::paged_kv_cache(o));
+                 return new py_paged_kv_cache(llmkit::paged_kv_cache(o), head_dim);
              }),
              py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("block_size"),
              py::arg("n_blocks"), py::arg("max_sequences"), py::arg("max_blocks_per_seq"), py::arg("dtype"))
@@ -296,13 +331,13 @@ void bind_attention(py::module_ &m) {
                py::handle out_obj, bool causal, int64_t window, float softcap, float scale,
                std::optional<f32_array> alibi_slopes, std::optional<f32_array> sinks, int32_t num_threads,
                int64_t split_keys, const py::object &rope) {
-                const kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
-                                   num_threads, split_keys, rope_options_of(rope)};
+                kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
+                             num_threads, split_keys, rope_options_of(rope)};
                 const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
                 const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
                 const tensor_arg tables = to_tensor(tables_obj, "block_tables", fallback::index);
                 const tensor_arg lens = to_tensor(lens_obj, "seq_lens", fallback::index);
-                const llmkit_kv_attention_options c = kv_c_options(o, q);
+                const llmkit_kv_attention_options c = kv_c_options(o, q, self.head_dim);
                 llmkit::tensor_ref qt = q.ref(), ot = out.ref(), tt = tables.ref(), lt = lens.ref();
                 self.reading([&] {
                     llmkit::check(llmkit_paged_kv_cache_attention_tables(self.cache.get(), layer, qt.get(), tt.get(),
@@ -323,7 +358,7 @@ void bind_attention(py::module_ &m) {
           py::arg("rotary_dims") = 0, py::arg("scaling") = 0, py::arg("factor") = 1.0, py::arg("alpha") = 1.0,
           py::arg("low_freq_factor") = 1.0, py::arg("high_freq_factor") = 4.0,
           py::arg("original_max_position") = 8192.0, py::arg("beta_fast") = 32.0, py::arg("beta_slow") = 1.0,
-          py::arg("attention_factor") = 0.0, py::arg("num_threads") = 0);
+          py::arg("attention_factor") = 0.0, py::arg("num_threads") = 0, py::arg("frequency_factors") = py::none());
     m.def("attention_isa", [] { return std::string(llmkit_attention_isa()); });
     m.def("kv_cache_bytes", &kv_cache_bytes, py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"),
           py::arg("dtype_bytes"), py::arg("context"), py::arg("batch") = 1);

@@ -441,6 +441,128 @@ def test_rope_scalings(rng):
     assert_close(llmkit.rope(x, pos, scaling=yarn2), ref_rope_neox(x, pos, want), 2e-5)
 
 
+def test_rope_longrope_and_frequency_factors(rng):
+    n = 32
+    x = rng.standard_normal((2, 6, 3, n)).astype(np.float32)
+    pos = np.array([[0, 1, 7, 100, 3000, 4000], [9, 8, 7, 6, 5, 4]])
+    # The C API takes float32 factors: the reference divides by those values.
+    short = (1.0 + 0.05 * np.arange(n // 2)).astype(np.float32).astype(np.float64)
+    long_ = 1.0 + 3.0 * np.arange(n // 2)
+    inv = ref_inv_freq(n, 10000.0)
+    # LongRoPE as transformers' _compute_longrope_parameters: inv_freq / factors, cos and sin times
+    # sqrt(1 + ln(factor) / ln(original)) (factor 32 over 4096: sqrt(1 + 5/12)).
+    lr = {"type": "longrope", "frequency_factors": long_, "factor": 32.0, "original_max_position": 4096}
+    assert_close(llmkit.rope(x, pos, scaling=lr), ref_rope_neox(x, pos, inv / long_, np.sqrt(17 / 12)), 2e-5)
+    # Hugging Face's pair (Phi-3's config: max_position_embeddings and the original outside rope_scaling):
+    # short factors while the call's largest position + 1 is within the original context, long past it.
+    hf = {"rope_type": "longrope", "short_factor": short.tolist(), "long_factor": long_.tolist(),
+          "max_position_embeddings": 131072, "original_max_position_embeddings": 4096}
+    assert_close(llmkit.rope(x, pos, scaling=hf), ref_rope_neox(x, pos, inv / short, np.sqrt(17 / 12)), 2e-5)
+    near = np.array([4095])  # position 4095 is token 4096: still short
+    assert_close(llmkit.rope(x[:, :1], near, scaling=hf), ref_rope_neox(x[:, :1], near, inv / short, np.sqrt(17 / 12)),
+                 2e-4)
+    past = np.array([4096])
+    assert_close(llmkit.rope(x[:, :1], past, scaling=hf), ref_rope_neox(x[:, :1], past, inv / long_, np.sqrt(17 / 12)),
+                 2e-4)
+    # attention_factor given wins; factor 1 keeps cos and sin.
+    assert_close(llmkit.rope(x, pos, scaling=dict(lr, attention_factor=1.5)),
+                 ref_rope_neox(x, pos, inv / long_, 1.5), 3e-5)
+    assert_close(llmkit.rope(x, pos, scaling=dict(lr, factor=1.0)), ref_rope_neox(x, pos, inv / long_), 2e-5)
+    # Frequency factors with another scaling (a GGUF model's rope_freqs): its frequencies divided by them.
+    lin = {"type": "linear", "factor": 4.0, "frequency_factors": long_}
+    assert_close(llmkit.rope(x, pos, scaling=lin), ref_rope_neox(x, pos, inv / 4.0 / long_), 2e-5)
+    plain = {"type": "none", "frequency_factors": long_}
+    assert_close(llmkit.rope(x, pos, scaling=plain, layout="interleaved"),
+                 ref_rope_interleaved(x, pos, inv / long_), 2e-5)
+    # Partial rotary: one factor per rotated pair.
+    part = {"type": "longrope", "frequency_factors": long_[:8], "factor": 32.0, "original_max_position": 4096}
+    out = llmkit.rope(x, pos, rotary_dim=16, scaling=part)
+    np.testing.assert_array_equal(out[..., 16:], x[..., 16:])
+    assert_close(out, ref_rope_neox(x, pos, ref_inv_freq(16) / long_[:8], np.sqrt(17 / 12)), 2e-5)
+
+
+def test_rope_longrope_errors(rng):
+    x = rng.standard_normal((1, 4, 2, 16)).astype(np.float32)
+    pos = np.arange(4)
+    f = [1.0] * 8
+    with pytest.raises(ValueError, match="needs 'frequency_factors', or both"):
+        llmkit.rope(x, pos, scaling={"type": "longrope", "factor": 4.0})
+    with pytest.raises(ValueError, match="needs 'frequency_factors', or both"):
+        llmkit.rope(x, pos, scaling={"type": "longrope", "long_factor": f, "original_max_position": 4})
+    with pytest.raises(ValueError, match="not both"):
+        llmkit.rope(x, pos, scaling={"type": "longrope", "frequency_factors": f, "short_factor": f, "long_factor": f})
+    with pytest.raises(ValueError, match="original_max_position_embeddings"):
+        llmkit.rope(x, pos, scaling={"type": "longrope", "short_factor": f, "long_factor": f, "factor": 2.0})
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        llmkit.rope(x, pos, scaling={"type": "longrope", "short_factor": f, "long_factor": f,
+                                     "original_max_position_embeddings": 4})
+    with pytest.raises(ValueError, match="holds 7 values; it needs one per rotated pair, 8"):
+        llmkit.rope(x, pos, scaling={"type": "longrope", "frequency_factors": f[:7]})
+    with pytest.raises(ValueError, match="holds 8 values; it needs one per rotated pair, 4"):
+        llmkit.rope(x, pos, rotary_dim=8, scaling={"type": "none", "frequency_factors": f})
+    for bad in (0.0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"scaling\['frequency_factors'\]\[3\] must be finite and > 0"):
+            llmkit.rope(x, pos, scaling={"type": "longrope", "frequency_factors": f[:3] + [bad] + f[4:]})
+    with pytest.raises(TypeError, match="sequence of numbers"):
+        llmkit.rope(x, pos, scaling={"type": "linear", "factor": 2.0, "frequency_factors": "1,2"})
+    with pytest.raises(ValueError, match="1-D"):
+        llmkit.rope(x, pos, scaling={"type": "longrope", "frequency_factors": [[1.0] * 8]})
+    with pytest.raises(ValueError, match="does not take 'alpha'"):
+        llmkit.rope(x, pos, scaling={"type": "longrope", "frequency_factors": f, "alpha": 2.0})
+    with pytest.raises(ValueError, match="original_max_position"):  # ln(1) = 0 under the default attention factor
+        llmkit.rope(x, pos, scaling={"type": "longrope", "frequency_factors": f, "factor": 8.0,
+                                     "original_max_position": 1})
+
+
+def test_rope_scalings_match_transformers(rng):
+    """The rotary embeddings of transformers itself (its models' RotaryEmbedding classes and
+    apply_rotary_pos_emb), for each scaling it shares with llmkit, LongRoPE's short and long
+    factors included. transformers computes its angles in float32, so the tolerance follows
+    the largest position (a float32 angle of p radians is off by up to p * 2^-24)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
+    from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding
+
+    head_dim, heads = 64, 2
+    short = (1.0 + 0.02 * np.arange(head_dim // 2)).tolist()
+    long_ = (1.0 + 1.7 * np.arange(head_dim // 2)).tolist()
+    phi3 = {"type": "longrope", "short_factor": short, "long_factor": long_}
+    cases = [
+        ("llama", {"rope_type": "linear", "factor": 4.0}, 10000.0, 8192),
+        ("llama", {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                   "original_max_position_embeddings": 8192}, 500000.0, 131072),
+        ("llama", {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}, 10000.0, 16384),
+        ("llama", {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096, "beta_fast": 16.0,
+                   "beta_slow": 2.0, "attention_factor": 1.2}, 10000.0, 16384),
+        ("phi3", phi3, 10000.0, 131072),
+    ]
+    for family, scaling, theta, max_pos in cases:
+        common = dict(hidden_size=head_dim * heads, num_attention_heads=heads, num_key_value_heads=heads,
+                      max_position_embeddings=max_pos)
+        if family == "phi3":
+            config = transformers.Phi3Config(original_max_position_embeddings=4096, rope_scaling=dict(scaling),
+                                             **common)
+            rotary = Phi3RotaryEmbedding(config)
+            ours = dict(scaling, max_position_embeddings=max_pos, original_max_position_embeddings=4096)
+        else:
+            config = transformers.LlamaConfig(rope_theta=theta, rope_scaling=dict(scaling), **common)
+            rotary = LlamaRotaryEmbedding(config)
+            ours = dict(scaling)
+        # A short call (LongRoPE: short factors) and one past the original context (long factors).
+        for positions in (np.array([0, 1, 2, 77, 1000, 4000]), np.array([3, 900, 4096, 6000, 9000])):
+            x = rng.standard_normal((1, positions.size, heads, head_dim)).astype(np.float32)
+            xt = torch.from_numpy(x).transpose(1, 2)  # transformers' [B, H, S, D]
+            cos, sin = rotary(xt, torch.from_numpy(positions)[None])
+            want, _ = apply_rotary_pos_emb(xt.double(), xt.double(), cos.double(), sin.double())
+            want = want.transpose(1, 2).numpy()
+            got = llmkit.rope(x, positions, theta=theta, scaling=ours)
+            tol = 4 * 2.0**-24 * positions.max() * np.abs(x).max() * 2 + 1e-5
+            assert_close(got, want, tol)
+            # And the scaling matters: plain RoPE differs from it.
+            assert np.max(np.abs(llmkit.rope(x, positions, theta=theta) - want)) > 100 * tol, scaling
+
+
 def test_rope_half_precision(rng):
     x = rng.standard_normal((2, 8, 2, 32)).astype(np.float16)
     pos = np.arange(8) + 40

@@ -423,3 +423,49 @@ def test_fused_rope_through_prefill_decode_and_tables(rng):
     with pytest.raises(ValueError, match="rotary_dims"):
         c.append(0, a, k[:1], v[:1], rope={"rotary_dim": 34})
     assert c.length(a) == lens[0]  # nothing appended
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "paged"])
+def test_fused_longrope_picks_hugging_faces_factors_by_the_calls_positions(rng, kind):
+    # Hugging Face's LongRoPE pair (Phi-3): a call whose largest position + 1 passes the original
+    # context uses the long factors, keys and queries alike; a decode step picks for the whole batch.
+    Hkv, Hq, D, orig = 2, 4, 32, 8
+    short = (1.0 + 0.25 * np.arange(D // 2)).tolist()
+    long_ = (1.0 + 4.0 * np.arange(D // 2)).tolist()
+    hf = {"rope_type": "longrope", "short_factor": short, "long_factor": long_, "factor": 16.0,
+          "original_max_position_embeddings": orig}
+    rope = {"scaling": hf}
+    pinned = {f: {"scaling": {"type": "longrope", "frequency_factors": fs, "factor": 16.0,
+                              "original_max_position": orig}} for f, fs in (("short", short), ("long", long_))}
+    c, p = make_cache(kind, Hkv=Hkv, D=D, dtype="fp32"), make_cache(kind, Hkv=Hkv, D=D, dtype="fp32")
+    a, b = c.new_sequence(), c.new_sequence()
+    assert (p.new_sequence(), p.new_sequence()) == (a, b)
+    # Prefill chunks: a (6 then 4 tokens: short, then long past 8), b (3 tokens: short).
+    for s, start, n, which in ((a, 0, 6, "short"), (a, 6, 4, "long"), (b, 0, 3, "short")):
+        q, k, v = (rng.standard_normal((n, H, D)).astype(np.float32) for H in (Hq, Hkv, Hkv))
+        got = c.prefill(0, s, q, k, v, rope=rope)
+        pos = np.arange(start, start + n)
+        p.append(0, s, llmkit.rope(k[None], pos, **pinned[which])[0], v)
+        np.testing.assert_array_equal(got, p.attention(0, llmkit.rope(q[None], pos, **pinned[which]), [s])[0])
+        # llmkit.rope itself picks the same way from its positions.
+        np.testing.assert_array_equal(llmkit.rope(k[None], pos, **rope), llmkit.rope(k[None], pos, **pinned[which]))
+    # A decode step of both: a's new length 11 passes 8, so b's token (position 3) is rotated long too.
+    q, k, v = (rng.standard_normal((2, H, D)).astype(np.float32) for H in (Hq, Hkv, Hkv))
+    got = c.decode(0, [a, b], q, k, v, rope=rope)
+    for i, s in enumerate((a, b)):
+        p.append(0, s, llmkit.rope(k[i][None, None], [p.length(s)], **pinned["long"])[0], v[i][None])
+    qr = llmkit.rope(q[:, None], np.array([[10], [3]]), **pinned["long"])
+    np.testing.assert_array_equal(got, p.attention(0, qr, [a, b])[:, 0])
+    # The factors matter: short ones give other results.
+    assert np.abs(got - p.attention(0, llmkit.rope(q[:, None], np.array([[10], [3]]), **pinned["short"]),
+                                    [a, b])[:, 0]).max() > 1e-3
+    if kind == "paged":
+        tables = [c.block_table(a), c.block_table(b)]
+        width = max(len(t) for t in tables)
+        tables = [t + [0] * (width - len(t)) for t in tables]
+        lens = [c.length(a), c.length(b)]
+        np.testing.assert_array_equal(c.attention_tables(0, q[:, None], tables, lens, rope=rope)[:, 0], got)
+    # A factor list of the wrong length is named before anything is appended.
+    with pytest.raises(ValueError, match="frequency_factors holds 15 values; it needs one per rotated pair, 16"):
+        c.append(0, a, k[:1], v[:1], rope={"scaling": dict(hf, long_factor=long_[:15])})
+    assert c.length(a) == 11

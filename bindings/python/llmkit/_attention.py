@@ -164,21 +164,86 @@ def attention(
 
 
 _LAYOUTS = {"neox": 0, "interleaved": 1}
-_SCALINGS = {"none": 0, "default": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4}
+_SCALINGS = {"none": 0, "default": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5}
+_LONGROPE = 5
 # Keys each scaling reads (llmkit's names); Hugging Face's names are accepted too.
+# Every scaling takes "frequency_factors" (a GGUF model's rope_freqs).
 _SCALING_KEYS = {
     0: (),
     1: ("factor",),
     2: ("alpha",),
     3: ("factor", "low_freq_factor", "high_freq_factor", "original_max_position"),
     4: ("factor", "original_max_position", "beta_fast", "beta_slow", "attention_factor"),
+    # LongRoPE: frequency_factors, or Hugging Face's short_factor and long_factor (picked as it does);
+    # factor, or the model's max_position_embeddings over original_max_position, sets the attention factor.
+    5: ("factor", "original_max_position", "attention_factor", "short_factor", "long_factor",
+        "max_position_embeddings"),
 }
 _REQUIRED_KEYS = {1: ("factor",), 2: ("alpha",), 3: ("factor", "original_max_position"),
                   4: ("factor", "original_max_position")}
 _ALIASES = {"original_max_position_embeddings": "original_max_position"}
 
 
-def _scaling_args(scaling: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+def _factor_list(value: Any, name: str) -> np.ndarray:
+    """A 1-D float32 array of frequency factors, each finite and > 0 (named by index otherwise)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") and not hasattr(value, "__array__"):
+        raise TypeError(f"scaling[{name!r}] must be a sequence of numbers, got {type(value).__name__}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"scaling[{name!r}] must be a sequence of numbers") from None
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"scaling[{name!r}] must be a non-empty 1-D sequence, got shape {arr.shape}")
+    bad = np.flatnonzero(~(np.isfinite(arr) & (arr > 0)))
+    if bad.size:
+        raise ValueError(f"scaling[{name!r}][{bad[0]}] must be finite and > 0, got {arr[bad[0]]}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _longrope_args(kind: str, params: Dict[str, Any], longest: Optional[int]) -> Dict[str, Any]:
+    """LongRoPE's native keywords. Given Hugging Face's short_factor and long_factor, the long ones are
+    used when the call's largest position + 1 (``longest``) exceeds original_max_position, as
+    transformers' Phi-3 does; llmkit's own ``frequency_factors`` are used as they are."""
+    out: Dict[str, Any] = {"scaling": _LONGROPE}
+    pair = [k for k in ("short_factor", "long_factor") if k in params]
+    if "frequency_factors" in params and pair:
+        raise ValueError(f"scaling type {kind!r} takes frequency_factors or short_factor and long_factor, not both")
+    if "frequency_factors" not in params and len(pair) != 2:
+        raise ValueError(f"scaling type {kind!r} needs 'frequency_factors', or both 'short_factor' and "
+                         f"'long_factor' as in Hugging Face's config")
+    for key, value in params.items():
+        name = _ALIASES.get(key, key)
+        if name in ("frequency_factors", "short_factor", "long_factor"):
+            out[name] = _factor_list(value, key)
+        elif name in _SCALING_KEYS[_LONGROPE]:
+            if name == "attention_factor" and value is None:
+                continue
+            out[name] = real(value, f"scaling[{key!r}]")
+        else:
+            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes frequency_factors, "
+                             f"{', '.join(_SCALING_KEYS[_LONGROPE])})")
+    max_pos = out.pop("max_position_embeddings", None)
+    if pair:
+        if "original_max_position" not in out:
+            raise ValueError(f"scaling type {kind!r} with short_factor and long_factor needs "
+                             "'original_max_position_embeddings' (Phi-3's config.json keeps it outside rope_scaling)")
+        if "factor" not in out and "attention_factor" not in out:
+            if max_pos is None:
+                raise ValueError(f"scaling type {kind!r} needs 'factor', 'attention_factor' or "
+                                 "'max_position_embeddings' (Phi-3's config.json keeps it outside rope_scaling)")
+        short, long_ = out.pop("short_factor"), out.pop("long_factor")
+        use_long = longest is not None and longest > out["original_max_position"]
+        out["frequency_factors"] = long_ if use_long else short
+    if max_pos is not None and "factor" not in out:
+        if "original_max_position" not in out:
+            raise ValueError(f"scaling type {kind!r} with 'max_position_embeddings' needs 'original_max_position'")
+        out["factor"] = max_pos / out["original_max_position"]
+    return out
+
+
+def _scaling_args(scaling: Optional[Mapping[str, Any]], longest: Optional[int] = None) -> Dict[str, Any]:
+    """The native scaling keywords of a ``scaling`` dict; ``longest`` is the call's largest position + 1
+    (LongRoPE's choice between Hugging Face's short and long factors)."""
     if scaling is None:
         return {"scaling": 0}
     if not isinstance(scaling, Mapping):
@@ -191,11 +256,16 @@ def _scaling_args(scaling: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     if not isinstance(kind, str) or kind.lower() not in _SCALINGS:
         raise ValueError(f"scaling['type'] must be one of {sorted(_SCALINGS)}, got {kind!r}")
     code = _SCALINGS[kind.lower()]
+    if code == _LONGROPE:
+        return _longrope_args(kind, params, longest)
     out: Dict[str, Any] = {"scaling": code}
     for key, value in params.items():
         name = _ALIASES.get(key, key)
+        if name == "frequency_factors":
+            out[name] = _factor_list(value, key)
+            continue
         if name not in _SCALING_KEYS[code]:
-            allowed = ", ".join(_SCALING_KEYS[code]) or "no parameters"
+            allowed = ", ".join(_SCALING_KEYS[code] + ("frequency_factors",))
             raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes {allowed})")
         if name == "attention_factor" and value is None:
             continue
@@ -246,7 +316,19 @@ def rope(
       ``{"type": "llama3", "factor": 8, "low_freq_factor": 1,
       "high_freq_factor": 4, "original_max_position": 8192}``;
       ``{"type": "yarn", "factor": f, "original_max_position": n,
-      "beta_fast": 32, "beta_slow": 1, "attention_factor": None}``.
+      "beta_fast": 32, "beta_slow": 1, "attention_factor": None}``;
+      ``{"type": "longrope", "frequency_factors": [...], "factor": f,
+      "original_max_position": n}`` (Phi-3, Phi-3.5, Phi-4-mini: pair ``k``'s
+      frequency divided by its factor, cos and sin times
+      ``sqrt(1 + ln f / ln n)``). Given Hugging Face's ``short_factor`` and
+      ``long_factor`` instead, the long ones rotate a call whose largest
+      position + 1 exceeds ``original_max_position``, as transformers does
+      (the caches: an append by its sequence's new length, attention and a
+      decode step by the longest sequence); Phi-3's ``config.json`` keeps
+      ``max_position_embeddings`` and ``original_max_position_embeddings``
+      outside ``rope_scaling``, so add them to the dict. Every scaling also
+      takes ``"frequency_factors"``: per-pair divisors of its frequencies,
+      ``rotary_dim / 2`` of them (a GGUF model's ``rope_freqs`` tensor).
     - ``in_place``: rotate ``x`` itself and return it (it must be writable);
       by default a rotated copy of the same kind and dtype is returned.
 
@@ -254,7 +336,7 @@ def rope(
     released. Raises :class:`ValueError` for bad shapes, dtypes or parameters, and
     for a NaN or infinity in x (named by its index; x is left unchanged).
     """
-    args = _rope_native_args(theta, rotary_dim, layout, scaling)
+    args = _rope_native_args(theta, rotary_dim, layout, scaling, _longest(positions, scaling))
     if in_place:
         if isinstance(x, np.ndarray):
             _check_writable_numpy(x)
@@ -267,9 +349,27 @@ def rope(
     return y
 
 
+def _needs_longest(scaling: Any) -> bool:
+    """Whether a scaling dict picks its factors by the call's positions (Hugging Face's LongRoPE pair)."""
+    return isinstance(scaling, Mapping) and "long_factor" in scaling
+
+
+def _longest(positions: Any, scaling: Any) -> Optional[int]:
+    """The largest of ``positions`` + 1 (0 when empty), for Hugging Face's LongRoPE pair; None otherwise."""
+    if not _needs_longest(scaling):
+        return None
+    if _is_torch(positions):
+        return int(positions.max()) + 1 if positions.numel() else 0
+    arr = np.asarray(positions)
+    if arr.dtype.kind not in "iu":
+        return None  # the native call names the dtype
+    return int(arr.max()) + 1 if arr.size else 0
+
+
 def _rope_native_args(theta: Any = 10000.0, rotary_dim: Any = None, layout: Any = "neox",
-                      scaling: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """:func:`rope`'s rotation arguments as the native module's keywords (layout and scaling as codes)."""
+                      scaling: Optional[Mapping[str, Any]] = None, longest: Optional[int] = None) -> Dict[str, Any]:
+    """:func:`rope`'s rotation arguments as the native module's keywords (layout and scaling as codes);
+    ``longest``: the call's largest position + 1, for Hugging Face's LongRoPE pair."""
     key = layout.lower() if isinstance(layout, str) else layout
     if key not in _LAYOUTS:
         raise ValueError(f"layout must be 'neox' or 'interleaved', got {layout!r}")
@@ -278,14 +378,16 @@ def _rope_native_args(theta: Any = 10000.0, rotary_dim: Any = None, layout: Any 
         rd = int32(rotary_dim, "rotary_dim")
         if rd < 2:
             raise ValueError(f"rotary_dim must be an even number >= 2 (or None for all of head_dim), got {rd}")
-    return dict(layout=_LAYOUTS[key], theta=real(theta, "theta"), rotary_dims=rd, **_scaling_args(scaling))
+    return dict(layout=_LAYOUTS[key], theta=real(theta, "theta"), rotary_dims=rd, **_scaling_args(scaling, longest))
 
 
 _ROPE_KEYS = ("theta", "rotary_dim", "layout", "scaling")
 
 
-def _cache_rope(rope: Any) -> Optional[Dict[str, Any]]:
-    """The caches' ``rope=``: None (no rotation), True (rope()'s defaults) or a dict of rope()'s keywords."""
+def _cache_rope(rope: Any, longest: Any = None) -> Optional[Dict[str, Any]]:
+    """The caches' ``rope=``: None (no rotation), True (rope()'s defaults) or a dict of rope()'s keywords.
+    ``longest``: a function giving the call's largest position + 1, asked only for Hugging Face's
+    LongRoPE pair."""
     if rope is None or rope is False:
         return None
     if rope is True:
@@ -296,7 +398,8 @@ def _cache_rope(rope: Any) -> Optional[Dict[str, Any]]:
     unknown = [k for k in rope if k not in _ROPE_KEYS]
     if unknown:
         raise ValueError(f"rope does not take {', '.join(repr(k) for k in unknown)} (it takes {', '.join(_ROPE_KEYS)})")
-    return _rope_native_args(**rope)
+    n = longest() if longest is not None and _needs_longest(rope.get("scaling")) else None
+    return _rope_native_args(**rope, longest=n)
 
 
 _DTYPE_BYTES = {
@@ -440,8 +543,14 @@ class _CacheBase:
         copy of K at those positions, then a plain append, without the copy.
         Pass the same ``rope`` to :meth:`attention` for the queries.
         """
-        self._native.append(int32(layer, "layer"), int32(seq, "seq"), _as_input(k, "k"), _as_input(v, "v"),
-                            _cache_rope(rope))
+        k, v = _as_input(k, "k"), _as_input(v, "v")
+        n_new = k.shape[-3] if _ndim(k) >= 3 else 0
+        self._native.append(int32(layer, "layer"), int32(seq, "seq"), k, v,
+                            _cache_rope(rope, lambda: self.length(seq, layer) + n_new))
+
+    def _append_rotated(self, layer: int, seq: int, k: Any, v: Any, rope_args: Optional[Dict[str, Any]]) -> None:
+        """:meth:`append` with the rotation already resolved (:func:`_cache_rope`)."""
+        self._native.append(int32(layer, "layer"), int32(seq, "seq"), k, v, rope_args)
 
     def attention(
         self,
@@ -475,9 +584,11 @@ class _CacheBase:
         q = _as_input(q, "q")
         ids = _seq_list(seq_ids)
         out = _empty_like(q)
+        longest = lambda: max((self.length(s, layer) for s in ids), default=0)  # noqa: E731
         self._native.attention(int32(layer, "layer"), q, ids, out, **_kv_kwargs(causal, window, softcap, scale,
                                                                                 alibi_slopes, sinks, split_keys,
-                                                                                num_threads), rope=_cache_rope(rope))
+                                                                                num_threads),
+                               rope=_cache_rope(rope, longest))
         return out
 
     def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
@@ -499,8 +610,10 @@ class _CacheBase:
             raise ValueError("decode takes q (B, Hq, D), k and v (B, Hkv, D): one token per sequence")
         if not (len(ids) == q.shape[0] == k.shape[0] == v.shape[0]):
             raise ValueError(f"decode: {len(ids)} seq_ids but q, k, v hold {q.shape[0]}, {k.shape[0]}, {v.shape[0]} tokens")
+        # One rotation for the whole step, as Hugging Face picks LongRoPE's factors for the batch.
+        rope_args = _cache_rope(options.get("rope"), lambda: max((self.length(s, layer) for s in ids), default=0) + 1)
         for b, s in enumerate(ids):
-            self.append(layer, s, k[b:b + 1], v[b:b + 1], rope=options.get("rope"))
+            self._append_rotated(layer, s, k[b:b + 1], v[b:b + 1], rope_args)
         out = self.attention(layer, q[:, None], ids, **options)
         return out[:, 0]
 
@@ -611,5 +724,6 @@ class PagedKVCache(_CacheBase):
         lens = int_array(seq_lens, "seq_lens", wide=True)
         self._native.attention_tables(int32(layer, "layer"), q, tables, lens, out,
                                       **_kv_kwargs(causal, window, softcap, scale, alibi_slopes, sinks, split_keys,
-                                                   num_threads), rope=_cache_rope(rope))
+                                                   num_threads),
+                                      rope=_cache_rope(rope, lambda: int(np.max(np.asarray(lens))) if len(lens) else 0))
         return out
