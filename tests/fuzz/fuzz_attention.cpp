@@ -112,13 +112,23 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
 }
 
 // RoPE options from the script, in and out of their domains (layout, theta,
-// rotary dims against D, every scaling and its parameters, struct_size).
-llmkit_rope_options rope_options(script &s, int64_t D) {
+// rotary dims against D, every scaling and its parameters, frequency factors
+// with bad values among them, struct_size). The factors live in `factors`
+// (one per rotated pair, as the C API asks of its callers).
+llmkit_rope_options rope_options(script &s, int64_t D, std::vector<float> &factors) {
     llmkit_rope_options ro = LLMKIT_ROPE_OPTIONS_INIT;
     ro.layout = s.pick(3);
     ro.theta = s.pick(8) == 7 ? -1.0 : 10000.0 * (1 + s.pick(50));
     ro.rotary_dims = s.pick(4) == 3 ? int32_t(s.pick(int(D) + 3)) - 1 : 0;
-    ro.scaling = s.pick(6);
+    ro.scaling = s.pick(7);
+    if (s.pick(3) != 0) {
+        factors.assign(size_t(D / 2 + 2), 1.0f);
+        for (float &f : factors) {
+            const int w = s.pick(32);
+            f = w == 31 ? NAN : w == 30 ? 0.0f : w == 29 ? -1.0f : w == 28 ? INFINITY : 0.5f + float(w) * 2.0f;
+        }
+        ro.frequency_factors = factors.data();
+    }
     ro.factor = double(s.pick(40)) / 4.0;
     ro.alpha = double(s.pick(20)) / 4.0;
     ro.low_freq_factor = double(s.pick(8));
@@ -213,7 +223,8 @@ void fuzz_attention(script &s) {
     const bool p64 = s.bit();
     pos.dtype = p64 ? llmkit_dtype LLMKIT_DTYPE_I64 : llmkit_dtype LLMKIT_DTYPE_I32;
     pos.data = p64 ? static_cast<void *>(pos64.data()) : static_cast<void *>(pos32.data());
-    llmkit_rope_options ro = rope_options(s, D);
+    std::vector<float> factors;
+    llmkit_rope_options ro = rope_options(s, D, factors);
     const llmkit_status rs = llmkit_rope(&x.t, &pos, &ro);
     check_status(rs);
     if (rs == LLMKIT_OK) {
@@ -292,7 +303,8 @@ void fuzz_cache(script &s) {
             if (!make_tensor(s, kt, d, k, s.pick(32) == 31) || !make_tensor(s, vt, d, k, false)) break;
             const int32_t layer = s.pick(8) == 7 ? layers : int32_t(s.pick(layers));
             const int how = s.pick(3);  // plain, fused RoPE, fused RoPE with NULL (the defaults)
-            const llmkit_rope_options ro = rope_options(s, D);
+            std::vector<float> factors;
+            const llmkit_rope_options ro = rope_options(s, D, factors);
             const llmkit_rope_options *rp = how == 1 ? &ro : nullptr;
             if (how == 0)
                 st = paged ? llmkit_paged_kv_cache_append(pc, layer, id, &kt.t, &vt.t)
@@ -321,7 +333,8 @@ void fuzz_cache(script &s) {
             ko.n_threads = 1 + s.pick(3);
             std::vector<float> slopes(size_t(hkv * G + 1), 0.125f);
             if (s.pick(4) == 3) ko.alibi_slopes = slopes.data();
-            const llmkit_rope_options qrope = rope_options(s, D);
+            std::vector<float> qfactors;
+            const llmkit_rope_options qrope = rope_options(s, D, qfactors);
             if (s.pick(4) == 3) ko.rope = &qrope;
             const int32_t layer = s.pick(8) == 7 ? -1 : int32_t(s.pick(layers));
             if (op == 5 && paged) {
