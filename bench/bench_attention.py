@@ -105,13 +105,14 @@ class RopeOptions(ctypes.Structure):
                 ("alpha", ctypes.c_double), ("low_freq_factor", ctypes.c_double),
                 ("high_freq_factor", ctypes.c_double), ("original_max_position", ctypes.c_double),
                 ("beta_fast", ctypes.c_double), ("beta_slow", ctypes.c_double),
-                ("attention_factor", ctypes.c_double), ("n_threads", ctypes.c_int32), ("stream", ctypes.c_void_p)]
+                ("attention_factor", ctypes.c_double), ("n_threads", ctypes.c_int32), ("stream", ctypes.c_void_p),
+                ("frequency_factors", ctypes.POINTER(ctypes.c_float))]
 
     @staticmethod
     def neox(theta: float, threads: int) -> "RopeOptions":
         """llmkit's defaults (LLMKIT_ROPE_OPTIONS_INIT) with theta and threads set."""
         return RopeOptions(ctypes.sizeof(RopeOptions), 0, theta, 0, 0, 1.0, 1.0, 1.0, 4.0, 8192.0, 32.0, 1.0, 0.0,
-                           threads, None)
+                           threads, None, None)
 
 
 DTYPES = {torch.float32: (2, 32), torch.bfloat16: (4, 16), torch.float16: (2, 16)}
@@ -243,6 +244,7 @@ class Lib:
             "llmkit_kv_cache_seq_free": [ctypes.c_void_p, c_int32],
             "llmkit_kv_cache_append_rope": [ctypes.c_void_p, c_int32, c_int32, P(Tensor), P(Tensor), P(RopeOptions)],
             "llmkit_rope": [P(Tensor), P(Tensor), P(RopeOptions)],
+            "llmkit_rope_into": [P(Tensor), P(Tensor), P(Tensor), P(RopeOptions)],
         }
         for name, args in sig.items():
             getattr(lib, name).argtypes = args
@@ -484,6 +486,67 @@ def main() -> None:
                   f"{diff:>11.2e}", flush=True)
 
     rope_append_cells(lib, dtypes, args, min_time)
+    longrope_cells(lib, dtypes, args, min_time)
+
+
+def longrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """RoPE with LongRoPE on a prefill's q and k of Phi-3-mini-128k's shape (32 heads of 96, factor 32
+    over 4096): llmkit_rope_into (new tensors, as transformers returns) against transformers' own
+    Phi3RotaryEmbedding (its cos/sin for the positions, with its pick of short or long factors) and
+    apply_rotary_pos_emb."""
+    try:
+        import transformers
+        from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding, apply_rotary_pos_emb
+    except ImportError as e:
+        print(f"\nLongRoPE: skipped, transformers is not installed ({e}); pip install transformers")
+        return
+    H, D, orig, max_pos = 32, 96, 4096, 131072
+    g = torch.Generator().manual_seed(3)
+    # Factors in the range of Phi-3-mini-128k's (short near 1, long from 1 to about 60); not its own values.
+    short = (1.0 + 0.05 * torch.rand(D // 2, generator=g)).tolist()
+    long_ = torch.linspace(1.0, 60.0, D // 2).tolist()
+    config = transformers.Phi3Config(hidden_size=H * D, num_attention_heads=H, num_key_value_heads=H,
+                                     max_position_embeddings=max_pos, original_max_position_embeddings=orig,
+                                     rope_scaling={"type": "longrope", "short_factor": short, "long_factor": long_})
+    rotary = Phi3RotaryEmbedding(config)
+    print(f"\nLongRoPE on a prefill's q and k (Phi-3-mini-128k's shape: {H} heads of {D}, factor {max_pos // orig} "
+          f"over {orig}; transformers {transformers.__version__}: Phi3RotaryEmbedding + apply_rotary_pos_emb)")
+    print(f"{'cell':<22}{'dtype':<10}{'factors':>8}{'llmkit ms':>11}{'torch ms':>10}{'vs torch':>9}{'max|diff|':>11}")
+    for dtype in dtypes:
+        for S in ([2048] if args.quick else [2048, 8192]):
+            name = f"longrope S={S}"
+            if args.only not in name:
+                continue
+            which = "long" if S > orig else "short"
+            factors = (ctypes.c_float * (D // 2))(*(long_ if which == "long" else short))
+            ro = RopeOptions.neox(10000.0, args.threads)
+            ro.scaling, ro.factor, ro.original_max_position = 5, max_pos / orig, float(orig)
+            ro.frequency_factors = factors
+            q, k = (torch.randn(1, S, H, D, generator=g).to(dtype) for _ in range(2))
+            qw, kw = torch.empty_like(q), torch.empty_like(k)
+            (tq, a), (tk, b), (tqw, c), (tkw, d) = as_llmkit(q), as_llmkit(k), as_llmkit(qw), as_llmkit(kw)
+            pos = torch.arange(S, dtype=torch.int64)
+            (tp, e) = as_llmkit_index(pos)
+
+            def run_llmkit():
+                lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tq), ctypes.byref(tp), ctypes.byref(tqw),
+                                                   ctypes.byref(ro)))
+                lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tk), ctypes.byref(tp), ctypes.byref(tkw),
+                                                   ctypes.byref(ro)))
+
+            qt, kt = q.transpose(1, 2), k.transpose(1, 2)  # transformers' [B, H, S, D], views of the same data
+
+            def run_torch():
+                cos, sin = rotary(qt, pos[None])
+                return apply_rotary_pos_emb(qt, kt, cos, sin)
+
+            run_llmkit()
+            q_hf, k_hf = run_torch()
+            diff = max((qw.float() - q_hf.transpose(1, 2).float()).abs().max().item(),
+                       (kw.float() - k_hf.transpose(1, 2).float()).abs().max().item())
+            t_l, t_t = interleaved_best([run_llmkit, run_torch], min_time, rounds=3)
+            print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{which:>8}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}"
+                  f"{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
 
 
 def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:

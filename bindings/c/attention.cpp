@@ -206,7 +206,18 @@ llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor *positions
         const attention::rope_params p = rope_params_of(options, "options");
         const auto tx = core::tensor_view::from(x, "x");
         const auto tp = core::tensor_view::from(positions, "positions");
-        attention::rope(tx, tp, p);
+        attention::rope(tx, tp, tx, p);
+    });
+}
+
+llmkit_status llmkit_rope_into(const llmkit_tensor *x, const llmkit_tensor *positions, const llmkit_tensor *out,
+                               const llmkit_rope_options *options) {
+    return capi::guard([&] {
+        const attention::rope_params p = rope_params_of(options, "options");
+        const auto tx = core::tensor_view::from(x, "x");
+        const auto tp = core::tensor_view::from(positions, "positions");
+        const auto to = core::tensor_view::from(out, "out");
+        attention::rope(tx, tp, to, p);
     });
 }
 

@@ -77,13 +77,15 @@ struct rope_arg {
     }
 };
 
-// Rotates x in place (the Python layer copies first unless asked not to).
+// Rotates x in place, or into out (the Python layer's default: x unchanged).
 void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double theta, int32_t rotary_dims,
           int32_t scaling, double factor, double alpha, double low_freq_factor, double high_freq_factor,
           double original_max_position, double beta_fast, double beta_slow, double attention_factor,
-          int32_t num_threads, const py::object &frequency_factors) {
+          int32_t num_threads, const py::object &frequency_factors, const py::object &out_obj) {
     const tensor_arg x = to_tensor(x_obj, "x", fallback::floating);
     const tensor_arg pos = to_tensor(positions_obj, "positions", fallback::index);
+    std::optional<tensor_arg> out;
+    if (!out_obj.is_none()) out.emplace(to_tensor(out_obj, "out", fallback::floating));
     rope_arg r;
     llmkit_rope_options &o = r.o;
     o.layout = layout;
@@ -103,9 +105,11 @@ void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double the
     // x's head_dim (a wrong rank is llmkit_rope's to name).
     const llmkit_rope_options *c = r.get(x.ndim() == 4 ? x.shape[3] : 0);
     llmkit::tensor_ref xt = x.ref(), pt = pos.ref();
+    std::optional<llmkit::tensor_ref> ot;
+    if (out) ot.emplace(out->ref());
     {
         py::gil_scoped_release nogil;
-        llmkit::check(llmkit_rope(xt.get(), pt.get(), c));
+        llmkit::check(ot ? llmkit_rope_into(xt.get(), pt.get(), ot->get(), c) : llmkit_rope(xt.get(), pt.get(), c));
     }
 }
 
@@ -358,7 +362,8 @@ void bind_attention(py::module_ &m) {
           py::arg("rotary_dims") = 0, py::arg("scaling") = 0, py::arg("factor") = 1.0, py::arg("alpha") = 1.0,
           py::arg("low_freq_factor") = 1.0, py::arg("high_freq_factor") = 4.0,
           py::arg("original_max_position") = 8192.0, py::arg("beta_fast") = 32.0, py::arg("beta_slow") = 1.0,
-          py::arg("attention_factor") = 0.0, py::arg("num_threads") = 0, py::arg("frequency_factors") = py::none());
+          py::arg("attention_factor") = 0.0, py::arg("num_threads") = 0, py::arg("frequency_factors") = py::none(),
+          py::arg("out") = py::none());
     m.def("attention_isa", [] { return std::string(llmkit_attention_isa()); });
     m.def("kv_cache_bytes", &kv_cache_bytes, py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"),
           py::arg("dtype_bytes"), py::arg("context"), py::arg("batch") = 1);

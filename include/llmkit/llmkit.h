@@ -1728,6 +1728,27 @@ LLMKIT_API llmkit_status llmkit_rope(const llmkit_tensor *x, const llmkit_tensor
                                      const llmkit_rope_options *options);
 
 /**
+ * @brief llmkit_rope() into another tensor: out = x rotated, x unchanged.
+ *
+ * One pass over x and one over out, where a copy then llmkit_rope() makes two
+ * over the copy (Python's `llmkit.rope` without `in_place` uses this). The
+ * dimensions past `rotary_dims` are copied. With out in x's dtype the bits
+ * are those of llmkit_rope() on a copy of x; with another dtype the rotation
+ * runs in float32 from x's values and rounds once to out's dtype.
+ * @param x Tensor [B, S, H, D], float32, bfloat16 or float16, unit stride on D.
+ * @param positions As llmkit_rope()'s.
+ * @param out Tensor of x's shape, float32, bfloat16 or float16, unit stride on
+ *            D. It may be x itself (then this is llmkit_rope()); any other
+ *            overlap with x gives unspecified values.
+ * @param options NULL for defaults.
+ * @return llmkit_rope()'s statuses, and #LLMKIT_ERROR_SHAPE for an out whose
+ *         shape differs from x's. A NaN or infinity in x is refused before
+ *         anything is written to out. Thread-safe for distinct out.
+ */
+LLMKIT_API llmkit_status llmkit_rope_into(const llmkit_tensor *x, const llmkit_tensor *positions,
+                                          const llmkit_tensor *out, const llmkit_rope_options *options);
+
+/**
  * @brief The kernel set attention uses on this CPU.
  * @return "avx512vnni" (the AVX-512 set, decoding int8 KV caches in integers:
  *         queries and weights rounded to int16, see the Attention concept

@@ -81,7 +81,10 @@ private:
     bool interleaved_ = false;
 };
 
-void rope(const core::tensor_view &x, const core::tensor_view &positions, const rope_params &p);
+// x rotated into out (same shape; any float dtypes). Passing x itself as out
+// (the same object) rotates it in place.
+void rope(const core::tensor_view &x, const core::tensor_view &positions, const core::tensor_view &out,
+          const rope_params &p);
 
 // 2 * layers * kv_heads * head_dim * bytes * context * batch, with overflow checks.
 uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t dtype_bytes, int64_t context,

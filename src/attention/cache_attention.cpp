@@ -377,11 +377,6 @@ void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *
     qr.strides[1] = Hq * D;
     qr.strides[2] = D;
     qr.strides[3] = 1;
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t i = 0; i < Sq; ++i)
-            for (int64_t h = 0; h < Hq; ++h)
-                std::memcpy(qr.data + ((b * Sq + i) * Hq + h) * D * es,
-                            q.data + (b * q.strides[0] + i * q.strides[1] + h * q.strides[2]) * es, size_t(D * es));
     std::vector<int64_t> positions(static_cast<size_t>(B * Sq));
     for (int64_t b = 0; b < B; ++b)
         for (int64_t i = 0; i < Sq; ++i) positions[size_t(b * Sq + i)] = seqs[b].length - Sq + i;
@@ -398,7 +393,7 @@ void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *
     rope_params rp = *p.rope;
     rp.n_threads = p.n_threads;
     rp.stream = nullptr;
-    rope(qr, pos, rp);
+    rope(q, pos, qr, rp);
     cache_attention_params plain = p;
     plain.rope = nullptr;
     cache_attention(L, seqs, n_seqs, qr, out, plain);

@@ -183,17 +183,44 @@ void rope_rotation::rotate(float *row, const float *cs, const float *sn) const {
 
 namespace {
 
-void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_rotation &rot, int n_threads) {
-    // Rotated in place, so a NaN or infinity is refused before any row changes.
+// One row of D elements of type t at p, as float32 in f (16-bit rows through
+// the kernel set's vector converters, the bits of core's; p may be unaligned,
+// hence the uint16_t copy), and back.
+void load_row(const char *p, dtype t, int64_t D, const kernels &kn, float *f, uint16_t *h) {
+    if (t == dtype::f32) {
+        std::memcpy(f, p, size_t(D) * 4);
+        return;
+    }
+    std::memcpy(h, p, size_t(D) * 2);
+    kn.half_to_f32(f, h, D, t == dtype::bf16);
+}
+
+void store_row(char *p, dtype t, int64_t D, const kernels &kn, const float *f, uint16_t *h) {
+    if (t == dtype::f32) {
+        std::memcpy(p, f, size_t(D) * 4);
+        return;
+    }
+    kn.f32_to_half(h, f, D, t == dtype::bf16);
+    std::memcpy(p, h, size_t(D) * 2);
+}
+
+// Rotates x into out (out may be x itself: each row is read whole before it
+// is written). In place, only the rotated dims are read and written.
+void rope_cpu(const tensor_view &x, const tensor_view &pos, const tensor_view &out, const rope_rotation &rot,
+              int n_threads) {
+    // A NaN or infinity is refused before any row is written.
     core::require_finite(x, n_threads);
-    const int64_t B = x.shape[0], S = x.shape[1], H = x.shape[2];
-    const int n = rot.rotary_dims(), half = rot.pairs();
-    const int64_t es = int64_t(x.elem_size);
+    const int64_t B = x.shape[0], S = x.shape[1], H = x.shape[2], D = x.shape[3];
+    const bool in_place = out.data == x.data && out.type == x.type &&
+                          std::equal(out.strides, out.strides + 4, x.strides);
+    const int64_t width = in_place ? rot.rotary_dims() : D;  // elements read and written per row
+    const int half = rot.pairs();
+    const int64_t xs = int64_t(x.elem_size), os = int64_t(out.elem_size);
     const int64_t rows = B * S, chunk = 16;
     const kernels &kn = best_kernels();
     core::parallel_for((rows + chunk - 1) / chunk, n_threads, [&](int64_t c) {
-        std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half)), buf(static_cast<size_t>(n));
-        std::vector<uint16_t> half_row(static_cast<size_t>(n));
+        std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half)), buf(static_cast<size_t>(width));
+        std::vector<uint16_t> half_row(static_cast<size_t>(width));
         for (int64_t row = c * chunk; row < std::min(rows, (c + 1) * chunk); ++row) {
             const int64_t b = row / S, s = row % S;
             const char *pp = pos.ndim == 2 ? pos.data + (b * pos.strides[0] + s * pos.strides[1]) * int64_t(pos.elem_size)
@@ -208,36 +235,37 @@ void rope_cpu(const tensor_view &x, const tensor_view &pos, const rope_rotation 
             }
             rot.angles(position, cs.data(), sn.data());
             for (int64_t h = 0; h < H; ++h) {
-                char *px = x.data + (b * x.strides[0] + s * x.strides[1] + h * x.strides[2]) * es;
-                // 16-bit rows convert on the kernel set's vector converters
-                // (the bits of core's); px may be unaligned, so through half_row.
-                const bool bf16 = x.type == dtype::bf16;
-                if (x.type == dtype::f32) {
-                    std::memcpy(buf.data(), px, size_t(n) * 4);
-                } else {
-                    std::memcpy(half_row.data(), px, size_t(n) * 2);
-                    kn.half_to_f32(buf.data(), half_row.data(), n, bf16);
-                }
+                const char *px = x.data + (b * x.strides[0] + s * x.strides[1] + h * x.strides[2]) * xs;
+                char *po = out.data + (b * out.strides[0] + s * out.strides[1] + h * out.strides[2]) * os;
+                load_row(px, x.type, width, kn, buf.data(), half_row.data());
                 rot.rotate(buf.data(), cs.data(), sn.data());
-                if (x.type == dtype::f32) {
-                    std::memcpy(px, buf.data(), size_t(n) * 4);
-                } else {
-                    kn.f32_to_half(half_row.data(), buf.data(), n, bf16);
-                    std::memcpy(px, half_row.data(), size_t(n) * 2);
-                }
+                store_row(po, out.type, width, kn, buf.data(), half_row.data());
             }
         }
     });
 }
 
+void check_rope_tensor(const tensor_view &t) {
+    if (t.ndim != 4)
+        fail(LLMKIT_ERROR_SHAPE, t.name, ": expected 4 dimensions [batch, seq, heads, head_dim], got ", t.ndim, " (shape ",
+             t.shape_string(), ")");
+    if (t.type != dtype::f32 && t.type != dtype::bf16 && t.type != dtype::f16)
+        fail(LLMKIT_ERROR_DTYPE, t.name, ": dtype ", core::dtype_name(t.type), " is not float32, bfloat16 or float16");
+    if (t.shape[3] > 1 && t.strides[3] != 1)
+        fail(LLMKIT_ERROR_UNSUPPORTED, t.name, ": the head_dim axis (3) must have stride 1, got stride ", t.strides[3]);
+}
+
 }  // namespace
 
-void rope(const tensor_view &x, const tensor_view &positions, const rope_params &p) {
-    if (x.ndim != 4)
-        fail(LLMKIT_ERROR_SHAPE, x.name, ": expected 4 dimensions [batch, seq, heads, head_dim], got ", x.ndim, " (shape ",
-             x.shape_string(), ")");
-    if (x.type != dtype::f32 && x.type != dtype::bf16 && x.type != dtype::f16)
-        fail(LLMKIT_ERROR_DTYPE, x.name, ": dtype ", core::dtype_name(x.type), " is not float32, bfloat16 or float16");
+void rope(const tensor_view &x, const tensor_view &positions, const tensor_view &out, const rope_params &p) {
+    check_rope_tensor(x);
+    const bool in_place = &out == &x;
+    if (!in_place) {
+        check_rope_tensor(out);
+        if (!std::equal(out.shape, out.shape + 4, x.shape))
+            fail(LLMKIT_ERROR_SHAPE, out.name, ": shape ", out.shape_string(), " differs from ", x.name, "'s ",
+                 x.shape_string());
+    }
     if (positions.type != dtype::i32 && positions.type != dtype::i64)
         fail(LLMKIT_ERROR_DTYPE, positions.name, ": dtype ", core::dtype_name(positions.type), " is not int32 or int64");
     const int64_t B = x.shape[0], S = x.shape[1], D = x.shape[3];
@@ -246,19 +274,25 @@ void rope(const tensor_view &x, const tensor_view &positions, const rope_params 
     if (!shape_ok)
         fail(LLMKIT_ERROR_SHAPE, positions.name, ": shape ", positions.shape_string(), " must be [B, S] = [", B, ", ", S,
              "] or [S] = [", S, "]");
-    if (D > 1 && x.strides[3] != 1)
-        fail(LLMKIT_ERROR_UNSUPPORTED, x.name, ": the head_dim axis (3) must have stride 1, got stride ", x.strides[3]);
-    x.require_own_elements();  // rotated in place
+    out.require_own_elements();  // written
     const rope_rotation rot(p, D);
-    if (x.numel() == 0 || rot.rotary_dims() == 0) return;
-    const core::dispatch d = core::select_backend({&x, &positions});
+    if (x.numel() == 0 || (in_place && rot.rotary_dims() == 0)) return;
+    const core::dispatch d = in_place ? core::select_backend({&x, &positions})
+                                      : core::select_backend({&x, &positions, &out});
     if (d.kind == core::backend_kind::cpu) {
-        rope_cpu(x, positions, rot, p.n_threads);
+        rope_cpu(x, positions, out, rot, p.n_threads);
         return;
     }
-    core::host_stage sx(d, x, true, p.stream), sp(d, positions, true, p.stream);
-    rope_cpu(sx.view(), sp.view(), rot, p.n_threads);
-    sx.write_back(p.stream);
+    core::host_stage sp(d, positions, true, p.stream);
+    if (in_place) {
+        core::host_stage sx(d, x, true, p.stream);
+        rope_cpu(sx.view(), sp.view(), sx.view(), rot, p.n_threads);
+        sx.write_back(p.stream);
+        return;
+    }
+    core::host_stage sx(d, x, true, p.stream), so(d, out, false, p.stream);
+    rope_cpu(sx.view(), sp.view(), so.view(), rot, p.n_threads);
+    so.write_back(p.stream);
 }
 
 uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t dtype_bytes, int64_t context,

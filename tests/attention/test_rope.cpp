@@ -249,6 +249,107 @@ TEST_CASE("rope: Llama 3.1 and YaRN frequencies agree with transformers' publish
     CHECK(f == 1.0);
 }
 
+TEST_CASE("rope_into: x rotated into out gives llmkit_rope's bits on a copy, x unchanged, any dtypes", "[rope]") {
+    std::mt19937 rng(21);
+    const int64_t B = 2, S = 7, H = 3, D = 64;
+    std::vector<int64_t> pos(size_t(B * S));
+    for (size_t i = 0; i < pos.size(); ++i) pos[i] = int64_t(i * 997 % 5000);
+    const int64_t pshape[2] = {B, S};
+    llmkit_tensor pt = positions_tensor(pos, pshape, 2);
+    const std::vector<float> factors = some_factors(D / 2, 22);
+    for (dtype tx : {dtype::f32, dtype::bf16, dtype::f16})
+        for (dtype to : {dtype::f32, dtype::bf16, dtype::f16})
+            for (int rotary : {0, 32}) {
+                llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+                o.rotary_dims = rotary;
+                o.layout = rotary ? LLMKIT_ROPE_INTERLEAVED : LLMKIT_ROPE_NEOX;
+                o.scaling = rotary ? LLMKIT_ROPE_SCALING_NONE : LLMKIT_ROPE_SCALING_LONGROPE;
+                o.factor = 16.0;
+                o.frequency_factors = factors.data();
+                INFO("x " << llmkit::core::dtype_name(tx) << ", out " << llmkit::core::dtype_name(to) << ", rotary "
+                          << rotary);
+                tensor4 x = make(tx, B, S, H, D, layout::padded, &rng);
+                const std::vector<unsigned char> x_before = x.bytes;
+                tensor4 out = make(to, B, S, H, D, rotary ? layout::compact : layout::padded, nullptr);
+                const llmkit_status st = llmkit_rope_into(x.c(), &pt, out.c(), &o);
+                INFO(llmkit_last_error_message());
+                REQUIRE(st == LLMKIT_OK);
+                CHECK(x.bytes == x_before);
+                // The reference: llmkit_rope in place on a float32 copy (the same values as x),
+                // rounded once to out's dtype.
+                tensor4 ref = make(dtype::f32, B, S, H, D, layout::compact, nullptr);
+                for (int64_t b = 0; b < B; ++b)
+                    for (int64_t s = 0; s < S; ++s)
+                        for (int64_t h = 0; h < H; ++h)
+                            for (int64_t d = 0; d < D; ++d) ref.set(b, s, h, d, x.get(b, s, h, d));
+                REQUIRE(llmkit_rope(ref.c(), &pt, &o) == LLMKIT_OK);
+                tensor4 want = make(to, B, S, H, D, layout::compact, nullptr);
+                bool same = true, tail_kept = true;
+                for (int64_t b = 0; b < B; ++b)
+                    for (int64_t s = 0; s < S; ++s)
+                        for (int64_t h = 0; h < H; ++h)
+                            for (int64_t d = 0; d < D; ++d) {
+                                want.set(b, s, h, d, ref.get(b, s, h, d));
+                                const double got = out.get(b, s, h, d), w = want.get(b, s, h, d);
+                                if (std::memcmp(&got, &w, sizeof got) != 0) same = false;
+                                if (rotary && d >= rotary && !(got == round_to(to, x.get(b, s, h, d))))
+                                    tail_kept = false;
+                            }
+                CHECK(same);
+                CHECK(tail_kept);
+                if (tx == to) {  // and exactly llmkit_rope on a copy of x in its own dtype
+                    tensor4 y = x;
+                    REQUIRE(llmkit_rope(y.c(), &pt, &o) == LLMKIT_OK);
+                    bool equal = true;
+                    for (int64_t b = 0; b < B; ++b)
+                        for (int64_t s = 0; s < S; ++s)
+                            for (int64_t h = 0; h < H; ++h)
+                                for (int64_t d = 0; d < D; ++d)
+                                    if (y.get(b, s, h, d) != out.get(b, s, h, d)) equal = false;
+                    CHECK(equal);
+                }
+            }
+    // out may be x itself: then it is llmkit_rope.
+    tensor4 x = make(dtype::bf16, B, S, H, D, layout::padded, &rng);
+    tensor4 y = x;
+    REQUIRE(llmkit_rope_into(x.c(), &pt, x.c(), nullptr) == LLMKIT_OK);
+    REQUIRE(llmkit_rope(y.c(), &pt, nullptr) == LLMKIT_OK);
+    CHECK(x.bytes == y.bytes);
+}
+
+TEST_CASE("rope_into: bad out tensors give clear errors and nothing is written", "[rope][errors]") {
+    std::mt19937 rng(23);
+    tensor4 x = make(dtype::f32, 1, 4, 2, 16, layout::compact, &rng);
+    std::vector<int64_t> p = {0, 1, 2, 3};
+    const int64_t s1[1] = {4};
+    llmkit_tensor pt = positions_tensor(p, s1, 1);
+    auto expect = [](llmkit_status got, llmkit_status want, const std::string &needle) {
+        INFO("message: " << llmkit_last_error_message());
+        CHECK(got == want);
+        CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
+    };
+    tensor4 small = make(dtype::f32, 1, 3, 2, 16, layout::compact, nullptr);
+    expect(llmkit_rope_into(x.c(), &pt, small.c(), nullptr), LLMKIT_ERROR_SHAPE, "out: shape [1, 3, 2, 16] differs");
+    expect(llmkit_rope_into(x.c(), &pt, nullptr, nullptr), LLMKIT_ERROR_NULL_POINTER, "out");
+    tensor4 out = make(dtype::f32, 1, 4, 2, 16, layout::compact, nullptr);
+    llmkit_tensor oi = *out.c();
+    oi.dtype = llmkit_dtype LLMKIT_DTYPE_I32;
+    expect(llmkit_rope_into(x.c(), &pt, &oi, nullptr), LLMKIT_ERROR_DTYPE, "out: dtype int32");
+    llmkit_tensor os = *out.c();
+    const int64_t st[4] = {4 * 2 * 32, 2 * 32, 32, 2};
+    os.strides = st;
+    expect(llmkit_rope_into(x.c(), &pt, &os, nullptr), LLMKIT_ERROR_UNSUPPORTED, "out: the head_dim axis (3)");
+    llmkit_tensor o0 = *out.c();
+    const int64_t bcast[4] = {128, 0, 16, 1};  // every token onto one row: refused, out is written
+    o0.strides = bcast;
+    expect(llmkit_rope_into(x.c(), &pt, &o0, nullptr), LLMKIT_ERROR_UNSUPPORTED, "out: dimension 1 (extent 4) has stride 0");
+    // A NaN in x: refused before out is written.
+    x.set(0, 3, 1, 5, NAN);
+    const std::vector<unsigned char> before = out.bytes;
+    expect(llmkit_rope_into(x.c(), &pt, out.c(), nullptr), LLMKIT_ERROR_NON_FINITE, "x[0, 3, 1, 5] = nan");
+    CHECK(out.bytes == before);
+}
+
 TEST_CASE("rope: bad arguments give clear errors", "[rope][errors]") {
     std::mt19937 rng(2);
     tensor4 x = make(dtype::f32, 1, 4, 2, 16, layout::compact, &rng);

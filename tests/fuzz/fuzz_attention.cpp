@@ -1,6 +1,6 @@
 // libFuzzer harness: the attention block's C API (llmkit.h) on arbitrary
 // descriptors. The input is a script; byte 0 picks the part:
-//   - llmkit_attention and llmkit_rope on tensors whose ranks, shapes,
+//   - llmkit_attention, llmkit_rope and llmkit_rope_into on tensors whose ranks, shapes,
 //     strides (negative, zero and overlapping ones included), dtypes, byte
 //     offsets and options come from the input;
 //   - a program over a contiguous or paged KV cache: create, new / fork /
@@ -208,7 +208,7 @@ void fuzz_attention(script &s) {
             check_reference(q, k, v, o, opt, opt.mask ? &mask : nullptr);
     }
 
-    // RoPE over q in place, positions int32 or int64 [Sq] (or bad).
+    // RoPE over q, positions int32 or int64 [Sq] (or bad).
     fuzz_tensor x;
     std::vector<int64_t> xd{dim(s, B), dim(s, Sq), dim(s, Hq), dim(s, D)};
     if (!make_tensor(s, x, xd, pick_kind(s), false)) return;
@@ -225,11 +225,20 @@ void fuzz_attention(script &s) {
     pos.data = p64 ? static_cast<void *>(pos64.data()) : static_cast<void *>(pos32.data());
     std::vector<float> factors;
     llmkit_rope_options ro = rope_options(s, D, factors);
-    const llmkit_status rs = llmkit_rope(&x.t, &pos, &ro);
+    // In place, or into an out tensor of its own (shape, dtype and strides fuzzed too).
+    fuzz_tensor out;
+    const bool into = s.bit();
+    if (into) {
+        std::vector<int64_t> od = xd;
+        if (s.pick(8) == 7) od[size_t(s.pick(4))] = dim(s, 1 + s.pick(9));
+        if (!make_tensor(s, out, od, pick_kind(s), false)) return;
+    }
+    const llmkit_status rs = into ? llmkit_rope_into(&x.t, &pos, s.pick(32) == 31 ? nullptr : &out.t, &ro)
+                                  : llmkit_rope(&x.t, &pos, &ro);
     check_status(rs);
     if (rs == LLMKIT_OK) {
-        if (x.hostile) fail("overflowing strides were accepted");
-        check_finite(x);
+        if (x.hostile || (into && out.hostile)) fail("overflowing strides were accepted");
+        check_finite(into ? out : x);
     }
 }
 

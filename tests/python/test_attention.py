@@ -392,6 +392,18 @@ def test_rope_copy_and_in_place(rng):
     z = llmkit.rope(x, np.arange(4), in_place=True)
     assert z is x
     np.testing.assert_array_equal(x, y)
+    # The copy is written in one pass (llmkit_rope_into) from x where it lies: strided views, the other
+    # byte order, and lists give the bits of rotating a compact copy in place.
+    wide = rng.standard_normal((1, 4, 5, 16)).astype(np.float32)
+    view = wide[:, :, 1::2]
+    want = llmkit.rope(np.ascontiguousarray(view), np.arange(4) + 9)
+    want_inplace = np.ascontiguousarray(view)
+    llmkit.rope(want_inplace, np.arange(4) + 9, in_place=True)
+    np.testing.assert_array_equal(want, want_inplace)
+    np.testing.assert_array_equal(llmkit.rope(view, np.arange(4) + 9), want)
+    np.testing.assert_array_equal(llmkit.rope(view.astype(">f4"), np.arange(4) + 9), want)
+    np.testing.assert_array_equal(llmkit.rope(view.tolist(), np.arange(4) + 9), want)
+    assert llmkit.rope(view, np.arange(4) + 9).flags.c_contiguous
     # In place through a strided view rotates the parent's memory.
     parent = rng.standard_normal((1, 4, 6, 16)).astype(np.float32)
     before = parent.copy()

@@ -45,19 +45,6 @@ def _empty_like(x: Any) -> Any:
     raise TypeError(f"cannot allocate an output like {type(x).__name__}: pass numpy arrays or torch tensors")
 
 
-def _copy_of(x: Any) -> Any:
-    """A compact row-major copy of x, of the same kind, dtype and device."""
-    if isinstance(x, np.ndarray):
-        return np.array(x, dtype=x.dtype.newbyteorder("="), order="C", copy=True)
-    if _is_torch(x):
-        return x.detach().clone().contiguous()
-    if hasattr(x, "__array_namespace__"):
-        return x.__array_namespace__().asarray(x, copy=True)
-    if hasattr(x, "__dlpack__"):
-        raise TypeError(f"cannot copy a {type(x).__name__}: pass numpy arrays or torch tensors, or use in_place=True")
-    return np.array(x, dtype=np.float32)
-
-
 def _float_mask(mask: Any) -> Any:
     """Boolean masks (True = may attend) become additive float32 ones (0 / -inf); float numpy masks become float32."""
     if isinstance(mask, np.ndarray):
@@ -337,16 +324,32 @@ def rope(
     for a NaN or infinity in x (named by its index; x is left unchanged).
     """
     args = _rope_native_args(theta, rotary_dim, layout, scaling, _longest(positions, scaling))
+    threads = count(num_threads, "num_threads")
     if in_place:
         if isinstance(x, np.ndarray):
             _check_writable_numpy(x)
         elif not hasattr(x, "__dlpack__"):
             raise TypeError(f"rope(in_place=True) needs a numpy array or a DLPack tensor, got {type(x).__name__}")
-        y = x
-    else:
-        y = _copy_of(x)
-    _llmkit.rope(y, positions, num_threads=count(num_threads, "num_threads"), **args)
+        _llmkit.rope(x, positions, num_threads=threads, **args)
+        return x
+    # Rotated into a new array in one pass (llmkit_rope_into), x read where it is.
+    src = _rope_source(x)
+    y = _empty_like(src)
+    _llmkit.rope(src, positions, num_threads=threads, out=y, **args)
     return y
+
+
+def _rope_source(x: Any) -> Any:
+    """x as llmkit_rope_into reads it: numpy in native byte order, torch without autograd or its negative
+    bit (DLPack would drop the sign), anything array-like as float32 numpy."""
+    if isinstance(x, np.ndarray):
+        return x if x.dtype.isnative else x.astype(x.dtype.newbyteorder("="))
+    if _is_torch(x):
+        x = x.detach()
+        return x.resolve_neg() if x.is_neg() else x
+    if hasattr(x, "__dlpack__"):
+        return x
+    return np.asarray(x, dtype=np.float32)
 
 
 def _needs_longest(scaling: Any) -> bool:

@@ -204,6 +204,7 @@ def rope(
     attention_factor: float = 0.0,
     num_threads: int = 0,
     frequency_factors: Optional[Any] = None,
+    out: Optional[Any] = None,
 ) -> None: ...
 def kv_cache_bytes(
     n_layers: int, n_kv_heads: int, head_dim: int, dtype_bytes: int, context: int, batch: int = 1
