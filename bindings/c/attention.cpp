@@ -69,6 +69,8 @@ attention::rope_params rope_params_of(const llmkit_rope_options *options, const 
     p.n_threads = o.n_threads;
     p.stream = o.stream;
     p.frequency_factors = o.frequency_factors;
+    for (int i = 0; i < 3; ++i) p.mrope_section[i] = o.mrope_section[i];
+    p.mrope_interleaved = o.mrope_interleaved;
     return p;
 }
 

@@ -57,7 +57,7 @@ struct option_fields<llmkit_rope_options> {
         LLMKIT_FIELD(scaling), LLMKIT_FIELD(factor), LLMKIT_FIELD(alpha), LLMKIT_FIELD(low_freq_factor),
         LLMKIT_FIELD(high_freq_factor), LLMKIT_FIELD(original_max_position), LLMKIT_FIELD(beta_fast),
         LLMKIT_FIELD(beta_slow), LLMKIT_FIELD(attention_factor), LLMKIT_FIELD(n_threads), LLMKIT_FIELD(stream),
-        LLMKIT_FIELD(frequency_factors)
+        LLMKIT_FIELD(frequency_factors), LLMKIT_FIELD(mrope_section), LLMKIT_FIELD(mrope_interleaved)
     };
 };
 

@@ -1695,12 +1695,24 @@ typedef struct llmkit_rope_options {
      *  frequency_factors[k]. Read during the call only: a cache keeps its own copy
      *  of what it needs. */
     const float *frequency_factors;
+    /** Multimodal RoPE (M-RoPE: Qwen2-VL, Qwen2.5-VL, Qwen3-VL): how many rotated
+     *  pairs take each of the three position components (temporal, height,
+     *  width), summing to rotary_dims / 2 (head_dim / 2 when rotary_dims is 0);
+     *  positions are then [3, B, S] or [3, S]. All 0 (the default): plain RoPE,
+     *  one position per token. Not for the caches' fused RoPE, whose positions
+     *  are token indices. */
+    int32_t mrope_section[3];
+    /** M-RoPE's layout. 0: contiguous sections, pairs [0, s0) temporal, the next
+     *  s1 height, the last s2 width (Qwen2-VL, Qwen2.5-VL). 1: interleaved, pair k
+     *  height when k % 3 == 1 and k < 3 * s1, width when k % 3 == 2 and
+     *  k < 3 * s2, else temporal (Qwen3-VL). */
+    int32_t mrope_interleaved;
 } llmkit_rope_options;
 
 /** @brief Default #llmkit_rope_options: NeoX layout, theta 10000, all dims, no scaling. */
 #define LLMKIT_ROPE_OPTIONS_INIT \
     {sizeof(llmkit_rope_options), LLMKIT_ROPE_NEOX, 10000.0, 0, LLMKIT_ROPE_SCALING_NONE, 1.0, 1.0, 1.0, 4.0, 8192.0, \
-     32.0, 1.0, 0.0, 0, NULL, NULL}
+     32.0, 1.0, 0.0, 0, NULL, NULL, {0, 0, 0}, 0}
 
 /**
  * @brief Applies rotary position embeddings to q or k, in place.
@@ -1713,7 +1725,8 @@ typedef struct llmkit_rope_options {
  * @param x Tensor [B, S, H, D], float32, bfloat16 or float16, unit stride on D;
  *          rotated in place.
  * @param positions int32 or int64 positions, [B, S] or [S] (shared by the
- *          batch); any strides.
+ *          batch); with M-RoPE (`mrope_section`), [3, B, S] or [3, S]: the
+ *          temporal, height and width components. Any strides.
  * @param options NULL for defaults.
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
  *         positions not matching x, odd or too large rotary_dims);

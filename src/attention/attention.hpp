@@ -49,7 +49,14 @@ struct rope_params {
     int n_threads = 0;
     void *stream = nullptr;
     const float *frequency_factors = nullptr;  // n/2 divisors of inv_freq, or null
+    int mrope_section[3] = {0, 0, 0};          // M-RoPE: pairs per position component; all 0 = none
+    int mrope_interleaved = 0;                 // 0: contiguous sections (Qwen2-VL), 1: interleaved (Qwen3-VL)
 };
+
+// Whether p is M-RoPE (three positions per token).
+bool uses_mrope(const rope_params &p);
+// The caches' fused RoPE rotates token j at position j: M-RoPE is refused there.
+void refuse_mrope_in_cache(const rope_params &p, const char *what);
 
 // The n/2 inverse frequencies for n rotary dims and the factor multiplying cos
 // and sin (1 except for YaRN and LongRoPE). Throws INVALID_ARGUMENT on bad
@@ -67,6 +74,9 @@ public:
     int pairs() const { return n_ / 2; }
     // The cosines and sines (times YaRN's factor) of every pair at `position`.
     void angles(int64_t position, float *cs, float *sn) const;
+    // M-RoPE: pair k at position[component(k)] (temporal, height, width).
+    bool mrope() const { return !component_.empty(); }
+    void angles(const int64_t position[3], float *cs, float *sn) const;
     // Rotates the first rotary_dims() of row by angles() of its position.
     void rotate(float *row, const float *cs, const float *sn) const;
     // What angles() depends on: two rotations with equal inverse frequencies
@@ -75,7 +85,11 @@ public:
     double cos_sin_factor() const { return factor_; }
 
 private:
+    // One pair's cos and sin at position p.
+    void angle(int k, int64_t p, float *cs, float *sn) const;
+
     std::vector<double> inv_;
+    std::vector<uint8_t> component_;  // M-RoPE: each pair's position component; empty otherwise
     double factor_ = 1.0;
     int n_ = 0;
     bool interleaved_ = false;

@@ -404,7 +404,10 @@ void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *
 void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
                      const tensor_view &out, const cache_attention_params &p) {
     validate(L, seqs, n_seqs, q, out);
-    if (p.rope) return attention_with_rotated_queries(L, seqs, n_seqs, q, out, p);
+    if (p.rope) {
+        refuse_mrope_in_cache(*p.rope, "options.rope");
+        return attention_with_rotated_queries(L, seqs, n_seqs, q, out, p);
+    }
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = n_seqs, Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Hkv = L.n_kv_heads;
     if (B == 0 || Sq == 0 || Hq == 0) return;

@@ -336,7 +336,10 @@ void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "layer = ", layer, " is outside 0..", store_.n_layers() - 1);
     check_seq(live_, seq, "seq");
     std::optional<rope_rotation> rot;
-    if (rope) rot.emplace(*rope, store_.head_dim());
+    if (rope) {
+        refuse_mrope_in_cache(*rope, "rope");
+        rot.emplace(*rope, store_.head_dim());
+    }
     const tensor_view k = rows_view(k_in), v = rows_view(v_in);
     const int64_t n = store_.check_rows(k, v);
     int64_t &len = len_[size_t(seq)][size_t(layer)];

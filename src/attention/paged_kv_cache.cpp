@@ -105,7 +105,10 @@ void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in,
     check_layer(layer);
     check_seq(live_, seq, "seq");
     std::optional<rope_rotation> rot;
-    if (rope) rot.emplace(*rope, store_.head_dim());
+    if (rope) {
+        refuse_mrope_in_cache(*rope, "rope");
+        rot.emplace(*rope, store_.head_dim());
+    }
     const tensor_view k = rows_view(k_in), v = rows_view(v_in);
     const int64_t n = store_.check_rows(k, v);
     if (n == 0) return;

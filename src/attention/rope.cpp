@@ -144,21 +144,57 @@ rope_rotation::rope_rotation(const rope_params &p, int64_t D) {
     n_ = int(n);
     interleaved_ = p.layout == rope_layout::interleaved;
     inv_ = rope_inv_freq(p, n_, &factor_);  // validates the scaling's parameters, even for empty tensors
+    if (!uses_mrope(p)) return;
+    // M-RoPE: which position component (temporal 0, height 1, width 2) each pair takes.
+    const int *sec = p.mrope_section;
+    if (sec[0] < 0 || sec[1] < 0 || sec[2] < 0)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.mrope_section = [", sec[0], ", ", sec[1], ", ", sec[2],
+             "] must not be negative");
+    if (p.mrope_interleaved != 0 && p.mrope_interleaved != 1)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.mrope_interleaved must be 0 or 1, got ", p.mrope_interleaved);
+    if (int64_t(sec[0]) + sec[1] + sec[2] != pairs())
+        fail(LLMKIT_ERROR_SHAPE, "options.mrope_section = [", sec[0], ", ", sec[1], ", ", sec[2], "] sums to ",
+             int64_t(sec[0]) + sec[1] + sec[2], " pairs; the ", n_, " rotary dims hold ", pairs());
+    component_.assign(size_t(pairs()), 0);
+    for (int k = 0; k < pairs(); ++k) {
+        if (p.mrope_interleaved) {  // Qwen3-VL: T, H, W in turn over the first pairs
+            if (k % 3 == 1 && k < 3 * sec[1]) component_[size_t(k)] = 1;
+            if (k % 3 == 2 && k < 3 * sec[2]) component_[size_t(k)] = 2;
+        } else {  // Qwen2-VL: a run of pairs per component
+            component_[size_t(k)] = uint8_t(k < sec[0] ? 0 : k < sec[0] + sec[1] ? 1 : 2);
+        }
+    }
+}
+
+inline void rope_rotation::angle(int k, int64_t position, float *cs, float *sn) const {
+    const double a = double(position) * inv_[size_t(k)];
+    double c, s;
+#if defined(__GLIBC__)
+    sincos(a, &s, &c);  // both at once: the angles are most of a long rotation's time
+#else
+    c = std::cos(a);
+    s = std::sin(a);
+#endif
+    cs[k] = float(c * factor_);
+    sn[k] = float(s * factor_);
 }
 
 void rope_rotation::angles(int64_t position, float *cs, float *sn) const {
-    for (int k = 0; k < pairs(); ++k) {
-        const double a = double(position) * inv_[size_t(k)];
-        double c, s;
-#if defined(__GLIBC__)
-        sincos(a, &s, &c);  // both at once: the angles are most of a long rotation's time
-#else
-        c = std::cos(a);
-        s = std::sin(a);
-#endif
-        cs[k] = float(c * factor_);
-        sn[k] = float(s * factor_);
-    }
+    for (int k = 0; k < pairs(); ++k) angle(k, position, cs, sn);
+}
+
+void rope_rotation::angles(const int64_t position[3], float *cs, float *sn) const {
+    for (int k = 0; k < pairs(); ++k) angle(k, position[component_[size_t(k)]], cs, sn);
+}
+
+bool uses_mrope(const rope_params &p) {
+    return p.mrope_section[0] != 0 || p.mrope_section[1] != 0 || p.mrope_section[2] != 0;
+}
+
+void refuse_mrope_in_cache(const rope_params &p, const char *what) {
+    if (uses_mrope(p))
+        fail(LLMKIT_ERROR_UNSUPPORTED, what, ": M-RoPE (mrope_section) has three positions per token, and the "
+             "caches rotate token j at position j; rotate K and q with llmkit_rope, then append and attend");
 }
 
 void rope_rotation::rotate(float *row, const float *cs, const float *sn) const {
@@ -204,6 +240,19 @@ void store_row(char *p, dtype t, int64_t D, const kernels &kn, const float *f, u
     std::memcpy(p, h, size_t(D) * 2);
 }
 
+// The int32 or int64 position `at` elements into pos.
+int64_t position_at(const tensor_view &pos, int64_t at) {
+    const char *p = pos.data + at * int64_t(pos.elem_size);
+    if (pos.type == dtype::i32) {
+        int32_t v;
+        std::memcpy(&v, p, 4);
+        return v;
+    }
+    int64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
+
 // Rotates x into out (out may be x itself: each row is read whole before it
 // is written). In place, only the rotated dims are read and written.
 void rope_cpu(const tensor_view &x, const tensor_view &pos, const tensor_view &out, const rope_rotation &rot,
@@ -223,17 +272,18 @@ void rope_cpu(const tensor_view &x, const tensor_view &pos, const tensor_view &o
         std::vector<uint16_t> half_row(static_cast<size_t>(width));
         for (int64_t row = c * chunk; row < std::min(rows, (c + 1) * chunk); ++row) {
             const int64_t b = row / S, s = row % S;
-            const char *pp = pos.ndim == 2 ? pos.data + (b * pos.strides[0] + s * pos.strides[1]) * int64_t(pos.elem_size)
-                                           : pos.data + s * pos.strides[0] * int64_t(pos.elem_size);
-            int64_t position;
-            if (pos.type == dtype::i32) {
-                int32_t v;
-                std::memcpy(&v, pp, 4);
-                position = v;
-            } else {
-                std::memcpy(&position, pp, 8);
+            if (rot.mrope()) {  // [3, B, S] or [3, S]
+                int64_t p3[3];
+                for (int64_t comp = 0; comp < 3; ++comp)
+                    p3[comp] = position_at(pos, pos.ndim == 3 ? comp * pos.strides[0] + b * pos.strides[1] +
+                                                                    s * pos.strides[2]
+                                                              : comp * pos.strides[0] + s * pos.strides[1]);
+                rot.angles(p3, cs.data(), sn.data());
+            } else {  // [B, S] or [S]
+                rot.angles(position_at(pos, pos.ndim == 2 ? b * pos.strides[0] + s * pos.strides[1]
+                                                          : s * pos.strides[0]),
+                           cs.data(), sn.data());
             }
-            rot.angles(position, cs.data(), sn.data());
             for (int64_t h = 0; h < H; ++h) {
                 const char *px = x.data + (b * x.strides[0] + s * x.strides[1] + h * x.strides[2]) * xs;
                 char *po = out.data + (b * out.strides[0] + s * out.strides[1] + h * out.strides[2]) * os;
@@ -269,11 +319,16 @@ void rope(const tensor_view &x, const tensor_view &positions, const tensor_view 
     if (positions.type != dtype::i32 && positions.type != dtype::i64)
         fail(LLMKIT_ERROR_DTYPE, positions.name, ": dtype ", core::dtype_name(positions.type), " is not int32 or int64");
     const int64_t B = x.shape[0], S = x.shape[1], D = x.shape[3];
-    const bool shape_ok = (positions.ndim == 2 && positions.shape[0] == B && positions.shape[1] == S) ||
-                          (positions.ndim == 1 && positions.shape[0] == S);
-    if (!shape_ok)
-        fail(LLMKIT_ERROR_SHAPE, positions.name, ": shape ", positions.shape_string(), " must be [B, S] = [", B, ", ", S,
-             "] or [S] = [", S, "]");
+    const int64_t *ps = positions.shape;
+    if (!uses_mrope(p)) {
+        if (!((positions.ndim == 2 && ps[0] == B && ps[1] == S) || (positions.ndim == 1 && ps[0] == S)))
+            fail(LLMKIT_ERROR_SHAPE, positions.name, ": shape ", positions.shape_string(), " must be [B, S] = [", B,
+                 ", ", S, "] or [S] = [", S, "]");
+    } else if (!((positions.ndim == 3 && ps[0] == 3 && ps[1] == B && ps[2] == S) ||
+                 (positions.ndim == 2 && ps[0] == 3 && ps[1] == S))) {
+        fail(LLMKIT_ERROR_SHAPE, positions.name, ": shape ", positions.shape_string(),
+             " must be M-RoPE's [3, B, S] = [3, ", B, ", ", S, "] or [3, S] = [3, ", S, "]");
+    }
     out.require_own_elements();  // written
     const rope_rotation rot(p, D);
     if (x.numel() == 0 || (in_place && rot.rotary_dims() == 0)) return;

@@ -317,6 +317,147 @@ TEST_CASE("rope_into: x rotated into out gives llmkit_rope's bits on a copy, x u
     CHECK(x.bytes == y.bytes);
 }
 
+TEST_CASE("rope: M-RoPE (Qwen2-VL sections, Qwen3-VL interleaved) matches the float64 reference", "[rope]") {
+    // Each pair's position component, written out as transformers' recomposition_frequencies builds it:
+    // Qwen2-VL splits the pairs into runs of mrope_section[i] taking component i % 3; Qwen3-VL starts from
+    // all-temporal and overwrites pairs offset, offset + 3, ... below 3 * mrope_section[dim] (dim 1, 2).
+    auto components = [](const int sec[3], bool interleaved, int half) {
+        std::vector<int> c(static_cast<size_t>(half), 0);
+        if (interleaved) {
+            for (int dim = 1; dim <= 2; ++dim)
+                for (int k = dim; k < 3 * sec[dim] && k < half; k += 3) c[size_t(k)] = dim;
+        } else {
+            int k = 0;
+            for (int i = 0; i < 3; ++i)
+                for (int j = 0; j < sec[i]; ++j) c[size_t(k++)] = i % 3;
+        }
+        return c;
+    };
+    std::mt19937 rng(31);
+    const int64_t B = 2, S = 5, H = 3;
+    struct mcase {
+        int64_t D;
+        int rotary;
+        int sec[3];
+        int interleaved;
+        int32_t layout;
+    };
+    const mcase cases[] = {{128, 0, {16, 24, 24}, 0, LLMKIT_ROPE_NEOX},   // Qwen2-VL, Qwen2.5-VL
+                           {128, 0, {24, 20, 20}, 1, LLMKIT_ROPE_NEOX},   // Qwen3-VL
+                           {64, 32, {4, 6, 6}, 0, LLMKIT_ROPE_INTERLEAVED},  // partial rotary, other layout
+                           {64, 0, {10, 11, 11}, 1, LLMKIT_ROPE_INTERLEAVED}};
+    for (const mcase &mc : cases)
+        for (bool batch_positions : {false, true})
+            for (dtype t : {dtype::f32, dtype::bf16}) {
+                INFO("D " << mc.D << " sections " << mc.sec[0] << "," << mc.sec[1] << "," << mc.sec[2]
+                          << " interleaved " << mc.interleaved << " [3, B, S] " << batch_positions);
+                tensor4 x = make(t, B, S, H, mc.D, layout::padded, &rng);
+                const tensor4 orig = x;
+                // Three components that differ (an image's t, h, w), [3, B, S] or [3, S].
+                std::vector<int64_t> pos(size_t(3 * (batch_positions ? B : 1) * S));
+                std::uniform_int_distribution<int64_t> up(0, 3000);
+                for (auto &p : pos) p = up(rng);
+                const int64_t s3[3] = {3, B, S}, s2[2] = {3, S};
+                llmkit_tensor pt = batch_positions ? positions_tensor(pos, s3, 3) : positions_tensor(pos, s2, 2);
+                llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+                o.layout = mc.layout;
+                o.theta = 1000000.0;
+                o.rotary_dims = mc.rotary;
+                for (int i = 0; i < 3; ++i) o.mrope_section[i] = mc.sec[i];
+                o.mrope_interleaved = mc.interleaved;
+                const llmkit_status st = llmkit_rope(x.c(), &pt, &o);
+                INFO(llmkit_last_error_message());
+                REQUIRE(st == LLMKIT_OK);
+                const int n = mc.rotary ? mc.rotary : int(mc.D);
+                const std::vector<int> comp = components(mc.sec, mc.interleaved != 0, n / 2);
+                const double rel = t == dtype::bf16 ? 1.0 / 256 : 1e-6;
+                bool ok = true;
+                for (int64_t b = 0; b < B; ++b)
+                    for (int64_t s = 0; s < S; ++s)
+                        for (int64_t h = 0; h < H; ++h)
+                            for (int k = 0; k < n / 2; ++k) {
+                                const int i0 = mc.layout == LLMKIT_ROPE_INTERLEAVED ? 2 * k : k;
+                                const int i1 = mc.layout == LLMKIT_ROPE_INTERLEAVED ? 2 * k + 1 : k + n / 2;
+                                const int64_t at = (int64_t(comp[size_t(k)]) * (batch_positions ? B : 1) +
+                                                    (batch_positions ? b : 0)) * S + s;
+                                const double a = double(pos[size_t(at)]) / std::pow(1000000.0, 2.0 * k / n);
+                                const double x0 = orig.get(b, s, h, i0), x1 = orig.get(b, s, h, i1);
+                                const double w0 = x0 * std::cos(a) - x1 * std::sin(a);
+                                const double w1 = x0 * std::sin(a) + x1 * std::cos(a);
+                                for (auto [got, want] : {std::pair{x.get(b, s, h, i0), w0}, {x.get(b, s, h, i1), w1}})
+                                    if (!(std::fabs(got - want) <= 2e-6 + rel * std::fabs(want))) ok = false;
+                            }
+                CHECK(ok);
+            }
+    // With every component equal, M-RoPE is plain RoPE at that position.
+    tensor4 x = make(dtype::f32, 1, 4, 2, 64, layout::compact, &rng);
+    tensor4 y = x;
+    std::vector<int64_t> p1 = {5, 70, 900, 4000}, p3;
+    for (int i = 0; i < 3; ++i) p3.insert(p3.end(), p1.begin(), p1.end());
+    const int64_t s1[1] = {4}, s2[2] = {3, 4};
+    llmkit_tensor t1 = positions_tensor(p1, s1, 1), t3 = positions_tensor(p3, s2, 2);
+    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    REQUIRE(llmkit_rope(x.c(), &t1, &o) == LLMKIT_OK);
+    o.mrope_section[0] = 8, o.mrope_section[1] = 12, o.mrope_section[2] = 12;
+    REQUIRE(llmkit_rope(y.c(), &t3, &o) == LLMKIT_OK);
+    CHECK(x.bytes == y.bytes);
+}
+
+TEST_CASE("rope: M-RoPE's bad sections and positions give clear errors; the caches refuse it", "[rope][errors]") {
+    std::mt19937 rng(32);
+    tensor4 x = make(dtype::f32, 1, 4, 2, 16, layout::compact, &rng);
+    const std::vector<unsigned char> before = x.bytes;
+    std::vector<int64_t> p(12, 1);
+    const int64_t s34[2] = {3, 4}, s4[1] = {4}, s24[2] = {2, 4};
+    llmkit_tensor p34 = positions_tensor(p, s34, 2), p4 = positions_tensor(p, s4, 1), p24 = positions_tensor(p, s24, 2);
+    auto expect = [](llmkit_status got, llmkit_status want, const std::string &needle) {
+        INFO("message: " << llmkit_last_error_message());
+        CHECK(got == want);
+        CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
+    };
+    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    o.mrope_section[0] = 2, o.mrope_section[1] = 3, o.mrope_section[2] = 3;
+    CHECK(llmkit_rope(x.c(), &p34, &o) == LLMKIT_OK);
+    x.bytes = before;
+    expect(llmkit_rope(x.c(), &p4, &o), LLMKIT_ERROR_SHAPE, "must be M-RoPE's [3, B, S] = [3, 1, 4] or [3, S]");
+    expect(llmkit_rope(x.c(), &p24, &o), LLMKIT_ERROR_SHAPE, "M-RoPE's");
+    o.mrope_section[2] = 4;
+    expect(llmkit_rope(x.c(), &p34, &o), LLMKIT_ERROR_SHAPE, "mrope_section = [2, 3, 4] sums to 9 pairs");
+    o.mrope_section[2] = -3, o.mrope_section[0] = 8;
+    expect(llmkit_rope(x.c(), &p34, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "must not be negative");
+    o.mrope_section[0] = 2, o.mrope_section[2] = 3;
+    o.mrope_interleaved = 2;
+    expect(llmkit_rope(x.c(), &p34, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "mrope_interleaved must be 0 or 1");
+    CHECK(x.bytes == before);
+    o.mrope_interleaved = 0;
+    // A struct from before the M-RoPE fields: plain RoPE, one position per token.
+    o.struct_size = uint32_t(offsetof(llmkit_rope_options, mrope_section));
+    CHECK(llmkit_rope(x.c(), &p4, &o) == LLMKIT_OK);
+    o.struct_size = sizeof o;
+    // The caches' fused RoPE rotates token j at position j: M-RoPE is refused, nothing appended.
+    llmkit_kv_cache_options co = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    co.n_layers = 1, co.n_kv_heads = 2, co.head_dim = 16, co.capacity = 8, co.max_sequences = 1;
+    llmkit_kv_cache *cache = nullptr;
+    REQUIRE(llmkit_kv_cache_create(&cache, &co) == LLMKIT_OK);
+    int32_t seq = -1;
+    REQUIRE(llmkit_kv_cache_seq_new(cache, &seq) == LLMKIT_OK);
+    const int64_t kshape[3] = {4, 2, 16};
+    llmkit_tensor k3 = host_tensor(x.bytes.data(), llmkit_dtype LLMKIT_DTYPE_F32, 3, kshape);
+    expect(llmkit_kv_cache_append_rope(cache, 0, seq, &k3, &k3, &o), LLMKIT_ERROR_UNSUPPORTED, "rope: M-RoPE");
+    int64_t len = -1;
+    REQUIRE(llmkit_kv_cache_seq_length(cache, seq, 0, &len) == LLMKIT_OK);
+    CHECK(len == 0);
+    REQUIRE(llmkit_kv_cache_append(cache, 0, seq, &k3, &k3) == LLMKIT_OK);
+    llmkit_kv_attention_options ko = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+    ko.rope = &o;
+    const int64_t qshape[4] = {1, 1, 2, 16};
+    std::vector<float> q(32, 0.5f), out(32);
+    llmkit_tensor tq = host_tensor(q.data(), llmkit_dtype LLMKIT_DTYPE_F32, 4, qshape);
+    llmkit_tensor to = host_tensor(out.data(), llmkit_dtype LLMKIT_DTYPE_F32, 4, qshape);
+    expect(llmkit_kv_cache_attention(cache, 0, &tq, &seq, 1, &to, &ko), LLMKIT_ERROR_UNSUPPORTED, "options.rope: M-RoPE");
+    llmkit_kv_cache_free(cache);
+}
+
 TEST_CASE("rope_into: bad out tensors give clear errors and nothing is written", "[rope][errors]") {
     std::mt19937 rng(23);
     tensor4 x = make(dtype::f32, 1, 4, 2, 16, layout::compact, &rng);
