@@ -81,7 +81,8 @@ struct rope_arg {
 void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double theta, int32_t rotary_dims,
           int32_t scaling, double factor, double alpha, double low_freq_factor, double high_freq_factor,
           double original_max_position, double beta_fast, double beta_slow, double attention_factor,
-          int32_t num_threads, const py::object &frequency_factors, const py::object &out_obj) {
+          int32_t num_threads, const py::object &frequency_factors, const py::object &out_obj,
+          const std::array<int32_t, 3> &mrope_section, int32_t mrope_interleaved) {
     const tensor_arg x = to_tensor(x_obj, "x", fallback::floating);
     const tensor_arg pos = to_tensor(positions_obj, "positions", fallback::index);
     std::optional<tensor_arg> out;
@@ -101,6 +102,8 @@ void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double the
     o.beta_slow = beta_slow;
     o.attention_factor = attention_factor;
     o.n_threads = num_threads;
+    for (int i = 0; i < 3; ++i) o.mrope_section[i] = mrope_section[size_t(i)];
+    o.mrope_interleaved = mrope_interleaved;
     if (!frequency_factors.is_none()) r.set_factors(frequency_factors);
     // x's head_dim (a wrong rank is llmkit_rope's to name).
     const llmkit_rope_options *c = r.get(x.ndim() == 4 ? x.shape[3] : 0);
@@ -147,6 +150,10 @@ std::optional<rope_arg> rope_options_of(const py::object &rope) {
         else if (key == "beta_slow") o.beta_slow = v.cast<double>();
         else if (key == "attention_factor") o.attention_factor = v.cast<double>();
         else if (key == "frequency_factors") r.set_factors(v);
+        else if (key == "mrope_section") {
+            const auto sec = v.cast<std::array<int32_t, 3>>();
+            for (int i = 0; i < 3; ++i) o.mrope_section[i] = sec[size_t(i)];
+        } else if (key == "mrope_interleaved") o.mrope_interleaved = v.cast<int32_t>();
         else throw py::value_error("rope: unknown field '" + key + "'");
     }
     return r;
@@ -363,7 +370,8 @@ void bind_attention(py::module_ &m) {
           py::arg("low_freq_factor") = 1.0, py::arg("high_freq_factor") = 4.0,
           py::arg("original_max_position") = 8192.0, py::arg("beta_fast") = 32.0, py::arg("beta_slow") = 1.0,
           py::arg("attention_factor") = 0.0, py::arg("num_threads") = 0, py::arg("frequency_factors") = py::none(),
-          py::arg("out") = py::none());
+          py::arg("out") = py::none(), py::arg("mrope_section") = std::array<int32_t, 3>{0, 0, 0},
+          py::arg("mrope_interleaved") = 0);
     m.def("attention_isa", [] { return std::string(llmkit_attention_isa()); });
     m.def("kv_cache_bytes", &kv_cache_bytes, py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"),
           py::arg("dtype_bytes"), py::arg("context"), py::arg("batch") = 1);

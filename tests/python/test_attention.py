@@ -575,6 +575,82 @@ def test_rope_scalings_match_transformers(rng):
             assert np.max(np.abs(llmkit.rope(x, positions, theta=theta) - want)) > 100 * tol, scaling
 
 
+def test_mrope_matches_transformers_qwen2_vl_and_qwen3_vl(rng):
+    """M-RoPE against transformers' own text rotary embeddings: Qwen2-VL's sections (Qwen2.5-VL's too)
+    and Qwen3-VL's interleaved layout, with positions (3, B, S) whose components differ (an image's
+    temporal, height and width indices) and (3, S) shared by the batch."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLRotaryEmbedding
+    from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLTextRotaryEmbedding
+
+    head_dim, heads, B, S = 128, 2, 2, 9
+    cases = [
+        (transformers.Qwen2VLTextConfig, Qwen2VLRotaryEmbedding, [16, 24, 24], False, 1000000.0),
+        (transformers.Qwen3VLTextConfig, Qwen3VLTextRotaryEmbedding, [24, 20, 20], True, 5000000.0),
+    ]
+    for config_cls, rotary_cls, sections, interleaved, theta in cases:
+        params = {"rope_type": "default", "mrope_section": sections, "rope_theta": theta}
+        if interleaved:
+            params["mrope_interleaved"] = True
+        config = config_cls(hidden_size=head_dim * heads, num_attention_heads=heads, num_key_value_heads=heads,
+                            head_dim=head_dim, rope_parameters=params)
+        rotary = rotary_cls(config)
+        x = rng.standard_normal((B, S, heads, head_dim)).astype(np.float32)
+        positions = rng.integers(0, 2000, size=(3, B, S))
+        xt = torch.from_numpy(x).transpose(1, 2)
+        cos, sin = rotary(xt, torch.from_numpy(positions))
+        want, _ = apply_rotary_pos_emb(xt.double(), xt.double(), cos.double(), sin.double())
+        want = want.transpose(1, 2).numpy()
+        scaling = {"type": "default", "mrope_section": sections, "mrope_interleaved": interleaved}
+        got = llmkit.rope(x, positions, theta=theta, scaling=scaling)
+        assert_close(got, want, 4 * 2.0**-24 * 2000 * np.abs(x).max() * 2 + 1e-5)
+        # Against llmkit's own float64 reference, pair by pair, to llmkit's tolerance.
+        comp = np.zeros(head_dim // 2, np.int64)
+        if interleaved:
+            for dim in (1, 2):
+                comp[dim:3 * sections[dim]:3] = dim
+        else:
+            comp = np.repeat([0, 1, 2], sections)
+        inv = ref_inv_freq(head_dim, theta)
+        ang = positions[comp].transpose(1, 2, 0) * inv  # [B, S, pairs]: pair k at its component's position
+        ref = ref_rope_neox(x, np.zeros((B, S), np.int64), inv)  # identity, to build on
+        c, s_ = np.cos(ang)[:, :, None, :], np.sin(ang)[:, :, None, :]
+        lo, hi = x[..., :head_dim // 2].astype(np.float64), x[..., head_dim // 2:].astype(np.float64)
+        ref = np.concatenate([lo * c - hi * s_, lo * s_ + hi * c], axis=-1)
+        assert_close(got, ref, 2e-5)
+        # (3, S) positions are shared by the batch; the scaling dict's "mrope" type is Qwen2-VL's older name.
+        shared = positions[:, 0]
+        got2 = llmkit.rope(x, shared, theta=theta, scaling=dict(scaling, type="mrope"))
+        np.testing.assert_array_equal(got2, llmkit.rope(x, np.repeat(shared[:, None], B, axis=1), theta=theta,
+                                                        scaling=scaling))
+        # Text tokens (every component equal) rotate as plain RoPE.
+        text = np.repeat(np.arange(S)[None, None] + 40, 3, axis=0)
+        np.testing.assert_array_equal(llmkit.rope(x, text[:, 0], theta=theta, scaling=scaling),
+                                      llmkit.rope(x, np.arange(S) + 40, theta=theta))
+
+
+def test_mrope_errors(rng):
+    x = rng.standard_normal((1, 4, 2, 16)).astype(np.float32)
+    pos3 = np.ones((3, 4), np.int64)
+    ok = {"type": "default", "mrope_section": [2, 3, 3]}
+    llmkit.rope(x, pos3, scaling=ok)
+    with pytest.raises(ValueError, match=r"M-RoPE's \[3, B, S\]"):
+        llmkit.rope(x, np.arange(4), scaling=ok)
+    with pytest.raises(ValueError, match="sums to 9 pairs"):
+        llmkit.rope(x, pos3, scaling={"type": "default", "mrope_section": [2, 3, 4]})
+    with pytest.raises(ValueError, match="must hold 3 pair counts"):
+        llmkit.rope(x, pos3, scaling={"type": "default", "mrope_section": [4, 4]})
+    with pytest.raises(ValueError, match="must be a bool"):
+        llmkit.rope(x, pos3, scaling=dict(ok, mrope_interleaved=2))
+    cache = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=16, capacity=8)
+    s = cache.new_sequence()
+    with pytest.raises(llmkit.LlmkitError, match="M-RoPE"):
+        cache.append(0, s, x[0], x[0], rope={"scaling": ok})
+    assert cache.length(s) == 0
+
+
 def test_rope_half_precision(rng):
     x = rng.standard_normal((2, 8, 2, 32)).astype(np.float16)
     pos = np.arange(8) + 40

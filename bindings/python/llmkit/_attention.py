@@ -151,7 +151,10 @@ def attention(
 
 
 _LAYOUTS = {"neox": 0, "interleaved": 1}
-_SCALINGS = {"none": 0, "default": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5}
+# "mrope": Qwen2-VL's older rope_scaling type, plain frequencies with mrope_section (below).
+_SCALINGS = {"none": 0, "default": 0, "mrope": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5}
+# Keys every scaling takes besides its own: per-pair divisors, and M-RoPE's sections and layout.
+_COMMON_KEYS = ("frequency_factors", "mrope_section", "mrope_interleaved")
 _LONGROPE = 5
 # Keys each scaling reads (llmkit's names); Hugging Face's names are accepted too.
 # Every scaling takes "frequency_factors" (a GGUF model's rope_freqs).
@@ -169,6 +172,19 @@ _SCALING_KEYS = {
 _REQUIRED_KEYS = {1: ("factor",), 2: ("alpha",), 3: ("factor", "original_max_position"),
                   4: ("factor", "original_max_position")}
 _ALIASES = {"original_max_position_embeddings": "original_max_position"}
+
+
+def _common_arg(name: str, value: Any, key: str) -> Any:
+    """The native value of one of _COMMON_KEYS."""
+    if name == "frequency_factors":
+        return _factor_list(value, key)
+    if name == "mrope_interleaved":
+        if not isinstance(value, (bool, np.bool_, int, np.integer)) or int(value) not in (0, 1):
+            raise ValueError(f"scaling[{key!r}] must be a bool, got {value!r}")
+        return int(value)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+        raise ValueError(f"scaling[{key!r}] must hold 3 pair counts (temporal, height, width), got {value!r}")
+    return [int32(v, f"scaling[{key!r}]") for v in value]
 
 
 def _factor_list(value: Any, name: str) -> np.ndarray:
@@ -200,15 +216,17 @@ def _longrope_args(kind: str, params: Dict[str, Any], longest: Optional[int]) ->
                          f"'long_factor' as in Hugging Face's config")
     for key, value in params.items():
         name = _ALIASES.get(key, key)
-        if name in ("frequency_factors", "short_factor", "long_factor"):
+        if name in ("short_factor", "long_factor"):
             out[name] = _factor_list(value, key)
+        elif name in _COMMON_KEYS:
+            out[name] = _common_arg(name, value, key)
         elif name in _SCALING_KEYS[_LONGROPE]:
             if name == "attention_factor" and value is None:
                 continue
             out[name] = real(value, f"scaling[{key!r}]")
         else:
-            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes frequency_factors, "
-                             f"{', '.join(_SCALING_KEYS[_LONGROPE])})")
+            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes "
+                             f"{', '.join(_SCALING_KEYS[_LONGROPE] + _COMMON_KEYS)})")
     max_pos = out.pop("max_position_embeddings", None)
     if pair:
         if "original_max_position" not in out:
@@ -248,11 +266,11 @@ def _scaling_args(scaling: Optional[Mapping[str, Any]], longest: Optional[int] =
     out: Dict[str, Any] = {"scaling": code}
     for key, value in params.items():
         name = _ALIASES.get(key, key)
-        if name == "frequency_factors":
-            out[name] = _factor_list(value, key)
+        if name in _COMMON_KEYS:
+            out[name] = _common_arg(name, value, key)
             continue
         if name not in _SCALING_KEYS[code]:
-            allowed = ", ".join(_SCALING_KEYS[code] + ("frequency_factors",))
+            allowed = ", ".join(_SCALING_KEYS[code] + _COMMON_KEYS)
             raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes {allowed})")
         if name == "attention_factor" and value is None:
             continue
@@ -315,7 +333,14 @@ def rope(
       ``max_position_embeddings`` and ``original_max_position_embeddings``
       outside ``rope_scaling``, so add them to the dict. Every scaling also
       takes ``"frequency_factors"``: per-pair divisors of its frequencies,
-      ``rotary_dim / 2`` of them (a GGUF model's ``rope_freqs`` tensor).
+      ``rotary_dim / 2`` of them (a GGUF model's ``rope_freqs`` tensor), and
+      M-RoPE's ``"mrope_section"`` (pairs for the temporal, height and width
+      positions, e.g. ``[16, 24, 24]`` for Qwen2-VL and Qwen2.5-VL) with
+      ``"mrope_interleaved"`` (Qwen3-VL): ``positions`` are then
+      ``(3, B, S)`` (transformers' ``position_ids`` for these models) or
+      ``(3, S)``. Hugging Face's ``rope_parameters`` with those keys (and
+      ``{"type": "mrope", ...}``) are taken as they are; the caches' ``rope=``
+      refuses M-RoPE (its positions are not token indices).
     - ``in_place``: rotate ``x`` itself and return it (it must be writable);
       by default a rotated copy of the same kind and dtype is returned.
 

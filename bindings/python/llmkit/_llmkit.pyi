@@ -205,6 +205,8 @@ def rope(
     num_threads: int = 0,
     frequency_factors: Optional[Any] = None,
     out: Optional[Any] = None,
+    mrope_section: Sequence[int] = (0, 0, 0),
+    mrope_interleaved: int = 0,
 ) -> None: ...
 def kv_cache_bytes(
     n_layers: int, n_kv_heads: int, head_dim: int, dtype_bytes: int, context: int, batch: int = 1
