@@ -129,6 +129,14 @@ llmkit_rope_options rope_options(script &s, int64_t D, std::vector<float> &facto
         }
         ro.frequency_factors = factors.data();
     }
+    if (s.pick(4) == 3) {  // M-RoPE: sections that fit the pairs (usually) or not
+        const int pairs = int((ro.rotary_dims > 0 ? ro.rotary_dims : D) / 2);
+        ro.mrope_section[0] = s.pick(pairs + 1);
+        ro.mrope_section[1] = s.pick(pairs + 1 - ro.mrope_section[0]);
+        ro.mrope_section[2] = s.pick(8) == 7 ? int32_t(s.pick(pairs + 2)) - 1
+                                              : pairs - ro.mrope_section[0] - ro.mrope_section[1];
+        ro.mrope_interleaved = s.pick(3);
+    }
     ro.factor = double(s.pick(40)) / 4.0;
     ro.alpha = double(s.pick(20)) / 4.0;
     ro.low_freq_factor = double(s.pick(8));
@@ -212,14 +220,16 @@ void fuzz_attention(script &s) {
     fuzz_tensor x;
     std::vector<int64_t> xd{dim(s, B), dim(s, Sq), dim(s, Hq), dim(s, D)};
     if (!make_tensor(s, x, xd, pick_kind(s), false)) return;
-    std::vector<int64_t> pos64(size_t(Sq + 2));
+    // [Sq], or M-RoPE's [3, Sq] (three components per token).
+    std::vector<int64_t> pos64(size_t(3 * (Sq + 2)));
     for (auto &p : pos64) p = int64_t(s.u16()) - (s.pick(16) == 15 ? 70000 : 0);
     std::vector<int32_t> pos32(pos64.begin(), pos64.end());
-    int64_t pshape[1] = {dim(s, Sq)};
+    const bool three = s.bit();
+    int64_t pshape[2] = {three ? 3 : dim(s, Sq), dim(s, Sq)};
     llmkit_tensor pos{};
     pos.device = LLMKIT_DEVICE_HOST;
-    pos.ndim = 1;
-    pos.shape = pshape;
+    pos.ndim = three ? 2 : 1;
+    pos.shape = three ? pshape : pshape + 1;
     const bool p64 = s.bit();
     pos.dtype = p64 ? llmkit_dtype LLMKIT_DTYPE_I64 : llmkit_dtype LLMKIT_DTYPE_I32;
     pos.data = p64 ? static_cast<void *>(pos64.data()) : static_cast<void *>(pos32.data());
