@@ -106,13 +106,14 @@ class RopeOptions(ctypes.Structure):
                 ("high_freq_factor", ctypes.c_double), ("original_max_position", ctypes.c_double),
                 ("beta_fast", ctypes.c_double), ("beta_slow", ctypes.c_double),
                 ("attention_factor", ctypes.c_double), ("n_threads", ctypes.c_int32), ("stream", ctypes.c_void_p),
-                ("frequency_factors", ctypes.POINTER(ctypes.c_float))]
+                ("frequency_factors", ctypes.POINTER(ctypes.c_float)), ("mrope_section", ctypes.c_int32 * 3),
+                ("mrope_interleaved", ctypes.c_int32)]
 
     @staticmethod
     def neox(theta: float, threads: int) -> "RopeOptions":
         """llmkit's defaults (LLMKIT_ROPE_OPTIONS_INIT) with theta and threads set."""
         return RopeOptions(ctypes.sizeof(RopeOptions), 0, theta, 0, 0, 1.0, 1.0, 1.0, 4.0, 8192.0, 32.0, 1.0, 0.0,
-                           threads, None, None)
+                           threads, None, None, (ctypes.c_int32 * 3)(0, 0, 0), 0)
 
 
 DTYPES = {torch.float32: (2, 32), torch.bfloat16: (4, 16), torch.float16: (2, 16)}
@@ -487,6 +488,7 @@ def main() -> None:
 
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
+    mrope_cells(lib, dtypes, args, min_time)
 
 
 def longrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
@@ -546,6 +548,72 @@ def longrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
                        (kw.float() - k_hf.transpose(1, 2).float()).abs().max().item())
             t_l, t_t = interleaved_best([run_llmkit, run_torch], min_time, rounds=3)
             print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{which:>8}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}"
+                  f"{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
+
+
+def mrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """M-RoPE on a prefill's q (28 heads) and k (4 heads) of Qwen2.5-VL-7B's shape (head_dim 128, sections
+    16/24/24, theta 1e6), a prompt of text, a 32x32-patch image and text again (positions as its
+    get_rope_index gives them): llmkit_rope_into against transformers' Qwen2VLRotaryEmbedding and
+    apply_rotary_pos_emb."""
+    try:
+        import transformers
+        from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLRotaryEmbedding, apply_rotary_pos_emb
+    except ImportError as e:
+        print(f"\nM-RoPE: skipped, transformers is not installed ({e}); pip install transformers")
+        return
+    Hq, Hkv, D, theta, sections = 28, 4, 128, 1000000.0, [16, 24, 24]
+    config = transformers.Qwen2VLTextConfig(hidden_size=Hq * D, num_attention_heads=Hq, num_key_value_heads=Hkv,
+                                            head_dim=D, rope_parameters={"rope_type": "default", "rope_theta": theta,
+                                                                         "mrope_section": sections})
+    rotary = Qwen2VLRotaryEmbedding(config)
+    print(f"\nM-RoPE on a prefill's q and k (Qwen2.5-VL-7B's shape: {Hq} and {Hkv} heads of {D}, sections "
+          f"{sections}; text, a 32x32-patch image, text; transformers {transformers.__version__}: "
+          f"Qwen2VLRotaryEmbedding + apply_rotary_pos_emb)")
+    print(f"{'cell':<22}{'dtype':<10}{'llmkit ms':>11}{'torch ms':>10}{'vs torch':>9}{'max|diff|':>11}")
+    g = torch.Generator().manual_seed(4)
+    for dtype in dtypes:
+        for S in ([2048] if args.quick else [2048, 8192]):
+            name = f"mrope S={S}"
+            if args.only not in name:
+                continue
+            # Positions as Qwen2-VL numbers them: text (t = h = w), then the image's (0, row, col) grid from
+            # the text's next position, then text from one past the image's largest.
+            side, before = 32, 100
+            t = torch.arange(before).repeat(3, 1)
+            rows, cols = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+            img = torch.stack([torch.zeros(side * side, dtype=torch.int64), rows.flatten(), cols.flatten()]) + before
+            after = S - before - side * side
+            start = int(img.max()) + 1
+            pos = torch.cat([t, img, torch.arange(start, start + after).repeat(3, 1)], dim=1)  # [3, S]
+            ro = RopeOptions.neox(theta, args.threads)
+            ro.mrope_section[:] = sections
+            q = torch.randn(1, S, Hq, D, generator=g).to(dtype)
+            k = torch.randn(1, S, Hkv, D, generator=g).to(dtype)
+            qw, kw = torch.empty_like(q), torch.empty_like(k)
+            (tq, a), (tk, b), (tqw, c), (tkw, d) = as_llmkit(q), as_llmkit(k), as_llmkit(qw), as_llmkit(kw)
+            pos_c = pos.contiguous()
+            (tp, e) = as_llmkit_index(pos_c)
+
+            def run_llmkit():
+                lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tq), ctypes.byref(tp), ctypes.byref(tqw),
+                                                   ctypes.byref(ro)))
+                lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tk), ctypes.byref(tp), ctypes.byref(tkw),
+                                                   ctypes.byref(ro)))
+
+            qt, kt = q.transpose(1, 2), k.transpose(1, 2)
+            pos3 = pos[:, None, :]  # [3, B, S], transformers' position_ids for these models
+
+            def run_torch():
+                cos, sin = rotary(qt, pos3)
+                return apply_rotary_pos_emb(qt, kt, cos, sin)
+
+            run_llmkit()
+            q_hf, k_hf = run_torch()
+            diff = max((qw.float() - q_hf.transpose(1, 2).float()).abs().max().item(),
+                       (kw.float() - k_hf.transpose(1, 2).float()).abs().max().item())
+            t_l, t_t = interleaved_best([run_llmkit, run_torch], min_time, rounds=3)
+            print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}"
                   f"{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
 
 
