@@ -493,6 +493,36 @@ def test_rope_longrope_and_frequency_factors(rng):
     assert_close(out, ref_rope_neox(x, pos, ref_inv_freq(16) / long_[:8], np.sqrt(17 / 12)), 2e-5)
 
 
+def test_rope_dynamic_ntk(rng):
+    # alpha = f * max(n, L) / L - (f - 1), n the call's largest position + 1: plain RoPE within L.
+    x = rng.standard_normal((1, 4, 2, 32)).astype(np.float32)
+    dyn = {"rope_type": "dynamic", "factor": 2.0, "max_position_embeddings": 64}
+    inside = np.array([0, 5, 40, 63])
+    np.testing.assert_array_equal(llmkit.rope(x, inside, scaling=dyn), llmkit.rope(x, inside))
+    past = np.array([0, 5, 40, 99])  # n = 100: alpha = 2 * 100 / 64 - 1
+    want = llmkit.rope(x, past, scaling={"type": "ntk", "alpha": 2 * 100 / 64 - 1})
+    np.testing.assert_array_equal(llmkit.rope(x, past, scaling=dyn), want)
+    assert_close(want, ref_rope_neox(x, past, ref_inv_freq(32, 10000.0 * (2 * 100 / 64 - 1) ** (32 / 30))), 2e-5)
+    with pytest.raises(ValueError, match="needs 'max_position_embeddings'"):
+        llmkit.rope(x, past, scaling={"rope_type": "dynamic", "factor": 2.0})
+    with pytest.raises(ValueError, match="factor >= 1"):
+        llmkit.rope(x, past, scaling=dict(dyn, factor=0.5))
+    with pytest.raises(ValueError, match="does not take 'alpha'"):
+        llmkit.rope(x, past, scaling=dict(dyn, alpha=2.0))
+    # The caches pick alpha per call as they pick LongRoPE's lists: an append by the sequence's new length.
+    cache = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=32, capacity=128)
+    plain = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=32, capacity=128)
+    s, t = cache.new_sequence(), plain.new_sequence()
+    for n in (60, 40):  # lengths 60 (within 64: plain), then 100
+        k = rng.standard_normal((n, 2, 32)).astype(np.float32)
+        pos = np.arange(plain.length(t), plain.length(t) + n)
+        cache.append(0, s, k, k, rope={"scaling": dyn})
+        plain.append(0, t, llmkit.rope(k[None], pos, scaling=dyn)[0], k)
+    q = rng.standard_normal((1, 1, 2, 32)).astype(np.float32)
+    np.testing.assert_array_equal(cache.attention(0, q, [s], rope={"scaling": dyn}),
+                                  plain.attention(0, llmkit.rope(q, [99], scaling=dyn), [t]))
+
+
 def test_rope_longrope_errors(rng):
     x = rng.standard_normal((1, 4, 2, 16)).astype(np.float32)
     pos = np.arange(4)
@@ -542,6 +572,7 @@ def test_rope_scalings_match_transformers(rng):
     phi3 = {"type": "longrope", "short_factor": short, "long_factor": long_}
     cases = [
         ("llama", {"rope_type": "linear", "factor": 4.0}, 10000.0, 8192),
+        ("llama", {"rope_type": "dynamic", "factor": 4.0}, 10000.0, 4096),
         ("llama", {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                    "original_max_position_embeddings": 8192}, 500000.0, 131072),
         ("llama", {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096}, 10000.0, 16384),
@@ -550,6 +581,7 @@ def test_rope_scalings_match_transformers(rng):
         ("phi3", phi3, 10000.0, 131072),
     ]
     for family, scaling, theta, max_pos in cases:
+        dynamic = scaling.get("rope_type") == "dynamic"
         common = dict(hidden_size=head_dim * heads, num_attention_heads=heads, num_key_value_heads=heads,
                       max_position_embeddings=max_pos)
         if family == "phi3":
@@ -560,7 +592,8 @@ def test_rope_scalings_match_transformers(rng):
         else:
             config = transformers.LlamaConfig(rope_theta=theta, rope_scaling=dict(scaling), **common)
             rotary = LlamaRotaryEmbedding(config)
-            ours = dict(scaling)
+            # Dynamic NTK reads the model's context, which config.json keeps outside rope_scaling.
+            ours = dict(scaling, max_position_embeddings=max_pos) if dynamic else dict(scaling)
         # A short call (LongRoPE: short factors) and one past the original context (long factors).
         for positions in (np.array([0, 1, 2, 77, 1000, 4000]), np.array([3, 900, 4096, 6000, 9000])):
             x = rng.standard_normal((1, positions.size, heads, head_dim)).astype(np.float32)
@@ -571,8 +604,12 @@ def test_rope_scalings_match_transformers(rng):
             got = llmkit.rope(x, positions, theta=theta, scaling=ours)
             tol = 4 * 2.0**-24 * positions.max() * np.abs(x).max() * 2 + 1e-5
             assert_close(got, want, tol)
-            # And the scaling matters: plain RoPE differs from it.
-            assert np.max(np.abs(llmkit.rope(x, positions, theta=theta) - want)) > 100 * tol, scaling
+            # And the scaling matters: plain RoPE differs from it (dynamic NTK only past the context).
+            plain = llmkit.rope(x, positions, theta=theta)
+            if dynamic and positions.max() < max_pos:
+                np.testing.assert_array_equal(got, plain)
+            else:
+                assert np.max(np.abs(plain - want)) > 100 * tol, scaling
 
 
 def test_mrope_matches_transformers_qwen2_vl_and_qwen3_vl(rng):

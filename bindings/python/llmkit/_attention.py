@@ -152,7 +152,9 @@ def attention(
 
 _LAYOUTS = {"neox": 0, "interleaved": 1}
 # "mrope": Qwen2-VL's older rope_scaling type, plain frequencies with mrope_section (below).
-_SCALINGS = {"none": 0, "default": 0, "mrope": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5}
+# "dynamic": Hugging Face's dynamic NTK, NTK-aware scaling with alpha from the call's positions (below).
+_SCALINGS = {"none": 0, "default": 0, "mrope": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5,
+             "dynamic": 2}
 # Keys every scaling takes besides its own: per-pair divisors, and M-RoPE's sections and layout.
 _COMMON_KEYS = ("frequency_factors", "mrope_section", "mrope_interleaved")
 _LONGROPE = 5
@@ -246,6 +248,34 @@ def _longrope_args(kind: str, params: Dict[str, Any], longest: Optional[int]) ->
     return out
 
 
+def _dynamic_args(kind: str, params: Dict[str, Any], longest: Optional[int]) -> Dict[str, Any]:
+    """Hugging Face's dynamic NTK as NTK-aware scaling: with the model's context L (max_position_embeddings),
+    factor f and the call's largest position + 1 (``longest``), alpha = f * max(longest, L) / L - (f - 1),
+    as transformers' _compute_dynamic_ntk_parameters (1 within the context). transformers keeps the largest
+    length it has seen instead; the two agree while a generation's positions grow."""
+    out: Dict[str, Any] = {"scaling": _SCALINGS["ntk"]}
+    values: Dict[str, float] = {}
+    for key, value in params.items():
+        name = {"original_max_position_embeddings": "max_position_embeddings",
+                "original_max_position": "max_position_embeddings"}.get(key, key)
+        if name in _COMMON_KEYS:
+            out[name] = _common_arg(name, value, key)
+        elif name in ("factor", "max_position_embeddings"):
+            values[name] = real(value, f"scaling[{key!r}]")
+        else:
+            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes factor, max_position_embeddings, "
+                             f"{', '.join(_COMMON_KEYS)})")
+    missing = [k for k in ("factor", "max_position_embeddings") if k not in values]
+    if missing:
+        raise ValueError(f"scaling type {kind!r} needs {', '.join(repr(k) for k in missing)} (a model's config.json "
+                         "keeps max_position_embeddings outside rope_scaling)")
+    f, ctx = values["factor"], values["max_position_embeddings"]
+    if not (f >= 1 and ctx > 0):
+        raise ValueError(f"scaling type {kind!r} needs factor >= 1 and max_position_embeddings > 0, got {f} and {ctx}")
+    out["alpha"] = f * max(longest or 0, ctx) / ctx - (f - 1)
+    return out
+
+
 def _scaling_args(scaling: Optional[Mapping[str, Any]], longest: Optional[int] = None) -> Dict[str, Any]:
     """The native scaling keywords of a ``scaling`` dict; ``longest`` is the call's largest position + 1
     (LongRoPE's choice between Hugging Face's short and long factors)."""
@@ -263,6 +293,8 @@ def _scaling_args(scaling: Optional[Mapping[str, Any]], longest: Optional[int] =
     code = _SCALINGS[kind.lower()]
     if code == _LONGROPE:
         return _longrope_args(kind, params, longest)
+    if kind.lower() == "dynamic":
+        return _dynamic_args(kind, params, longest)
     out: Dict[str, Any] = {"scaling": code}
     for key, value in params.items():
         name = _ALIASES.get(key, key)
@@ -331,7 +363,11 @@ def rope(
       (the caches: an append by its sequence's new length, attention and a
       decode step by the longest sequence); Phi-3's ``config.json`` keeps
       ``max_position_embeddings`` and ``original_max_position_embeddings``
-      outside ``rope_scaling``, so add them to the dict. Every scaling also
+      outside ``rope_scaling``, so add them to the dict.
+      ``{"type": "dynamic", "factor": f, "max_position_embeddings": L}``
+      (Hugging Face's dynamic NTK): NTK-aware scaling with
+      ``alpha = f * max(n, L) / L - (f - 1)``, ``n`` the call's largest
+      position + 1 (picked per call like LongRoPE's lists). Every scaling also
       takes ``"frequency_factors"``: per-pair divisors of its frequencies,
       ``rotary_dim / 2`` of them (a GGUF model's ``rope_freqs`` tensor), and
       M-RoPE's ``"mrope_section"`` (pairs for the temporal, height and width
@@ -378,12 +414,15 @@ def _rope_source(x: Any) -> Any:
 
 
 def _needs_longest(scaling: Any) -> bool:
-    """Whether a scaling dict picks its factors by the call's positions (Hugging Face's LongRoPE pair)."""
-    return isinstance(scaling, Mapping) and "long_factor" in scaling
+    """Whether a scaling dict depends on the call's positions (Hugging Face's LongRoPE pair, dynamic NTK)."""
+    if not isinstance(scaling, Mapping):
+        return False
+    kind = scaling.get("type", scaling.get("rope_type"))
+    return "long_factor" in scaling or (isinstance(kind, str) and kind.lower() == "dynamic")
 
 
 def _longest(positions: Any, scaling: Any) -> Optional[int]:
-    """The largest of ``positions`` + 1 (0 when empty), for Hugging Face's LongRoPE pair; None otherwise."""
+    """The largest of ``positions`` + 1 (0 when empty) for a scaling that depends on it; None otherwise."""
     if not _needs_longest(scaling):
         return None
     if _is_torch(positions):
