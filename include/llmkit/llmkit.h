@@ -1688,7 +1688,9 @@ typedef struct llmkit_rope_options {
     int32_t n_threads;              /**< Worker threads; 0 = llmkit_get_num_threads(). */
     void *stream;                   /**< CUDA stream for device tensors; NULL = the default stream. */
     /** Per-pair divisors of the frequencies, rotary_dims / 2 of them (head_dim / 2
-     *  when rotary_dims is 0), each finite and > 0; NULL = none. LongRoPE's
+     *  when rotary_dims is 0), each > 0; +infinity stops its pair (frequency 0:
+     *  the pair is kept, times any attention factor), as Gemma 4's proportional
+     *  RoPE leaves the pairs past its partial_rotary_factor; NULL = none. LongRoPE's
      *  short_factor or long_factor (required by #LLMKIT_ROPE_SCALING_LONGROPE),
      *  or the `rope_freqs` tensor of a GGUF model (llama.cpp's freq_factors).
      *  With any scaling, inv_freq[k] of the scaling is divided by

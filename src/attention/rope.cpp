@@ -120,12 +120,14 @@ std::vector<double> rope_inv_freq(const rope_params &p, int n, double *cos_sin_f
     }
     // Per-pair divisors after the scaling (LongRoPE's factors, a GGUF model's
     // rope_freqs): llama.cpp divides the unscaled frequency before YaRN's
-    // interpolation, which is the same since YaRN mixes both linearly.
+    // interpolation, which is the same since YaRN mixes both linearly. +inf
+    // stops a pair (frequency 0: cos 1, sin 0, the pair kept exactly), as
+    // Gemma 4's proportional RoPE leaves its last pairs.
     if (p.frequency_factors)
         for (int k = 0; k < half; ++k) {
             const double f = p.frequency_factors[k];
-            if (!(f > 0.0) || !std::isfinite(f))
-                fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.frequency_factors[", k, "] must be finite and > 0, got ", f);
+            if (!(f > 0.0))
+                fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.frequency_factors[", k, "] must be > 0 (or +inf), got ", f);
             inv[size_t(k)] /= f;
         }
     return inv;

@@ -142,6 +142,38 @@ TEST_CASE("rope matches the float64 reference: layouts x scalings x dtypes x par
         }
 }
 
+TEST_CASE("rope: an infinite frequency factor keeps its pair exactly (Gemma 4's proportional RoPE)", "[rope]") {
+    // Pairs (k, k + D/2) over the whole head, the first 8 of 32 turning at theta^(-2k/D), the rest kept.
+    std::mt19937 rng(41);
+    const int64_t D = 64;
+    tensor4 x = make(dtype::f32, 1, 6, 2, D, layout::compact, &rng);
+    const tensor4 orig = x;
+    std::vector<float> ff(size_t(D / 2), INFINITY);
+    std::fill(ff.begin(), ff.begin() + 8, 1.0f);
+    std::vector<int64_t> pos = {0, 3, 50, 700, 9000, 123456};
+    const int64_t s1[1] = {6};
+    llmkit_tensor pt = positions_tensor(pos, s1, 1);
+    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    o.theta = 1000000.0;
+    o.frequency_factors = ff.data();
+    REQUIRE(llmkit_rope(x.c(), &pt, &o) == LLMKIT_OK);
+    bool kept = true, turned = true;
+    for (int64_t s = 0; s < 6; ++s)
+        for (int64_t h = 0; h < 2; ++h)
+            for (int64_t k = 0; k < D / 2; ++k) {
+                const double a = double(pos[size_t(s)]) / std::pow(1000000.0, 2.0 * double(k) / double(D));
+                const double x0 = orig.get(0, s, h, k), x1 = orig.get(0, s, h, k + D / 2);
+                const double w0 = k < 8 ? x0 * std::cos(a) - x1 * std::sin(a) : x0;
+                const double w1 = k < 8 ? x0 * std::sin(a) + x1 * std::cos(a) : x1;
+                if (k >= 8 && !(x.get(0, s, h, k) == x0 && x.get(0, s, h, k + D / 2) == x1)) kept = false;
+                if (k < 8 && !(std::fabs(x.get(0, s, h, k) - w0) <= 2e-6 + 1e-6 * std::fabs(w0) &&
+                               std::fabs(x.get(0, s, h, k + D / 2) - w1) <= 2e-6 + 1e-6 * std::fabs(w1)))
+                    turned = false;
+            }
+    CHECK(kept);
+    CHECK(turned);
+}
+
 TEST_CASE("rope: frequency factors (a GGUF model's rope_freqs) divide every scaling's frequencies", "[rope]") {
     const std::vector<float> factors = some_factors(64, 6);
     for (int32_t scaling : {LLMKIT_ROPE_SCALING_NONE, LLMKIT_ROPE_SCALING_LINEAR, LLMKIT_ROPE_SCALING_YARN}) {
@@ -542,7 +574,7 @@ TEST_CASE("rope: bad arguments give clear errors", "[rope][errors]") {
     o.attention_factor = -1.0;
     expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.attention_factor");
     o.attention_factor = 0.0;
-    for (float badf : {0.0f, -1.0f, NAN, INFINITY}) {
+    for (float badf : {0.0f, -1.0f, NAN, -INFINITY}) {
         ff[7] = badf;
         expect(llmkit_rope(x.c(), &pt, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "options.frequency_factors[7]");
         o.scaling = LLMKIT_ROPE_SCALING_NONE;  // the same check without LongRoPE

@@ -493,6 +493,43 @@ def test_rope_longrope_and_frequency_factors(rng):
     assert_close(out, ref_rope_neox(x, pos, ref_inv_freq(16) / long_[:8], np.sqrt(17 / 12)), 2e-5)
 
 
+def test_rope_parameters_keys_and_proportional(rng):
+    x = rng.standard_normal((1, 3, 2, 32)).astype(np.float32)
+    pos = np.array([1, 50, 700])
+    # rope_theta must agree with theta; partial_rotary_factor sets rotary_dim (int(head_dim * factor)).
+    with pytest.raises(ValueError, match=r"rope_theta'\] = 500000 differs from theta = 10000; pass theta=500000"):
+        llmkit.rope(x, pos, scaling={"rope_type": "default", "rope_theta": 500000.0})
+    np.testing.assert_array_equal(llmkit.rope(x, pos, theta=5e5, scaling={"rope_type": "default", "rope_theta": 5e5}),
+                                  llmkit.rope(x, pos, theta=5e5))
+    half = {"rope_type": "default", "partial_rotary_factor": 0.5}
+    np.testing.assert_array_equal(llmkit.rope(x, pos, scaling=half), llmkit.rope(x, pos, rotary_dim=16))
+    with pytest.raises(ValueError, match="rotary_dim = 8 differs"):
+        llmkit.rope(x, pos, rotary_dim=8, scaling=half)
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\]"):
+        llmkit.rope(x, pos, scaling={"rope_type": "default", "partial_rotary_factor": 1.5})
+    # Proportional: the first int(0.25 * 32 // 2) = 4 of 16 pairs (k, k + 16) turn at theta^(-2k/32), the rest stay.
+    prop = llmkit.rope(x, pos, scaling={"rope_type": "proportional", "partial_rotary_factor": 0.25})
+    inv = ref_inv_freq(32)
+    inv[4:] = 0.0
+    assert_close(prop, ref_rope_neox(x, pos, inv), 2e-5)
+    np.testing.assert_array_equal(prop[..., 4:16], x[..., 4:16])
+    np.testing.assert_array_equal(prop[..., 20:], x[..., 20:])
+    with pytest.raises(ValueError, match="not rotary_dim"):
+        llmkit.rope(x, pos, rotary_dim=8, scaling={"rope_type": "proportional", "partial_rotary_factor": 0.25})
+    with pytest.raises(ValueError, match="does not take 'alpha'"):
+        llmkit.rope(x, pos, scaling={"rope_type": "proportional", "alpha": 2.0})
+    # The caches rotate the same way (their head_dim).
+    cache = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=32, capacity=8)
+    plain = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=32, capacity=8)
+    s, t = cache.new_sequence(), plain.new_sequence()
+    rope = {"theta": 1e6, "scaling": {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 1e6}}
+    cache.append(0, s, x[0], x[0], rope=rope)
+    plain.append(0, t, llmkit.rope(x, np.arange(3), **rope)[0], x[0])
+    q = rng.standard_normal((1, 1, 2, 32)).astype(np.float32)
+    np.testing.assert_array_equal(cache.attention(0, q, [s], rope=rope),
+                                  plain.attention(0, llmkit.rope(q, [2], **rope), [t]))
+
+
 def test_rope_dynamic_ntk(rng):
     # alpha = f * max(n, L) / L - (f - 1), n the call's largest position + 1: plain RoPE within L.
     x = rng.standard_normal((1, 4, 2, 32)).astype(np.float32)
@@ -542,8 +579,8 @@ def test_rope_longrope_errors(rng):
         llmkit.rope(x, pos, scaling={"type": "longrope", "frequency_factors": f[:7]})
     with pytest.raises(ValueError, match="holds 8 values; it needs one per rotated pair, 4"):
         llmkit.rope(x, pos, rotary_dim=8, scaling={"type": "none", "frequency_factors": f})
-    for bad in (0.0, -2.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"scaling\['frequency_factors'\]\[3\] must be finite and > 0"):
+    for bad in (0.0, -2.0, float("nan"), float("-inf")):
+        with pytest.raises(ValueError, match=r"scaling\['frequency_factors'\]\[3\] must be > 0 \(or \+inf\)"):
             llmkit.rope(x, pos, scaling={"type": "longrope", "frequency_factors": f[:3] + [bad] + f[4:]})
     with pytest.raises(TypeError, match="sequence of numbers"):
         llmkit.rope(x, pos, scaling={"type": "linear", "factor": 2.0, "frequency_factors": "1,2"})
@@ -579,6 +616,9 @@ def test_rope_scalings_match_transformers(rng):
         ("llama", {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 4096, "beta_fast": 16.0,
                    "beta_slow": 2.0, "attention_factor": 1.2}, 10000.0, 16384),
         ("phi3", phi3, 10000.0, 131072),
+        # Gemma 4's full-attention layers: a quarter of the head's pairs turning, over the whole head.
+        ("llama", {"rope_type": "proportional", "partial_rotary_factor": 0.25}, 1000000.0, 8192),
+        ("llama", {"rope_type": "proportional", "partial_rotary_factor": 0.5, "factor": 2.0}, 10000.0, 8192),
     ]
     for family, scaling, theta, max_pos in cases:
         dynamic = scaling.get("rope_type") == "dynamic"
@@ -589,6 +629,11 @@ def test_rope_scalings_match_transformers(rng):
                                              **common)
             rotary = Phi3RotaryEmbedding(config)
             ours = dict(scaling, max_position_embeddings=max_pos, original_max_position_embeddings=4096)
+        elif scaling["rope_type"] == "proportional":
+            config = transformers.LlamaConfig(rope_parameters=dict(scaling, rope_theta=theta), head_dim=head_dim,
+                                              **common)
+            rotary = LlamaRotaryEmbedding(config)
+            ours = dict(scaling)
         else:
             config = transformers.LlamaConfig(rope_theta=theta, rope_scaling=dict(scaling), **common)
             rotary = LlamaRotaryEmbedding(config)
@@ -604,6 +649,11 @@ def test_rope_scalings_match_transformers(rng):
             got = llmkit.rope(x, positions, theta=theta, scaling=ours)
             tol = 4 * 2.0**-24 * positions.max() * np.abs(x).max() * 2 + 1e-5
             assert_close(got, want, tol)
+            # transformers' own standardized rope_parameters (with rope_theta and partial_rotary_factor) as
+            # they are, plus the context keys config.json keeps outside them.
+            extra = {k: v for k, v in ours.items() if k in ("max_position_embeddings", "original_max_position_embeddings")}
+            np.testing.assert_array_equal(
+                llmkit.rope(x, positions, theta=theta, scaling=dict(config.rope_parameters, **extra)), got)
             # And the scaling matters: plain RoPE differs from it (dynamic NTK only past the context).
             plain = llmkit.rope(x, positions, theta=theta)
             if dynamic and positions.max() < max_pos:

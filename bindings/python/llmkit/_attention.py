@@ -153,8 +153,9 @@ def attention(
 _LAYOUTS = {"neox": 0, "interleaved": 1}
 # "mrope": Qwen2-VL's older rope_scaling type, plain frequencies with mrope_section (below).
 # "dynamic": Hugging Face's dynamic NTK, NTK-aware scaling with alpha from the call's positions (below).
+# "proportional": Gemma 4's partial RoPE over the whole head (_rope_native_args).
 _SCALINGS = {"none": 0, "default": 0, "mrope": 0, "linear": 1, "ntk": 2, "llama3": 3, "yarn": 4, "longrope": 5,
-             "dynamic": 2}
+             "dynamic": 2, "proportional": 1}
 # Keys every scaling takes besides its own: per-pair divisors, and M-RoPE's sections and layout.
 _COMMON_KEYS = ("frequency_factors", "mrope_section", "mrope_interleaved")
 _LONGROPE = 5
@@ -190,7 +191,7 @@ def _common_arg(name: str, value: Any, key: str) -> Any:
 
 
 def _factor_list(value: Any, name: str) -> np.ndarray:
-    """A 1-D float32 array of frequency factors, each finite and > 0 (named by index otherwise)."""
+    """A 1-D float32 array of frequency factors, each > 0 or +inf (named by index otherwise)."""
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") and not hasattr(value, "__array__"):
         raise TypeError(f"scaling[{name!r}] must be a sequence of numbers, got {type(value).__name__}")
     try:
@@ -199,9 +200,9 @@ def _factor_list(value: Any, name: str) -> np.ndarray:
         raise TypeError(f"scaling[{name!r}] must be a sequence of numbers") from None
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"scaling[{name!r}] must be a non-empty 1-D sequence, got shape {arr.shape}")
-    bad = np.flatnonzero(~(np.isfinite(arr) & (arr > 0)))
+    bad = np.flatnonzero(~(arr > 0))  # NaN too; +inf stops its pair
     if bad.size:
-        raise ValueError(f"scaling[{name!r}][{bad[0]}] must be finite and > 0, got {arr[bad[0]]}")
+        raise ValueError(f"scaling[{name!r}][{bad[0]}] must be > 0 (or +inf), got {arr[bad[0]]}")
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
@@ -367,9 +368,16 @@ def rope(
       ``{"type": "dynamic", "factor": f, "max_position_embeddings": L}``
       (Hugging Face's dynamic NTK): NTK-aware scaling with
       ``alpha = f * max(n, L) / L - (f - 1)``, ``n`` the call's largest
-      position + 1 (picked per call like LongRoPE's lists). Every scaling also
+      position + 1 (picked per call like LongRoPE's lists).
+      ``{"type": "proportional", "partial_rotary_factor": p}`` (Gemma 4):
+      pairs ``(k, k + D/2)`` of the whole head, the first
+      ``int(p * D // 2)`` turning at ``theta ** (-2k / D)``, the others kept.
+      transformers' ``rope_parameters`` work as they are: their
+      ``rope_theta`` must agree with ``theta`` and their
+      ``partial_rotary_factor`` sets ``rotary_dim``. Every scaling also
       takes ``"frequency_factors"``: per-pair divisors of its frequencies,
-      ``rotary_dim / 2`` of them (a GGUF model's ``rope_freqs`` tensor), and
+      ``rotary_dim / 2`` of them, ``inf`` to stop a pair (a GGUF model's
+      ``rope_freqs`` tensor), and
       M-RoPE's ``"mrope_section"`` (pairs for the temporal, height and width
       positions, e.g. ``[16, 24, 24]`` for Qwen2-VL and Qwen2.5-VL) with
       ``"mrope_interleaved"`` (Qwen3-VL): ``positions`` are then
@@ -384,7 +392,7 @@ def rope(
     released. Raises :class:`ValueError` for bad shapes, dtypes or parameters, and
     for a NaN or infinity in x (named by its index; x is left unchanged).
     """
-    args = _rope_native_args(theta, rotary_dim, layout, scaling, _longest(positions, scaling))
+    args = _rope_native_args(theta, rotary_dim, layout, scaling, _longest(positions, scaling), _head_dim(x))
     threads = count(num_threads, "num_threads")
     if in_place:
         if isinstance(x, np.ndarray):
@@ -413,6 +421,12 @@ def _rope_source(x: Any) -> Any:
     return np.asarray(x, dtype=np.float32)
 
 
+def _head_dim(x: Any) -> Optional[int]:
+    """x's last extent, or None for a scalar (the native call names the rank)."""
+    shape = x.shape if hasattr(x, "shape") else np.shape(x)
+    return int(shape[-1]) if len(shape) else None
+
+
 def _needs_longest(scaling: Any) -> bool:
     """Whether a scaling dict depends on the call's positions (Hugging Face's LongRoPE pair, dynamic NTK)."""
     if not isinstance(scaling, Mapping):
@@ -434,9 +448,14 @@ def _longest(positions: Any, scaling: Any) -> Optional[int]:
 
 
 def _rope_native_args(theta: Any = 10000.0, rotary_dim: Any = None, layout: Any = "neox",
-                      scaling: Optional[Mapping[str, Any]] = None, longest: Optional[int] = None) -> Dict[str, Any]:
+                      scaling: Optional[Mapping[str, Any]] = None, longest: Optional[int] = None,
+                      head_dim: Optional[int] = None) -> Dict[str, Any]:
     """:func:`rope`'s rotation arguments as the native module's keywords (layout and scaling as codes);
-    ``longest``: the call's largest position + 1, for Hugging Face's LongRoPE pair."""
+    ``longest``: the call's largest position + 1 (LongRoPE's pair, dynamic NTK); ``head_dim``: x's
+    (a ``partial_rotary_factor`` and proportional RoPE count their dims from it).
+
+    Hugging Face's ``rope_parameters`` carry ``rope_theta`` and ``partial_rotary_factor``: the first must
+    agree with ``theta``, the second sets ``rotary_dim`` (int(head_dim * factor), as transformers)."""
     key = layout.lower() if isinstance(layout, str) else layout
     if key not in _LAYOUTS:
         raise ValueError(f"layout must be 'neox' or 'interleaved', got {layout!r}")
@@ -445,20 +464,61 @@ def _rope_native_args(theta: Any = 10000.0, rotary_dim: Any = None, layout: Any 
         rd = int32(rotary_dim, "rotary_dim")
         if rd < 2:
             raise ValueError(f"rotary_dim must be an even number >= 2 (or None for all of head_dim), got {rd}")
-    return dict(layout=_LAYOUTS[key], theta=real(theta, "theta"), rotary_dims=rd, **_scaling_args(scaling, longest))
+    th = real(theta, "theta")
+    partial = None
+    if isinstance(scaling, Mapping) and ("rope_theta" in scaling or "partial_rotary_factor" in scaling):
+        scaling = dict(scaling)
+        if "rope_theta" in scaling:
+            given = real(scaling.pop("rope_theta"), "scaling['rope_theta']")
+            if given != th:
+                raise ValueError(f"scaling['rope_theta'] = {given:g} differs from theta = {th:g}; pass theta={given:g}")
+        if "partial_rotary_factor" in scaling:
+            partial = real(scaling.pop("partial_rotary_factor"), "scaling['partial_rotary_factor']")
+            if not 0 < partial <= 1:
+                raise ValueError(f"scaling['partial_rotary_factor'] must be in (0, 1], got {partial}")
+    kind = scaling.get("type", scaling.get("rope_type")) if isinstance(scaling, Mapping) else None
+    proportional = isinstance(kind, str) and kind.lower() == "proportional"
+    if proportional:
+        if rotary_dim is not None:
+            raise ValueError("proportional RoPE rotates pairs across the whole head; give partial_rotary_factor "
+                             "in scaling, not rotary_dim")
+        if head_dim is None:
+            raise ValueError("proportional RoPE needs x's head_dim")
+        # Gemma 4: pairs (k, k + D/2) of the whole head, the first int(factor * D // 2) turning at
+        # theta^(-2k/D) (/ factor), the others kept: +inf frequency factors.
+        params = {k: v for k, v in scaling.items() if k not in ("type", "rope_type")}
+        unknown = [k for k in params if k != "factor"]
+        if unknown:
+            raise ValueError(f"scaling type {kind!r} does not take {unknown[0]!r} (it takes factor, "
+                             "partial_rotary_factor, rope_theta)")
+        turning = int((1.0 if partial is None else partial) * head_dim // 2)
+        factors = np.full(head_dim // 2, np.inf, np.float32)
+        factors[:turning] = 1.0
+        native = {"scaling": _SCALINGS["linear"], "frequency_factors": factors,
+                  "factor": real(params.get("factor", 1.0), "scaling['factor']")}
+        return dict(layout=_LAYOUTS[key], theta=th, rotary_dims=0, **native)
+    if partial is not None and partial != 1.0:
+        if head_dim is None:
+            raise ValueError("scaling['partial_rotary_factor'] needs x's head_dim")
+        n = int(head_dim * partial)
+        if rotary_dim is not None and rd != n:
+            raise ValueError(f"rotary_dim = {rd} differs from scaling['partial_rotary_factor'] = {partial} of "
+                             f"head_dim {head_dim} ({n} dims)")
+        rd = n
+    return dict(layout=_LAYOUTS[key], theta=th, rotary_dims=rd, **_scaling_args(scaling, longest))
 
 
 _ROPE_KEYS = ("theta", "rotary_dim", "layout", "scaling")
 
 
-def _cache_rope(rope: Any, longest: Any = None) -> Optional[Dict[str, Any]]:
+def _cache_rope(rope: Any, longest: Any = None, head_dim: Optional[int] = None) -> Optional[Dict[str, Any]]:
     """The caches' ``rope=``: None (no rotation), True (rope()'s defaults) or a dict of rope()'s keywords.
     ``longest``: a function giving the call's largest position + 1, asked only for Hugging Face's
     LongRoPE pair."""
     if rope is None or rope is False:
         return None
     if rope is True:
-        return _rope_native_args()
+        return _rope_native_args(head_dim=head_dim)
     if not isinstance(rope, Mapping):
         raise TypeError(f"rope must be None, True or a dict of llmkit.rope's keywords ({', '.join(_ROPE_KEYS)}), "
                         f"got {type(rope).__name__}")
@@ -466,7 +526,7 @@ def _cache_rope(rope: Any, longest: Any = None) -> Optional[Dict[str, Any]]:
     if unknown:
         raise ValueError(f"rope does not take {', '.join(repr(k) for k in unknown)} (it takes {', '.join(_ROPE_KEYS)})")
     n = longest() if longest is not None and _needs_longest(rope.get("scaling")) else None
-    return _rope_native_args(**rope, longest=n)
+    return _rope_native_args(**rope, longest=n, head_dim=head_dim)
 
 
 _DTYPE_BYTES = {
@@ -575,6 +635,7 @@ class _CacheBase:
     """What both caches share: sequences, append, attention, prefill and decode."""
 
     _native: Any
+    _head_dim: int
 
     def new_sequence(self) -> int:
         """Starts an empty sequence and returns its id."""
@@ -613,7 +674,7 @@ class _CacheBase:
         k, v = _as_input(k, "k"), _as_input(v, "v")
         n_new = k.shape[-3] if _ndim(k) >= 3 else 0
         self._native.append(int32(layer, "layer"), int32(seq, "seq"), k, v,
-                            _cache_rope(rope, lambda: self.length(seq, layer) + n_new))
+                            _cache_rope(rope, lambda: self.length(seq, layer) + n_new, self._head_dim))
 
     def _append_rotated(self, layer: int, seq: int, k: Any, v: Any, rope_args: Optional[Dict[str, Any]]) -> None:
         """:meth:`append` with the rotation already resolved (:func:`_cache_rope`)."""
@@ -655,7 +716,7 @@ class _CacheBase:
         self._native.attention(int32(layer, "layer"), q, ids, out, **_kv_kwargs(causal, window, softcap, scale,
                                                                                 alibi_slopes, sinks, split_keys,
                                                                                 num_threads),
-                               rope=_cache_rope(rope, longest))
+                               rope=_cache_rope(rope, longest, self._head_dim))
         return out
 
     def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
@@ -678,7 +739,8 @@ class _CacheBase:
         if not (len(ids) == q.shape[0] == k.shape[0] == v.shape[0]):
             raise ValueError(f"decode: {len(ids)} seq_ids but q, k, v hold {q.shape[0]}, {k.shape[0]}, {v.shape[0]} tokens")
         # One rotation for the whole step, as Hugging Face picks LongRoPE's factors for the batch.
-        rope_args = _cache_rope(options.get("rope"), lambda: max((self.length(s, layer) for s in ids), default=0) + 1)
+        rope_args = _cache_rope(options.get("rope"), lambda: max((self.length(s, layer) for s in ids), default=0) + 1,
+                                self._head_dim)
         for b, s in enumerate(ids):
             self._append_rotated(layer, s, k[b:b + 1], v[b:b + 1], rope_args)
         out = self.attention(layer, q[:, None], ids, **options)
@@ -734,6 +796,7 @@ class KVCache(_CacheBase):
 
     def __init__(self, *, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int = 1,
                  dtype: Any = "fp32") -> None:
+        self._head_dim = int32(head_dim, "head_dim")
         self._native = _llmkit.KVCache(int32(n_layers, "n_layers"), int32(n_kv_heads, "n_kv_heads"),
                                        int32(head_dim, "head_dim"), as_int(capacity, "capacity"),
                                        int32(max_sequences, "max_sequences"), _kv_dtype(dtype))
@@ -758,6 +821,7 @@ class PagedKVCache(_CacheBase):
         per_seq = 0 if max_blocks_per_seq is None else as_int(max_blocks_per_seq, "max_blocks_per_seq")
         if max_blocks_per_seq is not None and per_seq < 1:
             raise ValueError(f"max_blocks_per_seq must be >= 1 (or None for n_blocks), got {per_seq}")
+        self._head_dim = int32(head_dim, "head_dim")
         self._native = _llmkit.PagedKVCache(int32(n_layers, "n_layers"), int32(n_kv_heads, "n_kv_heads"),
                                             int32(head_dim, "head_dim"), int32(block_size, "block_size"),
                                             as_int(n_blocks, "n_blocks"), int32(max_sequences, "max_sequences"),
@@ -792,5 +856,6 @@ class PagedKVCache(_CacheBase):
         self._native.attention_tables(int32(layer, "layer"), q, tables, lens, out,
                                       **_kv_kwargs(causal, window, softcap, scale, alibi_slopes, sinks, split_keys,
                                                    num_threads),
-                                      rope=_cache_rope(rope, lambda: int(np.max(np.asarray(lens))) if len(lens) else 0))
+                                      rope=_cache_rope(rope, lambda: int(np.max(np.asarray(lens))) if len(lens) else 0,
+                                                       self._head_dim))
         return out
