@@ -794,6 +794,24 @@ inline void scaled_dot_product_attention(const tensor_ref &q, const tensor_ref &
     check(llmkit_attention(q.get(), k.get(), v.get(), out.get(), options));
 }
 
+/**
+ * @brief Rotary position embeddings on x [B, S, H, D], in place (see llmkit_rope()); throws llmkit::error.
+ * @code
+ * llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+ * o.theta = 500000.0;
+ * llmkit::rope(q, llmkit::i32(positions.data(), {S}), &o);
+ * @endcode
+ */
+inline void rope(const tensor_ref &x, const tensor_ref &positions, const llmkit_rope_options *options = nullptr) {
+    check(llmkit_rope(x.get(), positions.get(), options));
+}
+
+/** @brief x rotated into out, x unchanged (see llmkit_rope_into()); throws llmkit::error. */
+inline void rope_into(const tensor_ref &x, const tensor_ref &positions, const tensor_ref &out,
+                      const llmkit_rope_options *options = nullptr) {
+    check(llmkit_rope_into(x.get(), positions.get(), out.get(), options));
+}
+
 /** @} */
 
 /** @name KV caches

@@ -420,4 +420,21 @@ TEST_CASE("kv caches: the C++ face (RAII, exceptions) gives the C results", "[kv
     cc.attention(0, llmkit::f32(q.data(), {1, 1, 4, 64}), {cr}, llmkit::f32(o2.data(), {1, 1, 4, 64}), &with_rope);
     CHECK(o1 == o2);
     CHECK(o2 != unrotated);  // rotated keys and query read other weights
+    // And through llmkit::rope_into / llmkit::rope: the plain cache fed rotated rows reads the same.
+    std::vector<float> kr(k.size()), qr(q.size());
+    std::vector<int32_t> positions(20), last = {19};
+    for (int32_t i = 0; i < 20; ++i) positions[size_t(i)] = i;
+    llmkit::rope_into(llmkit::f32(k.data(), {1, 20, 2, 64}), llmkit::i32(positions.data(), {20}),
+                      llmkit::f32(kr.data(), {1, 20, 2, 64}), &rope);
+    qr = q;
+    llmkit::rope(llmkit::f32(qr.data(), {1, 1, 4, 64}), llmkit::i32(last.data(), {1}), &rope);
+    cc.free(cr);
+    const int32_t cp = cc.seq_new();
+    cc.append(0, cp, llmkit::f32(kr.data(), {20, 2, 64}), llmkit::f32(v.data(), {20, 2, 64}));
+    std::vector<float> o3(o2.size());
+    cc.attention(0, llmkit::f32(qr.data(), {1, 1, 4, 64}), {cp}, llmkit::f32(o3.data(), {1, 1, 4, 64}));
+    CHECK(o3 == o2);
+    CHECK_THROWS_WITH(llmkit::rope_into(llmkit::f32(k.data(), {1, 20, 2, 64}), llmkit::i32(positions.data(), {20}),
+                                       llmkit::f32(kr.data(), {1, 10, 2, 64}), &rope),
+                      Catch::Contains("out: shape [1, 10, 2, 64] differs"));
 }
