@@ -801,12 +801,18 @@ inline void scaled_dot_product_attention(const tensor_ref &q, const tensor_ref &
  * o.theta = 500000.0;
  * llmkit::rope(q, llmkit::i32(positions.data(), {S}), &o);
  * @endcode
+ * @param x Rotated in place. @param positions [B, S] or [S] (M-RoPE: [3, B, S] or [3, S]).
+ * @param options NULL for defaults.
  */
 inline void rope(const tensor_ref &x, const tensor_ref &positions, const llmkit_rope_options *options = nullptr) {
     check(llmkit_rope(x.get(), positions.get(), options));
 }
 
-/** @brief x rotated into out, x unchanged (see llmkit_rope_into()); throws llmkit::error. */
+/**
+ * @brief x rotated into out, x unchanged (see llmkit_rope_into()); throws llmkit::error.
+ * @param x Read. @param positions As llmkit::rope()'s. @param out x's shape, any float dtype.
+ * @param options NULL for defaults.
+ */
 inline void rope_into(const tensor_ref &x, const tensor_ref &positions, const tensor_ref &out,
                       const llmkit_rope_options *options = nullptr) {
     check(llmkit_rope_into(x.get(), positions.get(), out.get(), options));
