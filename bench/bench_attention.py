@@ -536,19 +536,28 @@ def longrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
                 lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tk), ctypes.byref(tp), ctypes.byref(tkw),
                                                    ctypes.byref(ro)))
 
-            qt, kt = q.transpose(1, 2), k.transpose(1, 2)  # transformers' [B, H, S, D], views of the same data
-
-            def run_torch():
-                cos, sin = rotary(qt, pos[None])
-                return apply_rotary_pos_emb(qt, kt, cos, sin)
-
-            run_llmkit()
-            q_hf, k_hf = run_torch()
-            diff = max((qw.float() - q_hf.transpose(1, 2).float()).abs().max().item(),
-                       (kw.float() - k_hf.transpose(1, 2).float()).abs().max().item())
-            t_l, t_t = interleaved_best([run_llmkit, run_torch], min_time, rounds=3)
+            t_l, t_t, diff = rope_against_transformers(run_llmkit, rotary, apply_rotary_pos_emb, q, k, qw, kw,
+                                                        pos[None], min_time)
             print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{which:>8}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}"
                   f"{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
+
+
+def rope_against_transformers(run_llmkit, rotary, apply_rotary_pos_emb, q, k, qw, kw, position_ids, min_time: float):
+    """Times run_llmkit (q and k [B, S, H, D] rotated into qw and kw) against transformers' rotary module and
+    apply_rotary_pos_emb on the [B, H, S, D] views its attention passes (both returning new tensors), after
+    checking they agree. Returns (llmkit s, transformers s, max |diff|)."""
+    qt, kt = q.transpose(1, 2), k.transpose(1, 2)  # views of the same data
+
+    def run_torch():
+        cos, sin = rotary(qt, position_ids)
+        return apply_rotary_pos_emb(qt, kt, cos, sin)
+
+    run_llmkit()
+    q_hf, k_hf = run_torch()
+    diff = max((qw.float() - q_hf.transpose(1, 2).float()).abs().max().item(),
+               (kw.float() - k_hf.transpose(1, 2).float()).abs().max().item())
+    t_l, t_t = interleaved_best([run_llmkit, run_torch], min_time, rounds=3)
+    return t_l, t_t, diff
 
 
 def mrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
@@ -601,18 +610,9 @@ def mrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
                 lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tk), ctypes.byref(tp), ctypes.byref(tkw),
                                                    ctypes.byref(ro)))
 
-            qt, kt = q.transpose(1, 2), k.transpose(1, 2)
-            pos3 = pos[:, None, :]  # [3, B, S], transformers' position_ids for these models
-
-            def run_torch():
-                cos, sin = rotary(qt, pos3)
-                return apply_rotary_pos_emb(qt, kt, cos, sin)
-
-            run_llmkit()
-            q_hf, k_hf = run_torch()
-            diff = max((qw.float() - q_hf.transpose(1, 2).float()).abs().max().item(),
-                       (kw.float() - k_hf.transpose(1, 2).float()).abs().max().item())
-            t_l, t_t = interleaved_best([run_llmkit, run_torch], min_time, rounds=3)
+            # [3, B, S]: transformers' position_ids for these models.
+            t_l, t_t, diff = rope_against_transformers(run_llmkit, rotary, apply_rotary_pos_emb, q, k, qw, kw,
+                                                        pos[:, None, :], min_time)
             print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}"
                   f"{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
 

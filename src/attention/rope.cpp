@@ -242,19 +242,6 @@ void store_row(char *p, dtype t, int64_t D, const kernels &kn, const float *f, u
     std::memcpy(p, h, size_t(D) * 2);
 }
 
-// The int32 or int64 position `at` elements into pos.
-int64_t position_at(const tensor_view &pos, int64_t at) {
-    const char *p = pos.data + at * int64_t(pos.elem_size);
-    if (pos.type == dtype::i32) {
-        int32_t v;
-        std::memcpy(&v, p, 4);
-        return v;
-    }
-    int64_t v;
-    std::memcpy(&v, p, 8);
-    return v;
-}
-
 // Rotates x into out (out may be x itself: each row is read whole before it
 // is written). In place, only the rotated dims are read and written.
 void rope_cpu(const tensor_view &x, const tensor_view &pos, const tensor_view &out, const rope_rotation &rot,
@@ -277,13 +264,12 @@ void rope_cpu(const tensor_view &x, const tensor_view &pos, const tensor_view &o
             if (rot.mrope()) {  // [3, B, S] or [3, S]
                 int64_t p3[3];
                 for (int64_t comp = 0; comp < 3; ++comp)
-                    p3[comp] = position_at(pos, pos.ndim == 3 ? comp * pos.strides[0] + b * pos.strides[1] +
-                                                                    s * pos.strides[2]
-                                                              : comp * pos.strides[0] + s * pos.strides[1]);
+                    p3[comp] = pos.integer_at(pos.ndim == 3 ? comp * pos.strides[0] + b * pos.strides[1] +
+                                                                  s * pos.strides[2]
+                                                            : comp * pos.strides[0] + s * pos.strides[1]);
                 rot.angles(p3, cs.data(), sn.data());
             } else {  // [B, S] or [S]
-                rot.angles(position_at(pos, pos.ndim == 2 ? b * pos.strides[0] + s * pos.strides[1]
-                                                          : s * pos.strides[0]),
+                rot.angles(pos.integer_at(pos.ndim == 2 ? b * pos.strides[0] + s * pos.strides[1] : s * pos.strides[0]),
                            cs.data(), sn.data());
             }
             for (int64_t h = 0; h < H; ++h) {

@@ -1,5 +1,6 @@
 #include "core/tensor.hpp"
 
+#include <cstring>
 #include <limits>
 #include <sstream>
 
@@ -160,6 +161,18 @@ void tensor_view::require_ndim(int lo, int hi) const {
         if (lo == hi) fail(LLMKIT_ERROR_SHAPE, name, ": expected ", lo, " dimensions, got shape ", shape_string());
         fail(LLMKIT_ERROR_SHAPE, name, ": expected ", lo, " to ", hi, " dimensions, got shape ", shape_string());
     }
+}
+
+int64_t tensor_view::integer_at(int64_t offset) const {
+    const char *p = data + offset * int64_t(elem_size);
+    if (type == dtype::i32) {
+        int32_t v;
+        std::memcpy(&v, p, 4);
+        return v;
+    }
+    int64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
 }
 
 float f16_to_f32(uint16_t h) {

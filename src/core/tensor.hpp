@@ -48,6 +48,10 @@ struct tensor_view {
     void require_dtype(std::initializer_list<dtype> allowed) const;
     void require_ndim(int lo, int hi) const;
 
+    // The int32 or int64 element `offset` elements from data (the caller
+    // applies the strides; the dtype was checked to be one of the two).
+    int64_t integer_at(int64_t offset) const;
+
     template <typename T>
     T *at(int64_t i0) const {
         return reinterpret_cast<T *>(data + i0 * strides[0] * int64_t(elem_size));

@@ -401,15 +401,7 @@ double load_prob_row(const tensor_view &t, int64_t b, int64_t k, int64_t vocab, 
 }
 
 int64_t read_index(const tensor_view &t, int64_t b, int64_t k) {
-    const char *p = t.data + (b * t.strides[0] + k * t.strides[1]) * int64_t(t.elem_size);
-    if (t.type == dtype::i32) {
-        int32_t x;
-        std::memcpy(&x, p, 4);
-        return x;
-    }
-    int64_t x;
-    std::memcpy(&x, p, 8);
-    return x;
+    return t.integer_at(b * t.strides[0] + k * t.strides[1]);
 }
 
 // Draws from the weights w (unnormalised, total `sum`) walking in id order.
