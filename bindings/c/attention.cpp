@@ -140,6 +140,14 @@ llmkit_status cache_seq_free(Cache *cache, int32_t seq) {
 }
 
 template <class Cache>
+llmkit_status cache_seq_truncate(Cache *cache, int32_t seq, int64_t n) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        cache->impl.seq_truncate(seq, n);
+    });
+}
+
+template <class Cache>
 llmkit_status cache_seq_length(const Cache *cache, int32_t seq, int32_t layer, int64_t *length) {
     return capi::guard([&] {
         capi::require_non_null(cache, "cache");
@@ -266,6 +274,10 @@ llmkit_status llmkit_kv_cache_seq_free(llmkit_kv_cache *cache, int32_t seq) {
     return cache_seq_free(cache, seq);
 }
 
+llmkit_status llmkit_kv_cache_seq_truncate(llmkit_kv_cache *cache, int32_t seq, int64_t n) {
+    return cache_seq_truncate(cache, seq, n);
+}
+
 llmkit_status llmkit_kv_cache_seq_length(const llmkit_kv_cache *cache, int32_t seq, int32_t layer, int64_t *length) {
     return cache_seq_length(cache, seq, layer, length);
 }
@@ -326,6 +338,10 @@ llmkit_status llmkit_paged_kv_cache_seq_fork(llmkit_paged_kv_cache *cache, int32
 
 llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *cache, int32_t seq) {
     return cache_seq_free(cache, seq);
+}
+
+llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cache *cache, int32_t seq, int64_t n) {
+    return cache_seq_truncate(cache, seq, n);
 }
 
 llmkit_status llmkit_paged_kv_cache_seq_length(const llmkit_paged_kv_cache *cache, int32_t seq, int32_t layer,

@@ -256,6 +256,8 @@ void bind_cache_methods(P &cls) {
         .def("fork", [](T &self, int32_t src) { return self.changing([&] { return self.cache.fork(src); }); },
              py::arg("seq"))
         .def("free", [](T &self, int32_t seq) { self.changing([&] { self.cache.free(seq); }); }, py::arg("seq"))
+        .def("truncate", [](T &self, int32_t seq, int64_t n) { self.changing([&] { self.cache.truncate(seq, n); }); },
+             py::arg("seq"), py::arg("n"))
         .def("length",
              [](const T &self, int32_t seq, int32_t layer) {
                  return self.reading([&] { return self.cache.length(seq, layer); });

@@ -1890,6 +1890,20 @@ LLMKIT_API llmkit_status llmkit_kv_cache_seq_fork(llmkit_kv_cache *cache, int32_
 LLMKIT_API llmkit_status llmkit_kv_cache_seq_free(llmkit_kv_cache *cache, int32_t seq);
 
 /**
+ * @brief Keeps a sequence's first n tokens in every layer, dropping the rest.
+ *
+ * For speculative decoding (the target model appended K and V for every
+ * draft token; drop those verification rejected) and for rolling back a
+ * turn. Layers holding n tokens or fewer keep theirs; the next append writes
+ * from position n (and a fused RoPE rotates it at n).
+ * @param cache The cache. @param seq A live sequence.
+ * @param n Tokens to keep, 0..llmkit_kv_cache_seq_length(seq, -1).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE (seq
+ *         not live, n outside its range). Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_seq_truncate(llmkit_kv_cache *cache, int32_t seq, int64_t n);
+
+/**
  * @brief Tokens a sequence holds in a layer.
  * @param cache The cache. @param seq A live sequence. @param layer 0..n_layers-1, or -1 for the largest over layers.
  * @param[out] length Receives the count.
@@ -2013,6 +2027,18 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_fork(llmkit_paged_kv_cache *c
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE. Not thread-safe on one cache.
  */
 LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *cache, int32_t seq);
+
+/**
+ * @brief Keeps a sequence's first n tokens in every layer (see llmkit_kv_cache_seq_truncate()).
+ *
+ * The blocks past the first ceil(n / block_size) are released: freed unless
+ * a forked sequence still holds them. A kept block shared with a fork is
+ * copied on the next write into it, as after llmkit_paged_kv_cache_seq_fork().
+ * @param cache The cache. @param seq A live sequence.
+ * @param n Tokens to keep, 0..llmkit_paged_kv_cache_seq_length(seq, -1).
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cache *cache, int32_t seq, int64_t n);
 
 /**
  * @brief Tokens a sequence holds in a layer.

@@ -859,6 +859,8 @@ public:
     }
     /** @brief Ends a sequence. @param seq A live sequence. */
     void free(int32_t seq) { check(llmkit_kv_cache_seq_free(get(), seq)); }
+    /** @brief Keeps seq's first n tokens (see llmkit_kv_cache_seq_truncate()). @param seq A live sequence. @param n Tokens kept. */
+    void truncate(int32_t seq, int64_t n) { check(llmkit_kv_cache_seq_truncate(get(), seq, n)); }
     /** @brief Tokens held. @param seq A live sequence. @param layer A layer, or -1 for the largest. @return The count. */
     int64_t length(int32_t seq, int32_t layer = -1) const {
         int64_t n = 0;
@@ -931,6 +933,8 @@ public:
     }
     /** @brief Ends a sequence, releasing its blocks. @param seq A live sequence. */
     void free(int32_t seq) { check(llmkit_paged_kv_cache_seq_free(get(), seq)); }
+    /** @brief Keeps seq's first n tokens (see llmkit_paged_kv_cache_seq_truncate()). @param seq A live sequence. @param n Tokens kept. */
+    void truncate(int32_t seq, int64_t n) { check(llmkit_paged_kv_cache_seq_truncate(get(), seq, n)); }
     /** @brief Tokens held. @param seq A live sequence. @param layer A layer, or -1 for the largest. @return The count. */
     int64_t length(int32_t seq, int32_t layer = -1) const {
         int64_t n = 0;

@@ -322,6 +322,20 @@ void kv_cache::seq_free(int32_t seq) {
     live_[size_t(seq)] = false;
 }
 
+int64_t truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t n) {
+    const int64_t longest = *std::max_element(layer_lengths.begin(), layer_lengths.end());
+    if (n < 0 || n > longest)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "n = ", n, " is outside 0..", longest, " (sequence ", seq, " holds ", longest,
+             " tokens)");
+    for (int64_t &len : layer_lengths) len = std::min(len, n);
+    return n;
+}
+
+void kv_cache::seq_truncate(int32_t seq, int64_t n) {
+    check_seq(live_, seq, "seq");
+    truncate_lengths(len_[size_t(seq)], seq, n);
+}
+
 int64_t kv_cache::length(int32_t seq, int32_t layer) const {
     check_seq(live_, seq, "seq");
     if (layer < -1 || layer >= store_.n_layers())

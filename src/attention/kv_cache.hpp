@@ -165,6 +165,9 @@ private:
 
 // Sequence ids shared by both caches: slots 0..max-1, each live or not.
 void check_seq(const std::vector<bool> &live, int32_t seq, const char *what);
+// Both caches' truncation of one sequence's per-layer lengths to n tokens
+// (n in 0..the largest of them, else OUT_OF_RANGE); returns the new largest.
+int64_t truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t n);
 // The [S, Hkv, D] view of a K or V argument given as [S, Hkv, D] or [1, S, Hkv, D].
 core::tensor_view rows_view(const core::tensor_view &t);
 
@@ -177,6 +180,8 @@ public:
     int32_t seq_new();
     int32_t seq_fork(int32_t src);  // a copy (this cache shares nothing)
     void seq_free(int32_t seq);
+    // Keeps the first n tokens of seq in every layer (n <= its length).
+    void seq_truncate(int32_t seq, int64_t n);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
     // With `rope`, K is rotated on its way in, token j of the sequence at position j.
     void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v,

@@ -87,6 +87,17 @@ void paged_kv_cache::seq_free(int32_t seq) {
     live_[size_t(seq)] = false;
 }
 
+void paged_kv_cache::seq_truncate(int32_t seq, int64_t n) {
+    check_seq(live_, seq, "seq");
+    truncate_lengths(len_[size_t(seq)], seq, n);
+    // Blocks holding tokens [0, n) stay (a shared one is copied on the next
+    // write into it, as after a fork); the rest go back.
+    std::vector<int32_t> &table = tables_[size_t(seq)];
+    const size_t keep = size_t((n + store_.block_size() - 1) / store_.block_size());
+    for (size_t i = keep; i < table.size(); ++i) release_block(table[i]);
+    if (table.size() > keep) table.resize(keep);
+}
+
 int64_t paged_kv_cache::length(int32_t seq, int32_t layer) const {
     check_seq(live_, seq, "seq");
     if (layer < -1 || layer >= store_.n_layers())

@@ -22,6 +22,9 @@ public:
     int32_t seq_new();
     int32_t seq_fork(int32_t src);  // shares every block of src
     void seq_free(int32_t seq);
+    // Keeps the first n tokens of seq in every layer (n <= its length); the
+    // blocks past them are released (freed unless another sequence holds them).
+    void seq_truncate(int32_t seq, int64_t n);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
     const std::vector<int32_t> &block_table(int32_t seq) const;
     // With `rope`, K is rotated on its way in, token j of the sequence at position j.

@@ -4,8 +4,8 @@
 //     strides (negative, zero and overlapping ones included), dtypes, byte
 //     offsets and options come from the input;
 //   - a program over a contiguous or paged KV cache: create, new / fork /
-//     free sequences, append, attention, and attention over caller-made
-//     block tables.
+//     free / truncate sequences, append, attention, and attention over
+//     caller-made block tables.
 // Every tensor's elements lie in a heap buffer of exactly the bytes its
 // shape and strides reach, so ASan sees any access past them. What must hold:
 //   - no crash and no sanitizer report;
@@ -291,7 +291,7 @@ void fuzz_cache(script &s) {
     }
     std::vector<int32_t> live;
     for (int step = 0; step < 24 && s.i < s.n; ++step) {
-        const int op = s.pick(6);
+        const int op = s.pick(7);  // 0 new, 1 fork, 2 free, 3 append, 4-5 attention, 6 truncate
         // A live id mostly; sometimes a stale or wild one.
         const int32_t id = live.empty() || s.pick(8) == 7 ? int32_t(s.pick(8)) - 2
                                                           : live[size_t(s.pick(int(live.size())))];
@@ -333,6 +333,19 @@ void fuzz_cache(script &s) {
                            : llmkit_kv_cache_append_rope(cc, layer, id, &kt.t, &vt.t, rp);
             if (st == LLMKIT_OK && (kt.hostile || vt.hostile)) fail("overflowing strides were accepted");
             if (st == LLMKIT_OK && kt.poisoned) fail("a NaN or infinity in k was appended");
+        } else if (op == 6) {
+            // Keep the first n tokens (n sometimes negative or past the length).
+            const int64_t n = int64_t(s.pick(64)) - 2;
+            int64_t before = -1, after = -1;
+            const bool known = (paged ? llmkit_paged_kv_cache_seq_length(pc, id, -1, &before)
+                                      : llmkit_kv_cache_seq_length(cc, id, -1, &before)) == LLMKIT_OK;
+            st = paged ? llmkit_paged_kv_cache_seq_truncate(pc, id, n) : llmkit_kv_cache_seq_truncate(cc, id, n);
+            if (st == LLMKIT_OK) {
+                if (!known || n < 0 || n > before) fail("a truncation outside 0..length was accepted");
+                if ((paged ? llmkit_paged_kv_cache_seq_length(pc, id, -1, &after)
+                           : llmkit_kv_cache_seq_length(cc, id, -1, &after)) != LLMKIT_OK || after != n)
+                    fail("a truncated sequence does not hold n tokens");
+            }
         } else {
             // Attention of B sequences' last Sq tokens.
             const int64_t B = 1 + s.pick(3), Sq = 1 + s.pick(4), G = 1 + s.pick(3);

@@ -469,3 +469,36 @@ def test_fused_longrope_picks_hugging_faces_factors_by_the_calls_positions(rng, 
     with pytest.raises(ValueError, match="frequency_factors holds 15 values; it needs one per rotated pair, 16"):
         c.append(0, a, k[:1], v[:1], rope={"scaling": dict(hf, long_factor=long_[:15])})
     assert c.length(a) == 11
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "paged"])
+def test_truncate_drops_rejected_draft_tokens(rng, kind):
+    # Speculative decoding: the target model appends K and V for 5 draft tokens in one chunk (over
+    # 2 layers), verification keeps 2, truncate drops the other 3; the next step reads as if they never
+    # were there, with fused RoPE rotating the next token at its true position.
+    Hkv, Hq, D, layers = 2, 4, 32, 2
+    c = make_cache(kind, Hkv=Hkv, D=D, dtype="bf16", layers=layers)
+    ref = make_cache(kind, Hkv=Hkv, D=D, dtype="bf16", layers=layers)
+    s, r = c.new_sequence(), ref.new_sequence()
+    prompt = [(rows(rng, 30, Hkv, D), rows(rng, 30, Hkv, D)) for _ in range(layers)]
+    drafts = [(rows(rng, 5, Hkv, D), rows(rng, 5, Hkv, D)) for _ in range(layers)]
+    nxt = [(rows(rng, 1, Hkv, D), rows(rng, 1, Hkv, D)) for _ in range(layers)]
+    for layer in range(layers):
+        for cache, seq in ((c, s), (ref, r)):
+            cache.append(layer, seq, *prompt[layer], rope=True)
+        c.append(layer, s, *drafts[layer], rope=True)
+        ref.append(layer, r, drafts[layer][0][:2], drafts[layer][1][:2], rope=True)
+    assert c.length(s) == 35
+    c.truncate(s, 32)
+    assert [c.length(s, layer) for layer in range(layers)] == [32, 32]
+    q = rng.standard_normal((1, Hq, D)).astype(np.float32)
+    for layer in range(layers):
+        got = c.decode(layer, [s], q, *nxt[layer], rope=True)
+        want = ref.decode(layer, [r], q, *nxt[layer], rope=True)
+        np.testing.assert_array_equal(got, want)
+    if kind == "paged":
+        assert c.block_table(s).__len__() == 3 and c.free_blocks == ref.free_blocks
+    with pytest.raises(ValueError, match="n = 40 is outside 0..33"):
+        c.truncate(s, 40)
+    with pytest.raises(ValueError, match="seq"):
+        c.truncate(3, 0)

@@ -468,6 +468,8 @@ class _KVCacheBase:
         """A new sequence holding seq's tokens (paged: shared blocks, copy-on-write)."""
     def free(self, seq: int) -> None:
         """Ends a sequence."""
+    def truncate(self, seq: int, n: int) -> None:
+        """Keeps seq's first n tokens in every layer (speculative decoding's rejected drafts)."""
     def length(self, seq: int, layer: Optional[int] = None) -> int:
         """Tokens held in layer (None: the largest over layers)."""
     @property

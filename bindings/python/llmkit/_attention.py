@@ -649,6 +649,12 @@ class _CacheBase:
         """Ends a sequence; its slot (and, for the paged cache, blocks no one else holds) can be reused."""
         self._native.free(int32(seq, "seq"))
 
+    def truncate(self, seq: int, n: int) -> None:
+        """Keeps ``seq``'s first ``n`` tokens in every layer and drops the rest: the draft tokens that
+        speculative verification rejected, or a turn rolled back. The next append writes from
+        position ``n``. The paged cache returns the blocks past them (unless a fork holds them)."""
+        self._native.truncate(int32(seq, "seq"), as_int(n, "n"))
+
     def length(self, seq: int, layer: Optional[int] = None) -> int:
         """Tokens ``seq`` holds in ``layer`` (None: the largest over layers)."""
         return int(self._native.length(int32(seq, "seq"), -1 if layer is None else int32(layer, "layer")))
