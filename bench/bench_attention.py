@@ -525,27 +525,27 @@ def longrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             ro.scaling, ro.factor, ro.original_max_position = 5, max_pos / orig, float(orig)
             ro.frequency_factors = factors
             q, k = (torch.randn(1, S, H, D, generator=g).to(dtype) for _ in range(2))
-            qw, kw = torch.empty_like(q), torch.empty_like(k)
-            (tq, a), (tk, b), (tqw, c), (tkw, d) = as_llmkit(q), as_llmkit(k), as_llmkit(qw), as_llmkit(kw)
             pos = torch.arange(S, dtype=torch.int64)
-            (tp, e) = as_llmkit_index(pos)
-
-            def run_llmkit():
-                lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tq), ctypes.byref(tp), ctypes.byref(tqw),
-                                                   ctypes.byref(ro)))
-                lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tk), ctypes.byref(tp), ctypes.byref(tkw),
-                                                   ctypes.byref(ro)))
-
-            t_l, t_t, diff = rope_against_transformers(run_llmkit, rotary, apply_rotary_pos_emb, q, k, qw, kw,
-                                                        pos[None], min_time)
+            t_l, t_t, diff = rope_against_transformers(lib, ro, q, k, pos, rotary, apply_rotary_pos_emb, pos[None],
+                                                        min_time)
             print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{which:>8}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}"
                   f"{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
 
 
-def rope_against_transformers(run_llmkit, rotary, apply_rotary_pos_emb, q, k, qw, kw, position_ids, min_time: float):
-    """Times run_llmkit (q and k [B, S, H, D] rotated into qw and kw) against transformers' rotary module and
-    apply_rotary_pos_emb on the [B, H, S, D] views its attention passes (both returning new tensors), after
-    checking they agree. Returns (llmkit s, transformers s, max |diff|)."""
+def rope_against_transformers(lib: Lib, ro, q, k, positions, rotary, apply_rotary_pos_emb, position_ids,
+                              min_time: float):
+    """Times llmkit_rope_into (q and k [B, S, H, D] rotated into new tensors, with options ro at
+    positions) against transformers' rotary module (at position_ids) and apply_rotary_pos_emb on the
+    [B, H, S, D] views its attention passes, which return new tensors too, after checking they agree.
+    Returns (llmkit s, transformers s, max |diff|)."""
+    qw, kw = torch.empty_like(q), torch.empty_like(k)
+    (tq, a), (tk, b), (tqw, c), (tkw, d) = as_llmkit(q), as_llmkit(k), as_llmkit(qw), as_llmkit(kw)
+    (tp, e) = as_llmkit_index(positions)
+
+    def run_llmkit():
+        lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tq), ctypes.byref(tp), ctypes.byref(tqw), ctypes.byref(ro)))
+        lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tk), ctypes.byref(tp), ctypes.byref(tkw), ctypes.byref(ro)))
+
     qt, kt = q.transpose(1, 2), k.transpose(1, 2)  # views of the same data
 
     def run_torch():
@@ -599,19 +599,8 @@ def mrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             ro.mrope_section[:] = sections
             q = torch.randn(1, S, Hq, D, generator=g).to(dtype)
             k = torch.randn(1, S, Hkv, D, generator=g).to(dtype)
-            qw, kw = torch.empty_like(q), torch.empty_like(k)
-            (tq, a), (tk, b), (tqw, c), (tkw, d) = as_llmkit(q), as_llmkit(k), as_llmkit(qw), as_llmkit(kw)
-            pos_c = pos.contiguous()
-            (tp, e) = as_llmkit_index(pos_c)
-
-            def run_llmkit():
-                lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tq), ctypes.byref(tp), ctypes.byref(tqw),
-                                                   ctypes.byref(ro)))
-                lib.check(lib.lib.llmkit_rope_into(ctypes.byref(tk), ctypes.byref(tp), ctypes.byref(tkw),
-                                                   ctypes.byref(ro)))
-
-            # [3, B, S]: transformers' position_ids for these models.
-            t_l, t_t, diff = rope_against_transformers(run_llmkit, rotary, apply_rotary_pos_emb, q, k, qw, kw,
+            # llmkit takes [3, S]; transformers' position_ids for these models are [3, B, S].
+            t_l, t_t, diff = rope_against_transformers(lib, ro, q, k, pos.contiguous(), rotary, apply_rotary_pos_emb,
                                                         pos[:, None, :], min_time)
             print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}"
                   f"{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
