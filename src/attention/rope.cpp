@@ -160,8 +160,8 @@ rope_rotation::rope_rotation(const rope_params &p, int64_t D) {
     component_.assign(size_t(pairs()), 0);
     for (int k = 0; k < pairs(); ++k) {
         if (p.mrope_interleaved) {  // Qwen3-VL: T, H, W in turn over the first pairs
-            if (k % 3 == 1 && k < 3 * sec[1]) component_[size_t(k)] = 1;
-            if (k % 3 == 2 && k < 3 * sec[2]) component_[size_t(k)] = 2;
+            if (k % 3 == 1 && k < 3 * int64_t(sec[1])) component_[size_t(k)] = 1;
+            if (k % 3 == 2 && k < 3 * int64_t(sec[2])) component_[size_t(k)] = 2;
         } else {  // Qwen2-VL: a run of pairs per component
             component_[size_t(k)] = uint8_t(k < sec[0] ? 0 : k < sec[0] + sec[1] ? 1 : 2);
         }
