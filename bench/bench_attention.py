@@ -556,6 +556,11 @@ def rope_against_transformers(lib: Lib, ro, q, k, positions, rotary, apply_rotar
     q_hf, k_hf = run_torch()
     diff = max((qw.float() - q_hf.transpose(1, 2).float()).abs().max().item(),
                (kw.float() - k_hf.transpose(1, 2).float()).abs().max().item())
+    # transformers' angles are float32 (off by up to 2 * position * 2^-24 radians); bf16 rounds twice more.
+    amax = max(q.float().abs().max().item(), k.float().abs().max().item())
+    tol = 4 * int(positions.max()) * 2.0**-24 * amax + 1e-5 + (2.0**-6 * amax if q.dtype == torch.bfloat16 else 0.0)
+    if not diff <= tol:
+        raise RuntimeError(f"llmkit_rope_into and transformers disagree: max |diff| {diff:.3g} > {tol:.3g}")
     t_l, t_t = interleaved_best([run_llmkit, run_torch], min_time, rounds=3)
     return t_l, t_t, diff
 

@@ -64,11 +64,12 @@ struct rope_arg {
         factors.assign(a.data(), a.data() + a.size());
         has_factors = true;
     }
+    // head_dim < 0: x is not 4-D, which C refuses before it reads a factor.
     const llmkit_rope_options *get(int64_t head_dim) {
         o.frequency_factors = nullptr;
         if (!has_factors) return &o;
         const int64_t n = o.rotary_dims > 0 ? o.rotary_dims : head_dim;
-        if (int64_t(factors.size()) != n / 2)
+        if (head_dim >= 0 && int64_t(factors.size()) != n / 2)
             throw py::value_error("frequency_factors holds " + std::to_string(factors.size()) +
                                   " values; it needs one per rotated pair, " + std::to_string(n / 2) +
                                   " (rotary dims " + std::to_string(n) + ")");
@@ -106,7 +107,7 @@ void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double the
     o.mrope_interleaved = mrope_interleaved;
     if (!frequency_factors.is_none()) r.set_factors(frequency_factors);
     // x's head_dim (a wrong rank is llmkit_rope's to name).
-    const llmkit_rope_options *c = r.get(x.ndim() == 4 ? x.shape[3] : 0);
+    const llmkit_rope_options *c = r.get(x.ndim() == 4 ? x.shape[3] : -1);
     llmkit::tensor_ref xt = x.ref(), pt = pos.ref();
     std::optional<llmkit::tensor_ref> ot;
     if (out) ot.emplace(out->ref());

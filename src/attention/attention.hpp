@@ -95,6 +95,12 @@ private:
     bool interleaved_ = false;
 };
 
+// One row of n elements of float dtype t at p (any alignment) as float32 in
+// f, and back: 16-bit rows go through the kernel set's vector converters (the
+// bits of core's) via h, n uint16_t of scratch. RoPE and the caches' appends.
+void load_row(const kernels &kn, const char *p, core::dtype t, int64_t n, float *f, uint16_t *h);
+void store_row(const kernels &kn, char *p, core::dtype t, int64_t n, const float *f, uint16_t *h);
+
 // x rotated into out (same shape; any float dtypes). Passing x itself as out
 // (the same object) rotates it in place.
 void rope(const core::tensor_view &x, const core::tensor_view &positions, const core::tensor_view &out,

@@ -152,16 +152,14 @@ angle_table block_storage::angles(const rope_rotation &rot, int64_t end) {
     if (end > k_memo_positions) return {};
     // The angles depend on the frequencies and the cos/sin factor alone (not on
     // the layout): those, compared exactly, say whether the memo holds them.
-    std::vector<double> key = rot.inv_freq();
-    key.push_back(rot.cos_sin_factor());
     angle_memo &m = memo_;
-    if (m.key != key || m.pairs != rot.pairs()) {
-        m.key = key;
-        m.pairs = rot.pairs();
+    if (m.inv_freq != rot.inv_freq() || m.factor != rot.cos_sin_factor()) {
+        m.inv_freq = rot.inv_freq();
+        m.factor = rot.cos_sin_factor();
         m.cs.clear();
         m.sn.clear();
     }
-    const size_t pairs = size_t(m.pairs);
+    const size_t pairs = m.inv_freq.size();
     const int64_t have = pairs ? int64_t(m.cs.size() / pairs) : 0;
     if (have < end) {
         const int64_t want = std::min(k_memo_positions, std::max(end, 2 * have));  // amortised growth
@@ -209,22 +207,12 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                         std::memcpy(dst, src, size_t(D * es_));
                         continue;
                     }
-                    // 16-bit rows convert on the kernel set's vector converters
-                    // (the bits of core's); src may be unaligned, so through `half`.
-                    if (t.type == dtype::f32) {
-                        std::memcpy(x.data(), src, size_t(D) * 4);
-                    } else {
-                        std::memcpy(half.data(), src, size_t(D) * 2);
-                        kn.half_to_f32(x.data(), half.data(), D, t.type == dtype::bf16);
-                    }
+                    load_row(kn, src, t.type, D, x.data(), half.data());
                     if (rotate) rope->rotate(x.data(), c, sn_row);
                     switch (type_) {
-                    case kv_dtype::f32: std::memcpy(dst, x.data(), size_t(D) * 4); break;
-                    case kv_dtype::bf16:
-                    case kv_dtype::f16:
-                        kn.f32_to_half(half.data(), x.data(), D, type_ == kv_dtype::bf16);
-                        std::memcpy(dst, half.data(), size_t(D) * 2);
-                        break;
+                    case kv_dtype::f32: store_row(kn, dst, dtype::f32, D, x.data(), half.data()); break;
+                    case kv_dtype::bf16: store_row(kn, dst, dtype::bf16, D, x.data(), half.data()); break;
+                    case kv_dtype::f16: store_row(kn, dst, dtype::f16, D, x.data(), half.data()); break;
                     case kv_dtype::i8: {
                         // Symmetric per token and head: scale = absmax / 127, q = round(x / scale).
                         float amax = 0.0f;
@@ -322,13 +310,12 @@ void kv_cache::seq_free(int32_t seq) {
     live_[size_t(seq)] = false;
 }
 
-int64_t truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t n) {
+void truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t n) {
     const int64_t longest = *std::max_element(layer_lengths.begin(), layer_lengths.end());
     if (n < 0 || n > longest)
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "n = ", n, " is outside 0..", longest, " (sequence ", seq, " holds ", longest,
              " tokens)");
     for (int64_t &len : layer_lengths) len = std::min(len, n);
-    return n;
 }
 
 void kv_cache::seq_truncate(int32_t seq, int64_t n) {

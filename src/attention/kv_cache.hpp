@@ -157,17 +157,17 @@ private:
     row_buffer k_, v_;
     std::vector<float> k_scale_, v_scale_;
     struct angle_memo {
-        std::vector<double> key;      // the rotation's parameters
-        int pairs = 0;
-        std::vector<float> cs, sn;    // [position][pair]
+        std::vector<double> inv_freq;  // the rotation's frequencies (one per pair) ...
+        double factor = 0.0;           // ... and cos/sin factor: what the angles depend on
+        std::vector<float> cs, sn;     // [position][pair]
     } memo_;
 };
 
 // Sequence ids shared by both caches: slots 0..max-1, each live or not.
 void check_seq(const std::vector<bool> &live, int32_t seq, const char *what);
 // Both caches' truncation of one sequence's per-layer lengths to n tokens
-// (n in 0..the largest of them, else OUT_OF_RANGE); returns the new largest.
-int64_t truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t n);
+// (n in 0..the largest of them, else OUT_OF_RANGE).
+void truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t n);
 // The [S, Hkv, D] view of a K or V argument given as [S, Hkv, D] or [1, S, Hkv, D].
 core::tensor_view rows_view(const core::tensor_view &t);
 

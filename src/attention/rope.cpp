@@ -219,28 +219,25 @@ void rope_rotation::rotate(float *row, const float *cs, const float *sn) const {
     }
 }
 
+void load_row(const kernels &kn, const char *p, dtype t, int64_t n, float *f, uint16_t *h) {
+    if (t == dtype::f32) {
+        std::memcpy(f, p, size_t(n) * 4);
+        return;
+    }
+    std::memcpy(h, p, size_t(n) * 2);
+    kn.half_to_f32(f, h, n, t == dtype::bf16);
+}
+
+void store_row(const kernels &kn, char *p, dtype t, int64_t n, const float *f, uint16_t *h) {
+    if (t == dtype::f32) {
+        std::memcpy(p, f, size_t(n) * 4);
+        return;
+    }
+    kn.f32_to_half(h, f, n, t == dtype::bf16);
+    std::memcpy(p, h, size_t(n) * 2);
+}
+
 namespace {
-
-// One row of D elements of type t at p, as float32 in f (16-bit rows through
-// the kernel set's vector converters, the bits of core's; p may be unaligned,
-// hence the uint16_t copy), and back.
-void load_row(const char *p, dtype t, int64_t D, const kernels &kn, float *f, uint16_t *h) {
-    if (t == dtype::f32) {
-        std::memcpy(f, p, size_t(D) * 4);
-        return;
-    }
-    std::memcpy(h, p, size_t(D) * 2);
-    kn.half_to_f32(f, h, D, t == dtype::bf16);
-}
-
-void store_row(char *p, dtype t, int64_t D, const kernels &kn, const float *f, uint16_t *h) {
-    if (t == dtype::f32) {
-        std::memcpy(p, f, size_t(D) * 4);
-        return;
-    }
-    kn.f32_to_half(h, f, D, t == dtype::bf16);
-    std::memcpy(p, h, size_t(D) * 2);
-}
 
 // Rotates x into out (out may be x itself: each row is read whole before it
 // is written). In place, only the rotated dims are read and written.
@@ -275,9 +272,9 @@ void rope_cpu(const tensor_view &x, const tensor_view &pos, const tensor_view &o
             for (int64_t h = 0; h < H; ++h) {
                 const char *px = x.data + (b * x.strides[0] + s * x.strides[1] + h * x.strides[2]) * xs;
                 char *po = out.data + (b * out.strides[0] + s * out.strides[1] + h * out.strides[2]) * os;
-                load_row(px, x.type, width, kn, buf.data(), half_row.data());
+                load_row(kn, px, x.type, width, buf.data(), half_row.data());
                 rot.rotate(buf.data(), cs.data(), sn.data());
-                store_row(po, out.type, width, kn, buf.data(), half_row.data());
+                store_row(kn, po, out.type, width, buf.data(), half_row.data());
             }
         }
     });

@@ -206,30 +206,39 @@ def _factor_list(value: Any, name: str) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+_FACTOR_LISTS = ("short_factor", "long_factor")
+
+
+def _scaling_params(kind: str, params: Mapping[str, Any], allowed: tuple,
+                    aliases: Mapping[str, str] = _ALIASES) -> Dict[str, Any]:
+    """A scaling dict's parameters by llmkit's names: _COMMON_KEYS and factor lists converted, the rest as
+    reals (an attention_factor of None dropped); a key outside ``allowed`` and _COMMON_KEYS is refused."""
+    out: Dict[str, Any] = {}
+    for key, value in params.items():
+        name = aliases.get(key, key)
+        if name in _COMMON_KEYS:
+            out[name] = _common_arg(name, value, key)
+        elif name not in allowed:
+            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes "
+                             f"{', '.join(tuple(allowed) + _COMMON_KEYS)})")
+        elif name in _FACTOR_LISTS:
+            out[name] = _factor_list(value, key)
+        elif not (name == "attention_factor" and value is None):
+            out[name] = real(value, f"scaling[{key!r}]")
+    return out
+
+
 def _longrope_args(kind: str, params: Dict[str, Any], longest: Optional[int]) -> Dict[str, Any]:
     """LongRoPE's native keywords. Given Hugging Face's short_factor and long_factor, the long ones are
     used when the call's largest position + 1 (``longest``) exceeds original_max_position, as
     transformers' Phi-3 does; llmkit's own ``frequency_factors`` are used as they are."""
-    out: Dict[str, Any] = {"scaling": _LONGROPE}
-    pair = [k for k in ("short_factor", "long_factor") if k in params]
-    if "frequency_factors" in params and pair:
+    out: Dict[str, Any] = {"scaling": _LONGROPE, **_scaling_params(kind, params, _SCALING_KEYS[_LONGROPE])}
+    pair = [k for k in _FACTOR_LISTS if k in out]
+    if "frequency_factors" in out and pair:
         raise ValueError(f"scaling type {kind!r} takes frequency_factors or short_factor and long_factor, not both")
-    if "frequency_factors" not in params and len(pair) != 2:
+    if "frequency_factors" not in out and len(pair) != 2:
         raise ValueError(f"scaling type {kind!r} needs 'frequency_factors', or both 'short_factor' and "
                          f"'long_factor' as in Hugging Face's config")
-    for key, value in params.items():
-        name = _ALIASES.get(key, key)
-        if name in ("short_factor", "long_factor"):
-            out[name] = _factor_list(value, key)
-        elif name in _COMMON_KEYS:
-            out[name] = _common_arg(name, value, key)
-        elif name in _SCALING_KEYS[_LONGROPE]:
-            if name == "attention_factor" and value is None:
-                continue
-            out[name] = real(value, f"scaling[{key!r}]")
-        else:
-            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes "
-                             f"{', '.join(_SCALING_KEYS[_LONGROPE] + _COMMON_KEYS)})")
     max_pos = out.pop("max_position_embeddings", None)
     if pair:
         if "original_max_position" not in out:
@@ -254,18 +263,10 @@ def _dynamic_args(kind: str, params: Dict[str, Any], longest: Optional[int]) -> 
     factor f and the call's largest position + 1 (``longest``), alpha = f * max(longest, L) / L - (f - 1),
     as transformers' _compute_dynamic_ntk_parameters (1 within the context). transformers keeps the largest
     length it has seen instead; the two agree while a generation's positions grow."""
-    out: Dict[str, Any] = {"scaling": _SCALINGS["ntk"]}
-    values: Dict[str, float] = {}
-    for key, value in params.items():
-        name = {"original_max_position_embeddings": "max_position_embeddings",
-                "original_max_position": "max_position_embeddings"}.get(key, key)
-        if name in _COMMON_KEYS:
-            out[name] = _common_arg(name, value, key)
-        elif name in ("factor", "max_position_embeddings"):
-            values[name] = real(value, f"scaling[{key!r}]")
-        else:
-            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes factor, max_position_embeddings, "
-                             f"{', '.join(_COMMON_KEYS)})")
+    values = _scaling_params(kind, params, ("factor", "max_position_embeddings"),
+                             {"original_max_position_embeddings": "max_position_embeddings",
+                              "original_max_position": "max_position_embeddings"})
+    out: Dict[str, Any] = {"scaling": _SCALINGS["ntk"], **{k: v for k, v in values.items() if k in _COMMON_KEYS}}
     missing = [k for k in ("factor", "max_position_embeddings") if k not in values]
     if missing:
         raise ValueError(f"scaling type {kind!r} needs {', '.join(repr(k) for k in missing)} (a model's config.json "
@@ -279,7 +280,7 @@ def _dynamic_args(kind: str, params: Dict[str, Any], longest: Optional[int]) -> 
 
 def _scaling_args(scaling: Optional[Mapping[str, Any]], longest: Optional[int] = None) -> Dict[str, Any]:
     """The native scaling keywords of a ``scaling`` dict; ``longest`` is the call's largest position + 1
-    (LongRoPE's choice between Hugging Face's short and long factors)."""
+    (LongRoPE's choice between Hugging Face's short and long factors, dynamic NTK's alpha)."""
     if scaling is None:
         return {"scaling": 0}
     if not isinstance(scaling, Mapping):
@@ -296,18 +297,7 @@ def _scaling_args(scaling: Optional[Mapping[str, Any]], longest: Optional[int] =
         return _longrope_args(kind, params, longest)
     if kind.lower() == "dynamic":
         return _dynamic_args(kind, params, longest)
-    out: Dict[str, Any] = {"scaling": code}
-    for key, value in params.items():
-        name = _ALIASES.get(key, key)
-        if name in _COMMON_KEYS:
-            out[name] = _common_arg(name, value, key)
-            continue
-        if name not in _SCALING_KEYS[code]:
-            allowed = ", ".join(_SCALING_KEYS[code] + _COMMON_KEYS)
-            raise ValueError(f"scaling type {kind!r} does not take {key!r} (it takes {allowed})")
-        if name == "attention_factor" and value is None:
-            continue
-        out[name] = real(value, f"scaling[{key!r}]")
+    out: Dict[str, Any] = {"scaling": code, **_scaling_params(kind, params, _SCALING_KEYS[code])}
     missing = [k for k in _REQUIRED_KEYS.get(code, ()) if k not in out]
     if missing:
         raise ValueError(f"scaling type {kind!r} needs {', '.join(repr(k) for k in missing)}")
@@ -486,16 +476,14 @@ def _rope_native_args(theta: Any = 10000.0, rotary_dim: Any = None, layout: Any 
             raise ValueError("proportional RoPE needs x's head_dim")
         # Gemma 4: pairs (k, k + D/2) of the whole head, the first int(factor * D // 2) turning at
         # theta^(-2k/D) (/ factor), the others kept: +inf frequency factors.
-        params = {k: v for k, v in scaling.items() if k not in ("type", "rope_type")}
-        unknown = [k for k in params if k != "factor"]
-        if unknown:
-            raise ValueError(f"scaling type {kind!r} does not take {unknown[0]!r} (it takes factor, "
-                             "partial_rotary_factor, rope_theta)")
+        params = _scaling_params(kind, {k: v for k, v in scaling.items() if k not in ("type", "rope_type")},
+                                 ("factor",))
+        if "frequency_factors" in params:
+            raise ValueError(f"scaling type {kind!r} sets its own frequency_factors (from partial_rotary_factor)")
         turning = int((1.0 if partial is None else partial) * head_dim // 2)
         factors = np.full(head_dim // 2, np.inf, np.float32)
         factors[:turning] = 1.0
-        native = {"scaling": _SCALINGS["linear"], "frequency_factors": factors,
-                  "factor": real(params.get("factor", 1.0), "scaling['factor']")}
+        native = {"factor": 1.0, **params, "scaling": _SCALINGS["linear"], "frequency_factors": factors}
         return dict(layout=_LAYOUTS[key], theta=th, rotary_dims=0, **native)
     if partial is not None and partial != 1.0:
         if head_dim is None:
