@@ -75,9 +75,11 @@ attention::rope_params rope_params_of(const llmkit_rope_options *options, const 
 }
 
 // The cache calls' parameters; `rope` holds the queries' rotation that
-// p.rope points to, when options ask for one.
+// p.rope points to, and `lse` the log-sum-exps' view p.lse points to, when
+// options ask for them.
 attention::cache_attention_params kv_params(const llmkit_kv_attention_options *options, const core::tensor_view &q,
-                                            std::optional<attention::rope_params> &rope) {
+                                            std::optional<attention::rope_params> &rope,
+                                            std::optional<core::tensor_view> &lse) {
     const auto o = capi::read_options(options, k_kv_attention_defaults, "options");
     check_attention_options(o, q);
     if (o.split_keys < 0 || o.split_keys > (int64_t(1) << 40))
@@ -92,6 +94,7 @@ attention::cache_attention_params kv_params(const llmkit_kv_attention_options *o
     p.n_threads = o.n_threads;
     p.split_keys = o.split_keys;
     if (o.rope) p.rope = &rope.emplace(rope_params_of(o.rope, "options.rope"));
+    if (o.lse) p.lse = &lse.emplace(core::tensor_view::from(o.lse, "options.lse"));
     return p;
 }
 
@@ -178,7 +181,8 @@ llmkit_status cache_attention(const Cache *cache, int32_t layer, const llmkit_te
         const auto to = core::tensor_view::from(out, "out");
         check_seq_ids(seq_ids, n_seqs);
         std::optional<attention::rope_params> rope;
-        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq, rope));
+        std::optional<core::tensor_view> lse;
+        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq, rope, lse));
     });
 }
 
@@ -194,8 +198,9 @@ llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, c
         const auto tk = core::tensor_view::from(k, "k");
         const auto tv = core::tensor_view::from(v, "v");
         const auto to = core::tensor_view::from(out, "out");
-        std::optional<core::tensor_view> tm;
+        std::optional<core::tensor_view> tm, tl;
         if (o.mask) tm = core::tensor_view::from(o.mask, "options.mask");
+        if (o.lse) tl = core::tensor_view::from(o.lse, "options.lse");
         check_attention_options(o, tq);
         attention::attention_params p;
         p.causal = o.causal != 0;
@@ -205,9 +210,18 @@ llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, c
         p.alibi_slopes = o.alibi_slopes;
         p.sinks = o.sinks;
         p.mask = tm ? &*tm : nullptr;
+        p.lse = tl ? &*tl : nullptr;
         p.n_threads = o.n_threads;
         p.stream = o.stream;
         attention::attention(tq, tk, tv, to, p);
+    });
+}
+
+llmkit_status llmkit_attention_merge(const llmkit_tensor *out, const llmkit_tensor *lse, const llmkit_tensor *other_out,
+                                     const llmkit_tensor *other_lse) {
+    return capi::guard([&] {
+        attention::merge(core::tensor_view::from(out, "out"), core::tensor_view::from(lse, "lse"),
+                         core::tensor_view::from(other_out, "other_out"), core::tensor_view::from(other_lse, "other_lse"));
     });
 }
 
@@ -391,7 +405,8 @@ llmkit_status llmkit_paged_kv_cache_attention_tables(const llmkit_paged_kv_cache
         const auto tb = core::tensor_view::from(block_tables, "block_tables");
         const auto tl = core::tensor_view::from(seq_lens, "seq_lens");
         std::optional<attention::rope_params> rope;
-        cache->impl.attention_tables(layer, tq, tb, tl, to, kv_params(options, tq, rope));
+        std::optional<core::tensor_view> lse;
+        cache->impl.attention_tables(layer, tq, tb, tl, to, kv_params(options, tq, rope, lse));
     });
 }
 

@@ -1609,10 +1609,11 @@ typedef struct llmkit_attention_options {
     int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
     void *stream;                /**< CUDA stream for device tensors (a `cudaStream_t`); NULL = the default stream. Ignored for host tensors. */
     const float *sinks;          /**< Attention sinks (gpt-oss): Hq finite logits, one per query head; sink h joins head h's softmax denominator as exp(sinks[h]) without a value, so the weights of the keys sum to less than 1. NULL = none. Read during the call only. Added after 0.1.0: a caller built with the older struct, whose struct_size ends before this field, gets NULL. */
+    const llmkit_tensor *lse;    /**< Output, or NULL = not wanted: float32 [B, Sq, Hq] (any strides, q's device) receiving each query row's log-sum-exp, ln(sum_j exp(s_j)) over the scores of its visible keys (plus exp(sink) with sinks), -inf for a row that sees no key; what llmkit_attention_merge() combines. Must not overlap the other tensors. Added after 0.1.0 (an older struct gets NULL). */
 } llmkit_attention_options;
 
-/** @brief Default #llmkit_attention_options: bidirectional, no window, no softcap, no sinks, scale 1/sqrt(D). */
-#define LLMKIT_ATTENTION_OPTIONS_INIT {sizeof(llmkit_attention_options), 0, 0, 0.0f, 0.0f, NULL, NULL, 0, NULL, NULL}
+/** @brief Default #llmkit_attention_options: bidirectional, no window, no softcap, no sinks, scale 1/sqrt(D), no lse. */
+#define LLMKIT_ATTENTION_OPTIONS_INIT {sizeof(llmkit_attention_options), 0, 0, 0.0f, 0.0f, NULL, NULL, 0, NULL, NULL, NULL}
 
 /**
  * @brief Scaled-dot-product attention: out = softmax(scale * q k^T + bias) v.
@@ -1653,6 +1654,38 @@ typedef struct llmkit_attention_options {
  */
 LLMKIT_API llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, const llmkit_tensor *v,
                                           const llmkit_tensor *out, const llmkit_attention_options *options);
+
+/**
+ * @brief Merges attention over two disjoint sets of keys into attention over both, in place.
+ *
+ * With (out, lse) the result and log-sum-exp of attention over keys J1 and
+ * (other_out, other_lse) over keys J2 (llmkit_attention_options.lse or
+ * llmkit_kv_attention_options.lse, the same queries and scores), row by row:
+ * lse' = ln(exp(lse) + exp(other_lse)) and
+ * out' = exp(lse - lse') out + exp(other_lse - lse') other_out: the result of
+ * one call over J1 and J2 together, up to float32 rounding. This is how
+ * split-KV decode combines its parts, and what cascade attention (a prompt
+ * prefix shared by a batch, attended once for every sequence), keys held in
+ * two caches, or context split across devices need. A row whose two lse are
+ * -inf (no key on either side) becomes zeros with lse -inf. Attention sinks
+ * must be counted on one side only. Merging more parts: call again with the
+ * merged result; keep out in float32 then, since a 16-bit out is rounded at
+ * every merge.
+ * @param out Attention over J1 [B, S, H, D], float32, bfloat16 or float16; overwritten with the merge.
+ * @param lse float32 [B, S, H], out's log-sum-exps; overwritten with the merged ones.
+ * @param other_out Attention over J2, out's shape, any of the three float types.
+ * @param other_lse float32 [B, S, H], other_out's log-sum-exps.
+ * Any strides (unit stride on D); other_out may be out itself, other partial
+ * overlaps give unspecified results. Device tensors are staged through host memory.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
+ *         mismatched shapes); #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_UNSUPPORTED
+ *         (a D stride other than 1, a stride of 0 in out or lse over more than
+ *         one element); #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in out
+ *         or other_out, a NaN or +inf in an lse; nothing is written). Thread-safe
+ *         for distinct outputs.
+ */
+LLMKIT_API llmkit_status llmkit_attention_merge(const llmkit_tensor *out, const llmkit_tensor *lse,
+                                                const llmkit_tensor *other_out, const llmkit_tensor *other_lse);
 
 /** @brief Which dimensions RoPE rotates together. */
 typedef enum llmkit_rope_layout LLMKIT_ENUM_BASE {
@@ -1847,10 +1880,11 @@ typedef struct llmkit_kv_attention_options {
     int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
     int64_t split_keys;          /**< Split-KV: keys per part when a sequence's queries form one tile (decode); rounded up to 64; 0 = 1024. Results do not depend on n_threads. */
     const llmkit_rope_options *rope; /**< Fused RoPE for the queries, or NULL (q used as given). Each query is rotated at its position (query i of sequence b at len_b - Sq + i) in a copy, q itself untouched: the same bits as llmkit_rope() on q at those positions before the call. Pair it with llmkit_kv_cache_append_rope(). Its n_threads and stream are ignored. */
+    const llmkit_tensor *lse;        /**< Output, or NULL = not wanted: float32 [B, Sq, Hq] in host memory (any strides) receiving each query row's log-sum-exp, as llmkit_attention_options.lse. Added after 0.1.0 (an older struct gets NULL). */
 } llmkit_kv_attention_options;
 
-/** @brief Default #llmkit_kv_attention_options: causal, no window, softcap, ALiBi, sinks or RoPE, scale 1/sqrt(D). */
-#define LLMKIT_KV_ATTENTION_OPTIONS_INIT {sizeof(llmkit_kv_attention_options), 1, 0, 0.0f, 0.0f, NULL, NULL, 0, 0, NULL}
+/** @brief Default #llmkit_kv_attention_options: causal, no window, softcap, ALiBi, sinks or RoPE, scale 1/sqrt(D), no lse. */
+#define LLMKIT_KV_ATTENTION_OPTIONS_INIT {sizeof(llmkit_kv_attention_options), 1, 0, 0.0f, 0.0f, NULL, NULL, 0, 0, NULL, NULL}
 
 /**
  * @brief Creates a contiguous KV cache (all memory allocated now, zeroed).

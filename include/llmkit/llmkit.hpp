@@ -795,6 +795,24 @@ inline void scaled_dot_product_attention(const tensor_ref &q, const tensor_ref &
 }
 
 /**
+ * @brief Merges attention over other keys into (out, lse), in place (see llmkit_attention_merge()); throws llmkit::error.
+ * @code
+ * llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+ * o.lse = lse_prefix.get();                        // float32 [B, Sq, Hq]
+ * llmkit::scaled_dot_product_attention(q, k_prefix, v_prefix, out, &o);
+ * o.lse = lse_rest.get();
+ * llmkit::scaled_dot_product_attention(q, k_rest, v_rest, out_rest, &o);
+ * llmkit::attention_merge(out, lse_prefix, out_rest, lse_rest);  // out: attention over both
+ * @endcode
+ * @param out Attention over some keys, overwritten. @param lse Its log-sum-exps, overwritten.
+ * @param other_out Attention over other keys. @param other_lse Its log-sum-exps.
+ */
+inline void attention_merge(const tensor_ref &out, const tensor_ref &lse, const tensor_ref &other_out,
+                            const tensor_ref &other_lse) {
+    check(llmkit_attention_merge(out.get(), lse.get(), other_out.get(), other_lse.get()));
+}
+
+/**
  * @brief Rotary position embeddings on x [B, S, H, D], in place (see llmkit_rope()); throws llmkit::error.
  * @code
  * llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;

@@ -90,6 +90,7 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
     if (D > k_max_head_dim) fail(LLMKIT_ERROR_SHAPE, "head_dim D = ", D, " exceeds the supported maximum of ", k_max_head_dim);
     for (const tensor_view *t : {&q, &k, &v, &out}) check_unit_d_stride(*t);
     out.require_own_elements();
+    if (p.lse) check_lse(*p.lse, q);
     if (p.mask) {
         const tensor_view &m = *p.mask;
         if (m.type != dtype::f32) fail(LLMKIT_ERROR_DTYPE, m.name, ": dtype ", core::dtype_name(m.type), " is not float32");
@@ -153,13 +154,21 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     if (!check_rows) require_finite_kv();
     std::atomic<bool> rows_finite{true};
     std::vector<char> scratch_bytes(check_rows ? size_t(B * Sq * Hq * D) * out.elem_size : 0);
-    tensor_view scratch = out;
+    std::vector<float> scratch_lse(check_rows && p.lse ? size_t(B * Sq * Hq) : 0);
+    tensor_view scratch = out, lse_scratch;
     if (check_rows) {
         scratch.data = scratch_bytes.data();
         const int64_t compact[4] = {Sq * Hq * D, Hq * D, D, 1};
         std::copy(compact, compact + 4, scratch.strides);
+        if (p.lse) {
+            lse_scratch = *p.lse;
+            lse_scratch.data = reinterpret_cast<char *>(scratch_lse.data());
+            const int64_t compact_lse[3] = {Sq * Hq, Hq, 1};
+            std::copy(compact_lse, compact_lse + 3, lse_scratch.strides);
+        }
     }
     const tensor_view &dst = check_rows ? scratch : out;
+    const tensor_view *lse = check_rows && p.lse ? &lse_scratch : p.lse;  // null: not wanted
     // n rows of D elements of type t at p0, `stride` bytes apart: all finite?
     // (check_rows; rows side by side go in one call, so short rows cost no more.)
     auto rows_ok = [&](const char *p0, int n, int64_t stride, dtype t) {
@@ -187,10 +196,12 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const int64_t es = int64_t(q.elem_size);
         for (int64_t b = 0; b < B; ++b)
             for (int64_t i = 0; i < Sq; ++i)
-                for (int64_t h = 0; h < Hq; ++h)
+                for (int64_t h = 0; h < Hq; ++h) {
                     std::memcpy(out.data + (b * out.strides[0] + i * out.strides[1] + h * out.strides[2]) * es,
                                 scratch.data + (b * scratch.strides[0] + i * scratch.strides[1] + h * scratch.strides[2]) * es,
                                 size_t(D * es));
+                    if (p.lse) store_lse(p.lse, b, i, h, scratch_lse[size_t((b * Sq + i) * Hq + h)]);
+                }
     };
 
     // Decode over K and V as [B, S, H, D] with the heads side by side (the
@@ -229,6 +240,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         cp.n_threads = p.n_threads;
         cp.kernel_set = &kn;
         cp.rows_finite = check_rows ? &rows_finite : nullptr;
+        cp.lse = lse;
         // Every head in one task, so few sequences need parts of their keys to
         // keep the threads busy: about two per thread (at most 1024 keys each).
         const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
@@ -566,8 +578,10 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         for (int64_t hh = 0; hh < G; ++hh)
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii;
-                finish_row(O + r * D, m[r], l[r], sink_of(g * G + hh), D, row);
+                float row_lse;
+                finish_row(O + r * D, m[r], l[r], sink_of(g * G + hh), D, row, lse ? &row_lse : nullptr);
                 store_row(dst, b, i0 + ii, g * G + hh, kn, row);
+                if (lse) store_lse(lse, b, i0 + ii, g * G + hh, row_lse);
             }
     };
 
@@ -679,8 +693,10 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 float mx, sum;
                 merge_parts(parts.data() + task * splits * slot, slot, splits, R, D, r, row.data(), &mx, &sum);
                 const int64_t h = g * G + r / tl;
-                finish_row(row.data(), mx, sum, sink_of(h), D, row.data());
+                float row_lse;
+                finish_row(row.data(), mx, sum, sink_of(h), D, row.data(), lse ? &row_lse : nullptr);
                 store_row(dst, b, i0 + r % tl, h, kn, row.data());
+                if (lse) store_lse(lse, b, i0 + r % tl, h, row_lse);
             }
         });
     checked_out();
@@ -691,7 +707,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
 void attention(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
                const attention_params &p) {
     validate(q, k, v, out, p);
-    const core::dispatch d = core::select_backend({&q, &k, &v, &out, p.mask});
+    const core::dispatch d = core::select_backend({&q, &k, &v, &out, p.mask, p.lse});
     if (d.kind == core::backend_kind::cpu) {
         run_cpu(q, k, v, out, p);
         return;
@@ -699,14 +715,30 @@ void attention(const tensor_view &q, const tensor_view &k, const tensor_view &v,
     // No device kernel yet: stage through host memory and run the CPU path.
     core::host_stage sq(d, q, true, p.stream), sk(d, k, true, p.stream), sv(d, v, true, p.stream),
         so(d, out, false, p.stream);
-    std::unique_ptr<core::host_stage> sm;
+    std::unique_ptr<core::host_stage> sm, sl;
     attention_params hp = p;
     if (p.mask) {
         sm = std::make_unique<core::host_stage>(d, *p.mask, true, p.stream);
         hp.mask = &sm->view();
     }
+    if (p.lse) {
+        sl = std::make_unique<core::host_stage>(d, *p.lse, false, p.stream);
+        hp.lse = &sl->view();
+    }
     run_cpu(sq.view(), sk.view(), sv.view(), so.view(), hp);
     so.write_back(p.stream);
+    if (sl) sl->write_back(p.stream);
+}
+
+void check_lse(const tensor_view &lse, const tensor_view &q) {
+    if (lse.type != dtype::f32)
+        fail(LLMKIT_ERROR_DTYPE, lse.name, ": dtype ", core::dtype_name(lse.type), " is not float32");
+    if (lse.ndim != 3 || lse.shape[0] != q.shape[0] || lse.shape[1] != q.shape[1] || lse.shape[2] != q.shape[2])
+        fail(LLMKIT_ERROR_SHAPE, lse.name, ": shape ", lse.shape_string(), " must be [B, Sq, Hq] = [", q.shape[0], ", ",
+             q.shape[1], ", ", q.shape[2], "]");
+    lse.require_own_elements();
+    if (q.shape[3] == 0 && lse.numel() > 0)
+        fail(LLMKIT_ERROR_SHAPE, lse.name, ": head_dim is 0, so there are no scores to sum");
 }
 
 }  // namespace llmkit::attention

@@ -24,11 +24,24 @@ struct attention_params {
     void *stream = nullptr;
     const kernels *kernel_set = nullptr;  // null = the best for this CPU (tests pick one)
     int64_t kv_splits = 0;                // key-range splits per task; 0 = automatic (tests force some)
+    const core::tensor_view *lse = nullptr;  // float32 [B, Sq, Hq]: each row's log-sum-exp (finish_row), or null
 };
+
+// Checks an lse output for q [B, Sq, Hq, D] (the attention calls' options.lse):
+// float32 [B, Sq, Hq], any strides, each element its own; D > 0 (a head of no
+// dimensions has no scores to sum).
+void check_lse(const core::tensor_view &lse, const core::tensor_view &q);
 
 // Validates shapes/dtypes/strides (errors name the tensor) and runs attention.
 void attention(const core::tensor_view &q, const core::tensor_view &k, const core::tensor_view &v,
                const core::tensor_view &out, const attention_params &p);
+
+// Attention over the union of two disjoint key sets from attention over
+// each: (out, lse) becomes the merge of itself and (other_out, other_lse),
+// in place (merge.cpp). out [B, S, H, D] and other_out of float types, the
+// log-sum-exps float32 [B, S, H].
+void merge(const core::tensor_view &out, const core::tensor_view &lse, const core::tensor_view &other_out,
+           const core::tensor_view &other_lse);
 
 enum class rope_layout { neox = 0, interleaved = 1 };
 enum class rope_scaling { none = 0, linear = 1, ntk = 2, llama3 = 3, yarn = 4, longrope = 5 };

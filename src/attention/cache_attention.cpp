@@ -404,6 +404,10 @@ void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *
 void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
                      const tensor_view &out, const cache_attention_params &p) {
     validate(L, seqs, n_seqs, q, out);
+    if (p.lse) {
+        check_lse(*p.lse, q);
+        if (!p.lse->on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, p.lse->name, ": the KV caches take host tensors only");
+    }
     if (p.rope) {
         refuse_mrope_in_cache(*p.rope, "options.rope");
         return attention_with_rotated_queries(L, seqs, n_seqs, q, out, p);
@@ -891,8 +895,11 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             for (int64_t qh = 0; qh < G; ++qh)
                 for (int64_t ii = 0; ii < tl; ++ii) {
                     const int64_t r = qh * tl + ii;
-                    finish_row(H.O + r * D, H.m[r], H.l[r], p.sinks ? p.sinks + g * G + qh : nullptr, D, row);
+                    float row_lse;
+                    finish_row(H.O + r * D, H.m[r], H.l[r], p.sinks ? p.sinks + g * G + qh : nullptr, D, row,
+                               p.lse ? &row_lse : nullptr);
                     store_row(out, b, i0 + ii, g * G + qh, kn, row);
+                    if (p.lse) store_lse(p.lse, b, i0 + ii, g * G + qh, row_lse);
                 }
         }
     };
@@ -923,8 +930,11 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 merge_parts(parts.data() + (t.first_slot + hh) * slot, t.ng * slot, t.parts, R, D, r, row.data(), &mx,
                             &sum);
                 const int64_t qh = r / t.tl, ii = r % t.tl, g = t.g0 + hh;
-                finish_row(row.data(), mx, sum, p.sinks ? p.sinks + g * G + qh : nullptr, D, row.data());
+                float row_lse;
+                finish_row(row.data(), mx, sum, p.sinks ? p.sinks + g * G + qh : nullptr, D, row.data(),
+                           p.lse ? &row_lse : nullptr);
                 store_row(out, t.b, t.i0 + ii, g * G + qh, kn, row.data());
+                if (p.lse) store_lse(p.lse, t.b, t.i0 + ii, g * G + qh, row_lse);
             }
     });
 }

@@ -78,6 +78,8 @@ struct cache_attention_params {
     // its dtype, at its positions (query i of sequence b at length_b - Sq + i)
     // before it attends, as llmkit_rope would. Null: q is used as it is.
     const rope_params *rope = nullptr;
+    // Each query row's log-sum-exp, float32 [B, Sq, Hq] (checked by check_lse), or null.
+    const core::tensor_view *lse = nullptr;
 };
 
 // Attention of q [B, Sq, Hq, D] (the last Sq tokens of each sequence) over

@@ -214,17 +214,26 @@ inline void columns_from_eo(float *O, int64_t R, int64_t D) {
 // m; both terms are taken relative to max(m, *sink) so neither exponent can
 // overflow. A row that saw no key (m = -inf, l = 0) is written as zeros.
 // Without a sink this is row = O * (1 / l), the bits of a plain divide-once.
-// row may equal O.
-inline void finish_row(const float *O, float m, float l, const float *sink, int64_t D, float *row) {
-    float norm = l;
+// row may equal O. lse (null: not wanted) receives the log of the row's
+// softmax denominator, max + ln(norm): -inf for a row that saw no key and no
+// sink, so that llmkit_attention_merge can combine rows over disjoint keys.
+inline void finish_row(const float *O, float m, float l, const float *sink, int64_t D, float *row,
+                       float *lse = nullptr) {
+    float norm = l, top = m;
     float keep = 1.0f;  // rescales O and l when the sink exceeds the running max
     if (sink) {
-        const float mx = std::max(m, *sink);
-        keep = m == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(m - mx);
-        norm = l * keep + std::exp(*sink - mx);
+        top = std::max(m, *sink);
+        keep = m == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(m - top);
+        norm = l * keep + std::exp(*sink - top);
     }
     const float inv = norm > 0.0f ? keep / norm : 0.0f;
     for (int64_t d = 0; d < D; ++d) row[d] = O[d] * inv;
+    if (lse) *lse = norm > 0.0f ? top + std::log(norm) : -std::numeric_limits<float>::infinity();
+}
+
+// lse[b, i, h] = value (lse: float32 [B, Sq, Hq], any strides; see finish_row).
+inline void store_lse(const core::tensor_view *lse, int64_t b, int64_t i, int64_t h, float value) {
+    std::memcpy(lse->data + (b * lse->strides[0] + i * lse->strides[1] + h * lse->strides[2]) * 4, &value, 4);
 }
 
 }  // namespace llmkit::attention

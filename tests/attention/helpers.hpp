@@ -2,6 +2,7 @@
 // dtype whose logical values (after rounding to the dtype) are kept as doubles.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -120,6 +121,48 @@ inline tensor4 make(llmkit::core::dtype type, int64_t B, int64_t S, int64_t H, i
             for (int64_t h = 0; h < H; ++h)
                 for (int64_t d = 0; d < D; ++d) x.set(b, s, h, d, rng ? nd(*rng) : 0.0);
     return x;
+}
+
+// An lse output [B, Sq, Hq] of float32, compact or (bhsd) laid out [B, Hq, Sq]
+// as flash-attn's softmax_lse, prefilled with NaN so an unwritten row shows.
+struct lse_tensor {
+    int64_t shape[3] = {}, strides[3] = {};
+    std::vector<float> data;
+    llmkit_tensor t{};
+    lse_tensor(int64_t B, int64_t S, int64_t H, bool heads_first) {
+        shape[0] = B, shape[1] = S, shape[2] = H;
+        if (heads_first)
+            strides[0] = H * S, strides[1] = 1, strides[2] = S;
+        else
+            strides[0] = S * H, strides[1] = H, strides[2] = 1;
+        data.assign(size_t(std::max<int64_t>(B * S * H, 1)), NAN);
+    }
+    llmkit_tensor *c() {
+        t = host_tensor(data.data(), llmkit_dtype LLMKIT_DTYPE_F32, 3, shape);
+        t.strides = strides;
+        return &t;
+    }
+    float at(int64_t b, int64_t s, int64_t h) const { return data[size_t(b * strides[0] + s * strides[1] + h * strides[2])]; }
+};
+
+// lse against the reference's [B][S][H]: |got - ref| <= abs + 2e-6 |ref| (a
+// float32 max plus the log of a float32 sum: abs 2e-5 for float32 scores);
+// -inf exactly where the reference has it.
+inline bool lse_within(const lse_tensor &got, const std::vector<double> &ref, double abs, double *max_err) {
+    bool ok = true;
+    for (int64_t b = 0; b < got.shape[0]; ++b)
+        for (int64_t s = 0; s < got.shape[1]; ++s)
+            for (int64_t h = 0; h < got.shape[2]; ++h) {
+                const double want = ref[size_t((b * got.shape[1] + s) * got.shape[2] + h)], have = got.at(b, s, h);
+                if (std::isinf(want) || std::isinf(have)) {
+                    ok = ok && have == want;
+                    continue;
+                }
+                const double err = std::fabs(have - want);
+                if (!(err <= abs + 2e-6 * std::fabs(want))) ok = false;
+                if (!(err <= *max_err)) *max_err = std::isnan(err) ? INFINITY : err;
+            }
+    return ok;
 }
 
 }  // namespace attn_test

@@ -78,11 +78,13 @@ struct ref_options {
 };
 
 // float64 attention of q [B][Sq][Hq][D] (the last Sq tokens of seqs[b]); returns [B][Sq][Hq][D].
+// lse (null: not wanted) receives each row's log-sum-exp [B][Sq][Hq].
 inline std::vector<double> reference(const attn_test::tensor4 &q, const std::vector<const seq_data *> &seqs,
-                                     int64_t Hkv, const ref_options &o) {
+                                     int64_t Hkv, const ref_options &o, std::vector<double> *lse = nullptr) {
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], G = Hq / Hkv;
     const double scale = 1.0 / std::sqrt(double(D));
     std::vector<double> out(size_t(B * Sq * Hq * D), 0.0);
+    if (lse) lse->assign(size_t(B * Sq * Hq), -INFINITY);
     for (int64_t b = 0; b < B; ++b) {
         const seq_data &s = *seqs[size_t(b)];
         const auto &K = o.use_inputs ? s.k_in : s.k_store;
@@ -108,6 +110,7 @@ inline std::vector<double> reference(const attn_test::tensor4 &q, const std::vec
                 if (mx == -INFINITY) continue;
                 double sum = o.sinks ? std::exp(double(o.sinks[h]) - mx) : 0.0;
                 for (int64_t j = 0; j < L; ++j) sum += (sc[size_t(j)] = std::exp(sc[size_t(j)] - mx));
+                if (lse) (*lse)[size_t((b * Sq + i) * Hq + h)] = mx + std::log(sum);
                 for (int64_t j = 0; j < L; ++j)
                     for (int64_t d = 0; d < D; ++d)
                         out[size_t(((b * Sq + i) * Hq + h) * D + d)] += sc[size_t(j)] / sum * V[size_t((j * Hkv + g) * D + d)];

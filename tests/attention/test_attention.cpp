@@ -68,14 +68,18 @@ std::vector<float> sink_logits(int64_t H, std::mt19937 &rng) {
 }
 
 // The float64 reference; returns logical [B][Sq][Hq][D]. sinks: Hq logits or
-// null; sink h adds exp(sinks[h]) to head h's softmax denominator.
+// null; sink h adds exp(sinks[h]) to head h's softmax denominator. lse (null:
+// not wanted) receives [B][Sq][Hq]: the log of each row's denominator, -inf
+// for a row that sees no key and no sink.
 std::vector<double> reference(const tensor4 &q, const tensor4 &k, const tensor4 &v, const config &c,
-                              const std::vector<float> &slopes, const mask_data *mask, const float *sinks = nullptr) {
+                              const std::vector<float> &slopes, const mask_data *mask, const float *sinks = nullptr,
+                              std::vector<double> *lse = nullptr) {
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2], G = Hq / Hkv;
     const double scale = c.scale != 0.0f ? double(c.scale) : 1.0 / std::sqrt(double(D));
     const bool causal = c.causal || c.window > 0;
     std::vector<double> out(size_t(B * Sq * Hq * D), 0.0), s(static_cast<size_t>(Skv));
+    if (lse) lse->assign(size_t(B * Sq * Hq), -INFINITY);
     for (int64_t b = 0; b < B; ++b)
         for (int64_t h = 0; h < Hq; ++h)
             for (int64_t i = 0; i < Sq; ++i) {
@@ -93,10 +97,15 @@ std::vector<double> reference(const tensor4 &q, const tensor4 &k, const tensor4 
                     s[size_t(j)] = acc;
                     mx = std::max(mx, acc);
                 }
-                if (mx == -INFINITY) continue;  // no visible key: zeros
+                double *row_lse = lse ? &(*lse)[size_t((b * Sq + i) * Hq + h)] : nullptr;
+                if (mx == -INFINITY) {  // no visible key: zeros
+                    if (row_lse && sinks) *row_lse = double(sinks[h]);
+                    continue;
+                }
                 if (sinks) mx = std::max(mx, double(sinks[h]));
                 double sum = sinks ? std::exp(double(sinks[h]) - mx) : 0.0;
                 for (int64_t j = 0; j < Skv; ++j) sum += (s[size_t(j)] = std::exp(s[size_t(j)] - mx));
+                if (row_lse) *row_lse = mx + std::log(sum);
                 for (int64_t j = 0; j < Skv; ++j) {
                     const double p = s[size_t(j)] / sum;
                     if (p == 0.0) continue;
@@ -138,7 +147,7 @@ run_result compare(const tensor4 &out, const std::vector<double> &ref, tolerance
 }
 
 // Runs one case through the C ABI (kernel_set null) or the core with a given
-// kernel set, and checks it against the reference.
+// kernel set, and checks it and its log-sum-exps against the reference.
 void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t Hkv, int64_t D, const config &c,
                 layout lay = layout::compact, const llmkit::attention::kernels *ks = nullptr, int64_t splits = 0) {
     const uint32_t seed = 1;
@@ -150,6 +159,7 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
     if (c.mask) mask = make_mask(Sq, Skv, rng);
     const std::vector<float> sinks = sink_logits(Hq, rng);
     llmkit_tensor mt = host_tensor(mask.values.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, mask.shape);
+    lse_tensor lse(B, Sq, Hq, lay == layout::bhsd);
     INFO("dtype " << llmkit::core::dtype_name(t) << " B " << B << " Sq " << Sq << " Skv " << Skv << " Hq " << Hq
                   << " Hkv " << Hkv << " D " << D << " causal " << c.causal << " window " << c.window << " softcap "
                   << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " sinks " << c.sinks << " layout " << int(lay) << " kernels "
@@ -163,6 +173,7 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
         o.alibi_slopes = c.alibi ? slopes.data() : nullptr;
         o.mask = c.mask ? &mt : nullptr;
         o.sinks = c.sinks ? sinks.data() : nullptr;
+        o.lse = lse.c();
         const llmkit_status st = llmkit_attention(q.c(), k.c(), v.c(), out.c(), &o);
         INFO(llmkit_last_error_message());
         REQUIRE(st == LLMKIT_OK);
@@ -171,7 +182,9 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
         const auto tq = tensor_view::from(q.c(), "q"), tk = tensor_view::from(k.c(), "k"),
                    tv = tensor_view::from(v.c(), "v"), to = tensor_view::from(out.c(), "out");
         const auto tm = tensor_view::from(&mt, "mask");
+        const auto tl = tensor_view::from(lse.c(), "lse");
         llmkit::attention::attention_params p;
+        p.lse = &tl;
         p.causal = c.causal;
         p.window = c.window;
         p.softcap = c.softcap;
@@ -183,10 +196,15 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
         p.kv_splits = splits;
         llmkit::attention::attention(tq, tk, tv, to, p);
     }
-    const auto ref = reference(q, k, v, c, slopes, c.mask ? &mask : nullptr, c.sinks ? sinks.data() : nullptr);
+    std::vector<double> ref_lse;
+    const auto ref = reference(q, k, v, c, slopes, c.mask ? &mask : nullptr, c.sinks ? sinks.data() : nullptr, &ref_lse);
     const run_result r = compare(out, ref, tolerance_for(t));
     INFO("max abs error " << r.max_abs_err);
     CHECK(r.within);
+    double lse_err = 0.0;
+    const bool lse_ok = lse_within(lse, ref_lse, 2e-5, &lse_err);
+    INFO("lse max abs error " << lse_err);
+    CHECK(lse_ok);
 }
 
 std::vector<const llmkit::attention::kernels *> kernel_sets() {

@@ -68,7 +68,12 @@ void check_phase(bool paged, phase ph, const heads &h, int64_t D, int32_t type, 
     tensor4 out = make(dtype::f32, B, Sq, h.hq, D, layout::compact, nullptr);
     INFO((paged ? "paged" : "contiguous") << " " << phase_name(ph) << " Hq " << h.hq << " Hkv " << h.hkv << " D " << D
                                           << " cache " << kv_name(type));
-    const llmkit_status st = c.attention(layer, q, ids, out, o);
+    // Every case also asks for the rows' log-sum-exps (laid out [B, Hq, Sq] for paged caches).
+    lse_tensor lse(B, Sq, h.hq, paged);
+    llmkit_kv_attention_options with_lse = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+    if (o) with_lse = *o;
+    with_lse.lse = lse.c();
+    const llmkit_status st = c.attention(layer, q, ids, out, &with_lse);
     INFO(llmkit_last_error_message());
     REQUIRE(st == LLMKIT_OK);
     std::vector<const seq_data *> sp;
@@ -76,9 +81,15 @@ void check_phase(bool paged, phase ph, const heads &h, int64_t D, int32_t type, 
     bool ok = false;
     // (a prefill's last query tile may have fewer than 16 rows too: 70 = 64 + 6)
     const bool in_integers = type == LLMKIT_KV_INT8 && int8_decode_in_integers();
-    const double err = max_error(out, reference(q, sp, h.hkv, ro), in_integers ? k_int8_int_abs : k_abs, k_rel, &ok);
+    std::vector<double> ref_lse;
+    const double err =
+        max_error(out, reference(q, sp, h.hkv, ro, &ref_lse), in_integers ? k_int8_int_abs : k_abs, k_rel, &ok);
     INFO("max abs error vs the stored values " << err);
     CHECK(ok);
+    double lse_err = 0.0;
+    const bool lse_ok = lse_within(lse, ref_lse, in_integers ? k_int8_int_abs : 2e-5, &lse_err);
+    INFO("lse max abs error vs the stored values " << lse_err);
+    CHECK(lse_ok);
     if (type == LLMKIT_KV_INT8) {
         ref_options raw = ro;
         raw.use_inputs = true;
