@@ -24,9 +24,32 @@ const float *per_head(const std::optional<f32_array> &a, const char *name, const
     return a->data();
 }
 
+// An optional output's tensor (None: not wanted) and the reference C reads it through.
+struct optional_output {
+    std::optional<tensor_arg> arg;
+    std::optional<llmkit::tensor_ref> ref;
+    optional_output(py::handle obj, const char *name) {
+        if (obj.is_none()) return;
+        arg.emplace(to_tensor(obj, name, fallback::floating));
+        ref.emplace(arg->ref());
+    }
+    const llmkit_tensor *get() const { return ref ? ref->get() : nullptr; }
+};
+
+// (out, lse) merged with (other_out, other_lse) in place.
+void attention_merge(py::handle out_obj, py::handle lse_obj, py::handle other_out_obj, py::handle other_lse_obj) {
+    const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
+    const tensor_arg lse = to_tensor(lse_obj, "lse", fallback::floating);
+    const tensor_arg other_out = to_tensor(other_out_obj, "other_out", fallback::floating);
+    const tensor_arg other_lse = to_tensor(other_lse_obj, "other_lse", fallback::floating);
+    llmkit::tensor_ref ot = out.ref(), lt = lse.ref(), oot = other_out.ref(), olt = other_lse.ref();
+    py::gil_scoped_release nogil;
+    llmkit::check(llmkit_attention_merge(ot.get(), lt.get(), oot.get(), olt.get()));
+}
+
 void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle out_obj, bool causal, int64_t window,
                float softcap, float scale, const std::optional<f32_array> &alibi_slopes, py::handle mask_obj,
-               int32_t num_threads, const std::optional<f32_array> &sinks) {
+               int32_t num_threads, const std::optional<f32_array> &sinks, py::handle lse_obj) {
     const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
     const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
     const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
@@ -44,6 +67,8 @@ void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle 
     llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), ot = out.ref();
     std::optional<llmkit::tensor_ref> mt;
     if (mask) o.mask = mt.emplace(mask->ref()).get();
+    const optional_output lse(lse_obj, "lse");
+    o.lse = lse.get();
     {
         py::gil_scoped_release nogil;
         llmkit::check(llmkit_attention(qt.get(), kt.get(), vt.get(), ot.get(), &o));
@@ -230,10 +255,12 @@ struct py_cache {
         });
     }
     void attention(int32_t layer, py::handle q_obj, const std::vector<int32_t> &seq_ids, py::handle out_obj,
-                   kv_options &o) {
+                   kv_options &o, py::handle lse_obj) {
         const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
         const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
-        const llmkit_kv_attention_options c = kv_c_options(o, q, head_dim);
+        const optional_output lse(lse_obj, "lse");
+        llmkit_kv_attention_options c = kv_c_options(o, q, head_dim);
+        c.lse = lse.get();
         llmkit::tensor_ref qt = q.ref(), ot = out.ref();
         reading([&] { cache.attention(layer, qt, seq_ids, ot, &c); });
     }
@@ -270,15 +297,16 @@ void bind_cache_methods(P &cls) {
             "attention",
             [](T &self, int32_t layer, py::handle q, const std::vector<int32_t> &seq_ids, py::handle out, bool causal,
                int64_t window, float softcap, float scale, std::optional<f32_array> alibi_slopes,
-               std::optional<f32_array> sinks, int32_t num_threads, int64_t split_keys, const py::object &rope) {
+               std::optional<f32_array> sinks, int32_t num_threads, int64_t split_keys, const py::object &rope,
+               py::handle lse) {
                 kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
                              num_threads, split_keys, rope_options_of(rope)};
-                self.attention(layer, q, seq_ids, out, o);
+                self.attention(layer, q, seq_ids, out, o, lse);
             },
             py::arg("layer"), py::arg("q"), py::arg("seq_ids"), py::arg("out"), py::arg("causal") = true,
             py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
             py::arg("alibi_slopes") = py::none(), py::arg("sinks") = py::none(), py::arg("num_threads") = 0,
-            py::arg("split_keys") = 0, py::arg("rope") = py::none());
+            py::arg("split_keys") = 0, py::arg("rope") = py::none(), py::arg("lse") = py::none());
 }
 
 }  // namespace
@@ -344,14 +372,16 @@ void bind_attention(py::module_ &m) {
             [](py_paged_kv_cache &self, int32_t layer, py::handle q_obj, py::handle tables_obj, py::handle lens_obj,
                py::handle out_obj, bool causal, int64_t window, float softcap, float scale,
                std::optional<f32_array> alibi_slopes, std::optional<f32_array> sinks, int32_t num_threads,
-               int64_t split_keys, const py::object &rope) {
+               int64_t split_keys, const py::object &rope, py::handle lse_obj) {
                 kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
                              num_threads, split_keys, rope_options_of(rope)};
                 const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
                 const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
                 const tensor_arg tables = to_tensor(tables_obj, "block_tables", fallback::index);
                 const tensor_arg lens = to_tensor(lens_obj, "seq_lens", fallback::index);
-                const llmkit_kv_attention_options c = kv_c_options(o, q, self.head_dim);
+                const optional_output lse(lse_obj, "lse");
+                llmkit_kv_attention_options c = kv_c_options(o, q, self.head_dim);
+                c.lse = lse.get();
                 llmkit::tensor_ref qt = q.ref(), ot = out.ref(), tt = tables.ref(), lt = lens.ref();
                 self.reading([&] {
                     llmkit::check(llmkit_paged_kv_cache_attention_tables(self.cache.get(), layer, qt.get(), tt.get(),
@@ -361,13 +391,15 @@ void bind_attention(py::module_ &m) {
             py::arg("layer"), py::arg("q"), py::arg("block_tables"), py::arg("seq_lens"), py::arg("out"),
             py::arg("causal") = true, py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
             py::arg("alibi_slopes") = py::none(), py::arg("sinks") = py::none(), py::arg("num_threads") = 0,
-            py::arg("split_keys") = 0, py::arg("rope") = py::none());
+            py::arg("split_keys") = 0, py::arg("rope") = py::none(), py::arg("lse") = py::none());
     bind_cache_methods(paged);
 
     m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("causal") = false,
           py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
           py::arg("alibi_slopes") = py::none(), py::arg("mask") = py::none(), py::arg("num_threads") = 0,
-          py::arg("sinks") = py::none());
+          py::arg("sinks") = py::none(), py::arg("lse") = py::none());
+    m.def("attention_merge", &attention_merge, py::arg("out"), py::arg("lse"), py::arg("other_out"),
+          py::arg("other_lse"));
     m.def("rope", &rope, py::arg("x"), py::arg("positions"), py::arg("layout") = 0, py::arg("theta") = 10000.0,
           py::arg("rotary_dims") = 0, py::arg("scaling") = 0, py::arg("factor") = 1.0, py::arg("alpha") = 1.0,
           py::arg("low_freq_factor") = 1.0, py::arg("high_freq_factor") = 4.0,

@@ -11,9 +11,10 @@ import llmkit
 # ---------------------------------------------------------------------------
 # References.
 def ref_attention(q, k, v, *, causal=True, window=0, alibi_slopes=None, softcap=0.0, scale=None, mask=None,
-                  sinks=None):
+                  sinks=None, return_lse=False):
     """Naive float64 attention with llmkit's documented semantics (llmkit.h, ATTENTION); sinks[h] adds
-    exp(sinks[h]) to head h's softmax denominator (gpt-oss)."""
+    exp(sinks[h]) to head h's softmax denominator (gpt-oss). return_lse: also each row's log-sum-exp
+    (B, Sq, Hq), -inf for a row that sees no key and no sink."""
     q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
     B, Sq, Hq, D = q.shape
     Skv, Hkv = k.shape[1], k.shape[2]
@@ -44,7 +45,12 @@ def ref_attention(q, k, v, *, causal=True, window=0, alibi_slopes=None, softcap=
     if sinks is not None:
         denom = denom + np.exp(sink - m)
     p = np.divide(p, denom, out=np.zeros_like(p), where=denom > 0)  # a row seeing no key is zeros
-    return np.einsum("bhij,bjhd->bihd", p, vv)
+    out = np.einsum("bhij,bjhd->bihd", p, vv)
+    if not return_lse:
+        return out
+    with np.errstate(divide="ignore"):
+        lse = np.where(denom > 0, np.where(np.isfinite(m), m, 0.0) + np.log(denom), -np.inf)
+    return out, lse[..., 0].transpose(0, 2, 1)
 
 
 def qkv(rng, B, Sq, Skv, Hq, Hkv, D, dtype=np.float32):
@@ -210,6 +216,142 @@ def test_sinks_errors(rng):
         with pytest.raises(ValueError, match=r"options.sinks\[4\] is not finite") as e:
             llmkit.attention(q, k, v, sinks=sinks)
         assert e.value.status == "LLMKIT_ERROR_INVALID_ARGUMENT"
+
+
+# ---------------------------------------------------------------------------
+# Log-sum-exps and attention_merge.
+@pytest.mark.parametrize("Sq,Skv,Hq,Hkv", [(37, 37, 4, 4), (5, 300, 8, 2), (1, 2500, 8, 2), (20, 8, 2, 1)],
+                         ids=["prefill", "chunk", "decode-split", "rows-see-nothing"])
+def test_return_lse_matches_reference(rng, Sq, Skv, Hq, Hkv):
+    q, k, v = qkv(rng, 2, Sq, Skv, Hq, Hkv, 64)
+    sinks = rng.uniform(-1.0, 2.0, Hq).astype(np.float32)
+    slopes = (2.0 ** -np.arange(1, Hq + 1)).astype(np.float32)
+    cases = [dict(), dict(causal=False), dict(window=7), dict(sinks=sinks), dict(alibi_slopes=slopes, softcap=4.0)]
+    for opts in cases:
+        out, lse = llmkit.attention(q, k, v, return_lse=True, **opts)
+        want, want_lse = ref_attention(q, k, v, return_lse=True, **opts)
+        assert lse.dtype == np.float32 and lse.shape == (2, Sq, Hq)
+        assert_close(out, want, 2e-5)
+        hidden = np.isinf(want_lse)
+        assert np.array_equal(np.isinf(lse), hidden) and np.all(lse[hidden] == -np.inf), opts
+        assert_close(np.where(hidden, 0.0, lse), np.where(hidden, 0.0, want_lse), 2e-5 + 2e-6 * np.abs(want_lse).max())
+
+
+def test_return_lse_matches_torch_flash_attention_for_cpu(rng):
+    # torch's own flash attention for the CPU returns (out, logsumexp (B, H, L)).
+    torch = pytest.importorskip("torch")
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    for dtype, tol in ((torch.float32, 2e-5), (torch.bfloat16, 2e-3)):
+        q, k, v = (torch.from_numpy(a).to(dtype) for a in qkv(rng, 2, 40, 40, 8, 2, 64))
+        out, lse = llmkit.attention(q, k, v, return_lse=True)
+        assert isinstance(lse, torch.Tensor) and lse.dtype == torch.float32 and lse.shape == (2, 40, 8)
+        t_out, t_lse = flash(*(t.transpose(1, 2) for t in (q, k.repeat_interleave(4, 2), v.repeat_interleave(4, 2))),
+                             0.0, True)[:2]
+        assert_close(lse.transpose(1, 2).numpy(), t_lse.double().numpy(), tol)
+        assert_close(out.float().numpy(), t_out.transpose(1, 2).float().numpy(), 2e-5 if dtype == torch.float32 else 2e-2)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_attention_merge_of_two_key_ranges_equals_the_whole(rng, dtype):
+    torch = pytest.importorskip("torch") if dtype == "bfloat16" else None
+    q, k, v = qkv(rng, 2, 6, 400, 8, 2, 64)
+    if torch is not None:
+        q, k, v = (torch.from_numpy(a).to(torch.bfloat16) for a in (q, k, v))
+        want, want_lse = ref_attention(*(t.float().numpy() for t in (q, k, v)), return_lse=True)
+    else:
+        q, k, v = (a.astype(dtype) for a in (q, k, v))
+        want, want_lse = ref_attention(q, k, v, return_lse=True)  # on the rounded inputs
+    # The prefix lies before every query: attended whole; the rest causal. Sinks on one side only.
+    pre = llmkit.attention(q, k[:, :150], v[:, :150], causal=False, return_lse=True)
+    rest = llmkit.attention(q, k[:, 150:], v[:, 150:], return_lse=True)
+    out, lse = llmkit.attention_merge(*pre, *rest)
+    assert type(out) is type(pre[0]) and out.dtype == pre[0].dtype and out is not pre[0]
+    got = out.float().numpy() if torch is not None else out.astype(np.float64)
+    tol = {"float32": 2e-5, "float16": 3e-3, "bfloat16": 3e-2}[dtype]
+    assert_close(got, want, tol)
+    assert_close(np.asarray(lse), want_lse, 2e-5 * max(1.0, np.abs(want_lse).max()))
+    # In place into float32 results: the arrays given are the ones returned.
+    if torch is None:
+        a, la = (np.array(x, dtype=np.float32) for x in pre)
+        out2, lse2 = llmkit.attention_merge(a, la, *rest, in_place=True)
+        assert out2 is a and lse2 is la
+        assert_close(a, want, tol)
+
+
+def test_attention_merge_cascade_over_a_shared_prefix(rng):
+    # Four sequences share a 500-token prompt and continue with their own tokens in a paged cache:
+    # the prefix is attended once for the whole batch (the batch's queries as one sequence),
+    # each sequence's own keys through the cache, and the merge gives attention over both.
+    Hq, Hkv, D, P = 8, 2, 64, 500
+    own = [1, 9, 33, 120]
+    kp, vp = (rng.standard_normal((1, P, Hkv, D)).astype(np.float32) for _ in range(2))
+    cache = llmkit.PagedKVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, n_blocks=64, block_size=16, max_sequences=4)
+    ids, whole_k, whole_v = [], [], []
+    for n in own:
+        s = cache.new_sequence()
+        k, v = (rng.standard_normal((n, Hkv, D)).astype(np.float32) for _ in range(2))
+        cache.append(0, s, k, v)
+        ids.append(s)
+        whole_k.append(np.concatenate([kp[0], k]))
+        whole_v.append(np.concatenate([vp[0], v]))
+    q = rng.standard_normal((4, 1, Hq, D)).astype(np.float32)
+    shared, shared_lse = llmkit.attention(q.reshape(1, 4, Hq, D), kp, vp, causal=False, return_lse=True)
+    mine, mine_lse = cache.attention(0, q, ids, return_lse=True)
+    out, lse = llmkit.attention_merge(shared.reshape(4, 1, Hq, D), shared_lse.reshape(4, 1, Hq), mine, mine_lse)
+    for b in range(4):
+        want, want_lse = ref_attention(q[b:b + 1], whole_k[b][None], whole_v[b][None], return_lse=True)
+        assert_close(out[b:b + 1], want, 2e-5)
+        assert_close(lse[b:b + 1], want_lse, 2e-5 * max(1.0, np.abs(want_lse).max()))
+
+
+def test_cache_return_lse_through_prefill_decode_and_tables(rng):
+    Hq, Hkv, D = 4, 2, 32
+    cache = llmkit.PagedKVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, n_blocks=16, max_sequences=2)
+    s = cache.new_sequence()
+    q, k, v = (rng.standard_normal((20, h, D)).astype(np.float32) for h in (Hq, Hkv, Hkv))
+    out, lse = cache.prefill(0, s, q, k, v, return_lse=True)
+    want, want_lse = ref_attention(q[None], k[None], v[None], return_lse=True)
+    assert out.shape == (20, Hq, D) and lse.shape == (20, Hq)
+    assert_close(out, want[0], 2e-5)
+    assert_close(lse, want_lse[0], 5e-5)
+    q1, k1, v1 = (rng.standard_normal((1, h, D)).astype(np.float32) for h in (Hq, Hkv, Hkv))
+    out1, lse1 = cache.decode(0, [s], q1, k1, v1, return_lse=True)
+    kk, vv = np.concatenate([k, k1])[None], np.concatenate([v, v1])[None]
+    want1, want_lse1 = ref_attention(q1[None], kk, vv, return_lse=True)
+    assert out1.shape == (1, Hq, D) and lse1.shape == (1, Hq)
+    assert_close(lse1, want_lse1[0], 5e-5)
+    tables = np.array([cache.block_table(s)], np.int32)
+    out2, lse2 = cache.attention_tables(0, q1[None], tables, [21], return_lse=True)
+    assert np.array_equal(out2[:, 0], out1) and np.array_equal(lse2[:, 0], lse1)
+    assert np.array_equal(cache.decode(0, [s], q1, k1, v1).shape, (1, Hq, D))  # no lse: the array alone
+
+
+def test_attention_merge_errors(rng):
+    out = rng.standard_normal((1, 2, 4, 16)).astype(np.float32)
+    lse = rng.standard_normal((1, 2, 4)).astype(np.float32)
+    with pytest.raises(ValueError, match="other_lse"):
+        llmkit.attention_merge(out, lse, out, lse[:, :1])
+    with pytest.raises(ValueError, match="other_out"):
+        llmkit.attention_merge(out, lse, out[..., :8], lse)
+    bad = lse.copy()
+    bad[0, 1, 2] = np.nan
+    with pytest.raises(ValueError, match="lse"):
+        llmkit.attention_merge(out, bad, out, lse)
+    bad[0, 1, 2] = np.inf
+    with pytest.raises(ValueError, match="other_lse"):
+        llmkit.attention_merge(out, lse, out, bad)
+    with pytest.raises(ValueError, match="dtype"):
+        llmkit.attention_merge(out, lse.astype(np.float64), out, lse)
+    frozen = out.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only|writable|writeable"):
+        llmkit.attention_merge(frozen, lse.copy(), out, lse, in_place=True)
+    with pytest.raises(TypeError, match="return_lse"):
+        llmkit.attention(out, out, out, return_lse=1)
+    # -inf on both sides: the row saw no key anywhere; zeros and -inf.
+    none = np.full_like(lse, -np.inf)
+    merged, merged_lse = llmkit.attention_merge(out, none, out, none)
+    assert np.all(merged == 0.0) and np.all(merged_lse == -np.inf)
 
 
 # ---------------------------------------------------------------------------

@@ -429,9 +429,13 @@ def attention(
     mask: Optional[Any] = None,
     sinks: Optional[Any] = None,
     num_threads: int = 0,
+    return_lse: bool = False,
 ) -> Any:
     """softmax(scale q k^T + bias) v on (B, S, H, D) arrays (``sinks``: Hq logits joining each head's softmax
-    denominator); result of q's kind, shape and dtype."""
+    denominator); result of q's kind, shape and dtype; with return_lse, (out, lse float32 (B, Sq, Hq))."""
+
+def attention_merge(out: Any, lse: Any, other_out: Any, other_lse: Any, *, in_place: bool = False) -> Tuple[Any, Any]:
+    """Attention over two disjoint key sets merged through their log-sum-exps: (out, lse) over both."""
 
 def rope(
     x: Any,
@@ -492,8 +496,10 @@ class _KVCacheBase:
         split_keys: Optional[int] = None,
         num_threads: int = 0,
         rope: Union[None, bool, Mapping[str, Any]] = None,
+        return_lse: bool = False,
     ) -> Any:
-        """Attention of q (B, Sq, Hq, D), the last Sq tokens of each sequence, over the cache; rope rotates q."""
+        """Attention of q (B, Sq, Hq, D), the last Sq tokens of each sequence, over the cache; rope rotates q;
+        with return_lse, (out, lse float32 (B, Sq, Hq))."""
     def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
         """Appends k, v (S, Hkv, D) and returns the chunk's attention (S, Hq, D)."""
     def decode(self, layer: int, seq_ids: Sequence[int], q: Any, k: Any, v: Any, **options: Any) -> Any:
@@ -543,5 +549,6 @@ class PagedKVCache(_KVCacheBase):
         split_keys: Optional[int] = None,
         num_threads: int = 0,
         rope: Union[None, bool, Mapping[str, Any]] = None,
+        return_lse: bool = False,
     ) -> Any:
         """attention() with caller-made block tables (B, max_blocks) and seq_lens (B,), any integer dtype."""

@@ -45,6 +45,26 @@ def _empty_like(x: Any) -> Any:
     raise TypeError(f"cannot allocate an output like {type(x).__name__}: pass numpy arrays or torch tensors")
 
 
+def _empty_lse(q: Any) -> Any:
+    """An uninitialised float32 ``(B, Sq, Hq)`` for q's log-sum-exps: a torch tensor on q's device for torch q,
+    else a numpy array."""
+    shape = tuple(int(n) for n in q.shape[:3])
+    if _is_torch(q):
+        return q.new_empty(shape, dtype=sys.modules["torch"].float32)
+    return np.empty(shape, dtype=np.float32)
+
+
+def _copy(x: Any) -> Any:
+    """A compact copy of x, of its kind, dtype and device."""
+    if isinstance(x, np.ndarray):
+        return np.array(x, dtype=x.dtype.newbyteorder("="), order="C", copy=True)
+    if _is_torch(x):
+        return x.detach().clone(memory_format=sys.modules["torch"].contiguous_format)
+    out = _empty_like(x)
+    out[...] = x
+    return out
+
+
 def _float_mask(mask: Any) -> Any:
     """Boolean masks (True = may attend) become additive float32 ones (0 / -inf); float numpy masks become float32."""
     if isinstance(mask, np.ndarray):
@@ -89,6 +109,7 @@ def attention(
     mask: Optional[Any] = None,
     sinks: Optional[Any] = None,
     num_threads: int = 0,
+    return_lse: bool = False,
 ) -> Any:
     """Scaled-dot-product attention, ``softmax(scale * q k^T + bias) v``, on the CPU (a tiled online softmax).
 
@@ -120,6 +141,13 @@ def attention(
       value row, so its weights become ``exp(s_j) / (sum exp(s) + exp(sinks[h]))``
       and the output shrinks by ``sum exp(s) / (sum exp(s) + exp(sinks[h]))``.
 
+    - ``return_lse``: also return each query row's log-sum-exp, float32
+      ``(B, Sq, Hq)`` (numpy, or torch on q's device), ``ln(sum_j exp(s_j))``
+      over the final scores of its visible keys (plus ``exp(sinks[h])``),
+      ``-inf`` for a row that sees no key: ``(out, lse)``, as flash-attn's
+      ``softmax_lse`` (laid out ``(B, Sq, Hq)`` rather than ``(B, Hq, Sq)``).
+      :func:`attention_merge` combines such results over disjoint keys.
+
     A query that sees no key at all gets a row of zeros. Runs on
     ``num_threads`` worker threads (0: the default) with the GIL released;
     a decode of few sequences splits its keys among the threads, so its last
@@ -145,9 +173,52 @@ def attention(
         sink_logits = np.ascontiguousarray(np.asarray(sinks, dtype=np.float32))
     m = None if mask is None else _float_mask(mask)
     out = _empty_like(q)
+    lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
     _llmkit.attention(q, k, v, out, bool(causal), win, _positive(softcap, "softcap"), _positive(scale, "scale"),
-                      slopes, m, count(num_threads, "num_threads"), sink_logits)
-    return out
+                      slopes, m, count(num_threads, "num_threads"), sink_logits, lse)
+    return out if lse is None else (out, lse)
+
+
+def attention_merge(out: Any, lse: Any, other_out: Any, other_lse: Any, *, in_place: bool = False) -> Any:
+    """Merges attention over two disjoint sets of keys into attention over both: ``(out, lse)``.
+
+    ``(out, lse)`` and ``(other_out, other_lse)`` are the results and
+    log-sum-exps (``return_lse=True``) of the same queries over keys ``J1``
+    and ``J2``; the merge is, row by row, ``lse' = logaddexp(lse, other_lse)``
+    and ``out' = exp(lse - lse') * out + exp(other_lse - lse') * other_out``:
+    attention over ``J1`` and ``J2`` together, up to float32 rounding. Uses:
+    cascade attention (a prompt prefix shared by a batch attended once for all
+    its sequences, then merged with each sequence's own keys from a cache),
+    keys held in two caches, context split across devices. Masks, windows and
+    ALiBi are placed by each call's own keys (the queries are its last Sq
+    positions), so a prefix part is attended with ``causal=False``; sinks go
+    to one part only.
+
+    ``out`` and ``other_out``: ``(B, S, H, D)``, float32, float16 or bfloat16
+    (any mix); ``lse`` and ``other_lse``: float32 ``(B, S, H)``. Returns new
+    arrays of ``out``'s and ``lse``'s kinds and dtypes, or, with ``in_place``,
+    writes into ``out`` and ``lse`` and returns them. Merging many parts:
+    merge them one at a time into a float32 ``out`` (a 16-bit one is rounded
+    at each merge). Raises :class:`ValueError` for mismatched shapes or
+    dtypes, and for a NaN or infinity in the outputs or a NaN or +inf in an
+    lse (``-inf`` means the row saw no key).
+    """
+    out, lse = _as_input(out, "out"), _as_input(lse, "lse")
+    other_out, other_lse = _as_input(other_out, "other_out"), _as_input(other_lse, "other_lse")
+    if not _flag(in_place, "in_place"):
+        out, lse = _copy(out), _copy(lse)
+    elif isinstance(out, np.ndarray) or isinstance(lse, np.ndarray):
+        for x in (out, lse):
+            if isinstance(x, np.ndarray):
+                _check_writable_numpy(x)
+    _llmkit.attention_merge(out, lse, other_out, other_lse)
+    return out, lse
+
+
+def _flag(x: Any, name: str) -> bool:
+    if not isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(x).__name__}")
+    return bool(x)
 
 
 _LAYOUTS = {"neox": 0, "interleaved": 1}
@@ -689,6 +760,7 @@ class _CacheBase:
         split_keys: Optional[int] = None,
         num_threads: int = 0,
         rope: Any = None,
+        return_lse: bool = False,
     ) -> Any:
         """Attention of ``q`` ``(B, Sq, Hq, D)`` over the cached sequences ``seq_ids`` (B ids).
 
@@ -701,17 +773,20 @@ class _CacheBase:
         ``rope``: as :meth:`append`'s, for the queries: each is rotated at its
         position (query ``i`` of sequence ``b`` at ``length - Sq + i``) in a
         copy, ``q`` itself unchanged. The other options are those of
-        :func:`llmkit.attention`. Returns an array of q's kind, shape and dtype.
+        :func:`llmkit.attention`. Returns an array of q's kind, shape and dtype,
+        or with ``return_lse`` ``(out, lse)``, lse float32 ``(B, Sq, Hq)`` (see
+        :func:`llmkit.attention` and :func:`llmkit.attention_merge`).
         """
         q = _as_input(q, "q")
         ids = _seq_list(seq_ids)
         out = _empty_like(q)
+        lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
         longest = lambda: max((self.length(s, layer) for s in ids), default=0)  # noqa: E731
         self._native.attention(int32(layer, "layer"), q, ids, out, **_kv_kwargs(causal, window, softcap, scale,
                                                                                 alibi_slopes, sinks, split_keys,
                                                                                 num_threads),
-                               rope=_cache_rope(rope, longest, self._head_dim))
-        return out
+                               rope=_cache_rope(rope, longest, self._head_dim), lse=lse)
+        return out if lse is None else (out, lse)
 
     def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
         """Appends a chunk's K, V ``(S, Hkv, D)`` to ``seq`` and returns its queries' attention ``(S, Hq, D)``.
@@ -720,7 +795,8 @@ class _CacheBase:
         A ``rope`` option rotates both K and the queries (see :meth:`append`).
         """
         self.append(layer, seq, k, v, rope=options.get("rope"))
-        return self.attention(layer, _unsqueeze0(_as_input(q, "q")), [seq], **options)[0]
+        result = self.attention(layer, _unsqueeze0(_as_input(q, "q")), [seq], **options)
+        return tuple(x[0] for x in result) if isinstance(result, tuple) else result[0]
 
     def decode(self, layer: int, seq_ids: Any, q: Any, k: Any, v: Any, **options: Any) -> Any:
         """One decode step for B sequences: appends ``k[b], v[b]`` ``(Hkv, D)`` to ``seq_ids[b]`` and
@@ -737,8 +813,8 @@ class _CacheBase:
                                 self._head_dim)
         for b, s in enumerate(ids):
             self._append_rotated(layer, s, k[b:b + 1], v[b:b + 1], rope_args)
-        out = self.attention(layer, q[:, None], ids, **options)
-        return out[:, 0]
+        result = self.attention(layer, q[:, None], ids, **options)
+        return tuple(x[:, 0] for x in result) if isinstance(result, tuple) else result[:, 0]
 
 
 def _window(window: Any) -> int:
@@ -838,18 +914,20 @@ class PagedKVCache(_CacheBase):
     def attention_tables(self, layer: int, q: Any, block_tables: Any, seq_lens: Any, *, causal: bool = True,
                          window: Optional[int] = None, softcap: Optional[float] = None, scale: Optional[float] = None,
                          alibi_slopes: Optional[Any] = None, sinks: Optional[Any] = None,
-                         split_keys: Optional[int] = None, num_threads: int = 0, rope: Any = None) -> Any:
+                         split_keys: Optional[int] = None, num_threads: int = 0, rope: Any = None,
+                         return_lse: bool = False) -> Any:
         """:meth:`attention` with caller-made block tables: ``block_tables`` ``(B, max_blocks)`` and
         ``seq_lens`` ``(B,)``, integer arrays, tensors or lists (int32 tables and int32/int64 lengths pass
         without a copy; other integer dtypes are converted). A block id outside the pool raises
         :class:`ValueError`, as do floats."""
         q = _as_input(q, "q")
         out = _empty_like(q)
+        lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
         tables = int_array(block_tables, "block_tables")
         lens = int_array(seq_lens, "seq_lens", wide=True)
         self._native.attention_tables(int32(layer, "layer"), q, tables, lens, out,
                                       **_kv_kwargs(causal, window, softcap, scale, alibi_slopes, sinks, split_keys,
                                                    num_threads),
                                       rope=_cache_rope(rope, lambda: int(np.max(np.asarray(lens))) if len(lens) else 0,
-                                                       self._head_dim))
-        return out
+                                                       self._head_dim), lse=lse)
+        return out if lse is None else (out, lse)

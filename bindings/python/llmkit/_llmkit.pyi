@@ -186,7 +186,9 @@ def attention(
     mask: Any = None,
     num_threads: int = 0,
     sinks: Optional[npt.NDArray[np.float32]] = None,
+    lse: Any = None,
 ) -> None: ...
+def attention_merge(out: Any, lse: Any, other_out: Any, other_lse: Any) -> None: ...
 def rope(
     x: Any,
     positions: Any,
@@ -223,6 +225,7 @@ class _NativeCache:
         self, layer: int, q: Any, seq_ids: List[int], out: Any, causal: bool = True, window: int = 0,
         softcap: float = 0.0, scale: float = 0.0, alibi_slopes: Optional[npt.NDArray[np.float32]] = None,
         sinks: Optional[npt.NDArray[np.float32]] = None, num_threads: int = 0, split_keys: int = 0,
+        rope: Any = None, lse: Any = None,
     ) -> None: ...
     @property
     def memory_bytes(self) -> int: ...
@@ -246,4 +249,5 @@ class PagedKVCache(_NativeCache):
         self, layer: int, q: Any, block_tables: Any, seq_lens: Any, out: Any, causal: bool = True, window: int = 0,
         softcap: float = 0.0, scale: float = 0.0, alibi_slopes: Optional[npt.NDArray[np.float32]] = None,
         sinks: Optional[npt.NDArray[np.float32]] = None, num_threads: int = 0, split_keys: int = 0,
+        rope: Any = None, lse: Any = None,
     ) -> None: ...
