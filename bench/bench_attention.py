@@ -23,6 +23,12 @@ against the float32 matmul peak (16-bit cells: the larger of the float32 and
 bfloat16 peaks, since without AVX512-BF16 or AMX bf16 matmul is the slower). The 8192 cells run once after a
 warm-up (each takes seconds on 2 cores).
 
+Cascade decode: 16 sequences sharing a 2048- or 8192-token prompt prefix, 256 tokens of their own
+each: llmkit's cascade (the prefix attended once for the batch with llmkit_attention's lse, each
+sequence's own tokens from a paged cache, llmkit_attention_merge) against the same algorithm in
+torch (its CPU flash attention, which returns the log-sum-exp, and a logaddexp merge), llmkit's
+paged cache sharing the prefix by fork, and torch SDPA over each sequence's whole K/V.
+
 Decode with many query rows per kv head: one token with 8 and 16 query heads per kv
 head (Llama 3 70B, Llama 3.1 405B) and MQA (32 over one), and a step of 4 tokens
 (speculative verification) with 4, batch 4 over 4096 cached tokens: their arithmetic
@@ -80,6 +86,11 @@ class AttentionOptions(ctypes.Structure):
                 ("mask", ctypes.c_void_p), ("n_threads", ctypes.c_int32), ("stream", ctypes.c_void_p)]
 
 
+class AttentionOptionsLse(ctypes.Structure):
+    """llmkit_attention_options through its lse field (sinks left NULL)."""
+    _fields_ = AttentionOptions._fields_ + [("sinks", ctypes.c_void_p), ("lse", ctypes.POINTER(Tensor))]
+
+
 class KVCacheOptions(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("n_layers", ctypes.c_int32), ("n_kv_heads", ctypes.c_int32),
                 ("head_dim", ctypes.c_int32), ("capacity", ctypes.c_int64), ("max_sequences", ctypes.c_int32),
@@ -97,6 +108,11 @@ class KVAttentionOptions(ctypes.Structure):
                 ("softcap", ctypes.c_float), ("scale", ctypes.c_float), ("alibi_slopes", ctypes.c_void_p),
                 ("sinks", ctypes.c_void_p), ("n_threads", ctypes.c_int32), ("split_keys", ctypes.c_int64),
                 ("rope", ctypes.c_void_p)]
+
+
+class KVAttentionOptionsLse(ctypes.Structure):
+    """llmkit_kv_attention_options through its lse field."""
+    _fields_ = KVAttentionOptions._fields_ + [("lse", ctypes.POINTER(Tensor))]
 
 
 class RopeOptions(ctypes.Structure):
@@ -246,6 +262,8 @@ class Lib:
             "llmkit_kv_cache_append_rope": [ctypes.c_void_p, c_int32, c_int32, P(Tensor), P(Tensor), P(RopeOptions)],
             "llmkit_rope": [P(Tensor), P(Tensor), P(RopeOptions)],
             "llmkit_rope_into": [P(Tensor), P(Tensor), P(Tensor), P(RopeOptions)],
+            "llmkit_attention_merge": [P(Tensor)] * 4,
+            "llmkit_paged_kv_cache_seq_fork": [ctypes.c_void_p, c_int32, P(c_int32)],
         }
         for name, args in sig.items():
             getattr(lib, name).argtypes = args
@@ -486,6 +504,7 @@ def main() -> None:
                   f"{100 * gl / peaks[torch.float32]:>6.0f}%{t_t * 1e3:>11.3f}{gt:>9.1f}{t_t / t_l:>8.2f}x"
                   f"{diff:>11.2e}", flush=True)
 
+    cascade_cells(lib, dtypes, args, min_time)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
     mrope_cells(lib, dtypes, args, min_time)
@@ -609,6 +628,134 @@ def mrope_cells(lib: Lib, dtypes, args, min_time: float) -> None:
                                                         pos[:, None, :], min_time)
             print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}"
                   f"{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
+
+
+def view(t: torch.Tensor, shape, strides):
+    """A descriptor of t's memory under another shape and strides (kept alive like as_llmkit's)."""
+    d, keep = as_llmkit(t)
+    sh, st = (ctypes.c_int64 * len(shape))(*shape), (ctypes.c_int64 * len(strides))(*strides)
+    d.ndim, d.shape, d.strides = len(shape), sh, st
+    return d, (sh, st, keep)
+
+
+def cascade_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """Decode of B = 16 sequences that share a P-token prompt prefix and hold 256 tokens of their own.
+
+    llmkit cascade: llmkit_attention of the batch's 16 queries as one sequence over the prefix (read
+    once), each sequence's own tokens from a paged cache, both with their log-sum-exps
+    (options.lse), then llmkit_attention_merge. torch cascade, the same algorithm in torch: its CPU
+    flash attention (torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, which returns the
+    log-sum-exp) with each kv head's queries folded into one sequence, then logaddexp and the
+    weighted sum. The usual ways: llmkit's paged cache with the prefix shared by fork (every
+    sequence's decode reads the shared blocks), and torch SDPA over each sequence's whole K/V.
+    Every result is checked against torch SDPA's before timing."""
+    B, Hq, Hkv, D, own, bs = 16, 32, 8, 128, 256, 16
+    G = Hq // Hkv
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    prefixes = [1024] if args.quick else [2048, 8192]
+    print(f"\ncascade decode: B={B} sequences sharing a P-token prefix, {own} tokens of their own each "
+          f"(Hq={Hq} Hkv={Hkv} D={D}); ms per decode step; ratios: the other's ms over llmkit cascade's")
+    print(f"{'cell':<24}{'dtype':<10}{'cascade':>9}{'torch casc.':>12}{'paged fork':>11}{'torch SDPA':>11}"
+          f"{'vs torch casc.':>15}{'vs fork':>8}{'vs SDPA':>8}{'max|diff|':>11}")
+    for dtype in dtypes:
+        for P in prefixes:
+            name = f"cascade P={P}"
+            if args.only not in name:
+                continue
+            kp, vp = (torch.randn(1, P, Hkv, D).to(dtype) for _ in range(2))
+            ko, vo = (torch.randn(B, own, Hkv, D).to(dtype) for _ in range(2))
+            q = torch.randn(B, 1, Hq, D).to(dtype)
+            # The reference and torch's usual way: each sequence's whole K/V, [B, Hkv, P + own, D].
+            k_all = torch.cat([kp.expand(B, -1, -1, -1), ko], dim=1).transpose(1, 2).contiguous()
+            v_all = torch.cat([vp.expand(B, -1, -1, -1), vo], dim=1).transpose(1, 2).contiguous()
+            qt = q.transpose(1, 2)
+
+            def run_sdpa():
+                return F.scaled_dot_product_attention(qt, k_all, v_all, enable_gqa=True)
+
+            ref = run_sdpa().transpose(1, 2).float()
+
+            # llmkit cascade.
+            out_pre, out_own = torch.empty_like(q), torch.empty_like(q)
+            lse_pre, lse_own = torch.empty(B, 1, Hq), torch.empty(B, 1, Hq)
+            tq1, k1 = view(q, (1, B, Hq, D), (B * Hq * D, Hq * D, D, 1))
+            to1, k2 = view(out_pre, (1, B, Hq, D), (B * Hq * D, Hq * D, D, 1))
+            tl1, k3 = view(lse_pre, (1, B, Hq), (B * Hq, Hq, 1))
+            (tkp, k4), (tvp, k5) = as_llmkit(kp), as_llmkit(vp)
+            (tq, k6), (too, k7), (tlo, k8), (tlp, k9) = (as_llmkit(x) for x in (q, out_own, lse_own, lse_pre))
+            (topre, k10) = as_llmkit(out_pre)
+            pre_opts = AttentionOptionsLse(ctypes.sizeof(AttentionOptionsLse), 0, 0, 0.0, 0.0, None, None,
+                                           args.threads, None, None, ctypes.pointer(tl1))
+            own_cache = Cache(lib, True, KV_CODE[dtype], ko, vo, args.threads, bs)
+            own_opts = KVAttentionOptionsLse(ctypes.sizeof(KVAttentionOptionsLse), 1, 0, 0.0, 0.0, None, None,
+                                             args.threads, 0, None, ctypes.pointer(tlo))
+
+            def run_cascade():
+                lib.check(lib.lib.llmkit_attention(ctypes.byref(tq1), ctypes.byref(tkp), ctypes.byref(tvp),
+                                                   ctypes.byref(to1), ctypes.cast(ctypes.byref(pre_opts),
+                                                                                  ctypes.POINTER(AttentionOptions))))
+                lib.check(lib.lib.llmkit_paged_kv_cache_attention(
+                    own_cache.handle, 0, ctypes.byref(tq), own_cache.ids, B, ctypes.byref(too),
+                    ctypes.cast(ctypes.byref(own_opts), ctypes.POINTER(KVAttentionOptions))))
+                lib.check(lib.lib.llmkit_attention_merge(ctypes.byref(topre), ctypes.byref(tlp), ctypes.byref(too),
+                                                         ctypes.byref(tlo)))
+
+            # llmkit's paged cache, the prefix appended once and shared by 16 forks.
+            fork_cache = ctypes.c_void_p()
+            n_blocks = (P + bs - 1) // bs + B * ((own + bs - 1) // bs + 1)
+            o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, n_blocks, B + 1,
+                                    (P + own + bs - 1) // bs + 1, KV_CODE[dtype])
+            lib.check(lib.lib.llmkit_paged_kv_cache_create(ctypes.byref(fork_cache), ctypes.byref(o)))
+            root = ctypes.c_int32()
+            lib.check(lib.lib.llmkit_paged_kv_cache_seq_new(fork_cache, ctypes.byref(root)))
+            (tk0, k11), (tv0, k12) = as_llmkit(kp[0]), as_llmkit(vp[0])
+            lib.check(lib.lib.llmkit_paged_kv_cache_append(fork_cache, 0, root, ctypes.byref(tk0), ctypes.byref(tv0)))
+            fork_ids = (ctypes.c_int32 * B)()
+            for b in range(B):
+                s = ctypes.c_int32()
+                lib.check(lib.lib.llmkit_paged_kv_cache_seq_fork(fork_cache, root, ctypes.byref(s)))
+                fork_ids[b] = s.value
+                (tkb, kk), (tvb, kv) = as_llmkit(ko[b]), as_llmkit(vo[b])
+                lib.check(lib.lib.llmkit_paged_kv_cache_append(fork_cache, 0, s, ctypes.byref(tkb), ctypes.byref(tvb)))
+            out_fork = torch.empty_like(q)
+            (tof, k13) = as_llmkit(out_fork)
+            fork_opts = KVAttentionOptions(ctypes.sizeof(KVAttentionOptions), 1, 0, 0.0, 0.0, None, None,
+                                           args.threads, 0)
+
+            def run_fork():
+                lib.check(lib.lib.llmkit_paged_kv_cache_attention(fork_cache, 0, ctypes.byref(tq), fork_ids, B,
+                                                                  ctypes.byref(tof), ctypes.byref(fork_opts)))
+
+            # torch cascade: the prefix for kv head g takes the B * G queries of its heads as one sequence.
+            kpt, vpt = kp.transpose(1, 2), vp.transpose(1, 2)  # [1, Hkv, P, D] views
+            kot, vot = ko.transpose(1, 2).contiguous(), vo.transpose(1, 2).contiguous()  # [B, Hkv, own, D]
+
+            def run_torch_cascade():
+                qf = q.view(B, Hkv, G, D).transpose(0, 1).reshape(1, Hkv, B * G, D)
+                o1, l1 = flash(qf, kpt, vpt, 0.0, False)[:2]
+                o2, l2 = flash(q.view(B, Hkv, G, D), kot, vot, 0.0, False)[:2]
+                o1 = o1.view(Hkv, B, G, D).transpose(0, 1)  # [B, Hkv, G, D]
+                l1 = l1.view(Hkv, B, G).transpose(0, 1)
+                lse = torch.logaddexp(l1, l2)
+                w1, w2 = torch.exp(l1 - lse)[..., None], torch.exp(l2 - lse)[..., None]
+                return (w1 * o1.float() + w2 * o2.float()).to(dtype).reshape(B, 1, Hq, D), lse.reshape(B, 1, Hq)
+
+            run_cascade()
+            run_fork()
+            t_out, t_lse = run_torch_cascade()
+            diffs = [(x.float() - ref).abs().max().item() for x in (out_pre, out_fork, t_out)]
+            lse_diff = (lse_pre - t_lse).abs().max().item()
+            tol = 1e-4 if dtype == torch.float32 else 3e-2
+            if max(diffs) > tol or lse_diff > 1e-3:
+                raise RuntimeError(f"{name} {dtype}: results differ from torch SDPA's by {diffs} (lse by "
+                                   f"{lse_diff}), beyond {tol}")
+            t_c, t_tc, t_f, t_s = interleaved_best([run_cascade, run_torch_cascade, run_fork, run_sdpa], min_time,
+                                                   rounds=3)
+            print(f"{name:<24}{str(dtype).replace('torch.', ''):<10}{t_c * 1e3:>9.2f}{t_tc * 1e3:>12.2f}"
+                  f"{t_f * 1e3:>11.2f}{t_s * 1e3:>11.2f}{t_tc / t_c:>14.2f}x{t_f / t_c:>7.2f}x{t_s / t_c:>7.2f}x"
+                  f"{max(diffs):>11.2e}", flush=True)
+            own_cache.close()
+            lib.lib.llmkit_paged_kv_cache_free(fork_cache)
 
 
 def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:

@@ -14,7 +14,11 @@
 //   - a successful call writes finite outputs (inputs are finite unless the
 //     input asks for a NaN or an infinity, which must be refused).
 //   - a successful llmkit_attention matches a float64 evaluation of the
-//     formula in llmkit.h (check_reference), whatever the strides.
+//     formula in llmkit.h (check_reference), whatever the strides, and so do
+//     the log-sum-exps it was asked for (options.lse, also from the caches:
+//     finite or -inf there); merging a result with itself
+//     (llmkit_attention_merge) keeps its rows and adds ln 2 to its lse, and
+//     the merge refuses bad shapes, dtypes, strides and values by status.
 // Sizes are capped so that one input runs in milliseconds. Built with
 // -DFUZZ_VERBOSE, the harness prints each call's tensors and status
 // (for reading a reproducer).
@@ -47,7 +51,7 @@ double get2(const fuzz_tensor &f, int64_t i0, int64_t i1) {
 // llmkit.h. The tolerance grows with the scores' float32 rounding (their
 // size: sum |q_d k_d| * scale) and with out's own rounding.
 void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tensor &v, const fuzz_tensor &o,
-                     const llmkit_attention_options &opt, const fuzz_tensor *mask) {
+                     const llmkit_attention_options &opt, const fuzz_tensor *mask, const fuzz_tensor *lse) {
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2];
     if (B == 0 || Sq == 0 || Hq == 0 || D == 0) return;
@@ -87,6 +91,23 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
                     any = true;
                 }
                 const double tol = (4e-6 * (size + 1.0) + out_eps) * (vmax + 1e-30) + 1e-6;
+                if (lse) {
+                    // ln(sum exp(s_j) + exp(sink)): the scores' float32 rounding plus a float32 sum's.
+                    const double sink = opt.sinks ? double(opt.sinks[h]) : -INFINITY;
+                    const double top = std::max(m, sink);
+                    double den = opt.sinks ? std::exp(sink - top) : 0.0;
+                    for (int64_t j = 0; j < Skv; ++j)
+                        if (vis[size_t(j)]) den += std::exp(sc[size_t(j)] - top);
+                    const int64_t at[3] = {b, i, h};
+                    const double want = top == -INFINITY ? -INFINITY : top + std::log(den), got = value_at(*lse, at);
+                    const bool ok = std::isinf(want) ? got == want
+                                                     : std::fabs(got - want) <= 4e-6 * (size + 1.0) + 2e-6 * std::fabs(want) + 1e-5;
+                    if (!ok) {
+                        std::fprintf(stderr, "lse[%lld, %lld, %lld] = %.9g, the float64 reference %.9g\n", (long long)b,
+                                     (long long)i, (long long)h, got, want);
+                        fail("llmkit_attention's lse differs from the reference");
+                    }
+                }
                 for (int64_t d = 0; d < D; ++d) {
                     double want = 0.0;
                     if (any) {
@@ -108,6 +129,17 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
                         fail("llmkit_attention differs from the reference");
                     }
                 }
+            }
+}
+
+// Calls f(index) for every (b, i, h) of a 4-d out (no call when an extent is 0).
+template <typename F>
+void for_each_row(const fuzz_tensor &o, F &&f) {
+    for (int64_t b = 0; b < o.shape[0]; ++b)
+        for (int64_t i = 0; i < o.shape[1]; ++i)
+            for (int64_t h = 0; h < o.shape[2]; ++h) {
+                const int64_t at[3] = {b, i, h};
+                f(at);
             }
 }
 
@@ -147,6 +179,42 @@ llmkit_rope_options rope_options(script &s, int64_t D, std::vector<float> &facto
     ro.n_threads = 1 + s.pick(2);
     if (s.pick(16) == 15) ro.struct_size = s.pick(int(sizeof ro) + 8);
     return ro;
+}
+
+// llmkit_attention_merge on tensors of fuzzed shapes, dtypes, strides and
+// values (a NaN or infinity in an output, a NaN or +inf in an lse, must be
+// refused); other_out is sometimes out itself.
+void fuzz_merge(script &s) {
+    const int64_t B = 1 + s.pick(3), S = 1 + s.pick(5), H = 1 + s.pick(4), D = 1 + s.pick(40);
+    const int poison = s.pick(12);  // 1: out, 2: lse, 3: other_out, 4: other_lse
+    fuzz_tensor out, lse, other_out, other_lse;
+    auto lse_dims = [&] {
+        std::vector<int64_t> d{dim(s, B), dim(s, S), dim(s, H)};
+        if (s.pick(16) == 15) d.push_back(1);
+        return d;
+    };
+    if (!make_tensor(s, out, {dim(s, B), dim(s, S), dim(s, H), dim(s, D)}, pick_kind(s), poison == 1)) return;
+    if (!make_tensor(s, lse, lse_dims(), s.pick(8) == 7 ? pick_kind(s) : kind::f32, poison == 2)) return;
+    const bool same = s.pick(4) == 3;
+    if (!same && !make_tensor(s, other_out, {dim(s, B), dim(s, S), dim(s, H), dim(s, D)}, pick_kind(s), poison == 3))
+        return;
+    if (!make_tensor(s, other_lse, lse_dims(), s.pick(8) == 7 ? pick_kind(s) : kind::f32, poison == 4)) return;
+    // Some rows that saw no key.
+    for (fuzz_tensor *l : {&lse, &other_lse})
+        if (l->kind_index == int(kind::f32) && !l->hostile && !l->poisoned && s.bit()) {
+            const float ninf = -INFINITY;
+            std::memcpy(l->buf.get() + s.pick(int(l->bytes / 4)) * 4, &ninf, 4);
+        }
+    const fuzz_tensor &oo = same ? out : other_out;
+    const llmkit_status st = llmkit_attention_merge(s.pick(64) == 63 ? nullptr : &out.t, &lse.t, &oo.t, &other_lse.t);
+    check_status(st);
+    if (st != LLMKIT_OK) return;
+    if (out.poisoned || lse.poisoned || oo.poisoned || other_lse.poisoned)
+        fail("a NaN or infinity in the merge's inputs was accepted");
+    if (out.hostile || lse.hostile || oo.hostile || other_lse.hostile) fail("overflowing strides were accepted");
+    check_finite(out);
+    for (size_t i = 0; i < lse.bytes; i += 4)
+        if (std::isnan(read_at(lse, i)) || read_at(lse, i) == INFINITY) fail("a merge wrote a NaN or +inf lse");
 }
 
 void fuzz_attention(script &s) {
@@ -189,8 +257,16 @@ void fuzz_attention(script &s) {
         if (!make_tensor(s, mask, md, s.pick(8) == 7 ? kind::bf16 : kind::f32, s.pick(8) == 7)) return;
         opt.mask = &mask.t;
     }
+    fuzz_tensor lse;
+    if (s.pick(3) == 2) {  // options.lse: usually float32 [B, Sq, Hq], sometimes not
+        std::vector<int64_t> ld{dim(s, B), dim(s, Sq), dim(s, Hq)};
+        if (s.pick(16) == 15) ld.push_back(1);
+        if (!make_tensor(s, lse, ld, s.pick(8) == 7 ? pick_kind(s) : kind::f32, false)) return;
+        clear(lse);
+        opt.lse = &lse.t;
+    }
     opt.n_threads = 1 + s.pick(3);
-    if (s.pick(32) == 31) opt.struct_size = s.pick(80);
+    if (s.pick(32) == 31) opt.struct_size = s.pick(int(sizeof opt) + 8);
     const bool null_arg = s.pick(64) == 63;
 
 #ifdef FUZZ_VERBOSE
@@ -212,8 +288,37 @@ void fuzz_attention(script &s) {
         if (q.hostile || k.hostile || v.hostile || o.hostile || mask.hostile) fail("overflowing strides were accepted");
         check_finite(o);
         // (A struct_size that ends early leaves options past it at their defaults.)
+        const bool lse_read = opt.lse && opt.struct_size == sizeof opt;
+        if (lse_read && lse.hostile) fail("overflowing lse strides were accepted");
+        const bool lse_checked = lse_read && !self_overlapping(lse);
         if (q.t.ndim == 4 && opt.struct_size == sizeof opt && !self_overlapping(o))
-            check_reference(q, k, v, o, opt, opt.mask ? &mask : nullptr);
+            check_reference(q, k, v, o, opt, opt.mask ? &mask : nullptr, lse_checked ? &lse : nullptr);
+        if (lse_checked && !self_overlapping(o) && s.bit()) {
+            // Merged with itself: the same rows (halves of equal weights add back
+            // exactly) and lse + ln 2 (rows that saw nothing stay zeros and -inf).
+            std::vector<double> was_o, was_lse;
+            for_each_row(o, [&](const int64_t *at) {
+                was_lse.push_back(value_at(lse, at));
+                for (int64_t d = 0; d < o.shape[3]; ++d) {
+                    const int64_t e[4] = {at[0], at[1], at[2], d};
+                    was_o.push_back(value_at(o, e));
+                }
+            });
+            const llmkit_status ms = llmkit_attention_merge(&o.t, &lse.t, &o.t, &lse.t);
+            check_status(ms);
+            if (ms != LLMKIT_OK) fail("merging a result with itself failed");
+            size_t io = 0, il = 0;
+            for_each_row(o, [&](const int64_t *at) {
+                const double was = was_lse[il++], now = value_at(lse, at);
+                const double want = std::isinf(was) ? was : was + std::log(2.0);
+                if (!(std::isinf(want) ? now == want : std::fabs(now - want) <= 1e-6 * (1.0 + std::fabs(want))))
+                    fail("merging a result with itself did not add ln 2 to its lse");
+                for (int64_t d = 0; d < o.shape[3]; ++d) {
+                    const int64_t e[4] = {at[0], at[1], at[2], d};
+                    if (value_at(o, e) != was_o[io++]) fail("merging a result with itself changed it");
+                }
+            });
+        }
     }
 
     // RoPE over q, positions int32 or int64 [Sq] (or bad).
@@ -368,6 +473,14 @@ void fuzz_cache(script &s) {
             std::vector<float> qfactors;
             const llmkit_rope_options qrope = rope_options(s, D, qfactors);
             if (s.pick(4) == 3) ko.rope = &qrope;
+            fuzz_tensor lse;
+            if (s.pick(3) == 2) {
+                if (!make_tensor(s, lse, {dim(s, B), dim(s, Sq), dim(s, hkv * G)}, s.pick(8) == 7 ? pick_kind(s) : kind::f32,
+                                 false))
+                    break;
+                clear(lse);
+                ko.lse = &lse.t;
+            }
             const int32_t layer = s.pick(8) == 7 ? -1 : int32_t(s.pick(layers));
             if (op == 5 && paged) {
                 // Caller-made tables: random ids (some outside the pool) and lengths.
@@ -394,9 +507,12 @@ void fuzz_cache(script &s) {
             }
             check_status(st);
             if (st == LLMKIT_OK) {
-                if (q.hostile || o.hostile) fail("overflowing strides were accepted");
+                if (q.hostile || o.hostile || (ko.lse && lse.hostile)) fail("overflowing strides were accepted");
                 if (q.poisoned) fail("a NaN or infinity in q was accepted");
                 check_finite(o);
+                if (ko.lse)  // finite, or -inf for a row that saw no key (cleared gaps stay 0)
+                    for (size_t i = 0; i < lse.bytes; i += 4)
+                        if (std::isnan(read_at(lse, i)) || read_at(lse, i) == INFINITY) fail("a cache wrote a NaN or +inf lse");
             }
             continue;
         }
@@ -414,6 +530,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     script s{data, size};
     if (s.bit())
         fuzz_cache(s);
+    else if (s.pick(4) == 3)
+        fuzz_merge(s);
     else
         fuzz_attention(s);
     return 0;
