@@ -662,7 +662,10 @@ def cascade_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             name = f"cascade P={P}"
             if args.only not in name:
                 continue
-            kp, vp = (torch.randn(1, P, Hkv, D).to(dtype) for _ in range(2))
+            # The prefix in torch's layout, [1, Hkv, P, D] (each head's keys contiguous); llmkit reads it
+            # as [1, P, Hkv, D] through strides.
+            kpt, vpt = (torch.randn(1, Hkv, P, D).to(dtype) for _ in range(2))
+            kp, vp = kpt.transpose(1, 2), vpt.transpose(1, 2)
             ko, vo = (torch.randn(B, own, Hkv, D).to(dtype) for _ in range(2))
             q = torch.randn(B, 1, Hq, D).to(dtype)
             # The reference and torch's usual way: each sequence's whole K/V, [B, Hkv, P + own, D].
@@ -727,7 +730,6 @@ def cascade_cells(lib: Lib, dtypes, args, min_time: float) -> None:
                                                                   ctypes.byref(tof), ctypes.byref(fork_opts)))
 
             # torch cascade: the prefix for kv head g takes the B * G queries of its heads as one sequence.
-            kpt, vpt = kp.transpose(1, 2), vp.transpose(1, 2)  # [1, Hkv, P, D] views
             kot, vot = ko.transpose(1, 2).contiguous(), vo.transpose(1, 2).contiguous()  # [B, Hkv, own, D]
 
             def run_torch_cascade():
