@@ -792,7 +792,8 @@ class _CacheBase:
         """Appends a chunk's K, V ``(S, Hkv, D)`` to ``seq`` and returns its queries' attention ``(S, Hq, D)``.
 
         The first chunk is a prefill; later ones are chunked prefill (they attend to every earlier token).
-        A ``rope`` option rotates both K and the queries (see :meth:`append`).
+        A ``rope`` option rotates both K and the queries (see :meth:`append`). With ``return_lse=True``
+        it returns ``(out, lse)``, lse float32 ``(S, Hq)``.
         """
         self.append(layer, seq, k, v, rope=options.get("rope"))
         result = self.attention(layer, _unsqueeze0(_as_input(q, "q")), [seq], **options)
@@ -801,7 +802,8 @@ class _CacheBase:
     def decode(self, layer: int, seq_ids: Any, q: Any, k: Any, v: Any, **options: Any) -> Any:
         """One decode step for B sequences: appends ``k[b], v[b]`` ``(Hkv, D)`` to ``seq_ids[b]`` and
         returns the attention of ``q`` ``(B, Hq, D)`` over each whole sequence, ``(B, Hq, D)``. A ``rope``
-        option rotates both K and the queries (see :meth:`append`)."""
+        option rotates both K and the queries (see :meth:`append`); ``return_lse=True`` returns
+        ``(out, lse)``, lse float32 ``(B, Hq)``."""
         ids = _seq_list(seq_ids)
         q, k, v = _as_input(q, "q"), _as_input(k, "k"), _as_input(v, "v")
         if _ndim(q) != 3 or _ndim(k) != 3 or _ndim(v) != 3:
