@@ -29,23 +29,50 @@ attention::kv_dtype kv_dtype_of(int32_t d) {
 }
 
 // Checks per-head float arrays against q's head count.
-void check_head_values(const float *x, const core::tensor_view &q, const char *what) {
-    if (!x || q.ndim != 4) return;
-    for (int64_t h = 0; h < q.shape[2]; ++h)
+// q's heads are axis rank - 2 of a q of the call's rank: [B, S, H, D] (rank 4)
+// or packed [T, H, D] (rank 3). Nothing is read for a q of another rank,
+// which the call then refuses.
+void check_head_values(const float *x, const core::tensor_view &q, int rank, const char *what) {
+    if (!x || q.ndim != rank) return;
+    for (int64_t h = 0; h < q.shape[rank - 2]; ++h)
         if (!std::isfinite(x[h])) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.", what, "[", h, "] is not finite (", x[h], ")");
 }
 
 // The options llmkit_attention and the cache calls share.
 template <class Options>
-void check_attention_options(const Options &o, const core::tensor_view &q) {
+void check_attention_options(const Options &o, const core::tensor_view &q, int rank = 4) {
     if (o.window < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.window must be >= 0, got ", o.window);
     if (!std::isfinite(o.softcap) || o.softcap < 0.0f)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.softcap must be finite and >= 0, got ", o.softcap);
     if (!std::isfinite(o.scale) || o.scale < 0.0f)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.scale must be finite and >= 0 (0 = 1/sqrt(D)), got ", o.scale);
     if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
-    check_head_values(o.alibi_slopes, q, "alibi_slopes");
-    check_head_values(o.sinks, q, "sinks");
+    check_head_values(o.alibi_slopes, q, rank, "alibi_slopes");
+    check_head_values(o.sinks, q, rank, "sinks");
+}
+
+// llmkit_attention_options (NULL: the defaults) as the core's parameters for
+// queries q of the call's rank (4, or 3 packed); `mask` and `lse` hold the
+// views p.mask and p.lse point to.
+attention::attention_params attention_params_of(const llmkit_attention_options *options, const core::tensor_view &q,
+                                                int rank, std::optional<core::tensor_view> &mask,
+                                                std::optional<core::tensor_view> &lse) {
+    const auto o = capi::read_options(options, k_attention_defaults, "options");
+    if (o.mask) mask = core::tensor_view::from(o.mask, "options.mask");
+    if (o.lse) lse = core::tensor_view::from(o.lse, "options.lse");
+    check_attention_options(o, q, rank);
+    attention::attention_params p;
+    p.causal = o.causal != 0;
+    p.window = o.window;
+    p.softcap = o.softcap;
+    p.scale = o.scale;
+    p.alibi_slopes = o.alibi_slopes;
+    p.sinks = o.sinks;
+    p.mask = mask ? &*mask : nullptr;
+    p.lse = lse ? &*lse : nullptr;
+    p.n_threads = o.n_threads;
+    p.stream = o.stream;
+    return p;
 }
 
 // llmkit_rope_options (NULL: the defaults) as the core's parameters; `name`
@@ -193,27 +220,27 @@ extern "C" {
 llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_tensor *k, const llmkit_tensor *v,
                                const llmkit_tensor *out, const llmkit_attention_options *options) {
     return capi::guard([&] {
-        const auto o = capi::read_options(options, k_attention_defaults, "options");
         const auto tq = core::tensor_view::from(q, "q");
         const auto tk = core::tensor_view::from(k, "k");
         const auto tv = core::tensor_view::from(v, "v");
         const auto to = core::tensor_view::from(out, "out");
         std::optional<core::tensor_view> tm, tl;
-        if (o.mask) tm = core::tensor_view::from(o.mask, "options.mask");
-        if (o.lse) tl = core::tensor_view::from(o.lse, "options.lse");
-        check_attention_options(o, tq);
-        attention::attention_params p;
-        p.causal = o.causal != 0;
-        p.window = o.window;
-        p.softcap = o.softcap;
-        p.scale = o.scale;
-        p.alibi_slopes = o.alibi_slopes;
-        p.sinks = o.sinks;
-        p.mask = tm ? &*tm : nullptr;
-        p.lse = tl ? &*tl : nullptr;
-        p.n_threads = o.n_threads;
-        p.stream = o.stream;
-        attention::attention(tq, tk, tv, to, p);
+        attention::attention(tq, tk, tv, to, attention_params_of(options, tq, 4, tm, tl));
+    });
+}
+
+llmkit_status llmkit_attention_varlen(const llmkit_tensor *q, const llmkit_tensor *k, const llmkit_tensor *v,
+                                      const llmkit_tensor *cu_seqlens_q, const llmkit_tensor *cu_seqlens_k,
+                                      const llmkit_tensor *out, const llmkit_attention_options *options) {
+    return capi::guard([&] {
+        const auto tq = core::tensor_view::from(q, "q");
+        const auto tk = core::tensor_view::from(k, "k");
+        const auto tv = core::tensor_view::from(v, "v");
+        const auto tcq = core::tensor_view::from(cu_seqlens_q, "cu_seqlens_q");
+        const auto tck = core::tensor_view::from(cu_seqlens_k, "cu_seqlens_k");
+        const auto to = core::tensor_view::from(out, "out");
+        std::optional<core::tensor_view> tm, tl;
+        attention::attention_varlen(tq, tk, tv, tcq, tck, to, attention_params_of(options, tq, 3, tm, tl));
     });
 }
 

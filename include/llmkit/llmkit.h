@@ -1656,6 +1656,35 @@ LLMKIT_API llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_t
                                           const llmkit_tensor *out, const llmkit_attention_options *options);
 
 /**
+ * @brief Attention over packed sequences of different lengths (flash-attn's varlen form), without padding.
+ *
+ * Sequence b's queries are rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1 of
+ * q and out, its keys and values rows cu_seqlens_k[b] .. cu_seqlens_k[b + 1] - 1
+ * of k and v; each sequence attends only to its own keys, with
+ * llmkit_attention()'s semantics (causality and windows bottom-right aligned
+ * within the sequence, so a sequence with more keys than queries is a chunk
+ * after a prefix). Prefill of a batch of prompts of different lengths, packed
+ * end to end, costs the work of their rows only. The result is the bits of
+ * llmkit_attention() on each sequence's rows viewed as a [1, S, H, D] tensor
+ * (the same strides, as which rows lie where picks the kernels).
+ * Empty sequences are allowed; a query row with no key gets zeros.
+ * @param q Queries [Tq, Hq, D]: float32, bfloat16 or float16; D <= 256.
+ * @param k Keys [Tk, Hkv, D], q's dtype. @param v Values [Tk, Hkv, D], q's dtype.
+ * @param cu_seqlens_q int32 or int64 [B + 1]: 0, then each sequence's end row in q, never decreasing, Tq last.
+ * @param cu_seqlens_k int32 or int64 [B + 1]: the same for k and v, Tk last.
+ * @param out Output [Tq, Hq, D], q's dtype; must not overlap the inputs.
+ * @param options NULL for defaults; its mask must be NULL; its lse, if given, is float32 [Tq, Hq].
+ * @return As llmkit_attention(), and #LLMKIT_ERROR_INVALID_ARGUMENT (offsets
+ *         that do not start at 0 or decrease), #LLMKIT_ERROR_SHAPE (offsets not
+ *         ending at Tq or Tk, offset arrays of different lengths),
+ *         #LLMKIT_ERROR_UNSUPPORTED (a mask). Errors about one sequence's rows
+ *         name it ("q of sequence 2"). Thread-safe for distinct outputs.
+ */
+LLMKIT_API llmkit_status llmkit_attention_varlen(const llmkit_tensor *q, const llmkit_tensor *k, const llmkit_tensor *v,
+                                                 const llmkit_tensor *cu_seqlens_q, const llmkit_tensor *cu_seqlens_k,
+                                                 const llmkit_tensor *out, const llmkit_attention_options *options);
+
+/**
  * @brief Merges attention over two disjoint sets of keys into attention over both, in place.
  *
  * With (out, lse) the result and log-sum-exp of attention over keys J1 and

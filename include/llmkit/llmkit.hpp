@@ -795,6 +795,19 @@ inline void scaled_dot_product_attention(const tensor_ref &q, const tensor_ref &
 }
 
 /**
+ * @brief Attention over packed sequences of different lengths (see llmkit_attention_varlen()); throws llmkit::error.
+ * @param q Queries [Tq, Hq, D]. @param k Keys [Tk, Hkv, D]. @param v Values [Tk, Hkv, D].
+ * @param cu_seqlens_q B + 1 row offsets into q. @param cu_seqlens_k B + 1 row offsets into k and v.
+ * @param out Output, q's shape and dtype. @param options NULL for defaults (no mask).
+ */
+inline void attention_varlen(const tensor_ref &q, const tensor_ref &k, const tensor_ref &v, const tensor_ref &cu_seqlens_q,
+                             const tensor_ref &cu_seqlens_k, const tensor_ref &out,
+                             const llmkit_attention_options *options = nullptr) {
+    check(llmkit_attention_varlen(q.get(), k.get(), v.get(), cu_seqlens_q.get(), cu_seqlens_k.get(), out.get(),
+                                  options));
+}
+
+/**
  * @brief Merges attention over other keys into (out, lse), in place (see llmkit_attention_merge()); throws llmkit::error.
  * @code
  * llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;

@@ -27,6 +27,8 @@
 #include <limits>
 #include <cstring>
 #include <memory>
+#include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -702,7 +704,111 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     checked_out();
 }
 
+// The B + 1 offsets of packed sequences (flash-attn's cu_seqlens): int32 or
+// int64 [B + 1], 0 first, never decreasing, `total` (the packed rows) last.
+std::vector<int64_t> read_offsets(const tensor_view &cu, int64_t total, const char *rows) {
+    cu.require_dtype({dtype::i32, dtype::i64});
+    if (cu.ndim != 1 || cu.shape[0] < 1)
+        fail(LLMKIT_ERROR_SHAPE, cu.name, ": expected 1 dimension of B + 1 >= 1 offsets, got shape ", cu.shape_string());
+    std::vector<int64_t> o(static_cast<size_t>(cu.shape[0]));
+    for (int64_t i = 0; i < cu.shape[0]; ++i) o[size_t(i)] = cu.integer_at(i * cu.strides[0]);
+    if (o[0] != 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, cu.name, "[0] must be 0, got ", o[0]);
+    for (size_t i = 1; i < o.size(); ++i)
+        if (o[i] < o[i - 1])
+            fail(LLMKIT_ERROR_INVALID_ARGUMENT, cu.name, "[", i, "] = ", o[i], " is below ", cu.name, "[", i - 1,
+                 "] = ", o[i - 1], ": offsets must not decrease");
+    if (o.back() != total)
+        fail(LLMKIT_ERROR_SHAPE, cu.name, "[", o.size() - 1, "] = ", o.back(), " must equal the ", total, " rows of ",
+             rows);
+    return o;
+}
+
+// Rows [from, from + n) of a packed [T, H, D] tensor (or [T, H] lse) as one
+// sequence, [1, n, H, D] (or [1, n, H]); errors name it "t of sequence b".
+tensor_view sequence_view(const tensor_view &t, int64_t b, int64_t from, int64_t n) {
+    tensor_view s = t;
+    s.name = t.name + " of sequence " + std::to_string(b);
+    s.ndim = t.ndim + 1;
+    for (int d = t.ndim; d >= 1; --d) {
+        s.shape[d] = t.shape[d - 1];
+        s.strides[d] = t.strides[d - 1];
+    }
+    s.shape[0] = 1;
+    s.strides[0] = 0;
+    s.shape[1] = n;
+    s.data = t.data + from * t.strides[0] * int64_t(t.elem_size);
+    return s;
+}
+
+void validate_varlen(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
+                     const attention_params &p) {
+    for (const tensor_view *t : {&q, &k, &v, &out})
+        if (t->ndim != 3)
+            fail(LLMKIT_ERROR_SHAPE, t->name, ": expected 3 dimensions [total rows, heads, head_dim], got ", t->ndim,
+                 " (shape ", t->shape_string(), ")");
+    for (int i = 0; i < 3; ++i)
+        if (out.shape[i] != q.shape[i])
+            fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
+    if (p.mask)
+        fail(LLMKIT_ERROR_UNSUPPORTED, p.mask->name, ": an [Sq, Skv] mask has no meaning over packed sequences");
+    if (p.lse) {
+        const tensor_view &l = *p.lse;
+        if (l.type != dtype::f32)
+            fail(LLMKIT_ERROR_DTYPE, l.name, ": dtype ", core::dtype_name(l.type), " is not float32");
+        if (l.ndim != 2 || l.shape[0] != q.shape[0] || l.shape[1] != q.shape[1])
+            fail(LLMKIT_ERROR_SHAPE, l.name, ": shape ", l.shape_string(), " must be [Tq, Hq] = [", q.shape[0], ", ",
+                 q.shape[1], "]");
+        l.require_own_elements();
+    }
+    out.require_own_elements();
+}
+
+void run_varlen_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &cu_q,
+                    const tensor_view &cu_k, const tensor_view &out, const attention_params &p) {
+    const std::vector<int64_t> oq = read_offsets(cu_q, q.shape[0], "q"), ok = read_offsets(cu_k, k.shape[0], "k");
+    if (oq.size() != ok.size())
+        fail(LLMKIT_ERROR_SHAPE, cu_q.name, " holds ", oq.size(), " offsets and ", cu_k.name, " ", ok.size(),
+             ": both must be B + 1");
+    if (k.shape[0] != v.shape[0])
+        fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(), " must have the same rows");
+    // One sequence at a time, each over every thread (its query tiles and heads).
+    for (size_t b = 0; b + 1 < oq.size(); ++b) {
+        const int64_t i = int64_t(b);
+        const tensor_view sq = sequence_view(q, i, oq[b], oq[b + 1] - oq[b]);
+        const tensor_view sk = sequence_view(k, i, ok[b], ok[b + 1] - ok[b]);
+        const tensor_view sv = sequence_view(v, i, ok[b], ok[b + 1] - ok[b]);
+        const tensor_view so = sequence_view(out, i, oq[b], oq[b + 1] - oq[b]);
+        std::optional<tensor_view> sl;
+        attention_params sp = p;
+        if (p.lse) sp.lse = &sl.emplace(sequence_view(*p.lse, i, oq[b], oq[b + 1] - oq[b]));
+        validate(sq, sk, sv, so, sp);
+        run_cpu(sq, sk, sv, so, sp);
+    }
+}
+
 }  // namespace
+
+void attention_varlen(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &cu_seqlens_q,
+                      const tensor_view &cu_seqlens_k, const tensor_view &out, const attention_params &p) {
+    validate_varlen(q, k, v, out, p);
+    const core::dispatch d = core::select_backend({&q, &k, &v, &out, &cu_seqlens_q, &cu_seqlens_k, p.lse});
+    if (d.kind == core::backend_kind::cpu) {
+        run_varlen_cpu(q, k, v, cu_seqlens_q, cu_seqlens_k, out, p);
+        return;
+    }
+    // No device kernel yet: stage through host memory and run the CPU path.
+    core::host_stage sq(d, q, true, p.stream), sk(d, k, true, p.stream), sv(d, v, true, p.stream),
+        scq(d, cu_seqlens_q, true, p.stream), sck(d, cu_seqlens_k, true, p.stream), so(d, out, false, p.stream);
+    std::unique_ptr<core::host_stage> sl;
+    attention_params hp = p;
+    if (p.lse) {
+        sl = std::make_unique<core::host_stage>(d, *p.lse, false, p.stream);
+        hp.lse = &sl->view();
+    }
+    run_varlen_cpu(sq.view(), sk.view(), sv.view(), scq.view(), sck.view(), so.view(), hp);
+    so.write_back(p.stream);
+    if (sl) sl->write_back(p.stream);
+}
 
 void attention(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
                const attention_params &p) {

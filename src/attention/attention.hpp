@@ -27,6 +27,15 @@ struct attention_params {
     const core::tensor_view *lse = nullptr;  // float32 [B, Sq, Hq]: each row's log-sum-exp (finish_row), or null
 };
 
+// Attention over packed sequences of different lengths (flash-attn's varlen
+// form): q [Tq, Hq, D], k and v [Tk, Hkv, D]; sequence b's queries are rows
+// cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1, its keys likewise in k and v;
+// out [Tq, Hq, D]; p.lse, if any, float32 [Tq, Hq]. Each sequence is one
+// attention() call on views of its rows (the same bits); no mask.
+void attention_varlen(const core::tensor_view &q, const core::tensor_view &k, const core::tensor_view &v,
+                      const core::tensor_view &cu_seqlens_q, const core::tensor_view &cu_seqlens_k,
+                      const core::tensor_view &out, const attention_params &p);
+
 // Checks an lse output for q [B, Sq, Hq, D] (the attention calls' options.lse):
 // float32 [B, Sq, Hq], any strides, each element its own; D > 0 (a head of no
 // dimensions has no scores to sum).
