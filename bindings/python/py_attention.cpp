@@ -12,11 +12,15 @@ namespace {
 // (llmkit/_attention.py) in the input's own array type, so a bf16 or CUDA torch
 // tensor gets a torch tensor back; here every array is just a tensor.
 
+// q's query heads: axis `rank - 2` of a q of that rank ([B, S, Hq, D] or
+// packed [T, Hq, D]), else -1.
+int64_t query_heads(const tensor_arg &q, int rank = 4) { return q.ndim() == rank ? q.shape[size_t(rank - 2)] : -1; }
+
 // A per-query-head array (ALiBi slopes, sinks) as the bare pointer the C call
-// reads Hq values from, so its length is checked here against q [B, S, Hq, D].
-const float *per_head(const std::optional<f32_array> &a, const char *name, const tensor_arg &q) {
+// reads Hq values from, so its length is checked here against q's heads.
+// hq < 0: q's rank is wrong, which the C call names.
+const float *per_head(const std::optional<f32_array> &a, const char *name, int64_t hq) {
     if (!a) return nullptr;
-    const int64_t hq = q.ndim() == 4 ? q.shape[2] : -1;
     if (a->ndim() != 1 || (hq >= 0 && a->size() != hq))
         throw py::value_error(std::string(name) + " must be 1-D with one value per query head: q has " +
                               std::to_string(hq) + " heads, got " + std::to_string(a->size()) + " values in " +
@@ -62,8 +66,8 @@ void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle 
     o.softcap = softcap;
     o.scale = scale;
     o.n_threads = num_threads;
-    o.alibi_slopes = per_head(alibi_slopes, "alibi_slopes", q);
-    o.sinks = per_head(sinks, "sinks", q);
+    o.alibi_slopes = per_head(alibi_slopes, "alibi_slopes", query_heads(q));
+    o.sinks = per_head(sinks, "sinks", query_heads(q));
     llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), ot = out.ref();
     std::optional<llmkit::tensor_ref> mt;
     if (mask) o.mask = mt.emplace(mask->ref()).get();
@@ -73,6 +77,32 @@ void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle 
         py::gil_scoped_release nogil;
         llmkit::check(llmkit_attention(qt.get(), kt.get(), vt.get(), ot.get(), &o));
     }
+}
+
+// Packed sequences (llmkit_attention_varlen): q [Tq, Hq, D], k and v [Tk, Hkv, D], B + 1 offsets each.
+void attention_varlen(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle cu_q_obj, py::handle cu_k_obj,
+                      py::handle out_obj, bool causal, int64_t window, float softcap, float scale,
+                      const std::optional<f32_array> &alibi_slopes, int32_t num_threads,
+                      const std::optional<f32_array> &sinks, py::handle lse_obj) {
+    const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
+    const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
+    const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
+    const tensor_arg cu_q = to_tensor(cu_q_obj, "cu_seqlens_q", fallback::index);
+    const tensor_arg cu_k = to_tensor(cu_k_obj, "cu_seqlens_k", fallback::index);
+    const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
+    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+    o.causal = causal ? 1 : 0;
+    o.window = window;
+    o.softcap = softcap;
+    o.scale = scale;
+    o.n_threads = num_threads;
+    o.alibi_slopes = per_head(alibi_slopes, "alibi_slopes", query_heads(q, 3));
+    o.sinks = per_head(sinks, "sinks", query_heads(q, 3));
+    const optional_output lse(lse_obj, "lse");
+    o.lse = lse.get();
+    llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), cqt = cu_q.ref(), ckt = cu_k.ref(), ot = out.ref();
+    py::gil_scoped_release nogil;
+    llmkit::check(llmkit_attention_varlen(qt.get(), kt.get(), vt.get(), cqt.get(), ckt.get(), ot.get(), &o));
 }
 
 // llmkit_rope_options and the frequency factors it points to. C reads
@@ -206,8 +236,8 @@ llmkit_kv_attention_options kv_c_options(kv_options &o, const tensor_arg &q, int
     c.scale = o.scale;
     c.n_threads = o.num_threads;
     c.split_keys = o.split_keys;
-    c.alibi_slopes = per_head(o.alibi_slopes, "alibi_slopes", q);
-    c.sinks = per_head(o.sinks, "sinks", q);
+    c.alibi_slopes = per_head(o.alibi_slopes, "alibi_slopes", query_heads(q));
+    c.sinks = per_head(o.sinks, "sinks", query_heads(q));
     c.rope = o.rope ? o.rope->get(head_dim) : nullptr;
     return c;
 }
@@ -398,6 +428,10 @@ void bind_attention(py::module_ &m) {
           py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
           py::arg("alibi_slopes") = py::none(), py::arg("mask") = py::none(), py::arg("num_threads") = 0,
           py::arg("sinks") = py::none(), py::arg("lse") = py::none());
+    m.def("attention_varlen", &attention_varlen, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens_q"),
+          py::arg("cu_seqlens_k"), py::arg("out"), py::arg("causal") = false, py::arg("window") = 0,
+          py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f, py::arg("alibi_slopes") = py::none(),
+          py::arg("num_threads") = 0, py::arg("sinks") = py::none(), py::arg("lse") = py::none());
     m.def("attention_merge", &attention_merge, py::arg("out"), py::arg("lse"), py::arg("other_out"),
           py::arg("other_lse"));
     m.def("rope", &rope, py::arg("x"), py::arg("positions"), py::arg("layout") = 0, py::arg("theta") = 10000.0,

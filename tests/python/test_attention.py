@@ -326,6 +326,71 @@ def test_cache_return_lse_through_prefill_decode_and_tables(rng):
     assert np.array_equal(cache.decode(0, [s], q1, k1, v1).shape, (1, Hq, D))  # no lse: the array alone
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_attention_varlen_matches_each_sequence(rng, dtype):
+    # Packed: an empty sequence, a decode over 200 keys, a chunk after a prefix, a prefill, more queries than keys.
+    lq, lk = [0, 1, 12, 40, 6], [0, 200, 50, 40, 3]
+    Hq, Hkv, D = 8, 2, 32
+    q = rng.standard_normal((sum(lq), Hq, D)).astype(dtype)
+    k, v = (rng.standard_normal((sum(lk), Hkv, D)).astype(dtype) for _ in range(2))
+    cq, ck = np.cumsum([0] + lq), np.cumsum([0] + lk)
+    sinks = rng.uniform(-1.0, 1.0, Hq).astype(np.float32)
+    for opts in (dict(), dict(causal=False), dict(window=5), dict(sinks=sinks, softcap=3.0)):
+        out, lse = llmkit.attention_varlen(q, k, v, cq, ck, return_lse=True, **opts)
+        assert out.shape == q.shape and out.dtype == q.dtype and lse.shape == (sum(lq), Hq)
+        for b in range(len(lq)):
+            rows, keys = slice(cq[b], cq[b + 1]), slice(ck[b], ck[b + 1])
+            want, want_lse = llmkit.attention(q[None, rows], k[None, keys], v[None, keys], return_lse=True, **opts)
+            assert np.array_equal(out[rows], want[0]) and np.array_equal(lse[rows], want_lse[0]), (b, opts)
+            if lq[b] == 0:
+                continue
+            ref, ref_lse = ref_attention(q[None, rows].astype(np.float64), k[None, keys], v[None, keys],
+                                         return_lse=True, **opts)
+            assert_close(out[rows].astype(np.float64), ref[0], 2e-5 if dtype == "float32" else 2e-3)
+
+
+def test_attention_varlen_matches_padded_torch_sdpa(rng):
+    # What torch users do for a batch of different lengths: pad, and mask the padding out.
+    torch = pytest.importorskip("torch")
+    lens, Hq, Hkv, D = [5, 33, 17, 64], 8, 2, 64
+    q, k, v = (torch.randn(sum(lens), h, D) for h in (Hq, Hkv, Hkv))
+    cu = np.cumsum([0] + lens)
+    got = llmkit.attention_varlen(q, k, v, cu, cu)
+    assert isinstance(got, torch.Tensor)
+    L = max(lens)
+    pad = [torch.zeros(len(lens), L, h, D) for h in (Hq, Hkv, Hkv)]
+    for b, n in enumerate(lens):
+        for t, src in zip(pad, (q, k, v)):
+            t[b, :n] = src[cu[b]:cu[b + 1]]
+    mask = torch.ones(len(lens), 1, L, L, dtype=torch.bool).tril()
+    for b, n in enumerate(lens):
+        mask[b, :, :, n:] = False
+    want = torch.nn.functional.scaled_dot_product_attention(*(t.transpose(1, 2) for t in pad), attn_mask=mask,
+                                                            enable_gqa=True).transpose(1, 2)
+    for b, n in enumerate(lens):
+        assert_close(got[cu[b]:cu[b + 1]].numpy(), want[b, :n].double().numpy(), 2e-5)
+
+
+def test_attention_varlen_errors(rng):
+    q, k, v = (rng.standard_normal((10, h, 16)).astype(np.float32) for h in (4, 2, 2))
+    with pytest.raises(ValueError, match=r"cu_seqlens_q\[0\] must be 0"):
+        llmkit.attention_varlen(q, k, v, [1, 10], [0, 10])
+    with pytest.raises(ValueError, match="must not decrease"):
+        llmkit.attention_varlen(q, k, v, [0, 6, 4, 10], [0, 3, 5, 10])
+    with pytest.raises(ValueError, match="the 10 rows of k"):
+        llmkit.attention_varlen(q, k, v, [0, 10], [0, 9])
+    with pytest.raises(ValueError, match="B \\+ 1"):
+        llmkit.attention_varlen(q, k, v, [0, 4, 10], [0, 10])
+    with pytest.raises(ValueError, match="float"):
+        llmkit.attention_varlen(q, k, v, [0.0, 10.0], [0, 10])
+    with pytest.raises(ValueError, match="sinks"):
+        llmkit.attention_varlen(q, k, v, [0, 10], [0, 10], sinks=[0.0, 1.0])
+    bad = k.copy()
+    bad[7, 1, 3] = np.nan
+    with pytest.raises(ValueError, match="k of sequence 1"):
+        llmkit.attention_varlen(q, bad, v, [0, 4, 10], [0, 5, 10])
+
+
 def test_attention_merge_errors(rng):
     out = rng.standard_normal((1, 2, 4, 16)).astype(np.float32)
     lse = rng.standard_normal((1, 2, 4)).astype(np.float32)

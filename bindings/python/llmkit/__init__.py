@@ -50,7 +50,7 @@ from typing import Sequence, Tuple
 from . import _llmkit
 from ._llmkit import LlmkitError
 from ._args import int32 as _int32, u32_words as _u32_tuple
-from ._attention import KVCache, PagedKVCache, attention, attention_isa, attention_merge, kv_cache_bytes, rope
+from ._attention import KVCache, PagedKVCache, attention, attention_isa, attention_merge, attention_varlen, kv_cache_bytes, rope
 from ._quant import (QuantizedTensor, awq, dequantize, gptq, quant_block_size, quant_convert, quant_nbytes,
                      quant_types, quantize)
 from ._quant_matmul import quant_matmul_int8, quant_matmul_isa
@@ -71,6 +71,7 @@ __all__ = [
     "TokenizerDecoder",
     "attention",
     "attention_merge",
+    "attention_varlen",
     "awq",
     "build_info",
     "cuda_compiled",

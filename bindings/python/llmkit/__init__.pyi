@@ -434,6 +434,25 @@ def attention(
     """softmax(scale q k^T + bias) v on (B, S, H, D) arrays (``sinks``: Hq logits joining each head's softmax
     denominator); result of q's kind, shape and dtype; with return_lse, (out, lse float32 (B, Sq, Hq))."""
 
+def attention_varlen(
+    q: Any,
+    k: Any,
+    v: Any,
+    cu_seqlens_q: Any,
+    cu_seqlens_k: Any,
+    *,
+    causal: bool = True,
+    window: Optional[int] = None,
+    alibi_slopes: Optional[Any] = None,
+    softcap: Optional[float] = None,
+    scale: Optional[float] = None,
+    sinks: Optional[Any] = None,
+    num_threads: int = 0,
+    return_lse: bool = False,
+) -> Any:
+    """Attention over packed sequences (Tq, Hq, D) / (Tk, Hkv, D) with B + 1 offsets each (flash-attn's varlen);
+    with return_lse, (out, lse float32 (Tq, Hq))."""
+
 def attention_merge(out: Any, lse: Any, other_out: Any, other_lse: Any, *, in_place: bool = False) -> Tuple[Any, Any]:
     """Attention over two disjoint key sets merged through their log-sum-exps: (out, lse) over both."""
 

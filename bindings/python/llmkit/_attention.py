@@ -45,10 +45,10 @@ def _empty_like(x: Any) -> Any:
     raise TypeError(f"cannot allocate an output like {type(x).__name__}: pass numpy arrays or torch tensors")
 
 
-def _empty_lse(q: Any) -> Any:
-    """An uninitialised float32 ``(B, Sq, Hq)`` for q's log-sum-exps: a torch tensor on q's device for torch q,
-    else a numpy array."""
-    shape = tuple(int(n) for n in q.shape[:3])
+def _empty_lse(q: Any, rank: int = 4) -> Any:
+    """An uninitialised float32 array for q's log-sum-exps, q's shape without D (``(B, Sq, Hq)``; ``(T, Hq)``
+    for packed q of rank 3): a torch tensor on q's device for torch q, else a numpy array."""
+    shape = tuple(int(n) for n in q.shape[:rank - 1])
     if _is_torch(q):
         return q.new_empty(shape, dtype=sys.modules["torch"].float32)
     return np.empty(shape, dtype=np.float32)
@@ -176,6 +176,51 @@ def attention(
     lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
     _llmkit.attention(q, k, v, out, bool(causal), win, _positive(softcap, "softcap"), _positive(scale, "scale"),
                       slopes, m, count(num_threads, "num_threads"), sink_logits, lse)
+    return out if lse is None else (out, lse)
+
+
+def attention_varlen(
+    q: Any,
+    k: Any,
+    v: Any,
+    cu_seqlens_q: Any,
+    cu_seqlens_k: Any,
+    *,
+    causal: bool = True,
+    window: Optional[int] = None,
+    alibi_slopes: Optional[Any] = None,
+    softcap: Optional[float] = None,
+    scale: Optional[float] = None,
+    sinks: Optional[Any] = None,
+    num_threads: int = 0,
+    return_lse: bool = False,
+) -> Any:
+    """Attention over packed sequences of different lengths, without padding (flash-attn's
+    ``flash_attn_varlen_func``).
+
+    ``q`` is ``(Tq, Hq, D)`` and ``k``, ``v`` are ``(Tk, Hkv, D)``: the sequences' rows end to end.
+    ``cu_seqlens_q`` and ``cu_seqlens_k`` hold ``B + 1`` offsets (integers, lists or arrays):
+    sequence ``b``'s queries are rows ``cu_seqlens_q[b]:cu_seqlens_q[b + 1]`` and its keys rows
+    ``cu_seqlens_k[b]:cu_seqlens_k[b + 1]``, and it attends to its own keys only, with the options
+    of :func:`attention` inside each sequence (causal and the window bottom-right aligned, so a
+    sequence with more keys than queries is a chunk after its prefix). No ``mask``. Each
+    sequence's result is :func:`attention` on its rows. Returns ``(Tq, Hq, D)`` of q's kind and
+    dtype, or with ``return_lse`` ``(out, lse)``, lse float32 ``(Tq, Hq)``. Raises
+    :class:`ValueError` for offsets that do not start at 0, decrease, or end elsewhere than the
+    rows, and as :func:`attention` does (errors about a sequence's rows name it).
+    """
+    q, k, v = _as_input(q, "q"), _as_input(k, "k"), _as_input(v, "v")
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    if window is not None and not causal:
+        raise ValueError("window needs causal=True (a sliding window looks back from each query)")
+    heads = lambda x: None if x is None else np.ascontiguousarray(np.asarray(x, dtype=np.float32))  # noqa: E731
+    out = _empty_like(q)
+    lse = _empty_lse(q, 3) if _flag(return_lse, "return_lse") else None
+    _llmkit.attention_varlen(q, k, v, int_array(cu_seqlens_q, "cu_seqlens_q", wide=True),
+                             int_array(cu_seqlens_k, "cu_seqlens_k", wide=True), out, bool(causal), _window(window),
+                             _positive(softcap, "softcap"), _positive(scale, "scale"), heads(alibi_slopes),
+                             count(num_threads, "num_threads"), heads(sinks), lse)
     return out if lse is None else (out, lse)
 
 

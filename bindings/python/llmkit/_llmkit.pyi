@@ -188,6 +188,11 @@ def attention(
     sinks: Optional[npt.NDArray[np.float32]] = None,
     lse: Any = None,
 ) -> None: ...
+def attention_varlen(
+    q: Any, k: Any, v: Any, cu_seqlens_q: Any, cu_seqlens_k: Any, out: Any, causal: bool = False, window: int = 0,
+    softcap: float = 0.0, scale: float = 0.0, alibi_slopes: Optional[npt.NDArray[np.float32]] = None,
+    num_threads: int = 0, sinks: Optional[npt.NDArray[np.float32]] = None, lse: Any = None,
+) -> None: ...
 def attention_merge(out: Any, lse: Any, other_out: Any, other_lse: Any) -> None: ...
 def rope(
     x: Any,
