@@ -29,6 +29,9 @@ sequence's own tokens from a paged cache, llmkit_attention_merge) against the sa
 torch (its CPU flash attention, which returns the log-sum-exp, and a logaddexp merge), llmkit's
 paged cache sharing the prefix by fork, and torch SDPA over each sequence's whole K/V.
 
+Varlen prefill: a batch of 8 prompts of 33-1500 tokens packed end to end (llmkit_attention_varlen)
+against torch SDPA on the batch padded to the longest prompt with a mask, and a loop of SDPA calls.
+
 Decode with many query rows per kv head: one token with 8 and 16 query heads per kv
 head (Llama 3 70B, Llama 3.1 405B) and MQA (32 over one), and a step of 4 tokens
 (speculative verification) with 4, batch 4 over 4096 cached tokens: their arithmetic
@@ -263,6 +266,7 @@ class Lib:
             "llmkit_rope": [P(Tensor), P(Tensor), P(RopeOptions)],
             "llmkit_rope_into": [P(Tensor), P(Tensor), P(Tensor), P(RopeOptions)],
             "llmkit_attention_merge": [P(Tensor)] * 4,
+            "llmkit_attention_varlen": [P(Tensor)] * 6 + [P(AttentionOptions)],
             "llmkit_paged_kv_cache_seq_fork": [ctypes.c_void_p, c_int32, P(c_int32)],
         }
         for name, args in sig.items():
@@ -505,6 +509,7 @@ def main() -> None:
                   f"{diff:>11.2e}", flush=True)
 
     cascade_cells(lib, dtypes, args, min_time)
+    varlen_cells(lib, dtypes, args, min_time)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
     mrope_cells(lib, dtypes, args, min_time)
@@ -758,6 +763,70 @@ def cascade_cells(lib: Lib, dtypes, args, min_time: float) -> None:
                   f"{max(diffs):>11.2e}", flush=True)
             own_cache.close()
             lib.lib.llmkit_paged_kv_cache_free(fork_cache)
+
+
+def varlen_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """Causal prefill of a batch of prompts of different lengths: llmkit_attention_varlen on the rows packed
+    end to end, against torch SDPA on the batch padded to its longest prompt (a boolean mask hides the
+    padding's keys, as Hugging Face's attention does) and a loop of torch SDPA calls, one per prompt."""
+    Hq, Hkv, D = 32, 8, 128
+    lens = [97, 512, 33, 700, 256] if args.quick else [97, 512, 1024, 33, 700, 256, 1500, 64]
+    print(f"\nvarlen prefill: {len(lens)} prompts of {min(lens)}-{max(lens)} tokens ({sum(lens)} in all), causal, "
+          f"Hq={Hq} Hkv={Hkv} D={D}; GFLOP/s of the useful work; ratios: torch's ms over llmkit's")
+    print(f"{'cell':<16}{'dtype':<10}{'llmkit ms':>10}{'GFLOP/s':>9}{'padded ms':>11}{'loop ms':>9}{'vs padded':>10}"
+          f"{'vs loop':>9}{'max|diff|':>11}")
+    name = "varlen prefill"
+    if args.only not in name:
+        return
+    cu = [0]
+    for n in lens:
+        cu.append(cu[-1] + n)
+    T, B, L = cu[-1], len(lens), max(lens)
+    for dtype in dtypes:
+        q, k, v = (torch.randn(T, h, D).to(dtype) for h in (Hq, Hkv, Hkv))
+        out = torch.empty_like(q)
+        cu_t = torch.tensor(cu, dtype=torch.int64)
+        (tq, a), (tk, b), (tv, c), (to, d) = (as_llmkit(x) for x in (q, k, v, out))
+        tc, e = as_llmkit_index(cu_t)
+        opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, None)
+
+        def run_llmkit():
+            lib.check(lib.lib.llmkit_attention_varlen(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv),
+                                                      ctypes.byref(tc), ctypes.byref(tc), ctypes.byref(to),
+                                                      ctypes.byref(opts)))
+
+        pads = [torch.zeros(B, h, L, D, dtype=dtype) for h in (Hq, Hkv, Hkv)]
+        for i, n in enumerate(lens):
+            for t, src in zip(pads, (q, k, v)):
+                t[i, :, :n] = src[cu[i]:cu[i + 1]].transpose(0, 1)
+        mask = torch.ones(B, 1, L, L, dtype=torch.bool).tril()
+        for i, n in enumerate(lens):
+            mask[i, :, :, n:] = False
+            mask[i, :, n:, :] = True  # padding queries: any finite row (their output is dropped)
+
+        def run_padded():
+            return F.scaled_dot_product_attention(*pads, attn_mask=mask, enable_gqa=True)
+
+        seqs = [tuple(x[cu[i]:cu[i + 1]].transpose(0, 1).unsqueeze(0) for x in (q, k, v)) for i in range(B)]
+
+        def run_loop():
+            return [F.scaled_dot_product_attention(*s, is_causal=True, enable_gqa=True) for s in seqs]
+
+        run_llmkit()
+        loop = run_loop()
+        padded = run_padded()
+        diff = max((out[cu[i]:cu[i + 1]].float() - loop[i][0].transpose(0, 1).float()).abs().max().item()
+                   for i in range(B))
+        diff_pad = max((padded[i, :, :n].transpose(0, 1).float() - loop[i][0].transpose(0, 1).float()).abs().max().item()
+                       for i, n in enumerate(lens))
+        tol = 1e-4 if dtype == torch.float32 else 3e-2
+        if diff > tol or diff_pad > tol:
+            raise RuntimeError(f"{name} {dtype}: llmkit and torch's loop differ by {diff}, the padded batch by "
+                               f"{diff_pad}, beyond {tol}")
+        t_l, t_p, t_o = interleaved_best([run_llmkit, run_padded, run_loop], min_time, rounds=3)
+        flops = sum(4.0 * D * Hq * n * (n + 1) / 2 for n in lens)
+        print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>10.2f}{flops / t_l / 1e9:>9.1f}"
+              f"{t_p * 1e3:>11.2f}{t_o * 1e3:>9.2f}{t_p / t_l:>9.2f}x{t_o / t_l:>8.2f}x{diff:>11.2e}", flush=True)
 
 
 def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:

@@ -77,13 +77,14 @@ void merge_cpu(const tensor_view &out, const tensor_view &lse, const tensor_view
                 std::fill(a.begin(), a.end(), 0.0f);
             } else {
                 const float wa = std::exp(la - top), wc = std::exp(lc - top), sum = wa + wc;
+                *lse.at<float>(b, s, h) = top + std::log(sum);
+                if (D == 0) continue;  // (rows of no elements: the lse alone)
                 load_row(out, b, s, h, kn, a.data());
                 load_row(other_out, b, s, h, kn, c.data());
                 const float fa = wa / sum, fc = wc / sum;
                 for (int64_t d = 0; d < D; ++d) a[size_t(d)] = fa * a[size_t(d)] + fc * c[size_t(d)];
-                *lse.at<float>(b, s, h) = top + std::log(sum);
             }
-            store_row(out, b, s, h, kn, a.data());
+            if (D > 0) store_row(out, b, s, h, kn, a.data());
         }
     });
 }

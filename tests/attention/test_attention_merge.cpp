@@ -426,3 +426,16 @@ TEST_CASE("attention lse: an option struct from before the field never writes th
     ko.struct_size = uint32_t(offsetof(llmkit_kv_attention_options, lse));
     CHECK(c.attention(q.c(), {s}, out.c(), &ko) == LLMKIT_OK);
 }
+
+TEST_CASE("attention merge: rows of no elements merge their lse alone", "[attention][merge]") {
+    // head_dim 0 (found by fuzz_attention: the row copies were handed a null buffer).
+    tensor4 a = make(dtype::f32, 1, 2, 3, 0, layout::compact, nullptr), b = a;
+    lse_tensor la(1, 2, 3, false), lb(1, 2, 3, true);
+    for (size_t i = 0; i < la.data.size(); ++i) la.data[i] = float(i), lb.data[i] = -float(i);
+    REQUIRE(llmkit_attention_merge(a.c(), la.c(), b.c(), lb.c()) == LLMKIT_OK);
+    for (int64_t s = 0; s < 2; ++s)
+        for (int64_t h = 0; h < 3; ++h) {
+            const double x = double(s * 3 + h), y = -double(h * 2 + s);  // lb is laid out [B, H, S]
+            CHECK(la.at(0, s, h) == Approx(std::max(x, y) + std::log1p(std::exp(-std::fabs(x - y)))).margin(1e-6));
+        }
+}

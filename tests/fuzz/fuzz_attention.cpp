@@ -18,7 +18,8 @@
 //     the log-sum-exps it was asked for (options.lse, also from the caches:
 //     finite or -inf there); merging a result with itself
 //     (llmkit_attention_merge) keeps its rows and adds ln 2 to its lse, and
-//     the merge refuses bad shapes, dtypes, strides and values by status.
+//     the merge refuses bad shapes, dtypes, strides and values by status;
+//   - llmkit_attention_varlen takes packed tensors and offsets, valid or not.
 // Sizes are capped so that one input runs in milliseconds. Built with
 // -DFUZZ_VERBOSE, the harness prints each call's tensors and status
 // (for reading a reproducer).
@@ -215,6 +216,70 @@ void fuzz_merge(script &s) {
     check_finite(out);
     for (size_t i = 0; i < lse.bytes; i += 4)
         if (std::isnan(read_at(lse, i)) || read_at(lse, i) == INFINITY) fail("a merge wrote a NaN or +inf lse");
+}
+
+// llmkit_attention_varlen on packed tensors of fuzzed shapes, dtypes and
+// strides with offsets that are mostly valid (sometimes not starting at 0,
+// decreasing, ending past the rows, of another length or dtype); a
+// successful call writes finite outputs and finite or -inf lse.
+void fuzz_varlen(script &s) {
+    const int64_t B = s.pick(4), Hkv = 1 + s.pick(3), Hq = Hkv * (1 + s.pick(3));
+    static const int64_t dims[] = {1, 8, 16, 64, 80, 128};
+    const int64_t D = dims[s.pick(6)];
+    std::vector<int64_t> cq{0}, ck{0};
+    for (int64_t b = 0; b < B; ++b) {
+        cq.push_back(cq.back() + s.pick(12));
+        ck.push_back(ck.back() + s.pick(40));
+    }
+    const int64_t Tq = cq.back(), Tk = ck.back();
+    switch (s.pick(16)) {  // broken offsets
+    case 15: cq[0] = 1; break;
+    case 14: if (cq.size() > 2) std::swap(cq[1], cq[2]); break;
+    case 13: ck.back() += 1; break;
+    case 12: ck.push_back(Tk); break;
+    default: break;
+    }
+    const kind kq = pick_kind(s);
+    const int poison = s.pick(16);  // 1: q, 2: k, 3: v
+    fuzz_tensor q, k, v, o, lse;
+    if (!make_tensor(s, q, {dim(s, Tq), dim(s, Hq), dim(s, D)}, kq, poison == 1)) return;
+    if (!make_tensor(s, k, {dim(s, Tk), dim(s, Hkv), dim(s, D)}, s.pick(8) == 7 ? pick_kind(s) : kq, poison == 2)) return;
+    if (!make_tensor(s, v, {dim(s, Tk), dim(s, Hkv), dim(s, D)}, kq, poison == 3)) return;
+    if (!make_tensor(s, o, {dim(s, Tq), dim(s, Hq), dim(s, D)}, kq, false)) return;
+    clear(o);
+    llmkit_attention_options opt = LLMKIT_ATTENTION_OPTIONS_INIT;
+    opt.causal = s.bit();
+    if (opt.causal && s.pick(4) == 3) opt.window = int64_t(s.pick(20));
+    std::vector<float> sinks(size_t(Hq + 2), 0.5f);
+    if (s.pick(4) == 3) opt.sinks = sinks.data();
+    if (s.bit()) {
+        if (!make_tensor(s, lse, {dim(s, Tq), dim(s, Hq)}, s.pick(8) == 7 ? pick_kind(s) : kind::f32, false)) return;
+        clear(lse);
+        opt.lse = &lse.t;
+    }
+    opt.n_threads = 1 + s.pick(2);
+    int64_t sq[1] = {int64_t(cq.size())}, sk[1] = {int64_t(ck.size())};
+    std::vector<int32_t> cq32(cq.begin(), cq.end());
+    llmkit_tensor tq{}, tk{};
+    tq.device = tk.device = LLMKIT_DEVICE_HOST;
+    tq.ndim = tk.ndim = 1;
+    tq.shape = sq;
+    tk.shape = sk;
+    const bool narrow = s.bit();
+    tq.dtype = narrow ? llmkit_dtype LLMKIT_DTYPE_I32 : llmkit_dtype LLMKIT_DTYPE_I64;
+    tq.data = narrow ? static_cast<void *>(cq32.data()) : static_cast<void *>(cq.data());
+    tk.dtype = LLMKIT_DTYPE_I64;
+    tk.data = ck.data();
+    const llmkit_status st = llmkit_attention_varlen(&q.t, &k.t, &v.t, &tq, &tk, &o.t, &opt);
+    check_status(st);
+    if (st != LLMKIT_OK) return;
+    if (q.poisoned || k.poisoned || v.poisoned) fail("varlen accepted a NaN or infinity");
+    if (q.hostile || k.hostile || v.hostile || o.hostile || (opt.lse && lse.hostile))
+        fail("varlen accepted overflowing strides");
+    check_finite(o);
+    if (opt.lse)
+        for (size_t i = 0; i < lse.bytes; i += 4)
+            if (std::isnan(read_at(lse, i)) || read_at(lse, i) == INFINITY) fail("varlen wrote a NaN or +inf lse");
 }
 
 void fuzz_attention(script &s) {
@@ -532,6 +597,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fuzz_cache(s);
     else if (s.pick(4) == 3)
         fuzz_merge(s);
+    else if (s.pick(4) == 3)
+        fuzz_varlen(s);
     else
         fuzz_attention(s);
     return 0;
