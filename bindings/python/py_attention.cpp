@@ -51,6 +51,21 @@ void attention_merge(py::handle out_obj, py::handle lse_obj, py::handle other_ou
     llmkit::check(llmkit_attention_merge(ot.get(), lt.get(), oot.get(), olt.get()));
 }
 
+// The options llmkit_attention and llmkit_attention_varlen share; hq: q's heads (query_heads).
+llmkit_attention_options attention_options(bool causal, int64_t window, float softcap, float scale,
+                                           const std::optional<f32_array> &alibi_slopes,
+                                           const std::optional<f32_array> &sinks, int32_t num_threads, int64_t hq) {
+    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+    o.causal = causal ? 1 : 0;
+    o.window = window;
+    o.softcap = softcap;
+    o.scale = scale;
+    o.n_threads = num_threads;
+    o.alibi_slopes = per_head(alibi_slopes, "alibi_slopes", hq);
+    o.sinks = per_head(sinks, "sinks", hq);
+    return o;
+}
+
 void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle out_obj, bool causal, int64_t window,
                float softcap, float scale, const std::optional<f32_array> &alibi_slopes, py::handle mask_obj,
                int32_t num_threads, const std::optional<f32_array> &sinks, py::handle lse_obj) {
@@ -60,14 +75,8 @@ void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle 
     const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
     std::optional<tensor_arg> mask;
     if (!mask_obj.is_none()) mask.emplace(to_tensor(mask_obj, "mask", fallback::floating));
-    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
-    o.causal = causal ? 1 : 0;
-    o.window = window;
-    o.softcap = softcap;
-    o.scale = scale;
-    o.n_threads = num_threads;
-    o.alibi_slopes = per_head(alibi_slopes, "alibi_slopes", query_heads(q));
-    o.sinks = per_head(sinks, "sinks", query_heads(q));
+    llmkit_attention_options o =
+        attention_options(causal, window, softcap, scale, alibi_slopes, sinks, num_threads, query_heads(q));
     llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), ot = out.ref();
     std::optional<llmkit::tensor_ref> mt;
     if (mask) o.mask = mt.emplace(mask->ref()).get();
@@ -90,14 +99,8 @@ void attention_varlen(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::
     const tensor_arg cu_q = to_tensor(cu_q_obj, "cu_seqlens_q", fallback::index);
     const tensor_arg cu_k = to_tensor(cu_k_obj, "cu_seqlens_k", fallback::index);
     const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
-    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
-    o.causal = causal ? 1 : 0;
-    o.window = window;
-    o.softcap = softcap;
-    o.scale = scale;
-    o.n_threads = num_threads;
-    o.alibi_slopes = per_head(alibi_slopes, "alibi_slopes", query_heads(q, 3));
-    o.sinks = per_head(sinks, "sinks", query_heads(q, 3));
+    llmkit_attention_options o =
+        attention_options(causal, window, softcap, scale, alibi_slopes, sinks, num_threads, query_heads(q, 3));
     const optional_output lse(lse_obj, "lse");
     o.lse = lse.get();
     llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), cqt = cu_q.ref(), ckt = cu_k.ref(), ot = out.ref();
