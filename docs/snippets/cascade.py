@@ -1,7 +1,8 @@
 """Attention over keys in two places, merged through log-sum-exps: a prompt prefix shared by a
 batch is attended once for every sequence (cascade attention), each sequence's own tokens come
-from a paged cache, and llmkit.attention_merge gives attention over both. Run by the
-snippet_py_cascade test; its output is checked against cascade.expected."""
+from a paged cache, and llmkit.attention_merge gives attention over both; and packed sequences
+of different lengths (llmkit.attention_varlen). Run by the snippet_py_cascade test; its output
+is checked against cascade.expected."""
 import numpy as np
 
 import llmkit
@@ -44,3 +45,13 @@ print("lse of a single key == its score:", abs(float(one_lse[0, 0, 0]) - score) 
 per_read = 2 * P * Hkv * D * 4  # K and V, float32
 print(f"prefix bytes read per decode step: {per_read // 1024} KiB (cascade) against "
       f"{B * per_read // 1024} KiB (each sequence its own)")
+
+# Packed sequences: prompts of different lengths end to end, described by offsets (no padding);
+# each sequence's result is llmkit.attention on its own rows.
+lens = [5, 17, 2]
+cu = np.cumsum([0] + lens)
+qp, kp, vp = (rng.standard_normal((sum(lens), h, D), dtype=np.float32) for h in (Hq, Hkv, Hkv))
+packed = llmkit.attention_varlen(qp, kp, vp, cu, cu)
+rows = [slice(cu[b], cu[b + 1]) for b in range(len(lens))]
+alone = [llmkit.attention(qp[None, r], kp[None, r], vp[None, r])[0] for r in rows]
+print("packed == each sequence alone:", all(np.array_equal(packed[r], a) for r, a in zip(rows, alone)))
