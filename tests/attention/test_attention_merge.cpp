@@ -15,7 +15,7 @@
 #include "any_cache.hpp"
 #include "helpers.hpp"
 #include "kv_helpers.hpp"
-#include "llmkit/llmkit.h"
+#include "llmkit/llmkit.hpp"
 
 using namespace attn_test;
 using llmkit::core::dtype;
@@ -438,4 +438,60 @@ TEST_CASE("attention merge: rows of no elements merge their lse alone", "[attent
             const double x = double(s * 3 + h), y = -double(h * 2 + s);  // lb is laid out [B, H, S]
             CHECK(la.at(0, s, h) == Approx(std::max(x, y) + std::log1p(std::exp(-std::fabs(x - y)))).margin(1e-6));
         }
+}
+
+TEST_CASE("attention lse, merge and varlen: the C++ face gives the C results and throws on errors",
+          "[attention][merge][varlen]") {
+    std::mt19937 rng(12);
+    const int64_t S = 6, Hq = 4, Hkv = 2, D = 32, K1 = 40, K2 = 25;
+    std::normal_distribution<float> nd;
+    auto randoms = [&](int64_t n) {
+        std::vector<float> x(static_cast<size_t>(n));
+        for (float &e : x) e = nd(rng);
+        return x;
+    };
+    const std::vector<float> q = randoms(S * Hq * D), k = randoms((K1 + K2) * Hkv * D), v = randoms((K1 + K2) * Hkv * D);
+    // Keys [0, K1) and [K1, K1 + K2) in two calls, merged, against one call over all of them (C API).
+    std::vector<float> o1(q.size()), o2(q.size()), l1(size_t(S * Hq)), l2(l1.size()), whole(q.size()), lw(l1.size());
+    llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
+    const llmkit::tensor_ref lse1 = llmkit::f32(l1.data(), {1, S, Hq}), lse2 = llmkit::f32(l2.data(), {1, S, Hq});
+    o.lse = lse1.get();
+    llmkit::scaled_dot_product_attention(llmkit::f32(q.data(), {1, S, Hq, D}), llmkit::f32(k.data(), {1, K1, Hkv, D}),
+                                         llmkit::f32(v.data(), {1, K1, Hkv, D}), llmkit::f32(o1.data(), {1, S, Hq, D}), &o);
+    o.lse = lse2.get();
+    o.causal = 1;
+    llmkit::scaled_dot_product_attention(
+        llmkit::f32(q.data(), {1, S, Hq, D}), llmkit::f32(k.data() + K1 * Hkv * D, {1, K2, Hkv, D}),
+        llmkit::f32(v.data() + K1 * Hkv * D, {1, K2, Hkv, D}), llmkit::f32(o2.data(), {1, S, Hq, D}), &o);
+    llmkit::attention_merge(llmkit::f32(o1.data(), {1, S, Hq, D}), lse1, llmkit::f32(o2.data(), {1, S, Hq, D}), lse2);
+    const llmkit::tensor_ref lsew = llmkit::f32(lw.data(), {1, S, Hq});
+    o.lse = lsew.get();
+    REQUIRE(llmkit_attention(llmkit::f32(q.data(), {1, S, Hq, D}).get(), llmkit::f32(k.data(), {1, K1 + K2, Hkv, D}).get(),
+                             llmkit::f32(v.data(), {1, K1 + K2, Hkv, D}).get(), llmkit::f32(whole.data(), {1, S, Hq, D}).get(),
+                             &o) == LLMKIT_OK);
+    for (size_t i = 0; i < whole.size(); ++i) CHECK(o1[i] == Approx(whole[i]).margin(1e-5));
+    for (size_t i = 0; i < lw.size(); ++i) CHECK(l1[i] == Approx(lw[i]).margin(2e-5));
+    // Varlen: two sequences of 2 and 4 queries over 30 and 35 keys, each the bits of the C call on its rows.
+    const std::vector<int32_t> cq = {0, 2, 6}, ck = {0, 30, 65};
+    std::vector<float> packed(q.size()), alone(q.size());
+    llmkit::attention_varlen(llmkit::f32(q.data(), {S, Hq, D}), llmkit::f32(k.data(), {K1 + K2, Hkv, D}),
+                             llmkit::f32(v.data(), {K1 + K2, Hkv, D}), llmkit::i32(cq.data(), {3}),
+                             llmkit::i32(ck.data(), {3}), llmkit::f32(packed.data(), {S, Hq, D}));
+    for (int b = 0; b < 2; ++b) {
+        const int64_t nq = cq[size_t(b) + 1] - cq[size_t(b)], nk = ck[size_t(b) + 1] - ck[size_t(b)];
+        REQUIRE(llmkit_attention(llmkit::f32(q.data() + cq[size_t(b)] * Hq * D, {1, nq, Hq, D}).get(),
+                                 llmkit::f32(k.data() + ck[size_t(b)] * Hkv * D, {1, nk, Hkv, D}).get(),
+                                 llmkit::f32(v.data() + ck[size_t(b)] * Hkv * D, {1, nk, Hkv, D}).get(),
+                                 llmkit::f32(alone.data() + cq[size_t(b)] * Hq * D, {1, nq, Hq, D}).get(),
+                                 nullptr) == LLMKIT_OK);
+    }
+    CHECK(packed == alone);
+    // Errors become llmkit::error with the C message.
+    CHECK_THROWS_WITH(llmkit::attention_merge(llmkit::f32(o1.data(), {1, S, Hq, D}), lse1,
+                                              llmkit::f32(o2.data(), {1, S, Hq, D / 2}), lse2),
+                      Catch::Contains("other_out"));
+    CHECK_THROWS_WITH(llmkit::attention_varlen(llmkit::f32(q.data(), {S, Hq, D}), llmkit::f32(k.data(), {K1 + K2, Hkv, D}),
+                                               llmkit::f32(v.data(), {K1 + K2, Hkv, D}), llmkit::i32(cq.data(), {2}),
+                                               llmkit::i32(ck.data(), {3}), llmkit::f32(packed.data(), {S, Hq, D})),
+                      Catch::Contains("cu_seqlens_q"));
 }
