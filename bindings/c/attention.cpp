@@ -38,9 +38,10 @@ void check_head_values(const float *x, const core::tensor_view &q, int rank, con
         if (!std::isfinite(x[h])) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.", what, "[", h, "] is not finite (", x[h], ")");
 }
 
-// The options llmkit_attention and the cache calls share.
-template <class Options>
-void check_attention_options(const Options &o, const core::tensor_view &q, int rank = 4) {
+// The options llmkit_attention and the cache calls share: checked, then
+// copied into the core's parameters p (attention_params or cache_attention_params).
+template <class Options, class Params>
+void take_attention_options(const Options &o, const core::tensor_view &q, int rank, Params &p) {
     if (o.window < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.window must be >= 0, got ", o.window);
     if (!std::isfinite(o.softcap) || o.softcap < 0.0f)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.softcap must be finite and >= 0, got ", o.softcap);
@@ -49,6 +50,13 @@ void check_attention_options(const Options &o, const core::tensor_view &q, int r
     if (o.n_threads < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.n_threads must be >= 0, got ", o.n_threads);
     check_head_values(o.alibi_slopes, q, rank, "alibi_slopes");
     check_head_values(o.sinks, q, rank, "sinks");
+    p.causal = o.causal != 0;
+    p.window = o.window;
+    p.softcap = o.softcap;
+    p.scale = o.scale;
+    p.alibi_slopes = o.alibi_slopes;
+    p.sinks = o.sinks;
+    p.n_threads = o.n_threads;
 }
 
 // llmkit_attention_options (NULL: the defaults) as the core's parameters for
@@ -60,17 +68,10 @@ attention::attention_params attention_params_of(const llmkit_attention_options *
     const auto o = capi::read_options(options, k_attention_defaults, "options");
     if (o.mask) mask = core::tensor_view::from(o.mask, "options.mask");
     if (o.lse) lse = core::tensor_view::from(o.lse, "options.lse");
-    check_attention_options(o, q, rank);
     attention::attention_params p;
-    p.causal = o.causal != 0;
-    p.window = o.window;
-    p.softcap = o.softcap;
-    p.scale = o.scale;
-    p.alibi_slopes = o.alibi_slopes;
-    p.sinks = o.sinks;
+    take_attention_options(o, q, rank, p);
     p.mask = mask ? &*mask : nullptr;
     p.lse = lse ? &*lse : nullptr;
-    p.n_threads = o.n_threads;
     p.stream = o.stream;
     return p;
 }
@@ -108,17 +109,10 @@ attention::cache_attention_params kv_params(const llmkit_kv_attention_options *o
                                             std::optional<attention::rope_params> &rope,
                                             std::optional<core::tensor_view> &lse) {
     const auto o = capi::read_options(options, k_kv_attention_defaults, "options");
-    check_attention_options(o, q);
+    attention::cache_attention_params p;
+    take_attention_options(o, q, 4, p);
     if (o.split_keys < 0 || o.split_keys > (int64_t(1) << 40))
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.split_keys must be in 0..2^40, got ", o.split_keys);
-    attention::cache_attention_params p;
-    p.causal = o.causal != 0;
-    p.window = o.window;
-    p.softcap = o.softcap;
-    p.scale = o.scale;
-    p.alibi_slopes = o.alibi_slopes;
-    p.sinks = o.sinks;
-    p.n_threads = o.n_threads;
     p.split_keys = o.split_keys;
     if (o.rope) p.rope = &rope.emplace(rope_params_of(o.rope, "options.rope"));
     if (o.lse) p.lse = &lse.emplace(core::tensor_view::from(o.lse, "options.lse"));

@@ -724,10 +724,11 @@ std::vector<int64_t> read_offsets(const tensor_view &cu, int64_t total, const ch
 }
 
 // Rows [from, from + n) of a packed [T, H, D] tensor (or [T, H] lse) as one
-// sequence, [1, n, H, D] (or [1, n, H]); errors name it "t of sequence b".
+// sequence, [1, n, H, D] (or [1, n, H]); errors about it name it "t of
+// sequence b" (b < 0: the whole tensor, its own name).
 tensor_view sequence_view(const tensor_view &t, int64_t b, int64_t from, int64_t n) {
     tensor_view s = t;
-    s.name = t.name + " of sequence " + std::to_string(b);
+    if (b >= 0) s.name = t.name + " of sequence " + std::to_string(b);
     s.ndim = t.ndim + 1;
     for (int d = t.ndim; d >= 1; --d) {
         s.shape[d] = t.shape[d - 1];
@@ -740,6 +741,9 @@ tensor_view sequence_view(const tensor_view &t, int64_t b, int64_t from, int64_t
     return s;
 }
 
+// The packed tensors' ranks and shapes; then, as one sequence each, the rest
+// of validate()'s checks (dtypes, heads, head_dim, strides, the lse), once
+// for all the sequences, whose rows are parts of them.
 void validate_varlen(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
                      const attention_params &p) {
     for (const tensor_view *t : {&q, &k, &v, &out})
@@ -749,18 +753,21 @@ void validate_varlen(const tensor_view &q, const tensor_view &k, const tensor_vi
     for (int i = 0; i < 3; ++i)
         if (out.shape[i] != q.shape[i])
             fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
+    if (k.shape[0] != v.shape[0])
+        fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(), " must have the same rows");
     if (p.mask)
         fail(LLMKIT_ERROR_UNSUPPORTED, p.mask->name, ": an [Sq, Skv] mask has no meaning over packed sequences");
+    std::optional<tensor_view> lse;
+    attention_params whole = p;
     if (p.lse) {
         const tensor_view &l = *p.lse;
-        if (l.type != dtype::f32)
-            fail(LLMKIT_ERROR_DTYPE, l.name, ": dtype ", core::dtype_name(l.type), " is not float32");
         if (l.ndim != 2 || l.shape[0] != q.shape[0] || l.shape[1] != q.shape[1])
             fail(LLMKIT_ERROR_SHAPE, l.name, ": shape ", l.shape_string(), " must be [Tq, Hq] = [", q.shape[0], ", ",
                  q.shape[1], "]");
-        l.require_own_elements();
+        whole.lse = &lse.emplace(sequence_view(l, -1, 0, l.shape[0]));
     }
-    out.require_own_elements();
+    validate(sequence_view(q, -1, 0, q.shape[0]), sequence_view(k, -1, 0, k.shape[0]),
+             sequence_view(v, -1, 0, v.shape[0]), sequence_view(out, -1, 0, out.shape[0]), whole);
 }
 
 void run_varlen_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &cu_q,
@@ -769,20 +776,14 @@ void run_varlen_cpu(const tensor_view &q, const tensor_view &k, const tensor_vie
     if (oq.size() != ok.size())
         fail(LLMKIT_ERROR_SHAPE, cu_q.name, " holds ", oq.size(), " offsets and ", cu_k.name, " ", ok.size(),
              ": both must be B + 1");
-    if (k.shape[0] != v.shape[0])
-        fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(), " must have the same rows");
     // One sequence at a time, each over every thread (its query tiles and heads).
     for (size_t b = 0; b + 1 < oq.size(); ++b) {
-        const int64_t i = int64_t(b);
-        const tensor_view sq = sequence_view(q, i, oq[b], oq[b + 1] - oq[b]);
-        const tensor_view sk = sequence_view(k, i, ok[b], ok[b + 1] - ok[b]);
-        const tensor_view sv = sequence_view(v, i, ok[b], ok[b + 1] - ok[b]);
-        const tensor_view so = sequence_view(out, i, oq[b], oq[b + 1] - oq[b]);
+        const int64_t i = int64_t(b), nq = oq[b + 1] - oq[b], nk = ok[b + 1] - ok[b];
         std::optional<tensor_view> sl;
         attention_params sp = p;
-        if (p.lse) sp.lse = &sl.emplace(sequence_view(*p.lse, i, oq[b], oq[b + 1] - oq[b]));
-        validate(sq, sk, sv, so, sp);
-        run_cpu(sq, sk, sv, so, sp);
+        if (p.lse) sp.lse = &sl.emplace(sequence_view(*p.lse, i, oq[b], nq));
+        run_cpu(sequence_view(q, i, oq[b], nq), sequence_view(k, i, ok[b], nk), sequence_view(v, i, ok[b], nk),
+                sequence_view(out, i, oq[b], nq), sp);
     }
 }
 

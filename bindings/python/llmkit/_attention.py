@@ -159,24 +159,26 @@ def attention(
     q = _as_input(q, "q")
     k = _as_input(k, "k")
     v = _as_input(v, "v")
-    if not isinstance(causal, (bool, np.bool_)):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    win = _window(window)
-    if window is not None:
-        if not causal:
-            raise ValueError("window needs causal=True (a sliding window looks back from each query)")
-    slopes = None
-    if alibi_slopes is not None:
-        slopes = np.ascontiguousarray(np.asarray(alibi_slopes, dtype=np.float32))
-    sink_logits = None
-    if sinks is not None:
-        sink_logits = np.ascontiguousarray(np.asarray(sinks, dtype=np.float32))
+    causal, win = _causal_window(causal, window)
     m = None if mask is None else _float_mask(mask)
     out = _empty_like(q)
     lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
-    _llmkit.attention(q, k, v, out, bool(causal), win, _positive(softcap, "softcap"), _positive(scale, "scale"),
-                      slopes, m, count(num_threads, "num_threads"), sink_logits, lse)
+    _llmkit.attention(q, k, v, out, causal, win, _positive(softcap, "softcap"), _positive(scale, "scale"),
+                      _heads(alibi_slopes), m, count(num_threads, "num_threads"), _heads(sinks), lse)
     return out if lse is None else (out, lse)
+
+
+def _causal_window(causal: Any, window: Any) -> tuple:
+    """(causal, the C options' window) for llmkit.attention and attention_varlen: a window needs causal."""
+    causal = _flag(causal, "causal")
+    if window is not None and not causal:
+        raise ValueError("window needs causal=True (a sliding window looks back from each query)")
+    return causal, _window(window)
+
+
+def _heads(x: Any) -> Any:
+    """A per-query-head array (ALiBi slopes, sinks) as contiguous float32, or None."""
+    return None if x is None else np.ascontiguousarray(np.asarray(x, dtype=np.float32))
 
 
 def attention_varlen(
@@ -210,17 +212,13 @@ def attention_varlen(
     rows, and as :func:`attention` does (errors about a sequence's rows name it).
     """
     q, k, v = _as_input(q, "q"), _as_input(k, "k"), _as_input(v, "v")
-    if not isinstance(causal, (bool, np.bool_)):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
-    if window is not None and not causal:
-        raise ValueError("window needs causal=True (a sliding window looks back from each query)")
-    heads = lambda x: None if x is None else np.ascontiguousarray(np.asarray(x, dtype=np.float32))  # noqa: E731
+    causal, win = _causal_window(causal, window)
     out = _empty_like(q)
     lse = _empty_lse(q, 3) if _flag(return_lse, "return_lse") else None
     _llmkit.attention_varlen(q, k, v, int_array(cu_seqlens_q, "cu_seqlens_q", wide=True),
-                             int_array(cu_seqlens_k, "cu_seqlens_k", wide=True), out, bool(causal), _window(window),
-                             _positive(softcap, "softcap"), _positive(scale, "scale"), heads(alibi_slopes),
-                             count(num_threads, "num_threads"), heads(sinks), lse)
+                             int_array(cu_seqlens_k, "cu_seqlens_k", wide=True), out, causal, win,
+                             _positive(softcap, "softcap"), _positive(scale, "scale"), _heads(alibi_slopes),
+                             count(num_threads, "num_threads"), _heads(sinks), lse)
     return out if lse is None else (out, lse)
 
 
@@ -252,10 +250,10 @@ def attention_merge(out: Any, lse: Any, other_out: Any, other_lse: Any, *, in_pl
     other_out, other_lse = _as_input(other_out, "other_out"), _as_input(other_lse, "other_lse")
     if not _flag(in_place, "in_place"):
         out, lse = _copy(out), _copy(lse)
-    elif isinstance(out, np.ndarray) or isinstance(lse, np.ndarray):
-        for x in (out, lse):
+    else:
+        for x, name in ((out, "out"), (lse, "lse")):
             if isinstance(x, np.ndarray):
-                _check_writable_numpy(x)
+                _check_writable_numpy(x, name, "attention_merge(in_place=True)")
     _llmkit.attention_merge(out, lse, other_out, other_lse)
     return out, lse
 
@@ -420,13 +418,14 @@ def _scaling_args(scaling: Optional[Mapping[str, Any]], longest: Optional[int] =
     return out
 
 
-def _check_writable_numpy(x: np.ndarray) -> None:
+def _check_writable_numpy(x: np.ndarray, name: str = "x", call: str = "rope(in_place=True)") -> None:
+    """An array `call` writes where it lies: writable, native byte order, strides of whole items."""
     if not x.flags.writeable:
-        raise ValueError("x is read-only; rope(in_place=True) needs a writable array")
+        raise ValueError(f"{name} is read-only; {call} needs a writable array")
     if not x.dtype.isnative:
-        raise ValueError("x is not in native byte order; rope(in_place=True) cannot rotate it where it is")
+        raise ValueError(f"{name} is not in native byte order; {call} cannot write it where it is")
     if any(s % x.itemsize for s in x.strides):
-        raise ValueError("x has strides that are not a multiple of its item size; use in_place=False")
+        raise ValueError(f"{name} has strides that are not a multiple of its item size; use in_place=False")
 
 
 def rope(
@@ -876,8 +875,7 @@ def _window(window: Any) -> int:
 
 def _kv_kwargs(causal: Any, window: Any, softcap: Any, scale: Any, alibi_slopes: Any, sinks: Any, split_keys: Any,
                num_threads: Any) -> Dict[str, Any]:
-    if not isinstance(causal, (bool, np.bool_)):
-        raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+    _flag(causal, "causal")
     win = _window(window)
     split = 0
     if split_keys is not None:
@@ -885,11 +883,8 @@ def _kv_kwargs(causal: Any, window: Any, softcap: Any, scale: Any, alibi_slopes:
         if not 1 <= split <= 2**40:
             raise ValueError(f"split_keys must be in 1..2**40 (or None for automatic), got {split}")
 
-    def heads(x: Any) -> Any:
-        return None if x is None else np.ascontiguousarray(np.asarray(x, dtype=np.float32))
-
     return dict(causal=bool(causal), window=win, softcap=_positive(softcap, "softcap"), scale=_positive(scale, "scale"),
-                alibi_slopes=heads(alibi_slopes), sinks=heads(sinks), num_threads=count(num_threads, "num_threads"),
+                alibi_slopes=_heads(alibi_slopes), sinks=_heads(sinks), num_threads=count(num_threads, "num_threads"),
                 split_keys=split)
 
 
