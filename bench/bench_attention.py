@@ -118,6 +118,11 @@ class KVAttentionOptionsLse(ctypes.Structure):
     _fields_ = KVAttentionOptions._fields_ + [("lse", ctypes.POINTER(Tensor))]
 
 
+class KVAttentionOptionsPacked(ctypes.Structure):
+    """llmkit_kv_attention_options through its cu_seqlens_q field."""
+    _fields_ = KVAttentionOptionsLse._fields_ + [("cu_seqlens_q", ctypes.POINTER(Tensor))]
+
+
 class RopeOptions(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("layout", ctypes.c_int32), ("theta", ctypes.c_double),
                 ("rotary_dims", ctypes.c_int32), ("scaling", ctypes.c_int32), ("factor", ctypes.c_double),
@@ -510,6 +515,7 @@ def main() -> None:
 
     cascade_cells(lib, dtypes, args, min_time)
     varlen_cells(lib, dtypes, args, min_time)
+    mixed_step_cells(lib, dtypes, args, min_time)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
     mrope_cells(lib, dtypes, args, min_time)
@@ -827,6 +833,98 @@ def varlen_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         flops = sum(4.0 * D * Hq * n * (n + 1) / 2 for n in lens)
         print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>10.2f}{flops / t_l / 1e9:>9.1f}"
               f"{t_p * 1e3:>11.2f}{t_o * 1e3:>9.2f}{t_p / t_l:>9.2f}x{t_o / t_l:>8.2f}x{diff:>11.2e}", flush=True)
+
+
+def mixed_step_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """One serving step over a paged cache: 16 decodes over 1k-8k cached tokens and 2 prefill chunks of 512
+    queries after 1536- and 3584-token prefixes (chunked prefill), as a continuous-batching server mixes them.
+    llmkit packed: one llmkit_paged_kv_cache_attention call with options.cu_seqlens_q, the queries packed end to
+    end. llmkit separate: the same rows through the batched API, one call for the decodes and one per chunk.
+    torch: a loop of SDPA calls, one per sequence, over its K/V held dense ([1, Hkv, L, D], torch's best
+    case: nothing gathered), the chunks with a bottom-right causal mask. The packed results must equal the
+    separate calls' bits and torch's within the dtype's tolerance before timing."""
+    Hq, Hkv, D, bs, chunk = 32, 8, 128, 16, 512
+    dec_lens = [1024, 2048] * 2 if args.quick else [1024 * (1 + i % 8) for i in range(16)]
+    chunk_lens = [1024] if args.quick else [2048, 4096]  # tokens cached, the chunk's own included
+    lens = dec_lens + chunk_lens
+    counts = [1] * len(dec_lens) + [chunk] * len(chunk_lens)
+    name = "mixed step"
+    print(f"\nmixed serving step: {len(dec_lens)} decodes over {min(dec_lens)}-{max(dec_lens)} cached tokens and "
+          f"{len(chunk_lens)} prefill chunks of {chunk} queries ({'/'.join(str(n - chunk) for n in chunk_lens)}-token "
+          f"prefixes), paged cache (blocks of {bs}), Hq={Hq} Hkv={Hkv} D={D}; ratios: the other's ms over packed's")
+    print(f"{'cell':<16}{'dtype':<10}{'packed ms':>10}{'GFLOP/s':>9}{'separate':>10}{'torch loop':>11}"
+          f"{'vs separate':>12}{'vs torch':>9}{'max|diff|':>11}")
+    if args.only not in name:
+        return
+    cu = [0]
+    for n in counts:
+        cu.append(cu[-1] + n)
+    T, B = cu[-1], len(lens)
+    for dtype in dtypes:
+        ks = [torch.randn(1, Hkv, L, D).to(dtype) for L in lens]  # torch's layout; llmkit appends [L, Hkv, D]
+        vs = [torch.randn(1, Hkv, L, D).to(dtype) for L in lens]
+        handle = ctypes.c_void_p()
+        blocks = sum((L + bs - 1) // bs for L in lens)
+        o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, blocks, B,
+                                (max(lens) + bs - 1) // bs, KV_CODE[dtype])
+        lib.check(lib.lib.llmkit_paged_kv_cache_create(ctypes.byref(handle), ctypes.byref(o)))
+        ids = (ctypes.c_int32 * B)()
+        for b in range(B):
+            sid = ctypes.c_int32()
+            lib.check(lib.lib.llmkit_paged_kv_cache_seq_new(handle, ctypes.byref(sid)))
+            ids[b] = sid.value
+            (tk, kk), (tv, kv) = as_llmkit(ks[b][0].transpose(0, 1)), as_llmkit(vs[b][0].transpose(0, 1))
+            lib.check(lib.lib.llmkit_paged_kv_cache_append(handle, 0, sid, ctypes.byref(tk), ctypes.byref(tv)))
+        q = torch.randn(T, Hq, D).to(dtype)
+        out, out_sep = torch.empty_like(q), torch.empty_like(q)
+        cu_t = torch.tensor(cu, dtype=torch.int64)
+        (tq, k1), (to, k2) = as_llmkit(q), as_llmkit(out)
+        tc, k3 = as_llmkit_index(cu_t)
+        packed_opts = KVAttentionOptionsPacked(ctypes.sizeof(KVAttentionOptionsPacked), 1, 0, 0.0, 0.0, None, None,
+                                               args.threads, 0, None, None, ctypes.pointer(tc))
+        packed_fn = lib.lib.llmkit_paged_kv_cache_attention
+
+        def run_packed():
+            lib.check(packed_fn(handle, 0, ctypes.byref(tq), ids, B, ctypes.byref(to),
+                                ctypes.cast(ctypes.byref(packed_opts), ctypes.POINTER(KVAttentionOptions))))
+
+        # The batched API: the decodes as [n, 1, Hq, D], each chunk as [1, 512, Hq, D].
+        nd = len(dec_lens)
+        sep_opts = KVAttentionOptions(ctypes.sizeof(KVAttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, 0)
+        calls = [(view(q, (nd, 1, Hq, D), (Hq * D, Hq * D, D, 1)), view(out_sep, (nd, 1, Hq, D), (Hq * D, Hq * D, D, 1)),
+                  ids, nd)]
+        for i in range(len(chunk_lens)):
+            row = cu[nd + i]
+            calls.append((view(q[row:], (1, chunk, Hq, D), (chunk * Hq * D, Hq * D, D, 1)),
+                          view(out_sep[row:], (1, chunk, Hq, D), (chunk * Hq * D, Hq * D, D, 1)),
+                          ctypes.cast(ctypes.byref(ids, (nd + i) * 4), ctypes.POINTER(ctypes.c_int32)), 1))
+
+        def run_separate():
+            for (tqs, _), (tos, _), sids, n in calls:
+                lib.check(packed_fn(handle, 0, ctypes.byref(tqs), sids, n, ctypes.byref(tos), ctypes.byref(sep_opts)))
+
+        qs = [q[cu[b]:cu[b + 1]].transpose(0, 1).unsqueeze(0) for b in range(B)]  # [1, Hq, n, D]
+        masks = [None if n == 1 else torch.ones(n, L, dtype=torch.bool).tril(L - n) for n, L in zip(counts, lens)]
+
+        def run_torch():
+            return [F.scaled_dot_product_attention(qs[b], ks[b], vs[b], attn_mask=masks[b], enable_gqa=True)
+                    for b in range(B)]
+
+        run_packed()
+        run_separate()
+        ref = run_torch()
+        same = torch.equal(out, out_sep)
+        diff = max((out[cu[b]:cu[b + 1]].float() - ref[b][0].transpose(0, 1).float()).abs().max().item()
+                   for b in range(B))
+        tol = 1e-4 if dtype == torch.float32 else 3e-2
+        if not same or diff > tol:
+            raise RuntimeError(f"{name} {dtype}: packed and separate calls give the same bits: {same}; "
+                               f"packed and torch differ by {diff} (tolerance {tol})")
+        t_p, t_s, t_t = interleaved_best([run_packed, run_separate, run_torch], min_time, rounds=3)
+        flops = sum(4.0 * D * Hq * (L if n == 1 else n * (L - n) + n * (n + 1) / 2) for n, L in zip(counts, lens))
+        print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_p * 1e3:>10.2f}{flops / t_p / 1e9:>9.1f}"
+              f"{t_s * 1e3:>10.2f}{t_t * 1e3:>11.2f}{t_s / t_p:>11.2f}x{t_t / t_p:>8.2f}x{diff:>11.2e}", flush=True)
+        lib.lib.llmkit_paged_kv_cache_free(handle)
 
 
 def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:

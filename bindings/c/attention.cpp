@@ -102,20 +102,22 @@ attention::rope_params rope_params_of(const llmkit_rope_options *options, const 
     return p;
 }
 
-// The cache calls' parameters; `rope` holds the queries' rotation that
-// p.rope points to, and `lse` the log-sum-exps' view p.lse points to, when
-// options ask for them.
+// The cache calls' parameters; `rope`, `lse` and `cu_seqlens_q` hold what
+// p.rope, p.lse and p.cu_seqlens_q point to, when options ask for them.
 attention::cache_attention_params kv_params(const llmkit_kv_attention_options *options, const core::tensor_view &q,
                                             std::optional<attention::rope_params> &rope,
-                                            std::optional<core::tensor_view> &lse) {
+                                            std::optional<core::tensor_view> &lse,
+                                            std::optional<core::tensor_view> &cu_seqlens_q) {
     const auto o = capi::read_options(options, k_kv_attention_defaults, "options");
     attention::cache_attention_params p;
-    take_attention_options(o, q, 4, p);
+    take_attention_options(o, q, o.cu_seqlens_q ? 3 : 4, p);
     if (o.split_keys < 0 || o.split_keys > (int64_t(1) << 40))
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.split_keys must be in 0..2^40, got ", o.split_keys);
     p.split_keys = o.split_keys;
     if (o.rope) p.rope = &rope.emplace(rope_params_of(o.rope, "options.rope"));
     if (o.lse) p.lse = &lse.emplace(core::tensor_view::from(o.lse, "options.lse"));
+    if (o.cu_seqlens_q)
+        p.cu_seqlens_q = &cu_seqlens_q.emplace(core::tensor_view::from(o.cu_seqlens_q, "options.cu_seqlens_q"));
     return p;
 }
 
@@ -202,8 +204,8 @@ llmkit_status cache_attention(const Cache *cache, int32_t layer, const llmkit_te
         const auto to = core::tensor_view::from(out, "out");
         check_seq_ids(seq_ids, n_seqs);
         std::optional<attention::rope_params> rope;
-        std::optional<core::tensor_view> lse;
-        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq, rope, lse));
+        std::optional<core::tensor_view> lse, cu;
+        cache->impl.attention(layer, tq, seq_ids, n_seqs, to, kv_params(options, tq, rope, lse, cu));
     });
 }
 
@@ -426,8 +428,8 @@ llmkit_status llmkit_paged_kv_cache_attention_tables(const llmkit_paged_kv_cache
         const auto tb = core::tensor_view::from(block_tables, "block_tables");
         const auto tl = core::tensor_view::from(seq_lens, "seq_lens");
         std::optional<attention::rope_params> rope;
-        std::optional<core::tensor_view> lse;
-        cache->impl.attention_tables(layer, tq, tb, tl, to, kv_params(options, tq, rope, lse));
+        std::optional<core::tensor_view> lse, cu;
+        cache->impl.attention_tables(layer, tq, tb, tl, to, kv_params(options, tq, rope, lse, cu));
     });
 }
 

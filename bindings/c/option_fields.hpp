@@ -67,7 +67,7 @@ struct option_fields<llmkit_kv_attention_options> {
     static constexpr field_span list[] = {
         LLMKIT_FIELD(struct_size), LLMKIT_FIELD(causal), LLMKIT_FIELD(window), LLMKIT_FIELD(softcap),
         LLMKIT_FIELD(scale), LLMKIT_FIELD(alibi_slopes), LLMKIT_FIELD(sinks), LLMKIT_FIELD(n_threads),
-        LLMKIT_FIELD(split_keys), LLMKIT_FIELD(rope), LLMKIT_FIELD(lse)
+        LLMKIT_FIELD(split_keys), LLMKIT_FIELD(rope), LLMKIT_FIELD(lse), LLMKIT_FIELD(cu_seqlens_q)
     };
 };
 

@@ -28,13 +28,13 @@ const float *per_head(const std::optional<f32_array> &a, const char *name, int64
     return a->data();
 }
 
-// An optional output's tensor (None: not wanted) and the reference C reads it through.
-struct optional_output {
+// An optional tensor (None: not given; an output not wanted) and the reference C reads it through.
+struct optional_tensor {
     std::optional<tensor_arg> arg;
     std::optional<llmkit::tensor_ref> ref;
-    optional_output(py::handle obj, const char *name) {
+    optional_tensor(py::handle obj, const char *name, fallback how = fallback::floating) {
         if (obj.is_none()) return;
-        arg.emplace(to_tensor(obj, name, fallback::floating));
+        arg.emplace(to_tensor(obj, name, how));
         ref.emplace(arg->ref());
     }
     const llmkit_tensor *get() const { return ref ? ref->get() : nullptr; }
@@ -80,7 +80,7 @@ void attention(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::handle 
     llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), ot = out.ref();
     std::optional<llmkit::tensor_ref> mt;
     if (mask) o.mask = mt.emplace(mask->ref()).get();
-    const optional_output lse(lse_obj, "lse");
+    const optional_tensor lse(lse_obj, "lse");
     o.lse = lse.get();
     {
         py::gil_scoped_release nogil;
@@ -101,7 +101,7 @@ void attention_varlen(py::handle q_obj, py::handle k_obj, py::handle v_obj, py::
     const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
     llmkit_attention_options o =
         attention_options(causal, window, softcap, scale, alibi_slopes, sinks, num_threads, query_heads(q, 3));
-    const optional_output lse(lse_obj, "lse");
+    const optional_tensor lse(lse_obj, "lse");
     o.lse = lse.get();
     llmkit::tensor_ref qt = q.ref(), kt = k.ref(), vt = v.ref(), cqt = cu_q.ref(), ckt = cu_k.ref(), ot = out.ref();
     py::gil_scoped_release nogil;
@@ -231,17 +231,20 @@ struct kv_options {
 
 // The C options over the arrays in o (which must outlive them); checks that
 // the per-head arrays hold one value per query head, since C reads bare pointers.
-llmkit_kv_attention_options kv_c_options(kv_options &o, const tensor_arg &q, int64_t head_dim) {
+llmkit_kv_attention_options kv_c_options(kv_options &o, const tensor_arg &q, int64_t head_dim,
+                                         const optional_tensor &cu_seqlens_q) {
     llmkit_kv_attention_options c = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+    const int rank = cu_seqlens_q.get() ? 3 : 4;  // packed queries [Tq, Hq, D]
     c.causal = o.causal ? 1 : 0;
     c.window = o.window;
     c.softcap = o.softcap;
     c.scale = o.scale;
     c.n_threads = o.num_threads;
     c.split_keys = o.split_keys;
-    c.alibi_slopes = per_head(o.alibi_slopes, "alibi_slopes", query_heads(q));
-    c.sinks = per_head(o.sinks, "sinks", query_heads(q));
+    c.alibi_slopes = per_head(o.alibi_slopes, "alibi_slopes", query_heads(q, rank));
+    c.sinks = per_head(o.sinks, "sinks", query_heads(q, rank));
     c.rope = o.rope ? o.rope->get(head_dim) : nullptr;
+    c.cu_seqlens_q = cu_seqlens_q.get();
     return c;
 }
 
@@ -288,11 +291,12 @@ struct py_cache {
         });
     }
     void attention(int32_t layer, py::handle q_obj, const std::vector<int32_t> &seq_ids, py::handle out_obj,
-                   kv_options &o, py::handle lse_obj) {
+                   kv_options &o, py::handle lse_obj, py::handle cu_obj) {
         const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
         const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
-        const optional_output lse(lse_obj, "lse");
-        llmkit_kv_attention_options c = kv_c_options(o, q, head_dim);
+        const optional_tensor lse(lse_obj, "lse");
+        const optional_tensor cu(cu_obj, "cu_seqlens_q", fallback::index);
+        llmkit_kv_attention_options c = kv_c_options(o, q, head_dim, cu);
         c.lse = lse.get();
         llmkit::tensor_ref qt = q.ref(), ot = out.ref();
         reading([&] { cache.attention(layer, qt, seq_ids, ot, &c); });
@@ -331,15 +335,16 @@ void bind_cache_methods(P &cls) {
             [](T &self, int32_t layer, py::handle q, const std::vector<int32_t> &seq_ids, py::handle out, bool causal,
                int64_t window, float softcap, float scale, std::optional<f32_array> alibi_slopes,
                std::optional<f32_array> sinks, int32_t num_threads, int64_t split_keys, const py::object &rope,
-               py::handle lse) {
+               py::handle lse, py::handle cu_seqlens_q) {
                 kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
                              num_threads, split_keys, rope_options_of(rope)};
-                self.attention(layer, q, seq_ids, out, o, lse);
+                self.attention(layer, q, seq_ids, out, o, lse, cu_seqlens_q);
             },
             py::arg("layer"), py::arg("q"), py::arg("seq_ids"), py::arg("out"), py::arg("causal") = true,
             py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
             py::arg("alibi_slopes") = py::none(), py::arg("sinks") = py::none(), py::arg("num_threads") = 0,
-            py::arg("split_keys") = 0, py::arg("rope") = py::none(), py::arg("lse") = py::none());
+            py::arg("split_keys") = 0, py::arg("rope") = py::none(), py::arg("lse") = py::none(),
+            py::arg("cu_seqlens_q") = py::none());
 }
 
 }  // namespace
@@ -405,15 +410,16 @@ void bind_attention(py::module_ &m) {
             [](py_paged_kv_cache &self, int32_t layer, py::handle q_obj, py::handle tables_obj, py::handle lens_obj,
                py::handle out_obj, bool causal, int64_t window, float softcap, float scale,
                std::optional<f32_array> alibi_slopes, std::optional<f32_array> sinks, int32_t num_threads,
-               int64_t split_keys, const py::object &rope, py::handle lse_obj) {
+               int64_t split_keys, const py::object &rope, py::handle lse_obj, py::handle cu_obj) {
                 kv_options o{causal,      window,     softcap,   scale, std::move(alibi_slopes), std::move(sinks),
                              num_threads, split_keys, rope_options_of(rope)};
                 const tensor_arg q = to_tensor(q_obj, "q", fallback::floating);
                 const tensor_arg out = to_tensor(out_obj, "out", fallback::floating);
                 const tensor_arg tables = to_tensor(tables_obj, "block_tables", fallback::index);
                 const tensor_arg lens = to_tensor(lens_obj, "seq_lens", fallback::index);
-                const optional_output lse(lse_obj, "lse");
-                llmkit_kv_attention_options c = kv_c_options(o, q, self.head_dim);
+                const optional_tensor lse(lse_obj, "lse");
+                const optional_tensor cu(cu_obj, "cu_seqlens_q", fallback::index);
+                llmkit_kv_attention_options c = kv_c_options(o, q, self.head_dim, cu);
                 c.lse = lse.get();
                 llmkit::tensor_ref qt = q.ref(), ot = out.ref(), tt = tables.ref(), lt = lens.ref();
                 self.reading([&] {
@@ -424,7 +430,8 @@ void bind_attention(py::module_ &m) {
             py::arg("layer"), py::arg("q"), py::arg("block_tables"), py::arg("seq_lens"), py::arg("out"),
             py::arg("causal") = true, py::arg("window") = 0, py::arg("softcap") = 0.0f, py::arg("scale") = 0.0f,
             py::arg("alibi_slopes") = py::none(), py::arg("sinks") = py::none(), py::arg("num_threads") = 0,
-            py::arg("split_keys") = 0, py::arg("rope") = py::none(), py::arg("lse") = py::none());
+            py::arg("split_keys") = 0, py::arg("rope") = py::none(), py::arg("lse") = py::none(),
+            py::arg("cu_seqlens_q") = py::none());
     bind_cache_methods(paged);
 
     m.def("attention", &attention, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("out"), py::arg("causal") = false,

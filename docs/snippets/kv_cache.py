@@ -1,6 +1,6 @@
 """KV caches from Python: a paged cache's decode equals the prefill, a fork
-shares blocks until it writes, RoPE fused into the cache, and what int8 and
-paging save. Run by the
+shares blocks until it writes, RoPE fused into the cache, a serving step of
+decodes and a prefill chunk in one call, and what int8 and paging save. Run by the
 snippet_py_kv_cache test; its output is checked against kv_cache.expected."""
 import numpy as np
 
@@ -45,7 +45,21 @@ plain.append(0, b, llmkit.rope(k[None], np.arange(S), **llama3)[0], v)
 out_plain = plain.attention(0, llmkit.rope(q[None], np.arange(S), **llama3), [b])[0]
 print("fused RoPE == rope, then append:", np.array_equal(out_fused, out_plain))
 
-# 4. The arithmetic of a real model: Llama 3 8B (32 layers, 8 kv heads of 128) at 8192 tokens.
+# 4. One serving step in one call: two sequences decode their next token while a third
+#    prefills a chunk of 8 after a 32-token prefix, the queries packed end to end
+#    (cu_seqlens_q: sequence b's rows are cu[b]:cu[b + 1], its last tokens).
+step = llmkit.PagedKVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, n_blocks=16, block_size=16, dtype="bf16")
+a, b, c = (step.new_sequence() for _ in range(3))
+for seq, n in ((a, 30), (b, 12), (c, S)):
+    step.append(0, seq, k[:n], v[:n])
+packed = np.concatenate([q[29:30], q[11:12], q[32:S]])
+out = step.attention(0, packed, [a, b, c], cu_seqlens_q=[0, 1, 2, 10])
+alone = [step.attention(0, packed[None, rows], [seq])[0] for seq, rows in ((a, slice(0, 1)), (b, slice(1, 2)),
+                                                                            (c, slice(2, 10)))]
+print("packed step == each sequence alone:", np.array_equal(out, np.concatenate(alone)))
+print("the chunk == those rows of the prefill (|diff| < 1e-5):", bool(np.abs(out[2:] - full[32:]).max() < 1e-5))
+
+# 5. The arithmetic of a real model: Llama 3 8B (32 layers, 8 kv heads of 128) at 8192 tokens.
 for dtype in ("fp32", "bf16", "int8"):
     b = llmkit.kv_cache_bytes(n_layers=32, n_kv_heads=8, head_dim=128, dtype=dtype, context=8192)
     print(f"Llama 3 8B, 8192 tokens, {dtype}: {b / 2**30:.3f} GiB (+ int8 scales: "

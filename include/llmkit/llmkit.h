@@ -1910,10 +1910,11 @@ typedef struct llmkit_kv_attention_options {
     int64_t split_keys;          /**< Split-KV: keys per part when a sequence's queries form one tile (decode); rounded up to 64; 0 = 1024. Results do not depend on n_threads. */
     const llmkit_rope_options *rope; /**< Fused RoPE for the queries, or NULL (q used as given). Each query is rotated at its position (query i of sequence b at len_b - Sq + i) in a copy, q itself untouched: the same bits as llmkit_rope() on q at those positions before the call. Pair it with llmkit_kv_cache_append_rope(). Its n_threads and stream are ignored. */
     const llmkit_tensor *lse;        /**< Output, or NULL = not wanted: float32 [B, Sq, Hq] in host memory (any strides) receiving each query row's log-sum-exp, as llmkit_attention_options.lse. Added after 0.1.0 (an older struct gets NULL). */
+    const llmkit_tensor *cu_seqlens_q; /**< Packed queries, or NULL: int32 or int64 [B + 1] offsets in host memory (flash-attn's cu_seqlens_q), 0 first, never decreasing, Tq last. With it q and out are [Tq, Hq, D] and lse [Tq, Hq]: sequence b brings the cu_seqlens_q[b + 1] - cu_seqlens_q[b] queries in rows cu_seqlens_q[b] onwards, its last tokens, so one call serves decodes (1 query) and prefill chunks (many) side by side; a sequence may bring none. Each sequence gets the bits of a call with its queries alone. Added after 0.1.0 (an older struct gets NULL). */
 } llmkit_kv_attention_options;
 
-/** @brief Default #llmkit_kv_attention_options: causal, no window, softcap, ALiBi, sinks or RoPE, scale 1/sqrt(D), no lse. */
-#define LLMKIT_KV_ATTENTION_OPTIONS_INIT {sizeof(llmkit_kv_attention_options), 1, 0, 0.0f, 0.0f, NULL, NULL, 0, 0, NULL, NULL}
+/** @brief Default #llmkit_kv_attention_options: causal, no window, softcap, ALiBi, sinks or RoPE, scale 1/sqrt(D), no lse, queries [B, Sq, Hq, D]. */
+#define LLMKIT_KV_ATTENTION_OPTIONS_INIT {sizeof(llmkit_kv_attention_options), 1, 0, 0.0f, 0.0f, NULL, NULL, 0, 0, NULL, NULL, NULL}
 
 /**
  * @brief Creates a contiguous KV cache (all memory allocated now, zeroed).

@@ -913,8 +913,9 @@ public:
     }
     /**
      * @brief Attention of the last Sq tokens of each sequence (see llmkit_kv_cache_attention()).
-     * @param layer A layer. @param q Queries [B, Sq, Hq, D]. @param seq_ids B sequence ids.
-     * @param out Output [B, Sq, Hq, D]. @param options NULL for defaults.
+     * @param layer A layer. @param q Queries [B, Sq, Hq, D], or packed [Tq, Hq, D] with options->cu_seqlens_q.
+     * @param seq_ids B sequence ids.
+     * @param out Output, q's shape. @param options NULL for defaults.
      */
     void attention(int32_t layer, const tensor_ref &q, const std::vector<int32_t> &seq_ids, const tensor_ref &out,
                    const llmkit_kv_attention_options *options = nullptr) const {
@@ -995,8 +996,9 @@ public:
     }
     /**
      * @brief Attention of the last Sq tokens of each sequence (see llmkit_paged_kv_cache_attention()).
-     * @param layer A layer. @param q Queries [B, Sq, Hq, D]. @param seq_ids B sequence ids.
-     * @param out Output [B, Sq, Hq, D]. @param options NULL for defaults.
+     * @param layer A layer. @param q Queries [B, Sq, Hq, D], or packed [Tq, Hq, D] with options->cu_seqlens_q.
+     * @param seq_ids B sequence ids.
+     * @param out Output, q's shape. @param options NULL for defaults.
      */
     void attention(int32_t layer, const tensor_ref &q, const std::vector<int32_t> &seq_ids, const tensor_ref &out,
                    const llmkit_kv_attention_options *options = nullptr) const {

@@ -704,6 +704,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     checked_out();
 }
 
+}  // namespace
+
 // The B + 1 offsets of packed sequences (flash-attn's cu_seqlens): int32 or
 // int64 [B + 1], 0 first, never decreasing, `total` (the packed rows) last.
 std::vector<int64_t> read_offsets(const tensor_view &cu, int64_t total, const char *rows) {
@@ -740,6 +742,8 @@ tensor_view sequence_view(const tensor_view &t, int64_t b, int64_t from, int64_t
     s.data = t.data + from * t.strides[0] * int64_t(t.elem_size);
     return s;
 }
+
+namespace {
 
 // The packed tensors' ranks and shapes; then, as one sequence each, the rest
 // of validate()'s checks (dtypes, heads, head_dim, strides, the lse), once

@@ -36,6 +36,16 @@ void attention_varlen(const core::tensor_view &q, const core::tensor_view &k, co
                       const core::tensor_view &cu_seqlens_q, const core::tensor_view &cu_seqlens_k,
                       const core::tensor_view &out, const attention_params &p);
 
+// The B + 1 offsets of packed sequences (flash-attn's cu_seqlens): int32 or
+// int64 [B + 1], 0 first, never decreasing, `total` (the packed rows of
+// `rows`, named in errors) last.
+std::vector<int64_t> read_offsets(const core::tensor_view &cu, int64_t total, const char *rows);
+
+// Rows [from, from + n) of a packed [T, H, D] tensor (or [T, H] lse) as one
+// sequence, [1, n, H, D] (or [1, n, H]); errors about it name it "t of
+// sequence b" (b < 0: the whole tensor, its own name).
+core::tensor_view sequence_view(const core::tensor_view &t, int64_t b, int64_t from, int64_t n);
+
 // Checks an lse output for q [B, Sq, Hq, D] (the attention calls' options.lse):
 // float32 [B, Sq, Hq], any strides, each element its own; D > 0 (a head of no
 // dimensions has no scores to sum).

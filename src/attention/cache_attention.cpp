@@ -72,7 +72,7 @@ void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, 
                  " (shape ", t->shape_string(), ")");
         if (!t->on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the KV caches take host tensors only");
         if (t->shape[3] > 1 && t->strides[3] != 1)
-            fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis (3) must have stride 1, got stride ", t->strides[3]);
+            fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis (the last) must have stride 1, got stride ", t->strides[3]);
     }
     if (q.type != dtype::f32 && q.type != dtype::bf16 && q.type != dtype::f16)
         fail(LLMKIT_ERROR_DTYPE, "q: dtype ", core::dtype_name(q.type), " is not float32, bfloat16 or float16");
@@ -403,6 +403,7 @@ void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *
 
 void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
                      const tensor_view &out, const cache_attention_params &p) {
+    if (p.cu_seqlens_q) return cache_attention_packed(L, seqs, n_seqs, q, out, p);
     validate(L, seqs, n_seqs, q, out);
     if (p.lse) {
         check_lse(*p.lse, q);

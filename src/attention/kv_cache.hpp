@@ -80,6 +80,10 @@ struct cache_attention_params {
     const rope_params *rope = nullptr;
     // Each query row's log-sum-exp, float32 [B, Sq, Hq] (checked by check_lse), or null.
     const core::tensor_view *lse = nullptr;
+    // Packed queries (cache_packed.cpp), or null: int32 or int64 [B + 1]
+    // offsets; q and out are [Tq, Hq, D], the lse [Tq, Hq], and sequence b's
+    // queries rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1, its last tokens.
+    const core::tensor_view *cu_seqlens_q = nullptr;
 };
 
 // Attention of q [B, Sq, Hq, D] (the last Sq tokens of each sequence) over
@@ -87,6 +91,13 @@ struct cache_attention_params {
 // tensors against the layer; block ids must already be checked.
 void cache_attention(const cache_layer_view &layer, const cache_seq *seqs, int64_t n_seqs, const core::tensor_view &q,
                      const core::tensor_view &out, const cache_attention_params &p);
+
+// cache_attention() with p.cu_seqlens_q: sequences of different query
+// counts in one call. The sequences with the same count attend in one
+// cache_attention() call on views of their rows (a gathered copy where their
+// rows are not evenly spaced), so each gets the bits it gets alone.
+void cache_attention_packed(const cache_layer_view &layer, const cache_seq *seqs, int64_t n_seqs,
+                            const core::tensor_view &q, const core::tensor_view &out, const cache_attention_params &p);
 
 // A zeroed byte array of K or V rows: 2 MiB aligned and, on Linux, marked for
 // transparent huge pages when it spans one, so that decoding over a long

@@ -199,10 +199,12 @@ void paged_kv_cache::attention_tables(int32_t layer, const tensor_view &q, const
         fail(LLMKIT_ERROR_DTYPE, tables.name, ": dtype ", core::dtype_name(tables.type), " is not int32");
     if (lens.type != dtype::i32 && lens.type != dtype::i64)
         fail(LLMKIT_ERROR_DTYPE, lens.name, ": dtype ", core::dtype_name(lens.type), " is not int32 or int64");
-    const int64_t B = q.ndim == 4 ? q.shape[0] : -1;
+    // The batch: q's first axis, or with packed queries the tables' rows
+    // (the offsets are checked against them).
+    const int64_t B = p.cu_seqlens_q ? (tables.ndim == 2 ? tables.shape[0] : -1) : q.ndim == 4 ? q.shape[0] : -1;
     if (tables.ndim != 2 || tables.shape[0] != B)
         fail(LLMKIT_ERROR_SHAPE, tables.name, ": shape ", tables.shape_string(), " must be [batch, max_blocks] with batch = ",
-             B, " (q's first axis)");
+             B, p.cu_seqlens_q ? "" : " (q's first axis)");
     if (lens.ndim != 1 || lens.shape[0] != B)
         fail(LLMKIT_ERROR_SHAPE, lens.name, ": shape ", lens.shape_string(), " must be [", B, "]");
     const int64_t bs = store_.block_size(), nb = store_.n_blocks(), width = tables.shape[1];

@@ -4,6 +4,7 @@ set(LLMKIT_ATTENTION_SOURCES
   src/attention/attention.cpp
   src/attention/kernels.cpp
   src/attention/cache_attention.cpp
+  src/attention/cache_packed.cpp
   src/attention/kernels_avx2.cpp
   src/attention/kernels_avx512.cpp
   src/attention/kv_cache.cpp

@@ -18,54 +18,6 @@
 using namespace attn_test;
 using llmkit::core::dtype;
 
-namespace {
-
-// A packed [T, H, D] tensor: a tensor4 of shape [1, T, H, D] seen without its batch axis.
-struct packed {
-    tensor4 x;
-    llmkit_tensor t{};
-    llmkit_tensor *c() {
-        t = *x.c();
-        t.ndim = 3;
-        t.shape = x.shape + 1;
-        t.strides = x.strides + 1;
-        return &t;
-    }
-};
-
-packed make_packed(dtype type, int64_t T, int64_t H, int64_t D, layout lay, std::mt19937 *rng) {
-    return packed{make(type, 1, T, H, D, lay, rng)};
-}
-
-// Rows [from, from + n) of p as a compact [1, n, H, D] tensor4.
-tensor4 rows_of_packed(const packed &p, int64_t from, int64_t n) {
-    tensor4 r = make(p.x.type, 1, n, p.x.shape[2], p.x.shape[3], layout::compact, nullptr);
-    for (int64_t s = 0; s < n; ++s)
-        for (int64_t h = 0; h < p.x.shape[2]; ++h)
-            for (int64_t d = 0; d < p.x.shape[3]; ++d) r.set(0, s, h, d, p.x.get(0, from + s, h, d));
-    return r;
-}
-
-struct offsets {
-    std::vector<int64_t> v;
-    int64_t shape[1] = {};
-    llmkit_tensor t{};
-    explicit offsets(std::vector<int64_t> values) : v(std::move(values)) {}
-    llmkit_tensor *c() {
-        shape[0] = int64_t(v.size());
-        t = host_tensor(v.data(), llmkit_dtype LLMKIT_DTYPE_I64, 1, shape);
-        return &t;
-    }
-};
-
-offsets cumulative(const std::vector<int64_t> &lens) {
-    std::vector<int64_t> o{0};
-    for (int64_t n : lens) o.push_back(o.back() + n);
-    return offsets(o);
-}
-
-}  // namespace
-
 TEST_CASE("attention varlen: each packed sequence gives the bits of llmkit_attention on its rows", "[attention][varlen]") {
     // Query and key rows per sequence: an empty one, a decode, a chunk after a
     // prefix, a prefill, more queries than keys (rows that see no key under causality).

@@ -502,3 +502,74 @@ def test_truncate_drops_rejected_draft_tokens(rng, kind):
         c.truncate(s, 40)
     with pytest.raises(ValueError, match="seq"):
         c.truncate(3, 0)
+
+
+# Packed queries (cu_seqlens_q): one serving step of decodes and prefill chunks.
+PACKED_LENGTHS = [300, 40, 9, 120, 5]
+PACKED_COUNTS = [1, 16, 9, 0, 1]  # a decode, a chunk, a whole prompt, nothing, a decode
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "paged"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
+def test_packed_queries_match_reference_and_each_sequence_alone(rng, kind, dtype):
+    Hq, Hkv, D = 8, 2, 64
+    c = make_cache(kind, Hkv=Hkv, D=D, dtype=dtype, seqs=5)
+    ids, ks, vs = [], [], []
+    for L in PACKED_LENGTHS:
+        s = c.new_sequence()
+        k, v = rows(rng, L, Hkv, D), rows(rng, L, Hkv, D)
+        c.append(0, s, k, v)
+        ids.append(s), ks.append(stored(k, dtype)), vs.append(stored(v, dtype))
+    cu = np.concatenate([[0], np.cumsum(PACKED_COUNTS)])
+    q = rng.standard_normal((int(cu[-1]), Hq, D)).astype(np.float32)
+    for options in ({}, {"window": 5, "softcap": 4.0}, {"sinks": rng.standard_normal(Hq).astype(np.float32)}):
+        out, lse = c.attention(0, q, ids, cu_seqlens_q=cu, return_lse=True, **options)
+        assert out.shape == q.shape and lse.shape == (q.shape[0], Hq)
+        for b, s in enumerate(ids):
+            rows_b = slice(cu[b], cu[b + 1])
+            if cu[b] == cu[b + 1]:
+                continue
+            want = ref(q[None, rows_b], [ks[b]], [vs[b]], **options)[0]
+            check(out[rows_b], want, dtype)
+            alone, alone_lse = c.attention(0, q[None, rows_b], [s], return_lse=True, **options)
+            assert np.array_equal(out[rows_b], alone[0]) and np.array_equal(lse[rows_b], alone_lse[0])
+    if kind == "paged":
+        width = max(len(c.block_table(s)) for s in ids)
+        tables = np.array([c.block_table(s) + [0] * (width - len(c.block_table(s))) for s in ids], np.int32)
+        got = c.attention_tables(0, q, tables, PACKED_LENGTHS, cu_seqlens_q=cu.tolist())
+        assert np.array_equal(got, c.attention(0, q, ids, cu_seqlens_q=cu))
+
+
+def test_packed_queries_of_torch_stay_torch(rng):
+    torch = pytest.importorskip("torch")
+    c = make_cache("paged", Hkv=2, D=64, dtype="bf16", seqs=3)
+    ids = []
+    for L in (30, 7, 50):
+        ids.append(c.new_sequence())
+        c.append(0, ids[-1], torch.randn(L, 2, 64, dtype=torch.bfloat16), torch.randn(L, 2, 64, dtype=torch.bfloat16))
+    q = torch.randn(1 + 7 + 1, 8, 64, dtype=torch.bfloat16)
+    cu = torch.tensor([0, 1, 8, 9], dtype=torch.int32)
+    out, lse = c.attention(0, q, ids, cu_seqlens_q=cu, return_lse=True)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.bfloat16 and out.shape == q.shape
+    assert isinstance(lse, torch.Tensor) and lse.dtype == torch.float32 and lse.shape == (9, 8)
+    assert torch.equal(out[1:8], c.attention(0, q[None, 1:8], [ids[1]])[0])
+
+
+def test_packed_queries_errors(rng):
+    c = make_cache("paged", Hkv=1, D=32, dtype="fp32", seqs=2)
+    ids = [c.new_sequence(), c.new_sequence()]
+    for s, L in zip(ids, (10, 3)):
+        c.append(0, s, rows(rng, L, 1, 32), rows(rng, L, 1, 32))
+    q = rng.standard_normal((5, 2, 32)).astype(np.float32)
+    with pytest.raises(ValueError, match="must hold B \\+ 1 = 3"):
+        c.attention(0, q, ids, cu_seqlens_q=[0, 5])
+    with pytest.raises(ValueError, match="sequence 1 of the batch holds 3 tokens"):
+        c.attention(0, q, ids, cu_seqlens_q=[0, 1, 5])
+    with pytest.raises(ValueError, match="the 5 rows of q"):
+        c.attention(0, q, ids, cu_seqlens_q=[0, 1, 4])
+    with pytest.raises(ValueError, match="expected 3 dimensions"):
+        c.attention(0, q[None], ids, cu_seqlens_q=[0, 2, 5])
+    with pytest.raises(ValueError, match="cu_seqlens_q must hold integers"):
+        c.attention(0, q, ids, cu_seqlens_q=[0.0, 2.0, 5.0])
+    with pytest.raises(ValueError, match="sinks must be 1-D with one value per query head: q has 2 heads"):
+        c.attention(0, q, ids, cu_seqlens_q=[0, 2, 5], sinks=np.zeros(3, np.float32))

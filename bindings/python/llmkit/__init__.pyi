@@ -516,9 +516,11 @@ class _KVCacheBase:
         num_threads: int = 0,
         rope: Union[None, bool, Mapping[str, Any]] = None,
         return_lse: bool = False,
+        cu_seqlens_q: Optional[Any] = None,
     ) -> Any:
         """Attention of q (B, Sq, Hq, D), the last Sq tokens of each sequence, over the cache; rope rotates q;
-        with return_lse, (out, lse float32 (B, Sq, Hq))."""
+        with return_lse, (out, lse float32 (B, Sq, Hq)). cu_seqlens_q (B + 1 offsets): q packed (Tq, Hq, D),
+        each sequence its own number of queries; out (Tq, Hq, D), lse (Tq, Hq)."""
     def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
         """Appends k, v (S, Hkv, D) and returns the chunk's attention (S, Hq, D)."""
     def decode(self, layer: int, seq_ids: Sequence[int], q: Any, k: Any, v: Any, **options: Any) -> Any:
@@ -569,5 +571,7 @@ class PagedKVCache(_KVCacheBase):
         num_threads: int = 0,
         rope: Union[None, bool, Mapping[str, Any]] = None,
         return_lse: bool = False,
+        cu_seqlens_q: Optional[Any] = None,
     ) -> Any:
-        """attention() with caller-made block tables (B, max_blocks) and seq_lens (B,), any integer dtype."""
+        """attention() with caller-made block tables (B, max_blocks) and seq_lens (B,), any integer dtype;
+        cu_seqlens_q packs q as in attention()."""

@@ -805,6 +805,7 @@ class _CacheBase:
         num_threads: int = 0,
         rope: Any = None,
         return_lse: bool = False,
+        cu_seqlens_q: Any = None,
     ) -> Any:
         """Attention of ``q`` ``(B, Sq, Hq, D)`` over the cached sequences ``seq_ids`` (B ids).
 
@@ -820,16 +821,25 @@ class _CacheBase:
         :func:`llmkit.attention`. Returns an array of q's kind, shape and dtype,
         or with ``return_lse`` ``(out, lse)``, lse float32 ``(B, Sq, Hq)`` (see
         :func:`llmkit.attention` and :func:`llmkit.attention_merge`).
+
+        ``cu_seqlens_q``: ``B + 1`` offsets (flash-attn's varlen form) for a
+        batch whose sequences bring different numbers of queries, packed end
+        to end in ``q`` ``(Tq, Hq, D)``: sequence ``b``'s are rows
+        ``cu_seqlens_q[b]:cu_seqlens_q[b + 1]``, its last tokens. One call then
+        serves a serving step's decodes (one query each) and prefill chunks
+        side by side; each sequence gets the bits of a call with its queries
+        alone. The output is ``(Tq, Hq, D)``, the lse ``(Tq, Hq)``.
         """
         q = _as_input(q, "q")
         ids = _seq_list(seq_ids)
         out = _empty_like(q)
-        lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
+        cu = None if cu_seqlens_q is None else int_array(cu_seqlens_q, "cu_seqlens_q", wide=True)
+        lse = _empty_lse(q, 4 if cu is None else 3) if _flag(return_lse, "return_lse") else None
         longest = lambda: max((self.length(s, layer) for s in ids), default=0)  # noqa: E731
         self._native.attention(int32(layer, "layer"), q, ids, out, **_kv_kwargs(causal, window, softcap, scale,
                                                                                 alibi_slopes, sinks, split_keys,
                                                                                 num_threads),
-                               rope=_cache_rope(rope, longest, self._head_dim), lse=lse)
+                               rope=_cache_rope(rope, longest, self._head_dim), lse=lse, cu_seqlens_q=cu)
         return out if lse is None else (out, lse)
 
     def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
@@ -957,19 +967,20 @@ class PagedKVCache(_CacheBase):
                          window: Optional[int] = None, softcap: Optional[float] = None, scale: Optional[float] = None,
                          alibi_slopes: Optional[Any] = None, sinks: Optional[Any] = None,
                          split_keys: Optional[int] = None, num_threads: int = 0, rope: Any = None,
-                         return_lse: bool = False) -> Any:
+                         return_lse: bool = False, cu_seqlens_q: Any = None) -> Any:
         """:meth:`attention` with caller-made block tables: ``block_tables`` ``(B, max_blocks)`` and
         ``seq_lens`` ``(B,)``, integer arrays, tensors or lists (int32 tables and int32/int64 lengths pass
         without a copy; other integer dtypes are converted). A block id outside the pool raises
-        :class:`ValueError`, as do floats."""
+        :class:`ValueError`, as do floats. ``cu_seqlens_q`` packs the queries as in :meth:`attention`."""
         q = _as_input(q, "q")
         out = _empty_like(q)
-        lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
+        cu = None if cu_seqlens_q is None else int_array(cu_seqlens_q, "cu_seqlens_q", wide=True)
+        lse = _empty_lse(q, 4 if cu is None else 3) if _flag(return_lse, "return_lse") else None
         tables = int_array(block_tables, "block_tables")
         lens = int_array(seq_lens, "seq_lens", wide=True)
         self._native.attention_tables(int32(layer, "layer"), q, tables, lens, out,
                                       **_kv_kwargs(causal, window, softcap, scale, alibi_slopes, sinks, split_keys,
                                                    num_threads),
                                       rope=_cache_rope(rope, lambda: int(np.max(np.asarray(lens))) if len(lens) else 0,
-                                                       self._head_dim), lse=lse)
+                                                       self._head_dim), lse=lse, cu_seqlens_q=cu)
         return out if lse is None else (out, lse)

@@ -230,7 +230,7 @@ class _NativeCache:
         self, layer: int, q: Any, seq_ids: List[int], out: Any, causal: bool = True, window: int = 0,
         softcap: float = 0.0, scale: float = 0.0, alibi_slopes: Optional[npt.NDArray[np.float32]] = None,
         sinks: Optional[npt.NDArray[np.float32]] = None, num_threads: int = 0, split_keys: int = 0,
-        rope: Any = None, lse: Any = None,
+        rope: Any = None, lse: Any = None, cu_seqlens_q: Any = None,
     ) -> None: ...
     @property
     def memory_bytes(self) -> int: ...
@@ -254,5 +254,5 @@ class PagedKVCache(_NativeCache):
         self, layer: int, q: Any, block_tables: Any, seq_lens: Any, out: Any, causal: bool = True, window: int = 0,
         softcap: float = 0.0, scale: float = 0.0, alibi_slopes: Optional[npt.NDArray[np.float32]] = None,
         sinks: Optional[npt.NDArray[np.float32]] = None, num_threads: int = 0, split_keys: int = 0,
-        rope: Any = None, lse: Any = None,
+        rope: Any = None, lse: Any = None, cu_seqlens_q: Any = None,
     ) -> None: ...
