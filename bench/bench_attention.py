@@ -32,6 +32,10 @@ paged cache sharing the prefix by fork, and torch SDPA over each sequence's whol
 Varlen prefill: a batch of 8 prompts of 33-1500 tokens packed end to end (llmkit_attention_varlen)
 against torch SDPA on the batch padded to the longest prompt with a mask, and a loop of SDPA calls.
 
+Mixed serving step: 16 decodes over 1k-8k cached tokens and 2 prefill chunks of 512 queries in a
+paged cache, the queries packed (options.cu_seqlens_q) in one call, against the batched API called
+per group (the decodes, each chunk) and a loop of torch SDPA calls over each sequence's dense K/V.
+
 Decode with many query rows per kv head: one token with 8 and 16 query heads per kv
 head (Llama 3 70B, Llama 3.1 405B) and MQA (32 over one), and a step of 4 tokens
 (speculative verification) with 4, batch 4 over 4096 cached tokens: their arithmetic

@@ -523,9 +523,31 @@ void fuzz_cache(script &s) {
             for (auto &x : ids)
                 x = live.empty() || s.pick(8) == 7 ? int32_t(s.pick(8)) - 2 : live[size_t(s.pick(int(live.size())))];
             const kind k = pick_kind(s);
+            // Packed queries (options.cu_seqlens_q): 0-4 per sequence, the offsets sometimes broken.
+            const bool packed = s.pick(3) == 2;
+            std::vector<int64_t> cu{0};
+            for (int64_t b = 0; b < B; ++b) cu.push_back(cu.back() + s.pick(5));
+            const int64_t Tq = cu.back();
+            switch (packed ? s.pick(12) : 0) {
+            case 11: cu[0] = 1; break;
+            case 10: if (cu.size() > 2) std::swap(cu[1], cu[2]); break;
+            case 9: cu.push_back(Tq); break;
+            default: break;
+            }
+            int64_t cu_shape[1] = {int64_t(cu.size())};
+            llmkit_tensor cut{};
+            cut.device = LLMKIT_DEVICE_HOST;
+            cut.ndim = 1;
+            cut.shape = cu_shape;
+            cut.dtype = LLMKIT_DTYPE_I64;
+            cut.data = cu.data();
+            std::vector<int64_t> qdims{dim(s, B), dim(s, Sq), dim(s, hkv * G), dim(s, D)};
+            if (packed) qdims = {dim(s, Tq), dim(s, hkv * G), dim(s, D)};
             fuzz_tensor q, o;
-            if (!make_tensor(s, q, {dim(s, B), dim(s, Sq), dim(s, hkv * G), dim(s, D)}, k, s.pick(32) == 31)) break;
-            if (!make_tensor(s, o, {dim(s, B), dim(s, Sq), dim(s, hkv * G), dim(s, D)}, k, false)) break;
+            if (!make_tensor(s, q, qdims, k, s.pick(32) == 31)) break;
+            if (packed) qdims = {dim(s, Tq), dim(s, hkv * G), dim(s, D)};
+            else qdims = {dim(s, B), dim(s, Sq), dim(s, hkv * G), dim(s, D)};
+            if (!make_tensor(s, o, qdims, k, false)) break;
             clear(o);
             llmkit_kv_attention_options ko = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
             ko.causal = s.pick(4) != 3;
@@ -540,12 +562,13 @@ void fuzz_cache(script &s) {
             if (s.pick(4) == 3) ko.rope = &qrope;
             fuzz_tensor lse;
             if (s.pick(3) == 2) {
-                if (!make_tensor(s, lse, {dim(s, B), dim(s, Sq), dim(s, hkv * G)}, s.pick(8) == 7 ? pick_kind(s) : kind::f32,
-                                 false))
-                    break;
+                std::vector<int64_t> ldims{dim(s, B), dim(s, Sq), dim(s, hkv * G)};
+                if (packed) ldims = {dim(s, Tq), dim(s, hkv * G)};
+                if (!make_tensor(s, lse, ldims, s.pick(8) == 7 ? pick_kind(s) : kind::f32, false)) break;
                 clear(lse);
                 ko.lse = &lse.t;
             }
+            if (packed) ko.cu_seqlens_q = &cut;
             const int32_t layer = s.pick(8) == 7 ? -1 : int32_t(s.pick(layers));
             if (op == 5 && paged) {
                 // Caller-made tables: random ids (some outside the pool) and lengths.
