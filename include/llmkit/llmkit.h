@@ -2027,13 +2027,17 @@ LLMKIT_API llmkit_status llmkit_kv_cache_append_rope(llmkit_kv_cache *cache, int
  * chunk attends to the cached prefix and to itself, causally; decode is Sq = 1,
  * with sequences of different lengths in one call. Scores, softcap, ALiBi,
  * window and softmax are as in llmkit_attention(), read from the cache in place.
+ * Sequences that bring different numbers of queries (a serving step's decodes
+ * and prefill chunks) go in one call with options->cu_seqlens_q, q then packed
+ * [Tq, Hq, D].
  * @param cache The cache. @param layer 0..n_layers-1.
- * @param q Queries [B, Sq, Hq, D], float32, bfloat16 or float16; Hq a multiple of the cache's kv heads.
+ * @param q Queries [B, Sq, Hq, D] (packed: [Tq, Hq, D]), float32, bfloat16 or float16; Hq a multiple of the cache's kv heads.
  * @param seq_ids B live sequence ids (may repeat). @param n_seqs B.
- * @param out Output [B, Sq, Hq, D], q's dtype.
+ * @param out Output, q's shape and dtype.
  * @param options NULL for defaults.
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
- *         head counts, head_dim, B, a sequence shorter than Sq);
+ *         head counts, head_dim, B, a sequence shorter than its queries,
+ *         offsets that are not B + 1 or do not end at Tq);
  *         #LLMKIT_ERROR_DTYPE; #LLMKIT_ERROR_OUT_OF_RANGE (bad layer or id);
  *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad options);
  *         #LLMKIT_ERROR_NON_FINITE (a NaN or infinity in q; the cached rows
