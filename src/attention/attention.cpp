@@ -22,6 +22,7 @@
 #include "attention/attention.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -96,9 +97,27 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
     if (p.mask) {
         const tensor_view &m = *p.mask;
         if (m.type != dtype::f32) fail(LLMKIT_ERROR_DTYPE, m.name, ": dtype ", core::dtype_name(m.type), " is not float32");
-        if (m.ndim != 2 || m.shape[0] != Sq || m.shape[1] != k.shape[1])
-            fail(LLMKIT_ERROR_SHAPE, m.name, ": shape ", m.shape_string(), " must be [Sq, Skv] = [", Sq, ", ", k.shape[1], "]");
+        // Broadcast as torch's attn_mask: the axes line up from the right
+        // with [B, Hq, Sq, Skv], each of its size or 1.
+        const int64_t full[4] = {q.shape[0], Hq, Sq, k.shape[1]};
+        bool fits = m.ndim >= 2 && m.ndim <= 4;
+        for (int a = 0; fits && a < m.ndim; ++a) {
+            const int64_t want = full[4 - m.ndim + a];
+            fits = m.shape[a] == want || m.shape[a] == 1;
+        }
+        if (!fits)
+            fail(LLMKIT_ERROR_SHAPE, m.name, ": shape ", m.shape_string(), " must be [Sq, Skv] = [", Sq, ", ",
+                 k.shape[1], "] or broadcast to [B, Hq, Sq, Skv] = [", full[0], ", ", full[1], ", ", full[2], ", ",
+                 full[3], "] (2 to 4 axes aligned from the right, each that size or 1)");
     }
+}
+
+// The element strides of a mask over [B, Hq, Sq, Skv]: 0 along an axis it
+// broadcasts over (absent, or of size 1).
+std::array<int64_t, 4> mask_strides(const tensor_view &m) {
+    std::array<int64_t, 4> st{0, 0, 0, 0};
+    for (int a = 0; a < m.ndim; ++a) st[size_t(4 - m.ndim + a)] = m.shape[a] == 1 ? 0 : m.strides[a];
+    return st;
 }
 
 void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
@@ -287,6 +306,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // With k2 / v2 (the bf16 prefill on bf16 dot products, see dots2 below),
     // a transposed task reads bf16 pairs there instead: K rows of ldk2 words,
     // V rows paired (keys 2p and 2p + 1 of the group, from `first`) of ldv2.
+    const std::array<int64_t, 4> mst = p.mask ? mask_strides(*p.mask) : std::array<int64_t, 4>{};
     auto process = [&](int64_t task, int64_t split, int64_t n_splits, float *part, const float *pk, const float *pv,
                        int64_t first, const uint32_t *k2, const uint32_t *v2) {
         thread_local workspace ws;
@@ -508,11 +528,11 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     softcap_and_alibi(s, R, nk, p.softcap, p.alibi_slopes ? p.alibi_slopes + g * G + hh : nullptr, ip,
                                       j0);
                     if (p.mask) {
-                        const tensor_view &mk = *p.mask;
-                        const char *mrow = mk.data + i * mk.strides[0] * 4;
+                        const char *mrow =
+                            p.mask->data + (b * mst[0] + (g * G + hh) * mst[1] + i * mst[2]) * 4;
                         for (int j = 0; j < nk; ++j) {
                             float x;
-                            std::memcpy(&x, mrow + (j0 + j) * mk.strides[1] * 4, 4);
+                            std::memcpy(&x, mrow + (j0 + j) * mst[3] * 4, 4);
                             s[j * R] += x;
                         }
                     }

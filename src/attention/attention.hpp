@@ -19,7 +19,7 @@ struct attention_params {
     float scale = 0.0f;          // 0 = 1/sqrt(D)
     const float *alibi_slopes = nullptr;  // Hq values or null
     const float *sinks = nullptr;         // Hq sink logits (exp(sink) joins the softmax denominator) or null
-    const core::tensor_view *mask = nullptr;  // float32 [Sq, Skv] or null
+    const core::tensor_view *mask = nullptr;  // float32, broadcast to [B, Hq, Sq, Skv] (torch's order), or null
     int n_threads = 0;
     void *stream = nullptr;
     const kernels *kernel_set = nullptr;  // null = the best for this CPU (tests pick one)

@@ -31,23 +31,44 @@ struct config {
     float scale = 0.0f;
     bool alibi = false;
     bool mask = false;
+    int mask_form = 0;   // 0 [Sq, Skv]; broadcast as torch's attn_mask: 1 [B, 1, 1, Skv] (padding),
+                         // 2 [B, Hq, Sq, Skv], 3 [Hq, Sq, Skv], 4 [1, Hq, 1, Skv]
     bool sinks = false;  // gpt-oss attention sinks, one random logit per query head
 };
 
 struct mask_data {
-    std::vector<float> values;  // [Sq][Skv]
-    int64_t shape[2] = {};
+    std::vector<float> values;  // compact over dims
+    int ndim = 2;
+    int64_t shape[4] = {};      // the tensor's shape (ndim axes)
+    int64_t dims[4] = {1, 1, 1, 1};  // its extent along [B, Hq, Sq, Skv], 1 where it broadcasts
+    double at(int64_t b, int64_t h, int64_t i, int64_t j) const {
+        const int64_t x[4] = {b, h, i, j};
+        int64_t idx = 0;
+        for (int a = 0; a < 4; ++a) idx = idx * dims[a] + (dims[a] == 1 ? 0 : x[a]);
+        return double(values[size_t(idx)]);
+    }
 };
 
-// Additive mask: random biases, and some -inf (never a whole row).
-mask_data make_mask(int64_t Sq, int64_t Skv, std::mt19937 &rng) {
+// Additive mask of the config's form: random biases and some -inf (never key
+// 0, so never a whole row), or for the padding form (1) the first b % 3 keys
+// of batch row b hidden (left padding), the others 0.
+mask_data make_mask(int form, int64_t B, int64_t Hq, int64_t Sq, int64_t Skv, std::mt19937 &rng) {
     mask_data m;
-    m.shape[0] = Sq, m.shape[1] = Skv;
-    m.values.resize(size_t(Sq * Skv));
+    static const int64_t forms[5][4] = {{0, 0, 1, 1}, {1, 0, 0, 1}, {1, 1, 1, 1}, {0, 1, 1, 1}, {0, 1, 0, 1}};
+    const int64_t full[4] = {B, Hq, Sq, Skv};
+    for (int a = 0; a < 4; ++a) m.dims[a] = forms[form][a] ? full[a] : 1;
+    m.ndim = form == 0 ? 2 : form == 3 ? 3 : 4;
+    for (int a = 0; a < m.ndim; ++a) m.shape[a] = m.dims[4 - m.ndim + a];
+    m.values.resize(size_t(m.dims[0] * m.dims[1] * m.dims[2] * m.dims[3]));
     std::uniform_real_distribution<float> u(-2.0f, 2.0f);
     std::uniform_int_distribution<int> hide(0, 6);
-    for (int64_t i = 0; i < Sq; ++i)
-        for (int64_t j = 0; j < Skv; ++j) m.values[size_t(i * Skv + j)] = (hide(rng) == 0 && j != 0) ? -INFINITY : u(rng);
+    size_t n = 0;
+    for (int64_t b = 0; b < m.dims[0]; ++b)
+        for (int64_t h = 0; h < m.dims[1]; ++h)
+            for (int64_t i = 0; i < m.dims[2]; ++i)
+                for (int64_t j = 0; j < m.dims[3]; ++j, ++n)
+                    m.values[n] = form == 1 ? (j < std::min<int64_t>(b % 3, Skv - 1) ? -INFINITY : 0.0f)
+                                            : (hide(rng) == 0 && j != 0) ? -INFINITY : u(rng);
     return m;
 }
 
@@ -91,7 +112,7 @@ std::vector<double> reference(const tensor4 &q, const tensor4 &k, const tensor4 
                     acc *= scale;
                     if (c.softcap > 0.0f) acc = double(c.softcap) * std::tanh(acc / double(c.softcap));
                     if (c.alibi) acc -= double(slopes[size_t(h)]) * double(ip - j);
-                    if (mask) acc += double(mask->values[size_t(i * Skv + j)]);
+                    if (mask) acc += mask->at(b, h, i, j);
                     if (causal && j > ip) acc = -INFINITY;
                     if (c.window > 0 && j <= ip - c.window) acc = -INFINITY;
                     s[size_t(j)] = acc;
@@ -156,13 +177,13 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
             v = make(t, B, Skv, Hkv, D, lay, &rng), out = make(t, B, Sq, Hq, D, lay, nullptr);
     const std::vector<float> slopes = alibi_slopes(Hq);
     mask_data mask;
-    if (c.mask) mask = make_mask(Sq, Skv, rng);
+    if (c.mask) mask = make_mask(c.mask_form, B, Hq, Sq, Skv, rng);
     const std::vector<float> sinks = sink_logits(Hq, rng);
-    llmkit_tensor mt = host_tensor(mask.values.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, mask.shape);
+    llmkit_tensor mt = host_tensor(mask.values.data(), llmkit_dtype LLMKIT_DTYPE_F32, mask.ndim, mask.shape);
     lse_tensor lse(B, Sq, Hq, lay == layout::bhsd);
     INFO("dtype " << llmkit::core::dtype_name(t) << " B " << B << " Sq " << Sq << " Skv " << Skv << " Hq " << Hq
                   << " Hkv " << Hkv << " D " << D << " causal " << c.causal << " window " << c.window << " softcap "
-                  << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " sinks " << c.sinks << " layout " << int(lay) << " kernels "
+                  << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " form " << c.mask_form << " sinks " << c.sinks << " layout " << int(lay) << " kernels "
                   << (ks ? ks->name : "C ABI") << " kv splits " << splits);
     if (!ks) {
         llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
@@ -266,6 +287,33 @@ TEST_CASE("attention float32: window, ALiBi, softcap, mask and scale, alone and 
         all.softcap = 5.0f;
         all.scale = 0.3f;
         check_case(dtype::f32, 1, 50, 80, h.hq, h.hkv, D, all);
+    }
+}
+
+TEST_CASE("attention: masks broadcast as torch's attn_mask match the reference", "[attention][mask]") {
+    // [B, 1, 1, Skv] padding, [B, Hq, Sq, Skv], [Hq, Sq, Skv] and [1, Hq, 1, Skv] per-head key biases, over
+    // prefill, a chunk and decode, every kernel set, compact and [B, H, S, D] memory, fp32 and bf16.
+    for (int form = 1; form <= 4; ++form)
+        for (const heads &h : {k_heads[0], k_heads[1]})
+            for (const auto *ks : kernel_sets())
+                for (dtype t : {dtype::f32, dtype::bf16}) {
+                    config c;
+                    c.mask = true;
+                    c.mask_form = form;
+                    c.causal = form != 2;
+                    c.window = form == 4 ? 40 : 0;
+                    c.alibi = form == 3;
+                    check_case(t, 3, 70, 70, h.hq, h.hkv, 64, c, layout::compact, ks);
+                    check_case(t, 3, 9, 130, h.hq, h.hkv, 64, c, layout::bhsd, ks);
+                    check_case(t, 3, 1, 300, h.hq, h.hkv, 128, c, layout::padded, ks, form == 1 ? 3 : 0);
+                }
+    // Through the C ABI too.
+    for (int form = 1; form <= 4; ++form) {
+        config c;
+        c.mask = true;
+        c.mask_form = form;
+        c.causal = true;
+        check_case(dtype::f32, 2, 33, 80, 8, 2, 80, c);
     }
 }
 
@@ -685,6 +733,19 @@ TEST_CASE("attention: bad arguments give clear errors that name the problem", "[
     llmkit_tensor mt = host_tensor(mv.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, msh);
     op.mask = &mt;
     expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_SHAPE, "options.mask: shape [8, 7] must be [Sq, Skv] = [8, 8]");
+    // Broadcast masks: each axis [B, Hq, Sq, Skv]'s size or 1; 2 to 4 axes.
+    std::vector<float> mv4(2 * 8 * 8, 0.0f);
+    const int64_t bad4[4] = {1, 2, 8, 8}, bad1[1] = {8}, bad5[5] = {1, 1, 1, 8, 8};
+    llmkit_tensor m4 = host_tensor(mv4.data(), llmkit_dtype LLMKIT_DTYPE_F32, 4, bad4);
+    op.mask = &m4;
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_SHAPE,
+           "options.mask: shape [1, 2, 8, 8] must be [Sq, Skv] = [8, 8] or broadcast to [B, Hq, Sq, Skv]");
+    llmkit_tensor m1 = host_tensor(mv4.data(), llmkit_dtype LLMKIT_DTYPE_F32, 1, bad1);
+    op.mask = &m1;
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_SHAPE, "options.mask: shape [8]");
+    llmkit_tensor m5 = host_tensor(mv4.data(), llmkit_dtype LLMKIT_DTYPE_F32, 5, bad5);
+    op.mask = &m5;
+    expect(llmkit_attention(q.c(), k2.c(), v2.c(), o.c(), &op), LLMKIT_ERROR_SHAPE, "options.mask: shape [1, 1, 1, 8, 8]");
     // CUDA tensors without a GPU backend: a clear NO_DEVICE (or, with CUDA and a GPU, it runs).
     llmkit_tensor qc = *q.c();
     qc.device.device_type = LLMKIT_DEVICE_CUDA;

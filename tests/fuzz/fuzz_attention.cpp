@@ -43,9 +43,13 @@ double get(const fuzz_tensor &f, int64_t i0, int64_t i1, int64_t i2, int64_t i3)
     return value_at(f, idx);
 }
 
-double get2(const fuzz_tensor &f, int64_t i0, int64_t i1) {
-    const int64_t idx[2] = {i0, i1};
-    return value_at(f, idx);
+// Element [b, h, i, j] of a mask broadcast to [B, Hq, Sq, Skv] (torch's attn_mask rule).
+double mask_at(const fuzz_tensor &m, int64_t b, int64_t h, int64_t i, int64_t j) {
+    const int64_t full[4] = {b, h, i, j};
+    int64_t idx[4] = {};
+    const int rank = m.t.ndim;
+    for (int a = 0; a < rank; ++a) idx[a] = m.shape[a] == 1 ? 0 : full[4 - rank + a];
+    return value_at(m, idx);
 }
 
 // llmkit_attention's result against a float64 evaluation of the formula in
@@ -84,7 +88,7 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
                     double s = scale * dot;
                     if (opt.softcap > 0.0f) s = opt.softcap * std::tanh(s / opt.softcap);
                     if (opt.alibi_slopes) s -= double(opt.alibi_slopes[h]) * double(ip - j);
-                    if (mask) s += get2(*mask, i, j);
+                    if (mask) s += mask_at(*mask, b, h, i, j);
                     sc[size_t(j)] = s;
                     m = std::max(m, s);
                     size = std::max(size, mag * scale);
@@ -318,7 +322,11 @@ void fuzz_attention(script &s) {
     if (s.pick(4) == 3) opt.sinks = sinks.data();
     fuzz_tensor mask;
     if (s.pick(4) == 3) {
-        std::vector<int64_t> md{dim(s, Sq), dim(s, Skv)};
+        // [Sq, Skv], or 3 or 4 axes broadcast to [B, Hq, Sq, Skv] (each axis its size or 1).
+        const int64_t full[4] = {B, Hq, Sq, Skv};
+        const int rank = 2 + s.pick(3);
+        std::vector<int64_t> md;
+        for (int a = 4 - rank; a < 4; ++a) md.push_back(dim(s, rank > 2 && s.pick(3) == 2 ? 1 : full[a]));
         if (!make_tensor(s, mask, md, s.pick(8) == 7 ? kind::bf16 : kind::f32, s.pick(8) == 7)) return;
         opt.mask = &mask.t;
     }

@@ -123,6 +123,44 @@ def test_boolean_mask_means_may_attend(rng):
     np.testing.assert_array_equal(out, out64)
 
 
+def test_masks_broadcast_as_torch_attn_mask(rng):
+    B, Sq, Skv, Hq, Hkv, D = 3, 9, 40, 8, 2, 32
+    q, k, v = qkv(rng, B, Sq, Skv, Hq, Hkv, D)
+    padding = np.ones((B, 1, 1, Skv), bool)
+    for b in range(B):
+        padding[b, ..., :3 * b] = False  # row b left-padded by 3b keys
+    head_bias = rng.standard_normal((Hq, Sq, Skv)).astype(np.float32)
+    head_bias[:, :, 7] = -np.inf
+    for mask in (padding, rng.standard_normal((B, Hq, Sq, Skv)).astype(np.float32), head_bias,
+                 rng.standard_normal((1, Hq, 1, Skv)).astype(np.float32), rng.standard_normal((Sq, 1)).astype(np.float32)):
+        additive = np.where(mask, 0.0, -np.inf) if mask.dtype == np.bool_ else mask
+        for causal in (True, False):
+            out, lse = llmkit.attention(q, k, v, causal=causal, mask=mask, return_lse=True)
+            want, want_lse = ref_attention(q, k, v, causal=causal, mask=additive, return_lse=True)
+            assert_close(out, want, 3e-5)
+            assert_close(lse, want_lse, 5e-5)
+    with pytest.raises(ValueError, match=r"options.mask: shape \[3, 2, 9, 40\] must be"):
+        llmkit.attention(q, k, v, mask=np.zeros((B, 2, Sq, Skv), np.float32))
+
+
+def test_padded_batch_matches_torch_sdpa(rng):
+    torch = pytest.importorskip("torch")
+    B, S, Hq, Hkv, D = 4, 24, 8, 2, 64
+    pad = [0, 5, 11, 2]  # left padding per prompt, as Hugging Face pads for generation
+    keep = torch.ones(B, 1, 1, S, dtype=torch.bool)
+    for b, n in enumerate(pad):
+        keep[b, ..., :n] = False
+    for dtype, tol in ((torch.float32, 2e-5), (torch.bfloat16, 2e-2)):
+        q, k, v = (torch.randn(B, S, h, D).to(dtype) for h in (Hq, Hkv, Hkv))
+        out = llmkit.attention(q, k, v, causal=True, mask=keep)
+        both = keep & torch.ones(S, S, dtype=torch.bool).tril()
+        want = torch.nn.functional.scaled_dot_product_attention(
+            q.transpose(1, 2).float(), k.transpose(1, 2).float(), v.transpose(1, 2).float(), attn_mask=both,
+            enable_gqa=True).transpose(1, 2)
+        for b, n in enumerate(pad):  # the padding's own queries are not compared (torch gives NaN rows)
+            assert torch.max(torch.abs(out[b, n:].float() - want[b, n:])).item() < tol
+
+
 def test_strided_inputs_without_copies(rng):
     B, S, H, D = 2, 33, 4, 64
     fused = rng.standard_normal((B, S, 3 * H, D)).astype(np.float32)  # a fused QKV projection

@@ -133,9 +133,12 @@ def attention(
     - ``softcap``: Gemma 2 logit soft-capping, ``s = softcap * tanh(s / softcap)``
       on the scaled scores, before ALiBi and the mask.
     - ``scale``: the score scale; None means ``1 / sqrt(D)``.
-    - ``mask``: an additive float32 ``(Sq, Skv)`` mask shared by every batch and
-      head (-inf hides a key), or a boolean one where True means "may attend"
-      (as torch's ``scaled_dot_product_attention``).
+    - ``mask``: an additive float32 mask (-inf hides a key), or a boolean one
+      where True means "may attend", broadcast as torch's
+      ``scaled_dot_product_attention`` takes ``attn_mask``: ``(Sq, Skv)``
+      shared by every batch and head, or up to ``(B, Hq, Sq, Skv)`` in torch's
+      axis order with any axis of size 1 (``(B, 1, 1, Skv)``: a padding mask
+      per batch row, as Hugging Face builds for a padded batch).
     - ``sinks``: attention sinks (gpt-oss), ``Hq`` finite logits, one per query
       head: head ``h``'s softmax denominator gains ``exp(sinks[h])`` with no
       value row, so its weights become ``exp(s_j) / (sum exp(s) + exp(sinks[h]))``
