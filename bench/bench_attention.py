@@ -36,6 +36,10 @@ Mixed serving step: 16 decodes over 1k-8k cached tokens and 2 prefill chunks of 
 paged cache, the queries packed (options.cu_seqlens_q) in one call, against the batched API called
 per group (the decodes, each chunk) and a loop of torch SDPA calls over each sequence's dense K/V.
 
+Padded batch: 4 prompts left-padded to the longest with a [B, 1, 1, S] padding mask (torch's attn_mask
+broadcast) against torch SDPA with the padding folded into a [B, 1, S, S] boolean mask, and varlen on
+the prompts packed without padding.
+
 Decode with many query rows per kv head: one token with 8 and 16 query heads per kv
 head (Llama 3 70B, Llama 3.1 405B) and MQA (32 over one), and a step of 4 tokens
 (speculative verification) with 4, batch 4 over 4096 cached tokens: their arithmetic
@@ -520,6 +524,7 @@ def main() -> None:
     cascade_cells(lib, dtypes, args, min_time)
     varlen_cells(lib, dtypes, args, min_time)
     mixed_step_cells(lib, dtypes, args, min_time)
+    padded_batch_cells(lib, dtypes, args, min_time)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
     mrope_cells(lib, dtypes, args, min_time)
@@ -929,6 +934,71 @@ def mixed_step_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_p * 1e3:>10.2f}{flops / t_p / 1e9:>9.1f}"
               f"{t_s * 1e3:>10.2f}{t_t * 1e3:>11.2f}{t_s / t_p:>11.2f}x{t_t / t_p:>8.2f}x{diff:>11.2e}", flush=True)
         lib.lib.llmkit_paged_kv_cache_free(handle)
+
+
+def padded_batch_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """A causal prefill of 4 prompts left-padded to the longest, as Hugging Face batches generation: llmkit_attention
+    with the padding as a [B, 1, 1, S] mask (torch's attn_mask broadcast, read in place) and causal on, against torch
+    SDPA with the same padding folded into a [B, 1, S, S] boolean mask (SDPA takes a mask or is_causal, not both).
+    Only the prompts' own rows are compared (a padding query sees no key: zeros in llmkit). llmkit_attention_varlen
+    on the prompts packed without padding is printed alongside: the work the padding costs."""
+    Hq, Hkv, D = 32, 8, 128
+    lens = [256, 512, 77, 300] if args.quick else [512, 1024, 77, 300]
+    B, S = len(lens), max(lens)
+    name = "padded batch"
+    print(f"\npadded batch: {B} prompts of {'/'.join(map(str, lens))} tokens left-padded to {S}, causal, Hq={Hq} "
+          f"Hkv={Hkv} D={D}; ratios: the other's ms over llmkit's (masked)")
+    print(f"{'cell':<16}{'dtype':<10}{'masked ms':>10}{'torch ms':>10}{'varlen ms':>10}{'vs torch':>9}{'max|diff|':>11}")
+    if args.only not in name:
+        return
+    keep = torch.zeros(B, 1, 1, S, dtype=torch.bool)
+    for b, n in enumerate(lens):
+        keep[b, ..., S - n:] = True
+    additive = torch.zeros(B, 1, 1, S).masked_fill(~keep, float("-inf"))
+    both = keep & torch.ones(S, S, dtype=torch.bool).tril()
+    cu = [0]
+    for n in lens:
+        cu.append(cu[-1] + n)
+    for dtype in dtypes:
+        q, k, v = (torch.randn(B, S, h, D).to(dtype) for h in (Hq, Hkv, Hkv))
+        out = torch.empty_like(q)
+        (tq, a), (tk, b2), (tv, c), (to, d) = (as_llmkit(x) for x in (q, k, v, out))
+        tm, e = as_llmkit(additive)
+        opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, ctypes.addressof(tm),
+                                args.threads, None)
+
+        def run_masked():
+            lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(to),
+                                               ctypes.byref(opts)))
+
+        qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+
+        def run_torch():
+            return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=both, enable_gqa=True)
+
+        pq, pk, pv = (torch.cat([x[b, S - n:] for b, n in enumerate(lens)]) for x in (q, k, v))
+        pout = torch.empty_like(pq)
+        (tpq, f), (tpk, g), (tpv, h), (tpo, i) = (as_llmkit(x) for x in (pq, pk, pv, pout))
+        tc, j = as_llmkit_index(torch.tensor(cu, dtype=torch.int64))
+        vopts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, None)
+
+        def run_varlen():
+            lib.check(lib.lib.llmkit_attention_varlen(ctypes.byref(tpq), ctypes.byref(tpk), ctypes.byref(tpv),
+                                                      ctypes.byref(tc), ctypes.byref(tc), ctypes.byref(tpo),
+                                                      ctypes.byref(vopts)))
+
+        run_masked()
+        run_varlen()
+        ref = run_torch().transpose(1, 2)
+        diff = max((out[b, S - n:].float() - ref[b, S - n:].float()).abs().max().item() for b, n in enumerate(lens))
+        diff_v = max((pout[cu[b]:cu[b + 1]].float() - out[b, S - n:].float()).abs().max().item()
+                     for b, n in enumerate(lens))
+        tol = 1e-4 if dtype == torch.float32 else 3e-2
+        if diff > tol or diff_v > tol:
+            raise RuntimeError(f"{name} {dtype}: llmkit and torch differ by {diff}, varlen by {diff_v} (tolerance {tol})")
+        t_m, t_t, t_v = interleaved_best([run_masked, run_torch, run_varlen], min_time, rounds=3)
+        print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_m * 1e3:>10.2f}{t_t * 1e3:>10.2f}{t_v * 1e3:>10.2f}"
+              f"{t_t / t_m:>8.2f}x{diff:>11.2e}", flush=True)
 
 
 def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:
