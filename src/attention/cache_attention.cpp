@@ -66,6 +66,23 @@ constexpr float k_unit_scales[k_chunk_keys] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0
 
 void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
               const tensor_view &out) {
+    validate_queries(L, q, out);
+    if (q.shape[0] != n_seqs)
+        fail(LLMKIT_ERROR_SHAPE, "q: ", q.shape[0], " rows of queries (axis 0, shape ", q.shape_string(), ") for ", n_seqs,
+             " sequences");
+    const int64_t Sq = q.shape[1];
+    for (int64_t b = 0; b < n_seqs; ++b) {
+        if (seqs[b].length < Sq)
+            fail(LLMKIT_ERROR_SHAPE, "sequence ", b, " of the batch holds ", seqs[b].length, " tokens but q has ", Sq,
+                 " queries for it: append the new tokens' K and V before attending (queries are the last Sq tokens)");
+        if (seqs[b].n_blocks * L.block_size < seqs[b].length)
+            fail(LLMKIT_ERROR_INTERNAL, "sequence ", b, " holds more tokens than its block table covers");
+    }
+}
+
+}  // namespace
+
+void validate_queries(const cache_layer_view &L, const tensor_view &q, const tensor_view &out) {
     for (const tensor_view *t : {&q, &out}) {
         if (t->ndim != 4)
             fail(LLMKIT_ERROR_SHAPE, t->name, ": expected 4 dimensions [batch, queries, heads, head_dim], got ", t->ndim,
@@ -82,23 +99,14 @@ void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, 
         if (out.shape[i] != q.shape[i])
             fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
     out.require_own_elements();
-    if (q.shape[0] != n_seqs)
-        fail(LLMKIT_ERROR_SHAPE, "q: ", q.shape[0], " rows of queries (axis 0, shape ", q.shape_string(), ") for ", n_seqs,
-             " sequences");
     if (q.shape[3] != L.head_dim)
         fail(LLMKIT_ERROR_SHAPE, "q: head_dim ", q.shape[3], " differs from the cache's ", L.head_dim);
     if (q.shape[2] % L.n_kv_heads != 0)
         fail(LLMKIT_ERROR_SHAPE, "the number of query heads (", q.shape[2],
              ") must be a multiple of the cache's key/value heads (", L.n_kv_heads, ")");
-    const int64_t Sq = q.shape[1];
-    for (int64_t b = 0; b < n_seqs; ++b) {
-        if (seqs[b].length < Sq)
-            fail(LLMKIT_ERROR_SHAPE, "sequence ", b, " of the batch holds ", seqs[b].length, " tokens but q has ", Sq,
-                 " queries for it: append the new tokens' K and V before attending (queries are the last Sq tokens)");
-        if (seqs[b].n_blocks * L.block_size < seqs[b].length)
-            fail(LLMKIT_ERROR_INTERNAL, "sequence ", b, " holds more tokens than its block table covers");
-    }
 }
+
+namespace {
 
 // Rows [j0, j0 + n) of kv head g of one sequence as float32 rows of D:
 // returns where they are (in place for an fp32 run inside one block, else
@@ -396,6 +404,7 @@ void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *
     rope(q, pos, qr, rp);
     cache_attention_params plain = p;
     plain.rope = nullptr;
+    plain.q_checked = false;  // the rotated copy is checked, as q was
     cache_attention(L, seqs, n_seqs, qr, out, plain);
 }
 
@@ -416,7 +425,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = n_seqs, Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Hkv = L.n_kv_heads;
     if (B == 0 || Sq == 0 || Hq == 0) return;
-    core::require_finite(q, p.n_threads);  // the cache's rows were checked on append
+    if (!p.q_checked) core::require_finite(q, p.n_threads);  // the cache's rows were checked on append
     const int64_t G = Hq / Hkv;
     const int64_t tq = std::min<int64_t>(Sq, std::max<int64_t>(1, k_tile_rows / G));
     const int64_t nqt = (Sq + tq - 1) / tq;

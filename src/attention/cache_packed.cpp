@@ -20,7 +20,6 @@
 
 namespace llmkit::attention {
 
-using core::dtype;
 using core::fail;
 using core::tensor_view;
 
@@ -89,26 +88,17 @@ void cache_attention_packed(const cache_layer_view &L, const cache_seq *seqs, in
     for (int i = 0; i < 3; ++i)
         if (out.shape[i] != q.shape[i])
             fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
-    // What the gathered copies below rely on, checked on the whole tensors
-    // (the group calls check the rest: dtypes, heads, head_dim).
-    for (const tensor_view *t : {&q, &out, &cu, p.lse})
-        if (t && !t->on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the KV caches take host tensors only");
-    for (const tensor_view *t : {&q, &out})
-        if (t->shape[2] > 1 && t->strides[2] != 1)
-            fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis (the last) must have stride 1, got stride ",
-                 t->strides[2]);
-    if (q.type != dtype::f32 && q.type != dtype::bf16 && q.type != dtype::f16)
-        fail(LLMKIT_ERROR_DTYPE, "q: dtype ", core::dtype_name(q.type), " is not float32, bfloat16 or float16");
-    if (out.type != q.type)
-        fail(LLMKIT_ERROR_DTYPE, "out: dtype ", core::dtype_name(out.type), " differs from q's ", core::dtype_name(q.type));
-    out.require_own_elements();
+    // The whole tensors as one sequence [1, Tq, Hq, D]: every check of a
+    // group call that does not depend on the batch, once, before any copy.
+    validate_queries(L, sequence_view(q, -1, 0, q.shape[0]), sequence_view(out, -1, 0, out.shape[0]));
+    if (!cu.on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, cu.name, ": the KV caches take host tensors only");
     if (p.lse) {
         const tensor_view &l = *p.lse;
-        if (l.type != dtype::f32) fail(LLMKIT_ERROR_DTYPE, l.name, ": dtype ", core::dtype_name(l.type), " is not float32");
         if (l.ndim != 2 || l.shape[0] != q.shape[0] || l.shape[1] != q.shape[1])
             fail(LLMKIT_ERROR_SHAPE, l.name, ": shape ", l.shape_string(), " must be [Tq, Hq] = [", q.shape[0], ", ",
                  q.shape[1], "]");
-        l.require_own_elements();
+        check_lse(sequence_view(l, -1, 0, l.shape[0]), sequence_view(q, -1, 0, q.shape[0]));
+        if (!l.on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, l.name, ": the KV caches take host tensors only");
     }
     const std::vector<int64_t> o = read_offsets(cu, q.shape[0], "q");
     if (int64_t(o.size()) != n_seqs + 1)
@@ -120,21 +110,15 @@ void cache_attention_packed(const cache_layer_view &L, const cache_seq *seqs, in
                  " gives it ", o[size_t(b + 1)] - o[size_t(b)],
                  " queries: append the new tokens' K and V before attending (queries are a sequence's last tokens)");
 
-    // Every query is checked before the first group writes: an error leaves out as it was.
+    // Every query is checked once, before the first group writes: an error leaves out as it was.
     core::require_finite(q, p.n_threads);
+    cache_attention_params gp = p;
+    gp.cu_seqlens_q = nullptr;
+    gp.q_checked = true;
 
     // The groups, by query count; each group's sequences in batch order.
     std::map<int64_t, std::vector<int64_t>> groups;
     for (int64_t b = 0; b < n_seqs; ++b) groups[o[size_t(b + 1)] - o[size_t(b)]].push_back(b);
-    if (groups.empty() || (groups.size() == 1 && groups.begin()->first == 0)) {
-        // No query to attend: the whole tensors are still checked as a call would.
-        cache_attention_params gp = p;
-        gp.cu_seqlens_q = nullptr;
-        std::optional<tensor_view> gl;
-        if (p.lse) gp.lse = &gl.emplace(group_view(*p.lse, 0, 0, 0, 0));
-        cache_attention(L, seqs, 0, group_view(q, 0, 0, 0, 0), group_view(out, 0, 0, 0, 0), gp);
-        return;
-    }
     for (const auto &[count, members] : groups) {
         if (count == 0) continue;
         const int64_t n = int64_t(members.size());
@@ -144,12 +128,10 @@ void cache_attention_packed(const cache_layer_view &L, const cache_seq *seqs, in
             group_seqs.push_back(seqs[b]);
             starts.push_back(o[size_t(b)]);
         }
-        cache_attention_params gp = p;
-        gp.cu_seqlens_q = nullptr;
         std::optional<tensor_view> gl;
         int64_t step;
         if (evenly_spaced(starts, &step)) {
-            if (p.lse) gp.lse = &gl.emplace(group_view(*p.lse, starts[0], step, n, count));
+            gp.lse = p.lse ? &gl.emplace(group_view(*p.lse, starts[0], step, n, count)) : nullptr;
             cache_attention(L, group_seqs.data(), n, group_view(q, starts[0], step, n, count),
                             group_view(out, starts[0], step, n, count), gp);
             continue;
@@ -160,7 +142,7 @@ void cache_attention_packed(const cache_layer_view &L, const cache_seq *seqs, in
         const tensor_view cq = compact_like(group_view(q, starts[0], 0, n, count), qb);
         const tensor_view co = compact_like(group_view(out, starts[0], 0, n, count), ob);
         copy_rows(q, starts, count, qb.data(), true);
-        if (p.lse) gp.lse = &gl.emplace(compact_like(group_view(*p.lse, starts[0], 0, n, count), lb));
+        gp.lse = p.lse ? &gl.emplace(compact_like(group_view(*p.lse, starts[0], 0, n, count), lb)) : nullptr;
         cache_attention(L, group_seqs.data(), n, cq, co, gp);
         copy_rows(out, starts, count, ob.data(), false);
         if (p.lse) copy_rows(*p.lse, starts, count, lb.data(), false);

@@ -84,6 +84,8 @@ struct cache_attention_params {
     // offsets; q and out are [Tq, Hq, D], the lse [Tq, Hq], and sequence b's
     // queries rows cu_seqlens_q[b] .. cu_seqlens_q[b + 1] - 1, its last tokens.
     const core::tensor_view *cu_seqlens_q = nullptr;
+    // q was already checked for NaNs and infinities (the packed call's groups).
+    bool q_checked = false;
 };
 
 // Attention of q [B, Sq, Hq, D] (the last Sq tokens of each sequence) over
@@ -91,6 +93,11 @@ struct cache_attention_params {
 // tensors against the layer; block ids must already be checked.
 void cache_attention(const cache_layer_view &layer, const cache_seq *seqs, int64_t n_seqs, const core::tensor_view &q,
                      const core::tensor_view &out, const cache_attention_params &p);
+
+// The checks of queries q and output out [B, Sq, Hq, D] against the layer
+// that do not depend on the batch: host memory, head_dim stride 1, dtypes,
+// shapes, out's own elements, head_dim and the head counts.
+void validate_queries(const cache_layer_view &layer, const core::tensor_view &q, const core::tensor_view &out);
 
 // cache_attention() with p.cu_seqlens_q: sequences of different query
 // counts in one call. The sequences with the same count attend in one
