@@ -430,8 +430,30 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             *bytes = std::min<int64_t>(chunk, std::min<int64_t>(tile, hi + 1 - j0) - c) * D * es;
             return (value ? vbase : kbase) + (j0 + c) * D * es;
         };
+        // Whether the mask hides keys j0 .. j0 + nk - 1 from every row of the
+        // task (-inf throughout; broadcast axes read once): such a tile adds
+        // nothing to O, m or l (its probabilities are 0 and alpha 1), so it is
+        // skipped with the same bits. A left-padded batch's padding keys and
+        // padding queries cost nothing then (its [B, 1, 1, Skv] mask: one row
+        // per task). Not with check_rows, which finds the NaNs of K and V in
+        // the tiles it reads.
+        auto hidden = [&](int64_t j0, int nk) {
+            if (!p.mask || check_rows) return false;
+            const int64_t nh = mst[1] ? G : 1, ni = mst[2] ? tl : 1;
+            for (int64_t hh = 0; hh < nh; ++hh)
+                for (int64_t ii = 0; ii < ni; ++ii) {
+                    const char *mrow = p.mask->data + (b * mst[0] + (g * G + hh) * mst[1] + (i0 + ii) * mst[2]) * 4;
+                    for (int j = 0; j < nk; ++j) {
+                        float x;
+                        std::memcpy(&x, mrow + (j0 + j) * mst[3] * 4, 4);
+                        if (x != ninf) return false;
+                    }
+                }
+            return true;
+        };
         for (int64_t j0 = lo; j0 <= hi; j0 += tile) {
             const int nk = int(std::min<int64_t>(tile, hi + 1 - j0));
+            if (hidden(j0, nk)) continue;
             const int next = int(std::clamp<int64_t>(hi + 1 - j0 - tile, 0, tile));  // next tile's keys
             const bool bf16 = dt == dtype::bf16;
             const float *Kt = Kf, *Vt = Vf;  // the tile's K and V as float32 rows of ldt (prefill)

@@ -32,7 +32,8 @@ struct config {
     bool alibi = false;
     bool mask = false;
     int mask_form = 0;   // 0 [Sq, Skv]; broadcast as torch's attn_mask: 1 [B, 1, 1, Skv] (padding),
-                         // 2 [B, Hq, Sq, Skv], 3 [Hq, Sq, Skv], 4 [1, Hq, 1, Skv]
+                         // 2 [B, Hq, Sq, Skv], 3 [Hq, Sq, Skv], 4 [1, Hq, 1, Skv]; whole key tiles
+                         // hidden: 5 [B, 1, 1, Skv] (long padding), 6 [B, Hq, Sq, Skv] (blocks)
     bool sinks = false;  // gpt-oss attention sinks, one random logit per query head
 };
 
@@ -52,9 +53,15 @@ struct mask_data {
 // Additive mask of the config's form: random biases and some -inf (never key
 // 0, so never a whole row), or for the padding form (1) the first b % 3 keys
 // of batch row b hidden (left padding), the others 0.
+// Forms 5 and 6 hide runs of keys longer than the kernels' tiles (64 keys), so
+// that whole tiles are hidden from some rows of a task and not from others:
+// 5 left-pads batch row b by one of 0, 64, 100, 190 keys or all of them
+// (a row that sees no key); 6 hides, per batch row, head and band of 24 query
+// rows, a run of 70-170 keys starting anywhere, over random biases.
 mask_data make_mask(int form, int64_t B, int64_t Hq, int64_t Sq, int64_t Skv, std::mt19937 &rng) {
     mask_data m;
-    static const int64_t forms[5][4] = {{0, 0, 1, 1}, {1, 0, 0, 1}, {1, 1, 1, 1}, {0, 1, 1, 1}, {0, 1, 0, 1}};
+    static const int64_t forms[7][4] = {{0, 0, 1, 1}, {1, 0, 0, 1}, {1, 1, 1, 1}, {0, 1, 1, 1},
+                                        {0, 1, 0, 1}, {1, 0, 0, 1}, {1, 1, 1, 1}};
     const int64_t full[4] = {B, Hq, Sq, Skv};
     for (int a = 0; a < 4; ++a) m.dims[a] = forms[form][a] ? full[a] : 1;
     m.ndim = form == 0 ? 2 : form == 3 ? 3 : 4;
@@ -62,6 +69,30 @@ mask_data make_mask(int form, int64_t B, int64_t Hq, int64_t Sq, int64_t Skv, st
     m.values.resize(size_t(m.dims[0] * m.dims[1] * m.dims[2] * m.dims[3]));
     std::uniform_real_distribution<float> u(-2.0f, 2.0f);
     std::uniform_int_distribution<int> hide(0, 6);
+    if (form >= 5) {
+        static const int64_t pads[5] = {0, 64, 100, 190, -1};
+        std::uniform_int_distribution<int64_t> start(0, Skv - 1), len(70, 170);
+        std::vector<int64_t> run_start(size_t(B * Hq * (Sq / 24 + 1))), run_len(run_start.size());
+        for (size_t x = 0; x < run_start.size(); ++x) {
+            run_start[x] = start(rng);
+            run_len[x] = len(rng);
+        }
+        size_t n = 0;
+        for (int64_t b = 0; b < m.dims[0]; ++b)
+            for (int64_t h = 0; h < m.dims[1]; ++h)
+                for (int64_t i = 0; i < m.dims[2]; ++i)
+                    for (int64_t j = 0; j < m.dims[3]; ++j, ++n) {
+                        if (form == 5) {
+                            const int64_t pad = pads[b % 5] < 0 ? Skv : std::min(pads[b % 5], Skv);
+                            m.values[n] = j < pad ? -INFINITY : 0.0f;
+                        } else {
+                            const size_t x = size_t((b * Hq + h) * (Sq / 24 + 1) + i / 24);
+                            const bool hid = j >= run_start[x] && j < run_start[x] + run_len[x];
+                            m.values[n] = hid ? -INFINITY : u(rng);
+                        }
+                    }
+        return m;
+    }
     size_t n = 0;
     for (int64_t b = 0; b < m.dims[0]; ++b)
         for (int64_t h = 0; h < m.dims[1]; ++h)
@@ -308,13 +339,35 @@ TEST_CASE("attention: masks broadcast as torch's attn_mask match the reference",
                     check_case(t, 3, 1, 300, h.hq, h.hkv, 128, c, layout::padded, ks, form == 1 ? 3 : 0);
                 }
     // Through the C ABI too.
-    for (int form = 1; form <= 4; ++form) {
+    for (int form = 1; form <= 6; ++form) {
         config c;
         c.mask = true;
         c.mask_form = form;
         c.causal = true;
         check_case(dtype::f32, 2, 33, 80, 8, 2, 80, c);
     }
+}
+
+TEST_CASE("attention: masks that hide whole key tiles (which are skipped) match the reference", "[attention][mask]") {
+    // Long left padding (some tiles hidden from every row of a task, one batch
+    // row hidden entirely) and runs of hidden keys that differ between the
+    // heads and the query rows of one task, over prefill (packed K/V: several
+    // query tiles), a chunk, a decode with a window (decode tiles, split keys),
+    // every kernel set, fp32 and bf16.
+    for (int form = 5; form <= 6; ++form)
+        for (const heads &h : {k_heads[0], k_heads[1]})
+            for (const auto *ks : kernel_sets())
+                for (dtype t : {dtype::f32, dtype::bf16}) {
+                    config c;
+                    c.mask = true;
+                    c.mask_form = form;
+                    c.causal = form == 5;
+                    check_case(t, 5, 300, 300, h.hq, h.hkv, 64, c, layout::compact, ks);
+                    check_case(t, 5, 20, 300, h.hq, h.hkv, 64, c, layout::bhsd, ks);
+                    config w = c;
+                    w.window = 250;
+                    check_case(t, 5, 1, 700, h.hq, h.hkv, 64, w, layout::padded, ks, 3);
+                }
 }
 
 TEST_CASE("attention bfloat16 and float16 inputs match the reference on the rounded inputs", "[attention]") {
