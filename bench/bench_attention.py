@@ -38,7 +38,8 @@ per group (the decodes, each chunk) and a loop of torch SDPA calls over each seq
 
 Padded batch: 4 prompts left-padded to the longest with a [B, 1, 1, S] padding mask (torch's attn_mask
 broadcast) against torch SDPA with the padding folded into a [B, 1, S, S] boolean mask, and varlen on
-the prompts packed without padding.
+the prompts packed without padding. Padded decode: one decode step of 16 sequences of 1k-8k tokens
+left-padded to 8k with the same kind of mask, against torch SDPA with it and llmkit without a mask.
 
 Decode with many query rows per kv head: one token with 8 and 16 query heads per kv
 head (Llama 3 70B, Llama 3.1 405B) and MQA (32 over one), and a step of 4 tokens
@@ -525,6 +526,7 @@ def main() -> None:
     varlen_cells(lib, dtypes, args, min_time)
     mixed_step_cells(lib, dtypes, args, min_time)
     padded_batch_cells(lib, dtypes, args, min_time)
+    padded_decode_cells(lib, dtypes, args, min_time)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
     mrope_cells(lib, dtypes, args, min_time)
@@ -999,6 +1001,61 @@ def padded_batch_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         t_m, t_t, t_v = interleaved_best([run_masked, run_torch, run_varlen], min_time, rounds=3)
         print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_m * 1e3:>10.2f}{t_t * 1e3:>10.2f}{t_v * 1e3:>10.2f}"
               f"{t_t / t_m:>8.2f}x{diff:>11.2e}", flush=True)
+
+
+def padded_decode_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """One decode step of a left-padded batch, as Hugging Face's generate runs it: 16 sequences of 1k-8k tokens
+    left-padded to the longest, K/V [B, S, H, D] with the heads side by side, a [B, 1, 1, S] padding mask.
+    llmkit_attention with the mask, against torch SDPA with the same mask as a boolean, and llmkit without a mask
+    (the same bytes read: the bound). GB/s: every K/V byte of the padded tensors over the time."""
+    Hq, Hkv, D = 32, 8, 128
+    lens = [1024 * (1 + b % 8) for b in range(16)]
+    if args.quick:
+        lens = [n // 4 for n in lens]
+    B, S = len(lens), max(lens)
+    name = "padded decode"
+    print(f"\npadded decode: one step of {B} sequences of {min(lens)}-{S} tokens left-padded to {S}, K/V [B, S, H, D], "
+          f"Hq={Hq} Hkv={Hkv} D={D}; ratios: the other's ms over llmkit's (masked)")
+    print(f"{'cell':<16}{'dtype':<10}{'masked ms':>10}{'GB/s':>7}{'unmasked':>10}{'torch ms':>10}{'vs torch':>9}"
+          f"{'max|diff|':>11}")
+    if args.only not in name:
+        return
+    keep = torch.zeros(B, 1, 1, S, dtype=torch.bool)
+    for b, n in enumerate(lens):
+        keep[b, ..., S - n:] = True
+    additive = torch.zeros(B, 1, 1, S).masked_fill(~keep, float("-inf"))
+    for dtype in dtypes:
+        q = torch.randn(B, 1, Hq, D).to(dtype)
+        k, v = (torch.randn(B, S, Hkv, D).to(dtype) for _ in range(2))
+        out, out_plain = torch.empty_like(q), torch.empty_like(q)
+        (tq, a), (tk, b2), (tv, c), (to, d), (tp, e) = (as_llmkit(x) for x in (q, k, v, out, out_plain))
+        tm, f = as_llmkit(additive)
+        opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, ctypes.addressof(tm),
+                                args.threads, None)
+        plain = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, None)
+
+        def run_masked():
+            lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(to),
+                                               ctypes.byref(opts)))
+
+        def run_plain():
+            lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(tp),
+                                               ctypes.byref(plain)))
+
+        qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+
+        def run_torch():
+            return F.scaled_dot_product_attention(qt, kt, vt, attn_mask=keep, enable_gqa=True)
+
+        run_masked()
+        diff = (out.float() - run_torch().transpose(1, 2).float()).abs().max().item()
+        tol = 1e-4 if dtype == torch.float32 else 3e-2
+        if diff > tol:
+            raise RuntimeError(f"{name} {dtype}: llmkit and torch differ by {diff} (tolerance {tol})")
+        t_m, t_p, t_t = interleaved_best([run_masked, run_plain, run_torch], min_time, rounds=3)
+        gbs = 2 * k.numel() * k.element_size() / t_m / 1e9
+        print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_m * 1e3:>10.2f}{gbs:>7.1f}{t_p * 1e3:>10.2f}"
+              f"{t_t * 1e3:>10.2f}{t_t / t_m:>8.2f}x{diff:>11.2e}", flush=True)
 
 
 def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:

@@ -112,14 +112,6 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
     }
 }
 
-// The element strides of a mask over [B, Hq, Sq, Skv]: 0 along an axis it
-// broadcasts over (absent, or of size 1).
-std::array<int64_t, 4> mask_strides(const tensor_view &m) {
-    std::array<int64_t, 4> st{0, 0, 0, 0};
-    for (int a = 0; a < m.ndim; ++a) st[size_t(4 - m.ndim + a)] = m.shape[a] == 1 ? 0 : m.strides[a];
-    return st;
-}
-
 void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
              const attention_params &p) {
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
@@ -233,7 +225,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // kv_cache.hpp): a few tokens at a time, every head's rows of them in
     // turn (the tokens kernels), so it streams them front to back, checking
     // the scores as they come when check_rows.
-    if (token_major && G * Sq <= rows_max && !p.mask && Skv >= Sq && kn.dots_pf && kn.gemm_pf) {
+    if (token_major && G * Sq <= rows_max && Skv >= Sq && kn.dots_pf && kn.gemm_pf) {
         cache_layer_view L;
         L.type = q.type == dtype::f32 ? kv_dtype::f32 : q.type == dtype::bf16 ? kv_dtype::bf16 : kv_dtype::f16;
         L.n_kv_heads = Hkv;
@@ -258,6 +250,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         cp.scale = p.scale;
         cp.alibi_slopes = p.alibi_slopes;
         cp.sinks = p.sinks;
+        cp.mask = p.mask;
         cp.n_threads = p.n_threads;
         cp.kernel_set = &kn;
         cp.rows_finite = check_rows ? &rows_finite : nullptr;
@@ -747,6 +740,12 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
 }
 
 }  // namespace
+
+std::array<int64_t, 4> mask_strides(const tensor_view &m) {
+    std::array<int64_t, 4> st{0, 0, 0, 0};
+    for (int a = 0; a < m.ndim; ++a) st[size_t(4 - m.ndim + a)] = m.shape[a] == 1 ? 0 : m.strides[a];
+    return st;
+}
 
 // The B + 1 offsets of packed sequences (flash-attn's cu_seqlens): int32 or
 // int64 [B + 1], 0 first, never decreasing, `total` (the packed rows) last.

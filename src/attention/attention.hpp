@@ -3,6 +3,7 @@
 // (bindings/c/attention.cpp) validates option structs and builds these calls.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -35,6 +36,11 @@ struct attention_params {
 void attention_varlen(const core::tensor_view &q, const core::tensor_view &k, const core::tensor_view &v,
                       const core::tensor_view &cu_seqlens_q, const core::tensor_view &cu_seqlens_k,
                       const core::tensor_view &out, const attention_params &p);
+
+// The element strides of an attention mask (checked: 2 to 4 axes broadcast
+// as torch's attn_mask) over [B, Hq, Sq, Skv]: 0 along an axis it
+// broadcasts over (absent, or of size 1).
+std::array<int64_t, 4> mask_strides(const core::tensor_view &m);
 
 // The B + 1 offsets of packed sequences (flash-attn's cu_seqlens): int32 or
 // int64 [B + 1], 0 first, never decreasing, `total` (the packed rows of

@@ -507,14 +507,24 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     const int64_t slot = G * tq * (D + 2);  // one part of one head: O [R][D], m [R], l [R]
     std::vector<float> parts(size_t(n_slots * slot));
 
-    // Softcap, ALiBi and the causal / window masks on the scores of keys
-    // [j0, j0 + nk) of kv head g's rows.
-    auto bias_and_mask = [&](float *ST, int64_t g, int64_t len, int64_t i0, int64_t tl, int R, int64_t j0, int nk) {
+    // Softcap, ALiBi, the mask (plain tensors) and the causal / window masks
+    // on the scores of keys [j0, j0 + nk) of sequence b's kv head g's rows.
+    const std::array<int64_t, 4> mst = p.mask ? mask_strides(*p.mask) : std::array<int64_t, 4>{};
+    auto bias_and_mask = [&](float *ST, int64_t b, int64_t g, int64_t len, int64_t i0, int64_t tl, int R, int64_t j0,
+                             int nk) {
         for (int64_t hh = 0; hh < G; ++hh)
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii, ip = i0 + ii + len - Sq;
                 float *s = ST + r;  // s[j * R]
                 softcap_and_alibi(s, R, nk, p.softcap, p.alibi_slopes ? p.alibi_slopes + g * G + hh : nullptr, ip, j0);
+                if (p.mask) {
+                    const char *mrow = p.mask->data + (b * mst[0] + (g * G + hh) * mst[1] + (i0 + ii) * mst[2]) * 4;
+                    for (int j = 0; j < nk; ++j) {
+                        float x;
+                        std::memcpy(&x, mrow + (j0 + j) * mst[3] * 4, 4);
+                        s[j * R] += x;
+                    }
+                }
                 const int64_t lr = lo_of(len, i0 + ii), hr = hi_of(len, i0 + ii), end = j0 + nk;
                 for (int64_t jj = j0; jj < std::min(lr, end); ++jj) s[(jj - j0) * R] = ninf;
                 for (int64_t jj = std::max(hr + 1, j0); jj < end; ++jj) s[(jj - j0) * R] = ninf;
@@ -610,7 +620,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     prefetch_rows(L, seq, t.g0, j0 + k_tile_keys, next, true);
                 }
                 kn.gemm(nk, R, int(D), Kp, D, 1, H.Qb, R, H.ST, R, false, nullptr);
-                bias_and_mask(H.ST, t.g0, len, i0, tl, R, j0, nk);
+                bias_and_mask(H.ST, b, t.g0, len, i0, tl, R, j0, nk);
                 kn.softmax_tile(H.ST, nk, R, H.m, H.l, H.alpha);
                 kn.gemm(R, int(D), nk, H.ST, 1, R, Vp, D, H.O, D, true, H.alpha);
             }
@@ -813,7 +823,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     // (rows_finite: a NaN or infinity in a K row makes its scores so.)
                     if (p.rows_finite && !core::all_finite(H.ST, int64_t(nk) * R))
                         p.rows_finite->store(false, std::memory_order_relaxed);
-                    bias_and_mask(H.ST, t.g0 + hh, len, i0, tl, R, j0, nk);
+                    bias_and_mask(H.ST, b, t.g0 + hh, len, i0, tl, R, j0, nk);
                     kn.softmax_tile(H.ST, nk, R, H.m, H.l, H.alpha);
                 }
                 if (i8_ints) {

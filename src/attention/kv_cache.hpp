@@ -65,6 +65,10 @@ struct cache_attention_params {
     float scale = 0.0f;                   // 0 = 1/sqrt(D)
     const float *alibi_slopes = nullptr;  // Hq values or null
     const float *sinks = nullptr;         // Hq logits or null
+    // Dense attention's additive mask over plain tensors (token_stride; the
+    // caches' calls take none): float32, broadcast to [B, Hq, Sq, Skv] as
+    // torch's attn_mask (see mask_strides), key j of sequence b its column j.
+    const core::tensor_view *mask = nullptr;
     int n_threads = 0;
     int64_t split_keys = 0;               // keys per split-KV part; 0 = automatic
     const kernels *kernel_set = nullptr;  // null = the best for this CPU

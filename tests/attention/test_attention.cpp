@@ -337,6 +337,9 @@ TEST_CASE("attention: masks broadcast as torch's attn_mask match the reference",
                     check_case(t, 3, 70, 70, h.hq, h.hkv, 64, c, layout::compact, ks);
                     check_case(t, 3, 9, 130, h.hq, h.hkv, 64, c, layout::bhsd, ks);
                     check_case(t, 3, 1, 300, h.hq, h.hkv, 128, c, layout::padded, ks, form == 1 ? 3 : 0);
+                    // Compact [B, S, H, D] decode and a few tokens: the token-walking decode.
+                    check_case(t, 3, 1, 300, h.hq, h.hkv, 64, c, layout::compact, ks);
+                    check_case(t, 3, 3, 300, h.hq, h.hkv, 64, c, layout::compact, ks, form == 2 ? 2 : 0);
                 }
     // Through the C ABI too.
     for (int form = 1; form <= 6; ++form) {
@@ -364,6 +367,7 @@ TEST_CASE("attention: masks that hide whole key tiles (which are skipped) match 
                     c.causal = form == 5;
                     check_case(t, 5, 300, 300, h.hq, h.hkv, 64, c, layout::compact, ks);
                     check_case(t, 5, 20, 300, h.hq, h.hkv, 64, c, layout::bhsd, ks);
+                    check_case(t, 5, 2, 300, h.hq, h.hkv, 64, c, layout::compact, ks);
                     config w = c;
                     w.window = 250;
                     check_case(t, 5, 1, 700, h.hq, h.hkv, 64, w, layout::padded, ks, 3);
@@ -688,6 +692,31 @@ TEST_CASE("attention: decode-shaped calls check K and V as they read them: the s
     k.set(0, 2, 0, 5, 0.5);
     CHECK(llmkit_attention(q.c(), k.c(), k.c(), o.c(), &om) == LLMKIT_ERROR_NON_FINITE);
     CHECK(std::string(llmkit_last_error_message()).find("options.mask[0, 7] = nan") != std::string::npos);
+    // The same over [B, S, H, D] rows with the heads side by side (the
+    // token-walking decode, which takes masks too): a padding mask's NaN is
+    // refused and named, and so is a NaN in k under the padding's -inf (a
+    // hidden key is still read); out untouched.
+    {
+        tensor4 qd = make(dtype::f32, 2, 1, 8, 64, layout::compact, &rng), kd = make(dtype::f32, 2, 300, 2, 64, layout::compact, &rng);
+        tensor4 od = make(dtype::f32, 2, 1, 8, 64, layout::compact, nullptr);
+        std::vector<float> pad(600, 0.0f);
+        for (int j = 0; j < 100; ++j) pad[size_t(300 + j)] = -INFINITY;  // batch row 1 left-padded by 100
+        const int64_t psh[4] = {2, 1, 1, 300};
+        llmkit_tensor pt = host_tensor(pad.data(), llmkit_dtype LLMKIT_DTYPE_F32, 4, psh);
+        llmkit_attention_options op2 = LLMKIT_ATTENTION_OPTIONS_INIT;
+        op2.mask = &pt;
+        REQUIRE(llmkit_attention(qd.c(), kd.c(), kd.c(), od.c(), &op2) == LLMKIT_OK);
+        const std::vector<unsigned char> before = od.bytes;
+        pad[size_t(300 + 150)] = NAN;
+        CHECK(llmkit_attention(qd.c(), kd.c(), kd.c(), od.c(), &op2) == LLMKIT_ERROR_NON_FINITE);
+        CHECK(std::string(llmkit_last_error_message()).find("options.mask[1, 0, 0, 150] = nan") != std::string::npos);
+        CHECK(od.bytes == before);
+        pad[size_t(300 + 150)] = 0.0f;
+        kd.set(1, 40, 1, 9, NAN);
+        CHECK(llmkit_attention(qd.c(), kd.c(), kd.c(), od.c(), &op2) == LLMKIT_ERROR_NON_FINITE);
+        CHECK(std::string(llmkit_last_error_message()).find("k[1, 40, 1, 9] = nan") != std::string::npos);
+        CHECK(od.bytes == before);
+    }
     // No queries: nothing to compute, but a NaN in k or v is refused as in any
     // other call (found by fuzz_attention: an empty q let it through).
     tensor4 q0 = make(dtype::f32, 1, 0, 4, 64, layout::compact, &rng), o0 = q0;
