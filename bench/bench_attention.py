@@ -527,6 +527,7 @@ def main() -> None:
     mixed_step_cells(lib, dtypes, args, min_time)
     padded_batch_cells(lib, dtypes, args, min_time)
     padded_decode_cells(lib, dtypes, args, min_time)
+    hf_model_cells(dtypes, args)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
     mrope_cells(lib, dtypes, args, min_time)
@@ -1056,6 +1057,64 @@ def padded_decode_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         gbs = 2 * k.numel() * k.element_size() / t_m / 1e9
         print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_m * 1e3:>10.2f}{gbs:>7.1f}{t_p * 1e3:>10.2f}"
               f"{t_t * 1e3:>10.2f}{t_t / t_m:>8.2f}x{diff:>11.2e}", flush=True)
+
+
+def hf_model_cells(dtypes, args) -> None:
+    """A transformers model run with attn_implementation="llmkit" (llmkit.hf) against the same model with
+    "sdpa": a random 2-layer Llama with Llama 3 8B's attention (32 query and 8 kv heads of 128) around a small
+    hidden size (512; MLP 1024), so that attention is most of the work, as in a long-context model. A forward
+    pass over 4 prompts of 512-2048 tokens left-padded to 2048, and generate() of 32 greedy tokens from them
+    (transformers' dynamic cache). The real tokens' logits must agree and the tokens be equal before timing.
+    float32 only: the model's matmuls are torch's either way, and its bf16 matmul crawls on some CPUs (1 GFLOP/s
+    on Zen 3)."""
+    name = "hf llama"
+    lens = [256, 512, 77, 300] if args.quick else [1024, 2048, 512, 1500]
+    B, S, new = len(lens), max(lens), 32
+    print(f"\ntransformers model: a random 2-layer Llama (hidden 512, Hq=32 Hkv=8 D=128), {B} prompts of "
+          f"{'/'.join(map(str, lens))} tokens left-padded to {S}; attn_implementation llmkit against sdpa; "
+          f"ratios: sdpa's s over llmkit's")
+    print(f"{'cell':<16}{'dtype':<10}{'step':<14}{'llmkit s':>9}{'sdpa s':>9}{'ratio':>7}{'max|diff|':>11}")
+    if args.only not in name:
+        return
+    import copy
+
+    import transformers
+
+    import llmkit.hf
+    impl = llmkit.hf.register()
+    cfg = transformers.LlamaConfig(vocab_size=1024, hidden_size=512, intermediate_size=1024, num_hidden_layers=2,
+                                   num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+                                   max_position_embeddings=4096)
+    ids = torch.randint(0, 1024, (B, S), generator=torch.Generator().manual_seed(0))
+    am = torch.zeros(B, S, dtype=torch.long)
+    for b, n in enumerate(lens):
+        am[b, S - n:] = 1
+    for dtype in [d for d in dtypes if d == torch.float32]:
+        torch.manual_seed(0)
+        ref = transformers.LlamaForCausalLM._from_config(copy.deepcopy(cfg), attn_implementation="sdpa")
+        ref = ref.to(dtype).eval()
+        mine = transformers.LlamaForCausalLM._from_config(copy.deepcopy(cfg), attn_implementation=impl)
+        mine = mine.to(dtype).eval()
+        mine.load_state_dict(ref.state_dict())
+
+        def forward(model):
+            with torch.no_grad():
+                return model(input_ids=ids, attention_mask=am).logits
+
+        def generate(model):
+            return model.generate(input_ids=ids, attention_mask=am, max_new_tokens=new, do_sample=False,
+                                  min_new_tokens=new)
+
+        a, b = forward(ref), forward(mine)
+        diff = max((a[i, S - n:].float() - b[i, S - n:].float()).abs().max().item() for i, n in enumerate(lens))
+        if diff > 1e-4:
+            raise RuntimeError(f"{name} {dtype}: llmkit's and sdpa's logits differ by {diff} (tolerance 1e-4)")
+        if not torch.equal(generate(ref), generate(mine)):
+            raise RuntimeError(f"{name} {dtype}: the greedy tokens differ")
+        for step, fn in (("forward", forward), (f"generate {new}", generate)):
+            t_m, t_r = once_each([lambda: fn(mine), lambda: fn(ref)])
+            print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{step:<14}{t_m:>9.2f}{t_r:>9.2f}{t_r / t_m:>6.2f}x"
+                  f"{diff:>11.2e}", flush=True)
 
 
 def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:

@@ -1,0 +1,86 @@
+"""llmkit's attention inside Hugging Face transformers models.
+
+transformers picks a model's attention function by name (``attn_implementation``)
+from a registry it lets others add to. :func:`register` adds ``"llmkit"``::
+
+    import llmkit.hf
+    from transformers import AutoModelForCausalLM
+
+    llmkit.hf.register()
+    model = AutoModelForCausalLM.from_pretrained(name, attn_implementation="llmkit")
+    # or, on a loaded model: model.set_attn_implementation("llmkit")
+
+Every attention layer of the model then runs :func:`llmkit.attention` on the
+query, key and value states transformers hands it:
+
+- grouped-query attention without ``repeat_kv`` (llmkit reads each kv head
+  once for its query heads);
+- the masks transformers builds for its ``"sdpa"`` implementation (boolean,
+  ``[B, 1, Sq, Skv]``: padding, causality, sliding windows), read in place;
+  whole tiles of keys they hide are skipped, so a left-padded batch pays
+  little for its padding;
+- Gemma 2's logit soft-capping (``softcap``) and gpt-oss's attention sinks
+  (``s_aux``), which ``"sdpa"`` lacks.
+
+It takes no dropout (inference only) and no ``position_bias`` (T5's relative
+buckets): those raise ``ValueError``. Attention weights are never returned
+(``output_attentions`` gives None, as with ``"sdpa"``).
+
+A row that sees no key at all (a padding query under left padding) comes out
+as zeros, where torch's SDPA gives NaN or a uniform average; such rows are
+padding, which the model's outputs never use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+NAME = "llmkit"
+
+
+def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+                      scaling: Optional[float] = None, is_causal: Optional[bool] = None, **kwargs: Any):
+    """An attention function of transformers' ``AttentionInterface``.
+
+    query ``[B, Hq, Sq, D]``, key and value ``[B, Hkv, Skv, D]`` (torch
+    tensors, as transformers' attention modules pass them); returns
+    ``(out [B, Sq, Hq, D], None)``.
+    """
+    import torch
+
+    from . import attention
+
+    if dropout:
+        raise ValueError(f"llmkit attention: dropout {dropout} (llmkit's attention is for inference; "
+                         "call model.eval())")
+    if kwargs.get("position_bias") is not None:
+        raise ValueError("llmkit attention: position_bias (relative position buckets) is not supported")
+    q_len, kv_len = query.shape[2], key.shape[2]
+    mask = attention_mask
+    if mask is not None and mask.dtype != torch.bool and mask.dtype != torch.float32:
+        mask = mask.float()  # an additive mask of the model's dtype
+    if is_causal is None:
+        is_causal = getattr(module, "is_causal", True)
+    # As transformers' "sdpa": with no mask, causal for a prefill, and a
+    # prefill into an empty static cache sees its first q_len keys only (the
+    # rest are the cache's unwritten slots).
+    causal = bool(mask is None and is_causal and q_len > 1)
+    if causal and kv_len > q_len:
+        key, value = key[:, :, :q_len], value[:, :, :q_len]
+    softcap = kwargs.get("softcap")
+    sinks = kwargs.get("s_aux")
+    out = attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=causal,
+                    mask=mask, scale=float(scaling) if scaling else None, softcap=float(softcap) if softcap else None,
+                    sinks=sinks.detach().float() if sinks is not None else None)
+    return out, None
+
+
+def register(name: str = NAME) -> str:
+    """Registers :func:`attention_forward` with transformers as ``name`` (with
+    the ``"sdpa"`` mask builder), and returns ``name`` for ``attn_implementation``."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(name, attention_forward)
+    AttentionMaskInterface.register(name, sdpa_mask)
+    return name
