@@ -41,6 +41,12 @@ Attention and RoPE on (batch, seq, heads, head_dim) arrays::
                     "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position": 8192})
     out = llmkit.attention(q, k, v, causal=True)                         # GQA when k, v have fewer heads
     llmkit.kv_cache_bytes(n_layers=32, n_kv_heads=8, head_dim=128, dtype="bf16", context=8192)
+
+Inside a Hugging Face transformers model (see :mod:`llmkit.hf`)::
+
+    import llmkit.hf
+    llmkit.hf.register()
+    model = AutoModelForCausalLM.from_pretrained(name, attn_implementation="llmkit")
 """
 
 from __future__ import annotations
