@@ -1605,7 +1605,7 @@ typedef struct llmkit_attention_options {
     float softcap;               /**< Logit soft-capping (Gemma 2): s = softcap * tanh(s / softcap), applied to the scaled scores. 0 = none. */
     float scale;                 /**< Score scale; 0 = 1 / sqrt(D). Must be finite. */
     const float *alibi_slopes;   /**< ALiBi: Hq slopes, one per query head; adds -slope * (i' - j) to the scores. NULL = none. Read during the call only. */
-    const llmkit_tensor *mask;   /**< Additive float32 mask (any strides, host memory), broadcast as torch's attn_mask: [Sq, Skv] shared by batch and heads, or 3 or 4 axes aligned from the right with [B, Hq, Sq, Skv] (torch's axis order), each that size or 1 ([B, 1, 1, Skv]: a padding mask per batch row); -inf hides a key. NULL = none. */
+    const llmkit_tensor *mask;   /**< Mask (any strides, host memory): float32, added to the scores (-inf hides a key), or bool (LLMKIT_DTYPE_BOOL, 8 bits: 0 hides a key, as torch's boolean attn_mask), broadcast as torch's attn_mask: [Sq, Skv] shared by batch and heads, or 3 or 4 axes aligned from the right with [B, Hq, Sq, Skv] (torch's axis order), each that size or 1 ([B, 1, 1, Skv]: a padding mask per batch row). A tile of keys it hides from every query row of a task is skipped (the same bits). NULL = none. */
     int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
     void *stream;                /**< CUDA stream for device tensors (a `cudaStream_t`); NULL = the default stream. Ignored for host tensors. */
     const float *sinks;          /**< Attention sinks (gpt-oss): Hq finite logits, one per query head; sink h joins head h's softmax denominator as exp(sinks[h]) without a value, so the weights of the keys sum to less than 1. NULL = none. Read during the call only. Added after 0.1.0: a caller built with the older struct, whose struct_size ends before this field, gets NULL. */
@@ -1621,7 +1621,8 @@ typedef struct llmkit_attention_options {
  * For each batch b, query head h and query row i, with g = h / (Hq / Hkv) and
  * i' = i + Skv - Sq, the score of key j is s = scale * q[b,i,h,:] . k[b,j,g,:],
  * then s = softcap * tanh(s / softcap) (if softcap), then
- * s -= alibi_slopes[h] * (i' - j) (if ALiBi), then s += mask[b, h, i, j] (if a mask, broadcast);
+ * s -= alibi_slopes[h] * (i' - j) (if ALiBi), then s += mask[b, h, i, j] (if a float mask, broadcast;
+ * a bool mask adds 0 where true and -inf where false);
  * keys hidden by causality or the window get -inf. The output row is the
  * softmax-weighted sum of the visible v rows; a row that sees no key at all
  * (every score -inf) is written as zeros. With sinks, the weights are
@@ -1641,7 +1642,7 @@ typedef struct llmkit_attention_options {
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
  *         mismatched B, S, D or head counts, Hq not a multiple of Hkv, D > 256,
  *         a mask that does not broadcast to [B, Hq, Sq, Skv]); #LLMKIT_ERROR_DTYPE (mixed dtypes, an
- *         unsupported dtype, a mask that is not float32);
+ *         unsupported dtype, a mask that is not float32 or bool);
  *         #LLMKIT_ERROR_UNSUPPORTED (a D stride other than 1, an out stride
  *         of 0 over more than one element);
  *         #LLMKIT_ERROR_INVALID_ARGUMENT (bad struct_size, negative window or

@@ -96,7 +96,8 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
     if (p.lse) check_lse(*p.lse, q);
     if (p.mask) {
         const tensor_view &m = *p.mask;
-        if (m.type != dtype::f32) fail(LLMKIT_ERROR_DTYPE, m.name, ": dtype ", core::dtype_name(m.type), " is not float32");
+        if (m.type != dtype::f32 && m.type != dtype::boolean)
+            fail(LLMKIT_ERROR_DTYPE, m.name, ": dtype ", core::dtype_name(m.type), " is not float32 or bool");
         // Broadcast as torch's attn_mask: the axes line up from the right
         // with [B, Hq, Sq, Skv], each of its size or 1.
         const int64_t full[4] = {q.shape[0], Hq, Sq, k.shape[1]};
@@ -121,7 +122,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // naming the first bad element.
     auto require_finite_kv = [&] {
         for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);
-        if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
+        if (p.mask && p.mask->type == dtype::f32) core::require_finite(*p.mask, p.n_threads, true);
     };
     if (B == 0 || Sq == 0 || Hq == 0 || D == 0) {
         // Nothing to compute; K and V may still hold rows (Sq = 0, Skv > 0),
@@ -205,7 +206,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                                  : core::all_finite(reinterpret_cast<const uint16_t *>(scratch.data), n_out, q.type);
         if (!rows_finite.load() || !results_finite)
             for (const tensor_view *t : {&k, &v}) core::require_finite(*t, p.n_threads);  // names the first
-        if (p.mask) core::require_finite(*p.mask, p.n_threads, true);
+        if (p.mask && p.mask->type == dtype::f32) core::require_finite(*p.mask, p.n_threads, true);
         const int64_t es = int64_t(q.elem_size);
         for (int64_t b = 0; b < B; ++b)
             for (int64_t i = 0; i < Sq; ++i)
@@ -299,7 +300,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // With k2 / v2 (the bf16 prefill on bf16 dot products, see dots2 below),
     // a transposed task reads bf16 pairs there instead: K rows of ldk2 words,
     // V rows paired (keys 2p and 2p + 1 of the group, from `first`) of ldv2.
-    const std::array<int64_t, 4> mst = p.mask ? mask_strides(*p.mask) : std::array<int64_t, 4>{};
+    const mask_view mask(p.mask);
     auto process = [&](int64_t task, int64_t split, int64_t n_splits, float *part, const float *pk, const float *pv,
                        int64_t first, const uint32_t *k2, const uint32_t *v2) {
         thread_local workspace ws;
@@ -431,17 +432,11 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         // per task). Not with check_rows, which finds the NaNs of K and V in
         // the tiles it reads.
         auto hidden = [&](int64_t j0, int nk) {
-            if (!p.mask || check_rows) return false;
-            const int64_t nh = mst[1] ? G : 1, ni = mst[2] ? tl : 1;
+            if (!mask || check_rows) return false;
+            const int64_t nh = mask.st[1] ? G : 1, ni = mask.st[2] ? tl : 1;
             for (int64_t hh = 0; hh < nh; ++hh)
-                for (int64_t ii = 0; ii < ni; ++ii) {
-                    const char *mrow = p.mask->data + (b * mst[0] + (g * G + hh) * mst[1] + (i0 + ii) * mst[2]) * 4;
-                    for (int j = 0; j < nk; ++j) {
-                        float x;
-                        std::memcpy(&x, mrow + (j0 + j) * mst[3] * 4, 4);
-                        if (x != ninf) return false;
-                    }
-                }
+                for (int64_t ii = 0; ii < ni; ++ii)
+                    if (!mask.hides(b, g * G + hh, i0 + ii, j0, nk)) return false;
             return true;
         };
         for (int64_t j0 = lo; j0 <= hi; j0 += tile) {
@@ -542,15 +537,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     float *s = ST + r;  // s[j * R]
                     softcap_and_alibi(s, R, nk, p.softcap, p.alibi_slopes ? p.alibi_slopes + g * G + hh : nullptr, ip,
                                       j0);
-                    if (p.mask) {
-                        const char *mrow =
-                            p.mask->data + (b * mst[0] + (g * G + hh) * mst[1] + i * mst[2]) * 4;
-                        for (int j = 0; j < nk; ++j) {
-                            float x;
-                            std::memcpy(&x, mrow + (j0 + j) * mst[3] * 4, 4);
-                            s[j * R] += x;
-                        }
-                    }
+                    if (mask) mask.add(s, R, nk, b, g * G + hh, i, j0);
                     const int64_t lr = lo_of(ii), hr = hi_of(ii), end = j0 + nk;
                     for (int64_t jj = j0; jj < std::min(lr, end); ++jj) s[(jj - j0) * R] = ninf;
                     for (int64_t jj = std::max(hr + 1, j0); jj < end; ++jj) s[(jj - j0) * R] = ninf;
@@ -741,10 +728,40 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
 
 }  // namespace
 
-std::array<int64_t, 4> mask_strides(const tensor_view &m) {
-    std::array<int64_t, 4> st{0, 0, 0, 0};
-    for (int a = 0; a < m.ndim; ++a) st[size_t(4 - m.ndim + a)] = m.shape[a] == 1 ? 0 : m.strides[a];
-    return st;
+mask_view::mask_view(const tensor_view *m) {
+    if (!m) return;
+    data = m->data;
+    is_bool = m->type == dtype::boolean;
+    for (int a = 0; a < m->ndim; ++a) st[size_t(4 - m->ndim + a)] = m->shape[a] == 1 ? 0 : m->strides[a];
+}
+
+void mask_view::add(float *s, int64_t stride, int n, int64_t b, int64_t h, int64_t i, int64_t j0) const {
+    const char *r = row(b, h, i);
+    if (is_bool) {
+        for (int j = 0; j < n; ++j)
+            if (!r[(j0 + j) * st[3]]) s[j * stride] = -std::numeric_limits<float>::infinity();
+        return;
+    }
+    for (int j = 0; j < n; ++j) {
+        float x;
+        std::memcpy(&x, r + (j0 + j) * st[3] * 4, 4);
+        s[j * stride] += x;
+    }
+}
+
+bool mask_view::hides(int64_t b, int64_t h, int64_t i, int64_t j0, int n) const {
+    const char *r = row(b, h, i);
+    if (is_bool) {
+        for (int j = 0; j < n; ++j)
+            if (r[(j0 + j) * st[3]]) return false;
+        return true;
+    }
+    for (int j = 0; j < n; ++j) {
+        float x;
+        std::memcpy(&x, r + (j0 + j) * st[3] * 4, 4);
+        if (x != -std::numeric_limits<float>::infinity()) return false;
+    }
+    return true;
 }
 
 // The B + 1 offsets of packed sequences (flash-attn's cu_seqlens): int32 or

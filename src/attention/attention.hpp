@@ -37,10 +37,24 @@ void attention_varlen(const core::tensor_view &q, const core::tensor_view &k, co
                       const core::tensor_view &cu_seqlens_q, const core::tensor_view &cu_seqlens_k,
                       const core::tensor_view &out, const attention_params &p);
 
-// The element strides of an attention mask (checked: 2 to 4 axes broadcast
-// as torch's attn_mask) over [B, Hq, Sq, Skv]: 0 along an axis it
-// broadcasts over (absent, or of size 1).
-std::array<int64_t, 4> mask_strides(const core::tensor_view &m);
+// An attention mask (checked: 2 to 4 axes broadcast as torch's attn_mask)
+// read as [B, Hq, Sq, Skv]: float32, added to the scores (-inf hides a key),
+// or bool, torch's boolean attn_mask (false hides a key: 0 or -inf added).
+struct mask_view {
+    const char *data = nullptr;   // null: no mask
+    bool is_bool = false;
+    std::array<int64_t, 4> st{};  // element strides, 0 along an axis it broadcasts over
+
+    explicit mask_view(const core::tensor_view *m);
+    explicit operator bool() const { return data != nullptr; }
+    const char *row(int64_t b, int64_t h, int64_t i) const {
+        return data + (b * st[0] + h * st[1] + i * st[2]) * (is_bool ? 1 : 4);
+    }
+    // Adds row (b, h, i)'s values for keys j0 .. j0 + n - 1 to s[0], s[stride], ...
+    void add(float *s, int64_t stride, int n, int64_t b, int64_t h, int64_t i, int64_t j0) const;
+    // Whether row (b, h, i) hides every key of j0 .. j0 + n - 1.
+    bool hides(int64_t b, int64_t h, int64_t i, int64_t j0, int n) const;
+};
 
 // The B + 1 offsets of packed sequences (flash-attn's cu_seqlens): int32 or
 // int64 [B + 1], 0 first, never decreasing, `total` (the packed rows of

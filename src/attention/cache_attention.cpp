@@ -509,7 +509,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
 
     // Softcap, ALiBi, the mask (plain tensors) and the causal / window masks
     // on the scores of keys [j0, j0 + nk) of sequence b's kv head g's rows.
-    const std::array<int64_t, 4> mst = p.mask ? mask_strides(*p.mask) : std::array<int64_t, 4>{};
+    const mask_view mask(p.mask);
     auto bias_and_mask = [&](float *ST, int64_t b, int64_t g, int64_t len, int64_t i0, int64_t tl, int R, int64_t j0,
                              int nk) {
         for (int64_t hh = 0; hh < G; ++hh)
@@ -517,14 +517,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 const int64_t r = hh * tl + ii, ip = i0 + ii + len - Sq;
                 float *s = ST + r;  // s[j * R]
                 softcap_and_alibi(s, R, nk, p.softcap, p.alibi_slopes ? p.alibi_slopes + g * G + hh : nullptr, ip, j0);
-                if (p.mask) {
-                    const char *mrow = p.mask->data + (b * mst[0] + (g * G + hh) * mst[1] + (i0 + ii) * mst[2]) * 4;
-                    for (int j = 0; j < nk; ++j) {
-                        float x;
-                        std::memcpy(&x, mrow + (j0 + j) * mst[3] * 4, 4);
-                        s[j * R] += x;
-                    }
-                }
+                if (mask) mask.add(s, R, nk, b, g * G + hh, i0 + ii, j0);
                 const int64_t lr = lo_of(len, i0 + ii), hr = hi_of(len, i0 + ii), end = j0 + nk;
                 for (int64_t jj = j0; jj < std::min(lr, end); ++jj) s[(jj - j0) * R] = ninf;
                 for (int64_t jj = std::max(hr + 1, j0); jj < end; ++jj) s[(jj - j0) * R] = ninf;

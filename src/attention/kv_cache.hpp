@@ -65,9 +65,9 @@ struct cache_attention_params {
     float scale = 0.0f;                   // 0 = 1/sqrt(D)
     const float *alibi_slopes = nullptr;  // Hq values or null
     const float *sinks = nullptr;         // Hq logits or null
-    // Dense attention's additive mask over plain tensors (token_stride; the
-    // caches' calls take none): float32, broadcast to [B, Hq, Sq, Skv] as
-    // torch's attn_mask (see mask_strides), key j of sequence b its column j.
+    // Dense attention's mask over plain tensors (token_stride; the caches'
+    // calls take none): float32 or bool, broadcast to [B, Hq, Sq, Skv] as
+    // torch's attn_mask (see mask_view), key j of sequence b its column j.
     const core::tensor_view *mask = nullptr;
     int n_threads = 0;
     int64_t split_keys = 0;               // keys per split-KV part; 0 = automatic

@@ -16,6 +16,7 @@ const char *dtype_name(dtype t) noexcept {
     case dtype::i64: return "int64";
     case dtype::u8: return "uint8";
     case dtype::i8: return "int8";
+    case dtype::boolean: return "bool";
     case dtype::other: break;
     }
     return "unsupported";
@@ -30,6 +31,7 @@ static dtype classify(const llmkit_dtype &d) {
     case LLMKIT_DTYPE_INT:
         return d.bits == 32 ? dtype::i32 : d.bits == 64 ? dtype::i64 : d.bits == 8 ? dtype::i8 : dtype::other;
     case LLMKIT_DTYPE_UINT: return d.bits == 8 ? dtype::u8 : dtype::other;
+    case LLMKIT_DTYPE_BOOL: return d.bits == 8 ? dtype::boolean : dtype::other;
     default: return dtype::other;
     }
 }

@@ -13,7 +13,7 @@
 
 namespace llmkit::core {
 
-enum class dtype { f32, f16, bf16, f64, i32, i64, u8, i8, other };
+enum class dtype { f32, f16, bf16, f64, i32, i64, u8, i8, boolean, other };
 
 const char *dtype_name(dtype t) noexcept;
 

@@ -35,6 +35,7 @@ struct config {
                          // 2 [B, Hq, Sq, Skv], 3 [Hq, Sq, Skv], 4 [1, Hq, 1, Skv]; whole key tiles
                          // hidden: 5 [B, 1, 1, Skv] (long padding), 6 [B, Hq, Sq, Skv] (blocks)
     bool sinks = false;  // gpt-oss attention sinks, one random logit per query head
+    bool bool_mask = false;  // the mask as bool (false where it holds -inf; its finite values become 0)
 };
 
 struct mask_data {
@@ -209,12 +210,19 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
     const std::vector<float> slopes = alibi_slopes(Hq);
     mask_data mask;
     if (c.mask) mask = make_mask(c.mask_form, B, Hq, Sq, Skv, rng);
+    std::vector<uint8_t> mask_bools;  // c.bool_mask: the mask as bool, and its values 0 / -inf for the reference
+    if (c.bool_mask)
+        for (float &x : mask.values) {
+            mask_bools.push_back(x != -INFINITY);
+            x = x == -INFINITY ? -INFINITY : 0.0f;
+        }
     const std::vector<float> sinks = sink_logits(Hq, rng);
-    llmkit_tensor mt = host_tensor(mask.values.data(), llmkit_dtype LLMKIT_DTYPE_F32, mask.ndim, mask.shape);
+    llmkit_tensor mt = c.bool_mask ? host_tensor(mask_bools.data(), llmkit_dtype{LLMKIT_DTYPE_BOOL, 8, 1}, mask.ndim, mask.shape)
+                                   : host_tensor(mask.values.data(), llmkit_dtype LLMKIT_DTYPE_F32, mask.ndim, mask.shape);
     lse_tensor lse(B, Sq, Hq, lay == layout::bhsd);
     INFO("dtype " << llmkit::core::dtype_name(t) << " B " << B << " Sq " << Sq << " Skv " << Skv << " Hq " << Hq
                   << " Hkv " << Hkv << " D " << D << " causal " << c.causal << " window " << c.window << " softcap "
-                  << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " form " << c.mask_form << " sinks " << c.sinks << " layout " << int(lay) << " kernels "
+                  << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " form " << c.mask_form << " bool " << c.bool_mask << " sinks " << c.sinks << " layout " << int(lay) << " kernels "
                   << (ks ? ks->name : "C ABI") << " kv splits " << splits);
     if (!ks) {
         llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
@@ -341,14 +349,16 @@ TEST_CASE("attention: masks broadcast as torch's attn_mask match the reference",
                     check_case(t, 3, 1, 300, h.hq, h.hkv, 64, c, layout::compact, ks);
                     check_case(t, 3, 3, 300, h.hq, h.hkv, 64, c, layout::compact, ks, form == 2 ? 2 : 0);
                 }
-    // Through the C ABI too.
-    for (int form = 1; form <= 6; ++form) {
-        config c;
-        c.mask = true;
-        c.mask_form = form;
-        c.causal = true;
-        check_case(dtype::f32, 2, 33, 80, 8, 2, 80, c);
-    }
+    // Through the C ABI too, float32 and bool.
+    for (int form = 1; form <= 6; ++form)
+        for (bool as_bool : {false, true}) {
+            config c;
+            c.mask = true;
+            c.mask_form = form;
+            c.causal = true;
+            c.bool_mask = as_bool;
+            check_case(dtype::f32, 2, 33, 80, 8, 2, 80, c);
+        }
 }
 
 TEST_CASE("attention: masks that hide whole key tiles (which are skipped) match the reference", "[attention][mask]") {
@@ -357,6 +367,7 @@ TEST_CASE("attention: masks that hide whole key tiles (which are skipped) match 
     // heads and the query rows of one task, over prefill (packed K/V: several
     // query tiles), a chunk, a decode with a window (decode tiles, split keys),
     // every kernel set, fp32 and bf16.
+    // Bool masks (torch's boolean attn_mask) on half of them.
     for (int form = 5; form <= 6; ++form)
         for (const heads &h : {k_heads[0], k_heads[1]})
             for (const auto *ks : kernel_sets())
@@ -364,6 +375,7 @@ TEST_CASE("attention: masks that hide whole key tiles (which are skipped) match 
                     config c;
                     c.mask = true;
                     c.mask_form = form;
+                    c.bool_mask = (h.hq == h.hkv) != (t == dtype::bf16);
                     c.causal = form == 5;
                     check_case(t, 5, 200, 200, h.hq, h.hkv, 64, c, layout::compact, ks);
                     check_case(t, 5, 20, 200, h.hq, h.hkv, 64, c, layout::bhsd, ks);

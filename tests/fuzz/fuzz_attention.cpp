@@ -50,6 +50,7 @@ double mask_at(const fuzz_tensor &m, int64_t b, int64_t h, int64_t i, int64_t j)
     int64_t idx[4] = {};
     const int rank = m.t.ndim;
     for (int a = 0; a < rank; ++a) idx[a] = m.shape[a] == 1 ? 0 : full[4 - rank + a];
+    if (m.t.dtype.code == LLMKIT_DTYPE_BOOL) return value_at(m, idx) != 0.0 ? 0.0 : -INFINITY;  // (read as int8)
     return value_at(m, idx);
 }
 
@@ -328,14 +329,26 @@ void fuzz_attention(script &s) {
         const int rank = 2 + s.pick(3);
         std::vector<int64_t> md;
         for (int a = 4 - rank; a < 4; ++a) md.push_back(dim(s, rank > 2 && s.pick(3) == 2 ? 1 : full[a]));
-        if (!make_tensor(s, mask, md, s.pick(8) == 7 ? kind::bf16 : kind::f32, s.pick(8) == 7)) return;
-        if (!mask.hostile && mask.kind_index == int(kind::f32) && mask.bytes >= 4 && s.pick(3) == 2) {
-            // A run of -inf (padding, a block), sometimes everything: whole key
-            // tiles hidden from every row of a task, which the kernels skip.
-            const int64_t n = int64_t(mask.bytes / 4), from = s.bit() ? 0 : s.pick(int(n));
-            const int64_t len = s.bit() ? n : 1 + s.pick(int(n));
+        // float32, bool (bytes: 0 hides a key, any other value lets it be seen) or bf16 (refused).
+        const int mk = s.pick(8);
+        const bool as_bool = mk >= 5;
+        if (!make_tensor(s, mask, md, mk == 4 ? kind::bf16 : as_bool ? kind::i8 : kind::f32, !as_bool && s.pick(8) == 7))
+            return;
+        if (as_bool) {
+            mask.t.dtype = llmkit_dtype{LLMKIT_DTYPE_BOOL, 8, 1};
+            if (!mask.hostile)
+                for (size_t i = 0; i < mask.bytes; ++i) mask.buf[i] = mask.buf[i] & 3 ? mask.buf[i] : 0;
+        }
+        const int64_t esz = as_bool ? 1 : 4;
+        if (!mask.hostile && mk != 4 && mask.bytes >= size_t(esz) && s.pick(3) == 2) {
+            // A run of -inf or false (padding, a block), sometimes everything:
+            // whole key tiles hidden from every row of a task, which the kernels skip.
+            const int64_t n = int64_t(mask.bytes) / esz, from = s.bit() ? 0 : s.pick(int(std::min<int64_t>(n, 256)));
+            const int64_t len = s.bit() ? n : 1 + s.pick(int(std::min<int64_t>(n, 256)));
             const float ninf = -INFINITY;
-            for (int64_t i = from; i < std::min(n, from + len); ++i) std::memcpy(mask.buf.get() + i * 4, &ninf, 4);
+            for (int64_t i = from; i < std::min(n, from + len); ++i)
+                if (as_bool) mask.buf[size_t(i)] = 0;
+                else std::memcpy(mask.buf.get() + i * 4, &ninf, 4);
         }
         opt.mask = &mask.t;
     }

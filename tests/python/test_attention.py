@@ -118,9 +118,33 @@ def test_boolean_mask_means_may_attend(rng):
     out = llmkit.attention(q, k, v, causal=False, mask=allowed)
     additive = np.where(allowed, 0.0, -np.inf)
     assert_close(out, ref_attention(q, k, v, causal=False, mask=additive), 2e-5)
-    # float64 masks are converted to float32.
+    # float64 masks are converted to float32; the boolean mask is read as it is, with the bits of 0 / -inf.
     out64 = llmkit.attention(q, k, v, causal=False, mask=additive)
     np.testing.assert_array_equal(out, out64)
+    with pytest.raises(ValueError, match="mask: dtype uint8 is not float32 or bool"):
+        llmkit.attention(q, k, v, causal=False, mask=allowed.astype(np.uint8))
+
+
+def test_boolean_masks_are_read_in_place_with_the_bits_of_additive_ones(rng):
+    # Padding ([B, 1, 1, Skv], whole tiles of 64 keys hidden) and per-head rows ([1, Hq, Sq, Skv]) as
+    # bool, numpy and torch, strided (a column slice), prefill and decode (the token-walking kernel).
+    cases = []
+    for Sq in (150, 1):
+        q, k, v = qkv(rng, 3, Sq, 150, 4, 2, 32)
+        keep = np.ones((3, 1, 1, 300), bool)[..., ::2]  # strided: every other column of a wider mask
+        keep[1, ..., :70] = False
+        keep[2, ..., :140] = False
+        heads = rng.random((1, 4, Sq, 150)) < 0.7
+        heads[..., -1] = True
+        for m in (keep, heads):
+            want = llmkit.attention(q, k, v, causal=Sq > 1, mask=np.where(m, np.float32(0), np.float32(-np.inf)))
+            assert_close(want, ref_attention(q, k, v, causal=Sq > 1, mask=np.where(m, 0.0, -np.inf)), 2e-5)
+            np.testing.assert_array_equal(llmkit.attention(q, k, v, causal=Sq > 1, mask=m), want)
+            cases.append((q, k, v, Sq, m, want))
+    torch = pytest.importorskip("torch")
+    for q, k, v, Sq, m, want in cases:
+        got = llmkit.attention(*(torch.from_numpy(x) for x in (q, k, v)), causal=Sq > 1, mask=torch.from_numpy(m))
+        np.testing.assert_array_equal(got.numpy(), want)
 
 
 def test_masks_broadcast_as_torch_attn_mask(rng):

@@ -66,24 +66,20 @@ def _copy(x: Any) -> Any:
 
 
 def _float_mask(mask: Any) -> Any:
-    """Boolean masks (True = may attend) become additive float32 ones (0 / -inf); float numpy masks become float32."""
+    """The mask as llmkit reads it: boolean masks (True = may attend) as they are, float masks as float32."""
     if isinstance(mask, np.ndarray):
-        if mask.dtype == np.bool_:
-            return np.where(mask, np.float32(0.0), np.float32(-np.inf))
         if mask.dtype.kind == "f" and mask.dtype != np.float32:
             return mask.astype(np.float32)
         return mask
     if _is_torch(mask):
         torch = sys.modules["torch"]
-        if mask.dtype == torch.bool:
-            return torch.where(mask, 0.0, float("-inf")).to(torch.float32)
+        if mask.dtype.is_floating_point and mask.dtype != torch.float32:
+            return mask.detach().to(torch.float32)
         return mask.detach()
     if hasattr(mask, "__dlpack__"):
         return mask
     m = np.asarray(mask)
-    if m.dtype == np.bool_:
-        return np.where(m, np.float32(0.0), np.float32(-np.inf))
-    return m.astype(np.float32)
+    return m if m.dtype == np.bool_ else m.astype(np.float32)
 
 
 def _positive(x: Any, name: str) -> float:
@@ -138,7 +134,9 @@ def attention(
       ``scaled_dot_product_attention`` takes ``attn_mask``: ``(Sq, Skv)``
       shared by every batch and head, or up to ``(B, Hq, Sq, Skv)`` in torch's
       axis order with any axis of size 1 (``(B, 1, 1, Skv)``: a padding mask
-      per batch row, as Hugging Face builds for a padded batch).
+      per batch row, as Hugging Face builds for a padded batch). Either kind
+      is read in place, never converted or expanded; a tile of 64 keys that it
+      hides from every query row of a task is skipped.
     - ``sinks``: attention sinks (gpt-oss), ``Hq`` finite logits, one per query
       head: head ``h``'s softmax denominator gains ``exp(sinks[h])`` with no
       value row, so its weights become ``exp(s_j) / (sum exp(s) + exp(sinks[h]))``

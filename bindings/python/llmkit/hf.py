@@ -22,6 +22,7 @@ query, key and value states transformers hands it:
 - Gemma 2's logit soft-capping (``softcap``) and gpt-oss's attention sinks
   (``s_aux``), which ``"sdpa"`` lacks.
 
+It runs on as many threads as torch may use (``torch.get_num_threads()``).
 It takes no dropout (inference only) and no ``position_bias`` (T5's relative
 buckets): those raise ``ValueError``. Attention weights are never returned
 (``output_attentions`` gives None, as with ``"sdpa"``).
@@ -71,7 +72,8 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
     sinks = kwargs.get("s_aux")
     out = attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=causal,
                     mask=mask, scale=float(scaling) if scaling else None, softcap=float(softcap) if softcap else None,
-                    sinks=sinks.detach().float() if sinks is not None else None)
+                    sinks=sinks.detach().float() if sinks is not None else None,
+                    num_threads=torch.get_num_threads())  # as many threads as torch is allowed
     return out, None
 
 
