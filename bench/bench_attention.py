@@ -296,6 +296,11 @@ class Lib:
         if status != 0:
             raise RuntimeError(self.lib.llmkit_last_error_message().decode())
 
+    def attention_call(self, q: Tensor, k: Tensor, v: Tensor, out: Tensor, opts: AttentionOptions):
+        """A call of llmkit_attention on these tensors and options, to time."""
+        args = [ctypes.byref(x) for x in (q, k, v, out, opts)]
+        return lambda: self.check(self.lib.llmkit_attention(*args))
+
 
 class Cache:
     """A contiguous or paged llmkit cache holding B sequences of the given K/V rows ([B, S, Hkv, D] tensors)."""
@@ -939,6 +944,16 @@ def mixed_step_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         lib.lib.llmkit_paged_kv_cache_free(handle)
 
 
+def left_padding_masks(lens):
+    """The [B, 1, 1, S] padding masks of prompts of these lengths left-padded to the longest: boolean (True =
+    a real token) and additive float32 (0 / -inf)."""
+    B, S = len(lens), max(lens)
+    keep = torch.zeros(B, 1, 1, S, dtype=torch.bool)
+    for b, n in enumerate(lens):
+        keep[b, ..., S - n:] = True
+    return keep, torch.zeros(B, 1, 1, S).masked_fill(~keep, float("-inf"))
+
+
 def padded_batch_cells(lib: Lib, dtypes, args, min_time: float) -> None:
     """A causal prefill of 4 prompts left-padded to the longest, as Hugging Face batches generation: llmkit_attention
     with the padding as a [B, 1, 1, S] mask (torch's attn_mask broadcast, read in place) and causal on, against torch
@@ -954,10 +969,7 @@ def padded_batch_cells(lib: Lib, dtypes, args, min_time: float) -> None:
     print(f"{'cell':<16}{'dtype':<10}{'masked ms':>10}{'torch ms':>10}{'varlen ms':>10}{'vs torch':>9}{'max|diff|':>11}")
     if args.only not in name:
         return
-    keep = torch.zeros(B, 1, 1, S, dtype=torch.bool)
-    for b, n in enumerate(lens):
-        keep[b, ..., S - n:] = True
-    additive = torch.zeros(B, 1, 1, S).masked_fill(~keep, float("-inf"))
+    keep, additive = left_padding_masks(lens)
     both = keep & torch.ones(S, S, dtype=torch.bool).tril()
     cu = [0]
     for n in lens:
@@ -970,10 +982,7 @@ def padded_batch_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, ctypes.addressof(tm),
                                 args.threads, None)
 
-        def run_masked():
-            lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(to),
-                                               ctypes.byref(opts)))
-
+        run_masked = lib.attention_call(tq, tk, tv, to, opts)
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
 
         def run_torch():
@@ -1021,10 +1030,7 @@ def padded_decode_cells(lib: Lib, dtypes, args, min_time: float) -> None:
           f"{'max|diff|':>11}")
     if args.only not in name:
         return
-    keep = torch.zeros(B, 1, 1, S, dtype=torch.bool)
-    for b, n in enumerate(lens):
-        keep[b, ..., S - n:] = True
-    additive = torch.zeros(B, 1, 1, S).masked_fill(~keep, float("-inf"))
+    keep, additive = left_padding_masks(lens)
     for dtype in dtypes:
         q = torch.randn(B, 1, Hq, D).to(dtype)
         k, v = (torch.randn(B, S, Hkv, D).to(dtype) for _ in range(2))
@@ -1035,14 +1041,8 @@ def padded_decode_cells(lib: Lib, dtypes, args, min_time: float) -> None:
                                 args.threads, None)
         plain = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, None)
 
-        def run_masked():
-            lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(to),
-                                               ctypes.byref(opts)))
-
-        def run_plain():
-            lib.check(lib.lib.llmkit_attention(ctypes.byref(tq), ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(tp),
-                                               ctypes.byref(plain)))
-
+        run_masked = lib.attention_call(tq, tk, tv, to, opts)
+        run_plain = lib.attention_call(tq, tk, tv, tp, plain)
         qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
 
         def run_torch():

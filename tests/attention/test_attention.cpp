@@ -329,26 +329,36 @@ TEST_CASE("attention float32: window, ALiBi, softcap, mask and scale, alone and 
     }
 }
 
-TEST_CASE("attention: masks broadcast as torch's attn_mask match the reference", "[attention][mask]") {
-    // [B, 1, 1, Skv] padding, [B, Hq, Sq, Skv], [Hq, Sq, Skv] and [1, Hq, 1, Skv] per-head key biases, over
-    // prefill, a chunk and decode, every kernel set, compact and [B, H, S, D] memory, fp32 and bf16.
-    for (int form = 1; form <= 4; ++form)
+// f(config with mask form `form`, heads, kernel set, dtype) for every form of
+// [first, last] over MHA and GQA, every kernel set, fp32 and bf16.
+template <class F>
+void for_each_mask_case(int first, int last, F &&f) {
+    for (int form = first; form <= last; ++form)
         for (const heads &h : {k_heads[0], k_heads[1]})
             for (const auto *ks : kernel_sets())
                 for (dtype t : {dtype::f32, dtype::bf16}) {
                     config c;
                     c.mask = true;
                     c.mask_form = form;
-                    c.causal = form != 2;
-                    c.window = form == 4 ? 40 : 0;
-                    c.alibi = form == 3;
-                    check_case(t, 3, 70, 70, h.hq, h.hkv, 64, c, layout::compact, ks);
-                    check_case(t, 3, 9, 130, h.hq, h.hkv, 64, c, layout::bhsd, ks);
-                    check_case(t, 3, 1, 300, h.hq, h.hkv, 128, c, layout::padded, ks, form == 1 ? 3 : 0);
-                    // Compact [B, S, H, D] decode and a few tokens: the token-walking decode.
-                    check_case(t, 3, 1, 300, h.hq, h.hkv, 64, c, layout::compact, ks);
-                    check_case(t, 3, 3, 300, h.hq, h.hkv, 64, c, layout::compact, ks, form == 2 ? 2 : 0);
+                    f(c, h, ks, t);
                 }
+}
+
+TEST_CASE("attention: masks broadcast as torch's attn_mask match the reference", "[attention][mask]") {
+    // [B, 1, 1, Skv] padding, [B, Hq, Sq, Skv], [Hq, Sq, Skv] and [1, Hq, 1, Skv] per-head key biases, over
+    // prefill, a chunk and decode, every kernel set, compact and [B, H, S, D] memory, fp32 and bf16.
+    for_each_mask_case(1, 4, [](config &c, const heads &h, const llmkit::attention::kernels *ks, dtype t) {
+        const int form = c.mask_form;
+        c.causal = form != 2;
+        c.window = form == 4 ? 40 : 0;
+        c.alibi = form == 3;
+        check_case(t, 3, 70, 70, h.hq, h.hkv, 64, c, layout::compact, ks);
+        check_case(t, 3, 9, 130, h.hq, h.hkv, 64, c, layout::bhsd, ks);
+        check_case(t, 3, 1, 300, h.hq, h.hkv, 128, c, layout::padded, ks, form == 1 ? 3 : 0);
+        // Compact [B, S, H, D] decode and a few tokens: the token-walking decode.
+        check_case(t, 3, 1, 300, h.hq, h.hkv, 64, c, layout::compact, ks);
+        check_case(t, 3, 3, 300, h.hq, h.hkv, 64, c, layout::compact, ks, form == 2 ? 2 : 0);
+    });
     // Through the C ABI too, float32 and bool.
     for (int form = 1; form <= 6; ++form)
         for (bool as_bool : {false, true}) {
@@ -368,22 +378,17 @@ TEST_CASE("attention: masks that hide whole key tiles (which are skipped) match 
     // query tiles), a chunk, a decode with a window (decode tiles, split keys),
     // every kernel set, fp32 and bf16.
     // Bool masks (torch's boolean attn_mask) on half of them.
-    for (int form = 5; form <= 6; ++form)
-        for (const heads &h : {k_heads[0], k_heads[1]})
-            for (const auto *ks : kernel_sets())
-                for (dtype t : {dtype::f32, dtype::bf16}) {
-                    config c;
-                    c.mask = true;
-                    c.mask_form = form;
-                    c.bool_mask = (h.hq == h.hkv) != (t == dtype::bf16);
-                    c.causal = form == 5;
-                    check_case(t, 5, 200, 200, h.hq, h.hkv, 64, c, layout::compact, ks);
-                    check_case(t, 5, 20, 200, h.hq, h.hkv, 64, c, layout::bhsd, ks);
-                    check_case(t, 5, 2, 200, h.hq, h.hkv, 64, c, layout::compact, ks);
-                    config w = c;
-                    w.window = 250;
-                    check_case(t, 5, 1, 500, h.hq, h.hkv, 64, w, layout::padded, ks, 3);
-                }
+    for_each_mask_case(5, 6, [](config &c, const heads &h, const llmkit::attention::kernels *ks, dtype t) {
+        const int form = c.mask_form;
+        c.bool_mask = (h.hq == h.hkv) != (t == dtype::bf16);
+        c.causal = form == 5;
+        check_case(t, 5, 200, 200, h.hq, h.hkv, 64, c, layout::compact, ks);
+        check_case(t, 5, 20, 200, h.hq, h.hkv, 64, c, layout::bhsd, ks);
+        check_case(t, 5, 2, 200, h.hq, h.hkv, 64, c, layout::compact, ks);
+        config w = c;
+        w.window = 250;
+        check_case(t, 5, 1, 500, h.hq, h.hkv, 64, w, layout::padded, ks, 3);
+    });
 }
 
 TEST_CASE("attention bfloat16 and float16 inputs match the reference on the rounded inputs", "[attention]") {
