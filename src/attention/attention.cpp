@@ -425,7 +425,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             return (value ? vbase : kbase) + (j0 + c) * D * es;
         };
         // Whether the mask hides keys j0 .. j0 + nk - 1 from every row of the
-        // task (-inf throughout; broadcast axes read once): such a tile adds
+        // task (-inf or false throughout; broadcast axes read once): such a tile adds
         // nothing to O, m or l (its probabilities are 0 and alpha 1), so it is
         // skipped with the same bits. A left-padded batch's padding keys and
         // padding queries cost nothing then (its [B, 1, 1, Skv] mask: one row
