@@ -117,6 +117,18 @@ def test_no_mask_is_causal_over_the_first_keys_as_sdpa():
     assert (got1 - want1.transpose(1, 2)).abs().max().item() <= 1e-5
 
 
+def test_outside_no_grad_the_forward_works_and_a_backward_raises():
+    ref, mine = twins(transformers.LlamaForCausalLM, llama_config(), "sdpa")
+    ids, mask = padded_batch(256)
+    S = ids.shape[1]
+    a = ref(input_ids=ids, attention_mask=mask).logits
+    b = mine(input_ids=ids, attention_mask=mask).logits  # parameters that require grad: q, k, v do too
+    assert b.requires_grad
+    assert max((a[i, S - n:] - b[i, S - n:]).abs().max().item() for i, n in enumerate(LENS)) <= 2e-5
+    with pytest.raises(RuntimeError, match="llmkit attention has no backward pass"):
+        b.sum().backward()
+
+
 def test_unsupported_arguments_are_refused():
     q = torch.randn(1, 4, 8, 32)
     k = torch.randn(1, 2, 8, 32)

@@ -23,7 +23,8 @@ query, key and value states transformers hands it:
   (``s_aux``), which ``"sdpa"`` lacks.
 
 It runs on as many threads as torch may use (``torch.get_num_threads()``).
-It takes no dropout (inference only) and no ``position_bias`` (T5's relative
+A forward pass outside ``torch.no_grad()`` works; a backward pass through
+it raises (llmkit's attention has no backward). It takes no dropout (inference only) and no ``position_bias`` (T5's relative
 buckets): those raise ``ValueError``. Attention weights are never returned
 (``output_attentions`` gives None, as with ``"sdpa"``).
 
@@ -70,11 +71,39 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
         key, value = key[:, :, :q_len], value[:, :, :q_len]
     softcap = kwargs.get("softcap")
     sinks = kwargs.get("s_aux")
-    out = attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), causal=causal,
-                    mask=mask, scale=float(scaling) if scaling else None, softcap=float(softcap) if softcap else None,
-                    sinks=sinks.detach().float() if sinks is not None else None,
-                    num_threads=torch.get_num_threads())  # as many threads as torch is allowed
-    return out, None
+    options = dict(causal=causal, mask=mask, scale=float(scaling) if scaling else None,
+                   softcap=float(softcap) if softcap else None,
+                   sinks=sinks.detach().float() if sinks is not None else None,
+                   num_threads=torch.get_num_threads())  # as many threads as torch is allowed
+    q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
+        # A forward pass outside no_grad works; a backward through it fails
+        # with a clear message instead of leaving the states without gradients.
+        return _no_backward(torch).apply(q, k, v, options), None
+    return attention(q, k, v, **options), None
+
+
+_NO_BACKWARD = None
+
+
+def _no_backward(torch: Any) -> Any:
+    """An autograd function running llmkit's attention whose backward raises (llmkit has no attention backward)."""
+    global _NO_BACKWARD
+    if _NO_BACKWARD is None:
+        from . import attention
+
+        class NoBackward(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, q, k, v, options):
+                return attention(q.detach(), k.detach(), v.detach(), **options)
+
+            @staticmethod
+            def backward(ctx, grad):
+                raise RuntimeError("llmkit attention has no backward pass (it is for inference): train with "
+                                   "attn_implementation=\"sdpa\" or \"eager\"")
+
+        _NO_BACKWARD = NoBackward
+    return _NO_BACKWARD
 
 
 def register(name: str = NAME) -> str:
