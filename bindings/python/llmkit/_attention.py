@@ -65,7 +65,7 @@ def _copy(x: Any) -> Any:
     return out
 
 
-def _float_mask(mask: Any) -> Any:
+def _mask_arg(mask: Any) -> Any:
     """The mask as llmkit reads it: boolean masks (True = may attend) as they are, float masks as float32."""
     if isinstance(mask, np.ndarray):
         if mask.dtype.kind == "f" and mask.dtype != np.float32:
@@ -161,7 +161,7 @@ def attention(
     k = _as_input(k, "k")
     v = _as_input(v, "v")
     causal, win = _causal_window(causal, window)
-    m = None if mask is None else _float_mask(mask)
+    m = None if mask is None else _mask_arg(mask)
     out = _empty_like(q)
     lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
     _llmkit.attention(q, k, v, out, causal, win, _positive(softcap, "softcap"), _positive(scale, "scale"),

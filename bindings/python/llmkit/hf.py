@@ -37,7 +37,25 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import torch  # transformers' models are torch modules
+
+from ._attention import attention
+
 NAME = "llmkit"
+
+
+class _NoBackward(torch.autograd.Function):
+    """llmkit's attention under autograd (a forward pass outside no_grad): its backward raises, where a plain
+    call would leave q, k and v without gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, q: Any, k: Any, v: Any, options: dict) -> Any:
+        return attention(q, k, v, **options)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Any) -> Any:
+        raise RuntimeError('llmkit attention has no backward pass (it is for inference): train with '
+                           'attn_implementation="sdpa" or "eager"')
 
 
 def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
@@ -48,62 +66,30 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
     tensors, as transformers' attention modules pass them); returns
     ``(out [B, Sq, Hq, D], None)``.
     """
-    import torch
-
-    from . import attention
-
     if dropout:
         raise ValueError(f"llmkit attention: dropout {dropout} (llmkit's attention is for inference; "
                          "call model.eval())")
     if kwargs.get("position_bias") is not None:
         raise ValueError("llmkit attention: position_bias (relative position buckets) is not supported")
     q_len, kv_len = query.shape[2], key.shape[2]
-    mask = attention_mask
-    if mask is not None and mask.dtype != torch.bool and mask.dtype != torch.float32:
-        mask = mask.float()  # an additive mask of the model's dtype
     if is_causal is None:
         is_causal = getattr(module, "is_causal", True)
     # As transformers' "sdpa": with no mask, causal for a prefill, and a
     # prefill into an empty static cache sees its first q_len keys only (the
     # rest are the cache's unwritten slots).
-    causal = bool(mask is None and is_causal and q_len > 1)
+    causal = bool(attention_mask is None and is_causal and q_len > 1)
     if causal and kv_len > q_len:
         key, value = key[:, :, :q_len], value[:, :, :q_len]
     softcap = kwargs.get("softcap")
     sinks = kwargs.get("s_aux")
-    options = dict(causal=causal, mask=mask, scale=float(scaling) if scaling else None,
-                   softcap=float(softcap) if softcap else None,
+    options = dict(causal=causal, mask=attention_mask,  # (llmkit.attention takes bool and float masks)
+                   scale=float(scaling) if scaling else None, softcap=float(softcap) if softcap else None,
                    sinks=sinks.detach().float() if sinks is not None else None,
                    num_threads=torch.get_num_threads())  # as many threads as torch is allowed
     q, k, v = query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2)
     if torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        # A forward pass outside no_grad works; a backward through it fails
-        # with a clear message instead of leaving the states without gradients.
-        return _no_backward(torch).apply(q, k, v, options), None
+        return _NoBackward.apply(q, k, v, options), None
     return attention(q, k, v, **options), None
-
-
-_NO_BACKWARD = None
-
-
-def _no_backward(torch: Any) -> Any:
-    """An autograd function running llmkit's attention whose backward raises (llmkit has no attention backward)."""
-    global _NO_BACKWARD
-    if _NO_BACKWARD is None:
-        from . import attention
-
-        class NoBackward(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, q, k, v, options):
-                return attention(q.detach(), k.detach(), v.detach(), **options)
-
-            @staticmethod
-            def backward(ctx, grad):
-                raise RuntimeError("llmkit attention has no backward pass (it is for inference): train with "
-                                   "attn_implementation=\"sdpa\" or \"eager\"")
-
-        _NO_BACKWARD = NoBackward
-    return _NO_BACKWARD
 
 
 def register(name: str = NAME) -> str:
