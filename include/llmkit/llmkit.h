@@ -1571,7 +1571,8 @@ LLMKIT_API llmkit_status llmkit_gguf_writer_write(const llmkit_gguf_writer *writ
 /** @defgroup attention Attention: scaled-dot-product attention, RoPE, KV-cache sizes
  *
  * Tensors use the (batch, sequence, heads, head_dim) layout of FlashAttention
- * and llama.cpp: q is [B, Sq, Hq, D], k and v are [B, Skv, Hkv, D]. Any strides
+ * and llama.cpp: q is [B, Sq, Hq, D], k and v are [B, Skv, Hkv, D] (v's head_dim
+ * may differ in llmkit_attention(): DeepSeek's attention and MLA). Any strides
  * are accepted along B, S and H; the D axis must have unit stride. Hq must be a
  * multiple of Hkv: Hq == Hkv is multi-head attention (MHA), 1 < Hkv < Hq is
  * grouped-query attention (GQA), Hkv == 1 is multi-query attention (MQA);
@@ -1634,13 +1635,18 @@ typedef struct llmkit_attention_options {
  * sequences), their keys are split among the threads
  * (flash-decoding) and the parts merged, so the last bits can depend on
  * n_threads; the KV caches' attention gives the same bits for any n_threads.
- * @param q Queries [B, Sq, Hq, D]: float32, bfloat16 or float16; D <= 256.
+ * v's head_dim Dv is usually D but may differ: DeepSeek's attention has
+ * D = 192 (128 plus 64 rotary dimensions) and Dv = 128, and its multi-head
+ * latent attention (MLA) in the absorbed form D = 576 (the latent of 512
+ * plus 64 rotary dimensions) and Dv = 512 on one kv head, v being a view of
+ * the latent's first 512 columns in k.
+ * @param q Queries [B, Sq, Hq, D]: float32, bfloat16 or float16; D <= 576.
  * @param k Keys [B, Skv, Hkv, D], the same dtype as q.
- * @param v Values [B, Skv, Hkv, D], the same dtype as q.
- * @param out Output [B, Sq, Hq, D], the same dtype as q; must not overlap the inputs.
+ * @param v Values [B, Skv, Hkv, Dv], the same dtype as q; Dv <= 576, 0 only when D is.
+ * @param out Output [B, Sq, Hq, Dv], the same dtype as q; must not overlap the inputs.
  * @param options NULL for defaults.
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
- *         mismatched B, S, D or head counts, Hq not a multiple of Hkv, D > 256,
+ *         mismatched B, S, D, Dv or head counts, Hq not a multiple of Hkv, D or Dv > 576,
  *         a mask that does not broadcast to [B, Hq, Sq, Skv]); #LLMKIT_ERROR_DTYPE (mixed dtypes, an
  *         unsupported dtype, a mask that is not float32 or bool);
  *         #LLMKIT_ERROR_UNSUPPORTED (a D stride other than 1, an out stride
@@ -1669,11 +1675,11 @@ LLMKIT_API llmkit_status llmkit_attention(const llmkit_tensor *q, const llmkit_t
  * llmkit_attention() on each sequence's rows viewed as a [1, S, H, D] tensor
  * (the same strides, as which rows lie where picks the kernels).
  * Empty sequences are allowed; a query row with no key gets zeros.
- * @param q Queries [Tq, Hq, D]: float32, bfloat16 or float16; D <= 256.
- * @param k Keys [Tk, Hkv, D], q's dtype. @param v Values [Tk, Hkv, D], q's dtype.
+ * @param q Queries [Tq, Hq, D]: float32, bfloat16 or float16; D <= 576.
+ * @param k Keys [Tk, Hkv, D], q's dtype. @param v Values [Tk, Hkv, Dv], q's dtype (Dv as in llmkit_attention()).
  * @param cu_seqlens_q int32 or int64 [B + 1]: 0, then each sequence's end row in q, never decreasing, Tq last.
  * @param cu_seqlens_k int32 or int64 [B + 1]: the same for k and v, Tk last.
- * @param out Output [Tq, Hq, D], q's dtype; must not overlap the inputs.
+ * @param out Output [Tq, Hq, Dv], q's dtype; must not overlap the inputs.
  * @param options NULL for defaults; its mask must be NULL; its lse, if given, is float32 [Tq, Hq].
  * @return As llmkit_attention(), and #LLMKIT_ERROR_INVALID_ARGUMENT (offsets
  *         that do not start at 0 or decrease), #LLMKIT_ERROR_SHAPE (offsets not

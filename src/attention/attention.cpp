@@ -49,7 +49,9 @@ using core::tensor_view;
 namespace {
 
 constexpr int k_tile_rows = 128;
-constexpr int64_t k_max_head_dim = 256;
+// 576: DeepSeek's multi-head latent attention in its absorbed form (a
+// latent of 512 plus 64 rotary dimensions for q and k, the latent for v).
+constexpr int64_t k_max_head_dim = 576;
 
 // Asks for n rows of row_bytes, `stride` bytes apart, from p on.
 void prefetch_rows(const char *p, int n, int64_t stride, int64_t row_bytes) {
@@ -74,23 +76,28 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
         if (t->type != q.type)
             fail(LLMKIT_ERROR_DTYPE, t->name, ": dtype ", core::dtype_name(t->type), " differs from q's ",
                  core::dtype_name(q.type));
-    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Dv = v.shape[3];
     if (k.shape[0] != B || v.shape[0] != B)
         fail(LLMKIT_ERROR_SHAPE, "batch sizes differ: q ", q.shape_string(), ", k ", k.shape_string(), ", v ",
              v.shape_string());
-    if (k.shape[3] != D || v.shape[3] != D)
-        fail(LLMKIT_ERROR_SHAPE, "head_dim differs: q has D = ", D, ", k ", k.shape[3], ", v ", v.shape[3]);
+    // v's head_dim may differ (DeepSeek's attention: 192 for q and k, 128
+    // for v); out takes v's.
+    if (k.shape[3] != D) fail(LLMKIT_ERROR_SHAPE, "head_dim differs: q has D = ", D, ", k ", k.shape[3]);
     if (k.shape[1] != v.shape[1] || k.shape[2] != v.shape[2])
         fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(),
              " must have the same sequence length and head count");
-    for (int i = 0; i < 4; ++i)
-        if (out.shape[i] != q.shape[i])
-            fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
+    if (out.shape[0] != B || out.shape[1] != Sq || out.shape[2] != Hq || out.shape[3] != Dv)
+        fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must be [B, Sq, Hq, Dv] = [", B, ", ", Sq, ", ",
+             Hq, ", ", Dv, "] (q's first three axes, v's head_dim)");
     const int64_t Hkv = k.shape[2];
     if (Hkv == 0 ? Hq != 0 : Hq % Hkv != 0)
         fail(LLMKIT_ERROR_SHAPE, "the number of query heads (", Hq, ") must be a multiple of the number of key/value heads (",
              Hkv, ")");
     if (D > k_max_head_dim) fail(LLMKIT_ERROR_SHAPE, "head_dim D = ", D, " exceeds the supported maximum of ", k_max_head_dim);
+    if (Dv > k_max_head_dim)
+        fail(LLMKIT_ERROR_SHAPE, "v's head_dim Dv = ", Dv, " exceeds the supported maximum of ", k_max_head_dim);
+    if ((D == 0) != (Dv == 0))
+        fail(LLMKIT_ERROR_SHAPE, "head_dim: q and k have D = ", D, ", v has Dv = ", Dv, " (only both may be 0)");
     for (const tensor_view *t : {&q, &k, &v, &out}) check_unit_d_stride(*t);
     out.require_own_elements();
     if (p.lse) check_lse(*p.lse, q);
@@ -116,7 +123,9 @@ void validate(const tensor_view &q, const tensor_view &k, const tensor_view &v, 
 void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, const tensor_view &out,
              const attention_params &p) {
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
-    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    // D: q's and k's head_dim; Dv: v's and out's (the same but in DeepSeek's
+    // attention).
+    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Dv = v.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2];
     // The whole-tensor checks of K, V and the mask (whose -inf hides a key),
     // naming the first bad element.
@@ -156,7 +165,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const bool check_rows = nqt == 1 && p.window <= 0 && Sq <= 16;
     // K and V as [B, S, H, D] with the heads side by side (see the decode
     // over them below).
-    const bool token_major = Hkv > 1 && k.strides[1] == Hkv * D && v.strides[1] == Hkv * D && k.strides[2] == D &&
+    const bool token_major = Hkv > 1 && Dv == D && k.strides[1] == Hkv * D && v.strides[1] == Hkv * D && k.strides[2] == D &&
                              v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0;
     // Query rows per kv head up to which tasks take the dot-product kernels;
     // float32 over token-major rows 32 (the tokens kernels with 64 rows:
@@ -167,12 +176,12 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     core::require_finite(q, p.n_threads);
     if (!check_rows) require_finite_kv();
     std::atomic<bool> rows_finite{true};
-    std::vector<char> scratch_bytes(check_rows ? size_t(B * Sq * Hq * D) * out.elem_size : 0);
+    std::vector<char> scratch_bytes(check_rows ? size_t(B * Sq * Hq * Dv) * out.elem_size : 0);
     std::vector<float> scratch_lse(check_rows && p.lse ? size_t(B * Sq * Hq) : 0);
     tensor_view scratch = out, lse_scratch;
     if (check_rows) {
         scratch.data = scratch_bytes.data();
-        const int64_t compact[4] = {Sq * Hq * D, Hq * D, D, 1};
+        const int64_t compact[4] = {Sq * Hq * Dv, Hq * Dv, Dv, 1};
         std::copy(compact, compact + 4, scratch.strides);
         if (p.lse) {
             lse_scratch = *p.lse;
@@ -183,16 +192,16 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     }
     const tensor_view &dst = check_rows ? scratch : out;
     const tensor_view *lse = check_rows && p.lse ? &lse_scratch : p.lse;  // null: not wanted
-    // n rows of D elements of type t at p0, `stride` bytes apart: all finite?
+    // n rows of len elements of type t at p0, `stride` bytes apart: all finite?
     // (check_rows; rows side by side go in one call, so short rows cost no more.)
-    auto rows_ok = [&](const char *p0, int n, int64_t stride, dtype t) {
-        auto finite = [&](const char *r, int64_t len) {
-            return t == dtype::f32 ? core::all_finite(reinterpret_cast<const float *>(r), len)
-                                   : core::all_finite(reinterpret_cast<const uint16_t *>(r), len, t);
+    auto rows_ok = [&](const char *p0, int n, int64_t len, int64_t stride, dtype t) {
+        auto finite = [&](const char *r, int64_t count) {
+            return t == dtype::f32 ? core::all_finite(reinterpret_cast<const float *>(r), count)
+                                   : core::all_finite(reinterpret_cast<const uint16_t *>(r), count, t);
         };
-        if (stride == D * (t == dtype::f32 ? 4 : 2)) return finite(p0, n * D);
+        if (stride == len * (t == dtype::f32 ? 4 : 2)) return finite(p0, n * len);
         for (int j = 0; j < n; ++j)
-            if (!finite(p0 + j * stride, D)) return false;
+            if (!finite(p0 + j * stride, len)) return false;
         return true;
     };
     // With check_rows: refuses a K or V that held a NaN or infinity (naming
@@ -200,7 +209,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // the results to out.
     auto checked_out = [&] {
         if (!check_rows) return;
-        const int64_t n_out = B * Sq * Hq * D;
+        const int64_t n_out = B * Sq * Hq * Dv;
         const bool results_finite =
             q.type == dtype::f32 ? core::all_finite(reinterpret_cast<const float *>(scratch.data), n_out)
                                  : core::all_finite(reinterpret_cast<const uint16_t *>(scratch.data), n_out, q.type);
@@ -213,7 +222,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 for (int64_t h = 0; h < Hq; ++h) {
                     std::memcpy(out.data + (b * out.strides[0] + i * out.strides[1] + h * out.strides[2]) * es,
                                 scratch.data + (b * scratch.strides[0] + i * scratch.strides[1] + h * scratch.strides[2]) * es,
-                                size_t(D * es));
+                                size_t(Dv * es));
                     if (p.lse) store_lse(p.lse, b, i, h, scratch_lse[size_t((b * Sq + i) * Hq + h)]);
                 }
     };
@@ -278,7 +287,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const dtype dt = q.type;
     const int64_t es = int64_t(q.elem_size);
     const float ninf = -std::numeric_limits<float>::infinity();
-    const int64_t call_bytes = 2 * B * Hkv * Skv * D * es;  // K and V
+    const int64_t call_bytes = B * Hkv * Skv * (D + Dv) * es;  // K and V
     const auto gemm_pf_v = decode_gemm_pf(kn, call_bytes);  // streamed decode's p.v
 
     // Query head h's sink logit, or null (see finish_row).
@@ -287,9 +296,10 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     // Row stride of the float32 K/V tile copies (prefill), padded so that the
     // rows a gemm walks down do not all fall into the same few L1 sets (strides
     // of 256 or 512 bytes put 64 rows into 8 or 4 of its 64 sets).
-    const int64_t ldt_f32 = (D + 15) / 16 * 16 + 16;
+    // (K's and V's rows alike: the wider's.)
+    const int64_t ldt_f32 = (std::max(D, Dv) + 15) / 16 * 16 + 16;
     // The same for the bf16 pairs of the bf16 prefill (in 32-bit words).
-    const int64_t ldk2 = (D / 2 + 15) / 16 * 16 + 16, ldv2 = (D + 15) / 16 * 16 + 16;
+    const int64_t ldk2 = (D / 2 + 15) / 16 * 16 + 16, ldv2 = (Dv + 15) / 16 * 16 + 16;
 
     // One (task, split): the task's rows against the split-th part of their
     // keys. With part == null (no split) it writes the output; otherwise it
@@ -311,7 +321,6 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         const bool transposed = R > rows_max;  // gemm on Q^T; dot products for a few rows (decode)
         // Row strides of Q^T and of the K/V tiles (prefill), padded (see ldt_f32).
         const int64_t ldq = transposed ? R + 16 : D;
-        const int64_t ldt = transposed ? ldt_f32 : D;
         // Decode over rows that lie one after another (each head's keys
         // contiguous, as torch's [B, H, S, D] viewed as [B, S, H, D]) on a set
         // with the pf kernels: each chunk is read where it lies while the
@@ -321,20 +330,21 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         // below) stalled on the core's miss buffers. bf16 queries over bf16
         // rows score on dots_bf16_pf from the unscaled bf16 rows (Qh).
         const int64_t ks = k.strides[1], vs = v.strides[1];
-        const bool streamed = !transposed && kn.dots_pf && kn.gemm_pf && ks == D && vs == D;
+        const bool streamed = !transposed && kn.dots_pf && kn.gemm_pf && ks == D && vs == Dv;
         // Keys per tile: streamed decode takes the caches' decode tiles (see
         // k_decode_tile_keys); the other paths copy or prefetch whole tiles.
         const int tile = streamed ? k_decode_tile_keys : k_tile_keys;
-        const size_t need = size_t(transposed ? D * ldq : R * D) + size_t(R) * D + size_t(tile) * R +
-                            size_t(R) * 3 + size_t(D) + size_t(k_tile_keys) * ldt * 2;
+        const int64_t ldt = transposed ? ldt_f32 : std::max(D, Dv);
+        const size_t need = size_t(transposed ? D * ldq : R * D) + size_t(R) * Dv + size_t(tile) * R +
+                            size_t(R) * 3 + size_t(std::max(D, Dv)) + size_t(k_tile_keys) * ldt * 2;
         float *Qb = ws.get(need);
         float *O = Qb + (transposed ? size_t(D * ldq) : size_t(R) * D);
-        float *ST = O + size_t(R) * D;
+        float *ST = O + size_t(R) * Dv;
         float *m = ST + size_t(tile) * R;
         float *l = m + R;
         float *alpha = l + R;
-        float *row = alpha + R;
-        float *Kf = row + D;
+        float *row = alpha + R;  // a query row in, an output row out
+        float *Kf = row + std::max(D, Dv);
         float *Vf = Kf + size_t(k_tile_keys) * ldt;
 
         // bf16 dot products: Q^T as pairs [D/2][ldq2] (unscaled, the bf16
@@ -363,7 +373,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         }
         // bf16 V on a set with gemm_bf16_eo_pf: O in that kernel's even/odd
         // column order until the end (as the caches' decode).
-        const bool eo = streamed && dt == dtype::bf16 && kn.gemm_bf16_eo_pf && D % 32 == 0;
+        const bool eo = streamed && dt == dtype::bf16 && kn.gemm_bf16_eo_pf && Dv % 32 == 0;
         // Keys per chunk of the stream (see decode_chunk_keys).
         const int chunk = decode_chunk_keys(call_bytes, es, eo, true);
         const uint16_t *Qh = nullptr;
@@ -379,7 +389,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         }
         const row_type rt = dt == dtype::f32 ? row_type::f32 : dt == dtype::bf16 ? row_type::bf16 : row_type::f16;
         const size_t ahead = size_t(std::max<int64_t>(1, (k_prefetch_bytes + chunk * D * es - 1) / (chunk * D * es)));
-        std::fill(O, O + size_t(R) * D, 0.0f);
+        std::fill(O, O + size_t(R) * Dv, 0.0f);
         std::fill(m, m + R, ninf);
         std::fill(l, l + R, 0.0f);
 
@@ -421,8 +431,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     }
                 }
             }
-            *bytes = std::min<int64_t>(chunk, std::min<int64_t>(tile, hi + 1 - j0) - c) * D * es;
-            return (value ? vbase : kbase) + (j0 + c) * D * es;
+            const int64_t width = value ? Dv : D;
+            *bytes = std::min<int64_t>(chunk, std::min<int64_t>(tile, hi + 1 - j0) - c) * width * es;
+            return (value ? vbase : kbase) + (j0 + c) * width * es;
         };
         // Whether the mask hides keys j0 .. j0 + nk - 1 from every row of the
         // task (-inf or false throughout; broadcast axes read once): such a tile adds
@@ -465,21 +476,21 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     const char *kr = kbase + (j0 + j) * ks * es, *vr = vbase + (j0 + j) * vs * es;
                     if (dt == dtype::f32) {
                         std::memcpy(Kf + j * ldt, kr, size_t(D) * 4);
-                        std::memcpy(Vf + j * ldt, vr, size_t(D) * 4);
+                        std::memcpy(Vf + j * ldt, vr, size_t(Dv) * 4);
                     } else {
                         kn.half_to_f32(Kf + j * ldt, reinterpret_cast<const uint16_t *>(kr), D, bf16);
-                        kn.half_to_f32(Vf + j * ldt, reinterpret_cast<const uint16_t *>(vr), D, bf16);
+                        kn.half_to_f32(Vf + j * ldt, reinterpret_cast<const uint16_t *>(vr), Dv, bf16);
                     }
                 }
                 // (Conversion keeps NaN and infinity, so the float32 rows tell.)
-                if (check_rows && !(rows_ok(reinterpret_cast<const char *>(Kf), nk, ldt * 4, dtype::f32) &&
-                                    rows_ok(reinterpret_cast<const char *>(Vf), nk, ldt * 4, dtype::f32)))
+                if (check_rows && !(rows_ok(reinterpret_cast<const char *>(Kf), nk, D, ldt * 4, dtype::f32) &&
+                                    rows_ok(reinterpret_cast<const char *>(Vf), nk, Dv, ldt * 4, dtype::f32)))
                     rows_finite.store(false, std::memory_order_relaxed);
                 // Ask for the next tile's K and V rows now, so they arrive while this
                 // tile computes (rows of one head are far apart in [B, S, H, D]).
                 if (next > 0) {
                     prefetch_rows(kbase + (j0 + tile) * ks * es, next, ks * es, D * es);
-                    prefetch_rows(vbase + (j0 + tile) * vs * es, next, vs * es, D * es);
+                    prefetch_rows(vbase + (j0 + tile) * vs * es, next, vs * es, Dv * es);
                 }
             }
             if (dots) {
@@ -549,12 +560,12 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                 for (int i = 0; i < np; ++i)
                     kn.pack_bf16_pairs(Ph + i * R, Pl + i * R, ST + 2 * i * R, 2 * i + 1 < nk ? ST + (2 * i + 1) * R : nullptr,
                                        R);
-                kn.gemm_bf16(R, int(D), np, Ph, Pl, 1, R, v2 + (j0 - first) / 2 * ldv2, ldv2, O, D, true, alpha);
+                kn.gemm_bf16(R, int(Dv), np, Ph, Pl, 1, R, v2 + (j0 - first) / 2 * ldv2, ldv2, O, Dv, true, alpha);
             } else if (pf_v) {
-                kn.gemm_pf(R, int(D), nk, ST, 1, R, Vt, ldt, row_type::f32, O, D, true, alpha, pf_v,
+                kn.gemm_pf(R, int(Dv), nk, ST, 1, R, Vt, ldt, row_type::f32, O, Dv, true, alpha, pf_v,
                            int64_t(next) * ldt * int64_t(sizeof(float)));
             } else if (transposed) {
-                kn.gemm(R, int(D), nk, ST, 1, R, Vt, ldt, O, D, true, alpha);
+                kn.gemm(R, int(Dv), nk, ST, 1, R, Vt, ldt, O, Dv, true, alpha);
             } else if (streamed) {
                 for (int c = 0; c < nk; c += chunk) {
                     const int n = std::min(chunk, nk - c);
@@ -562,11 +573,11 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     const char *pf = stream_target(j0, true, c, &pf_bytes);
                     const char *src = vbase + (j0 + c) * vs * es;
                     if (eo)
-                        kn.gemm_bf16_eo_pf(R, int(D), n, ST + c * R, 1, R, reinterpret_cast<const uint16_t *>(src), vs,
-                                           O, D, true, c == 0 ? alpha : nullptr, pf, pf_bytes);
+                        kn.gemm_bf16_eo_pf(R, int(Dv), n, ST + c * R, 1, R, reinterpret_cast<const uint16_t *>(src), vs,
+                                           O, Dv, true, c == 0 ? alpha : nullptr, pf, pf_bytes);
                     else
-                        gemm_pf_v(R, int(D), n, ST + c * R, 1, R, src, vs, rt, O, D, true, c == 0 ? alpha : nullptr, pf,
-                                  pf_bytes);
+                        gemm_pf_v(R, int(Dv), n, ST + c * R, 1, R, src, vs, rt, O, Dv, true, c == 0 ? alpha : nullptr,
+                                  pf, pf_bytes);
                 }
             } else {
                 // O = alpha O + P^T V a chunk of keys at a time: the first chunk
@@ -575,35 +586,36 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                     const int n = std::min(k_chunk_keys, nk - c);
                     if (c < next)
                         prefetch_rows(vbase + (j0 + tile + c) * vs * es, std::min(k_chunk_keys, next - c), vs * es,
-                                      D * es);
+                                      Dv * es);
                     const char *src = vbase + (j0 + c) * vs * es;
                     const float *a = c == 0 ? alpha : nullptr;
                     if (dt == dtype::f32) {
-                        kn.gemm(R, int(D), n, ST + c * R, 1, R, reinterpret_cast<const float *>(src), vs, O, D, true, a);
+                        kn.gemm(R, int(Dv), n, ST + c * R, 1, R, reinterpret_cast<const float *>(src), vs, O, Dv, true,
+                                a);
                     } else if (kn.gemm_half) {
-                        kn.gemm_half(R, int(D), n, ST + c * R, 1, R, reinterpret_cast<const uint16_t *>(src), vs, bf16, O,
-                                     D, true, a);
+                        kn.gemm_half(R, int(Dv), n, ST + c * R, 1, R, reinterpret_cast<const uint16_t *>(src), vs, bf16,
+                                     O, Dv, true, a);
                     } else {
                         for (int j = 0; j < n; ++j)
-                            kn.half_to_f32(Vf + j * D, reinterpret_cast<const uint16_t *>(src + j * vs * es), D, bf16);
-                        kn.gemm(R, int(D), n, ST + c * R, 1, R, Vf, D, O, D, true, a);
+                            kn.half_to_f32(Vf + j * Dv, reinterpret_cast<const uint16_t *>(src + j * vs * es), Dv, bf16);
+                        kn.gemm(R, int(Dv), n, ST + c * R, 1, R, Vf, Dv, O, Dv, true, a);
                     }
                 }
             }
         }
 
-        if (eo) columns_from_eo(O, R, D);
+        if (eo) columns_from_eo(O, R, Dv);
         if (part) {
-            std::memcpy(part, O, size_t(R) * D * 4);
-            std::memcpy(part + size_t(R) * D, m, size_t(R) * 4);
-            std::memcpy(part + size_t(R) * (D + 1), l, size_t(R) * 4);
+            std::memcpy(part, O, size_t(R) * Dv * 4);
+            std::memcpy(part + size_t(R) * Dv, m, size_t(R) * 4);
+            std::memcpy(part + size_t(R) * (Dv + 1), l, size_t(R) * 4);
             return;
         }
         for (int64_t hh = 0; hh < G; ++hh)
             for (int64_t ii = 0; ii < tl; ++ii) {
                 const int64_t r = hh * tl + ii;
                 float row_lse;
-                finish_row(O + r * D, m[r], l[r], sink_of(g * G + hh), D, row, lse ? &row_lse : nullptr);
+                finish_row(O + r * Dv, m[r], l[r], sink_of(g * G + hh), Dv, row, lse ? &row_lse : nullptr);
                 store_row(dst, b, i0 + ii, g * G + hh, kn, row);
                 if (lse) store_lse(lse, b, i0 + ii, g * G + hh, row_lse);
             }
@@ -619,7 +631,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         splits = n_tasks >= threads || Skv < 512
                      ? 1
                      : std::min<int64_t>((2 * threads + n_tasks - 1) / n_tasks, Skv / 256);
-    const int64_t slot = G * tq * (D + 2);
+    const int64_t slot = G * tq * (Dv + 2);
     std::vector<float> parts(splits > 1 ? size_t(n_tasks * splits * slot) : 0);
     auto part_of = [&](int64_t task, int64_t split) {
         return splits > 1 ? parts.data() + (task * splits + split) * slot : nullptr;
@@ -646,7 +658,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             dt == dtype::bf16 && kn.bf16_prefill_on_pairs && kn.gemm_bf16 && kn.pack_bf16_pairs && D % 2 == 0;
         const int64_t first = dots2 ? klo - klo % 2 : klo;
         const int64_t n_groups = B * Hkv, rows = khi - first + 1;
-        const int64_t per_group = dots2 ? rows * ldk2 + (rows + 1) / 2 * ldv2 : 2 * rows * ldt_f32;
+        const int64_t per_group = dots2 ? rows * ldk2 + (rows + 1) / 2 * ldv2 : 2 * rows * ldt_f32;  // K, then V
         const int64_t wave = std::clamp<int64_t>((4 * threads + nqt * splits - 1) / (nqt * splits), 1, n_groups);
         std::vector<float> packed_buf(dots2 ? 0 : size_t(wave * per_group) + 15);
         float *const packed = dots2 ? nullptr : align64(packed_buf.data());
@@ -674,21 +686,22 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
                         const auto *vn = reinterpret_cast<const uint16_t *>(vb + (first + r + 1) * v.strides[1] * es);
                         uint32_t *dst = v2 + r / 2 * ldv2;
                         if (r + 1 < rows)
-                            for (int64_t c = 0; c < D; ++c) dst[c] = uint32_t(va[c]) | uint32_t(vn[c]) << 16;
+                            for (int64_t c = 0; c < Dv; ++c) dst[c] = uint32_t(va[c]) | uint32_t(vn[c]) << 16;
                         else
-                            for (int64_t c = 0; c < D; ++c) dst[c] = va[c];
+                            for (int64_t c = 0; c < Dv; ++c) dst[c] = va[c];
                     }
                     return;
                 }
                 float *pk = packed + wg * per_group, *pv = pk + rows * ldt_f32;
                 for (const auto &[t, dst] : {std::pair{&k, pk}, std::pair{&v, pv}}) {
                     const char *base = t->data + (b * t->strides[0] + g * t->strides[2]) * es;
+                    const int64_t width = t->shape[3];
                     for (int64_t r = r0; r < r1; ++r) {
                         const char *src = base + (klo + r) * t->strides[1] * es;
                         if (dt == dtype::f32)
-                            std::memcpy(dst + r * ldt_f32, src, size_t(D) * 4);
+                            std::memcpy(dst + r * ldt_f32, src, size_t(width) * 4);
                         else
-                            kn.half_to_f32(dst + r * ldt_f32, reinterpret_cast<const uint16_t *>(src), D,
+                            kn.half_to_f32(dst + r * ldt_f32, reinterpret_cast<const uint16_t *>(src), width,
                                            dt == dtype::bf16);
                     }
                 }
@@ -712,13 +725,13 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
             const int64_t qt = task % nqt, g = (task / nqt) % Hkv, b = task / (nqt * Hkv);
             const int64_t i0 = qt * tq, tl = std::min(tq, Sq - i0);
             const int64_t R = G * tl;
-            std::vector<float> row(static_cast<size_t>(D));
+            std::vector<float> row(static_cast<size_t>(Dv));
             for (int64_t r = 0; r < R; ++r) {
                 float mx, sum;
-                merge_parts(parts.data() + task * splits * slot, slot, splits, R, D, r, row.data(), &mx, &sum);
+                merge_parts(parts.data() + task * splits * slot, slot, splits, R, Dv, r, row.data(), &mx, &sum);
                 const int64_t h = g * G + r / tl;
                 float row_lse;
-                finish_row(row.data(), mx, sum, sink_of(h), D, row.data(), lse ? &row_lse : nullptr);
+                finish_row(row.data(), mx, sum, sink_of(h), Dv, row.data(), lse ? &row_lse : nullptr);
                 store_row(dst, b, i0 + r % tl, h, kn, row.data());
                 if (lse) store_lse(lse, b, i0 + r % tl, h, row_lse);
             }
@@ -812,9 +825,9 @@ void validate_varlen(const tensor_view &q, const tensor_view &k, const tensor_vi
         if (t->ndim != 3)
             fail(LLMKIT_ERROR_SHAPE, t->name, ": expected 3 dimensions [total rows, heads, head_dim], got ", t->ndim,
                  " (shape ", t->shape_string(), ")");
-    for (int i = 0; i < 3; ++i)
-        if (out.shape[i] != q.shape[i])
-            fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
+    if (out.shape[0] != q.shape[0] || out.shape[1] != q.shape[1] || out.shape[2] != v.shape[2])
+        fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must be [Tq, Hq, Dv] = [", q.shape[0], ", ",
+             q.shape[1], ", ", v.shape[2], "] (q's rows and heads, v's head_dim)");
     if (k.shape[0] != v.shape[0])
         fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(), " must have the same rows");
     if (p.mask)

@@ -36,6 +36,7 @@ struct config {
                          // hidden: 5 [B, 1, 1, Skv] (long padding), 6 [B, Hq, Sq, Skv] (blocks)
     bool sinks = false;  // gpt-oss attention sinks, one random logit per query head
     bool bool_mask = false;  // the mask as bool (false where it holds -inf; its finite values become 0)
+    int64_t dv = 0;          // v's head_dim (DeepSeek's attention); 0 = D
 };
 
 struct mask_data {
@@ -120,18 +121,18 @@ std::vector<float> sink_logits(int64_t H, std::mt19937 &rng) {
     return s;
 }
 
-// The float64 reference; returns logical [B][Sq][Hq][D]. sinks: Hq logits or
+// The float64 reference; returns logical [B][Sq][Hq][Dv] (Dv: v's head_dim). sinks: Hq logits or
 // null; sink h adds exp(sinks[h]) to head h's softmax denominator. lse (null:
 // not wanted) receives [B][Sq][Hq]: the log of each row's denominator, -inf
 // for a row that sees no key and no sink.
 std::vector<double> reference(const tensor4 &q, const tensor4 &k, const tensor4 &v, const config &c,
                               const std::vector<float> &slopes, const mask_data *mask, const float *sinks = nullptr,
                               std::vector<double> *lse = nullptr) {
-    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Dv = v.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2], G = Hq / Hkv;
     const double scale = c.scale != 0.0f ? double(c.scale) : 1.0 / std::sqrt(double(D));
     const bool causal = c.causal || c.window > 0;
-    std::vector<double> out(size_t(B * Sq * Hq * D), 0.0), s(static_cast<size_t>(Skv));
+    std::vector<double> out(size_t(B * Sq * Hq * Dv), 0.0), s(static_cast<size_t>(Skv));
     if (lse) lse->assign(size_t(B * Sq * Hq), -INFINITY);
     for (int64_t b = 0; b < B; ++b)
         for (int64_t h = 0; h < Hq; ++h)
@@ -162,8 +163,8 @@ std::vector<double> reference(const tensor4 &q, const tensor4 &k, const tensor4 
                 for (int64_t j = 0; j < Skv; ++j) {
                     const double p = s[size_t(j)] / sum;
                     if (p == 0.0) continue;
-                    for (int64_t d = 0; d < D; ++d)
-                        out[size_t(((b * Sq + i) * Hq + h) * D + d)] += p * v.vals[size_t(v.idx(b, j, g, d))];
+                    for (int64_t d = 0; d < Dv; ++d)
+                        out[size_t(((b * Sq + i) * Hq + h) * Dv + d)] += p * v.vals[size_t(v.idx(b, j, g, d))];
                 }
             }
     return out;
@@ -205,8 +206,9 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
                 layout lay = layout::compact, const llmkit::attention::kernels *ks = nullptr, int64_t splits = 0) {
     const uint32_t seed = 1;
     std::mt19937 rng(seed + uint32_t(D * 131 + Hq * 7 + Hkv + Sq * 3 + Skv));
+    const int64_t Dv = c.dv > 0 ? c.dv : D;
     tensor4 q = make(t, B, Sq, Hq, D, lay, &rng), k = make(t, B, Skv, Hkv, D, lay, &rng),
-            v = make(t, B, Skv, Hkv, D, lay, &rng), out = make(t, B, Sq, Hq, D, lay, nullptr);
+            v = make(t, B, Skv, Hkv, Dv, lay, &rng), out = make(t, B, Sq, Hq, Dv, lay, nullptr);
     const std::vector<float> slopes = alibi_slopes(Hq);
     mask_data mask;
     if (c.mask) mask = make_mask(c.mask_form, B, Hq, Sq, Skv, rng);
@@ -221,7 +223,7 @@ void check_case(dtype t, int64_t B, int64_t Sq, int64_t Skv, int64_t Hq, int64_t
                                    : host_tensor(mask.values.data(), llmkit_dtype LLMKIT_DTYPE_F32, mask.ndim, mask.shape);
     lse_tensor lse(B, Sq, Hq, lay == layout::bhsd);
     INFO("dtype " << llmkit::core::dtype_name(t) << " B " << B << " Sq " << Sq << " Skv " << Skv << " Hq " << Hq
-                  << " Hkv " << Hkv << " D " << D << " causal " << c.causal << " window " << c.window << " softcap "
+                  << " Hkv " << Hkv << " D " << D << " Dv " << Dv << " causal " << c.causal << " window " << c.window << " softcap "
                   << c.softcap << " alibi " << c.alibi << " mask " << c.mask << " form " << c.mask_form << " bool " << c.bool_mask << " sinks " << c.sinks << " layout " << int(lay) << " kernels "
                   << (ks ? ks->name : "C ABI") << " kv splits " << splits);
     if (!ks) {
@@ -389,6 +391,44 @@ TEST_CASE("attention: masks that hide whole key tiles (which are skipped) match 
         w.window = 250;
         check_case(t, 5, 1, 500, h.hq, h.hkv, 64, w, layout::padded, ks, 3);
     });
+}
+
+TEST_CASE("attention: v's head_dim may differ from q's and k's (DeepSeek's 192 / 128, MLA's 576 / 512)",
+          "[attention][dv]") {
+    // Every path that reads V: packed prefill (several query tiles), a chunk
+    // over [B, H, S, D] rows (streamed decode tiles), decode over padded rows
+    // with split keys, a compact [B, S, H, D] decode (per-head, not the
+    // token-walking decode, which takes one head_dim), V wider than K, and
+    // DeepSeek's multi-head latent attention in its absorbed form (one kv
+    // head: the latent of 512 and 64 rotary dimensions; v the latent).
+    for (const auto *ks : kernel_sets())
+        for (dtype t : {dtype::f32, dtype::bf16}) {
+            config c;
+            c.causal = true;
+            c.dv = 128;
+            check_case(t, 1, 150, 150, 4, 4, 192, c, layout::compact, ks);
+            check_case(t, 2, 9, 130, 8, 2, 192, c, layout::bhsd, ks);
+            check_case(t, 2, 1, 300, 8, 2, 192, c, layout::padded, ks, 3);
+            check_case(t, 2, 1, 300, 8, 2, 192, c, layout::compact, ks);
+            config wide = c;
+            wide.dv = 96;
+            check_case(t, 1, 140, 140, 8, 2, 64, wide, layout::compact, ks);
+            check_case(t, 2, 2, 200, 8, 2, 64, wide, layout::compact, ks);
+            config mla = c;
+            mla.dv = 512;
+            check_case(t, 2, 1, 200, 16, 1, 576, mla, layout::compact, ks);
+            check_case(t, 1, 4, 200, 16, 1, 576, mla, layout::compact, ks, 2);
+        }
+    // Through the C ABI, with every option.
+    for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
+        config all;
+        all.window = 30;
+        all.alibi = all.mask = all.sinks = true;
+        all.softcap = 5.0f;
+        all.dv = 128;
+        check_case(t, 2, 50, 80, 8, 2, 192, all);
+        check_case(t, 2, 1, 80, 8, 2, 192, all);
+    }
 }
 
 TEST_CASE("attention bfloat16 and float16 inputs match the reference on the rounded inputs", "[attention]") {
@@ -764,8 +804,19 @@ TEST_CASE("attention: bad arguments give clear errors that name the problem", "[
     expect(llmkit_attention(q.c(), k2.c(), vs.c(), o.c(), nullptr), LLMKIT_ERROR_SHAPE, "same sequence length");
     tensor4 os = mk(dtype::f32, 8, 6, 32);
     expect(llmkit_attention(q.c(), k2.c(), v2.c(), os.c(), nullptr), LLMKIT_ERROR_SHAPE, "out: shape");
-    tensor4 big = mk(dtype::f32, 2, 2, 264), bigo = big;
-    expect(llmkit_attention(big.c(), big.c(), big.c(), bigo.c(), nullptr), LLMKIT_ERROR_SHAPE, "exceeds");
+    tensor4 big = mk(dtype::f32, 2, 2, 584), bigo = big;
+    expect(llmkit_attention(big.c(), big.c(), big.c(), bigo.c(), nullptr), LLMKIT_ERROR_SHAPE,
+           "head_dim D = 584 exceeds the supported maximum of 576");
+    // v's head_dim may differ from q's and k's (out takes it), within the same maximum.
+    tensor4 vw = mk(dtype::f32, 8, 2, 584), ow = mk(dtype::f32, 8, 6, 584);
+    expect(llmkit_attention(q.c(), k2.c(), vw.c(), ow.c(), nullptr), LLMKIT_ERROR_SHAPE,
+           "v's head_dim Dv = 584 exceeds");
+    tensor4 v96 = mk(dtype::f32, 8, 2, 96), o96 = mk(dtype::f32, 8, 6, 96);
+    REQUIRE(llmkit_attention(q.c(), k2.c(), v96.c(), o96.c(), nullptr) == LLMKIT_OK);
+    expect(llmkit_attention(q.c(), k2.c(), v96.c(), o.c(), nullptr), LLMKIT_ERROR_SHAPE,
+           "out: shape [1, 8, 6, 64] must be [B, Sq, Hq, Dv] = [1, 8, 6, 96]");
+    tensor4 q0 = mk(dtype::f32, 8, 6, 0), k0 = mk(dtype::f32, 8, 2, 0);
+    expect(llmkit_attention(q0.c(), k0.c(), v96.c(), o96.c(), nullptr), LLMKIT_ERROR_SHAPE, "only both may be 0");
     expect(llmkit_attention(nullptr, k2.c(), v2.c(), o.c(), nullptr), LLMKIT_ERROR_NULL_POINTER, "q");
     expect(llmkit_attention(q.c(), k2.c(), nullptr, o.c(), nullptr), LLMKIT_ERROR_NULL_POINTER, "v");
     // A non-unit stride on D.

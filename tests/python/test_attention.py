@@ -532,6 +532,49 @@ def test_long_prefill_matches_torch_sdpa(rng, Hq, Hkv, dtype):
     assert_close(llmkit.attention(q, k, v, window=77), ref_attention(q, k, v, window=77), 2e-5)
 
 
+def test_value_head_dim_differs_from_the_query_s(rng):
+    """v's head_dim Dv may differ from q's and k's D: DeepSeek's attention (192 / 128), its latent attention in
+    the absorbed form (576 / 512 on one kv head, v a view of the latent that k holds), V wider than K; prefill,
+    chunk and decode, packed sequences, against the float64 reference and torch's SDPA."""
+    for Hq, Hkv, D, Dv, Sq, Skv in ((4, 4, 192, 128, 150, 150), (8, 2, 192, 128, 1, 300), (8, 2, 64, 96, 40, 40),
+                                    (16, 1, 576, 512, 3, 150)):
+        q, k, _ = qkv(rng, 2, Sq, Skv, Hq, Hkv, D)
+        v = rng.standard_normal((2, Skv, Hkv, Dv)).astype(np.float32)
+        out, lse = llmkit.attention(q, k, v, return_lse=True)
+        assert out.shape == (2, Sq, Hq, Dv) and lse.shape == (2, Sq, Hq)
+        want, want_lse = ref_attention(q, k, v, return_lse=True)
+        assert_close(out, want, 2e-5)
+        assert_close(lse, want_lse, 2e-5)
+    # MLA: k is the cached latent (512) and its rotary part (64); v is the latent, a strided view of k.
+    q, latent, _ = qkv(rng, 2, 1, 200, 16, 1, 576)
+    v = latent[..., :512]
+    out = llmkit.attention(q, latent, v, scale=0.07)
+    assert_close(out, ref_attention(q, latent, v, scale=0.07), 2e-5)
+    # Packed sequences.
+    lens = [5, 40, 17]
+    cu = np.cumsum([0] + lens)
+    q, k = (rng.standard_normal((sum(lens), h, 192)).astype(np.float32) for h in (8, 2))
+    v = rng.standard_normal((sum(lens), 2, 128)).astype(np.float32)
+    got = llmkit.attention_varlen(q, k, v, cu, cu)
+    assert got.shape == (sum(lens), 8, 128)
+    for b in range(len(lens)):
+        rows = slice(cu[b], cu[b + 1])
+        assert_close(got[rows], ref_attention(q[None, rows], k[None, rows], v[None, rows])[0], 2e-5)
+    # torch tensors, bf16 too, against torch's SDPA (which takes a v of its own head_dim).
+    torch = pytest.importorskip("torch")
+    q, k, _ = qkv(rng, 2, 70, 70, 8, 8, 192)
+    v = rng.standard_normal((2, 70, 8, 128)).astype(np.float32)
+    for dtype, tol in ((torch.float32, 2e-5), (torch.bfloat16, 2e-2)):
+        tq, tk, tv = (torch.from_numpy(a).to(dtype) for a in (q, k, v))
+        got = llmkit.attention(tq, tk, tv)
+        assert got.dtype == dtype and got.shape == (2, 70, 8, 128)
+        assert_close(got.double().numpy(), _torch_sdpa(torch, tq, tk, tv, True).numpy(), tol)
+    with pytest.raises(ValueError, match="head_dim differs"):
+        llmkit.attention(q, k[..., :64], v)
+    with pytest.raises(ValueError, match="v's head_dim Dv = 600 exceeds the supported maximum of 576"):
+        llmkit.attention(q, k, np.zeros((2, 70, 8, 600), np.float32))
+
+
 def test_torch_tensors_that_require_grad_and_are_strided(rng):
     torch = pytest.importorskip("torch")
     q, k, v = (torch.from_numpy(a).transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
@@ -564,8 +607,8 @@ def test_attention_errors(rng):
     with pytest.raises(ValueError) as e:
         llmkit.attention(q, k[:, :3], v)
     assert e.value.status == "LLMKIT_ERROR_SHAPE"
-    big = np.zeros((1, 2, 1, 512), np.float32)
-    with pytest.raises(ValueError, match="256"):
+    big = np.zeros((1, 2, 1, 640), np.float32)
+    with pytest.raises(ValueError, match="576"):
         llmkit.attention(big, big, big)
     with pytest.raises(ValueError, match="mask") as e:
         llmkit.attention(q, k, v, mask=np.zeros((4, 5), np.float32))

@@ -34,15 +34,25 @@ def _is_torch(x: Any) -> bool:
     return type(x).__module__.startswith("torch") and hasattr(x, "new_empty")
 
 
-def _empty_like(x: Any) -> Any:
-    """An uninitialised array of x's kind, shape, dtype and device (compact row-major)."""
+def _empty_like(x: Any, shape: Optional[tuple] = None) -> Any:
+    """An uninitialised array of x's kind, dtype and device and x's shape (or ``shape``), compact row-major."""
+    shape = tuple(int(n) for n in (x.shape if shape is None else shape))
     if isinstance(x, np.ndarray):
-        return np.empty(x.shape, dtype=x.dtype.newbyteorder("="))
+        return np.empty(shape, dtype=x.dtype.newbyteorder("="))
     if _is_torch(x):
-        return x.new_empty(tuple(x.shape))
+        return x.new_empty(shape)
     if hasattr(x, "__array_namespace__"):
-        return x.__array_namespace__().empty_like(x)
+        xp = x.__array_namespace__()
+        return xp.empty_like(x) if shape == tuple(x.shape) else xp.empty(shape, dtype=x.dtype, device=x.device)
     raise TypeError(f"cannot allocate an output like {type(x).__name__}: pass numpy arrays or torch tensors")
+
+
+def _empty_out(q: Any, v: Any) -> Any:
+    """Attention's output: q's kind, dtype, device and shape, but v's head_dim as its last axis (the two differ
+    in DeepSeek's attention). Shapes the C library will refuse keep q's."""
+    if len(q.shape) < 1 or len(v.shape) < 1:
+        return _empty_like(q)
+    return _empty_like(q, tuple(q.shape[:-1]) + (v.shape[-1],))
 
 
 def _empty_lse(q: Any, rank: int = 4) -> Any:
@@ -110,14 +120,19 @@ def attention(
     """Scaled-dot-product attention, ``softmax(scale * q k^T + bias) v``, on the CPU (a tiled online softmax).
 
     Shapes follow FlashAttention and llama.cpp, (batch, seq, heads, head_dim):
-    ``q`` is ``(B, Sq, Hq, D)``, ``k`` and ``v`` are ``(B, Skv, Hkv, D)`` with
-    ``Hq`` a multiple of ``Hkv`` (MHA, GQA, MQA: query head ``h`` reads kv head
-    ``h // (Hq // Hkv)``, without copies) and ``D <= 256``. All three share one
-    dtype: float32 or float16 (numpy or torch), or bfloat16 (torch, or numpy
-    with ``ml_dtypes``). Any strides along B, S and H; D must be contiguous.
+    ``q`` is ``(B, Sq, Hq, D)``, ``k`` is ``(B, Skv, Hkv, D)`` and ``v`` is
+    ``(B, Skv, Hkv, Dv)`` with ``Hq`` a multiple of ``Hkv`` (MHA, GQA, MQA:
+    query head ``h`` reads kv head ``h // (Hq // Hkv)``, without copies) and
+    ``D, Dv <= 576``. ``Dv`` is usually ``D``; DeepSeek's attention has
+    ``D = 192, Dv = 128``, and its latent attention (MLA) in the absorbed form
+    ``D = 576, Dv = 512`` on one kv head. All three share one dtype: float32
+    or float16 (numpy or torch), or bfloat16 (torch, or numpy with
+    ``ml_dtypes``). Any strides along B, S and H; the head_dim axis must be
+    contiguous.
 
-    The result has q's shape, dtype and kind: a numpy array for numpy input, a
-    torch tensor (same device) for torch input, so bfloat16 stays bfloat16.
+    The result is ``(B, Sq, Hq, Dv)`` of q's dtype and kind: a numpy array for
+    numpy input, a torch tensor (same device) for torch input, so bfloat16
+    stays bfloat16.
     Softmax and accumulation are float32; 16-bit results are rounded once.
 
     - ``causal`` (default True): query ``i`` sees keys ``j <= i + Skv - Sq``,
@@ -162,7 +177,7 @@ def attention(
     v = _as_input(v, "v")
     causal, win = _causal_window(causal, window)
     m = None if mask is None else _mask_arg(mask)
-    out = _empty_like(q)
+    out = _empty_out(q, v)
     lse = _empty_lse(q) if _flag(return_lse, "return_lse") else None
     _llmkit.attention(q, k, v, out, causal, win, _positive(softcap, "softcap"), _positive(scale, "scale"),
                       _heads(alibi_slopes), m, count(num_threads, "num_threads"), _heads(sinks), lse)
@@ -201,20 +216,21 @@ def attention_varlen(
     """Attention over packed sequences of different lengths, without padding (flash-attn's
     ``flash_attn_varlen_func``).
 
-    ``q`` is ``(Tq, Hq, D)`` and ``k``, ``v`` are ``(Tk, Hkv, D)``: the sequences' rows end to end.
+    ``q`` is ``(Tq, Hq, D)``, ``k`` is ``(Tk, Hkv, D)`` and ``v`` ``(Tk, Hkv, Dv)``: the sequences' rows end
+    to end (``Dv``, v's head_dim, as in :func:`attention`).
     ``cu_seqlens_q`` and ``cu_seqlens_k`` hold ``B + 1`` offsets (integers, lists or arrays):
     sequence ``b``'s queries are rows ``cu_seqlens_q[b]:cu_seqlens_q[b + 1]`` and its keys rows
     ``cu_seqlens_k[b]:cu_seqlens_k[b + 1]``, and it attends to its own keys only, with the options
     of :func:`attention` inside each sequence (causal and the window bottom-right aligned, so a
     sequence with more keys than queries is a chunk after its prefix). No ``mask``. Each
-    sequence's result is :func:`attention` on its rows. Returns ``(Tq, Hq, D)`` of q's kind and
+    sequence's result is :func:`attention` on its rows. Returns ``(Tq, Hq, Dv)`` of q's kind and
     dtype, or with ``return_lse`` ``(out, lse)``, lse float32 ``(Tq, Hq)``. Raises
     :class:`ValueError` for offsets that do not start at 0, decrease, or end elsewhere than the
     rows, and as :func:`attention` does (errors about a sequence's rows name it).
     """
     q, k, v = _as_input(q, "q"), _as_input(k, "k"), _as_input(v, "v")
     causal, win = _causal_window(causal, window)
-    out = _empty_like(q)
+    out = _empty_out(q, v)
     lse = _empty_lse(q, 3) if _flag(return_lse, "return_lse") else None
     _llmkit.attention_varlen(q, k, v, int_array(cu_seqlens_q, "cu_seqlens_q", wide=True),
                              int_array(cu_seqlens_k, "cu_seqlens_k", wide=True), out, causal, win,
