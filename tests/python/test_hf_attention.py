@@ -138,3 +138,15 @@ def test_unsupported_arguments_are_refused():
         llmkit.hf.attention_forward(None, q, k, k, None, position_bias=torch.zeros(1, 4, 8, 8))
     with pytest.raises(ValueError, match="LLMKIT_ERROR"):  # llmkit's own checks: 4 query heads over 3 kv heads
         llmkit.hf.attention_forward(None, q, torch.randn(1, 3, 8, 32), torch.randn(1, 3, 8, 32), None)
+
+
+def test_deepseek_v3_whose_v_head_dim_differs_matches_sdpa():
+    # Multi-head latent attention as transformers runs it: q and k of 32 + 16 rotary dimensions, v of 32
+    # (DeepSeek-V3's 128 + 64 and 128, scaled down), which llmkit takes without padding v.
+    cfg = transformers.DeepseekV3Config(
+        vocab_size=256, hidden_size=256, intermediate_size=384, moe_intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=4, num_experts_per_tok=2, n_group=1,
+        topk_group=1, first_k_dense_replace=1, q_lora_rank=64, kv_lora_rank=64, qk_nope_head_dim=32,
+        qk_rope_head_dim=16, v_head_dim=32, max_position_embeddings=512)
+    ref, mine = twins(transformers.DeepseekV3ForCausalLM, cfg, "sdpa")
+    check_twins(ref, mine, 256, 2e-5)
