@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import math
 import time
 
 import torch
@@ -532,6 +533,7 @@ def main() -> None:
     mixed_step_cells(lib, dtypes, args, min_time)
     padded_batch_cells(lib, dtypes, args, min_time)
     padded_decode_cells(lib, dtypes, args, min_time)
+    deepseek_cells(lib, dtypes, args, min_time, peaks[torch.float32])
     hf_model_cells(dtypes, args)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
@@ -1057,6 +1059,95 @@ def padded_decode_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         gbs = 2 * k.numel() * k.element_size() / t_m / 1e9
         print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_m * 1e3:>10.2f}{gbs:>7.1f}{t_p * 1e3:>10.2f}"
               f"{t_t * 1e3:>10.2f}{t_t / t_m:>8.2f}x{diff:>11.2e}", flush=True)
+
+
+def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None:
+    """DeepSeek's attention, whose v has a head_dim of its own. Prefill as DeepSeek-V2-Lite's layers run it
+    (16 heads, q and k 128 + 64 rotary dimensions = 192, v 128): llmkit_attention on v as it is, against torch SDPA
+    (which takes such a v too) and against the route kernels with one head_dim take (flash-attn 2: v zero-padded to
+    192, the output sliced back), here llmkit's own on the padded v, the pad included.
+    Decode in the absorbed form of multi-head latent attention (DeepSeek-V3's 128 query heads on one latent "kv head":
+    k the cached latent of 512 plus its 64 rotary dimensions, v a view of the latent's first 512): llmkit_attention
+    against the two matmuls of DeepSeek's own inference code in torch (scores q . latent, softmax, p . latent).
+    float32: torch's bfloat16 matmul crawls on CPUs without AVX512-BF16 or AMX."""
+    name_p, name_d = "deepseek prefill", "mla decode"
+    H, D, Dv = 16, 192, 128
+    S = 512 if args.quick else 2048
+    print(f"\nDeepSeek attention, v's head_dim apart: prefill of {S} tokens, causal, {H} heads, D={D} Dv={Dv} "
+          f"(DeepSeek-V2-Lite); GFLOP/s of the causal work, %peak against the float32 matmul peak; "
+          f"ratios: the other's ms over llmkit's")
+    print(f"{'cell':<18}{'dtype':<10}{'llmkit ms':>10}{'GFLOP/s':>9}{'%peak':>7}{'torch ms':>10}{'v padded':>10}"
+          f"{'vs torch':>9}{'vs padded':>10}{'max|diff|':>11}")
+    if args.only in name_p:
+        for dtype in dtypes:
+            q, k = (torch.randn(1, S, H, D).to(dtype) for _ in range(2))
+            v = torch.randn(1, S, H, Dv).to(dtype)
+            out = torch.empty(1, S, H, Dv, dtype=dtype)
+            vp = torch.zeros(1, S, H, D, dtype=dtype)
+            outp = torch.empty(1, S, H, D, dtype=dtype)
+            (tq, a), (tk, b), (tv, c), (to, d), (tvp, e), (top, f) = (as_llmkit(x) for x in (q, k, v, out, vp, outp))
+            opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, None)
+            run = lib.attention_call(tq, tk, tv, to, opts)
+            run_in_padded = lib.attention_call(tq, tk, tvp, top, opts)
+
+            def run_padded():  # the pad and the slice, as flash-attn 2 users do
+                vp[..., :Dv].copy_(v)
+                run_in_padded()
+                return outp[..., :Dv].contiguous()
+
+            qt, kt, vt = (x.transpose(1, 2) for x in (q, k, v))
+
+            def run_torch():
+                return F.scaled_dot_product_attention(qt, kt, vt, is_causal=True)
+
+            run()
+            ref = run_torch().transpose(1, 2)
+            diff = (out.float() - ref.float()).abs().max().item()
+            diff_p = (run_padded().float() - out.float()).abs().max().item()
+            tol = 1e-4 if dtype == torch.float32 else 3e-2
+            if diff > tol or diff_p > tol:
+                raise RuntimeError(f"{name_p} {dtype}: llmkit and torch differ by {diff}, padded by {diff_p}")
+            t_l, t_t, t_p = interleaved_best([run, run_torch, run_padded], min_time, rounds=3)
+            flops = H * S * (S + 1) * (D + Dv)  # 2 * (S^2 / 2) * (D + Dv) per head, causal
+            gf = flops / t_l / 1e9
+            print(f"{name_p:<18}{str(dtype).replace('torch.', ''):<10}{t_l * 1e3:>10.2f}{gf:>9.1f}"
+                  f"{100 * gf / peak:>6.0f}%{t_t * 1e3:>10.2f}{t_p * 1e3:>10.2f}{t_t / t_l:>8.2f}x{t_p / t_l:>9.2f}x"
+                  f"{diff:>11.2e}", flush=True)
+
+    Hq, L, R = 128, 512, 64
+    B, T = (2, 1024) if args.quick else (4, 4096)
+    print(f"\nMLA decode, absorbed: one step of {B} sequences of {T} cached tokens, {Hq} query heads on one latent of "
+          f"{L} + {R} rotary dimensions (DeepSeek-V3), v the latent's first {L}; torch: DeepSeek's inference code's "
+          f"matmuls; GFLOP/s, %peak against the float32 matmul peak; GB/s of the latent read")
+    print(f"{'cell':<18}{'dtype':<10}{'llmkit ms':>10}{'GFLOP/s':>9}{'%peak':>7}{'GB/s':>7}{'torch ms':>10}"
+          f"{'vs torch':>9}{'max|diff|':>11}")
+    if args.only not in name_d:
+        return
+    dtype = torch.float32
+    q = torch.randn(B, 1, Hq, L + R)
+    latent = torch.randn(B, T, 1, L + R)
+    v = latent[..., :L]
+    out = torch.empty(B, 1, Hq, L)
+    scale = 1.0 / math.sqrt(128 + R)  # DeepSeek's softmax scale: the unabsorbed head's q.k dimensions
+    (tq, a), (tk, b), (tv, c), (to, d) = (as_llmkit(x) for x in (q, latent, v, out))
+    opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 0, 0, 0.0, scale, None, None, args.threads, None)
+    run = lib.attention_call(tq, tk, tv, to, opts)
+    qb, kb = q[:, 0], latent[:, :, 0]  # [B, Hq, L + R], [B, T, L + R]
+
+    def run_torch():
+        s = torch.matmul(qb, kb.transpose(1, 2)) * scale  # [B, Hq, T]
+        return torch.matmul(s.softmax(dim=-1), kb[..., :L])  # [B, Hq, L]
+
+    run()
+    diff = (out[:, 0] - run_torch()).abs().max().item()
+    if diff > 1e-4:
+        raise RuntimeError(f"{name_d}: llmkit and torch differ by {diff}")
+    t_l, t_t = interleaved_best([run, run_torch], min_time, rounds=3)
+    flops = 2 * B * Hq * T * (L + R + L)
+    gf = flops / t_l / 1e9
+    gbs = latent.numel() * 4 / t_l / 1e9
+    print(f"{name_d:<18}{'float32':<10}{t_l * 1e3:>10.2f}{gf:>9.1f}{100 * gf / peak:>6.0f}%{gbs:>7.1f}"
+          f"{t_t * 1e3:>10.2f}{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
 
 
 def hf_model_cells(dtypes, args) -> None:
