@@ -20,7 +20,9 @@ query, key and value states transformers hands it:
   whole tiles of keys they hide are skipped, so a left-padded batch pays
   little for its padding;
 - Gemma 2's logit soft-capping (``softcap``) and gpt-oss's attention sinks
-  (``s_aux``), which ``"sdpa"`` lacks.
+  (``s_aux``), which ``"sdpa"`` lacks;
+- DeepSeek's attention (V2, V3), whose values have a head_dim of their own,
+  without padding them.
 
 It runs on as many threads as torch may use (``torch.get_num_threads()``).
 A forward pass outside ``torch.no_grad()`` works; a backward pass through
