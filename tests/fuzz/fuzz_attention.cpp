@@ -59,7 +59,7 @@ double mask_at(const fuzz_tensor &m, int64_t b, int64_t h, int64_t i, int64_t j)
 // size: sum |q_d k_d| * scale) and with out's own rounding.
 void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tensor &v, const fuzz_tensor &o,
                      const llmkit_attention_options &opt, const fuzz_tensor *mask, const fuzz_tensor *lse) {
-    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3];
+    const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Dv = v.shape[3];
     const int64_t Skv = k.shape[1], Hkv = k.shape[2];
     if (B == 0 || Sq == 0 || Hq == 0 || D == 0) return;
 #ifdef FUZZ_VERBOSE
@@ -94,7 +94,7 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
                     sc[size_t(j)] = s;
                     m = std::max(m, s);
                     size = std::max(size, mag * scale);
-                    for (int64_t d = 0; d < D; ++d) vmax = std::max(vmax, std::fabs(get(v, b, j, g, d)));
+                    for (int64_t d = 0; d < Dv; ++d) vmax = std::max(vmax, std::fabs(get(v, b, j, g, d)));
                     any = true;
                 }
                 const double tol = (4e-6 * (size + 1.0) + out_eps) * (vmax + 1e-30) + 1e-6;
@@ -115,7 +115,7 @@ void check_reference(const fuzz_tensor &q, const fuzz_tensor &k, const fuzz_tens
                         fail("llmkit_attention's lse differs from the reference");
                     }
                 }
-                for (int64_t d = 0; d < D; ++d) {
+                for (int64_t d = 0; d < Dv; ++d) {
                     double want = 0.0;  // a row that sees no key (or only -inf ones) and no sink: zeros
                     if (any && m != -INFINITY) {
                         const double sink = opt.sinks ? double(opt.sinks[h]) : -INFINITY;
@@ -291,8 +291,10 @@ void fuzz_varlen(script &s) {
 void fuzz_attention(script &s) {
     const int64_t B = 1 + s.pick(3), Sq = 1 + s.pick(9), Hkv = 1 + s.pick(3), G = 1 + s.pick(4);
     const int64_t Skv = s.bit() ? Sq : Sq + s.pick(80);
-    static const int64_t dims[] = {1, 2, 8, 16, 24, 32, 64, 80, 96, 128, 256, 260};
-    const int64_t D = dims[s.pick(12)];
+    static const int64_t dims[] = {1, 2, 8, 16, 24, 32, 64, 80, 96, 128, 256, 260, 192, 576, 600, 0};
+    const int64_t D = dims[s.pick(15)];
+    // v's own head_dim (DeepSeek's attention) one time in four; 0 and 600 are refused.
+    const int64_t Dv = s.pick(4) == 3 ? dims[s.pick(16)] : D;
     const int64_t Hq = Hkv * G;
     const kind kq = pick_kind(s);
     const kind kk = s.pick(8) == 7 ? pick_kind(s) : kq;
@@ -307,8 +309,8 @@ void fuzz_attention(script &s) {
     };
     if (!make_tensor(s, q, shape4(B, Sq, Hq, D), kq, poison == 1)) return;
     if (!make_tensor(s, k, shape4(B, Skv, Hkv, D), kk, poison == 2)) return;
-    if (!make_tensor(s, v, shape4(B, Skv, Hkv, D), kk, poison == 3)) return;
-    if (!make_tensor(s, o, shape4(B, Sq, Hq, D), kq, false)) return;
+    if (!make_tensor(s, v, shape4(B, Skv, Hkv, Dv), kk, poison == 3)) return;
+    if (!make_tensor(s, o, shape4(B, Sq, Hq, Dv), kq, false)) return;
     clear(o);
 
     llmkit_attention_options opt = LLMKIT_ATTENTION_OPTIONS_INIT;
