@@ -165,8 +165,9 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const bool check_rows = nqt == 1 && p.window <= 0 && Sq <= 16;
     // K and V as [B, S, H, D] with the heads side by side (see the decode
     // over them below).
-    const bool token_major = Hkv > 1 && Dv == D && k.strides[1] == Hkv * D && v.strides[1] == Hkv * D && k.strides[2] == D &&
-                             v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0;
+    // (One head_dim for K and V: the caches' decode takes no other.)
+    const bool token_major = Hkv > 1 && Dv == D && k.strides[1] == Hkv * D && v.strides[1] == Hkv * D &&
+                             k.strides[2] == D && v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0;
     // Query rows per kv head up to which tasks take the dot-product kernels;
     // float32 over token-major rows 32 (the tokens kernels with 64 rows:
     // 0.95-0.96x the gemms, with 32 1.27-1.32x; 2-core Zen 5).
