@@ -1151,21 +1151,22 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
 
 
 def hf_model_cells(dtypes, args) -> None:
-    """A transformers model run with attn_implementation="llmkit" (llmkit.hf) against the same model with
-    "sdpa": a random 2-layer Llama with Llama 3 8B's attention (32 query and 8 kv heads of 128) around a small
-    hidden size (512; MLP 1024), so that attention is most of the work, as in a long-context model. A forward
-    pass over 4 prompts of 512-2048 tokens left-padded to 2048, and generate() of 32 greedy tokens from them
-    (transformers' dynamic cache). The real tokens' logits must agree and the tokens be equal before timing.
-    float32 only: the model's matmuls are torch's either way, and its bf16 matmul crawls on some CPUs (1 GFLOP/s
-    on Zen 3)."""
-    name = "hf llama"
+    """Transformers models run with attn_implementation="llmkit" (llmkit.hf) against the same models with "sdpa":
+    random 2-layer models around a small hidden size (512; MLP 1024), so that attention is most of the work, as in
+    a long-context model: a Llama with Llama 3 8B's attention (32 query and 8 kv heads of 128), and a DeepSeek-V3
+    with DeepSeek-V2-Lite's latent attention (16 heads, q and k of 128 + 64 rotary dimensions, v of 128, a latent
+    of 512; dense MLPs). A forward pass over 4 prompts of 512-2048 tokens left-padded to 2048, and generate() of
+    32 greedy tokens from them (transformers' dynamic cache). The real tokens' logits must agree and the tokens be
+    equal before timing. float32 only: the models' matmuls are torch's either way, and its bf16 matmul crawls on
+    some CPUs (1 GFLOP/s on Zen 3)."""
     lens = [256, 512, 77, 300] if args.quick else [1024, 2048, 512, 1500]
     B, S, new = len(lens), max(lens), 32
-    print(f"\ntransformers model: a random 2-layer Llama (hidden 512, Hq=32 Hkv=8 D=128), {B} prompts of "
-          f"{'/'.join(map(str, lens))} tokens left-padded to {S}; attn_implementation llmkit against sdpa; "
-          f"ratios: sdpa's s over llmkit's")
+    wanted = [n for n in ("hf llama", "hf deepseek") if args.only in n]
+    print(f"\ntransformers models: random 2-layer Llama (hidden 512, Hq=32 Hkv=8 D=128) and DeepSeek-V3 (hidden 512, "
+          f"16 heads, D=192 Dv=128, latent 512), {B} prompts of {'/'.join(map(str, lens))} tokens left-padded to {S}; "
+          f"attn_implementation llmkit against sdpa; ratios: sdpa's s over llmkit's")
     print(f"{'cell':<16}{'dtype':<10}{'step':<14}{'llmkit s':>9}{'sdpa s':>9}{'ratio':>7}{'max|diff|':>11}")
-    if args.only not in name:
+    if not wanted:
         return
     import copy
 
@@ -1173,39 +1174,46 @@ def hf_model_cells(dtypes, args) -> None:
 
     import llmkit.hf
     impl = llmkit.hf.register()
-    cfg = transformers.LlamaConfig(vocab_size=1024, hidden_size=512, intermediate_size=1024, num_hidden_layers=2,
-                                   num_attention_heads=32, num_key_value_heads=8, head_dim=128,
-                                   max_position_embeddings=4096)
+    models = {
+        "hf llama": (transformers.LlamaForCausalLM, transformers.LlamaConfig(
+            vocab_size=1024, hidden_size=512, intermediate_size=1024, num_hidden_layers=2, num_attention_heads=32,
+            num_key_value_heads=8, head_dim=128, max_position_embeddings=4096)),
+        "hf deepseek": (transformers.DeepseekV3ForCausalLM, transformers.DeepseekV3Config(
+            vocab_size=1024, hidden_size=512, intermediate_size=1024, num_hidden_layers=2, num_attention_heads=16,
+            num_key_value_heads=16, q_lora_rank=None, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
+            v_head_dim=128, first_k_dense_replace=2, n_routed_experts=4, num_experts_per_tok=2, n_group=1,
+            topk_group=1, moe_intermediate_size=256, max_position_embeddings=4096)),
+    }
     ids = torch.randint(0, 1024, (B, S), generator=torch.Generator().manual_seed(0))
     am = torch.zeros(B, S, dtype=torch.long)
     for b, n in enumerate(lens):
         am[b, S - n:] = 1
-    for dtype in [d for d in dtypes if d == torch.float32]:
-        torch.manual_seed(0)
-        ref = transformers.LlamaForCausalLM._from_config(copy.deepcopy(cfg), attn_implementation="sdpa")
-        ref = ref.to(dtype).eval()
-        mine = transformers.LlamaForCausalLM._from_config(copy.deepcopy(cfg), attn_implementation=impl)
-        mine = mine.to(dtype).eval()
-        mine.load_state_dict(ref.state_dict())
+    for name in wanted:
+        model_cls, cfg = models[name]
+        for dtype in [d for d in dtypes if d == torch.float32]:
+            torch.manual_seed(0)
+            ref = model_cls._from_config(copy.deepcopy(cfg), attn_implementation="sdpa").to(dtype).eval()
+            mine = model_cls._from_config(copy.deepcopy(cfg), attn_implementation=impl).to(dtype).eval()
+            mine.load_state_dict(ref.state_dict())
 
-        def forward(model):
-            with torch.no_grad():
-                return model(input_ids=ids, attention_mask=am).logits
+            def forward(model):
+                with torch.no_grad():
+                    return model(input_ids=ids, attention_mask=am).logits
 
-        def generate(model):
-            return model.generate(input_ids=ids, attention_mask=am, max_new_tokens=new, do_sample=False,
-                                  min_new_tokens=new)
+            def generate(model):
+                return model.generate(input_ids=ids, attention_mask=am, max_new_tokens=new, do_sample=False,
+                                      min_new_tokens=new)
 
-        a, b = forward(ref), forward(mine)
-        diff = max((a[i, S - n:].float() - b[i, S - n:].float()).abs().max().item() for i, n in enumerate(lens))
-        if diff > 1e-4:
-            raise RuntimeError(f"{name} {dtype}: llmkit's and sdpa's logits differ by {diff} (tolerance 1e-4)")
-        if not torch.equal(generate(ref), generate(mine)):
-            raise RuntimeError(f"{name} {dtype}: the greedy tokens differ")
-        for step, fn in (("forward", forward), (f"generate {new}", generate)):
-            t_m, t_r = once_each([lambda: fn(mine), lambda: fn(ref)])
-            print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{step:<14}{t_m:>9.2f}{t_r:>9.2f}{t_r / t_m:>6.2f}x"
-                  f"{diff:>11.2e}", flush=True)
+            a, b = forward(ref), forward(mine)
+            diff = max((a[i, S - n:].float() - b[i, S - n:].float()).abs().max().item() for i, n in enumerate(lens))
+            if diff > 1e-4:
+                raise RuntimeError(f"{name} {dtype}: llmkit's and sdpa's logits differ by {diff} (tolerance 1e-4)")
+            if not torch.equal(generate(ref), generate(mine)):
+                raise RuntimeError(f"{name} {dtype}: the greedy tokens differ")
+            for step, fn in (("forward", forward), (f"generate {new}", generate)):
+                t_m, t_r = once_each([lambda: fn(mine), lambda: fn(ref)])
+                print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{step:<14}{t_m:>9.2f}{t_r:>9.2f}"
+                      f"{t_r / t_m:>6.2f}x{diff:>11.2e}", flush=True)
 
 
 def rope_append_cells(lib: Lib, dtypes, args, min_time: float) -> None:
