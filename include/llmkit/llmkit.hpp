@@ -784,10 +784,11 @@ private:
  * llmkit_attention_options o = LLMKIT_ATTENTION_OPTIONS_INIT;
  * o.causal = 1;
  * o.sinks = sinks.data();                         // Hq sink logits (gpt-oss), or leave NULL
- * llmkit::scaled_dot_product_attention(q, k, v, out, &o);  // q, out: [B, Sq, Hq, D]; k, v: [B, Skv, Hkv, D]
+ * llmkit::scaled_dot_product_attention(q, k, v, out, &o);  // q [B, Sq, Hq, D], k [B, Skv, Hkv, D], v [B, Skv, Hkv, Dv],
+ *                                                         // out [B, Sq, Hq, Dv]; Dv is usually D
  * @endcode
- * @param q Queries. @param k Keys. @param v Values. @param out Output, q's shape and dtype.
- * @param options NULL for defaults.
+ * @param q Queries. @param k Keys. @param v Values.
+ * @param out Output, q's dtype, q's shape with v's head_dim. @param options NULL for defaults.
  */
 inline void scaled_dot_product_attention(const tensor_ref &q, const tensor_ref &k, const tensor_ref &v,
                                          const tensor_ref &out, const llmkit_attention_options *options = nullptr) {
@@ -798,7 +799,7 @@ inline void scaled_dot_product_attention(const tensor_ref &q, const tensor_ref &
  * @brief Attention over packed sequences of different lengths (see llmkit_attention_varlen()); throws llmkit::error.
  * @param q Queries [Tq, Hq, D]. @param k Keys [Tk, Hkv, D]. @param v Values [Tk, Hkv, D].
  * @param cu_seqlens_q B + 1 row offsets into q. @param cu_seqlens_k B + 1 row offsets into k and v.
- * @param out Output, q's shape and dtype. @param options NULL for defaults (no mask).
+ * @param out Output, q's dtype, q's shape with v's head_dim. @param options NULL for defaults (no mask).
  */
 inline void attention_varlen(const tensor_ref &q, const tensor_ref &k, const tensor_ref &v, const tensor_ref &cu_seqlens_q,
                              const tensor_ref &cu_seqlens_k, const tensor_ref &out,
