@@ -1123,7 +1123,6 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
           f"{'vs torch':>9}{'max|diff|':>11}")
     if args.only not in name_d:
         return
-    dtype = torch.float32
     q = torch.randn(B, 1, Hq, L + R)
     latent = torch.randn(B, T, 1, L + R)
     v = latent[..., :L]

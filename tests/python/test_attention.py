@@ -532,7 +532,7 @@ def test_long_prefill_matches_torch_sdpa(rng, Hq, Hkv, dtype):
     assert_close(llmkit.attention(q, k, v, window=77), ref_attention(q, k, v, window=77), 2e-5)
 
 
-def test_value_head_dim_differs_from_the_query_s(rng):
+def test_v_head_dim_may_differ_from_q_and_k(rng):
     """v's head_dim Dv may differ from q's and k's D: DeepSeek's attention (192 / 128), its latent attention in
     the absorbed form (576 / 512 on one kv head, v a view of the latent that k holds), V wider than K; prefill,
     chunk and decode, packed sequences, against the float64 reference and torch's SDPA."""

@@ -26,8 +26,9 @@ query, key and value states transformers hands it:
 
 It runs on as many threads as torch may use (``torch.get_num_threads()``).
 A forward pass outside ``torch.no_grad()`` works; a backward pass through
-it raises (llmkit's attention has no backward). It takes no dropout (inference only) and no ``position_bias`` (T5's relative
-buckets): those raise ``ValueError``. Attention weights are never returned
+it raises (llmkit's attention has no backward). It takes no dropout
+(inference only) and no ``position_bias`` (T5's relative buckets): those
+raise ``ValueError``. Attention weights are never returned
 (``output_attentions`` gives None, as with ``"sdpa"``).
 
 A row that sees no key at all (a padding query under left padding) comes out
@@ -64,9 +65,10 @@ def attention_forward(module: Any, query: Any, key: Any, value: Any, attention_m
                       scaling: Optional[float] = None, is_causal: Optional[bool] = None, **kwargs: Any):
     """An attention function of transformers' ``AttentionInterface``.
 
-    query ``[B, Hq, Sq, D]``, key and value ``[B, Hkv, Skv, D]`` (torch
-    tensors, as transformers' attention modules pass them); returns
-    ``(out [B, Sq, Hq, D], None)``.
+    query ``[B, Hq, Sq, D]``, key ``[B, Hkv, Skv, D]`` and value
+    ``[B, Hkv, Skv, Dv]`` (torch tensors, as transformers' attention modules
+    pass them; Dv differs from D in DeepSeek's models); returns
+    ``(out [B, Sq, Hq, Dv], None)``.
     """
     if dropout:
         raise ValueError(f"llmkit attention: dropout {dropout} (llmkit's attention is for inference; "
