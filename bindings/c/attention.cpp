@@ -190,8 +190,10 @@ llmkit_status cache_append(Cache *cache, int32_t layer, int32_t seq, const llmki
         capi::require_non_null(cache, "cache");
         std::optional<attention::rope_params> rp;
         if (with_rope) rp = rope_params_of(rope, "rope");
-        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), core::tensor_view::from(v, "v"),
-                           rp ? &*rp : nullptr);
+        // v NULL: a cache that keeps no V (v_from_k); the core names the mistake otherwise.
+        std::optional<core::tensor_view> tv;
+        if (v) tv = core::tensor_view::from(v, "v");
+        cache->impl.append(layer, seq, core::tensor_view::from(k, "k"), tv ? &*tv : nullptr, rp ? &*rp : nullptr);
     });
 }
 
@@ -292,7 +294,8 @@ llmkit_status llmkit_kv_cache_create(llmkit_kv_cache **out, const llmkit_kv_cach
         capi::require_non_null(options, "options");
         const auto o = capi::read_options(options, k_kv_cache_defaults, "options");
         auto c = std::unique_ptr<llmkit_kv_cache>(new llmkit_kv_cache{attention::kv_cache(
-            o.n_layers, o.n_kv_heads, o.head_dim, o.capacity, o.max_sequences, kv_dtype_of(o.dtype))});
+            o.n_layers, o.n_kv_heads, o.head_dim, o.capacity, o.max_sequences, kv_dtype_of(o.dtype), o.v_head_dim,
+            o.v_from_k != 0)});
         *out = c.release();
     });
 }
@@ -358,7 +361,7 @@ llmkit_status llmkit_paged_kv_cache_create(llmkit_paged_kv_cache **out, const ll
         const int64_t per_seq = o.max_blocks_per_seq > 0 ? o.max_blocks_per_seq : o.n_blocks;
         auto c = std::unique_ptr<llmkit_paged_kv_cache>(new llmkit_paged_kv_cache{
             attention::paged_kv_cache(o.n_layers, o.n_kv_heads, o.head_dim, o.block_size, o.n_blocks,
-                                      o.max_sequences, per_seq, kv_dtype_of(o.dtype))});
+                                      o.max_sequences, per_seq, kv_dtype_of(o.dtype), o.v_head_dim, o.v_from_k != 0)});
         *out = c.release();
     });
 }

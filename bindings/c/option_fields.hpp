@@ -76,7 +76,8 @@ struct option_fields<llmkit_kv_cache_options> {
     using T = llmkit_kv_cache_options;
     static constexpr field_span list[] = {
         LLMKIT_FIELD(struct_size), LLMKIT_FIELD(n_layers), LLMKIT_FIELD(n_kv_heads), LLMKIT_FIELD(head_dim),
-        LLMKIT_FIELD(capacity), LLMKIT_FIELD(max_sequences), LLMKIT_FIELD(dtype)
+        LLMKIT_FIELD(capacity), LLMKIT_FIELD(max_sequences), LLMKIT_FIELD(dtype), LLMKIT_FIELD(v_head_dim),
+        LLMKIT_FIELD(v_from_k)
     };
 };
 
@@ -86,7 +87,7 @@ struct option_fields<llmkit_paged_kv_cache_options> {
     static constexpr field_span list[] = {
         LLMKIT_FIELD(struct_size), LLMKIT_FIELD(n_layers), LLMKIT_FIELD(n_kv_heads), LLMKIT_FIELD(head_dim),
         LLMKIT_FIELD(block_size), LLMKIT_FIELD(n_blocks), LLMKIT_FIELD(max_sequences),
-        LLMKIT_FIELD(max_blocks_per_seq), LLMKIT_FIELD(dtype)
+        LLMKIT_FIELD(max_blocks_per_seq), LLMKIT_FIELD(dtype), LLMKIT_FIELD(v_head_dim), LLMKIT_FIELD(v_from_k)
     };
 };
 

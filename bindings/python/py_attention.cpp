@@ -248,6 +248,23 @@ llmkit_kv_attention_options kv_c_options(kv_options &o, const tensor_arg &q, int
     return c;
 }
 
+// Both caches' C appends, by handle type (v may be NULL: see py_cache::append).
+llmkit_status append_c(llmkit_kv_cache *c, int32_t layer, int32_t seq, const llmkit_tensor *k, const llmkit_tensor *v) {
+    return llmkit_kv_cache_append(c, layer, seq, k, v);
+}
+llmkit_status append_c(llmkit_paged_kv_cache *c, int32_t layer, int32_t seq, const llmkit_tensor *k,
+                       const llmkit_tensor *v) {
+    return llmkit_paged_kv_cache_append(c, layer, seq, k, v);
+}
+llmkit_status append_rope_c(llmkit_kv_cache *c, int32_t layer, int32_t seq, const llmkit_tensor *k,
+                            const llmkit_tensor *v, const llmkit_rope_options *rope) {
+    return llmkit_kv_cache_append_rope(c, layer, seq, k, v, rope);
+}
+llmkit_status append_rope_c(llmkit_paged_kv_cache *c, int32_t layer, int32_t seq, const llmkit_tensor *k,
+                            const llmkit_tensor *v, const llmkit_rope_options *rope) {
+    return llmkit_paged_kv_cache_append_rope(c, layer, seq, k, v, rope);
+}
+
 // One class template for both caches: C is llmkit::kv_cache or llmkit::paged_kv_cache.
 //
 // The C caches let several attention calls run at once, but an append, new,
@@ -279,15 +296,16 @@ struct py_cache {
         return f();
     }
 
+    // v None: a cache made with v_from_k (the C call names the mistake otherwise).
     void append(int32_t layer, int32_t seq, py::handle k_obj, py::handle v_obj, const py::object &rope) {
         const tensor_arg k = to_tensor(k_obj, "k", fallback::floating);
-        const tensor_arg v = to_tensor(v_obj, "v", fallback::floating);
+        const optional_tensor v(v_obj, "v");
         std::optional<rope_arg> r = rope_options_of(rope);
         const llmkit_rope_options *ro = r ? r->get(head_dim) : nullptr;
-        llmkit::tensor_ref kt = k.ref(), vt = v.ref();
+        llmkit::tensor_ref kt = k.ref();
         changing([&] {
-            if (r) cache.append_rope(layer, seq, kt, vt, ro);
-            else cache.append(layer, seq, kt, vt);
+            if (r) llmkit::check(append_rope_c(cache.get(), layer, seq, kt.get(), v.get(), ro));
+            else llmkit::check(append_c(cache.get(), layer, seq, kt.get(), v.get()));
         });
     }
     void attention(int32_t layer, py::handle q_obj, const std::vector<int32_t> &seq_ids, py::handle out_obj,
@@ -352,7 +370,7 @@ void bind_cache_methods(P &cls) {
 void bind_attention(py::module_ &m) {
     auto kv = py::class_<py_kv_cache>(m, "KVCache");
     kv.def(py::init([](int32_t n_layers, int32_t n_kv_heads, int32_t head_dim, int64_t capacity, int32_t max_sequences,
-                       const std::string &dtype) {
+                       const std::string &dtype, int32_t v_head_dim, bool v_from_k) {
                llmkit_kv_cache_options o = LLMKIT_KV_CACHE_OPTIONS_INIT;
                o.n_layers = n_layers;
                o.n_kv_heads = n_kv_heads;
@@ -360,10 +378,12 @@ void bind_attention(py::module_ &m) {
                o.capacity = capacity;
                o.max_sequences = max_sequences;
                o.dtype = kv_dtype_code(dtype);
+               o.v_head_dim = v_head_dim;
+               o.v_from_k = v_from_k ? 1 : 0;
                return new py_kv_cache(llmkit::kv_cache(o), head_dim);
            }),
            py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("capacity"),
-           py::arg("max_sequences"), py::arg("dtype"))
+           py::arg("max_sequences"), py::arg("dtype"), py::arg("v_head_dim") = 0, py::arg("v_from_k") = false)
         .def_property_readonly("memory_bytes", [](const py_kv_cache &self) {
             return self.reading([&] { return self.cache.memory_bytes(); });
         });
@@ -372,7 +392,8 @@ void bind_attention(py::module_ &m) {
     auto paged = py::class_<py_paged_kv_cache>(m, "PagedKVCache");
     paged
         .def(py::init([](int32_t n_layers, int32_t n_kv_heads, int32_t head_dim, int32_t block_size, int64_t n_blocks,
-                         int32_t max_sequences, int64_t max_blocks_per_seq, const std::string &dtype) {
+                         int32_t max_sequences, int64_t max_blocks_per_seq, const std::string &dtype,
+                         int32_t v_head_dim, bool v_from_k) {
                  llmkit_paged_kv_cache_options o = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
                  o.n_layers = n_layers;
                  o.n_kv_heads = n_kv_heads;
@@ -382,10 +403,13 @@ void bind_attention(py::module_ &m) {
                  o.max_sequences = max_sequences;
                  o.max_blocks_per_seq = max_blocks_per_seq;
                  o.dtype = kv_dtype_code(dtype);
+                 o.v_head_dim = v_head_dim;
+                 o.v_from_k = v_from_k ? 1 : 0;
                  return new py_paged_kv_cache(llmkit::paged_kv_cache(o), head_dim);
              }),
              py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"), py::arg("block_size"),
-             py::arg("n_blocks"), py::arg("max_sequences"), py::arg("max_blocks_per_seq"), py::arg("dtype"))
+             py::arg("n_blocks"), py::arg("max_sequences"), py::arg("max_blocks_per_seq"), py::arg("dtype"),
+             py::arg("v_head_dim") = 0, py::arg("v_from_k") = false)
         .def_property_readonly("memory_bytes",
                                [](const py_paged_kv_cache &self) {
                                    return self.reading([&] { return self.cache.memory_bytes(); });

@@ -1875,14 +1875,16 @@ typedef struct llmkit_kv_cache_options {
     uint32_t struct_size;   /**< sizeof(llmkit_kv_cache_options). */
     int32_t n_layers;       /**< Transformer layers, > 0. Default 1. */
     int32_t n_kv_heads;     /**< Key/value heads per layer, > 0. Default 1. */
-    int32_t head_dim;       /**< Dimensions per head, 1..256. Default 128. */
+    int32_t head_dim;       /**< Dimensions per head of K (and of q), 1..576. Default 128. */
     int64_t capacity;       /**< Tokens each sequence can hold, > 0. Default 4096. */
     int32_t max_sequences;  /**< Sequence slots, > 0. Default 1. */
     int32_t dtype;          /**< An #llmkit_kv_dtype value. Default #LLMKIT_KV_F32. */
+    int32_t v_head_dim;     /**< Dimensions per head of V (and of the attention's output), 0..576; 0 (default) = head_dim. DeepSeek-V2/V3's per-head form: 192 and 128. */
+    int32_t v_from_k;       /**< Nonzero: the cache stores no V; a token's V is the first v_head_dim elements of its K row (v_head_dim <= head_dim). This is multi-head latent attention's cache (DeepSeek, absorbed form): one kv head of 576 = 512 latent + 64 rotary dimensions, v_head_dim 512, 1152 bytes per token and layer in bf16. Appends pass v = NULL and take no fused RoPE. Default 0. */
 } llmkit_kv_cache_options;
 
-/** @brief Default #llmkit_kv_cache_options: 1 layer, 1 kv head of 128, 4096 tokens, 1 sequence, float32. */
-#define LLMKIT_KV_CACHE_OPTIONS_INIT {sizeof(llmkit_kv_cache_options), 1, 1, 128, 4096, 1, LLMKIT_KV_F32}
+/** @brief Default #llmkit_kv_cache_options: 1 layer, 1 kv head of 128, 4096 tokens, 1 sequence, float32, V its own. */
+#define LLMKIT_KV_CACHE_OPTIONS_INIT {sizeof(llmkit_kv_cache_options), 1, 1, 128, 4096, 1, LLMKIT_KV_F32, 0, 0}
 
 /** @brief A paged KV cache: a pool of blocks shared by sequences through block tables. Opaque. */
 typedef struct llmkit_paged_kv_cache llmkit_paged_kv_cache;
@@ -1892,17 +1894,19 @@ typedef struct llmkit_paged_kv_cache_options {
     uint32_t struct_size;         /**< sizeof(llmkit_paged_kv_cache_options). */
     int32_t n_layers;             /**< Transformer layers, > 0. Default 1. */
     int32_t n_kv_heads;           /**< Key/value heads per layer, > 0. Default 1. */
-    int32_t head_dim;             /**< Dimensions per head, 1..256. Default 128. */
+    int32_t head_dim;             /**< Dimensions per head of K (and of q), 1..576. Default 128. */
     int32_t block_size;           /**< Tokens per block, > 0. Default 16 (vLLM's default). */
     int64_t n_blocks;             /**< Blocks in the pool (every layer's K and V of block_size tokens each), 1..INT32_MAX. Default 256. */
     int32_t max_sequences;        /**< Sequence slots, > 0. Default 64. */
     int64_t max_blocks_per_seq;   /**< Longest block table (max tokens per sequence / block_size); 0 = n_blocks. */
     int32_t dtype;                /**< An #llmkit_kv_dtype value. Default #LLMKIT_KV_F32. */
+    int32_t v_head_dim;           /**< As #llmkit_kv_cache_options' v_head_dim. Default 0 (= head_dim). */
+    int32_t v_from_k;             /**< As #llmkit_kv_cache_options' v_from_k (MLA's latent cache). Default 0. */
 } llmkit_paged_kv_cache_options;
 
-/** @brief Default #llmkit_paged_kv_cache_options: 1 layer, 1 kv head of 128, 256 blocks of 16 tokens, 64 sequences, float32. */
+/** @brief Default #llmkit_paged_kv_cache_options: 1 layer, 1 kv head of 128, 256 blocks of 16 tokens, 64 sequences, float32, V its own. */
 #define LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT \
-    {sizeof(llmkit_paged_kv_cache_options), 1, 1, 128, 16, 256, 64, 0, LLMKIT_KV_F32}
+    {sizeof(llmkit_paged_kv_cache_options), 1, 1, 128, 16, 256, 64, 0, LLMKIT_KV_F32, 0, 0}
 
 /** @brief Options of llmkit_kv_cache_attention() and the paged variants. */
 typedef struct llmkit_kv_attention_options {
@@ -1988,9 +1992,11 @@ LLMKIT_API llmkit_status llmkit_kv_cache_seq_length(const llmkit_kv_cache *cache
  * @param cache The cache. @param layer 0..n_layers-1. @param seq A live sequence.
  * @param k Keys [S, Hkv, D] or [1, S, Hkv, D]: float32, bfloat16 or float16, host
  *          memory, unit stride on D; converted to the cache's dtype (int8: quantised per token and head).
- * @param v Values, the same shape and dtype as k.
+ * @param v Values [S, Hkv, Dv] (or [1, S, Hkv, Dv]; Dv the cache's v_head_dim), k's dtype;
+ *          NULL for a cache made with v_from_k (it keeps no V), and only there.
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (not
- *         this cache's heads and head_dim, k and v differ); #LLMKIT_ERROR_DTYPE;
+ *         this cache's heads and head dims, k and v differ);
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT (a v for a v_from_k cache); #LLMKIT_ERROR_DTYPE;
  *         #LLMKIT_ERROR_NON_FINITE; #LLMKIT_ERROR_OUT_OF_RANGE (bad layer or
  *         seq, or the sequence would pass its capacity);
  *         #LLMKIT_ERROR_UNSUPPORTED (device memory, a D stride other than 1).
@@ -2015,11 +2021,13 @@ LLMKIT_API llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t 
  * positions below 32768 (at most 16 MiB at head_dim 128), not counted by
  * llmkit_kv_cache_memory_bytes().
  * @param cache The cache. @param layer 0..n_layers-1. @param seq A live sequence.
- * @param k Keys, as llmkit_kv_cache_append(). @param v Values, the same shape and dtype as k.
+ * @param k Keys, as llmkit_kv_cache_append(). @param v Values, as llmkit_kv_cache_append().
  * @param rope The rotation (layout, theta, rotary dims, scaling); NULL for
  *             the defaults (#LLMKIT_ROPE_OPTIONS_INIT). Its n_threads and stream are ignored.
  * @return As llmkit_kv_cache_append(), and #LLMKIT_ERROR_INVALID_ARGUMENT or
- *         #LLMKIT_ERROR_SHAPE for bad rope options (as llmkit_rope()). On error
+ *         #LLMKIT_ERROR_SHAPE for bad rope options (as llmkit_rope());
+ *         #LLMKIT_ERROR_UNSUPPORTED for a v_from_k cache (rotating K would
+ *         turn its values: rotate the rotary part of the keys, then append). On error
  *         nothing is appended. Not thread-safe on one cache.
  */
 LLMKIT_API llmkit_status llmkit_kv_cache_append_rope(llmkit_kv_cache *cache, int32_t layer, int32_t seq,
@@ -2040,8 +2048,9 @@ LLMKIT_API llmkit_status llmkit_kv_cache_append_rope(llmkit_kv_cache *cache, int
  * @param cache The cache. @param layer 0..n_layers-1.
  * @param q Queries [B, Sq, Hq, D] (packed: [Tq, Hq, D]), float32, bfloat16 or float16; Hq a multiple of the cache's kv heads.
  * @param seq_ids B live sequence ids (may repeat). @param n_seqs B.
- * @param out Output, q's shape and dtype.
- * @param options NULL for defaults.
+ * @param out Output [B, Sq, Hq, Dv] (packed: [Tq, Hq, Dv]), Dv the cache's v_head_dim, q's dtype.
+ * @param options NULL for defaults. Its rope rotates q's first rotary_dims
+ *                dimensions, as llmkit_rope() would.
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_SHAPE (ranks,
  *         head counts, head_dim, B, a sequence shorter than its queries,
  *         offsets that are not B + 1 or do not end at Tq);
@@ -2140,7 +2149,8 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_block_table(const llmkit_page
  *
  * A shared block that the append writes into is copied first (copy-on-write).
  * @param cache The cache. @param layer 0..n_layers-1. @param seq A live sequence.
- * @param k Keys [S, Hkv, D] or [1, S, Hkv, D] (as llmkit_kv_cache_append()). @param v Values, as k.
+ * @param k Keys [S, Hkv, D] or [1, S, Hkv, D] (as llmkit_kv_cache_append()).
+ * @param v Values [S, Hkv, Dv], or NULL for a v_from_k cache (as llmkit_kv_cache_append()).
  * @return As llmkit_kv_cache_append(), and #LLMKIT_ERROR_OUT_OF_MEMORY when the
  *         pool has too few free blocks; on error nothing changes. Not thread-safe on one cache.
  */

@@ -899,9 +899,13 @@ public:
         check(llmkit_kv_cache_seq_length(get(), seq, layer, &n));
         return n;
     }
-    /** @brief Appends K and V rows. @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param v Values. */
+    /** @brief Appends K and V rows. @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param v Values [S, Hkv, Dv]. */
     void append(int32_t layer, int32_t seq, const tensor_ref &k, const tensor_ref &v) {
         check(llmkit_kv_cache_append(get(), layer, seq, k.get(), v.get()));
+    }
+    /** @brief Appends K rows to a cache made with v_from_k (its V lies in K). @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. */
+    void append(int32_t layer, int32_t seq, const tensor_ref &k) {
+        check(llmkit_kv_cache_append(get(), layer, seq, k.get(), nullptr));
     }
     /**
      * @brief Appends K and V rows, K rotated on its way in (see llmkit_kv_cache_append_rope()).
@@ -985,6 +989,10 @@ public:
     /** @brief Appends K and V rows. @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param v Values. */
     void append(int32_t layer, int32_t seq, const tensor_ref &k, const tensor_ref &v) {
         check(llmkit_paged_kv_cache_append(get(), layer, seq, k.get(), v.get()));
+    }
+    /** @brief Appends K rows to a cache made with v_from_k (its V lies in K). @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. */
+    void append(int32_t layer, int32_t seq, const tensor_ref &k) {
+        check(llmkit_paged_kv_cache_append(get(), layer, seq, k.get(), nullptr));
     }
     /**
      * @brief Appends K and V rows, K rotated on its way in (see llmkit_paged_kv_cache_append_rope()).

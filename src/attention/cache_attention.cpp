@@ -95,9 +95,11 @@ void validate_queries(const cache_layer_view &L, const tensor_view &q, const ten
         fail(LLMKIT_ERROR_DTYPE, "q: dtype ", core::dtype_name(q.type), " is not float32, bfloat16 or float16");
     if (out.type != q.type)
         fail(LLMKIT_ERROR_DTYPE, "out: dtype ", core::dtype_name(out.type), " differs from q's ", core::dtype_name(q.type));
+    const int64_t Dv = value_dim(L);
     for (int i = 0; i < 4; ++i)
-        if (out.shape[i] != q.shape[i])
-            fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
+        if (out.shape[i] != (i < 3 ? q.shape[i] : Dv))
+            fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must be [B, Sq, Hq, Dv] = [", q.shape[0], ", ",
+                 q.shape[1], ", ", q.shape[2], ", ", Dv, "] (q's first three axes, the cache's v_head_dim)");
     out.require_own_elements();
     if (q.shape[3] != L.head_dim)
         fail(LLMKIT_ERROR_SHAPE, "q: head_dim ", q.shape[3], " differs from the cache's ", L.head_dim);
@@ -108,30 +110,38 @@ void validate_queries(const cache_layer_view &L, const tensor_view &q, const ten
 
 namespace {
 
-// Rows [j0, j0 + n) of kv head g of one sequence as float32 rows of D:
-// returns where they are (in place for an fp32 run inside one block, else
-// converted into buf).
+// Rows [j0, j0 + n) of kv head g of one sequence as float32 rows of D (K's
+// head_dim, or V's): returns where they are, *ld elements apart (in place for
+// an fp32 run inside one block, else converted into buf, D apart).
 const float *load_tile(const cache_layer_view &L, const cache_seq &s, int64_t g, int64_t j0, int n, bool value,
-                       const kernels &kn, float *buf) {
-    const int64_t bs = L.block_size, D = L.head_dim, es = kv_dtype_bytes(L.type);
+                       const kernels &kn, float *buf, int64_t *ld) {
+    const int64_t bs = L.block_size, es = kv_dtype_bytes(L.type);
+    const int64_t D = value ? value_dim(L) : L.head_dim, stride = value ? value_row(L) : L.head_dim;
     const char *base = value ? L.v : L.k;
     const float *scales = value ? L.v_scale : L.k_scale;
     if (L.type == kv_dtype::f32 && j0 / bs == (j0 + n - 1) / bs) {
         const int64_t row = (int64_t(s.blocks[j0 / bs]) * L.n_kv_heads + g) * bs + j0 % bs;
-        return reinterpret_cast<const float *>(base + row * D * es);
+        *ld = stride;
+        return reinterpret_cast<const float *>(base + row * stride * es);
     }
+    *ld = D;
     for (int64_t j = j0; j < j0 + n;) {
         const int64_t t = j % bs, run = std::min(bs - t, j0 + n - j);
         const int64_t row = (int64_t(s.blocks[j / bs]) * L.n_kv_heads + g) * bs + t;
-        const char *src = base + row * D * es;
-        float *dst = buf + (j - j0) * D;
-        switch (L.type) {
-        case kv_dtype::f32: std::memcpy(dst, src, size_t(run * D) * 4); break;
-        case kv_dtype::bf16:
-        case kv_dtype::f16:
-            kn.half_to_f32(dst, reinterpret_cast<const uint16_t *>(src), run * D, L.type == kv_dtype::bf16);
-            break;
-        case kv_dtype::i8: kn.i8_to_f32(dst, reinterpret_cast<const int8_t *>(src), run, D, scales + row); break;
+        for (int64_t r = 0; r < (stride == D ? 1 : run); ++r) {  // a run at once where its rows lie back to back
+            const int64_t rows = stride == D ? run : 1;
+            const char *src = base + (row + r) * stride * es;
+            float *dst = buf + (j - j0 + r) * D;
+            switch (L.type) {
+            case kv_dtype::f32: std::memcpy(dst, src, size_t(rows * D) * 4); break;
+            case kv_dtype::bf16:
+            case kv_dtype::f16:
+                kn.half_to_f32(dst, reinterpret_cast<const uint16_t *>(src), rows * D, L.type == kv_dtype::bf16);
+                break;
+            case kv_dtype::i8:
+                kn.i8_to_f32(dst, reinterpret_cast<const int8_t *>(src), rows, D, scales + row + r);
+                break;
+            }
         }
         j += run;
     }
@@ -147,11 +157,12 @@ struct piece {
     int64_t j;           // first key
     int n;               // keys
     int64_t row;         // the first key's row in the storage (K and V alike; int8 scales)
-    int64_t kofs, vofs;  // its first element in K and in V; later keys row_stride(L) on
+    int64_t kofs, vofs;  // its first element in K and in V; later keys row_stride(L) (v_stride(L)) on
 };
 
-// Elements from one key's row to the next inside a piece.
+// Elements from one key's row to the next inside a piece: K's, and V's.
 int64_t row_stride(const cache_layer_view &L) { return L.token_stride > 0 ? L.token_stride : L.head_dim; }
+int64_t v_stride(const cache_layer_view &L) { return L.token_stride > 0 ? L.token_stride : value_row(L); }
 
 // The pieces of keys [j0, j0 + n) of heads g0 .. g0 + ng - 1, in the order the
 // storage holds them: each block's run of keys for every head (the heads'
@@ -181,7 +192,7 @@ void tile_pieces(const cache_layer_view &L, const cache_seq &s, int64_t g0, int6
         for (int64_t hh = 0; hh < ng; ++hh)
             for (int64_t c = 0; c < seg; c += chunk) {
                 const int64_t row = (int64_t(s.blocks[j / bs]) * L.n_kv_heads + g0 + hh) * bs + t + c;
-                out.push_back({hh, j + c, int(std::min<int64_t>(chunk, seg - c)), row, row * D, row * D});
+                out.push_back({hh, j + c, int(std::min<int64_t>(chunk, seg - c)), row, row * D, row * value_row(L)});
             }
         j += seg;
     }
@@ -310,9 +321,9 @@ void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn,
 void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn, decltype(kernels::gemm_pf) gemm_pf,
                   float *p, int R, const float *scale, float *buf, float *O, const char *pf, int64_t pf_bytes,
                   bool eo) {
-    const int64_t D = L.head_dim, es = kv_dtype_bytes(L.type);
+    const int64_t D = value_dim(L), es = kv_dtype_bytes(L.type);  // V's head_dim
     const bool bf16 = L.type == kv_dtype::bf16;
-    const int64_t ld = row_stride(L);
+    const int64_t ld = v_stride(L);
     const char *src = L.v + pc.vofs * es;
     if (eo) {
         kn.gemm_bf16_eo_pf(R, int(D), pc.n, p, 1, R, reinterpret_cast<const uint16_t *>(src), ld, O, D, true, scale, pf,
@@ -342,7 +353,9 @@ void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn,
         }
         break;
     case kv_dtype::i8:
-        kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), pc.n, D, k_unit_scales);
+        for (int j = 0; j < (ld == D ? 1 : pc.n); ++j)  // one call where the rows lie back to back
+            kn.i8_to_f32(buf + j * D, reinterpret_cast<const int8_t *>(src + j * ld * es), ld == D ? pc.n : 1, D,
+                         k_unit_scales);
         kn.gemm(R, int(D), pc.n, p, 1, R, buf, D, O, D, true, scale);
         break;
     }
@@ -350,7 +363,7 @@ void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn,
 
 // Asks for rows [j0, j0 + n) of K (or V) now.
 void prefetch_rows(const cache_layer_view &L, const cache_seq &s, int64_t g, int64_t j0, int n, bool value) {
-    const int64_t bs = L.block_size, row_bytes = L.head_dim * kv_dtype_bytes(L.type);
+    const int64_t bs = L.block_size, row_bytes = (value ? value_row(L) : L.head_dim) * kv_dtype_bytes(L.type);
     const char *base = value ? L.v : L.k;
     for (int64_t j = j0; j < j0 + n;) {
         const int64_t t = j % bs, run = std::min(bs - t, j0 + n - j);
@@ -424,6 +437,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     }
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = n_seqs, Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Hkv = L.n_kv_heads;
+    const int64_t Dv = value_dim(L);  // V's and out's head_dim
     if (B == 0 || Sq == 0 || Hq == 0) return;
     if (!p.q_checked) core::require_finite(q, p.n_threads);  // the cache's rows were checked on append
     const int64_t G = Hq / Hkv;
@@ -452,13 +466,13 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     // run per block per task.
     const int rows_max = decode_rows_max(row_type(int(L.type)), nqt);
     const bool decode = G * tq <= rows_max;
-    if (L.token_stride > 0 && (!decode || L.token_stride != Hkv * D || L.type == kv_dtype::i8))
+    if (L.token_stride > 0 && (!decode || L.token_stride != Hkv * D || L.type == kv_dtype::i8 || Dv != D))
         fail(LLMKIT_ERROR_INTERNAL, "plain K/V rows: decode of float rows with the heads side by side only");
     // The K and V bytes of the call (all of every sequence's rows; a window
     // reads fewer): at most k_cache_resident_bytes, decode reads them from
     // the caches (the kernels bound it, not the memory).
     int64_t call_bytes = 0;
-    for (int64_t b = 0; b < B; ++b) call_bytes += 2 * seqs[b].length * Hkv * D * kv_dtype_bytes(L.type);
+    for (int64_t b = 0; b < B; ++b) call_bytes += seqs[b].length * Hkv * (D + Dv) * kv_dtype_bytes(L.type);
     const bool in_cache = call_bytes <= k_cache_resident_bytes;
     const auto gemm_pf = decode_gemm_pf(kn, call_bytes);
 
@@ -504,7 +518,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             }
 
 
-    const int64_t slot = G * tq * (D + 2);  // one part of one head: O [R][D], m [R], l [R]
+    const int64_t slot = G * tq * (Dv + 2);  // one part of one head: O [R][Dv], m [R], l [R]
     std::vector<float> parts(size_t(n_slots * slot));
 
     // Softcap, ALiBi, the mask (plain tensors) and the causal / window masks
@@ -550,24 +564,26 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         // most half a step), and P V exact int32 sums over the tile, added to
         // O as a float once per tile. Integer sums do not depend on how the
         // keys are cut, so paged and contiguous caches give the same bits.
-        const bool i8_ints = !transposed && kn.dots_i8_pf && L.type == kv_dtype::i8;
+        // (Its int32 sums hold D <= 256 products of int16 and int8 values.)
+        const bool i8_ints = !transposed && kn.dots_i8_pf && L.type == kv_dtype::i8 && D <= 256 && Dv <= 256;
         // Decode over bf16 rows on a set with gemm_bf16_eo_pf: P V keeps O's
         // columns in that kernel's even/odd order (two operations widen 64
         // bytes of V, where column order takes four); put back at the end.
-        const bool eo = !transposed && kn.gemm_bf16_eo_pf && L.type == kv_dtype::bf16 && D % 32 == 0;
-        const int64_t Dpad = (D + 31) / 32 * 32;  // an int32 row of P V's sums
+        const bool eo = !transposed && kn.gemm_bf16_eo_pf && L.type == kv_dtype::bf16 && Dv % 32 == 0;
+        const int64_t Dpad = (Dv + 31) / 32 * 32;  // an int32 row of P V's sums
         const int tile = transposed ? k_tile_keys : dtile;  // keys per tile of the online softmax
-        const size_t per_head = size_t(R) * D * 2 + size_t(tile) * R + size_t(R) * 3 +
+        const size_t per_head = size_t(R) * (D + Dv) + size_t(tile) * R + size_t(R) * 3 +
                                 (i8_ints ? size_t(R) * Dpad + size_t(R) * size_t((D + 1) / 2) + size_t(R) * 2 : 0);
-        float *row = ws.get(per_head * size_t(ng) + size_t(D) + size_t(k_tile_keys) * D * 2);
-        float *Kf = row + D;
+        const int64_t widest = std::max(D, Dv);  // `row`: a query on its way in, an output on its way out
+        float *row = ws.get(per_head * size_t(ng) + size_t(widest) + size_t(k_tile_keys) * (D + Dv));
+        float *Kf = row + widest;
         float *Vf = Kf + size_t(k_tile_keys) * D;
         heads.resize(size_t(ng));
         for (int64_t hh = 0; hh < ng; ++hh) {
             head_state &H = heads[size_t(hh)];
-            H.Qb = Vf + size_t(k_tile_keys) * D + per_head * size_t(hh);
+            H.Qb = Vf + size_t(k_tile_keys) * Dv + per_head * size_t(hh);
             H.O = H.Qb + size_t(R) * D;
-            H.ST = H.O + size_t(R) * D;
+            H.ST = H.O + size_t(R) * Dv;
             H.m = H.ST + size_t(tile) * R;
             H.l = H.m + R;
             H.alpha = H.l + R;
@@ -591,7 +607,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     load_scaled_query(q, b, i0 + ii, g * G + qh, kn, scale, transposed, R, qh * tl + ii, row, H.Qb);
                 }
             if (i8_ints) kn.quantize_i16(H.Qb, R, int(D), H.Qi, H.qs);
-            std::fill(H.O, H.O + size_t(R) * D, 0.0f);
+            std::fill(H.O, H.O + size_t(R) * Dv, 0.0f);
             std::fill(H.m, H.m + R, ninf);
             std::fill(H.l, H.l + R, 0.0f);
         }
@@ -606,23 +622,27 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             for (int64_t j0 = lo; j0 <= hi; j0 += k_tile_keys) {
                 const int nk = int(std::min<int64_t>(k_tile_keys, hi + 1 - j0));
                 const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));
-                const float *Kp = load_tile(L, seq, t.g0, j0, nk, false, kn, Kf);
-                const float *Vp = load_tile(L, seq, t.g0, j0, nk, true, kn, Vf);
+                int64_t ldk = 0, ldv = 0;
+                const float *Kp = load_tile(L, seq, t.g0, j0, nk, false, kn, Kf, &ldk);
+                const float *Vp = load_tile(L, seq, t.g0, j0, nk, true, kn, Vf, &ldv);
                 if (next > 0) {  // ask for the next tile now, so it arrives while this one computes
                     prefetch_rows(L, seq, t.g0, j0 + k_tile_keys, next, false);
                     prefetch_rows(L, seq, t.g0, j0 + k_tile_keys, next, true);
                 }
-                kn.gemm(nk, R, int(D), Kp, D, 1, H.Qb, R, H.ST, R, false, nullptr);
+                kn.gemm(nk, R, int(D), Kp, ldk, 1, H.Qb, R, H.ST, R, false, nullptr);
                 bias_and_mask(H.ST, b, t.g0, len, i0, tl, R, j0, nk);
                 kn.softmax_tile(H.ST, nk, R, H.m, H.l, H.alpha);
-                kn.gemm(R, int(D), nk, H.ST, 1, R, Vp, D, H.O, D, true, H.alpha);
+                kn.gemm(R, int(Dv), nk, H.ST, 1, R, Vp, ldv, H.O, Dv, true, H.alpha);
             }
         } else {
             // Decode: the pieces of each tile read where they lie, K then V.
             // Every piece asks for the piece `ahead` places later in that
             // stream (K of this tile, V of this tile, K of the next, ...), so
             // about k_prefetch_bytes of rows are always on their way.
-            const int64_t row_bytes = D * kv_dtype_bytes(L.type);
+            const int64_t row_bytes = D * kv_dtype_bytes(L.type);  // K's
+            const int64_t v_row_bytes = value_row(L) * kv_dtype_bytes(L.type);
+            // The runs kernels find V's rows as they find K's: D apart.
+            const bool v_like_k = Dv == D && value_row(L) == D;
             // Pieces as decode_chunk_keys has them; plain [B, S, H, D] rows
             // (below) start from the memory's (a head's rows lie apart there).
             // (bf16 on the even/odd p.v from memory: pieces of 32 keys, 8 KiB,
@@ -655,7 +675,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // faster this way (2-core Zen 5, 1 and 2 threads, 1k and 8k keys;
             // 64-key calls: 1.04-1.08x). From memory they ran 0.83x: a group
             // of blocks is read a head at a time, not a block front to back.
-            const bool i8_runs = i8_ints && in_cache && kn.dots_i8_runs_pf && kn.gemm_i8_runs_pf &&
+            const bool i8_runs = i8_ints && in_cache && kn.dots_i8_runs_pf && kn.gemm_i8_runs_pf && v_like_k &&
                                  L.token_stride == 0 && L.block_size <= 32 && L.block_size < tile;
             // The same for the p.v over bf16 and fp16 rows (the scores stay a
             // call per block: they keep no sums across keys), where a call per
@@ -670,7 +690,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // float32 keeps a call per block: a call's 64 KiB of rows, read
             // once per panel of columns, no longer fit in L1 (0.86x with
             // prefetches, 0.70x without).
-            const bool f_runs = !i8_ints && call_bytes <= k_cache_resident_bytes / 2 && in_place &&
+            const bool f_runs = !i8_ints && call_bytes <= k_cache_resident_bytes / 2 && in_place && v_like_k &&
                                 kv_dtype_bytes(L.type) == 2 &&
                                 L.token_stride == 0 && L.block_size <= 32 && L.block_size < tile &&
                                 (eo ? kn.gemm_bf16_eo_runs_pf != nullptr : kn.gemm_runs_pf != nullptr);
@@ -743,9 +763,13 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     return nullptr;
                 }
                 const piece &pc = (at.next_tile ? nxt : cur)[at.k];
+                if (at.value && L.v == L.k) {  // V lies in K's rows, read just before
+                    *bytes = 0;
+                    return nullptr;
+                }
                 if (L.type == kv_dtype::i8)
                     prefetch_bytes(reinterpret_cast<const char *>((at.value ? L.v_scale : L.k_scale) + pc.row), pc.n * 4);
-                *bytes = pc.n * row_bytes;
+                *bytes = pc.n * (at.value ? v_row_bytes : row_bytes);
                 const char *base = at.value ? L.v : L.k;
                 const int64_t ofs = at.value ? pc.vofs : pc.kofs;
                 // Plain tensors: the heads' pieces of a chunk read its rows
@@ -878,9 +902,9 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                         const head_state &H = heads[size_t(pc.hh)];
                         const char *pf = target(true, i, &pf_bytes);
                         if (i8_ints) {
-                            kn.gemm_i8_pf(R, pc.n, int(D), H.ST + (pc.j - j0) * R, R, L.v_scale + pc.row, H.wi,
-                                          reinterpret_cast<const int8_t *>(L.v) + pc.row * D, D, H.acc, Dpad, pf,
-                                          pf_bytes);
+                            kn.gemm_i8_pf(R, pc.n, int(Dv), H.ST + (pc.j - j0) * R, R, L.v_scale + pc.row, H.wi,
+                                          reinterpret_cast<const int8_t *>(L.v) + pc.vofs, value_row(L), H.acc, Dpad,
+                                          pf, pf_bytes);
                             continue;
                         }
                         piece_values(L, pc, kn, gemm_pf, H.ST + (pc.j - j0) * R, R, pc.j == j0 ? H.alpha : nullptr,
@@ -889,7 +913,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 if (i8_ints)
                     for (int64_t hh = 0; hh < ng; ++hh) {
                         const head_state &H = heads[size_t(hh)];
-                        kn.i8_acc_finish(R, int(D), H.acc, Dpad, H.ws, H.alpha, H.O, D);
+                        kn.i8_acc_finish(R, int(Dv), H.acc, Dpad, H.ws, H.alpha, H.O, Dv);
                     }
             }
         }
@@ -897,19 +921,19 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         for (int64_t hh = 0; hh < ng; ++hh) {
             const head_state &H = heads[size_t(hh)];
             const int64_t g = t.g0 + hh;
-            if (eo) columns_from_eo(H.O, R, D);
+            if (eo) columns_from_eo(H.O, R, Dv);
             if (t.parts > 1) {
                 float *dst = parts.data() + (t.first_slot + part * ng + hh) * slot;
-                std::memcpy(dst, H.O, size_t(R) * D * 4);
-                std::memcpy(dst + size_t(R) * D, H.m, size_t(R) * 4);
-                std::memcpy(dst + size_t(R) * (D + 1), H.l, size_t(R) * 4);
+                std::memcpy(dst, H.O, size_t(R) * Dv * 4);
+                std::memcpy(dst + size_t(R) * Dv, H.m, size_t(R) * 4);
+                std::memcpy(dst + size_t(R) * (Dv + 1), H.l, size_t(R) * 4);
                 continue;
             }
             for (int64_t qh = 0; qh < G; ++qh)
                 for (int64_t ii = 0; ii < tl; ++ii) {
                     const int64_t r = qh * tl + ii;
                     float row_lse;
-                    finish_row(H.O + r * D, H.m[r], H.l[r], p.sinks ? p.sinks + g * G + qh : nullptr, D, row,
+                    finish_row(H.O + r * Dv, H.m[r], H.l[r], p.sinks ? p.sinks + g * G + qh : nullptr, Dv, row,
                                p.lse ? &row_lse : nullptr);
                     store_row(out, b, i0 + ii, g * G + qh, kn, row);
                     if (p.lse) store_lse(p.lse, b, i0 + ii, g * G + qh, row_lse);
@@ -935,16 +959,16 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         const task &t = tasks[size_t(ti)];
         if (t.parts <= 1) return;
         const int64_t R = G * t.tl;
-        std::vector<float> row(static_cast<size_t>(D));
+        std::vector<float> row(static_cast<size_t>(Dv));
         for (int64_t hh = 0; hh < t.ng; ++hh)
             for (int64_t r = 0; r < R; ++r) {
                 // Part k of head hh is slot first_slot + k * ng + hh.
                 float mx, sum;
-                merge_parts(parts.data() + (t.first_slot + hh) * slot, t.ng * slot, t.parts, R, D, r, row.data(), &mx,
+                merge_parts(parts.data() + (t.first_slot + hh) * slot, t.ng * slot, t.parts, R, Dv, r, row.data(), &mx,
                             &sum);
                 const int64_t qh = r / t.tl, ii = r % t.tl, g = t.g0 + hh;
                 float row_lse;
-                finish_row(row.data(), mx, sum, p.sinks ? p.sinks + g * G + qh : nullptr, D, row.data(),
+                finish_row(row.data(), mx, sum, p.sinks ? p.sinks + g * G + qh : nullptr, Dv, row.data(),
                            p.lse ? &row_lse : nullptr);
                 store_row(out, t.b, t.i0 + ii, g * G + qh, kn, row.data());
                 if (p.lse) store_lse(p.lse, t.b, t.i0 + ii, g * G + qh, row_lse);

@@ -85,9 +85,11 @@ void cache_attention_packed(const cache_layer_view &L, const cache_seq *seqs, in
         if (t->ndim != 3)
             fail(LLMKIT_ERROR_SHAPE, t->name, ": expected 3 dimensions [total queries, heads, head_dim] (",
                  cu.name, " packs the batch's queries), got ", t->ndim, " (shape ", t->shape_string(), ")");
+    const int64_t Dv = value_dim(L);
     for (int i = 0; i < 3; ++i)
-        if (out.shape[i] != q.shape[i])
-            fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must equal q's ", q.shape_string());
+        if (out.shape[i] != (i < 2 ? q.shape[i] : Dv))
+            fail(LLMKIT_ERROR_SHAPE, "out: shape ", out.shape_string(), " must be [Tq, Hq, Dv] = [", q.shape[0], ", ",
+                 q.shape[1], ", ", Dv, "] (q's first two axes, the cache's v_head_dim)");
     // The whole tensors as one sequence [1, Tq, Hq, D]: every check of a
     // group call that does not depend on the batch, once, before any copy.
     validate_queries(L, sequence_view(q, -1, 0, q.shape[0]), sequence_view(out, -1, 0, out.shape[0]));

@@ -26,7 +26,8 @@ using core::tensor_view;
 
 namespace {
 
-constexpr int64_t k_max_head_dim = 256;
+// DeepSeek's latent rows (512 + 64), as attention() takes them.
+constexpr int64_t k_max_head_dim = 576;
 
 // a * b, or an OUT_OF_RANGE error naming `what` when it passes 2^62.
 int64_t mul_checked(int64_t a, int64_t b, const char *what) {
@@ -100,9 +101,10 @@ row_buffer::row_buffer(size_t bytes) {
 void row_buffer::release::operator()(char *p) const { std::free(p); }
 
 block_storage::block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
-                             int64_t n_blocks, kv_dtype type)
+                             int64_t n_blocks, kv_dtype type, int64_t v_head_dim, bool v_from_k)
     : n_layers_(n_layers), n_kv_heads_(n_kv_heads), head_dim_(head_dim), block_size_(block_size),
-      n_blocks_(n_blocks), type_(type), es_(kv_dtype_bytes(type)) {
+      n_blocks_(n_blocks), type_(type), dv_(v_head_dim > 0 ? v_head_dim : head_dim), v_from_k_(v_from_k),
+      es_(kv_dtype_bytes(type)) {
     require_positive(n_layers, "n_layers");
     require_positive(n_kv_heads, "n_kv_heads");
     require_positive(head_dim, "head_dim");
@@ -110,42 +112,67 @@ block_storage::block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_
     require_positive(n_blocks, "block count (sequences)");
     if (head_dim > k_max_head_dim)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "head_dim = ", head_dim, " exceeds the supported maximum of ", k_max_head_dim);
+    if (v_head_dim < 0 || v_head_dim > k_max_head_dim)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "v_head_dim = ", v_head_dim, " is outside 0..", k_max_head_dim,
+             " (0: head_dim)");
+    if (v_from_k && dv_ > head_dim)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "v_from_k: V is the first v_head_dim elements of each K row, so v_head_dim = ",
+             dv_, " must not exceed head_dim = ", head_dim);
     if (int(type) < 0 || int(type) > 3) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "dtype = ", int(type), " is not a KV-cache dtype");
     const int64_t rows = mul_checked(mul_checked(n_blocks, n_kv_heads, "blocks * heads"), block_size, "rows");
+    layer_rows_ = rows;
     layer_elems_ = mul_checked(rows, head_dim, "elements per layer");
-    const int64_t elems = mul_checked(layer_elems_, n_layers, "elements");
-    const int64_t bytes = mul_checked(elems, es_, "bytes");
-    if (uint64_t(bytes) > uint64_t(std::numeric_limits<size_t>::max()) / 2)
-        fail(LLMKIT_ERROR_OUT_OF_RANGE, "the cache would need ", bytes, " bytes each for K and V");
+    v_layer_elems_ = v_from_k ? 0 : mul_checked(rows, dv_, "elements per layer");
+    const int64_t bytes = mul_checked(mul_checked(layer_elems_, n_layers, "elements"), es_, "bytes");
+    const int64_t v_bytes = mul_checked(mul_checked(v_layer_elems_, n_layers, "elements"), es_, "bytes");
+    if (uint64_t(bytes) > uint64_t(std::numeric_limits<size_t>::max()) / 2 ||
+        uint64_t(v_bytes) > uint64_t(std::numeric_limits<size_t>::max()) / 2)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "the cache would need ", bytes, " bytes for K and ", v_bytes, " for V");
     k_ = row_buffer(size_t(bytes));
-    v_ = row_buffer(size_t(bytes));
+    if (!v_from_k) v_ = row_buffer(size_t(v_bytes));
     if (type == kv_dtype::i8) {
         k_scale_.resize(size_t(rows * n_layers));
-        v_scale_.resize(size_t(rows * n_layers));
+        if (!v_from_k) v_scale_.resize(size_t(rows * n_layers));
     }
-    const uint64_t row_bytes = uint64_t(head_dim * es_) + (type == kv_dtype::i8 ? 4 : 0);
-    block_bytes_ = 2 * uint64_t(n_layers * n_kv_heads * block_size) * row_bytes;
+    const uint64_t scale_bytes = type == kv_dtype::i8 ? 4 : 0;
+    const uint64_t k_row_bytes = uint64_t(head_dim * es_) + scale_bytes;
+    const uint64_t v_row_bytes = v_from_k ? 0 : uint64_t(dv_ * es_) + scale_bytes;
+    block_bytes_ = uint64_t(n_layers * n_kv_heads * block_size) * (k_row_bytes + v_row_bytes);
 }
 
-int64_t block_storage::check_rows(const tensor_view &k, const tensor_view &v) const {
-    for (const tensor_view *t : {&k, &v}) {
+int64_t block_storage::check_rows(const tensor_view &k, const tensor_view *v) const {
+    if (v_from_k_ && v)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "v: this cache keeps no V (v_from_k: a token's V is the first ", dv_,
+             " elements of its K row); pass none");
+    if (!v_from_k_ && !v) fail(LLMKIT_ERROR_NULL_POINTER, "v: tensor pointer is NULL");
+    for (const tensor_view *t : {&k, v}) {
+        if (!t) continue;
+        const int64_t width = t == &k ? head_dim_ : dv_;
         require_host(*t);
         if (t->type != dtype::f32 && t->type != dtype::bf16 && t->type != dtype::f16)
             fail(LLMKIT_ERROR_DTYPE, t->name, ": dtype ", core::dtype_name(t->type), " is not float32, bfloat16 or float16");
-        if (t->ndim != 3 || t->shape[1] != n_kv_heads_ || t->shape[2] != head_dim_)
-            fail(LLMKIT_ERROR_SHAPE, t->name, ": shape ", t->shape_string(), " must be [tokens, ", n_kv_heads_, ", ",
-                 head_dim_, "] (this cache's kv heads and head_dim)");
+        if (t->ndim != 3 || t->shape[1] != n_kv_heads_ || t->shape[2] != width)
+            fail(LLMKIT_ERROR_SHAPE, t->name, ": shape ", t->shape_string(), " must be [tokens, ", n_kv_heads_, ", ", width,
+                 "] (this cache's kv heads and ", t == &k ? "head_dim" : "v_head_dim", ")");
         if (t->shape[2] > 1 && t->strides[2] != 1)
             fail(LLMKIT_ERROR_UNSUPPORTED, t->name, ": the head_dim axis must have stride 1, got stride ", t->strides[2]);
     }
-    if (k.type != v.type)
-        fail(LLMKIT_ERROR_DTYPE, "v: dtype ", core::dtype_name(v.type), " differs from k's ", core::dtype_name(k.type));
-    if (k.shape[0] != v.shape[0])
-        fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v.shape_string(), " hold different token counts");
+    if (v && k.type != v->type)
+        fail(LLMKIT_ERROR_DTYPE, "v: dtype ", core::dtype_name(v->type), " differs from k's ", core::dtype_name(k.type));
+    if (v && k.shape[0] != v->shape[0])
+        fail(LLMKIT_ERROR_SHAPE, "k ", k.shape_string(), " and v ", v->shape_string(), " hold different token counts");
     // Non-finite values would poison every later query (and int8 scales):
     // refuse them before anything is written.
-    for (const tensor_view *t : {&k, &v}) core::require_finite(*t, 0);
+    core::require_finite(k, 0);
+    if (v) core::require_finite(*v, 0);
     return k.shape[0];
+}
+
+void check_append_rope(const rope_params &rope, const block_storage &store) {
+    refuse_mrope_in_cache(rope, "rope");
+    if (store.v_from_k())
+        fail(LLMKIT_ERROR_UNSUPPORTED, "rope: this cache's V lies in its K rows (v_from_k), and rotating K would turn "
+             "the values too: rotate the keys' rotary part before appending");
 }
 
 angle_table block_storage::angles(const rope_rotation &rot, int64_t end) {
@@ -170,9 +197,9 @@ angle_table block_storage::angles(const rope_rotation &rot, int64_t end) {
     return {m.cs.data(), m.sn.data()};
 }
 
-void block_storage::write(int64_t layer, int64_t block, int64_t row, const tensor_view &k, const tensor_view &v,
+void block_storage::write(int64_t layer, int64_t block, int64_t row, const tensor_view &k, const tensor_view *v,
                           int64_t from, int64_t n, const rope_rotation *rope, int64_t position, angle_table table) {
-    const int64_t D = head_dim_, H = n_kv_heads_;
+    const int64_t H = n_kv_heads_;
     const size_t pairs = rope ? size_t(rope->pairs()) : 0;
     // Rows already in the cache's dtype and not rotated are copied as they are.
     const auto same_type = [&](const tensor_view &t) {
@@ -182,15 +209,17 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
     const kernels &kn = best_kernels();
     // Tokens [s0, s1) of the append: both K and V, every head.
     const auto write_tokens = [&](int64_t s0, int64_t s1) {
-        std::vector<float> x(static_cast<size_t>(D)), cs(pairs), sn(pairs);
-        std::vector<uint16_t> half(static_cast<size_t>(D));  // a 16-bit row on its way in or out
-        for (int kv = 0; kv < 2; ++kv) {
-            const tensor_view &t = kv == 0 ? k : v;
+        const int64_t widest = std::max(head_dim_, dv_);
+        std::vector<float> x(static_cast<size_t>(widest)), cs(pairs), sn(pairs);
+        std::vector<uint16_t> half(static_cast<size_t>(widest));  // a 16-bit row on its way in or out
+        for (int kv = 0; kv < (v ? 2 : 1); ++kv) {
+            const tensor_view &t = kv == 0 ? k : *v;
+            const int64_t D = kv == 0 ? head_dim_ : dv_;
             const bool rotate = kv == 0 && pairs > 0;
             const bool copy = !rotate && same_type(t);
-            char *base = (kv == 0 ? k_ : v_).data() + layer * layer_elems_ * es_;
+            char *base = kv == 0 ? k_.data() + layer * layer_elems_ * es_ : v_.data() + layer * v_layer_elems_ * es_;
             float *scales =
-                type_ == kv_dtype::i8 ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * (layer_elems_ / D) : nullptr;
+                type_ == kv_dtype::i8 ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * layer_rows_ : nullptr;
             for (int64_t s = s0; s < s1; ++s) {
                 const float *c = cs.data(), *sn_row = sn.data();
                 if (rotate && table.cs) {
@@ -216,7 +245,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                     case kv_dtype::i8: {
                         // Symmetric per token and head: scale = absmax / 127, q = round(x / scale).
                         float amax = 0.0f;
-                        for (float e : x) amax = std::max(amax, std::fabs(e));
+                        for (int64_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(x[size_t(d)]));
                         const float scale = amax / 127.0f;
                         const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
                         for (int64_t d = 0; d < D; ++d) {
@@ -245,14 +274,19 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
 
 void block_storage::copy_rows(int64_t dst, int64_t src, int64_t n) {
     if (dst == src || n <= 0) return;
-    const int64_t D = head_dim_;
     for (int64_t l = 0; l < n_layers_; ++l)
         for (int64_t h = 0; h < n_kv_heads_; ++h) {
-            const int64_t rd = l * (layer_elems_ / D) + (dst * n_kv_heads_ + h) * block_size_;
-            const int64_t rs = l * (layer_elems_ / D) + (src * n_kv_heads_ + h) * block_size_;
-            for (auto *buf : {&k_, &v_}) std::memcpy(buf->data() + rd * D * es_, buf->data() + rs * D * es_, size_t(n * D * es_));
-            if (type_ == kv_dtype::i8)
-                for (auto *sc : {&k_scale_, &v_scale_}) std::memcpy(sc->data() + rd, sc->data() + rs, size_t(n) * 4);
+            const int64_t rd = l * layer_rows_ + (dst * n_kv_heads_ + h) * block_size_;
+            const int64_t rs = l * layer_rows_ + (src * n_kv_heads_ + h) * block_size_;
+            for (int kv = 0; kv < (v_from_k_ ? 1 : 2); ++kv) {
+                char *buf = (kv == 0 ? k_ : v_).data();
+                const int64_t D = kv == 0 ? head_dim_ : dv_;
+                std::memcpy(buf + rd * D * es_, buf + rs * D * es_, size_t(n * D * es_));
+                if (type_ == kv_dtype::i8) {
+                    float *sc = (kv == 0 ? k_scale_ : v_scale_).data();
+                    std::memcpy(sc + rd, sc + rs, size_t(n) * 4);
+                }
+            }
         }
 }
 
@@ -266,10 +300,12 @@ cache_layer_view block_storage::layer(int64_t l) const {
     c.block_size = block_size_;
     c.n_blocks = n_blocks_;
     c.k = k_.data() + l * layer_elems_ * es_;
-    c.v = v_.data() + l * layer_elems_ * es_;
+    c.v = v_from_k_ ? c.k : v_.data() + l * v_layer_elems_ * es_;
+    c.v_head_dim = dv_;
+    c.v_row = v_from_k_ ? head_dim_ : dv_;
     if (type_ == kv_dtype::i8) {
-        c.k_scale = k_scale_.data() + l * (layer_elems_ / head_dim_);
-        c.v_scale = v_scale_.data() + l * (layer_elems_ / head_dim_);
+        c.k_scale = k_scale_.data() + l * layer_rows_;
+        c.v_scale = v_from_k_ ? c.k_scale : v_scale_.data() + l * layer_rows_;
     }
     return c;
 }
@@ -278,8 +314,8 @@ cache_layer_view block_storage::layer(int64_t l) const {
 // The contiguous cache.
 
 kv_cache::kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity, int64_t max_sequences,
-                   kv_dtype type)
-    : store_(n_layers, n_kv_heads, head_dim, capacity, checked_slots(max_sequences), type),
+                   kv_dtype type, int64_t v_head_dim, bool v_from_k)
+    : store_(n_layers, n_kv_heads, head_dim, capacity, checked_slots(max_sequences), type, v_head_dim, v_from_k),
       live_(size_t(max_sequences), false),
       len_(size_t(max_sequences), std::vector<int64_t>(size_t(n_layers), 0)),
       slot_ids_(size_t(max_sequences)) {
@@ -331,24 +367,26 @@ int64_t kv_cache::length(int32_t seq, int32_t layer) const {
     return layer < 0 ? *std::max_element(l.begin(), l.end()) : l[size_t(layer)];
 }
 
-void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view &v_in,
+void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view *v_in,
                       const rope_params *rope) {
     if (layer < 0 || layer >= store_.n_layers())
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "layer = ", layer, " is outside 0..", store_.n_layers() - 1);
     check_seq(live_, seq, "seq");
     std::optional<rope_rotation> rot;
     if (rope) {
-        refuse_mrope_in_cache(*rope, "rope");
+        check_append_rope(*rope, store_);
         rot.emplace(*rope, store_.head_dim());
     }
-    const tensor_view k = rows_view(k_in), v = rows_view(v_in);
-    const int64_t n = store_.check_rows(k, v);
+    const tensor_view k = rows_view(k_in);
+    std::optional<tensor_view> v;
+    if (v_in) v = rows_view(*v_in);
+    const int64_t n = store_.check_rows(k, v ? &*v : nullptr);
     int64_t &len = len_[size_t(seq)][size_t(layer)];
     if (n > capacity() - len)
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "sequence ", seq, " holds ", len, " tokens in layer ", layer, "; appending ", n,
              " more would pass the cache's capacity of ", capacity());
     const angle_table angles = rot ? store_.angles(*rot, len + n) : angle_table{};
-    store_.write(layer, seq, len, k, v, 0, n, rot ? &*rot : nullptr, len, angles);
+    store_.write(layer, seq, len, k, v ? &*v : nullptr, 0, n, rot ? &*rot : nullptr, len, angles);
     len += n;
 }
 

@@ -12,6 +12,12 @@
 // - paged_kv_cache (paged_kv_cache.hpp) shares a pool of small blocks between
 //   sequences, vLLM-style, with reference counts for fork / copy-on-write.
 //
+// V may have a head_dim of its own (v_head_dim, DeepSeek's 192 / 128), and a
+// cache may keep no V at all (v_from_k): a token's V is then the first
+// v_head_dim elements of its K row, as in multi-head latent attention, where
+// one 576-wide row per token holds the 512-wide latent (the values) and the
+// 64-wide rotary key.
+//
 // One attention kernel (cache_attention) reads both through the block table,
 // converting (or dequantizing) K/V rows tile by tile as it walks them, so the
 // two caches give bit-identical results.
@@ -42,6 +48,9 @@ struct cache_layer_view {
     int64_t n_kv_heads = 0, head_dim = 0, block_size = 0, n_blocks = 0;
     const char *k = nullptr, *v = nullptr;              // [block][head][token][dim]
     const float *k_scale = nullptr, *v_scale = nullptr;  // [block][head][token], int8 only
+    // V's elements per row (0: head_dim) and from one V row to the next in
+    // the block layout (0: V's own width; head_dim where V lies in K's rows).
+    int64_t v_head_dim = 0, v_row = 0;
     // Plain [B, S, H, D] tensors instead (attention()'s decode over K and V
     // whose heads lie side by side, see attention.cpp): token_stride > 0, each
     // sequence one block of block_size tokens, its rows token-major with the
@@ -50,6 +59,10 @@ struct cache_layer_view {
     // Decode only (fewer than 16 rows per kv head), float types only.
     int64_t token_stride = 0, k_block_stride = 0, v_block_stride = 0;
 };
+
+// V's head_dim, and the elements between its rows in the block layout.
+inline int64_t value_dim(const cache_layer_view &L) { return L.v_head_dim > 0 ? L.v_head_dim : L.head_dim; }
+inline int64_t value_row(const cache_layer_view &L) { return L.v_row > 0 ? L.v_row : value_dim(L); }
 
 // One sequence: its block table and how many tokens it holds.
 struct cache_seq {
@@ -93,12 +106,12 @@ struct cache_attention_params {
 };
 
 // Attention of q [B, Sq, Hq, D] (the last Sq tokens of each sequence) over
-// the cached keys of seqs[b], out [B, Sq, Hq, D] of q's dtype. Validates the
+// the cached keys of seqs[b], out [B, Sq, Hq, Dv] of q's dtype (Dv: V's head_dim). Validates the
 // tensors against the layer; block ids must already be checked.
 void cache_attention(const cache_layer_view &layer, const cache_seq *seqs, int64_t n_seqs, const core::tensor_view &q,
                      const core::tensor_view &out, const cache_attention_params &p);
 
-// The checks of queries q and output out [B, Sq, Hq, D] against the layer
+// The checks of queries q [B, Sq, Hq, D] and output out [B, Sq, Hq, Dv] against the layer
 // that do not depend on the batch: host memory, head_dim stride 1, dtypes,
 // shapes, out's own elements, head_dim and the head counts.
 void validate_queries(const cache_layer_view &layer, const core::tensor_view &q, const core::tensor_view &out);
@@ -137,26 +150,31 @@ struct angle_table {
 // The storage both caches share (see the top of this file).
 class block_storage {
 public:
+    // v_head_dim: V's elements per row, 0 for head_dim. v_from_k: no V is
+    // kept; V is the first v_head_dim elements of each K row (<= head_dim).
     block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int64_t n_blocks,
-                  kv_dtype type);
+                  kv_dtype type, int64_t v_head_dim = 0, bool v_from_k = false);
 
     int64_t n_layers() const { return n_layers_; }
     int64_t n_kv_heads() const { return n_kv_heads_; }
     int64_t head_dim() const { return head_dim_; }
+    int64_t v_head_dim() const { return dv_; }
+    bool v_from_k() const { return v_from_k_; }
     int64_t block_size() const { return block_size_; }
     int64_t n_blocks() const { return n_blocks_; }
     kv_dtype type() const { return type_; }
     // Bytes of one block over all layers: K, V and the int8 scales.
     uint64_t block_bytes() const { return block_bytes_; }
 
-    // Checks k and v ([S, Hkv, D], a float dtype, unit stride on D, finite)
-    // against this storage; returns S.
-    int64_t check_rows(const core::tensor_view &k, const core::tensor_view &v) const;
+    // Checks k [S, Hkv, D] and v [S, Hkv, Dv] (a float dtype, unit stride on
+    // the last axis, finite) against this storage; returns S. v is null
+    // exactly when the storage keeps no V (v_from_k).
+    int64_t check_rows(const core::tensor_view &k, const core::tensor_view *v) const;
     // Writes rows [from, from + n) of k and v to (layer, block, first row).
     // With `rope`, each K row is rotated in float32 (row from + s at position
     // `position + s`) before it is stored in the cache's dtype; `angles`, when
     // given, holds the cosines and sines of those positions (angles()).
-    void write(int64_t layer, int64_t block, int64_t row, const core::tensor_view &k, const core::tensor_view &v,
+    void write(int64_t layer, int64_t block, int64_t row, const core::tensor_view &k, const core::tensor_view *v,
                int64_t from, int64_t n, const rope_rotation *rope = nullptr, int64_t position = 0,
                angle_table angles = {});
     // The cosines and sines of positions [0, end) for the rotation `rot`
@@ -175,9 +193,13 @@ public:
 private:
     int64_t n_layers_, n_kv_heads_, head_dim_, block_size_, n_blocks_;
     kv_dtype type_;
+    int64_t dv_;
+    bool v_from_k_;
     int64_t es_;
     uint64_t block_bytes_;
-    int64_t layer_elems_;  // elements of K (or V) per layer
+    int64_t layer_rows_;     // rows of K (and of V) per layer
+    int64_t layer_elems_;    // elements of K per layer
+    int64_t v_layer_elems_;  // elements of V per layer (0: v_from_k)
     row_buffer k_, v_;
     std::vector<float> k_scale_, v_scale_;
     struct angle_memo {
@@ -194,12 +216,15 @@ void check_seq(const std::vector<bool> &live, int32_t seq, const char *what);
 void truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t n);
 // The [S, Hkv, D] view of a K or V argument given as [S, Hkv, D] or [1, S, Hkv, D].
 core::tensor_view rows_view(const core::tensor_view &t);
+// Both caches' checks of an append's rotation (no M-RoPE; none where V lies
+// in K's rows, whose rotation would turn the values).
+void check_append_rope(const rope_params &rope, const block_storage &store);
 
 // The contiguous cache: max_sequences slots of `capacity` tokens each.
 class kv_cache {
 public:
     kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity, int64_t max_sequences,
-             kv_dtype type);
+             kv_dtype type, int64_t v_head_dim = 0, bool v_from_k = false);
 
     int32_t seq_new();
     int32_t seq_fork(int32_t src);  // a copy (this cache shares nothing)
@@ -207,8 +232,9 @@ public:
     // Keeps the first n tokens of seq in every layer (n <= its length).
     void seq_truncate(int32_t seq, int64_t n);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
-    // With `rope`, K is rotated on its way in, token j of the sequence at position j.
-    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v,
+    // With `rope`, K is rotated on its way in, token j of the sequence at
+    // position j. v is null exactly for a cache that keeps no V (v_from_k).
+    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view *v,
                 const rope_params *rope = nullptr);
     void attention(int32_t layer, const core::tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
                    const core::tensor_view &out, const cache_attention_params &p) const;

@@ -28,8 +28,9 @@ int64_t checked_block_count(int64_t n) {
 }  // namespace
 
 paged_kv_cache::paged_kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
-                               int64_t n_blocks, int64_t max_sequences, int64_t max_blocks_per_seq, kv_dtype type)
-    : store_(n_layers, n_kv_heads, head_dim, block_size, checked_block_count(n_blocks), type),
+                               int64_t n_blocks, int64_t max_sequences, int64_t max_blocks_per_seq, kv_dtype type,
+                               int64_t v_head_dim, bool v_from_k)
+    : store_(n_layers, n_kv_heads, head_dim, block_size, checked_block_count(n_blocks), type, v_head_dim, v_from_k),
       max_blocks_per_seq_(max_blocks_per_seq) {
     if (max_sequences <= 0 || max_sequences > std::numeric_limits<int32_t>::max())
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "max_sequences must be in 1..INT32_MAX, got ", max_sequences);
@@ -111,17 +112,19 @@ const std::vector<int32_t> &paged_kv_cache::block_table(int32_t seq) const {
     return tables_[size_t(seq)];
 }
 
-void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view &v_in,
+void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const tensor_view *v_in,
                             const rope_params *rope) {
     check_layer(layer);
     check_seq(live_, seq, "seq");
     std::optional<rope_rotation> rot;
     if (rope) {
-        refuse_mrope_in_cache(*rope, "rope");
+        check_append_rope(*rope, store_);
         rot.emplace(*rope, store_.head_dim());
     }
-    const tensor_view k = rows_view(k_in), v = rows_view(v_in);
-    const int64_t n = store_.check_rows(k, v);
+    const tensor_view k = rows_view(k_in);
+    std::optional<tensor_view> v;
+    if (v_in) v = rows_view(*v_in);
+    const int64_t n = store_.check_rows(k, v ? &*v : nullptr);
     if (n == 0) return;
     const int64_t bs = store_.block_size();
     int64_t &len = len_[size_t(seq)][size_t(layer)];
@@ -169,7 +172,7 @@ void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in,
     core::parallel_for(int64_t(pieces.size()), n * store_.n_kv_heads() >= 256 ? 0 : 1, [&](int64_t i) {
         const piece &pc = pieces[size_t(i)];
         const int64_t pos = len + pc.done;
-        store_.write(layer, table[size_t(pos / bs)], pos % bs, k, v, pc.done, pc.take, rot ? &*rot : nullptr, pos,
+        store_.write(layer, table[size_t(pos / bs)], pos % bs, k, v ? &*v : nullptr, pc.done, pc.take, rot ? &*rot : nullptr, pos,
                      angles);
     });
     len += n;

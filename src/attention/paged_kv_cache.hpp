@@ -17,7 +17,8 @@ namespace llmkit::attention {
 class paged_kv_cache {
 public:
     paged_kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int64_t n_blocks,
-                   int64_t max_sequences, int64_t max_blocks_per_seq, kv_dtype type);
+                   int64_t max_sequences, int64_t max_blocks_per_seq, kv_dtype type, int64_t v_head_dim = 0,
+                   bool v_from_k = false);
 
     int32_t seq_new();
     int32_t seq_fork(int32_t src);  // shares every block of src
@@ -27,8 +28,9 @@ public:
     void seq_truncate(int32_t seq, int64_t n);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
     const std::vector<int32_t> &block_table(int32_t seq) const;
-    // With `rope`, K is rotated on its way in, token j of the sequence at position j.
-    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view &v,
+    // With `rope`, K is rotated on its way in, token j of the sequence at
+    // position j. v is null exactly for a cache that keeps no V (v_from_k).
+    void append(int32_t layer, int32_t seq, const core::tensor_view &k, const core::tensor_view *v,
                 const rope_params *rope = nullptr);
     void attention(int32_t layer, const core::tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
                    const core::tensor_view &out, const cache_attention_params &p) const;

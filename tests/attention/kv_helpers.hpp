@@ -63,10 +63,17 @@ inline std::vector<double> stored_row(int32_t t, const std::vector<double> &x) {
 
 // One sequence's tokens as the test knows them: the inputs and what the cache holds.
 struct seq_data {
-    std::vector<double> k_in, v_in;        // [len][Hkv][D], exactly the appended values
+    std::vector<double> k_in, v_in;        // [len][Hkv][D] and [len][Hkv][Dv], exactly the appended values
     std::vector<double> k_store, v_store;  // the same, as stored
     int64_t len = 0;
 };
+
+// V's head_dim as the sequences hold it (D where they hold no tokens).
+inline int64_t value_dim(const std::vector<const seq_data *> &seqs, int64_t Hkv, int64_t D) {
+    for (const seq_data *s : seqs)
+        if (s->len > 0) return int64_t(s->v_store.size()) / (s->len * Hkv);
+    return D;
+}
 
 struct ref_options {
     bool causal = true;
@@ -77,13 +84,14 @@ struct ref_options {
     bool use_inputs = false;  // attend over the unquantised inputs instead of the stored values
 };
 
-// float64 attention of q [B][Sq][Hq][D] (the last Sq tokens of seqs[b]); returns [B][Sq][Hq][D].
+// float64 attention of q [B][Sq][Hq][D] (the last Sq tokens of seqs[b]); returns [B][Sq][Hq][Dv].
 // lse (null: not wanted) receives each row's log-sum-exp [B][Sq][Hq].
 inline std::vector<double> reference(const attn_test::tensor4 &q, const std::vector<const seq_data *> &seqs,
                                      int64_t Hkv, const ref_options &o, std::vector<double> *lse = nullptr) {
     const int64_t B = q.shape[0], Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], G = Hq / Hkv;
+    const int64_t Dv = value_dim(seqs, Hkv, D);
     const double scale = 1.0 / std::sqrt(double(D));
-    std::vector<double> out(size_t(B * Sq * Hq * D), 0.0);
+    std::vector<double> out(size_t(B * Sq * Hq * Dv), 0.0);
     if (lse) lse->assign(size_t(B * Sq * Hq), -INFINITY);
     for (int64_t b = 0; b < B; ++b) {
         const seq_data &s = *seqs[size_t(b)];
@@ -112,8 +120,9 @@ inline std::vector<double> reference(const attn_test::tensor4 &q, const std::vec
                 for (int64_t j = 0; j < L; ++j) sum += (sc[size_t(j)] = std::exp(sc[size_t(j)] - mx));
                 if (lse) (*lse)[size_t((b * Sq + i) * Hq + h)] = mx + std::log(sum);
                 for (int64_t j = 0; j < L; ++j)
-                    for (int64_t d = 0; d < D; ++d)
-                        out[size_t(((b * Sq + i) * Hq + h) * D + d)] += sc[size_t(j)] / sum * V[size_t((j * Hkv + g) * D + d)];
+                    for (int64_t d = 0; d < Dv; ++d)
+                        out[size_t(((b * Sq + i) * Hq + h) * Dv + d)] +=
+                            sc[size_t(j)] / sum * V[size_t((j * Hkv + g) * Dv + d)];
             }
     }
     return out;
@@ -128,15 +137,17 @@ struct cache {
     bool paged = false;
     llmkit_kv_cache *c = nullptr;
     llmkit_paged_kv_cache *p = nullptr;
-    int64_t Hkv = 0, D = 0;
+    int64_t Hkv = 0, D = 0, Dv = 0;  // Dv: V's head_dim
     int32_t type = LLMKIT_KV_F32;
+    bool v_from_k = false;  // no V kept: a token's V is the first Dv elements of its K row
 
     cache(bool paged_, int32_t n_layers, int32_t hkv, int32_t d, int32_t t, int64_t capacity = 1024, int32_t max_seqs = 8,
-          int32_t block_size = 16, int64_t n_blocks = 0)
-        : paged(paged_), Hkv(hkv), D(d), type(t) {
+          int32_t block_size = 16, int64_t n_blocks = 0, int32_t dv = 0, bool v_in_k = false)
+        : paged(paged_), Hkv(hkv), D(d), Dv(dv > 0 ? dv : d), type(t), v_from_k(v_in_k) {
         if (paged) {
             llmkit_paged_kv_cache_options o = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
             o.n_layers = n_layers, o.n_kv_heads = hkv, o.head_dim = d, o.block_size = block_size, o.dtype = t;
+            o.v_head_dim = dv, o.v_from_k = v_in_k;
             o.max_sequences = max_seqs;
             o.n_blocks = n_blocks > 0 ? n_blocks : max_seqs * ((capacity + block_size - 1) / block_size);
             o.max_blocks_per_seq = (capacity + block_size - 1) / block_size;
@@ -145,6 +156,7 @@ struct cache {
             llmkit_kv_cache_options o = LLMKIT_KV_CACHE_OPTIONS_INIT;
             o.n_layers = n_layers, o.n_kv_heads = hkv, o.head_dim = d, o.capacity = capacity, o.dtype = t;
             o.max_sequences = max_seqs;
+            o.v_head_dim = dv, o.v_from_k = v_in_k;
             REQUIRE(llmkit_kv_cache_create(&c, &o) == LLMKIT_OK);
         }
     }
@@ -179,25 +191,30 @@ struct cache {
     // Appends n random tokens (N(0,1)) to layer `layer` of sequence s and records them in sd.
     void append(int32_t layer, int32_t s, int64_t n, std::mt19937 &rng, seq_data &sd) {
         std::normal_distribution<double> nd(0.0, 1.0);
-        std::vector<float> kb(size_t(n * Hkv * D)), vb(size_t(n * Hkv * D));
-        for (int kv = 0; kv < 2; ++kv) {
+        std::vector<float> kb(size_t(n * Hkv * D)), vb(size_t(n * Hkv * Dv));
+        for (int kv = 0; kv < (v_from_k ? 1 : 2); ++kv) {
             auto &buf = kv == 0 ? kb : vb;
             auto &in = kv == 0 ? sd.k_in : sd.v_in;
             auto &st = kv == 0 ? sd.k_store : sd.v_store;
+            const int64_t W = kv == 0 ? D : Dv;
             for (int64_t r = 0; r < n * Hkv; ++r) {
-                std::vector<double> row(static_cast<size_t>(D));
-                for (int64_t d = 0; d < D; ++d) {
-                    buf[size_t(r * D + d)] = float(nd(rng));
-                    row[size_t(d)] = buf[size_t(r * D + d)];
+                std::vector<double> row(static_cast<size_t>(W));
+                for (int64_t d = 0; d < W; ++d) {
+                    buf[size_t(r * W + d)] = float(nd(rng));
+                    row[size_t(d)] = buf[size_t(r * W + d)];
                 }
                 const std::vector<double> stored = stored_row(type, row);
                 in.insert(in.end(), row.begin(), row.end());
                 st.insert(st.end(), stored.begin(), stored.end());
+                if (v_from_k) {  // V: the first Dv of the row, as given and as stored (K's int8 scale)
+                    sd.v_in.insert(sd.v_in.end(), row.begin(), row.begin() + Dv);
+                    sd.v_store.insert(sd.v_store.end(), stored.begin(), stored.begin() + Dv);
+                }
             }
         }
-        const int64_t shape[3] = {n, Hkv, D};
-        llmkit_tensor kt = rows_tensor(kb.data(), shape), vt = rows_tensor(vb.data(), shape);
-        const llmkit_status st = append_raw(layer, s, &kt, &vt);
+        const int64_t shape[3] = {n, Hkv, D}, v_shape[3] = {n, Hkv, Dv};
+        llmkit_tensor kt = rows_tensor(kb.data(), shape), vt = rows_tensor(vb.data(), v_shape);
+        const llmkit_status st = append_raw(layer, s, &kt, v_from_k ? nullptr : &vt);
         INFO(llmkit_last_error_message());
         REQUIRE(st == LLMKIT_OK);
         sd.len += n;

@@ -1135,3 +1135,135 @@ TEST_CASE("kernels: pack_bf16_pairs and gemm_bf16 against float64", "[attention]
     }
     if (!any) WARN("no kernel set with bf16 dot products on this CPU (AVX512-BF16): nothing checked");
 }
+
+// V with a head_dim of its own (Dv), in its own rows or as the first Dv
+// elements of each K row (v_from_k: multi-head latent attention's cache), on
+// every kernel set: the prefill gemm path and decode's pieces (including a
+// set's fallbacks that convert rows into a buffer first), split-KV parts and
+// their merge, paged tables of several block sizes against the contiguous bits,
+// and a float64 reference of Dv columns.
+TEST_CASE("cache attention, every kernel set: V of its own head_dim, or read from K's rows", "[attention][kv][kernels][dv]") {
+    const int64_t Hkv = 2, Hq = 8, S = 203;
+    struct dims {
+        int64_t D, Dv;
+        bool from_k;
+    };
+    for (const kernels *ks : sets())
+        for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
+            for (const dims &dd : {dims{192, 128, false}, dims{48, 80, false}, dims{96, 64, true}, dims{576, 512, true}}) {
+                const int64_t D = dd.D, Dv = dd.Dv, es = llmkit::attention::kv_dtype_bytes(t);
+                std::mt19937 rng(uint32_t(D * 11 + Dv + int(t)));
+                const rows rk = make_rows(t, S, Hkv, D, rng), rv = make_rows(t, S, Hkv, Dv, rng);
+                // V as the test knows it: [S][Hkv][Dv] values and scales.
+                std::vector<float> vf(size_t(S * Hkv * Dv)), vs(size_t(S * Hkv));
+                for (int64_t r = 0; r < S * Hkv; ++r) {
+                    for (int64_t d = 0; d < Dv; ++d)
+                        vf[size_t(r * Dv + d)] = dd.from_k ? rk.kf[size_t(r * D + d)] : rv.kf[size_t(r * Dv + d)];
+                    vs[size_t(r)] = dd.from_k ? rk.ks[size_t(r)] : rv.ks[size_t(r)];
+                }
+                // float64 reference over K [S][Hkv][D] and V [S][Hkv][Dv].
+                auto reference_dv = [&](const std::vector<float> &q, int64_t Sq) {
+                    const int64_t G = Hq / Hkv;
+                    std::vector<double> out(size_t(Sq * Hq * Dv), 0.0), sc(static_cast<size_t>(S));
+                    for (int64_t i = 0; i < Sq; ++i)
+                        for (int64_t h = 0; h < Hq; ++h) {
+                            const int64_t g = h / G, last = S - Sq + i;
+                            double mx = -INFINITY, sum = 0.0;
+                            for (int64_t j = 0; j <= last; ++j) {
+                                double acc = 0.0;
+                                for (int64_t d = 0; d < D; ++d)
+                                    acc += double(q[size_t((i * Hq + h) * D + d)]) * double(rk.kf[size_t((j * Hkv + g) * D + d)]);
+                                sc[size_t(j)] = acc / std::sqrt(double(D));
+                                mx = std::max(mx, sc[size_t(j)]);
+                            }
+                            for (int64_t j = 0; j <= last; ++j) sum += (sc[size_t(j)] = std::exp(sc[size_t(j)] - mx));
+                            for (int64_t j = 0; j <= last; ++j)
+                                for (int64_t d = 0; d < Dv; ++d)
+                                    out[size_t((i * Hq + h) * Dv + d)] +=
+                                        sc[size_t(j)] / sum * double(vf[size_t((j * Hkv + g) * Dv + d)]);
+                        }
+                    return out;
+                };
+                // The rows in blocks of bs (a shuffled table unless bs = S), V in its own array or in K's.
+                struct dv_store {
+                    int64_t bs, n_blocks;
+                    std::vector<char> k, v;
+                    std::vector<float> ks, vs;
+                    std::vector<int32_t> table;
+                };
+                auto make = [&](int64_t bs) {
+                    dv_store s{bs, (S + bs - 1) / bs + 2, {}, {}, {}, {}, {}};
+                    s.k.assign(size_t(s.n_blocks * Hkv * bs * D * es), 0);
+                    s.v.assign(dd.from_k ? 0 : size_t(s.n_blocks * Hkv * bs * Dv * es), 0);
+                    s.ks.assign(size_t(s.n_blocks * Hkv * bs), 0.0f);
+                    s.vs = s.ks;
+                    std::vector<int32_t> ids(static_cast<size_t>(s.n_blocks));
+                    for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(i);
+                    if (bs != S) std::shuffle(ids.begin(), ids.end(), rng);
+                    s.table.assign(ids.begin(), ids.begin() + (S + bs - 1) / bs);
+                    for (int64_t j = 0; j < S; ++j)
+                        for (int64_t g = 0; g < Hkv; ++g) {
+                            const int64_t row = (int64_t(s.table[size_t(j / bs)]) * Hkv + g) * bs + j % bs, r = j * Hkv + g;
+                            std::memcpy(&s.k[size_t(row * D * es)], &rk.kraw[size_t(r * D * es)], size_t(D * es));
+                            s.ks[size_t(row)] = rk.ks[size_t(r)];
+                            if (dd.from_k) continue;
+                            std::memcpy(&s.v[size_t(row * Dv * es)], &rv.kraw[size_t(r * Dv * es)], size_t(Dv * es));
+                            s.vs[size_t(row)] = rv.ks[size_t(r)];
+                        }
+                    return s;
+                };
+                auto attend_dv = [&](const dv_store &s, const std::vector<float> &q, int64_t Sq, int64_t split,
+                                     int threads) {
+                    cache_layer_view L;
+                    L.type = t;
+                    L.n_kv_heads = Hkv;
+                    L.head_dim = D;
+                    L.block_size = s.bs;
+                    L.n_blocks = s.n_blocks;
+                    L.k = s.k.data();
+                    L.v = dd.from_k ? s.k.data() : s.v.data();
+                    L.k_scale = s.ks.data();
+                    L.v_scale = dd.from_k ? s.ks.data() : s.vs.data();
+                    L.v_head_dim = Dv;
+                    L.v_row = dd.from_k ? D : Dv;
+                    std::vector<float> qc = q, out(size_t(Sq * Hq * Dv), -1.0f);
+                    int64_t q_shape[4] = {1, Sq, Hq, D}, o_shape[4] = {1, Sq, Hq, Dv};
+                    llmkit_tensor tq = {qc.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_F32, q_shape, nullptr, 0};
+                    llmkit_tensor to = {out.data(), LLMKIT_DEVICE_HOST, 4, LLMKIT_DTYPE_F32, o_shape, nullptr, 0};
+                    const cache_seq seq{s.table.data(), int64_t(s.table.size()), S};
+                    cache_attention_params p;
+                    p.kernel_set = ks;
+                    p.split_keys = split;
+                    p.n_threads = threads;
+                    cache_attention(L, &seq, 1, llmkit::core::tensor_view::from(&tq, "q"),
+                                    llmkit::core::tensor_view::from(&to, "out"), p);
+                    return out;
+                };
+                const dv_store flat = make(S);
+                for (int64_t Sq : {1, 5}) {  // R = 4 rows (dot products) and 20 rows (gemm)
+                    std::vector<float> q(size_t(Sq * Hq * D));
+                    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+                    for (float &x : q) x = u(rng);
+                    const std::vector<double> ref = reference_dv(q, Sq);
+                    for (int64_t split : {0, 64}) {
+                        const std::vector<float> want = attend_dv(flat, q, Sq, split, 1);
+                        double err = 0.0;
+                        bool ok = true;
+                        for (size_t i = 0; i < want.size(); ++i) {
+                            const double e = std::fabs(double(want[i]) - ref[i]);
+                            err = std::max(err, e);
+                            if (!(e <= 4e-6 + 1e-5 * std::fabs(ref[i]))) ok = false;
+                        }
+                        INFO("kernels " << ks->name << " cache " << llmkit::attention::kv_dtype_name(t) << " D " << D
+                                        << " Dv " << Dv << (dd.from_k ? " (V from K)" : "") << " Sq " << Sq
+                                        << " split " << split << " max error " << err);
+                        CHECK(ok);
+                        for (int64_t bs : {7, 16}) {
+                            const std::vector<float> got = attend_dv(make(bs), q, Sq, split, 2);
+                            INFO("block size " << bs);
+                            CHECK(std::memcmp(got.data(), want.data(), want.size() * 4) == 0);
+                        }
+                    }
+                }
+            }
+}

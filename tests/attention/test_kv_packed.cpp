@@ -212,7 +212,7 @@ TEST_CASE("kv packed: bad offsets and shapes are refused by name and write nothi
         refused(offsets({0, 1, 17, 18, 18, 19, 20}), LLMKIT_ERROR_SHAPE, "options.lse: shape [1, 20, 8] must be [Tq, Hq]",
                 nullptr, &lt);
         packed short_out = make_packed(dtype::f32, 19, k_hq, k_d, layout::compact, nullptr);
-        refused(offsets({0, 1, 17, 18, 18, 19, 20}), LLMKIT_ERROR_SHAPE, "out: shape [19, 8, 64] must equal q's", nullptr,
+        refused(offsets({0, 1, 17, 18, 18, 19, 20}), LLMKIT_ERROR_SHAPE, "out: shape [19, 8, 64] must be [Tq, Hq, Dv] = [20, 8, 64]", nullptr,
                 nullptr, short_out.c());
         // Every stride of out's head_dim axis but 1 is refused before a copy reads it.
         packed wide = make_packed(dtype::f32, 20, k_hq, 2 * k_d, layout::compact, nullptr);

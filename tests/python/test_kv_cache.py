@@ -37,7 +37,7 @@ def ref(q, ks, vs, *, causal=True, window=0, sinks=None, softcap=0.0):
     """float64 attention of q (B, Sq, Hq, D), the last Sq tokens of sequence b with keys ks[b] (L_b, Hkv, D)."""
     q = np.asarray(q, np.float64)
     B, Sq, Hq, D = q.shape
-    out = np.zeros((B, Sq, Hq, D))
+    out = np.zeros((B, Sq, Hq, np.shape(vs[0])[-1]))  # V's head_dim may differ from D
     for b in range(B):
         k, v = np.asarray(ks[b], np.float64), np.asarray(vs[b], np.float64)
         L, Hkv = k.shape[0], k.shape[1]
@@ -124,6 +124,60 @@ def test_cache_attention_matches_reference(rng, kind, dtype, Hq, Hkv, phase):
         check(out, want, dtype)
         if dtype == "int8":  # against the unquantised inputs: the stated int8 tolerance
             assert np.max(np.abs(out - ref(q, ks, vs))) < 0.03
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "paged"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_v_head_dim_and_v_read_from_k_match_reference(rng, kind, dtype):
+    """DeepSeek's per-head form (K 192, V 128) and multi-head latent attention's cache (one kv head of
+    576 whose first 512 elements are V: v_from_k), through prefill, decode steps and split-KV parts."""
+    for Hq, Hkv, D, Dv, from_k in ((8, 2, 192, 128, False), (16, 1, 576, 512, True), (4, 4, 64, 96, False)):
+        opts = dict(n_layers=1, n_kv_heads=Hkv, head_dim=D, v_head_dim=Dv, v_from_k=from_k, dtype=dtype)
+        c = (llmkit.KVCache(capacity=128, max_sequences=2, **opts) if kind == "contiguous"
+             else llmkit.PagedKVCache(n_blocks=16, block_size=16, **opts))
+        s = c.new_sequence()
+        k = rows(rng, 40, Hkv, D)
+        v = k[..., :Dv] if from_k else rows(rng, 40, Hkv, Dv)
+        q = rng.standard_normal((40, Hq, D)).astype(np.float32)
+        out = c.prefill(0, s, q, k, None if from_k else v)
+        assert out.shape == (40, Hq, Dv)
+        ks, vs = stored(k, dtype), (stored(k, dtype)[..., :Dv] if from_k else stored(v, dtype))
+        check(out[None], ref(q[None], [ks], [vs]), dtype)
+        for step in range(3):  # decode, the last step in split-KV parts of 16 keys
+            k1 = rows(rng, 1, Hkv, D)
+            v1 = None if from_k else rows(rng, 1, Hkv, Dv)
+            q1 = rng.standard_normal((1, Hq, D)).astype(np.float32)
+            out1 = c.decode(0, [s], q1, k1, v1, split_keys=16 if step == 2 else None)
+            assert out1.shape == (1, Hq, Dv)
+            k = np.concatenate([k, k1])
+            v = k[..., :Dv] if from_k else np.concatenate([v, v1])
+            ks, vs = stored(k, dtype), (stored(k, dtype)[..., :Dv] if from_k else stored(v, dtype))
+            check(out1[:, None], ref(q1[:, None], [ks], [vs]), dtype)
+        if dtype == "int8":  # against the unquantised inputs (rows of 576: see test_kv_cache.cpp)
+            assert np.max(np.abs(out1[:, None] - ref(q1[:, None], [k], [v]))) < (0.05 if D > 256 else 0.03)
+
+
+def test_v_from_k_caches_hold_k_alone_and_refuse_a_v_or_a_fused_rope(rng):
+    c = llmkit.KVCache(n_layers=2, n_kv_heads=1, head_dim=576, v_head_dim=512, v_from_k=True, capacity=64,
+                       dtype="bf16")
+    assert c.memory_bytes == 2 * 64 * 576 * 2  # layers x tokens x K's row in bf16: no V
+    s = c.new_sequence()
+    k = rows(rng, 4, 1, 576)
+    with pytest.raises(ValueError, match="keeps no V"):
+        c.append(0, s, k, k[..., :512])
+    with pytest.raises(llmkit.LlmkitError, match="rotary part"):
+        c.append(0, s, k, rope=True)
+    assert c.length(s) == 0
+    own = llmkit.PagedKVCache(n_layers=1, n_kv_heads=2, head_dim=192, v_head_dim=128, n_blocks=4)
+    t = own.new_sequence()
+    with pytest.raises(ValueError, match="v: tensor pointer is NULL"):
+        own.append(0, t, rows(rng, 2, 2, 192))
+    with pytest.raises(ValueError, match="v_head_dim"):
+        own.append(0, t, rows(rng, 2, 2, 192), rows(rng, 2, 2, 192))
+    with pytest.raises(ValueError, match="must not exceed head_dim"):
+        llmkit.KVCache(n_layers=1, n_kv_heads=1, head_dim=64, v_head_dim=128, v_from_k=True, capacity=8)
+    with pytest.raises(ValueError, match="v_head_dim"):
+        llmkit.KVCache(n_layers=1, n_kv_heads=1, head_dim=64, v_head_dim=0, capacity=8)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

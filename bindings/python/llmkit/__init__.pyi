@@ -498,8 +498,11 @@ class _KVCacheBase:
     @property
     def memory_bytes(self) -> int:
         """Bytes allocated (contiguous) or in use (paged)."""
-    def append(self, layer: int, seq: int, k: Any, v: Any, *, rope: Union[None, bool, Mapping[str, Any]] = None) -> None:
-        """Appends K, V rows (S, n_kv_heads, head_dim); rope rotates K on its way in (token j at position j)."""
+    def append(
+        self, layer: int, seq: int, k: Any, v: Any = None, *, rope: Union[None, bool, Mapping[str, Any]] = None
+    ) -> None:
+        """Appends K rows (S, n_kv_heads, head_dim) and V rows (S, n_kv_heads, v_head_dim), v None for a v_from_k
+        cache; rope rotates K on its way in (token j at position j)."""
     def attention(
         self,
         layer: int,
@@ -518,18 +521,28 @@ class _KVCacheBase:
         return_lse: bool = False,
         cu_seqlens_q: Optional[Any] = None,
     ) -> Any:
-        """Attention of q (B, Sq, Hq, D), the last Sq tokens of each sequence, over the cache; rope rotates q;
-        with return_lse, (out, lse float32 (B, Sq, Hq)). cu_seqlens_q (B + 1 offsets): q packed (Tq, Hq, D),
-        each sequence its own number of queries; out (Tq, Hq, D), lse (Tq, Hq)."""
-    def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
-        """Appends k, v (S, Hkv, D) and returns the chunk's attention (S, Hq, D)."""
-    def decode(self, layer: int, seq_ids: Sequence[int], q: Any, k: Any, v: Any, **options: Any) -> Any:
-        """One token per sequence: appends k[b], v[b] and returns (B, Hq, D)."""
+        """Attention of q (B, Sq, Hq, D), the last Sq tokens of each sequence, over the cache: out
+        (B, Sq, Hq, v_head_dim); rope rotates q; with return_lse, (out, lse float32 (B, Sq, Hq)). cu_seqlens_q
+        (B + 1 offsets): q packed (Tq, Hq, D), each sequence its own number of queries; out (Tq, Hq, Dv), lse (Tq, Hq)."""
+    def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any = None, **options: Any) -> Any:
+        """Appends k (S, Hkv, D), v (S, Hkv, Dv) and returns the chunk's attention (S, Hq, Dv)."""
+    def decode(self, layer: int, seq_ids: Sequence[int], q: Any, k: Any, v: Any = None, **options: Any) -> Any:
+        """One token per sequence: appends k[b], v[b] and returns (B, Hq, Dv)."""
 
 class KVCache(_KVCacheBase):
-    """A contiguous KV cache: max_sequences slots of capacity tokens; dtype fp32, bf16, fp16 or int8."""
+    """A contiguous KV cache: max_sequences slots of capacity tokens; dtype fp32, bf16, fp16 or int8.
+    v_head_dim: V's own head_dim (None: head_dim); v_from_k: no V stored, V = each K row's first v_head_dim (MLA)."""
     def __init__(
-        self, *, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int = 1, dtype: Any = "fp32"
+        self,
+        *,
+        n_layers: int,
+        n_kv_heads: int,
+        head_dim: int,
+        capacity: int,
+        max_sequences: int = 1,
+        dtype: Any = "fp32",
+        v_head_dim: Optional[int] = None,
+        v_from_k: bool = False,
     ) -> None: ...
 
 class PagedKVCache(_KVCacheBase):
@@ -545,6 +558,8 @@ class PagedKVCache(_KVCacheBase):
         max_sequences: int = 64,
         max_blocks_per_seq: Optional[int] = None,
         dtype: Any = "fp32",
+        v_head_dim: Optional[int] = None,
+        v_from_k: bool = False,
     ) -> None: ...
     @property
     def free_blocks(self) -> int:

@@ -756,6 +756,22 @@ class _CacheBase:
 
     _native: Any
     _head_dim: int
+    _v_head_dim: int
+    _v_from_k: bool
+
+    def _set_layout(self, head_dim: Any, v_head_dim: Any, v_from_k: Any) -> None:
+        """Keeps the head dims the calls need (RoPE's frequency factors, the output's last axis)."""
+        self._head_dim = int32(head_dim, "head_dim")
+        self._v_head_dim = self._head_dim if v_head_dim is None else int32(v_head_dim, "v_head_dim")
+        if v_head_dim is not None and self._v_head_dim < 1:
+            raise ValueError(f"v_head_dim must be >= 1 (or None for head_dim), got {self._v_head_dim}")
+        self._v_from_k = _flag(v_from_k, "v_from_k")
+
+    def _out_like(self, q: Any) -> Any:
+        """The attention's output: q's kind, dtype and shape with the cache's v_head_dim as its last axis."""
+        if len(q.shape) < 1:
+            return _empty_like(q)
+        return _empty_like(q, tuple(q.shape[:-1]) + (self._v_head_dim,))
 
     def new_sequence(self) -> int:
         """Starts an empty sequence and returns its id."""
@@ -784,10 +800,12 @@ class _CacheBase:
         """Bytes of K/V (and int8 scales) the cache holds: allocated (contiguous) or in use (paged)."""
         return int(self._native.memory_bytes)
 
-    def append(self, layer: int, seq: int, k: Any, v: Any, *, rope: Any = None) -> None:
+    def append(self, layer: int, seq: int, k: Any, v: Any = None, *, rope: Any = None) -> None:
         """Appends the K and V rows of new tokens, shape ``(S, n_kv_heads, head_dim)`` (or ``(1, S, ...)``).
 
         float32, float16 or bfloat16 (numpy, torch); converted to the cache's dtype.
+        ``v`` is ``(S, n_kv_heads, v_head_dim)``; a cache made with ``v_from_k``
+        keeps no V and takes none (``v=None``).
 
         ``rope``: RoPE fused into the append. None (default) stores K as given;
         True or a dict of :func:`llmkit.rope`'s keywords (``theta``,
@@ -797,7 +815,8 @@ class _CacheBase:
         copy of K at those positions, then a plain append, without the copy.
         Pass the same ``rope`` to :meth:`attention` for the queries.
         """
-        k, v = _as_input(k, "k"), _as_input(v, "v")
+        k = _as_input(k, "k")
+        v = None if v is None else _as_input(v, "v")
         n_new = k.shape[-3] if _ndim(k) >= 3 else 0
         self._native.append(int32(layer, "layer"), int32(seq, "seq"), k, v,
                             _cache_rope(rope, lambda: self.length(seq, layer) + n_new, self._head_dim))
@@ -835,8 +854,8 @@ class _CacheBase:
         ``rope``: as :meth:`append`'s, for the queries: each is rotated at its
         position (query ``i`` of sequence ``b`` at ``length - Sq + i``) in a
         copy, ``q`` itself unchanged. The other options are those of
-        :func:`llmkit.attention`. Returns an array of q's kind, shape and dtype,
-        or with ``return_lse`` ``(out, lse)``, lse float32 ``(B, Sq, Hq)`` (see
+        :func:`llmkit.attention`. Returns an array of q's kind and dtype, shape
+        ``(B, Sq, Hq, v_head_dim)``, or with ``return_lse`` ``(out, lse)``, lse float32 ``(B, Sq, Hq)`` (see
         :func:`llmkit.attention` and :func:`llmkit.attention_merge`).
 
         ``cu_seqlens_q``: ``B + 1`` offsets (flash-attn's varlen form) for a
@@ -849,7 +868,7 @@ class _CacheBase:
         """
         q = _as_input(q, "q")
         ids = _seq_list(seq_ids)
-        out = _empty_like(q)
+        out = self._out_like(q)
         cu = None if cu_seqlens_q is None else int_array(cu_seqlens_q, "cu_seqlens_q", wide=True)
         lse = _empty_lse(q, 4 if cu is None else 3) if _flag(return_lse, "return_lse") else None
         longest = lambda: max((self.length(s, layer) for s in ids), default=0)  # noqa: E731
@@ -859,8 +878,8 @@ class _CacheBase:
                                rope=_cache_rope(rope, longest, self._head_dim), lse=lse, cu_seqlens_q=cu)
         return out if lse is None else (out, lse)
 
-    def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any, **options: Any) -> Any:
-        """Appends a chunk's K, V ``(S, Hkv, D)`` to ``seq`` and returns its queries' attention ``(S, Hq, D)``.
+    def prefill(self, layer: int, seq: int, q: Any, k: Any, v: Any = None, **options: Any) -> Any:
+        """Appends a chunk's K, V ``(S, Hkv, D)`` to ``seq`` and returns its queries' attention ``(S, Hq, Dv)``.
 
         The first chunk is a prefill; later ones are chunked prefill (they attend to every earlier token).
         A ``rope`` option rotates both K and the queries (see :meth:`append`). With ``return_lse=True``
@@ -870,22 +889,24 @@ class _CacheBase:
         result = self.attention(layer, _unsqueeze0(_as_input(q, "q")), [seq], **options)
         return tuple(x[0] for x in result) if isinstance(result, tuple) else result[0]
 
-    def decode(self, layer: int, seq_ids: Any, q: Any, k: Any, v: Any, **options: Any) -> Any:
+    def decode(self, layer: int, seq_ids: Any, q: Any, k: Any, v: Any = None, **options: Any) -> Any:
         """One decode step for B sequences: appends ``k[b], v[b]`` ``(Hkv, D)`` to ``seq_ids[b]`` and
-        returns the attention of ``q`` ``(B, Hq, D)`` over each whole sequence, ``(B, Hq, D)``. A ``rope``
+        returns the attention of ``q`` ``(B, Hq, D)`` over each whole sequence, ``(B, Hq, Dv)``. A ``rope``
         option rotates both K and the queries (see :meth:`append`); ``return_lse=True`` returns
-        ``(out, lse)``, lse float32 ``(B, Hq)``."""
+        ``(out, lse)``, lse float32 ``(B, Hq)``. ``v`` is None for a ``v_from_k`` cache."""
         ids = _seq_list(seq_ids)
-        q, k, v = _as_input(q, "q"), _as_input(k, "k"), _as_input(v, "v")
-        if _ndim(q) != 3 or _ndim(k) != 3 or _ndim(v) != 3:
-            raise ValueError("decode takes q (B, Hq, D), k and v (B, Hkv, D): one token per sequence")
-        if not (len(ids) == q.shape[0] == k.shape[0] == v.shape[0]):
-            raise ValueError(f"decode: {len(ids)} seq_ids but q, k, v hold {q.shape[0]}, {k.shape[0]}, {v.shape[0]} tokens")
+        q, k = _as_input(q, "q"), _as_input(k, "k")
+        v = None if v is None else _as_input(v, "v")
+        if _ndim(q) != 3 or _ndim(k) != 3 or (v is not None and _ndim(v) != 3):
+            raise ValueError("decode takes q (B, Hq, D), k (B, Hkv, D) and v (B, Hkv, Dv): one token per sequence")
+        v_rows = k.shape[0] if v is None else v.shape[0]
+        if not (len(ids) == q.shape[0] == k.shape[0] == v_rows):
+            raise ValueError(f"decode: {len(ids)} seq_ids but q, k, v hold {q.shape[0]}, {k.shape[0]}, {v_rows} tokens")
         # One rotation for the whole step, as Hugging Face picks LongRoPE's factors for the batch.
         rope_args = _cache_rope(options.get("rope"), lambda: max((self.length(s, layer) for s in ids), default=0) + 1,
                                 self._head_dim)
         for b, s in enumerate(ids):
-            self._append_rotated(layer, s, k[b:b + 1], v[b:b + 1], rope_args)
+            self._append_rotated(layer, s, k[b:b + 1], None if v is None else v[b:b + 1], rope_args)
         result = self.attention(layer, q[:, None], ids, **options)
         return tuple(x[:, 0] for x in result) if isinstance(result, tuple) else result[:, 0]
 
@@ -931,14 +952,28 @@ class KVCache(_CacheBase):
         s = cache.new_sequence()
         out = cache.prefill(layer, s, q, k, v)           # q (S, Hq, D), k, v (S, Hkv, D)
         out = cache.decode(layer, [s], q1, k1, v1)       # q1 (1, Hq, D), k1, v1 (1, Hkv, D)
+
+    ``v_head_dim`` (None: ``head_dim``) gives V, and so the output, a head_dim
+    of its own: DeepSeek-V2/V3's heads have keys of 192 and values of 128.
+    ``v_from_k=True`` keeps no V at all: a token's V is the first
+    ``v_head_dim`` elements of its K row. That is multi-head latent attention's
+    cache in its absorbed form (see the "Attention" concept page): one kv head
+    of 576 = 512 latent + 64 rotary dimensions, ``v_head_dim=512``, 1152 bytes
+    per token and layer in bf16; appends then take K alone (``v=None``) and no
+    fused ``rope`` (rotate the rotary part before appending)::
+
+        mla = llmkit.KVCache(n_layers=61, n_kv_heads=1, head_dim=576, v_head_dim=512, v_from_k=True,
+                             capacity=32768, dtype="bf16")
+        out = mla.decode(layer, [s], q_absorbed, latent_and_rope)   # (B, 128, 576), (B, 1, 576) -> (B, 128, 512)
     """
 
     def __init__(self, *, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int = 1,
-                 dtype: Any = "fp32") -> None:
-        self._head_dim = int32(head_dim, "head_dim")
+                 dtype: Any = "fp32", v_head_dim: Optional[int] = None, v_from_k: bool = False) -> None:
+        self._set_layout(head_dim, v_head_dim, v_from_k)
         self._native = _llmkit.KVCache(int32(n_layers, "n_layers"), int32(n_kv_heads, "n_kv_heads"),
-                                       int32(head_dim, "head_dim"), as_int(capacity, "capacity"),
-                                       int32(max_sequences, "max_sequences"), _kv_dtype(dtype))
+                                       self._head_dim, as_int(capacity, "capacity"),
+                                       int32(max_sequences, "max_sequences"), _kv_dtype(dtype),
+                                       0 if v_head_dim is None else self._v_head_dim, self._v_from_k)
 
 
 class PagedKVCache(_CacheBase):
@@ -952,19 +987,23 @@ class PagedKVCache(_CacheBase):
     first (copy-on-write), so the parent stays intact. Attention walks the
     block tables directly and gives the same bits as :class:`KVCache`.
     ``max_blocks_per_seq`` (None: ``n_blocks``) bounds one sequence. Threads
-    may share it as they may a :class:`KVCache`.
+    may share it as they may a :class:`KVCache`. ``v_head_dim`` and
+    ``v_from_k`` (MLA's latent cache, V read from K's rows) are as
+    :class:`KVCache`'s.
     """
 
     def __init__(self, *, n_layers: int, n_kv_heads: int, head_dim: int, n_blocks: int, block_size: int = 16,
-                 max_sequences: int = 64, max_blocks_per_seq: Optional[int] = None, dtype: Any = "fp32") -> None:
+                 max_sequences: int = 64, max_blocks_per_seq: Optional[int] = None, dtype: Any = "fp32",
+                 v_head_dim: Optional[int] = None, v_from_k: bool = False) -> None:
         per_seq = 0 if max_blocks_per_seq is None else as_int(max_blocks_per_seq, "max_blocks_per_seq")
         if max_blocks_per_seq is not None and per_seq < 1:
             raise ValueError(f"max_blocks_per_seq must be >= 1 (or None for n_blocks), got {per_seq}")
-        self._head_dim = int32(head_dim, "head_dim")
+        self._set_layout(head_dim, v_head_dim, v_from_k)
         self._native = _llmkit.PagedKVCache(int32(n_layers, "n_layers"), int32(n_kv_heads, "n_kv_heads"),
-                                            int32(head_dim, "head_dim"), int32(block_size, "block_size"),
+                                            self._head_dim, int32(block_size, "block_size"),
                                             as_int(n_blocks, "n_blocks"), int32(max_sequences, "max_sequences"),
-                                            per_seq, _kv_dtype(dtype))
+                                            per_seq, _kv_dtype(dtype), 0 if v_head_dim is None else self._v_head_dim,
+                                            self._v_from_k)
 
     @property
     def free_blocks(self) -> int:
@@ -990,7 +1029,7 @@ class PagedKVCache(_CacheBase):
         without a copy; other integer dtypes are converted). A block id outside the pool raises
         :class:`ValueError`, as do floats. ``cu_seqlens_q`` packs the queries as in :meth:`attention`."""
         q = _as_input(q, "q")
-        out = _empty_like(q)
+        out = self._out_like(q)
         cu = None if cu_seqlens_q is None else int_array(cu_seqlens_q, "cu_seqlens_q", wide=True)
         lse = _empty_lse(q, 4 if cu is None else 3) if _flag(return_lse, "return_lse") else None
         tables = int_array(block_tables, "block_tables")

@@ -225,7 +225,7 @@ class _NativeCache:
     def free(self, seq: int) -> None: ...
     def truncate(self, seq: int, n: int) -> None: ...
     def length(self, seq: int, layer: int = -1) -> int: ...
-    def append(self, layer: int, seq: int, k: Any, v: Any) -> None: ...
+    def append(self, layer: int, seq: int, k: Any, v: Any, rope: Any = None) -> None: ...  # v None: a v_from_k cache
     def attention(
         self, layer: int, q: Any, seq_ids: List[int], out: Any, causal: bool = True, window: int = 0,
         softcap: float = 0.0, scale: float = 0.0, alibi_slopes: Optional[npt.NDArray[np.float32]] = None,
@@ -237,13 +237,14 @@ class _NativeCache:
 
 class KVCache(_NativeCache):
     def __init__(
-        self, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int, dtype: str
+        self, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int, dtype: str,
+        v_head_dim: int = 0, v_from_k: bool = False,
     ) -> None: ...
 
 class PagedKVCache(_NativeCache):
     def __init__(
         self, n_layers: int, n_kv_heads: int, head_dim: int, block_size: int, n_blocks: int, max_sequences: int,
-        max_blocks_per_seq: int, dtype: str,
+        max_blocks_per_seq: int, dtype: str, v_head_dim: int = 0, v_from_k: bool = False,
     ) -> None: ...
     @property
     def pool_bytes(self) -> int: ...
