@@ -107,13 +107,14 @@ class AttentionOptionsLse(ctypes.Structure):
 class KVCacheOptions(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("n_layers", ctypes.c_int32), ("n_kv_heads", ctypes.c_int32),
                 ("head_dim", ctypes.c_int32), ("capacity", ctypes.c_int64), ("max_sequences", ctypes.c_int32),
-                ("dtype", ctypes.c_int32)]
+                ("dtype", ctypes.c_int32), ("v_head_dim", ctypes.c_int32), ("v_from_k", ctypes.c_int32)]
 
 
 class PagedKVCacheOptions(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("n_layers", ctypes.c_int32), ("n_kv_heads", ctypes.c_int32),
                 ("head_dim", ctypes.c_int32), ("block_size", ctypes.c_int32), ("n_blocks", ctypes.c_int64),
-                ("max_sequences", ctypes.c_int32), ("max_blocks_per_seq", ctypes.c_int64), ("dtype", ctypes.c_int32)]
+                ("max_sequences", ctypes.c_int32), ("max_blocks_per_seq", ctypes.c_int64), ("dtype", ctypes.c_int32),
+                ("v_head_dim", ctypes.c_int32), ("v_from_k", ctypes.c_int32)]
 
 
 class KVAttentionOptions(ctypes.Structure):
@@ -304,22 +305,25 @@ class Lib:
 
 
 class Cache:
-    """A contiguous or paged llmkit cache holding B sequences of the given K/V rows ([B, S, Hkv, D] tensors)."""
+    """A contiguous or paged llmkit cache holding B sequences of the given K/V rows ([B, S, Hkv, D] tensors).
+    v_from_k: the cache keeps K alone and reads V as the first v.shape[-1] elements of each K row (MLA's latent
+    cache; v must be that view of k)."""
 
     def __init__(self, lib: Lib, paged: bool, kv_dtype: int, k: torch.Tensor, v: torch.Tensor, threads: int,
-                 bs: int = 16):
+                 bs: int = 16, v_from_k: bool = False):
         self.lib, self.paged = lib, paged
         B, S, Hkv, D = k.shape
+        Dv = v.shape[-1]
         self.handle = ctypes.c_void_p()
         prefix = "llmkit_paged_kv_cache_" if paged else "llmkit_kv_cache_"
         self.fn = {n: getattr(lib.lib, prefix + n) for n in ("seq_new", "append", "attention", "free")}
         if paged:
             per_seq = (S + bs - 1) // bs
             o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, B * per_seq, B, per_seq,
-                                    kv_dtype)
+                                    kv_dtype, Dv, int(v_from_k))
             lib.check(lib.lib.llmkit_paged_kv_cache_create(ctypes.byref(self.handle), ctypes.byref(o)))
         else:
-            o = KVCacheOptions(ctypes.sizeof(KVCacheOptions), 1, Hkv, D, S, B, kv_dtype)
+            o = KVCacheOptions(ctypes.sizeof(KVCacheOptions), 1, Hkv, D, S, B, kv_dtype, Dv, int(v_from_k))
             lib.check(lib.lib.llmkit_kv_cache_create(ctypes.byref(self.handle), ctypes.byref(o)))
         self.ids = (ctypes.c_int32 * B)()
         for b in range(B):
@@ -328,7 +332,7 @@ class Cache:
             self.ids[b] = s.value
             tk, keep_k = as_llmkit(k[b])
             tv, keep_v = as_llmkit(v[b])
-            lib.check(self.fn["append"](self.handle, 0, s, ctypes.byref(tk), ctypes.byref(tv)))
+            lib.check(self.fn["append"](self.handle, 0, s, ctypes.byref(tk), None if v_from_k else ctypes.byref(tv)))
         self.opts = KVAttentionOptions(ctypes.sizeof(KVAttentionOptions), 1, 0, 0.0, 0.0, None, None, threads, 0)
 
     def attention(self, tq, to) -> None:
@@ -1119,8 +1123,10 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
     print(f"\nMLA decode, absorbed: one step of {B} sequences of {T} cached tokens, {Hq} query heads on one latent of "
           f"{L} + {R} rotary dimensions (DeepSeek-V3), v the latent's first {L}; torch: DeepSeek's inference code's "
           f"matmuls; GFLOP/s, %peak against the float32 matmul peak; GB/s of the latent read")
+    print("  paged: llmkit's paged cache of the latent rows alone (v_from_k, blocks of 16), float32 and bf16 rows; "
+          "its ratio against torch's float32 matmuls")
     print(f"{'cell':<18}{'dtype':<10}{'llmkit ms':>10}{'GFLOP/s':>9}{'%peak':>7}{'GB/s':>7}{'torch ms':>10}"
-          f"{'vs torch':>9}{'max|diff|':>11}")
+          f"{'vs torch':>9}{'paged ms':>9}{'bf16 ms':>8}{'vs torch':>9}{'max|diff|':>11}")
     if args.only not in name_d:
         return
     q = torch.randn(B, 1, Hq, L + R)
@@ -1137,16 +1143,33 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
         s = torch.matmul(qb, kb.transpose(1, 2)) * scale  # [B, Hq, T]
         return torch.matmul(s.softmax(dim=-1), kb[..., :L])  # [B, Hq, L]
 
+    caches = [Cache(lib, True, kv, latent, v, args.threads, 16, v_from_k=True) for kv in (KV_F32, KV_BF16)]
+    outs = [torch.empty(B, 1, Hq, L) for _ in caches]
+    for c in caches:
+        c.opts.scale = scale
+    paged_calls = []
+    for c, o in zip(caches, outs):
+        to_c, keep = as_llmkit(o)
+        paged_calls.append(lambda c=c, to_c=to_c, keep=keep: c.attention(tq, to_c))
+
     run()
-    diff = (out[:, 0] - run_torch()).abs().max().item()
-    if diff > 1e-4:
-        raise RuntimeError(f"{name_d}: llmkit and torch differ by {diff}")
-    t_l, t_t = interleaved_best([run, run_torch], min_time, rounds=3)
+    want = run_torch()
+    diff = (out[:, 0] - want).abs().max().item()
+    for call in paged_calls:
+        call()
+    diff_p = (outs[0][:, 0] - want).abs().max().item()
+    diff_b = (outs[1][:, 0] - want).abs().max().item()  # bf16 rows: the latent rounded
+    if diff > 1e-4 or diff_p > 1e-4 or diff_b > 5e-2:
+        raise RuntimeError(f"{name_d}: llmkit and torch differ by {diff}, the paged caches by {diff_p} and {diff_b}")
+    t_l, t_t, t_p, t_b = interleaved_best([run, run_torch] + paged_calls, min_time, rounds=3)
+    for c in caches:
+        c.close()
     flops = 2 * B * Hq * T * (L + R + L)
     gf = flops / t_l / 1e9
     gbs = latent.numel() * 4 / t_l / 1e9
     print(f"{name_d:<18}{'float32':<10}{t_l * 1e3:>10.2f}{gf:>9.1f}{100 * gf / peak:>6.0f}%{gbs:>7.1f}"
-          f"{t_t * 1e3:>10.2f}{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
+          f"{t_t * 1e3:>10.2f}{t_t / t_l:>8.2f}x{t_p * 1e3:>9.2f}{t_b * 1e3:>8.2f}{t_t / t_p:>8.2f}x"
+          f"{max(diff, diff_p):>11.2e}", flush=True)
 
 
 def hf_model_cells(dtypes, args) -> None:

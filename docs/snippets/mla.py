@@ -1,7 +1,7 @@
 """DeepSeek's multi-head latent attention (MLA) two ways with llmkit.attention: as transformers runs it
 (keys of 128 + 64 rotary dimensions, values of 128: v's head_dim differs from q's and k's) and in the
-absorbed form (one latent "kv head" of 512 + 64 dimensions read by every query head); the same result,
-and what each form caches. Run by the snippet_py_mla test; its output is checked against mla.expected."""
+absorbed form (one latent "kv head" of 512 + 64 dimensions read by every query head), also from a paged
+cache that stores the latent rows once; the same result, and what each form caches. Run by the snippet_py_mla test; its output is checked against mla.expected."""
 import numpy as np
 
 import llmkit
@@ -31,6 +31,14 @@ o_latent = llmkit.attention(q_abs[None], cache, cache[..., :C], scale=scale, cau
 out2 = np.einsum("hnc,ihc->ihn", W_uv, o_latent)
 print(f"absorbed: q and k of {q_abs.shape[-1]} on 1 kv head, v of {C} -> {o_latent.shape}, W_uv -> {out2.shape}")
 print("the same attention (|diff| < 1e-4):", float(np.abs(out1 - out2).max()) < 1e-4)
+
+# 3. Served from a paged cache that keeps the latent rows once: V is read from each K row's first 512 (v_from_k).
+paged = llmkit.PagedKVCache(n_layers=1, n_kv_heads=1, head_dim=C + R, v_head_dim=C, v_from_k=True, n_blocks=32)
+seq = paged.new_sequence()
+paged.append(0, seq, cache[0])                      # K alone: (T, 1, 576)
+o_paged = paged.attention(0, q_abs[None], [seq], scale=scale)[0]
+print(f"paged latent cache: {paged.memory_bytes} bytes for {T} tokens (K's rows only), out {o_paged.shape},",
+      "the same:", float(np.abs(o_paged - o_latent).max()) < 1e-5)
 
 # What a token costs in the cache per layer in bf16, with DeepSeek-V3's 128 heads and 61 layers.
 layers, heads = 61, 128

@@ -3,9 +3,10 @@
 //   - llmkit_attention, llmkit_rope and llmkit_rope_into on tensors whose ranks, shapes,
 //     strides (negative, zero and overlapping ones included), dtypes, byte
 //     offsets and options come from the input;
-//   - a program over a contiguous or paged KV cache: create, new / fork /
-//     free / truncate sequences, append, attention, and attention over
-//     caller-made block tables.
+//   - a program over a contiguous or paged KV cache (V of its own head_dim,
+//     or read from K's rows, sometimes): create, new / fork / free /
+//     truncate sequences, append, attention, and attention over caller-made
+//     block tables.
 // Every tensor's elements lie in a heap buffer of exactly the bytes its
 // shape and strides reach, so ASan sees any access past them. What must hold:
 //   - no crash and no sanitizer report;
@@ -460,6 +461,11 @@ void fuzz_cache(script &s) {
     const int32_t layers = 1 + s.pick(2), hkv = 1 + s.pick(2);
     static const int32_t dims[] = {8, 16, 32, 64, 80, 128};
     const int32_t D = dims[s.pick(6)];
+    // V's own head_dim one time in four (sometimes past D, or 0: D); V read
+    // from K's rows (v_from_k) one time in four, where Dv > D is refused.
+    const int32_t dv_pick = s.pick(4) == 3 ? dims[s.pick(6)] : 0;
+    const bool v_from_k = s.pick(4) == 3;
+    const int32_t Dv = dv_pick > 0 ? dv_pick : D;
     const int32_t dtype = s.pick(4);
     const int32_t block = 1 + s.pick(20), n_blocks = 1 + s.pick(24), max_seqs = 1 + s.pick(4);
     const int64_t capacity = 1 + s.pick(64);
@@ -476,8 +482,11 @@ void fuzz_cache(script &s) {
         po.max_sequences = max_seqs;
         po.max_blocks_per_seq = s.pick(4) == 3 ? s.pick(30) : 0;
         po.dtype = dtype;
+        po.v_head_dim = dv_pick;
+        po.v_from_k = v_from_k;
         const llmkit_status st = llmkit_paged_kv_cache_create(&pc, &po);
         check_status(st);
+        if (st == LLMKIT_OK && v_from_k && Dv > D) fail("a v_from_k cache with V wider than K was created");
         if (st != LLMKIT_OK) return;
     } else {
         llmkit_kv_cache_options co = LLMKIT_KV_CACHE_OPTIONS_INIT;
@@ -487,8 +496,11 @@ void fuzz_cache(script &s) {
         co.capacity = capacity;
         co.max_sequences = max_seqs;
         co.dtype = dtype;
+        co.v_head_dim = dv_pick;
+        co.v_from_k = v_from_k;
         const llmkit_status st = llmkit_kv_cache_create(&cc, &co);
         check_status(st);
+        if (st == LLMKIT_OK && v_from_k && Dv > D) fail("a v_from_k cache with V wider than K was created");
         if (st != LLMKIT_OK) return;
     }
     std::vector<int32_t> live;
@@ -521,19 +533,26 @@ void fuzz_cache(script &s) {
             const bool batch = s.bit();
             std::vector<int64_t> d{dim(s, S), dim(s, hkv), dim(s, D)};
             if (batch) d.insert(d.begin(), dim(s, 1));
-            if (!make_tensor(s, kt, d, k, s.pick(32) == 31) || !make_tensor(s, vt, d, k, false)) break;
+            std::vector<int64_t> dv = d;
+            dv.back() = dim(s, Dv);
+            if (!make_tensor(s, kt, d, k, s.pick(32) == 31) || !make_tensor(s, vt, dv, k, false)) break;
+            // A v_from_k cache takes no V: mostly none, sometimes one (refused). Others sometimes get none too.
+            const bool with_v = v_from_k ? s.pick(8) == 7 : s.pick(16) != 15;
+            const llmkit_tensor *vp = with_v ? &vt.t : nullptr;
             const int32_t layer = s.pick(8) == 7 ? layers : int32_t(s.pick(layers));
             const int how = s.pick(3);  // plain, fused RoPE, fused RoPE with NULL (the defaults)
             std::vector<float> factors;
             const llmkit_rope_options ro = rope_options(s, D, factors);
             const llmkit_rope_options *rp = how == 1 ? &ro : nullptr;
             if (how == 0)
-                st = paged ? llmkit_paged_kv_cache_append(pc, layer, id, &kt.t, &vt.t)
-                           : llmkit_kv_cache_append(cc, layer, id, &kt.t, &vt.t);
+                st = paged ? llmkit_paged_kv_cache_append(pc, layer, id, &kt.t, vp)
+                           : llmkit_kv_cache_append(cc, layer, id, &kt.t, vp);
             else
-                st = paged ? llmkit_paged_kv_cache_append_rope(pc, layer, id, &kt.t, &vt.t, rp)
-                           : llmkit_kv_cache_append_rope(cc, layer, id, &kt.t, &vt.t, rp);
-            if (st == LLMKIT_OK && (kt.hostile || vt.hostile)) fail("overflowing strides were accepted");
+                st = paged ? llmkit_paged_kv_cache_append_rope(pc, layer, id, &kt.t, vp, rp)
+                           : llmkit_kv_cache_append_rope(cc, layer, id, &kt.t, vp, rp);
+            if (st == LLMKIT_OK && with_v == v_from_k) fail("an append's V was accepted where the cache keeps none, or missed");
+            if (st == LLMKIT_OK && v_from_k && how != 0) fail("a fused RoPE was accepted by a v_from_k cache");
+            if (st == LLMKIT_OK && (kt.hostile || (with_v && vt.hostile))) fail("overflowing strides were accepted");
             if (st == LLMKIT_OK && kt.poisoned) fail("a NaN or infinity in k was appended");
         } else if (op == 6) {
             // Keep the first n tokens (n sometimes negative or past the length).
@@ -577,8 +596,8 @@ void fuzz_cache(script &s) {
             if (packed) qdims = {dim(s, Tq), dim(s, hkv * G), dim(s, D)};
             fuzz_tensor q, o;
             if (!make_tensor(s, q, qdims, k, s.pick(32) == 31)) break;
-            if (packed) qdims = {dim(s, Tq), dim(s, hkv * G), dim(s, D)};
-            else qdims = {dim(s, B), dim(s, Sq), dim(s, hkv * G), dim(s, D)};
+            if (packed) qdims = {dim(s, Tq), dim(s, hkv * G), dim(s, Dv)};
+            else qdims = {dim(s, B), dim(s, Sq), dim(s, hkv * G), dim(s, Dv)};
             if (!make_tensor(s, o, qdims, k, false)) break;
             clear(o);
             llmkit_kv_attention_options ko = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
