@@ -624,10 +624,13 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 const int next = int(std::clamp<int64_t>(hi + 1 - j0 - k_tile_keys, 0, k_tile_keys));
                 int64_t ldk = 0, ldv = 0;
                 const float *Kp = load_tile(L, seq, t.g0, j0, nk, false, kn, Kf, &ldk);
-                const float *Vp = load_tile(L, seq, t.g0, j0, nk, true, kn, Vf, &ldv);
+                // V read from K's rows (v_from_k): the K tile's first Dv columns, converted once.
+                const bool v_in_k = L.v == L.k;
+                const float *Vp = v_in_k ? Kp : load_tile(L, seq, t.g0, j0, nk, true, kn, Vf, &ldv);
+                if (v_in_k) ldv = ldk;
                 if (next > 0) {  // ask for the next tile now, so it arrives while this one computes
                     prefetch_rows(L, seq, t.g0, j0 + k_tile_keys, next, false);
-                    prefetch_rows(L, seq, t.g0, j0 + k_tile_keys, next, true);
+                    if (!v_in_k) prefetch_rows(L, seq, t.g0, j0 + k_tile_keys, next, true);
                 }
                 kn.gemm(nk, R, int(D), Kp, ldk, 1, H.Qb, R, H.ST, R, false, nullptr);
                 bias_and_mask(H.ST, b, t.g0, len, i0, tl, R, j0, nk);
