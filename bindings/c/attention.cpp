@@ -280,7 +280,16 @@ llmkit_status llmkit_kv_cache_bytes(uint64_t *out, int64_t n_layers, int64_t n_k
     return capi::guard([&] {
         capi::require_non_null(out, "out");
         *out = 0;
-        *out = attention::kv_cache_bytes(n_layers, n_kv_heads, head_dim, dtype_bytes, context, batch);
+        *out = attention::kv_cache_bytes(n_layers, n_kv_heads, head_dim, head_dim, dtype_bytes, context, batch);
+    });
+}
+
+llmkit_status llmkit_kv_cache_bytes_dv(uint64_t *out, int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
+                                       int64_t v_head_dim, int64_t dtype_bytes, int64_t context, int64_t batch) {
+    return capi::guard([&] {
+        capi::require_non_null(out, "out");
+        *out = 0;
+        *out = attention::kv_cache_bytes(n_layers, n_kv_heads, head_dim, v_head_dim, dtype_bytes, context, batch);
     });
 }
 

@@ -175,10 +175,10 @@ void rope(py::handle x_obj, py::handle positions_obj, int32_t layout, double the
     }
 }
 
-uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t dtype_bytes, int64_t context,
-                        int64_t batch) {
+uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t v_head_dim,
+                        int64_t dtype_bytes, int64_t context, int64_t batch) {
     uint64_t out = 0;
-    llmkit::check(llmkit_kv_cache_bytes(&out, n_layers, n_kv_heads, head_dim, dtype_bytes, context, batch));
+    llmkit::check(llmkit_kv_cache_bytes_dv(&out, n_layers, n_kv_heads, head_dim, v_head_dim, dtype_bytes, context, batch));
     return out;
 }
 
@@ -477,7 +477,7 @@ void bind_attention(py::module_ &m) {
           py::arg("mrope_interleaved") = 0);
     m.def("attention_isa", [] { return std::string(llmkit_attention_isa()); });
     m.def("kv_cache_bytes", &kv_cache_bytes, py::arg("n_layers"), py::arg("n_kv_heads"), py::arg("head_dim"),
-          py::arg("dtype_bytes"), py::arg("context"), py::arg("batch") = 1);
+          py::arg("v_head_dim"), py::arg("dtype_bytes"), py::arg("context"), py::arg("batch") = 1);
 }
 
 }  // namespace llmkit_py

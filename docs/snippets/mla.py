@@ -42,9 +42,10 @@ print(f"paged latent cache: {paged.memory_bytes} bytes for {T} tokens (K's rows 
 
 # What a token costs in the cache per layer in bf16, with DeepSeek-V3's 128 heads and 61 layers.
 layers, heads = 61, 128
-mla = (C + R) * 2                # the latent and the rotary key, shared by every head
-mha = heads * (N + R + N) * 2    # each head's key (192) and value (128), cached as such
-gqa = llmkit.kv_cache_bytes(n_layers=1, n_kv_heads=8, head_dim=128, dtype="bf16", context=1)
+per_token = dict(n_layers=1, dtype="bf16", context=1)
+mla = llmkit.kv_cache_bytes(**per_token, n_kv_heads=1, head_dim=C + R, v_head_dim=C, v_from_k=True)  # latent + rope
+mha = llmkit.kv_cache_bytes(**per_token, n_kv_heads=heads, head_dim=N + R, v_head_dim=N)  # each head's k (192), v (128)
+gqa = llmkit.kv_cache_bytes(**per_token, n_kv_heads=8, head_dim=128)
 print(f"bytes per token and layer: MLA {mla}, its heads as MHA {mha} ({mha // mla}x), GQA with 8 kv heads of 128 {gqa}")
 ctx = 128 * 1024
 print(f"DeepSeek-V3 at {ctx} tokens: {layers * mla * ctx / 2**30:.2f} GiB (MLA) against "

@@ -1859,6 +1859,25 @@ LLMKIT_API const char *llmkit_attention_isa(void);
 LLMKIT_API llmkit_status llmkit_kv_cache_bytes(uint64_t *out, int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
                                                int64_t dtype_bytes, int64_t context, int64_t batch);
 
+/**
+ * @brief Bytes of a KV cache whose V has a head_dim of its own:
+ *        n_layers * n_kv_heads * (head_dim + v_head_dim) * dtype_bytes * context * batch.
+ *
+ * DeepSeek-V3's per-head form (61 layers, 128 heads, K 192, V 128) in bf16 takes
+ * 4997120 bytes per token; its latent cache (1 head of 576, no V: v_head_dim 0,
+ * as a cache made with v_from_k) 70272. For int8 caches the per-row float32
+ * scales come on top (llmkit_kv_cache_memory_bytes() counts them).
+ * @param[out] out Receives the byte count.
+ * @param n_layers Transformer layers, >= 0. @param n_kv_heads Key/value heads per layer, >= 0.
+ * @param head_dim K's dimensions per head, >= 0.
+ * @param v_head_dim V's dimensions per head, >= 0: head_dim for most models, 0 for a cache that stores no V.
+ * @param dtype_bytes Bytes per element, >= 0. @param context Tokens per sequence, >= 0. @param batch Sequences, >= 0.
+ * @return As llmkit_kv_cache_bytes(). Thread-safe.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_bytes_dv(uint64_t *out, int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
+                                                  int64_t v_head_dim, int64_t dtype_bytes, int64_t context,
+                                                  int64_t batch);
+
 /** @brief Element type of a KV cache. */
 typedef enum llmkit_kv_dtype LLMKIT_ENUM_BASE {
     LLMKIT_KV_F32 = 0,  /**< float32. */

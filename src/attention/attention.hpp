@@ -158,8 +158,9 @@ void store_row(const kernels &kn, char *p, core::dtype t, int64_t n, const float
 void rope(const core::tensor_view &x, const core::tensor_view &positions, const core::tensor_view &out,
           const rope_params &p);
 
-// 2 * layers * kv_heads * head_dim * bytes * context * batch, with overflow checks.
-uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t dtype_bytes, int64_t context,
-                        int64_t batch);
+// layers * kv_heads * (head_dim + v_head_dim) * bytes * context * batch, with
+// overflow checks (v_head_dim 0: a cache that keeps no V, MLA's latent).
+uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t v_head_dim,
+                        int64_t dtype_bytes, int64_t context, int64_t batch);
 
 }  // namespace llmkit::attention

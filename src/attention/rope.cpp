@@ -335,18 +335,20 @@ void rope(const tensor_view &x, const tensor_view &positions, const tensor_view 
     so.write_back(p.stream);
 }
 
-uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t dtype_bytes, int64_t context,
-                        int64_t batch) {
-    const int64_t args[] = {n_layers, n_kv_heads, head_dim, dtype_bytes, context, batch};
-    const char *names[] = {"n_layers", "n_kv_heads", "head_dim", "dtype_bytes", "context", "batch"};
-    for (int i = 0; i < 6; ++i)
+uint64_t kv_cache_bytes(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t v_head_dim,
+                        int64_t dtype_bytes, int64_t context, int64_t batch) {
+    const int64_t args[] = {n_layers, n_kv_heads, head_dim, v_head_dim, dtype_bytes, context, batch};
+    const char *names[] = {"n_layers", "n_kv_heads", "head_dim", "v_head_dim", "dtype_bytes", "context", "batch"};
+    for (int i = 0; i < 7; ++i)
         if (args[i] < 0) fail(LLMKIT_ERROR_INVALID_ARGUMENT, names[i], " must be >= 0, got ", args[i]);
-    uint64_t total = 2;
-    for (int i = 0; i < 6; ++i) {
-        const uint64_t a = uint64_t(args[i]);
+    // Elements per token and kv head: K's and V's (each below 2^63, so the sum fits).
+    const uint64_t factors[] = {uint64_t(n_layers), uint64_t(n_kv_heads), uint64_t(head_dim) + uint64_t(v_head_dim),
+                                uint64_t(dtype_bytes), uint64_t(context), uint64_t(batch)};
+    uint64_t total = 1;
+    for (const uint64_t a : factors) {
         if (a != 0 && total > std::numeric_limits<uint64_t>::max() / a)
-            fail(LLMKIT_ERROR_OUT_OF_RANGE, "KV-cache size 2 * ", n_layers, " * ", n_kv_heads, " * ", head_dim, " * ",
-                 dtype_bytes, " * ", context, " * ", batch, " bytes does not fit in 64 bits");
+            fail(LLMKIT_ERROR_OUT_OF_RANGE, "KV-cache size ", n_layers, " * ", n_kv_heads, " * (", head_dim, " + ",
+                 v_head_dim, ") * ", dtype_bytes, " * ", context, " * ", batch, " bytes does not fit in 64 bits");
         total *= a;
     }
     return total;

@@ -919,6 +919,20 @@ TEST_CASE("llmkit_kv_cache_bytes: published model configs and overflow", "[atten
     CHECK(llmkit_kv_cache_bytes(nullptr, 1, 8, 128, 2, 1, 1) == LLMKIT_ERROR_NULL_POINTER);
     REQUIRE(llmkit_kv_cache_bytes(&b, 0, 8, 128, 2, int64_t(1) << 62, int64_t(1) << 62) == LLMKIT_OK);
     CHECK(b == 0);
+    // V with its own head_dim: DeepSeek-V3 (61 layers, 128 heads, K 192, V 128) in bf16, per token; its
+    // latent cache (one head of 512 + 64, no V); a V as wide as K is llmkit_kv_cache_bytes.
+    REQUIRE(llmkit_kv_cache_bytes_dv(&b, 61, 128, 192, 128, 2, 1, 1) == LLMKIT_OK);
+    CHECK(b == 61ull * 128 * (192 + 128) * 2);
+    REQUIRE(llmkit_kv_cache_bytes_dv(&b, 61, 1, 576, 0, 2, 131072, 1) == LLMKIT_OK);
+    CHECK(b == 61ull * 1152 * 131072);
+    uint64_t same = 0;
+    REQUIRE(llmkit_kv_cache_bytes_dv(&same, 32, 8, 128, 128, 2, 4096, 3) == LLMKIT_OK);
+    REQUIRE(llmkit_kv_cache_bytes(&b, 32, 8, 128, 2, 4096, 3) == LLMKIT_OK);
+    CHECK(same == b);
+    CHECK(llmkit_kv_cache_bytes_dv(&b, 1, 1, 128, -1, 2, 1, 1) == LLMKIT_ERROR_INVALID_ARGUMENT);
+    CHECK(std::string(llmkit_last_error_message()).find("v_head_dim must be >= 0") != std::string::npos);
+    CHECK(llmkit_kv_cache_bytes_dv(&b, 1, 1, int64_t(1) << 62, int64_t(1) << 62, 4, 1, 1) == LLMKIT_ERROR_OUT_OF_RANGE);
+    CHECK(llmkit_kv_cache_bytes_dv(nullptr, 1, 1, 1, 1, 1, 1, 1) == LLMKIT_ERROR_NULL_POINTER);
 }
 
 TEST_CASE("attention kernels: the AVX2 and AVX-512 16-bit and int8 conversions are bit-exact with the core's",

@@ -168,6 +168,19 @@ std::vector<float> run_bf16(const store &s, int64_t S, const std::vector<float> 
     return f;
 }
 
+// |got - ref| <= 4e-6 + 1e-5 |ref| everywhere (fp32 accumulation against
+// float64 over the same stored values); *err receives the largest |got - ref|.
+bool within_reference(const std::vector<float> &got, const std::vector<double> &ref, double *err) {
+    bool ok = true;
+    *err = 0.0;
+    for (size_t i = 0; i < got.size(); ++i) {
+        const double e = std::fabs(double(got[i]) - ref[i]);
+        *err = std::max(*err, e);
+        if (!(e <= 4e-6 + 1e-5 * std::fabs(ref[i]))) ok = false;
+    }
+    return ok;
+}
+
 // Causal attention of the last Sq tokens in float64.
 std::vector<double> reference(const rows &r, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
                               int64_t Hkv, int64_t D) {
@@ -213,12 +226,7 @@ TEST_CASE("cache attention, every kernel set: paged tables give the contiguous b
                     for (int64_t split : {0, 128}) {
                         const std::vector<float> want = run(flat, S, q, Sq, Hq, ks, split, 1);
                         double err = 0.0;
-                        bool ok = true;
-                        for (size_t i = 0; i < want.size(); ++i) {
-                            const double e = std::fabs(double(want[i]) - ref[i]);
-                            err = std::max(err, e);
-                            if (!(e <= 4e-6 + 1e-5 * std::fabs(ref[i]))) ok = false;
-                        }
+                        const bool ok = within_reference(want, ref, &err);
                         INFO("kernels " << ks->name << " cache " << llmkit::attention::kv_dtype_name(t) << " D " << D
                                         << " Sq " << Sq << " split " << split << " max error " << err);
                         CHECK(ok);
@@ -1248,12 +1256,7 @@ TEST_CASE("cache attention, every kernel set: V of its own head_dim, or read fro
                     for (int64_t split : {0, 64}) {
                         const std::vector<float> want = attend_dv(flat, q, Sq, split, 1);
                         double err = 0.0;
-                        bool ok = true;
-                        for (size_t i = 0; i < want.size(); ++i) {
-                            const double e = std::fabs(double(want[i]) - ref[i]);
-                            err = std::max(err, e);
-                            if (!(e <= 4e-6 + 1e-5 * std::fabs(ref[i]))) ok = false;
-                        }
+                        const bool ok = within_reference(want, ref, &err);
                         INFO("kernels " << ks->name << " cache " << llmkit::attention::kv_dtype_name(t) << " D " << D
                                         << " Dv " << Dv << (dd.from_k ? " (V from K)" : "") << " Sq " << Sq
                                         << " split " << split << " max error " << err);

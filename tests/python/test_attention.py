@@ -1126,6 +1126,22 @@ def test_kv_cache_bytes_for_known_models():
     assert llmkit.kv_cache_bytes(**kw, dtype="BFloat16", batch=3) == 3 * base
     assert llmkit.kv_cache_bytes(**kw, dtype=np.float32) == 2 * base
     assert llmkit.kv_cache_bytes(**kw, batch=0) == 0
+    # V of its own head_dim: DeepSeek-V3's heads (K 192, V 128) and its latent cache (576, no V), bf16, per token.
+    ds = dict(n_layers=61, dtype="bf16", context=1)
+    assert llmkit.kv_cache_bytes(**ds, n_kv_heads=128, head_dim=192, v_head_dim=128) == 61 * 128 * 320 * 2
+    assert llmkit.kv_cache_bytes(**ds, n_kv_heads=1, head_dim=576, v_head_dim=512, v_from_k=True) == 61 * 1152
+    assert llmkit.kv_cache_bytes(**kw, v_head_dim=128) == base
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("v_head_dim,v_from_k", [(None, False), (96, False), (48, True)])
+def test_kv_cache_bytes_is_what_a_cache_allocates(dtype, v_head_dim, v_from_k):
+    """The arithmetic and the caches agree (16-bit and float32: no int8 scales)."""
+    kw = dict(n_layers=3, n_kv_heads=2, head_dim=64, dtype=dtype, v_head_dim=v_head_dim, v_from_k=v_from_k)
+    cache = llmkit.KVCache(capacity=100, max_sequences=4, **kw)
+    assert cache.memory_bytes == llmkit.kv_cache_bytes(context=100, batch=4, **kw)
+    paged = llmkit.PagedKVCache(n_blocks=10, block_size=16, **kw)
+    assert paged.pool_bytes == llmkit.kv_cache_bytes(context=160, **kw)
 
 
 def test_kv_cache_bytes_errors():

@@ -481,8 +481,11 @@ def kv_cache_bytes(
     dtype: Any = "fp16",
     context: int,
     batch: int = 1,
+    v_head_dim: Optional[int] = None,
+    v_from_k: bool = False,
 ) -> int:
-    """2 * n_layers * n_kv_heads * head_dim * bytes(dtype) * context * batch."""
+    """2 * n_layers * n_kv_heads * head_dim * bytes(dtype) * context * batch; with v_head_dim, V's rows at their own
+    width (n_layers * n_kv_heads * (head_dim + v_head_dim) * ...); with v_from_k (MLA's latent cache), no V."""
 
 class _KVCacheBase:
     def new_sequence(self) -> int:

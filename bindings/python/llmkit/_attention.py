@@ -689,8 +689,16 @@ def kv_cache_bytes(
     dtype: Any = "fp16",
     context: int,
     batch: int = 1,
+    v_head_dim: Optional[int] = None,
+    v_from_k: bool = False,
 ) -> int:
     """Bytes of a KV cache: ``2 * n_layers * n_kv_heads * head_dim * bytes(dtype) * context * batch``.
+
+    With ``v_head_dim`` (None: ``head_dim``), V's rows are counted at their own
+    width: ``n_layers * n_kv_heads * (head_dim + v_head_dim) * ...``; with
+    ``v_from_k`` (MLA's latent cache, see :class:`KVCache`) there are none.
+    DeepSeek-V3 in bf16: 4997120 bytes per token with its heads' keys (192) and
+    values (128), 70272 with the latent (one head of 576, ``v_from_k``).
 
     ``dtype`` is ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"`` (also
     ``"float16"``, ``"bfloat16"``, ``"fp8"``, numpy or torch dtypes). The 2 counts
@@ -703,11 +711,12 @@ def kv_cache_bytes(
     Raises :class:`ValueError` for a negative count or a product beyond 64 bits.
     """
     args = [as_int(a, n) for a, n in ((n_layers, "n_layers"), (n_kv_heads, "n_kv_heads"), (head_dim, "head_dim"))]
+    dv = 0 if _flag(v_from_k, "v_from_k") else args[2] if v_head_dim is None else as_int(v_head_dim, "v_head_dim")
     ctx, b = as_int(context, "context"), as_int(batch, "batch")
-    for val, n in zip(args + [ctx, b], ("n_layers", "n_kv_heads", "head_dim", "context", "batch")):
+    for val, n in zip(args + [dv, ctx, b], ("n_layers", "n_kv_heads", "head_dim", "v_head_dim", "context", "batch")):
         if not -(2**63) <= val < 2**63:
             raise ValueError(f"{n} = {val} does not fit a 64-bit integer")
-    return int(_llmkit.kv_cache_bytes(args[0], args[1], args[2], _dtype_bytes(dtype), ctx, b))
+    return int(_llmkit.kv_cache_bytes(args[0], args[1], args[2], dv, _dtype_bytes(dtype), ctx, b))
 
 
 # ---------------------------------------------------------------------------

@@ -216,7 +216,7 @@ def rope(
     mrope_interleaved: int = 0,
 ) -> None: ...
 def kv_cache_bytes(
-    n_layers: int, n_kv_heads: int, head_dim: int, dtype_bytes: int, context: int, batch: int = 1
+    n_layers: int, n_kv_heads: int, head_dim: int, v_head_dim: int, dtype_bytes: int, context: int, batch: int = 1
 ) -> int: ...
 
 class _NativeCache:
