@@ -1118,8 +1118,44 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
                   f"{100 * gf / peak:>6.0f}%{t_t * 1e3:>10.2f}{t_p * 1e3:>10.2f}{t_t / t_l:>8.2f}x{t_p / t_l:>9.2f}x"
                   f"{diff:>11.2e}", flush=True)
 
-    Hq, L, R = 128, 512, 64
+    name_c = "deepseek decode"
     B, T = (2, 1024) if args.quick else (4, 4096)
+    print(f"\nDeepSeek decode from a paged cache (blocks of 16) of {B} sequences of {T} tokens, {H} heads, D={D} Dv={Dv}, "
+          f"float32: llmkit's cache with V in rows of {Dv} (v_head_dim), against the same cache with V zero-padded to "
+          f"{D} (the route of kernels with one head_dim) and torch SDPA on [B, H, S, D] tensors; GB/s of K and V")
+    print(f"{'cell':<18}{'dtype':<10}{'llmkit ms':>10}{'GB/s':>7}{'v padded':>10}{'torch ms':>10}{'vs padded':>10}"
+          f"{'vs torch':>9}{'max|diff|':>11}")
+    if args.only in name_c:
+        k = torch.randn(B, T, H, D)
+        v = torch.randn(B, T, H, Dv)
+        vp = torch.zeros(B, T, H, D)
+        vp[..., :Dv] = v
+        q = torch.randn(B, 1, H, D)
+        own = Cache(lib, True, KV_F32, k, v, args.threads, 16)
+        padded = Cache(lib, True, KV_F32, k, vp, args.threads, 16)
+        out, outp = torch.empty(B, 1, H, Dv), torch.empty(B, 1, H, D)
+        (tq, a), (to, b), (top, c) = (as_llmkit(x) for x in (q, out, outp))
+        qt, kt, vt = (x.transpose(1, 2).contiguous() for x in (q, k, v))  # a cache as transformers keeps it
+
+        def run_torch():
+            return F.scaled_dot_product_attention(qt, kt, vt)
+
+        run_own = lambda: own.attention(tq, to)  # noqa: E731
+        run_padded = lambda: padded.attention(tq, top)  # noqa: E731
+        run_own()
+        run_padded()
+        diff = (out - run_torch().transpose(1, 2)).abs().max().item()
+        diff_p = (outp[..., :Dv] - out).abs().max().item()
+        if diff > 1e-4 or diff_p > 1e-5:
+            raise RuntimeError(f"{name_c}: llmkit and torch differ by {diff}, the padded cache by {diff_p}")
+        t_l, t_p, t_t = interleaved_best([run_own, run_padded, run_torch], min_time, rounds=3)
+        own.close()
+        padded.close()
+        gbs = B * T * H * (D + Dv) * 4 / t_l / 1e9
+        print(f"{name_c:<18}{'float32':<10}{t_l * 1e3:>10.2f}{gbs:>7.1f}{t_p * 1e3:>10.2f}{t_t * 1e3:>10.2f}"
+              f"{t_p / t_l:>9.2f}x{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
+
+    Hq, L, R = 128, 512, 64
     print(f"\nMLA decode, absorbed: one step of {B} sequences of {T} cached tokens, {Hq} query heads on one latent of "
           f"{L} + {R} rotary dimensions (DeepSeek-V3), v the latent's first {L}; torch: DeepSeek's inference code's "
           f"matmuls; GFLOP/s, %peak against the float32 matmul peak; GB/s of the latent read")
