@@ -165,7 +165,7 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const bool check_rows = nqt == 1 && p.window <= 0 && Sq <= 16;
     // K and V as [B, S, H, D] with the heads side by side (see the decode
     // over them below).
-    // (One head_dim for K and V: the caches' decode takes no other.)
+    // (One head_dim for K and V: the token-walking kernels take no other.)
     const bool token_major = Hkv > 1 && Dv == D && k.strides[1] == Hkv * D && v.strides[1] == Hkv * D &&
                              k.strides[2] == D && v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0;
     // Query rows per kv head up to which tasks take the dot-product kernels;

@@ -438,6 +438,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = n_seqs, Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Hkv = L.n_kv_heads;
     const int64_t Dv = value_dim(L);  // V's and out's head_dim
+    const bool v_in_k = L.v == L.k;   // V read from K's rows (v_from_k)
     if (B == 0 || Sq == 0 || Hq == 0) return;
     if (!p.q_checked) core::require_finite(q, p.n_threads);  // the cache's rows were checked on append
     const int64_t G = Hq / Hkv;
@@ -625,7 +626,6 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 int64_t ldk = 0, ldv = 0;
                 const float *Kp = load_tile(L, seq, t.g0, j0, nk, false, kn, Kf, &ldk);
                 // V read from K's rows (v_from_k): the K tile's first Dv columns, converted once.
-                const bool v_in_k = L.v == L.k;
                 const float *Vp = v_in_k ? Kp : load_tile(L, seq, t.g0, j0, nk, true, kn, Vf, &ldv);
                 if (v_in_k) ldv = ldk;
                 if (next > 0) {  // ask for the next tile now, so it arrives while this one computes
@@ -766,7 +766,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     return nullptr;
                 }
                 const piece &pc = (at.next_tile ? nxt : cur)[at.k];
-                if (at.value && L.v == L.k) {  // V lies in K's rows, read just before
+                if (at.value && v_in_k) {  // V lies in K's rows, read just before
                     *bytes = 0;
                     return nullptr;
                 }

@@ -1079,8 +1079,8 @@ LLMKIT_AVX512BF16 void widen_pairs(int R, int D, int Dp, const uint16_t *Q, int6
 
 // Decode's rows are few (R < 16: the query heads of a kv head, or a few
 // tokens of them) and head dims mostly at most 256, so the widened rows fit a
-// 16 KiB array on the stack; other shapes (the dense call's head dims up to
-// 576, for DeepSeek's absorbed latent attention) take the pairs.
+// 16 KiB array on the stack; other shapes (head dims up to 576, for
+// DeepSeek's absorbed latent attention, dense or cached) take the pairs.
 // Head dims that are a multiple of 32 (64, 96, 128, 256) read K with plain
 // loads: the masked loads of the general path (a mask built per step) cost
 // 13.4 against 11.4 ns per key and 4 query rows in L1 (Emerald Rapids).

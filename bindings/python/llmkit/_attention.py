@@ -766,15 +766,13 @@ class _CacheBase:
     _native: Any
     _head_dim: int
     _v_head_dim: int
-    _v_from_k: bool
 
-    def _set_layout(self, head_dim: Any, v_head_dim: Any, v_from_k: Any) -> None:
+    def _set_layout(self, head_dim: Any, v_head_dim: Any) -> None:
         """Keeps the head dims the calls need (RoPE's frequency factors, the output's last axis)."""
         self._head_dim = int32(head_dim, "head_dim")
         self._v_head_dim = self._head_dim if v_head_dim is None else int32(v_head_dim, "v_head_dim")
-        if v_head_dim is not None and self._v_head_dim < 1:
+        if self._v_head_dim < 1:  # (the C API's 0 means head_dim: here that is None)
             raise ValueError(f"v_head_dim must be >= 1 (or None for head_dim), got {self._v_head_dim}")
-        self._v_from_k = _flag(v_from_k, "v_from_k")
 
     def _out_like(self, q: Any) -> Any:
         """The attention's output: q's kind, dtype and shape with the cache's v_head_dim as its last axis."""
@@ -978,11 +976,11 @@ class KVCache(_CacheBase):
 
     def __init__(self, *, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int = 1,
                  dtype: Any = "fp32", v_head_dim: Optional[int] = None, v_from_k: bool = False) -> None:
-        self._set_layout(head_dim, v_head_dim, v_from_k)
+        self._set_layout(head_dim, v_head_dim)
         self._native = _llmkit.KVCache(int32(n_layers, "n_layers"), int32(n_kv_heads, "n_kv_heads"),
                                        self._head_dim, as_int(capacity, "capacity"),
-                                       int32(max_sequences, "max_sequences"), _kv_dtype(dtype),
-                                       0 if v_head_dim is None else self._v_head_dim, self._v_from_k)
+                                       int32(max_sequences, "max_sequences"), _kv_dtype(dtype), self._v_head_dim,
+                                       _flag(v_from_k, "v_from_k"))
 
 
 class PagedKVCache(_CacheBase):
@@ -1007,12 +1005,11 @@ class PagedKVCache(_CacheBase):
         per_seq = 0 if max_blocks_per_seq is None else as_int(max_blocks_per_seq, "max_blocks_per_seq")
         if max_blocks_per_seq is not None and per_seq < 1:
             raise ValueError(f"max_blocks_per_seq must be >= 1 (or None for n_blocks), got {per_seq}")
-        self._set_layout(head_dim, v_head_dim, v_from_k)
+        self._set_layout(head_dim, v_head_dim)
         self._native = _llmkit.PagedKVCache(int32(n_layers, "n_layers"), int32(n_kv_heads, "n_kv_heads"),
                                             self._head_dim, int32(block_size, "block_size"),
                                             as_int(n_blocks, "n_blocks"), int32(max_sequences, "max_sequences"),
-                                            per_seq, _kv_dtype(dtype), 0 if v_head_dim is None else self._v_head_dim,
-                                            self._v_from_k)
+                                            per_seq, _kv_dtype(dtype), self._v_head_dim, _flag(v_from_k, "v_from_k"))
 
     @property
     def free_blocks(self) -> int:
