@@ -165,9 +165,8 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     const bool check_rows = nqt == 1 && p.window <= 0 && Sq <= 16;
     // K and V as [B, S, H, D] with the heads side by side (see the decode
     // over them below).
-    // (One head_dim for K and V: the token-walking kernels take no other.)
-    const bool token_major = Hkv > 1 && Dv == D && k.strides[1] == Hkv * D && v.strides[1] == Hkv * D &&
-                             k.strides[2] == D && v.strides[2] == D && k.strides[0] >= 0 && v.strides[0] >= 0;
+    const bool token_major = Hkv > 1 && k.strides[1] == Hkv * D && v.strides[1] == Hkv * Dv && k.strides[2] == D &&
+                             v.strides[2] == Dv && k.strides[0] >= 0 && v.strides[0] >= 0;
     // Query rows per kv head up to which tasks take the dot-product kernels;
     // float32 over token-major rows 32 (the tokens kernels with 64 rows:
     // 0.95-0.96x the gemms, with 32 1.27-1.32x; 2-core Zen 5).
@@ -241,11 +240,13 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         L.type = q.type == dtype::f32 ? kv_dtype::f32 : q.type == dtype::bf16 ? kv_dtype::bf16 : kv_dtype::f16;
         L.n_kv_heads = Hkv;
         L.head_dim = D;
+        L.v_head_dim = Dv;
         L.block_size = Skv;
         L.n_blocks = B;
         L.k = k.data;
         L.v = v.data;
         L.token_stride = Hkv * D;
+        L.v_token_stride = Hkv * Dv;
         L.k_block_stride = k.strides[0];
         L.v_block_stride = v.strides[0];
         std::vector<int32_t> block(static_cast<size_t>(B));

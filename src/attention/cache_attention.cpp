@@ -162,7 +162,7 @@ struct piece {
 
 // Elements from one key's row to the next inside a piece: K's, and V's.
 int64_t row_stride(const cache_layer_view &L) { return L.token_stride > 0 ? L.token_stride : L.head_dim; }
-int64_t v_stride(const cache_layer_view &L) { return L.token_stride > 0 ? L.token_stride : value_row(L); }
+int64_t v_stride(const cache_layer_view &L) { return L.token_stride > 0 ? value_token_stride(L) : value_row(L); }
 
 // The pieces of keys [j0, j0 + n) of heads g0 .. g0 + ng - 1, in the order the
 // storage holds them: each block's run of keys for every head (the heads'
@@ -178,12 +178,13 @@ void tile_pieces(const cache_layer_view &L, const cache_seq &s, int64_t g0, int6
     const int64_t bs = L.block_size, D = L.head_dim;
     out.clear();
     if (L.token_stride > 0) {
-        const int64_t blk = s.blocks[0];
+        const int64_t blk = s.blocks[0], Dv = value_dim(L), vts = value_token_stride(L);
         for (int64_t c = 0; c < n; c += chunk)
             for (int64_t hh = 0; hh < ng; ++hh) {
-                const int64_t j = j0 + c, at = j * L.token_stride + (g0 + hh) * D;
-                out.push_back({hh, j, int(std::min<int64_t>(chunk, n - c)), 0, blk * L.k_block_stride + at,
-                               blk * L.v_block_stride + at});
+                const int64_t j = j0 + c;
+                out.push_back({hh, j, int(std::min<int64_t>(chunk, n - c)), 0,
+                               blk * L.k_block_stride + j * L.token_stride + (g0 + hh) * D,
+                               blk * L.v_block_stride + j * vts + (g0 + hh) * Dv});
             }
         return;
     }
@@ -467,7 +468,8 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     // run per block per task.
     const int rows_max = decode_rows_max(row_type(int(L.type)), nqt);
     const bool decode = G * tq <= rows_max;
-    if (L.token_stride > 0 && (!decode || L.token_stride != Hkv * D || L.type == kv_dtype::i8 || Dv != D))
+    if (L.token_stride > 0 &&
+        (!decode || L.token_stride != Hkv * D || value_token_stride(L) != Hkv * Dv || L.type == kv_dtype::i8))
         fail(LLMKIT_ERROR_INTERNAL, "plain K/V rows: decode of float rows with the heads side by side only");
     // The K and V bytes of the call (all of every sequence's rows; a window
     // reads fewer): at most k_cache_resident_bytes, decode reads them from
@@ -711,7 +713,8 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // tile's K and V in one call each, a few tokens at a time, every
             // head in turn, so the rows are read front to back with no piece
             // bookkeeping or call per head and few rows (see tokens_group).
-            const bool tokens = L.token_stride > 0 && ng * D == L.token_stride && L.type != kv_dtype::i8 &&
+            const bool tokens = L.token_stride > 0 && ng * D == L.token_stride &&
+                                ng * Dv == value_token_stride(L) && L.type != kv_dtype::i8 &&
                                 (bf16_pairs ? kn.dots_bf16_tokens_pf != nullptr : kn.dots_tokens_pf != nullptr) &&
                                 (eo ? kn.gemm_bf16_eo_tokens_pf != nullptr : kn.gemm_tokens_pf != nullptr);
             const int64_t es = kv_dtype_bytes(L.type);
@@ -719,8 +722,8 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // Plain rows of token j on: K, or V.
             auto token_rows = [&](bool value, int64_t j) {
                 const int64_t blk = seq.blocks[0];
-                return (value ? L.v : L.k) +
-                       (blk * (value ? L.v_block_stride : L.k_block_stride) + j * L.token_stride) * es;
+                return value ? L.v + (blk * L.v_block_stride + j * value_token_stride(L)) * es
+                             : L.k + (blk * L.k_block_stride + j * L.token_stride) * es;
             };
             // Keys per group of the tokens' p.v (each head's output loaded and
             // stored once per group): 16 KiB of tokens from memory, where a
@@ -731,9 +734,10 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // than 6 or 8, 16 from the caches 1.13x faster than 4; bf16
             // groups of 8 from memory 1.11x than 4 and 1.3x than 16, 32 from
             // the caches 1.06x than 16.
-            const int64_t token_bytes = L.token_stride * es;
+            // (Over V's rows of a token.)
+            const int64_t token_bytes = L.token_stride * es, v_token_bytes = value_token_stride(L) * es;
             const int tokens_group =
-                int(std::clamp<int64_t>((in_cache ? 65536 : 16384) / std::max<int64_t>(token_bytes, 1), 1, 64));
+                int(std::clamp<int64_t>((in_cache ? 65536 : 16384) / std::max<int64_t>(v_token_bytes, 1), 1, 64));
             if (!tokens) tile_pieces(L, seq, t.g0, ng, lo, nk_at(lo), chunk, nxt);
             if (runs) group_runs(nxt, ng, nxt_calls, nxt_runs);
             // The item (piece, or runs call) `ahead` places after K (or V) item
@@ -778,7 +782,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 // Plain tensors: the heads' pieces of a chunk read its rows
                 // together (ng * D = token_stride: one run), so each asks for
                 // its share of that run, in turn.
-                if (L.token_stride > 0) return base + (ofs - pc.hh * D) * es + pc.hh * *bytes;
+                if (L.token_stride > 0) return base + (ofs - pc.hh * (at.value ? Dv : D)) * es + pc.hh * *bytes;
                 return base + ofs * es;
             };
             // i8_runs: that call's ranges (at most k_runs_max; their count),
@@ -816,13 +820,13 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 const char *tile_k = tokens ? token_rows(false, j0) : nullptr;
                 const char *tile_v = tokens ? token_rows(true, j0) : nullptr;
                 const char *next_k = tokens && more ? token_rows(false, j0 + tile) : nullptr;
-                const int64_t tile_bytes = nk * token_bytes, next_bytes = more ? nk_at(j0 + tile) * token_bytes : 0;
+                const int64_t v_tile_bytes = nk * v_token_bytes, next_bytes = more ? nk_at(j0 + tile) * token_bytes : 0;
                 if (tokens && bf16_pairs)
                     kn.dots_bf16_tokens_pf(int(ng), R, nk, int(D), heads[0].Qh, reinterpret_cast<const uint16_t *>(tile_k),
-                                           scale, heads[0].ST, head_stride, tile_v, tile_bytes, k_prefetch_bytes);
+                                           scale, heads[0].ST, head_stride, tile_v, v_tile_bytes, k_prefetch_bytes);
                 else if (tokens)
                     kn.dots_tokens_pf(int(ng), R, nk, int(D), heads[0].Qb, tile_k, row_type(int(L.type)), heads[0].ST,
-                                      head_stride, tile_v, tile_bytes, k_prefetch_bytes);
+                                      head_stride, tile_v, v_tile_bytes, k_prefetch_bytes);
                 else if (i8_runs)
                     for (size_t i = 0; i < cur_calls.size(); ++i) {
                         const runs_call &c = cur_calls[i];
@@ -870,11 +874,11 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     }
                 }
                 if (tokens && eo)
-                    kn.gemm_bf16_eo_tokens_pf(int(ng), R, nk, int(D), tokens_group, heads[0].ST,
+                    kn.gemm_bf16_eo_tokens_pf(int(ng), R, nk, int(Dv), tokens_group, heads[0].ST,
                                               reinterpret_cast<const uint16_t *>(tile_v), heads[0].O, heads[0].alpha,
                                               head_stride, next_k, next_bytes, k_prefetch_bytes);
                 else if (tokens)
-                    kn.gemm_tokens_pf(int(ng), R, nk, int(D), tokens_group, heads[0].ST, tile_v, row_type(int(L.type)),
+                    kn.gemm_tokens_pf(int(ng), R, nk, int(Dv), tokens_group, heads[0].ST, tile_v, row_type(int(L.type)),
                                       heads[0].O, heads[0].alpha, head_stride, next_k, next_bytes, k_prefetch_bytes);
                 else if (i8_runs)
                     for (size_t i = 0; i < cur_calls.size(); ++i) {

@@ -81,7 +81,8 @@ struct kernels {
     // then for [pf, pf + pf_bytes) (the rows read next), `ahead` bytes past
     // where it reads (the first `ahead` bytes of its own rows it takes as
     // asked for by the call before). Head h's queries (rows of D), scores
-    // ([j * R + r]; P in gemm_tokens_pf), output (rows of D) and alpha lie at
+    // ([j * R + r]; P in gemm_tokens_pf), output (rows of D: gemm_tokens_pf's
+    // D is V's head_dim, which may differ from K's) and alpha lie at
     // Q, ST, O and alpha + h * head_stride floats. The bits of dots_pf, and
     // of gemm_pf with alpha as the first key's row_scale (alpha null: none).
     void (*dots_tokens_pf)(int H, int R, int N, int D, const float *Q, const void *K, row_type e, float *ST,

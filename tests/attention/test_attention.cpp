@@ -286,6 +286,28 @@ std::vector<const llmkit::attention::kernels *> kernel_sets() {
     return v;
 }
 
+// Each set of kernel_sets() that has the tokens kernels, without them: its
+// decode over compact [B, S, H, D] rows then goes a piece of a few rows per
+// head at a time, the path of a set that lacks them.
+std::vector<const llmkit::attention::kernels *> sets_without_tokens_kernels() {
+    static std::vector<llmkit::attention::kernels> copies = [] {
+        std::vector<llmkit::attention::kernels> v;
+        for (const auto *ks : kernel_sets())
+            if (ks->dots_tokens_pf) {
+                llmkit::attention::kernels c = *ks;
+                c.dots_tokens_pf = nullptr;
+                c.gemm_tokens_pf = nullptr;
+                c.dots_bf16_tokens_pf = nullptr;
+                c.gemm_bf16_eo_tokens_pf = nullptr;
+                v.push_back(c);
+            }
+        return v;
+    }();
+    std::vector<const llmkit::attention::kernels *> out;
+    for (const auto &c : copies) out.push_back(&c);
+    return out;
+}
+
 struct heads {
     int64_t hq, hkv;
 };
@@ -397,8 +419,9 @@ TEST_CASE("attention: v's head_dim may differ from q's and k's (DeepSeek's 192 /
           "[attention][dv]") {
     // Every path that reads V: packed prefill (several query tiles), a chunk
     // over [B, H, S, D] rows (streamed decode tiles), decode over padded rows
-    // with split keys, a compact [B, S, H, D] decode (per-head, not the
-    // token-walking decode, which takes one head_dim), V wider than K, and
+    // with split keys, a compact [B, S, H, D] decode (the token-walking
+    // decode, with V's token rows H * Dv wide) whole and in parts, and the
+    // same in fp16 below, V wider than K, and
     // DeepSeek's multi-head latent attention in its absorbed form (one kv
     // head: the latent of 512 and 64 rotary dimensions; v the latent).
     for (const auto *ks : kernel_sets())
@@ -410,6 +433,7 @@ TEST_CASE("attention: v's head_dim may differ from q's and k's (DeepSeek's 192 /
             check_case(t, 2, 9, 130, 8, 2, 192, c, layout::bhsd, ks);
             check_case(t, 2, 1, 300, 8, 2, 192, c, layout::padded, ks, 3);
             check_case(t, 2, 1, 300, 8, 2, 192, c, layout::compact, ks);
+            check_case(t, 3, 1, 300, 8, 2, 192, c, layout::compact, ks, 3);
             config wide = c;
             wide.dv = 96;
             check_case(t, 1, 140, 140, 8, 2, 64, wide, layout::compact, ks);
@@ -418,6 +442,24 @@ TEST_CASE("attention: v's head_dim may differ from q's and k's (DeepSeek's 192 /
             mla.dv = 512;
             check_case(t, 2, 1, 200, 16, 1, 576, mla, layout::compact, ks);
             check_case(t, 1, 4, 200, 16, 1, 576, mla, layout::compact, ks, 2);
+        }
+    for (const auto *ks : kernel_sets()) {
+        config c;
+        c.causal = true;
+        c.dv = 128;
+        check_case(dtype::f16, 2, 1, 300, 8, 2, 192, c, layout::compact, ks);
+        c.dv = 96;
+        check_case(dtype::f16, 2, 2, 200, 8, 4, 64, c, layout::compact, ks, 2);
+    }
+    // The compact decode by pieces (a set without the tokens kernels).
+    for (const auto *ks : sets_without_tokens_kernels())
+        for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
+            config c;
+            c.causal = true;
+            c.dv = 128;
+            check_case(t, 2, 1, 300, 8, 2, 192, c, layout::compact, ks);
+            c.dv = 96;
+            check_case(t, 2, 2, 200, 8, 4, 64, c, layout::compact, ks, 2);
         }
     // Through the C ABI, with every option.
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
