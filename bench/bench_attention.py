@@ -1122,8 +1122,9 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
     B, T = (2, 1024) if args.quick else (4, 4096)
     print(f"\nDeepSeek decode from a paged cache (blocks of 16) of {B} sequences of {T} tokens, {H} heads, D={D} Dv={Dv}, "
           f"float32: llmkit's cache with V in rows of {Dv} (v_head_dim), against the same cache with V zero-padded to "
-          f"{D} (the route of kernels with one head_dim) and torch SDPA on [B, H, S, D] tensors; GB/s of K and V")
-    print(f"{'cell':<18}{'dtype':<10}{'llmkit ms':>10}{'GB/s':>7}{'v padded':>10}{'torch ms':>10}{'vs padded':>10}"
+          f"{D} (the route of kernels with one head_dim) and torch SDPA on [B, H, S, D] tensors; GB/s of K and V. "
+          f"Then the same decode on plain [B, S, H, D] tensors (llmkit_attention; V padded: a V tensor of {D})")
+    print(f"{'decode from':<18}{'dtype':<10}{'llmkit ms':>10}{'GB/s':>7}{'v padded':>10}{'torch ms':>10}{'vs padded':>10}"
           f"{'vs torch':>9}{'max|diff|':>11}")
     if args.only in name_c:
         k = torch.randn(B, T, H, D)
@@ -1148,12 +1149,27 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
         diff_p = (outp[..., :Dv] - out).abs().max().item()
         if diff > 1e-4 or diff_p > 1e-5:
             raise RuntimeError(f"{name_c}: llmkit and torch differ by {diff}, the padded cache by {diff_p}")
-        t_l, t_p, t_t = interleaved_best([run_own, run_padded, run_torch], min_time, rounds=3)
+        # The same decode on the tensors themselves, [B, S, H, D] with the heads side by side.
+        (tk, d), (tv, e), (tvp, f) = (as_llmkit(x) for x in (k, v, vp))
+        opts = AttentionOptions(ctypes.sizeof(AttentionOptions), 1, 0, 0.0, 0.0, None, None, args.threads, None)
+        out_t, outp_t = torch.empty(B, 1, H, Dv), torch.empty(B, 1, H, D)
+        (to_t, g), (top_t, h) = (as_llmkit(x) for x in (out_t, outp_t))
+        run_tensors = lib.attention_call(tq, tk, tv, to_t, opts)
+        run_tensors_padded = lib.attention_call(tq, tk, tvp, top_t, opts)
+        run_tensors()
+        run_tensors_padded()
+        diff_t = (out_t - out).abs().max().item()
+        diff_tp = (outp_t[..., :Dv] - out_t).abs().max().item()
+        if diff_t > 1e-5 or diff_tp > 1e-5:
+            raise RuntimeError(f"{name_c}: plain tensors differ from the cache by {diff_t}, V padded by {diff_tp}")
+        t_l, t_p, t_t, t_lt, t_pt = interleaved_best([run_own, run_padded, run_torch, run_tensors, run_tensors_padded],
+                                                      min_time, rounds=3)
         own.close()
         padded.close()
-        gbs = B * T * H * (D + Dv) * 4 / t_l / 1e9
-        print(f"{name_c:<18}{'float32':<10}{t_l * 1e3:>10.2f}{gbs:>7.1f}{t_p * 1e3:>10.2f}{t_t * 1e3:>10.2f}"
-              f"{t_p / t_l:>9.2f}x{t_t / t_l:>8.2f}x{diff:>11.2e}", flush=True)
+        nbytes = B * T * H * (D + Dv) * 4
+        for label, tl, tp, dd in (("paged cache", t_l, t_p, diff), ("plain tensors", t_lt, t_pt, diff + diff_t)):
+            print(f"{label:<18}{'float32':<10}{tl * 1e3:>10.2f}{nbytes / tl / 1e9:>7.1f}{tp * 1e3:>10.2f}"
+                  f"{t_t * 1e3:>10.2f}{tp / tl:>9.2f}x{t_t / tl:>8.2f}x{dd:>11.2e}", flush=True)
 
     Hq, L, R = 128, 512, 64
     print(f"\nMLA decode, absorbed: one step of {B} sequences of {T} cached tokens, {Hq} query heads on one latent of "
