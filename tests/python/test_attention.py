@@ -569,6 +569,10 @@ def test_v_head_dim_may_differ_from_q_and_k(rng):
         got = llmkit.attention(tq, tk, tv)
         assert got.dtype == dtype and got.shape == (2, 70, 8, 128)
         assert_close(got.double().numpy(), _torch_sdpa(torch, tq, tk, tv, True).numpy(), tol)
+        # A decode step over [B, S, H, D] tensors (the token-walking decode, V's token rows H * Dv wide).
+        got = llmkit.attention(tq[:, -1:], tk, tv, causal=False)
+        assert got.shape == (2, 1, 8, 128)
+        assert_close(got.double().numpy(), _torch_sdpa(torch, tq[:, -1:], tk, tv, False).numpy(), tol)
     with pytest.raises(ValueError, match="head_dim differs"):
         llmkit.attention(q, k[..., :64], v)
     with pytest.raises(ValueError, match="v's head_dim Dv = 600 exceeds the supported maximum of 576"):
