@@ -734,7 +734,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // than 6 or 8, 16 from the caches 1.13x faster than 4; bf16
             // groups of 8 from memory 1.11x than 4 and 1.3x than 16, 32 from
             // the caches 1.06x than 16.
-            // (Over V's rows of a token.)
+            // (Counted in V's rows of a token, which the p.v reads.)
             const int64_t token_bytes = L.token_stride * es, v_token_bytes = value_token_stride(L) * es;
             const int tokens_group =
                 int(std::clamp<int64_t>((in_cache ? 65536 : 16384) / std::max<int64_t>(v_token_bytes, 1), 1, 64));
