@@ -1145,7 +1145,8 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
         run_padded = lambda: padded.attention(tq, top)  # noqa: E731
         run_own()
         run_padded()
-        diff = (out - run_torch().transpose(1, 2)).abs().max().item()
+        want = run_torch().transpose(1, 2)
+        diff = (out - want).abs().max().item()
         diff_p = (outp[..., :Dv] - out).abs().max().item()
         if diff > 1e-4 or diff_p > 1e-5:
             raise RuntimeError(f"{name_c}: llmkit and torch differ by {diff}, the padded cache by {diff_p}")
@@ -1158,16 +1159,16 @@ def deepseek_cells(lib: Lib, dtypes, args, min_time: float, peak: float) -> None
         run_tensors_padded = lib.attention_call(tq, tk, tvp, top_t, opts)
         run_tensors()
         run_tensors_padded()
-        diff_t = (out_t - out).abs().max().item()
+        diff_t = (out_t - want).abs().max().item()
         diff_tp = (outp_t[..., :Dv] - out_t).abs().max().item()
-        if diff_t > 1e-5 or diff_tp > 1e-5:
-            raise RuntimeError(f"{name_c}: plain tensors differ from the cache by {diff_t}, V padded by {diff_tp}")
+        if diff_t > 1e-4 or diff_tp > 1e-5:
+            raise RuntimeError(f"{name_c}: plain tensors differ from torch by {diff_t}, V padded by {diff_tp}")
         t_l, t_p, t_t, t_lt, t_pt = interleaved_best([run_own, run_padded, run_torch, run_tensors, run_tensors_padded],
                                                       min_time, rounds=3)
         own.close()
         padded.close()
         nbytes = B * T * H * (D + Dv) * 4
-        for label, tl, tp, dd in (("paged cache", t_l, t_p, diff), ("plain tensors", t_lt, t_pt, diff + diff_t)):
+        for label, tl, tp, dd in (("paged cache", t_l, t_p, diff), ("plain tensors", t_lt, t_pt, diff_t)):
             print(f"{label:<18}{'float32':<10}{tl * 1e3:>10.2f}{nbytes / tl / 1e9:>7.1f}{tp * 1e3:>10.2f}"
                   f"{t_t * 1e3:>10.2f}{tp / tl:>9.2f}x{t_t / tl:>8.2f}x{dd:>11.2e}", flush=True)
 

@@ -246,7 +246,6 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         L.k = k.data;
         L.v = v.data;
         L.token_stride = Hkv * D;
-        L.v_token_stride = Hkv * Dv;
         L.k_block_stride = k.strides[0];
         L.v_block_stride = v.strides[0];
         std::vector<int32_t> block(static_cast<size_t>(B));

@@ -468,8 +468,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     // run per block per task.
     const int rows_max = decode_rows_max(row_type(int(L.type)), nqt);
     const bool decode = G * tq <= rows_max;
-    if (L.token_stride > 0 &&
-        (!decode || L.token_stride != Hkv * D || value_token_stride(L) != Hkv * Dv || L.type == kv_dtype::i8))
+    if (L.token_stride > 0 && (!decode || L.token_stride != Hkv * D || L.type == kv_dtype::i8))
         fail(LLMKIT_ERROR_INTERNAL, "plain K/V rows: decode of float rows with the heads side by side only");
     // The K and V bytes of the call (all of every sequence's rows; a window
     // reads fewer): at most k_cache_resident_bytes, decode reads them from
@@ -713,8 +712,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // tile's K and V in one call each, a few tokens at a time, every
             // head in turn, so the rows are read front to back with no piece
             // bookkeeping or call per head and few rows (see tokens_group).
-            const bool tokens = L.token_stride > 0 && ng * D == L.token_stride &&
-                                ng * Dv == value_token_stride(L) && L.type != kv_dtype::i8 &&
+            const bool tokens = L.token_stride > 0 && ng * D == L.token_stride && L.type != kv_dtype::i8 &&
                                 (bf16_pairs ? kn.dots_bf16_tokens_pf != nullptr : kn.dots_tokens_pf != nullptr) &&
                                 (eo ? kn.gemm_bf16_eo_tokens_pf != nullptr : kn.gemm_tokens_pf != nullptr);
             const int64_t es = kv_dtype_bytes(L.type);

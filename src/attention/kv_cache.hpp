@@ -55,20 +55,18 @@ struct cache_layer_view {
     // whose heads lie side by side, see attention.cpp): token_stride > 0, each
     // sequence one block of block_size tokens, its rows token-major with the
     // heads next to each other: K's row of (block, head, token t) at element
-    // block * k_block_stride + t * token_stride + head * head_dim, V's at
-    // block * v_block_stride + t * v_token_stride + head * v_head_dim
-    // (v_token_stride 0: token_stride). Decode only (fewer than 16 rows per
-    // kv head), float types only.
-    int64_t token_stride = 0, v_token_stride = 0, k_block_stride = 0, v_block_stride = 0;
+    // block * k_block_stride + t * token_stride + head * head_dim (token_stride
+    // = n_kv_heads * head_dim), V's at block * v_block_stride +
+    // t * value_token_stride + head * v_head_dim. Decode only (fewer than 16
+    // rows per kv head), float types only.
+    int64_t token_stride = 0, k_block_stride = 0, v_block_stride = 0;
 };
 
 // V's head_dim, and the elements between its rows in the block layout.
 inline int64_t value_dim(const cache_layer_view &L) { return L.v_head_dim > 0 ? L.v_head_dim : L.head_dim; }
 inline int64_t value_row(const cache_layer_view &L) { return L.v_row > 0 ? L.v_row : value_dim(L); }
-// Plain tensors: the elements from one token's V rows to the next.
-inline int64_t value_token_stride(const cache_layer_view &L) {
-    return L.v_token_stride > 0 ? L.v_token_stride : L.token_stride;
-}
+// Plain tensors: the elements from one token's V rows to the next (its heads' rows side by side).
+inline int64_t value_token_stride(const cache_layer_view &L) { return L.n_kv_heads * value_dim(L); }
 
 // One sequence: its block table and how many tokens it holds.
 struct cache_seq {

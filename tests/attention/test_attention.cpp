@@ -443,24 +443,19 @@ TEST_CASE("attention: v's head_dim may differ from q's and k's (DeepSeek's 192 /
             check_case(t, 2, 1, 200, 16, 1, 576, mla, layout::compact, ks);
             check_case(t, 1, 4, 200, 16, 1, 576, mla, layout::compact, ks, 2);
         }
-    for (const auto *ks : kernel_sets()) {
+    // Compact decodes, 192 / 128 whole and 64 / 96 in parts: in fp16 on every
+    // set, and by pieces (a set without the tokens kernels) in every dtype.
+    auto compact_decodes = [](dtype t, const llmkit::attention::kernels *ks) {
         config c;
         c.causal = true;
         c.dv = 128;
-        check_case(dtype::f16, 2, 1, 300, 8, 2, 192, c, layout::compact, ks);
+        check_case(t, 2, 1, 300, 8, 2, 192, c, layout::compact, ks);
         c.dv = 96;
-        check_case(dtype::f16, 2, 2, 200, 8, 4, 64, c, layout::compact, ks, 2);
-    }
-    // The compact decode by pieces (a set without the tokens kernels).
+        check_case(t, 2, 2, 200, 8, 4, 64, c, layout::compact, ks, 2);
+    };
+    for (const auto *ks : kernel_sets()) compact_decodes(dtype::f16, ks);
     for (const auto *ks : sets_without_tokens_kernels())
-        for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
-            config c;
-            c.causal = true;
-            c.dv = 128;
-            check_case(t, 2, 1, 300, 8, 2, 192, c, layout::compact, ks);
-            c.dv = 96;
-            check_case(t, 2, 2, 200, 8, 4, 64, c, layout::compact, ks, 2);
-        }
+        for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) compact_decodes(t, ks);
     // Through the C ABI, with every option.
     for (dtype t : {dtype::f32, dtype::bf16, dtype::f16}) {
         config all;

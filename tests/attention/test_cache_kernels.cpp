@@ -181,11 +181,11 @@ bool within_reference(const std::vector<float> &got, const std::vector<double> &
     return ok;
 }
 
-// Causal attention of the last Sq tokens in float64.
-std::vector<double> reference(const rows &r, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
-                              int64_t Hkv, int64_t D) {
+// Causal attention of the last Sq tokens in float64, over K [S][Hkv][D] and V [S][Hkv][Dv].
+std::vector<double> reference(const std::vector<float> &kf, const std::vector<float> &vf, int64_t S,
+                              const std::vector<float> &q, int64_t Sq, int64_t Hq, int64_t Hkv, int64_t D, int64_t Dv) {
     const int64_t G = Hq / Hkv;
-    std::vector<double> out(q.size(), 0.0), s(static_cast<size_t>(S));
+    std::vector<double> out(size_t(Sq * Hq * Dv), 0.0), s(static_cast<size_t>(S));
     for (int64_t i = 0; i < Sq; ++i)
         for (int64_t h = 0; h < Hq; ++h) {
             const int64_t g = h / G, last = S - Sq + i;
@@ -193,17 +193,23 @@ std::vector<double> reference(const rows &r, int64_t S, const std::vector<float>
             for (int64_t j = 0; j <= last; ++j) {
                 double acc = 0.0;
                 for (int64_t d = 0; d < D; ++d)
-                    acc += double(q[size_t((i * Hq + h) * D + d)]) * double(r.kf[size_t((j * Hkv + g) * D + d)]);
+                    acc += double(q[size_t((i * Hq + h) * D + d)]) * double(kf[size_t((j * Hkv + g) * D + d)]);
                 s[size_t(j)] = acc / std::sqrt(double(D));
                 mx = std::max(mx, s[size_t(j)]);
             }
             double sum = 0.0;
             for (int64_t j = 0; j <= last; ++j) sum += (s[size_t(j)] = std::exp(s[size_t(j)] - mx));
             for (int64_t j = 0; j <= last; ++j)
-                for (int64_t d = 0; d < D; ++d)
-                    out[size_t((i * Hq + h) * D + d)] += s[size_t(j)] / sum * double(r.vf[size_t((j * Hkv + g) * D + d)]);
+                for (int64_t d = 0; d < Dv; ++d)
+                    out[size_t((i * Hq + h) * Dv + d)] += s[size_t(j)] / sum * double(vf[size_t((j * Hkv + g) * Dv + d)]);
         }
     return out;
+}
+
+// The same over a case's rows, V as wide as K.
+std::vector<double> reference(const rows &r, int64_t S, const std::vector<float> &q, int64_t Sq, int64_t Hq,
+                              int64_t Hkv, int64_t D) {
+    return reference(r.kf, r.vf, S, q, Sq, Hq, Hkv, D, D);
 }
 
 }  // namespace
@@ -1169,29 +1175,6 @@ TEST_CASE("cache attention, every kernel set: V of its own head_dim, or read fro
                         vf[size_t(r * Dv + d)] = dd.from_k ? rk.kf[size_t(r * D + d)] : rv.kf[size_t(r * Dv + d)];
                     vs[size_t(r)] = dd.from_k ? rk.ks[size_t(r)] : rv.ks[size_t(r)];
                 }
-                // float64 reference over K [S][Hkv][D] and V [S][Hkv][Dv].
-                auto reference_dv = [&](const std::vector<float> &q, int64_t Sq) {
-                    const int64_t G = Hq / Hkv;
-                    std::vector<double> out(size_t(Sq * Hq * Dv), 0.0), sc(static_cast<size_t>(S));
-                    for (int64_t i = 0; i < Sq; ++i)
-                        for (int64_t h = 0; h < Hq; ++h) {
-                            const int64_t g = h / G, last = S - Sq + i;
-                            double mx = -INFINITY, sum = 0.0;
-                            for (int64_t j = 0; j <= last; ++j) {
-                                double acc = 0.0;
-                                for (int64_t d = 0; d < D; ++d)
-                                    acc += double(q[size_t((i * Hq + h) * D + d)]) * double(rk.kf[size_t((j * Hkv + g) * D + d)]);
-                                sc[size_t(j)] = acc / std::sqrt(double(D));
-                                mx = std::max(mx, sc[size_t(j)]);
-                            }
-                            for (int64_t j = 0; j <= last; ++j) sum += (sc[size_t(j)] = std::exp(sc[size_t(j)] - mx));
-                            for (int64_t j = 0; j <= last; ++j)
-                                for (int64_t d = 0; d < Dv; ++d)
-                                    out[size_t((i * Hq + h) * Dv + d)] +=
-                                        sc[size_t(j)] / sum * double(vf[size_t((j * Hkv + g) * Dv + d)]);
-                        }
-                    return out;
-                };
                 // The rows in blocks of bs (a shuffled table unless bs = S), V in its own array or in K's.
                 struct dv_store {
                     int64_t bs, n_blocks;
@@ -1252,7 +1235,7 @@ TEST_CASE("cache attention, every kernel set: V of its own head_dim, or read fro
                     std::vector<float> q(size_t(Sq * Hq * D));
                     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
                     for (float &x : q) x = u(rng);
-                    const std::vector<double> ref = reference_dv(q, Sq);
+                    const std::vector<double> ref = reference(rk.kf, vf, S, q, Sq, Hq, Hkv, D, Dv);
                     for (int64_t split : {0, 64}) {
                         const std::vector<float> want = attend_dv(flat, q, Sq, split, 1);
                         double err = 0.0;
