@@ -23,8 +23,8 @@ const llmkit_kv_cache_options k_kv_cache_defaults = LLMKIT_KV_CACHE_OPTIONS_INIT
 const llmkit_paged_kv_cache_options k_paged_defaults = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
 
 attention::kv_dtype kv_dtype_of(int32_t d) {
-    if (d < LLMKIT_KV_F32 || d > LLMKIT_KV_INT8)
-        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.dtype = ", d, " is not an llmkit_kv_dtype (0..3)");
+    if (d < LLMKIT_KV_F32 || d > LLMKIT_KV_FP8_E5M2)
+        fail(LLMKIT_ERROR_INVALID_ARGUMENT, "options.dtype = ", d, " is not an llmkit_kv_dtype (0..5)");
     return attention::kv_dtype(d);
 }
 

@@ -329,7 +329,9 @@ int32_t kv_dtype_code(const std::string &name) {
     if (name == "bf16") return LLMKIT_KV_BF16;
     if (name == "fp16") return LLMKIT_KV_F16;
     if (name == "int8") return LLMKIT_KV_INT8;
-    throw py::value_error("dtype must be 'fp32', 'bf16', 'fp16' or 'int8', got '" + name + "'");
+    if (name == "fp8_e4m3") return LLMKIT_KV_FP8_E4M3;
+    if (name == "fp8_e5m2") return LLMKIT_KV_FP8_E5M2;
+    throw py::value_error("dtype must be 'fp32', 'bf16', 'fp16', 'int8', 'fp8_e4m3' or 'fp8_e5m2', got '" + name + "'");
 }
 
 template <typename P>

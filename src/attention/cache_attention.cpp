@@ -6,12 +6,12 @@
 // 64 keys the rows j0..j0+63 are found through the block table (row j is row
 // j % block_size of block table[j / block_size]). Prefill (16 rows or more,
 // one kv head per task) converts them to float32 in a small buffer as they are
-// read (bf16/fp16 exactly, int8 times its row's scale; an fp32 tile inside one
-// block is used in place) for the gemms. Decode reads them where they lie, in
-// pieces of up to 16 rows of one head inside one block: fp32 in place,
-// bf16/fp16/int8 converted in registers (into a small buffer, piece by
-// piece, for a kernel set without dots_pf / gemm_pf). int8 rows are read as
-// their raw values and their row scales multiply the scores and the
+// read (bf16/fp16 exactly, int8 and FP8 times their row's scale; an fp32 tile
+// inside one block is used in place) for the gemms. Decode reads them where
+// they lie, in pieces of up to 16 rows of one head inside one block: fp32 in
+// place, bf16/fp16/int8/FP8 converted in registers (into a small buffer,
+// piece by piece, for a kernel set without dots_pf / gemm_pf). 8-bit rows are
+// read as their raw values and their row scales multiply the scores and the
 // probabilities (2 multiplies per key and row of the task instead of one per
 // element); where the kernel set has integer dot products (AVX512-VNNI)
 // decode over int8 works in integers, the queries and the weights as int16
@@ -59,7 +59,7 @@ namespace {
 
 constexpr int k_tile_rows = 64;
 constexpr int64_t k_default_split_keys = 1024;
-// Row scales of 1: decode converts a piece's int8 rows to their raw values
+// Row scales of 1: decode converts a piece's 8-bit rows to their raw values
 // and applies the row scales to the scores and the probabilities instead.
 constexpr float k_unit_scales[k_chunk_keys] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,
                                                1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
@@ -139,8 +139,8 @@ const float *load_tile(const cache_layer_view &L, const cache_seq &s, int64_t g,
                 kn.half_to_f32(dst, reinterpret_cast<const uint16_t *>(src), rows * D, L.type == kv_dtype::bf16);
                 break;
             case kv_dtype::i8:
-                kn.i8_to_f32(dst, reinterpret_cast<const int8_t *>(src), rows, D, scales + row + r);
-                break;
+            case kv_dtype::fp8_e4m3:
+            case kv_dtype::fp8_e5m2: kn.q8_to_f32(dst, src, rows, D, scales + row + r, row_type(int(L.type))); break;
             }
         }
         j += run;
@@ -156,7 +156,7 @@ struct piece {
     int64_t hh;          // kv head, counted from the task's first
     int64_t j;           // first key
     int n;               // keys
-    int64_t row;         // the first key's row in the storage (K and V alike; int8 scales)
+    int64_t row;         // the first key's row in the storage (K and V alike; 8-bit rows' scales)
     int64_t kofs, vofs;  // its first element in K and in V; later keys row_stride(L) (v_stride(L)) on
 };
 
@@ -256,10 +256,10 @@ struct head_state {
 };
 
 // S^T = Q K^T over one piece's rows where they lie (st = the piece's first
-// score): through dots_pf where the set has it (16-bit and int8 rows
+// score): through dots_pf where the set has it (16-bit and 8-bit rows
 // converted in registers, [pf, pf + pf_bytes), the rows decoded next, asked
 // for a few lines at a time as it computes); otherwise those bytes are asked
-// for up front and fp32 rows read in place, 16-bit through dots_half, int8
+// for up front and fp32 rows read in place, 16-bit through dots_half, 8-bit
 // (or 16-bit for a set without dots_half) dequantised into buf first. A key's score does
 // not depend on which keys share a call, so paged and contiguous caches give
 // the same bits.
@@ -280,7 +280,7 @@ void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn,
         return;
     }
     if (kn.dots_pf) {
-        const float *scales = L.type == kv_dtype::i8 ? L.k_scale + pc.row : nullptr;
+        const float *scales = kv_has_scales(L.type) ? L.k_scale + pc.row : nullptr;
         kn.dots_pf(R, pc.n, int(D), Qb, D, src, ld, row_type(int(L.type)), scales, st, pf, pf_bytes);
         return;
     }
@@ -298,7 +298,9 @@ void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn,
         }
         break;
     case kv_dtype::i8:  // raw values, then each key's scores times its scale (as dots_pf computes them)
-        kn.i8_to_f32(buf, reinterpret_cast<const int8_t *>(src), pc.n, D, k_unit_scales);
+    case kv_dtype::fp8_e4m3:
+    case kv_dtype::fp8_e5m2:
+        kn.q8_to_f32(buf, src, pc.n, D, k_unit_scales, row_type(int(L.type)));
         kn.dots(R, pc.n, int(D), Qb, D, buf, D, st);
         for (int j = 0; j < pc.n; ++j)
             for (int r = 0; r < R; ++r) st[j * R + r] *= L.k_scale[pc.row + j];
@@ -310,7 +312,7 @@ void piece_scores(const cache_layer_view &L, const piece &pc, const kernels &kn,
 // first probability), read as piece_scores reads K. The caller passes alpha
 // as `scale` for a head's first piece of a tile and null (1) for the others,
 // so the sum runs over the keys in the same order, with the same bits,
-// however the keys are cut into pieces (a scale of 1 is exact). For int8 rows
+// however the keys are cut into pieces (a scale of 1 is exact). For 8-bit rows
 // each key's probabilities are multiplied by its row scale first, in place
 // (p is not read again), and the rows are used as their raw values.
 //
@@ -331,7 +333,7 @@ void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn,
                            pf_bytes);
         return;
     }
-    if (L.type == kv_dtype::i8)
+    if (kv_has_scales(L.type))
         for (int j = 0; j < pc.n; ++j)
             for (int r = 0; r < R; ++r) p[j * R + r] *= L.v_scale[pc.row + j];
     if (gemm_pf) {
@@ -354,9 +356,10 @@ void piece_values(const cache_layer_view &L, const piece &pc, const kernels &kn,
         }
         break;
     case kv_dtype::i8:
+    case kv_dtype::fp8_e4m3:
+    case kv_dtype::fp8_e5m2:
         for (int j = 0; j < (ld == D ? 1 : pc.n); ++j)  // one call where the rows lie back to back
-            kn.i8_to_f32(buf + j * D, reinterpret_cast<const int8_t *>(src + j * ld * es), ld == D ? pc.n : 1, D,
-                         k_unit_scales);
+            kn.q8_to_f32(buf + j * D, src + j * ld * es, ld == D ? pc.n : 1, D, k_unit_scales, row_type(int(L.type)));
         kn.gemm(R, int(D), pc.n, p, 1, R, buf, D, O, D, true, scale);
         break;
     }
@@ -468,7 +471,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
     // run per block per task.
     const int rows_max = decode_rows_max(row_type(int(L.type)), nqt);
     const bool decode = G * tq <= rows_max;
-    if (L.token_stride > 0 && (!decode || L.token_stride != Hkv * D || L.type == kv_dtype::i8))
+    if (L.token_stride > 0 && (!decode || L.token_stride != Hkv * D || kv_has_scales(L.type)))
         fail(LLMKIT_ERROR_INTERNAL, "plain K/V rows: decode of float rows with the heads side by side only");
     // The K and V bytes of the call (all of every sequence's rows; a window
     // reads fewer): at most k_cache_resident_bytes, decode reads them from
@@ -712,7 +715,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // tile's K and V in one call each, a few tokens at a time, every
             // head in turn, so the rows are read front to back with no piece
             // bookkeeping or call per head and few rows (see tokens_group).
-            const bool tokens = L.token_stride > 0 && ng * D == L.token_stride && L.type != kv_dtype::i8 &&
+            const bool tokens = L.token_stride > 0 && ng * D == L.token_stride && !kv_has_scales(L.type) &&
                                 (bf16_pairs ? kn.dots_bf16_tokens_pf != nullptr : kn.dots_tokens_pf != nullptr) &&
                                 (eo ? kn.gemm_bf16_eo_tokens_pf != nullptr : kn.gemm_tokens_pf != nullptr);
             const int64_t es = kv_dtype_bytes(L.type);
@@ -759,7 +762,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                 }
                 return false;
             };
-            // That piece's rows (null past the end) and their bytes; an int8
+            // That piece's rows (null past the end) and their bytes; an 8-bit
             // piece's scales are asked for here.
             auto target = [&](bool value, size_t i, int64_t *bytes) -> const char * {
                 stream_spot at;
@@ -772,7 +775,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
                     *bytes = 0;
                     return nullptr;
                 }
-                if (L.type == kv_dtype::i8)
+                if (kv_has_scales(L.type))
                     prefetch_bytes(reinterpret_cast<const char *>((at.value ? L.v_scale : L.k_scale) + pc.row), pc.n * 4);
                 *bytes = pc.n * (at.value ? v_row_bytes : row_bytes);
                 const char *base = at.value ? L.v : L.k;

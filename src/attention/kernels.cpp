@@ -73,13 +73,31 @@ void f32_to_half_generic(uint16_t *dst, const float *src, int64_t n, bool is_bf1
         for (int64_t i = 0; i < n; ++i) dst[i] = core::f32_to_f16(src[i]);
 }
 
-void i8_to_f32_generic(float *dst, const int8_t *src, int64_t rows, int64_t D, const float *scales) {
+// The raw values of the 256 FP8 bytes (see row_type): [0] E4M3, [1] E5M2.
+struct fp8_raw_tables {
+    float v[2][256];
+    fp8_raw_tables() {
+        for (int b = 0; b < 256; ++b)
+            for (int t = 0; t < 2; ++t) v[t][b] = core::f16_to_f32(fp8_raw_f16_bits(uint8_t(b), t == 0));
+    }
+};
+
+void q8_to_f32_generic(float *dst, const void *src, int64_t rows, int64_t D, const float *scales, row_type e) {
+    if (e == row_type::i8) {
+        const int8_t *q = static_cast<const int8_t *>(src);
+        for (int64_t r = 0; r < rows; ++r)
+            for (int64_t d = 0; d < D; ++d) dst[r * D + d] = float(q[r * D + d]) * scales[r];
+        return;
+    }
+    static const fp8_raw_tables tables;
+    const float *raw = tables.v[e == row_type::e4m3 ? 0 : 1];
+    const uint8_t *q = static_cast<const uint8_t *>(src);
     for (int64_t r = 0; r < rows; ++r)
-        for (int64_t d = 0; d < D; ++d) dst[r * D + d] = float(src[r * D + d]) * scales[r];
+        for (int64_t d = 0; d < D; ++d) dst[r * D + d] = raw[q[r * D + d]] * scales[r];
 }
 
 const kernels k_generic = {"generic", gemm_generic, dots_generic, softmax_tile_generic, half_to_f32_generic,
-                           f32_to_half_generic, i8_to_f32_generic};
+                           f32_to_half_generic, q8_to_f32_generic};
 
 }  // namespace
 

@@ -8,8 +8,23 @@
 
 namespace llmkit::attention {
 
-// The element type of the K/V rows a decode kernel reads.
-enum class row_type : int { f32 = 0, bf16 = 1, f16 = 2, i8 = 3 };
+// The element type of the K/V rows a decode kernel reads (the values of
+// kv_dtype). The 8-bit types are read as raw values, which the rows' scales
+// multiply (kv_cache.hpp): int8 as its integer; FP8 through IEEE fp16, whose
+// layout holds both: an E5M2 byte is the high byte of the fp16 of its value,
+// and an E4M3 byte's sign, exponent and mantissa placed as fp16's (sign to
+// bit 15, the rest from bit 7) make the fp16 of its value times 2^-8
+// (exponent biases 7 and 15), subnormals included. So F16C's conversion
+// widens both exactly, and E4M3's 2^8 lives in the row scales. (E4M3's NaN
+// codes read as finite values; the caches never store them.)
+enum class row_type : int { f32 = 0, bf16 = 1, f16 = 2, i8 = 3, e4m3 = 4, e5m2 = 5 };
+
+inline bool is_8bit(row_type e) { return int(e) >= int(row_type::i8); }
+
+// The fp16 bits of an FP8 byte's raw value (see row_type).
+inline uint16_t fp8_raw_f16_bits(uint8_t b, bool e4m3) {
+    return e4m3 ? uint16_t(((b & 0x80u) << 8) | ((b & 0x7fu) << 7)) : uint16_t(b << 8);
+}
 
 // n adjacent rows of a KV cache from row `row` (one kv head's rows inside a
 // block of a paged cache).
@@ -45,8 +60,9 @@ struct kernels {
     void (*half_to_f32)(float *dst, const uint16_t *src, int64_t n, bool is_bf16);
     // dst[i] = src[i] rounded to nearest even: bf16 when is_bf16, else IEEE fp16.
     void (*f32_to_half)(uint16_t *dst, const float *src, int64_t n, bool is_bf16);
-    // dst[r*D + d] = float(src[r*D + d]) * scales[r] for `rows` int8 rows of D (KV-cache dequantisation).
-    void (*i8_to_f32)(float *dst, const int8_t *src, int64_t rows, int64_t D, const float *scales);
+    // dst[r*D + d] = raw(src[r*D + d]) * scales[r] for `rows` 8-bit rows of D
+    // of type e (i8, e4m3 or e5m2; raw values as row_type says): KV-cache dequantisation.
+    void (*q8_to_f32)(float *dst, const void *src, int64_t rows, int64_t D, const float *scales, row_type e);
     // Optional (null: convert the rows with half_to_f32 first, then dots / gemm):
     // dots and gemm reading K, resp. B, as 16-bit rows (bf16 when is_bf16, else
     // IEEE fp16; ldk / ldb count elements), converted in registers, so decoding
@@ -57,16 +73,17 @@ struct kernels {
     void (*gemm_half)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const uint16_t *B, int64_t ldb,
                       bool is_bf16, float *C, int64_t ldc, bool accumulate, const float *row_scale) = nullptr;
     // Optional (null: the caller asks for the next rows in one burst, then
-    // calls dots / dots_half / gemm / gemm_half, int8 rows converted by
-    // i8_to_f32 with unit scales first): decode's dots over K rows and gemm
+    // calls dots / dots_half / gemm / gemm_half, 8-bit rows converted by
+    // q8_to_f32 with unit scales first): decode's dots over K rows and gemm
     // over V rows of type e, with the bits of those calls, that also ask for
     // the bytes [pf, pf + pf_bytes) (the rows decoded next) a few cache lines
     // per block of work, so memory stays busy all the while the call computes
     // instead of waiting on a burst of prefetches that fills the miss buffers.
-    // pf may be null. int8 rows are read as their raw values: dots_pf
-    // multiplies key j's dot products by scales[j] once (scales is unused for
-    // other types), and gemm_pf's caller folds each V row's scale into A (the
-    // probabilities), so no per-element multiply competes with the FMAs.
+    // pf may be null. 8-bit rows (int8, FP8) are read as their raw values:
+    // dots_pf multiplies key j's dot products by scales[j] once (scales is
+    // unused for other types), and gemm_pf's caller folds each V row's scale
+    // into A (the probabilities), so no per-element multiply competes with
+    // the FMAs.
     void (*dots_pf)(int R, int N, int D, const float *Q, int64_t ldq, const void *K, int64_t ldk, row_type e,
                     const float *scales, float *ST, const char *pf, int64_t pf_bytes) = nullptr;
     void (*gemm_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B, int64_t ldb,
@@ -117,7 +134,7 @@ struct kernels {
     // k_runs_max_keys keys), row i of the base at V + i * D elements, the
     // sum one FMA per key in order: the bits of one gemm_pf call per run,
     // alpha as the first call's row_scale. gemm_runs_pf takes float32,
-    // bf16 and fp16 rows (not int8); gemm_bf16_eo_runs_pf bf16 rows into O
+    // bf16 and fp16 rows (not 8-bit); gemm_bf16_eo_runs_pf bf16 rows into O
     // in gemm_bf16_eo_pf's even/odd order (D a multiple of 32). They ask for
     // the n_pf ranges pf, spread over the work. Decode takes them for a
     // paged cache in the caches (k_cache_resident_bytes), where a call per

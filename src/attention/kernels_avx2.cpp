@@ -72,17 +72,18 @@ LLMKIT_AVX2 __m256 exp256(__m256 x0) {
 
 // ---- element loads ------------------------------------------------------
 
-// The element types K and V rows may have: float32, or 16-bit or int8
-// converted on the fly (int8 as its raw values: the row scales are applied to
-// the dot products and to the probabilities, never per element).
-enum : int { e_f32 = 0, e_bf16 = 1, e_f16 = 2, e_i8 = 3 };
+// The element types K and V rows may have: float32, or 16-bit or 8-bit
+// converted on the fly (8-bit as their raw values, see row_type: the row
+// scales are applied to the dot products and to the probabilities, never per
+// element). The values of row_type.
+enum : int { e_f32 = 0, e_bf16 = 1, e_f16 = 2, e_i8 = 3, e_e4m3 = 4, e_e5m2 = 5 };
 
 template <int E>
 constexpr int64_t elem_bytes() {
-    return E == e_f32 ? 4 : E == e_i8 ? 1 : 2;
+    return E == e_f32 ? 4 : E >= e_i8 ? 1 : 2;
 }
 
-// 8 consecutive elements as float32 (int8: not yet scaled, see scaled()).
+// 8 consecutive elements as float32 (8-bit: their raw values, not yet scaled).
 template <int E>
 LLMKIT_AVX2 __m256 load8(const char *p) {
     if constexpr (E == e_f32) {
@@ -90,6 +91,16 @@ LLMKIT_AVX2 __m256 load8(const char *p) {
     } else if constexpr (E == e_i8) {
         const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(p));
         return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+    } else if constexpr (E == e_e5m2) {  // the byte is the high half of an fp16
+        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(p));
+        return _mm256_cvtph_ps(_mm_unpacklo_epi8(_mm_setzero_si128(), b));
+    } else if constexpr (E == e_e4m3) {
+        // Sign-extended to 16 bits and shifted up 7: the sign lands in bits
+        // 15 and 14, exponent and mantissa in 13..7; clearing bit 14 leaves
+        // fp8_raw_f16_bits' layout.
+        const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(p));
+        const __m128i h = _mm_and_si128(_mm_slli_epi16(_mm_cvtepi8_epi16(b), 7), _mm_set1_epi16(short(0xBF80)));
+        return _mm256_cvtph_ps(h);
     } else {
         const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i *>(p));
         if constexpr (E == e_bf16)
@@ -275,7 +286,7 @@ LLMKIT_AVX2 __m128 reduce4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
 }
 
 // NR (1..4) query rows x NJ keys of type E; the dot products run over D in
-// vectors of 8 with a masked tail, and an int8 key's sums are multiplied by
+// vectors of 8 with a masked tail, and an 8-bit key's sums are multiplied by
 // its row scale sc[j] once at the end. A key's sums do not depend on NR, NJ or
 // which keys share its block.
 template <int NR, int NJ, int E>
@@ -314,7 +325,7 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const cha
 #pragma GCC unroll 4
     for (int j = 0; j < NJ; ++j) {
         __m128 s = reduce4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
-        if constexpr (E == e_i8) s = _mm_mul_ps(s, _mm_set1_ps(sc[j]));
+        if constexpr (E >= e_i8) s = _mm_mul_ps(s, _mm_set1_ps(sc[j]));
         if (NR == 4) {
             _mm_storeu_ps(ST + j * R, s);
         } else {
@@ -325,7 +336,7 @@ LLMKIT_AVX2 void dots_block(int R, int D, const float *Q, int64_t ldq, const cha
     }
 }
 
-// pf (may be null) takes one step per block of keys; sc: int8 K's row scales.
+// pf (may be null) takes one step per block of keys; sc: 8-bit K's row scales.
 template <int NR, int E>
 LLMKIT_AVX2 void dots_rows(int R, int N, int D, const float *Q, int64_t ldq, const char *K, int64_t ldk, float *ST,
                            spread_prefetch *pf, const float *sc) {
@@ -384,6 +395,8 @@ LLMKIT_AVX2_FN void dots_pf_avx2(int R, int N, int D, const float *Q, int64_t ld
     case row_type::bf16: dots_impl<e_bf16>(R, N, D, Q, ldq, k, ldk, ST, &s); break;
     case row_type::f16: dots_impl<e_f16>(R, N, D, Q, ldq, k, ldk, ST, &s); break;
     case row_type::i8: dots_impl<e_i8>(R, N, D, Q, ldq, k, ldk, ST, &s, scales); break;
+    case row_type::e4m3: dots_impl<e_e4m3>(R, N, D, Q, ldq, k, ldk, ST, &s, scales); break;
+    case row_type::e5m2: dots_impl<e_e5m2>(R, N, D, Q, ldq, k, ldk, ST, &s, scales); break;
     }
     s.rest();
 }
@@ -400,6 +413,8 @@ LLMKIT_AVX2_FN void gemm_pf_avx2(int M, int N, int K, const float *A, int64_t ar
     case row_type::bf16: gemm_impl<e_bf16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
     case row_type::f16: gemm_impl<e_f16>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
     case row_type::i8: gemm_impl<e_i8>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
+    case row_type::e4m3: gemm_impl<e_e4m3>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
+    case row_type::e5m2: gemm_impl<e_e5m2>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
     }
     s.rest();
 }
@@ -468,7 +483,7 @@ LLMKIT_AVX2_FN void dots_tokens_pf_avx2(int H, int R, int N, int D, const float 
     case row_type::f32: dots_tokens<e_f32>(H, R, N, D, Q, k, ST, head_stride, &s); break;
     case row_type::bf16: dots_tokens<e_bf16>(H, R, N, D, Q, k, ST, head_stride, &s); break;
     case row_type::f16: dots_tokens<e_f16>(H, R, N, D, Q, k, ST, head_stride, &s); break;
-    case row_type::i8: break;  // (not taken: see kernels.hpp)
+    default: break;  // 8-bit rows: not taken (see kernels.hpp)
     }
 }
 
@@ -482,7 +497,7 @@ LLMKIT_AVX2_FN void gemm_tokens_pf_avx2(int H, int R, int N, int D, int group, c
     case row_type::f32: gemm_tokens<e_f32>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
     case row_type::bf16: gemm_tokens<e_bf16>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
     case row_type::f16: gemm_tokens<e_f16>(H, R, N, D, group, P, v, O, alpha, head_stride, &s); break;
-    case row_type::i8: break;
+    default: break;  // 8-bit rows: not taken
     }
 }
 
@@ -667,7 +682,33 @@ LLMKIT_AVX2_FN void f32_to_half_avx2(uint16_t *dst, const float *src, int64_t n,
     }
 }
 
-LLMKIT_AVX2_FN void i8_to_f32_avx2(float *dst, const int8_t *src, int64_t rows, int64_t D, const float *scales) {
+// 8-bit rows of type E (not int8) through load8: raw values times the row scales.
+template <int E>
+LLMKIT_AVX2 void fp8_to_f32(float *dst, const char *src, int64_t rows, int64_t D, const float *scales) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const __m256 s = _mm256_set1_ps(scales[r]);
+        const char *in = src + r * D;
+        float *out = dst + r * D;
+        int64_t d = 0;
+        for (; d + 8 <= D; d += 8) _mm256_storeu_ps(out + d, _mm256_mul_ps(load8<E>(in + d), s));
+        if (d < D) {
+            const int w = int(D - d);
+            store_lanes(out + d, w, _mm256_mul_ps(load8_part<E>(in + d, w, lane_mask(w)), s));
+        }
+    }
+}
+
+LLMKIT_AVX2_FN void q8_to_f32_avx2(float *dst, const void *src_any, int64_t rows, int64_t D, const float *scales,
+                                   row_type e) {
+    if (e != row_type::i8) {
+        const char *p = static_cast<const char *>(src_any);
+        if (e == row_type::e4m3)
+            fp8_to_f32<e_e4m3>(dst, p, rows, D, scales);
+        else
+            fp8_to_f32<e_e5m2>(dst, p, rows, D, scales);
+        return;
+    }
+    const int8_t *src = static_cast<const int8_t *>(src_any);
     for (int64_t r = 0; r < rows; ++r) {
         const __m256 s = _mm256_set1_ps(scales[r]);
         const int8_t *in = src + r * D;
@@ -690,7 +731,7 @@ LLMKIT_AVX2_FN void i8_to_f32_avx2(float *dst, const int8_t *src, int64_t rows, 
 }
 
 const kernels k_avx2 = {"avx2",           gemm_avx2,      dots_avx2,      softmax_tile_avx2,
-                        half_to_f32_avx2, f32_to_half_avx2, i8_to_f32_avx2, dots_half_avx2,
+                        half_to_f32_avx2, f32_to_half_avx2, q8_to_f32_avx2, dots_half_avx2,
                         gemm_half_avx2,   dots_pf_avx2,   gemm_pf_avx2,      dots_tokens_pf_avx2,
                         gemm_tokens_pf_avx2};
 

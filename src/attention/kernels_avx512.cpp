@@ -295,6 +295,16 @@ __attribute__((target("avx512f"))) void i8_to_f32_avx512(float *dst, const int8_
 // The AVX2 set, whose decode kernels this set shares (see avx512_kernels()).
 const kernels *g_avx2 = nullptr;
 
+// int8 rows here; FP8 rows through the AVX2 set's conversion (every AVX-512
+// CPU has F16C), else the portable one.
+__attribute__((target("avx512f"))) void q8_to_f32_avx512(float *dst, const void *src, int64_t rows, int64_t D,
+                                                         const float *scales, row_type e) {
+    if (e == row_type::i8)
+        i8_to_f32_avx512(dst, static_cast<const int8_t *>(src), rows, D, scales);
+    else
+        (g_avx2 ? *g_avx2 : generic_kernels()).q8_to_f32(dst, src, rows, D, scales, e);
+}
+
 // Decode's p.v with 512-bit vectors (M = the 1..4 query rows of a KV head):
 // the AVX2 set's gemm_few_rows, twice as wide. Panels of 48 columns (NR x 3
 // accumulators), then of up to 32; B's rows float32, bfloat16 or float16,
@@ -454,7 +464,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens512(int H, 
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void gemm_tokens_pf_avx512(
     int H, int R, int N, int D, int group, const float *P, const void *V, row_type e, float *O, const float *alpha,
     int64_t head_stride, const char *pf, int64_t pf_bytes, int64_t ahead) {
-    if (e == row_type::i8) {
+    if (is_8bit(e)) {
         g_avx2->gemm_tokens_pf(H, R, N, D, group, P, V, e, O, alpha, head_stride, pf, pf_bytes, ahead);
         return;
     }
@@ -734,7 +744,7 @@ __attribute__((target("avx512f"))) void gemm_pf_shared(int M, int N, int K, cons
     // (16-bit rows for more than 4 rows of P too, 4 at a time: through the
     // AVX2 kernel fp16 decode of 32 query heads over one kv head ran 0.81x
     // as fast as on the gemms, on this one 1.04-1.15x.)
-    if (M >= 1 && (e == row_type::f32 ? wide_decode_f32 && M <= 4 : wide_decode && e != row_type::i8)) {
+    if (M >= 1 && (e == row_type::f32 ? wide_decode_f32 && M <= 4 : wide_decode && !is_8bit(e))) {
         if (e == row_type::f32)
             gemm_few_rows512<0>(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, pf, pf_bytes);
         else if (e == row_type::bf16)
@@ -743,7 +753,8 @@ __attribute__((target("avx512f"))) void gemm_pf_shared(int M, int N, int K, cons
             gemm_few_rows512<2>(M, N, K, A, ars, aks, B, ldb, C, ldc, accumulate, row_scale, pf, pf_bytes);
         return;
     }
-    if (M < k_avx512_min_rows || e == row_type::bf16 || e == row_type::f16) {
+    if (M < k_avx512_min_rows || e == row_type::bf16 || e == row_type::f16 || e == row_type::e4m3 ||
+        e == row_type::e5m2) {  // (FP8 rows: the AVX2 kernels' conversion)
         g_avx2->gemm_pf(M, N, K, A, ars, aks, B, ldb, e, C, ldc, accumulate, row_scale, pf, pf_bytes);
         return;
     }
@@ -1294,6 +1305,10 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void dots_pf_avx512w(int R,
                                                                           int64_t ldq, const void *K, int64_t ldk,
                                                                           row_type e, const float *scales, float *ST,
                                                                           const char *pf, int64_t pf_bytes) {
+    if (e == row_type::e4m3 || e == row_type::e5m2) {  // FP8 rows: the AVX2 kernel
+        g_avx2->dots_pf(R, N, D, Q, ldq, K, ldk, e, scales, ST, pf, pf_bytes);
+        return;
+    }
     spread_prefetch s(pf, pf_bytes, N / 4 + N % 4);
     const char *k = static_cast<const char *>(K);
     switch (e) {
@@ -1301,6 +1316,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void dots_pf_avx512w(int R,
     case row_type::bf16: dots512<1>(R, N, D, Q, ldq, k, ldk, ST, nullptr, &s); break;
     case row_type::f16: dots512<2>(R, N, D, Q, ldq, k, ldk, ST, nullptr, &s); break;
     case row_type::i8: dots512<3>(R, N, D, Q, ldq, k, ldk, ST, scales, &s); break;
+    default: break;  // FP8: above
     }
     s.rest();
 }
@@ -1336,7 +1352,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void dots_tokens_pf_avx512w
     case row_type::f32: dots512_tokens<0>(H, R, N, D, Q, k, ST, hs, s); break;
     case row_type::bf16: dots512_tokens<1>(H, R, N, D, Q, k, ST, hs, s); break;
     case row_type::f16: dots512_tokens<2>(H, R, N, D, Q, k, ST, hs, s); break;
-    case row_type::i8: break;  // (not taken: see kernels.hpp)
+    default: break;  // 8-bit rows: not taken (see kernels.hpp)
     }
 }
 
@@ -1805,7 +1821,7 @@ __attribute__((target("avx512f"))) void gemm_pf_f32_wide(int M, int N, int K, co
 }
 
 const kernels k_avx512 = {"avx512", gemm_avx512, dots_avx512, softmax_tile_avx512, half_to_f32_avx512,
-                          f32_to_half_avx512, i8_to_f32_avx512};
+                          f32_to_half_avx512, q8_to_f32_avx512};
 
 }  // namespace
 

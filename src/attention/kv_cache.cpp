@@ -17,6 +17,7 @@
 #include "attention/kernels.hpp"
 #include "core/finite.hpp"
 #include "core/threads.hpp"
+#include "quant/formats.hpp"
 
 namespace llmkit::attention {
 
@@ -60,11 +61,13 @@ const char *kv_dtype_name(kv_dtype t) {
     case kv_dtype::bf16: return "bfloat16";
     case kv_dtype::f16: return "float16";
     case kv_dtype::i8: return "int8";
+    case kv_dtype::fp8_e4m3: return "fp8_e4m3";
+    case kv_dtype::fp8_e5m2: return "fp8_e5m2";
     }
     return "?";
 }
 
-int64_t kv_dtype_bytes(kv_dtype t) { return t == kv_dtype::f32 ? 4 : t == kv_dtype::i8 ? 1 : 2; }
+int64_t kv_dtype_bytes(kv_dtype t) { return t == kv_dtype::f32 ? 4 : kv_has_scales(t) ? 1 : 2; }
 
 tensor_view rows_view(const tensor_view &t) {
     if (t.ndim == 4 && t.shape[0] == 1) {  // [1, S, Hkv, D]: drop the batch axis
@@ -118,7 +121,7 @@ block_storage::block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_
     if (v_from_k && dv_ > head_dim)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "v_from_k: V is the first v_head_dim elements of each K row, so v_head_dim = ",
              dv_, " must not exceed head_dim = ", head_dim);
-    if (int(type) < 0 || int(type) > 3) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "dtype = ", int(type), " is not a KV-cache dtype");
+    if (int(type) < 0 || int(type) > 5) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "dtype = ", int(type), " is not a KV-cache dtype");
     const int64_t rows = mul_checked(mul_checked(n_blocks, n_kv_heads, "blocks * heads"), block_size, "rows");
     layer_rows_ = rows;
     layer_elems_ = mul_checked(rows, head_dim, "elements per layer");
@@ -130,11 +133,11 @@ block_storage::block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "the cache would need ", bytes, " bytes for K and ", v_bytes, " for V");
     k_ = row_buffer(size_t(bytes));
     if (!v_from_k) v_ = row_buffer(size_t(v_bytes));
-    if (type == kv_dtype::i8) {
+    if (kv_has_scales(type)) {
         k_scale_.resize(size_t(rows * n_layers));
         if (!v_from_k) v_scale_.resize(size_t(rows * n_layers));
     }
-    const uint64_t scale_bytes = type == kv_dtype::i8 ? 4 : 0;
+    const uint64_t scale_bytes = kv_has_scales(type) ? 4 : 0;
     const uint64_t k_row_bytes = uint64_t(head_dim * es_) + scale_bytes;
     const uint64_t v_row_bytes = v_from_k ? 0 : uint64_t(dv_ * es_) + scale_bytes;
     block_bytes_ = uint64_t(n_layers * n_kv_heads * block_size) * (k_row_bytes + v_row_bytes);
@@ -219,7 +222,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
             const bool copy = !rotate && same_type(t);
             char *base = kv == 0 ? k_.data() + layer * layer_elems_ * es_ : v_.data() + layer * v_layer_elems_ * es_;
             float *scales =
-                type_ == kv_dtype::i8 ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * layer_rows_ : nullptr;
+                kv_has_scales(type_) ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * layer_rows_ : nullptr;
             for (int64_t s = s0; s < s1; ++s) {
                 const float *c = cs.data(), *sn_row = sn.data();
                 if (rotate && table.cs) {
@@ -255,6 +258,21 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                         scales[r] = scale;
                         break;
                     }
+                    case kv_dtype::fp8_e4m3:
+                    case kv_dtype::fp8_e5m2: {
+                        // Per token and head as the quant block's fp8_*_channel
+                        // formats: scale = absmax / 448 (or / 57344), q = fp8(x / scale),
+                        // a division as torch users write it, so the bytes match theirs.
+                        const bool e4m3 = type_ == kv_dtype::fp8_e4m3;
+                        float amax = 0.0f;
+                        for (int64_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(x[size_t(d)]));
+                        const float scale = quant::fp8_scale(amax, e4m3 ? 0 : 1);
+                        uint8_t *q = reinterpret_cast<uint8_t *>(dst);
+                        for (int64_t d = 0; d < D; ++d)
+                            q[d] = e4m3 ? quant::f32_to_e4m3(x[size_t(d)] / scale) : quant::f32_to_e5m2(x[size_t(d)] / scale);
+                        scales[r] = e4m3 ? scale * 256.0f : scale;  // E4M3's raw values are its values / 2^8 (row_type)
+                        break;
+                    }
                     }
                 }
             }
@@ -282,7 +300,7 @@ void block_storage::copy_rows(int64_t dst, int64_t src, int64_t n) {
                 char *buf = (kv == 0 ? k_ : v_).data();
                 const int64_t D = kv == 0 ? head_dim_ : dv_;
                 std::memcpy(buf + rd * D * es_, buf + rs * D * es_, size_t(n * D * es_));
-                if (type_ == kv_dtype::i8) {
+                if (kv_has_scales(type_)) {
                     float *sc = (kv == 0 ? k_scale_ : v_scale_).data();
                     std::memcpy(sc + rd, sc + rs, size_t(n) * 4);
                 }
@@ -303,7 +321,7 @@ cache_layer_view block_storage::layer(int64_t l) const {
     c.v = v_from_k_ ? c.k : v_.data() + l * v_layer_elems_ * es_;
     c.v_head_dim = dv_;
     c.v_row = v_from_k_ ? head_dim_ : dv_;
-    if (type_ == kv_dtype::i8) {
+    if (kv_has_scales(type_)) {
         c.k_scale = k_scale_.data() + l * layer_rows_;
         c.v_scale = v_from_k_ ? c.k_scale : v_scale_.data() + l * layer_rows_;
     }

@@ -3,7 +3,7 @@
 // Both caches keep K and V in the same block-structured storage: block b of
 // layer l holds, for each kv head h, `block_size` consecutive token rows of
 // head_dim elements ([layer][block][head][token][dim], one array for K and one
-// for V), plus a float32 scale per row when the elements are int8. A sequence
+// for V), plus a float32 scale per row when the elements are 8-bit. A sequence
 // is a list of block ids (its block table): token j lives in block
 // table[j / block_size], row j % block_size.
 //
@@ -37,7 +37,14 @@ struct kernels;
 struct rope_params;
 class rope_rotation;
 
-enum class kv_dtype { f32 = 0, bf16 = 1, f16 = 2, i8 = 3 };
+enum class kv_dtype { f32 = 0, bf16 = 1, f16 = 2, i8 = 3, fp8_e4m3 = 4, fp8_e5m2 = 5 };
+
+// The 8-bit dtypes keep a float32 scale per row (token and kv head): an
+// element's value is its raw value (the kernels' reading of its byte, see
+// row_type) times the row's scale. int8 rows store absmax / 127; FP8 rows
+// the torch-style scale (absmax / 448 or / 57344) times the factor that
+// turns their raw value into their FP8 value: 2^8 for E4M3, 1 for E5M2.
+inline bool kv_has_scales(kv_dtype t) { return t == kv_dtype::i8 || t == kv_dtype::fp8_e4m3 || t == kv_dtype::fp8_e5m2; }
 
 const char *kv_dtype_name(kv_dtype t);
 int64_t kv_dtype_bytes(kv_dtype t);
@@ -47,7 +54,7 @@ struct cache_layer_view {
     kv_dtype type = kv_dtype::f32;
     int64_t n_kv_heads = 0, head_dim = 0, block_size = 0, n_blocks = 0;
     const char *k = nullptr, *v = nullptr;              // [block][head][token][dim]
-    const float *k_scale = nullptr, *v_scale = nullptr;  // [block][head][token], int8 only
+    const float *k_scale = nullptr, *v_scale = nullptr;  // [block][head][token], 8-bit rows only (kv_has_scales)
     // V's elements per row (0: head_dim) and from one V row to the next in
     // the block layout (0: V's own width; head_dim where V lies in K's rows).
     int64_t v_head_dim = 0, v_row = 0;
@@ -167,7 +174,7 @@ public:
     int64_t block_size() const { return block_size_; }
     int64_t n_blocks() const { return n_blocks_; }
     kv_dtype type() const { return type_; }
-    // Bytes of one block over all layers: K, V and the int8 scales.
+    // Bytes of one block over all layers: K, V and the 8-bit rows' scales.
     uint64_t block_bytes() const { return block_bytes_; }
 
     // Checks k [S, Hkv, D] and v [S, Hkv, Dv] (a float dtype, unit stride on

@@ -98,6 +98,9 @@ uint8_t f32_to_e4m3(float x) noexcept;
 uint8_t f32_to_e5m2(float x) noexcept;
 float e4m3_to_f32(uint8_t c) noexcept;
 float e5m2_to_f32(uint8_t c) noexcept;
+// The scale that maps a group's largest magnitude amax onto the format's
+// largest finite value (variant 0: E4M3's 448, 1: E5M2's 57344): amax / max.
+float fp8_scale(float amax, int variant) noexcept;
 
 // bitsandbytes' 4-bit code tables (value of each 4-bit index, in [-1, 1]).
 extern const float nf4_code[16];

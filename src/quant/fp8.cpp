@@ -94,20 +94,18 @@ uint8_t f32_to_e5m2(float x) noexcept {
 float e4m3_to_f32(uint8_t c) noexcept { return tables().e4m3[c]; }
 float e5m2_to_f32(uint8_t c) noexcept { return tables().e5m2[c]; }
 
+// All-zero groups get 1 (any value decodes 0 to 0); an amax so small that
+// amax / max underflows gets the smallest subnormal float, which still maps
+// it inside range.
+float fp8_scale(float amax, int variant) noexcept {
+    if (amax == 0.0f) return 1.0f;
+    const float s = amax / (variant == 0 ? 448.0f : 57344.0f);
+    return s > 0.0f ? s : FLT_TRUE_MIN;
+}
+
 namespace kernels {
 
 namespace {
-
-float fp8_max(int variant) { return variant == 0 ? 448.0f : 57344.0f; }
-
-// The scale that maps amax onto the format's largest finite value. All-zero
-// groups get 1 (any value decodes 0 to 0); an amax so small that amax / max
-// underflows gets the smallest subnormal float, which still maps it inside range.
-float fp8_scale(float amax, int variant) {
-    if (amax == 0.0f) return 1.0f;
-    const float s = amax / fp8_max(variant);
-    return s > 0.0f ? s : FLT_TRUE_MIN;
-}
 
 float row_amax(const f32_rows &src, int64_t r) {
     const float *row = src.data + r * src.row_stride;

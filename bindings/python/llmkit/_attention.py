@@ -654,6 +654,7 @@ _DTYPE_BYTES = {
     "fp16": 2, "f16": 2, "float16": 2, "half": 2,
     "bf16": 2, "bfloat16": 2,
     "int8": 1, "i8": 1, "fp8": 1, "float8": 1,
+    "fp8_e4m3": 1, "float8_e4m3fn": 1, "fp8_e5m2": 1, "float8_e5m2": 1,
 }
 
 
@@ -727,6 +728,8 @@ _KV_DTYPES = {
     "bf16": "bf16", "bfloat16": "bf16",
     "fp16": "fp16", "f16": "fp16", "float16": "fp16", "half": "fp16",
     "int8": "int8", "i8": "int8",
+    "fp8_e4m3": "fp8_e4m3", "float8_e4m3fn": "fp8_e4m3", "e4m3": "fp8_e4m3",
+    "fp8_e5m2": "fp8_e5m2", "float8_e5m2": "fp8_e5m2", "e5m2": "fp8_e5m2",
 }
 
 
@@ -742,7 +745,7 @@ def _kv_dtype(dtype: Any) -> str:
             raise TypeError(f"dtype must be a name such as 'bf16', got {type(dtype).__name__}") from None
     code = _KV_DTYPES.get(name)
     if code is None:
-        raise ValueError(f"dtype {dtype!r} is not a KV-cache dtype (fp32, bf16, fp16 or int8)")
+        raise ValueError(f"dtype {dtype!r} is not a KV-cache dtype (fp32, bf16, fp16, int8, fp8_e4m3 or fp8_e5m2)")
     return code
 
 
@@ -946,9 +949,12 @@ def _kv_kwargs(causal: Any, window: Any, softcap: Any, scale: Any, alibi_slopes:
 class KVCache(_CacheBase):
     """A contiguous KV cache: ``max_sequences`` slots of ``capacity`` tokens for every layer, in host memory.
 
-    ``dtype`` is the storage type: ``"fp32"``, ``"bf16"``, ``"fp16"`` or
+    ``dtype`` is the storage type: ``"fp32"``, ``"bf16"``, ``"fp16"``,
     ``"int8"`` (symmetric, one float32 scale per token and kv head,
-    ``scale = absmax / 127``, dequantized inside the attention kernel). All
+    ``scale = absmax / 127``, dequantized inside the attention kernel),
+    ``"fp8_e4m3"`` or ``"fp8_e5m2"`` (``torch.float8_e4m3fn`` /
+    ``float8_e5m2`` bytes of ``x / scale`` with one float32 scale per token
+    and kv head, ``absmax / 448`` or ``/ 57344``, widened inside the kernel). All
     memory is allocated up front. :meth:`fork` copies the rows (use
     :class:`PagedKVCache` to share them). Threads may share a cache: every
     call releases the GIL, :meth:`attention` calls run together, and appends,
