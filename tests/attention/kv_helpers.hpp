@@ -1,6 +1,6 @@
 // Shared by the KV-cache tests: one handle over either cache (through the C
 // ABI), the values a cache stores for a row (the input rounded to the cache's
-// dtype: bf16/fp16 rounding, or int8 with the documented per-row scale), and a
+// dtype: bf16/fp16 rounding, or int8 and FP8 with the documented per-row scale), and a
 // float64 reference of attention over those stored values.
 #pragma once
 
@@ -16,6 +16,7 @@
 #include "attention/kernels.hpp"
 #include "helpers.hpp"
 #include "llmkit/llmkit.h"
+#include "quant/formats.hpp"
 
 namespace kv_test {
 
@@ -35,15 +36,31 @@ constexpr double k_int8_int_abs = 3e-4;
 inline bool int8_decode_in_integers() { return llmkit::attention::best_kernels().dots_i8_pf != nullptr; }
 
 inline const char *kv_name(int32_t t) {
-    static const char *names[] = {"f32", "bf16", "f16", "int8"};
-    return t >= 0 && t < 4 ? names[t] : "?";
+    static const char *names[] = {"f32", "bf16", "f16", "int8", "fp8_e4m3", "fp8_e5m2"};
+    return t >= 0 && t < 6 ? names[t] : "?";
 }
+inline bool kv_is_fp8(int32_t t) { return t == LLMKIT_KV_FP8_E4M3 || t == LLMKIT_KV_FP8_E5M2; }
 
 // The value a cache of type t stores for each element of one row of D (the
-// int8 format is the header's: scale = absmax / 127, q = round(x / scale)).
+// int8 format is the header's: scale = absmax / 127, q = round(x / scale);
+// FP8's: scale = absmax / 448 or / 57344, q = fp8(x / scale), decoded by the
+// quant block's tables, which test_quant_formats.py checks against torch).
 inline std::vector<double> stored_row(int32_t t, const std::vector<double> &x) {
     using namespace llmkit::core;
     std::vector<double> y(x.size());
+    if (kv_is_fp8(t)) {
+        const bool e4m3 = t == LLMKIT_KV_FP8_E4M3;
+        float amax = 0.0f;
+        for (double e : x) amax = std::max(amax, std::fabs(float(e)));
+        const float scale = amax > 0.0f ? amax / (e4m3 ? 448.0f : 57344.0f) : 1.0f;
+        for (size_t d = 0; d < x.size(); ++d) {
+            const float v = float(x[d]) / scale;
+            const float q = e4m3 ? llmkit::quant::e4m3_to_f32(llmkit::quant::f32_to_e4m3(v))
+                                 : llmkit::quant::e5m2_to_f32(llmkit::quant::f32_to_e5m2(v));
+            y[d] = double(q) * double(scale);
+        }
+        return y;
+    }
     if (t == LLMKIT_KV_INT8) {
         float amax = 0.0f;
         for (double e : x) amax = std::max(amax, std::fabs(float(e)));

@@ -18,8 +18,10 @@
 #include "attention/online_softmax.hpp"
 #include "helpers.hpp"
 #include "llmkit/llmkit.h"
+#include "quant/formats.hpp"
 
 using namespace attn_test;
+using llmkit::attention::row_type;
 using llmkit::core::dtype;
 
 namespace {
@@ -1038,16 +1040,59 @@ TEST_CASE("attention kernels: the AVX2 and AVX-512 16-bit and int8 conversions a
             gen.f32_to_half(nb.data(), nans.data(), int64_t(nans.size()), bf);
             CHECK(na == nb);
         }
+        // 8-bit rows (every byte value among them; E4M3's NaN codes left
+        // out: no cache stores them, and their raw values are finite).
         std::vector<int8_t> i8(37 * 41);
         for (size_t i = 0; i < i8.size(); ++i) i8[i] = int8_t(int(i * 37 % 256) - 128);
         std::vector<float> sc(41);
         for (size_t i = 0; i < sc.size(); ++i) sc[i] = 0.001f * float(i + 1) + 1e-7f;
-        for (int64_t D : {1, 7, 8, 16, 37}) {
-            std::vector<float> x(size_t(41 * D)), y(size_t(41 * D));
-            ks->i8_to_f32(x.data(), i8.data(), 41, D, sc.data());
-            gen.i8_to_f32(y.data(), i8.data(), 41, D, sc.data());
-            CHECK(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
+        for (row_type e : {row_type::i8, row_type::e4m3, row_type::e5m2}) {
+            std::vector<int8_t> rows = i8;
+            if (e == row_type::e4m3)
+                for (int8_t &b : rows)
+                    if ((uint8_t(b) & 0x7f) == 0x7f) b = 0x11;
+            for (int64_t D : {1, 7, 8, 16, 37}) {
+                INFO("row type " << int(e) << " D " << D);
+                std::vector<float> x(size_t(41 * D)), y(size_t(41 * D));
+                ks->q8_to_f32(x.data(), rows.data(), 41, D, sc.data(), e);
+                gen.q8_to_f32(y.data(), rows.data(), 41, D, sc.data(), e);
+                CHECK(std::memcmp(x.data(), y.data(), x.size() * 4) == 0);
+            }
         }
+    }
+}
+
+// The FP8 raw values (kernels.hpp's row_type: fp16 bits) against the quant
+// block's decoding tables (built from the formats' definitions, checked
+// against torch's casts in test_quant_formats.py): E5M2 is its value, E4M3
+// its value / 2^8, for every byte (E4M3's NaN codes aside).
+TEST_CASE("attention kernels: FP8 rows widen to their values (E4M3 / 2^8) in every kernel set", "[attention][kernels][fp8]") {
+    std::vector<const llmkit::attention::kernels *> sets{&llmkit::attention::generic_kernels()};
+    if (llmkit::attention::avx2_kernels()) sets.push_back(llmkit::attention::avx2_kernels());
+    if (llmkit::attention::avx512_kernels()) sets.push_back(llmkit::attention::avx512_kernels());
+    std::vector<uint8_t> bytes(256);
+    for (int b = 0; b < 256; ++b) bytes[size_t(b)] = uint8_t(b);
+    const float one = 1.0f;
+    for (const auto *ks : sets) {
+        INFO("kernel set " << ks->name);
+        std::vector<float> a(256), b(256);
+        ks->q8_to_f32(a.data(), bytes.data(), 1, 256, &one, row_type::e4m3);
+        ks->q8_to_f32(b.data(), bytes.data(), 1, 256, &one, row_type::e5m2);
+        int checked = 0;
+        for (int c = 0; c < 256; ++c) {
+            INFO("byte " << c);
+            if ((c & 0x7f) != 0x7f) {
+                CHECK(a[size_t(c)] * 256.0f == llmkit::quant::e4m3_to_f32(uint8_t(c)));
+                CHECK(std::signbit(a[size_t(c)]) == bool(c & 0x80));
+                ++checked;
+            }
+            const float want = llmkit::quant::e5m2_to_f32(uint8_t(c));
+            if (std::isnan(want))
+                CHECK(std::isnan(b[size_t(c)]));
+            else
+                CHECK(b[size_t(c)] == want);
+        }
+        CHECK(checked == 254);
     }
 }
 

@@ -22,6 +22,7 @@
 #include "kv_helpers.hpp"
 #include "core/tensor.hpp"
 #include "llmkit/llmkit.h"
+#include "quant/formats.hpp"
 
 using llmkit::attention::cache_attention;
 using llmkit::attention::cache_attention_params;
@@ -68,8 +69,20 @@ struct store {
 struct rows {
     std::vector<float> kf, vf;
     std::vector<char> kraw, vraw;  // [S][Hkv][D] elements of the cache's type
-    std::vector<float> ks, vs;     // [S][Hkv] int8 scales
+    std::vector<float> ks, vs;     // [S][Hkv] 8-bit rows' scales
 };
+
+// An 8-bit element's raw value (kernels.hpp's row_type), from the quant
+// block's decoding tables for FP8: E4M3 is read as its value / 2^8.
+float raw_value(kv_dtype t, char b) {
+    if (t == kv_dtype::i8) return float(int8_t(b));
+    if (t == kv_dtype::fp8_e4m3) return llmkit::quant::e4m3_to_f32(uint8_t(b)) / 256.0f;
+    return llmkit::quant::e5m2_to_f32(uint8_t(b));
+}
+float raw_value(llmkit::attention::row_type e, char b) { return raw_value(kv_dtype(int(e)), b); }
+
+const kv_dtype k_all_types[] = {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8, kv_dtype::fp8_e4m3,
+                                kv_dtype::fp8_e5m2};
 
 rows make_rows(kv_dtype t, int64_t S, int64_t Hkv, int64_t D, std::mt19937 &rng) {
     const int64_t es = llmkit::attention::kv_dtype_bytes(t), n = S * Hkv * D;
@@ -94,16 +107,23 @@ rows make_rows(kv_dtype t, int64_t S, int64_t Hkv, int64_t D, std::mt19937 &rng)
                 const uint16_t h = t == kv_dtype::bf16 ? llmkit::core::f32_to_bf16(x) : llmkit::core::f32_to_f16(x);
                 f[size_t(i)] = t == kv_dtype::bf16 ? llmkit::core::bf16_to_f32(h) : llmkit::core::f16_to_f32(h);
                 std::memcpy(&raw[size_t(i * 2)], &h, 2);
-            } else {
+            } else if (t == kv_dtype::i8) {
                 const int8_t q = int8_t(std::lround(x * 127.0f));
                 raw[size_t(i)] = char(q);
+            } else {  // FP8 bytes over the whole range, subnormals included
+                raw[size_t(i)] = char(t == kv_dtype::fp8_e4m3 ? llmkit::quant::f32_to_e4m3(x * 448.0f)
+                                                              : llmkit::quant::f32_to_e5m2(x * 57344.0f));
             }
         }
-        if (t == kv_dtype::i8)
+        // Scales that put every type's values in [-0.5, 0.5], as int8's 127 * 0.004.
+        const float unit = t == kv_dtype::fp8_e4m3 ? 127.0f * 256.0f / 448.0f
+                           : t == kv_dtype::fp8_e5m2 ? 127.0f / 57344.0f
+                                                     : 1.0f;
+        if (llmkit::attention::kv_has_scales(t))
             for (int64_t row = 0; row < S * Hkv; ++row) {
-                sc[size_t(row)] = 0.004f + 0.0001f * float(row % 13);
+                sc[size_t(row)] = (0.004f + 0.0001f * float(row % 13)) * unit;
                 for (int64_t d = 0; d < D; ++d)
-                    f[size_t(row * D + d)] = float(int8_t(raw[size_t(row * D + d)])) * sc[size_t(row)];
+                    f[size_t(row * D + d)] = raw_value(t, raw[size_t(row * D + d)]) * sc[size_t(row)];
             }
     }
     return r;
@@ -218,7 +238,7 @@ TEST_CASE("cache attention, every kernel set: paged tables give the contiguous b
           "[attention][kv][kernels]") {
     const int64_t Hkv = 2, Hq = 8;
     for (const kernels *ks : sets())
-        for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
+        for (kv_dtype t : k_all_types)
             for (int64_t D : {128, 80, 20}) {
                 const int64_t S = 301;
                 std::mt19937 rng(uint32_t(D * 7 + int(t)));
@@ -269,7 +289,7 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
         kernels piecewise = *ks;  // int8 over paged blocks a piece at a time (as past k_cache_resident_bytes)
         piecewise.dots_i8_runs_pf = nullptr;
         piecewise.gemm_i8_runs_pf = nullptr;
-        for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
+        for (kv_dtype t : k_all_types)
             for (int64_t S : {1, 17, 64, 65, 257, 411}) {
                 std::mt19937 rng(uint32_t(S * 5 + int(t)));
                 const rows r = make_rows(t, S, Hkv, D, rng);
@@ -322,7 +342,7 @@ TEST_CASE("cache attention decode: heads per task, block and tile edges, shuffle
 }
 
 // The kernels contract: dots_pf and gemm_pf give the bits of the plain calls
-// (dots / dots_half / gemm / gemm_half, int8 rows converted by i8_to_f32 with
+// (dots / dots_half / gemm / gemm_half, 8-bit rows converted by q8_to_f32 with
 // unit scales first), for any number of rows and keys. Checked here on the
 // kernels directly, beyond the shapes decode makes (pieces of at most 16 keys):
 // up to 100 keys, 1 to 40 rows (the AVX-512 set switches to its own products
@@ -334,7 +354,7 @@ TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[a
     std::vector<char> pf_area(1 << 16, 1);
     for (const kernels *ks : sets()) {
         if (!ks->dots_pf || !ks->gemm_pf) continue;
-        for (row_type e : {row_type::f32, row_type::bf16, row_type::f16, row_type::i8})
+        for (row_type e : {row_type::f32, row_type::bf16, row_type::f16, row_type::i8, row_type::e4m3, row_type::e5m2})
             for (int M : {1, 4, 15, 16, 20, 40})
                 for (int K : {1, 16, 33, 100})
                     for (int N : {40, 128}) {
@@ -349,15 +369,17 @@ TEST_CASE("kernels: dots_pf and gemm_pf give the bits of the plain kernels", "[a
                         if (e == row_type::bf16 || e == row_type::f16) {
                             ks->f32_to_half(Bh.data(), Bf.data(), int64_t(Bf.size()), e == row_type::bf16);
                             ks->half_to_f32(Bf.data(), Bh.data(), int64_t(Bf.size()), e == row_type::bf16);
-                        } else if (e == row_type::i8) {
+                        } else if (llmkit::attention::is_8bit(e)) {
                             for (size_t i = 0; i < Bf.size(); ++i) {
-                                Bi[i] = int8_t(std::lround(Bf[i] * 60.0f));
-                                Bf[i] = float(Bi[i]);
+                                Bi[i] = e == row_type::i8     ? int8_t(std::lround(Bf[i] * 60.0f))
+                                        : e == row_type::e4m3 ? int8_t(llmkit::quant::f32_to_e4m3(Bf[i] * 200.0f))
+                                                              : int8_t(llmkit::quant::f32_to_e5m2(Bf[i] * 200.0f));
+                                Bf[i] = raw_value(e, char(Bi[i]));
                             }
                         }
-                        const void *Braw = e == row_type::f32   ? static_cast<const void *>(Bf.data())
-                                           : e == row_type::i8 ? static_cast<const void *>(Bi.data())
-                                                               : static_cast<const void *>(Bh.data());
+                        const void *Braw = e == row_type::f32          ? static_cast<const void *>(Bf.data())
+                                           : llmkit::attention::is_8bit(e) ? static_cast<const void *>(Bi.data())
+                                                                           : static_cast<const void *>(Bh.data());
                         const bool half = e == row_type::bf16 || e == row_type::f16, bf16 = e == row_type::bf16;
                         // gemm: C [M, N] = row_scale * C + A [M, K] B, A read with row stride 1, k stride M.
                         std::vector<float> A(size_t(M * K)), C0(size_t(M * N)), rs(static_cast<size_t>(M));
@@ -397,17 +419,19 @@ TEST_CASE("kernels: a key's dots_pf score is the same whatever keys and rows sha
     std::uniform_real_distribution<float> u(-2.0f, 2.0f);
     for (const kernels *ks : sets()) {
         if (!ks->dots_pf) continue;
-        for (row_type e : {row_type::f32, row_type::bf16, row_type::f16, row_type::i8})
+        for (row_type e : {row_type::f32, row_type::bf16, row_type::f16, row_type::i8, row_type::e4m3, row_type::e5m2})
             for (int R : {1, 3, 4, 7})
                 for (int N : {1, 5, 9})
                     for (int D : {8, 40, 128}) {
                         INFO("kernels " << ks->name << " row type " << int(e) << " R " << R << " N " << N << " D " << D);
-                        const int64_t ldk = D + 3, eb = e == row_type::f32 ? 4 : e == row_type::i8 ? 1 : 2;
+                        const int64_t ldk = D + 3, eb = e == row_type::f32 ? 4 : llmkit::attention::is_8bit(e) ? 1 : 2;
                         std::vector<char> K(size_t(N * ldk * eb));
                         for (size_t i = 0; i < K.size(); i += size_t(eb)) {  // small finite values of each type
                             const float x = u(rng);
                             if (e == row_type::f32) std::memcpy(&K[i], &x, 4);
                             else if (e == row_type::i8) K[i] = char(int(x * 60.0f));
+                            else if (e == row_type::e4m3) K[i] = char(llmkit::quant::f32_to_e4m3(x * 200.0f));
+                            else if (e == row_type::e5m2) K[i] = char(llmkit::quant::f32_to_e5m2(x * 200.0f));
                             else {
                                 uint16_t h;
                                 ks->f32_to_half(&h, &x, 1, e == row_type::bf16);
@@ -1163,7 +1187,7 @@ TEST_CASE("cache attention, every kernel set: V of its own head_dim, or read fro
         bool from_k;
     };
     for (const kernels *ks : sets())
-        for (kv_dtype t : {kv_dtype::f32, kv_dtype::bf16, kv_dtype::f16, kv_dtype::i8})
+        for (kv_dtype t : k_all_types)
             for (const dims &dd : {dims{192, 128, false}, dims{48, 80, false}, dims{96, 64, true}, dims{576, 512, true}}) {
                 const int64_t D = dd.D, Dv = dd.Dv, es = llmkit::attention::kv_dtype_bytes(t);
                 std::mt19937 rng(uint32_t(D * 11 + Dv + int(t)));

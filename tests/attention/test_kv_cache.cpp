@@ -1,9 +1,9 @@
 // KV caches (contiguous and paged, through the C ABI) against a float64
 // reference over the values the cache stores, on random N(0, 1) inputs:
 // MHA/GQA/MQA x head_dim {64, 80, 96, 128, 256} x cache dtype {f32, bf16,
-// f16, int8} x phase {prefill, chunked prefill, batched decode of different
-// lengths}; int8 also against the unquantised inputs with its own stated
-// tolerance; options (window, softcap, ALiBi, sinks); thread and batch
+// f16, int8, fp8_e4m3, fp8_e5m2} x phase {prefill, chunked prefill, batched
+// decode of different lengths}; int8 and FP8 also against the unquantised
+// inputs with their own stated tolerances; options (window, softcap, ALiBi, sinks); thread and batch
 // invariance; decode == prefill rows; and the contiguous cache's errors.
 #include <catch2/catch.hpp>
 
@@ -23,7 +23,8 @@ struct heads {
 };
 const heads k_heads[] = {{4, 4}, {8, 2}, {4, 1}};  // MHA, GQA, MQA
 const int64_t k_dims[] = {64, 80, 96, 128, 256};
-const int32_t k_types[] = {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8};
+const int32_t k_types[] = {LLMKIT_KV_F32,  LLMKIT_KV_BF16,     LLMKIT_KV_F16,
+                           LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3, LLMKIT_KV_FP8_E5M2};
 
 // fp32 accumulation against float64 over the same stored values (the int8
 // dequantisation x = q * scale is exact up to one float rounding).
@@ -33,6 +34,11 @@ constexpr double k_abs = 4e-6, k_rel = 1e-5;
 // less than 0.03. Rows of 576 (MLA's latent) have a larger absmax and sum
 // more rounded products into each score: 0.033 seen, so 0.05 there.
 constexpr double k_int8_abs = 0.03, k_int8_abs_wide = 0.05;
+// FP8 against the unquantised inputs: each element is off by up to 2^-4 of
+// itself (E4M3's half step) or 2^-3 (E5M2), so the large elements of an
+// N(0, 1) row move more than int8's absmax / 254: 0.138 seen for E4M3 (0.149
+// on rows of 576), 0.244 for E5M2 (0.341); bounds 0.2 and 0.45.
+constexpr double k_e4m3_abs = 0.2, k_e5m2_abs = 0.45;
 
 enum class phase { prefill, chunked, decode };
 const char *phase_name(phase p) { return p == phase::prefill ? "prefill" : p == phase::chunked ? "chunked prefill" : "decode"; }
@@ -98,11 +104,14 @@ void check_phase(bool paged, phase ph, const heads &h, int64_t D, int32_t type, 
     const bool lse_ok = lse_within(lse, ref_lse, in_integers ? k_int8_int_abs : 2e-5, &lse_err);
     INFO("lse max abs error vs the stored values " << lse_err);
     CHECK(lse_ok);
-    if (type == LLMKIT_KV_INT8) {
+    if (type == LLMKIT_KV_INT8 || kv_is_fp8(type)) {
         ref_options raw = ro;
         raw.use_inputs = true;
-        const double e8 = max_error(out, reference(q, sp, h.hkv, raw), D > 256 ? k_int8_abs_wide : k_int8_abs, 0.0, &ok);
-        INFO("int8: max abs error vs the unquantised inputs " << e8);
+        const double tol = type == LLMKIT_KV_FP8_E4M3   ? k_e4m3_abs
+                           : type == LLMKIT_KV_FP8_E5M2 ? k_e5m2_abs
+                                                        : (D > 256 ? k_int8_abs_wide : k_int8_abs);
+        const double e8 = max_error(out, reference(q, sp, h.hkv, raw), tol, 0.0, &ok);
+        INFO(kv_name(type) << ": max abs error vs the unquantised inputs " << e8);
         CHECK(ok);
     }
 }
@@ -164,7 +173,8 @@ TEST_CASE("kv cache attention: window, softcap, ALiBi, sinks, bidirectional, spl
             if (variant == 5) o.split_keys = 64, o.sinks = r.sinks = sinks.data(), o.window = r.window = 200;
             INFO("variant " << variant);
             for (bool paged : {false, true})
-                for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_INT8}) check_phase(paged, ph, h, 64, t, &o, r, 99 + variant);
+                for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3})
+                    check_phase(paged, ph, h, 64, t, &o, r, 99 + variant);
         }
 }
 
@@ -338,6 +348,22 @@ TEST_CASE("kv cache: bad arguments give clear errors that name the problem", "[k
     expect(llmkit_kv_cache_create(&c, nullptr), LLMKIT_ERROR_NULL_POINTER, "options");
     o.dtype = 9;
     expect(llmkit_kv_cache_create(&c, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "dtype");
+    o.dtype = LLMKIT_KV_FP8_E5M2 + 1;  // one past the last
+    expect(llmkit_kv_cache_create(&c, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "is not an llmkit_kv_dtype (0..5)");
+    // FP8 caches count a byte per element and a float32 scale per row, as int8's.
+    for (int32_t t : {LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3, LLMKIT_KV_FP8_E5M2}) {
+        o = LLMKIT_KV_CACHE_OPTIONS_INIT;
+        o.dtype = t;
+        o.n_kv_heads = 2;
+        o.capacity = 100;
+        REQUIRE(llmkit_kv_cache_create(&c, &o) == LLMKIT_OK);
+        uint64_t bytes = 0;
+        REQUIRE(llmkit_kv_cache_memory_bytes(c, &bytes) == LLMKIT_OK);
+        CHECK(bytes == uint64_t(2) * 2 * 100 * (128 + 4));
+        llmkit_kv_cache_free(c);
+        c = nullptr;
+    }
+    o = LLMKIT_KV_CACHE_OPTIONS_INIT;
     o = LLMKIT_KV_CACHE_OPTIONS_INIT;
     o.head_dim = 600;
     expect(llmkit_kv_cache_create(&c, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "head_dim = 600 exceeds the supported maximum of 576");

@@ -80,7 +80,7 @@ TEST_CASE("kv packed: each sequence of a packed batch gets the bits of its queri
     }
     llmkit_rope_options rope = LLMKIT_ROPE_OPTIONS_INIT;
     for (const bool paged : {false, true})
-        for (const int32_t type : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_INT8}) {
+        for (const int32_t type : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3}) {
             kv_test::cache c(paged, 1, k_hkv, k_d, type, 512, 8);
             std::mt19937 rng(uint32_t(type * 2 + int(paged)));
             const std::vector<int32_t> ids = fill(c, rng);

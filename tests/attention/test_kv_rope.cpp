@@ -88,7 +88,8 @@ TEST_CASE("kv caches: fused RoPE gives the bits of llmkit_rope then append, and 
     const int64_t D = 64;
     std::mt19937 rng(11);
     for (bool paged : {false, true})
-        for (int32_t type : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8})
+        for (int32_t type : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3,
+                             LLMKIT_KV_FP8_E5M2})
             for (dtype in : {dtype::f32, dtype::bf16})
                 for (const rope_case &rc : rope_cases(D)) {
                     INFO((paged ? "paged" : "contiguous") << ", cache dtype " << type << ", input "

@@ -56,7 +56,8 @@ TEST_CASE("kv caches: truncate then append reads as if the dropped tokens were n
     std::mt19937 rng(51);
     const llmkit_rope_options neox = LLMKIT_ROPE_OPTIONS_INIT;
     for (bool paged : {false, true})
-        for (int32_t type : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8})
+        for (int32_t type : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3,
+                             LLMKIT_KV_FP8_E5M2})
             for (const llmkit_rope_options *rope : {static_cast<const llmkit_rope_options *>(nullptr), &neox}) {
                 INFO((paged ? "paged" : "contiguous") << ", dtype " << type << (rope ? ", fused RoPE" : ""));
                 any_cache a(paged, int32_t(k_dim), type), b(paged, int32_t(k_dim), type);

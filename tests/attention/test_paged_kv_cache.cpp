@@ -38,7 +38,7 @@ int64_t free_blocks(cache &c) {
 }  // namespace
 
 TEST_CASE("paged cache: the same bits as the contiguous cache, any block size, every dtype and phase", "[paged]") {
-    for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8})
+    for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3, LLMKIT_KV_FP8_E5M2})
         for (int32_t bs : {1, 7, 16, 64, 100}) {
             cache flat(false, 1, 2, 80, t, 600, 4), paged(true, 1, 2, 80, t, 600, 4, bs);
             std::mt19937 r1(uint32_t(t * 10 + bs)), r2(uint32_t(t * 10 + bs));
@@ -74,7 +74,7 @@ TEST_CASE("paged cache: the same bits as the contiguous cache, any block size, e
 }
 
 TEST_CASE("paged cache: fork shares blocks until written; copy-on-write keeps the parent intact", "[paged]") {
-    for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_INT8}) {
+    for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3}) {
         std::mt19937 rng(4);
         cache c(true, 2, 2, 64, t, 256, 4, 16, 40);
         seq_data pd;

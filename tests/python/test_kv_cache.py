@@ -1,5 +1,6 @@
 """llmkit.KVCache and llmkit.PagedKVCache against a float64 numpy reference over the values each
-cache dtype stores (bf16/fp16 rounding, int8 with its per-token-per-head scale), plus paging:
+cache dtype stores (bf16/fp16 rounding, int8 with its per-token-per-head scale, FP8 as torch's
+float8 casts of x / scale), plus paging:
 bit-identical to the contiguous cache, fork sharing blocks with copy-on-write, errors."""
 
 import math
@@ -12,7 +13,9 @@ import llmkit
 DIMS = [64, 80, 96, 128, 256]
 HEADS = [(4, 4), (8, 2), (6, 1)]
 HEAD_IDS = ["mha", "gqa", "mqa"]
-DTYPES = ["fp32", "bf16", "fp16", "int8"]
+DTYPES = ["fp32", "bf16", "fp16", "int8", "fp8_e4m3", "fp8_e5m2"]
+# Against the unquantised inputs on N(0, 1) rows (see tests/attention/test_kv_cache.cpp).
+RAW_TOL = {"int8": 0.03, "fp8_e4m3": 0.2, "fp8_e5m2": 0.45}
 
 
 def stored(x, dtype):
@@ -26,6 +29,14 @@ def stored(x, dtype):
         u = x.view(np.uint32).astype(np.uint64)
         u = (u + 0x7FFF + ((u >> 16) & 1)) & 0xFFFF0000
         return u.astype(np.uint32).view(np.float32).astype(np.float64)
+    if dtype.startswith("fp8"):  # torch's float8 cast of x / scale, scale = absmax / 448 (57344) per token and head
+        torch = pytest.importorskip("torch")
+        t = torch.from_numpy(x)
+        amax = t.abs().amax(dim=-1, keepdim=True)
+        e4m3 = dtype == "fp8_e4m3"
+        scale = torch.where(amax > 0, amax / (448.0 if e4m3 else 57344.0), torch.ones_like(amax))
+        q = (t / scale).to(torch.float8_e4m3fn if e4m3 else torch.float8_e5m2)
+        return (q.to(torch.float64) * scale.to(torch.float64)).numpy()
     amax = np.abs(x).max(axis=-1, keepdims=True)  # int8: scale = absmax / 127 per token and head
     scale = (amax / np.float32(127)).astype(np.float32)
     inv = np.where(amax > 0, np.float32(127) / np.where(amax > 0, amax, 1), 0).astype(np.float32)
@@ -122,8 +133,8 @@ def test_cache_attention_matches_reference(rng, kind, dtype, Hq, Hkv, phase):
         assert out.shape == q.shape and out.dtype == np.float32
         want = ref(q, [stored(k, dtype) for k in ks], [stored(v, dtype) for v in vs])
         check(out, want, dtype)
-        if dtype == "int8":  # against the unquantised inputs: the stated int8 tolerance
-            assert np.max(np.abs(out - ref(q, ks, vs))) < 0.03
+        if dtype in RAW_TOL:  # against the unquantised inputs: the stated tolerances
+            assert np.max(np.abs(out - ref(q, ks, vs))) < RAW_TOL[dtype]
 
 
 @pytest.mark.parametrize("kind", ["contiguous", "paged"])
@@ -564,7 +575,7 @@ PACKED_COUNTS = [1, 16, 9, 0, 1]  # a decode, a chunk, a whole prompt, nothing, 
 
 
 @pytest.mark.parametrize("kind", ["contiguous", "paged"])
-@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8", "fp8_e4m3"])
 def test_packed_queries_match_reference_and_each_sequence_alone(rng, kind, dtype):
     Hq, Hkv, D = 8, 2, 64
     c = make_cache(kind, Hkv=Hkv, D=D, dtype=dtype, seqs=5)
