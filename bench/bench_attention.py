@@ -152,7 +152,7 @@ class RopeOptions(ctypes.Structure):
 
 
 DTYPES = {torch.float32: (2, 32), torch.bfloat16: (4, 16), torch.float16: (2, 16)}
-KV_F32, KV_BF16, KV_F16, KV_INT8 = 0, 1, 2, 3
+KV_F32, KV_BF16, KV_F16, KV_INT8, KV_FP8_E4M3, KV_FP8_E5M2 = 0, 1, 2, 3, 4, 5
 KV_CODE = {torch.float32: KV_F32, torch.bfloat16: KV_BF16, torch.float16: KV_F16}
 
 
@@ -467,12 +467,13 @@ def main() -> None:
                 kinds += [("paged" if len(block_sizes) == 1 else f"paged bs={bs}", True, KV_CODE[dtype], bs)
                           for bs in block_sizes]
                 kinds += [("contig int8", False, KV_INT8, 0), ("paged int8", True, KV_INT8, block_sizes[0])]
+                kinds += [("contig fp8", False, KV_FP8_E4M3, 0), ("paged fp8", True, KV_FP8_E4M3, block_sizes[0])]
                 for label, paged, code, bs in kinds:
                     if not wanted(label):
                         continue
                     cache = Cache(lib, paged, code, k_rows, v_rows, args.threads, bs)
                     caches.append(cache)
-                    nbytes = 2.0 * B * ctx * Hkv * (D + 4) if code == KV_INT8 else full_bytes
+                    nbytes = 2.0 * B * ctx * Hkv * (D + 4) if code in (KV_INT8, KV_FP8_E4M3) else full_bytes
                     variants.append((label, (lambda c=cache: c.attention(tq, to)), cache, nbytes))
                 del k_rows, v_rows
                 t_t = None
@@ -538,6 +539,7 @@ def main() -> None:
     padded_batch_cells(lib, dtypes, args, min_time)
     padded_decode_cells(lib, dtypes, args, min_time)
     deepseek_cells(lib, dtypes, args, min_time, peaks[torch.float32])
+    fp8_cache_cells(lib, dtypes, args, min_time)
     hf_model_cells(dtypes, args)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
@@ -1017,6 +1019,70 @@ def padded_batch_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         t_m, t_t, t_v = interleaved_best([run_masked, run_torch, run_varlen], min_time, rounds=3)
         print(f"{name:<16}{str(dtype).replace('torch.', ''):<10}{t_m * 1e3:>10.2f}{t_t * 1e3:>10.2f}{t_v * 1e3:>10.2f}"
               f"{t_t / t_m:>8.2f}x{diff:>11.2e}", flush=True)
+
+
+def fp8_cache_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """FP8 KV caches (E4M3, E5M2: a float32 scale per token and kv head) against the int8 cache and against
+    torch holding its K/V as float8 tensors with the same scales, widened and scaled for each decode step before
+    SDPA (what a torch program with an FP8 cache runs). Also how far each 8-bit cache moves the outputs: the
+    relative RMS error against float64 attention over the unquantised rows, on N(0, 1) rows and on rows whose
+    keys have 4 outlier channels 20x the rest (as LLM keys have; the queries' are 20x smaller, so the scores
+    keep their scale). B=4, ctx=4096, Hq=32, Hkv=8, D=128, float32 queries."""
+    if args.only not in "fp8 caches":
+        return
+    B, ctx, Hq, Hkv, D = 4, 4096, 32, 8, 128
+    g = torch.Generator().manual_seed(8)
+    print(f"\nFP8 KV caches (B={B}, ctx={ctx}, Hq={Hq}, Hkv={Hkv}, D={D}; torch: float8 tensors widened and scaled "
+          f"each step, then SDPA; rel err: RMS error / RMS of the float64 output)")
+    print(f"{'rows':<22}{'cache':<10}{'llmkit ms':>11}{'torch ms':>10}{'speedup':>9}{'max|diff|':>11}{'rel err':>10}")
+    outlier = [3, 17, 64, 100]
+    for rows_name in ("N(0,1)", "K outliers x20"):
+        k = torch.randn(B, ctx, Hkv, D, generator=g)
+        v = torch.randn(B, ctx, Hkv, D, generator=g)
+        q = torch.randn(B, 1, Hq, D, generator=g)
+        if rows_name != "N(0,1)":
+            k[..., outlier] *= 20.0
+            q[..., outlier] /= 20.0
+        # float64 reference over the unquantised rows
+        kt, vt, qt = (x.transpose(1, 2).double() for x in (k, v, q))
+        want = F.scaled_dot_product_attention(qt, kt, vt, enable_gqa=True).transpose(1, 2)
+        for cache_name, code, f8 in (("int8", KV_INT8, None), ("fp8_e4m3", KV_FP8_E4M3, torch.float8_e4m3fn),
+                                     ("fp8_e5m2", KV_FP8_E5M2, torch.float8_e5m2)):
+            cache = Cache(lib, False, code, k, v, args.threads)
+            out = torch.empty(B, 1, Hq, D)
+            (tq, a), (to, b) = as_llmkit(q), as_llmkit(out)
+            run_llmkit = lambda: cache.attention(tq, to)  # noqa: E731
+            run_llmkit()
+            err = ((out.double() - want).pow(2).mean().sqrt() / want.pow(2).mean().sqrt()).item()
+            fns = [run_llmkit]
+            t_t, diff = float("nan"), float("nan")
+            if f8 is not None:  # torch's FP8 cache: [B, H, S, D] float8 and a scale per row, as llmkit stores them
+                top = 448.0 if f8 == torch.float8_e4m3fn else 57344.0
+                scales = []
+                rows8 = []
+                for x in (k, v):
+                    xt = x.transpose(1, 2).contiguous()
+                    amax = xt.abs().amax(-1, keepdim=True)
+                    sc = torch.where(amax > 0, amax / top, torch.ones_like(amax))
+                    rows8.append((xt / sc).to(f8))
+                    scales.append(sc)
+                qh = q.transpose(1, 2)
+
+                def run_torch():
+                    kd = rows8[0].to(torch.float32) * scales[0]
+                    vd = rows8[1].to(torch.float32) * scales[1]
+                    return F.scaled_dot_product_attention(qh, kd, vd, enable_gqa=True)
+
+                diff = (out - run_torch().transpose(1, 2)).abs().max().item()
+                fns.append(run_torch)
+            times = interleaved_best(fns, min_time, rounds=3)
+            t_l = times[0]
+            if f8 is not None:
+                t_t = times[1]
+            speed = f"{t_t / t_l:>8.2f}x" if f8 is not None else f"{'':>9}"
+            print(f"{rows_name:<22}{cache_name:<10}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}{speed}{diff:>11.2e}"
+                  f"{err:>10.4f}", flush=True)
+            cache.close()
 
 
 def padded_decode_cells(lib: Lib, dtypes, args, min_time: float) -> None:

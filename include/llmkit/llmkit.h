@@ -1865,7 +1865,7 @@ LLMKIT_API llmkit_status llmkit_kv_cache_bytes(uint64_t *out, int64_t n_layers, 
  *
  * DeepSeek-V3's per-head form (61 layers, 128 heads, K 192, V 128) in bf16 takes
  * 4997120 bytes per token; its latent cache (1 head of 576, no V: v_head_dim 0,
- * as a cache made with v_from_k) 70272. For int8 caches the per-row float32
+ * as a cache made with v_from_k) 70272. For 8-bit caches (int8, FP8) the per-row float32
  * scales come on top (llmkit_kv_cache_memory_bytes() counts them).
  * @param[out] out Receives the byte count.
  * @param n_layers Transformer layers, >= 0. @param n_kv_heads Key/value heads per layer, >= 0.

@@ -466,7 +466,7 @@ void fuzz_cache(script &s) {
     const int32_t dv_pick = s.pick(4) == 3 ? dims[s.pick(6)] : 0;
     const bool v_from_k = s.pick(4) == 3;
     const int32_t Dv = dv_pick > 0 ? dv_pick : D;
-    const int32_t dtype = s.pick(4);
+    const int32_t dtype = s.pick(6);
     const int32_t block = 1 + s.pick(20), n_blocks = 1 + s.pick(24), max_seqs = 1 + s.pick(4);
     const int64_t capacity = 1 + s.pick(64);
 
