@@ -191,6 +191,27 @@ def test_v_from_k_caches_hold_k_alone_and_refuse_a_v_or_a_fused_rope(rng):
         llmkit.KVCache(n_layers=1, n_kv_heads=1, head_dim=64, v_head_dim=0, capacity=8)
 
 
+def test_fp8_caches_take_torch_dtypes_and_count_int8_bytes(rng):
+    """The FP8 dtypes by name, alias and torch dtype give the same cache (the same bits); a byte per element
+    and a float32 scale per row, as int8; kv_cache_bytes counts a byte; an unknown name is refused."""
+    torch = pytest.importorskip("torch")
+    k, v = rows(rng, 20, 2, 64), rows(rng, 20, 2, 64)
+    q = rng.standard_normal((1, 20, 8, 64)).astype(np.float32)
+    for names in (("fp8_e4m3", "float8_e4m3fn", "e4m3", torch.float8_e4m3fn),
+                  ("fp8_e5m2", "float8_e5m2", "E5M2", torch.float8_e5m2)):
+        outs = []
+        for name in names:
+            c = llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=64, capacity=32, dtype=name)
+            assert c.memory_bytes == 2 * 32 * 2 * (64 + 4)
+            s = c.new_sequence()
+            c.append(0, s, k, v)
+            outs.append(c.attention(0, q, [s]))
+        assert all(np.array_equal(o, outs[0]) for o in outs)
+        assert llmkit.kv_cache_bytes(n_layers=1, n_kv_heads=2, head_dim=64, dtype=names[-1], context=32) == 2 * 32 * 2 * 64
+    with pytest.raises(ValueError, match="fp8_e4m3 or fp8_e5m2"):
+        llmkit.KVCache(n_layers=1, n_kv_heads=2, head_dim=64, capacity=32, dtype="fp8_e3m4")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block_size", [1, 16, 33])
 def test_paged_is_bit_identical_to_contiguous(rng, dtype, block_size):
