@@ -1884,7 +1884,7 @@ typedef enum llmkit_kv_dtype LLMKIT_ENUM_BASE {
     LLMKIT_KV_BF16 = 1, /**< bfloat16 (rounded to nearest even on append). */
     LLMKIT_KV_F16 = 2,  /**< IEEE float16 (rounded to nearest even on append). */
     LLMKIT_KV_INT8 = 3, /**< int8, symmetric, one float32 scale per token and kv head: scale = absmax / 127, q = round(x / scale). */
-    LLMKIT_KV_FP8_E4M3 = 4, /**< FP8 E4M3 (OCP "fn", torch.float8_e4m3fn), one float32 scale per token and kv head: scale = absmax / 448 (1 for a zero row), q = fp8(x / scale) rounded to nearest even, as torch's cast. 3 mantissa bits: relative steps of 2^-4 at every magnitude, where int8's steps are absmax / 127 for small and large elements alike. Added after 0.1.0. */
+    LLMKIT_KV_FP8_E4M3 = 4, /**< FP8 E4M3 (OCP "fn", torch.float8_e4m3fn), one float32 scale per token and kv head: scale = absmax / 448 (1 for a zero row), q = fp8(x / scale) rounded to nearest even, as torch's cast. 3 mantissa bits: each element within 2^-4 of itself down to absmax / 28672 (E4M3's subnormals below), where int8's error is up to absmax / 254 for small and large elements alike, so keys with outlier channels keep more of their other channels in FP8. Added after 0.1.0. */
     LLMKIT_KV_FP8_E5M2 = 5  /**< FP8 E5M2 (torch.float8_e5m2), as #LLMKIT_KV_FP8_E4M3 with scale = absmax / 57344: 2 mantissa bits, a wider range. Added after 0.1.0. */
 } llmkit_kv_dtype;
 
