@@ -53,6 +53,13 @@ void require_host(const tensor_view &t) {
         fail(LLMKIT_ERROR_UNSUPPORTED, t.name, ": the KV caches live in host memory and take host tensors only");
 }
 
+// The largest magnitude of a row of D floats.
+float row_absmax(const float *x, int64_t D) {
+    float m = 0.0f;
+    for (int64_t d = 0; d < D; ++d) m = std::max(m, std::fabs(x[d]));
+    return m;
+}
+
 }  // namespace
 
 const char *kv_dtype_name(kv_dtype t) {
@@ -121,7 +128,7 @@ block_storage::block_storage(int64_t n_layers, int64_t n_kv_heads, int64_t head_
     if (v_from_k && dv_ > head_dim)
         fail(LLMKIT_ERROR_INVALID_ARGUMENT, "v_from_k: V is the first v_head_dim elements of each K row, so v_head_dim = ",
              dv_, " must not exceed head_dim = ", head_dim);
-    if (int(type) < 0 || int(type) > 5) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "dtype = ", int(type), " is not a KV-cache dtype");
+    if (int(type) < 0 || int(type) > int(kv_dtype::fp8_e5m2)) fail(LLMKIT_ERROR_INVALID_ARGUMENT, "dtype = ", int(type), " is not a KV-cache dtype");
     const int64_t rows = mul_checked(mul_checked(n_blocks, n_kv_heads, "blocks * heads"), block_size, "rows");
     layer_rows_ = rows;
     layer_elems_ = mul_checked(rows, head_dim, "elements per layer");
@@ -241,14 +248,13 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                     }
                     load_row(kn, src, t.type, D, x.data(), half.data());
                     if (rotate) rope->rotate(x.data(), c, sn_row);
+                    const float amax = kv_has_scales(type_) ? row_absmax(x.data(), D) : 0.0f;  // 8-bit rows' scale
                     switch (type_) {
                     case kv_dtype::f32: store_row(kn, dst, dtype::f32, D, x.data(), half.data()); break;
                     case kv_dtype::bf16: store_row(kn, dst, dtype::bf16, D, x.data(), half.data()); break;
                     case kv_dtype::f16: store_row(kn, dst, dtype::f16, D, x.data(), half.data()); break;
                     case kv_dtype::i8: {
                         // Symmetric per token and head: scale = absmax / 127, q = round(x / scale).
-                        float amax = 0.0f;
-                        for (int64_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(x[size_t(d)]));
                         const float scale = amax / 127.0f;
                         const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
                         for (int64_t d = 0; d < D; ++d) {
@@ -264,12 +270,10 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                         // formats: scale = absmax / 448 (or / 57344), q = fp8(x / scale),
                         // a division as torch users write it, so the bytes match theirs.
                         const bool e4m3 = type_ == kv_dtype::fp8_e4m3;
-                        float amax = 0.0f;
-                        for (int64_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(x[size_t(d)]));
                         const float scale = quant::fp8_scale(amax, e4m3 ? 0 : 1);
+                        const auto encode = e4m3 ? quant::f32_to_e4m3 : quant::f32_to_e5m2;
                         uint8_t *q = reinterpret_cast<uint8_t *>(dst);
-                        for (int64_t d = 0; d < D; ++d)
-                            q[d] = e4m3 ? quant::f32_to_e4m3(x[size_t(d)] / scale) : quant::f32_to_e5m2(x[size_t(d)] / scale);
+                        for (int64_t d = 0; d < D; ++d) q[d] = encode(x[size_t(d)] / scale);
                         scales[r] = e4m3 ? scale * 256.0f : scale;  // E4M3's raw values are its values / 2^8 (row_type)
                         break;
                     }

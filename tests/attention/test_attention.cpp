@@ -974,7 +974,7 @@ TEST_CASE("llmkit_kv_cache_bytes: published model configs and overflow", "[atten
     CHECK(llmkit_kv_cache_bytes_dv(nullptr, 1, 1, 1, 1, 1, 1, 1) == LLMKIT_ERROR_NULL_POINTER);
 }
 
-TEST_CASE("attention kernels: the AVX2 and AVX-512 16-bit and int8 conversions are bit-exact with the core's",
+TEST_CASE("attention kernels: the AVX2 and AVX-512 16-bit and 8-bit conversions are bit-exact with the core's",
           "[attention][kernels]") {
     const auto &gen = llmkit::attention::generic_kernels();
     std::mt19937 rng(17);
