@@ -174,6 +174,28 @@ llmkit_status cache_seq_truncate(Cache *cache, int32_t seq, int64_t n) {
 }
 
 template <class Cache>
+llmkit_status cache_seq_save(const Cache *cache, int32_t seq, void *buf, size_t capacity, size_t *written) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        const uint64_t needed = cache->impl.seq_save_bytes(seq);
+        if (written) *written = size_t(needed);
+        if (!buf || capacity < needed)
+            fail(LLMKIT_ERROR_BUFFER_TOO_SMALL, "buf: sequence ", seq, " needs ", needed, " bytes, capacity is ",
+                 buf ? capacity : 0);
+        cache->impl.seq_save(seq, static_cast<char *>(buf));
+    });
+}
+
+template <class Cache>
+llmkit_status cache_seq_load(Cache *cache, int32_t seq, const void *data, size_t size) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        if (size > 0) capi::require_non_null(data, "data");  // NULL with size 0: an empty buffer, refused as too short
+        cache->impl.seq_load(seq, data, size);
+    });
+}
+
+template <class Cache>
 llmkit_status cache_seq_length(const Cache *cache, int32_t seq, int32_t layer, int64_t *length) {
     return capi::guard([&] {
         capi::require_non_null(cache, "cache");
@@ -327,6 +349,15 @@ llmkit_status llmkit_kv_cache_seq_truncate(llmkit_kv_cache *cache, int32_t seq, 
     return cache_seq_truncate(cache, seq, n);
 }
 
+llmkit_status llmkit_kv_cache_seq_save(const llmkit_kv_cache *cache, int32_t seq, void *buf, size_t capacity,
+                                       size_t *written) {
+    return cache_seq_save(cache, seq, buf, capacity, written);
+}
+
+llmkit_status llmkit_kv_cache_seq_load(llmkit_kv_cache *cache, int32_t seq, const void *data, size_t size) {
+    return cache_seq_load(cache, seq, data, size);
+}
+
 llmkit_status llmkit_kv_cache_seq_length(const llmkit_kv_cache *cache, int32_t seq, int32_t layer, int64_t *length) {
     return cache_seq_length(cache, seq, layer, length);
 }
@@ -391,6 +422,16 @@ llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *cache, int32
 
 llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cache *cache, int32_t seq, int64_t n) {
     return cache_seq_truncate(cache, seq, n);
+}
+
+llmkit_status llmkit_paged_kv_cache_seq_save(const llmkit_paged_kv_cache *cache, int32_t seq, void *buf,
+                                             size_t capacity, size_t *written) {
+    return cache_seq_save(cache, seq, buf, capacity, written);
+}
+
+llmkit_status llmkit_paged_kv_cache_seq_load(llmkit_paged_kv_cache *cache, int32_t seq, const void *data,
+                                             size_t size) {
+    return cache_seq_load(cache, seq, data, size);
 }
 
 llmkit_status llmkit_paged_kv_cache_seq_length(const llmkit_paged_kv_cache *cache, int32_t seq, int32_t layer,

@@ -2000,6 +2000,49 @@ LLMKIT_API llmkit_status llmkit_kv_cache_seq_free(llmkit_kv_cache *cache, int32_
 LLMKIT_API llmkit_status llmkit_kv_cache_seq_truncate(llmkit_kv_cache *cache, int32_t seq, int64_t n);
 
 /**
+ * @brief Saves a sequence's cached K and V, every layer, as a byte string.
+ *
+ * For prompt caching across runs (a system prompt prefilled once, written to
+ * disk, loaded by the next process) and for moving a sequence between caches:
+ * the paged cache writes the same format (llmkit_paged_kv_cache_seq_save()),
+ * so a sequence saved from either kind loads into either, of any capacity or
+ * block size, as long as the dtype, layers, kv heads and head dims match. The
+ * bytes are the cache's own rows (its dtype, 8-bit row scales included): a
+ * 40-byte header ("LLMKITKV", format version 1, dtype, shape), each layer's
+ * token count, then per layer K's rows [head][token][dim] and V's (format:
+ * the Attention concept page). Loading them back gives the same bits, so
+ * attention over the loaded sequence equals attention over the saved one.
+ * @param cache The cache. @param seq A live sequence.
+ * @param buf Receives the bytes, or NULL to ask for the size.
+ * @param capacity Bytes available at buf.
+ * @param[out] written Receives the bytes the sequence needs, also when buf is NULL or too small; may be NULL.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER (cache);
+ *         #LLMKIT_ERROR_OUT_OF_RANGE (seq not live);
+ *         #LLMKIT_ERROR_BUFFER_TOO_SMALL (written set; also for a NULL buf).
+ *         Thread-safe with other readers of the cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_seq_save(const llmkit_kv_cache *cache, int32_t seq, void *buf, size_t capacity,
+                                                  size_t *written);
+
+/**
+ * @brief Replaces a sequence's cached K and V with a saved sequence's (see llmkit_kv_cache_seq_save()).
+ *
+ * Every part of the bytes is checked before anything is written, so on an
+ * error the sequence is unchanged: the header, the sizes, and every value
+ * (a NaN or infinity, or a negative scale, is refused as no append stores
+ * one). Truncated, corrupt and hostile input gets an error naming the problem.
+ * @param cache The cache. @param seq A live sequence (its tokens are replaced).
+ * @param data The saved bytes (NULL only with size 0). @param size Their count.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_FORMAT (not a
+ *         saved sequence, another format version, truncated, extra bytes, a
+ *         value no append stores); #LLMKIT_ERROR_INVALID_ARGUMENT (saved from a
+ *         cache of another dtype, layer count, kv heads or head dims);
+ *         #LLMKIT_ERROR_OUT_OF_RANGE (seq not live, or more tokens than the
+ *         cache's capacity). Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_seq_load(llmkit_kv_cache *cache, int32_t seq, const void *data, size_t size);
+
+/**
  * @brief Tokens a sequence holds in a layer.
  * @param cache The cache. @param seq A live sequence. @param layer 0..n_layers-1, or -1 for the largest over layers.
  * @param[out] length Receives the count.
@@ -2132,6 +2175,29 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_fork(llmkit_paged_kv_cache *c
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE. Not thread-safe on one cache.
  */
 LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *cache, int32_t seq);
+
+/**
+ * @brief Saves a sequence's cached K and V as a byte string, in llmkit_kv_cache_seq_save()'s format.
+ * @param cache The cache. @param seq A live sequence.
+ * @param buf Receives the bytes, or NULL to ask for the size. @param capacity Bytes available at buf.
+ * @param[out] written Receives the bytes needed, also when buf is NULL or too small; may be NULL.
+ * @return As llmkit_kv_cache_seq_save(). Thread-safe with other readers of the cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_save(const llmkit_paged_kv_cache *cache, int32_t seq, void *buf,
+                                                        size_t capacity, size_t *written);
+
+/**
+ * @brief Replaces a sequence's cached K and V with a saved sequence's (see llmkit_kv_cache_seq_load()).
+ *
+ * The sequence's blocks are released first (as llmkit_paged_kv_cache_seq_truncate(seq, 0)
+ * would) and the rows written into blocks of its own; a save from a cache of
+ * another block size (or a contiguous one) loads the same.
+ * @param cache The cache. @param seq A live sequence. @param data The saved bytes. @param size Their count.
+ * @return As llmkit_kv_cache_seq_load(), and #LLMKIT_ERROR_OUT_OF_MEMORY (not
+ *         enough free blocks, counting those only seq holds). Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_load(llmkit_paged_kv_cache *cache, int32_t seq, const void *data,
+                                                        size_t size);
 
 /**
  * @brief Keeps a sequence's first n tokens in every layer (see llmkit_kv_cache_seq_truncate()).

@@ -893,6 +893,25 @@ public:
     void free(int32_t seq) { check(llmkit_kv_cache_seq_free(get(), seq)); }
     /** @brief Keeps seq's first n tokens (see llmkit_kv_cache_seq_truncate()). @param seq A live sequence. @param n Tokens kept. */
     void truncate(int32_t seq, int64_t n) { check(llmkit_kv_cache_seq_truncate(get(), seq, n)); }
+    /**
+     * @brief seq's cached K and V as bytes (see llmkit_kv_cache_seq_save()): the same
+     * format from both kinds of cache, loadable by either with load().
+     * @param seq A live sequence. @return The bytes.
+     */
+    std::vector<uint8_t> save(int32_t seq) const {
+        size_t n = 0;
+        const llmkit_status st = llmkit_kv_cache_seq_save(get(), seq, nullptr, 0, &n);
+        if (st != LLMKIT_ERROR_BUFFER_TOO_SMALL) check(st);
+        std::vector<uint8_t> bytes(n);
+        check(llmkit_kv_cache_seq_save(get(), seq, bytes.data(), bytes.size(), &n));
+        return bytes;
+    }
+    /** @brief Replaces seq's tokens with saved ones (see llmkit_kv_cache_seq_load()). @param seq A live sequence. @param bytes What save() gave. */
+    void load(int32_t seq, const std::vector<uint8_t> &bytes) {
+        check(llmkit_kv_cache_seq_load(get(), seq, bytes.data(), bytes.size()));
+    }
+    /** @brief Replaces seq's tokens with saved ones. @param seq A live sequence. @param data Saved bytes. @param size Their count. */
+    void load(int32_t seq, const void *data, size_t size) { check(llmkit_kv_cache_seq_load(get(), seq, data, size)); }
     /** @brief Tokens held. @param seq A live sequence. @param layer A layer, or -1 for the largest. @return The count. */
     int64_t length(int32_t seq, int32_t layer = -1) const {
         int64_t n = 0;
@@ -972,6 +991,25 @@ public:
     void free(int32_t seq) { check(llmkit_paged_kv_cache_seq_free(get(), seq)); }
     /** @brief Keeps seq's first n tokens (see llmkit_paged_kv_cache_seq_truncate()). @param seq A live sequence. @param n Tokens kept. */
     void truncate(int32_t seq, int64_t n) { check(llmkit_paged_kv_cache_seq_truncate(get(), seq, n)); }
+    /**
+     * @brief seq's cached K and V as bytes (see llmkit_paged_kv_cache_seq_save()): the same
+     * format from both kinds of cache, loadable by either with load().
+     * @param seq A live sequence. @return The bytes.
+     */
+    std::vector<uint8_t> save(int32_t seq) const {
+        size_t n = 0;
+        const llmkit_status st = llmkit_paged_kv_cache_seq_save(get(), seq, nullptr, 0, &n);
+        if (st != LLMKIT_ERROR_BUFFER_TOO_SMALL) check(st);
+        std::vector<uint8_t> bytes(n);
+        check(llmkit_paged_kv_cache_seq_save(get(), seq, bytes.data(), bytes.size(), &n));
+        return bytes;
+    }
+    /** @brief Replaces seq's tokens with saved ones (see llmkit_paged_kv_cache_seq_load()). @param seq A live sequence. @param bytes What save() gave. */
+    void load(int32_t seq, const std::vector<uint8_t> &bytes) {
+        check(llmkit_paged_kv_cache_seq_load(get(), seq, bytes.data(), bytes.size()));
+    }
+    /** @brief Replaces seq's tokens with saved ones. @param seq A live sequence. @param data Saved bytes. @param size Their count. */
+    void load(int32_t seq, const void *data, size_t size) { check(llmkit_paged_kv_cache_seq_load(get(), seq, data, size)); }
     /** @brief Tokens held. @param seq A live sequence. @param layer A layer, or -1 for the largest. @return The count. */
     int64_t length(int32_t seq, int32_t layer = -1) const {
         int64_t n = 0;

@@ -15,6 +15,7 @@
 
 #include "attention/attention.hpp"
 #include "attention/kernels.hpp"
+#include "attention/kv_state.hpp"
 #include "core/finite.hpp"
 #include "core/threads.hpp"
 #include "quant/formats.hpp"
@@ -332,6 +333,14 @@ cache_layer_view block_storage::layer(int64_t l) const {
     return c;
 }
 
+const char *block_storage::row(int kv, int64_t l, int64_t r) const {
+    return kv == 0 ? k_.data() + (l * layer_elems_ + r * head_dim_) * es_ : v_.data() + (l * v_layer_elems_ + r * dv_) * es_;
+}
+
+const float *block_storage::scale(int kv, int64_t l, int64_t r) const {
+    return (kv == 0 ? k_scale_ : v_scale_).data() + l * layer_rows_ + r;
+}
+
 // ---------------------------------------------------------------------------
 // The contiguous cache.
 
@@ -427,5 +436,22 @@ void kv_cache::attention(int32_t layer, const tensor_view &q, const int32_t *seq
 }
 
 uint64_t kv_cache::memory_bytes() const { return store_.block_bytes() * uint64_t(store_.n_blocks()); }
+
+uint64_t kv_cache::seq_save_bytes(int32_t seq) const {
+    check_seq(live_, seq, "seq");
+    return seq_state_bytes(store_, len_[size_t(seq)]);
+}
+
+void kv_cache::seq_save(int32_t seq, char *out) const {
+    check_seq(live_, seq, "seq");
+    seq_state_save(store_, &slot_ids_[size_t(seq)], len_[size_t(seq)], out);
+}
+
+void kv_cache::seq_load(int32_t seq, const void *data, size_t size) {
+    check_seq(live_, seq, "seq");
+    std::vector<int64_t> lengths = seq_state_check(store_, data, size, capacity());
+    seq_state_load(store_, &slot_ids_[size_t(seq)], data, lengths);
+    len_[size_t(seq)] = std::move(lengths);
+}
 
 }  // namespace llmkit::attention

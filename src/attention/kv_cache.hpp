@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/tensor.hpp"
@@ -200,6 +201,14 @@ public:
     // Copies the first n rows of block src over block dst, in every layer.
     void copy_rows(int64_t dst, int64_t src, int64_t n);
     cache_layer_view layer(int64_t l) const;
+    // Raw rows, for saving and loading a sequence (kv_state.cpp): row r of
+    // layer l's K (kv 0) or V (kv 1; none where v_from_k), r = (block *
+    // n_kv_heads + head) * block_size + token, and its scale (8-bit dtypes).
+    int64_t elem_bytes() const { return es_; }
+    const char *row(int kv, int64_t l, int64_t r) const;
+    char *row(int kv, int64_t l, int64_t r) { return const_cast<char *>(std::as_const(*this).row(kv, l, r)); }
+    const float *scale(int kv, int64_t l, int64_t r) const;
+    float *scale(int kv, int64_t l, int64_t r) { return const_cast<float *>(std::as_const(*this).scale(kv, l, r)); }
 
 private:
     int64_t n_layers_, n_kv_heads_, head_dim_, block_size_, n_blocks_;
@@ -250,6 +259,13 @@ public:
     void attention(int32_t layer, const core::tensor_view &q, const int32_t *seq_ids, int64_t n_seqs,
                    const core::tensor_view &out, const cache_attention_params &p) const;
     uint64_t memory_bytes() const;
+    // The sequence's rows as a byte string (kv_state.hpp): its size, then
+    // the bytes (seq_save_bytes of them at out).
+    uint64_t seq_save_bytes(int32_t seq) const;
+    void seq_save(int32_t seq, char *out) const;
+    // Replaces seq's rows with a saved sequence's; everything is checked
+    // first, so on an error seq is unchanged.
+    void seq_load(int32_t seq, const void *data, size_t size);
     int64_t capacity() const { return store_.block_size(); }
     const block_storage &storage() const { return store_; }
 

@@ -39,6 +39,15 @@ public:
                           const core::tensor_view &seq_lens, const core::tensor_view &out,
                           const cache_attention_params &p) const;
 
+    // The sequence's rows as a byte string (kv_state.hpp), as kv_cache's:
+    // the same format, so a sequence moves between the two kinds of cache.
+    uint64_t seq_save_bytes(int32_t seq) const;
+    void seq_save(int32_t seq, char *out) const;
+    // Replaces seq's rows with a saved sequence's, in blocks of its own
+    // (released first, as seq_truncate(seq, 0) would); everything is checked
+    // first, so on an error seq is unchanged.
+    void seq_load(int32_t seq, const void *data, size_t size);
+
     int64_t free_blocks() const { return int64_t(free_.size()); }
     int64_t ref_count(int32_t block) const { return refs_[size_t(block)]; }
     uint64_t memory_bytes() const;  // blocks in use

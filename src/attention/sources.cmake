@@ -8,6 +8,7 @@ set(LLMKIT_ATTENTION_SOURCES
   src/attention/kernels_avx2.cpp
   src/attention/kernels_avx512.cpp
   src/attention/kv_cache.cpp
+  src/attention/kv_state.cpp
   src/attention/merge.cpp
   src/attention/paged_kv_cache.cpp
   src/attention/rope.cpp
