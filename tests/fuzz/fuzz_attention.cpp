@@ -5,8 +5,9 @@
 //     offsets and options come from the input;
 //   - a program over a contiguous or paged KV cache (V of its own head_dim,
 //     or read from K's rows, sometimes): create, new / fork / free /
-//     truncate sequences, append, attention, and attention over caller-made
-//     block tables.
+//     truncate sequences, append, attention, attention over caller-made
+//     block tables, and save a sequence and load the bytes (damaged or not)
+//     into one.
 // Every tensor's elements lie in a heap buffer of exactly the bytes its
 // shape and strides reach, so ASan sees any access past them. What must hold:
 //   - no crash and no sanitizer report;
@@ -505,7 +506,7 @@ void fuzz_cache(script &s) {
     }
     std::vector<int32_t> live;
     for (int step = 0; step < 24 && s.i < s.n; ++step) {
-        const int op = s.pick(7);  // 0 new, 1 fork, 2 free, 3 append, 4-5 attention, 6 truncate
+        const int op = s.pick(8);  // 0 new, 1 fork, 2 free, 3 append, 4-5 attention, 6 truncate, 7 save/load
         // A live id mostly; sometimes a stale or wild one.
         const int32_t id = live.empty() || s.pick(8) == 7 ? int32_t(s.pick(8)) - 2
                                                           : live[size_t(s.pick(int(live.size())))];
@@ -554,6 +555,58 @@ void fuzz_cache(script &s) {
             if (st == LLMKIT_OK && v_from_k && how != 0) fail("a fused RoPE was accepted by a v_from_k cache");
             if (st == LLMKIT_OK && (kt.hostile || (with_v && vt.hostile))) fail("overflowing strides were accepted");
             if (st == LLMKIT_OK && kt.poisoned) fail("a NaN or infinity in k was appended");
+        } else if (op == 7) {
+            // Save a sequence, damage the bytes sometimes (flipped or set
+            // bytes, a cut, bytes added, a header from the script), load them
+            // into a sequence. A load that succeeds must have read a valid
+            // state: saving the sequence again gives back exactly those bytes.
+            size_t need = 0;
+            st = paged ? llmkit_paged_kv_cache_seq_save(pc, id, nullptr, 0, &need)
+                       : llmkit_kv_cache_seq_save(cc, id, nullptr, 0, &need);
+            if (st == LLMKIT_OK) fail("a save into a NULL buffer succeeded");
+            if (st != LLMKIT_ERROR_BUFFER_TOO_SMALL) {
+                check_status(st);
+                continue;
+            }
+            std::vector<uint8_t> bytes(need);
+            const size_t cap = s.pick(16) == 15 ? need - 1 - s.pick(int(std::min<size_t>(need, 200))) % need : need;
+            st = paged ? llmkit_paged_kv_cache_seq_save(pc, id, bytes.data(), cap, nullptr)
+                       : llmkit_kv_cache_seq_save(cc, id, bytes.data(), cap, nullptr);
+            check_status(st);
+            if ((st == LLMKIT_OK) != (cap >= need)) fail("a save into a buffer of the wrong size");
+            if (st != LLMKIT_OK) continue;
+            switch (s.pick(6)) {
+            case 1:  // flip or set bytes anywhere, the header's mostly
+                for (int n = 1 + s.pick(4); n > 0; --n) {
+                    const size_t at = s.bit() ? s.pick(64) % bytes.size() : (s.u16() * 131u) % bytes.size();
+                    bytes[at] = s.bit() ? uint8_t(bytes[at] ^ (1u << s.pick(8))) : s.u8();
+                }
+                break;
+            case 2: bytes.resize(s.u16() % (bytes.size() + 1)); break;
+            case 3: for (int n = 1 + s.pick(8); n > 0; --n) bytes.push_back(s.u8()); break;
+            case 4:  // the header kept, the token counts and rows from the script
+                bytes.resize(40 + s.pick(200));
+                for (size_t i = 40; i < bytes.size(); ++i) bytes[i] = s.u8();
+                break;
+            default: break;
+            }
+            const int32_t to = live.empty() || s.pick(8) == 7 ? int32_t(s.pick(8)) - 2 : live[size_t(s.pick(int(live.size())))];
+            st = paged ? llmkit_paged_kv_cache_seq_load(pc, to, bytes.data(), bytes.size())
+                       : llmkit_kv_cache_seq_load(cc, to, bytes.data(), bytes.size());
+            check_status(st);
+            if (st == LLMKIT_OK) {
+                size_t again = 0;
+                if ((paged ? llmkit_paged_kv_cache_seq_save(pc, to, nullptr, 0, &again)
+                           : llmkit_kv_cache_seq_save(cc, to, nullptr, 0, &again)) != LLMKIT_ERROR_BUFFER_TOO_SMALL ||
+                    again != bytes.size())
+                    fail("a loaded sequence saves to another size");
+                std::vector<uint8_t> back(again);
+                if ((paged ? llmkit_paged_kv_cache_seq_save(pc, to, back.data(), again, nullptr)
+                           : llmkit_kv_cache_seq_save(cc, to, back.data(), again, nullptr)) != LLMKIT_OK ||
+                    back != bytes)
+                    fail("a loaded sequence saves to other bytes");
+            }
+            continue;
         } else if (op == 6) {
             // Keep the first n tokens (n sometimes negative or past the length).
             const int64_t n = int64_t(s.pick(64)) - 2;
