@@ -343,6 +343,21 @@ void bind_cache_methods(P &cls) {
         .def("free", [](T &self, int32_t seq) { self.changing([&] { self.cache.free(seq); }); }, py::arg("seq"))
         .def("truncate", [](T &self, int32_t seq, int64_t n) { self.changing([&] { self.cache.truncate(seq, n); }); },
              py::arg("seq"), py::arg("n"))
+        .def("save",
+             [](const T &self, int32_t seq) {
+                 const std::vector<uint8_t> b = self.reading([&] { return self.cache.save(seq); });
+                 return py::bytes(reinterpret_cast<const char *>(b.data()), b.size());
+             },
+             py::arg("seq"))
+        .def("load",
+             [](T &self, int32_t seq, const py::buffer &data) {
+                 const py::buffer_info info = data.request();
+                 if (info.ndim != 1 || info.itemsize != 1 || info.strides[0] != 1)
+                     throw py::type_error("data must be contiguous bytes (bytes, bytearray, memoryview or a uint8 "
+                                          "array), as save() returns");
+                 self.changing([&] { self.cache.load(seq, info.ptr, size_t(info.shape[0])); });
+             },
+             py::arg("seq"), py::arg("data"))
         .def("length",
              [](const T &self, int32_t seq, int32_t layer) {
                  return self.reading([&] { return self.cache.length(seq, layer); });

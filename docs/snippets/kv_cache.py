@@ -85,3 +85,22 @@ k8[..., [3, 17, 40]] *= 20.0  # outlier channels; the queries' smaller, so the s
 q8[..., [3, 17, 40]] /= 20.0
 print("keys with outlier channels: fp8_e4m3 closer than int8:",
       rel_error("fp8_e4m3", k8, v8, q8) < rel_error("int8", k8, v8, q8))
+
+# 7. A prefilled prompt saved to disk and loaded by another process's cache: here a contiguous int8
+#    cache's sequence into a paged int8 cache of 8-token blocks. The bytes are the cache's own rows,
+#    so attention over the loaded sequence gives the same bits.
+src = llmkit.KVCache(n_layers=2, n_kv_heads=Hkv, head_dim=D, capacity=S, dtype="int8")
+a = src.new_sequence()
+for layer in range(2):
+    src.append(layer, a, k, v)
+saved = src.save(a)  # 40-byte header + 2 x 8-byte token counts + 2 layers x 40 tokens x 2 heads x (K, V) x (64 + 4)
+print("saved bytes:", len(saved), "=", 40 + 2 * 8 + 2 * S * Hkv * 2 * (D + 4), "header:", saved[:8])
+dst = llmkit.PagedKVCache(n_layers=2, n_kv_heads=Hkv, head_dim=D, n_blocks=8, block_size=8, dtype="int8")
+b = dst.new_sequence()
+dst.load(b, saved)
+print("loaded:", dst.length(b), "tokens in", len(dst.block_table(b)), "blocks; same attention:",
+      all(np.array_equal(dst.attention(layer, q[None], [b]), src.attention(layer, q[None], [a])) for layer in range(2)))
+try:
+    dst.load(b, saved[:-1])
+except llmkit.LlmkitError as e:
+    print("a truncated save:", e.status)

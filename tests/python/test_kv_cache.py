@@ -659,3 +659,72 @@ def test_packed_queries_errors(rng):
         c.attention(0, q, ids, cu_seqlens_q=[0.0, 2.0, 5.0])
     with pytest.raises(ValueError, match="sinks must be 1-D with one value per query head: q has 2 heads"):
         c.attention(0, q, ids, cu_seqlens_q=[0, 2, 5], sinks=np.zeros(3, np.float32))
+
+
+# Saving and loading a sequence: the same bytes from both kinds of cache, loaded by either (any
+# block size) with the same bits; bad bytes refused with the sequence unchanged.
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16", "int8", "fp8_e4m3", "fp8_e5m2"])
+def test_save_load_moves_a_sequence_between_caches(rng, dtype):
+    Hkv, Hq, D, layers = 2, 4, 32, 2
+    src = make_cache("contiguous", Hkv=Hkv, D=D, dtype=dtype, layers=layers, capacity=64)
+    s = src.new_sequence()
+    for layer, n in enumerate((40, 23)):
+        src.append(layer, s, rows(rng, n, Hkv, D), rows(rng, n, Hkv, D))
+    data = src.save(s)
+    assert isinstance(data, bytes) and data[:8] == b"LLMKITKV"
+    q = rng.standard_normal((1, 3, Hq, D)).astype(np.float32)
+    want = [src.attention(layer, q, [s]) for layer in range(layers)]
+    for kind, block_size in (("paged", 1), ("paged", 7), ("paged", 16), ("contiguous", 16)):
+        dst = make_cache(kind, Hkv=Hkv, D=D, dtype=dtype, layers=layers, capacity=64, block_size=block_size)
+        t = dst.new_sequence()
+        dst.append(0, t, rows(rng, 5, Hkv, D), rows(rng, 5, Hkv, D))  # replaced by the load
+        for form in (data, bytearray(data), memoryview(data), np.frombuffer(data, dtype=np.uint8)):
+            dst.load(t, form)
+            assert [dst.length(t, layer) for layer in range(layers)] == [40, 23]
+            assert dst.save(t) == data
+            for layer in range(layers):
+                np.testing.assert_array_equal(dst.attention(layer, q, [t]), want[layer])
+
+
+def test_load_refuses_bad_bytes_and_keeps_the_sequence(rng):
+    Hkv, D = 2, 32
+    src = make_cache("paged", Hkv=Hkv, D=D, dtype="bf16", layers=2, capacity=64)
+    s = src.new_sequence()
+    src.append(0, s, rows(rng, 40, Hkv, D), rows(rng, 40, Hkv, D))
+    data = src.save(s)
+    dst = make_cache("contiguous", Hkv=Hkv, D=D, dtype="bf16", layers=2, capacity=32)
+    t = dst.new_sequence()
+    dst.append(1, t, rows(rng, 3, Hkv, D), rows(rng, 3, Hkv, D))
+    before = dst.save(t)
+    with pytest.raises(ValueError, match="layer 0 holds 40 tokens; a sequence of this cache holds at most 32"):
+        dst.load(t, data)
+    with pytest.raises(llmkit.LlmkitError, match=r"truncated") as e:
+        dst.load(t, before[:-1])
+    assert e.value.status == "LLMKIT_ERROR_FORMAT"
+    with pytest.raises(llmkit.LlmkitError, match="LLMKITKV"):
+        dst.load(t, b"GGUF" + before[4:])
+    nan = bytearray(before)
+    nan[56 + 2 * 5:56 + 2 * 6] = np.array([np.inf], dtype=np.float32).view(np.uint16)[1:].tobytes()  # bf16 +inf
+    with pytest.raises(llmkit.LlmkitError, match="layer 1, K of kv head 0, token 0, element 5 is a NaN or an infinity"):
+        dst.load(t, nan)
+    other = make_cache("contiguous", Hkv=Hkv, D=D, dtype="fp16", layers=2, capacity=32)
+    with pytest.raises(ValueError, match="saved from a bfloat16 cache; this cache stores float16"):
+        other.load(other.new_sequence(), before)
+    with pytest.raises(TypeError, match="uint8"):
+        dst.load(t, np.zeros(8, dtype=np.float32))
+    with pytest.raises(TypeError):
+        dst.load(t, "LLMKITKV")
+    assert dst.save(t) == before
+    # A paged pool without the blocks: MemoryError, the sequence unchanged.
+    pool = llmkit.PagedKVCache(n_layers=2, n_kv_heads=Hkv, head_dim=D, n_blocks=3, block_size=16, max_sequences=2,
+                               max_blocks_per_seq=2, dtype="bf16")
+    a = pool.new_sequence()
+    pool.append(0, a, rows(rng, 32, Hkv, D), rows(rng, 32, Hkv, D))
+    b = pool.fork(a)  # shares a's 2 blocks: it holds none of its own, and 1 block is free
+    full = pool.save(a)
+    with pytest.raises(MemoryError, match="need 2 blocks of 16; 1 are free and sequence 1 holds 0 of its own"):
+        pool.load(b, full)
+    assert pool.save(b) == full and pool.free_blocks == 1
+    pool.free(b)  # a's 2 blocks are its own again
+    pool.load(a, full)
+    assert pool.save(a) == full and pool.free_blocks == 1

@@ -496,6 +496,12 @@ class _KVCacheBase:
         """Ends a sequence."""
     def truncate(self, seq: int, n: int) -> None:
         """Keeps seq's first n tokens in every layer (speculative decoding's rejected drafts)."""
+    def save(self, seq: int) -> bytes:
+        """seq's cached K and V as bytes (a 40-byte header, then the cache's own rows), loadable by load()
+        of any cache, contiguous or paged, of the same dtype and shape."""
+    def load(self, seq: int, data: Any) -> None:
+        """Replaces seq's tokens with saved ones (bytes, bytearray, memoryview or a uint8 array); checked
+        first, so an error leaves seq unchanged."""
     def length(self, seq: int, layer: Optional[int] = None) -> int:
         """Tokens held in layer (None: the largest over layers)."""
     @property

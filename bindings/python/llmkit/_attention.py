@@ -801,6 +801,31 @@ class _CacheBase:
         position ``n``. The paged cache returns the blocks past them (unless a fork holds them)."""
         self._native.truncate(int32(seq, "seq"), as_int(n, "n"))
 
+    def save(self, seq: int) -> bytes:
+        """``seq``'s cached K and V, every layer, as bytes: the cache's own rows (its dtype, int8 and
+        FP8 row scales included) after a 40-byte header naming the format, dtype and shape. Write
+        them to disk to keep a prefilled prompt across runs, or :meth:`load` them into another
+        sequence, of this cache or another one (contiguous or paged, any capacity or block size)
+        of the same dtype, layers, kv heads and head dims. A load gives back the same bits."""
+        return bytes(self._native.save(int32(seq, "seq")))
+
+    def load(self, seq: int, data: Any) -> None:
+        """Replaces ``seq``'s tokens with those :meth:`save` gave (``bytes``, ``bytearray``,
+        ``memoryview`` or a uint8 array). Every byte is checked first, so an error leaves ``seq``
+        as it was: ValueError for bytes saved from a cache of another dtype or shape, or holding
+        more tokens than a sequence here can; :class:`llmkit.LlmkitError` (``status``
+        ``"LLMKIT_ERROR_FORMAT"``) naming the problem for truncated, corrupt or hostile bytes;
+        MemoryError where the paged pool lacks the blocks."""
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            view = memoryview(data).cast("B")  # a flat byte view (TypeError for a non-contiguous one)
+        else:
+            arr = np.asarray(data)
+            if arr.dtype != np.uint8:
+                raise TypeError(f"data must be bytes, bytearray, memoryview or a uint8 array, got {type(data).__name__}"
+                                f" of {arr.dtype}")
+            view = memoryview(np.ascontiguousarray(arr).reshape(-1))
+        self._native.load(int32(seq, "seq"), view)
+
     def length(self, seq: int, layer: Optional[int] = None) -> int:
         """Tokens ``seq`` holds in ``layer`` (None: the largest over layers)."""
         return int(self._native.length(int32(seq, "seq"), -1 if layer is None else int32(layer, "layer")))
