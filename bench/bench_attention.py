@@ -288,6 +288,19 @@ class Lib:
         for name, args in sig.items():
             getattr(lib, name).argtypes = args
             getattr(lib, name).restype = ctypes.c_int
+        # Newer calls, absent from older builds (a --lib of an older commit still runs the other cells).
+        optional = {
+            "llmkit_kv_cache_seq_save": [ctypes.c_void_p, c_int32, ctypes.c_void_p, ctypes.c_size_t,
+                                         P(ctypes.c_size_t)],
+            "llmkit_kv_cache_seq_load": [ctypes.c_void_p, c_int32, ctypes.c_void_p, ctypes.c_size_t],
+            "llmkit_paged_kv_cache_seq_save": [ctypes.c_void_p, c_int32, ctypes.c_void_p, ctypes.c_size_t,
+                                               P(ctypes.c_size_t)],
+            "llmkit_paged_kv_cache_seq_load": [ctypes.c_void_p, c_int32, ctypes.c_void_p, ctypes.c_size_t],
+        }
+        for name, args in optional.items():
+            if hasattr(lib, name):
+                getattr(lib, name).argtypes = args
+                getattr(lib, name).restype = ctypes.c_int
         for name in ("llmkit_kv_cache_free", "llmkit_paged_kv_cache_free"):
             getattr(lib, name).argtypes = [ctypes.c_void_p]
             getattr(lib, name).restype = None
@@ -310,7 +323,8 @@ class Cache:
     cache; v must be that view of k)."""
 
     def __init__(self, lib: Lib, paged: bool, kv_dtype: int, k: torch.Tensor, v: torch.Tensor, threads: int,
-                 bs: int = 16, v_from_k: bool = False):
+                 bs: int = 16, v_from_k: bool = False, empty: bool = False):
+        """empty: the sequences are made but the rows not appended (room for k.shape[1] tokens each)."""
         self.lib, self.paged = lib, paged
         B, S, Hkv, D = k.shape
         Dv = v.shape[-1]
@@ -330,6 +344,8 @@ class Cache:
             s = ctypes.c_int32()
             lib.check(self.fn["seq_new"](self.handle, ctypes.byref(s)))
             self.ids[b] = s.value
+            if empty:
+                continue
             tk, keep_k = as_llmkit(k[b])
             tv, keep_v = as_llmkit(v[b])
             lib.check(self.fn["append"](self.handle, 0, s, ctypes.byref(tk), None if v_from_k else ctypes.byref(tv)))
@@ -540,6 +556,7 @@ def main() -> None:
     padded_decode_cells(lib, dtypes, args, min_time)
     deepseek_cells(lib, dtypes, args, min_time, peaks[torch.float32])
     fp8_cache_cells(lib, dtypes, args, min_time)
+    save_load_cells(lib, args, min_time)
     hf_model_cells(dtypes, args)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
@@ -1082,6 +1099,102 @@ def fp8_cache_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             print(f"{rows_name:<22}{cache_name:<10}{t_l * 1e3:>11.3f}{t_t * 1e3:>10.3f}{speed}{diff:>11.2e}"
                   f"{err:>10.4f}", flush=True)
             cache.close()
+
+
+def save_load_cells(lib: Lib, args, min_time: float) -> None:
+    """Saving a sequence's cached K/V to bytes and loading them into another cache (a prompt cached across runs,
+    a sequence moved between caches): llmkit_kv_cache_seq_save from a contiguous cache into a buffer, then
+    llmkit_paged_kv_cache_seq_load into a paged cache (blocks of 16), against the same K/V (and 8-bit row scales)
+    as torch tensors through torch.save / torch.load on an in-memory file and through safetensors' save / load of
+    bytes. One layer of Llama 3 8B (Hkv=8, D=128) at 16384 tokens: 64 MiB of bf16, 32 MiB + 1 MiB of int8 and
+    scales. GB/s: the bytes of K/V (and scales) per second, save and load each; the loaded llmkit sequence must
+    give the source's attention bits, and the peers' loaded tensors must equal theirs."""
+    if args.only not in "save load" or not hasattr(lib.lib, "llmkit_kv_cache_seq_save"):
+        return
+    import io
+
+    try:
+        import safetensors.torch as st
+    except ImportError:
+        st = None
+    S, Hkv, D, Hq = 16384, 8, 128, 32
+    g = torch.Generator().manual_seed(11)
+    k = torch.randn(1, S, Hkv, D, generator=g)
+    v = torch.randn(1, S, Hkv, D, generator=g)
+    q = torch.randn(1, 1, Hq, D, generator=g)
+    print(f"\nsave and load a sequence (one layer of {S} tokens, Hkv={Hkv}, D={D}; llmkit: contiguous cache -> bytes "
+          f"-> paged cache; torch.save/load on BytesIO and safetensors save/load of the same tensors; GB/s of the "
+          f"cache's bytes; ratios: the peer's ms over llmkit's)")
+    print(f"{'cache':<8}{'MiB':>7}{'save ms':>9}{'GB/s':>7}{'load ms':>9}{'GB/s':>7}{'torch save':>11}{'load':>8}"
+          f"{'vs torch':>9}{'st save':>9}{'load':>8}{'vs st':>8}  same bits")
+    for name, code in (("bf16", KV_BF16), ("int8", KV_INT8)):
+        src = Cache(lib, False, code, k, v, args.threads)
+        dst = Cache(lib, True, code, k, v, args.threads, bs=16, empty=True)
+        seq = dst.ids[0]
+        need = ctypes.c_size_t()
+        lib.lib.llmkit_kv_cache_seq_save(src.handle, src.ids[0], None, 0, ctypes.byref(need))
+        buf = (ctypes.c_char * need.value)()
+
+        def save():
+            lib.check(lib.lib.llmkit_kv_cache_seq_save(src.handle, src.ids[0], buf, need.value, None))
+
+        def load():
+            lib.check(lib.lib.llmkit_paged_kv_cache_seq_load(dst.handle, seq, buf, need.value))
+
+        save()
+        load()
+        outs = [torch.empty(1, 1, Hq, D) for _ in range(2)]
+        for cache, out in zip((src, dst), outs):
+            tq, a = as_llmkit(q)
+            to, b = as_llmkit(out)
+            cache.attention(tq, to)
+        same = torch.equal(outs[0], outs[1])
+        if not same:
+            raise RuntimeError(f"save/load: the loaded {name} sequence attends to other bits")
+        # The peers get the same bytes as tensors: [Hkv, S, D] rows in the cache's dtype (+ float32 scales).
+        kt, vt = (x[0].transpose(0, 1).contiguous() for x in (k, v))
+        if code == KV_BF16:
+            tensors = {"k": kt.to(torch.bfloat16), "v": vt.to(torch.bfloat16)}
+        else:
+            tensors = {}
+            for n_, x in (("k", kt), ("v", vt)):
+                sc = x.abs().amax(-1, keepdim=True) / 127.0
+                tensors[n_] = torch.round(x / sc).to(torch.int8)
+                tensors[n_ + "_scale"] = sc
+        stored = sum(t.numel() * t.element_size() for t in tensors.values())
+        blob = {}
+
+        def torch_save():
+            f = io.BytesIO()
+            torch.save(tensors, f)
+            blob["torch"] = f.getbuffer()
+
+        def torch_load():
+            return torch.load(io.BytesIO(blob["torch"]), weights_only=True)
+
+        def st_save():
+            blob["st"] = st.save(tensors)
+
+        def st_load():
+            return st.load(blob["st"])
+
+        fns = [save, load, torch_save, torch_load]
+        if st is not None:
+            fns += [st_save, st_load]
+        for f in fns:
+            f()
+        for f in (torch_load,) + ((st_load,) if st is not None else ()):
+            back = f()
+            if any(not torch.equal(back[n_], tensors[n_]) for n_ in tensors):
+                raise RuntimeError("save/load: a peer's loaded tensors differ")
+        best = interleaved_best(fns, min_time, rounds=3) + [float("nan")] * 2
+        gb = lambda t: stored / t / 1e9  # noqa: E731
+        ls, ll, ts, tl, ss, sl = best[:6]
+        print(f"{name:<8}{need.value / 2**20:>7.1f}{ls * 1e3:>9.2f}{gb(ls):>7.1f}{ll * 1e3:>9.2f}{gb(ll):>7.1f}"
+              f"{ts * 1e3:>11.2f}{tl * 1e3:>8.2f}{(ts + tl) / (ls + ll):>8.2f}x{ss * 1e3:>9.2f}{sl * 1e3:>8.2f}"
+              f"{(ss + sl) / (ls + ll):>7.2f}x  {same}", flush=True)
+        src.close()
+        dst.close()
 
 
 def padded_decode_cells(lib: Lib, dtypes, args, min_time: float) -> None:
