@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "core/error.hpp"
 #include "core/finite.hpp"
@@ -129,27 +130,38 @@ bool elements_ok(kv_dtype t, const unsigned char *p, int64_t n) {
     return true;
 }
 
-// Checks one section's rows and scales (as saved: [head][token][dim], then
-// [head][token]) of layer l; fails naming the first bad value.
-// rows_ok: the rows already passed elements_ok.
-void check_section(const block_storage &s, const unsigned char *p, int64_t l, int kv, int64_t n, bool rows_ok) {
+// Whether n float32 row scales at p are all finite and >= 0, as appends store them.
+bool scales_ok(const unsigned char *p, int64_t n) {
+    bool bad = false;
+    for (int64_t i = 0; i < n; ++i) {
+        float x;
+        std::memcpy(&x, p + 4 * i, 4);
+        bad |= !(x >= 0.0f && x <= std::numeric_limits<float>::max());  // NaN, negative or +inf
+    }
+    return !bad;
+}
+
+// Fails naming the first value of one section of layer l (as saved: rows
+// [head][token][dim], then scales [head][token]) that no append stores,
+// for a section the fast passes refused.
+void name_bad_value(const block_storage &s, const unsigned char *p, int64_t l, int kv, int64_t n) {
     const int64_t H = s.n_kv_heads(), D = section_dim(s, kv), es = s.elem_bytes();
     const kv_dtype t = s.type();
-    if (!rows_ok)
-        for (int64_t i = 0; i < H * n * D; ++i)
-            if (!element_ok(t, p + i * es))
-                fail(LLMKIT_ERROR_FORMAT, "saved sequence: layer ", l, ", ", section_name(kv), " of kv head ",
-                     i / (n * D), ", token ", i / D % n, ", element ", i % D, " is a NaN or an infinity (",
-                     kv_dtype_name(t), "), which no append stores");
-    if (!kv_has_scales(t)) return;
+    for (int64_t i = 0; i < H * n * D; ++i)
+        if (!element_ok(t, p + i * es))
+            fail(LLMKIT_ERROR_FORMAT, "saved sequence: layer ", l, ", ", section_name(kv), " of kv head ",
+                 i / (n * D), ", token ", i / D % n, ", element ", i % D, " is a NaN or an infinity (",
+                 kv_dtype_name(t), "), which no append stores");
     const unsigned char *sc = p + H * n * D * es;
-    for (int64_t i = 0; i < H * n; ++i) {
+    for (int64_t i = 0; kv_has_scales(t) && i < H * n; ++i) {
         float x;
         std::memcpy(&x, sc + 4 * i, 4);
         if (!(x >= 0.0f) || !std::isfinite(x))
             fail(LLMKIT_ERROR_FORMAT, "saved sequence: layer ", l, ", ", section_name(kv), " of kv head ", i / n,
                  ", token ", i % n, ": its row scale ", x, " is not a finite number >= 0, which no append stores");
     }
+    fail(LLMKIT_ERROR_INTERNAL, "saved sequence: a check refused layer ", l, "'s ", section_name(kv),
+         " but no value is bad");
 }
 
 }  // namespace
@@ -236,20 +248,21 @@ std::vector<int64_t> seq_state_check(const block_storage &s, const void *data, s
     if (size != want)
         fail(LLMKIT_ERROR_FORMAT, "saved sequence: ", size, " bytes, but its header describes ", want,
              size < want ? " (truncated?)" : " (bytes after the end)");
-    // Every head's rows in one vectorized pass on the worker threads; the
-    // walk that names the first bad value in order only where one failed.
+    // Every head's rows and scales in one vectorized pass each, on the worker
+    // threads; the walk that names the first bad value only where one failed.
     const std::vector<uint64_t> off = section_offsets(s, lengths);
     std::vector<char> ok(size_t(2 * L * H), 1);
     for_each_head(s, [&](int64_t l, int kv, int64_t h) {
-        const int64_t n = lengths[size_t(l)], D_kv = section_dim(s, kv);
-        ok[size_t((2 * l + kv) * H + h)] = elements_ok(s.type(), b + off[size_t(2 * l + kv)] + h * n * D_kv * s.elem_bytes(), n * D_kv);
+        const int64_t n = lengths[size_t(l)], row_bytes = section_dim(s, kv) * s.elem_bytes();
+        const unsigned char *p = b + off[size_t(2 * l + kv)];
+        ok[size_t((2 * l + kv) * H + h)] =
+            elements_ok(s.type(), p + h * n * row_bytes, n * section_dim(s, kv)) &&
+            (!kv_has_scales(s.type()) || scales_ok(p + H * n * row_bytes + h * n * 4, n));
     });
     for (int64_t l = 0; l < int64_t(L); ++l)
-        for (int kv = 0; kv < n_sections(s); ++kv) {
-            bool all = true;
-            for (uint32_t h = 0; h < H; ++h) all = all && ok[size_t((2 * l + kv) * H + h)];
-            check_section(s, b + off[size_t(2 * l + kv)], l, kv, lengths[size_t(l)], all);
-        }
+        for (int kv = 0; kv < n_sections(s); ++kv)
+            for (uint32_t h = 0; h < H; ++h)
+                if (!ok[size_t((2 * l + kv) * H + h)]) name_bad_value(s, b + off[size_t(2 * l + kv)], l, kv, lengths[size_t(l)]);
     return lengths;
 }
 
