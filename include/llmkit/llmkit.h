@@ -2007,10 +2007,12 @@ LLMKIT_API llmkit_status llmkit_kv_cache_seq_truncate(llmkit_kv_cache *cache, in
  * the paged cache writes the same format (llmkit_paged_kv_cache_seq_save()),
  * so a sequence saved from either kind loads into either, of any capacity or
  * block size, as long as the dtype, layers, kv heads and head dims match. The
- * bytes are the cache's own rows (its dtype, 8-bit row scales included): a
- * 40-byte header ("LLMKITKV", format version 1, dtype, shape), each layer's
- * token count, then per layer K's rows [head][token][dim] and V's (format:
- * the Attention concept page). Loading them back gives the same bits, so
+ * bytes are the cache's own rows in its dtype: a 40-byte header ("LLMKITKV",
+ * format version 1, dtype, shape), each layer's token count, then per layer
+ * K's rows [head][token][dim] and V's, each followed for int8 and FP8 by the
+ * rows' float32 scales (an element's value is its integer or FP8 value times
+ * its row's scale, absmax / 127, / 448 or / 57344; the format is on the
+ * Attention concept page). Loading them back gives the same bits, so
  * attention over the loaded sequence equals attention over the saved one.
  * @param cache The cache. @param seq A live sequence.
  * @param buf Receives the bytes, or NULL to ask for the size.

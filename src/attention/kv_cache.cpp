@@ -275,7 +275,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                         const auto encode = e4m3 ? quant::f32_to_e4m3 : quant::f32_to_e5m2;
                         uint8_t *q = reinterpret_cast<uint8_t *>(dst);
                         for (int64_t d = 0; d < D; ++d) q[d] = encode(x[size_t(d)] / scale);
-                        scales[r] = e4m3 ? scale * 256.0f : scale;  // E4M3's raw values are its values / 2^8 (row_type)
+                        scales[r] = scale * kv_scale_factor(type_);
                         break;
                     }
                     }

@@ -46,6 +46,9 @@ enum class kv_dtype { f32 = 0, bf16 = 1, f16 = 2, i8 = 3, fp8_e4m3 = 4, fp8_e5m2
 // the torch-style scale (absmax / 448 or / 57344) times the factor that
 // turns their raw value into their FP8 value: 2^8 for E4M3, 1 for E5M2.
 inline bool kv_has_scales(kv_dtype t) { return t == kv_dtype::i8 || t == kv_dtype::fp8_e4m3 || t == kv_dtype::fp8_e5m2; }
+// The stored scale over the row's true scale (value = element's value x
+// scale): 2^8 for E4M3, whose raw value is its value / 2^8 (row_type), else 1.
+inline float kv_scale_factor(kv_dtype t) { return t == kv_dtype::fp8_e4m3 ? 256.0f : 1.0f; }
 
 const char *kv_dtype_name(kv_dtype t);
 int64_t kv_dtype_bytes(kv_dtype t);

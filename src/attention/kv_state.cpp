@@ -130,13 +130,22 @@ bool elements_ok(kv_dtype t, const unsigned char *p, int64_t n) {
     return true;
 }
 
-// Whether n float32 row scales at p are all finite and >= 0, as appends store them.
-bool scales_ok(const unsigned char *p, int64_t n) {
+// The largest row scale an append stores: absmax / 127 (int8), / 448 (E4M3)
+// or / 57344 (E5M2) of a finite absmax.
+float max_scale(kv_dtype t) {
+    const float top = t == kv_dtype::i8 ? 127.0f : t == kv_dtype::fp8_e4m3 ? 448.0f : 57344.0f;
+    return std::numeric_limits<float>::max() / top;
+}
+
+// Whether n float32 row scales at p are all ones an append stores: >= 0 and
+// at most max_scale (so neither NaN nor infinite).
+bool scales_ok(kv_dtype t, const unsigned char *p, int64_t n) {
+    const float top = max_scale(t);
     bool bad = false;
     for (int64_t i = 0; i < n; ++i) {
         float x;
         std::memcpy(&x, p + 4 * i, 4);
-        bad |= !(x >= 0.0f && x <= std::numeric_limits<float>::max());  // NaN, negative or +inf
+        bad |= !(x >= 0.0f && x <= top);
     }
     return !bad;
 }
@@ -156,9 +165,10 @@ void name_bad_value(const block_storage &s, const unsigned char *p, int64_t l, i
     for (int64_t i = 0; kv_has_scales(t) && i < H * n; ++i) {
         float x;
         std::memcpy(&x, sc + 4 * i, 4);
-        if (!(x >= 0.0f) || !std::isfinite(x))
+        if (!(x >= 0.0f && x <= max_scale(t)))
             fail(LLMKIT_ERROR_FORMAT, "saved sequence: layer ", l, ", ", section_name(kv), " of kv head ", i / n,
-                 ", token ", i % n, ": its row scale ", x, " is not a finite number >= 0, which no append stores");
+                 ", token ", i % n, ": its row scale ", x, " is not in 0..", max_scale(t),
+                 " (a finite absmax over the dtype's largest value), which no append stores");
     }
     fail(LLMKIT_ERROR_INTERNAL, "saved sequence: a check refused layer ", l, "'s ", section_name(kv),
          " but no value is bad");
@@ -193,10 +203,15 @@ void seq_state_save(const block_storage &s, const int32_t *blocks, const std::ve
             p += m * row_bytes;
         });
         if (!kv_has_scales(s.type())) return;
+        // The row's true scale (E4M3's stored one carries 2^8, see kv_scale_factor): exact, a power of 2.
+        const float factor = kv_scale_factor(s.type());
         char *q = out + off[size_t(2 * l + kv)] + s.n_kv_heads() * n * row_bytes + h * n * 4;
         for_runs(s, blocks, h, n, [&](int64_t r, int64_t m) {
-            std::memcpy(q, s.scale(kv, l, r), size_t(m) * 4);
-            q += m * 4;
+            const float *sc = s.scale(kv, l, r);
+            for (int64_t i = 0; i < m; ++i, q += 4) {
+                const float x = sc[i] / factor;
+                std::memcpy(q, &x, 4);
+            }
         });
     });
 }
@@ -257,7 +272,7 @@ std::vector<int64_t> seq_state_check(const block_storage &s, const void *data, s
         const unsigned char *p = b + off[size_t(2 * l + kv)];
         ok[size_t((2 * l + kv) * H + h)] =
             elements_ok(s.type(), p + h * n * row_bytes, n * section_dim(s, kv)) &&
-            (!kv_has_scales(s.type()) || scales_ok(p + H * n * row_bytes + h * n * 4, n));
+            (!kv_has_scales(s.type()) || scales_ok(s.type(), p + H * n * row_bytes + h * n * 4, n));
     });
     for (int64_t l = 0; l < int64_t(L); ++l)
         for (int kv = 0; kv < n_sections(s); ++kv)
@@ -277,10 +292,14 @@ void seq_state_load(block_storage &s, const int32_t *blocks, const void *data, c
             p += m * row_bytes;
         });
         if (!kv_has_scales(s.type())) return;
+        const float factor = kv_scale_factor(s.type());
         const char *q = in + off[size_t(2 * l + kv)] + s.n_kv_heads() * n * row_bytes + h * n * 4;
         for_runs(s, blocks, h, n, [&](int64_t r, int64_t m) {
-            std::memcpy(s.scale(kv, l, r), q, size_t(m) * 4);
-            q += m * 4;
+            float *sc = s.scale(kv, l, r);
+            for (int64_t i = 0; i < m; ++i, q += 4) {
+                std::memcpy(&sc[i], q, 4);
+                sc[i] *= factor;
+            }
         });
     });
 }

@@ -19,11 +19,16 @@
 //   40      8 L    i64 tokens per layer (L = n_layers)
 //   then per layer, K's section and (unless v_from_k) V's:
 //           the rows, [head][token][dim] in the cache's dtype, then for the
-//           8-bit dtypes the rows' float32 scales, [head][token]
+//           8-bit dtypes the rows' float32 scales, [head][token]: an
+//           element's value is its int8 integer or FP8 value times its row's
+//           scale (int8: absmax / 127; FP8: absmax / 448 or / 57344, torch's
+//           float8 bytes of x / scale)
 //
-// The rows are the cache's own bytes (no conversion), so a save and a load
-// give the same bits back, and attention over the loaded sequence gives the
-// bits it gave before.
+// The rows are the cache's own bytes (no conversion; E4M3's stored scales,
+// which carry the kernels' 2^8, are divided by it on the way out and
+// multiplied on the way in, exactly), so a save and a load give the same
+// bits back, and attention over the loaded sequence gives the bits it gave
+// before.
 #pragma once
 
 #include <cstddef>

@@ -286,3 +286,29 @@ TEST_CASE("kv cache save/load: the C calls' sizes, null pointers, dead sequences
     REQUIRE(llmkit_paged_kv_cache_free_blocks(small.p->get(), &free_blocks) == LLMKIT_OK);
     CHECK(free_blocks == 1);
 }
+
+// The saved scales are each row's true scale (an element's value is its int8
+// integer or FP8 value times it): absmax / 127, / 448 or / 57344, whatever
+// the cache keeps internally (E4M3's stored scale carries a factor 2^8).
+TEST_CASE("kv cache save: 8-bit rows are saved with their true scales", "[kv]") {
+    for (int32_t dtype : {LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3, LLMKIT_KV_FP8_E5M2}) {
+        INFO("dtype " << dtype);
+        const shape sh{1, 64, 0, false};
+        cache c(sh, dtype, 0, 8);
+        const int32_t s = c.seq_new();
+        std::vector<float> k(64, 0.25f), v(64, -0.5f);
+        k[7] = -896.0f;  // K's absmax; V's is 0.5
+        for (int32_t l = 0; l < k_layers; ++l) c.append(l, s, k, v, 1, sh);
+        const std::vector<uint8_t> b = c.save(s);
+        const float top = dtype == LLMKIT_KV_INT8 ? 127.0f : dtype == LLMKIT_KV_FP8_E4M3 ? 448.0f : 57344.0f;
+        float ks = 0.0f, vs = 0.0f;
+        const size_t at = 40 + 8 * k_layers + 64;  // layer 0: K's row, then its scale, V's row, its scale
+        std::memcpy(&ks, b.data() + at, 4);
+        std::memcpy(&vs, b.data() + at + 4 + 64, 4);
+        CHECK(ks == 896.0f / top);
+        CHECK(vs == 0.5f / top);
+        // Element 7 of K is the dtype's most negative value: -127, or E4M3's -448 (0xfe), E5M2's -57344 (0xfb).
+        const uint8_t want = dtype == LLMKIT_KV_INT8 ? uint8_t(int8_t(-127)) : dtype == LLMKIT_KV_FP8_E4M3 ? 0xfe : 0xfb;
+        CHECK(b[40 + 8 * k_layers + 7] == want);
+    }
+}

@@ -728,3 +728,30 @@ def test_load_refuses_bad_bytes_and_keeps_the_sequence(rng):
     pool.free(b)  # a's 2 blocks are its own again
     pool.load(a, full)
     assert pool.save(a) == full and pool.free_blocks == 1
+
+
+@pytest.mark.parametrize("dtype", ["int8", "fp8_e4m3", "fp8_e5m2"])
+def test_saved_8bit_rows_are_torch_bytes_with_torch_scales(rng, dtype):
+    # The saved K section of an FP8 cache is what torch holds for an FP8 cache: (x / scale).to(float8)'s bytes,
+    # scale = absmax / 448 (E5M2: / 57344) per token and kv head, in float32; int8: round(x * 127 / absmax).
+    torch = pytest.importorskip("torch")
+    Hkv, D, n = 2, 32, 9
+    c = make_cache("contiguous", Hkv=Hkv, D=D, dtype=dtype, layers=1, capacity=16)
+    s = c.new_sequence()
+    k, v = rows(rng, n, Hkv, D), rows(rng, n, Hkv, D)
+    k[3, 1, 5] = 300.0  # an outlier row
+    c.append(0, s, k, v)
+    data = c.save(s)
+    body = np.frombuffer(data, dtype=np.uint8, offset=40 + 8)
+    rows_k = body[:Hkv * n * D].reshape(Hkv, n, D)
+    scales_k = np.frombuffer(body[Hkv * n * D:Hkv * n * (D + 4)].tobytes(), dtype=np.float32).reshape(Hkv, n)
+    x = torch.from_numpy(k).transpose(0, 1)  # [Hkv, n, D], as saved
+    amax = x.abs().amax(-1)
+    if dtype == "int8":
+        np.testing.assert_array_equal(scales_k, (amax / 127.0).numpy())
+        want = torch.round(x * (127.0 / amax)[..., None]).clamp(-127, 127).to(torch.int8)
+    else:
+        f8, top = (torch.float8_e4m3fn, 448.0) if dtype == "fp8_e4m3" else (torch.float8_e5m2, 57344.0)
+        np.testing.assert_array_equal(scales_k, (amax / top).numpy())
+        want = (x / (amax / top)[..., None]).to(f8)
+    np.testing.assert_array_equal(rows_k, want.view(torch.uint8).numpy())
