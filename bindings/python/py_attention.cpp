@@ -345,8 +345,20 @@ void bind_cache_methods(P &cls) {
              py::arg("seq"), py::arg("n"))
         .def("save",
              [](const T &self, int32_t seq) {
-                 const std::vector<uint8_t> b = self.reading([&] { return self.cache.save(seq); });
-                 return py::bytes(reinterpret_cast<const char *>(b.data()), b.size());
+                 // Written straight into the bytes object (a long prompt's GBs are not copied
+                 // twice), made with the GIL and no lock; saved again if another thread changed
+                 // the sequence's size in between.
+                 for (;;) {
+                     const size_t n = self.reading([&] { return self.cache.save_size(seq); });
+                     py::bytes out(nullptr, n);
+                     char *buf = PyBytes_AS_STRING(out.ptr());
+                     const bool saved = self.reading([&] {
+                         if (self.cache.save_size(seq) != n) return false;
+                         self.cache.save(seq, buf, n);
+                         return true;
+                     });
+                     if (saved) return out;
+                 }
              },
              py::arg("seq"))
         .def("load",

@@ -899,12 +899,20 @@ public:
      * @param seq A live sequence. @return The bytes.
      */
     std::vector<uint8_t> save(int32_t seq) const {
+        std::vector<uint8_t> bytes(save_size(seq));
+        save(seq, bytes.data(), bytes.size());
+        return bytes;
+    }
+    /** @brief The bytes save() gives for seq. @param seq A live sequence. @return The count. */
+    size_t save_size(int32_t seq) const {
         size_t n = 0;
         const llmkit_status st = llmkit_kv_cache_seq_save(get(), seq, nullptr, 0, &n);
         if (st != LLMKIT_ERROR_BUFFER_TOO_SMALL) check(st);
-        std::vector<uint8_t> bytes(n);
-        check(llmkit_kv_cache_seq_save(get(), seq, bytes.data(), bytes.size(), &n));
-        return bytes;
+        return n;
+    }
+    /** @brief save() into caller memory. @param seq A live sequence. @param buf At least save_size(seq) bytes. @param capacity Bytes at buf. */
+    void save(int32_t seq, void *buf, size_t capacity) const {
+        check(llmkit_kv_cache_seq_save(get(), seq, buf, capacity, nullptr));
     }
     /** @brief Replaces seq's tokens with saved ones (see llmkit_kv_cache_seq_load()). @param seq A live sequence. @param bytes What save() gave. */
     void load(int32_t seq, const std::vector<uint8_t> &bytes) {
@@ -997,12 +1005,20 @@ public:
      * @param seq A live sequence. @return The bytes.
      */
     std::vector<uint8_t> save(int32_t seq) const {
+        std::vector<uint8_t> bytes(save_size(seq));
+        save(seq, bytes.data(), bytes.size());
+        return bytes;
+    }
+    /** @brief The bytes save() gives for seq. @param seq A live sequence. @return The count. */
+    size_t save_size(int32_t seq) const {
         size_t n = 0;
         const llmkit_status st = llmkit_paged_kv_cache_seq_save(get(), seq, nullptr, 0, &n);
         if (st != LLMKIT_ERROR_BUFFER_TOO_SMALL) check(st);
-        std::vector<uint8_t> bytes(n);
-        check(llmkit_paged_kv_cache_seq_save(get(), seq, bytes.data(), bytes.size(), &n));
-        return bytes;
+        return n;
+    }
+    /** @brief save() into caller memory. @param seq A live sequence. @param buf At least save_size(seq) bytes. @param capacity Bytes at buf. */
+    void save(int32_t seq, void *buf, size_t capacity) const {
+        check(llmkit_paged_kv_cache_seq_save(get(), seq, buf, capacity, nullptr));
     }
     /** @brief Replaces seq's tokens with saved ones (see llmkit_paged_kv_cache_seq_load()). @param seq A live sequence. @param bytes What save() gave. */
     void load(int32_t seq, const std::vector<uint8_t> &bytes) {

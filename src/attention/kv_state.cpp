@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/finite.hpp"
 #include "core/threads.hpp"
+#include "quant/formats.hpp"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the saved-sequence format is read and written as little-endian");
 
@@ -76,31 +77,10 @@ void for_each_head(const block_storage &s, F &&f) {
     });
 }
 
-// Whether an element of the cache's dtype at p is one an append could have
-// stored: a finite value (and for FP8 not a NaN or infinity byte).
-bool element_ok(kv_dtype t, const unsigned char *p) {
-    switch (t) {
-    case kv_dtype::f32: {
-        float x;
-        std::memcpy(&x, p, 4);
-        return std::isfinite(x);
-    }
-    case kv_dtype::bf16:
-    case kv_dtype::f16: {
-        uint16_t h;
-        std::memcpy(&h, p, 2);
-        return t == kv_dtype::bf16 ? (h & 0x7f80u) != 0x7f80u : (h & 0x7c00u) != 0x7c00u;
-    }
-    case kv_dtype::i8: return true;
-    case kv_dtype::fp8_e4m3: return (p[0] & 0x7fu) != 0x7fu;  // S.1111.111 is E4M3's NaN
-    case kv_dtype::fp8_e5m2: return (p[0] & 0x7cu) != 0x7cu;  // exponent 11111: infinities and NaNs
-    }
-    return false;
-}
-
 // Whether the n elements of the cache's dtype at p are all ones an append
-// could have stored: one vectorized pass (through an aligned buffer where p
-// is not aligned to the element size).
+// could have stored: finite values, and for FP8 no byte that encodes a NaN
+// or an infinity (E4M3's S.1111.111, E5M2's exponent 11111). One vectorized
+// pass, through an aligned buffer where p is not aligned to the element size.
 bool elements_ok(kv_dtype t, const unsigned char *p, int64_t n) {
     switch (t) {
     case kv_dtype::i8: return true;
@@ -130,11 +110,11 @@ bool elements_ok(kv_dtype t, const unsigned char *p, int64_t n) {
     return true;
 }
 
-// The largest row scale an append stores: absmax / 127 (int8), / 448 (E4M3)
-// or / 57344 (E5M2) of a finite absmax.
+// The largest row scale an append stores, that of the largest finite absmax:
+// absmax / 127 for int8 (kv_cache.cpp's write), quant::fp8_scale for FP8.
 float max_scale(kv_dtype t) {
-    const float top = t == kv_dtype::i8 ? 127.0f : t == kv_dtype::fp8_e4m3 ? 448.0f : 57344.0f;
-    return std::numeric_limits<float>::max() / top;
+    constexpr float top = std::numeric_limits<float>::max();
+    return t == kv_dtype::i8 ? top / 127.0f : quant::fp8_scale(top, t == kv_dtype::fp8_e4m3 ? 0 : 1);
 }
 
 // Whether n float32 row scales at p are all ones an append stores: >= 0 and
@@ -157,7 +137,7 @@ void name_bad_value(const block_storage &s, const unsigned char *p, int64_t l, i
     const int64_t H = s.n_kv_heads(), D = section_dim(s, kv), es = s.elem_bytes();
     const kv_dtype t = s.type();
     for (int64_t i = 0; i < H * n * D; ++i)
-        if (!element_ok(t, p + i * es))
+        if (!elements_ok(t, p + i * es, 1))
             fail(LLMKIT_ERROR_FORMAT, "saved sequence: layer ", l, ", ", section_name(kv), " of kv head ",
                  i / (n * D), ", token ", i / D % n, ", element ", i % D, " is a NaN or an infinity (",
                  kv_dtype_name(t), "), which no append stores");
@@ -165,7 +145,7 @@ void name_bad_value(const block_storage &s, const unsigned char *p, int64_t l, i
     for (int64_t i = 0; kv_has_scales(t) && i < H * n; ++i) {
         float x;
         std::memcpy(&x, sc + 4 * i, 4);
-        if (!(x >= 0.0f && x <= max_scale(t)))
+        if (!scales_ok(t, sc + 4 * i, 1))
             fail(LLMKIT_ERROR_FORMAT, "saved sequence: layer ", l, ", ", section_name(kv), " of kv head ", i / n,
                  ", token ", i % n, ": its row scale ", x, " is not in 0..", max_scale(t),
                  " (a finite absmax over the dtype's largest value), which no append stores");
