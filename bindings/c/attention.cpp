@@ -424,6 +424,15 @@ llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cache *cache, i
     return cache_seq_truncate(cache, seq, n);
 }
 
+llmkit_status llmkit_paged_kv_cache_seq_release_before(llmkit_paged_kv_cache *cache, int32_t seq, int64_t n,
+                                                       int64_t *first_held) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        const int64_t first = cache->impl.seq_release_before(seq, n);
+        if (first_held) *first_held = first;
+    });
+}
+
 llmkit_status llmkit_paged_kv_cache_seq_save(const llmkit_paged_kv_cache *cache, int32_t seq, void *buf,
                                              size_t capacity, size_t *written) {
     return cache_seq_save(cache, seq, buf, capacity, written);

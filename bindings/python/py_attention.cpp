@@ -453,6 +453,11 @@ void bind_attention(py::module_ &m) {
                                [](const py_paged_kv_cache &self) {
                                    return self.reading([&] { return self.cache.free_blocks(); });
                                })
+        .def("release_before",
+             [](py_paged_kv_cache &self, int32_t seq, int64_t n) {
+                 return self.changing([&] { return self.cache.release_before(seq, n); });
+             },
+             py::arg("seq"), py::arg("n"))
         .def("block_table",
              [](const py_paged_kv_cache &self, int32_t seq) {
                  return self.reading([&] { return self.cache.block_table(seq); });

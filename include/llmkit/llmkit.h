@@ -2214,6 +2214,37 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_load(llmkit_paged_kv_cache *c
 LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cache *cache, int32_t seq, int64_t n);
 
 /**
+ * @brief Releases the blocks of a sequence's tokens that a sliding window has left behind.
+ *
+ * Says that `seq` no longer needs its first `n` tokens, in any layer: the
+ * blocks holding only such tokens (the first floor(n / block_size)) are
+ * released, freed unless a forked sequence still holds them, and their
+ * entries in the block table become -1. The tokens keep their positions: the
+ * sequence's length, the next append's position and RoPE are unchanged. A
+ * model whose every layer attends through a window of W keys can call this
+ * with n = length - W + 1 after each step (the next query, at position
+ * length, sees keys from length - W + 1), so a sequence holds about W +
+ * block_size tokens however long it grows. The block table still spans every
+ * position, so max_blocks_per_seq bounds the positions a sequence reaches,
+ * while n_blocks need only cover the tokens held.
+ *
+ * Attention must then keep to the tokens held: a call whose window (or lack
+ * of one) lets a query see a released token fails with
+ * #LLMKIT_ERROR_OUT_OF_RANGE, naming the sequence and the window that would
+ * fit. llmkit_paged_kv_cache_seq_save() refuses such a sequence
+ * (#LLMKIT_ERROR_UNSUPPORTED); llmkit_paged_kv_cache_seq_truncate() takes it
+ * back to 0 tokens or to at least the first token held.
+ * @param cache The cache. @param seq A live sequence.
+ * @param n Tokens no longer needed, 0..the tokens seq holds in its shortest layer
+ *        (a smaller n than an earlier call's releases nothing).
+ * @param[out] first_held Receives the first token seq still holds (a multiple of
+ *        block_size; n = 0 just asks); may be NULL.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_release_before(llmkit_paged_kv_cache *cache, int32_t seq, int64_t n,
+                                                                  int64_t *first_held);
+
+/**
  * @brief Tokens a sequence holds in a layer.
  * @param cache The cache. @param seq A live sequence. @param layer 0..n_layers-1, or -1 for the largest.
  * @param[out] length Receives the count.
@@ -2223,7 +2254,8 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_length(const llmkit_paged_kv_
                                                           int32_t layer, int64_t *length);
 
 /**
- * @brief A sequence's block table (block ids in token order).
+ * @brief A sequence's block table (block ids in token order; -1 for a block
+ *        llmkit_paged_kv_cache_seq_release_before() released).
  * @param cache The cache. @param seq A live sequence.
  * @param buf Receives the ids; NULL asks for the count. @param capacity Entries buf holds.
  * @param[out] needed Receives the table's length.
@@ -2276,7 +2308,9 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_attention(const llmkit_paged_kv_c
  * @brief Attention over the pool with caller-made block tables (as vLLM's paged attention takes them).
  * @param cache The cache. @param layer 0..n_layers-1. @param q Queries [B, Sq, Hq, D].
  * @param block_tables int32 [B, max_blocks] (any strides): row b lists sequence b's blocks in token order;
- *        the first ceil(seq_lens[b] / block_size) entries must be pool block ids.
+ *        the first ceil(seq_lens[b] / block_size) entries must be pool block ids, or -1 for
+ *        released blocks before the first one held (which no query's window may reach, as
+ *        llmkit_paged_kv_cache_seq_release_before() describes).
  * @param seq_lens int32 or int64 [B]: tokens of each sequence, Sq..max_blocks * block_size.
  * @param out Output, q's shape and dtype. @param options NULL for defaults.
  * @return As llmkit_paged_kv_cache_attention(), and #LLMKIT_ERROR_OUT_OF_RANGE

@@ -1000,6 +1000,16 @@ public:
     /** @brief Keeps seq's first n tokens (see llmkit_paged_kv_cache_seq_truncate()). @param seq A live sequence. @param n Tokens kept. */
     void truncate(int32_t seq, int64_t n) { check(llmkit_paged_kv_cache_seq_truncate(get(), seq, n)); }
     /**
+     * @brief Releases the blocks of seq's first n tokens (see llmkit_paged_kv_cache_seq_release_before()).
+     * @param seq A live sequence. @param n Tokens no longer needed (0 just asks).
+     * @return The first token seq still holds.
+     */
+    int64_t release_before(int32_t seq, int64_t n) {
+        int64_t first = 0;
+        check(llmkit_paged_kv_cache_seq_release_before(get(), seq, n, &first));
+        return first;
+    }
+    /**
      * @brief seq's cached K and V as bytes (see llmkit_paged_kv_cache_seq_save()): the same
      * format from both kinds of cache, loadable by either with load().
      * @param seq A live sequence. @return The bytes.

@@ -65,7 +65,7 @@ constexpr float k_unit_scales[k_chunk_keys] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0
                                                1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
 
 void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
-              const tensor_view &out) {
+              const tensor_view &out, const cache_attention_params &p) {
     validate_queries(L, q, out);
     if (q.shape[0] != n_seqs)
         fail(LLMKIT_ERROR_SHAPE, "q: ", q.shape[0], " rows of queries (axis 0, shape ", q.shape_string(), ") for ", n_seqs,
@@ -77,10 +77,26 @@ void validate(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, 
                  " queries for it: append the new tokens' K and V before attending (queries are the last Sq tokens)");
         if (seqs[b].n_blocks * L.block_size < seqs[b].length)
             fail(LLMKIT_ERROR_INTERNAL, "sequence ", b, " holds more tokens than its block table covers");
+        check_released_keys(seqs[b], b, Sq, p);
     }
 }
 
 }  // namespace
+
+void check_released_keys(const cache_seq &s, int64_t b, int64_t Sq, const cache_attention_params &p) {
+    if (s.released <= 0 || Sq <= 0) return;
+    // Every bound grows with the query's position: the first query sees the earliest key.
+    const int64_t first = s.length - Sq, w = p.window > 0 ? std::min(p.window, s.length) : 0;
+    const int64_t lo = w > 0 ? std::max<int64_t>(0, first - w + 1) : 0;
+    if (lo >= s.released) return;
+    if (w > 0)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "sequence ", b, " of the batch: the blocks of its first ", s.released,
+             " tokens were released (release_before), but with window = ", p.window, " its query at position ", first,
+             " sees keys from ", lo, " on (a window of at most ", first - s.released + 1, " keeps to the tokens held)");
+    fail(LLMKIT_ERROR_OUT_OF_RANGE, "sequence ", b, " of the batch: the blocks of its first ", s.released,
+         " tokens were released (release_before), but with no window its queries see every earlier key (pass the "
+         "sliding window the tokens were released for)");
+}
 
 void validate_queries(const cache_layer_view &L, const tensor_view &q, const tensor_view &out) {
     for (const tensor_view *t : {&q, &out}) {
@@ -430,7 +446,7 @@ void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *
 void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n_seqs, const tensor_view &q,
                      const tensor_view &out, const cache_attention_params &p) {
     if (p.cu_seqlens_q) return cache_attention_packed(L, seqs, n_seqs, q, out, p);
-    validate(L, seqs, n_seqs, q, out);
+    validate(L, seqs, n_seqs, q, out, p);
     if (p.lse) {
         check_lse(*p.lse, q);
         if (!p.lse->on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, p.lse->name, ": the KV caches take host tensors only");

@@ -106,11 +106,14 @@ void cache_attention_packed(const cache_layer_view &L, const cache_seq *seqs, in
     if (int64_t(o.size()) != n_seqs + 1)
         fail(LLMKIT_ERROR_SHAPE, cu.name, " holds ", o.size(), " offsets for a batch of ", n_seqs,
              " sequences: it must hold B + 1 = ", n_seqs + 1);
-    for (int64_t b = 0; b < n_seqs; ++b)
-        if (seqs[b].length < o[size_t(b + 1)] - o[size_t(b)])
+    for (int64_t b = 0; b < n_seqs; ++b) {
+        const int64_t count = o[size_t(b + 1)] - o[size_t(b)];
+        if (seqs[b].length < count)
             fail(LLMKIT_ERROR_SHAPE, "sequence ", b, " of the batch holds ", seqs[b].length, " tokens but ", cu.name,
-                 " gives it ", o[size_t(b + 1)] - o[size_t(b)],
+                 " gives it ", count,
                  " queries: append the new tokens' K and V before attending (queries are a sequence's last tokens)");
+        check_released_keys(seqs[b], b, count, p);  // here, before any group writes
+    }
 
     // Every query is checked once, before the first group writes: an error leaves out as it was.
     core::require_finite(q, p.n_threads);

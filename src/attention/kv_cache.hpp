@@ -84,6 +84,12 @@ struct cache_seq {
     const int32_t *blocks = nullptr;
     int64_t n_blocks = 0;
     int64_t length = 0;
+    // Leading tokens whose blocks were released (a paged sequence past a
+    // sliding window: its table's first released / block_size entries are
+    // -1). No query may see them; cache_attention refuses a call whose
+    // window reaches them, and the kernels read keys from a task's window
+    // start on, so those entries are never read.
+    int64_t released = 0;
 };
 
 struct cache_attention_params {
@@ -119,6 +125,10 @@ struct cache_attention_params {
     // q was already checked for NaNs and infinities (the packed call's groups).
     bool q_checked = false;
 };
+
+// Refuses (OUT_OF_RANGE, naming sequence b of the batch) a call in which one
+// of the sequence's last Sq tokens, as a query, would see a released key.
+void check_released_keys(const cache_seq &s, int64_t b, int64_t Sq, const cache_attention_params &p);
 
 // Attention of q [B, Sq, Hq, D] (the last Sq tokens of each sequence) over
 // the cached keys of seqs[b], out [B, Sq, Hq, Dv] of q's dtype (Dv: V's head_dim). Validates the

@@ -54,7 +54,15 @@ int32_t paged_kv_cache::take_block() {
 }
 
 void paged_kv_cache::release_block(int32_t b) {
+    if (b == k_released_block) return;  // (released already)
     if (--refs_[size_t(b)] == 0) free_.push_back(b);
+}
+
+int64_t paged_kv_cache::released_tokens(int32_t seq) const {
+    const std::vector<int32_t> &table = tables_[size_t(seq)];
+    size_t n = 0;
+    while (n < table.size() && table[n] == k_released_block) ++n;
+    return int64_t(n) * store_.block_size();
 }
 
 void paged_kv_cache::check_layer(int32_t layer) const {
@@ -77,7 +85,8 @@ int32_t paged_kv_cache::seq_fork(int32_t src) {
     check_seq(live_, src, "src");
     const int32_t dst = seq_new();
     tables_[size_t(dst)] = tables_[size_t(src)];
-    for (int32_t b : tables_[size_t(dst)]) ++refs_[size_t(b)];
+    for (int32_t b : tables_[size_t(dst)])
+        if (b != k_released_block) ++refs_[size_t(b)];
     len_[size_t(dst)] = len_[size_t(src)];
     return dst;
 }
@@ -91,6 +100,10 @@ void paged_kv_cache::seq_free(int32_t seq) {
 
 void paged_kv_cache::seq_truncate(int32_t seq, int64_t n) {
     check_seq(live_, seq, "seq");
+    const int64_t released = released_tokens(seq);
+    if (n > 0 && n < released)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "n = ", n, ": the blocks of sequence ", seq, "'s first ", released,
+             " tokens were released (release_before); truncate it to 0 or to at least ", released, " tokens");
     truncate_lengths(len_[size_t(seq)], seq, n);
     // Blocks holding tokens [0, n) stay (a shared one is copied on the next
     // write into it, as after a fork); the rest go back.
@@ -98,6 +111,23 @@ void paged_kv_cache::seq_truncate(int32_t seq, int64_t n) {
     const size_t keep = size_t((n + store_.block_size() - 1) / store_.block_size());
     for (size_t i = keep; i < table.size(); ++i) release_block(table[i]);
     if (table.size() > keep) table.resize(keep);
+}
+
+int64_t paged_kv_cache::seq_release_before(int32_t seq, int64_t n) {
+    check_seq(live_, seq, "seq");
+    const std::vector<int64_t> &lens = len_[size_t(seq)];
+    const auto shortest = std::min_element(lens.begin(), lens.end());
+    if (n < 0 || n > *shortest)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "n = ", n, " is outside 0..", *shortest, ": sequence ", seq, " holds ", *shortest,
+             " tokens in layer ", shortest - lens.begin(), " (a block holds every layer's rows, so only tokens every layer"
+             " holds can go)");
+    // Blocks [0, n / block_size) hold tokens before n only; the one holding n stays.
+    std::vector<int32_t> &table = tables_[size_t(seq)];
+    for (size_t i = 0; i < size_t(n / store_.block_size()); ++i) {
+        release_block(table[i]);
+        table[i] = k_released_block;
+    }
+    return released_tokens(seq);
 }
 
 int64_t paged_kv_cache::length(int32_t seq, int32_t layer) const {
@@ -188,7 +218,7 @@ void paged_kv_cache::attention(int32_t layer, const tensor_view &q, const int32_
         if (s < 0 || size_t(s) >= live_.size() || !live_[size_t(s)])
             fail(LLMKIT_ERROR_OUT_OF_RANGE, "seq_ids[", b, "] = ", s, " is not a live sequence of this cache");
         const auto &t = tables_[size_t(s)];
-        seqs[size_t(b)] = {t.data(), int64_t(t.size()), len_[size_t(s)][size_t(layer)]};
+        seqs[size_t(b)] = {t.data(), int64_t(t.size()), len_[size_t(s)][size_t(layer)], released_tokens(s)};
     }
     cache_attention(store_.layer(layer), seqs.data(), n_seqs, q, out, p);
 }
@@ -229,26 +259,35 @@ void paged_kv_cache::attention_tables(int32_t layer, const tensor_view &q, const
             fail(LLMKIT_ERROR_OUT_OF_RANGE, lens.name, "[", b, "] = ", len, " is outside 0..", width * bs,
                  " (the table's ", width, " blocks of ", bs, " tokens)");
         const int64_t used = (len + bs - 1) / bs;
+        // Leading entries of -1 are released blocks (as block_table() shows them).
+        int64_t released = 0;
         for (int64_t i = 0; i < used; ++i) {
             int32_t id;
             std::memcpy(&id, tables.data + (b * tables.strides[0] + i * tables.strides[1]) * 4, 4);
-            if (id < 0 || id >= nb)
+            if (id == k_released_block && released == i * bs) {
+                released += bs;
+            } else if (id < 0 || id >= nb) {
                 fail(LLMKIT_ERROR_OUT_OF_RANGE, tables.name, "[", b, ", ", i, "] = ", id,
-                     " points outside the pool (block ids are 0..", nb - 1, ")");
+                     " points outside the pool (block ids are 0..", nb - 1, "; -1, a released block, only before the "
+                     "first block held)");
+            }
             ids[size_t(b * width + i)] = id;
         }
-        seqs[size_t(b)] = {ids.data() + b * width, used, len};
+        seqs[size_t(b)] = {ids.data() + b * width, used, len, released};
     }
     cache_attention(store_.layer(layer), seqs.data(), B, q, out, p);
 }
 
 uint64_t paged_kv_cache::seq_save_bytes(int32_t seq) const {
     check_seq(live_, seq, "seq");
+    if (const int64_t released = released_tokens(seq))
+        fail(LLMKIT_ERROR_UNSUPPORTED, "sequence ", seq, ": the blocks of its first ", released,
+             " tokens were released (release_before); a save holds every token of a sequence");
     return seq_state_bytes(store_, len_[size_t(seq)]);
 }
 
 void paged_kv_cache::seq_save(int32_t seq, char *out) const {
-    check_seq(live_, seq, "seq");
+    seq_save_bytes(seq);  // (its checks)
     seq_state_save(store_, tables_[size_t(seq)].data(), len_[size_t(seq)], out);
 }
 
@@ -260,7 +299,8 @@ void paged_kv_cache::seq_load(int32_t seq, const void *data, size_t size) {
     const int64_t longest = lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
     const int64_t need = (longest + store_.block_size() - 1) / store_.block_size();
     std::vector<int32_t> &table = tables_[size_t(seq)];
-    const int64_t own = std::count_if(table.begin(), table.end(), [&](int32_t b) { return refs_[size_t(b)] == 1; });
+    const int64_t own = std::count_if(table.begin(), table.end(),
+                                      [&](int32_t b) { return b != k_released_block && refs_[size_t(b)] == 1; });
     if (need > free_blocks() + own)
         fail(LLMKIT_ERROR_OUT_OF_MEMORY, "saved sequence: its ", longest, " tokens need ", need, " blocks of ",
              store_.block_size(), "; ", free_blocks(), " are free and sequence ", seq, " holds ", own,

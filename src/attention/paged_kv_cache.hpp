@@ -16,6 +16,9 @@ namespace llmkit::attention {
 
 class paged_kv_cache {
 public:
+    // A block table's entry for a block released by seq_release_before.
+    static constexpr int32_t k_released_block = -1;
+
     paged_kv_cache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size, int64_t n_blocks,
                    int64_t max_sequences, int64_t max_blocks_per_seq, kv_dtype type, int64_t v_head_dim = 0,
                    bool v_from_k = false);
@@ -26,6 +29,14 @@ public:
     // Keeps the first n tokens of seq in every layer (n <= its length); the
     // blocks past them are released (freed unless another sequence holds them).
     void seq_truncate(int32_t seq, int64_t n);
+    // The sequence no longer needs its first n tokens, in any layer (n <= its
+    // shortest layer): the blocks holding only such tokens are released
+    // (freed unless another sequence holds them) and their table entries set
+    // to k_released_block. For sliding-window models: attention must then
+    // keep to the tokens held (cache_attention refuses a window that reaches
+    // a released one). Returns the first token the sequence still holds (a
+    // multiple of block_size; n = 0 just asks).
+    int64_t seq_release_before(int32_t seq, int64_t n);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
     const std::vector<int32_t> &block_table(int32_t seq) const;
     // With `rope`, K is rotated on its way in, token j of the sequence at
@@ -59,6 +70,7 @@ private:
     int32_t take_block();
     void release_block(int32_t b);
     void check_layer(int32_t layer) const;
+    int64_t released_tokens(int32_t seq) const;  // leading tokens whose blocks seq_release_before released
 
     block_storage store_;
     int64_t max_blocks_per_seq_;

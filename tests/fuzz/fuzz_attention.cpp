@@ -608,11 +608,29 @@ void fuzz_cache(script &s) {
             }
             continue;
         } else if (op == 6) {
-            // Keep the first n tokens (n sometimes negative or past the length).
+            // Keep the first n tokens (n sometimes negative or past the length);
+            // on a paged cache sometimes release the first n instead.
             const int64_t n = int64_t(s.pick(64)) - 2;
             int64_t before = -1, after = -1;
             const bool known = (paged ? llmkit_paged_kv_cache_seq_length(pc, id, -1, &before)
                                       : llmkit_kv_cache_seq_length(cc, id, -1, &before)) == LLMKIT_OK;
+            if (paged && s.bit()) {
+                int64_t first = -1, entries = 0;
+                st = llmkit_paged_kv_cache_seq_release_before(pc, id, n, &first);
+                if (st == LLMKIT_OK) {
+                    if (!known || n < 0 || n > before) fail("a release outside 0..length was accepted");
+                    if (first < n / block * block || first > before) fail("a release reports the wrong first token held");
+                    if (first % block != 0) fail("a release ends mid-block");
+                    std::vector<int32_t> table(size_t(before / block + 1));
+                    if (llmkit_paged_kv_cache_seq_block_table(pc, id, table.data(), int64_t(table.size()), &entries) !=
+                        LLMKIT_OK)
+                        fail("a released sequence's block table");
+                    for (int64_t i = 0; i < entries; ++i)
+                        if ((table[size_t(i)] == -1) != (i < first / block)) fail("released entries are not the first");
+                }
+                check_status(st);
+                continue;
+            }
             st = paged ? llmkit_paged_kv_cache_seq_truncate(pc, id, n) : llmkit_kv_cache_seq_truncate(cc, id, n);
             if (st == LLMKIT_OK) {
                 if (!known || n < 0 || n > before) fail("a truncation outside 0..length was accepted");

@@ -755,3 +755,69 @@ def test_saved_8bit_rows_are_torch_bytes_with_torch_scales(rng, dtype):
         np.testing.assert_array_equal(scales_k, (amax / top).numpy())
         want = (x / (amax / top)[..., None]).to(f8)
     np.testing.assert_array_equal(rows_k, want.view(torch.uint8).numpy())
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "int8"])
+def test_release_before_serves_a_sliding_window_in_window_plus_a_block(rng, dtype):
+    # Mistral-style serving: every layer attends through a window of W keys. Three prompts of
+    # different lengths are prefilled in chunks, then decoded together; after each step each
+    # sequence releases what the next query cannot see. Every output has the bits of a
+    # contiguous cache that keeps every token, the last step meets a float64 reference over
+    # all the tokens with the window, and the paged pool holds about W + block_size tokens
+    # per sequence however long they grow.
+    Hkv, Hq, D, layers, W, bs = 2, 4, 32, 2, 48, 16
+    paged = llmkit.PagedKVCache(n_layers=layers, n_kv_heads=Hkv, head_dim=D, n_blocks=3 * (W // bs + 2),
+                                block_size=bs, max_sequences=3, max_blocks_per_seq=40, dtype=dtype)
+    full = make_cache("contiguous", Hkv=Hkv, D=D, dtype=dtype, layers=layers, capacity=640, seqs=3)
+    prompts = [200, 61, 130]
+    seqs = [(paged.new_sequence(), full.new_sequence()) for _ in prompts]
+    keys = [[np.zeros((0, Hkv, D), np.float32)] * 3 for _ in range(layers)]
+    values = [[np.zeros((0, Hkv, D), np.float32)] * 3 for _ in range(layers)]
+    for b, n in enumerate(prompts):
+        for start in range(0, n, 64):  # chunked prefill
+            m = min(64, n - start)
+            q = rng.standard_normal((m, Hq, D)).astype(np.float32)
+            for layer in range(layers):
+                k, v = rows(rng, m, Hkv, D), rows(rng, m, Hkv, D)
+                keys[layer][b] = np.concatenate([keys[layer][b], k])
+                values[layer][b] = np.concatenate([values[layer][b], v])
+                got = paged.prefill(layer, seqs[b][0], q, k, v, window=W, rope=True)
+                want = full.prefill(layer, seqs[b][1], q, k, v, window=W, rope=True)
+                np.testing.assert_array_equal(got, want)
+            # The next chunk's first query, at position start + m, sees from start + m - W + 1.
+            paged.release_before(seqs[b][0], max(0, start + m - W + 1))
+    for step in range(40):
+        q = rng.standard_normal((3, Hq, D)).astype(np.float32)
+        for layer in range(layers):
+            k, v = rows(rng, 3, Hkv, D), rows(rng, 3, Hkv, D)
+            for b in range(3):
+                keys[layer][b] = np.concatenate([keys[layer][b], k[b:b + 1]])
+                values[layer][b] = np.concatenate([values[layer][b], v[b:b + 1]])
+            got = paged.decode(layer, [s for s, _ in seqs], q, k, v, window=W, rope=True)
+            want = full.decode(layer, [f for _, f in seqs], q, k, v, window=W, rope=True)
+            np.testing.assert_array_equal(got, want)
+        for s, _ in seqs:
+            first = paged.release_before(s, paged.length(s) - W + 1)
+            assert first == (paged.length(s) - W + 1) // bs * bs
+            table = paged.block_table(s)
+            assert table[:first // bs] == [-1] * (first // bs) and min(table[first // bs:]) >= 0
+            # Held: tokens first..length - 1, at most W + bs - 2 of them.
+            assert sum(blk >= 0 for blk in table) <= -(-(W + bs - 2) // bs)
+    lengths = [paged.length(s) for s, _ in seqs]
+    assert lengths == [n + 40 for n in prompts]
+    if dtype == "fp32":  # the last step against float64 attention over every token, rotated as the cache did
+        ks = [rope64(keys[layers - 1][b], np.arange(lengths[b])) for b in range(3)]
+        qr = np.stack([rope64(q[b:b + 1], np.array([lengths[b] - 1])) for b in range(3)])
+        check(got, ref(qr, ks, values[layers - 1], window=W)[:, 0], dtype)
+    # A window past the tokens held, or none, is refused; so is a save.
+    with pytest.raises(ValueError, match="a window of at most"):
+        paged.attention(0, q[:, None], [s for s, _ in seqs], window=W + bs)
+    with pytest.raises(ValueError, match="with no window"):
+        paged.attention(0, q[:, None], [s for s, _ in seqs])
+    with pytest.raises(llmkit.LlmkitError, match="a save holds every token"):
+        paged.save(seqs[0][0])
+    with pytest.raises(ValueError, match="outside 0.."):
+        paged.release_before(seqs[0][0], lengths[0] + 1)
+    for s, _ in seqs:
+        paged.free(s)
+    assert paged.memory_bytes == 0 and paged.free_blocks == 3 * (W // bs + 2)

@@ -577,7 +577,9 @@ class PagedKVCache(_KVCacheBase):
     def pool_bytes(self) -> int:
         """Bytes of the whole pool."""
     def block_table(self, seq: int) -> List[int]:
-        """The block ids of seq in token order."""
+        """The block ids of seq in token order (-1: released by release_before)."""
+    def release_before(self, seq: int, n: int) -> int:
+        """Releases the blocks of seq's first n tokens (sliding windows); returns the first token held."""
     def attention_tables(
         self,
         layer: int,

@@ -1053,8 +1053,26 @@ class PagedKVCache(_CacheBase):
         return int(self._native.pool_bytes)
 
     def block_table(self, seq: int) -> list:
-        """The block ids of ``seq``, in token order."""
+        """The block ids of ``seq``, in token order (-1 for blocks :meth:`release_before` released)."""
         return list(self._native.block_table(int32(seq, "seq")))
+
+    def release_before(self, seq: int, n: int) -> int:
+        """Says that ``seq`` no longer needs its first ``n`` tokens, in any layer, and returns the
+        first token it still holds (a multiple of ``block_size``; ``n=0`` just asks).
+
+        The blocks holding only such tokens return to the pool (unless a fork holds them) and
+        show as -1 in :meth:`block_table`; the tokens keep their positions (length, the next
+        append and RoPE are unchanged). For a model whose every layer attends through a sliding
+        window of ``W`` keys (Mistral 7B v0.1: 4096), calling ``release_before(seq,
+        length - W + 1)`` after each step keeps about ``W + block_size`` tokens per sequence
+        however long it grows. Attention must then keep to the tokens held: a call whose
+        ``window`` (or lack of one) would let a query see a released token raises ValueError
+        naming the window that fits. :meth:`save` refuses such a sequence; :meth:`truncate`
+        takes it to 0 tokens or to at least the first token held. ``n`` may be 0 up to the
+        tokens ``seq`` holds in its shortest layer (ValueError otherwise). The block table still
+        spans every position, so ``max_blocks_per_seq`` bounds the positions a sequence reaches,
+        while ``n_blocks`` need only cover the tokens held."""
+        return int(self._native.release_before(int32(seq, "seq"), as_int(n, "n")))
 
     def attention_tables(self, layer: int, q: Any, block_tables: Any, seq_lens: Any, *, causal: bool = True,
                          window: Optional[int] = None, softcap: Optional[float] = None, scale: Optional[float] = None,
