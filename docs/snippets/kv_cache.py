@@ -104,3 +104,26 @@ try:
     dst.load(b, saved[:-1])
 except llmkit.LlmkitError as e:
     print("a truncated save:", e.status)
+
+# 8. A sliding window (Mistral 7B v0.1 attends through 4096 keys in every layer): after each step
+#    the sequence releases what the next query cannot see, so a pool of 5 blocks of 8 tokens serves
+#    a 200-token sequence with a window of 24; the output is a cache's that kept every token. (Its
+#    block table still spans every position: max_blocks_per_seq bounds the positions, 25 x 8 here.)
+W = 24
+win = llmkit.PagedKVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, n_blocks=5, block_size=8, max_blocks_per_seq=25,
+                          dtype="bf16")
+keep = llmkit.KVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, capacity=200, dtype="bf16")
+w, kept = win.new_sequence(), keep.new_sequence()
+same = True
+for t in range(200):
+    qt, kt, vt = (rng.standard_normal((1, h, D), dtype=np.float32) for h in (Hq, Hkv, Hkv))
+    out = win.decode(0, [w], qt, kt, vt, window=W)
+    same &= np.array_equal(out, keep.decode(0, [kept], qt, kt, vt, window=W))
+    first = win.release_before(w, max(0, win.length(w) - W + 1))  # the next query sees keys from here on
+print("200 tokens, window", W, "- same bits as keeping them all:", bool(same))
+print("first token held:", first, "- blocks held:", sum(b >= 0 for b in win.block_table(w)), "of",
+      len(win.block_table(w)), "in the table")
+try:
+    win.attention(0, qt[None], [w])  # no window: it would need the released tokens
+except ValueError as e:
+    print("no window after a release:", str(e).split(":")[0])
