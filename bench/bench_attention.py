@@ -296,6 +296,8 @@ class Lib:
             "llmkit_paged_kv_cache_seq_save": [ctypes.c_void_p, c_int32, ctypes.c_void_p, ctypes.c_size_t,
                                                P(ctypes.c_size_t)],
             "llmkit_paged_kv_cache_seq_load": [ctypes.c_void_p, c_int32, ctypes.c_void_p, ctypes.c_size_t],
+            "llmkit_paged_kv_cache_seq_release_before": [ctypes.c_void_p, c_int32, c_int64, P(c_int64)],
+            "llmkit_paged_kv_cache_memory_bytes": [ctypes.c_void_p, P(ctypes.c_uint64), P(ctypes.c_uint64)],
         }
         for name, args in optional.items():
             if hasattr(lib, name):
@@ -557,6 +559,7 @@ def main() -> None:
     deepseek_cells(lib, dtypes, args, min_time, peaks[torch.float32])
     fp8_cache_cells(lib, dtypes, args, min_time)
     save_load_cells(lib, args, min_time)
+    sliding_window_cells(lib, dtypes, args)
     hf_model_cells(dtypes, args)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
@@ -1195,6 +1198,125 @@ def save_load_cells(lib: Lib, args, min_time: float) -> None:
               f"{(ss + sl) / (ls + ll):>7.2f}x  {same}", flush=True)
         src.close()
         dst.close()
+
+
+def sliding_window_cells(lib: Lib, dtypes, args) -> None:
+    """Decode under a sliding window (Mistral 7B v0.1: every layer sees the last 4096 keys) at 8192 tokens of
+    context and on: 4 sequences, one layer of 32 query and 8 kv heads of 128. llmkit's paged cache (blocks of 16)
+    releases after each step the blocks the window has left (llmkit_paged_kv_cache_seq_release_before), and, for
+    the cost of that, the same cache keeping every token. The peers are transformers' two sliding-window cache
+    layers with torch SDPA over the keys they return (as a transformers model's sdpa attention runs):
+    DynamicSlidingWindowLayer (keeps the last W - 1 tokens, torch.cat per step) and StaticSlidingWindowLayer
+    (W tokens, rolled per step). A step: each sequence's new token's K/V in, its query's attention out (llmkit:
+    then the release). Memory: the K/V bytes each holds after the run. Every contender decodes the same tokens;
+    their outputs are compared at the end of each round."""
+    if args.only not in "sliding window" or not hasattr(lib.lib, "llmkit_paged_kv_cache_seq_release_before"):
+        return
+    try:
+        from transformers.cache_utils import DynamicSlidingWindowLayer, StaticSlidingWindowLayer
+    except ImportError:
+        print("\nsliding window: transformers is not installed (pip install transformers); cell skipped")
+        return
+    B, Hq, Hkv, D, W, P, bs, chunk = 4, 32, 8, 128, 4096, 8192, 16, 1024
+    steps, rounds = (8, 2) if args.quick else (16, 3)
+    T = P + steps * rounds
+    print(f"\nsliding-window decode ({B} sequences from {P} tokens on, window {W}, Hq={Hq} Hkv={Hkv} D={D}; llmkit paged "
+          f"cache, blocks of {bs}, releasing what the window left / keeping every token; transformers' "
+          f"DynamicSlidingWindowLayer and StaticSlidingWindowLayer + torch SDPA); ms per step (best of {rounds} rounds "
+          f"of {steps}), MiB of K/V held; ratios: the peer's ms over llmkit's (releasing)")
+    print(f"{'dtype':<10}{'llmkit ms':>10}{'MiB':>7}{'keep ms':>9}{'MiB':>7}{'hf dyn ms':>10}{'MiB':>7}{'hf static':>10}"
+          f"{'MiB':>7}{'vs dyn':>8}{'vs static':>10}{'max|diff|':>11}")
+    for dtype in dtypes:
+        if dtype not in KV_CODE:
+            continue
+        g = torch.Generator().manual_seed(21)
+        k = torch.randn(B, T, Hkv, D, generator=g).to(dtype)
+        v = torch.randn(B, T, Hkv, D, generator=g).to(dtype)
+        q = torch.randn(T - P, B, 1, Hq, D, generator=g).to(dtype)
+        caches = []
+        for release in (True, False):
+            handle = ctypes.c_void_p()
+            per_seq = (T + bs - 1) // bs
+            n_blocks = B * ((W + chunk) // bs + 2) if release else B * per_seq
+            o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, n_blocks, B, per_seq,
+                                    KV_CODE[dtype], 0, 0)
+            lib.check(lib.lib.llmkit_paged_kv_cache_create(ctypes.byref(handle), ctypes.byref(o)))
+            ids = (ctypes.c_int32 * B)()
+            for b in range(B):
+                s = ctypes.c_int32()
+                lib.check(lib.lib.llmkit_paged_kv_cache_seq_new(handle, ctypes.byref(s)))
+                ids[b] = s.value
+                for c in range(0, P, chunk):  # the prompt in chunks, released as it goes
+                    tk, keep_k = as_llmkit(k[b, c:c + chunk])
+                    tv, keep_v = as_llmkit(v[b, c:c + chunk])
+                    lib.check(lib.lib.llmkit_paged_kv_cache_append(handle, 0, s, ctypes.byref(tk), ctypes.byref(tv)))
+                    if release:
+                        lib.check(lib.lib.llmkit_paged_kv_cache_seq_release_before(handle, s, max(0, c + chunk - W + 1),
+                                                                                    None))
+            opts = KVAttentionOptions(ctypes.sizeof(KVAttentionOptions), 1, W, 0.0, 0.0, None, None, args.threads, 0)
+            caches.append({"handle": handle, "ids": ids, "release": release, "opts": opts, "t": P,
+                           "out": torch.empty(B, 1, Hq, D, dtype=dtype)})
+        layers = [DynamicSlidingWindowLayer(sliding_window=W), StaticSlidingWindowLayer(max_cache_len=W, sliding_window=W)]
+        peers = []
+        for layer in layers:
+            layer.update(k[:, :P].transpose(1, 2).contiguous(), v[:, :P].transpose(1, 2).contiguous())
+            peers.append({"layer": layer, "t": P, "out": None})
+
+        def llmkit_steps(c):
+            def run():
+                for _ in range(steps):
+                    t = c["t"]
+                    for b in range(B):
+                        tk, keep_k = as_llmkit(k[b, t:t + 1])
+                        tv, keep_v = as_llmkit(v[b, t:t + 1])
+                        lib.check(lib.lib.llmkit_paged_kv_cache_append(c["handle"], 0, c["ids"][b], ctypes.byref(tk),
+                                                                       ctypes.byref(tv)))
+                    tq, keep_q = as_llmkit(q[t - P])
+                    to, keep_o = as_llmkit(c["out"])
+                    lib.check(lib.lib.llmkit_paged_kv_cache_attention(c["handle"], 0, ctypes.byref(tq), c["ids"], B,
+                                                                      ctypes.byref(to), ctypes.byref(c["opts"])))
+                    if c["release"]:  # the next query, at t + 1, sees keys from t + 2 - W on
+                        for b in range(B):
+                            lib.check(lib.lib.llmkit_paged_kv_cache_seq_release_before(c["handle"], c["ids"][b],
+                                                                                        max(0, t + 2 - W), None))
+                    c["t"] = t + 1
+            return run
+
+        def hf_steps(p):
+            def run():
+                for _ in range(steps):
+                    t = p["t"]
+                    fk, fv = p["layer"].update(k[:, t:t + 1].transpose(1, 2), v[:, t:t + 1].transpose(1, 2))
+                    p["out"] = F.scaled_dot_product_attention(q[t - P].transpose(1, 2), fk, fv, enable_gqa=True)
+                    p["t"] = t + 1
+            return run
+
+        fns = [llmkit_steps(c) for c in caches] + [hf_steps(p) for p in peers]
+        best = [float("inf")] * len(fns)
+        diff = 0.0
+        for _ in range(rounds):
+            for i, fn in enumerate(fns):
+                t0 = time.perf_counter()
+                fn()
+                best[i] = min(best[i], (time.perf_counter() - t0) / steps)
+            if not torch.equal(caches[0]["out"], caches[1]["out"]):
+                raise RuntimeError("sliding window: releasing the left blocks changed the bits")
+            for p in peers:
+                diff = max(diff, (caches[0]["out"].float() - p["out"].transpose(1, 2).float()).abs().max().item())
+        tol = 2e-2 if dtype != torch.float32 else 1e-4
+        if diff > tol:
+            raise RuntimeError(f"sliding window: llmkit and transformers' layers differ by {diff:.3g}")
+        held = []
+        for c in caches:
+            used = ctypes.c_uint64()
+            lib.check(lib.lib.llmkit_paged_kv_cache_memory_bytes(c["handle"], ctypes.byref(used), None))
+            held.append(used.value / 2**20)
+            lib.lib.llmkit_paged_kv_cache_free(c["handle"])
+        for p in peers:
+            held.append((p["layer"].keys.nbytes + p["layer"].values.nbytes) / 2**20)
+        print(f"{str(dtype).replace('torch.', ''):<10}{best[0] * 1e3:>10.3f}{held[0]:>7.0f}{best[1] * 1e3:>9.3f}"
+              f"{held[1]:>7.0f}{best[2] * 1e3:>10.3f}{held[2]:>7.0f}{best[3] * 1e3:>10.3f}{held[3]:>7.0f}"
+              f"{best[2] / best[0]:>7.2f}x{best[3] / best[0]:>9.2f}x{diff:>11.2e}", flush=True)
 
 
 def padded_decode_cells(lib: Lib, dtypes, args, min_time: float) -> None:
