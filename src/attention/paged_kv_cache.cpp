@@ -59,10 +59,10 @@ void paged_kv_cache::release_block(int32_t b) {
 }
 
 int64_t paged_kv_cache::released_tokens(int32_t seq) const {
+    // The released entries are the table's first ones: a binary search, not a walk over a long context's.
     const std::vector<int32_t> &table = tables_[size_t(seq)];
-    size_t n = 0;
-    while (n < table.size() && table[n] == k_released_block) ++n;
-    return int64_t(n) * store_.block_size();
+    const auto held = std::partition_point(table.begin(), table.end(), [](int32_t b) { return b == k_released_block; });
+    return int64_t(held - table.begin()) * store_.block_size();
 }
 
 void paged_kv_cache::check_layer(int32_t layer) const {
@@ -123,7 +123,7 @@ int64_t paged_kv_cache::seq_release_before(int32_t seq, int64_t n) {
              " holds can go)");
     // Blocks [0, n / block_size) hold tokens before n only; the one holding n stays.
     std::vector<int32_t> &table = tables_[size_t(seq)];
-    for (size_t i = 0; i < size_t(n / store_.block_size()); ++i) {
+    for (size_t i = size_t(released_tokens(seq) / store_.block_size()); i < size_t(n / store_.block_size()); ++i) {
         release_block(table[i]);
         table[i] = k_released_block;
     }
