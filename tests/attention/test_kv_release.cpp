@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kv_helpers.hpp"
+#include "llmkit/llmkit.hpp"
 
 using namespace attn_test;
 using namespace kv_test;
@@ -315,4 +316,29 @@ TEST_CASE("release_before: forks share what is left; loads and frees give back e
     for (int32_t s : {parent, child, grandchild}) REQUIRE(c.free_seq(s) == LLMKIT_OK);
     CHECK(free_blocks(c) == 30);
     CHECK(c.memory() == 0);
+}
+
+TEST_CASE("release_before: the C++ face returns the first token held and throws for a bad count", "[paged][window]") {
+    std::mt19937 rng(13);
+    llmkit_paged_kv_cache_options po = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
+    po.n_kv_heads = 2, po.head_dim = 64, po.block_size = 8, po.n_blocks = 8, po.max_sequences = 2;
+    llmkit::paged_kv_cache pc(po);
+    std::vector<float> k(size_t(30 * 2 * 64)), v(k.size());
+    std::normal_distribution<float> nd;
+    for (float &x : k) x = nd(rng);
+    for (float &x : v) x = nd(rng);
+    const int32_t s = pc.seq_new();
+    pc.append(0, s, llmkit::f32(k.data(), {30, 2, 64}), llmkit::f32(v.data(), {30, 2, 64}));
+    CHECK(pc.free_blocks() == 4);
+    CHECK(pc.release_before(s, 20) == 16);
+    CHECK(pc.free_blocks() == 6);
+    CHECK(pc.block_table(s) == std::vector<int32_t>{-1, -1, 2, 3});
+    CHECK(pc.release_before(s, 0) == 16);
+    bool threw = false;
+    try {
+        pc.release_before(s, 31);
+    } catch (const llmkit::error &e) {
+        threw = e.status() == LLMKIT_ERROR_OUT_OF_RANGE;
+    }
+    CHECK(threw);
 }
