@@ -43,6 +43,15 @@ constexpr int64_t k_prefetch_bytes = 16384;
 // [B, S, H, D] rows, longer pieces (cache_attention.cpp). Larger calls
 // stream from memory. Either choice gives the same bits.
 constexpr int64_t k_cache_resident_bytes = int64_t(32) << 20;
+// The largest call whose 16-bit cache rows decode reads in decode_chunk_keys'
+// long in-cache pieces (a contiguous cache's whole 256-key tiles, 64 KiB):
+// near the last level's size the rows come from memory after all, and a
+// long piece asks for its next piece's lines in one burst. On the 2-core Zen
+// 3 VM (a 32 MiB L3 that other VMs share), contiguous bf16 caches of 25-32
+// MiB decoded 1.23-1.65x faster in short pieces (the same bits); at 16 MiB
+// and below the long pieces stayed ahead (1.06-1.2x), and paged caches,
+// whose pieces end at their blocks, measured the same either way.
+constexpr int64_t k_cache_long_piece_bytes = int64_t(24) << 20;
 
 // Decode's P V kernel for a call that reads call_bytes of K and V.
 inline decltype(kernels::gemm_pf) decode_gemm_pf(const kernels &kn, int64_t call_bytes) {
