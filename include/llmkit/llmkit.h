@@ -2222,7 +2222,7 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cach
  * entries in the block table become -1. The tokens keep their positions: the
  * sequence's length, the next append's position and RoPE are unchanged. A
  * model whose every layer attends through a window of W keys can call this
- * with n = length - W + 1 after each step (the next query, at position
+ * with n = max(0, length - W + 1) after each step (the next query, at position
  * length, sees keys from length - W + 1), so a sequence holds about W +
  * block_size tokens however long it grows. The block table still spans every
  * position, so max_blocks_per_seq bounds the positions a sequence reaches,

@@ -1064,7 +1064,7 @@ class PagedKVCache(_CacheBase):
         show as -1 in :meth:`block_table`; the tokens keep their positions (length, the next
         append and RoPE are unchanged). For a model whose every layer attends through a sliding
         window of ``W`` keys (Mistral 7B v0.1: 4096), calling ``release_before(seq,
-        length - W + 1)`` after each step keeps about ``W + block_size`` tokens per sequence
+        max(0, length - W + 1))`` after each step keeps about ``W + block_size`` tokens per sequence
         however long it grows. Attention must then keep to the tokens held: a call whose
         ``window`` (or lack of one) would let a query see a released token raises ValueError
         naming the window that fits. :meth:`save` refuses such a sequence; :meth:`truncate`
