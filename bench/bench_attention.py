@@ -165,6 +165,19 @@ def as_llmkit(t: torch.Tensor):
     return d, (shape, strides, t)
 
 
+def new_paged_cache(lib, Hkv: int, D: int, bs: int, n_blocks: int, B: int, per_seq: int, kv_code: int):
+    """A one-layer llmkit paged cache with B empty sequences: (handle, ctypes int32 array of their ids)."""
+    handle = ctypes.c_void_p()
+    o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, n_blocks, B, per_seq, kv_code, 0, 0)
+    lib.check(lib.lib.llmkit_paged_kv_cache_create(ctypes.byref(handle), ctypes.byref(o)))
+    ids = (ctypes.c_int32 * B)()
+    for b in range(B):
+        s = ctypes.c_int32()
+        lib.check(lib.lib.llmkit_paged_kv_cache_seq_new(handle, ctypes.byref(s)))
+        ids[b] = s.value
+    return handle, ids
+
+
 def interleaved_best(fns, min_time: float, rounds: int = 5):
     """Best time of each function, measured in alternating rounds so that load
     from other processes on a shared machine hits every contender alike."""
@@ -908,16 +921,10 @@ def mixed_step_cells(lib: Lib, dtypes, args, min_time: float) -> None:
     for dtype in dtypes:
         ks = [torch.randn(1, Hkv, L, D).to(dtype) for L in lens]  # torch's layout; llmkit appends [L, Hkv, D]
         vs = [torch.randn(1, Hkv, L, D).to(dtype) for L in lens]
-        handle = ctypes.c_void_p()
         blocks = sum((L + bs - 1) // bs for L in lens)
-        o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, blocks, B,
-                                (max(lens) + bs - 1) // bs, KV_CODE[dtype])
-        lib.check(lib.lib.llmkit_paged_kv_cache_create(ctypes.byref(handle), ctypes.byref(o)))
-        ids = (ctypes.c_int32 * B)()
+        handle, ids = new_paged_cache(lib, Hkv, D, bs, blocks, B, (max(lens) + bs - 1) // bs, KV_CODE[dtype])
         for b in range(B):
-            sid = ctypes.c_int32()
-            lib.check(lib.lib.llmkit_paged_kv_cache_seq_new(handle, ctypes.byref(sid)))
-            ids[b] = sid.value
+            sid = ids[b]
             (tk, kk), (tv, kv) = as_llmkit(ks[b][0].transpose(0, 1)), as_llmkit(vs[b][0].transpose(0, 1))
             lib.check(lib.lib.llmkit_paged_kv_cache_append(handle, 0, sid, ctypes.byref(tk), ctypes.byref(tv)))
         q = torch.randn(T, Hq, D).to(dtype)
@@ -1235,17 +1242,11 @@ def sliding_window_cells(lib: Lib, dtypes, args) -> None:
         q = torch.randn(T - P, B, 1, Hq, D, generator=g).to(dtype)
         caches = []
         for release in (True, False):
-            handle = ctypes.c_void_p()
             per_seq = (T + bs - 1) // bs
             n_blocks = B * ((W + chunk) // bs + 2) if release else B * per_seq
-            o = PagedKVCacheOptions(ctypes.sizeof(PagedKVCacheOptions), 1, Hkv, D, bs, n_blocks, B, per_seq,
-                                    KV_CODE[dtype], 0, 0)
-            lib.check(lib.lib.llmkit_paged_kv_cache_create(ctypes.byref(handle), ctypes.byref(o)))
-            ids = (ctypes.c_int32 * B)()
+            handle, ids = new_paged_cache(lib, Hkv, D, bs, n_blocks, B, per_seq, KV_CODE[dtype])
             for b in range(B):
-                s = ctypes.c_int32()
-                lib.check(lib.lib.llmkit_paged_kv_cache_seq_new(handle, ctypes.byref(s)))
-                ids[b] = s.value
+                s = ids[b]
                 for c in range(0, P, chunk):  # the prompt in chunks, released as it goes
                     tk, keep_k = as_llmkit(k[b, c:c + chunk])
                     tv, keep_v = as_llmkit(v[b, c:c + chunk])

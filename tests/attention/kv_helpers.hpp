@@ -145,6 +145,13 @@ inline std::vector<double> reference(const attn_test::tensor4 &q, const std::vec
     return out;
 }
 
+// A call's status is `want` and its message holds `needle`.
+inline void expect_error(llmkit_status st, llmkit_status want, const char *needle) {
+    INFO("message: " << llmkit_last_error_message());
+    CHECK(st == want);
+    CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
+}
+
 inline llmkit_tensor rows_tensor(float *data, const int64_t *shape3) {
     return attn_test::host_tensor(data, llmkit_dtype LLMKIT_DTYPE_F32, 3, shape3);
 }
@@ -240,6 +247,19 @@ struct cache {
                             attn_test::tensor4 &out, const llmkit_kv_attention_options *o) {
         return paged ? llmkit_paged_kv_cache_attention(p, layer, q.c(), ids.data(), int64_t(ids.size()), out.c(), o)
                      : llmkit_kv_cache_attention(c, layer, q.c(), ids.data(), int64_t(ids.size()), out.c(), o);
+    }
+    // The paged cache's block table of s (-1: released), and its free blocks.
+    std::vector<int32_t> table(int32_t s) {
+        int64_t n = 0;
+        REQUIRE(llmkit_paged_kv_cache_seq_block_table(p, s, nullptr, 0, &n) == LLMKIT_OK);
+        std::vector<int32_t> t(static_cast<size_t>(n));
+        REQUIRE(llmkit_paged_kv_cache_seq_block_table(p, s, t.data(), n, &n) == LLMKIT_OK);
+        return t;
+    }
+    int64_t free_blocks() {
+        int64_t n = -1;
+        REQUIRE(llmkit_paged_kv_cache_free_blocks(p, &n) == LLMKIT_OK);
+        return n;
     }
     uint64_t memory() {
         uint64_t used = 0;

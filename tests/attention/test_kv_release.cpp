@@ -23,26 +23,6 @@ using namespace kv_test;
 
 namespace {
 
-void expect(llmkit_status st, llmkit_status want, const char *needle) {
-    INFO("message: " << llmkit_last_error_message());
-    CHECK(st == want);
-    CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
-}
-
-std::vector<int32_t> table_of(cache &c, int32_t s) {
-    int64_t n = 0;
-    REQUIRE(llmkit_paged_kv_cache_seq_block_table(c.p, s, nullptr, 0, &n) == LLMKIT_OK);
-    std::vector<int32_t> t(static_cast<size_t>(n));
-    REQUIRE(llmkit_paged_kv_cache_seq_block_table(c.p, s, t.data(), n, &n) == LLMKIT_OK);
-    return t;
-}
-
-int64_t free_blocks(cache &c) {
-    int64_t n = -1;
-    REQUIRE(llmkit_paged_kv_cache_free_blocks(c.p, &n) == LLMKIT_OK);
-    return n;
-}
-
 int64_t release(cache &c, int32_t s, int64_t n) {
     int64_t first = -1;
     const llmkit_status st = llmkit_paged_kv_cache_seq_release_before(c.p, s, n, &first);
@@ -72,7 +52,7 @@ TEST_CASE("release_before: attention over the tokens held gives the bits of a ca
             const int64_t lens[] = {300, 45, 129};
             std::vector<seq_data> d(3), scratch(6);
             std::vector<int32_t> ids;
-            const int64_t free_before = free_blocks(paged);
+            const int64_t free_before = paged.free_blocks();
             int64_t blocks_released = 0;
             for (int i = 0; i < 3; ++i) {
                 ids.push_back(flat.seq_new());
@@ -85,7 +65,7 @@ TEST_CASE("release_before: attention over the tokens held gives the bits of a ca
                 const int64_t n = std::max<int64_t>(0, lens[i] - Sq - W + 1);
                 const int64_t first = release(paged, ids.back(), n);
                 CHECK(first == n / bs * bs);
-                const auto table = table_of(paged, ids.back());
+                const auto table = paged.table(ids.back());
                 CHECK(released_entries(table) == n / bs);
                 CHECK(std::all_of(table.begin() + n / bs, table.end(), [](int32_t b) { return b >= 0; }));
                 blocks_released += n / bs;
@@ -93,7 +73,7 @@ TEST_CASE("release_before: attention over the tokens held gives the bits of a ca
             }
             int64_t held = 0;
             for (int64_t len : lens) held += (len + bs - 1) / bs;
-            CHECK(free_blocks(paged) == free_before - held + blocks_released);
+            CHECK(paged.free_blocks() == free_before - held + blocks_released);
 
             std::mt19937 rq(5);
             for (int64_t rows : {int64_t(1), Sq})
@@ -118,7 +98,7 @@ TEST_CASE("release_before: attention over the tokens held gives the bits of a ca
             std::vector<int32_t> tables(size_t(3 * width), 0);
             std::vector<int64_t> seq_lens;
             for (int i = 0; i < 3; ++i) {
-                const auto tb = table_of(paged, ids[size_t(i)]);
+                const auto tb = paged.table(ids[size_t(i)]);
                 std::copy(tb.begin(), tb.end(), tables.begin() + i * width);
                 seq_lens.push_back(lens[i]);
             }
@@ -154,10 +134,10 @@ TEST_CASE("release_before: a sequence keeps decoding in a window of W with about
         REQUIRE(same_bits(o1, o2));
         // The next query (at position step + 1) sees keys from step + 2 - W on.
         release(paged, s, std::max<int64_t>(0, step + 2 - W));
-        CHECK(free_blocks(paged) >= 6 - (W + 2 * bs - 1) / bs);
+        CHECK(paged.free_blocks() >= 6 - (W + 2 * bs - 1) / bs);
     }
     CHECK(paged.length(s) == 200);
-    CHECK(table_of(paged, s).size() == 25);  // positions unchanged: the table still spans them
+    CHECK(paged.table(s).size() == 25);  // positions unchanged: the table still spans them
 }
 
 TEST_CASE("release_before: windows that reach released tokens, saves, truncation into them and bad counts are errors",
@@ -169,32 +149,32 @@ TEST_CASE("release_before: windows that reach released tokens, saves, truncation
     c.append(0, s, 100, rng, d);
     c.append(1, s, 90, rng, scratch);  // layer 1 is behind
 
-    expect(llmkit_paged_kv_cache_seq_release_before(c.p, s, 91, nullptr), LLMKIT_ERROR_OUT_OF_RANGE,
+    expect_error(llmkit_paged_kv_cache_seq_release_before(c.p, s, 91, nullptr), LLMKIT_ERROR_OUT_OF_RANGE,
            "n = 91 is outside 0..90: sequence 0 holds 90 tokens in layer 1");
-    expect(llmkit_paged_kv_cache_seq_release_before(c.p, s, -1, nullptr), LLMKIT_ERROR_OUT_OF_RANGE, "n = -1");
-    expect(llmkit_paged_kv_cache_seq_release_before(c.p, 3, 0, nullptr), LLMKIT_ERROR_OUT_OF_RANGE, "seq");
-    expect(llmkit_paged_kv_cache_seq_release_before(nullptr, s, 0, nullptr), LLMKIT_ERROR_NULL_POINTER, "cache");
-    CHECK(released_entries(table_of(c, s)) == 0);
+    expect_error(llmkit_paged_kv_cache_seq_release_before(c.p, s, -1, nullptr), LLMKIT_ERROR_OUT_OF_RANGE, "n = -1");
+    expect_error(llmkit_paged_kv_cache_seq_release_before(c.p, 3, 0, nullptr), LLMKIT_ERROR_OUT_OF_RANGE, "seq");
+    expect_error(llmkit_paged_kv_cache_seq_release_before(nullptr, s, 0, nullptr), LLMKIT_ERROR_NULL_POINTER, "cache");
+    CHECK(released_entries(c.table(s)) == 0);
 
-    const int64_t free0 = free_blocks(c);
+    const int64_t free0 = c.free_blocks();
     REQUIRE(llmkit_paged_kv_cache_seq_release_before(c.p, s, 70, nullptr) == LLMKIT_OK);  // blocks 0..3: 64 tokens
-    CHECK(free_blocks(c) == free0 + 4);
+    CHECK(c.free_blocks() == free0 + 4);
     tensor4 q = make(dtype::f32, 1, 1, 2, 32, layout::compact, &rng), out = q, before = q;
     // Layer 0 (100 tokens): its query at 99 may see from 64 on: a window of at most 36.
     llmkit_kv_attention_options o = window_options(36);
     REQUIRE(c.attention(0, q, {s}, before, &o) == LLMKIT_OK);
     o = window_options(37);
     out = before;
-    expect(c.attention(0, q, {s}, out, &o), LLMKIT_ERROR_OUT_OF_RANGE,
+    expect_error(c.attention(0, q, {s}, out, &o), LLMKIT_ERROR_OUT_OF_RANGE,
            "with window = 37 its query at position 99 sees keys from 63 on (a window of at most 36");
     CHECK(same_bits(out, before));  // untouched
-    expect(c.attention(0, q, {s}, out, nullptr), LLMKIT_ERROR_OUT_OF_RANGE, "with no window");
+    expect_error(c.attention(0, q, {s}, out, nullptr), LLMKIT_ERROR_OUT_OF_RANGE, "with no window");
     o = window_options(0);
     o.causal = 0;
-    expect(c.attention(0, q, {s}, out, &o), LLMKIT_ERROR_OUT_OF_RANGE, "with no window");
+    expect_error(c.attention(0, q, {s}, out, &o), LLMKIT_ERROR_OUT_OF_RANGE, "with no window");
     // Layer 1 (90 tokens): its query at 89 may see from 64: at most 26.
     o = window_options(27);
-    expect(c.attention(1, q, {s}, out, &o), LLMKIT_ERROR_OUT_OF_RANGE, "a window of at most 26");
+    expect_error(c.attention(1, q, {s}, out, &o), LLMKIT_ERROR_OUT_OF_RANGE, "a window of at most 26");
     o = window_options(26);
     CHECK(c.attention(1, q, {s}, out, &o) == LLMKIT_OK);
     // Packed queries: checked before any sequence's rows are written.
@@ -213,7 +193,7 @@ TEST_CASE("release_before: windows that reach released tokens, saves, truncation
         const int32_t both[2] = {s2, s};
         o = window_options(37);
         o.cu_seqlens_q = &ct;
-        expect(llmkit_paged_kv_cache_attention(c.p, 0, &qt, both, 2, &ot, &o), LLMKIT_ERROR_OUT_OF_RANGE,
+        expect_error(llmkit_paged_kv_cache_attention(c.p, 0, &qt, both, 2, &ot, &o), LLMKIT_ERROR_OUT_OF_RANGE,
                "sequence 1 of the batch");
         CHECK(std::all_of(packed_out.begin(), packed_out.end(), [](float x) { return x == 7.0f; }));
         o.window = 36;
@@ -222,39 +202,39 @@ TEST_CASE("release_before: windows that reach released tokens, saves, truncation
     }
     // Caller-made tables: -1 only before the first block held.
     {
-        auto tb = table_of(c, s);
+        auto tb = c.table(s);
         std::vector<int64_t> lens = {100};
         const int64_t tshape[2] = {1, int64_t(tb.size())}, lshape[1] = {1};
         llmkit_tensor tt = host_tensor(tb.data(), llmkit_dtype LLMKIT_DTYPE_I32, 2, tshape);
         llmkit_tensor lt = host_tensor(lens.data(), llmkit_dtype LLMKIT_DTYPE_I64, 1, lshape);
         o = window_options(37);
-        expect(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, out.c(), &o), LLMKIT_ERROR_OUT_OF_RANGE,
+        expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, out.c(), &o), LLMKIT_ERROR_OUT_OF_RANGE,
                "a window of at most 36");
         o = window_options(36);
         REQUIRE(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, out.c(), &o) == LLMKIT_OK);
         CHECK(same_bits(out, before));
         tb[5] = -1;
-        expect(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, out.c(), &o), LLMKIT_ERROR_OUT_OF_RANGE,
+        expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, out.c(), &o), LLMKIT_ERROR_OUT_OF_RANGE,
                "block_tables[0, 5] = -1 points outside the pool");
-        tb[5] = table_of(c, s)[5];
+        tb[5] = c.table(s)[5];
         tb[1] = 0;  // a held block among released ones: -1 is not "released" after it
         o = window_options(36);
-        expect(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, out.c(), &o), LLMKIT_ERROR_OUT_OF_RANGE,
+        expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, out.c(), &o), LLMKIT_ERROR_OUT_OF_RANGE,
                "block_tables[0, 2] = -1");
     }
     // A save needs every token.
     size_t written = 0;
-    expect(llmkit_paged_kv_cache_seq_save(c.p, s, nullptr, 0, &written), LLMKIT_ERROR_UNSUPPORTED,
+    expect_error(llmkit_paged_kv_cache_seq_save(c.p, s, nullptr, 0, &written), LLMKIT_ERROR_UNSUPPORTED,
            "the blocks of its first 64 tokens were released");
     // Truncation: into the released tokens no; to 0 or past them yes.
-    expect(llmkit_paged_kv_cache_seq_truncate(c.p, s, 30), LLMKIT_ERROR_OUT_OF_RANGE, "truncate it to 0 or to at least 64");
+    expect_error(llmkit_paged_kv_cache_seq_truncate(c.p, s, 30), LLMKIT_ERROR_OUT_OF_RANGE, "truncate it to 0 or to at least 64");
     CHECK(c.length(s, 0) == 100);
     REQUIRE(llmkit_paged_kv_cache_seq_truncate(c.p, s, 80) == LLMKIT_OK);
-    CHECK(released_entries(table_of(c, s)) == 4);
-    CHECK(table_of(c, s).size() == 5);
+    CHECK(released_entries(c.table(s)) == 4);
+    CHECK(c.table(s).size() == 5);
     REQUIRE(llmkit_paged_kv_cache_seq_truncate(c.p, s, 0) == LLMKIT_OK);
-    CHECK(table_of(c, s).empty());
-    CHECK(free_blocks(c) == 40);
+    CHECK(c.table(s).empty());
+    CHECK(c.free_blocks() == 40);
     // An emptied sequence starts over with nothing released.
     seq_data fresh;
     c.append(0, s, 20, rng, fresh);
@@ -274,12 +254,12 @@ TEST_CASE("release_before: forks share what is left; loads and frees give back e
     seq_data d;
     const int32_t parent = c.seq_new();
     c.append(0, parent, 100, rng, d);  // 7 blocks
-    CHECK(free_blocks(c) == 23);
+    CHECK(c.free_blocks() == 23);
     int32_t child = -1;
     REQUIRE(c.fork(parent, &child) == LLMKIT_OK);
     // The parent lets its first 64 go; the child still holds those blocks.
     CHECK(release(c, parent, 64) == 64);
-    CHECK(free_blocks(c) == 23);
+    CHECK(c.free_blocks() == 23);
     tensor4 q = make(dtype::f32, 1, 1, 4, 32, layout::compact, &rng), o1 = q, o2 = q;
     REQUIRE(c.attention(0, q, {child}, o1, nullptr) == LLMKIT_OK);  // every key, no window
     bool ok = false;
@@ -289,11 +269,11 @@ TEST_CASE("release_before: forks share what is left; loads and frees give back e
     // A fork of the released parent shares its table, -1s included.
     int32_t grandchild = -1;
     REQUIRE(c.fork(parent, &grandchild) == LLMKIT_OK);
-    CHECK(table_of(c, grandchild) == table_of(c, parent));
+    CHECK(c.table(grandchild) == c.table(parent));
     CHECK(release(c, grandchild, 0) == 64);
     // The child lets them go too: now they are free.
     CHECK(release(c, child, 64) == 64);
-    CHECK(free_blocks(c) == 27);
+    CHECK(c.free_blocks() == 27);
     llmkit_kv_attention_options o = window_options(36);
     REQUIRE(c.attention(0, q, {parent}, o1, &o) == LLMKIT_OK);
     REQUIRE(c.attention(0, q, {grandchild}, o2, &o) == LLMKIT_OK);
@@ -308,13 +288,13 @@ TEST_CASE("release_before: forks share what is left; loads and frees give back e
     std::vector<uint8_t> bytes(n);
     REQUIRE(llmkit_paged_kv_cache_seq_save(src.p, ss, bytes.data(), n, &n) == LLMKIT_OK);
     REQUIRE(llmkit_paged_kv_cache_seq_load(c.p, grandchild, bytes.data(), n) == LLMKIT_OK);
-    CHECK(released_entries(table_of(c, grandchild)) == 0);
-    CHECK(table_of(c, grandchild).size() == 3);
+    CHECK(released_entries(c.table(grandchild)) == 0);
+    CHECK(c.table(grandchild).size() == 3);
     REQUIRE(c.attention(0, q, {grandchild}, o2, nullptr) == LLMKIT_OK);
     max_error(o2, reference(q, {&ds}, 2, ref_options{}), tol, 1e-5, &ok);
     CHECK(ok);
     for (int32_t s : {parent, child, grandchild}) REQUIRE(c.free_seq(s) == LLMKIT_OK);
-    CHECK(free_blocks(c) == 30);
+    CHECK(c.free_blocks() == 30);
     CHECK(c.memory() == 0);
 }
 

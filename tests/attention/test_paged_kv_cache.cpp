@@ -13,30 +13,6 @@
 using namespace attn_test;
 using namespace kv_test;
 
-namespace {
-
-void expect(llmkit_status st, llmkit_status want, const char *needle) {
-    INFO("message: " << llmkit_last_error_message());
-    CHECK(st == want);
-    CHECK(std::string(llmkit_last_error_message()).find(needle) != std::string::npos);
-}
-
-std::vector<int32_t> table_of(cache &c, int32_t s) {
-    int64_t n = 0;
-    REQUIRE(llmkit_paged_kv_cache_seq_block_table(c.p, s, nullptr, 0, &n) == LLMKIT_OK);
-    std::vector<int32_t> t(static_cast<size_t>(n));
-    REQUIRE(llmkit_paged_kv_cache_seq_block_table(c.p, s, t.data(), n, &n) == LLMKIT_OK);
-    return t;
-}
-
-int64_t free_blocks(cache &c) {
-    int64_t n = -1;
-    REQUIRE(llmkit_paged_kv_cache_free_blocks(c.p, &n) == LLMKIT_OK);
-    return n;
-}
-
-}  // namespace
-
 TEST_CASE("paged cache: the same bits as the contiguous cache, any block size, every dtype and phase", "[paged]") {
     for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_F16, LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3, LLMKIT_KV_FP8_E5M2})
         for (int32_t bs : {1, 7, 16, 64, 100}) {
@@ -85,7 +61,7 @@ TEST_CASE("paged cache: fork shares blocks until written; copy-on-write keeps th
         }
         const uint64_t block_bytes = c.memory() / 3;
         CHECK(c.memory() == 3 * block_bytes);
-        CHECK(free_blocks(c) == 37);
+        CHECK(c.free_blocks() == 37);
         tensor4 q = make(dtype::f32, 1, 1, 4, 64, layout::compact, &rng);
         tensor4 before = make(dtype::f32, 1, 1, 4, 64, layout::compact, nullptr), after = before;
         REQUIRE(c.attention(0, q, {parent}, before, nullptr) == LLMKIT_OK);
@@ -93,14 +69,14 @@ TEST_CASE("paged cache: fork shares blocks until written; copy-on-write keeps th
         int32_t child = -1;
         REQUIRE(c.fork(parent, &child) == LLMKIT_OK);
         CHECK(c.memory() == 3 * block_bytes);  // nothing copied
-        CHECK(free_blocks(c) == 37);
-        CHECK(table_of(c, child) == table_of(c, parent));
+        CHECK(c.free_blocks() == 37);
+        CHECK(c.table(child) == c.table(parent));
         CHECK(c.length(child, 1) == 40);
 
         seq_data cd = pd;
         c.append(0, child, 1, rng, cd);  // writes into the shared third block: copied first
         CHECK(c.memory() == 4 * block_bytes);
-        const auto tp = table_of(c, parent), tc = table_of(c, child);
+        const auto tp = c.table(parent), tc = c.table(child);
         CHECK(tp[0] == tc[0]);
         CHECK(tp[1] == tc[1]);
         CHECK(tp[2] != tc[2]);
@@ -132,7 +108,7 @@ TEST_CASE("paged cache: fork shares blocks until written; copy-on-write keeps th
         CHECK(c.memory() == 3 * block_bytes);
         REQUIRE(c.free_seq(child) == LLMKIT_OK);
         CHECK(c.memory() == 0);
-        CHECK(free_blocks(c) == 40);
+        CHECK(c.free_blocks() == 40);
     }
 }
 
@@ -145,8 +121,8 @@ TEST_CASE("paged cache: a fork at a block boundary copies nothing", "[paged]") {
     int32_t f = -1;
     REQUIRE(c.fork(s, &f) == LLMKIT_OK);
     c.append(0, f, 3, rng, d);
-    CHECK(free_blocks(c) == 7);  // two shared, one new
-    const auto tf = table_of(c, f), ts = table_of(c, s);
+    CHECK(c.free_blocks() == 7);  // two shared, one new
+    const auto tf = c.table(f), ts = c.table(s);
     CHECK(tf.size() == 3);
     CHECK(ts.size() == 2);
 }
@@ -158,7 +134,7 @@ TEST_CASE("paged cache: caller-made block tables give the same bits; outside the
     const int32_t a = c.seq_new(), b = c.seq_new();
     c.append(0, a, 50, rng, d[0]);
     c.append(0, b, 130, rng, d[1]);
-    const auto ta = table_of(c, a), tb = table_of(c, b);
+    const auto ta = c.table(a), tb = c.table(b);
     const int64_t width = 10;
     std::vector<int32_t> tables(size_t(2 * width), 123456);  // garbage past each table's used part
     std::copy(ta.begin(), ta.end(), tables.begin());
@@ -173,21 +149,21 @@ TEST_CASE("paged cache: caller-made block tables give the same bits; outside the
     CHECK(same_bits(o1, o2));
 
     tables[size_t(width + 3)] = 32;  // the pool has blocks 0..31
-    expect(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, o2.c(), nullptr), LLMKIT_ERROR_OUT_OF_RANGE,
+    expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, o2.c(), nullptr), LLMKIT_ERROR_OUT_OF_RANGE,
            "block_tables[1, 3] = 32 points outside the pool");
     tables[size_t(width + 3)] = -1;
-    expect(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, o2.c(), nullptr), LLMKIT_ERROR_OUT_OF_RANGE,
+    expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, o2.c(), nullptr), LLMKIT_ERROR_OUT_OF_RANGE,
            "outside the pool");
     tables[size_t(width + 3)] = tb[3];
     lens[1] = 161;  // 11 blocks' worth, the table has 10
-    expect(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, o2.c(), nullptr), LLMKIT_ERROR_OUT_OF_RANGE,
+    expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, o2.c(), nullptr), LLMKIT_ERROR_OUT_OF_RANGE,
            "seq_lens[1] = 161");
     lens[1] = 130;
     llmkit_tensor tf = host_tensor(tables.data(), llmkit_dtype LLMKIT_DTYPE_F32, 2, tshape);
-    expect(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tf, &lt, o2.c(), nullptr), LLMKIT_ERROR_DTYPE, "int32");
+    expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tf, &lt, o2.c(), nullptr), LLMKIT_ERROR_DTYPE, "int32");
     const int64_t wrong[2] = {3, width};
     llmkit_tensor tw = host_tensor(tables.data(), llmkit_dtype LLMKIT_DTYPE_I32, 2, wrong);
-    expect(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tw, &lt, o2.c(), nullptr), LLMKIT_ERROR_SHAPE,
+    expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tw, &lt, o2.c(), nullptr), LLMKIT_ERROR_SHAPE,
            "block_tables");
 }
 
@@ -198,16 +174,16 @@ TEST_CASE("paged cache: an exhausted pool, the longest sequence and bad ids are 
     seq_data d;
     const int32_t s = c.seq_new();
     c.append(0, s, 60, rng, d);  // 4 blocks
-    CHECK(free_blocks(c) == 2);
+    CHECK(c.free_blocks() == 2);
     std::vector<float> buf(size_t(40 * 64), 0.25f);
     const int64_t sh5[3] = {5, 1, 64}, sh40[3] = {40, 1, 64};
     llmkit_tensor k5 = rows_tensor(buf.data(), sh5), k40 = rows_tensor(buf.data(), sh40);
-    expect(c.append_raw(0, s, &k5, &k5), LLMKIT_ERROR_OUT_OF_RANGE, "longest sequence");
+    expect_error(c.append_raw(0, s, &k5, &k5), LLMKIT_ERROR_OUT_OF_RANGE, "longest sequence");
     const int32_t t = c.seq_new();
-    expect(c.append_raw(0, t, &k40, &k40), LLMKIT_ERROR_OUT_OF_MEMORY, "pool is exhausted");
+    expect_error(c.append_raw(0, t, &k40, &k40), LLMKIT_ERROR_OUT_OF_MEMORY, "pool is exhausted");
     CHECK(c.length(t) == 0);
-    CHECK(free_blocks(c) == 2);
-    CHECK(table_of(c, t).empty());
+    CHECK(c.free_blocks() == 2);
+    CHECK(c.table(t).empty());
     // A fork's copy-on-write needs a block too.
     int32_t f = -1;
     REQUIRE(c.fork(s, &f) == LLMKIT_OK);
@@ -215,33 +191,33 @@ TEST_CASE("paged cache: an exhausted pool, the longest sequence and bad ids are 
     const int64_t sh32[3] = {32, 1, 64};
     llmkit_tensor k32 = rows_tensor(buf.data(), sh32);
     REQUIRE(c.append_raw(0, t, &k32, &k32) == LLMKIT_OK);  // takes the last 2 blocks
-    CHECK(free_blocks(c) == 0);
+    CHECK(c.free_blocks() == 0);
     const int64_t sh2[3] = {2, 1, 64};
     llmkit_tensor k2 = rows_tensor(buf.data(), sh2);
     // f's layer 1 is empty, so this writes into block 0, shared with s: a copy.
-    expect(c.append_raw(1, f, &k2, &k2), LLMKIT_ERROR_OUT_OF_MEMORY, "needs 1 free blocks");
-    expect(c.append_raw(0, 3, &k2, &k2), LLMKIT_ERROR_OUT_OF_RANGE, "not a live sequence");
-    expect(c.free_seq(99), LLMKIT_ERROR_OUT_OF_RANGE, "seq = 99");
+    expect_error(c.append_raw(1, f, &k2, &k2), LLMKIT_ERROR_OUT_OF_MEMORY, "needs 1 free blocks");
+    expect_error(c.append_raw(0, 3, &k2, &k2), LLMKIT_ERROR_OUT_OF_RANGE, "not a live sequence");
+    expect_error(c.free_seq(99), LLMKIT_ERROR_OUT_OF_RANGE, "seq = 99");
     int32_t g = -1;
-    expect(c.fork(5, &g), LLMKIT_ERROR_OUT_OF_RANGE, "src = 5");
+    expect_error(c.fork(5, &g), LLMKIT_ERROR_OUT_OF_RANGE, "src = 5");
     int64_t n = 0;
     int32_t one = 0;
-    expect(llmkit_paged_kv_cache_seq_block_table(c.p, s, &one, 1, &n), LLMKIT_ERROR_BUFFER_TOO_SMALL, "block table");
+    expect_error(llmkit_paged_kv_cache_seq_block_table(c.p, s, &one, 1, &n), LLMKIT_ERROR_BUFFER_TOO_SMALL, "block table");
     CHECK(n == 4);
 
     llmkit_paged_kv_cache *p = nullptr;
     llmkit_paged_kv_cache_options o = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
     o.block_size = 0;
-    expect(llmkit_paged_kv_cache_create(&p, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "block size");
+    expect_error(llmkit_paged_kv_cache_create(&p, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "block size");
     o = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
     o.n_blocks = int64_t(1) << 33;
-    expect(llmkit_paged_kv_cache_create(&p, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "INT32_MAX");
+    expect_error(llmkit_paged_kv_cache_create(&p, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "INT32_MAX");
     o = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
     o.max_blocks_per_seq = -1;
-    expect(llmkit_paged_kv_cache_create(&p, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "max_blocks_per_seq");
+    expect_error(llmkit_paged_kv_cache_create(&p, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "max_blocks_per_seq");
     o = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
     o.dtype = -1;
-    expect(llmkit_paged_kv_cache_create(&p, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "dtype");
+    expect_error(llmkit_paged_kv_cache_create(&p, &o), LLMKIT_ERROR_INVALID_ARGUMENT, "dtype");
     CHECK(p == nullptr);
     llmkit_paged_kv_cache_free(nullptr);
 }
