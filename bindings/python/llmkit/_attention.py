@@ -1024,6 +1024,8 @@ class PagedKVCache(_CacheBase):
     the first append of either sequence into a shared block copies that block
     first (copy-on-write), so the parent stays intact. Attention walks the
     block tables directly and gives the same bits as :class:`KVCache`.
+    Under a sliding window, :meth:`release_before` gives back the blocks the
+    window has left, so a sequence holds about ``window + block_size`` tokens.
     ``max_blocks_per_seq`` (None: ``n_blocks``) bounds one sequence. Threads
     may share it as they may a :class:`KVCache`. ``v_head_dim`` and
     ``v_from_k`` (MLA's latent cache, V read from K's rows) are as
