@@ -48,9 +48,10 @@ constexpr int64_t k_cache_resident_bytes = int64_t(32) << 20;
 // near the last level's size the rows come from memory after all, and a
 // long piece asks for its next piece's lines in one burst. On the 2-core Zen
 // 3 VM (a 32 MiB L3 that other VMs share), contiguous bf16 caches of 25-32
-// MiB decoded 1.23-1.65x faster in short pieces (the same bits); at 16 MiB
-// and below the long pieces stayed ahead (1.06-1.2x), and paged caches,
-// whose pieces end at their blocks, measured the same either way.
+// MiB decoded 1.14-1.77x faster in short pieces, fp16 at 32 MiB 1.41-1.64x
+// (the same bits); at 4-16 MiB the long pieces were as fast or up to 1.2x
+// faster, and paged caches, whose pieces end at their blocks, measured the
+// same either way.
 constexpr int64_t k_cache_long_piece_bytes = int64_t(24) << 20;
 
 // Decode's P V kernel for a call that reads call_bytes of K and V.
