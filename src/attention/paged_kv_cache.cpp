@@ -278,16 +278,20 @@ void paged_kv_cache::attention_tables(int32_t layer, const tensor_view &q, const
     cache_attention(store_.layer(layer), seqs.data(), B, q, out, p);
 }
 
-uint64_t paged_kv_cache::seq_save_bytes(int32_t seq) const {
+void paged_kv_cache::check_savable(int32_t seq) const {
     check_seq(live_, seq, "seq");
     if (const int64_t released = released_tokens(seq))
         fail(LLMKIT_ERROR_UNSUPPORTED, "sequence ", seq, ": the blocks of its first ", released,
              " tokens were released (release_before); a save holds every token of a sequence");
+}
+
+uint64_t paged_kv_cache::seq_save_bytes(int32_t seq) const {
+    check_savable(seq);
     return seq_state_bytes(store_, len_[size_t(seq)]);
 }
 
 void paged_kv_cache::seq_save(int32_t seq, char *out) const {
-    seq_save_bytes(seq);  // (its checks)
+    check_savable(seq);
     seq_state_save(store_, tables_[size_t(seq)].data(), len_[size_t(seq)], out);
 }
 

@@ -71,6 +71,7 @@ private:
     void release_block(int32_t b);
     void check_layer(int32_t layer) const;
     int64_t released_tokens(int32_t seq) const;  // leading tokens whose blocks seq_release_before released
+    void check_savable(int32_t seq) const;        // live, and nothing released (a save holds every token)
 
     block_storage store_;
     int64_t max_blocks_per_seq_;
