@@ -1,7 +1,9 @@
 """KV caches from Python: a paged cache's decode equals the prefill, a fork
 shares blocks until it writes, RoPE fused into the cache, a serving step of
-decodes and a prefill chunk in one call, what int8 and paging save, and where FP8 beats int8. Run by the
-snippet_py_kv_cache test; its output is checked against kv_cache.expected."""
+decodes and a prefill chunk in one call, what int8 and paging save, where FP8
+beats int8, saving a sequence, sliding windows, and models that mix windowed and
+global layers. Run by the snippet_py_kv_cache test; its output is checked
+against kv_cache.expected."""
 import numpy as np
 
 import llmkit
@@ -127,3 +129,32 @@ try:
     win.attention(0, qt[None], [w])  # no window: it would need the released tokens
 except ValueError as e:
     print("no window after a release:", str(e).split(":")[0])
+
+# 9. Windowed and global layers in one model (Gemma 3: five layers with a window of 1024, then one
+#    global, RoPE bases 10k and 1M): a block holds all of a cache's layers, so each kind of layer
+#    gets a cache of its own, and only the windowed layers' cache releases.
+kinds = ["local", "local", "global"]
+local = llmkit.PagedKVCache(n_layers=2, n_kv_heads=Hkv, head_dim=D, n_blocks=5, block_size=8, max_blocks_per_seq=25)
+glob = llmkit.PagedKVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, n_blocks=25, block_size=8, max_blocks_per_seq=25)
+keep = llmkit.KVCache(n_layers=3, n_kv_heads=Hkv, head_dim=D, capacity=200)
+s_local, s_glob, s_keep = local.new_sequence(), glob.new_sequence(), keep.new_sequence()
+same = True
+for t in range(200):
+    qt = rng.standard_normal((1, Hq, D), dtype=np.float32)
+    for layer, kind in enumerate(kinds):
+        kt, vt = (rng.standard_normal((1, Hkv, D), dtype=np.float32) for _ in range(2))
+        if kind == "local":
+            how = dict(window=W, rope={"theta": 10000.0})
+            out = local.decode(layer, [s_local], qt, kt, vt, **how)
+        else:
+            how = dict(rope={"theta": 1000000.0})
+            out = glob.decode(0, [s_glob], qt, kt, vt, **how)
+        same &= np.array_equal(out, keep.decode(layer, [s_keep], qt, kt, vt, **how))
+    local.release_before(s_local, max(0, local.length(s_local) - W + 1))
+print("3 layers, 200 tokens - same bits as one cache keeping them all:", bool(same))
+print("blocks held: windowed layers", len(local.block_table(s_local)) - local.block_table(s_local).count(-1),
+      "- global layer", len(glob.block_table(s_glob)))
+gib = lambda layers, context: llmkit.kv_cache_bytes(n_layers=layers, n_kv_heads=16, head_dim=128, dtype="bf16",
+                                                     context=context) / 2**30
+print(f"Gemma 3 27B at 131072 tokens, bf16: one cache {gib(62, 131072):.1f} GiB,"
+      f" two caches {gib(10, 131072) + gib(52, 1024 + 15):.1f} GiB")

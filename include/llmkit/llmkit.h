@@ -2234,6 +2234,10 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cach
  * fit. llmkit_paged_kv_cache_seq_save() refuses such a sequence
  * (#LLMKIT_ERROR_UNSUPPORTED); llmkit_paged_kv_cache_seq_truncate() takes it
  * back to 0 tokens or to at least the first token held.
+ *
+ * A block holds every layer's rows, so a model that mixes windowed and global
+ * layers (Gemma 2 and 3, gpt-oss) keeps them in two caches, one per kind of
+ * layer, and releases from the windowed layers' cache only.
  * @param cache The cache. @param seq A live sequence.
  * @param n Tokens no longer needed, 0..the tokens seq holds in its shortest layer
  *        (a smaller n than an earlier call's releases nothing).

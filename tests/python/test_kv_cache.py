@@ -821,3 +821,77 @@ def test_release_before_serves_a_sliding_window_in_window_plus_a_block(rng, dtyp
     for s, _ in seqs:
         paged.free(s)
     assert paged.memory_bytes == 0 and paged.free_blocks == 3 * (W // bs + 2)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_mixed_window_and_global_layers_split_into_two_caches(rng, dtype):
+    # Gemma 3's pattern: local layers attend through a window of W keys (RoPE base 10k), every
+    # fourth here is global (no window, base 1M). A block holds all of a cache's layers, so the
+    # local layers go in a cache of their own that releases behind the window, while the global
+    # layers' cache keeps every token. Every output has the bits of one contiguous cache that keeps
+    # every layer's tokens, the last step meets float64 attention, and the local cache's blocks stay
+    # within W + bs - 2 tokens per sequence.
+    Hkv, Hq, D, W, bs = 2, 4, 32, 40, 8
+    kinds = ["local", "local", "local", "global"]
+    local = [i for i, kind in enumerate(kinds) if kind == "local"]
+    glob = [i for i, kind in enumerate(kinds) if kind == "global"]
+    per_seq, chunk = -(-(W + bs - 2) // bs), 48  # blocks held between steps; tokens per prefill chunk
+    local_cache = llmkit.PagedKVCache(n_layers=len(local), n_kv_heads=Hkv, head_dim=D,
+                                      n_blocks=3 * per_seq + chunk // bs,  # room for one chunk in flight
+                                      block_size=bs, max_sequences=3, max_blocks_per_seq=40, dtype=dtype)
+    global_cache = llmkit.PagedKVCache(n_layers=len(glob), n_kv_heads=Hkv, head_dim=D, n_blocks=3 * 40,
+                                       block_size=bs, max_sequences=3, max_blocks_per_seq=40, dtype=dtype)
+    full = make_cache("contiguous", Hkv=Hkv, D=D, dtype=dtype, layers=len(kinds), capacity=320, seqs=3)
+
+    def where(layer):  # the cache, its layer and the call's window and RoPE for a model layer
+        if kinds[layer] == "local":
+            return local_cache, local.index(layer), dict(window=W, rope={"theta": 10000.0})
+        return global_cache, glob.index(layer), dict(rope={"theta": 1000000.0})
+
+    prompts = [150, 37, 96]
+    seqs = [(local_cache.new_sequence(), global_cache.new_sequence(), full.new_sequence()) for _ in prompts]
+    keys = [[None] * 3 for _ in kinds]
+    values = [[None] * 3 for _ in kinds]
+
+    def release(b):  # the next query, at position length, sees keys from length - W + 1 on
+        s = seqs[b][0]
+        return local_cache.release_before(s, max(0, local_cache.length(s) - W + 1))
+
+    for b, n in enumerate(prompts):
+        for start in range(0, n, chunk):
+            m = min(chunk, n - start)
+            q = rng.standard_normal((m, Hq, D)).astype(np.float32)
+            for layer in range(len(kinds)):
+                k, v = rows(rng, m, Hkv, D), rows(rng, m, Hkv, D)
+                keys[layer][b] = k if start == 0 else np.concatenate([keys[layer][b], k])
+                values[layer][b] = v if start == 0 else np.concatenate([values[layer][b], v])
+                cache, at, how = where(layer)
+                got = cache.prefill(at, seqs[b][kinds[layer] == "global"], q, k, v, **how)
+                np.testing.assert_array_equal(got, full.prefill(layer, seqs[b][2], q, k, v, **how))
+            release(b)
+    for step in range(30):
+        q = rng.standard_normal((3, Hq, D)).astype(np.float32)
+        for layer in range(len(kinds)):
+            k, v = rows(rng, 3, Hkv, D), rows(rng, 3, Hkv, D)
+            for b in range(3):
+                keys[layer][b] = np.concatenate([keys[layer][b], k[b:b + 1]])
+                values[layer][b] = np.concatenate([values[layer][b], v[b:b + 1]])
+            cache, at, how = where(layer)
+            got = cache.decode(at, [s[kinds[layer] == "global"] for s in seqs], q, k, v, **how)
+            want = full.decode(layer, [s[2] for s in seqs], q, k, v, **how)
+            np.testing.assert_array_equal(got, want)
+            if dtype == "fp32" and step == 29:  # against float64 over every token, rotated as the caches did
+                lengths = [p + 30 for p in prompts]
+                theta = how["rope"]["theta"]
+                ks = [rope64(keys[layer][b], np.arange(lengths[b]), theta) for b in range(3)]
+                qr = np.stack([rope64(q[b:b + 1], np.array([lengths[b] - 1]), theta) for b in range(3)])
+                check(got, ref(qr, ks, values[layer], window=how.get("window", 0))[:, 0], dtype)
+        for b in range(3):
+            release(b)
+            assert sum(blk >= 0 for blk in local_cache.block_table(seqs[b][0])) <= per_seq
+            assert global_cache.length(seqs[b][1]) == prompts[b] + step + 1
+            assert min(global_cache.block_table(seqs[b][1])) >= 0  # the global layers keep every token
+    for s in seqs:
+        local_cache.free(s[0])
+        global_cache.free(s[1])
+    assert local_cache.free_blocks == 3 * per_seq + chunk // bs and global_cache.free_blocks == 3 * 40

@@ -1073,7 +1073,9 @@ class PagedKVCache(_CacheBase):
         takes it to 0 tokens or to at least the first token held. ``n`` may be 0 up to the
         tokens ``seq`` holds in its shortest layer (ValueError otherwise). The block table still
         spans every position, so ``max_blocks_per_seq`` bounds the positions a sequence reaches,
-        while ``n_blocks`` need only cover the tokens held."""
+        while ``n_blocks`` need only cover the tokens held. A model that mixes windowed and
+        global layers (Gemma 2 and 3, gpt-oss) keeps them in two caches, one per kind of layer,
+        and releases from the windowed layers' cache only (a block holds every layer's rows)."""
         return int(self._native.release_before(int32(seq, "seq"), as_int(n, "n")))
 
     def attention_tables(self, layer: int, q: Any, block_tables: Any, seq_lens: Any, *, causal: bool = True,
