@@ -1118,7 +1118,10 @@ def save_load_cells(lib: Lib, args, min_time: float) -> None:
     as torch tensors through torch.save / torch.load on an in-memory file and through safetensors' save / load of
     bytes. One layer of Llama 3 8B (Hkv=8, D=128) at 16384 tokens: 64 MiB of bf16, 32 MiB + 1 MiB of int8 and
     scales. GB/s: the bytes of K/V (and scales) per second, save and load each; the loaded llmkit sequence must
-    give the source's attention bits, and the peers' loaded tensors must equal theirs."""
+    give the source's attention bits, and the peers' loaded tensors must equal theirs. The "bf16 W" row saves a
+    paged sequence (blocks of 16) whose window of 4096 released its first 12288 tokens (llmkit_paged_kv_cache_
+    seq_release_before): llmkit's save holds the 4096 tokens left (format version 2), the peers the same
+    4096 tokens' tensors, as transformers' sliding-window cache layers keep them."""
     if args.only not in "save load" or not hasattr(lib.lib, "llmkit_kv_cache_seq_save"):
         return
     import io
@@ -1133,20 +1136,33 @@ def save_load_cells(lib: Lib, args, min_time: float) -> None:
     v = torch.randn(1, S, Hkv, D, generator=g)
     q = torch.randn(1, 1, Hq, D, generator=g)
     print(f"\nsave and load a sequence (one layer of {S} tokens, Hkv={Hkv}, D={D}; llmkit: contiguous cache -> bytes "
-          f"-> paged cache; torch.save/load on BytesIO and safetensors save/load of the same tensors; GB/s of the "
-          f"cache's bytes; ratios: the peer's ms over llmkit's)")
+          f"-> paged cache (bf16 W: a paged sequence whose window of 4096 released the rest); torch.save/load on "
+          f"BytesIO and safetensors save/load of the same tensors; GB/s of the cache's bytes; ratios: the peer's "
+          f"ms over llmkit's)")
     print(f"{'cache':<8}{'MiB':>7}{'save ms':>9}{'GB/s':>7}{'load ms':>9}{'GB/s':>7}{'torch save':>11}{'load':>8}"
           f"{'vs torch':>9}{'st save':>9}{'load':>8}{'vs st':>8}  same bits")
-    for name, code in (("bf16", KV_BF16), ("int8", KV_INT8)):
-        src = Cache(lib, False, code, k, v, args.threads)
+    rows = [("bf16", KV_BF16, 0), ("int8", KV_INT8, 0)]
+    if hasattr(lib.lib, "llmkit_paged_kv_cache_seq_release_before"):
+        rows.append(("bf16 W", KV_BF16, 4096))
+    for name, code, window in rows:
+        # A windowed row saves from a paged cache that released what its window left.
+        src = Cache(lib, window > 0, code, k, v, args.threads, bs=16)
         dst = Cache(lib, True, code, k, v, args.threads, bs=16, empty=True)
+        first = 0
+        if window:
+            held = ctypes.c_int64()
+            lib.check(lib.lib.llmkit_paged_kv_cache_seq_release_before(src.handle, src.ids[0], S - window + 1,
+                                                                       ctypes.byref(held)))
+            first = held.value
+            src.opts.window = dst.opts.window = window
+        save_fn = lib.lib.llmkit_paged_kv_cache_seq_save if window else lib.lib.llmkit_kv_cache_seq_save
         seq = dst.ids[0]
         need = ctypes.c_size_t()
-        lib.lib.llmkit_kv_cache_seq_save(src.handle, src.ids[0], None, 0, ctypes.byref(need))
+        save_fn(src.handle, src.ids[0], None, 0, ctypes.byref(need))
         buf = (ctypes.c_char * need.value)()
 
         def save():
-            lib.check(lib.lib.llmkit_kv_cache_seq_save(src.handle, src.ids[0], buf, need.value, None))
+            lib.check(save_fn(src.handle, src.ids[0], buf, need.value, None))
 
         def load():
             lib.check(lib.lib.llmkit_paged_kv_cache_seq_load(dst.handle, seq, buf, need.value))
@@ -1161,8 +1177,9 @@ def save_load_cells(lib: Lib, args, min_time: float) -> None:
         same = torch.equal(outs[0], outs[1])
         if not same:
             raise RuntimeError(f"save/load: the loaded {name} sequence attends to other bits")
-        # The peers get the same bytes as tensors: [Hkv, S, D] rows in the cache's dtype (+ float32 scales).
-        kt, vt = (x[0].transpose(0, 1).contiguous() for x in (k, v))
+        # The peers get the same bytes as tensors: [Hkv, S, D] rows in the cache's dtype (+ float32 scales),
+        # of the tokens held.
+        kt, vt = (x[0, first:].transpose(0, 1).contiguous() for x in (k, v))
         if code == KV_BF16:
             tensors = {"k": kt.to(torch.bfloat16), "v": vt.to(torch.bfloat16)}
         else:

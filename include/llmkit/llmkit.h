@@ -2040,7 +2040,9 @@ LLMKIT_API llmkit_status llmkit_kv_cache_seq_save(const llmkit_kv_cache *cache, 
  *         value no append stores); #LLMKIT_ERROR_INVALID_ARGUMENT (saved from a
  *         cache of another dtype, layer count, kv heads or head dims);
  *         #LLMKIT_ERROR_OUT_OF_RANGE (seq not live, or more tokens than the
- *         cache's capacity). Not thread-safe on one cache.
+ *         cache's capacity); #LLMKIT_ERROR_UNSUPPORTED (a paged sequence saved
+ *         after llmkit_paged_kv_cache_seq_release_before() released tokens: a
+ *         contiguous cache holds every token). Not thread-safe on one cache.
  */
 LLMKIT_API llmkit_status llmkit_kv_cache_seq_load(llmkit_kv_cache *cache, int32_t seq, const void *data, size_t size);
 
@@ -2180,6 +2182,11 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *c
 
 /**
  * @brief Saves a sequence's cached K and V as a byte string, in llmkit_kv_cache_seq_save()'s format.
+ *
+ * A sequence whose first tokens llmkit_paged_kv_cache_seq_release_before()
+ * released saves the tokens it holds (format version 2: the first token held
+ * follows the token counts), which load into a paged cache whose block_size
+ * divides that token; every other sequence saves as version 1.
  * @param cache The cache. @param seq A live sequence.
  * @param buf Receives the bytes, or NULL to ask for the size. @param capacity Bytes available at buf.
  * @param[out] written Receives the bytes needed, also when buf is NULL or too small; may be NULL.
@@ -2193,10 +2200,14 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_save(const llmkit_paged_kv_ca
  *
  * The sequence's blocks are released first (as llmkit_paged_kv_cache_seq_truncate(seq, 0)
  * would) and the rows written into blocks of its own; a save from a cache of
- * another block size (or a contiguous one) loads the same.
+ * another block size (or a contiguous one) loads the same. The tokens a save
+ * of a released sequence lacks stay released (its block-table entries -1),
+ * so attention keeps to the window it had.
  * @param cache The cache. @param seq A live sequence. @param data The saved bytes. @param size Their count.
  * @return As llmkit_kv_cache_seq_load(), and #LLMKIT_ERROR_OUT_OF_MEMORY (not
- *         enough free blocks, counting those only seq holds). Not thread-safe on one cache.
+ *         enough free blocks, counting those only seq holds);
+ *         #LLMKIT_ERROR_UNSUPPORTED (saved with released tokens whose count
+ *         this cache's block_size does not divide). Not thread-safe on one cache.
  */
 LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_load(llmkit_paged_kv_cache *cache, int32_t seq, const void *data,
                                                         size_t size);
@@ -2231,8 +2242,9 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cach
  * Attention must then keep to the tokens held: a call whose window (or lack
  * of one) lets a query see a released token fails with
  * #LLMKIT_ERROR_OUT_OF_RANGE, naming the sequence and the window that would
- * fit. llmkit_paged_kv_cache_seq_save() refuses such a sequence
- * (#LLMKIT_ERROR_UNSUPPORTED); llmkit_paged_kv_cache_seq_truncate() takes it
+ * fit. llmkit_paged_kv_cache_seq_save() saves the tokens held (loadable
+ * into a paged cache whose block_size divides the first one);
+ * llmkit_paged_kv_cache_seq_truncate() takes it
  * back to 0 tokens or to at least the first token held.
  *
  * A block holds every layer's rows, so a model that mixes windowed and global

@@ -439,19 +439,23 @@ uint64_t kv_cache::memory_bytes() const { return store_.block_bytes() * uint64_t
 
 uint64_t kv_cache::seq_save_bytes(int32_t seq) const {
     check_seq(live_, seq, "seq");
-    return seq_state_bytes(store_, len_[size_t(seq)]);
+    return seq_state_bytes(store_, {len_[size_t(seq)], 0});
 }
 
 void kv_cache::seq_save(int32_t seq, char *out) const {
     check_seq(live_, seq, "seq");
-    seq_state_save(store_, &slot_ids_[size_t(seq)], len_[size_t(seq)], out);
+    seq_state_save(store_, &slot_ids_[size_t(seq)], {len_[size_t(seq)], 0}, out);
 }
 
 void kv_cache::seq_load(int32_t seq, const void *data, size_t size) {
     check_seq(live_, seq, "seq");
-    std::vector<int64_t> lengths = seq_state_check(store_, data, size, capacity());
-    seq_state_load(store_, &slot_ids_[size_t(seq)], data, lengths);
-    len_[size_t(seq)] = std::move(lengths);
+    seq_state state = seq_state_check(store_, data, size, capacity(), capacity());
+    if (state.first > 0)
+        fail(LLMKIT_ERROR_UNSUPPORTED, "saved sequence: saved after release_before gave back its first ", state.first,
+             " tokens; a contiguous cache holds every token of a sequence (load it into a paged cache whose "
+             "block_size divides ", state.first, ")");
+    seq_state_load(store_, &slot_ids_[size_t(seq)], data, state);
+    len_[size_t(seq)] = std::move(state.lengths);
 }
 
 }  // namespace llmkit::attention

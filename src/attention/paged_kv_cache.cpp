@@ -278,42 +278,39 @@ void paged_kv_cache::attention_tables(int32_t layer, const tensor_view &q, const
     cache_attention(store_.layer(layer), seqs.data(), B, q, out, p);
 }
 
-void paged_kv_cache::check_savable(int32_t seq) const {
-    check_seq(live_, seq, "seq");
-    if (const int64_t released = released_tokens(seq))
-        fail(LLMKIT_ERROR_UNSUPPORTED, "sequence ", seq, ": the blocks of its first ", released,
-             " tokens were released (release_before); a save holds every token of a sequence");
-}
-
 uint64_t paged_kv_cache::seq_save_bytes(int32_t seq) const {
-    check_savable(seq);
-    return seq_state_bytes(store_, len_[size_t(seq)]);
+    check_seq(live_, seq, "seq");
+    return seq_state_bytes(store_, {len_[size_t(seq)], released_tokens(seq)});
 }
 
 void paged_kv_cache::seq_save(int32_t seq, char *out) const {
-    check_savable(seq);
-    seq_state_save(store_, tables_[size_t(seq)].data(), len_[size_t(seq)], out);
+    check_seq(live_, seq, "seq");
+    seq_state_save(store_, tables_[size_t(seq)].data(), {len_[size_t(seq)], released_tokens(seq)}, out);
 }
 
 void paged_kv_cache::seq_load(int32_t seq, const void *data, size_t size) {
     check_seq(live_, seq, "seq");
-    // At most the pool's tokens, which also bounds the sizes seq_state_check adds up.
-    const int64_t max_tokens = std::min(max_seq_len(), store_.n_blocks() * store_.block_size());
-    std::vector<int64_t> lengths = seq_state_check(store_, data, size, max_tokens);
-    const int64_t longest = lengths.empty() ? 0 : *std::max_element(lengths.begin(), lengths.end());
-    const int64_t need = (longest + store_.block_size() - 1) / store_.block_size();
+    const int64_t bs = store_.block_size();
+    // At most the pool's tokens held, which also bounds the sizes seq_state_check adds up.
+    seq_state state = seq_state_check(store_, data, size, max_seq_len(), store_.n_blocks() * bs);
+    if (state.first % bs != 0)
+        fail(LLMKIT_ERROR_UNSUPPORTED, "saved sequence: its first ", state.first,
+             " tokens were released (release_before), which is not a whole number of this cache's blocks of ", bs,
+             " (load it into a paged cache whose block_size divides ", state.first, ")");
+    const int64_t longest = *std::max_element(state.lengths.begin(), state.lengths.end());
+    const int64_t released = state.first / bs, need = (longest + bs - 1) / bs - released;
     std::vector<int32_t> &table = tables_[size_t(seq)];
     const int64_t own = std::count_if(table.begin(), table.end(),
                                       [&](int32_t b) { return b != k_released_block && refs_[size_t(b)] == 1; });
     if (need > free_blocks() + own)
-        fail(LLMKIT_ERROR_OUT_OF_MEMORY, "saved sequence: its ", longest, " tokens need ", need, " blocks of ",
-             store_.block_size(), "; ", free_blocks(), " are free and sequence ", seq, " holds ", own,
+        fail(LLMKIT_ERROR_OUT_OF_MEMORY, "saved sequence: its ", longest - state.first, " tokens held need ", need,
+             " blocks of ", bs, "; ", free_blocks(), " are free and sequence ", seq, " holds ", own,
              " of its own (free sequences or load into a larger pool)");
     for (int32_t b : table) release_block(b);
-    table.clear();
-    while (int64_t(table.size()) < need) table.push_back(take_block());
-    seq_state_load(store_, table.data(), data, lengths);
-    len_[size_t(seq)] = std::move(lengths);
+    table.assign(size_t(released), k_released_block);
+    while (int64_t(table.size()) < released + need) table.push_back(take_block());
+    seq_state_load(store_, table.data(), data, state);
+    len_[size_t(seq)] = std::move(state.lengths);
 }
 
 uint64_t paged_kv_cache::memory_bytes() const {

@@ -52,11 +52,13 @@ public:
 
     // The sequence's rows as a byte string (kv_state.hpp), as kv_cache's:
     // the same format, so a sequence moves between the two kinds of cache.
+    // A sequence with released tokens saves the tokens it holds (version 2).
     uint64_t seq_save_bytes(int32_t seq) const;
     void seq_save(int32_t seq, char *out) const;
     // Replaces seq's rows with a saved sequence's, in blocks of its own
-    // (released first, as seq_truncate(seq, 0) would); everything is checked
-    // first, so on an error seq is unchanged.
+    // (released first, as seq_truncate(seq, 0) would); the tokens a version
+    // 2 state released stay released, which needs a block_size dividing
+    // their count. Everything is checked first, so on an error seq is unchanged.
     void seq_load(int32_t seq, const void *data, size_t size);
 
     int64_t free_blocks() const { return int64_t(free_.size()); }
@@ -71,7 +73,6 @@ private:
     void release_block(int32_t b);
     void check_layer(int32_t layer) const;
     int64_t released_tokens(int32_t seq) const;  // leading tokens whose blocks seq_release_before released
-    void check_savable(int32_t seq) const;        // live, and nothing released (a save holds every token)
 
     block_storage store_;
     int64_t max_blocks_per_seq_;

@@ -269,6 +269,22 @@ struct cache {
             REQUIRE(llmkit_kv_cache_memory_bytes(c, &used) == LLMKIT_OK);
         return used;
     }
+    // The saved bytes of s (llmkit_*_seq_save), and a load of bytes into s.
+    std::vector<uint8_t> save(int32_t s) {
+        size_t n = 0;
+        REQUIRE((paged ? llmkit_paged_kv_cache_seq_save(p, s, nullptr, 0, &n) : llmkit_kv_cache_seq_save(c, s, nullptr, 0, &n)) ==
+                LLMKIT_ERROR_BUFFER_TOO_SMALL);
+        std::vector<uint8_t> bytes(n);
+        const llmkit_status st = paged ? llmkit_paged_kv_cache_seq_save(p, s, bytes.data(), n, nullptr)
+                                       : llmkit_kv_cache_seq_save(c, s, bytes.data(), n, nullptr);
+        INFO(llmkit_last_error_message());
+        REQUIRE(st == LLMKIT_OK);
+        return bytes;
+    }
+    llmkit_status load(int32_t s, const std::vector<uint8_t> &bytes) {
+        return paged ? llmkit_paged_kv_cache_seq_load(p, s, bytes.data(), bytes.size())
+                     : llmkit_kv_cache_seq_load(c, s, bytes.data(), bytes.size());
+    }
 };
 
 // |got - ref| <= abs + rel |ref| everywhere; returns the largest error.

@@ -4,13 +4,15 @@
 // Attention over what is left must give the bits of a cache that kept every
 // token (the contiguous cache, same window) and meet the float64 reference, in
 // every phase (decode, a prefill chunk, split-KV parts, caller-made tables);
-// a window that would reach a released token, a save, a truncate into the
-// released tokens and a release past the shortest layer are errors that change
-// nothing; forks, truncation to 0 and freeing give back exactly the blocks no
-// one holds.
+// a window that would reach a released token, a truncate into the released
+// tokens and a release past the shortest layer are errors that change nothing;
+// forks, truncation to 0 and freeing give back exactly the blocks no one holds;
+// a save keeps the tokens held (format version 2) and loads into paged caches
+// whose block_size divides the tokens released.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -140,7 +142,7 @@ TEST_CASE("release_before: a sequence keeps decoding in a window of W with about
     CHECK(paged.table(s).size() == 25);  // positions unchanged: the table still spans them
 }
 
-TEST_CASE("release_before: windows that reach released tokens, saves, truncation into them and bad counts are errors",
+TEST_CASE("release_before: windows that reach released tokens, truncation into them and bad counts are errors",
           "[paged][window][errors]") {
     std::mt19937 rng(3);
     cache c(true, 2, 1, 32, LLMKIT_KV_F32, 256, 4, 16, 40);
@@ -222,10 +224,6 @@ TEST_CASE("release_before: windows that reach released tokens, saves, truncation
         expect_error(llmkit_paged_kv_cache_attention_tables(c.p, 0, q.c(), &tt, &lt, out.c(), &o), LLMKIT_ERROR_OUT_OF_RANGE,
                "block_tables[0, 2] = -1");
     }
-    // A save needs every token.
-    size_t written = 0;
-    expect_error(llmkit_paged_kv_cache_seq_save(c.p, s, nullptr, 0, &written), LLMKIT_ERROR_UNSUPPORTED,
-           "the blocks of its first 64 tokens were released");
     // Truncation: into the released tokens no; to 0 or past them yes.
     expect_error(llmkit_paged_kv_cache_seq_truncate(c.p, s, 30), LLMKIT_ERROR_OUT_OF_RANGE, "truncate it to 0 or to at least 64");
     CHECK(c.length(s, 0) == 100);
@@ -321,4 +319,101 @@ TEST_CASE("release_before: the C++ face returns the first token held and throws 
         threw = e.status() == LLMKIT_ERROR_OUT_OF_RANGE;
     }
     CHECK(threw);
+}
+
+TEST_CASE("release_before: a save holds the tokens held and loads into paged caches whose block divides the released",
+          "[paged][window][kv]") {
+    for (int32_t t : {LLMKIT_KV_F32, LLMKIT_KV_BF16, LLMKIT_KV_INT8, LLMKIT_KV_FP8_E4M3}) {
+        INFO("cache " << kv_name(t));
+        std::mt19937 rng(uint32_t(60 + t));
+        cache src(true, 2, 2, 32, t, 256, 2, 16);
+        seq_data d, scratch;
+        const int32_t s = src.seq_new();
+        src.append(0, s, 100, rng, d);
+        src.append(1, s, 90, rng, scratch);  // layer 1 is behind
+        const std::vector<uint8_t> whole = src.save(s);
+        REQUIRE(release(src, s, 70) == 64);
+
+        // Version 2: the token counts, then the first token held, then the rows of tokens 64.. only.
+        const std::vector<uint8_t> bytes = src.save(s);
+        uint32_t version = 0;
+        int64_t first = 0;
+        std::memcpy(&version, bytes.data() + 8, 4);
+        std::memcpy(&first, bytes.data() + 40 + 2 * 8, 8);
+        CHECK(version == 2);
+        CHECK(first == 64);
+        const size_t es = t == LLMKIT_KV_F32 ? 4 : t == LLMKIT_KV_BF16 ? 2 : 1;
+        const size_t row = 2 * (32 * es + (t >= LLMKIT_KV_INT8 ? 4 : 0));  // a token's K and V in one kv head
+        CHECK(bytes.size() == 40 + 2 * 8 + 8 + 2 * row * (100 - 64 + 90 - 64));
+        CHECK(whole.size() == 40 + 2 * 8 + 2 * row * (100 + 90));  // version 1 before the release
+        CHECK(whole[8] == 1);
+
+        tensor4 q = make(dtype::f32, 1, 1, 4, 32, layout::compact, &rng), want = q, got = q;
+        const llmkit_kv_attention_options o = window_options(36);  // the query at 99 sees 64..99
+        REQUIRE(src.attention(0, q, {s}, want, &o) == LLMKIT_OK);
+        for (int32_t bs : {8, 16, 32, 64}) {
+            INFO("into blocks of " << bs);
+            cache dst(true, 2, 2, 32, t, 256, 2, bs);
+            const int32_t u = dst.seq_new();
+            seq_data other;
+            dst.append(0, u, 30, rng, other);  // replaced by the load
+            const int64_t free_before = dst.free_blocks();
+            REQUIRE(dst.load(u, bytes) == LLMKIT_OK);
+            CHECK(dst.length(u, 0) == 100);
+            CHECK(dst.length(u, 1) == 90);
+            const auto table = dst.table(u);
+            CHECK(released_entries(table) == 64 / bs);
+            CHECK(int64_t(table.size()) == (100 + bs - 1) / bs);
+            CHECK(dst.free_blocks() == free_before + (30 + bs - 1) / bs - (int64_t(table.size()) - 64 / bs));
+            REQUIRE(dst.attention(0, q, {u}, got, &o) == LLMKIT_OK);
+            CHECK(same_bits(got, want));
+            CHECK(dst.save(u) == bytes);  // the same bytes back
+            // The released tokens stay released: a wider window is refused.
+            const llmkit_kv_attention_options wide = window_options(37);
+            expect_error(dst.attention(0, q, {u}, got, &wide), LLMKIT_ERROR_OUT_OF_RANGE, "a window of at most 36");
+            // Decoding goes on from position 100 with the source's bits.
+            std::mt19937 r1(9), r2(9);
+            seq_data a1, a2;
+            src.append(0, s, 1, r1, a1);
+            dst.append(0, u, 1, r2, a2);
+            tensor4 o1 = q, o2 = q;
+            REQUIRE(src.attention(0, q, {s}, o1, &o) == LLMKIT_OK);
+            REQUIRE(dst.attention(0, q, {u}, o2, &o) == LLMKIT_OK);
+            CHECK(same_bits(o1, o2));
+            REQUIRE(llmkit_paged_kv_cache_seq_truncate(src.p, s, 100) == LLMKIT_OK);
+            REQUIRE(dst.free_seq(u) == LLMKIT_OK);
+            CHECK(dst.memory() == 0);
+        }
+        // A block size that does not divide 64, and the contiguous cache, cannot hold the released tokens.
+        for (int32_t bs : {7, 48, 128}) {
+            cache dst(true, 2, 2, 32, t, 256, 2, bs);
+            const int32_t u = dst.seq_new();
+            expect_error(dst.load(u, bytes), LLMKIT_ERROR_UNSUPPORTED,
+                         ("not a whole number of this cache's blocks of " + std::to_string(bs)).c_str());
+            CHECK(dst.length(u) == 0);
+        }
+        cache flat(false, 2, 2, 32, t, 256, 2);
+        const int32_t u = flat.seq_new();
+        expect_error(flat.load(u, bytes), LLMKIT_ERROR_UNSUPPORTED, "a contiguous cache holds every token");
+        REQUIRE(flat.load(u, whole) == LLMKIT_OK);  // version 1 still loads anywhere
+
+        // Damaged version 2 bytes.
+        cache dst(true, 2, 2, 32, t, 256, 2, 16);
+        const int32_t v = dst.seq_new();
+        std::vector<uint8_t> b = bytes;
+        const auto put_first = [&](int64_t x) { b = bytes, std::memcpy(b.data() + 56, &x, 8); };
+        put_first(0);
+        expect_error(dst.load(v, b), LLMKIT_ERROR_FORMAT, "version 2's first token held is 0; it must lie in 1..90");
+        put_first(91);
+        expect_error(dst.load(v, b), LLMKIT_ERROR_FORMAT, "first token held is 91");
+        put_first(-64);
+        expect_error(dst.load(v, b), LLMKIT_ERROR_FORMAT, "first token held is -64");
+        put_first(48);  // more tokens held than the rows saved
+        expect_error(dst.load(v, b), LLMKIT_ERROR_FORMAT, "(truncated?)");
+        b = bytes, b.resize(60);
+        expect_error(dst.load(v, b), LLMKIT_ERROR_FORMAT, "and its first token held (truncated?)");
+        b = bytes, b[8] = 1;  // read as version 1: the first token held is read as rows
+        expect_error(dst.load(v, b), LLMKIT_ERROR_FORMAT, "saved sequence");
+        CHECK(dst.length(v) == 0);
+    }
 }

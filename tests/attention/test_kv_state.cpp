@@ -196,8 +196,10 @@ TEST_CASE("kv cache load: truncated, corrupt and mismatched bytes are refused, t
             refused(dst, t, b, LLMKIT_ERROR_FORMAT, "bytes after the end");
             b = good, b[3] = 'X';
             refused(dst, t, b, LLMKIT_ERROR_FORMAT, "LLMKITKV");
-            b = good, put<uint32_t>(b, 8, 2);
-            refused(dst, t, b, LLMKIT_ERROR_FORMAT, "format version 2");
+            b = good, put<uint32_t>(b, 8, 3);
+            refused(dst, t, b, LLMKIT_ERROR_FORMAT, "format version 3");
+            b = good, put<uint32_t>(b, 8, 2);  // version 2's first token held is then the first row's bytes
+            refused(dst, t, b, LLMKIT_ERROR_FORMAT, "version 2's first token held");
             b = good, put<uint32_t>(b, 12, 9);
             refused(dst, t, b, LLMKIT_ERROR_FORMAT, "not an llmkit_kv_dtype");
             b = good, put<uint32_t>(b, 12, dtype == LLMKIT_KV_F32 ? LLMKIT_KV_F16 : LLMKIT_KV_F32);

@@ -814,8 +814,24 @@ def test_release_before_serves_a_sliding_window_in_window_plus_a_block(rng, dtyp
         paged.attention(0, q[:, None], [s for s, _ in seqs], window=W + bs)
     with pytest.raises(ValueError, match="with no window"):
         paged.attention(0, q[:, None], [s for s, _ in seqs])
-    with pytest.raises(llmkit.LlmkitError, match="a save holds every token"):
-        paged.save(seqs[0][0])
+    # A save holds the tokens held (format version 2); it loads into a paged cache of blocks of 8
+    # with the same bits and the same refusals, but not into blocks of 40 (192 released) or a contiguous cache.
+    saved = paged.save(seqs[0][0])
+    assert saved[8] == 2 and len(saved) < len(full.save(seqs[0][1])) * (W + bs) // lengths[0]
+    moved = llmkit.PagedKVCache(n_layers=layers, n_kv_heads=Hkv, head_dim=D, n_blocks=W // 8 + 4, block_size=8,
+                                max_blocks_per_seq=80, dtype=dtype)
+    m = moved.new_sequence()
+    moved.load(m, saved)
+    assert moved.length(m) == lengths[0] and moved.save(m) == saved
+    qm = q[:1, None]
+    np.testing.assert_array_equal(moved.attention(0, qm, [m], window=W, rope=True),
+                                  full.attention(0, qm, [seqs[0][1]], window=W, rope=True))
+    with pytest.raises(ValueError, match="a window of at most"):
+        moved.attention(0, qm, [m], window=W + bs)
+    for other in (llmkit.PagedKVCache(n_layers=layers, n_kv_heads=Hkv, head_dim=D, n_blocks=40, block_size=40,
+                                      max_blocks_per_seq=8, dtype=dtype), full):
+        with pytest.raises(llmkit.LlmkitError, match="LLMKIT_ERROR_UNSUPPORTED"):
+            other.load(seqs[1][1] if other is full else other.new_sequence(), saved)
     with pytest.raises(ValueError, match="outside 0.."):
         paged.release_before(seqs[0][0], lengths[0] + 1)
     for s, _ in seqs:

@@ -806,7 +806,10 @@ class _CacheBase:
         FP8 row scales included) after a 40-byte header naming the format, dtype and shape. Write
         them to disk to keep a prefilled prompt across runs, or :meth:`load` them into another
         sequence, of this cache or another one (contiguous or paged, any capacity or block size)
-        of the same dtype, layers, kv heads and head dims. A load gives back the same bits."""
+        of the same dtype, layers, kv heads and head dims. A load gives back the same bits. A paged
+        sequence whose first tokens :meth:`PagedKVCache.release_before` released saves the tokens
+        it holds (format version 2), which load into a paged cache whose ``block_size`` divides
+        the first one, and stay released there."""
         return bytes(self._native.save(int32(seq, "seq")))
 
     def load(self, seq: int, data: Any) -> None:
@@ -814,7 +817,9 @@ class _CacheBase:
         ``memoryview`` or a uint8 array). Every byte is checked first, so an error leaves ``seq``
         as it was: ValueError for bytes saved from a cache of another dtype or shape, or holding
         more tokens than a sequence here can; :class:`llmkit.LlmkitError` (``status``
-        ``"LLMKIT_ERROR_FORMAT"``) naming the problem for truncated, corrupt or hostile bytes;
+        ``"LLMKIT_ERROR_FORMAT"``) naming the problem for truncated, corrupt or hostile bytes, and
+        (``"LLMKIT_ERROR_UNSUPPORTED"``) for a released sequence's bytes that this cache cannot
+        hold (a contiguous cache, or a block_size not dividing the tokens released);
         MemoryError where the paged pool lacks the blocks."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             view = memoryview(data).cast("B")  # a flat byte view (TypeError for a non-contiguous one)
@@ -1069,7 +1074,7 @@ class PagedKVCache(_CacheBase):
         max(0, length - W + 1))`` after each step keeps about ``W + block_size`` tokens per sequence
         however long it grows. Attention must then keep to the tokens held: a call whose
         ``window`` (or lack of one) would let a query see a released token raises ValueError
-        naming the window that fits. :meth:`save` refuses such a sequence; :meth:`truncate`
+        naming the window that fits. :meth:`save` keeps the tokens held; :meth:`truncate`
         takes it to 0 tokens or to at least the first token held. ``n`` may be 0 up to the
         tokens ``seq`` holds in its shortest layer (ValueError otherwise). The block table still
         spans every position, so ``max_blocks_per_seq`` bounds the positions a sequence reaches,
