@@ -5,9 +5,11 @@
 //     offsets and options come from the input;
 //   - a program over a contiguous or paged KV cache (V of its own head_dim,
 //     or read from K's rows, sometimes): create, new / fork / free /
-//     truncate sequences, append, attention, attention over caller-made
-//     block tables, and save a sequence and load the bytes (damaged or not)
-//     into one.
+//     truncate sequences, release a paged sequence's first tokens (after a
+//     well-formed chunk into every layer, mostly), append, attention,
+//     attention over caller-made block tables, and save a sequence (also
+//     just after a release: format version 2) and load the bytes (damaged
+//     or not) into one.
 // Every tensor's elements lie in a heap buffer of exactly the bytes its
 // shape and strides reach, so ASan sees any access past them. What must hold:
 //   - no crash and no sanitizer report;
@@ -505,6 +507,58 @@ void fuzz_cache(script &s) {
         if (st != LLMKIT_OK) return;
     }
     std::vector<int32_t> live;
+    // Saves sequence id, damages the bytes sometimes (flipped or set bytes,
+    // a cut, bytes added, a header from the script) and loads them into a
+    // sequence. A load that succeeds must have read a valid state: saving
+    // the sequence again gives back exactly those bytes.
+    const auto save_load = [&](int32_t id) {
+        size_t need = 0;
+        llmkit_status st = paged ? llmkit_paged_kv_cache_seq_save(pc, id, nullptr, 0, &need)
+                   : llmkit_kv_cache_seq_save(cc, id, nullptr, 0, &need);
+        if (st == LLMKIT_OK) fail("a save into a NULL buffer succeeded");
+        if (st != LLMKIT_ERROR_BUFFER_TOO_SMALL) {
+            check_status(st);
+            return;
+        }
+        std::vector<uint8_t> bytes(need);
+        const size_t cap = s.pick(16) == 15 ? need - 1 - s.pick(int(std::min<size_t>(need, 200))) % need : need;
+        st = paged ? llmkit_paged_kv_cache_seq_save(pc, id, bytes.data(), cap, nullptr)
+                   : llmkit_kv_cache_seq_save(cc, id, bytes.data(), cap, nullptr);
+        check_status(st);
+        if ((st == LLMKIT_OK) != (cap >= need)) fail("a save into a buffer of the wrong size");
+        if (st != LLMKIT_OK) return;
+        switch (s.pick(6)) {
+        case 1:  // flip or set bytes anywhere, the header's mostly
+            for (int n = 1 + s.pick(4); n > 0; --n) {
+                const size_t at = s.bit() ? s.pick(64) % bytes.size() : (s.u16() * 131u) % bytes.size();
+                bytes[at] = s.bit() ? uint8_t(bytes[at] ^ (1u << s.pick(8))) : s.u8();
+            }
+            break;
+        case 2: bytes.resize(s.u16() % (bytes.size() + 1)); break;
+        case 3: for (int n = 1 + s.pick(8); n > 0; --n) bytes.push_back(s.u8()); break;
+        case 4:  // the header kept, the token counts and rows from the script
+            bytes.resize(40 + s.pick(200));
+            for (size_t i = 40; i < bytes.size(); ++i) bytes[i] = s.u8();
+            break;
+        default: break;
+        }
+        const int32_t to = live.empty() || s.pick(8) == 7 ? int32_t(s.pick(8)) - 2 : live[size_t(s.pick(int(live.size())))];
+        st = paged ? llmkit_paged_kv_cache_seq_load(pc, to, bytes.data(), bytes.size())
+                   : llmkit_kv_cache_seq_load(cc, to, bytes.data(), bytes.size());
+        check_status(st);
+        if (st == LLMKIT_OK) {
+            size_t again = 0;
+            if ((paged ? llmkit_paged_kv_cache_seq_save(pc, to, nullptr, 0, &again)
+                       : llmkit_kv_cache_seq_save(cc, to, nullptr, 0, &again)) != LLMKIT_ERROR_BUFFER_TOO_SMALL ||
+                again != bytes.size())
+                fail("a loaded sequence saves to another size");
+            std::vector<uint8_t> back(again);
+            if ((paged ? llmkit_paged_kv_cache_seq_save(pc, to, back.data(), again, nullptr)
+                       : llmkit_kv_cache_seq_save(cc, to, back.data(), again, nullptr)) != LLMKIT_OK ||
+                back != bytes)
+                fail("a loaded sequence saves to other bytes");
+        }
+    };
     for (int step = 0; step < 24 && s.i < s.n; ++step) {
         const int op = s.pick(8);  // 0 new, 1 fork, 2 free, 3 append, 4-5 attention, 6 truncate, 7 save/load
         // A live id mostly; sometimes a stale or wild one.
@@ -556,56 +610,7 @@ void fuzz_cache(script &s) {
             if (st == LLMKIT_OK && (kt.hostile || (with_v && vt.hostile))) fail("overflowing strides were accepted");
             if (st == LLMKIT_OK && kt.poisoned) fail("a NaN or infinity in k was appended");
         } else if (op == 7) {
-            // Save a sequence, damage the bytes sometimes (flipped or set
-            // bytes, a cut, bytes added, a header from the script), load them
-            // into a sequence. A load that succeeds must have read a valid
-            // state: saving the sequence again gives back exactly those bytes.
-            size_t need = 0;
-            st = paged ? llmkit_paged_kv_cache_seq_save(pc, id, nullptr, 0, &need)
-                       : llmkit_kv_cache_seq_save(cc, id, nullptr, 0, &need);
-            if (st == LLMKIT_OK) fail("a save into a NULL buffer succeeded");
-            if (st != LLMKIT_ERROR_BUFFER_TOO_SMALL) {
-                check_status(st);
-                continue;
-            }
-            std::vector<uint8_t> bytes(need);
-            const size_t cap = s.pick(16) == 15 ? need - 1 - s.pick(int(std::min<size_t>(need, 200))) % need : need;
-            st = paged ? llmkit_paged_kv_cache_seq_save(pc, id, bytes.data(), cap, nullptr)
-                       : llmkit_kv_cache_seq_save(cc, id, bytes.data(), cap, nullptr);
-            check_status(st);
-            if ((st == LLMKIT_OK) != (cap >= need)) fail("a save into a buffer of the wrong size");
-            if (st != LLMKIT_OK) continue;
-            switch (s.pick(6)) {
-            case 1:  // flip or set bytes anywhere, the header's mostly
-                for (int n = 1 + s.pick(4); n > 0; --n) {
-                    const size_t at = s.bit() ? s.pick(64) % bytes.size() : (s.u16() * 131u) % bytes.size();
-                    bytes[at] = s.bit() ? uint8_t(bytes[at] ^ (1u << s.pick(8))) : s.u8();
-                }
-                break;
-            case 2: bytes.resize(s.u16() % (bytes.size() + 1)); break;
-            case 3: for (int n = 1 + s.pick(8); n > 0; --n) bytes.push_back(s.u8()); break;
-            case 4:  // the header kept, the token counts and rows from the script
-                bytes.resize(40 + s.pick(200));
-                for (size_t i = 40; i < bytes.size(); ++i) bytes[i] = s.u8();
-                break;
-            default: break;
-            }
-            const int32_t to = live.empty() || s.pick(8) == 7 ? int32_t(s.pick(8)) - 2 : live[size_t(s.pick(int(live.size())))];
-            st = paged ? llmkit_paged_kv_cache_seq_load(pc, to, bytes.data(), bytes.size())
-                       : llmkit_kv_cache_seq_load(cc, to, bytes.data(), bytes.size());
-            check_status(st);
-            if (st == LLMKIT_OK) {
-                size_t again = 0;
-                if ((paged ? llmkit_paged_kv_cache_seq_save(pc, to, nullptr, 0, &again)
-                           : llmkit_kv_cache_seq_save(cc, to, nullptr, 0, &again)) != LLMKIT_ERROR_BUFFER_TOO_SMALL ||
-                    again != bytes.size())
-                    fail("a loaded sequence saves to another size");
-                std::vector<uint8_t> back(again);
-                if ((paged ? llmkit_paged_kv_cache_seq_save(pc, to, back.data(), again, nullptr)
-                           : llmkit_kv_cache_seq_save(cc, to, back.data(), again, nullptr)) != LLMKIT_OK ||
-                    back != bytes)
-                    fail("a loaded sequence saves to other bytes");
-            }
+            save_load(id);
             continue;
         } else if (op == 6) {
             // Keep the first n tokens (n sometimes negative or past the length);
@@ -615,6 +620,25 @@ void fuzz_cache(script &s) {
             const bool known = (paged ? llmkit_paged_kv_cache_seq_length(pc, id, -1, &before)
                                       : llmkit_kv_cache_seq_length(cc, id, -1, &before)) == LLMKIT_OK;
             if (paged && s.bit()) {
+                // Sometimes first a well-formed chunk into every layer, so that
+                // there are whole blocks to release (scripted appends are rarer).
+                if (s.pick(4) != 3) {
+                    const int64_t m = 1 + s.pick(64);
+                    std::vector<float> kb(size_t(m * hkv * D)), vb(size_t(m * hkv * Dv));
+                    for (float &x : kb) x = float(int(s.u8()) - 128) / 32.0f;
+                    for (float &x : vb) x = float(int(s.u8()) - 128) / 32.0f;
+                    const int64_t ks[3] = {m, hkv, D}, vs[3] = {m, hkv, Dv};
+                    const llmkit_tensor kt{kb.data(), LLMKIT_DEVICE_HOST, 3, LLMKIT_DTYPE_F32, ks, nullptr, 0};
+                    const llmkit_tensor vt{vb.data(), LLMKIT_DEVICE_HOST, 3, LLMKIT_DTYPE_F32, vs, nullptr, 0};
+                    for (int32_t layer = 0; layer < layers; ++layer)
+                        check_status(llmkit_paged_kv_cache_append(pc, layer, id, &kt, v_from_k ? nullptr : &vt));
+                }
+                const bool known = llmkit_paged_kv_cache_seq_length(pc, id, -1, &before) == LLMKIT_OK;
+                // Mostly a count within the length, counted back from it (an
+                // exhausted input: all of it); sometimes the scripted one.
+                const int64_t n = known && before > 0 && s.pick(4) != 3
+                                      ? before - int64_t(s.pick(int(std::min<int64_t>(before, 254)) + 1))
+                                      : int64_t(s.pick(64)) - 2;
                 int64_t first = -1, entries = 0;
                 st = llmkit_paged_kv_cache_seq_release_before(pc, id, n, &first);
                 if (st == LLMKIT_OK) {
@@ -629,6 +653,7 @@ void fuzz_cache(script &s) {
                         if ((table[size_t(i)] == -1) != (i < first / block)) fail("released entries are not the first");
                 }
                 check_status(st);
+                if (st == LLMKIT_OK && s.pick(4) != 3) save_load(id);  // a released sequence's save (format version 2)
                 continue;
             }
             st = paged ? llmkit_paged_kv_cache_seq_truncate(pc, id, n) : llmkit_kv_cache_seq_truncate(cc, id, n);
