@@ -449,11 +449,7 @@ void kv_cache::seq_save(int32_t seq, char *out) const {
 
 void kv_cache::seq_load(int32_t seq, const void *data, size_t size) {
     check_seq(live_, seq, "seq");
-    seq_state state = seq_state_check(store_, data, size, capacity(), capacity());
-    if (state.first > 0)
-        fail(LLMKIT_ERROR_UNSUPPORTED, "saved sequence: saved after release_before gave back its first ", state.first,
-             " tokens; a contiguous cache holds every token of a sequence (load it into a paged cache whose "
-             "block_size divides ", state.first, ")");
+    seq_state state = seq_state_check(store_, data, size, capacity(), capacity(), 0);
     seq_state_load(store_, &slot_ids_[size_t(seq)], data, state);
     len_[size_t(seq)] = std::move(state.lengths);
 }

@@ -35,13 +35,13 @@ int n_sections(const block_storage &s) { return s.v_from_k() ? 1 : 2; }
 int64_t section_dim(const block_storage &s, int kv) { return kv == 0 ? s.head_dim() : s.v_head_dim(); }
 const char *section_name(int kv) { return kv == 0 ? "K" : "V"; }
 
-// Calls f(r, m) for each run of m tokens of head h, tokens [first, n), at
+// Calls f(r, m) for each run of m tokens of head h, tokens [first, end), at
 // rows r .. r + m - 1 of the storage: the sequence's rows of one head in order.
 template <class F>
-void for_runs(const block_storage &s, const int32_t *blocks, int64_t h, int64_t first, int64_t n, F &&f) {
+void for_runs(const block_storage &s, const int32_t *blocks, int64_t h, int64_t first, int64_t end, F &&f) {
     const int64_t bs = s.block_size(), H = s.n_kv_heads();
-    for (int64_t t = first; t < n;) {
-        const int64_t in_block = t % bs, m = std::min(bs - in_block, n - t);
+    for (int64_t t = first; t < end;) {
+        const int64_t in_block = t % bs, m = std::min(bs - in_block, end - t);
         f((int64_t(blocks[t / bs]) * H + h) * bs + in_block, m);
         t += m;
     }
@@ -187,7 +187,7 @@ void seq_state_save(const block_storage &s, const int32_t *blocks, const seq_sta
     for_each_head(s, [&](int64_t l, int kv, int64_t h) {
         const int64_t n = lengths[size_t(l)] - first, row_bytes = section_dim(s, kv) * s.elem_bytes();
         char *p = out + off[size_t(2 * l + kv)] + h * n * row_bytes;
-        for_runs(s, blocks, h, first, first + n, [&](int64_t r, int64_t m) {
+        for_runs(s, blocks, h, first, lengths[size_t(l)], [&](int64_t r, int64_t m) {
             std::memcpy(p, s.row(kv, l, r), size_t(m * row_bytes));
             p += m * row_bytes;
         });
@@ -195,7 +195,7 @@ void seq_state_save(const block_storage &s, const int32_t *blocks, const seq_sta
         // The row's true scale (E4M3's stored one carries 2^8, see kv_scale_factor): exact, a power of 2.
         const float factor = kv_scale_factor(s.type());
         char *q = out + off[size_t(2 * l + kv)] + s.n_kv_heads() * n * row_bytes + h * n * 4;
-        for_runs(s, blocks, h, first, first + n, [&](int64_t r, int64_t m) {
+        for_runs(s, blocks, h, first, lengths[size_t(l)], [&](int64_t r, int64_t m) {
             const float *sc = s.scale(kv, l, r);
             for (int64_t i = 0; i < m; ++i, q += 4) {
                 const float x = sc[i] / factor;
@@ -206,7 +206,7 @@ void seq_state_save(const block_storage &s, const int32_t *blocks, const seq_sta
 }
 
 seq_state seq_state_check(const block_storage &s, const void *data, size_t size, int64_t max_positions,
-                          int64_t max_held) {
+                          int64_t max_held, int64_t release_block) {
     const auto *b = static_cast<const unsigned char *>(data);
     if (size < k_seq_state_header_bytes)
         fail(LLMKIT_ERROR_FORMAT, "saved sequence: ", size, " bytes, shorter than the format's ", k_seq_state_header_bytes,
@@ -257,6 +257,14 @@ seq_state seq_state_check(const block_storage &s, const void *data, size_t size,
             fail(LLMKIT_ERROR_FORMAT, "saved sequence: version 2's first token held is ", state.first,
                  "; it must lie in 1..", shortest, " (the shortest layer's tokens; a sequence that holds every "
                  "token saves as version 1)");
+        if (release_block == 0)
+            fail(LLMKIT_ERROR_UNSUPPORTED, "saved sequence: saved after release_before gave back its first ",
+                 state.first, " tokens; a contiguous cache holds every token of a sequence (load it into a paged "
+                 "cache whose block_size divides ", state.first, ")");
+        if (state.first % release_block != 0)
+            fail(LLMKIT_ERROR_UNSUPPORTED, "saved sequence: its first ", state.first,
+                 " tokens were released (release_before), which is not a whole number of this cache's blocks of ",
+                 release_block, " (load it into a paged cache whose block_size divides ", state.first, ")");
     }
     for (uint32_t l = 0; l < L; ++l)
         if (state.lengths[l] - state.first > max_held)
@@ -292,14 +300,14 @@ void seq_state_load(block_storage &s, const int32_t *blocks, const void *data, c
     for_each_head(s, [&](int64_t l, int kv, int64_t h) {
         const int64_t n = state.lengths[size_t(l)] - first, row_bytes = section_dim(s, kv) * s.elem_bytes();
         const char *p = in + off[size_t(2 * l + kv)] + h * n * row_bytes;
-        for_runs(s, blocks, h, first, first + n, [&](int64_t r, int64_t m) {
+        for_runs(s, blocks, h, first, state.lengths[size_t(l)], [&](int64_t r, int64_t m) {
             std::memcpy(s.row(kv, l, r), p, size_t(m * row_bytes));
             p += m * row_bytes;
         });
         if (!kv_has_scales(s.type())) return;
         const float factor = kv_scale_factor(s.type());
         const char *q = in + off[size_t(2 * l + kv)] + s.n_kv_heads() * n * row_bytes + h * n * 4;
-        for_runs(s, blocks, h, first, first + n, [&](int64_t r, int64_t m) {
+        for_runs(s, blocks, h, first, state.lengths[size_t(l)], [&](int64_t r, int64_t m) {
             float *sc = s.scale(kv, l, r);
             for (int64_t i = 0; i < m; ++i, q += 4) {
                 std::memcpy(&sc[i], q, 4);

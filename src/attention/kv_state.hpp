@@ -71,13 +71,16 @@ void seq_state_save(const block_storage &s, const int32_t *blocks, const seq_sta
 // (format, version, dtype, shape, sizes, and that every stored value could
 // have been written by an append: finite rows, finite non-negative scales)
 // and returns what it holds: at most max_positions tokens per layer, of
-// which at most max_held held. Throws LLMKIT_ERROR_FORMAT (malformed,
-// truncated, a value no append writes), LLMKIT_ERROR_INVALID_ARGUMENT
-// (saved from a cache of another dtype or shape) or LLMKIT_ERROR_OUT_OF_RANGE
-// (more tokens than that). The caller checks that it can hold the released
-// tokens, if any.
+// which at most max_held held. release_block is the block size of a paged
+// cache, which can keep released tokens released when it divides their
+// count, or 0 for a cache that holds every token. Throws
+// LLMKIT_ERROR_FORMAT (malformed, truncated, a value no append writes),
+// LLMKIT_ERROR_INVALID_ARGUMENT (saved from a cache of another dtype or
+// shape), LLMKIT_ERROR_OUT_OF_RANGE (more tokens than that) or
+// LLMKIT_ERROR_UNSUPPORTED (released tokens this cache cannot keep
+// released), all before it reads the rows.
 seq_state seq_state_check(const block_storage &s, const void *data, size_t size, int64_t max_positions,
-                          int64_t max_held);
+                          int64_t max_held, int64_t release_block);
 
 // Writes a checked state's rows into the blocks (the table's entries for
 // the tokens held).

@@ -292,11 +292,7 @@ void paged_kv_cache::seq_load(int32_t seq, const void *data, size_t size) {
     check_seq(live_, seq, "seq");
     const int64_t bs = store_.block_size();
     // At most the pool's tokens held, which also bounds the sizes seq_state_check adds up.
-    seq_state state = seq_state_check(store_, data, size, max_seq_len(), store_.n_blocks() * bs);
-    if (state.first % bs != 0)
-        fail(LLMKIT_ERROR_UNSUPPORTED, "saved sequence: its first ", state.first,
-             " tokens were released (release_before), which is not a whole number of this cache's blocks of ", bs,
-             " (load it into a paged cache whose block_size divides ", state.first, ")");
+    seq_state state = seq_state_check(store_, data, size, max_seq_len(), store_.n_blocks() * bs, bs);
     const int64_t longest = *std::max_element(state.lengths.begin(), state.lengths.end());
     const int64_t released = state.first / bs, need = (longest + bs - 1) / bs - released;
     std::vector<int32_t> &table = tables_[size_t(seq)];

@@ -395,6 +395,9 @@ TEST_CASE("release_before: a save holds the tokens held and loads into paged cac
         cache flat(false, 2, 2, 32, t, 256, 2);
         const int32_t u = flat.seq_new();
         expect_error(flat.load(u, bytes), LLMKIT_ERROR_UNSUPPORTED, "a contiguous cache holds every token");
+        // Refused from the header alone, before the rows are sized or read.
+        const std::vector<uint8_t> head(bytes.begin(), bytes.begin() + 64);
+        expect_error(flat.load(u, head), LLMKIT_ERROR_UNSUPPORTED, "a contiguous cache holds every token");
         REQUIRE(flat.load(u, whole) == LLMKIT_OK);  // version 1 still loads anywhere
 
         // Damaged version 2 bytes.
