@@ -156,7 +156,9 @@ struct kernels {
     // elements. Each element of C sees gemm_pf's operations in the same
     // order (row_scale * C or 0, then one FMA per k): the same bits, in
     // another place. The caller keeps C in this order across calls and puts
-    // the columns back once at the end.
+    // the columns back once at the end. (The AVX2 set has none: with 16
+    // registers its 4 x 16 tile has 8 accumulators, and on Zen 3 it decoded
+    // 0.94-1.03x at batch 16; bench/README.md, fifty-sixth session.)
     void (*gemm_bf16_eo_pf)(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const uint16_t *B,
                             int64_t ldb, float *C, int64_t ldc, bool accumulate, const float *row_scale,
                             const char *pf, int64_t pf_bytes) = nullptr;
@@ -171,7 +173,9 @@ struct kernels {
     // in bf16, so this is dots' float32 product with no scaling of Q. On AMD
     // the lanes are vdpbf16ps steps (half the multiplies, no conversion of
     // K, subnormals flushed); on Intel, where vdpbf16ps is slow, FMAs on K's
-    // pairs widened in two operations (dots_bf16_fma_block).
+    // pairs widened in two operations (dots_bf16_fma_block). (An AVX2
+    // version on FMAs, its widened queries loaded as operands for want of
+    // registers, decoded 0.95-0.98x on Zen 3: bench/README.md.)
     void (*dots_bf16_pf)(int R, int N, int D, const uint16_t *Q, int64_t ldq, const uint16_t *K, int64_t ldk,
                          float scale, float *ST, const char *pf, int64_t pf_bytes) = nullptr;
     // Optional, all four or none (null: decode reads an int8 cache as
