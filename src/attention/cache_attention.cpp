@@ -671,14 +671,12 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
             // (bf16 on the even/odd p.v from memory: pieces of 32 keys, 8 KiB,
             // 1.01-1.06x; float32 and fp16 measured 0.92-0.98x that way and
             // keep 16.) A cache's whole-tile pieces of 16-bit rows only up to
-            // k_cache_long_piece_bytes (a paged cache's pieces end at its
-            // blocks anyway; float32's in-cache pieces are 32 keys, and at
-            // 32 MiB measured the same either way, 0.77-1.42x).
+            // k_cache_long_piece_bytes (decode_chunk_keys; a paged cache's
+            // pieces end at its blocks anyway; float32's in-cache pieces are
+            // 32 keys, and at 32 MiB measured the same either way, 0.77-1.42x).
             const bool in_place = (bf16_pairs || kn.dots_pf) && (eo || gemm_pf);
-            const bool memory_pieces =
-                L.token_stride > 0 || (kv_dtype_bytes(L.type) == 2 && call_bytes > k_cache_long_piece_bytes);
             int chunk = i8_ints ? tile
-                                : decode_chunk_keys(memory_pieces ? k_cache_resident_bytes + 1 : call_bytes,
+                                : decode_chunk_keys(L.token_stride > 0 ? k_cache_resident_bytes + 1 : call_bytes,
                                                     kv_dtype_bytes(L.type), eo, in_place);
             // Plain tensors read from memory on a set without the tokens
             // kernels (below): a head's rows lie token_stride

@@ -43,15 +43,17 @@ constexpr int64_t k_prefetch_bytes = 16384;
 // [B, S, H, D] rows, longer pieces (cache_attention.cpp). Larger calls
 // stream from memory. Either choice gives the same bits.
 constexpr int64_t k_cache_resident_bytes = int64_t(32) << 20;
-// The largest call whose 16-bit cache rows decode reads in decode_chunk_keys'
-// long in-cache pieces (a contiguous cache's whole 256-key tiles, 64 KiB):
+// The largest call whose 16-bit rows decode reads in decode_chunk_keys'
+// long in-cache pieces (a contiguous cache's or a dense head's whole 256-key
+// tiles, 64 KiB):
 // near the last level's size the rows come from memory after all, and a
 // long piece asks for its next piece's lines in one burst. On the 2-core Zen
 // 3 VM (a 32 MiB L3 that other VMs share), contiguous bf16 caches of 25-32
 // MiB decoded 1.14-1.77x faster in short pieces, fp16 at 32 MiB 1.41-1.64x
 // (the same bits); at 4-16 MiB the long pieces were as fast or up to 1.2x
 // faster, and paged caches, whose pieces end at their blocks, measured the
-// same either way.
+// same either way. Dense [B, H, S, D] tensors likewise (bench/README.md,
+// fifty-sixth session).
 constexpr int64_t k_cache_long_piece_bytes = int64_t(24) << 20;
 
 // Decode's P V kernel for a call that reads call_bytes of K and V.
@@ -70,9 +72,12 @@ inline decltype(kernels::gemm_pf) decode_gemm_pf(const kernels &kn, int64_t call
 // prefetch targets): 2-core Zen 5, 2 threads, dense and contiguous caches
 // of 8-32 MiB against 16 (32 for eo) keys: float32 32 keys 1.06-1.10x (64
 // and more 0.92-1.02x), bf16 and fp16 the whole tile 1.11-1.16x and
-// 1.24-1.26x. A piece's bits do not depend on where the pieces are cut.
+// 1.24-1.26x; 16-bit rows only up to k_cache_long_piece_bytes. A piece's
+// bits do not depend on where the pieces are cut.
 inline int decode_chunk_keys(int64_t call_bytes, int64_t elem_bytes, bool eo, bool in_place) {
-    if (call_bytes > k_cache_resident_bytes || !in_place || elem_bytes == 1)
+    const bool from_memory =
+        call_bytes > k_cache_resident_bytes || (elem_bytes == 2 && call_bytes > k_cache_long_piece_bytes);
+    if (from_memory || !in_place || elem_bytes == 1)
         return eo ? 2 * k_chunk_keys : k_chunk_keys;
     return elem_bytes == 4 ? 2 * k_chunk_keys : k_decode_tile_keys;
 }
