@@ -1607,7 +1607,7 @@ typedef struct llmkit_attention_options {
     float scale;                 /**< Score scale; 0 = 1 / sqrt(D). Must be finite. */
     const float *alibi_slopes;   /**< ALiBi: Hq slopes, one per query head; adds -slope * (i' - j) to the scores. NULL = none. Read during the call only. */
     const llmkit_tensor *mask;   /**< Mask (any strides, host memory): float32, added to the scores (-inf hides a key), or bool (LLMKIT_DTYPE_BOOL, 8 bits: 0 hides a key, as torch's boolean attn_mask), broadcast as torch's attn_mask: [Sq, Skv] shared by batch and heads, or 3 or 4 axes aligned from the right with [B, Hq, Sq, Skv] (torch's axis order), each that size or 1 ([B, 1, 1, Skv]: a padding mask per batch row). A tile of keys it hides from every query row of a task is skipped (the same bits). NULL = none. */
-    int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
+    int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). The result does not depend on it. */
     void *stream;                /**< CUDA stream for device tensors (a `cudaStream_t`); NULL = the default stream. Ignored for host tensors. */
     const float *sinks;          /**< Attention sinks (gpt-oss): Hq finite logits, one per query head; sink h joins head h's softmax denominator as exp(sinks[h]) without a value, so the weights of the keys sum to less than 1. NULL = none. Read during the call only. Added after 0.1.0: a caller built with the older struct, whose struct_size ends before this field, gets NULL. */
     const llmkit_tensor *lse;    /**< Output, or NULL = not wanted: float32 [B, Sq, Hq] (any strides, q's device) receiving each query row's log-sum-exp, ln(sum_j exp(s_j)) over the scores of its visible keys (plus exp(sink) with sinks), -inf for a row that sees no key; what llmkit_attention_merge() combines. Must not overlap the other tensors. Added after 0.1.0 (an older struct gets NULL). */
@@ -1632,9 +1632,9 @@ typedef struct llmkit_attention_options {
  * Softmax and accumulation are float32; bf16 and fp16 inputs are converted
  * exactly, and the result is rounded to out's type once at the end. Where
  * few (batch, kv head, query tile) tasks share the threads (a decode of few
- * sequences), their keys are split among the threads
- * (flash-decoding) and the parts merged, so the last bits can depend on
- * n_threads; the KV caches' attention gives the same bits for any n_threads.
+ * sequences), their keys are split into parts (flash-decoding) and the
+ * parts merged; the parts depend on the shapes alone, so the result is the
+ * same bits for any n_threads, as the KV caches' attention.
  * v's head_dim Dv is usually D but may differ: DeepSeek's attention has
  * D = 192 (128 plus 64 rotary dimensions) and Dv = 128, and its multi-head
  * latent attention (MLA) in the absorbed form D = 576 (the latent of 512

@@ -267,13 +267,14 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         cp.rows_finite = check_rows ? &rows_finite : nullptr;
         cp.lse = lse;
         // Every head in one task, so few sequences need parts of their keys to
-        // keep the threads busy: about two per thread (at most 1024 keys each).
-        const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
-        const int64_t want = (2 * int64_t(threads) + B - 1) / B;
+        // keep the threads busy: about k_split_token_tasks in all, of 256 to
+        // 1024 keys each; from the shapes alone, so the bits do not depend on
+        // n_threads.
+        const int64_t want = (k_split_token_tasks + B - 1) / B;
         if (p.kv_splits > 0)
             cp.split_keys = (Skv + p.kv_splits - 1) / p.kv_splits;
         else if (want > 1)
-            cp.split_keys = std::min<int64_t>(1024, (Skv + want - 1) / want);
+            cp.split_keys = std::clamp<int64_t>((Skv + want - 1) / want, k_split_min_keys, 1024);
         cache_attention(L, seqs.data(), B, q, dst, cp);
         checked_out();
         return;
@@ -623,15 +624,17 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
     };
 
     // Decoding few sequences leaves threads idle (B * Hkv tasks of one row tile
-    // each): then the keys are split too, flash-decoding style, and the parts'
-    // (O, m, l) are merged with the same rescaling as the online softmax.
+    // each): then the keys are split too, flash-decoding style, for about
+    // k_split_items work items, and the parts' (O, m, l) are merged with the
+    // same rescaling as the online softmax. The split depends on the shapes
+    // alone, so the result is the same bits for any n_threads.
     const int64_t n_tasks = B * Hkv * nqt;
     const int threads = p.n_threads > 0 ? p.n_threads : core::default_num_threads();
     int64_t splits = p.kv_splits;
     if (splits == 0)
-        splits = n_tasks >= threads || Skv < 512
+        splits = n_tasks >= k_split_items || Skv < 2 * k_split_min_keys
                      ? 1
-                     : std::min<int64_t>((2 * threads + n_tasks - 1) / n_tasks, Skv / 256);
+                     : std::min<int64_t>((k_split_items + n_tasks - 1) / n_tasks, Skv / k_split_min_keys);
     const int64_t slot = G * tq * (Dv + 2);
     std::vector<float> parts(splits > 1 ? size_t(n_tasks * splits * slot) : 0);
     auto part_of = [&](int64_t task, int64_t split) {

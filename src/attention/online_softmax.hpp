@@ -61,6 +61,19 @@ inline decltype(kernels::gemm_pf) decode_gemm_pf(const kernels &kn, int64_t call
     return call_bytes <= k_cache_resident_bytes && kn.gemm_pf_in_cache ? kn.gemm_pf_in_cache : kn.gemm_pf;
 }
 
+// Dense attention splits the keys of its tasks (flash-decoding) when a call
+// has fewer than this many (batch, kv head, query tile) tasks, into parts of
+// at least k_split_min_keys keys, for about this many work items (two per
+// thread of an 8-thread machine); over [B, S, H, D] rows, whose decode walks
+// every head in one task, about k_split_token_tasks (parts of at most 1024
+// keys). Constants and not the thread count, so that the parts, and with
+// them the result's bits, depend on the shapes alone, as the caches' split-KV
+// parts do. (The token walk in parts of 256 keys where 1024 would do ran
+// 0.82-0.87x on the 2-core Zen 3, float32 and bf16, one and two sequences.)
+constexpr int64_t k_split_items = 16;
+constexpr int64_t k_split_token_tasks = 8;
+constexpr int64_t k_split_min_keys = 256;
+
 // Keys per piece of decode's stream over rows that lie one after another (a
 // head of dense [B, H, S, D] tensors, a cache's blocks), for a call that
 // reads call_bytes of K and V in elem_bytes values; eo: bf16 on the even/odd

@@ -532,6 +532,26 @@ def test_long_prefill_matches_torch_sdpa(rng, Hq, Hkv, dtype):
     assert_close(llmkit.attention(q, k, v, window=77), ref_attention(q, k, v, window=77), 2e-5)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_decode_bits_do_not_depend_on_num_threads(rng, dtype):
+    """A decode of few sequences splits its keys into parts (flash-decoding) chosen from the shapes alone: the
+    same bits for 1, 2, 3, 8 and 16 threads, over K/V as [B, S, H, D] (the caches' token walk) and as a
+    [B, H, S, D] view (a task per kv head), against torch's SDPA in float64. (Parts chosen from the thread count
+    gave other bits at 16 threads, and at 2 over [B, S, H, D].)"""
+    torch = pytest.importorskip("torch")
+    tdtype = getattr(torch, dtype)
+    tol = {"float32": 2e-5, "bfloat16": 2e-2}[dtype]
+    for B, Skv in ((1, 600), (1, 3000), (2, 1500), (3, 700)):
+        q, k, v = (torch.from_numpy(a).to(tdtype) for a in qkv(rng, B, 1, Skv, 32, 8, 128))
+        want = _torch_sdpa(torch, q, k, v, True).numpy()
+        bhsd = [t.transpose(1, 2).contiguous().transpose(1, 2) for t in (k, v)]  # [B, H, S, D] storage
+        for kk, vv in ((k, v), bhsd):
+            one = llmkit.attention(q, kk, vv, num_threads=1)
+            assert_close(one.double().numpy(), want, tol)
+            for threads in (2, 3, 8, 16):
+                assert torch.equal(llmkit.attention(q, kk, vv, num_threads=threads), one), (B, Skv, threads)
+
+
 def test_v_head_dim_may_differ_from_q_and_k(rng):
     """v's head_dim Dv may differ from q's and k's D: DeepSeek's attention (192 / 128), its latent attention in
     the absorbed form (576 / 512 on one kv head, v a view of the latent that k holds), V wider than K; prefill,

@@ -165,9 +165,10 @@ def attention(
       :func:`attention_merge` combines such results over disjoint keys.
 
     A query that sees no key at all gets a row of zeros. Runs on
-    ``num_threads`` worker threads (0: the default) with the GIL released;
-    a decode of few sequences splits its keys among the threads, so its last
-    bits can depend on ``num_threads`` (the KV caches' attention does not).
+    ``num_threads`` worker threads (0: the default) with the GIL released.
+    A decode of few sequences splits its keys into parts (flash-decoding)
+    chosen from the shapes alone, so the result is the same bits for any
+    ``num_threads``, as the KV caches' attention.
     Raises :class:`ValueError` with the C library's message for mismatched
     shapes or dtypes, bad parameters, and a NaN or infinity in q, k or v (or
     a NaN or +inf in the mask), naming the first such element.
