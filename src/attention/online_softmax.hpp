@@ -68,8 +68,9 @@ inline decltype(kernels::gemm_pf) decode_gemm_pf(const kernels &kn, int64_t call
 // every head in one task, about k_split_token_tasks (parts of at most 1024
 // keys). Constants and not the thread count, so that the parts, and with
 // them the result's bits, depend on the shapes alone, as the caches' split-KV
-// parts do. (The token walk in parts of 256 keys where 1024 would do ran
-// 0.82-0.87x on the 2-core Zen 3, float32 and bf16, one and two sequences.)
+// parts do. (With 32 items the token walk of one or two sequences took
+// parts of 256 keys: 0.82-0.87x in two cells and 1.01-1.18x in two others
+// on the 2-core Zen 3; 8 keeps the parts of 1024 keys that 2 threads had.)
 constexpr int64_t k_split_items = 16;
 constexpr int64_t k_split_token_tasks = 8;
 constexpr int64_t k_split_min_keys = 256;
