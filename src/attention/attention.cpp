@@ -267,14 +267,14 @@ void run_cpu(const tensor_view &q, const tensor_view &k, const tensor_view &v, c
         cp.rows_finite = check_rows ? &rows_finite : nullptr;
         cp.lse = lse;
         // Every head in one task, so few sequences need parts of their keys to
-        // keep the threads busy: about k_split_token_tasks in all, of 256 to
-        // 1024 keys each; from the shapes alone, so the bits do not depend on
-        // n_threads.
+        // keep the threads busy: about k_split_token_tasks in all, of
+        // k_split_min_keys to k_default_split_keys keys each; from the shapes
+        // alone, so the bits do not depend on n_threads.
         const int64_t want = (k_split_token_tasks + B - 1) / B;
         if (p.kv_splits > 0)
             cp.split_keys = (Skv + p.kv_splits - 1) / p.kv_splits;
         else if (want > 1)
-            cp.split_keys = std::clamp<int64_t>((Skv + want - 1) / want, k_split_min_keys, 1024);
+            cp.split_keys = std::clamp<int64_t>((Skv + want - 1) / want, k_split_min_keys, k_default_split_keys);
         cache_attention(L, seqs.data(), B, q, dst, cp);
         checked_out();
         return;

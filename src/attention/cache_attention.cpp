@@ -58,7 +58,6 @@ using core::tensor_view;
 namespace {
 
 constexpr int k_tile_rows = 64;
-constexpr int64_t k_default_split_keys = 1024;
 // Row scales of 1: decode converts a piece's 8-bit rows to their raw values
 // and applies the row scales to the scores and the probabilities instead.
 constexpr float k_unit_scales[k_chunk_keys] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,

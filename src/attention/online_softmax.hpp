@@ -61,12 +61,17 @@ inline decltype(kernels::gemm_pf) decode_gemm_pf(const kernels &kn, int64_t call
     return call_bytes <= k_cache_resident_bytes && kn.gemm_pf_in_cache ? kn.gemm_pf_in_cache : kn.gemm_pf;
 }
 
+// The caches' split-KV (flash-decoding): a task whose queries form one tile
+// takes its keys in parts of this many (split_keys = 0), merged with the
+// online softmax's rescaling.
+constexpr int64_t k_default_split_keys = 1024;
+
 // Dense attention splits the keys of its tasks (flash-decoding) when a call
 // has fewer than this many (batch, kv head, query tile) tasks, into parts of
 // at least k_split_min_keys keys, for about this many work items (two per
 // thread of an 8-thread machine); over [B, S, H, D] rows, whose decode walks
-// every head in one task, about k_split_token_tasks (parts of at most 1024
-// keys). Constants and not the thread count, so that the parts, and with
+// every head in one task, about k_split_token_tasks (parts of at most
+// k_default_split_keys). Constants and not the thread count, so that the parts, and with
 // them the result's bits, depend on the shapes alone, as the caches' split-KV
 // parts do. (With 32 items the token walk of one or two sequences took
 // parts of 256 keys: 0.82-0.87x in two cells and 1.01-1.18x in two others
