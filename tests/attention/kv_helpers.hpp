@@ -119,10 +119,13 @@ inline std::vector<double> reference(const attn_test::tensor4 &q, const std::vec
         for (int64_t i = 0; i < Sq; ++i)
             for (int64_t h = 0; h < Hq; ++h) {
                 const int64_t pos = L - Sq + i, g = h / G;
+                // Row pointers rather than an index per element (see test_attention.cpp's reference).
+                const double *qr = &q.vals[size_t(q.idx(b, i, h, 0))];
                 double mx = -INFINITY;
                 for (int64_t j = 0; j < L; ++j) {
+                    const double *kr = &K[size_t((j * Hkv + g) * D)];
                     double acc = 0.0;
-                    for (int64_t d = 0; d < D; ++d) acc += q.vals[size_t(q.idx(b, i, h, d))] * K[size_t((j * Hkv + g) * D + d)];
+                    for (int64_t d = 0; d < D; ++d) acc += qr[d] * kr[d];
                     acc *= scale;
                     if (o.softcap > 0) acc = o.softcap * std::tanh(acc / o.softcap);
                     if (o.alibi) acc -= double(o.alibi[h]) * double(pos - j);
@@ -136,10 +139,11 @@ inline std::vector<double> reference(const attn_test::tensor4 &q, const std::vec
                 double sum = o.sinks ? std::exp(double(o.sinks[h]) - mx) : 0.0;
                 for (int64_t j = 0; j < L; ++j) sum += (sc[size_t(j)] = std::exp(sc[size_t(j)] - mx));
                 if (lse) (*lse)[size_t((b * Sq + i) * Hq + h)] = mx + std::log(sum);
-                for (int64_t j = 0; j < L; ++j)
-                    for (int64_t d = 0; d < Dv; ++d)
-                        out[size_t(((b * Sq + i) * Hq + h) * Dv + d)] +=
-                            sc[size_t(j)] / sum * V[size_t((j * Hkv + g) * Dv + d)];
+                double *o = &out[size_t(((b * Sq + i) * Hq + h) * Dv)];
+                for (int64_t j = 0; j < L; ++j) {
+                    const double *vr = &V[size_t((j * Hkv + g) * Dv)];
+                    for (int64_t d = 0; d < Dv; ++d) o[d] += sc[size_t(j)] / sum * vr[d];
+                }
             }
     }
     return out;
@@ -214,7 +218,7 @@ struct cache {
     }
     // Appends n random tokens (N(0,1)) to layer `layer` of sequence s and records them in sd.
     void append(int32_t layer, int32_t s, int64_t n, std::mt19937 &rng, seq_data &sd) {
-        std::normal_distribution<double> nd(0.0, 1.0);
+        attn_test::normal_draws nd;
         std::vector<float> kb(size_t(n * Hkv * D)), vb(size_t(n * Hkv * Dv));
         for (int kv = 0; kv < (v_from_k ? 1 : 2); ++kv) {
             auto &buf = kv == 0 ? kb : vb;
