@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import llmkit
+from budget import examples
 
 DIMS = [64, 80, 96, 128, 256]
 HEADS = [(4, 4), (8, 2), (6, 1)]
@@ -407,7 +408,10 @@ def test_threads_sharing_a_cache(paged):
     def worker(seed):
         r = np.random.default_rng(seed)
         try:
-            for _ in range(5000):
+            # 5000 rounds per thread in the Release stage; a fifth under the
+            # sanitizers (40 s of that stage's Python tests at 5000), whose
+            # memory checks need the paths, not the count.
+            for _ in range(examples(5000)):
                 s = c.new_sequence()
                 n = int(r.integers(1, 5))
                 for _ in range(n):
