@@ -9,7 +9,8 @@
 #   5. the same suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #      (clang; all but the two linear-time ratio cases, which stage 2 runs);
 #   6. the tokenizer tests under ThreadSanitizer (a separate build: TSan and
-#      ASan cannot be combined), where one tokenizer is shared by 8 threads;
+#      ASan cannot be combined, of the tokenizer's own sources), where one
+#      tokenizer is shared by 8 threads;
 #   7. every libFuzzer harness (tests/fuzz/fuzz_*.cpp, built in stage 5's
 #      folder on its ASan/UBSan objects) for
 #      LLMKIT_FUZZ_SECONDS (default 10) each; any crash, leak or timeout fails.
