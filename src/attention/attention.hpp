@@ -129,6 +129,11 @@ public:
     // M-RoPE: pair k at position[component(k)] (temporal, height, width).
     bool mrope() const { return !component_.empty(); }
     void angles(const int64_t position[3], float *cs, float *sn) const;
+    // The cosines and sines of a turn by `delta` positions, without YaRN's
+    // factor: rotate() by them takes a row rotated at p to one rotated at
+    // p + delta (the angles of each pair grow linearly with the position).
+    // The caches' erase re-rotates the keys it moves with them.
+    void shift_angles(int64_t delta, float *cs, float *sn) const;
     // Rotates the first rotary_dims() of row by angles() of its position.
     void rotate(float *row, const float *cs, const float *sn) const;
     // What angles() depends on: two rotations with equal inverse frequencies

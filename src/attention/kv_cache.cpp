@@ -208,6 +208,56 @@ angle_table block_storage::angles(const rope_rotation &rot, int64_t end) {
     return {m.cs.data(), m.sn.data()};
 }
 
+void block_storage::load_cache_rows(const kernels &kn, const char *base, const float *scales, int64_t r, int64_t n,
+                                    int64_t D, float *x, uint16_t *h) const {
+    const char *src = base + r * D * es_;
+    switch (type_) {
+    case kv_dtype::f32: std::memcpy(x, src, size_t(n * D) * 4); break;
+    case kv_dtype::bf16:
+    case kv_dtype::f16:
+        std::memcpy(h, src, size_t(n * D) * 2);
+        kn.half_to_f32(x, h, n * D, type_ == kv_dtype::bf16);
+        break;
+    case kv_dtype::i8:
+    case kv_dtype::fp8_e4m3:
+    case kv_dtype::fp8_e5m2: kn.q8_to_f32(x, src, n, D, scales + r, row_type(int(type_))); break;
+    }
+}
+
+void block_storage::store_cache_rows(const kernels &kn, char *base, float *scales, int64_t r, int64_t n, int64_t D,
+                                     const float *x, uint16_t *h) const {
+    char *dst = base + r * D * es_;
+    switch (type_) {
+    case kv_dtype::f32: store_row(kn, dst, dtype::f32, n * D, x, h); return;
+    case kv_dtype::bf16: store_row(kn, dst, dtype::bf16, n * D, x, h); return;
+    case kv_dtype::f16: store_row(kn, dst, dtype::f16, n * D, x, h); return;
+    default: break;
+    }
+    for (int64_t i = 0; i < n; ++i, x += D, dst += D, ++r) {
+        const float amax = row_absmax(x, D);
+        if (type_ == kv_dtype::i8) {
+            // Symmetric per token and head: scale = absmax / 127, q = round(x / scale).
+            const float scale = amax / 127.0f;
+            const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+            for (int64_t d = 0; d < D; ++d) {
+                const float qv = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[d] * inv)));
+                dst[d] = char(int8_t(qv));
+            }
+            scales[r] = scale;
+            continue;
+        }
+        // FP8, per token and head as the quant block's fp8_*_channel formats:
+        // scale = absmax / 448 (or / 57344), q = fp8(x / scale), a division
+        // as torch users write it, so the bytes match theirs.
+        const bool e4m3 = type_ == kv_dtype::fp8_e4m3;
+        const float scale = quant::fp8_scale(amax, e4m3 ? 0 : 1);
+        const auto encode = e4m3 ? quant::f32_to_e4m3 : quant::f32_to_e5m2;
+        uint8_t *q = reinterpret_cast<uint8_t *>(dst);
+        for (int64_t d = 0; d < D; ++d) q[d] = encode(x[d] / scale);
+        scales[r] = scale * kv_scale_factor(type_);
+    }
+}
+
 void block_storage::write(int64_t layer, int64_t block, int64_t row, const tensor_view &k, const tensor_view *v,
                           int64_t from, int64_t n, const rope_rotation *rope, int64_t position, angle_table table) {
     const int64_t H = n_kv_heads_;
@@ -249,36 +299,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                     }
                     load_row(kn, src, t.type, D, x.data(), half.data());
                     if (rotate) rope->rotate(x.data(), c, sn_row);
-                    const float amax = kv_has_scales(type_) ? row_absmax(x.data(), D) : 0.0f;  // 8-bit rows' scale
-                    switch (type_) {
-                    case kv_dtype::f32: store_row(kn, dst, dtype::f32, D, x.data(), half.data()); break;
-                    case kv_dtype::bf16: store_row(kn, dst, dtype::bf16, D, x.data(), half.data()); break;
-                    case kv_dtype::f16: store_row(kn, dst, dtype::f16, D, x.data(), half.data()); break;
-                    case kv_dtype::i8: {
-                        // Symmetric per token and head: scale = absmax / 127, q = round(x / scale).
-                        const float scale = amax / 127.0f;
-                        const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-                        for (int64_t d = 0; d < D; ++d) {
-                            const float qv = std::min(127.0f, std::max(-127.0f, std::nearbyint(x[size_t(d)] * inv)));
-                            dst[d] = char(int8_t(qv));
-                        }
-                        scales[r] = scale;
-                        break;
-                    }
-                    case kv_dtype::fp8_e4m3:
-                    case kv_dtype::fp8_e5m2: {
-                        // Per token and head as the quant block's fp8_*_channel
-                        // formats: scale = absmax / 448 (or / 57344), q = fp8(x / scale),
-                        // a division as torch users write it, so the bytes match theirs.
-                        const bool e4m3 = type_ == kv_dtype::fp8_e4m3;
-                        const float scale = quant::fp8_scale(amax, e4m3 ? 0 : 1);
-                        const auto encode = e4m3 ? quant::f32_to_e4m3 : quant::f32_to_e5m2;
-                        uint8_t *q = reinterpret_cast<uint8_t *>(dst);
-                        for (int64_t d = 0; d < D; ++d) q[d] = encode(x[size_t(d)] / scale);
-                        scales[r] = scale * kv_scale_factor(type_);
-                        break;
-                    }
-                    }
+                    store_cache_rows(kn, base, scales, r, 1, D, x.data(), half.data());
                 }
             }
         }
@@ -311,6 +332,55 @@ void block_storage::copy_rows(int64_t dst, int64_t src, int64_t n) {
                 }
             }
         }
+}
+
+void block_storage::move_tokens(int64_t layer, const int32_t *table, int64_t from, int64_t to, int64_t len,
+                                const rope_rotation *rope) {
+    const int64_t delta = to - from, bs = block_size_;
+    if (delta <= 0 || len <= to) return;
+    const kernels &kn = best_kernels();
+    // One turn for every moved key: by -delta positions, the same for all.
+    const size_t pairs = rope ? size_t(rope->pairs()) : 0;
+    std::vector<float> cs(pairs), sn(pairs);
+    if (rope) rope->shift_angles(-delta, cs.data(), sn.data());
+    constexpr int64_t k_chunk_rows = 64;  // K rows turned per conversion call
+    // Each head's rows on a thread of their own (they share no row). Token t
+    // moves to t - delta, below every token still to move, so walking t
+    // upwards reads each row before anything is written over it. A run of
+    // tokens that stays within one block at both ends is a run of rows.
+    core::parallel_for(n_kv_heads_, 0, [&](int64_t h) {
+        const auto row_of = [&](int64_t t) { return (int64_t(table[t / bs]) * n_kv_heads_ + h) * bs + t % bs; };
+        std::vector<float> x;
+        std::vector<uint16_t> half;
+        if (rope) {
+            x.resize(size_t(k_chunk_rows * head_dim_));
+            half.resize(x.size());
+        }
+        for (int kv = 0; kv < (v_from_k_ ? 1 : 2); ++kv) {
+            const int64_t D = kv == 0 ? head_dim_ : dv_;
+            char *base = kv == 0 ? k_.data() + layer * layer_elems_ * es_ : v_.data() + layer * v_layer_elems_ * es_;
+            float *scales =
+                kv_has_scales(type_) ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * layer_rows_ : nullptr;
+            for (int64_t t = to; t < len;) {
+                const int64_t run = std::min({len - t, bs - t % bs, bs - (t - delta) % bs});
+                const int64_t rs = row_of(t), rd = row_of(t - delta);
+                if (kv == 0 && rope) {
+                    // Ascending chunks: a chunk's destination rows lie below its source rows.
+                    for (int64_t c = 0; c < run; c += k_chunk_rows) {
+                        const int64_t n = std::min(k_chunk_rows, run - c);
+                        load_cache_rows(kn, base, scales, rs + c, n, D, x.data(), half.data());
+                        for (int64_t i = 0; i < n; ++i) rope->rotate(x.data() + i * D, cs.data(), sn.data());
+                        store_cache_rows(kn, base, scales, rd + c, n, D, x.data(), half.data());
+                    }
+                } else {
+                    // memmove: within one block the two runs overlap when delta < run.
+                    std::memmove(base + rd * D * es_, base + rs * D * es_, size_t(run * D * es_));
+                    if (scales) std::memmove(scales + rd, scales + rs, size_t(run) * 4);
+                }
+                t += run;
+            }
+        }
+    });
 }
 
 void block_storage::copy_block(int64_t dst, int64_t src) { copy_rows(dst, src, block_size_); }
@@ -383,6 +453,32 @@ void truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t 
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "n = ", n, " is outside 0..", longest, " (sequence ", seq, " holds ", longest,
              " tokens)");
     for (int64_t &len : layer_lengths) len = std::min(len, n);
+}
+
+void check_erase(const std::vector<int64_t> &layer_lengths, int32_t seq, int64_t from, int64_t to,
+                 const rope_params *rope, const block_storage &store) {
+    const auto shortest = std::min_element(layer_lengths.begin(), layer_lengths.end());
+    if (from < 0 || to < from || to > *shortest)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "[from, to) = [", from, ", ", to, ") must satisfy 0 <= from <= to <= ", *shortest,
+             ": sequence ", seq, " holds ", *shortest, " tokens in layer ", shortest - layer_lengths.begin(),
+             " (only tokens every layer holds can be erased)");
+    if (!rope) return;
+    refuse_mrope_in_cache(*rope, "rope");
+    if (store.v_from_k())
+        fail(LLMKIT_ERROR_UNSUPPORTED, "rope: this cache's V lies in its K rows (v_from_k), and re-rotating K would "
+             "turn the values too");
+}
+
+void kv_cache::seq_erase(int32_t seq, int64_t from, int64_t to, const rope_params *rope) {
+    check_seq(live_, seq, "seq");
+    std::vector<int64_t> &lens = len_[size_t(seq)];
+    check_erase(lens, seq, from, to, rope, store_);
+    std::optional<rope_rotation> rot;
+    if (rope) rot.emplace(*rope, store_.head_dim());
+    for (int64_t l = 0; l < store_.n_layers(); ++l) {
+        store_.move_tokens(l, &slot_ids_[size_t(seq)], from, to, lens[size_t(l)], rot ? &*rot : nullptr);
+        lens[size_t(l)] -= to - from;
+    }
 }
 
 void kv_cache::seq_truncate(int32_t seq, int64_t n) {

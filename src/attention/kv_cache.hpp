@@ -209,6 +209,14 @@ public:
     // (they run alone, as the C API asks).
     static constexpr int64_t k_memo_positions = 32768;
     angle_table angles(const rope_rotation &rot, int64_t end);
+    // Erasing tokens [from, to) of a sequence from one layer (the caches'
+    // seq_erase): its tokens [to, len) move down to [from, len - (to - from)),
+    // token j living in block table[j / block_size], row j % block_size. With
+    // `rope`, each moved K row is re-rotated by -(to - from) positions (in
+    // float32, then stored in the cache's dtype again); V rows, and K rows
+    // without `rope`, move as they are.
+    void move_tokens(int64_t layer, const int32_t *table, int64_t from, int64_t to, int64_t len,
+                     const rope_rotation *rope);
     // Copies block src (every layer) over block dst.
     void copy_block(int64_t dst, int64_t src);
     // Copies the first n rows of block src over block dst, in every layer.
@@ -224,6 +232,14 @@ public:
     float *scale(int kv, int64_t l, int64_t r) { return const_cast<float *>(std::as_const(*this).scale(kv, l, r)); }
 
 private:
+    // Rows r..r+n-1 of a layer's K or V (`base`, with their `scales` for the
+    // 8-bit dtypes) as n * D float32 values in x, and x stored back into such
+    // rows (8-bit rows get the scale of their absmax). h: n * D uint16_t of scratch.
+    void load_cache_rows(const kernels &kn, const char *base, const float *scales, int64_t r, int64_t n, int64_t D,
+                         float *x, uint16_t *h) const;
+    void store_cache_rows(const kernels &kn, char *base, float *scales, int64_t r, int64_t n, int64_t D,
+                          const float *x, uint16_t *h) const;
+
     int64_t n_layers_, n_kv_heads_, head_dim_, block_size_, n_blocks_;
     kv_dtype type_;
     int64_t dv_;
@@ -247,6 +263,11 @@ void check_seq(const std::vector<bool> &live, int32_t seq, const char *what);
 // Both caches' truncation of one sequence's per-layer lengths to n tokens
 // (n in 0..the largest of them, else OUT_OF_RANGE).
 void truncate_lengths(std::vector<int64_t> &layer_lengths, int32_t seq, int64_t n);
+// Both caches' checks of an erase of tokens [from, to) from a sequence whose
+// layers hold `layer_lengths` (0 <= from <= to <= the shortest), and of its
+// re-rotation (null: none).
+void check_erase(const std::vector<int64_t> &layer_lengths, int32_t seq, int64_t from, int64_t to,
+                 const rope_params *rope, const block_storage &store);
 // The [S, Hkv, D] view of a K or V argument given as [S, Hkv, D] or [1, S, Hkv, D].
 core::tensor_view rows_view(const core::tensor_view &t);
 // Both caches' checks of an append's rotation (no M-RoPE; none where V lies
@@ -264,6 +285,11 @@ public:
     void seq_free(int32_t seq);
     // Keeps the first n tokens of seq in every layer (n <= its length).
     void seq_truncate(int32_t seq, int64_t n);
+    // Removes tokens [from, to) of seq from every layer; the later tokens
+    // move down, their K re-rotated by -(to - from) positions with `rope`
+    // (the rotation their appends used; null: K moves as it is). Context
+    // shift (llama.cpp's seq_rm + seq_add) and StreamingLLM's rolling cache.
+    void seq_erase(int32_t seq, int64_t from, int64_t to, const rope_params *rope);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
     // With `rope`, K is rotated on its way in, token j of the sequence at
     // position j. v is null exactly for a cache that keeps no V (v_from_k).

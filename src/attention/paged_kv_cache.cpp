@@ -130,6 +130,51 @@ int64_t paged_kv_cache::seq_release_before(int32_t seq, int64_t n) {
     return released_tokens(seq);
 }
 
+void paged_kv_cache::seq_erase(int32_t seq, int64_t from, int64_t to, const rope_params *rope) {
+    check_seq(live_, seq, "seq");
+    std::vector<int64_t> &lens = len_[size_t(seq)];
+    check_erase(lens, seq, from, to, rope, store_);
+    const int64_t released = released_tokens(seq);
+    if (from < released)
+        fail(LLMKIT_ERROR_OUT_OF_RANGE, "from = ", from, ": the blocks of sequence ", seq, "'s first ", released,
+             " tokens were released (release_before); erase from token ", released, " on");
+    std::optional<rope_rotation> rot;
+    if (rope) rot.emplace(*rope, store_.head_dim());
+    const int64_t delta = to - from;
+    if (delta == 0) return;
+    const int64_t bs = store_.block_size();
+    const int64_t new_longest = *std::max_element(lens.begin(), lens.end()) - delta;
+    std::vector<int32_t> &table = tables_[size_t(seq)];
+    // The blocks the moved rows land in, [first, last] (none when no token
+    // follows the erased ones): a shared one is copied first, as an append
+    // into it would be. Counted before anything changes, so a full pool
+    // leaves the sequence as it was.
+    const int64_t first = from / bs, last = new_longest > from ? (new_longest - 1) / bs : first - 1;
+    int64_t needed = 0;
+    for (int64_t i = first; i <= last; ++i)
+        if (refs_[size_t(table[size_t(i)])] > 1) ++needed;
+    if (needed > free_blocks())
+        fail(LLMKIT_ERROR_OUT_OF_MEMORY, "the paged KV cache's pool is exhausted: erasing tokens [", from, ", ", to,
+             ") of sequence ", seq, " rewrites ", needed, " blocks it shares with other sequences, which need as many "
+             "free blocks; ", free_blocks(), " of ", store_.n_blocks(), " are left");
+    for (int64_t i = first; i <= last; ++i) {
+        const int32_t old = table[size_t(i)];
+        if (refs_[size_t(old)] > 1) {
+            const int32_t fresh = take_block();
+            store_.copy_block(fresh, old);
+            release_block(old);
+            table[size_t(i)] = fresh;
+        }
+    }
+    for (int64_t l = 0; l < store_.n_layers(); ++l) {
+        store_.move_tokens(l, table.data(), from, to, lens[size_t(l)], rot ? &*rot : nullptr);
+        lens[size_t(l)] -= delta;
+    }
+    const size_t keep = size_t((new_longest + bs - 1) / bs);
+    for (size_t i = keep; i < table.size(); ++i) release_block(table[i]);
+    if (table.size() > keep) table.resize(keep);
+}
+
 int64_t paged_kv_cache::length(int32_t seq, int32_t layer) const {
     check_seq(live_, seq, "seq");
     if (layer < -1 || layer >= store_.n_layers())

@@ -37,6 +37,12 @@ public:
     // a released one). Returns the first token the sequence still holds (a
     // multiple of block_size; n = 0 just asks).
     int64_t seq_release_before(int32_t seq, int64_t n);
+    // Removes tokens [from, to) of seq from every layer, as kv_cache's
+    // seq_erase: the later tokens move down (their K re-rotated with `rope`),
+    // the blocks they then fill are copied first where shared, and the blocks
+    // past the new length are released. from must not precede the tokens
+    // held (seq_release_before).
+    void seq_erase(int32_t seq, int64_t from, int64_t to, const rope_params *rope);
     int64_t length(int32_t seq, int32_t layer) const;  // layer -1: the largest over layers
     const std::vector<int32_t> &block_table(int32_t seq) const;
     // With `rope`, K is rotated on its way in, token j of the sequence at

@@ -189,6 +189,14 @@ void rope_rotation::angles(const int64_t position[3], float *cs, float *sn) cons
     for (int k = 0; k < pairs(); ++k) angle(k, position[component_[size_t(k)]], cs, sn);
 }
 
+void rope_rotation::shift_angles(int64_t delta, float *cs, float *sn) const {
+    for (int k = 0; k < pairs(); ++k) {
+        const double a = double(delta) * inv_[size_t(k)];
+        cs[k] = float(std::cos(a));
+        sn[k] = float(std::sin(a));
+    }
+}
+
 bool uses_mrope(const rope_params &p) {
     return p.mrope_section[0] != 0 || p.mrope_section[1] != 0 || p.mrope_section[2] != 0;
 }
