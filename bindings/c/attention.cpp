@@ -174,6 +174,16 @@ llmkit_status cache_seq_truncate(Cache *cache, int32_t seq, int64_t n) {
 }
 
 template <class Cache>
+llmkit_status cache_seq_erase(Cache *cache, int32_t seq, int64_t from, int64_t to, const llmkit_rope_options *rope) {
+    return capi::guard([&] {
+        capi::require_non_null(cache, "cache");
+        std::optional<attention::rope_params> rp;
+        if (rope) rp = rope_params_of(rope, "rope");
+        cache->impl.seq_erase(seq, from, to, rp ? &*rp : nullptr);
+    });
+}
+
+template <class Cache>
 llmkit_status cache_seq_save(const Cache *cache, int32_t seq, void *buf, size_t capacity, size_t *written) {
     return capi::guard([&] {
         capi::require_non_null(cache, "cache");
@@ -349,6 +359,11 @@ llmkit_status llmkit_kv_cache_seq_truncate(llmkit_kv_cache *cache, int32_t seq, 
     return cache_seq_truncate(cache, seq, n);
 }
 
+llmkit_status llmkit_kv_cache_seq_erase(llmkit_kv_cache *cache, int32_t seq, int64_t from, int64_t to,
+                                        const llmkit_rope_options *rope) {
+    return cache_seq_erase(cache, seq, from, to, rope);
+}
+
 llmkit_status llmkit_kv_cache_seq_save(const llmkit_kv_cache *cache, int32_t seq, void *buf, size_t capacity,
                                        size_t *written) {
     return cache_seq_save(cache, seq, buf, capacity, written);
@@ -418,6 +433,11 @@ llmkit_status llmkit_paged_kv_cache_seq_fork(llmkit_paged_kv_cache *cache, int32
 
 llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *cache, int32_t seq) {
     return cache_seq_free(cache, seq);
+}
+
+llmkit_status llmkit_paged_kv_cache_seq_erase(llmkit_paged_kv_cache *cache, int32_t seq, int64_t from, int64_t to,
+                                              const llmkit_rope_options *rope) {
+    return cache_seq_erase(cache, seq, from, to, rope);
 }
 
 llmkit_status llmkit_paged_kv_cache_seq_truncate(llmkit_paged_kv_cache *cache, int32_t seq, int64_t n) {

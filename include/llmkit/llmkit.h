@@ -2000,6 +2000,35 @@ LLMKIT_API llmkit_status llmkit_kv_cache_seq_free(llmkit_kv_cache *cache, int32_
 LLMKIT_API llmkit_status llmkit_kv_cache_seq_truncate(llmkit_kv_cache *cache, int32_t seq, int64_t n);
 
 /**
+ * @brief Erases tokens [from, to) of a sequence from every layer; the tokens after them move down.
+ *
+ * Context shift, as llama.cpp's (llama_memory_seq_rm then seq_add): when a
+ * sequence fills its context, drop a span (keeping the first tokens, the
+ * system prompt and StreamingLLM's attention sinks, and the most recent ones)
+ * and go on generating. Token j >= to becomes token j - (to - from), and with
+ * `rope` its K row is turned by -(to - from) positions: RoPE's angles grow
+ * linearly with the position, so a key rotated at p, turned by -d, is the key
+ * rotated at p - d, and the cache then holds what appending the kept tokens at
+ * their new positions would have stored (to float32 rounding; 16-bit and
+ * 8-bit rows are rounded again, as the append rounded them). Pass the
+ * rotation the appends used (llmkit_kv_cache_append_rope(), or llmkit_rope()
+ * before a plain append); YaRN's factor is not applied again. V rows, and K
+ * rows when `rope` is NULL (a model without RoPE, ALiBi's say), move as they
+ * are. The next append writes from the new length, and attention's queries
+ * sit at the new positions.
+ * @param cache The cache. @param seq A live sequence.
+ * @param from First token erased. @param to One past the last; 0 <= from <= to <= the sequence's shortest layer.
+ * @param rope The keys' rotation (M-RoPE refused), or NULL to move K rows unchanged. Read during the call.
+ * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE (seq
+ *         not live, the range outside what every layer holds);
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT, #LLMKIT_ERROR_SHAPE (bad rope options);
+ *         #LLMKIT_ERROR_UNSUPPORTED (M-RoPE; rope on a cache whose V lies in K,
+ *         v_from_k). On an error the sequence is unchanged. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_kv_cache_seq_erase(llmkit_kv_cache *cache, int32_t seq, int64_t from, int64_t to,
+                                                   const llmkit_rope_options *rope);
+
+/**
  * @brief Saves a sequence's cached K and V, every layer, as a byte string.
  *
  * For prompt caching across runs (a system prompt prefilled once, written to
@@ -2194,6 +2223,24 @@ LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_free(llmkit_paged_kv_cache *c
  */
 LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_save(const llmkit_paged_kv_cache *cache, int32_t seq, void *buf,
                                                         size_t capacity, size_t *written);
+
+/**
+ * @brief Erases tokens [from, to) of a sequence from every layer (see llmkit_kv_cache_seq_erase()).
+ *
+ * The moved rows are written into the sequence's blocks from block
+ * from / block_size on; a block it shares with a fork is copied first, as an
+ * append into it would be, and the blocks past the new length are released
+ * (freed unless another sequence holds them). The results equal the
+ * contiguous cache's bit for bit.
+ * @param cache The cache. @param seq A live sequence. @param from First token erased.
+ * @param to One past the last. @param rope The keys' rotation, or NULL.
+ * @return As llmkit_kv_cache_seq_erase(), and #LLMKIT_ERROR_OUT_OF_RANGE (from
+ *         before the tokens llmkit_paged_kv_cache_seq_release_before() released);
+ *         #LLMKIT_ERROR_OUT_OF_MEMORY (too few free blocks for the shared
+ *         blocks to copy). On an error the sequence is unchanged. Not thread-safe on one cache.
+ */
+LLMKIT_API llmkit_status llmkit_paged_kv_cache_seq_erase(llmkit_paged_kv_cache *cache, int32_t seq, int64_t from,
+                                                         int64_t to, const llmkit_rope_options *rope);
 
 /**
  * @brief Replaces a sequence's cached K and V with a saved sequence's (see llmkit_kv_cache_seq_load()).

@@ -894,6 +894,15 @@ public:
     /** @brief Keeps seq's first n tokens (see llmkit_kv_cache_seq_truncate()). @param seq A live sequence. @param n Tokens kept. */
     void truncate(int32_t seq, int64_t n) { check(llmkit_kv_cache_seq_truncate(get(), seq, n)); }
     /**
+     * @brief Erases seq's tokens [from, to), the later ones moving down, their K turned back by
+     * to - from positions with `rope` (see llmkit_kv_cache_seq_erase()): context shift.
+     * @param seq A live sequence. @param from First token erased. @param to One past the last.
+     * @param rope The rotation the appends used, or nullptr (K rows move as they are).
+     */
+    void erase(int32_t seq, int64_t from, int64_t to, const llmkit_rope_options *rope = nullptr) {
+        check(llmkit_kv_cache_seq_erase(get(), seq, from, to, rope));
+    }
+    /**
      * @brief seq's cached K and V as bytes (see llmkit_kv_cache_seq_save()): the same
      * format from both kinds of cache, loadable by either with load().
      * @param seq A live sequence. @return The bytes.
@@ -999,6 +1008,15 @@ public:
     void free(int32_t seq) { check(llmkit_paged_kv_cache_seq_free(get(), seq)); }
     /** @brief Keeps seq's first n tokens (see llmkit_paged_kv_cache_seq_truncate()). @param seq A live sequence. @param n Tokens kept. */
     void truncate(int32_t seq, int64_t n) { check(llmkit_paged_kv_cache_seq_truncate(get(), seq, n)); }
+    /**
+     * @brief Erases seq's tokens [from, to), the later ones moving down, their K turned back by
+     * to - from positions with `rope` (see llmkit_paged_kv_cache_seq_erase()): context shift.
+     * @param seq A live sequence. @param from First token erased. @param to One past the last.
+     * @param rope The rotation the appends used, or nullptr (K rows move as they are).
+     */
+    void erase(int32_t seq, int64_t from, int64_t to, const llmkit_rope_options *rope = nullptr) {
+        check(llmkit_paged_kv_cache_seq_erase(get(), seq, from, to, rope));
+    }
     /**
      * @brief Releases the blocks of seq's first n tokens (see llmkit_paged_kv_cache_seq_release_before()).
      * @param seq A live sequence. @param n Tokens no longer needed (0 just asks).

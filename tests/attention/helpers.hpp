@@ -47,6 +47,40 @@ private:
     bool have_spare_ = false;
 };
 
+// RoPE options the cache tests run through: both layouts, partial rotary
+// dims and the scalings (Llama 3.1's, YaRN's with its attention factor, LongRoPE's).
+struct rope_case {
+    const char *name;
+    llmkit_rope_options o;
+};
+
+inline std::vector<rope_case> rope_cases(int64_t D) {
+    std::vector<rope_case> cases;
+    llmkit_rope_options o = LLMKIT_ROPE_OPTIONS_INIT;
+    cases.push_back({"neox", o});
+    o.layout = LLMKIT_ROPE_INTERLEAVED;
+    o.theta = 500000.0;
+    o.scaling = LLMKIT_ROPE_SCALING_LLAMA3;
+    o.factor = 8.0, o.low_freq_factor = 1.0, o.high_freq_factor = 4.0, o.original_max_position = 64.0;
+    cases.push_back({"interleaved, llama3", o});
+    o = LLMKIT_ROPE_OPTIONS_INIT;
+    o.rotary_dims = int32_t(D / 2);
+    o.scaling = LLMKIT_ROPE_SCALING_YARN;
+    o.factor = 4.0, o.original_max_position = 32.0;
+    cases.push_back({"partial, yarn", o});
+    // LongRoPE: per-pair factors (held for the whole run: the cases point to
+    // them, so every call must use the same D) and a default attention factor.
+    static std::vector<float> factors;
+    factors.assign(size_t(D / 2), 1.0f);
+    for (size_t i = 0; i < factors.size(); ++i) factors[i] = 1.0f + 1.5f * float(i);
+    o = LLMKIT_ROPE_OPTIONS_INIT;
+    o.scaling = LLMKIT_ROPE_SCALING_LONGROPE;
+    o.factor = 32.0, o.original_max_position = 4096.0;
+    o.frequency_factors = factors.data();
+    cases.push_back({"longrope", o});
+    return cases;
+}
+
 // A compact host tensor descriptor over `data` (masks, positions).
 inline llmkit_tensor host_tensor(void *data, llmkit_dtype dtype, int ndim, const int64_t *shape) {
     llmkit_tensor t{};

@@ -273,6 +273,10 @@ struct cache {
             REQUIRE(llmkit_kv_cache_memory_bytes(c, &used) == LLMKIT_OK);
         return used;
     }
+    llmkit_status erase(int32_t s, int64_t from, int64_t to, const llmkit_rope_options *rope) {
+        return paged ? llmkit_paged_kv_cache_seq_erase(p, s, from, to, rope)
+                     : llmkit_kv_cache_seq_erase(c, s, from, to, rope);
+    }
     // The saved bytes of s (llmkit_*_seq_save), and a load of bytes into s.
     std::vector<uint8_t> save(int32_t s) {
         size_t n = 0;

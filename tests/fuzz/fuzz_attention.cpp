@@ -5,7 +5,8 @@
 //     offsets and options come from the input;
 //   - a program over a contiguous or paged KV cache (V of its own head_dim,
 //     or read from K's rows, sometimes): create, new / fork / free /
-//     truncate sequences, release a paged sequence's first tokens (after a
+//     truncate sequences, erase a span (its keys turned back, or not),
+//     release a paged sequence's first tokens (after a
 //     well-formed chunk into every layer, mostly), append, attention,
 //     attention over caller-made block tables, and save a sequence (also
 //     just after a release: format version 2) and load the bytes (damaged
@@ -654,6 +655,28 @@ void fuzz_cache(script &s) {
                 }
                 check_status(st);
                 if (st == LLMKIT_OK && s.pick(4) != 3) save_load(id);  // a released sequence's save (format version 2)
+                continue;
+            }
+            if (s.bit()) {
+                // Erase [from, to) (context shift), K turned back with scripted
+                // RoPE options or not; the range sometimes outside the tokens held.
+                const int64_t from = known && before > 0 && s.pick(4) != 3 ? int64_t(s.pick(int(std::min<int64_t>(before, 254)) + 1))
+                                                                          : int64_t(s.pick(64)) - 2;
+                const int64_t to = from + int64_t(s.pick(40)) - 2;
+                std::vector<float> factors;
+                const llmkit_rope_options ro = rope_options(s, D, factors);
+                const llmkit_rope_options *rp = s.bit() ? &ro : nullptr;
+                st = paged ? llmkit_paged_kv_cache_seq_erase(pc, id, from, to, rp)
+                           : llmkit_kv_cache_seq_erase(cc, id, from, to, rp);
+                if (st == LLMKIT_OK) {
+                    if (!known || from < 0 || to < from || to > before) fail("an erase outside 0..length was accepted");
+                    if (v_from_k && rp) fail("an erase's RoPE was accepted by a v_from_k cache");
+                    if ((paged ? llmkit_paged_kv_cache_seq_length(pc, id, -1, &after)
+                               : llmkit_kv_cache_seq_length(cc, id, -1, &after)) != LLMKIT_OK ||
+                        after != before - (to - from))
+                        fail("an erased sequence does not hold length - (to - from) tokens");
+                }
+                check_status(st);
                 continue;
             }
             st = paged ? llmkit_paged_kv_cache_seq_truncate(pc, id, n) : llmkit_kv_cache_seq_truncate(cc, id, n);
