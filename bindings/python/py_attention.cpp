@@ -343,6 +343,14 @@ void bind_cache_methods(P &cls) {
         .def("free", [](T &self, int32_t seq) { self.changing([&] { self.cache.free(seq); }); }, py::arg("seq"))
         .def("truncate", [](T &self, int32_t seq, int64_t n) { self.changing([&] { self.cache.truncate(seq, n); }); },
              py::arg("seq"), py::arg("n"))
+        .def(
+            "erase",
+            [](T &self, int32_t seq, int64_t start, int64_t stop, const py::object &rope) {
+                std::optional<rope_arg> r = rope_options_of(rope);
+                const llmkit_rope_options *ro = r ? r->get(self.head_dim) : nullptr;
+                self.changing([&] { self.cache.erase(seq, start, stop, ro); });
+            },
+            py::arg("seq"), py::arg("start"), py::arg("stop"), py::arg("rope") = py::none())
         .def("save",
              [](const T &self, int32_t seq) {
                  // Written straight into the bytes object (a long prompt's GBs are not copied

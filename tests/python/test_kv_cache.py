@@ -594,6 +594,59 @@ def test_truncate_drops_rejected_draft_tokens(rng, kind):
         c.truncate(3, 0)
 
 
+@pytest.mark.parametrize("kind", ["contiguous", "paged"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_erase_shifts_the_context_as_llama_cpp_does(rng, kind, dtype):
+    # llama.cpp's context shift over 2 layers: a sequence of 48 tokens fills its context of 48, so
+    # it keeps the first n_keep = 4 (StreamingLLM's sinks), drops the next n_discard = 16 and goes
+    # on decoding. Each decode then equals float64 attention over the kept keys rotated at their
+    # new positions 0..L-1 (rope64), with the query at position L - 1.
+    Hkv, Hq, D, layers, ctx, keep, discard = 2, 4, 32, 2, 48, 4, 16
+    c = make_cache(kind, Hkv=Hkv, D=D, dtype=dtype, layers=layers, capacity=ctx)
+    s = c.new_sequence()
+    ks = [rows(rng, ctx, Hkv, D) for _ in range(layers)]
+    vs = [rows(rng, ctx, Hkv, D) for _ in range(layers)]
+    for layer in range(layers):
+        c.append(layer, s, ks[layer], vs[layer], rope=True)
+    with pytest.raises(ValueError, match="capacity|longest sequence"):
+        c.append(0, s, ks[0][:1], vs[0][:1], rope=True)
+    c.erase(s, keep, keep + discard, rope=True)
+    assert [c.length(s, layer) for layer in range(layers)] == [ctx - discard] * layers
+    tol = 1e-5 if dtype == "fp32" else 3e-2  # bf16: K rounded again after its turn (test_kv_erase.cpp)
+    for step in range(3):
+        L = c.length(s) + 1
+        q = rng.standard_normal((1, Hq, D)).astype(np.float32)
+        for layer in range(layers):
+            k1, v1 = rows(rng, 1, Hkv, D), rows(rng, 1, Hkv, D)
+            got = c.decode(layer, [s], q, k1, v1, rope=True)
+            ks[layer], vs[layer] = np.concatenate([ks[layer], k1]), np.concatenate([vs[layer], v1])
+            kept = np.r_[0:keep, keep + discard:len(ks[layer])]
+            want = ref(rope64(q[:, None], [L - 1]), [rope64(ks[layer][kept], np.arange(L))],
+                       [stored(vs[layer][kept], dtype)])[:, 0]
+            np.testing.assert_allclose(got, want, atol=tol, rtol=0)
+    if kind == "paged":  # 35 tokens: 3 blocks of 16, the rest back in the pool
+        assert len(c.block_table(s)) == 3
+    # Without a rotation K moves as it is: a model without RoPE (ALiBi's).
+    a, b = c.new_sequence(), c.new_sequence()
+    k, v = rows(rng, 20, Hkv, D), rows(rng, 20, Hkv, D)
+    for layer in range(layers):
+        c.append(layer, a, k, v)
+        c.append(layer, b, np.concatenate([k[:3], k[9:]]), np.concatenate([v[:3], v[9:]]))
+    c.erase(a, 3, 9)
+    assert c.save(a) == c.save(b)
+    # Bad spans name the problem and change nothing.
+    before = c.save(a)
+    with pytest.raises(ValueError, match=r"\[5, 20\) must satisfy 0 <= from <= to <= 14"):
+        c.erase(a, 5, 20)
+    with pytest.raises(ValueError, match=r"\[6, 2\)"):
+        c.erase(a, 6, 2, rope=True)
+    with pytest.raises(ValueError, match="seq"):
+        c.erase(3, 0, 1)
+    with pytest.raises(TypeError):
+        c.erase(a, 0, 1, rope="neox")
+    assert c.save(a) == before
+
+
 # Packed queries (cu_seqlens_q): one serving step of decodes and prefill chunks.
 PACKED_LENGTHS = [300, 40, 9, 120, 5]
 PACKED_COUNTS = [1, 16, 9, 0, 1]  # a decode, a chunk, a whole prompt, nothing, a decode

@@ -496,6 +496,9 @@ class _KVCacheBase:
         """Ends a sequence."""
     def truncate(self, seq: int, n: int) -> None:
         """Keeps seq's first n tokens in every layer (speculative decoding's rejected drafts)."""
+    def erase(self, seq: int, start: int, stop: int, *, rope: Any = None) -> None:
+        """Removes tokens start..stop-1 of seq from every layer, the later ones moving down, their K turned
+        back by stop - start positions with the appends' rope (context shift; None: K moves as it is)."""
     def save(self, seq: int) -> bytes:
         """seq's cached K and V as bytes (a 40-byte header, then the cache's own rows), loadable by load()
         of any cache, contiguous or paged, of the same dtype and shape."""

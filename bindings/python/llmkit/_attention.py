@@ -802,6 +802,28 @@ class _CacheBase:
         position ``n``. The paged cache returns the blocks past them (unless a fork holds them)."""
         self._native.truncate(int32(seq, "seq"), as_int(n, "n"))
 
+    def erase(self, seq: int, start: int, stop: int, *, rope: Any = None) -> None:
+        """Removes tokens ``start`` to ``stop - 1`` of ``seq`` from every layer; the tokens after
+        them move down by ``stop - start``. This is llama.cpp's context shift (``seq_rm`` then
+        ``seq_add``) and StreamingLLM's rolling cache: when a sequence fills its context, drop a
+        span, keeping the first tokens (the system prompt, the attention sinks) and the latest ones,
+        and go on generating. ``0 <= start <= stop <=`` the tokens every layer holds.
+
+        ``rope``: the rotation the appends used (as :meth:`append`'s: True or a dict of
+        :func:`llmkit.rope`'s keywords). Each moved key is turned by ``-(stop - start)``
+        positions, in float32 and rounded to the cache's dtype again: RoPE's angles grow linearly
+        with the position, so the cache then holds what appending the kept tokens at their new
+        positions stores (to the rounding; YaRN's attention factor is not applied twice). None
+        (default) moves K as it is: a model without RoPE. V always moves as it is.
+
+        The next append writes at the new length, and :meth:`attention`'s queries sit at the new
+        positions. The paged cache copies a block it shares with a fork before writing into it
+        and returns the blocks past the new length; a span before the tokens
+        :meth:`PagedKVCache.release_before` released is refused.
+        """
+        self._native.erase(int32(seq, "seq"), as_int(start, "start"), as_int(stop, "stop"),
+                           _cache_rope(rope, lambda: self.length(seq), self._head_dim))
+
     def save(self, seq: int) -> bytes:
         """``seq``'s cached K and V, every layer, as bytes: the cache's own rows (its dtype, int8 and
         FP8 row scales included) after a 40-byte header naming the format, dtype and shape. Write
