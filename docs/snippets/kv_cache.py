@@ -1,8 +1,8 @@
 """KV caches from Python: a paged cache's decode equals the prefill, a fork
 shares blocks until it writes, RoPE fused into the cache, a serving step of
 decodes and a prefill chunk in one call, what int8 and paging save, where FP8
-beats int8, saving a sequence, sliding windows, and models that mix windowed and
-global layers. Run by the snippet_py_kv_cache test; its output is checked
+beats int8, saving a sequence, sliding windows, models that mix windowed and
+global layers, and context shift. Run by the snippet_py_kv_cache test; its output is checked
 against kv_cache.expected."""
 import numpy as np
 
@@ -158,3 +158,29 @@ gib = lambda layers, context: llmkit.kv_cache_bytes(n_layers=layers, n_kv_heads=
                                                      context=context) / 2**30
 print(f"Gemma 3 27B at 131072 tokens, bf16: one cache {gib(62, 131072):.1f} GiB,"
       f" two caches {gib(10, 131072) + gib(52, 1024 + 15):.1f} GiB")
+
+# 10. Context shift (llama.cpp's, and StreamingLLM's rolling cache): a sequence that fills its
+#     context keeps its first 4 tokens (the attention sinks), erases the next half and goes on.
+#     Each kept key is turned back by the erased count, so the cache holds what appending the kept
+#     tokens at their new positions stores, and decoding continues at the new length.
+ctx, n_keep = 48, 4
+roll = llmkit.KVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, capacity=ctx)
+r = roll.new_sequence()
+tokens_k, tokens_v = (rng.standard_normal((200, Hkv, D), dtype=np.float32) for _ in range(2))
+held = []  # which token each cache row holds
+shifts = 0
+for t in range(200):
+    if roll.length(r) == ctx:
+        n_discard = (ctx - n_keep) // 2
+        roll.erase(r, n_keep, n_keep + n_discard, rope=True)
+        held = held[:n_keep] + held[n_keep + n_discard:]
+        shifts += 1
+    qt = rng.standard_normal((1, Hq, D), dtype=np.float32)
+    out = roll.decode(0, [r], qt, tokens_k[t:t + 1], tokens_v[t:t + 1], rope=True)
+    held.append(t)
+fresh = llmkit.KVCache(n_layers=1, n_kv_heads=Hkv, head_dim=D, capacity=ctx)
+f = fresh.new_sequence()
+fresh.append(0, f, tokens_k[held], tokens_v[held], rope=True)  # the held tokens, at positions 0..
+same_as_fresh = np.abs(roll.attention(0, qt[None], [r], rope=True) - fresh.attention(0, qt[None], [f], rope=True))
+print("200 tokens through a context of", ctx, "-", shifts, "shifts; held:", held[:n_keep], "+", len(held) - n_keep,
+      "recent; == a cache of those tokens (|diff| < 1e-5):", bool(same_as_fresh.max() < 1e-5))
