@@ -311,6 +311,8 @@ class Lib:
             "llmkit_paged_kv_cache_seq_load": [ctypes.c_void_p, c_int32, ctypes.c_void_p, ctypes.c_size_t],
             "llmkit_paged_kv_cache_seq_release_before": [ctypes.c_void_p, c_int32, c_int64, P(c_int64)],
             "llmkit_paged_kv_cache_memory_bytes": [ctypes.c_void_p, P(ctypes.c_uint64), P(ctypes.c_uint64)],
+            "llmkit_kv_cache_seq_erase": [ctypes.c_void_p, c_int32, c_int64, c_int64, P(RopeOptions)],
+            "llmkit_paged_kv_cache_seq_erase": [ctypes.c_void_p, c_int32, c_int64, c_int64, P(RopeOptions)],
         }
         for name, args in optional.items():
             if hasattr(lib, name):
@@ -573,6 +575,7 @@ def main() -> None:
     fp8_cache_cells(lib, dtypes, args, min_time)
     save_load_cells(lib, args, min_time)
     sliding_window_cells(lib, dtypes, args)
+    context_shift_cells(lib, dtypes, args, min_time)
     hf_model_cells(dtypes, args)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
@@ -1222,6 +1225,113 @@ def save_load_cells(lib: Lib, args, min_time: float) -> None:
               f"{(ss + sl) / (ls + ll):>7.2f}x  {same}", flush=True)
         src.close()
         dst.close()
+
+
+def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """llama.cpp's context shift at 8192 tokens of context (one layer of Llama 3 8B: Hkv=8, D=128, NeoX RoPE,
+    theta 500000): keep the first 4 tokens, erase the next (8192 - 4) / 2 and turn the later keys back by as many
+    positions. llmkit: llmkit_kv_cache_seq_erase / llmkit_paged_kv_cache_seq_erase on a full sequence (restored
+    from saved bytes between calls, untimed). torch: the same on [1, Hkv, S, D] tensors as Hugging Face's
+    SinkCache did it: K's kept tail rotated by cos/sin of -n_discard (rotate_half) and copied down into a static
+    cache, V copied down. GB/s: the moved rows of K and V read and written. Agreement: attention of a query over
+    the shifted llmkit cache against torch SDPA over the shifted tensors."""
+    def selected(name):
+        return not args.only or args.only in name or args.only in "context shift"
+
+    if not any(selected(f"{kind} shift 8192") for kind in ("contig", "paged")):
+        return
+    if not hasattr(lib.lib, "llmkit_kv_cache_seq_erase") or not hasattr(lib.lib, "llmkit_kv_cache_seq_save"):
+        return
+    S, Hkv, Hq, D, theta, keep = 8192, 8, 32, 128, 500000.0, 4
+    discard = (S - keep) // 2
+    n_move = S - keep - discard
+    print(f"\ncontext shift: one layer of {S} tokens (Hkv={Hkv}, D={D}, NeoX, theta {theta:g}); keep {keep}, erase "
+          f"{discard}, turn the {n_move} later keys back; torch: rotate_half on [1, Hkv, S, D] and a copy down "
+          f"(Hugging Face's SinkCache); GB/s of the moved K and V rows read and written; ratio: torch's ms over "
+          f"llmkit's")
+    print(f"{'cell':<22}{'dtype':<10}{'llmkit ms':>10}{'GB/s':>7}{'torch ms':>10}{'GB/s':>7}{'vs torch':>9}"
+          f"{'max|diff|':>11}")
+    g = torch.Generator().manual_seed(21)
+    rope = RopeOptions.neox(theta, args.threads)
+    inv = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
+    for dtype in dtypes:
+        k = torch.randn(S, Hkv, D, generator=g).to(dtype)
+        v = torch.randn(S, Hkv, D, generator=g).to(dtype)
+        q = torch.randn(1, 1, Hq, D, generator=g).to(dtype)
+        # torch's cache: the keys rotated at their positions, [1, Hkv, S, D].
+        ang = torch.outer(torch.arange(S, dtype=torch.float64), inv)
+        emb = torch.cat([ang, ang], dim=-1)
+        cos, sin = emb.cos()[:, None, :], emb.sin()[:, None, :]
+
+        def rotate_half(x):
+            return torch.cat([-x[..., D // 2:], x[..., : D // 2]], dim=-1)
+
+        k_rot = (k.double() * cos + rotate_half(k.double()) * sin).to(dtype)
+        k0, v0 = k_rot.transpose(0, 1)[None].contiguous(), v.transpose(0, 1)[None].contiguous()
+        back = torch.cat([inv, inv]) * -discard
+        c_back, s_back = back.cos().to(dtype), back.sin().to(dtype)
+        k_t, v_t = k0.clone(), v0.clone()
+
+        def run_torch():
+            tail = k_t[:, :, keep + discard:]
+            k_t[:, :, keep:keep + n_move].copy_(tail * c_back + rotate_half(tail) * s_back)
+            v_t[:, :, keep:keep + n_move].copy_(v_t[:, :, keep + discard:].clone())
+
+        run_torch()
+        want_out = F.scaled_dot_product_attention(q.transpose(1, 2), k_t[:, :, :keep + n_move].repeat_interleave(
+            Hq // Hkv, dim=1), v_t[:, :, :keep + n_move].repeat_interleave(Hq // Hkv, dim=1)).transpose(1, 2)
+        for paged in (False, True):
+            name = f"{'paged' if paged else 'contig'} shift {S}"
+            if not selected(name):
+                continue
+            # The cache holds the same rotated keys: appended through the fused RoPE.
+            cache = Cache(lib, paged, KV_CODE[dtype], k[None], v[None], args.threads, bs=16, empty=True)
+            seq = cache.ids[0]
+            tk, a = as_llmkit(k)
+            tv, b = as_llmkit(v)
+            append = lib.lib.llmkit_paged_kv_cache_append_rope if paged else lib.lib.llmkit_kv_cache_append_rope
+            append.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(Tensor),
+                               ctypes.POINTER(Tensor), ctypes.POINTER(RopeOptions)]
+            lib.check(append(cache.handle, 0, seq, ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(rope)))
+            prefix = "llmkit_paged_kv_cache_" if paged else "llmkit_kv_cache_"
+            save_fn, load_fn, erase_fn = (getattr(lib.lib, prefix + n) for n in ("seq_save", "seq_load", "seq_erase"))
+            need = ctypes.c_size_t()
+            save_fn(cache.handle, seq, None, 0, ctypes.byref(need))
+            saved = (ctypes.c_char * need.value)()
+            lib.check(save_fn(cache.handle, seq, saved, need.value, None))
+
+            def restore():
+                lib.check(load_fn(cache.handle, seq, saved, need.value))
+
+            def erase():
+                lib.check(erase_fn(cache.handle, seq, keep, keep + discard, ctypes.byref(rope)))
+
+            erase()
+            out = torch.empty_like(q)
+            tq, c = as_llmkit(q)
+            to, d = as_llmkit(out)
+            cache.attention(tq, to)
+            diff = (out.float() - want_out.float()).abs().max().item()
+            # Timed: each erase on a restored full sequence; torch's shift in place as above, best of the rounds.
+            best_l = best_t = float("inf")
+            t_end = time.perf_counter() + min_time
+            reps = 0
+            while reps < 5 or time.perf_counter() < t_end:
+                restore()
+                t0 = time.perf_counter()
+                erase()
+                best_l = min(best_l, time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                run_torch()
+                best_t = min(best_t, time.perf_counter() - t0)
+                reps += 1
+            moved = 2 * 2 * n_move * Hkv * D * k.element_size()
+            print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{best_l * 1e3:>10.3f}{moved / best_l / 1e9:>7.1f}"
+                  f"{best_t * 1e3:>10.3f}{moved / best_t / 1e9:>7.1f}{best_t / best_l:>8.2f}x{diff:>11.2e}",
+                  flush=True)
+            if diff > (1e-4 if dtype == torch.float32 else 5e-2):
+                raise RuntimeError(f"context shift: llmkit and torch differ by {diff:.3g}")
+            cache.close()
 
 
 def sliding_window_cells(lib: Lib, dtypes, args) -> None:
