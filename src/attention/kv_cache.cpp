@@ -209,15 +209,12 @@ angle_table block_storage::angles(const rope_rotation &rot, int64_t end) {
 }
 
 void block_storage::load_cache_rows(const kernels &kn, const char *base, const float *scales, int64_t r, int64_t n,
-                                    int64_t D, float *x, uint16_t *h) const {
+                                    int64_t D, float *x) const {
     const char *src = base + r * D * es_;
     switch (type_) {
     case kv_dtype::f32: std::memcpy(x, src, size_t(n * D) * 4); break;
-    case kv_dtype::bf16:
-    case kv_dtype::f16:
-        std::memcpy(h, src, size_t(n * D) * 2);
-        kn.half_to_f32(x, h, n * D, type_ == kv_dtype::bf16);
-        break;
+    case kv_dtype::bf16:  // (the rows' buffer is 64-byte aligned: 16-bit rows are read and written in place)
+    case kv_dtype::f16: kn.half_to_f32(x, reinterpret_cast<const uint16_t *>(src), n * D, type_ == kv_dtype::bf16); break;
     case kv_dtype::i8:
     case kv_dtype::fp8_e4m3:
     case kv_dtype::fp8_e5m2: kn.q8_to_f32(x, src, n, D, scales + r, row_type(int(type_))); break;
@@ -225,12 +222,12 @@ void block_storage::load_cache_rows(const kernels &kn, const char *base, const f
 }
 
 void block_storage::store_cache_rows(const kernels &kn, char *base, float *scales, int64_t r, int64_t n, int64_t D,
-                                     const float *x, uint16_t *h) const {
+                                     const float *x) const {
     char *dst = base + r * D * es_;
     switch (type_) {
-    case kv_dtype::f32: store_row(kn, dst, dtype::f32, n * D, x, h); return;
-    case kv_dtype::bf16: store_row(kn, dst, dtype::bf16, n * D, x, h); return;
-    case kv_dtype::f16: store_row(kn, dst, dtype::f16, n * D, x, h); return;
+    case kv_dtype::f32: std::memcpy(dst, x, size_t(n * D) * 4); return;
+    case kv_dtype::bf16:
+    case kv_dtype::f16: kn.f32_to_half(reinterpret_cast<uint16_t *>(dst), x, n * D, type_ == kv_dtype::bf16); return;
     default: break;
     }
     for (int64_t i = 0; i < n; ++i, x += D, dst += D, ++r) {
@@ -299,7 +296,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                     }
                     load_row(kn, src, t.type, D, x.data(), half.data());
                     if (rotate) rope->rotate(x.data(), c, sn_row);
-                    store_cache_rows(kn, base, scales, r, 1, D, x.data(), half.data());
+                    store_cache_rows(kn, base, scales, r, 1, D, x.data());
                 }
             }
         }
@@ -350,12 +347,7 @@ void block_storage::move_tokens(int64_t layer, const int32_t *table, int64_t fro
     // tokens that stays within one block at both ends is a run of rows.
     core::parallel_for(n_kv_heads_, 0, [&](int64_t h) {
         const auto row_of = [&](int64_t t) { return (int64_t(table[t / bs]) * n_kv_heads_ + h) * bs + t % bs; };
-        std::vector<float> x;
-        std::vector<uint16_t> half;
-        if (rope) {
-            x.resize(size_t(k_chunk_rows * head_dim_));
-            half.resize(x.size());
-        }
+        std::vector<float> x(rope ? size_t(k_chunk_rows * head_dim_) : 0);
         for (int kv = 0; kv < (v_from_k_ ? 1 : 2); ++kv) {
             const int64_t D = kv == 0 ? head_dim_ : dv_;
             char *base = kv == 0 ? k_.data() + layer * layer_elems_ * es_ : v_.data() + layer * v_layer_elems_ * es_;
@@ -368,9 +360,9 @@ void block_storage::move_tokens(int64_t layer, const int32_t *table, int64_t fro
                     // Ascending chunks: a chunk's destination rows lie below its source rows.
                     for (int64_t c = 0; c < run; c += k_chunk_rows) {
                         const int64_t n = std::min(k_chunk_rows, run - c);
-                        load_cache_rows(kn, base, scales, rs + c, n, D, x.data(), half.data());
+                        load_cache_rows(kn, base, scales, rs + c, n, D, x.data());
                         for (int64_t i = 0; i < n; ++i) rope->rotate(x.data() + i * D, cs.data(), sn.data());
-                        store_cache_rows(kn, base, scales, rd + c, n, D, x.data(), half.data());
+                        store_cache_rows(kn, base, scales, rd + c, n, D, x.data());
                     }
                 } else {
                     // memmove: within one block the two runs overlap when delta < run.

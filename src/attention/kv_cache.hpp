@@ -234,11 +234,11 @@ public:
 private:
     // Rows r..r+n-1 of a layer's K or V (`base`, with their `scales` for the
     // 8-bit dtypes) as n * D float32 values in x, and x stored back into such
-    // rows (8-bit rows get the scale of their absmax). h: n * D uint16_t of scratch.
+    // rows (8-bit rows get the scale of their absmax).
     void load_cache_rows(const kernels &kn, const char *base, const float *scales, int64_t r, int64_t n, int64_t D,
-                         float *x, uint16_t *h) const;
+                         float *x) const;
     void store_cache_rows(const kernels &kn, char *base, float *scales, int64_t r, int64_t n, int64_t D,
-                          const float *x, uint16_t *h) const;
+                          const float *x) const;
 
     int64_t n_layers_, n_kv_heads_, head_dim_, block_size_, n_blocks_;
     kv_dtype type_;
