@@ -21,6 +21,7 @@
 #include "helpers.hpp"
 #include "kv_helpers.hpp"
 #include "llmkit/llmkit.h"
+#include "llmkit/llmkit.hpp"
 #include "quant/formats.hpp"
 
 using namespace attn_test;
@@ -427,4 +428,41 @@ TEST_CASE("paged kv cache: erase refuses released tokens and a pool too small fo
     expect_error(c.erase(s, 4, 36, &rope), LLMKIT_ERROR_OUT_OF_RANGE, "released");
     REQUIRE(c.erase(s, 34, 36, &rope) == LLMKIT_OK);
     CHECK(c.length(s) == 43);
+}
+
+TEST_CASE("kv caches: the C++ face erases as the C calls do and throws for a bad span", "[kv][erase]") {
+    std::mt19937 rng(77);
+    const llmkit_rope_options rope = LLMKIT_ROPE_OPTIONS_INIT;
+    token_rows t = draw(rng, k_tokens);
+    llmkit_kv_cache_options co = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    co.n_kv_heads = k_hkv, co.head_dim = k_dim, co.capacity = 64, co.max_sequences = 1, co.dtype = LLMKIT_KV_BF16;
+    llmkit_paged_kv_cache_options po = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
+    po.n_kv_heads = k_hkv, po.head_dim = k_dim, po.block_size = 16, po.n_blocks = 4, po.max_sequences = 1;
+    po.dtype = LLMKIT_KV_BF16;
+    llmkit::kv_cache kc(co);
+    llmkit::paged_kv_cache pc(po);
+    const int32_t a = kc.seq_new(), b = pc.seq_new();
+    const llmkit::tensor_ref k = llmkit::f32(t.k.data(), {k_tokens, k_hkv, k_dim});
+    const llmkit::tensor_ref v = llmkit::f32(t.v.data(), {k_tokens, k_hkv, k_dim});
+    kc.append_rope(0, a, k, v, &rope);
+    pc.append_rope(0, b, k, v, &rope);
+    kc.erase(a, 4, 20, &rope);
+    pc.erase(b, 4, 20, &rope);
+    // The C calls on a cache of the same rows give the same bytes.
+    cache c(false, 1, k_hkv, k_dim, LLMKIT_KV_BF16, 64, 1);
+    const int32_t s = c.seq_new();
+    append(c, 0, s, t, 0, k_tokens, &rope);
+    REQUIRE(c.erase(s, 4, 20, &rope) == LLMKIT_OK);
+    CHECK(kc.save(a) == c.save(s));
+    CHECK(pc.save(b) == c.save(s));
+    CHECK(pc.free_blocks() == 2);
+    for (int64_t to : {int64_t(40), int64_t(-1)}) {
+        bool threw = false;
+        try {
+            kc.erase(a, 0, to);
+        } catch (const llmkit::error &e) {
+            threw = e.status() == LLMKIT_ERROR_OUT_OF_RANGE;
+        }
+        CHECK(threw);
+    }
 }
