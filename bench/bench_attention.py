@@ -292,6 +292,8 @@ class Lib:
                                                 P(KVAttentionOptions)],
             "llmkit_kv_cache_seq_free": [ctypes.c_void_p, c_int32],
             "llmkit_kv_cache_append_rope": [ctypes.c_void_p, c_int32, c_int32, P(Tensor), P(Tensor), P(RopeOptions)],
+            "llmkit_paged_kv_cache_append_rope": [ctypes.c_void_p, c_int32, c_int32, P(Tensor), P(Tensor),
+                                                  P(RopeOptions)],
             "llmkit_rope": [P(Tensor), P(Tensor), P(RopeOptions)],
             "llmkit_rope_into": [P(Tensor), P(Tensor), P(Tensor), P(RopeOptions)],
             "llmkit_attention_merge": [P(Tensor)] * 4,
@@ -1303,8 +1305,6 @@ def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             tk, a = as_llmkit(k)
             tv, b = as_llmkit(v)
             append = lib.lib.llmkit_paged_kv_cache_append_rope if paged else lib.lib.llmkit_kv_cache_append_rope
-            append.argtypes = [ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32, ctypes.POINTER(Tensor),
-                               ctypes.POINTER(Tensor), ctypes.POINTER(RopeOptions)]
             lib.check(append(cache.handle, 0, seq, ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(rope)))
             prefix = "llmkit_paged_kv_cache_" if paged else "llmkit_kv_cache_"
             save_fn, load_fn, erase_fn = (getattr(lib.lib, prefix + n) for n in ("seq_save", "seq_load", "seq_erase"))

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <random>
 #include <utility>
 #include <vector>
@@ -68,11 +69,13 @@ inline std::vector<rope_case> rope_cases(int64_t D) {
     o.scaling = LLMKIT_ROPE_SCALING_YARN;
     o.factor = 4.0, o.original_max_position = 32.0;
     cases.push_back({"partial, yarn", o});
-    // LongRoPE: per-pair factors (held for the whole run: the cases point to
-    // them, so every call must use the same D) and a default attention factor.
-    static std::vector<float> factors;
-    factors.assign(size_t(D / 2), 1.0f);
-    for (size_t i = 0; i < factors.size(); ++i) factors[i] = 1.0f + 1.5f * float(i);
+    // LongRoPE: per-pair factors and a default attention factor. The cases
+    // point to the factors, so they are kept for the whole run, one list per
+    // D (a map's elements never move).
+    static std::map<int64_t, std::vector<float>> factors_by_dim;
+    std::vector<float> &factors = factors_by_dim[D];
+    if (factors.empty())
+        for (int64_t i = 0; i < D / 2; ++i) factors.push_back(1.0f + 1.5f * float(i));
     o = LLMKIT_ROPE_OPTIONS_INIT;
     o.scaling = LLMKIT_ROPE_SCALING_LONGROPE;
     o.factor = 32.0, o.original_max_position = 4096.0;
