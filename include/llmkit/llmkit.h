@@ -1901,7 +1901,7 @@ typedef struct llmkit_kv_cache_options {
     int32_t max_sequences;  /**< Sequence slots, > 0. Default 1. */
     int32_t dtype;          /**< An #llmkit_kv_dtype value. Default #LLMKIT_KV_F32. */
     int32_t v_head_dim;     /**< Dimensions per head of V (and of the attention's output), 0..576; 0 (default) = head_dim. DeepSeek-V2/V3's per-head form: 192 and 128. */
-    int32_t v_from_k;       /**< Nonzero: the cache stores no V; a token's V is the first v_head_dim elements of its K row (v_head_dim <= head_dim). This is multi-head latent attention's cache (DeepSeek, absorbed form): one kv head of 576 = 512 latent + 64 rotary dimensions, v_head_dim 512, 1152 bytes per token and layer in bf16. Appends pass v = NULL and take no fused RoPE. Default 0. */
+    int32_t v_from_k;       /**< Nonzero: the cache stores no V; a token's V is the first v_head_dim elements of its K row (v_head_dim <= head_dim). This is multi-head latent attention's cache (DeepSeek, absorbed form): one kv head of 576 = 512 latent + 64 rotary dimensions, v_head_dim 512, 1152 bytes per token and layer in bf16. Appends pass v = NULL. A fused RoPE (append, attention's queries, erase) turns the LAST rope.rotary_dims of each row, MLA's rotary part (k_pe, q_pe), which must lie past V: 0 < rotary_dims <= head_dim - v_head_dim (64 for DeepSeek's). Default 0. */
 } llmkit_kv_cache_options;
 
 /** @brief Default #llmkit_kv_cache_options: 1 layer, 1 kv head of 128, 4096 tokens, 1 sequence, float32, V its own. */
@@ -1940,7 +1940,7 @@ typedef struct llmkit_kv_attention_options {
     const float *sinks;          /**< Hq attention-sink logits (gpt-oss): each joins its head's softmax denominator as exp(sink) without a value. NULL = none. */
     int32_t n_threads;           /**< Worker threads; 0 = llmkit_get_num_threads(). */
     int64_t split_keys;          /**< Split-KV: keys per part when a sequence's queries form one tile (decode); rounded up to 64; 0 = 1024. Results do not depend on n_threads. */
-    const llmkit_rope_options *rope; /**< Fused RoPE for the queries, or NULL (q used as given). Each query is rotated at its position (query i of sequence b at len_b - Sq + i) in a copy, q itself untouched: the same bits as llmkit_rope() on q at those positions before the call. Pair it with llmkit_kv_cache_append_rope(). Its n_threads and stream are ignored. */
+    const llmkit_rope_options *rope; /**< Fused RoPE for the queries, or NULL (q used as given). Each query is rotated at its position (query i of sequence b at len_b - Sq + i) in a copy, q itself untouched: the same bits as llmkit_rope() on q at those positions before the call (on a v_from_k cache, on the last rotary_dims of each query, as its keys'). Pair it with llmkit_kv_cache_append_rope(). Its n_threads and stream are ignored. */
     const llmkit_tensor *lse;        /**< Output, or NULL = not wanted: float32 [B, Sq, Hq] in host memory (any strides) receiving each query row's log-sum-exp, as llmkit_attention_options.lse. Added after 0.1.0 (an older struct gets NULL). */
     const llmkit_tensor *cu_seqlens_q; /**< Packed queries, or NULL: int32 or int64 [B + 1] offsets in host memory (flash-attn's cu_seqlens_q), 0 first, never decreasing, Tq last. With it q and out are [Tq, Hq, D] and lse [Tq, Hq]: sequence b brings the cu_seqlens_q[b + 1] - cu_seqlens_q[b] queries in rows cu_seqlens_q[b] onwards, its last tokens, so one call serves decodes (1 query) and prefill chunks (many) side by side; a sequence may bring none. Each sequence gets the bits of a call with its queries alone. Added after 0.1.0 (an older struct gets NULL). */
 } llmkit_kv_attention_options;
@@ -2021,9 +2021,10 @@ LLMKIT_API llmkit_status llmkit_kv_cache_seq_truncate(llmkit_kv_cache *cache, in
  * @param rope The keys' rotation (M-RoPE refused), or NULL to move K rows unchanged. Read during the call.
  * @return #LLMKIT_OK; #LLMKIT_ERROR_NULL_POINTER; #LLMKIT_ERROR_OUT_OF_RANGE (seq
  *         not live, the range outside what every layer holds);
- *         #LLMKIT_ERROR_INVALID_ARGUMENT, #LLMKIT_ERROR_SHAPE (bad rope options);
- *         #LLMKIT_ERROR_UNSUPPORTED (M-RoPE; rope on a cache whose V lies in K,
- *         v_from_k). On an error the sequence is unchanged. Not thread-safe on one cache.
+ *         #LLMKIT_ERROR_INVALID_ARGUMENT, #LLMKIT_ERROR_SHAPE (bad rope options; on a v_from_k
+ *         cache, rotary dims reaching into V: see its option);
+ *         #LLMKIT_ERROR_UNSUPPORTED (M-RoPE). On an error the sequence is
+ *         unchanged. Not thread-safe on one cache.
  */
 LLMKIT_API llmkit_status llmkit_kv_cache_seq_erase(llmkit_kv_cache *cache, int32_t seq, int64_t from, int64_t to,
                                                    const llmkit_rope_options *rope);
@@ -2122,9 +2123,10 @@ LLMKIT_API llmkit_status llmkit_kv_cache_append(llmkit_kv_cache *cache, int32_t 
  * @param rope The rotation (layout, theta, rotary dims, scaling); NULL for
  *             the defaults (#LLMKIT_ROPE_OPTIONS_INIT). Its n_threads and stream are ignored.
  * @return As llmkit_kv_cache_append(), and #LLMKIT_ERROR_INVALID_ARGUMENT or
- *         #LLMKIT_ERROR_SHAPE for bad rope options (as llmkit_rope());
- *         #LLMKIT_ERROR_UNSUPPORTED for a v_from_k cache (rotating K would
- *         turn its values: rotate the rotary part of the keys, then append). On error
+ *         #LLMKIT_ERROR_SHAPE for bad rope options (as llmkit_rope()), and
+ *         on a v_from_k cache for rotary dims that are 0 (all of the row) or
+ *         reach into V (its rotation turns the last rotary_dims of each row:
+ *         MLA's k_pe); #LLMKIT_ERROR_UNSUPPORTED for M-RoPE. On error
  *         nothing is appended. Not thread-safe on one cache.
  */
 LLMKIT_API llmkit_status llmkit_kv_cache_append_rope(llmkit_kv_cache *cache, int32_t layer, int32_t seq,

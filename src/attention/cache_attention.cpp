@@ -433,7 +433,25 @@ void attention_with_rotated_queries(const cache_layer_view &L, const cache_seq *
     rope_params rp = *p.rope;
     rp.n_threads = p.n_threads;
     rp.stream = nullptr;
-    rope(q, pos, qr, rp);
+    const int64_t turn_at = cache_rotary_offset(rp, L.head_dim, value_dim(L), L.v == L.k, "options.rope");
+    if (turn_at == 0) {
+        rope(q, pos, qr, rp);
+    } else {
+        // A v_from_k cache's queries (MLA's absorbed q: the latent part, then
+        // q_pe): the part before turn_at as it is, the rotary tail turned.
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t i = 0; i < Sq; ++i)
+                for (int64_t h = 0; h < Hq; ++h)
+                    std::memcpy(qr.data + ((b * Sq + i) * Hq + h) * D * es,
+                                q.data + (b * q.strides[0] + i * q.strides[1] + h * q.strides[2]) * es,
+                                size_t(turn_at * es));
+        tensor_view q_tail = q, qr_tail = qr;
+        q_tail.data += turn_at * es;
+        qr_tail.data += turn_at * es;
+        q_tail.shape[3] = qr_tail.shape[3] = D - turn_at;
+        rp.rotary_dims = 0;  // all of the tail
+        rope(q_tail, pos, qr_tail, rp);
+    }
     cache_attention_params plain = p;
     plain.rope = nullptr;
     plain.q_checked = false;  // the rotated copy is checked, as q was
@@ -450,10 +468,7 @@ void cache_attention(const cache_layer_view &L, const cache_seq *seqs, int64_t n
         check_lse(*p.lse, q);
         if (!p.lse->on_host()) fail(LLMKIT_ERROR_UNSUPPORTED, p.lse->name, ": the KV caches take host tensors only");
     }
-    if (p.rope) {
-        refuse_mrope_in_cache(*p.rope, "options.rope");
-        return attention_with_rotated_queries(L, seqs, n_seqs, q, out, p);
-    }
+    if (p.rope) return attention_with_rotated_queries(L, seqs, n_seqs, q, out, p);
     const kernels &kn = p.kernel_set ? *p.kernel_set : best_kernels();
     const int64_t B = n_seqs, Sq = q.shape[1], Hq = q.shape[2], D = q.shape[3], Hkv = L.n_kv_heads;
     const int64_t Dv = value_dim(L);  // V's and out's head_dim

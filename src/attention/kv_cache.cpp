@@ -179,11 +179,25 @@ int64_t block_storage::check_rows(const tensor_view &k, const tensor_view *v) co
     return k.shape[0];
 }
 
-void check_append_rope(const rope_params &rope, const block_storage &store) {
-    refuse_mrope_in_cache(rope, "rope");
-    if (store.v_from_k())
-        fail(LLMKIT_ERROR_UNSUPPORTED, "rope: this cache's V lies in its K rows (v_from_k), and rotating K would turn "
-             "the values too: rotate the keys' rotary part before appending");
+int64_t cache_rotary_offset(const rope_params &rope, int64_t head_dim, int64_t v_head_dim, bool v_from_k,
+                            const char *what) {
+    refuse_mrope_in_cache(rope, what);
+    if (!v_from_k) return 0;
+    const int64_t room = head_dim - v_head_dim;  // the dimensions past V
+    if (room < 2)
+        fail(LLMKIT_ERROR_SHAPE, what, ": a v_from_k cache turns the rotary part after V (the first ", v_head_dim,
+             " of each K row), and this one has ", room, " dims past V (head_dim ", head_dim,
+             "): rotate the keys before appending, or give V fewer dims than K");
+    if (rope.rotary_dims <= 0 || rope.rotary_dims > room)
+        fail(LLMKIT_ERROR_SHAPE, what, ": a v_from_k cache (V is the first ", v_head_dim, " of each K row, as MLA's "
+             "latent) turns the rotary part at the end of each row: rotary_dims must be in 2..", room, " (head_dim ",
+             head_dim, " - v_head_dim ", v_head_dim, "), got ", rope.rotary_dims,
+             rope.rotary_dims == 0 ? " (all of the row, the values too)" : "");
+    return head_dim - rope.rotary_dims;  // (rope_rotation checks that it is even)
+}
+
+int64_t block_storage::rotary_offset(const rope_rotation &rope) const {
+    return v_from_k_ ? head_dim_ - rope.rotary_dims() : 0;
 }
 
 angle_table block_storage::angles(const rope_rotation &rot, int64_t end) {
@@ -259,6 +273,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                           int64_t from, int64_t n, const rope_rotation *rope, int64_t position, angle_table table) {
     const int64_t H = n_kv_heads_;
     const size_t pairs = rope ? size_t(rope->pairs()) : 0;
+    const int64_t turn_at = rope ? rotary_offset(*rope) : 0;  // the first rotated dimension of a K row
     // Rows already in the cache's dtype and not rotated are copied as they are.
     const auto same_type = [&](const tensor_view &t) {
         return (type_ == kv_dtype::f32 && t.type == dtype::f32) || (type_ == kv_dtype::bf16 && t.type == dtype::bf16) ||
@@ -295,7 +310,7 @@ void block_storage::write(int64_t layer, int64_t block, int64_t row, const tenso
                         continue;
                     }
                     load_row(kn, src, t.type, D, x.data(), half.data());
-                    if (rotate) rope->rotate(x.data(), c, sn_row);
+                    if (rotate) rope->rotate(x.data() + turn_at, c, sn_row);
                     store_cache_rows(kn, base, scales, r, 1, D, x.data());
                 }
             }
@@ -340,6 +355,7 @@ void block_storage::move_tokens(int64_t layer, const int32_t *table, int64_t fro
     const size_t pairs = rope ? size_t(rope->pairs()) : 0;
     std::vector<float> cs(pairs), sn(pairs);
     if (rope) rope->shift_angles(-delta, cs.data(), sn.data());
+    const int64_t turn_at = rope ? rotary_offset(*rope) : 0;  // the first rotated dimension of a K row
     constexpr int64_t k_chunk_rows = 64;  // K rows turned per conversion call
     // Each head's rows on a thread of their own (they share no row). Token t
     // moves to t - delta, below every token still to move, so walking t
@@ -356,18 +372,34 @@ void block_storage::move_tokens(int64_t layer, const int32_t *table, int64_t fro
             for (int64_t t = to; t < len;) {
                 const int64_t run = std::min({len - t, bs - t % bs, bs - (t - delta) % bs});
                 const int64_t rs = row_of(t), rd = row_of(t - delta);
-                if (kv == 0 && rope) {
+                const bool turn = kv == 0 && rope;
+                if (turn && (turn_at == 0 || scales)) {
+                    // Whole rows through float32 (an 8-bit row's scale covers all of it).
                     // Ascending chunks: a chunk's destination rows lie below its source rows.
                     for (int64_t c = 0; c < run; c += k_chunk_rows) {
                         const int64_t n = std::min(k_chunk_rows, run - c);
                         load_cache_rows(kn, base, scales, rs + c, n, D, x.data());
-                        for (int64_t i = 0; i < n; ++i) rope->rotate(x.data() + i * D, cs.data(), sn.data());
+                        for (int64_t i = 0; i < n; ++i) rope->rotate(x.data() + i * D + turn_at, cs.data(), sn.data());
                         store_cache_rows(kn, base, scales, rd + c, n, D, x.data());
                     }
                 } else {
                     // memmove: within one block the two runs overlap when delta < run.
                     std::memmove(base + rd * D * es_, base + rs * D * es_, size_t(run * D * es_));
                     if (scales) std::memmove(scales + rd, scales + rs, size_t(run) * 4);
+                    // A v_from_k cache's 16- or 32-bit rows: the latent moved as it is, and
+                    // the rotary tail is turned where it landed.
+                    if (turn)
+                        for (int64_t r = rd; r < rd + run; ++r) {
+                            char *tail = base + (r * D + turn_at) * es_;
+                            if (type_ == kv_dtype::f32) {
+                                rope->rotate(reinterpret_cast<float *>(tail), cs.data(), sn.data());
+                                continue;
+                            }
+                            uint16_t *h16 = reinterpret_cast<uint16_t *>(tail);
+                            kn.half_to_f32(x.data(), h16, D - turn_at, type_ == kv_dtype::bf16);
+                            rope->rotate(x.data(), cs.data(), sn.data());
+                            kn.f32_to_half(h16, x.data(), D - turn_at, type_ == kv_dtype::bf16);
+                        }
                 }
                 t += run;
             }
@@ -454,11 +486,7 @@ void check_erase(const std::vector<int64_t> &layer_lengths, int32_t seq, int64_t
         fail(LLMKIT_ERROR_OUT_OF_RANGE, "[from, to) = [", from, ", ", to, ") must satisfy 0 <= from <= to <= ", *shortest,
              ": sequence ", seq, " holds ", *shortest, " tokens in layer ", shortest - layer_lengths.begin(),
              " (only tokens every layer holds can be erased)");
-    if (!rope) return;
-    refuse_mrope_in_cache(*rope, "rope");
-    if (store.v_from_k())
-        fail(LLMKIT_ERROR_UNSUPPORTED, "rope: this cache's V lies in its K rows (v_from_k), and re-rotating K would "
-             "turn the values too");
+    if (rope) cache_rotary_offset(*rope, store.head_dim(), store.v_head_dim(), store.v_from_k(), "rope");
 }
 
 void kv_cache::seq_erase(int32_t seq, int64_t from, int64_t to, const rope_params *rope) {
@@ -493,7 +521,7 @@ void kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in, const
     check_seq(live_, seq, "seq");
     std::optional<rope_rotation> rot;
     if (rope) {
-        check_append_rope(*rope, store_);
+        cache_rotary_offset(*rope, store_.head_dim(), store_.v_head_dim(), store_.v_from_k(), "rope");
         rot.emplace(*rope, store_.head_dim());
     }
     const tensor_view k = rows_view(k_in);

@@ -197,7 +197,8 @@ public:
     int64_t check_rows(const core::tensor_view &k, const core::tensor_view *v) const;
     // Writes rows [from, from + n) of k and v to (layer, block, first row).
     // With `rope`, each K row is rotated in float32 (row from + s at position
-    // `position + s`) before it is stored in the cache's dtype; `angles`, when
+    // `position + s`; on a v_from_k cache the row's last rotary_dims, see
+    // cache_rotary_offset) before it is stored in the cache's dtype; `angles`, when
     // given, holds the cosines and sines of those positions (angles()).
     void write(int64_t layer, int64_t block, int64_t row, const core::tensor_view &k, const core::tensor_view *v,
                int64_t from, int64_t n, const rope_rotation *rope = nullptr, int64_t position = 0,
@@ -213,8 +214,8 @@ public:
     // seq_erase): its tokens [to, len) move down to [from, len - (to - from)),
     // token j living in block table[j / block_size], row j % block_size. With
     // `rope`, each moved K row is re-rotated by -(to - from) positions (in
-    // float32, then stored in the cache's dtype again); V rows, and K rows
-    // without `rope`, move as they are.
+    // float32, then stored in the cache's dtype again; the same dimensions
+    // as write()'s); V rows, and K rows without `rope`, move as they are.
     void move_tokens(int64_t layer, const int32_t *table, int64_t from, int64_t to, int64_t len,
                      const rope_rotation *rope);
     // Copies block src (every layer) over block dst.
@@ -232,6 +233,8 @@ public:
     float *scale(int kv, int64_t l, int64_t r) { return const_cast<float *>(std::as_const(*this).scale(kv, l, r)); }
 
 private:
+    // The first K dimension `rope` turns (cache_rotary_offset, checked by the callers).
+    int64_t rotary_offset(const rope_rotation &rope) const;
     // Rows r..r+n-1 of a layer's K or V (`base`, with their `scales` for the
     // 8-bit dtypes) as n * D float32 values in x, and x stored back into such
     // rows (8-bit rows get the scale of their absmax).
@@ -270,9 +273,17 @@ void check_erase(const std::vector<int64_t> &layer_lengths, int32_t seq, int64_t
                  const rope_params *rope, const block_storage &store);
 // The [S, Hkv, D] view of a K or V argument given as [S, Hkv, D] or [1, S, Hkv, D].
 core::tensor_view rows_view(const core::tensor_view &t);
-// Both caches' checks of an append's rotation (no M-RoPE; none where V lies
-// in K's rows, whose rotation would turn the values).
-void check_append_rope(const rope_params &rope, const block_storage &store);
+// Where the caches' fused RoPE (append, erase, the queries of attention)
+// turns a row of head_dim, after checking that it may: no M-RoPE, whose
+// three positions per token the caches do not have. Returns the first
+// rotated dimension. 0 for a cache with V of its own (the first rotary_dims
+// turn, as llmkit_rope does); for a v_from_k cache (MLA's latent rows: the
+// latent, which is also V, then the rotary part, as DeepSeek's k_pe follows
+// its compressed kv) the LAST rotary_dims turn, head_dim - rotary_dims, and
+// they must lie past V's first v_head_dim (rotary_dims 0, all of the row,
+// would turn the values too). `what` names the argument in messages.
+int64_t cache_rotary_offset(const rope_params &rope, int64_t head_dim, int64_t v_head_dim, bool v_from_k,
+                            const char *what);
 
 // The contiguous cache: max_sequences slots of `capacity` tokens each.
 class kv_cache {

@@ -194,7 +194,7 @@ void paged_kv_cache::append(int32_t layer, int32_t seq, const tensor_view &k_in,
     check_seq(live_, seq, "seq");
     std::optional<rope_rotation> rot;
     if (rope) {
-        check_append_rope(*rope, store_);
+        cache_rotary_offset(*rope, store_.head_dim(), store_.v_head_dim(), store_.v_from_k(), "rope");
         rot.emplace(*rope, store_.head_dim());
     }
     const tensor_view k = rows_view(k_in);

@@ -433,7 +433,7 @@ TEST_CASE("kv cache: bad arguments give clear errors that name the problem", "[k
                "v: this cache keeps no V (v_from_k: a token's V is the first 32 elements of its K row); pass none");
         const llmkit_status rope_st = paged ? llmkit_paged_kv_cache_append_rope(latent.p, 0, sl, &k20, nullptr, nullptr)
                                             : llmkit_kv_cache_append_rope(latent.c, 0, sl, &k20, nullptr, nullptr);
-        expect(rope_st, LLMKIT_ERROR_UNSUPPORTED, "rotate the keys' rotary part before appending");
+        expect(rope_st, LLMKIT_ERROR_SHAPE, "rotary_dims must be in 2..32 (head_dim 64 - v_head_dim 32), got 0");
         CHECK(latent.length(sl) == 0);
         REQUIRE(latent.append_raw(0, sl, &k20, nullptr) == LLMKIT_OK);
         CHECK(latent.length(sl) == 20);

@@ -42,26 +42,29 @@ struct saved_rows {
     std::vector<double> k, v;
 };
 
-saved_rows decode(const std::vector<uint8_t> &b, int32_t type) {
+// Heads of dim elements each; a v_from_k cache's (has_v false) saves K alone.
+saved_rows decode(const std::vector<uint8_t> &b, int32_t type, int64_t heads = k_hkv, int64_t dim = k_dim,
+                  bool has_v = true) {
     using namespace llmkit;
     REQUIRE(b.size() >= 48);
     saved_rows r;
     std::memcpy(&r.len, b.data() + 40, 8);
     const bool eight = type == LLMKIT_KV_INT8 || kv_is_fp8(type);
-    const int64_t es = type == LLMKIT_KV_F32 ? 4 : eight ? 1 : 2, rows = k_hkv * r.len;
+    const int64_t es = type == LLMKIT_KV_F32 ? 4 : eight ? 1 : 2, rows = heads * r.len;
     size_t at = 48;
     for (std::vector<double> *out : {&r.k, &r.v}) {
+        if (out == &r.v && !has_v) break;
         const uint8_t *p = b.data() + at;
-        at += size_t(rows * k_dim * es);
+        at += size_t(rows * dim * es);
         const uint8_t *sc = b.data() + at;
         if (eight) at += size_t(rows) * 4;
         REQUIRE(at <= b.size());
-        out->resize(size_t(rows * k_dim));
+        out->resize(size_t(rows * dim));
         for (int64_t i = 0; i < rows; ++i) {
             float scale = 1.0f;
             if (eight) std::memcpy(&scale, sc + i * 4, 4);
-            for (int64_t d = 0; d < k_dim; ++d) {
-                const uint8_t *e = p + (i * k_dim + d) * es;
+            for (int64_t d = 0; d < dim; ++d) {
+                const uint8_t *e = p + (i * dim + d) * es;
                 float x = 0.0f;
                 uint16_t u = 0;
                 if (es == 2) std::memcpy(&u, e, 2);
@@ -73,7 +76,7 @@ saved_rows decode(const std::vector<uint8_t> &b, int32_t type) {
                 case LLMKIT_KV_FP8_E4M3: x = quant::e4m3_to_f32(*e) * scale; break;
                 default: x = quant::e5m2_to_f32(*e) * scale; break;
                 }
-                (*out)[size_t(i * k_dim + d)] = x;
+                (*out)[size_t(i * dim + d)] = x;
             }
         }
     }
@@ -185,13 +188,13 @@ double erase_tolerance(int32_t type) {
     }
 }
 
-// The largest |got - want| over a row's largest |want|, over all rows of D.
-double worst_row_error(const std::vector<double> &got, const std::vector<double> &want) {
+// The largest |got - want| over a row's largest |want|, over all rows of `width`.
+double worst_row_error(const std::vector<double> &got, const std::vector<double> &want, int64_t width = k_dim) {
     REQUIRE(got.size() == want.size());
     double worst = 0.0;
-    for (size_t r = 0; r < got.size(); r += size_t(k_dim)) {
+    for (size_t r = 0; r < got.size(); r += size_t(width)) {
         double amax = 0.0, err = 0.0;
-        for (size_t d = r; d < r + size_t(k_dim); ++d) {
+        for (size_t d = r; d < r + size_t(width); ++d) {
             amax = std::max(amax, std::fabs(want[d]));
             err = std::max(err, std::fabs(got[d] - want[d]));
         }
@@ -357,6 +360,177 @@ TEST_CASE("paged kv cache: erase copies the blocks it shares before writing them
     CHECK(c.free_blocks() == 8);
 }
 
+TEST_CASE("kv caches: MLA's latent cache turns only the rotary part at the end of its rows", "[kv][erase][mla]") {
+    // DeepSeek's multi-head latent attention in its absorbed form: one kv head
+    // of 576 = the 512-wide latent (V is its first 512: v_from_k) and then the
+    // 64 rotary dimensions (k_pe). The appends' fused RoPE, the queries' and
+    // the erase turn the last 64 alone, as llama.cpp's shift of DeepSeek's
+    // cache does. After an erase each kept row must hold its latent as given
+    // and its rotary part rotated (by llmkit_rope, checked against float64 in
+    // test_rope.cpp) at its new position, within the tolerances above.
+    constexpr int32_t C = 512, R = 64, W = C + R;
+    std::mt19937 rng(78);
+    normal_draws nd;
+    const span_case spans[] = {{k_tokens, 4, 20}, {k_tokens, 17, 40}, {k_tokens, 5, 8}};
+    for (rope_case rc : rope_cases(R)) {
+        rc.o.rotary_dims = R;  // (a "partial" case turns 64 as the others: the tail is all there is to turn)
+        for (int32_t type : k_all_types)
+            for (const span_case &span : spans) {
+                const int64_t n = span.n;
+                INFO(rc.name << ", cache " << kv_name(type) << ", erase [" << span.from << ", " << span.to << ")");
+                std::vector<float> x(size_t(n * W));
+                for (float &e : x) e = float(nd(rng));
+                const std::vector<int64_t> idx = kept(n, span.from, span.to);
+                // The kept rows, their tails rotated at their new positions i.
+                std::vector<float> tails;
+                std::vector<int64_t> pos;
+                for (size_t i = 0; i < idx.size(); ++i) {
+                    tails.insert(tails.end(), x.begin() + long(idx[i] * W + C), x.begin() + long((idx[i] + 1) * W));
+                    pos.push_back(int64_t(i));
+                }
+                llmkit_rope_options tail_rope = rc.o;
+                tail_rope.rotary_dims = 0;  // a [.., 64] tensor: all of it
+                const int64_t tshape[4] = {1, int64_t(idx.size()), 1, R}, pshape[1] = {int64_t(idx.size())};
+                llmkit_tensor tt = host_tensor(tails.data(), llmkit_dtype LLMKIT_DTYPE_F32, 4, tshape);
+                const llmkit_tensor tp = host_tensor(pos.data(), llmkit_dtype LLMKIT_DTYPE_I64, 1, pshape);
+                REQUIRE(llmkit_rope(&tt, &tp, &tail_rope) == LLMKIT_OK);
+                std::vector<double> want;
+                for (size_t i = 0; i < idx.size(); ++i) {
+                    want.insert(want.end(), x.begin() + long(idx[i] * W), x.begin() + long(idx[i] * W + C));
+                    want.insert(want.end(), tails.begin() + long(i * R), tails.begin() + long((i + 1) * R));
+                }
+                std::vector<uint8_t> saved[2];
+                for (bool paged : {false, true}) {
+                    cache c(paged, 1, 1, W, type, 64, 1, 16, 0, C, true);
+                    const int32_t s = c.seq_new();
+                    for (const auto &[at, count] : {std::pair<int64_t, int64_t>{0, n - 3}, {n - 3, 1}, {n - 2, 2}}) {
+                        const int64_t shape[3] = {count, 1, W};
+                        llmkit_tensor tk = rows_tensor(x.data() + at * W, shape);
+                        const llmkit_status st = paged ? llmkit_paged_kv_cache_append_rope(c.p, 0, s, &tk, nullptr, &rc.o)
+                                                       : llmkit_kv_cache_append_rope(c.c, 0, s, &tk, nullptr, &rc.o);
+                        INFO(llmkit_last_error_message());
+                        REQUIRE(st == LLMKIT_OK);
+                    }
+                    const llmkit_status st = c.erase(s, span.from, span.to, &rc.o);
+                    INFO(llmkit_last_error_message());
+                    REQUIRE(st == LLMKIT_OK);
+                    saved[paged] = c.save(s);
+                }
+                CHECK(saved[0] == saved[1]);
+                const saved_rows got = decode(saved[0], type, 1, W, false);
+                const double err = worst_row_error(got.k, want, W);
+                INFO("worst error " << err << " of the row's absmax, tolerance " << erase_tolerance(type));
+                CHECK(err <= erase_tolerance(type));
+                // 16- and 32-bit rows: the latent moved bit for bit (the rows round-trip through float32).
+                if (type == LLMKIT_KV_F32 || type == LLMKIT_KV_BF16 || type == LLMKIT_KV_F16) {
+                    int64_t moved = 0, equal = 0;
+                    for (size_t i = 0; i < idx.size(); ++i)
+                        for (int64_t d = 0; d < C; ++d, ++moved) {
+                            const double given = x[size_t(idx[i] * W + d)];
+                            const double as_stored = type == LLMKIT_KV_F32 ? given
+                                                     : type == LLMKIT_KV_BF16
+                                                         ? llmkit::core::bf16_to_f32(llmkit::core::f32_to_bf16(float(given)))
+                                                         : llmkit::core::f16_to_f32(llmkit::core::f32_to_f16(float(given)));
+                            equal += got.k[i * W + size_t(d)] == as_stored;
+                        }
+                    CHECK(equal == moved);
+                }
+            }
+    }
+}
+
+TEST_CASE("kv caches: attention after an MLA erase equals float64 attention over the kept latent rows", "[kv][erase][mla]") {
+    // The queries' fused RoPE on a v_from_k cache turns their last 64 too
+    // (MLA's absorbed q: the latent part, then q_pe): an erase, three more
+    // tokens, and 16 query heads attending against float64 over the kept
+    // rows with both tails rotated at their positions.
+    constexpr int32_t C = 512, R = 64, W = C + R, Hq = 16;
+    std::mt19937 rng(79);
+    normal_draws nd;
+    llmkit_rope_options rope = LLMKIT_ROPE_OPTIONS_INIT;
+    rope.layout = LLMKIT_ROPE_INTERLEAVED;  // DeepSeek V3's k_pe
+    rope.rotary_dims = R;
+    rope.scaling = LLMKIT_ROPE_SCALING_YARN;
+    rope.factor = 40.0, rope.original_max_position = 32.0;  // (DeepSeek V3: 40 over 4096)
+    const int64_t n = k_tokens + 3, from = 4, to = 20, Sq = 3;
+    std::vector<float> x(size_t(n * W)), q(size_t(Sq * Hq * W));
+    for (float &e : x) e = float(nd(rng));
+    for (float &e : q) e = float(nd(rng));
+    std::vector<int64_t> idx = kept(k_tokens, from, to);
+    for (int64_t j = k_tokens; j < n; ++j) idx.push_back(j);
+    const int64_t L = int64_t(idx.size());
+    // Float64's inputs: the kept rows and the queries with their tails rotated by llmkit_rope.
+    std::vector<float> keys, qr = q;
+    for (int64_t j : idx) keys.insert(keys.end(), x.begin() + long(j * W), x.begin() + long((j + 1) * W));
+    llmkit_rope_options whole = rope;
+    whole.rotary_dims = 0;
+    for (auto [data, rows, heads, first] : {std::tuple<float *, int64_t, int64_t, int64_t>{keys.data(), L, 1, 0},
+                                            {qr.data(), Sq, Hq, L - Sq}}) {
+        std::vector<float> tails;
+        for (int64_t r = 0; r < rows * heads; ++r) tails.insert(tails.end(), data + r * W + C, data + (r + 1) * W);
+        std::vector<int64_t> pos;
+        for (int64_t i = 0; i < rows; ++i) pos.push_back(first + i);
+        const int64_t tshape[4] = {1, rows, heads, R}, pshape[1] = {rows};
+        llmkit_tensor tt = host_tensor(tails.data(), llmkit_dtype LLMKIT_DTYPE_F32, 4, tshape);
+        const llmkit_tensor tp = host_tensor(pos.data(), llmkit_dtype LLMKIT_DTYPE_I64, 1, pshape);
+        REQUIRE(llmkit_rope(&tt, &tp, &whole) == LLMKIT_OK);
+        for (int64_t r = 0; r < rows * heads; ++r)
+            std::copy(tails.begin() + long(r * R), tails.begin() + long((r + 1) * R), data + r * W + C);
+    }
+    const double scale = 1.0 / std::sqrt(double(W));
+    std::vector<double> ref(size_t(Sq * Hq * C));
+    for (int64_t i = 0; i < Sq; ++i)
+        for (int64_t h = 0; h < Hq; ++h) {
+            const int64_t visible = L - Sq + i + 1;  // causal: keys up to the query's own position
+            std::vector<double> sc(static_cast<size_t>(visible));
+            double mx = -1e300, sum = 0.0;
+            for (int64_t j = 0; j < visible; ++j) {
+                double dot = 0.0;
+                for (int64_t d = 0; d < W; ++d) dot += double(qr[size_t((i * Hq + h) * W + d)]) * keys[size_t(j * W + d)];
+                mx = std::max(mx, sc[size_t(j)] = dot * scale);
+            }
+            for (double &e : sc) sum += (e = std::exp(e - mx));
+            for (int64_t j = 0; j < visible; ++j)
+                for (int64_t d = 0; d < C; ++d)
+                    ref[size_t((i * Hq + h) * C + d)] += sc[size_t(j)] / sum * keys[size_t(j * W + d)];
+        }
+    for (bool paged : {false, true}) {
+        INFO((paged ? "paged" : "contiguous"));
+        cache c(paged, 1, 1, W, LLMKIT_KV_F32, 64, 1, 16, 0, C, true);
+        const int32_t s = c.seq_new();
+        for (const auto &[at, count] : {std::pair<int64_t, int64_t>{0, k_tokens}, {k_tokens, Sq}}) {
+            if (at == k_tokens) REQUIRE(c.erase(s, from, to, &rope) == LLMKIT_OK);
+            const int64_t shape[3] = {count, 1, W};
+            llmkit_tensor tk = rows_tensor(x.data() + at * W, shape);
+            const llmkit_status st = paged ? llmkit_paged_kv_cache_append_rope(c.p, 0, s, &tk, nullptr, &rope)
+                                           : llmkit_kv_cache_append_rope(c.c, 0, s, &tk, nullptr, &rope);
+            INFO(llmkit_last_error_message());
+            REQUIRE(st == LLMKIT_OK);
+        }
+        REQUIRE(c.length(s) == L);
+        tensor4 tq = make(llmkit::core::dtype::f32, 1, Sq, Hq, W, layout::compact, nullptr);
+        for (int64_t i = 0; i < Sq; ++i)
+            for (int64_t h = 0; h < Hq; ++h)
+                for (int64_t d = 0; d < W; ++d) tq.set(0, i, h, d, q[size_t((i * Hq + h) * W + d)]);
+        tensor4 out = make(llmkit::core::dtype::f32, 1, Sq, Hq, C, layout::compact, nullptr);
+        llmkit_kv_attention_options o = LLMKIT_KV_ATTENTION_OPTIONS_INIT;
+        o.causal = 1;
+        o.rope = &rope;
+        const llmkit_status st = c.attention(0, tq, {s}, out, &o);
+        INFO(llmkit_last_error_message());
+        REQUIRE(st == LLMKIT_OK);
+        double worst = 0.0;
+        for (int64_t i = 0; i < Sq; ++i)
+            for (int64_t h = 0; h < Hq; ++h)
+                for (int64_t d = 0; d < C; ++d)
+                    worst = std::max(worst, std::fabs(out.get(0, i, h, d) - ref[size_t((i * Hq + h) * C + d)]));
+        INFO("max |diff| " << worst);
+        CHECK(worst <= 2e-5);  // float32 over 576-wide dot products and 32 keys
+        // q itself is left as it was (the rotation works on a copy).
+        CHECK(tq.get(0, 2, 15, W - 1) == q[size_t((2 * Hq + 15) * W + W - 1)]);
+    }
+}
+
 TEST_CASE("kv caches: erase refuses bad calls and leaves the sequence as it was", "[kv][erase][errors]") {
     std::mt19937 rng(75);
     const llmkit_rope_options rope = LLMKIT_ROPE_OPTIONS_INIT;
@@ -393,12 +567,25 @@ TEST_CASE("kv caches: erase refuses bad calls and leaves the sequence as it was"
     }
     CHECK(llmkit_kv_cache_seq_erase(nullptr, 0, 0, 1, nullptr) == LLMKIT_ERROR_NULL_POINTER);
     CHECK(llmkit_paged_kv_cache_seq_erase(nullptr, 0, 0, 1, nullptr) == LLMKIT_ERROR_NULL_POINTER);
-    // A cache whose V lies in K's rows (MLA's latent) cannot turn K without turning V.
+    // A cache whose V lies in K's rows (MLA's latent) turns the dims past V
+    // alone: all of the row (rotary_dims 0), or dims reaching into V, are refused.
     cache latent(false, 1, 1, k_dim, LLMKIT_KV_F32, 64, 1, 16, 0, 32, true);
     const int32_t s = latent.seq_new();
     seq_data sd;
     latent.append(0, s, 8, rng, sd);
-    expect_error(latent.erase(s, 0, 2, &rope), LLMKIT_ERROR_UNSUPPORTED, "v_from_k");
+    const std::vector<uint8_t> before = latent.save(s);
+    expect_error(latent.erase(s, 0, 2, &rope), LLMKIT_ERROR_SHAPE,
+                 "rotary_dims must be in 2..32 (head_dim 64 - v_head_dim 32), got 0 (all of the row, the values too)");
+    llmkit_rope_options wide = rope;
+    wide.rotary_dims = 34;
+    expect_error(latent.erase(s, 0, 2, &wide), LLMKIT_ERROR_SHAPE, "got 34");
+    CHECK(latent.save(s) == before);
+    cache flat(false, 1, 1, k_dim, LLMKIT_KV_F32, 64, 1, 16, 0, 0, true);  // V the whole row: nothing past it
+    const int32_t fs = flat.seq_new();
+    seq_data fd;
+    flat.append(0, fs, 8, rng, fd);
+    wide.rotary_dims = 2;
+    expect_error(flat.erase(fs, 0, 2, &wide), LLMKIT_ERROR_SHAPE, "this one has 0 dims past V (head_dim 64)");
     REQUIRE(latent.erase(s, 0, 2, nullptr) == LLMKIT_OK);
     CHECK(latent.length(s) == 6);
 }

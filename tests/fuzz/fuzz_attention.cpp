@@ -470,6 +470,10 @@ void fuzz_cache(script &s) {
     const int32_t dv_pick = s.pick(4) == 3 ? dims[s.pick(6)] : 0;
     const bool v_from_k = s.pick(4) == 3;
     const int32_t Dv = dv_pick > 0 ? dv_pick : D;
+    // A v_from_k cache's RoPE turns the last rotary_dims of each row: only dims past V may turn.
+    const auto turns_past_v = [&](const llmkit_rope_options *r) {
+        return r && r->rotary_dims > 0 && r->rotary_dims <= D - Dv;
+    };
     const int32_t dtype = s.pick(6);
     const int32_t block = 1 + s.pick(20), n_blocks = 1 + s.pick(24), max_seqs = 1 + s.pick(4);
     const int64_t capacity = 1 + s.pick(64);
@@ -607,7 +611,8 @@ void fuzz_cache(script &s) {
                 st = paged ? llmkit_paged_kv_cache_append_rope(pc, layer, id, &kt.t, vp, rp)
                            : llmkit_kv_cache_append_rope(cc, layer, id, &kt.t, vp, rp);
             if (st == LLMKIT_OK && with_v == v_from_k) fail("an append's V was accepted where the cache keeps none, or missed");
-            if (st == LLMKIT_OK && v_from_k && how != 0) fail("a fused RoPE was accepted by a v_from_k cache");
+            if (st == LLMKIT_OK && v_from_k && how != 0 && !turns_past_v(rp))
+                fail("a fused RoPE turning V's dims was accepted by a v_from_k cache");
             if (st == LLMKIT_OK && (kt.hostile || (with_v && vt.hostile))) fail("overflowing strides were accepted");
             if (st == LLMKIT_OK && kt.poisoned) fail("a NaN or infinity in k was appended");
         } else if (op == 7) {
@@ -670,7 +675,7 @@ void fuzz_cache(script &s) {
                            : llmkit_kv_cache_seq_erase(cc, id, from, to, rp);
                 if (st == LLMKIT_OK) {
                     if (!known || from < 0 || to < from || to > before) fail("an erase outside 0..length was accepted");
-                    if (v_from_k && rp) fail("an erase's RoPE was accepted by a v_from_k cache");
+                    if (v_from_k && rp && !turns_past_v(rp)) fail("an erase's RoPE turning V's dims was accepted by a v_from_k cache");
                     if ((paged ? llmkit_paged_kv_cache_seq_length(pc, id, -1, &after)
                                : llmkit_kv_cache_seq_length(cc, id, -1, &after)) != LLMKIT_OK ||
                         after != before - (to - from))

@@ -169,7 +169,7 @@ def test_v_head_dim_and_v_read_from_k_match_reference(rng, kind, dtype):
             assert np.max(np.abs(out1[:, None] - ref(q1[:, None], [k], [v]))) < (0.05 if D > 256 else 0.03)
 
 
-def test_v_from_k_caches_hold_k_alone_and_refuse_a_v_or_a_fused_rope(rng):
+def test_v_from_k_caches_hold_k_alone_and_refuse_a_v_or_a_rope_over_v(rng):
     c = llmkit.KVCache(n_layers=2, n_kv_heads=1, head_dim=576, v_head_dim=512, v_from_k=True, capacity=64,
                        dtype="bf16")
     assert c.memory_bytes == 2 * 64 * 576 * 2  # layers x tokens x K's row in bf16: no V
@@ -177,8 +177,12 @@ def test_v_from_k_caches_hold_k_alone_and_refuse_a_v_or_a_fused_rope(rng):
     k = rows(rng, 4, 1, 576)
     with pytest.raises(ValueError, match="keeps no V"):
         c.append(0, s, k, k[..., :512])
-    with pytest.raises(llmkit.LlmkitError, match="rotary part"):
+    # A fused rope turns the rotary part at the end of each row (see below): all of the row, or
+    # dims reaching into V's 512, would turn the values too.
+    with pytest.raises(ValueError, match=r"rotary_dims must be in 2\.\.64 \(head_dim 576 - v_head_dim 512\), got 0"):
         c.append(0, s, k, rope=True)
+    with pytest.raises(ValueError, match="got 66"):
+        c.append(0, s, k, rope={"rotary_dim": 66})
     assert c.length(s) == 0
     own = llmkit.PagedKVCache(n_layers=1, n_kv_heads=2, head_dim=192, v_head_dim=128, n_blocks=4)
     t = own.new_sequence()
@@ -645,6 +649,56 @@ def test_erase_shifts_the_context_as_llama_cpp_does(rng, kind, dtype):
     with pytest.raises(TypeError):
         c.erase(a, 0, 1, rope="neox")
     assert c.save(a) == before
+
+
+def rope64_interleaved(x, positions, theta=10000.0):
+    """float64 GPT-J/Llama-layout RoPE of x (..., S, H, D) at positions (S,): pairs (x[2k], x[2k + 1])."""
+    x = np.asarray(x, np.float64)
+    D = x.shape[-1]
+    inv = theta ** (-np.arange(0, D, 2, dtype=np.float64) / D)
+    a = np.asarray(positions, np.float64)[:, None] * inv[None, :]
+    c, s = np.cos(a)[:, None, :], np.sin(a)[:, None, :]
+    out = np.empty_like(x)
+    out[..., 0::2] = x[..., 0::2] * c - x[..., 1::2] * s
+    out[..., 1::2] = x[..., 0::2] * s + x[..., 1::2] * c
+    return out
+
+
+@pytest.mark.parametrize("kind", ["contiguous", "paged"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_mla_latent_cache_turns_the_rotary_part_at_the_end_of_its_rows(rng, kind, dtype):
+    # DeepSeek's absorbed MLA cache: rows of 512 latent dims (also V) and then 64 rotary ones (k_pe). A fused
+    # rope of rotary_dim 64 turns the last 64 of each key and query alone, on append, on attention and on
+    # erase (a context shift, as llama.cpp's for DeepSeek): each decode then equals float64 attention over
+    # the kept rows, their latent as given and their tails rotated at their new positions (rope64_interleaved).
+    C, R, Hq, ctx, keep, discard = 512, 64, 8, 40, 4, 16
+    layout = dict(n_layers=1, n_kv_heads=1, head_dim=C + R, v_head_dim=C, v_from_k=True, dtype=dtype)
+    if kind == "contiguous":
+        c = llmkit.KVCache(capacity=ctx, **layout)
+    else:
+        c = llmkit.PagedKVCache(n_blocks=3, block_size=16, max_blocks_per_seq=3, **layout)
+    rope = {"rotary_dim": R, "layout": "interleaved"}  # DeepSeek V3's k_pe and q_pe
+    s = c.new_sequence()
+    k = rows(rng, ctx, 1, C + R)
+    c.append(0, s, k, rope=rope)
+    c.erase(s, keep, keep + discard, rope=rope)
+    assert c.length(s) == ctx - discard
+
+    def turned(x, positions):
+        x = np.asarray(x, np.float64)
+        return np.concatenate([x[..., :C], rope64_interleaved(x[..., C:], positions)], -1)
+
+    tol = 1e-5 if dtype == "fp32" else 3e-2  # bf16: K rounded again after its turn (test_kv_erase.cpp)
+    for _ in range(3):
+        q = rng.standard_normal((1, Hq, C + R)).astype(np.float32)
+        k1 = rows(rng, 1, 1, C + R)
+        got = c.decode(0, [s], q, k1, rope=rope)
+        k = np.concatenate([k, k1])
+        kept = np.r_[0:keep, keep + discard:len(k)]
+        L = len(kept)
+        keys = turned(stored(k[kept], dtype), np.arange(L))
+        want = ref(turned(q[:, None], [L - 1]), [keys], [keys[..., :C]])[:, 0]
+        np.testing.assert_allclose(got, want, atol=tol, rtol=0)
 
 
 # Packed queries (cu_seqlens_q): one serving step of decodes and prefill chunks.
