@@ -1,7 +1,8 @@
 """DeepSeek's multi-head latent attention (MLA) two ways with llmkit.attention: as transformers runs it
 (keys of 128 + 64 rotary dimensions, values of 128: v's head_dim differs from q's and k's) and in the
 absorbed form (one latent "kv head" of 512 + 64 dimensions read by every query head), also from a paged
-cache that stores the latent rows once; the same result, and what each form caches. Run by the snippet_py_mla test; its output is checked against mla.expected."""
+cache that stores the latent rows once, and through a context shift on a cache of the latent rows; the same
+result, and what each form caches. Run by the snippet_py_mla test; its output is checked against mla.expected."""
 import numpy as np
 
 import llmkit
@@ -39,6 +40,25 @@ paged.append(0, seq, cache[0])                      # K alone: (T, 1, 576)
 o_paged = paged.attention(0, q_abs[None], [seq], scale=scale)[0]
 print(f"paged latent cache: {paged.memory_bytes} bytes for {T} tokens (K's rows only), out {o_paged.shape},",
       "the same:", float(np.abs(o_paged - o_latent).max()) < 1e-5)
+
+# 4. A context shift on the latent cache. A fused rope of rotary_dim 64 turns the LAST 64 of each row alone
+# (k_pe after the latent; DeepSeek-V3's GPT-J pairs): on append, on the queries (q_pe) and on erase, which here
+# keeps 4 sinks, drops the next 100 tokens, moves the rest down and turns their k_pe back by 100 positions.
+rope = {"rotary_dim": R, "layout": "interleaved"}
+shifting = llmkit.KVCache(n_layers=1, n_kv_heads=1, head_dim=C + R, v_head_dim=C, v_from_k=True, capacity=T)
+s = shifting.new_sequence()
+shifting.append(0, s, cache[0], rope=rope)       # k_pe rotated at positions 0..299
+shifting.erase(s, 4, 104, rope=rope)
+o_shift = shifting.attention(0, q_abs[None], [s], scale=scale, rope=rope)[0]
+# The same from llmkit.attention over the kept rows, their k_pe rotated at 0..199 and q_pe at 199 by llmkit.rope.
+kept = np.r_[0:4, 104:T]
+kept_rows = cache[0, kept].copy()                 # (200, 1, 576)
+kept_rows[:, :, C:] = llmkit.rope(kept_rows[None, :, :, C:], np.arange(len(kept)), layout="interleaved")[0]
+q_turned = q_abs.copy()
+q_turned[:, :, C:] = llmkit.rope(q_abs[None, :, :, C:], [len(kept) - 1], layout="interleaved")[0]
+o_kept = llmkit.attention(q_turned[None], kept_rows[None], kept_rows[None, ..., :C], scale=scale, causal=False)[0]
+print(f"after erasing 100 of {T} tokens: {shifting.length(s)} held, {shifting.memory_bytes} bytes;",
+      "attention as over the kept rows (|diff| < 1e-5):", float(np.abs(o_shift - o_kept).max()) < 1e-5)
 
 # What a token costs in the cache per layer in bf16, with DeepSeek-V3's 128 heads and 61 layers.
 layers, heads = 61, 128

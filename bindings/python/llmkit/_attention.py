@@ -814,7 +814,8 @@ class _CacheBase:
         positions, in float32 and rounded to the cache's dtype again: RoPE's angles grow linearly
         with the position, so the cache then holds what appending the kept tokens at their new
         positions stores (to the rounding; YaRN's attention factor is not applied twice). None
-        (default) moves K as it is: a model without RoPE. V always moves as it is.
+        (default) moves K as it is: a model without RoPE. V always moves as it is. On a ``v_from_k``
+        cache (MLA's latent rows) the turn is the appends': the last ``rotary_dim`` of each row.
 
         The next append writes at the new length, and :meth:`attention`'s queries sit at the new
         positions. The paged cache copies a block it shares with a fork before writing into it
@@ -1025,12 +1026,16 @@ class KVCache(_CacheBase):
     ``v_head_dim`` elements of its K row. That is multi-head latent attention's
     cache in its absorbed form (see the "Attention" concept page): one kv head
     of 576 = 512 latent + 64 rotary dimensions, ``v_head_dim=512``, 1152 bytes
-    per token and layer in bf16; appends then take K alone (``v=None``) and no
-    fused ``rope`` (rotate the rotary part before appending)::
+    per token and layer in bf16; appends then take K alone (``v=None``). A
+    fused ``rope`` there turns the *last* ``rotary_dim`` of each key and query,
+    the rotary part after the latent (DeepSeek's k_pe and q_pe), on append,
+    attention and :meth:`erase` alike; all of the row, or dims reaching into
+    V, are refused (they would turn the values)::
 
         mla = llmkit.KVCache(n_layers=61, n_kv_heads=1, head_dim=576, v_head_dim=512, v_from_k=True,
                              capacity=32768, dtype="bf16")
-        out = mla.decode(layer, [s], q_absorbed, latent_and_rope)   # (B, 128, 576), (B, 1, 576) -> (B, 128, 512)
+        rope = {"rotary_dim": 64, "layout": "interleaved"}
+        out = mla.decode(layer, [s], q_absorbed, latent_and_rope, rope=rope)  # (B, 128, 576), (B, 1, 576) -> (B, 128, 512)
     """
 
     def __init__(self, *, n_layers: int, n_kv_heads: int, head_dim: int, capacity: int, max_sequences: int = 1,
