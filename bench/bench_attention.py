@@ -578,6 +578,7 @@ def main() -> None:
     save_load_cells(lib, args, min_time)
     sliding_window_cells(lib, dtypes, args)
     context_shift_cells(lib, dtypes, args, min_time)
+    mla_shift_cells(lib, dtypes, args, min_time)
     hf_model_cells(dtypes, args)
     rope_append_cells(lib, dtypes, args, min_time)
     longrope_cells(lib, dtypes, args, min_time)
@@ -1229,6 +1230,45 @@ def save_load_cells(lib: Lib, args, min_time: float) -> None:
         dst.close()
 
 
+def best_time(fn, min_time: float, before=None) -> float:
+    """The best of at least 10 timed calls of fn over min_time seconds; before(), untimed, ahead of each."""
+    fn()
+    best = float("inf")
+    t_end = time.perf_counter() + min_time
+    reps = 0
+    while reps < 10 or time.perf_counter() < t_end:
+        if before:
+            before()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+        reps += 1
+    return best
+
+
+def time_erase(lib: Lib, cache: "Cache", paged: bool, start: int, stop: int, rope, min_time: float):
+    """The best time of erasing [start, stop) with rope from the cache's first sequence, each erase on the full
+    sequence restored from saved bytes (untimed). The cache is left erased once."""
+    seq = cache.ids[0]
+    prefix = "llmkit_paged_kv_cache_" if paged else "llmkit_kv_cache_"
+    save_fn, load_fn, erase_fn = (getattr(lib.lib, prefix + n) for n in ("seq_save", "seq_load", "seq_erase"))
+    need = ctypes.c_size_t()
+    save_fn(cache.handle, seq, None, 0, ctypes.byref(need))
+    saved = (ctypes.c_char * need.value)()
+    lib.check(save_fn(cache.handle, seq, saved, need.value, None))
+
+    def restore():
+        lib.check(load_fn(cache.handle, seq, saved, need.value))
+
+    def erase():
+        lib.check(erase_fn(cache.handle, seq, start, stop, ctypes.byref(rope)))
+
+    best = best_time(erase, min_time, before=restore)
+    restore()
+    erase()
+    return best
+
+
 def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
     """llama.cpp's context shift at 8192 tokens of context (one layer of Llama 3 8B: Hkv=8, D=128, NeoX RoPE,
     theta 500000): keep the first 4 tokens, erase the next (8192 - 4) / 2 and turn the later keys back by as many
@@ -1280,16 +1320,8 @@ def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             k_t[:, :, keep:keep + n_move].copy_(tail * c_back + rotate_half(tail) * s_back)
             v_t[:, :, keep:keep + n_move].copy_(v_t[:, :, keep + discard:].clone())
 
-        run_torch()
         # torch's shift is the same for both llmkit caches: timed once, best of its rounds.
-        best_t = float("inf")
-        t_end = time.perf_counter() + min_time
-        reps = 0
-        while reps < 10 or time.perf_counter() < t_end:
-            t0 = time.perf_counter()
-            run_torch()
-            best_t = min(best_t, time.perf_counter() - t0)
-            reps += 1
+        best_t = best_time(run_torch, min_time)
         k_t.copy_(k0)
         v_t.copy_(v0)
         run_torch()
@@ -1306,41 +1338,99 @@ def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             tv, b = as_llmkit(v)
             append = lib.lib.llmkit_paged_kv_cache_append_rope if paged else lib.lib.llmkit_kv_cache_append_rope
             lib.check(append(cache.handle, 0, seq, ctypes.byref(tk), ctypes.byref(tv), ctypes.byref(rope)))
-            prefix = "llmkit_paged_kv_cache_" if paged else "llmkit_kv_cache_"
-            save_fn, load_fn, erase_fn = (getattr(lib.lib, prefix + n) for n in ("seq_save", "seq_load", "seq_erase"))
-            need = ctypes.c_size_t()
-            save_fn(cache.handle, seq, None, 0, ctypes.byref(need))
-            saved = (ctypes.c_char * need.value)()
-            lib.check(save_fn(cache.handle, seq, saved, need.value, None))
-
-            def restore():
-                lib.check(load_fn(cache.handle, seq, saved, need.value))
-
-            def erase():
-                lib.check(erase_fn(cache.handle, seq, keep, keep + discard, ctypes.byref(rope)))
-
-            erase()
+            best_l = time_erase(lib, cache, paged, keep, keep + discard, rope, min_time)
             out = torch.empty_like(q)
             tq, c = as_llmkit(q)
             to, d = as_llmkit(out)
             cache.attention(tq, to)
             diff = (out.float() - want_out.float()).abs().max().item()
-            # Timed: each erase on a restored full sequence (the restore untimed), best of the rounds.
-            best_l = float("inf")
-            t_end = time.perf_counter() + min_time
-            reps = 0
-            while reps < 10 or time.perf_counter() < t_end:
-                restore()
-                t0 = time.perf_counter()
-                erase()
-                best_l = min(best_l, time.perf_counter() - t0)
-                reps += 1
             moved = 2 * 2 * n_move * Hkv * D * k.element_size()
             print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{best_l * 1e3:>10.3f}{moved / best_l / 1e9:>7.1f}"
                   f"{best_t * 1e3:>10.3f}{moved / best_t / 1e9:>7.1f}{best_t / best_l:>8.2f}x{diff:>11.2e}",
                   flush=True)
             if diff > (1e-4 if dtype == torch.float32 else 5e-2):
                 raise RuntimeError(f"context shift: llmkit and torch differ by {diff:.3g}")
+            cache.close()
+
+
+def mla_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
+    """The context shift of one DeepSeek-V3 layer's latent cache at 8192 tokens (v_from_k: one kv head of 576 =
+    the 512-wide latent, also V, then 64 rotary dims, GPT-J pairs): keep 4, erase 4094, move the rest down and
+    turn their last 64 dims back. llmkit: seq_erase with rotary_dims 64 (the last 64 of a v_from_k row). torch:
+    the same on the [S, 576] rows vLLM and SGLang keep for MLA, as the SinkCache cell does it (the rotary tail
+    turned by cos/sin of -n_discard, both parts copied down). GB/s: the moved rows read and written. Agreement:
+    128 query heads of one absorbed decode query (q_pe turned by the attention's fused RoPE) over the shifted
+    llmkit cache against torch SDPA over the shifted rows."""
+    names = [f"{kind} mla shift 8192" for kind in ("contig", "paged")]
+    if not any(not args.only or args.only in n or args.only in "context shift" for n in names):
+        return
+    if not hasattr(lib.lib, "llmkit_kv_cache_seq_erase") or not hasattr(lib.lib, "llmkit_kv_cache_seq_save"):
+        return
+    S, C, R, Hq, theta, keep = 8192, 512, 64, 128, 10000.0, 4
+    discard = (S - keep) // 2
+    n_move = S - keep - discard
+    print(f"\nMLA context shift: one DeepSeek-V3 layer's latent cache of {S} tokens (rows of {C} + {R}, GPT-J "
+          f"pairs); keep {keep}, erase {discard}, turn the last {R} of the {n_move} later rows back; torch: the same "
+          f"on [S, {C + R}] rows; GB/s of the moved rows read and written; ratio: torch's ms over llmkit's")
+    print(f"{'cell':<22}{'dtype':<10}{'llmkit ms':>10}{'GB/s':>7}{'torch ms':>10}{'GB/s':>7}{'vs torch':>9}"
+          f"{'max|diff|':>11}")
+    g = torch.Generator().manual_seed(22)
+    rope = RopeOptions.neox(theta, args.threads)
+    rope.layout, rope.rotary_dims = 1, R  # interleaved pairs; on a v_from_k cache the last R dims
+    inv = 1.0 / (theta ** (torch.arange(0, R, 2, dtype=torch.float64) / R))
+
+    def turn(x, angles):
+        """Interleaved pairs of x [..., R] turned by angles [..., R / 2] (float64)."""
+        c, s = angles.cos(), angles.sin()
+        x0, x1 = x[..., 0::2], x[..., 1::2]
+        return torch.stack([x0 * c - x1 * s, x0 * s + x1 * c], dim=-1).flatten(-2)
+
+    for dtype in dtypes:
+        rows = torch.randn(S, C + R, generator=g)
+        q = torch.randn(1, 1, Hq, C + R, generator=g).to(dtype)
+        rows0 = rows.double()
+        rows0[:, C:] = turn(rows0[:, C:], torch.outer(torch.arange(S, dtype=torch.float64), inv))
+        rows0 = rows0.to(dtype)
+        rows = rows.to(dtype)
+        c_back, s_back = (inv * -discard).cos().to(dtype), (inv * -discard).sin().to(dtype)
+        kv_t = rows0.clone()
+
+        def run_torch():
+            tail = kv_t[keep + discard:]
+            x0, x1 = tail[:, C::2], tail[:, C + 1::2]
+            kv_t[keep:keep + n_move, C:] = torch.stack([x0 * c_back - x1 * s_back, x0 * s_back + x1 * c_back],
+                                                       dim=-1).flatten(-2)
+            kv_t[keep:keep + n_move, :C].copy_(tail[:, :C].clone())
+
+        best_t = best_time(run_torch, min_time)
+        kv_t.copy_(rows0)
+        run_torch()
+        L = keep + n_move
+        q_t = q.double()
+        q_t[..., C:] = turn(q_t[..., C:], float(L - 1) * inv)
+        k_ref = kv_t[:L].double()[None, None].expand(1, Hq, L, C + R)
+        want = F.scaled_dot_product_attention(q_t.transpose(1, 2), k_ref, k_ref[..., :C]).transpose(1, 2)
+        for paged, name in zip((False, True), names):
+            if args.only and args.only not in name and args.only not in "context shift":
+                continue
+            cache = Cache(lib, paged, KV_CODE[dtype], rows[None, :, None], rows[None, :, None, :C], args.threads,
+                          bs=16, v_from_k=True, empty=True)
+            tk, a = as_llmkit(rows[:, None])
+            append = lib.lib.llmkit_paged_kv_cache_append_rope if paged else lib.lib.llmkit_kv_cache_append_rope
+            lib.check(append(cache.handle, 0, cache.ids[0], ctypes.byref(tk), None, ctypes.byref(rope)))
+            best_l = time_erase(lib, cache, paged, keep, keep + discard, rope, min_time)
+            out = torch.empty(1, 1, Hq, C, dtype=dtype)
+            tq, b = as_llmkit(q)
+            to, d = as_llmkit(out)
+            cache.opts.rope = ctypes.cast(ctypes.pointer(rope), ctypes.c_void_p)
+            cache.attention(tq, to)
+            diff = (out.double() - want).abs().max().item()
+            moved = 2 * n_move * (C + R) * rows.element_size()
+            print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{best_l * 1e3:>10.3f}{moved / best_l / 1e9:>7.1f}"
+                  f"{best_t * 1e3:>10.3f}{moved / best_t / 1e9:>7.1f}{best_t / best_l:>8.2f}x{diff:>11.2e}",
+                  flush=True)
+            if diff > (1e-4 if dtype == torch.float32 else 5e-2):
+                raise RuntimeError(f"MLA context shift: llmkit and torch differ by {diff:.3g}")
             cache.close()
 
 
