@@ -1269,6 +1269,35 @@ def time_erase(lib: Lib, cache: "Cache", paged: bool, start: int, stop: int, rop
     return best
 
 
+# The context-shift cells' span at 8192 tokens: keep 4 (StreamingLLM's sinks), erase half the rest, move the others.
+SHIFT_SPAN = (4, (8192 - 4) // 2, 8192 - 4 - (8192 - 4) // 2)
+
+
+def shift_table(lib: Lib, args, names, title: str):
+    """The context-shift cells of `names` that run (--only picks them, and the library has the erase and save
+    calls), the others as None; when any runs, the title and column headings are printed."""
+    have = hasattr(lib.lib, "llmkit_kv_cache_seq_erase") and hasattr(lib.lib, "llmkit_kv_cache_seq_save")
+    picked = [n if have and (not args.only or args.only in n or args.only in "context shift") else None for n in names]
+    if any(picked):
+        print("\n" + title)
+        shift_row()
+    return picked if any(picked) else []
+
+
+def shift_row(name: str = "", dtype=None, best_l: float = 0.0, best_t: float = 0.0, moved: int = 0,
+              diff: float = 0.0) -> None:
+    """A context-shift cell's line (no arguments: the column headings): times, GB/s of the `moved` bytes, the
+    ratio, and the agreement, which must hold (float32 1e-4, 16-bit 5e-2)."""
+    if not name:
+        print(f"{'cell':<22}{'dtype':<10}{'llmkit ms':>10}{'GB/s':>7}{'torch ms':>10}{'GB/s':>7}{'vs torch':>9}"
+              f"{'max|diff|':>11}")
+        return
+    print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{best_l * 1e3:>10.3f}{moved / best_l / 1e9:>7.1f}"
+          f"{best_t * 1e3:>10.3f}{moved / best_t / 1e9:>7.1f}{best_t / best_l:>8.2f}x{diff:>11.2e}", flush=True)
+    if diff > (1e-4 if dtype == torch.float32 else 5e-2):
+        raise RuntimeError(f"{name}: llmkit and torch differ by {diff:.3g}")
+
+
 def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
     """llama.cpp's context shift at 8192 tokens of context (one layer of Llama 3 8B: Hkv=8, D=128, NeoX RoPE,
     theta 500000): keep the first 4 tokens, erase the next (8192 - 4) / 2 and turn the later keys back by as many
@@ -1278,22 +1307,15 @@ def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
     cache, V copied down, timed once per dtype (it is the same for both llmkit caches). GB/s: the moved rows of K
     and V read and written. Agreement: attention of a query over the shifted llmkit cache against torch SDPA over
     the shifted tensors."""
-    def selected(name):
-        return not args.only or args.only in name or args.only in "context shift"
-
-    if not any(selected(f"{kind} shift 8192") for kind in ("contig", "paged")):
+    S, Hkv, Hq, D, theta = 8192, 8, 32, 128, 500000.0
+    keep, discard, n_move = SHIFT_SPAN
+    names = shift_table(lib, args, ["contig shift 8192", "paged shift 8192"],
+                        f"context shift: one layer of {S} tokens (Hkv={Hkv}, D={D}, NeoX, theta {theta:g}); keep "
+                        f"{keep}, erase {discard}, turn the {n_move} later keys back; torch: rotate_half on [1, Hkv, S, "
+                        f"D] and a copy down (Hugging Face's SinkCache); GB/s of the moved K and V rows read and "
+                        f"written; ratio: torch's ms over llmkit's")
+    if not names:
         return
-    if not hasattr(lib.lib, "llmkit_kv_cache_seq_erase") or not hasattr(lib.lib, "llmkit_kv_cache_seq_save"):
-        return
-    S, Hkv, Hq, D, theta, keep = 8192, 8, 32, 128, 500000.0, 4
-    discard = (S - keep) // 2
-    n_move = S - keep - discard
-    print(f"\ncontext shift: one layer of {S} tokens (Hkv={Hkv}, D={D}, NeoX, theta {theta:g}); keep {keep}, erase "
-          f"{discard}, turn the {n_move} later keys back; torch: rotate_half on [1, Hkv, S, D] and a copy down "
-          f"(Hugging Face's SinkCache); GB/s of the moved K and V rows read and written; ratio: torch's ms over "
-          f"llmkit's")
-    print(f"{'cell':<22}{'dtype':<10}{'llmkit ms':>10}{'GB/s':>7}{'torch ms':>10}{'GB/s':>7}{'vs torch':>9}"
-          f"{'max|diff|':>11}")
     g = torch.Generator().manual_seed(21)
     rope = RopeOptions.neox(theta, args.threads)
     inv = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.float64) / D))
@@ -1327,9 +1349,8 @@ def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         run_torch()
         want_out = F.scaled_dot_product_attention(q.transpose(1, 2), k_t[:, :, :keep + n_move].repeat_interleave(
             Hq // Hkv, dim=1), v_t[:, :, :keep + n_move].repeat_interleave(Hq // Hkv, dim=1)).transpose(1, 2)
-        for paged in (False, True):
-            name = f"{'paged' if paged else 'contig'} shift {S}"
-            if not selected(name):
+        for paged, name in zip((False, True), names):
+            if not name:
                 continue
             # The cache holds the same rotated keys: appended through the fused RoPE.
             cache = Cache(lib, paged, KV_CODE[dtype], k[None], v[None], args.threads, bs=16, empty=True)
@@ -1344,12 +1365,7 @@ def context_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             to, d = as_llmkit(out)
             cache.attention(tq, to)
             diff = (out.float() - want_out.float()).abs().max().item()
-            moved = 2 * 2 * n_move * Hkv * D * k.element_size()
-            print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{best_l * 1e3:>10.3f}{moved / best_l / 1e9:>7.1f}"
-                  f"{best_t * 1e3:>10.3f}{moved / best_t / 1e9:>7.1f}{best_t / best_l:>8.2f}x{diff:>11.2e}",
-                  flush=True)
-            if diff > (1e-4 if dtype == torch.float32 else 5e-2):
-                raise RuntimeError(f"context shift: llmkit and torch differ by {diff:.3g}")
+            shift_row(name, dtype, best_l, best_t, 2 * 2 * n_move * Hkv * D * k.element_size(), diff)
             cache.close()
 
 
@@ -1361,19 +1377,15 @@ def mla_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
     turned by cos/sin of -n_discard, both parts copied down). GB/s: the moved rows read and written. Agreement:
     128 query heads of one absorbed decode query (q_pe turned by the attention's fused RoPE) over the shifted
     llmkit cache against torch SDPA over the shifted rows."""
-    names = [f"{kind} mla shift 8192" for kind in ("contig", "paged")]
-    if not any(not args.only or args.only in n or args.only in "context shift" for n in names):
+    S, C, R, Hq, theta = 8192, 512, 64, 128, 10000.0
+    keep, discard, n_move = SHIFT_SPAN
+    names = shift_table(lib, args, ["contig mla shift 8192", "paged mla shift 8192"],
+                        f"MLA context shift: one DeepSeek-V3 layer's latent cache of {S} tokens (rows of {C} + {R}, "
+                        f"GPT-J pairs); keep {keep}, erase {discard}, turn the last {R} of the {n_move} later rows "
+                        f"back; torch: the same on [S, {C + R}] rows; GB/s of the moved rows read and written; ratio: "
+                        f"torch's ms over llmkit's")
+    if not names:
         return
-    if not hasattr(lib.lib, "llmkit_kv_cache_seq_erase") or not hasattr(lib.lib, "llmkit_kv_cache_seq_save"):
-        return
-    S, C, R, Hq, theta, keep = 8192, 512, 64, 128, 10000.0, 4
-    discard = (S - keep) // 2
-    n_move = S - keep - discard
-    print(f"\nMLA context shift: one DeepSeek-V3 layer's latent cache of {S} tokens (rows of {C} + {R}, GPT-J "
-          f"pairs); keep {keep}, erase {discard}, turn the last {R} of the {n_move} later rows back; torch: the same "
-          f"on [S, {C + R}] rows; GB/s of the moved rows read and written; ratio: torch's ms over llmkit's")
-    print(f"{'cell':<22}{'dtype':<10}{'llmkit ms':>10}{'GB/s':>7}{'torch ms':>10}{'GB/s':>7}{'vs torch':>9}"
-          f"{'max|diff|':>11}")
     g = torch.Generator().manual_seed(22)
     rope = RopeOptions.neox(theta, args.threads)
     rope.layout, rope.rotary_dims = 1, R  # interleaved pairs; on a v_from_k cache the last R dims
@@ -1411,7 +1423,7 @@ def mla_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
         k_ref = kv_t[:L].double()[None, None].expand(1, Hq, L, C + R)
         want = F.scaled_dot_product_attention(q_t.transpose(1, 2), k_ref, k_ref[..., :C]).transpose(1, 2)
         for paged, name in zip((False, True), names):
-            if args.only and args.only not in name and args.only not in "context shift":
+            if not name:
                 continue
             cache = Cache(lib, paged, KV_CODE[dtype], rows[None, :, None], rows[None, :, None, :C], args.threads,
                           bs=16, v_from_k=True, empty=True)
@@ -1425,12 +1437,7 @@ def mla_shift_cells(lib: Lib, dtypes, args, min_time: float) -> None:
             cache.opts.rope = ctypes.cast(ctypes.pointer(rope), ctypes.c_void_p)
             cache.attention(tq, to)
             diff = (out.double() - want).abs().max().item()
-            moved = 2 * n_move * (C + R) * rows.element_size()
-            print(f"{name:<22}{str(dtype).replace('torch.', ''):<10}{best_l * 1e3:>10.3f}{moved / best_l / 1e9:>7.1f}"
-                  f"{best_t * 1e3:>10.3f}{moved / best_t / 1e9:>7.1f}{best_t / best_l:>8.2f}x{diff:>11.2e}",
-                  flush=True)
-            if diff > (1e-4 if dtype == torch.float32 else 5e-2):
-                raise RuntimeError(f"MLA context shift: llmkit and torch differ by {diff:.3g}")
+            shift_row(name, dtype, best_l, best_t, 2 * n_move * (C + R) * rows.element_size(), diff)
             cache.close()
 
 
