@@ -953,6 +953,14 @@ public:
         check(llmkit_kv_cache_append_rope(get(), layer, seq, k.get(), v.get(), rope));
     }
     /**
+     * @brief Appends K rows to a cache made with v_from_k, their rotary part (the last rope->rotary_dims of
+     *        each row, past V: MLA's k_pe) rotated on its way in (see llmkit_kv_cache_append_rope()).
+     * @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param rope The rotation.
+     */
+    void append_rope(int32_t layer, int32_t seq, const tensor_ref &k, const llmkit_rope_options *rope) {
+        check(llmkit_kv_cache_append_rope(get(), layer, seq, k.get(), nullptr, rope));
+    }
+    /**
      * @brief Attention of the last Sq tokens of each sequence (see llmkit_kv_cache_attention()).
      * @param layer A layer. @param q Queries [B, Sq, Hq, D], or packed [Tq, Hq, D] with options->cu_seqlens_q.
      * @param seq_ids B sequence ids.
@@ -1084,6 +1092,14 @@ public:
     void append_rope(int32_t layer, int32_t seq, const tensor_ref &k, const tensor_ref &v,
                      const llmkit_rope_options *rope) {
         check(llmkit_paged_kv_cache_append_rope(get(), layer, seq, k.get(), v.get(), rope));
+    }
+    /**
+     * @brief Appends K rows to a cache made with v_from_k, their rotary part (the last rope->rotary_dims of
+     *        each row, past V: MLA's k_pe) rotated on its way in (see llmkit_paged_kv_cache_append_rope()).
+     * @param layer A layer. @param seq A live sequence. @param k Keys [S, Hkv, D]. @param rope The rotation.
+     */
+    void append_rope(int32_t layer, int32_t seq, const tensor_ref &k, const llmkit_rope_options *rope) {
+        check(llmkit_paged_kv_cache_append_rope(get(), layer, seq, k.get(), nullptr, rope));
     }
     /**
      * @brief Attention of the last Sq tokens of each sequence (see llmkit_paged_kv_cache_attention()).

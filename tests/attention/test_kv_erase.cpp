@@ -529,6 +529,20 @@ TEST_CASE("kv caches: attention after an MLA erase equals float64 attention over
         // q itself is left as it was (the rotation works on a copy).
         CHECK(tq.get(0, 2, 15, W - 1) == q[size_t((2 * Hq + 15) * W + W - 1)]);
     }
+    // The C++ face's K-only fused append and erase: the bytes of the C calls.
+    llmkit_kv_cache_options co = LLMKIT_KV_CACHE_OPTIONS_INIT;
+    co.n_kv_heads = 1, co.head_dim = W, co.capacity = 64, co.max_sequences = 1, co.v_head_dim = C, co.v_from_k = 1;
+    llmkit::kv_cache kc(co);
+    const int32_t a = kc.seq_new();
+    kc.append_rope(0, a, llmkit::f32(x.data(), {k_tokens, 1, W}), &rope);
+    kc.erase(a, from, to, &rope);
+    cache c(false, 1, 1, W, LLMKIT_KV_F32, 64, 1, 16, 0, C, true);
+    const int32_t s = c.seq_new();
+    const int64_t shape[3] = {k_tokens, 1, W};
+    llmkit_tensor tk = rows_tensor(x.data(), shape);
+    REQUIRE(llmkit_kv_cache_append_rope(c.c, 0, s, &tk, nullptr, &rope) == LLMKIT_OK);
+    REQUIRE(c.erase(s, from, to, &rope) == LLMKIT_OK);
+    CHECK(kc.save(a) == c.save(s));
 }
 
 TEST_CASE("kv caches: erase refuses bad calls and leaves the sequence as it was", "[kv][erase][errors]") {
