@@ -474,6 +474,12 @@ void fuzz_cache(script &s) {
     const auto turns_past_v = [&](const llmkit_rope_options *r) {
         return r && r->rotary_dims > 0 && r->rotary_dims <= D - Dv;
     };
+    // Scripted rotations rarely fit there by chance: half the time such a cache's
+    // get an even rotary_dims from 2 to one pair past the room after V.
+    const auto tail_rope = [&](llmkit_rope_options ro) {
+        if (v_from_k && D - Dv >= 2 && s.bit()) ro.rotary_dims = 2 * int32_t(1 + s.pick(int((D - Dv) / 2) + 1));
+        return ro;
+    };
     const int32_t dtype = s.pick(6);
     const int32_t block = 1 + s.pick(20), n_blocks = 1 + s.pick(24), max_seqs = 1 + s.pick(4);
     const int64_t capacity = 1 + s.pick(64);
@@ -602,7 +608,7 @@ void fuzz_cache(script &s) {
             const int32_t layer = s.pick(8) == 7 ? layers : int32_t(s.pick(layers));
             const int how = s.pick(3);  // plain, fused RoPE, fused RoPE with NULL (the defaults)
             std::vector<float> factors;
-            const llmkit_rope_options ro = rope_options(s, D, factors);
+            const llmkit_rope_options ro = tail_rope(rope_options(s, D, factors));
             const llmkit_rope_options *rp = how == 1 ? &ro : nullptr;
             if (how == 0)
                 st = paged ? llmkit_paged_kv_cache_append(pc, layer, id, &kt.t, vp)
@@ -669,7 +675,7 @@ void fuzz_cache(script &s) {
                                                                           : int64_t(s.pick(64)) - 2;
                 const int64_t to = from + int64_t(s.pick(40)) - 2;
                 std::vector<float> factors;
-                const llmkit_rope_options ro = rope_options(s, D, factors);
+                const llmkit_rope_options ro = tail_rope(rope_options(s, D, factors));
                 const llmkit_rope_options *rp = s.bit() ? &ro : nullptr;
                 st = paged ? llmkit_paged_kv_cache_seq_erase(pc, id, from, to, rp)
                            : llmkit_kv_cache_seq_erase(cc, id, from, to, rp);
@@ -733,7 +739,7 @@ void fuzz_cache(script &s) {
             std::vector<float> slopes(size_t(hkv * G + 1), 0.125f);
             if (s.pick(4) == 3) ko.alibi_slopes = slopes.data();
             std::vector<float> qfactors;
-            const llmkit_rope_options qrope = rope_options(s, D, qfactors);
+            const llmkit_rope_options qrope = tail_rope(rope_options(s, D, qfactors));
             if (s.pick(4) == 3) ko.rope = &qrope;
             fuzz_tensor lse;
             if (s.pick(3) == 2) {
