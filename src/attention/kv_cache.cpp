@@ -357,11 +357,10 @@ void block_storage::move_tokens(int64_t layer, const int32_t *table, int64_t fro
     if (rope) rope->shift_angles(-delta, cs.data(), sn.data());
     const int64_t turn_at = rope ? rotary_offset(*rope) : 0;  // the first rotated dimension of a K row
     constexpr int64_t k_chunk_rows = 64;  // K rows turned per conversion call
-    // Each head's rows on a thread of their own (they share no row). Token t
-    // moves to t - delta, below every token still to move, so walking t
-    // upwards reads each row before anything is written over it. A run of
-    // tokens that stays within one block at both ends is a run of rows.
-    core::parallel_for(n_kv_heads_, 0, [&](int64_t h) {
+    // Moves head h's tokens [a, b) (to <= a < b <= len) to a - delta.. in
+    // ascending order. A run of tokens that stays within one block at both
+    // ends is a run of rows.
+    const auto move_tokens_of_head = [&](int64_t h, int64_t a, int64_t b) {
         const auto row_of = [&](int64_t t) { return (int64_t(table[t / bs]) * n_kv_heads_ + h) * bs + t % bs; };
         std::vector<float> x(rope ? size_t(k_chunk_rows * head_dim_) : 0);
         for (int kv = 0; kv < (v_from_k_ ? 1 : 2); ++kv) {
@@ -369,8 +368,8 @@ void block_storage::move_tokens(int64_t layer, const int32_t *table, int64_t fro
             char *base = kv == 0 ? k_.data() + layer * layer_elems_ * es_ : v_.data() + layer * v_layer_elems_ * es_;
             float *scales =
                 kv_has_scales(type_) ? (kv == 0 ? k_scale_ : v_scale_).data() + layer * layer_rows_ : nullptr;
-            for (int64_t t = to; t < len;) {
-                const int64_t run = std::min({len - t, bs - t % bs, bs - (t - delta) % bs});
+            for (int64_t t = a; t < b;) {
+                const int64_t run = std::min({b - t, bs - t % bs, bs - (t - delta) % bs});
                 const int64_t rs = row_of(t), rd = row_of(t - delta);
                 const bool turn = kv == 0 && rope;
                 if (turn && (turn_at == 0 || scales)) {
@@ -404,7 +403,27 @@ void block_storage::move_tokens(int64_t layer, const int32_t *table, int64_t fro
                 t += run;
             }
         }
-    });
+    };
+    // Token t moves to t - delta, below every token still to move, so walking
+    // t upwards reads each row before anything is written over it: each head
+    // on a thread of its own (they share no row)...
+    constexpr int64_t k_wave_min = 64, k_wave_chunk = 256;  // tokens
+    if (n_kv_heads_ >= core::default_num_threads() || delta < k_wave_min) {
+        core::parallel_for(n_kv_heads_, 0, [&](int64_t h) { move_tokens_of_head(h, to, len); });
+        return;
+    }
+    // ... or, with fewer heads than threads (MLA's one) and a wide span, in
+    // waves of delta tokens: a wave's destination is the previous wave's
+    // source (the first's, the erased tokens), already read, and none of its
+    // own sources, so the tokens of one wave move in parallel, in chunks.
+    for (int64_t w0 = to; w0 < len; w0 += delta) {
+        const int64_t w1 = std::min(len, w0 + delta);
+        const int64_t chunks = (w1 - w0 + k_wave_chunk - 1) / k_wave_chunk;
+        core::parallel_for(n_kv_heads_ * chunks, 0, [&](int64_t i) {
+            const int64_t c0 = w0 + i % chunks * k_wave_chunk;
+            move_tokens_of_head(i / chunks, c0, std::min(w1, c0 + k_wave_chunk));
+        });
+    }
 }
 
 void block_storage::copy_block(int64_t dst, int64_t src) { copy_rows(dst, src, block_size_); }

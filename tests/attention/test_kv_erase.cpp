@@ -216,19 +216,31 @@ std::pair<int32_t, int32_t> sequence_and_fork(cache &c, token_rows &t, const llm
 // Sequences of n tokens and the spans [from, to) erased from them:
 // StreamingLLM's (keep 4 sinks), the front, one across paged blocks, the tail
 // (nothing moves), none, a few tokens within a block (rows moved within it),
-// and 144 tokens moved in a contiguous cache's one run (more than a chunk of
-// 64 rows turned at once).
+// 144 tokens moved in a contiguous cache's one run (more than a chunk of
+// 64 rows turned at once), and 80 tokens moved 68 down: with fewer kv heads
+// than threads (threads_for_waves below) two waves of tokens moved in
+// parallel.
 struct span_case {
     int64_t n, from, to;
 };
 const span_case k_spans[] = {{k_tokens, 4, 20}, {k_tokens, 0, 10}, {k_tokens, 17, 40}, {k_tokens, 30, 45},
-                             {k_tokens, 12, 12}, {k_tokens, 5, 8}, {150, 3, 9}};
+                             {k_tokens, 12, 12}, {k_tokens, 5, 8}, {150, 3, 9}, {150, 2, 70}};
 constexpr int64_t k_capacity = 160;
+
+// An erase moves a cache with fewer kv heads than threads in waves of tokens
+// run in parallel when it drops 64 tokens or more (move_tokens): these tests
+// ask for 4 threads, so that the heads (1 or 2) are fewer whatever the machine.
+struct threads_for_waves {
+    int32_t before = llmkit_get_num_threads();
+    threads_for_waves() { REQUIRE(llmkit_set_num_threads(4) == LLMKIT_OK); }
+    ~threads_for_waves() { llmkit_set_num_threads(before); }
+};
 constexpr int64_t k_pool = 2 * k_capacity / 16;  // the paged caches' blocks (2 sequences)
 
 }  // namespace
 
 TEST_CASE("kv caches: erase turns the kept keys to their new positions", "[kv][erase]") {
+    const threads_for_waves waves;
     std::mt19937 rng(71);
     // Every layout and scaling, YaRN's among them: its attention factor scales
     // cos and sin, and is already in the stored keys, so the turn must not apply it again.
@@ -273,6 +285,7 @@ TEST_CASE("kv caches: erase turns the kept keys to their new positions", "[kv][e
 }
 
 TEST_CASE("kv caches: erase without a rotation holds the bytes of a cache that never held the span", "[kv][erase]") {
+    const threads_for_waves waves;
     std::mt19937 rng(72);
     for (int32_t type : k_all_types)
         for (bool paged : {false, true})
@@ -368,10 +381,13 @@ TEST_CASE("kv caches: MLA's latent cache turns only the rotary part at the end o
     // cache does. After an erase each kept row must hold its latent as given
     // and its rotary part rotated (by llmkit_rope, checked against float64 in
     // test_rope.cpp) at its new position, within the tolerances above.
+    // Its one head moves in waves of tokens (threads_for_waves): 82 tokens
+    // moved 66 down (two waves) and 300 moved 297 down (chunks of 256 tokens).
+    const threads_for_waves waves;
     constexpr int32_t C = 512, R = 64, W = C + R;
     std::mt19937 rng(78);
     normal_draws nd;
-    const span_case spans[] = {{k_tokens, 4, 20}, {k_tokens, 17, 40}, {k_tokens, 5, 8}};
+    const span_case spans[] = {{k_tokens, 4, 20}, {k_tokens, 17, 40}, {k_tokens, 5, 8}, {150, 2, 68}, {600, 3, 300}};
     for (rope_case rc : rope_cases(R)) {
         rc.o.rotary_dims = R;  // (a "partial" case turns 64 as the others: the tail is all there is to turn)
         for (int32_t type : k_all_types)
@@ -401,7 +417,7 @@ TEST_CASE("kv caches: MLA's latent cache turns only the rotary part at the end o
                 }
                 std::vector<uint8_t> saved[2];
                 for (bool paged : {false, true}) {
-                    cache c(paged, 1, 1, W, type, 64, 1, 16, 0, C, true);
+                    cache c(paged, 1, 1, W, type, 640, 1, 16, 0, C, true);
                     const int32_t s = c.seq_new();
                     for (const auto &[at, count] : {std::pair<int64_t, int64_t>{0, n - 3}, {n - 3, 1}, {n - 2, 2}}) {
                         const int64_t shape[3] = {count, 1, W};
