@@ -552,6 +552,13 @@ TEST_CASE("kv caches: attention after an MLA erase equals float64 attention over
     const int32_t a = kc.seq_new();
     kc.append_rope(0, a, llmkit::f32(x.data(), {k_tokens, 1, W}), &rope);
     kc.erase(a, from, to, &rope);
+    llmkit_paged_kv_cache_options po = LLMKIT_PAGED_KV_CACHE_OPTIONS_INIT;
+    po.n_kv_heads = 1, po.head_dim = W, po.block_size = 16, po.n_blocks = 4, po.max_sequences = 1;
+    po.v_head_dim = C, po.v_from_k = 1;
+    llmkit::paged_kv_cache pc(po);
+    const int32_t b = pc.seq_new();
+    pc.append_rope(0, b, llmkit::f32(x.data(), {k_tokens, 1, W}), &rope);
+    pc.erase(b, from, to, &rope);
     cache c(false, 1, 1, W, LLMKIT_KV_F32, 64, 1, 16, 0, C, true);
     const int32_t s = c.seq_new();
     const int64_t shape[3] = {k_tokens, 1, W};
@@ -559,6 +566,7 @@ TEST_CASE("kv caches: attention after an MLA erase equals float64 attention over
     REQUIRE(llmkit_kv_cache_append_rope(c.c, 0, s, &tk, nullptr, &rope) == LLMKIT_OK);
     REQUIRE(c.erase(s, from, to, &rope) == LLMKIT_OK);
     CHECK(kc.save(a) == c.save(s));
+    CHECK(pc.save(b) == c.save(s));
 }
 
 TEST_CASE("kv caches: erase refuses bad calls and leaves the sequence as it was", "[kv][erase][errors]") {
