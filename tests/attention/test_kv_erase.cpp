@@ -203,6 +203,38 @@ double worst_row_error(const std::vector<double> &got, const std::vector<double>
     return worst;
 }
 
+// Rows [S][H][W] whose last R dims (MLA's rotary part) are turned in place by
+// llmkit_rope at positions first..first+S-1: a strided view of those dims.
+void rotate_tails(float *x, int64_t S, int64_t H, int64_t W, int64_t R, int64_t first, llmkit_rope_options rope) {
+    rope.rotary_dims = 0;  // all of the view
+    std::vector<int64_t> pos(static_cast<size_t>(S));
+    for (int64_t i = 0; i < S; ++i) pos[size_t(i)] = first + i;
+    const int64_t shape[4] = {1, S, H, R}, strides[4] = {S * H * W, H * W, W, 1}, pshape[1] = {S};
+    llmkit_tensor t = host_tensor(x + (W - R), llmkit_dtype LLMKIT_DTYPE_F32, 4, shape);
+    t.strides = strides;
+    const llmkit_tensor tp = host_tensor(pos.data(), llmkit_dtype LLMKIT_DTYPE_I64, 1, pshape);
+    INFO(llmkit_last_error_message());
+    REQUIRE(llmkit_rope(&t, &tp, &rope) == LLMKIT_OK);
+}
+
+// n latent rows of W (one kv head) appended to s of a v_from_k cache: K
+// alone, the fused RoPE turning their rotary part.
+void append_latent(cache &c, int32_t s, float *rows, int64_t n, int64_t W, const llmkit_rope_options &rope) {
+    const int64_t shape[3] = {n, 1, W};
+    llmkit_tensor tk = rows_tensor(rows, shape);
+    const llmkit_status st = c.paged ? llmkit_paged_kv_cache_append_rope(c.p, 0, s, &tk, nullptr, &rope)
+                                     : llmkit_kv_cache_append_rope(c.c, 0, s, &tk, nullptr, &rope);
+    INFO(llmkit_last_error_message());
+    REQUIRE(st == LLMKIT_OK);
+}
+
+// The rows idx of x ([n][W]), in that order.
+std::vector<float> pick_rows(const std::vector<float> &x, const std::vector<int64_t> &idx, int64_t W) {
+    std::vector<float> r;
+    for (int64_t j : idx) r.insert(r.end(), x.begin() + long(j * W), x.begin() + long((j + 1) * W));
+    return r;
+}
+
 // A paged sequence holding t's k_tokens rows (rotated at their positions:
 // blocks 0-2), and a fork of it sharing its blocks.
 std::pair<int32_t, int32_t> sequence_and_fork(cache &c, token_rows &t, const llmkit_rope_options &rope) {
@@ -397,36 +429,17 @@ TEST_CASE("kv caches: MLA's latent cache turns only the rotary part at the end o
                 std::vector<float> x(size_t(n * W));
                 for (float &e : x) e = float(nd(rng));
                 const std::vector<int64_t> idx = kept(n, span.from, span.to);
-                // The kept rows, their tails rotated at their new positions i.
-                std::vector<float> tails;
-                std::vector<int64_t> pos;
-                for (size_t i = 0; i < idx.size(); ++i) {
-                    tails.insert(tails.end(), x.begin() + long(idx[i] * W + C), x.begin() + long((idx[i] + 1) * W));
-                    pos.push_back(int64_t(i));
-                }
-                llmkit_rope_options tail_rope = rc.o;
-                tail_rope.rotary_dims = 0;  // a [.., 64] tensor: all of it
-                const int64_t tshape[4] = {1, int64_t(idx.size()), 1, R}, pshape[1] = {int64_t(idx.size())};
-                llmkit_tensor tt = host_tensor(tails.data(), llmkit_dtype LLMKIT_DTYPE_F32, 4, tshape);
-                const llmkit_tensor tp = host_tensor(pos.data(), llmkit_dtype LLMKIT_DTYPE_I64, 1, pshape);
-                REQUIRE(llmkit_rope(&tt, &tp, &tail_rope) == LLMKIT_OK);
-                std::vector<double> want;
-                for (size_t i = 0; i < idx.size(); ++i) {
-                    want.insert(want.end(), x.begin() + long(idx[i] * W), x.begin() + long(idx[i] * W + C));
-                    want.insert(want.end(), tails.begin() + long(i * R), tails.begin() + long((i + 1) * R));
-                }
+                // The kept rows, their tails rotated at their new positions 0..
+                std::vector<float> kept_rows = pick_rows(x, idx, W);
+                rotate_tails(kept_rows.data(), int64_t(idx.size()), 1, W, R, 0, rc.o);
+                const std::vector<double> want(kept_rows.begin(), kept_rows.end());
                 std::vector<uint8_t> saved[2];
                 for (bool paged : {false, true}) {
                     cache c(paged, 1, 1, W, type, 640, 1, 16, 0, C, true);
                     const int32_t s = c.seq_new();
-                    for (const auto &[at, count] : {std::pair<int64_t, int64_t>{0, n - 3}, {n - 3, 1}, {n - 2, 2}}) {
-                        const int64_t shape[3] = {count, 1, W};
-                        llmkit_tensor tk = rows_tensor(x.data() + at * W, shape);
-                        const llmkit_status st = paged ? llmkit_paged_kv_cache_append_rope(c.p, 0, s, &tk, nullptr, &rc.o)
-                                                       : llmkit_kv_cache_append_rope(c.c, 0, s, &tk, nullptr, &rc.o);
-                        INFO(llmkit_last_error_message());
-                        REQUIRE(st == LLMKIT_OK);
-                    }
+                    // A prefill chunk, then decode steps.
+                    for (const auto &[at, count] : {std::pair<int64_t, int64_t>{0, n - 3}, {n - 3, 1}, {n - 2, 2}})
+                        append_latent(c, s, x.data() + at * W, count, W, rc.o);
                     const llmkit_status st = c.erase(s, span.from, span.to, &rc.o);
                     INFO(llmkit_last_error_message());
                     REQUIRE(st == LLMKIT_OK);
@@ -475,54 +488,29 @@ TEST_CASE("kv caches: attention after an MLA erase equals float64 attention over
     std::vector<int64_t> idx = kept(k_tokens, from, to);
     for (int64_t j = k_tokens; j < n; ++j) idx.push_back(j);
     const int64_t L = int64_t(idx.size());
-    // Float64's inputs: the kept rows and the queries with their tails rotated by llmkit_rope.
-    std::vector<float> keys, qr = q;
-    for (int64_t j : idx) keys.insert(keys.end(), x.begin() + long(j * W), x.begin() + long((j + 1) * W));
-    llmkit_rope_options whole = rope;
-    whole.rotary_dims = 0;
-    for (auto [data, rows, heads, first] : {std::tuple<float *, int64_t, int64_t, int64_t>{keys.data(), L, 1, 0},
-                                            {qr.data(), Sq, Hq, L - Sq}}) {
-        std::vector<float> tails;
-        for (int64_t r = 0; r < rows * heads; ++r) tails.insert(tails.end(), data + r * W + C, data + (r + 1) * W);
-        std::vector<int64_t> pos;
-        for (int64_t i = 0; i < rows; ++i) pos.push_back(first + i);
-        const int64_t tshape[4] = {1, rows, heads, R}, pshape[1] = {rows};
-        llmkit_tensor tt = host_tensor(tails.data(), llmkit_dtype LLMKIT_DTYPE_F32, 4, tshape);
-        const llmkit_tensor tp = host_tensor(pos.data(), llmkit_dtype LLMKIT_DTYPE_I64, 1, pshape);
-        REQUIRE(llmkit_rope(&tt, &tp, &whole) == LLMKIT_OK);
-        for (int64_t r = 0; r < rows * heads; ++r)
-            std::copy(tails.begin() + long(r * R), tails.begin() + long((r + 1) * R), data + r * W + C);
-    }
-    const double scale = 1.0 / std::sqrt(double(W));
-    std::vector<double> ref(size_t(Sq * Hq * C));
+    // Float64's inputs: the kept rows and the queries, their tails rotated by
+    // llmkit_rope at their positions; V the kept rows' latent.
+    std::vector<float> keys = pick_rows(x, idx, W);
+    rotate_tails(keys.data(), L, 1, W, R, 0, rope);
+    seq_data kept_seq;
+    kept_seq.len = L;
+    kept_seq.k_store.assign(keys.begin(), keys.end());
+    for (int64_t j = 0; j < L; ++j)
+        kept_seq.v_store.insert(kept_seq.v_store.end(), keys.begin() + long(j * W), keys.begin() + long(j * W + C));
+    std::vector<float> qr = q;
+    rotate_tails(qr.data(), Sq, Hq, W, R, L - Sq, rope);
+    tensor4 q_turned = make(llmkit::core::dtype::f32, 1, Sq, Hq, W, layout::compact, nullptr);
     for (int64_t i = 0; i < Sq; ++i)
-        for (int64_t h = 0; h < Hq; ++h) {
-            const int64_t visible = L - Sq + i + 1;  // causal: keys up to the query's own position
-            std::vector<double> sc(static_cast<size_t>(visible));
-            double mx = -1e300, sum = 0.0;
-            for (int64_t j = 0; j < visible; ++j) {
-                double dot = 0.0;
-                for (int64_t d = 0; d < W; ++d) dot += double(qr[size_t((i * Hq + h) * W + d)]) * keys[size_t(j * W + d)];
-                mx = std::max(mx, sc[size_t(j)] = dot * scale);
-            }
-            for (double &e : sc) sum += (e = std::exp(e - mx));
-            for (int64_t j = 0; j < visible; ++j)
-                for (int64_t d = 0; d < C; ++d)
-                    ref[size_t((i * Hq + h) * C + d)] += sc[size_t(j)] / sum * keys[size_t(j * W + d)];
-        }
+        for (int64_t h = 0; h < Hq; ++h)
+            for (int64_t d = 0; d < W; ++d) q_turned.set(0, i, h, d, qr[size_t((i * Hq + h) * W + d)]);
+    const std::vector<double> ref = reference(q_turned, {&kept_seq}, 1, ref_options{});
     for (bool paged : {false, true}) {
         INFO((paged ? "paged" : "contiguous"));
         cache c(paged, 1, 1, W, LLMKIT_KV_F32, 64, 1, 16, 0, C, true);
         const int32_t s = c.seq_new();
-        for (const auto &[at, count] : {std::pair<int64_t, int64_t>{0, k_tokens}, {k_tokens, Sq}}) {
-            if (at == k_tokens) REQUIRE(c.erase(s, from, to, &rope) == LLMKIT_OK);
-            const int64_t shape[3] = {count, 1, W};
-            llmkit_tensor tk = rows_tensor(x.data() + at * W, shape);
-            const llmkit_status st = paged ? llmkit_paged_kv_cache_append_rope(c.p, 0, s, &tk, nullptr, &rope)
-                                           : llmkit_kv_cache_append_rope(c.c, 0, s, &tk, nullptr, &rope);
-            INFO(llmkit_last_error_message());
-            REQUIRE(st == LLMKIT_OK);
-        }
+        append_latent(c, s, x.data(), k_tokens, W, rope);
+        REQUIRE(c.erase(s, from, to, &rope) == LLMKIT_OK);
+        append_latent(c, s, x.data() + k_tokens * W, Sq, W, rope);
         REQUIRE(c.length(s) == L);
         tensor4 tq = make(llmkit::core::dtype::f32, 1, Sq, Hq, W, layout::compact, nullptr);
         for (int64_t i = 0; i < Sq; ++i)
@@ -561,9 +549,7 @@ TEST_CASE("kv caches: attention after an MLA erase equals float64 attention over
     pc.erase(b, from, to, &rope);
     cache c(false, 1, 1, W, LLMKIT_KV_F32, 64, 1, 16, 0, C, true);
     const int32_t s = c.seq_new();
-    const int64_t shape[3] = {k_tokens, 1, W};
-    llmkit_tensor tk = rows_tensor(x.data(), shape);
-    REQUIRE(llmkit_kv_cache_append_rope(c.c, 0, s, &tk, nullptr, &rope) == LLMKIT_OK);
+    append_latent(c, s, x.data(), k_tokens, W, rope);
     REQUIRE(c.erase(s, from, to, &rope) == LLMKIT_OK);
     CHECK(kc.save(a) == c.save(s));
     CHECK(pc.save(b) == c.save(s));
