@@ -39,35 +39,30 @@ LLMKIT_AVX2 __m256i lane_mask(int n) {
 
 LLMKIT_AVX2 int imin(int a, int b) { return a < b ? a : b; }
 
-// exp(x) for float32 lanes: Cephes' expf polynomial on x - n ln2, then 2^n
-// applied as two exact power-of-two factors (each in [2^-63, 2^64], so no lane
-// under- or overflows on the way); about 1 ulp, as the AVX-512 set. Lanes
-// below -87.3 (including -inf) give exactly 0, lanes above 88.37 give
-// exp(88.37); NaN stays NaN.
-LLMKIT_AVX2 __m256 exp256(__m256 x0) {
-    const __m256 tiny = _mm256_cmp_ps(x0, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
-    const __m256 nan = _mm256_cmp_ps(x0, x0, _CMP_UNORD_Q);
-    __m256 x = _mm256_min_ps(x0, _mm256_set1_ps(88.3762626647949f));
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+// exp(x) for float32 lanes x <= 88 (softmax's x - max <= 0, and -inf), about
+// 1 ulp: x = n ln2 + r (|r| <= ln2 / 2) with n rounded by the fused multiply-add
+// onto 1.5 * 2^23 + 127, whose low bits are then n + 127, 2^n's exponent field;
+// e^r by a degree-6 polynomial (relative error 2e-9 in float64, fitted to the
+// relative error on [-ln2 / 2, ln2 / 2]). Lanes below -87.3 (including -inf)
+// give exactly 0; NaN stays NaN. 14 instructions where Cephes' expf with its
+// clamps and two-factor scaling took 27: softmax_tile was 9% of an fp32
+// prefill at 8192 tokens (2-core Zen 3).
+LLMKIT_AVX2 __m256 exp256(__m256 x) {
+    const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
+    const __m256 shifter = _mm256_set1_ps(12583039.0f);  // 1.5 * 2^23 + 127
+    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter);
+    const __m256 n = _mm256_sub_ps(t, shifter);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // ln2 in two parts (Cephes')
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
-    const __m256 r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i ni = _mm256_cvtps_epi32(n);  // n is an integer in [-126, 128]
-    const __m256i n1 = _mm256_srai_epi32(ni, 1), n2 = _mm256_sub_epi32(ni, n1);
-    const __m256i bias = _mm256_set1_epi32(127);
-    const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
-    const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
-    const __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, f1), f2);
-    return _mm256_blendv_ps(_mm256_andnot_ps(tiny, e), x0, nan);
+    __m256 p = _mm256_set1_ps(0x1.6ae6e0p-10f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.1267d8p-7f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.555824p-5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.555418p-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0x1.fffffcp-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256 two_n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, two_n));
 }
 
 // ---- element loads ------------------------------------------------------

@@ -1136,6 +1136,41 @@ TEST_CASE("attention kernels: the vectorised exp of softmax_tile is within 2 ulp
                 CHECK(std::fabs(double(l[size_t(r)]) - sum) <= 1e-5 * sum);
             }
         }
+    // A sweep of [-87.33, 0] in steps of 2^-10 (every reduction boundary
+    // n ln2 +- ln2 / 2 is crossed, down to the smallest normal result), and
+    // the first lanes below it, which give 0.
+    for (const auto *ks : sets) {
+        const int R = 8, N = 1024;
+        double worst = 0.0;
+        int zeros = 0, below = 0;
+        for (double x0 = -87.3365; x0 < 0.0; x0 += double(R) * N / 1024.0) {
+            std::vector<float> st(static_cast<size_t>(N * R)), m(static_cast<size_t>(R), -INFINITY),
+                l(static_cast<size_t>(R), 0.0f), alpha(static_cast<size_t>(R));
+            for (size_t i = 0; i < st.size(); ++i) st[i] = std::min(0.0f, float(x0 + double(i) / 1024.0));
+            st[0] = 0.0f;  // every row's max is 0 (row 0 holds it, the others
+            for (int r = 1; r < R; ++r) st[size_t(r)] = 0.0f;  // too): p = exp(x)
+            if (x0 < -87.0) {  // the lanes just below the smallest normal result
+                st[size_t(R)] = -87.3366f;
+                st[size_t(R + 1)] = -87.34f;
+                st[size_t(R + 2)] = -100.0f;
+                below = 3;
+            }
+            const std::vector<float> x = st;
+            ks->softmax_tile(st.data(), N, R, m.data(), l.data(), alpha.data());
+            for (size_t i = 0; i < st.size(); ++i) {
+                if (double(x[i]) < -87.33654) {
+                    zeros += st[i] == 0.0f;
+                    continue;
+                }
+                const double want = std::exp(double(x[i]));
+                const double ulp = std::ldexp(1.0, std::ilogb(float(want)) - 23);
+                worst = std::max(worst, std::fabs(double(st[i]) - want) / ulp);
+            }
+        }
+        INFO("kernels " << ks->name << " sweep: worst error " << worst << " ulp");
+        CHECK(worst <= 2.0);
+        CHECK(zeros == below);
+    }
 }
 
 TEST_CASE("attention: odd shapes (tiny and odd head_dim, 96 query heads on one kv head)", "[attention]") {
