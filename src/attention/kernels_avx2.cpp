@@ -235,13 +235,15 @@ LLMKIT_AVX2 void gemm_impl(int M, int N, int K, const float *A, int64_t ars, int
         return;
     }
     for (int n0 = 0; n0 < N; n0 += 16) {
-        if (pf) pf->step();
         const int w = imin(16, N - n0);
         const char *b = B + n0 * eb;
         int r = 0;
-        for (; r + 6 <= M; r += 6)
+        for (; r + 6 <= M; r += 6) {
+            if (pf) pf->step();
             gemm_panel<6, E>(w, K, A + r * ars, ars, aks, b, ldb, C + r * ldc + n0, ldc, accumulate,
                              row_scale ? row_scale + r : nullptr);
+        }
+        if (pf && r < M) pf->step();
         const float *rs = row_scale ? row_scale + r : nullptr;
         const float *a = A + r * ars;
         float *c = C + r * ldc + n0;
@@ -399,9 +401,14 @@ LLMKIT_AVX2_FN void dots_pf_avx2(int R, int N, int D, const float *Q, int64_t ld
 LLMKIT_AVX2_FN void gemm_pf_avx2(int M, int N, int K, const float *A, int64_t ars, int64_t aks, const void *B,
                                  int64_t ldb, row_type e, float *C, int64_t ldc, bool accumulate,
                                  const float *row_scale, const char *pf, int64_t pf_bytes) {
-    // One step per panel: of 24 columns then 16 for M <= 4 (gemm_few_rows), else of 16.
-    const int panels = M > 0 && M <= 4 ? N / 24 + (N % 24 + 15) / 16 : (N + 15) / 16;
-    spread_prefetch s(pf, pf_bytes, panels);
+    // One step per panel of 24 columns then 16 for M <= 4 (gemm_few_rows),
+    // else per block of up to 6 rows of each panel of 16: a prefill's tile of
+    // 64 keys stepped once per panel asked for 72 lines of the next tile's K
+    // or V at a time, which stalled on the miss buffers (4% of an fp32
+    // prefill at 8192 tokens sat on the prefetches); per block, that prefill
+    // ran 1.12x faster (2-core Zen 3 VM, calls alternated with the old).
+    const int steps = M > 0 && M <= 4 ? N / 24 + (N % 24 + 15) / 16 : (N + 15) / 16 * ((M + 5) / 6);
+    spread_prefetch s(pf, pf_bytes, steps);
     const char *b = static_cast<const char *>(B);
     switch (e) {
     case row_type::f32: gemm_impl<e_f32>(M, N, K, A, ars, aks, b, ldb, C, ldc, accumulate, row_scale, &s); break;
