@@ -1171,6 +1171,28 @@ TEST_CASE("attention kernels: the vectorised exp of softmax_tile is within 2 ulp
         CHECK(worst <= 2.0);
         CHECK(zeros == below);
     }
+    // A NaN score (an overflowed q.k) stays NaN as a probability and makes
+    // its row's sum NaN, so the results tell (see check_rows in
+    // attention.cpp); the other rows keep their numbers.
+    for (const auto *ks : sets)
+        for (int R : {4, 8, 20}) {
+            const int N = 70;
+            std::vector<float> st(static_cast<size_t>(N * R)), m(static_cast<size_t>(R), -INFINITY),
+                l(static_cast<size_t>(R), 0.0f), alpha(static_cast<size_t>(R));
+            for (float &x : st) x = u(rng) / 16.0f;
+            st[size_t(5 * R + 3)] = NAN;
+            ks->softmax_tile(st.data(), N, R, m.data(), l.data(), alpha.data());
+            INFO("kernels " << ks->name << " R " << R);
+            CHECK(std::isnan(l[3]));
+            CHECK(std::isnan(st[size_t(5 * R + 3)]));
+            int nan_elsewhere = 0;
+            for (int j = 0; j < N; ++j)
+                for (int r = 0; r < R; ++r)
+                    if (r != 3) nan_elsewhere += std::isnan(st[size_t(j * R + r)]);
+            CHECK(nan_elsewhere == 0);
+            for (int r = 0; r < R; ++r)
+                if (r != 3) CHECK(std::isfinite(l[size_t(r)]));
+        }
 }
 
 TEST_CASE("attention: odd shapes (tiny and odd head_dim, 96 query heads on one kv head)", "[attention]") {
