@@ -32,8 +32,12 @@ namespace {
 LLMKIT_AVX512 __mmask16 tail_mask(int n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1u); }
 
 // exp(x) for float32 lanes, Cephes' expf polynomial on x - n ln2, scaled by 2^n
-// with vscalefps; about 1 ulp. Lanes below -87.3 (including -inf) give exactly 0.
+// with vscalefps; about 1 ulp. Lanes below -87.3 (including -inf) give exactly 0;
+// NaN stays NaN (the clamps would turn it into a number: an overflowed score's
+// NaN must reach the row's sum, as in the AVX2 set).
 LLMKIT_AVX512 __m512 exp512(__m512 x) {
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    const __m512 x0 = x;
     const __m512 hi = _mm512_set1_ps(88.3762626647949f);
     const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ);
     x = _mm512_min_ps(x, hi);
@@ -50,7 +54,7 @@ LLMKIT_AVX512 __m512 exp512(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
     const __m512 r2 = _mm512_mul_ps(r, r);
     p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_mov_ps(__mmask16(~tiny), _mm512_scalef_ps(p, n));
+    return _mm512_mask_mov_ps(_mm512_maskz_mov_ps(__mmask16(~tiny), _mm512_scalef_ps(p, n)), nan, x0);
 }
 
 // The NR x NV vectors of a C tile: row_scale[r] * C (1 when row_scale is
