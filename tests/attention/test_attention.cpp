@@ -1147,8 +1147,7 @@ TEST_CASE("attention kernels: the vectorised exp of softmax_tile is within 2 ulp
             std::vector<float> st(static_cast<size_t>(N * R)), m(static_cast<size_t>(R), -INFINITY),
                 l(static_cast<size_t>(R), 0.0f), alpha(static_cast<size_t>(R));
             for (size_t i = 0; i < st.size(); ++i) st[i] = std::min(0.0f, float(x0 + double(i) / 1024.0));
-            st[0] = 0.0f;  // every row's max is 0 (row 0 holds it, the others
-            for (int r = 1; r < R; ++r) st[size_t(r)] = 0.0f;  // too): p = exp(x)
+            for (int r = 0; r < R; ++r) st[size_t(r)] = 0.0f;  // every row's max is 0: p = exp(x)
             if (x0 < -87.0) {  // the lanes just below the smallest normal result
                 st[size_t(R)] = -87.3366f;
                 st[size_t(R + 1)] = -87.34f;
